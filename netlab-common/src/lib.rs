@@ -1,0 +1,25 @@
+//! The layout contract between the netlab eBPF programs and userspace.
+//!
+//! Every type that crosses the kernel/user boundary lives here: `#[repr(C)]`, explicit
+//! padding fields, no `bool`/`enum`/`Option`, and a compile-time size assertion. Addresses
+//! and ports are stored in **network byte order** (raw, as read from the packet) unless a
+//! field says otherwise, so the datapath never byte-swaps on the hot path.
+//!
+//! The pure logic both sides need (TCP state transitions, port-range arithmetic, timeouts)
+//! lives here too, so that `cargo test -p netlab-common` covers it without root.
+#![no_std]
+
+pub mod config;
+pub mod conntrack;
+pub mod maps;
+pub mod nat;
+pub mod proto;
+pub mod stats;
+
+#[cfg(feature = "user")]
+mod user {
+    // aya::Pod is a foreign trait: one impl per type (the orphan rule forbids a blanket impl).
+    unsafe impl aya::Pod for crate::config::Config {}
+    unsafe impl aya::Pod for crate::conntrack::CtKey {}
+    unsafe impl aya::Pod for crate::conntrack::CtEntry {}
+}

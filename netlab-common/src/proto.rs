@@ -1,0 +1,24 @@
+//! Protocol numbers and header sizes the datapath needs.
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_HLEN: usize = 14;
+pub const IPV4_MIN_HLEN: usize = 20;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// IPv4 `frag_off` field (host order): more-fragments flag and the offset mask.
+pub const IP_MF: u16 = 0x2000;
+pub const IP_OFFSET: u16 = 0x1fff;

@@ -1,0 +1,26 @@
+//! Builds the eBPF object (netlab-ebpf, for bpfel-unknown-none, with nightly and
+//! bpf-linker) so that `src/lib.rs` can embed it. `cargo xtask setup` installs the tools.
+
+use anyhow::{Context as _, anyhow};
+use aya_build::Toolchain;
+
+fn main() -> anyhow::Result<()> {
+    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "netlab-ebpf")
+        .ok_or_else(|| anyhow!("netlab-ebpf package not found"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    let package = aya_build::Package {
+        name: ebpf.name.as_str(),
+        root_dir: root_dir.as_str(),
+        ..Default::default()
+    };
+    aya_build::build_ebpf([package], Toolchain::default())
+}

@@ -1,0 +1,26 @@
+//! One module per subcommand; each has `Args` and `run`.
+
+pub mod conntrack;
+pub mod down;
+pub mod exec;
+pub mod rm;
+pub mod run;
+pub mod stats;
+pub mod status;
+pub mod up;
+
+use crate::{cli::Command, error::Result};
+
+pub fn dispatch(lab: &str, command: Command) -> Result<()> {
+    crate::topology::names::check_lab(lab)?;
+    match command {
+        Command::Up(args) => up::run(lab, args),
+        Command::Down => down::run(lab),
+        Command::Run(args) => run::run(lab, args),
+        Command::Rm(args) => rm::run(lab, args),
+        Command::Exec(args) => exec::run(lab, args),
+        Command::Status(args) => status::run(lab, args),
+        Command::Conntrack(args) => conntrack::run(lab, args),
+        Command::Stats(args) => stats::run(lab, args),
+    }
+}

@@ -1,0 +1,28 @@
+//! `netlab rm NAME`.
+
+use crate::{
+    error::{Error, Result},
+    state::Locked,
+    topology,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub name: String,
+}
+
+pub fn run(lab: &str, args: Args) -> Result<()> {
+    let lock = Locked::acquire(lab)?;
+    let mut state = lock.require()?;
+    let Some(c) = state.container(&args.name).cloned() else {
+        return Err(Error::Invalid(format!(
+            "no container {} in lab {lab}",
+            args.name
+        )));
+    };
+    topology::remove_container(&state, &c)?;
+    state.containers.retain(|x| x.name != args.name);
+    lock.save(&state)?;
+    println!("{}", args.name);
+    Ok(())
+}

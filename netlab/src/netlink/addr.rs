@@ -1,0 +1,31 @@
+//! Addresses.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, packet_route::address::AddressAttribute};
+
+use super::nl;
+use crate::error::Result;
+
+/// Equivalent to `ip addr add ADDR/PREFIX dev NAME`.
+pub async fn add(h: &Handle, name: &str, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+    h.address()
+        .add(index, IpAddr::V4(addr), prefix)
+        .execute()
+        .await
+        .map_err(nl("add address", format!("{addr}/{prefix} on {name}")))
+}
+
+/// Equivalent to `ip -4 addr show dev NAME` → the first IPv4 address.
+pub async fn first_v4(h: &Handle, name: &str, index: u32) -> Result<Option<Ipv4Addr>> {
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get address", name))? {
+        for attr in msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                return Ok(Some(a));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,140 @@
+//! Links: bridge, veth, up, master, namespace, name, MTU, alias, delete.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    Handle, LinkBridge, LinkUnspec, LinkVeth,
+    packet_route::link::{LinkAttribute, LinkMessage},
+};
+
+use super::{is_errno, nl};
+use crate::error::{Error, Result};
+
+async fn get(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl("get link", name)(e)),
+    }
+}
+
+/// Equivalent to `ip -o link show NAME` → its ifindex, if the link exists.
+pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>> {
+    Ok(get(h, name).await?.map(|l| l.header.index))
+}
+
+/// The ifindex of a link that must exist.
+pub async fn require(h: &Handle, name: &str) -> Result<u32> {
+    index(h, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))
+}
+
+/// Equivalent to `ip link show NAME` → its MTU.
+pub async fn mtu(h: &Handle, name: &str) -> Result<u32> {
+    let link = get(h, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))?;
+    Ok(link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .unwrap_or(1500))
+}
+
+/// Equivalent to `ip link add NAME mtu MTU type bridge && ip link set NAME up`.
+pub async fn add_bridge(h: &Handle, name: &str, mtu: u32) -> Result<u32> {
+    h.link()
+        .add(LinkBridge::new(name).mtu(mtu).up().build())
+        .execute()
+        .await
+        .map_err(nl("add bridge", name))?;
+    require(h, name).await
+}
+
+/// Equivalent to `ip link add NAME mtu MTU type veth peer name PEER mtu MTU`.
+pub async fn add_veth(h: &Handle, name: &str, peer: &str, mtu: u32) -> Result<u32> {
+    h.link()
+        .add(LinkVeth::new(name, peer).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl("add veth", name))?;
+    let peer_index = require(h, peer).await?;
+    set(
+        h,
+        peer,
+        LinkUnspec::new_with_index(peer_index).mtu(mtu).build(),
+    )
+    .await?;
+    require(h, name).await
+}
+
+async fn set(h: &Handle, name: &str, msg: LinkMessage) -> Result<()> {
+    h.link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(nl("set link", name))
+}
+
+/// Equivalent to `ip link set NAME up`.
+pub async fn up(h: &Handle, name: &str, index: u32) -> Result<()> {
+    set(h, name, LinkUnspec::new_with_index(index).up().build()).await
+}
+
+/// Equivalent to `ip link set NAME master BRIDGE up`.
+pub async fn enslave_up(h: &Handle, name: &str, index: u32, bridge: u32) -> Result<()> {
+    set(
+        h,
+        name,
+        LinkUnspec::new_with_index(index)
+            .controller(bridge)
+            .up()
+            .build(),
+    )
+    .await
+}
+
+/// Equivalent to `ip link set NAME alias TEXT`: marks a link as the lab's.
+pub async fn set_alias(h: &Handle, name: &str, index: u32, alias: &str) -> Result<()> {
+    set(
+        h,
+        name,
+        LinkUnspec::new_with_index(index).alias(alias).build(),
+    )
+    .await
+}
+
+/// Equivalent to `ip link set NAME netns NS` (NS given as an open namespace file).
+pub async fn move_to_netns(h: &Handle, name: &str, index: u32, ns: BorrowedFd<'_>) -> Result<()> {
+    set(
+        h,
+        name,
+        LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.as_raw_fd())
+            .build(),
+    )
+    .await
+}
+
+/// Equivalent to `ip link set NAME name NEW` (the link must be down).
+pub async fn rename(h: &Handle, name: &str, index: u32, new: &str) -> Result<()> {
+    set(h, name, LinkUnspec::new_with_index(index).name(new).build()).await
+}
+
+/// Equivalent to `ip link delete NAME`; a link that is already gone is not an error.
+pub async fn delete(h: &Handle, name: &str) -> Result<()> {
+    let Some(index) = index(h, name).await? else {
+        return Ok(());
+    };
+    match h.link().del(index).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
+        Err(e) => Err(nl("delete link", name)(e)),
+    }
+}

@@ -1,0 +1,55 @@
+//! Routes.
+
+use std::net::Ipv4Addr;
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    Handle, RouteMessageBuilder,
+    packet_route::route::{RouteAttribute, RouteMessage},
+};
+
+use super::nl;
+use crate::error::Result;
+
+/// Equivalent to `ip route add default via GW dev NAME`.
+pub async fn add_default(h: &Handle, name: &str, index: u32, gateway: Ipv4Addr) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(index)
+        .build();
+    h.route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl("add default route via", format!("{gateway} dev {name}")))
+}
+
+/// Equivalent to `ip route add PREFIX/LEN via GW`.
+pub async fn add_via(h: &Handle, dest: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dest, prefix)
+        .gateway(gateway)
+        .build();
+    h.route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl("add route", format!("{dest}/{prefix} via {gateway}")))
+}
+
+/// Equivalent to `ip route show default` → the ifindex of its output interface.
+pub async fn default_oif(h: &Handle) -> Result<Option<u32>> {
+    let filter: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let mut routes = h.route().get(filter).execute();
+    while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
+        if r.header.destination_prefix_length != 0 {
+            continue;
+        }
+        for attr in &r.attributes {
+            if let RouteAttribute::Oif(i) = attr {
+                return Ok(Some(*i));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,17 @@
+//! Sysctls under /proc/sys/net. They belong to the network namespace of the thread that
+//! opens the file, so call these from a thread inside the target namespace.
+
+use std::fs;
+
+use crate::error::{Error, Result};
+
+/// Equivalent to `sysctl -w KEY=VALUE` (KEY as a /proc/sys path), written only if it differs.
+pub fn set(path: &str, value: &str) -> Result<()> {
+    let current = fs::read_to_string(path).map_err(|e| Error::io("read sysctl", path, e))?;
+    if current.trim() == value {
+        return Ok(());
+    }
+    fs::write(path, value).map_err(|e| Error::io("write sysctl", path, e))
+}
+
+pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";

@@ -1,0 +1,226 @@
+//! The lab's topology: the sandbox world, the bridge, and containers.
+//!
+//! ```text
+//!  netns <lab>-wan                      netns <lab>-host                          netns <lab>-<ctr>
+//!  wan0 198.51.100.1/24  <-- veth -->   eth0 198.51.100.2/24 (uplink,           eth0 172.18.0.x/16
+//!  lo   203.0.113.1/24 ("internet")          default via 198.51.100.1)           default via 172.18.0.1
+//!                                       nl-<lab> 172.18.0.1/16 (bridge) <-- veth --
+//! ```
+
+pub mod ipam;
+pub mod names;
+
+use std::{net::Ipv4Addr, os::fd::AsFd, path::PathBuf};
+
+use crate::{
+    error::{Error, Errors, Result},
+    netlink::{addr, link, netns, route, sysctl},
+    state::{Container, LabState, Network},
+};
+
+/// Sandbox addresses (TEST-NET-2 for the uplink LAN, TEST-NET-3 for "the internet").
+pub mod sandbox {
+    use std::net::Ipv4Addr;
+
+    pub const UPLINK: &str = "eth0";
+    pub const WAN_IF: &str = "wan0";
+    pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    pub const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    pub const LAN_PREFIX: u8 = 24;
+    pub const INTERNET_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    pub const INTERNET_PREFIX: u8 = 24;
+}
+
+/// The path of the lab's host namespace.
+pub fn host_ns(state: &LabState) -> PathBuf {
+    match &state.host_netns {
+        Some(name) => netns::path(name),
+        None => netns::current(),
+    }
+}
+
+/// Creates `<lab>-host` and `<lab>-wan` joined by the uplink veth, with their addresses
+/// and routes. Returns the uplink's name and address.
+pub fn build_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
+    use sandbox::*;
+    let host = netns::create(&names::host_netns(lab))?;
+    let wan = netns::create(&names::wan_netns(lab))?;
+    let wan_file = netns::open(&wan)?;
+    netns::netlink_in(&host, |h| async move {
+        let lo = link::require(&h, "lo").await?;
+        link::up(&h, "lo", lo).await?;
+        let up = link::add_veth(&h, UPLINK, WAN_IF, 1500).await?;
+        let peer = link::require(&h, WAN_IF).await?;
+        link::move_to_netns(&h, WAN_IF, peer, wan_file.as_fd()).await?;
+        addr::add(&h, UPLINK, up, HOST_ADDR, LAN_PREFIX).await?;
+        link::up(&h, UPLINK, up).await?;
+        route::add_default(&h, UPLINK, up, WAN_ADDR).await
+    })?;
+    netns::netlink_in(&wan, |h| async move {
+        let lo = link::require(&h, "lo").await?;
+        addr::add(&h, "lo", lo, INTERNET_ADDR, INTERNET_PREFIX).await?;
+        link::up(&h, "lo", lo).await?;
+        let w = link::require(&h, WAN_IF).await?;
+        addr::add(&h, WAN_IF, w, WAN_ADDR, LAN_PREFIX).await?;
+        link::up(&h, WAN_IF, w).await
+    })?;
+    Ok((UPLINK.to_string(), HOST_ADDR))
+}
+
+/// Finds the uplink of a non-sandbox lab: `--uplink`, or the default route's interface.
+pub fn find_uplink(requested: Option<&str>) -> Result<(String, Ipv4Addr)> {
+    let requested = requested.map(str::to_string);
+    netns::netlink_in(&netns::current(), |h| async move {
+        let (name, index) = match requested {
+            Some(name) => {
+                let i = link::require(&h, &name).await?;
+                (name, i)
+            }
+            None => {
+                let i = route::default_oif(&h).await?.ok_or_else(|| {
+                    Error::Invalid("no default route to take the uplink from: pass --uplink IF or use --sandbox".into())
+                })?;
+                let mut links = h.link().get().match_index(i).execute();
+                let msg = futures::TryStreamExt::try_next(&mut links)
+                    .await
+                    .map_err(crate::netlink::nl("get link", i.to_string()))?
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("default route interface {i} vanished"))
+                    })?;
+                let name = msg
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                (name, i)
+            }
+        };
+        let a = addr::first_v4(&h, &name, index)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("uplink {name} has no IPv4 address")))?;
+        Ok((name, a))
+    })
+}
+
+/// Creates the bridge with its address in the host namespace, MTU from the uplink, and
+/// turns on forwarding there. Returns the previous `ip_forward` value.
+pub fn build_bridge(state: &LabState) -> Result<String> {
+    let (bridge, uplink, lab) = (
+        state.bridge.clone(),
+        state.uplink.clone(),
+        state.name.clone(),
+    );
+    let (gw, prefix) = (state.bridge_addr, state.subnet.prefix);
+    netns::netlink_in(&host_ns(state), |h| async move {
+        let mtu = link::mtu(&h, &uplink).await?;
+        let br = link::add_bridge(&h, &bridge, mtu).await?;
+        link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
+        addr::add(&h, &bridge, br, gw, prefix).await?;
+        let was = std::fs::read_to_string(sysctl::IP_FORWARD)
+            .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))?;
+        sysctl::set(sysctl::IP_FORWARD, "1")?;
+        Ok(was.trim().to_string())
+    })
+}
+
+/// Creates a container's namespace and, on the bridge network, its veth, address and
+/// default route. On error, removes what it made.
+pub fn add_container(state: &LabState, c: &Container) -> Result<()> {
+    let result = build_container(state, c);
+    if result.is_err() {
+        let _ = remove_container(state, c);
+    }
+    result
+}
+
+fn build_container(state: &LabState, c: &Container) -> Result<()> {
+    let Some(ns_name) = &c.netns else {
+        return Ok(());
+    };
+    let ns = netns::create(ns_name)?;
+    netns::netlink_in(&ns, |h| async move {
+        let lo = link::require(&h, "lo").await?;
+        link::up(&h, "lo", lo).await
+    })?;
+    if c.network != Network::Bridge {
+        return Ok(());
+    }
+    let veth = c.veth.clone().expect("bridge containers have a veth");
+    let peer = names::veth_peer(&state.name, &c.name);
+    let (bridge, alias) = (state.bridge.clone(), names::alias(&state.name, &c.name));
+    let ns_file = netns::open(&ns)?;
+    let peer_for_host = peer.clone();
+    netns::netlink_in(&host_ns(state), |h| async move {
+        let br = link::require(&h, &bridge).await?;
+        let mtu = link::mtu(&h, &bridge).await?;
+        let v = link::add_veth(&h, &veth, &peer_for_host, mtu).await?;
+        link::set_alias(&h, &veth, v, &alias).await?;
+        let p = link::require(&h, &peer_for_host).await?;
+        link::move_to_netns(&h, &peer_for_host, p, ns_file.as_fd()).await?;
+        link::enslave_up(&h, &veth, v, br).await
+    })?;
+    let (ip, prefix, gw) = (
+        c.ip.expect("bridge containers have an address"),
+        state.subnet.prefix,
+        state.bridge_addr,
+    );
+    netns::netlink_in(&ns, |h| async move {
+        let p = link::require(&h, &peer).await?;
+        link::rename(&h, &peer, p, "eth0").await?;
+        addr::add(&h, "eth0", p, ip, prefix).await?;
+        link::up(&h, "eth0", p).await?;
+        route::add_default(&h, "eth0", p, gw).await
+    })
+}
+
+/// Removes a container's namespace (which takes its veth pair with it) and, in case the
+/// namespace was already gone, the host end of the veth.
+pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
+    let mut errors = Errors::default();
+    if let Some(ns) = &c.netns {
+        errors.check(netns::delete(ns));
+    }
+    if let Some(veth) = c.veth.clone() {
+        let host = host_ns(state);
+        if host.exists() {
+            errors.check(netns::netlink_in(&host, |h| async move {
+                link::delete(&h, &veth).await
+            }));
+        }
+    }
+    errors.into_result()
+}
+
+/// Removes the lab's topology: containers, bridge, forwarding (non-sandbox), and the
+/// sandbox namespaces. Every step runs; errors are collected.
+pub fn teardown(state: &LabState) -> Result<()> {
+    let mut errors = Errors::default();
+    for c in &state.containers {
+        errors.check(remove_container(state, c));
+    }
+    let host = host_ns(state);
+    if host.exists() {
+        let bridge = state.bridge.clone();
+        let restore = state.ip_forward_was.clone();
+        let sandbox = state.sandbox;
+        errors.check(netns::netlink_in(&host, |h| async move {
+            link::delete(&h, &bridge).await?;
+            if !sandbox {
+                if let Some(v) = restore {
+                    sysctl::set(sysctl::IP_FORWARD, &v)?;
+                }
+            }
+            Ok(())
+        }));
+    }
+    if let Some(wan) = &state.wan_netns {
+        errors.check(netns::delete(wan));
+    }
+    if let Some(host) = &state.host_netns {
+        errors.check(netns::delete(host));
+    }
+    errors.into_result()
+}

@@ -1,0 +1,113 @@
+//! Names of everything a lab creates. Every kernel object carries the lab's name, so
+//! `netlab down` and the leak checks can find it.
+
+use crate::error::{Error, Result};
+
+/// Lab names: letters, digits and `_`, at most 12 characters, so that the bridge name
+/// `nl-<lab>` fits the kernel's 15, and no `-`, so that `<lab>-<container>` is unambiguous.
+pub fn check_lab(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 12
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid lab name {name:?}: use 1-12 letters, digits or '_'"
+        )))
+    }
+}
+
+/// Container names, as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 40
+/// characters; `host` and `wan` name the lab's own namespaces.
+pub fn check_container(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 40
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "invalid container name {name:?}: use letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )));
+    }
+    if name == "host" || name == "wan" {
+        return Err(Error::Invalid(format!(
+            "{name:?} is reserved for the lab's own namespace"
+        )));
+    }
+    Ok(())
+}
+
+pub fn bridge(lab: &str) -> String {
+    format!("nl-{lab}")
+}
+
+pub fn host_netns(lab: &str) -> String {
+    format!("{lab}-host")
+}
+
+pub fn wan_netns(lab: &str) -> String {
+    format!("{lab}-wan")
+}
+
+pub fn container_netns(lab: &str, name: &str) -> String {
+    format!("{lab}-{name}")
+}
+
+/// Host end of a container's veth: `veth` + 7 hex digits of a hash of lab and name
+/// (Docker's shape); the lab and container are in its alias.
+pub fn veth(lab: &str, name: &str) -> String {
+    format!("veth{:07x}", fnv1a(lab, name) & 0x0fff_ffff)
+}
+
+/// Temporary name of the container end, before it is renamed `eth0` inside.
+pub fn veth_peer(lab: &str, name: &str) -> String {
+    format!("ceth{:07x}", fnv1a(lab, name) & 0x0fff_ffff)
+}
+
+/// `ip link` alias that marks a link as the lab's.
+pub fn alias(lab: &str, what: &str) -> String {
+    format!("netlab:{lab}:{what}")
+}
+
+fn fnv1a(lab: &str, name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in lab.bytes().chain([b'/']).chain(name.bytes()) {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names() {
+        assert!(check_lab("default").is_ok());
+        assert!(check_lab("t_1").is_ok());
+        assert!(check_lab("").is_err());
+        assert!(check_lab("a-b").is_err());
+        assert!(check_lab("thirteenchars").is_err());
+        assert!(bridge("twelve_chars").len() <= 15);
+    }
+
+    #[test]
+    fn container_names() {
+        assert!(check_container("web-1.a_b").is_ok());
+        assert!(check_container("-x").is_err());
+        assert!(check_container("a b").is_err());
+        assert!(check_container("host").is_err());
+        assert!(check_container("wan").is_err());
+    }
+
+    #[test]
+    fn veth_names_fit_and_differ() {
+        let v = veth("default", "web");
+        assert_eq!(v.len(), 11);
+        assert_ne!(v, veth("default", "db"));
+        assert_ne!(v, veth("other", "web"));
+        assert_eq!(v[4..], veth_peer("default", "web")[4..]);
+    }
+}
