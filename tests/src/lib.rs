@@ -1,1 +1,269 @@
+//! Harness for netlab's root tests: sandbox labs with unique names torn down by a Drop
+//! guard, commands run in their namespaces, and a packet builder for BPF_PROG_TEST_RUN.
+//!
+//! Every test needs root and fails (never skips) without it: run them with
+//! `cargo xtask test`.
 
+pub mod packet;
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+pub use netlab::netlink::netns;
+
+pub const UPLINK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const INTERNET: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+
+/// Panics unless running as root: these tests create namespaces and load eBPF.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "netlab's tests need root (namespaces, eBPF): run `cargo xtask test` as root"
+    );
+}
+
+/// The netlab binary: `NETLAB_BIN` (set by `cargo xtask test`), else next to the tests.
+pub fn netlab_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NETLAB_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test exe");
+    let p = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("netlab");
+    assert!(
+        p.exists(),
+        "netlab binary not found at {}: run `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// A lab name no other test (or test run) uses: `t<pid>_<n>`, at most 12 characters.
+pub fn unique_lab() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}_{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs netlab with `args` and returns its output.
+pub fn netlab(args: &[&str]) -> Output {
+    Command::new(netlab_bin())
+        .args(args)
+        .output()
+        .expect("run netlab")
+}
+
+/// A sandbox lab that is torn down when dropped.
+pub struct Lab {
+    pub name: String,
+}
+
+impl Lab {
+    /// `netlab up --sandbox` with extra `args`, on a fresh unique lab.
+    pub fn sandbox(args: &[&str]) -> Lab {
+        require_root();
+        let lab = Lab { name: unique_lab() };
+        let mut all = vec!["up", "--sandbox"];
+        all.extend_from_slice(args);
+        lab.ok(&all);
+        lab
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(netlab_bin());
+        c.arg("--lab").arg(&self.name).args(args);
+        c.output().expect("run netlab")
+    }
+
+    /// Runs netlab on this lab and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "netlab {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs netlab on this lab and asserts a one-line error and a non-zero exit.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "netlab {} should have failed",
+            args.join(" ")
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "error is not one line: {err:?}"
+        );
+        assert!(
+            err.starts_with("netlab: "),
+            "error lacks the netlab prefix: {err:?}"
+        );
+        err
+    }
+
+    /// `netlab exec NAME -- CMD...`, returning its output.
+    pub fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["exec", name, "--"];
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    /// `netlab exec` that must succeed; returns stdout.
+    pub fn exec_ok(&self, name: &str, cmd: &[&str]) -> String {
+        let out = self.exec(name, cmd);
+        assert!(
+            out.status.success(),
+            "{} in {name} failed: {}{}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `CMD` in a namespace in the background; killed when the guard drops.
+    pub fn spawn(&self, name: &str, cmd: &[&str]) -> Background {
+        let child = Command::new(netlab_bin())
+            .arg("--lab")
+            .arg(&self.name)
+            .args(["exec", name, "--"])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        Background(Some(child))
+    }
+
+    /// The path of one of the lab's namespaces (`host`, `wan` or a container).
+    pub fn ns(&self, name: &str) -> PathBuf {
+        netns::path(&format!("{}-{}", self.name, name))
+    }
+
+    /// `netlab status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// A counter or drop reason from `netlab stats --json`.
+    pub fn stat(&self, section: &str, name: &str) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["stats", "--json"])).expect("stats json");
+        v[section][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {section}.{name} in stats"))
+    }
+
+    /// `netlab conntrack --json`, parsed.
+    pub fn conntrack(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["conntrack", "--json"])).expect("conntrack json")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.run(&["down"]);
+        if !out.status.success() && !std::thread::panicking() {
+            panic!(
+                "netlab down --lab {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A background process, killed on drop.
+pub struct Background(Option<Child>);
+
+impl Background {
+    /// Stops the process and returns what it printed.
+    pub fn finish(mut self) -> String {
+        let child = self.0.take().expect("child");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let out = child.wait_with_output().expect("wait");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Waits for the process to exit on its own (bounded), returning (success, output).
+    pub fn wait(mut self, timeout: Duration) -> (bool, String) {
+        let mut child = self.0.take().expect("child");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let out = child.wait_with_output().expect("wait");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return (status.success(), text);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait");
+                return (
+                    false,
+                    format!("timed out; {}", String::from_utf8_lossy(&out.stderr)),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `f` on a thread inside namespace `ns`; sockets it creates stay in `ns` and may
+/// be used from the calling thread afterwards.
+pub fn in_ns<T: Send>(ns: &std::path::Path, f: impl FnOnce() -> T + Send) -> T {
+    netns::run_in(ns, || Ok(f())).expect("enter namespace")
+}
+
+/// Waits until `cond` holds, polling, for at most `timeout`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}

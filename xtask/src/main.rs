@@ -1,1 +1,129 @@
-fn main() {}
+//! `cargo xtask setup | test | demo`: orchestration only (the eBPF object is built by
+//! netlab/build.rs). Needs root, as netlab does.
+
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing netlab needs (idempotent).
+    Setup,
+    /// Set up, build, and run every test (unit, packet and end-to-end).
+    Test {
+        /// Extra arguments for the test binaries (a filter, --nocapture, ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and walk through a sandbox lab.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    require_root()?;
+    match cli.command {
+        Task::Setup => setup::run(),
+        Task::Test { args } => {
+            setup::run()?;
+            test(&args)
+        }
+        Task::Demo => {
+            setup::run()?;
+            let bin = build_netlab()?;
+            demo::run(&bin)
+        }
+    }
+}
+
+fn require_root() -> Result<()> {
+    let out = Command::new("id").arg("-u").output().context("run id -u")?;
+    if String::from_utf8_lossy(&out.stdout).trim() != "0" {
+        bail!(
+            "netlab needs root: it creates network namespaces and loads eBPF programs. Run this as root."
+        );
+    }
+    Ok(())
+}
+
+/// A `cargo` command with LLVM 22 first on PATH (bpf-linker links against it).
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.env("PATH", setup::path_with_tools());
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn build_netlab() -> Result<std::path::PathBuf> {
+    println!("==> building netlab");
+    run(cargo()
+        .args(["build", "--package", "netlab"])
+        .current_dir(workspace_root()))?;
+    Ok(workspace_root().join("target/debug/netlab"))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let bin = build_netlab()?;
+    println!("==> running every test (unit, packet, end-to-end) as root");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "netlab-ebpf", "--"])
+        .args(args)
+        .env("NETLAB_BIN", &bin)
+        .current_dir(workspace_root());
+    let result = run(&mut cmd);
+    let leaks = leak_check();
+    result?;
+    leaks
+}
+
+/// After the suite: no test namespace, lab state, pin or bpffs mount of ours is left.
+fn leak_check() -> Result<()> {
+    let mut left = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('t') && name.contains('_') {
+                left.push(format!("netns {name}"));
+            }
+        }
+    }
+    for p in [
+        "/run/netlab",
+        "/sys/fs/bpf/netlab",
+        "/run/netlab.bpffs.mounted",
+    ] {
+        if std::path::Path::new(p).exists() {
+            left.push(p.to_string());
+        }
+    }
+    if !left.is_empty() {
+        bail!("the tests left these behind: {}", left.join(", "));
+    }
+    println!("==> leak check: nothing left behind");
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Crafted frames for BPF_PROG_TEST_RUN, and an independent checksum oracle: every
+//! checksum is computed from scratch here, never incrementally as the datapath does.
+
+use std::net::Ipv4Addr;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+
+pub const ETH: usize = 14;
+
+/// RFC 1071 checksum over `data` (odd length padded with a zero byte).
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += word as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + l4.len());
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(l4);
+    p
+}
+
+/// An IPv4 packet under construction.
+pub struct Ipv4 {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub options: Vec<u8>,
+    pub ttl: u8,
+    pub frag: u16,
+}
+
+impl Ipv4 {
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> Self {
+        Self {
+            src,
+            dst,
+            proto,
+            options: Vec::new(),
+            ttl: 64,
+            frag: 0x4000,
+        }
+    }
+
+    /// The IPv4 header (checksum filled in) followed by `l4`.
+    pub fn packet(&self, l4: &[u8]) -> Vec<u8> {
+        assert_eq!(self.options.len() % 4, 0);
+        let ihl = 5 + self.options.len() / 4;
+        let total = ihl * 4 + l4.len();
+        let mut h = vec![
+            0x40 | ihl as u8,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0x12,
+            0x34,
+            (self.frag >> 8) as u8,
+            self.frag as u8,
+            self.ttl,
+            self.proto,
+            0,
+            0,
+        ];
+        h.extend_from_slice(&self.src.octets());
+        h.extend_from_slice(&self.dst.octets());
+        h.extend_from_slice(&self.options);
+        let c = checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(l4);
+        h
+    }
+
+    /// An Ethernet frame carrying this packet.
+    pub fn frame(&self, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
+        f.extend_from_slice(&self.packet(l4));
+        f
+    }
+
+    pub fn tcp(&self, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&sport.to_be_bytes());
+        t.extend_from_slice(&dport.to_be_bytes());
+        t.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        t.extend_from_slice(&0u32.to_be_bytes());
+        t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        t.extend_from_slice(payload);
+        let c = checksum(&pseudo(self.src, self.dst, TCP, &t));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        self.frame(&t)
+    }
+
+    pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 8 + payload.len();
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&(len as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        let c = checksum(&pseudo(self.src, self.dst, UDP, &u));
+        u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+        self.frame(&u)
+    }
+
+    /// ICMP echo request (type 8) or reply (type 0).
+    pub fn echo(&self, kind: u8, id: u16, payload: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(payload);
+        let c = checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.frame(&m)
+    }
+
+    /// An ICMP error (`kind`/`code`) quoting `quoted` (an IPv4 packet without Ethernet).
+    pub fn icmp_error(&self, kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind, code, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(quoted);
+        let c = checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.frame(&m)
+    }
+}
+
+/// A parsed view of a frame the datapath produced.
+pub struct View<'a> {
+    pub frame: &'a [u8],
+}
+
+impl<'a> View<'a> {
+    pub fn new(frame: &'a [u8]) -> Self {
+        Self { frame }
+    }
+
+    fn ip(&self) -> &'a [u8] {
+        &self.frame[ETH..]
+    }
+
+    pub fn ihl(&self) -> usize {
+        ((self.ip()[0] & 0x0f) as usize) * 4
+    }
+
+    pub fn l4(&self) -> &'a [u8] {
+        let total = u16::from_be_bytes([self.ip()[2], self.ip()[3]]) as usize;
+        &self.ip()[self.ihl()..total]
+    }
+
+    pub fn src(&self) -> Ipv4Addr {
+        Ipv4Addr::from(<[u8; 4]>::try_from(&self.ip()[12..16]).unwrap())
+    }
+
+    pub fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::from(<[u8; 4]>::try_from(&self.ip()[16..20]).unwrap())
+    }
+
+    pub fn sport(&self) -> u16 {
+        u16::from_be_bytes([self.l4()[0], self.l4()[1]])
+    }
+
+    pub fn dport(&self) -> u16 {
+        u16::from_be_bytes([self.l4()[2], self.l4()[3]])
+    }
+
+    /// The ICMP echo identifier.
+    pub fn echo_id(&self) -> u16 {
+        u16::from_be_bytes([self.l4()[4], self.l4()[5]])
+    }
+
+    pub fn ip_csum_ok(&self) -> bool {
+        checksum(&self.ip()[..self.ihl()]) == 0
+    }
+
+    /// The L4 checksum verifies: TCP/UDP over the pseudo-header, ICMP over the message.
+    pub fn l4_csum_ok(&self) -> bool {
+        let proto = self.ip()[9];
+        match proto {
+            ICMP => checksum(self.l4()) == 0,
+            _ => checksum(&pseudo(self.src(), self.dst(), proto, self.l4())) == 0,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The seed's container network, built by netlab in sandbox labs (issue: foundation).
+
+use std::path::Path;
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use netlab_tests::{BRIDGE_ADDR, Lab, UPLINK_ADDR, in_ns, netlab, require_root, unique_lab};
+
+fn ping(lab: &Lab, from: &str, to: &str) -> bool {
+    lab.exec(from, &["ping", "-c", "1", "-W", "2", to])
+        .status
+        .success()
+}
+
+#[test]
+fn containers_on_the_bridge_reach_each_other() {
+    let lab = Lab::sandbox(&[]);
+    assert_eq!(lab.ok(&["run", "a"]).trim(), "a 172.18.0.2");
+    assert_eq!(lab.ok(&["run", "b"]).trim(), "b 172.18.0.3");
+    assert!(ping(&lab, "a", "172.18.0.3"), "a cannot reach b");
+    assert!(ping(&lab, "b", "172.18.0.2"), "b cannot reach a");
+}
+
+#[test]
+fn container_reaches_bridge_and_host_uplink() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a", "--ip", "172.18.5.9"]);
+    assert!(ping(&lab, "a", &BRIDGE_ADDR.to_string()));
+    assert!(ping(&lab, "a", &UPLINK_ADDR.to_string()));
+    let route = lab.exec_ok("a", &["ip", "-4", "route", "show", "default"]);
+    assert!(route.contains("via 172.18.0.1"), "default route: {route}");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let lab = Lab::sandbox(&[]);
+    assert_eq!(lab.ok(&["run", "iso", "--network", "none"]).trim(), "iso");
+    let links = lab.exec_ok("iso", &["ip", "-o", "link", "show"]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "links: {links}");
+    assert!(links.contains("UP"), "lo is not up: {links}");
+}
+
+#[test]
+fn network_host_shares_the_lab_host_namespace() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "h", "--network", "host"]);
+    let links = lab.exec_ok("h", &["ip", "-o", "link", "show"]);
+    assert!(
+        links.contains(&format!("nl-{}", lab.name)),
+        "not the host namespace: {links}"
+    );
+    assert!(links.contains("eth0"));
+}
+
+#[test]
+fn uplink_and_bridge_share_the_mtu() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let host = lab.exec_ok(
+        "host",
+        &["ip", "-o", "link", "show", &format!("nl-{}", lab.name)],
+    );
+    assert!(host.contains("mtu 1500"), "{host}");
+    let ctr = lab.exec_ok("a", &["ip", "-o", "link", "show", "eth0"]);
+    assert!(ctr.contains("mtu 1500"), "{ctr}");
+}
+
+#[test]
+fn down_leaves_nothing_behind() {
+    require_root();
+    let name = unique_lab();
+    let out = netlab(&["--lab", &name, "up", "--sandbox"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in ["a", "b"] {
+        assert!(netlab(&["--lab", &name, "run", c]).status.success());
+    }
+    let out = netlab(&["--lab", &name, "down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !netns.lines().any(|l| l.starts_with(&format!("{name}-"))),
+        "namespaces left: {netns}"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("netlab:{name}")));
+    assert!(!Path::new(&format!("/run/netlab/{name}")).exists());
+    assert!(!Path::new(&format!("/sys/fs/bpf/netlab/v1/{name}")).exists());
+    // A second down says the lab does not exist.
+    let again = netlab(&["--lab", &name, "down"]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn down_succeeds_on_a_half_gone_lab() {
+    require_root();
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    // Someone removed the container's and the wan namespace behind netlab's back.
+    netlab::netlink::netns::delete(&format!("{}-a", lab.name)).unwrap();
+    netlab::netlink::netns::delete(&format!("{}-wan", lab.name)).unwrap();
+    lab.ok(&["down"]);
+    assert!(!lab.ns("host").exists());
+    // The guard's own down now finds nothing: bring the lab back so it has one to do.
+    lab.ok(&["up", "--sandbox"]);
+}
+
+#[test]
+fn up_twice_is_a_clear_error() {
+    let lab = Lab::sandbox(&[]);
+    let err = lab.fails(&["up", "--sandbox"]);
+    assert!(err.contains("already up"), "{err}");
+}
+
+#[test]
+fn bad_up_input_is_refused_and_leaves_nothing() {
+    require_root();
+    let name = unique_lab();
+    for args in [
+        vec!["up", "--sandbox", "--subnet", "10.0.0.1/8"],
+        vec!["up", "--sandbox", "--subnet", "banana"],
+        vec!["up", "--sandbox", "--nat-ports", "30000-20000"],
+        vec!["up", "--sandbox", "--udp-timeout", "0"],
+        vec!["up", "--sandbox", "--uplink", "eth0"],
+        vec!["up", "--sandbox", "--subnet", "198.51.100.0/24"],
+    ] {
+        let mut full = vec!["--lab", name.as_str()];
+        full.extend(args.iter());
+        let out = netlab(&full);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            !Path::new(&format!("/run/netlab/{name}")).exists(),
+            "{args:?} left state"
+        );
+        assert!(
+            !netlab::netlink::netns::exists(&format!("{name}-host")),
+            "{args:?} left a namespace"
+        );
+    }
+    let out = netlab(&["--lab", "bad-name", "up", "--sandbox"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn bad_run_input_is_refused_and_changes_nothing() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let before = lab.status();
+    for (args, expect) in [
+        (vec!["run", "a"], "already exists"),
+        (
+            vec!["run", "b", "--ip", "10.9.9.9"],
+            "outside the lab subnet",
+        ),
+        (vec!["run", "b", "--ip", "172.18.0.1"], "bridge"),
+        (vec!["run", "b", "--ip", "172.18.0.2"], "already used"),
+        (
+            vec!["run", "b", "--network", "none", "--ip", "172.18.0.9"],
+            "--ip",
+        ),
+        (vec!["run", "bad name"], "invalid container name"),
+        (vec!["run", "host"], "reserved"),
+        (vec!["rm", "nosuch"], "no container"),
+        (vec!["exec", "nosuch", "--", "true"], "no container"),
+    ] {
+        let err = lab.fails(&args);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(lab.status(), before, "a refused command changed the lab");
+    assert!(!lab.ns("b").exists());
+}
+
+#[test]
+fn commands_on_a_lab_that_is_not_up_fail_clearly() {
+    require_root();
+    let name = unique_lab();
+    for args in [
+        vec!["status"],
+        vec!["run", "a"],
+        vec!["exec", "a", "--", "true"],
+        vec!["down"],
+    ] {
+        let mut full = vec!["--lab", name.as_str()];
+        full.extend(args.iter());
+        let out = netlab(&full);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr)
+                .trim_end()
+                .lines()
+                .count(),
+            1
+        );
+    }
+    assert!(!Path::new(&format!("/run/netlab/{name}")).exists());
+}
+
+#[test]
+fn rm_removes_the_container_and_its_veth() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let veth = lab.status()["containers"][0]["veth"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ok(&["rm", "a"]);
+    assert!(!lab.ns("a").exists());
+    let links = lab.exec_ok("host", &["ip", "-o", "link", "show"]);
+    assert!(!links.contains(&veth), "{links}");
+    // The freed name and address can be used again.
+    assert_eq!(lab.ok(&["run", "a"]).trim(), "a 172.18.0.2");
+}
+
+#[test]
+fn ebpf_programs_attach_by_tcx_and_count() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let attached = in_ns(&lab.ns("host"), || {
+        let mut names = Vec::new();
+        for (iface, dir) in [
+            ("eth0", TcAttachType::Egress),
+            ("eth0", TcAttachType::Ingress),
+        ] {
+            let (_, progs) = SchedClassifier::query_tcx(iface, dir).expect("query tcx");
+            names.extend(
+                progs
+                    .iter()
+                    .filter_map(|p| p.name_as_str().map(str::to_string)),
+            );
+        }
+        let (_, progs) =
+            SchedClassifier::query_tcx(&format!("nl-{}", lab.name), TcAttachType::Ingress)
+                .expect("query tcx");
+        names.extend(
+            progs
+                .iter()
+                .filter_map(|p| p.name_as_str().map(str::to_string)),
+        );
+        names
+    });
+    assert_eq!(
+        attached,
+        ["uplink_egress", "uplink_ingress", "bridge_ingress"]
+    );
+    let before = lab.stat("counters", "uplink_egress_packets");
+    assert!(ping(&lab, "a", "203.0.113.1"));
+    assert!(lab.stat("counters", "uplink_egress_packets") > before);
+    assert!(lab.stat("counters", "bridge_ingress_packets") > 0);
+}

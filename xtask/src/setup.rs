@@ -1,0 +1,105 @@
+//! `cargo xtask setup`: make a fresh Debian machine ready, skipping what is there.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use crate::run as sh;
+
+/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests and demo drive.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "iproute2",
+    "iputils-ping",
+    "iptables",
+    "nftables",
+    "iperf3",
+    "socat",
+    "curl",
+    "python3",
+    "bpftool",
+];
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// PATH with LLVM 22 first (an older llvm-config on PATH breaks the bpf-linker build)
+/// and cargo's bin directory present.
+pub fn path_with_tools() -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{LLVM_PREFIX}/bin:{home}/.cargo/bin:{path}")
+}
+
+pub fn run() -> Result<()> {
+    println!("==> setup: checking packages, nightly rust-src and bpf-linker");
+    packages()?;
+    rust_src()?;
+    bpf_linker()?;
+    println!("==> setup: ready");
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("    packages: all {} present", PACKAGES.len());
+        return Ok(());
+    }
+    println!("    packages: installing {}", missing.join(" "));
+    sh(Command::new("apt-get").arg("update").arg("-q"))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn rust_src() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .context("run rustup (is rustup installed?)")?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        println!("    nightly rust-src: present");
+        return Ok(());
+    }
+    println!("    nightly rust-src: installing");
+    sh(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    let have = Command::new("bpf-linker")
+        .arg("--version")
+        .env("PATH", path_with_tools())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false);
+    if have {
+        println!("    bpf-linker {BPF_LINKER_VERSION}: present");
+        return Ok(());
+    }
+    println!("    bpf-linker {BPF_LINKER_VERSION}: building against LLVM 22 (a few minutes)");
+    sh(crate::cargo()
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", LLVM_PREFIX))
+}
