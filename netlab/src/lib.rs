@@ -6,6 +6,7 @@ pub mod commands;
 pub mod datapath;
 pub mod error;
 pub mod netlink;
+pub mod publish;
 pub mod state;
 pub mod topology;
 

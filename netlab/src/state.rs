@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     datapath::{DatapathKind, NatOptions},
     error::{Error, Result},
+    publish::PortSpec,
     topology::ipam::Subnet,
 };
 
@@ -39,6 +40,18 @@ pub struct LabState {
     /// NAT tunables the datapath was set up with.
     pub nat: NatOptions,
     pub containers: Vec<Container>,
+    /// Published ports, in the order they were published.
+    #[serde(default)]
+    pub ports: Vec<Published>,
+}
+
+/// A published port range and the container it leads to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub container: String,
+    pub spec: PortSpec,
+    /// The container's address when it was published.
+    pub ctr_ip: Ipv4Addr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -99,6 +99,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         ip_forward_was: None,
         nat,
         containers: Vec::new(),
+        ports: Vec::new(),
     };
     let dp = datapath::for_kind(args.datapath);
     let built = (|| -> Result<()> {

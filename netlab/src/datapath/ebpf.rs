@@ -23,7 +23,7 @@ use super::{Datapath, NatOptions};
 use crate::{
     error::{Error, Result},
     netlink::{link, netns},
-    state::LabState,
+    state::{LabState, Published},
     topology,
 };
 
@@ -249,6 +249,18 @@ impl Datapath for Ebpf {
 
     fn teardown(&self, state: &LabState) -> Result<()> {
         remove_pins(&state.name)
+    }
+
+    fn publish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+        Err(Error::Invalid(
+            "publishing on the ebpf datapath is not implemented yet".into(),
+        ))
+    }
+
+    fn unpublish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+        Err(Error::Invalid(
+            "publishing on the ebpf datapath is not implemented yet".into(),
+        ))
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    state::LabState,
+    state::{LabState, Published},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -73,6 +73,10 @@ pub trait Datapath {
     fn setup(&self, state: &LabState, nat: &NatOptions, debug: bool) -> Result<()>;
     /// Removes everything `setup` installed; a half-gone lab is not an error.
     fn teardown(&self, state: &LabState) -> Result<()>;
+    /// Publishes one port range (already validated against the lab's other mappings).
+    fn publish(&self, state: &LabState, port: &Published) -> Result<()>;
+    /// Withdraws one port range, and forgets its flows so nothing stale survives.
+    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()>;
 }
 
 pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
