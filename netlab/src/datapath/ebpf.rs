@@ -63,7 +63,9 @@ const BPFFS_LOCK: &str = "/run/netlab.bpffs.lock";
 const BPFFS_MARK: &str = "/run/netlab.bpffs.mounted";
 
 /// Holds [`BPFFS_LOCK`] while it lives.
-pub struct BpffsLock(fs::File);
+pub struct BpffsLock {
+    _file: fs::File,
+}
 
 impl BpffsLock {
     pub fn acquire() -> Result<Self> {
@@ -81,7 +83,7 @@ impl BpffsLock {
                 std::io::Error::last_os_error(),
             ));
         }
-        Ok(Self(f))
+        Ok(Self { _file: f })
     }
 }
 
