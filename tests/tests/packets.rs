@@ -1,0 +1,422 @@
+//! The real TC programs on crafted frames (BPF_PROG_TEST_RUN): every rewrite is checked
+//! byte for byte against a frame built from scratch with the expected tuple, so every
+//! checksum is verified by an independent full computation; the maps are checked after.
+
+use std::net::Ipv4Addr;
+
+use aya::{
+    Ebpf, TestRun as _,
+    maps::{Array, HashMap, PerCpuArray},
+    programs::{SchedClassifier, TestRunOptions},
+};
+use netlab_common::{
+    config::Config,
+    conntrack::{CtEntry, CtKey, TCP_ESTABLISHED, ZONE_UPLINK_IN, ZONE_UPLINK_OUT},
+    maps as names,
+    stats::{DropReason, counter},
+};
+use netlab_tests::{
+    INTERNET, UPLINK_ADDR,
+    packet::{ICMP, Ipv4, TCP, UDP, View},
+    require_root,
+};
+
+const CTR: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+const CTR2: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 3);
+const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+fn config() -> Config {
+    Config {
+        uplink_addr: be(UPLINK_ADDR),
+        bridge_addr: be(Ipv4Addr::new(172, 18, 0, 1)),
+        subnet: be(Ipv4Addr::new(172, 18, 0, 0)),
+        subnet_mask: 0xffff_0000u32.to_be(),
+        uplink_ifindex: 2,
+        bridge_ifindex: 3,
+        ..Config::default()
+    }
+}
+
+/// The datapath object loaded with fresh (unpinned) maps and `cfg`.
+struct Datapath {
+    bpf: Ebpf,
+}
+
+impl Datapath {
+    fn new(cfg: Config) -> Self {
+        require_root();
+        let mut bpf = netlab::datapath::ebpf::load(false).expect("load object");
+        let mut c: Array<_, Config> = Array::try_from(bpf.map_mut(names::CONFIG).unwrap()).unwrap();
+        c.set(0, cfg, 0).unwrap();
+        for p in [
+            names::PROG_UPLINK_EGRESS,
+            names::PROG_UPLINK_INGRESS,
+            names::PROG_BRIDGE_INGRESS,
+        ] {
+            netlab::datapath::ebpf::load_program(&mut bpf, p)
+                .expect("verifier accepts the program");
+        }
+        Self { bpf }
+    }
+
+    /// Runs program `prog` on `frame`; returns the verdict and the output frame.
+    fn run(&mut self, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        let p: &mut SchedClassifier = self.bpf.program_mut(prog).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = p
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("test run");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn egress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(names::PROG_UPLINK_EGRESS, frame)
+    }
+
+    fn ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(names::PROG_UPLINK_INGRESS, frame)
+    }
+
+    fn table(&self, name: &str) -> Vec<(CtKey, CtEntry)> {
+        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.bpf.map(name).unwrap()).unwrap();
+        m.iter().map(|r| r.unwrap()).collect()
+    }
+
+    fn stat(&self, index: u32) -> u64 {
+        let m: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
+        m.get(&index, 0).unwrap().iter().sum()
+    }
+}
+
+fn assert_frames_eq(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "frame length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(
+            g, w,
+            "byte {i} differs: got {g:#04x}, want {w:#04x}\ngot  {got:02x?}\nwant {want:02x?}"
+        );
+    }
+}
+
+/// Masquerades `frame` and returns the NAT port it got, checking that the result is
+/// exactly `rebuild(port)` and that its checksums verify.
+fn masquerade(dp: &mut Datapath, frame: &[u8], rebuild: impl Fn(u16) -> Vec<u8>) -> u16 {
+    let (verdict, out) = dp.egress(frame);
+    assert_eq!(verdict, TC_ACT_OK);
+    let v = View::new(&out);
+    assert_eq!(v.src(), UPLINK_ADDR);
+    assert!(v.ip_csum_ok() && v.l4_csum_ok(), "checksums after SNAT");
+    let port = if out[ETH_PROTO] == ICMP {
+        v.echo_id()
+    } else {
+        v.sport()
+    };
+    assert!(
+        (20_000..=29_999).contains(&port),
+        "NAT port {port} outside the range"
+    );
+    assert_frames_eq(&out, &rebuild(port));
+    port
+}
+
+const ETH_PROTO: usize = 14 + 9;
+
+#[test]
+fn tcp_handshake_is_masqueraded_and_translated_back() {
+    let mut dp = Datapath::new(config());
+    let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(p, 80, SYN, b"")
+    });
+
+    let pending = dp.table(names::CT_PENDING);
+    assert_eq!(pending.len(), 2, "both directions enter conntrack");
+    let out_key = CtKey::new(
+        be(CTR),
+        be(INTERNET),
+        45_000u16.to_be(),
+        80u16.to_be(),
+        TCP,
+        ZONE_UPLINK_OUT,
+    );
+    let in_key = CtKey::new(
+        be(INTERNET),
+        be(UPLINK_ADDR),
+        80u16.to_be(),
+        port.to_be(),
+        TCP,
+        ZONE_UPLINK_IN,
+    );
+    assert!(pending.iter().any(|(k, _)| *k == out_key));
+    assert!(
+        pending
+            .iter()
+            .any(|(k, e)| *k == in_key && e.daddr == be(CTR) && e.dport == 45_000u16.to_be())
+    );
+
+    let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, SYN | ACK, b"");
+    let (verdict, out) = dp.ingress(&synack);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, SYN | ACK, b""),
+    );
+
+    // The first reply confirms the flow.
+    assert!(dp.table(names::CT_PENDING).is_empty());
+    let confirmed = dp.table(names::CONNTRACK);
+    assert_eq!(confirmed.len(), 2);
+    let (_, reply) = confirmed.iter().find(|(k, _)| *k == in_key).unwrap();
+    assert_eq!(reply.state, TCP_ESTABLISHED);
+    assert_eq!(dp.stat(counter::CT_CONFIRMED), 1);
+
+    // Data both ways keeps the same mapping.
+    let data = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, ACK, b"GET / HTTP/1.0\r\n\r\n");
+    let (_, out) = dp.egress(&data);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(port, 80, ACK, b"GET / HTTP/1.0\r\n\r\n"),
+    );
+    assert_eq!(dp.stat(counter::SNAT_NEW_FLOWS), 1);
+    assert_eq!(dp.stat(counter::SNAT_PACKETS), 2);
+    assert_eq!(dp.stat(counter::SNAT_REPLY_PACKETS), 1);
+}
+
+#[test]
+fn udp_is_masqueraded_and_translated_back() {
+    let mut dp = Datapath::new(config());
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 53, b"query");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 53, b"query")
+    });
+    let (verdict, out) =
+        dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, UDP).udp(53, port, b"answer"));
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, UDP).udp(53, 5353, b"answer"),
+    );
+}
+
+#[test]
+fn udp_without_checksum_keeps_none() {
+    let mut dp = Datapath::new(config());
+    let mut q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 53, b"query");
+    q[14 + 20 + 6] = 0;
+    q[14 + 20 + 7] = 0;
+    let (verdict, out) = dp.egress(&q);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(
+        &out[14 + 20 + 6..14 + 20 + 8],
+        &[0, 0],
+        "a zero UDP checksum means none and stays so"
+    );
+    assert!(View::new(&out).ip_csum_ok());
+    assert_eq!(View::new(&out).src(), UPLINK_ADDR);
+}
+
+#[test]
+fn icmp_echo_uses_the_identifier_as_port() {
+    let mut dp = Datapath::new(config());
+    let req = Ipv4::new(CTR, INTERNET, ICMP).echo(8, 0x1234, b"ping payload");
+    let id = masquerade(&mut dp, &req, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, ICMP).echo(8, p, b"ping payload")
+    });
+    let (verdict, out) =
+        dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).echo(0, id, b"ping payload"));
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, ICMP).echo(0, 0x1234, b"ping payload"),
+    );
+}
+
+/// The IPv4 packet (no Ethernet) of a frame.
+fn ip_of(frame: &[u8]) -> Vec<u8> {
+    frame[14..].to_vec()
+}
+
+#[test]
+fn icmp_errors_are_translated_with_the_quoted_header() {
+    let mut dp = Datapath::new(config());
+    // UDP to a closed port: port unreachable, quoting the whole datagram.
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 9, b"hello")
+    });
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port, 9, b"hello"));
+    let err = Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(3, 3, &sent);
+    let (verdict, out) = dp.ingress(&err);
+    assert_eq!(verdict, TC_ACT_OK);
+    let original = ip_of(&Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello"));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, ICMP).icmp_error(3, 3, &original),
+    );
+    assert!(View::new(&out).l4_csum_ok());
+
+    // TCP SYN whose TTL ran out on the way: time exceeded from a router, quoting the
+    // IP header and the first bytes of TCP (the checksum included).
+    let syn = Ipv4::new(CTR, OTHER, TCP).tcp(40_000, 443, SYN, b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, OTHER, TCP).tcp(p, 443, SYN, b"")
+    });
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, TCP).tcp(port, 443, SYN, b""));
+    let router = Ipv4Addr::new(198, 51, 100, 1);
+    let (verdict, out) = dp.ingress(&Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(11, 0, &sent));
+    assert_eq!(verdict, TC_ACT_OK);
+    let original = ip_of(&Ipv4::new(CTR, OTHER, TCP).tcp(40_000, 443, SYN, b""));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(router, CTR, ICMP).icmp_error(11, 0, &original),
+    );
+
+    // Fragmentation needed about a ping (path-MTU discovery), quoting an echo request.
+    let req = Ipv4::new(CTR, OTHER, ICMP).echo(8, 0x4242, b"big");
+    let id = masquerade(&mut dp, &req, |p| {
+        Ipv4::new(UPLINK_ADDR, OTHER, ICMP).echo(8, p, b"big")
+    });
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, ICMP).echo(8, id, b"big"));
+    let (_, out) = dp.ingress(&Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(3, 4, &sent));
+    let original = ip_of(&Ipv4::new(CTR, OTHER, ICMP).echo(8, 0x4242, b"big"));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(router, CTR, ICMP).icmp_error(3, 4, &original),
+    );
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 3);
+
+    // An error about a flow nobody tracks is left alone.
+    let stranger = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(29_999, 7, b"x"));
+    let err = Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(3, 3, &stranger);
+    let (verdict, out) = dp.ingress(&err);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &err);
+}
+
+#[test]
+fn ipv4_options_move_the_l4_header() {
+    let mut dp = Datapath::new(config());
+    let mut ip = Ipv4::new(CTR, INTERNET, TCP);
+    ip.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL: IHL 6
+    let syn = ip.tcp(45_001, 80, SYN, b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        let mut out = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
+        out.options = vec![1, 1, 1, 0];
+        out.tcp(p, 80, SYN, b"")
+    });
+    let mut back = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
+    back.options = vec![1, 1, 1, 0];
+    let (_, out) = dp.ingress(&back.tcp(80, port, SYN | ACK, b""));
+    let mut want = Ipv4::new(INTERNET, CTR, TCP);
+    want.options = vec![1, 1, 1, 0];
+    assert_frames_eq(&out, &want.tcp(80, 45_001, SYN | ACK, b""));
+}
+
+#[test]
+fn truncated_packets_are_dropped_and_counted() {
+    let mut dp = Datapath::new(config());
+    let full = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
+    // An IPv4 header announcing TCP with no TCP header, then one cut after its ports.
+    // (The kernel refuses to test-run a frame whose IPv4 header itself is cut.)
+    for cut in [14 + 20, 14 + 20 + 2] {
+        let (verdict, _) = dp.egress(&full[..cut]);
+        assert_eq!(verdict, TC_ACT_SHOT, "cut at {cut}");
+    }
+    assert_eq!(dp.stat(DropReason::Truncated.index()), 2);
+    assert!(
+        dp.table(names::CT_PENDING).is_empty(),
+        "nothing tracked for a broken packet"
+    );
+}
+
+#[test]
+fn fragments_and_unknown_protocols_leaving_the_lab_are_dropped_and_counted() {
+    let mut dp = Datapath::new(config());
+    let mut frag = Ipv4::new(CTR, INTERNET, UDP);
+    frag.frag = 0x0010; // offset 128 bytes
+    let (verdict, _) = dp.egress(&frag.frame(b"no header here"));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::Fragment.index()), 1);
+    let gre = Ipv4::new(CTR, INTERNET, 47).frame(&[0; 8]);
+    assert_eq!(dp.egress(&gre).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::UnsupportedProtocol.index()), 1);
+}
+
+#[test]
+fn traffic_not_from_the_lab_passes_untouched() {
+    let mut dp = Datapath::new(config());
+    let own = Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(33_000, 80, SYN, b"");
+    let (verdict, out) = dp.egress(&own);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &own);
+    let inbound = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, 33_000, SYN | ACK, b"");
+    let (verdict, out) = dp.ingress(&inbound);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &inbound);
+    assert!(dp.table(names::CT_PENDING).is_empty());
+}
+
+#[test]
+fn port_exhaustion_is_a_counted_drop_not_a_corruption() {
+    let mut dp = Datapath::new(Config {
+        nat_port_min: 20_000,
+        nat_port_max: 20_001,
+        ..config()
+    });
+    let mut ports = Vec::new();
+    for sport in [1000, 1001] {
+        let q = Ipv4::new(CTR, INTERNET, UDP).udp(sport, 53, b"q");
+        ports.push(masquerade(&mut dp, &q, |p| {
+            Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 53, b"q")
+        }));
+    }
+    ports.sort();
+    assert_eq!(ports, [20_000, 20_001]);
+    // Both ports are taken towards this destination: the third flow is dropped.
+    let third = Ipv4::new(CTR2, INTERNET, UDP).udp(1002, 53, b"q");
+    assert_eq!(dp.egress(&third).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
+    // Ports are per destination: another server still gets one.
+    let elsewhere = Ipv4::new(CTR2, OTHER, UDP).udp(1002, 53, b"q");
+    masquerade(&mut dp, &elsewhere, |p| {
+        Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(p, 53, b"q")
+    });
+    // The existing flows are untouched.
+    let again = Ipv4::new(CTR, INTERNET, UDP).udp(1000, 53, b"q");
+    let (_, out) = dp.egress(&again);
+    assert!(ports.contains(&View::new(&out).sport()));
+}
+
+#[test]
+fn idle_flows_expire_in_the_kernel() {
+    let mut dp = Datapath::new(Config {
+        udp_secs: 1,
+        ..config()
+    });
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 53, b"q");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 53, b"q")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    // A late reply finds no flow: it is not translated, and the flow is gone.
+    let late = Ipv4::new(INTERNET, UPLINK_ADDR, UDP).udp(53, port, b"a");
+    let (verdict, out) = dp.ingress(&late);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &late);
+    assert_eq!(dp.stat(counter::CT_EXPIRED), 1);
+    assert!(dp.table(names::CT_PENDING).is_empty());
+}
