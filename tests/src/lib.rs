@@ -5,6 +5,7 @@
 //! `cargo xtask test`.
 
 pub mod packet;
+pub mod sockets;
 
 use std::{
     net::Ipv4Addr,

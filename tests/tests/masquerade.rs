@@ -1,0 +1,294 @@
+//! Containers reach the outside world through masquerade (the seed's "Reaching out to
+//! the outside world"), checked at the far end with real tools and small Rust peers.
+//!
+//! Each scenario is a function of the datapath; `on_datapaths!` makes one test per
+//! datapath from it.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use netlab_tests::{
+    INTERNET, Lab, UPLINK_ADDR,
+    sockets::{IcmpSniffer, tcp_connect, tcp_listen, udp},
+    wait_for,
+};
+
+/// One module per datapath, one test per scenario in each.
+macro_rules! on_datapaths {
+    ([$($dp:ident),+] $scenarios:tt) => {
+        $(scenarios_for!($dp $scenarios);)+
+    };
+}
+
+macro_rules! scenarios_for {
+    ($dp:ident ($($scenario:ident),+ $(,)?)) => {
+        mod $dp {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(stringify!($dp));
+            })+
+        }
+    };
+}
+
+on_datapaths!([ebpf](
+    tcp_to_wan_is_seen_from_the_uplink,
+    udp_to_wan_is_seen_from_the_uplink,
+    ping_to_wan_is_seen_from_the_uplink,
+    same_source_port_from_two_containers,
+    port_unreachable_reaches_the_container,
+    one_gib_through_the_nat,
+));
+
+fn lab(dp: &str) -> Lab {
+    Lab::sandbox(&["--datapath", dp])
+}
+
+fn tcp_to_wan_is_seen_from_the_uplink(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let server = lab.spawn(
+        "wan",
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "203.0.113.1",
+        ],
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        lab.exec_ok("wan", &["ss", "-ltn"])
+            .contains("203.0.113.1:8000")
+    }));
+    let code = lab.exec_ok(
+        "a",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://203.0.113.1:8000/",
+        ],
+    );
+    assert_eq!(code, "200");
+    let log = server.finish();
+    let line = log
+        .lines()
+        .find(|l| l.contains("GET /"))
+        .unwrap_or_else(|| panic!("no request logged: {log}"));
+    assert!(
+        line.starts_with(&UPLINK_ADDR.to_string()),
+        "server saw {line}"
+    );
+    if dp == "ebpf" {
+        // The NAT above was all eBPF: the lab host's netfilter is empty.
+        for cmd in [
+            &["iptables", "-S"][..],
+            &["iptables", "-t", "nat", "-S"],
+            &["nft", "list", "ruleset"],
+        ] {
+            let out = lab.exec_ok("host", cmd);
+            assert!(out.lines().all(|l| l.starts_with("-P ")), "{cmd:?}: {out}");
+        }
+        let flows = lab.conntrack();
+        assert!(
+            flows
+                .iter()
+                .any(|f| f["proto"] == "tcp" && f["translated"]["src"] == UPLINK_ADDR.to_string()),
+            "{flows:?}"
+        );
+        assert!(lab.stat("counters", "snat_packets") > 0);
+    }
+}
+
+fn udp_to_wan_is_seen_from_the_uplink(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
+    let client = udp(&lab.ns("a"), "0.0.0.0:0");
+    client.send_to(b"hello", "203.0.113.1:7000").unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = server.recv_from(&mut buf).expect("server receives");
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(from.ip(), UPLINK_ADDR, "server saw {from}");
+    server.send_to(b"world", from).unwrap();
+    let (n, back) = client
+        .recv_from(&mut buf)
+        .expect("reply reaches the container");
+    assert_eq!(&buf[..n], b"world");
+    assert_eq!(back, "203.0.113.1:7000".parse::<SocketAddr>().unwrap());
+}
+
+fn ping_to_wan_is_seen_from_the_uplink(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let sniffer = IcmpSniffer::open(&lab.ns("wan"));
+    lab.exec_ok("a", &["ping", "-c", "2", "-W", "2", &INTERNET.to_string()]);
+    assert_eq!(sniffer.echo_request_source(), Some(UPLINK_ADDR));
+}
+
+fn same_source_port_from_two_containers(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    lab.ok(&["run", "b"]);
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
+    let clients = [
+        udp(&lab.ns("a"), "0.0.0.0:40000"),
+        udp(&lab.ns("b"), "0.0.0.0:40000"),
+    ];
+    let mut seen = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        c.send_to(&[i as u8], "203.0.113.1:7000").unwrap();
+        let mut buf = [0u8; 8];
+        let (_, from) = server.recv_from(&mut buf).expect("server receives");
+        assert_eq!(from.ip(), UPLINK_ADDR);
+        assert_eq!(buf[0], i as u8);
+        server.send_to(&[i as u8 + 10], from).unwrap();
+        seen.push(from.port());
+    }
+    assert_ne!(seen[0], seen[1], "both flows got the same mapped port");
+    for (i, c) in clients.iter().enumerate() {
+        let mut buf = [0u8; 8];
+        c.recv_from(&mut buf)
+            .expect("each container gets its own reply");
+        assert_eq!(buf[0], i as u8 + 10);
+    }
+}
+
+fn port_unreachable_reaches_the_container(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let client = udp(&lab.ns("a"), "0.0.0.0:0");
+    client.connect("203.0.113.1:9").unwrap();
+    // The ICMP error for the first datagram may race the recv: try a few times.
+    let refused = (0..5).any(|_| {
+        let _ = client.send(b"anyone?");
+        matches!(client.recv(&mut [0u8; 8]), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
+    });
+    assert!(refused, "the container never saw ECONNREFUSED");
+    if dp == "ebpf" {
+        assert!(lab.stat("counters", "icmp_errors_translated") > 0);
+    }
+}
+
+fn one_gib_through_the_nat(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let server = lab.spawn(
+        "wan",
+        &["iperf3", "-s", "-1", "-B", "203.0.113.1", "-p", "5201"],
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        lab.exec_ok("wan", &["ss", "-ltn"])
+            .contains("203.0.113.1:5201")
+    }));
+    let out = lab.exec_ok(
+        "a",
+        &[
+            "iperf3",
+            "-c",
+            "203.0.113.1",
+            "-p",
+            "5201",
+            "-n",
+            "1G",
+            "-J",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
+    let sent = v["end"]["sum_sent"]["bytes"].as_u64().expect("bytes sent");
+    let received = v["end"]["sum_received"]["bytes"]
+        .as_u64()
+        .expect("bytes received");
+    assert!(sent >= 1 << 30, "only {sent} bytes sent");
+    // iperf3's receiver tally can stop a few kB short of the last segment it acked.
+    assert!(
+        received as f64 >= sent as f64 * 0.999,
+        "{received} of {sent} bytes arrived"
+    );
+    drop(server);
+    if dp == "ebpf" {
+        assert_eq!(lab.stat("drops", "rewrite_failed"), 0);
+    }
+}
+
+// eBPF-only behaviour: timeouts, exhaustion and the conntrack CLI are the datapath's own.
+
+#[test]
+fn idle_tcp_connection_outlives_the_udp_timeout() {
+    let lab = Lab::sandbox(&["--udp-timeout", "1", "--icmp-timeout", "1"]);
+    lab.ok(&["run", "a"]);
+    let listener = tcp_listen(&lab.ns("wan"), "203.0.113.1:7001");
+    let mut client = tcp_connect(&lab.ns("a"), "203.0.113.1:7001");
+    let (mut conn, from) = listener.accept().unwrap();
+    assert_eq!(from.ip(), UPLINK_ADDR);
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    // Long past the UDP timeout, the idle TCP flow still carries data both ways.
+    client.write_all(b"more").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+    conn.write_all(b"back").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"back");
+}
+
+#[test]
+fn exhausted_nat_ports_drop_new_flows_and_count_them() {
+    let lab = Lab::sandbox(&["--nat-ports", "20000-20001"]);
+    for c in ["a", "b", "c"] {
+        lab.ok(&["run", c]);
+    }
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut ports = Vec::new();
+    for c in ["a", "b", "c"] {
+        let s = udp(&lab.ns(c), "0.0.0.0:0");
+        s.send_to(c.as_bytes(), "203.0.113.1:7000").unwrap();
+        let mut buf = [0u8; 8];
+        if let Ok((_, from)) = server.recv_from(&mut buf) {
+            ports.push(from.port());
+        }
+    }
+    ports.sort();
+    assert_eq!(
+        ports,
+        [20_000, 20_001],
+        "two flows fit the range, the third must not pass"
+    );
+    assert_eq!(lab.stat("drops", "ports_exhausted"), 1);
+    assert_eq!(lab.conntrack().len(), 2);
+}
+
+#[test]
+fn conntrack_lists_flows_and_flush_empties_it() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", &INTERNET.to_string()]);
+    let flows = lab.conntrack();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["proto"], "icmp");
+    assert_eq!(f["table"], "confirmed");
+    assert_eq!(f["original"]["src"], "172.18.0.2");
+    assert_eq!(f["original"]["dst"], INTERNET.to_string());
+    assert_eq!(f["translated"]["src"], UPLINK_ADDR.to_string());
+    assert_eq!(f["packets"], 1);
+    assert_eq!(f["reply_packets"], 1);
+    let text = lab.ok(&["conntrack"]);
+    assert!(text.contains("198.51.100.2:"), "{text}");
+    assert!(lab.ok(&["conntrack", "--flush"]).contains("flushed 2"));
+    assert!(lab.conntrack().is_empty());
+}
