@@ -4,6 +4,7 @@
 //! and a NAT port. Ingress: a reply to uplink:port is translated back to the container.
 
 use aya_ebpf::programs::TcContext;
+use aya_log_ebpf::debug;
 use netlab_common::{
     config::Config,
     conntrack::{CtKey, ZONE_UPLINK_IN, ZONE_UPLINK_OUT},
@@ -60,7 +61,18 @@ pub fn uplink_egress(ctx: &TcContext) -> Verdict {
     let hit = match conntrack::lookup(cfg, &key, now) {
         Some(hit) => hit,
         None => {
-            conntrack::create_snat(cfg, &key, ZONE_UPLINK_IN, now)?;
+            let e = conntrack::create_snat(cfg, &key, ZONE_UPLINK_IN, now)?;
+            debug!(
+                ctx,
+                "snat new flow proto {} {:i}:{} -> {:i}:{} as {:i}:{}",
+                key.proto,
+                u32::from_be(key.saddr),
+                u16::from_be(key.sport),
+                u32::from_be(key.daddr),
+                u16::from_be(key.dport),
+                u32::from_be(e.saddr),
+                u16::from_be(e.sport)
+            );
             conntrack::lookup(cfg, &key, now).ok_or(DropReason::CtInsertFailed)?
         }
     };

@@ -33,4 +33,6 @@ pub enum Command {
     Conntrack(commands::conntrack::Args),
     /// Show the eBPF datapath's counters and drop reasons.
     Stats(commands::stats::Args),
+    /// Stream the eBPF datapath's debug logs (labs brought up with --debug).
+    Logs(commands::logs::Args),
 }

@@ -39,6 +39,9 @@ pub struct LabState {
     pub ip_forward_was: Option<String>,
     /// NAT tunables the datapath was set up with.
     pub nat: NatOptions,
+    /// Whether the datapath was loaded with its debug logs on (`up --debug`).
+    #[serde(default)]
+    pub debug: bool,
     pub containers: Vec<Container>,
     /// Published ports, in the order they were published.
     #[serde(default)]

@@ -3,6 +3,7 @@
 pub mod conntrack;
 pub mod down;
 pub mod exec;
+pub mod logs;
 pub mod rm;
 pub mod run;
 pub mod stats;
@@ -22,5 +23,6 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Status(args) => status::run(lab, args),
         Command::Conntrack(args) => conntrack::run(lab, args),
         Command::Stats(args) => stats::run(lab, args),
+        Command::Logs(args) => logs::run(lab, args),
     }
 }

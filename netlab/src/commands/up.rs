@@ -98,6 +98,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         wan_netns: args.sandbox.then(|| names::wan_netns(lab)),
         ip_forward_was: None,
         nat,
+        debug: args.debug,
         containers: Vec::new(),
         ports: Vec::new(),
     };

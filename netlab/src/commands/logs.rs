@@ -1,0 +1,64 @@
+//! `netlab logs`: stream the eBPF datapath's debug logs (labs brought up with `--debug`).
+//! Logging costs nothing otherwise: the log level is frozen into the programs at load
+//! time and the verifier prunes every disabled log statement.
+
+use std::time::Duration;
+
+use aya::programs::links::PinnedLink;
+use netlab_common::maps as names;
+
+use crate::{
+    datapath::{DatapathKind, ebpf},
+    error::{Error, Result},
+    state::Locked,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+pub fn run(lab: &str, args: Args) -> Result<()> {
+    let state = Locked::acquire(lab)?.require()?;
+    if state.datapath != DatapathKind::Ebpf {
+        return Err(Error::Invalid(format!(
+            "lab {lab} runs the {} datapath: it has no eBPF logs",
+            state.datapath.name()
+        )));
+    }
+    if !state.debug {
+        return Err(Error::Invalid(format!(
+            "lab {lab} was brought up without --debug: its datapath logs are compiled out; run `netlab down --lab {lab} && netlab up --debug ...`"
+        )));
+    }
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("netlab_tc", log::LevelFilter::Trace)
+        .format_timestamp_millis()
+        .init();
+    let link = ebpf::pin_dir(lab)
+        .join("links")
+        .join(names::PROG_UPLINK_EGRESS);
+    let link: aya::programs::links::FdLink = PinnedLink::from_pin(&link)
+        .map_err(|e| Error::ebpf("open pinned link", e))?
+        .into();
+    let prog_id = link
+        .info()
+        .map_err(|e| Error::ebpf("link info", e))?
+        .program_id();
+    // One ring buffer serves every program of the object.
+    let mut logger =
+        aya_log::EbpfLogger::init_from_id(prog_id).map_err(|e| Error::ebpf("open logs", e))?;
+    let deadline = args
+        .seconds
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        logger.flush();
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
