@@ -24,8 +24,11 @@ pub struct Config {
     pub udp_secs: u32,
     pub icmp_secs: u32,
     pub _pad: u32,
+    /// Cookie of the lab host's network namespace: the host-local publishing programs
+    /// act only on sockets there (`bpf_get_netns_cookie`).
+    pub host_netns_cookie: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 48);
+const _: () = assert!(core::mem::size_of::<Config>() == 56);
 
 impl Default for Config {
     fn default() -> Self {
@@ -43,6 +46,7 @@ impl Default for Config {
             udp_secs: 30,
             icmp_secs: 30,
             _pad: 0,
+            host_netns_cookie: 0,
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct CtEntry {
     /// [`FLAG_ORIGIN`] on the direction that opened the flow.
     pub flags: u8,
     pub _pad: u8,
+    /// The published mapping this flow goes through (`PUBLISH_STATS` index), 0 if none.
+    pub pub_id: u32,
+    pub _pad2: u32,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was created.
     pub created_ns: u64,
     /// `bpf_ktime_get_ns()` of the last packet in this direction.
@@ -78,7 +81,7 @@ pub struct CtEntry {
     pub packets: u64,
     pub bytes: u64,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
 
 impl CtEntry {
     /// The key of the other direction of this flow.

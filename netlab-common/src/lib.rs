@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod maps;
 pub mod nat;
 pub mod proto;
+pub mod publish;
 pub mod stats;
 
 #[cfg(feature = "user")]
@@ -22,4 +23,9 @@ mod user {
     unsafe impl aya::Pod for crate::config::Config {}
     unsafe impl aya::Pod for crate::conntrack::CtKey {}
     unsafe impl aya::Pod for crate::conntrack::CtEntry {}
+    unsafe impl aya::Pod for crate::publish::PubKey {}
+    unsafe impl aya::Pod for crate::publish::PubTarget {}
+    unsafe impl aya::Pod for crate::publish::PubRange {}
+    unsafe impl aya::Pod for crate::publish::PubStats {}
+    unsafe impl aya::Pod for crate::publish::PubBack {}
 }

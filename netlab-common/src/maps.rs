@@ -10,6 +10,22 @@ pub const CONNTRACK_MAX: u32 = 131_072;
 pub const CT_PENDING: &str = "CT_PENDING";
 pub const CT_PENDING_MAX: u32 = 32_768;
 
+/// Published single ports: hash (never evicted), [`crate::publish::PubKey`] →
+/// [`crate::publish::PubTarget`].
+pub const PUBLISH: &str = "PUBLISH";
+pub const PUBLISH_MAX: u32 = 65_536;
+
+/// Published ranges, one element each: array of [`crate::publish::PubRange`].
+pub const PUBLISH_RANGES: &str = "PUBLISH_RANGES";
+pub const PUBLISH_RANGES_MAX: u32 = 32;
+
+/// Per-mapping counters, per CPU, indexed by mapping id: [`crate::publish::PubStats`].
+pub const PUBLISH_STATS: &str = "PUBLISH_STATS";
+pub const PUBLISH_STATS_MAX: u32 = 65_600;
+
+/// Host-local UDP replies: [`crate::publish::PubBack`] → [`crate::publish::PubBack`].
+pub const PUBLISH_BACK: &str = "PUBLISH_BACK";
+
 /// Runtime configuration: array of one [`crate::config::Config`].
 pub const CONFIG: &str = "CONFIG";
 
@@ -21,3 +37,7 @@ pub const STATS_LEN: u32 = crate::stats::STATS_LEN;
 pub const PROG_UPLINK_EGRESS: &str = "uplink_egress";
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const PROG_BRIDGE_INGRESS: &str = "bridge_ingress";
+pub const PROG_CONNECT4: &str = "host_connect4";
+pub const PROG_SENDMSG4: &str = "host_sendmsg4";
+pub const PROG_RECVMSG4: &str = "host_recvmsg4";
+pub const PROG_GETPEERNAME4: &str = "host_getpeername4";

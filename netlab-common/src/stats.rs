@@ -24,8 +24,16 @@ pub mod counter {
     pub const PASS_NOT_IPV4: u32 = 9;
     pub const PASS_FRAGMENT: u32 = 10;
     pub const PASS_UNTRACKED: u32 = 11;
+    /// A new flow to a published port (external or hairpin).
+    pub const DNAT_NEW_FLOWS: u32 = 12;
+    /// Packets whose destination was rewritten to a container (published ports).
+    pub const DNAT_PACKETS: u32 = 13;
+    /// Replies of published flows rewritten back at the bridge.
+    pub const DNAT_REPLY_PACKETS: u32 = 14;
+    /// Host-local connects/sends redirected to a container by the socket hooks.
+    pub const HOST_LOCAL_REDIRECTS: u32 = 15;
 
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 16;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -41,6 +49,10 @@ pub mod counter {
         "pass_not_ipv4",
         "pass_fragment",
         "pass_untracked",
+        "dnat_new_flows",
+        "dnat_packets",
+        "dnat_reply_packets",
+        "host_local_redirects",
     ];
 }
 
@@ -65,10 +77,13 @@ pub enum DropReason {
     UnsupportedProtocol = 7,
     /// The datapath configuration is missing.
     NoConfig = 8,
+    /// Traffic from the uplink straight to a container address: neither a published
+    /// port nor a reply (Docker 28's "DROP DIRECT ACCESS").
+    DirectAccess = 9,
 }
 
 pub const DROP_BASE: u32 = 32;
-pub const DROP_COUNT: u32 = 9;
+pub const DROP_COUNT: u32 = 10;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
 
 /// Names for `netlab stats`, indexed by reason number (0 unused).
@@ -82,6 +97,7 @@ pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [
     "fragment",
     "unsupported_protocol",
     "no_config",
+    "direct_access",
 ];
 
 impl DropReason {
@@ -97,7 +113,7 @@ mod tests {
     #[test]
     fn counters_fit_before_drops() {
         assert!(counter::COUNT <= DROP_BASE);
-        assert_eq!(DropReason::NoConfig as u32 + 1, DROP_COUNT);
-        assert_eq!(DropReason::NoConfig.index(), STATS_LEN - 1);
+        assert_eq!(DropReason::DirectAccess as u32 + 1, DROP_COUNT);
+        assert_eq!(DropReason::DirectAccess.index(), STATS_LEN - 1);
     }
 }

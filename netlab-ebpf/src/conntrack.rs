@@ -76,6 +76,7 @@ pub fn touch(hit: &Hit, proto: u8, tcp_flags: u8, len: u32, now: u64) {
     // between two CPUs costs a count, never a translation.
     e.packets += 1;
     e.bytes += len as u64;
+    maps::count_publish(e.pub_id, len);
     if proto != IPPROTO_TCP {
         return;
     }
@@ -102,6 +103,8 @@ pub fn pair_of(key: &CtKey, entry: &CtEntry) -> (CtKey, CtEntry) {
         state: entry.state,
         flags: entry.flags ^ FLAG_ORIGIN,
         _pad: 0,
+        pub_id: entry.pub_id,
+        _pad2: 0,
         created_ns: entry.created_ns,
         last_seen_ns: entry.last_seen_ns,
         packets: 0,
@@ -110,36 +113,55 @@ pub fn pair_of(key: &CtKey, entry: &CtEntry) -> (CtKey, CtEntry) {
     (pair_key, pair)
 }
 
-/// Creates a masquerade flow for `key` (zone UPLINK_OUT): source becomes the uplink
-/// address and a free NAT port. The reply entry is inserted first, with `BPF_NOEXIST`:
-/// that insert is what reserves the port for this destination.
+/// An originating-direction entry translating to `(saddr, daddr, sport, dport)`.
 #[inline(always)]
-pub fn create_snat(
-    cfg: &Config,
-    key: &CtKey,
+pub fn entry(
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
     pair_zone: u8,
+    pub_id: u32,
     now: u64,
-) -> Result<CtEntry, DropReason> {
-    let start = unsafe { bpf_get_prandom_u32() };
-    let mut out = CtEntry {
-        saddr: cfg.uplink_addr,
-        daddr: key.daddr,
-        sport: 0,
-        dport: key.dport,
+) -> CtEntry {
+    CtEntry {
+        saddr,
+        daddr,
+        sport,
+        dport,
         pair_zone,
         state: TCP_NONE,
         flags: FLAG_ORIGIN,
         _pad: 0,
+        pub_id,
+        _pad2: 0,
         created_ns: now,
         last_seen_ns: now,
         packets: 0,
         bytes: 0,
-    };
-    for attempt in 0..SNAT_RETRIES {
-        let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, start, attempt).to_be();
-        out.sport = port;
-        if key.proto == IPPROTO_ICMP {
-            out.dport = port;
+    }
+}
+
+/// Inserts a new flow into the pending table: `key -> out`, and its reply direction.
+/// The reply entry goes in first, with `BPF_NOEXIST`: that insert is what reserves the
+/// translated tuple. With `allocate`, the translated source port (the ICMP identifier
+/// for ICMP) is chosen from the NAT range by linear probing from a random start.
+#[inline(always)]
+pub fn create(
+    cfg: &Config,
+    key: &CtKey,
+    mut out: CtEntry,
+    allocate: bool,
+) -> Result<CtEntry, DropReason> {
+    let start = unsafe { bpf_get_prandom_u32() };
+    let tries = if allocate { SNAT_RETRIES } else { 1 };
+    for attempt in 0..tries {
+        if allocate {
+            let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, start, attempt).to_be();
+            out.sport = port;
+            if key.proto == IPPROTO_ICMP {
+                out.dport = port;
+            }
         }
         let (reply_key, reply) = pair_of(key, &out);
         if maps::ct_get(Table::Confirmed, &reply_key).is_some() {
@@ -156,10 +178,32 @@ pub fn create_snat(
                 None => Err(DropReason::CtInsertFailed),
             };
         }
-        maps::count(counter::SNAT_NEW_FLOWS);
         return Ok(out);
     }
-    Err(DropReason::PortsExhausted)
+    Err(if allocate {
+        DropReason::PortsExhausted
+    } else {
+        DropReason::CtInsertFailed
+    })
+}
+
+/// Finds the entry for a packet with `key`; the first packet of a reply direction moves
+/// its flow from pending to confirmed.
+#[inline(always)]
+pub fn lookup_packet(cfg: &Config, key: &CtKey, now: u64) -> Result<Option<Hit>, DropReason> {
+    let Some(hit) = lookup(cfg, key, now) else {
+        return Ok(None);
+    };
+    if hit.table == Table::Pending {
+        let e = unsafe { *hit.entry };
+        if e.flags & FLAG_ORIGIN == 0 {
+            return Ok(Some(Hit {
+                entry: confirm(key, &e)?,
+                table: Table::Confirmed,
+            }));
+        }
+    }
+    Ok(Some(hit))
 }
 
 /// Moves a pending flow to the confirmed table, on the first packet of its reply

@@ -1,7 +1,6 @@
-//! Masquerade: the uplink hooks. See DESIGN §3 for the packet walk.
-//!
-//! Egress: a packet from the lab subnet leaving the uplink gets source = uplink address
-//! and a NAT port. Ingress: a reply to uplink:port is translated back to the container.
+//! The uplink hooks: masquerade (egress), and everything arriving from outside
+//! (ingress): replies of masqueraded flows, flows to published ports, ICMP errors.
+//! See DESIGN §3 for the packet walks.
 
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
@@ -12,22 +11,20 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack::{self, Hit},
-    icmp,
-    maps::{self, Table},
+    conntrack, dnat, icmp, maps,
     parse::{self, Kind, Packet},
     rewrite,
     verdict::{PASS, Verdict},
 };
 
 #[inline(always)]
-fn config() -> Result<&'static Config, DropReason> {
+pub fn config() -> Result<&'static Config, DropReason> {
     maps::config().ok_or(DropReason::NoConfig)
 }
 
 /// Parses the packet; `None` (counted) for non-IPv4, which every hook passes.
 #[inline(always)]
-fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
+pub fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     let pkt = parse::ipv4(ctx)?;
     if pkt.is_none() {
         maps::count(counter::PASS_NOT_IPV4);
@@ -36,7 +33,7 @@ fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
 }
 
 #[inline(always)]
-fn key(pkt: &Packet, zone: u8) -> CtKey {
+pub fn key(pkt: &Packet, zone: u8) -> CtKey {
     CtKey::new(pkt.saddr, pkt.daddr, pkt.sport, pkt.dport, pkt.proto, zone)
 }
 
@@ -58,10 +55,20 @@ pub fn uplink_egress(ctx: &TcContext) -> Verdict {
     }
     let key = key(&pkt, ZONE_UPLINK_OUT);
     let now = conntrack::now();
-    let hit = match conntrack::lookup(cfg, &key, now) {
+    let hit = match conntrack::lookup_packet(cfg, &key, now)? {
         Some(hit) => hit,
         None => {
-            let e = conntrack::create_snat(cfg, &key, ZONE_UPLINK_IN, now)?;
+            let out = conntrack::entry(
+                cfg.uplink_addr,
+                key.daddr,
+                0,
+                key.dport,
+                ZONE_UPLINK_IN,
+                0,
+                now,
+            );
+            let e = conntrack::create(cfg, &key, out, true)?;
+            maps::count(counter::SNAT_NEW_FLOWS);
             debug!(
                 ctx,
                 "snat new flow proto {} {:i}:{} -> {:i}:{} as {:i}:{}",
@@ -87,6 +94,11 @@ pub fn uplink_ingress(ctx: &TcContext) -> Verdict {
     maps::count(counter::UPLINK_INGRESS_PACKETS);
     let cfg = config()?;
     let Some(pkt) = parse(ctx)? else { return PASS };
+    if cfg.in_subnet(pkt.daddr) {
+        // Nothing legitimate arrives addressed to a container: published flows are
+        // addressed to the host and rewritten here (Docker 28's "direct access" drop).
+        return Err(DropReason::DirectAccess);
+    }
     if pkt.daddr != cfg.uplink_addr {
         return PASS;
     }
@@ -104,26 +116,16 @@ pub fn uplink_ingress(ctx: &TcContext) -> Verdict {
     }
     let key = key(&pkt, ZONE_UPLINK_IN);
     let now = conntrack::now();
-    let Some(mut hit) = conntrack::lookup(cfg, &key, now) else {
-        // Not a reply to anything we track: the host's own traffic.
-        maps::count(counter::PASS_UNTRACKED);
-        return PASS;
+    let Some(hit) = conntrack::lookup_packet(cfg, &key, now)? else {
+        return dnat::new_flow(ctx, cfg, &pkt, &key, now, false);
     };
-    if hit.table == Table::Pending {
-        let entry = unsafe { *hit.entry };
-        hit = Hit {
-            entry: conntrack::confirm(&key, &entry)?,
-            table: Table::Confirmed,
-        };
-    }
+    let published = unsafe { (*hit.entry).pub_id } != 0;
     conntrack::touch(&hit, pkt.proto, pkt.flags, pkt.len, now);
     rewrite::apply(ctx, &pkt, unsafe { &*hit.entry })?;
-    maps::count(counter::SNAT_REPLY_PACKETS);
-    PASS
-}
-
-#[inline(always)]
-pub fn bridge_ingress(_ctx: &TcContext) -> Verdict {
-    maps::count(counter::BRIDGE_INGRESS_PACKETS);
+    maps::count(if published {
+        counter::DNAT_PACKETS
+    } else {
+        counter::SNAT_REPLY_PACKETS
+    });
     PASS
 }

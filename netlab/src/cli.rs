@@ -25,6 +25,12 @@ pub enum Command {
     Run(commands::run::Args),
     /// Remove a container.
     Rm(commands::rm::Args),
+    /// Publish ports of a running container (Docker's -p syntax).
+    Publish(commands::publish::Args),
+    /// Withdraw published ports of a running container.
+    Unpublish(commands::publish::Args),
+    /// List published ports and their counters.
+    Ports(commands::ports::Args),
     /// Run a command inside a container, or in `host` / `wan`.
     Exec(commands::exec::Args),
     /// Show the lab, its containers and addresses.

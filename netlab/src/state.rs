@@ -55,6 +55,8 @@ pub struct Published {
     pub spec: PortSpec,
     /// The container's address when it was published.
     pub ctr_ip: Ipv4Addr,
+    /// The mapping's number, unique in the lab (the eBPF datapath's counter slot).
+    pub id: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -4,6 +4,7 @@
 use std::{os::unix::process::CommandExt, path::PathBuf, process::Command};
 
 use crate::{
+    datapath::{DatapathKind, ebpf},
     error::{Error, Result},
     netlink::netns,
     state::{LabState, Locked, Network},
@@ -45,10 +46,15 @@ pub fn namespace_of(state: &LabState, name: &str) -> Result<Option<PathBuf>> {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let ns = {
+    let (ns, state) = {
         let lock = Locked::acquire(lab)?;
-        namespace_of(&lock.require()?, &args.name)?
+        let state = lock.require()?;
+        (namespace_of(&state, &args.name)?, state)
     };
+    if args.name == "host" && state.datapath == DatapathKind::Ebpf {
+        // Host-local publishing works on the sockets of the lab's cgroup.
+        ebpf::cgroup::join(&state)?;
+    }
     if let Some(ns) = ns {
         // netlab is single-threaded here: the exec'd command inherits this namespace.
         netns::enter(&ns)?;

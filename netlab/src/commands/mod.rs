@@ -4,6 +4,8 @@ pub mod conntrack;
 pub mod down;
 pub mod exec;
 pub mod logs;
+pub mod ports;
+pub mod publish;
 pub mod rm;
 pub mod run;
 pub mod stats;
@@ -24,5 +26,8 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Conntrack(args) => conntrack::run(lab, args),
         Command::Stats(args) => stats::run(lab, args),
         Command::Logs(args) => logs::run(lab, args),
+        Command::Publish(args) => publish::run_publish(lab, args),
+        Command::Unpublish(args) => publish::run_unpublish(lab, args),
+        Command::Ports(args) => ports::run(lab, args),
     }
 }

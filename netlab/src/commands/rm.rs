@@ -2,6 +2,7 @@
 
 use crate::{
     error::{Error, Result},
+    publish,
     state::Locked,
     topology,
 };
@@ -20,6 +21,13 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             args.name
         )));
     };
+    let specs: Vec<_> = state
+        .ports
+        .iter()
+        .filter(|p| p.container == args.name)
+        .map(|p| p.spec)
+        .collect();
+    publish::unpublish(&mut state, &args.name, &specs)?;
     topology::remove_container(&state, &c)?;
     state.containers.retain(|x| x.name != args.name);
     lock.save(&state)?;

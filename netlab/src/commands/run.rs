@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use crate::{
     error::{Error, Result},
     netlink::netns,
+    publish::{self, PortSpec},
     state::{Container, Locked, Network},
     topology::{self, names},
 };
@@ -20,10 +21,21 @@ pub struct Args {
     /// (the lab host's namespace), as Docker's --network.
     #[arg(long, value_enum, default_value = "bridge")]
     pub network: Network,
+    /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp].
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     names::check_container(&args.name)?;
+    let specs: Vec<PortSpec> = args
+        .publish
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_>>()?;
+    if !specs.is_empty() && args.network != Network::Bridge {
+        return Err(Error::Invalid("-p needs --network bridge".into()));
+    }
     let lock = Locked::acquire(lab)?;
     let mut state = lock.require()?;
     if state.container(&args.name).is_some() {
@@ -66,7 +78,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     };
     topology::add_container(&state, &c)?;
     state.containers.push(c);
-    if let Err(e) = lock.save(&state) {
+    let published =
+        publish::publish(&mut state, &args.name, &specs).and_then(|_| lock.save(&state));
+    if let Err(e) = published {
+        // Nothing half-done: no container without the ports it was asked to publish.
+        let _ = publish::unpublish(&mut state, &args.name, &specs);
         let c = state.containers.pop().expect("just pushed");
         let _ = topology::remove_container(&state, &c);
         return Err(e);

@@ -19,10 +19,13 @@ use netlab_common::{
     maps as names,
 };
 
+pub mod cgroup;
+pub mod publish;
+
 use super::{Datapath, NatOptions};
 use crate::{
     error::{Error, Result},
-    netlink::{link, netns},
+    netlink::{link, netns, sysctl},
     state::{LabState, Published},
     topology,
 };
@@ -48,7 +51,11 @@ const ATTACH: [(&str, bool, TcAttachType); 3] = [
     (names::PROG_BRIDGE_INGRESS, false, TcAttachType::Ingress),
 ];
 
-const MAPS: [&str; 4] = [
+const MAPS: [&str; 8] = [
+    names::PUBLISH,
+    names::PUBLISH_RANGES,
+    names::PUBLISH_STATS,
+    names::PUBLISH_BACK,
     names::CONNTRACK,
     names::CT_PENDING,
     names::CONFIG,
@@ -133,6 +140,7 @@ pub fn config(
     nat: &NatOptions,
     uplink_ifindex: u32,
     bridge_ifindex: u32,
+    host_netns_cookie: u64,
 ) -> Config {
     let be = |a: Ipv4Addr| u32::from(a).to_be();
     Config {
@@ -149,6 +157,7 @@ pub fn config(
         udp_secs: nat.udp_secs,
         icmp_secs: nat.icmp_secs,
         _pad: 0,
+        host_netns_cookie,
     }
 }
 
@@ -199,12 +208,22 @@ impl Datapath for Ebpf {
         }
         let host = topology::host_ns(state);
         let (uplink, bridge) = (state.uplink.clone(), state.bridge.clone());
+        let sandbox = state.sandbox;
         let (up_idx, br_idx) = netns::netlink_in(&host, |h| async move {
+            // Hairpin: the rewritten packets carry a host address as source, and the
+            // bridge forwards them back where they came from.
+            let conf = |key: &str| format!("/proc/sys/net/ipv4/conf/{bridge}/{key}");
+            sysctl::set(&conf("accept_local"), "1")?;
+            sysctl::set(&conf("send_redirects"), "0")?;
+            if sandbox {
+                sysctl::set("/proc/sys/net/ipv4/conf/all/send_redirects", "0")?;
+            }
             Ok((
                 link::require(&h, &uplink).await?,
                 link::require(&h, &bridge).await?,
             ))
         })?;
+        let cookie = cgroup::netns_cookie(&host)?;
 
         let mut bpf = load(debug)?;
         let mut cfg: Array<_, Config> = Array::try_from(
@@ -212,7 +231,7 @@ impl Datapath for Ebpf {
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,
         )
         .map_err(|e| Error::ebpf("open CONFIG", e))?;
-        cfg.set(0, config(state, nat, up_idx, br_idx), 0)
+        cfg.set(0, config(state, nat, up_idx, br_idx, cookie), 0)
             .map_err(|e| Error::ebpf("write CONFIG", e))?;
         for m in MAPS {
             let map = bpf.map(m).ok_or_else(|| Error::ebpf("find map", m))?;
@@ -245,24 +264,23 @@ impl Datapath for Ebpf {
                 Ok(())
             })?;
         }
+        cgroup::attach(&mut bpf, state, &dir.join("links"))?;
         // Dropping `bpf` closes our fds; the pins keep maps, programs and links alive.
         Ok(())
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        remove_pins(&state.name)
+        let pins = remove_pins(&state.name);
+        cgroup::remove(&state.name)?;
+        pins
     }
 
-    fn publish(&self, _state: &LabState, _port: &Published) -> Result<()> {
-        Err(Error::Invalid(
-            "publishing on the ebpf datapath is not implemented yet".into(),
-        ))
+    fn publish(&self, state: &LabState, port: &Published) -> Result<()> {
+        publish::publish(&state.name, port)
     }
 
-    fn unpublish(&self, _state: &LabState, _port: &Published) -> Result<()> {
-        Err(Error::Invalid(
-            "publishing on the ebpf datapath is not implemented yet".into(),
-        ))
+    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()> {
+        publish::unpublish(&state.name, port)
     }
 }
 

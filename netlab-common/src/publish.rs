@@ -1,0 +1,95 @@
+//! The port table: published ports, edited by `netlab publish` while the lab runs.
+//!
+//! Single ports live in the `PUBLISH` hash (never evicted), one entry per host port;
+//! each range lives as one entry in the small `PUBLISH_RANGES` array, scanned after a
+//! miss. Counters live in the per-CPU `PUBLISH_STATS` array, indexed by the mapping's id,
+//! which conntrack entries carry so that established packets are counted too.
+
+/// Key of `PUBLISH`: host address (0 = every host address), port, protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubKey {
+    /// Network byte order; 0 means any address of the host.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<PubKey>() == 8);
+
+/// Where a published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubTarget {
+    /// Container address, network byte order.
+    pub addr: u32,
+    /// Container port, network byte order (for a range: the port of the range's first).
+    pub port: u16,
+    pub _pad: u16,
+    /// Index into `PUBLISH_STATS` (1-based; 0 = no counters).
+    pub id: u32,
+}
+const _: () = assert!(core::mem::size_of::<PubTarget>() == 12);
+
+/// One published range, as one element of `PUBLISH_RANGES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubRange {
+    /// Network byte order; 0 means any address of the host.
+    pub addr: u32,
+    /// First and last host port, **host byte order**.
+    pub start: u16,
+    pub end: u16,
+    pub proto: u8,
+    /// 1 when the slot holds a range.
+    pub used: u8,
+    pub _pad: u16,
+    pub target: PubTarget,
+}
+const _: () = assert!(core::mem::size_of::<PubRange>() == 24);
+
+/// Per-mapping counters (per CPU; userspace sums them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub connections: u64,
+}
+const _: () = assert!(core::mem::size_of::<PubStats>() == 24);
+
+/// Reverse map for host-local UDP (`recvmsg4`): container address and port → the
+/// published address and port the host process sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubBack {
+    pub addr: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<PubBack>() == 8);
+
+/// The container port for host port `port` (host order) of a range starting at `start`
+/// whose first container port is `ctr_first` (host order).
+pub const fn range_target_port(start: u16, ctr_first: u16, port: u16) -> u16 {
+    ctr_first.wrapping_add(port.wrapping_sub(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_ports_line_up() {
+        assert_eq!(range_target_port(8000, 9000, 8000), 9000);
+        assert_eq!(range_target_port(8000, 9000, 8099), 9099);
+        assert_eq!(range_target_port(8000, 8000, 8042), 8042);
+    }
+}

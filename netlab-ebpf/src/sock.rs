@@ -1,0 +1,80 @@
+//! Host-local publishing: a process in the lab's host namespace connecting (or sending)
+//! to a published port on a host address or 127.0.0.1 is sent straight to the container
+//! at the socket level (cgroup sock_addr hooks), with no per-packet NAT. TC cannot do
+//! this: such packets are routed through `lo` and never cross the uplink or the bridge.
+//! `getpeername` and UDP `recvmsg` show the address the process used, not the container's.
+//! Every hook acts only on sockets of the lab's host namespace (netns cookie).
+
+use aya_ebpf::{EbpfContext as _, helpers::bpf_get_netns_cookie, programs::SockAddrContext};
+use netlab_common::{proto::IPPROTO_TCP, publish::PubBack, stats::counter};
+
+use crate::{dnat, maps};
+
+/// 127.0.0.1 as it sits in `user_ip4` (network byte order).
+const LOOPBACK: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
+
+#[inline(always)]
+fn in_lab(ctx: &SockAddrContext) -> bool {
+    let Some(cfg) = maps::config() else {
+        return false;
+    };
+    cfg.host_netns_cookie != 0
+        && unsafe { bpf_get_netns_cookie(ctx.as_ptr()) } == cfg.host_netns_cookie
+}
+
+/// connect4 and sendmsg4: a published host address and port becomes the container's.
+#[inline(always)]
+pub fn redirect(ctx: &SockAddrContext) {
+    if !in_lab(ctx) {
+        return;
+    }
+    let Some(cfg) = maps::config() else { return };
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let (addr, port, proto) = (sa.user_ip4, sa.user_port as u16, sa.protocol as u8);
+    if addr != cfg.uplink_addr && addr != cfg.bridge_addr && addr != LOOPBACK {
+        return;
+    }
+    let Some(target) = dnat::lookup(addr, proto, port) else {
+        return;
+    };
+    sa.user_ip4 = target.addr;
+    sa.user_port = target.port as u32;
+    let back = PubBack {
+        addr: target.addr,
+        port: target.port,
+        proto,
+        _pad: 0,
+    };
+    maps::back_set(
+        &back,
+        &PubBack {
+            addr,
+            port,
+            proto,
+            _pad: 0,
+        },
+    );
+    if proto == IPPROTO_TCP {
+        maps::count_connection(target.id);
+    }
+    maps::count(counter::HOST_LOCAL_REDIRECTS);
+}
+
+/// getpeername4 and recvmsg4: show the published address instead of the container's.
+#[inline(always)]
+pub fn restore(ctx: &SockAddrContext) {
+    if !in_lab(ctx) {
+        return;
+    }
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let key = PubBack {
+        addr: sa.user_ip4,
+        port: sa.user_port as u16,
+        proto: sa.protocol as u8,
+        _pad: 0,
+    };
+    if let Some(orig) = maps::back_get(&key) {
+        sa.user_ip4 = orig.addr;
+        sa.user_port = orig.port as u32;
+    }
+}

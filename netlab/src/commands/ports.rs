@@ -1,0 +1,85 @@
+//! `netlab ports [--json]`: published ports, and their counters on the eBPF datapath.
+
+use serde::Serialize;
+
+use crate::{
+    datapath::{DatapathKind, ebpf},
+    error::Result,
+    state::Locked,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON (the format is stable; see the README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Port {
+    container: String,
+    spec: String,
+    host_ip: Option<std::net::Ipv4Addr>,
+    proto: &'static str,
+    host_port: u16,
+    host_end: u16,
+    ctr_ip: std::net::Ipv4Addr,
+    ctr_port: u16,
+    ctr_end: u16,
+    /// Counters (eBPF datapath only): packets and bytes both ways, connections opened.
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    connections: Option<u64>,
+}
+
+pub fn run(lab: &str, args: Args) -> Result<()> {
+    let state = Locked::acquire(lab)?.require()?;
+    let mut ports = Vec::new();
+    for p in &state.ports {
+        let stats = if state.datapath == DatapathKind::Ebpf {
+            Some(ebpf::publish::stats(lab, p.id)?)
+        } else {
+            None
+        };
+        ports.push(Port {
+            container: p.container.clone(),
+            spec: p.spec.to_string(),
+            host_ip: p.spec.host_ip,
+            proto: p.spec.proto.name(),
+            host_port: p.spec.host_port,
+            host_end: p.spec.host_end,
+            ctr_ip: p.ctr_ip,
+            ctr_port: p.spec.ctr_port,
+            ctr_end: p.spec.ctr_end(),
+            packets: stats.map(|s| s.packets),
+            bytes: stats.map(|s| s.bytes),
+            connections: stats.map(|s| s.connections),
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ports).expect("json"));
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<32} {:<22} {:>10} {:>12} {:>8}",
+        "CONTAINER", "PUBLISHED", "TO", "PACKETS", "BYTES", "CONNS"
+    );
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    for p in &ports {
+        let to = if p.ctr_port == p.ctr_end {
+            format!("{}:{}", p.ctr_ip, p.ctr_port)
+        } else {
+            format!("{}:{}-{}", p.ctr_ip, p.ctr_port, p.ctr_end)
+        };
+        println!(
+            "{:<12} {:<32} {:<22} {:>10} {:>12} {:>8}",
+            p.container,
+            p.spec,
+            to,
+            n(p.packets),
+            n(p.bytes),
+            n(p.connections)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The host-local publishing hooks: cgroup sock_addr programs (connect4, sendmsg4,
+//! recvmsg4, getpeername4), scoped to the lab host's namespace by its netns cookie.
+//!
+//! A sandbox lab attaches them to a cgroup of its own, `netlab-<lab>` under the cgroup v2
+//! root (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts), which
+//! `netlab exec host` joins; a lab on the machine's namespace attaches them to the root
+//! cgroup, so every process of that namespace gets them.
+
+use std::{
+    fs,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink};
+use netlab_common::maps as names;
+
+use crate::{
+    error::{Error, Result},
+    netlink::netns,
+    state::LabState,
+};
+
+/// Where cgroup v2 is mounted (the first `cgroup2` entry of /proc/self/mounts).
+pub fn root() -> Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| Error::io("read", "/proc/self/mounts", e))?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .next()
+        .ok_or_else(|| {
+            Error::Invalid(
+                "no cgroup v2 hierarchy is mounted: host-local publishing needs one".into(),
+            )
+        })
+}
+
+pub const PROGRAMS: [&str; 4] = [
+    names::PROG_CONNECT4,
+    names::PROG_SENDMSG4,
+    names::PROG_RECVMSG4,
+    names::PROG_GETPEERNAME4,
+];
+
+/// The cgroup a lab's host processes run in for host-local publishing.
+pub fn path(state: &LabState) -> Result<PathBuf> {
+    if state.sandbox {
+        own(&state.name)
+    } else {
+        root()
+    }
+}
+
+fn own(lab: &str) -> Result<PathBuf> {
+    Ok(root()?.join(format!("netlab-{lab}")))
+}
+
+/// The cookie of a network namespace (`SO_NETNS_COOKIE` of a socket made inside it).
+pub fn netns_cookie(ns: &Path) -> Result<u64> {
+    netns::run_in(ns, || {
+        let sock =
+            std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("socket in", ns, e))?;
+        let mut cookie: u64 = 0;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NETNS_COOKIE,
+                &mut cookie as *mut u64 as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::io(
+                "SO_NETNS_COOKIE in",
+                ns,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(cookie)
+    })
+}
+
+/// Creates the lab's cgroup (sandbox labs) and attaches the four hooks, pinning links.
+pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
+    let cg = path(state)?;
+    if state.sandbox {
+        fs::create_dir_all(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
+    }
+    let cg_file = fs::File::open(&cg).map_err(|e| Error::io("open cgroup", &cg, e))?;
+    for name in PROGRAMS {
+        let prog: &mut CgroupSockAddr = bpf
+            .program_mut(name)
+            .ok_or_else(|| Error::ebpf("find program", name))?
+            .try_into()
+            .map_err(|e| Error::ebpf("program type", e))?;
+        prog.load()
+            .map_err(|e| Error::ebpf("load program", format!("{name}: {e}")))?;
+        let id = prog
+            .attach(&cg_file, CgroupAttachMode::default())
+            .map_err(|e| Error::ebpf("attach", format!("{name} to {}: {e}", cg.display())))?;
+        let link: FdLink = prog
+            .take_link(id)
+            .map_err(|e| Error::ebpf("take link", e))?
+            .try_into()
+            .map_err(|e| Error::ebpf("cgroup link", e))?;
+        link.pin(links.join(name))
+            .map_err(|e| Error::ebpf("pin link", format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Removes a sandbox lab's cgroup, moving any process still in it to the root first.
+pub fn remove(lab: &str) -> Result<()> {
+    let Ok(cg) = own(lab) else { return Ok(()) };
+    if !cg.exists() {
+        return Ok(());
+    }
+    if let (Ok(procs), Ok(root)) = (fs::read_to_string(cg.join("cgroup.procs")), root()) {
+        for pid in procs.lines() {
+            let _ = fs::write(root.join("cgroup.procs"), pid);
+        }
+    }
+    fs::remove_dir(&cg).map_err(|e| Error::io("remove cgroup", &cg, e))
+}
+
+/// Moves the calling process into the lab's cgroup (`netlab exec host`), so that its
+/// sockets see the host-local publishing hooks.
+pub fn join(state: &LabState) -> Result<()> {
+    let cg = path(state)?;
+    if !state.sandbox || !cg.exists() {
+        return Ok(());
+    }
+    let procs = cg.join("cgroup.procs");
+    fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| Error::io("join cgroup", &procs, e))
+}

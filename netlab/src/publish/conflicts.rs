@@ -1,0 +1,155 @@
+//! What may be published: host addresses of the lab, ports nobody else holds.
+
+use std::{fs, net::Ipv4Addr, path::Path};
+
+use super::PortSpec;
+use crate::{
+    error::{Error, Result},
+    netlink::netns,
+    state::LabState,
+};
+
+/// Refuses a host address that is not the lab host's (uplink, bridge or 127.0.0.1).
+pub fn check_host_ip(state: &LabState, spec: &PortSpec) -> Result<()> {
+    let Some(ip) = spec.host_ip else {
+        return Ok(());
+    };
+    if ip == state.uplink_addr || ip == state.bridge_addr || ip == Ipv4Addr::LOCALHOST {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{ip} is not an address of lab {}'s host: use {}, {}, 127.0.0.1, or no address for all of them",
+        state.name, state.uplink_addr, state.bridge_addr
+    )))
+}
+
+/// Refuses a spec that claims a port another published mapping already has.
+pub fn check_published(state: &LabState, spec: &PortSpec, also: &[PortSpec]) -> Result<()> {
+    for p in &state.ports {
+        if p.spec.overlaps(spec) {
+            return Err(Error::Conflict(format!(
+                "host port {} is already published ({} on container {}): unpublish it first",
+                spec, p.spec, p.container
+            )));
+        }
+    }
+    if let Some(o) = also.iter().find(|o| o.overlaps(spec)) {
+        return Err(Error::Conflict(format!(
+            "port specs {o} and {spec} overlap"
+        )));
+    }
+    Ok(())
+}
+
+/// A socket bound in the host namespace: (protocol, address, port, listening).
+#[derive(Debug, PartialEq)]
+struct Bound {
+    udp: bool,
+    addr: Option<Ipv4Addr>,
+    port: u16,
+}
+
+fn parse(text: &str, udp: bool, v6: bool) -> Vec<Bound> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (f.get(1)?, f.get(3)?);
+            // TCP: only listeners; UDP: every bound socket (state 07, "closed").
+            if !udp && *state != "0A" {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let addr = if v6 {
+                // Only the wildcard (::) and v4-mapped wildcard also take IPv4 ports.
+                if addr.chars().all(|c| c == '0') {
+                    None
+                } else {
+                    return None;
+                }
+            } else {
+                let raw = u32::from_str_radix(addr, 16).ok()?;
+                let a = Ipv4Addr::from(raw.to_ne_bytes());
+                (!a.is_unspecified()).then_some(a)
+            };
+            Some(Bound { udp, addr, port })
+        })
+        .collect()
+}
+
+/// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
+/// bound UDP socket), which the published port would silently take over.
+pub fn check_sockets(host_ns: &Path, spec: &PortSpec) -> Result<()> {
+    let bound = netns::run_in(host_ns, || {
+        let mut all = Vec::new();
+        for (file, udp, v6) in [
+            ("tcp", false, false),
+            ("udp", true, false),
+            ("tcp6", false, true),
+            ("udp6", true, true),
+        ] {
+            let path = format!("/proc/thread-self/net/{file}");
+            if let Ok(text) = fs::read_to_string(&path) {
+                all.extend(parse(&text, udp, v6));
+            }
+        }
+        Ok(all)
+    })?;
+    let udp = spec.proto == super::Proto::Udp;
+    for b in bound {
+        let addr_clash = match (b.addr, spec.host_ip) {
+            (None, _) | (_, None) => true,
+            (Some(a), Some(h)) => a == h,
+        };
+        if b.udp == udp && addr_clash && (spec.host_port..=spec.host_end).contains(&b.port) {
+            return Err(Error::Conflict(format!(
+                "host port {}/{} is in use by a socket in the lab host ({}:{}): stop it or pick another port",
+                b.port,
+                spec.proto.name(),
+                b.addr.map(|a| a.to_string()).unwrap_or_else(|| "*".into()),
+                b.port
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
+   2: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
+        let b = parse(tcp, false, false);
+        assert_eq!(
+            b,
+            vec![
+                Bound {
+                    udp: false,
+                    addr: Some(Ipv4Addr::LOCALHOST),
+                    port: 8080
+                },
+                Bound {
+                    udp: false,
+                    addr: None,
+                    port: 80
+                },
+            ]
+        );
+        let tcp6 = "  sl  local_address                         remote_address                        st\n\
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 0\n";
+        assert_eq!(
+            parse(tcp6, false, true),
+            vec![Bound {
+                udp: false,
+                addr: None,
+                port: 22
+            }]
+        );
+    }
+}
