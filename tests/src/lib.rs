@@ -158,6 +158,73 @@ impl Lab {
         Background(Some(child))
     }
 
+    /// `python3 -m http.server PORT` in a namespace, once it listens. Its output (the
+    /// request log, with client addresses) comes back from [`Background::finish`].
+    pub fn http_server(&self, name: &str, port: u16) -> Background {
+        let server = self.spawn(
+            name,
+            &["python3", "-u", "-m", "http.server", &port.to_string()],
+        );
+        let listening = wait_for(Duration::from_secs(10), || {
+            self.exec_ok(name, &["ss", "-Htln"])
+                .contains(&format!(":{port} "))
+        });
+        assert!(listening, "http server in {name} never listened on {port}");
+        server
+    }
+
+    /// The HTTP status of `curl URL` run in a namespace (`000` when nothing answers).
+    pub fn curl(&self, from: &str, url: &str) -> String {
+        let out = self.exec(
+            from,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends one UDP datagram from a namespace (a connected socket, as `socat UDP:` uses)
+    /// and returns the reply, or "" when none comes within 5 s.
+    pub fn udp_ask(&self, from: &str, addr: &str) -> String {
+        let (host, port) = addr.rsplit_once(':').expect("host:port");
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n\
+             s.connect(('{host}', {port}))\ns.send(b'ping')\ntry:\n    print(s.recv(64).decode().strip())\n\
+             except OSError:\n    pass\n"
+        );
+        let out = self.exec(from, &["python3", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A UDP server answering every datagram with `pong`, on PORT in a namespace.
+    pub fn udp_server(&self, name: &str, port: u16) -> Background {
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {port}))\n\
+             while True:\n    d, a = s.recvfrom(64)\n    s.sendto(b'pong', a)\n"
+        );
+        let server = self.spawn(name, &["python3", "-c", &script]);
+        let bound = wait_for(Duration::from_secs(10), || {
+            self.exec_ok(name, &["ss", "-Huln"])
+                .contains(&format!(":{port} "))
+        });
+        assert!(bound, "udp server in {name} never bound {port}");
+        server
+    }
+
+    /// `netlab ports --json`, parsed.
+    pub fn ports(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["ports", "--json"])).expect("ports json")
+    }
+
     /// The path of one of the lab's namespaces (`host`, `wan` or a container).
     pub fn ns(&self, name: &str) -> PathBuf {
         netns::path(&format!("{}-{}", self.name, name))

@@ -1,0 +1,325 @@
+//! Port publishing (the seed's "Letting the outside world reach out to containers"),
+//! on every access path, edited while the containers run. Each scenario is a function
+//! of the datapath; `on_datapaths!` makes one test per datapath from it.
+
+use std::{
+    io::{Read, Write},
+    time::Duration,
+};
+
+use netlab_tests::{
+    Lab, UPLINK_ADDR, WAN_ADDR,
+    sockets::{tcp_connect, tcp_listen, udp},
+};
+
+/// One module per datapath, one test per scenario in each.
+macro_rules! on_datapaths {
+    ([$($dp:ident),+] $scenarios:tt) => {
+        $(scenarios_for!($dp $scenarios);)+
+    };
+}
+
+macro_rules! scenarios_for {
+    ($dp:ident ($($scenario:ident),+ $(,)?)) => {
+        mod $dp {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(stringify!($dp));
+            })+
+        }
+    };
+}
+
+on_datapaths!([ebpf](
+    tcp_from_outside_keeps_the_client_address,
+    tcp_from_the_host_and_localhost,
+    tcp_hairpin_from_another_container_and_itself,
+    udp_on_every_path,
+    localhost_only_port_is_not_reachable_from_outside,
+    port_range_is_one_mapping,
+    publish_and_unpublish_on_a_running_container,
+    unpublish_leaves_no_flow_behind,
+    a_thousand_ports,
+    conflicts_and_bad_specs_change_nothing,
+));
+
+fn web(dp: &str) -> Lab {
+    let lab = Lab::sandbox(&["--datapath", dp]);
+    lab.ok(&["run", "web"]);
+    lab
+}
+
+fn tcp_from_outside_keeps_the_client_address(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "8080:8000"]);
+    let server = lab.http_server("web", 8000);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
+    let log = server.finish();
+    let line = log
+        .lines()
+        .find(|l| l.contains("GET /"))
+        .unwrap_or_else(|| panic!("no request: {log}"));
+    assert!(
+        line.starts_with(&WAN_ADDR.to_string()),
+        "the container should see the real client: {line}"
+    );
+    if dp == "ebpf" {
+        let p = &lab.ports()[0];
+        assert_eq!(p["spec"], "8080:8000/tcp");
+        assert_eq!(p["connections"], 1);
+        assert!(p["packets"].as_u64().unwrap() >= 6, "{p}");
+    }
+}
+
+fn tcp_from_the_host_and_localhost(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "8080:8000"]);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(
+        lab.curl("host", "http://198.51.100.2:8080/"),
+        "200",
+        "host via the uplink address"
+    );
+    assert_eq!(
+        lab.curl("host", "http://127.0.0.1:8080/"),
+        "200",
+        "host via localhost"
+    );
+    assert_eq!(
+        lab.curl("host", "http://172.18.0.1:8080/"),
+        "200",
+        "host via the bridge address"
+    );
+}
+
+fn tcp_hairpin_from_another_container_and_itself(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["run", "client"]);
+    lab.ok(&["publish", "web", "8080:8000"]);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(
+        lab.curl("client", "http://198.51.100.2:8080/"),
+        "200",
+        "another container"
+    );
+    assert_eq!(
+        lab.curl("web", "http://198.51.100.2:8080/"),
+        "200",
+        "the container itself"
+    );
+    assert_eq!(
+        lab.curl("client", "http://172.18.0.1:8080/"),
+        "200",
+        "via the gateway address"
+    );
+}
+
+fn udp_on_every_path(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["run", "client"]);
+    lab.ok(&["publish", "web", "5353:5353/udp"]);
+    // From outside, the container sees the real client.
+    let server = udp(&lab.ns("web"), "0.0.0.0:5353");
+    let client = udp(&lab.ns("wan"), "0.0.0.0:0");
+    client.send_to(b"hi", "198.51.100.2:5353").unwrap();
+    let mut buf = [0u8; 16];
+    let (_, from) = server.recv_from(&mut buf).expect("datagram from outside");
+    assert_eq!(from.ip(), WAN_ADDR);
+    server.send_to(b"yo", from).unwrap();
+    let (n, back) = client
+        .recv_from(&mut buf)
+        .expect("reply to the outside client");
+    assert_eq!(&buf[..n], b"yo");
+    assert_eq!(
+        back,
+        "198.51.100.2:5353".parse().unwrap(),
+        "the reply comes from the published address"
+    );
+    drop(server);
+    // From the host (uplink and localhost) and from containers (hairpin).
+    let _pong = lab.udp_server("web", 5353);
+    assert_eq!(lab.udp_ask("host", "198.51.100.2:5353"), "pong");
+    assert_eq!(lab.udp_ask("host", "127.0.0.1:5353"), "pong");
+    assert_eq!(lab.udp_ask("client", "198.51.100.2:5353"), "pong");
+    assert_eq!(lab.udp_ask("web", "198.51.100.2:5353"), "pong");
+}
+
+fn localhost_only_port_is_not_reachable_from_outside(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "127.0.0.1:9090:8000"]);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(lab.curl("host", "http://127.0.0.1:9090/"), "200");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:9090/"), "000");
+    lab.ok(&["run", "client"]);
+    assert_eq!(lab.curl("client", "http://198.51.100.2:9090/"), "000");
+}
+
+fn port_range_is_one_mapping(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "7000-7009:8000-8009"]);
+    assert_eq!(lab.ports().len(), 1);
+    let _a = lab.http_server("web", 8000);
+    let _b = lab.http_server("web", 8009);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:7000/"), "200");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:7009/"), "200");
+    assert_eq!(lab.curl("host", "http://127.0.0.1:7009/"), "200");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:7010/"), "000");
+}
+
+fn publish_and_unpublish_on_a_running_container(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "8080:7001"]);
+    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7001");
+    let mut client = tcp_connect(&lab.ns("wan"), "198.51.100.2:8080");
+    let (mut conn, from) = listener.accept().unwrap();
+    assert_eq!(from.ip(), WAN_ADDR);
+    let mut buf = [0u8; 4];
+    client.write_all(b"one!").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+
+    // Publish and unpublish another port while that connection stays up.
+    lab.ok(&["publish", "web", "9000:8000"]);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(
+        lab.curl("wan", "http://198.51.100.2:9000/"),
+        "200",
+        "published on the running container"
+    );
+    lab.ok(&["unpublish", "web", "9000:8000"]);
+    assert_eq!(
+        lab.curl("wan", "http://198.51.100.2:9000/"),
+        "000",
+        "closed right after unpublish"
+    );
+
+    client.write_all(b"two!").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two!");
+    conn.write_all(b"ack!").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        &buf, b"ack!",
+        "the first connection survived the other port's changes"
+    );
+}
+
+fn unpublish_leaves_no_flow_behind(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "5353:5353/udp", "8080:8000"]);
+    let _udp = lab.udp_server("web", 5353);
+    let _http = lab.http_server("web", 8000);
+    assert_eq!(lab.udp_ask("wan", "198.51.100.2:5353"), "pong");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
+    lab.ok(&["unpublish", "web", "5353:5353/udp", "8080:8000"]);
+    assert!(lab.ports().is_empty());
+    if dp == "ebpf" {
+        let flows = lab.conntrack();
+        assert!(flows.is_empty(), "flows survived unpublish: {flows:?}");
+    }
+    // The same client port again: a stale UDP flow would still deliver it.
+    assert_eq!(lab.udp_ask("wan", "198.51.100.2:5353"), "");
+}
+
+fn a_thousand_ports(dp: &str) {
+    let lab = web(dp);
+    let specs: Vec<String> = (20_000..21_000).map(|p| format!("{p}:8000")).collect();
+    let mut args = vec!["publish", "web"];
+    args.extend(specs.iter().map(String::as_str));
+    lab.ok(&args);
+    assert_eq!(lab.ports().len(), 1000);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:20999/"), "200");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:20000/"), "200");
+}
+
+fn conflicts_and_bad_specs_change_nothing(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["run", "other", "--network", "none"]);
+    lab.ok(&["publish", "web", "8080:8000", "7000-7009:8000-8009"]);
+    let _busy = lab.http_server("host", 6000);
+    let before = (lab.status(), lab.ports());
+    for (args, expect) in [
+        (vec!["publish", "web", "8080:80"], "already published"),
+        (
+            vec!["publish", "web", "127.0.0.1:8080:80"],
+            "already published",
+        ),
+        (vec!["publish", "web", "7005:80"], "already published"),
+        (vec!["publish", "web", "6000:80"], "in use by a socket"),
+        (vec!["publish", "web", "9000:80", "9000:81"], "overlap"),
+        (vec!["publish", "web", "1.2.3.4:80:80"], "not an address"),
+        (vec!["publish", "nosuch", "80:80"], "no container"),
+        (vec!["publish", "other", "80:80"], "bridge network"),
+        (vec!["publish", "web", "80"], "host port is required"),
+        (vec!["publish", "web", "0:80"], "outside 1-65535"),
+        (vec!["publish", "web", "65536:80"], "outside 1-65535"),
+        (vec!["publish", "web", "80:80/sctp"], "unknown protocol"),
+        (vec!["publish", "web", "8000-8001:80"], "different lengths"),
+        (vec!["publish", "web", "x:y"], "not a port"),
+        (vec!["unpublish", "web", "9999:80"], "not published"),
+        (vec!["run", "late", "-p", "8080:80"], "already published"),
+        (vec!["run", "late", "-p", "bogus"], "invalid port spec"),
+    ] {
+        let err = lab.fails(&args);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(
+        (lab.status(), lab.ports()),
+        before,
+        "a refused command changed the lab"
+    );
+    assert!(!lab.ns("late").exists(), "a refused run left its container");
+}
+
+// eBPF-only: counters and the direct-access drop are the datapath's own.
+
+#[test]
+fn direct_access_to_a_container_is_dropped_and_counted() {
+    let lab = web("ebpf");
+    lab.ok(&["publish", "web", "8080:8000"]);
+    let _server = lab.http_server("web", 8000);
+    // A neighbour on the uplink LAN routes the lab subnet to the host.
+    lab.exec_ok(
+        "wan",
+        &[
+            "ip",
+            "route",
+            "add",
+            "172.18.0.0/16",
+            "via",
+            &UPLINK_ADDR.to_string(),
+        ],
+    );
+    assert_eq!(lab.curl("wan", "http://172.18.0.2:8000/"), "000");
+    assert!(lab.stat("drops", "direct_access") >= 1);
+    assert_eq!(
+        lab.curl("wan", "http://198.51.100.2:8080/"),
+        "200",
+        "the published port still works"
+    );
+}
+
+#[test]
+fn run_with_publish_and_rm_withdraws() {
+    let lab = Lab::sandbox(&[]);
+    assert_eq!(
+        lab.ok(&[
+            "run",
+            "web",
+            "-p",
+            "8080:8000",
+            "-p",
+            "127.0.0.1:5353:53/udp"
+        ])
+        .trim(),
+        "web 172.18.0.2"
+    );
+    assert_eq!(lab.ports().len(), 2);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
+    drop(_server);
+    lab.ok(&["rm", "web"]);
+    assert!(lab.ports().is_empty());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "000");
+}
