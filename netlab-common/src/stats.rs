@@ -112,8 +112,9 @@ mod tests {
 
     #[test]
     fn counters_fit_before_drops() {
-        assert!(counter::COUNT <= DROP_BASE);
+        const { assert!(counter::COUNT <= DROP_BASE) };
         assert_eq!(DropReason::DirectAccess as u32 + 1, DROP_COUNT);
         assert_eq!(DropReason::DirectAccess.index(), STATS_LEN - 1);
+        assert_eq!(DROP_NAMES.len() as u32, DROP_COUNT);
     }
 }

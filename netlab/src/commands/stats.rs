@@ -16,8 +16,11 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Named values, in index order.
+pub type Named = Vec<(&'static str, u64)>;
+
 /// (counters, drops) by name.
-pub fn read(lab: &str) -> Result<(Vec<(&'static str, u64)>, Vec<(&'static str, u64)>)> {
+pub fn read(lab: &str) -> Result<(Named, Named)> {
     let v = ebpf::stats(lab)?;
     let counters = counter::NAMES
         .iter()

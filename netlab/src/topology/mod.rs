@@ -208,10 +208,8 @@ pub fn teardown(state: &LabState) -> Result<()> {
         let sandbox = state.sandbox;
         errors.check(netns::netlink_in(&host, |h| async move {
             link::delete(&h, &bridge).await?;
-            if !sandbox {
-                if let Some(v) = restore {
-                    sysctl::set(sysctl::IP_FORWARD, &v)?;
-                }
+            if let (false, Some(v)) = (sandbox, restore) {
+                sysctl::set(sysctl::IP_FORWARD, &v)?;
             }
             Ok(())
         }));
