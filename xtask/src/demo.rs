@@ -118,8 +118,46 @@ fn walkthrough(demo: &Demo) -> Result<()> {
     say("The flows in the datapath's conntrack, and its counters.");
     demo.step(&["conntrack"])?;
     demo.step(&["stats"])?;
-    say("The lab host's netfilter is empty: the NAT above was all eBPF.");
+    publishing(demo)?;
+    say("The lab host's netfilter is empty: all the NAT above was eBPF.");
     demo.step(&["exec", "host", "--", "iptables", "-t", "nat", "-S"])?;
     demo.step(&["exec", "host", "--", "nft", "list", "ruleset"])?;
     Ok(())
+}
+
+/// The seed's "Letting the outside world reach out to containers", on a running container.
+fn publishing(demo: &Demo) -> Result<()> {
+    say("A web server in container b, not published yet.");
+    let log = std::env::temp_dir().join("netlab-demo-web.log");
+    let mut server = demo.background(&["exec", "b", "--", "python3", "-u", "-m", "http.server", "8000"], &log)?;
+    sleep(Duration::from_millis(800));
+    let result = (|| -> Result<()> {
+        say("Publish b's port 8000 as the host's 8080, while b runs (Docker cannot).");
+        demo.step(&["publish", "b", "8080:8000"])?;
+        let get = |from: &str, url: &str| -> Result<()> {
+            demo.step(&["exec", from, "--", "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", url])
+        };
+        say("From the outside world (wan):");
+        get("wan", "http://198.51.100.2:8080/")?;
+        say("From the lab's host itself, by its address and by localhost:");
+        get("host", "http://198.51.100.2:8080/")?;
+        get("host", "http://127.0.0.1:8080/")?;
+        say("From another container, through the host's address (hairpin):");
+        get("a", "http://198.51.100.2:8080/")?;
+        say("The mapping, with its counters:");
+        demo.step(&["ports"])?;
+        say("Unpublish it: the port closes at once (curl gets no answer, HTTP 000).");
+        demo.step(&["unpublish", "b", "8080:8000"])?;
+        let closed = demo.netlab(&["exec", "wan", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", "http://198.51.100.2:8080/"]).status()?;
+        println!("(curl exited with {closed})");
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    say("What b's server logged: the outside client's real address, then the host and hairpin requests.");
+    for line in std::fs::read_to_string(&log)?.lines().filter(|l| l.contains("GET")) {
+        println!("{line}");
+    }
+    let _ = std::fs::remove_file(&log);
+    result
 }
