@@ -129,13 +129,38 @@ fn walkthrough(demo: &Demo) -> Result<()> {
 fn publishing(demo: &Demo) -> Result<()> {
     say("A web server in container b, not published yet.");
     let log = std::env::temp_dir().join("netlab-demo-web.log");
-    let mut server = demo.background(&["exec", "b", "--", "python3", "-u", "-m", "http.server", "8000"], &log)?;
+    let mut server = demo.background(
+        &[
+            "exec",
+            "b",
+            "--",
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8000",
+        ],
+        &log,
+    )?;
     sleep(Duration::from_millis(800));
     let result = (|| -> Result<()> {
         say("Publish b's port 8000 as the host's 8080, while b runs (Docker cannot).");
         demo.step(&["publish", "b", "8080:8000"])?;
         let get = |from: &str, url: &str| -> Result<()> {
-            demo.step(&["exec", from, "--", "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", url])
+            demo.step(&[
+                "exec",
+                from,
+                "--",
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "HTTP %{http_code}\\n",
+                url,
+            ])
         };
         say("From the outside world (wan):");
         get("wan", "http://198.51.100.2:8080/")?;
@@ -148,14 +173,34 @@ fn publishing(demo: &Demo) -> Result<()> {
         demo.step(&["ports"])?;
         say("Unpublish it: the port closes at once (curl gets no answer, HTTP 000).");
         demo.step(&["unpublish", "b", "8080:8000"])?;
-        let closed = demo.netlab(&["exec", "wan", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", "http://198.51.100.2:8080/"]).status()?;
+        let closed = demo
+            .netlab(&[
+                "exec",
+                "wan",
+                "--",
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "HTTP %{http_code}\\n",
+                "http://198.51.100.2:8080/",
+            ])
+            .status()?;
         println!("(curl exited with {closed})");
         Ok(())
     })();
     let _ = server.kill();
     let _ = server.wait();
-    say("What b's server logged: the outside client's real address, then the host and hairpin requests.");
-    for line in std::fs::read_to_string(&log)?.lines().filter(|l| l.contains("GET")) {
+    say(
+        "What b's server logged: the outside client's real address, then the host and hairpin requests.",
+    );
+    for line in std::fs::read_to_string(&log)?
+        .lines()
+        .filter(|l| l.contains("GET"))
+    {
         println!("{line}");
     }
     let _ = std::fs::remove_file(&log);

@@ -41,9 +41,9 @@ pub fn check_published(state: &LabState, spec: &PortSpec, also: &[PortSpec]) -> 
     Ok(())
 }
 
-/// A socket bound in the host namespace: (protocol, address, port, listening).
+/// A socket bound in the host namespace: a TCP listener or a bound UDP socket.
 #[derive(Debug, PartialEq)]
-struct Bound {
+pub struct Bound {
     udp: bool,
     addr: Option<Ipv4Addr>,
     port: u16,
@@ -78,10 +78,9 @@ fn parse(text: &str, udp: bool, v6: bool) -> Vec<Bound> {
         .collect()
 }
 
-/// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
-/// bound UDP socket), which the published port would silently take over.
-pub fn check_sockets(host_ns: &Path, spec: &PortSpec) -> Result<()> {
-    let bound = netns::run_in(host_ns, || {
+/// The sockets bound in the lab host's namespace, read once per command.
+pub fn bound_sockets(host_ns: &Path) -> Result<Vec<Bound>> {
+    netns::run_in(host_ns, || {
         let mut all = Vec::new();
         for (file, udp, v6) in [
             ("tcp", false, false),
@@ -95,7 +94,12 @@ pub fn check_sockets(host_ns: &Path, spec: &PortSpec) -> Result<()> {
             }
         }
         Ok(all)
-    })?;
+    })
+}
+
+/// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
+/// bound UDP socket), which the published port would silently take over.
+pub fn check_sockets(bound: &[Bound], spec: &PortSpec) -> Result<()> {
     let udp = spec.proto == super::Proto::Udp;
     for b in bound {
         let addr_clash = match (b.addr, spec.host_ip) {

@@ -39,12 +39,12 @@ pub fn publish(
             )));
         }
     };
-    let host = topology::host_ns(state);
+    let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
     let mut new: Vec<Published> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         conflicts::check_host_ip(state, spec)?;
         conflicts::check_published(state, spec, &specs[..i])?;
-        conflicts::check_sockets(&host, spec)?;
+        conflicts::check_sockets(&bound, spec)?;
         let taken: Vec<u32> = new.iter().map(|p| p.id).collect();
         new.push(Published {
             container: container.to_string(),
