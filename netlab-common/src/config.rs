@@ -1,5 +1,9 @@
 //! The datapath's runtime configuration: the single element of the `CONFIG` array map.
 
+/// Forward translated packets of established flows straight to their next hop from TC
+/// (`bpf_fib_lookup` + `bpf_redirect`), skipping the host's IP forwarding path.
+pub const FLAG_FAST_PATH: u32 = 1;
+
 /// Written by `netlab up`; read by every program on every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +27,8 @@ pub struct Config {
     pub tcp_transitory_secs: u32,
     pub udp_secs: u32,
     pub icmp_secs: u32,
-    pub _pad: u32,
+    /// [`FLAG_FAST_PATH`]...
+    pub flags: u32,
     /// Cookie of the lab host's network namespace: the host-local publishing programs
     /// act only on sockets there (`bpf_get_netns_cookie`).
     pub host_netns_cookie: u64,
@@ -45,7 +50,7 @@ impl Default for Config {
             tcp_transitory_secs: 120,
             udp_secs: 30,
             icmp_secs: 30,
-            _pad: 0,
+            flags: FLAG_FAST_PATH,
             host_netns_cookie: 0,
         }
     }

@@ -32,8 +32,10 @@ pub mod counter {
     pub const DNAT_REPLY_PACKETS: u32 = 14;
     /// Host-local connects/sends redirected to a container by the socket hooks.
     pub const HOST_LOCAL_REDIRECTS: u32 = 15;
+    /// Packets forwarded by the fast path (fib lookup + redirect), skipping the stack.
+    pub const FAST_PATH_REDIRECTS: u32 = 16;
 
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -53,6 +55,7 @@ pub mod counter {
         "dnat_packets",
         "dnat_reply_packets",
         "host_local_redirects",
+        "fast_path_redirects",
     ];
 }
 

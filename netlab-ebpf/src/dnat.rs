@@ -10,17 +10,19 @@
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
     config::Config,
-    conntrack::{CtKey, ZONE_BRIDGE_IN},
+    config::FLAG_FAST_PATH,
+    conntrack::{CtKey, ZONE_BRIDGE_IN, ZONE_UPLINK_OUT},
     maps::PUBLISH_RANGES_MAX,
     publish::{PubKey, PubTarget, range_target_port},
     stats::{DropReason, counter},
 };
 
 use crate::{
-    conntrack, maps,
+    conntrack,
+    maps::{self, Table},
     parse::{Kind, Packet},
     rewrite,
-    snat::{config, key, parse},
+    snat::{config, fast_or_pass, key, parse},
     verdict::{PASS, Verdict},
 };
 
@@ -122,13 +124,39 @@ pub fn bridge_ingress(ctx: &TcContext) -> Verdict {
     let key = key(&pkt, ZONE_BRIDGE_IN);
     let now = conntrack::now();
     if let Some(hit) = conntrack::lookup_packet(cfg, &key, now)? {
+        let e = unsafe { *hit.entry };
         conntrack::touch(&hit, pkt.proto, pkt.flags, pkt.len, now);
-        rewrite::apply(ctx, &pkt, unsafe { &*hit.entry })?;
+        rewrite::apply(ctx, &pkt, &e)?;
         maps::count(counter::DNAT_REPLY_PACKETS);
-        return PASS;
+        return fast_or_pass(ctx, cfg, &pkt, &e);
     }
     if pkt.daddr == cfg.uplink_addr || pkt.daddr == cfg.bridge_addr {
         return new_flow(ctx, cfg, &pkt, &key, now, true);
     }
-    PASS
+    masquerade_early(ctx, cfg, &pkt, now)
+}
+
+/// Fast path for masquerade: an established flow leaving the lab is translated here,
+/// at bridge ingress, and redirected to the uplink, instead of crossing the host's
+/// forwarding path to be translated at uplink egress. New and unconfirmed flows take
+/// the ordinary path.
+#[inline(always)]
+fn masquerade_early(ctx: &TcContext, cfg: &Config, pkt: &Packet, now: u64) -> Verdict {
+    if cfg.flags & FLAG_FAST_PATH == 0 {
+        return PASS;
+    }
+    let key = key(pkt, ZONE_UPLINK_OUT);
+    let Some(hit) = conntrack::lookup(cfg, &key, now) else {
+        return PASS;
+    };
+    if hit.table != Table::Confirmed {
+        return PASS;
+    }
+    let e = unsafe { *hit.entry };
+    conntrack::touch(&hit, pkt.proto, pkt.flags, pkt.len, now);
+    rewrite::apply(ctx, pkt, &e)?;
+    maps::count(counter::SNAT_PACKETS);
+    // Should the redirect not be possible, the stack forwards the translated packet (the
+    // bridge accepts a host source address, `accept_local`) and uplink egress passes it.
+    fast_or_pass(ctx, cfg, pkt, &e)
 }

@@ -5,6 +5,7 @@
 
 mod conntrack;
 mod dnat;
+mod fib;
 mod icmp;
 mod maps;
 mod parse;

@@ -6,12 +6,12 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
 use netlab_common::{
     config::Config,
-    conntrack::{CtKey, ZONE_UPLINK_IN, ZONE_UPLINK_OUT},
+    conntrack::{CtEntry, CtKey, ZONE_UPLINK_IN, ZONE_UPLINK_OUT},
     stats::{DropReason, counter},
 };
 
 use crate::{
-    conntrack, dnat, icmp, maps,
+    conntrack, dnat, fib, icmp, maps,
     parse::{self, Kind, Packet},
     rewrite,
     verdict::{PASS, Verdict},
@@ -119,13 +119,22 @@ pub fn uplink_ingress(ctx: &TcContext) -> Verdict {
     let Some(hit) = conntrack::lookup_packet(cfg, &key, now)? else {
         return dnat::new_flow(ctx, cfg, &pkt, &key, now, false);
     };
-    let published = unsafe { (*hit.entry).pub_id } != 0;
+    let e = unsafe { *hit.entry };
     conntrack::touch(&hit, pkt.proto, pkt.flags, pkt.len, now);
-    rewrite::apply(ctx, &pkt, unsafe { &*hit.entry })?;
-    maps::count(if published {
+    rewrite::apply(ctx, &pkt, &e)?;
+    maps::count(if e.pub_id != 0 {
         counter::DNAT_PACKETS
     } else {
         counter::SNAT_REPLY_PACKETS
     });
-    PASS
+    fast_or_pass(ctx, cfg, &pkt, &e)
+}
+
+/// Forwards a translated packet by the fast path when it can, else hands it to the stack.
+#[inline(always)]
+pub fn fast_or_pass(ctx: &TcContext, cfg: &Config, pkt: &Packet, to: &CtEntry) -> Verdict {
+    match fib::redirect(ctx, cfg, pkt, to.saddr, to.daddr) {
+        Some(verdict) => Ok(verdict),
+        None => PASS,
+    }
 }

@@ -41,6 +41,9 @@ fn config() -> Config {
         subnet_mask: 0xffff_0000u32.to_be(),
         uplink_ifindex: 2,
         bridge_ifindex: 3,
+        // The fast path's fib lookup would consult the test thread's routing tables;
+        // the end-to-end tests cover it in sandbox labs.
+        flags: 0,
         ..Config::default()
     }
 }

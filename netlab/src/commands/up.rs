@@ -38,6 +38,10 @@ pub struct Args {
     /// Conntrack timeout of an ICMP echo flow, in seconds.
     #[arg(long, default_value_t = 30)]
     pub icmp_timeout: u32,
+    /// eBPF datapath: forward every packet through the host's stack, without the fast
+    /// path (fib lookup + redirect from TC) for established flows.
+    #[arg(long)]
+    pub no_fast_path: bool,
     /// Load the datapath with its debug logs on (read them with `netlab logs`).
     #[arg(long, env = "NETLAB_DEBUG")]
     pub debug: bool,
@@ -68,6 +72,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         tcp_transitory_secs: args.tcp_transitory_timeout,
         udp_secs: args.udp_timeout,
         icmp_secs: args.icmp_timeout,
+        fast_path: !args.no_fast_path,
     };
 
     let lock = Locked::acquire(lab)?;

@@ -36,6 +36,14 @@ pub struct NatOptions {
     pub tcp_transitory_secs: u32,
     pub udp_secs: u32,
     pub icmp_secs: u32,
+    /// eBPF only: forward established flows from TC (fib lookup + redirect), skipping
+    /// the host's forwarding path.
+    #[serde(default = "yes")]
+    pub fast_path: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for NatOptions {
@@ -48,6 +56,7 @@ impl Default for NatOptions {
             tcp_transitory_secs: c.tcp_transitory_secs,
             udp_secs: c.udp_secs,
             icmp_secs: c.icmp_secs,
+            fast_path: true,
         }
     }
 }

@@ -14,7 +14,7 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, links::FdLink, tc::TcAttachOptions},
 };
 use netlab_common::{
-    config::Config,
+    config::{Config, FLAG_FAST_PATH},
     conntrack::{CtEntry, CtKey},
     maps as names,
 };
@@ -156,7 +156,7 @@ pub fn config(
         tcp_transitory_secs: nat.tcp_transitory_secs,
         udp_secs: nat.udp_secs,
         icmp_secs: nat.icmp_secs,
-        _pad: 0,
+        flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 },
         host_netns_cookie,
     }
 }
