@@ -8,8 +8,8 @@ pub mod packet;
 pub mod sockets;
 
 use std::{
-    net::Ipv4Addr,
-    path::PathBuf,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -248,6 +248,13 @@ impl Lab {
     pub fn conntrack(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok(&["conntrack", "--json"])).expect("conntrack json")
     }
+
+    /// The lab's state file, read through the library.
+    pub fn state(&self) -> netlab::state::LabState {
+        netlab::state::Locked::acquire(&self.name)
+            .and_then(|l| l.require())
+            .expect("lab state")
+    }
 }
 
 impl Drop for Lab {
@@ -322,6 +329,16 @@ impl Drop for Background {
 /// be used from the calling thread afterwards.
 pub fn in_ns<T: Send>(ns: &std::path::Path, f: impl FnOnce() -> T + Send) -> T {
     netns::run_in(ns, || Ok(f())).expect("enter namespace")
+}
+
+/// Waits until something accepts TCP connections on `addr`, as seen from namespace
+/// `ns` (a probe connection is opened and closed).
+pub fn wait_listening(ns: &Path, addr: SocketAddr) -> bool {
+    wait_for(Duration::from_secs(10), || {
+        in_ns(ns, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
+    })
 }
 
 /// Waits until `cond` holds, polling, for at most `timeout`.

@@ -101,15 +101,30 @@ fn test(args: &[String]) -> Result<()> {
     leaks
 }
 
-/// After the suite: no test namespace, lab state, pin or bpffs mount of ours is left.
+/// After the suite: no test or benchmark namespace, lab state, pin or bpffs mount of
+/// ours is left, and no netlab rule reached the machine's own namespace.
 fn leak_check() -> Result<()> {
     let mut left = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('t') && name.contains('_') {
+            if (name.starts_with('t') || name.starts_with("bench_")) && name.contains('_') {
                 left.push(format!("netns {name}"));
             }
+        }
+    }
+    // Read-only listings of the machine's own rules.
+    for (tool, args) in [
+        ("iptables-nft-save", &[][..]),
+        ("iptables-legacy-save", &[][..]),
+        ("nft", &["list", "ruleset"][..]),
+    ] {
+        if let Ok(out) = Command::new(tool).args(args).output()
+            && String::from_utf8_lossy(&out.stdout)
+                .to_lowercase()
+                .contains("netlab")
+        {
+            left.push(format!("netlab rules in the machine's namespace ({tool})"));
         }
     }
     for p in [

@@ -15,6 +15,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "iptables",
     "nftables",
+    "conntrack",
     "iperf3",
     "socat",
     "curl",

@@ -14,7 +14,8 @@ pub struct Args {
     /// the machine's own network untouched. The demo, tests and benchmarks use it.
     #[arg(long)]
     pub sandbox: bool,
-    /// How NAT and port publishing are done.
+    /// How NAT and port publishing are done: eBPF, iptables (nf_tables backend),
+    /// iptables-legacy, nftables, or routed (no NAT; sandbox only).
     #[arg(long, value_enum, default_value = "ebpf")]
     pub datapath: DatapathKind,
     /// The containers' subnet; the bridge takes its first address.
@@ -63,6 +64,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     if args.sandbox && args.uplink.is_some() {
         return Err(Error::Invalid(
             "--uplink cannot be used with --sandbox: the sandbox has its own uplink".into(),
+        ));
+    }
+    if args.datapath == DatapathKind::Routed && !args.sandbox {
+        return Err(Error::Invalid(
+            "--datapath routed (no NAT, the benchmark's baseline) needs --sandbox".into(),
         ));
     }
     let nat = NatOptions {

@@ -2,6 +2,10 @@
 //! same topology and workload run over each of them.
 
 pub mod ebpf;
+pub mod iptables;
+mod netfilter;
+pub mod nftables;
+pub mod routed;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,12 +19,43 @@ use crate::{
 pub enum DatapathKind {
     /// TC (tcx) eBPF programs with conntrack in BPF maps; no netfilter rules.
     Ebpf,
+    /// Docker's iptables rules, through iptables' nf_tables backend (`iptables-nft`).
+    Iptables,
+    /// The same rules through the legacy x_tables backend (`iptables-legacy`).
+    IptablesLegacy,
+    /// One nftables table, `ip netlab`, with maps for the published ports.
+    Nftables,
+    /// No NAT at all: plain routing, and in a sandbox a route from wan to the lab
+    /// subnet. The benchmark's baseline; sandbox labs only, publishes nothing.
+    #[value(alias = "none")]
+    #[serde(alias = "none")]
+    Routed,
 }
 
 impl DatapathKind {
+    pub const ALL: [DatapathKind; 5] = [
+        Self::Ebpf,
+        Self::Iptables,
+        Self::IptablesLegacy,
+        Self::Nftables,
+        Self::Routed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Ebpf => "ebpf",
+            Self::Iptables => "iptables",
+            Self::IptablesLegacy => "iptables-legacy",
+            Self::Nftables => "nftables",
+            Self::Routed => "routed",
+        }
+    }
+
+    /// Parses a name as `--datapath` takes it.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::Routed),
+            _ => Self::ALL.into_iter().find(|k| k.name() == s),
         }
     }
 }
@@ -86,17 +121,47 @@ pub trait Datapath {
     fn publish(&self, state: &LabState, port: &Published) -> Result<()>;
     /// Withdraws one port range, and forgets its flows so nothing stale survives.
     fn unpublish(&self, state: &LabState, port: &Published) -> Result<()>;
+    /// Publishes many port ranges at once (the benchmark's thousands of ports). The
+    /// netfilter datapaths do it in one transaction; the default publishes one by one
+    /// and withdraws what it did when one fails.
+    fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        for (i, port) in ports.iter().enumerate() {
+            if let Err(e) = self.publish(state, port) {
+                for done in ports[..i].iter().rev() {
+                    let _ = self.unpublish(state, done);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
     match kind {
         DatapathKind::Ebpf => Box::new(ebpf::Ebpf),
+        DatapathKind::Iptables => Box::new(iptables::Iptables::nft()),
+        DatapathKind::IptablesLegacy => Box::new(iptables::Iptables::legacy()),
+        DatapathKind::Nftables => Box::new(nftables::Nftables),
+        DatapathKind::Routed => Box::new(routed::Routed),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datapath_names_round_trip() {
+        for k in DatapathKind::ALL {
+            assert_eq!(DatapathKind::from_name(k.name()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<DatapathKind>(&json).unwrap(), k);
+        }
+        assert_eq!(DatapathKind::from_name("none"), Some(DatapathKind::Routed));
+        assert_eq!(DatapathKind::from_name("pf"), None);
+    }
 
     #[test]
     fn port_ranges() {

@@ -4,7 +4,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    Handle, LinkBridge, LinkUnspec, LinkVeth,
+    Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth,
     packet_route::link::{LinkAttribute, LinkMessage},
 };
 
@@ -120,6 +120,18 @@ pub async fn move_to_netns(h: &Handle, name: &str, index: u32, ns: BorrowedFd<'_
             .build(),
     )
     .await
+}
+
+/// Equivalent to `ip link set NAME type bridge_slave hairpin on|off`: lets the bridge
+/// send a frame back out of the port it came in on (a container reaching itself
+/// through a published port, when bridge netfilter DNATs the frame on the bridge).
+pub async fn set_hairpin(h: &Handle, name: &str, index: u32, on: bool) -> Result<()> {
+    // Bridge port settings need RTM_NEWLINK; RTM_SETLINK ignores them.
+    h.link()
+        .set_port(LinkBridgePort::new(index).hairpin(on).build())
+        .execute()
+        .await
+        .map_err(nl("set bridge port hairpin on", name))
 }
 
 /// Equivalent to `ip link set NAME name NEW` (the link must be down).

@@ -1,0 +1,533 @@
+//! The iptables datapath: Docker's rules, in the lab host's namespace, applied with
+//! `iptables-restore --noflush` (each table commits atomically).
+//!
+//! ```text
+//! raw     PREROUTING  -d SUBNET ! -i BR -j DROP              direct access to containers
+//!         PREROUTING  -d 127.0.0.0/8 ! -i lo -j DROP         (route_localnet is on for BR)
+//! nat     PREROUTING  -m addrtype --dst-type LOCAL -j NETLAB
+//!         OUTPUT      -m addrtype --dst-type LOCAL -j NETLAB
+//!         POSTROUTING -s SUBNET ! -o BR -j MASQUERADE        the seed's rule (tcp/udp from --nat-ports)
+//!         POSTROUTING -s SUBNET -o BR -m conntrack --ctstate DNAT -j MASQUERADE   hairpin
+//!         POSTROUTING -s 127.0.0.0/8 -o BR -j MASQUERADE     host-local on 127.0.0.1
+//!         NETLAB      [-d HOST_IP] -p P --dport HP -j DNAT --to-destination CTR:CP   per port
+//! filter  FORWARD -> NETLAB-USER, NETLAB-FORWARD (policy DROP in a sandbox)
+//!         NETLAB-FORWARD -> NETLAB-CT, NETLAB-ISOLATION-STAGE-1, NETLAB-BRIDGE; -i BR ACCEPT
+//!         NETLAB-CT      -o BR RELATED,ESTABLISHED ACCEPT
+//!         NETLAB-BRIDGE  -o BR -j NETLAB; ! -i BR -o BR DROP
+//!         NETLAB         -d CTR ! -i BR -o BR -p P --dport CP -j ACCEPT                  per port
+//! ```
+//!
+//! Every rule carries `-m comment --comment netlab`, and every chain is called
+//! `NETLAB...`: teardown removes exactly those. The chains are shared by the whole
+//! namespace, as Docker's are, so one iptables lab runs per namespace (a sandbox lab
+//! has its own). Port ranges are expanded to one rule per port, as Docker does.
+
+use std::fmt::Write as _;
+
+use super::{Datapath, NatOptions, netfilter};
+use crate::{
+    error::{Error, Result},
+    state::{LabState, Published},
+    topology,
+};
+
+/// The nat chain of published ports, and the filter chain that lets them in.
+const PORTS: &str = "NETLAB";
+/// Every netlab chain starts with this.
+const PREFIX: &str = "NETLAB";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// iptables over nf_tables (`iptables-nft`, what `iptables` is on Debian 12).
+    Nft,
+    /// The x_tables kernel interface (`iptables-legacy`).
+    Legacy,
+}
+
+pub struct Iptables {
+    backend: Backend,
+}
+
+impl Iptables {
+    pub fn nft() -> Self {
+        Self {
+            backend: Backend::Nft,
+        }
+    }
+
+    pub fn legacy() -> Self {
+        Self {
+            backend: Backend::Legacy,
+        }
+    }
+
+    fn save_tool(&self) -> &'static str {
+        match self.backend {
+            Backend::Nft => "iptables-nft-save",
+            Backend::Legacy => "iptables-legacy-save",
+        }
+    }
+
+    /// Equivalent to `iptables-save` in the lab host.
+    fn save(&self, state: &LabState) -> Result<String> {
+        netfilter::run(state, self.save_tool(), &[], None)
+    }
+
+    /// Equivalent to `iptables-restore --noflush < script` in the lab host.
+    fn restore(&self, state: &LabState, script: &Script) -> Result<()> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        let (tool, args): (&str, &[&str]) = match self.backend {
+            Backend::Nft => ("iptables-nft-restore", &["--noflush"]),
+            // The legacy backend serialises on one machine-wide lock file.
+            Backend::Legacy => ("iptables-legacy-restore", &["--noflush", "--wait=60"]),
+        };
+        netfilter::run(state, tool, args, Some(&script.text())).map(drop)
+    }
+
+    /// Adds the rules of `ports`, the filter table first: when the nat table fails,
+    /// the filter rules are taken back, so nothing is left half-published.
+    fn add_ports(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        let rules = port_rules(state, ports);
+        self.restore(state, &rules.script("-A", "filter"))?;
+        if let Err(e) = self.restore(state, &rules.script("-A", "nat")) {
+            let _ = self.restore(state, &rules.script("-D", "filter"));
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// An `iptables-restore` input: lines per table, each table one transaction.
+#[derive(Default)]
+struct Script(Vec<(&'static str, Vec<String>)>);
+
+impl Script {
+    fn push(&mut self, table: &'static str, line: impl Into<String>) {
+        match self.0.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, lines)) => lines.push(line.into()),
+            None => self.0.push((table, vec![line.into()])),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|(_, lines)| lines.is_empty())
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::new();
+        for (table, lines) in &self.0 {
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "*{table}");
+            for l in lines {
+                let _ = writeln!(s, "{l}");
+            }
+            s.push_str("COMMIT\n");
+        }
+        s
+    }
+}
+
+fn tag() -> String {
+    format!("-m comment --comment {}", netfilter::TAG)
+}
+
+/// The rules `setup` installs.
+fn setup_script(state: &LabState, nat: &NatOptions) -> Script {
+    let (br, subnet, t) = (&state.bridge, state.subnet.to_string(), tag());
+    let mut s = Script::default();
+
+    // Docker 28's "direct access" drop: nothing but published ports (DNAT, which comes
+    // later) and replies reaches a container from outside the bridge. Localhost is
+    // routable on the bridge (route_localnet), so 127/8 from anywhere but lo is dropped too.
+    s.push(
+        "raw",
+        format!("-A PREROUTING -d {subnet} ! -i {br} {t} -j DROP"),
+    );
+    s.push(
+        "raw",
+        format!("-A PREROUTING -d 127.0.0.0/8 ! -i lo {t} -j DROP"),
+    );
+
+    s.push("nat", format!(":{PORTS} - [0:0]"));
+    s.push(
+        "nat",
+        format!("-A PREROUTING -m addrtype --dst-type LOCAL {t} -j {PORTS}"),
+    );
+    // No userland proxy, so unlike Docker's default 127.0.0.0/8 is not excluded.
+    s.push(
+        "nat",
+        format!("-A OUTPUT -m addrtype --dst-type LOCAL {t} -j {PORTS}"),
+    );
+    let ports = format!("{}-{}", nat.port_min, nat.port_max);
+    for proto in ["tcp", "udp"] {
+        s.push(
+            "nat",
+            format!(
+                "-A POSTROUTING -s {subnet} ! -o {br} -p {proto} {t} -j MASQUERADE --to-ports {ports}"
+            ),
+        );
+    }
+    s.push(
+        "nat",
+        format!("-A POSTROUTING -s {subnet} ! -o {br} {t} -j MASQUERADE"),
+    );
+    // Hairpin: a container reaching a published port (its own or another's) is
+    // SNATed to the bridge address so that the reply comes back through the host.
+    // One rule for all ports, rather than Docker's one per port.
+    s.push(
+        "nat",
+        format!("-A POSTROUTING -s {subnet} -o {br} -m conntrack --ctstate DNAT {t} -j MASQUERADE"),
+    );
+    s.push(
+        "nat",
+        format!("-A POSTROUTING -s 127.0.0.0/8 -o {br} {t} -j MASQUERADE"),
+    );
+
+    for chain in [
+        "NETLAB-USER",
+        "NETLAB-FORWARD",
+        "NETLAB-CT",
+        "NETLAB-ISOLATION-STAGE-1",
+        "NETLAB-ISOLATION-STAGE-2",
+        "NETLAB-BRIDGE",
+        PORTS,
+    ] {
+        s.push("filter", format!(":{chain} - [0:0]"));
+    }
+    if state.sandbox {
+        // Docker's policy; only where the namespace is the lab's own.
+        s.push("filter", ":FORWARD DROP [0:0]");
+    }
+    for rule in [
+        format!("-A FORWARD {t} -j NETLAB-USER"),
+        format!("-A FORWARD {t} -j NETLAB-FORWARD"),
+        format!("-A NETLAB-FORWARD {t} -j NETLAB-CT"),
+        format!("-A NETLAB-FORWARD {t} -j NETLAB-ISOLATION-STAGE-1"),
+        format!("-A NETLAB-FORWARD {t} -j NETLAB-BRIDGE"),
+        format!("-A NETLAB-FORWARD -i {br} {t} -j ACCEPT"),
+        format!("-A NETLAB-CT -o {br} -m conntrack --ctstate RELATED,ESTABLISHED {t} -j ACCEPT"),
+        format!("-A NETLAB-ISOLATION-STAGE-1 -i {br} ! -o {br} {t} -j NETLAB-ISOLATION-STAGE-2"),
+        format!("-A NETLAB-ISOLATION-STAGE-2 -o {br} {t} -j DROP"),
+        format!("-A NETLAB-BRIDGE -o {br} {t} -j {PORTS}"),
+        // After the per-port ACCEPTs (which are appended to NETLAB, in publish order).
+        format!("-A NETLAB-BRIDGE ! -i {br} -o {br} {t} -j DROP"),
+    ] {
+        s.push("filter", rule);
+    }
+    s
+}
+
+/// The per-port rules of some published ports, without `-A CHAIN`.
+struct PortRules {
+    nat: Vec<String>,
+    filter: Vec<String>,
+}
+
+impl PortRules {
+    fn script(&self, op: &str, table: &'static str) -> Script {
+        let rules = if table == "nat" {
+            &self.nat
+        } else {
+            &self.filter
+        };
+        let mut s = Script::default();
+        for r in rules {
+            s.push(table, format!("{op} {PORTS} {r}"));
+        }
+        s
+    }
+}
+
+fn port_rules(state: &LabState, ports: &[Published]) -> PortRules {
+    let (br, t) = (&state.bridge, tag());
+    let mut rules = PortRules {
+        nat: Vec::new(),
+        filter: Vec::new(),
+    };
+    for port in ports {
+        let p = port.spec.proto.name();
+        let dst = port
+            .spec
+            .host_ip
+            .map(|ip| format!("-d {ip}/32 "))
+            .unwrap_or_default();
+        for (hp, cp) in netfilter::pairs(&port.spec) {
+            rules.nat.push(format!(
+                "{dst}-p {p} -m {p} --dport {hp} {t} -j DNAT --to-destination {}:{cp}",
+                port.ctr_ip
+            ));
+            rules.filter.push(format!(
+                "-d {}/32 ! -i {br} -o {br} -p {p} -m {p} --dport {cp} {t} -j ACCEPT",
+                port.ctr_ip
+            ));
+        }
+    }
+    rules
+}
+
+/// One table of `iptables-save` output.
+#[derive(Default)]
+struct Table {
+    name: String,
+    /// Chains netlab made.
+    chains: Vec<String>,
+    /// netlab's rules in other chains, as `-A CHAIN ...`.
+    rules: Vec<String>,
+    forward_drop: bool,
+}
+
+fn is_tagged(rule: &str) -> bool {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    // iptables-save quotes a comment with spaces: `"netlab rules"` is not ours.
+    let quoted = format!("\"{}\"", netfilter::TAG);
+    words
+        .windows(2)
+        .any(|w| w[0] == "--comment" && (w[1] == netfilter::TAG || w[1] == quoted))
+}
+
+/// What of netlab's is in an `iptables-save` output, table by table.
+fn ours(saved: &str) -> Vec<Table> {
+    let mut tables: Vec<Table> = Vec::new();
+    for line in saved.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('*') {
+            tables.push(Table {
+                name: name.to_string(),
+                ..Table::default()
+            });
+            continue;
+        }
+        let Some(table) = tables.last_mut() else {
+            continue;
+        };
+        if let Some(decl) = line.strip_prefix(':') {
+            let mut words = decl.split_whitespace();
+            let (chain, policy) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            if chain.starts_with(PREFIX) {
+                table.chains.push(chain.to_string());
+            }
+            if chain == "FORWARD" && policy == "DROP" {
+                table.forward_drop = true;
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let chain = rule.split_whitespace().next().unwrap_or("");
+            if is_tagged(rule) && !chain.starts_with(PREFIX) {
+                table.rules.push(line.to_string());
+            }
+        }
+    }
+    tables.retain(|t| !t.chains.is_empty() || !t.rules.is_empty() || t.forward_drop);
+    tables
+}
+
+/// The restore script that removes everything of netlab's in `saved`: its rules in
+/// the built-in chains, then its chains (flushed first, as they jump to each other).
+/// In a sandbox the FORWARD policy goes back to ACCEPT.
+fn teardown_script(saved: &str, sandbox: bool) -> Script {
+    let mut s = Script::default();
+    for t in ours(saved) {
+        let table: &'static str = match t.name.as_str() {
+            "raw" => "raw",
+            "nat" => "nat",
+            "filter" => "filter",
+            "mangle" => "mangle",
+            "security" => "security",
+            _ => continue,
+        };
+        if sandbox && t.forward_drop {
+            s.push(table, ":FORWARD ACCEPT [0:0]");
+        }
+        for r in &t.rules {
+            s.push(table, format!("-D {}", &r[3..]));
+        }
+        for c in &t.chains {
+            s.push(table, format!("-F {c}"));
+        }
+        for c in &t.chains {
+            s.push(table, format!("-X {c}"));
+        }
+    }
+    s
+}
+
+impl Datapath for Iptables {
+    fn setup(&self, state: &LabState, nat: &NatOptions, _debug: bool) -> Result<()> {
+        let saved = self.save(state)?;
+        if ours(&saved)
+            .iter()
+            .any(|t| !t.chains.is_empty() || !t.rules.is_empty())
+        {
+            return Err(Error::Conflict(format!(
+                "netlab's iptables rules are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first (or use --sandbox)",
+                state.name
+            )));
+        }
+        netfilter::prepare_host(state, nat)?;
+        self.restore(state, &setup_script(state, nat))
+    }
+
+    fn teardown(&self, state: &LabState) -> Result<()> {
+        if !topology::host_ns(state).exists() {
+            return Ok(());
+        }
+        let saved = self.save(state)?;
+        self.restore(state, &teardown_script(&saved, state.sandbox))
+    }
+
+    fn publish(&self, state: &LabState, port: &Published) -> Result<()> {
+        self.publish_many(state, std::slice::from_ref(port))
+    }
+
+    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()> {
+        netfilter::require_conntrack_tool()?;
+        let rules = port_rules(state, std::slice::from_ref(port));
+        self.restore(state, &rules.script("-D", "nat"))?;
+        self.restore(state, &rules.script("-D", "filter"))?;
+        netfilter::forget_flows(state, port)
+    }
+
+    fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        for port in ports {
+            netfilter::hairpin(state, port)?;
+        }
+        self.add_ports(state, ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        datapath::DatapathKind,
+        publish::PortSpec,
+        state::{LabState, STATE_VERSION},
+    };
+
+    fn lab() -> LabState {
+        LabState {
+            version: STATE_VERSION,
+            name: "x".into(),
+            sandbox: true,
+            datapath: DatapathKind::Iptables,
+            subnet: "172.18.0.0/16".parse().unwrap(),
+            bridge: "nl-x".into(),
+            bridge_addr: "172.18.0.1".parse().unwrap(),
+            uplink: "eth0".into(),
+            uplink_addr: "198.51.100.2".parse().unwrap(),
+            host_netns: Some("x-host".into()),
+            wan_netns: Some("x-wan".into()),
+            ip_forward_was: None,
+            nat: NatOptions::default(),
+            debug: false,
+            containers: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn published(spec: &str) -> Published {
+        Published {
+            container: "web".into(),
+            spec: spec.parse::<PortSpec>().unwrap(),
+            ctr_ip: "172.18.0.2".parse().unwrap(),
+            id: 1,
+        }
+    }
+
+    #[test]
+    fn setup_has_the_seed_rule_and_dockers_forward_structure() {
+        let text = setup_script(&lab(), &NatOptions::default()).text();
+        assert!(text.contains(
+            "-A POSTROUTING -s 172.18.0.0/16 ! -o nl-x -m comment --comment netlab -j MASQUERADE\n"
+        ));
+        assert!(text.contains(":FORWARD DROP [0:0]"));
+        assert!(text.contains("-A NETLAB-CT -o nl-x -m conntrack --ctstate RELATED,ESTABLISHED"));
+        assert!(text.contains("*raw\n-A PREROUTING -d 172.18.0.0/16 ! -i nl-x"));
+        // Every rule is tagged.
+        for line in text.lines().filter(|l| l.starts_with("-A")) {
+            assert!(is_tagged(line), "untagged: {line}");
+        }
+        let mut other = lab();
+        other.sandbox = false;
+        let text = setup_script(&other, &NatOptions::default()).text();
+        assert!(!text.contains(":FORWARD DROP"), "policy outside a sandbox");
+    }
+
+    #[test]
+    fn one_rule_per_port_in_each_table() {
+        let lab = lab();
+        let rules = port_rules(
+            &lab,
+            &[
+                published("198.51.100.2:8080:80"),
+                published("5000-5001:6000-6001/udp"),
+            ],
+        );
+        assert_eq!(
+            rules.nat,
+            [
+                "-d 198.51.100.2/32 -p tcp -m tcp --dport 8080 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:80",
+                "-p udp -m udp --dport 5000 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:6000",
+                "-p udp -m udp --dport 5001 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:6001",
+            ]
+        );
+        assert_eq!(
+            rules.filter[0],
+            "-d 172.18.0.2/32 ! -i nl-x -o nl-x -p tcp -m tcp --dport 80 -m comment --comment netlab -j ACCEPT"
+        );
+        assert_eq!(
+            rules.script("-D", "nat").text().lines().nth(1).unwrap(),
+            format!("-D NETLAB {}", rules.nat[0])
+        );
+    }
+
+    #[test]
+    fn teardown_removes_exactly_what_is_tagged() {
+        let saved = "\
+# Generated by iptables-save v1.8.9
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:NETLAB - [0:0]
+:USERS - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netlab -j NETLAB
+-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE
+-A POSTROUTING -s 10.0.0.0/8 -m comment --comment \"netlab is great\" -j MASQUERADE
+-A NETLAB -p tcp -m tcp --dport 80 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:80
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+:NETLAB-USER - [0:0]
+:NETLAB-FORWARD - [0:0]
+-A FORWARD -m comment --comment netlab -j NETLAB-USER
+-A FORWARD -m comment --comment netlab -j NETLAB-FORWARD
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+COMMIT
+";
+        let text = teardown_script(saved, true).text();
+        assert_eq!(
+            text,
+            "\
+*nat
+-D PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netlab -j NETLAB
+-F NETLAB
+-X NETLAB
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+-D FORWARD -m comment --comment netlab -j NETLAB-USER
+-D FORWARD -m comment --comment netlab -j NETLAB-FORWARD
+-F NETLAB-USER
+-F NETLAB-FORWARD
+-X NETLAB-USER
+-X NETLAB-FORWARD
+COMMIT
+"
+        );
+        assert!(teardown_script("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", true).is_empty());
+    }
+}

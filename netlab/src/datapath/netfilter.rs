@@ -1,0 +1,234 @@
+//! What the iptables and nftables datapaths share: their tools run inside the lab
+//! host's namespace, the sysctls they need there, hairpin on a published container's
+//! bridge port, and forgetting the kernel's conntrack entries of a withdrawn port.
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use super::NatOptions;
+use crate::{
+    error::{Error, Result},
+    netlink::{link, netns, sysctl},
+    publish::PortSpec,
+    state::{LabState, Published},
+    topology,
+};
+
+/// The comment every iptables rule netlab adds carries; teardown removes exactly these.
+pub const TAG: &str = "netlab";
+
+const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+const CONNTRACK_SYSCTLS: &str = "/proc/sys/net/netfilter";
+
+/// Runs `program args` in the lab host's namespace, `input` on its stdin; returns its
+/// stdout. The error carries the command and its stderr on one line.
+pub fn run(state: &LabState, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    let shown = || {
+        format!("{program} {}", args.join(" "))
+            .trim_end()
+            .to_string()
+    };
+    let host = topology::host_ns(state);
+    // A child inherits the namespace of the thread that spawns it.
+    let out = netns::run_in(&host, || {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::Command {
+                    command: program.to_string(),
+                    detail: "not found: install it (`cargo xtask setup` lists the packages)".into(),
+                },
+                _ => Error::io("run", program, e),
+            })?;
+        let stdin = child.stdin.take();
+        std::thread::scope(|s| {
+            // Written from a second thread so that a child that talks back cannot
+            // deadlock against a large input (ten thousand rules).
+            if let (Some(mut pipe), Some(text)) = (stdin, input) {
+                s.spawn(move || {
+                    let _ = pipe.write_all(text.as_bytes());
+                });
+            }
+            child
+                .wait_with_output()
+                .map_err(|e| Error::io("wait for", program, e))
+        })
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let detail = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Error::Command {
+            command: shown(),
+            detail: if detail.is_empty() {
+                format!("exited with {}", out.status)
+            } else {
+                detail
+            },
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
+/// The sysctls of the lab host namespace that both netfilter datapaths need:
+/// bridged frames go through the IPv4 hooks (`bridge-nf-call-iptables`, as Docker
+/// has it), the bridge routes 127.0.0.1 (host-local publishing on 127.0.0.1, as
+/// Docker without its userland proxy), and, in a sandbox, the lab's conntrack
+/// timeouts. A lab on the machine's own namespace leaves the machine's timeouts alone.
+pub fn prepare_host(state: &LabState, nat: &NatOptions) -> Result<()> {
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", state.bridge);
+    let timeouts = conntrack_timeouts(nat);
+    let sandbox = state.sandbox;
+    netns::run_in(&topology::host_ns(state), || {
+        if !Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
+            return Err(Error::Invalid(format!(
+                "{BRIDGE_NF_CALL_IPTABLES} is missing: the kernel needs br_netfilter (`modprobe br_netfilter`)"
+            )));
+        }
+        sysctl::set(BRIDGE_NF_CALL_IPTABLES, "1")?;
+        sysctl::set(&localnet, "1")?;
+        if sandbox {
+            for (key, secs) in &timeouts {
+                sysctl::set(&format!("{CONNTRACK_SYSCTLS}/{key}"), &secs.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The kernel conntrack timeouts that match the lab's NAT options.
+fn conntrack_timeouts(nat: &NatOptions) -> Vec<(&'static str, u32)> {
+    vec![
+        (
+            "nf_conntrack_tcp_timeout_established",
+            nat.tcp_established_secs,
+        ),
+        ("nf_conntrack_tcp_timeout_syn_sent", nat.tcp_transitory_secs),
+        ("nf_conntrack_tcp_timeout_fin_wait", nat.tcp_transitory_secs),
+        (
+            "nf_conntrack_tcp_timeout_time_wait",
+            nat.tcp_transitory_secs,
+        ),
+        ("nf_conntrack_udp_timeout", nat.udp_secs),
+        ("nf_conntrack_udp_timeout_stream", nat.udp_secs),
+        ("nf_conntrack_icmp_timeout", nat.icmp_secs),
+    ]
+}
+
+/// Turns hairpin on for the bridge port of the container a port leads to: with bridge
+/// netfilter, a container's packet to its own published port is DNATed on the bridge
+/// and must leave by the port it came in on. (Docker does the same without its proxy.)
+pub fn hairpin(state: &LabState, port: &Published) -> Result<()> {
+    let Some(veth) = state
+        .container(&port.container)
+        .and_then(|c| c.veth.clone())
+    else {
+        return Ok(());
+    };
+    netns::netlink_in(&topology::host_ns(state), |h| async move {
+        let index = link::require(&h, &veth).await?;
+        link::set_hairpin(&h, &veth, index, true).await
+    })
+}
+
+/// (host port, container port) for every port of a spec: ranges are expanded, one
+/// rule or map element per port, so that each host port maps to exactly its own
+/// container port.
+pub fn pairs(spec: &PortSpec) -> impl Iterator<Item = (u16, u16)> + '_ {
+    (spec.host_port..=spec.host_end).map(|p| (p, spec.ctr_port_for(p)))
+}
+
+/// Checks that the `conntrack` tool is there before anything is withdrawn, so that an
+/// unpublish does not stop halfway.
+pub fn require_conntrack_tool() -> Result<()> {
+    if on_path("conntrack") {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            command: "conntrack".into(),
+            detail: "not found: withdrawing a port flushes its flows with it; install the `conntrack` package (`cargo xtask setup`)".into(),
+        })
+    }
+}
+
+/// Deletes the kernel conntrack entries of a withdrawn port, so that no established
+/// flow keeps its DNAT: `conntrack -D -p PROTO [--orig-dst HOST_IP] --orig-port-dst HP
+/// --reply-src CTR --reply-port-src CP`, once per port.
+pub fn forget_flows(state: &LabState, port: &Published) -> Result<()> {
+    let proto = port.spec.proto.name();
+    let ctr = port.ctr_ip.to_string();
+    let host_ip = port.spec.host_ip.map(|ip| ip.to_string());
+    for (hp, cp) in pairs(&port.spec) {
+        let (hp, cp) = (hp.to_string(), cp.to_string());
+        let mut args = vec![
+            "-D",
+            "-p",
+            proto,
+            "--orig-port-dst",
+            &hp,
+            "--reply-src",
+            &ctr,
+            "--reply-port-src",
+            &cp,
+        ];
+        if let Some(ip) = &host_ip {
+            args.extend(["--orig-dst", ip]);
+        }
+        match run(state, "conntrack", &args, None) {
+            Ok(_) => {}
+            // conntrack exits 1 when nothing matched.
+            Err(Error::Command { detail, .. }) if detail.contains("0 flow entries") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_expand_port_by_port() {
+        let spec: PortSpec = "8000-8002:9000-9002/udp".parse().unwrap();
+        assert_eq!(
+            pairs(&spec).collect::<Vec<_>>(),
+            [(8000, 9000), (8001, 9001), (8002, 9002)]
+        );
+        let one: PortSpec = "8080:80".parse().unwrap();
+        assert_eq!(pairs(&one).collect::<Vec<_>>(), [(8080, 80)]);
+    }
+
+    #[test]
+    fn timeouts_follow_the_nat_options() {
+        let nat = NatOptions {
+            tcp_established_secs: 7,
+            udp_secs: 9,
+            ..NatOptions::default()
+        };
+        let t = conntrack_timeouts(&nat);
+        assert!(t.contains(&("nf_conntrack_tcp_timeout_established", 7)));
+        assert!(t.contains(&("nf_conntrack_udp_timeout", 9)));
+    }
+}

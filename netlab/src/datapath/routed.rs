@@ -1,0 +1,48 @@
+//! The routed pseudo-datapath: no NAT and no filtering, only routing. `wan` gets a
+//! route to the lab subnet through the lab host, so containers are reached at their
+//! own addresses and their traffic leaves with its own source (Docker's
+//! `gateway_mode_ipv4=routed`, without its firewall). It is the benchmark's baseline:
+//! the same topology, nothing of any datapath. Sandbox labs only; publishes nothing.
+
+use super::{Datapath, NatOptions};
+use crate::{
+    error::{Error, Result},
+    netlink::{netns, route},
+    state::{LabState, Published},
+};
+
+pub struct Routed;
+
+fn no_ports() -> Error {
+    Error::Invalid(
+        "the routed datapath publishes no ports: reach a container at its own address".into(),
+    )
+}
+
+impl Datapath for Routed {
+    fn setup(&self, state: &LabState, _nat: &NatOptions, _debug: bool) -> Result<()> {
+        let Some(wan) = &state.wan_netns else {
+            return Err(Error::Invalid(
+                "the routed datapath needs --sandbox: it routes the lab subnet from the sandbox's wan"
+                    .into(),
+            ));
+        };
+        let (net, prefix, via) = (state.subnet.network, state.subnet.prefix, state.uplink_addr);
+        netns::netlink_in(&netns::path(wan), |h| async move {
+            route::add_via(&h, net, prefix, via).await
+        })
+    }
+
+    /// The route goes with the wan namespace.
+    fn teardown(&self, _state: &LabState) -> Result<()> {
+        Ok(())
+    }
+
+    fn publish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+        Err(no_ports())
+    }
+
+    fn unpublish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+        Err(no_ports())
+    }
+}

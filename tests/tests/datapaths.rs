@@ -1,0 +1,556 @@
+//! The classic datapaths (issue 5): iptables (nf_tables backend), iptables-legacy and
+//! nftables. Each behaviour is written once, as a function taking the datapath's name,
+//! and `per_datapath!` makes one `#[test]` per datapath out of it: masquerade, port
+//! publishing through the library's `Datapath::publish` (from wan, from the lab host,
+//! hairpin), unpublish, and the drop of direct access. The rule tests look at the
+//! netfilter rules themselves and check that teardown removes exactly netlab's.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::Path,
+    time::Duration,
+};
+
+use netlab::{
+    datapath::{self, DatapathKind},
+    state::{Locked, Published},
+};
+use netlab_tests::{Background, INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, in_ns, wait_listening};
+
+/// `per_datapath!([f, g]; a = "a", b = "b")` makes `mod a { #[test] fn f() { super::f("a") } ... }`.
+macro_rules! per_datapath {
+    ($tests:tt; $($dp:ident = $name:literal),+ $(,)?) => {
+        $( per_datapath!(@one $dp $name $tests); )+
+    };
+    (@one $dp:ident $name:literal [$($test:ident),+ $(,)?]) => {
+        mod $dp {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($name)
+                }
+            )+
+        }
+    };
+}
+
+// What any datapath does, seen from the far end.
+per_datapath!(
+    [
+        masquerades_tcp,
+        masquerades_udp_into_the_nat_port_range,
+        masquerades_ping,
+        publishes_to_wan_host_and_hairpin,
+        publishes_on_one_address_and_udp_ranges,
+        unpublish_forgets_established_flows,
+        drops_direct_access_to_containers,
+    ];
+    iptables = "iptables",
+    iptables_legacy = "iptables-legacy",
+    nftables = "nftables",
+);
+
+// What the netfilter datapaths leave in the kernel, and take away again.
+per_datapath!(
+    [
+        rules_are_visible_and_teardown_removes_exactly_them,
+        conntrack_and_stats_point_to_the_kernel,
+    ];
+    iptables_rules = "iptables",
+    iptables_legacy_rules = "iptables-legacy",
+    nftables_rules = "nftables",
+);
+
+fn lab(dp: &str) -> Lab {
+    Lab::sandbox(&["--datapath", dp])
+}
+
+/// Publishes through the library, as `netlab publish` does, and records the port in
+/// the lab's state.
+fn publish(lab: &Lab, container: &str, spec: &str) -> Published {
+    let lock = Locked::acquire(&lab.name).expect("lock");
+    let mut state = lock.require().expect("state");
+    let ctr_ip = state
+        .container(container)
+        .and_then(|c| c.ip)
+        .expect("a bridge container");
+    let port = Published {
+        container: container.to_string(),
+        spec: spec.parse().expect("spec"),
+        ctr_ip,
+        id: state.ports.iter().map(|p| p.id).max().unwrap_or(0) + 1,
+    };
+    datapath::for_kind(state.datapath)
+        .publish(&state, &port)
+        .unwrap_or_else(|e| panic!("publish {spec}: {e}"));
+    state.ports.push(port.clone());
+    lock.save(&state).expect("save");
+    port
+}
+
+fn unpublish(lab: &Lab, port: &Published) {
+    let lock = Locked::acquire(&lab.name).expect("lock");
+    let mut state = lock.require().expect("state");
+    datapath::for_kind(state.datapath)
+        .unpublish(&state, port)
+        .unwrap_or_else(|e| panic!("unpublish {}: {e}", port.spec));
+    state.ports.retain(|p| p != port);
+    lock.save(&state).expect("save");
+}
+
+/// `python3 -m http.server PORT --bind ADDR` in a namespace, once it accepts.
+fn web_server(lab: &Lab, name: &str, bind: Ipv4Addr, port: u16) -> Background {
+    let server = lab.spawn(
+        name,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            &bind.to_string(),
+        ],
+    );
+    let probe = if bind.is_unspecified() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        bind
+    };
+    assert!(
+        wait_listening(&lab.ns(name), SocketAddr::from((probe, port))),
+        "http.server in {name} did not start"
+    );
+    server
+}
+
+/// Whether `curl URL` from a namespace gets a 200.
+fn get(lab: &Lab, from: &str, url: &str) -> bool {
+    let out = lab.exec(
+        from,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "3",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+    );
+    out.status.success() && out.stdout == b"200"
+}
+
+/// The client addresses in http.server's log, one per GET.
+fn clients(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"GET /"))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect()
+}
+
+fn masquerades_tcp(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let server = web_server(&lab, "wan", INTERNET, 80);
+    assert!(
+        get(&lab, "a", "http://203.0.113.1/"),
+        "a cannot fetch from wan"
+    );
+    let log = server.finish();
+    assert_eq!(clients(&log), ["198.51.100.2"], "server log: {log}");
+}
+
+fn masquerades_udp_into_the_nat_port_range(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let server = in_ns(&lab.ns("wan"), || UdpSocket::bind((INTERNET, 5353))).unwrap();
+    let client = in_ns(&lab.ns("a"), || UdpSocket::bind("0.0.0.0:0")).unwrap();
+    for s in [&server, &client] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    client.send_to(b"hello", (INTERNET, 5353)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = server
+        .recv_from(&mut buf)
+        .expect("the datagram reached wan");
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(from.ip(), UPLINK_ADDR, "not masqueraded");
+    assert!(
+        (20000..=29999).contains(&from.port()),
+        "source port {} is outside --nat-ports",
+        from.port()
+    );
+    server.send_to(b"world", from).unwrap();
+    let (n, back) = client.recv_from(&mut buf).expect("the reply came back");
+    assert_eq!(&buf[..n], b"world");
+    assert_eq!(back, SocketAddr::from((INTERNET, 5353)));
+}
+
+/// A raw ICMP socket in `ns`: it sees a copy of every ICMP packet the namespace receives.
+fn icmp_sniffer(ns: &Path) -> OwnedFd {
+    in_ns(ns, || {
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 3,
+            tv_usec: 0,
+        };
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    })
+}
+
+/// The source of the next ICMP echo request the sniffer sees.
+fn echo_request_source(sniffer: &OwnedFd) -> Option<Ipv4Addr> {
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = unsafe {
+            libc::recv(
+                sniffer.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        let ihl = (buf[0] & 0x0f) as usize * 4;
+        if n as usize > ihl && buf[ihl] == 8 {
+            return Some(Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]));
+        }
+    }
+}
+
+fn masquerades_ping(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let sniffer = icmp_sniffer(&lab.ns("wan"));
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "3", "203.0.113.1"]);
+    assert_eq!(echo_request_source(&sniffer), Some(UPLINK_ADDR));
+}
+
+fn publishes_to_wan_host_and_hairpin(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    lab.ok(&["run", "b"]);
+    let server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    let port = publish(&lab, "a", "8080:8000");
+    assert!(get(&lab, "wan", "http://198.51.100.2:8080/"), "from wan");
+    assert!(
+        get(&lab, "host", "http://198.51.100.2:8080/"),
+        "from the host"
+    );
+    assert!(get(&lab, "host", "http://127.0.0.1:8080/"), "on localhost");
+    assert!(
+        get(&lab, "a", "http://198.51.100.2:8080/"),
+        "hairpin to itself"
+    );
+    assert!(
+        get(&lab, "b", "http://198.51.100.2:8080/"),
+        "hairpin from b"
+    );
+
+    unpublish(&lab, &port);
+    assert!(
+        !get(&lab, "wan", "http://198.51.100.2:8080/"),
+        "still published"
+    );
+    assert!(
+        !get(&lab, "host", "http://127.0.0.1:8080/"),
+        "still on localhost"
+    );
+    let log = server.finish();
+    let seen = clients(&log);
+    assert_eq!(seen.len(), 5, "server log: {log}");
+    // Published traffic keeps the client's own address.
+    assert_eq!(seen[0], WAN_ADDR.to_string());
+}
+
+fn publishes_on_one_address_and_udp_ranges(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let _server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    publish(&lab, "a", "127.0.0.1:9090:8000");
+    assert!(get(&lab, "host", "http://127.0.0.1:9090/"));
+    assert!(
+        !get(&lab, "wan", "http://198.51.100.2:9090/"),
+        "published on 127.0.0.1 only, yet reachable from wan"
+    );
+
+    // A UDP range on the uplink address: host port 6001 leads to container port 5354.
+    let echo = in_ns(&lab.ns("a"), || UdpSocket::bind("0.0.0.0:5354")).unwrap();
+    echo.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let echoer = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (_, from) = echo.recv_from(&mut buf).ok()?;
+        echo.send_to(from.to_string().as_bytes(), from).ok()?;
+        Some(from)
+    });
+    publish(&lab, "a", "198.51.100.2:6000-6001:5353-5354/udp");
+    let client = in_ns(&lab.ns("wan"), || UdpSocket::bind("0.0.0.0:0")).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.send_to(b"?", (UPLINK_ADDR, 6001)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, back) = client
+        .recv_from(&mut buf)
+        .expect("an echo through the published range");
+    assert_eq!(
+        back,
+        SocketAddr::from((UPLINK_ADDR, 6001)),
+        "reply not un-NATed"
+    );
+    let seen = echoer
+        .join()
+        .unwrap()
+        .expect("the container got the datagram");
+    assert_eq!(seen.ip(), WAN_ADDR);
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), seen.to_string());
+}
+
+/// How many flows to `port` the datapath tracks.
+fn flows_to(lab: &Lab, dp: &str, port: u16) -> usize {
+    if dp == "ebpf" {
+        return lab
+            .conntrack()
+            .iter()
+            .filter(|f| f["original"]["dport"] == port)
+            .count();
+    }
+    let out = lab.exec_ok(
+        "host",
+        &[
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+            "--orig-port-dst",
+            &port.to_string(),
+        ],
+    );
+    out.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+fn unpublish_forgets_established_flows(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let listener = in_ns(&lab.ns("a"), || TcpListener::bind("0.0.0.0:7000")).unwrap();
+    let port = publish(&lab, "a", "7070:7000");
+    // An echo server for one connection; it gives up once the flow is cut.
+    std::thread::spawn(move || -> Option<()> {
+        let (mut s, _) = listener.accept().ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut buf = [0u8; 16];
+        loop {
+            let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+            s.write_all(&buf[..n]).ok()?;
+        }
+    });
+    let mut c = in_ns(&lab.ns("wan"), || {
+        TcpStream::connect_timeout(&(UPLINK_ADDR, 7070).into(), Duration::from_secs(5))
+    })
+    .expect("connect to the published port");
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).expect("echo while published");
+    assert_eq!(&buf, b"ping");
+    assert_eq!(flows_to(&lab, dp, 7070), 1);
+
+    unpublish(&lab, &port);
+    assert_eq!(flows_to(&lab, dp, 7070), 0, "the flow outlived unpublish");
+    // The next segment finds neither a flow nor a rule: it is not delivered.
+    let _ = c.write_all(b"more");
+    let got = c.read(&mut buf);
+    assert!(
+        !matches!(got, Ok(4)),
+        "the withdrawn port still delivered: {got:?}"
+    );
+}
+
+fn drops_direct_access_to_containers(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let _server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    publish(&lab, "a", "8080:8000");
+    // Give wan a route to the containers, as a neighbour on the uplink LAN could.
+    lab.exec_ok(
+        "wan",
+        &["ip", "route", "add", "172.18.0.0/16", "via", "198.51.100.2"],
+    );
+    assert!(
+        !get(&lab, "wan", "http://172.18.0.2:8000/"),
+        "a container is reachable at its own address from outside"
+    );
+    assert!(
+        get(&lab, "wan", "http://198.51.100.2:8080/"),
+        "published port"
+    );
+}
+
+/// The tools that show a netfilter datapath's rules: (dump command, rule tool).
+fn tools(dp: &str) -> (Vec<&'static str>, &'static str) {
+    match dp {
+        "iptables" => (vec!["iptables-nft-save", "-c"], "iptables-nft"),
+        "iptables-legacy" => (vec!["iptables-legacy-save", "-c"], "iptables-legacy"),
+        "nftables" => (vec!["nft", "list", "ruleset"], "nft"),
+        _ => panic!("{dp} is not a netfilter datapath"),
+    }
+}
+
+/// The packet count of the raw drop of direct access, from a rules dump
+/// (`[PKTS:BYTES] -A PREROUTING -d SUBNET ...` or `... counter packets PKTS ...`).
+fn direct_access_drops(dp: &str, dump: &str) -> u64 {
+    let line = dump
+        .lines()
+        .find(|l| {
+            l.contains("ip daddr 172.18.0.0/16") || l.contains("-A PREROUTING -d 172.18.0.0/16")
+        })
+        .unwrap_or_else(|| panic!("no direct-access drop in:\n{dump}"));
+    let count = if dp == "nftables" {
+        line.split("packets ").nth(1)
+    } else {
+        line.strip_prefix('[')
+    };
+    count
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {line:?}"))
+}
+
+fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let (dump, tool) = tools(dp);
+    let _server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    publish(&lab, "a", "8080:8000");
+    let rules = lab.exec_ok("host", &dump);
+    if dp == "nftables" {
+        assert!(rules.contains("table ip netlab"), "{rules}");
+        assert!(rules.contains("tcp . 8080 : 172.18.0.2 . 8000"), "{rules}");
+        assert!(rules.contains("masquerade"), "{rules}");
+    } else {
+        for rule in [
+            "-A POSTROUTING -s 172.18.0.0/16 ! -o nl-",
+            "-A NETLAB -p tcp -m tcp --dport 8080 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:8000",
+            "-A NETLAB -d 172.18.0.2/32 ! -i nl-",
+            "-A FORWARD -m comment --comment netlab -j NETLAB-USER",
+            ":FORWARD DROP",
+        ] {
+            assert!(rules.contains(rule), "no {rule:?} in:\n{rules}");
+        }
+    }
+    // Direct access from wan is dropped in the raw table, before conntrack.
+    lab.exec_ok(
+        "wan",
+        &["ip", "route", "add", "172.18.0.0/16", "via", "198.51.100.2"],
+    );
+    assert!(!get(&lab, "wan", "http://172.18.0.2:8000/"));
+    let drops = direct_access_drops(dp, &lab.exec_ok("host", &dump));
+    assert!(drops > 0, "the raw drop counted nothing");
+
+    // Someone else's rules in the same namespace.
+    if dp == "nftables" {
+        lab.exec_ok("host", &["nft", "add", "table", "ip", "user"]);
+        lab.exec_ok(
+            "host",
+            &[
+                "nft",
+                "add",
+                "chain",
+                "ip",
+                "user",
+                "input",
+                "{ type filter hook input priority 0; }",
+            ],
+        );
+    } else {
+        lab.exec_ok(
+            "host",
+            &[
+                tool, "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "ACCEPT",
+            ],
+        );
+        lab.exec_ok("host", &[tool, "-t", "nat", "-N", "USERCHAIN"]);
+    }
+    let state = lab.state();
+    datapath::for_kind(state.datapath)
+        .teardown(&state)
+        .expect("teardown");
+    let left = lab.exec_ok("host", &dump);
+    assert!(
+        !left.to_lowercase().contains("netlab"),
+        "left behind:\n{left}"
+    );
+    if dp == "nftables" {
+        assert!(left.contains("table ip user"), "{left}");
+    } else {
+        assert!(
+            left.contains("-A INPUT -p tcp -m tcp --dport 9 -j ACCEPT"),
+            "{left}"
+        );
+        assert!(left.contains(":USERCHAIN"), "{left}");
+        assert!(left.contains(":FORWARD ACCEPT"), "{left}");
+    }
+    // A second teardown finds nothing to do, and `down` (the guard) still works.
+    datapath::for_kind(state.datapath)
+        .teardown(&state)
+        .expect("second teardown");
+}
+
+fn conntrack_and_stats_point_to_the_kernel(dp: &str) {
+    let lab = lab(dp);
+    let err = lab.fails(&["conntrack"]);
+    assert!(err.contains(&format!("runs the {dp} datapath")), "{err}");
+    let err = lab.fails(&["stats"]);
+    assert!(err.contains("no eBPF counters"), "{err}");
+    assert_eq!(lab.status()["datapath"], dp);
+}
+
+#[test]
+fn routed_baseline_routes_without_nat_and_publishes_nothing() {
+    let lab = Lab::sandbox(&["--datapath", "routed"]);
+    lab.ok(&["run", "a"]);
+    let server = web_server(&lab, "wan", INTERNET, 80);
+    assert!(get(&lab, "a", "http://203.0.113.1/"));
+    let log = server.finish();
+    assert_eq!(
+        clients(&log),
+        ["172.18.0.2"],
+        "routed traffic was NATed: {log}"
+    );
+    let _web = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    assert!(
+        get(&lab, "wan", "http://172.18.0.2:8000/"),
+        "wan reaches a directly"
+    );
+    let state = lab.state();
+    assert_eq!(state.datapath, DatapathKind::Routed);
+    let port = Published {
+        container: "a".into(),
+        spec: "8080:8000".parse().unwrap(),
+        ctr_ip: "172.18.0.2".parse().unwrap(),
+        id: 1,
+    };
+    let err = datapath::for_kind(state.datapath)
+        .publish(&state, &port)
+        .unwrap_err();
+    assert!(err.to_string().contains("publishes no ports"), "{err}");
+    let rules = lab.exec_ok("host", &["nft", "list", "ruleset"]);
+    assert!(rules.trim().is_empty(), "the baseline has rules: {rules}");
+}
