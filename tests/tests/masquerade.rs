@@ -28,13 +28,13 @@ macro_rules! scenarios_for {
         mod $dp {
             $(#[test]
             fn $scenario() {
-                super::$scenario(stringify!($dp));
+                super::$scenario(&stringify!($dp).replace('_', "-"));
             })+
         }
     };
 }
 
-on_datapaths!([ebpf](
+on_datapaths!([ebpf, iptables, iptables_legacy, nftables](
     tcp_to_wan_is_seen_from_the_uplink,
     udp_to_wan_is_seen_from_the_uplink,
     ping_to_wan_is_seen_from_the_uplink,

@@ -24,13 +24,13 @@ macro_rules! scenarios_for {
         mod $dp {
             $(#[test]
             fn $scenario() {
-                super::$scenario(stringify!($dp));
+                super::$scenario(&stringify!($dp).replace('_', "-"));
             })+
         }
     };
 }
 
-on_datapaths!([ebpf](
+on_datapaths!([ebpf, iptables, iptables_legacy, nftables](
     tcp_from_outside_keeps_the_client_address,
     tcp_from_the_host_and_localhost,
     tcp_hairpin_from_another_container_and_itself,
