@@ -423,3 +423,43 @@ fn idle_flows_expire_in_the_kernel() {
     assert_eq!(dp.stat(counter::CT_EXPIRED), 1);
     assert!(dp.table(names::CT_PENDING).is_empty());
 }
+
+#[test]
+fn a_flood_of_new_flows_does_not_evict_established_ones() {
+    let mut dp = Datapath::new(config());
+    let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(p, 80, SYN, b"")
+    });
+    dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, SYN | ACK, b""));
+    assert_eq!(
+        dp.table(names::CONNTRACK).len(),
+        2,
+        "the connection is confirmed"
+    );
+
+    // More unanswered new flows than the pending table holds (a scan, a SYN flood),
+    // spread over destinations so that NAT ports (per destination) do not run out.
+    let flood = names::CT_PENDING_MAX + 8_000;
+    for i in 0..flood {
+        let q = Ipv4::new(CTR2, OTHER, UDP).udp(
+            1024 + (i % 1_000) as u16,
+            1 + (i / 1_000) as u16,
+            b"x",
+        );
+        assert_eq!(dp.egress(&q).0, TC_ACT_OK, "flow {i}");
+    }
+    assert!(dp.table(names::CT_PENDING).len() <= names::CT_PENDING_MAX as usize);
+    // The established connection is untouched, both ways.
+    assert_eq!(dp.table(names::CONNTRACK).len(), 2);
+    let (_, out) = dp.egress(&Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, ACK, b"still here"));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(port, 80, ACK, b"still here"),
+    );
+    let (_, out) = dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, ACK, b"yes"));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, ACK, b"yes"),
+    );
+}
