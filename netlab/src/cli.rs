@@ -33,4 +33,7 @@ pub enum Command {
     Conntrack(commands::conntrack::Args),
     /// Show the eBPF datapath's counters and drop reasons.
     Stats(commands::stats::Args),
+    /// Compare the datapaths on fresh sandbox labs: throughput, request/response,
+    /// connection rate, port scaling, publish time.
+    Bench(commands::bench::Args),
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has `Args` and `run`.
 
+pub mod bench;
 pub mod conntrack;
 pub mod down;
 pub mod exec;
@@ -22,5 +23,6 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Status(args) => status::run(lab, args),
         Command::Conntrack(args) => conntrack::run(lab, args),
         Command::Stats(args) => stats::run(lab, args),
+        Command::Bench(args) => bench::run(lab, args),
     }
 }
