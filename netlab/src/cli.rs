@@ -41,4 +41,7 @@ pub enum Command {
     Stats(commands::stats::Args),
     /// Stream the eBPF datapath's debug logs (labs brought up with --debug).
     Logs(commands::logs::Args),
+    /// Compare the datapaths on fresh sandbox labs: throughput, request/response,
+    /// connection rate, port scaling, publish time.
+    Bench(commands::bench::Args),
 }

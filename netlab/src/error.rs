@@ -34,6 +34,9 @@ pub enum Error {
     /// An external command (iptables, nft) failed.
     #[error("{command}: {detail}")]
     Command { command: String, detail: String },
+    /// Stopped by SIGINT or SIGTERM (after cleaning up).
+    #[error("interrupted")]
+    Interrupted,
     /// Several teardown steps failed; all were attempted.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),
@@ -55,10 +58,12 @@ impl Error {
         }
     }
 
-    /// Exit code for the CLI: 2 for bad input and conflicts, 1 for failures.
+    /// Exit code for the CLI: 2 for bad input and conflicts, 130 when interrupted, 1
+    /// for failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Invalid(_) | Self::Conflict(_) => 2,
+            Self::Interrupted => 130,
             _ => 1,
         }
     }

@@ -1,6 +1,7 @@
 //! netlab: a Docker-style bridge network built from scratch over netlink, with NAT and
 //! port publishing in eBPF. See DESIGN.md in the repository for the architecture.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod datapath;

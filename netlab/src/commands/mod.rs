@@ -1,5 +1,6 @@
 //! One module per subcommand; each has `Args` and `run`.
 
+pub mod bench;
 pub mod conntrack;
 pub mod down;
 pub mod exec;
@@ -29,5 +30,6 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Publish(args) => publish::run_publish(lab, args),
         Command::Unpublish(args) => publish::run_unpublish(lab, args),
         Command::Ports(args) => ports::run(lab, args),
+        Command::Bench(args) => bench::run(lab, args),
     }
 }

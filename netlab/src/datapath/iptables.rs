@@ -390,9 +390,7 @@ impl Datapath for Iptables {
     }
 
     fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        for port in ports {
-            netfilter::hairpin(state, port)?;
-        }
+        netfilter::hairpin(state, ports)?;
         self.add_ports(state, ports)
     }
 }

@@ -136,19 +136,26 @@ fn conntrack_timeouts(nat: &NatOptions) -> Vec<(&'static str, u32)> {
     ]
 }
 
-/// Turns hairpin on for the bridge port of the container a port leads to: with bridge
-/// netfilter, a container's packet to its own published port is DNATed on the bridge
-/// and must leave by the port it came in on. (Docker does the same without its proxy.)
-pub fn hairpin(state: &LabState, port: &Published) -> Result<()> {
-    let Some(veth) = state
-        .container(&port.container)
-        .and_then(|c| c.veth.clone())
-    else {
+/// Turns hairpin on for the bridge ports of the containers some ports lead to (each
+/// once): with bridge netfilter, a container's packet to its own published port is
+/// DNATed on the bridge and must leave by the port it came in on. Docker does the
+/// same when it runs without its userland proxy.
+pub fn hairpin(state: &LabState, ports: &[Published]) -> Result<()> {
+    let mut veths: Vec<String> = ports
+        .iter()
+        .filter_map(|p| state.container(&p.container).and_then(|c| c.veth.clone()))
+        .collect();
+    veths.sort();
+    veths.dedup();
+    if veths.is_empty() {
         return Ok(());
-    };
+    }
     netns::netlink_in(&topology::host_ns(state), |h| async move {
-        let index = link::require(&h, &veth).await?;
-        link::set_hairpin(&h, &veth, index, true).await
+        for veth in veths {
+            let index = link::require(&h, &veth).await?;
+            link::set_hairpin(&h, &veth, index, true).await?;
+        }
+        Ok(())
     })
 }
 

@@ -185,9 +185,7 @@ impl Datapath for Nftables {
     }
 
     fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        for port in ports {
-            netfilter::hairpin(state, port)?;
-        }
+        netfilter::hairpin(state, ports)?;
         let e = elements(ports);
         let mut script = element_commands("add", "ports", &e.ports);
         script += &element_commands("add", "ports_any", &e.ports_any);

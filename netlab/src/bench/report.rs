@@ -1,0 +1,407 @@
+//! The benchmark's figures: samples per (scenario, datapath, ports, metric), their
+//! median and min–max, the ratio to iptables, the terminal table and the JSON file.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{Options, Scenario};
+use crate::datapath::DatapathKind;
+
+/// Bumped when the JSON changes incompatibly (fields are only ever added otherwise).
+pub const JSON_FORMAT: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    /// Gbit/s received by the far end.
+    Throughput,
+    /// Transactions (RR) or connections (CRR) per second.
+    Rate,
+    /// Median latency of a transaction, microseconds.
+    P50,
+    /// 99th percentile latency, microseconds.
+    P99,
+    /// Milliseconds for `Datapath::publish` of one port.
+    PublishTime,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Throughput => "throughput",
+            Self::Rate => "rate",
+            Self::P50 => "p50",
+            Self::P99 => "p99",
+            Self::PublishTime => "publish_time",
+        }
+    }
+
+    /// The unit, in the JSON's ASCII spelling.
+    pub fn unit(self, scenario: Scenario) -> &'static str {
+        match self {
+            Self::Throughput => "Gbit/s",
+            Self::Rate if scenario == Scenario::B => "trans/s",
+            Self::Rate => "conn/s",
+            Self::P50 | Self::P99 => "us",
+            Self::PublishTime => "ms",
+        }
+    }
+
+    /// The unit as the terminal shows it.
+    pub fn unit_shown(self, scenario: Scenario) -> &'static str {
+        match self.unit(scenario) {
+            "us" => "µs",
+            u => u,
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Self::Throughput | Self::Rate)
+    }
+}
+
+/// One figure: what each run measured, or why it could not.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub scenario: Scenario,
+    pub datapath: DatapathKind,
+    /// Scenario d and e: the number of published ports.
+    pub ports: Option<u32>,
+    pub metric: Metric,
+    pub samples: Vec<f64>,
+    pub errors: Vec<String>,
+}
+
+/// Median (mean of the middle two for an even count), min and max.
+pub fn summary(samples: &[f64]) -> Option<(f64, f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((median, v[0], v[n - 1]))
+}
+
+impl Figure {
+    pub fn median(&self) -> Option<f64> {
+        summary(&self.samples).map(|s| s.0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub options: Options,
+    pub nproc: usize,
+    pub kernel: String,
+    pub figures: Vec<Figure>,
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Report {
+    pub fn new(options: &Options) -> Report {
+        Report {
+            options: options.clone(),
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: kernel(),
+            figures: Vec::new(),
+        }
+    }
+
+    fn figure(
+        &mut self,
+        scenario: Scenario,
+        datapath: DatapathKind,
+        ports: Option<u32>,
+        metric: Metric,
+    ) -> &mut Figure {
+        let at = self.figures.iter().position(|f| {
+            f.scenario == scenario
+                && f.datapath == datapath
+                && f.ports == ports
+                && f.metric == metric
+        });
+        let i = at.unwrap_or_else(|| {
+            self.figures.push(Figure {
+                scenario,
+                datapath,
+                ports,
+                metric,
+                samples: Vec::new(),
+                errors: Vec::new(),
+            });
+            self.figures.len() - 1
+        });
+        &mut self.figures[i]
+    }
+
+    pub fn add(
+        &mut self,
+        scenario: Scenario,
+        datapath: DatapathKind,
+        ports: Option<u32>,
+        metric: Metric,
+        value: f64,
+    ) {
+        self.figure(scenario, datapath, ports, metric)
+            .samples
+            .push(value);
+    }
+
+    /// Records that one run of a scenario could not be measured on a datapath.
+    pub fn fail(
+        &mut self,
+        scenario: Scenario,
+        datapath: DatapathKind,
+        ports: Option<u32>,
+        error: &str,
+    ) {
+        for &m in scenario.metrics() {
+            self.figure(scenario, datapath, ports, m)
+                .errors
+                .push(error.to_string());
+        }
+    }
+
+    /// The figures in reading order: scenario, ports, metric, then datapath as given.
+    pub fn sorted(&self) -> Vec<&Figure> {
+        let order = |dp: DatapathKind| self.options.datapaths.iter().position(|d| *d == dp);
+        let mut v: Vec<&Figure> = self.figures.iter().collect();
+        v.sort_by_key(|f| (f.scenario, f.ports, f.metric, order(f.datapath)));
+        v
+    }
+
+    /// median / iptables' median of the same figure.
+    pub fn ratio(&self, f: &Figure) -> Option<f64> {
+        let base = self.figures.iter().find(|b| {
+            b.datapath == DatapathKind::Iptables
+                && b.scenario == f.scenario
+                && b.ports == f.ports
+                && b.metric == f.metric
+        })?;
+        let (m, b) = (f.median()?, base.median()?);
+        (b > 0.0).then(|| m / b)
+    }
+
+    /// The stable JSON document (see the README).
+    pub fn json(&self) -> Value {
+        let o = &self.options;
+        let figures: Vec<Value> = self
+            .sorted()
+            .into_iter()
+            .map(|f| {
+                let s = summary(&f.samples);
+                json!({
+                    "scenario": f.scenario.letter(),
+                    "title": f.scenario.title(),
+                    "datapath": f.datapath.name(),
+                    "ports": f.ports,
+                    "metric": f.metric.name(),
+                    "unit": f.metric.unit(f.scenario),
+                    "higher_is_better": f.metric.higher_is_better(),
+                    "status": if f.samples.is_empty() { "n/a" } else { "ok" },
+                    "samples": f.samples,
+                    "median": s.map(|s| s.0),
+                    "min": s.map(|s| s.1),
+                    "max": s.map(|s| s.2),
+                    "ratio_to_iptables": self.ratio(f),
+                    "errors": f.errors,
+                })
+            })
+            .collect();
+        json!({
+            "format": JSON_FORMAT,
+            "netlab_version": env!("CARGO_PKG_VERSION"),
+            "machine": {"nproc": self.nproc, "kernel": self.kernel},
+            "options": {
+                "datapaths": o.datapaths.iter().map(|d| d.name()).collect::<Vec<_>>(),
+                "scenarios": o.scenarios.iter().map(|s| s.letter()).collect::<Vec<_>>(),
+                "runs": o.runs,
+                "duration_secs": o.duration.as_secs(),
+                "port_counts": o.port_counts,
+            },
+            "figures": figures,
+        })
+    }
+
+    /// The table printed at the end.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let o = &self.options;
+        let _ = writeln!(
+            out,
+            "netlab bench: {} run(s) of {} s on {} CPU(s), kernel {}",
+            o.runs,
+            o.duration.as_secs(),
+            self.nproc,
+            self.kernel
+        );
+        let _ = writeln!(
+            out,
+            "each cell: median [min-max] over the runs, and xR = median / iptables' median"
+        );
+        let figures = self.sorted();
+        // Blocks: one per (scenario, ports).
+        let mut blocks: Vec<(Scenario, Option<u32>)> =
+            figures.iter().map(|f| (f.scenario, f.ports)).collect();
+        blocks.dedup();
+        for (scenario, ports) in blocks {
+            let title = match (scenario, ports) {
+                (Scenario::D | Scenario::E, Some(n)) => {
+                    format!("({}) {}, N = {n}", scenario.letter(), scenario.title())
+                }
+                _ => format!("({}) {}", scenario.letter(), scenario.title()),
+            };
+            let _ = writeln!(out, "\n{title}");
+            let metrics = scenario.metrics();
+            let mut header = format!("  {:<16}", "datapath");
+            for m in metrics {
+                let name = match m {
+                    Metric::Rate | Metric::Throughput | Metric::PublishTime => {
+                        m.unit_shown(scenario).to_string()
+                    }
+                    _ => format!("{} {}", m.name(), m.unit_shown(scenario)),
+                };
+                let _ = write!(header, "{name:<34}");
+            }
+            let _ = writeln!(out, "{}", header.trim_end());
+            for &dp in &o.datapaths {
+                let row: Vec<&Figure> = metrics
+                    .iter()
+                    .filter_map(|m| {
+                        figures.iter().copied().find(|f| {
+                            f.scenario == scenario
+                                && f.ports == ports
+                                && f.datapath == dp
+                                && f.metric == *m
+                        })
+                    })
+                    .collect();
+                if row.is_empty() {
+                    continue;
+                }
+                let mut line = format!("  {:<16}", dp.name());
+                if row.iter().all(|f| f.samples.is_empty()) {
+                    let why = row[0].errors.first().map(String::as_str).unwrap_or("");
+                    let _ = write!(line, "n/a: {why}");
+                } else {
+                    for f in &row {
+                        let _ = write!(line, "{:<34}", self.cell(f));
+                    }
+                }
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+        }
+        out
+    }
+
+    fn cell(&self, f: &Figure) -> String {
+        let Some((med, min, max)) = summary(&f.samples) else {
+            return "n/a".into();
+        };
+        let mut s = format!("{} [{}-{}]", num(med), num(min), num(max));
+        if let Some(r) = self.ratio(f) {
+            let _ = write!(s, " x{r:.2}");
+        }
+        if !f.errors.is_empty() {
+            let _ = write!(s, " ({} failed)", f.errors.len());
+        }
+        s
+    }
+}
+
+/// A figure with as many digits as it deserves.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Options {
+        Options::parse("ebpf,iptables", "a,b", "3", "1", "10", None, None).unwrap()
+    }
+
+    #[test]
+    fn medians_and_ranges() {
+        assert_eq!(summary(&[3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(summary(&[4.0, 1.0, 2.0, 3.0]), Some((2.5, 1.0, 4.0)));
+        assert_eq!(summary(&[]), None);
+        assert_eq!(num(12345.6), "12346");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(1.2345), "1.23");
+    }
+
+    #[test]
+    fn ratios_json_and_table() {
+        let mut r = Report::new(&opts());
+        for v in [10.0, 12.0, 11.0] {
+            r.add(
+                Scenario::A,
+                DatapathKind::Iptables,
+                None,
+                Metric::Throughput,
+                v,
+            );
+            r.add(
+                Scenario::A,
+                DatapathKind::Ebpf,
+                None,
+                Metric::Throughput,
+                v * 1.5,
+            );
+        }
+        r.fail(
+            Scenario::B,
+            DatapathKind::Ebpf,
+            None,
+            "publishing is not implemented",
+        );
+        for m in [Metric::Rate, Metric::P50, Metric::P99] {
+            r.add(Scenario::B, DatapathKind::Iptables, None, m, 100.0);
+        }
+        let ebpf_a = r
+            .figures
+            .iter()
+            .find(|f| f.datapath == DatapathKind::Ebpf && f.scenario == Scenario::A)
+            .unwrap();
+        assert!((r.ratio(ebpf_a).unwrap() - 1.5).abs() < 1e-9);
+
+        let j = r.json();
+        assert_eq!(j["format"], 1);
+        let figs = j["figures"].as_array().unwrap();
+        // a: ebpf, iptables (datapath order); then b's three metrics.
+        assert_eq!(figs[0]["datapath"], "ebpf");
+        assert_eq!(figs[0]["median"], 16.5);
+        assert_eq!(figs[1]["ratio_to_iptables"], 1.0);
+        let na = figs
+            .iter()
+            .find(|f| f["datapath"] == "ebpf" && f["scenario"] == "b")
+            .unwrap();
+        assert_eq!(na["status"], "n/a");
+        assert_eq!(na["median"], Value::Null);
+        assert_eq!(na["errors"][0], "publishing is not implemented");
+
+        let t = r.table();
+        assert!(t.contains("16.5 [15.0-18.0] x1.50"), "{t}");
+        assert!(t.contains("n/a: publishing is not implemented"), "{t}");
+    }
+}

@@ -1,0 +1,432 @@
+//! The scenarios, on one fresh lab per run and datapath:
+//!
+//! - a: `iperf3 -c 203.0.113.1 -t DURATION -J` in the container, `iperf3 -s -1` in wan;
+//! - b: request/response from wan to uplink:8080, published to the container's 5000;
+//! - c: the same with a new connection per request;
+//! - d: CRR to the last of N published ports (host port = container port =
+//!   40000 + i), the ports published in one batch per step;
+//! - e: with N ports published, `Datapath::publish` of one more port, timed five
+//!   times (the median counts).
+//!
+//! On the routed baseline, b and c go from wan straight to the container's address.
+//! Both ends of each workload are pinned to one CPU (see [`cpus`]); b-d warm up for
+//! a fifth of the duration (at most 1 s) before they count. A scenario that fails (a
+//! datapath that cannot publish yet, a tool that is missing) is recorded as n/a for
+//! that run, and the others go on.
+
+use std::{
+    io::Read,
+    net::{Ipv4Addr, SocketAddr, TcpListener},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Options, Scenario, check_interrupt,
+    lab::{BenchLab, SERVER},
+    report::{Metric, Report, num},
+    rr::{self, Mode, Outcome},
+};
+use crate::{
+    datapath::DatapathKind,
+    error::{Error, Result},
+    netlink::netns,
+    topology::sandbox::INTERNET_ADDR,
+};
+
+/// The server's port in the container for b and c.
+pub const RR_PORT: u16 = 5000;
+/// The host port b and c publish.
+pub const PUBLISHED: u16 = 8080;
+/// Scenario d publishes host port SCALE_BASE + i to the same container port.
+pub const SCALE_BASE: u16 = 40_000;
+/// Scenario e's extra ports.
+pub const EXTRA_BASE: u16 = 30_000;
+const EXTRA_SAMPLES: u16 = 5;
+const IPERF_PORT: u16 = 5201;
+// d's ports, e's extra ports, b's port and the eBPF NAT range (20000-29999) never meet.
+const _: () = assert!(SCALE_BASE as u32 + super::MAX_PORTS - 1 <= u16::MAX as u32);
+const _: () = assert!(EXTRA_BASE + EXTRA_SAMPLES < SCALE_BASE);
+const _: () = assert!(EXTRA_BASE > 29_999 && PUBLISHED < 20_000 && RR_PORT < 20_000);
+
+type Figures = Vec<(Metric, f64)>;
+
+/// Builds a lab for `dp`, runs the scenarios on it into `report`, tears it down.
+/// Only an interruption is an error; anything else is recorded as n/a.
+pub fn run_lab(opts: &Options, dp: DatapathKind, tag: &str, report: &mut Report) -> Result<()> {
+    let scenarios = opts.scenarios_for(dp);
+    let mut lab = match BenchLab::up(dp) {
+        Ok(lab) => lab,
+        Err(e) => {
+            check_interrupt()?;
+            eprintln!("{tag}: no lab, every scenario n/a: {e}");
+            for s in scenarios {
+                for ports in ports_of(opts, s) {
+                    report.fail(s, dp, ports, &e.to_string());
+                }
+            }
+            return Ok(());
+        }
+    };
+    eprintln!("{tag}: lab {} is up", lab.name);
+    for s in scenarios {
+        if s == Scenario::D {
+            let mut broken: Option<String> = None;
+            for &n in &opts.port_counts {
+                let result = match &broken {
+                    Some(e) => Err(Error::Invalid(e.clone())),
+                    None => scale_step(&mut lab, opts, n, tag),
+                };
+                record(report, tag, s, dp, Some(n), result, &mut broken)?;
+            }
+            continue;
+        }
+        let result = match s {
+            Scenario::A => egress(&lab, opts),
+            Scenario::B => request_response(&mut lab, opts, Mode::Rr),
+            Scenario::C => request_response(&mut lab, opts, Mode::Crr),
+            Scenario::E => publish_time(&mut lab, opts, tag),
+            Scenario::D | Scenario::F => unreachable!("handled above / not a workload"),
+        };
+        let ports = (s == Scenario::E).then(|| max_ports(opts));
+        record(report, tag, s, dp, ports, result, &mut None)?;
+    }
+    Ok(())
+}
+
+fn max_ports(opts: &Options) -> u32 {
+    *opts.port_counts.last().expect("at least one count")
+}
+
+fn ports_of(opts: &Options, s: Scenario) -> Vec<Option<u32>> {
+    match s {
+        Scenario::D => opts.port_counts.iter().map(|n| Some(*n)).collect(),
+        Scenario::E => vec![Some(max_ports(opts))],
+        _ => vec![None],
+    }
+}
+
+/// Puts one scenario's outcome into the report and prints a progress line.
+fn record(
+    report: &mut Report,
+    tag: &str,
+    s: Scenario,
+    dp: DatapathKind,
+    ports: Option<u32>,
+    result: Result<Figures>,
+    broken: &mut Option<String>,
+) -> Result<()> {
+    let label = match ports {
+        Some(n) if s == Scenario::D => format!("{tag} {} ({n} ports)", s.letter()),
+        Some(n) => format!("{tag} {} ({n} published)", s.letter()),
+        None => format!("{tag} {}", s.letter()),
+    };
+    match result {
+        Ok(figures) => {
+            let shown: Vec<String> = figures
+                .iter()
+                .map(|(m, v)| match m {
+                    Metric::P50 | Metric::P99 => {
+                        format!("{} {} {}", m.name(), num(*v), m.unit_shown(s))
+                    }
+                    _ => format!("{} {}", num(*v), m.unit_shown(s)),
+                })
+                .collect();
+            eprintln!("{label}: {}", shown.join(", "));
+            for (m, v) in figures {
+                report.add(s, dp, ports, m, v);
+            }
+        }
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(e) => {
+            eprintln!("{label}: n/a: {e}");
+            report.fail(s, dp, ports, &e.to_string());
+            *broken = Some(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A child process in a namespace and its own process group; killed when dropped.
+struct Proc {
+    child: Child,
+    what: String,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+fn drain(r: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
+    r.map(|mut r| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    })
+}
+
+impl Proc {
+    fn spawn(ns: &Path, program: &str, args: &[&str]) -> Result<Proc> {
+        let what = format!("{program} {}", args.join(" "));
+        let mut child = netns::run_in(ns, || {
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| Error::Command {
+                    command: program.to_string(),
+                    detail: format!("cannot start it: {e}"),
+                })
+        })?;
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+        Ok(Proc {
+            child,
+            what,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Waits for the process, noticing Ctrl-C and the deadline; returns its status,
+    /// stdout and stderr.
+    fn wait(mut self, timeout: Duration) -> Result<(ExitStatus, String, String)> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| Error::io("wait for", &self.what, e))?
+            {
+                break status;
+            }
+            check_interrupt()?;
+            if Instant::now() > deadline {
+                return Err(Error::Command {
+                    command: self.what.clone(),
+                    detail: format!("still running after {} s", timeout.as_secs()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = |h: Option<JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        Ok((status, text(self.stdout.take()), text(self.stderr.take())))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until a TCP socket listens on `port` in namespace `ns`, reading the
+/// namespace's own /proc/net/tcp.
+fn wait_listening(ns: &Path, port: u16) -> Result<()> {
+    let suffix = format!(":{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening = netns::run_in(ns, || {
+            let table = std::fs::read_to_string("/proc/thread-self/net/tcp")
+                .map_err(|e| Error::io("read", "/proc/thread-self/net/tcp", e))?;
+            Ok(table.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1].ends_with(&suffix) && f[3] == "0A"
+            }))
+        })?;
+        if listening {
+            return Ok(());
+        }
+        check_interrupt()?;
+        if Instant::now() > deadline {
+            return Err(Error::Command {
+                command: "iperf3 -s".into(),
+                detail: format!("nothing listens on port {port} after 10 s"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Scenario a: container -> wan TCP throughput, in Gbit/s as the receiver saw it.
+fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
+    let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
+    let internet = INTERNET_ADDR.to_string();
+    let server = Proc::spawn(&wan, "iperf3", &["-s", "-1", "-B", &internet, "-p", &port])?;
+    wait_listening(&wan, IPERF_PORT)?;
+    let secs = opts.duration.as_secs().to_string();
+    let client = Proc::spawn(
+        &lab.ns(SERVER),
+        "iperf3",
+        &["-c", &internet, "-p", &port, "-t", &secs, "-J"],
+    )?;
+    let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
+    let _ = server.wait(Duration::from_secs(5));
+    let gbps = iperf_gbps(&stdout).ok_or_else(|| Error::Command {
+        command: "iperf3 -c".into(),
+        detail: iperf_error(&stdout).unwrap_or_else(|| format!("{status}: {}", stderr.trim())),
+    })?;
+    Ok(vec![(Metric::Throughput, gbps)])
+}
+
+/// Received throughput from `iperf3 -J` output.
+pub fn iperf_gbps(json: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64()?;
+    (bps > 0.0).then_some(bps / 1e9)
+}
+
+fn iperf_error(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["error"].as_str().map(str::to_string)
+}
+
+/// (client CPU, server CPU): the same one, the machine's last. Both ends of every
+/// workload run on one CPU, so that a transaction never waits for a wakeup on the
+/// other CPU: on a VM that costs tens of microseconds (measured here: iptables RR p50
+/// 58 µs with client and server on different CPUs, 7 µs on one) and would swamp what
+/// the datapaths cost. What is measured is the CPU cost of the whole path.
+fn cpus() -> (Option<usize>, Option<usize>) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (Some(n - 1), Some(n - 1))
+}
+
+/// Starts a server of `mode` on the container's `ctr_port`, runs the client from
+/// wan against `target` for the duration.
+fn serve_and_measure(
+    lab: &BenchLab,
+    ctr_port: u16,
+    target: SocketAddr,
+    mode: Mode,
+    duration: Duration,
+) -> Result<Outcome> {
+    let failed = |what: &str, e: std::io::Error| Error::Command {
+        command: format!("bench {what}"),
+        detail: e.to_string(),
+    };
+    let listener = netns::run_in(&lab.ns(SERVER), || {
+        TcpListener::bind((Ipv4Addr::UNSPECIFIED, ctr_port))
+            .map_err(|e| failed(&format!("server on port {ctr_port}"), e))
+    })?;
+    let (client_cpu, server_cpu) = cpus();
+    let _server = rr::Server::start(listener, mode, server_cpu).map_err(|e| failed("server", e))?;
+    let timing = rr::Timing {
+        warmup: (duration / 5).min(Duration::from_secs(1)),
+        duration,
+    };
+    let out = netns::run_in(&lab.ns("wan"), || {
+        if let Some(cpu) = client_cpu {
+            rr::pin_to(cpu).map_err(|e| failed("client", e))?;
+        }
+        let client = match mode {
+            Mode::Rr => rr::rr_client,
+            Mode::Crr => rr::crr_client,
+        };
+        client(target, timing, &super::interrupted).map_err(|e| failed("client", e))
+    })?;
+    check_interrupt()?;
+    if out.transactions == 0 {
+        return Err(Error::Command {
+            command: "bench client".into(),
+            detail: format!("no transaction with {target} completed"),
+        });
+    }
+    Ok(out)
+}
+
+fn rr_figures(out: &Outcome) -> Figures {
+    vec![
+        (Metric::Rate, out.rate()),
+        (Metric::P50, out.percentile_us(50.0)),
+        (Metric::P99, out.percentile_us(99.0)),
+    ]
+}
+
+/// Scenarios b and c: through the published port, or straight to the container on
+/// the routed baseline.
+fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Figures> {
+    let target = if lab.datapath == DatapathKind::Routed {
+        SocketAddr::from((lab.server_ip(), RR_PORT))
+    } else {
+        if !lab.is_published(PUBLISHED) {
+            let port = lab.port(PUBLISHED, RR_PORT);
+            lab.publish(&[port])?;
+        }
+        SocketAddr::from((lab.uplink_ip(), PUBLISHED))
+    };
+    let out = serve_and_measure(lab, RR_PORT, target, mode, opts.duration)?;
+    Ok(rr_figures(&out))
+}
+
+/// Publishes scenario d's ports up to `n` in one batch.
+fn publish_up_to(lab: &mut BenchLab, n: u32, tag: &str) -> Result<()> {
+    let have = lab.published_count(SCALE_BASE);
+    if n <= have {
+        return Ok(());
+    }
+    let ports: Vec<_> = (have..n)
+        .map(|i| {
+            let p = SCALE_BASE + i as u16;
+            lab.port(p, p)
+        })
+        .collect();
+    let took = lab.publish(&ports)?;
+    eprintln!(
+        "{tag}: published {} more ports ({n} in all) in {:.3} s",
+        ports.len(),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One step of scenario d: `n` ports published, CRR to the last one.
+fn scale_step(lab: &mut BenchLab, opts: &Options, n: u32, tag: &str) -> Result<Figures> {
+    publish_up_to(lab, n, tag)?;
+    let last = SCALE_BASE + (n - 1) as u16;
+    let target = SocketAddr::from((lab.uplink_ip(), last));
+    let out = serve_and_measure(lab, last, target, Mode::Crr, opts.duration)?;
+    Ok(rr_figures(&out))
+}
+
+/// Scenario e: milliseconds to publish one more port with N published.
+fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
+    publish_up_to(lab, max_ports(opts), tag)?;
+    let mut times = Vec::new();
+    for i in 0..EXTRA_SAMPLES {
+        check_interrupt()?;
+        let port = lab.port(EXTRA_BASE + i, RR_PORT);
+        times.push(lab.publish(&[port])?.as_secs_f64() * 1000.0);
+    }
+    let median = super::report::summary(&times).map_or(0.0, |s| s.0);
+    Ok(vec![(Metric::PublishTime, median)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iperf3_json() {
+        let ok = r#"{"start": {}, "end": {"sum_received": {"bits_per_second": 12.5e9}}}"#;
+        assert_eq!(iperf_gbps(ok), Some(12.5));
+        let err = r#"{"start": {}, "end": {}, "error": "unable to connect to server"}"#;
+        assert_eq!(iperf_gbps(err), None);
+        assert_eq!(
+            iperf_error(err).as_deref(),
+            Some("unable to connect to server")
+        );
+        assert_eq!(iperf_gbps("not json"), None);
+    }
+}
