@@ -246,7 +246,7 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
         "font-weight=\"bold\"",
         title,
     );
-    let (px, py, pw, ph) = (x0 + 50.0, y0 + 34.0, LINE_W - 70.0, LINE_H - 80.0);
+    let (px, py, pw, ph) = (x0 + 50.0, y0 + 44.0, LINE_W - 70.0, LINE_H - 90.0);
     let series: Vec<(DatapathKind, Vec<(u32, f64)>)> = report
         .options
         .datapaths
@@ -345,14 +345,15 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
             px + pw,
             colour(DatapathKind::Routed)
         );
+        // Labelled in the header: down in the plot it would cross the lines.
         text(
             out,
-            px + pw,
-            yb - 4.0,
+            x0 + LINE_W - 8.0,
+            y0 + 32.0,
             9,
             "end",
             "fill=\"#777\"",
-            &format!("routed, no NAT (c): {}", num(b)),
+            &format!("dashed: routed, no NAT (c): {}", num(b)),
         );
     }
     for (dp, pts) in &series {
