@@ -246,7 +246,7 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
         "font-weight=\"bold\"",
         title,
     );
-    let (px, py, pw, ph) = (x0 + 50.0, y0 + 34.0, LINE_W - 70.0, LINE_H - 80.0);
+    let (px, py, pw, ph) = (x0 + 50.0, y0 + 44.0, LINE_W - 70.0, LINE_H - 90.0);
     let series: Vec<(DatapathKind, Vec<(u32, f64)>)> = report
         .options
         .datapaths
@@ -272,9 +272,19 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
         })
         .filter(|(_, pts): &(DatapathKind, Vec<(u32, f64)>)| !pts.is_empty())
         .collect();
+    // The routed baseline has no published ports; its plain CRR (scenario c) is the
+    // ceiling, drawn across.
+    let baseline = report
+        .figures
+        .iter()
+        .find(|f| {
+            f.datapath == DatapathKind::Routed && f.scenario == Scenario::C && f.metric == metric
+        })
+        .and_then(|f| f.median());
     let max = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .chain(baseline)
         .fold(0.0, f64::max);
     let top = y_axis(out, px, py, pw, ph, max);
     let (lo, hi) = (
@@ -325,6 +335,25 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
             "end",
             "fill=\"#999\"",
             &format!("n/a: {}", missing.join(", ")),
+        );
+    }
+    if let Some(b) = baseline {
+        let yb = y(b);
+        let _ = writeln!(
+            out,
+            r#"<line x1="{px:.1}" y1="{yb:.1}" x2="{:.1}" y2="{yb:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="6 4"/>"#,
+            px + pw,
+            colour(DatapathKind::Routed)
+        );
+        // Labelled in the header: down in the plot it would cross the lines.
+        text(
+            out,
+            x0 + LINE_W - 8.0,
+            y0 + 32.0,
+            9,
+            "end",
+            "fill=\"#777\"",
+            &format!("dashed: routed, no NAT (c): {}", num(b)),
         );
     }
     for (dp, pts) in &series {
@@ -452,6 +481,7 @@ mod tests {
             20.0,
         );
         r.fail(Scenario::A, DatapathKind::Ebpf, None, "x < y");
+        r.add(Scenario::C, DatapathKind::Routed, None, Metric::Rate, 150.0);
         for n in [10, 100] {
             r.add(
                 Scenario::D,
@@ -475,6 +505,7 @@ mod tests {
         assert!(svg.contains(">n/a<"));
         assert!(svg.contains(">n/a: ebpf<"), "d's missing line is named");
         assert!(svg.contains("<polyline"));
+        assert!(svg.contains("routed, no NAT (c): 150"));
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
         assert!(!svg.contains("x < y"));
     }
