@@ -1,21 +1,18 @@
-//! The classic datapaths (issue 5): iptables (nf_tables backend), iptables-legacy and
-//! nftables. Each behaviour is written once, as a function taking the datapath's name,
-//! and `per_datapath!` makes one `#[test]` per datapath out of it: masquerade, port
-//! publishing through the library's `Datapath::publish` (from wan, from the lab host,
-//! hairpin), unpublish, and the drop of direct access. The rule tests look at the
-//! netfilter rules themselves and check that teardown removes exactly netlab's.
+//! What masquerade.rs and publish.rs do not already cover on every datapath: a UDP
+//! range on one host address, unpublish cutting an established flow (the datapath's
+//! conntrack is emptied), the drop of direct access; and, for the netfilter datapaths,
+//! their rules in place, teardown removing exactly them, and the routed baseline. Each
+//! behaviour is written once and `per_datapath!` makes one `#[test]` per datapath.
 
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::Path,
     time::Duration,
 };
 
 use netlab::{
     datapath::{self, DatapathKind},
-    state::{Locked, Published},
+    state::Published,
 };
 use netlab_tests::{Background, INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, in_ns, wait_listening};
 
@@ -36,17 +33,14 @@ macro_rules! per_datapath {
     };
 }
 
-// What any datapath does, seen from the far end.
+// Behaviours beyond masquerade.rs and publish.rs, on every datapath.
 per_datapath!(
     [
-        masquerades_tcp,
-        masquerades_udp_into_the_nat_port_range,
-        masquerades_ping,
-        publishes_to_wan_host_and_hairpin,
         publishes_on_one_address_and_udp_ranges,
         unpublish_forgets_established_flows,
         drops_direct_access_to_containers,
     ];
+    ebpf = "ebpf",
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
@@ -67,37 +61,22 @@ fn lab(dp: &str) -> Lab {
     Lab::sandbox(&["--datapath", dp])
 }
 
-/// Publishes through the library, as `netlab publish` does, and records the port in
-/// the lab's state.
-fn publish(lab: &Lab, container: &str, spec: &str) -> Published {
-    let lock = Locked::acquire(&lab.name).expect("lock");
-    let mut state = lock.require().expect("state");
-    let ctr_ip = state
-        .container(container)
-        .and_then(|c| c.ip)
-        .expect("a bridge container");
-    let port = Published {
-        container: container.to_string(),
-        spec: spec.parse().expect("spec"),
-        ctr_ip,
-        id: state.ports.iter().map(|p| p.id).max().unwrap_or(0) + 1,
-    };
-    datapath::for_kind(state.datapath)
-        .publish(&state, &port)
-        .unwrap_or_else(|e| panic!("publish {spec}: {e}"));
-    state.ports.push(port.clone());
-    lock.save(&state).expect("save");
-    port
+/// `netlab publish CONTAINER SPEC`.
+fn publish(lab: &Lab, container: &str, spec: &str) {
+    lab.ok(&["publish", container, spec]);
 }
 
-fn unpublish(lab: &Lab, port: &Published) {
-    let lock = Locked::acquire(&lab.name).expect("lock");
-    let mut state = lock.require().expect("state");
-    datapath::for_kind(state.datapath)
-        .unpublish(&state, port)
-        .unwrap_or_else(|e| panic!("unpublish {}: {e}", port.spec));
-    state.ports.retain(|p| p != port);
-    lock.save(&state).expect("save");
+/// `netlab unpublish CONTAINER SPEC`.
+fn unpublish(lab: &Lab, container: &str, spec: &str) {
+    lab.ok(&["unpublish", container, spec]);
+}
+
+/// The client addresses in http.server's log, one per GET.
+fn clients(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"GET /"))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect()
 }
 
 /// `python3 -m http.server PORT --bind ADDR` in a namespace, once it accepts.
@@ -143,141 +122,6 @@ fn get(lab: &Lab, from: &str, url: &str) -> bool {
         ],
     );
     out.status.success() && out.stdout == b"200"
-}
-
-/// The client addresses in http.server's log, one per GET.
-fn clients(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("\"GET /"))
-        .filter_map(|l| l.split(' ').next().map(str::to_string))
-        .collect()
-}
-
-fn masquerades_tcp(dp: &str) {
-    let lab = lab(dp);
-    lab.ok(&["run", "a"]);
-    let server = web_server(&lab, "wan", INTERNET, 80);
-    assert!(
-        get(&lab, "a", "http://203.0.113.1/"),
-        "a cannot fetch from wan"
-    );
-    let log = server.finish();
-    assert_eq!(clients(&log), ["198.51.100.2"], "server log: {log}");
-}
-
-fn masquerades_udp_into_the_nat_port_range(dp: &str) {
-    let lab = lab(dp);
-    lab.ok(&["run", "a"]);
-    let server = in_ns(&lab.ns("wan"), || UdpSocket::bind((INTERNET, 5353))).unwrap();
-    let client = in_ns(&lab.ns("a"), || UdpSocket::bind("0.0.0.0:0")).unwrap();
-    for s in [&server, &client] {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    }
-    client.send_to(b"hello", (INTERNET, 5353)).unwrap();
-    let mut buf = [0u8; 64];
-    let (n, from) = server
-        .recv_from(&mut buf)
-        .expect("the datagram reached wan");
-    assert_eq!(&buf[..n], b"hello");
-    assert_eq!(from.ip(), UPLINK_ADDR, "not masqueraded");
-    assert!(
-        (20000..=29999).contains(&from.port()),
-        "source port {} is outside --nat-ports",
-        from.port()
-    );
-    server.send_to(b"world", from).unwrap();
-    let (n, back) = client.recv_from(&mut buf).expect("the reply came back");
-    assert_eq!(&buf[..n], b"world");
-    assert_eq!(back, SocketAddr::from((INTERNET, 5353)));
-}
-
-/// A raw ICMP socket in `ns`: it sees a copy of every ICMP packet the namespace receives.
-fn icmp_sniffer(ns: &Path) -> OwnedFd {
-    in_ns(ns, || {
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval {
-            tv_sec: 3,
-            tv_usec: 0,
-        };
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    })
-}
-
-/// The source of the next ICMP echo request the sniffer sees.
-fn echo_request_source(sniffer: &OwnedFd) -> Option<Ipv4Addr> {
-    let mut buf = [0u8; 1500];
-    loop {
-        let n = unsafe {
-            libc::recv(
-                sniffer.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
-        if n <= 0 {
-            return None;
-        }
-        let ihl = (buf[0] & 0x0f) as usize * 4;
-        if n as usize > ihl && buf[ihl] == 8 {
-            return Some(Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]));
-        }
-    }
-}
-
-fn masquerades_ping(dp: &str) {
-    let lab = lab(dp);
-    lab.ok(&["run", "a"]);
-    let sniffer = icmp_sniffer(&lab.ns("wan"));
-    lab.exec_ok("a", &["ping", "-c", "1", "-W", "3", "203.0.113.1"]);
-    assert_eq!(echo_request_source(&sniffer), Some(UPLINK_ADDR));
-}
-
-fn publishes_to_wan_host_and_hairpin(dp: &str) {
-    let lab = lab(dp);
-    lab.ok(&["run", "a"]);
-    lab.ok(&["run", "b"]);
-    let server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
-    let port = publish(&lab, "a", "8080:8000");
-    assert!(get(&lab, "wan", "http://198.51.100.2:8080/"), "from wan");
-    assert!(
-        get(&lab, "host", "http://198.51.100.2:8080/"),
-        "from the host"
-    );
-    assert!(get(&lab, "host", "http://127.0.0.1:8080/"), "on localhost");
-    assert!(
-        get(&lab, "a", "http://198.51.100.2:8080/"),
-        "hairpin to itself"
-    );
-    assert!(
-        get(&lab, "b", "http://198.51.100.2:8080/"),
-        "hairpin from b"
-    );
-
-    unpublish(&lab, &port);
-    assert!(
-        !get(&lab, "wan", "http://198.51.100.2:8080/"),
-        "still published"
-    );
-    assert!(
-        !get(&lab, "host", "http://127.0.0.1:8080/"),
-        "still on localhost"
-    );
-    let log = server.finish();
-    let seen = clients(&log);
-    assert_eq!(seen.len(), 5, "server log: {log}");
-    // Published traffic keeps the client's own address.
-    assert_eq!(seen[0], WAN_ADDR.to_string());
 }
 
 fn publishes_on_one_address_and_udp_ranges(dp: &str) {
@@ -350,7 +194,7 @@ fn unpublish_forgets_established_flows(dp: &str) {
     let lab = lab(dp);
     lab.ok(&["run", "a"]);
     let listener = in_ns(&lab.ns("a"), || TcpListener::bind("0.0.0.0:7000")).unwrap();
-    let port = publish(&lab, "a", "7070:7000");
+    publish(&lab, "a", "7070:7000");
     // An echo server for one connection; it gives up once the flow is cut.
     std::thread::spawn(move || -> Option<()> {
         let (mut s, _) = listener.accept().ok()?;
@@ -372,7 +216,7 @@ fn unpublish_forgets_established_flows(dp: &str) {
     assert_eq!(&buf, b"ping");
     assert_eq!(flows_to(&lab, dp, 7070), 1);
 
-    unpublish(&lab, &port);
+    unpublish(&lab, "a", "7070:7000");
     assert_eq!(flows_to(&lab, dp, 7070), 0, "the flow outlived unpublish");
     // The next segment finds neither a flow nor a rule: it is not delivered.
     let _ = c.write_all(b"more");
@@ -401,6 +245,9 @@ fn drops_direct_access_to_containers(dp: &str) {
         get(&lab, "wan", "http://198.51.100.2:8080/"),
         "published port"
     );
+    if dp == "ebpf" {
+        assert!(lab.stat("drops", "direct_access") >= 1);
+    }
 }
 
 /// The tools that show a netfilter datapath's rules: (dump command, rule tool).

@@ -119,6 +119,11 @@ fn udp_to_wan_is_seen_from_the_uplink(dp: &str) {
     let (n, from) = server.recv_from(&mut buf).expect("server receives");
     assert_eq!(&buf[..n], b"hello");
     assert_eq!(from.ip(), UPLINK_ADDR, "server saw {from}");
+    assert!(
+        (20_000..=29_999).contains(&from.port()),
+        "source port {} is outside --nat-ports",
+        from.port()
+    );
     server.send_to(b"world", from).unwrap();
     let (n, back) = client
         .recv_from(&mut buf)

@@ -8,7 +8,7 @@ use std::{
 };
 
 use netlab_tests::{
-    Lab, UPLINK_ADDR, WAN_ADDR,
+    Lab, WAN_ADDR,
     sockets::{tcp_connect, tcp_listen, udp},
 };
 
@@ -269,34 +269,6 @@ fn conflicts_and_bad_specs_change_nothing(dp: &str) {
         "a refused command changed the lab"
     );
     assert!(!lab.ns("late").exists(), "a refused run left its container");
-}
-
-// eBPF-only: counters and the direct-access drop are the datapath's own.
-
-#[test]
-fn direct_access_to_a_container_is_dropped_and_counted() {
-    let lab = web("ebpf");
-    lab.ok(&["publish", "web", "8080:8000"]);
-    let _server = lab.http_server("web", 8000);
-    // A neighbour on the uplink LAN routes the lab subnet to the host.
-    lab.exec_ok(
-        "wan",
-        &[
-            "ip",
-            "route",
-            "add",
-            "172.18.0.0/16",
-            "via",
-            &UPLINK_ADDR.to_string(),
-        ],
-    );
-    assert_eq!(lab.curl("wan", "http://172.18.0.2:8000/"), "000");
-    assert!(lab.stat("drops", "direct_access") >= 1);
-    assert_eq!(
-        lab.curl("wan", "http://198.51.100.2:8080/"),
-        "200",
-        "the published port still works"
-    );
 }
 
 #[test]
