@@ -70,16 +70,36 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     if ethertype != ETH_P_IP.to_be() {
         return Ok(None);
     }
-    let l3_off = ETH_HLEN;
+    let (mut pkt, frag_off) = header(ctx, ETH_HLEN)?;
+    pkt.len = ctx.len();
+    if u16::from_be(frag_off) & (IP_MF | IP_OFFSET) != 0 {
+        pkt.kind = Kind::Fragment;
+        return Ok(Some(pkt));
+    }
+    l4(ctx, &mut pkt)?;
+    Ok(Some(pkt))
+}
+
+/// The packet quoted inside an ICMP error: its IPv4 header starts 8 bytes into the ICMP
+/// message. Only flows the datapath tracks (TCP, UDP, ICMP echo) are returned.
+#[inline(always)]
+pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, DropReason> {
+    let (mut inner, _) = header(ctx, outer.l4_off + 8)?;
+    l4(ctx, &mut inner)?;
+    Ok((inner.kind == Kind::Flow).then_some(inner))
+}
+
+/// The IPv4 header at `l3_off` (its length from IHL), and its raw `frag_off`.
+#[inline(always)]
+fn header(ctx: &TcContext, l3_off: usize) -> Result<(Packet, u16), DropReason> {
     let ip: Ipv4Hdr = ctx.load(l3_off).map_err(|_| DropReason::Truncated)?;
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
     if ihl < IPV4_MIN_HLEN {
         return Err(DropReason::BadIpHeader);
     }
-    let l4_off = l3_off + ihl;
-    let mut pkt = Packet {
+    let pkt = Packet {
         l3_off,
-        l4_off,
+        l4_off: l3_off + ihl,
         proto: ip.proto,
         saddr: ip.saddr,
         daddr: ip.daddr,
@@ -87,29 +107,33 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         dport: 0,
         flags: 0,
         kind: Kind::Other,
-        len: ctx.len(),
+        len: 0,
     };
-    let frag = u16::from_be(ip.frag_off);
-    if frag & (IP_MF | IP_OFFSET) != 0 {
-        pkt.kind = Kind::Fragment;
-        return Ok(Some(pkt));
-    }
-    match ip.proto {
+    Ok((pkt, ip.frag_off))
+}
+
+/// Fills in the ports (or echo identifier), TCP flags or ICMP type, and the kind.
+#[inline(always)]
+fn l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), DropReason> {
+    match pkt.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let ports: [u16; 2] = ctx.load(l4_off).map_err(|_| DropReason::Truncated)?;
+            let ports: [u16; 2] = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
             pkt.sport = ports[0];
             pkt.dport = ports[1];
-            if ip.proto == IPPROTO_TCP {
-                pkt.flags = ctx.load(l4_off + 13).map_err(|_| DropReason::Truncated)?;
+            if pkt.proto == IPPROTO_TCP {
+                // A quoted TCP header may stop after 8 bytes: no flags then.
+                pkt.flags = ctx.load(pkt.l4_off + 13).unwrap_or(0);
             }
             pkt.kind = Kind::Flow;
         }
         IPPROTO_ICMP => {
-            let icmp_type: u8 = ctx.load(l4_off).map_err(|_| DropReason::Truncated)?;
+            let icmp_type: u8 = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
             pkt.flags = icmp_type;
             match icmp_type {
                 ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => {
-                    let id: u16 = ctx.load(l4_off + 4).map_err(|_| DropReason::Truncated)?;
+                    let id: u16 = ctx
+                        .load(pkt.l4_off + 4)
+                        .map_err(|_| DropReason::Truncated)?;
                     pkt.sport = id;
                     pkt.dport = id;
                     pkt.kind = Kind::Flow;
@@ -120,49 +144,5 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         }
         _ => {}
     }
-    Ok(Some(pkt))
-}
-
-/// The packet quoted inside an ICMP error: its IPv4 header starts 8 bytes into the ICMP
-/// message. Only flows the datapath tracks (TCP, UDP, ICMP echo) are returned.
-#[inline(always)]
-pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, DropReason> {
-    let l3_off = outer.l4_off + 8;
-    let ip: Ipv4Hdr = ctx.load(l3_off).map_err(|_| DropReason::Truncated)?;
-    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
-    if ihl < IPV4_MIN_HLEN {
-        return Err(DropReason::BadIpHeader);
-    }
-    let l4_off = l3_off + ihl;
-    let mut inner = Packet {
-        l3_off,
-        l4_off,
-        proto: ip.proto,
-        saddr: ip.saddr,
-        daddr: ip.daddr,
-        sport: 0,
-        dport: 0,
-        flags: 0,
-        kind: Kind::Flow,
-        len: 0,
-    };
-    match ip.proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
-            let ports: [u16; 2] = ctx.load(l4_off).map_err(|_| DropReason::Truncated)?;
-            inner.sport = ports[0];
-            inner.dport = ports[1];
-        }
-        IPPROTO_ICMP => {
-            let icmp_type: u8 = ctx.load(l4_off).map_err(|_| DropReason::Truncated)?;
-            if icmp_type != ICMP_ECHO_REQUEST && icmp_type != ICMP_ECHO_REPLY {
-                return Ok(None);
-            }
-            let id: u16 = ctx.load(l4_off + 4).map_err(|_| DropReason::Truncated)?;
-            inner.sport = id;
-            inner.dport = id;
-            inner.flags = icmp_type;
-        }
-        _ => return Ok(None),
-    }
-    Ok(Some(inner))
+    Ok(())
 }

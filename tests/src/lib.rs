@@ -7,6 +7,26 @@
 pub mod packet;
 pub mod sockets;
 
+/// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:
+/// `per_datapath!([f, g]; a = "a", b = "b")` makes
+/// `mod a { #[test] fn f() { super::f("a") } #[test] fn g() { super::g("a") } } mod b { ... }`.
+#[macro_export]
+macro_rules! per_datapath {
+    ($tests:tt; $($dp:ident = $name:literal),+ $(,)?) => {
+        $( $crate::per_datapath!(@one $dp $name $tests); )+
+    };
+    (@one $dp:ident $name:literal [$($test:ident),+ $(,)?]) => {
+        mod $dp {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($name)
+                }
+            )+
+        }
+    };
+}
+
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},

@@ -16,25 +16,8 @@ use netlab::{
 };
 use netlab_tests::{Background, INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, in_ns, wait_listening};
 
-/// `per_datapath!([f, g]; a = "a", b = "b")` makes `mod a { #[test] fn f() { super::f("a") } ... }`.
-macro_rules! per_datapath {
-    ($tests:tt; $($dp:ident = $name:literal),+ $(,)?) => {
-        $( per_datapath!(@one $dp $name $tests); )+
-    };
-    (@one $dp:ident $name:literal [$($test:ident),+ $(,)?]) => {
-        mod $dp {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test($name)
-                }
-            )+
-        }
-    };
-}
-
 // Behaviours beyond masquerade.rs and publish.rs, on every datapath.
-per_datapath!(
+netlab_tests::per_datapath!(
     [
         publishes_on_one_address_and_udp_ranges,
         unpublish_forgets_established_flows,
@@ -47,7 +30,7 @@ per_datapath!(
 );
 
 // What the netfilter datapaths leave in the kernel, and take away again.
-per_datapath!(
+netlab_tests::per_datapath!(
     [
         rules_are_visible_and_teardown_removes_exactly_them,
         conntrack_and_stats_point_to_the_kernel,

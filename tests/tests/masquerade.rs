@@ -16,32 +16,20 @@ use netlab_tests::{
     wait_for,
 };
 
-/// One module per datapath, one test per scenario in each.
-macro_rules! on_datapaths {
-    ([$($dp:ident),+] $scenarios:tt) => {
-        $(scenarios_for!($dp $scenarios);)+
-    };
-}
-
-macro_rules! scenarios_for {
-    ($dp:ident ($($scenario:ident),+ $(,)?)) => {
-        mod $dp {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario(&stringify!($dp).replace('_', "-"));
-            })+
-        }
-    };
-}
-
-on_datapaths!([ebpf, iptables, iptables_legacy, nftables](
-    tcp_to_wan_is_seen_from_the_uplink,
-    udp_to_wan_is_seen_from_the_uplink,
-    ping_to_wan_is_seen_from_the_uplink,
-    same_source_port_from_two_containers,
-    port_unreachable_reaches_the_container,
-    one_gib_through_the_nat,
-));
+netlab_tests::per_datapath!(
+    [
+        tcp_to_wan_is_seen_from_the_uplink,
+        udp_to_wan_is_seen_from_the_uplink,
+        ping_to_wan_is_seen_from_the_uplink,
+        same_source_port_from_two_containers,
+        port_unreachable_reaches_the_container,
+        one_gib_through_the_nat,
+    ];
+    ebpf = "ebpf",
+    iptables = "iptables",
+    iptables_legacy = "iptables-legacy",
+    nftables = "nftables",
+);
 
 fn lab(dp: &str) -> Lab {
     Lab::sandbox(&["--datapath", dp])

@@ -12,36 +12,24 @@ use netlab_tests::{
     sockets::{tcp_connect, tcp_listen, udp},
 };
 
-/// One module per datapath, one test per scenario in each.
-macro_rules! on_datapaths {
-    ([$($dp:ident),+] $scenarios:tt) => {
-        $(scenarios_for!($dp $scenarios);)+
-    };
-}
-
-macro_rules! scenarios_for {
-    ($dp:ident ($($scenario:ident),+ $(,)?)) => {
-        mod $dp {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario(&stringify!($dp).replace('_', "-"));
-            })+
-        }
-    };
-}
-
-on_datapaths!([ebpf, iptables, iptables_legacy, nftables](
-    tcp_from_outside_keeps_the_client_address,
-    tcp_from_the_host_and_localhost,
-    tcp_hairpin_from_another_container_and_itself,
-    udp_on_every_path,
-    localhost_only_port_is_not_reachable_from_outside,
-    port_range_is_one_mapping,
-    publish_and_unpublish_on_a_running_container,
-    unpublish_leaves_no_flow_behind,
-    a_thousand_ports,
-    conflicts_and_bad_specs_change_nothing,
-));
+netlab_tests::per_datapath!(
+    [
+        tcp_from_outside_keeps_the_client_address,
+        tcp_from_the_host_and_localhost,
+        tcp_hairpin_from_another_container_and_itself,
+        udp_on_every_path,
+        localhost_only_port_is_not_reachable_from_outside,
+        port_range_is_one_mapping,
+        publish_and_unpublish_on_a_running_container,
+        unpublish_leaves_no_flow_behind,
+        a_thousand_ports,
+        conflicts_and_bad_specs_change_nothing,
+    ];
+    ebpf = "ebpf",
+    iptables = "iptables",
+    iptables_legacy = "iptables-legacy",
+    nftables = "nftables",
+);
 
 fn web(dp: &str) -> Lab {
     let lab = Lab::sandbox(&["--datapath", dp]);

@@ -16,11 +16,7 @@ use netlab_common::{
 };
 use serde::Serialize;
 
-use crate::{
-    datapath::{DatapathKind, ebpf},
-    error::{Error, Result},
-    state::Locked,
-};
+use crate::{datapath::ebpf, error::Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -150,13 +146,10 @@ pub fn flush(lab: &str) -> Result<usize> {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Locked::acquire(lab)?.require()?;
-    if state.datapath != DatapathKind::Ebpf {
-        return Err(Error::Invalid(format!(
-            "lab {lab} runs the {} datapath: its conntrack is the kernel's (`conntrack -L` in the host namespace)",
-            state.datapath.name()
-        )));
-    }
+    super::require_ebpf(
+        lab,
+        "its conntrack is the kernel's (`conntrack -L` in the host namespace)",
+    )?;
     if args.flush {
         let n = flush(lab)?;
         println!("flushed {n} conntrack entries");

@@ -8,9 +8,8 @@ use aya::programs::links::PinnedLink;
 use netlab_common::maps as names;
 
 use crate::{
-    datapath::{DatapathKind, ebpf},
+    datapath::ebpf,
     error::{Error, Result},
-    state::Locked,
 };
 
 #[derive(clap::Args)]
@@ -21,13 +20,7 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Locked::acquire(lab)?.require()?;
-    if state.datapath != DatapathKind::Ebpf {
-        return Err(Error::Invalid(format!(
-            "lab {lab} runs the {} datapath: it has no eBPF logs",
-            state.datapath.name()
-        )));
-    }
+    let state = super::require_ebpf(lab, "it has no eBPF logs")?;
     if !state.debug {
         return Err(Error::Invalid(format!(
             "lab {lab} was brought up without --debug: its datapath logs are compiled out; run `netlab down --lab {lab} && netlab up --debug ...`"

@@ -13,7 +13,25 @@ pub mod stats;
 pub mod status;
 pub mod up;
 
-use crate::{cli::Command, error::Result};
+use crate::{
+    cli::Command,
+    datapath::DatapathKind,
+    error::{Error, Result},
+    state::{LabState, Locked},
+};
+
+/// The state of a lab on the eBPF datapath; on another datapath, a clear error that
+/// says where `what` lives instead.
+pub fn require_ebpf(lab: &str, what: &str) -> Result<LabState> {
+    let state = Locked::acquire(lab)?.require()?;
+    if state.datapath != DatapathKind::Ebpf {
+        return Err(Error::Invalid(format!(
+            "lab {lab} runs the {} datapath: {what}",
+            state.datapath.name()
+        )));
+    }
+    Ok(state)
+}
 
 pub fn dispatch(lab: &str, command: Command) -> Result<()> {
     crate::topology::names::check_lab(lab)?;

@@ -3,11 +3,7 @@
 use netlab_common::stats::{DROP_BASE, DROP_NAMES, counter};
 use serde_json::{Map, Value};
 
-use crate::{
-    datapath::{DatapathKind, ebpf},
-    error::{Error, Result},
-    state::Locked,
-};
+use crate::{datapath::ebpf, error::Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,13 +33,7 @@ pub fn read(lab: &str) -> Result<(Named, Named)> {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Locked::acquire(lab)?.require()?;
-    if state.datapath != DatapathKind::Ebpf {
-        return Err(Error::Invalid(format!(
-            "lab {lab} runs the {} datapath: it has no eBPF counters",
-            state.datapath.name()
-        )));
-    }
+    super::require_ebpf(lab, "it has no eBPF counters")?;
     let (counters, drops) = read(lab)?;
     if args.json {
         let obj = |xs: &[(&str, u64)]| {
