@@ -13,6 +13,7 @@ use netlab_common::{
     config::FLAG_FAST_PATH,
     conntrack::{CtKey, ZONE_BRIDGE_IN, ZONE_UPLINK_OUT},
     maps::PUBLISH_RANGES_MAX,
+    proto::{IPPROTO_TCP, TCP_ACK, TCP_SYN},
     publish::{PubKey, PubTarget, range_target_port},
     stats::{DropReason, counter},
 };
@@ -111,6 +112,13 @@ pub fn new_flow(
     PASS
 }
 
+/// Whether a packet may open a hairpin flow: for TCP only a SYN. A container's SYN-ACK
+/// to a host-local client (whose port may happen to be a published one) is a reply.
+#[inline(always)]
+fn opens_flow(pkt: &Packet) -> bool {
+    pkt.proto != IPPROTO_TCP || pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
 /// Bridge ingress: what containers send to the host's L3 side. Replies of published
 /// flows are translated back; new flows to a published port on a host address hairpin.
 #[inline(always)]
@@ -130,7 +138,7 @@ pub fn bridge_ingress(ctx: &TcContext) -> Verdict {
         maps::count(counter::DNAT_REPLY_PACKETS);
         return fast_or_pass(ctx, cfg, &pkt, &e);
     }
-    if pkt.daddr == cfg.uplink_addr || pkt.daddr == cfg.bridge_addr {
+    if (pkt.daddr == cfg.uplink_addr || pkt.daddr == cfg.bridge_addr) && opens_flow(&pkt) {
         return new_flow(ctx, cfg, &pkt, &key, now, true);
     }
     masquerade_early(ctx, cfg, &pkt, now)

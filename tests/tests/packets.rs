@@ -463,3 +463,43 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
         &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, ACK, b"yes"),
     );
 }
+
+#[test]
+fn a_container_reply_to_a_host_port_that_is_published_is_not_hairpinned() {
+    use netlab_common::publish::{PubKey, PubTarget};
+    let mut dp = Datapath::new(config());
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    {
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: 40_000u16.to_be(),
+            proto: TCP,
+            _pad: 0,
+        };
+        publish
+            .insert(
+                key,
+                PubTarget {
+                    addr: be(CTR2),
+                    port: 80u16.to_be(),
+                    _pad: 0,
+                    id: 1,
+                },
+                0,
+            )
+            .unwrap();
+    }
+    // A host-local client on 172.18.0.1:40000 talks to CTR:80; CTR's SYN-ACK is a reply.
+    let synack = Ipv4::new(CTR, bridge, TCP).tcp(80, 40_000, SYN | ACK, b"");
+    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &synack);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &synack);
+    // A SYN to the same published port from a container is hairpin.
+    let syn = Ipv4::new(CTR, bridge, TCP).tcp(33_000, 40_000, SYN, b"");
+    let (_, out) = dp.run(names::PROG_BRIDGE_INGRESS, &syn);
+    let v = View::new(&out);
+    assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 80));
+    assert!(v.ip_csum_ok() && v.l4_csum_ok());
+}
