@@ -75,6 +75,10 @@ pub fn new_flow(
     now: u64,
     hairpin: bool,
 ) -> Verdict {
+    if !opens_flow(pkt) {
+        maps::count(counter::PASS_UNTRACKED);
+        return PASS;
+    }
     let Some(target) = lookup(pkt.daddr, pkt.proto, pkt.dport) else {
         maps::count(counter::PASS_UNTRACKED);
         return PASS;
@@ -112,8 +116,9 @@ pub fn new_flow(
     PASS
 }
 
-/// Whether a packet may open a hairpin flow: for TCP only a SYN. A container's SYN-ACK
-/// to a host-local client (whose port may happen to be a published one) is a reply.
+/// Whether a packet may open a flow to a published port: for TCP only a SYN. A reply to
+/// one of the host's own connections (a SYN-ACK from wan, or from a container to a
+/// host-local client) whose port happens to be published is not one.
 #[inline(always)]
 fn opens_flow(pkt: &Packet) -> bool {
     pkt.proto != IPPROTO_TCP || pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
@@ -138,7 +143,7 @@ pub fn bridge_ingress(ctx: &TcContext) -> Verdict {
         maps::count(counter::DNAT_REPLY_PACKETS);
         return fast_or_pass(ctx, cfg, &pkt, &e);
     }
-    if (pkt.daddr == cfg.uplink_addr || pkt.daddr == cfg.bridge_addr) && opens_flow(&pkt) {
+    if pkt.daddr == cfg.uplink_addr || pkt.daddr == cfg.bridge_addr {
         return new_flow(ctx, cfg, &pkt, &key, now, true);
     }
     masquerade_early(ctx, cfg, &pkt, now)

@@ -465,7 +465,7 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
 }
 
 #[test]
-fn a_container_reply_to_a_host_port_that_is_published_is_not_hairpinned() {
+fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     use netlab_common::publish::{PubKey, PubTarget};
     let mut dp = Datapath::new(config());
     let bridge = Ipv4Addr::new(172, 18, 0, 1);
@@ -502,4 +502,17 @@ fn a_container_reply_to_a_host_port_that_is_published_is_not_hairpinned() {
     let v = View::new(&out);
     assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 80));
     assert!(v.ip_csum_ok() && v.l4_csum_ok());
+
+    // The same at the uplink: wan's SYN-ACK to the host's own connection from port
+    // 40000 is a reply; a SYN from wan to 40000 is a published connection.
+    let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(443, 40_000, SYN | ACK, b"");
+    let (verdict, out) = dp.ingress(&synack);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_frames_eq(&out, &synack);
+    let syn = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b"");
+    let (_, out) = dp.ingress(&syn);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR2, TCP).tcp(50_000, 80, SYN, b""),
+    );
 }
