@@ -91,14 +91,58 @@ fn test(args: &[String]) -> Result<()> {
     let bin = build_netlab()?;
     println!("==> running every test (unit, packet, end-to-end) as root");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "netlab-ebpf", "--"])
-        .args(args)
-        .env("NETLAB_BIN", &bin)
-        .current_dir(workspace_root());
-    let result = run(&mut cmd);
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "netlab-ebpf",
+        "--all-targets",
+        "--",
+    ])
+    .args(args)
+    .env("NETLAB_BIN", &bin)
+    .current_dir(workspace_root());
+    let result = run_counting(&mut cmd);
     let leaks = leak_check();
-    result?;
-    leaks
+    let (passed, failed) = result?;
+    leaks?;
+    // One closing line for the whole suite, whatever cargo printed last.
+    println!("{passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
+fn run_counting(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |what: &str| -> u64 {
+                rest.split("; ")
+                    .find_map(|part| {
+                        part.trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(what)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("{passed} passed, {failed} failed");
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok((passed, failed))
 }
 
 /// After the suite: no test or benchmark namespace, lab state, pin or bpffs mount of
