@@ -137,6 +137,15 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         vec!["up", "--sandbox", "--udp-timeout", "0"],
         vec!["up", "--sandbox", "--uplink", "eth0"],
         vec!["up", "--sandbox", "--subnet", "198.51.100.0/24"],
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "iptables",
+            "--no-fast-path",
+        ],
+        vec!["up", "--sandbox", "--datapath", "nftables", "--debug"],
+        vec!["up", "--sandbox", "--datapath", "pf"],
     ] {
         let mut full = vec!["--lab", name.as_str()];
         full.extend(args.iter());

@@ -61,6 +61,17 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             return Err(Error::Invalid(format!("{name} must be at least 1 second")));
         }
     }
+    if args.datapath != DatapathKind::Ebpf && (args.no_fast_path || args.debug) {
+        let flag = if args.debug {
+            "--debug"
+        } else {
+            "--no-fast-path"
+        };
+        return Err(Error::Invalid(format!(
+            "{flag} applies to the ebpf datapath only, not to {}",
+            args.datapath.name()
+        )));
+    }
     if args.sandbox && args.uplink.is_some() {
         return Err(Error::Invalid(
             "--uplink cannot be used with --sandbox: the sandbox has its own uplink".into(),
