@@ -30,7 +30,17 @@ pub fn run_publish(lab: &str, args: Args) -> Result<()> {
         return Err(e);
     }
     for p in done {
-        println!("{} -> {}:{}", p.spec, p.ctr_ip, p.spec.ctr_port);
+        if p.spec.host_port == p.spec.host_end {
+            println!("{} -> {}:{}", p.spec, p.ctr_ip, p.spec.ctr_port);
+        } else {
+            println!(
+                "{} -> {}:{}-{}",
+                p.spec,
+                p.ctr_ip,
+                p.spec.ctr_port,
+                p.spec.ctr_end()
+            );
+        }
     }
     Ok(())
 }
