@@ -152,19 +152,7 @@ fn draw_bars(out: &mut String, report: &Report, p: &BarPanel, x0: f64, y0: f64) 
         })
         .filter(|(_, f)| f.is_some())
         .collect();
-    let _ = writeln!(
-        out,
-        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{BAR_W}" height="{BAR_H}" fill="#fff" stroke="#ccc"/>"##
-    );
-    text(
-        out,
-        x0 + 10.0,
-        y0 + 18.0,
-        12,
-        "start",
-        "font-weight=\"bold\"",
-        &p.title,
-    );
+    panel(out, x0, y0, BAR_W, BAR_H, &p.title);
     if p.scenario == Scenario::E
         && let Some(n) = report.options.port_counts.last()
     {
@@ -231,11 +219,11 @@ fn draw_bars(out: &mut String, report: &Report, p: &BarPanel, x0: f64, y0: f64) 
     }
 }
 
-fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0: f64, y0: f64) {
-    let counts = &report.options.port_counts;
+/// A chart's frame and its bold title.
+fn panel(out: &mut String, x0: f64, y0: f64, w: f64, h: f64, title: &str) {
     let _ = writeln!(
         out,
-        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{LINE_W}" height="{LINE_H}" fill="#fff" stroke="#ccc"/>"##
+        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>"##
     );
     text(
         out,
@@ -246,6 +234,11 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
         "font-weight=\"bold\"",
         title,
     );
+}
+
+fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0: f64, y0: f64) {
+    let counts = &report.options.port_counts;
+    panel(out, x0, y0, LINE_W, LINE_H, title);
     let (px, py, pw, ph) = (x0 + 50.0, y0 + 44.0, LINE_W - 70.0, LINE_H - 90.0);
     let series: Vec<(DatapathKind, Vec<(u32, f64)>)> = report
         .options
