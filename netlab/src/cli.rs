@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands;
+use crate::{commands, error::Result, lab::names};
 
 /// A Docker-style bridge network from scratch, with NAT in eBPF. Needs root.
 #[derive(Parser)]
@@ -44,4 +44,25 @@ pub enum Command {
     /// Compare the datapaths on fresh sandbox labs: throughput, request/response,
     /// connection rate, port scaling, publish time.
     Bench(commands::bench::Args),
+}
+
+/// Runs one subcommand on lab `lab`.
+pub fn dispatch(lab: &str, command: Command) -> Result<()> {
+    use commands::*;
+    names::check_lab(lab)?;
+    match command {
+        Command::Up(args) => up::run(lab, args),
+        Command::Down => down::run(lab),
+        Command::Run(args) => run::run(lab, args),
+        Command::Rm(args) => rm::run(lab, args),
+        Command::Exec(args) => exec::run(lab, args),
+        Command::Status(args) => status::run(lab, args),
+        Command::Conntrack(args) => conntrack::run(lab, args),
+        Command::Stats(args) => stats::run(lab, args),
+        Command::Logs(args) => logs::run(lab, args),
+        Command::Publish(args) => publish::run_publish(lab, args),
+        Command::Unpublish(args) => publish::run_unpublish(lab, args),
+        Command::Ports(args) => ports::run(lab, args),
+        Command::Bench(args) => bench::run(lab, args),
+    }
 }

@@ -34,6 +34,13 @@ pub enum Error {
     /// An external command (iptables, nft) failed.
     #[error("{command}: {detail}")]
     Command { command: String, detail: String },
+    /// `exec` could not start the command (exit 127 when it is not found, 126 when it
+    /// cannot be run, as a shell and `docker exec` do).
+    #[error("cannot run {program}: {source}")]
+    CannotRun {
+        program: String,
+        source: std::io::Error,
+    },
     /// Stopped by SIGINT or SIGTERM (after cleaning up).
     #[error("interrupted")]
     Interrupted,
@@ -58,11 +65,15 @@ impl Error {
         }
     }
 
-    /// Exit code for the CLI: 2 for bad input and conflicts, 130 when interrupted, 1
-    /// for failures.
+    /// Exit code for the CLI: 2 for bad input and conflicts, 127/126 for a command
+    /// `exec` cannot start, 130 when interrupted, 1 for failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Invalid(_) | Self::Conflict(_) => 2,
+            Self::CannotRun { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            },
             Self::Interrupted => 130,
             _ => 1,
         }

@@ -11,7 +11,7 @@ fn main() {
         );
         std::process::exit(1);
     }
-    if let Err(e) = netlab::commands::dispatch(&cli.lab, cli.command) {
+    if let Err(e) = netlab::cli::dispatch(&cli.lab, cli.command) {
         eprintln!("netlab: {e}");
         std::process::exit(e.exit_code());
     }

@@ -270,10 +270,10 @@ impl Lab {
     }
 
     /// The lab's state file, read through the library.
-    pub fn state(&self) -> netlab::state::LabState {
-        netlab::state::Locked::acquire(&self.name)
-            .and_then(|l| l.require())
+    pub fn state(&self) -> netlab::lab::LabState {
+        netlab::ops::Session::open(&self.name)
             .expect("lab state")
+            .state
     }
 }
 

@@ -11,8 +11,8 @@ use std::{
 };
 
 use netlab::{
-    datapath::{self, DatapathKind},
-    state::Published,
+    datapath,
+    lab::{DatapathKind, Published},
 };
 use netlab_tests::{Background, INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, in_ns, wait_listening};
 
@@ -378,7 +378,7 @@ fn routed_baseline_routes_without_nat_and_publishes_nothing() {
         id: 1,
     };
     let err = datapath::for_kind(state.datapath)
-        .publish(&state, &port)
+        .publish(&state, std::slice::from_ref(&port))
         .unwrap_err();
     assert!(err.to_string().contains("publishes no ports"), "{err}");
     let rules = lab.exec_ok("host", &["nft", "list", "ruleset"]);

@@ -13,12 +13,10 @@ use std::{
 };
 
 use crate::{
-    datapath::{self, DatapathKind},
     error::{Error, Result},
+    lab::{DatapathKind, LabState, PortSpec, Proto, Published, names},
     netlink::netns,
-    publish::PortSpec,
-    state::{LabState, Locked, Published},
-    topology::names,
+    ops::Session,
 };
 
 /// The container every workload talks to.
@@ -52,7 +50,7 @@ impl BenchLab {
         names::check_lab(&lab.name)?;
         lab.netlab(&["up", "--sandbox", "--datapath", datapath.name()])?;
         lab.netlab(&["run", SERVER])?;
-        lab.state = Some(Locked::acquire(&lab.name)?.require()?);
+        lab.state = Some(Session::open(&lab.name)?.state);
         Ok(lab)
     }
 
@@ -103,7 +101,7 @@ impl BenchLab {
             container: SERVER.to_string(),
             spec: PortSpec {
                 host_ip: None,
-                proto: crate::publish::Proto::Tcp,
+                proto: Proto::Tcp,
                 host_port: host,
                 host_end: host,
                 ctr_port: ctr,
@@ -117,25 +115,20 @@ impl BenchLab {
     /// Publishes `ports` in one batch through the datapath and records them; returns
     /// how long the datapath took.
     pub fn publish(&mut self, ports: &[Published]) -> Result<Duration> {
-        let lock = Locked::acquire(&self.name)?;
-        let mut state = lock.require()?;
-        let first = state.ports.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+        let mut s = Session::open(&self.name)?;
+        let first = s.state.ports.iter().map(|p| p.id).max().unwrap_or(0) + 1;
         let ports: Vec<Published> = ports
             .iter()
             .zip(first..)
             .map(|(p, id)| Published { id, ..p.clone() })
             .collect();
-        let dp = datapath::for_kind(state.datapath);
+        let dp = s.datapath();
         let start = Instant::now();
-        if ports.len() == 1 {
-            dp.publish(&state, &ports[0])?;
-        } else {
-            dp.publish_many(&state, &ports)?;
-        }
+        dp.publish(&s.state, &ports)?;
         let took = start.elapsed();
-        state.ports.extend_from_slice(&ports);
-        lock.save(&state)?;
-        self.state = Some(state);
+        s.state.ports.extend_from_slice(&ports);
+        s.save()?;
+        self.state = Some(s.state.clone());
         Ok(took)
     }
 

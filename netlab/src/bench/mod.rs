@@ -18,8 +18,8 @@ use std::{
 };
 
 use crate::{
-    datapath::DatapathKind,
     error::{Error, Result},
+    lab::DatapathKind,
 };
 use report::{Metric, Report};
 

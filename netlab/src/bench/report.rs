@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{Options, Scenario};
-use crate::datapath::DatapathKind;
+use crate::lab::DatapathKind;
 
 /// Bumped when the JSON changes incompatibly (fields are only ever added otherwise).
 pub const JSON_FORMAT: u32 = 1;

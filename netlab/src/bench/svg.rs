@@ -8,7 +8,7 @@ use super::{
     Scenario,
     report::{Figure, Metric, Report, num, summary},
 };
-use crate::datapath::DatapathKind;
+use crate::lab::DatapathKind;
 
 const WIDTH: f64 = 980.0;
 const MARGIN: f64 = 20.0;

@@ -31,8 +31,8 @@ use super::{
     rr::{self, Mode, Outcome},
 };
 use crate::{
-    datapath::DatapathKind,
     error::{Error, Result},
+    lab::DatapathKind,
     netlink::netns,
     topology::sandbox::INTERNET_ADDR,
 };

@@ -1,16 +1,6 @@
-//! `netlab logs`: stream the eBPF datapath's debug logs (labs brought up with `--debug`).
-//! Logging costs nothing otherwise: the log level is frozen into the programs at load
-//! time and the verifier prunes every disabled log statement.
+//! `netlab logs`: stream the eBPF datapath's debug logs (labs brought up with --debug).
 
-use std::time::Duration;
-
-use aya::programs::links::PinnedLink;
-use netlab_common::maps as names;
-
-use crate::{
-    datapath::ebpf,
-    error::{Error, Result},
-};
+use crate::{error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,38 +10,10 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = super::require_ebpf(lab, "it has no eBPF logs")?;
-    if !state.debug {
-        return Err(Error::Invalid(format!(
-            "lab {lab} was brought up without --debug: its datapath logs are compiled out; run `netlab down --lab {lab} && netlab up --debug ...`"
-        )));
-    }
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Warn)
-        .filter_module("netlab_tc", log::LevelFilter::Trace)
-        .format_timestamp_millis()
-        .init();
-    let link = ebpf::pin_dir(lab)
-        .join("links")
-        .join(names::PROG_UPLINK_EGRESS);
-    let link: aya::programs::links::FdLink = PinnedLink::from_pin(&link)
-        .map_err(|e| Error::ebpf("open pinned link", e))?
-        .into();
-    let prog_id = link
-        .info()
-        .map_err(|e| Error::ebpf("link info", e))?
-        .program_id();
-    // One ring buffer serves every program of the object.
-    let mut logger =
-        aya_log::EbpfLogger::init_from_id(prog_id).map_err(|e| Error::ebpf("open logs", e))?;
-    let deadline = args
-        .seconds
-        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
-    loop {
-        logger.flush();
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The lock is not held while streaming: other commands go on meanwhile.
+    let (dp, state) = {
+        let s = Session::open(lab)?;
+        (s.datapath(), s.state)
+    };
+    dp.logs(&state, args.seconds)
 }

@@ -2,11 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{
-    datapath::{DatapathKind, ebpf},
-    error::Result,
-    state::Locked,
-};
+use crate::{error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,14 +29,11 @@ struct Port {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Locked::acquire(lab)?.require()?;
+    let s = Session::open(lab)?;
+    let state = &s.state;
+    let counters = s.datapath().port_counters(state, &state.ports)?;
     let mut ports = Vec::new();
-    for p in &state.ports {
-        let stats = if state.datapath == DatapathKind::Ebpf {
-            Some(ebpf::publish::stats(lab, p.id)?)
-        } else {
-            None
-        };
+    for (p, stats) in state.ports.iter().zip(counters) {
         ports.push(Port {
             container: p.container.clone(),
             spec: p.spec.to_string(),

@@ -3,8 +3,8 @@
 
 use crate::{
     error::Result,
-    publish::{self, PortSpec},
-    state::Locked,
+    lab::PortSpec,
+    ops::{self, Session},
 };
 
 #[derive(clap::Args)]
@@ -22,19 +22,15 @@ fn parse(specs: &[String]) -> Result<Vec<PortSpec>> {
 
 pub fn run_publish(lab: &str, args: Args) -> Result<()> {
     let specs = parse(&args.specs)?;
-    let lock = Locked::acquire(lab)?;
-    let mut state = lock.require()?;
-    let done = publish::publish(&mut state, &args.name, &specs)?;
-    if let Err(e) = lock.save(&state) {
-        let _ = publish::unpublish(&mut state, &args.name, &specs);
-        return Err(e);
-    }
+    let mut s = Session::open(lab)?;
+    let done = ops::publish(&mut s, &args.name, &specs)?;
+    let mut out = String::new();
     for p in done {
         if p.spec.host_port == p.spec.host_end {
-            println!("{} -> {}:{}", p.spec, p.ctr_ip, p.spec.ctr_port);
+            out += &format!("{} -> {}:{}\n", p.spec, p.ctr_ip, p.spec.ctr_port);
         } else {
-            println!(
-                "{} -> {}:{}-{}",
+            out += &format!(
+                "{} -> {}:{}-{}\n",
                 p.spec,
                 p.ctr_ip,
                 p.spec.ctr_port,
@@ -42,17 +38,18 @@ pub fn run_publish(lab: &str, args: Args) -> Result<()> {
             );
         }
     }
+    print!("{out}");
     Ok(())
 }
 
 pub fn run_unpublish(lab: &str, args: Args) -> Result<()> {
     let specs = parse(&args.specs)?;
-    let lock = Locked::acquire(lab)?;
-    let mut state = lock.require()?;
-    let gone = publish::unpublish(&mut state, &args.name, &specs)?;
-    lock.save(&state)?;
+    let mut s = Session::open(lab)?;
+    let gone = ops::unpublish(&mut s, &args.name, &specs)?;
+    let mut out = String::new();
     for p in gone {
-        println!("{} unpublished", p.spec);
+        out += &format!("{} unpublished\n", p.spec);
     }
+    print!("{out}");
     Ok(())
 }

@@ -1,10 +1,8 @@
 //! `netlab rm NAME`.
 
 use crate::{
-    error::{Error, Result},
-    publish,
-    state::Locked,
-    topology,
+    error::Result,
+    ops::{self, Session},
 };
 
 #[derive(clap::Args)]
@@ -13,24 +11,8 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let lock = Locked::acquire(lab)?;
-    let mut state = lock.require()?;
-    let Some(c) = state.container(&args.name).cloned() else {
-        return Err(Error::Invalid(format!(
-            "no container {} in lab {lab}",
-            args.name
-        )));
-    };
-    let specs: Vec<_> = state
-        .ports
-        .iter()
-        .filter(|p| p.container == args.name)
-        .map(|p| p.spec)
-        .collect();
-    publish::unpublish(&mut state, &args.name, &specs)?;
-    topology::remove_container(&state, &c)?;
-    state.containers.retain(|x| x.name != args.name);
-    lock.save(&state)?;
+    let mut s = Session::open(lab)?;
+    ops::detach(&mut s, &args.name)?;
     println!("{}", args.name);
     Ok(())
 }

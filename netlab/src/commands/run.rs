@@ -4,11 +4,14 @@ use std::net::Ipv4Addr;
 
 use crate::{
     error::{Error, Result},
-    netlink::netns,
-    publish::{self, PortSpec},
-    state::{Container, Locked, Network},
-    topology::{self, names},
+    lab::{Network, PortSpec},
+    ops::{self, AttachRequest, Session},
 };
+
+fn network(s: &str) -> Result<Network> {
+    Network::from_name(s)
+        .ok_or_else(|| Error::Invalid(format!("unknown network {s:?}: use bridge, none or host")))
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,7 +22,7 @@ pub struct Args {
     pub ip: Option<Ipv4Addr>,
     /// `bridge` (own namespace on the lab bridge), `none` (only `lo`) or `host`
     /// (the lab host's namespace), as Docker's --network.
-    #[arg(long, value_enum, default_value = "bridge")]
+    #[arg(long, default_value = "bridge", value_parser = network)]
     pub network: Network,
     /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp].
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
@@ -27,7 +30,7 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    names::check_container(&args.name)?;
+    crate::lab::names::check_container(&args.name)?;
     let specs: Vec<PortSpec> = args
         .publish
         .iter()
@@ -36,58 +39,17 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     if !specs.is_empty() && args.network != Network::Bridge {
         return Err(Error::Invalid("-p needs --network bridge".into()));
     }
-    let lock = Locked::acquire(lab)?;
-    let mut state = lock.require()?;
-    if state.container(&args.name).is_some() {
-        return Err(Error::Conflict(format!(
-            "container {} already exists in lab {lab}",
-            args.name
-        )));
-    }
-    let ns = names::container_netns(lab, &args.name);
-    if args.network != Network::Host && netns::exists(&ns) {
-        return Err(Error::Conflict(format!(
-            "network namespace {ns} already exists"
-        )));
-    }
-    let ip = match (args.network, args.ip) {
-        (Network::Bridge, Some(ip)) => {
-            state.subnet.check_host(ip)?;
-            if let Some(other) = state.containers.iter().find(|c| c.ip == Some(ip)) {
-                return Err(Error::Conflict(format!(
-                    "address {ip} is already used by container {}",
-                    other.name
-                )));
-            }
-            Some(ip)
-        }
-        (Network::Bridge, None) => {
-            Some(state.subnet.next_free(&state.taken_ips()).ok_or_else(|| {
-                Error::Conflict(format!("no free address left in {}", state.subnet))
-            })?)
-        }
-        (_, Some(_)) => return Err(Error::Invalid("--ip needs --network bridge".into())),
-        (_, None) => None,
-    };
-    let c = Container {
-        name: args.name.clone(),
-        network: args.network,
-        netns: (args.network != Network::Host).then_some(ns),
-        ip,
-        veth: (args.network == Network::Bridge).then(|| names::veth(lab, &args.name)),
-    };
-    topology::add_container(&state, &c)?;
-    state.containers.push(c);
-    let published =
-        publish::publish(&mut state, &args.name, &specs).and_then(|_| lock.save(&state));
-    if let Err(e) = published {
+    let mut s = Session::open(lab)?;
+    let c = ops::attach(
+        &mut s,
+        &AttachRequest::own(&args.name, args.network, args.ip),
+    )?;
+    if let Err(e) = ops::publish(&mut s, &args.name, &specs) {
         // Nothing half-done: no container without the ports it was asked to publish.
-        let _ = publish::unpublish(&mut state, &args.name, &specs);
-        let c = state.containers.pop().expect("just pushed");
-        let _ = topology::remove_container(&state, &c);
+        let _ = ops::detach(&mut s, &args.name);
         return Err(e);
     }
-    match ip {
+    match c.ip {
         Some(ip) => println!("{} {ip}", args.name),
         None => println!("{}", args.name),
     }

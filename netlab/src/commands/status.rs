@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{error::Result, state::Locked};
+use crate::{error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Locked::acquire(lab)?.require()?;
+    let state = Session::open(lab)?.state;
     if args.json {
         let v = json!({
             "lab": state.name,
@@ -23,7 +23,8 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "uplink": {"name": state.uplink, "address": state.uplink_addr},
             "nat": state.nat,
             "containers": state.containers.iter().map(|c| json!({
-                "name": c.name, "network": c.network, "ip": c.ip, "netns": c.netns, "veth": c.veth,
+                "name": c.name, "network": c.network, "ip": c.ip, "netns": c.netns,
+                "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
@@ -44,12 +45,16 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     println!();
     println!("{:<20} {:<8} {:<16} NETNS", "CONTAINER", "NETWORK", "IP");
     for c in &state.containers {
+        let ns = match (&c.netns, &c.runtime_netns) {
+            (_, Some(p)) => p.display().to_string(),
+            (Some(n), None) => n.clone(),
+            (None, None) => "(host)".into(),
+        };
         println!(
-            "{:<20} {:<8} {:<16} {}",
+            "{:<20} {:<8} {:<16} {ns}",
             c.name,
-            format!("{:?}", c.network).to_lowercase(),
+            c.network.name(),
             c.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-            c.netns.as_deref().unwrap_or("(host)")
         );
     }
     Ok(())

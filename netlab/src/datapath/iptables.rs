@@ -24,10 +24,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Datapath, NatOptions, netfilter};
+use super::{Datapath, netfilter};
 use crate::{
     error::{Error, Result},
-    state::{LabState, Published},
+    lab::{LabState, NatOptions, Published},
     topology,
 };
 
@@ -354,7 +354,7 @@ fn teardown_script(saved: &str, sandbox: bool) -> Script {
 }
 
 impl Datapath for Iptables {
-    fn setup(&self, state: &LabState, nat: &NatOptions, _debug: bool) -> Result<()> {
+    fn setup(&self, state: &LabState) -> Result<()> {
         let saved = self.save(state)?;
         if ours(&saved)
             .iter()
@@ -365,8 +365,8 @@ impl Datapath for Iptables {
                 state.name
             )));
         }
-        netfilter::prepare_host(state, nat)?;
-        self.restore(state, &setup_script(state, nat))
+        netfilter::prepare_host(state)?;
+        self.restore(state, &setup_script(state, &state.nat))
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -377,32 +377,26 @@ impl Datapath for Iptables {
         self.restore(state, &teardown_script(&saved, state.sandbox))
     }
 
-    fn publish(&self, state: &LabState, port: &Published) -> Result<()> {
-        self.publish_many(state, std::slice::from_ref(port))
+    fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        netfilter::require_conntrack_tool()?;
+        netfilter::hairpin(state, ports)?;
+        self.add_ports(state, ports)?;
+        netfilter::forget_stale(state, ports)
     }
 
-    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()> {
+    fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let rules = port_rules(state, std::slice::from_ref(port));
+        let rules = port_rules(state, ports);
         self.restore(state, &rules.script("-D", "nat"))?;
         self.restore(state, &rules.script("-D", "filter"))?;
-        netfilter::forget_flows(state, port)
-    }
-
-    fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        netfilter::hairpin(state, ports)?;
-        self.add_ports(state, ports)
+        netfilter::forget_flows(state, ports)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        datapath::DatapathKind,
-        publish::PortSpec,
-        state::{LabState, STATE_VERSION},
-    };
+    use crate::lab::{DatapathKind, LabState, PortSpec, STATE_VERSION};
 
     fn lab() -> LabState {
         LabState {

@@ -1,140 +1,88 @@
 //! Datapaths: the NAT and publishing machinery of a lab, behind one trait, so that the
-//! same topology and workload run over each of them.
+//! same topology, operations and workloads run over each of them. A datapath also owns
+//! what only it can show (flows, counters, logs) and the teardown of its own state.
 
 pub mod ebpf;
+pub mod inspect;
 pub mod iptables;
 mod netfilter;
 pub mod nftables;
 pub mod routed;
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub use inspect::{Counters, Flow, PortCounters};
 
 use crate::{
     error::{Error, Result},
-    state::{LabState, Published},
+    lab::{Container, DatapathKind, LabState, Published},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatapathKind {
-    /// TC (tcx) eBPF programs with conntrack in BPF maps; no netfilter rules.
-    Ebpf,
-    /// Docker's iptables rules, through iptables' nf_tables backend (`iptables-nft`).
-    Iptables,
-    /// The same rules through the legacy x_tables backend (`iptables-legacy`).
-    IptablesLegacy,
-    /// One nftables table, `ip netlab`, with maps for the published ports.
-    Nftables,
-    /// No NAT at all: plain routing, and in a sandbox a route from wan to the lab
-    /// subnet. The benchmark's baseline; sandbox labs only, publishes nothing.
-    #[value(alias = "none")]
-    #[serde(alias = "none")]
-    Routed,
-}
-
-impl DatapathKind {
-    pub const ALL: [DatapathKind; 5] = [
-        Self::Ebpf,
-        Self::Iptables,
-        Self::IptablesLegacy,
-        Self::Nftables,
-        Self::Routed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ebpf => "ebpf",
-            Self::Iptables => "iptables",
-            Self::IptablesLegacy => "iptables-legacy",
-            Self::Nftables => "nftables",
-            Self::Routed => "routed",
-        }
-    }
-
-    /// Parses a name as `--datapath` takes it.
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Self::Routed),
-            _ => Self::ALL.into_iter().find(|k| k.name() == s),
-        }
-    }
-}
-
-/// Tunables of the NAT, set by `netlab up`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NatOptions {
-    /// SNAT source ports, inclusive.
-    pub port_min: u16,
-    pub port_max: u16,
-    /// Conntrack timeouts, seconds after the last packet.
-    pub tcp_established_secs: u32,
-    pub tcp_transitory_secs: u32,
-    pub udp_secs: u32,
-    pub icmp_secs: u32,
-    /// eBPF only: forward established flows from TC (fib lookup + redirect), skipping
-    /// the host's forwarding path.
-    #[serde(default = "yes")]
-    pub fast_path: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for NatOptions {
-    fn default() -> Self {
-        let c = netlab_common::config::Config::default();
-        Self {
-            port_min: c.nat_port_min,
-            port_max: c.nat_port_max,
-            tcp_established_secs: c.tcp_established_secs,
-            tcp_transitory_secs: c.tcp_transitory_secs,
-            udp_secs: c.udp_secs,
-            icmp_secs: c.icmp_secs,
-            fast_path: true,
-        }
-    }
-}
-
-/// Parses a port range `MIN-MAX` (inclusive).
-pub fn parse_port_range(s: &str) -> Result<(u16, u16)> {
-    let bad = || {
-        Error::Invalid(format!(
-            "invalid port range {s:?}: expected MIN-MAX within 1-65535, e.g. 20000-29999"
-        ))
-    };
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-    if a == 0 || a > b {
-        return Err(bad());
-    }
-    Ok((a, b))
-}
 
 /// What every datapath does for a lab.
 pub trait Datapath {
-    /// Installs the datapath for a lab whose topology exists.
-    fn setup(&self, state: &LabState, nat: &NatOptions, debug: bool) -> Result<()>;
-    /// Removes everything `setup` installed; a half-gone lab is not an error.
+    /// Installs the datapath (with `state.nat` and `state.debug`) for a lab whose
+    /// bridge and uplink exist.
+    fn setup(&self, state: &LabState) -> Result<()>;
+    /// Removes everything `setup`, `attach` and `publish` installed; a half-gone lab is
+    /// not an error.
     fn teardown(&self, state: &LabState) -> Result<()>;
-    /// Publishes one port range (already validated against the lab's other mappings).
-    fn publish(&self, state: &LabState, port: &Published) -> Result<()>;
-    /// Withdraws one port range, and forgets its flows so nothing stale survives.
-    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()>;
-    /// Publishes many port ranges at once (the benchmark's thousands of ports). The
-    /// netfilter datapaths do it in one transaction; the default publishes one by one
-    /// and withdraws what it did when one fails.
-    fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        for (i, port) in ports.iter().enumerate() {
-            if let Err(e) = self.publish(state, port) {
-                for done in ports[..i].iter().rev() {
-                    let _ = self.unpublish(state, done);
-                }
-                return Err(e);
-            }
-        }
+    /// A container's interface is on the bridge (`state` already lists it).
+    fn attach(&self, _state: &LabState, _c: &Container) -> Result<()> {
         Ok(())
     }
+    /// A container is about to go (`state` still lists it, its ports are withdrawn).
+    fn detach(&self, _state: &LabState, _c: &Container) -> Result<()> {
+        Ok(())
+    }
+    /// Publishes port ranges (already validated against the lab), all or none.
+    fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()>;
+    /// Withdraws port ranges (`state.ports` still lists them) and forgets their flows,
+    /// so that nothing stale survives.
+    fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()>;
+
+    /// The tracked flows, when the datapath keeps its own.
+    fn flows(&self, state: &LabState) -> Result<Vec<Flow>> {
+        Err(not_here(
+            state,
+            "its conntrack is the kernel's (`conntrack -L` in the host namespace)",
+        ))
+    }
+    /// Forgets every tracked flow; returns how many.
+    fn flush(&self, state: &LabState) -> Result<usize> {
+        Err(not_here(
+            state,
+            "its conntrack is the kernel's (`conntrack -F` in the host namespace)",
+        ))
+    }
+    /// Counters and drop reasons.
+    fn counters(&self, state: &LabState) -> Result<Counters> {
+        Err(not_here(state, "it has no eBPF counters"))
+    }
+    /// Per-mapping counters, one per port in `ports` (`None` where there are none).
+    fn port_counters(
+        &self,
+        _state: &LabState,
+        ports: &[Published],
+    ) -> Result<Vec<Option<PortCounters>>> {
+        Ok(vec![None; ports.len()])
+    }
+    /// Streams debug logs for `seconds` (or until interrupted).
+    fn logs(&self, state: &LabState, _seconds: Option<u64>) -> Result<()> {
+        Err(not_here(state, "it has no eBPF logs"))
+    }
+    /// The cgroup a process in the lab host must join to see host-local publishing.
+    fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
+        Ok(None)
+    }
+}
+
+/// The one-line error of an inspection a datapath does not have.
+fn not_here(state: &LabState, why: &str) -> Error {
+    Error::Invalid(format!(
+        "lab {} runs the {} datapath: {why}",
+        state.name,
+        state.datapath.name()
+    ))
 }
 
 pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
@@ -147,29 +95,8 @@ pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datapath_names_round_trip() {
-        for k in DatapathKind::ALL {
-            assert_eq!(DatapathKind::from_name(k.name()), Some(k));
-            let json = serde_json::to_string(&k).unwrap();
-            assert_eq!(json, format!("\"{}\"", k.name()));
-            assert_eq!(serde_json::from_str::<DatapathKind>(&json).unwrap(), k);
-        }
-        assert_eq!(DatapathKind::from_name("none"), Some(DatapathKind::Routed));
-        assert_eq!(DatapathKind::from_name("pf"), None);
-    }
-
-    #[test]
-    fn port_ranges() {
-        assert_eq!(parse_port_range("20000-29999").unwrap(), (20000, 29999));
-        assert_eq!(parse_port_range("5-5").unwrap(), (5, 5));
-        assert!(parse_port_range("0-10").is_err());
-        assert!(parse_port_range("10-5").is_err());
-        assert!(parse_port_range("10").is_err());
-        assert!(parse_port_range("1-70000").is_err());
-    }
+/// What a lab that lost its state may have left of any datapath, found by its name
+/// (the eBPF pins and cgroup); removed.
+pub fn sweep(lab: &str) -> Result<bool> {
+    ebpf::sweep(lab)
 }

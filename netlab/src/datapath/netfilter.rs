@@ -8,12 +8,12 @@ use std::{
     process::{Command, Stdio},
 };
 
-use super::NatOptions;
+use std::{collections::HashSet, net::Ipv4Addr};
+
 use crate::{
     error::{Error, Result},
+    lab::{LabState, NatOptions, PortSpec, Published},
     netlink::{link, netns, sysctl},
-    publish::PortSpec,
-    state::{LabState, Published},
     topology,
 };
 
@@ -96,9 +96,9 @@ pub fn on_path(program: &str) -> bool {
 /// has it), the bridge routes 127.0.0.1 (host-local publishing on 127.0.0.1, as
 /// Docker without its userland proxy), and, in a sandbox, the lab's conntrack
 /// timeouts. A lab on the machine's own namespace leaves the machine's timeouts alone.
-pub fn prepare_host(state: &LabState, nat: &NatOptions) -> Result<()> {
+pub fn prepare_host(state: &LabState) -> Result<()> {
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", state.bridge);
-    let timeouts = conntrack_timeouts(nat);
+    let timeouts = conntrack_timeouts(&state.nat);
     let sandbox = state.sandbox;
     netns::run_in(&topology::host_ns(state), || {
         if !Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
@@ -179,37 +179,123 @@ pub fn require_conntrack_tool() -> Result<()> {
     }
 }
 
-/// Deletes the kernel conntrack entries of a withdrawn port, so that no established
-/// flow keeps its DNAT: `conntrack -D -p PROTO [--orig-dst HOST_IP] --orig-port-dst HP
-/// --reply-src CTR --reply-port-src CP`, once per port.
-pub fn forget_flows(state: &LabState, port: &Published) -> Result<()> {
-    let proto = port.spec.proto.name();
-    let ctr = port.ctr_ip.to_string();
-    let host_ip = port.spec.host_ip.map(|ip| ip.to_string());
-    for (hp, cp) in pairs(&port.spec) {
-        let (hp, cp) = (hp.to_string(), cp.to_string());
-        let mut args = vec![
-            "-D",
-            "-p",
-            proto,
-            "--orig-port-dst",
-            &hp,
-            "--reply-src",
-            &ctr,
-            "--reply-port-src",
-            &cp,
-        ];
-        if let Some(ip) = &host_ip {
-            args.extend(["--orig-dst", ip]);
-        }
-        match run(state, "conntrack", &args, None) {
-            Ok(_) => {}
-            // conntrack exits 1 when nothing matched.
-            Err(Error::Command { detail, .. }) if detail.contains("0 flow entries") => {}
-            Err(e) => return Err(e),
+/// One entry of `conntrack -L`: its original and reply tuples.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtFlow {
+    pub proto: String,
+    pub orig: (Ipv4Addr, Ipv4Addr, u16, u16),
+    pub reply: (Ipv4Addr, Ipv4Addr, u16, u16),
+}
+
+/// Parses `conntrack -L` output (TCP and UDP lines; others are skipped).
+pub fn parse_flows(text: &str) -> Vec<CtFlow> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let proto = words.next()?.to_string();
+            let mut tuples: Vec<(Ipv4Addr, Ipv4Addr, u16, u16)> = Vec::new();
+            let mut cur: (Option<Ipv4Addr>, Option<Ipv4Addr>, Option<u16>, Option<u16>) =
+                (None, None, None, None);
+            for w in words {
+                let Some((k, v)) = w.split_once('=') else {
+                    continue;
+                };
+                match k {
+                    "src" => cur.0 = v.parse().ok(),
+                    "dst" => cur.1 = v.parse().ok(),
+                    "sport" => cur.2 = v.parse().ok(),
+                    "dport" => {
+                        cur.3 = v.parse().ok();
+                        if let (Some(a), Some(b), Some(c), Some(d)) = cur {
+                            tuples.push((a, b, c, d));
+                        }
+                        cur = (None, None, None, None);
+                    }
+                    _ => {}
+                }
+            }
+            match tuples.as_slice() {
+                [orig, reply, ..] => Some(CtFlow {
+                    proto,
+                    orig: *orig,
+                    reply: *reply,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Deletes the kernel conntrack entries chosen by `doomed` out of one `conntrack -L`
+/// per protocol; each deletion names its exact original tuple.
+fn delete_flows(
+    state: &LabState,
+    protos: &HashSet<&'static str>,
+    doomed: impl Fn(&CtFlow) -> bool,
+) -> Result<()> {
+    for proto in protos {
+        let listed = run(state, "conntrack", &["-L", "-p", proto], None)?;
+        for f in parse_flows(&listed).into_iter().filter(|f| doomed(f)) {
+            let (src, dst, sport, dport) = f.orig;
+            let (src, dst, sport, dport) = (
+                src.to_string(),
+                dst.to_string(),
+                sport.to_string(),
+                dport.to_string(),
+            );
+            let args = [
+                "-D", "-p", proto, "-s", &src, "-d", &dst, "--sport", &sport, "--dport", &dport,
+            ];
+            match run(state, "conntrack", &args, None) {
+                Ok(_) => {}
+                // Gone meanwhile: conntrack exits 1 when nothing matched.
+                Err(Error::Command { detail, .. }) if detail.contains("0 flow entries") => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
+}
+
+/// Deletes the kernel conntrack entries of withdrawn ports, so that no established
+/// flow keeps its DNAT: those whose original destination port is a withdrawn host port
+/// and whose reply comes from the container port it led to.
+pub fn forget_flows(state: &LabState, ports: &[Published]) -> Result<()> {
+    let mut wanted: HashSet<(&'static str, u16, Ipv4Addr, u16)> = HashSet::new();
+    for port in ports {
+        for (hp, cp) in pairs(&port.spec) {
+            wanted.insert((port.spec.proto.name(), hp, port.ctr_ip, cp));
+        }
+    }
+    let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
+    delete_flows(state, &protos, |f| {
+        protos
+            .iter()
+            .find(|p| **p == f.proto)
+            .is_some_and(|p| wanted.contains(&(*p, f.orig.3, f.reply.0, f.reply.2)))
+    })
+}
+
+/// Deletes stale kernel conntrack entries to host ports about to be published: a
+/// datagram stream that kept arriving while the port was closed holds an unanswered
+/// entry without DNAT, which would keep its packets away from the container.
+pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
+    let local = [state.uplink_addr, state.bridge_addr, Ipv4Addr::LOCALHOST];
+    let mut wanted: HashSet<(&'static str, Option<Ipv4Addr>, u16)> = HashSet::new();
+    for port in ports {
+        for (hp, _) in pairs(&port.spec) {
+            wanted.insert((port.spec.proto.name(), port.spec.host_ip, hp));
+        }
+    }
+    let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
+    delete_flows(state, &protos, |f| {
+        let Some(p) = protos.iter().find(|p| **p == f.proto) else {
+            return false;
+        };
+        let (dst, dport) = (f.orig.1, f.orig.3);
+        local.contains(&dst)
+            && (wanted.contains(&(*p, None, dport)) || wanted.contains(&(*p, Some(dst), dport)))
+    })
 }
 
 #[cfg(test)]
@@ -225,6 +311,27 @@ mod tests {
         );
         let one: PortSpec = "8080:80".parse().unwrap();
         assert_eq!(pairs(&one).collect::<Vec<_>>(), [(8080, 80)]);
+    }
+
+    #[test]
+    fn parses_conntrack_listings() {
+        let text = "tcp      6 431999 ESTABLISHED src=198.51.100.1 dst=198.51.100.2 sport=50000 dport=8080 src=172.18.0.2 dst=198.51.100.1 sport=80 dport=50000 [ASSURED] mark=0 use=1\n\
+udp      17 29 src=198.51.100.1 dst=198.51.100.2 sport=4000 dport=5353 [UNREPLIED] src=198.51.100.2 dst=198.51.100.1 sport=5353 dport=4000 mark=0 use=1\n\
+conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
+        let flows = parse_flows(text);
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].proto, "tcp");
+        assert_eq!(
+            flows[0].orig,
+            (
+                "198.51.100.1".parse().unwrap(),
+                "198.51.100.2".parse().unwrap(),
+                50000,
+                8080
+            )
+        );
+        assert_eq!(flows[0].reply.0, "172.18.0.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(flows[1].orig.3, 5353);
     }
 
     #[test]

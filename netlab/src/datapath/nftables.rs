@@ -19,10 +19,10 @@
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
-use super::{Datapath, NatOptions, netfilter};
+use super::{Datapath, netfilter};
 use crate::{
     error::{Error, Result},
-    state::{LabState, Published},
+    lab::{LabState, NatOptions, Published},
     topology,
 };
 
@@ -139,15 +139,15 @@ fn element_commands<'a>(
 }
 
 impl Datapath for Nftables {
-    fn setup(&self, state: &LabState, nat: &NatOptions, _debug: bool) -> Result<()> {
+    fn setup(&self, state: &LabState) -> Result<()> {
         if table_exists(state)? {
             return Err(Error::Conflict(format!(
                 "nftables table ip {TABLE} already exists in the namespace of lab {}'s host: one nftables lab per namespace; take the other one down first (or use --sandbox)",
                 state.name
             )));
         }
-        netfilter::prepare_host(state, nat)?;
-        apply(state, &ruleset(state, nat))
+        netfilter::prepare_host(state)?;
+        apply(state, &ruleset(state, &state.nat))
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -157,19 +157,26 @@ impl Datapath for Nftables {
         netfilter::run(state, "nft", &["delete", "table", "ip", TABLE], None).map(drop)
     }
 
-    fn publish(&self, state: &LabState, port: &Published) -> Result<()> {
-        self.publish_many(state, std::slice::from_ref(port))
+    fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        netfilter::require_conntrack_tool()?;
+        netfilter::hairpin(state, ports)?;
+        let e = elements(ports);
+        let mut script = element_commands("add", "ports", &e.ports);
+        script += &element_commands("add", "ports_any", &e.ports_any);
+        script += &element_commands("add", "published", &e.published);
+        apply(state, &script)?;
+        netfilter::forget_stale(state, ports)
     }
 
-    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()> {
+    fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let mine = elements(std::slice::from_ref(port));
+        let mine = elements(ports);
         // Another published port may lead to the same container port: keep it open.
         let others = elements(
             &state
                 .ports
                 .iter()
-                .filter(|p| *p != port)
+                .filter(|p| !ports.contains(p))
                 .cloned()
                 .collect::<Vec<_>>(),
         );
@@ -181,23 +188,14 @@ impl Datapath for Nftables {
             mine.published.difference(&others.published),
         );
         apply(state, &script)?;
-        netfilter::forget_flows(state, port)
-    }
-
-    fn publish_many(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        netfilter::hairpin(state, ports)?;
-        let e = elements(ports);
-        let mut script = element_commands("add", "ports", &e.ports);
-        script += &element_commands("add", "ports_any", &e.ports_any);
-        script += &element_commands("add", "published", &e.published);
-        apply(state, &script)
+        netfilter::forget_flows(state, ports)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::PortSpec;
+    use crate::lab::PortSpec;
 
     fn published(spec: &str, ctr: &str) -> Published {
         Published {

@@ -4,11 +4,11 @@
 //! `gateway_mode_ipv4=routed`, without its firewall). It is the benchmark's baseline:
 //! the same topology, nothing of any datapath. Sandbox labs only; publishes nothing.
 
-use super::{Datapath, NatOptions};
+use super::Datapath;
 use crate::{
     error::{Error, Result},
+    lab::{LabState, Published},
     netlink::{netns, route},
-    state::{LabState, Published},
 };
 
 pub struct Routed;
@@ -20,7 +20,7 @@ fn no_ports() -> Error {
 }
 
 impl Datapath for Routed {
-    fn setup(&self, state: &LabState, _nat: &NatOptions, _debug: bool) -> Result<()> {
+    fn setup(&self, state: &LabState) -> Result<()> {
         let Some(wan) = &state.wan_netns else {
             return Err(Error::Invalid(
                 "the routed datapath needs --sandbox: it routes the lab subnet from the sandbox's wan"
@@ -38,11 +38,11 @@ impl Datapath for Routed {
         Ok(())
     }
 
-    fn publish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+    fn publish(&self, _state: &LabState, _ports: &[Published]) -> Result<()> {
         Err(no_ports())
     }
 
-    fn unpublish(&self, _state: &LabState, _port: &Published) -> Result<()> {
+    fn unpublish(&self, _state: &LabState, _ports: &[Published]) -> Result<()> {
         Err(no_ports())
     }
 }

@@ -47,6 +47,26 @@ pub async fn mtu(h: &Handle, name: &str) -> Result<u32> {
         .unwrap_or(1500))
 }
 
+/// Equivalent to `ip link show NAME` → its MAC address, as `aa:bb:cc:dd:ee:ff`.
+pub async fn mac(h: &Handle, name: &str) -> Result<String> {
+    let link = get(h, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))?;
+    let bytes = link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(m) => Some(m.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Invalid(format!("link {name} has no MAC address")))?;
+    Ok(bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
 /// Equivalent to `ip link add NAME mtu MTU type bridge && ip link set NAME up`.
 pub async fn add_bridge(h: &Handle, name: &str, mtu: u32) -> Result<u32> {
     h.link()

@@ -131,6 +131,28 @@ where
     })
 }
 
+/// The name under /run/netns of the calling thread's network namespace: `Ok(None)` for
+/// the machine's own (that of pid 1), an error for an unnamed one.
+pub fn current_name() -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let me = id(Path::new("/proc/thread-self/ns/net"))
+        .map_err(|e| Error::io("stat", "/proc/thread-self/ns/net", e))?;
+    if id(Path::new("/proc/1/ns/net")).is_ok_and(|init| init == me) {
+        return Ok(None);
+    }
+    for entry in fs::read_dir(NETNS_DIR).into_iter().flatten().flatten() {
+        if id(&entry.path()).is_ok_and(|ns| ns == me)
+            && let Ok(name) = entry.file_name().into_string()
+        {
+            return Ok(Some(name));
+        }
+    }
+    Err(Error::Invalid(
+        "this network namespace has no name under /run/netns: run netlab in the machine's namespace or in a named one (`ip netns add`)".into(),
+    ))
+}
+
 /// The network namespace this process runs in (the machine's own, for non-sandbox labs).
 pub fn current() -> PathBuf {
     PathBuf::from(format!("/proc/{}/ns/net", std::process::id()))

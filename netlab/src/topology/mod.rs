@@ -7,15 +7,12 @@
 //!                                       nl-<lab> 172.18.0.1/16 (bridge) <-- veth --
 //! ```
 
-pub mod ipam;
-pub mod names;
-
 use std::{net::Ipv4Addr, os::fd::AsFd, path::PathBuf};
 
 use crate::{
     error::{Error, Errors, Result},
+    lab::{Container, LabState, Network, names},
     netlink::{addr, link, netns, route, sysctl},
-    state::{Container, LabState, Network},
 };
 
 /// Sandbox addresses (TEST-NET-2 for the uplink LAN, TEST-NET-3 for "the internet").
@@ -36,6 +33,15 @@ pub fn host_ns(state: &LabState) -> PathBuf {
     match &state.host_netns {
         Some(name) => netns::path(name),
         None => netns::current(),
+    }
+}
+
+/// The path of a container's own namespace: the one netlab made, or the runtime's.
+pub fn container_ns(c: &Container) -> Option<PathBuf> {
+    match (&c.runtime_netns, &c.netns) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(name)) => Some(netns::path(name)),
+        (None, None) => None,
     }
 }
 
@@ -126,9 +132,10 @@ pub fn build_bridge(state: &LabState) -> Result<String> {
     })
 }
 
-/// Creates a container's namespace and, on the bridge network, its veth, address and
-/// default route. On error, removes what it made.
-pub fn add_container(state: &LabState, c: &Container) -> Result<()> {
+/// Creates a container's namespace (unless a runtime made it) and, on the bridge
+/// network, its veth, address and default route; records the MAC of the interface
+/// inside. On error, removes what it made.
+pub fn add_container(state: &LabState, c: &mut Container) -> Result<()> {
     let result = build_container(state, c);
     if result.is_err() {
         let _ = remove_container(state, c);
@@ -136,11 +143,15 @@ pub fn add_container(state: &LabState, c: &Container) -> Result<()> {
     result
 }
 
-fn build_container(state: &LabState, c: &Container) -> Result<()> {
-    let Some(ns_name) = &c.netns else {
+fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
+    if c.runtime_netns.is_none()
+        && let Some(name) = &c.netns
+    {
+        netns::create(name)?;
+    }
+    let Some(ns) = container_ns(c) else {
         return Ok(());
     };
-    let ns = netns::create(ns_name)?;
     netns::netlink_in(&ns, |h| async move {
         let lo = link::require(&h, "lo").await?;
         link::up(&h, "lo", lo).await
@@ -167,20 +178,35 @@ fn build_container(state: &LabState, c: &Container) -> Result<()> {
         state.subnet.prefix,
         state.bridge_addr,
     );
-    netns::netlink_in(&ns, |h| async move {
+    let ifname = c.ifname.clone();
+    c.mac = Some(netns::netlink_in(&ns, |h| async move {
         let p = link::require(&h, &peer).await?;
-        link::rename(&h, &peer, p, "eth0").await?;
-        addr::add(&h, "eth0", p, ip, prefix).await?;
-        link::up(&h, "eth0", p).await?;
-        route::add_default(&h, "eth0", p, gw).await
-    })
+        link::rename(&h, &peer, p, &ifname).await?;
+        addr::add(&h, &ifname, p, ip, prefix).await?;
+        // Announce the MAC when the link comes up (gratuitous ARP), as Docker does: a
+        // neighbour still holding the MAC of an earlier container with this address
+        // learns the new one at once.
+        sysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+        link::up(&h, &ifname, p).await?;
+        route::add_default(&h, &ifname, p, gw).await?;
+        link::mac(&h, &ifname).await
+    })?);
+    Ok(())
 }
 
-/// Removes a container's namespace (which takes its veth pair with it) and, in case the
-/// namespace was already gone, the host end of the veth.
+/// Removes a container's interface: its namespace when netlab made it (which takes the
+/// veth pair with it), the interface inside a runtime's namespace, and the host end of
+/// the veth in case either was already gone.
 pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     let mut errors = Errors::default();
-    if let Some(ns) = &c.netns {
+    if let Some(ns) = &c.runtime_netns {
+        if c.veth.is_some() && ns.exists() {
+            let ifname = c.ifname.clone();
+            errors.check(netns::netlink_in(ns, |h| async move {
+                link::delete(&h, &ifname).await
+            }));
+        }
+    } else if let Some(ns) = &c.netns {
         errors.check(netns::delete(ns));
     }
     if let Some(veth) = c.veth.clone() {
@@ -195,7 +221,7 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
 }
 
 /// Removes the lab's topology: containers, bridge, forwarding (non-sandbox), and the
-/// sandbox namespaces. Every step runs; errors are collected.
+/// sandbox's namespaces. Every step runs; errors are collected.
 pub fn teardown(state: &LabState) -> Result<()> {
     let mut errors = Errors::default();
     for c in &state.containers {
@@ -214,11 +240,11 @@ pub fn teardown(state: &LabState) -> Result<()> {
             Ok(())
         }));
     }
-    if let Some(wan) = &state.wan_netns {
-        errors.check(netns::delete(wan));
-    }
-    if let Some(host) = &state.host_netns {
-        errors.check(netns::delete(host));
+    // Only a sandbox owns its namespaces; a lab in someone else's keeps them.
+    if state.sandbox {
+        for ns in [&state.wan_netns, &state.host_netns].into_iter().flatten() {
+            errors.check(netns::delete(ns));
+        }
     }
     errors.into_result()
 }

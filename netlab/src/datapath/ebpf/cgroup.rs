@@ -1,8 +1,9 @@
 //! The host-local publishing hooks: cgroup sock_addr programs (connect4, sendmsg4,
 //! recvmsg4, getpeername4), scoped to the lab host's namespace by its netns cookie.
 //!
-//! A sandbox lab attaches them to a cgroup of its own, `netlab-<lab>` under the cgroup v2
-//! root (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts), which
+//! A lab with a namespace of its own (a sandbox, or a runtime's named namespace)
+//! attaches them to a cgroup of its own, `netlab-<lab>` under the cgroup v2 root
+//! (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts), which
 //! `netlab exec host` joins; a lab on the machine's namespace attaches them to the root
 //! cgroup, so every process of that namespace gets them.
 
@@ -17,8 +18,8 @@ use netlab_common::maps as names;
 
 use crate::{
     error::{Error, Result},
+    lab::LabState,
     netlink::netns,
-    state::LabState,
 };
 
 /// Where cgroup v2 is mounted (the first `cgroup2` entry of /proc/self/mounts).
@@ -46,9 +47,14 @@ pub const PROGRAMS: [&str; 4] = [
     names::PROG_GETPEERNAME4,
 ];
 
+/// Whether the lab's hooks go on a cgroup of its own (not the machine's root cgroup).
+fn owns_cgroup(state: &LabState) -> bool {
+    state.host_netns.is_some()
+}
+
 /// The cgroup a lab's host processes run in for host-local publishing.
 pub fn path(state: &LabState) -> Result<PathBuf> {
-    if state.sandbox {
+    if owns_cgroup(state) {
         own(&state.name)
     } else {
         root()
@@ -86,10 +92,10 @@ pub fn netns_cookie(ns: &Path) -> Result<u64> {
     })
 }
 
-/// Creates the lab's cgroup (sandbox labs) and attaches the four hooks, pinning links.
+/// Creates the lab's own cgroup (if it has one) and attaches the four hooks, pinning links.
 pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
     let cg = path(state)?;
-    if state.sandbox {
+    if owns_cgroup(state) {
         fs::create_dir_all(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
     }
     let cg_file = fs::File::open(&cg).map_err(|e| Error::io("open cgroup", &cg, e))?;
@@ -115,28 +121,29 @@ pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()>
     Ok(())
 }
 
-/// Removes a sandbox lab's cgroup, moving any process still in it to the root first.
-pub fn remove(lab: &str) -> Result<()> {
-    let Ok(cg) = own(lab) else { return Ok(()) };
+/// Removes a lab's own cgroup, moving any process still in it to the root first;
+/// returns whether it was there.
+pub fn remove(lab: &str) -> Result<bool> {
+    let Ok(cg) = own(lab) else { return Ok(false) };
     if !cg.exists() {
-        return Ok(());
+        return Ok(false);
     }
     if let (Ok(procs), Ok(root)) = (fs::read_to_string(cg.join("cgroup.procs")), root()) {
         for pid in procs.lines() {
             let _ = fs::write(root.join("cgroup.procs"), pid);
         }
     }
-    fs::remove_dir(&cg).map_err(|e| Error::io("remove cgroup", &cg, e))
+    fs::remove_dir(&cg).map_err(|e| Error::io("remove cgroup", &cg, e))?;
+    Ok(true)
 }
 
-/// Moves the calling process into the lab's cgroup (`netlab exec host`), so that its
-/// sockets see the host-local publishing hooks.
-pub fn join(state: &LabState) -> Result<()> {
-    let cg = path(state)?;
-    if !state.sandbox || !cg.exists() {
-        return Ok(());
+/// The cgroup a process of the lab host joins (`netlab exec host`) so that its sockets
+/// see the host-local publishing hooks: the lab's own; none for a lab on the machine's
+/// namespace, whose hooks sit on the root cgroup.
+pub fn joinable(state: &LabState) -> Result<Option<PathBuf>> {
+    if !owns_cgroup(state) {
+        return Ok(None);
     }
-    let procs = cg.join("cgroup.procs");
-    fs::write(&procs, std::process::id().to_string())
-        .map_err(|e| Error::io("join cgroup", &procs, e))
+    let cg = own(&state.name)?;
+    Ok(cg.exists().then_some(cg))
 }

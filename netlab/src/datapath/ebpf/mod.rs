@@ -1,48 +1,33 @@
 //! The eBPF datapath: load the TC programs, fill `CONFIG`, attach by tcx in the lab's
-//! host namespace, and pin maps and links under `/sys/fs/bpf/netlab/v1/<lab>/` so that
-//! the datapath keeps forwarding when no netlab process runs.
+//! host namespace, and pin maps and links (see [`pins`]) so that the datapath keeps
+//! forwarding when no netlab process runs.
 
-use std::{
-    fs,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+pub mod cgroup;
+mod flows;
+mod logs;
+pub mod pins;
+mod ports;
+
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::{
     EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, MapData, PerCpuArray},
     programs::{LinkOrder, SchedClassifier, TcAttachType, links::FdLink, tc::TcAttachOptions},
 };
 use netlab_common::{
     config::{Config, FLAG_FAST_PATH},
-    conntrack::{CtEntry, CtKey},
     maps as names,
+    stats::{DROP_BASE, DROP_NAMES, counter},
 };
 
-pub mod cgroup;
-pub mod publish;
-
-use super::{Datapath, NatOptions};
+use super::{Counters, Datapath, Flow, PortCounters};
 use crate::{
-    error::{Error, Result},
+    error::{Error, Errors, Result},
+    lab::{LabState, Published},
     netlink::{link, netns, sysctl},
-    state::{LabState, Published},
     topology,
 };
-
-/// Where bpffs lives; netlab mounts it when nothing is mounted there.
-pub const BPFFS: &str = "/sys/fs/bpf";
-/// Bumped when a map layout changes, so an old pinned map is never reused by new code.
-pub const LAYOUT_VERSION: &str = "v1";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-pub fn root() -> PathBuf {
-    Path::new(BPFFS).join("netlab")
-}
-
-pub fn pin_dir(lab: &str) -> PathBuf {
-    root().join(LAYOUT_VERSION).join(lab)
-}
 
 /// The programs and where they attach: (program, on the uplink?, direction).
 const ATTACH: [(&str, bool, TcAttachType); 3] = [
@@ -64,85 +49,15 @@ const MAPS: [&str; 8] = [
 
 pub struct Ebpf;
 
-/// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
-const BPFFS_LOCK: &str = "/run/netlab.bpffs.lock";
-/// Present while a bpffs that netlab mounted is on /sys/fs/bpf.
-const BPFFS_MARK: &str = "/run/netlab.bpffs.mounted";
-
-/// Holds [`BPFFS_LOCK`] while it lives.
-pub struct BpffsLock {
-    _file: fs::File,
-}
-
-impl BpffsLock {
-    pub fn acquire() -> Result<Self> {
-        use std::os::fd::AsRawFd;
-        let f = fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(BPFFS_LOCK)
-            .map_err(|e| Error::io("open", BPFFS_LOCK, e))?;
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                "lock",
-                BPFFS_LOCK,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(Self { _file: f })
-    }
-}
-
-fn is_bpffs() -> Result<bool> {
-    let st = nix::sys::statfs::statfs(BPFFS).map_err(|e| Error::io("statfs", BPFFS, e.into()))?;
-    Ok(st.filesystem_type().0 as i64 == BPF_FS_MAGIC)
-}
-
-/// Mounts bpffs on /sys/fs/bpf unless one is there already (equivalent to
-/// `mount -t bpf bpf /sys/fs/bpf`), and remembers that netlab mounted it.
-pub fn ensure_bpffs(_lock: &BpffsLock) -> Result<()> {
-    if is_bpffs()? {
-        return Ok(());
-    }
-    nix::mount::mount(
-        Some("bpf"),
-        BPFFS,
-        Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| Error::io("mount bpffs on", BPFFS, e.into()))?;
-    fs::write(BPFFS_MARK, "").map_err(|e| Error::io("write", BPFFS_MARK, e))
-}
-
-/// Unmounts the bpffs netlab mounted once nothing of netlab's is pinned there: the
-/// machine is left as it was found (a fresh bpffs holds only the kernel's preloaded
-/// `maps.debug` and `progs.debug` iterators).
-fn release_bpffs(_lock: &BpffsLock) -> Result<()> {
-    if !Path::new(BPFFS_MARK).exists() || root().exists() || !is_bpffs()? {
-        return Ok(());
-    }
-    let ours_only = fs::read_dir(BPFFS)
-        .map_err(|e| Error::io("list", BPFFS, e))?
-        .flatten()
-        .all(|e| matches!(e.file_name().to_str(), Some("maps.debug" | "progs.debug")));
-    if ours_only {
-        nix::mount::umount(BPFFS).map_err(|e| Error::io("unmount", BPFFS, e.into()))?;
-        let _ = fs::remove_file(BPFFS_MARK);
-    }
-    Ok(())
-}
-
 /// The `CONFIG` value for a lab.
 pub fn config(
     state: &LabState,
-    nat: &NatOptions,
     uplink_ifindex: u32,
     bridge_ifindex: u32,
     host_netns_cookie: u64,
 ) -> Config {
     let be = |a: Ipv4Addr| u32::from(a).to_be();
+    let nat = &state.nat;
     Config {
         uplink_addr: be(state.uplink_addr),
         bridge_addr: be(state.bridge_addr),
@@ -199,13 +114,8 @@ fn verifier_detail(name: &str, e: aya::programs::ProgramError) -> String {
 }
 
 impl Datapath for Ebpf {
-    fn setup(&self, state: &LabState, nat: &NatOptions, debug: bool) -> Result<()> {
-        let dir = pin_dir(&state.name);
-        {
-            let lock = BpffsLock::acquire()?;
-            ensure_bpffs(&lock)?;
-            fs::create_dir_all(dir.join("links")).map_err(|e| Error::io("create", &dir, e))?;
-        }
+    fn setup(&self, state: &LabState) -> Result<()> {
+        let dir = pins::prepare(&state.name)?;
         let host = topology::host_ns(state);
         let (uplink, bridge) = (state.uplink.clone(), state.bridge.clone());
         let sandbox = state.sandbox;
@@ -225,13 +135,13 @@ impl Datapath for Ebpf {
         })?;
         let cookie = cgroup::netns_cookie(&host)?;
 
-        let mut bpf = load(debug)?;
+        let mut bpf = load(state.debug)?;
         let mut cfg: Array<_, Config> = Array::try_from(
             bpf.map_mut(names::CONFIG)
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,
         )
         .map_err(|e| Error::ebpf("open CONFIG", e))?;
-        cfg.set(0, config(state, nat, up_idx, br_idx, cookie), 0)
+        cfg.set(0, config(state, up_idx, br_idx, cookie), 0)
             .map_err(|e| Error::ebpf("write CONFIG", e))?;
         for m in MAPS {
             let map = bpf.map(m).ok_or_else(|| Error::ebpf("find map", m))?;
@@ -245,7 +155,7 @@ impl Datapath for Ebpf {
                 state.bridge.clone()
             };
             let prog = load_program(&mut bpf, prog_name)?;
-            let pin = dir.join("links").join(prog_name);
+            let pin = pins::links(&state.name).join(prog_name);
             netns::run_in(&host, || {
                 let id = prog
                     .attach_with_options(
@@ -264,67 +174,78 @@ impl Datapath for Ebpf {
                 Ok(())
             })?;
         }
-        cgroup::attach(&mut bpf, state, &dir.join("links"))?;
+        cgroup::attach(&mut bpf, state, &pins::links(&state.name))?;
         // Dropping `bpf` closes our fds; the pins keep maps, programs and links alive.
         Ok(())
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        let pins = remove_pins(&state.name);
-        cgroup::remove(&state.name)?;
-        pins
+        sweep(&state.name).map(drop)
     }
 
-    fn publish(&self, state: &LabState, port: &Published) -> Result<()> {
-        publish::publish(&state.name, port)
+    fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        ports::publish(&state.name, ports)
     }
 
-    fn unpublish(&self, state: &LabState, port: &Published) -> Result<()> {
-        publish::unpublish(&state.name, port)
+    fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        ports::unpublish(&state.name, ports)
+    }
+
+    fn flows(&self, state: &LabState) -> Result<Vec<Flow>> {
+        flows::list(&state.name)
+    }
+
+    fn flush(&self, state: &LabState) -> Result<usize> {
+        flows::flush(&state.name)
+    }
+
+    fn counters(&self, state: &LabState) -> Result<Counters> {
+        let v = read_stats(&state.name)?;
+        Ok(Counters {
+            counters: counter::NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, v[i]))
+                .collect(),
+            drops: DROP_NAMES
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, n)| (*n, v[DROP_BASE as usize + i]))
+                .collect(),
+        })
+    }
+
+    fn port_counters(
+        &self,
+        state: &LabState,
+        ports: &[Published],
+    ) -> Result<Vec<Option<PortCounters>>> {
+        ports::counters(&state.name, ports)
+    }
+
+    fn logs(&self, state: &LabState, seconds: Option<u64>) -> Result<()> {
+        logs::stream(state, seconds)
+    }
+
+    fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {
+        cgroup::joinable(state)
     }
 }
 
-/// Removes the lab's pins (which detaches its links) and the empty parents.
-pub fn remove_pins(lab: &str) -> Result<()> {
-    let lock = BpffsLock::acquire()?;
-    let dir = pin_dir(lab);
-    match fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove pins", &dir, e)),
-    }
-    // Leave nothing behind once the last lab is gone.
-    let _ = fs::remove_dir(root().join(LAYOUT_VERSION));
-    let _ = fs::remove_dir(root());
-    release_bpffs(&lock)
-}
-
-fn open_map(lab: &str, name: &str) -> Result<Map> {
-    let path = pin_dir(lab).join(name);
-    let data = MapData::from_pin(&path).map_err(|e| {
-        Error::Invalid(format!(
-            "lab {lab} has no eBPF datapath pinned at {} ({e})",
-            path.display()
-        ))
-    })?;
-    Map::from_map_data(data).map_err(|e| Error::ebpf("open map", e))
-}
-
-/// The conntrack tables of a running lab: (confirmed, pending).
-pub fn conntrack(lab: &str) -> Result<[HashMap<MapData, CtKey, CtEntry>; 2]> {
-    let open = |name| -> Result<HashMap<MapData, CtKey, CtEntry>> {
-        open_map(lab, name)?
-            .try_into()
-            .map_err(|e| Error::ebpf("open conntrack", e))
-    };
-    Ok([open(names::CONNTRACK)?, open(names::CT_PENDING)?])
+/// Removes a lab's pins (which detaches its programs) and its cgroup; returns whether
+/// anything was there.
+pub fn sweep(lab: &str) -> Result<bool> {
+    let mut errors = Errors::default();
+    let pinned = errors.check(pins::remove(lab)).unwrap_or(false);
+    let cgroup = errors.check(cgroup::remove(lab)).unwrap_or(false);
+    errors.into_result()?;
+    Ok(pinned || cgroup)
 }
 
 /// The per-CPU counters of a running lab, summed over CPUs.
-pub fn stats(lab: &str) -> Result<Vec<u64>> {
-    let map: PerCpuArray<MapData, u64> = open_map(lab, names::STATS)?
-        .try_into()
-        .map_err(|e| Error::ebpf("open STATS", e))?;
+fn read_stats(lab: &str) -> Result<Vec<u64>> {
+    let map: PerCpuArray<MapData, u64> = pins::typed(lab, names::STATS)?;
     (0..names::STATS_LEN)
         .map(|i| {
             map.get(&i, 0)
@@ -336,9 +257,7 @@ pub fn stats(lab: &str) -> Result<Vec<u64>> {
 
 /// The `CONFIG` of a running lab.
 pub fn read_config(lab: &str) -> Result<Config> {
-    let map: Array<MapData, Config> = open_map(lab, names::CONFIG)?
-        .try_into()
-        .map_err(|e| Error::ebpf("open CONFIG", e))?;
+    let map: Array<MapData, Config> = pins::typed(lab, names::CONFIG)?;
     map.get(&0, 0).map_err(|e| Error::ebpf("read CONFIG", e))
 }
 

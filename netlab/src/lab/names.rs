@@ -18,11 +18,12 @@ pub fn check_lab(name: &str) -> Result<()> {
     }
 }
 
-/// Container names, as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 40
-/// characters; `host` and `wan` name the lab's own namespaces.
+/// Container names, as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128
+/// characters (a runtime's 64-digit container id fits); `host` and `wan` name the lab's
+/// own namespaces.
 pub fn check_container(name: &str) -> Result<()> {
     let mut chars = name.chars();
-    let ok = name.len() <= 40
+    let ok = name.len() <= 128
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {

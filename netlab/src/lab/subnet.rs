@@ -31,6 +31,24 @@ impl Subnet {
         Ipv4Addr::from(u32::from(self.network) | !self.mask())
     }
 
+    /// The network of `prefix` bits that holds `a`.
+    pub fn containing(a: Ipv4Addr, prefix: u8) -> Subnet {
+        let probe = Subnet { network: a, prefix };
+        Subnet {
+            network: Ipv4Addr::from(u32::from(a) & probe.mask()),
+            prefix,
+        }
+    }
+
+    /// Whether this subnet shares any address with the network of `prefix` bits that
+    /// holds `a`.
+    pub fn overlaps(&self, a: Ipv4Addr, prefix: u8) -> bool {
+        let other = Subnet::containing(a, prefix);
+        let shorter = self.prefix.min(other.prefix);
+        let mask = Subnet::containing(Ipv4Addr::UNSPECIFIED, shorter).mask();
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+
     /// The gateway (bridge) address: the first host address, as Docker uses.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
@@ -145,6 +163,21 @@ mod tests {
         );
         let all: Vec<_> = (2..7).map(|i| a(&format!("10.0.0.{i}"))).collect();
         assert_eq!(s.next_free(&all), None);
+    }
+
+    #[test]
+    fn overlaps() {
+        let s: Subnet = "203.0.113.0/24".parse().unwrap();
+        assert!(s.overlaps(a("203.0.113.1"), 24));
+        assert!(s.overlaps(a("203.0.0.0"), 16));
+        let big: Subnet = "198.0.0.0/8".parse().unwrap();
+        assert!(big.overlaps(a("198.51.100.2"), 24));
+        let other: Subnet = "172.18.0.0/16".parse().unwrap();
+        assert!(!other.overlaps(a("198.51.100.2"), 24));
+        assert_eq!(
+            Subnet::containing(a("198.51.100.2"), 24).to_string(),
+            "198.51.100.0/24"
+        );
     }
 
     #[test]

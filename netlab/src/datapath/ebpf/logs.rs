@@ -1,0 +1,48 @@
+//! `netlab logs`: the eBPF datapath's debug logs (labs brought up with `--debug`).
+//! Logging costs nothing otherwise: the log level is frozen into the programs at load
+//! time and the verifier prunes every disabled log statement.
+
+use std::time::{Duration, Instant};
+
+use aya::programs::links::{FdLink, PinnedLink};
+use netlab_common::maps as names;
+
+use super::pins;
+use crate::{
+    error::{Error, Result},
+    lab::LabState,
+};
+
+/// Prints the datapath's log records as they come, for `seconds` or until interrupted.
+pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
+    let lab = &state.name;
+    if !state.debug {
+        return Err(Error::Invalid(format!(
+            "lab {lab} was brought up without --debug: its datapath logs are compiled out; run `netlab down --lab {lab} && netlab up --debug ...`"
+        )));
+    }
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("netlab_tc", log::LevelFilter::Trace)
+        .format_timestamp_millis()
+        .init();
+    let link = pins::links(lab).join(names::PROG_UPLINK_EGRESS);
+    let link: FdLink = PinnedLink::from_pin(&link)
+        .map_err(|e| Error::ebpf("open pinned link", e))?
+        .into();
+    let prog_id = link
+        .info()
+        .map_err(|e| Error::ebpf("link info", e))?
+        .program_id();
+    // One ring buffer serves every program of the object.
+    let mut logger =
+        aya_log::EbpfLogger::init_from_id(prog_id).map_err(|e| Error::ebpf("open logs", e))?;
+    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    loop {
+        logger.flush();
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

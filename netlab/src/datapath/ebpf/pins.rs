@@ -1,0 +1,142 @@
+//! The eBPF datapath's pins: maps and tcx/cgroup links under
+//! `/sys/fs/bpf/netlab/v1/<lab>/`, so that the datapath keeps forwarding when no netlab
+//! process runs. netlab mounts bpffs when nothing is mounted there, and unmounts it
+//! again when its last lab is gone.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Map, MapData};
+
+use crate::{
+    error::{Error, Result},
+    lockfile::FileLock,
+};
+
+/// Where bpffs lives.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Bumped when a map layout changes, so an old pinned map is never reused by new code.
+pub const LAYOUT_VERSION: &str = "v2";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
+const BPFFS_LOCK: &str = "/run/netlab.bpffs/lock";
+/// Present while a bpffs that netlab mounted is on /sys/fs/bpf.
+const BPFFS_MARK: &str = "/run/netlab.bpffs/mounted";
+
+pub fn root() -> PathBuf {
+    Path::new(BPFFS).join("netlab")
+}
+
+pub fn dir(lab: &str) -> PathBuf {
+    root().join(LAYOUT_VERSION).join(lab)
+}
+
+pub fn links(lab: &str) -> PathBuf {
+    dir(lab).join("links")
+}
+
+/// Holds the bpffs lock while it lives; the lock file goes with netlab's mount.
+pub struct BpffsLock(Option<FileLock>);
+
+impl BpffsLock {
+    pub fn acquire() -> Result<Self> {
+        Ok(Self(Some(FileLock::acquire(BPFFS_LOCK)?)))
+    }
+}
+
+impl Drop for BpffsLock {
+    fn drop(&mut self) {
+        if let Some(lock) = self.0.take()
+            && !Path::new(BPFFS_MARK).exists()
+            && !root().exists()
+        {
+            lock.remove();
+        }
+    }
+}
+
+fn is_bpffs() -> Result<bool> {
+    let st = nix::sys::statfs::statfs(BPFFS).map_err(|e| Error::io("statfs", BPFFS, e.into()))?;
+    Ok(st.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Mounts bpffs on /sys/fs/bpf unless one is there already (equivalent to
+/// `mount -t bpf bpf /sys/fs/bpf`), remembers that netlab mounted it, and makes the
+/// lab's pin directory.
+pub fn prepare(lab: &str) -> Result<PathBuf> {
+    let _lock = BpffsLock::acquire()?;
+    if !is_bpffs()? {
+        nix::mount::mount(
+            Some("bpf"),
+            BPFFS,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| Error::io("mount bpffs on", BPFFS, e.into()))?;
+        fs::write(BPFFS_MARK, "").map_err(|e| Error::io("write", BPFFS_MARK, e))?;
+    }
+    let links = links(lab);
+    fs::create_dir_all(&links).map_err(|e| Error::io("create", &links, e))?;
+    Ok(dir(lab))
+}
+
+/// Unmounts the bpffs netlab mounted once nothing of netlab's is pinned there: the
+/// machine is left as it was found (a fresh bpffs holds only the kernel's preloaded
+/// `maps.debug` and `progs.debug` iterators).
+fn release_bpffs(_lock: &BpffsLock) -> Result<()> {
+    if !Path::new(BPFFS_MARK).exists() || root().exists() || !is_bpffs()? {
+        return Ok(());
+    }
+    let ours_only = fs::read_dir(BPFFS)
+        .map_err(|e| Error::io("list", BPFFS, e))?
+        .flatten()
+        .all(|e| matches!(e.file_name().to_str(), Some("maps.debug" | "progs.debug")));
+    if ours_only {
+        nix::mount::umount(BPFFS).map_err(|e| Error::io("unmount", BPFFS, e.into()))?;
+        let _ = fs::remove_file(BPFFS_MARK);
+    }
+    Ok(())
+}
+
+/// Removes the lab's pins (which detaches its links) and the empty parents; returns
+/// whether there were any.
+pub fn remove(lab: &str) -> Result<bool> {
+    let lock = BpffsLock::acquire()?;
+    let dir = dir(lab);
+    let existed = match fs::remove_dir_all(&dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io("remove pins", &dir, e)),
+    };
+    // Leave nothing behind once the last lab is gone.
+    let _ = fs::remove_dir(root().join(LAYOUT_VERSION));
+    let _ = fs::remove_dir(root());
+    release_bpffs(&lock)?;
+    Ok(existed)
+}
+
+/// Opens one of a running lab's pinned maps.
+pub fn open_map(lab: &str, name: &str) -> Result<Map> {
+    let path = dir(lab).join(name);
+    let data = MapData::from_pin(&path).map_err(|e| {
+        Error::Invalid(format!(
+            "lab {lab} has no eBPF datapath pinned at {} ({e})",
+            path.display()
+        ))
+    })?;
+    Map::from_map_data(data).map_err(|e| Error::ebpf("open map", e))
+}
+
+/// Opens a pinned map as a typed aya map.
+pub fn typed<T>(lab: &str, name: &str) -> Result<T>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    open_map(lab, name)?
+        .try_into()
+        .map_err(|e| Error::ebpf("open map", format!("{name}: {e}")))
+}

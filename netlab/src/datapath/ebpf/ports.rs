@@ -1,0 +1,182 @@
+//! The port table of a running lab: single ports in `PUBLISH` (one map update each),
+//! ranges as one element each of `PUBLISH_RANGES`, counters in `PUBLISH_STATS`. Each
+//! batch opens the maps once.
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use netlab_common::{
+    maps as names,
+    publish::{PubKey, PubRange, PubStats, PubTarget},
+};
+
+use super::{flows, pins};
+use crate::{
+    datapath::PortCounters,
+    error::{Error, Result},
+    lab::Published,
+};
+
+fn be(a: std::net::Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+fn target(p: &Published) -> PubTarget {
+    PubTarget {
+        addr: be(p.ctr_ip),
+        port: p.spec.ctr_port.to_be(),
+        _pad: 0,
+        id: p.id,
+    }
+}
+
+fn host_addr(p: &Published) -> u32 {
+    p.spec.host_ip.map(be).unwrap_or(0)
+}
+
+fn single_key(p: &Published) -> PubKey {
+    PubKey {
+        addr: host_addr(p),
+        port: p.spec.host_port.to_be(),
+        proto: p.spec.proto.number(),
+        _pad: 0,
+    }
+}
+
+fn is_range(p: &Published) -> bool {
+    p.spec.host_end != p.spec.host_port
+}
+
+fn range_of(p: &Published) -> PubRange {
+    PubRange {
+        addr: host_addr(p),
+        start: p.spec.host_port,
+        end: p.spec.host_end,
+        proto: p.spec.proto.number(),
+        used: 1,
+        _pad: 0,
+        target: target(p),
+    }
+}
+
+/// The lab's port maps, opened once per batch.
+struct Table {
+    singles: HashMap<MapData, PubKey, PubTarget>,
+    ranges: Array<MapData, PubRange>,
+    stats: PerCpuArray<MapData, PubStats>,
+    cpus: usize,
+}
+
+impl Table {
+    fn open(lab: &str) -> Result<Self> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| Error::io("count cpus", "/sys/devices/system/cpu/possible", e))?;
+        Ok(Self {
+            singles: pins::typed(lab, names::PUBLISH)?,
+            ranges: pins::typed(lab, names::PUBLISH_RANGES)?,
+            stats: pins::typed(lab, names::PUBLISH_STATS)?,
+            cpus,
+        })
+    }
+
+    fn add(&mut self, p: &Published) -> Result<()> {
+        if p.id == 0 || p.id >= names::PUBLISH_STATS_MAX {
+            return Err(Error::Conflict(format!(
+                "too many published ports (at most {})",
+                names::PUBLISH_STATS_MAX - 1
+            )));
+        }
+        // Its id may have counted an earlier mapping.
+        let zero = PerCpuValues::try_from(vec![PubStats::default(); self.cpus])
+            .map_err(|e| Error::ebpf("per-cpu values", e))?;
+        self.stats
+            .set(p.id, zero, 0)
+            .map_err(|e| Error::ebpf("reset PUBLISH_STATS", e))?;
+        if !is_range(p) {
+            return self
+                .singles
+                .insert(single_key(p), target(p), 0)
+                .map_err(|e| Error::ebpf("update PUBLISH", e));
+        }
+        for i in 0..names::PUBLISH_RANGES_MAX {
+            let slot = self
+                .ranges
+                .get(&i, 0)
+                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
+            if slot.used == 0 {
+                return self
+                    .ranges
+                    .set(i, range_of(p), 0)
+                    .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e));
+            }
+        }
+        Err(Error::Conflict(format!(
+            "no room for another port range on the ebpf datapath (at most {}): unpublish one, or publish single ports",
+            names::PUBLISH_RANGES_MAX
+        )))
+    }
+
+    fn remove(&mut self, p: &Published) -> Result<()> {
+        if !is_range(p) {
+            return match self.singles.remove(&single_key(p)) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(Error::ebpf("update PUBLISH", e)),
+            };
+        }
+        let wanted = range_of(p);
+        for i in 0..names::PUBLISH_RANGES_MAX {
+            let slot = self
+                .ranges
+                .get(&i, 0)
+                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
+            if slot == wanted {
+                self.ranges
+                    .set(i, PubRange::default(), 0)
+                    .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Publishes `ports`, all or none.
+pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
+    let mut table = Table::open(lab)?;
+    for (i, p) in ports.iter().enumerate() {
+        if let Err(e) = table.add(p) {
+            for done in &ports[..i] {
+                let _ = table.remove(done);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Withdraws `ports`, then forgets their flows (one pass over conntrack for the batch).
+pub fn unpublish(lab: &str, ports: &[Published]) -> Result<()> {
+    let mut table = Table::open(lab)?;
+    for p in ports {
+        table.remove(p)?;
+    }
+    let ids: Vec<u32> = ports.iter().map(|p| p.id).collect();
+    flows::forget_mappings(lab, &ids)
+}
+
+/// Counters of each mapping, summed over CPUs.
+pub fn counters(lab: &str, ports: &[Published]) -> Result<Vec<Option<PortCounters>>> {
+    let map: PerCpuArray<MapData, PubStats> = pins::typed(lab, names::PUBLISH_STATS)?;
+    ports
+        .iter()
+        .map(|p| {
+            let v = map
+                .get(&p.id, 0)
+                .map_err(|e| Error::ebpf("read PUBLISH_STATS", e))?;
+            Ok(Some(v.iter().fold(PortCounters::default(), |a, s| {
+                PortCounters {
+                    packets: a.packets + s.packets,
+                    bytes: a.bytes + s.bytes,
+                    connections: a.connections + s.connections,
+                }
+            })))
+        })
+        .collect()
+}

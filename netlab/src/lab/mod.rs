@@ -1,0 +1,126 @@
+//! The plain data of a lab: what `state.json` holds, and the pure rules about it (names,
+//! subnets, `-p` specs, NAT options). Nothing here touches the system; every other
+//! module of the library builds on these types.
+
+pub mod names;
+pub mod options;
+pub mod spec;
+pub mod subnet;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use options::{DatapathKind, NatOptions};
+pub use spec::{PortSpec, Proto};
+pub use subnet::Subnet;
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabState {
+    pub version: u32,
+    pub name: String,
+    pub sandbox: bool,
+    pub datapath: DatapathKind,
+    pub subnet: Subnet,
+    pub bridge: String,
+    pub bridge_addr: Ipv4Addr,
+    pub uplink: String,
+    pub uplink_addr: Ipv4Addr,
+    /// The lab's host namespace; `None` for a lab on the machine's own namespace.
+    pub host_netns: Option<String>,
+    /// The sandbox's `wan` namespace.
+    pub wan_netns: Option<String>,
+    /// `ip_forward` before `up` changed it, restored by `down` (non-sandbox labs only).
+    pub ip_forward_was: Option<String>,
+    /// NAT tunables the datapath was set up with.
+    pub nat: NatOptions,
+    /// Whether the datapath was loaded with its debug logs on (`up --debug`).
+    #[serde(default)]
+    pub debug: bool,
+    pub containers: Vec<Container>,
+    /// Published ports, in the order they were published.
+    #[serde(default)]
+    pub ports: Vec<Published>,
+}
+
+/// A published port range and the container it leads to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub container: String,
+    pub spec: PortSpec,
+    /// The container's address when it was published.
+    pub ctr_ip: Ipv4Addr,
+    /// The mapping's number, unique in the lab (the eBPF datapath's counter slot).
+    pub id: u32,
+}
+
+/// How a container is attached, as Docker's `--network`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Own namespace, veth on the lab bridge (Docker's default).
+    Bridge,
+    /// Own namespace with only `lo`.
+    None,
+    /// The lab host's namespace, shared.
+    Host,
+}
+
+impl Network {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::None => "none",
+            Self::Host => "host",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Self::Bridge, Self::None, Self::Host]
+            .into_iter()
+            .find(|n| n.name() == s)
+    }
+}
+
+fn eth0() -> String {
+    "eth0".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    pub network: Network,
+    /// Namespace name under /run/netns that netlab made (none for `--network host`, and
+    /// none for a namespace a container runtime owns).
+    pub netns: Option<String>,
+    /// A namespace a container runtime made and owns (CNI's `CNI_NETNS`): netlab puts
+    /// an interface in it, and never deletes it.
+    #[serde(default)]
+    pub runtime_netns: Option<PathBuf>,
+    /// The interface inside the container (CNI's `CNI_IFNAME`).
+    #[serde(default = "eth0")]
+    pub ifname: String,
+    pub ip: Option<Ipv4Addr>,
+    /// Host end of the veth (bridge network only).
+    pub veth: Option<String>,
+    /// MAC address of the interface inside the container (bridge network only).
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+impl LabState {
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    pub fn taken_ips(&self) -> Vec<Ipv4Addr> {
+        self.containers.iter().filter_map(|c| c.ip).collect()
+    }
+
+    /// The ports published on one container.
+    pub fn ports_of<'a>(&'a self, container: &'a str) -> impl Iterator<Item = &'a Published> {
+        self.ports.iter().filter(move |p| p.container == container)
+    }
+}

@@ -1,0 +1,138 @@
+//! The choices made at `up`: which datapath, and the NAT's tunables.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatapathKind {
+    /// TC (tcx) eBPF programs with conntrack in BPF maps; no netfilter rules.
+    Ebpf,
+    /// Docker's iptables rules, through iptables' nf_tables backend (`iptables-nft`).
+    Iptables,
+    /// The same rules through the legacy x_tables backend (`iptables-legacy`).
+    IptablesLegacy,
+    /// One nftables table, `ip netlab`, with maps for the published ports.
+    Nftables,
+    /// No NAT at all: plain routing, and in a sandbox a route from wan to the lab
+    /// subnet. The benchmark's baseline; sandbox labs only, publishes nothing.
+    #[serde(alias = "none")]
+    Routed,
+}
+
+impl DatapathKind {
+    pub const ALL: [DatapathKind; 5] = [
+        Self::Ebpf,
+        Self::Iptables,
+        Self::IptablesLegacy,
+        Self::Nftables,
+        Self::Routed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+            Self::Iptables => "iptables",
+            Self::IptablesLegacy => "iptables-legacy",
+            Self::Nftables => "nftables",
+            Self::Routed => "routed",
+        }
+    }
+
+    /// Parses a name as `--datapath` takes it.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::Routed),
+            _ => Self::ALL.into_iter().find(|k| k.name() == s),
+        }
+    }
+
+    /// Parses `--datapath`, or says which names there are.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown datapath {s:?}: use ebpf, iptables, iptables-legacy, nftables or routed"
+            ))
+        })
+    }
+}
+
+/// Tunables of the NAT, set by `netlab up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatOptions {
+    /// SNAT source ports, inclusive.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Conntrack timeouts, seconds after the last packet.
+    pub tcp_established_secs: u32,
+    pub tcp_transitory_secs: u32,
+    pub udp_secs: u32,
+    pub icmp_secs: u32,
+    /// eBPF only: forward established flows from TC (fib lookup + redirect), skipping
+    /// the host's forwarding path.
+    #[serde(default = "yes")]
+    pub fast_path: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for NatOptions {
+    fn default() -> Self {
+        let c = netlab_common::config::Config::default();
+        Self {
+            port_min: c.nat_port_min,
+            port_max: c.nat_port_max,
+            tcp_established_secs: c.tcp_established_secs,
+            tcp_transitory_secs: c.tcp_transitory_secs,
+            udp_secs: c.udp_secs,
+            icmp_secs: c.icmp_secs,
+            fast_path: true,
+        }
+    }
+}
+
+/// Parses a port range `MIN-MAX` (inclusive).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16)> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid port range {s:?}: expected MIN-MAX within 1-65535, e.g. 20000-29999"
+        ))
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datapath_names_round_trip() {
+        for k in DatapathKind::ALL {
+            assert_eq!(DatapathKind::from_name(k.name()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<DatapathKind>(&json).unwrap(), k);
+        }
+        assert_eq!(DatapathKind::from_name("none"), Some(DatapathKind::Routed));
+        assert_eq!(DatapathKind::from_name("pf"), None);
+        assert!(DatapathKind::parse("pf").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("20000-29999").unwrap(), (20000, 29999));
+        assert_eq!(parse_port_range("5-5").unwrap(), (5, 5));
+        assert!(parse_port_range("0-10").is_err());
+        assert!(parse_port_range("10-5").is_err());
+        assert!(parse_port_range("10").is_err());
+        assert!(parse_port_range("1-70000").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! Exclusive file locks (`flock`) that may be removed when their last user is done.
+//!
+//! Unlinking a lock file that another process is waiting on would hand that process a
+//! lock on a file nobody else can find, while a third process creates and locks a new
+//! one: two holders at once. So a holder checks, once it has the lock, that the file it
+//! locked is still the one at the path, and starts over when it is not.
+
+use std::{
+    fs::{self, File},
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+};
+
+use crate::error::{Error, Result};
+
+/// Held while it lives; released (closed) on drop.
+pub struct FileLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl FileLock {
+    /// Waits for the exclusive lock on `path`, creating the file (and its directory).
+    pub fn acquire(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        loop {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            }
+            let file = match File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            {
+                Ok(f) => f,
+                // The directory went with the last lab between the two calls.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open lock", &path, e)),
+            };
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(Error::io("lock", &path, std::io::Error::last_os_error()));
+            }
+            if Self::still_there(&path, &file) {
+                return Ok(Self { path, file });
+            }
+        }
+    }
+
+    fn still_there(path: &Path, file: &File) -> bool {
+        match (fs::metadata(path), file.metadata()) {
+            (Ok(on_disk), Ok(held)) => on_disk.ino() == held.ino() && on_disk.dev() == held.dev(),
+            _ => false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the lock file while still holding it, then releases it: whoever waits
+    /// on it sees it gone and starts over.
+    pub fn remove(self) {
+        let _ = fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            // Only when empty: the last lock leaves no directory behind.
+            let _ = fs::remove_dir(dir);
+        }
+        drop(self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_lock_is_taken_afresh() {
+        let dir = std::env::temp_dir().join(format!("netlab-lock-{}", std::process::id()));
+        let path = dir.join("x.lock");
+        let a = FileLock::acquire(&path).unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let b = FileLock::acquire(&path).unwrap();
+                // b locked the file that is on disk now, not the one a removed.
+                assert!(FileLock::still_there(b.path(), &b.file));
+                b.remove();
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        a.remove();
+        waiter.join().unwrap();
+        assert!(!path.exists());
+        assert!(!dir.exists());
+    }
+}

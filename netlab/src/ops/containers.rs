@@ -1,0 +1,134 @@
+//! `attach` and `detach`: a container's interface on the lab's bridge (or its
+//! namespace alone), for `netlab run`/`rm` and for CNI's ADD/DEL.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use super::{Session, publish};
+use crate::{
+    error::{Error, Result},
+    lab::{Container, Network, names},
+    topology,
+};
+
+/// What `attach` is asked for.
+#[derive(Clone, Debug)]
+pub struct AttachRequest {
+    pub name: String,
+    pub network: Network,
+    /// An address on the lab subnet (default: the lowest free one).
+    pub ip: Option<Ipv4Addr>,
+    /// A namespace the container runtime made (CNI); netlab makes `<lab>-<name>` when
+    /// there is none.
+    pub runtime_netns: Option<PathBuf>,
+    /// The interface inside the container.
+    pub ifname: String,
+}
+
+impl AttachRequest {
+    /// A container of netlab's own (`netlab run`).
+    pub fn own(name: &str, network: Network, ip: Option<Ipv4Addr>) -> Self {
+        Self {
+            name: name.to_string(),
+            network,
+            ip,
+            runtime_netns: None,
+            ifname: "eth0".into(),
+        }
+    }
+}
+
+/// The address a new bridge container gets: the one asked for, if free, or the lowest
+/// free one.
+fn address(s: &Session, req: &AttachRequest) -> Result<Option<Ipv4Addr>> {
+    let state = &s.state;
+    match (req.network, req.ip) {
+        (Network::Bridge, Some(ip)) => {
+            state.subnet.check_host(ip)?;
+            if let Some(other) = state.containers.iter().find(|c| c.ip == Some(ip)) {
+                return Err(Error::Conflict(format!(
+                    "address {ip} is already used by container {}",
+                    other.name
+                )));
+            }
+            Ok(Some(ip))
+        }
+        (Network::Bridge, None) => Ok(Some(
+            state.subnet.next_free(&state.taken_ips()).ok_or_else(|| {
+                Error::Conflict(format!("no free address left in {}", state.subnet))
+            })?,
+        )),
+        (_, Some(_)) => Err(Error::Invalid("--ip needs --network bridge".into())),
+        (_, None) => Ok(None),
+    }
+}
+
+/// Creates a container on the lab and records it; nothing is left when it fails.
+pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
+    names::check_container(&req.name)?;
+    let lab = s.state.name.clone();
+    if s.state.container(&req.name).is_some() {
+        return Err(Error::Conflict(format!(
+            "container {} already exists in lab {lab}",
+            req.name
+        )));
+    }
+    if req.runtime_netns.is_some() && req.network == Network::Host {
+        return Err(Error::Invalid(
+            "a runtime's namespace cannot join the host network".into(),
+        ));
+    }
+    let own_ns = (req.network != Network::Host && req.runtime_netns.is_none())
+        .then(|| names::container_netns(&lab, &req.name));
+    if let Some(ns) = &own_ns
+        && crate::netlink::netns::exists(ns)
+    {
+        return Err(Error::Conflict(format!(
+            "network namespace {ns} already exists"
+        )));
+    }
+    let ip = address(s, req)?;
+    let mut c = Container {
+        name: req.name.clone(),
+        network: req.network,
+        netns: own_ns,
+        runtime_netns: req.runtime_netns.clone(),
+        ifname: req.ifname.clone(),
+        ip,
+        veth: (req.network == Network::Bridge).then(|| names::veth(&lab, &req.name)),
+        mac: None,
+    };
+    topology::add_container(&s.state, &mut c)?;
+    s.state.containers.push(c.clone());
+    let done = s.datapath().attach(&s.state, &c).and_then(|()| s.save());
+    if let Err(e) = done {
+        let _ = s.datapath().detach(&s.state, &c);
+        s.state.containers.pop();
+        let _ = topology::remove_container(&s.state, &c);
+        return Err(e);
+    }
+    Ok(c)
+}
+
+/// Removes a container: withdraws its ports, detaches it from the datapath, removes its
+/// interface (and its namespace, when netlab made it), and forgets it. The state never
+/// claims less or more than the kernel has: when the interface cannot be removed, the
+/// container stays listed (without its ports) so that `rm` can be tried again.
+pub fn detach(s: &mut Session, name: &str) -> Result<()> {
+    let Some(c) = s.state.container(name).cloned() else {
+        return Err(Error::Invalid(format!(
+            "no container {name} in lab {}",
+            s.state.name
+        )));
+    };
+    let specs: Vec<_> = s.state.ports_of(name).map(|p| p.spec).collect();
+    publish::unpublish(s, name, &specs)?;
+    let dp = s.datapath();
+    let gone = dp
+        .detach(&s.state, &c)
+        .and_then(|()| topology::remove_container(&s.state, &c));
+    if gone.is_ok() {
+        s.state.containers.retain(|x| x.name != name);
+    }
+    s.save()?;
+    gone
+}

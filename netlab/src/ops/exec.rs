@@ -1,0 +1,57 @@
+//! What `exec` needs to run a command as part of a lab: the namespace a name refers to
+//! (a container, `host` or `wan`), and for `host` the cgroup that sees host-local
+//! publishing.
+
+use std::path::PathBuf;
+
+use crate::{
+    datapath,
+    error::{Error, Result},
+    lab::{LabState, Network},
+    netlink::netns,
+    topology,
+};
+
+/// Where a command of a lab runs.
+pub struct Target {
+    /// `None`: the namespace netlab runs in (the machine's, for such a lab).
+    pub netns: Option<PathBuf>,
+    /// A cgroup to join first.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// The namespace and cgroup a name refers to.
+pub fn target(state: &LabState, name: &str) -> Result<Target> {
+    let host = || state.host_netns.as_deref().map(netns::path);
+    let netns = match name {
+        "host" => host(),
+        "wan" => Some(state.wan_netns.as_deref().map(netns::path).ok_or_else(|| {
+            Error::Invalid(format!(
+                "lab {} has no wan namespace: it was not started with --sandbox",
+                state.name
+            ))
+        })?),
+        _ => {
+            let c = state.container(name).ok_or_else(|| {
+                Error::Invalid(format!("no container {name} in lab {}", state.name))
+            })?;
+            match c.network {
+                Network::Host => host(),
+                _ => topology::container_ns(c).or_else(host),
+            }
+        }
+    };
+    let cgroup = if name == "host" {
+        datapath::for_kind(state.datapath).host_cgroup(state)?
+    } else {
+        None
+    };
+    Ok(Target { netns, cgroup })
+}
+
+/// Moves the calling process into `cgroup` (cgroup v2: its `cgroup.procs`).
+pub fn join_cgroup(cgroup: &std::path::Path) -> Result<()> {
+    let procs = cgroup.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| Error::io("join cgroup", &procs, e))
+}

@@ -1,0 +1,208 @@
+//! `up`: build a lab — its topology and its datapath — or nothing at all.
+
+use std::{net::Ipv4Addr, path::Path};
+
+use crate::{
+    datapath,
+    error::{Error, Result},
+    lab::{DatapathKind, LabState, NatOptions, STATE_VERSION, Subnet, names},
+    netlink::netns,
+    store::Locked,
+    topology::{self, sandbox},
+};
+
+/// What `up` is asked for.
+#[derive(Clone, Debug)]
+pub struct UpRequest {
+    pub lab: String,
+    /// Build the lab in its own `<lab>-host` and `<lab>-wan` namespaces; otherwise in
+    /// the namespace netlab runs in (the machine's, or a runtime's named one).
+    pub sandbox: bool,
+    pub datapath: DatapathKind,
+    pub subnet: Subnet,
+    /// Not with `sandbox`: the interface to masquerade behind (default: the default
+    /// route's).
+    pub uplink: Option<String>,
+    pub nat: NatOptions,
+    pub debug: bool,
+}
+
+impl UpRequest {
+    /// Checks what can be checked before anything is made.
+    fn check(&self) -> Result<()> {
+        names::check_lab(&self.lab)?;
+        let n = &self.nat;
+        for (name, v) in [
+            ("--tcp-timeout", n.tcp_established_secs),
+            ("--tcp-transitory-timeout", n.tcp_transitory_secs),
+            ("--udp-timeout", n.udp_secs),
+            ("--icmp-timeout", n.icmp_secs),
+        ] {
+            if v == 0 {
+                return Err(Error::Invalid(format!("{name} must be at least 1 second")));
+            }
+        }
+        if self.datapath != DatapathKind::Ebpf && (!n.fast_path || self.debug) {
+            let flag = if self.debug {
+                "--debug"
+            } else {
+                "--no-fast-path"
+            };
+            return Err(Error::Invalid(format!(
+                "{flag} applies to the ebpf datapath only, not to {}",
+                self.datapath.name()
+            )));
+        }
+        if self.sandbox && self.uplink.is_some() {
+            return Err(Error::Invalid(
+                "--uplink cannot be used with --sandbox: the sandbox has its own uplink".into(),
+            ));
+        }
+        if self.datapath == DatapathKind::Routed && !self.sandbox {
+            return Err(Error::Invalid(
+                "--datapath routed (no NAT, the benchmark's baseline) needs --sandbox".into(),
+            ));
+        }
+        if self.sandbox {
+            for (what, net, prefix) in [
+                (
+                    "the sandbox's uplink network",
+                    sandbox::HOST_ADDR,
+                    sandbox::LAN_PREFIX,
+                ),
+                (
+                    "the sandbox's \"internet\"",
+                    sandbox::INTERNET_ADDR,
+                    sandbox::INTERNET_PREFIX,
+                ),
+            ] {
+                if self.subnet.overlaps(net, prefix) {
+                    return Err(Error::Invalid(format!(
+                        "subnet {} overlaps {what} ({}/{prefix}): pick another --subnet",
+                        self.subnet,
+                        Subnet::containing(net, prefix)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
+fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
+    const KEY: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = netns::run_in(host, || {
+        std::fs::read_to_string(KEY).map_err(|e| Error::io("read", KEY, e))
+    })?;
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u16>().ok());
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Error::Invalid(format!("cannot read {KEY}: {text:?}"))),
+    }
+}
+
+/// Refuses a NAT port range that shares ports with the host's own connections, or with
+/// another eBPF lab masquerading behind the same uplink.
+fn check_nat_ports(state: &LabState) -> Result<()> {
+    let (min, max) = (state.nat.port_min, state.nat.port_max);
+    let (lo, hi) = ephemeral_ports(&topology::host_ns(state))?;
+    if min <= hi && lo <= max {
+        return Err(Error::Invalid(format!(
+            "--nat-ports {min}-{max} overlaps the lab host's ephemeral ports {lo}-{hi} (net.ipv4.ip_local_port_range): the NAT and the host's own connections would share ports; pick a range outside it, e.g. 20000-29999"
+        )));
+    }
+    if state.datapath != DatapathKind::Ebpf {
+        return Ok(());
+    }
+    for other in crate::store::all_labs()? {
+        if other.name == state.name
+            || other.datapath != DatapathKind::Ebpf
+            || other.host_netns != state.host_netns
+            || other.uplink != state.uplink
+        {
+            continue;
+        }
+        if min <= other.nat.port_max && other.nat.port_min <= max {
+            return Err(Error::Conflict(format!(
+                "lab {} already masquerades behind {} with NAT ports {}-{}: give this lab other --nat-ports",
+                other.name, state.uplink, other.nat.port_min, other.nat.port_max
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the lab: sandbox namespaces (or the uplink of the current namespace), bridge,
+/// forwarding, datapath; saves its state. On any failure, removes what it made.
+pub fn up(req: &UpRequest) -> Result<LabState> {
+    req.check()?;
+    let lab = req.lab.as_str();
+    let lock = Locked::acquire(lab)?;
+    if lock.load()?.is_some() {
+        return Err(Error::Conflict(format!(
+            "lab {lab} is already up: run `netlab down --lab {lab}` first"
+        )));
+    }
+    if req.sandbox {
+        for ns in [names::host_netns(lab), names::wan_netns(lab)] {
+            if netns::exists(&ns) {
+                return Err(Error::Conflict(format!(
+                    "network namespace {ns} is left from an earlier lab {lab}: run `netlab down --lab {lab}`"
+                )));
+            }
+        }
+    }
+    let host_netns = if req.sandbox {
+        Some(names::host_netns(lab))
+    } else {
+        netns::current_name()?
+    };
+    let mut state = LabState {
+        version: STATE_VERSION,
+        name: lab.to_string(),
+        sandbox: req.sandbox,
+        datapath: req.datapath,
+        subnet: req.subnet,
+        bridge: names::bridge(lab),
+        bridge_addr: req.subnet.gateway(),
+        uplink: String::new(),
+        uplink_addr: Ipv4Addr::UNSPECIFIED,
+        host_netns,
+        wan_netns: req.sandbox.then(|| names::wan_netns(lab)),
+        ip_forward_was: None,
+        nat: req.nat,
+        debug: req.debug,
+        containers: Vec::new(),
+        ports: Vec::new(),
+    };
+    let dp = datapath::for_kind(req.datapath);
+    let built = (|| -> Result<()> {
+        let (uplink, addr) = if req.sandbox {
+            topology::build_sandbox(lab)?
+        } else {
+            topology::find_uplink(req.uplink.as_deref())?
+        };
+        state.uplink = uplink;
+        state.uplink_addr = addr;
+        if req.subnet.contains(addr) {
+            return Err(Error::Invalid(format!(
+                "subnet {} contains the uplink address {addr}: pick another --subnet",
+                req.subnet
+            )));
+        }
+        check_nat_ports(&state)?;
+        state.ip_forward_was = Some(topology::build_bridge(&state)?);
+        dp.setup(&state)
+    })();
+    if let Err(e) = built {
+        // Nothing half-done: remove whatever was made.
+        let _ = dp.teardown(&state);
+        let _ = topology::teardown(&state);
+        return Err(e);
+    }
+    lock.save(&state)?;
+    Ok(state)
+}

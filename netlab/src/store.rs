@@ -1,0 +1,106 @@
+//! Where a lab's state lives: `/run/netlab/<lab>/state.json`, edited under the lab's
+//! lock (`/run/netlab/<lab>.lock`, outside the directory so that `down` can remove it).
+//! A command on a lab that does not exist leaves neither behind.
+
+use std::{fs, path::PathBuf};
+
+use crate::{
+    error::{Error, Result},
+    lab::LabState,
+    lockfile::FileLock,
+};
+
+pub const STATE_DIR: &str = "/run/netlab";
+
+/// Every lab's state as it is now, read without locks (a snapshot, for checks across
+/// labs).
+pub fn all_labs() -> Result<Vec<LabState>> {
+    let mut labs = Vec::new();
+    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
+        let path = entry.path().join("state.json");
+        if let Ok(text) = fs::read_to_string(&path)
+            && let Ok(state) = serde_json::from_str::<LabState>(&text)
+        {
+            labs.push(state);
+        }
+    }
+    Ok(labs)
+}
+
+/// An exclusive lock on one lab's state, held for the whole command.
+pub struct Locked {
+    pub lab: String,
+    lock: Option<FileLock>,
+}
+
+fn dir(lab: &str) -> PathBuf {
+    PathBuf::from(STATE_DIR).join(lab)
+}
+
+fn file(lab: &str) -> PathBuf {
+    dir(lab).join("state.json")
+}
+
+impl Locked {
+    /// Takes the lab's lock, waiting for another netlab command on the same lab.
+    pub fn acquire(lab: &str) -> Result<Self> {
+        let lock = FileLock::acquire(PathBuf::from(STATE_DIR).join(format!("{lab}.lock")))?;
+        Ok(Self {
+            lab: lab.to_string(),
+            lock: Some(lock),
+        })
+    }
+
+    pub fn load(&self) -> Result<Option<LabState>> {
+        let path = file(&self.lab);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let state: LabState = serde_json::from_str(&text)
+            .map_err(|e| Error::io("parse", &path, std::io::Error::other(e)))?;
+        Ok(Some(state))
+    }
+
+    /// The lab's state, or a clear error when the lab is not up.
+    pub fn require(&self) -> Result<LabState> {
+        self.load()?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "lab {} is not up: run `netlab up --lab {}` first",
+                self.lab, self.lab
+            ))
+        })
+    }
+
+    /// Writes the state atomically (temp file and rename).
+    pub fn save(&self, state: &LabState) -> Result<()> {
+        let d = dir(&self.lab);
+        fs::create_dir_all(&d).map_err(|e| Error::io("create", &d, e))?;
+        let tmp = d.join("state.json.tmp");
+        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
+        fs::rename(&tmp, file(&self.lab)).map_err(|e| Error::io("rename", &tmp, e))
+    }
+
+    /// Removes the state directory; the lock file goes when the lock is released.
+    pub fn remove(self) -> Result<()> {
+        let d = dir(&self.lab);
+        match fs::remove_dir_all(&d) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &d, e)),
+        }
+    }
+}
+
+impl Drop for Locked {
+    /// A lab without state keeps no lock file (and the last one no /run/netlab).
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take()
+            && !file(&self.lab).exists()
+        {
+            lock.remove();
+        }
+    }
+}
