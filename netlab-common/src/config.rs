@@ -1,7 +1,8 @@
 //! The datapath's runtime configuration: the single element of the `CONFIG` array map.
 
-/// Forward translated packets of established flows straight to their next hop from TC
-/// (`bpf_fib_lookup` + `bpf_redirect`), skipping the host's IP forwarding path.
+/// Forward packets from TC straight to their next hop (the endpoint programs, and
+/// `bpf_redirect_peer` into containers), skipping the bridge and the host's IP
+/// forwarding path.
 pub const FLAG_FAST_PATH: u32 = 1;
 
 /// Written by `netlab up`; read by every program on every packet.
@@ -21,19 +22,28 @@ pub struct Config {
     /// SNAT port range, inclusive, **host byte order**.
     pub nat_port_min: u16,
     pub nat_port_max: u16,
-    /// Conntrack timeouts in seconds after the last packet.
+    /// Conntrack timeouts in seconds after the last packet: TCP by state, UDP before
+    /// and after it becomes a two-way stream, ICMP.
+    pub tcp_syn_secs: u32,
     pub tcp_established_secs: u32,
-    /// SYN sent, FIN or RST seen.
-    pub tcp_transitory_secs: u32,
+    /// FIN one way (FIN_WAIT, CLOSE_WAIT).
+    pub tcp_fin_secs: u32,
+    pub tcp_time_wait_secs: u32,
+    /// After a reset.
+    pub tcp_close_secs: u32,
     pub udp_secs: u32,
+    pub udp_stream_secs: u32,
     pub icmp_secs: u32,
     /// [`FLAG_FAST_PATH`]...
     pub flags: u32,
+    /// The bridge's MAC: the source of frames the fast path delivers to containers.
+    pub bridge_mac: [u8; 6],
+    pub _pad: [u8; 2],
     /// Cookie of the lab host's network namespace: the host-local publishing programs
     /// act only on sockets there (`bpf_get_netns_cookie`).
     pub host_netns_cookie: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 80);
 
 impl Default for Config {
     fn default() -> Self {
@@ -46,11 +56,17 @@ impl Default for Config {
             bridge_ifindex: 0,
             nat_port_min: 20_000,
             nat_port_max: 29_999,
+            tcp_syn_secs: 30,
             tcp_established_secs: 7_440,
-            tcp_transitory_secs: 120,
+            tcp_fin_secs: 120,
+            tcp_time_wait_secs: 120,
+            tcp_close_secs: 10,
             udp_secs: 30,
+            udp_stream_secs: 120,
             icmp_secs: 30,
             flags: FLAG_FAST_PATH,
+            bridge_mac: [0; 6],
+            _pad: [0; 2],
             host_netns_cookie: 0,
         }
     }
@@ -60,5 +76,11 @@ impl Config {
     /// Whether `addr` (network byte order) is inside the lab subnet.
     pub const fn in_subnet(&self, addr: u32) -> bool {
         addr & self.subnet_mask == self.subnet
+    }
+
+    /// Whether `addr` (network byte order) is one of the lab host's own addresses that
+    /// ports are published on (uplink or bridge).
+    pub const fn is_host(&self, addr: u32) -> bool {
+        addr == self.uplink_addr || addr == self.bridge_addr
     }
 }

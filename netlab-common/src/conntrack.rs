@@ -1,27 +1,34 @@
-//! Connection tracking entries and the TCP state machine.
+//! Connection tracking: entries, the TCP state machine, timeouts.
 //!
-//! A flow is tracked as two entries, one per direction, each keyed by the tuple *as the
-//! hook sees it before translation*, in the zone of that hook. The entry says what to
-//! rewrite the packet to. For a masqueraded flow from 172.18.0.2:45000 to 203.0.113.1:80
-//! leaving through 198.51.100.2:P:
+//! A flow is tracked as two entries, one per direction, each keyed by the tuple *as a
+//! packet of that direction carries it before translation*, in the zone of where it
+//! comes from: [`ZONE_FROM_CTR`] for what a container sends (seen at its veth, at the
+//! bridge or at the uplink's egress: every hook uses the same key), [`ZONE_FROM_OUTSIDE`]
+//! for what arrives on the uplink. The entry says what to rewrite the packet to. For a
+//! masqueraded flow from 172.18.0.2:45000 to 203.0.113.1:80 leaving as 198.51.100.2:P:
 //!
 //! ```text
-//! zone UPLINK_OUT  172.18.0.2:45000 -> 203.0.113.1:80   => rewrite src to 198.51.100.2:P
-//! zone UPLINK_IN   203.0.113.1:80 -> 198.51.100.2:P     => rewrite dst to 172.18.0.2:45000
+//! FROM_CTR      172.18.0.2:45000 -> 203.0.113.1:80   => rewrite src to 198.51.100.2:P
+//! FROM_OUTSIDE  203.0.113.1:80 -> 198.51.100.2:P     => rewrite dst to 172.18.0.2:45000
 //! ```
 //!
-//! The UPLINK_IN key is what makes a NAT port unique per destination: it is inserted
-//! first, with `BPF_NOEXIST`, and a port is taken only if that insert succeeds.
+//! The reply direction's key is what makes a translation unique: it is inserted first,
+//! with `BPF_NOEXIST`, and a NAT port is taken only if that insert succeeds.
+//!
+//! Two tables: flows that are not (yet, or any more) established live in an LRU table
+//! (`CT_PENDING`: handshakes, unanswered datagrams, closing flows), established ones in
+//! a hash table that never evicts (`CT`). A flood of half-open flows therefore churns
+//! only the first; an established flow leaves the second only when it closes, expires
+//! or is withdrawn. Both halves of a flow are always in the same table.
 
-/// The hook a key belongs to; part of the key so that the same tuple seen by two hooks
-/// never collides.
-pub const ZONE_UPLINK_OUT: u8 = 1;
-pub const ZONE_UPLINK_IN: u8 = 2;
-pub const ZONE_BRIDGE_IN: u8 = 3;
+/// Where a packet comes from; part of the key so that the tuples of the two sides
+/// never collide.
+pub const ZONE_FROM_CTR: u8 = 1;
+pub const ZONE_FROM_OUTSIDE: u8 = 2;
 
-/// Conntrack key: the 5-tuple as seen by the hook, plus the zone.
-/// Addresses and ports in network byte order; for ICMP echo both ports hold the echo
-/// identifier (the "port" of an ICMP flow), as Linux and Cilium do.
+/// Conntrack key: the 5-tuple as the packet carries it, plus the zone. Addresses and
+/// ports in network byte order; for ICMP echo both ports hold the echo identifier
+/// (the "port" of an ICMP flow), as Linux and Cilium do.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -50,10 +57,11 @@ impl CtKey {
     }
 }
 
-/// Conntrack entry: the translated tuple for one direction of a flow, and its bookkeeping.
+/// Conntrack entry: the translated tuple for one direction of a flow, the flow's state
+/// (the same in both entries), and this direction's counters.
 ///
-/// The packet is rewritten to `(saddr, daddr, sport, dport)`; fields equal to the key are
-/// left alone. The reply direction's key is this tuple reversed, in `pair_zone`
+/// The packet is rewritten to `(saddr, daddr, sport, dport)`; fields equal to the key
+/// are left alone. The other direction's key is this tuple reversed, in `pair_zone`
 /// ([`CtEntry::pair_key`]), so either entry finds the other.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -64,24 +72,27 @@ pub struct CtEntry {
     pub daddr: u32,
     pub sport: u16,
     pub dport: u16,
-    /// Zone of the paired (reply) entry.
+    /// Zone of the paired (other direction's) entry.
     pub pair_zone: u8,
     /// TCP state ([`TCP_SYN_SENT`]...), 0 for UDP and ICMP.
     pub state: u8,
-    /// [`FLAG_ORIGIN`] on the direction that opened the flow.
+    /// [`FLAG_ORIGIN`], [`FLAG_SEEN_REPLY`], [`FLAG_ASSURED`].
     pub flags: u8,
     pub _pad: u8,
-    /// The published mapping this flow goes through (`PUBLISH_STATS` index), 0 if none.
+    /// The published mapping this flow goes through (`MAPPINGS` index), 0 if none.
     pub pub_id: u32,
+    /// The mapping's generation when the flow began: a withdrawn mapping's flows are dead.
+    pub pub_gen: u32,
+    /// Seconds of the coarse monotonic clock when the flow began.
+    pub created: u32,
+    /// Seconds of the coarse monotonic clock of this direction's last packet; written
+    /// only when it changes. A flow expires when both directions are idle too long.
+    pub last_seen: u32,
+    pub packets: u32,
     pub _pad2: u32,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was created.
-    pub created_ns: u64,
-    /// `bpf_ktime_get_ns()` of the last packet in this direction.
-    pub last_seen_ns: u64,
-    pub packets: u64,
     pub bytes: u64,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 48);
 
 impl CtEntry {
     /// The key of the other direction of this flow.
@@ -97,128 +108,246 @@ impl CtEntry {
     }
 }
 
-/// The entry of the direction that opened the flow (for listing flows once).
+/// On the entry of the direction that opened the flow.
 pub const FLAG_ORIGIN: u8 = 1;
+/// The reply direction has carried a packet.
+pub const FLAG_SEEN_REPLY: u8 = 2;
+/// Established (TCP) or a two-way stream (UDP, ICMP): the flow lives in `CT`.
+pub const FLAG_ASSURED: u8 = 4;
+/// A later packet of the originating direction after a reply: what makes a UDP or ICMP
+/// flow a stream (it is then assured).
+pub const FLAG_STREAM: u8 = 8;
 
-/// TCP states, per direction entry. Numbers are stable: they appear in `--json`.
+/// TCP states. Numbers are stable (they are in pinned maps); `netlab conntrack` shows
+/// the names.
 pub const TCP_NONE: u8 = 0;
 pub const TCP_SYN_SENT: u8 = 1;
 pub const TCP_ESTABLISHED: u8 = 2;
-pub const TCP_CLOSING: u8 = 3;
-pub const TCP_CLOSED: u8 = 4;
+/// FIN from the side that opened the flow.
+pub const TCP_FIN_WAIT: u8 = 3;
+/// Reset.
+pub const TCP_CLOSE: u8 = 4;
+/// The SYN was answered with SYN-ACK; the opener's ACK is still to come.
+pub const TCP_SYN_RECV: u8 = 5;
+/// FIN from the side that answered.
+pub const TCP_CLOSE_WAIT: u8 = 6;
+/// FINs both ways.
+pub const TCP_TIME_WAIT: u8 = 7;
 
-/// Next TCP state after a packet with `flags` (byte 13 of the TCP header).
-///
-/// Deliberately coarse, like a NAT needs: RST closes, FIN starts closing (and a closing
-/// flow never goes back to established), SYN without ACK (re)starts a flow, and anything
-/// else with ACK on a new or starting flow establishes it.
-pub const fn tcp_next_state(state: u8, flags: u8) -> u8 {
-    use crate::proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-    if flags & TCP_RST != 0 {
-        return TCP_CLOSED;
-    }
-    if flags & TCP_FIN != 0 {
-        return if state == TCP_CLOSED {
-            TCP_CLOSED
-        } else {
-            TCP_CLOSING
-        };
-    }
-    match state {
-        TCP_CLOSING | TCP_CLOSED if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 => TCP_SYN_SENT,
-        TCP_CLOSING | TCP_CLOSED => state,
-        _ if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 => TCP_SYN_SENT,
-        _ if flags & TCP_ACK != 0 => TCP_ESTABLISHED,
-        _ => {
-            if state == TCP_NONE {
-                TCP_SYN_SENT
-            } else {
-                state
-            }
-        }
+/// The name `netlab conntrack` shows for a TCP state, as nf_conntrack names them.
+pub const fn tcp_state_name(s: u8) -> &'static str {
+    match s {
+        TCP_SYN_SENT => "SYN_SENT",
+        TCP_SYN_RECV => "SYN_RECV",
+        TCP_ESTABLISHED => "ESTABLISHED",
+        TCP_FIN_WAIT => "FIN_WAIT",
+        TCP_CLOSE_WAIT => "CLOSE_WAIT",
+        TCP_TIME_WAIT => "TIME_WAIT",
+        TCP_CLOSE => "CLOSE",
+        _ => "NONE",
     }
 }
 
-/// Seconds an entry lives after its last packet, by protocol and state.
-pub const fn timeout_secs(cfg: &crate::config::Config, proto: u8, state: u8) -> u32 {
+/// Next TCP state of a flow after a packet with `flags` (byte 13 of the TCP header),
+/// sent by the side that opened the flow (`from_origin`) or by the other one.
+///
+/// nf_conntrack's machine, without its sequence-window checks: only the opener's SYN
+/// starts a flow (the datapath opens TCP flows on a SYN only), only the answer's
+/// SYN-ACK makes it SYN_RECV, only the opener's ACK after that establishes it. FINs
+/// close it one side at a time; RST closes it. A new SYN from the opener reopens a flow
+/// that is closed or in TIME_WAIT.
+pub const fn tcp_next_state(state: u8, flags: u8, from_origin: bool) -> u8 {
+    use crate::proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+    let syn = flags & TCP_SYN != 0;
+    let ack = flags & TCP_ACK != 0;
+    if flags & TCP_RST != 0 {
+        return TCP_CLOSE;
+    }
+    if syn {
+        return match (state, from_origin, ack) {
+            (TCP_NONE | TCP_SYN_SENT | TCP_TIME_WAIT | TCP_CLOSE, true, false) => TCP_SYN_SENT,
+            (TCP_SYN_SENT | TCP_SYN_RECV, false, true) => TCP_SYN_RECV,
+            _ => state,
+        };
+    }
+    if flags & TCP_FIN != 0 {
+        return match (state, from_origin) {
+            (TCP_ESTABLISHED | TCP_SYN_RECV, true) => TCP_FIN_WAIT,
+            (TCP_ESTABLISHED, false) => TCP_CLOSE_WAIT,
+            (TCP_CLOSE_WAIT, true) | (TCP_FIN_WAIT, false) => TCP_TIME_WAIT,
+            _ => state,
+        };
+    }
+    match state {
+        TCP_SYN_RECV if from_origin && ack => TCP_ESTABLISHED,
+        _ => state,
+    }
+}
+
+/// Whether a TCP state has ended the connection: the flow leaves `CT` for the LRU table.
+pub const fn tcp_closed(state: u8) -> bool {
+    matches!(state, TCP_TIME_WAIT | TCP_CLOSE)
+}
+
+/// The flags of a flow after a packet of one direction: a reply marks it seen, a later
+/// packet of the opener makes it a stream, and an established TCP flow or a two-way UDP
+/// or ICMP stream is assured (it belongs in `CT`).
+pub const fn next_flags(flags: u8, proto: u8, state: u8, from_origin: bool) -> u8 {
+    let mut f = flags;
+    if !from_origin {
+        f |= FLAG_SEEN_REPLY;
+    } else if f & FLAG_SEEN_REPLY != 0 {
+        f |= FLAG_STREAM;
+    }
+    let assured = if proto == crate::proto::IPPROTO_TCP {
+        f & FLAG_SEEN_REPLY != 0 && matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT)
+    } else {
+        f & FLAG_STREAM != 0
+    };
+    if assured {
+        f |= FLAG_ASSURED;
+    } else {
+        f &= !FLAG_ASSURED;
+    }
+    f
+}
+
+/// Seconds a flow lives after its last packet, by protocol, state and flags.
+pub const fn timeout_secs(cfg: &crate::config::Config, proto: u8, state: u8, flags: u8) -> u32 {
     match proto {
         crate::proto::IPPROTO_TCP => match state {
             TCP_ESTABLISHED => cfg.tcp_established_secs,
-            _ => cfg.tcp_transitory_secs,
+            TCP_SYN_SENT | TCP_SYN_RECV => cfg.tcp_syn_secs,
+            TCP_TIME_WAIT => cfg.tcp_time_wait_secs,
+            TCP_CLOSE => cfg.tcp_close_secs,
+            _ => cfg.tcp_fin_secs,
         },
-        crate::proto::IPPROTO_UDP => cfg.udp_secs,
+        crate::proto::IPPROTO_UDP => {
+            if flags & FLAG_ASSURED != 0 {
+                cfg.udp_stream_secs
+            } else {
+                cfg.udp_secs
+            }
+        }
         _ => cfg.icmp_secs,
     }
 }
 
-/// Whether an entry last seen at `last_seen_ns` has expired at `now_ns`.
+/// Whether a flow last seen at `last_seen` (seconds) has expired at `now`.
 pub const fn expired(
     cfg: &crate::config::Config,
     proto: u8,
     state: u8,
-    last_seen_ns: u64,
-    now_ns: u64,
+    flags: u8,
+    last_seen: u32,
+    now: u32,
 ) -> bool {
-    let timeout_ns = timeout_secs(cfg, proto, state) as u64 * 1_000_000_000;
-    now_ns > last_seen_ns && now_ns - last_seen_ns > timeout_ns
+    now > last_seen && now - last_seen > timeout_secs(cfg, proto, state, flags)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+    use crate::proto::{IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+    const O: bool = true;
+    const R: bool = false;
 
     #[test]
-    fn handshake_establishes() {
-        let s = tcp_next_state(TCP_NONE, TCP_SYN);
+    fn only_the_openers_ack_establishes() {
+        let s = tcp_next_state(TCP_NONE, TCP_SYN, O);
         assert_eq!(s, TCP_SYN_SENT);
-        assert_eq!(tcp_next_state(s, TCP_SYN | TCP_ACK), TCP_ESTABLISHED);
-        assert_eq!(tcp_next_state(s, TCP_ACK), TCP_ESTABLISHED);
-        assert_eq!(tcp_next_state(TCP_ESTABLISHED, TCP_ACK), TCP_ESTABLISHED);
+        // An answer that is not a SYN-ACK does not move it; the SYN-ACK does.
+        assert_eq!(tcp_next_state(s, TCP_ACK, R), TCP_SYN_SENT);
+        let s = tcp_next_state(s, TCP_SYN | TCP_ACK, R);
+        assert_eq!(s, TCP_SYN_RECV);
+        // A second SYN-ACK, or the opener's SYN again, is not the ACK.
+        assert_eq!(tcp_next_state(s, TCP_SYN | TCP_ACK, R), TCP_SYN_RECV);
+        assert_eq!(tcp_next_state(s, TCP_ACK, R), TCP_SYN_RECV);
+        assert_eq!(tcp_next_state(s, TCP_ACK, O), TCP_ESTABLISHED);
     }
 
     #[test]
-    fn fin_and_rst_close() {
+    fn a_syn_from_the_other_side_opens_nothing() {
+        assert_eq!(tcp_next_state(TCP_NONE, TCP_ACK, O), TCP_NONE);
+        assert_eq!(tcp_next_state(TCP_SYN_SENT, TCP_SYN, R), TCP_SYN_SENT);
+        assert_eq!(tcp_next_state(TCP_ESTABLISHED, TCP_SYN, O), TCP_ESTABLISHED);
+    }
+
+    #[test]
+    fn fins_close_one_side_at_a_time() {
+        let s = tcp_next_state(TCP_ESTABLISHED, TCP_FIN | TCP_ACK, R);
+        assert_eq!(s, TCP_CLOSE_WAIT);
+        assert_eq!(tcp_next_state(s, TCP_ACK, O), TCP_CLOSE_WAIT);
+        assert_eq!(tcp_next_state(s, TCP_FIN | TCP_ACK, O), TCP_TIME_WAIT);
+        let s = tcp_next_state(TCP_ESTABLISHED, TCP_FIN | TCP_ACK, O);
+        assert_eq!(s, TCP_FIN_WAIT);
+        assert_eq!(tcp_next_state(s, TCP_FIN, O), TCP_FIN_WAIT);
+        assert_eq!(tcp_next_state(s, TCP_FIN | TCP_ACK, R), TCP_TIME_WAIT);
+    }
+
+    #[test]
+    fn rst_closes_and_a_new_syn_reopens() {
+        assert_eq!(tcp_next_state(TCP_ESTABLISHED, TCP_RST, R), TCP_CLOSE);
         assert_eq!(
-            tcp_next_state(TCP_ESTABLISHED, TCP_FIN | TCP_ACK),
-            TCP_CLOSING
+            tcp_next_state(TCP_SYN_SENT, TCP_RST | TCP_ACK, R),
+            TCP_CLOSE
         );
-        assert_eq!(tcp_next_state(TCP_CLOSING, TCP_ACK), TCP_CLOSING);
-        assert_eq!(tcp_next_state(TCP_ESTABLISHED, TCP_RST), TCP_CLOSED);
-        assert_eq!(tcp_next_state(TCP_CLOSED, TCP_FIN), TCP_CLOSED);
-        assert_eq!(tcp_next_state(TCP_CLOSED, TCP_ACK), TCP_CLOSED);
+        assert_eq!(tcp_next_state(TCP_CLOSE, TCP_SYN, O), TCP_SYN_SENT);
+        assert_eq!(tcp_next_state(TCP_TIME_WAIT, TCP_SYN, O), TCP_SYN_SENT);
+        assert_eq!(tcp_next_state(TCP_CLOSE, TCP_ACK, O), TCP_CLOSE);
+        assert!(tcp_closed(TCP_CLOSE) && tcp_closed(TCP_TIME_WAIT));
+        assert!(!tcp_closed(TCP_FIN_WAIT));
     }
 
     #[test]
-    fn new_syn_reopens_a_closed_tuple() {
-        assert_eq!(tcp_next_state(TCP_CLOSED, TCP_SYN), TCP_SYN_SENT);
-        assert_eq!(tcp_next_state(TCP_CLOSING, TCP_SYN), TCP_SYN_SENT);
+    fn assured_needs_both_ways() {
+        // TCP: established after a reply.
+        let f = next_flags(FLAG_ORIGIN, IPPROTO_TCP, TCP_SYN_SENT, O);
+        assert_eq!(f & FLAG_ASSURED, 0);
+        let f = next_flags(f, IPPROTO_TCP, TCP_SYN_RECV, R);
+        assert_eq!(f & FLAG_ASSURED, 0, "a SYN-ACK does not assure");
+        let f = next_flags(f, IPPROTO_TCP, TCP_ESTABLISHED, O);
+        assert_ne!(f & FLAG_ASSURED, 0);
+        let f = next_flags(f, IPPROTO_TCP, TCP_TIME_WAIT, R);
+        assert_eq!(f & FLAG_ASSURED, 0, "a closed flow is no longer assured");
+        // UDP: question, answer, and a second question.
+        let f = next_flags(FLAG_ORIGIN, IPPROTO_UDP, 0, O);
+        let f = next_flags(f, IPPROTO_UDP, 0, R);
+        assert_eq!(f & FLAG_ASSURED, 0);
+        let f = next_flags(f, IPPROTO_UDP, 0, O);
+        assert_ne!(f & FLAG_ASSURED, 0);
     }
 
     #[test]
     fn timeouts_follow_state() {
         let cfg = crate::config::Config::default();
         assert_eq!(
-            timeout_secs(&cfg, crate::proto::IPPROTO_TCP, TCP_ESTABLISHED),
+            timeout_secs(&cfg, IPPROTO_TCP, TCP_ESTABLISHED, 0),
             cfg.tcp_established_secs
         );
         assert_eq!(
-            timeout_secs(&cfg, crate::proto::IPPROTO_TCP, TCP_CLOSING),
-            cfg.tcp_transitory_secs
+            timeout_secs(&cfg, IPPROTO_TCP, TCP_SYN_RECV, 0),
+            cfg.tcp_syn_secs
         );
         assert_eq!(
-            timeout_secs(&cfg, crate::proto::IPPROTO_UDP, 0),
-            cfg.udp_secs
+            timeout_secs(&cfg, IPPROTO_TCP, TCP_TIME_WAIT, 0),
+            cfg.tcp_time_wait_secs
         );
-        assert!(!expired(&cfg, crate::proto::IPPROTO_UDP, 0, 1_000, 2_000));
-        let later = 1_000 + (cfg.udp_secs as u64 + 1) * 1_000_000_000;
-        assert!(expired(&cfg, crate::proto::IPPROTO_UDP, 0, 1_000, later));
+        assert_eq!(timeout_secs(&cfg, IPPROTO_UDP, 0, 0), cfg.udp_secs);
+        assert_eq!(
+            timeout_secs(&cfg, IPPROTO_UDP, 0, FLAG_ASSURED),
+            cfg.udp_stream_secs
+        );
+        assert!(!expired(&cfg, IPPROTO_UDP, 0, 0, 100, 100 + cfg.udp_secs));
+        assert!(expired(&cfg, IPPROTO_UDP, 0, 0, 100, 101 + cfg.udp_secs));
         assert!(!expired(
             &cfg,
-            crate::proto::IPPROTO_TCP,
+            IPPROTO_TCP,
             TCP_ESTABLISHED,
-            1_000,
-            later
+            FLAG_ASSURED,
+            100,
+            101 + cfg.udp_secs
         ));
     }
 }

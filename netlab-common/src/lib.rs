@@ -11,6 +11,8 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod endpoint;
+pub mod frag;
 pub mod maps;
 pub mod nat;
 pub mod proto;
@@ -28,4 +30,7 @@ mod user {
     unsafe impl aya::Pod for crate::publish::PubRange {}
     unsafe impl aya::Pod for crate::publish::PubStats {}
     unsafe impl aya::Pod for crate::publish::PubBack {}
+    unsafe impl aya::Pod for crate::frag::FragKey {}
+    unsafe impl aya::Pod for crate::frag::FragNat {}
+    unsafe impl aya::Pod for crate::endpoint::Endpoint {}
 }

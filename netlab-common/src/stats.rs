@@ -1,6 +1,7 @@
 //! Counters and drop reasons in the per-CPU `STATS` array.
 //!
-//! Numbers are part of the `--json` contract: never reuse or renumber one; retire it.
+//! `netlab stats` and its `--json` show them by name; a number is never reused for
+//! another meaning (retire it instead).
 
 /// Event counters: index into `STATS`.
 pub mod counter {
@@ -10,15 +11,15 @@ pub mod counter {
     pub const BRIDGE_INGRESS_PACKETS: u32 = 2;
     /// A new masqueraded flow got a NAT port.
     pub const SNAT_NEW_FLOWS: u32 = 3;
-    /// Packets whose source was rewritten at the uplink (masquerade).
+    /// Packets of masqueraded flows translated on the way out.
     pub const SNAT_PACKETS: u32 = 4;
-    /// Replies whose destination was rewritten back at the uplink.
+    /// Replies of masqueraded flows translated back.
     pub const SNAT_REPLY_PACKETS: u32 = 5;
     /// ICMP errors about a tracked flow translated back to the container.
     pub const ICMP_ERRORS_TRANSLATED: u32 = 6;
-    /// Expired conntrack entries removed by the datapath.
+    /// Expired flows removed by the datapath when it met them.
     pub const CT_EXPIRED: u32 = 7;
-    /// Flows promoted from pending to confirmed (first reply seen).
+    /// Flows assured (established, or a two-way stream): moved into `CT`.
     pub const CT_CONFIRMED: u32 = 8;
     /// Passed on purpose without translation.
     pub const PASS_NOT_IPV4: u32 = 9;
@@ -28,14 +29,42 @@ pub mod counter {
     pub const DNAT_NEW_FLOWS: u32 = 12;
     /// Packets whose destination was rewritten to a container (published ports).
     pub const DNAT_PACKETS: u32 = 13;
-    /// Replies of published flows rewritten back at the bridge.
+    /// Replies of published flows translated back.
     pub const DNAT_REPLY_PACKETS: u32 = 14;
     /// Host-local connects/sends redirected to a container by the socket hooks.
     pub const HOST_LOCAL_REDIRECTS: u32 = 15;
-    /// Packets forwarded by the fast path (fib lookup + redirect), skipping the stack.
+    /// Packets the fast path forwarded itself, every way below together.
     pub const FAST_PATH_REDIRECTS: u32 = 16;
+    /// Packets seen at the containers' veths (the endpoint programs).
+    pub const ENDPOINT_PACKETS: u32 = 17;
+    /// Fast path: from a container's veth straight to the uplink.
+    pub const FAST_TO_UPLINK: u32 = 18;
+    /// Fast path: from the uplink straight into a container (`bpf_redirect_peer`).
+    pub const FAST_TO_CONTAINER: u32 = 19;
+    /// Fast path: from one container straight into another (hairpin included).
+    pub const FAST_BETWEEN_CONTAINERS: u32 = 20;
+    /// Packets the fast path left to the stack, by why: too big for the next hop...
+    pub const SLOW_MTU: u32 = 21;
+    /// ...TTL about to run out (the stack answers with time exceeded)...
+    pub const SLOW_TTL: u32 = 22;
+    /// ...a fragment...
+    pub const SLOW_FRAGMENT: u32 = 23;
+    /// ...no route by the uplink, or not a flow the fast path forwards.
+    pub const SLOW_OTHER: u32 = 24;
+    /// Closed flows (TIME_WAIT, reset) moved from `CT` to the LRU table.
+    pub const CT_CLOSED: u32 = 25;
+    /// Assured flows left in the LRU table because `CT` was full.
+    pub const CT_FULL: u32 = 26;
+    /// Expired flows removed by the in-kernel garbage collector.
+    pub const CT_GC_EXPIRED: u32 = 27;
+    /// Garbage collector passes.
+    pub const CT_GC_RUNS: u32 = 28;
+    /// Fragments after the first, translated like their first fragment.
+    pub const FRAGMENTS_TRANSLATED: u32 = 29;
+    /// Flows of a withdrawn published mapping met and removed.
+    pub const CT_WITHDRAWN: u32 = 30;
 
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 31;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -56,6 +85,20 @@ pub mod counter {
         "dnat_reply_packets",
         "host_local_redirects",
         "fast_path_redirects",
+        "endpoint_packets",
+        "fast_to_uplink",
+        "fast_to_container",
+        "fast_between_containers",
+        "slow_mtu",
+        "slow_ttl",
+        "slow_fragment",
+        "slow_other",
+        "ct_closed",
+        "ct_full",
+        "ct_gc_expired",
+        "ct_gc_runs",
+        "fragments_translated",
+        "ct_withdrawn",
     ];
 }
 
@@ -66,7 +109,7 @@ pub mod counter {
 pub enum DropReason {
     /// Headers shorter than they claim to be.
     Truncated = 1,
-    /// IPv4 header length below 20 bytes.
+    /// IPv4 header length below 20 bytes, or a total length that does not fit.
     BadIpHeader = 2,
     /// No free NAT port for this destination in the configured range.
     PortsExhausted = 3,
@@ -74,7 +117,8 @@ pub enum DropReason {
     CtInsertFailed = 4,
     /// Writing the packet (store or checksum helper) failed.
     RewriteFailed = 5,
-    /// A fragment leaving the lab: its L4 header is elsewhere, so it cannot be masqueraded.
+    /// A fragment leaving the lab whose first fragment was not seen: without it, its
+    /// flow is unknown and it cannot be masqueraded.
     Fragment = 6,
     /// A protocol the datapath does not masquerade (not TCP, UDP or ICMP echo/errors).
     UnsupportedProtocol = 7,
@@ -83,10 +127,16 @@ pub enum DropReason {
     /// Traffic from the uplink straight to a container address: neither a published
     /// port nor a reply (Docker 28's "DROP DIRECT ACCESS").
     DirectAccess = 9,
+    /// A packet of a flow of which only one half was left (the other was evicted from
+    /// the LRU table under pressure): the flow is gone, and its packet goes nowhere.
+    HalfFlow = 10,
+    /// A TCP segment that cannot open a flow (not a SYN) and belongs to none, leaving
+    /// the lab.
+    TcpNoFlow = 11,
 }
 
-pub const DROP_BASE: u32 = 32;
-pub const DROP_COUNT: u32 = 10;
+pub const DROP_BASE: u32 = 64;
+pub const DROP_COUNT: u32 = 12;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
 
 /// Names for `netlab stats`, indexed by reason number (0 unused).
@@ -101,6 +151,8 @@ pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [
     "unsupported_protocol",
     "no_config",
     "direct_access",
+    "half_flow",
+    "tcp_no_flow",
 ];
 
 impl DropReason {
@@ -116,8 +168,9 @@ mod tests {
     #[test]
     fn counters_fit_before_drops() {
         const { assert!(counter::COUNT <= DROP_BASE) };
-        assert_eq!(DropReason::DirectAccess as u32 + 1, DROP_COUNT);
-        assert_eq!(DropReason::DirectAccess.index(), STATS_LEN - 1);
+        assert_eq!(counter::NAMES.len() as u32, counter::COUNT);
+        assert_eq!(DropReason::TcpNoFlow as u32 + 1, DROP_COUNT);
+        assert_eq!(DropReason::TcpNoFlow.index(), STATS_LEN - 1);
         assert_eq!(DROP_NAMES.len() as u32, DROP_COUNT);
     }
 }

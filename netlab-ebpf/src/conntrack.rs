@@ -1,228 +1,373 @@
-//! Conntrack: lookup with in-kernel expiry, new flows with a NAT port, confirmation.
+//! Conntrack: lookup with in-kernel expiry, new flows with a unique translation, and the
+//! TCP state machine that moves flows between the two tables.
 //!
-//! Two LRU tables. A new flow enters `Pending` (both directions); the first packet in
-//! the reply direction moves both entries to `Confirmed`. A flood of flows that are never
-//! answered (SYN floods, UDP scans) therefore churns only `Pending`, and LRU eviction in
-//! `Confirmed` only ever picks among flows that have been idle longest.
+//! An established flow is found with one lookup in `CT`, which never evicts. Flows
+//! being opened, unanswered datagrams and closing flows live in the LRU `CT_PENDING`,
+//! where eviction may take one half of a flow and not the other: a hit there is trusted
+//! only if the other half is there too and points back ([`HALF`] otherwise), so
+//! a translation whose reserving half is gone is never used, and never given out twice.
 //!
-//! Expiry needs no userspace sweeper: a lookup that finds an entry idle for longer than
-//! its timeout (by protocol and TCP state) deletes the flow and reports a miss; entries
-//! nobody looks up again are reclaimed by the LRU.
+//! A flow moves to `CT` when it becomes assured (the opener's ACK of an answered
+//! handshake; a UDP or ICMP exchange that goes on after its first answer) and back to
+//! the LRU table when it closes (TIME_WAIT, reset), both halves together.
+//!
+//! Expiry needs no userspace sweeper: a lookup that finds a flow idle for longer than
+//! its timeout (by protocol and state), or one whose published mapping was withdrawn,
+//! deletes it and reports a miss; the garbage collector reclaims the rest.
 //!
 //! Races we accept (documented, as Cilium's conntrack.h does): two CPUs creating the same
-//! new flow at once both try a port; the second insert of the originating direction fails
-//! with EEXIST and that CPU rolls back its reply entry and uses the winner's entry.
-//! Counters and `last_seen_ns` are updated without locks; a lost update costs accuracy,
-//! never correctness.
+//! new flow at once both try a translation; the second insert of the opening direction
+//! fails with EEXIST and that CPU rolls back its reply entry and uses the winner's
+//! entry. Counters, `last_seen` and the mirrored state are written without locks; a
+//! lost update costs accuracy, never a translation.
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, generated::bpf_ktime_get_coarse_ns},
 };
 use netlab_common::{
     config::Config,
-    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, TCP_NONE, expired, tcp_next_state},
+    conntrack::{
+        CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, TCP_NONE, TCP_SYN_SENT, expired, next_flags,
+        tcp_next_state,
+    },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_ICMP, IPPROTO_TCP},
     stats::{DropReason, counter},
 };
 
-use crate::maps::{self, Table};
+use crate::{
+    maps::{self, Table},
+    parse::Packet,
+};
 
+/// Seconds of the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`).
 #[inline(always)]
-pub fn now() -> u64 {
-    unsafe { bpf_ktime_get_ns() }
+pub fn now() -> u32 {
+    (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000_000) as u32
 }
 
-/// A live entry found by [`lookup`].
+/// What [`lookup`] found. A plain struct with every field always set (no enum
+/// payloads or `Option`s): LLVM leaves the unused parts of those undefined, and the
+/// verifier rejects a program that copies an undefined register.
+#[derive(Clone, Copy)]
 pub struct Hit {
-    pub entry: *mut CtEntry,
+    /// [`FOUND`], [`MISSING`] or [`HALF`].
+    pub status: u8,
     pub table: Table,
+    pub entry: *mut CtEntry,
+    /// The other half, when the lookup had to find it (pending flows); null otherwise.
+    pub pair: *mut CtEntry,
 }
 
-/// Finds the entry for `key` in either table. An expired flow is deleted (both
-/// directions) and reported as a miss.
-#[inline(always)]
-pub fn lookup(cfg: &Config, key: &CtKey, now: u64) -> Option<Hit> {
-    let (entry, table) = match maps::ct_get(Table::Confirmed, key) {
-        Some(e) => (e, Table::Confirmed),
-        None => (maps::ct_get(Table::Pending, key)?, Table::Pending),
-    };
-    let e = unsafe { &*entry };
-    if expired(cfg, key.proto, e.state, e.last_seen_ns, now) {
-        let pair = e.pair_key(key.proto);
-        // A one-way stream keeps its flow alive through the busy direction.
-        if let Some(p) = maps::ct_get(table, &pair) {
-            let p = unsafe { &*p };
-            if !expired(cfg, key.proto, p.state, p.last_seen_ns, now) {
-                return Some(Hit { entry, table });
-            }
-        }
-        maps::ct_remove(table, &pair);
-        maps::ct_remove(table, key);
-        maps::count(counter::CT_EXPIRED);
-        return None;
+/// A live flow.
+pub const FOUND: u8 = 0;
+/// No flow.
+pub const MISSING: u8 = 1;
+/// Only one half of the flow was left; it is removed now.
+pub const HALF: u8 = 2;
+
+impl Hit {
+    /// Nothing looked up yet.
+    #[inline(always)]
+    pub fn empty() -> Self {
+        Self::none(MISSING)
     }
-    Some(Hit { entry, table })
+
+    #[inline(always)]
+    fn none(status: u8) -> Self {
+        Self {
+            status,
+            table: Table::Pending,
+            entry: core::ptr::null_mut(),
+            pair: core::ptr::null_mut(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn found(&self) -> bool {
+        self.status == FOUND
+    }
 }
 
-/// Records a packet of `len` bytes on `hit`, and moves the TCP state on `tcp_flags`
-/// (0 for other protocols). A state change is mirrored into the paired entry.
+/// Whether an entry's flow is still alive: not idle too long (both ways), and its
+/// published mapping, if any, not withdrawn.
 #[inline(always)]
-pub fn touch(hit: &Hit, proto: u8, tcp_flags: u8, len: u32, now: u64) {
+fn alive(cfg: &Config, key: &CtKey, e: &CtEntry, pair: *const CtEntry, now: u32) -> bool {
+    if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
+        maps::count(counter::CT_WITHDRAWN);
+        return false;
+    }
+    if !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
+        return true;
+    }
+    // A one-way stream keeps its flow alive through the busy direction.
+    let pair = if pair.is_null() {
+        maps::ct_get(Table::Established, &e.pair_key(key.proto)).map(|p| unsafe { *p })
+    } else {
+        Some(unsafe { *pair })
+    };
+    let alive = pair.is_some_and(|p| !expired(cfg, key.proto, p.state, p.flags, p.last_seen, now));
+    if !alive {
+        maps::count(counter::CT_EXPIRED);
+    }
+    alive
+}
+
+/// Finds the flow of `key`: one lookup in `CT` for an established flow; a pending flow
+/// is checked for its other half. A dead flow is deleted (both halves) and missed.
+#[inline(always)]
+pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
+    if let Some(p) = maps::ct_get(Table::Established, key) {
+        let e = unsafe { &*p };
+        if alive(cfg, key, e, core::ptr::null(), now) {
+            return Hit {
+                status: FOUND,
+                table: Table::Established,
+                entry: p,
+                pair: core::ptr::null_mut(),
+            };
+        }
+        maps::ct_remove(Table::Established, &e.pair_key(key.proto));
+        maps::ct_remove(Table::Established, key);
+        return Hit::none(MISSING);
+    }
+    let Some(p) = maps::ct_get(Table::Pending, key) else {
+        return Hit::none(MISSING);
+    };
+    let e = unsafe { &*p };
+    let pair_key = e.pair_key(key.proto);
+    let pair = match maps::ct_get(Table::Pending, &pair_key) {
+        Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,
+        _ => {
+            maps::ct_remove(Table::Pending, key);
+            return Hit::none(HALF);
+        }
+    };
+    if !alive(cfg, key, e, pair, now) {
+        maps::ct_remove(Table::Pending, &pair_key);
+        maps::ct_remove(Table::Pending, key);
+        return Hit::none(MISSING);
+    }
+    Hit {
+        status: FOUND,
+        table: Table::Pending,
+        entry: p,
+        pair,
+    }
+}
+
+/// Records a packet on `hit` (`key` is its key): counters, time, TCP state and the
+/// flow's flags, mirrored into the other half when they change; moves the flow between
+/// the tables when it becomes assured or closes. Returns the entry to translate with.
+#[inline(always)]
+pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> CtEntry {
     let e = unsafe { &mut *hit.entry };
-    e.last_seen_ns = now;
+    if e.last_seen != now {
+        e.last_seen = now;
+    }
     // Plain adds: the BPF target has no atomic fetch-add in `core`; a lost update
     // between two CPUs costs a count, never a translation.
-    e.packets += 1;
-    e.bytes += len as u64;
-    maps::count_publish(e.pub_id, len);
-    if proto != IPPROTO_TCP {
-        return;
+    e.packets = e.packets.wrapping_add(1);
+    e.bytes += pkt.len as u64;
+    maps::count_publish(e.pub_id, pkt.len);
+    let from_origin = e.flags & FLAG_ORIGIN != 0;
+    let state = if key.proto == IPPROTO_TCP {
+        tcp_next_state(e.state, pkt.flags, from_origin)
+    } else {
+        e.state
+    };
+    let flags = next_flags(e.flags, key.proto, state, from_origin);
+    if state == e.state && flags == e.flags {
+        return *e;
     }
-    let next = tcp_next_state(e.state, tcp_flags);
-    if next != e.state {
-        e.state = next;
-        if let Some(p) = maps::ct_get(hit.table, &e.pair_key(proto)) {
-            unsafe { (*p).state = next };
+    let was_assured = e.flags & FLAG_ASSURED != 0;
+    e.state = state;
+    e.flags = flags;
+    let out = *e;
+    let pair_key = out.pair_key(key.proto);
+    let pair = if hit.pair.is_null() {
+        match maps::ct_get(hit.table, &pair_key) {
+            Some(p) => p,
+            None => return out,
+        }
+    } else {
+        hit.pair
+    };
+    let p = unsafe { &mut *pair };
+    p.state = state;
+    // The other half keeps its own direction mark.
+    p.flags = (flags & !FLAG_ORIGIN) | (p.flags & FLAG_ORIGIN);
+    let assured = flags & FLAG_ASSURED != 0;
+    if assured != was_assured {
+        let (from, to) = if assured {
+            (Table::Pending, Table::Established)
+        } else {
+            (Table::Established, Table::Pending)
+        };
+        if hit.table == from {
+            let other = *p;
+            if move_flow(key, &out, &pair_key, &other, from, to) {
+                maps::count(if assured {
+                    counter::CT_CONFIRMED
+                } else {
+                    counter::CT_CLOSED
+                });
+            } else if assured {
+                maps::count(counter::CT_FULL);
+            }
         }
     }
+    out
 }
 
-/// The reverse-direction entry of `key -> entry`: keyed by the translated tuple reversed,
-/// translating back to `key` reversed.
+/// Moves both halves of a flow from one table to the other; on failure the flow stays
+/// where it was, whole.
 #[inline(always)]
-pub fn pair_of(key: &CtKey, entry: &CtEntry) -> (CtKey, CtEntry) {
-    let pair_key = entry.pair_key(key.proto);
-    let pair = CtEntry {
-        saddr: key.daddr,
-        daddr: key.saddr,
-        sport: key.dport,
-        dport: key.sport,
-        pair_zone: key.zone,
-        state: entry.state,
-        flags: entry.flags ^ FLAG_ORIGIN,
-        _pad: 0,
-        pub_id: entry.pub_id,
-        _pad2: 0,
-        created_ns: entry.created_ns,
-        last_seen_ns: entry.last_seen_ns,
-        packets: 0,
-        bytes: 0,
-    };
-    (pair_key, pair)
+fn move_flow(
+    key: &CtKey,
+    entry: &CtEntry,
+    pair_key: &CtKey,
+    pair: &CtEntry,
+    from: Table,
+    to: Table,
+) -> bool {
+    if maps::ct_insert(to, pair_key, pair, BPF_ANY as u64).is_err() {
+        return false;
+    }
+    if maps::ct_insert(to, key, entry, BPF_ANY as u64).is_err() {
+        maps::ct_remove(to, pair_key);
+        return false;
+    }
+    maps::ct_remove(from, pair_key);
+    maps::ct_remove(from, key);
+    true
 }
 
-/// An originating-direction entry translating to `(saddr, daddr, sport, dport)`.
+/// The opening direction's entry of a new flow translating to `(saddr, daddr, sport,
+/// dport)`, with the first packet already counted.
 #[inline(always)]
 pub fn entry(
-    saddr: u32,
-    daddr: u32,
-    sport: u16,
-    dport: u16,
+    to: (u32, u32, u16, u16),
     pair_zone: u8,
     pub_id: u32,
-    now: u64,
+    pkt: &Packet,
+    now: u32,
 ) -> CtEntry {
+    let state = if pkt.proto == IPPROTO_TCP {
+        TCP_SYN_SENT
+    } else {
+        TCP_NONE
+    };
     CtEntry {
-        saddr,
-        daddr,
-        sport,
-        dport,
+        saddr: to.0,
+        daddr: to.1,
+        sport: to.2,
+        dport: to.3,
         pair_zone,
-        state: TCP_NONE,
+        state,
         flags: FLAG_ORIGIN,
         _pad: 0,
         pub_id,
+        pub_gen: if pub_id != 0 {
+            maps::mapping_gen(pub_id)
+        } else {
+            0
+        },
+        created: now,
+        last_seen: now,
+        packets: 1,
         _pad2: 0,
-        created_ns: now,
-        last_seen_ns: now,
-        packets: 0,
-        bytes: 0,
+        bytes: pkt.len as u64,
     }
 }
 
-/// Inserts a new flow into the pending table: `key -> out`, and its reply direction.
-/// The reply entry goes in first, with `BPF_NOEXIST`: that insert is what reserves the
-/// translated tuple. With `allocate`, the translated source port (the ICMP identifier
-/// for ICMP) is chosen from the NAT range by linear probing from a random start.
-#[inline(always)]
-pub fn create(
-    cfg: &Config,
-    key: &CtKey,
-    mut out: CtEntry,
-    allocate: bool,
-) -> Result<CtEntry, DropReason> {
-    let start = unsafe { bpf_get_prandom_u32() };
-    let tries = if allocate { SNAT_RETRIES } else { 1 };
-    for attempt in 0..tries {
-        if allocate {
-            let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, start, attempt).to_be();
-            out.sport = port;
-            if key.proto == IPPROTO_ICMP {
-                out.dport = port;
-            }
-        }
-        let (reply_key, reply) = pair_of(key, &out);
-        if maps::ct_get(Table::Confirmed, &reply_key).is_some() {
-            continue;
-        }
-        if maps::ct_insert(Table::Pending, &reply_key, &reply, BPF_NOEXIST as u64).is_err() {
-            continue;
-        }
-        if maps::ct_insert(Table::Pending, key, &out, BPF_NOEXIST as u64).is_err() {
-            // Another CPU created this flow first: undo ours, use theirs.
-            maps::ct_remove(Table::Pending, &reply_key);
-            return match maps::ct_get(Table::Pending, key) {
-                Some(e) => Ok(unsafe { *e }),
-                None => Err(DropReason::CtInsertFailed),
-            };
-        }
-        return Ok(out);
-    }
-    Err(if allocate {
-        DropReason::PortsExhausted
-    } else {
-        DropReason::CtInsertFailed
-    })
+/// A new flow being inserted, in a per-CPU scratch slot rather than on the stack: the
+/// verifier then walks the allocation loop once for every caller, whatever the caller
+/// knew about the packet, and the 512-byte stack is spared.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NewFlow {
+    pub key: CtKey,
+    pub out: CtEntry,
+    pub reply_key: CtKey,
+    pub reply: CtEntry,
+    /// [`Alloc`] as a number: 0 source port, 1 on clash.
+    pub alloc: u32,
+    pub start: u32,
 }
 
-/// Finds the entry for a packet with `key`; the first packet of a reply direction moves
-/// its flow from pending to confirmed.
+/// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply
+/// direction. The reply entry goes in first, with `BPF_NOEXIST` (and only if `CT` does
+/// not hold the same tuple): that insert is what reserves the translation. Returns the
+/// entry the packet is translated with.
 #[inline(always)]
-pub fn lookup_packet(cfg: &Config, key: &CtKey, now: u64) -> Result<Option<Hit>, DropReason> {
-    let Some(hit) = lookup(cfg, key, now) else {
-        return Ok(None);
-    };
-    if hit.table == Table::Pending {
-        let e = unsafe { *hit.entry };
-        if e.flags & FLAG_ORIGIN == 0 {
-            return Ok(Some(Hit {
-                entry: confirm(key, &e)?,
-                table: Table::Confirmed,
-            }));
-        }
+pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<CtEntry, DropReason> {
+    if !(nf.alloc == 1 && reply_free(nf)) && !allocate(cfg, nf) {
+        return Err(DropReason::PortsExhausted);
     }
-    Ok(Some(hit))
-}
-
-/// Moves a pending flow to the confirmed table, on the first packet of its reply
-/// direction. `key`/`entry` is the direction that was hit; the pair is rebuilt from it if
-/// the pending table lost it.
-#[inline(always)]
-pub fn confirm(key: &CtKey, entry: &CtEntry) -> Result<*mut CtEntry, DropReason> {
-    let (pair_key, mut pair) = pair_of(key, entry);
-    if let Some(p) = maps::ct_get(Table::Pending, &pair_key) {
-        pair = unsafe { *p };
-    }
-    maps::ct_insert(Table::Confirmed, &pair_key, &pair, BPF_ANY as u64)
-        .map_err(|_| DropReason::CtInsertFailed)?;
-    if maps::ct_insert(Table::Confirmed, key, entry, BPF_ANY as u64).is_err() {
-        maps::ct_remove(Table::Confirmed, &pair_key);
+    pair_into(nf);
+    if maps::ct_insert(Table::Pending, &nf.reply_key, &nf.reply, BPF_NOEXIST as u64).is_err() {
+        // Another CPU took the same translation between our lookup and insert.
         return Err(DropReason::CtInsertFailed);
     }
-    maps::ct_remove(Table::Pending, &pair_key);
-    maps::ct_remove(Table::Pending, key);
-    maps::count(counter::CT_CONFIRMED);
-    maps::ct_get(Table::Confirmed, key).ok_or(DropReason::CtInsertFailed)
+    if maps::ct_insert(Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
+        // Another CPU created this flow first: undo ours, use theirs.
+        maps::ct_remove(Table::Pending, &nf.reply_key);
+        return match maps::ct_get(Table::Pending, &nf.key) {
+            Some(e) => Ok(unsafe { *e }),
+            None => Err(DropReason::CtInsertFailed),
+        };
+    }
+    Ok(nf.out)
+}
+
+/// Whether the reply tuple of `nf.out` is free in both tables (a half-dead flow still
+/// holds it); leaves it in `nf.reply_key`.
+#[inline(always)]
+fn reply_free(nf: &mut NewFlow) -> bool {
+    nf.reply_key = nf.out.pair_key(nf.key.proto);
+    maps::ct_get(Table::Established, &nf.reply_key).is_none()
+        && maps::ct_get(Table::Pending, &nf.reply_key).is_none()
+}
+
+/// Picks a source port (the echo identifier for ICMP) from the NAT range whose reply
+/// tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries.
+#[inline(always)]
+fn allocate(cfg: &Config, nf: &mut NewFlow) -> bool {
+    nf.start = unsafe { bpf_get_prandom_u32() };
+    for attempt in 0..SNAT_RETRIES {
+        let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, nf.start, attempt).to_be();
+        nf.out.sport = port;
+        if nf.key.proto == IPPROTO_ICMP {
+            nf.out.dport = port;
+        }
+        if reply_free(nf) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Fills `nf.reply_key` and `nf.reply`: the other direction of `nf.key -> nf.out`,
+/// keyed by the translated tuple reversed, translating back to the key reversed.
+#[inline(always)]
+fn pair_into(nf: &mut NewFlow) {
+    let (k, e) = (&nf.key, &nf.out);
+    nf.reply_key = e.pair_key(k.proto);
+    nf.reply.saddr = k.daddr;
+    nf.reply.daddr = k.saddr;
+    nf.reply.sport = k.dport;
+    nf.reply.dport = k.sport;
+    nf.reply.pair_zone = k.zone;
+    nf.reply.state = e.state;
+    nf.reply.flags = e.flags & !FLAG_ORIGIN;
+    nf.reply._pad = 0;
+    nf.reply.pub_id = e.pub_id;
+    nf.reply.pub_gen = e.pub_gen;
+    nf.reply.created = e.created;
+    nf.reply.last_seen = e.last_seen;
+    nf.reply.packets = 0;
+    nf.reply._pad2 = 0;
+    nf.reply.bytes = 0;
 }

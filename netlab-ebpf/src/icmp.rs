@@ -1,16 +1,18 @@
-//! ICMP errors (destination unreachable, time exceeded) about a masqueraded flow.
+//! ICMP errors (destination unreachable, time exceeded) about a tracked flow, both
+//! ways: an error from outside about a packet the lab sent (`traceroute`, port
+//! unreachable, path-MTU discovery through the NAT), and an error a container sends
+//! about a packet it received (port unreachable to a client of a published UDP port).
 //!
-//! The error arrives addressed to the uplink and quotes the packet we sent: its inner
-//! source is uplink:NAT-port. Translating it back means rewriting the outer destination
-//! and the quoted source address and port, and every checksum those bytes are under:
-//! the outer IPv4 header, the quoted IPv4 header, the quoted L4 checksum when it was
-//! quoted, and the outer ICMP checksum, which covers everything after it. That is what
-//! makes `traceroute`, port-unreachable and path-MTU discovery work through the NAT.
+//! The error quotes the packet as it was on the error sender's side of the NAT; the
+//! datapath rewrites the quote to what the other side sent, and the outer addresses to
+//! match, with every checksum those bytes are under: the outer IPv4 header, the quoted
+//! IPv4 header, the quoted L4 checksum when it was quoted, and the outer ICMP checksum,
+//! which covers everything after it.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
     config::Config,
-    conntrack::{CtKey, ZONE_UPLINK_IN},
+    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
     nat::{csum_replace2, csum_replace4},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     stats::{DropReason, counter},
@@ -23,74 +25,134 @@ use crate::{
     verdict::{PASS, Verdict},
 };
 
+/// Translates an ICMP error about a tracked flow. `from_ctr`: a container sent it
+/// (seen leaving the lab); otherwise it arrived on the uplink.
 #[inline(always)]
-pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet) -> Verdict {
-    let Some(inner) = parse::icmp_inner(ctx, outer)? else {
+pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: bool) -> Verdict {
+    let Some(q) = parse::icmp_inner(ctx, outer)? else {
         maps::count(counter::PASS_UNTRACKED);
         return PASS;
     };
-    if inner.saddr != cfg.uplink_addr {
+    // The quoted packet went the other way; its reverse is a packet of our side.
+    let zone = if from_ctr {
+        ZONE_FROM_CTR
+    } else {
+        ZONE_FROM_OUTSIDE
+    };
+    let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
+    let hit = conntrack::lookup(cfg, &key, conntrack::now());
+    if !hit.found() {
+        if from_ctr {
+            // Never leak a container's address in an error nobody can place.
+            return Err(DropReason::UnsupportedProtocol);
+        }
         maps::count(counter::PASS_UNTRACKED);
         return PASS;
     }
-    // The quoted packet went out; its reply direction is the tuple reversed.
-    let key = CtKey::new(
-        inner.daddr,
-        inner.saddr,
-        inner.dport,
-        inner.sport,
-        inner.proto,
-        ZONE_UPLINK_IN,
-    );
-    let Some(hit) = conntrack::lookup(cfg, &key, conntrack::now()) else {
-        maps::count(counter::PASS_UNTRACKED);
-        return PASS;
-    };
-    let to = unsafe { *hit.entry };
-    let (ctr_addr, ctr_port) = (to.daddr, to.dport);
+    let e = unsafe { *hit.entry };
+    // What the quote becomes, and the outer addresses.
+    let (qsrc, qdst, qsport, qdport) = (e.daddr, e.saddr, e.dport, e.sport);
+    if from_ctr && outer.saddr != e.saddr {
+        rewrite::addr(ctx, outer, IP_SADDR_OFF, outer.saddr, e.saddr)?;
+    }
+    if outer.daddr != e.daddr {
+        rewrite::addr(ctx, outer, IP_DADDR_OFF, outer.daddr, e.daddr)?;
+    }
     let icmp_csum = outer.l4_off + 2;
+    quoted_addr(ctx, icmp_csum, &q, IP_SADDR_OFF, q.saddr, qsrc)?;
+    quoted_addr(ctx, icmp_csum, &q, IP_DADDR_OFF, q.daddr, qdst)?;
+    if q.proto == IPPROTO_ICMP {
+        // Echo: the identifier is both "ports".
+        quoted_port(ctx, icmp_csum, &q, q.l4_off + 4, q.sport, qsport)?;
+    } else {
+        quoted_port(ctx, icmp_csum, &q, q.l4_off, q.sport, qsport)?;
+        quoted_port(ctx, icmp_csum, &q, q.l4_off + 2, q.dport, qdport)?;
+    }
+    maps::count(counter::ICMP_ERRORS_TRANSLATED);
+    PASS
+}
 
-    // Outer destination: IPv4 header checksum only (ICMP has no pseudo-header).
-    rewrite::addr(ctx, outer, IP_DADDR_OFF, outer.daddr, ctr_addr)?;
+/// Offset of the quoted L4 checksum, and whether it covers the addresses.
+#[inline(always)]
+fn quoted_l4_check(q: &Packet) -> (usize, bool) {
+    match q.proto {
+        IPPROTO_TCP => (q.l4_off + 16, true),
+        IPPROTO_UDP => (q.l4_off + 6, true),
+        _ => (q.l4_off + 2, false),
+    }
+}
 
-    // Quoted source address, and the quoted IPv4 checksum that covers it.
-    let old_check: u16 = ctx
-        .load(inner.l3_off + IP_CHECK_OFF)
+/// Updates the quoted L4 checksum (when it was quoted, and for UDP when it is not 0,
+/// "none") for a change of `old` to `new` (`wide`: a 32-bit address in its
+/// pseudo-header; otherwise a 16-bit port).
+#[inline(always)]
+fn quoted_l4(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    q: &Packet,
+    old: u32,
+    new: u32,
+    wide: bool,
+) -> Result<(), DropReason> {
+    let (at, pseudo) = quoted_l4_check(q);
+    if wide && !pseudo {
+        return Ok(());
+    }
+    let Ok(check) = ctx.load::<u16>(at) else {
+        // Not quoted this far.
+        return Ok(());
+    };
+    if q.proto == IPPROTO_UDP && check == 0 {
+        return Ok(());
+    }
+    let fixed = if wide {
+        csum_replace4(check, old, new)
+    } else {
+        csum_replace2(check, old as u16, new as u16)
+    };
+    rewrite::icmp_payload16(ctx, icmp_csum, at, check, fixed)
+}
+
+/// Rewrites a quoted address, with the quoted IPv4 and L4 checksums.
+#[inline(always)]
+fn quoted_addr(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    q: &Packet,
+    field: usize,
+    old: u32,
+    new: u32,
+) -> Result<(), DropReason> {
+    if old == new {
+        return Ok(());
+    }
+    let ip_check: u16 = ctx
+        .load(q.l3_off + IP_CHECK_OFF)
         .map_err(|_| DropReason::Truncated)?;
-    let new_check = csum_replace4(old_check, inner.saddr, ctr_addr);
-    rewrite::icmp_payload32(
-        ctx,
-        icmp_csum,
-        inner.l3_off + IP_SADDR_OFF,
-        inner.saddr,
-        ctr_addr,
-    )?;
+    rewrite::icmp_payload32(ctx, icmp_csum, q.l3_off + field, old, new)?;
     rewrite::icmp_payload16(
         ctx,
         icmp_csum,
-        inner.l3_off + IP_CHECK_OFF,
-        old_check,
-        new_check,
+        q.l3_off + IP_CHECK_OFF,
+        ip_check,
+        csum_replace4(ip_check, old, new),
     )?;
+    quoted_l4(ctx, icmp_csum, q, old, new, true)
+}
 
-    // Quoted source port (or echo id), and the quoted L4 checksum when it is there.
-    let (port_at, l4_check_at, pseudo) = match inner.proto {
-        IPPROTO_TCP => (inner.l4_off, inner.l4_off + 16, true),
-        IPPROTO_UDP => (inner.l4_off, inner.l4_off + 6, true),
-        IPPROTO_ICMP => (inner.l4_off + 4, inner.l4_off + 2, false),
-        _ => return PASS,
-    };
-    if let Ok(old_l4) = ctx.load::<u16>(l4_check_at) {
-        // A UDP checksum of 0 means "none": leave it.
-        if !(inner.proto == IPPROTO_UDP && old_l4 == 0) {
-            let mut new_l4 = csum_replace2(old_l4, inner.sport, ctr_port);
-            if pseudo {
-                new_l4 = csum_replace4(new_l4, inner.saddr, ctr_addr);
-            }
-            rewrite::icmp_payload16(ctx, icmp_csum, l4_check_at, old_l4, new_l4)?;
-        }
+/// Rewrites a quoted port (or echo identifier) at `at`, with the quoted L4 checksum.
+#[inline(always)]
+fn quoted_port(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    q: &Packet,
+    at: usize,
+    old: u16,
+    new: u16,
+) -> Result<(), DropReason> {
+    if old == new {
+        return Ok(());
     }
-    rewrite::icmp_payload16(ctx, icmp_csum, port_at, inner.sport, ctr_port)?;
-    maps::count(counter::ICMP_ERRORS_TRANSLATED);
-    PASS
+    quoted_l4(ctx, icmp_csum, q, old as u32, new as u32, false)?;
+    rewrite::icmp_payload16(ctx, icmp_csum, at, old, new)
 }

@@ -1,17 +1,21 @@
-//! netlab's TC programs. Entry points only: each is three lines and hands its verdict
+//! netlab's TC and socket programs. Entry points only: each is three lines and hands its verdict
 //! to `verdict::finish`, which counts drops; the work is in the modules.
 #![no_std]
 #![no_main]
 
+mod bridge;
 mod conntrack;
-mod dnat;
-mod fib;
+mod endpoint;
+mod forward;
+mod frag;
 mod icmp;
 mod maps;
+mod nat;
 mod parse;
+mod publish;
 mod rewrite;
-mod snat;
 mod sock;
+mod uplink;
 mod verdict;
 
 use aya_ebpf::{
@@ -19,22 +23,28 @@ use aya_ebpf::{
     programs::{SockAddrContext, TcContext},
 };
 
-/// tcx egress on the uplink: masquerade flows leaving the lab subnet.
+/// tcx egress on the uplink: masquerade what leaves the lab by the stack.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
-    verdict::finish(snat::uplink_egress(&ctx))
+    verdict::finish(uplink::egress(&ctx))
 }
 
 /// tcx ingress on the uplink: replies and ICMP errors back to containers, published ports.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
-    verdict::finish(snat::uplink_ingress(&ctx))
+    verdict::finish(uplink::ingress(&ctx))
 }
 
-/// tcx ingress on the bridge: replies of published flows, and hairpin.
+/// tcx ingress on the bridge: hairpin, on the slow path.
 #[classifier]
 pub fn bridge_ingress(ctx: TcContext) -> i32 {
-    verdict::finish(dnat::bridge_ingress(&ctx))
+    verdict::finish(bridge::ingress(&ctx))
+}
+
+/// tcx ingress on the host end of each container's veth: the fast path.
+#[classifier]
+pub fn endpoint_ingress(ctx: TcContext) -> i32 {
+    verdict::finish(endpoint::ingress(&ctx))
 }
 
 /// cgroup connect4 in the lab host: TCP/UDP connects to a published port go to the container.

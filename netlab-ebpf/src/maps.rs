@@ -8,19 +8,30 @@ use aya_ebpf::{
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey},
+    endpoint::Endpoint,
+    frag::{FragKey, FragNat},
     maps::{
-        CONNTRACK_MAX, CT_PENDING_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX, PUBLISH_STATS_MAX,
-        STATS_LEN,
+        CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
+        PUBLISH_STATS_MAX, STATS_LEN, established_entries, pending_entries,
     },
     publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
     stats::DropReason,
 };
 
-#[map(name = "CONNTRACK")]
-static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_MAX, 0);
+use crate::{conntrack::NewFlow, forward::Plan};
 
+/// Established flows; never evicted. Sized by `netlab up --conntrack-max`.
+#[map(name = "CT")]
+static CT: HashMap<CtKey, CtEntry> =
+    HashMap::with_max_entries(established_entries(CONNTRACK_MAX_DEFAULT), 0);
+
+/// Flows being opened or closed, and unanswered ones: evicted least recently used first.
 #[map(name = "CT_PENDING")]
-static CT_PENDING: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CT_PENDING_MAX, 0);
+static CT_PENDING: LruHashMap<CtKey, CtEntry> =
+    LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), 0);
+
+#[map(name = "FRAGS")]
+static FRAGS: LruHashMap<FragKey, FragNat> = LruHashMap::with_max_entries(FRAGS_MAX, 0);
 
 /// Never evicted: a published port must not disappear under load.
 #[map(name = "PUBLISH")]
@@ -33,8 +44,15 @@ static PUBLISH_RANGES: Array<PubRange> = Array::with_max_entries(PUBLISH_RANGES_
 #[map(name = "PUBLISH_STATS")]
 static PUBLISH_STATS: PerCpuArray<PubStats> = PerCpuArray::with_max_entries(PUBLISH_STATS_MAX, 0);
 
+#[map(name = "MAPPINGS")]
+static MAPPINGS: Array<u32> = Array::with_max_entries(PUBLISH_STATS_MAX, 0);
+
 #[map(name = "PUBLISH_BACK")]
 static PUBLISH_BACK: LruHashMap<PubBack, PubBack> = LruHashMap::with_max_entries(PUBLISH_MAX, 0);
+
+#[map(name = "ENDPOINTS")]
+static ENDPOINTS: HashMap<u32, Endpoint> =
+    HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
 
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -42,21 +60,35 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
+/// One fast-path plan per CPU, kept across the conntrack update of the packet it is
+/// for. Kept in a map rather than on the stack on purpose: the verifier then does not
+/// walk the conntrack code once for every kind of plan.
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Plan> = PerCpuArray::with_max_entries(1, 0);
+
+/// The new flow being inserted on this CPU (see [`NewFlow`]).
+#[map(name = "NEW_FLOW")]
+static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
+
 /// Which conntrack table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Table {
-    /// Both directions have seen traffic.
-    Confirmed,
-    /// No reply yet.
+    /// Established flows (`CT`).
+    Established,
+    /// Everything else (`CT_PENDING`).
     Pending,
 }
 
+/// This CPU's new-flow slot.
 #[inline(always)]
-fn table(t: Table) -> &'static LruHashMap<CtKey, CtEntry> {
-    match t {
-        Table::Confirmed => &CONNTRACK,
-        Table::Pending => &CT_PENDING,
-    }
+pub fn scratch_new_flow() -> Option<*mut NewFlow> {
+    NEW_FLOW.get_ptr_mut(0)
+}
+
+/// This CPU's plan slot.
+#[inline(always)]
+pub fn scratch_plan() -> Option<*mut Plan> {
+    SCRATCH.get_ptr_mut(0)
 }
 
 #[inline(always)]
@@ -66,17 +98,36 @@ pub fn config() -> Option<&'static Config> {
 
 #[inline(always)]
 pub fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
-    table(t).get_ptr_mut(key)
+    match t {
+        Table::Established => CT.get_ptr_mut(key),
+        Table::Pending => CT_PENDING.get_ptr_mut(key),
+    }
 }
 
 #[inline(always)]
 pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(), i32> {
-    table(t).insert(key, entry, flags)
+    match t {
+        Table::Established => CT.insert(key, entry, flags),
+        Table::Pending => CT_PENDING.insert(key, entry, flags),
+    }
 }
 
 #[inline(always)]
 pub fn ct_remove(t: Table, key: &CtKey) {
-    let _ = table(t).remove(key);
+    let _ = match t {
+        Table::Established => CT.remove(key),
+        Table::Pending => CT_PENDING.remove(key),
+    };
+}
+
+#[inline(always)]
+pub fn frag_get(key: &FragKey) -> Option<FragNat> {
+    FRAGS.get_ptr(key).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+pub fn frag_set(key: &FragKey, nat: &FragNat) {
+    let _ = FRAGS.insert(key, nat, 0);
 }
 
 #[inline(always)]
@@ -100,6 +151,12 @@ pub fn publish_get(key: &PubKey) -> Option<PubTarget> {
 #[inline(always)]
 pub fn publish_range(index: u32) -> Option<&'static PubRange> {
     PUBLISH_RANGES.get(index)
+}
+
+/// The current generation of mapping `id` (0 for none).
+#[inline(always)]
+pub fn mapping_gen(id: u32) -> u32 {
+    MAPPINGS.get(id).copied().unwrap_or(0)
 }
 
 /// Counts a packet on a published mapping.
@@ -132,4 +189,13 @@ pub fn back_get(key: &PubBack) -> Option<PubBack> {
 #[inline(always)]
 pub fn back_set(key: &PubBack, value: &PubBack) {
     let _ = PUBLISH_BACK.insert(key, value, 0);
+}
+
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys by reference: the aya-ebpf line after 0.2 takes &K only"
+)]
+pub fn endpoint(addr: u32) -> Option<Endpoint> {
+    ENDPOINTS.get_ptr(&addr).map(|p| unsafe { *p })
 }

@@ -1,6 +1,10 @@
-//! Header parsing. The only module that reads packet bytes; everything else works on the
-//! [`Packet`] summary. Reads go through `bpf_skb_load_bytes` (`ctx.load`), which works on
-//! non-linear (GRO/GSO) skbs and needs no pointer-range proofs from the verifier.
+//! Header parsing: the only module that reads packet bytes to decide. The outer headers
+//! are read in place (direct packet access, after `bpf_skb_pull_data` when the headers
+//! are not in the linear part); the header quoted inside an ICMP error is read with
+//! `bpf_skb_load_bytes`. Everything else works on the [`Packet`] summary.
+//!
+//! Every length is checked against the frame and against the IPv4 total length, so a
+//! malformed frame is dropped with a counted reason, never half-translated.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
@@ -28,9 +32,14 @@ pub struct Ipv4Hdr {
     pub daddr: u32,
 }
 
+pub const IP_TTL_OFF: usize = 8;
 pub const IP_CHECK_OFF: usize = 10;
 pub const IP_SADDR_OFF: usize = 12;
 pub const IP_DADDR_OFF: usize = 16;
+
+/// The most header bytes the outer parse reads: Ethernet, IPv4 with options, 20 bytes
+/// of L4 header.
+const MAX_HEADERS: usize = ETH_HLEN + 60 + 20;
 
 /// What the datapath knows about a packet. Addresses and ports are raw (network order).
 #[derive(Clone, Copy)]
@@ -45,7 +54,12 @@ pub struct Packet {
     pub dport: u16,
     /// TCP flags, or the ICMP type.
     pub flags: u8,
+    pub ttl: u8,
     pub kind: Kind,
+    /// Identification field (network order), for fragments.
+    pub ip_id: u16,
+    /// Whether this is the first fragment of a fragmented datagram.
+    pub first_fragment: bool,
     /// Length of the whole frame, for byte counters.
     pub len: u32,
 }
@@ -57,47 +71,149 @@ pub enum Kind {
     Flow,
     /// ICMP destination unreachable or time exceeded: carries the header of another packet.
     IcmpError,
-    /// A non-first fragment or a fragmented packet: no usable L4 header here.
+    /// A fragment after the first: no L4 header here.
     Fragment,
     /// Anything else (other protocols, other ICMP types).
     Other,
 }
 
+/// The frame's first `need` bytes as a directly readable range `(data, data_end)`,
+/// pulling them into the linear part when they are not there.
+#[inline(always)]
+fn linear(ctx: &TcContext, need: usize) -> Result<(usize, usize), DropReason> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + need <= end {
+        return Ok((data, end));
+    }
+    let want = if (ctx.len() as usize) < MAX_HEADERS {
+        ctx.len()
+    } else {
+        MAX_HEADERS as u32
+    };
+    ctx.pull_data(want).map_err(|_| DropReason::Truncated)?;
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + need > end {
+        return Err(DropReason::Truncated);
+    }
+    Ok((data, end))
+}
+
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
-    let ethertype: u16 = ctx.load(12).map_err(|_| DropReason::Truncated)?;
+    let (data, end) = linear(ctx, ETH_HLEN + IPV4_MIN_HLEN)?;
+    if data + ETH_HLEN + IPV4_MIN_HLEN > end {
+        return Err(DropReason::Truncated);
+    }
+    let ethertype = unsafe { *((data + 12) as *const u16) };
     if ethertype != ETH_P_IP.to_be() {
         return Ok(None);
     }
-    let (mut pkt, frag_off) = header(ctx, ETH_HLEN)?;
-    pkt.len = ctx.len();
-    if u16::from_be(frag_off) & (IP_MF | IP_OFFSET) != 0 {
+    let ip = unsafe { *((data + ETH_HLEN) as *const Ipv4Hdr) };
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    let tot_len = u16::from_be(ip.tot_len) as usize;
+    if ip.vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || tot_len < ihl {
+        return Err(DropReason::BadIpHeader);
+    }
+    let len = ctx.len();
+    if ETH_HLEN + tot_len > len as usize {
+        return Err(DropReason::Truncated);
+    }
+    let frag = u16::from_be(ip.frag_off);
+    let mut pkt = Packet {
+        l3_off: ETH_HLEN,
+        l4_off: ETH_HLEN + ihl,
+        proto: ip.proto,
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        sport: 0,
+        dport: 0,
+        flags: 0,
+        ttl: ip.ttl,
+        kind: Kind::Other,
+        ip_id: ip.id,
+        first_fragment: frag & IP_MF != 0 && frag & IP_OFFSET == 0,
+        len,
+    };
+    if frag & IP_OFFSET != 0 {
         pkt.kind = Kind::Fragment;
         return Ok(Some(pkt));
     }
-    l4(ctx, &mut pkt)?;
+    // The L4 header must be inside the datagram; a first fragment carries it whole.
+    let l4_len = tot_len - ihl;
+    match pkt.proto {
+        IPPROTO_TCP => {
+            if l4_len < 20 {
+                return Err(DropReason::Truncated);
+            }
+            let (data, end) = linear(ctx, pkt.l4_off + 20)?;
+            let l4 = data + pkt.l4_off;
+            if l4 + 20 > end {
+                return Err(DropReason::Truncated);
+            }
+            pkt.sport = unsafe { *(l4 as *const u16) };
+            pkt.dport = unsafe { *((l4 + 2) as *const u16) };
+            pkt.flags = unsafe { *((l4 + 13) as *const u8) };
+            pkt.kind = Kind::Flow;
+        }
+        IPPROTO_UDP => {
+            if l4_len < 8 {
+                return Err(DropReason::Truncated);
+            }
+            let (data, end) = linear(ctx, pkt.l4_off + 8)?;
+            let l4 = data + pkt.l4_off;
+            if l4 + 8 > end {
+                return Err(DropReason::Truncated);
+            }
+            pkt.sport = unsafe { *(l4 as *const u16) };
+            pkt.dport = unsafe { *((l4 + 2) as *const u16) };
+            pkt.kind = Kind::Flow;
+        }
+        IPPROTO_ICMP => {
+            if l4_len < 8 {
+                return Err(DropReason::Truncated);
+            }
+            let (data, end) = linear(ctx, pkt.l4_off + 8)?;
+            let l4 = data + pkt.l4_off;
+            if l4 + 8 > end {
+                return Err(DropReason::Truncated);
+            }
+            let icmp_type = unsafe { *(l4 as *const u8) };
+            pkt.flags = icmp_type;
+            match icmp_type {
+                ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => {
+                    let id = unsafe { *((l4 + 4) as *const u16) };
+                    pkt.sport = id;
+                    pkt.dport = id;
+                    pkt.kind = Kind::Flow;
+                }
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED if !pkt.first_fragment => {
+                    pkt.kind = Kind::IcmpError;
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
     Ok(Some(pkt))
 }
 
 /// The packet quoted inside an ICMP error: its IPv4 header starts 8 bytes into the ICMP
-/// message. Only flows the datapath tracks (TCP, UDP, ICMP echo) are returned.
+/// message, followed by at least 8 bytes of its L4 header. Only flows the datapath
+/// tracks (TCP, UDP, ICMP echo), quoted whole enough to translate, are returned.
 #[inline(always)]
 pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, DropReason> {
-    let (mut inner, _) = header(ctx, outer.l4_off + 8)?;
-    l4(ctx, &mut inner)?;
-    Ok((inner.kind == Kind::Flow).then_some(inner))
-}
-
-/// The IPv4 header at `l3_off` (its length from IHL), and its raw `frag_off`.
-#[inline(always)]
-fn header(ctx: &TcContext, l3_off: usize) -> Result<(Packet, u16), DropReason> {
+    let l3_off = outer.l4_off + 8;
     let ip: Ipv4Hdr = ctx.load(l3_off).map_err(|_| DropReason::Truncated)?;
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
-    if ihl < IPV4_MIN_HLEN {
+    if ip.vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
         return Err(DropReason::BadIpHeader);
     }
-    let pkt = Packet {
+    // A quoted fragment after the first has no ports.
+    if u16::from_be(ip.frag_off) & IP_OFFSET != 0 {
+        return Ok(None);
+    }
+    let mut inner = Packet {
         l3_off,
         l4_off: l3_off + ihl,
         proto: ip.proto,
@@ -106,43 +222,30 @@ fn header(ctx: &TcContext, l3_off: usize) -> Result<(Packet, u16), DropReason> {
         sport: 0,
         dport: 0,
         flags: 0,
+        ttl: ip.ttl,
         kind: Kind::Other,
+        ip_id: ip.id,
+        first_fragment: false,
         len: 0,
     };
-    Ok((pkt, ip.frag_off))
-}
-
-/// Fills in the ports (or echo identifier), TCP flags or ICMP type, and the kind.
-#[inline(always)]
-fn l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), DropReason> {
-    match pkt.proto {
+    match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let ports: [u16; 2] = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
-            pkt.sport = ports[0];
-            pkt.dport = ports[1];
-            if pkt.proto == IPPROTO_TCP {
-                // A quoted TCP header may stop after 8 bytes: no flags then.
-                pkt.flags = ctx.load(pkt.l4_off + 13).unwrap_or(0);
-            }
-            pkt.kind = Kind::Flow;
+            let ports: [u16; 2] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;
+            inner.sport = ports[0];
+            inner.dport = ports[1];
+            inner.kind = Kind::Flow;
         }
         IPPROTO_ICMP => {
-            let icmp_type: u8 = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
-            pkt.flags = icmp_type;
-            match icmp_type {
-                ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => {
-                    let id: u16 = ctx
-                        .load(pkt.l4_off + 4)
-                        .map_err(|_| DropReason::Truncated)?;
-                    pkt.sport = id;
-                    pkt.dport = id;
-                    pkt.kind = Kind::Flow;
-                }
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => pkt.kind = Kind::IcmpError,
-                _ => {}
+            let head: [u16; 4] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;
+            let icmp_type = head[0].to_ne_bytes()[0];
+            if icmp_type == ICMP_ECHO_REQUEST || icmp_type == ICMP_ECHO_REPLY {
+                inner.sport = head[2];
+                inner.dport = head[2];
+                inner.flags = icmp_type;
+                inner.kind = Kind::Flow;
             }
         }
         _ => {}
     }
-    Ok(())
+    Ok((inner.kind == Kind::Flow).then_some(inner))
 }

@@ -21,7 +21,7 @@ use netlab_common::{
     stats::DropReason,
 };
 
-use crate::parse::{IP_CHECK_OFF, IP_DADDR_OFF, IP_SADDR_OFF, Packet};
+use crate::parse::{IP_CHECK_OFF, IP_DADDR_OFF, IP_SADDR_OFF, Kind, Packet};
 
 /// Offset of the L4 checksum, and the extra helper flags for that protocol.
 #[inline(always)]
@@ -58,7 +58,8 @@ pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry) -> Result<(), DropReas
     Ok(())
 }
 
-/// Replaces the IPv4 address at `field` (an offset inside the IP header).
+/// Replaces the IPv4 address at `field` (an offset inside the IP header). A fragment
+/// after the first has no L4 header: only its IPv4 checksum changes.
 #[inline(always)]
 pub fn addr(
     ctx: &TcContext,
@@ -67,7 +68,7 @@ pub fn addr(
     old: u32,
     new: u32,
 ) -> Result<(), DropReason> {
-    if pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP {
+    if (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP) && pkt.kind != Kind::Fragment {
         let (off, extra) = l4_csum(pkt);
         ctx.l4_csum_replace(
             off,

@@ -8,7 +8,7 @@
 use aya_ebpf::{EbpfContext as _, helpers::bpf_get_netns_cookie, programs::SockAddrContext};
 use netlab_common::{proto::IPPROTO_TCP, publish::PubBack, stats::counter};
 
-use crate::{dnat, maps};
+use crate::{maps, publish};
 
 /// 127.0.0.1 as it sits in `user_ip4` (network byte order).
 const LOOPBACK: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
@@ -34,7 +34,7 @@ pub fn redirect(ctx: &SockAddrContext) {
     if addr != cfg.uplink_addr && addr != cfg.bridge_addr && addr != LOOPBACK {
         return;
     }
-    let Some(target) = dnat::lookup(addr, proto, port) else {
+    let Some(target) = publish::lookup(addr, proto, port) else {
         return;
     };
     sa.user_ip4 = target.addr;

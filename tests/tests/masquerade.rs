@@ -284,7 +284,8 @@ fn conntrack_lists_flows_and_flush_empties_it() {
     assert_eq!(flows.len(), 1, "{flows:?}");
     let f = &flows[0];
     assert_eq!(f["proto"], "icmp");
-    assert_eq!(f["table"], "confirmed");
+    // One question and its answer: not yet a stream, so not assured.
+    assert_eq!(f["table"], "pending");
     assert_eq!(f["original"]["src"], "172.18.0.2");
     assert_eq!(f["original"]["dst"], INTERNET.to_string());
     assert_eq!(f["translated"]["src"], UPLINK_ADDR.to_string());
@@ -314,7 +315,7 @@ fn debug_logs_show_new_flows_only_when_asked_for() {
     lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", &INTERNET.to_string()]);
     let out = logs.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("snat new flow proto 1 172.18.0.2:"), "{text}");
+    assert!(text.contains("new flow proto 1 172.18.0.2:"), "{text}");
     assert!(text.contains("as 198.51.100.2:"), "{text}");
 
     let quiet = Lab::sandbox(&[]);

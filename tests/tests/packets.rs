@@ -11,8 +11,11 @@ use aya::{
 };
 use netlab_common::{
     config::Config,
-    conntrack::{CtEntry, CtKey, TCP_ESTABLISHED, ZONE_UPLINK_IN, ZONE_UPLINK_OUT},
-    maps as names,
+    conntrack::{
+        CtEntry, CtKey, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, ZONE_FROM_CTR,
+        ZONE_FROM_OUTSIDE,
+    },
+    maps::{self as names, CONNTRACK_MAX_DEFAULT, pending_entries},
     stats::{DropReason, counter},
 };
 use netlab_tests::{
@@ -56,13 +59,15 @@ struct Datapath {
 impl Datapath {
     fn new(cfg: Config) -> Self {
         require_root();
-        let mut bpf = netlab::datapath::ebpf::load(false).expect("load object");
+        let mut bpf =
+            netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT).expect("load object");
         let mut c: Array<_, Config> = Array::try_from(bpf.map_mut(names::CONFIG).unwrap()).unwrap();
         c.set(0, cfg, 0).unwrap();
         for p in [
             names::PROG_UPLINK_EGRESS,
             names::PROG_UPLINK_INGRESS,
             names::PROG_BRIDGE_INGRESS,
+            names::PROG_ENDPOINT_INGRESS,
         ] {
             netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .expect("verifier accepts the program");
@@ -148,13 +153,14 @@ fn tcp_handshake_is_masqueraded_and_translated_back() {
 
     let pending = dp.table(names::CT_PENDING);
     assert_eq!(pending.len(), 2, "both directions enter conntrack");
+    assert!(pending.iter().all(|(_, e)| e.state == TCP_SYN_SENT));
     let out_key = CtKey::new(
         be(CTR),
         be(INTERNET),
         45_000u16.to_be(),
         80u16.to_be(),
         TCP,
-        ZONE_UPLINK_OUT,
+        ZONE_FROM_CTR,
     );
     let in_key = CtKey::new(
         be(INTERNET),
@@ -162,7 +168,7 @@ fn tcp_handshake_is_masqueraded_and_translated_back() {
         80u16.to_be(),
         port.to_be(),
         TCP,
-        ZONE_UPLINK_IN,
+        ZONE_FROM_OUTSIDE,
     );
     assert!(pending.iter().any(|(k, _)| *k == out_key));
     assert!(
@@ -179,11 +185,23 @@ fn tcp_handshake_is_masqueraded_and_translated_back() {
         &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, SYN | ACK, b""),
     );
 
-    // The first reply confirms the flow.
+    // The answer makes it SYN_RECV, still pending: half-open flows are not established.
+    let pending = dp.table(names::CT_PENDING);
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|(_, e)| e.state == TCP_SYN_RECV));
+    assert!(dp.table(names::CT).is_empty());
+
+    // The opener's ACK establishes it, and moves it to the table that never evicts.
+    let ack = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, ACK, b"");
+    let (_, out) = dp.egress(&ack);
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(port, 80, ACK, b""),
+    );
     assert!(dp.table(names::CT_PENDING).is_empty());
-    let confirmed = dp.table(names::CONNTRACK);
-    assert_eq!(confirmed.len(), 2);
-    let (_, reply) = confirmed.iter().find(|(k, _)| *k == in_key).unwrap();
+    let established = dp.table(names::CT);
+    assert_eq!(established.len(), 2);
+    let (_, reply) = established.iter().find(|(k, _)| *k == in_key).unwrap();
     assert_eq!(reply.state, TCP_ESTABLISHED);
     assert_eq!(dp.stat(counter::CT_CONFIRMED), 1);
 
@@ -195,7 +213,7 @@ fn tcp_handshake_is_masqueraded_and_translated_back() {
         &Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(port, 80, ACK, b"GET / HTTP/1.0\r\n\r\n"),
     );
     assert_eq!(dp.stat(counter::SNAT_NEW_FLOWS), 1);
-    assert_eq!(dp.stat(counter::SNAT_PACKETS), 2);
+    assert_eq!(dp.stat(counter::SNAT_PACKETS), 3);
     assert_eq!(dp.stat(counter::SNAT_REPLY_PACKETS), 1);
 }
 
@@ -432,15 +450,17 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
         Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(p, 80, SYN, b"")
     });
     dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, SYN | ACK, b""));
+    dp.egress(&Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, ACK, b""));
     assert_eq!(
-        dp.table(names::CONNTRACK).len(),
+        dp.table(names::CT).len(),
         2,
-        "the connection is confirmed"
+        "the connection is established"
     );
 
     // More unanswered new flows than the pending table holds (a scan, a SYN flood),
     // spread over destinations so that NAT ports (per destination) do not run out.
-    let flood = names::CT_PENDING_MAX + 8_000;
+    let pending_max = pending_entries(CONNTRACK_MAX_DEFAULT);
+    let flood = pending_max + 8_000;
     for i in 0..flood {
         let q = Ipv4::new(CTR2, OTHER, UDP).udp(
             1024 + (i % 1_000) as u16,
@@ -449,9 +469,9 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
         );
         assert_eq!(dp.egress(&q).0, TC_ACT_OK, "flow {i}");
     }
-    assert!(dp.table(names::CT_PENDING).len() <= names::CT_PENDING_MAX as usize);
+    assert!(dp.table(names::CT_PENDING).len() <= pending_max as usize);
     // The established connection is untouched, both ways.
-    assert_eq!(dp.table(names::CONNTRACK).len(), 2);
+    assert_eq!(dp.table(names::CT).len(), 2);
     let (_, out) = dp.egress(&Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, ACK, b"still here"));
     assert_frames_eq(
         &out,
@@ -515,4 +535,34 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
         &out,
         &Ipv4::new(INTERNET, CTR2, TCP).tcp(50_000, 80, SYN, b""),
     );
+}
+
+/// Every program verifies with room to spare, debug logs included: the verifier's
+/// limit is a million instructions, and a program near it breaks on the next change.
+#[test]
+fn programs_verify_with_room_to_spare() {
+    require_root();
+    for debug in [false, true] {
+        let mut bpf =
+            netlab::datapath::ebpf::load(debug, CONNTRACK_MAX_DEFAULT).expect("load object");
+        for p in [
+            names::PROG_UPLINK_EGRESS,
+            names::PROG_UPLINK_INGRESS,
+            names::PROG_BRIDGE_INGRESS,
+            names::PROG_ENDPOINT_INGRESS,
+        ] {
+            let prog = netlab::datapath::ebpf::load_program(&mut bpf, p)
+                .unwrap_or_else(|e| panic!("{p} (debug {debug}): {e}"));
+            let n = prog
+                .info()
+                .unwrap()
+                .verified_instruction_count()
+                .unwrap_or(0);
+            eprintln!("{p} (debug {debug}): {n} instructions verified");
+            assert!(
+                n < 500_000,
+                "{p} (debug {debug}): {n} instructions verified"
+            );
+        }
+    }
 }

@@ -28,17 +28,33 @@ pub struct Args {
     /// Conntrack timeout of an established TCP flow, in seconds.
     #[arg(long, default_value_t = 7440)]
     pub tcp_timeout: u32,
-    /// Conntrack timeout of a TCP flow being opened or closed, in seconds.
+    /// Conntrack timeout of a TCP flow being opened (SYN sent, SYN-ACK seen), in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub tcp_syn_timeout: u32,
+    /// Conntrack timeout of a TCP flow closed one way (FIN_WAIT, CLOSE_WAIT), in seconds.
     #[arg(long, default_value_t = 120)]
     pub tcp_transitory_timeout: u32,
-    /// Conntrack timeout of a UDP flow, in seconds.
+    /// Conntrack timeout of a TCP flow closed both ways (TIME_WAIT), in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub tcp_time_wait_timeout: u32,
+    /// Conntrack timeout of a reset TCP flow, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub tcp_close_timeout: u32,
+    /// Conntrack timeout of a UDP flow until it is a two-way stream, in seconds.
     #[arg(long, default_value_t = 30)]
     pub udp_timeout: u32,
+    /// Conntrack timeout of a two-way UDP stream, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub udp_stream_timeout: u32,
     /// Conntrack timeout of an ICMP echo flow, in seconds.
     #[arg(long, default_value_t = 30)]
     pub icmp_timeout: u32,
-    /// eBPF datapath: forward every packet through the host's stack, without the fast
-    /// path (fib lookup + redirect from TC) for established flows.
+    /// eBPF datapath: how many established flows the conntrack table holds (sized at
+    /// `up`; a flow past it stays in the table of flows being opened, which may evict).
+    #[arg(long, default_value_t = netlab_common::maps::CONNTRACK_MAX_DEFAULT)]
+    pub conntrack_max: u32,
+    /// eBPF datapath: forward every packet through the bridge and the host's stack,
+    /// without the fast path (the endpoint programs and bpf_redirect_peer).
     #[arg(long)]
     pub no_fast_path: bool,
     /// Load the datapath with its debug logs on (read them with `netlab logs`).
@@ -61,6 +77,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             tcp_transitory_secs: args.tcp_transitory_timeout,
             udp_secs: args.udp_timeout,
             icmp_secs: args.icmp_timeout,
+            tcp_syn_secs: args.tcp_syn_timeout,
+            tcp_time_wait_secs: args.tcp_time_wait_timeout,
+            tcp_close_secs: args.tcp_close_timeout,
+            udp_stream_secs: args.udp_stream_timeout,
+            conntrack_max: args.conntrack_max,
             fast_path: !args.no_fast_path,
         },
         debug: args.debug,

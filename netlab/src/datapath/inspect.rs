@@ -44,3 +44,13 @@ pub struct PortCounters {
     pub bytes: u64,
     pub connections: u64,
 }
+
+/// One of a datapath's tables, as `netlab status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableInfo {
+    pub name: &'static str,
+    /// Entries it holds at most (two per flow for conntrack).
+    pub max_entries: u32,
+    /// Memory the kernel charges for it (`memlock` of the map).
+    pub memory_bytes: u64,
+}

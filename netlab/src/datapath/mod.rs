@@ -11,7 +11,7 @@ pub mod routed;
 
 use std::path::PathBuf;
 
-pub use inspect::{Counters, Flow, PortCounters};
+pub use inspect::{Counters, Flow, PortCounters, TableInfo};
 
 use crate::{
     error::{Error, Result},
@@ -73,6 +73,10 @@ pub trait Datapath {
     /// The cgroup a process in the lab host must join to see host-local publishing.
     fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
         Ok(None)
+    }
+    /// The datapath's own tables (conntrack): sizes and the memory they take.
+    fn tables(&self, _state: &LabState) -> Result<Vec<TableInfo>> {
+        Ok(Vec::new())
     }
 }
 

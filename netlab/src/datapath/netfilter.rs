@@ -124,14 +124,18 @@ fn conntrack_timeouts(nat: &NatOptions) -> Vec<(&'static str, u32)> {
             "nf_conntrack_tcp_timeout_established",
             nat.tcp_established_secs,
         ),
-        ("nf_conntrack_tcp_timeout_syn_sent", nat.tcp_transitory_secs),
+        ("nf_conntrack_tcp_timeout_syn_sent", nat.tcp_syn_secs),
+        ("nf_conntrack_tcp_timeout_syn_recv", nat.tcp_syn_secs),
         ("nf_conntrack_tcp_timeout_fin_wait", nat.tcp_transitory_secs),
         (
-            "nf_conntrack_tcp_timeout_time_wait",
+            "nf_conntrack_tcp_timeout_close_wait",
             nat.tcp_transitory_secs,
         ),
+        ("nf_conntrack_tcp_timeout_last_ack", nat.tcp_transitory_secs),
+        ("nf_conntrack_tcp_timeout_time_wait", nat.tcp_time_wait_secs),
+        ("nf_conntrack_tcp_timeout_close", nat.tcp_close_secs),
         ("nf_conntrack_udp_timeout", nat.udp_secs),
-        ("nf_conntrack_udp_timeout_stream", nat.udp_secs),
+        ("nf_conntrack_udp_timeout_stream", nat.udp_stream_secs),
         ("nf_conntrack_icmp_timeout", nat.icmp_secs),
     ]
 }

@@ -64,19 +64,52 @@ pub struct NatOptions {
     /// SNAT source ports, inclusive.
     pub port_min: u16,
     pub port_max: u16,
-    /// Conntrack timeouts, seconds after the last packet.
+    /// Conntrack timeouts, seconds after the last packet: TCP established, TCP closing
+    /// one way (FIN_WAIT, CLOSE_WAIT), UDP before it is a two-way stream, ICMP echo...
     pub tcp_established_secs: u32,
     pub tcp_transitory_secs: u32,
     pub udp_secs: u32,
     pub icmp_secs: u32,
-    /// eBPF only: forward established flows from TC (fib lookup + redirect), skipping
-    /// the host's forwarding path.
-    #[serde(default = "yes")]
+    /// ...TCP being opened (SYN_SENT, SYN_RECV), TIME_WAIT, after a reset, and UDP once
+    /// it is a two-way stream.
+    #[serde(default = "defaults::tcp_syn")]
+    pub tcp_syn_secs: u32,
+    #[serde(default = "defaults::tcp_time_wait")]
+    pub tcp_time_wait_secs: u32,
+    #[serde(default = "defaults::tcp_close")]
+    pub tcp_close_secs: u32,
+    #[serde(default = "defaults::udp_stream")]
+    pub udp_stream_secs: u32,
+    /// eBPF only: established flows the conntrack table holds (it is sized at `up`).
+    #[serde(default = "defaults::conntrack_max")]
+    pub conntrack_max: u32,
+    /// eBPF only: forward packets from TC straight to where they go (the endpoint
+    /// programs and `bpf_redirect_peer`), skipping the bridge and the host's stack.
+    #[serde(default = "defaults::yes")]
     pub fast_path: bool,
 }
 
-fn yes() -> bool {
-    true
+mod defaults {
+    use netlab_common::config::Config;
+
+    pub fn tcp_syn() -> u32 {
+        Config::default().tcp_syn_secs
+    }
+    pub fn tcp_time_wait() -> u32 {
+        Config::default().tcp_time_wait_secs
+    }
+    pub fn tcp_close() -> u32 {
+        Config::default().tcp_close_secs
+    }
+    pub fn udp_stream() -> u32 {
+        Config::default().udp_stream_secs
+    }
+    pub fn conntrack_max() -> u32 {
+        netlab_common::maps::CONNTRACK_MAX_DEFAULT
+    }
+    pub fn yes() -> bool {
+        true
+    }
 }
 
 impl Default for NatOptions {
@@ -86,9 +119,14 @@ impl Default for NatOptions {
             port_min: c.nat_port_min,
             port_max: c.nat_port_max,
             tcp_established_secs: c.tcp_established_secs,
-            tcp_transitory_secs: c.tcp_transitory_secs,
+            tcp_transitory_secs: c.tcp_fin_secs,
             udp_secs: c.udp_secs,
             icmp_secs: c.icmp_secs,
+            tcp_syn_secs: c.tcp_syn_secs,
+            tcp_time_wait_secs: c.tcp_time_wait_secs,
+            tcp_close_secs: c.tcp_close_secs,
+            udp_stream_secs: c.udp_stream_secs,
+            conntrack_max: netlab_common::maps::CONNTRACK_MAX_DEFAULT,
             fast_path: true,
         }
     }

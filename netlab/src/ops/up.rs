@@ -2,6 +2,8 @@
 
 use std::{net::Ipv4Addr, path::Path};
 
+use netlab_common::maps::{CONNTRACK_MAX_DEFAULT, CONNTRACK_MAX_MAX, CONNTRACK_MAX_MIN};
+
 use crate::{
     datapath,
     error::{Error, Result},
@@ -10,6 +12,10 @@ use crate::{
     store::Locked,
     topology::{self, sandbox},
 };
+
+/// The longest conntrack timeout `up` takes (a week), well inside the datapath's
+/// 32-bit seconds.
+const MAX_TIMEOUT: u32 = 7 * 24 * 3600;
 
 /// What `up` is asked for.
 #[derive(Clone, Debug)]
@@ -34,13 +40,32 @@ impl UpRequest {
         let n = &self.nat;
         for (name, v) in [
             ("--tcp-timeout", n.tcp_established_secs),
+            ("--tcp-syn-timeout", n.tcp_syn_secs),
             ("--tcp-transitory-timeout", n.tcp_transitory_secs),
+            ("--tcp-time-wait-timeout", n.tcp_time_wait_secs),
+            ("--tcp-close-timeout", n.tcp_close_secs),
             ("--udp-timeout", n.udp_secs),
+            ("--udp-stream-timeout", n.udp_stream_secs),
             ("--icmp-timeout", n.icmp_secs),
         ] {
-            if v == 0 {
-                return Err(Error::Invalid(format!("{name} must be at least 1 second")));
+            if v == 0 || v > MAX_TIMEOUT {
+                return Err(Error::Invalid(format!(
+                    "{name} must be from 1 to {MAX_TIMEOUT} seconds"
+                )));
             }
+        }
+        let (lo, hi) = (CONNTRACK_MAX_MIN, CONNTRACK_MAX_MAX);
+        if !(lo..=hi).contains(&n.conntrack_max) {
+            return Err(Error::Invalid(format!(
+                "--conntrack-max {} is out of range: give {lo} to {hi} flows",
+                n.conntrack_max
+            )));
+        }
+        if self.datapath != DatapathKind::Ebpf && n.conntrack_max != CONNTRACK_MAX_DEFAULT {
+            return Err(Error::Invalid(format!(
+                "--conntrack-max applies to the ebpf datapath only, not to {} (the kernel's table is net.netfilter.nf_conntrack_max)",
+                self.datapath.name()
+            )));
         }
         if self.datapath != DatapathKind::Ebpf && (!n.fast_path || self.debug) {
             let flag = if self.debug {

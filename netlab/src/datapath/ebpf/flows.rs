@@ -1,24 +1,21 @@
-//! The conntrack tables of a running lab, as flows: listing, flushing, and forgetting
-//! the flows of withdrawn mappings.
+//! The conntrack tables of a running lab, as flows: listing and flushing.
 //!
-//! Each flow is two map entries, one per direction; it is listed once, from the entry of
-//! the direction that opened it, with the reply direction's counters beside it. Entries
-//! past their timeout are not listed (the datapath deletes them lazily, on their next
-//! packet, or the LRU reclaims them).
+//! Each flow is two map entries, one per direction, both in the same table; it is
+//! listed once, from the entry of the direction that opened it, with the other
+//! direction's counters beside it. Flows past their timeout, and flows of a withdrawn
+//! mapping, are not listed (the datapath deletes them when it meets them, the garbage
+//! collector otherwise).
 
-use std::net::Ipv4Addr;
+use std::{collections::HashMap as StdHashMap, net::Ipv4Addr};
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use netlab_common::{
-    conntrack::{
-        CtEntry, CtKey, FLAG_ORIGIN, TCP_CLOSED, TCP_CLOSING, TCP_ESTABLISHED, TCP_SYN_SENT,
-        expired,
-    },
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use super::{monotonic_ns, pins, read_config};
+use super::{coarse_secs, pins, read_config};
 use crate::{
     datapath::inspect::{Endpoint, Flow},
     error::Result,
@@ -29,7 +26,7 @@ type Table = HashMap<MapData, CtKey, CtEntry>;
 /// The conntrack tables of a running lab, with their names.
 fn tables(lab: &str) -> Result<[(&'static str, Table); 2]> {
     Ok([
-        ("confirmed", pins::typed(lab, names::CONNTRACK)?),
+        ("confirmed", pins::typed(lab, names::CT)?),
         ("pending", pins::typed(lab, names::CT_PENDING)?),
     ])
 }
@@ -47,43 +44,37 @@ fn proto_name(p: u8) -> &'static str {
     }
 }
 
-fn state_name(proto: u8, s: u8) -> &'static str {
-    if proto != IPPROTO_TCP {
-        return "-";
-    }
-    match s {
-        TCP_SYN_SENT => "SYN_SENT",
-        TCP_ESTABLISHED => "ESTABLISHED",
-        TCP_CLOSING => "CLOSING",
-        TCP_CLOSED => "CLOSED",
-        _ => "NEW",
-    }
-}
-
-/// Live flows of a lab's eBPF datapath, oldest last.
+/// Live flows of a lab's eBPF datapath, newest first.
 pub fn list(lab: &str) -> Result<Vec<Flow>> {
     let cfg = read_config(lab)?;
-    let now = monotonic_ns();
+    let now = coarse_secs();
+    let generations: Array<MapData, u32> = pins::typed(lab, names::MAPPINGS)?;
     let mut out = Vec::new();
     for (table, map) in tables(lab)? {
-        let entries: std::collections::HashMap<CtKey, CtEntry> =
-            map.iter().filter_map(|r| r.ok()).collect();
+        let entries: StdHashMap<CtKey, CtEntry> = map.iter().filter_map(|r| r.ok()).collect();
         for (k, e) in &entries {
             if e.flags & FLAG_ORIGIN == 0 {
                 continue;
             }
-            let reply = entries
-                .get(&e.pair_key(k.proto))
-                .copied()
-                .unwrap_or_default();
-            let last = e.last_seen_ns.max(reply.last_seen_ns);
-            if expired(&cfg, k.proto, e.state, last, now) {
+            let Some(reply) = entries.get(&e.pair_key(k.proto)).copied() else {
+                // Half a flow: the datapath treats it as gone.
+                continue;
+            };
+            if e.pub_id != 0 && generations.get(&e.pub_id, 0).ok() != Some(e.pub_gen) {
+                continue;
+            }
+            let dead = |x: &CtEntry| expired(&cfg, k.proto, x.state, x.flags, x.last_seen, now);
+            if dead(e) && dead(&reply) {
                 continue;
             }
             out.push(Flow {
                 proto: proto_name(k.proto),
                 table,
-                state: state_name(k.proto, e.state.max(reply.state)),
+                state: if k.proto == IPPROTO_TCP {
+                    tcp_state_name(e.state)
+                } else {
+                    "-"
+                },
                 original: Endpoint {
                     src: ip(k.saddr),
                     sport: u16::from_be(k.sport),
@@ -96,11 +87,11 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
                     dst: ip(e.daddr),
                     dport: u16::from_be(e.dport),
                 },
-                age_secs: now.saturating_sub(e.created_ns) / 1_000_000_000,
-                idle_secs: now.saturating_sub(last) / 1_000_000_000,
-                packets: e.packets,
+                age_secs: now.saturating_sub(e.created) as u64,
+                idle_secs: now.saturating_sub(e.last_seen.max(reply.last_seen)) as u64,
+                packets: e.packets as u64,
                 bytes: e.bytes,
-                reply_packets: reply.packets,
+                reply_packets: reply.packets as u64,
                 reply_bytes: reply.bytes,
             });
         }
@@ -121,22 +112,4 @@ pub fn flush(lab: &str) -> Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Deletes every conntrack entry (both directions, both tables) of the mappings `ids`,
-/// so that no flow through an unpublished port survives, UDP included.
-pub fn forget_mappings(lab: &str, ids: &[u32]) -> Result<()> {
-    let ids: std::collections::HashSet<u32> = ids.iter().copied().collect();
-    for (_, mut table) in tables(lab)? {
-        let keys: Vec<CtKey> = table
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter(|(_, e)| e.pub_id != 0 && ids.contains(&e.pub_id))
-            .map(|(k, _)| k)
-            .collect();
-        for k in keys {
-            let _ = table.remove(&k);
-        }
-    }
-    Ok(())
 }

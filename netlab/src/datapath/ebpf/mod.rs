@@ -3,6 +3,7 @@
 //! forwarding when no netlab process runs.
 
 pub mod cgroup;
+mod endpoints;
 mod flows;
 mod logs;
 pub mod pins;
@@ -17,14 +18,14 @@ use aya::{
 };
 use netlab_common::{
     config::{Config, FLAG_FAST_PATH},
-    maps as names,
+    maps::{self as names, established_entries, pending_entries},
     stats::{DROP_BASE, DROP_NAMES, counter},
 };
 
-use super::{Counters, Datapath, Flow, PortCounters};
+use super::{Counters, Datapath, Flow, PortCounters, TableInfo};
 use crate::{
     error::{Error, Errors, Result},
-    lab::{LabState, Published},
+    lab::{Container, LabState, Published},
     netlink::{link, netns, sysctl},
     topology,
 };
@@ -36,26 +37,35 @@ const ATTACH: [(&str, bool, TcAttachType); 3] = [
     (names::PROG_BRIDGE_INGRESS, false, TcAttachType::Ingress),
 ];
 
-const MAPS: [&str; 8] = [
+const MAPS: [&str; 11] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
     names::PUBLISH_BACK,
-    names::CONNTRACK,
+    names::MAPPINGS,
+    names::CT,
     names::CT_PENDING,
+    names::FRAGS,
+    names::ENDPOINTS,
     names::CONFIG,
     names::STATS,
 ];
 
+/// The endpoint program, pinned so that `run` can attach it to new containers.
+const ENDPOINT_PROG_PIN: &str = "endpoint_prog";
+
 pub struct Ebpf;
 
+/// What `CONFIG` needs to know of the lab host's links.
+pub struct HostLinks {
+    pub uplink_ifindex: u32,
+    pub bridge_ifindex: u32,
+    pub bridge_mac: [u8; 6],
+    pub netns_cookie: u64,
+}
+
 /// The `CONFIG` value for a lab.
-pub fn config(
-    state: &LabState,
-    uplink_ifindex: u32,
-    bridge_ifindex: u32,
-    host_netns_cookie: u64,
-) -> Config {
+pub fn config(state: &LabState, links: &HostLinks) -> Config {
     let be = |a: Ipv4Addr| u32::from(a).to_be();
     let nat = &state.nat;
     Config {
@@ -63,21 +73,28 @@ pub fn config(
         bridge_addr: be(state.bridge_addr),
         subnet: be(state.subnet.network),
         subnet_mask: state.subnet.mask().to_be(),
-        uplink_ifindex,
-        bridge_ifindex,
+        uplink_ifindex: links.uplink_ifindex,
+        bridge_ifindex: links.bridge_ifindex,
         nat_port_min: nat.port_min,
         nat_port_max: nat.port_max,
+        tcp_syn_secs: nat.tcp_syn_secs,
         tcp_established_secs: nat.tcp_established_secs,
-        tcp_transitory_secs: nat.tcp_transitory_secs,
+        tcp_fin_secs: nat.tcp_transitory_secs,
+        tcp_time_wait_secs: nat.tcp_time_wait_secs,
+        tcp_close_secs: nat.tcp_close_secs,
         udp_secs: nat.udp_secs,
+        udp_stream_secs: nat.udp_stream_secs,
         icmp_secs: nat.icmp_secs,
         flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 },
-        host_netns_cookie,
+        bridge_mac: links.bridge_mac,
+        _pad: [0; 2],
+        host_netns_cookie: links.netns_cookie,
     }
 }
 
-/// Loads the embedded object. Log statements below `level` are pruned by the verifier.
-pub fn load(debug: bool) -> Result<aya::Ebpf> {
+/// Loads the embedded object with its conntrack tables sized for `conntrack_max`
+/// established flows. Log statements below `level` are pruned by the verifier.
+pub fn load(debug: bool, conntrack_max: u32) -> Result<aya::Ebpf> {
     let level = if debug {
         aya_log::Level::Debug as u8
     } else {
@@ -85,8 +102,24 @@ pub fn load(debug: bool) -> Result<aya::Ebpf> {
     };
     EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
+        .map_max_entries(names::CT, established_entries(conntrack_max))
+        .map_max_entries(names::CT_PENDING, pending_entries(conntrack_max))
         .load(crate::EBPF_OBJ)
         .map_err(|e| Error::ebpf("load object", e))
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(Error::Invalid(format!("bad MAC address {s:?}")));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16)
+            .map_err(|_| Error::Invalid(format!("bad MAC address {s:?}")))?;
+    }
+    Ok(mac)
 }
 
 /// Loads one classifier, printing the verifier log on failure.
@@ -119,29 +152,44 @@ impl Datapath for Ebpf {
         let host = topology::host_ns(state);
         let (uplink, bridge) = (state.uplink.clone(), state.bridge.clone());
         let sandbox = state.sandbox;
-        let (up_idx, br_idx) = netns::netlink_in(&host, |h| async move {
-            // Hairpin: the rewritten packets carry a host address as source, and the
-            // bridge forwards them back where they came from.
-            let conf = |key: &str| format!("/proc/sys/net/ipv4/conf/{bridge}/{key}");
-            sysctl::set(&conf("accept_local"), "1")?;
-            sysctl::set(&conf("send_redirects"), "0")?;
-            if sandbox {
-                sysctl::set("/proc/sys/net/ipv4/conf/all/send_redirects", "0")?;
+        let (uplink_ifindex, bridge_ifindex, bridge_mac) =
+            netns::netlink_in(&host, |h| async move {
+                // Hairpin on the slow path: the rewritten packets carry a host address as
+                // source, and the bridge forwards them back where they came from.
+                let conf = |key: &str| format!("/proc/sys/net/ipv4/conf/{bridge}/{key}");
+                sysctl::set(&conf("accept_local"), "1")?;
+                sysctl::set(&conf("send_redirects"), "0")?;
+                if sandbox {
+                    sysctl::set("/proc/sys/net/ipv4/conf/all/send_redirects", "0")?;
+                }
+                Ok((
+                    link::require(&h, &uplink).await?,
+                    link::require(&h, &bridge).await?,
+                    link::mac(&h, &bridge).await?,
+                ))
+            })?;
+        // No netfilter on bridged frames: this kernel defaults it on in every namespace.
+        netns::run_in(&host, || {
+            let key = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+            if std::path::Path::new(key).exists() {
+                sysctl::set(key, "0")?;
             }
-            Ok((
-                link::require(&h, &uplink).await?,
-                link::require(&h, &bridge).await?,
-            ))
+            Ok(())
         })?;
-        let cookie = cgroup::netns_cookie(&host)?;
+        let links = HostLinks {
+            uplink_ifindex,
+            bridge_ifindex,
+            bridge_mac: parse_mac(&bridge_mac)?,
+            netns_cookie: cgroup::netns_cookie(&host)?,
+        };
 
-        let mut bpf = load(state.debug)?;
+        let mut bpf = load(state.debug, state.nat.conntrack_max)?;
         let mut cfg: Array<_, Config> = Array::try_from(
             bpf.map_mut(names::CONFIG)
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,
         )
         .map_err(|e| Error::ebpf("open CONFIG", e))?;
-        cfg.set(0, config(state, up_idx, br_idx, cookie), 0)
+        cfg.set(0, config(state, &links), 0)
             .map_err(|e| Error::ebpf("write CONFIG", e))?;
         for m in MAPS {
             let map = bpf.map(m).ok_or_else(|| Error::ebpf("find map", m))?;
@@ -155,28 +203,29 @@ impl Datapath for Ebpf {
                 state.bridge.clone()
             };
             let prog = load_program(&mut bpf, prog_name)?;
-            let pin = pins::links(&state.name).join(prog_name);
-            netns::run_in(&host, || {
-                let id = prog
-                    .attach_with_options(
-                        &iface,
-                        direction,
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    )
-                    .map_err(|e| Error::ebpf("attach", format!("{prog_name} on {iface}: {e}")))?;
-                let link: FdLink = prog
-                    .take_link(id)
-                    .map_err(|e| Error::ebpf("take link", e))?
-                    .try_into()
-                    .map_err(|e| Error::ebpf("tcx link", e))?;
-                link.pin(&pin)
-                    .map_err(|e| Error::ebpf("pin link", format!("{prog_name}: {e}")))?;
-                Ok(())
-            })?;
+            attach_tcx(
+                prog,
+                &host,
+                &iface,
+                direction,
+                &pins::links(&state.name).join(prog_name),
+            )?;
         }
+        let endpoint = load_program(&mut bpf, names::PROG_ENDPOINT_INGRESS)?;
+        endpoint
+            .pin(dir.join(ENDPOINT_PROG_PIN))
+            .map_err(|e| Error::ebpf("pin program", e))?;
         cgroup::attach(&mut bpf, state, &pins::links(&state.name))?;
         // Dropping `bpf` closes our fds; the pins keep maps, programs and links alive.
         Ok(())
+    }
+
+    fn attach(&self, state: &LabState, c: &Container) -> Result<()> {
+        endpoints::attach(state, c)
+    }
+
+    fn detach(&self, state: &LabState, c: &Container) -> Result<()> {
+        endpoints::detach(state, c)
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -231,6 +280,41 @@ impl Datapath for Ebpf {
     fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {
         cgroup::joinable(state)
     }
+
+    fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
+        [names::CT, names::CT_PENDING, names::FRAGS]
+            .into_iter()
+            .map(|m| pins::info(&state.name, m))
+            .collect()
+    }
+}
+
+/// Attaches a classifier by tcx to `iface` in namespace `ns`, and pins the link at
+/// `pin` (removing the pin detaches it).
+pub fn attach_tcx(
+    prog: &mut SchedClassifier,
+    ns: &std::path::Path,
+    iface: &str,
+    direction: TcAttachType,
+    pin: &std::path::Path,
+) -> Result<()> {
+    netns::run_in(ns, || {
+        let id = prog
+            .attach_with_options(
+                iface,
+                direction,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(|e| Error::ebpf("attach", format!("on {iface}: {e}")))?;
+        let link: FdLink = prog
+            .take_link(id)
+            .map_err(|e| Error::ebpf("take link", e))?
+            .try_into()
+            .map_err(|e| Error::ebpf("tcx link", e))?;
+        link.pin(pin)
+            .map_err(|e| Error::ebpf("pin link", format!("{}: {e}", pin.display())))?;
+        Ok(())
+    })
 }
 
 /// Removes a lab's pins (which detaches its programs) and its cgroup; returns whether
@@ -261,12 +345,13 @@ pub fn read_config(lab: &str) -> Result<Config> {
     map.get(&0, 0).map_err(|e| Error::ebpf("read CONFIG", e))
 }
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns()`.
-pub fn monotonic_ns() -> u64 {
+/// Seconds of CLOCK_MONOTONIC_COARSE, the clock of the datapath's conntrack times
+/// (`bpf_ktime_get_coarse_ns()`).
+pub fn coarse_secs() -> u32 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u32
 }

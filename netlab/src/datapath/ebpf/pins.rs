@@ -140,3 +140,28 @@ where
         .try_into()
         .map_err(|e| Error::ebpf("open map", format!("{name}: {e}")))
 }
+
+/// Size and memory of one of a running lab's maps. The memory is what the kernel
+/// charges for it (`memlock` in the map fd's fdinfo).
+pub fn info(lab: &str, name: &'static str) -> Result<crate::datapath::TableInfo> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let path = dir(lab).join(name);
+    let map =
+        MapData::from_pin(&path).map_err(|e| Error::ebpf("open map", format!("{name}: {e}")))?;
+    let info = map
+        .info()
+        .map_err(|e| Error::ebpf("map info", format!("{name}: {e}")))?;
+    let fd = map.fd().as_fd().as_raw_fd();
+    let fdinfo = format!("/proc/self/fdinfo/{fd}");
+    let text = fs::read_to_string(&fdinfo).map_err(|e| Error::io("read", &fdinfo, e))?;
+    let memory_bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok(crate::datapath::TableInfo {
+        name,
+        max_entries: info.max_entries(),
+        memory_bytes,
+    })
+}

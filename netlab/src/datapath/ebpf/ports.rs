@@ -1,14 +1,16 @@
 //! The port table of a running lab: single ports in `PUBLISH` (one map update each),
 //! ranges as one element each of `PUBLISH_RANGES`, counters in `PUBLISH_STATS`. Each
-//! batch opens the maps once.
+//! batch opens the maps once. Withdrawing a mapping bumps its generation in
+//! `MAPPINGS`, which ends every flow through it at once, whatever their number: the
+//! datapath treats a flow of an older generation as gone.
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use netlab_common::{
     maps as names,
-    publish::{PubKey, PubRange, PubStats, PubTarget},
+    publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
 };
 
-use super::{flows, pins};
+use super::pins;
 use crate::{
     datapath::PortCounters,
     error::{Error, Result},
@@ -62,6 +64,8 @@ struct Table {
     singles: HashMap<MapData, PubKey, PubTarget>,
     ranges: Array<MapData, PubRange>,
     stats: PerCpuArray<MapData, PubStats>,
+    generations: Array<MapData, u32>,
+    back: HashMap<MapData, PubBack, PubBack>,
     cpus: usize,
 }
 
@@ -73,6 +77,8 @@ impl Table {
             singles: pins::typed(lab, names::PUBLISH)?,
             ranges: pins::typed(lab, names::PUBLISH_RANGES)?,
             stats: pins::typed(lab, names::PUBLISH_STATS)?,
+            generations: pins::typed(lab, names::MAPPINGS)?,
+            back: pins::typed(lab, names::PUBLISH_BACK)?,
             cpus,
         })
     }
@@ -114,6 +120,35 @@ impl Table {
         )))
     }
 
+    /// Ends every flow through mapping `id` (its generation moves on).
+    fn end_flows(&mut self, id: u32) -> Result<()> {
+        let generation = self
+            .generations
+            .get(&id, 0)
+            .map_err(|e| Error::ebpf("read MAPPINGS", e))?;
+        self.generations
+            .set(id, generation.wrapping_add(1), 0)
+            .map_err(|e| Error::ebpf("update MAPPINGS", e))
+    }
+
+    /// Forgets the host-local UDP replies that lead back to a withdrawn port.
+    fn forget_back(&mut self, p: &Published) -> Result<()> {
+        for hp in p.spec.host_port..=p.spec.host_end {
+            let key = PubBack {
+                addr: be(p.ctr_ip),
+                port: p.spec.ctr_port_for(hp).to_be(),
+                proto: p.spec.proto.number(),
+                _pad: 0,
+            };
+            if let Ok(v) = self.back.get(&key, 0)
+                && v.port == hp.to_be()
+            {
+                let _ = self.back.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
     fn remove(&mut self, p: &Published) -> Result<()> {
         if !is_range(p) {
             return match self.singles.remove(&single_key(p)) {
@@ -151,14 +186,15 @@ pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
     Ok(())
 }
 
-/// Withdraws `ports`, then forgets their flows (one pass over conntrack for the batch).
+/// Withdraws `ports` and ends their flows.
 pub fn unpublish(lab: &str, ports: &[Published]) -> Result<()> {
     let mut table = Table::open(lab)?;
     for p in ports {
         table.remove(p)?;
+        table.end_flows(p.id)?;
+        table.forget_back(p)?;
     }
-    let ids: Vec<u32> = ports.iter().map(|p| p.id).collect();
-    flows::forget_mappings(lab, &ids)
+    Ok(())
 }
 
 /// Counters of each mapping, summed over CPUs.

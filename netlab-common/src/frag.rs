@@ -1,0 +1,29 @@
+//! Fragments. Only the first fragment of a datagram carries its ports, so only it can
+//! be looked up in conntrack; the datapath remembers its translation under the
+//! datagram's IP identifier (as Cilium does) and gives the same addresses to the
+//! fragments that follow. Ports need no change after the first fragment.
+
+/// Key of `FRAGS`: the datagram as its fragments carry it (before translation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FragKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    /// The IPv4 identification field, network byte order.
+    pub id: u16,
+    pub proto: u8,
+    /// [`crate::conntrack::ZONE_FROM_CTR`] or [`crate::conntrack::ZONE_FROM_OUTSIDE`].
+    pub zone: u8,
+}
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+
+/// The addresses the datagram's fragments are rewritten to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FragNat {
+    pub saddr: u32,
+    pub daddr: u32,
+}
+const _: () = assert!(core::mem::size_of::<FragNat>() == 8);

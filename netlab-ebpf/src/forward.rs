@@ -1,0 +1,236 @@
+//! The fast path: a translated packet forwarded from TC straight to where it goes,
+//! skipping the bridge and the host's IP input, routing and forwarding:
+//!
+//! - to the uplink: `bpf_fib_lookup` in the lab host's tables gives the next hop and its
+//!   MAC; the packet gets them, a decremented TTL, and `bpf_redirect` to the uplink
+//!   (`bpf_redirect_neigh` when the neighbour is not resolved yet: the kernel resolves
+//!   it, as the stack would);
+//! - into a container: its veth from the endpoint map, the container's MAC, and
+//!   `bpf_redirect_peer`, which enters the container's namespace without a trip through
+//!   the host's backlog queue;
+//! - between two containers of the lab: `bpf_redirect_peer` as it is (a bridge would
+//!   switch the frame unchanged).
+//!
+//! A hook first makes a [`Plan`] without touching the packet; whatever cannot be
+//! planned (TTL about to run out, too big for the next hop, no route by the uplink, a
+//! container not on the bridge) is left to the stack, which answers it properly (ICMP
+//! time exceeded, fragmentation needed, ARP).
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, bpf_redir_neigh,
+    },
+    helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    programs::TcContext,
+};
+use netlab_common::{
+    config::Config,
+    endpoint::Endpoint,
+    stats::{DropReason, counter},
+};
+
+use crate::{
+    maps,
+    parse::{IP_CHECK_OFF, IP_TTL_OFF, Packet},
+    verdict::PASS,
+};
+
+const AF_INET: u8 = 2;
+const PACKET_HOST: u32 = 0;
+
+/// Not forwarded: the stack takes it.
+pub const STACK: u8 = 0;
+/// Out of the uplink to a resolved next hop.
+pub const UPLINK: u8 = 1;
+/// Out of the uplink; the kernel resolves the next hop `nexthop`.
+pub const UPLINK_NEIGH: u8 = 2;
+/// Into a container, routed by the host (TTL and MACs change).
+pub const CONTAINER: u8 = 3;
+/// Into another container, switched (nothing changes).
+pub const SWITCHED: u8 = 4;
+
+/// Where the fast path sends a packet. A plain struct with every field set, for the
+/// verifier's sake (LLVM leaves the unused parts of enum payloads undefined).
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub kind: u8,
+    pub ifindex: u32,
+    pub nexthop: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+impl Plan {
+    #[inline(always)]
+    fn stack(why: u32) -> Self {
+        maps::count(why);
+        Self {
+            kind: STACK,
+            ifindex: 0,
+            nexthop: 0,
+            dmac: [0; 6],
+            smac: [0; 6],
+        }
+    }
+
+    #[inline(always)]
+    fn into_container(kind: u8, ep: &Endpoint, smac: [u8; 6]) -> Self {
+        Self {
+            kind,
+            ifindex: ep.ifindex,
+            nexthop: 0,
+            dmac: ep.mac,
+            smac,
+        }
+    }
+
+    #[inline(always)]
+    pub fn forwards(&self) -> bool {
+        self.kind != STACK
+    }
+}
+
+/// The fast path's plan for a packet that will leave as `src -> dst` after translation;
+/// [`STACK`] (counted by why) to leave it to the stack.
+#[inline(always)]
+pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> Plan {
+    if pkt.ttl <= 1 {
+        return Plan::stack(counter::SLOW_TTL);
+    }
+    if cfg.in_subnet(dst) {
+        return match maps::endpoint(dst) {
+            Some(ep) => Plan::into_container(CONTAINER, &ep, cfg.bridge_mac),
+            None => Plan::stack(counter::SLOW_OTHER),
+        };
+    }
+    let mut f: FibParams = unsafe { core::mem::zeroed() };
+    f.family = AF_INET;
+    f.l4_protocol = pkt.proto;
+    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware.
+    f.__bindgen_anon_1.tot_len = 0;
+    f.ifindex = cfg.bridge_ifindex;
+    f.__bindgen_anon_3.ipv4_src = src;
+    f.__bindgen_anon_4.ipv4_dst = dst;
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut f, size_of::<FibParams>() as i32, 0) };
+    let rc = rc as u32;
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+        return Plan::stack(counter::SLOW_MTU);
+    }
+    if f.ifindex != cfg.uplink_ifindex {
+        return Plan::stack(counter::SLOW_OTHER);
+    }
+    if rc == BPF_FIB_LKUP_RET_SUCCESS {
+        return Plan {
+            kind: UPLINK,
+            ifindex: f.ifindex,
+            nexthop: 0,
+            dmac: f.dmac,
+            smac: f.smac,
+        };
+    }
+    if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
+        return Plan {
+            kind: UPLINK_NEIGH,
+            ifindex: f.ifindex,
+            nexthop: unsafe { f.__bindgen_anon_4.ipv4_dst },
+            dmac: [0; 6],
+            smac: [0; 6],
+        };
+    }
+    Plan::stack(counter::SLOW_OTHER)
+}
+
+/// The plan for a frame between two containers: switched straight into the container
+/// whose address and MAC it carries.
+#[inline(always)]
+pub fn plan_switched(ctx: &TcContext, pkt: &Packet) -> Plan {
+    let Some(ep) = maps::endpoint(pkt.daddr) else {
+        return Plan::stack(counter::SLOW_OTHER);
+    };
+    match ctx.load::<[u8; 6]>(0) {
+        Ok(dmac) if dmac == ep.mac => Plan::into_container(SWITCHED, &ep, [0; 6]),
+        _ => Plan::stack(counter::SLOW_OTHER),
+    }
+}
+
+/// Decrements the TTL, as a router does, with the IPv4 checksum.
+#[inline(always)]
+fn ttl_down(ctx: &TcContext, pkt: &Packet) -> Result<(), DropReason> {
+    let word: [u8; 2] = ctx
+        .load(pkt.l3_off + IP_TTL_OFF)
+        .map_err(|_| DropReason::Truncated)?;
+    let new = [word[0].wrapping_sub(1), word[1]];
+    let (old, new) = (u16::from_ne_bytes(word), u16::from_ne_bytes(new));
+    ctx.l3_csum_replace(pkt.l3_off + IP_CHECK_OFF, old as u64, new as u64, 2)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(pkt.l3_off + IP_TTL_OFF, &new, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+#[inline(always)]
+fn macs(ctx: &TcContext, dmac: &[u8; 6], smac: &[u8; 6]) -> Result<(), DropReason> {
+    ctx.store(0, dmac, 0)
+        .map_err(|_| DropReason::RewriteFailed)?;
+    ctx.store(6, smac, 0).map_err(|_| DropReason::RewriteFailed)
+}
+
+#[inline(always)]
+fn host_type(ctx: &TcContext) -> Result<(), DropReason> {
+    // Received by the container as addressed to it, whatever the frame was on its way.
+    ctx.change_type(PACKET_HOST)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+/// Carries out a plan on a packet already translated.
+#[inline(always)]
+pub fn go(ctx: &TcContext, cfg: &Config, pkt: &Packet, plan: &Plan) -> Result<i32, DropReason> {
+    let (verdict, kind) = match plan.kind {
+        UPLINK => {
+            ttl_down(ctx, pkt)?;
+            macs(ctx, &plan.dmac, &plan.smac)?;
+            (
+                unsafe { bpf_redirect(plan.ifindex, 0) },
+                counter::FAST_TO_UPLINK,
+            )
+        }
+        UPLINK_NEIGH => {
+            ttl_down(ctx, pkt)?;
+            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            nh.nh_family = AF_INET as u32;
+            nh.__bindgen_anon_1.ipv4_nh = plan.nexthop;
+            let rc = unsafe {
+                bpf_redirect_neigh(
+                    plan.ifindex,
+                    &mut nh,
+                    size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                )
+            };
+            (rc, counter::FAST_TO_UPLINK)
+        }
+        CONTAINER => {
+            ttl_down(ctx, pkt)?;
+            macs(ctx, &plan.dmac, &cfg.bridge_mac)?;
+            host_type(ctx)?;
+            (
+                unsafe { bpf_redirect_peer(plan.ifindex, 0) },
+                counter::FAST_TO_CONTAINER,
+            )
+        }
+        SWITCHED => {
+            host_type(ctx)?;
+            (
+                unsafe { bpf_redirect_peer(plan.ifindex, 0) },
+                counter::FAST_BETWEEN_CONTAINERS,
+            )
+        }
+        _ => return PASS,
+    };
+    maps::count(kind);
+    maps::count(counter::FAST_PATH_REDIRECTS);
+    Ok(verdict as i32)
+}

@@ -1,0 +1,62 @@
+//! Fragmented datagrams: the first fragment is translated like any packet of its flow
+//! and its translation remembered under the datagram's IP identifier; the fragments
+//! after it get the same addresses (they carry no ports).
+
+use aya_ebpf::programs::TcContext;
+use netlab_common::{
+    conntrack::CtEntry,
+    frag::{FragKey, FragNat},
+    stats::counter,
+};
+
+use crate::{
+    maps,
+    parse::{IP_DADDR_OFF, IP_SADDR_OFF, Packet},
+    rewrite,
+    verdict::{PASS, Verdict},
+};
+
+#[inline(always)]
+fn key(pkt: &Packet, zone: u8) -> FragKey {
+    FragKey {
+        saddr: pkt.saddr,
+        daddr: pkt.daddr,
+        id: pkt.ip_id,
+        proto: pkt.proto,
+        zone,
+    }
+}
+
+/// After a first fragment was translated with `e`: remember it for the rest.
+#[inline(always)]
+pub fn remember(pkt: &Packet, zone: u8, e: &CtEntry) {
+    if pkt.first_fragment {
+        maps::frag_set(
+            &key(pkt, zone),
+            &FragNat {
+                saddr: e.saddr,
+                daddr: e.daddr,
+            },
+        );
+    }
+}
+
+/// A fragment after the first: translated like its first fragment, or `None` when
+/// that one was not seen.
+#[inline(always)]
+pub fn translate_later(ctx: &TcContext, pkt: &Packet, zone: u8) -> Option<Verdict> {
+    let nat = maps::frag_get(&key(pkt, zone))?;
+    Some(rewrite_addrs(ctx, pkt, &nat))
+}
+
+#[inline(always)]
+fn rewrite_addrs(ctx: &TcContext, pkt: &Packet, nat: &FragNat) -> Verdict {
+    if nat.saddr != pkt.saddr {
+        rewrite::addr(ctx, pkt, IP_SADDR_OFF, pkt.saddr, nat.saddr)?;
+    }
+    if nat.daddr != pkt.daddr {
+        rewrite::addr(ctx, pkt, IP_DADDR_OFF, pkt.daddr, nat.daddr)?;
+    }
+    maps::count(counter::FRAGMENTS_TRANSLATED);
+    PASS
+}

@@ -1,0 +1,111 @@
+//! The uplink's hooks. Egress: what leaves the lab by the host's stack (the slow path)
+//! is masqueraded, and replies of published flows get their published address back.
+//! Ingress: replies of masqueraded flows and flows to published ports are translated
+//! and, on the fast path, delivered straight into their container.
+
+use aya_ebpf::programs::TcContext;
+use netlab_common::{
+    config::{Config, FLAG_FAST_PATH},
+    conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    stats::{DropReason, counter},
+};
+
+use crate::{
+    conntrack, forward, frag, icmp, maps, nat,
+    parse::{self, Kind, Packet},
+    rewrite,
+    verdict::{PASS, Verdict},
+};
+
+#[inline(always)]
+pub fn config() -> Result<&'static Config, DropReason> {
+    maps::config().ok_or(DropReason::NoConfig)
+}
+
+/// Parses the packet; `None` (counted) for non-IPv4, which every hook passes.
+#[inline(always)]
+pub fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
+    let pkt = parse::ipv4(ctx)?;
+    if pkt.is_none() {
+        maps::count(counter::PASS_NOT_IPV4);
+    }
+    Ok(pkt)
+}
+
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> Verdict {
+    maps::count(counter::UPLINK_EGRESS_PACKETS);
+    let cfg = config()?;
+    let Some(pkt) = parse(ctx)? else { return PASS };
+    if !cfg.in_subnet(pkt.saddr) {
+        // The host's own traffic, and what the fast path translated already.
+        return PASS;
+    }
+    match pkt.kind {
+        Kind::Flow => {}
+        Kind::Fragment => {
+            return frag::translate_later(ctx, &pkt, ZONE_FROM_CTR)
+                .unwrap_or(Err(DropReason::Fragment));
+        }
+        Kind::IcmpError => return icmp::translate_error(ctx, cfg, &pkt, true),
+        Kind::Other => return Err(DropReason::UnsupportedProtocol),
+    }
+    let now = conntrack::now();
+    let mut hit = conntrack::Hit::empty();
+    let found = nat::find_from_container(cfg, &pkt, now, &mut hit)?;
+    if found.is_none() {
+        return PASS;
+    }
+    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    frag::remember(&pkt, ZONE_FROM_CTR, &e);
+    rewrite::apply(ctx, &pkt, &e)?;
+    PASS
+}
+
+#[inline(always)]
+pub fn ingress(ctx: &TcContext) -> Verdict {
+    maps::count(counter::UPLINK_INGRESS_PACKETS);
+    let cfg = config()?;
+    let Some(pkt) = parse(ctx)? else { return PASS };
+    if cfg.in_subnet(pkt.daddr) {
+        // Nothing legitimate arrives addressed to a container: published flows are
+        // addressed to the host and rewritten here (Docker 28's "direct access" drop).
+        return Err(DropReason::DirectAccess);
+    }
+    if pkt.daddr != cfg.uplink_addr {
+        return PASS;
+    }
+    match pkt.kind {
+        Kind::Flow => {}
+        Kind::Fragment => {
+            return frag::translate_later(ctx, &pkt, ZONE_FROM_OUTSIDE).unwrap_or_else(|| {
+                // The host's own datagram, or one whose first fragment went by unseen.
+                maps::count(counter::PASS_FRAGMENT);
+                PASS
+            });
+        }
+        Kind::IcmpError => return icmp::translate_error(ctx, cfg, &pkt, false),
+        Kind::Other => {
+            maps::count(counter::PASS_UNTRACKED);
+            return PASS;
+        }
+    }
+    let now = conntrack::now();
+    let mut hit = conntrack::Hit::empty();
+    let found = nat::find_from_outside(cfg, &pkt, now, &mut hit)?;
+    if found.is_none() {
+        maps::count(counter::PASS_UNTRACKED);
+        return PASS;
+    }
+    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    frag::remember(&pkt, ZONE_FROM_OUTSIDE, &e);
+    rewrite::apply(ctx, &pkt, &e)?;
+    if cfg.flags & FLAG_FAST_PATH == 0 || pkt.first_fragment {
+        return PASS;
+    }
+    let plan = forward::plan(ctx, cfg, &pkt, e.saddr, e.daddr);
+    if !plan.forwards() {
+        return PASS;
+    }
+    forward::go(ctx, cfg, &pkt, &plan)
+}
