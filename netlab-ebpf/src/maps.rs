@@ -1,7 +1,7 @@
 //! Every map of the datapath, and the typed accessors the handlers use.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
@@ -26,12 +26,14 @@ static CT: HashMap<CtKey, CtEntry> =
     HashMap::with_max_entries(established_entries(CONNTRACK_MAX_DEFAULT), 0);
 
 /// Flows being opened or closed, and unanswered ones: evicted least recently used first.
+/// Per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`): inserts take no global lock.
 #[map(name = "CT_PENDING")]
 static CT_PENDING: LruHashMap<CtKey, CtEntry> =
-    LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), 0);
+    LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), BPF_F_NO_COMMON_LRU);
 
 #[map(name = "FRAGS")]
-static FRAGS: LruHashMap<FragKey, FragNat> = LruHashMap::with_max_entries(FRAGS_MAX, 0);
+static FRAGS: LruHashMap<FragKey, FragNat> =
+    LruHashMap::with_max_entries(FRAGS_MAX, BPF_F_NO_COMMON_LRU);
 
 /// Never evicted: a published port must not disappear under load.
 #[map(name = "PUBLISH")]

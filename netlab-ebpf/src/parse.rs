@@ -98,6 +98,19 @@ fn linear(ctx: &TcContext, need: usize) -> Result<(usize, usize), DropReason> {
     Ok((data, end))
 }
 
+/// The source address of an IPv4 frame whose headers are in the linear part, without
+/// any other check (`None` otherwise: the full parse decides).
+#[inline(always)]
+pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + ETH_HLEN + IPV4_MIN_HLEN > end {
+        return None;
+    }
+    let ethertype = unsafe { *((data + 12) as *const u16) };
+    (ethertype == ETH_P_IP.to_be())
+        .then(|| unsafe { *((data + ETH_HLEN + IP_SADDR_OFF) as *const u32) })
+}
+
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {

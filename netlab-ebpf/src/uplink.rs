@@ -36,6 +36,13 @@ pub fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
 pub fn egress(ctx: &TcContext) -> Verdict {
     maps::count(counter::UPLINK_EGRESS_PACKETS);
     let cfg = config()?;
+    // Most of what leaves is the host's own or translated already by the fast path:
+    // one look at the source address lets it go before any parsing.
+    if let Some(saddr) = parse::ipv4_saddr(ctx)
+        && !cfg.in_subnet(saddr)
+    {
+        return PASS;
+    }
     let Some(pkt) = parse(ctx)? else { return PASS };
     if !cfg.in_subnet(pkt.saddr) {
         // The host's own traffic, and what the fast path translated already.

@@ -92,7 +92,27 @@ pub struct Lab {
     pub name: String,
 }
 
+/// Whether a datapath name of the parametrised suites is the eBPF datapath (with or
+/// without its fast path).
+pub fn is_ebpf(dp: &str) -> bool {
+    dp == "ebpf" || dp == "ebpf-slow"
+}
+
+/// `netlab up` flags for a datapath name of the parametrised suites: `ebpf-slow` is the
+/// eBPF datapath without its fast path, so that every behaviour is checked both ways.
+pub fn datapath_args(dp: &str) -> Vec<&str> {
+    match dp {
+        "ebpf-slow" => vec!["--datapath", "ebpf", "--no-fast-path"],
+        _ => vec!["--datapath", dp],
+    }
+}
+
 impl Lab {
+    /// A fresh sandbox lab on datapath `dp` (a name of the parametrised suites).
+    pub fn on(dp: &str) -> Lab {
+        Lab::sandbox(&datapath_args(dp))
+    }
+
     /// `netlab up --sandbox` with extra `args`, on a fresh unique lab.
     pub fn sandbox(args: &[&str]) -> Lab {
         require_root();

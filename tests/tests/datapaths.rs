@@ -24,6 +24,7 @@ netlab_tests::per_datapath!(
         drops_direct_access_to_containers,
     ];
     ebpf = "ebpf",
+    ebpf_slow = "ebpf-slow",
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
@@ -41,7 +42,7 @@ netlab_tests::per_datapath!(
 );
 
 fn lab(dp: &str) -> Lab {
-    Lab::sandbox(&["--datapath", dp])
+    Lab::on(dp)
 }
 
 /// `netlab publish CONTAINER SPEC`.
@@ -152,7 +153,7 @@ fn publishes_on_one_address_and_udp_ranges(dp: &str) {
 
 /// How many flows to `port` the datapath tracks.
 fn flows_to(lab: &Lab, dp: &str, port: u16) -> usize {
-    if dp == "ebpf" {
+    if netlab_tests::is_ebpf(dp) {
         return lab
             .conntrack()
             .iter()
@@ -228,7 +229,7 @@ fn drops_direct_access_to_containers(dp: &str) {
         get(&lab, "wan", "http://198.51.100.2:8080/"),
         "published port"
     );
-    if dp == "ebpf" {
+    if netlab_tests::is_ebpf(dp) {
         assert!(lab.stat("drops", "direct_access") >= 1);
     }
 }

@@ -26,13 +26,14 @@ netlab_tests::per_datapath!(
         conflicts_and_bad_specs_change_nothing,
     ];
     ebpf = "ebpf",
+    ebpf_slow = "ebpf-slow",
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
 );
 
 fn web(dp: &str) -> Lab {
-    let lab = Lab::sandbox(&["--datapath", dp]);
+    let lab = Lab::on(dp);
     lab.ok(&["run", "web"]);
     lab
 }
@@ -51,7 +52,7 @@ fn tcp_from_outside_keeps_the_client_address(dp: &str) {
         line.starts_with(&WAN_ADDR.to_string()),
         "the container should see the real client: {line}"
     );
-    if dp == "ebpf" {
+    if netlab_tests::is_ebpf(dp) {
         let p = &lab.ports()[0];
         assert_eq!(p["spec"], "8080:8000/tcp");
         assert_eq!(p["connections"], 1);
@@ -200,7 +201,7 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
     assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
     lab.ok(&["unpublish", "web", "5353:5353/udp", "8080:8000"]);
     assert!(lab.ports().is_empty());
-    if dp == "ebpf" {
+    if netlab_tests::is_ebpf(dp) {
         let flows = lab.conntrack();
         assert!(flows.is_empty(), "flows survived unpublish: {flows:?}");
     }

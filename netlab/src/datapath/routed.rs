@@ -8,7 +8,7 @@ use super::Datapath;
 use crate::{
     error::{Error, Result},
     lab::{LabState, Published},
-    netlink::{netns, route},
+    netlink::{netns, route, sysctl},
 };
 
 pub struct Routed;
@@ -28,6 +28,10 @@ impl Datapath for Routed {
             ));
         };
         let (net, prefix, via) = (state.subnet.network, state.subnet.prefix, state.uplink_addr);
+        netns::run_in(
+            &crate::topology::host_ns(state),
+            sysctl::bridge_netfilter_off,
+        )?;
         netns::netlink_in(&netns::path(wan), |h| async move {
             route::add_via(&h, net, prefix, via).await
         })

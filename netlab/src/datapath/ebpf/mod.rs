@@ -168,14 +168,7 @@ impl Datapath for Ebpf {
                     link::mac(&h, &bridge).await?,
                 ))
             })?;
-        // No netfilter on bridged frames: this kernel defaults it on in every namespace.
-        netns::run_in(&host, || {
-            let key = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-            if std::path::Path::new(key).exists() {
-                sysctl::set(key, "0")?;
-            }
-            Ok(())
-        })?;
+        netns::run_in(&host, sysctl::bridge_netfilter_off)?;
         let links = HostLinks {
             uplink_ifindex,
             bridge_ifindex,
