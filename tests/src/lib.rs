@@ -392,3 +392,72 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A host one router beyond the uplink: namespace `<lab>-far` at [`FAR_ADDR`], behind
+/// `wan`, which routes for it with a path MTU of `mtu` (the link itself is 1500, so the
+/// far host's own TCP still offers a full-size MSS). Removed when dropped.
+pub struct FarHost {
+    ns: String,
+}
+
+/// The far host's address, and wan's on the link to it (inside the sandbox's
+/// 203.0.113.0/24 "internet").
+pub const FAR_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 130);
+pub const FAR_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 129);
+
+impl FarHost {
+    pub fn new(lab: &Lab, mtu: u32) -> FarHost {
+        use netlab::netlink::{addr, link, route, sysctl};
+        use std::os::fd::AsFd;
+        let far = FarHost {
+            ns: format!("{}-far", lab.name),
+        };
+        let far_ns = netns::create(&far.ns).expect("create far namespace");
+        let far_file = netns::open(&far_ns).expect("open far namespace");
+        netns::netlink_in(&lab.ns("wan"), |h| async move {
+            let w = link::add_veth(&h, "tofar", "farlink", 1500).await?;
+            let p = link::require(&h, "farlink").await?;
+            link::move_to_netns(&h, "farlink", p, far_file.as_fd()).await?;
+            addr::add(&h, "tofar", w, FAR_GATEWAY, 25).await?;
+            link::up(&h, "tofar", w).await?;
+            sysctl::set(sysctl::IP_FORWARD, "1")
+        })
+        .expect("wan's side of the far link");
+        netns::netlink_in(&far_ns, |h| async move {
+            let lo = link::require(&h, "lo").await?;
+            link::up(&h, "lo", lo).await?;
+            let p = link::require(&h, "farlink").await?;
+            addr::add(&h, "farlink", p, FAR_ADDR, 25).await?;
+            link::up(&h, "farlink", p).await?;
+            route::add_default(&h, "farlink", p, FAR_GATEWAY).await
+        })
+        .expect("the far host's side");
+        if mtu < 1500 {
+            lab.exec_ok(
+                "wan",
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    "203.0.113.128/25",
+                    "dev",
+                    "tofar",
+                    "mtu",
+                    "lock",
+                    &mtu.to_string(),
+                ],
+            );
+        }
+        far
+    }
+
+    pub fn ns(&self) -> PathBuf {
+        netns::path(&self.ns)
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = netns::delete(&self.ns);
+    }
+}

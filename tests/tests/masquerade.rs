@@ -1,8 +1,8 @@
 //! Containers reach the outside world through masquerade (the seed's "Reaching out to
 //! the outside world"), checked at the far end with real tools and small Rust peers.
 //!
-//! Each scenario is a function of the datapath; `on_datapaths!` makes one test per
-//! datapath from it.
+//! Each scenario is a function of the datapath; `per_datapath!` makes one test per
+//! datapath from it (the eBPF datapath with its fast path and without).
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -11,7 +11,7 @@ use std::{
 };
 
 use netlab_tests::{
-    INTERNET, Lab, UPLINK_ADDR,
+    FAR_ADDR, FarHost, INTERNET, Lab, UPLINK_ADDR,
     sockets::{IcmpSniffer, tcp_connect, tcp_listen, udp},
     wait_for,
 };
@@ -23,6 +23,8 @@ netlab_tests::per_datapath!(
         ping_to_wan_is_seen_from_the_uplink,
         same_source_port_from_two_containers,
         port_unreachable_reaches_the_container,
+        traceroute_through_the_nat,
+        path_mtu_discovery_through_the_nat,
         one_gib_through_the_nat,
     ];
     ebpf = "ebpf",
@@ -168,6 +170,85 @@ fn port_unreachable_reaches_the_container(dp: &str) {
         matches!(client.recv(&mut [0u8; 8]), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
     });
     assert!(refused, "the container never saw ECONNREFUSED");
+    if netlab_tests::is_ebpf(dp) {
+        assert!(lab.stat("counters", "icmp_errors_translated") > 0);
+    }
+}
+
+/// Each hop answers the probes that die there: the lab host itself (TTL 1), wan as a
+/// router beyond the uplink (time exceeded, translated back through the NAT), and the
+/// far host (port unreachable, translated back).
+fn traceroute_through_the_nat(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let _far = FarHost::new(&lab, 1500);
+    let out = lab.exec_ok(
+        "a",
+        &[
+            "traceroute",
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "5",
+            &FAR_ADDR.to_string(),
+        ],
+    );
+    let hops: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        hops,
+        ["172.18.0.1", "198.51.100.1", FAR_ADDR.to_string().as_str()],
+        "{out}"
+    );
+    if netlab_tests::is_ebpf(dp) {
+        assert!(lab.stat("counters", "icmp_errors_translated") >= 2);
+    }
+}
+
+/// A link beyond the uplink with a smaller MTU: wan answers big packets with
+/// "fragmentation needed", the NAT translates it back, the container's TCP lowers its
+/// segment size, and a large transfer completes.
+fn path_mtu_discovery_through_the_nat(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let far = FarHost::new(&lab, 1280);
+    let listener = tcp_listen(&far.ns(), "203.0.113.130:7100");
+    let payload = vec![0x5au8; 1 << 20];
+    let sender = {
+        let payload = payload.clone();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(&payload).unwrap();
+        })
+    };
+    let mut client = tcp_connect(&lab.ns("a"), "203.0.113.130:7100");
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    client
+        .read_to_end(&mut got)
+        .expect("the transfer completes");
+    sender.join().unwrap();
+    assert_eq!(got.len(), payload.len());
+    // And the other way: the container sends big segments that must shrink.
+    let listener = tcp_listen(&far.ns(), "203.0.113.130:7101");
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got.len()
+    });
+    let mut client = tcp_connect(&lab.ns("a"), "203.0.113.130:7101");
+    client.write_all(&payload).expect("send");
+    drop(client);
+    assert_eq!(receiver.join().unwrap(), payload.len());
     if netlab_tests::is_ebpf(dp) {
         assert!(lab.stat("counters", "icmp_errors_translated") > 0);
     }
