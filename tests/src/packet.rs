@@ -197,3 +197,10 @@ impl<'a> View<'a> {
         }
     }
 }
+
+/// `frame` with its Ethernet destination and source replaced.
+pub fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    frame[..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}

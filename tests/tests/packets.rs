@@ -566,3 +566,112 @@ fn programs_verify_with_room_to_spare() {
         }
     }
 }
+
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// An interface's ifindex and MAC in namespace `ns`.
+fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
+    use netlab::netlink::{link, netns};
+    let name = name.to_string();
+    netns::netlink_in(ns, |h| async move {
+        let index = link::require(&h, &name).await?;
+        let mac = link::mac(&h, &name).await?;
+        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
+    })
+    .expect("link")
+}
+
+/// The fast path on real links: a sandbox lab gives the uplink, the bridge and two
+/// containers' veths, and the programs run inside its host namespace, where
+/// `bpf_fib_lookup` sees its routes and neighbours. Every forwarded frame is checked
+/// byte for byte: translated, TTL one less (the lab host routes it), MACs of the next
+/// hop, and the redirect verdict.
+#[test]
+fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
+    use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint};
+    use netlab_tests::{Lab, in_ns, packet::with_macs};
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    lab.ok(&["run", "b"]);
+    // The next hop's MAC is in the lab host's neighbour table after one ping.
+    lab.exec_ok("host", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
+    let state = lab.state();
+    let host = lab.ns("host");
+    let (uplink, uplink_mac) = link_of(&host, "eth0");
+    let (bridge, bridge_mac) = link_of(&host, &state.bridge);
+    let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
+    let ctr = |name: &str| {
+        let c = state.container(name).unwrap();
+        let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
+        let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
+        (veth, mac)
+    };
+    let ((veth_a, mac_a), (veth_b, mac_b)) = (ctr("a"), ctr("b"));
+    let mut dp = Datapath::new(Config {
+        uplink_ifindex: uplink,
+        bridge_ifindex: bridge,
+        bridge_mac,
+        flags: FLAG_FAST_PATH,
+        ..config()
+    });
+    {
+        let mut eps: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(dp.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+        for (ip, ifindex, mac) in [(CTR, veth_a, mac_a), (CTR2, veth_b, mac_b)] {
+            let ep = Endpoint {
+                ifindex,
+                mac,
+                _pad: [0; 2],
+            };
+            eps.insert(be(ip), ep, 0).unwrap();
+        }
+    }
+    in_ns(&host, || {
+        let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
+
+        // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
+        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
+        let (verdict, out) = endpoint(&mut dp, &syn);
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let port = View::new(&out).sport();
+        let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
+        want.ttl = 63;
+        assert_frames_eq(
+            &out,
+            &with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac),
+        );
+
+        // Its answer: into the container, from the bridge's MAC.
+        let mut synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
+        synack.ttl = 50;
+        let (verdict, out) = dp.ingress(&synack.tcp(80, port, SYN | ACK, b""));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let mut want = Ipv4::new(INTERNET, CTR, TCP);
+        want.ttl = 49;
+        assert_frames_eq(
+            &out,
+            &with_macs(want.tcp(80, 45_000, SYN | ACK, b""), mac_a, bridge_mac),
+        );
+
+        // TTL 1 is the lab host's to answer (time exceeded): untouched, to the stack.
+        let mut dying = Ipv4::new(CTR, INTERNET, TCP);
+        dying.ttl = 1;
+        let frame = dying.tcp(45_000, 80, ACK, b"");
+        assert_eq!(endpoint(&mut dp, &frame), (TC_ACT_OK, frame.clone()));
+        assert_eq!(dp.stat(counter::SLOW_TTL), 1);
+
+        // A frame for another container: switched straight in, unchanged.
+        let to_b = with_macs(
+            Ipv4::new(CTR, CTR2, UDP).udp(5000, 6000, b"hi"),
+            mac_b,
+            mac_a,
+        );
+        assert_eq!(endpoint(&mut dp, &to_b), (TC_ACT_REDIRECT, to_b.clone()));
+        // ...but not one addressed to another MAC: the bridge decides.
+        let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], mac_a);
+        assert_eq!(endpoint(&mut dp, &odd), (TC_ACT_OK, odd.clone()));
+        assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
+        assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
+        assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
+    });
+}

@@ -12,7 +12,9 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let state = Session::open(lab)?.state;
+    let s = Session::open(lab)?;
+    let tables = s.datapath().tables(&s.state)?;
+    let state = s.state;
     if args.json {
         let v = json!({
             "lab": state.name,
@@ -26,6 +28,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
                 "name": c.name, "network": c.network, "ip": c.ip, "netns": c.netns,
                 "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
             })).collect::<Vec<_>>(),
+            "tables": tables,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
@@ -42,6 +45,24 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     );
     println!("uplink     {} {}", state.uplink, state.uplink_addr);
     println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);
+    if !tables.is_empty() {
+        println!();
+        println!("{:<12} {:>12} {:>12}", "TABLE", "ENTRIES", "MEMORY");
+        for t in &tables {
+            println!(
+                "{:<12} {:>12} {:>10.1} MiB",
+                t.name,
+                t.max_entries,
+                t.memory_bytes as f64 / (1 << 20) as f64
+            );
+        }
+        let total: u64 = tables.iter().map(|t| t.memory_bytes).sum();
+        println!(
+            "conntrack    {} flows established at most, {:.0} bytes of table per flow",
+            state.nat.conntrack_max,
+            total as f64 / state.nat.conntrack_max as f64
+        );
+    }
     println!();
     println!("{:<20} {:<8} {:<16} NETNS", "CONTAINER", "NETWORK", "IP");
     for c in &state.containers {
