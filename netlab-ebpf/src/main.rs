@@ -8,6 +8,7 @@ mod conntrack;
 mod endpoint;
 mod forward;
 mod frag;
+mod gc;
 mod icmp;
 mod maps;
 mod nat;
@@ -45,6 +46,12 @@ pub fn bridge_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     verdict::finish(endpoint::ingress(&ctx))
+}
+
+/// Run once by `netlab up` (BPF_PROG_TEST_RUN): arms the conntrack garbage collector.
+#[classifier]
+pub fn gc_start(_ctx: TcContext) -> i32 {
+    gc::start()
 }
 
 /// cgroup connect4 in the lab host: TCP/UDP connects to a published port go to the container.

@@ -141,6 +141,19 @@ pub fn count(index: u32) {
 }
 
 #[inline(always)]
+pub fn count_n(index: u32, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(index) {
+        unsafe { *p += n };
+    }
+}
+
+/// `CT` as a map pointer, for helpers that take the map itself (the collector's walk).
+#[inline(always)]
+pub fn ct_map() -> *mut core::ffi::c_void {
+    &CT as *const _ as *mut core::ffi::c_void
+}
+
+#[inline(always)]
 pub fn count_drop(reason: DropReason) {
     count(reason.index());
 }

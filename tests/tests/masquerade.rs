@@ -309,6 +309,40 @@ fn one_gib_through_the_nat(dp: &str) {
 
 // eBPF-only behaviour: timeouts, exhaustion and the conntrack CLI are the datapath's own.
 
+/// The in-kernel garbage collector removes expired established flows that nothing
+/// looks up again: no userspace process runs meanwhile.
+#[test]
+fn expired_flows_are_collected_in_the_kernel() {
+    let lab = Lab::sandbox(&["--icmp-timeout", "1"]);
+    lab.ok(&["run", "a"]);
+    // Three echoes: a two-way stream, so the flow is established (assured).
+    lab.exec_ok(
+        "a",
+        &[
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &INTERNET.to_string(),
+        ],
+    );
+    let flows = lab.conntrack();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0]["table"], "confirmed");
+    // The collector walks every 10 s.
+    assert!(
+        wait_for(Duration::from_secs(25), || lab
+            .stat("counters", "ct_gc_expired")
+            >= 1),
+        "the collector never removed the flow"
+    );
+    assert!(lab.stat("counters", "ct_gc_runs") >= 1);
+    assert!(lab.conntrack().is_empty());
+}
+
 #[test]
 fn idle_tcp_connection_outlives_the_udp_timeout() {
     let lab = Lab::sandbox(&["--udp-timeout", "1", "--icmp-timeout", "1"]);

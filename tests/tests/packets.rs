@@ -550,6 +550,7 @@ fn programs_verify_with_room_to_spare() {
             names::PROG_UPLINK_INGRESS,
             names::PROG_BRIDGE_INGRESS,
             names::PROG_ENDPOINT_INGRESS,
+            names::PROG_GC_START,
         ] {
             let prog = netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .unwrap_or_else(|e| panic!("{p} (debug {debug}): {e}"));

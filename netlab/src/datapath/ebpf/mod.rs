@@ -37,7 +37,7 @@ const ATTACH: [(&str, bool, TcAttachType); 3] = [
     (names::PROG_BRIDGE_INGRESS, false, TcAttachType::Ingress),
 ];
 
-const MAPS: [&str; 11] = [
+const MAPS: [&str; 12] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -49,6 +49,7 @@ const MAPS: [&str; 11] = [
     names::ENDPOINTS,
     names::CONFIG,
     names::STATS,
+    names::GC,
 ];
 
 /// The endpoint program, pinned so that `run` can attach it to new containers.
@@ -209,7 +210,9 @@ impl Datapath for Ebpf {
             .pin(dir.join(ENDPOINT_PROG_PIN))
             .map_err(|e| Error::ebpf("pin program", e))?;
         cgroup::attach(&mut bpf, state, &pins::links(&state.name))?;
-        // Dropping `bpf` closes our fds; the pins keep maps, programs and links alive.
+        start_gc(&mut bpf)?;
+        // Dropping `bpf` closes our fds; the pins keep maps, programs and links alive,
+        // and the pinned GC map its timer.
         Ok(())
     }
 
@@ -280,6 +283,28 @@ impl Datapath for Ebpf {
             .map(|m| pins::info(&state.name, m))
             .collect()
     }
+}
+
+/// Arms the conntrack garbage collector: runs `gc_start` once (BPF_PROG_TEST_RUN).
+fn start_gc(bpf: &mut aya::Ebpf) -> Result<()> {
+    use aya::{TestRun as _, programs::TestRunOptions};
+    let prog = load_program(bpf, names::PROG_GC_START)?;
+    // Any frame will do: the program does not look at it.
+    let frame = [0u8; 64];
+    let rc = prog
+        .test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ..Default::default()
+        })
+        .map_err(|e| Error::ebpf("start the garbage collector", e))?
+        .return_value;
+    if rc != 0 {
+        return Err(Error::ebpf(
+            "start the garbage collector",
+            format!("bpf_timer returned {}", rc as i32),
+        ));
+    }
+    Ok(())
 }
 
 /// Attaches a classifier by tcx to `iface` in namespace `ns`, and pins the link at
