@@ -30,6 +30,6 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
         return PASS;
     }
     let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
-    rewrite::apply(ctx, &pkt, &e)?;
+    rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
 }

@@ -35,7 +35,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     }
     if cfg.in_subnet(pkt.daddr) {
         let plan = forward::plan_switched(ctx, &pkt);
-        return forward::go(ctx, cfg, &pkt, &plan);
+        return forward::go(ctx, cfg, &plan);
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
@@ -55,7 +55,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     };
     unsafe { *slot = plan };
     let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
-    rewrite::apply(ctx, &pkt, &e)?;
+    rewrite::apply(ctx, &pkt, &e, true)?;
     let plan = unsafe { *slot };
-    forward::go(ctx, cfg, &pkt, &plan)
+    forward::go(ctx, cfg, &plan)
 }

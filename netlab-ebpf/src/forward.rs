@@ -33,13 +33,10 @@ use netlab_common::{
     stats::{DropReason, counter},
 };
 
-use crate::{
-    maps,
-    parse::{IP_CHECK_OFF, IP_TTL_OFF, Packet},
-    verdict::PASS,
-};
+use crate::{maps, parse::Packet, verdict::PASS};
 
 const AF_INET: u8 = 2;
+const _: () = assert!(size_of::<FibParams>() == 64);
 const PACKET_HOST: u32 = 0;
 
 /// Not forwarded: the stack takes it.
@@ -107,7 +104,9 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
             None => Plan::stack(counter::SLOW_OTHER),
         };
     }
-    let mut f: FibParams = unsafe { core::mem::zeroed() };
+    // Zeroed as eight words: `mem::zeroed` would call a byte-by-byte memset.
+    let mut words = [0u64; 8];
+    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
     f.family = AF_INET;
     f.l4_protocol = pkt.proto;
     // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware.
@@ -115,7 +114,7 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
     f.ifindex = cfg.bridge_ifindex;
     f.__bindgen_anon_3.ipv4_src = src;
     f.__bindgen_anon_4.ipv4_dst = dst;
-    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut f, size_of::<FibParams>() as i32, 0) };
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) };
     let rc = rc as u32;
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         return Plan::stack(counter::SLOW_MTU);
@@ -157,25 +156,14 @@ pub fn plan_switched(ctx: &TcContext, pkt: &Packet) -> Plan {
     }
 }
 
-/// Decrements the TTL, as a router does, with the IPv4 checksum.
-#[inline(always)]
-fn ttl_down(ctx: &TcContext, pkt: &Packet) -> Result<(), DropReason> {
-    let word: [u8; 2] = ctx
-        .load(pkt.l3_off + IP_TTL_OFF)
-        .map_err(|_| DropReason::Truncated)?;
-    let new = [word[0].wrapping_sub(1), word[1]];
-    let (old, new) = (u16::from_ne_bytes(word), u16::from_ne_bytes(new));
-    ctx.l3_csum_replace(pkt.l3_off + IP_CHECK_OFF, old as u64, new as u64, 2)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(pkt.l3_off + IP_TTL_OFF, &new, 0)
-        .map_err(|_| DropReason::RewriteFailed)
-}
-
+/// Both MACs in one store.
 #[inline(always)]
 fn macs(ctx: &TcContext, dmac: &[u8; 6], smac: &[u8; 6]) -> Result<(), DropReason> {
-    ctx.store(0, dmac, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(6, smac, 0).map_err(|_| DropReason::RewriteFailed)
+    let mut both = [0u8; 12];
+    both[..6].copy_from_slice(dmac);
+    both[6..].copy_from_slice(smac);
+    ctx.store(0, &both, 0)
+        .map_err(|_| DropReason::RewriteFailed)
 }
 
 #[inline(always)]
@@ -185,12 +173,12 @@ fn host_type(ctx: &TcContext) -> Result<(), DropReason> {
         .map_err(|_| DropReason::RewriteFailed)
 }
 
-/// Carries out a plan on a packet already translated.
+/// Carries out a plan on a packet already translated (with its TTL decremented unless
+/// the plan switches it).
 #[inline(always)]
-pub fn go(ctx: &TcContext, cfg: &Config, pkt: &Packet, plan: &Plan) -> Result<i32, DropReason> {
+pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan) -> Result<i32, DropReason> {
     let (verdict, kind) = match plan.kind {
         UPLINK => {
-            ttl_down(ctx, pkt)?;
             macs(ctx, &plan.dmac, &plan.smac)?;
             (
                 unsafe { bpf_redirect(plan.ifindex, 0) },
@@ -198,7 +186,6 @@ pub fn go(ctx: &TcContext, cfg: &Config, pkt: &Packet, plan: &Plan) -> Result<i3
             )
         }
         UPLINK_NEIGH => {
-            ttl_down(ctx, pkt)?;
             let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
             nh.nh_family = AF_INET as u32;
             nh.__bindgen_anon_1.ipv4_nh = plan.nexthop;
@@ -213,7 +200,6 @@ pub fn go(ctx: &TcContext, cfg: &Config, pkt: &Packet, plan: &Plan) -> Result<i3
             (rc, counter::FAST_TO_UPLINK)
         }
         CONTAINER => {
-            ttl_down(ctx, pkt)?;
             macs(ctx, &plan.dmac, &cfg.bridge_mac)?;
             host_type(ctx)?;
             (

@@ -55,6 +55,8 @@ pub struct Packet {
     /// TCP flags, or the ICMP type.
     pub flags: u8,
     pub ttl: u8,
+    /// The IPv4 header checksum, raw.
+    pub ip_check: u16,
     pub kind: Kind,
     /// Identification field (network order), for fragments.
     pub ip_id: u16,
@@ -143,6 +145,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         dport: 0,
         flags: 0,
         ttl: ip.ttl,
+        ip_check: ip.check,
         kind: Kind::Other,
         ip_id: ip.id,
         first_fragment: frag & IP_MF != 0 && frag & IP_OFFSET == 0,
@@ -236,6 +239,7 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
         dport: 0,
         flags: 0,
         ttl: ip.ttl,
+        ip_check: ip.check,
         kind: Kind::Other,
         ip_id: ip.id,
         first_fragment: false,

@@ -1,5 +1,5 @@
-//! Every change to a packet's addresses and ports goes through here, with its checksum
-//! fixes done one way:
+//! Every change to a packet's addresses, ports and TTL goes through here, with its
+//! checksum fixes done one way:
 //!
 //! - address: L4 checksum with `BPF_F_PSEUDO_HDR` (TCP and UDP carry the addresses in
 //!   their pseudo-header; ICMP does not), then the IPv4 header checksum, then the store;
@@ -17,11 +17,12 @@ use aya_ebpf::{
 };
 use netlab_common::{
     conntrack::CtEntry,
+    nat::{csum_replace2, csum_replace4},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     stats::DropReason,
 };
 
-use crate::parse::{IP_CHECK_OFF, IP_DADDR_OFF, IP_SADDR_OFF, Kind, Packet};
+use crate::parse::{IP_CHECK_OFF, IP_TTL_OFF, Kind, Packet};
 
 /// Offset of the L4 checksum, and the extra helper flags for that protocol.
 #[inline(always)]
@@ -33,29 +34,71 @@ fn l4_csum(pkt: &Packet) -> (usize, u64) {
     }
 }
 
-/// Rewrites `pkt` to the translated tuple of `to`; fields that already match are left alone.
+/// Rewrites `pkt` to the translated tuple of `to` (fields that already match are left
+/// alone) and, when the datapath routes it itself (`routed`), decrements its TTL.
+///
+/// Per packet this is at most two L4 checksum updates for the addresses and two for the
+/// ports (the helpers, which know about CHECKSUM_PARTIAL), one store for both ports,
+/// and one store for TTL, header checksum and both addresses: the IPv4 header checksum
+/// is always complete, so it is updated here rather than by a helper.
 #[inline(always)]
-pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry) -> Result<(), DropReason> {
-    if to.saddr != pkt.saddr {
-        addr(ctx, pkt, IP_SADDR_OFF, pkt.saddr, to.saddr)?;
-    }
-    if to.daddr != pkt.daddr {
-        addr(ctx, pkt, IP_DADDR_OFF, pkt.daddr, to.daddr)?;
-    }
-    if pkt.proto == IPPROTO_ICMP {
-        // Echo: sport and dport both hold the identifier.
-        if to.sport != pkt.sport {
-            port(ctx, pkt, pkt.l4_off + 4, pkt.sport, to.sport)?;
+pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry, routed: bool) -> Result<(), DropReason> {
+    let l4 = (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP) && pkt.kind != Kind::Fragment;
+    if l4 {
+        let (off, extra) = l4_csum(pkt);
+        let pseudo = BPF_F_PSEUDO_HDR as u64 | extra | 4;
+        if to.saddr != pkt.saddr {
+            l4_replace(ctx, off, pkt.saddr, to.saddr, pseudo)?;
         }
+        if to.daddr != pkt.daddr {
+            l4_replace(ctx, off, pkt.daddr, to.daddr, pseudo)?;
+        }
+        let (sport, dport) = (to.sport != pkt.sport, to.dport != pkt.dport);
+        if sport {
+            l4_replace(ctx, off, pkt.sport as u32, to.sport as u32, extra | 2)?;
+        }
+        if dport {
+            l4_replace(ctx, off, pkt.dport as u32, to.dport as u32, extra | 2)?;
+        }
+        if sport || dport {
+            ctx.store(pkt.l4_off, &[to.sport, to.dport], 0)
+                .map_err(|_| DropReason::RewriteFailed)?;
+        }
+    } else if pkt.proto == IPPROTO_ICMP && pkt.kind != Kind::Fragment && to.sport != pkt.sport {
+        // Echo: sport and dport both hold the identifier.
+        port(ctx, pkt, pkt.l4_off + 4, pkt.sport, to.sport)?;
+    }
+    if to.saddr == pkt.saddr && to.daddr == pkt.daddr && !routed {
         return Ok(());
     }
-    if to.sport != pkt.sport {
-        port(ctx, pkt, pkt.l4_off, pkt.sport, to.sport)?;
+    // TTL, protocol, header checksum, source, destination: bytes 8 to 20.
+    let ttl = if routed { pkt.ttl - 1 } else { pkt.ttl };
+    let mut check = csum_replace4(pkt.ip_check, pkt.saddr, to.saddr);
+    check = csum_replace4(check, pkt.daddr, to.daddr);
+    if routed {
+        let (old, new) = ([pkt.ttl, pkt.proto], [ttl, pkt.proto]);
+        check = csum_replace2(check, u16::from_ne_bytes(old), u16::from_ne_bytes(new));
     }
-    if to.dport != pkt.dport {
-        port(ctx, pkt, pkt.l4_off + 2, pkt.dport, to.dport)?;
-    }
-    Ok(())
+    let c = check.to_ne_bytes();
+    let s = to.saddr.to_ne_bytes();
+    let d = to.daddr.to_ne_bytes();
+    let tail: [u8; 12] = [
+        ttl, pkt.proto, c[0], c[1], s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3],
+    ];
+    ctx.store(pkt.l3_off + IP_TTL_OFF, &tail, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+#[inline(always)]
+fn l4_replace(
+    ctx: &TcContext,
+    off: usize,
+    old: u32,
+    new: u32,
+    flags: u64,
+) -> Result<(), DropReason> {
+    ctx.l4_csum_replace(off, old as u64, new as u64, flags)
+        .map_err(|_| DropReason::RewriteFailed)
 }
 
 /// Replaces the IPv4 address at `field` (an offset inside the IP header). A fragment

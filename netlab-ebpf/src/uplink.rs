@@ -65,7 +65,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
     }
     let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_CTR, &e);
-    rewrite::apply(ctx, &pkt, &e)?;
+    rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
 }
 
@@ -106,13 +106,15 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     }
     let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_OUTSIDE, &e);
-    rewrite::apply(ctx, &pkt, &e)?;
-    if cfg.flags & FLAG_FAST_PATH == 0 || pkt.first_fragment {
+    let fast = cfg.flags & FLAG_FAST_PATH != 0 && !pkt.first_fragment;
+    if !fast {
+        rewrite::apply(ctx, &pkt, &e, false)?;
         return PASS;
     }
     let plan = forward::plan(ctx, cfg, &pkt, e.saddr, e.daddr);
+    rewrite::apply(ctx, &pkt, &e, plan.forwards())?;
     if !plan.forwards() {
         return PASS;
     }
-    forward::go(ctx, cfg, &pkt, &plan)
+    forward::go(ctx, cfg, &plan)
 }
