@@ -28,6 +28,7 @@ netlab_tests::per_datapath!(
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
+    nftables_flowtable = "nftables-flowtable",
 );
 
 // What the netfilter datapaths leave in the kernel, and take away again.
@@ -39,6 +40,7 @@ netlab_tests::per_datapath!(
     iptables_rules = "iptables",
     iptables_legacy_rules = "iptables-legacy",
     nftables_rules = "nftables",
+    nftables_flowtable_rules = "nftables-flowtable",
 );
 
 fn lab(dp: &str) -> Lab {
@@ -239,7 +241,7 @@ fn tools(dp: &str) -> (Vec<&'static str>, &'static str) {
     match dp {
         "iptables" => (vec!["iptables-nft-save", "-c"], "iptables-nft"),
         "iptables-legacy" => (vec!["iptables-legacy-save", "-c"], "iptables-legacy"),
-        "nftables" => (vec!["nft", "list", "ruleset"], "nft"),
+        "nftables" | "nftables-flowtable" => (vec!["nft", "list", "ruleset"], "nft"),
         _ => panic!("{dp} is not a netfilter datapath"),
     }
 }
@@ -253,7 +255,7 @@ fn direct_access_drops(dp: &str, dump: &str) -> u64 {
             l.contains("ip daddr 172.18.0.0/16") || l.contains("-A PREROUTING -d 172.18.0.0/16")
         })
         .unwrap_or_else(|| panic!("no direct-access drop in:\n{dump}"));
-    let count = if dp == "nftables" {
+    let count = if dp.starts_with("nftables") {
         line.split("packets ").nth(1)
     } else {
         line.strip_prefix('[')
@@ -271,10 +273,15 @@ fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
     let _server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
     publish(&lab, "a", "8080:8000");
     let rules = lab.exec_ok("host", &dump);
-    if dp == "nftables" {
+    if dp.starts_with("nftables") {
         assert!(rules.contains("table ip netlab"), "{rules}");
         assert!(rules.contains("tcp . 8080 : 172.18.0.2 . 8000"), "{rules}");
         assert!(rules.contains("masquerade"), "{rules}");
+        assert_eq!(
+            rules.contains("flow add @fastpath"),
+            dp == "nftables-flowtable",
+            "{rules}"
+        );
     } else {
         for rule in [
             "-A POSTROUTING -s 172.18.0.0/16 ! -o nl-",
@@ -295,8 +302,32 @@ fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
     let drops = direct_access_drops(dp, &lab.exec_ok("host", &dump));
     assert!(drops > 0, "the raw drop counted nothing");
 
+    if dp == "nftables-flowtable" {
+        // The uplink and the container's veth are the flowtable's devices; a veth that
+        // goes leaves it.
+        let veth = lab.state().container("a").unwrap().veth.clone().unwrap();
+        let devices = |lab: &Lab| {
+            lab.exec_ok(
+                "host",
+                &["nft", "list", "flowtable", "ip", "netlab", "fastpath"],
+            )
+        };
+        let listed = devices(&lab);
+        assert!(
+            listed.contains("eth0") && listed.contains(&veth),
+            "{listed}"
+        );
+        lab.ok(&["run", "b"]);
+        lab.ok(&["rm", "b"]);
+        lab.ok(&["rm", "a"]);
+        let listed = devices(&lab);
+        assert!(
+            listed.contains("eth0") && !listed.contains(&veth),
+            "{listed}"
+        );
+    }
     // Someone else's rules in the same namespace.
-    if dp == "nftables" {
+    if dp.starts_with("nftables") {
         lab.exec_ok("host", &["nft", "add", "table", "ip", "user"]);
         lab.exec_ok(
             "host",
@@ -328,7 +359,7 @@ fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
         !left.to_lowercase().contains("netlab"),
         "left behind:\n{left}"
     );
-    if dp == "nftables" {
+    if dp.starts_with("nftables") {
         assert!(left.contains("table ip user"), "{left}");
     } else {
         assert!(

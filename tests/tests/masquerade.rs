@@ -32,6 +32,7 @@ netlab_tests::per_datapath!(
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
+    nftables_flowtable = "nftables-flowtable",
 );
 
 fn lab(dp: &str) -> Lab {

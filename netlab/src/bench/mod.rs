@@ -112,7 +112,8 @@ impl Options {
         for name in list(datapath) {
             let kind = DatapathKind::from_name(name).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown datapath {name:?} in --datapath: use ebpf, iptables, iptables-legacy, nftables or routed"
+                    "unknown datapath {name:?} in --datapath: use {}",
+                    DatapathKind::names()
                 ))
             })?;
             if datapaths.contains(&kind) {

@@ -24,6 +24,7 @@ fn colour(dp: DatapathKind) -> &'static str {
         DatapathKind::Iptables => "#4c72b0",
         DatapathKind::IptablesLegacy => "#8172b2",
         DatapathKind::Nftables => "#55a868",
+        DatapathKind::NftablesFlowtable => "#2f7d4a",
         DatapathKind::Routed => "#9a9a9a",
     }
 }

@@ -13,7 +13,8 @@ pub struct Args {
     #[arg(long)]
     pub sandbox: bool,
     /// How NAT and port publishing are done: ebpf, iptables (nf_tables backend),
-    /// iptables-legacy, nftables, or routed (no NAT; sandbox only).
+    /// iptables-legacy, nftables, nftables-flowtable (nftables with netfilter's
+    /// flowtable fast path), or routed (no NAT; sandbox only).
     #[arg(long, default_value = "ebpf", value_parser = DatapathKind::parse)]
     pub datapath: DatapathKind,
     /// The containers' subnet; the bridge takes its first address.

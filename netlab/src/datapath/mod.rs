@@ -99,7 +99,8 @@ pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
         DatapathKind::Ebpf => Box::new(ebpf::Ebpf),
         DatapathKind::Iptables => Box::new(iptables::Iptables::nft()),
         DatapathKind::IptablesLegacy => Box::new(iptables::Iptables::legacy()),
-        DatapathKind::Nftables => Box::new(nftables::Nftables),
+        DatapathKind::Nftables => Box::new(nftables::Nftables::plain()),
+        DatapathKind::NftablesFlowtable => Box::new(nftables::Nftables::with_flowtable()),
         DatapathKind::Routed => Box::new(routed::Routed),
     }
 }

@@ -16,19 +16,57 @@
 //!
 //! Port ranges are expanded, one element per port. All changes go through `nft -f -`,
 //! one transaction each; teardown deletes the table.
+//!
+//! `nftables-flowtable` is the same table plus netfilter's own fast path, a flowtable:
+//!
+//! ```text
+//! flowtable fastpath   hook ingress on the uplink and every container's veth
+//! forward              established TCP/UDP between the bridge and another
+//!                      interface: flow add @fastpath (before the rules above)
+//! ```
+//!
+//! From then on a packet of that flow is looked up at its device's ingress hook,
+//! translated there (the flowtable entry keeps the NAT) and sent straight out —
+//! to the uplink's neighbour, or through the bridge's forwarding path directly to the
+//! container's veth — without prerouting, forward or postrouting. The devices are
+//! the bridge's ports, not the bridge: a container's packet meets its veth's ingress
+//! hook before the bridge sees it, and the kernel resolves a route through the bridge
+//! down to the port (`dev_fill_forward_path`) only when that port is in the flowtable.
+//! `attach` and `detach` add and remove each container's veth. Hairpin flows (bridge
+//! to bridge) and the host's own traffic stay on the classic path; FIN and RST take
+//! a flow out of the flowtable, back to conntrack.
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
 use super::{Datapath, netfilter};
 use crate::{
     error::{Error, Result},
-    lab::{LabState, NatOptions, Published},
+    lab::{Container, LabState, NatOptions, Published},
     topology,
 };
 
 pub const TABLE: &str = "netlab";
+/// The flowtable of `nftables-flowtable`.
+pub const FLOWTABLE: &str = "fastpath";
+/// Its hook, in every command that names it (adding devices must repeat it).
+const FLOWTABLE_HOOK: &str = "hook ingress priority filter;";
 
-pub struct Nftables;
+pub struct Nftables {
+    /// Established flows through a flowtable (`nftables-flowtable`).
+    flowtable: bool,
+}
+
+impl Nftables {
+    /// The `nftables` datapath.
+    pub fn plain() -> Nftables {
+        Nftables { flowtable: false }
+    }
+
+    /// The `nftables-flowtable` datapath.
+    pub fn with_flowtable() -> Nftables {
+        Nftables { flowtable: true }
+    }
+}
 
 /// Equivalent to `nft -f - < script` in the lab host: one transaction.
 fn apply(state: &LabState, script: &str) -> Result<()> {
@@ -42,9 +80,69 @@ fn table_exists(state: &LabState) -> Result<bool> {
         .any(|l| l.trim() == format!("table ip {TABLE}")))
 }
 
+/// Fails with a one-line error unless the kernel has nftables flowtables: `nft --check`
+/// of a flowtable with no device, which the kernel validates and throws away.
+fn require_flowtables(state: &LabState) -> Result<()> {
+    let probe =
+        "table ip netlab_probe {\n\tflowtable f {\n\t\thook ingress priority filter;\n\t}\n}\n";
+    match netfilter::run(state, "nft", &["--check", "-f", "-"], Some(probe)) {
+        Ok(_) => Ok(()),
+        Err(Error::Command { detail, .. }) => {
+            let said = detail
+                .split("; ")
+                .find_map(|l| l.split_once("Error: ").map(|(_, e)| e))
+                .unwrap_or(&detail);
+            Err(Error::Invalid(format!(
+                "datapath nftables-flowtable needs nftables flowtables, which this kernel does not have (CONFIG_NF_FLOW_TABLE and CONFIG_NFT_FLOW_OFFLOAD; `nft add flowtable`: {said}): use --datapath nftables"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The flowtable and the forward rules that fill it: flows between the bridge and
+/// another interface, once established.
+fn flowtable_parts(state: &LabState) -> (String, String) {
+    let (br, uplink) = (&state.bridge, &state.uplink);
+    let table = format!(
+        "\tflowtable {FLOWTABLE} {{\n\t\t{FLOWTABLE_HOOK}\n\t\tdevices = {{ \"{uplink}\" }};\n\t}}\n"
+    );
+    let rules = format!(
+        "\t\tiifname \"{br}\" oifname != \"{br}\" meta l4proto {{ tcp, udp }} ct state established flow add @{FLOWTABLE}\n\
+         \t\toifname \"{br}\" iifname != \"{br}\" meta l4proto {{ tcp, udp }} ct state established flow add @{FLOWTABLE}\n"
+    );
+    (table, rules)
+}
+
+/// `add flowtable` / `delete flowtable` of one device (a container's veth).
+fn flowtable_device(op: &str, device: &str) -> String {
+    format!(
+        "{op} flowtable ip {TABLE} {FLOWTABLE} {{ {FLOWTABLE_HOOK} devices = {{ \"{device}\" }}; }}\n"
+    )
+}
+
+/// Whether the flowtable lists `device`.
+fn flowtable_has(state: &LabState, device: &str) -> Result<bool> {
+    let listed = netfilter::run(
+        state,
+        "nft",
+        &["list", "flowtable", "ip", TABLE, FLOWTABLE],
+        None,
+    )?;
+    Ok(listed.lines().filter(|l| l.contains("devices")).any(|l| {
+        l.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.@".contains(c)))
+            .any(|w| w == device)
+    }))
+}
+
 /// The table `setup` installs.
-fn ruleset(state: &LabState, nat: &NatOptions) -> String {
+fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool) -> String {
     let (br, subnet) = (&state.bridge, state.subnet);
+    let (flowtable, offload) = if flowtable {
+        flowtable_parts(state)
+    } else {
+        (String::new(), String::new())
+    };
     let (min, max) = (nat.port_min, nat.port_max);
     // Docker's FORWARD policy is DROP; a lab on the machine's own namespace drops only
     // what goes to its bridge, as the last rule below does.
@@ -60,7 +158,7 @@ fn ruleset(state: &LabState, nat: &NatOptions) -> String {
 	set published {{
 		type ipv4_addr . inet_proto . inet_service
 	}}
-	chain raw_prerouting {{
+{flowtable}	chain raw_prerouting {{
 		type filter hook prerouting priority raw; policy accept;
 		iifname != "{br}" ip daddr {subnet} counter drop
 		iifname != "lo" ip daddr 127.0.0.0/8 counter drop
@@ -86,7 +184,7 @@ fn ruleset(state: &LabState, nat: &NatOptions) -> String {
 	}}
 	chain forward {{
 		type filter hook forward priority filter; policy {policy};
-		oifname "{br}" ct state established,related accept
+{offload}		oifname "{br}" ct state established,related accept
 		iifname "{br}" accept
 		oifname "{br}" ip daddr . meta l4proto . th dport @published accept
 		oifname "{br}" drop
@@ -146,8 +244,29 @@ impl Datapath for Nftables {
                 state.name
             )));
         }
+        if self.flowtable {
+            require_flowtables(state)?;
+        }
         netfilter::prepare_host(state)?;
-        apply(state, &ruleset(state, &state.nat))
+        apply(state, &ruleset(state, &state.nat, self.flowtable))
+    }
+
+    fn attach(&self, state: &LabState, c: &Container) -> Result<()> {
+        match (&c.veth, self.flowtable) {
+            (Some(veth), true) => apply(state, &flowtable_device("add", veth)),
+            _ => Ok(()),
+        }
+    }
+
+    fn detach(&self, state: &LabState, c: &Container) -> Result<()> {
+        let (Some(veth), true) = (&c.veth, self.flowtable) else {
+            return Ok(());
+        };
+        match apply(state, &flowtable_device("delete", veth)) {
+            // A veth that is gone already left the flowtable with it.
+            Err(_) if !flowtable_has(state, veth)? => Ok(()),
+            done => done,
+        }
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -224,6 +343,64 @@ mod tests {
         );
         // Two host ports lead to 172.18.0.2:80: one element.
         assert_eq!(e.published.len(), 3);
+    }
+
+    fn state() -> LabState {
+        LabState {
+            version: crate::lab::STATE_VERSION,
+            name: "doc".into(),
+            sandbox: true,
+            datapath: crate::lab::DatapathKind::NftablesFlowtable,
+            subnet: "172.18.0.0/16".parse().unwrap(),
+            bridge: "nl-doc".into(),
+            bridge_addr: "172.18.0.1".parse().unwrap(),
+            uplink: "eth0".into(),
+            uplink_addr: "198.51.100.2".parse().unwrap(),
+            host_netns: Some("doc-host".into()),
+            wan_netns: Some("doc-wan".into()),
+            ip_forward_was: None,
+            nat: NatOptions::default(),
+            debug: false,
+            containers: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_flowtable_is_added_only_to_nftables_flowtable() {
+        let s = state();
+        let plain = ruleset(&s, &s.nat, false);
+        assert!(
+            !plain.contains("flowtable") && !plain.contains("flow add"),
+            "{plain}"
+        );
+        let fast = ruleset(&s, &s.nat, true);
+        assert!(
+            fast.contains("\tflowtable fastpath {\n\t\thook ingress priority filter;\n\t\tdevices = { \"eth0\" };\n\t}\n"),
+            "{fast}"
+        );
+        // Offload before the forward chain's verdicts, so that every established flow
+        // between the bridge and the uplink meets it.
+        let forward = fast.split("chain forward").nth(1).unwrap();
+        let offload = forward.find("flow add @fastpath").unwrap();
+        assert!(offload < forward.find("accept").unwrap(), "{forward}");
+        assert!(forward.contains(
+            "iifname \"nl-doc\" oifname != \"nl-doc\" meta l4proto { tcp, udp } ct state established flow add @fastpath"
+        ));
+        // Everything else is the nftables datapath's.
+        let without: String = fast
+            .lines()
+            .filter(|l| {
+                !l.contains("flow") && !l.contains("devices") && !l.contains("hook ingress")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let without = without.replace("\t}\n\tchain raw", "\tchain raw");
+        assert_eq!(without, plain);
+        assert_eq!(
+            flowtable_device("add", "veth1234567"),
+            "add flowtable ip netlab fastpath { hook ingress priority filter; devices = { \"veth1234567\" }; }\n"
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum DatapathKind {
     IptablesLegacy,
     /// One nftables table, `ip netlab`, with maps for the published ports.
     Nftables,
+    /// The same table plus a flowtable: established TCP and UDP flows through the
+    /// uplink are forwarded from the devices' ingress hook (netfilter's own fast path).
+    NftablesFlowtable,
     /// No NAT at all: plain routing, and in a sandbox a route from wan to the lab
     /// subnet. The benchmark's baseline; sandbox labs only, publishes nothing.
     #[serde(alias = "none")]
@@ -22,13 +25,21 @@ pub enum DatapathKind {
 }
 
 impl DatapathKind {
-    pub const ALL: [DatapathKind; 5] = [
+    pub const ALL: [DatapathKind; 6] = [
         Self::Ebpf,
         Self::Iptables,
         Self::IptablesLegacy,
         Self::Nftables,
+        Self::NftablesFlowtable,
         Self::Routed,
     ];
+
+    /// The names, for messages: `ebpf, iptables, ... or routed`.
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+        let (last, rest) = names.split_last().expect("datapaths");
+        format!("{} or {last}", rest.join(", "))
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +47,7 @@ impl DatapathKind {
             Self::Iptables => "iptables",
             Self::IptablesLegacy => "iptables-legacy",
             Self::Nftables => "nftables",
+            Self::NftablesFlowtable => "nftables-flowtable",
             Self::Routed => "routed",
         }
     }
@@ -50,11 +62,8 @@ impl DatapathKind {
 
     /// Parses `--datapath`, or says which names there are.
     pub fn parse(s: &str) -> Result<Self> {
-        Self::from_name(s).ok_or_else(|| {
-            Error::Invalid(format!(
-                "unknown datapath {s:?}: use ebpf, iptables, iptables-legacy, nftables or routed"
-            ))
-        })
+        Self::from_name(s)
+            .ok_or_else(|| Error::Invalid(format!("unknown datapath {s:?}: use {}", Self::names())))
     }
 }
 
@@ -161,6 +170,10 @@ mod tests {
         }
         assert_eq!(DatapathKind::from_name("none"), Some(DatapathKind::Routed));
         assert_eq!(DatapathKind::from_name("pf"), None);
+        assert_eq!(
+            DatapathKind::names(),
+            "ebpf, iptables, iptables-legacy, nftables, nftables-flowtable or routed"
+        );
         assert!(DatapathKind::parse("pf").is_err());
     }
 
