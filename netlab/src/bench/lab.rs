@@ -1,31 +1,47 @@
 //! A fresh sandbox lab for one run of one datapath: built by the netlab binary itself
 //! (`netlab up --sandbox`, `netlab run srv`), torn down by `netlab down` when dropped,
 //! whatever happened in between. Ports are published through the library's
-//! `Datapath::publish_many`, and recorded in the lab's state as `netlab publish` would.
+//! `Datapath::publish`, and recorded in the lab's state as `netlab publish` would.
+//!
+//! The veth reference is built here instead, with the library's netlink layer: two
+//! namespaces named like a lab's, `bench_<n>-srv` and `bench_<n>-wan`, and one veth
+//! pair between them, 192.0.2.2/24 and 192.0.2.1/24, MTU 1500 like the labs' links.
+//! Nothing else: no bridge, no route, no NAT, no netfilter rule. Dropping it deletes
+//! both namespaces, and the pair with them.
 
 use std::{
     net::Ipv4Addr,
-    os::unix::process::CommandExt,
+    os::{fd::AsFd, unix::process::CommandExt},
     path::PathBuf,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
+use super::Contender;
 use crate::{
     error::{Error, Result},
     lab::{DatapathKind, LabState, PortSpec, Proto, Published, names},
-    netlink::netns,
+    netlink::{addr, link, netns},
     ops::Session,
+    topology::sandbox::INTERNET_ADDR,
 };
 
 /// The container every workload talks to.
 pub const SERVER: &str = "srv";
+/// The veth reference's addresses (TEST-NET-1): the server's end and wan's end.
+pub const VETH_SRV_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub const VETH_WAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const VETH_PREFIX: u8 = 24;
+/// The labs' links have the sandbox uplink's MTU.
+const VETH_MTU: u32 = 1500;
 
 pub struct BenchLab {
     pub name: String,
-    pub datapath: DatapathKind,
+    pub contender: Contender,
     pub state: Option<LabState>,
+    /// The namespaces the veth reference made (and its drop deletes).
+    made: Vec<String>,
     bin: PathBuf,
 }
 
@@ -38,25 +54,85 @@ fn next_name() -> String {
 }
 
 impl BenchLab {
-    /// Brings up a sandbox lab on `datapath` with one container, [`SERVER`].
-    pub fn up(datapath: DatapathKind) -> Result<BenchLab> {
+    /// Brings up a sandbox lab on a datapath with one container, [`SERVER`], or the
+    /// veth reference.
+    pub fn up(contender: Contender) -> Result<BenchLab> {
         let bin = std::env::current_exe().map_err(|e| Error::io("find", "the netlab binary", e))?;
         let mut lab = BenchLab {
             name: next_name(),
-            datapath,
+            contender,
             state: None,
+            made: Vec::new(),
             bin,
         };
         names::check_lab(&lab.name)?;
-        lab.netlab(&["up", "--sandbox", "--datapath", datapath.name()])?;
-        lab.netlab(&["run", SERVER])?;
-        lab.state = Some(Session::open(&lab.name)?.state);
+        match contender {
+            Contender::Lab(dp) => {
+                lab.netlab(&["up", "--sandbox", "--datapath", dp.name()])?;
+                lab.netlab(&["run", SERVER])?;
+                lab.state = Some(Session::open(&lab.name)?.state);
+            }
+            Contender::Veth => lab.veth_pair()?,
+        }
         Ok(lab)
+    }
+
+    /// The veth reference: `<name>-srv` and `<name>-wan` joined by one veth pair.
+    fn veth_pair(&mut self) -> Result<()> {
+        let mut made = Vec::new();
+        for which in [SERVER, "wan"] {
+            let name = format!("{}-{which}", self.name);
+            made.push(netns::create(&name)?);
+            self.made.push(name);
+        }
+        let (srv, wan) = (made[0].clone(), made[1].clone());
+        let wan_file = netns::open(&wan)?;
+        netns::netlink_in(&srv, |h| async move {
+            let lo = link::require(&h, "lo").await?;
+            link::up(&h, "lo", lo).await?;
+            let eth = link::add_veth(&h, "eth0", "wan0", VETH_MTU).await?;
+            let peer = link::require(&h, "wan0").await?;
+            link::move_to_netns(&h, "wan0", peer, wan_file.as_fd()).await?;
+            addr::add(&h, "eth0", eth, VETH_SRV_ADDR, VETH_PREFIX).await?;
+            link::up(&h, "eth0", eth).await
+        })?;
+        netns::netlink_in(&wan, |h| async move {
+            let lo = link::require(&h, "lo").await?;
+            link::up(&h, "lo", lo).await?;
+            let w = link::require(&h, "wan0").await?;
+            addr::add(&h, "wan0", w, VETH_WAN_ADDR, VETH_PREFIX).await?;
+            link::up(&h, "wan0", w).await
+        })
+    }
+
+    /// The datapath of a lab; `None` for the veth reference.
+    pub fn datapath(&self) -> Option<DatapathKind> {
+        match self.contender {
+            Contender::Lab(dp) => Some(dp),
+            Contender::Veth => None,
+        }
+    }
+
+    /// Where wan's servers listen: "the internet" (203.0.113.1) behind a lab's NAT,
+    /// wan's end of the pair for the veth reference.
+    pub fn far_addr(&self) -> Ipv4Addr {
+        match self.contender {
+            Contender::Lab(_) => INTERNET_ADDR,
+            Contender::Veth => VETH_WAN_ADDR,
+        }
+    }
+
+    /// Runs `netlab --lab NAME ARGS` and returns how long it took, the process's
+    /// start and exit included (what a user waits for).
+    pub fn netlab_timed(&self, args: &[&str]) -> Result<Duration> {
+        let start = Instant::now();
+        self.netlab(args)?;
+        Ok(start.elapsed())
     }
 
     /// Runs `netlab --lab NAME ARGS` in its own process group, so that a Ctrl-C meant
     /// for the benchmark does not kill it halfway.
-    fn netlab(&self, args: &[&str]) -> Result<()> {
+    pub fn netlab(&self, args: &[&str]) -> Result<()> {
         let out = Command::new(&self.bin)
             .arg("--lab")
             .arg(&self.name)
@@ -69,8 +145,11 @@ impl BenchLab {
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr);
+        // Ten thousand specs do not make a readable command line.
+        let shown: Vec<&str> = args.iter().take(4).copied().collect();
+        let more = if args.len() > shown.len() { " ..." } else { "" };
         Err(Error::Command {
-            command: format!("netlab --lab {} {}", self.name, args.join(" ")),
+            command: format!("netlab --lab {} {}{more}", self.name, shown.join(" ")),
             detail: err.trim().trim_start_matches("netlab: ").to_string(),
         })
     }
@@ -85,10 +164,14 @@ impl BenchLab {
     }
 
     pub fn server_ip(&self) -> Ipv4Addr {
-        self.state()
-            .container(SERVER)
-            .and_then(|c| c.ip)
-            .expect("the server container has an address")
+        match self.contender {
+            Contender::Veth => VETH_SRV_ADDR,
+            Contender::Lab(_) => self
+                .state()
+                .container(SERVER)
+                .and_then(|c| c.ip)
+                .expect("the server container has an address"),
+        }
     }
 
     pub fn uplink_ip(&self) -> Ipv4Addr {
@@ -153,6 +236,14 @@ impl BenchLab {
 
 impl Drop for BenchLab {
     fn drop(&mut self) {
+        if self.contender == Contender::Veth {
+            for ns in &self.made {
+                if let Err(e) = netns::delete(ns) {
+                    eprintln!("netlab bench: tearing down the veth reference: {e}");
+                }
+            }
+            return;
+        }
         match self.netlab(&["down"]) {
             Ok(()) => {}
             // `up` failed and removed what it had made.

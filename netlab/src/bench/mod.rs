@@ -2,10 +2,13 @@
 //!
 //! Every run builds one lab per datapath, in turn (A B C A B C ...), so that drift on
 //! the machine spreads over all of them; each lab is torn down when its run is over,
-//! whatever happened. The figures are reported as median [min–max] over the runs,
-//! and as a ratio to iptables measured in the same invocation.
+//! whatever happened. The veth reference (one veth pair between two namespaces, the
+//! most this machine can do) takes its turn after them. The figures are reported as
+//! median [min–max] over the runs, as a ratio to iptables measured in the same
+//! invocation, and as a fraction of the veth reference.
 
 pub mod lab;
+pub mod pps;
 pub mod report;
 pub mod rr;
 pub mod svg;
@@ -24,7 +27,7 @@ use crate::{
 use report::{Metric, Report};
 
 /// The workloads. `F` is not a workload of its own: it adds the routed baseline
-/// (no NAT at all) to scenarios a-c.
+/// (no NAT at all) to scenarios a-c and g.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
     A,
@@ -33,10 +36,21 @@ pub enum Scenario {
     D,
     E,
     F,
+    G,
+    H,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [Self::A, Self::B, Self::C, Self::D, Self::E, Self::F];
+    pub const ALL: [Scenario; 8] = [
+        Self::A,
+        Self::B,
+        Self::C,
+        Self::D,
+        Self::E,
+        Self::F,
+        Self::G,
+        Self::H,
+    ];
 
     pub fn letter(self) -> &'static str {
         match self {
@@ -46,6 +60,8 @@ impl Scenario {
             Self::D => "d",
             Self::E => "e",
             Self::F => "f",
+            Self::G => "g",
+            Self::H => "h",
         }
     }
 
@@ -57,6 +73,8 @@ impl Scenario {
             Self::D => "CRR to the last of N published ports",
             Self::E => "time to publish one more port when N are published",
             Self::F => "no-NAT baseline: routing only, containers at their own addresses",
+            Self::G => "small packets: 64-byte UDP datagrams, container -> wan, at full rate",
+            Self::H => "the CLI with N published ports: netlab publish, unpublish and rm",
         }
     }
 
@@ -67,11 +85,52 @@ impl Scenario {
             Self::B | Self::C | Self::D => &[Metric::Rate, Metric::P50, Metric::P99],
             Self::E => &[Metric::PublishTime],
             Self::F => &[],
+            Self::G => &[Metric::PacketRate],
+            Self::H => &[
+                Metric::CliPublishAll,
+                Metric::CliPublishOne,
+                Metric::CliUnpublishOne,
+                Metric::CliRm,
+            ],
         }
+    }
+
+    /// Whether the scenario publishes ports (the routed baseline and the veth
+    /// reference have none to publish).
+    pub fn publishes(self) -> bool {
+        matches!(self, Self::D | Self::E | Self::H)
     }
 
     fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.letter() == s)
+    }
+}
+
+/// One row of the results: a lab on a datapath, or the veth reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    Lab(DatapathKind),
+    /// One veth pair between two fresh namespaces: no bridge, no routing, no NAT, no
+    /// netfilter rule. Not a datapath: the most this machine can do at all.
+    Veth,
+}
+
+impl Contender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lab(dp) => dp.name(),
+            Self::Veth => "veth",
+        }
+    }
+
+    pub fn is_reference(self) -> bool {
+        self == Self::Veth
+    }
+
+    /// Whether clients reach the server container at its own address (the routed
+    /// baseline and the veth reference publish nothing).
+    pub fn direct(self) -> bool {
+        matches!(self, Self::Lab(DatapathKind::Routed) | Self::Veth)
     }
 }
 
@@ -80,11 +139,13 @@ impl Scenario {
 pub struct Options {
     /// In the order they run; the routed baseline last when scenario f asks for it.
     pub datapaths: Vec<DatapathKind>,
-    /// Workloads a-e, sorted.
+    /// Whether the veth reference runs (after the datapaths, in every run).
+    pub reference: bool,
+    /// Workloads a-e, g, h, sorted.
     pub scenarios: Vec<Scenario>,
     pub runs: u32,
     pub duration: Duration,
-    /// Published-port counts of scenario d, ascending; the largest is e's.
+    /// Published-port counts of scenario d, ascending; the largest is e's and h's.
     pub port_counts: Vec<u32>,
     pub json: Option<PathBuf>,
     pub svg: Option<PathBuf>,
@@ -97,19 +158,39 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim).filter(|x| !x.is_empty())
 }
 
+/// The flags of `netlab bench`, as given.
+#[derive(Clone, Debug, Default)]
+pub struct Flags<'a> {
+    pub datapath: &'a str,
+    pub scenario: &'a str,
+    pub reference: &'a str,
+    pub runs: &'a str,
+    pub duration: &'a str,
+    pub ports: &'a str,
+    pub json: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+}
+
 impl Options {
     /// Parses and checks the flags; every error is one line naming the flag.
-    pub fn parse(
-        datapath: &str,
-        scenario: &str,
-        runs: &str,
-        duration: &str,
-        ports: &str,
-        json: Option<PathBuf>,
-        svg: Option<PathBuf>,
-    ) -> Result<Options> {
+    pub fn parse(flags: Flags<'_>) -> Result<Options> {
+        let Flags {
+            datapath,
+            scenario,
+            reference,
+            runs,
+            duration,
+            ports,
+            json,
+            svg,
+        } = flags;
         let mut datapaths = Vec::new();
         for name in list(datapath) {
+            if name == "veth" {
+                return Err(Error::Invalid(
+                    "veth in --datapath is the reference, not a datapath: it runs unless --reference none".into(),
+                ));
+            }
             let kind = DatapathKind::from_name(name).ok_or_else(|| {
                 Error::Invalid(format!(
                     "unknown datapath {name:?} in --datapath: use {}",
@@ -123,11 +204,20 @@ impl Options {
             }
             datapaths.push(kind);
         }
+        let reference = match reference.trim() {
+            "veth" => true,
+            "none" => false,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown reference {other:?} in --reference: use veth or none"
+                )));
+            }
+        };
         let mut scenarios = Vec::new();
         for letter in list(scenario) {
             let s = Scenario::parse(letter).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown scenario {letter:?} in --scenario: use letters a to f"
+                    "unknown scenario {letter:?} in --scenario: use letters a to h"
                 ))
             })?;
             if !scenarios.contains(&s) {
@@ -137,12 +227,9 @@ impl Options {
         scenarios.sort();
         if scenarios.contains(&Scenario::F) {
             scenarios.retain(|s| *s != Scenario::F);
-            if !scenarios
-                .iter()
-                .any(|s| matches!(s, Scenario::A | Scenario::B | Scenario::C))
-            {
+            if scenarios.iter().all(|s| s.publishes()) {
                 return Err(Error::Invalid(
-                    "scenario f (the routed baseline) compares scenarios a-c: add at least one of them to --scenario".into(),
+                    "scenario f (the routed baseline) compares scenarios a-c and g: add at least one of them to --scenario".into(),
                 ));
             }
             if !datapaths.contains(&DatapathKind::Routed) {
@@ -154,13 +241,9 @@ impl Options {
                 "nothing to measure: give --datapath and --scenario at least one each".into(),
             ));
         }
-        if datapaths == [DatapathKind::Routed]
-            && scenarios
-                .iter()
-                .all(|s| matches!(s, Scenario::D | Scenario::E))
-        {
+        if datapaths == [DatapathKind::Routed] && scenarios.iter().all(|s| s.publishes()) {
             return Err(Error::Invalid(
-                "the routed baseline publishes nothing, so it has no scenario d or e: add a, b or c".into(),
+                "the routed baseline publishes nothing, so it has no scenario d, e or h: add a, b, c or g".into(),
             ));
         }
         let runs: u32 = runs
@@ -211,6 +294,7 @@ impl Options {
         }
         Ok(Options {
             datapaths,
+            reference,
             scenarios,
             runs,
             duration: Duration::from_secs(secs),
@@ -220,14 +304,23 @@ impl Options {
         })
     }
 
-    /// The scenarios a datapath runs: the routed baseline has no published ports.
-    pub fn scenarios_for(&self, dp: DatapathKind) -> Vec<Scenario> {
+    /// Who runs, in the order they run in every run: the datapaths, then the veth
+    /// reference when it has a scenario to run.
+    pub fn contenders(&self) -> Vec<Contender> {
+        let mut v: Vec<Contender> = self.datapaths.iter().map(|d| Contender::Lab(*d)).collect();
+        if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
+            v.push(Contender::Veth);
+        }
+        v
+    }
+
+    /// The scenarios a contender runs: the routed baseline and the veth reference
+    /// publish nothing.
+    pub fn scenarios_for(&self, c: Contender) -> Vec<Scenario> {
         self.scenarios
             .iter()
             .copied()
-            .filter(|s| {
-                dp != DatapathKind::Routed || matches!(s, Scenario::A | Scenario::B | Scenario::C)
-            })
+            .filter(|s| !c.direct() || !s.publishes())
             .collect()
     }
 
@@ -235,14 +328,14 @@ impl Options {
     pub fn measuring_secs(&self) -> u64 {
         let per_scenario = |s: Scenario| match s {
             Scenario::D => self.port_counts.len() as u64,
-            Scenario::E => 0,
+            Scenario::E | Scenario::H => 0,
             _ => 1,
         };
         let per_run: u64 = self
-            .datapaths
+            .contenders()
             .iter()
-            .map(|dp| {
-                self.scenarios_for(*dp)
+            .map(|c| {
+                self.scenarios_for(*c)
                     .into_iter()
                     .map(per_scenario)
                     .sum::<u64>()
@@ -304,21 +397,43 @@ pub fn check_interrupt() -> Result<()> {
 pub fn run(opts: &Options) -> Result<Report> {
     catch_signals();
     let mut report = Report::new(opts);
+    let contenders = opts.contenders();
     let labs = opts.runs as usize * opts.datapaths.len();
+    let reference = if contenders.contains(&Contender::Veth) {
+        " and the veth reference"
+    } else {
+        ""
+    };
     eprintln!(
-        "netlab bench: {} run(s) x {} datapath(s) = {labs} labs; about {} s of measurement plus setup",
+        "netlab bench: {} run(s) x {} datapath(s) = {labs} labs{reference}; about {} s of measurement plus setup",
         opts.runs,
         opts.datapaths.len(),
         opts.measuring_secs()
     );
     for run in 1..=opts.runs {
-        for &dp in &opts.datapaths {
+        for &c in &contenders {
             check_interrupt()?;
-            let tag = format!("[{run}/{}] {}", opts.runs, dp.name());
-            workload::run_lab(opts, dp, &tag, &mut report)?;
+            let tag = format!("[{run}/{}] {}", opts.runs, c.name());
+            workload::run_lab(opts, c, &tag, &mut report)?;
         }
     }
     Ok(report)
+}
+
+/// Options for unit tests: `datapaths`, `scenarios`, the veth reference, one run of
+/// one second, `ports`.
+#[cfg(test)]
+pub fn test_options(datapaths: &str, scenarios: &str, ports: &str) -> Options {
+    Options::parse(Flags {
+        datapath: datapaths,
+        scenario: scenarios,
+        reference: "veth",
+        runs: "1",
+        duration: "1",
+        ports,
+        ..Flags::default()
+    })
+    .expect("valid options")
 }
 
 #[cfg(test)]
@@ -326,14 +441,22 @@ mod tests {
     use super::*;
 
     fn parse(dp: &str, sc: &str, runs: &str, dur: &str, ports: &str) -> Result<Options> {
-        Options::parse(dp, sc, runs, dur, ports, None, None)
+        Options::parse(Flags {
+            datapath: dp,
+            scenario: sc,
+            reference: "veth",
+            runs,
+            duration: dur,
+            ports,
+            ..Flags::default()
+        })
     }
 
     #[test]
-    fn defaults_and_the_baseline() {
+    fn defaults_the_baseline_and_the_reference() {
         let o = parse(
             "ebpf,iptables,nftables",
-            "a,b,c,d,e,f",
+            "a,b,c,d,e,f,g,h",
             "5",
             "5",
             "10,100,1000,10000",
@@ -348,34 +471,52 @@ mod tests {
                 DatapathKind::Routed
             ]
         );
+        use Scenario::*;
+        assert_eq!(o.scenarios, [A, B, C, D, E, G, H]);
         assert_eq!(
-            o.scenarios,
-            [
-                Scenario::A,
-                Scenario::B,
-                Scenario::C,
-                Scenario::D,
-                Scenario::E
-            ]
+            o.contenders().last(),
+            Some(&Contender::Veth),
+            "the reference runs last"
         );
-        assert_eq!(
-            o.scenarios_for(DatapathKind::Routed),
-            [Scenario::A, Scenario::B, Scenario::C]
-        );
-        // 3 NAT datapaths x (a b c + 4 counts of d) + routed x (a b c), 5 s each, 5 runs.
-        assert_eq!(o.measuring_secs(), (3 * 7 + 3) * 5 * 5);
+        assert_eq!(o.contenders().len(), 5);
+        for c in [Contender::Lab(DatapathKind::Routed), Contender::Veth] {
+            assert_eq!(o.scenarios_for(c), [A, B, C, G]);
+        }
+        assert_eq!(o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)).len(), 7);
+        // 3 NAT datapaths x (a b c g + 4 counts of d) + routed and veth x (a b c g),
+        // 5 s each, 5 runs.
+        assert_eq!(o.measuring_secs(), (3 * 8 + 2 * 4) * 5 * 5);
         let o = parse("iptables", "c,a", "1", "1", "5").unwrap();
-        assert_eq!(o.scenarios, [Scenario::A, Scenario::C]);
+        assert_eq!(o.scenarios, [A, C]);
         assert_eq!(o.datapaths, [DatapathKind::Iptables]);
+        // The reference has nothing to do in scenarios that publish.
+        let o = parse("iptables", "d,e,h", "1", "1", "5").unwrap();
+        assert_eq!(o.contenders(), [Contender::Lab(DatapathKind::Iptables)]);
+        let o = Options::parse(Flags {
+            datapath: "nftables-flowtable",
+            scenario: "b",
+            reference: "none",
+            runs: "1",
+            duration: "1",
+            ports: "5",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(
+            o.contenders(),
+            [Contender::Lab(DatapathKind::NftablesFlowtable)]
+        );
     }
 
     #[test]
     fn bad_flags_are_one_line_errors() {
         for (dp, sc, runs, dur, ports) in [
             ("pf", "a", "1", "1", "10"),
+            ("veth", "a", "1", "1", "10"),
             ("iptables,iptables", "a", "1", "1", "10"),
             ("iptables", "z", "1", "1", "10"),
             ("iptables", "f", "1", "1", "10"),
+            ("iptables", "f,h", "1", "1", "10"),
             ("iptables", "a", "0", "1", "10"),
             ("iptables", "a", "x", "1", "10"),
             ("iptables", "a", "1", "0", "10"),
@@ -384,22 +525,25 @@ mod tests {
             ("iptables", "a", "1", "1", "100,10"),
             ("iptables", "a", "1", "1", "30000"),
             ("", "a", "1", "1", "10"),
-            ("routed", "d,e", "1", "1", "10"),
+            ("routed", "d,e,h", "1", "1", "10"),
         ] {
             let e = parse(dp, sc, runs, dur, ports).unwrap_err();
             assert!(matches!(e, Error::Invalid(_)), "{e}");
             assert_eq!(e.to_string().lines().count(), 1, "{e}");
         }
-        let e = Options::parse(
-            "iptables",
-            "a",
-            "1",
-            "1",
-            "10",
-            Some("/nonexistent/dir/x.json".into()),
-            None,
-        )
-        .unwrap_err();
+        let flags = |reference, json: Option<&str>| Flags {
+            datapath: "iptables",
+            scenario: "a",
+            reference,
+            runs: "1",
+            duration: "1",
+            ports: "10",
+            json: json.map(PathBuf::from),
+            svg: None,
+        };
+        let e = Options::parse(flags("veth", Some("/nonexistent/dir/x.json"))).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
+        let e = Options::parse(flags("loopback", None)).unwrap_err();
+        assert!(e.to_string().contains("--reference"), "{e}");
     }
 }

@@ -1,11 +1,12 @@
-//! The benchmark's figures: samples per (scenario, datapath, ports, metric), their
-//! median and min–max, the ratio to iptables, the terminal table and the JSON file.
+//! The benchmark's figures: samples per (scenario, contender, ports, metric), their
+//! median and min–max, the ratio to iptables and the fraction of the veth reference,
+//! the terminal table and the JSON file.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Options, Scenario};
+use super::{Contender, Options, Scenario};
 use crate::lab::DatapathKind;
 
 /// Bumped when the JSON changes incompatibly (fields are only ever added otherwise).
@@ -23,6 +24,16 @@ pub enum Metric {
     P99,
     /// Milliseconds for `Datapath::publish` of one port.
     PublishTime,
+    /// Datagrams per second received by the far end.
+    PacketRate,
+    /// Milliseconds for `netlab publish` of N specs in one command.
+    CliPublishAll,
+    /// Milliseconds for `netlab publish` of one more port when N are published.
+    CliPublishOne,
+    /// Milliseconds for `netlab unpublish` of one port when N are published.
+    CliUnpublishOne,
+    /// Milliseconds for `netlab rm` of a container with N published ports.
+    CliRm,
 }
 
 impl Metric {
@@ -33,6 +44,24 @@ impl Metric {
             Self::P50 => "p50",
             Self::P99 => "p99",
             Self::PublishTime => "publish_time",
+            Self::PacketRate => "packet_rate",
+            Self::CliPublishAll => "cli_publish_all",
+            Self::CliPublishOne => "cli_publish_one",
+            Self::CliUnpublishOne => "cli_unpublish_one",
+            Self::CliRm => "cli_rm",
+        }
+    }
+
+    /// The column heading in the table.
+    pub fn heading(self, scenario: Scenario) -> String {
+        let unit = self.unit_shown(scenario);
+        match self {
+            Self::P50 | Self::P99 => format!("{} {unit}", self.name()),
+            Self::CliPublishAll => format!("publish N, {unit}"),
+            Self::CliPublishOne => format!("publish 1 more, {unit}"),
+            Self::CliUnpublishOne => format!("unpublish 1, {unit}"),
+            Self::CliRm => format!("rm, {unit}"),
+            _ => unit.to_string(),
         }
     }
 
@@ -43,7 +72,12 @@ impl Metric {
             Self::Rate if scenario == Scenario::B => "trans/s",
             Self::Rate => "conn/s",
             Self::P50 | Self::P99 => "us",
-            Self::PublishTime => "ms",
+            Self::PacketRate => "pps",
+            Self::PublishTime
+            | Self::CliPublishAll
+            | Self::CliPublishOne
+            | Self::CliUnpublishOne
+            | Self::CliRm => "ms",
         }
     }
 
@@ -56,7 +90,7 @@ impl Metric {
     }
 
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Self::Throughput | Self::Rate)
+        matches!(self, Self::Throughput | Self::Rate | Self::PacketRate)
     }
 }
 
@@ -64,8 +98,8 @@ impl Metric {
 #[derive(Clone, Debug)]
 pub struct Figure {
     pub scenario: Scenario,
-    pub datapath: DatapathKind,
-    /// Scenario d and e: the number of published ports.
+    pub datapath: Contender,
+    /// Scenarios d, e and h: the number of published ports.
     pub ports: Option<u32>,
     pub metric: Metric,
     pub samples: Vec<f64>,
@@ -121,7 +155,7 @@ impl Report {
     fn figure(
         &mut self,
         scenario: Scenario,
-        datapath: DatapathKind,
+        datapath: Contender,
         ports: Option<u32>,
         metric: Metric,
     ) -> &mut Figure {
@@ -148,7 +182,7 @@ impl Report {
     pub fn add(
         &mut self,
         scenario: Scenario,
-        datapath: DatapathKind,
+        datapath: Contender,
         ports: Option<u32>,
         metric: Metric,
         value: f64,
@@ -162,7 +196,7 @@ impl Report {
     pub fn fail(
         &mut self,
         scenario: Scenario,
-        datapath: DatapathKind,
+        datapath: Contender,
         ports: Option<u32>,
         error: &str,
     ) {
@@ -173,24 +207,39 @@ impl Report {
         }
     }
 
-    /// The figures in reading order: scenario, ports, metric, then datapath as given.
+    /// The figures in reading order: scenario, ports, metric, then contender as run.
     pub fn sorted(&self) -> Vec<&Figure> {
-        let order = |dp: DatapathKind| self.options.datapaths.iter().position(|d| *d == dp);
+        let contenders = self.options.contenders();
+        let order = |c: Contender| contenders.iter().position(|x| *x == c);
         let mut v: Vec<&Figure> = self.figures.iter().collect();
         v.sort_by_key(|f| (f.scenario, f.ports, f.metric, order(f.datapath)));
         v
     }
 
-    /// median / iptables' median of the same figure.
-    pub fn ratio(&self, f: &Figure) -> Option<f64> {
-        let base = self.figures.iter().find(|b| {
-            b.datapath == DatapathKind::Iptables
+    /// The same figure of another contender.
+    pub fn of(&self, f: &Figure, other: Contender) -> Option<&Figure> {
+        self.figures.iter().find(|b| {
+            b.datapath == other
                 && b.scenario == f.scenario
                 && b.ports == f.ports
                 && b.metric == f.metric
-        })?;
-        let (m, b) = (f.median()?, base.median()?);
+        })
+    }
+
+    fn median_ratio(&self, f: &Figure, base: Contender) -> Option<f64> {
+        let (m, b) = (f.median()?, self.of(f, base)?.median()?);
         (b > 0.0).then(|| m / b)
+    }
+
+    /// median / iptables' median of the same figure.
+    pub fn ratio(&self, f: &Figure) -> Option<f64> {
+        self.median_ratio(f, Contender::Lab(DatapathKind::Iptables))
+    }
+
+    /// median / the veth reference's median of the same figure: how much of what the
+    /// machine can do at all (of its latency, for p50 and p99).
+    pub fn ratio_to_veth(&self, f: &Figure) -> Option<f64> {
+        self.median_ratio(f, Contender::Veth)
     }
 
     /// The stable JSON document (see the README).
@@ -216,6 +265,8 @@ impl Report {
                     "max": s.map(|s| s.2),
                     "ratio_to_iptables": self.ratio(f),
                     "errors": f.errors,
+                    "kind": if f.datapath.is_reference() { "reference" } else { "datapath" },
+                    "ratio_to_veth": self.ratio_to_veth(f),
                 })
             })
             .collect();
@@ -229,6 +280,7 @@ impl Report {
                 "runs": o.runs,
                 "duration_secs": o.duration.as_secs(),
                 "port_counts": o.port_counts,
+                "references": if o.reference { vec!["veth"] } else { Vec::new() },
             },
             "figures": figures,
         })
@@ -248,7 +300,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "each cell: median [min-max] over the runs, and xR = median / iptables' median"
+            "each cell: median [min-max] over the runs, xR = median / iptables' median, vR = median / the veth reference's median"
         );
         let figures = self.sorted();
         // Blocks: one per (scenario, ports).
@@ -257,32 +309,22 @@ impl Report {
         blocks.dedup();
         for (scenario, ports) in blocks {
             let title = match (scenario, ports) {
-                (Scenario::D | Scenario::E, Some(n)) => {
+                (Scenario::D | Scenario::E | Scenario::H, Some(n)) => {
                     format!("({}) {}, N = {n}", scenario.letter(), scenario.title())
                 }
                 _ => format!("({}) {}", scenario.letter(), scenario.title()),
             };
             let _ = writeln!(out, "\n{title}");
             let metrics = scenario.metrics();
-            let mut header = format!("  {:<16}", "datapath");
-            for m in metrics {
-                let name = match m {
-                    Metric::Rate | Metric::Throughput | Metric::PublishTime => {
-                        m.unit_shown(scenario).to_string()
-                    }
-                    _ => format!("{} {}", m.name(), m.unit_shown(scenario)),
-                };
-                let _ = write!(header, "{name:<34}");
-            }
-            let _ = writeln!(out, "{}", header.trim_end());
-            for &dp in &o.datapaths {
+            let mut rows: Vec<(Contender, Vec<String>)> = Vec::new();
+            for c in o.contenders() {
                 let row: Vec<&Figure> = metrics
                     .iter()
                     .filter_map(|m| {
                         figures.iter().copied().find(|f| {
                             f.scenario == scenario
                                 && f.ports == ports
-                                && f.datapath == dp
+                                && f.datapath == c
                                 && f.metric == *m
                         })
                     })
@@ -290,14 +332,36 @@ impl Report {
                 if row.is_empty() {
                     continue;
                 }
-                let mut line = format!("  {:<16}", dp.name());
-                if row.iter().all(|f| f.samples.is_empty()) {
+                let cells = if row.iter().all(|f| f.samples.is_empty()) {
                     let why = row[0].errors.first().map(String::as_str).unwrap_or("");
-                    let _ = write!(line, "n/a: {why}");
+                    vec![format!("n/a: {why}")]
                 } else {
-                    for f in &row {
-                        let _ = write!(line, "{:<34}", self.cell(f));
-                    }
+                    row.iter().map(|f| self.cell(f)).collect()
+                };
+                rows.push((c, cells));
+            }
+            let headings: Vec<String> = metrics.iter().map(|m| m.heading(scenario)).collect();
+            // Each column as wide as its widest cell (an n/a line spans the row).
+            let widths: Vec<usize> = (0..metrics.len())
+                .map(|i| {
+                    rows.iter()
+                        .filter(|(_, cells)| cells.len() == metrics.len())
+                        .map(|(_, cells)| cells[i].chars().count())
+                        .chain([headings[i].chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                        + 4
+                })
+                .collect();
+            let mut header = format!("  {:<20}", "datapath");
+            for (h, w) in headings.iter().zip(&widths) {
+                let _ = write!(header, "{h:<w$}");
+            }
+            let _ = writeln!(out, "{}", header.trim_end());
+            for (c, cells) in rows {
+                let mut line = format!("  {:<20}", c.name());
+                for (cell, w) in cells.iter().zip(widths.iter().chain(std::iter::repeat(&0))) {
+                    let _ = write!(line, "{cell:<w$}");
                 }
                 let _ = writeln!(out, "{}", line.trim_end());
             }
@@ -312,6 +376,9 @@ impl Report {
         let mut s = format!("{} [{}-{}]", num(med), num(min), num(max));
         if let Some(r) = self.ratio(f) {
             let _ = write!(s, " x{r:.2}");
+        }
+        if let Some(r) = self.ratio_to_veth(f) {
+            let _ = write!(s, " v{r:.2}");
         }
         if !f.errors.is_empty() {
             let _ = write!(s, " ({} failed)", f.errors.len());
@@ -335,10 +402,10 @@ pub fn num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::test_options;
 
-    fn opts() -> Options {
-        Options::parse("ebpf,iptables", "a,b", "3", "1", "10", None, None).unwrap()
-    }
+    const EBPF: Contender = Contender::Lab(DatapathKind::Ebpf);
+    const IPTABLES: Contender = Contender::Lab(DatapathKind::Iptables);
 
     #[test]
     fn medians_and_ranges() {
@@ -352,56 +419,73 @@ mod tests {
 
     #[test]
     fn ratios_json_and_table() {
-        let mut r = Report::new(&opts());
+        let mut r = Report::new(&test_options("ebpf,iptables", "a,b,h", "10"));
         for v in [10.0, 12.0, 11.0] {
+            r.add(Scenario::A, IPTABLES, None, Metric::Throughput, v);
+            r.add(Scenario::A, EBPF, None, Metric::Throughput, v * 1.5);
             r.add(
                 Scenario::A,
-                DatapathKind::Iptables,
+                Contender::Veth,
                 None,
                 Metric::Throughput,
-                v,
-            );
-            r.add(
-                Scenario::A,
-                DatapathKind::Ebpf,
-                None,
-                Metric::Throughput,
-                v * 1.5,
+                v * 2.0,
             );
         }
-        r.fail(
-            Scenario::B,
-            DatapathKind::Ebpf,
-            None,
-            "publishing is not implemented",
-        );
+        r.fail(Scenario::B, EBPF, None, "publishing is not implemented");
         for m in [Metric::Rate, Metric::P50, Metric::P99] {
-            r.add(Scenario::B, DatapathKind::Iptables, None, m, 100.0);
+            r.add(Scenario::B, IPTABLES, None, m, 100.0);
+        }
+        for m in Scenario::H.metrics() {
+            r.add(Scenario::H, EBPF, Some(10), *m, 2.0);
+            r.add(Scenario::H, IPTABLES, Some(10), *m, 40.0);
         }
         let ebpf_a = r
             .figures
             .iter()
-            .find(|f| f.datapath == DatapathKind::Ebpf && f.scenario == Scenario::A)
+            .find(|f| f.datapath == EBPF && f.scenario == Scenario::A)
             .unwrap();
         assert!((r.ratio(ebpf_a).unwrap() - 1.5).abs() < 1e-9);
+        assert!((r.ratio_to_veth(ebpf_a).unwrap() - 0.75).abs() < 1e-9);
 
         let j = r.json();
         assert_eq!(j["format"], 1);
+        assert_eq!(j["options"]["references"], serde_json::json!(["veth"]));
+        assert_eq!(
+            j["options"]["datapaths"],
+            serde_json::json!(["ebpf", "iptables"])
+        );
         let figs = j["figures"].as_array().unwrap();
-        // a: ebpf, iptables (datapath order); then b's three metrics.
+        // a: ebpf, iptables, veth (the order they run); then b's three metrics.
         assert_eq!(figs[0]["datapath"], "ebpf");
         assert_eq!(figs[0]["median"], 16.5);
+        assert_eq!(figs[0]["ratio_to_veth"], 0.75);
+        assert_eq!(figs[0]["kind"], "datapath");
         assert_eq!(figs[1]["ratio_to_iptables"], 1.0);
+        assert_eq!(figs[2]["datapath"], "veth");
+        assert_eq!(figs[2]["kind"], "reference");
+        assert_eq!(figs[2]["ratio_to_veth"], 1.0);
         let na = figs
             .iter()
             .find(|f| f["datapath"] == "ebpf" && f["scenario"] == "b")
             .unwrap();
         assert_eq!(na["status"], "n/a");
         assert_eq!(na["median"], Value::Null);
+        assert_eq!(na["ratio_to_veth"], Value::Null);
         assert_eq!(na["errors"][0], "publishing is not implemented");
+        let rm = figs
+            .iter()
+            .find(|f| f["datapath"] == "ebpf" && f["metric"] == "cli_rm")
+            .unwrap();
+        assert_eq!(rm["unit"], "ms");
+        assert_eq!(rm["ports"], 10);
+        assert_eq!(rm["higher_is_better"], false);
+        assert_eq!(rm["ratio_to_iptables"], 0.05);
 
         let t = r.table();
-        assert!(t.contains("16.5 [15.0-18.0] x1.50"), "{t}");
+        assert!(t.contains("16.5 [15.0-18.0] x1.50 v0.75"), "{t}");
         assert!(t.contains("n/a: publishing is not implemented"), "{t}");
+        assert!(t.contains("(h) the CLI with N published ports"), "{t}");
+        assert!(t.contains("publish N, ms"), "{t}");
+        assert!(t.contains("2.00 [2.00-2.00] x0.05"), "{t}");
     }
 }

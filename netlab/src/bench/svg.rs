@@ -1,114 +1,97 @@
-//! The benchmark's chart, written by hand: one bar panel per headline figure (bars
-//! are medians, whiskers min–max, one colour per datapath), and for scenario d two
-//! line charts against the number of published ports (log scale).
+//! The benchmark's chart, drawn with plotters' SVG backend: one bar panel per headline
+//! figure (bars are medians, whiskers min–max, one colour per datapath and one for the
+//! veth reference, each panel saying what fraction of the veth reference eBPF
+//! reached), the CLI timings of scenario h on log scales with their goals, and for
+//! scenario d two line charts against the number of published ports (log scale), with
+//! the routed baseline's and the veth reference's CRR as dashed ceilings.
 
-use std::fmt::Write as _;
+use plotters::{
+    coord::{Shift, ranged1d::ValueFormatter, types::RangedCoordusize},
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 use super::{
-    Scenario,
+    Contender, Scenario,
     report::{Figure, Metric, Report, num, summary},
 };
-use crate::lab::DatapathKind;
+use crate::{
+    error::{Error, Result},
+    lab::DatapathKind,
+};
 
-const WIDTH: f64 = 980.0;
-const MARGIN: f64 = 20.0;
-const BAR_W: f64 = 300.0;
-const BAR_H: f64 = 240.0;
-const LINE_W: f64 = 460.0;
-const LINE_H: f64 = 280.0;
-const FONT: &str = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
+const WIDTH: u32 = 1000;
+const MARGIN: i32 = 14;
+const HEADER_H: u32 = 80;
+const COLUMNS: u32 = 3;
+const PANEL_W: u32 = (WIDTH - (COLUMNS + 1) * MARGIN as u32) / COLUMNS;
+const PANEL_H: u32 = 290;
+const LINE_H: u32 = 340;
+const FONT: &str = "sans-serif";
 
-fn colour(dp: DatapathKind) -> &'static str {
-    match dp {
-        DatapathKind::Ebpf => "#e4572e",
-        DatapathKind::Iptables => "#4c72b0",
-        DatapathKind::IptablesLegacy => "#8172b2",
-        DatapathKind::Nftables => "#55a868",
-        DatapathKind::NftablesFlowtable => "#2f7d4a",
-        DatapathKind::Routed => "#9a9a9a",
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+fn colour(c: Contender) -> RGBColor {
+    match c {
+        Contender::Lab(DatapathKind::Ebpf) => RGBColor(0xe4, 0x57, 0x2e),
+        Contender::Lab(DatapathKind::Iptables) => RGBColor(0x4c, 0x72, 0xb0),
+        Contender::Lab(DatapathKind::IptablesLegacy) => RGBColor(0x81, 0x72, 0xb2),
+        Contender::Lab(DatapathKind::Nftables) => RGBColor(0x55, 0xa8, 0x68),
+        Contender::Lab(DatapathKind::NftablesFlowtable) => RGBColor(0x1f, 0x6e, 0x3c),
+        Contender::Lab(DatapathKind::Routed) => RGBColor(0x9a, 0x9a, 0x9a),
+        Contender::Veth => RGBColor(0x33, 0x33, 0x33),
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// An axis label: `40k`, `250`, `2.5`, `0.05`.
+fn axis_label(v: f64) -> String {
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if v.abs() >= 10_000.0 {
+        format!("{}k", trim(format!("{:.1}", v / 1000.0)))
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        trim(format!("{v:.2}"))
+    }
 }
 
-/// A round axis step giving about four ticks up to `max`.
-fn step(max: f64) -> f64 {
+/// A round top for a linear axis that holds `max` with room for the labels above
+/// the bars.
+fn nice_top(max: f64) -> f64 {
     if max <= 0.0 {
         return 1.0;
     }
-    let raw = max / 4.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let nice = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * mag
+    let want = max * 1.18;
+    let mag = 10f64.powf(want.log10().floor());
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|t| *t >= want)
+        .unwrap_or(10.0 * mag)
 }
 
-/// An axis label: `40k`, `250`, `2.5`, `0.05`, as precise as the step needs.
-fn tick(v: f64, step: f64) -> String {
-    if v >= 10_000.0 && step >= 1000.0 {
-        format!("{}k", v / 1000.0)
-    } else if step >= 1.0 {
-        format!("{v:.0}")
-    } else {
-        let digits = (-step.log10()).ceil().max(1.0) as usize;
-        format!("{v:.digits$}")
-    }
-}
-
-fn text(out: &mut String, x: f64, y: f64, size: u32, anchor: &str, extra: &str, s: &str) {
-    let _ = writeln!(
-        out,
-        r#"<text x="{x:.1}" y="{y:.1}" font-size="{size}" text-anchor="{anchor}" {FONT} {extra}>{}</text>"#,
-        esc(s)
-    );
-}
-
-/// Horizontal grid lines and their labels for a plot area; returns the y scale top.
-fn y_axis(out: &mut String, x: f64, y: f64, w: f64, h: f64, max: f64) -> f64 {
-    let st = step(max * 1.1);
-    let top = (max * 1.1 / st).ceil().max(1.0) * st;
-    let mut v = 0.0;
-    while v <= top + st / 2.0 {
-        let yy = y + h - v / top * h;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x:.1}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e3e3e3"/>"##,
-            x + w
-        );
-        text(
-            out,
-            x - 4.0,
-            yy + 3.5,
-            9,
-            "end",
-            "fill=\"#555\"",
-            &tick(v, st),
-        );
-        v += st;
-    }
-    top
-}
-
+/// A bar panel: one figure of one scenario, a bar per contender.
 struct BarPanel {
     scenario: Scenario,
     metric: Metric,
     title: String,
+    /// Log scale, and a goal drawn across (scenario h).
+    log: bool,
+    goal: Option<f64>,
 }
 
 fn bar_panels(report: &Report) -> Vec<BarPanel> {
+    let h_goal = |m: Metric| match m {
+        Metric::CliPublishAll | Metric::CliRm => Some(1000.0),
+        _ => Some(10.0),
+    };
     let mut v = Vec::new();
     for (scenario, metric, title) in [
         (Scenario::A, Metric::Throughput, "(a) egress throughput"),
@@ -116,136 +99,248 @@ fn bar_panels(report: &Report) -> Vec<BarPanel> {
         (Scenario::B, Metric::P99, "(b) RR latency p99"),
         (Scenario::C, Metric::Rate, "(c) published CRR"),
         (Scenario::C, Metric::P99, "(c) CRR latency p99"),
+        (Scenario::G, Metric::PacketRate, "(g) 64-byte UDP, received"),
+        (Scenario::E, Metric::PublishTime, "(e) publish 1 more port"),
         (
-            Scenario::E,
-            Metric::PublishTime,
-            "(e) publish one more port",
+            Scenario::H,
+            Metric::CliPublishAll,
+            "(h) netlab publish N specs",
         ),
+        (
+            Scenario::H,
+            Metric::CliPublishOne,
+            "(h) netlab publish 1 more",
+        ),
+        (
+            Scenario::H,
+            Metric::CliUnpublishOne,
+            "(h) netlab unpublish 1",
+        ),
+        (Scenario::H, Metric::CliRm, "(h) netlab rm, N ports"),
     ] {
         if report
             .figures
             .iter()
             .any(|f| f.scenario == scenario && f.metric == metric)
         {
-            let title = format!("{title}, {}", metric.unit_shown(scenario));
+            let log = scenario == Scenario::H;
             v.push(BarPanel {
                 scenario,
                 metric,
-                title,
+                title: format!("{title}, {}", metric.unit_shown(scenario)),
+                log,
+                goal: if log { h_goal(metric) } else { None },
             });
         }
     }
     v
 }
 
-fn draw_bars(out: &mut String, report: &Report, p: &BarPanel, x0: f64, y0: f64) {
-    let figures: Vec<(DatapathKind, Option<&Figure>)> = report
+/// (contender, median, min, max) of a panel's figure, `None` where it is n/a.
+type Bar = (Contender, Option<(f64, f64, f64)>);
+
+fn bars_of(report: &Report, p: &BarPanel) -> Vec<Bar> {
+    report
         .options
-        .datapaths
-        .iter()
-        .map(|dp| {
-            (
-                *dp,
-                report.figures.iter().find(|f| {
-                    f.scenario == p.scenario && f.metric == p.metric && f.datapath == *dp
-                }),
-            )
+        .contenders()
+        .into_iter()
+        .filter_map(|c| {
+            let f = report
+                .figures
+                .iter()
+                .find(|f| f.scenario == p.scenario && f.metric == p.metric && f.datapath == c)?;
+            Some((c, summary(&f.samples)))
         })
-        .filter(|(_, f)| f.is_some())
-        .collect();
-    panel(out, x0, y0, BAR_W, BAR_H, &p.title);
-    if p.scenario == Scenario::E
-        && let Some(n) = report.options.port_counts.last()
-    {
-        text(
-            out,
-            x0 + BAR_W - 8.0,
-            y0 + 18.0,
-            9,
-            "end",
-            "fill=\"#555\"",
-            &format!("N = {n}"),
-        );
-    }
-    let (px, py, pw, ph) = (x0 + 45.0, y0 + 34.0, BAR_W - 60.0, BAR_H - 90.0);
-    let max = figures
+        .collect()
+}
+
+/// "ebpf: 0.87 of veth" under a panel's title, when both were measured.
+fn veth_note(report: &Report, p: &BarPanel) -> Option<String> {
+    let f: &Figure = report.figures.iter().find(|f| {
+        f.scenario == p.scenario
+            && f.metric == p.metric
+            && f.datapath == Contender::Lab(DatapathKind::Ebpf)
+    })?;
+    let r = report.ratio_to_veth(f)?;
+    Some(format!("ebpf = {r:.2} x veth"))
+}
+
+fn draw_bar_panel(root: &Area, area: &Area, report: &Report, p: &BarPanel) -> Drawn {
+    area.fill(&WHITE)?;
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Rectangle::new(
+        [(0, 0), (w as i32 - 1, h as i32 - 1)],
+        RGBColor(0xcc, 0xcc, 0xcc).stroke_width(1),
+    ))?;
+    area.draw_text(
+        &p.title,
+        &(FONT, 14).into_font().style(FontStyle::Bold).color(&BLACK),
+        (10, 8),
+    )?;
+    let note = match (p.scenario, report.options.port_counts.last()) {
+        (Scenario::E | Scenario::H, Some(n)) => Some(format!("N = {n}")),
+        _ => None,
+    };
+    let note = [note, veth_note(report, p)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+    area.draw_text(
+        &note,
+        &(FONT, 12).into_font().color(&RGBColor(0x55, 0x55, 0x55)),
+        (10, 27),
+    )?;
+    let plot = area.margin(44, 4, 6, 10);
+    let bars = bars_of(report, p);
+    let max = bars
         .iter()
-        .filter_map(|(_, f)| f.and_then(|f| summary(&f.samples)).map(|s| s.2))
+        .filter_map(|(_, s)| s.map(|s| s.2))
+        .chain(p.goal)
         .fold(0.0, f64::max);
-    let top = y_axis(out, px, py, pw, ph, max);
-    let slot = pw / figures.len().max(1) as f64;
-    for (i, (dp, f)) in figures.iter().enumerate() {
-        let cx = px + slot * (i as f64 + 0.5);
-        let bw = (slot * 0.6).min(46.0);
-        match f.and_then(|f| summary(&f.samples)) {
-            Some((med, min, max)) => {
-                let y = |v: f64| py + ph - v / top * ph;
-                let _ = writeln!(
-                    out,
-                    r#"<rect x="{:.1}" y="{:.1}" width="{bw:.1}" height="{:.1}" fill="{}"><title>{} {}: median {} [{}-{}]</title></rect>"#,
-                    cx - bw / 2.0,
-                    y(med),
-                    py + ph - y(med),
-                    colour(*dp),
-                    esc(dp.name()),
-                    esc(&p.title),
-                    num(med),
-                    num(min),
-                    num(max)
-                );
-                let _ = writeln!(
-                    out,
-                    r##"<path d="M{cx:.1} {:.1}V{:.1}M{:.1} {:.1}h8M{:.1} {:.1}h8" stroke="#222" fill="none"/>"##,
-                    y(min),
-                    y(max),
-                    cx - 4.0,
-                    y(min),
-                    cx - 4.0,
-                    y(max)
-                );
-                text(out, cx, y(max) - 4.0, 9, "middle", "", &num(med));
-            }
-            None => text(out, cx, py + ph - 4.0, 10, "middle", "fill=\"#999\"", "n/a"),
-        }
-        let ly = py + ph + 12.0;
-        text(
-            out,
-            cx,
-            ly,
-            9,
-            "end",
-            &format!("transform=\"rotate(-30 {cx:.1} {ly:.1})\""),
-            dp.name(),
-        );
+    let min = bars
+        .iter()
+        .filter_map(|(_, s)| s.map(|s| s.1))
+        .chain(p.goal)
+        .fold(f64::INFINITY, f64::min);
+    // Segments 0..=n-1, one per bar (a lone bar gets an empty neighbour).
+    let n = bars.len().saturating_sub(1).max(1);
+    if p.log {
+        let lo = 10f64.powf(min.max(1e-3).log10().floor());
+        let hi = 10f64.powf((max.max(lo) * 3.0).log10().ceil());
+        let chart = ChartBuilder::on(&plot)
+            .x_label_area_size(88)
+            .y_label_area_size(46)
+            .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())?;
+        bar_chart(root, chart, &bars, lo, p.goal)
+    } else {
+        let chart = ChartBuilder::on(&plot)
+            .x_label_area_size(88)
+            .y_label_area_size(46)
+            .build_cartesian_2d((0..n).into_segmented(), 0.0..nice_top(max))?;
+        bar_chart(root, chart, &bars, 0.0, p.goal)
     }
 }
 
-/// A chart's frame and its bold title.
-fn panel(out: &mut String, x0: f64, y0: f64, w: f64, h: f64, title: &str) {
-    let _ = writeln!(
-        out,
-        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>"##
-    );
-    text(
-        out,
-        x0 + 10.0,
-        y0 + 18.0,
-        12,
-        "start",
-        "font-weight=\"bold\"",
-        title,
-    );
+/// Bars from `base` to the median, whiskers min–max, the median written above, n/a
+/// for what was not measured, and the contenders' names below, on any y axis.
+fn bar_chart<'a, Y>(
+    root: &Area,
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord, Y>>,
+    bars: &[Bar],
+    base: f64,
+    goal: Option<f64>,
+) -> Drawn
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        // The names are written below, upwards.
+        .x_labels(bars.len().max(1))
+        .x_label_formatter(&|_| String::new())
+        .y_labels(6)
+        .y_label_formatter(&|v| axis_label(*v))
+        .y_label_style((FONT, 11))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe3, 0xe3, 0xe3))
+        .draw()?;
+    let at = |i: usize| SegmentValue::CenterOf(i);
+    for (i, (c, s)) in bars.iter().enumerate() {
+        let Some((med, min, max)) = *s else {
+            chart.draw_series([EmptyElement::at((at(i), base))
+                + Text::new(
+                    "n/a",
+                    (0, -6),
+                    (FONT, 12)
+                        .into_font()
+                        .color(&RGBColor(0x99, 0x99, 0x99))
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )])?;
+            continue;
+        };
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), base),
+                (SegmentValue::Exact(i + 1), med),
+            ],
+            colour(*c).filled(),
+        );
+        // As many segments as bars, but two at least (see draw_bar_panel).
+        let slot = (chart.plotting_area().dim_in_pixel().0 / bars.len().max(2) as u32) as i32;
+        let pad = ((slot - 48) / 2).max(slot / 5).max(2) as u32;
+        bar.set_margin(0, 0, pad, pad);
+        chart.draw_series([bar])?;
+        let ink = RGBColor(0x22, 0x22, 0x22).stroke_width(1);
+        chart.draw_series([PathElement::new(vec![(at(i), min), (at(i), max)], ink)])?;
+        chart.draw_series([min, max].map(|v| {
+            EmptyElement::at((at(i), v)) + PathElement::new(vec![(-4, 0), (4, 0)], ink)
+        }))?;
+        chart.draw_series([EmptyElement::at((at(i), max))
+            + Text::new(
+                num(med),
+                (0, -4),
+                (FONT, 11)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )])?;
+    }
+    if let Some(g) = goal {
+        chart.draw_series(DashedLineSeries::new(
+            [
+                (SegmentValue::Exact(0), g),
+                (SegmentValue::Exact(bars.len()), g),
+            ],
+            5,
+            4,
+            RED.stroke_width(1),
+        ))?;
+        chart.draw_series([EmptyElement::at((SegmentValue::Exact(0), g))
+            + Text::new(
+                format!("goal for ebpf: < {}", num(g)),
+                (3, -3),
+                (FONT, 10)
+                    .into_font()
+                    .color(&RED)
+                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
+            )])?;
+    }
+    // Names below the axis, written upwards, on the whole chart's area (the
+    // plotting area ends at the axis).
+    for (i, (c, _)) in bars.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(at(i), base));
+        root.draw_text(
+            c.name(),
+            &(FONT, 11)
+                .into_font()
+                .transform(FontTransform::Rotate270)
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
+            (x, y + 6),
+        )?;
+    }
+    Ok(())
 }
 
-fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0: f64, y0: f64) {
+type SegmentedCoord = plotters::coord::ranged1d::SegmentedCoord<RangedCoordusize>;
+
+/// One line per datapath of scenario d's `metric` against the number of published
+/// ports, and the contenders without published ports as dashed ceilings.
+fn draw_lines(area: &Area, report: &Report, metric: Metric, title: &str) -> Drawn {
+    area.fill(&WHITE)?;
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Rectangle::new(
+        [(0, 0), (w as i32 - 1, h as i32 - 1)],
+        RGBColor(0xcc, 0xcc, 0xcc).stroke_width(1),
+    ))?;
     let counts = &report.options.port_counts;
-    panel(out, x0, y0, LINE_W, LINE_H, title);
-    let (px, py, pw, ph) = (x0 + 50.0, y0 + 44.0, LINE_W - 70.0, LINE_H - 90.0);
-    let series: Vec<(DatapathKind, Vec<(u32, f64)>)> = report
+    let series: Vec<(Contender, Vec<(f64, f64)>)> = report
         .options
-        .datapaths
-        .iter()
-        .map(|dp| {
+        .contenders()
+        .into_iter()
+        .map(|c| {
             let pts = counts
                 .iter()
                 .filter_map(|n| {
@@ -255,151 +350,104 @@ fn draw_lines(out: &mut String, report: &Report, metric: Metric, title: &str, x0
                         .find(|f| {
                             f.scenario == Scenario::D
                                 && f.metric == metric
-                                && f.datapath == *dp
+                                && f.datapath == c
                                 && f.ports == Some(*n)
                         })
                         .and_then(|f| f.median())
-                        .map(|m| (*n, m))
+                        .map(|m| (*n as f64, m))
                 })
                 .collect();
-            (*dp, pts)
+            (c, pts)
         })
-        .filter(|(_, pts): &(DatapathKind, Vec<(u32, f64)>)| !pts.is_empty())
+        .filter(|(_, pts): &(Contender, Vec<(f64, f64)>)| !pts.is_empty())
         .collect();
-    // The routed baseline has no published ports; its plain CRR (scenario c) is the
-    // ceiling, drawn across.
-    let baseline = report
-        .figures
-        .iter()
-        .find(|f| {
-            f.datapath == DatapathKind::Routed && f.scenario == Scenario::C && f.metric == metric
+    // Without published ports, the routed baseline and the veth reference have a
+    // plain CRR (scenario c): the ceilings.
+    let ceilings: Vec<(Contender, f64)> = [Contender::Lab(DatapathKind::Routed), Contender::Veth]
+        .into_iter()
+        .filter_map(|c| {
+            let f = report
+                .figures
+                .iter()
+                .find(|f| f.datapath == c && f.scenario == Scenario::C && f.metric == metric)?;
+            Some((c, f.median()?))
         })
-        .and_then(|f| f.median());
+        .collect();
     let max = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|x| x.1))
-        .chain(baseline)
+        .chain(ceilings.iter().map(|c| c.1))
         .fold(0.0, f64::max);
-    let top = y_axis(out, px, py, pw, ph, max);
     let (lo, hi) = (
-        (*counts.first().unwrap_or(&1) as f64).log10(),
-        (*counts.last().unwrap_or(&1) as f64).log10(),
+        *counts.first().unwrap_or(&1) as f64,
+        *counts.last().unwrap_or(&1) as f64,
     );
-    let x = |n: u32| {
-        if hi > lo {
-            px + ((n as f64).log10() - lo) / (hi - lo) * pw
-        } else {
-            px + pw / 2.0
-        }
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo / 2.0, hi * 2.0)
     };
-    let y = |v: f64| py + ph - v / top * ph;
-    for n in counts {
-        text(
-            out,
-            x(*n),
-            py + ph + 14.0,
-            9,
-            "middle",
-            "fill=\"#555\"",
-            &n.to_string(),
-        );
-    }
-    text(
-        out,
-        px + pw / 2.0,
-        py + ph + 30.0,
-        10,
-        "middle",
-        "",
-        "published ports (log scale); the last one is hit",
-    );
     let missing: Vec<&str> = report
         .options
         .datapaths
         .iter()
-        .filter(|dp| **dp != DatapathKind::Routed && !series.iter().any(|(d, _)| d == *dp))
-        .map(|dp| dp.name())
+        .map(|d| Contender::Lab(*d))
+        .filter(|c| !c.direct() && !series.iter().any(|(s, _)| s == c))
+        .map(|c| c.name())
         .collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 14).into_font().style(FontStyle::Bold))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d((lo..hi).log_scale(), 0.0..nice_top(max))?;
+    chart
+        .configure_mesh()
+        .x_desc("published ports (log scale); the last one is hit")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| axis_label(*v))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe3, 0xe3, 0xe3))
+        .label_style((FONT, 11))
+        .draw()?;
+    for (c, v) in &ceilings {
+        let style = colour(*c).stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new([(lo, *v), (hi, *v)], 7, 4, style))?
+            .label(format!("{} (c, no ports): {}", c.name(), num(*v)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    for (c, pts) in &series {
+        let style = colour(*c).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), style))?
+            .label(c.name())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour(*c).filled())))?;
+    }
     if !missing.is_empty() {
-        text(
-            out,
-            x0 + LINE_W - 8.0,
-            y0 + 18.0,
-            9,
-            "end",
-            "fill=\"#999\"",
+        area.draw_text(
             &format!("n/a: {}", missing.join(", ")),
-        );
+            &(FONT, 11)
+                .into_font()
+                .color(&RGBColor(0x99, 0x99, 0x99))
+                .pos(Pos::new(HPos::Right, VPos::Top)),
+            (w as i32 - 12, 30),
+        )?;
     }
-    if let Some(b) = baseline {
-        let yb = y(b);
-        let _ = writeln!(
-            out,
-            r#"<line x1="{px:.1}" y1="{yb:.1}" x2="{:.1}" y2="{yb:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="6 4"/>"#,
-            px + pw,
-            colour(DatapathKind::Routed)
-        );
-        // Labelled in the header: down in the plot it would cross the lines.
-        text(
-            out,
-            x0 + LINE_W - 8.0,
-            y0 + 32.0,
-            9,
-            "end",
-            "fill=\"#777\"",
-            &format!("dashed: routed, no NAT (c): {}", num(b)),
-        );
-    }
-    for (dp, pts) in &series {
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(n, v)| format!("{:.1},{:.1}", x(*n), y(*v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
-            path.join(" "),
-            colour(*dp)
-        );
-        for (n, v) in pts {
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"><title>{} {n} ports: {}</title></circle>"#,
-                x(*n),
-                y(*v),
-                colour(*dp),
-                esc(dp.name()),
-                num(*v)
-            );
-        }
-    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .label_font((FONT, 11))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+        .draw()
 }
 
-/// The whole chart.
-pub fn render(report: &Report) -> String {
-    let panels = bar_panels(report);
-    let rows = panels.len().div_ceil(3);
-    let has_d = report.figures.iter().any(|f| f.scenario == Scenario::D);
-    let top = 70.0;
-    let lines_y = top + rows as f64 * (BAR_H + MARGIN);
-    let height = lines_y + if has_d { LINE_H + MARGIN } else { 0.0 };
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}">"#
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
-    );
+fn draw(root: &Area, report: &Report) -> Drawn {
+    root.fill(&RGBColor(0xfa, 0xfa, 0xfa))?;
     let o = &report.options;
-    text(
-        &mut out,
-        MARGIN,
-        26.0,
-        15,
-        "start",
-        "font-weight=\"bold\"",
+    root.draw_text(
         &format!(
             "netlab bench: median of {} run(s) of {} s, whiskers min-max ({} CPU(s), kernel {})",
             o.runs,
@@ -407,100 +455,131 @@ pub fn render(report: &Report) -> String {
             report.nproc,
             report.kernel
         ),
-    );
-    let mut lx = MARGIN;
-    for dp in &o.datapaths {
-        let _ = writeln!(
-            out,
-            r#"<rect x="{lx:.1}" y="42" width="12" height="12" fill="{}"/>"#,
-            colour(*dp)
-        );
-        text(&mut out, lx + 16.0, 52.5, 11, "start", "", dp.name());
-        lx += 30.0 + 7.0 * dp.name().len() as f64;
+        &(FONT, 16).into_font().style(FontStyle::Bold).color(&BLACK),
+        (MARGIN, 14),
+    )?;
+    let mut x = MARGIN;
+    for c in o.contenders() {
+        root.draw(&Rectangle::new([(x, 46), (x + 12, 58)], colour(c).filled()))?;
+        let name = if c.is_reference() {
+            "veth (reference: one veth pair, no bridge, routing or NAT)".to_string()
+        } else {
+            c.name().to_string()
+        };
+        root.draw_text(&name, &(FONT, 13).into_font().color(&BLACK), (x + 16, 45))?;
+        x += 32 + 7 * name.len() as i32;
     }
+    let panels = bar_panels(report);
     for (i, p) in panels.iter().enumerate() {
-        let (col, row) = (i % 3, i / 3);
-        let x0 = MARGIN + col as f64 * (BAR_W + MARGIN);
-        let y0 = top + row as f64 * (BAR_H + MARGIN);
-        draw_bars(&mut out, report, p, x0, y0);
+        let (col, row) = (i as i32 % COLUMNS as i32, i as i32 / COLUMNS as i32);
+        let x0 = MARGIN + col * (PANEL_W as i32 + MARGIN);
+        let y0 = HEADER_H as i32 + row * (PANEL_H as i32 + MARGIN);
+        let area = root.clone().shrink((x0, y0), (PANEL_W, PANEL_H));
+        draw_bar_panel(root, &area, report, p)?;
     }
-    if has_d {
-        draw_lines(
-            &mut out,
-            report,
-            Metric::Rate,
-            "(d) CRR with N published ports, conn/s",
-            MARGIN,
-            lines_y,
-        );
-        draw_lines(
-            &mut out,
-            report,
-            Metric::P99,
-            "(d) CRR latency p99 with N published ports, µs",
-            MARGIN * 2.0 + LINE_W,
-            lines_y,
-        );
+    if report.figures.iter().any(|f| f.scenario == Scenario::D) {
+        let y0 = lines_top(panels.len());
+        let w = (WIDTH - 3 * MARGIN as u32) / 2;
+        for (i, (metric, title)) in [
+            (Metric::Rate, "(d) CRR with N published ports, conn/s"),
+            (
+                Metric::P99,
+                "(d) CRR latency p99 with N published ports, µs",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let x0 = MARGIN + i as i32 * (w as i32 + MARGIN);
+            let area = root.clone().shrink((x0, y0), (w, LINE_H));
+            draw_lines(&area, report, metric, title)?;
+        }
     }
-    out.push_str("</svg>\n");
-    out
+    Ok(())
+}
+
+fn lines_top(panels: usize) -> i32 {
+    let rows = panels.div_ceil(COLUMNS as usize) as i32;
+    HEADER_H as i32 + rows * (PANEL_H as i32 + MARGIN)
+}
+
+/// The whole chart.
+pub fn render(report: &Report) -> Result<String> {
+    let panels = bar_panels(report).len();
+    let has_d = report.figures.iter().any(|f| f.scenario == Scenario::D);
+    let height = lines_top(panels) as u32 + if has_d { LINE_H + MARGIN as u32 } else { 0 };
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        draw(&root, report)
+            .and_then(|()| root.present())
+            .map_err(|e| Error::Command {
+                command: "draw the benchmark's chart".into(),
+                detail: e.to_string(),
+            })?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::Options;
+    use crate::bench::test_options;
 
     #[test]
-    fn axis_steps_are_round() {
-        assert_eq!(step(10.0), 5.0);
-        assert_eq!(step(42.0), 20.0);
-        assert_eq!(step(0.3), 0.1);
-        assert_eq!(step(0.0), 1.0);
-        assert_eq!(tick(150_000.0, 50_000.0), "150k");
-        assert_eq!(tick(250.0, 50.0), "250");
-        assert_eq!(tick(2.5, 0.5), "2.5");
-        assert_eq!(tick(0.05, 0.05), "0.05");
+    fn axis_labels_and_tops_are_round() {
+        assert_eq!(axis_label(150_000.0), "150k");
+        assert_eq!(axis_label(12_500.0), "12.5k");
+        assert_eq!(axis_label(250.0), "250");
+        assert_eq!(axis_label(2.5), "2.5");
+        assert_eq!(axis_label(0.05), "0.05");
+        assert_eq!(nice_top(10.0), 15.0);
+        assert_eq!(nice_top(42.0), 50.0);
+        assert_eq!(nice_top(0.0), 1.0);
     }
 
     #[test]
-    fn renders_bars_lines_and_gaps() {
-        let opts = Options::parse("ebpf,iptables", "a,d", "1", "1", "10,100", None, None).unwrap();
+    fn renders_bars_lines_ceilings_and_gaps() {
+        let opts = test_options("ebpf,iptables", "a,d,f,h", "10,100");
         let mut r = Report::new(&opts);
-        r.add(
-            Scenario::A,
-            DatapathKind::Iptables,
-            None,
-            Metric::Throughput,
-            20.0,
+        let (ebpf, ipt, routed) = (
+            Contender::Lab(DatapathKind::Ebpf),
+            Contender::Lab(DatapathKind::Iptables),
+            Contender::Lab(DatapathKind::Routed),
         );
-        r.fail(Scenario::A, DatapathKind::Ebpf, None, "x < y");
-        r.add(Scenario::C, DatapathKind::Routed, None, Metric::Rate, 150.0);
+        r.add(Scenario::A, ipt, None, Metric::Throughput, 20.0);
+        r.add(Scenario::A, Contender::Veth, None, Metric::Throughput, 40.0);
+        r.add(Scenario::A, ebpf, None, Metric::Throughput, 30.0);
+        r.fail(Scenario::A, routed, None, "x < y");
+        r.add(Scenario::C, routed, None, Metric::Rate, 150.0);
+        r.add(Scenario::C, Contender::Veth, None, Metric::Rate, 200.0);
         for n in [10, 100] {
-            r.add(
-                Scenario::D,
-                DatapathKind::Iptables,
-                Some(n),
-                Metric::Rate,
-                1000.0 / n as f64,
-            );
-            r.add(
-                Scenario::D,
-                DatapathKind::Iptables,
-                Some(n),
-                Metric::P99,
-                n as f64,
-            );
+            r.add(Scenario::D, ipt, Some(n), Metric::Rate, 1000.0 / n as f64);
+            r.add(Scenario::D, ipt, Some(n), Metric::P99, n as f64);
         }
-        let svg = render(&r);
-        assert!(svg.starts_with("<svg "));
+        for m in Scenario::H.metrics() {
+            r.add(Scenario::H, ebpf, Some(100), *m, 3.0);
+            r.add(Scenario::H, ipt, Some(100), *m, 900.0);
+        }
+        let svg = render(&r).unwrap();
+        assert!(svg.starts_with("<svg "), "{}", &svg[..80]);
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("(a) egress throughput, Gbit/s"));
-        assert!(svg.contains(">n/a<"));
-        assert!(svg.contains(">n/a: ebpf<"), "d's missing line is named");
-        assert!(svg.contains("<polyline"));
-        assert!(svg.contains("routed, no NAT (c): 150"));
+        assert!(
+            svg.contains("ebpf = 0.75 x veth"),
+            "the fraction of the reference"
+        );
+        assert!(
+            svg.contains(">\nn/a\n<") || svg.contains(">n/a<"),
+            "routed's a is n/a"
+        );
+        assert!(svg.contains("n/a: ebpf"), "d's missing line is named");
+        assert!(svg.contains("<polyline"), "d's lines");
+        assert!(svg.contains("routed (c, no ports): 150"));
+        assert!(svg.contains("veth (c, no ports): 200"));
+        assert!(svg.contains("(h) netlab publish N specs, ms"));
+        assert!(svg.contains("goal for ebpf: &lt; 1000"));
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
-        assert!(!svg.contains("x < y"));
+        assert!(!svg.contains("x < y"), "errors stay out of the chart");
     }
 }

@@ -6,17 +6,24 @@
 //! - d: CRR to the last of N published ports (host port = container port =
 //!   40000 + i), the ports published in one batch per step;
 //! - e: with N ports published, `Datapath::publish` of one more port, timed five
-//!   times (the median counts).
+//!   times (the median counts);
+//! - g: 64-byte UDP datagrams from the container to 203.0.113.1 in wan, through the
+//!   masquerade, as fast as they go ([`super::pps`]): datagrams received per second;
+//! - h: through the netlab binary, as a user would: `netlab run many`, `netlab publish
+//!   many` of N specs (40000 + i) in one command, then five times `netlab publish` of
+//!   one more port and `netlab unpublish` of it (medians), then `netlab rm many`. It
+//!   runs before d, on the same lab, and leaves nothing published behind.
 //!
-//! On the routed baseline, b and c go from wan straight to the container's address.
-//! Both ends of each workload are pinned to one CPU (see [`cpus`]); b-d warm up for
-//! a fifth of the duration (at most 1 s) before they count. A scenario that fails (a
-//! datapath that cannot publish yet, a tool that is missing) is recorded as n/a for
-//! that run, and the others go on.
+//! On the routed baseline and the veth reference, b, c and g go from wan straight to
+//! the container's address, and a and g to wan's (the veth reference's wan end).
+//! Both ends of a-d are pinned to one CPU (see [`cpus`]); g's sender and receiver to
+//! one each. b-d and g warm up for a fifth of the duration (at most 1 s) before they
+//! count. A scenario that fails (a datapath that cannot publish yet, a tool that is
+//! missing) is recorded as n/a for that run, and the others go on.
 
 use std::{
     io::Read,
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
@@ -25,16 +32,15 @@ use std::{
 };
 
 use super::{
-    Options, Scenario, check_interrupt,
+    Contender, Options, Scenario, check_interrupt,
     lab::{BenchLab, SERVER},
+    pps,
     report::{Metric, Report, num},
     rr::{self, Mode, Outcome},
 };
 use crate::{
     error::{Error, Result},
-    lab::DatapathKind,
     netlink::netns,
-    topology::sandbox::INTERNET_ADDR,
 };
 
 /// The server's port in the container for b and c.
@@ -43,35 +49,61 @@ pub const RR_PORT: u16 = 5000;
 pub const PUBLISHED: u16 = 8080;
 /// Scenario d publishes host port SCALE_BASE + i to the same container port.
 pub const SCALE_BASE: u16 = 40_000;
-/// Scenario e's extra ports.
+/// Scenario e's extra ports; h's follow them.
 pub const EXTRA_BASE: u16 = 30_000;
 const EXTRA_SAMPLES: u16 = 5;
+const CLI_EXTRA_BASE: u16 = EXTRA_BASE + EXTRA_SAMPLES;
+/// h's container: N ports on it, then `rm`.
+pub const CLI_CONTAINER: &str = "many";
 const IPERF_PORT: u16 = 5201;
-// d's ports, e's extra ports, b's port and the eBPF NAT range (20000-29999) never meet.
+/// g's receiver in wan.
+const PPS_PORT: u16 = 5300;
+// d's (and h's) ports, e's and h's extra ports, b's port and the eBPF NAT range
+// (20000-29999) never meet.
 const _: () = assert!(SCALE_BASE as u32 + super::MAX_PORTS - 1 <= u16::MAX as u32);
-const _: () = assert!(EXTRA_BASE + EXTRA_SAMPLES < SCALE_BASE);
+const _: () = assert!(CLI_EXTRA_BASE + EXTRA_SAMPLES < SCALE_BASE);
 const _: () = assert!(EXTRA_BASE > 29_999 && PUBLISHED < 20_000 && RR_PORT < 20_000);
 
 type Figures = Vec<(Metric, f64)>;
 
-/// Builds a lab for `dp`, runs the scenarios on it into `report`, tears it down.
+/// The order scenarios run in on one lab: h before d, since h publishes d's ports on
+/// another container and takes them away again, and d and e keep theirs.
+fn run_order(scenarios: &[Scenario]) -> Vec<Scenario> {
+    let mut v = scenarios.to_vec();
+    v.sort_by_key(|s| match s {
+        Scenario::G => 3,
+        Scenario::H => 4,
+        Scenario::D => 5,
+        Scenario::E => 6,
+        s => *s as u8,
+    });
+    v
+}
+
+/// Builds a lab for a contender, runs its scenarios into `report`, tears it down.
 /// Only an interruption is an error; anything else is recorded as n/a.
-pub fn run_lab(opts: &Options, dp: DatapathKind, tag: &str, report: &mut Report) -> Result<()> {
-    let scenarios = opts.scenarios_for(dp);
-    let mut lab = match BenchLab::up(dp) {
+pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> Result<()> {
+    let scenarios = run_order(&opts.scenarios_for(c));
+    let mut lab = match BenchLab::up(c) {
         Ok(lab) => lab,
         Err(e) => {
             check_interrupt()?;
             eprintln!("{tag}: no lab, every scenario n/a: {e}");
             for s in scenarios {
                 for ports in ports_of(opts, s) {
-                    report.fail(s, dp, ports, &e.to_string());
+                    report.fail(s, c, ports, &e.to_string());
                 }
             }
             return Ok(());
         }
     };
-    eprintln!("{tag}: lab {} is up", lab.name);
+    match c {
+        Contender::Lab(_) => eprintln!("{tag}: lab {} is up", lab.name),
+        Contender::Veth => eprintln!(
+            "{tag}: veth pair {}-{SERVER} <-> {}-wan is up",
+            lab.name, lab.name
+        ),
+    }
     for s in scenarios {
         if s == Scenario::D {
             let mut broken: Option<String> = None;
@@ -80,7 +112,7 @@ pub fn run_lab(opts: &Options, dp: DatapathKind, tag: &str, report: &mut Report)
                     Some(e) => Err(Error::Invalid(e.clone())),
                     None => scale_step(&mut lab, opts, n, tag),
                 };
-                record(report, tag, s, dp, Some(n), result, &mut broken)?;
+                record(report, tag, s, c, Some(n), result, &mut broken)?;
             }
             continue;
         }
@@ -89,10 +121,12 @@ pub fn run_lab(opts: &Options, dp: DatapathKind, tag: &str, report: &mut Report)
             Scenario::B => request_response(&mut lab, opts, Mode::Rr),
             Scenario::C => request_response(&mut lab, opts, Mode::Crr),
             Scenario::E => publish_time(&mut lab, opts, tag),
+            Scenario::G => small_packets(&lab, opts, tag),
+            Scenario::H => cli_at_scale(&lab, opts),
             Scenario::D | Scenario::F => unreachable!("handled above / not a workload"),
         };
-        let ports = (s == Scenario::E).then(|| max_ports(opts));
-        record(report, tag, s, dp, ports, result, &mut None)?;
+        let ports = s.publishes().then(|| max_ports(opts));
+        record(report, tag, s, c, ports, result, &mut None)?;
     }
     Ok(())
 }
@@ -104,7 +138,7 @@ fn max_ports(opts: &Options) -> u32 {
 fn ports_of(opts: &Options, s: Scenario) -> Vec<Option<u32>> {
     match s {
         Scenario::D => opts.port_counts.iter().map(|n| Some(*n)).collect(),
-        Scenario::E => vec![Some(max_ports(opts))],
+        Scenario::E | Scenario::H => vec![Some(max_ports(opts))],
         _ => vec![None],
     }
 }
@@ -114,7 +148,7 @@ fn record(
     report: &mut Report,
     tag: &str,
     s: Scenario,
-    dp: DatapathKind,
+    c: Contender,
     ports: Option<u32>,
     result: Result<Figures>,
     broken: &mut Option<String>,
@@ -129,7 +163,12 @@ fn record(
             let shown: Vec<String> = figures
                 .iter()
                 .map(|(m, v)| match m {
-                    Metric::P50 | Metric::P99 => {
+                    Metric::P50
+                    | Metric::P99
+                    | Metric::CliPublishAll
+                    | Metric::CliPublishOne
+                    | Metric::CliUnpublishOne
+                    | Metric::CliRm => {
                         format!("{} {} {}", m.name(), num(*v), m.unit_shown(s))
                     }
                     _ => format!("{} {}", num(*v), m.unit_shown(s)),
@@ -137,13 +176,13 @@ fn record(
                 .collect();
             eprintln!("{label}: {}", shown.join(", "));
             for (m, v) in figures {
-                report.add(s, dp, ports, m, v);
+                report.add(s, c, ports, m, v);
             }
         }
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
             eprintln!("{label}: n/a: {e}");
-            report.fail(s, dp, ports, &e.to_string());
+            report.fail(s, c, ports, &e.to_string());
             *broken = Some(e.to_string());
         }
     }
@@ -263,14 +302,14 @@ fn wait_listening(ns: &Path, port: u16) -> Result<()> {
 /// Scenario a: container -> wan TCP throughput, in Gbit/s as the receiver saw it.
 fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
     let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
-    let internet = INTERNET_ADDR.to_string();
-    let server = Proc::spawn(&wan, "iperf3", &["-s", "-1", "-B", &internet, "-p", &port])?;
+    let far = lab.far_addr().to_string();
+    let server = Proc::spawn(&wan, "iperf3", &["-s", "-1", "-B", &far, "-p", &port])?;
     wait_listening(&wan, IPERF_PORT)?;
     let secs = opts.duration.as_secs().to_string();
     let client = Proc::spawn(
         &lab.ns(SERVER),
         "iperf3",
-        &["-c", &internet, "-p", &port, "-t", &secs, "-J"],
+        &["-c", &far, "-p", &port, "-t", &secs, "-J"],
     )?;
     let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
     let _ = server.wait(Duration::from_secs(5));
@@ -357,7 +396,7 @@ fn rr_figures(out: &Outcome) -> Figures {
 /// Scenarios b and c: through the published port, or straight to the container on
 /// the routed baseline.
 fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Figures> {
-    let target = if lab.datapath == DatapathKind::Routed {
+    let target = if lab.contender.direct() {
         SocketAddr::from((lab.server_ip(), RR_PORT))
     } else {
         if !lab.is_published(PUBLISHED) {
@@ -413,9 +452,120 @@ fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Figures
     Ok(vec![(Metric::PublishTime, median)])
 }
 
+/// Sleeps for `d`, noticing Ctrl-C.
+fn pause(d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        check_interrupt()?;
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+/// Scenario g: datagrams per second received in wan, from the container's sender
+/// (see [`super::pps`]). The sender runs on the CPU of every other workload, the
+/// receiver on another one, when there is one.
+fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
+    let failed = |what: &str, e: std::io::Error| Error::Command {
+        command: format!("bench {what}"),
+        detail: e.to_string(),
+    };
+    let target = SocketAddr::from((lab.far_addr(), PPS_PORT));
+    let (sender_cpu, _) = cpus();
+    let receiver_cpu = sender_cpu.map(|c| if c > 0 { 0 } else { c });
+    let socket = netns::run_in(&lab.ns("wan"), || {
+        UdpSocket::bind(target).map_err(|e| failed(&format!("receiver on {target}"), e))
+    })?;
+    let receiver = pps::Receiver::start(socket, receiver_cpu).map_err(|e| failed("receiver", e))?;
+    let socket = netns::run_in(&lab.ns(SERVER), || {
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| failed("sender", e))
+    })?;
+    let sender = pps::Sender::start(socket, target, sender_cpu)
+        .map_err(|e| failed(&format!("sender to {target}"), e))?;
+    pause((opts.duration / 5).min(Duration::from_secs(1)))?;
+    let (r0, s0, t0) = (receiver.received(), sender.sent(), Instant::now());
+    pause(opts.duration)?;
+    let (r1, s1, secs) = (
+        receiver.received(),
+        sender.sent(),
+        t0.elapsed().as_secs_f64(),
+    );
+    sender.finish().map_err(|e| failed("sender", e))?;
+    drop(receiver);
+    let (got, sent) = ((r1 - r0) as f64 / secs, (s1 - s0) as f64 / secs);
+    if got == 0.0 {
+        return Err(Error::Command {
+            command: "bench sender".into(),
+            detail: format!("no datagram reached {target}"),
+        });
+    }
+    eprintln!(
+        "{tag} g: sent {} pps, {:.1} % of them lost on the way",
+        num(sent),
+        (1.0 - got / sent.max(got)) * 100.0
+    );
+    Ok(vec![(Metric::PacketRate, got)])
+}
+
+/// The median of some milliseconds.
+fn median_ms(times: &[Duration]) -> f64 {
+    let ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+    super::report::summary(&ms).map_or(0.0, |s| s.0)
+}
+
+/// Scenario h: the CLI with N published ports, timed through the binary.
+fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Figures> {
+    let n = max_ports(opts);
+    lab.netlab(&["run", CLI_CONTAINER])?;
+    let result = cli_steps(lab, n);
+    if result.is_err() {
+        // Leave d and e a lab without h's ports, whatever failed.
+        let _ = lab.netlab(&["rm", CLI_CONTAINER]);
+    }
+    result
+}
+
+fn cli_steps(lab: &BenchLab, n: u32) -> Result<Figures> {
+    let specs: Vec<String> = (0..n)
+        .map(|i| {
+            let p = SCALE_BASE + i as u16;
+            format!("{p}:{p}")
+        })
+        .collect();
+    let mut args = vec!["publish", CLI_CONTAINER];
+    args.extend(specs.iter().map(String::as_str));
+    let all = lab.netlab_timed(&args)?;
+    let (mut one, mut un) = (Vec::new(), Vec::new());
+    for i in 0..EXTRA_SAMPLES {
+        check_interrupt()?;
+        let spec = format!("{}:{RR_PORT}", CLI_EXTRA_BASE + i);
+        one.push(lab.netlab_timed(&["publish", CLI_CONTAINER, &spec])?);
+    }
+    for i in 0..EXTRA_SAMPLES {
+        check_interrupt()?;
+        let spec = format!("{}:{RR_PORT}", CLI_EXTRA_BASE + i);
+        un.push(lab.netlab_timed(&["unpublish", CLI_CONTAINER, &spec])?);
+    }
+    check_interrupt()?;
+    let rm = lab.netlab_timed(&["rm", CLI_CONTAINER])?;
+    Ok(vec![
+        (Metric::CliPublishAll, all.as_secs_f64() * 1000.0),
+        (Metric::CliPublishOne, median_ms(&one)),
+        (Metric::CliUnpublishOne, median_ms(&un)),
+        (Metric::CliRm, rm.as_secs_f64() * 1000.0),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h_runs_before_d_and_e() {
+        use Scenario::*;
+        assert_eq!(run_order(&[A, B, C, D, E, G, H]), [A, B, C, G, H, D, E]);
+        assert_eq!(run_order(&[E, D]), [D, E]);
+    }
 
     #[test]
     fn iperf3_json() {
