@@ -13,13 +13,18 @@ use std::{
 use netlab_tests::{netlab, netlab_bin, require_root};
 use serde_json::Value;
 
-/// The labs a benchmark reported (`... lab bench_N is up`) whose namespaces or
-/// state still exist.
+/// The labs a benchmark reported (`... lab bench_N is up`, `... veth pair
+/// bench_N-srv <-> bench_N-wan is up`) whose namespaces or state still exist.
 fn labs_left(stderr: &str) -> Vec<String> {
     stderr
         .lines()
-        .filter_map(|l| l.split(" lab ").nth(1))
+        .filter_map(|l| {
+            l.split(" lab ")
+                .nth(1)
+                .or_else(|| l.split(" veth pair ").nth(1))
+        })
         .filter_map(|l| l.strip_suffix(" is up"))
+        .map(|l| l.split("-srv <-> ").next().unwrap_or(l))
         .filter(|lab| {
             ["host", "wan", "srv"]
                 .iter()
@@ -62,7 +67,7 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
         "--duration",
         "1",
         "--datapath",
-        "ebpf,iptables,nftables",
+        "ebpf,iptables,nftables,nftables-flowtable",
         "--ports",
         "3,20",
         "--json",
@@ -79,80 +84,129 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
         "(c) published",
         "(d) CRR",
         "(e) time",
+        "(g) small packets",
+        "(h) the CLI",
     ] {
         assert!(table.contains(title), "no {title} in:\n{table}");
     }
+    assert!(table.contains("\n  veth "), "no veth row in:\n{table}");
 
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["format"], 1);
     assert_eq!(v["options"]["runs"], 1);
     assert_eq!(
         v["options"]["datapaths"],
-        serde_json::json!(["ebpf", "iptables", "nftables", "routed"])
+        serde_json::json!([
+            "ebpf",
+            "iptables",
+            "nftables",
+            "nftables-flowtable",
+            "routed"
+        ])
+    );
+    assert_eq!(v["options"]["references"], serde_json::json!(["veth"]));
+    assert_eq!(
+        v["options"]["scenarios"],
+        serde_json::json!(["a", "b", "c", "d", "e", "g", "h"])
     );
     assert_eq!(v["options"]["port_counts"], serde_json::json!([3, 20]));
     assert!(v["machine"]["nproc"].as_u64().unwrap() >= 1);
     let figs = v["figures"].as_array().unwrap();
 
-    let mut expected = vec![("a", None, "throughput")];
+    // The scenarios without published ports, which the routed baseline and the veth
+    // reference run too.
+    let mut direct = vec![("a", None, "throughput")];
     for s in ["b", "c"] {
         for m in ["rate", "p50", "p99"] {
-            expected.push((s, None, m));
+            direct.push((s, None, m));
         }
     }
+    direct.push(("g", None, "packet_rate"));
+    let mut expected = direct.clone();
     for n in [3, 20] {
         for m in ["rate", "p50", "p99"] {
             expected.push(("d", Some(n), m));
         }
     }
     expected.push(("e", Some(20), "publish_time"));
+    for m in [
+        "cli_publish_all",
+        "cli_publish_one",
+        "cli_unpublish_one",
+        "cli_rm",
+    ] {
+        expected.push(("h", Some(20), m));
+    }
 
-    for dp in ["iptables", "nftables"] {
+    for dp in ["ebpf", "iptables", "nftables"] {
         for &(s, ports, m) in &expected {
             let f = figure(figs, dp, s, ports, m)
                 .unwrap_or_else(|| panic!("no {dp} {s} {ports:?} {m} in {v:#}"));
             assert_eq!(f["status"], "ok", "{f:#}\n{stderr}");
+            assert_eq!(f["kind"], "datapath", "{f:#}");
             assert_eq!(f["samples"].as_array().unwrap().len(), 1, "{f:#}");
             assert!(f["median"].as_f64().unwrap() > 0.0, "{f:#}");
             assert_eq!(f["min"], f["max"], "{f:#}");
             if dp == "iptables" {
                 assert_eq!(f["ratio_to_iptables"], 1.0, "{f:#}");
             }
+            // A fraction of the reference wherever the reference measured the same.
+            assert_eq!(
+                f["ratio_to_veth"].is_number(),
+                direct.contains(&(s, ports, m)),
+                "{f:#}"
+            );
         }
     }
-    // The baseline runs a-c only, straight to the container.
+    // nftables-flowtable: measured where the kernel has flowtables; elsewhere every
+    // figure says why not.
+    let unavailable = netlab_tests::unavailable("nftables-flowtable");
     for &(s, ports, m) in &expected {
-        let f = figure(figs, "routed", s, ports, m);
-        if ["a", "b", "c"].contains(&s) {
-            assert_eq!(f.expect("routed figure")["status"], "ok", "{f:?}");
-        } else {
-            assert!(f.is_none(), "routed has no {s}: {f:?}");
+        let f = figure(figs, "nftables-flowtable", s, ports, m).expect("nftables-flowtable");
+        match &unavailable {
+            None => assert_eq!(f["status"], "ok", "{f:#}\n{stderr}"),
+            Some(_) => {
+                assert_eq!(f["status"], "n/a", "{f:#}");
+                let why = f["errors"][0].as_str().unwrap();
+                assert!(why.contains("needs nftables flowtables"), "{f:#}");
+            }
         }
     }
-    // eBPF: egress works; the publishing scenarios work or say why they cannot.
+    // The baseline and the reference run a-c and g only, straight to the container.
+    for dp in ["routed", "veth"] {
+        for &(s, ports, m) in &expected {
+            let f = figure(figs, dp, s, ports, m);
+            if direct.contains(&(s, ports, m)) {
+                let f = f.expect("a direct figure");
+                assert_eq!(f["status"], "ok", "{f:#}\n{stderr}");
+                let kind = if dp == "veth" {
+                    "reference"
+                } else {
+                    "datapath"
+                };
+                assert_eq!(f["kind"], kind, "{f:#}");
+            } else {
+                assert!(f.is_none(), "{dp} has no {s}: {f:?}");
+            }
+        }
+    }
     assert_eq!(
-        figure(figs, "ebpf", "a", None, "throughput").unwrap()["status"],
-        "ok"
+        figure(figs, "veth", "g", None, "packet_rate").unwrap()["ratio_to_veth"],
+        1.0
     );
-    for &(s, ports, m) in &expected[1..] {
-        let f = figure(figs, "ebpf", s, ports, m).expect("ebpf figure");
-        if f["status"] == "n/a" {
-            assert!(!f["errors"][0].as_str().unwrap().is_empty(), "{f:#}");
-            assert_eq!(f["median"], Value::Null);
-        } else {
-            assert_eq!(f["status"], "ok");
-        }
-    }
 
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
     assert!(svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
     assert!(svg.contains("<polyline"), "no line chart for d");
+    assert!(svg.contains("x veth"), "no fraction of the reference");
+    // One lab per datapath (the one that cannot run here is not up), one veth pair.
+    let labs = 5 + usize::from(unavailable.is_none());
     assert_eq!(
-        stderr.matches(" is up").count(),
-        4,
-        "one lab per datapath: {stderr}"
+        stderr.lines().filter(|l| l.ends_with(" is up")).count(),
+        labs,
+        "one lab per datapath and the veth pair: {stderr}"
     );
     assert!(
         labs_left(&stderr).is_empty(),
@@ -170,6 +224,9 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
         (vec!["--runs", "many"], "--runs"),
         (vec!["--duration", "0"], "--duration"),
         (vec!["--datapath", "pf"], "unknown datapath"),
+        (vec!["--datapath", "veth"], "--reference none"),
+        (vec!["--reference", "loopback"], "--reference"),
+        (vec!["--scenario", "f,h"], "scenario f"),
         (vec!["--datapath", "iptables,iptables"], "twice"),
         (vec!["--scenario", "z"], "unknown scenario"),
         (vec!["--scenario", "f"], "scenario f"),
@@ -189,21 +246,13 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
     }
 }
 
-#[test]
-fn interrupted_bench_tears_its_lab_down() {
+/// Starts `netlab bench ARGS`, sends SIGINT once a stderr line contains `when`, and
+/// checks that it exits 130 and leaves no lab or veth pair behind.
+fn interrupt_bench(args: &[&str], when: &str) {
     require_root();
     let mut child = Command::new(netlab_bin())
-        .args([
-            "bench",
-            "--datapath",
-            "iptables",
-            "--scenario",
-            "b",
-            "--runs",
-            "3",
-            "--duration",
-            "30",
-        ])
+        .arg("bench")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -216,15 +265,14 @@ fn interrupted_bench_tears_its_lab_down() {
             let _ = tx.send(line);
         }
     });
-    // Interrupt once the first lab is up and measuring.
     let mut seen = Vec::new();
     loop {
         let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("bench never brought a lab up: {seen:?}"));
-        let up = line.contains(" is up");
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("bench never printed {when:?}: {seen:?}"));
+        let now = line.contains(when);
         seen.push(line);
-        if up {
+        if now {
             break;
         }
     }
@@ -239,4 +287,38 @@ fn interrupted_bench_tears_its_lab_down() {
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
     let all = seen.join("\n");
     assert!(labs_left(&all).is_empty(), "left: {:?}", labs_left(&all));
+}
+
+#[test]
+fn interrupted_bench_tears_its_lab_down() {
+    interrupt_bench(
+        &[
+            "--datapath",
+            "iptables",
+            "--scenario",
+            "b",
+            "--runs",
+            "3",
+            "--duration",
+            "30",
+        ],
+        " is up",
+    );
+}
+
+#[test]
+fn interrupted_bench_tears_the_veth_reference_down() {
+    interrupt_bench(
+        &[
+            "--datapath",
+            "routed",
+            "--scenario",
+            "g",
+            "--runs",
+            "2",
+            "--duration",
+            "2",
+        ],
+        "veth pair",
+    );
 }
