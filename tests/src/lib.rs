@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod packet;
+pub mod podman;
 pub mod sockets;
 
 /// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:
