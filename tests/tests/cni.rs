@@ -414,6 +414,39 @@ fn the_network_must_match_its_running_lab() {
 }
 
 #[test]
+fn two_networks_in_one_namespace() {
+    let w = CniWorld::new();
+    let a = w.container();
+    w.add(&a, &w.conf(json!({})));
+    // A second network of the same runtime, taken down before the world goes, also
+    // when the test fails before its GC.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = netlab_tests::netlab(&["--lab", &self.0, "down"]);
+        }
+    }
+    let second = Down(format!("{}x", w.net));
+    let name = &second.0;
+    let conf = w.conf(json!({"name": name, "bridge": null, "subnet": "10.78.0.0/24"}));
+    let b = w.container();
+    // Both on eBPF behind the same uplink: their NAT ports must not overlap.
+    let msg = w.verb("ADD", &b, &conf).error(101);
+    assert!(msg.contains("20000-29999"), "{msg}");
+    let mut conf = conf;
+    conf["natPorts"] = json!("30000-30999");
+    let r = w.add(&b, &conf);
+    assert_eq!(r["interfaces"][0]["name"], format!("nl-{name}"));
+    assert_eq!(r["ips"][0]["address"], "10.78.0.2/24");
+    let status = netlab_tests::netlab(&["--lab", name, "status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status");
+    assert_eq!(status["nat"]["port_min"], 30000);
+    assert_eq!(w.lab().status()["containers"].as_array().unwrap().len(), 1);
+    w.gc(&[], &conf).ok();
+    assert!(!Path::new("/run/netlab").join(name).exists());
+}
+
+#[test]
 fn concurrent_adds_bring_the_network_up_once() {
     let w = CniWorld::new();
     let conf = w.conf(json!({}));

@@ -11,7 +11,7 @@ use super::{
     version,
 };
 use crate::{
-    lab::{DatapathKind, NatOptions, Subnet, names},
+    lab::{DatapathKind, NatOptions, Subnet, names, options::parse_port_range},
     ops::UpRequest,
 };
 
@@ -20,7 +20,7 @@ pub const DEFAULT_SUBNET: &str = "172.18.0.0/16";
 
 /// Fields netlab-cni reads, and the well-known ones a runtime may add; `cni.dev/*`
 /// keys are the runtime's too.
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 17] = [
     "cniVersion",
     "cniVersions",
     "name",
@@ -29,6 +29,7 @@ const KNOWN: [&str; 16] = [
     "subnet",
     "datapath",
     "uplink",
+    "natPorts",
     "capabilities",
     "runtimeConfig",
     "prevResult",
@@ -91,7 +92,7 @@ impl NetConf {
             } else if KNOWN.contains(&key.as_str()) || key.starts_with("cni.dev/") {
                 continue;
             } else {
-                "netlab-cni takes bridge, subnet, datapath and uplink"
+                "netlab-cni takes bridge, subnet, datapath, uplink and natPorts"
             };
             return Err(CniError::new(
                 code::UNSUPPORTED_FIELD,
@@ -151,6 +152,17 @@ impl NetConf {
         Ok(bridge)
     }
 
+    /// The masquerade's source ports, `MIN-MAX` (two eBPF networks in one namespace
+    /// need ranges apart).
+    pub fn nat(&self) -> CniResult<NatOptions> {
+        let mut nat = NatOptions::default();
+        if let Some(range) = self.string("natPorts")? {
+            (nat.port_min, nat.port_max) =
+                parse_port_range(range).map_err(|e| invalid(format!("natPorts: {e}")))?;
+        }
+        Ok(nat)
+    }
+
     /// What `up` is asked for when the first ADD brings the network up: a lab in the
     /// namespace the plugin runs in (the runtime's).
     pub fn up_request(&self) -> CniResult<UpRequest> {
@@ -162,7 +174,7 @@ impl NetConf {
             subnet: self.subnet()?.unwrap_or_else(default_subnet),
             uplink: self.string("uplink")?.map(str::to_string),
             bridge: self.bridge()?.map(str::to_string),
-            nat: NatOptions::default(),
+            nat: self.nat()?,
             debug: false,
         })
     }
@@ -227,6 +239,10 @@ mod tests {
         assert_eq!(req.datapath, DatapathKind::Iptables);
         assert_eq!(req.subnet.to_string(), "10.77.0.0/24");
         assert!(!req.sandbox);
+        let c = NetConf::parse(r#"{"cniVersion":"1.0.0","name":"nl","natPorts":"30000-30999"}"#)
+            .unwrap();
+        let nat = c.up_request().unwrap().nat;
+        assert_eq!((nat.port_min, nat.port_max), (30000, 30999));
     }
 
     #[test]
