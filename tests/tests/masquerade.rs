@@ -343,6 +343,37 @@ fn expired_flows_are_collected_in_the_kernel() {
     assert!(lab.conntrack().is_empty());
 }
 
+/// A full established table: new flows still open (they live in the LRU table,
+/// counted as `ct_full` once established), and the table holds no more than its size.
+#[test]
+fn a_full_established_table_still_serves_new_flows() {
+    let lab = Lab::sandbox(&["--conntrack-max", "4096"]);
+    lab.ok(&["run", "a"]);
+    let state = lab.state();
+    let dp = netlab::datapath::for_kind(state.datapath);
+    let filled = dp.fill_conntrack(&state, 10_000).expect("fill");
+    assert_eq!(
+        filled, 4096,
+        "the table takes exactly --conntrack-max flows"
+    );
+    let server = tcp_listen(&lab.ns("wan"), "203.0.113.1:7002");
+    let mut client = tcp_connect(&lab.ns("a"), "203.0.113.1:7002");
+    let (mut conn, from) = server.accept().unwrap();
+    assert_eq!(from.ip(), UPLINK_ADDR);
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf).unwrap();
+    conn.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert!(
+        lab.stat("counters", "ct_full") >= 1,
+        "the new flow stayed pending"
+    );
+    let flows = lab.conntrack();
+    assert!(flows.len() > 4096, "{} flows listed", flows.len());
+}
+
 #[test]
 fn idle_tcp_connection_outlives_the_udp_timeout() {
     let lab = Lab::sandbox(&["--udp-timeout", "1", "--icmp-timeout", "1"]);

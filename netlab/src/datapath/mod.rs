@@ -74,6 +74,11 @@ pub trait Datapath {
     fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
         Ok(None)
     }
+    /// Fills conntrack with `flows` synthetic established flows that no packet of a
+    /// measurement will meet (the benchmark's full-table scenario); how many went in.
+    fn fill_conntrack(&self, state: &LabState, _flows: u32) -> Result<u32> {
+        Err(not_here(state, "its conntrack is the kernel's"))
+    }
     /// The datapath's own tables (conntrack): sizes and the memory they take.
     fn tables(&self, _state: &LabState) -> Result<Vec<TableInfo>> {
         Ok(Vec::new())

@@ -9,6 +9,7 @@
 use std::{collections::HashMap as StdHashMap, net::Ipv4Addr};
 
 use aya::maps::{Array, HashMap, MapData};
+
 use netlab_common::{
     conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
@@ -112,4 +113,50 @@ pub fn flush(lab: &str) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Fills the established table with `n` synthetic flows (the benchmark's "CRR with a
+/// million flows in the table"): masqueraded UDP streams from addresses of the lab
+/// subnet that no container has (from the top of the subnet down) to 203.0.113.2 and
+/// beyond (never the sandbox's own 203.0.113.1), established and seen now, so that
+/// neither expiry nor the collector removes them during a measurement. Returns how many
+/// went in (the table may be smaller).
+pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
+    use netlab_common::conntrack::{
+        FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
+    };
+    let mut table: Table = pins::typed(lab, names::CT)?;
+    let now = coarse_secs();
+    let be = |a: Ipv4Addr| u32::from(a).to_be();
+    let top = u32::from(state.subnet.broadcast()) - 1;
+    let uplink = be(state.uplink_addr);
+    let flags = FLAG_SEEN_REPLY | FLAG_STREAM | FLAG_ASSURED;
+    let mut done = 0;
+    for i in 0..n {
+        // 60,000 flows per source address: 6 destinations x 10,000 NAT ports.
+        let src = be(Ipv4Addr::from(top - i / 60_000));
+        let dst = be(Ipv4Addr::new(203, 0, 113, 2 + ((i / 10_000) % 6) as u8));
+        let nat_port = (20_000 + i % 10_000) as u16;
+        let (sport, dport) = (nat_port.to_be(), 53u16.to_be());
+        let out_key = CtKey::new(src, dst, sport, dport, IPPROTO_UDP, ZONE_FROM_CTR);
+        let entry = |saddr, daddr, sport, dport, zone, origin| CtEntry {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            pair_zone: zone,
+            flags: flags | origin,
+            created: now,
+            last_seen: now,
+            ..CtEntry::default()
+        };
+        let out = entry(uplink, dst, sport, dport, ZONE_FROM_OUTSIDE, FLAG_ORIGIN);
+        let reply_key = CtKey::new(dst, uplink, dport, sport, IPPROTO_UDP, ZONE_FROM_OUTSIDE);
+        let reply = entry(dst, src, dport, sport, ZONE_FROM_CTR, 0);
+        if table.insert(reply_key, reply, 0).is_err() || table.insert(out_key, out, 0).is_err() {
+            break;
+        }
+        done += 1;
+    }
+    Ok(done)
 }

@@ -277,6 +277,10 @@ impl Datapath for Ebpf {
         cgroup::joinable(state)
     }
 
+    fn fill_conntrack(&self, state: &LabState, flows: u32) -> Result<u32> {
+        flows::fill(&state.name, state, flows)
+    }
+
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
         [names::CT, names::CT_PENDING, names::FRAGS]
             .into_iter()
