@@ -156,13 +156,10 @@ pub fn load_all(bpf: &mut aya::Ebpf) -> Result<()> {
                 })
             })
             .collect();
-        loading
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::ebpf("load program", "loader thread panicked")))
-            })
-            .collect()
+        loading.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::ebpf("load program", "loader thread panicked")))
+        })
     })
 }
 
