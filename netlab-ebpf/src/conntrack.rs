@@ -24,6 +24,8 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_prandom_u32, generated::bpf_ktime_get_coarse_ns},
+    macros::map,
+    maps::PerCpuArray,
 };
 use netlab_common::{
     config::Config,
@@ -295,6 +297,16 @@ pub struct NewFlow {
     /// [`Alloc`] as a number: 0 source port, 1 on clash.
     pub alloc: u32,
     pub start: u32,
+}
+
+/// The new flow being inserted on this CPU.
+#[map(name = "NEW_FLOW")]
+static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's new-flow slot.
+#[inline(always)]
+pub fn scratch() -> Option<*mut NewFlow> {
+    NEW_FLOW.get_ptr_mut(0)
 }
 
 /// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply

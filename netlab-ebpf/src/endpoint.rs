@@ -50,7 +50,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     if !plan.forwards() {
         return PASS;
     }
-    let Some(slot) = maps::scratch_plan() else {
+    let Some(slot) = forward::scratch() else {
         return PASS;
     };
     unsafe { *slot = plan };

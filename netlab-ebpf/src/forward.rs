@@ -25,6 +25,8 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, bpf_redir_neigh,
     },
     helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    macros::map,
+    maps::PerCpuArray,
     programs::TcContext,
 };
 use netlab_common::{
@@ -89,6 +91,18 @@ impl Plan {
     pub fn forwards(&self) -> bool {
         self.kind != STACK
     }
+}
+
+/// One plan per CPU, kept across the conntrack update of the packet it is for. Kept in
+/// a map rather than on the stack on purpose: the verifier then does not walk the
+/// conntrack code once for every kind of plan.
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Plan> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's plan slot.
+#[inline(always)]
+pub fn scratch() -> Option<*mut Plan> {
+    SCRATCH.get_ptr_mut(0)
 }
 
 /// The fast path's plan for a packet that will leave as `src -> dst` after translation;

@@ -18,8 +18,6 @@ use netlab_common::{
     stats::DropReason,
 };
 
-use crate::{conntrack::NewFlow, forward::Plan};
-
 /// Established flows; never evicted. Sized by `netlab up --conntrack-max`.
 #[map(name = "CT")]
 static CT: HashMap<CtKey, CtEntry> =
@@ -62,16 +60,6 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
-/// One fast-path plan per CPU, kept across the conntrack update of the packet it is
-/// for. Kept in a map rather than on the stack on purpose: the verifier then does not
-/// walk the conntrack code once for every kind of plan.
-#[map(name = "SCRATCH")]
-static SCRATCH: PerCpuArray<Plan> = PerCpuArray::with_max_entries(1, 0);
-
-/// The new flow being inserted on this CPU (see [`NewFlow`]).
-#[map(name = "NEW_FLOW")]
-static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
-
 /// Which conntrack table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -79,18 +67,6 @@ pub enum Table {
     Established,
     /// Everything else (`CT_PENDING`).
     Pending,
-}
-
-/// This CPU's new-flow slot.
-#[inline(always)]
-pub fn scratch_new_flow() -> Option<*mut NewFlow> {
-    NEW_FLOW.get_ptr_mut(0)
-}
-
-/// This CPU's plan slot.
-#[inline(always)]
-pub fn scratch_plan() -> Option<*mut Plan> {
-    SCRATCH.get_ptr_mut(0)
 }
 
 #[inline(always)]

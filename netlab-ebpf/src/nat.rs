@@ -213,7 +213,7 @@ pub fn commit(
     } else {
         (ZONE_FROM_CTR, 1)
     };
-    let nf = maps::scratch_new_flow().ok_or(DropReason::CtInsertFailed)?;
+    let nf = conntrack::scratch().ok_or(DropReason::CtInsertFailed)?;
     let nf = unsafe { &mut *nf };
     nf.key = *key;
     nf.out = conntrack::entry(found.to, pair_zone, target.id, pkt, now);

@@ -159,41 +159,20 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     let l4_len = tot_len - ihl;
     match pkt.proto {
         IPPROTO_TCP => {
-            if l4_len < 20 {
-                return Err(DropReason::Truncated);
-            }
-            let (data, end) = linear(ctx, pkt.l4_off + 20)?;
-            let l4 = data + pkt.l4_off;
-            if l4 + 20 > end {
-                return Err(DropReason::Truncated);
-            }
+            let l4 = l4_header::<20>(ctx, &pkt, l4_len)?;
             pkt.sport = unsafe { *(l4 as *const u16) };
             pkt.dport = unsafe { *((l4 + 2) as *const u16) };
             pkt.flags = unsafe { *((l4 + 13) as *const u8) };
             pkt.kind = Kind::Flow;
         }
         IPPROTO_UDP => {
-            if l4_len < 8 {
-                return Err(DropReason::Truncated);
-            }
-            let (data, end) = linear(ctx, pkt.l4_off + 8)?;
-            let l4 = data + pkt.l4_off;
-            if l4 + 8 > end {
-                return Err(DropReason::Truncated);
-            }
+            let l4 = l4_header::<8>(ctx, &pkt, l4_len)?;
             pkt.sport = unsafe { *(l4 as *const u16) };
             pkt.dport = unsafe { *((l4 + 2) as *const u16) };
             pkt.kind = Kind::Flow;
         }
         IPPROTO_ICMP => {
-            if l4_len < 8 {
-                return Err(DropReason::Truncated);
-            }
-            let (data, end) = linear(ctx, pkt.l4_off + 8)?;
-            let l4 = data + pkt.l4_off;
-            if l4 + 8 > end {
-                return Err(DropReason::Truncated);
-            }
+            let l4 = l4_header::<8>(ctx, &pkt, l4_len)?;
             let icmp_type = unsafe { *(l4 as *const u8) };
             pkt.flags = icmp_type;
             match icmp_type {
@@ -212,6 +191,26 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         _ => {}
     }
     Ok(Some(pkt))
+}
+
+/// The address of the first `N` bytes of the L4 header, readable in place: they must
+/// be inside the datagram (`l4_len` bytes after the IPv4 header) and in the frame. A
+/// constant `N` keeps the bounds check one the verifier can follow.
+#[inline(always)]
+fn l4_header<const N: usize>(
+    ctx: &TcContext,
+    pkt: &Packet,
+    l4_len: usize,
+) -> Result<usize, DropReason> {
+    if l4_len < N {
+        return Err(DropReason::Truncated);
+    }
+    let (data, end) = linear(ctx, pkt.l4_off + N)?;
+    let l4 = data + pkt.l4_off;
+    if l4 + N > end {
+        return Err(DropReason::Truncated);
+    }
+    Ok(l4)
 }
 
 /// The packet quoted inside an ICMP error: its IPv4 header starts 8 bytes into the ICMP

@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cni;
 pub mod commands;
 pub mod datapath;
 pub mod error;

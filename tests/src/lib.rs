@@ -4,7 +4,9 @@
 //! Every test needs root and fails (never skips) without it: run them with
 //! `cargo xtask test`.
 
+pub mod cni;
 pub mod packet;
+pub mod podman;
 pub mod sockets;
 
 /// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:
@@ -500,4 +502,26 @@ impl Drop for FarHost {
     fn drop(&mut self) {
         let _ = netns::delete(&self.ns);
     }
+}
+
+/// Runs `cmd` inside the namespace at `ns` (`nsenter --net=`) and returns its output.
+pub fn run_in_ns(ns: &Path, cmd: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(cmd)
+        .output()
+        .expect("run nsenter")
+}
+
+/// The same, asserting success; returns stdout.
+pub fn run_in_ns_ok(ns: &Path, cmd: &[&str]) -> String {
+    let out = run_in_ns(ns, cmd);
+    assert!(
+        out.status.success(),
+        "{} in {} failed: {}",
+        cmd.join(" "),
+        ns.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

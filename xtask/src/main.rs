@@ -101,6 +101,7 @@ fn test(args: &[String]) -> Result<()> {
     ])
     .args(args)
     .env("NETLAB_BIN", &bin)
+    .env("NETLAB_CNI_BIN", bin.with_file_name("netlab-cni"))
     .current_dir(workspace_root());
     let result = run_counting(&mut cmd);
     let leaks = leak_check();
@@ -171,6 +172,31 @@ fn leak_check() -> Result<()> {
             left.push(format!("netlab rules in the machine's namespace ({tool})"));
         }
     }
+    // The podman tests' private directories and cgroups, and the cgroups of labs.
+    for (dir, prefix) in [
+        ("/tmp", "netlab-podman-"),
+        ("/sys/fs/cgroup", "netlab-"),
+        ("/sys/fs/cgroup/unified", "netlab-"),
+    ] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(prefix) {
+                left.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for c in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            let name = c.file_name().to_string_lossy().to_string();
+            if name.starts_with("netlab-podman-") {
+                left.push(c.path().display().to_string());
+            }
+        }
+    }
     for p in [
         "/run/netlab",
         "/sys/fs/bpf/netlab",
@@ -180,6 +206,8 @@ fn leak_check() -> Result<()> {
             left.push(p.to_string());
         }
     }
+    left.sort();
+    left.dedup();
     if !left.is_empty() {
         bail!("the tests left these behind: {}", left.join(", "));
     }

@@ -22,6 +22,11 @@ const PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "bpftool",
+    // netlab-cni's tests drive podman (CNI backend), which runs busybox roots with runc.
+    "podman",
+    "runc",
+    "conmon",
+    "busybox-static",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -71,6 +71,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         datapath: args.datapath,
         subnet: args.subnet.parse()?,
         uplink: args.uplink,
+        bridge: None,
         nat: NatOptions {
             port_min,
             port_max,

@@ -39,6 +39,25 @@ pub fn check_container(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A bridge name given instead of `nl-<lab>` (a CNI network's `"bridge"`): a kernel
+/// interface name, 1-15 letters, digits, `_`, `.` or `-`.
+pub fn check_bridge(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid bridge name {name:?}: use 1-15 letters, digits, '_', '.' or '-'"
+        )))
+    }
+}
+
 pub fn bridge(lab: &str) -> String {
     format!("nl-{lab}")
 }
@@ -92,6 +111,11 @@ mod tests {
         assert!(check_lab("a-b").is_err());
         assert!(check_lab("thirteenchars").is_err());
         assert!(bridge("twelve_chars").len() <= 15);
+        assert!(check_bridge("nl0").is_ok());
+        assert!(check_bridge("").is_err());
+        assert!(check_bridge("sixteen_chars_xx").is_err());
+        assert!(check_bridge("a/b").is_err());
+        assert!(check_bridge("..").is_err());
     }
 
     #[test]

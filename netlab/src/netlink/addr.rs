@@ -29,3 +29,17 @@ pub async fn first_v4(h: &Handle, name: &str, index: u32) -> Result<Option<Ipv4A
     }
     Ok(None)
 }
+
+/// Equivalent to `ip -4 addr show dev NAME` → every IPv4 address with its prefix.
+pub async fn all_v4(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+    let mut all = Vec::new();
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get address", name))? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                all.push((*a, msg.header.prefix_len));
+            }
+        }
+    }
+    Ok(all)
+}

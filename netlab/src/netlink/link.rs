@@ -47,6 +47,17 @@ pub async fn mtu(h: &Handle, name: &str) -> Result<u32> {
         .unwrap_or(1500))
 }
 
+/// Equivalent to `ip link show NAME` → the ifindex of its master (bridge), if any.
+pub async fn master(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let link = get(h, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))?;
+    Ok(link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(m) => Some(*m),
+        _ => None,
+    }))
+}
+
 /// Equivalent to `ip link show NAME` → its MAC address, as `aa:bb:cc:dd:ee:ff`.
 pub async fn mac(h: &Handle, name: &str) -> Result<String> {
     let link = get(h, name)

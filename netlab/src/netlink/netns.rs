@@ -80,6 +80,12 @@ pub fn delete(name: &str) -> Result<()> {
     }
 }
 
+/// Whether `p` is a network namespace file (an nsfs mount such as /run/netns/NAME or
+/// /proc/PID/ns/net): a runtime's namespace that is gone may leave an empty file behind.
+pub fn is_netns(p: &Path) -> bool {
+    nix::sys::statfs::statfs(p).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
 /// Opens a namespace file for `setns` or for moving links into it.
 pub fn open(ns: &Path) -> Result<File> {
     File::open(ns).map_err(|e| Error::io("open netns", ns, e))

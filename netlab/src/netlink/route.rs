@@ -53,3 +53,28 @@ pub async fn default_oif(h: &Handle) -> Result<Option<u32>> {
     }
     Ok(None)
 }
+
+/// Equivalent to `ip route show default` → (output interface, gateway) of each default
+/// route.
+pub async fn defaults(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv4Addr>)>> {
+    let filter: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let mut routes = h.route().get(filter).execute();
+    let mut found = Vec::new();
+    while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
+        if r.header.destination_prefix_length != 0 {
+            continue;
+        }
+        let oif = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        let gw = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet(g)) => {
+                Some(*g)
+            }
+            _ => None,
+        });
+        found.push((oif, gw));
+    }
+    Ok(found)
+}

@@ -132,3 +132,22 @@ pub fn detach(s: &mut Session, name: &str) -> Result<()> {
     s.save()?;
     gone
 }
+
+/// Checks that a container's interfaces are still as `attach` made them (CNI's CHECK).
+pub fn check(s: &Session, name: &str) -> Result<()> {
+    let c = s
+        .state
+        .container(name)
+        .ok_or_else(|| Error::Invalid(format!("no container {name} in lab {}", s.state.name)))?;
+    topology::check_container(&s.state, c)
+}
+
+/// The MACs of a bridge container's host side: the bridge's and its veth's (CNI's
+/// result lists them).
+pub fn host_macs(s: &Session, name: &str) -> Result<(String, String)> {
+    let c = s
+        .state
+        .container(name)
+        .ok_or_else(|| Error::Invalid(format!("no container {name} in lab {}", s.state.name)))?;
+    topology::host_macs(&s.state, c)
+}

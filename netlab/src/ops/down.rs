@@ -3,6 +3,7 @@
 use crate::{
     datapath,
     error::{Error, Errors, Result},
+    lab::LabState,
     netlink::netns,
     store::Locked,
     topology,
@@ -10,8 +11,17 @@ use crate::{
 
 pub fn down(lab: &str) -> Result<()> {
     let lock = Locked::acquire(lab)?;
+    let state = lock.load()?;
+    take_down(lock, state)
+}
+
+/// Removes the lab `state` describes (or, without state, what is left of it by name),
+/// under its lock, and then the lock.
+pub(super) fn take_down(lock: Locked, state: Option<LabState>) -> Result<()> {
+    let lab = lock.lab.clone();
+    let lab = lab.as_str();
     let mut errors = Errors::default();
-    match lock.load()? {
+    match state {
         Some(state) => {
             errors.check(datapath::for_kind(state.datapath).teardown(&state));
             errors.check(topology::teardown(&state));

@@ -9,7 +9,7 @@ pub mod exec;
 pub mod publish;
 pub mod up;
 
-pub use containers::{AttachRequest, attach, detach};
+pub use containers::{AttachRequest, attach, check, detach, host_macs};
 pub use down::down;
 pub use publish::{publish, unpublish};
 pub use up::{UpRequest, up};
@@ -39,6 +39,25 @@ impl Session {
     pub fn open_if_up(lab: &str) -> Result<Option<Self>> {
         let lock = Locked::acquire(lab)?;
         Ok(lock.load()?.map(|state| Self { lock, state }))
+    }
+
+    /// Opens the lab `req` names, bringing it up first if it is not (a CNI network on
+    /// its first ADD); says whether it was brought up. Concurrent callers wait for each
+    /// other: exactly one of them builds the lab.
+    pub fn open_or_up(req: &UpRequest) -> Result<(Self, bool)> {
+        let lock = Locked::acquire(&req.lab)?;
+        match lock.load()? {
+            Some(state) => Ok((Self { lock, state }, false)),
+            None => {
+                let state = up::build(&lock, req)?;
+                Ok((Self { lock, state }, true))
+            }
+        }
+    }
+
+    /// Takes the lab down without letting go of its lock in between (`netlab down`).
+    pub fn down(self) -> Result<()> {
+        down::take_down(self.lock, Some(self.state))
     }
 
     /// Writes the state as it is now.

@@ -29,6 +29,8 @@ pub struct UpRequest {
     /// Not with `sandbox`: the interface to masquerade behind (default: the default
     /// route's).
     pub uplink: Option<String>,
+    /// The bridge's name (default `nl-<lab>`): a CNI network's `"bridge"`.
+    pub bridge: Option<String>,
     pub nat: NatOptions,
     pub debug: bool,
 }
@@ -37,6 +39,9 @@ impl UpRequest {
     /// Checks what can be checked before anything is made.
     fn check(&self) -> Result<()> {
         names::check_lab(&self.lab)?;
+        if let Some(b) = &self.bridge {
+            names::check_bridge(b)?;
+        }
         let n = &self.nat;
         for (name, v) in [
             ("--tcp-timeout", n.tcp_established_secs),
@@ -171,6 +176,13 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
             "lab {lab} is already up: run `netlab down --lab {lab}` first"
         )));
     }
+    build(&lock, req)
+}
+
+/// Builds the lab `req` asks for, under its lock (the lab is not up).
+pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
+    req.check()?;
+    let lab = req.lab.as_str();
     if req.sandbox {
         for ns in [names::host_netns(lab), names::wan_netns(lab)] {
             if netns::exists(&ns) {
@@ -191,7 +203,7 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
         sandbox: req.sandbox,
         datapath: req.datapath,
         subnet: req.subnet,
-        bridge: names::bridge(lab),
+        bridge: req.bridge.clone().unwrap_or_else(|| names::bridge(lab)),
         bridge_addr: req.subnet.gateway(),
         uplink: String::new(),
         uplink_addr: Ipv4Addr::UNSPECIFIED,
@@ -203,6 +215,10 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
         containers: Vec::new(),
         ports: Vec::new(),
     };
+    if !req.sandbox {
+        // A bridge of someone else's must not be taken over, nor removed on failure.
+        topology::check_link_free(&topology::host_ns(&state), &state.bridge)?;
+    }
     let dp = datapath::for_kind(req.datapath);
     let built = (|| -> Result<()> {
         let (uplink, addr) = if req.sandbox {

@@ -7,7 +7,11 @@
 //!                                       nl-<lab> 172.18.0.1/16 (bridge) <-- veth --
 //! ```
 
-use std::{net::Ipv4Addr, os::fd::AsFd, path::PathBuf};
+use std::{
+    net::Ipv4Addr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use crate::{
     error::{Error, Errors, Result},
@@ -111,6 +115,19 @@ pub fn find_uplink(requested: Option<&str>) -> Result<(String, Ipv4Addr)> {
     })
 }
 
+/// Refuses a link name that is taken in namespace `ns`.
+pub fn check_link_free(ns: &Path, name: &str) -> Result<()> {
+    let name = name.to_string();
+    netns::netlink_in(ns, |h| async move {
+        match link::index(&h, &name).await? {
+            Some(_) => Err(Error::Conflict(format!(
+                "a link named {name} already exists in the lab's namespace: pick another bridge name"
+            ))),
+            None => Ok(()),
+        }
+    })
+}
+
 /// Creates the bridge with its address in the host namespace, MTU from the uplink, and
 /// turns on forwarding there. Returns the previous `ip_forward` value.
 pub fn build_bridge(state: &LabState) -> Result<String> {
@@ -200,7 +217,8 @@ fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
 pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     let mut errors = Errors::default();
     if let Some(ns) = &c.runtime_netns {
-        if c.veth.is_some() && ns.exists() {
+        // A namespace the runtime already removed took the interface with it.
+        if c.veth.is_some() && netns::is_netns(ns) {
             let ifname = c.ifname.clone();
             errors.check(netns::netlink_in(ns, |h| async move {
                 link::delete(&h, &ifname).await
@@ -218,6 +236,83 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
         }
     }
     errors.into_result()
+}
+
+/// The MACs of the host side of a bridge container: the bridge's and its veth's.
+pub fn host_macs(state: &LabState, c: &Container) -> Result<(String, String)> {
+    let bridge = state.bridge.clone();
+    let veth = c.veth.clone().unwrap_or_default();
+    netns::netlink_in(&host_ns(state), |h| async move {
+        Ok((link::mac(&h, &bridge).await?, link::mac(&h, &veth).await?))
+    })
+}
+
+/// Checks that a bridge container's interfaces are as `add_container` made them: the
+/// host end of its veth on the bridge, and inside its namespace the interface with its
+/// MAC, its address and its default route via the bridge. The error names the first
+/// difference.
+pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
+    let differs = |what: String| Err(Error::Invalid(what));
+    let (Some(ns), Some(veth), Some(ip)) = (container_ns(c), c.veth.clone(), c.ip) else {
+        return differs(format!("container {} is not on the bridge", c.name));
+    };
+    if !netns::is_netns(&ns) {
+        return differs(format!("namespace {} is gone", ns.display()));
+    }
+    let bridge = state.bridge.clone();
+    let on_bridge = netns::netlink_in(&host_ns(state), |h| async move {
+        let Some(br) = link::index(&h, &bridge).await? else {
+            return Ok(false);
+        };
+        match link::index(&h, &veth).await? {
+            Some(_) => Ok(link::master(&h, &veth).await? == Some(br)),
+            None => Ok(false),
+        }
+    })?;
+    if !on_bridge {
+        return differs(format!(
+            "the host end of {}'s veth is not on bridge {}",
+            c.name, state.bridge
+        ));
+    }
+    let (ifname, prefix, gw) = (c.ifname.clone(), state.subnet.prefix, state.bridge_addr);
+    let found = netns::netlink_in(&ns, |h| async move {
+        let Some(index) = link::index(&h, &ifname).await? else {
+            return Ok(None);
+        };
+        let mac = link::mac(&h, &ifname).await?;
+        let addrs = addr::all_v4(&h, &ifname, index).await?;
+        let routes = route::defaults(&h).await?;
+        Ok(Some((index, mac, addrs, routes)))
+    })?;
+    let Some((index, mac, addrs, routes)) = found else {
+        return differs(format!(
+            "interface {} is gone from {}",
+            c.ifname,
+            ns.display()
+        ));
+    };
+    if c.mac.as_deref() != Some(mac.as_str()) {
+        return differs(format!(
+            "interface {} has MAC {mac}, not {}",
+            c.ifname,
+            c.mac.as_deref().unwrap_or("-")
+        ));
+    }
+    if !addrs.contains(&(ip, prefix)) {
+        return differs(format!(
+            "interface {} lacks address {ip}/{prefix}",
+            c.ifname
+        ));
+    }
+    if !routes.contains(&(Some(index), Some(gw))) {
+        return differs(format!(
+            "{} has no default route via {gw} on {}",
+            ns.display(),
+            c.ifname
+        ));
+    }
+    Ok(())
 }
 
 /// Removes the lab's topology: containers, bridge, forwarding (non-sandbox), and the

@@ -105,8 +105,10 @@ pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()>
             .ok_or_else(|| Error::ebpf("find program", name))?
             .try_into()
             .map_err(|e| Error::ebpf("program type", e))?;
-        prog.load()
-            .map_err(|e| Error::ebpf("load program", format!("{name}: {e}")))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| Error::ebpf("load program", format!("{name}: {e}")))?;
+        }
         let id = prog
             .attach(&cg_file, CgroupAttachMode::default())
             .map_err(|e| Error::ebpf("attach", format!("{name} to {}: {e}", cg.display())))?;

@@ -123,16 +123,44 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// Loads one classifier, printing the verifier log on failure.
+/// One classifier, loaded (verified) unless [`load_all`] did it already; the verifier
+/// log comes with a failure.
 pub fn load_program<'a>(bpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
     let prog: &mut SchedClassifier = bpf
         .program_mut(name)
         .ok_or_else(|| Error::ebpf("find program", name))?
         .try_into()
         .map_err(|e| Error::ebpf("program type", e))?;
-    prog.load()
-        .map_err(|e| Error::ebpf("load program", verifier_detail(name, e)))?;
+    if prog.fd().is_err() {
+        prog.load()
+            .map_err(|e| Error::ebpf("load program", verifier_detail(name, e)))?;
+    }
     Ok(prog)
+}
+
+/// Loads every program of the object at once, one thread each: the verifier's work is
+/// most of `up`'s time, and each program is verified on its own, so the CPUs share it.
+pub fn load_all(bpf: &mut aya::Ebpf) -> Result<()> {
+    use aya::programs::Program;
+    std::thread::scope(|s| {
+        let loading: Vec<_> = bpf
+            .programs_mut()
+            .map(|(name, prog)| {
+                s.spawn(move || {
+                    match prog {
+                        Program::SchedClassifier(p) => p.load(),
+                        Program::CgroupSockAddr(p) => p.load(),
+                        _ => Ok(()),
+                    }
+                    .map_err(|e| Error::ebpf("load program", verifier_detail(name, e)))
+                })
+            })
+            .collect();
+        loading.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::ebpf("load program", "loader thread panicked")))
+        })
+    })
 }
 
 fn verifier_detail(name: &str, e: aya::programs::ProgramError) -> String {
@@ -178,6 +206,7 @@ impl Datapath for Ebpf {
         };
 
         let mut bpf = load(state.debug, state.nat.conntrack_max)?;
+        load_all(&mut bpf)?;
         let mut cfg: Array<_, Config> = Array::try_from(
             bpf.map_mut(names::CONFIG)
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,

@@ -1,0 +1,137 @@
+//! CHECK: the attachment is still what ADD made, as `prevResult` describes it: the
+//! interface with its MAC in the container's namespace, its address and gateway, the
+//! default route, the host end of its veth on the bridge, and the published ports
+//! `runtimeConfig.portMappings` asks for.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{
+    attachment,
+    config::NetConf,
+    env::Attachment,
+    error::{CniError, CniResult, code},
+    network, ports,
+};
+use crate::{
+    lab::{Container, LabState, PortSpec},
+    ops::{self, Session},
+};
+
+fn differs(msg: String) -> CniError {
+    CniError::new(code::CHECK_FAILED, msg)
+}
+
+pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
+    conf.check_fields()?;
+    let lab = conf.lab()?;
+    let prev = conf
+        .prev_result()
+        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "CHECK needs prevResult"))?;
+    let name = attachment::container_name(&a.container_id, &a.ifname)?;
+    let specs = ports::specs(conf)?;
+    let unknown = || {
+        CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!(
+                "container {} has no interface {} on network {lab}",
+                a.container_id, a.ifname
+            ),
+        )
+    };
+    let s = Session::open_if_up(lab)?.ok_or_else(unknown)?;
+    network::check_namespace(&s.state)?;
+    let c = s
+        .state
+        .container(&name)
+        .filter(|c| c.runtime_netns.is_some())
+        .ok_or_else(unknown)?;
+    if c.runtime_netns != a.netns {
+        return Err(differs(format!(
+            "{name} was attached in {}, not in CNI_NETNS",
+            c.runtime_netns.as_deref().unwrap_or("-".as_ref()).display()
+        )));
+    }
+    against_prev_result(&s.state, c, prev)?;
+    ops::check(&s, &name).map_err(|e| differs(e.to_string()))?;
+    published(&s.state, &name, &specs)
+}
+
+/// The interface, addresses and routes `prevResult` lists are the container's.
+fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResult<()> {
+    let empty = Vec::new();
+    let interfaces = prev["interfaces"].as_array().unwrap_or(&empty);
+    let index = interfaces
+        .iter()
+        .position(|i| i["name"] == c.ifname.as_str() && i["sandbox"].is_string())
+        .ok_or_else(|| {
+            differs(format!(
+                "prevResult lists no interface {} in a sandbox",
+                c.ifname
+            ))
+        })?;
+    let mac = interfaces[index]["mac"].as_str().unwrap_or_default();
+    if !c
+        .mac
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+    {
+        return Err(differs(format!(
+            "interface {} has MAC {}, prevResult says {mac:?}",
+            c.ifname,
+            c.mac.as_deref().unwrap_or("-")
+        )));
+    }
+    let ip =
+        c.ip.map(|ip| format!("{ip}/{}", state.subnet.prefix))
+            .unwrap_or_default();
+    let gateway = state.bridge_addr.to_string();
+    let mut seen = false;
+    for entry in prev["ips"].as_array().unwrap_or(&empty) {
+        if entry["interface"].as_u64() != Some(index as u64) {
+            continue;
+        }
+        seen = true;
+        if entry["address"] != ip.as_str() {
+            return Err(differs(format!(
+                "prevResult's address {} is not {}'s, {ip}",
+                entry["address"], c.ifname
+            )));
+        }
+        if !entry["gateway"].is_null() && entry["gateway"] != gateway.as_str() {
+            return Err(differs(format!(
+                "prevResult's gateway {} is not the bridge's, {gateway}",
+                entry["gateway"]
+            )));
+        }
+    }
+    if !seen {
+        return Err(differs(format!("prevResult gives {} no address", c.ifname)));
+    }
+    for route in prev["routes"].as_array().unwrap_or(&empty) {
+        let ours = route["dst"] == "0.0.0.0/0"
+            && (route["gw"].is_null() || route["gw"] == gateway.as_str());
+        if !ours {
+            return Err(differs(format!(
+                "prevResult's route {route} is not one netlab made (default via {gateway})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The container's published ports are exactly those asked for.
+fn published(state: &LabState, name: &str, specs: &[PortSpec]) -> CniResult<()> {
+    let have: HashSet<PortSpec> = state.ports_of(name).map(|p| p.spec).collect();
+    let want: HashSet<PortSpec> = specs.iter().copied().collect();
+    if let Some(missing) = want.difference(&have).next() {
+        return Err(differs(format!("port {missing} is not published")));
+    }
+    if let Some(extra) = have.difference(&want).next() {
+        return Err(differs(format!(
+            "port {extra} is published but not in portMappings"
+        )));
+    }
+    Ok(())
+}

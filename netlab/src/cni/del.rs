@@ -1,0 +1,25 @@
+//! DEL: withdraws the attachment's ports and removes its interface. Idempotent: an
+//! attachment, a network or a namespace that is already gone is not an error.
+
+use super::{attachment, config::NetConf, env::Attachment, error::CniResult};
+use crate::ops::{self, Session};
+
+pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
+    // What netlab cannot name it cannot have made (a DEL after a refused ADD).
+    let (Ok(lab), Ok(name)) = (
+        conf.lab(),
+        attachment::container_name(&a.container_id, &a.ifname),
+    ) else {
+        return Ok(());
+    };
+    let Some(mut s) = Session::open_if_up(lab)? else {
+        return Ok(());
+    };
+    // Only a runtime's attachment, never a container of netlab's own that shares its name.
+    let ours = s.state.container(&name).map(|c| c.runtime_netns.is_some());
+    if ours != Some(true) {
+        return Ok(());
+    }
+    ops::detach(&mut s, &name)?;
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! netlab-cni against the CNI 1.0 contract, fed as libcni feeds it (the `CNI_*`
+//! variables, the network configuration on stdin), inside a runtime's world of its own:
+//! the result's format, ADD twice, DEL's idempotence, CHECK, VERSION, STATUS, GC and the
+//! error codes; then real traffic through a network it made.
+
+use std::path::Path;
+
+use netlab_tests::{
+    WAN_ADDR,
+    cni::{CniWorld, Ctr},
+    run_in_ns_ok,
+};
+use serde_json::{Value, json};
+
+/// The MAC of `ifname` inside namespace `ns`, as `ip` shows it.
+fn mac_in(ns: &Path, ifname: &str) -> String {
+    let out = run_in_ns_ok(ns, &["ip", "-j", "link", "show", ifname]);
+    let v: Value = serde_json::from_str(&out).expect("ip -j");
+    v[0]["address"].as_str().expect("a MAC").to_string()
+}
+
+fn is_mac(s: &Value) -> bool {
+    s.as_str()
+        .is_some_and(|m| m.len() == 17 && m.split(':').all(|b| u8::from_str_radix(b, 16).is_ok()))
+}
+
+#[test]
+fn add_returns_interfaces_address_and_route() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let a = w.container();
+    let r = w.add(&a, &conf);
+    assert_eq!(r["cniVersion"], "1.0.0");
+    let ifs = r["interfaces"].as_array().expect("interfaces");
+    assert_eq!(ifs.len(), 3, "{r}");
+    assert_eq!(ifs[0]["name"], w.bridge().as_str(), "the configured bridge");
+    assert!(ifs[1]["name"].as_str().unwrap().starts_with("veth"), "{r}");
+    assert_eq!(ifs[2]["name"], "eth0");
+    assert_eq!(ifs[2]["sandbox"], a.netns.display().to_string());
+    for i in ifs {
+        assert!(is_mac(&i["mac"]), "{i}");
+    }
+    assert!(ifs[0]["sandbox"].is_null() && ifs[1]["sandbox"].is_null());
+    assert_eq!(ifs[2]["mac"], mac_in(&a.netns, "eth0").as_str());
+    assert_eq!(
+        r["ips"],
+        json!([{"address": "10.77.0.2/24", "gateway": "10.77.0.1", "interface": 2}])
+    );
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}])
+    );
+
+    // The kernel agrees: the address and route inside, the veth on the bridge.
+    let addr = run_in_ns_ok(&a.netns, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.77.0.2/24"), "{addr}");
+    let route = run_in_ns_ok(&a.netns, &["ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.77.0.1 dev eth0"), "{route}");
+    let ports = run_in_ns_ok(
+        &w.host(),
+        &["ip", "-o", "link", "show", "master", &w.bridge()],
+    );
+    assert!(ports.contains(ifs[1]["name"].as_str().unwrap()), "{ports}");
+
+    // The network is a lab: the CLI sees it and its container.
+    let status = w.lab().status();
+    assert_eq!(status["lab"], w.net.as_str());
+    assert_eq!(status["datapath"], "ebpf");
+    assert_eq!(status["bridge"]["name"], w.bridge().as_str());
+    assert_eq!(status["containers"][0]["name"], a.name.as_str());
+    assert_eq!(status["containers"][0]["ip"], "10.77.0.2");
+    assert_eq!(
+        status["containers"][0]["runtime_netns"],
+        a.netns.display().to_string()
+    );
+
+    // A 0.4.0 configuration gets a 0.4.0 result, and the next address.
+    let b = w.container();
+    let r = w.add(&b, &w.conf(json!({"cniVersion": "0.4.0"})));
+    assert_eq!(r["cniVersion"], "0.4.0");
+    assert_eq!(
+        r["ips"],
+        json!([{"version": "4", "address": "10.77.0.3/24", "gateway": "10.77.0.1", "interface": 2}])
+    );
+}
+
+#[test]
+fn the_address_asked_for_in_cni_args() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let a = w.container();
+    let r = w
+        .verb_with(
+            "ADD",
+            &a,
+            "IgnoreUnknown=1;K8S_POD_NAME=a;IP=10.77.0.50",
+            &conf,
+        )
+        .ok();
+    assert_eq!(r["ips"][0]["address"], "10.77.0.50/24");
+    let b = w.container();
+    let msg = w.verb_with("ADD", &b, "IP=10.77.0.50", &conf).error(101);
+    assert!(msg.contains("10.77.0.50"), "{msg}");
+    let msg = w.verb_with("ADD", &b, "IP=10.99.0.5", &conf).error(100);
+    assert!(msg.contains("outside"), "{msg}");
+}
+
+#[test]
+fn add_twice_fails_and_keeps_the_first() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let a = w.container();
+    let first = w.add(&a, &conf);
+    let msg = w.verb("ADD", &a, &conf).error(101);
+    assert!(msg.contains("already has interface eth0"), "{msg}");
+    let mut check = conf.clone();
+    check["prevResult"] = first;
+    w.verb("CHECK", &a, &check).ok();
+}
+
+#[test]
+fn del_is_idempotent() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    // A network that was never up.
+    let a = w.container();
+    assert_eq!(w.verb("DEL", &a, &conf).ok(), Value::Null);
+    assert!(!w.lab_is_up(), "DEL brought a lab up");
+    assert!(
+        !Path::new("/run/netlab")
+            .join(format!("{}.lock", w.net))
+            .exists()
+    );
+
+    let r = w.add(&a, &conf);
+    let veth = r["interfaces"][1]["name"].as_str().unwrap().to_string();
+    let mut del = conf.clone();
+    del["prevResult"] = r;
+    assert_eq!(w.verb("DEL", &a, &del).ok(), Value::Null);
+    assert_eq!(w.verb("DEL", &a, &del).ok(), Value::Null, "second DEL");
+    assert!(
+        run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"])
+            .lines()
+            .count()
+            == 1
+    );
+    let host_links = run_in_ns_ok(&w.host(), &["ip", "-o", "link", "show"]);
+    assert!(!host_links.contains(&veth), "{host_links}");
+    assert_eq!(w.lab().status()["containers"], json!([]));
+
+    // The address is free again; and a container whose namespace is gone goes too.
+    let r = w.add(&a, &conf);
+    assert_eq!(r["ips"][0]["address"], "10.77.0.2/24");
+    netlab_tests::netns::delete(a.netns.file_name().unwrap().to_str().unwrap()).unwrap();
+    w.verb("DEL", &a, &conf).ok();
+    w.verb("DEL", &a, &conf).ok();
+    assert_eq!(w.lab().status()["containers"], json!([]));
+    let host_links = run_in_ns_ok(&w.host(), &["ip", "-o", "link", "show"]);
+    assert!(!host_links.contains("veth"), "{host_links}");
+
+    // DEL without CNI_NETNS, and of a name netlab could never have made.
+    w.call(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "x"),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &conf.to_string(),
+    )
+    .ok();
+    let bad = w.conf(json!({"name": "not-a-lab-name"}));
+    w.verb("DEL", &a, &bad).ok();
+}
+
+#[test]
+fn check_sees_a_removed_route_address_or_port() {
+    let w = CniWorld::new();
+    let mappings =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let conf = w.conf(json!({"runtimeConfig": mappings}));
+    let a = w.container();
+    let mut check = conf.clone();
+    check["prevResult"] = w.add(&a, &conf);
+    w.verb("CHECK", &a, &check).ok();
+
+    // Other ports than those published.
+    let mut other = check.clone();
+    other["runtimeConfig"]["portMappings"][0]["hostPort"] = json!(8081);
+    let msg = w.verb("CHECK", &a, &other).error(102);
+    assert!(msg.contains("8081"), "{msg}");
+    // A prevResult that is not this attachment's.
+    let mut wrong = check.clone();
+    wrong["prevResult"]["ips"][0]["address"] = json!("10.77.0.9/24");
+    w.verb("CHECK", &a, &wrong).error(102);
+    // No prevResult at all.
+    w.verb("CHECK", &a, &conf).error(7);
+
+    run_in_ns_ok(&a.netns, &["ip", "route", "del", "default"]);
+    let msg = w.verb("CHECK", &a, &check).error(102);
+    assert!(msg.contains("default route"), "{msg}");
+    run_in_ns_ok(
+        &a.netns,
+        &["ip", "route", "add", "default", "via", "10.77.0.1"],
+    );
+    w.verb("CHECK", &a, &check).ok();
+
+    run_in_ns_ok(
+        &a.netns,
+        &["ip", "addr", "del", "10.77.0.2/24", "dev", "eth0"],
+    );
+    let msg = w.verb("CHECK", &a, &check).error(102);
+    assert!(msg.contains("lacks address 10.77.0.2/24"), "{msg}");
+
+    run_in_ns_ok(&a.netns, &["ip", "link", "del", "eth0"]);
+    let msg = w.verb("CHECK", &a, &check).error(102);
+    assert!(msg.contains("veth"), "{msg}");
+
+    // A container the network does not know.
+    let b = w.container();
+    w.verb("CHECK", &b, &check).error(3);
+}
+
+#[test]
+fn version_and_status() {
+    let w = CniWorld::new();
+    let r = w.call(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"1.0.0"}"#);
+    assert_eq!(
+        r.ok(),
+        json!({"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]})
+    );
+    // VERSION never fails: discovery of a version netlab does not speak.
+    let r = w.call(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"0.3.1"}"#);
+    assert_eq!(r.ok()["supportedVersions"][2], "1.1.0");
+
+    let mut conf = w.conf(json!({}));
+    conf["cniVersion"] = json!("1.1.0");
+    let r = w.call(&[("CNI_COMMAND", "STATUS")], &conf.to_string());
+    assert_eq!(r.ok(), Value::Null);
+    assert!(!w.lab_is_up(), "STATUS brought a lab up");
+    // Still ready once the network is up.
+    let a = w.container();
+    w.add(&a, &w.conf(json!({})));
+    w.call(&[("CNI_COMMAND", "STATUS")], &conf.to_string()).ok();
+}
+
+#[test]
+fn gc_removes_what_is_not_valid_then_the_network() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}
+    }));
+    let (a, b) = (w.container(), w.container());
+    w.add(&a, &conf);
+    let rb = w.add(&b, &w.conf(json!({})));
+    assert_eq!(w.lab().ports().len(), 1);
+
+    // b stays, a goes, with its port.
+    w.gc(&[&b], &conf).ok();
+    let status = w.lab().status();
+    let names: Vec<&str> = status["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [b.name.as_str()]);
+    assert_eq!(w.lab().ports(), Vec::<Value>::new());
+    assert_eq!(
+        run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"])
+            .lines()
+            .count(),
+        1
+    );
+    let mut check = w.conf(json!({}));
+    check["prevResult"] = rb;
+    w.verb("CHECK", &b, &check).ok();
+
+    // Nothing valid: nothing of the network is left.
+    w.gc(&[], &conf).ok();
+    assert!(!w.lab_is_up());
+    let net = &w.net;
+    for p in [
+        format!("/run/netlab/{net}"),
+        format!("/run/netlab/{net}.lock"),
+        format!("/sys/fs/bpf/netlab/v2/{net}"),
+        format!("/sys/fs/cgroup/unified/netlab-{net}"),
+        format!("/sys/fs/cgroup/netlab-{net}"),
+    ] {
+        assert!(!Path::new(&p).exists(), "{p} is left");
+    }
+    let links = run_in_ns_ok(&w.host(), &["ip", "-o", "link", "show"]);
+    assert!(
+        !links.contains(&w.bridge()) && !links.contains("veth"),
+        "{links}"
+    );
+    // GC of a network that is gone is nothing to do.
+    w.gc(&[], &conf).ok();
+}
+
+#[test]
+fn errors_are_cni_error_objects() {
+    let w = CniWorld::new();
+    let a = w.container();
+    let add = |conf: &str| {
+        w.call(
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", &a.id),
+                ("CNI_NETNS", a.netns.to_str().unwrap()),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            conf,
+        )
+    };
+    let conf = |extra: Value| w.conf(extra).to_string();
+    add("{not json").error(6);
+    let msg = add(&conf(json!({"cniVersion": "0.3.1"}))).error(1);
+    assert!(msg.contains("0.4.0, 1.0.0, 1.1.0"), "{msg}");
+    add(&conf(json!({"cniVersion": null}))).error(7);
+    let msg = add(&conf(json!({"name": "no-dashes"}))).error(7);
+    assert!(msg.contains("lab name"), "{msg}");
+    add(&conf(json!({"name": "thirteen_char"}))).error(7);
+    add(&conf(json!({"subnet": "10.77.0.0/33"}))).error(7);
+    add(&conf(json!({"datapath": "pf"}))).error(7);
+    let msg = add(&conf(json!({"ipam": {"type": "host-local"}}))).error(2);
+    assert!(msg.contains("\"ipam\""), "{msg}");
+    let msg = add(&conf(json!({"subnett": "10.0.0.0/8"}))).error(2);
+    assert!(msg.contains("subnett"), "{msg}");
+    add(&conf(
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}}),
+    ))
+    .error(7);
+    add(&conf(json!({"runtimeConfig": {"portMappings": "8080:80"}}))).error(6);
+
+    // The environment.
+    let good = conf(json!({}));
+    let netns = a.netns.to_str().unwrap();
+    w.call(&[], &good).error(4);
+    w.call(&[("CNI_COMMAND", "WHAT")], &good).error(4);
+    w.call(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &a.id),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &good,
+    )
+    .error(4);
+    w.call(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &good,
+    )
+    .error(4);
+    w.call(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &a.id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "way_too_long_name"),
+        ],
+        &good,
+    )
+    .error(4);
+    w.verb_with("ADD", &a, "FOO=bar", &w.conf(json!({})))
+        .error(4);
+    let gone = Ctr {
+        id: "gone".into(),
+        netns: "/run/netns/no-such-namespace".into(),
+        name: "gone-eth0".into(),
+    };
+    w.verb("ADD", &gone, &w.conf(json!({}))).error(3);
+    w.call(&[("CNI_COMMAND", "GC")], &good).error(7);
+
+    // None of it left a network behind.
+    assert!(!w.lab_is_up(), "a refused ADD left the lab up");
+
+    // A refusal after the network came up takes it down again: nothing half-done.
+    let conf = w.conf(json!({"runtimeConfig": {"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "hostIP": "192.0.2.1"}
+    ]}}));
+    let msg = w.verb("ADD", &a, &conf).error(100);
+    assert!(msg.contains("192.0.2.1"), "{msg}");
+    assert!(!w.lab_is_up(), "the refused ADD left the lab up");
+    assert!(!Path::new(&format!("/sys/fs/bpf/netlab/v2/{}", w.net)).exists());
+    assert_eq!(
+        run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"])
+            .lines()
+            .count(),
+        1
+    );
+    // And the same ADD without the bad port works.
+    w.add(&a, &w.conf(json!({})));
+}
+
+#[test]
+fn the_network_must_match_its_running_lab() {
+    let w = CniWorld::new();
+    let a = w.container();
+    w.add(&a, &w.conf(json!({})));
+    let b = w.container();
+    let msg = w
+        .verb("ADD", &b, &w.conf(json!({"subnet": "10.78.0.0/24"})))
+        .error(7);
+    assert!(msg.contains("subnet 10.77.0.0/24"), "{msg}");
+    w.verb("ADD", &b, &w.conf(json!({"datapath": "nftables"})))
+        .error(7);
+    // Leaving them out takes the lab as it is.
+    let r = w.add(&b, &w.conf(json!({"subnet": null, "bridge": null})));
+    assert_eq!(r["ips"][0]["address"], "10.77.0.3/24");
+}
+
+#[test]
+fn two_networks_in_one_namespace() {
+    let w = CniWorld::new();
+    let a = w.container();
+    w.add(&a, &w.conf(json!({})));
+    // A second network of the same runtime, taken down before the world goes, also
+    // when the test fails before its GC.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = netlab_tests::netlab(&["--lab", &self.0, "down"]);
+        }
+    }
+    let second = Down(format!("{}x", w.net));
+    let name = &second.0;
+    let conf = w.conf(json!({"name": name, "bridge": null, "subnet": "10.78.0.0/24"}));
+    let b = w.container();
+    // Both on eBPF behind the same uplink: their NAT ports must not overlap.
+    let msg = w.verb("ADD", &b, &conf).error(101);
+    assert!(msg.contains("20000-29999"), "{msg}");
+    let mut conf = conf;
+    conf["natPorts"] = json!("30000-30999");
+    let r = w.add(&b, &conf);
+    assert_eq!(r["interfaces"][0]["name"], format!("nl-{name}"));
+    assert_eq!(r["ips"][0]["address"], "10.78.0.2/24");
+    let status = netlab_tests::netlab(&["--lab", name, "status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status");
+    assert_eq!(status["nat"]["port_min"], 30000);
+    assert_eq!(w.lab().status()["containers"].as_array().unwrap().len(), 1);
+    w.gc(&[], &conf).ok();
+    assert!(!Path::new("/run/netlab").join(name).exists());
+}
+
+#[test]
+fn concurrent_adds_bring_the_network_up_once() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let ctrs: Vec<Ctr> = (0..6).map(|_| w.container()).collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = ctrs.iter().map(|c| s.spawn(|| w.add(c, &conf))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs: Vec<&str> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 6, "{addrs:?}");
+    assert_eq!(w.lab().status()["containers"].as_array().unwrap().len(), 6);
+}
+
+netlab_tests::per_datapath!(
+    [published_ports_and_masquerade];
+    ebpf = "ebpf",
+    iptables = "iptables",
+);
+
+/// A published port from wan (the client's address kept), from the host and from
+/// another container; the container reaching wan masqueraded.
+fn published_ports_and_masquerade(dp: &str) {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({
+        "datapath": dp,
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 8000, "protocol": "tcp"}]},
+    }));
+    let (web, other) = (w.container(), w.container());
+    w.add(&web, &conf);
+    w.add(&other, &w.conf(json!({"datapath": dp})));
+    let lab = w.lab();
+    let ports = lab.ports();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["container"], web.name.as_str());
+    assert_eq!(ports[0]["spec"], "8080:8000/tcp");
+
+    let server = lab.http_server(&web.name, 8000);
+    assert_eq!(
+        w.curl_in(&w.wan(), "http://198.51.100.2:8080/"),
+        "200",
+        "from wan"
+    );
+    assert_eq!(
+        lab.curl("host", "http://198.51.100.2:8080/"),
+        "200",
+        "from the host"
+    );
+    assert_eq!(
+        lab.curl("host", "http://127.0.0.1:8080/"),
+        "200",
+        "host via localhost"
+    );
+    assert_eq!(
+        lab.curl(&other.name, "http://198.51.100.2:8080/"),
+        "200",
+        "hairpin from the other container"
+    );
+    assert_eq!(
+        lab.curl(&other.name, "http://10.77.0.2:8000/"),
+        "200",
+        "container to container"
+    );
+    let log = server.finish();
+    let first = log
+        .lines()
+        .find(|l| l.contains("GET /"))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with(&WAN_ADDR.to_string()),
+        "the container should see the wan client: {log}"
+    );
+
+    let wan_server = w.http_server_in(&w.wan(), "203.0.113.1", 80);
+    assert_eq!(lab.curl(&web.name, "http://203.0.113.1/"), "200", "to wan");
+    let log = wan_server.finish();
+    assert!(
+        log.lines().any(|l| l.starts_with("198.51.100.2 ")),
+        "wan should see the uplink address: {log}"
+    );
+
+    // DEL withdraws the port at once.
+    w.verb("DEL", &web, &conf).ok();
+    assert_eq!(lab.ports(), Vec::<Value>::new());
+    let _server = lab.http_server(&other.name, 8000);
+    assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8080/"), "000");
+}
