@@ -129,7 +129,7 @@ impl NetConf {
         };
         match DatapathKind::from_name(name) {
             Some(DatapathKind::Routed) | None => Err(invalid(format!(
-                "datapath {name:?}: use ebpf, iptables, iptables-legacy or nftables"
+                "datapath {name:?}: use ebpf, iptables, iptables-legacy, nftables or nftables-flowtable"
             ))),
             Some(kind) => Ok(Some(kind)),
         }
