@@ -206,7 +206,8 @@ fn draw_bar_panel(root: &Area, area: &Area, report: &Report, p: &BarPanel) -> Dr
     // Segments 0..=n-1, one per bar (a lone bar gets an empty neighbour).
     let n = bars.len().saturating_sub(1).max(1);
     if p.log {
-        let lo = 10f64.powf(min.max(1e-3).log10().floor());
+        // A decade below the smallest value, so that every bar and the goal show.
+        let lo = 10f64.powf((min.max(1e-3) * 0.5).log10().floor());
         let hi = 10f64.powf((max.max(lo) * 3.0).log10().ceil());
         let chart = ChartBuilder::on(&plot)
             .x_label_area_size(88)
@@ -297,14 +298,15 @@ where
             4,
             RED.stroke_width(1),
         ))?;
-        chart.draw_series([EmptyElement::at((SegmentValue::Exact(0), g))
+        // At the right end: the first bar is eBPF's, whose label would meet it.
+        chart.draw_series([EmptyElement::at((SegmentValue::Exact(bars.len()), g))
             + Text::new(
                 format!("goal for ebpf: < {}", num(g)),
-                (3, -3),
+                (-3, -3),
                 (FONT, 10)
                     .into_font()
                     .color(&RED)
-                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    .pos(Pos::new(HPos::Right, VPos::Bottom)),
             )])?;
     }
     // Names below the axis, written upwards, on the whole chart's area (the
@@ -328,7 +330,13 @@ type SegmentedCoord = plotters::coord::ranged1d::SegmentedCoord<RangedCoordusize
 
 /// One line per datapath of scenario d's `metric` against the number of published
 /// ports, and the contenders without published ports as dashed ceilings.
-fn draw_lines(area: &Area, report: &Report, metric: Metric, title: &str) -> Drawn {
+fn draw_lines(
+    area: &Area,
+    report: &Report,
+    metric: Metric,
+    title: &str,
+    legend: SeriesLabelPosition,
+) -> Drawn {
     area.fill(&WHITE)?;
     let (w, h) = area.dim_in_pixel();
     area.draw(&Rectangle::new(
@@ -437,7 +445,7 @@ fn draw_lines(area: &Area, report: &Report, metric: Metric, title: &str) -> Draw
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(legend)
         .label_font((FONT, 11))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(0xcc, 0xcc, 0xcc))
@@ -480,11 +488,17 @@ fn draw(root: &Area, report: &Report) -> Drawn {
     if report.figures.iter().any(|f| f.scenario == Scenario::D) {
         let y0 = lines_top(panels.len());
         let w = (WIDTH - 3 * MARGIN as u32) / 2;
-        for (i, (metric, title)) in [
-            (Metric::Rate, "(d) CRR with N published ports, conn/s"),
+        // Each legend where its lines are not: rates fall to the right, latencies rise.
+        for (i, (metric, title, legend)) in [
+            (
+                Metric::Rate,
+                "(d) CRR with N published ports, conn/s",
+                SeriesLabelPosition::LowerLeft,
+            ),
             (
                 Metric::P99,
                 "(d) CRR latency p99 with N published ports, µs",
+                SeriesLabelPosition::UpperLeft,
             ),
         ]
         .into_iter()
@@ -492,7 +506,7 @@ fn draw(root: &Area, report: &Report) -> Drawn {
         {
             let x0 = MARGIN + i as i32 * (w as i32 + MARGIN);
             let area = root.clone().shrink((x0, y0), (w, LINE_H));
-            draw_lines(&area, report, metric, title)?;
+            draw_lines(&area, report, metric, title, legend)?;
         }
     }
     Ok(())

@@ -88,10 +88,16 @@ pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> 
         Ok(lab) => lab,
         Err(e) => {
             check_interrupt()?;
-            eprintln!("{tag}: no lab, every scenario n/a: {e}");
+            let why = match &e {
+                Error::Command { command, detail } if command.contains(" up ") => {
+                    format!("no lab: {detail}")
+                }
+                e => format!("no lab: {e}"),
+            };
+            eprintln!("{tag}: every scenario n/a, {why}");
             for s in scenarios {
                 for ports in ports_of(opts, s) {
-                    report.fail(s, c, ports, &e.to_string());
+                    report.fail(s, c, ports, &why);
                 }
             }
             return Ok(());
