@@ -263,9 +263,17 @@ impl Datapath for Nftables {
             return Ok(());
         };
         match apply(state, &flowtable_device("delete", veth)) {
-            // A veth that is gone already left the flowtable with it.
-            Err(_) if !flowtable_has(state, veth)? => Ok(()),
-            done => done,
+            Ok(()) => Ok(()),
+            // A veth that is gone already left the flowtable with it, and a lab that
+            // is half gone has no flowtable left to leave.
+            Err(_)
+                if !topology::host_ns(state).exists()
+                    || !table_exists(state)?
+                    || !flowtable_has(state, veth)? =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
