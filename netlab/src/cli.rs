@@ -41,8 +41,9 @@ pub enum Command {
     Stats(commands::stats::Args),
     /// Stream the eBPF datapath's debug logs (labs brought up with --debug).
     Logs(commands::logs::Args),
-    /// Compare the datapaths on fresh sandbox labs: throughput, request/response,
-    /// connection rate, port scaling, publish time.
+    /// Compare the datapaths on fresh sandbox labs, and with a bare veth pair:
+    /// throughput, request/response, connection rate, port scaling, publish time,
+    /// small packets, the CLI at scale.
     Bench(commands::bench::Args),
 }
 
