@@ -93,7 +93,10 @@ impl CniWorld {
         require_root();
         let net = unique_lab();
         let world = CniWorld {
-            lab: Some(Lab { name: net.clone() }),
+            lab: Some(Lab {
+                name: net.clone(),
+                mount_ns: None,
+            }),
             net,
             next: AtomicU32::new(0),
         };
@@ -103,6 +106,20 @@ impl CniWorld {
 
     pub fn lab(&self) -> &Lab {
         self.lab.as_ref().expect("lab")
+    }
+
+    /// Runs the CLI on the lab in mount namespace `ns` (where the runtime that made it
+    /// runs, with its pins).
+    pub fn set_mount_ns(&mut self, ns: PathBuf) {
+        if let Some(lab) = &mut self.lab {
+            lab.mount_ns = Some(ns);
+        }
+    }
+
+    /// Takes the lab down now (the guard's `netlab down`), before the runtime's mount
+    /// namespace goes.
+    pub fn take_down(&mut self) {
+        drop(self.lab.take());
     }
 
     pub fn host(&self) -> PathBuf {

@@ -96,6 +96,9 @@ pub fn netlab(args: &[&str]) -> Output {
 /// A sandbox lab that is torn down when dropped.
 pub struct Lab {
     pub name: String,
+    /// The mount namespace netlab runs in for this lab, when not the test's own (a lab
+    /// a container runtime made in a private mount namespace has its pins there).
+    pub mount_ns: Option<PathBuf>,
 }
 
 /// Whether a datapath name of the parametrised suites is the eBPF datapath (with or
@@ -158,17 +161,34 @@ impl Lab {
     /// `netlab up --sandbox` with extra `args`, on a fresh unique lab.
     pub fn sandbox(args: &[&str]) -> Lab {
         require_root();
-        let lab = Lab { name: unique_lab() };
+        let lab = Lab {
+            name: unique_lab(),
+            mount_ns: None,
+        };
         let mut all = vec!["up", "--sandbox"];
         all.extend_from_slice(args);
         lab.ok(&all);
         lab
     }
 
+    /// `netlab --lab NAME ARGS`, in the lab's mount namespace.
+    fn command(&self) -> Command {
+        let mut c = match &self.mount_ns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--mount={}", ns.display()))
+                    .arg("--")
+                    .arg(netlab_bin());
+                c
+            }
+            None => Command::new(netlab_bin()),
+        };
+        c.arg("--lab").arg(&self.name);
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(netlab_bin());
-        c.arg("--lab").arg(&self.name).args(args);
-        c.output().expect("run netlab")
+        self.command().args(args).output().expect("run netlab")
     }
 
     /// Runs netlab on this lab and asserts success; returns stdout.
@@ -227,9 +247,8 @@ impl Lab {
 
     /// Starts `CMD` in a namespace in the background; killed when the guard drops.
     pub fn spawn(&self, name: &str, cmd: &[&str]) -> Background {
-        let child = Command::new(netlab_bin())
-            .arg("--lab")
-            .arg(&self.name)
+        let child = self
+            .command()
             .args(["exec", name, "--"])
             .args(cmd)
             .stdin(Stdio::null())

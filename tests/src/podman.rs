@@ -118,6 +118,9 @@ impl Podman {
         )
         .unwrap();
         let holder = Self::holder();
+        let mut world = world;
+        // The lab podman brings up has its pins in podman's mount namespace.
+        world.set_mount_ns(PathBuf::from(format!("/proc/{}/ns/mnt", holder.id())));
         Podman {
             cgroup: format!("netlab-podman-{}", world.net),
             world,
@@ -337,6 +340,8 @@ impl Drop for Podman {
     fn drop(&mut self) {
         // Every container goes through the plugin's DEL.
         let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
+        // While podman's mount namespace, where the lab's pins are, still exists.
+        self.world.take_down();
         let left = self.private_netns_mounts();
         let _ = self.holder.kill();
         let _ = self.holder.wait();

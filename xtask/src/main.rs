@@ -197,11 +197,7 @@ fn leak_check() -> Result<()> {
             }
         }
     }
-    for p in [
-        "/run/netlab",
-        "/sys/fs/bpf/netlab",
-        "/run/netlab.bpffs.mounted",
-    ] {
+    for p in ["/run/netlab", "/sys/fs/bpf/netlab", "/run/netlab.bpffs"] {
         if std::path::Path::new(p).exists() {
             left.push(p.to_string());
         }

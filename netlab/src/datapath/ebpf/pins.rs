@@ -23,8 +23,22 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
 const BPFFS_LOCK: &str = "/run/netlab.bpffs/lock";
-/// Present while a bpffs that netlab mounted is on /sys/fs/bpf.
+/// Present while a bpffs that netlab mounted is on /sys/fs/bpf; it names the mount
+/// namespace it was mounted in, since /run may be shared with other mount namespaces
+/// (a container runtime's) that have their own /sys/fs/bpf.
 const BPFFS_MARK: &str = "/run/netlab.bpffs/mounted";
+
+/// The calling process's mount namespace, as `mnt:[inode]`.
+fn mount_ns() -> String {
+    fs::read_link("/proc/self/ns/mnt")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether netlab mounted the bpffs on /sys/fs/bpf of this mount namespace.
+fn mounted_here() -> bool {
+    fs::read_to_string(BPFFS_MARK).is_ok_and(|ns| ns == mount_ns())
+}
 
 pub fn root() -> PathBuf {
     Path::new(BPFFS).join("netlab")
@@ -77,7 +91,7 @@ pub fn prepare(lab: &str) -> Result<PathBuf> {
             None::<&str>,
         )
         .map_err(|e| Error::io("mount bpffs on", BPFFS, e.into()))?;
-        fs::write(BPFFS_MARK, "").map_err(|e| Error::io("write", BPFFS_MARK, e))?;
+        fs::write(BPFFS_MARK, mount_ns()).map_err(|e| Error::io("write", BPFFS_MARK, e))?;
     }
     let links = links(lab);
     fs::create_dir_all(&links).map_err(|e| Error::io("create", &links, e))?;
@@ -88,7 +102,7 @@ pub fn prepare(lab: &str) -> Result<PathBuf> {
 /// machine is left as it was found (a fresh bpffs holds only the kernel's preloaded
 /// `maps.debug` and `progs.debug` iterators).
 fn release_bpffs(_lock: &BpffsLock) -> Result<()> {
-    if !Path::new(BPFFS_MARK).exists() || root().exists() || !is_bpffs()? {
+    if !mounted_here() || root().exists() || !is_bpffs()? {
         return Ok(());
     }
     let ours_only = fs::read_dir(BPFFS)
