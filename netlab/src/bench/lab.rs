@@ -57,6 +57,11 @@ impl BenchLab {
     /// Brings up a sandbox lab on a datapath with one container, [`SERVER`], or the
     /// veth reference.
     pub fn up(contender: Contender) -> Result<BenchLab> {
+        Self::up_with(contender, &[])
+    }
+
+    /// [`BenchLab::up`] with more `netlab up` flags for a lab.
+    pub fn up_with(contender: Contender, flags: &[&str]) -> Result<BenchLab> {
         let bin = std::env::current_exe().map_err(|e| Error::io("find", "the netlab binary", e))?;
         let mut lab = BenchLab {
             name: next_name(),
@@ -68,7 +73,9 @@ impl BenchLab {
         names::check_lab(&lab.name)?;
         match contender {
             Contender::Lab(dp) => {
-                lab.netlab(&["up", "--sandbox", "--datapath", dp.name()])?;
+                let mut args = vec!["up", "--sandbox", "--datapath", dp.name()];
+                args.extend_from_slice(flags);
+                lab.netlab(&args)?;
                 lab.netlab(&["run", SERVER])?;
                 lab.state = Some(Session::open(&lab.name)?.state);
             }
@@ -213,6 +220,12 @@ impl BenchLab {
         s.save()?;
         self.state = Some(s.state.clone());
         Ok(took)
+    }
+
+    /// Fills the datapath's conntrack table with `flows` synthetic flows.
+    pub fn fill_conntrack(&self, flows: u32) -> Result<u32> {
+        let s = crate::ops::Session::open(&self.name)?;
+        s.datapath().fill_conntrack(&s.state, flows)
     }
 
     /// Whether a host port is published already.

@@ -38,10 +38,11 @@ pub enum Scenario {
     F,
     G,
     H,
+    I,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Self::A,
         Self::B,
         Self::C,
@@ -50,6 +51,7 @@ impl Scenario {
         Self::F,
         Self::G,
         Self::H,
+        Self::I,
     ];
 
     pub fn letter(self) -> &'static str {
@@ -62,6 +64,7 @@ impl Scenario {
             Self::F => "f",
             Self::G => "g",
             Self::H => "h",
+            Self::I => "i",
         }
     }
 
@@ -75,6 +78,7 @@ impl Scenario {
             Self::F => "no-NAT baseline: routing only, containers at their own addresses",
             Self::G => "small packets: 64-byte UDP datagrams, container -> wan, at full rate",
             Self::H => "the CLI with N published ports: netlab publish, unpublish and rm",
+            Self::I => "CRR with 1,000,000 flows in the conntrack table, against an empty table",
         }
     }
 
@@ -92,6 +96,7 @@ impl Scenario {
                 Metric::CliUnpublishOne,
                 Metric::CliRm,
             ],
+            Self::I => &[Metric::Rate, Metric::RateFull],
         }
     }
 
@@ -321,6 +326,8 @@ impl Options {
             .iter()
             .copied()
             .filter(|s| !c.direct() || !s.publishes())
+            // Only the eBPF datapath's table can be filled; the kernel's is another matter.
+            .filter(|s| *s != Scenario::I || c == Contender::Lab(DatapathKind::Ebpf))
             .collect()
     }
 
@@ -329,6 +336,7 @@ impl Options {
         let per_scenario = |s: Scenario| match s {
             Scenario::D => self.port_counts.len() as u64,
             Scenario::E | Scenario::H => 0,
+            Scenario::I => 2,
             _ => 1,
         };
         let per_run: u64 = self
@@ -506,6 +514,20 @@ mod tests {
             o.contenders(),
             [Contender::Lab(DatapathKind::NftablesFlowtable)]
         );
+    }
+
+    #[test]
+    fn the_full_table_scenario_is_the_ebpf_datapaths_only() {
+        let o = parse("ebpf,iptables", "c,i", "1", "1", "10").unwrap();
+        assert_eq!(
+            o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)),
+            [Scenario::C, Scenario::I]
+        );
+        assert_eq!(
+            o.scenarios_for(Contender::Lab(DatapathKind::Iptables)),
+            [Scenario::C]
+        );
+        assert_eq!(Scenario::I.metrics(), [Metric::Rate, Metric::RateFull]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Metric {
     CliUnpublishOne,
     /// Milliseconds for `netlab rm` of a container with N published ports.
     CliRm,
+    /// Connections per second with the conntrack table holding a million flows.
+    RateFull,
 }
 
 impl Metric {
@@ -49,6 +51,7 @@ impl Metric {
             Self::CliPublishOne => "cli_publish_one",
             Self::CliUnpublishOne => "cli_unpublish_one",
             Self::CliRm => "cli_rm",
+            Self::RateFull => "rate_full",
         }
     }
 
@@ -61,6 +64,8 @@ impl Metric {
             Self::CliPublishOne => format!("publish 1 more, {unit}"),
             Self::CliUnpublishOne => format!("unpublish 1, {unit}"),
             Self::CliRm => format!("rm, {unit}"),
+            Self::Rate if scenario == Scenario::I => format!("{unit}, empty table"),
+            Self::RateFull => format!("{unit}, 1M flows"),
             _ => unit.to_string(),
         }
     }
@@ -70,7 +75,7 @@ impl Metric {
         match self {
             Self::Throughput => "Gbit/s",
             Self::Rate if scenario == Scenario::B => "trans/s",
-            Self::Rate => "conn/s",
+            Self::Rate | Self::RateFull => "conn/s",
             Self::P50 | Self::P99 => "us",
             Self::PacketRate => "pps",
             Self::PublishTime
@@ -90,7 +95,10 @@ impl Metric {
     }
 
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Self::Throughput | Self::Rate | Self::PacketRate)
+        matches!(
+            self,
+            Self::Throughput | Self::Rate | Self::RateFull | Self::PacketRate
+        )
     }
 }
 

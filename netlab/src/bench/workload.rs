@@ -84,6 +84,9 @@ fn run_order(scenarios: &[Scenario]) -> Vec<Scenario> {
 /// Only an interruption is an error; anything else is recorded as n/a.
 pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> Result<()> {
     let scenarios = run_order(&opts.scenarios_for(c));
+    if scenarios.is_empty() {
+        return Ok(());
+    }
     let mut lab = match BenchLab::up(c) {
         Ok(lab) => lab,
         Err(e) => {
@@ -129,6 +132,7 @@ pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> 
             Scenario::E => publish_time(&mut lab, opts, tag),
             Scenario::G => small_packets(&lab, opts, tag),
             Scenario::H => cli_at_scale(&lab, opts),
+            Scenario::I => full_table(c, opts, tag),
             Scenario::D | Scenario::F => unreachable!("handled above / not a workload"),
         };
         let ports = s.publishes().then(|| max_ports(opts));
@@ -413,6 +417,39 @@ fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Fi
     };
     let out = serve_and_measure(lab, RR_PORT, target, mode, opts.duration)?;
     Ok(rr_figures(&out))
+}
+
+/// Flows scenario i puts in the conntrack table.
+pub const FULL_TABLE_FLOWS: u32 = 1_000_000;
+
+/// Scenario i, on a lab of its own sized for the flows: CRR through the published
+/// port with an empty table, then with [`FULL_TABLE_FLOWS`] established flows in it
+/// (synthetic ones that the measurement never meets, so every lookup of the
+/// measurement misses or hits among them as a busy lab's would).
+fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Figures> {
+    let size = (FULL_TABLE_FLOWS + FULL_TABLE_FLOWS / 10).to_string();
+    let mut lab = BenchLab::up_with(c, &["--conntrack-max", &size])?;
+    let port = lab.port(PUBLISHED, RR_PORT);
+    lab.publish(&[port])?;
+    let target = SocketAddr::from((lab.uplink_ip(), PUBLISHED));
+    let empty = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
+    check_interrupt()?;
+    let started = Instant::now();
+    let filled = lab.fill_conntrack(FULL_TABLE_FLOWS)?;
+    if filled < FULL_TABLE_FLOWS {
+        return Err(Error::Invalid(format!(
+            "the table took {filled} of {FULL_TABLE_FLOWS} flows"
+        )));
+    }
+    eprintln!(
+        "{tag}: {filled} flows put in the table in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let full = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
+    Ok(vec![
+        (Metric::Rate, empty.rate()),
+        (Metric::RateFull, full.rate()),
+    ])
 }
 
 /// Publishes scenario d's ports up to `n` in one batch.

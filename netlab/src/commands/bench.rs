@@ -18,7 +18,7 @@ pub struct Args {
     /// 10-10,000 ports published, e time to publish one more port, f the routed
     /// baseline for a-c and g, g small-packet rate, h the CLI (publish, unpublish,
     /// rm) with 10,000 ports.
-    #[arg(long, default_value = "a,b,c,d,e,f,g,h")]
+    #[arg(long, default_value = "a,b,c,d,e,f,g,h,i")]
     pub scenario: String,
     /// The physical reference for a-c and g: veth (one veth pair between two
     /// namespaces, no bridge, routing or NAT), or none.
