@@ -86,6 +86,7 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
         "(e) time",
         "(g) small packets",
         "(h) the CLI",
+        "(i) CRR with 1,000,000 flows",
     ] {
         assert!(table.contains(title), "no {title} in:\n{table}");
     }
@@ -107,7 +108,7 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
     assert_eq!(v["options"]["references"], serde_json::json!(["veth"]));
     assert_eq!(
         v["options"]["scenarios"],
-        serde_json::json!(["a", "b", "c", "d", "e", "g", "h"])
+        serde_json::json!(["a", "b", "c", "d", "e", "g", "h", "i"])
     );
     assert_eq!(v["options"]["port_counts"], serde_json::json!([3, 20]));
     assert!(v["machine"]["nproc"].as_u64().unwrap() >= 1);
@@ -194,6 +195,16 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
         figure(figs, "veth", "g", None, "packet_rate").unwrap()["ratio_to_veth"],
         1.0
     );
+
+    // Scenario i fills the eBPF datapath's own table; nobody else has one to fill.
+    for m in ["rate", "rate_full"] {
+        let f = figure(figs, "ebpf", "i", None, m).unwrap_or_else(|| panic!("no ebpf i {m}"));
+        assert_eq!(f["status"], "ok", "{f:#}\n{stderr}");
+        assert!(f["median"].as_f64().unwrap() > 0.0, "{f:#}");
+        for dp in ["iptables", "nftables", "routed", "veth"] {
+            assert!(figure(figs, dp, "i", None, m).is_none(), "{dp} has no i");
+        }
+    }
 
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
