@@ -8,6 +8,7 @@ pub mod cni;
 pub mod packet;
 pub mod podman;
 pub mod sockets;
+pub mod transfer;
 
 /// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:
 /// `per_datapath!([f, g]; a = "a", b = "b")` makes
@@ -348,6 +349,27 @@ impl Lab {
     /// `netlab conntrack --json`, parsed.
     pub fn conntrack(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok(&["conntrack", "--json"])).expect("conntrack json")
+    }
+
+    /// A counter of `/proc/net/snmp` in one of the lab's namespaces: `proto` is the
+    /// line's prefix without its colon (`Ip`, `Tcp`, `Udp`), `field` the column.
+    pub fn snmp(&self, ns: &str, proto: &str, field: &str) -> u64 {
+        let snmp = self.exec_ok(ns, &["cat", "/proc/net/snmp"]);
+        let prefix = format!("{proto}:");
+        let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+        let (names, values) = (lines.next(), lines.next());
+        let (Some(names), Some(values)) = (names, values) else {
+            panic!("no {proto} lines in /proc/net/snmp: {snmp}");
+        };
+        let i = names
+            .split_whitespace()
+            .position(|n| n == field)
+            .unwrap_or_else(|| panic!("no {proto} {field} in /proc/net/snmp"));
+        values
+            .split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad {proto} {field} in {values:?}"))
     }
 
     /// The lab's state file, read through the library.

@@ -17,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "conntrack",
     "iperf3",
+    "ethtool",
     "traceroute",
     "socat",
     "curl",
