@@ -4,6 +4,7 @@
 //! Every test needs root and fails (never skips) without it: run them with
 //! `cargo xtask test`.
 
+pub mod model;
 pub mod packet;
 pub mod sockets;
 

@@ -1,0 +1,366 @@
+//! Property-based fuzzing of the TC programs against the reference model
+//! (`netlab_tests::model`): random cases — a lab configuration and a sequence of valid
+//! flows (masquerade, published ports, hairpin, replies, closes, fragments, ICMP errors)
+//! interleaved with malformed frames — run through the real programs with
+//! BPF_PROG_TEST_RUN. Every frame's verdict, output bytes and drop counters must be what
+//! the model says, and after every frame the conntrack and fragment tables must hold
+//! exactly the model's flows; a translated frame must match an entry the tables hold.
+//!
+//! `fuzz_slow_path` runs the hooks as a lab without the fast path has them;
+//! `fuzz_fast_path` runs them inside a sandbox lab's host namespace with the fast path
+//! on, where forwarded frames are redirected with new MACs and TTL. Their case counts
+//! come from `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`), 10,000 and 2,000 otherwise.
+
+mod bpf;
+mod cases;
+
+use std::{cell::RefCell, collections::BTreeMap, time::Instant};
+
+use netlab_common::{
+    config::Config,
+    conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    frag::FragKey,
+    maps as names,
+};
+use netlab_tests::model::{
+    FastPath, Hook, Model, NatConfig, TC_ACT_OK, TC_ACT_SHOT,
+    flows::Key,
+    wire::{self, ICMP},
+};
+use proptest::test_runner::{Config as Proptest, TestCaseError, TestRunner};
+
+use bpf::{Bpf, expected};
+use cases::{Case, Route, Step};
+
+/// Steps in one case, at most.
+const MAX_STEPS: usize = 40;
+
+struct Runner {
+    bpf: Bpf,
+    model: Model,
+    fast: Option<FastPath>,
+    /// Frames checked, over every case.
+    frames: u64,
+}
+
+fn nat_config(case: &Case, fast: &Option<FastPath>) -> NatConfig {
+    NatConfig {
+        uplink: cases::UPLINK,
+        bridge: cases::BRIDGE,
+        subnet: 0xac12_0000,
+        mask: 0xffff_0000,
+        port_min: case.nat.0,
+        port_max: case.nat.1,
+        published: case.published.clone(),
+        fast: fast.clone(),
+    }
+}
+
+fn datapath_config(case: &Case, base: &Config) -> Config {
+    Config {
+        nat_port_min: case.nat.0,
+        nat_port_max: case.nat.1,
+        // Nothing expires during a case: the model has no clock.
+        tcp_syn_secs: 3_600,
+        tcp_fin_secs: 3_600,
+        tcp_time_wait_secs: 3_600,
+        tcp_close_secs: 3_600,
+        udp_secs: 3_600,
+        icmp_secs: 3_600,
+        ..*base
+    }
+}
+
+impl Runner {
+    fn run_case(&mut self, case: &Case, base: &Config) -> Result<(), String> {
+        self.bpf.reset(datapath_config(case, base), &case.published);
+        self.model.reset(nat_config(case, &self.fast));
+        for (n, step) in case.steps.iter().enumerate() {
+            if let Step::Withdraw(i) = step {
+                let live = &self.model.cfg.published;
+                if !live.is_empty() {
+                    let m = live[i % live.len()];
+                    self.bpf.withdraw(&m);
+                    self.model.withdraw(m.id);
+                }
+                continue;
+            }
+            let frames = cases::frames(step, &self.model, &case.published, self.fast.is_some());
+            for (route, frame) in frames {
+                self.deliver(route, frame)
+                    .map_err(|e| format!("step {n} ({step:?}): {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a frame to the hooks it meets on its way.
+    fn deliver(&mut self, route: Route, frame: Vec<u8>) -> Result<(), String> {
+        match route {
+            Route::Hook(h) => self.feed(h, &frame).map(|_| ()),
+            Route::FromOutside => self.feed(Hook::UplinkIngress, &frame).map(|_| ()),
+            Route::FromCtr => {
+                let mut f = frame;
+                if self.fast.is_some() {
+                    let (verdict, out) = self.feed(Hook::Endpoint, &f)?;
+                    if verdict != TC_ACT_OK {
+                        return Ok(());
+                    }
+                    f = out;
+                }
+                let (verdict, out) = self.feed(Hook::BridgeIngress, &f)?;
+                if verdict != TC_ACT_OK {
+                    return Ok(());
+                }
+                // Routed out of the lab by the host, unless it is for the host or the
+                // bridge.
+                let cfg = &self.model.cfg;
+                match wire::parse(&out) {
+                    Ok(Some(p)) if !cfg.in_subnet(p.daddr) && !cfg.is_host(p.daddr) => {
+                        self.feed(Hook::UplinkEgress, &out).map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// One frame through one hook, checked against the model, then the tables.
+    fn feed(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+        let (verdict, out) = match self.bpf.run(hook, frame) {
+            Ok(r) => r,
+            // BPF_PROG_TEST_RUN wants the network header of the frame's ethertype
+            // whole; such frames never get this far on a real link either.
+            Err(_) if kernel_refuses(frame) => {
+                *self
+                    .model
+                    .tally
+                    .entry("not run: cut L3 header".into())
+                    .or_default() += 1;
+                return Ok((TC_ACT_SHOT, Vec::new()));
+            }
+            Err(e) => return Err(format!("{hook:?} could not run on {frame:02x?}: {e}")),
+        };
+        self.frames += 1;
+        let drops = self.bpf.drops_moved();
+        let label = self
+            .model
+            .step(hook, frame, verdict, &out, &drops)
+            .map_err(|e| format!("{hook:?} on {frame:02x?}: {e}"))?;
+        self.check_tables()
+            .map_err(|e| format!("{hook:?} on {frame:02x?} ({label}): {e}"))?;
+        self.check_held(hook, frame, &out, &label)
+            .map_err(|e| format!("{hook:?} on {frame:02x?} ({label}): {e}"))?;
+        Ok((verdict, out))
+    }
+
+    /// The datapath's tables hold exactly the model's flows and fragments.
+    fn check_tables(&self) -> Result<(), String> {
+        let (ct, pending) = self.model.tables();
+        for (name, want) in [(names::CT, ct), (names::CT_PENDING, pending)] {
+            let got = self.bpf.table(name);
+            let want = expected(want);
+            if got != want {
+                let mut diff = Vec::new();
+                for (k, e) in &got {
+                    match want.get(k) {
+                        None => diff.push(format!("extra {k:?} -> {e:?}")),
+                        Some(w) if w != e => diff.push(format!("{k:?}: {e:?}, want {w:?}")),
+                        _ => {}
+                    }
+                }
+                for (k, w) in &want {
+                    if !got.contains_key(k) {
+                        diff.push(format!("missing {k:?} -> {w:?}"));
+                    }
+                }
+                return Err(format!(
+                    "{name} differs from the model:\n  {}",
+                    diff.join("\n  ")
+                ));
+            }
+        }
+        let got = self.bpf.frags();
+        let want: std::collections::HashMap<_, _> = self.model.frag_table().into_iter().collect();
+        if got != want {
+            return Err(format!("FRAGS differs: got {got:?}, want {want:?}"));
+        }
+        Ok(())
+    }
+
+    /// A translated frame went where an entry of the datapath's own tables says: its
+    /// flow's entry, its first fragment's, or the flow its ICMP error quotes.
+    fn check_held(&self, hook: Hook, input: &[u8], out: &[u8], label: &str) -> Result<(), String> {
+        if label == "passed" || label.starts_with("dropped") {
+            return Ok(());
+        }
+        let zone = if hook == Hook::UplinkIngress {
+            ZONE_FROM_OUTSIDE
+        } else {
+            ZONE_FROM_CTR
+        };
+        let p = wire::parse(input).unwrap().unwrap();
+        let q = wire::parse(out).unwrap().unwrap();
+        if label == "fragment" {
+            let key = FragKey {
+                saddr: p.saddr.to_be(),
+                daddr: p.daddr.to_be(),
+                id: p.id.to_be(),
+                proto: p.proto,
+                zone,
+            };
+            let held = self.bpf.frags().get(&key).copied();
+            return match held {
+                Some(n) if (n.saddr, n.daddr) == (q.saddr.to_be(), q.daddr.to_be()) => Ok(()),
+                _ => Err(format!(
+                    "fragment translated to {:?} but FRAGS holds {held:?}",
+                    (q.saddr, q.daddr)
+                )),
+            };
+        }
+        // The tuple the datapath's entry for `key` rewrites to, whichever table.
+        let held = |key: Key| {
+            let raw = key.raw();
+            self.bpf
+                .table(names::CT)
+                .get(&raw)
+                .or(self.bpf.table(names::CT_PENDING).get(&raw))
+                .map(|e| {
+                    (
+                        u32::from_be(e.saddr),
+                        u32::from_be(e.daddr),
+                        u16::from_be(e.sport),
+                        u16::from_be(e.dport),
+                    )
+                })
+        };
+        if label == "icmp error" {
+            let (qi, qo) = (
+                wire::quoted(input, &p).unwrap().unwrap(),
+                wire::quoted(out, &q).unwrap().unwrap(),
+            );
+            let key = Key {
+                zone,
+                proto: qi.proto,
+                saddr: qi.daddr,
+                daddr: qi.saddr,
+                sport: qi.dport,
+                dport: qi.sport,
+            };
+            let got = (qo.daddr, qo.saddr, qo.dport, qo.sport);
+            return match held(key) {
+                Some(t) if t == got => Ok(()),
+                t => Err(format!(
+                    "quote translated to {got:?} but conntrack holds {t:?}"
+                )),
+            };
+        }
+        let key = Key {
+            zone,
+            proto: p.proto,
+            saddr: p.saddr,
+            daddr: p.daddr,
+            sport: p.sport,
+            dport: p.dport,
+        };
+        let got = (
+            q.saddr,
+            q.daddr,
+            q.sport,
+            if q.proto == ICMP { q.sport } else { q.dport },
+        );
+        match held(key) {
+            Some(t) if t == got => Ok(()),
+            t => Err(format!("translated to {got:?} but conntrack holds {t:?}")),
+        }
+    }
+}
+
+/// Frames BPF_PROG_TEST_RUN does not run: an IPv4 or IPv6 ethertype without room for
+/// that header.
+fn kernel_refuses(f: &[u8]) -> bool {
+    match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => f.len() < 14 + 20,
+        0x86dd => f.len() < 14 + 40,
+        _ => false,
+    }
+}
+
+/// Cases from `NETLAB_FUZZ_CASES`, or `default`.
+fn case_count(default: u32) -> u32 {
+    std::env::var("NETLAB_FUZZ_CASES")
+        .ok()
+        .map(|v| v.parse().expect("NETLAB_FUZZ_CASES: a number of cases"))
+        .unwrap_or(default)
+}
+
+/// Runs `n` cases and prints what they saw.
+fn fuzz(n: u32, base: Config, fast: Option<FastPath>) {
+    let start = Instant::now();
+    let runner = RefCell::new(Runner {
+        bpf: Bpf::new(),
+        model: Model::new(NatConfig {
+            uplink: 0,
+            bridge: 0,
+            subnet: 0,
+            mask: 0,
+            port_min: 0,
+            port_max: 0,
+            published: Vec::new(),
+            fast: None,
+        }),
+        fast,
+        frames: 0,
+    });
+    let mut proptest = TestRunner::new(Proptest {
+        cases: n,
+        failure_persistence: None,
+        max_shrink_iters: 4_096,
+        ..Proptest::default()
+    });
+    let result = proptest.run(&cases::case(MAX_STEPS), |case| {
+        runner
+            .borrow_mut()
+            .run_case(&case, &base)
+            .map_err(TestCaseError::fail)
+    });
+    let r = runner.borrow();
+    let mismatches = result.is_err() as u32;
+    report(
+        n,
+        r.frames,
+        mismatches,
+        &r.model.tally,
+        start.elapsed().as_secs_f64(),
+    );
+    if let Err(e) = result {
+        panic!("the datapath and the model disagree: {e}");
+    }
+}
+
+fn report(cases: u32, frames: u64, mismatches: u32, tally: &BTreeMap<String, u64>, secs: f64) {
+    println!(
+        "fuzz: {cases} cases, {frames} frames checked against the model in {secs:.0} s, {mismatches} mismatches"
+    );
+    for (outcome, n) in tally {
+        println!("  {outcome:<34} {n:>12}");
+    }
+}
+
+fn base_config() -> Config {
+    Config {
+        uplink_addr: cases::UPLINK.to_be(),
+        bridge_addr: cases::BRIDGE.to_be(),
+        subnet: 0xac12_0000u32.to_be(),
+        subnet_mask: 0xffff_0000u32.to_be(),
+        uplink_ifindex: 2,
+        bridge_ifindex: 3,
+        flags: 0,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn fuzz_slow_path() {
+    fuzz(case_count(10_000), base_config(), None);
+}
