@@ -116,13 +116,15 @@ pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
+    // The ethertype first: a frame too short for an IPv4 header may be something else,
+    // which is not ours to drop.
+    let ethertype: u16 = ctx.load(12).map_err(|_| DropReason::Truncated)?;
+    if ethertype != ETH_P_IP.to_be() {
+        return Ok(None);
+    }
     let (data, end) = linear(ctx, ETH_HLEN + IPV4_MIN_HLEN)?;
     if data + ETH_HLEN + IPV4_MIN_HLEN > end {
         return Err(DropReason::Truncated);
-    }
-    let ethertype = unsafe { *((data + 12) as *const u16) };
-    if ethertype != ETH_P_IP.to_be() {
-        return Ok(None);
     }
     let ip = unsafe { *((data + ETH_HLEN) as *const Ipv4Hdr) };
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;

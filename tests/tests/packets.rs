@@ -364,6 +364,22 @@ fn truncated_packets_are_dropped_and_counted() {
     );
 }
 
+/// Found by the fuzz test: a frame too short to hold an IPv4 header that is not IPv4
+/// at all is none of the datapath's business, and was dropped as truncated.
+#[test]
+fn short_frames_that_are_not_ipv4_pass() {
+    let mut dp = Datapath::new(config());
+    let frame = [0u8; 14];
+    for prog in [
+        names::PROG_UPLINK_EGRESS,
+        names::PROG_UPLINK_INGRESS,
+        names::PROG_BRIDGE_INGRESS,
+    ] {
+        assert_eq!(dp.run(prog, &frame), (TC_ACT_OK, frame.to_vec()), "{prog}");
+    }
+    assert_eq!(dp.stat(DropReason::Truncated.index()), 0);
+}
+
 #[test]
 fn fragments_and_unknown_protocols_leaving_the_lab_are_dropped_and_counted() {
     let mut dp = Datapath::new(config());
