@@ -30,6 +30,10 @@ use crate::{
 #[inline(always)]
 pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: bool) -> Verdict {
     let Some(q) = parse::icmp_inner(ctx, outer)? else {
+        if from_ctr {
+            // Never leak a container's address in an error nobody can place.
+            return Err(DropReason::UnsupportedProtocol);
+        }
         maps::count(counter::PASS_UNTRACKED);
         return PASS;
     };

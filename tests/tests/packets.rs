@@ -328,6 +328,25 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     assert_frames_eq(&out, &err);
 }
 
+/// Found by the fuzz test: an ICMP error from a container about something no flow can
+/// be (an ICMP error, another protocol, a later fragment) left the lab with the
+/// container's own address. It is dropped, as errors about untracked flows are.
+#[test]
+fn icmp_errors_from_containers_that_quote_no_flow_do_not_leave() {
+    let mut dp = Datapath::new(config());
+    let tcp = ip_of(&Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, ACK, b""));
+    let nested = ip_of(&Ipv4::new(INTERNET, CTR, ICMP).icmp_error(3, 3, &tcp[..28]));
+    let gre = ip_of(&Ipv4::new(INTERNET, CTR, 47).frame(&[0; 8]));
+    let mut later = Ipv4::new(INTERNET, CTR, UDP);
+    later.frag = 0x0010;
+    let later = ip_of(&later.frame(&[0; 8]));
+    for quoted in [nested, gre, later] {
+        let err = Ipv4::new(CTR, INTERNET, ICMP).icmp_error(3, 3, &quoted);
+        assert_eq!(dp.egress(&err).0, TC_ACT_SHOT);
+    }
+    assert_eq!(dp.stat(DropReason::UnsupportedProtocol.index()), 3);
+}
+
 #[test]
 fn ipv4_options_move_the_l4_header() {
     let mut dp = Datapath::new(config());
