@@ -572,6 +572,48 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     );
 }
 
+/// Found by the fuzz test: the first fragment of a hairpin datagram was translated at
+/// bridge ingress, the rest went to the lab host untranslated.
+#[test]
+fn hairpin_fragments_follow_their_first() {
+    use netlab_common::publish::{PubKey, PubTarget};
+    let mut dp = Datapath::new(config());
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    {
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: 5353u16.to_be(),
+            proto: UDP,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: be(CTR2),
+            port: 53u16.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        publish.insert(key, target, 0).unwrap();
+    }
+    let whole = ip_of(&Ipv4::new(CTR, UPLINK_ADDR, UDP).udp(40_000, 5353, &[7; 24]));
+    let udp = &whole[20..];
+    let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+    first.frag = 0x2000;
+    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &first.frame(&udp[..16]));
+    assert_eq!(verdict, TC_ACT_OK);
+    let v = View::new(&out);
+    assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 53));
+    let mut rest = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+    rest.frag = 2;
+    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &rest.frame(&udp[16..]));
+    assert_eq!(verdict, TC_ACT_OK);
+    let mut want = Ipv4::new(bridge, CTR2, UDP);
+    want.frag = 2;
+    assert_frames_eq(&out, &want.frame(&udp[16..]));
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+}
+
 /// Every program verifies with room to spare, debug logs included: the verifier's
 /// limit is a million instructions, and a program near it breaks on the next change.
 #[test]
