@@ -99,11 +99,11 @@ fn quoted_l4(
     wide: bool,
 ) -> Result<(), DropReason> {
     let (at, pseudo) = quoted_l4_check(q);
-    if wide && !pseudo {
+    if (wide && !pseudo) || at + 2 > q.end {
+        // Not covered, or not quoted this far.
         return Ok(());
     }
     let Ok(check) = ctx.load::<u16>(at) else {
-        // Not quoted this far.
         return Ok(());
     };
     if q.proto == IPPROTO_UDP && check == 0 {

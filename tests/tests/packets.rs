@@ -347,6 +347,24 @@ fn icmp_errors_from_containers_that_quote_no_flow_do_not_leave() {
     assert_eq!(dp.stat(DropReason::UnsupportedProtocol.index()), 3);
 }
 
+/// Found by the fuzz test: the quote of an ICMP error was read, and rewritten, past the
+/// end of the datagram (in the frame's padding), with the outer checksum then wrong.
+#[test]
+fn icmp_quotes_end_with_their_datagram() {
+    let mut dp = Datapath::new(config());
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 9, b"hello")
+    });
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port, 9, b"hello"));
+    // The error quotes the IPv4 header only; the UDP header lies past its end.
+    let mut err = Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(3, 3, &sent[..20]);
+    err.extend_from_slice(&sent[20..28]);
+    assert_eq!(dp.ingress(&err).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::Truncated.index()), 1);
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 0);
+}
+
 #[test]
 fn ipv4_options_move_the_l4_header() {
     let mut dp = Datapath::new(config());
