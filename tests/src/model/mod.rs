@@ -488,24 +488,43 @@ impl Model {
         reply != nf.key && !self.holds(&reply)
     }
 
+    /// The NAT ports of the range that new flow `nf` cannot have: those whose reply
+    /// tuple some flow holds, or that would make its reply its own opener.
+    fn taken_ports(&self, nf: &NewFlow) -> Vec<u16> {
+        let port_of = |k: &Key| {
+            let p = k.dport;
+            (reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone) == *k).then_some(p)
+        };
+        let mut taken: Vec<u16> = self
+            .flows
+            .iter()
+            .flat_map(|f| [f.key, f.reply_key()])
+            .chain([nf.key])
+            .filter_map(|k| port_of(&k))
+            .filter(|p| (self.cfg.port_min..=self.cfg.port_max).contains(p))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        taken
+    }
+
     /// For a new flow that needs a NAT port: no port free (`Err`), or whether the
     /// datapath's bounded probing may still miss the free ones.
     fn port_outlook(&self, nf: &NewFlow) -> Result<bool, DropReason> {
         let (min, max) = (self.cfg.port_min as usize, self.cfg.port_max as usize);
         let span = if max < min { 1 } else { max - min + 1 };
-        let taken: Vec<bool> = (0..span)
-            .map(|i| !self.port_free(nf, (min + i) as u16))
-            .collect();
-        if taken.iter().all(|t| *t) {
+        let taken = self.taken_ports(nf);
+        if taken.len() >= span {
             return Err(DropReason::PortsExhausted);
         }
-        if span <= PORT_TRIES {
+        if span <= PORT_TRIES || taken.len() < PORT_TRIES {
             return Ok(false);
         }
-        // Some start whose PORT_TRIES candidates are all taken?
+        // Some start whose PORT_TRIES candidates (cyclically) are all taken?
+        let is_taken = |i: usize| taken.binary_search(&((min + i % span) as u16)).is_ok();
         let mut run = 0;
         for i in 0..span + PORT_TRIES {
-            run = if taken[i % span] { run + 1 } else { 0 };
+            run = if is_taken(i) { run + 1 } else { 0 };
             if run >= PORT_TRIES {
                 return Ok(true);
             }
@@ -521,7 +540,12 @@ impl Model {
     }
 
     fn decide_inner(&mut self, hook: Hook, f: &[u8]) -> Result<Decision, DropReason> {
-        let cfg = self.cfg.clone();
+        let cfg = Where {
+            uplink: self.cfg.uplink,
+            bridge: self.cfg.bridge,
+            subnet: self.cfg.subnet,
+            mask: self.cfg.mask,
+        };
         match hook {
             Hook::UplinkEgress => {
                 // The host's own traffic is none of the NAT's business, broken or not.
@@ -828,6 +852,24 @@ impl Model {
                 )
             })
             .collect()
+    }
+}
+
+/// The lab's addresses, copied out of the configuration for one decision.
+struct Where {
+    uplink: u32,
+    bridge: u32,
+    subnet: u32,
+    mask: u32,
+}
+
+impl Where {
+    fn in_subnet(&self, a: u32) -> bool {
+        a & self.mask == self.subnet
+    }
+
+    fn is_host(&self, a: u32) -> bool {
+        a == self.uplink || a == self.bridge
     }
 }
 

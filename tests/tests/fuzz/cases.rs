@@ -391,8 +391,11 @@ fn bytes() -> impl Strategy<Value = Step> {
         })
 }
 
-fn step() -> impl Strategy<Value = Step> {
-    let valid = prop_oneof![4 => open(), 7 => again(), 2 => error()];
+fn step() -> BoxedStrategy<Step> {
+    // Boxed: the value trees of unboxed unions are large, and a debug build spends its
+    // time moving them around.
+    let valid =
+        prop_oneof![4 => open().boxed(), 7 => again().boxed(), 2 => error().boxed()].boxed();
     prop_oneof![
         13 => valid.clone(),
         3 => (valid, prop::collection::vec(mutation(), 1..3), hook_sel()).prop_map(
@@ -402,9 +405,10 @@ fn step() -> impl Strategy<Value = Step> {
                 hook,
             }
         ),
-        1 => bytes(),
-        1 => (0..6usize).prop_map(Step::Withdraw),
+        1 => bytes().boxed(),
+        1 => (0..6usize).prop_map(Step::Withdraw).boxed(),
     ]
+    .boxed()
 }
 
 fn mapping() -> impl Strategy<Value = Mapping> {
