@@ -192,7 +192,40 @@ struct Translation {
     /// A port-exhaustion drop is allowed too (the datapath's probing may miss a free
     /// port in a large, crowded range).
     may_exhaust: bool,
+    /// No NAT port is free: the new flow cannot be opened, the frame is dropped.
+    exhausted: bool,
     verdict: u32,
+    /// The addresses after translation, where the fast path sends the frame.
+    to: (u32, u32),
+}
+
+/// Where the fast path sends a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Left to the lab host's stack (passed).
+    Stack,
+    /// Out of the uplink to a resolved next hop, or into a container: the frame gets
+    /// these destination and source MACs.
+    Next([u8; 6], [u8; 6]),
+    /// Out of the uplink; the kernel resolves the next hop (MACs unchanged here).
+    Neigh,
+}
+
+impl Translation {
+    fn new(label: String, to: (u32, u32)) -> Self {
+        Self {
+            label,
+            edits: Vec::new(),
+            port_at: Vec::new(),
+            csums: Vec::new(),
+            effect: Effect::None,
+            remember: None,
+            may_exhaust: false,
+            exhausted: false,
+            verdict: TC_ACT_OK,
+            to,
+        }
+    }
 }
 
 enum Decision {
@@ -298,6 +331,10 @@ impl Model {
             Decision::Drop(reason) => {
                 dropped_for(reason)?;
                 format!("dropped: {}", drop_name(reason))
+            }
+            Decision::Translate(t) if t.exhausted => {
+                dropped_for(DropReason::PortsExhausted)?;
+                "dropped: ports_exhausted".to_string()
             }
             Decision::Translate(t) => {
                 if t.may_exhaust && verdict == TC_ACT_SHOT {
@@ -532,6 +569,42 @@ impl Model {
         Ok(false)
     }
 
+    /// Where the fast path sends a packet leaving as `src -> dst` after translation, as
+    /// the lab host's tables say.
+    fn plan(&self, ttl: u8, dst: u32) -> Plan {
+        let Some(fast) = &self.cfg.fast else {
+            return Plan::Stack;
+        };
+        if ttl <= 1 {
+            // The lab host answers with time exceeded.
+            return Plan::Stack;
+        }
+        if self.cfg.in_subnet(dst) {
+            return match fast.endpoints.iter().find(|e| e.0 == dst) {
+                Some(&(_, mac)) => Plan::Next(mac, fast.bridge_mac),
+                None => Plan::Stack,
+            };
+        }
+        // What the lab host's stack never forwards is the stack's: its own addresses,
+        // loopback, the zero network, multicast, the limited broadcast.
+        let local =
+            matches!(dst >> 24, 0 | 127 | 224..=239) || dst == u32::MAX || self.cfg.is_host(dst);
+        if local {
+            return Plan::Stack;
+        }
+        if dst & fast.uplink_mask == fast.uplink_net {
+            if dst == fast.gateway {
+                return Plan::Next(fast.gateway_mac, fast.uplink_mac);
+            }
+            if dst | fast.uplink_mask == u32::MAX {
+                return Plan::Stack;
+            }
+            // On the link, never resolved: the kernel resolves it (bpf_redirect_neigh).
+            return Plan::Neigh;
+        }
+        Plan::Next(fast.gateway_mac, fast.uplink_mac)
+    }
+
     fn decide(&mut self, hook: Hook, f: &[u8]) -> Decision {
         match self.decide_inner(hook, f) {
             Ok(d) => d,
@@ -587,7 +660,20 @@ impl Model {
                     }),
                     Kind::IcmpError => self.icmp_error(f, &p, false),
                     Kind::Other => Ok(Decision::Pass),
-                    Kind::Flow => self.outside_flow(&p),
+                    Kind::Flow => {
+                        let d = self.outside_flow(&p)?;
+                        // The fast path delivers it into its container itself, unless
+                        // it is a first fragment.
+                        Ok(match d {
+                            Decision::Translate(t)
+                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
+                            {
+                                let plan = self.plan(p.ttl, t.to.1);
+                                Decision::Translate(Box::new(forward(*t, &p, plan)))
+                            }
+                            d => d,
+                        })
+                    }
                 }
             }
             Hook::BridgeIngress => {
@@ -607,23 +693,53 @@ impl Model {
                     _ => Ok(Decision::Pass),
                 }
             }
-            Hook::Endpoint => unimplemented!("fast path"),
+            Hook::Endpoint => {
+                // The first hook a container's packet meets: what it can forward itself
+                // it translates and redirects; anything else goes on, untouched and
+                // unrecorded, to the bridge and the uplink, which decide.
+                let Some(p) = wire::parse(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) || p.kind != Kind::Flow || p.first_fragment {
+                    return Ok(Decision::Pass);
+                }
+                if cfg.in_subnet(p.daddr) {
+                    // Another container: switched straight in, if addressed to its MAC.
+                    let fast = self
+                        .cfg
+                        .fast
+                        .as_ref()
+                        .expect("the endpoint hook is the fast path's");
+                    let mac = fast.endpoints.iter().find(|e| e.0 == p.daddr).map(|e| e.1);
+                    return Ok(match mac {
+                        Some(mac) if f[..6] == mac => Decision::Translate(Box::new(Translation {
+                            label: "switched [fast]".into(),
+                            verdict: TC_ACT_REDIRECT,
+                            ..Translation::new(String::new(), (p.saddr, p.daddr))
+                        })),
+                        _ => Decision::Pass,
+                    });
+                }
+                match self.container_flow(hook, &p) {
+                    Ok(Decision::Translate(t)) => {
+                        let plan = self.plan(p.ttl, t.to.1);
+                        if plan == Plan::Stack {
+                            return Ok(Decision::Pass);
+                        }
+                        let mut t = forward(*t, &p, plan);
+                        t.remember = None;
+                        Ok(Decision::Translate(Box::new(t)))
+                    }
+                    _ => Ok(Decision::Pass),
+                }
+            }
         }
     }
 
     /// A later fragment: translated as its first fragment was, if that was seen.
     fn frag(&self, zone: u8, p: &Pkt) -> Option<Translation> {
         let (s, d) = *self.frags.get(&(zone, p.saddr, p.daddr, p.id, p.proto))?;
-        let mut t = Translation {
-            label: "fragment".into(),
-            edits: Vec::new(),
-            port_at: Vec::new(),
-            csums: Vec::new(),
-            effect: Effect::None,
-            remember: None,
-            may_exhaust: false,
-            verdict: TC_ACT_OK,
-        };
+        let mut t = Translation::new("fragment".into(), (s, d));
         outer_addrs(&mut t, p, s, d);
         Some(t)
     }
@@ -731,7 +847,10 @@ impl Model {
         let label = format!("{}: new flow", nf.kind.name());
         let mut t = translation(label, p, nf.to);
         if nf.alloc == Alloc::Port {
-            t.may_exhaust = self.port_outlook(&nf)?;
+            match self.port_outlook(&nf) {
+                Ok(may) => t.may_exhaust = may,
+                Err(_) => t.exhausted = true,
+            }
             t.port_at = if p.proto == ICMP {
                 vec![p.l4 + 4]
             } else {
@@ -771,16 +890,7 @@ impl Model {
             return untracked();
         };
         let e = self.flows[i].to_of(dir);
-        let mut t = Translation {
-            label: "icmp error".into(),
-            edits: Vec::new(),
-            port_at: Vec::new(),
-            csums: Vec::new(),
-            effect: Effect::None,
-            remember: None,
-            may_exhaust: false,
-            verdict: TC_ACT_OK,
-        };
+        let mut t = Translation::new("icmp error".into(), (0, 0));
         outer_addrs(&mut t, p, if from_ctr { e.saddr } else { p.saddr }, e.daddr);
         t.edits.push((q.l3 + 12, e.daddr.to_be_bytes().to_vec()));
         t.edits.push((q.l3 + 16, e.saddr.to_be_bytes().to_vec()));
@@ -897,6 +1007,23 @@ fn remember(hook: Hook, p: &Pkt) -> Option<u8> {
     }
 }
 
+/// A translated frame the fast path forwards as `plan` says: the TTL one less (the lab
+/// host routes it), the next hop's MACs, redirected. [`Plan::Stack`] leaves it as is.
+fn forward(mut t: Translation, p: &Pkt, plan: Plan) -> Translation {
+    match plan {
+        Plan::Stack => return t,
+        Plan::Next(dmac, smac) => {
+            t.edits.push((0, dmac.to_vec()));
+            t.edits.push((6, smac.to_vec()));
+        }
+        Plan::Neigh => {}
+    }
+    t.edits.push((p.l3 + 8, vec![p.ttl - 1]));
+    t.verdict = TC_ACT_REDIRECT;
+    t.label.push_str(" [fast]");
+    t
+}
+
 /// Rewrites the outer addresses to `s`, `d` (with the IPv4 checksum).
 fn outer_addrs(t: &mut Translation, p: &Pkt, s: u32, d: u32) {
     if s != p.saddr {
@@ -914,16 +1041,7 @@ fn outer_addrs(t: &mut Translation, p: &Pkt, s: u32, d: u32) {
 /// A flow packet rewritten to `to`: addresses, ports (the echo identifier), and the
 /// checksums over them.
 fn translation(label: String, p: &Pkt, to: Tuple) -> Translation {
-    let mut t = Translation {
-        label,
-        edits: Vec::new(),
-        port_at: Vec::new(),
-        csums: Vec::new(),
-        effect: Effect::None,
-        remember: None,
-        may_exhaust: false,
-        verdict: TC_ACT_OK,
-    };
+    let mut t = Translation::new(label, (to.saddr, to.daddr));
     outer_addrs(&mut t, p, to.saddr, to.daddr);
     match p.proto {
         TCP | UDP => {

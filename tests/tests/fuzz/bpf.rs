@@ -12,6 +12,7 @@ use aya::{
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey},
+    endpoint::Endpoint,
     frag::{FragKey, FragNat},
     maps::{self as names, CONNTRACK_MAX_MIN, PUBLISH_RANGES_MAX},
     publish::{PubKey, PubRange, PubTarget},
@@ -113,6 +114,20 @@ impl Bpf {
             Array::try_from(self.bpf.map_mut(names::CONFIG).unwrap()).unwrap();
         c.set(0, cfg, 0).unwrap();
         self.drops = self.read_drops();
+    }
+
+    /// The containers the fast path delivers to: address, veth ifindex, MAC.
+    pub fn set_endpoints(&mut self, endpoints: &[(u32, u32, [u8; 6])]) {
+        let mut m: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(self.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+        for &(addr, ifindex, mac) in endpoints {
+            let ep = Endpoint {
+                ifindex,
+                mac,
+                _pad: [0; 2],
+            };
+            m.insert(addr.to_be(), ep, 0).unwrap();
+        }
     }
 
     /// Unpublishes a mapping as `netlab unpublish` does: out of the port table, and its

@@ -25,7 +25,7 @@ pub const LOCALHOST: u32 = 0x7f00_0001;
 /// Addresses frames are drawn from: containers (two running, one address of the subnet
 /// nobody has), the host's, wan and beyond, an on-link neighbour never resolved, and
 /// a few odd ones.
-const POOL: [u32; 12] = [
+const POOL: [u32; 14] = [
     CTR,
     CTR2,
     0xac12_0909, // 172.18.9.9
@@ -38,6 +38,8 @@ const POOL: [u32; 12] = [
     LOCALHOST,
     0,
     0xffff_ffff,
+    0xe000_00fb, // 224.0.0.251
+    0xf000_0001, // 240.0.0.1
 ];
 
 /// Ports that matter: published ones, the NAT range's edges, common services.
@@ -174,8 +176,10 @@ pub enum Step {
     Withdraw(usize),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Case {
+    /// With the fast path (the endpoint hook, redirects) or without.
+    pub fast: bool,
     pub nat: (u16, u16),
     pub published: Vec<Mapping>,
     pub steps: Vec<Step>,
@@ -440,11 +444,12 @@ fn mapping() -> impl Strategy<Value = Mapping> {
 
 pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
     (
+        any::<bool>(),
         prop_oneof![3 => Just((20_000u16, 29_999u16)), 1 => (0..40u16).prop_map(|k| (20_000, 20_000 + k))],
         prop::collection::vec(mapping(), 0..5),
         prop::collection::vec(step(), 1..max_steps),
     )
-        .prop_map(|(nat, mappings, steps)| {
+        .prop_map(|(fast, nat, mappings, steps)| {
             let mut published: Vec<Mapping> = Vec::new();
             for m in mappings {
                 let clash = published.iter().any(|p| {
@@ -456,6 +461,7 @@ pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
                 }
             }
             Case {
+                fast,
                 nat,
                 published,
                 steps,
