@@ -766,6 +766,17 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         // ...but not one addressed to another MAC: the bridge decides.
         let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], mac_a);
         assert_eq!(endpoint(&mut dp, &odd), (TC_ACT_OK, odd.clone()));
+        // Found by the fuzz test: what the lab host never forwards (the zero network,
+        // multicast, the limited broadcast) left the lab by the default route. It is
+        // the stack's.
+        for dst in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(224, 0, 0, 251),
+            Ipv4Addr::BROADCAST,
+        ] {
+            let syn = Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b"");
+            assert_eq!(endpoint(&mut dp, &syn), (TC_ACT_OK, syn.clone()), "{dst}");
+        }
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
