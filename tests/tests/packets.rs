@@ -632,6 +632,44 @@ fn hairpin_fragments_follow_their_first() {
     assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
 }
 
+/// Found by the fuzz test: hairpin from a container to a port published to itself, from
+/// that same port, when the NAT range holds the published port: a NAT port equal to it
+/// makes the reply tuple the flow's own opening tuple. The insert of the second half
+/// then failed and its rollback removed the first (`ct_insert_failed`); such a port is
+/// not free.
+#[test]
+fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
+    use netlab_common::publish::{PubKey, PubTarget};
+    let mut dp = Datapath::new(Config {
+        nat_port_min: 20_001,
+        nat_port_max: 20_001,
+        ..config()
+    });
+    {
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: 20_001u16.to_be(),
+            proto: TCP,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: be(CTR),
+            port: 53u16.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        publish.insert(key, target, 0).unwrap();
+    }
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    let syn = Ipv4::new(CTR, bridge, TCP).tcp(53, 20_001, SYN, b"");
+    assert_eq!(dp.run(names::PROG_BRIDGE_INGRESS, &syn).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
+    assert_eq!(dp.stat(DropReason::CtInsertFailed.index()), 0);
+    assert!(dp.table(names::CT_PENDING).is_empty());
+}
+
 /// Every program verifies with room to spare, debug logs included: the verifier's
 /// limit is a million instructions, and a program near it breaks on the next change.
 #[test]
