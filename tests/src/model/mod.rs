@@ -20,7 +20,7 @@ pub mod wire;
 use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
-    conntrack::{CtEntry, CtKey},
+    conntrack::{CtEntry, CtKey, tcp_state_name},
     frag::{FragKey, FragNat},
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
@@ -454,7 +454,23 @@ impl Model {
             Effect::None => {}
             Effect::Touch(i, dir) => {
                 let p = wire::parse(input).unwrap().unwrap();
-                self.flows[*i].touch(*dir, p.flags, input.len());
+                let f = &mut self.flows[*i];
+                let (state, assured) = (f.state, f.assured());
+                f.touch(*dir, p.flags, input.len());
+                let mut seen = Vec::new();
+                if f.key.proto == TCP && f.state != state {
+                    seen.push(format!("conntrack: tcp -> {}", tcp_state_name(f.state)));
+                }
+                if f.assured() != assured {
+                    seen.push(if f.assured() {
+                        "conntrack: assured (into CT)".to_string()
+                    } else {
+                        "conntrack: closed (back to CT_PENDING)".to_string()
+                    });
+                }
+                for label in seen {
+                    *self.tally.entry(label).or_default() += 1;
+                }
             }
             Effect::Create(nf) => {
                 let mut to = nf.to;
@@ -496,6 +512,10 @@ impl Model {
             .position(|f| f.key == *key || f.reply_key() == *key)?;
         if self.flows[i].withdrawn {
             self.flows.remove(i);
+            *self
+                .tally
+                .entry("conntrack: withdrawn flow met and removed".into())
+                .or_default() += 1;
             return None;
         }
         let dir = if self.flows[i].key == *key {
