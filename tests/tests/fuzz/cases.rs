@@ -147,11 +147,14 @@ pub enum Step {
         frag: Frag,
         len: u8,
     },
-    /// A packet of a tracked flow (`flow`-th, modulo their number), either way.
+    /// A packet of a tracked flow (`flow`-th, modulo their number), either way; with
+    /// `natural`, a TCP flow gets the segment its state calls for next (`flags` then
+    /// picks among them) and the direction follows.
     Again {
         flow: usize,
         reply: bool,
         flags: u8,
+        natural: bool,
         frag: Frag,
         len: u8,
     },
@@ -296,13 +299,15 @@ fn again() -> impl Strategy<Value = Step> {
         any::<usize>(),
         any::<bool>(),
         tcp_flags(),
+        any::<bool>(),
         frag(),
         any::<u8>(),
     )
-        .prop_map(|(flow, reply, flags, frag, len)| Step::Again {
+        .prop_map(|(flow, reply, flags, natural, frag, len)| Step::Again {
             flow,
             reply,
             flags,
+            natural,
             frag,
             len,
         })
@@ -445,7 +450,11 @@ fn mapping() -> impl Strategy<Value = Mapping> {
 pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
     (
         any::<bool>(),
-        prop_oneof![3 => Just((20_000u16, 29_999u16)), 1 => (0..40u16).prop_map(|k| (20_000, 20_000 + k))],
+        prop_oneof![
+            6 => Just((20_000u16, 29_999u16)),
+            1 => (0..40u16).prop_map(|k| (20_000, 20_000 + k)),
+            1 => (0..3u16).prop_map(|k| (20_000, 20_000 + k)),
+        ],
         prop::collection::vec(mapping(), 0..5),
         prop::collection::vec(step(), 1..max_steps),
     )
@@ -582,6 +591,48 @@ pub fn datagram(src: u32, dst: u32, proto: u8, id: u16, l4: &[u8], frag: Frag) -
     }
 }
 
+/// The segment a TCP flow in `state` would see next, and whether the answering side
+/// sends it: `pick` chooses among the likely ones.
+fn next_segment(state: u8, pick: u8) -> (bool, u8) {
+    use netlab_common::conntrack::{
+        TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_SYN_RECV, TCP_SYN_SENT,
+        TCP_TIME_WAIT,
+    };
+    const SYN: u8 = 0x02;
+    const SYN_ACK: u8 = 0x12;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+    const FIN_ACK: u8 = 0x11;
+    const RST: u8 = 0x04;
+    let choices: &[(bool, u8)] = match state {
+        TCP_SYN_SENT => &[
+            (true, SYN_ACK),
+            (true, SYN_ACK),
+            (false, SYN),
+            (true, RST | ACK),
+        ],
+        TCP_SYN_RECV => &[
+            (false, ACK),
+            (false, ACK),
+            (true, SYN_ACK),
+            (false, FIN_ACK),
+        ],
+        TCP_ESTABLISHED => &[
+            (false, PSH_ACK),
+            (true, PSH_ACK),
+            (false, FIN_ACK),
+            (true, FIN_ACK),
+            (true, RST),
+            (false, ACK),
+        ],
+        TCP_FIN_WAIT => &[(true, FIN_ACK), (true, ACK), (false, ACK)],
+        TCP_CLOSE_WAIT => &[(false, FIN_ACK), (false, PSH_ACK), (true, ACK)],
+        TCP_TIME_WAIT | TCP_CLOSE => &[(false, SYN), (false, ACK), (true, ACK)],
+        _ => &[(false, SYN)],
+    };
+    choices[pick as usize % choices.len()]
+}
+
 /// The IPv4 packet (no Ethernet) a tracked flow's packet becomes, ready to be quoted.
 fn translated(model: &Model, flow: usize, dir: Dir, len: u8) -> (u32, u32, Vec<u8>) {
     let f = &model.flows[flow];
@@ -646,6 +697,7 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
             flow,
             reply,
             flags,
+            natural,
             frag,
             len,
         } => {
@@ -653,10 +705,15 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
                 return Vec::new();
             }
             let f = &model.flows[flow % model.flows.len()];
-            let dir = if *reply { Dir::Reply } else { Dir::Opener };
+            let (reply, flags) = if *natural && f.key.proto == TCP {
+                next_segment(f.state, *flags)
+            } else {
+                (*reply, *flags)
+            };
+            let dir = if reply { Dir::Reply } else { Dir::Opener };
             let k = f.key_of(dir);
             let flags = match (k.proto, dir) {
-                (TCP, _) => *flags,
+                (TCP, _) => flags,
                 (ICMP, Dir::Opener) => wire::ECHO_REQUEST,
                 (ICMP, Dir::Reply) => wire::ECHO_REPLY,
                 _ => 0,
