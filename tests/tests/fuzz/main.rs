@@ -6,10 +6,11 @@
 //! the model says, and after every frame the conntrack and fragment tables must hold
 //! exactly the model's flows; a translated frame must match an entry the tables hold.
 //!
-//! `fuzz_slow_path` runs the hooks as a lab without the fast path has them;
-//! `fuzz_fast_path` runs them inside a sandbox lab's host namespace with the fast path
-//! on, where forwarded frames are redirected with new MACs and TTL. Their case counts
-//! come from `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`), 10,000 and 2,000 otherwise.
+//! The cases run inside a sandbox lab's host namespace, where the fast path's route
+//! lookups see the lab's links and neighbours; each case has the fast path on (frames
+//! forwarded are redirected with the next hop's MACs and the TTL one less) or off. The
+//! object is loaded once per worker (one per CPU) and its maps emptied between cases.
+//! 10,000 cases, or `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`).
 
 mod bpf;
 mod cases;
