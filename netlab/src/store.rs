@@ -78,7 +78,7 @@ impl Locked {
         let d = dir(&self.lab);
         fs::create_dir_all(&d).map_err(|e| Error::io("create", &d, e))?;
         let tmp = d.join("state.json.tmp");
-        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        let text = serde_json::to_string(state).expect("state serialises");
         fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
         fs::rename(&tmp, file(&self.lab)).map_err(|e| Error::io("rename", &tmp, e))
     }

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod link;
 pub mod netns;
 pub mod route;
+pub mod sockdiag;
 pub mod sysctl;
 
 use crate::error::Error;

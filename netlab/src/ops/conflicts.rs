@@ -1,11 +1,14 @@
 //! What may be published: host addresses of the lab, ports nobody else holds.
 
-use std::{collections::HashMap, fs, net::Ipv4Addr, path::Path};
+use std::{collections::HashMap, net::Ipv4Addr, path::Path};
 
 use crate::{
     error::{Error, Result},
     lab::{LabState, PortSpec, Proto, Published},
-    netlink::netns,
+    netlink::{
+        netns,
+        sockdiag::{self, BoundSocket},
+    },
 };
 
 /// Refuses a host address that is not the lab host's (uplink, bridge or 127.0.0.1).
@@ -23,11 +26,19 @@ pub fn check_host_ip(state: &LabState, spec: &PortSpec) -> Result<()> {
 }
 
 /// Every host port the lab's mappings claim, so that a batch of thousands of specs is
-/// checked in time proportional to its ports, not to the square of their number.
+/// checked in time proportional to its ports, not to the square of their number. A
+/// request of a few specs is checked against the mappings one by one instead, which is
+/// cheaper than indexing tens of thousands of them.
 pub struct Claims<'a> {
-    /// (protocol, host port) → who claims it, on which host address.
-    taken: HashMap<(Proto, u16), Vec<Claim<'a>>>,
+    published: &'a [Published],
+    asked: Vec<PortSpec>,
+    /// (protocol, host port) → who claims it, on which host address; only for a large
+    /// request.
+    taken: Option<HashMap<(Proto, u16), Vec<Claim<'a>>>>,
 }
+
+/// Requests up to this many specs are checked without an index.
+const SMALL_REQUEST: usize = 16;
 
 /// A host address (or every address) and what claims a port on it.
 type Claim<'a> = (Option<Ipv4Addr>, Claimant<'a>);
@@ -39,19 +50,26 @@ enum Claimant<'a> {
 }
 
 impl<'a> Claims<'a> {
-    pub fn of(state: &'a LabState) -> Self {
+    /// The claims of `state`'s mappings, for a request of `request_len` specs.
+    pub fn of(state: &'a LabState, request_len: usize) -> Self {
         let mut claims = Self {
-            taken: HashMap::new(),
+            published: &state.ports,
+            asked: Vec::new(),
+            taken: None,
         };
-        for p in &state.ports {
-            claims.add(&p.spec, Claimant::Published(p));
+        if request_len > SMALL_REQUEST {
+            let mut taken = HashMap::new();
+            for p in &state.ports {
+                Self::add(&mut taken, &p.spec, Claimant::Published(p));
+            }
+            claims.taken = Some(taken);
         }
         claims
     }
 
-    fn add(&mut self, spec: &PortSpec, who: Claimant<'a>) {
+    fn add(taken: &mut HashMap<(Proto, u16), Vec<Claim<'a>>>, spec: &PortSpec, who: Claimant<'a>) {
         for port in spec.host_port..=spec.host_end {
-            self.taken
+            taken
                 .entry((spec.proto, port))
                 .or_default()
                 .push((spec.host_ip, who));
@@ -61,93 +79,59 @@ impl<'a> Claims<'a> {
     /// Refuses a spec that claims a port another mapping, or an earlier spec of the
     /// same request, already has; otherwise claims its ports.
     pub fn claim(&mut self, spec: &PortSpec) -> Result<()> {
-        for port in spec.host_port..=spec.host_end {
-            let Some(holders) = self.taken.get(&(spec.proto, port)) else {
-                continue;
-            };
-            let clash = holders.iter().find(|(ip, _)| match (ip, spec.host_ip) {
-                (Some(a), Some(b)) => *a == b,
-                _ => true,
-            });
-            match clash {
-                Some((_, Claimant::Published(p))) => {
-                    return Err(Error::Conflict(format!(
-                        "host port {} is already published ({} on container {}): unpublish it first",
-                        spec, p.spec, p.container
-                    )));
+        let clash = match &self.taken {
+            None => self
+                .published
+                .iter()
+                .find(|p| p.spec.overlaps(spec))
+                .map(Claimant::Published)
+                .or_else(|| {
+                    self.asked
+                        .iter()
+                        .find(|o| o.overlaps(spec))
+                        .map(|o| Claimant::Asked(*o))
+                }),
+            Some(taken) => (spec.host_port..=spec.host_end).find_map(|port| {
+                taken
+                    .get(&(spec.proto, port))?
+                    .iter()
+                    .find_map(|(ip, who)| {
+                        let same = match (ip, spec.host_ip) {
+                            (Some(a), Some(b)) => *a == b,
+                            _ => true,
+                        };
+                        same.then_some(*who)
+                    })
+            }),
+        };
+        match clash {
+            Some(Claimant::Published(p)) => Err(Error::Conflict(format!(
+                "host port {} is already published ({} on container {}): unpublish it first",
+                spec, p.spec, p.container
+            ))),
+            Some(Claimant::Asked(o)) => Err(Error::Conflict(format!(
+                "port specs {o} and {spec} overlap"
+            ))),
+            None => {
+                match &mut self.taken {
+                    Some(taken) => Self::add(taken, spec, Claimant::Asked(*spec)),
+                    None => self.asked.push(*spec),
                 }
-                Some((_, Claimant::Asked(o))) => {
-                    return Err(Error::Conflict(format!(
-                        "port specs {o} and {spec} overlap"
-                    )));
-                }
-                None => {}
+                Ok(())
             }
         }
-        self.add(spec, Claimant::Asked(*spec));
-        Ok(())
     }
 }
 
-/// A socket bound in the host namespace: a TCP listener or a bound UDP socket.
-#[derive(Debug, PartialEq)]
-pub struct Bound {
-    udp: bool,
-    addr: Option<Ipv4Addr>,
-    port: u16,
-}
-
-fn parse(text: &str, udp: bool, v6: bool) -> Vec<Bound> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (local, state) = (f.get(1)?, f.get(3)?);
-            // TCP: only listeners; UDP: every bound socket (state 07, "closed").
-            if !udp && *state != "0A" {
-                return None;
-            }
-            let (addr, port) = local.split_once(':')?;
-            let port = u16::from_str_radix(port, 16).ok()?;
-            let addr = if v6 {
-                // Only the wildcard (::) and v4-mapped wildcard also take IPv4 ports.
-                if addr.chars().all(|c| c == '0') {
-                    None
-                } else {
-                    return None;
-                }
-            } else {
-                let raw = u32::from_str_radix(addr, 16).ok()?;
-                let a = Ipv4Addr::from(raw.to_ne_bytes());
-                (!a.is_unspecified()).then_some(a)
-            };
-            Some(Bound { udp, addr, port })
-        })
-        .collect()
-}
-
-/// The sockets bound in the lab host's namespace, read once per command.
-pub fn bound_sockets(host_ns: &Path) -> Result<Vec<Bound>> {
-    netns::run_in(host_ns, || {
-        let mut all = Vec::new();
-        for (file, udp, v6) in [
-            ("tcp", false, false),
-            ("udp", true, false),
-            ("tcp6", false, true),
-            ("udp6", true, true),
-        ] {
-            let path = format!("/proc/thread-self/net/{file}");
-            if let Ok(text) = fs::read_to_string(&path) {
-                all.extend(parse(&text, udp, v6));
-            }
-        }
-        Ok(all)
-    })
+/// The sockets bound in the lab host's namespace (TCP listeners, bound UDP sockets),
+/// read once per command.
+pub fn bound_sockets(host_ns: &Path) -> Result<Vec<BoundSocket>> {
+    netns::run_in(host_ns, sockdiag::bound)
 }
 
 /// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
 /// bound UDP socket), which the published port would silently take over.
-pub fn check_sockets(bound: &[Bound], spec: &PortSpec) -> Result<()> {
+pub fn check_sockets(bound: &[BoundSocket], spec: &PortSpec) -> Result<()> {
     let udp = spec.proto == Proto::Udp;
     for b in bound {
         let addr_clash = match (b.addr, spec.host_ip) {
@@ -165,43 +149,4 @@ pub fn check_sockets(bound: &[Bound], spec: &PortSpec) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_proc_net() {
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
-   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
-   2: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
-        let b = parse(tcp, false, false);
-        assert_eq!(
-            b,
-            vec![
-                Bound {
-                    udp: false,
-                    addr: Some(Ipv4Addr::LOCALHOST),
-                    port: 8080
-                },
-                Bound {
-                    udp: false,
-                    addr: None,
-                    port: 80
-                },
-            ]
-        );
-        let tcp6 = "  sl  local_address                         remote_address                        st\n\
-   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 0\n";
-        assert_eq!(
-            parse(tcp6, false, true),
-            vec![Bound {
-                udp: false,
-                addr: None,
-                port: 22
-            }]
-        );
-    }
 }

@@ -28,7 +28,7 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
         }
     };
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
-    let mut claims = conflicts::Claims::of(state);
+    let mut claims = conflicts::Claims::of(state, specs.len());
     let used: HashSet<u32> = state.ports.iter().map(|p| p.id).collect();
     let mut ids = (1u32..).filter(|i| !used.contains(i));
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());

@@ -1,0 +1,197 @@
+//! The sockets bound in the calling thread's network namespace, from the kernel's
+//! socket diagnostics (`NETLINK_SOCK_DIAG`, what `ss -ltun` asks). Unlike reading
+//! `/proc/net/tcp`, a dump of listening sockets walks only the listening hash, not the
+//! whole established table, which is sized for the machine and slow to walk even empty.
+
+use std::{io, mem::size_of, net::Ipv4Addr};
+
+use crate::error::{Error, Result};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_ERROR: u16 = 2;
+const TCP_LISTEN: u32 = 10;
+/// A UDP socket's "state" in the diag dump (`TCP_CLOSE`): bound, unconnected or not.
+const UDP_BOUND: u32 = 7;
+
+#[repr(C)]
+#[derive(Default)]
+struct NlMsgHdr {
+    len: u32,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    pid: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InetDiagSockId {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    src: [u32; 4],
+    dst: [u32; 4],
+    interface: u32,
+    cookie: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InetDiagReqV2 {
+    family: u8,
+    protocol: u8,
+    ext: u8,
+    pad: u8,
+    states: u32,
+    id: InetDiagSockId,
+}
+
+#[repr(C)]
+struct InetDiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: InetDiagSockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+
+/// A bound socket: its local address (`None` for a wildcard, IPv4 or IPv6) and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundSocket {
+    pub udp: bool,
+    pub addr: Option<Ipv4Addr>,
+    pub port: u16,
+}
+
+/// TCP listeners and bound UDP sockets, IPv4 and IPv6 (an IPv6 socket counts only when
+/// it is bound to the wildcard, which takes IPv4 ports too).
+pub fn bound() -> Result<Vec<BoundSocket>> {
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io(
+            "open",
+            "NETLINK_SOCK_DIAG",
+            io::Error::last_os_error(),
+        ));
+    }
+    let result = (|| {
+        let mut all = Vec::new();
+        for (family, proto, states) in [
+            (libc::AF_INET, libc::IPPROTO_TCP, 1u32 << TCP_LISTEN),
+            (libc::AF_INET6, libc::IPPROTO_TCP, 1 << TCP_LISTEN),
+            (libc::AF_INET, libc::IPPROTO_UDP, 1 << UDP_BOUND),
+            (libc::AF_INET6, libc::IPPROTO_UDP, 1 << UDP_BOUND),
+        ] {
+            dump(fd, family as u8, proto as u8, states, &mut all)?;
+        }
+        Ok(all)
+    })();
+    unsafe { libc::close(fd) };
+    result
+}
+
+fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>) -> Result<()> {
+    #[repr(C)]
+    struct Request {
+        hdr: NlMsgHdr,
+        req: InetDiagReqV2,
+    }
+    let request = Request {
+        hdr: NlMsgHdr {
+            len: size_of::<Request>() as u32,
+            kind: SOCK_DIAG_BY_FAMILY,
+            flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+            seq: 1,
+            pid: 0,
+        },
+        req: InetDiagReqV2 {
+            family,
+            protocol: proto,
+            states,
+            ..Default::default()
+        },
+    };
+    let sent = unsafe {
+        libc::send(
+            fd,
+            &request as *const Request as *const libc::c_void,
+            size_of::<Request>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(Error::io(
+            "send",
+            "NETLINK_SOCK_DIAG",
+            io::Error::last_os_error(),
+        ));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n < 0 {
+            return Err(Error::io(
+                "receive",
+                "NETLINK_SOCK_DIAG",
+                io::Error::last_os_error(),
+            ));
+        }
+        let mut off = 0usize;
+        let n = n as usize;
+        while off + size_of::<NlMsgHdr>() <= n {
+            let hdr = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr() as *const NlMsgHdr) };
+            let len = hdr.len as usize;
+            if len < size_of::<NlMsgHdr>() || off + len > n {
+                break;
+            }
+            match hdr.kind {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => {
+                    return Err(Error::io(
+                        "dump sockets",
+                        "NETLINK_SOCK_DIAG",
+                        io::Error::other("the kernel answered with an error"),
+                    ));
+                }
+                _ => {
+                    let body = off + size_of::<NlMsgHdr>();
+                    if body + size_of::<InetDiagMsg>() <= off + len {
+                        let msg = unsafe {
+                            std::ptr::read_unaligned(buf[body..].as_ptr() as *const InetDiagMsg)
+                        };
+                        if let Some(b) = socket(&msg, proto == libc::IPPROTO_UDP as u8) {
+                            out.push(b);
+                        }
+                    }
+                }
+            }
+            // Messages are aligned to 4 bytes.
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+fn socket(msg: &InetDiagMsg, udp: bool) -> Option<BoundSocket> {
+    let port = u16::from_be_bytes(msg.id.sport);
+    let addr = if msg.family == libc::AF_INET as u8 {
+        let a = Ipv4Addr::from(msg.id.src[0].to_ne_bytes());
+        (!a.is_unspecified()).then_some(a)
+    } else if msg.id.src.iter().all(|w| *w == 0) {
+        // The IPv6 wildcard takes IPv4 ports too.
+        None
+    } else {
+        return None;
+    };
+    Some(BoundSocket { udp, addr, port })
+}
