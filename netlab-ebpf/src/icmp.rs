@@ -109,11 +109,16 @@ fn quoted_l4(
     if q.proto == IPPROTO_UDP && check == 0 {
         return Ok(());
     }
-    let fixed = if wide {
+    let mut fixed = if wide {
         csum_replace4(check, old, new)
     } else {
         csum_replace2(check, old as u16, new as u16)
     };
+    if q.proto == IPPROTO_UDP && fixed == 0 {
+        // 0 is "no checksum" in UDP: a computed 0 is sent as 0xffff (the same in one's
+        // complement), and the next update must not take it for "none".
+        fixed = 0xffff;
+    }
     rewrite::icmp_payload16(ctx, icmp_csum, at, check, fixed)
 }
 

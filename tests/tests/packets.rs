@@ -365,6 +365,42 @@ fn icmp_quotes_end_with_their_datagram() {
     assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 0);
 }
 
+/// Found by the fuzz test: a container's port unreachable about a UDP datagram whose
+/// quoted checksum goes through 0 when the container's address is replaced by the
+/// uplink's. The next update (the quoted port) took that 0 for "no checksum" and left
+/// it: the quote went out with a wrong checksum of 0.
+#[test]
+fn a_quoted_udp_checksum_that_passes_through_zero_stays_right() {
+    let mut dp = Datapath::new(config());
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(34_025, 8084, b"q");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 8084, b"q")
+    });
+    // The frame as the fuzz test found it: the whole reply 203.0.113.1:8084 ->
+    // 172.18.0.2:34025 quoted, its UDP checksum 0x7e21.
+    let err: [u8; 110] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, 0x45,
+        0x00, 0x00, 0x60, 0x00, 0x09, 0x00, 0x00, 0x40, 0x01, 0x92, 0x7e, 0xac, 0x12, 0x00, 0x02,
+        0xcb, 0x00, 0x71, 0x01, 0x03, 0x03, 0xe5, 0x54, 0x00, 0x00, 0x00, 0x00, 0x45, 0x00, 0x00,
+        0x44, 0x51, 0x51, 0x40, 0x00, 0x40, 0x11, 0x01, 0x42, 0xcb, 0x00, 0x71, 0x01, 0xac, 0x12,
+        0x00, 0x02, 0x1f, 0x94, 0x84, 0xe9, 0x00, 0x30, 0x7e, 0x21, 0x00, 0x25, 0x4a, 0x6f, 0x94,
+        0xb9, 0xde, 0x03, 0x28, 0x4d, 0x72, 0x97, 0xbc, 0xe1, 0x06, 0x2b, 0x50, 0x75, 0x9a, 0xbf,
+        0xe4, 0x09, 0x2e, 0x53, 0x78, 0x9d, 0xc2, 0xe7, 0x0c, 0x31, 0x56, 0x7b, 0xa0, 0xc5, 0xea,
+        0x0f, 0x34, 0x59, 0x7e, 0xa3,
+    ];
+    let (verdict, out) = dp.egress(&err);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert!(View::new(&out).ip_csum_ok() && View::new(&out).l4_csum_ok());
+    // The quote is the datagram the container got, as it was sent: to the uplink's
+    // address and NAT port, its checksum right (and never 0, which means none).
+    let quote = View::new(&out[14 + 20 + 8 - 14..]);
+    assert_eq!(
+        (quote.src(), quote.dst(), quote.sport(), quote.dport()),
+        (INTERNET, UPLINK_ADDR, 8084, port)
+    );
+    assert!(quote.ip_csum_ok() && quote.l4_csum_ok(), "{out:02x?}");
+}
+
 #[test]
 fn ipv4_options_move_the_l4_header() {
     let mut dp = Datapath::new(config());
