@@ -486,8 +486,11 @@ fn fuzz(n: u32) {
         &tally,
         start.elapsed().as_secs_f64(),
     );
-    if let Some(f) = failures.first() {
-        panic!("the datapath and the model disagree: {f}");
+    if !failures.is_empty() {
+        for f in &failures {
+            println!("mismatch: {f}");
+        }
+        panic!("the datapath and the model disagree: {}", failures[0]);
     }
 }
 
