@@ -335,11 +335,14 @@ pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<CtEntry, DropReason> {
 }
 
 /// Whether the reply tuple of `nf.out` is free in both tables (a half-dead flow still
-/// holds it); leaves it in `nf.reply_key`.
+/// holds it) and is not the flow's own opening tuple (hairpin from a container to
+/// itself, from its published port, with a NAT port equal to that port); leaves it in
+/// `nf.reply_key`.
 #[inline(always)]
 fn reply_free(nf: &mut NewFlow) -> bool {
     nf.reply_key = nf.out.pair_key(nf.key.proto);
-    maps::ct_get(Table::Established, &nf.reply_key).is_none()
+    nf.reply_key != nf.key
+        && maps::ct_get(Table::Established, &nf.reply_key).is_none()
         && maps::ct_get(Table::Pending, &nf.reply_key).is_none()
 }
 

@@ -118,6 +118,9 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
             None => Plan::stack(counter::SLOW_OTHER),
         };
     }
+    if never_forwarded(dst) {
+        return Plan::stack(counter::SLOW_OTHER);
+    }
     // Zeroed as eight words: `mem::zeroed` would call a byte-by-byte memset.
     let mut words = [0u64; 8];
     let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
@@ -155,6 +158,15 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
         };
     }
     Plan::stack(counter::SLOW_OTHER)
+}
+
+/// Destinations the lab host's stack never forwards (martians, multicast, the limited
+/// broadcast), which a route lookup alone, without the input path's checks, would send
+/// out by the default route: the zero network, 224.0.0.0/4, 255.255.255.255.
+#[inline(always)]
+fn never_forwarded(dst: u32) -> bool {
+    let first = (u32::from_be(dst) >> 24) as u8;
+    first == 0 || (224..=239).contains(&first) || dst == u32::MAX
 }
 
 /// The plan for a frame between two containers: switched straight into the container

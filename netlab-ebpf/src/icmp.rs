@@ -30,6 +30,10 @@ use crate::{
 #[inline(always)]
 pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: bool) -> Verdict {
     let Some(q) = parse::icmp_inner(ctx, outer)? else {
+        if from_ctr {
+            // Never leak a container's address in an error nobody can place.
+            return Err(DropReason::UnsupportedProtocol);
+        }
         maps::count(counter::PASS_UNTRACKED);
         return PASS;
     };
@@ -95,21 +99,26 @@ fn quoted_l4(
     wide: bool,
 ) -> Result<(), DropReason> {
     let (at, pseudo) = quoted_l4_check(q);
-    if wide && !pseudo {
+    if (wide && !pseudo) || at + 2 > q.end {
+        // Not covered, or not quoted this far.
         return Ok(());
     }
     let Ok(check) = ctx.load::<u16>(at) else {
-        // Not quoted this far.
         return Ok(());
     };
     if q.proto == IPPROTO_UDP && check == 0 {
         return Ok(());
     }
-    let fixed = if wide {
+    let mut fixed = if wide {
         csum_replace4(check, old, new)
     } else {
         csum_replace2(check, old as u16, new as u16)
     };
+    if q.proto == IPPROTO_UDP && fixed == 0 {
+        // 0 is "no checksum" in UDP: a computed 0 is sent as 0xffff (the same in one's
+        // complement), and the next update must not take it for "none".
+        fixed = 0xffff;
+    }
     rewrite::icmp_payload16(ctx, icmp_csum, at, check, fixed)
 }
 

@@ -64,6 +64,9 @@ pub struct Packet {
     pub first_fragment: bool,
     /// Length of the whole frame, for byte counters.
     pub len: u32,
+    /// One past the datagram's last byte (`l3_off` + total length): what lies beyond
+    /// (padding) is not part of the packet, nor of a quote in it.
+    pub end: usize,
 }
 
 /// What sort of L4 payload the packet carries, as far as NAT is concerned.
@@ -116,13 +119,15 @@ pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
+    // The ethertype first: a frame too short for an IPv4 header may be something else,
+    // which is not ours to drop.
+    let ethertype: u16 = ctx.load(12).map_err(|_| DropReason::Truncated)?;
+    if ethertype != ETH_P_IP.to_be() {
+        return Ok(None);
+    }
     let (data, end) = linear(ctx, ETH_HLEN + IPV4_MIN_HLEN)?;
     if data + ETH_HLEN + IPV4_MIN_HLEN > end {
         return Err(DropReason::Truncated);
-    }
-    let ethertype = unsafe { *((data + 12) as *const u16) };
-    if ethertype != ETH_P_IP.to_be() {
-        return Ok(None);
     }
     let ip = unsafe { *((data + ETH_HLEN) as *const Ipv4Hdr) };
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
@@ -150,6 +155,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         ip_id: ip.id,
         first_fragment: frag & IP_MF != 0 && frag & IP_OFFSET == 0,
         len,
+        end: ETH_HLEN + tot_len,
     };
     if frag & IP_OFFSET != 0 {
         pkt.kind = Kind::Fragment;
@@ -215,10 +221,14 @@ fn l4_header<const N: usize>(
 
 /// The packet quoted inside an ICMP error: its IPv4 header starts 8 bytes into the ICMP
 /// message, followed by at least 8 bytes of its L4 header. Only flows the datapath
-/// tracks (TCP, UDP, ICMP echo), quoted whole enough to translate, are returned.
+/// tracks (TCP, UDP, ICMP echo), quoted whole enough to translate (inside the outer
+/// datagram), are returned.
 #[inline(always)]
 pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, DropReason> {
     let l3_off = outer.l4_off + 8;
+    if l3_off + IPV4_MIN_HLEN > outer.end {
+        return Err(DropReason::Truncated);
+    }
     let ip: Ipv4Hdr = ctx.load(l3_off).map_err(|_| DropReason::Truncated)?;
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
     if ip.vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
@@ -243,15 +253,22 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
         ip_id: ip.id,
         first_fragment: false,
         len: 0,
+        end: outer.end,
     };
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
+            if inner.l4_off + 4 > inner.end {
+                return Err(DropReason::Truncated);
+            }
             let ports: [u16; 2] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;
             inner.sport = ports[0];
             inner.dport = ports[1];
             inner.kind = Kind::Flow;
         }
         IPPROTO_ICMP => {
+            if inner.l4_off + 8 > inner.end {
+                return Err(DropReason::Truncated);
+            }
             let head: [u16; 4] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;
             let icmp_type = head[0].to_ne_bytes()[0];
             if icmp_type == ICMP_ECHO_REQUEST || icmp_type == ICMP_ECHO_REPLY {

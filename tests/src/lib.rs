@@ -5,6 +5,7 @@
 //! `cargo xtask test`.
 
 pub mod cni;
+pub mod model;
 pub mod packet;
 pub mod podman;
 pub mod sockets;

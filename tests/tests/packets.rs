@@ -328,6 +328,79 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     assert_frames_eq(&out, &err);
 }
 
+/// Found by the fuzz test: an ICMP error from a container about something no flow can
+/// be (an ICMP error, another protocol, a later fragment) left the lab with the
+/// container's own address. It is dropped, as errors about untracked flows are.
+#[test]
+fn icmp_errors_from_containers_that_quote_no_flow_do_not_leave() {
+    let mut dp = Datapath::new(config());
+    let tcp = ip_of(&Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, ACK, b""));
+    let nested = ip_of(&Ipv4::new(INTERNET, CTR, ICMP).icmp_error(3, 3, &tcp[..28]));
+    let gre = ip_of(&Ipv4::new(INTERNET, CTR, 47).frame(&[0; 8]));
+    let mut later = Ipv4::new(INTERNET, CTR, UDP);
+    later.frag = 0x0010;
+    let later = ip_of(&later.frame(&[0; 8]));
+    for quoted in [nested, gre, later] {
+        let err = Ipv4::new(CTR, INTERNET, ICMP).icmp_error(3, 3, &quoted);
+        assert_eq!(dp.egress(&err).0, TC_ACT_SHOT);
+    }
+    assert_eq!(dp.stat(DropReason::UnsupportedProtocol.index()), 3);
+}
+
+/// Found by the fuzz test: the quote of an ICMP error was read, and rewritten, past the
+/// end of the datagram (in the frame's padding), with the outer checksum then wrong.
+#[test]
+fn icmp_quotes_end_with_their_datagram() {
+    let mut dp = Datapath::new(config());
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 9, b"hello")
+    });
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port, 9, b"hello"));
+    // The error quotes the IPv4 header only; the UDP header lies past its end.
+    let mut err = Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(3, 3, &sent[..20]);
+    err.extend_from_slice(&sent[20..28]);
+    assert_eq!(dp.ingress(&err).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::Truncated.index()), 1);
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 0);
+}
+
+/// Found by the fuzz test: a container's port unreachable about a UDP datagram whose
+/// quoted checksum goes through 0 when the container's address is replaced by the
+/// uplink's. The next update (the quoted port) took that 0 for "no checksum" and left
+/// it: the quote went out with a wrong checksum of 0.
+#[test]
+fn a_quoted_udp_checksum_that_passes_through_zero_stays_right() {
+    let mut dp = Datapath::new(config());
+    let q = Ipv4::new(CTR, INTERNET, UDP).udp(34_025, 8084, b"q");
+    let port = masquerade(&mut dp, &q, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 8084, b"q")
+    });
+    // The frame as the fuzz test found it: the whole reply 203.0.113.1:8084 ->
+    // 172.18.0.2:34025 quoted, its UDP checksum 0x7e21.
+    let err: [u8; 110] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, 0x45,
+        0x00, 0x00, 0x60, 0x00, 0x09, 0x00, 0x00, 0x40, 0x01, 0x92, 0x7e, 0xac, 0x12, 0x00, 0x02,
+        0xcb, 0x00, 0x71, 0x01, 0x03, 0x03, 0xe5, 0x54, 0x00, 0x00, 0x00, 0x00, 0x45, 0x00, 0x00,
+        0x44, 0x51, 0x51, 0x40, 0x00, 0x40, 0x11, 0x01, 0x42, 0xcb, 0x00, 0x71, 0x01, 0xac, 0x12,
+        0x00, 0x02, 0x1f, 0x94, 0x84, 0xe9, 0x00, 0x30, 0x7e, 0x21, 0x00, 0x25, 0x4a, 0x6f, 0x94,
+        0xb9, 0xde, 0x03, 0x28, 0x4d, 0x72, 0x97, 0xbc, 0xe1, 0x06, 0x2b, 0x50, 0x75, 0x9a, 0xbf,
+        0xe4, 0x09, 0x2e, 0x53, 0x78, 0x9d, 0xc2, 0xe7, 0x0c, 0x31, 0x56, 0x7b, 0xa0, 0xc5, 0xea,
+        0x0f, 0x34, 0x59, 0x7e, 0xa3,
+    ];
+    let (verdict, out) = dp.egress(&err);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert!(View::new(&out).ip_csum_ok() && View::new(&out).l4_csum_ok());
+    // The quote is the datagram the container got, as it was sent: to the uplink's
+    // address and NAT port, its checksum right (and never 0, which means none).
+    let quote = View::new(&out[14 + 20 + 8 - 14..]);
+    assert_eq!(
+        (quote.src(), quote.dst(), quote.sport(), quote.dport()),
+        (INTERNET, UPLINK_ADDR, 8084, port)
+    );
+    assert!(quote.ip_csum_ok() && quote.l4_csum_ok(), "{out:02x?}");
+}
+
 #[test]
 fn ipv4_options_move_the_l4_header() {
     let mut dp = Datapath::new(config());
@@ -362,6 +435,22 @@ fn truncated_packets_are_dropped_and_counted() {
         dp.table(names::CT_PENDING).is_empty(),
         "nothing tracked for a broken packet"
     );
+}
+
+/// Found by the fuzz test: a frame too short to hold an IPv4 header that is not IPv4
+/// at all is none of the datapath's business, and was dropped as truncated.
+#[test]
+fn short_frames_that_are_not_ipv4_pass() {
+    let mut dp = Datapath::new(config());
+    let frame = [0u8; 14];
+    for prog in [
+        names::PROG_UPLINK_EGRESS,
+        names::PROG_UPLINK_INGRESS,
+        names::PROG_BRIDGE_INGRESS,
+    ] {
+        assert_eq!(dp.run(prog, &frame), (TC_ACT_OK, frame.to_vec()), "{prog}");
+    }
+    assert_eq!(dp.stat(DropReason::Truncated.index()), 0);
 }
 
 #[test]
@@ -537,6 +626,86 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     );
 }
 
+/// Found by the fuzz test: the first fragment of a hairpin datagram was translated at
+/// bridge ingress, the rest went to the lab host untranslated.
+#[test]
+fn hairpin_fragments_follow_their_first() {
+    use netlab_common::publish::{PubKey, PubTarget};
+    let mut dp = Datapath::new(config());
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    {
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: 5353u16.to_be(),
+            proto: UDP,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: be(CTR2),
+            port: 53u16.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        publish.insert(key, target, 0).unwrap();
+    }
+    let whole = ip_of(&Ipv4::new(CTR, UPLINK_ADDR, UDP).udp(40_000, 5353, &[7; 24]));
+    let udp = &whole[20..];
+    let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+    first.frag = 0x2000;
+    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &first.frame(&udp[..16]));
+    assert_eq!(verdict, TC_ACT_OK);
+    let v = View::new(&out);
+    assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 53));
+    let mut rest = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+    rest.frag = 2;
+    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &rest.frame(&udp[16..]));
+    assert_eq!(verdict, TC_ACT_OK);
+    let mut want = Ipv4::new(bridge, CTR2, UDP);
+    want.frag = 2;
+    assert_frames_eq(&out, &want.frame(&udp[16..]));
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+}
+
+/// Found by the fuzz test: hairpin from a container to a port published to itself, from
+/// that same port, when the NAT range holds the published port: a NAT port equal to it
+/// makes the reply tuple the flow's own opening tuple. The insert of the second half
+/// then failed and its rollback removed the first (`ct_insert_failed`); such a port is
+/// not free.
+#[test]
+fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
+    use netlab_common::publish::{PubKey, PubTarget};
+    let mut dp = Datapath::new(Config {
+        nat_port_min: 20_001,
+        nat_port_max: 20_001,
+        ..config()
+    });
+    {
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: 20_001u16.to_be(),
+            proto: TCP,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: be(CTR),
+            port: 53u16.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        publish.insert(key, target, 0).unwrap();
+    }
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    let syn = Ipv4::new(CTR, bridge, TCP).tcp(53, 20_001, SYN, b"");
+    assert_eq!(dp.run(names::PROG_BRIDGE_INGRESS, &syn).0, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
+    assert_eq!(dp.stat(DropReason::CtInsertFailed.index()), 0);
+    assert!(dp.table(names::CT_PENDING).is_empty());
+}
+
 /// Every program verifies with room to spare, debug logs included: the verifier's
 /// limit is a million instructions, and a program near it breaks on the next change.
 #[test]
@@ -671,6 +840,17 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         // ...but not one addressed to another MAC: the bridge decides.
         let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], mac_a);
         assert_eq!(endpoint(&mut dp, &odd), (TC_ACT_OK, odd.clone()));
+        // Found by the fuzz test: what the lab host never forwards (the zero network,
+        // multicast, the limited broadcast) left the lab by the default route. It is
+        // the stack's.
+        for dst in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(224, 0, 0, 251),
+            Ipv4Addr::BROADCAST,
+        ] {
+            let syn = Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b"");
+            assert_eq!(endpoint(&mut dp, &syn), (TC_ACT_OK, syn.clone()), "{dst}");
+        }
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);

@@ -1,4 +1,4 @@
-//! `cargo xtask setup | test | demo`: orchestration only (the eBPF object is built by
+//! `cargo xtask setup | test | fuzz | demo`: orchestration only (the eBPF object is built by
 //! netlab/build.rs). Needs root, as netlab does.
 
 mod demo;
@@ -26,6 +26,13 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up, build, and fuzz the TC programs against the reference model: random
+    /// valid flows and malformed frames, every output checked (the suite runs 10,000).
+    Fuzz {
+        /// How many cases (each a lab configuration and up to 40 steps).
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: u32,
+    },
     /// Set up, build, and walk through a sandbox lab.
     Demo,
 }
@@ -38,6 +45,10 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             setup::run()?;
             test(&args)
+        }
+        Task::Fuzz { cases } => {
+            setup::run()?;
+            fuzz(cases)
         }
         Task::Demo => {
             setup::run()?;
@@ -110,6 +121,29 @@ fn test(args: &[String]) -> Result<()> {
     // One closing line for the whole suite, whatever cargo printed last.
     println!("{passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs the fuzz test with `cases` cases; it prints the outcomes it saw.
+fn fuzz(cases: u32) -> Result<()> {
+    let bin = build_netlab()?;
+    println!("==> fuzzing the TC programs against the model: {cases} cases");
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--package",
+        "netlab-tests",
+        "--test",
+        "fuzz",
+        "--",
+        "--nocapture",
+    ])
+    .env("NETLAB_BIN", &bin)
+    .env("NETLAB_FUZZ_CASES", cases.to_string())
+    .current_dir(workspace_root());
+    let result = run(&mut cmd);
+    let leaks = leak_check();
+    result?;
+    leaks
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.

@@ -1,0 +1,291 @@
+//! The model's connection tracking: one record per flow (never two halves that could
+//! part), the TCP states as DESIGN and the issue describe them, and the published
+//! ports. Addresses are host-order numbers; [`Flow::entries`] gives the two map
+//! entries the datapath must hold for a flow, in its layout.
+
+use netlab_common::conntrack::{
+    CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, TCP_CLOSE,
+    TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+};
+
+use super::wire::{ICMP, TCP};
+
+/// Where a packet comes from: a container (whatever hook meets it) or the uplink.
+pub const FROM_CTR: u8 = 1;
+pub const FROM_OUTSIDE: u8 = 2;
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// A packet's tuple in a zone: what conntrack is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub zone: u8,
+    pub proto: u8,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Key {
+    pub fn raw(&self) -> CtKey {
+        CtKey::new(
+            self.saddr.to_be(),
+            self.daddr.to_be(),
+            self.sport.to_be(),
+            self.dport.to_be(),
+            self.proto,
+            self.zone,
+        )
+    }
+}
+
+/// Addresses and ports a packet is rewritten to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowKind {
+    Masquerade,
+    Published,
+    Hairpin,
+}
+
+impl FlowKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowKind::Masquerade => "snat",
+            FlowKind::Published => "dnat",
+            FlowKind::Hairpin => "hairpin",
+        }
+    }
+}
+
+/// The direction of a packet in its flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// The side that opened the flow.
+    Opener,
+    Reply,
+}
+
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub kind: FlowKind,
+    /// The opener's packets as they arrive.
+    pub key: Key,
+    /// What the opener's packets become.
+    pub to: Tuple,
+    pub reply_zone: u8,
+    pub state: u8,
+    /// SEEN_REPLY, STREAM, ASSURED (ORIGIN belongs to the opener's entry only).
+    pub flags: u8,
+    pub pub_id: u32,
+    /// Its published mapping was withdrawn: the next lookup that meets it removes it.
+    pub withdrawn: bool,
+    pub packets: [u32; 2],
+    pub bytes: [u64; 2],
+}
+
+impl Flow {
+    pub fn reply_key(&self) -> Key {
+        reply_key_of(&self.key, &self.to, self.reply_zone)
+    }
+
+    /// What the reply's packets become: the opener's tuple turned around.
+    pub fn reply_to(&self) -> Tuple {
+        Tuple {
+            saddr: self.key.daddr,
+            daddr: self.key.saddr,
+            sport: self.key.dport,
+            dport: self.key.sport,
+        }
+    }
+
+    pub fn key_of(&self, dir: Dir) -> Key {
+        match dir {
+            Dir::Opener => self.key,
+            Dir::Reply => self.reply_key(),
+        }
+    }
+
+    pub fn to_of(&self, dir: Dir) -> Tuple {
+        match dir {
+            Dir::Opener => self.to,
+            Dir::Reply => self.reply_to(),
+        }
+    }
+
+    /// Established (or a two-way stream): in `CT`, which never evicts; else `CT_PENDING`.
+    pub fn assured(&self) -> bool {
+        self.flags & FLAG_ASSURED != 0
+    }
+
+    /// The two entries the datapath holds for this flow.
+    pub fn entries(&self) -> [(CtKey, CtEntry); 2] {
+        let (o, r) = (self.to, self.reply_to());
+        let entry = |t: Tuple, pair_zone: u8, flags: u8, i: usize| CtEntry {
+            saddr: t.saddr.to_be(),
+            daddr: t.daddr.to_be(),
+            sport: t.sport.to_be(),
+            dport: t.dport.to_be(),
+            pair_zone,
+            state: self.state,
+            flags,
+            pub_id: self.pub_id,
+            packets: self.packets[i],
+            bytes: self.bytes[i],
+            ..Default::default()
+        };
+        [
+            (
+                self.key.raw(),
+                entry(o, self.reply_zone, self.flags | FLAG_ORIGIN, 0),
+            ),
+            (
+                self.reply_key().raw(),
+                entry(r, self.key.zone, self.flags, 1),
+            ),
+        ]
+    }
+
+    /// A packet of direction `dir` with TCP flags `tcp_flags`, `len` bytes long.
+    pub fn touch(&mut self, dir: Dir, tcp_flags: u8, len: usize) {
+        let i = (dir == Dir::Reply) as usize;
+        self.packets[i] += 1;
+        self.bytes[i] += len as u64;
+        let opener = dir == Dir::Opener;
+        if self.key.proto == TCP {
+            self.state = tcp_next(self.state, tcp_flags, opener);
+        }
+        if !opener {
+            self.flags |= FLAG_SEEN_REPLY;
+        } else if self.flags & FLAG_SEEN_REPLY != 0 {
+            self.flags |= FLAG_STREAM;
+        }
+        let assured = if self.key.proto == TCP {
+            self.flags & FLAG_SEEN_REPLY != 0
+                && matches!(self.state, TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT)
+        } else {
+            self.flags & FLAG_STREAM != 0
+        };
+        if assured {
+            self.flags |= FLAG_ASSURED;
+        } else {
+            self.flags &= !FLAG_ASSURED;
+        }
+    }
+}
+
+/// The reply direction's key of a flow opened by `key` and translated to `to`.
+pub fn reply_key_of(key: &Key, to: &Tuple, reply_zone: u8) -> Key {
+    Key {
+        zone: reply_zone,
+        proto: key.proto,
+        saddr: to.daddr,
+        daddr: to.saddr,
+        sport: to.dport,
+        dport: to.sport,
+    }
+}
+
+/// The TCP state after a segment, as the issue asks (nf_conntrack's machine without
+/// window tracking): the opener's SYN opens (SYN_SENT), the answer's SYN-ACK makes it
+/// SYN_RECV, the opener's ACK then establishes it. A FIN closes one side (FIN_WAIT for
+/// the opener's, CLOSE_WAIT for the answer's), the other side's FIN then makes it
+/// TIME_WAIT; a RST closes it; the opener's SYN reopens a closed flow.
+pub fn tcp_next(state: u8, flags: u8, opener: bool) -> u8 {
+    let (syn, ack, fin) = (flags & SYN != 0, flags & ACK != 0, flags & FIN != 0);
+    if flags & RST != 0 {
+        return TCP_CLOSE;
+    }
+    if syn {
+        return if opener && !ack {
+            match state {
+                TCP_NONE | TCP_SYN_SENT | TCP_TIME_WAIT | TCP_CLOSE => TCP_SYN_SENT,
+                s => s,
+            }
+        } else if !opener && ack && matches!(state, TCP_SYN_SENT | TCP_SYN_RECV) {
+            TCP_SYN_RECV
+        } else {
+            state
+        };
+    }
+    if fin {
+        return match (state, opener) {
+            (TCP_ESTABLISHED | TCP_SYN_RECV, true) => TCP_FIN_WAIT,
+            (TCP_ESTABLISHED, false) => TCP_CLOSE_WAIT,
+            (TCP_CLOSE_WAIT, true) | (TCP_FIN_WAIT, false) => TCP_TIME_WAIT,
+            (s, _) => s,
+        };
+    }
+    if state == TCP_SYN_RECV && opener && ack {
+        return TCP_ESTABLISHED;
+    }
+    state
+}
+
+/// Whether a packet may open a flow: a TCP SYN alone (ECN bits allowed), any UDP
+/// datagram, an ICMP echo request.
+pub fn opens(proto: u8, flags: u8) -> bool {
+    match proto {
+        TCP => flags & (SYN | ACK | RST | FIN) == SYN,
+        ICMP => flags == super::wire::ECHO_REQUEST,
+        _ => true,
+    }
+}
+
+/// The first state of a flow its first packet opens.
+pub fn first_state(proto: u8) -> u8 {
+    if proto == TCP { TCP_SYN_SENT } else { TCP_NONE }
+}
+
+/// A published port (or range of ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// Host address, 0 for every host address.
+    pub addr: u32,
+    pub proto: u8,
+    pub port: u16,
+    /// Last host port; `port` for a single port.
+    pub end: u16,
+    pub ctr: u32,
+    pub ctr_port: u16,
+    pub id: u32,
+    /// A range (one `PUBLISH_RANGES` slot) rather than a single port.
+    pub range: bool,
+}
+
+/// The port table: an exact address first, then every address, then the ranges in
+/// slot order. `daddr` is one of the host's addresses.
+pub fn publish_lookup(table: &[Mapping], daddr: u32, proto: u8, dport: u16) -> Option<Mapping> {
+    let single = |addr: u32| {
+        table
+            .iter()
+            .find(|m| !m.range && m.addr == addr && m.proto == proto && m.port == dport)
+    };
+    if let Some(m) = single(daddr).or_else(|| single(0)) {
+        return Some(*m);
+    }
+    table
+        .iter()
+        .find(|m| {
+            m.range
+                && m.proto == proto
+                && (m.addr == 0 || m.addr == daddr)
+                && (m.port..=m.end).contains(&dport)
+        })
+        .map(|m| Mapping {
+            ctr_port: m.ctr_port.wrapping_add(dport - m.port),
+            ..*m
+        })
+}

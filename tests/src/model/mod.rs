@@ -1,0 +1,1092 @@
+//! A reference model of netlab's NAT in plain Rust, for the fuzz test: given the lab's
+//! configuration and the frames fed to the TC hooks one after the other, it says what
+//! must become of each — passed unchanged, dropped with a given reason, or translated
+//! to exactly which addresses and ports — and keeps its own flow table to say what the
+//! replies must become.
+//!
+//! It is written from the rules (DESIGN §3, the issues, the README), not from the
+//! programs: [`wire`] reads frames, [`flows`] tracks flows, and this module decides per
+//! hook. Checksums are never computed incrementally here: a translated frame's
+//! checksums are checked by summing the bytes they cover, before and after — a NAT
+//! must keep a correct checksum correct (and equal to a from-scratch computation) and
+//! must not repair a wrong one.
+//!
+//! Where the datapath chooses at random (a NAT source port), the model accepts any port
+//! of the range that is free for that destination, and remembers the one chosen.
+
+pub mod flows;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+
+use netlab_common::{
+    conntrack::{CtEntry, CtKey, tcp_state_name},
+    frag::{FragKey, FragNat},
+    stats::{DROP_COUNT, DROP_NAMES, DropReason},
+};
+
+use flows::{
+    Dir, FROM_CTR, FROM_OUTSIDE, Flow, FlowKind, Key, Mapping, Tuple, first_state, opens,
+    publish_lookup, reply_key_of,
+};
+use wire::{ICMP, Kind, Pkt, TCP, UDP, be16};
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+/// How many NAT ports the datapath tries for one flow before it gives up.
+const PORT_TRIES: usize = 32;
+
+/// The TC programs the model knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    UplinkEgress,
+    UplinkIngress,
+    BridgeIngress,
+    /// The host end of a container's veth (the fast path only).
+    Endpoint,
+}
+
+/// The fast path's world: where the lab host's routes lead (a sandbox lab's host).
+#[derive(Clone, Debug)]
+pub struct FastPath {
+    pub uplink_mac: [u8; 6],
+    pub bridge_mac: [u8; 6],
+    /// The uplink's gateway (wan): its MAC is known (a permanent neighbour entry).
+    pub gateway: u32,
+    pub gateway_mac: [u8; 6],
+    /// The uplink's on-link prefix: other addresses there have no neighbour entry.
+    pub uplink_net: u32,
+    pub uplink_mask: u32,
+    /// Containers with an endpoint entry: address → MAC.
+    pub endpoints: Vec<(u32, [u8; 6])>,
+}
+
+/// The lab as the datapath is configured for it.
+#[derive(Clone, Debug)]
+pub struct NatConfig {
+    pub uplink: u32,
+    pub bridge: u32,
+    pub subnet: u32,
+    pub mask: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub published: Vec<Mapping>,
+    pub fast: Option<FastPath>,
+}
+
+impl NatConfig {
+    pub fn in_subnet(&self, a: u32) -> bool {
+        a & self.mask == self.subnet
+    }
+
+    pub fn is_host(&self, a: u32) -> bool {
+        a == self.uplink || a == self.bridge
+    }
+}
+
+/// A checksum field and the bytes it covers.
+#[derive(Clone, Copy, Debug)]
+enum Csum {
+    /// An IPv4 header checksum: the header at `hdr`, `len` bytes.
+    Ip { hdr: usize, len: usize },
+    /// A TCP, UDP or ICMP checksum at `field` over `from..to`, with the pseudo-header of
+    /// the addresses at `pseudo` (TCP and UDP).
+    L4 {
+        field: usize,
+        from: usize,
+        to: usize,
+        pseudo: Option<(usize, u8)>,
+        udp: bool,
+    },
+}
+
+impl Csum {
+    fn field(&self) -> usize {
+        match *self {
+            Csum::Ip { hdr, .. } => hdr + 10,
+            Csum::L4 { field, .. } => field,
+        }
+    }
+
+    /// One's complement sum of everything the checksum covers, the field included:
+    /// 0xffff (or 0) when the checksum is right.
+    fn sum(&self, f: &[u8]) -> u16 {
+        let (from, to, pseudo) = match *self {
+            Csum::Ip { hdr, len } => (hdr, hdr + len, None),
+            Csum::L4 {
+                from, to, pseudo, ..
+            } => (from, to, pseudo),
+        };
+        let mut sum: u64 = 0;
+        if let Some((addrs, proto)) = pseudo {
+            for i in (addrs..addrs + 8).step_by(2) {
+                sum += be16(f, i) as u64;
+            }
+            sum += proto as u64 + (to - from) as u64;
+        }
+        for chunk in f[from..to].chunks(2) {
+            sum += u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]) as u64;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// The value a from-scratch computation writes in the field.
+    fn canonical(&self, f: &[u8]) -> u16 {
+        let mut g = f.to_vec();
+        g[self.field()..self.field() + 2].fill(0);
+        let c = !self.sum(&g);
+        match *self {
+            Csum::L4 { udp: true, .. } if c == 0 => 0xffff,
+            _ => c,
+        }
+    }
+}
+
+fn same_sum(a: u16, b: u16) -> bool {
+    a == b || (a | b == 0xffff && (a == 0 || b == 0))
+}
+
+/// What a new flow's translation still needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alloc {
+    /// The tuple is complete.
+    Fixed,
+    /// The source port (echo identifier) is a NAT port the datapath picks.
+    Port,
+}
+
+#[derive(Clone, Debug)]
+struct NewFlow {
+    kind: FlowKind,
+    key: Key,
+    to: Tuple,
+    reply_zone: u8,
+    pub_id: u32,
+    alloc: Alloc,
+}
+
+#[derive(Clone, Debug)]
+enum Effect {
+    None,
+    Touch(usize, Dir),
+    Create(NewFlow),
+}
+
+/// A frame the model expects rewritten.
+#[derive(Clone, Debug)]
+struct Translation {
+    label: String,
+    /// Bytes to write at an offset.
+    edits: Vec<(usize, Vec<u8>)>,
+    /// Offsets of the NAT port the datapath picks (big endian), if any.
+    port_at: Vec<usize>,
+    csums: Vec<Csum>,
+    effect: Effect,
+    /// The first fragment's translation to remember: zone and (saddr, daddr) after.
+    remember: Option<u8>,
+    /// A port-exhaustion drop is allowed too (the datapath's probing may miss a free
+    /// port in a large, crowded range).
+    may_exhaust: bool,
+    /// No NAT port is free: the new flow cannot be opened, the frame is dropped.
+    exhausted: bool,
+    verdict: u32,
+    /// The addresses after translation, where the fast path sends the frame.
+    to: (u32, u32),
+}
+
+/// Where the fast path sends a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Left to the lab host's stack (passed).
+    Stack,
+    /// Out of the uplink to a resolved next hop, or into a container: the frame gets
+    /// these destination and source MACs.
+    Next([u8; 6], [u8; 6]),
+    /// Out of the uplink; the kernel resolves the next hop (MACs unchanged here).
+    Neigh,
+}
+
+impl Translation {
+    fn new(label: String, to: (u32, u32)) -> Self {
+        Self {
+            label,
+            edits: Vec::new(),
+            port_at: Vec::new(),
+            csums: Vec::new(),
+            effect: Effect::None,
+            remember: None,
+            may_exhaust: false,
+            exhausted: false,
+            verdict: TC_ACT_OK,
+            to,
+        }
+    }
+}
+
+enum Decision {
+    Pass,
+    Drop(DropReason),
+    Translate(Box<Translation>),
+}
+
+type FragTuple = (u8, u32, u32, u16, u8);
+
+/// Conntrack entries in the datapath's layout.
+pub type Entries = Vec<(CtKey, CtEntry)>;
+
+/// The reference model: configuration, flows, fragments' translations, and a tally of
+/// what it saw.
+pub struct Model {
+    pub cfg: NatConfig,
+    pub flows: Vec<Flow>,
+    frags: HashMap<FragTuple, (u32, u32)>,
+    /// Outcome name → count, over every frame checked.
+    pub tally: BTreeMap<String, u64>,
+}
+
+fn drop_name(r: DropReason) -> &'static str {
+    DROP_NAMES[r as usize]
+}
+
+impl Model {
+    pub fn new(cfg: NatConfig) -> Self {
+        Self {
+            cfg,
+            flows: Vec::new(),
+            frags: HashMap::new(),
+            tally: BTreeMap::new(),
+        }
+    }
+
+    /// Starts over with a new configuration (the tally goes on).
+    pub fn reset(&mut self, cfg: NatConfig) {
+        self.cfg = cfg;
+        self.flows.clear();
+        self.frags.clear();
+    }
+
+    /// Withdraws published mapping `id` (unpublish): its flows are dead.
+    pub fn withdraw(&mut self, id: u32) {
+        self.cfg.published.retain(|m| m.id != id);
+        for f in &mut self.flows {
+            if f.pub_id == id {
+                f.withdrawn = true;
+            }
+        }
+    }
+
+    /// Runs one frame through the model and checks what the datapath did with it: its
+    /// verdict, its output frame and the drop counters it moved (`drops[reason]`, the
+    /// increase of each). On success, the model's state follows and the outcome's name
+    /// is returned.
+    pub fn step(
+        &mut self,
+        hook: Hook,
+        input: &[u8],
+        verdict: u32,
+        output: &[u8],
+        drops: &[u64; DROP_COUNT as usize],
+    ) -> Result<String, String> {
+        let decision = self.decide(hook, input);
+        let moved: Vec<String> = drops
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n != 0)
+            .map(|(i, n)| format!("{}+{n}", DROP_NAMES[i]))
+            .collect();
+        let dropped_for = |reason: DropReason| -> Result<(), String> {
+            if verdict != TC_ACT_SHOT {
+                return Err(format!(
+                    "expected a drop ({}), got verdict {verdict}",
+                    drop_name(reason)
+                ));
+            }
+            if moved != [format!("{}+1", drop_name(reason))] {
+                return Err(format!(
+                    "expected the drop counted as {}, counters moved: {moved:?}",
+                    drop_name(reason)
+                ));
+            }
+            Ok(())
+        };
+        let label = match decision {
+            Decision::Pass => {
+                if verdict != TC_ACT_OK || output != input || !moved.is_empty() {
+                    return Err(format!(
+                        "expected the frame passed unchanged; verdict {verdict}, drops {moved:?}, {}",
+                        if output == input {
+                            "frame unchanged".to_string()
+                        } else {
+                            format!("frame became {output:02x?}")
+                        }
+                    ));
+                }
+                "passed".to_string()
+            }
+            Decision::Drop(reason) => {
+                dropped_for(reason)?;
+                format!("dropped: {}", drop_name(reason))
+            }
+            Decision::Translate(t) if t.exhausted => {
+                dropped_for(DropReason::PortsExhausted)?;
+                "dropped: ports_exhausted".to_string()
+            }
+            Decision::Translate(t) => {
+                if t.may_exhaust && verdict == TC_ACT_SHOT {
+                    dropped_for(DropReason::PortsExhausted)?;
+                    "dropped: ports_exhausted".to_string()
+                } else {
+                    if !moved.is_empty() {
+                        return Err(format!(
+                            "expected {}, but drop counters moved: {moved:?} (verdict {verdict})",
+                            t.label
+                        ));
+                    }
+                    self.check_translation(&t, input, verdict, output)?;
+                    t.label
+                }
+            }
+        };
+        *self.tally.entry(label.clone()).or_default() += 1;
+        Ok(label)
+    }
+
+    /// Checks a translated frame against `t` and applies its effects.
+    fn check_translation(
+        &mut self,
+        t: &Translation,
+        input: &[u8],
+        verdict: u32,
+        output: &[u8],
+    ) -> Result<(), String> {
+        if verdict != t.verdict {
+            return Err(format!(
+                "expected {} (verdict {}), got verdict {verdict}",
+                t.label, t.verdict
+            ));
+        }
+        if output.len() != input.len() {
+            return Err(format!(
+                "expected {}: output is {} bytes, input {}",
+                t.label,
+                output.len(),
+                input.len()
+            ));
+        }
+        let mut want = input.to_vec();
+        for (at, bytes) in &t.edits {
+            want[*at..*at + bytes.len()].copy_from_slice(bytes);
+        }
+        let mut port = None;
+        if let Some(&at) = t.port_at.first() {
+            let p = be16(output, at);
+            let Effect::Create(nf) = &t.effect else {
+                unreachable!("a NAT port is only chosen for a new flow")
+            };
+            if !self.port_free(nf, p) {
+                return Err(format!(
+                    "expected {}: NAT port {p} is not free for {:?} (range {}-{})",
+                    t.label, nf.to, self.cfg.port_min, self.cfg.port_max
+                ));
+            }
+            for at in &t.port_at {
+                want[*at..*at + 2].copy_from_slice(&p.to_be_bytes());
+            }
+            port = Some(p);
+        }
+        let mut masked = vec![false; want.len()];
+        for c in &t.csums {
+            masked[c.field()] = true;
+            masked[c.field() + 1] = true;
+        }
+        let diff: Vec<usize> = (0..want.len())
+            .filter(|&i| !masked[i] && want[i] != output[i])
+            .collect();
+        if !diff.is_empty() {
+            return Err(format!(
+                "expected {}: bytes {diff:?} differ\n got  {output:02x?}\n want {want:02x?}",
+                t.label
+            ));
+        }
+        for c in &t.csums {
+            let at = c.field();
+            let (before, after) = (be16(input, at), be16(output, at));
+            if let Csum::L4 { udp: true, .. } = c
+                && before == 0
+            {
+                if after != 0 {
+                    return Err(format!(
+                        "expected {}: a UDP datagram without checksum got one ({after:#06x})",
+                        t.label
+                    ));
+                }
+                continue;
+            }
+            let (s_in, s_out) = (c.sum(input), c.sum(output));
+            if !same_sum(s_in, s_out) {
+                return Err(format!(
+                    "expected {}: checksum at byte {at} is {after:#06x}; it was {} before and is {} now (sums {s_in:#06x} -> {s_out:#06x})",
+                    t.label,
+                    if s_in == 0xffff { "right" } else { "wrong" },
+                    if s_out == 0xffff { "right" } else { "wrong" },
+                ));
+            }
+            if s_in == 0xffff && after != c.canonical(output) {
+                return Err(format!(
+                    "expected {}: checksum at byte {at} is {after:#06x}, a full computation gives {:#06x}",
+                    t.label,
+                    c.canonical(output)
+                ));
+            }
+        }
+        if let Some(zone) = t.remember {
+            let p = wire::parse(input).unwrap().unwrap();
+            let q = wire::parse(output).unwrap().unwrap();
+            self.frags
+                .insert((zone, p.saddr, p.daddr, p.id, p.proto), (q.saddr, q.daddr));
+        }
+        match &t.effect {
+            Effect::None => {}
+            Effect::Touch(i, dir) => {
+                let p = wire::parse(input).unwrap().unwrap();
+                let f = &mut self.flows[*i];
+                let (state, assured) = (f.state, f.assured());
+                f.touch(*dir, p.flags, input.len());
+                let mut seen = Vec::new();
+                if f.key.proto == TCP && f.state != state {
+                    seen.push(format!("conntrack: tcp -> {}", tcp_state_name(f.state)));
+                }
+                if f.assured() != assured {
+                    seen.push(if f.assured() {
+                        "conntrack: assured (into CT)".to_string()
+                    } else {
+                        "conntrack: closed (back to CT_PENDING)".to_string()
+                    });
+                }
+                for label in seen {
+                    *self.tally.entry(label).or_default() += 1;
+                }
+            }
+            Effect::Create(nf) => {
+                let mut to = nf.to;
+                if let Some(p) = port {
+                    to.sport = p;
+                    if nf.key.proto == ICMP {
+                        to.dport = p;
+                    }
+                }
+                self.flows.push(Flow {
+                    kind: nf.kind,
+                    key: nf.key,
+                    to,
+                    reply_zone: nf.reply_zone,
+                    state: first_state(nf.key.proto),
+                    flags: 0,
+                    pub_id: nf.pub_id,
+                    withdrawn: false,
+                    packets: [1, 0],
+                    bytes: [input.len() as u64, 0],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a conntrack key is held by any flow, either way.
+    pub fn holds(&self, key: &Key) -> bool {
+        self.flows
+            .iter()
+            .any(|f| f.key == *key || f.reply_key() == *key)
+    }
+
+    /// The flow and direction of a key; a withdrawn flow met here is removed (a miss).
+    fn lookup(&mut self, key: &Key) -> Option<(usize, Dir)> {
+        let i = self
+            .flows
+            .iter()
+            .position(|f| f.key == *key || f.reply_key() == *key)?;
+        if self.flows[i].withdrawn {
+            self.flows.remove(i);
+            *self
+                .tally
+                .entry("conntrack: withdrawn flow met and removed".into())
+                .or_default() += 1;
+            return None;
+        }
+        let dir = if self.flows[i].key == *key {
+            Dir::Opener
+        } else {
+            Dir::Reply
+        };
+        Some((i, dir))
+    }
+
+    /// The new flow's tuple with NAT port `p`.
+    fn with_port(nf: &NewFlow, p: u16) -> Tuple {
+        let mut to = nf.to;
+        to.sport = p;
+        if nf.key.proto == ICMP {
+            to.dport = p;
+        }
+        to
+    }
+
+    /// Whether NAT port `p` gives new flow `nf` a reply tuple nothing else holds.
+    fn port_free(&self, nf: &NewFlow, p: u16) -> bool {
+        if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
+            return false;
+        }
+        let reply = reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone);
+        reply != nf.key && !self.holds(&reply)
+    }
+
+    /// The NAT ports of the range that new flow `nf` cannot have: those whose reply
+    /// tuple some flow holds, or that would make its reply its own opener.
+    fn taken_ports(&self, nf: &NewFlow) -> Vec<u16> {
+        let port_of = |k: &Key| {
+            let p = k.dport;
+            (reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone) == *k).then_some(p)
+        };
+        let mut taken: Vec<u16> = self
+            .flows
+            .iter()
+            .flat_map(|f| [f.key, f.reply_key()])
+            .chain([nf.key])
+            .filter_map(|k| port_of(&k))
+            .filter(|p| (self.cfg.port_min..=self.cfg.port_max).contains(p))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        taken
+    }
+
+    /// For a new flow that needs a NAT port: no port free (`Err`), or whether the
+    /// datapath's bounded probing may still miss the free ones.
+    fn port_outlook(&self, nf: &NewFlow) -> Result<bool, DropReason> {
+        let (min, max) = (self.cfg.port_min as usize, self.cfg.port_max as usize);
+        let span = if max < min { 1 } else { max - min + 1 };
+        let taken = self.taken_ports(nf);
+        if taken.len() >= span {
+            return Err(DropReason::PortsExhausted);
+        }
+        if span <= PORT_TRIES || taken.len() < PORT_TRIES {
+            return Ok(false);
+        }
+        // Some start whose PORT_TRIES candidates (cyclically) are all taken?
+        let is_taken = |i: usize| taken.binary_search(&((min + i % span) as u16)).is_ok();
+        let mut run = 0;
+        for i in 0..span + PORT_TRIES {
+            run = if is_taken(i) { run + 1 } else { 0 };
+            if run >= PORT_TRIES {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Where the fast path sends a packet leaving as `src -> dst` after translation, as
+    /// the lab host's tables say.
+    fn plan(&self, ttl: u8, dst: u32) -> Plan {
+        let Some(fast) = &self.cfg.fast else {
+            return Plan::Stack;
+        };
+        if ttl <= 1 {
+            // The lab host answers with time exceeded.
+            return Plan::Stack;
+        }
+        if self.cfg.in_subnet(dst) {
+            return match fast.endpoints.iter().find(|e| e.0 == dst) {
+                Some(&(_, mac)) => Plan::Next(mac, fast.bridge_mac),
+                None => Plan::Stack,
+            };
+        }
+        // What the lab host's stack never forwards is the stack's: its own addresses,
+        // loopback, the zero network, multicast, the limited broadcast.
+        let local =
+            matches!(dst >> 24, 0 | 127 | 224..=239) || dst == u32::MAX || self.cfg.is_host(dst);
+        if local {
+            return Plan::Stack;
+        }
+        if dst & fast.uplink_mask == fast.uplink_net {
+            if dst == fast.gateway {
+                return Plan::Next(fast.gateway_mac, fast.uplink_mac);
+            }
+            if dst | fast.uplink_mask == u32::MAX {
+                return Plan::Stack;
+            }
+            // On the link, never resolved: the kernel resolves it (bpf_redirect_neigh).
+            return Plan::Neigh;
+        }
+        Plan::Next(fast.gateway_mac, fast.uplink_mac)
+    }
+
+    fn decide(&mut self, hook: Hook, f: &[u8]) -> Decision {
+        match self.decide_inner(hook, f) {
+            Ok(d) => d,
+            Err(reason) => Decision::Drop(reason),
+        }
+    }
+
+    fn decide_inner(&mut self, hook: Hook, f: &[u8]) -> Result<Decision, DropReason> {
+        let cfg = Where {
+            uplink: self.cfg.uplink,
+            bridge: self.cfg.bridge,
+            subnet: self.cfg.subnet,
+            mask: self.cfg.mask,
+        };
+        match hook {
+            Hook::UplinkEgress => {
+                // The host's own traffic is none of the NAT's business, broken or not.
+                if let Some(s) = wire::saddr_of(f)
+                    && !cfg.in_subnet(s)
+                {
+                    return Ok(Decision::Pass);
+                }
+                let Some(p) = wire::parse(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) {
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    Kind::Fragment => match self.frag(FROM_CTR, &p) {
+                        Some(t) => Ok(Decision::Translate(Box::new(t))),
+                        None => Err(DropReason::Fragment),
+                    },
+                    Kind::IcmpError => self.icmp_error(f, &p, true),
+                    Kind::Other => Err(DropReason::UnsupportedProtocol),
+                    Kind::Flow => self.container_flow(hook, &p),
+                }
+            }
+            Hook::UplinkIngress => {
+                let Some(p) = wire::parse(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if cfg.in_subnet(p.daddr) {
+                    return Err(DropReason::DirectAccess);
+                }
+                if p.daddr != cfg.uplink {
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    Kind::Fragment => Ok(match self.frag(FROM_OUTSIDE, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
+                    Kind::IcmpError => self.icmp_error(f, &p, false),
+                    Kind::Other => Ok(Decision::Pass),
+                    Kind::Flow => {
+                        let d = self.outside_flow(&p)?;
+                        // The fast path delivers it into its container itself, unless
+                        // it is a first fragment.
+                        Ok(match d {
+                            Decision::Translate(t)
+                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
+                            {
+                                let plan = self.plan(p.ttl, t.to.1);
+                                Decision::Translate(Box::new(forward(*t, &p, plan)))
+                            }
+                            d => d,
+                        })
+                    }
+                }
+            }
+            Hook::BridgeIngress => {
+                let Some(p) = wire::parse(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) || !cfg.is_host(p.daddr) {
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    // The rest of a hairpin datagram goes where its first fragment went.
+                    Kind::Fragment => Ok(match self.frag(FROM_CTR, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
+                    Kind::Flow => self.container_flow(hook, &p),
+                    _ => Ok(Decision::Pass),
+                }
+            }
+            Hook::Endpoint => {
+                // The first hook a container's packet meets: what it can forward itself
+                // it translates and redirects; anything else goes on, untouched and
+                // unrecorded, to the bridge and the uplink, which decide.
+                let Some(p) = wire::parse(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) || p.kind != Kind::Flow || p.first_fragment {
+                    return Ok(Decision::Pass);
+                }
+                if cfg.in_subnet(p.daddr) {
+                    // Another container: switched straight in, if addressed to its MAC.
+                    let fast = self
+                        .cfg
+                        .fast
+                        .as_ref()
+                        .expect("the endpoint hook is the fast path's");
+                    let mac = fast.endpoints.iter().find(|e| e.0 == p.daddr).map(|e| e.1);
+                    return Ok(match mac {
+                        Some(mac) if f[..6] == mac => Decision::Translate(Box::new(Translation {
+                            label: "switched [fast]".into(),
+                            verdict: TC_ACT_REDIRECT,
+                            ..Translation::new(String::new(), (p.saddr, p.daddr))
+                        })),
+                        _ => Decision::Pass,
+                    });
+                }
+                match self.container_flow(hook, &p) {
+                    Ok(Decision::Translate(t)) => {
+                        let plan = self.plan(p.ttl, t.to.1);
+                        if plan == Plan::Stack {
+                            return Ok(Decision::Pass);
+                        }
+                        let mut t = forward(*t, &p, plan);
+                        t.remember = None;
+                        Ok(Decision::Translate(Box::new(t)))
+                    }
+                    _ => Ok(Decision::Pass),
+                }
+            }
+        }
+    }
+
+    /// A later fragment: translated as its first fragment was, if that was seen.
+    fn frag(&self, zone: u8, p: &Pkt) -> Option<Translation> {
+        let (s, d) = *self.frags.get(&(zone, p.saddr, p.daddr, p.id, p.proto))?;
+        let mut t = Translation::new("fragment".into(), (s, d));
+        outer_addrs(&mut t, p, s, d);
+        Some(t)
+    }
+
+    /// A flow packet from a container: its flow, a new masqueraded flow, or hairpin.
+    fn container_flow(&mut self, hook: Hook, p: &Pkt) -> Result<Decision, DropReason> {
+        let key = key_of(p, FROM_CTR);
+        if let Some((i, dir)) = self.lookup(&key) {
+            return Ok(self.known(hook, p, i, dir));
+        }
+        let cfg = &self.cfg;
+        if cfg.is_host(p.daddr) {
+            if opens(p.proto, p.flags)
+                && let Some(m) = publish_lookup(&cfg.published, p.daddr, p.proto, p.dport)
+            {
+                let nf = NewFlow {
+                    kind: FlowKind::Hairpin,
+                    key,
+                    to: Tuple {
+                        saddr: cfg.bridge,
+                        daddr: m.ctr,
+                        sport: 0,
+                        dport: m.ctr_port,
+                    },
+                    reply_zone: FROM_CTR,
+                    pub_id: m.id,
+                    alloc: Alloc::Port,
+                };
+                return self.new_flow(hook, p, nf);
+            }
+            return Ok(Decision::Pass);
+        }
+        if !opens(p.proto, p.flags) {
+            return Err(if p.proto == TCP {
+                DropReason::TcpNoFlow
+            } else {
+                // An ICMP echo reply nobody asked for, with a container's address.
+                DropReason::UnsupportedProtocol
+            });
+        }
+        let nf = NewFlow {
+            kind: FlowKind::Masquerade,
+            key,
+            to: Tuple {
+                saddr: cfg.uplink,
+                daddr: p.daddr,
+                sport: 0,
+                dport: p.dport,
+            },
+            reply_zone: FROM_OUTSIDE,
+            pub_id: 0,
+            alloc: Alloc::Port,
+        };
+        self.new_flow(hook, p, nf)
+    }
+
+    /// A flow packet from the uplink to the uplink address: its flow, or a new flow to
+    /// a published port (TCP and UDP; pings to the host are the host's).
+    fn outside_flow(&mut self, p: &Pkt) -> Result<Decision, DropReason> {
+        let key = key_of(p, FROM_OUTSIDE);
+        if let Some((i, dir)) = self.lookup(&key) {
+            return Ok(self.known(Hook::UplinkIngress, p, i, dir));
+        }
+        if opens(p.proto, p.flags)
+            && p.proto != ICMP
+            && let Some(m) = publish_lookup(&self.cfg.published, p.daddr, p.proto, p.dport)
+        {
+            // The client's address is kept; its port too, unless that clashes.
+            let mut nf = NewFlow {
+                kind: FlowKind::Published,
+                key,
+                to: Tuple {
+                    saddr: p.saddr,
+                    daddr: m.ctr,
+                    sport: p.sport,
+                    dport: m.ctr_port,
+                },
+                reply_zone: FROM_CTR,
+                pub_id: m.id,
+                alloc: Alloc::Fixed,
+            };
+            if self.holds(&reply_key_of(&nf.key, &nf.to, nf.reply_zone)) {
+                nf.alloc = Alloc::Port;
+            }
+            return self.new_flow(Hook::UplinkIngress, p, nf);
+        }
+        Ok(Decision::Pass)
+    }
+
+    /// A packet of a tracked flow: translated as its direction says.
+    fn known(&mut self, hook: Hook, p: &Pkt, i: usize, dir: Dir) -> Decision {
+        let flow = &self.flows[i];
+        let to = flow.to_of(dir);
+        let label = match dir {
+            Dir::Opener => flow.kind.name().to_string(),
+            Dir::Reply => format!("{} reply", flow.kind.name()),
+        };
+        let mut t = translation(label, p, to);
+        t.effect = Effect::Touch(i, dir);
+        t.remember = remember(hook, p);
+        Decision::Translate(Box::new(t))
+    }
+
+    fn new_flow(&mut self, hook: Hook, p: &Pkt, nf: NewFlow) -> Result<Decision, DropReason> {
+        let label = format!("{}: new flow", nf.kind.name());
+        let mut t = translation(label, p, nf.to);
+        if nf.alloc == Alloc::Port {
+            match self.port_outlook(&nf) {
+                Ok(may) => t.may_exhaust = may,
+                Err(_) => t.exhausted = true,
+            }
+            t.port_at = if p.proto == ICMP {
+                vec![p.l4 + 4]
+            } else {
+                vec![p.l4]
+            };
+            t.edits.retain(|(at, _)| !t.port_at.contains(at));
+        }
+        t.remember = remember(hook, p);
+        t.effect = Effect::Create(nf);
+        Ok(Decision::Translate(Box::new(t)))
+    }
+
+    /// An ICMP error about a tracked flow: the quote becomes what the other side sent,
+    /// the outer addresses follow. One nobody can place is left to the host when it
+    /// arrives, and never leaves the lab with a container's address.
+    fn icmp_error(&mut self, f: &[u8], p: &Pkt, from_ctr: bool) -> Result<Decision, DropReason> {
+        let untracked = || {
+            if from_ctr {
+                Err(DropReason::UnsupportedProtocol)
+            } else {
+                Ok(Decision::Pass)
+            }
+        };
+        let Some(q) = wire::quoted(f, p)? else {
+            return untracked();
+        };
+        let zone = if from_ctr { FROM_CTR } else { FROM_OUTSIDE };
+        let key = Key {
+            zone,
+            proto: q.proto,
+            saddr: q.daddr,
+            daddr: q.saddr,
+            sport: q.dport,
+            dport: q.sport,
+        };
+        let Some((i, dir)) = self.lookup(&key) else {
+            return untracked();
+        };
+        let e = self.flows[i].to_of(dir);
+        let mut t = Translation::new("icmp error".into(), (0, 0));
+        outer_addrs(&mut t, p, if from_ctr { e.saddr } else { p.saddr }, e.daddr);
+        t.edits.push((q.l3 + 12, e.daddr.to_be_bytes().to_vec()));
+        t.edits.push((q.l3 + 16, e.saddr.to_be_bytes().to_vec()));
+        t.csums.push(Csum::Ip {
+            hdr: q.l3,
+            len: q.ihl,
+        });
+        if q.proto == ICMP {
+            t.edits.push((q.l4 + 4, e.dport.to_be_bytes().to_vec()));
+            t.csums.push(Csum::L4 {
+                field: q.l4 + 2,
+                from: q.l4,
+                to: q.end,
+                pseudo: None,
+                udp: false,
+            });
+        } else {
+            t.edits.push((q.l4, e.dport.to_be_bytes().to_vec()));
+            t.edits.push((q.l4 + 2, e.sport.to_be_bytes().to_vec()));
+            // The quoted checksum, when the quote reaches it.
+            let field = q.l4 + if q.proto == TCP { 16 } else { 6 };
+            if field + 2 <= q.end {
+                t.csums.push(Csum::L4 {
+                    field,
+                    from: q.l4,
+                    to: q.end,
+                    pseudo: Some((q.l3 + 12, q.proto)),
+                    udp: q.proto == UDP,
+                });
+            }
+        }
+        t.csums.push(Csum::L4 {
+            field: p.l4 + 2,
+            from: p.l4,
+            to: p.end,
+            pseudo: None,
+            udp: false,
+        });
+        Ok(Decision::Translate(Box::new(t)))
+    }
+
+    /// The entries the datapath's two tables must hold: `(CT, CT_PENDING)`.
+    pub fn tables(&self) -> (Entries, Entries) {
+        let (mut ct, mut pending) = (Vec::new(), Vec::new());
+        for f in &self.flows {
+            let t = if f.assured() { &mut ct } else { &mut pending };
+            t.extend(f.entries());
+        }
+        (ct, pending)
+    }
+
+    /// The fragments' translations the datapath must hold.
+    pub fn frag_table(&self) -> Vec<(FragKey, FragNat)> {
+        self.frags
+            .iter()
+            .map(|(&(zone, s, d, id, proto), &(ts, td))| {
+                (
+                    FragKey {
+                        saddr: s.to_be(),
+                        daddr: d.to_be(),
+                        id: id.to_be(),
+                        proto,
+                        zone,
+                    },
+                    FragNat {
+                        saddr: ts.to_be(),
+                        daddr: td.to_be(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// The lab's addresses, copied out of the configuration for one decision.
+struct Where {
+    uplink: u32,
+    bridge: u32,
+    subnet: u32,
+    mask: u32,
+}
+
+impl Where {
+    fn in_subnet(&self, a: u32) -> bool {
+        a & self.mask == self.subnet
+    }
+
+    fn is_host(&self, a: u32) -> bool {
+        a == self.uplink || a == self.bridge
+    }
+}
+
+fn key_of(p: &Pkt, zone: u8) -> Key {
+    Key {
+        zone,
+        proto: p.proto,
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+    }
+}
+
+/// The zone a first fragment's translation is remembered in, at the hooks that see
+/// the rest of its datagram.
+fn remember(hook: Hook, p: &Pkt) -> Option<u8> {
+    if !p.first_fragment {
+        return None;
+    }
+    match hook {
+        Hook::UplinkEgress | Hook::BridgeIngress => Some(FROM_CTR),
+        Hook::UplinkIngress => Some(FROM_OUTSIDE),
+        Hook::Endpoint => None,
+    }
+}
+
+/// A translated frame the fast path forwards as `plan` says: the TTL one less (the lab
+/// host routes it), the next hop's MACs, redirected. [`Plan::Stack`] leaves it as is.
+fn forward(mut t: Translation, p: &Pkt, plan: Plan) -> Translation {
+    match plan {
+        Plan::Stack => return t,
+        Plan::Next(dmac, smac) => {
+            t.edits.push((0, dmac.to_vec()));
+            t.edits.push((6, smac.to_vec()));
+        }
+        Plan::Neigh => {}
+    }
+    t.edits.push((p.l3 + 8, vec![p.ttl - 1]));
+    t.verdict = TC_ACT_REDIRECT;
+    t.label.push_str(" [fast]");
+    t
+}
+
+/// Rewrites the outer addresses to `s`, `d` (with the IPv4 checksum).
+fn outer_addrs(t: &mut Translation, p: &Pkt, s: u32, d: u32) {
+    if s != p.saddr {
+        t.edits.push((p.l3 + 12, s.to_be_bytes().to_vec()));
+    }
+    if d != p.daddr {
+        t.edits.push((p.l3 + 16, d.to_be_bytes().to_vec()));
+    }
+    t.csums.push(Csum::Ip {
+        hdr: p.l3,
+        len: p.ihl,
+    });
+}
+
+/// A flow packet rewritten to `to`: addresses, ports (the echo identifier), and the
+/// checksums over them.
+fn translation(label: String, p: &Pkt, to: Tuple) -> Translation {
+    let mut t = Translation::new(label, (to.saddr, to.daddr));
+    outer_addrs(&mut t, p, to.saddr, to.daddr);
+    match p.proto {
+        TCP | UDP => {
+            t.edits.push((p.l4, to.sport.to_be_bytes().to_vec()));
+            t.edits.push((p.l4 + 2, to.dport.to_be_bytes().to_vec()));
+            let udp = p.proto == UDP;
+            let field = p.l4 + if udp { 6 } else { 16 };
+            t.csums.push(Csum::L4 {
+                field,
+                from: p.l4,
+                to: p.end,
+                pseudo: Some((p.l3 + 12, p.proto)),
+                udp,
+            });
+        }
+        _ => {
+            t.edits.push((p.l4 + 4, to.sport.to_be_bytes().to_vec()));
+            t.csums.push(Csum::L4 {
+                field: p.l4 + 2,
+                from: p.l4,
+                to: p.end,
+                pseudo: None,
+                udp: false,
+            });
+        }
+    }
+    t
+}

@@ -1,0 +1,203 @@
+//! What the model reads in a frame: the outer IPv4 header and the L4 header that NAT
+//! cares about, and the header quoted inside an ICMP error. Every length is bounded by
+//! the frame *and* by the IPv4 total length: bytes past the total length (padding, or a
+//! frame longer than its datagram) are not part of the packet and are never read.
+
+use netlab_common::stats::DropReason;
+
+pub const ETH: usize = 14;
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ECHO_REPLY: u8 = 0;
+pub const UNREACH: u8 = 3;
+pub const ECHO_REQUEST: u8 = 8;
+pub const TIME_EXCEEDED: u8 = 11;
+
+/// What the L4 payload is, as far as NAT is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP, UDP or ICMP echo: a tuple with ports (the echo identifier for ICMP).
+    Flow,
+    /// ICMP destination unreachable or time exceeded (not itself a first fragment).
+    IcmpError,
+    /// A fragment after the first: addresses only.
+    Fragment,
+    Other,
+}
+
+/// An IPv4 packet as the model sees it. Addresses are host-order numbers.
+#[derive(Clone, Copy, Debug)]
+pub struct Pkt {
+    /// Offset of the IPv4 header in the frame.
+    pub l3: usize,
+    pub ihl: usize,
+    /// Offset of the L4 header.
+    pub l4: usize,
+    /// One past the datagram's last byte (`l3 + total length`).
+    pub end: usize,
+    pub proto: u8,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte, or the ICMP type.
+    pub flags: u8,
+    pub ttl: u8,
+    pub id: u16,
+    pub first_fragment: bool,
+    pub kind: Kind,
+    /// Length of the whole frame.
+    pub len: usize,
+}
+
+pub fn be16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+pub fn be32(f: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+}
+
+/// Whether the frame is IPv4 by its ethertype.
+pub fn is_ipv4(f: &[u8]) -> bool {
+    f.len() >= ETH && be16(f, 12) == 0x0800
+}
+
+/// The source address of an IPv4 frame long enough to carry one.
+pub fn saddr_of(f: &[u8]) -> Option<u32> {
+    (is_ipv4(f) && f.len() >= ETH + 20).then(|| be32(f, ETH + 12))
+}
+
+/// Parses a frame: `Ok(None)` for anything that is not IPv4; a drop reason for an
+/// IPv4 packet whose headers are broken or cut.
+pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
+    if !is_ipv4(f) {
+        return Ok(None);
+    }
+    if f.len() < ETH + 20 {
+        return Err(DropReason::Truncated);
+    }
+    let l3 = ETH;
+    let vihl = f[l3];
+    let ihl = (vihl & 0x0f) as usize * 4;
+    let tot_len = be16(f, l3 + 2) as usize;
+    if vihl >> 4 != 4 || ihl < 20 || tot_len < ihl {
+        return Err(DropReason::BadIpHeader);
+    }
+    if l3 + tot_len > f.len() {
+        return Err(DropReason::Truncated);
+    }
+    let frag = be16(f, l3 + 6);
+    let mut p = Pkt {
+        l3,
+        ihl,
+        l4: l3 + ihl,
+        end: l3 + tot_len,
+        proto: f[l3 + 9],
+        saddr: be32(f, l3 + 12),
+        daddr: be32(f, l3 + 16),
+        sport: 0,
+        dport: 0,
+        flags: 0,
+        ttl: f[l3 + 8],
+        id: be16(f, l3 + 4),
+        first_fragment: frag & 0x2000 != 0 && frag & 0x1fff == 0,
+        kind: Kind::Other,
+        len: f.len(),
+    };
+    if frag & 0x1fff != 0 {
+        p.kind = Kind::Fragment;
+        return Ok(Some(p));
+    }
+    let l4_len = p.end - p.l4;
+    match p.proto {
+        TCP | UDP => {
+            if l4_len < if p.proto == TCP { 20 } else { 8 } {
+                return Err(DropReason::Truncated);
+            }
+            p.sport = be16(f, p.l4);
+            p.dport = be16(f, p.l4 + 2);
+            if p.proto == TCP {
+                p.flags = f[p.l4 + 13];
+            }
+            p.kind = Kind::Flow;
+        }
+        ICMP => {
+            if l4_len < 8 {
+                return Err(DropReason::Truncated);
+            }
+            p.flags = f[p.l4];
+            match p.flags {
+                ECHO_REQUEST | ECHO_REPLY => {
+                    p.sport = be16(f, p.l4 + 4);
+                    p.dport = p.sport;
+                    p.kind = Kind::Flow;
+                }
+                UNREACH | TIME_EXCEEDED if !p.first_fragment => p.kind = Kind::IcmpError,
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    Ok(Some(p))
+}
+
+/// The packet quoted in ICMP error `outer`: `Ok(None)` when it is not a flow NAT
+/// tracks (another protocol, an ICMP message other than echo, a fragment after the
+/// first); a drop reason when the quote is too short to say or its header is broken.
+pub fn quoted(f: &[u8], outer: &Pkt) -> Result<Option<Pkt>, DropReason> {
+    let l3 = outer.l4 + 8;
+    let end = outer.end;
+    if l3 + 20 > end {
+        return Err(DropReason::Truncated);
+    }
+    let vihl = f[l3];
+    let ihl = (vihl & 0x0f) as usize * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return Err(DropReason::BadIpHeader);
+    }
+    if be16(f, l3 + 6) & 0x1fff != 0 {
+        return Ok(None);
+    }
+    let mut q = Pkt {
+        l3,
+        ihl,
+        l4: l3 + ihl,
+        end,
+        proto: f[l3 + 9],
+        saddr: be32(f, l3 + 12),
+        daddr: be32(f, l3 + 16),
+        sport: 0,
+        dport: 0,
+        flags: 0,
+        ttl: f[l3 + 8],
+        id: be16(f, l3 + 4),
+        first_fragment: false,
+        kind: Kind::Other,
+        len: f.len(),
+    };
+    match q.proto {
+        TCP | UDP => {
+            if q.l4 + 4 > end {
+                return Err(DropReason::Truncated);
+            }
+            q.sport = be16(f, q.l4);
+            q.dport = be16(f, q.l4 + 2);
+            q.kind = Kind::Flow;
+        }
+        ICMP => {
+            if q.l4 + 8 > end {
+                return Err(DropReason::Truncated);
+            }
+            q.flags = f[q.l4];
+            if q.flags == ECHO_REQUEST || q.flags == ECHO_REPLY {
+                q.sport = be16(f, q.l4 + 4);
+                q.dport = q.sport;
+                q.kind = Kind::Flow;
+            }
+        }
+        _ => {}
+    }
+    Ok((q.kind == Kind::Flow).then_some(q))
+}

@@ -1,0 +1,251 @@
+//! The real datapath object, loaded once with the smallest conntrack tables (so that
+//! dumping them after every frame stays cheap) and reset between cases: its programs
+//! run on frames with BPF_PROG_TEST_RUN, its maps are read back.
+
+use std::collections::HashMap as StdMap;
+
+use aya::{
+    Ebpf, TestRun as _,
+    maps::{Array, HashMap, PerCpuArray, PerCpuValues},
+    programs::{SchedClassifier, TestRunOptions},
+};
+use netlab_common::{
+    config::Config,
+    conntrack::{CtEntry, CtKey},
+    endpoint::Endpoint,
+    frag::{FragKey, FragNat},
+    maps::{self as names, CONNTRACK_MAX_MIN, PUBLISH_RANGES_MAX},
+    publish::{PubKey, PubRange, PubTarget},
+    stats::{DROP_BASE, DROP_COUNT},
+};
+use netlab_tests::model::{Hook, flows::Mapping};
+
+pub struct Bpf {
+    bpf: Ebpf,
+    /// Mappings whose generation was moved on (withdrawn), to put back at the reset.
+    bumped: Vec<u32>,
+    /// The drop counters after the last frame.
+    drops: [u64; DROP_COUNT as usize],
+}
+
+const PROGS: [&str; 4] = [
+    names::PROG_UPLINK_EGRESS,
+    names::PROG_UPLINK_INGRESS,
+    names::PROG_BRIDGE_INGRESS,
+    names::PROG_ENDPOINT_INGRESS,
+];
+
+fn prog_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::UplinkEgress => names::PROG_UPLINK_EGRESS,
+        Hook::UplinkIngress => names::PROG_UPLINK_INGRESS,
+        Hook::BridgeIngress => names::PROG_BRIDGE_INGRESS,
+        Hook::Endpoint => names::PROG_ENDPOINT_INGRESS,
+    }
+}
+
+/// Entries compared with the model: what the datapath keeps only for itself (times,
+/// generation, padding) zeroed.
+fn comparable(e: &CtEntry) -> CtEntry {
+    CtEntry {
+        created: 0,
+        last_seen: 0,
+        pub_gen: 0,
+        _pad: 0,
+        _pad2: 0,
+        ..*e
+    }
+}
+
+impl Bpf {
+    pub fn new() -> Self {
+        netlab_tests::require_root();
+        let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_MIN).expect("load object");
+        for p in PROGS {
+            netlab::datapath::ebpf::load_program(&mut bpf, p).expect("verifier accepts");
+        }
+        Self {
+            bpf,
+            bumped: Vec::new(),
+            drops: [0; DROP_COUNT as usize],
+        }
+    }
+
+    /// Empties every table, and installs `cfg` and the published ports.
+    pub fn reset(&mut self, cfg: Config, published: &[Mapping]) {
+        for name in [names::CT, names::CT_PENDING] {
+            let mut m: HashMap<_, CtKey, CtEntry> =
+                HashMap::try_from(self.bpf.map_mut(name).unwrap()).unwrap();
+            let keys: Vec<CtKey> = m.keys().map(|k| k.unwrap()).collect();
+            for k in keys {
+                m.remove(&k).unwrap();
+            }
+        }
+        let mut frags: HashMap<_, FragKey, FragNat> =
+            HashMap::try_from(self.bpf.map_mut(names::FRAGS).unwrap()).unwrap();
+        let keys: Vec<FragKey> = frags.keys().map(|k| k.unwrap()).collect();
+        for k in keys {
+            frags.remove(&k).unwrap();
+        }
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let keys: Vec<PubKey> = publish.keys().map(|k| k.unwrap()).collect();
+        for k in keys {
+            publish.remove(&k).unwrap();
+        }
+        for m in published.iter().filter(|m| !m.range) {
+            publish.insert(pub_key(m), target(m), 0).unwrap();
+        }
+        let mut ranges: Array<_, PubRange> =
+            Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
+        let mut slots = published.iter().filter(|m| m.range);
+        for i in 0..PUBLISH_RANGES_MAX {
+            let slot = slots.next().map(range_of).unwrap_or_default();
+            if slot.used != 0 || ranges.get(&i, 0).unwrap().used != 0 {
+                ranges.set(i, slot, 0).unwrap();
+            }
+        }
+        let mut gens: Array<_, u32> =
+            Array::try_from(self.bpf.map_mut(names::MAPPINGS).unwrap()).unwrap();
+        for id in self.bumped.drain(..) {
+            gens.set(id, 0, 0).unwrap();
+        }
+        let mut c: Array<_, Config> =
+            Array::try_from(self.bpf.map_mut(names::CONFIG).unwrap()).unwrap();
+        c.set(0, cfg, 0).unwrap();
+        self.drops = self.read_drops();
+    }
+
+    /// The containers the fast path delivers to: address, veth ifindex, MAC.
+    pub fn set_endpoints(&mut self, endpoints: &[(u32, u32, [u8; 6])]) {
+        let mut m: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(self.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+        for &(addr, ifindex, mac) in endpoints {
+            let ep = Endpoint {
+                ifindex,
+                mac,
+                _pad: [0; 2],
+            };
+            m.insert(addr.to_be(), ep, 0).unwrap();
+        }
+    }
+
+    /// Unpublishes a mapping as `netlab unpublish` does: out of the port table, and its
+    /// generation moved on (which ends its flows).
+    pub fn withdraw(&mut self, m: &Mapping) {
+        if m.range {
+            let mut ranges: Array<_, PubRange> =
+                Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
+            for i in 0..PUBLISH_RANGES_MAX {
+                let r = ranges.get(&i, 0).unwrap();
+                if r.used != 0 && r.target.id == m.id {
+                    ranges.set(i, PubRange::default(), 0).unwrap();
+                }
+            }
+        } else {
+            let mut publish: HashMap<_, PubKey, PubTarget> =
+                HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+            publish.remove(&pub_key(m)).unwrap();
+        }
+        let mut gens: Array<_, u32> =
+            Array::try_from(self.bpf.map_mut(names::MAPPINGS).unwrap()).unwrap();
+        gens.set(m.id, 1, 0).unwrap();
+        self.bumped.push(m.id);
+    }
+
+    /// Runs a hook's program on `frame`: its verdict and output frame, or the kernel's
+    /// refusal to run it.
+    pub fn run(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+        let p: &mut SchedClassifier = self
+            .bpf
+            .program_mut(prog_name(hook))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = p
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
+    fn read_drops(&self) -> [u64; DROP_COUNT as usize] {
+        let m: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
+        let mut d = [0; DROP_COUNT as usize];
+        for (i, slot) in d.iter_mut().enumerate() {
+            let v: PerCpuValues<u64> = m.get(&(DROP_BASE + i as u32), 0).unwrap();
+            *slot = v.iter().sum();
+        }
+        d
+    }
+
+    /// How much each drop counter moved since the last call.
+    pub fn drops_moved(&mut self) -> [u64; DROP_COUNT as usize] {
+        let now = self.read_drops();
+        let mut moved = [0; DROP_COUNT as usize];
+        for i in 0..moved.len() {
+            moved[i] = now[i] - self.drops[i];
+        }
+        self.drops = now;
+        moved
+    }
+
+    /// A conntrack table, comparable entries.
+    pub fn table(&self, name: &str) -> StdMap<CtKey, CtEntry> {
+        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.bpf.map(name).unwrap()).unwrap();
+        m.iter()
+            .map(|r| r.unwrap())
+            .map(|(k, e)| (k, comparable(&e)))
+            .collect()
+    }
+
+    pub fn frags(&self) -> StdMap<FragKey, FragNat> {
+        let m: HashMap<_, FragKey, FragNat> =
+            HashMap::try_from(self.bpf.map(names::FRAGS).unwrap()).unwrap();
+        m.iter().map(|r| r.unwrap()).collect()
+    }
+}
+
+/// The model's entries, comparable.
+pub fn expected(entries: Vec<(CtKey, CtEntry)>) -> StdMap<CtKey, CtEntry> {
+    entries
+        .into_iter()
+        .map(|(k, e)| (k, comparable(&e)))
+        .collect()
+}
+
+fn pub_key(m: &Mapping) -> PubKey {
+    PubKey {
+        addr: m.addr.to_be(),
+        port: m.port.to_be(),
+        proto: m.proto,
+        _pad: 0,
+    }
+}
+
+fn target(m: &Mapping) -> PubTarget {
+    PubTarget {
+        addr: m.ctr.to_be(),
+        port: m.ctr_port.to_be(),
+        _pad: 0,
+        id: m.id,
+    }
+}
+
+fn range_of(m: &Mapping) -> PubRange {
+    PubRange {
+        addr: m.addr.to_be(),
+        start: m.port,
+        end: m.end,
+        proto: m.proto,
+        used: 1,
+        _pad: 0,
+        target: target(m),
+    }
+}

@@ -1,0 +1,912 @@
+//! What the fuzz test feeds the programs: a case is a lab configuration (NAT range,
+//! published ports) and a sequence of steps. Steps are abstract — "the reply of the
+//! third flow, with these TCP flags" — and become frames against the model's flow table
+//! when they run, so that random sequences hold real flows, their replies and closes,
+//! next to frames that are malformed on purpose.
+
+use netlab_tests::{
+    model::{
+        Model,
+        flows::{Dir, Mapping},
+        wire::{self, ICMP, TCP, UDP},
+    },
+    packet::checksum,
+};
+use proptest::prelude::*;
+
+pub const CTR: u32 = 0xac12_0002; // 172.18.0.2
+pub const CTR2: u32 = 0xac12_0003; // 172.18.0.3
+pub const BRIDGE: u32 = 0xac12_0001; // 172.18.0.1
+pub const UPLINK: u32 = 0xc633_6402; // 198.51.100.2
+pub const WAN: u32 = 0xc633_6401; // 198.51.100.1
+pub const INTERNET: u32 = 0xcb00_7101; // 203.0.113.1
+pub const LOCALHOST: u32 = 0x7f00_0001;
+
+/// Addresses frames are drawn from: containers (two running, one address of the subnet
+/// nobody has), the host's, wan and beyond, an on-link neighbour never resolved, and
+/// a few odd ones.
+const POOL: [u32; 14] = [
+    CTR,
+    CTR2,
+    0xac12_0909, // 172.18.9.9
+    BRIDGE,
+    UPLINK,
+    WAN,
+    0xc633_6409, // 198.51.100.9
+    INTERNET,
+    0xcb00_714d, // 203.0.113.77
+    LOCALHOST,
+    0,
+    0xffff_ffff,
+    0xe000_00fb, // 224.0.0.251
+    0xf000_0001, // 240.0.0.1
+];
+
+/// Ports that matter: published ones, the NAT range's edges, common services.
+const PORTS: [u16; 12] = [
+    80, 53, 443, 8080, 8084, 5000, 5353, 20000, 20001, 29999, 40000, 45000,
+];
+
+#[derive(Clone, Copy, Debug)]
+pub enum Addr {
+    Pool(usize),
+    Any(u32),
+}
+
+impl Addr {
+    pub fn get(self, fast: bool) -> u32 {
+        match self {
+            Addr::Pool(i) => POOL[i % POOL.len()],
+            // The fast path asks the lab host's routes: stay inside the known world.
+            Addr::Any(a) if fast => POOL[a as usize % POOL.len()],
+            Addr::Any(a) => a,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Port {
+    Fixed(u16),
+    /// A port of the `i`-th published mapping (`k`-th of a range).
+    Published(usize, u16),
+}
+
+/// How a datagram is cut into fragments, and which of them are sent.
+#[derive(Clone, Copy, Debug)]
+pub enum Frag {
+    Whole,
+    /// First fragment with `8 * (1 + n)` bytes past the L4 header... then the rest.
+    InOrder(u8),
+    LaterFirst(u8),
+    FirstMissing(u8),
+    /// Only the first fragment.
+    FirstOnly(u8),
+}
+
+/// What part of the packet an ICMP error quotes, or how the quote is broken.
+#[derive(Clone, Copy, Debug)]
+pub enum Quote {
+    Full,
+    /// The IPv4 header and this many bytes of L4 header.
+    L4(u8),
+    /// Only this many bytes of the IPv4 header.
+    Ip(u8),
+    /// An ICMP error quoting the packet, quoted (errors about errors are not answered).
+    Nested,
+    BadVersion,
+    LaterFragment,
+}
+
+/// Malformations applied to an otherwise valid frame.
+#[derive(Clone, Copy, Debug)]
+pub enum Mutation {
+    /// Sets the IHL nibble without adding bytes.
+    Ihl(u8),
+    /// Inserts `4 * n` bytes of options (IHL and total length follow).
+    Options(u8, u8),
+    Version(u8),
+    /// Adds to the total length field.
+    TotLen(i16),
+    /// Cuts bytes off the end of the frame.
+    Cut(u8),
+    /// Appends bytes past the datagram.
+    Pad(u8, u8),
+    /// Sets the flags and fragment offset field.
+    FragOff(u16),
+    /// Sets the TCP data offset nibble.
+    Doff(u8),
+    /// Sets the TCP flags byte.
+    Flags(u8),
+    /// Sets the ethertype.
+    Ethertype(u16),
+    /// Overwrites one byte anywhere, no checksum fixed.
+    Byte(u16, u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum HookSel {
+    UplinkEgress,
+    UplinkIngress,
+    BridgeIngress,
+    Endpoint,
+    /// The way a packet with this source goes: a container's or the uplink's.
+    Natural,
+}
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A new flow's first packet (SYN, datagram or echo request unless `flags` says
+    /// otherwise), from its source's side.
+    Open {
+        src: Addr,
+        dst: Addr,
+        proto: u8,
+        sport: u16,
+        dport: Port,
+        flags: u8,
+        frag: Frag,
+        len: u8,
+    },
+    /// A packet of a tracked flow (`flow`-th, modulo their number), either way; with
+    /// `natural`, a TCP flow gets the segment its state calls for next (`flags` then
+    /// picks among them) and the direction follows.
+    Again {
+        flow: usize,
+        reply: bool,
+        flags: u8,
+        natural: bool,
+        frag: Frag,
+        len: u8,
+    },
+    /// An ICMP error about a packet of a tracked flow, sent by whoever received it (or
+    /// a router on the way, from outside).
+    Error {
+        flow: usize,
+        reply: bool,
+        kind: (u8, u8),
+        quote: Quote,
+        router: bool,
+    },
+    /// A valid frame broken on purpose.
+    Mutated {
+        base: Box<Step>,
+        mutations: Vec<Mutation>,
+        hook: HookSel,
+    },
+    /// Any bytes (often an IPv4 ethertype).
+    Bytes { hook: HookSel, bytes: Vec<u8> },
+    /// Unpublishes the `i`-th published mapping.
+    Withdraw(usize),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Case {
+    /// With the fast path (the endpoint hook, redirects) or without.
+    pub fast: bool,
+    pub nat: (u16, u16),
+    pub published: Vec<Mapping>,
+    pub steps: Vec<Step>,
+}
+
+/// Where a frame enters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// From a container: its veth (fast path), the bridge, and the uplink's egress if it
+    /// leaves the lab.
+    FromCtr,
+    /// From the uplink.
+    FromOutside,
+    Hook(netlab_tests::model::Hook),
+}
+
+// ---------------------------------------------------------------------------------
+// Strategies
+
+fn addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![
+        6 => (0..POOL.len()).prop_map(Addr::Pool),
+        1 => any::<u32>().prop_map(Addr::Any),
+    ]
+}
+
+fn ctr_addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![4 => Just(Addr::Pool(0)), 3 => Just(Addr::Pool(1)), 1 => Just(Addr::Pool(2))]
+}
+
+fn outside_addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![
+        2 => Just(Addr::Pool(5)),
+        1 => Just(Addr::Pool(6)),
+        3 => Just(Addr::Pool(7)),
+        2 => Just(Addr::Pool(8)),
+        1 => any::<u32>().prop_map(Addr::Any),
+    ]
+}
+
+fn host_addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![3 => Just(Addr::Pool(4)), 2 => Just(Addr::Pool(3)), 1 => Just(Addr::Pool(9))]
+}
+
+fn port() -> impl Strategy<Value = u16> {
+    prop_oneof![3 => (0..PORTS.len()).prop_map(|i| PORTS[i]), 1 => any::<u16>()]
+}
+
+fn tcp_flags() -> impl Strategy<Value = u8> {
+    // SYN, SYN-ACK, ACK, PSH-ACK, FIN-ACK, FIN, RST, RST-ACK, SYN+ECE+CWR, and any.
+    prop_oneof![
+        6 => prop::sample::select(vec![
+            0x02u8, 0x12, 0x10, 0x18, 0x11, 0x01, 0x04, 0x14, 0xc2, 0x03, 0x06, 0x00,
+        ]),
+        1 => any::<u8>(),
+    ]
+}
+
+fn frag() -> impl Strategy<Value = Frag> {
+    prop_oneof![
+        12 => Just(Frag::Whole),
+        1 => (0..4u8).prop_map(Frag::InOrder),
+        1 => (0..4u8).prop_map(Frag::LaterFirst),
+        1 => (0..4u8).prop_map(Frag::FirstMissing),
+        1 => (0..4u8).prop_map(Frag::FirstOnly),
+    ]
+}
+
+fn proto() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => Just(TCP), 3 => Just(UDP), 2 => Just(ICMP)]
+}
+
+fn open() -> impl Strategy<Value = Step> {
+    let from_ctr = (
+        ctr_addr(),
+        prop_oneof![6 => outside_addr(), 3 => host_addr(), 1 => ctr_addr()],
+    );
+    let from_outside = (
+        outside_addr(),
+        prop_oneof![8 => Just(Addr::Pool(4)), 1 => host_addr(), 1 => addr()],
+    );
+    (
+        prop_oneof![3 => from_ctr, 2 => from_outside],
+        proto(),
+        port(),
+        prop_oneof![
+            2 => port().prop_map(Port::Fixed),
+            3 => (0..6usize, 0..10u16).prop_map(|(i, k)| Port::Published(i, k)),
+        ],
+        prop_oneof![8 => Just(None), 1 => tcp_flags().prop_map(Some)],
+        frag(),
+        any::<u8>(),
+    )
+        .prop_map(
+            |((src, dst), proto, sport, dport, flags, frag, len)| Step::Open {
+                src,
+                dst,
+                proto,
+                sport,
+                dport,
+                flags: flags.unwrap_or(match proto {
+                    TCP => 0x02,
+                    ICMP => wire::ECHO_REQUEST,
+                    _ => 0,
+                }),
+                frag,
+                len,
+            },
+        )
+}
+
+fn again() -> impl Strategy<Value = Step> {
+    (
+        any::<usize>(),
+        any::<bool>(),
+        tcp_flags(),
+        any::<bool>(),
+        frag(),
+        any::<u8>(),
+    )
+        .prop_map(|(flow, reply, flags, natural, frag, len)| Step::Again {
+            flow,
+            reply,
+            flags,
+            natural,
+            frag,
+            len,
+        })
+}
+
+fn quote() -> impl Strategy<Value = Quote> {
+    prop_oneof![
+        4 => Just(Quote::Full),
+        3 => (0..24u8).prop_map(Quote::L4),
+        1 => (0..20u8).prop_map(Quote::Ip),
+        1 => Just(Quote::Nested),
+        1 => Just(Quote::BadVersion),
+        1 => Just(Quote::LaterFragment),
+    ]
+}
+
+fn error() -> impl Strategy<Value = Step> {
+    (
+        any::<usize>(),
+        any::<bool>(),
+        prop_oneof![
+            6 => prop::sample::select(vec![(3u8, 3u8), (3, 1), (3, 4), (11, 0), (3, 13)]),
+            1 => (any::<u8>(), any::<u8>()),
+        ],
+        quote(),
+        any::<bool>(),
+    )
+        .prop_map(|(flow, reply, kind, quote, router)| Step::Error {
+            flow,
+            reply,
+            kind,
+            quote,
+            router,
+        })
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (0..16u8).prop_map(Mutation::Ihl),
+        (1..11u8, any::<u8>()).prop_map(|(n, b)| Mutation::Options(n, b)),
+        (0..16u8).prop_map(Mutation::Version),
+        (-60..60i16).prop_map(Mutation::TotLen),
+        (1..60u8).prop_map(Mutation::Cut),
+        (1..40u8, any::<u8>()).prop_map(|(n, b)| Mutation::Pad(n, b)),
+        prop::sample::select(vec![
+            0x2000u16, 0x2001, 0x0001, 0x0010, 0x3fff, 0x8000, 0x6000
+        ])
+        .prop_map(Mutation::FragOff),
+        (0..16u8).prop_map(Mutation::Doff),
+        any::<u8>().prop_map(Mutation::Flags),
+        prop::sample::select(vec![0x86ddu16, 0x0806, 0x8100, 0x0000]).prop_map(Mutation::Ethertype),
+        (0..120u16, any::<u8>()).prop_map(|(at, b)| Mutation::Byte(at, b)),
+    ]
+}
+
+fn hook_sel() -> impl Strategy<Value = HookSel> {
+    prop_oneof![
+        4 => Just(HookSel::Natural),
+        1 => Just(HookSel::UplinkEgress),
+        1 => Just(HookSel::UplinkIngress),
+        1 => Just(HookSel::BridgeIngress),
+        1 => Just(HookSel::Endpoint),
+    ]
+}
+
+fn bytes() -> impl Strategy<Value = Step> {
+    (
+        hook_sel(),
+        prop::collection::vec(any::<u8>(), 14..100),
+        0..3u8,
+        addr(),
+        addr(),
+    )
+        .prop_map(|(hook, mut bytes, shape, src, dst)| {
+            if shape > 0 {
+                bytes[12] = 0x08;
+                bytes[13] = 0x00;
+            }
+            if shape > 1 && bytes.len() >= 34 {
+                // An IPv4 header that holds together, between known addresses.
+                bytes[14] = 0x45;
+                let tot = (bytes.len() - 14) as u16;
+                bytes[16..18].copy_from_slice(&tot.to_be_bytes());
+                bytes[26..30].copy_from_slice(&src.get(false).to_be_bytes());
+                bytes[30..34].copy_from_slice(&dst.get(false).to_be_bytes());
+                bytes[20] &= 0x20;
+                bytes[21] = 0;
+            }
+            Step::Bytes { hook, bytes }
+        })
+}
+
+fn step() -> BoxedStrategy<Step> {
+    // Boxed: the value trees of unboxed unions are large, and a debug build spends its
+    // time moving them around.
+    let valid =
+        prop_oneof![4 => open().boxed(), 7 => again().boxed(), 2 => error().boxed()].boxed();
+    prop_oneof![
+        13 => valid.clone(),
+        3 => (valid, prop::collection::vec(mutation(), 1..3), hook_sel()).prop_map(
+            |(base, mutations, hook)| Step::Mutated {
+                base: Box::new(base),
+                mutations,
+                hook,
+            }
+        ),
+        1 => bytes().boxed(),
+        1 => (0..6usize).prop_map(Step::Withdraw).boxed(),
+    ]
+    .boxed()
+}
+
+fn mapping() -> impl Strategy<Value = Mapping> {
+    (
+        prop::sample::select(vec![0u32, 0, UPLINK, BRIDGE, LOCALHOST]),
+        prop_oneof![Just(TCP), Just(UDP)],
+        prop::sample::select(vec![80u16, 8080, 8084, 5353, 20001, 40000]),
+        prop::sample::select(vec![CTR, CTR, CTR2]),
+        prop::sample::select(vec![80u16, 8080, 53, 5000]),
+        prop_oneof![4 => Just(None), 1 => (prop::sample::select(vec![7000u16, 20000]), 0..10u16).prop_map(Some)],
+    )
+        .prop_map(|(addr, proto, port, ctr, ctr_port, range)| {
+            let (port, end) = match range {
+                Some((start, n)) => (start, start + n),
+                None => (port, port),
+            };
+            Mapping {
+                addr,
+                proto,
+                port,
+                end,
+                ctr,
+                ctr_port,
+                id: 0,
+                range: range.is_some(),
+            }
+        })
+}
+
+pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            6 => Just((20_000u16, 29_999u16)),
+            1 => (0..40u16).prop_map(|k| (20_000, 20_000 + k)),
+            1 => (0..3u16).prop_map(|k| (20_000, 20_000 + k)),
+        ],
+        prop::collection::vec(mapping(), 0..5),
+        prop::collection::vec(step(), 1..max_steps),
+    )
+        .prop_map(|(fast, nat, mappings, steps)| {
+            let mut published: Vec<Mapping> = Vec::new();
+            for m in mappings {
+                let clash = published.iter().any(|p| {
+                    !p.range && !m.range && (p.addr, p.proto, p.port) == (m.addr, m.proto, m.port)
+                });
+                if !clash {
+                    let id = published.len() as u32 + 1;
+                    published.push(Mapping { id, ..m });
+                }
+            }
+            Case {
+                fast,
+                nat,
+                published,
+                steps,
+            }
+        })
+}
+
+// ---------------------------------------------------------------------------------
+// Frames
+
+const ETH_HDR: [u8; 14] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
+
+/// An IPv4 packet: header with checksum, then `l4`. `frag` is the flags and offset
+/// field.
+pub fn ipv4(src: u32, dst: u32, proto: u8, id: u16, frag: u16, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&src.to_be_bytes());
+    h.extend_from_slice(&dst.to_be_bytes());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(l4);
+    h
+}
+
+pub fn frame(ip: &[u8]) -> Vec<u8> {
+    let mut f = ETH_HDR.to_vec();
+    f.extend_from_slice(ip);
+    f
+}
+
+fn pseudo_sum(src: u32, dst: u32, proto: u8, l4: &[u8]) -> u16 {
+    let mut p = Vec::with_capacity(12 + l4.len());
+    p.extend_from_slice(&src.to_be_bytes());
+    p.extend_from_slice(&dst.to_be_bytes());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(l4);
+    checksum(&p)
+}
+
+fn payload(len: u8) -> Vec<u8> {
+    (0..len as usize % 48)
+        .map(|i| (i as u8).wrapping_mul(37))
+        .collect()
+}
+
+/// A whole L4 message (checksum over all of it) of a flow packet.
+pub fn l4(proto: u8, src: u32, dst: u32, sport: u16, dport: u16, flags: u8, len: u8) -> Vec<u8> {
+    let body = payload(len);
+    match proto {
+        TCP => {
+            let mut t = Vec::new();
+            t.extend_from_slice(&sport.to_be_bytes());
+            t.extend_from_slice(&dport.to_be_bytes());
+            t.extend_from_slice(&[0, 0, 0x10, 0x01, 0, 0, 0x20, 0x02, 0x50, flags, 0xff, 0xff]);
+            t.extend_from_slice(&[0, 0, 0, 0]);
+            t.extend_from_slice(&body);
+            let c = pseudo_sum(src, dst, TCP, &t);
+            t[16..18].copy_from_slice(&c.to_be_bytes());
+            t
+        }
+        UDP => {
+            let mut u = Vec::new();
+            u.extend_from_slice(&sport.to_be_bytes());
+            u.extend_from_slice(&dport.to_be_bytes());
+            u.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+            u.extend_from_slice(&[0, 0]);
+            u.extend_from_slice(&body);
+            // Every eleventh datagram goes without a checksum (0: none).
+            if !len.is_multiple_of(11) {
+                let c = pseudo_sum(src, dst, UDP, &u);
+                u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+            }
+            u
+        }
+        _ => {
+            // ICMP echo: `flags` is the type; the identifier is the "port".
+            let mut m = vec![flags, 0, 0, 0];
+            m.extend_from_slice(&sport.to_be_bytes());
+            m.extend_from_slice(&7u16.to_be_bytes());
+            m.extend_from_slice(&body);
+            let c = checksum(&m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            m
+        }
+    }
+}
+
+/// The frames of one datagram, cut as `frag` says (an IP identifier of its own).
+pub fn datagram(src: u32, dst: u32, proto: u8, id: u16, l4: &[u8], frag: Frag) -> Vec<Vec<u8>> {
+    let head = match proto {
+        TCP => 20,
+        UDP | ICMP => 8,
+        _ => 0,
+    };
+    let cut = |n: u8| (head + 8 * (1 + n as usize)).div_ceil(8) * 8;
+    let split = |n: u8| {
+        let at = cut(n).min(l4.len().saturating_sub(1) / 8 * 8);
+        if at < head.max(8) {
+            // Too short to cut with the header whole: one fragment would not do.
+            return None;
+        }
+        let first = frame(&ipv4(src, dst, proto, id, 0x2000, &l4[..at]));
+        let rest = frame(&ipv4(src, dst, proto, id, (at / 8) as u16, &l4[at..]));
+        Some((first, rest))
+    };
+    let whole = || vec![frame(&ipv4(src, dst, proto, id, 0x4000, l4))];
+    match frag {
+        Frag::Whole => whole(),
+        Frag::InOrder(n) => split(n).map(|(a, b)| vec![a, b]).unwrap_or_else(whole),
+        Frag::LaterFirst(n) => split(n).map(|(a, b)| vec![b, a]).unwrap_or_else(whole),
+        Frag::FirstMissing(n) => split(n).map(|(_, b)| vec![b]).unwrap_or_else(whole),
+        Frag::FirstOnly(n) => split(n).map(|(a, _)| vec![a]).unwrap_or_else(whole),
+    }
+}
+
+/// The segment a TCP flow in `state` would see next, and whether the answering side
+/// sends it: `pick` chooses among the likely ones.
+fn next_segment(state: u8, pick: u8) -> (bool, u8) {
+    use netlab_common::conntrack::{
+        TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_SYN_RECV, TCP_SYN_SENT,
+        TCP_TIME_WAIT,
+    };
+    const SYN: u8 = 0x02;
+    const SYN_ACK: u8 = 0x12;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+    const FIN_ACK: u8 = 0x11;
+    const RST: u8 = 0x04;
+    let choices: &[(bool, u8)] = match state {
+        TCP_SYN_SENT => &[
+            (true, SYN_ACK),
+            (true, SYN_ACK),
+            (false, SYN),
+            (true, RST | ACK),
+        ],
+        TCP_SYN_RECV => &[
+            (false, ACK),
+            (false, ACK),
+            (true, SYN_ACK),
+            (false, FIN_ACK),
+        ],
+        TCP_ESTABLISHED => &[
+            (false, PSH_ACK),
+            (true, PSH_ACK),
+            (false, FIN_ACK),
+            (true, FIN_ACK),
+            (true, RST),
+            (false, ACK),
+        ],
+        TCP_FIN_WAIT => &[(true, FIN_ACK), (true, ACK), (false, ACK)],
+        TCP_CLOSE_WAIT => &[(false, FIN_ACK), (false, PSH_ACK), (true, ACK)],
+        TCP_TIME_WAIT | TCP_CLOSE => &[(false, SYN), (false, ACK), (true, ACK)],
+        _ => &[(false, SYN)],
+    };
+    choices[pick as usize % choices.len()]
+}
+
+/// The IPv4 packet (no Ethernet) a tracked flow's packet becomes, ready to be quoted.
+fn translated(model: &Model, flow: usize, dir: Dir, len: u8) -> (u32, u32, Vec<u8>) {
+    let f = &model.flows[flow];
+    let t = f.to_of(dir);
+    let proto = f.key.proto;
+    let flags = match (proto, dir) {
+        (TCP, _) => 0x18,
+        (ICMP, Dir::Opener) => wire::ECHO_REQUEST,
+        (ICMP, Dir::Reply) => wire::ECHO_REPLY,
+        _ => 0,
+    };
+    let m = l4(proto, t.saddr, t.daddr, t.sport, t.dport, flags, len);
+    (
+        t.saddr,
+        t.daddr,
+        ipv4(t.saddr, t.daddr, proto, 0x5151, 0x4000, &m),
+    )
+}
+
+/// The frames of step `s` against the model's flows now, with where each enters. Empty
+/// when the step refers to flows and there are none.
+pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec<(Route, Vec<u8>)> {
+    let route_of = |src: u32| {
+        if model.cfg.in_subnet(src) {
+            Route::FromCtr
+        } else {
+            Route::FromOutside
+        }
+    };
+    match s {
+        Step::Open {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            flags,
+            frag,
+            len,
+        } => {
+            let (src, dst) = (src.get(fast), dst.get(fast));
+            let dport = match *dport {
+                Port::Fixed(p) => p,
+                Port::Published(i, k) => match published.get(i % published.len().max(1)) {
+                    Some(m) => m.port + k % (m.end - m.port + 1),
+                    None => 80,
+                },
+            };
+            let (sport, dport) = if *proto == ICMP {
+                (*sport, *sport)
+            } else {
+                (*sport, dport)
+            };
+            let m = l4(*proto, src, dst, sport, dport, *flags, *len);
+            let id = sport ^ dport ^ (*len as u16);
+            datagram(src, dst, *proto, id, &m, *frag)
+                .into_iter()
+                .map(|f| (route_of(src), f))
+                .collect()
+        }
+        Step::Again {
+            flow,
+            reply,
+            flags,
+            natural,
+            frag,
+            len,
+        } => {
+            if model.flows.is_empty() {
+                return Vec::new();
+            }
+            let f = &model.flows[flow % model.flows.len()];
+            let (reply, flags) = if *natural && f.key.proto == TCP {
+                next_segment(f.state, *flags)
+            } else {
+                (*reply, *flags)
+            };
+            let dir = if reply { Dir::Reply } else { Dir::Opener };
+            let k = f.key_of(dir);
+            let flags = match (k.proto, dir) {
+                (TCP, _) => flags,
+                (ICMP, Dir::Opener) => wire::ECHO_REQUEST,
+                (ICMP, Dir::Reply) => wire::ECHO_REPLY,
+                _ => 0,
+            };
+            let m = l4(k.proto, k.saddr, k.daddr, k.sport, k.dport, flags, *len);
+            let id = k.sport.wrapping_add(*len as u16);
+            datagram(k.saddr, k.daddr, k.proto, id, &m, *frag)
+                .into_iter()
+                .map(|f| (route_of(k.saddr), f))
+                .collect()
+        }
+        Step::Error {
+            flow,
+            reply,
+            kind,
+            quote,
+            router,
+        } => {
+            if model.flows.is_empty() {
+                return Vec::new();
+            }
+            let dir = if *reply { Dir::Reply } else { Dir::Opener };
+            let (ts, td, sent) = translated(model, flow % model.flows.len(), dir, 40);
+            let ihl = 20;
+            let mut q = match *quote {
+                Quote::Full => sent.clone(),
+                Quote::L4(n) => sent[..(ihl + n as usize).min(sent.len())].to_vec(),
+                Quote::Ip(n) => sent[..n as usize].to_vec(),
+                Quote::Nested => {
+                    let inner = &sent[..(ihl + 8).min(sent.len())];
+                    let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
+                    m.extend_from_slice(inner);
+                    let c = checksum(&m);
+                    m[2..4].copy_from_slice(&c.to_be_bytes());
+                    ipv4(td, ts, ICMP, 1, 0, &m)
+                }
+                Quote::BadVersion => {
+                    let mut q = sent.clone();
+                    q[0] = 0x65;
+                    q
+                }
+                Quote::LaterFragment => {
+                    let mut q = sent.clone();
+                    q[6] = 0;
+                    q[7] = 0x10;
+                    q
+                }
+            };
+            if let Quote::Nested = quote {
+            } else {
+                q.truncate(q.len().min(sent.len()));
+            }
+            let mut m = vec![kind.0, kind.1, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&q);
+            let c = checksum(&m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            let from_ctr = model.cfg.in_subnet(td);
+            let src = if *router && !from_ctr { WAN } else { td };
+            vec![(
+                route_of(if from_ctr { td } else { src }),
+                frame(&ipv4(src, ts, ICMP, 9, 0, &m)),
+            )]
+        }
+        Step::Mutated {
+            base,
+            mutations,
+            hook,
+        } => {
+            let mut out = frames(base, model, published, fast);
+            for (route, f) in &mut out {
+                for m in mutations {
+                    mutate(f, *m);
+                }
+                *route = match hook {
+                    HookSel::Natural => *route,
+                    h => Route::Hook(hook_of(*h, fast)),
+                };
+            }
+            out
+        }
+        Step::Bytes { hook, bytes } => {
+            let route = match hook {
+                HookSel::Natural => wire::saddr_of(bytes)
+                    .map(route_of)
+                    .unwrap_or(Route::FromOutside),
+                h => Route::Hook(hook_of(*h, fast)),
+            };
+            vec![(route, bytes.clone())]
+        }
+        Step::Withdraw(_) => Vec::new(),
+    }
+}
+
+fn hook_of(h: HookSel, fast: bool) -> netlab_tests::model::Hook {
+    use netlab_tests::model::Hook;
+    match h {
+        HookSel::UplinkEgress => Hook::UplinkEgress,
+        HookSel::UplinkIngress => Hook::UplinkIngress,
+        HookSel::BridgeIngress => Hook::BridgeIngress,
+        HookSel::Endpoint if fast => Hook::Endpoint,
+        _ => Hook::BridgeIngress,
+    }
+}
+
+/// Recomputes the IPv4 header checksum when the header fits in the frame.
+fn fix_ip(f: &mut [u8]) {
+    if f.len() < 34 {
+        return;
+    }
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    if ihl < 20 || 14 + ihl > f.len() {
+        return;
+    }
+    f[24] = 0;
+    f[25] = 0;
+    let c = checksum(&f[14..14 + ihl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Recomputes the TCP checksum of a frame that parses.
+fn fix_tcp(f: &mut [u8]) {
+    let Ok(Some(p)) = wire::parse(f) else { return };
+    if p.proto != TCP || p.kind != wire::Kind::Flow {
+        return;
+    }
+    f[p.l4 + 16] = 0;
+    f[p.l4 + 17] = 0;
+    let c = pseudo_sum(p.saddr, p.daddr, TCP, &f[p.l4..p.end]);
+    f[p.l4 + 16..p.l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+pub fn mutate(f: &mut Vec<u8>, m: Mutation) {
+    let ip = f.len() >= 34 && f[12..14] == [0x08, 0x00];
+    match m {
+        Mutation::Ihl(n) if ip => {
+            f[14] = (f[14] & 0xf0) | n;
+            fix_ip(f);
+        }
+        Mutation::Options(n, b) if ip => {
+            let ihl = (f[14] & 0x0f) as usize * 4;
+            let words = (n as usize).min(15usize.saturating_sub(ihl / 4));
+            if words == 0 || 14 + ihl > f.len() {
+                return;
+            }
+            // NOPs, a random option kind, EOL: any content is the options' own business.
+            let mut opts = vec![1u8; words * 4];
+            opts[0] = b;
+            *opts.last_mut().unwrap() = 0;
+            let at = 14 + ihl;
+            f.splice(at..at, opts);
+            f[14] = (f[14] & 0xf0) | ((ihl / 4 + words) as u8 & 0x0f);
+            let tot = u16::from_be_bytes([f[16], f[17]]).wrapping_add((words * 4) as u16);
+            f[16..18].copy_from_slice(&tot.to_be_bytes());
+            fix_ip(f);
+        }
+        Mutation::Version(v) if ip => {
+            f[14] = (f[14] & 0x0f) | (v << 4);
+            fix_ip(f);
+        }
+        Mutation::TotLen(d) if ip => {
+            let tot = u16::from_be_bytes([f[16], f[17]]).wrapping_add(d as u16);
+            f[16..18].copy_from_slice(&tot.to_be_bytes());
+            fix_ip(f);
+        }
+        Mutation::Cut(n) => {
+            let keep = f.len().saturating_sub(n as usize).max(14);
+            f.truncate(keep);
+        }
+        Mutation::Pad(n, b) => f.extend(std::iter::repeat_n(b, n as usize)),
+        Mutation::FragOff(v) if ip => {
+            f[20..22].copy_from_slice(&v.to_be_bytes());
+            fix_ip(f);
+        }
+        Mutation::Doff(n) => {
+            if let Ok(Some(p)) = wire::parse(f)
+                && p.proto == TCP
+                && p.kind == wire::Kind::Flow
+            {
+                f[p.l4 + 12] = (n << 4) | (f[p.l4 + 12] & 0x0f);
+                fix_tcp(f);
+            }
+        }
+        Mutation::Flags(b) => {
+            if let Ok(Some(p)) = wire::parse(f)
+                && p.proto == TCP
+                && p.kind == wire::Kind::Flow
+            {
+                f[p.l4 + 13] = b;
+                fix_tcp(f);
+            }
+        }
+        Mutation::Ethertype(t) => f[12..14].copy_from_slice(&t.to_be_bytes()),
+        Mutation::Byte(at, b) if (at as usize) < f.len() => f[at as usize] = b,
+        _ => {}
+    }
+}

@@ -1,0 +1,536 @@
+//! Property-based fuzzing of the TC programs against the reference model
+//! (`netlab_tests::model`): random cases — a lab configuration and a sequence of valid
+//! flows (masquerade, published ports, hairpin, replies, closes, fragments, ICMP errors)
+//! interleaved with malformed frames — run through the real programs with
+//! BPF_PROG_TEST_RUN. Every frame's verdict, output bytes and drop counters must be what
+//! the model says, and after every frame the conntrack and fragment tables must hold
+//! exactly the model's flows; a translated frame must match an entry the tables hold.
+//!
+//! The cases run inside a sandbox lab's host namespace, where the fast path's route
+//! lookups see the lab's links and neighbours; each case has the fast path on (frames
+//! forwarded are redirected with the next hop's MACs and the TTL one less) or off. The
+//! object is loaded once per worker (one per CPU) and its maps emptied between cases.
+//! 10,000 cases, or `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`).
+
+mod bpf;
+mod cases;
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
+
+use netlab_common::{
+    config::{Config, FLAG_FAST_PATH},
+    conntrack::{CtEntry, CtKey},
+    conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    frag::{FragKey, FragNat},
+    maps as names,
+};
+use netlab_tests::model::{
+    FastPath, Hook, Model, NatConfig, TC_ACT_OK, TC_ACT_SHOT,
+    flows::Key,
+    wire::{self, ICMP},
+};
+use netlab_tests::{Lab, in_ns, netns};
+use proptest::test_runner::{Config as Proptest, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+
+use bpf::{Bpf, expected};
+use cases::{Case, Route, Step};
+
+/// Steps in one case, at most.
+const MAX_STEPS: usize = 40;
+
+struct Runner {
+    bpf: Bpf,
+    model: Model,
+    /// The lab's fast path, for the cases that have it on.
+    fast: FastPath,
+    /// Frames checked, over every case.
+    frames: u64,
+}
+
+fn nat_config(case: &Case, fast: Option<&FastPath>) -> NatConfig {
+    NatConfig {
+        uplink: cases::UPLINK,
+        bridge: cases::BRIDGE,
+        subnet: 0xac12_0000,
+        mask: 0xffff_0000,
+        port_min: case.nat.0,
+        port_max: case.nat.1,
+        published: case.published.clone(),
+        fast: fast.filter(|_| case.fast).cloned(),
+    }
+}
+
+fn datapath_config(case: &Case, base: &Config) -> Config {
+    Config {
+        nat_port_min: case.nat.0,
+        nat_port_max: case.nat.1,
+        // Nothing expires during a case: the model has no clock.
+        tcp_syn_secs: 3_600,
+        tcp_fin_secs: 3_600,
+        tcp_time_wait_secs: 3_600,
+        tcp_close_secs: 3_600,
+        udp_secs: 3_600,
+        icmp_secs: 3_600,
+        flags: if case.fast { base.flags } else { 0 },
+        ..*base
+    }
+}
+
+impl Runner {
+    fn run_case(&mut self, case: &Case, base: &Config) -> Result<(), String> {
+        self.bpf.reset(datapath_config(case, base), &case.published);
+        self.model.reset(nat_config(case, Some(&self.fast)));
+        for (n, step) in case.steps.iter().enumerate() {
+            if let Step::Withdraw(i) = step {
+                let live = &self.model.cfg.published;
+                if !live.is_empty() {
+                    let m = live[i % live.len()];
+                    self.bpf.withdraw(&m);
+                    self.model.withdraw(m.id);
+                }
+                continue;
+            }
+            let frames = cases::frames(step, &self.model, &case.published, case.fast);
+            for (route, frame) in frames {
+                self.deliver(route, frame)
+                    .map_err(|e| format!("step {n} ({step:?}): {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a frame to the hooks it meets on its way.
+    fn deliver(&mut self, route: Route, frame: Vec<u8>) -> Result<(), String> {
+        match route {
+            Route::Hook(h) => self.feed(h, &frame).map(|_| ()),
+            Route::FromOutside => self.feed(Hook::UplinkIngress, &frame).map(|_| ()),
+            Route::FromCtr => {
+                let mut f = frame;
+                if let Some(fast) = &self.model.cfg.fast {
+                    // A container sends to another at its MAC.
+                    if let Ok(Some(p)) = wire::parse(&f)
+                        && let Some(e) = fast.endpoints.iter().find(|e| e.0 == p.daddr)
+                    {
+                        f[..6].copy_from_slice(&e.1);
+                    }
+                    let (verdict, out) = self.feed(Hook::Endpoint, &f)?;
+                    if verdict != TC_ACT_OK {
+                        return Ok(());
+                    }
+                    f = out;
+                }
+                let (verdict, out) = self.feed(Hook::BridgeIngress, &f)?;
+                if verdict != TC_ACT_OK {
+                    return Ok(());
+                }
+                // Routed out of the lab by the host, unless it is for the host or the
+                // bridge.
+                let cfg = &self.model.cfg;
+                match wire::parse(&out) {
+                    Ok(Some(p)) if !cfg.in_subnet(p.daddr) && !cfg.is_host(p.daddr) => {
+                        self.feed(Hook::UplinkEgress, &out).map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// One frame through one hook, checked against the model, then the tables.
+    fn feed(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+        let (verdict, out) = match self.bpf.run(hook, frame) {
+            Ok(r) => r,
+            // BPF_PROG_TEST_RUN wants the network header of the frame's ethertype
+            // whole; such frames never get this far on a real link either.
+            Err(_) if kernel_refuses(frame) => {
+                *self
+                    .model
+                    .tally
+                    .entry("not run: cut L3 header".into())
+                    .or_default() += 1;
+                return Ok((TC_ACT_SHOT, Vec::new()));
+            }
+            Err(e) => return Err(format!("{hook:?} could not run on {frame:02x?}: {e}")),
+        };
+        self.frames += 1;
+        let drops = self.bpf.drops_moved();
+        let label = self
+            .model
+            .step(hook, frame, verdict, &out, &drops)
+            .map_err(|e| format!("{hook:?} on {frame:02x?}: {e}"))?;
+        let tables = self
+            .check_tables()
+            .map_err(|e| format!("{hook:?} on {frame:02x?} ({label}): {e}"))?;
+        check_held(&tables, hook, frame, &out, &label)
+            .map_err(|e| format!("{hook:?} on {frame:02x?} ({label}): {e}"))?;
+        Ok((verdict, out))
+    }
+
+    /// The datapath's tables hold exactly the model's flows and fragments; returns them.
+    fn check_tables(&self) -> Result<Tables, String> {
+        let (ct, pending) = self.model.tables();
+        let tables = Tables {
+            ct: self.bpf.table(names::CT),
+            pending: self.bpf.table(names::CT_PENDING),
+            frags: self.bpf.frags(),
+        };
+        for (name, got, want) in [
+            (names::CT, &tables.ct, ct),
+            (names::CT_PENDING, &tables.pending, pending),
+        ] {
+            let want = expected(want);
+            if *got != want {
+                let mut diff = Vec::new();
+                for (k, e) in got {
+                    match want.get(k) {
+                        None => diff.push(format!("extra {k:?} -> {e:?}")),
+                        Some(w) if w != e => diff.push(format!("{k:?}: {e:?}, want {w:?}")),
+                        _ => {}
+                    }
+                }
+                for (k, w) in &want {
+                    if !got.contains_key(k) {
+                        diff.push(format!("missing {k:?} -> {w:?}"));
+                    }
+                }
+                return Err(format!(
+                    "{name} differs from the model:\n  {}",
+                    diff.join("\n  ")
+                ));
+            }
+        }
+        let want: HashMap<_, _> = self.model.frag_table().into_iter().collect();
+        if tables.frags != want {
+            return Err(format!(
+                "FRAGS differs: got {:?}, want {want:?}",
+                tables.frags
+            ));
+        }
+        Ok(tables)
+    }
+}
+
+/// The datapath's tables after a frame.
+struct Tables {
+    ct: HashMap<CtKey, CtEntry>,
+    pending: HashMap<CtKey, CtEntry>,
+    frags: HashMap<FragKey, FragNat>,
+}
+
+/// A translated frame went where an entry of the datapath's own tables says: its flow's
+/// entry, its first fragment's, or the flow its ICMP error quotes.
+fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> Result<(), String> {
+    if label == "passed" || label.starts_with("dropped") || label.starts_with("switched") {
+        return Ok(());
+    }
+    let zone = if hook == Hook::UplinkIngress {
+        ZONE_FROM_OUTSIDE
+    } else {
+        ZONE_FROM_CTR
+    };
+    let p = wire::parse(input).unwrap().unwrap();
+    let q = wire::parse(out).unwrap().unwrap();
+    if label == "fragment" {
+        let key = FragKey {
+            saddr: p.saddr.to_be(),
+            daddr: p.daddr.to_be(),
+            id: p.id.to_be(),
+            proto: p.proto,
+            zone,
+        };
+        let held = t.frags.get(&key).copied();
+        return match held {
+            Some(n) if (n.saddr, n.daddr) == (q.saddr.to_be(), q.daddr.to_be()) => Ok(()),
+            _ => Err(format!(
+                "fragment translated to {:?} but FRAGS holds {held:?}",
+                (q.saddr, q.daddr)
+            )),
+        };
+    }
+    // The tuple the datapath's entry for `key` rewrites to, whichever table.
+    let held = |key: Key| {
+        let raw = key.raw();
+        t.ct.get(&raw).or(t.pending.get(&raw)).map(|e| {
+            (
+                u32::from_be(e.saddr),
+                u32::from_be(e.daddr),
+                u16::from_be(e.sport),
+                u16::from_be(e.dport),
+            )
+        })
+    };
+    if label == "icmp error" {
+        let (qi, qo) = (
+            wire::quoted(input, &p).unwrap().unwrap(),
+            wire::quoted(out, &q).unwrap().unwrap(),
+        );
+        let key = Key {
+            zone,
+            proto: qi.proto,
+            saddr: qi.daddr,
+            daddr: qi.saddr,
+            sport: qi.dport,
+            dport: qi.sport,
+        };
+        let got = (qo.daddr, qo.saddr, qo.dport, qo.sport);
+        return match held(key) {
+            Some(t) if t == got => Ok(()),
+            t => Err(format!(
+                "quote translated to {got:?} but conntrack holds {t:?}"
+            )),
+        };
+    }
+    let key = Key {
+        zone,
+        proto: p.proto,
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+    };
+    let got = (
+        q.saddr,
+        q.daddr,
+        q.sport,
+        if q.proto == ICMP { q.sport } else { q.dport },
+    );
+    match held(key) {
+        Some(t) if t == got => Ok(()),
+        t => Err(format!("translated to {got:?} but conntrack holds {t:?}")),
+    }
+}
+
+/// Frames BPF_PROG_TEST_RUN does not run: an IPv4 or IPv6 ethertype without room for
+/// that header.
+fn kernel_refuses(f: &[u8]) -> bool {
+    match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => f.len() < 14 + 20,
+        0x86dd => f.len() < 14 + 40,
+        _ => false,
+    }
+}
+
+/// Cases from `NETLAB_FUZZ_CASES`, or `default`.
+fn case_count(default: u32) -> u32 {
+    std::env::var("NETLAB_FUZZ_CASES")
+        .ok()
+        .map(|v| v.parse().expect("NETLAB_FUZZ_CASES: a number of cases"))
+        .unwrap_or(default)
+}
+
+/// What the fast path needs to know of the sandbox lab the cases run in.
+struct World {
+    /// The datapath's configuration with the fast path on.
+    base: Config,
+    fast: FastPath,
+    /// Containers: address, host-end veth ifindex, MAC.
+    endpoints: Vec<(u32, u32, [u8; 6])>,
+}
+
+/// An interface's ifindex and MAC in namespace `ns`.
+fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
+    use netlab::netlink::link;
+    let name = name.to_string();
+    netns::netlink_in(ns, |h| async move {
+        let index = link::require(&h, &name).await?;
+        let mac = link::mac(&h, &name).await?;
+        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
+    })
+    .expect("link")
+}
+
+/// The lab's links and containers `a` and `b`, with wan's MAC a permanent neighbour
+/// of the lab host (so that `bpf_fib_lookup` always resolves the gateway).
+fn world(lab: &Lab) -> World {
+    let state = lab.state();
+    let host = lab.ns("host");
+    let (uplink, uplink_mac) = link_of(&host, "eth0");
+    let (bridge, bridge_mac) = link_of(&host, &state.bridge);
+    let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
+    let mac = wan_mac.map(|b| format!("{b:02x}")).join(":");
+    lab.exec_ok(
+        "host",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "198.51.100.1",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let endpoints: Vec<(u32, u32, [u8; 6])> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let c = state.container(name).unwrap();
+            let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
+            let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
+            (u32::from(c.ip.unwrap()), veth, mac)
+        })
+        .collect();
+    assert_eq!(
+        endpoints.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [cases::CTR, cases::CTR2],
+        "the cases' containers"
+    );
+    World {
+        base: Config {
+            uplink_ifindex: uplink,
+            bridge_ifindex: bridge,
+            bridge_mac,
+            flags: FLAG_FAST_PATH,
+            ..base_config()
+        },
+        fast: FastPath {
+            uplink_mac,
+            bridge_mac,
+            gateway: cases::WAN,
+            gateway_mac: wan_mac,
+            uplink_net: 0xc633_6400,
+            uplink_mask: 0xffff_ff00,
+            endpoints: endpoints.iter().map(|e| (e.0, e.2)).collect(),
+        },
+        endpoints,
+    }
+}
+
+/// What one worker saw.
+struct Seen {
+    frames: u64,
+    tally: BTreeMap<String, u64>,
+    failure: Option<String>,
+}
+
+/// Runs `n` cases on a datapath object of its own, in the current namespace.
+fn work(n: u32, w: &World) -> Seen {
+    let mut bpf = Bpf::new();
+    bpf.set_endpoints(&w.endpoints);
+    let runner = RefCell::new(Runner {
+        bpf,
+        model: Model::new(nat_config(&cases::Case::default(), None)),
+        fast: w.fast.clone(),
+        frames: 0,
+    });
+    // XorShift rather than ChaCha: generating cases, not keys (a third of the time in a
+    // debug build otherwise). A random seed per run; a failure prints its minimal case.
+    let config = Proptest {
+        cases: n,
+        failure_persistence: None,
+        max_shrink_iters: 4_096,
+        ..Proptest::default()
+    };
+    let mut proptest =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::XorShift, &seed()));
+    let result = proptest.run(&cases::case(MAX_STEPS), |case| {
+        runner
+            .borrow_mut()
+            .run_case(&case, &w.base)
+            .map_err(TestCaseError::fail)
+    });
+    let r = runner.into_inner();
+    Seen {
+        frames: r.frames,
+        tally: r.model.tally,
+        failure: result.err().map(|e| e.to_string()),
+    }
+}
+
+/// Runs `n` cases, on as many workers as there are CPUs when there are many, inside a
+/// sandbox lab's host namespace (where the fast path's route lookups see the lab), and
+/// prints what they saw.
+fn fuzz(n: u32) {
+    let start = Instant::now();
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    lab.ok(&["run", "b"]);
+    let w = world(&lab);
+    let host = lab.ns("host");
+    let workers = if n < 1_000 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |c| c.get().min(8)) as u32
+    };
+    let seen: Vec<Seen> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|i| {
+                let share = n / workers + u32::from(i < n % workers);
+                let (w, host) = (&w, &host);
+                s.spawn(move || in_ns(host, || work(share, w)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut tally = BTreeMap::new();
+    for s in &seen {
+        for (k, v) in &s.tally {
+            *tally.entry(k.clone()).or_default() += v;
+        }
+    }
+    let failures: Vec<&String> = seen.iter().filter_map(|s| s.failure.as_ref()).collect();
+    let frames = seen.iter().map(|s| s.frames).sum();
+    report(
+        n,
+        frames,
+        failures.len() as u32,
+        &tally,
+        start.elapsed().as_secs_f64(),
+    );
+    if !failures.is_empty() {
+        for f in &failures {
+            println!("mismatch: {f}");
+        }
+        panic!("the datapath and the model disagree: {}", failures[0]);
+    }
+}
+
+/// A random seed (std's per-process hash keys come from the kernel's random pool).
+fn seed() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let (a, b) = (word(), word());
+    let mut s = [0u8; 16];
+    s[..8].copy_from_slice(&a.to_le_bytes());
+    s[8..].copy_from_slice(&b.to_le_bytes());
+    s
+}
+
+fn report(cases: u32, frames: u64, mismatches: u32, tally: &BTreeMap<String, u64>, secs: f64) {
+    println!(
+        "fuzz: {cases} cases, {frames} frames checked against the model in {secs:.0} s, {mismatches} mismatches"
+    );
+    for (outcome, n) in tally {
+        println!("  {outcome:<34} {n:>12}");
+    }
+}
+
+fn base_config() -> Config {
+    Config {
+        uplink_addr: cases::UPLINK.to_be(),
+        bridge_addr: cases::BRIDGE.to_be(),
+        subnet: 0xac12_0000u32.to_be(),
+        subnet_mask: 0xffff_0000u32.to_be(),
+        ..Config::default()
+    }
+}
+
+/// Every case runs with the fast path on or off (the case says), as `cargo xtask fuzz`
+/// runs it with more cases.
+#[test]
+fn the_datapath_does_what_the_model_says() {
+    fuzz(case_count(10_000));
+}
