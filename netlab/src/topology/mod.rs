@@ -16,7 +16,7 @@ use std::{
 use crate::{
     error::{Error, Errors, Result},
     lab::{Container, LabState, Network, names},
-    netlink::{addr, link, netns, route, sysctl},
+    netlink::{addr, link, neigh, netns, route, sysctl},
 };
 
 /// Sandbox addresses (TEST-NET-2 for the uplink LAN, TEST-NET-3 for "the internet").
@@ -208,6 +208,15 @@ fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
         route::add_default(&h, &ifname, p, gw).await?;
         link::mac(&h, &ifname).await
     })?);
+    // The announcement above leaves before the bridge forwards on the new port (the
+    // carrier change reaches the bridge just after), so the lab host's entry for the
+    // address is replaced too: it may still hold the MAC of a container removed a
+    // moment ago, which would blackhole the address for up to a minute.
+    let (bridge, mac) = (state.bridge.clone(), c.mac.clone().unwrap_or_default());
+    netns::netlink_in(&host_ns(state), |h| async move {
+        let br = link::require(&h, &bridge).await?;
+        neigh::replace_stale(&h, &bridge, br, ip, &mac).await
+    })?;
     Ok(())
 }
 
