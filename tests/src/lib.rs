@@ -9,6 +9,7 @@ pub mod model;
 pub mod packet;
 pub mod podman;
 pub mod sockets;
+pub mod stream;
 pub mod transfer;
 
 /// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:

@@ -107,7 +107,15 @@ impl Transfer<'_> {
         let port = self.listen_port;
         let server: Background = lab.spawn(
             self.listener,
-            &["python3", "-c", END, lmode, self.listen_addr, &port.to_string(), &n],
+            &[
+                "python3",
+                "-c",
+                END,
+                lmode,
+                self.listen_addr,
+                &port.to_string(),
+                &n,
+            ],
         );
         let listening = wait_for(Duration::from_secs(10), || {
             lab.exec_ok(self.listener, &["ss", "-Htln"])

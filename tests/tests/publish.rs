@@ -277,7 +277,12 @@ fn checksummed_transfers_both_ways(dp: &str) {
         connect_port: 5201,
     };
     let (_, got) = t.intact(&lab, 256 << 20, true);
-    assert_eq!(got.peer, WAN_ADDR.to_string(), "the container saw {}", got.peer);
+    assert_eq!(
+        got.peer,
+        WAN_ADDR.to_string(),
+        "the container saw {}",
+        got.peer
+    );
     t.intact(&lab, 256 << 20, false);
     for ns in ["wan", "web"] {
         assert_eq!(lab.snmp(ns, "Tcp", "InCsumErrors"), 0, "in {ns}");

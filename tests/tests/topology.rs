@@ -134,6 +134,8 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         vec!["up", "--sandbox", "--subnet", "10.0.0.1/8"],
         vec!["up", "--sandbox", "--subnet", "banana"],
         vec!["up", "--sandbox", "--nat-ports", "30000-20000"],
+        // Inside the lab host's ephemeral ports (32768-60999).
+        vec!["up", "--sandbox", "--nat-ports", "40000-40000"],
         vec!["up", "--sandbox", "--udp-timeout", "0"],
         vec!["up", "--sandbox", "--uplink", "eth0"],
         vec!["up", "--sandbox", "--subnet", "198.51.100.0/24"],
@@ -196,11 +198,25 @@ fn bad_run_input_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn exec_of_a_missing_program_exits_127() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let out = lab.run(&["exec", "a", "--", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-program"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn commands_on_a_lab_that_is_not_up_fail_clearly() {
     require_root();
     let name = unique_lab();
     for args in [
         vec!["status"],
+        vec!["ports"],
+        vec!["conntrack"],
+        vec!["publish", "a", "80"],
         vec!["run", "a"],
         vec!["exec", "a", "--", "true"],
         vec!["down"],
@@ -218,6 +234,10 @@ fn commands_on_a_lab_that_is_not_up_fail_clearly() {
         );
     }
     assert!(!Path::new(&format!("/run/netlab/{name}")).exists());
+    assert!(
+        !Path::new(&format!("/run/netlab/{name}.lock")).exists(),
+        "a command on a lab that does not exist left its lock file"
+    );
 }
 
 #[test]
