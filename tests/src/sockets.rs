@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::in_ns;
+use crate::{in_ns, wait_for};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -22,6 +22,21 @@ pub fn udp(ns: &Path, addr: &str) -> UdpSocket {
 pub fn tcp_listen(ns: &Path, addr: &str) -> TcpListener {
     let addr = addr.to_string();
     in_ns(ns, move || TcpListener::bind(&addr).expect("listen tcp"))
+}
+
+/// Accepts one connection within 10 s.
+pub fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut got = None;
+    let accepted = wait_for(Duration::from_secs(10), || {
+        got = listener.accept().ok().map(|(s, _)| s);
+        got.is_some()
+    });
+    assert!(accepted, "no connection arrived");
+    let s = got.unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
 }
 
 pub fn tcp_connect(ns: &Path, addr: &str) -> TcpStream {
