@@ -117,6 +117,8 @@ fn bar_panels(report: &Report) -> Vec<BarPanel> {
             "(h) netlab unpublish 1",
         ),
         (Scenario::H, Metric::CliRm, "(h) netlab rm, N ports"),
+        (Scenario::I, Metric::Rate, "(i) CRR, empty table"),
+        (Scenario::I, Metric::RateFull, "(i) CRR, 1M flows in the table"),
     ] {
         if report
             .figures
