@@ -58,9 +58,13 @@ struct Datapath {
 
 impl Datapath {
     fn new(cfg: Config) -> Self {
+        Self::sized(cfg, CONNTRACK_MAX_DEFAULT)
+    }
+
+    /// With tables for `conntrack_max` flows (`netlab up --conntrack-max`).
+    fn sized(cfg: Config, conntrack_max: u32) -> Self {
         require_root();
-        let mut bpf =
-            netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT).expect("load object");
+        let mut bpf = netlab::datapath::ebpf::load(false, conntrack_max).expect("load object");
         let mut c: Array<_, Config> = Array::try_from(bpf.map_mut(names::CONFIG).unwrap()).unwrap();
         c.set(0, cfg, 0).unwrap();
         for p in [
@@ -571,6 +575,89 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
         &out,
         &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, ACK, b"yes"),
     );
+}
+
+/// Live flows from two containers, twice as many as the table of flows being opened
+/// holds, each asked and answered, in two passes: whatever eviction took in between,
+/// every reply to the port a flow's packet left with reaches exactly that flow's
+/// container and port — never another's. (An orphaned half still translating to a
+/// port handed to a new flow would send the new flow's replies to the old container.)
+#[test]
+fn a_table_filled_past_its_size_never_misdelivers() {
+    let mut dp = Datapath::sized(config(), 1_024);
+    let flows = pending_entries(1_024); // twice the flows it holds
+    let (mut translated, mut dropped) = (0u32, 0u32);
+    for pass in 0..2 {
+        for i in 0..flows {
+            let ctr = if i % 2 == 0 { CTR } else { CTR2 };
+            // Both containers use the same source ports towards the same few
+            // destinations, so that NAT ports are contended and handed out again.
+            let (sport, dport) = (1024 + (i / 2 % 2_000) as u16, 1 + (i / 4_000) as u16);
+            let (verdict, out) = dp.egress(&Ipv4::new(ctr, OTHER, UDP).udp(sport, dport, b"q"));
+            if verdict != TC_ACT_OK {
+                dropped += 1;
+                continue;
+            }
+            let v = View::new(&out);
+            assert_eq!((v.src(), v.dst(), v.dport()), (UPLINK_ADDR, OTHER, dport));
+            let nat_port = v.sport();
+            let (verdict, back) =
+                dp.ingress(&Ipv4::new(OTHER, UPLINK_ADDR, UDP).udp(dport, nat_port, b"a"));
+            assert_eq!(verdict, TC_ACT_OK, "pass {pass}, flow {i}");
+            let b = View::new(&back);
+            assert_eq!(
+                (b.dst(), b.dport()),
+                (ctr, sport),
+                "pass {pass}, flow {i}: the reply to {nat_port} went to the wrong place"
+            );
+            translated += 1;
+        }
+    }
+    assert!(
+        translated >= flows,
+        "{translated} translated, {dropped} dropped"
+    );
+    assert!(dp.table(names::CT_PENDING).len() <= pending_entries(1_024) as usize);
+}
+
+/// Half a flow, as eviction from the LRU table leaves it: container A's flow keeps its
+/// outgoing half, its reply half is gone. With one NAT port, container B's new flow to
+/// the same server may now take that port. A's next datagram must then not leave with
+/// it (its half no longer has a reply half pointing back: the flow is gone, and the
+/// range is full), so that replies to the port reach B and only B.
+#[test]
+fn an_orphaned_half_never_translates() {
+    let mut dp = Datapath::new(Config {
+        nat_port_min: 20_000,
+        nat_port_max: 20_000,
+        ..config()
+    });
+    let a = Ipv4::new(CTR, OTHER, UDP).udp(1000, 53, b"a");
+    let port = masquerade(&mut dp, &a, |p| {
+        Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(p, 53, b"a")
+    });
+    assert_eq!(port, 20_000);
+    let reply_key = dp
+        .table(names::CT_PENDING)
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| k.saddr == be(OTHER))
+        .expect("the reply half");
+    {
+        let mut m: HashMap<_, CtKey, CtEntry> =
+            HashMap::try_from(dp.bpf.map_mut(names::CT_PENDING).unwrap()).unwrap();
+        m.remove(&reply_key).unwrap();
+    }
+    let b = Ipv4::new(CTR2, OTHER, UDP).udp(1000, 53, b"b");
+    let (verdict, out) = dp.egress(&b);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(View::new(&out).sport(), 20_000, "the freed port goes to B");
+    let (verdict, _) = dp.egress(&a);
+    assert_eq!(verdict, TC_ACT_SHOT, "A left with B's port");
+    assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
+    let (_, back) = dp.ingress(&Ipv4::new(OTHER, UPLINK_ADDR, UDP).udp(53, 20_000, b"r"));
+    let v = View::new(&back);
+    assert_eq!((v.dst(), v.dport()), (CTR2, 1000));
 }
 
 #[test]
