@@ -118,7 +118,11 @@ fn bar_panels(report: &Report) -> Vec<BarPanel> {
         ),
         (Scenario::H, Metric::CliRm, "(h) netlab rm, N ports"),
         (Scenario::I, Metric::Rate, "(i) CRR, empty table"),
-        (Scenario::I, Metric::RateFull, "(i) CRR, 1M flows in the table"),
+        (
+            Scenario::I,
+            Metric::RateFull,
+            "(i) CRR, 1M flows in the table",
+        ),
     ] {
         if report
             .figures
