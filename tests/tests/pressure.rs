@@ -127,6 +127,15 @@ fn a_syn_flood_against_a_published_port_keeps_established_sessions(dp: &str) {
         .inspect(|f| assert_eq!(f["table"], "pending", "{f}"))
         .count();
     assert!(half_open >= 1_000, "{half_open} half-open flows listed");
+    // Nothing was dropped: the pressure shows as the LRU table in use.
+    let tables = lab.status()["tables"].clone();
+    let pending = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "CT_PENDING")
+        .expect("CT_PENDING in status");
+    assert!(pending["in_use"].as_u64().unwrap() >= 2_000, "{tables}");
     assert!(stream.finish() > 0);
 }
 

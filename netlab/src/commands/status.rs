@@ -47,12 +47,16 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);
     if !tables.is_empty() {
         println!();
-        println!("{:<12} {:>12} {:>12}", "TABLE", "ENTRIES", "MEMORY");
+        println!(
+            "{:<12} {:>12} {:>12} {:>12}",
+            "TABLE", "ENTRIES", "IN USE", "MEMORY"
+        );
         for t in &tables {
             println!(
-                "{:<12} {:>12} {:>10.1} MiB",
+                "{:<12} {:>12} {:>12} {:>10.1} MiB",
                 t.name,
                 t.max_entries,
+                t.in_use,
                 t.memory_bytes as f64 / (1 << 20) as f64
             );
         }

@@ -53,4 +53,8 @@ pub struct TableInfo {
     pub max_entries: u32,
     /// Memory the kernel charges for it (`memlock` of the map).
     pub memory_bytes: u64,
+    /// Entries it holds now. A least-recently-used table that is full is evicting:
+    /// under a flood of new flows that is where the pressure shows, as nothing is
+    /// dropped.
+    pub in_use: u64,
 }
