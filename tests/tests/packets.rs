@@ -102,6 +102,27 @@ impl Datapath {
         self.run(names::PROG_UPLINK_INGRESS, frame)
     }
 
+    /// Publishes `port`/`proto` on every host address to `to:to_port` (mapping 1), as
+    /// `netlab publish` would.
+    fn publish(&mut self, port: u16, proto: u8, to: Ipv4Addr, to_port: u16) {
+        use netlab_common::publish::{PubKey, PubTarget};
+        let mut m: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        let key = PubKey {
+            addr: 0,
+            port: port.to_be(),
+            proto,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: be(to),
+            port: to_port.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        m.insert(key, target, 0).unwrap();
+    }
+
     fn table(&self, name: &str) -> Vec<(CtKey, CtEntry)> {
         let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.bpf.map(name).unwrap()).unwrap();
         m.iter().map(|r| r.unwrap()).collect()
@@ -662,31 +683,9 @@ fn an_orphaned_half_never_translates() {
 
 #[test]
 fn replies_to_host_connections_on_a_published_port_are_left_alone() {
-    use netlab_common::publish::{PubKey, PubTarget};
     let mut dp = Datapath::new(config());
     let bridge = Ipv4Addr::new(172, 18, 0, 1);
-    {
-        let mut publish: HashMap<_, PubKey, PubTarget> =
-            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
-        let key = PubKey {
-            addr: 0,
-            port: 40_000u16.to_be(),
-            proto: TCP,
-            _pad: 0,
-        };
-        publish
-            .insert(
-                key,
-                PubTarget {
-                    addr: be(CTR2),
-                    port: 80u16.to_be(),
-                    _pad: 0,
-                    id: 1,
-                },
-                0,
-            )
-            .unwrap();
-    }
+    dp.publish(40_000, TCP, CTR2, 80);
     // A host-local client on 172.18.0.1:40000 talks to CTR:80; CTR's SYN-ACK is a reply.
     let synack = Ipv4::new(CTR, bridge, TCP).tcp(80, 40_000, SYN | ACK, b"");
     let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &synack);
@@ -717,26 +716,9 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
 /// bridge ingress, the rest went to the lab host untranslated.
 #[test]
 fn hairpin_fragments_follow_their_first() {
-    use netlab_common::publish::{PubKey, PubTarget};
     let mut dp = Datapath::new(config());
     let bridge = Ipv4Addr::new(172, 18, 0, 1);
-    {
-        let mut publish: HashMap<_, PubKey, PubTarget> =
-            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
-        let key = PubKey {
-            addr: 0,
-            port: 5353u16.to_be(),
-            proto: UDP,
-            _pad: 0,
-        };
-        let target = PubTarget {
-            addr: be(CTR2),
-            port: 53u16.to_be(),
-            _pad: 0,
-            id: 1,
-        };
-        publish.insert(key, target, 0).unwrap();
-    }
+    dp.publish(5353, UDP, CTR2, 53);
     let whole = ip_of(&Ipv4::new(CTR, UPLINK_ADDR, UDP).udp(40_000, 5353, &[7; 24]));
     let udp = &whole[20..];
     let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
@@ -762,29 +744,12 @@ fn hairpin_fragments_follow_their_first() {
 /// not free.
 #[test]
 fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
-    use netlab_common::publish::{PubKey, PubTarget};
     let mut dp = Datapath::new(Config {
         nat_port_min: 20_001,
         nat_port_max: 20_001,
         ..config()
     });
-    {
-        let mut publish: HashMap<_, PubKey, PubTarget> =
-            HashMap::try_from(dp.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
-        let key = PubKey {
-            addr: 0,
-            port: 20_001u16.to_be(),
-            proto: TCP,
-            _pad: 0,
-        };
-        let target = PubTarget {
-            addr: be(CTR),
-            port: 53u16.to_be(),
-            _pad: 0,
-            id: 1,
-        };
-        publish.insert(key, target, 0).unwrap();
-    }
+    dp.publish(20_001, TCP, CTR, 53);
     let bridge = Ipv4Addr::new(172, 18, 0, 1);
     let syn = Ipv4::new(CTR, bridge, TCP).tcp(53, 20_001, SYN, b"");
     assert_eq!(dp.run(names::PROG_BRIDGE_INGRESS, &syn).0, TC_ACT_SHOT);
