@@ -181,3 +181,31 @@ pub async fn delete(h: &Handle, name: &str) -> Result<()> {
         Err(e) => Err(nl("delete link", name)(e)),
     }
 }
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(Error::Invalid(format!("bad MAC address {s:?}")));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16)
+            .map_err(|_| Error::Invalid(format!("bad MAC address {s:?}")))?;
+    }
+    Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs() {
+        assert_eq!(
+            super::parse_mac("02:42:ac:12:00:02").unwrap(),
+            [2, 0x42, 0xac, 0x12, 0, 2]
+        );
+        for bad in ["02:42", "02:42:ac:12:00:zz", "02:42:ac:12:00:02:01"] {
+            assert!(super::parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -109,19 +109,7 @@ pub fn load(debug: bool, conntrack_max: u32) -> Result<aya::Ebpf> {
         .map_err(|e| Error::ebpf("load object", e))
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(Error::Invalid(format!("bad MAC address {s:?}")));
-    }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16)
-            .map_err(|_| Error::Invalid(format!("bad MAC address {s:?}")))?;
-    }
-    Ok(mac)
-}
+pub use crate::netlink::link::parse_mac;
 
 /// One classifier, loaded (verified) unless [`load_all`] did it already; the verifier
 /// log comes with a failure.
