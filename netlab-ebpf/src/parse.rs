@@ -120,8 +120,14 @@ pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     // The ethertype first: a frame too short for an IPv4 header may be something else,
-    // which is not ours to drop.
-    let ethertype: u16 = ctx.load(12).map_err(|_| DropReason::Truncated)?;
+    // which is not ours to drop. Read directly when the Ethernet header is linear (every
+    // real frame); only a runt needs the helper.
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let ethertype: u16 = if data + ETH_HLEN <= end {
+        unsafe { *((data + 12) as *const u16) }
+    } else {
+        ctx.load(12).map_err(|_| DropReason::Truncated)?
+    };
     if ethertype != ETH_P_IP.to_be() {
         return Ok(None);
     }
