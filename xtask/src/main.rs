@@ -30,7 +30,8 @@ enum Task {
     /// valid flows and malformed frames, every output checked (the suite runs 10,000).
     Fuzz {
         /// How many cases (each a lab configuration and up to 40 steps).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000,
+              value_parser = clap::value_parser!(u32).range(1..))]
         cases: u32,
     },
     /// Set up, build, and walk through a sandbox lab.
