@@ -283,20 +283,7 @@ impl CniWorld {
 
     /// The HTTP status of `curl URL` run in namespace `ns` (`000` when nothing answers).
     pub fn curl_in(&self, ns: &std::path::Path, url: &str) -> String {
-        let out = crate::run_in_ns(
-            ns,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                url,
-            ],
-        );
+        let out = crate::run_in_ns(ns, &crate::curl_status(url));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

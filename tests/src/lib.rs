@@ -279,20 +279,7 @@ impl Lab {
 
     /// The HTTP status of `curl URL` run in a namespace (`000` when nothing answers).
     pub fn curl(&self, from: &str, url: &str) -> String {
-        let out = self.exec(
-            from,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                url,
-            ],
-        );
+        let out = self.exec(from, &curl_status(url));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -393,6 +380,21 @@ impl Drop for Lab {
             );
         }
     }
+}
+
+/// `curl` printing only the HTTP status of URL (`000` when nothing answers in 3 s).
+pub fn curl_status(url: &str) -> [&str; 9] {
+    [
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ]
 }
 
 /// A background process, killed on drop.

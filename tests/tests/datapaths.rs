@@ -93,21 +93,7 @@ fn web_server(lab: &Lab, name: &str, bind: Ipv4Addr, port: u16) -> Background {
 
 /// Whether `curl URL` from a namespace gets a 200.
 fn get(lab: &Lab, from: &str, url: &str) -> bool {
-    let out = lab.exec(
-        from,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "3",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-    );
-    out.status.success() && out.stdout == b"200"
+    lab.curl(from, url) == "200"
 }
 
 fn publishes_on_one_address_and_udp_ranges(dp: &str) {

@@ -59,19 +59,7 @@ fn tcp_to_wan_is_seen_from_the_uplink(dp: &str) {
         lab.exec_ok("wan", &["ss", "-ltn"])
             .contains("203.0.113.1:8000")
     }));
-    let code = lab.exec_ok(
-        "a",
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://203.0.113.1:8000/",
-        ],
-    );
-    assert_eq!(code, "200");
+    assert_eq!(lab.curl("a", "http://203.0.113.1:8000/"), "200");
     let log = server.finish();
     let line = log
         .lines()
