@@ -171,13 +171,19 @@ fn veth_note(report: &Report, p: &BarPanel) -> Option<String> {
     Some(format!("ebpf = {r:.2} x veth"))
 }
 
-fn draw_bar_panel(root: &Area, area: &Area, report: &Report, p: &BarPanel) -> Drawn {
+/// A panel's white ground and grey border; returns the panel's width in pixels.
+fn panel_frame(area: &Area) -> std::result::Result<u32, DrawingAreaErrorKind<std::io::Error>> {
     area.fill(&WHITE)?;
     let (w, h) = area.dim_in_pixel();
     area.draw(&Rectangle::new(
         [(0, 0), (w as i32 - 1, h as i32 - 1)],
         RGBColor(0xcc, 0xcc, 0xcc).stroke_width(1),
     ))?;
+    Ok(w)
+}
+
+fn draw_bar_panel(root: &Area, area: &Area, report: &Report, p: &BarPanel) -> Drawn {
+    panel_frame(area)?;
     area.draw_text(
         &p.title,
         &(FONT, 14).into_font().style(FontStyle::Bold).color(&BLACK),
@@ -343,12 +349,7 @@ fn draw_lines(
     title: &str,
     legend: SeriesLabelPosition,
 ) -> Drawn {
-    area.fill(&WHITE)?;
-    let (w, h) = area.dim_in_pixel();
-    area.draw(&Rectangle::new(
-        [(0, 0), (w as i32 - 1, h as i32 - 1)],
-        RGBColor(0xcc, 0xcc, 0xcc).stroke_width(1),
-    ))?;
+    let w = panel_frame(area)?;
     let counts = &report.options.port_counts;
     let series: Vec<(Contender, Vec<(f64, f64)>)> = report
         .options
