@@ -63,8 +63,10 @@ pub mod counter {
     pub const FRAGMENTS_TRANSLATED: u32 = 29;
     /// Flows of a withdrawn published mapping met and removed.
     pub const CT_WITHDRAWN: u32 = 30;
+    /// Fast path to the uplink: next hop from the per-CPU cache, no route lookup.
+    pub const NEXT_HOP_CACHED: u32 = 31;
 
-    pub const COUNT: u32 = 31;
+    pub const COUNT: u32 = 32;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -99,6 +101,7 @@ pub mod counter {
         "ct_gc_runs",
         "fragments_translated",
         "ct_withdrawn",
+        "next_hop_cached",
     ];
 }
 

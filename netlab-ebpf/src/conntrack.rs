@@ -311,10 +311,10 @@ pub fn scratch() -> Option<*mut NewFlow> {
 
 /// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply
 /// direction. The reply entry goes in first, with `BPF_NOEXIST` (and only if `CT` does
-/// not hold the same tuple): that insert is what reserves the translation. Returns the
-/// entry the packet is translated with.
+/// not hold the same tuple): that insert is what reserves the translation. Leaves the
+/// entry the packet is translated with in `nf.out`.
 #[inline(always)]
-pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<CtEntry, DropReason> {
+pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<(), DropReason> {
     if !(nf.alloc == 1 && reply_free(nf)) && !allocate(cfg, nf) {
         return Err(DropReason::PortsExhausted);
     }
@@ -326,12 +326,10 @@ pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<CtEntry, DropReason> {
     if maps::ct_insert(Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
         // Another CPU created this flow first: undo ours, use theirs.
         maps::ct_remove(Table::Pending, &nf.reply_key);
-        return match maps::ct_get(Table::Pending, &nf.key) {
-            Some(e) => Ok(unsafe { *e }),
-            None => Err(DropReason::CtInsertFailed),
-        };
+        let theirs = maps::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
+        nf.out = unsafe { *theirs };
     }
-    Ok(nf.out)
+    Ok(())
 }
 
 /// Whether the reply tuple of `nf.out` is free in both tables (a half-dead flow still
@@ -382,7 +380,10 @@ fn pair_into(nf: &mut NewFlow) {
     nf.reply.pub_gen = e.pub_gen;
     nf.reply.created = e.created;
     nf.reply.last_seen = e.last_seen;
-    nf.reply.packets = 0;
-    nf.reply._pad2 = 0;
-    nf.reply.bytes = 0;
+    // Volatile: three zero stores in a row become a call to a byte-by-byte memset.
+    unsafe {
+        core::ptr::write_volatile(&mut nf.reply.packets, 0);
+        core::ptr::write_volatile(&mut nf.reply._pad2, 0);
+        core::ptr::write_volatile(&mut nf.reply.bytes, 0);
+    }
 }

@@ -46,7 +46,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     if found.is_none() {
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, &pkt, found.to.0, found.to.1);
+    let plan = forward::plan(ctx, cfg, &pkt, found.to.0, found.to.1, now);
     if !plan.forwards() {
         return PASS;
     }

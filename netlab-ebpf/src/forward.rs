@@ -2,9 +2,9 @@
 //! skipping the bridge and the host's IP input, routing and forwarding:
 //!
 //! - to the uplink: `bpf_fib_lookup` in the lab host's tables gives the next hop and its
-//!   MAC; the packet gets them, a decremented TTL, and `bpf_redirect` to the uplink
-//!   (`bpf_redirect_neigh` when the neighbour is not resolved yet: the kernel resolves
-//!   it, as the stack would);
+//!   MAC (kept for the rest of the second in [`next_hop`]'s per-CPU cache); the packet
+//!   gets them, a decremented TTL, and `bpf_redirect` to the uplink (`bpf_redirect_neigh`
+//!   when the neighbour is not resolved yet: the kernel resolves it, as the stack would);
 //! - into a container: its veth from the endpoint map, the container's MAC, and
 //!   `bpf_redirect_peer`, which enters the container's namespace without a trip through
 //!   the host's backlog queue;
@@ -35,7 +35,7 @@ use netlab_common::{
     stats::{DropReason, counter},
 };
 
-use crate::{maps, parse::Packet, verdict::PASS};
+use crate::{maps, next_hop, parse::Packet, verdict::PASS};
 
 const AF_INET: u8 = 2;
 const _: () = assert!(size_of::<FibParams>() == 64);
@@ -106,9 +106,10 @@ pub fn scratch() -> Option<*mut Plan> {
 }
 
 /// The fast path's plan for a packet that will leave as `src -> dst` after translation;
-/// [`STACK`] (counted by why) to leave it to the stack.
+/// [`STACK`] (counted by why) to leave it to the stack. `now` is the coarse second,
+/// which bounds how long a cached next hop is used.
 #[inline(always)]
-pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> Plan {
+pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now: u32) -> Plan {
     if pkt.ttl <= 1 {
         return Plan::stack(counter::SLOW_TTL);
     }
@@ -121,12 +122,30 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
     if never_forwarded(dst) {
         return Plan::stack(counter::SLOW_OTHER);
     }
-    // Zeroed as eight words: `mem::zeroed` would call a byte-by-byte memset.
+    if let Some(hop) = next_hop::cached(src, dst, now) {
+        if !next_hop::fits(ctx, hop) {
+            return Plan::stack(counter::SLOW_MTU);
+        }
+        maps::count(counter::NEXT_HOP_CACHED);
+        return Plan {
+            kind: UPLINK,
+            ifindex: cfg.uplink_ifindex,
+            nexthop: 0,
+            dmac: hop.dmac,
+            smac: hop.smac,
+        };
+    }
     let mut words = [0u64; 8];
+    // Zeroed word by word: LLVM turns a plain zeroing loop into a call to a
+    // byte-by-byte memset subprogram.
+    for w in words.iter_mut() {
+        unsafe { core::ptr::write_volatile(w, 0) };
+    }
     let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
     f.family = AF_INET;
     f.l4_protocol = pkt.proto;
-    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware.
+    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware, and
+    // returns the device's MTU in `mtu_result`.
     f.__bindgen_anon_1.tot_len = 0;
     f.ifindex = cfg.bridge_ifindex;
     f.__bindgen_anon_3.ipv4_src = src;
@@ -140,6 +159,8 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32) -> 
         return Plan::stack(counter::SLOW_OTHER);
     }
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
+        let mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
+        next_hop::remember(src, dst, now, mtu, &f.dmac, &f.smac);
         return Plan {
             kind: UPLINK,
             ifindex: f.ifindex,
@@ -185,16 +206,22 @@ pub fn plan_switched(ctx: &TcContext, pkt: &Packet) -> Plan {
 /// Both MACs in one store.
 #[inline(always)]
 fn macs(ctx: &TcContext, dmac: &[u8; 6], smac: &[u8; 6]) -> Result<(), DropReason> {
-    let mut both = [0u8; 12];
-    both[..6].copy_from_slice(dmac);
-    both[6..].copy_from_slice(smac);
+    // Element by element: zeroing then copying compiles to a byte-by-byte memset call.
+    let (d, s) = (dmac, smac);
+    let both: [u8; 12] = [
+        d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
+    ];
     ctx.store(0, &both, 0)
         .map_err(|_| DropReason::RewriteFailed)
 }
 
 #[inline(always)]
 fn host_type(ctx: &TcContext) -> Result<(), DropReason> {
-    // Received by the container as addressed to it, whatever the frame was on its way.
+    // Received by the container as addressed to it, whatever the frame was on its way
+    // (a frame to the uplink's own MAC already is).
+    if unsafe { (*ctx.skb.skb).pkt_type } == PACKET_HOST {
+        return Ok(());
+    }
     ctx.change_type(PACKET_HOST)
         .map_err(|_| DropReason::RewriteFailed)
 }

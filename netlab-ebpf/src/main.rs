@@ -12,6 +12,7 @@ mod gc;
 mod icmp;
 mod maps;
 mod nat;
+mod next_hop;
 mod parse;
 mod publish;
 mod rewrite;

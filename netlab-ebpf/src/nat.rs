@@ -218,7 +218,8 @@ pub fn commit(
     nf.key = *key;
     nf.out = conntrack::entry(found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
-    let e = conntrack::create(cfg, nf)?;
+    conntrack::create(cfg, nf)?;
+    let e = nf.out;
     if masquerade {
         maps::count(counter::SNAT_NEW_FLOWS);
         maps::count(counter::SNAT_PACKETS);

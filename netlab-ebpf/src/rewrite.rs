@@ -18,7 +18,7 @@ use aya_ebpf::{
 use netlab_common::{
     conntrack::CtEntry,
     nat::{csum_replace2, csum_replace4},
-    proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN},
     stats::DropReason,
 };
 
@@ -38,12 +38,14 @@ fn l4_csum(pkt: &Packet) -> (usize, u64) {
 /// alone) and, when the datapath routes it itself (`routed`), decrements its TTL.
 ///
 /// Per packet this is at most two L4 checksum updates for the addresses and two for the
-/// ports (the helpers, which know about CHECKSUM_PARTIAL), one store for both ports,
-/// and one store for TTL, header checksum and both addresses: the IPv4 header checksum
-/// is always complete, so it is updated here rather than by a helper.
+/// ports (the helpers, which know about CHECKSUM_PARTIAL) and one store for TTL, header
+/// checksum, both addresses and both ports (two stores when IP options sit between
+/// them): the IPv4 header checksum is always complete, so it is updated here rather
+/// than by a helper.
 #[inline(always)]
 pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry, routed: bool) -> Result<(), DropReason> {
     let l4 = (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP) && pkt.kind != Kind::Fragment;
+    let mut ports = false;
     if l4 {
         let (off, extra) = l4_csum(pkt);
         let pseudo = BPF_F_PSEUDO_HDR as u64 | extra | 4;
@@ -60,18 +62,20 @@ pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry, routed: bool) -> Resul
         if dport {
             l4_replace(ctx, off, pkt.dport as u32, to.dport as u32, extra | 2)?;
         }
-        if sport || dport {
-            ctx.store(pkt.l4_off, &[to.sport, to.dport], 0)
-                .map_err(|_| DropReason::RewriteFailed)?;
-        }
+        ports = sport || dport;
     } else if pkt.proto == IPPROTO_ICMP && pkt.kind != Kind::Fragment && to.sport != pkt.sport {
         // Echo: sport and dport both hold the identifier.
         port(ctx, pkt, pkt.l4_off + 4, pkt.sport, to.sport)?;
     }
     if to.saddr == pkt.saddr && to.daddr == pkt.daddr && !routed {
-        return Ok(());
+        return if ports {
+            store_ports(ctx, pkt, to)
+        } else {
+            Ok(())
+        };
     }
-    // TTL, protocol, header checksum, source, destination: bytes 8 to 20.
+    // TTL, protocol, header checksum, source, destination: bytes 8 to 20; and the
+    // ports right after them when the header has no options, in the same store.
     let ttl = if routed { pkt.ttl - 1 } else { pkt.ttl };
     let mut check = csum_replace4(pkt.ip_check, pkt.saddr, to.saddr);
     check = csum_replace4(check, pkt.daddr, to.daddr);
@@ -82,10 +86,30 @@ pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry, routed: bool) -> Resul
     let c = check.to_ne_bytes();
     let s = to.saddr.to_ne_bytes();
     let d = to.daddr.to_ne_bytes();
+    if ports && pkt.l4_off == pkt.l3_off + IPV4_MIN_HLEN {
+        let (sp, dp) = (to.sport.to_ne_bytes(), to.dport.to_ne_bytes());
+        let tail: [u8; 16] = [
+            ttl, pkt.proto, c[0], c[1], s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3], sp[0],
+            sp[1], dp[0], dp[1],
+        ];
+        return ctx
+            .store(pkt.l3_off + IP_TTL_OFF, &tail, 0)
+            .map_err(|_| DropReason::RewriteFailed);
+    }
+    if ports {
+        store_ports(ctx, pkt, to)?;
+    }
     let tail: [u8; 12] = [
         ttl, pkt.proto, c[0], c[1], s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3],
     ];
     ctx.store(pkt.l3_off + IP_TTL_OFF, &tail, 0)
+        .map_err(|_| DropReason::RewriteFailed)
+}
+
+/// Both L4 ports, in one store.
+#[inline(always)]
+fn store_ports(ctx: &TcContext, pkt: &Packet, to: &CtEntry) -> Result<(), DropReason> {
+    ctx.store(pkt.l4_off, &[to.sport, to.dport], 0)
         .map_err(|_| DropReason::RewriteFailed)
 }
 

@@ -111,7 +111,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
         rewrite::apply(ctx, &pkt, &e, false)?;
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, &pkt, e.saddr, e.daddr);
+    let plan = forward::plan(ctx, cfg, &pkt, e.saddr, e.daddr, now);
     rewrite::apply(ctx, &pkt, &e, plan.forwards())?;
     if !plan.forwards() {
         return PASS;

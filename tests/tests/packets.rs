@@ -803,51 +803,87 @@ fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
     .expect("link")
 }
 
-/// The fast path on real links: a sandbox lab gives the uplink, the bridge and two
-/// containers' veths, and the programs run inside its host namespace, where
-/// `bpf_fib_lookup` sees its routes and neighbours. Every forwarded frame is checked
-/// byte for byte: translated, TTL one less (the lab host routes it), MACs of the next
-/// hop, and the redirect verdict.
-#[test]
-fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
-    use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint};
-    use netlab_tests::{Lab, in_ns, packet::with_macs};
-    let lab = Lab::sandbox(&[]);
-    lab.ok(&["run", "a"]);
-    lab.ok(&["run", "b"]);
-    // The next hop's MAC is in the lab host's neighbour table after one ping.
-    lab.exec_ok("host", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
-    let state = lab.state();
-    let host = lab.ns("host");
-    let (uplink, uplink_mac) = link_of(&host, "eth0");
-    let (bridge, bridge_mac) = link_of(&host, &state.bridge);
-    let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
-    let ctr = |name: &str| {
-        let c = state.container(name).unwrap();
-        let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
-        let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
-        (veth, mac)
-    };
-    let ((veth_a, mac_a), (veth_b, mac_b)) = (ctr("a"), ctr("b"));
-    let mut dp = Datapath::new(Config {
-        uplink_ifindex: uplink,
-        bridge_ifindex: bridge,
-        bridge_mac,
-        flags: FLAG_FAST_PATH,
-        ..config()
-    });
-    {
-        let mut eps: HashMap<_, u32, Endpoint> =
-            HashMap::try_from(dp.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
-        for (ip, ifindex, mac) in [(CTR, veth_a, mac_a), (CTR2, veth_b, mac_b)] {
-            let ep = Endpoint {
-                ifindex,
-                mac,
-                _pad: [0; 2],
-            };
-            eps.insert(be(ip), ep, 0).unwrap();
+/// The fast path on real links: a sandbox lab with containers `a` and `b`, and a
+/// datapath whose programs run inside its host namespace, where `bpf_fib_lookup` sees
+/// its routes and neighbours.
+struct FastLab {
+    lab: netlab_tests::Lab,
+    dp: Datapath,
+    host: std::path::PathBuf,
+    uplink_mac: [u8; 6],
+    bridge_mac: [u8; 6],
+    wan_mac: [u8; 6],
+    mac_a: [u8; 6],
+    mac_b: [u8; 6],
+}
+
+impl FastLab {
+    fn new() -> Self {
+        use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint};
+        let lab = netlab_tests::Lab::sandbox(&[]);
+        lab.ok(&["run", "a"]);
+        lab.ok(&["run", "b"]);
+        // The next hop's MAC is in the lab host's neighbour table after one ping.
+        lab.exec_ok("host", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
+        let state = lab.state();
+        let host = lab.ns("host");
+        let (uplink, uplink_mac) = link_of(&host, "eth0");
+        let (bridge, bridge_mac) = link_of(&host, &state.bridge);
+        let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
+        let ctr = |name: &str| {
+            let c = state.container(name).unwrap();
+            let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
+            let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
+            (veth, mac)
+        };
+        let ((veth_a, mac_a), (veth_b, mac_b)) = (ctr("a"), ctr("b"));
+        let mut dp = Datapath::new(Config {
+            uplink_ifindex: uplink,
+            bridge_ifindex: bridge,
+            bridge_mac,
+            flags: FLAG_FAST_PATH,
+            ..config()
+        });
+        {
+            let mut eps: HashMap<_, u32, Endpoint> =
+                HashMap::try_from(dp.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+            for (ip, ifindex, mac) in [(CTR, veth_a, mac_a), (CTR2, veth_b, mac_b)] {
+                let ep = Endpoint {
+                    ifindex,
+                    mac,
+                    _pad: [0; 2],
+                };
+                eps.insert(be(ip), ep, 0).unwrap();
+            }
+        }
+        Self {
+            lab,
+            dp,
+            host,
+            uplink_mac,
+            bridge_mac,
+            wan_mac,
+            mac_a,
+            mac_b,
         }
     }
+}
+
+/// Every forwarded frame is checked byte for byte: translated, TTL one less (the lab
+/// host routes it), MACs of the next hop, and the redirect verdict.
+#[test]
+fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
+    use netlab_tests::{in_ns, packet::with_macs};
+    let FastLab {
+        lab: _lab,
+        mut dp,
+        host,
+        uplink_mac,
+        bridge_mac,
+        wan_mac,
+        mac_a,
+        mac_b,
+    } = FastLab::new();
     in_ns(&host, || {
         let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
 
@@ -906,5 +942,52 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
+    });
+}
+
+/// The next-hop cache: a flow's packets after the first take the next hop from the
+/// per-CPU cache and leave byte for byte as the first did; a packet too big for the
+/// uplink still goes to the stack (fragmentation needed), cache or not.
+#[test]
+fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
+    use netlab_tests::{in_ns, packet::with_macs};
+    let FastLab {
+        lab: _lab,
+        mut dp,
+        host,
+        uplink_mac,
+        wan_mac,
+        ..
+    } = FastLab::new();
+    in_ns(&host, || {
+        // One CPU, so that the per-CPU cache filled by one run serves the next.
+        netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
+        let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
+        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, SYN, b"");
+        let (verdict, first) = endpoint(&mut dp, &syn);
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let port = View::new(&first).sport();
+        let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
+        want.ttl = 63;
+        let want = with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac);
+        assert_frames_eq(&first, &want);
+        // Retransmissions of the SYN: the same flow, the same frame, from the cache
+        // (all but one of them even if the coarse clock ticks in between).
+        for _ in 0..4 {
+            assert_eq!(endpoint(&mut dp, &syn), (TC_ACT_REDIRECT, want.clone()));
+        }
+        assert!(dp.stat(counter::NEXT_HOP_CACHED) >= 3);
+        assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 5);
+
+        // 1,600 bytes of payload without GSO do not fit the uplink's 1,500: the stack
+        // takes the packet, untouched, and answers fragmentation needed.
+        let cached = dp.stat(counter::NEXT_HOP_CACHED);
+        let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, ACK, &[7u8; 1600]);
+        assert_eq!(endpoint(&mut dp, &big), (TC_ACT_OK, big.clone()));
+        assert_eq!(dp.stat(counter::SLOW_MTU), 1);
+        assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), cached);
+        // ...and the flow's next small packet leaves by the cache again.
+        let (verdict, _) = endpoint(&mut dp, &syn);
+        assert_eq!(verdict, TC_ACT_REDIRECT);
     });
 }
