@@ -869,6 +869,26 @@ impl FastLab {
     }
 }
 
+/// Sends container `a`'s SYN from `sport` to the internet through the endpoint program
+/// and checks it left redirected, masqueraded, TTL one less, to wan's MAC. Returns the
+/// frame it left as and its NAT port.
+fn masqueraded_syn(
+    dp: &mut Datapath,
+    sport: u16,
+    wan_mac: [u8; 6],
+    uplink_mac: [u8; 6],
+) -> (Vec<u8>, u16) {
+    let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(sport, 80, SYN, b"");
+    let (verdict, out) = dp.run(names::PROG_ENDPOINT_INGRESS, &syn);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    let port = View::new(&out).sport();
+    let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
+    want.ttl = 63;
+    let want = netlab_tests::packet::with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac);
+    assert_frames_eq(&out, &want);
+    (out, port)
+}
+
 /// Every forwarded frame is checked byte for byte: translated, TTL one less (the lab
 /// host routes it), MACs of the next hop, and the redirect verdict.
 #[test]
@@ -888,16 +908,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
 
         // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
-        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
-        let (verdict, out) = endpoint(&mut dp, &syn);
-        assert_eq!(verdict, TC_ACT_REDIRECT);
-        let port = View::new(&out).sport();
-        let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
-        want.ttl = 63;
-        assert_frames_eq(
-            &out,
-            &with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac),
-        );
+        let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac);
 
         // Its answer: into the container, from the bridge's MAC.
         let mut synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
@@ -950,7 +961,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
 /// uplink still goes to the stack (fragmentation needed), cache or not.
 #[test]
 fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
-    use netlab_tests::{in_ns, packet::with_macs};
+    use netlab_tests::in_ns;
     let FastLab {
         lab: _lab,
         mut dp,
@@ -963,14 +974,8 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         // One CPU, so that the per-CPU cache filled by one run serves the next.
         netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
         let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
+        let (want, _) = masqueraded_syn(&mut dp, 45_010, wan_mac, uplink_mac);
         let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, SYN, b"");
-        let (verdict, first) = endpoint(&mut dp, &syn);
-        assert_eq!(verdict, TC_ACT_REDIRECT);
-        let port = View::new(&first).sport();
-        let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
-        want.ttl = 63;
-        let want = with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac);
-        assert_frames_eq(&first, &want);
         // Retransmissions of the SYN: the same flow, the same frame, from the cache
         // (all but one of them even if the coarse clock ticks in between).
         for _ in 0..4 {
