@@ -1,9 +1,10 @@
 //! `netlab bench`: one set of workloads over each datapath, on fresh sandbox labs.
 //!
-//! Every run builds one lab per datapath, in turn (A B C A B C ...), so that drift on
-//! the machine spreads over all of them; each lab is torn down when its run is over,
-//! whatever happened. The veth reference (one veth pair between two namespaces, the
-//! most this machine can do) takes its turn after them. The figures are reported as
+//! Every run builds one lab per datapath, in turn, each run starting one further along
+//! (A B C, B C A, C A B, ...), so that drift on the machine, and whatever the very
+//! first measurement of an invocation pays, spread over all of them; each lab is torn
+//! down when its run is over, whatever happened. The veth reference (one veth pair
+//! between two namespaces, the most this machine can do) takes its turn with them. The figures are reported as
 //! median [min–max] over the runs, as a ratio to iptables measured in the same
 //! invocation, and as a fraction of the veth reference.
 
@@ -144,7 +145,7 @@ impl Contender {
 pub struct Options {
     /// In the order they run; the routed baseline last when scenario f asks for it.
     pub datapaths: Vec<DatapathKind>,
-    /// Whether the veth reference runs (after the datapaths, in every run).
+    /// Whether the veth reference runs (in every run, with the datapaths).
     pub reference: bool,
     /// Workloads a-e, g, h, sorted.
     pub scenarios: Vec<Scenario>,
@@ -309,8 +310,8 @@ impl Options {
         })
     }
 
-    /// Who runs, in the order they run in every run: the datapaths, then the veth
-    /// reference when it has a scenario to run.
+    /// Who runs, in the order of the first run (each later run starts one further
+    /// along): the datapaths, then the veth reference when it has a scenario to run.
     pub fn contenders(&self) -> Vec<Contender> {
         let mut v: Vec<Contender> = self.datapaths.iter().map(|d| Contender::Lab(*d)).collect();
         if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
@@ -419,13 +420,21 @@ pub fn run(opts: &Options) -> Result<Report> {
         opts.measuring_secs()
     );
     for run in 1..=opts.runs {
-        for &c in &contenders {
+        for c in rotated(&contenders, run as usize - 1) {
             check_interrupt()?;
             let tag = format!("[{run}/{}] {}", opts.runs, c.name());
             workload::run_lab(opts, c, &tag, &mut report)?;
         }
     }
     Ok(report)
+}
+
+/// `contenders` starting at the `by`-th (wrapping): the order of one run.
+fn rotated(contenders: &[Contender], by: usize) -> Vec<Contender> {
+    let n = contenders.len().max(1);
+    (0..contenders.len())
+        .map(|i| contenders[(i + by) % n])
+        .collect()
 }
 
 /// Options for unit tests: `datapaths`, `scenarios`, the veth reference, one run of
@@ -461,6 +470,18 @@ mod tests {
     }
 
     #[test]
+    fn each_run_starts_one_contender_further_along() {
+        use Contender::*;
+        let (e, i) = (Lab(DatapathKind::Ebpf), Lab(DatapathKind::Iptables));
+        let all = [e, i, Veth];
+        assert_eq!(rotated(&all, 0), [e, i, Veth]);
+        assert_eq!(rotated(&all, 1), [i, Veth, e]);
+        assert_eq!(rotated(&all, 2), [Veth, e, i]);
+        assert_eq!(rotated(&all, 3), [e, i, Veth]);
+        assert!(rotated(&[], 4).is_empty());
+    }
+
+    #[test]
     fn defaults_the_baseline_and_the_reference() {
         let o = parse(
             "ebpf,iptables,nftables",
@@ -484,7 +505,7 @@ mod tests {
         assert_eq!(
             o.contenders().last(),
             Some(&Contender::Veth),
-            "the reference runs last"
+            "the reference comes last in the first run"
         );
         assert_eq!(o.contenders().len(), 5);
         for c in [Contender::Lab(DatapathKind::Routed), Contender::Veth] {
