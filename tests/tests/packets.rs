@@ -102,6 +102,10 @@ impl Datapath {
         self.run(names::PROG_UPLINK_INGRESS, frame)
     }
 
+    fn endpoint(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(names::PROG_ENDPOINT_INGRESS, frame)
+    }
+
     /// Publishes `port`/`proto` on every host address to `to:to_port` (mapping 1), as
     /// `netlab publish` would.
     fn publish(&mut self, port: u16, proto: u8, to: Ipv4Addr, to_port: u16) {
@@ -879,7 +883,7 @@ fn masqueraded_syn(
     uplink_mac: [u8; 6],
 ) -> (Vec<u8>, u16) {
     let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(sport, 80, SYN, b"");
-    let (verdict, out) = dp.run(names::PROG_ENDPOINT_INGRESS, &syn);
+    let (verdict, out) = dp.endpoint(&syn);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     let port = View::new(&out).sport();
     let mut want = Ipv4::new(UPLINK_ADDR, INTERNET, TCP);
@@ -905,8 +909,6 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         mac_b,
     } = FastLab::new();
     in_ns(&host, || {
-        let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
-
         // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
         let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac);
 
@@ -926,7 +928,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         let mut dying = Ipv4::new(CTR, INTERNET, TCP);
         dying.ttl = 1;
         let frame = dying.tcp(45_000, 80, ACK, b"");
-        assert_eq!(endpoint(&mut dp, &frame), (TC_ACT_OK, frame.clone()));
+        assert_eq!(dp.endpoint(&frame), (TC_ACT_OK, frame.clone()));
         assert_eq!(dp.stat(counter::SLOW_TTL), 1);
 
         // A frame for another container: switched straight in, unchanged.
@@ -935,10 +937,10 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
             mac_b,
             mac_a,
         );
-        assert_eq!(endpoint(&mut dp, &to_b), (TC_ACT_REDIRECT, to_b.clone()));
+        assert_eq!(dp.endpoint(&to_b), (TC_ACT_REDIRECT, to_b.clone()));
         // ...but not one addressed to another MAC: the bridge decides.
         let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], mac_a);
-        assert_eq!(endpoint(&mut dp, &odd), (TC_ACT_OK, odd.clone()));
+        assert_eq!(dp.endpoint(&odd), (TC_ACT_OK, odd.clone()));
         // Found by the fuzz test: what the lab host never forwards (the zero network,
         // multicast, the limited broadcast) left the lab by the default route. It is
         // the stack's.
@@ -948,7 +950,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
             Ipv4Addr::BROADCAST,
         ] {
             let syn = Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b"");
-            assert_eq!(endpoint(&mut dp, &syn), (TC_ACT_OK, syn.clone()), "{dst}");
+            assert_eq!(dp.endpoint(&syn), (TC_ACT_OK, syn.clone()), "{dst}");
         }
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
@@ -973,13 +975,12 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
     in_ns(&host, || {
         // One CPU, so that the per-CPU cache filled by one run serves the next.
         netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
-        let endpoint = |dp: &mut Datapath, f: &[u8]| dp.run(names::PROG_ENDPOINT_INGRESS, f);
         let (want, _) = masqueraded_syn(&mut dp, 45_010, wan_mac, uplink_mac);
         let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, SYN, b"");
         // Retransmissions of the SYN: the same flow, the same frame, from the cache
         // (all but one of them even if the coarse clock ticks in between).
         for _ in 0..4 {
-            assert_eq!(endpoint(&mut dp, &syn), (TC_ACT_REDIRECT, want.clone()));
+            assert_eq!(dp.endpoint(&syn), (TC_ACT_REDIRECT, want.clone()));
         }
         assert!(dp.stat(counter::NEXT_HOP_CACHED) >= 3);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 5);
@@ -988,11 +989,11 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         // takes the packet, untouched, and answers fragmentation needed.
         let cached = dp.stat(counter::NEXT_HOP_CACHED);
         let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, ACK, &[7u8; 1600]);
-        assert_eq!(endpoint(&mut dp, &big), (TC_ACT_OK, big.clone()));
+        assert_eq!(dp.endpoint(&big), (TC_ACT_OK, big.clone()));
         assert_eq!(dp.stat(counter::SLOW_MTU), 1);
         assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), cached);
         // ...and the flow's next small packet leaves by the cache again.
-        let (verdict, _) = endpoint(&mut dp, &syn);
+        let (verdict, _) = dp.endpoint(&syn);
         assert_eq!(verdict, TC_ACT_REDIRECT);
     });
 }
