@@ -1,7 +1,7 @@
 //! The fast path's next-hop cache: what `bpf_fib_lookup` said about a destination by
 //! the uplink (the next hop's MAC, the uplink's MAC and MTU), kept per CPU for the rest
-//! of the coarse second it was looked up in. A route lookup is the largest single cost
-//! of a packet leaving by the fast path; with the cache a flow pays it once a second
+//! of the coarse second it was looked up in. A route lookup is the most expensive helper
+//! call of a packet leaving by the fast path; with the cache a flow pays it once a second
 //! per CPU instead of once a packet.
 //!
 //! The cache is direct-mapped (a slot per hash of the destination; a colliding
