@@ -24,10 +24,12 @@ static CT: HashMap<CtKey, CtEntry> =
     HashMap::with_max_entries(established_entries(CONNTRACK_MAX_DEFAULT), 0);
 
 /// Flows being opened or closed, and unanswered ones: evicted least recently used first.
-/// Per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`): inserts take no global lock.
+/// One LRU list for all CPUs: the per-CPU lists (`BPF_F_NO_COMMON_LRU`) walked a few
+/// nodes of the list on every insert of a full table, and cost a short connection
+/// about 10 % more in the uplink's program (`netlab bench` c, `BPF_ENABLE_STATS`).
 #[map(name = "CT_PENDING")]
 static CT_PENDING: LruHashMap<CtKey, CtEntry> =
-    LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), BPF_F_NO_COMMON_LRU);
+    LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), 0);
 
 #[map(name = "FRAGS")]
 static FRAGS: LruHashMap<FragKey, FragNat> =
