@@ -4,9 +4,9 @@
 //! (A B C, B C A, C A B, ...), so that drift on the machine, and whatever the very
 //! first measurement of an invocation pays, spread over all of them; each lab is torn
 //! down when its run is over, whatever happened. The veth reference (one veth pair
-//! between two namespaces, the most this machine can do) takes its turn with them. The figures are reported as
-//! median [min–max] over the runs, as a ratio to iptables measured in the same
-//! invocation, and as a fraction of the veth reference.
+//! between two namespaces, the most this machine can do) takes its turn with them.
+//! The figures are reported as median [min–max] over the runs, as a ratio to iptables
+//! measured in the same invocation, and as a fraction of the veth reference.
 
 pub mod lab;
 pub mod pps;
