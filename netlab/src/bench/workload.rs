@@ -16,10 +16,11 @@
 //!
 //! On the routed baseline and the veth reference, b, c and g go from wan straight to
 //! the container's address, and a and g to wan's (the veth reference's wan end).
-//! Both ends of a-d are pinned to one CPU (see [`cpus`]); g's sender and receiver to
-//! one each. b-d and g warm up for a fifth of the duration (at most 1 s) before they
-//! count. A scenario that fails (a datapath that cannot publish yet, a tool that is
-//! missing) is recorded as n/a for that run, and the others go on.
+//! Both ends of b-d are pinned to one CPU (see [`cpus`]); a's and g's sender and
+//! receiver to one each ([`stream_cpus`]). b-d and g warm up for a fifth of the
+//! duration (at most 1 s) before they count. A scenario that fails (a datapath that
+//! cannot publish yet, a tool that is missing) is recorded as n/a for that run, and
+//! the others go on.
 
 use std::{
     io::Read,
@@ -218,11 +219,18 @@ fn drain(r: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
 }
 
 impl Proc {
-    fn spawn(ns: &Path, program: &str, args: &[&str]) -> Result<Proc> {
+    /// Starts `program` in `ns`, pinned to `cpu` if given (set in the child before
+    /// it execs, so every thread it starts inherits it).
+    fn spawn(ns: &Path, program: &str, args: &[&str], cpu: Option<usize>) -> Result<Proc> {
         let what = format!("{program} {}", args.join(" "));
         let mut child = netns::run_in(ns, || {
-            Command::new(program)
-                .args(args)
+            let mut cmd = Command::new(program);
+            if let Some(cpu) = cpu {
+                // SAFETY: sched_setaffinity is a plain system call, safe between fork
+                // and exec; pin_to allocates nothing.
+                unsafe { cmd.pre_exec(move || rr::pin_to(cpu)) };
+            }
+            cmd.args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -310,16 +318,26 @@ fn wait_listening(ns: &Path, port: u16) -> Result<()> {
 }
 
 /// Scenario a: container -> wan TCP throughput, in Gbit/s as the receiver saw it.
+/// The sender runs on the CPU of every other workload, the receiver on another one
+/// (as in g): left to the scheduler, the two ends shared a CPU in some runs and not in
+/// others, and a datapath's runs spread by a third.
 fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
     let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
     let far = lab.far_addr().to_string();
-    let server = Proc::spawn(&wan, "iperf3", &["-s", "-1", "-B", &far, "-p", &port])?;
+    let (sender_cpu, receiver_cpu) = stream_cpus();
+    let server = Proc::spawn(
+        &wan,
+        "iperf3",
+        &["-s", "-1", "-B", &far, "-p", &port],
+        receiver_cpu,
+    )?;
     wait_listening(&wan, IPERF_PORT)?;
     let secs = opts.duration.as_secs().to_string();
     let client = Proc::spawn(
         &lab.ns(SERVER),
         "iperf3",
         &["-c", &far, "-p", &port, "-t", &secs, "-J"],
+        sender_cpu,
     )?;
     let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
     let _ = server.wait(Duration::from_secs(5));
@@ -343,13 +361,20 @@ fn iperf_error(json: &str) -> Option<String> {
 }
 
 /// (client CPU, server CPU): the same one, the machine's last. Both ends of every
-/// workload run on one CPU, so that a transaction never waits for a wakeup on the
-/// other CPU: on a VM that costs tens of microseconds (measured here: iptables RR p50
-/// 58 µs with client and server on different CPUs, 7 µs on one) and would swamp what
-/// the datapaths cost. What is measured is the CPU cost of the whole path.
+/// request/response workload run on one CPU, so that a transaction never waits for a
+/// wakeup on the other CPU: on a VM that costs tens of microseconds (measured here:
+/// iptables RR p50 58 µs with client and server on different CPUs, 7 µs on one) and
+/// would swamp what the datapaths cost. What is measured is the CPU cost of the whole path.
 fn cpus() -> (Option<usize>, Option<usize>) {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (Some(n - 1), Some(n - 1))
+}
+
+/// (sender CPU, receiver CPU) of a one-way workload (a, g): the sender on the CPU of
+/// every other workload, the receiver on the first CPU when that is another one.
+fn stream_cpus() -> (Option<usize>, Option<usize>) {
+    let (sender, _) = cpus();
+    (sender, sender.map(|c| if c > 0 { 0 } else { c }))
 }
 
 /// Starts a server of `mode` on the container's `ctr_port`, runs the client from
@@ -514,8 +539,7 @@ fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
         detail: e.to_string(),
     };
     let target = SocketAddr::from((lab.far_addr(), PPS_PORT));
-    let (sender_cpu, _) = cpus();
-    let receiver_cpu = sender_cpu.map(|c| if c > 0 { 0 } else { c });
+    let (sender_cpu, receiver_cpu) = stream_cpus();
     let socket = netns::run_in(&lab.ns("wan"), || {
         UdpSocket::bind(target).map_err(|e| failed(&format!("receiver on {target}"), e))
     })?;
