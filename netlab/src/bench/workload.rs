@@ -364,7 +364,8 @@ fn iperf_error(json: &str) -> Option<String> {
 /// request/response workload run on one CPU, so that a transaction never waits for a
 /// wakeup on the other CPU: on a VM that costs tens of microseconds (measured here:
 /// iptables RR p50 58 µs with client and server on different CPUs, 7 µs on one) and
-/// would swamp what the datapaths cost. What is measured is the CPU cost of the whole path.
+/// would swamp what the datapaths cost. What is measured is the CPU cost of the whole
+/// path.
 fn cpus() -> (Option<usize>, Option<usize>) {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (Some(n - 1), Some(n - 1))
