@@ -4,6 +4,7 @@
 
 pub mod names;
 pub mod options;
+pub mod published;
 pub mod spec;
 pub mod subnet;
 
@@ -12,6 +13,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use options::{DatapathKind, NatOptions};
+pub use published::Published;
 pub use spec::{PortSpec, Proto};
 pub use subnet::Subnet;
 
@@ -43,46 +45,6 @@ pub struct LabState {
     /// Published ports, in the order they were published.
     #[serde(default)]
     pub ports: Vec<Published>,
-}
-
-/// A published port range and the container it leads to. In `state.json` it is one
-/// short string, `CONTAINER SPEC CTR_IP ID` (`web 8080:80/tcp 172.18.0.2 1`): a lab may
-/// hold tens of thousands, and every command reads and writes them all.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct Published {
-    pub container: String,
-    pub spec: PortSpec,
-    /// The container's address when it was published.
-    pub ctr_ip: Ipv4Addr,
-    /// The mapping's number, unique in the lab (the eBPF datapath's counter slot).
-    pub id: u32,
-}
-
-impl From<Published> for String {
-    fn from(p: Published) -> String {
-        format!("{} {} {} {}", p.container, p.spec, p.ctr_ip, p.id)
-    }
-}
-
-impl TryFrom<String> for Published {
-    type Error = crate::error::Error;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        let bad = || crate::error::Error::Invalid(format!("bad published port in state: {s:?}"));
-        let mut w = s.split(' ');
-        let (Some(container), Some(spec), Some(ip), Some(id), None) =
-            (w.next(), w.next(), w.next(), w.next(), w.next())
-        else {
-            return Err(bad());
-        };
-        Ok(Published {
-            container: container.to_string(),
-            spec: spec.parse()?,
-            ctr_ip: ip.parse().map_err(|_| bad())?,
-            id: id.parse().map_err(|_| bad())?,
-        })
-    }
 }
 
 /// How a container is attached, as Docker's `--network`.
@@ -151,25 +113,5 @@ impl LabState {
     /// The ports published on one container.
     pub fn ports_of<'a>(&'a self, container: &'a str) -> impl Iterator<Item = &'a Published> {
         self.ports.iter().filter(move |p| p.container == container)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn published_ports_are_one_string_each_in_the_state() {
-        let p = Published {
-            container: "web-1".into(),
-            spec: "127.0.0.1:8000-8001:90-91/udp".parse().unwrap(),
-            ctr_ip: "172.18.0.2".parse().unwrap(),
-            id: 7,
-        };
-        let json = serde_json::to_string(&p).unwrap();
-        assert_eq!(json, "\"web-1 127.0.0.1:8000-8001:90-91/udp 172.18.0.2 7\"");
-        assert_eq!(serde_json::from_str::<Published>(&json).unwrap(), p);
-        assert!(serde_json::from_str::<Published>("\"web 8080:80 nope 1\"").is_err());
-        assert!(serde_json::from_str::<Published>("\"web 8080:80 1.2.3.4\"").is_err());
     }
 }

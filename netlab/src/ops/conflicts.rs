@@ -38,7 +38,7 @@ pub struct Claims<'a> {
 }
 
 /// Requests up to this many specs are checked without an index.
-const SMALL_REQUEST: usize = 16;
+pub const SMALL_REQUEST: usize = 16;
 
 /// A host address (or every address) and what claims a port on it.
 type Claim<'a> = (Option<Ipv4Addr>, Claimant<'a>);

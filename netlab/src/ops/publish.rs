@@ -29,8 +29,7 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
     };
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
     let mut claims = conflicts::Claims::of(state, specs.len());
-    let used: HashSet<u32> = state.ports.iter().map(|p| p.id).collect();
-    let mut ids = (1u32..).filter(|i| !used.contains(i));
+    let mut ids = free_ids(&state.ports, specs.len());
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());
     for spec in specs {
         conflicts::check_host_ip(state, spec)?;
@@ -40,7 +39,7 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
             container: container.to_string(),
             spec: *spec,
             ctr_ip,
-            id: ids.next().expect("an id"),
+            id: ids.next().expect("one free id per spec"),
         });
     }
     let dp = s.datapath();
@@ -54,6 +53,18 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
     Ok(new)
 }
 
+/// The `n` lowest mapping numbers (from 1) that no mapping holds. Only numbers up to
+/// `ports.len() + n` can be among them, so a table of that many flags finds them.
+fn free_ids(ports: &[Published], n: usize) -> impl Iterator<Item = u32> + use<> {
+    let mut used = vec![false; ports.len() + n + 1];
+    for p in ports {
+        if let Some(u) = used.get_mut(p.id as usize) {
+            *u = true;
+        }
+    }
+    (1..used.len()).filter(move |&i| !used[i]).map(|i| i as u32)
+}
+
 /// Withdraws `specs` from `container`: each must be published exactly so.
 pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
     if s.state.container(container).is_none() {
@@ -65,18 +76,75 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
     if specs.is_empty() {
         return Ok(Vec::new());
     }
-    let index: HashMap<&PortSpec, &Published> =
-        s.state.ports_of(container).map(|p| (&p.spec, p)).collect();
-    let mut gone = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let p = index.get(spec).ok_or_else(|| {
-            Error::Invalid(format!("{spec} is not published on container {container}"))
-        })?;
-        gone.push((*p).clone());
-    }
+    let gone = mappings_of(&s.state.ports, container, specs)?;
     s.datapath().unpublish(&s.state, &gone)?;
     let ids: HashSet<u32> = gone.iter().map(|p| p.id).collect();
     s.state.ports.retain(|p| !ids.contains(&p.id));
     s.save()?;
     Ok(gone)
+}
+
+/// `container`'s mapping of each spec, or an error naming the first that is not
+/// published. A request of a few specs scans the mappings; a larger one indexes them
+/// once (hashing 10,000 mappings costs more than scanning them for one spec).
+fn mappings_of(ports: &[Published], container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
+    let ours = |p: &&Published| p.container == container;
+    let index: Option<HashMap<&PortSpec, &Published>> = (specs.len() > conflicts::SMALL_REQUEST)
+        .then(|| ports.iter().filter(ours).map(|p| (&p.spec, p)).collect());
+    specs
+        .iter()
+        .map(|spec| {
+            let found = match &index {
+                Some(index) => index.get(spec).copied(),
+                None => ports.iter().filter(ours).find(|p| p.spec == *spec),
+            };
+            found.cloned().ok_or_else(|| {
+                Error::Invalid(format!("{spec} is not published on container {container}"))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(id: u32) -> Published {
+        Published {
+            container: "web".into(),
+            spec: format!("{}:80", 1000 + id).parse().unwrap(),
+            ctr_ip: "172.18.0.2".parse().unwrap(),
+            id,
+        }
+    }
+
+    #[test]
+    fn new_mappings_take_the_lowest_free_numbers() {
+        let ports: Vec<Published> = [1, 2, 4, 7, 100].into_iter().map(mapping).collect();
+        assert_eq!(
+            free_ids(&ports, 4).take(4).collect::<Vec<_>>(),
+            [3, 5, 6, 8]
+        );
+        assert_eq!(free_ids(&[], 2).take(2).collect::<Vec<_>>(), [1, 2]);
+        let full: Vec<Published> = (1..=5).map(mapping).collect();
+        assert_eq!(free_ids(&full, 1).collect::<Vec<_>>(), [6]);
+    }
+
+    #[test]
+    fn unpublish_finds_each_spec_on_its_container_only() {
+        let mut ports: Vec<Published> = (1..=40).map(mapping).collect();
+        ports[3].container = "db".into();
+        for n in [1, 30] {
+            let specs: Vec<PortSpec> = ports[4..4 + n].iter().map(|p| p.spec).collect();
+            let found = mappings_of(&ports, "web", &specs).unwrap();
+            assert_eq!(found, ports[4..4 + n]);
+            let mut theirs = specs.clone();
+            theirs.push(ports[3].spec);
+            let err = mappings_of(&ports, "web", &theirs).unwrap_err().to_string();
+            assert!(
+                err.contains("1004:80/tcp is not published on container web"),
+                "{err}"
+            );
+        }
+    }
 }
