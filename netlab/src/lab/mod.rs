@@ -7,6 +7,7 @@ pub mod options;
 pub mod published;
 pub mod spec;
 pub mod subnet;
+pub mod text;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 

@@ -4,6 +4,7 @@ use std::{fmt, net::Ipv4Addr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
+use super::text::Text;
 use crate::error::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,20 +110,17 @@ impl FromStr for PortSpec {
             Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (use tcp or udp)"))),
             None => (spec, Proto::Tcp),
         };
-        let parts: Vec<&str> = body.split(':').collect();
-        let (host_ip, host, ctr) = match parts.as_slice() {
-            [host, ctr] => (None, *host, *ctr),
-            [ip, host, ctr] => {
+        // Taken apart without collecting: `state.json` holds thousands of specs.
+        let mut parts = body.split(':');
+        let (host_ip, host, ctr) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(host), Some(ctr), None, _) => (None, host, ctr),
+            (Some(ip), Some(host), Some(ctr), None) => {
                 let ip: Ipv4Addr = ip
                     .parse()
                     .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?;
-                (
-                    if ip.is_unspecified() { None } else { Some(ip) },
-                    *host,
-                    *ctr,
-                )
+                (if ip.is_unspecified() { None } else { Some(ip) }, host, ctr)
             }
-            [_] => return Err(bad("a host port is required, as in 8080:80")),
+            (Some(_), None, ..) => return Err(bad("a host port is required, as in 8080:80")),
             _ => {
                 return Err(bad(
                     "expected [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]",
@@ -144,30 +142,38 @@ impl FromStr for PortSpec {
     }
 }
 
+/// The longest spec: `255.255.255.255:65535-65535:65535-65535/udp`.
+pub const SPEC_MAX: usize = 43;
+
+impl PortSpec {
+    /// Appends `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END]/PROTO`: what `Display` shows,
+    /// and how `state.json` stores it.
+    pub fn write_to<const N: usize>(&self, t: &mut Text<N>) {
+        if let Some(ip) = self.host_ip {
+            t.ip(ip);
+            t.push(b":");
+        }
+        t.num(self.host_port as u32);
+        if self.host_end != self.host_port {
+            t.push(b"-");
+            t.num(self.host_end as u32);
+        }
+        t.push(b":");
+        t.num(self.ctr_port as u32);
+        if self.host_end != self.host_port {
+            t.push(b"-");
+            t.num(self.ctr_end() as u32);
+        }
+        t.push(b"/");
+        t.push(self.proto.name().as_bytes());
+    }
+}
+
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
-        }
-        if self.host_port == self.host_end {
-            write!(
-                f,
-                "{}:{}/{}",
-                self.host_port,
-                self.ctr_port,
-                self.proto.name()
-            )
-        } else {
-            write!(
-                f,
-                "{}-{}:{}-{}/{}",
-                self.host_port,
-                self.host_end,
-                self.ctr_port,
-                self.ctr_end(),
-                self.proto.name()
-            )
-        }
+        let mut t = Text::<SPEC_MAX>::new();
+        self.write_to(&mut t);
+        f.pad(t.as_str())
     }
 }
 
