@@ -72,25 +72,64 @@ impl FileLock {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
     use super::*;
 
+    /// Whether a process waits in `flock` for the file with inode `ino`: a `->` line of
+    /// /proc/locks (`1: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`).
+    fn someone_waits_on(ino: u64) -> bool {
+        fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" -> FLOCK "))
+            .any(|l| {
+                l.split_whitespace()
+                    .any(|f| f.ends_with(&format!(":{ino}")))
+            })
+    }
+
+    /// A second taker waits while the first holds the lock (it must show up as a waiter
+    /// on that very file, never get it), and once the first removes the file, it holds a
+    /// lock on the file that is at the path, never on the removed one.
     #[test]
-    fn a_removed_lock_is_taken_afresh() {
+    fn a_holder_excludes_others_and_a_removed_lock_is_taken_afresh() {
         let dir = std::env::temp_dir().join(format!("netlab-lock-{}", std::process::id()));
         let path = dir.join("x.lock");
         let a = FileLock::acquire(&path).unwrap();
+        let ino = a.file.metadata().unwrap().ino();
+        let got = Arc::new(AtomicBool::new(false));
         let waiter = {
-            let path = path.clone();
+            let (path, got) = (path.clone(), got.clone());
             std::thread::spawn(move || {
                 let b = FileLock::acquire(&path).unwrap();
-                // b locked the file that is on disk now, not the one a removed.
-                assert!(FileLock::still_there(b.path(), &b.file));
+                got.store(true, Ordering::SeqCst);
+                assert!(
+                    FileLock::still_there(b.path(), &b.file),
+                    "b holds a lock on a file that is no longer at the path"
+                );
                 b.remove();
             })
         };
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !someone_waits_on(ino) {
+            assert!(
+                !got.load(Ordering::SeqCst),
+                "a second holder got the lock while the first held it"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b never waited on a's lock"
+            );
+            std::thread::yield_now();
+        }
+        assert!(!got.load(Ordering::SeqCst));
         a.remove();
         waiter.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
         assert!(!path.exists());
         assert!(!dir.exists());
     }

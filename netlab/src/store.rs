@@ -45,6 +45,25 @@ fn file(lab: &str) -> PathBuf {
     dir(lab).join("state.json")
 }
 
+fn journal_file(lab: &str) -> PathBuf {
+    dir(lab).join("journal.json")
+}
+
+/// Writes `text` to `path` atomically: a temporary file, renamed over it.
+fn write_atomic(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let f = fs::File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, f);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    drop(w);
+    fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+}
+
 impl Locked {
     /// Takes the lab's lock, waiting for another netlab command on the same lab.
     pub fn acquire(lab: &str) -> Result<Self> {
@@ -81,21 +100,47 @@ impl Locked {
     pub fn save(&self, state: &LabState) -> Result<()> {
         let d = dir(&self.lab);
         fs::create_dir_all(&d).map_err(|e| Error::io("create", &d, e))?;
-        let tmp = d.join("state.json.tmp");
         // Straight to the file through a buffer: a lab with 10,000 published ports has
         // a 380 KB state, which a growing `String` would copy and fault in twice over.
-        let f = fs::File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
-        let mut w = BufWriter::with_capacity(1 << 16, f);
-        serde_json::to_writer(&mut w, state)
-            .map_err(std::io::Error::other)
-            .and_then(|()| w.flush())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        drop(w);
-        fs::rename(&tmp, file(&self.lab)).map_err(|e| Error::io("rename", &tmp, e))
+        write_atomic(&file(&self.lab), |w| {
+            serde_json::to_writer(w, state).map_err(std::io::Error::other)
+        })
     }
 
-    /// Removes the state directory; the lock file goes when the lock is released.
-    pub fn remove(self) -> Result<()> {
+    /// Records the operation about to change the kernel (see `ops::journal`), before
+    /// it does: whatever a crash leaves half-done, the next command finds here.
+    pub fn write_journal<T: serde::Serialize>(&self, entry: &T) -> Result<()> {
+        write_atomic(&journal_file(&self.lab), |w| {
+            serde_json::to_writer(w, entry).map_err(std::io::Error::other)
+        })
+    }
+
+    /// The operation a crash interrupted, if any.
+    pub fn read_journal<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        let path = journal_file(&self.lab);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::io("parse", &path, std::io::Error::other(e)))
+    }
+
+    /// The operation is done (or undone): its journal goes.
+    pub fn clear_journal(&self) -> Result<()> {
+        let path = journal_file(&self.lab);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &path, e)),
+        }
+    }
+
+    /// Removes the state directory (state and journal): the lab no longer exists. The
+    /// lock file goes when the lock is released.
+    pub fn forget(&self) -> Result<()> {
         let d = dir(&self.lab);
         match fs::remove_dir_all(&d) {
             Ok(()) => Ok(()),

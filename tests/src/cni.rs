@@ -93,10 +93,7 @@ impl CniWorld {
         require_root();
         let net = unique_lab();
         let world = CniWorld {
-            lab: Some(Lab {
-                name: net.clone(),
-                mount_ns: None,
-            }),
+            lab: Some(Lab::named(&net)),
             net,
             next: AtomicU32::new(0),
         };
@@ -117,9 +114,14 @@ impl CniWorld {
     }
 
     /// Takes the lab down now (the guard's `netlab down`), before the runtime's mount
-    /// namespace goes.
+    /// namespace goes; a lab a GC took down already is only let go.
     pub fn take_down(&mut self) {
-        drop(self.lab.take());
+        let Some(lab) = self.lab.take() else { return };
+        if self.lab_is_up() {
+            drop(lab);
+        } else {
+            lab.forget();
+        }
     }
 
     pub fn host(&self) -> PathBuf {
@@ -297,11 +299,10 @@ impl CniWorld {
 }
 
 impl Drop for CniWorld {
-    /// `netlab down` takes the lab down (the runtime's namespaces stay, as its own), or,
-    /// when the lab is gone already, sweeps every `<net>-*` namespace; then whatever
-    /// namespace is left goes.
+    /// `netlab down` takes the lab down (the runtime's namespaces stay, as its own),
+    /// then the runtime's and the containers' namespaces go.
     fn drop(&mut self) {
-        drop(self.lab.take());
+        self.take_down();
         let _ = netns::delete(&format!("{}-host", self.net));
         let _ = netns::delete(&format!("{}-wan", self.net));
         for n in 0..self.next.load(Ordering::Relaxed) {

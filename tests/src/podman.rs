@@ -9,23 +9,22 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::unix::fs::{PermissionsExt, symlink},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 
-use crate::{cni::CniWorld, netns};
+use crate::{MountNs, cni::CniWorld, netns};
 
 pub struct Podman {
     pub world: CniWorld,
     /// Everything podman writes: storage, run root, tmp, plugin dir, conflists, rootfs.
     dir: PathBuf,
     /// Holds the private mount namespace podman runs in.
-    holder: Child,
+    holder: MountNs,
     /// podman's cgroup parent, `/netlab-podman-<net>` in every hierarchy.
     cgroup: String,
 }
@@ -120,7 +119,7 @@ impl Podman {
         let holder = Self::holder();
         let mut world = world;
         // The lab podman brings up has its pins in podman's mount namespace.
-        world.set_mount_ns(PathBuf::from(format!("/proc/{}/ns/mnt", holder.id())));
+        world.set_mount_ns(holder.path());
         Podman {
             cgroup: format!("netlab-podman-{}", world.net),
             world,
@@ -129,25 +128,12 @@ impl Podman {
         }
     }
 
-    /// A process in a mount namespace of its own with a fresh `/dev/shm` and `/var/lib`.
-    fn holder() -> Child {
-        let mut child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(
-                "mount -t tmpfs -o size=64m,mode=1777 netlab-shm /dev/shm && \
-                 mount -t tmpfs -o mode=755 netlab-varlib /var/lib && echo ready && exec sleep infinity",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the mount namespace holder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("holder ready");
-        assert_eq!(line.trim(), "ready", "the mount namespace holder failed");
-        child
+    /// A mount namespace of its own with a fresh `/dev/shm` and `/var/lib`.
+    fn holder() -> MountNs {
+        MountNs::new(
+            "mount -t tmpfs -o size=64m,mode=1777 netlab-shm /dev/shm && \
+             mount -t tmpfs -o mode=755 netlab-varlib /var/lib",
+        )
     }
 
     /// The path of the conflist in podman's network directory.
@@ -161,7 +147,7 @@ impl Podman {
     pub fn run(&self, args: &[&str]) -> Output {
         let d = &self.dir;
         Command::new("nsenter")
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg(format!("--mount={}", self.holder.path().display()))
             .arg(format!("--net={}", self.world.host().display()))
             .arg("podman")
             .arg("--root")
@@ -230,7 +216,8 @@ impl Podman {
     }
 
     /// A busybox httpd on port 80 (its CGI shows the client's address), with `extra`
-    /// options (`-p ...`).
+    /// options (`-p ...`), once it listens: `podman run -d` returns when the container's
+    /// process has started, which may be before it has bound its port.
     pub fn web(&self, name: &str, extra: &[&str]) {
         let out = self.run_container(name, extra, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
         assert!(
@@ -238,6 +225,27 @@ impl Podman {
             "podman run {name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        self.wait_listening(name, 80);
+    }
+
+    /// Waits until a TCP socket listens on `port` inside container `name` (a server
+    /// that `podman run -d` started may not have bound it yet).
+    pub fn wait_listening(&self, name: &str, port: u16) {
+        assert!(
+            crate::wait_for(Duration::from_secs(10), || self.listens(name, port)),
+            "nothing in {name} ever listened on port {port}"
+        );
+    }
+
+    /// Whether a TCP socket listens on `port` inside container `name`, read from its
+    /// `/proc/net/tcp` and `tcp6` (state 0A).
+    fn listens(&self, name: &str, port: u16) -> bool {
+        let out = self.run(&["exec", name, "cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+        let local = format!(":{port:04X}");
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+        })
     }
 
     /// A container that only sleeps.
@@ -296,7 +304,7 @@ impl Podman {
                 .filter(|m| m.starts_with("/run/netns/netns-"))
                 .collect()
         };
-        let ours = mounts(&self.holder.id().to_string());
+        let ours = mounts(&self.holder.pid().to_string());
         let machine = mounts("1");
         ours.into_iter()
             .filter(|m| !machine.contains(m))
@@ -343,8 +351,7 @@ impl Drop for Podman {
         // While podman's mount namespace, where the lab's pins are, still exists.
         self.world.take_down();
         let left = self.private_netns_mounts();
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        self.holder.stop();
         for p in left {
             if !netns::is_netns(&p) {
                 let _ = fs::remove_file(&p);

@@ -47,6 +47,42 @@ fn lab(dp: &str) -> Lab {
     Lab::on(dp)
 }
 
+/// On a kernel without nftables flowtables, `up --datapath nftables-flowtable` refuses
+/// with one line naming the missing feature, exit 2, and leaves nothing behind (the
+/// `nftables_flowtable::*` tests are then skipped, with that reason).
+#[test]
+fn flowtable_refused_where_the_kernel_lacks_it() {
+    if netlab_tests::unavailable("nftables-flowtable").is_none() {
+        return netlab_tests::skip("this kernel has nftables flowtables: nothing to refuse");
+    }
+    let lab = netlab_tests::unique_lab();
+    let out = netlab_tests::netlab(&[
+        "--lab",
+        &lab,
+        "up",
+        "--sandbox",
+        "--datapath",
+        "nftables-flowtable",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("netlab: "), "{err}");
+    assert!(err.contains(netlab_tests::FLOWTABLE_MISSING), "{err}");
+    for ns in ["host", "wan"] {
+        assert!(
+            !netlab_tests::netns::exists(&format!("{lab}-{ns}")),
+            "{lab}-{ns} left"
+        );
+    }
+    assert!(!std::path::Path::new("/run/netlab").join(&lab).exists());
+    assert!(
+        !std::path::Path::new("/sys/fs/bpf/netlab/v2")
+            .join(&lab)
+            .exists()
+    );
+}
+
 /// `netlab publish CONTAINER SPEC`.
 fn publish(lab: &Lab, container: &str, spec: &str) {
     lab.ok(&["publish", container, spec]);

@@ -4,8 +4,6 @@
 //! from another container, `podman rm` withdraws the ports and frees the address,
 //! `podman network rm` and GC leave nothing, and a 10,000-port range is published fast.
 
-use std::time::Duration;
-
 use netlab_tests::{podman::Podman, run_in_ns};
 use serde_json::json;
 
@@ -153,13 +151,14 @@ fn network_rm_and_gc_leave_nothing(dp: &str) {
     assert!(!rules.to_lowercase().contains("netlab"), "{rules}");
 }
 
-/// `-p 40000-49999:40000-49999` reaches the plugin as 10,000 portMappings entries; the
-/// CNI portmap plugin takes about an hour for them, netlab must take under 2 s (here
-/// about 0.6 s on eBPF, 1.1 s on iptables, podman's own 0.2 s included).
+/// `-p 40000-49999:40000-49999` reaches the plugin as 10,000 portMappings entries (the
+/// CNI portmap plugin took more than two minutes for them): all are published and
+/// answer, and `podman rm` withdraws them all. The times are printed, not asserted
+/// (they are the benchmark's business; the README reports them).
 fn ten_thousand_ports(dp: &str) {
     let pm = Podman::new(dp);
     pm.idle("warm");
-    let (out, took) = Podman::timed(
+    let (out, _) = Podman::timed(
         &format!("{dp}: podman run -p 40000-49999:40000-49999"),
         || {
             pm.run_container(
@@ -176,19 +175,11 @@ fn ten_thousand_ports(dp: &str) {
     );
     let w = &pm.world;
     assert_eq!(w.lab().ports().len(), 10_000);
+    pm.wait_listening("big", 49999);
     assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:49999/"), "200");
-    let ((), rm_took) = Podman::timed(
+    Podman::timed(
         &format!("{dp}: podman rm of the container with 10,000 ports"),
         || pm.rm("big"),
     );
     assert_eq!(w.lab().ports().len(), 0);
-    // Loose bounds: the figure itself is printed (and reported in the README).
-    assert!(
-        took < Duration::from_secs(10),
-        "podman run with 10,000 ports took {took:?}"
-    );
-    assert!(
-        rm_took < Duration::from_secs(10),
-        "podman rm took {rm_took:?}"
-    );
 }

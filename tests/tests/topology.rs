@@ -119,6 +119,46 @@ fn down_succeeds_on_a_half_gone_lab() {
     lab.ok(&["up", "--sandbox"]);
 }
 
+/// `down` from a mount namespace that was made after the lab's namespaces and that
+/// then mounted /run/netns over itself, as podman and `ip netns add` do when it is not a
+/// mount point yet (a container runtime, a systemd service with private mounts): there
+/// every namespace file is mounted twice, once out of reach below the directory's own
+/// mount, and unlinking it fails with EBUSY. `down` must still remove exactly the lab's
+/// namespaces, seen from there and from the machine's mount namespace.
+#[test]
+fn down_from_a_runtimes_mount_namespace() {
+    let mut lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let runtime = netlab_tests::MountNs::new(
+        "mount --rbind /run/netns /run/netns && mount --make-rshared /run/netns",
+    );
+    let ns_file = format!("/run/netns/{}-host", lab.name);
+    let seen_in = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(ns_file.as_str()))
+            .count()
+    };
+    assert_eq!(
+        seen_in(&runtime.pid().to_string()),
+        2,
+        "the namespace mounted twice there"
+    );
+    lab.mount_ns = Some(runtime.path());
+    lab.ok(&["down"]);
+    for ns in ["host", "wan", "a"] {
+        assert!(!lab.ns(ns).exists(), "{ns} left in the machine's view");
+    }
+    assert_eq!(
+        seen_in(&runtime.pid().to_string()),
+        0,
+        "left in the runtime's view"
+    );
+    assert_eq!(seen_in("self"), 0, "left mounted in the machine's view");
+    lab.forget();
+}
+
 #[test]
 fn up_twice_is_a_clear_error() {
     let lab = Lab::sandbox(&[]);

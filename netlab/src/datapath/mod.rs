@@ -39,6 +39,12 @@ pub trait Datapath {
     /// Withdraws port ranges (`state.ports` still lists them) and forgets their flows,
     /// so that nothing stale survives.
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()>;
+    /// Withdraws whatever of `ports` a `publish` or `unpublish` that was interrupted
+    /// left in the kernel, which may be all of them, some, or none (see
+    /// `ops::journal`).
+    fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        self.unpublish(state, ports)
+    }
 
     /// The tracked flows, when the datapath keeps its own.
     fn flows(&self, state: &LabState) -> Result<Vec<Flow>> {
@@ -103,10 +109,4 @@ pub fn for_kind(kind: DatapathKind) -> Box<dyn Datapath> {
         DatapathKind::NftablesFlowtable => Box::new(nftables::Nftables::with_flowtable()),
         DatapathKind::Routed => Box::new(routed::Routed),
     }
-}
-
-/// What a lab that lost its state may have left of any datapath, found by its name
-/// (the eBPF pins and cgroup); removed.
-pub fn sweep(lab: &str) -> Result<bool> {
-    ebpf::sweep(lab)
 }

@@ -371,6 +371,8 @@ mod tests {
             debug: false,
             containers: Vec::new(),
             ports: Vec::new(),
+            cookies: Default::default(),
+            building: false,
         }
     }
 

@@ -46,6 +46,24 @@ pub struct LabState {
     /// Published ports, in the order they were published.
     #[serde(default)]
     pub ports: Vec<Published>,
+    /// The identities (netns cookies) of the lab's namespaces when it came up: its host
+    /// namespace (a lab whose namespace is gone, or was made again under its name, is
+    /// gone with it) and, in a sandbox, the `wan` namespace netlab made.
+    #[serde(default)]
+    pub cookies: Cookies,
+    /// Set from the moment `up` starts making things until it is done: the state is
+    /// written first, so that whatever an interrupted `up` made is recorded and
+    /// `down` removes it.
+    #[serde(default)]
+    pub building: bool,
+}
+
+/// Netns cookies of a lab's namespaces (`SO_NETNS_COOKIE`): a namespace's identity for
+/// as long as the kernel runs, never given to another one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cookies {
+    pub host: Option<u64>,
+    pub wan: Option<u64>,
 }
 
 /// How a container is attached, as Docker's `--network`.
@@ -87,6 +105,10 @@ pub struct Container {
     /// Namespace name under /run/netns that netlab made (none for `--network host`, and
     /// none for a namespace a container runtime owns).
     pub netns: Option<String>,
+    /// The cookie of the namespace netlab made, known before it was mounted at its
+    /// name: only that namespace is ever removed under the name.
+    #[serde(default)]
+    pub netns_cookie: Option<u64>,
     /// A namespace a container runtime made and owns (CNI's `CNI_NETNS`): netlab puts
     /// an interface in it, and never deletes it.
     #[serde(default)]

@@ -20,6 +20,37 @@ async fn get(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
     }
 }
 
+/// A link as `ip -o link show` lists it: what netlab needs to know of it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub name: String,
+    pub index: u32,
+    /// The bridge (or bond) it is enslaved to.
+    pub master: Option<u32>,
+}
+
+/// Equivalent to `ip -o link show`: every link of the namespace.
+pub async fn all(h: &Handle) -> Result<Vec<Listed>> {
+    let mut links = h.link().get().execute();
+    let mut all = Vec::new();
+    while let Some(l) = links.try_next().await.map_err(nl("get links", "*"))? {
+        let mut listed = Listed {
+            name: String::new(),
+            index: l.header.index,
+            master: None,
+        };
+        for a in l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => listed.name = n,
+                LinkAttribute::Controller(m) => listed.master = Some(m),
+                _ => {}
+            }
+        }
+        all.push(listed);
+    }
+    Ok(all)
+}
+
 /// Equivalent to `ip -o link show NAME` → its ifindex, if the link exists.
 pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>> {
     Ok(get(h, name).await?.map(|l| l.header.index))
@@ -180,6 +211,26 @@ pub async fn delete(h: &Handle, name: &str) -> Result<()> {
         Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
         Err(e) => Err(nl("delete link", name)(e)),
     }
+}
+
+/// Equivalent to `ip link show NAME` → its alias, if it has one.
+pub async fn alias(h: &Handle, name: &str) -> Result<Option<String>> {
+    Ok(get(h, name).await?.and_then(|l| {
+        l.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::IfAlias(s) => Some(s),
+            _ => None,
+        })
+    }))
+}
+
+/// Equivalent to `ip link delete NAME` for a link that carries `alias` (netlab's mark,
+/// [`set_alias`]): a link of that name without the mark is someone else's and stays.
+/// Returns whether a link was deleted.
+pub async fn delete_marked(h: &Handle, name: &str, alias: &str) -> Result<bool> {
+    if self::alias(h, name).await?.as_deref() != Some(alias) {
+        return Ok(false);
+    }
+    delete(h, name).await.map(|()| true)
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

@@ -29,6 +29,17 @@ pub fn exists(name: &str) -> bool {
 /// Equivalent to `ip netns add NAME`: unshare on a throwaway thread and bind-mount its
 /// namespace onto /run/netns/NAME (no fork from a multi-threaded process).
 pub fn create(name: &str) -> Result<PathBuf> {
+    create_recorded(name, |_| Ok(())).map(|(p, _)| p)
+}
+
+/// [`create`], handing the new namespace's cookie to `record` before the namespace is
+/// mounted at its name (nothing is mounted if `record` fails): whoever records it
+/// there knows, even after a crash at any point, that a namespace with that cookie
+/// under `name` is the one it made. Returns the path and the cookie.
+pub fn create_recorded(
+    name: &str,
+    record: impl FnOnce(u64) -> Result<()> + Send,
+) -> Result<(PathBuf, u64)> {
     fs::create_dir_all(NETNS_DIR).map_err(|e| Error::io("create", NETNS_DIR, e))?;
     let p = path(name);
     File::options()
@@ -41,43 +52,168 @@ pub fn create(name: &str) -> Result<PathBuf> {
             }
             _ => Error::io("create", &p, e),
         })?;
-    let target = p.clone();
-    let made = std::thread::spawn(move || -> Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::io("unshare netns for", &target, e.into()))?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| Error::io("bind-mount netns", &target, e.into()))
-    })
-    .join()
-    .unwrap_or_else(|_| Err(Error::Invalid("netns thread panicked".into())));
-    if let Err(e) = made {
-        let _ = fs::remove_file(&p);
-        return Err(e);
+    let target = p.as_path();
+    let made = std::thread::scope(|s| {
+        s.spawn(move || -> Result<u64> {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io("unshare netns for", target, e.into()))?;
+            let cookie = own_cookie(target)?;
+            record(cookie)?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| Error::io("bind-mount netns", target, e.into()))?;
+            Ok(cookie)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Invalid("netns thread panicked".into())))
+    });
+    match made {
+        Ok(cookie) => Ok((p, cookie)),
+        Err(e) => {
+            let _ = fs::remove_file(&p);
+            Err(e)
+        }
     }
-    Ok(p)
 }
 
-/// Equivalent to `ip netns delete NAME`; a namespace that is already gone is not an error.
+/// Equivalent to `ip netns delete NAME`; a namespace that is already gone is not an
+/// error. Unlike `ip netns delete`, it also succeeds where the file is mounted more
+/// than once in this mount namespace (see [`remove_hidden`]).
 pub fn delete(name: &str) -> Result<()> {
     let p = path(name);
-    if !p.exists() {
+    if fs::symlink_metadata(&p).is_err() {
         return Ok(());
     }
-    match umount2(&p, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(Error::io("unmount netns", &p, e.into())),
-    }
+    unmount_all(&p)?;
     match fs::remove_file(&p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            remove_hidden(&p).map_err(|e| Error::io("remove netns", &p, e))
+        }
         Err(e) => Err(Error::io("remove netns", &p, e)),
     }
+}
+
+/// Deletes namespace `name` if it is still the one netlab made, known by its cookie:
+/// one that is gone, or that someone else made again under the same name, is left
+/// alone. Returns whether it was deleted.
+pub fn delete_if_same(name: &str, cookie: u64) -> Result<bool> {
+    let p = path(name);
+    if !is_netns(&p) || self::cookie(&p)? != cookie {
+        return Ok(false);
+    }
+    delete(name).map(|()| true)
+}
+
+/// Removes the empty file `create` makes before it mounts a namespace on it, when a
+/// crash left it without one (never a mounted namespace, nor a file with content).
+pub fn remove_placeholder(name: &str) -> Result<()> {
+    let p = path(name);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() && m.len() == 0 && !is_netns(&p) => {
+            fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Unmounts every mount stacked on `p` that this mount namespace can reach.
+fn unmount_all(p: &Path) -> Result<()> {
+    for _ in 0..16 {
+        match umount2(p, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(Error::io("unmount netns", p, e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Removes a namespace file that is still a mount point of this mount namespace after
+/// [`unmount_all`]: a copy of its mount hidden below a mount of /run/netns over itself.
+/// That is what a mount namespace made after the file was (podman's, a systemd
+/// service's with private mounts) holds once podman or `ip netns add` has bind-mounted
+/// /run/netns onto itself there, as both do when it is not a mount point yet. Nothing
+/// can reach the hidden copy by path, and `unlink` refuses (EBUSY) while it exists.
+///
+/// So, on a thread of its own: a throwaway mount namespace, made private so that
+/// nothing done in it propagates anywhere; there the mount of the directory over
+/// itself is taken away, which uncovers the hidden copy, that is unmounted, and the
+/// file is unlinked, which detaches its mounts in every other mount namespace too.
+/// Only a directory mounted over itself (the same directory below) is taken away.
+fn remove_hidden(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let dir = p.parent().unwrap_or(Path::new(NETNS_DIR)).to_path_buf();
+    let dir_id = id(&dir)?;
+    let p = p.to_path_buf();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNS)?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
+        for _ in 0..16 {
+            match fs::remove_file(&p) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+            if umount2(&p, MntFlags::MNT_DETACH).is_ok() {
+                continue;
+            }
+            umount2(&dir, MntFlags::MNT_DETACH)?;
+            if id(&dir)? != dir_id {
+                // Another directory below: not a mount of the directory over itself.
+                break;
+            }
+        }
+        Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("netns removal thread panicked")))
+}
+
+/// The cookie of a network namespace (`SO_NETNS_COOKIE` of a socket made inside it):
+/// its identity for as long as the kernel runs, never given to another namespace (an
+/// inode number is, once the namespace is gone).
+pub fn cookie(ns: &Path) -> Result<u64> {
+    run_in(ns, || own_cookie(ns))
+}
+
+/// The cookie of the calling thread's network namespace (`ns` names it in errors).
+fn own_cookie(ns: &Path) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    let sock =
+        std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("socket in", ns, e))?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            &mut cookie as *mut u64 as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            "SO_NETNS_COOKIE in",
+            ns,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(cookie)
 }
 
 /// Whether `p` is a network namespace file (an nsfs mount such as /run/netns/NAME or

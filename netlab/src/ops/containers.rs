@@ -3,7 +3,7 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use super::{Session, publish};
+use super::{Session, journal::Entry, publish};
 use crate::{
     error::{Error, Result},
     lab::{Container, Network, names},
@@ -91,21 +91,41 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         name: req.name.clone(),
         network: req.network,
         netns: own_ns,
+        netns_cookie: None,
         runtime_netns: req.runtime_netns.clone(),
         ifname: req.ifname.clone(),
         ip,
         veth: (req.network == Network::Bridge).then(|| names::veth(&lab, &req.name)),
         mac: None,
     };
-    topology::add_container(&s.state, &mut c)?;
+    // Journal first, and again with the namespace's cookie before it is mounted at
+    // its name: a crash at any point is undone by the next command (see `journal`).
+    s.begin(&Entry::Attach {
+        container: c.clone(),
+    })?;
+    let journaled = c.clone();
+    let made = topology::add_container(&s.state, &mut c, |cookie| {
+        s.begin(&Entry::Attach {
+            container: Container {
+                netns_cookie: Some(cookie),
+                ..journaled
+            },
+        })
+    });
+    if let Err(e) = made {
+        let _ = s.commit();
+        return Err(e);
+    }
     s.state.containers.push(c.clone());
     let done = s.datapath().attach(&s.state, &c).and_then(|()| s.save());
     if let Err(e) = done {
         let _ = s.datapath().detach(&s.state, &c);
         s.state.containers.pop();
         let _ = topology::remove_container(&s.state, &c);
+        let _ = s.commit();
         return Err(e);
     }
+    s.commit()?;
     Ok(c)
 }
 
@@ -122,6 +142,9 @@ pub fn detach(s: &mut Session, name: &str) -> Result<()> {
     };
     let specs: Vec<_> = s.state.ports_of(name).map(|p| p.spec).collect();
     publish::unpublish(s, name, &specs)?;
+    s.begin(&Entry::Detach {
+        container: name.to_string(),
+    })?;
     let dp = s.datapath();
     let gone = dp
         .detach(&s.state, &c)
@@ -130,6 +153,7 @@ pub fn detach(s: &mut Session, name: &str) -> Result<()> {
         s.state.containers.retain(|x| x.name != name);
     }
     s.save()?;
+    s.commit()?;
     gone
 }
 

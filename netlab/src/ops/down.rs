@@ -1,5 +1,9 @@
-//! `down`: remove everything a lab made, even when part of it is already gone.
+//! `down`: remove everything a lab made, and only that, even when part of it is
+//! already gone. What the lab made is what its state records (namespaces by their
+//! cookies, links by their marks, the datapath's own pins, rules and cgroup); a lab
+//! without state has nothing netlab could call its own, and `down` removes nothing.
 
+use super::journal::Entry;
 use crate::{
     datapath,
     error::{Error, Errors, Result},
@@ -15,37 +19,32 @@ pub fn down(lab: &str) -> Result<()> {
     take_down(lock, state)
 }
 
-/// Removes the lab `state` describes (or, without state, what is left of it by name),
-/// under its lock, and then the lock.
+/// Removes the lab `state` describes, under its lock, and then the lock.
 pub(super) fn take_down(lock: Locked, state: Option<LabState>) -> Result<()> {
-    let lab = lock.lab.clone();
-    let lab = lab.as_str();
+    let Some(state) = state else {
+        return Err(Error::Invalid(format!("lab {} does not exist", lock.lab)));
+    };
+    clean(&lock, &state)
+}
+
+/// Removes what the lab made, as its state records it, and a container an
+/// interrupted `run` was making (its journal); then the state. Every step runs and
+/// errors are collected; when any failed, the state stays, so that `down` can be run
+/// again.
+pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
     let mut errors = Errors::default();
-    match state {
-        Some(state) => {
-            errors.check(datapath::for_kind(state.datapath).teardown(&state));
-            errors.check(topology::teardown(&state));
-        }
-        None => {
-            // No state: sweep what a crashed `up` may have left, by name.
-            let leftovers: Vec<String> = std::fs::read_dir(netns::NETNS_DIR)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&format!("{lab}-")))
-                .collect();
-            let swept = errors.check(datapath::sweep(lab)).unwrap_or(false);
-            if leftovers.is_empty() && !swept {
-                errors.into_result()?;
-                return Err(Error::Invalid(format!("lab {lab} does not exist")));
-            }
-            for ns in leftovers {
-                errors.check(netns::delete(&ns));
-            }
+    let dp = datapath::for_kind(state.datapath);
+    if let Ok(Some(Entry::Attach { container })) = lock.read_journal::<Entry>()
+        && state.container(&container.name).is_none()
+    {
+        errors.check(dp.detach(state, &container));
+        errors.check(topology::remove_container(state, &container));
+        if let (None, Some(name)) = (&container.runtime_netns, &container.netns) {
+            errors.check(netns::remove_placeholder(name));
         }
     }
-    errors.check(datapath::sweep(lab));
-    errors.check(lock.remove());
-    errors.into_result()
+    errors.check(dp.teardown(state));
+    errors.check(topology::teardown(state));
+    errors.into_result()?;
+    lock.forget()
 }

@@ -6,6 +6,7 @@ pub mod conflicts;
 pub mod containers;
 pub mod down;
 pub mod exec;
+pub mod journal;
 pub mod publish;
 pub mod up;
 
@@ -16,9 +17,10 @@ pub use up::{UpRequest, up};
 
 use crate::{
     datapath::{self, Datapath},
-    error::Result,
+    error::{Error, Result},
     lab::LabState,
     store::Locked,
+    topology,
 };
 
 /// A lab opened for operations: its lock held for as long as the session lives.
@@ -27,32 +29,80 @@ pub struct Session {
     pub state: LabState,
 }
 
+/// Why a lab whose state exists cannot be used as it is.
+enum Unusable {
+    /// `up` was interrupted: the state records what it made.
+    Unfinished,
+    /// Its host namespace is gone, or was made again under its name.
+    Gone,
+}
+
 impl Session {
-    /// Opens a lab that is up, waiting for other commands on it.
+    /// Opens a lab that is up, waiting for other commands on it, and settles an
+    /// operation a crash interrupted (see [`journal`]). A lab whose namespace is gone
+    /// is gone: what is left of it is removed, and the error says so.
     pub fn open(lab: &str) -> Result<Self> {
         let lock = Locked::acquire(lab)?;
         let state = lock.require()?;
-        Ok(Self { lock, state })
+        match unusable(&state) {
+            None => Self::settled(lock, state),
+            Some(Unusable::Unfinished) => Err(Error::Invalid(format!(
+                "lab {lab} was not brought up completely (`netlab up` was interrupted): run `netlab down --lab {lab}`"
+            ))),
+            Some(Unusable::Gone) => {
+                let host = describe_host(&state);
+                down::clean(&lock, &state)?;
+                Err(Error::Invalid(format!(
+                    "lab {lab} is gone: its host namespace {host} was removed (or made again) behind netlab's back; what was left of the lab is removed now: run `netlab up --lab {lab}`"
+                )))
+            }
+        }
     }
 
-    /// Opens a lab if it is up; `Ok(None)` (and nothing left behind) if not.
+    /// Opens a lab if it is up; `Ok(None)` (and nothing left behind) if not. What is
+    /// left of a lab that is gone, or whose `up` was interrupted, is removed.
     pub fn open_if_up(lab: &str) -> Result<Option<Self>> {
         let lock = Locked::acquire(lab)?;
-        Ok(lock.load()?.map(|state| Self { lock, state }))
+        let Some(state) = lock.load()? else {
+            return Ok(None);
+        };
+        if unusable(&state).is_some() {
+            down::clean(&lock, &state)?;
+            return Ok(None);
+        }
+        Self::settled(lock, state).map(Some)
     }
 
     /// Opens the lab `req` names, bringing it up first if it is not (a CNI network on
     /// its first ADD); says whether it was brought up. Concurrent callers wait for each
-    /// other: exactly one of them builds the lab.
+    /// other: exactly one of them builds the lab. A lab that is gone (its namespace
+    /// removed and made again, as a runtime does) or half made is cleaned away and
+    /// brought up anew, which is said on stderr.
     pub fn open_or_up(req: &UpRequest) -> Result<(Self, bool)> {
         let lock = Locked::acquire(&req.lab)?;
-        match lock.load()? {
-            Some(state) => Ok((Self { lock, state }, false)),
-            None => {
-                let state = up::build(&lock, req)?;
-                Ok((Self { lock, state }, true))
-            }
+        if let Some(state) = lock.load()? {
+            let Some(why) = unusable(&state) else {
+                return Ok((Self::settled(lock, state)?, false));
+            };
+            down::clean(&lock, &state)?;
+            let why = match why {
+                Unusable::Gone => format!("its namespace {} is gone", describe_host(&state)),
+                Unusable::Unfinished => "an earlier `up` of it was interrupted".to_string(),
+            };
+            eprintln!(
+                "netlab: lab {} was cleaned away ({why}) and is brought up anew",
+                req.lab
+            );
         }
+        let state = up::build(&lock, req)?;
+        Ok((Self { lock, state }, true))
+    }
+
+    /// A usable lab, with an interrupted operation settled.
+    fn settled(lock: Locked, state: LabState) -> Result<Self> {
+        let mut s = Self { lock, state };
+        journal::recover(&mut s)?;
+        Ok(s)
     }
 
     /// Takes the lab down without letting go of its lock in between (`netlab down`).
@@ -65,8 +115,35 @@ impl Session {
         self.lock.save(&self.state)
     }
 
+    /// Records an operation before it changes the kernel (see [`journal`]).
+    fn begin(&self, entry: &journal::Entry) -> Result<()> {
+        self.lock.write_journal(entry)
+    }
+
+    /// The operation is recorded in the state: its journal goes.
+    fn commit(&self) -> Result<()> {
+        self.lock.clear_journal()
+    }
+
     /// The lab's datapath.
     pub fn datapath(&self) -> Box<dyn Datapath> {
         datapath::for_kind(self.state.datapath)
+    }
+}
+
+fn unusable(state: &LabState) -> Option<Unusable> {
+    if state.building {
+        Some(Unusable::Unfinished)
+    } else if !topology::host_is_the_labs(state) {
+        Some(Unusable::Gone)
+    } else {
+        None
+    }
+}
+
+fn describe_host(state: &LabState) -> String {
+    match &state.host_netns {
+        Some(name) => name.clone(),
+        None => "(the machine's own)".into(),
     }
 }

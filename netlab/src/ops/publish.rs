@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Session, conflicts};
+use super::{Session, conflicts, journal::Entry};
 use crate::{
     error::{Error, Result},
     lab::{Network, PortSpec, Published},
@@ -43,13 +43,20 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
         });
     }
     let dp = s.datapath();
-    dp.publish(&s.state, &new)?;
+    // Journal first: a crash from here on is rolled back by the next command.
+    s.begin(&Entry::Publish { ports: new.clone() })?;
+    if let Err(e) = dp.publish(&s.state, &new) {
+        let _ = s.commit();
+        return Err(e);
+    }
     s.state.ports.extend(new.iter().cloned());
     if let Err(e) = s.save() {
         let _ = dp.unpublish(&s.state, &new);
         s.state.ports.truncate(s.state.ports.len() - new.len());
+        let _ = s.commit();
         return Err(e);
     }
+    s.commit()?;
     Ok(new)
 }
 
@@ -77,10 +84,15 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
         return Ok(Vec::new());
     }
     let gone = mappings_of(&s.state.ports, container, specs)?;
+    // Journal first: a crash from here on is carried through by the next command.
+    s.begin(&Entry::Unpublish {
+        ports: gone.clone(),
+    })?;
     s.datapath().unpublish(&s.state, &gone)?;
     let ids: HashSet<u32> = gone.iter().map(|p| p.id).collect();
     s.state.ports.retain(|p| !ids.contains(&p.id));
     s.save()?;
+    s.commit()?;
     Ok(gone)
 }
 

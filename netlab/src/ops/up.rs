@@ -5,9 +5,9 @@ use std::{net::Ipv4Addr, path::Path};
 use netlab_common::maps::{CONNTRACK_MAX_DEFAULT, CONNTRACK_MAX_MAX, CONNTRACK_MAX_MIN};
 
 use crate::{
-    datapath,
+    datapath::{self, Datapath},
     error::{Error, Result},
-    lab::{DatapathKind, LabState, NatOptions, STATE_VERSION, Subnet, names},
+    lab::{Cookies, DatapathKind, LabState, NatOptions, STATE_VERSION, Subnet, names},
     netlink::netns,
     store::Locked,
     topology::{self, sandbox},
@@ -180,6 +180,11 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
 }
 
 /// Builds the lab `req` asks for, under its lock (the lab is not up).
+///
+/// The state is written first, and again as each namespace is made (with its cookie,
+/// known before the namespace is mounted at its name): a crash at any point leaves a
+/// state that records what was made, which `down` removes. On an error, exactly that
+/// is removed again, and the state with it.
 pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
     req.check()?;
     let lab = req.lab.as_str();
@@ -187,7 +192,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         for ns in [names::host_netns(lab), names::wan_netns(lab)] {
             if netns::exists(&ns) {
                 return Err(Error::Conflict(format!(
-                    "network namespace {ns} is left from an earlier lab {lab}: run `netlab down --lab {lab}`"
+                    "network namespace {ns} exists and is not one netlab made for lab {lab}: remove it (`ip netns delete {ns}`) or pick another lab name"
                 )));
             }
         }
@@ -214,36 +219,69 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         debug: req.debug,
         containers: Vec::new(),
         ports: Vec::new(),
+        cookies: Cookies::default(),
+        building: true,
     };
     if !req.sandbox {
         // A bridge of someone else's must not be taken over, nor removed on failure.
         topology::check_link_free(&topology::host_ns(&state), &state.bridge)?;
     }
+    lock.save(&state)?;
     let dp = datapath::for_kind(req.datapath);
-    let built = (|| -> Result<()> {
-        let (uplink, addr) = if req.sandbox {
-            topology::build_sandbox(lab)?
-        } else {
-            topology::find_uplink(req.uplink.as_deref())?
-        };
-        state.uplink = uplink;
-        state.uplink_addr = addr;
-        if req.subnet.contains(addr) {
-            return Err(Error::Invalid(format!(
-                "subnet {} contains the uplink address {addr}: pick another --subnet",
-                req.subnet
-            )));
-        }
-        check_nat_ports(&state)?;
-        state.ip_forward_was = Some(topology::build_bridge(&state)?);
-        dp.setup(&state)
-    })();
-    if let Err(e) = built {
-        // Nothing half-done: remove whatever was made.
-        let _ = dp.teardown(&state);
-        let _ = topology::teardown(&state);
+    if let Err(e) = make(lock, &mut state, req, &*dp) {
+        // Nothing half-done: what this `up` made goes, and its state (which stays, for
+        // `down`, only if something could not be removed).
+        let _ = super::down::clean(lock, &state);
         return Err(e);
     }
+    state.building = false;
     lock.save(&state)?;
     Ok(state)
+}
+
+/// Makes the lab `state` describes, recording in it (and in the saved state) what is
+/// made as it is made.
+fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath) -> Result<()> {
+    let lab = req.lab.as_str();
+    let (uplink, addr) = if req.sandbox {
+        for wan in [false, true] {
+            let name = if wan {
+                names::wan_netns(lab)
+            } else {
+                names::host_netns(lab)
+            };
+            let record = |cookie: u64, s: &mut LabState| {
+                if wan {
+                    s.cookies.wan = Some(cookie);
+                } else {
+                    s.cookies.host = Some(cookie);
+                }
+            };
+            let snapshot = state.clone();
+            let (_, cookie) = netns::create_recorded(&name, |cookie| {
+                let mut s = snapshot;
+                record(cookie, &mut s);
+                lock.save(&s)
+            })?;
+            record(cookie, state);
+        }
+        topology::wire_sandbox(lab)?
+    } else {
+        state.cookies.host = Some(netns::cookie(&topology::host_ns(state))?);
+        topology::find_uplink(req.uplink.as_deref())?
+    };
+    state.uplink = uplink;
+    state.uplink_addr = addr;
+    if req.subnet.contains(addr) {
+        return Err(Error::Invalid(format!(
+            "subnet {} contains the uplink address {addr}: pick another --subnet",
+            req.subnet
+        )));
+    }
+    check_nat_ports(state)?;
+    // Forwarding as it was, recorded before the bridge turns it on.
+    state.ip_forward_was = Some(topology::ip_forward(state)?);
+    lock.save(state)?;
+    topology::build_bridge(state)?;
+    dp.setup(state)
 }

@@ -32,11 +32,24 @@ pub mod sandbox {
     pub const INTERNET_PREFIX: u8 = 24;
 }
 
-/// The path of the lab's host namespace.
+/// The path of the lab's host namespace: the named one, or the machine's own (that of
+/// pid 1, whichever namespace netlab is run from).
 pub fn host_ns(state: &LabState) -> PathBuf {
     match &state.host_netns {
         Some(name) => netns::path(name),
-        None => netns::current(),
+        None => PathBuf::from("/proc/1/ns/net"),
+    }
+}
+
+/// Whether the lab's host namespace is still the one it came up in (its cookie): one
+/// that is gone, or that was made again under the same name, is not the lab's, and
+/// nothing in it is touched. A state without a cookie (written before netlab kept
+/// them) trusts the name.
+pub fn host_is_the_labs(state: &LabState) -> bool {
+    let ns = host_ns(state);
+    match state.cookies.host {
+        Some(c) => netns::is_netns(&ns) && netns::cookie(&ns).is_ok_and(|now| now == c),
+        None => ns.exists(),
     }
 }
 
@@ -50,11 +63,19 @@ pub fn container_ns(c: &Container) -> Option<PathBuf> {
 }
 
 /// Creates `<lab>-host` and `<lab>-wan` joined by the uplink veth, with their addresses
-/// and routes. Returns the uplink's name and address.
+/// and routes (a runtime's world, in the tests). Returns the uplink's name and address.
 pub fn build_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
+    netns::create(&names::host_netns(lab))?;
+    netns::create(&names::wan_netns(lab))?;
+    wire_sandbox(lab)
+}
+
+/// Joins the sandbox's two namespaces, which exist, by the uplink veth, with their
+/// addresses and routes. Returns the uplink's name and address.
+pub fn wire_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
     use sandbox::*;
-    let host = netns::create(&names::host_netns(lab))?;
-    let wan = netns::create(&names::wan_netns(lab))?;
+    let host = netns::path(&names::host_netns(lab));
+    let wan = netns::path(&names::wan_netns(lab));
     let wan_file = netns::open(&wan)?;
     netns::netlink_in(&host, |h| async move {
         let lo = link::require(&h, "lo").await?;
@@ -128,9 +149,18 @@ pub fn check_link_free(ns: &Path, name: &str) -> Result<()> {
     })
 }
 
-/// Creates the bridge with its address in the host namespace, MTU from the uplink, and
-/// turns on forwarding there. Returns the previous `ip_forward` value.
-pub fn build_bridge(state: &LabState) -> Result<String> {
+/// `net.ipv4.ip_forward` in the lab's host namespace, as it is.
+pub fn ip_forward(state: &LabState) -> Result<String> {
+    netns::run_in(&host_ns(state), || {
+        std::fs::read_to_string(sysctl::IP_FORWARD)
+            .map(|v| v.trim().to_string())
+            .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))
+    })
+}
+
+/// Creates the bridge, marked as the lab's, with its address in the host namespace,
+/// MTU from the uplink, and turns on forwarding there.
+pub fn build_bridge(state: &LabState) -> Result<()> {
     let (bridge, uplink, lab) = (
         state.bridge.clone(),
         state.uplink.clone(),
@@ -142,29 +172,36 @@ pub fn build_bridge(state: &LabState) -> Result<String> {
         let br = link::add_bridge(&h, &bridge, mtu).await?;
         link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
         addr::add(&h, &bridge, br, gw, prefix).await?;
-        let was = std::fs::read_to_string(sysctl::IP_FORWARD)
-            .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))?;
-        sysctl::set(sysctl::IP_FORWARD, "1")?;
-        Ok(was.trim().to_string())
+        sysctl::set(sysctl::IP_FORWARD, "1")
     })
 }
 
 /// Creates a container's namespace (unless a runtime made it) and, on the bridge
 /// network, its veth, address and default route; records the MAC of the interface
-/// inside. On error, removes what it made.
-pub fn add_container(state: &LabState, c: &mut Container) -> Result<()> {
-    let result = build_container(state, c);
+/// inside. `record` gets the new namespace's cookie before the namespace is mounted at
+/// its name (see [`netns::create_recorded`]). On error, removes what it made.
+pub fn add_container(
+    state: &LabState,
+    c: &mut Container,
+    record: impl FnOnce(u64) -> Result<()> + Send,
+) -> Result<()> {
+    let result = build_container(state, c, record);
     if result.is_err() {
         let _ = remove_container(state, c);
     }
     result
 }
 
-fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
+fn build_container(
+    state: &LabState,
+    c: &mut Container,
+    record: impl FnOnce(u64) -> Result<()> + Send,
+) -> Result<()> {
     if c.runtime_netns.is_none()
         && let Some(name) = &c.netns
     {
-        netns::create(name)?;
+        let (_, cookie) = netns::create_recorded(name, record)?;
+        c.netns_cookie = Some(cookie);
     }
     let Some(ns) = container_ns(c) else {
         return Ok(());
@@ -180,13 +217,16 @@ fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
     let peer = names::veth_peer(&state.name, &c.name);
     let (bridge, alias) = (state.bridge.clone(), names::alias(&state.name, &c.name));
     let ns_file = netns::open(&ns)?;
-    let peer_for_host = peer.clone();
+    let (peer_for_host, alias_for_host) = (peer.clone(), alias.clone());
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
         let mtu = link::mtu(&h, &bridge).await?;
         let v = link::add_veth(&h, &veth, &peer_for_host, mtu).await?;
-        link::set_alias(&h, &veth, v, &alias).await?;
+        link::set_alias(&h, &veth, v, &alias_for_host).await?;
         let p = link::require(&h, &peer_for_host).await?;
+        // Both ends carry the mark: only a link with it is ever removed as this
+        // container's, in the lab host or inside a runtime's namespace.
+        link::set_alias(&h, &peer_for_host, p, &alias_for_host).await?;
         link::move_to_netns(&h, &peer_for_host, p, ns_file.as_fd()).await?;
         link::enslave_up(&h, &veth, v, br).await
     })?;
@@ -220,29 +260,35 @@ fn build_container(state: &LabState, c: &mut Container) -> Result<()> {
     Ok(())
 }
 
-/// Removes a container's interface: its namespace when netlab made it (which takes the
-/// veth pair with it), the interface inside a runtime's namespace, and the host end of
-/// the veth in case either was already gone.
+/// Removes what netlab made for a container, and nothing else: its namespace when
+/// netlab made it and it is still that one (its cookie; the veth pair goes with it),
+/// the interface netlab put inside a runtime's namespace (by its mark, under its name
+/// or the temporary one it had before the rename), and the host end of its veth (by
+/// its mark) in case either was already gone.
 pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     let mut errors = Errors::default();
+    let alias = names::alias(&state.name, &c.name);
     if let Some(ns) = &c.runtime_netns {
         // A namespace the runtime already removed took the interface with it.
         if c.veth.is_some() && netns::is_netns(ns) {
-            let ifname = c.ifname.clone();
+            let names = [c.ifname.clone(), names::veth_peer(&state.name, &c.name)];
+            let alias = alias.clone();
             errors.check(netns::netlink_in(ns, |h| async move {
-                link::delete(&h, &ifname).await
+                for name in &names {
+                    link::delete_marked(&h, name, &alias).await?;
+                }
+                Ok(())
             }));
         }
-    } else if let Some(ns) = &c.netns {
-        errors.check(netns::delete(ns));
+    } else if let (Some(ns), Some(cookie)) = (&c.netns, c.netns_cookie) {
+        errors.check(netns::delete_if_same(ns, cookie));
     }
-    if let Some(veth) = c.veth.clone() {
-        let host = host_ns(state);
-        if host.exists() {
-            errors.check(netns::netlink_in(&host, |h| async move {
-                link::delete(&h, &veth).await
-            }));
-        }
+    if let Some(veth) = c.veth.clone()
+        && host_is_the_labs(state)
+    {
+        errors.check(netns::netlink_in(&host_ns(state), |h| async move {
+            link::delete_marked(&h, &veth, &alias).await.map(drop)
+        }));
     }
     errors.into_result()
 }
@@ -324,20 +370,22 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab's topology: containers, bridge, forwarding (non-sandbox), and the
-/// sandbox's namespaces. Every step runs; errors are collected.
+/// Removes the lab's topology, exactly what netlab made of it: containers, the bridge
+/// (by its mark), forwarding as it was (non-sandbox), and the sandbox's namespaces
+/// when they are still the ones `up` made (their cookies). Nothing is touched in a
+/// host namespace that is no longer the lab's. Every step runs; errors are collected.
 pub fn teardown(state: &LabState) -> Result<()> {
     let mut errors = Errors::default();
     for c in &state.containers {
         errors.check(remove_container(state, c));
     }
-    let host = host_ns(state);
-    if host.exists() {
+    if host_is_the_labs(state) {
         let bridge = state.bridge.clone();
+        let alias = names::alias(&state.name, "bridge");
         let restore = state.ip_forward_was.clone();
         let sandbox = state.sandbox;
-        errors.check(netns::netlink_in(&host, |h| async move {
-            link::delete(&h, &bridge).await?;
+        errors.check(netns::netlink_in(&host_ns(state), |h| async move {
+            link::delete_marked(&h, &bridge, &alias).await?;
             if let (false, Some(v)) = (sandbox, restore) {
                 sysctl::set(sysctl::IP_FORWARD, &v)?;
             }
@@ -346,8 +394,13 @@ pub fn teardown(state: &LabState) -> Result<()> {
     }
     // Only a sandbox owns its namespaces; a lab in someone else's keeps them.
     if state.sandbox {
-        for ns in [&state.wan_netns, &state.host_netns].into_iter().flatten() {
-            errors.check(netns::delete(ns));
+        for (ns, cookie) in [
+            (&state.wan_netns, state.cookies.wan),
+            (&state.host_netns, state.cookies.host),
+        ] {
+            if let (Some(ns), Some(cookie)) = (ns, cookie) {
+                errors.check(netns::delete_if_same(ns, cookie));
+            }
         }
     }
     errors.into_result()

@@ -9,7 +9,6 @@
 
 use std::{
     fs,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -19,7 +18,6 @@ use netlab_common::maps as names;
 use crate::{
     error::{Error, Result},
     lab::LabState,
-    netlink::netns,
 };
 
 /// Where cgroup v2 is mounted (the first `cgroup2` entry of /proc/self/mounts).
@@ -63,33 +61,6 @@ pub fn path(state: &LabState) -> Result<PathBuf> {
 
 fn own(lab: &str) -> Result<PathBuf> {
     Ok(root()?.join(format!("netlab-{lab}")))
-}
-
-/// The cookie of a network namespace (`SO_NETNS_COOKIE` of a socket made inside it).
-pub fn netns_cookie(ns: &Path) -> Result<u64> {
-    netns::run_in(ns, || {
-        let sock =
-            std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("socket in", ns, e))?;
-        let mut cookie: u64 = 0;
-        let mut len = size_of::<u64>() as libc::socklen_t;
-        let rc = unsafe {
-            libc::getsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NETNS_COOKIE,
-                &mut cookie as *mut u64 as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(
-                "SO_NETNS_COOKIE in",
-                ns,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(cookie)
-    })
 }
 
 /// Creates the lab's own cgroup (if it has one) and attaches the four hooks, pinning links.

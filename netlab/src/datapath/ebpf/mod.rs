@@ -190,7 +190,7 @@ impl Datapath for Ebpf {
             uplink_ifindex,
             bridge_ifindex,
             bridge_mac: parse_mac(&bridge_mac)?,
-            netns_cookie: cgroup::netns_cookie(&host)?,
+            netns_cookie: netns::cookie(&host)?,
         };
 
         let mut bpf = load(state.debug, state.nat.conntrack_max)?;
