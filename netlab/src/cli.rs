@@ -44,7 +44,8 @@ pub enum Command {
     /// Compare the datapaths on fresh sandbox labs, and with a bare veth pair:
     /// throughput, request/response, connection rate, port scaling, publish time,
     /// small packets, the CLI at scale.
-    Bench(commands::bench::Args),
+    /// Boxed: its many flags would make every other command's value as large.
+    Bench(Box<commands::bench::Args>),
 }
 
 /// Runs one subcommand on lab `lab`.
@@ -64,6 +65,6 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Publish(args) => publish::run_publish(lab, args),
         Command::Unpublish(args) => publish::run_unpublish(lab, args),
         Command::Ports(args) => ports::run(lab, args),
-        Command::Bench(args) => bench::run(lab, args),
+        Command::Bench(args) => bench::run(lab, *args),
     }
 }

@@ -545,7 +545,7 @@ pub fn render(report: &Report) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::test_options;
+    use crate::bench::options::test_options;
 
     #[test]
     fn axis_labels_and_tops_are_round() {
@@ -571,7 +571,7 @@ mod tests {
         r.add(Scenario::A, ipt, None, Metric::Throughput, 20.0);
         r.add(Scenario::A, Contender::Veth, None, Metric::Throughput, 40.0);
         r.add(Scenario::A, ebpf, None, Metric::Throughput, 30.0);
-        r.fail(Scenario::A, routed, None, "x < y");
+        r.fail(Scenario::A, routed, None, Scenario::A.metrics(), "x < y");
         r.add(Scenario::C, routed, None, Metric::Rate, 150.0);
         r.add(Scenario::C, Contender::Veth, None, Metric::Rate, 200.0);
         for n in [10, 100] {

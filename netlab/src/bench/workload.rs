@@ -34,6 +34,7 @@ use std::{
 
 use super::{
     Contender, Options, Scenario, check_interrupt,
+    disturb::{Load, Watch},
     lab::{BenchLab, SERVER},
     pps,
     report::{Metric, Report, num},
@@ -65,7 +66,22 @@ const _: () = assert!(SCALE_BASE as u32 + super::MAX_PORTS - 1 <= u16::MAX as u3
 const _: () = assert!(CLI_EXTRA_BASE + EXTRA_SAMPLES < SCALE_BASE);
 const _: () = assert!(EXTRA_BASE > 29_999 && PUBLISHED < 20_000 && RR_PORT < 20_000);
 
-type Figures = Vec<(Metric, f64)>;
+/// What one scenario measured on one lab, and what the machine did meanwhile.
+pub struct Measured {
+    pub values: Vec<(Metric, f64)>,
+    pub load: Option<Load>,
+}
+
+impl Measured {
+    /// With the worse of its load and `other`.
+    fn and_load(mut self, other: Option<Load>) -> Measured {
+        self.load = match (self.load, other) {
+            (Some(a), Some(b)) => Some(a.worst(b)),
+            (a, b) => a.or(b),
+        };
+        self
+    }
+}
 
 /// The order scenarios run in on one lab: h before d, since h publishes d's ports on
 /// another container and takes them away again, and d and e keep theirs.
@@ -81,10 +97,17 @@ fn run_order(scenarios: &[Scenario]) -> Vec<Scenario> {
     v
 }
 
-/// Builds a lab for a contender, runs its scenarios into `report`, tears it down.
-/// Only an interruption is an error; anything else is recorded as n/a.
-pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> Result<()> {
-    let scenarios = run_order(&opts.scenarios_for(c));
+/// Builds a lab for a contender, runs `scenarios` on it into `report` (with the peer
+/// tools beside them), tears it down. Only an interruption is an error; anything else
+/// is recorded as n/a.
+pub fn run_lab(
+    opts: &Options,
+    c: Contender,
+    scenarios: &[Scenario],
+    tag: &str,
+    report: &mut Report,
+) -> Result<()> {
+    let scenarios = run_order(scenarios);
     if scenarios.is_empty() {
         return Ok(());
     }
@@ -101,7 +124,7 @@ pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> 
             eprintln!("{tag}: every scenario n/a, {why}");
             for s in scenarios {
                 for ports in ports_of(opts, s) {
-                    report.fail(s, c, ports, &why);
+                    report.fail(s, c, ports, &opts.metrics(s), &why);
                 }
             }
             return Ok(());
@@ -122,7 +145,7 @@ pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> 
                     Some(e) => Err(Error::Invalid(e.clone())),
                     None => scale_step(&mut lab, opts, n, tag),
                 };
-                record(report, tag, s, c, Some(n), result, &mut broken)?;
+                record(report, tag, s, c, Some(n), s.metrics(), result, &mut broken)?;
             }
             continue;
         }
@@ -137,7 +160,12 @@ pub fn run_lab(opts: &Options, c: Contender, tag: &str, report: &mut Report) -> 
             Scenario::D | Scenario::F => unreachable!("handled above / not a workload"),
         };
         let ports = s.publishes().then(|| max_ports(opts));
-        record(report, tag, s, c, ports, result, &mut None)?;
+        record(report, tag, s, c, ports, s.metrics(), result, &mut None)?;
+        for t in opts.tools.iter().filter(|t| t.scenario() == s) {
+            check_interrupt()?;
+            let result = t.run(&mut lab, opts);
+            record(report, tag, s, c, ports, t.metrics(), result, &mut None)?;
+        }
     }
     Ok(())
 }
@@ -154,14 +182,20 @@ fn ports_of(opts: &Options, s: Scenario) -> Vec<Option<u32>> {
     }
 }
 
-/// Puts one scenario's outcome into the report and prints a progress line.
+/// Puts one scenario's outcome (its figures `metrics`, or why they are n/a) into the
+/// report and prints a progress line.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per outcome, each named"
+)]
 fn record(
     report: &mut Report,
     tag: &str,
     s: Scenario,
     c: Contender,
     ports: Option<u32>,
-    result: Result<Figures>,
+    metrics: &[Metric],
+    result: Result<Measured>,
     broken: &mut Option<String>,
 ) -> Result<()> {
     let label = match ports {
@@ -170,12 +204,14 @@ fn record(
         None => format!("{tag} {}", s.letter()),
     };
     match result {
-        Ok(figures) => {
-            let shown: Vec<String> = figures
+        Ok(Measured { values, load }) => {
+            let shown: Vec<String> = values
                 .iter()
                 .map(|(m, v)| match m {
                     Metric::P50
                     | Metric::P99
+                    | Metric::SockperfP50
+                    | Metric::SockperfP99
                     | Metric::CliPublishAll
                     | Metric::CliPublishOne
                     | Metric::CliUnpublishOne
@@ -185,15 +221,22 @@ fn record(
                     _ => format!("{} {}", num(*v), m.unit_shown(s)),
                 })
                 .collect();
-            eprintln!("{label}: {}", shown.join(", "));
-            for (m, v) in figures {
+            let why = load.and_then(|l| l.disturbed());
+            let note = why
+                .map(|w| format!(" (disturbed: {w})"))
+                .unwrap_or_default();
+            eprintln!("{label}: {}{note}", shown.join(", "));
+            for (m, v) in values {
                 report.add(s, c, ports, m, v);
+            }
+            if let Some(load) = load {
+                report.watch(s, c, ports, load);
             }
         }
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
             eprintln!("{label}: n/a: {e}");
-            report.fail(s, c, ports, &e.to_string());
+            report.fail(s, c, ports, metrics, &e.to_string());
             *broken = Some(e.to_string());
         }
     }
@@ -201,7 +244,7 @@ fn record(
 }
 
 /// A child process in a namespace and its own process group; killed when dropped.
-struct Proc {
+pub struct Proc {
     child: Child,
     what: String,
     stdout: Option<JoinHandle<Vec<u8>>>,
@@ -221,7 +264,7 @@ fn drain(r: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
 impl Proc {
     /// Starts `program` in `ns`, pinned to `cpu` if given (set in the child before
     /// it execs, so every thread it starts inherits it).
-    fn spawn(ns: &Path, program: &str, args: &[&str], cpu: Option<usize>) -> Result<Proc> {
+    pub fn spawn(ns: &Path, program: &str, args: &[&str], cpu: Option<usize>) -> Result<Proc> {
         let what = format!("{program} {}", args.join(" "));
         let mut child = netns::run_in(ns, || {
             let mut cmd = Command::new(program);
@@ -252,7 +295,7 @@ impl Proc {
 
     /// Waits for the process, noticing Ctrl-C and the deadline; returns its status,
     /// stdout and stderr.
-    fn wait(mut self, timeout: Duration) -> Result<(ExitStatus, String, String)> {
+    pub fn wait(mut self, timeout: Duration) -> Result<(ExitStatus, String, String)> {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self
@@ -291,7 +334,7 @@ impl Drop for Proc {
 
 /// Waits until a TCP socket listens on `port` in namespace `ns`, reading the
 /// namespace's own /proc/net/tcp.
-fn wait_listening(ns: &Path, port: u16) -> Result<()> {
+pub fn wait_listening(ns: &Path, port: u16) -> Result<()> {
     let suffix = format!(":{port:04X}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -309,7 +352,7 @@ fn wait_listening(ns: &Path, port: u16) -> Result<()> {
         check_interrupt()?;
         if Instant::now() > deadline {
             return Err(Error::Command {
-                command: "iperf3 -s".into(),
+                command: format!("server in {}", ns.display()),
                 detail: format!("nothing listens on port {port} after 10 s"),
             });
         }
@@ -321,7 +364,7 @@ fn wait_listening(ns: &Path, port: u16) -> Result<()> {
 /// The sender runs on the CPU of every other workload, the receiver on another one
 /// (as in g): left to the scheduler, the two ends shared a CPU in some runs and not in
 /// others, and a datapath's runs spread by a third.
-fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
+fn egress(lab: &BenchLab, opts: &Options) -> Result<Measured> {
     let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
     let far = lab.far_addr().to_string();
     let (sender_cpu, receiver_cpu) = stream_cpus();
@@ -333,6 +376,7 @@ fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
     )?;
     wait_listening(&wan, IPERF_PORT)?;
     let secs = opts.duration.as_secs().to_string();
+    let watch = Watch::start(&[sender_cpu, receiver_cpu]);
     let client = Proc::spawn(
         &lab.ns(SERVER),
         "iperf3",
@@ -340,12 +384,16 @@ fn egress(lab: &BenchLab, opts: &Options) -> Result<Figures> {
         sender_cpu,
     )?;
     let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
+    let load = watch.stop();
     let _ = server.wait(Duration::from_secs(5));
     let gbps = iperf_gbps(&stdout).ok_or_else(|| Error::Command {
         command: "iperf3 -c".into(),
         detail: iperf_error(&stdout).unwrap_or_else(|| format!("{status}: {}", stderr.trim())),
     })?;
-    Ok(vec![(Metric::Throughput, gbps)])
+    Ok(Measured {
+        values: vec![(Metric::Throughput, gbps)],
+        load,
+    })
 }
 
 /// Received throughput from `iperf3 -J` output.
@@ -366,14 +414,14 @@ fn iperf_error(json: &str) -> Option<String> {
 /// iptables RR p50 58 µs with client and server on different CPUs, 7 µs on one) and
 /// would swamp what the datapaths cost. What is measured is the CPU cost of the whole
 /// path.
-fn cpus() -> (Option<usize>, Option<usize>) {
+pub fn cpus() -> (Option<usize>, Option<usize>) {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (Some(n - 1), Some(n - 1))
 }
 
 /// (sender CPU, receiver CPU) of a one-way workload (a, g): the sender on the CPU of
 /// every other workload, the receiver on the first CPU when that is another one.
-fn stream_cpus() -> (Option<usize>, Option<usize>) {
+pub fn stream_cpus() -> (Option<usize>, Option<usize>) {
     let (sender, _) = cpus();
     (sender, sender.map(|c| if c > 0 { 0 } else { c }))
 }
@@ -386,7 +434,7 @@ fn serve_and_measure(
     target: SocketAddr,
     mode: Mode,
     duration: Duration,
-) -> Result<Outcome> {
+) -> Result<(Outcome, Option<Load>)> {
     let failed = |what: &str, e: std::io::Error| Error::Command {
         command: format!("bench {what}"),
         detail: e.to_string(),
@@ -401,6 +449,7 @@ fn serve_and_measure(
         warmup: (duration / 5).min(Duration::from_secs(1)),
         duration,
     };
+    let watch = Watch::start(&[client_cpu, server_cpu]);
     let out = netns::run_in(&lab.ns("wan"), || {
         if let Some(cpu) = client_cpu {
             rr::pin_to(cpu).map_err(|e| failed("client", e))?;
@@ -411,6 +460,7 @@ fn serve_and_measure(
         };
         client(target, timing, &super::interrupted).map_err(|e| failed("client", e))
     })?;
+    let load = watch.stop();
     check_interrupt()?;
     if out.transactions == 0 {
         return Err(Error::Command {
@@ -418,20 +468,23 @@ fn serve_and_measure(
             detail: format!("no transaction with {target} completed"),
         });
     }
-    Ok(out)
+    Ok((out, load))
 }
 
-fn rr_figures(out: &Outcome) -> Figures {
-    vec![
-        (Metric::Rate, out.rate()),
-        (Metric::P50, out.percentile_us(50.0)),
-        (Metric::P99, out.percentile_us(99.0)),
-    ]
+fn rr_figures((out, load): (Outcome, Option<Load>)) -> Measured {
+    Measured {
+        values: vec![
+            (Metric::Rate, out.rate()),
+            (Metric::P50, out.percentile_us(50.0)),
+            (Metric::P99, out.percentile_us(99.0)),
+        ],
+        load,
+    }
 }
 
 /// Scenarios b and c: through the published port, or straight to the container on
 /// the routed baseline.
-fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Figures> {
+fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Measured> {
     let target = if lab.contender.direct() {
         SocketAddr::from((lab.server_ip(), RR_PORT))
     } else {
@@ -441,8 +494,13 @@ fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Fi
         }
         SocketAddr::from((lab.uplink_ip(), PUBLISHED))
     };
-    let out = serve_and_measure(lab, RR_PORT, target, mode, opts.duration)?;
-    Ok(rr_figures(&out))
+    Ok(rr_figures(serve_and_measure(
+        lab,
+        RR_PORT,
+        target,
+        mode,
+        opts.duration,
+    )?))
 }
 
 /// Flows scenario i puts in the conntrack table.
@@ -452,13 +510,13 @@ pub const FULL_TABLE_FLOWS: u32 = 1_000_000;
 /// port with an empty table, then with [`FULL_TABLE_FLOWS`] established flows in it
 /// (synthetic ones that the measurement never meets, so every lookup of the
 /// measurement misses or hits among them as a busy lab's would).
-fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Figures> {
+fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Measured> {
     let size = (FULL_TABLE_FLOWS + FULL_TABLE_FLOWS / 10).to_string();
     let mut lab = BenchLab::up_with(c, &["--conntrack-max", &size])?;
     let port = lab.port(PUBLISHED, RR_PORT);
     lab.publish(&[port])?;
     let target = SocketAddr::from((lab.uplink_ip(), PUBLISHED));
-    let empty = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
+    let (empty, load) = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
     check_interrupt()?;
     let started = Instant::now();
     let filled = lab.fill_conntrack(FULL_TABLE_FLOWS)?;
@@ -471,11 +529,15 @@ fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Figures> {
         "{tag}: {filled} flows put in the table in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let full = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
-    Ok(vec![
-        (Metric::Rate, empty.rate()),
-        (Metric::RateFull, full.rate()),
-    ])
+    let (full, full_load) = serve_and_measure(&lab, RR_PORT, target, Mode::Crr, opts.duration)?;
+    let m = Measured {
+        values: vec![
+            (Metric::Rate, empty.rate()),
+            (Metric::RateFull, full.rate()),
+        ],
+        load,
+    };
+    Ok(m.and_load(full_load))
 }
 
 /// Publishes scenario d's ports up to `n` in one batch.
@@ -500,17 +562,23 @@ fn publish_up_to(lab: &mut BenchLab, n: u32, tag: &str) -> Result<()> {
 }
 
 /// One step of scenario d: `n` ports published, CRR to the last one.
-fn scale_step(lab: &mut BenchLab, opts: &Options, n: u32, tag: &str) -> Result<Figures> {
+fn scale_step(lab: &mut BenchLab, opts: &Options, n: u32, tag: &str) -> Result<Measured> {
     publish_up_to(lab, n, tag)?;
     let last = SCALE_BASE + (n - 1) as u16;
     let target = SocketAddr::from((lab.uplink_ip(), last));
-    let out = serve_and_measure(lab, last, target, Mode::Crr, opts.duration)?;
-    Ok(rr_figures(&out))
+    Ok(rr_figures(serve_and_measure(
+        lab,
+        last,
+        target,
+        Mode::Crr,
+        opts.duration,
+    )?))
 }
 
 /// Scenario e: milliseconds to publish one more port with N published.
-fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
+fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
     publish_up_to(lab, max_ports(opts), tag)?;
+    let watch = Watch::unpinned();
     let mut times = Vec::new();
     for i in 0..EXTRA_SAMPLES {
         check_interrupt()?;
@@ -518,7 +586,10 @@ fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Figures
         times.push(lab.publish(&[port])?.as_secs_f64() * 1000.0);
     }
     let median = super::report::summary(&times).map_or(0.0, |s| s.0);
-    Ok(vec![(Metric::PublishTime, median)])
+    Ok(Measured {
+        values: vec![(Metric::PublishTime, median)],
+        load: watch.stop(),
+    })
 }
 
 /// Sleeps for `d`, noticing Ctrl-C.
@@ -534,7 +605,7 @@ fn pause(d: Duration) -> Result<()> {
 /// Scenario g: datagrams per second received in wan, from the container's sender
 /// (see [`super::pps`]). The sender runs on the CPU of every other workload, the
 /// receiver on another one, when there is one.
-fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
+fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
     let failed = |what: &str, e: std::io::Error| Error::Command {
         command: format!("bench {what}"),
         detail: e.to_string(),
@@ -552,7 +623,9 @@ fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
         .map_err(|e| failed(&format!("sender to {target}"), e))?;
     pause((opts.duration / 5).min(Duration::from_secs(1)))?;
     let (r0, s0, t0) = (receiver.received(), sender.sent(), Instant::now());
+    let watch = Watch::start(&[sender_cpu, receiver_cpu]);
     pause(opts.duration)?;
+    let load = watch.stop();
     let (r1, s1, secs) = (
         receiver.received(),
         sender.sent(),
@@ -572,7 +645,10 @@ fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Figures> {
         num(sent),
         (1.0 - got / sent.max(got)) * 100.0
     );
-    Ok(vec![(Metric::PacketRate, got)])
+    Ok(Measured {
+        values: vec![(Metric::PacketRate, got)],
+        load,
+    })
 }
 
 /// The median of some milliseconds.
@@ -582,7 +658,7 @@ fn median_ms(times: &[Duration]) -> f64 {
 }
 
 /// Scenario h: the CLI with N published ports, timed through the binary.
-fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Figures> {
+fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Measured> {
     let n = max_ports(opts);
     lab.netlab(&["run", CLI_CONTAINER])?;
     let result = cli_steps(lab, n);
@@ -593,7 +669,7 @@ fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Figures> {
     result
 }
 
-fn cli_steps(lab: &BenchLab, n: u32) -> Result<Figures> {
+fn cli_steps(lab: &BenchLab, n: u32) -> Result<Measured> {
     let specs: Vec<String> = (0..n)
         .map(|i| {
             let p = SCALE_BASE + i as u16;
@@ -602,6 +678,7 @@ fn cli_steps(lab: &BenchLab, n: u32) -> Result<Figures> {
         .collect();
     let mut args = vec!["publish", CLI_CONTAINER];
     args.extend(specs.iter().map(String::as_str));
+    let watch = Watch::unpinned();
     let all = lab.netlab_timed(&args)?;
     let (mut one, mut un) = (Vec::new(), Vec::new());
     for i in 0..EXTRA_SAMPLES {
@@ -616,12 +693,15 @@ fn cli_steps(lab: &BenchLab, n: u32) -> Result<Figures> {
     }
     check_interrupt()?;
     let rm = lab.netlab_timed(&["rm", CLI_CONTAINER])?;
-    Ok(vec![
-        (Metric::CliPublishAll, all.as_secs_f64() * 1000.0),
-        (Metric::CliPublishOne, median_ms(&one)),
-        (Metric::CliUnpublishOne, median_ms(&un)),
-        (Metric::CliRm, rm.as_secs_f64() * 1000.0),
-    ])
+    Ok(Measured {
+        values: vec![
+            (Metric::CliPublishAll, all.as_secs_f64() * 1000.0),
+            (Metric::CliPublishOne, median_ms(&one)),
+            (Metric::CliUnpublishOne, median_ms(&un)),
+            (Metric::CliRm, rm.as_secs_f64() * 1000.0),
+        ],
+        load: watch.stop(),
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::{
-    bench::{self, Flags, Options, svg},
+    bench::{self, Flags, Options, goal::Verdict, json, svg, table},
     error::{Error, Result},
 };
 
@@ -17,19 +17,43 @@ pub struct Args {
     /// request/response, c published-port connection rate, d connection rate with
     /// 10-10,000 ports published, e time to publish one more port, f the routed
     /// baseline for a-c and g, g small-packet rate, h the CLI (publish, unpublish,
-    /// rm) with 10,000 ports.
+    /// rm) with 10,000 ports, i connection rate with a million flows tracked.
     #[arg(long, default_value = "a,b,c,d,e,f,g,h,i")]
     pub scenario: String,
     /// The physical reference for a-c and g: veth (one veth pair between two
     /// namespaces, no bridge, routing or NAT), or none.
     #[arg(long, default_value = "veth")]
     pub reference: String,
-    /// Runs per datapath; each run builds a fresh lab.
+    /// Rounds; each runs every datapath once, on a fresh lab, in rotated order.
     #[arg(long, default_value = "5")]
     pub runs: String,
     /// Seconds per measurement.
     #[arg(long, default_value = "5")]
     pub duration: String,
+    /// Confidence of every interval, in % (above 50, below 100).
+    #[arg(long, default_value = "95")]
+    pub confidence: String,
+    /// Add rounds until every ratio's interval is at most PCT % of the ratio wide
+    /// (5: ±2.5 %), or --max-runs is reached.
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub target_width: Option<String>,
+    /// The most rounds --target-width may run (default 20, at least --runs).
+    #[arg(long)]
+    pub max_runs: Option<String>,
+    /// A goal, decided on its interval as met, missed or undecided; repeatable. The
+    /// exit status is 0 only when every goal is met. SCENARIO[:METRIC]:DATAPATH[/BASE]
+    /// OP VALUE, e.g. 'c:ebpf/iptables>=1.4', 'b:p99:ebpf/iptables<=1',
+    /// 'h:cli_publish_one:ebpf<10' (ms).
+    #[arg(long, value_name = "GOAL")]
+    pub goal: Vec<String>,
+    /// Leave the rounds a busy machine disturbed out of the figures (they are always
+    /// reported).
+    #[arg(long)]
+    pub drop_disturbed: bool,
+    /// Peer tools to run beside netlab's own clients, comma-separated: sockperf
+    /// (ping-pong, beside b), iperf3 (64-byte UDP, beside g).
+    #[arg(long, default_value = "")]
+    pub tool: String,
     /// Write the results as JSON (the format is stable; see the README).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -41,7 +65,8 @@ pub struct Args {
     pub ports: String,
 }
 
-/// The lab name is ignored: the benchmark makes its own labs.
+/// The lab name is ignored: the benchmark makes its own labs. Fails (exit 1) after
+/// writing everything when a goal is not met.
 pub fn run(_lab: &str, args: Args) -> Result<()> {
     let opts = Options::parse(Flags {
         datapath: &args.datapath,
@@ -52,17 +77,37 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         ports: &args.ports,
         json: args.json,
         svg: args.svg,
+        confidence: &args.confidence,
+        target_width: args.target_width.as_deref(),
+        max_runs: args.max_runs.as_deref(),
+        goals: &args.goal,
+        drop_disturbed: args.drop_disturbed,
+        tool: &args.tool,
     })?;
     let report = bench::run(&opts)?;
-    println!("{}", report.table());
+    println!("{}", table::render(&report));
     if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&report.json()).expect("json");
+        let text = serde_json::to_string_pretty(&json::render(&report)).expect("json");
         std::fs::write(path, text + "\n").map_err(|e| Error::io("write", path, e))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &opts.svg {
         std::fs::write(path, svg::render(&report)?).map_err(|e| Error::io("write", path, e))?;
         eprintln!("wrote {}", path.display());
+    }
+    let verdicts = report.verdicts();
+    let unmet = verdicts
+        .iter()
+        .filter(|(_, _, v)| *v != Verdict::Met)
+        .count();
+    if unmet > 0 {
+        return Err(Error::Command {
+            command: "bench".into(),
+            detail: format!(
+                "{unmet} of {} goal(s) not met (see the goals above)",
+                verdicts.len()
+            ),
+        });
     }
     Ok(())
 }

@@ -1,0 +1,676 @@
+//! `netlab bench`'s flags, checked before any lab is built: every error is one line
+//! that names the flag.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::{Contender, Scenario, goal::Goal, report::Metric, tool::Tool};
+use crate::{
+    error::{Error, Result},
+    lab::DatapathKind,
+};
+
+/// Validated `netlab bench` options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// In the order they run; the routed baseline last when scenario f asks for it.
+    pub datapaths: Vec<DatapathKind>,
+    /// Whether the veth reference runs (in every run, with the datapaths).
+    pub reference: bool,
+    /// Workloads a-e, g, h, sorted.
+    pub scenarios: Vec<Scenario>,
+    pub runs: u32,
+    pub duration: Duration,
+    /// Published-port counts of scenario d, ascending; the largest is e's and h's.
+    pub port_counts: Vec<u32>,
+    pub json: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    /// Of every interval, 0.5-1 (`--confidence` is in %).
+    pub confidence: f64,
+    /// `--target-width`: more rounds until every ratio's interval is at most this
+    /// wide, % of the ratio.
+    pub target_width: Option<f64>,
+    /// The most rounds; `runs` without a target.
+    pub max_runs: u32,
+    pub goals: Vec<Goal>,
+    /// Whether disturbed rounds are left out of the figures (they are always said).
+    pub drop_disturbed: bool,
+    /// Peer tools run beside netlab's own clients.
+    pub tools: Vec<Tool>,
+}
+
+/// The most rounds an invocation may run.
+pub const MAX_ROUNDS: u32 = 100;
+/// `--max-runs` when `--target-width` is given without it (netperf's `-i 30,3` stops
+/// at 30; a round here runs every contender, so fewer).
+pub const DEFAULT_MAX_RUNS: u32 = 20;
+
+/// The most ports scenario d publishes (host ports from `workload::SCALE_BASE`).
+pub const MAX_PORTS: u32 = 20_000;
+
+fn list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty())
+}
+
+/// The flags of `netlab bench`, as given.
+#[derive(Clone, Debug)]
+pub struct Flags<'a> {
+    pub datapath: &'a str,
+    pub scenario: &'a str,
+    pub reference: &'a str,
+    pub runs: &'a str,
+    pub duration: &'a str,
+    pub ports: &'a str,
+    pub json: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub confidence: &'a str,
+    pub target_width: Option<&'a str>,
+    pub max_runs: Option<&'a str>,
+    pub goals: &'a [String],
+    pub drop_disturbed: bool,
+    pub tool: &'a str,
+}
+
+impl Default for Flags<'_> {
+    /// The defaults of the command line.
+    fn default() -> Self {
+        Flags {
+            datapath: "ebpf,iptables,nftables,nftables-flowtable",
+            scenario: "a,b,c,d,e,f,g,h,i",
+            reference: "veth",
+            runs: "5",
+            duration: "5",
+            ports: "10,100,1000,10000",
+            json: None,
+            svg: None,
+            confidence: "95",
+            target_width: None,
+            max_runs: None,
+            goals: &[],
+            drop_disturbed: false,
+            tool: "",
+        }
+    }
+}
+
+impl Options {
+    /// Parses and checks the flags; every error is one line naming the flag.
+    pub fn parse(flags: Flags<'_>) -> Result<Options> {
+        let Flags {
+            datapath,
+            scenario,
+            reference,
+            runs,
+            duration,
+            ports,
+            json,
+            svg,
+            confidence,
+            target_width,
+            max_runs,
+            goals,
+            drop_disturbed,
+            tool,
+        } = flags;
+        let mut datapaths = Vec::new();
+        for name in list(datapath) {
+            if name == "veth" {
+                return Err(Error::Invalid(
+                    "veth in --datapath is the reference, not a datapath: it runs unless --reference none".into(),
+                ));
+            }
+            let kind = DatapathKind::from_name(name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown datapath {name:?} in --datapath: use {}",
+                    DatapathKind::names()
+                ))
+            })?;
+            if datapaths.contains(&kind) {
+                return Err(Error::Invalid(format!(
+                    "datapath {name} is given twice in --datapath"
+                )));
+            }
+            datapaths.push(kind);
+        }
+        let reference = match reference.trim() {
+            "veth" => true,
+            "none" => false,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown reference {other:?} in --reference: use veth or none"
+                )));
+            }
+        };
+        let mut scenarios = Vec::new();
+        for letter in list(scenario) {
+            let s = Scenario::parse(letter).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown scenario {letter:?} in --scenario: use letters a to h"
+                ))
+            })?;
+            if !scenarios.contains(&s) {
+                scenarios.push(s);
+            }
+        }
+        scenarios.sort();
+        if scenarios.contains(&Scenario::F) {
+            scenarios.retain(|s| *s != Scenario::F);
+            if scenarios.iter().all(|s| s.publishes()) {
+                return Err(Error::Invalid(
+                    "scenario f (the routed baseline) compares scenarios a-c and g: add at least one of them to --scenario".into(),
+                ));
+            }
+            if !datapaths.contains(&DatapathKind::Routed) {
+                datapaths.push(DatapathKind::Routed);
+            }
+        }
+        if datapaths.is_empty() || scenarios.is_empty() {
+            return Err(Error::Invalid(
+                "nothing to measure: give --datapath and --scenario at least one each".into(),
+            ));
+        }
+        if datapaths == [DatapathKind::Routed] && scenarios.iter().all(|s| s.publishes()) {
+            return Err(Error::Invalid(
+                "the routed baseline publishes nothing, so it has no scenario d, e or h: add a, b, c or g".into(),
+            ));
+        }
+        let runs: u32 = runs
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_ROUNDS).contains(n))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "invalid --runs {runs:?}: give a whole number of rounds from 1 to {MAX_ROUNDS}"
+                ))
+            })?;
+        let secs: u64 = duration
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=600).contains(n))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "invalid --duration {duration:?}: give whole seconds from 1 to 600"
+                ))
+            })?;
+        let mut port_counts = Vec::new();
+        for p in list(ports) {
+            let n: u32 = p
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_PORTS).contains(n))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "invalid port count {p:?} in --ports: give counts from 1 to {MAX_PORTS}"
+                    ))
+                })?;
+            if port_counts.last().is_some_and(|last| *last >= n) {
+                return Err(Error::Invalid(format!(
+                    "--ports {ports:?} must be in ascending order, each once"
+                )));
+            }
+            port_counts.push(n);
+        }
+        if port_counts.is_empty() {
+            return Err(Error::Invalid("--ports needs at least one count".into()));
+        }
+        for (flag, path) in [("--json", &json), ("--svg", &svg)] {
+            if let Some(p) = path {
+                check_output(flag, p)?;
+            }
+        }
+        let confidence = confidence
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .ok()
+            .filter(|c| *c > 50.0 && *c < 100.0)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "invalid --confidence {confidence:?}: give a percentage above 50 and below 100, e.g. 95"
+                ))
+            })?
+            / 100.0;
+        let target_width = target_width
+            .map(|w| {
+                w.trim()
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "invalid --target-width {w:?}: give the widest interval to accept, in % of the ratio, above 0 (e.g. 5)"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let max_runs = match (max_runs, target_width) {
+            (Some(m), Some(_)) => m
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (1..=MAX_ROUNDS).contains(m))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "invalid --max-runs {m:?}: give a whole number of rounds from 1 to {MAX_ROUNDS}"
+                    ))
+                })?,
+            (Some(_), None) => {
+                return Err(Error::Invalid(
+                    "--max-runs bounds the rounds --target-width adds: give --target-width too, or only --runs".into(),
+                ));
+            }
+            (None, Some(_)) => DEFAULT_MAX_RUNS.max(runs),
+            (None, None) => runs,
+        };
+        if max_runs < runs {
+            return Err(Error::Invalid(format!(
+                "--max-runs {max_runs} is fewer than --runs {runs}: the first {runs} rounds always run"
+            )));
+        }
+        let mut tools = Vec::new();
+        for name in list(tool) {
+            let t = Tool::parse(name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown tool {name:?} in --tool: use sockperf (beside b) or iperf3 (beside g)"
+                ))
+            })?;
+            if !scenarios.contains(&t.scenario()) {
+                return Err(Error::Invalid(format!(
+                    "--tool {name} runs beside scenario {}: add it to --scenario",
+                    t.scenario().letter()
+                )));
+            }
+            if !t.installed() {
+                return Err(Error::Invalid(format!(
+                    "--tool {name}: {name} is not installed (apt-get install {name}; cargo xtask setup does)"
+                )));
+            }
+            if !tools.contains(&t) {
+                tools.push(t);
+            }
+        }
+        let mut opts = Options {
+            datapaths,
+            reference,
+            scenarios,
+            runs,
+            duration: Duration::from_secs(secs),
+            port_counts,
+            json,
+            svg,
+            confidence,
+            target_width,
+            max_runs,
+            goals: Vec::new(),
+            drop_disturbed,
+            tools,
+        };
+        let goals = goals
+            .iter()
+            .map(|g| Goal::parse(g, &opts))
+            .collect::<Result<Vec<_>>>()?;
+        opts.goals = goals;
+        Ok(opts)
+    }
+
+    /// The figures a scenario produces: its own, and those of the peer tools beside it.
+    pub fn metrics(&self, s: Scenario) -> Vec<Metric> {
+        let mut v = s.metrics().to_vec();
+        for t in self.tools.iter().filter(|t| t.scenario() == s) {
+            v.extend_from_slice(t.metrics());
+        }
+        v
+    }
+
+    /// Who runs, in the order of the first run (each later run starts one further
+    /// along): the datapaths, then the veth reference when it has a scenario to run.
+    pub fn contenders(&self) -> Vec<Contender> {
+        let mut v: Vec<Contender> = self.datapaths.iter().map(|d| Contender::Lab(*d)).collect();
+        if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
+            v.push(Contender::Veth);
+        }
+        v
+    }
+
+    /// The scenarios a contender runs: the routed baseline and the veth reference
+    /// publish nothing.
+    pub fn scenarios_for(&self, c: Contender) -> Vec<Scenario> {
+        self.scenarios
+            .iter()
+            .copied()
+            .filter(|s| !c.direct() || !s.publishes())
+            // Only the eBPF datapath's table can be filled; the kernel's is another matter.
+            .filter(|s| *s != Scenario::I || c == Contender::Lab(DatapathKind::Ebpf))
+            .collect()
+    }
+
+    /// Seconds spent measuring (without lab setup and publishing).
+    pub fn measuring_secs(&self) -> u64 {
+        let per_scenario = |s: Scenario| match s {
+            Scenario::D => self.port_counts.len() as u64,
+            Scenario::E | Scenario::H => 0,
+            Scenario::I => 2,
+            s => 1 + self.tools.iter().filter(|t| t.scenario() == s).count() as u64,
+        };
+        let per_run: u64 = self
+            .contenders()
+            .iter()
+            .map(|c| {
+                self.scenarios_for(*c)
+                    .into_iter()
+                    .map(per_scenario)
+                    .sum::<u64>()
+            })
+            .sum();
+        per_run * self.duration.as_secs() * self.runs as u64
+    }
+}
+
+fn check_output(flag: &str, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{flag} {}: is a directory, give a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Options for unit tests: `datapaths`, `scenarios`, the veth reference, one run of
+/// one second, `ports`.
+#[cfg(test)]
+pub fn test_options(datapaths: &str, scenarios: &str, ports: &str) -> Options {
+    Options::parse(Flags {
+        datapath: datapaths,
+        scenario: scenarios,
+        reference: "veth",
+        runs: "1",
+        duration: "1",
+        ports,
+        ..Flags::default()
+    })
+    .expect("valid options")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Contender;
+
+    fn parse(dp: &str, sc: &str, runs: &str, dur: &str, ports: &str) -> Result<Options> {
+        Options::parse(Flags {
+            datapath: dp,
+            scenario: sc,
+            reference: "veth",
+            runs,
+            duration: dur,
+            ports,
+            ..Flags::default()
+        })
+    }
+
+    #[test]
+    fn defaults_the_baseline_and_the_reference() {
+        let o = parse(
+            "ebpf,iptables,nftables",
+            "a,b,c,d,e,f,g,h",
+            "5",
+            "5",
+            "10,100,1000,10000",
+        )
+        .unwrap();
+        assert_eq!(
+            o.datapaths,
+            [
+                DatapathKind::Ebpf,
+                DatapathKind::Iptables,
+                DatapathKind::Nftables,
+                DatapathKind::Routed
+            ]
+        );
+        use Scenario::*;
+        assert_eq!(o.scenarios, [A, B, C, D, E, G, H]);
+        assert_eq!(
+            o.contenders().last(),
+            Some(&Contender::Veth),
+            "the reference comes last in the first run"
+        );
+        assert_eq!(o.contenders().len(), 5);
+        for c in [Contender::Lab(DatapathKind::Routed), Contender::Veth] {
+            assert_eq!(o.scenarios_for(c), [A, B, C, G]);
+        }
+        assert_eq!(o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)).len(), 7);
+        // 3 NAT datapaths x (a b c g + 4 counts of d) + routed and veth x (a b c g),
+        // 5 s each, 5 runs.
+        assert_eq!(o.measuring_secs(), (3 * 8 + 2 * 4) * 5 * 5);
+        let o = parse("iptables", "c,a", "1", "1", "5").unwrap();
+        assert_eq!(o.scenarios, [A, C]);
+        assert_eq!(o.datapaths, [DatapathKind::Iptables]);
+        // The reference has nothing to do in scenarios that publish.
+        let o = parse("iptables", "d,e,h", "1", "1", "5").unwrap();
+        assert_eq!(o.contenders(), [Contender::Lab(DatapathKind::Iptables)]);
+        let o = Options::parse(Flags {
+            datapath: "nftables-flowtable",
+            scenario: "b",
+            reference: "none",
+            runs: "1",
+            duration: "1",
+            ports: "5",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(
+            o.contenders(),
+            [Contender::Lab(DatapathKind::NftablesFlowtable)]
+        );
+    }
+
+    #[test]
+    fn the_full_table_scenario_is_the_ebpf_datapaths_only() {
+        let o = parse("ebpf,iptables", "c,i", "1", "1", "10").unwrap();
+        assert_eq!(
+            o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)),
+            [Scenario::C, Scenario::I]
+        );
+        assert_eq!(
+            o.scenarios_for(Contender::Lab(DatapathKind::Iptables)),
+            [Scenario::C]
+        );
+        assert_eq!(Scenario::I.metrics(), [Metric::Rate, Metric::RateFull]);
+    }
+
+    #[test]
+    fn bad_flags_are_one_line_errors() {
+        for (dp, sc, runs, dur, ports) in [
+            ("pf", "a", "1", "1", "10"),
+            ("veth", "a", "1", "1", "10"),
+            ("iptables,iptables", "a", "1", "1", "10"),
+            ("iptables", "z", "1", "1", "10"),
+            ("iptables", "f", "1", "1", "10"),
+            ("iptables", "f,h", "1", "1", "10"),
+            ("iptables", "a", "0", "1", "10"),
+            ("iptables", "a", "x", "1", "10"),
+            ("iptables", "a", "1", "0", "10"),
+            ("iptables", "a", "1", "1.5", "10"),
+            ("iptables", "a", "1", "1", "0"),
+            ("iptables", "a", "1", "1", "100,10"),
+            ("iptables", "a", "1", "1", "30000"),
+            ("", "a", "1", "1", "10"),
+            ("routed", "d,e,h", "1", "1", "10"),
+        ] {
+            let e = parse(dp, sc, runs, dur, ports).unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)), "{e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
+        let flags = |reference, json: Option<&str>| Flags {
+            datapath: "iptables",
+            scenario: "a",
+            reference,
+            runs: "1",
+            duration: "1",
+            ports: "10",
+            json: json.map(PathBuf::from),
+            ..Flags::default()
+        };
+        let e = Options::parse(flags("veth", Some("/nonexistent/dir/x.json"))).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let e = Options::parse(flags("loopback", None)).unwrap_err();
+        assert!(e.to_string().contains("--reference"), "{e}");
+    }
+
+    /// `--runs 3` and whatever else is given.
+    fn with(f: impl FnOnce(&mut Flags<'static>)) -> Result<Options> {
+        let mut flags = Flags {
+            datapath: "ebpf,iptables",
+            scenario: "b,c",
+            runs: "3",
+            ..Flags::default()
+        };
+        f(&mut flags);
+        Options::parse(flags)
+    }
+
+    #[test]
+    fn intervals_targets_goals_and_tools() {
+        let o = with(|_| {}).unwrap();
+        assert_eq!((o.confidence, o.target_width, o.max_runs), (0.95, None, 3));
+        assert!(o.goals.is_empty() && o.tools.is_empty() && !o.drop_disturbed);
+        let o = with(|f| {
+            f.confidence = "99";
+            f.target_width = Some("5");
+        })
+        .unwrap();
+        assert_eq!((o.confidence, o.target_width), (0.99, Some(5.0)));
+        assert_eq!(o.max_runs, DEFAULT_MAX_RUNS, "a target without --max-runs");
+        let goals: &'static [String] = Box::leak(Box::new([
+            "c:ebpf/iptables>=1.4".to_string(),
+            "b:p99:ebpf/veth<=1.3".to_string(),
+        ]));
+        let o = with(|f| {
+            f.target_width = Some("2.5%");
+            f.max_runs = Some("8");
+            f.goals = goals;
+            f.drop_disturbed = true;
+        })
+        .unwrap();
+        assert_eq!((o.target_width, o.max_runs), (Some(2.5), 8));
+        assert_eq!(o.goals.len(), 2);
+        assert_eq!(o.goals[1].metric, Metric::P99);
+        assert!(o.drop_disturbed);
+        // A peer tool adds its figures to its scenario, and a measurement per round.
+        let o = with(|f| f.tool = "sockperf").unwrap();
+        assert_eq!(o.tools, [Tool::Sockperf]);
+        assert_eq!(
+            o.metrics(Scenario::B),
+            [
+                Metric::Rate,
+                Metric::P50,
+                Metric::P99,
+                Metric::SockperfRate,
+                Metric::SockperfP50,
+                Metric::SockperfP99
+            ]
+        );
+        assert_eq!(
+            o.metrics(Scenario::C),
+            [Metric::Rate, Metric::P50, Metric::P99]
+        );
+        // b twice (netlab's client and sockperf) and c, on ebpf, iptables and veth.
+        assert_eq!(o.measuring_secs(), 3 * 3 * 5 * 3);
+    }
+
+    #[test]
+    fn bad_interval_target_and_tool_flags_are_one_line_errors() {
+        let goal: &'static [String] = Box::leak(Box::new(["c:ebpf/nftables>=1.4".to_string()]));
+        type Set = Box<dyn FnOnce(&mut Flags<'static>)>;
+        let cases: Vec<(Set, &str)> = vec![
+            (Box::new(|f| f.confidence = "50"), "--confidence"),
+            (Box::new(|f| f.confidence = "100"), "--confidence"),
+            (Box::new(|f| f.confidence = "0.95"), "--confidence"),
+            (Box::new(|f| f.confidence = "high"), "--confidence"),
+            (Box::new(|f| f.target_width = Some("0")), "--target-width"),
+            (Box::new(|f| f.target_width = Some("-5")), "--target-width"),
+            (
+                Box::new(|f| f.target_width = Some("wide")),
+                "--target-width",
+            ),
+            (
+                Box::new(|f| {
+                    f.target_width = Some("5");
+                    f.max_runs = Some("2");
+                }),
+                "fewer than --runs",
+            ),
+            (
+                Box::new(|f| {
+                    f.target_width = Some("5");
+                    f.max_runs = Some("101");
+                }),
+                "--max-runs",
+            ),
+            (Box::new(|f| f.max_runs = Some("10")), "give --target-width"),
+            (Box::new(move |f| f.goals = goal), "not in --datapath"),
+            (Box::new(|f| f.tool = "netperf"), "unknown tool"),
+            (Box::new(|f| f.tool = "iperf3"), "add it to --scenario"),
+        ];
+        for (set, expect) in cases {
+            let e = with(set).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, Error::Invalid(_)), "{text}");
+            assert!(text.contains(expect), "{expect}: {text}");
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_readme_goals_parse() {
+        // The goals of the README's results command, against its datapaths.
+        let goals: &'static [String] = Box::leak(
+            [
+                "a:ebpf/iptables>=1.25",
+                "a:ebpf/routed>=1.1",
+                "b:ebpf/iptables>=1.35",
+                "b:p99:ebpf/iptables<=1",
+                "c:ebpf/iptables>=1.4",
+                "g:ebpf/iptables>=1.5",
+                "a:ebpf/nftables-flowtable>=1",
+                "b:ebpf/nftables-flowtable>=1",
+                "c:ebpf/nftables-flowtable>=1",
+                "g:ebpf/nftables-flowtable>=1",
+                "i:rate_full:ebpf/rate>=0.9",
+                "h:cli_publish_all:ebpf<1000",
+                "h:cli_publish_one:ebpf<10",
+                "h:cli_unpublish_one:ebpf<10",
+                "h:cli_rm:ebpf<1000",
+            ]
+            .map(String::from)
+            .into(),
+        );
+        let o = Options::parse(Flags {
+            datapath: "ebpf,iptables,iptables-legacy,nftables,nftables-flowtable",
+            target_width: Some("5"),
+            max_runs: Some("20"),
+            goals,
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(o.goals.len(), goals.len());
+        assert_eq!((o.runs, o.max_runs), (5, 20));
+    }
+}
