@@ -88,11 +88,12 @@ pub fn kill_orphans() -> Vec<String> {
     names
 }
 
-/// After the suite: no process the tests started is alive (`orphans`, from
-/// [`kill_orphans`]), no test or benchmark namespace, lab state, pin or bpffs mount of
-/// ours is left, and no netlab rule reached the machine's own namespace.
-pub fn check(orphans: &[String]) -> Result<()> {
-    let mut left: Vec<String> = orphans.iter().map(|o| format!("{o}, killed now")).collect();
+/// What of ours is on the machine now (before the suite, so that what was there
+/// already is not counted as the suite's): test and benchmark namespaces, lab state,
+/// pins, bpffs mounts, cgroups, podman's directories, netlab rules in the machine's
+/// own namespace.
+pub fn snapshot() -> Vec<String> {
+    let mut left = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
@@ -140,13 +141,58 @@ pub fn check(orphans: &[String]) -> Result<()> {
             }
         }
     }
-    for p in ["/run/netlab", "/sys/fs/bpf/netlab", "/run/netlab.bpffs"] {
-        if std::path::Path::new(p).exists() {
-            left.push(p.to_string());
+    // Each lab's state and pins by name, so that one a user's lab keeps there does
+    // not hide a leaked one.
+    for dir in ["/run/netlab", "/sys/fs/bpf/netlab"] {
+        let entries: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        if entries.is_empty() && std::path::Path::new(dir).exists() {
+            left.push(dir.to_string());
         }
+        for e in entries {
+            let labs: Vec<_> = std::fs::read_dir(e.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|l| l.path().display().to_string())
+                .collect();
+            // The pins' layout version directories hold the labs.
+            if dir == "/sys/fs/bpf/netlab" && !labs.is_empty() {
+                left.extend(labs);
+            } else {
+                left.push(e.path().display().to_string());
+            }
+        }
+    }
+    if std::path::Path::new("/run/netlab.bpffs").exists() {
+        left.push("/run/netlab.bpffs".to_string());
     }
     left.sort();
     left.dedup();
+    left
+}
+
+/// After the suite: no process the tests started is alive (`orphans`, from
+/// [`kill_orphans`]), and nothing of [`snapshot`]'s kinds is there that was not there
+/// before (`before`). What was there before is named, as not the suite's.
+pub fn check(before: &[String], orphans: &[String]) -> Result<()> {
+    let now = snapshot();
+    let older: Vec<&String> = now.iter().filter(|n| before.contains(n)).collect();
+    if !older.is_empty() {
+        let older: Vec<&str> = older.iter().map(|s| s.as_str()).collect();
+        println!(
+            "==> leak check: there before the suite, so not counted: {}",
+            older.join(", ")
+        );
+    }
+    let left: Vec<String> = orphans
+        .iter()
+        .map(|o| format!("{o}, killed now"))
+        .chain(now.into_iter().filter(|n| !before.contains(n)))
+        .collect();
     if !left.is_empty() {
         bail!("the tests left these behind: {}", left.join(", "));
     }

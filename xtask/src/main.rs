@@ -1,10 +1,11 @@
-//! `cargo xtask setup | test | fuzz | demo`: orchestration only (the eBPF object is built by
-//! netlab/build.rs). Needs root, as netlab does.
+//! `cargo xtask setup | test | fuzz | demo | vm`: orchestration only (the eBPF object is
+//! built by netlab/build.rs). Needs root, as netlab does.
 
 mod demo;
 mod leaks;
 mod setup;
 mod suite;
+mod vm;
 
 use std::process::Command;
 
@@ -22,8 +23,12 @@ struct Cli {
 enum Task {
     /// Install what building and testing netlab needs (idempotent).
     Setup,
-    /// Set up, build, and run every test (unit, packet and end-to-end).
+    /// Set up, build, and run every test (unit, packet and end-to-end), then the guest
+    /// suite in a 6.1 and a 6.12 qemu guest.
     Test {
+        /// Skip the guests (the host's suites only).
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for the test binaries (a filter, --nocapture, ...).
         #[arg(last = true)]
         args: Vec<String>,
@@ -38,6 +43,9 @@ enum Task {
     },
     /// Set up, build, and walk through a sandbox lab.
     Demo,
+    /// Set up, build, and run a command as root in a qemu guest booting a Debian kernel
+    /// (6.1 or 6.12), with netlab and its tools: `cargo xtask vm --kernel 6.12 -- e2e`.
+    Vm(vm::Args),
 }
 
 fn main() -> Result<()> {
@@ -45,10 +53,10 @@ fn main() -> Result<()> {
     require_root()?;
     match cli.command {
         Task::Setup => setup::run(),
-        Task::Test { args } => {
+        Task::Test { no_vm, args } => {
             setup::run()?;
             let bin = build_netlab()?;
-            suite::run(&bin, &args)
+            suite::run(&bin, &args, !no_vm)
         }
         Task::Fuzz { cases } => {
             setup::run()?;
@@ -58,6 +66,11 @@ fn main() -> Result<()> {
             setup::run()?;
             let bin = build_netlab()?;
             demo::run(&bin)
+        }
+        Task::Vm(args) => {
+            setup::run()?;
+            let code = vm::run(&args)?;
+            std::process::exit(code)
         }
     }
 }
@@ -95,17 +108,34 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 fn build_netlab() -> Result<std::path::PathBuf> {
-    println!("==> building netlab");
-    run(cargo()
-        .args(["build", "--package", "netlab"])
-        .current_dir(workspace_root()))?;
-    Ok(workspace_root().join("target/debug/netlab"))
+    Ok(build_netlab_bins(false)?.remove(0))
+}
+
+/// Builds netlab and netlab-cni (debug, or release); returns their paths.
+fn build_netlab_bins(release: bool) -> Result<Vec<std::path::PathBuf>> {
+    println!(
+        "==> building netlab{}",
+        if release { " (release)" } else { "" }
+    );
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "netlab"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(cmd.current_dir(workspace_root()))?;
+    let dir = workspace_root().join(if release {
+        "target/release"
+    } else {
+        "target/debug"
+    });
+    Ok(vec![dir.join("netlab"), dir.join("netlab-cni")])
 }
 
 /// Runs the fuzz test with `cases` cases; it prints the outcomes it saw.
 fn fuzz(cases: u32) -> Result<()> {
     let bin = build_netlab()?;
     println!("==> fuzzing the TC programs against the model: {cases} cases");
+    let before = leaks::snapshot();
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -120,7 +150,7 @@ fn fuzz(cases: u32) -> Result<()> {
     .env("NETLAB_FUZZ_CASES", cases.to_string())
     .current_dir(workspace_root());
     let result = run(&mut cmd);
-    let leaks = leaks::check(&[]);
+    let leaks = leaks::check(&before, &[]);
     result?;
     leaks
 }

@@ -6,7 +6,8 @@ use anyhow::{Context as _, Result};
 
 use crate::run as sh;
 
-/// Debian packages: LLVM 22 for bpf-linker, and the tools the tests and demo drive.
+/// Debian packages: LLVM 22 for bpf-linker, the tools the tests and demo drive, and qemu
+/// for the guests.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -17,6 +18,8 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "conntrack",
     "iperf3",
+    // `netlab bench --tool sockperf`: an independent request/response client for b.
+    "sockperf",
     "ethtool",
     "traceroute",
     "socat",
@@ -28,6 +31,10 @@ const PACKAGES: &[&str] = &[
     "runc",
     "conmon",
     "busybox-static",
+    // `cargo xtask vm`: qemu runs the guests; busybox-static above is their init and
+    // shell, and indexes their kernel's modules. The kernels themselves are fetched
+    // into a cache, never installed.
+    "qemu-system-x86",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

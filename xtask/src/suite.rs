@@ -1,5 +1,6 @@
-//! `cargo xtask test`: every test of the workspace as root, then the leak check, and one
-//! closing line: `N passed, N failed, N skipped`.
+//! `cargo xtask test`: every test of the workspace as root, then the leak check, then the
+//! guest suite in a 6.1 and a 6.12 qemu guest (`cargo xtask vm`), and one closing line
+//! for all of it: `N passed, N failed, N skipped`.
 //!
 //! A test that cannot run on this machine (a kernel feature it is about is missing)
 //! writes one line to the file named by [`SKIP_LOG_ENV`] and returns; libtest prints it
@@ -20,7 +21,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, leaks, workspace_root};
+use crate::{cargo, leaks, vm, workspace_root};
 
 /// The variable that tells the tests where to record a skip (see `netlab_tests::skip`).
 pub const SKIP_LOG_ENV: &str = "NETLAB_SKIP_LOG";
@@ -33,11 +34,12 @@ struct Counts {
     skipped: Vec<String>,
 }
 
-pub fn run(bin: &Path, args: &[String]) -> Result<()> {
+pub fn run(bin: &Path, args: &[String], guests: bool) -> Result<()> {
     println!("==> running every test (unit, packet, end-to-end) as root");
     let skip_log = std::env::temp_dir().join(format!("netlab-skipped-{}", std::process::id()));
     let _ = fs::remove_file(&skip_log);
     leaks::become_subreaper()?;
+    let before = leaks::snapshot();
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -67,17 +69,49 @@ pub fn run(bin: &Path, args: &[String]) -> Result<()> {
     for s in &counts.skipped {
         println!("skipped: {s}");
     }
-    let leaks = leaks::check(&orphans);
+    let leaks = leaks::check(&before, &orphans);
+    let mut guests_failed = 0;
+    if guests {
+        let bins = [bin.to_path_buf(), bin.with_file_name("netlab-cni")];
+        for kernel in vm::Kernel::ALL {
+            // The guest printed its own lines, skips with their reasons among them.
+            let guest = vm::suite(kernel, &bins).unwrap_or_else(|e| {
+                println!(
+                    "FAILED  {}: the guest suite did not run: {e:#}",
+                    kernel.name()
+                );
+                vm::SuiteCounts {
+                    failed: 1,
+                    ..Default::default()
+                }
+            });
+            counts.passed += guest.passed;
+            counts.failed += guest.failed;
+            guests_failed += guest.failed;
+            counts.skipped.extend(guest.skipped);
+        }
+    }
     println!(
         "{} passed, {} failed, {} skipped",
         counts.passed,
         counts.failed,
         counts.skipped.len()
     );
+    // Every problem named, none hiding another.
+    let mut problems = Vec::new();
     if !status.success() {
-        bail!("the tests failed ({status})");
+        problems.push(format!("the tests failed ({status})"));
     }
-    leaks
+    if guests_failed > 0 {
+        problems.push(format!("{guests_failed} checks failed in the guests"));
+    }
+    if let Err(e) = leaks {
+        problems.push(format!("{e:#}"));
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(())
 }
 
 /// Runs `cargo test`, echoing its output and adding up its `test result:` lines. Once

@@ -1,0 +1,290 @@
+#!/bin/sh
+# netlab's end-to-end suite for a guest kernel:
+#
+#   cargo xtask vm --kernel 6.1|6.12 -- e2e [DATAPATH...]
+#
+# For each datapath (default: all of them) it brings up a sandbox lab, runs two
+# containers, and checks the walkthrough with real sockets (socat answering each client
+# with the address and port it saw): masquerade of TCP, UDP and ping to wan, a
+# published port from wan (the client's address kept), from the lab host (127.0.0.1
+# and its uplink address) and from another container (hairpin), unpublish, and down
+# with nothing left. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
+# check that cannot run on this kernel is skipped with its reason, never passed. The
+# last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
+# to its own; the exit code is 1 if anything failed.
+
+DATAPATHS=${*:-ebpf iptables iptables-legacy nftables nftables-flowtable}
+KERNEL=$(uname -r | cut -d. -f1,2)
+CONFIG=/boot/config-$(uname -r)
+WAN=203.0.113.1
+UPLINK=198.51.100.2
+WAN_CLIENT=198.51.100.1
+TMP=/tmp/e2e
+mkdir -p "$TMP"
+
+passed=0 failed=0 skipped=0
+dp= lab= servers=
+
+ok() {
+    passed=$((passed + 1))
+    echo "ok      $KERNEL $dp: $*"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "FAILED  $KERNEL $dp: $*"
+}
+skip() {
+    skipped=$((skipped + 1))
+    echo "skipped $KERNEL $dp: $*"
+}
+
+OFFLOAD="the flowtable holds the masqueraded UDP flow"
+SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
+
+# The checks after `up`, named for the lines that report them skipped.
+CHECKS="run two containers|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|down leaves nothing"
+
+skip_rest() {
+    echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
+    [ "$dp" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
+    [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
+    while read -r check; do
+        skip "$check ($1)"
+    done < "$TMP/checks"
+}
+
+# in_lab NS CMD...: CMD in a namespace of the lab (a container, host or wan).
+in_lab() {
+    ns=$1
+    shift
+    netlab exec --lab "$lab" "$ns" -- "$@"
+}
+
+# serve NS tcp|udp PORT [ADDR]: answers every connection or datagram with the peer's
+# "ADDRESS PORT".
+serve() {
+    bind=${4:+,bind=$4}
+    case $2 in
+        tcp) listen="TCP-LISTEN:$3,reuseaddr,fork$bind" ;;
+        udp) listen="UDP-RECVFROM:$3,fork$bind" ;;
+    esac
+    in_lab "$1" socat "$listen" SYSTEM:'echo $SOCAT_PEERADDR $SOCAT_PEERPORT' \
+        > /dev/null 2> "$TMP/serve.$1.$2.$3" &
+    servers="$servers $!"
+    flag=$(if [ "$2" = tcp ]; then echo -Hltn; else echo -Hlun; fi)
+    i=0
+    while [ $i -lt 50 ]; do
+        in_lab "$1" ss $flag 2> /dev/null | grep -q ":$3 " && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    echo "        (a $2 server on port $3 in $1 did not start: $(cat "$TMP/serve.$1.$2.$3"))"
+}
+
+# ask_tcp NS ADDR PORT, ask_udp NS ADDR PORT: what the server answered, or nothing.
+ask_tcp() {
+    in_lab "$1" socat -t 5 -T 10 - "TCP:$2:$3,connect-timeout=5" < /dev/null 2> /dev/null
+}
+ask_udp() {
+    echo hello | in_lab "$1" socat -T 3 - "UDP:$2:$3" 2> /dev/null
+}
+
+# What a lab left behind: its namespaces, state and pins.
+leftovers() {
+    ip netns list | cut -d' ' -f1 | grep "^$lab-" | sed 's/^/netns /'
+    for path in "/run/netlab/$lab" /sys/fs/bpf/netlab/*/"$lab"; do
+        [ -e "$path" ] && echo "$path"
+    done
+}
+
+# The far end saw the uplink address, from the NAT's port range (20000-29999).
+check_masquerade() {
+    what=$1 answer=$2
+    set -- $answer
+    if [ "$1" = "$UPLINK" ] && [ "${2:-0}" -ge 20000 ] && [ "${2:-0}" -le 29999 ]; then
+        ok "$what (wan saw $1 port $2)"
+    else
+        fail "$what (wan saw '${answer:-nothing}', expected $UPLINK from 20000-29999)"
+    fi
+}
+
+check_answer() {
+    what=$1 answer=$2 expected=$3
+    set -- $answer
+    if [ -n "$1" ] && { [ -z "$expected" ] || [ "$1" = "$expected" ]; }; then
+        ok "$what (the container saw $1)"
+    else
+        fail "$what (answer '${answer:-nothing}'${expected:+, expected $expected})"
+    fi
+}
+
+# Why this kernel cannot run a datapath at all, if it cannot.
+unavailable() {
+    case $1 in
+        nftables-flowtable)
+            for option in NF_FLOW_TABLE NF_FLOW_TABLE_INET NFT_FLOW_OFFLOAD; do
+                grep -Eq "^CONFIG_$option=(y|m)" "$CONFIG" ||
+                    { echo "this kernel is built without CONFIG_$option"; return; }
+            done ;;
+    esac
+}
+
+run_datapath() {
+    dp=$1
+    lab=e2e_$(echo "$dp" | sed 's/iptables/ipt/; s/nftables/nft/; s/-legacy/l/; s/-flowtable/f/')
+    servers=
+    started=$(date +%s)
+    why=$(unavailable "$dp")
+    if [ -n "$why" ]; then
+        skip "up ($why)"
+        skip_rest "$why"
+        return
+    fi
+
+    if out=$(netlab up --sandbox --lab "$lab" --datapath "$dp" 2>&1); then
+        ok "up"
+    else
+        fail "up: $(echo "$out" | tail -n1)"
+        left=$(leftovers)
+        [ -n "$left" ] && fail "a failed up left: $(echo $left)" && netlab down --lab "$lab" > /dev/null 2>&1
+        skip_rest "the lab did not come up"
+        return
+    fi
+
+    a=$(netlab run --lab "$lab" a 2>&1) && b=$(netlab run --lab "$lab" b 2>&1)
+    case "$a/$b" in
+        "a 172.18.0.2/b 172.18.0.3") ok "run two containers (a 172.18.0.2, b 172.18.0.3)" ;;
+        *) fail "run two containers: $a / $b" ;;
+    esac
+
+    serve wan tcp 80 "$WAN"
+    serve wan udp 53 "$WAN"
+    in_lab wan socat -u IP4-RECVFROM:1,fork SYSTEM:'echo $SOCAT_PEERADDR' > "$TMP/icmp" 2> /dev/null &
+    servers="$servers $!"
+    check_masquerade "masquerade TCP to wan" "$(ask_tcp a "$WAN" 80)"
+    check_masquerade "masquerade UDP to wan" "$(ask_udp a "$WAN" 53)"
+    if [ "$dp" = nftables-flowtable ]; then
+        # Its reply made the flow established, and the forward chain put it in the
+        # flowtable: netfilter's fast path is really in use.
+        flows=$(in_lab host conntrack -L -p udp --dport 53 2> /dev/null)
+        case $flows in
+            *OFFLOAD*) ok "$OFFLOAD (conntrack: [OFFLOAD])" ;;
+            *) fail "$OFFLOAD (conntrack: ${flows:-no flow})" ;;
+        esac
+    fi
+    : > "$TMP/icmp"
+    if in_lab a ping -c 1 -W 5 "$WAN" > /dev/null 2>&1; then
+        i=0
+        while [ ! -s "$TMP/icmp" ] && [ $i -lt 25 ]; do
+            sleep 0.2
+            i=$((i + 1))
+        done
+        seen=$(head -n1 "$TMP/icmp")
+        if [ "$seen" = "$UPLINK" ]; then
+            ok "masquerade ping to wan (wan saw $seen)"
+        else
+            fail "masquerade ping to wan (answered, but wan saw '${seen:-nothing}')"
+        fi
+    else
+        fail "masquerade ping to wan (no answer)"
+    fi
+
+    serve b tcp 80
+    serve b udp 53
+    if out=$(netlab publish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
+        ok "publish 8080:80 8053:53/udp on b"
+    else
+        fail "publish: $out"
+    fi
+    check_answer "published TCP from wan" "$(ask_tcp wan "$UPLINK" 8080)" "$WAN_CLIENT"
+    check_answer "published UDP from wan" "$(ask_udp wan "$UPLINK" 8053)" "$WAN_CLIENT"
+    check_answer "published TCP from the host on 127.0.0.1" "$(ask_tcp host 127.0.0.1 8080)"
+    check_answer "published TCP from the host on its uplink address" "$(ask_tcp host "$UPLINK" 8080)"
+    check_answer "published TCP from another container (hairpin)" "$(ask_tcp a "$UPLINK" 8080)"
+
+    if out=$(netlab unpublish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
+        answer=$(ask_tcp wan "$UPLINK" 8080)
+        if [ -z "$answer" ]; then
+            ok "unpublish (wan gets no answer on 8080)"
+        else
+            fail "unpublish (wan still reaches b: '$answer')"
+        fi
+    else
+        fail "unpublish: $out"
+    fi
+
+    [ "$dp" = ebpf ] && second_lab_on_the_uplink
+
+    # shellcheck disable=SC2086
+    kill $servers 2> /dev/null
+    wait 2> /dev/null
+    if out=$(netlab down --lab "$lab" 2>&1); then
+        left=$(leftovers)
+        if [ -z "$left" ]; then
+            ok "down leaves nothing (no netns, state or pins)"
+        else
+            fail "down left: $(echo $left)"
+        fi
+    else
+        fail "down: $out"
+    fi
+    echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# The TC hooks on the lab host's uplink: classic filters (`tc filter show`), or tcx
+# links (bpftool lists them as "type 11" or "tcx").
+uplink_hooks() {
+    {
+        in_lab host tc filter show dev eth0 ingress
+        in_lab host tc filter show dev eth0 egress
+        bpftool link list 2> /dev/null | grep -E 'type 11|tcx'
+    } 2> /dev/null | grep -c .
+}
+
+# A second eBPF lab on the first lab's uplink (in its host namespace, with another
+# subnet and NAT ports): it adds its own hooks, the first lab still masquerades, and
+# its `down` removes exactly its own hooks (on classic TC, its filters and not the
+# first lab's, nor their qdisc).
+second_lab_on_the_uplink() {
+    check=$SECOND
+    before=$(uplink_hooks)
+    if ! out=$(in_lab host netlab --lab "${lab}b" up --uplink eth0 --subnet 10.51.0.0/24 \
+        --nat-ports 30000-30999 2>&1); then
+        fail "$check: up: $out"
+        return
+    fi
+    during=$(uplink_hooks)
+    seen=$(ask_tcp a "$WAN" 80)
+    out=$(netlab down --lab "${lab}b" 2>&1) || fail "$check: down: $out"
+    after=$(uplink_hooks)
+    if [ "$during" -gt "$before" ] && [ "$after" -eq "$before" ] && [ "${seen%% *}" = "$UPLINK" ]; then
+        ok "$check ($before, $during, then $after hooks)"
+    else
+        fail "$check ($before, $during, then $after hooks; the first lab's TCP: '$seen')"
+    fi
+}
+
+echo "e2e on Linux $(uname -r): $DATAPATHS"
+suite_started=$(date +%s)
+for datapath in $DATAPATHS; do
+    run_datapath "$datapath"
+done
+
+# After every lab: nothing of netlab's anywhere (as the host's leak check).
+dp=all
+left=$(
+    ip netns list | cut -d' ' -f1 | sed 's/^/netns /'
+    for path in /run/netlab /sys/fs/bpf/netlab /run/netlab.bpffs; do
+        [ -e "$path" ] && echo "$path"
+    done
+    ls -d /sys/fs/cgroup/netlab-* 2> /dev/null
+)
+if [ -z "$left" ]; then
+    ok "nothing left after every lab"
+else
+    fail "left behind: $(echo $left)"
+fi
+
+echo "        (the suite on $KERNEL: $(($(date +%s) - suite_started)) s)"
+echo "e2e: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
