@@ -17,6 +17,10 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    // The object is built from netlab-common too (layouts, constants such as the
+    // collector's batch): a change there must rebuild it.
+    let common = root_dir.join("../netlab-common/src");
+    println!("cargo:rerun-if-changed={common}");
     let package = aya_build::Package {
         name: ebpf.name.as_str(),
         root_dir: root_dir.as_str(),

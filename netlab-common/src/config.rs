@@ -5,6 +5,10 @@
 /// forwarding path.
 pub const FLAG_FAST_PATH: u32 = 1;
 
+/// The programs are attached as classic `cls_bpf` filters (the kernel has no tcx);
+/// userspace's to know, the programs behave the same.
+pub const FLAG_CLASSIC_TC: u32 = 2;
+
 /// Written by `netlab up`; read by every program on every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +46,17 @@ pub struct Config {
     /// Cookie of the lab host's network namespace: the host-local publishing programs
     /// act only on sockets there (`bpf_get_netns_cookie`).
     pub host_netns_cookie: u64,
+    /// Milliseconds between two runs of the conntrack garbage collector.
+    pub gc_interval_ms: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 80);
+const _: () = assert!(core::mem::size_of::<Config>() == 88);
+
+/// The default [`Config::gc_interval_ms`]: each run looks at a bounded slice of the
+/// established flows ([`GC_BATCH`]), so runs are short and frequent.
+pub const GC_INTERVAL_MS_DEFAULT: u32 = 250;
+/// Established flows the collector looks at in one run, at most.
+pub const GC_BATCH: u32 = 4_096;
 
 impl Default for Config {
     fn default() -> Self {
@@ -68,6 +81,8 @@ impl Default for Config {
             bridge_mac: [0; 6],
             _pad: [0; 2],
             host_netns_cookie: 0,
+            gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
+            _pad2: 0,
         }
     }
 }

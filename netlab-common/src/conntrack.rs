@@ -58,7 +58,7 @@ impl CtKey {
 }
 
 /// Conntrack entry: the translated tuple for one direction of a flow, the flow's state
-/// (the same in both entries), and this direction's counters.
+/// (the same in both entries), and this direction's counters and TCP window.
 ///
 /// The packet is rewritten to `(saddr, daddr, sport, dport)`; fields equal to the key
 /// are left alone. The other direction's key is this tuple reversed, in `pair_zone`
@@ -76,9 +76,12 @@ pub struct CtEntry {
     pub pair_zone: u8,
     /// TCP state ([`TCP_SYN_SENT`]...), 0 for UDP and ICMP.
     pub state: u8,
-    /// [`FLAG_ORIGIN`], [`FLAG_SEEN_REPLY`], [`FLAG_ASSURED`].
+    /// [`FLAG_ORIGIN`], [`FLAG_SEEN_REPLY`], [`FLAG_ASSURED`], [`FLAG_STREAM`],
+    /// [`FLAG_ACKED`], [`FLAG_WSCALE`].
     pub flags: u8,
-    pub _pad: u8,
+    /// TCP: the window scale this direction announced in its SYN (used once both sides
+    /// announced one, as the kernel does).
+    pub wscale: u8,
     /// The published mapping this flow goes through (`MAPPINGS` index), 0 if none.
     pub pub_id: u32,
     /// The mapping's generation when the flow began: a withdrawn mapping's flows are dead.
@@ -89,10 +92,18 @@ pub struct CtEntry {
     /// only when it changes. A flow expires when both directions are idle too long.
     pub last_seen: u32,
     pub packets: u32,
-    pub _pad2: u32,
+    /// TCP, host byte order: the highest acknowledgment this direction has sent (what it
+    /// expects next from the other side, RCV.NXT) ...
+    pub ack_max: u32,
     pub bytes: u64,
+    /// ... and the right edge of the window it has offered (acknowledgment plus scaled
+    /// window): what the other side may send is between the two. See [`rst_verdict`].
+    pub win_end: u32,
+    /// TCP: one past the last sequence number this direction has sent (its SND.NXT):
+    /// a reset it sends at exactly that number closes the flow (see [`rst_verdict`]).
+    pub seq_end: u32,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
 
 impl CtEntry {
     /// The key of the other direction of this flow.
@@ -117,6 +128,13 @@ pub const FLAG_ASSURED: u8 = 4;
 /// A later packet of the originating direction after a reply: what makes a UDP or ICMP
 /// flow a stream (it is then assured).
 pub const FLAG_STREAM: u8 = 8;
+/// TCP: this direction has sent an ACK, so `ack_max` and `win_end` hold its window.
+pub const FLAG_ACKED: u8 = 16;
+/// TCP: this direction's SYN carried the window scale option (in `wscale`).
+pub const FLAG_WSCALE: u8 = 32;
+/// The flags every packet of a flow may change; the TCP window flags are per direction
+/// and never copied to the other half.
+pub const FLAGS_PER_DIRECTION: u8 = FLAG_ORIGIN | FLAG_ACKED | FLAG_WSCALE;
 
 /// TCP states. Numbers are stable (they are in pinned maps); `netlab conntrack` shows
 /// the names.
@@ -154,7 +172,8 @@ pub const fn tcp_state_name(s: u8) -> &'static str {
 /// nf_conntrack's machine, without its sequence-window checks: only the opener's SYN
 /// starts a flow (the datapath opens TCP flows on a SYN only), only the answer's
 /// SYN-ACK makes it SYN_RECV, only the opener's ACK after that establishes it. FINs
-/// close it one side at a time; RST closes it. A new SYN from the opener reopens a flow
+/// close it one side at a time; RST closes it (a reset's window checks are
+/// [`rst_verdict`]'s). A new SYN from the opener reopens a flow
 /// that is closed or in TIME_WAIT.
 pub const fn tcp_next_state(state: u8, flags: u8, from_origin: bool) -> u8 {
     use crate::proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -182,6 +201,75 @@ pub const fn tcp_next_state(state: u8, flags: u8, from_origin: bool) -> u8 {
         TCP_SYN_RECV if from_origin && ack => TCP_ESTABLISHED,
         _ => state,
     }
+}
+
+/// `a` comes after `b` in TCP sequence space (the kernel's `after()`).
+pub const fn seq_after(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) < 0
+}
+
+/// The window a direction offers after a segment it sent with ACK set: `(ack_max,
+/// win_end)` move forward to `ack` and `ack + window` (`win` shifted by the scale in
+/// force; a SYN's window is never scaled), never back. `acked`: whether the direction
+/// had sent an ACK before (otherwise the segment's values are taken as they are).
+pub const fn offer(acked: bool, ack_max: u32, win_end: u32, ack: u32, win: u32) -> (u32, u32) {
+    let end = ack.wrapping_add(win);
+    if !acked {
+        return (ack, end);
+    }
+    (
+        if seq_after(ack, ack_max) {
+            ack
+        } else {
+            ack_max
+        },
+        if seq_after(end, win_end) {
+            end
+        } else {
+            win_end
+        },
+    )
+}
+
+/// A reset refused: outside the window, the flow ignores it and it is dropped.
+pub const RST_REFUSED: u8 = 0;
+/// A reset let through that leaves the flow as it is: its receiver answers it with a
+/// challenge ACK (RFC 5961), and a reset from the real peer follows at the exact number.
+pub const RST_KEPT: u8 = 1;
+/// A reset that ends the flow.
+pub const RST_CLOSES: u8 = 2;
+
+/// What a reset does to a flow, by nf_conntrack's rule (`nf_conntrack_tcp_packet` and
+/// `tcp_in_window`). Its sequence number must fall in the window its receiver offered,
+/// no earlier than the receiver's highest acknowledgment (`ack_max`, the kernel's
+/// `td_maxack`) and no later than the right edge of that window (`win_end`, the
+/// sender's `td_maxend`); otherwise it is refused, so that a blind attacker cannot
+/// tear a connection down. In an established flow only a reset at exactly the
+/// acknowledged number, or at exactly the sender's own next number (`sender_end`: the
+/// kernel's "RST is part of a train" case, a sender resetting right after its data),
+/// closes the flow; one elsewhere in the window is kept (passed, the state unchanged).
+/// Before the receiver has acknowledged anything (`acked` false) there is no window
+/// to hold it to, and a reset with sequence number 0 before the flow is established is
+/// the answer to a SYN: both close the flow, as do in-window resets of a flow that is
+/// not established.
+pub const fn rst_verdict(
+    acked: bool,
+    ack_max: u32,
+    win_end: u32,
+    sender_end: u32,
+    seq: u32,
+    state: u8,
+) -> u8 {
+    if !acked || (seq == 0 && matches!(state, TCP_SYN_SENT | TCP_SYN_RECV)) {
+        return RST_CLOSES;
+    }
+    if seq_after(ack_max, seq) || seq_after(seq, win_end) {
+        return RST_REFUSED;
+    }
+    if state != TCP_ESTABLISHED || seq == ack_max || seq == sender_end {
+        return RST_CLOSES;
+    }
+    RST_KEPT
 }
 
 /// Whether a TCP state has ended the connection: the flow leaves `CT` for the LRU table.
@@ -298,6 +386,53 @@ mod tests {
         assert_eq!(tcp_next_state(TCP_CLOSE, TCP_ACK, O), TCP_CLOSE);
         assert!(tcp_closed(TCP_CLOSE) && tcp_closed(TCP_TIME_WAIT));
         assert!(!tcp_closed(TCP_FIN_WAIT));
+    }
+
+    #[test]
+    fn sequence_space_wraps() {
+        assert!(seq_after(5, 3));
+        assert!(!seq_after(3, 5));
+        assert!(!seq_after(7, 7));
+        assert!(seq_after(2, u32::MAX - 2), "2 comes after 2^32-3");
+        assert!(!seq_after(u32::MAX - 2, 2));
+    }
+
+    #[test]
+    fn the_offered_window_only_moves_forward() {
+        assert_eq!(offer(false, 0, 0, 1000, 500), (1000, 1500));
+        // A later, larger ack moves both edges; an older one moves neither.
+        assert_eq!(offer(true, 1000, 1500, 1200, 500), (1200, 1700));
+        assert_eq!(offer(true, 1200, 1700, 1100, 100), (1200, 1700));
+        // A shrinking window keeps the right edge it had offered.
+        assert_eq!(offer(true, 1200, 1700, 1300, 100), (1300, 1700));
+        // Across the wrap of the sequence space.
+        assert_eq!(offer(true, u32::MAX - 10, 20, 5, 100), (5, 105));
+    }
+
+    #[test]
+    fn a_reset_counts_only_inside_the_receivers_window() {
+        let est = TCP_ESTABLISHED;
+        // The receiver acknowledged up to 1000 and offers 64 KiB; the sender has sent
+        // up to 5000 (not yet acknowledged).
+        let (ack, end, sent) = (1000, 1000 + 65_536, 5000);
+        let v = |seq, state| rst_verdict(true, ack, end, sent, seq, state);
+        assert_eq!(v(1000, est), RST_CLOSES, "exactly RCV.NXT");
+        assert_eq!(v(5000, est), RST_CLOSES, "exactly the sender's SND.NXT");
+        assert_eq!(v(30_000, est), RST_KEPT, "inside, not exact: challenge ACK");
+        assert_eq!(v(end, est), RST_KEPT, "the right edge");
+        assert_eq!(v(999, est), RST_REFUSED, "before what was acknowledged");
+        assert_eq!(v(end + 1, est), RST_REFUSED, "past the window");
+        assert_eq!(v(3_000_000_000, est), RST_REFUSED, "blind, far away");
+        // A flow not established yet closes on any in-window reset.
+        assert_eq!(v(30_000, TCP_FIN_WAIT), RST_CLOSES);
+        // Nothing acknowledged yet: no window to hold the reset to.
+        assert_eq!(
+            rst_verdict(false, 0, 0, 0, 3_000_000_000, TCP_SYN_SENT),
+            RST_CLOSES
+        );
+        // The answer to a SYN carries sequence number 0.
+        assert_eq!(v(0, TCP_SYN_SENT), RST_CLOSES);
+        assert_eq!(v(0, est), RST_REFUSED);
     }
 
     #[test]

@@ -14,3 +14,30 @@ pub struct Endpoint {
     pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 12);
+
+/// Value of `SOURCES`, keyed by the ifindex of the host end of a container's veth:
+/// what the container may send from (its address and its MAC). Anything else leaving
+/// the container is spoofed and dropped at its veth.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Source {
+    /// The container's address (network byte order).
+    pub addr: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<Source>() == 12);
+
+/// Value of `UPLINKS`, keyed by ifindex: an interface of the lab host other than the
+/// bridge, on which the uplink programs run (what iptables' `! -o BRIDGE` and
+/// `--dst-type LOCAL` cover), and its address: the masquerade source of what leaves
+/// by it, and a local address published ports answer on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Uplink {
+    /// Its first IPv4 address (network byte order), 0 for none.
+    pub addr: u32,
+}
+const _: () = assert!(core::mem::size_of::<Uplink>() == 4);

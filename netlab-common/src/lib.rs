@@ -33,4 +33,7 @@ mod user {
     unsafe impl aya::Pod for crate::frag::FragKey {}
     unsafe impl aya::Pod for crate::frag::FragNat {}
     unsafe impl aya::Pod for crate::endpoint::Endpoint {}
+    unsafe impl aya::Pod for crate::endpoint::Source {}
+    unsafe impl aya::Pod for crate::endpoint::Uplink {}
+    unsafe impl aya::Pod for crate::stats::GcRecord {}
 }

@@ -55,8 +55,28 @@ pub const PUBLISH_BACK: &str = "PUBLISH_BACK";
 pub const ENDPOINTS: &str = "ENDPOINTS";
 pub const ENDPOINTS_MAX: u32 = 65_536;
 
-/// The garbage collector's timer: array of one [`crate::gc::GcState`].
+/// What containers may send from: hash, ifindex of a container veth's host end →
+/// [`crate::endpoint::Source`]. Kept by `run`/`rm`.
+pub const SOURCES: &str = "SOURCES";
+
+/// The lab host's interfaces other than the bridge, where the uplink programs run:
+/// hash, ifindex → [`crate::endpoint::Uplink`]; and their addresses: hash, address →
+/// ifindex. Kept by `up`, `run` and `publish`.
+pub const UPLINKS: &str = "UPLINKS";
+pub const HOST_ADDRS: &str = "HOST_ADDRS";
+pub const UPLINKS_MAX: u32 = 256;
+
+/// The garbage collector's timer and its record: array of one `GcState`.
 pub const GC: &str = "GC";
+/// The established flows the collector looks at, one key each, in turn: a queue of
+/// [`crate::conntrack::CtKey`], sized at load time ([`gc_queue_entries`]).
+pub const GC_QUEUE: &str = "GC_QUEUE";
+
+/// Entries of [`GC_QUEUE`] for `flows` established flows: one key per flow, and as
+/// many again for keys of flows that have left the table since they were queued.
+pub const fn gc_queue_entries(flows: u32) -> u32 {
+    flows * 2
+}
 
 /// Runtime configuration: array of one [`crate::config::Config`].
 pub const CONFIG: &str = "CONFIG";
@@ -69,6 +89,7 @@ pub const STATS_LEN: u32 = crate::stats::STATS_LEN;
 pub const PROG_UPLINK_EGRESS: &str = "uplink_egress";
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const PROG_BRIDGE_INGRESS: &str = "bridge_ingress";
+pub const PROG_BRIDGE_EGRESS: &str = "bridge_egress";
 pub const PROG_ENDPOINT_INGRESS: &str = "endpoint_ingress";
 pub const PROG_GC_START: &str = "gc_start";
 pub const PROG_CONNECT4: &str = "host_connect4";

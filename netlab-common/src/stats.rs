@@ -65,8 +65,16 @@ pub mod counter {
     pub const CT_WITHDRAWN: u32 = 30;
     /// Fast path to the uplink: next hop from the per-CPU cache, no route lookup.
     pub const NEXT_HOP_CACHED: u32 = 31;
+    /// Established flows the garbage collector looked at (one key of its queue each).
+    pub const CT_GC_SCANNED: u32 = 32;
+    /// Established flows the collector could not queue (its queue was full): they
+    /// expire only when a packet meets them.
+    pub const CT_GC_UNQUEUED: u32 = 33;
+    /// Packets the uplink programs saw on an interface of the lab host other than the
+    /// uplink (they run on every interface but the bridge).
+    pub const OTHER_UPLINK_PACKETS: u32 = 34;
 
-    pub const COUNT: u32 = 32;
+    pub const COUNT: u32 = 35;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -102,6 +110,9 @@ pub mod counter {
         "fragments_translated",
         "ct_withdrawn",
         "next_hop_cached",
+        "ct_gc_scanned",
+        "ct_gc_unqueued",
+        "other_uplink_packets",
     ];
 }
 
@@ -136,10 +147,36 @@ pub enum DropReason {
     /// A TCP segment that cannot open a flow (not a SYN) and belongs to none, leaving
     /// the lab.
     TcpNoFlow = 11,
+    /// A container's packet with a source address or MAC that is not the container's
+    /// own (or ARP claiming another's address): spoofing, dropped at its veth.
+    SpoofedSource = 12,
+    /// A TCP reset outside the window its receiver offered (nf_conntrack's rule): it
+    /// would end the flow for someone who cannot see it, and is ignored.
+    InvalidRst = 13,
+    /// A container's packet leaving by an interface without an IPv4 address, behind
+    /// which it cannot be masqueraded (iptables' MASQUERADE drops it too).
+    NoAddress = 14,
+    /// A container's new flow the host would route out by an interface netlab does not
+    /// watch yet (one added since the last `netlab up`, `run` or `publish`): it could
+    /// not be masqueraded there.
+    Unwatched = 15,
 }
 
+/// The value of the `GC` map as userspace reads it: the collector's timer (opaque,
+/// read as zeros) and its record of how long its runs take.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct GcRecord {
+    pub _timer: [u64; 2],
+    /// Nanoseconds the longest run took, and the last one.
+    pub longest_ns: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<GcRecord>() == 32);
+
 pub const DROP_BASE: u32 = 64;
-pub const DROP_COUNT: u32 = 12;
+pub const DROP_COUNT: u32 = 16;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
 
 /// Names for `netlab stats`, indexed by reason number (0 unused).
@@ -156,6 +193,10 @@ pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [
     "direct_access",
     "half_flow",
     "tcp_no_flow",
+    "spoofed_source",
+    "invalid_rst",
+    "no_address",
+    "unwatched",
 ];
 
 impl DropReason {
@@ -172,8 +213,8 @@ mod tests {
     fn counters_fit_before_drops() {
         const { assert!(counter::COUNT <= DROP_BASE) };
         assert_eq!(counter::NAMES.len() as u32, counter::COUNT);
-        assert_eq!(DropReason::TcpNoFlow as u32 + 1, DROP_COUNT);
-        assert_eq!(DropReason::TcpNoFlow.index(), STATS_LEN - 1);
+        assert_eq!(DropReason::Unwatched as u32 + 1, DROP_COUNT);
+        assert_eq!(DropReason::Unwatched.index(), STATS_LEN - 1);
         assert_eq!(DROP_NAMES.len() as u32, DROP_COUNT);
     }
 }

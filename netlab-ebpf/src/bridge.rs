@@ -1,15 +1,25 @@
-//! The bridge's ingress hook: what containers send to the host's IP side, on the slow
-//! path (the fast path took it at the container's veth otherwise). Only hairpin is
-//! translated here — a container reaching a port published on a host address has to
-//! be turned around before the host routes it, and the later fragments of its datagram
-//! with it; what leaves the lab is translated at the uplink's egress.
+//! The bridge's hooks: what containers send to the host's IP side (ingress) and what
+//! the host routes into the lab (egress), on the slow path (the fast path takes a
+//! container's packet at its veth, and delivers into a container with
+//! `bpf_redirect_peer`).
+//!
+//! Ingress translates only hairpin — a container reaching a port published on a host
+//! address has to be turned around before the host routes it, and the later fragments
+//! of its datagram with it; what leaves the lab is masqueraded at the egress of the
+//! interface it leaves by. A new flow that would leave by an interface netlab does not
+//! watch yet is dropped here: it could not be masqueraded.
+//!
+//! Egress drops direct access from interfaces netlab does not watch: see [`egress`].
 
 use aya_ebpf::programs::TcContext;
-use netlab_common::{conntrack::ZONE_FROM_CTR, stats::counter};
+use netlab_common::{
+    conntrack::ZONE_FROM_CTR,
+    stats::{DropReason, counter},
+};
 
 use crate::{
-    conntrack, frag, maps, nat,
-    parse::Kind,
+    conntrack, forward, frag, maps, nat,
+    parse::{self, Kind, Packet},
     rewrite,
     uplink::{config, parse},
     verdict::{PASS, Verdict},
@@ -20,7 +30,13 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     maps::count(counter::BRIDGE_INGRESS_PACKETS);
     let cfg = config()?;
     let Some(pkt) = parse(ctx)? else { return PASS };
-    if !cfg.in_subnet(pkt.saddr) || !cfg.is_host(pkt.daddr) {
+    if !cfg.in_subnet(pkt.saddr) {
+        return PASS;
+    }
+    if !maps::is_host(cfg, pkt.daddr) {
+        if pkt.kind == Kind::Flow && !cfg.in_subnet(pkt.daddr) {
+            return leaves_watched(ctx, cfg, &pkt);
+        }
         return PASS;
     }
     if pkt.kind == Kind::Fragment {
@@ -32,7 +48,8 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_container(cfg, &pkt, now, &mut hit)?;
+    // Only hairpin is opened here (the destination is the host): nothing to masquerade.
+    let found = nat::find_from_container(cfg, 0, &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }
@@ -40,4 +57,47 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     frag::remember(&pkt, ZONE_FROM_CTR, &e);
     rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
+}
+
+/// A container's packet the host will route out of the lab: a tracked flow goes on
+/// (an uplink's egress masqueraded it); a new one only if the host routes it by an
+/// interface netlab watches, whose egress will masquerade it.
+#[inline(always)]
+fn leaves_watched(ctx: &TcContext, cfg: &netlab_common::config::Config, pkt: &Packet) -> Verdict {
+    let key = nat::key(pkt, ZONE_FROM_CTR);
+    if conntrack::lookup(cfg, &key, conntrack::now()).found() {
+        return PASS;
+    }
+    match forward::out_ifindex(ctx, cfg, pkt) {
+        Some(i) if i != cfg.uplink_ifindex && maps::uplink(i).is_none() => {
+            Err(DropReason::Unwatched)
+        }
+        _ => PASS,
+    }
+}
+
+/// tcx egress on the bridge: what the host routes into the lab. A packet addressed to
+/// a container is direct access unless it came in by the bridge itself (hairpin), by an
+/// interface whose ingress netlab watches (where direct access was dropped already and
+/// everything else translated), or from the host itself. So an interface the lab host
+/// got after `up` reaches no container until netlab watches it: closed by default, as
+/// iptables' `! -i BRIDGE` drop is.
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> Verdict {
+    let cfg = config()?;
+    let Some(daddr) = parse::ipv4_daddr(ctx) else {
+        return PASS;
+    };
+    if !cfg.in_subnet(daddr) {
+        return PASS;
+    }
+    let from = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    if from == 0
+        || from == cfg.bridge_ifindex
+        || from == cfg.uplink_ifindex
+        || maps::uplink(from).is_some()
+    {
+        return PASS;
+    }
+    Err(DropReason::DirectAccess)
 }

@@ -30,17 +30,18 @@ use aya_ebpf::{
 use netlab_common::{
     config::Config,
     conntrack::{
-        CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, TCP_NONE, TCP_SYN_SENT, expired, next_flags,
-        tcp_next_state,
+        CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_WSCALE, FLAGS_PER_DIRECTION,
+        RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_NONE, TCP_SYN_SENT, expired, next_flags, offer,
+        rst_verdict, seq_after, tcp_next_state,
     },
     nat::{SNAT_RETRIES, candidate_port},
-    proto::{IPPROTO_ICMP, IPPROTO_TCP},
+    proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN},
     stats::{DropReason, counter},
 };
 
 use crate::{
     maps::{self, Table},
-    parse::Packet,
+    parse::{NO_WSCALE, Packet},
 };
 
 /// Seconds of the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`).
@@ -159,12 +160,25 @@ pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
     }
 }
 
-/// Records a packet on `hit` (`key` is its key): counters, time, TCP state and the
-/// flow's flags, mirrored into the other half when they change; moves the flow between
-/// the tables when it becomes assured or closes. Returns the entry to translate with.
+/// Records a packet on `hit` (`key` is its key): counters, time, TCP window, state and
+/// the flow's flags, mirrored into the other half when they change; moves the flow
+/// between the tables when it becomes assured or closes. Returns the entry to
+/// translate with; a TCP reset outside its receiver's window is refused, and one in
+/// it but not at an exact number is let through, changing nothing (see [`rst_verdict`]).
 #[inline(always)]
-pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> CtEntry {
+pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> Result<CtEntry, DropReason> {
     let e = unsafe { &mut *hit.entry };
+    let tcp = key.proto == IPPROTO_TCP;
+    let mut reset_kept = false;
+    if tcp {
+        if pkt.flags & TCP_RST != 0 {
+            match reset_verdict(key, hit, e, pkt) {
+                RST_REFUSED => return Err(DropReason::InvalidRst),
+                v => reset_kept = v == RST_KEPT,
+            }
+        }
+        track_window(e, pkt);
+    }
     if e.last_seen != now {
         e.last_seen = now;
     }
@@ -174,32 +188,58 @@ pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> CtEntry {
     e.bytes += pkt.len as u64;
     maps::count_publish(e.pub_id, pkt.len);
     let from_origin = e.flags & FLAG_ORIGIN != 0;
-    let state = if key.proto == IPPROTO_TCP {
+    let state = if tcp && !reset_kept {
         tcp_next_state(e.state, pkt.flags, from_origin)
     } else {
         e.state
     };
+    // A SYN that moves the handshake on (the opener's, reopening a closed flow; the
+    // answer's SYN-ACK) says which window scale its side uses. Any other SYN (a
+    // retransmission, or one thrown into an established flow) changes nothing.
+    let handshake = tcp && pkt.flags & TCP_SYN != 0 && state != e.state;
+    if handshake {
+        e.seq_end = pkt.seq_end;
+        if pkt.flags & TCP_ACK == 0 {
+            e.flags &= !(FLAG_ACKED | FLAG_WSCALE);
+        }
+        e.wscale = 0;
+        if pkt.wscale != NO_WSCALE {
+            e.wscale = pkt.wscale;
+            e.flags |= FLAG_WSCALE;
+        }
+    }
     let flags = next_flags(e.flags, key.proto, state, from_origin);
     if state == e.state && flags == e.flags {
-        return *e;
+        return Ok(*e);
     }
     let was_assured = e.flags & FLAG_ASSURED != 0;
     e.state = state;
     e.flags = flags;
-    let out = *e;
-    let pair_key = out.pair_key(key.proto);
+    let pair_key = e.pair_key(key.proto);
     let pair = if hit.pair.is_null() {
         match maps::ct_get(hit.table, &pair_key) {
             Some(p) => p,
-            None => return out,
+            None => return Ok(*e),
         }
     } else {
         hit.pair
     };
     let p = unsafe { &mut *pair };
     p.state = state;
-    // The other half keeps its own direction mark.
-    p.flags = (flags & !FLAG_ORIGIN) | (p.flags & FLAG_ORIGIN);
+    // The other half keeps its own direction's flags.
+    p.flags = (flags & !FLAGS_PER_DIRECTION) | (p.flags & FLAGS_PER_DIRECTION);
+    if handshake {
+        if pkt.flags & TCP_ACK == 0 {
+            // The flow is opened again: nothing the other side offered before holds.
+            p.flags &= !(FLAG_ACKED | FLAG_WSCALE);
+            p.wscale = 0;
+        } else if e.flags & p.flags & FLAG_WSCALE == 0 {
+            // Windows are scaled only when both SYNs announced a scale.
+            e.wscale = 0;
+            p.wscale = 0;
+        }
+    }
+    let out = *e;
     let assured = flags & FLAG_ASSURED != 0;
     if assured != was_assured {
         let (from, to) = if assured {
@@ -208,19 +248,72 @@ pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> CtEntry {
             (Table::Established, Table::Pending)
         };
         if hit.table == from {
-            let other = *p;
-            if move_flow(key, &out, &pair_key, &other, from, to) {
+            // The other half is inserted from its entry as it is (no copy on a stack
+            // that the uplink's program, with its logs on, has 16 bytes of to spare).
+            if move_flow(key, &out, &pair_key, p, from, to) {
                 maps::count(if assured {
                     counter::CT_CONFIRMED
                 } else {
                     counter::CT_CLOSED
                 });
+                if assured {
+                    maps::gc_track(key);
+                }
             } else if assured {
                 maps::count(counter::CT_FULL);
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// What a reset from the side of `e` does to the flow ([`rst_verdict`]), by the
+/// window the other side offered. The other half is at hand for a flow being opened;
+/// an established flow's is looked up, for resets only. A flow whose other half cannot
+/// be found has no window to hold the reset to.
+#[inline(always)]
+fn reset_verdict(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> u8 {
+    let receiver = if hit.pair.is_null() {
+        match maps::ct_get(hit.table, &e.pair_key(key.proto)) {
+            Some(p) => p,
+            None => return RST_CLOSES,
+        }
+    } else {
+        hit.pair
+    };
+    let r = unsafe { &*receiver };
+    rst_verdict(
+        r.flags & FLAG_ACKED != 0,
+        r.ack_max,
+        r.win_end,
+        e.seq_end,
+        pkt.seq,
+        e.state,
+    )
+}
+
+/// What a TCP segment with ACK set tells about the window its sender offers: the
+/// acknowledgment and the right edge of the window.
+#[inline(always)]
+fn track_window(e: &mut CtEntry, pkt: &Packet) {
+    if seq_after(pkt.seq_end, e.seq_end) {
+        e.seq_end = pkt.seq_end;
+    }
+    let syn = pkt.flags & TCP_SYN != 0;
+    if pkt.flags & TCP_ACK != 0 {
+        // A SYN's own window is never scaled.
+        let scale = if syn { 0 } else { e.wscale & 15 };
+        let (ack_max, win_end) = offer(
+            e.flags & FLAG_ACKED != 0,
+            e.ack_max,
+            e.win_end,
+            pkt.ack,
+            (pkt.win as u32) << scale,
+        );
+        e.ack_max = ack_max;
+        e.win_end = win_end;
+        e.flags |= FLAG_ACKED;
+    }
 }
 
 /// Moves both halves of a flow from one table to the other; on failure the flow stays
@@ -261,6 +354,11 @@ pub fn entry(
     } else {
         TCP_NONE
     };
+    let (wscale, flags) = if pkt.wscale != NO_WSCALE {
+        (pkt.wscale, FLAG_ORIGIN | FLAG_WSCALE)
+    } else {
+        (0, FLAG_ORIGIN)
+    };
     CtEntry {
         saddr: to.0,
         daddr: to.1,
@@ -268,8 +366,8 @@ pub fn entry(
         dport: to.3,
         pair_zone,
         state,
-        flags: FLAG_ORIGIN,
-        _pad: 0,
+        flags,
+        wscale,
         pub_id,
         pub_gen: if pub_id != 0 {
             maps::mapping_gen(pub_id)
@@ -279,8 +377,10 @@ pub fn entry(
         created: now,
         last_seen: now,
         packets: 1,
-        _pad2: 0,
+        ack_max: 0,
         bytes: pkt.len as u64,
+        win_end: 0,
+        seq_end: pkt.seq_end,
     }
 }
 
@@ -374,16 +474,18 @@ fn pair_into(nf: &mut NewFlow) {
     nf.reply.dport = k.sport;
     nf.reply.pair_zone = k.zone;
     nf.reply.state = e.state;
-    nf.reply.flags = e.flags & !FLAG_ORIGIN;
-    nf.reply._pad = 0;
+    nf.reply.flags = e.flags & !FLAGS_PER_DIRECTION;
+    nf.reply.wscale = 0;
     nf.reply.pub_id = e.pub_id;
     nf.reply.pub_gen = e.pub_gen;
     nf.reply.created = e.created;
     nf.reply.last_seen = e.last_seen;
-    // Volatile: three zero stores in a row become a call to a byte-by-byte memset.
+    // Volatile: zero stores in a row become a call to a byte-by-byte memset.
     unsafe {
         core::ptr::write_volatile(&mut nf.reply.packets, 0);
-        core::ptr::write_volatile(&mut nf.reply._pad2, 0);
+        core::ptr::write_volatile(&mut nf.reply.ack_max, 0);
         core::ptr::write_volatile(&mut nf.reply.bytes, 0);
+        core::ptr::write_volatile(&mut nf.reply.win_end, 0);
+        core::ptr::write_volatile(&mut nf.reply.seq_end, 0);
     }
 }

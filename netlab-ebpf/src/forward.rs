@@ -181,6 +181,29 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now
     Plan::stack(counter::SLOW_OTHER)
 }
 
+/// The interface the lab host routes `pkt` out by (a route lookup from the bridge), or
+/// `None` when it has no route for it (the stack will answer that itself).
+#[inline(always)]
+pub fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet) -> Option<u32> {
+    let mut words = [0u64; 8];
+    for w in words.iter_mut() {
+        unsafe { core::ptr::write_volatile(w, 0) };
+    }
+    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
+    f.family = AF_INET;
+    f.l4_protocol = pkt.proto;
+    f.ifindex = cfg.bridge_ifindex;
+    f.__bindgen_anon_3.ipv4_src = pkt.saddr;
+    f.__bindgen_anon_4.ipv4_dst = pkt.daddr;
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) } as u32;
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            Some(f.ifindex)
+        }
+        _ => None,
+    }
+}
+
 /// Destinations the lab host's stack never forwards (martians, multicast, the limited
 /// broadcast), which a route lookup alone, without the input path's checks, would send
 /// out by the default route: the zero network, 224.0.0.0/4, 255.255.255.255.

@@ -1,9 +1,18 @@
 //! The conntrack garbage collector, in the kernel: a `bpf_timer` armed once by `up`
-//! walks the established-flow table (`CT`, which never evicts) every
-//! [`GC_INTERVAL_NS`] with `bpf_for_each_map_elem` and deletes the flows that expired
-//! (both directions idle past their timeout) or whose published mapping was withdrawn,
-//! both halves together. No userspace process is needed: the timer lives in the pinned
-//! `GC` map and goes with it when the lab is taken down.
+//! removes the established flows that nobody looks up any more — both directions idle
+//! past their timeout, or their published mapping withdrawn — so that no userspace
+//! process is needed. The timer lives in the pinned `GC` map and goes with it when the
+//! lab is taken down.
+//!
+//! Each run is bounded: it takes at most [`GC_BATCH`] flows from the queue of
+//! established flows (`GC_QUEUE`: a flow's key is queued when the flow enters `CT`),
+//! removes the dead ones, queues the live ones again, and stops early when it meets
+//! the first flow it queued again (it has then seen every flow once). The next run,
+//! [`Config::gc_interval_ms`] later, goes on where this one stopped. So a run costs the
+//! same at 1,000 flows as at 4 million, and a table of N flows is gone through in
+//! N / [`GC_BATCH`] runs. Keys of flows that left `CT` meanwhile (closed, expired when
+//! met) are dropped when they come up. Each run's time is measured; `netlab stats`
+//! shows the longest.
 //!
 //! The LRU table of flows being opened or closed needs no collector: its least recently
 //! used entries make room for new ones.
@@ -14,93 +23,159 @@ use aya_ebpf::{
     bindings::bpf_timer,
     btf_maps::Array,
     helpers::generated::{
-        bpf_for_each_map_elem, bpf_map_delete_elem, bpf_map_lookup_elem, bpf_timer_init,
-        bpf_timer_set_callback, bpf_timer_start,
+        bpf_ktime_get_ns, bpf_loop, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
     },
     macros::btf_map,
 };
 use netlab_common::{
+    config::{Config, GC_BATCH},
     conntrack::{CtEntry, CtKey, expired},
     stats::counter,
 };
 
-use crate::{conntrack, maps};
+use crate::{
+    conntrack,
+    maps::{self, Table},
+};
 
-/// Nanoseconds between two walks of the table.
-pub const GC_INTERVAL_NS: u64 = 10_000_000_000;
+/// The shortest time between two runs, whatever the configuration says.
+const MIN_INTERVAL_NS: u64 = 10_000_000;
 const CLOCK_MONOTONIC: u64 = 1;
 
-/// The value of `GC`: the verifier finds the timer through this type's BTF.
+/// The value of `GC`: the timer (the verifier finds it through this type's BTF) and
+/// the collector's own record, read by `netlab stats`.
 #[repr(C)]
-pub struct GcTimer {
+pub struct GcState {
     pub timer: bpf_timer,
+    /// Nanoseconds the longest run took, and the last one.
+    pub longest_ns: u64,
+    pub last_ns: u64,
 }
+
+// Userspace reads it as a `GcRecord`.
+const _: () = assert!(
+    core::mem::size_of::<GcState>() == core::mem::size_of::<netlab_common::stats::GcRecord>()
+);
 
 #[btf_map]
-static GC: Array<GcTimer, 1, 0> = Array::new();
+static GC: Array<GcState, 1, 0> = Array::new();
 
-/// What a walk needs and counts.
+/// What one run needs and counts.
 #[repr(C)]
-struct Walk {
+struct Run {
+    cfg: *const Config,
     now: u32,
     expired: u32,
+    scanned: u32,
+    /// The first key this run queued again; meeting it again ends the run.
+    first: CtKey,
+    requeued: u32,
 }
 
-/// One element of `CT`: deleted, with its other half, when the flow is dead.
-extern "C" fn collect(
-    map: *mut c_void,
-    key: *mut CtKey,
-    entry: *mut CtEntry,
-    walk: *mut Walk,
-) -> i64 {
-    let Some(cfg) = maps::config() else { return 1 };
-    let (k, e, w) = unsafe { (&*key, &*entry, &mut *walk) };
-    let withdrawn = e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen;
-    let pair_key = e.pair_key(k.proto);
-    if !withdrawn {
-        if !expired(cfg, k.proto, e.state, e.flags, e.last_seen, w.now) {
-            return 0;
-        }
-        let pair = unsafe { bpf_map_lookup_elem(map, &pair_key as *const CtKey as *const c_void) };
-        if !pair.is_null() {
-            let p = unsafe { &*(pair as *const CtEntry) };
-            if !expired(cfg, k.proto, p.state, p.flags, p.last_seen, w.now) {
-                return 0;
-            }
-        }
+/// Whether the flow of `key`, whose entry in `CT` is `e`, is dead: withdrawn, or idle
+/// past its timeout both ways.
+#[inline(always)]
+fn dead(cfg: &Config, key: &CtKey, e: &CtEntry, now: u32) -> bool {
+    if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
+        return true;
     }
-    unsafe {
-        bpf_map_delete_elem(map, &pair_key as *const CtKey as *const c_void);
-        bpf_map_delete_elem(map, key as *const c_void);
+    if !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
+        return false;
     }
-    w.expired += 1;
+    match maps::ct_get(Table::Established, &e.pair_key(key.proto)) {
+        Some(p) => {
+            let p = unsafe { *p };
+            expired(cfg, key.proto, p.state, p.flags, p.last_seen, now)
+        }
+        None => true,
+    }
+}
+
+/// One flow of the queue: gone from `CT` (forgotten), dead (removed, both halves), or
+/// alive (queued again). Returns 1 to end the run.
+extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
+    let run = unsafe { &mut *run };
+    let Some(key) = maps::gc_next() else {
+        return 1;
+    };
+    run.scanned += 1;
+    if run.requeued != 0 && key == run.first {
+        // Round the whole queue once: the rest waits for the next run.
+        maps::gc_track(&key);
+        return 1;
+    }
+    let Some(e) = maps::ct_get(Table::Established, &key) else {
+        return 0;
+    };
+    let e = unsafe { *e };
+    let pair_key = e.pair_key(key.proto);
+    let cfg = unsafe { &*run.cfg };
+    if dead(cfg, &key, &e, run.now) {
+        maps::ct_remove(Table::Established, &pair_key);
+        maps::ct_remove(Table::Established, &key);
+        run.expired += 1;
+        return 0;
+    }
+    if run.requeued == 0 {
+        run.first = key;
+    }
+    run.requeued += 1;
+    maps::gc_track(&key);
     0
 }
 
-/// The timer's callback: one walk, then the next one armed.
-extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcTimer) -> i64 {
-    let mut walk = Walk {
+/// The timer's callback: one run, measured, then the next one armed.
+extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
+    let start = unsafe { bpf_ktime_get_ns() };
+    let Some(cfg) = maps::config() else {
+        return 0;
+    };
+    let mut run = Run {
+        cfg,
         now: conntrack::now(),
         expired: 0,
+        scanned: 0,
+        first: CtKey::default(),
+        requeued: 0,
     };
     unsafe {
-        bpf_for_each_map_elem(
-            maps::ct_map(),
-            collect as *const () as *mut c_void,
-            &mut walk as *mut Walk as *mut c_void,
+        bpf_loop(
+            GC_BATCH,
+            step as *const () as *mut c_void,
+            &mut run as *mut Run as *mut c_void,
             0,
         );
     }
     maps::count(counter::CT_GC_RUNS);
-    maps::count_n(counter::CT_GC_EXPIRED, walk.expired as u64);
-    unsafe { bpf_timer_start(&mut (*gc).timer, GC_INTERVAL_NS, 0) };
+    maps::count_n(counter::CT_GC_EXPIRED, run.expired as u64);
+    maps::count_n(counter::CT_GC_SCANNED, run.scanned as u64);
+    let gc = unsafe { &mut *gc };
+    let took = unsafe { bpf_ktime_get_ns() } - start;
+    gc.last_ns = took;
+    if took > gc.longest_ns {
+        gc.longest_ns = took;
+    }
+    unsafe { bpf_timer_start(&mut gc.timer, interval_ns(cfg), 0) };
     0
+}
+
+#[inline(always)]
+fn interval_ns(cfg: &Config) -> u64 {
+    let ns = cfg.gc_interval_ms as u64 * 1_000_000;
+    if ns < MIN_INTERVAL_NS {
+        MIN_INTERVAL_NS
+    } else {
+        ns
+    }
 }
 
 /// Arms the collector (run once by `up`); 0 on success.
 #[inline(always)]
 pub fn start() -> i32 {
     let Some(gc) = GC.get_ptr_mut(0) else {
+        return 1;
+    };
+    let Some(cfg) = maps::config() else {
         return 1;
     };
     let timer = unsafe { &mut (*gc).timer as *mut bpf_timer };
@@ -114,6 +189,6 @@ pub fn start() -> i32 {
         if rc != 0 {
             return rc as i32;
         }
-        bpf_timer_start(timer, GC_INTERVAL_NS, 0) as i32
+        bpf_timer_start(timer, interval_ns(cfg), 0) as i32
     }
 }

@@ -25,13 +25,14 @@ use aya_ebpf::{
     programs::{SockAddrContext, TcContext},
 };
 
-/// tcx egress on the uplink: masquerade what leaves the lab by the stack.
+/// tcx egress on every uplink: masquerade what leaves the lab by the stack.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
     verdict::finish(uplink::egress(&ctx))
 }
 
-/// tcx ingress on the uplink: replies and ICMP errors back to containers, published ports.
+/// tcx ingress on every uplink: replies and ICMP errors back to containers, published
+/// ports, direct access dropped.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     verdict::finish(uplink::ingress(&ctx))
@@ -43,7 +44,14 @@ pub fn bridge_ingress(ctx: TcContext) -> i32 {
     verdict::finish(bridge::ingress(&ctx))
 }
 
-/// tcx ingress on the host end of each container's veth: the fast path.
+/// tcx egress on the bridge: direct access from interfaces netlab does not watch.
+#[classifier]
+pub fn bridge_egress(ctx: TcContext) -> i32 {
+    verdict::finish(bridge::egress(&ctx))
+}
+
+/// tcx ingress on the host end of each container's veth: its source checked, then the
+/// fast path.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     verdict::finish(endpoint::ingress(&ctx))

@@ -3,19 +3,20 @@
 use aya_ebpf::{
     bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey},
-    endpoint::Endpoint,
+    endpoint::{Endpoint, Source, Uplink},
     frag::{FragKey, FragNat},
     maps::{
         CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
-        PUBLISH_STATS_MAX, STATS_LEN, established_entries, pending_entries,
+        PUBLISH_STATS_MAX, STATS_LEN, UPLINKS_MAX, established_entries, gc_queue_entries,
+        pending_entries,
     },
     publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
-    stats::DropReason,
+    stats::{DropReason, counter},
 };
 
 /// Established flows; never evicted. Sized by `netlab up --conntrack-max`.
@@ -55,6 +56,20 @@ static PUBLISH_BACK: LruHashMap<PubBack, PubBack> = LruHashMap::with_max_entries
 #[map(name = "ENDPOINTS")]
 static ENDPOINTS: HashMap<u32, Endpoint> =
     HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
+
+#[map(name = "SOURCES")]
+static SOURCES: HashMap<u32, Source> = HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
+
+#[map(name = "UPLINKS")]
+static UPLINKS: HashMap<u32, Uplink> = HashMap::with_max_entries(UPLINKS_MAX, 0);
+
+#[map(name = "HOST_ADDRS")]
+static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0);
+
+/// The collector's round of the established flows: one key per flow, queued when the
+/// flow enters `CT`, taken and (if the flow lives on) queued again by each run.
+#[map(name = "GC_QUEUE")]
+static GC_QUEUE: Queue<CtKey> = Queue::with_max_entries(gc_queue_entries(CONNTRACK_MAX_DEFAULT), 0);
 
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -100,6 +115,21 @@ pub fn ct_remove(t: Table, key: &CtKey) {
     };
 }
 
+/// Queues an established flow for the collector (one of its keys); a full queue is
+/// counted, and the flow then expires only when a packet meets it.
+#[inline(always)]
+pub fn gc_track(key: &CtKey) {
+    if GC_QUEUE.push(key, 0).is_err() {
+        count(counter::CT_GC_UNQUEUED);
+    }
+}
+
+/// The next flow for the collector to look at.
+#[inline(always)]
+pub fn gc_next() -> Option<CtKey> {
+    GC_QUEUE.pop().ok().flatten()
+}
+
 #[inline(always)]
 pub fn frag_get(key: &FragKey) -> Option<FragNat> {
     FRAGS.get_ptr(key).map(|p| unsafe { *p })
@@ -123,12 +153,6 @@ pub fn count_n(index: u32, n: u64) {
     if let Some(p) = STATS.get_ptr_mut(index) {
         unsafe { *p += n };
     }
-}
-
-/// `CT` as a map pointer, for helpers that take the map itself (the collector's walk).
-#[inline(always)]
-pub fn ct_map() -> *mut core::ffi::c_void {
-    &CT as *const _ as *mut core::ffi::c_void
 }
 
 #[inline(always)]
@@ -191,4 +215,42 @@ pub fn back_set(key: &PubBack, value: &PubBack) {
 )]
 pub fn endpoint(addr: u32) -> Option<Endpoint> {
     ENDPOINTS.get_ptr(&addr).map(|p| unsafe { *p })
+}
+
+/// What the container behind the veth with this ifindex may send from.
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys by reference: the aya-ebpf line after 0.2 takes &K only"
+)]
+pub fn source(ifindex: u32) -> Option<Source> {
+    SOURCES.get_ptr(&ifindex).map(|p| unsafe { *p })
+}
+
+/// The uplink with this ifindex: an interface of the lab host netlab watches.
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys by reference: the aya-ebpf line after 0.2 takes &K only"
+)]
+pub fn uplink(ifindex: u32) -> Option<Uplink> {
+    UPLINKS.get_ptr(&ifindex).map(|p| unsafe { *p })
+}
+
+/// Whether `addr` is an address of the lab host's watched interfaces (besides the
+/// uplink's and the bridge's, which `Config::is_host` knows).
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys by reference: the aya-ebpf line after 0.2 takes &K only"
+)]
+pub fn other_host_addr(addr: u32) -> bool {
+    HOST_ADDRS.get_ptr(&addr).is_some()
+}
+
+/// Whether `addr` is one of the lab host's own addresses on which ports are published
+/// without an address: the uplink's, the bridge's, any other watched interface's.
+#[inline(always)]
+pub fn is_host(cfg: &Config, addr: u32) -> bool {
+    cfg.is_host(addr) || other_host_addr(addr)
 }

@@ -109,12 +109,13 @@ fn leave(key: CtKey, hit: &Hit, pkt: &Packet) -> Result<Found, DropReason> {
 }
 
 /// A packet a container sent (its source is in the lab subnet) to somewhere outside
-/// the subnet: a tracked flow, a new masqueraded flow, or a new hairpin flow to a port
-/// published on a host address. [`NONE`] for traffic the NAT leaves alone (to the host
-/// itself).
+/// the subnet: a tracked flow, a new masqueraded flow (behind `masquerade`, the address
+/// of the interface it leaves by), or a new hairpin flow to a port published on a host
+/// address. [`NONE`] for traffic the NAT leaves alone (to the host itself).
 #[inline(always)]
 pub fn find_from_container(
     cfg: &Config,
+    masquerade: u32,
     pkt: &Packet,
     now: u32,
     hit: &mut Hit,
@@ -124,7 +125,7 @@ pub fn find_from_container(
     if hit.found() {
         return Ok(known(key, hit));
     }
-    if cfg.is_host(pkt.daddr) {
+    if maps::is_host(cfg, pkt.daddr) {
         if opens_flow(pkt)
             && let Some(target) = publish::lookup(pkt.daddr, pkt.proto, pkt.dport)
         {
@@ -143,7 +144,10 @@ pub fn find_from_container(
             DropReason::UnsupportedProtocol
         });
     }
-    let to = (cfg.uplink_addr, pkt.daddr, 0, pkt.dport);
+    if masquerade == 0 {
+        return Err(DropReason::NoAddress);
+    }
+    let to = (masquerade, pkt.daddr, 0, pkt.dport);
     Ok(Found::new(MASQUERADE, key, NO_TARGET, to))
 }
 
@@ -191,7 +195,7 @@ pub fn commit(
         if hit.entry.is_null() {
             return Err(DropReason::CtInsertFailed);
         }
-        let e = conntrack::touch(key, hit, pkt, now);
+        let e = conntrack::touch(key, hit, pkt, now)?;
         maps::count(match (e.pub_id != 0, key.zone) {
             (true, ZONE_FROM_OUTSIDE) => counter::DNAT_PACKETS,
             (true, _) => counter::DNAT_REPLY_PACKETS,

@@ -6,12 +6,18 @@
 //! Every length is checked against the frame and against the IPv4 total length, so a
 //! malformed frame is dropped with a counted reason, never half-translated.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::generated::{bpf_loop, bpf_skb_load_bytes},
+    macros::map,
+    maps::PerCpuArray,
+    programs::TcContext,
+};
 use netlab_common::{
     proto::{
         ETH_HLEN, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
         ICMP_TIME_EXCEEDED, IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-        IPV4_MIN_HLEN,
+        IPV4_MIN_HLEN, TCP_FIN, TCP_SYN,
     },
     stats::DropReason,
 };
@@ -54,6 +60,8 @@ pub struct Packet {
     pub dport: u16,
     /// TCP flags, or the ICMP type.
     pub flags: u8,
+    /// TCP: the window scale option of a SYN ([`NO_WSCALE`] without one).
+    pub wscale: u8,
     pub ttl: u8,
     /// The IPv4 header checksum, raw.
     pub ip_check: u16,
@@ -67,7 +75,21 @@ pub struct Packet {
     /// One past the datagram's last byte (`l3_off` + total length): what lies beyond
     /// (padding) is not part of the packet, nor of a quote in it.
     pub end: usize,
+    /// TCP, host byte order: sequence and acknowledgment numbers, and the window as it
+    /// is in the header (unscaled).
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    /// TCP: one past the segment's last sequence number (SYN and FIN count one).
+    pub seq_end: u32,
 }
+
+/// [`Packet::wscale`] of a segment without the window scale option.
+pub const NO_WSCALE: u8 = 0xff;
+/// The largest window scale TCP allows (RFC 7323); a larger one is taken as 14.
+const MAX_WSCALE: u8 = 14;
+/// The most bytes of TCP options a header can carry.
+const MAX_OPTIONS: usize = 40;
 
 /// What sort of L4 payload the packet carries, as far as NAT is concerned.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,6 +138,19 @@ pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
         .then(|| unsafe { *((data + ETH_HLEN + IP_SADDR_OFF) as *const u32) })
 }
 
+/// The destination address of an IPv4 frame whose headers are in the linear part
+/// (`None` otherwise).
+#[inline(always)]
+pub fn ipv4_daddr(ctx: &TcContext) -> Option<u32> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + ETH_HLEN + IPV4_MIN_HLEN > end {
+        return None;
+    }
+    let ethertype = unsafe { *((data + 12) as *const u16) };
+    (ethertype == ETH_P_IP.to_be())
+        .then(|| unsafe { *((data + ETH_HLEN + IP_DADDR_OFF) as *const u32) })
+}
+
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
@@ -162,6 +197,11 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         first_fragment: frag & IP_MF != 0 && frag & IP_OFFSET == 0,
         len,
         end: ETH_HLEN + tot_len,
+        wscale: NO_WSCALE,
+        seq: 0,
+        ack: 0,
+        win: 0,
+        seq_end: 0,
     };
     if frag & IP_OFFSET != 0 {
         pkt.kind = Kind::Fragment;
@@ -174,8 +214,22 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
             let l4 = l4_header::<20>(ctx, &pkt, l4_len)?;
             pkt.sport = unsafe { *(l4 as *const u16) };
             pkt.dport = unsafe { *((l4 + 2) as *const u16) };
+            pkt.seq = u32::from_be(unsafe { *((l4 + 4) as *const u32) });
+            pkt.ack = u32::from_be(unsafe { *((l4 + 8) as *const u32) });
+            let doff = ((unsafe { *((l4 + 12) as *const u8) } >> 4) as usize) * 4;
             pkt.flags = unsafe { *((l4 + 13) as *const u8) };
+            pkt.win = u16::from_be(unsafe { *((l4 + 14) as *const u16) });
             pkt.kind = Kind::Flow;
+            let payload = if doff >= 20 && doff <= l4_len {
+                l4_len - doff
+            } else {
+                0
+            };
+            let syn_fin = (pkt.flags & TCP_SYN != 0) as u32 + (pkt.flags & TCP_FIN != 0) as u32;
+            pkt.seq_end = pkt.seq.wrapping_add(payload as u32 + syn_fin);
+            if pkt.flags & TCP_SYN != 0 && doff > 20 && doff <= l4_len {
+                pkt.wscale = window_scale(ctx, pkt.l4_off + 20, doff - 20);
+            }
         }
         IPPROTO_UDP => {
             let l4 = l4_header::<8>(ctx, &pkt, l4_len)?;
@@ -204,6 +258,112 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     }
     Ok(Some(pkt))
 }
+
+/// The window scale option among the `len` bytes of TCP options at `at` (a SYN's),
+/// [`NO_WSCALE`] when there is none or the options cannot be read.
+#[inline(always)]
+fn window_scale(ctx: &TcContext, at: usize, len: usize) -> u8 {
+    // In a per-CPU slot rather than on the stack: the uplink's program is within a few
+    // bytes of the verifier's 512 with its debug logs on. The slot is larger than the
+    // options can be, so that every index, masked, stays inside it.
+    let Some(buf) = OPTIONS.get_ptr_mut(0) else {
+        return NO_WSCALE;
+    };
+    let len = if len > MAX_OPTIONS { MAX_OPTIONS } else { len };
+    // The helper itself, with a length the verifier sees is 1 to 40 (aya's
+    // `load_bytes` shortens it to what the frame holds, which may be 0).
+    if len == 0
+        || unsafe {
+            bpf_skb_load_bytes(
+                ctx.as_ptr(),
+                at as u32,
+                buf as *mut core::ffi::c_void,
+                len as u32,
+            )
+        } != 0
+    {
+        return NO_WSCALE;
+    }
+    // One option a step, in a `bpf_loop` callback that the verifier checks once: a
+    // loop here would be walked again for every path into it (over a million
+    // instructions on 6.1's verifier).
+    let mut scan = OptionScan {
+        at: 0,
+        len: len as u32,
+        scale: NO_WSCALE,
+    };
+    unsafe {
+        bpf_loop(
+            MAX_OPTIONS as u32,
+            option_step as *const () as *mut core::ffi::c_void,
+            &mut scan as *mut OptionScan as *mut core::ffi::c_void,
+            0,
+        );
+    }
+    scan.scale
+}
+
+/// Where the scan of a SYN's options is.
+#[repr(C)]
+struct OptionScan {
+    /// Offset of the next option, and the options' length.
+    at: u32,
+    len: u32,
+    /// The window scale found ([`NO_WSCALE`] while none is).
+    scale: u8,
+}
+
+/// One option: the window scale (found: stop), the end (stop), another (skip it).
+/// Returns 1 to stop.
+extern "C" fn option_step(_n: u64, scan: *mut OptionScan) -> i64 {
+    let scan = unsafe { &mut *scan };
+    let Some(buf) = OPTIONS.get(0) else {
+        return 1;
+    };
+    // Every index masked into the slot, behind a volatile read so that LLVM cannot
+    // drop the mask for a bound it proved itself (older verifiers lose that bound).
+    let at = |k: u32| (unsafe { core::ptr::read_volatile(&k) } as usize) & SLOT_MASK;
+    let (i, len) = (scan.at, scan.len);
+    if i >= len {
+        return 1;
+    }
+    let kind = buf[at(i)];
+    if kind == TCPOPT_EOL {
+        return 1;
+    }
+    if kind == TCPOPT_NOP {
+        scan.at = i + 1;
+        return 0;
+    }
+    if i + 1 >= len {
+        return 1;
+    }
+    let optlen = buf[at(i + 1)] as u32;
+    if kind == TCPOPT_WSCALE && optlen == 3 {
+        if i + 2 < len {
+            let s = buf[at(i + 2)];
+            scan.scale = if s > MAX_WSCALE { MAX_WSCALE } else { s };
+        }
+        return 1;
+    }
+    if optlen < 2 {
+        return 1;
+    }
+    scan.at = i + optlen;
+    0
+}
+
+/// [`OPTIONS`]' slot: a power of two above [`MAX_OPTIONS`].
+const SLOT: usize = 64;
+const SLOT_MASK: usize = SLOT - 1;
+
+/// A SYN's TCP options, read in one helper call, one slot per CPU.
+#[map(name = "TCP_OPTIONS")]
+static OPTIONS: PerCpuArray<[u8; SLOT]> = PerCpuArray::with_max_entries(1, 0);
+
+const TCPOPT_EOL: u8 = 0;
+const TCPOPT_NOP: u8 = 1;
+const TCPOPT_WSCALE: u8 = 3;
 
 /// The address of the first `N` bytes of the L4 header, readable in place: they must
 /// be inside the datagram (`l4_len` bytes after the IPv4 header) and in the frame. A
@@ -260,6 +420,11 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
         first_fragment: false,
         len: 0,
         end: outer.end,
+        wscale: NO_WSCALE,
+        seq: 0,
+        ack: 0,
+        win: 0,
+        seq_end: 0,
     };
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {

@@ -31,7 +31,7 @@ pub fn redirect(ctx: &SockAddrContext) {
     let Some(cfg) = maps::config() else { return };
     let sa = unsafe { &mut *ctx.sock_addr };
     let (addr, port, proto) = (sa.user_ip4, sa.user_port as u16, sa.protocol as u8);
-    if addr != cfg.uplink_addr && addr != cfg.bridge_addr && addr != LOOPBACK {
+    if addr != LOOPBACK && !maps::is_host(cfg, addr) {
         return;
     }
     let Some(target) = publish::lookup(addr, proto, port) else {

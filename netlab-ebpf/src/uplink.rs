@@ -1,7 +1,11 @@
-//! The uplink's hooks. Egress: what leaves the lab by the host's stack (the slow path)
-//! is masqueraded, and replies of published flows get their published address back.
-//! Ingress: replies of masqueraded flows and flows to published ports are translated
-//! and, on the fast path, delivered straight into their container.
+//! The uplink's hooks, on every interface of the lab host but the bridge (iptables'
+//! `! -o BRIDGE` and `--dst-type LOCAL`; the lab's "uplinks", [`maps::uplink`]). Egress:
+//! what leaves the lab by the host's stack (the slow path) is masqueraded behind the
+//! address of the interface it leaves by, and replies of published flows get their
+//! published address back. Ingress: replies of masqueraded flows and flows to ports
+//! published on the host's addresses are translated and, on the fast path, delivered
+//! straight into their container; anything else addressed to a container is direct
+//! access, and dropped.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
@@ -32,10 +36,30 @@ pub fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
     Ok(pkt)
 }
 
+/// The address of the interface the program runs on: the masquerade source of what
+/// leaves by it (0 when it has none).
+#[inline(always)]
+fn own_addr(ctx: &TcContext, cfg: &Config) -> u32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if ifindex == cfg.uplink_ifindex {
+        return cfg.uplink_addr;
+    }
+    maps::uplink(ifindex).map(|u| u.addr).unwrap_or(0)
+}
+
+/// Counts a packet the uplink programs see on another interface than the uplink.
+#[inline(always)]
+fn count_other(ctx: &TcContext, cfg: &Config) {
+    if unsafe { (*ctx.skb.skb).ifindex } != cfg.uplink_ifindex {
+        maps::count(counter::OTHER_UPLINK_PACKETS);
+    }
+}
+
 #[inline(always)]
 pub fn egress(ctx: &TcContext) -> Verdict {
     maps::count(counter::UPLINK_EGRESS_PACKETS);
     let cfg = config()?;
+    count_other(ctx, cfg);
     // Most of what leaves is the host's own or translated already by the fast path:
     // one look at the source address lets it go before any parsing.
     if let Some(saddr) = parse::ipv4_saddr(ctx)
@@ -59,7 +83,7 @@ pub fn egress(ctx: &TcContext) -> Verdict {
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_container(cfg, &pkt, now, &mut hit)?;
+    let found = nat::find_from_container(cfg, own_addr(ctx, cfg), &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }
@@ -73,13 +97,16 @@ pub fn egress(ctx: &TcContext) -> Verdict {
 pub fn ingress(ctx: &TcContext) -> Verdict {
     maps::count(counter::UPLINK_INGRESS_PACKETS);
     let cfg = config()?;
+    count_other(ctx, cfg);
     let Some(pkt) = parse(ctx)? else { return PASS };
     if cfg.in_subnet(pkt.daddr) {
         // Nothing legitimate arrives addressed to a container: published flows are
         // addressed to the host and rewritten here (Docker 28's "direct access" drop).
         return Err(DropReason::DirectAccess);
     }
-    if pkt.daddr != cfg.uplink_addr {
+    // Any of the host's own addresses, as iptables' `--dst-type LOCAL`: a port
+    // published without an address answers on all of them, by any interface.
+    if pkt.daddr != cfg.uplink_addr && !maps::is_host(cfg, pkt.daddr) {
         return PASS;
     }
     match pkt.kind {

@@ -1,6 +1,12 @@
 //! Turning a handler's result into a TC verdict. Drops are always counted here.
+//!
+//! What a hook lets through it hands on to whatever runs after it on the same hook —
+//! another lab's programs, anyone else's, then the stack — with `TC_ACT_UNSPEC` (-1),
+//! which is `TCX_NEXT` under tcx and "continue with the next filter" for a classic
+//! direct-action `cls_bpf`. `TC_ACT_OK` would end the chain there (`TCX_PASS`), and
+//! the programs after netlab's would never see the packet.
 
-use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
+use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
 use netlab_common::stats::DropReason;
 
 use crate::maps;
@@ -8,7 +14,8 @@ use crate::maps;
 /// What a handler decided for a packet it did not drop.
 pub type Verdict = Result<i32, DropReason>;
 
-pub const PASS: Verdict = Ok(TC_ACT_OK);
+/// Let the packet go on: to the next program on the hook, or the stack.
+pub const PASS: Verdict = Ok(TC_ACT_UNSPEC);
 
 #[inline(always)]
 pub fn finish(result: Verdict) -> i32 {
@@ -16,7 +23,7 @@ pub fn finish(result: Verdict) -> i32 {
         Ok(action) => action,
         Err(reason) => {
             maps::count_drop(reason);
-            TC_ACT_SHOT
+            TC_ACT_SHOT as i32
         }
     }
 }

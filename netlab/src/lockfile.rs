@@ -7,8 +7,12 @@
 
 use std::{
     fs::{self, File},
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::fs::MetadataExt,
+    },
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use crate::error::{Error, Result};
@@ -17,6 +21,33 @@ use crate::error::{Error, Result};
 pub struct FileLock {
     path: PathBuf,
     file: File,
+}
+
+/// The descriptors of the locks this process holds, for [`hold_in_child`].
+static HELD: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Makes a child process hold the locks this process holds until it exits, whatever
+/// happens to this process: a netlab command killed while `iptables-restore` or `nft`
+/// applies its changes leaves that tool running, and the next command must wait for it
+/// (for the lock) before it looks at what the kernel holds. An flock belongs to the
+/// open file: it is released only when every process holding it has let go.
+pub fn hold_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let fds: Vec<RawFd> = HELD.lock().map(|h| h.clone()).unwrap_or_default();
+    if fds.is_empty() {
+        return;
+    }
+    // Between fork and exec, in the child: only its own descriptor table changes.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 impl FileLock {
@@ -42,6 +73,9 @@ impl FileLock {
                 return Err(Error::io("lock", &path, std::io::Error::last_os_error()));
             }
             if Self::still_there(&path, &file) {
+                if let Ok(mut held) = HELD.lock() {
+                    held.push(file.as_raw_fd());
+                }
                 return Ok(Self { path, file });
             }
         }
@@ -66,7 +100,15 @@ impl FileLock {
             // Only when empty: the last lock leaves no directory behind.
             let _ = fs::remove_dir(dir);
         }
-        drop(self.file);
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let fd = self.file.as_raw_fd();
+        if let Ok(mut held) = HELD.lock() {
+            held.retain(|&h| h != fd);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! `cargo xtask test`.
 
 pub mod cni;
+pub mod foreign;
 pub mod model;
 pub mod packet;
 pub mod podman;
@@ -417,6 +418,27 @@ impl Drop for Lab {
     }
 }
 
+/// Makes every flow of an eBPF lab `secs` seconds older (both conntrack tables), as if
+/// that much time had passed without a packet: timeouts are tested without waiting.
+pub fn age_flows(lab: &Lab, secs: u32) {
+    use aya::maps::{HashMap, MapData};
+    use netlab::datapath::ebpf::pins;
+    use netlab_common::{
+        conntrack::{CtEntry, CtKey},
+        maps as names,
+    };
+    for table in [names::CT, names::CT_PENDING] {
+        let mut m: HashMap<MapData, CtKey, CtEntry> =
+            pins::typed(&lab.name, table).expect("open a conntrack table");
+        let all: Vec<(CtKey, CtEntry)> = m.iter().filter_map(|r| r.ok()).collect();
+        for (k, mut e) in all {
+            e.last_seen = e.last_seen.saturating_sub(secs);
+            e.created = e.created.saturating_sub(secs);
+            m.insert(k, e, 0).expect("age a flow");
+        }
+    }
+}
+
 /// `curl` printing only the HTTP status of URL (`000` when nothing answers in 3 s).
 pub fn curl_status(url: &str) -> [&str; 9] {
     [
@@ -565,6 +587,58 @@ impl MountNs {
 impl Drop for MountNs {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A second network on the lab host, besides the uplink: namespace `<lab>-side`
+/// joined to the lab host by a veth (`side0` in the host, [`SIDE_HOST_ADDR`]/24;
+/// `side1` in `side`, [`SIDE_ADDR`]/24), routing the lab subnet through the host — a
+/// neighbour that could reach containers directly. Removed when dropped.
+pub struct SideHost {
+    ns: String,
+}
+
+pub const SIDE_HOST_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const SIDE_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+impl SideHost {
+    pub fn new(lab: &Lab) -> SideHost {
+        use netlab::netlink::{addr, link, route};
+        use std::os::fd::AsFd;
+        let side = SideHost {
+            ns: format!("{}-side", lab.name),
+        };
+        let side_ns = netns::create(&side.ns).expect("create the side namespace");
+        let side_file = netns::open(&side_ns).expect("open the side namespace");
+        netns::netlink_in(&lab.ns("host"), |h| async move {
+            let s = link::add_veth(&h, "side0", "side1", 1500).await?;
+            let p = link::require(&h, "side1").await?;
+            link::move_to_netns(&h, "side1", p, side_file.as_fd()).await?;
+            addr::add(&h, "side0", s, SIDE_HOST_ADDR, 24).await?;
+            link::up(&h, "side0", s).await
+        })
+        .expect("the host's side of the side link");
+        let subnet = lab.state().subnet;
+        netns::netlink_in(&side_ns, |h| async move {
+            let lo = link::require(&h, "lo").await?;
+            link::up(&h, "lo", lo).await?;
+            let p = link::require(&h, "side1").await?;
+            addr::add(&h, "side1", p, SIDE_ADDR, 24).await?;
+            link::up(&h, "side1", p).await?;
+            route::add_via(&h, subnet.network, subnet.prefix, SIDE_HOST_ADDR).await
+        })
+        .expect("the side host's end");
+        side
+    }
+
+    pub fn ns(&self) -> PathBuf {
+        netns::path(&self.ns)
+    }
+}
+
+impl Drop for SideHost {
+    fn drop(&mut self) {
+        let _ = netns::delete(&self.ns);
     }
 }
 

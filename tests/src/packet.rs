@@ -94,11 +94,23 @@ impl Ipv4 {
     }
 
     pub fn tcp(&self, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+        self.tcp_at(sport, dport, flags, (0x0102_0304, 0), payload)
+    }
+
+    /// A TCP segment with sequence and acknowledgment numbers `(seq, ack)`.
+    pub fn tcp_at(
+        &self,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        (seq, ack): (u32, u32),
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut t = Vec::new();
         t.extend_from_slice(&sport.to_be_bytes());
         t.extend_from_slice(&dport.to_be_bytes());
-        t.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-        t.extend_from_slice(&0u32.to_be_bytes());
+        t.extend_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(&ack.to_be_bytes());
         t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         t.extend_from_slice(payload);
         let c = checksum(&pseudo(self.src, self.dst, TCP, &t));
@@ -203,4 +215,34 @@ pub fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     frame[..6].copy_from_slice(&dst);
     frame[6..12].copy_from_slice(&src);
     frame
+}
+
+/// The `struct __sk_buff` context to hand BPF_PROG_TEST_RUN (its head, up to and with
+/// `ifindex`: the kernel zero-fills the rest) so that the program sees the packet on
+/// interface `ifindex` of the calling thread's namespace; without one it sees the
+/// loopback device (ifindex 1).
+pub fn skb_on(ifindex: u32) -> [u8; 44] {
+    let mut ctx = [0u8; 44];
+    // `ifindex` is the eleventh 32-bit field.
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx
+}
+
+/// The container source (`SOURCES` value) a frame claims: its IPv4 source address and
+/// its Ethernet source, as far as the frame has them.
+pub fn claimed_source(frame: &[u8]) -> netlab_common::endpoint::Source {
+    let mut mac = [0u8; 6];
+    if frame.len() >= 12 {
+        mac.copy_from_slice(&frame[6..12]);
+    }
+    let addr = if frame.len() >= 30 {
+        u32::from_ne_bytes([frame[26], frame[27], frame[28], frame[29]])
+    } else {
+        0
+    };
+    netlab_common::endpoint::Source {
+        addr,
+        mac,
+        _pad: [0; 2],
+    }
 }

@@ -97,3 +97,77 @@ impl IcmpSniffer {
         None
     }
 }
+
+/// Sends one TCP segment from namespace `ns` with a raw socket, as `hping3` would: from
+/// `src` (which must be an address of `ns`) to `dst`, with `seq`, `ack` and `flags`,
+/// no payload, its checksum right. What a blind attacker can do with a connection's
+/// 4-tuple.
+pub fn tcp_segment(
+    ns: &Path,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) {
+    let mut seg = [0u8; 20];
+    seg[0..2].copy_from_slice(&src.port().to_be_bytes());
+    seg[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    seg[4..8].copy_from_slice(&seq.to_be_bytes());
+    seg[8..12].copy_from_slice(&ack.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = flags;
+    seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    // The checksum over the pseudo-header and the segment.
+    let mut sum: u32 = 0;
+    let words = src
+        .ip()
+        .octets()
+        .into_iter()
+        .chain(dst.ip().octets())
+        .chain([0, 6, 0, 20])
+        .chain(seg);
+    let bytes: Vec<u8> = words.collect();
+    for pair in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    seg[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let fd = in_ns(ns, || unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP)
+    });
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*dst.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let from = libc::sockaddr_in {
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*src.ip()).to_be(),
+        },
+        ..to
+    };
+    let sent = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &from as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in>() as u32,
+        );
+        libc::sendto(
+            fd.as_raw_fd(),
+            seg.as_ptr() as *const libc::c_void,
+            seg.len(),
+            0,
+            &to as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(sent, 20, "send: {}", std::io::Error::last_os_error());
+}

@@ -101,8 +101,106 @@ fn the_address_asked_for_in_cni_args() {
     let b = w.container();
     let msg = w.verb_with("ADD", &b, "IP=10.77.0.50", &conf).error(101);
     assert!(msg.contains("10.77.0.50"), "{msg}");
-    let msg = w.verb_with("ADD", &b, "IP=10.99.0.5", &conf).error(100);
+    // An address the network cannot give is a bad CNI_ARGS: the specification's 4.
+    let msg = w.verb_with("ADD", &b, "IP=10.99.0.5", &conf).error(4);
     assert!(msg.contains("outside"), "{msg}");
+    let msg = w.verb_with("ADD", &b, "IP=10.77.0.1", &conf).error(4);
+    assert!(msg.contains("bridge"), "{msg}");
+}
+
+/// ADD makes its interface and never takes one it did not make: into the runtime's
+/// own namespace (whose `eth0` is the uplink) or onto a `CNI_IFNAME` that exists in the
+/// container, it is refused with the specification's code 4, and the interface that
+/// was there stays, with its address and route.
+#[test]
+fn add_never_takes_an_interface_it_did_not_make() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let host = w.host().display().to_string();
+    let msg = w
+        .call(
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "x"),
+                ("CNI_NETNS", &host),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_ARGS", ""),
+            ],
+            &conf.to_string(),
+        )
+        .error(4);
+    assert!(msg.contains("namespace of its own"), "{msg}");
+    let uplink = run_in_ns_ok(&w.host(), &["ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(uplink.contains("198.51.100.2/24"), "{uplink}");
+    let routes = run_in_ns_ok(&w.host(), &["ip", "route", "show", "default"]);
+    assert!(routes.contains("dev eth0"), "{routes}");
+
+    let c = w.container();
+    run_in_ns_ok(
+        &c.netns,
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ],
+    );
+    run_in_ns_ok(
+        &c.netns,
+        &["ip", "addr", "add", "10.1.1.1/24", "dev", "eth0"],
+    );
+    let msg = w.verb("ADD", &c, &conf).error(4);
+    assert!(msg.contains("already exists"), "{msg}");
+    let theirs = run_in_ns_ok(&c.netns, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(theirs.contains("10.1.1.1/24"), "{theirs}");
+    assert!(!w.lab_is_up(), "a refused ADD left the network up");
+}
+
+/// What the network's first ADD finds wrong with the configuration when it brings the
+/// network up (an uplink that does not exist, NAT ports inside the host's ephemeral
+/// range) is an invalid configuration: the specification's 7, and nothing left.
+#[test]
+fn configuration_problems_found_at_up_are_invalid_configuration() {
+    let w = CniWorld::new();
+    let a = w.container();
+    let msg = w
+        .verb("ADD", &a, &w.conf(json!({"uplink": "nosuch0"})))
+        .error(7);
+    assert!(msg.contains("nosuch0"), "{msg}");
+    let msg = w
+        .verb("ADD", &a, &w.conf(json!({"natPorts": "40000-40100"})))
+        .error(7);
+    assert!(msg.contains("ephemeral"), "{msg}");
+    w.verb("ADD", &a, &w.conf(json!({"subnet": "127.0.0.0/24"})))
+        .error(7);
+    w.verb("ADD", &a, &w.conf(json!({"capabilities": "yes"})))
+        .error(7);
+    assert!(!w.lab_is_up());
+}
+
+/// A runtime's namespace deleted and made again under the same name (podman 4.3 never
+/// sends GC): the network's lab is gone with it, and the next ADD cleans what was left
+/// and brings the network up anew in the new namespace.
+#[test]
+fn a_network_whose_namespace_was_made_again_comes_up_anew() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let a = w.container();
+    w.add(&a, &conf);
+    for ns in ["host", "wan"] {
+        netlab::netlink::netns::delete(&format!("{}-{ns}", w.net)).unwrap();
+    }
+    netlab::topology::build_sandbox(&w.net).expect("the runtime's namespaces again");
+    let b = w.container();
+    let r = w.verb("ADD", &b, &conf);
+    assert!(r.stderr.contains("brought up anew"), "{r:?}");
+    let result = r.ok();
+    assert_eq!(result["ips"][0]["address"], "10.77.0.2/24", "{result}");
+    let status = w.lab().status();
+    assert_eq!(
+        status["containers"].as_array().unwrap().len(),
+        1,
+        "{status}"
+    );
+    let links = run_in_ns_ok(&w.host(), &["ip", "-o", "link", "show", &w.bridge()]);
+    assert!(links.contains(&w.bridge()), "{links}");
 }
 
 #[test]
@@ -282,7 +380,7 @@ fn gc_removes_what_is_not_valid_then_the_network() {
     for p in [
         format!("/run/netlab/{net}"),
         format!("/run/netlab/{net}.lock"),
-        format!("/sys/fs/bpf/netlab/v2/{net}"),
+        netlab::datapath::ebpf::pins::dir(net).display().to_string(),
         format!("/sys/fs/cgroup/unified/netlab-{net}"),
         format!("/sys/fs/cgroup/netlab-{net}"),
     ] {
@@ -385,7 +483,7 @@ fn errors_are_cni_error_objects() {
     let msg = w.verb("ADD", &a, &conf).error(100);
     assert!(msg.contains("192.0.2.1"), "{msg}");
     assert!(!w.lab_is_up(), "the refused ADD left the lab up");
-    assert!(!Path::new(&format!("/sys/fs/bpf/netlab/v2/{}", w.net)).exists());
+    assert!(!netlab::datapath::ebpf::pins::dir(&w.net).exists());
     assert_eq!(
         run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"])
             .lines()

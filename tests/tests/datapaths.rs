@@ -76,11 +76,7 @@ fn flowtable_refused_where_the_kernel_lacks_it() {
         );
     }
     assert!(!std::path::Path::new("/run/netlab").join(&lab).exists());
-    assert!(
-        !std::path::Path::new("/sys/fs/bpf/netlab/v2")
-            .join(&lab)
-            .exists()
-    );
+    assert!(!netlab::datapath::ebpf::pins::dir(&lab).exists());
 }
 
 /// `netlab publish CONTAINER SPEC`.

@@ -285,7 +285,7 @@ fn one_gib_through_the_nat(dp: &str) {
 /// looks up again: no userspace process runs meanwhile.
 #[test]
 fn expired_flows_are_collected_in_the_kernel() {
-    let lab = Lab::sandbox(&["--icmp-timeout", "1"]);
+    let lab = Lab::sandbox(&["--icmp-timeout", "1", "--gc-interval", "100"]);
     lab.ok(&["run", "a"]);
     // Three echoes: a two-way stream, so the flow is established (assured).
     lab.exec_ok(
@@ -304,15 +304,57 @@ fn expired_flows_are_collected_in_the_kernel() {
     let flows = lab.conntrack();
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0]["table"], "confirmed");
-    // The collector walks every 10 s.
+    // Idle past the ICMP timeout (1 s, on the coarse clock) and collected by a run of
+    // the collector, which runs every 100 ms.
     assert!(
-        wait_for(Duration::from_secs(25), || lab
+        wait_for(Duration::from_secs(10), || lab
             .stat("counters", "ct_gc_expired")
             >= 1),
         "the collector never removed the flow"
     );
-    assert!(lab.stat("counters", "ct_gc_runs") >= 1);
     assert!(lab.conntrack().is_empty());
+}
+
+/// Each run of the collector looks at a bounded slice of the established table, and
+/// goes on where the last one stopped: with a million flows in the table, no run looks
+/// at more than `GC_BATCH` of them, and together the runs go through all of them. The
+/// longest run is printed (the README reports it).
+#[test]
+fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
+    let lab = Lab::sandbox(&["--conntrack-max", "1100000", "--gc-interval", "50"]);
+    let state = lab.state();
+    let dp = netlab::datapath::for_kind(state.datapath);
+    let flows = 1_000_000;
+    assert_eq!(dp.fill_conntrack(&state, flows).expect("fill"), flows);
+    let (runs0, scanned0) = (
+        lab.stat("counters", "ct_gc_runs"),
+        lab.stat("counters", "ct_gc_scanned"),
+    );
+    // Once round the whole table: about 245 runs of 4,096 flows.
+    assert!(
+        wait_for(Duration::from_secs(120), || lab
+            .stat("counters", "ct_gc_scanned")
+            >= scanned0 + u64::from(flows)),
+        "the collector never went round the table"
+    );
+    let runs = lab.stat("counters", "ct_gc_runs") - runs0;
+    let scanned = lab.stat("counters", "ct_gc_scanned") - scanned0;
+    let batch = u64::from(netlab_common::config::GC_BATCH);
+    assert!(
+        scanned <= runs * batch,
+        "{scanned} flows in {runs} runs: more than {batch} a run"
+    );
+    assert_eq!(
+        lab.stat("counters", "ct_gc_expired"),
+        0,
+        "live flows removed"
+    );
+    assert_eq!(lab.stat("counters", "ct_gc_unqueued"), 0);
+    println!(
+        "collector at {flows} flows: {runs} runs, {scanned} flows looked at, longest run {} us, last {} us",
+        lab.stat("counters", "ct_gc_longest_us"),
+        lab.stat("counters", "ct_gc_last_us")
+    );
 }
 
 /// A full established table: new flows still open (they live in the LRU table,
@@ -346,6 +388,9 @@ fn a_full_established_table_still_serves_new_flows() {
     assert!(flows.len() > 4096, "{} flows listed", flows.len());
 }
 
+/// An established TCP flow lives by the TCP timeout, not the UDP one: with every flow
+/// of the lab made 5 seconds older (past the 1-second UDP and ICMP timeouts), a UDP
+/// flow is gone and the idle TCP connection still carries data both ways.
 #[test]
 fn idle_tcp_connection_outlives_the_udp_timeout() {
     let lab = Lab::sandbox(&["--udp-timeout", "1", "--icmp-timeout", "1"]);
@@ -357,14 +402,33 @@ fn idle_tcp_connection_outlives_the_udp_timeout() {
     let mut buf = [0u8; 4];
     client.write_all(b"ping").unwrap();
     conn.read_exact(&mut buf).unwrap();
-    std::thread::sleep(Duration::from_millis(2_500));
-    // Long past the UDP timeout, the idle TCP flow still carries data both ways.
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7002");
+    let dgram = udp(&lab.ns("a"), "0.0.0.0:0");
+    dgram.send_to(b"q", "203.0.113.1:7002").unwrap();
+    let mut d = [0u8; 8];
+    server.recv_from(&mut d).unwrap();
+    let protos = |lab: &Lab| -> Vec<String> {
+        let mut p: Vec<String> = lab
+            .conntrack()
+            .iter()
+            .map(|f| f["proto"].as_str().unwrap().to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(protos(&lab), ["tcp", "udp"]);
+    netlab_tests::age_flows(&lab, 5);
+    // Long past the UDP timeout, the idle TCP flow still carries data both ways...
     client.write_all(b"more").unwrap();
     conn.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"more");
     conn.write_all(b"back").unwrap();
     client.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"back");
+    // ... and the UDP flow, met again, has expired (its next datagram opens a new one).
+    dgram.send_to(b"q", "203.0.113.1:7002").unwrap();
+    server.recv_from(&mut d).unwrap();
+    assert!(lab.stat("counters", "ct_expired") >= 1);
 }
 
 #[test]

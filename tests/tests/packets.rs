@@ -12,7 +12,7 @@ use aya::{
 use netlab_common::{
     config::Config,
     conntrack::{
-        CtEntry, CtKey, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, ZONE_FROM_CTR,
+        CtEntry, CtKey, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, ZONE_FROM_CTR,
         ZONE_FROM_OUTSIDE,
     },
     maps::{self as names, CONNTRACK_MAX_DEFAULT, pending_entries},
@@ -27,7 +27,9 @@ use netlab_tests::{
 const CTR: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
 const CTR2: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 3);
 const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
-const TC_ACT_OK: u32 = 0;
+/// What a program returns for a packet it lets go on (`TC_ACT_UNSPEC`: to the next
+/// program on the hook, or the stack).
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
@@ -42,7 +44,8 @@ fn config() -> Config {
         bridge_addr: be(Ipv4Addr::new(172, 18, 0, 1)),
         subnet: be(Ipv4Addr::new(172, 18, 0, 0)),
         subnet_mask: 0xffff_0000u32.to_be(),
-        uplink_ifindex: 2,
+        // What BPF_PROG_TEST_RUN's skb is on without a context: loopback.
+        uplink_ifindex: 1,
         bridge_ifindex: 3,
         // The fast path's fib lookup would consult the test thread's routing tables;
         // the end-to-end tests cover it in sandbox labs.
@@ -102,7 +105,14 @@ impl Datapath {
         self.run(names::PROG_UPLINK_INGRESS, frame)
     }
 
+    /// The endpoint's program, on the veth of the container with the frame's source
+    /// addresses.
     fn endpoint(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut sources: HashMap<_, u32, netlab_common::endpoint::Source> =
+            HashMap::try_from(self.bpf.map_mut(names::SOURCES).unwrap()).unwrap();
+        sources
+            .insert(1, netlab_tests::packet::claimed_source(frame), 0)
+            .unwrap();
         self.run(names::PROG_ENDPOINT_INGRESS, frame)
     }
 
@@ -153,7 +163,7 @@ fn assert_frames_eq(got: &[u8], want: &[u8]) {
 /// exactly `rebuild(port)` and that its checksums verify.
 fn masquerade(dp: &mut Datapath, frame: &[u8], rebuild: impl Fn(u16) -> Vec<u8>) -> u16 {
     let (verdict, out) = dp.egress(frame);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     let v = View::new(&out);
     assert_eq!(v.src(), UPLINK_ADDR);
     assert!(v.ip_csum_ok() && v.l4_csum_ok(), "checksums after SNAT");
@@ -208,7 +218,7 @@ fn tcp_handshake_is_masqueraded_and_translated_back() {
 
     let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, SYN | ACK, b"");
     let (verdict, out) = dp.ingress(&synack);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(
         &out,
         &Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, SYN | ACK, b""),
@@ -255,7 +265,7 @@ fn udp_is_masqueraded_and_translated_back() {
     });
     let (verdict, out) =
         dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, UDP).udp(53, port, b"answer"));
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(
         &out,
         &Ipv4::new(INTERNET, CTR, UDP).udp(53, 5353, b"answer"),
@@ -269,7 +279,7 @@ fn udp_without_checksum_keeps_none() {
     q[14 + 20 + 6] = 0;
     q[14 + 20 + 7] = 0;
     let (verdict, out) = dp.egress(&q);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_eq!(
         &out[14 + 20 + 6..14 + 20 + 8],
         &[0, 0],
@@ -288,7 +298,7 @@ fn icmp_echo_uses_the_identifier_as_port() {
     });
     let (verdict, out) =
         dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).echo(0, id, b"ping payload"));
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(
         &out,
         &Ipv4::new(INTERNET, CTR, ICMP).echo(0, 0x1234, b"ping payload"),
@@ -311,7 +321,7 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port, 9, b"hello"));
     let err = Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(3, 3, &sent);
     let (verdict, out) = dp.ingress(&err);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     let original = ip_of(&Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello"));
     assert_frames_eq(
         &out,
@@ -328,7 +338,7 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     let sent = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, TCP).tcp(port, 443, SYN, b""));
     let router = Ipv4Addr::new(198, 51, 100, 1);
     let (verdict, out) = dp.ingress(&Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(11, 0, &sent));
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     let original = ip_of(&Ipv4::new(CTR, OTHER, TCP).tcp(40_000, 443, SYN, b""));
     assert_frames_eq(
         &out,
@@ -353,7 +363,7 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     let stranger = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(29_999, 7, b"x"));
     let err = Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(3, 3, &stranger);
     let (verdict, out) = dp.ingress(&err);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &err);
 }
 
@@ -418,7 +428,7 @@ fn a_quoted_udp_checksum_that_passes_through_zero_stays_right() {
         0x0f, 0x34, 0x59, 0x7e, 0xa3,
     ];
     let (verdict, out) = dp.egress(&err);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert!(View::new(&out).ip_csum_ok() && View::new(&out).l4_csum_ok());
     // The quote is the datagram the container got, as it was sent: to the uplink's
     // address and NAT port, its checksum right (and never 0, which means none).
@@ -477,7 +487,11 @@ fn short_frames_that_are_not_ipv4_pass() {
         names::PROG_UPLINK_INGRESS,
         names::PROG_BRIDGE_INGRESS,
     ] {
-        assert_eq!(dp.run(prog, &frame), (TC_ACT_OK, frame.to_vec()), "{prog}");
+        assert_eq!(
+            dp.run(prog, &frame),
+            (TC_ACT_UNSPEC, frame.to_vec()),
+            "{prog}"
+        );
     }
     assert_eq!(dp.stat(DropReason::Truncated.index()), 0);
 }
@@ -500,11 +514,11 @@ fn traffic_not_from_the_lab_passes_untouched() {
     let mut dp = Datapath::new(config());
     let own = Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp(33_000, 80, SYN, b"");
     let (verdict, out) = dp.egress(&own);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &own);
     let inbound = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, 33_000, SYN | ACK, b"");
     let (verdict, out) = dp.ingress(&inbound);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &inbound);
     assert!(dp.table(names::CT_PENDING).is_empty());
 }
@@ -540,6 +554,51 @@ fn port_exhaustion_is_a_counted_drop_not_a_corruption() {
     assert!(ports.contains(&View::new(&out).sport()));
 }
 
+/// nf_conntrack's reset rule on an established masqueraded flow: a reset before what
+/// its receiver acknowledged (or past its window) is dropped; one in the window but
+/// not at the exact number passes and leaves the flow established (the receiver
+/// answers with a challenge ACK); one at exactly RCV.NXT closes it.
+#[test]
+fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
+    const RST: u8 = 0x04;
+    let mut dp = Datapath::new(config());
+    let ctr = Ipv4::new(CTR, INTERNET, TCP);
+    let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (1000, 0), b"")
+    });
+    let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
+    dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));
+    // The container acknowledges 5001 with a 65535-byte window (unscaled).
+    dp.egress(&ctr.tcp_at(45_000, 80, ACK, (1001, 5001), b""));
+    let states =
+        |dp: &Datapath| -> Vec<u8> { dp.table(names::CT).iter().map(|(_, e)| e.state).collect() };
+    assert_eq!(states(&dp), [TCP_ESTABLISHED; 2]);
+
+    let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, RST, (4000, 0), b""));
+    assert_eq!(
+        verdict, TC_ACT_SHOT,
+        "before what the container acknowledged"
+    );
+    let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, RST, (5001 + 70_000, 0), b""));
+    assert_eq!(verdict, TC_ACT_SHOT, "past the container's window");
+    assert_eq!(dp.stat(DropReason::InvalidRst.index()), 2);
+
+    let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, RST, (5001 + 30_000, 0), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC, "in the window: passed on");
+    assert_eq!(View::new(&out).dst(), CTR, "and translated");
+    assert_eq!(states(&dp), [TCP_ESTABLISHED; 2], "kept: the flow goes on");
+
+    let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, RST, (5001, 0), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert!(dp.table(names::CT).is_empty(), "at RCV.NXT: closed");
+    assert!(
+        dp.table(names::CT_PENDING)
+            .iter()
+            .all(|(_, e)| e.state == TCP_CLOSE)
+    );
+}
+
 #[test]
 fn idle_flows_expire_in_the_kernel() {
     let mut dp = Datapath::new(Config {
@@ -554,7 +613,7 @@ fn idle_flows_expire_in_the_kernel() {
     // A late reply finds no flow: it is not translated, and the flow is gone.
     let late = Ipv4::new(INTERNET, UPLINK_ADDR, UDP).udp(53, port, b"a");
     let (verdict, out) = dp.ingress(&late);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &late);
     assert_eq!(dp.stat(counter::CT_EXPIRED), 1);
     assert!(dp.table(names::CT_PENDING).is_empty());
@@ -585,7 +644,7 @@ fn a_flood_of_new_flows_does_not_evict_established_ones() {
             1 + (i / 1_000) as u16,
             b"x",
         );
-        assert_eq!(dp.egress(&q).0, TC_ACT_OK, "flow {i}");
+        assert_eq!(dp.egress(&q).0, TC_ACT_UNSPEC, "flow {i}");
     }
     assert!(dp.table(names::CT_PENDING).len() <= pending_max as usize);
     // The established connection is untouched, both ways.
@@ -619,7 +678,7 @@ fn a_table_filled_past_its_size_never_misdelivers() {
             // destinations, so that NAT ports are contended and handed out again.
             let (sport, dport) = (1024 + (i / 2 % 2_000) as u16, 1 + (i / 4_000) as u16);
             let (verdict, out) = dp.egress(&Ipv4::new(ctr, OTHER, UDP).udp(sport, dport, b"q"));
-            if verdict != TC_ACT_OK {
+            if verdict != TC_ACT_UNSPEC {
                 dropped += 1;
                 continue;
             }
@@ -628,7 +687,7 @@ fn a_table_filled_past_its_size_never_misdelivers() {
             let nat_port = v.sport();
             let (verdict, back) =
                 dp.ingress(&Ipv4::new(OTHER, UPLINK_ADDR, UDP).udp(dport, nat_port, b"a"));
-            assert_eq!(verdict, TC_ACT_OK, "pass {pass}, flow {i}");
+            assert_eq!(verdict, TC_ACT_UNSPEC, "pass {pass}, flow {i}");
             let b = View::new(&back);
             assert_eq!(
                 (b.dst(), b.dport()),
@@ -675,7 +734,7 @@ fn an_orphaned_half_never_translates() {
     }
     let b = Ipv4::new(CTR2, OTHER, UDP).udp(1000, 53, b"b");
     let (verdict, out) = dp.egress(&b);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_eq!(View::new(&out).sport(), 20_000, "the freed port goes to B");
     let (verdict, _) = dp.egress(&a);
     assert_eq!(verdict, TC_ACT_SHOT, "A left with B's port");
@@ -693,7 +752,7 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     // A host-local client on 172.18.0.1:40000 talks to CTR:80; CTR's SYN-ACK is a reply.
     let synack = Ipv4::new(CTR, bridge, TCP).tcp(80, 40_000, SYN | ACK, b"");
     let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &synack);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &synack);
     // A SYN to the same published port from a container is hairpin.
     let syn = Ipv4::new(CTR, bridge, TCP).tcp(33_000, 40_000, SYN, b"");
@@ -706,7 +765,7 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     // 40000 is a reply; a SYN from wan to 40000 is a published connection.
     let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(443, 40_000, SYN | ACK, b"");
     let (verdict, out) = dp.ingress(&synack);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     assert_frames_eq(&out, &synack);
     let syn = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b"");
     let (_, out) = dp.ingress(&syn);
@@ -728,13 +787,13 @@ fn hairpin_fragments_follow_their_first() {
     let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
     first.frag = 0x2000;
     let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &first.frame(&udp[..16]));
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     let v = View::new(&out);
     assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 53));
     let mut rest = Ipv4::new(CTR, UPLINK_ADDR, UDP);
     rest.frag = 2;
     let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &rest.frame(&udp[16..]));
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
     let mut want = Ipv4::new(bridge, CTR2, UDP);
     want.frag = 2;
     assert_frames_eq(&out, &want.frame(&udp[16..]));
@@ -928,7 +987,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         let mut dying = Ipv4::new(CTR, INTERNET, TCP);
         dying.ttl = 1;
         let frame = dying.tcp(45_000, 80, ACK, b"");
-        assert_eq!(dp.endpoint(&frame), (TC_ACT_OK, frame.clone()));
+        assert_eq!(dp.endpoint(&frame), (TC_ACT_UNSPEC, frame.clone()));
         assert_eq!(dp.stat(counter::SLOW_TTL), 1);
 
         // A frame for another container: switched straight in, unchanged.
@@ -940,7 +999,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         assert_eq!(dp.endpoint(&to_b), (TC_ACT_REDIRECT, to_b.clone()));
         // ...but not one addressed to another MAC: the bridge decides.
         let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], mac_a);
-        assert_eq!(dp.endpoint(&odd), (TC_ACT_OK, odd.clone()));
+        assert_eq!(dp.endpoint(&odd), (TC_ACT_UNSPEC, odd.clone()));
         // Found by the fuzz test: what the lab host never forwards (the zero network,
         // multicast, the limited broadcast) left the lab by the default route. It is
         // the stack's.
@@ -950,7 +1009,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
             Ipv4Addr::BROADCAST,
         ] {
             let syn = Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b"");
-            assert_eq!(dp.endpoint(&syn), (TC_ACT_OK, syn.clone()), "{dst}");
+            assert_eq!(dp.endpoint(&syn), (TC_ACT_UNSPEC, syn.clone()), "{dst}");
         }
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
@@ -989,7 +1048,7 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         // takes the packet, untouched, and answers fragmentation needed.
         let cached = dp.stat(counter::NEXT_HOP_CACHED);
         let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, ACK, &[7u8; 1600]);
-        assert_eq!(dp.endpoint(&big), (TC_ACT_OK, big.clone()));
+        assert_eq!(dp.endpoint(&big), (TC_ACT_UNSPEC, big.clone()));
         assert_eq!(dp.stat(counter::SLOW_MTU), 1);
         assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), cached);
         // ...and the flow's next small packet leaves by the cache again.

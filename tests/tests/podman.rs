@@ -137,7 +137,7 @@ fn network_rm_and_gc_leave_nothing(dp: &str) {
     let net = &w.net;
     for p in [
         format!("/run/netlab/{net}"),
-        format!("/sys/fs/bpf/netlab/v2/{net}"),
+        netlab::datapath::ebpf::pins::dir(net).display().to_string(),
         format!("/sys/fs/cgroup/unified/netlab-{net}"),
     ] {
         assert!(!std::path::Path::new(&p).exists(), "{p} is left");

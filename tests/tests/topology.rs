@@ -99,7 +99,7 @@ fn down_leaves_nothing_behind() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("netlab:{name}")));
     assert!(!Path::new(&format!("/run/netlab/{name}")).exists());
-    assert!(!Path::new(&format!("/sys/fs/bpf/netlab/v1/{name}")).exists());
+    assert!(!netlab::datapath::ebpf::pins::dir(&name).exists());
     // A second down says the lab does not exist.
     let again = netlab(&["--lab", &name, "down"]);
     assert!(!again.status.success());
@@ -159,6 +159,83 @@ fn down_from_a_runtimes_mount_namespace() {
     lab.forget();
 }
 
+/// `down` of a lab that never existed deletes nothing, even where namespaces carry
+/// names a lab of that name would have given them (as containerd's `cni-<uuid>` and
+/// podman's `netns-<uuid>` would for labs called `cni` and `netns`).
+#[test]
+fn down_of_a_lab_that_never_was_deletes_nothing() {
+    require_root();
+    let name = unique_lab();
+    let theirs: Vec<String> = ["host", "wan", "other", "c0"]
+        .iter()
+        .map(|n| format!("{name}-{n}"))
+        .collect();
+    for ns in &theirs {
+        netlab::netlink::netns::create(ns).unwrap();
+    }
+    let out = netlab(&["--lab", &name, "down"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    for ns in &theirs {
+        assert!(netlab::netlink::netns::exists(ns), "{ns} was deleted");
+        netlab::netlink::netns::delete(ns).unwrap();
+    }
+}
+
+/// A lab whose host namespace was deleted and made again under its name behind
+/// netlab's back is gone: the next command says so and removes what was left of it
+/// (its pins), and leaves the new namespace, which is someone else's, alone.
+#[test]
+fn a_lab_whose_namespace_was_made_again_is_gone() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let host = format!("{}-host", lab.name);
+    netlab::netlink::netns::delete(&host).unwrap();
+    netlab::netlink::netns::create(&host).unwrap();
+    let err = lab.fails(&["status"]);
+    assert!(err.contains("is gone"), "{err}");
+    assert!(
+        netlab::netlink::netns::exists(&host),
+        "the new namespace was deleted"
+    );
+    assert!(!netlab::datapath::ebpf::pins::dir(&lab.name).exists());
+    assert!(!lab.ns("a").exists(), "the container's namespace is left");
+    assert!(!lab.ns("wan").exists(), "the wan namespace is left");
+    lab.fails(&["status"]);
+    netlab::netlink::netns::delete(&host).unwrap();
+    lab.forget();
+}
+
+/// Publishing to a container whose namespace was removed behind netlab's back is
+/// refused: the port would answer nowhere.
+#[test]
+fn publish_to_a_container_that_is_gone_is_refused() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    netlab::netlink::netns::delete(&format!("{}-a", lab.name)).unwrap();
+    let err = lab.fails(&["publish", "a", "8080:80"]);
+    assert!(err.contains("is gone"), "{err}");
+    assert!(lab.ports().is_empty());
+    lab.ok(&["rm", "a"]);
+}
+
+/// netlab's pin directories are root's alone (0700), so nobody else can put maps
+/// there for root to open as its own; one somebody else made is refused.
+#[test]
+fn pins_are_roots_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let lab = Lab::sandbox(&[]);
+    for d in [
+        netlab::datapath::ebpf::pins::root(),
+        netlab::datapath::ebpf::pins::dir(&lab.name),
+    ] {
+        let m = std::fs::metadata(&d).unwrap();
+        assert_eq!(m.uid(), 0, "{}", d.display());
+        assert_eq!(m.mode() & 0o077, 0, "{} is {:o}", d.display(), m.mode());
+    }
+}
+
 #[test]
 fn up_twice_is_a_clear_error() {
     let lab = Lab::sandbox(&[]);
@@ -179,6 +256,14 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         vec!["up", "--sandbox", "--udp-timeout", "0"],
         vec!["up", "--sandbox", "--uplink", "eth0"],
         vec!["up", "--sandbox", "--subnet", "198.51.100.0/24"],
+        // Special-purpose ranges (RFC 6890): loopback, "this network", reserved,
+        // link-local, multicast.
+        vec!["up", "--sandbox", "--subnet", "127.0.0.0/24"],
+        vec!["up", "--sandbox", "--subnet", "0.0.0.0/8"],
+        vec!["up", "--sandbox", "--subnet", "240.0.0.0/24"],
+        vec!["up", "--sandbox", "--subnet", "169.254.0.0/16"],
+        vec!["up", "--sandbox", "--subnet", "224.0.0.0/24"],
+        vec!["up", "--sandbox", "--gc-interval", "0"],
         vec![
             "up",
             "--sandbox",

@@ -12,6 +12,7 @@ use super::{
     network, ports, result,
 };
 use crate::{
+    error::Error,
     lab::{Network, PortSpec},
     netlink::netns,
     ops::{self, AttachRequest, Session},
@@ -29,13 +30,52 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<String> {
             format!("CNI_NETNS {} is not a network namespace", netns.display()),
         ));
     }
-    let (mut s, brought_up) = Session::open_or_up(&req)?;
+    check_own_namespace(netns)?;
+    // What `up` refuses is the configuration's fault (an uplink that does not exist,
+    // NAT ports the host uses itself); a conflict with what exists stays a conflict.
+    let (mut s, brought_up) = Session::open_or_up(&req).map_err(|e| match e {
+        Error::Invalid(msg) => CniError::new(code::INVALID_CONFIG, msg),
+        other => other.into(),
+    })?;
     let done = attach(&mut s, conf, a, &name, netns, &specs);
     if done.is_err() && brought_up && s.state.containers.is_empty() {
         // Nothing half-done: the network this ADD brought up goes again.
         let _ = s.down();
     }
     done
+}
+
+/// Refuses to attach into the namespace the plugin runs in (the runtime's own: the
+/// container's interface would be made there, and the lab's uplink could be taken for
+/// it).
+fn check_own_namespace(netns: &Path) -> CniResult<()> {
+    if netns::cookie(netns)? == netns::cookie(&netns::current())? {
+        return Err(CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!(
+                "CNI_NETNS {} is the namespace the runtime runs the plugin in: a container needs a namespace of its own",
+                netns.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an interface `CNI_IFNAME` that exists already in the container: ADD makes
+/// the interface, and never touches one it did not make.
+fn check_ifname_free(netns: &Path, ifname: &str) -> CniResult<()> {
+    let env = |msg: String| CniError::new(code::INVALID_ENVIRONMENT, msg);
+    let name = ifname.to_string();
+    let exists = netns::netlink_in(netns, |h| async move {
+        Ok(crate::netlink::link::index(&h, &name).await?.is_some())
+    })?;
+    if exists {
+        return Err(env(format!(
+            "CNI_IFNAME {ifname} already exists in CNI_NETNS {}: ADD makes the interface itself",
+            netns.display()
+        )));
+    }
+    Ok(())
 }
 
 fn attach(
@@ -56,6 +96,12 @@ fn attach(
                 a.container_id, a.ifname, s.state.name
             ),
         ));
+    }
+    check_ifname_free(netns, &a.ifname)?;
+    if let Some(ip) = a.ip {
+        s.state.subnet.check_host(ip).map_err(|e| {
+            CniError::new(code::INVALID_ENVIRONMENT, format!("CNI_ARGS IP={ip}: {e}"))
+        })?;
     }
     let c = ops::attach(
         s,

@@ -99,6 +99,23 @@ impl NetConf {
                 format!("unsupported field {key:?}: {value}: {why}"),
             ));
         }
+        for key in ["capabilities", "runtimeConfig"] {
+            match self.raw.get(key) {
+                None | Some(Value::Object(_)) => {}
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "{key} {other} is not an object (e.g. {{\"portMappings\": true}})"
+                    )));
+                }
+            }
+        }
+        if let Some(Value::Object(caps)) = self.raw.get("capabilities")
+            && let Some((k, v)) = caps.iter().find(|(_, v)| !v.is_boolean())
+        {
+            return Err(invalid(format!(
+                "capabilities.{k} {v} is not true or false"
+            )));
+        }
         Ok(())
     }
 
@@ -307,6 +324,22 @@ mod tests {
         assert_eq!(
             code_of(r#"{"cniVersion":"1.0.0","name":"nl","ipMasq":true,"cni.dev/x":1}"#),
             0
+        );
+        assert_eq!(
+            code_of(r#"{"cniVersion":"1.0.0","name":"nl","capabilities":"yes"}"#),
+            7
+        );
+        assert_eq!(
+            code_of(r#"{"cniVersion":"1.0.0","name":"nl","capabilities":{"portMappings":"yes"}}"#),
+            7
+        );
+        assert_eq!(
+            code_of(r#"{"cniVersion":"1.0.0","name":"nl","runtimeConfig":[]}"#),
+            7
+        );
+        assert_eq!(
+            code_of(r#"{"cniVersion":"1.0.0","name":"nl","subnet":"127.0.0.0/24"}"#),
+            7
         );
     }
 

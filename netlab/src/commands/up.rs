@@ -54,6 +54,10 @@ pub struct Args {
     /// `up`; a flow past it stays in the table of flows being opened, which may evict).
     #[arg(long, default_value_t = netlab_common::maps::CONNTRACK_MAX_DEFAULT)]
     pub conntrack_max: u32,
+    /// eBPF datapath: milliseconds between two runs of the in-kernel conntrack garbage
+    /// collector (each run looks at a bounded slice of the established flows).
+    #[arg(long, default_value_t = netlab_common::config::GC_INTERVAL_MS_DEFAULT)]
+    pub gc_interval: u32,
     /// eBPF datapath: forward every packet through the bridge and the host's stack,
     /// without the fast path (the endpoint programs and bpf_redirect_peer).
     #[arg(long)]
@@ -85,6 +89,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             udp_stream_secs: args.udp_stream_timeout,
             conntrack_max: args.conntrack_max,
             fast_path: !args.no_fast_path,
+            gc_interval_ms: args.gc_interval,
         },
         debug: args.debug,
     };

@@ -366,7 +366,8 @@ impl Datapath for Iptables {
             )));
         }
         netfilter::prepare_host(state)?;
-        self.restore(state, &setup_script(state, &state.nat))
+        self.restore(state, &setup_script(state, &state.nat))?;
+        netfilter::set_timeouts(state)
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -389,6 +390,25 @@ impl Datapath for Iptables {
         let rules = port_rules(state, ports);
         self.restore(state, &rules.script("-D", "nat"))?;
         self.restore(state, &rules.script("-D", "filter"))?;
+        netfilter::forget_flows(state, ports)
+    }
+
+    /// The rules of `ports` that `iptables-save` shows, deleted (an interrupted publish
+    /// may have committed the filter table and not the nat table).
+    fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        netfilter::require_conntrack_tool()?;
+        let saved = self.save(state)?;
+        let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
+        let rules = port_rules(state, ports);
+        for (table, list) in [("nat", &rules.nat), ("filter", &rules.filter)] {
+            let mut s = Script::default();
+            for r in list {
+                if present.contains(format!("-A {PORTS} {r}").as_str()) {
+                    s.push(table, format!("-D {PORTS} {r}"));
+                }
+            }
+            self.restore(state, &s)?;
+        }
         netfilter::forget_flows(state, ports)
     }
 }

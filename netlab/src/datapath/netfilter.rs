@@ -34,7 +34,10 @@ pub fn run(state: &LabState, program: &str, args: &[&str], input: Option<&str>) 
     let host = topology::host_ns(state);
     // A child inherits the namespace of the thread that spawns it.
     let out = netns::run_in(&host, || {
-        let mut child = Command::new(program)
+        let mut cmd = Command::new(program);
+        // Killed, netlab leaves the tool running; the next command waits for it.
+        crate::lockfile::hold_in_child(&mut cmd);
+        let mut child = cmd
             .args(args)
             .stdin(if input.is_some() {
                 Stdio::piped()
@@ -67,10 +70,17 @@ pub fn run(state: &LabState, program: &str, args: &[&str], input: Option<&str>) 
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // The first lines, each cut short: nft repeats the whole failing line (with ten
+        // thousand elements in it), which no one-line error can carry.
         let detail = stderr
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
+            .take(3)
+            .map(|l| match l.char_indices().nth(160) {
+                Some((i, _)) => format!("{}...", &l[..i]),
+                None => l.to_string(),
+            })
             .collect::<Vec<_>>()
             .join("; ");
         return Err(Error::Command {
@@ -91,15 +101,12 @@ pub fn on_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
 
-/// The sysctls of the lab host namespace that both netfilter datapaths need:
-/// bridged frames go through the IPv4 hooks (`bridge-nf-call-iptables`, as Docker
-/// has it), the bridge routes 127.0.0.1 (host-local publishing on 127.0.0.1, as
-/// Docker without its userland proxy), and, in a sandbox, the lab's conntrack
-/// timeouts. A lab on the machine's own namespace leaves the machine's timeouts alone.
+/// The sysctls of the lab host namespace that both netfilter datapaths need before
+/// their rules: bridged frames go through the IPv4 hooks (`bridge-nf-call-iptables`,
+/// as Docker has it), and the bridge routes 127.0.0.1 (host-local publishing on
+/// 127.0.0.1, as Docker without its userland proxy).
 pub fn prepare_host(state: &LabState) -> Result<()> {
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", state.bridge);
-    let timeouts = conntrack_timeouts(&state.nat);
-    let sandbox = state.sandbox;
     netns::run_in(&topology::host_ns(state), || {
         if !Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
             return Err(Error::Invalid(format!(
@@ -107,11 +114,22 @@ pub fn prepare_host(state: &LabState) -> Result<()> {
             )));
         }
         sysctl::set(BRIDGE_NF_CALL_IPTABLES, "1")?;
-        sysctl::set(&localnet, "1")?;
-        if sandbox {
-            for (key, secs) in &timeouts {
-                sysctl::set(&format!("{CONNTRACK_SYSCTLS}/{key}"), &secs.to_string())?;
-            }
+        sysctl::set(&localnet, "1")
+    })
+}
+
+/// In a sandbox, the lab's conntrack timeouts, once the rules are in: where conntrack
+/// is a module (Debian's kernels), its sysctls exist only after the rules that use it
+/// have loaded it. A lab on the machine's own namespace leaves the machine's timeouts
+/// alone.
+pub fn set_timeouts(state: &LabState) -> Result<()> {
+    if !state.sandbox {
+        return Ok(());
+    }
+    let timeouts = conntrack_timeouts(&state.nat);
+    netns::run_in(&topology::host_ns(state), || {
+        for (key, secs) in &timeouts {
+            sysctl::set(&format!("{CONNTRACK_SYSCTLS}/{key}"), &secs.to_string())?;
         }
         Ok(())
     })

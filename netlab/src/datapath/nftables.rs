@@ -248,7 +248,8 @@ impl Datapath for Nftables {
             require_flowtables(state)?;
         }
         netfilter::prepare_host(state)?;
-        apply(state, &ruleset(state, &state.nat, self.flowtable))
+        apply(state, &ruleset(state, &state.nat, self.flowtable))?;
+        netfilter::set_timeouts(state)
     }
 
     fn attach(&self, state: &LabState, c: &Container) -> Result<()> {
@@ -316,6 +317,31 @@ impl Datapath for Nftables {
         );
         apply(state, &script)?;
         netfilter::forget_flows(state, ports)
+    }
+
+    /// `publish` and `unpublish` are each one transaction: the elements of `ports` are
+    /// all in the maps, or none; one of them says which.
+    fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        let e = elements(ports);
+        let probe = match (e.ports.first(), e.ports_any.first()) {
+            (Some(p), _) => ("ports", p),
+            (None, Some(p)) => ("ports_any", p),
+            (None, None) => return Ok(()),
+        };
+        let key = probe.1.split(" : ").next().unwrap_or(probe.1);
+        let element = format!("{{ {key} }}");
+        let present = netfilter::run(
+            state,
+            "nft",
+            &["get", "element", "ip", TABLE, probe.0, &element],
+            None,
+        )
+        .is_ok();
+        if present {
+            self.unpublish(state, ports)
+        } else {
+            netfilter::forget_flows(state, ports)
+        }
     }
 }
 

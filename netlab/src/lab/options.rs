@@ -96,6 +96,9 @@ pub struct NatOptions {
     /// programs and `bpf_redirect_peer`), skipping the bridge and the host's stack.
     #[serde(default = "defaults::yes")]
     pub fast_path: bool,
+    /// eBPF only: milliseconds between two runs of the conntrack garbage collector.
+    #[serde(default = "defaults::gc_interval")]
+    pub gc_interval_ms: u32,
 }
 
 mod defaults {
@@ -119,6 +122,9 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
+    pub fn gc_interval() -> u32 {
+        netlab_common::config::GC_INTERVAL_MS_DEFAULT
+    }
 }
 
 impl Default for NatOptions {
@@ -137,6 +143,7 @@ impl Default for NatOptions {
             udp_stream_secs: c.udp_stream_secs,
             conntrack_max: netlab_common::maps::CONNTRACK_MAX_DEFAULT,
             fast_path: true,
+            gc_interval_ms: netlab_common::config::GC_INTERVAL_MS_DEFAULT,
         }
     }
 }

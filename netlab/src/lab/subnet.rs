@@ -111,9 +111,57 @@ impl FromStr for Subnet {
                 "subnet {s}: host bits set; did you mean {network}/{prefix}?"
             )));
         }
+        if let Some((net, why)) = SPECIAL
+            .iter()
+            .find(|(net, _)| subnet.overlaps(net.network, net.prefix))
+        {
+            return Err(Error::Invalid(format!(
+                "subnet {s} overlaps {net}, {why}: containers cannot live there; use a private range such as 172.18.0.0/16 or 10.77.0.0/24"
+            )));
+        }
         Ok(subnet)
     }
 }
+
+/// Address blocks no container network may use (RFC 6890): packets from or to them
+/// are not routed as a lab's would be (they never leave a host, or are not unicast).
+const SPECIAL: [(Subnet, &str); 5] = [
+    (
+        Subnet {
+            network: Ipv4Addr::new(0, 0, 0, 0),
+            prefix: 8,
+        },
+        "\"this network\"",
+    ),
+    (
+        Subnet {
+            network: Ipv4Addr::new(127, 0, 0, 0),
+            prefix: 8,
+        },
+        "the loopback range",
+    ),
+    (
+        Subnet {
+            network: Ipv4Addr::new(169, 254, 0, 0),
+            prefix: 16,
+        },
+        "the link-local range",
+    ),
+    (
+        Subnet {
+            network: Ipv4Addr::new(224, 0, 0, 0),
+            prefix: 4,
+        },
+        "the multicast range",
+    ),
+    (
+        Subnet {
+            network: Ipv4Addr::new(240, 0, 0, 0),
+            prefix: 4,
+        },
+        "the reserved range (and the broadcast address)",
+    ),
+];
 
 impl TryFrom<String> for Subnet {
     type Error = Error;
@@ -151,6 +199,31 @@ mod tests {
         assert!("172.18.0.0".parse::<Subnet>().is_err());
         assert!("172.18.0.0/31".parse::<Subnet>().is_err());
         assert!("nonsense/16".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn special_ranges_are_refused() {
+        for (s, what) in [
+            ("127.0.0.0/24", "loopback"),
+            ("0.0.0.0/8", "this network"),
+            ("240.0.0.0/24", "reserved"),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("239.255.0.0/16", "multicast"),
+            ("232.0.0.0/8", "multicast"),
+        ] {
+            let err = s.parse::<Subnet>().unwrap_err().to_string();
+            assert!(err.contains(what), "{s}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        for s in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/24",
+            "100.64.0.0/10",
+        ] {
+            assert!(s.parse::<Subnet>().is_ok(), "{s}");
+        }
     }
 
     #[test]

@@ -101,11 +101,16 @@ pub fn delete(name: &str) -> Result<()> {
 }
 
 /// Deletes namespace `name` if it is still the one netlab made, known by its cookie:
-/// one that is gone, or that someone else made again under the same name, is left
-/// alone. Returns whether it was deleted.
+/// one that someone else made again under the same name is left alone. Of one that is
+/// gone, the empty file it was mounted on (a removal interrupted between unmount and
+/// unlink) goes too. Returns whether a namespace was deleted.
 pub fn delete_if_same(name: &str, cookie: u64) -> Result<bool> {
     let p = path(name);
-    if !is_netns(&p) || self::cookie(&p)? != cookie {
+    if !is_netns(&p) {
+        remove_placeholder(name)?;
+        return Ok(false);
+    }
+    if self::cookie(&p)? != cookie {
         return Ok(false);
     }
     delete(name).map(|()| true)
@@ -191,10 +196,14 @@ pub fn cookie(ns: &Path) -> Result<u64> {
 }
 
 /// The cookie of the calling thread's network namespace (`ns` names it in errors).
+/// The socket is never bound: a new namespace's `lo` is down, and nothing is sent.
 fn own_cookie(ns: &Path) -> Result<u64> {
-    use std::os::fd::AsRawFd;
-    let sock =
-        std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("socket in", ns, e))?;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::io("socket in", ns, std::io::Error::last_os_error()));
+    }
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut cookie: u64 = 0;
     let mut len = size_of::<u64>() as libc::socklen_t;
     let rc = unsafe {

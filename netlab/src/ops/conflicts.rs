@@ -11,16 +11,31 @@ use crate::{
     },
 };
 
-/// Refuses a host address that is not the lab host's (uplink, bridge or 127.0.0.1).
-pub fn check_host_ip(state: &LabState, spec: &PortSpec) -> Result<()> {
+/// Refuses a host address that is not the lab host's: the uplink's, the bridge's,
+/// 127.0.0.1, or an address of another of its interfaces (read once, when a spec names
+/// one, into `others`).
+pub fn check_host_ip(
+    state: &LabState,
+    spec: &PortSpec,
+    others: &mut Option<Vec<Ipv4Addr>>,
+) -> Result<()> {
     let Some(ip) = spec.host_ip else {
         return Ok(());
     };
     if ip == state.uplink_addr || ip == state.bridge_addr || ip == Ipv4Addr::LOCALHOST {
         return Ok(());
     }
+    if others.is_none() {
+        let all = netns::netlink_in(&crate::topology::host_ns(state), |h| async move {
+            crate::netlink::addr::all_links_v4(&h).await
+        })?;
+        *others = Some(all.into_iter().map(|(_, a)| a).collect());
+    }
+    if others.as_ref().is_some_and(|o| o.contains(&ip)) {
+        return Ok(());
+    }
     Err(Error::Invalid(format!(
-        "{ip} is not an address of lab {}'s host: use {}, {}, 127.0.0.1, or no address for all of them",
+        "{ip} is not an address of lab {}'s host: use {}, {}, 127.0.0.1, another address of the lab host, or no address for all of them",
         state.name, state.uplink_addr, state.bridge_addr
     )))
 }
@@ -120,6 +135,53 @@ impl<'a> Claims<'a> {
                 Ok(())
             }
         }
+    }
+}
+
+/// The ports the other labs of the lab host's namespace publish: a host port goes to
+/// one of them only (their programs, or rules, see the same packets).
+pub struct OtherLabs {
+    taken: HashMap<(Proto, u16), Vec<TheirClaim>>,
+}
+
+/// A host address (or every one), the lab that publishes there, and its spec.
+type TheirClaim = (Option<Ipv4Addr>, String, PortSpec);
+
+impl OtherLabs {
+    pub fn of(state: &LabState) -> Result<Self> {
+        let mut taken: HashMap<_, Vec<_>> = HashMap::new();
+        for other in crate::store::all_labs()? {
+            if other.name == state.name || other.host_netns != state.host_netns {
+                continue;
+            }
+            for p in &other.ports {
+                for port in p.spec.host_port..=p.spec.host_end {
+                    taken.entry((p.spec.proto, port)).or_default().push((
+                        p.spec.host_ip,
+                        other.name.clone(),
+                        p.spec,
+                    ));
+                }
+            }
+        }
+        Ok(Self { taken })
+    }
+
+    /// Refuses a spec whose host port another lab publishes on the same address.
+    pub fn check(&self, spec: &PortSpec) -> Result<()> {
+        if self.taken.is_empty() {
+            return Ok(());
+        }
+        for port in spec.host_port..=spec.host_end {
+            for (ip, lab, theirs) in self.taken.get(&(spec.proto, port)).into_iter().flatten() {
+                if ip.is_none() || spec.host_ip.is_none() || *ip == spec.host_ip {
+                    return Err(Error::Conflict(format!(
+                        "host port {spec} is already published by lab {lab} ({theirs}) in the same namespace: pick another host port"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -37,7 +37,8 @@ pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
     if let Ok(Some(Entry::Attach { container })) = lock.read_journal::<Entry>()
         && state.container(&container.name).is_none()
     {
-        errors.check(dp.detach(state, &container));
+        // Its datapath entries go with the datapath's teardown below (which also
+        // works when the datapath is gone already, as its entries then are).
         errors.check(topology::remove_container(state, &container));
         if let (None, Some(name)) = (&container.runtime_netns, &container.netns) {
             errors.check(netns::remove_placeholder(name));

@@ -27,13 +27,17 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
             )));
         }
     };
+    topology::check_present(state, c)?;
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
     let mut claims = conflicts::Claims::of(state, specs.len());
     let mut ids = free_ids(&state.ports, specs.len());
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());
+    let mut other_addrs = None;
+    let other_labs = conflicts::OtherLabs::of(state)?;
     for spec in specs {
-        conflicts::check_host_ip(state, spec)?;
+        conflicts::check_host_ip(state, spec, &mut other_addrs)?;
         claims.claim(spec)?;
+        other_labs.check(spec)?;
         conflicts::check_sockets(&bound, spec)?;
         new.push(Published {
             container: container.to_string(),

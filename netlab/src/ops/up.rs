@@ -72,11 +72,22 @@ impl UpRequest {
                 self.datapath.name()
             )));
         }
-        if self.datapath != DatapathKind::Ebpf && (!n.fast_path || self.debug) {
+        if !(10..=600_000).contains(&n.gc_interval_ms) {
+            return Err(Error::Invalid(format!(
+                "--gc-interval {} is out of range: give 10 to 600000 milliseconds",
+                n.gc_interval_ms
+            )));
+        }
+        let gc_default = netlab_common::config::GC_INTERVAL_MS_DEFAULT;
+        if self.datapath != DatapathKind::Ebpf
+            && (!n.fast_path || self.debug || n.gc_interval_ms != gc_default)
+        {
             let flag = if self.debug {
                 "--debug"
-            } else {
+            } else if !n.fast_path {
                 "--no-fast-path"
+            } else {
+                "--gc-interval"
             };
             return Err(Error::Invalid(format!(
                 "{flag} applies to the ebpf datapath only, not to {}",
@@ -108,7 +119,7 @@ impl UpRequest {
             ] {
                 if self.subnet.overlaps(net, prefix) {
                     return Err(Error::Invalid(format!(
-                        "subnet {} overlaps {what} ({}/{prefix}): pick another --subnet",
+                        "subnet {} overlaps {what} ({}): pick another --subnet",
                         self.subnet,
                         Subnet::containing(net, prefix)
                     )));
@@ -187,6 +198,9 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
 /// is removed again, and the state with it.
 pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
     req.check()?;
+    if req.datapath == DatapathKind::Ebpf {
+        datapath::ebpf::probe::require()?;
+    }
     let lab = req.lab.as_str();
     if req.sandbox {
         for ns in [names::host_netns(lab), names::wan_netns(lab)] {

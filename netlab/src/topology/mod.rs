@@ -293,6 +293,39 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     errors.into_result()
 }
 
+/// Refuses a bridge container whose namespace or veth is gone (removed behind
+/// netlab's back): ports published to it would answer nowhere.
+pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
+    let gone = |what: &str| {
+        Err(Error::Invalid(format!(
+            "container {}'s {what} is gone (removed behind netlab's back): `netlab rm {}`, then run it again",
+            c.name, c.name
+        )))
+    };
+    let Some(ns) = container_ns(c) else {
+        return Ok(());
+    };
+    let same = match (c.runtime_netns.is_none(), c.netns_cookie) {
+        (true, Some(cookie)) => {
+            netns::is_netns(&ns) && netns::cookie(&ns).is_ok_and(|n| n == cookie)
+        }
+        _ => netns::is_netns(&ns),
+    };
+    if !same {
+        return gone("namespace");
+    }
+    let Some(veth) = c.veth.clone() else {
+        return Ok(());
+    };
+    let there = netns::netlink_in(&host_ns(state), |h| async move {
+        Ok(link::index(&h, &veth).await?.is_some())
+    })?;
+    if !there {
+        return gone("veth");
+    }
+    Ok(())
+}
+
 /// The MACs of the host side of a bridge container: the bridge's and its veth's.
 pub fn host_macs(state: &LabState, c: &Container) -> Result<(String, String)> {
     let bridge = state.bridge.clone();

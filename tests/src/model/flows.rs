@@ -4,12 +4,12 @@
 //! entries the datapath must hold for a flow, in its layout.
 
 use netlab_common::conntrack::{
-    CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, TCP_CLOSE,
-    TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT,
-    TCP_TIME_WAIT,
+    CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
+    FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
+    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, offer, rst_verdict, seq_after,
 };
 
-use super::wire::{ICMP, TCP};
+use super::wire::{ICMP, Pkt, TCP};
 
 /// Where a packet comes from: a container (whatever hook meets it) or the uplink.
 pub const FROM_CTR: u8 = 1;
@@ -70,6 +70,32 @@ impl FlowKind {
     }
 }
 
+/// TCP: what one direction of a flow has told about its window, as the datapath keeps
+/// it in that direction's entry (the fields of the same names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// It has sent an ACK: `ack_max` and `win_end` hold.
+    pub acked: bool,
+    pub ack_max: u32,
+    pub win_end: u32,
+    pub seq_end: u32,
+    /// The scale its SYN announced (`announced`), used once both sides announced one.
+    pub wscale: u8,
+    pub announced: bool,
+}
+
+impl Window {
+    /// The opener's window after its first packet.
+    pub fn opening(p: &Pkt) -> Self {
+        Window {
+            seq_end: p.seq_end,
+            wscale: p.wscale.unwrap_or(0),
+            announced: p.wscale.is_some(),
+            ..Default::default()
+        }
+    }
+}
+
 /// The direction of a packet in its flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
@@ -94,6 +120,8 @@ pub struct Flow {
     pub withdrawn: bool,
     pub packets: [u32; 2],
     pub bytes: [u64; 2],
+    /// TCP: each direction's window, the opener's first.
+    pub win: [Window; 2],
 }
 
 impl Flow {
@@ -133,18 +161,27 @@ impl Flow {
     /// The two entries the datapath holds for this flow.
     pub fn entries(&self) -> [(CtKey, CtEntry); 2] {
         let (o, r) = (self.to, self.reply_to());
-        let entry = |t: Tuple, pair_zone: u8, flags: u8, i: usize| CtEntry {
-            saddr: t.saddr.to_be(),
-            daddr: t.daddr.to_be(),
-            sport: t.sport.to_be(),
-            dport: t.dport.to_be(),
-            pair_zone,
-            state: self.state,
-            flags,
-            pub_id: self.pub_id,
-            packets: self.packets[i],
-            bytes: self.bytes[i],
-            ..Default::default()
+        let entry = |t: Tuple, pair_zone: u8, flags: u8, i: usize| {
+            let w = &self.win[i];
+            CtEntry {
+                saddr: t.saddr.to_be(),
+                daddr: t.daddr.to_be(),
+                sport: t.sport.to_be(),
+                dport: t.dport.to_be(),
+                pair_zone,
+                state: self.state,
+                flags: flags
+                    | if w.acked { FLAG_ACKED } else { 0 }
+                    | if w.announced { FLAG_WSCALE } else { 0 },
+                wscale: w.wscale,
+                pub_id: self.pub_id,
+                packets: self.packets[i],
+                bytes: self.bytes[i],
+                ack_max: w.ack_max,
+                win_end: w.win_end,
+                seq_end: w.seq_end,
+                ..Default::default()
+            }
         };
         [
             (
@@ -158,14 +195,39 @@ impl Flow {
         ]
     }
 
-    /// A packet of direction `dir` with TCP flags `tcp_flags`, `len` bytes long.
-    pub fn touch(&mut self, dir: Dir, tcp_flags: u8, len: usize) {
+    /// What a TCP reset of direction `dir` does to the flow: nf_conntrack's rule, as
+    /// `netlab_common::conntrack::rst_verdict` states it.
+    pub fn reset(&self, dir: Dir, p: &Pkt) -> u8 {
+        let i = (dir == Dir::Reply) as usize;
+        let (sender, receiver) = (&self.win[i], &self.win[1 - i]);
+        rst_verdict(
+            receiver.acked,
+            receiver.ack_max,
+            receiver.win_end,
+            sender.seq_end,
+            p.seq,
+            self.state,
+        )
+    }
+
+    /// A packet `p` of direction `dir`, `len` bytes long (a reset the flow refuses
+    /// never gets here).
+    pub fn touch(&mut self, dir: Dir, p: &Pkt, len: usize) {
         let i = (dir == Dir::Reply) as usize;
         self.packets[i] += 1;
         self.bytes[i] += len as u64;
         let opener = dir == Dir::Opener;
         if self.key.proto == TCP {
-            self.state = tcp_next(self.state, tcp_flags, opener);
+            let kept = p.flags & RST != 0 && self.reset(dir, p) == RST_KEPT;
+            debug_assert!(p.flags & RST == 0 || self.reset(dir, p) != RST_REFUSED);
+            self.track_window(i, p);
+            let before = self.state;
+            if !kept {
+                self.state = tcp_next(self.state, p.flags, opener);
+            }
+            if p.flags & SYN != 0 && self.state != before {
+                self.handshake(i, p);
+            }
         }
         if !opener {
             self.flags |= FLAG_SEEN_REPLY;
@@ -186,6 +248,53 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// What a segment with ACK set tells about the window its sender offers.
+    fn track_window(&mut self, i: usize, p: &Pkt) {
+        let w = &mut self.win[i];
+        if seq_after(p.seq_end, w.seq_end) {
+            w.seq_end = p.seq_end;
+        }
+        if p.flags & ACK != 0 {
+            // A SYN's own window is never scaled.
+            let scale = if p.flags & SYN != 0 { 0 } else { w.wscale & 15 };
+            (w.ack_max, w.win_end) = offer(
+                w.acked,
+                w.ack_max,
+                w.win_end,
+                p.ack,
+                (p.win as u32) << scale,
+            );
+            w.acked = true;
+        }
+    }
+
+    /// A SYN that moved the handshake on: its side's window scale, and a flow opened
+    /// again forgets what both sides offered; windows are scaled only when both SYNs
+    /// announced a scale.
+    fn handshake(&mut self, i: usize, p: &Pkt) {
+        let reopened = p.flags & ACK == 0;
+        let w = &mut self.win[i];
+        w.seq_end = p.seq_end;
+        if reopened {
+            w.acked = false;
+            w.announced = false;
+        }
+        w.wscale = p.wscale.unwrap_or(0);
+        w.announced |= p.wscale.is_some();
+        let [a, b] = &mut self.win;
+        let (w, other) = if i == 0 { (a, b) } else { (b, a) };
+        if reopened {
+            other.acked = false;
+            other.announced = false;
+            other.wscale = 0;
+        } else if !(w.announced && other.announced) {
+            w.wscale = 0;
+            other.wscale = 0;
+        }
+    }
+}
+
 /// The reply direction's key of a flow opened by `key` and translated to `to`.
 pub fn reply_key_of(key: &Key, to: &Tuple, reply_zone: u8) -> Key {
     Key {
@@ -198,8 +307,8 @@ pub fn reply_key_of(key: &Key, to: &Tuple, reply_zone: u8) -> Key {
     }
 }
 
-/// The TCP state after a segment, as the issue asks (nf_conntrack's machine without
-/// window tracking): the opener's SYN opens (SYN_SENT), the answer's SYN-ACK makes it
+/// The TCP state after a segment (nf_conntrack's machine; a reset's window checks are
+/// [`Flow::reset`]'s): the opener's SYN opens (SYN_SENT), the answer's SYN-ACK makes it
 /// SYN_RECV, the opener's ACK then establishes it. A FIN closes one side (FIN_WAIT for
 /// the opener's, CLOSE_WAIT for the answer's), the other side's FIN then makes it
 /// TIME_WAIT; a RST closes it; the opener's SYN reopens a closed flow.

@@ -20,18 +20,23 @@ pub mod wire;
 use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
-    conntrack::{CtEntry, CtKey, tcp_state_name},
+    conntrack::{CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_state_name},
     frag::{FragKey, FragNat},
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
 
 use flows::{
-    Dir, FROM_CTR, FROM_OUTSIDE, Flow, FlowKind, Key, Mapping, Tuple, first_state, opens,
+    Dir, FROM_CTR, FROM_OUTSIDE, Flow, FlowKind, Key, Mapping, Tuple, Window, first_state, opens,
     publish_lookup, reply_key_of,
 };
+
+/// The TCP reset flag.
+const RST: u8 = 0x04;
 use wire::{ICMP, Kind, Pkt, TCP, UDP, be16};
 
-pub const TC_ACT_OK: u32 = 0;
+/// What the datapath returns for a packet it lets go on (`TC_ACT_UNSPEC`, -1: the next
+/// program on the hook, or the stack).
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
@@ -83,6 +88,22 @@ impl NatConfig {
 
     pub fn is_host(&self, a: u32) -> bool {
         a == self.uplink || a == self.bridge
+    }
+
+    /// The container whose veth a frame fed to the endpoint's hook comes from, as its
+    /// address and MAC (host order): the one with the frame's IPv4 source address when
+    /// that is a container's address, else the subnet's first container (`.2`); its MAC
+    /// is the frame's source MAC (spoofing a MAC is the end-to-end tests' matter).
+    pub fn sender(&self, f: &[u8]) -> (u32, [u8; 6]) {
+        let mut mac = [0u8; 6];
+        if f.len() >= 12 {
+            mac.copy_from_slice(&f[6..12]);
+        }
+        let addr = match wire::saddr_of(f) {
+            Some(a) if self.in_subnet(a) => a,
+            _ => self.subnet | 2,
+        };
+        (addr, mac)
     }
 }
 
@@ -194,6 +215,9 @@ struct Translation {
     may_exhaust: bool,
     /// No NAT port is free: the new flow cannot be opened, the frame is dropped.
     exhausted: bool,
+    /// A TCP reset its flow refuses (outside the window): the frame is dropped where
+    /// the flow would be translated.
+    refused_reset: bool,
     verdict: u32,
     /// The addresses after translation, where the fast path sends the frame.
     to: (u32, u32),
@@ -222,7 +246,8 @@ impl Translation {
             remember: None,
             may_exhaust: false,
             exhausted: false,
-            verdict: TC_ACT_OK,
+            refused_reset: false,
+            verdict: TC_ACT_UNSPEC,
             to,
         }
     }
@@ -316,7 +341,7 @@ impl Model {
         };
         let label = match decision {
             Decision::Pass => {
-                if verdict != TC_ACT_OK || output != input || !moved.is_empty() {
+                if verdict != TC_ACT_UNSPEC || output != input || !moved.is_empty() {
                     return Err(format!(
                         "expected the frame passed unchanged; verdict {verdict}, drops {moved:?}, {}",
                         if output == input {
@@ -335,6 +360,10 @@ impl Model {
             Decision::Translate(t) if t.exhausted => {
                 dropped_for(DropReason::PortsExhausted)?;
                 "dropped: ports_exhausted".to_string()
+            }
+            Decision::Translate(t) if t.refused_reset => {
+                dropped_for(DropReason::InvalidRst)?;
+                "dropped: invalid_rst".to_string()
             }
             Decision::Translate(t) => {
                 if t.may_exhaust && verdict == TC_ACT_SHOT {
@@ -456,8 +485,12 @@ impl Model {
                 let p = wire::parse(input).unwrap().unwrap();
                 let f = &mut self.flows[*i];
                 let (state, assured) = (f.state, f.assured());
-                f.touch(*dir, p.flags, input.len());
+                let kept = p.proto == TCP && p.flags & RST != 0 && f.reset(*dir, &p) == RST_KEPT;
+                f.touch(*dir, &p, input.len());
                 let mut seen = Vec::new();
+                if kept {
+                    seen.push("conntrack: reset in the window kept".to_string());
+                }
                 if f.key.proto == TCP && f.state != state {
                     seen.push(format!("conntrack: tcp -> {}", tcp_state_name(f.state)));
                 }
@@ -491,6 +524,10 @@ impl Model {
                     withdrawn: false,
                     packets: [1, 0],
                     bytes: [input.len() as u64, 0],
+                    win: [
+                        Window::opening(&wire::parse(input).unwrap().unwrap()),
+                        Window::default(),
+                    ],
                 });
             }
         }
@@ -700,7 +737,15 @@ impl Model {
                 let Some(p) = wire::parse(f)? else {
                     return Ok(Decision::Pass);
                 };
-                if !cfg.in_subnet(p.saddr) || !cfg.is_host(p.daddr) {
+                if !cfg.in_subnet(p.saddr) {
+                    return Ok(Decision::Pass);
+                }
+                if !cfg.is_host(p.daddr) {
+                    if p.kind == Kind::Flow && !cfg.in_subnet(p.daddr) {
+                        // Leaving the lab: its flow is looked up (a dead one goes), and
+                        // the host routes it by the uplink, which is watched.
+                        let _ = self.lookup(&key_of(&p, FROM_CTR));
+                    }
                     return Ok(Decision::Pass);
                 }
                 match p.kind {
@@ -716,11 +761,27 @@ impl Model {
             Hook::Endpoint => {
                 // The first hook a container's packet meets: what it can forward itself
                 // it translates and redirects; anything else goes on, untouched and
-                // unrecorded, to the bridge and the uplink, which decide.
+                // unrecorded, to the bridge and the uplink, which decide. But first: a
+                // container sends from its own MAC and address only.
+                let (own, _) = self.cfg.sender(f);
+                if f.len() >= 14 && be16(f, 12) == 0x0806 {
+                    // ARP: the sender's MAC and address (or 0.0.0.0, a probe's).
+                    if f.len() < 32 {
+                        return Err(DropReason::Truncated);
+                    }
+                    let spa = wire::be32(f, 28);
+                    if f[22..28] != f[6..12] || (spa != own && spa != 0) {
+                        return Err(DropReason::SpoofedSource);
+                    }
+                    return Ok(Decision::Pass);
+                }
                 let Some(p) = wire::parse(f)? else {
                     return Ok(Decision::Pass);
                 };
-                if !cfg.in_subnet(p.saddr) || p.kind != Kind::Flow || p.first_fragment {
+                if p.saddr != own {
+                    return Err(DropReason::SpoofedSource);
+                }
+                if p.kind != Kind::Flow || p.first_fragment {
                     return Ok(Decision::Pass);
                 }
                 if cfg.in_subnet(p.daddr) {
@@ -858,6 +919,7 @@ impl Model {
             Dir::Reply => format!("{} reply", flow.kind.name()),
         };
         let mut t = translation(label, p, to);
+        t.refused_reset = p.proto == TCP && p.flags & RST != 0 && flow.reset(dir, p) == RST_REFUSED;
         t.effect = Effect::Touch(i, dir);
         t.remember = remember(hook, p);
         Decision::Translate(Box::new(t))

@@ -49,6 +49,14 @@ pub struct Pkt {
     pub kind: Kind,
     /// Length of the whole frame.
     pub len: usize,
+    /// TCP: sequence and acknowledgment numbers, the window as in the header, one past
+    /// the segment's last sequence number (SYN and FIN count one), and a SYN's window
+    /// scale option.
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub seq_end: u32,
+    pub wscale: Option<u8>,
 }
 
 pub fn be16(f: &[u8], at: usize) -> u16 {
@@ -105,6 +113,11 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
         first_fragment: frag & 0x2000 != 0 && frag & 0x1fff == 0,
         kind: Kind::Other,
         len: f.len(),
+        seq: 0,
+        ack: 0,
+        win: 0,
+        seq_end: 0,
+        wscale: None,
     };
     if frag & 0x1fff != 0 {
         p.kind = Kind::Fragment;
@@ -120,6 +133,20 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
             p.dport = be16(f, p.l4 + 2);
             if p.proto == TCP {
                 p.flags = f[p.l4 + 13];
+                p.seq = be32(f, p.l4 + 4);
+                p.ack = be32(f, p.l4 + 8);
+                p.win = be16(f, p.l4 + 14);
+                let doff = (f[p.l4 + 12] >> 4) as usize * 4;
+                let payload = if (20..=l4_len).contains(&doff) {
+                    l4_len - doff
+                } else {
+                    0
+                };
+                let syn_fin = (p.flags & 0x02 != 0) as u32 + (p.flags & 0x01 != 0) as u32;
+                p.seq_end = p.seq.wrapping_add(payload as u32 + syn_fin);
+                if p.flags & 0x02 != 0 && doff > 20 && doff <= l4_len {
+                    p.wscale = window_scale(&f[p.l4 + 20..p.l4 + doff]);
+                }
             }
             p.kind = Kind::Flow;
         }
@@ -176,6 +203,11 @@ pub fn quoted(f: &[u8], outer: &Pkt) -> Result<Option<Pkt>, DropReason> {
         first_fragment: false,
         kind: Kind::Other,
         len: f.len(),
+        seq: 0,
+        ack: 0,
+        win: 0,
+        seq_end: 0,
+        wscale: None,
     };
     match q.proto {
         TCP | UDP => {
@@ -200,4 +232,28 @@ pub fn quoted(f: &[u8], outer: &Pkt) -> Result<Option<Pkt>, DropReason> {
         _ => {}
     }
     Ok((q.kind == Kind::Flow).then_some(q))
+}
+
+/// The window scale option among a SYN's TCP options (RFC 7323: at most 14): the first
+/// one before the end-of-options; none when an option is cut off by the header's end
+/// or has a length below 2.
+pub fn window_scale(opts: &[u8]) -> Option<u8> {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = *opts.get(i + 1)? as usize;
+                if kind == 3 && len == 3 {
+                    return opts.get(i + 2).map(|s| (*s).min(14));
+                }
+                if len < 2 {
+                    return None;
+                }
+                i += len;
+            }
+        }
+    }
+    None
 }

@@ -12,13 +12,16 @@ use aya::{
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey},
-    endpoint::Endpoint,
+    endpoint::{Endpoint, Source},
     frag::{FragKey, FragNat},
     maps::{self as names, CONNTRACK_MAX_MIN, PUBLISH_RANGES_MAX},
     publish::{PubKey, PubRange, PubTarget},
     stats::{DROP_BASE, DROP_COUNT},
 };
-use netlab_tests::model::{Hook, flows::Mapping};
+use netlab_tests::{
+    model::{Hook, flows::Mapping},
+    packet::skb_on,
+};
 
 pub struct Bpf {
     bpf: Ebpf,
@@ -51,8 +54,6 @@ fn comparable(e: &CtEntry) -> CtEntry {
         created: 0,
         last_seen: 0,
         pub_gen: 0,
-        _pad: 0,
-        _pad2: 0,
         ..*e
     }
 }
@@ -155,7 +156,31 @@ impl Bpf {
 
     /// Runs a hook's program on `frame`: its verdict and output frame, or the kernel's
     /// refusal to run it.
-    pub fn run(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+    ///
+    /// The uplink's programs see the frame on the uplink (`uplink`, of the namespace
+    /// the caller runs in); the endpoint's, on the veth of container `sender` (its
+    /// address and MAC, as the model picks it).
+    pub fn run(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        uplink: u32,
+        sender: (u32, [u8; 6]),
+    ) -> Result<(u32, Vec<u8>), String> {
+        if hook == Hook::Endpoint {
+            let mut sources: HashMap<_, u32, Source> =
+                HashMap::try_from(self.bpf.map_mut(names::SOURCES).unwrap()).unwrap();
+            let src = Source {
+                addr: sender.0.to_be(),
+                mac: sender.1,
+                _pad: [0; 2],
+            };
+            sources.insert(1, src, 0).unwrap();
+        }
+        let ctx = skb_on(match hook {
+            Hook::UplinkEgress | Hook::UplinkIngress => uplink,
+            _ => 1,
+        });
         let p: &mut SchedClassifier = self
             .bpf
             .program_mut(prog_name(hook))
@@ -167,6 +192,7 @@ impl Bpf {
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
                 ..Default::default()
             })
             .map_err(|e| format!("{e:?}"))?;

@@ -521,15 +521,34 @@ fn payload(len: u8) -> Vec<u8> {
         .collect()
 }
 
-/// A whole L4 message (checksum over all of it) of a flow packet.
-pub fn l4(proto: u8, src: u32, dst: u32, sport: u16, dport: u16, flags: u8, len: u8) -> Vec<u8> {
+/// A whole L4 message (checksum over all of it) of a flow packet. TCP segments of the
+/// two directions (`reply`) carry sequence numbers that agree: each side sends from
+/// where the other acknowledges (a real peer's reset counts; a mutation's may not).
+#[allow(clippy::too_many_arguments)]
+pub fn l4(
+    proto: u8,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    len: u8,
+    reply: bool,
+) -> Vec<u8> {
     let body = payload(len);
     match proto {
         TCP => {
+            let (seq, ack) = if reply {
+                (0x2002u32, 0x1001u32)
+            } else {
+                (0x1001, 0x2002)
+            };
             let mut t = Vec::new();
             t.extend_from_slice(&sport.to_be_bytes());
             t.extend_from_slice(&dport.to_be_bytes());
-            t.extend_from_slice(&[0, 0, 0x10, 0x01, 0, 0, 0x20, 0x02, 0x50, flags, 0xff, 0xff]);
+            t.extend_from_slice(&seq.to_be_bytes());
+            t.extend_from_slice(&ack.to_be_bytes());
+            t.extend_from_slice(&[0x50, flags, 0xff, 0xff]);
             t.extend_from_slice(&[0, 0, 0, 0]);
             t.extend_from_slice(&body);
             let c = pseudo_sum(src, dst, TCP, &t);
@@ -644,7 +663,16 @@ fn translated(model: &Model, flow: usize, dir: Dir, len: u8) -> (u32, u32, Vec<u
         (ICMP, Dir::Reply) => wire::ECHO_REPLY,
         _ => 0,
     };
-    let m = l4(proto, t.saddr, t.daddr, t.sport, t.dport, flags, len);
+    let m = l4(
+        proto,
+        t.saddr,
+        t.daddr,
+        t.sport,
+        t.dport,
+        flags,
+        len,
+        dir == Dir::Reply,
+    );
     (
         t.saddr,
         t.daddr,
@@ -686,7 +714,7 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
             } else {
                 (*sport, dport)
             };
-            let m = l4(*proto, src, dst, sport, dport, *flags, *len);
+            let m = l4(*proto, src, dst, sport, dport, *flags, *len, false);
             let id = sport ^ dport ^ (*len as u16);
             datagram(src, dst, *proto, id, &m, *frag)
                 .into_iter()
@@ -718,7 +746,9 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
                 (ICMP, Dir::Reply) => wire::ECHO_REPLY,
                 _ => 0,
             };
-            let m = l4(k.proto, k.saddr, k.daddr, k.sport, k.dport, flags, *len);
+            let m = l4(
+                k.proto, k.saddr, k.daddr, k.sport, k.dport, flags, *len, reply,
+            );
             let id = k.sport.wrapping_add(*len as u16);
             datagram(k.saddr, k.daddr, k.proto, id, &m, *frag)
                 .into_iter()

@@ -29,7 +29,7 @@ use netlab_common::{
     maps as names,
 };
 use netlab_tests::model::{
-    FastPath, Hook, Model, NatConfig, TC_ACT_OK, TC_ACT_SHOT,
+    FastPath, Hook, Model, NatConfig, TC_ACT_SHOT, TC_ACT_UNSPEC,
     flows::Key,
     wire::{self, ICMP},
 };
@@ -49,6 +49,8 @@ struct Runner {
     fast: FastPath,
     /// Frames checked, over every case.
     frames: u64,
+    /// The lab host's uplink (ifindex), where the uplink's programs see frames.
+    uplink: u32,
 }
 
 fn nat_config(case: &Case, fast: Option<&FastPath>) -> NatConfig {
@@ -118,13 +120,13 @@ impl Runner {
                         f[..6].copy_from_slice(&e.1);
                     }
                     let (verdict, out) = self.feed(Hook::Endpoint, &f)?;
-                    if verdict != TC_ACT_OK {
+                    if verdict != TC_ACT_UNSPEC {
                         return Ok(());
                     }
                     f = out;
                 }
                 let (verdict, out) = self.feed(Hook::BridgeIngress, &f)?;
-                if verdict != TC_ACT_OK {
+                if verdict != TC_ACT_UNSPEC {
                     return Ok(());
                 }
                 // Routed out of the lab by the host, unless it is for the host or the
@@ -142,7 +144,8 @@ impl Runner {
 
     /// One frame through one hook, checked against the model, then the tables.
     fn feed(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
-        let (verdict, out) = match self.bpf.run(hook, frame) {
+        let sender = self.model.cfg.sender(frame);
+        let (verdict, out) = match self.bpf.run(hook, frame, self.uplink, sender) {
             Ok(r) => r,
             // BPF_PROG_TEST_RUN wants the network header of the frame's ethertype
             // whole; such frames never get this far on a real link either.
@@ -418,6 +421,7 @@ fn work(n: u32, w: &World) -> Seen {
         model: Model::new(nat_config(&cases::Case::default(), None)),
         fast: w.fast.clone(),
         frames: 0,
+        uplink: w.base.uplink_ifindex,
     });
     // XorShift rather than ChaCha: generating cases, not keys (a third of the time in a
     // debug build otherwise). A random seed per run; a failure prints its minimal case.

@@ -1,15 +1,20 @@
-//! The containers, as the fast path knows them: an entry in `ENDPOINTS` (address →
-//! the host end of its veth and its MAC) and the endpoint program attached by tcx to
-//! the host end of its veth, for every container on the bridge. `run` adds them, `rm`
-//! takes them away.
+//! The containers, as the datapath knows them: an entry in `SOURCES` (the host end of
+//! its veth → the address and MAC it may send from), one in `ENDPOINTS` (address → the
+//! host end of its veth and its MAC, for the fast path into it), and the endpoint
+//! program attached by tcx to the host end of its veth, which checks every packet's
+//! source and, with the fast path on, forwards it. `run` adds them, `rm` takes them
+//! away; the source is there before the program is, and stays until it is gone.
 
 use aya::{
     maps::{HashMap, MapData},
     programs::{SchedClassifier, TcAttachType},
 };
-use netlab_common::{endpoint::Endpoint, maps as names};
+use netlab_common::{
+    endpoint::{Endpoint, Source},
+    maps as names,
+};
 
-use super::{ENDPOINT_PROG_PIN, attach_tcx, parse_mac, pins};
+use super::{ENDPOINT_PROG_PIN, hooks, parse_mac, pins};
 use crate::{
     error::{Error, Result},
     lab::{Container, LabState, Network},
@@ -21,9 +26,9 @@ fn table(lab: &str) -> Result<HashMap<MapData, u32, Endpoint>> {
     pins::typed(lab, names::ENDPOINTS)
 }
 
-/// Where the link of a container's endpoint program is pinned.
-fn link_pin(state: &LabState, veth: &str) -> std::path::PathBuf {
-    pins::links(&state.name).join(format!("endpoint-{veth}"))
+/// The name of a container's endpoint program attachment.
+fn attachment(veth: &str) -> String {
+    format!("endpoint-{veth}")
 }
 
 pub fn attach(state: &LabState, c: &Container) -> Result<()> {
@@ -34,6 +39,18 @@ pub fn attach(state: &LabState, c: &Container) -> Result<()> {
     let host = topology::host_ns(state);
     let name = veth.clone();
     let ifindex = netns::netlink_in(&host, |h| async move { link::require(&h, &name).await })?;
+    let mut sources: HashMap<MapData, u32, Source> = pins::typed(&state.name, names::SOURCES)?;
+    sources
+        .insert(
+            ifindex,
+            Source {
+                addr: u32::from(ip).to_be(),
+                mac: parse_mac(mac)?,
+                _pad: [0; 2],
+            },
+            0,
+        )
+        .map_err(|e| Error::ebpf("update SOURCES", e))?;
     table(&state.name)?
         .insert(
             u32::from(ip).to_be(),
@@ -45,33 +62,54 @@ pub fn attach(state: &LabState, c: &Container) -> Result<()> {
             0,
         )
         .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
-    if !state.nat.fast_path {
-        return Ok(());
-    }
     let mut prog = SchedClassifier::from_pin(pins::dir(&state.name).join(ENDPOINT_PROG_PIN))
         .map_err(|e| Error::ebpf("open pinned program", e))?;
-    attach_tcx(
+    hooks::attach(
+        super::hooks_of(&state.name)?,
+        &state.name,
         &mut prog,
         &host,
         veth,
         TcAttachType::Ingress,
-        &link_pin(state, veth),
+        &attachment(veth),
     )
 }
 
 /// Forgets a container; a container already half gone is not an error.
 pub fn detach(state: &LabState, c: &Container) -> Result<()> {
     let Some(veth) = &c.veth else { return Ok(()) };
-    match std::fs::remove_file(link_pin(state, veth)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove pin", link_pin(state, veth), e)),
+    let host = topology::host_ns(state);
+    hooks::detach(
+        super::hooks_of(&state.name)?,
+        &state.name,
+        &host,
+        &attachment(veth),
+    )?;
+    let name = veth.clone();
+    let ifindex = netns::netlink_in(&host, |h| async move { link::index(&h, &name).await })
+        .ok()
+        .flatten();
+    let mut sources: HashMap<MapData, u32, Source> = pins::typed(&state.name, names::SOURCES)?;
+    match ifindex {
+        Some(i) => {
+            let _ = sources.remove(&i);
+        }
+        // The veth is gone already: its entry is found by the container's address.
+        None => {
+            let stale: Vec<u32> = sources
+                .iter()
+                .flatten()
+                .filter(|(_, s)| c.ip.is_some_and(|ip| s.addr == u32::from(ip).to_be()))
+                .map(|(i, _)| i)
+                .collect();
+            for i in stale {
+                let _ = sources.remove(&i);
+            }
+        }
     }
     if let Some(ip) = c.ip {
-        match table(&state.name)?.remove(&u32::from(ip).to_be()) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(e) => return Err(Error::ebpf("update ENDPOINTS", e)),
-        }
+        pins::gone_already(table(&state.name)?.remove(&u32::from(ip).to_be()))
+            .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
     }
     Ok(())
 }

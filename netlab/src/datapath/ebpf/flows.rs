@@ -126,6 +126,7 @@ pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
         FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     };
     let mut table: Table = pins::typed(lab, names::CT)?;
+    let mut queue: aya::maps::Queue<aya::maps::MapData, CtKey> = pins::typed(lab, names::GC_QUEUE)?;
     let now = coarse_secs();
     let be = |a: Ipv4Addr| u32::from(a).to_be();
     let top = u32::from(state.subnet.broadcast()) - 1;
@@ -156,6 +157,8 @@ pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
         if table.insert(reply_key, reply, 0).is_err() || table.insert(out_key, out, 0).is_err() {
             break;
         }
+        // The collector's round, as the datapath queues a flow it confirms.
+        let _ = queue.push(out_key, 0);
         done += 1;
     }
     Ok(done)

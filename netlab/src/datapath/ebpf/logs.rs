@@ -4,9 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use aya::programs::links::{FdLink, PinnedLink};
-use netlab_common::maps as names;
-
 use super::pins;
 use crate::{
     error::{Error, Result},
@@ -26,14 +23,14 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
         .filter_module("netlab_tc", log::LevelFilter::Trace)
         .format_timestamp_millis()
         .init();
-    let link = pins::links(lab).join(names::PROG_UPLINK_EGRESS);
-    let link: FdLink = PinnedLink::from_pin(&link)
-        .map_err(|e| Error::ebpf("open pinned link", e))?
-        .into();
-    let prog_id = link
+    let prog = aya::programs::SchedClassifier::from_pin(
+        pins::dir(lab).join(super::uplinks::EGRESS_PROG_PIN),
+    )
+    .map_err(|e| Error::ebpf("open pinned program", e))?;
+    let prog_id = prog
         .info()
-        .map_err(|e| Error::ebpf("link info", e))?
-        .program_id();
+        .map_err(|e| Error::ebpf("program info", e))?
+        .id();
     // One ring buffer serves every program of the object.
     let mut logger =
         aya_log::EbpfLogger::init_from_id(prog_id).map_err(|e| Error::ebpf("open logs", e))?;

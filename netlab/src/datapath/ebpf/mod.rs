@@ -5,21 +5,24 @@
 pub mod cgroup;
 mod endpoints;
 mod flows;
+pub mod hooks;
 mod logs;
 pub mod pins;
 mod ports;
+pub mod probe;
+pub mod uplinks;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::{
     EbpfLoader,
     maps::{Array, MapData, PerCpuArray},
-    programs::{LinkOrder, SchedClassifier, TcAttachType, links::FdLink, tc::TcAttachOptions},
+    programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    config::{Config, FLAG_FAST_PATH},
-    maps::{self as names, established_entries, pending_entries},
-    stats::{DROP_BASE, DROP_NAMES, counter},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH},
+    maps::{self as names, established_entries, gc_queue_entries, pending_entries},
+    stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
 };
 
 use super::{Counters, Datapath, Flow, PortCounters, TableInfo};
@@ -30,14 +33,14 @@ use crate::{
     topology,
 };
 
-/// The programs and where they attach: (program, on the uplink?, direction).
-const ATTACH: [(&str, bool, TcAttachType); 3] = [
-    (names::PROG_UPLINK_EGRESS, true, TcAttachType::Egress),
-    (names::PROG_UPLINK_INGRESS, true, TcAttachType::Ingress),
-    (names::PROG_BRIDGE_INGRESS, false, TcAttachType::Ingress),
+/// The bridge's programs and their directions; the uplink programs go on every
+/// interface but the bridge ([`uplinks`]).
+const ON_BRIDGE: [(&str, TcAttachType); 2] = [
+    (names::PROG_BRIDGE_INGRESS, TcAttachType::Ingress),
+    (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 12] = [
+const MAPS: [&str; 16] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -47,9 +50,13 @@ const MAPS: [&str; 12] = [
     names::CT_PENDING,
     names::FRAGS,
     names::ENDPOINTS,
+    names::SOURCES,
+    names::UPLINKS,
+    names::HOST_ADDRS,
     names::CONFIG,
     names::STATS,
     names::GC,
+    names::GC_QUEUE,
 ];
 
 /// The endpoint program, pinned so that `run` can attach it to new containers.
@@ -90,6 +97,8 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
         bridge_mac: links.bridge_mac,
         _pad: [0; 2],
         host_netns_cookie: links.netns_cookie,
+        gc_interval_ms: nat.gc_interval_ms,
+        _pad2: 0,
     }
 }
 
@@ -105,6 +114,7 @@ pub fn load(debug: bool, conntrack_max: u32) -> Result<aya::Ebpf> {
         .override_global(aya_log::LEVEL, &level, false)
         .map_max_entries(names::CT, established_entries(conntrack_max))
         .map_max_entries(names::CT_PENDING, pending_entries(conntrack_max))
+        .map_max_entries(names::GC_QUEUE, gc_queue_entries(conntrack_max))
         .load(crate::EBPF_OBJ)
         .map_err(|e| Error::ebpf("load object", e))
 }
@@ -195,33 +205,44 @@ impl Datapath for Ebpf {
 
         let mut bpf = load(state.debug, state.nat.conntrack_max)?;
         load_all(&mut bpf)?;
+        let kind = hooks::probe(load_program(&mut bpf, names::PROG_BRIDGE_EGRESS)?)?;
         let mut cfg: Array<_, Config> = Array::try_from(
             bpf.map_mut(names::CONFIG)
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,
         )
         .map_err(|e| Error::ebpf("open CONFIG", e))?;
-        cfg.set(0, config(state, &links), 0)
+        let mut value = config(state, &links);
+        if kind == hooks::Kind::Classic {
+            value.flags |= FLAG_CLASSIC_TC;
+        }
+        cfg.set(0, value, 0)
             .map_err(|e| Error::ebpf("write CONFIG", e))?;
         for m in MAPS {
             let map = bpf.map(m).ok_or_else(|| Error::ebpf("find map", m))?;
             map.pin(dir.join(m))
                 .map_err(|e| Error::ebpf("pin map", format!("{m}: {e}")))?;
         }
-        for (prog_name, on_uplink, direction) in ATTACH {
-            let iface = if on_uplink {
-                state.uplink.clone()
-            } else {
-                state.bridge.clone()
-            };
+        for (prog_name, pin) in [
+            (names::PROG_UPLINK_INGRESS, uplinks::INGRESS_PROG_PIN),
+            (names::PROG_UPLINK_EGRESS, uplinks::EGRESS_PROG_PIN),
+        ] {
+            load_program(&mut bpf, prog_name)?
+                .pin(dir.join(pin))
+                .map_err(|e| Error::ebpf("pin program", format!("{prog_name}: {e}")))?;
+        }
+        for (prog_name, direction) in ON_BRIDGE {
             let prog = load_program(&mut bpf, prog_name)?;
-            attach_tcx(
+            hooks::attach(
+                kind,
+                &state.name,
                 prog,
                 &host,
-                &iface,
+                &state.bridge,
                 direction,
-                &pins::links(&state.name).join(prog_name),
+                prog_name,
             )?;
         }
+        uplinks::sync(state)?;
         let endpoint = load_program(&mut bpf, names::PROG_ENDPOINT_INGRESS)?;
         endpoint
             .pin(dir.join(ENDPOINT_PROG_PIN))
@@ -234,6 +255,7 @@ impl Datapath for Ebpf {
     }
 
     fn attach(&self, state: &LabState, c: &Container) -> Result<()> {
+        uplinks::sync(state)?;
         endpoints::attach(state, c)
     }
 
@@ -242,10 +264,17 @@ impl Datapath for Ebpf {
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        sweep(&state.name).map(drop)
+        // Classic filters are no pins: each goes by its record, before the pins.
+        let mut errors = Errors::default();
+        if hooks_of(&state.name).ok() == Some(hooks::Kind::Classic) {
+            errors.check(hooks::detach_all(&state.name, &topology::host_ns(state)));
+        }
+        errors.check(sweep(&state.name).map(drop));
+        errors.into_result()
     }
 
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        uplinks::sync(state)?;
         ports::publish(&state.name, ports)
     }
 
@@ -263,11 +292,17 @@ impl Datapath for Ebpf {
 
     fn counters(&self, state: &LabState) -> Result<Counters> {
         let v = read_stats(&state.name)?;
+        let gc: Array<MapData, GcRecord> = pins::typed(&state.name, names::GC)?;
+        let gc = gc.get(&0, 0).map_err(|e| Error::ebpf("read GC", e))?;
         Ok(Counters {
             counters: counter::NAMES
                 .iter()
                 .enumerate()
                 .map(|(i, n)| (*n, v[i]))
+                .chain([
+                    ("ct_gc_longest_us", gc.longest_ns / 1_000),
+                    ("ct_gc_last_us", gc.last_ns / 1_000),
+                ])
                 .collect(),
             drops: DROP_NAMES
                 .iter()
@@ -328,34 +363,6 @@ fn start_gc(bpf: &mut aya::Ebpf) -> Result<()> {
     Ok(())
 }
 
-/// Attaches a classifier by tcx to `iface` in namespace `ns`, and pins the link at
-/// `pin` (removing the pin detaches it).
-pub fn attach_tcx(
-    prog: &mut SchedClassifier,
-    ns: &std::path::Path,
-    iface: &str,
-    direction: TcAttachType,
-    pin: &std::path::Path,
-) -> Result<()> {
-    netns::run_in(ns, || {
-        let id = prog
-            .attach_with_options(
-                iface,
-                direction,
-                TcAttachOptions::TcxOrder(LinkOrder::default()),
-            )
-            .map_err(|e| Error::ebpf("attach", format!("on {iface}: {e}")))?;
-        let link: FdLink = prog
-            .take_link(id)
-            .map_err(|e| Error::ebpf("take link", e))?
-            .try_into()
-            .map_err(|e| Error::ebpf("tcx link", e))?;
-        link.pin(pin)
-            .map_err(|e| Error::ebpf("pin link", format!("{}: {e}", pin.display())))?;
-        Ok(())
-    })
-}
-
 /// Removes a lab's pins (which detaches its programs) and its cgroup; returns whether
 /// anything was there.
 pub fn sweep(lab: &str) -> Result<bool> {
@@ -382,6 +389,15 @@ fn read_stats(lab: &str) -> Result<Vec<u64>> {
 pub fn read_config(lab: &str) -> Result<Config> {
     let map: Array<MapData, Config> = pins::typed(lab, names::CONFIG)?;
     map.get(&0, 0).map_err(|e| Error::ebpf("read CONFIG", e))
+}
+
+/// How a running lab's programs are attached (probed at `up`).
+pub fn hooks_of(lab: &str) -> Result<hooks::Kind> {
+    Ok(if read_config(lab)?.flags & FLAG_CLASSIC_TC != 0 {
+        hooks::Kind::Classic
+    } else {
+        hooks::Kind::Tcx
+    })
 }
 
 /// Seconds of CLOCK_MONOTONIC_COARSE, the clock of the datapath's conntrack times

@@ -1,7 +1,13 @@
-//! The eBPF datapath's pins: maps and tcx/cgroup links under
-//! `/sys/fs/bpf/netlab/v1/<lab>/`, so that the datapath keeps forwarding when no netlab
-//! process runs. netlab mounts bpffs when nothing is mounted there, and unmounts it
-//! again when its last lab is gone.
+//! The eBPF datapath's pins: maps, programs and tcx/cgroup links under
+//! `/sys/fs/bpf/netlab/v3/<lab>/`, so that the datapath keeps forwarding when no
+//! netlab process runs. netlab mounts bpffs (mode 0700) when nothing is mounted there,
+//! and unmounts it again when its last lab is gone.
+//!
+//! Whoever can write into netlab's pin directories can put maps there that root then
+//! opens as its own: on a bpffs someone else mounted world-writable (the kernel's
+//! default mode is 1777), an unprivileged user could create `/sys/fs/bpf/netlab` first.
+//! So netlab makes its directories 0700, and refuses one that is not owned by root or
+//! that others may write to.
 
 use std::{
     fs,
@@ -18,7 +24,7 @@ use crate::{
 /// Where bpffs lives.
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Bumped when a map layout changes, so an old pinned map is never reused by new code.
-pub const LAYOUT_VERSION: &str = "v2";
+pub const LAYOUT_VERSION: &str = "v3";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
@@ -88,14 +94,39 @@ pub fn prepare(lab: &str) -> Result<PathBuf> {
             BPFFS,
             Some("bpf"),
             nix::mount::MsFlags::empty(),
-            None::<&str>,
+            Some("mode=0700"),
         )
         .map_err(|e| Error::io("mount bpffs on", BPFFS, e.into()))?;
         fs::write(BPFFS_MARK, mount_ns()).map_err(|e| Error::io("write", BPFFS_MARK, e))?;
     }
-    let links = links(lab);
-    fs::create_dir_all(&links).map_err(|e| Error::io("create", &links, e))?;
+    for d in [root(), root().join(LAYOUT_VERSION), dir(lab), links(lab)] {
+        make_private_dir(&d)?;
+    }
     Ok(dir(lab))
+}
+
+/// Makes `d` (mode 0700) unless it exists; refuses one that exists and is not a
+/// directory owned by root that only its owner may write to.
+fn make_private_dir(d: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::symlink_metadata(d) {
+        Ok(m) => {
+            if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+                return Err(Error::Invalid(format!(
+                    "refusing {}: it is not a directory owned by root that only root may write to (owner uid {}, mode {:o}); someone else made it: remove it",
+                    d.display(),
+                    m.uid(),
+                    m.mode() & 0o7777
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(d)
+            .map_err(|e| Error::io("create", d, e)),
+        Err(e) => Err(Error::io("stat", d, e)),
+    }
 }
 
 /// Unmounts the bpffs netlab mounted once nothing of netlab's is pinned there: the
@@ -131,6 +162,22 @@ pub fn remove(lab: &str) -> Result<bool> {
     let _ = fs::remove_dir(root());
     release_bpffs(&lock)?;
     Ok(existed)
+}
+
+/// A map deletion that found no such key: done already (an interrupted command, or
+/// a second withdrawal of the same thing), not an error.
+pub fn gone_already(
+    r: std::result::Result<(), aya::maps::MapError>,
+) -> std::result::Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Opens one of a running lab's pinned maps.
@@ -217,5 +264,35 @@ fn count_keys(map: &MapData, key_size: u32, max: u32) -> Result<u64> {
         }
         first = false;
         std::mem::swap(&mut key, &mut next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory somebody else made, or that others may write to, is refused; one
+    /// netlab makes is 0700.
+    #[test]
+    fn only_roots_private_directories_are_used() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let base = std::env::temp_dir().join(format!("netlab-pins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let mine = base.join("mine");
+        make_private_dir(&mine).unwrap();
+        assert_eq!(fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
+        make_private_dir(&mine).unwrap();
+        let open = base.join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = make_private_dir(&open).unwrap_err().to_string();
+        assert!(err.contains("refusing"), "{err}");
+        let theirs = base.join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let err = make_private_dir(&theirs).unwrap_err().to_string();
+        assert!(err.contains("uid 65534"), "{err}");
+        fs::remove_dir_all(&base).unwrap();
     }
 }

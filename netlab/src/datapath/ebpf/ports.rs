@@ -151,10 +151,8 @@ impl Table {
 
     fn remove(&mut self, p: &Published) -> Result<()> {
         if !is_range(p) {
-            return match self.singles.remove(&single_key(p)) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-                Err(e) => Err(Error::ebpf("update PUBLISH", e)),
-            };
+            return pins::gone_already(self.singles.remove(&single_key(p)))
+                .map_err(|e| Error::ebpf("update PUBLISH", e));
         }
         let wanted = range_of(p);
         for i in 0..names::PUBLISH_RANGES_MAX {

@@ -1,0 +1,141 @@
+//! The lab host's interfaces the uplink programs run on: every interface by which the
+//! host's IP layer sends or receives — all but `lo`, the lab's bridge, and links
+//! enslaved to a bridge or bond (their master is the interface) — as iptables' rules
+//! cover every interface but the bridge (`! -o BRIDGE` masquerade, `--dst-type LOCAL`
+//! publishing, direct access dropped unless `-i BRIDGE`). Each gets the uplink programs
+//! by tcx, and its addresses go in `UPLINKS` (the masquerade source of what leaves by
+//! it) and `HOST_ADDRS` (local addresses published ports answer on).
+//!
+//! Interfaces come and go without telling netlab, which runs no daemon: `up`, `run`
+//! and `publish` bring the set up to date ([`sync`]). Meanwhile the lab stays closed to
+//! an interface netlab does not watch yet: nothing from it reaches a container (the
+//! bridge's egress program drops it as direct access), and a container's new flow the
+//! host would route out by it is dropped (`unwatched`) rather than sent unmasqueraded.
+
+use std::{collections::HashSet, net::Ipv4Addr};
+
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{SchedClassifier, TcAttachType},
+};
+use netlab_common::{endpoint::Uplink, maps as names};
+
+use super::{hooks, pins};
+use crate::{
+    error::{Error, Result},
+    lab::LabState,
+    netlink::{addr, link, netns},
+    topology,
+};
+
+/// Where the uplink programs are pinned, so that any later command can attach them to
+/// an interface that appeared.
+pub const INGRESS_PROG_PIN: &str = "uplink_ingress_prog";
+pub const EGRESS_PROG_PIN: &str = "uplink_egress_prog";
+
+/// The name of program `prog`'s attachment to the interface with `ifindex`.
+fn attachment(prog: &str, ifindex: u32) -> String {
+    format!("{prog}@{ifindex}")
+}
+
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+/// Brings the watched interfaces up to date with what the lab host has now: the uplink
+/// programs attached to new ones, every address recorded, interfaces and addresses
+/// that are gone forgotten (the link of a removed interface goes with its pin).
+pub fn sync(state: &LabState) -> Result<()> {
+    let lab = state.name.as_str();
+    let host = topology::host_ns(state);
+    let (links, addrs) = netns::netlink_in(&host, |h| async move {
+        Ok((link::all(&h).await?, addr::all_links_v4(&h).await?))
+    })?;
+    let watched: Vec<&link::Listed> = links
+        .iter()
+        .filter(|l| l.name != "lo" && l.name != state.bridge && l.master.is_none())
+        .collect();
+    if watched.len() > names::UPLINKS_MAX as usize {
+        return Err(Error::Invalid(format!(
+            "the lab host has {} interfaces besides the bridge; the eBPF datapath watches at most {}",
+            watched.len(),
+            names::UPLINKS_MAX
+        )));
+    }
+    let indexes: HashSet<u32> = watched.iter().map(|l| l.index).collect();
+    let kind = super::hooks_of(lab)?;
+    let mut uplinks: HashMap<MapData, u32, Uplink> = pins::typed(lab, names::UPLINKS)?;
+    let mut host_addrs: HashMap<MapData, u32, u32> = pins::typed(lab, names::HOST_ADDRS)?;
+    let gone: Vec<u32> = uplinks
+        .keys()
+        .flatten()
+        .filter(|i| !indexes.contains(i))
+        .collect();
+    for i in gone {
+        let _ = uplinks.remove(&i);
+        for prog in [names::PROG_UPLINK_INGRESS, names::PROG_UPLINK_EGRESS] {
+            let _ = hooks::detach(kind, lab, &host, &attachment(prog, i));
+        }
+    }
+    let current: HashSet<u32> = addrs
+        .iter()
+        .filter(|(i, _)| indexes.contains(i))
+        .map(|(_, a)| be(*a))
+        .collect();
+    let stale: Vec<u32> = host_addrs
+        .keys()
+        .flatten()
+        .filter(|a| !current.contains(a))
+        .collect();
+    for a in stale {
+        let _ = host_addrs.remove(&a);
+    }
+    for l in watched {
+        let mine: Vec<Ipv4Addr> = addrs
+            .iter()
+            .filter(|(i, _)| *i == l.index)
+            .map(|(_, a)| *a)
+            .collect();
+        let first = mine.first().copied().map(be).unwrap_or(0);
+        uplinks
+            .insert(l.index, Uplink { addr: first }, 0)
+            .map_err(|e| Error::ebpf("update UPLINKS", e))?;
+        for a in mine {
+            host_addrs
+                .insert(be(a), l.index, 0)
+                .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
+        }
+        attach(kind, state, &host, l)?;
+    }
+    Ok(())
+}
+
+/// Attaches both uplink programs to interface `l`, unless they are attached already.
+fn attach(
+    kind: hooks::Kind,
+    state: &LabState,
+    host: &std::path::Path,
+    l: &link::Listed,
+) -> Result<()> {
+    for (prog, pin, direction) in [
+        (
+            names::PROG_UPLINK_INGRESS,
+            INGRESS_PROG_PIN,
+            TcAttachType::Ingress,
+        ),
+        (
+            names::PROG_UPLINK_EGRESS,
+            EGRESS_PROG_PIN,
+            TcAttachType::Egress,
+        ),
+    ] {
+        let name = attachment(prog, l.index);
+        if hooks::attached(kind, &state.name, &name) {
+            continue;
+        }
+        let mut p = SchedClassifier::from_pin(pins::dir(&state.name).join(pin))
+            .map_err(|e| Error::ebpf("open pinned program", format!("{pin}: {e}")))?;
+        hooks::attach(kind, &state.name, &mut p, host, &l.name, direction, &name)?;
+    }
+    Ok(())
+}

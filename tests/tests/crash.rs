@@ -1,0 +1,183 @@
+//! A command killed at any point (`kill -9`) leaves the lab's state and the kernel
+//! agreeing, or the next command on the lab makes them agree before it does anything
+//! else (the journal, `netlab/src/ops/journal.rs`): `netlab ports` never hides a port
+//! that answers, and no container is half made or half removed. Each test kills the
+//! command at random moments (the seed is printed, to replay a failure).
+
+use std::{
+    collections::BTreeSet,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use netlab_tests::{Lab, is_ebpf, netlab_bin};
+
+netlab_tests::per_datapath!(
+    [publish_and_unpublish_killed_anywhere, run_and_rm_killed_anywhere];
+    ebpf = "ebpf",
+    iptables = "iptables",
+    nftables = "nftables",
+);
+
+/// A small xorshift generator: the moments to kill at.
+struct Moments(u64);
+
+impl Moments {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        println!("seed {seed}");
+        Moments(seed)
+    }
+
+    /// A moment from 0 to `max_ms` milliseconds.
+    fn next(&mut self, max_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_micros(self.0 % (max_ms * 1000 + 1))
+    }
+}
+
+/// Runs `netlab --lab L ARGS` and kills it (SIGKILL) after `after`, or lets it finish
+/// if it does sooner.
+fn killed(lab: &Lab, args: &[String], after: Duration) {
+    let mut child = Command::new(netlab_bin())
+        .arg("--lab")
+        .arg(&lab.name)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run netlab");
+    std::thread::sleep(after);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// How many published host ports the lab's datapath holds in the kernel.
+fn ports_in_kernel(lab: &Lab, dp: &str) -> usize {
+    if is_ebpf(dp) {
+        use aya::maps::{HashMap, MapData};
+        use netlab_common::{
+            maps as names,
+            publish::{PubKey, PubTarget},
+        };
+        let m: HashMap<MapData, PubKey, PubTarget> =
+            netlab::datapath::ebpf::pins::typed(&lab.name, names::PUBLISH).unwrap();
+        return m.keys().count();
+    }
+    if dp.starts_with("iptables") {
+        return lab
+            .exec_ok("host", &["iptables-save", "-t", "nat"])
+            .lines()
+            .filter(|l| l.starts_with("-A NETLAB ") && l.contains("--to-destination"))
+            .count();
+    }
+    let out = lab.exec_ok(
+        "host",
+        &["nft", "-j", "list", "map", "ip", "netlab", "ports_any"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["map"]["elem"].as_array())
+        .map(|e| e.len())
+        .sum()
+}
+
+/// `netlab publish` of 2,000 ports and `netlab unpublish` of them, killed at random
+/// moments: after each, `netlab ports` lists exactly what the kernel holds.
+fn publish_and_unpublish_killed_anywhere(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web"]);
+    let specs: Vec<String> = (0..2_000)
+        .map(|i| format!("{p}:{p}", p = 40_000 + i))
+        .collect();
+    let mut moments = Moments::new();
+    for round in 0..6 {
+        let mut publish = vec!["publish".to_string(), "web".to_string()];
+        publish.extend(specs.iter().cloned());
+        let at = moments.next(400);
+        killed(&lab, &publish, at);
+        let listed = lab.ports().len();
+        assert_eq!(
+            ports_in_kernel(&lab, dp),
+            listed,
+            "round {round}: publish killed after {at:?}: the kernel and `netlab ports` disagree"
+        );
+        if listed == 0 {
+            continue;
+        }
+        let mut unpublish = vec!["unpublish".to_string(), "web".to_string()];
+        unpublish.extend(specs.iter().cloned());
+        let at = moments.next(400);
+        killed(&lab, &unpublish, at);
+        let listed = lab.ports().len();
+        assert_eq!(
+            ports_in_kernel(&lab, dp),
+            listed,
+            "round {round}: unpublish killed after {at:?}: the kernel and `netlab ports` disagree"
+        );
+        assert!(
+            listed == 0 || listed == specs.len(),
+            "round {round}: unpublish was half done: {listed} ports left"
+        );
+        if listed != 0 {
+            lab.ok(&unpublish.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// `netlab run` and `netlab rm` killed at random moments: after each, the containers
+/// `netlab status` lists are exactly those whose namespaces and veths exist.
+fn run_and_rm_killed_anywhere(dp: &str) {
+    let lab = Lab::on(dp);
+    let mut moments = Moments::new();
+    for round in 0..10 {
+        let name = format!("c{round}");
+        let at = moments.next(150);
+        killed(&lab, &["run".into(), name.clone()], at);
+        check_containers(&lab, &format!("round {round}: run killed after {at:?}"));
+        if lab.state().container(&name).is_some() {
+            let at = moments.next(150);
+            killed(&lab, &["rm".into(), name], at);
+            check_containers(&lab, &format!("round {round}: rm killed after {at:?}"));
+        }
+    }
+}
+
+/// The lab's containers (as `netlab status` lists them, which settles an interrupted
+/// command first) are exactly those whose namespace and veth exist.
+fn check_containers(lab: &Lab, when: &str) {
+    let status = lab.status();
+    let listed: BTreeSet<String> = status["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let prefix = format!("{}-", lab.name);
+    let namespaces: BTreeSet<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+        .filter(|n| n != "host" && n != "wan")
+        .collect();
+    assert_eq!(namespaces, listed, "{when}: namespaces");
+    let links = lab.exec_ok("host", &["ip", "-o", "link", "show"]);
+    let marked: BTreeSet<String> = links
+        .lines()
+        .filter_map(|l| l.split("alias ").nth(1))
+        .filter_map(|a| a.trim().strip_prefix(&format!("netlab:{}:", lab.name)))
+        .filter(|c| *c != "bridge")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(marked, listed, "{when}: veths");
+}
