@@ -599,6 +599,23 @@ fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
     );
 }
 
+/// A new flow leaving by an interface without an IPv4 address (the program runs on
+/// loopback here, which the lab's uplinks do not list) has nothing to be masqueraded
+/// behind: it is dropped and counted, as iptables' MASQUERADE drops it, never sent
+/// with the container's address.
+#[test]
+fn masquerading_behind_an_interface_without_an_address_drops() {
+    let mut dp = Datapath::new(Config {
+        uplink_ifindex: 99,
+        ..config()
+    });
+    let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_000, 80, SYN, b"");
+    let (verdict, _) = dp.egress(&syn);
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.stat(DropReason::NoAddress.index()), 1);
+    assert!(dp.table(names::CT_PENDING).is_empty());
+}
+
 #[test]
 fn idle_flows_expire_in_the_kernel() {
     let mut dp = Datapath::new(Config {
