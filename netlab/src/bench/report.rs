@@ -583,6 +583,7 @@ impl Report {
                     )
                 })
         };
+        let mut seen = Vec::new();
         self.targets()
             .into_iter()
             .filter(|s| self.measurable(s))
@@ -594,6 +595,13 @@ impl Report {
                 let e = st.estimate.as_ref();
                 let too_wide = e.is_none_or(|e| e.width_pct() > width);
                 too_wide && (rates.contains(&st.subject) || !decided(&st.subject, e))
+            })
+            // A goal on a rate's ratio names the same interval as the rate: listed once.
+            .filter(|st| {
+                let d = st.subject.describe();
+                let new = !seen.contains(&d);
+                seen.push(d);
+                new
             })
             .collect()
     }
