@@ -44,7 +44,7 @@ pub enum Command {
     /// Compare the datapaths on fresh sandbox labs, and with a bare veth pair:
     /// throughput, request/response, connection rate, port scaling, publish time,
     /// small packets, the CLI at scale.
-    /// Boxed: its many flags would make every other command's value as large.
+    // Boxed: its many flags would make every other command's value as large.
     Bench(Box<commands::bench::Args>),
 }
 
