@@ -8,6 +8,7 @@ pub mod down;
 pub mod exec;
 pub mod journal;
 pub mod publish;
+mod recover;
 pub mod up;
 
 pub use containers::{AttachRequest, attach, check, detach, host_macs};
@@ -101,7 +102,7 @@ impl Session {
     /// A usable lab, with an interrupted operation settled.
     fn settled(lock: Locked, state: LabState) -> Result<Self> {
         let mut s = Self { lock, state };
-        journal::recover(&mut s)?;
+        recover::recover(&mut s)?;
         Ok(s)
     }
 
