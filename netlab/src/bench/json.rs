@@ -116,12 +116,12 @@ pub fn render(r: &Report) -> Value {
             let e = e.as_ref();
             json!({
                 "goal": g.text,
-                "scenario": g.scenario.letter(),
-                "ports": g.ports,
-                "metric": g.metric.name(),
-                "datapath": g.numerator.name(),
-                "base": g.denominator.map(Contender::name),
-                "base_metric": g.base_metric.map(|m| m.name()),
+                "scenario": g.subject.scenario.letter(),
+                "ports": g.subject.ports,
+                "metric": g.subject.metric.name(),
+                "datapath": g.subject.numerator.name(),
+                "base": g.subject.denominator.map(Contender::name),
+                "base_metric": g.subject.base_metric.map(|m| m.name()),
                 "op": g.op.symbol(),
                 "value": g.value,
                 "verdict": verdict.to_string(),
@@ -209,7 +209,7 @@ pub fn render(r: &Report) -> Value {
 mod tests {
     use super::*;
     use crate::{
-        bench::{Scenario, options::test_options, report::Metric},
+        bench::{Scenario, metric::Metric, options::test_options},
         lab::DatapathKind,
     };
 
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn the_json_document() {
         let mut o = test_options("ebpf,iptables", "a,b,h", "10");
-        o.goals = vec![super::super::goal::Goal::parse("a:ebpf/iptables>=1.4", &o).unwrap()];
+        o.goals = vec![super::super::options::parse_goal("a:ebpf/iptables>=1.4", &o).unwrap()];
         let mut r = Report::new(&o);
         for (i, v) in [10.0, 12.0, 11.0].iter().enumerate() {
             r.start_round(i as u32 + 1);

@@ -17,9 +17,11 @@ pub mod disturb;
 pub mod goal;
 pub mod json;
 pub mod lab;
+pub mod metric;
 pub mod options;
 pub mod pps;
 pub mod report;
+pub mod round;
 pub mod rr;
 pub mod stats;
 pub mod svg;
@@ -33,8 +35,9 @@ use crate::{
     error::{Error, Result},
     lab::DatapathKind,
 };
+use metric::Metric;
 pub use options::{Flags, MAX_PORTS, Options};
-use report::{Metric, Report, Standing};
+use report::{Report, Standing};
 
 /// The workloads. `F` is not a workload of its own: it adds the routed baseline
 /// (no NAT at all) to scenarios a-c and g.
@@ -217,7 +220,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
             check_interrupt()?;
             let tag = format!("[{round}/{}] {}", opts.max_runs, c.name());
-            workload::run_lab(opts, c, &scenarios, &tag, &mut report)?;
+            round::run_lab(opts, c, &scenarios, &tag, &mut report)?;
         }
         let Some(width) = opts.target_width.filter(|_| round >= opts.runs) else {
             continue;

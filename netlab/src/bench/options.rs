@@ -6,7 +6,11 @@ use std::{
     time::Duration,
 };
 
-use super::{Contender, Scenario, goal::Goal, report::Metric, tool::Tool};
+use super::{
+    Contender, Scenario,
+    goal::{Goal, Op},
+    metric::{Metric, Subject},
+};
 use crate::{
     error::{Error, Result},
     lab::DatapathKind,
@@ -312,10 +316,15 @@ impl Options {
         };
         let goals = goals
             .iter()
-            .map(|g| Goal::parse(g, &opts))
+            .map(|g| parse_goal(g, &opts))
             .collect::<Result<Vec<_>>>()?;
         opts.goals = goals;
         Ok(opts)
+    }
+
+    /// The most ports scenarios d, e and h publish: the largest of `--ports`.
+    pub fn max_ports(&self) -> u32 {
+        *self.port_counts.last().expect("at least one count")
     }
 
     /// The figures a scenario produces: its own, and those of the peer tools beside it.
@@ -394,6 +403,214 @@ fn check_output(flag: &str, path: &Path) -> Result<()> {
 
 /// Options for unit tests: `datapaths`, `scenarios`, the veth reference, one run of
 /// one second, `ports`.
+/// A peer tool `--tool` runs beside netlab's own client (see `super::tool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    Sockperf,
+    Iperf3,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 2] = [Tool::Sockperf, Tool::Iperf3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sockperf => "sockperf",
+            Self::Iperf3 => "iperf3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tool> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The scenario it cross-checks.
+    pub fn scenario(self) -> Scenario {
+        match self {
+            Self::Sockperf => Scenario::B,
+            Self::Iperf3 => Scenario::G,
+        }
+    }
+
+    /// The figures it adds to its scenario.
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Self::Sockperf => &[
+                Metric::SockperfRate,
+                Metric::SockperfP50,
+                Metric::SockperfP99,
+            ],
+            Self::Iperf3 => &[Metric::Iperf3PacketRate],
+        }
+    }
+
+    /// Whether the program is on PATH.
+    pub fn installed(self) -> bool {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path).any(|dir| dir.join(self.name()).is_file())
+    }
+}
+
+/// A `--goal`'s datapath or base: one that runs, or the veth reference.
+fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
+    if name == "veth" {
+        if !opts.reference {
+            return Err(invalid_goal(
+                goal,
+                "veth is the reference, and --reference none leaves it out",
+            ));
+        }
+        return Ok(Contender::Veth);
+    }
+    let dp = DatapathKind::from_name(name).ok_or_else(|| {
+        invalid_goal(
+            goal,
+            &format!(
+                "unknown datapath {name:?}: use {} or veth",
+                DatapathKind::names()
+            ),
+        )
+    })?;
+    if !opts.datapaths.contains(&dp) {
+        return Err(invalid_goal(goal, &format!("{name} is not in --datapath")));
+    }
+    Ok(Contender::Lab(dp))
+}
+
+fn invalid_goal(goal: &str, why: &str) -> Error {
+    Error::Invalid(format!("invalid --goal {goal:?}: {why}"))
+}
+
+/// Parses one `--goal` (see [`super::goal`] for its form) against the benchmark it is for: the scenario, the
+/// datapaths and the metric must be among those measured.
+pub fn parse_goal(text: &str, opts: &Options) -> Result<Goal> {
+    let form = "give SCENARIO[:METRIC]:DATAPATH[/BASE] OP VALUE, e.g. c:ebpf/iptables>=1.4";
+    let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let is_op = |c: char| matches!(c, '<' | '>' | '=' | '!');
+    let at = s
+        .find(is_op)
+        .ok_or_else(|| invalid_goal(text, &format!("no comparison: {form}")))?;
+    let len = s[at..].find(|c| !is_op(c)).unwrap_or(s.len() - at);
+    let op = match &s[at..at + len] {
+        ">=" => Op::AtLeast,
+        ">" => Op::Above,
+        "<=" => Op::AtMost,
+        "<" => Op::Below,
+        other => {
+            return Err(invalid_goal(
+                text,
+                &format!("malformed comparison {other:?}: use >=, >, <= or <"),
+            ));
+        }
+    };
+    let (left, right) = (&s[..at], &s[at + len..]);
+    let value: f64 = right
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| {
+            invalid_goal(text, &format!("{right:?} is not a positive number: {form}"))
+        })?;
+    let parts: Vec<&str> = left.split(':').collect();
+    let (scenario_part, metric_part, who) = match parts[..] {
+        [s, who] => (s, None, who),
+        [s, m, who] => (s, Some(m), who),
+        _ => return Err(invalid_goal(text, form)),
+    };
+    let (letter, ports) = match scenario_part.split_once('@') {
+        Some((l, n)) => (l, Some(n)),
+        None => (scenario_part, None),
+    };
+    let scenario = Scenario::parse(letter).ok_or_else(|| {
+        invalid_goal(
+            text,
+            &format!("unknown scenario {letter:?}: use a, b, c, d, e, g, h or i"),
+        )
+    })?;
+    if !opts.scenarios.contains(&scenario) {
+        let why = if scenario == Scenario::F {
+            "f is the routed baseline, not a workload: compare with it as a:ebpf/routed".into()
+        } else {
+            format!("scenario {letter} is not in --scenario")
+        };
+        return Err(invalid_goal(text, &why));
+    }
+    let ports = match (scenario, ports) {
+        (Scenario::D, Some(n)) => {
+            let n: u32 = n
+                .parse()
+                .ok()
+                .filter(|n| opts.port_counts.contains(n))
+                .ok_or_else(|| {
+                    invalid_goal(
+                        text,
+                        &format!("{n:?} ports is not one of --ports {:?}", opts.port_counts),
+                    )
+                })?;
+            Some(n)
+        }
+        (_, Some(_)) => {
+            return Err(invalid_goal(text, "only scenario d takes @PORTS"));
+        }
+        (s, None) if s.publishes() => opts.port_counts.last().copied(),
+        _ => None,
+    };
+    let metrics = opts.metrics(scenario);
+    let metric = match metric_part {
+        None => metrics[0],
+        Some(m) => metrics
+            .iter()
+            .copied()
+            .find(|x| x.name() == m)
+            .ok_or_else(|| {
+                let names: Vec<&str> = metrics.iter().map(|x| x.name()).collect();
+                invalid_goal(
+                    text,
+                    &format!(
+                        "scenario {letter} has no metric {m:?}: use {}",
+                        names.join(", ")
+                    ),
+                )
+            })?,
+    };
+    let (num, den) = match who.split_once('/') {
+        Some((n, d)) => (n, Some(d)),
+        None => (who, None),
+    };
+    let numerator = goal_contender(num, opts, text)?;
+    // A base that names a figure of the scenario is the same datapath's.
+    let base_metric = den.and_then(|d| metrics.iter().copied().find(|m| m.name() == d));
+    let denominator = match (den, base_metric) {
+        (_, Some(_)) => Some(numerator),
+        (Some(d), None) => Some(goal_contender(d, opts, text)?),
+        (None, None) => None,
+    };
+    for c in [Some(numerator), denominator].into_iter().flatten() {
+        if !opts.scenarios_for(c).contains(&scenario) {
+            return Err(invalid_goal(
+                text,
+                &format!("{} does not run scenario {letter}", c.name()),
+            ));
+        }
+    }
+    if denominator == Some(numerator) && base_metric.unwrap_or(metric) == metric {
+        return Err(invalid_goal(text, "a figure against itself is always 1"));
+    }
+    Ok(Goal {
+        text: text.trim().to_string(),
+        subject: Subject {
+            scenario,
+            ports,
+            metric,
+            numerator,
+            denominator,
+            base_metric,
+        },
+        op,
+        value,
+    })
+}
+
 #[cfg(test)]
 pub fn test_options(datapaths: &str, scenarios: &str, ports: &str) -> Options {
     Options::parse(Flags {
@@ -571,7 +788,7 @@ mod tests {
         .unwrap();
         assert_eq!((o.target_width, o.max_runs), (Some(2.5), 8));
         assert_eq!(o.goals.len(), 2);
-        assert_eq!(o.goals[1].metric, Metric::P99);
+        assert_eq!(o.goals[1].subject.metric, Metric::P99);
         assert!(o.drop_disturbed);
         // A peer tool adds its figures to its scenario, and a measurement per round.
         let o = with(|f| f.tool = "sockperf").unwrap();
@@ -672,5 +889,94 @@ mod tests {
         .unwrap();
         assert_eq!(o.goals.len(), goals.len());
         assert_eq!((o.runs, o.max_runs), (5, 20));
+    }
+
+    #[test]
+    fn goals_parse() {
+        let o = test_options("ebpf,iptables,nftables", "a,b,c,d,f,h", "10,100");
+        let g = parse_goal("c:ebpf/iptables>=1.4", &o).unwrap();
+        assert_eq!(g.subject.scenario, Scenario::C);
+        assert_eq!(g.subject.metric, Metric::Rate);
+        assert_eq!(g.subject.numerator, Contender::Lab(DatapathKind::Ebpf));
+        assert_eq!(
+            g.subject.denominator,
+            Some(Contender::Lab(DatapathKind::Iptables))
+        );
+        assert_eq!((g.op, g.value, g.subject.ports), (Op::AtLeast, 1.4, None));
+        let g = parse_goal(" b : p99 : ebpf / veth <= 1.2 ", &o).unwrap();
+        assert_eq!(
+            (g.subject.metric, g.subject.denominator),
+            (Metric::P99, Some(Contender::Veth))
+        );
+        assert_eq!(g.op, Op::AtMost);
+        let g = parse_goal("a:ebpf/routed>1.1", &o).unwrap();
+        assert_eq!(
+            g.subject.denominator,
+            Some(Contender::Lab(DatapathKind::Routed))
+        );
+        assert_eq!(g.op, Op::Above);
+        let g = parse_goal("d@10:ebpf/nftables>=1", &o).unwrap();
+        assert_eq!(g.subject.ports, Some(10));
+        let g = parse_goal("d:ebpf/iptables>=2", &o).unwrap();
+        assert_eq!(g.subject.ports, Some(100), "the largest count");
+        let g = parse_goal("h:cli_publish_one:ebpf<10", &o).unwrap();
+        assert_eq!(
+            (g.subject.metric, g.subject.denominator, g.subject.ports),
+            (Metric::CliPublishOne, None, Some(100))
+        );
+        assert_eq!(g.op, Op::Below);
+        let o = test_options("ebpf,iptables", "c,i", "10");
+        let g = parse_goal("i:rate_full:ebpf/rate>=0.9", &o).unwrap();
+        assert_eq!(g.subject.metric, Metric::RateFull);
+        assert_eq!(
+            g.subject.denominator,
+            Some(Contender::Lab(DatapathKind::Ebpf))
+        );
+        assert_eq!(g.subject.base_metric, Some(Metric::Rate));
+        assert_eq!(
+            g.subject().describe(),
+            "(i) conn/s, 1M flows ebpf / ebpf conn/s, empty table"
+        );
+        let e = parse_goal("i:rate_full:iptables/rate>=0.9", &o).unwrap_err();
+        assert!(
+            e.to_string().contains("iptables does not run scenario i"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_goals_are_one_line_errors() {
+        let o = test_options("ebpf,iptables", "a,b,c,d,h", "10,100");
+        for (goal, why) in [
+            ("c:ebpf/iptables", "no comparison"),
+            ("c:ebpf/iptables=>1.4", "malformed comparison"),
+            ("c:ebpf/iptables==1.4", "malformed comparison"),
+            ("c:ebpf/iptables>=1.4>=2", "not a positive number"),
+            ("c:ebpf/iptables>=x", "not a positive number"),
+            ("c:ebpf/iptables>=-1", "not a positive number"),
+            ("c:ebpf/iptables>=0", "not a positive number"),
+            ("ebpf/iptables>=1.4", "give SCENARIO"),
+            ("c:rate:ebpf:iptables>=1.4", "give SCENARIO"),
+            ("z:ebpf/iptables>=1", "unknown scenario"),
+            ("g:ebpf/iptables>=1", "not in --scenario"),
+            ("f:ebpf/iptables>=1", "routed baseline"),
+            ("c:pf/iptables>=1", "unknown datapath"),
+            ("c:ebpf/nftables>=1", "not in --datapath"),
+            ("c:latency:ebpf/iptables>=1", "has no metric"),
+            ("c:ebpf/ebpf>=1", "against itself"),
+            ("c:rate:ebpf/rate>=1", "against itself"),
+            ("d:ebpf/veth>=1", "veth does not run scenario d"),
+            ("d@50:ebpf/iptables>=1", "not one of --ports"),
+            ("c@10:ebpf/iptables>=1", "only scenario d"),
+        ] {
+            let e = parse_goal(goal, &o).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, Error::Invalid(_)), "{goal}: {text}");
+            assert!(
+                text.contains(why) && text.contains("--goal"),
+                "{goal}: {text}"
+            );
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
     }
 }

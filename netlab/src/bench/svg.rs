@@ -13,7 +13,8 @@ use plotters::{
 
 use super::{
     Contender, Scenario,
-    report::{Figure, Metric, Report, num, summary},
+    metric::Metric,
+    report::{Figure, Report, num, summary},
 };
 use crate::{
     error::{Error, Result},

@@ -236,10 +236,10 @@ fn goals(r: &Report, out: &mut String) {
     let mut rows = Vec::new();
     let mut counts = [0; 4];
     for (g, e, verdict) in &verdicts {
-        let shown = if g.denominator.is_some() {
+        let shown = if g.subject.denominator.is_some() {
             ratio_cell("×", e.as_ref())
         } else {
-            let unit = g.metric.unit_shown(g.scenario);
+            let unit = g.subject.metric.unit_shown(g.subject.scenario);
             e.as_ref()
                 .map(|e| format!("{} {unit}", value_cell(Some(e))))
                 .unwrap_or_default()
@@ -304,7 +304,7 @@ fn target(r: &Report, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{goal::Goal, options::test_options, report::Metric};
+    use crate::bench::{metric::Metric, options::test_options};
 
     const EBPF: Contender = Contender::Lab(DatapathKind::Ebpf);
 
@@ -332,8 +332,8 @@ mod tests {
     fn the_table_with_intervals_goals_and_targets() {
         let mut o = test_options("ebpf,iptables", "a,b,h", "10");
         o.goals = vec![
-            Goal::parse("a:ebpf/iptables>=1.4", &o).unwrap(),
-            Goal::parse("h:cli_rm:ebpf<1000", &o).unwrap(),
+            crate::bench::options::parse_goal("a:ebpf/iptables>=1.4", &o).unwrap(),
+            crate::bench::options::parse_goal("h:cli_rm:ebpf<1000", &o).unwrap(),
         ];
         o.target_width = Some(5.0);
         let mut r = super::super::report::Report::new(&o);

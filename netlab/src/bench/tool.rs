@@ -12,25 +12,19 @@
 //!   per system call, so it measures mostly its own syscall rate (why g has its own
 //!   sender): a lower bound, and a second opinion on the order of the datapaths.
 //!
-//! Scenario a is iperf3 already.
+//! Scenario a is iperf3 already. The tools themselves (`Tool`: names, scenarios,
+//! figures) are among the options; this module runs them.
 
 use std::{net::SocketAddr, time::Duration};
 
 use super::{
-    Scenario,
     disturb::Watch,
     lab::{BenchLab, SERVER},
-    options::Options,
-    report::Metric,
+    metric::Metric,
+    options::{Options, Tool},
     workload::{Measured, Proc, cpus, stream_cpus, wait_listening},
 };
 use crate::error::{Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tool {
-    Sockperf,
-    Iperf3,
-}
 
 /// sockperf's server port in the container, and the host port published to it.
 pub const SOCKPERF_PORT: u16 = 5001;
@@ -39,45 +33,6 @@ pub const SOCKPERF_PUBLISHED: u16 = 8081;
 const IPERF_UDP_PORT: u16 = 5202;
 
 impl Tool {
-    pub const ALL: [Tool; 2] = [Tool::Sockperf, Tool::Iperf3];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sockperf => "sockperf",
-            Self::Iperf3 => "iperf3",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Tool> {
-        Self::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    /// The scenario it cross-checks.
-    pub fn scenario(self) -> Scenario {
-        match self {
-            Self::Sockperf => Scenario::B,
-            Self::Iperf3 => Scenario::G,
-        }
-    }
-
-    /// The figures it adds to its scenario.
-    pub fn metrics(self) -> &'static [Metric] {
-        match self {
-            Self::Sockperf => &[
-                Metric::SockperfRate,
-                Metric::SockperfP50,
-                Metric::SockperfP99,
-            ],
-            Self::Iperf3 => &[Metric::Iperf3PacketRate],
-        }
-    }
-
-    /// Whether the program is on PATH.
-    pub fn installed(self) -> bool {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path).any(|dir| dir.join(self.name()).is_file())
-    }
-
     /// Runs the tool on a lab and returns its figures.
     pub fn run(self, lab: &mut BenchLab, opts: &Options) -> Result<Measured> {
         match self {
@@ -269,7 +224,7 @@ sockperf: ---> percentile 50.000 =   53.820
     fn tools_and_their_scenarios() {
         assert_eq!(Tool::parse("sockperf"), Some(Tool::Sockperf));
         assert_eq!(Tool::parse("netperf"), None);
-        assert_eq!(Tool::Sockperf.scenario(), Scenario::B);
+        assert_eq!(Tool::Sockperf.scenario(), crate::bench::Scenario::B);
         assert_eq!(Tool::Iperf3.metrics(), [Metric::Iperf3PacketRate]);
     }
 }

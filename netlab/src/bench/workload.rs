@@ -33,11 +33,12 @@ use std::{
 };
 
 use super::{
-    Contender, Options, Scenario, check_interrupt,
+    Contender, Options, check_interrupt,
     disturb::{Load, Watch},
     lab::{BenchLab, SERVER},
+    metric::Metric,
     pps,
-    report::{Metric, Report, num},
+    report::num,
     rr::{self, Mode, Outcome},
 };
 use crate::{
@@ -81,166 +82,6 @@ impl Measured {
         };
         self
     }
-}
-
-/// The order scenarios run in on one lab: h before d, since h publishes d's ports on
-/// another container and takes them away again, and d and e keep theirs.
-fn run_order(scenarios: &[Scenario]) -> Vec<Scenario> {
-    let mut v = scenarios.to_vec();
-    v.sort_by_key(|s| match s {
-        Scenario::G => 3,
-        Scenario::H => 4,
-        Scenario::D => 5,
-        Scenario::E => 6,
-        s => *s as u8,
-    });
-    v
-}
-
-/// Builds a lab for a contender, runs `scenarios` on it into `report` (with the peer
-/// tools beside them), tears it down. Only an interruption is an error; anything else
-/// is recorded as n/a.
-pub fn run_lab(
-    opts: &Options,
-    c: Contender,
-    scenarios: &[Scenario],
-    tag: &str,
-    report: &mut Report,
-) -> Result<()> {
-    let scenarios = run_order(scenarios);
-    if scenarios.is_empty() {
-        return Ok(());
-    }
-    let mut lab = match BenchLab::up(c) {
-        Ok(lab) => lab,
-        Err(e) => {
-            check_interrupt()?;
-            let why = match &e {
-                Error::Command { command, detail } if command.contains(" up ") => {
-                    format!("no lab: {detail}")
-                }
-                e => format!("no lab: {e}"),
-            };
-            eprintln!("{tag}: every scenario n/a, {why}");
-            for s in scenarios {
-                for ports in ports_of(opts, s) {
-                    report.fail(s, c, ports, &opts.metrics(s), &why);
-                }
-            }
-            return Ok(());
-        }
-    };
-    match c {
-        Contender::Lab(_) => eprintln!("{tag}: lab {} is up", lab.name),
-        Contender::Veth => eprintln!(
-            "{tag}: veth pair {}-{SERVER} <-> {}-wan is up",
-            lab.name, lab.name
-        ),
-    }
-    for s in scenarios {
-        if s == Scenario::D {
-            let mut broken: Option<String> = None;
-            for &n in &opts.port_counts {
-                let result = match &broken {
-                    Some(e) => Err(Error::Invalid(e.clone())),
-                    None => scale_step(&mut lab, opts, n, tag),
-                };
-                record(report, tag, s, c, Some(n), s.metrics(), result, &mut broken)?;
-            }
-            continue;
-        }
-        let result = match s {
-            Scenario::A => egress(&lab, opts),
-            Scenario::B => request_response(&mut lab, opts, Mode::Rr),
-            Scenario::C => request_response(&mut lab, opts, Mode::Crr),
-            Scenario::E => publish_time(&mut lab, opts, tag),
-            Scenario::G => small_packets(&lab, opts, tag),
-            Scenario::H => cli_at_scale(&lab, opts),
-            Scenario::I => full_table(c, opts, tag),
-            Scenario::D | Scenario::F => unreachable!("handled above / not a workload"),
-        };
-        let ports = s.publishes().then(|| max_ports(opts));
-        record(report, tag, s, c, ports, s.metrics(), result, &mut None)?;
-        for t in opts.tools.iter().filter(|t| t.scenario() == s) {
-            check_interrupt()?;
-            let result = t.run(&mut lab, opts);
-            record(report, tag, s, c, ports, t.metrics(), result, &mut None)?;
-        }
-    }
-    Ok(())
-}
-
-fn max_ports(opts: &Options) -> u32 {
-    *opts.port_counts.last().expect("at least one count")
-}
-
-fn ports_of(opts: &Options, s: Scenario) -> Vec<Option<u32>> {
-    match s {
-        Scenario::D => opts.port_counts.iter().map(|n| Some(*n)).collect(),
-        Scenario::E | Scenario::H => vec![Some(max_ports(opts))],
-        _ => vec![None],
-    }
-}
-
-/// Puts one scenario's outcome (its figures `metrics`, or why they are n/a) into the
-/// report and prints a progress line.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call per outcome, each named"
-)]
-fn record(
-    report: &mut Report,
-    tag: &str,
-    s: Scenario,
-    c: Contender,
-    ports: Option<u32>,
-    metrics: &[Metric],
-    result: Result<Measured>,
-    broken: &mut Option<String>,
-) -> Result<()> {
-    let label = match ports {
-        Some(n) if s == Scenario::D => format!("{tag} {} ({n} ports)", s.letter()),
-        Some(n) => format!("{tag} {} ({n} published)", s.letter()),
-        None => format!("{tag} {}", s.letter()),
-    };
-    match result {
-        Ok(Measured { values, load }) => {
-            let shown: Vec<String> = values
-                .iter()
-                .map(|(m, v)| match m {
-                    Metric::P50
-                    | Metric::P99
-                    | Metric::SockperfP50
-                    | Metric::SockperfP99
-                    | Metric::CliPublishAll
-                    | Metric::CliPublishOne
-                    | Metric::CliUnpublishOne
-                    | Metric::CliRm => {
-                        format!("{} {} {}", m.name(), num(*v), m.unit_shown(s))
-                    }
-                    _ => format!("{} {}", num(*v), m.unit_shown(s)),
-                })
-                .collect();
-            let why = load.and_then(|l| l.disturbed());
-            let note = why
-                .map(|w| format!(" (disturbed: {w})"))
-                .unwrap_or_default();
-            eprintln!("{label}: {}{note}", shown.join(", "));
-            for (m, v) in values {
-                report.add(s, c, ports, m, v);
-            }
-            if let Some(load) = load {
-                report.watch(s, c, ports, load);
-            }
-        }
-        Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(e) => {
-            eprintln!("{label}: n/a: {e}");
-            report.fail(s, c, ports, metrics, &e.to_string());
-            *broken = Some(e.to_string());
-        }
-    }
-    Ok(())
 }
 
 /// A child process in a namespace and its own process group; killed when dropped.
@@ -364,7 +205,7 @@ pub fn wait_listening(ns: &Path, port: u16) -> Result<()> {
 /// The sender runs on the CPU of every other workload, the receiver on another one
 /// (as in g): left to the scheduler, the two ends shared a CPU in some runs and not in
 /// others, and a datapath's runs spread by a third.
-fn egress(lab: &BenchLab, opts: &Options) -> Result<Measured> {
+pub(super) fn egress(lab: &BenchLab, opts: &Options) -> Result<Measured> {
     let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
     let far = lab.far_addr().to_string();
     let (sender_cpu, receiver_cpu) = stream_cpus();
@@ -484,7 +325,7 @@ fn rr_figures((out, load): (Outcome, Option<Load>)) -> Measured {
 
 /// Scenarios b and c: through the published port, or straight to the container on
 /// the routed baseline.
-fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Measured> {
+pub(super) fn request_response(lab: &mut BenchLab, opts: &Options, mode: Mode) -> Result<Measured> {
     let target = if lab.contender.direct() {
         SocketAddr::from((lab.server_ip(), RR_PORT))
     } else {
@@ -510,7 +351,7 @@ pub const FULL_TABLE_FLOWS: u32 = 1_000_000;
 /// port with an empty table, then with [`FULL_TABLE_FLOWS`] established flows in it
 /// (synthetic ones that the measurement never meets, so every lookup of the
 /// measurement misses or hits among them as a busy lab's would).
-fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Measured> {
+pub(super) fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Measured> {
     let size = (FULL_TABLE_FLOWS + FULL_TABLE_FLOWS / 10).to_string();
     let mut lab = BenchLab::up_with(c, &["--conntrack-max", &size])?;
     let port = lab.port(PUBLISHED, RR_PORT);
@@ -562,7 +403,12 @@ fn publish_up_to(lab: &mut BenchLab, n: u32, tag: &str) -> Result<()> {
 }
 
 /// One step of scenario d: `n` ports published, CRR to the last one.
-fn scale_step(lab: &mut BenchLab, opts: &Options, n: u32, tag: &str) -> Result<Measured> {
+pub(super) fn scale_step(
+    lab: &mut BenchLab,
+    opts: &Options,
+    n: u32,
+    tag: &str,
+) -> Result<Measured> {
     publish_up_to(lab, n, tag)?;
     let last = SCALE_BASE + (n - 1) as u16;
     let target = SocketAddr::from((lab.uplink_ip(), last));
@@ -576,8 +422,8 @@ fn scale_step(lab: &mut BenchLab, opts: &Options, n: u32, tag: &str) -> Result<M
 }
 
 /// Scenario e: milliseconds to publish one more port with N published.
-fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
-    publish_up_to(lab, max_ports(opts), tag)?;
+pub(super) fn publish_time(lab: &mut BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
+    publish_up_to(lab, opts.max_ports(), tag)?;
     let watch = Watch::unpinned();
     let mut times = Vec::new();
     for i in 0..EXTRA_SAMPLES {
@@ -605,7 +451,7 @@ fn pause(d: Duration) -> Result<()> {
 /// Scenario g: datagrams per second received in wan, from the container's sender
 /// (see [`super::pps`]). The sender runs on the CPU of every other workload, the
 /// receiver on another one, when there is one.
-fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
+pub(super) fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result<Measured> {
     let failed = |what: &str, e: std::io::Error| Error::Command {
         command: format!("bench {what}"),
         detail: e.to_string(),
@@ -658,8 +504,8 @@ fn median_ms(times: &[Duration]) -> f64 {
 }
 
 /// Scenario h: the CLI with N published ports, timed through the binary.
-fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Measured> {
-    let n = max_ports(opts);
+pub(super) fn cli_at_scale(lab: &BenchLab, opts: &Options) -> Result<Measured> {
+    let n = opts.max_ports();
     lab.netlab(&["run", CLI_CONTAINER])?;
     let result = cli_steps(lab, n);
     if result.is_err() {
@@ -707,13 +553,6 @@ fn cli_steps(lab: &BenchLab, n: u32) -> Result<Measured> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn h_runs_before_d_and_e() {
-        use Scenario::*;
-        assert_eq!(run_order(&[A, B, C, D, E, G, H]), [A, B, C, G, H, D, E]);
-        assert_eq!(run_order(&[E, D]), [D, E]);
-    }
 
     #[test]
     fn iperf3_json() {
