@@ -22,7 +22,7 @@ use super::{
     lab::{BenchLab, SERVER},
     metric::Metric,
     options::{Options, Tool},
-    workload::{Measured, Proc, cpus, stream_cpus, wait_listening},
+    workload::{Measured, Proc, cpus, iperf3_to_wan, wait_listening},
 };
 use crate::error::{Error, Result};
 
@@ -138,29 +138,8 @@ pub fn parse_sockperf(text: &str) -> Option<SockperfOut> {
 }
 
 fn iperf3_small(lab: &BenchLab, opts: &Options) -> Result<Measured> {
-    let (wan, port) = (lab.ns("wan"), IPERF_UDP_PORT.to_string());
-    let far = lab.far_addr().to_string();
-    let (sender_cpu, receiver_cpu) = stream_cpus();
-    let server = Proc::spawn(
-        &wan,
-        "iperf3",
-        &["-s", "-1", "-B", &far, "-p", &port],
-        receiver_cpu,
-    )?;
-    wait_listening(&wan, IPERF_UDP_PORT)?;
-    let watch = Watch::start(&[sender_cpu, receiver_cpu]);
-    let secs = opts.duration.as_secs().to_string();
-    let client = Proc::spawn(
-        &lab.ns(SERVER),
-        "iperf3",
-        &[
-            "-c", &far, "-p", &port, "-u", "-l", "64", "-b", "0", "-t", &secs, "-J",
-        ],
-        sender_cpu,
-    )?;
-    let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
-    let load = watch.stop();
-    let _ = server.wait(Duration::from_secs(5));
+    let (status, stdout, stderr, load) =
+        iperf3_to_wan(lab, opts, IPERF_UDP_PORT, &["-u", "-l", "64", "-b", "0"])?;
     let pps = iperf_udp_pps(&stdout).ok_or_else(|| Error::Command {
         command: "iperf3 -c -u".into(),
         detail: format!("{status}: {}", last_line(&stderr, &stdout)),

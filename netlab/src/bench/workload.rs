@@ -206,27 +206,7 @@ pub fn wait_listening(ns: &Path, port: u16) -> Result<()> {
 /// (as in g): left to the scheduler, the two ends shared a CPU in some runs and not in
 /// others, and a datapath's runs spread by a third.
 pub(super) fn egress(lab: &BenchLab, opts: &Options) -> Result<Measured> {
-    let (wan, port) = (lab.ns("wan"), IPERF_PORT.to_string());
-    let far = lab.far_addr().to_string();
-    let (sender_cpu, receiver_cpu) = stream_cpus();
-    let server = Proc::spawn(
-        &wan,
-        "iperf3",
-        &["-s", "-1", "-B", &far, "-p", &port],
-        receiver_cpu,
-    )?;
-    wait_listening(&wan, IPERF_PORT)?;
-    let secs = opts.duration.as_secs().to_string();
-    let watch = Watch::start(&[sender_cpu, receiver_cpu]);
-    let client = Proc::spawn(
-        &lab.ns(SERVER),
-        "iperf3",
-        &["-c", &far, "-p", &port, "-t", &secs, "-J"],
-        sender_cpu,
-    )?;
-    let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
-    let load = watch.stop();
-    let _ = server.wait(Duration::from_secs(5));
+    let (status, stdout, stderr, load) = iperf3_to_wan(lab, opts, IPERF_PORT, &[])?;
     let gbps = iperf_gbps(&stdout).ok_or_else(|| Error::Command {
         command: "iperf3 -c".into(),
         detail: iperf_error(&stdout).unwrap_or_else(|| format!("{status}: {}", stderr.trim())),
@@ -235,6 +215,36 @@ pub(super) fn egress(lab: &BenchLab, opts: &Options) -> Result<Measured> {
         values: vec![(Metric::Throughput, gbps)],
         load,
     })
+}
+
+/// One `iperf3 -J` run from the container to wan (`extra`: the client's own flags),
+/// the server bound to the far address on `port`, each end on its own CPU; returns
+/// the client's exit status, its output, its errors, and the machine's load meanwhile.
+pub fn iperf3_to_wan(
+    lab: &BenchLab,
+    opts: &Options,
+    port: u16,
+    extra: &[&str],
+) -> Result<(ExitStatus, String, String, Option<Load>)> {
+    let (wan, port_arg) = (lab.ns("wan"), port.to_string());
+    let far = lab.far_addr().to_string();
+    let (sender_cpu, receiver_cpu) = stream_cpus();
+    let server = Proc::spawn(
+        &wan,
+        "iperf3",
+        &["-s", "-1", "-B", &far, "-p", &port_arg],
+        receiver_cpu,
+    )?;
+    wait_listening(&wan, port)?;
+    let secs = opts.duration.as_secs().to_string();
+    let mut args = vec!["-c", &far, "-p", &port_arg, "-t", &secs, "-J"];
+    args.extend_from_slice(extra);
+    let watch = Watch::start(&[sender_cpu, receiver_cpu]);
+    let client = Proc::spawn(&lab.ns(SERVER), "iperf3", &args, sender_cpu)?;
+    let (status, stdout, stderr) = client.wait(opts.duration + Duration::from_secs(30))?;
+    let load = watch.stop();
+    let _ = server.wait(Duration::from_secs(5));
+    Ok((status, stdout, stderr, load))
 }
 
 /// Received throughput from `iperf3 -J` output.
