@@ -136,22 +136,8 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now
         };
     }
     let mut words = [0u64; 8];
-    // Zeroed word by word: LLVM turns a plain zeroing loop into a call to a
-    // byte-by-byte memset subprogram.
-    for w in words.iter_mut() {
-        unsafe { core::ptr::write_volatile(w, 0) };
-    }
-    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
-    f.family = AF_INET;
-    f.l4_protocol = pkt.proto;
-    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware, and
-    // returns the device's MTU in `mtu_result`.
-    f.__bindgen_anon_1.tot_len = 0;
-    f.ifindex = cfg.bridge_ifindex;
-    f.__bindgen_anon_3.ipv4_src = src;
-    f.__bindgen_anon_4.ipv4_dst = dst;
-    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) };
-    let rc = rc as u32;
+    let rc = fib_lookup(ctx, cfg, pkt.proto, src, dst, &mut words);
+    let f = unsafe { &*(words.as_ptr() as *const FibParams) };
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         return Plan::stack(counter::SLOW_MTU);
     }
@@ -181,21 +167,41 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now
     Plan::stack(counter::SLOW_OTHER)
 }
 
-/// The interface the lab host routes `pkt` out by (a route lookup from the bridge), or
-/// `None` when it has no route for it (the stack will answer that itself).
+/// The lab host's route lookup from the bridge for `proto` from `src` to `dst`, in
+/// `words` (the `bpf_fib_lookup` parameters, 64 bytes on the stack); returns its code.
 #[inline(always)]
-pub fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet) -> Option<u32> {
-    let mut words = [0u64; 8];
+fn fib_lookup(
+    ctx: &TcContext,
+    cfg: &Config,
+    proto: u8,
+    src: u32,
+    dst: u32,
+    words: &mut [u64; 8],
+) -> u32 {
+    // Zeroed word by word: LLVM turns a plain zeroing loop into a call to a
+    // byte-by-byte memset subprogram.
     for w in words.iter_mut() {
         unsafe { core::ptr::write_volatile(w, 0) };
     }
     let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
     f.family = AF_INET;
-    f.l4_protocol = pkt.proto;
+    f.l4_protocol = proto;
+    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware, and
+    // returns the device's MTU in `mtu_result`.
+    f.__bindgen_anon_1.tot_len = 0;
     f.ifindex = cfg.bridge_ifindex;
-    f.__bindgen_anon_3.ipv4_src = pkt.saddr;
-    f.__bindgen_anon_4.ipv4_dst = pkt.daddr;
-    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) } as u32;
+    f.__bindgen_anon_3.ipv4_src = src;
+    f.__bindgen_anon_4.ipv4_dst = dst;
+    (unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) }) as u32
+}
+
+/// The interface the lab host routes `pkt` out by (a route lookup from the bridge), or
+/// `None` when it has no route for it (the stack will answer that itself).
+#[inline(always)]
+pub fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet) -> Option<u32> {
+    let mut words = [0u64; 8];
+    let rc = fib_lookup(ctx, cfg, pkt.proto, pkt.saddr, pkt.daddr, &mut words);
+    let f = unsafe { &*(words.as_ptr() as *const FibParams) };
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             Some(f.ifindex)
