@@ -9,6 +9,12 @@ pub const FLAG_FAST_PATH: u32 = 1;
 /// userspace's to know, the programs behave the same.
 pub const FLAG_CLASSIC_TC: u32 = 2;
 
+/// The containers' interfaces are netkit pairs: the endpoint program runs in the
+/// container's transmit path (netkit's peer program), not at a veth's TC ingress, so it
+/// reaches another container with `bpf_redirect` to that container's netkit primary
+/// (`bpf_redirect_peer` works only from TC ingress).
+pub const FLAG_NETKIT: u32 = 4;
+
 /// Written by `netlab up`; read by every program on every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,7 @@
-//! The endpoint program: tcx ingress on the host end of every container's veth, the
-//! first hook a container's packet meets (attached by `run`, detached by `rm`).
+//! The endpoint program: tcx ingress on the host end of every container's veth, or
+//! with `--device netkit` the peer program of its netkit pair (run in the container's
+//! own transmit), the first hook a container's packet meets (attached by `run`,
+//! detached by `rm`).
 //!
 //! It first makes sure the container sends as itself: every frame with its own MAC,
 //! every IPv4 packet from its own address, every ARP message claiming its own address
@@ -16,7 +18,7 @@
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
-    config::FLAG_FAST_PATH,
+    config::{Config, FLAG_FAST_PATH, FLAG_NETKIT},
     endpoint::Source,
     proto::{ETH_HLEN, ETH_P_IP},
     stats::{DropReason, counter},
@@ -68,7 +70,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     }
     if cfg.in_subnet(pkt.daddr) {
         let plan = forward::plan_switched(ctx, &pkt);
-        return forward::go(ctx, cfg, &plan);
+        return forward::go(ctx, cfg, &plan, hook(cfg));
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
@@ -90,7 +92,17 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
     rewrite::apply(ctx, &pkt, &e, true)?;
     let plan = unsafe { *slot };
-    forward::go(ctx, cfg, &plan)
+    forward::go(ctx, cfg, &plan, hook(cfg))
+}
+
+/// Where this program runs: a veth's TC ingress, or a netkit peer's transmit.
+#[inline(always)]
+fn hook(cfg: &Config) -> forward::Hook {
+    if cfg.flags & FLAG_NETKIT != 0 {
+        forward::Hook::Netkit
+    } else {
+        forward::Hook::TcIngress
+    }
 }
 
 /// Checks that the frame carries the container's MAC as its source; returns its

@@ -11,6 +11,11 @@
 //! - between two containers of the lab: `bpf_redirect_peer` as it is (a bridge would
 //!   switch the frame unchanged).
 //!
+//! From a netkit endpoint program ([`Hook::Netkit`]), which runs in the sending
+//! container's transmit path rather than at TC ingress, a container is reached with
+//! `bpf_redirect` to its netkit primary instead: transmitting there delivers into the
+//! container (`bpf_redirect_peer` is refused outside TC ingress).
+//!
 //! A hook first makes a [`Plan`] without touching the packet; whatever cannot be
 //! planned (TTL about to run out, too big for the next hop, no route by the uplink, a
 //! container not on the bridge) is left to the stack, which answers it properly (ICMP
@@ -255,10 +260,29 @@ fn host_type(ctx: &TcContext) -> Result<(), DropReason> {
         .map_err(|_| DropReason::RewriteFailed)
 }
 
+/// Where a hook runs, which decides how it enters a container.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// TC ingress (tcx or cls_bpf): `bpf_redirect_peer`.
+    TcIngress,
+    /// A netkit peer program, in a container's transmit path: `bpf_redirect` to the
+    /// target's primary.
+    Netkit,
+}
+
+/// Into a container by its host-side device `ifindex`, as `hook` can.
+#[inline(always)]
+fn into_container(hook: Hook, ifindex: u32) -> i64 {
+    match hook {
+        Hook::TcIngress => unsafe { bpf_redirect_peer(ifindex, 0) },
+        Hook::Netkit => unsafe { bpf_redirect(ifindex, 0) },
+    }
+}
+
 /// Carries out a plan on a packet already translated (with its TTL decremented unless
 /// the plan switches it).
 #[inline(always)]
-pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan) -> Result<i32, DropReason> {
+pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan, hook: Hook) -> Result<i32, DropReason> {
     let (verdict, kind) = match plan.kind {
         UPLINK => {
             macs(ctx, &plan.dmac, &plan.smac)?;
@@ -285,14 +309,14 @@ pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan) -> Result<i32, DropReason>
             macs(ctx, &plan.dmac, &cfg.bridge_mac)?;
             host_type(ctx)?;
             (
-                unsafe { bpf_redirect_peer(plan.ifindex, 0) },
+                into_container(hook, plan.ifindex),
                 counter::FAST_TO_CONTAINER,
             )
         }
         SWITCHED => {
             host_type(ctx)?;
             (
-                unsafe { bpf_redirect_peer(plan.ifindex, 0) },
+                into_container(hook, plan.ifindex),
                 counter::FAST_BETWEEN_CONTAINERS,
             )
         }

@@ -143,5 +143,5 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     if !plan.forwards() {
         return PASS;
     }
-    forward::go(ctx, cfg, &plan)
+    forward::go(ctx, cfg, &plan, forward::Hook::TcIngress)
 }

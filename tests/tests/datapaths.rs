@@ -79,6 +79,46 @@ fn flowtable_refused_where_the_kernel_lacks_it() {
     assert!(!netlab::datapath::ebpf::pins::dir(&lab).exists());
 }
 
+/// `up --device netkit`: where the kernel has no netkit (this machine's 6.18 is built
+/// without it), refused with one line naming it, exit 2, nothing left behind; where it
+/// has, the container's interface is one end of a netkit pair and `status` says so (the
+/// guest suite, `tests/vm/e2e.sh`, runs the whole walkthrough there).
+#[test]
+fn netkit_devices_or_their_refusal() {
+    let lab = netlab_tests::unique_lab();
+    let up = |args: &[&str]| netlab_tests::netlab(&[&["--lab", &lab][..], args].concat());
+    let out = up(&["up", "--sandbox", "--device", "netkit"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        let run = up(&["run", "a"]);
+        let status = up(&["status", "--json"]);
+        let link = up(&["exec", "a", "--", "ip", "-d", "link", "show", "eth0"]);
+        let down = up(&["down"]);
+        assert!(run.status.success(), "run: {run:?}");
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+        assert_eq!(status["device"], "netkit");
+        assert!(
+            String::from_utf8_lossy(&link.stdout).contains("netkit"),
+            "{link:?}"
+        );
+        assert!(down.status.success(), "down: {down:?}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--device netkit needs netkit devices"),
+        "{err}"
+    );
+    for ns in ["host", "wan"] {
+        assert!(
+            !netlab_tests::netns::exists(&format!("{lab}-{ns}")),
+            "{lab}-{ns} left"
+        );
+    }
+    assert!(!std::path::Path::new("/run/netlab").join(&lab).exists());
+}
+
 /// `netlab publish CONTAINER SPEC`.
 fn publish(lab: &Lab, container: &str, spec: &str) {
     lab.ok(&["publish", container, spec]);

@@ -915,7 +915,13 @@ struct FastLab {
 
 impl FastLab {
     fn new() -> Self {
-        use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint};
+        Self::with_flags(netlab_common::config::FLAG_FAST_PATH)
+    }
+
+    /// With `CONFIG` flags `flags` (`FLAG_NETKIT`: the endpoint program as a netkit
+    /// pair's peer program).
+    fn with_flags(flags: u32) -> Self {
+        use netlab_common::endpoint::Endpoint;
         let lab = netlab_tests::Lab::sandbox(&[]);
         lab.ok(&["run", "a"]);
         lab.ok(&["run", "b"]);
@@ -937,7 +943,7 @@ impl FastLab {
             uplink_ifindex: uplink,
             bridge_ifindex: bridge,
             bridge_mac,
-            flags: FLAG_FAST_PATH,
+            flags,
             ..config()
         });
         {
@@ -989,6 +995,20 @@ fn masqueraded_syn(
 /// host routes it), MACs of the next hop, and the redirect verdict.
 #[test]
 fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
+    fast_path_forwards(FastLab::new());
+}
+
+/// The same frames and verdicts from the endpoint program run as a netkit peer program
+/// (`FLAG_NETKIT`), which enters another container by `bpf_redirect` to its primary
+/// rather than `bpf_redirect_peer` (BPF_PROG_TEST_RUN runs either; where the redirect
+/// lands is the guest suite's to show, `tests/vm/e2e.sh`).
+#[test]
+fn the_netkit_endpoint_forwards_the_same_frames() {
+    use netlab_common::config::{FLAG_FAST_PATH, FLAG_NETKIT};
+    fast_path_forwards(FastLab::with_flags(FLAG_FAST_PATH | FLAG_NETKIT));
+}
+
+fn fast_path_forwards(lab: FastLab) {
     use netlab_tests::{in_ns, packet::with_macs};
     let FastLab {
         lab: _lab,
@@ -999,7 +1019,7 @@ fn the_fast_path_forwards_translated_frames_to_their_next_hop() {
         wan_mac,
         mac_a,
         mac_b,
-    } = FastLab::new();
+    } = lab;
     in_ns(&host, || {
         // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
         let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac);

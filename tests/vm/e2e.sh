@@ -1,19 +1,22 @@
 #!/bin/sh
 # netlab's end-to-end suite for a guest kernel:
 #
-#   cargo xtask vm --kernel 6.1|6.12 -- e2e [DATAPATH...]
+#   cargo xtask vm --kernel 6.1|6.12 -- e2e [DATAPATH[@netkit]...]
 #
-# For each datapath (default: all of them) it brings up a sandbox lab, runs two
+# For each datapath (default: all of them on veth, then ebpf and iptables on netkit)
+# it brings up a sandbox lab (`DATAPATH@netkit`: with `--device netkit`), runs two
 # containers, and checks the walkthrough with real sockets (socat answering each client
-# with the address and port it saw): masquerade of TCP, UDP and ping to wan, a
-# published port from wan (the client's address kept), from the lab host (127.0.0.1
-# and its uplink address) and from another container (hairpin), unpublish, and down
-# with nothing left. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
+# with the address and port it saw): one container to the other, masquerade of TCP,
+# UDP and ping to wan, a published port from wan (the client's address kept), from the
+# lab host (127.0.0.1 and its uplink address) and from another container (hairpin),
+# on ebpf that the endpoint program and the fast path carried them, unpublish, and down
+# with nothing left. A kernel without netkit must refuse `--device netkit` with one
+# line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
 # last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
 # to its own; the exit code is 1 if anything failed.
 
-DATAPATHS=${*:-ebpf iptables iptables-legacy nftables nftables-flowtable}
+DATAPATHS=${*:-ebpf iptables iptables-legacy nftables nftables-flowtable ebpf@netkit iptables@netkit}
 KERNEL=$(uname -r | cut -d. -f1,2)
 CONFIG=/boot/config-$(uname -r)
 WAN=203.0.113.1
@@ -23,7 +26,7 @@ TMP=/tmp/e2e
 mkdir -p "$TMP"
 
 passed=0 failed=0 skipped=0
-dp= lab= servers=
+dp= datapath= device= lab= servers=
 
 ok() {
     passed=$((passed + 1))
@@ -40,13 +43,15 @@ skip() {
 
 OFFLOAD="the flowtable holds the masqueraded UDP flow"
 SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
+FAST="the endpoint program and the fast path carried the packets"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
-    [ "$dp" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
+    [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
+    [ "$datapath" = ebpf ] && echo "$FAST" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
@@ -118,8 +123,10 @@ check_answer() {
     fi
 }
 
-# Why this kernel cannot run a datapath at all, if it cannot.
+# Why this kernel cannot run a datapath (or device) at all, if it cannot.
 unavailable() {
+    [ "$device" = netkit ] && ! grep -Eq "^CONFIG_NETKIT=y" "$CONFIG" &&
+        { echo "this kernel is built without CONFIG_NETKIT"; return; }
     case $1 in
         nftables-flowtable)
             for option in NF_FLOW_TABLE NF_FLOW_TABLE_INET NFT_FLOW_OFFLOAD; do
@@ -129,19 +136,36 @@ unavailable() {
     esac
 }
 
+# A kernel without netkit refuses `--device netkit` with one line, and makes nothing.
+check_refused() {
+    out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --device netkit 2>&1)
+    code=$?
+    left=$(leftovers)
+    lines=$(echo "$out" | grep -c .)
+    case "$code/$lines/$left/$out" in
+        0/*) fail "--device netkit refused (it came up)"; netlab down --lab "$lab" > /dev/null 2>&1 ;;
+        */1//*netkit*) ok "--device netkit refused: $out" ;;
+        *) fail "--device netkit refused (exit $code, $lines lines, left: '$left'): $out" ;;
+    esac
+}
+
 run_datapath() {
     dp=$1
-    lab=e2e_$(echo "$dp" | sed 's/iptables/ipt/; s/nftables/nft/; s/-legacy/l/; s/-flowtable/f/')
+    datapath=${dp%@*}
+    device=veth
+    [ "$datapath" != "$dp" ] && device=${dp#*@}
+    lab=e2e_$(echo "$dp" | sed 's/iptables/ipt/; s/nftables/nft/; s/-legacy/l/; s/-flowtable/f/; s/@netkit/k/')
     servers=
     started=$(date +%s)
-    why=$(unavailable "$dp")
+    why=$(unavailable "$datapath")
     if [ -n "$why" ]; then
+        [ "$device" = netkit ] && check_refused
         skip "up ($why)"
         skip_rest "$why"
         return
     fi
 
-    if out=$(netlab up --sandbox --lab "$lab" --datapath "$dp" 2>&1); then
+    if out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --device "$device" 2>&1); then
         ok "up"
     else
         fail "up: $(echo "$out" | tail -n1)"
@@ -157,13 +181,17 @@ run_datapath() {
         *) fail "run two containers: $a / $b" ;;
     esac
 
+    serve b tcp 80
+    serve b udp 53
+    check_answer "TCP from one container to the other" "$(ask_tcp a 172.18.0.3 80)" 172.18.0.2
+
     serve wan tcp 80 "$WAN"
     serve wan udp 53 "$WAN"
     in_lab wan socat -u IP4-RECVFROM:1,fork SYSTEM:'echo $SOCAT_PEERADDR' > "$TMP/icmp" 2> /dev/null &
     servers="$servers $!"
     check_masquerade "masquerade TCP to wan" "$(ask_tcp a "$WAN" 80)"
     check_masquerade "masquerade UDP to wan" "$(ask_udp a "$WAN" 53)"
-    if [ "$dp" = nftables-flowtable ]; then
+    if [ "$datapath" = nftables-flowtable ]; then
         # Its reply made the flow established, and the forward chain put it in the
         # flowtable: netfilter's fast path is really in use.
         flows=$(in_lab host conntrack -L -p udp --dport 53 2> /dev/null)
@@ -189,8 +217,6 @@ run_datapath() {
         fail "masquerade ping to wan (no answer)"
     fi
 
-    serve b tcp 80
-    serve b udp 53
     if out=$(netlab publish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
         ok "publish 8080:80 8053:53/udp on b"
     else
@@ -213,6 +239,7 @@ run_datapath() {
         fail "unpublish: $out"
     fi
 
+    [ "$datapath" = ebpf ] && check_fast_path
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
 
     # shellcheck disable=SC2086
@@ -229,6 +256,25 @@ run_datapath() {
         fail "down: $out"
     fi
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# `netlab stats`: the value of one counter.
+counter() {
+    netlab stats --lab "$lab" 2> /dev/null | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+# The endpoint program ran on every container's packets (on netkit: as the pair's peer
+# program), and the fast path forwarded to the uplink, into containers and between them.
+check_fast_path() {
+    endpoint=$(counter endpoint_packets) uplink=$(counter fast_to_uplink)
+    into=$(counter fast_to_container) between=$(counter fast_between_containers)
+    summary="endpoint_packets ${endpoint:-?}, fast_to_uplink ${uplink:-?}, fast_to_container ${into:-?}, fast_between_containers ${between:-?}"
+    if [ "${endpoint:-0}" -gt 0 ] && [ "${uplink:-0}" -gt 0 ] && [ "${into:-0}" -gt 0 ] &&
+        [ "${between:-0}" -gt 0 ]; then
+        ok "$FAST ($summary)"
+    else
+        fail "$FAST ($summary)"
+    fi
 }
 
 # The TC hooks on the lab host's uplink: classic filters (`tc filter show`), or tcx

@@ -213,8 +213,8 @@ mod tests {
         lab::DatapathKind,
     };
 
-    const EBPF: Contender = Contender::Lab(DatapathKind::Ebpf);
-    const IPTABLES: Contender = Contender::Lab(DatapathKind::Iptables);
+    const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
+    const IPTABLES: Contender = Contender::lab(DatapathKind::Iptables);
 
     #[test]
     fn the_json_document() {

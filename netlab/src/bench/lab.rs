@@ -72,8 +72,9 @@ impl BenchLab {
         };
         names::check_lab(&lab.name)?;
         match contender {
-            Contender::Lab(dp) => {
+            Contender::Lab(dp, device) => {
                 let mut args = vec!["up", "--sandbox", "--datapath", dp.name()];
+                args.extend_from_slice(&["--device", device.name()]);
                 args.extend_from_slice(flags);
                 lab.netlab(&args)?;
                 lab.netlab(&["run", SERVER])?;
@@ -115,7 +116,7 @@ impl BenchLab {
     /// The datapath of a lab; `None` for the veth reference.
     pub fn datapath(&self) -> Option<DatapathKind> {
         match self.contender {
-            Contender::Lab(dp) => Some(dp),
+            Contender::Lab(dp, _) => Some(dp),
             Contender::Veth => None,
         }
     }
@@ -124,7 +125,7 @@ impl BenchLab {
     /// wan's end of the pair for the veth reference.
     pub fn far_addr(&self) -> Ipv4Addr {
         match self.contender {
-            Contender::Lab(_) => INTERNET_ADDR,
+            Contender::Lab(..) => INTERNET_ADDR,
             Contender::Veth => VETH_WAN_ADDR,
         }
     }
@@ -173,7 +174,7 @@ impl BenchLab {
     pub fn server_ip(&self) -> Ipv4Addr {
         match self.contender {
             Contender::Veth => VETH_SRV_ADDR,
-            Contender::Lab(_) => self
+            Contender::Lab(..) => self
                 .state()
                 .container(SERVER)
                 .and_then(|c| c.ip)

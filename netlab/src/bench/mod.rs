@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
     error::{Error, Result},
-    lab::DatapathKind,
+    lab::{DatapathKind, Device},
 };
 use metric::Metric;
 pub use options::{Flags, MAX_PORTS, Options};
@@ -124,19 +124,35 @@ impl Scenario {
     }
 }
 
-/// One row of the results: a lab on a datapath, or the veth reference.
+/// One row of the results: a lab on a datapath with its containers on a device, or
+/// the veth reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contender {
-    Lab(DatapathKind),
+    Lab(DatapathKind, Device),
     /// One veth pair between two fresh namespaces: no bridge, no routing, no NAT, no
     /// netfilter rule. Not a datapath: the most this machine can do at all.
     Veth,
 }
 
 impl Contender {
+    /// A lab on a datapath, its containers on veth (the default).
+    pub const fn lab(dp: DatapathKind) -> Self {
+        Self::Lab(dp, Device::Veth)
+    }
+
+    /// `ebpf`, or `ebpf@netkit` for a lab on netkit devices; `veth` for the reference.
     pub fn name(self) -> &'static str {
+        use DatapathKind as D;
         match self {
-            Self::Lab(dp) => dp.name(),
+            Self::Lab(dp, Device::Veth) => dp.name(),
+            Self::Lab(dp, Device::Netkit) => match dp {
+                D::Ebpf => "ebpf@netkit",
+                D::Iptables => "iptables@netkit",
+                D::IptablesLegacy => "iptables-legacy@netkit",
+                D::Nftables => "nftables@netkit",
+                D::NftablesFlowtable => "nftables-flowtable@netkit",
+                D::Routed => "routed@netkit",
+            },
             Self::Veth => "veth",
         }
     }
@@ -148,7 +164,7 @@ impl Contender {
     /// Whether clients reach the server container at its own address (the routed
     /// baseline and the veth reference publish nothing).
     pub fn direct(self) -> bool {
-        matches!(self, Self::Lab(DatapathKind::Routed) | Self::Veth)
+        matches!(self, Self::Lab(DatapathKind::Routed, _) | Self::Veth)
     }
 }
 
@@ -184,7 +200,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     catch_signals();
     let mut report = Report::new(opts);
     let contenders = opts.contenders();
-    let labs = opts.runs as usize * opts.datapaths.len();
+    let setups = opts.datapaths.len() * opts.devices.len();
+    let labs = opts.runs as usize * setups;
     let reference = if contenders.contains(&Contender::Veth) {
         " and the veth reference"
     } else {
@@ -198,9 +215,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         None => String::new(),
     };
     eprintln!(
-        "netlab bench: {} round(s) x {} datapath(s) = {labs} labs{reference}; about {} s of measurement plus setup{more}",
+        "netlab bench: {} round(s) x {setups} datapath(s) = {labs} labs{reference}; about {} s of measurement plus setup{more}",
         opts.runs,
-        opts.datapaths.len(),
         opts.measuring_secs()
     );
     let mut plan: Vec<(Contender, Scenario)> = contenders
@@ -282,7 +298,10 @@ mod tests {
     #[test]
     fn each_run_starts_one_contender_further_along() {
         use Contender::*;
-        let (e, i) = (Lab(DatapathKind::Ebpf), Lab(DatapathKind::Iptables));
+        let (e, i) = (
+            Contender::lab(DatapathKind::Ebpf),
+            Contender::lab(DatapathKind::Iptables),
+        );
         let all = [e, i, Veth];
         assert_eq!(rotated(&all, 0), [e, i, Veth]);
         assert_eq!(rotated(&all, 1), [i, Veth, e]);

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    lab::DatapathKind,
+    lab::{DatapathKind, Device},
 };
 
 /// Validated `netlab bench` options.
@@ -21,6 +21,8 @@ use crate::{
 pub struct Options {
     /// In the order they run; the routed baseline last when scenario f asks for it.
     pub datapaths: Vec<DatapathKind>,
+    /// The containers' devices each datapath runs on (`--device`), veth first.
+    pub devices: Vec<Device>,
     /// Whether the veth reference runs (in every run, with the datapaths).
     pub reference: bool,
     /// Workloads a-e, g, h, sorted.
@@ -62,6 +64,7 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
 #[derive(Clone, Debug)]
 pub struct Flags<'a> {
     pub datapath: &'a str,
+    pub device: &'a str,
     pub scenario: &'a str,
     pub reference: &'a str,
     pub runs: &'a str,
@@ -82,6 +85,7 @@ impl Default for Flags<'_> {
     fn default() -> Self {
         Flags {
             datapath: "ebpf,iptables,nftables,nftables-flowtable",
+            device: "veth",
             scenario: "a,b,c,d,e,f,g,h,i",
             reference: "veth",
             runs: "5",
@@ -104,6 +108,7 @@ impl Options {
     pub fn parse(flags: Flags<'_>) -> Result<Options> {
         let Flags {
             datapath,
+            device,
             scenario,
             reference,
             runs,
@@ -137,6 +142,22 @@ impl Options {
                 )));
             }
             datapaths.push(kind);
+        }
+        let mut devices = Vec::new();
+        for name in list(device) {
+            let d = Device::parse(name).map_err(|e| Error::Invalid(format!("{e} in --device")))?;
+            if !devices.contains(&d) {
+                devices.push(d);
+            }
+        }
+        devices.sort_by_key(|d| *d != Device::Veth);
+        if devices.is_empty() {
+            return Err(Error::Invalid(
+                "nothing to measure: give --device veth, netkit or both".into(),
+            ));
+        }
+        if devices.contains(&Device::Netkit) {
+            crate::topology::require_device(Device::Netkit)?;
         }
         let reference = match reference.trim() {
             "veth" => true,
@@ -300,6 +321,7 @@ impl Options {
         }
         let mut opts = Options {
             datapaths,
+            devices,
             reference,
             scenarios,
             runs,
@@ -339,7 +361,11 @@ impl Options {
     /// Who runs, in the order of the first run (each later run starts one further
     /// along): the datapaths, then the veth reference when it has a scenario to run.
     pub fn contenders(&self) -> Vec<Contender> {
-        let mut v: Vec<Contender> = self.datapaths.iter().map(|d| Contender::Lab(*d)).collect();
+        let mut v: Vec<Contender> = self
+            .datapaths
+            .iter()
+            .flat_map(|d| self.devices.iter().map(|v| Contender::Lab(*d, *v)))
+            .collect();
         if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
             v.push(Contender::Veth);
         }
@@ -354,7 +380,7 @@ impl Options {
             .copied()
             .filter(|s| !c.direct() || !s.publishes())
             // Only the eBPF datapath's table can be filled; the kernel's is another matter.
-            .filter(|s| *s != Scenario::I || c == Contender::Lab(DatapathKind::Ebpf))
+            .filter(|s| *s != Scenario::I || matches!(c, Contender::Lab(DatapathKind::Ebpf, _)))
             .collect()
     }
 
@@ -462,6 +488,19 @@ fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
         }
         return Ok(Contender::Veth);
     }
+    let (name, device) = match name.split_once('@') {
+        Some((dp, device)) => (
+            dp,
+            Device::parse(device).map_err(|e| invalid_goal(goal, &e.to_string()))?,
+        ),
+        None => (name, Device::Veth),
+    };
+    if !opts.devices.contains(&device) {
+        return Err(invalid_goal(
+            goal,
+            &format!("{} is not in --device", device.name()),
+        ));
+    }
     let dp = DatapathKind::from_name(name).ok_or_else(|| {
         invalid_goal(
             goal,
@@ -474,7 +513,7 @@ fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
     if !opts.datapaths.contains(&dp) {
         return Err(invalid_goal(goal, &format!("{name} is not in --datapath")));
     }
-    Ok(Contender::Lab(dp))
+    Ok(Contender::Lab(dp, device))
 }
 
 fn invalid_goal(goal: &str, why: &str) -> Error {
@@ -669,10 +708,10 @@ mod tests {
             "the reference comes last in the first run"
         );
         assert_eq!(o.contenders().len(), 5);
-        for c in [Contender::Lab(DatapathKind::Routed), Contender::Veth] {
+        for c in [Contender::lab(DatapathKind::Routed), Contender::Veth] {
             assert_eq!(o.scenarios_for(c), [A, B, C, G]);
         }
-        assert_eq!(o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)).len(), 7);
+        assert_eq!(o.scenarios_for(Contender::lab(DatapathKind::Ebpf)).len(), 7);
         // 3 NAT datapaths x (a b c g + 4 counts of d) + routed and veth x (a b c g),
         // 5 s each, 5 runs.
         assert_eq!(o.measuring_secs(), (3 * 8 + 2 * 4) * 5 * 5);
@@ -681,7 +720,7 @@ mod tests {
         assert_eq!(o.datapaths, [DatapathKind::Iptables]);
         // The reference has nothing to do in scenarios that publish.
         let o = parse("iptables", "d,e,h", "1", "1", "5").unwrap();
-        assert_eq!(o.contenders(), [Contender::Lab(DatapathKind::Iptables)]);
+        assert_eq!(o.contenders(), [Contender::lab(DatapathKind::Iptables)]);
         let o = Options::parse(Flags {
             datapath: "nftables-flowtable",
             scenario: "b",
@@ -694,7 +733,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             o.contenders(),
-            [Contender::Lab(DatapathKind::NftablesFlowtable)]
+            [Contender::lab(DatapathKind::NftablesFlowtable)]
         );
     }
 
@@ -702,11 +741,11 @@ mod tests {
     fn the_full_table_scenario_is_the_ebpf_datapaths_only() {
         let o = parse("ebpf,iptables", "c,i", "1", "1", "10").unwrap();
         assert_eq!(
-            o.scenarios_for(Contender::Lab(DatapathKind::Ebpf)),
+            o.scenarios_for(Contender::lab(DatapathKind::Ebpf)),
             [Scenario::C, Scenario::I]
         );
         assert_eq!(
-            o.scenarios_for(Contender::Lab(DatapathKind::Iptables)),
+            o.scenarios_for(Contender::lab(DatapathKind::Iptables)),
             [Scenario::C]
         );
         assert_eq!(Scenario::I.metrics(), [Metric::Rate, Metric::RateFull]);
@@ -892,15 +931,55 @@ mod tests {
     }
 
     #[test]
+    fn devices_make_contenders_and_goals_name_them() {
+        use DatapathKind::{Ebpf, Iptables};
+        let mut o = test_options("ebpf,iptables", "b", "10");
+        assert_eq!(o.devices, [Device::Veth]);
+        o.devices = vec![Device::Veth, Device::Netkit];
+        assert_eq!(
+            o.contenders(),
+            [
+                Contender::lab(Ebpf),
+                Contender::Lab(Ebpf, Device::Netkit),
+                Contender::lab(Iptables),
+                Contender::Lab(Iptables, Device::Netkit),
+                Contender::Veth
+            ]
+        );
+        assert_eq!(Contender::Lab(Ebpf, Device::Netkit).name(), "ebpf@netkit");
+        let g = parse_goal("b:ebpf@netkit/ebpf>=1", &o).unwrap();
+        assert_eq!(g.subject.numerator, Contender::Lab(Ebpf, Device::Netkit));
+        assert_eq!(g.subject.denominator, Some(Contender::lab(Ebpf)));
+        for (goal, why) in [
+            ("b:ebpf@tap/veth>=1", "unknown device \"tap\""),
+            ("b:ebpf@netkit/veth>=1", "netkit is not in --device"),
+        ] {
+            let o = test_options("ebpf", "b", "10");
+            let e = parse_goal(goal, &o).unwrap_err().to_string();
+            assert!(e.contains(why), "{goal}: {e}");
+        }
+        let e = Options::parse(Flags {
+            device: "veth,tap",
+            ..Flags::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown device \"tap\"") && e.contains("--device"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn goals_parse() {
         let o = test_options("ebpf,iptables,nftables", "a,b,c,d,f,h", "10,100");
         let g = parse_goal("c:ebpf/iptables>=1.4", &o).unwrap();
         assert_eq!(g.subject.scenario, Scenario::C);
         assert_eq!(g.subject.metric, Metric::Rate);
-        assert_eq!(g.subject.numerator, Contender::Lab(DatapathKind::Ebpf));
+        assert_eq!(g.subject.numerator, Contender::lab(DatapathKind::Ebpf));
         assert_eq!(
             g.subject.denominator,
-            Some(Contender::Lab(DatapathKind::Iptables))
+            Some(Contender::lab(DatapathKind::Iptables))
         );
         assert_eq!((g.op, g.value, g.subject.ports), (Op::AtLeast, 1.4, None));
         let g = parse_goal(" b : p99 : ebpf / veth <= 1.2 ", &o).unwrap();
@@ -912,7 +991,7 @@ mod tests {
         let g = parse_goal("a:ebpf/routed>1.1", &o).unwrap();
         assert_eq!(
             g.subject.denominator,
-            Some(Contender::Lab(DatapathKind::Routed))
+            Some(Contender::lab(DatapathKind::Routed))
         );
         assert_eq!(g.op, Op::Above);
         let g = parse_goal("d@10:ebpf/nftables>=1", &o).unwrap();
@@ -930,7 +1009,7 @@ mod tests {
         assert_eq!(g.subject.metric, Metric::RateFull);
         assert_eq!(
             g.subject.denominator,
-            Some(Contender::Lab(DatapathKind::Ebpf))
+            Some(Contender::lab(DatapathKind::Ebpf))
         );
         assert_eq!(g.subject.base_metric, Some(Metric::Rate));
         assert_eq!(

@@ -116,7 +116,7 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
-const IPTABLES: Contender = Contender::Lab(DatapathKind::Iptables);
+const IPTABLES: Contender = Contender::lab(DatapathKind::Iptables);
 
 impl Report {
     pub fn new(options: &Options) -> Report {
@@ -520,7 +520,7 @@ mod tests {
     use super::*;
     use crate::bench::options::test_options;
 
-    const EBPF: Contender = Contender::Lab(DatapathKind::Ebpf);
+    const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
 
     #[test]
     fn medians_and_ranges() {

@@ -63,7 +63,7 @@ pub fn run_lab(
         }
     };
     match c {
-        Contender::Lab(_) => eprintln!("{tag}: lab {} is up", lab.name),
+        Contender::Lab(..) => eprintln!("{tag}: lab {} is up", lab.name),
         Contender::Veth => eprintln!(
             "{tag}: veth pair {}-{SERVER} <-> {}-wan is up",
             lab.name, lab.name

@@ -35,12 +35,12 @@ type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 fn colour(c: Contender) -> RGBColor {
     match c {
-        Contender::Lab(DatapathKind::Ebpf) => RGBColor(0xe4, 0x57, 0x2e),
-        Contender::Lab(DatapathKind::Iptables) => RGBColor(0x4c, 0x72, 0xb0),
-        Contender::Lab(DatapathKind::IptablesLegacy) => RGBColor(0x81, 0x72, 0xb2),
-        Contender::Lab(DatapathKind::Nftables) => RGBColor(0x55, 0xa8, 0x68),
-        Contender::Lab(DatapathKind::NftablesFlowtable) => RGBColor(0x1f, 0x6e, 0x3c),
-        Contender::Lab(DatapathKind::Routed) => RGBColor(0x9a, 0x9a, 0x9a),
+        Contender::Lab(DatapathKind::Ebpf, _) => RGBColor(0xe4, 0x57, 0x2e),
+        Contender::Lab(DatapathKind::Iptables, _) => RGBColor(0x4c, 0x72, 0xb0),
+        Contender::Lab(DatapathKind::IptablesLegacy, _) => RGBColor(0x81, 0x72, 0xb2),
+        Contender::Lab(DatapathKind::Nftables, _) => RGBColor(0x55, 0xa8, 0x68),
+        Contender::Lab(DatapathKind::NftablesFlowtable, _) => RGBColor(0x1f, 0x6e, 0x3c),
+        Contender::Lab(DatapathKind::Routed, _) => RGBColor(0x9a, 0x9a, 0x9a),
         Contender::Veth => RGBColor(0x33, 0x33, 0x33),
     }
 }
@@ -166,7 +166,7 @@ fn veth_note(report: &Report, p: &BarPanel) -> Option<String> {
     let f: &Figure = report.figures.iter().find(|f| {
         f.scenario == p.scenario
             && f.metric == p.metric
-            && f.datapath == Contender::Lab(DatapathKind::Ebpf)
+            && f.datapath == Contender::lab(DatapathKind::Ebpf)
     })?;
     let r = report.ratio_to_veth(f)?;
     Some(format!("ebpf = {r:.2} x veth"))
@@ -379,7 +379,7 @@ fn draw_lines(
         .collect();
     // Without published ports, the routed baseline and the veth reference have a
     // plain CRR (scenario c): the ceilings.
-    let ceilings: Vec<(Contender, f64)> = [Contender::Lab(DatapathKind::Routed), Contender::Veth]
+    let ceilings: Vec<(Contender, f64)> = [Contender::lab(DatapathKind::Routed), Contender::Veth]
         .into_iter()
         .filter_map(|c| {
             let f = report
@@ -407,7 +407,13 @@ fn draw_lines(
         .options
         .datapaths
         .iter()
-        .map(|d| Contender::Lab(*d))
+        .flat_map(|d| {
+            report
+                .options
+                .devices
+                .iter()
+                .map(|v| Contender::Lab(*d, *v))
+        })
         .filter(|c| !c.direct() && !series.iter().any(|(s, _)| s == c))
         .map(|c| c.name())
         .collect();
@@ -565,9 +571,9 @@ mod tests {
         let opts = test_options("ebpf,iptables", "a,d,f,h", "10,100");
         let mut r = Report::new(&opts);
         let (ebpf, ipt, routed) = (
-            Contender::Lab(DatapathKind::Ebpf),
-            Contender::Lab(DatapathKind::Iptables),
-            Contender::Lab(DatapathKind::Routed),
+            Contender::lab(DatapathKind::Ebpf),
+            Contender::lab(DatapathKind::Iptables),
+            Contender::lab(DatapathKind::Routed),
         );
         r.add(Scenario::A, ipt, None, Metric::Throughput, 20.0);
         r.add(Scenario::A, Contender::Veth, None, Metric::Throughput, 40.0);

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::lab::DatapathKind;
 
-const IPTABLES: Contender = Contender::Lab(DatapathKind::Iptables);
+const IPTABLES: Contender = Contender::lab(DatapathKind::Iptables);
 
 /// `95`, `97.5`.
 pub fn percent(confidence: f64) -> String {
@@ -306,7 +306,7 @@ mod tests {
     use super::*;
     use crate::bench::{metric::Metric, options::test_options};
 
-    const EBPF: Contender = Contender::Lab(DatapathKind::Ebpf);
+    const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
 
     #[test]
     fn cells() {

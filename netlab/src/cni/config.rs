@@ -11,7 +11,7 @@ use super::{
     version,
 };
 use crate::{
-    lab::{DatapathKind, NatOptions, Subnet, names, options::parse_port_range},
+    lab::{DatapathKind, Device, NatOptions, Subnet, names, options::parse_port_range},
     ops::UpRequest,
 };
 
@@ -20,7 +20,7 @@ pub const DEFAULT_SUBNET: &str = "172.18.0.0/16";
 
 /// Fields netlab-cni reads, and the well-known ones a runtime may add; `cni.dev/*`
 /// keys are the runtime's too.
-const KNOWN: [&str; 17] = [
+const KNOWN: [&str; 18] = [
     "cniVersion",
     "cniVersions",
     "name",
@@ -30,6 +30,7 @@ const KNOWN: [&str; 17] = [
     "datapath",
     "uplink",
     "natPorts",
+    "device",
     "capabilities",
     "runtimeConfig",
     "prevResult",
@@ -152,6 +153,13 @@ impl NetConf {
         }
     }
 
+    /// `"device"`: `veth` or `netkit`, the containers' interfaces.
+    pub fn device(&self) -> CniResult<Option<Device>> {
+        self.string("device")?
+            .map(|d| Device::parse(d).map_err(|e| invalid(e.to_string())))
+            .transpose()
+    }
+
     pub fn subnet(&self) -> CniResult<Option<Subnet>> {
         self.string("subnet")?
             .map(|s| {
@@ -188,6 +196,7 @@ impl NetConf {
             lab: self.lab()?.to_string(),
             sandbox: false,
             datapath: self.datapath()?.unwrap_or(DatapathKind::Ebpf),
+            device: self.device()?.unwrap_or_default(),
             subnet: self.subnet()?.unwrap_or_else(default_subnet),
             uplink: self.string("uplink")?.map(str::to_string),
             bridge: self.bridge()?.map(str::to_string),
@@ -260,6 +269,9 @@ mod tests {
             .unwrap();
         let nat = c.up_request().unwrap().nat;
         assert_eq!((nat.port_min, nat.port_max), (30000, 30999));
+        let c = NetConf::parse(r#"{"cniVersion":"1.0.0","name":"nl","device":"netkit"}"#).unwrap();
+        c.check_fields().unwrap();
+        assert_eq!(c.up_request().unwrap().device, Device::Netkit);
     }
 
     #[test]
@@ -270,6 +282,7 @@ mod tests {
         assert_eq!(req.datapath, DatapathKind::Ebpf);
         assert_eq!(req.subnet.to_string(), DEFAULT_SUBNET);
         assert_eq!(req.bridge, None);
+        assert_eq!(req.device, Device::Veth);
     }
 
     #[test]
@@ -303,6 +316,10 @@ mod tests {
         );
         assert_eq!(
             code_of(r#"{"cniVersion":"1.0.0","name":"nl","datapath":"routed"}"#),
+            7
+        );
+        assert_eq!(
+            code_of(r#"{"cniVersion":"1.0.0","name":"nl","device":"tap"}"#),
             7
         );
         assert_eq!(

@@ -33,7 +33,7 @@ pub fn check_namespace(state: &LabState) -> CniResult<()> {
     ))
 }
 
-/// Refuses a running lab with another datapath, subnet or bridge than the
+/// Refuses a running lab with another datapath, device, subnet or bridge than the
 /// configuration gives (those it leaves out are whatever the lab has).
 pub fn check_matches(conf: &NetConf, state: &LabState) -> CniResult<()> {
     let mut differ = Vec::new();
@@ -41,6 +41,11 @@ pub fn check_matches(conf: &NetConf, state: &LabState) -> CniResult<()> {
         && d != state.datapath
     {
         differ.push(format!("datapath {}", state.datapath.name()));
+    }
+    if let Some(d) = conf.device()?
+        && d != state.device
+    {
+        differ.push(format!("device {}", state.device.name()));
     }
     if let Some(s) = conf.subnet()?
         && s != state.subnet

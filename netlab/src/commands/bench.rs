@@ -13,6 +13,11 @@ pub struct Args {
     /// nftables, nftables-flowtable, routed (the no-NAT baseline).
     #[arg(long, default_value = "ebpf,iptables,nftables,nftables-flowtable")]
     pub datapath: String,
+    /// The containers' devices, comma-separated: veth, netkit (Linux 6.7+). With both,
+    /// each datapath runs on each (`ebpf` and `ebpf@netkit`, as goals name them); the
+    /// veth reference is the same either way.
+    #[arg(long, default_value = "veth")]
+    pub device: String,
     /// Scenarios, comma-separated: a egress throughput, b published-port
     /// request/response, c published-port connection rate, d connection rate with
     /// 10-10,000 ports published, e time to publish one more port, f the routed
@@ -41,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     pub max_runs: Option<String>,
     /// A goal, decided on its interval as met, missed or undecided; repeatable. The
-    /// exit status is 0 only when every goal is met. SCENARIO[:METRIC]:DATAPATH[/BASE]
+    /// exit status is 0 only when every goal is met. SCENARIO[:METRIC]:DATAPATH[@netkit][/BASE]
     /// OP VALUE, e.g. 'c:ebpf/iptables>=1.4', 'b:p99:ebpf/iptables<=1',
     /// 'h:cli_publish_one:ebpf<10' (ms).
     #[arg(long, value_name = "GOAL")]
@@ -70,6 +75,7 @@ pub struct Args {
 pub fn run(_lab: &str, args: Args) -> Result<()> {
     let opts = Options::parse(Flags {
         datapath: &args.datapath,
+        device: &args.device,
         scenario: &args.scenario,
         reference: &args.reference,
         runs: &args.runs,

@@ -20,6 +20,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "lab": state.name,
             "sandbox": state.sandbox,
             "datapath": state.datapath,
+            "device": state.device,
             "subnet": state.subnet,
             "bridge": {"name": state.bridge, "address": state.bridge_addr},
             "uplink": {"name": state.uplink, "address": state.uplink_addr},
@@ -39,6 +40,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         if state.sandbox { " (sandbox)" } else { "" }
     );
     println!("datapath   {}", state.datapath.name());
+    println!("device     {}", state.device.name());
     println!(
         "bridge     {} {}/{}",
         state.bridge, state.bridge_addr, state.subnet.prefix

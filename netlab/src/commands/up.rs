@@ -2,7 +2,7 @@
 
 use crate::{
     error::Result,
-    lab::{DatapathKind, NatOptions, options::parse_port_range},
+    lab::{DatapathKind, Device, NatOptions, options::parse_port_range},
     ops::{self, UpRequest},
 };
 
@@ -17,6 +17,10 @@ pub struct Args {
     /// flowtable fast path), or routed (no NAT; sandbox only).
     #[arg(long, default_value = "ebpf", value_parser = DatapathKind::parse)]
     pub datapath: DatapathKind,
+    /// The containers' interfaces: veth pairs, or netkit pairs (Linux 6.7+), whose
+    /// eBPF program runs in the container's own transmit path.
+    #[arg(long, default_value = "veth", value_parser = Device::parse)]
+    pub device: Device,
     /// The containers' subnet; the bridge takes its first address.
     #[arg(long, default_value = "172.18.0.0/16")]
     pub subnet: String,
@@ -73,6 +77,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         lab: lab.to_string(),
         sandbox: args.sandbox,
         datapath: args.datapath,
+        device: args.device,
         subnet: args.subnet.parse()?,
         uplink: args.uplink,
         bridge: None,
@@ -95,14 +100,18 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     };
     let state = ops::up(&req)?;
     println!(
-        "lab {lab} is up: bridge {} {}/{}, uplink {} {}{}, datapath {}",
+        "lab {lab} is up: bridge {} {}/{}, uplink {} {}{}, datapath {}{}",
         state.bridge,
         state.bridge_addr,
         state.subnet.prefix,
         state.uplink,
         state.uplink_addr,
         if state.sandbox { " (sandbox)" } else { "" },
-        state.datapath.name()
+        state.datapath.name(),
+        match state.device {
+            Device::Veth => "",
+            Device::Netkit => ", netkit devices",
+        }
     );
     Ok(())
 }

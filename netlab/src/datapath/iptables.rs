@@ -424,6 +424,7 @@ mod tests {
             name: "x".into(),
             sandbox: true,
             datapath: DatapathKind::Iptables,
+            device: crate::lab::Device::Veth,
             subnet: "172.18.0.0/16".parse().unwrap(),
             bridge: "nl-x".into(),
             bridge_addr: "172.18.0.1".parse().unwrap(),

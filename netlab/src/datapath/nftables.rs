@@ -385,6 +385,7 @@ mod tests {
             name: "doc".into(),
             sandbox: true,
             datapath: crate::lab::DatapathKind::NftablesFlowtable,
+            device: crate::lab::Device::Veth,
             subnet: "172.18.0.0/16".parse().unwrap(),
             bridge: "nl-doc".into(),
             bridge_addr: "172.18.0.1".parse().unwrap(),

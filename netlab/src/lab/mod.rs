@@ -13,7 +13,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use options::{DatapathKind, NatOptions};
+pub use options::{DatapathKind, Device, NatOptions};
 pub use published::Published;
 pub use spec::{PortSpec, Proto};
 pub use subnet::Subnet;
@@ -26,6 +26,9 @@ pub struct LabState {
     pub name: String,
     pub sandbox: bool,
     pub datapath: DatapathKind,
+    /// The containers' interfaces (`up --device`); veth for a state written before it.
+    #[serde(default)]
+    pub device: Device,
     pub subnet: Subnet,
     pub bridge: String,
     pub bridge_addr: Ipv4Addr,
@@ -117,7 +120,7 @@ pub struct Container {
     #[serde(default = "eth0")]
     pub ifname: String,
     pub ip: Option<Ipv4Addr>,
-    /// Host end of the veth (bridge network only).
+    /// Host end of the veth, or netkit primary (bridge network only).
     pub veth: Option<String>,
     /// MAC address of the interface inside the container (bridge network only).
     #[serde(default)]

@@ -67,6 +67,36 @@ impl DatapathKind {
     }
 }
 
+/// What a container's interface is: a veth pair, or a netkit pair (Linux 6.7+), whose
+/// programs run in the container's own transmit path. Both are L2 ports of the lab's
+/// bridge, so the seed's addressing, ARP and gateway are the same on either.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Veth,
+    Netkit,
+}
+
+impl Device {
+    pub const ALL: [Device; 2] = [Self::Veth, Self::Netkit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Veth => "veth",
+            Self::Netkit => "netkit",
+        }
+    }
+
+    /// Parses `--device`, or says which devices there are.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| Error::Invalid(format!("unknown device {s:?}: use veth or netkit")))
+    }
+}
+
 /// Tunables of the NAT, set by `netlab up`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatOptions {

@@ -4,8 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth,
-    packet_route::link::{LinkAttribute, LinkMessage},
+    Handle, LinkBridge, LinkBridgePort, LinkNetkit, LinkUnspec, LinkVeth,
+    packet_route::link::{LinkAttribute, LinkMessage, NetkitMode},
 };
 
 use super::{is_errno, nl};
@@ -134,6 +134,41 @@ pub async fn add_veth(h: &Handle, name: &str, peer: &str, mtu: u32) -> Result<u3
     )
     .await?;
     require(h, name).await
+}
+
+/// Equivalent to `ip link add NAME mtu MTU type netkit mode l2 peer name PEER mtu MTU`:
+/// an L2 pair (both ends with a MAC, ARP, a bridge port like a veth end) whose
+/// default policy passes packets on.
+pub async fn add_netkit(h: &Handle, name: &str, peer: &str, mtu: u32) -> Result<u32> {
+    h.link()
+        .add(LinkNetkit::new(name, peer, NetkitMode::L2).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(nl("add netkit", name))?;
+    let peer_index = require(h, peer).await?;
+    set(
+        h,
+        peer,
+        LinkUnspec::new_with_index(peer_index).mtu(mtu).build(),
+    )
+    .await?;
+    require(h, name).await
+}
+
+/// Whether this namespace's kernel makes netkit pairs (Linux 6.7+, `CONFIG_NETKIT`):
+/// adds one and deletes it again. Meant for a throwaway namespace.
+pub async fn can_add_netkit(h: &Handle) -> Result<bool> {
+    const PROBE: &str = "nlprobe0";
+    let add = LinkNetkit::new(PROBE, "nlprobe1", NetkitMode::L2).build();
+    match h.link().add(add).execute().await {
+        Ok(()) => {
+            delete(h, PROBE).await?;
+            Ok(true)
+        }
+        // "Unknown device type": no such link kind in this kernel.
+        Err(e) if is_errno(&e, libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(nl("add netkit", PROBE)(e)),
+    }
 }
 
 async fn set(h: &Handle, name: &str, msg: LinkMessage) -> Result<()> {

@@ -268,17 +268,44 @@ where
     F: FnOnce(rtnetlink::Handle) -> Fut + Send,
     Fut: Future<Output = Result<T>>,
 {
-    run_in(ns, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start runtime in", ns, e))?;
-        rt.block_on(async {
-            let (conn, handle, _) =
-                rtnetlink::new_connection().map_err(|e| Error::io("open netlink in", ns, e))?;
-            tokio::spawn(conn);
-            f(handle).await
+    run_in(ns, || netlink_here(ns, f))
+}
+
+/// Runs async netlink work in a throwaway network namespace of its own (a thread that
+/// unshares one, gone with the thread): probing what the kernel can make touches
+/// nothing anyone else sees.
+pub fn netlink_in_throwaway<T, F, Fut>(f: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce(rtnetlink::Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T>>,
+{
+    let label = Path::new("a throwaway namespace");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io("unshare", label, e.into()))?;
+            netlink_here(label, f)
         })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Invalid("probe thread panicked".into())))
+    })
+}
+
+/// Async netlink work in the calling thread's namespace (`ns` names it in errors).
+fn netlink_here<T, F, Fut>(ns: &Path, f: F) -> Result<T>
+where
+    F: FnOnce(rtnetlink::Handle) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start runtime in", ns, e))?;
+    rt.block_on(async {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| Error::io("open netlink in", ns, e))?;
+        tokio::spawn(conn);
+        f(handle).await
     })
 }
 

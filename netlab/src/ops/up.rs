@@ -7,7 +7,7 @@ use netlab_common::maps::{CONNTRACK_MAX_DEFAULT, CONNTRACK_MAX_MAX, CONNTRACK_MA
 use crate::{
     datapath::{self, Datapath},
     error::{Error, Result},
-    lab::{Cookies, DatapathKind, LabState, NatOptions, STATE_VERSION, Subnet, names},
+    lab::{Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, names},
     netlink::netns,
     store::Locked,
     topology::{self, sandbox},
@@ -25,6 +25,8 @@ pub struct UpRequest {
     /// the namespace netlab runs in (the machine's, or a runtime's named one).
     pub sandbox: bool,
     pub datapath: DatapathKind,
+    /// The containers' interfaces: veth or netkit pairs.
+    pub device: Device,
     pub subnet: Subnet,
     /// Not with `sandbox`: the interface to masquerade behind (default: the default
     /// route's).
@@ -201,6 +203,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
     if req.datapath == DatapathKind::Ebpf {
         datapath::ebpf::probe::require()?;
     }
+    topology::require_device(req.device)?;
     let lab = req.lab.as_str();
     if req.sandbox {
         for ns in [names::host_netns(lab), names::wan_netns(lab)] {
@@ -221,6 +224,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         name: lab.to_string(),
         sandbox: req.sandbox,
         datapath: req.datapath,
+        device: req.device,
         subnet: req.subnet,
         bridge: req.bridge.clone().unwrap_or_else(|| names::bridge(lab)),
         bridge_addr: req.subnet.gateway(),

@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     error::{Error, Errors, Result},
-    lab::{Container, LabState, Network, names},
+    lab::{Container, Device, LabState, Network, names},
     netlink::{addr, link, neigh, netns, route, sysctl},
 };
 
@@ -30,6 +30,19 @@ pub mod sandbox {
     pub const LAN_PREFIX: u8 = 24;
     pub const INTERNET_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
     pub const INTERNET_PREFIX: u8 = 24;
+}
+
+/// Refuses a device this kernel cannot make (netkit: Linux 6.7 and later), probed in a
+/// throwaway namespace rather than read from the kernel's version.
+pub fn require_device(device: Device) -> Result<()> {
+    if device == Device::Veth
+        || netns::netlink_in_throwaway(|h| async move { link::can_add_netkit(&h).await })?
+    {
+        return Ok(());
+    }
+    Err(Error::Invalid(
+        "--device netkit needs netkit devices (Linux 6.7 and later, CONFIG_NETKIT), which this kernel does not have: use --device veth".into(),
+    ))
 }
 
 /// The path of the lab's host namespace: the named one, or the machine's own (that of
@@ -218,10 +231,14 @@ fn build_container(
     let (bridge, alias) = (state.bridge.clone(), names::alias(&state.name, &c.name));
     let ns_file = netns::open(&ns)?;
     let (peer_for_host, alias_for_host) = (peer.clone(), alias.clone());
+    let device = state.device;
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
         let mtu = link::mtu(&h, &bridge).await?;
-        let v = link::add_veth(&h, &veth, &peer_for_host, mtu).await?;
+        let v = match device {
+            Device::Veth => link::add_veth(&h, &veth, &peer_for_host, mtu).await?,
+            Device::Netkit => link::add_netkit(&h, &veth, &peer_for_host, mtu).await?,
+        };
         link::set_alias(&h, &veth, v, &alias_for_host).await?;
         let p = link::require(&h, &peer_for_host).await?;
         // Both ends carry the mark: only a link with it is ever removed as this

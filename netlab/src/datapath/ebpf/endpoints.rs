@@ -1,7 +1,8 @@
 //! The containers, as the datapath knows them: an entry in `SOURCES` (the host end of
 //! its veth → the address and MAC it may send from), one in `ENDPOINTS` (address → the
 //! host end of its veth and its MAC, for the fast path into it), and the endpoint
-//! program attached by tcx to the host end of its veth, which checks every packet's
+//! program attached by tcx to the host end of its veth (or as the peer program of its
+//! netkit pair, [`netkit`]), which checks every packet's
 //! source and, with the fast path on, forwards it. `run` adds them, `rm` takes them
 //! away; the source is there before the program is, and stays until it is gone.
 
@@ -14,10 +15,10 @@ use netlab_common::{
     maps as names,
 };
 
-use super::{ENDPOINT_PROG_PIN, hooks, parse_mac, pins};
+use super::{ENDPOINT_PROG_PIN, hooks, netkit, parse_mac, pins};
 use crate::{
     error::{Error, Result},
-    lab::{Container, LabState, Network},
+    lab::{Container, Device, LabState, Network},
     netlink::{link, netns},
     topology,
 };
@@ -64,27 +65,35 @@ pub fn attach(state: &LabState, c: &Container) -> Result<()> {
         .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
     let mut prog = SchedClassifier::from_pin(pins::dir(&state.name).join(ENDPOINT_PROG_PIN))
         .map_err(|e| Error::ebpf("open pinned program", e))?;
-    hooks::attach(
-        super::hooks_of(&state.name)?,
-        &state.name,
-        &mut prog,
-        &host,
-        veth,
-        TcAttachType::Ingress,
-        &attachment(veth),
-    )
+    match state.device {
+        Device::Veth => hooks::attach(
+            super::hooks_of(&state.name)?,
+            &state.name,
+            &mut prog,
+            &host,
+            veth,
+            TcAttachType::Ingress,
+            &attachment(veth),
+        ),
+        Device::Netkit => netkit::attach_peer(
+            &prog,
+            &host,
+            veth,
+            &pins::links(&state.name).join(attachment(veth)),
+        ),
+    }
 }
 
 /// Forgets a container; a container already half gone is not an error.
 pub fn detach(state: &LabState, c: &Container) -> Result<()> {
     let Some(veth) = &c.veth else { return Ok(()) };
     let host = topology::host_ns(state);
-    hooks::detach(
-        super::hooks_of(&state.name)?,
-        &state.name,
-        &host,
-        &attachment(veth),
-    )?;
+    // A netkit link is pinned as a tcx link is (netkit came after tcx).
+    let kind = match state.device {
+        Device::Veth => super::hooks_of(&state.name)?,
+        Device::Netkit => hooks::Kind::Tcx,
+    };
+    hooks::detach(kind, &state.name, &host, &attachment(veth))?;
     let name = veth.clone();
     let ifindex = netns::netlink_in(&host, |h| async move { link::index(&h, &name).await })
         .ok()

@@ -7,6 +7,7 @@ mod endpoints;
 mod flows;
 pub mod hooks;
 mod logs;
+mod netkit;
 pub mod pins;
 mod ports;
 pub mod probe;
@@ -20,7 +21,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
 };
@@ -28,7 +29,7 @@ use netlab_common::{
 use super::{Counters, Datapath, Flow, PortCounters, TableInfo};
 use crate::{
     error::{Error, Errors, Result},
-    lab::{Container, LabState, Published},
+    lab::{Container, Device, LabState, Published},
     netlink::{link, netns, sysctl},
     topology,
 };
@@ -93,7 +94,11 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
         udp_secs: nat.udp_secs,
         udp_stream_secs: nat.udp_stream_secs,
         icmp_secs: nat.icmp_secs,
-        flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 },
+        flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 }
+            | match state.device {
+                Device::Veth => 0,
+                Device::Netkit => FLAG_NETKIT,
+            },
         bridge_mac: links.bridge_mac,
         _pad: [0; 2],
         host_netns_cookie: links.netns_cookie,
