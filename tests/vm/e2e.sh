@@ -46,7 +46,7 @@ SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
@@ -217,6 +217,14 @@ run_datapath() {
         fail "masquerade ping to wan (no answer)"
     fi
 
+    # Hop 1 is the lab host (time exceeded: the TTL is left to the stack), hop 2 wan
+    # (port unreachable, translated back through the NAT with its quoted header).
+    hops=$(in_lab a traceroute -n -q 1 -w 3 -m 4 "$WAN" 2> /dev/null | awk 'NR > 1 { print $2 }' | tr '\n' ' ')
+    case "$hops" in
+        "172.18.0.1 $WAN ") ok "traceroute through the NAT (hops: $hops)" ;;
+        *) fail "traceroute through the NAT (hops: '${hops:-none}', expected 172.18.0.1 $WAN)" ;;
+    esac
+
     if out=$(netlab publish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
         ok "publish 8080:80 8053:53/udp on b"
     else
@@ -241,6 +249,7 @@ run_datapath() {
 
     [ "$datapath" = ebpf ] && check_fast_path
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
+    check_rm
 
     # shellcheck disable=SC2086
     kill $servers 2> /dev/null
@@ -256,6 +265,38 @@ run_datapath() {
         fail "down: $out"
     fi
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# The lab host's links, and the eBPF datapath's endpoint hooks (tcx or netkit link pins,
+# or classic filters recorded).
+host_links() {
+    in_lab host ip -o link show 2> /dev/null | grep -c .
+}
+endpoint_hooks() {
+    {
+        ls /sys/fs/bpf/netlab/*/"$lab"/links 2> /dev/null
+        cat "/run/netlab/$lab/tc-filters" 2> /dev/null
+    } | grep -c '^endpoint-'
+}
+
+# `rm a`: its namespace, the host end of its pair and its endpoint hook go; b stays.
+check_rm() {
+    check="rm removes the container, its link and its hook"
+    links=$(host_links) hooks=$(endpoint_hooks)
+    if ! out=$(netlab rm --lab "$lab" a 2>&1); then
+        fail "$check: $out"
+        return
+    fi
+    links_after=$(host_links) hooks_after=$(endpoint_hooks)
+    gone_hook=$((hooks - hooks_after))
+    [ "$hooks" -eq 0 ] && gone_hook=1
+    names=$(ip netns list | cut -d' ' -f1)
+    if ! echo "$names" | grep -qx "$lab-a" && [ $((links - links_after)) -eq 1 ] &&
+        [ "$gone_hook" -eq 1 ] && echo "$names" | grep -qx "$lab-b"; then
+        ok "$check (host links $links -> $links_after, endpoint hooks $hooks -> $hooks_after)"
+    else
+        fail "$check (host links $links -> $links_after, endpoint hooks $hooks -> $hooks_after, namespaces: $(ip netns list | cut -d' ' -f1 | grep "^$lab-" | tr '\n' ' '))"
+    fi
 }
 
 # `netlab stats`: the value of one counter.

@@ -338,7 +338,7 @@ pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
         Ok(link::index(&h, &veth).await?.is_some())
     })?;
     if !there {
-        return gone("veth");
+        return gone(&format!("{} pair", state.device.name()));
     }
     Ok(())
 }

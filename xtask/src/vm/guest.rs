@@ -154,6 +154,12 @@ fn tools(tree: &mut Tree) -> Result<()> {
         }
         tree.program(program, path)?;
     }
+    // Debian's traceroute is an alternative (`/usr/bin/traceroute.db`).
+    let traceroute = Path::new("/usr/bin/traceroute.db");
+    if !traceroute.exists() {
+        bail!("{} is missing on this machine: run `cargo xtask setup`", traceroute.display());
+    }
+    tree.program("/usr/bin/traceroute", traceroute)?;
     for (name, target) in IPTABLES_LINKS {
         tree.symlink(&format!("/usr/sbin/{name}"), target);
     }
