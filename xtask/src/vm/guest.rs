@@ -157,7 +157,10 @@ fn tools(tree: &mut Tree) -> Result<()> {
     // Debian's traceroute is an alternative (`/usr/bin/traceroute.db`).
     let traceroute = Path::new("/usr/bin/traceroute.db");
     if !traceroute.exists() {
-        bail!("{} is missing on this machine: run `cargo xtask setup`", traceroute.display());
+        bail!(
+            "{} is missing on this machine: run `cargo xtask setup`",
+            traceroute.display()
+        );
     }
     tree.program("/usr/bin/traceroute", traceroute)?;
     for (name, target) in IPTABLES_LINKS {
