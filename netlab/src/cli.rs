@@ -41,6 +41,9 @@ pub enum Command {
     Stats(commands::stats::Args),
     /// Stream the eBPF datapath's debug logs (labs brought up with --debug).
     Logs(commands::logs::Args),
+    /// Every lab's figures for Prometheus: printed, served (--listen) or written for
+    /// node_exporter's textfile collector (--textfile).
+    Metrics(commands::metrics::Args),
     /// Compare the datapaths on fresh sandbox labs, and with a bare veth pair:
     /// throughput, request/response, connection rate, port scaling, publish time,
     /// small packets, the CLI at scale.
@@ -62,6 +65,7 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
         Command::Conntrack(args) => conntrack::run(lab, args),
         Command::Stats(args) => stats::run(lab, args),
         Command::Logs(args) => logs::run(lab, args),
+        Command::Metrics(args) => metrics::run(lab, args),
         Command::Publish(args) => publish::run_publish(lab, args),
         Command::Unpublish(args) => publish::run_unpublish(lab, args),
         Command::Ports(args) => ports::run(lab, args),

@@ -22,6 +22,7 @@ pub mod datapath;
 pub mod error;
 pub mod lab;
 pub mod lockfile;
+pub mod metrics;
 pub mod netlink;
 pub mod ops;
 pub mod store;

@@ -26,6 +26,10 @@ const PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "bpftool",
+    // `netlab metrics`' tests: promtool checks the output, a Prometheus server scrapes
+    // it, hping3 floods the lab with SYNs and UDP.
+    "prometheus",
+    "hping3",
     // netlab-cni's tests drive podman (CNI backend), which runs busybox roots with runc.
     "podman",
     "runc",

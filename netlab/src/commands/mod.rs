@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod down;
 pub mod exec;
 pub mod logs;
+pub mod metrics;
 pub mod ports;
 pub mod publish;
 pub mod rm;

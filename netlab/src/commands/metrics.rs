@@ -1,0 +1,64 @@
+//! `netlab metrics`: every lab's figures in Prometheus' text format: printed once,
+//! served on `--listen`, or written to `--textfile DIR`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use crate::{
+    error::{Error, Result},
+    lab::names,
+    metrics::{self, Format, Labs},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Serve /metrics over HTTP on ADDR:PORT until killed, each scrape fresh (an
+    /// `Accept: application/openmetrics-text` scraper gets OpenMetrics).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "textfile")]
+    pub listen: Option<String>,
+    /// Write netlab_<lab>.prom into DIR (atomically) for node_exporter's textfile
+    /// collector, instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
+    /// Only these labs, comma-separated (default: every lab that is up).
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pub labs: String,
+    /// Print OpenMetrics text instead of Prometheus' text format.
+    #[arg(long, conflicts_with_all = ["listen", "textfile"])]
+    pub openmetrics: bool,
+}
+
+/// The lab name is ignored: a scrape covers every lab (or `--labs`), each series
+/// labelled `lab`.
+pub fn run(_lab: &str, args: Args) -> Result<()> {
+    let mut labs = Labs::default();
+    for lab in args
+        .labs
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        names::check_lab(lab)?;
+        labs.0.push(lab.to_string());
+    }
+    if let Some(addr) = &args.listen {
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "--listen {addr:?}: give ADDR:PORT, e.g. 127.0.0.1:9464"
+            ))
+        })?;
+        return metrics::serve::serve(addr, &labs);
+    }
+    if let Some(dir) = &args.textfile {
+        for path in metrics::textfile::write(dir, &metrics::collect(&labs)?)? {
+            eprintln!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    let format = if args.openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
+    };
+    print!("{}", metrics::scrape(&labs, format)?);
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! What a scrape reads of one lab, through the datapath's own inspection (the same
+//! figures as `status`, `stats`, `conntrack` and `ports`). A scrape only reads: it takes
+//! no lab's lock (a command never waits for it, nor it for a command), settles no
+//! interrupted operation and removes nothing; a lab torn down while it is read is left
+//! out of that scrape.
+
+use crate::{
+    datapath::{self, Counters, Flow, PortCounters, TableInfo},
+    error::Result,
+    lab::{DatapathKind, LabState, Published},
+};
+
+/// One lab's figures at one moment.
+#[derive(Clone, Debug)]
+pub struct LabFigures {
+    pub lab: String,
+    pub datapath: &'static str,
+    pub device: &'static str,
+    /// The eBPF datapath's counters and drop reasons; `None` on the netfilter
+    /// datapaths, whose conntrack and counters are the kernel's.
+    pub counters: Option<Counters>,
+    /// Its conntrack tables (eBPF): size, memory, entries in use.
+    pub tables: Vec<TableInfo>,
+    /// Its tracked flows (eBPF), each once.
+    pub flows: Vec<Flow>,
+    /// The NAT's port range, inclusive.
+    pub nat_ports: (u16, u16),
+    /// Published mappings, with their counters where the datapath keeps them.
+    pub ports: Vec<(Published, Option<PortCounters>)>,
+}
+
+/// Reads one lab that is up, as its state describes it.
+pub fn collect(state: &LabState) -> Result<LabFigures> {
+    let dp = datapath::for_kind(state.datapath);
+    let ebpf = state.datapath == DatapathKind::Ebpf;
+    let counters = if ebpf {
+        Some(dp.counters(state)?)
+    } else {
+        None
+    };
+    let flows = if ebpf { dp.flows(state)? } else { Vec::new() };
+    let port_counters = dp.port_counters(state, &state.ports)?;
+    Ok(LabFigures {
+        lab: state.name.clone(),
+        datapath: state.datapath.name(),
+        device: state.device.name(),
+        counters,
+        tables: dp.tables(state)?,
+        flows,
+        nat_ports: (state.nat.port_min, state.nat.port_max),
+        ports: state.ports.iter().cloned().zip(port_counters).collect(),
+    })
+}
+
+impl LabFigures {
+    /// A counter or drop reason by name (0 when the datapath has none).
+    pub fn count(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .flat_map(|c| c.counters.iter().chain(c.drops.iter()))
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// NAT ports in use: distinct translated source ports of masqueraded flows.
+    pub fn nat_ports_in_use(&self) -> usize {
+        let (lo, hi) = self.nat_ports;
+        let mut ports: Vec<(&str, u16)> = self
+            .flows
+            .iter()
+            .filter(|f| f.translated.src != f.original.src)
+            .map(|f| (f.proto, f.translated.sport))
+            .filter(|(_, p)| (lo..=hi).contains(p))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports.len()
+    }
+}

@@ -1,0 +1,44 @@
+//! `netlab metrics --textfile DIR`: one `netlab_<lab>.prom` per lab in DIR, in
+//! Prometheus' text format, for node_exporter's textfile collector (the convention for
+//! tools without a daemon: run it from a timer). Each file is written whole under a
+//! name the collector does not read (`.netlab_<lab>.prom.<pid>`), then renamed over the
+//! old one: a scrape sees the old file or the new one, never half of one.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use super::{Format, LabFigures, encode};
+use crate::error::{Error, Result};
+
+/// The file a lab's metrics go to in `dir`.
+pub fn path(dir: &Path, lab: &str) -> PathBuf {
+    dir.join(format!("netlab_{lab}.prom"))
+}
+
+/// Writes each lab's file; returns the paths written.
+pub fn write(dir: &Path, labs: &[LabFigures]) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "--textfile {}: no such directory (node_exporter's --collector.textfile.directory)",
+            dir.display()
+        )));
+    }
+    let mut written = Vec::new();
+    for lab in labs {
+        let text = encode::encode(std::slice::from_ref(lab), Format::Prometheus);
+        let to = path(dir, &lab.lab);
+        let tmp = dir.join(format!(".netlab_{}.prom.{}", lab.lab, std::process::id()));
+        let result = fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, &to));
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &to, e));
+        }
+        written.push(to);
+    }
+    Ok(written)
+}

@@ -1,0 +1,369 @@
+//! `netlab metrics` with the clients operators use: `promtool check metrics` on its
+//! output, node_exporter's textfile convention (a file never seen half written), and a
+//! Prometheus server scraping `netlab metrics --listen` inside the sandbox, queried for
+//! a drop the test provokes, a SYN flood and a UDP scan.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use netlab_tests::Lab;
+
+/// `promtool check metrics` on `text`: its findings, empty when it has none.
+fn promtool(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() || !findings.is_empty(),
+        "promtool failed silently"
+    );
+    if out.status.success() {
+        String::new()
+    } else {
+        findings
+    }
+}
+
+/// The lines of a scrape that belong to `lab`.
+fn lines_of<'a>(text: &'a str, lab: &str) -> Vec<&'a str> {
+    let tag = format!("lab=\"{lab}\"");
+    text.lines().filter(|l| l.contains(&tag)).collect()
+}
+
+/// The value of the series of `text` that starts with `series` (name and labels as
+/// printed), if there is one.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A lab with masquerade, a published port used, and a drop of direct access.
+fn busy_lab() -> Lab {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let _server = lab.http_server("a", 8000);
+    lab.ok(&["publish", "a", "8080:8000"]);
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "5", "203.0.113.1"]);
+    lab.curl("wan", "http://198.51.100.2:8080/");
+    direct_access(&lab);
+    lab
+}
+
+/// wan sends to a container's own address (a route to the lab's subnet, as a
+/// neighbour on the uplink LAN could have): dropped as `direct_access`.
+fn direct_access(lab: &Lab) {
+    lab.exec_ok(
+        "wan",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "172.18.0.0/16",
+            "via",
+            "198.51.100.2",
+        ],
+    );
+    let _ = lab.exec("wan", &["ping", "-c", "1", "-W", "1", "172.18.0.2"]);
+}
+
+/// The output passes `promtool check metrics` in Prometheus' text format, says what
+/// the lab is, and carries its counters, drops, tables, flows and mapping; the
+/// OpenMetrics form ends as OpenMetrics must.
+#[test]
+fn metrics_pass_promtool_and_carry_the_labs_figures() {
+    let lab = busy_lab();
+    // Every lab's (the other tests' too), as an operator's scrape would be.
+    let text = lab.ok(&["metrics"]);
+    let findings = promtool(&text);
+    assert!(
+        findings.is_empty(),
+        "promtool check metrics:\n{findings}\n{text}"
+    );
+    let name = &lab.name;
+    let mine = lines_of(&text, name).join("\n");
+    let has = |series: &str| value(&mine, series).unwrap_or_else(|| panic!("{series}:\n{mine}"));
+    assert_eq!(
+        has(&format!(
+            "netlab_lab_info{{lab=\"{name}\",datapath=\"ebpf\",device=\"veth\"}}"
+        )),
+        1.0
+    );
+    assert!(
+        has(&format!(
+            "netlab_datapath_drops_total{{lab=\"{name}\",reason=\"direct_access\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        has(&format!(
+            "netlab_conntrack_new_flows_total{{lab=\"{name}\",reason=\"masquerade\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        has(&format!(
+            "netlab_conntrack_new_flows_total{{lab=\"{name}\",reason=\"published\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        has(&format!(
+            "netlab_conntrack_table_max_entries{{lab=\"{name}\",table=\"CT\"}}"
+        )) > 0.0
+    );
+    assert!(has(&format!("netlab_nat_ports{{lab=\"{name}\"}}")) == 10_000.0);
+    assert!(
+        has(&format!(
+            "netlab_published_connections_total{{lab=\"{name}\",container=\"a\",host_ip=\"0.0.0.0\",host_port=\"8080\",proto=\"tcp\"}}"
+        )) >= 1.0
+    );
+    assert!(mine.contains("netlab_conntrack_flows{"), "{mine}");
+    let om = lab.ok(&["metrics", "--openmetrics"]);
+    assert!(om.ends_with("# EOF\n"), "{om}");
+}
+
+/// `--textfile DIR`: the lab's file, in the text format, replaced whole: a reader
+/// polling it while it is written again and again never sees a partial file.
+#[test]
+fn the_textfile_is_never_seen_half_written() {
+    let lab = busy_lab();
+    let dir = TempDir::new();
+    let file = dir.0.join(format!("netlab_{}.prom", lab.name));
+    lab.ok(&["metrics", "--labs", &lab.name, "--textfile", dir.path()]);
+    let first = std::fs::read_to_string(&file).expect("the lab's textfile");
+    assert!(promtool(&first).is_empty(), "{first}");
+    let info = format!("netlab_lab_info{{lab=\"{}\"", lab.name);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&file).expect("read");
+                assert!(text.contains(&info) && text.ends_with('\n'), "{text}");
+                reads += 1;
+            }
+            reads
+        });
+        for _ in 0..20 {
+            lab.ok(&["metrics", "--labs", &lab.name, "--textfile", dir.path()]);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().expect("reader") > 0);
+    });
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| n.starts_with("netlab_") && n.ends_with(".prom")),
+        "temporary files left: {left:?}"
+    );
+    let e = lab.fails(&["metrics", "--textfile", "/nonexistent/dir"]);
+    assert!(e.contains("no such directory"), "{e}");
+}
+
+/// A Prometheus server in wan scrapes `netlab metrics --listen` in the lab host every
+/// two seconds; each query below waits for the figure to arrive (no fixed sleep).
+#[test]
+fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
+    // Half-open flows live 30 s by default; the flood's must outlast a busy machine's
+    // slow scrapes.
+    let lab = Lab::sandbox(&["--tcp-syn-timeout", "600"]);
+    let name = lab.name.clone();
+    lab.ok(&["run", "a"]);
+    let _web = lab.http_server("a", 8000);
+    lab.ok(&["publish", "a", "8080:8000", "7000-7099:7000-7099/udp"]);
+    let bin = netlab_tests::netlab_bin();
+    let _exporter = lab.spawn(
+        "host",
+        &[
+            bin.to_str().expect("path"),
+            "metrics",
+            "--labs",
+            &name,
+            "--listen",
+            "198.51.100.2:9464",
+        ],
+    );
+    let prom = Prometheus::start(&lab, "198.51.100.2:9464");
+    let lab_q = |q: &str| q.replace("LAB", &name);
+
+    direct_access(&lab);
+    assert!(
+        prom.reaches(
+            &lab_q(r#"netlab_datapath_drops_total{lab="LAB",reason="direct_access"}"#),
+            1.0
+        ),
+        "no direct_access drop in Prometheus"
+    );
+
+    // 20,000 SYNs from random sources: the flows are half open (the SYN-ACKs go to
+    // addresses nobody answers from), and show as such.
+    lab.exec_ok(
+        "wan",
+        &[
+            "hping3",
+            "-q",
+            "-S",
+            "--rand-source",
+            "-p",
+            "8080",
+            "-c",
+            "20000",
+            "-i",
+            "u50",
+            "198.51.100.2",
+        ],
+    );
+    assert!(
+        prom.reaches(
+            &lab_q(r#"netlab_conntrack_new_flows_total{lab="LAB",reason="published"}"#),
+            19_000.0
+        ),
+        "the SYN flood's new flows"
+    );
+    assert!(
+        prom.reaches(
+            &lab_q(r#"sum(netlab_conntrack_half_open_flows{lab="LAB"})"#),
+            19_000.0
+        ),
+        "the SYN flood's half-open flows"
+    );
+
+    // A UDP scan of the published range: a new flow per port.
+    lab.exec_ok(
+        "wan",
+        &[
+            "hping3",
+            "-q",
+            "--udp",
+            "-p",
+            "++7000",
+            "-c",
+            "100",
+            "-i",
+            "u1000",
+            "198.51.100.2",
+        ],
+    );
+    assert!(
+        prom.reaches(
+            &lab_q(r#"sum(netlab_conntrack_flows{lab="LAB",proto="udp"})"#),
+            100.0
+        ),
+        "the UDP scan's flows"
+    );
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("netlab-metrics-{}", netlab_tests::unique_lab()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A Prometheus server in the lab's wan namespace (its own data directory, its API on
+/// wan's 127.0.0.1), scraping `target` every two seconds; killed when dropped.
+struct Prometheus<'a> {
+    lab: &'a Lab,
+    _server: netlab_tests::Background,
+    _data: TempDir,
+}
+
+impl<'a> Prometheus<'a> {
+    fn start(lab: &'a Lab, target: &str) -> Prometheus<'a> {
+        let data = TempDir::new();
+        let config = data.0.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n  - job_name: netlab\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let server = lab.spawn(
+            "wan",
+            &[
+                "prometheus",
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.tsdb.path={}", data.0.join("tsdb").display()),
+                "--web.listen-address=127.0.0.1:9090",
+            ],
+        );
+        let up = netlab_tests::wait_for(Duration::from_secs(60), || {
+            lab.exec("wan", &["curl", "-sf", "http://127.0.0.1:9090/-/ready"])
+                .status
+                .success()
+        });
+        assert!(up, "prometheus did not come up");
+        Prometheus {
+            lab,
+            _server: server,
+            _data: data,
+        }
+    }
+
+    /// The value of an instant query, if it has one.
+    fn query(&self, q: &str) -> Option<f64> {
+        let out = self.lab.exec(
+            "wan",
+            &[
+                "curl",
+                "-s",
+                "-G",
+                "--data-urlencode",
+                &format!("query={q}"),
+                "http://127.0.0.1:9090/api/v1/query",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Whether the query's value reaches `at_least` within a minute of scrapes.
+    fn reaches(&self, q: &str, at_least: f64) -> bool {
+        let ok = netlab_tests::wait_for(Duration::from_secs(60), || {
+            self.query(q).is_some_and(|v| v >= at_least)
+        });
+        if !ok {
+            eprintln!("{q} = {:?}, expected at least {at_least}", self.query(q));
+        }
+        ok
+    }
+}
