@@ -325,7 +325,13 @@ fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
     let state = lab.state();
     let dp = netlab::datapath::for_kind(state.datapath);
     let flows = 1_000_000;
-    assert_eq!(dp.fill_conntrack(&state, flows).expect("fill"), flows);
+    assert_eq!(
+        dp.fill()
+            .expect("the eBPF datapath fills")
+            .fill_conntrack(&state, flows)
+            .expect("fill"),
+        flows
+    );
     let (runs0, scanned0) = (
         lab.stat("counters", "ct_gc_runs"),
         lab.stat("counters", "ct_gc_scanned"),
@@ -367,7 +373,11 @@ fn a_full_established_table_still_serves_new_flows() {
     lab.ok(&["run", "a"]);
     let state = lab.state();
     let dp = netlab::datapath::for_kind(state.datapath);
-    let filled = dp.fill_conntrack(&state, 10_000).expect("fill");
+    let filled = dp
+        .fill()
+        .expect("the eBPF datapath fills")
+        .fill_conntrack(&state, 10_000)
+        .expect("fill");
     assert_eq!(
         filled, 4096,
         "the table takes exactly --conntrack-max flows"

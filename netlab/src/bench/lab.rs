@@ -226,7 +226,15 @@ impl BenchLab {
     /// Fills the datapath's conntrack table with `flows` synthetic flows.
     pub fn fill_conntrack(&self, flows: u32) -> Result<u32> {
         let s = crate::ops::Session::open(&self.name)?;
-        s.datapath().fill_conntrack(&s.state, flows)
+        let dp = s.datapath();
+        let fill = dp.fill().ok_or_else(|| {
+            Error::Invalid(format!(
+                "lab {} runs the {} datapath: its conntrack is the kernel's",
+                s.state.name,
+                s.state.datapath.name()
+            ))
+        })?;
+        fill.fill_conntrack(&s.state, flows)
     }
 
     /// Whether a host port is published already.

@@ -1,6 +1,6 @@
 //! `netlab conntrack [--json] [--flush]`: the eBPF datapath's flows.
 
-use crate::{error::Result, ops::Session};
+use crate::{datapath, error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +15,11 @@ pub struct Args {
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
     let dp = s.datapath();
+    let dp = datapath::inspection(
+        &*dp,
+        &s.state,
+        "its conntrack is the kernel's (`conntrack -L`, `conntrack -F` in the host namespace)",
+    )?;
     if args.flush {
         let n = dp.flush(&s.state)?;
         println!("flushed {n} flows");

@@ -1,6 +1,6 @@
 //! `netlab logs`: stream the eBPF datapath's debug logs (labs brought up with --debug).
 
-use crate::{error::Result, ops::Session};
+use crate::{datapath, error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,5 +15,5 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         let s = Session::open(lab)?;
         (s.datapath(), s.state)
     };
-    dp.logs(&state, args.seconds)
+    datapath::inspection(&*dp, &state, "it has no eBPF logs")?.logs(&state, args.seconds)
 }

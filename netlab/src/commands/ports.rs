@@ -31,7 +31,7 @@ struct Port {
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
     let state = &s.state;
-    let counters = s.datapath().port_counters(state, &state.ports)?;
+    let counters = crate::datapath::port_counters(&*s.datapath(), state, &state.ports)?;
     let mut ports = Vec::new();
     for (p, stats) in state.ports.iter().zip(counters) {
         ports.push(Port {

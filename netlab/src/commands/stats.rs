@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{error::Result, ops::Session};
+use crate::{datapath, error::Result, ops::Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,7 +13,8 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
-    let c = s.datapath().counters(&s.state)?;
+    let dp = s.datapath();
+    let c = datapath::inspection(&*dp, &s.state, "it has no eBPF counters")?.counters(&s.state)?;
     if args.json {
         let obj = |xs: &[(&str, u64)]| {
             Value::Object(

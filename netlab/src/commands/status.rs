@@ -13,7 +13,10 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
-    let tables = s.datapath().tables(&s.state)?;
+    let tables = match s.datapath().inspect() {
+        Some(i) => i.tables(&s.state)?,
+        None => Vec::new(),
+    };
     let state = s.state;
     if args.json {
         let v = json!({

@@ -18,7 +18,9 @@ use crate::{
     lab::{Container, DatapathKind, LabState, Published},
 };
 
-/// What every datapath does for a lab.
+/// What every datapath does for a lab: set it up, attach and detach containers,
+/// publish and withdraw ports, tear it down. What some can show of themselves is
+/// [`Inspect`]; what only the benchmark needs is [`FillConntrack`].
 pub trait Datapath {
     /// Installs the datapath (with `state.nat` and `state.debug`) for a lab whose
     /// bridge and uplink exist.
@@ -45,49 +47,69 @@ pub trait Datapath {
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         self.unpublish(state, ports)
     }
-
-    /// The tracked flows, when the datapath keeps its own.
-    fn flows(&self, state: &LabState) -> Result<Vec<Flow>> {
-        Err(not_here(
-            state,
-            "its conntrack is the kernel's (`conntrack -L` in the host namespace)",
-        ))
-    }
-    /// Forgets every tracked flow; returns how many.
-    fn flush(&self, state: &LabState) -> Result<usize> {
-        Err(not_here(
-            state,
-            "its conntrack is the kernel's (`conntrack -F` in the host namespace)",
-        ))
-    }
-    /// Counters and drop reasons.
-    fn counters(&self, state: &LabState) -> Result<Counters> {
-        Err(not_here(state, "it has no eBPF counters"))
-    }
-    /// Per-mapping counters, one per port in `ports` (`None` where there are none).
-    fn port_counters(
-        &self,
-        _state: &LabState,
-        ports: &[Published],
-    ) -> Result<Vec<Option<PortCounters>>> {
-        Ok(vec![None; ports.len()])
-    }
-    /// Streams debug logs for `seconds` (or until interrupted).
-    fn logs(&self, state: &LabState, _seconds: Option<u64>) -> Result<()> {
-        Err(not_here(state, "it has no eBPF logs"))
-    }
     /// The cgroup a process in the lab host must join to see host-local publishing.
     fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
         Ok(None)
     }
+
+    /// What the datapath shows of itself; `None` when its conntrack and counters are
+    /// the kernel's (the netfilter datapaths).
+    fn inspect(&self) -> Option<&dyn Inspect> {
+        None
+    }
+    /// Synthetic flows for the benchmark; `None` when its conntrack is the kernel's.
+    fn fill(&self) -> Option<&dyn FillConntrack> {
+        None
+    }
+}
+
+/// What a datapath that keeps its own conntrack and counters shows: `conntrack`,
+/// `stats`, `logs`, `ports`' counters, `status`' tables, and `metrics`, all of it.
+pub trait Inspect {
+    /// The tracked flows.
+    fn flows(&self, state: &LabState) -> Result<Vec<Flow>>;
+    /// Forgets every tracked flow; returns how many.
+    fn flush(&self, state: &LabState) -> Result<usize>;
+    /// Counters and drop reasons.
+    fn counters(&self, state: &LabState) -> Result<Counters>;
+    /// Per-mapping counters, one per port in `ports` (`None` where there are none).
+    fn port_counters(
+        &self,
+        state: &LabState,
+        ports: &[Published],
+    ) -> Result<Vec<Option<PortCounters>>>;
+    /// Streams debug logs for `seconds` (or until interrupted).
+    fn logs(&self, state: &LabState, seconds: Option<u64>) -> Result<()>;
+    /// The datapath's own tables (conntrack): sizes and the memory they take.
+    fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>>;
+}
+
+/// What only the benchmark (and the tests of a full table) need.
+pub trait FillConntrack {
     /// Fills conntrack with `flows` synthetic established flows that no packet of a
     /// measurement will meet (the benchmark's full-table scenario); how many went in.
-    fn fill_conntrack(&self, state: &LabState, _flows: u32) -> Result<u32> {
-        Err(not_here(state, "its conntrack is the kernel's"))
-    }
-    /// The datapath's own tables (conntrack): sizes and the memory they take.
-    fn tables(&self, _state: &LabState) -> Result<Vec<TableInfo>> {
-        Ok(Vec::new())
+    fn fill_conntrack(&self, state: &LabState, flows: u32) -> Result<u32>;
+}
+
+/// The inspection of a lab's datapath, or the one-line error of a command that needs
+/// it on a datapath without one (`why`: what to use instead).
+pub fn inspection<'a>(
+    dp: &'a dyn Datapath,
+    state: &LabState,
+    why: &str,
+) -> Result<&'a dyn Inspect> {
+    dp.inspect().ok_or_else(|| not_here(state, why))
+}
+
+/// Per-mapping counters where the datapath keeps them (`None` each where it does not).
+pub fn port_counters(
+    dp: &dyn Datapath,
+    state: &LabState,
+    ports: &[Published],
+) -> Result<Vec<Option<PortCounters>>> {
+    match dp.inspect() {
+        Some(i) => i.port_counters(state, ports),
+        None => Ok(vec![None; ports.len()]),
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::{
     datapath::{self, Counters, Flow, PortCounters, TableInfo},
     error::Result,
-    lab::{DatapathKind, LabState, Published},
+    lab::{LabState, Published},
 };
 
 /// One lab's figures at one moment.
@@ -16,8 +16,8 @@ pub struct LabFigures {
     pub lab: String,
     pub datapath: &'static str,
     pub device: &'static str,
-    /// The eBPF datapath's counters and drop reasons; `None` on the netfilter
-    /// datapaths, whose conntrack and counters are the kernel's.
+    /// The datapath's counters and drop reasons ([`datapath::Inspect`]); `None` on
+    /// the netfilter datapaths, whose conntrack and counters are the kernel's.
     pub counters: Option<Counters>,
     /// Its conntrack tables (eBPF): size, memory, entries in use.
     pub tables: Vec<TableInfo>,
@@ -32,20 +32,23 @@ pub struct LabFigures {
 /// Reads one lab that is up, as its state describes it.
 pub fn collect(state: &LabState) -> Result<LabFigures> {
     let dp = datapath::for_kind(state.datapath);
-    let ebpf = state.datapath == DatapathKind::Ebpf;
-    let counters = if ebpf {
-        Some(dp.counters(state)?)
-    } else {
-        None
+    let inspect = dp.inspect();
+    let counters = inspect.map(|i| i.counters(state)).transpose()?;
+    let flows = match inspect {
+        Some(i) => i.flows(state)?,
+        None => Vec::new(),
     };
-    let flows = if ebpf { dp.flows(state)? } else { Vec::new() };
-    let port_counters = dp.port_counters(state, &state.ports)?;
+    let tables = match inspect {
+        Some(i) => i.tables(state)?,
+        None => Vec::new(),
+    };
+    let port_counters = datapath::port_counters(&*dp, state, &state.ports)?;
     Ok(LabFigures {
         lab: state.name.clone(),
         datapath: state.datapath.name(),
         device: state.device.name(),
         counters,
-        tables: dp.tables(state)?,
+        tables,
         flows,
         nat_ports: (state.nat.port_min, state.nat.port_max),
         ports: state.ports.iter().cloned().zip(port_counters).collect(),

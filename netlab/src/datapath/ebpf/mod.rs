@@ -26,7 +26,7 @@ use netlab_common::{
     stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
 };
 
-use super::{Counters, Datapath, Flow, PortCounters, TableInfo};
+use super::{Counters, Datapath, FillConntrack, Flow, Inspect, PortCounters, TableInfo};
 use crate::{
     error::{Error, Errors, Result},
     lab::{Container, Device, LabState, Published},
@@ -287,6 +287,20 @@ impl Datapath for Ebpf {
         ports::unpublish(&state.name, ports)
     }
 
+    fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {
+        cgroup::joinable(state)
+    }
+
+    fn inspect(&self) -> Option<&dyn Inspect> {
+        Some(self)
+    }
+
+    fn fill(&self) -> Option<&dyn FillConntrack> {
+        Some(self)
+    }
+}
+
+impl Inspect for Ebpf {
     fn flows(&self, state: &LabState) -> Result<Vec<Flow>> {
         flows::list(&state.name)
     }
@@ -330,19 +344,17 @@ impl Datapath for Ebpf {
         logs::stream(state, seconds)
     }
 
-    fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {
-        cgroup::joinable(state)
-    }
-
-    fn fill_conntrack(&self, state: &LabState, flows: u32) -> Result<u32> {
-        flows::fill(&state.name, state, flows)
-    }
-
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
         [names::CT, names::CT_PENDING, names::FRAGS]
             .into_iter()
             .map(|m| pins::info(&state.name, m))
             .collect()
+    }
+}
+
+impl FillConntrack for Ebpf {
+    fn fill_conntrack(&self, state: &LabState, flows: u32) -> Result<u32> {
+        flows::fill(&state.name, state, flows)
     }
 }
 
