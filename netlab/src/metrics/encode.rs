@@ -318,45 +318,42 @@ impl Families {
     }
 
     fn add_flows(&self, f: &LabFigures) {
+        // Counted first, then set: a million flows make a handful of series.
+        let mut by_kind: std::collections::HashMap<(&str, &str, &str), i64> = Default::default();
+        let mut by_age = [0i64; AGES.len()];
         for flow in &f.flows {
+            let state = if flow.state == "-" {
+                "none"
+            } else {
+                flow.state
+            };
+            *by_kind.entry((flow.table, state, flow.proto)).or_default() += 1;
+            if flow.proto == "tcp" && matches!(flow.state, "SYN_SENT" | "SYN_RECV") {
+                let bucket = AGES
+                    .iter()
+                    .position(|(_, below)| flow.age_secs < *below)
+                    .unwrap_or(AGES.len() - 1);
+                by_age[bucket] += 1;
+            }
+        }
+        for ((table, state, proto), n) in by_kind {
             let l = FlowL {
                 lab: f.lab.clone(),
-                table: flow.table.into(),
-                state: if flow.state == "-" {
-                    "none"
-                } else {
-                    flow.state
-                }
-                .into(),
-                proto: flow.proto.into(),
+                table: table.into(),
+                state: state.into(),
+                proto: proto.into(),
             };
-            self.flows.get_or_create(&l).inc();
+            self.flows.get_or_create(&l).set(n);
         }
-        for age in AGES {
-            // Every bucket is there, empty or not: a query need not tell "none" from
-            // "not scraped".
+        // Every age bucket is there, empty or not: a query need not tell "none" from
+        // "not scraped".
+        for ((age, _), n) in AGES.iter().zip(by_age) {
             self.half_open
                 .get_or_create(&AgeL {
                     lab: f.lab.clone(),
-                    age: age.0.into(),
+                    age: (*age).into(),
                 })
-                .set(0);
-        }
-        let opening = f
-            .flows
-            .iter()
-            .filter(|fl| fl.proto == "tcp" && matches!(fl.state, "SYN_SENT" | "SYN_RECV"));
-        for fl in opening {
-            let bucket = AGES
-                .iter()
-                .find(|(_, below)| fl.age_secs < *below)
-                .map_or(AGES[AGES.len() - 1].0, |(name, _)| name);
-            self.half_open
-                .get_or_create(&AgeL {
-                    lab: f.lab.clone(),
-                    age: bucket.into(),
-                })
-                .inc();
+                .set(n);
         }
         let pending_now = f.flows.iter().filter(|fl| fl.table == "pending").count() as u64;
         let added = f.count("snat_new_flows") + f.count("dnat_new_flows") + f.count("ct_closed");

@@ -16,7 +16,7 @@ use netlab_common::{
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use super::{coarse_secs, pins, read_config};
+use super::{batch, coarse_secs, pins, read_config};
 use crate::{
     datapath::inspect::{Endpoint, Flow},
     error::Result,
@@ -24,12 +24,12 @@ use crate::{
 
 type Table = HashMap<MapData, CtKey, CtEntry>;
 
-/// The conntrack tables of a running lab, with their names.
-fn tables(lab: &str) -> Result<[(&'static str, Table); 2]> {
-    Ok([
-        ("confirmed", pins::typed(lab, names::CT)?),
-        ("pending", pins::typed(lab, names::CT_PENDING)?),
-    ])
+/// The conntrack tables of a running lab: their names as listed, and as pinned.
+const TABLES: [(&str, &str); 2] = [("confirmed", names::CT), ("pending", names::CT_PENDING)];
+
+/// Every entry of one of a lab's conntrack tables, read in batches.
+fn entries(lab: &str, pinned: &str) -> Result<Vec<(CtKey, CtEntry)>> {
+    batch::entries(&pins::map_data(lab, pinned)?)
 }
 
 fn ip(raw: u32) -> Ipv4Addr {
@@ -51,8 +51,8 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
     let now = coarse_secs();
     let generations: Array<MapData, u32> = pins::typed(lab, names::MAPPINGS)?;
     let mut out = Vec::new();
-    for (table, map) in tables(lab)? {
-        let entries: StdHashMap<CtKey, CtEntry> = map.iter().filter_map(|r| r.ok()).collect();
+    for (table, pinned) in TABLES {
+        let entries: StdHashMap<CtKey, CtEntry> = entries(lab, pinned)?.into_iter().collect();
         for (k, e) in &entries {
             if e.flags & FLAG_ORIGIN == 0 {
                 continue;
@@ -104,9 +104,9 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
 /// Deletes every entry of both tables; returns how many flows went.
 pub fn flush(lab: &str) -> Result<usize> {
     let mut n = 0;
-    for (_, mut map) in tables(lab)? {
-        let keys: Vec<(CtKey, CtEntry)> = map.iter().filter_map(|r| r.ok()).collect();
-        for (k, e) in keys {
+    for (_, pinned) in TABLES {
+        let mut map: Table = pins::typed(lab, pinned)?;
+        for (k, e) in entries(lab, pinned)? {
             if map.remove(&k).is_ok() && e.flags & FLAG_ORIGIN != 0 {
                 n += 1;
             }

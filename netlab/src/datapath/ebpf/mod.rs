@@ -2,6 +2,7 @@
 //! host namespace, and pin maps and links (see [`pins`]) so that the datapath keeps
 //! forwarding when no netlab process runs.
 
+mod batch;
 pub mod cgroup;
 mod endpoints;
 mod flows;

@@ -180,16 +180,20 @@ pub fn gone_already(
     }
 }
 
-/// Opens one of a running lab's pinned maps.
-pub fn open_map(lab: &str, name: &str) -> Result<Map> {
+/// Opens one of a running lab's pinned maps, untyped.
+pub fn map_data(lab: &str, name: &str) -> Result<MapData> {
     let path = dir(lab).join(name);
-    let data = MapData::from_pin(&path).map_err(|e| {
+    MapData::from_pin(&path).map_err(|e| {
         Error::Invalid(format!(
             "lab {lab} has no eBPF datapath pinned at {} ({e})",
             path.display()
         ))
-    })?;
-    Map::from_map_data(data).map_err(|e| Error::ebpf("open map", e))
+    })
+}
+
+/// Opens one of a running lab's pinned maps.
+pub fn open_map(lab: &str, name: &str) -> Result<Map> {
+    Map::from_map_data(map_data(lab, name)?).map_err(|e| Error::ebpf("open map", e))
 }
 
 /// Opens a pinned map as a typed aya map.
@@ -224,47 +228,8 @@ pub fn info(lab: &str, name: &'static str) -> Result<crate::datapath::TableInfo>
         name,
         max_entries: info.max_entries(),
         memory_bytes,
-        in_use: count_keys(&map, info.key_size(), info.max_entries())?,
+        in_use: super::batch::count(&map)?,
     })
-}
-
-/// How many entries a hash map holds: its keys walked one `BPF_MAP_GET_NEXT_KEY` at a
-/// time (about a microsecond each). A walk that meets concurrent deletions may start
-/// over; it stops at `max` (the map cannot hold more).
-fn count_keys(map: &MapData, key_size: u32, max: u32) -> Result<u64> {
-    use std::os::fd::{AsFd, AsRawFd};
-    let fd = map.fd().as_fd().as_raw_fd();
-    let (mut key, mut next) = (vec![0u8; key_size as usize], vec![0u8; key_size as usize]);
-    let mut n = 0u64;
-    let mut first = true;
-    loop {
-        // union bpf_attr for BPF_MAP_GET_NEXT_KEY: map_fd, pad, key, next_key.
-        let mut attr = [0u64; 4];
-        attr[0] = fd as u64;
-        attr[1] = if first { 0 } else { key.as_ptr() as u64 };
-        attr[2] = next.as_mut_ptr() as u64;
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                libc::c_long::from(4i32), // BPF_MAP_GET_NEXT_KEY
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr) as u32,
-            )
-        };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(n);
-            }
-            return Err(Error::io("walk map", "BPF_MAP_GET_NEXT_KEY", e));
-        }
-        n += 1;
-        if n >= u64::from(max) {
-            return Ok(n);
-        }
-        first = false;
-        std::mem::swap(&mut key, &mut next);
-    }
 }
 
 #[cfg(test)]
