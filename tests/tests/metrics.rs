@@ -188,8 +188,9 @@ fn the_textfile_is_never_seen_half_written() {
 #[test]
 fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
     // Half-open flows live 30 s by default; the flood's must outlast a busy machine's
-    // slow scrapes.
-    let lab = Lab::sandbox(&["--tcp-syn-timeout", "600"]);
+    // slow scrapes. One NAT port: a second masqueraded flow to the same place finds
+    // none.
+    let lab = Lab::sandbox(&["--tcp-syn-timeout", "600", "--nat-ports", "20000-20000"]);
     let name = lab.name.clone();
     lab.ok(&["run", "a"]);
     let _web = lab.http_server("a", 8000);
@@ -209,14 +210,51 @@ fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
     let prom = Prometheus::start(&lab, "198.51.100.2:9464");
     let lab_q = |q: &str| q.replace("LAB", &name);
 
+    // Drops, each provoked once, each found by its reason.
     direct_access(&lab);
-    assert!(
-        prom.reaches(
-            &lab_q(r#"netlab_datapath_drops_total{lab="LAB",reason="direct_access"}"#),
-            1.0
+    let from_a: [(&str, &[&str]); 4] = [
+        // Another address than its own.
+        ("spoofed_source", &["-a", "172.18.0.99", "-S", "-p", "80"]),
+        // A segment of no flow that cannot open one.
+        ("tcp_no_flow", &["-A", "-p", "80"]),
+        // GRE: not masqueraded.
+        ("unsupported_protocol", &["-0", "-H", "47"]),
+        // A second UDP flow to the same place: the one NAT port is taken.
+        (
+            "ports_exhausted",
+            &["--udp", "-p", "53", "-s", "4001", "-k"],
         ),
-        "no direct_access drop in Prometheus"
+    ];
+    lab.exec_ok(
+        "a",
+        &[
+            "hping3",
+            "-q",
+            "--udp",
+            "-p",
+            "53",
+            "-s",
+            "4000",
+            "-k",
+            "-c",
+            "1",
+            "203.0.113.1",
+        ],
     );
+    for (_, args) in from_a {
+        let mut cmd = vec!["hping3", "-q", "-c", "1"];
+        cmd.extend_from_slice(args);
+        cmd.push("203.0.113.1");
+        // hping3 exits 1 when nothing answers, which is the point.
+        let _ = lab.exec("a", &cmd);
+    }
+    for reason in ["direct_access"]
+        .into_iter()
+        .chain(from_a.iter().map(|(r, _)| *r))
+    {
+        let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
+        assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
+    }
 
     // 20,000 SYNs from random sources: the flows are half open (the SYN-ACKs go to
     // addresses nobody answers from), and show as such.
