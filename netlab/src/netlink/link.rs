@@ -121,30 +121,29 @@ pub async fn add_bridge(h: &Handle, name: &str, mtu: u32) -> Result<u32> {
 
 /// Equivalent to `ip link add NAME mtu MTU type veth peer name PEER mtu MTU`.
 pub async fn add_veth(h: &Handle, name: &str, peer: &str, mtu: u32) -> Result<u32> {
-    h.link()
-        .add(LinkVeth::new(name, peer).mtu(mtu).build())
-        .execute()
-        .await
-        .map_err(nl("add veth", name))?;
-    let peer_index = require(h, peer).await?;
-    set(
-        h,
-        peer,
-        LinkUnspec::new_with_index(peer_index).mtu(mtu).build(),
-    )
-    .await?;
-    require(h, name).await
+    let pair = LinkVeth::new(name, peer).mtu(mtu).build();
+    add_pair(h, pair, "add veth", name, peer, mtu).await
 }
 
 /// Equivalent to `ip link add NAME mtu MTU type netkit mode l2 peer name PEER mtu MTU`:
 /// an L2 pair (both ends with a MAC, ARP, a bridge port like a veth end) whose
 /// default policy passes packets on.
 pub async fn add_netkit(h: &Handle, name: &str, peer: &str, mtu: u32) -> Result<u32> {
-    h.link()
-        .add(LinkNetkit::new(name, peer, NetkitMode::L2).mtu(mtu).build())
-        .execute()
-        .await
-        .map_err(nl("add netkit", name))?;
+    let pair = LinkNetkit::new(name, peer, NetkitMode::L2).mtu(mtu).build();
+    add_pair(h, pair, "add netkit", name, peer, mtu).await
+}
+
+/// Adds a device pair (`pair`, made as `name` with peer `peer`), gives the peer the
+/// same MTU, and returns `name`'s ifindex.
+async fn add_pair(
+    h: &Handle,
+    pair: LinkMessage,
+    what: &'static str,
+    name: &str,
+    peer: &str,
+    mtu: u32,
+) -> Result<u32> {
+    h.link().add(pair).execute().await.map_err(nl(what, name))?;
     let peer_index = require(h, peer).await?;
     set(
         h,
