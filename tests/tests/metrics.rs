@@ -59,6 +59,36 @@ fn value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Sends one hand-made frame from a container's `eth0` (AF_PACKET, Python's standard
+/// library): `truncated` (an IPv4 header cut short), `bad_ip_header` (a header length
+/// of 16 bytes) or `fragment` (a later fragment whose first was never sent), from
+/// address argv[2] to wan, to the gateway's MAC argv[3].
+const RAW_FRAME: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+def ip(src, dst, proto, payload, ihl=5, frag=0):
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(payload), 1, frag, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+kind = sys.argv[1]
+src = sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+gateway = bytes.fromhex(sys.argv[3].replace(":", ""))
+eth = gateway + s.getsockname()[4] + b"\x08\x00"
+if kind == "truncated":
+    frame = eth + b"\x45\x00\x00"
+elif kind == "bad_ip_header":
+    frame = eth + ip(src, "203.0.113.1", 17, b"\0" * 8, ihl=4)
+else:  # fragment: a later fragment (offset 64 bytes), its first never sent
+    frame = eth + ip(src, "203.0.113.1", 17, b"\0" * 16, frag=8)
+s.send(frame)
+"#;
+
 /// A lab with masquerade, a published port used, and a drop of direct access.
 fn busy_lab() -> Lab {
     let lab = Lab::sandbox(&[]);
@@ -248,9 +278,20 @@ fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
         // hping3 exits 1 when nothing answers, which is the point.
         let _ = lab.exec("a", &cmd);
     }
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", "172.18.0.1"]);
+    let neigh = lab.exec_ok("a", &["ip", "neigh", "show", "172.18.0.1"]);
+    let gateway = neigh.split_whitespace().nth(4).expect("the gateway's MAC");
+    let raw = ["truncated", "bad_ip_header", "fragment"];
+    for kind in raw {
+        lab.exec_ok(
+            "a",
+            &["python3", "-c", RAW_FRAME, kind, "172.18.0.2", gateway],
+        );
+    }
     for reason in ["direct_access"]
         .into_iter()
         .chain(from_a.iter().map(|(r, _)| *r))
+        .chain(raw)
     {
         let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
         assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
