@@ -12,15 +12,24 @@ use std::{
 
 use netlab_tests::Lab;
 
+/// Prometheus' own programs (`prometheus`, `promtool`): from `NETLAB_PROMETHEUS`, the
+/// unpacked package `cargo xtask test` passes, else from PATH.
+fn prometheus_tool(name: &str) -> PathBuf {
+    match std::env::var_os("NETLAB_PROMETHEUS") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => PathBuf::from(name),
+    }
+}
+
 /// `promtool check metrics` on `text`: its findings, empty when it has none.
 fn promtool(text: &str) -> String {
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(prometheus_tool("promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian's prometheus package; cargo xtask setup installs it)");
+        .expect("promtool (Debian's prometheus package: cargo xtask setup unpacks it, cargo xtask test passes it as NETLAB_PROMETHEUS)");
     child
         .stdin
         .take()
@@ -396,10 +405,11 @@ impl<'a> Prometheus<'a> {
             ),
         )
         .expect("write prometheus.yml");
+        let prometheus = prometheus_tool("prometheus");
         let server = lab.spawn(
             "wan",
             &[
-                "prometheus",
+                prometheus.to_str().expect("path"),
                 &format!("--config.file={}", config.display()),
                 &format!("--storage.tsdb.path={}", data.0.join("tsdb").display()),
                 "--web.listen-address=127.0.0.1:9090",

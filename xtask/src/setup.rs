@@ -26,9 +26,8 @@ const PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "bpftool",
-    // `netlab metrics`' tests: promtool checks the output, a Prometheus server scrapes
-    // it, hping3 floods the lab with SYNs and UDP.
-    "prometheus",
+    // `netlab metrics`' tests: hping3 floods a lab with SYNs and UDP (Prometheus and
+    // promtool are unpacked into the VM cache instead: `prometheus_bin`).
     "hping3",
     // netlab-cni's tests drive podman (CNI backend), which runs busybox roots with runc.
     "podman",
@@ -57,8 +56,17 @@ pub fn run() -> Result<()> {
     packages()?;
     rust_src()?;
     bpf_linker()?;
+    let bin = prometheus_bin()?;
+    println!("    prometheus and promtool: {}", bin.display());
     println!("==> setup: ready");
     Ok(())
+}
+
+/// Where Prometheus and promtool are: Debian's package unpacked (never installed: the
+/// package would start and enable a Prometheus service on the machine) into the VM
+/// cache on first use. `cargo xtask test` hands it to the tests as `NETLAB_PROMETHEUS`.
+pub fn prometheus_bin() -> Result<std::path::PathBuf> {
+    crate::vm::fetch::Cache::open()?.prometheus()
 }
 
 fn installed(pkg: &str) -> bool {

@@ -55,6 +55,7 @@ pub fn run(bin: &Path, args: &[String], guests: bool) -> Result<()> {
     .args(args)
     .env("NETLAB_BIN", bin)
     .env("NETLAB_CNI_BIN", bin.with_file_name("netlab-cni"))
+    .env("NETLAB_PROMETHEUS", crate::setup::prometheus_bin()?)
     .env(SKIP_LOG_ENV, &skip_log)
     .current_dir(workspace_root());
     let (mut counts, status, orphans) = run_counting(&mut cmd)?;

@@ -23,6 +23,10 @@ use super::{
 /// The backports iproute2 (6.15): bookworm's `ip` does not know netkit.
 const IPROUTE2: (&str, &str) = ("bookworm-backports", "iproute2");
 
+/// Prometheus and promtool for `netlab metrics`' tests: unpacked, never installed, so
+/// that no Prometheus service is started (or enabled) on the machine.
+const PROMETHEUS: (&str, &str) = ("bookworm", "prometheus");
+
 pub struct Cache {
     dir: PathBuf,
     apt: Apt,
@@ -97,6 +101,14 @@ impl Cache {
             Ok(package)
         })?;
         Ok(dest)
+    }
+
+    /// The unpacked Prometheus package: `usr/bin/prometheus` and `usr/bin/promtool`;
+    /// returns that `usr/bin`.
+    pub fn prometheus(&self) -> Result<PathBuf> {
+        let dest = self.dir.join("prometheus");
+        self.unpacked(&dest, false, |apt| apt.show(PROMETHEUS.1, PROMETHEUS.0))?;
+        Ok(dest.join("usr/bin"))
     }
 
     /// Makes `dest` the unpacked package that `resolve` names, unless it already is

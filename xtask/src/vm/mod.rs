@@ -8,7 +8,7 @@
 
 mod apt;
 mod cpio;
-mod fetch;
+pub mod fetch;
 mod guest;
 pub mod kernel;
 mod qemu;
