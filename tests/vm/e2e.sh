@@ -44,6 +44,7 @@ skip() {
 OFFLOAD="the flowtable holds the masqueraded UDP flow"
 SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
+CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
 
 # The checks after `up`, named for the lines that report them skipped.
 CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
@@ -51,7 +52,7 @@ CHECKS="run two containers|TCP from one container to the other|masquerade TCP to
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
     [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
-    [ "$datapath" = ebpf ] && echo "$FAST" >> "$TMP/checks"
+    [ "$datapath" = ebpf ] && echo "$FAST" >> "$TMP/checks" && echo "$CNI" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
@@ -249,6 +250,7 @@ run_datapath() {
 
     [ "$datapath" = ebpf ] && check_fast_path
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
+    [ "$datapath" = ebpf ] && cni_network
     check_rm
 
     # shellcheck disable=SC2086
@@ -265,6 +267,41 @@ run_datapath() {
         fail "down: $out"
     fi
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# netlab-cni as a runtime runs it (CNI_* variables, the configuration on stdin), in
+# the lab host's namespace, which has an uplink (`netlab exec`: `ip netns exec` would
+# mount a fresh /sys over the cgroup v2 hierarchy the plugin needs): it brings up a network of its own
+# (`"device"` as the lab's, another subnet and NAT ports), puts `eth0` into a
+# container namespace, masquerades it to wan, and DEL takes it out again.
+cni_network() {
+    check=$CNI
+    net=e2ecni c=e2ecni-c1
+    conf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"netlab-cni\",\"subnet\":\"10.88.0.0/24\",\"natPorts\":\"31000-31999\",\"device\":\"$device\"}"
+    cni() {
+        echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=e2e1 CNI_NETNS=/run/netns/$c CNI_IFNAME=eth0 \
+            CNI_PATH=/usr/bin netlab exec --lab "$lab" host -- netlab-cni 2>&1
+    }
+    ip netns add "$c"
+    ip -n "$c" link set lo up
+    if ! added=$(cni ADD); then
+        fail "$check: ADD: $added"
+        ip netns delete "$c"
+        netlab down --lab "$net" > /dev/null 2>&1
+        return
+    fi
+    kind=$(ip -n "$c" -d link show eth0 2> /dev/null | grep -o -m1 'netkit\|veth')
+    seen=$(ip netns exec "$c" socat -t 5 -T 10 - "TCP:$WAN:80,connect-timeout=5" < /dev/null 2> /dev/null)
+    deleted=$(cni DEL) || fail "$check: DEL: $deleted"
+    left=$(ip -n "$c" -o link show 2> /dev/null | grep -c eth0)
+    down=$(netlab down --lab "$net" 2>&1) || fail "$check: down: $down"
+    ip netns delete "$c"
+    set -- $seen
+    if [ "$kind" = "$device" ] && [ "$1" = "$UPLINK" ] && [ "$left" -eq 0 ]; then
+        ok "$check (eth0 is $kind, wan saw $1 port $2, gone after DEL)"
+    else
+        fail "$check (eth0: '${kind:-none}', wan saw '${seen:-nothing}', eth0 left after DEL: $left)"
+    fi
 }
 
 # The lab host's links, and the eBPF datapath's endpoint hooks (tcx or netkit link pins,
