@@ -3,11 +3,12 @@
 #
 #   cargo xtask vm --kernel 6.1|6.12 -- e2e [DATAPATH[@netkit]...]
 #
-# For each datapath (default: all of them on veth, then ebpf and iptables on netkit)
-# it brings up a sandbox lab (`DATAPATH@netkit`: with `--device netkit`), runs two
+# For each datapath (default: all of them on veth, then ebpf, ebpf without its fast
+# path and iptables on netkit) it brings up a sandbox lab (`DATAPATH@netkit`: with
+# `--device netkit`; `ebpf-slow`: `--datapath ebpf --no-fast-path`), runs two
 # containers, and checks the walkthrough with real sockets (socat answering each client
 # with the address and port it saw): one container to the other, masquerade of TCP,
-# UDP and ping to wan, a published port from wan (the client's address kept), from the
+# UDP and ping to wan, traceroute and path-MTU discovery through the NAT, a published port from wan (the client's address kept), from the
 # lab host (127.0.0.1 and its uplink address) and from another container (hairpin),
 # on ebpf that the endpoint program and the fast path carried them, unpublish, and down
 # with nothing left. A kernel without netkit must refuse `--device netkit` with one
@@ -16,7 +17,7 @@
 # last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
 # to its own; the exit code is 1 if anything failed.
 
-DATAPATHS=${*:-ebpf iptables iptables-legacy nftables nftables-flowtable ebpf@netkit iptables@netkit}
+DATAPATHS=${*:-ebpf iptables iptables-legacy nftables nftables-flowtable ebpf@netkit ebpf-slow@netkit iptables@netkit}
 KERNEL=$(uname -r | cut -d. -f1,2)
 CONFIG=/boot/config-$(uname -r)
 WAN=203.0.113.1
@@ -47,12 +48,13 @@ FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
     [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
-    [ "$datapath" = ebpf ] && echo "$FAST" >> "$TMP/checks" && echo "$CNI" >> "$TMP/checks"
+    [ "$datapath" = ebpf ] && [ -z "$slow" ] && echo "$FAST" >> "$TMP/checks" &&
+        echo "$CNI" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
@@ -155,7 +157,10 @@ run_datapath() {
     datapath=${dp%@*}
     device=veth
     [ "$datapath" != "$dp" ] && device=${dp#*@}
-    lab=e2e_$(echo "$dp" | sed 's/iptables/ipt/; s/nftables/nft/; s/-legacy/l/; s/-flowtable/f/; s/@netkit/k/')
+    # ebpf-slow: the eBPF datapath without its fast path.
+    slow=
+    [ "$datapath" = ebpf-slow ] && datapath=ebpf slow=--no-fast-path
+    lab=e2e_$(echo "$dp" | sed 's/iptables/ipt/; s/nftables/nft/; s/-legacy/l/; s/-flowtable/f/; s/-slow/s/; s/@netkit/k/')
     servers=
     started=$(date +%s)
     why=$(unavailable "$datapath")
@@ -166,7 +171,8 @@ run_datapath() {
         return
     fi
 
-    if out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --device "$device" 2>&1); then
+    # shellcheck disable=SC2086
+    if out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --device "$device" $slow 2>&1); then
         ok "up"
     else
         fail "up: $(echo "$out" | tail -n1)"
@@ -225,6 +231,7 @@ run_datapath() {
         "172.18.0.1 $WAN ") ok "traceroute through the NAT (hops: $hops)" ;;
         *) fail "traceroute through the NAT (hops: '${hops:-none}', expected 172.18.0.1 $WAN)" ;;
     esac
+    check_pmtu
 
     if out=$(netlab publish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
         ok "publish 8080:80 8053:53/udp on b"
@@ -248,9 +255,9 @@ run_datapath() {
         fail "unpublish: $out"
     fi
 
-    [ "$datapath" = ebpf ] && check_fast_path
+    [ "$datapath" = ebpf ] && [ -z "$slow" ] && check_fast_path
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
-    [ "$datapath" = ebpf ] && cni_network
+    [ "$datapath" = ebpf ] && [ -z "$slow" ] && cni_network
     check_rm
 
     # shellcheck disable=SC2086
@@ -267,6 +274,34 @@ run_datapath() {
         fail "down: $out"
     fi
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# A host beyond wan behind a 1280-byte link: a container's 1400-byte ping with DF set
+# gets "fragmentation needed" from wan, translated back through the NAT with its
+# quoted header, and the container learns the path's MTU.
+check_pmtu() {
+    check="path MTU discovery through the NAT"
+    far=$lab-far
+    ip netns add "$far"
+    ip -n "$lab-wan" link add farlink mtu 1280 type veth peer name eth0 netns "$far"
+    ip -n "$far" link set eth0 mtu 1280
+    ip -n "$lab-wan" addr add 192.0.2.1/24 dev farlink
+    ip -n "$lab-wan" link set farlink up
+    ip -n "$far" addr add 192.0.2.2/24 dev eth0
+    ip -n "$far" link set eth0 up
+    ip -n "$far" route add default via 192.0.2.1
+    in_lab wan sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+    out=$(in_lab a ping -M do -s 1400 -c 3 -W 2 192.0.2.2 2>&1)
+    small=$(in_lab a ping -M do -s 1200 -c 1 -W 5 192.0.2.2 2>&1)
+    ip netns delete "$far"
+    case $out in
+        *"mtu = 1280"* | *"mtu=1280"*)
+            case $small in
+                *" 0% packet loss"*) ok "$check (1400 bytes: mtu 1280 learnt; 1200 bytes answered)" ;;
+                *) fail "$check (mtu learnt, but 1200 bytes got no answer: $(echo "$small" | tail -n2 | tr '\n' ' '))" ;;
+            esac ;;
+        *) fail "$check (no mtu 1280 learnt: $(echo "$out" | tail -n3 | tr '\n' ' '))" ;;
+    esac
 }
 
 # netlab-cni as a runtime runs it (CNI_* variables, the configuration on stdin), in
