@@ -40,6 +40,17 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         names::check_lab(lab)?;
         labs.0.push(lab.to_string());
     }
+    // A lab named that is not up is a typo more often than not: said at once, rather
+    // than scraped as nothing for ever after.
+    let up: Vec<String> = crate::store::all_labs()?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    if let Some(missing) = labs.0.iter().find(|l| !up.contains(l)) {
+        return Err(Error::Invalid(format!(
+            "--labs: lab {missing} is not up (`netlab status --lab {missing}`)"
+        )));
+    }
     if let Some(addr) = &args.listen {
         let addr: SocketAddr = addr.parse().map_err(|_| {
             Error::Invalid(format!(
