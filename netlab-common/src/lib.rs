@@ -9,6 +9,7 @@
 //! lives here too, so that `cargo test -p netlab-common` covers it without root.
 #![no_std]
 
+pub mod census;
 pub mod config;
 pub mod conntrack;
 pub mod endpoint;
@@ -36,4 +37,5 @@ mod user {
     unsafe impl aya::Pod for crate::endpoint::Source {}
     unsafe impl aya::Pod for crate::endpoint::Uplink {}
     unsafe impl aya::Pod for crate::stats::GcRecord {}
+    unsafe impl aya::Pod for crate::census::Census {}
 }

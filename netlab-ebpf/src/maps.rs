@@ -1,11 +1,15 @@
 //! Every map of the datapath, and the typed accessors the handlers use.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
+    helpers::generated::bpf_for_each_map_elem,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use netlab_common::{
+    census::{Census, NAT_PROTOS, PORT_WORDS},
     config::Config,
     conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source, Uplink},
@@ -77,6 +81,20 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
+/// The census' working space (see `census`): its counts, and a bit per NAT port
+/// seen, which it clears again before it returns. Per CPU, so that censuses on two
+/// CPUs do not mix; not pinned (only the census program uses it).
+#[repr(C)]
+pub struct CensusScratch {
+    pub census: Census,
+    /// Protocol after protocol, [`PORT_WORDS`] each (one flat array: the verifier
+    /// follows one bounded index better than two).
+    pub ports: [u64; NAT_PROTOS * PORT_WORDS],
+}
+
+#[map(name = "CENSUS")]
+static CENSUS: PerCpuArray<CensusScratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// Which conntrack table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -113,6 +131,34 @@ pub fn ct_remove(t: Table, key: &CtKey) {
         Table::Established => CT.remove(key),
         Table::Pending => CT_PENDING.remove(key),
     };
+}
+
+/// Calls `each(map, key, entry, ctx)` on every entry of a conntrack table
+/// (`bpf_for_each_map_elem`, Linux 5.13); `each` returns 1 to stop. Returns how many
+/// entries it was called on.
+#[inline(always)]
+pub fn ct_for_each<C>(
+    t: Table,
+    each: extern "C" fn(*mut c_void, *const CtKey, *const CtEntry, *mut C) -> i64,
+    ctx: &mut C,
+) -> i64 {
+    let map = match t {
+        Table::Established => &CT as *const _ as *mut c_void,
+        Table::Pending => &CT_PENDING as *const _ as *mut c_void,
+    };
+    unsafe {
+        bpf_for_each_map_elem(
+            map,
+            each as *const () as *mut c_void,
+            ctx as *mut C as *mut c_void,
+            0,
+        )
+    }
+}
+
+#[inline(always)]
+pub fn census_scratch() -> Option<*mut CensusScratch> {
+    CENSUS.get_ptr_mut(0)
 }
 
 /// Queues an established flow for the collector (one of its keys); a full queue is

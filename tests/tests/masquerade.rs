@@ -363,6 +363,41 @@ fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
         lab.stat("counters", "ct_gc_longest_us"),
         lab.stat("counters", "ct_gc_last_us")
     );
+
+    // `status` and `metrics` count the million flows in the kernel (the census), and
+    // find every one. Their times are printed, not asserted (the README reports them).
+    let timed = |args: &[&str]| {
+        let start = std::time::Instant::now();
+        let out = lab.ok(args);
+        (out, start.elapsed().as_millis())
+    };
+    let (status, status_ms) = timed(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status --json");
+    let ct = status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["name"] == "CT")
+        .expect("the CT table");
+    // An entry per flow, and one per reply key: the synthetic flows' replies share
+    // 60,000 (6 destinations x 10,000 NAT ports).
+    assert_eq!(ct["in_use"], flows + 60_000);
+    let (metrics, metrics_ms) = timed(&["metrics", "--labs", &lab.name]);
+    let series = format!(
+        "netlab_conntrack_flows{{lab=\"{}\",table=\"confirmed\",state=\"none\",proto=\"udp\"}} {flows}",
+        lab.name
+    );
+    assert!(
+        metrics.lines().any(|l| l == series),
+        "no {series} in the scrape"
+    );
+    // The synthetic flows take NAT ports 20000-29999, each many times over.
+    let ports = format!("netlab_nat_ports_in_use{{lab=\"{}\"}} 10000", lab.name);
+    assert!(
+        metrics.lines().any(|l| l == ports),
+        "no {ports} in the scrape"
+    );
+    println!("at {flows} flows: status {status_ms} ms, metrics {metrics_ms} ms");
 }
 
 /// A full established table: new flows still open (they live in the LRU table,

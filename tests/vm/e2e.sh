@@ -10,7 +10,8 @@
 # with the address and port it saw): one container to the other, masquerade of TCP,
 # UDP and ping to wan, traceroute and path-MTU discovery through the NAT, a published port from wan (the client's address kept), from the
 # lab host (127.0.0.1 and its uplink address) and from another container (hairpin),
-# on ebpf that the endpoint program and the fast path carried them, unpublish, and down
+# on ebpf that the endpoint program and the fast path carried them and that status and
+# metrics count the flows in the kernel, unpublish, and down
 # with nothing left. A kernel without netkit must refuse `--device netkit` with one
 # line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
@@ -46,6 +47,7 @@ OFFLOAD="the flowtable holds the masqueraded UDP flow"
 SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
+CENSUS="status and metrics count the conntrack tables in the kernel (the census)"
 
 # The checks after `up`, named for the lines that report them skipped.
 CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
@@ -55,6 +57,7 @@ skip_rest() {
     [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD" >> "$TMP/checks"
     [ "$datapath" = ebpf ] && [ -z "$slow" ] && echo "$FAST" >> "$TMP/checks" &&
         echo "$CNI" >> "$TMP/checks"
+    [ "$datapath" = ebpf ] && echo "$CENSUS" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
@@ -256,6 +259,7 @@ run_datapath() {
     fi
 
     [ "$datapath" = ebpf ] && [ -z "$slow" ] && check_fast_path
+    [ "$datapath" = ebpf ] && check_census
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
     [ "$datapath" = ebpf ] && [ -z "$slow" ] && cni_network
     check_rm
@@ -387,6 +391,21 @@ check_fast_path() {
         ok "$FAST ($summary)"
     else
         fail "$FAST ($summary)"
+    fi
+}
+
+# `status` and `metrics` run the census program (BPF_PROG_TEST_RUN, a walk of both
+# conntrack tables with bpf_for_each_map_elem): the flows of the checks above are in
+# its counts.
+check_census() {
+    entries=$(netlab status --lab "$lab" 2> /dev/null |
+        awk '$1 == "CT" || $1 == "CT_PENDING" { n += $3 } END { print n + 0 }')
+    flows=$(netlab metrics --labs "$lab" 2> /dev/null |
+        awk '/^netlab_conntrack_flows[{]/ { n += $NF } END { print n + 0 }')
+    if [ "$entries" -ge 2 ] && [ "$flows" -ge 1 ]; then
+        ok "$CENSUS ($entries entries, $flows flows)"
+    else
+        fail "$CENSUS ($entries entries, $flows flows)"
     fi
 }
 

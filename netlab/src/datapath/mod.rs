@@ -11,7 +11,7 @@ pub mod routed;
 
 use std::path::PathBuf;
 
-pub use inspect::{Counters, Flow, PortCounters, TableInfo};
+pub use inspect::{Counters, Flow, FlowCensus, FlowKind, PortCounters, TableInfo};
 
 use crate::{
     error::{Error, Result},
@@ -82,6 +82,15 @@ pub trait Inspect {
     fn logs(&self, state: &LabState, seconds: Option<u64>) -> Result<()>;
     /// The datapath's own tables (conntrack): sizes and the memory they take.
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>>;
+    /// The tables and their flows counted (what `metrics` shows); by default, a count
+    /// of the listing.
+    fn census(&self, state: &LabState) -> Result<FlowCensus> {
+        Ok(FlowCensus::of(
+            self.tables(state)?,
+            &self.flows(state)?,
+            (state.nat.port_min, state.nat.port_max),
+        ))
+    }
 }
 
 /// What only the benchmark (and the tests of a full table) need.

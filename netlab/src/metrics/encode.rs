@@ -284,7 +284,7 @@ impl Families {
             self.new_flows.get_or_create(&l).inc_by(f.count(counter));
         }
         self.add_flows(f);
-        for t in &f.tables {
+        for t in &f.conntrack.tables {
             let l = TableL {
                 lab: lab(),
                 table: t.name.into(),
@@ -298,7 +298,7 @@ impl Families {
         let l = LabL { lab: lab() };
         self.nat_in_use
             .get_or_create(&l)
-            .set(f.nat_ports_in_use() as i64);
+            .set(f.conntrack.nat_ports_in_use as i64);
         let (lo, hi) = f.nat_ports;
         self.nat_ports
             .get_or_create(&l)
@@ -318,44 +318,27 @@ impl Families {
     }
 
     fn add_flows(&self, f: &LabFigures) {
-        // Counted first, then set: a million flows make a handful of series.
-        let mut by_kind: std::collections::HashMap<(&str, &str, &str), i64> = Default::default();
-        let mut by_age = [0i64; AGES.len()];
-        for flow in &f.flows {
-            let state = if flow.state == "-" {
-                "none"
-            } else {
-                flow.state
-            };
-            *by_kind.entry((flow.table, state, flow.proto)).or_default() += 1;
-            if flow.proto == "tcp" && matches!(flow.state, "SYN_SENT" | "SYN_RECV") {
-                let bucket = AGES
-                    .iter()
-                    .position(|(_, below)| flow.age_secs < *below)
-                    .unwrap_or(AGES.len() - 1);
-                by_age[bucket] += 1;
-            }
-        }
-        for ((table, state, proto), n) in by_kind {
+        let c = &f.conntrack;
+        for k in &c.flows {
             let l = FlowL {
                 lab: f.lab.clone(),
-                table: table.into(),
-                state: state.into(),
-                proto: proto.into(),
+                table: k.table.into(),
+                state: if k.state == "-" { "none" } else { k.state }.into(),
+                proto: k.proto.into(),
             };
-            self.flows.get_or_create(&l).set(n);
+            self.flows.get_or_create(&l).set(k.flows as i64);
         }
         // Every age bucket is there, empty or not: a query need not tell "none" from
         // "not scraped".
-        for ((age, _), n) in AGES.iter().zip(by_age) {
+        for (age, n) in AGES.iter().zip(c.half_open) {
             self.half_open
                 .get_or_create(&AgeL {
                     lab: f.lab.clone(),
                     age: (*age).into(),
                 })
-                .set(n);
+                .set(n as i64);
         }
-        let pending_now = f.flows.iter().filter(|fl| fl.table == "pending").count() as u64;
+        let pending_now = c.in_table("pending");
         let added = f.count("snat_new_flows") + f.count("dnat_new_flows") + f.count("ct_closed");
         let left = f.count("ct_confirmed") + f.count("ct_expired") + f.count("ct_withdrawn");
         let evicted = added.saturating_sub(left).saturating_sub(pending_now);
@@ -365,13 +348,8 @@ impl Families {
     }
 }
 
-/// Half-open age buckets: name, and the age (seconds) a flow is below.
-const AGES: [(&str, u64); 4] = [
-    ("0-1s", 1),
-    ("1-10s", 10),
-    ("10-30s", 30),
-    ("30s+", u64::MAX),
-];
+/// Half-open age buckets' names (`netlab_common::census::HALF_OPEN_BOUNDS`).
+const AGES: [&str; netlab_common::census::HALF_OPEN_AGES] = ["0-1s", "1-10s", "10-30s", "30s+"];
 
 /// One scrape of `labs`.
 pub fn encode(labs: &[LabFigures], format: Format) -> String {

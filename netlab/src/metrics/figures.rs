@@ -5,7 +5,7 @@
 //! out of that scrape.
 
 use crate::{
-    datapath::{self, Counters, Flow, PortCounters, TableInfo},
+    datapath::{self, Counters, FlowCensus, PortCounters},
     error::Result,
     lab::{LabState, Published},
 };
@@ -19,10 +19,8 @@ pub struct LabFigures {
     /// The datapath's counters and drop reasons ([`datapath::Inspect`]); `None` on
     /// the netfilter datapaths, whose conntrack and counters are the kernel's.
     pub counters: Option<Counters>,
-    /// Its conntrack tables (eBPF): size, memory, entries in use.
-    pub tables: Vec<TableInfo>,
-    /// Its tracked flows (eBPF), each once.
-    pub flows: Vec<Flow>,
+    /// Its conntrack tables and their flows, counted (eBPF; empty otherwise).
+    pub conntrack: FlowCensus,
     /// The NAT's port range, inclusive.
     pub nat_ports: (u16, u16),
     /// Published mappings, with their counters where the datapath keeps them.
@@ -34,13 +32,9 @@ pub fn collect(state: &LabState) -> Result<LabFigures> {
     let dp = datapath::for_kind(state.datapath);
     let inspect = dp.inspect();
     let counters = inspect.map(|i| i.counters(state)).transpose()?;
-    let flows = match inspect {
-        Some(i) => i.flows(state)?,
-        None => Vec::new(),
-    };
-    let tables = match inspect {
-        Some(i) => i.tables(state)?,
-        None => Vec::new(),
+    let conntrack = match inspect {
+        Some(i) => i.census(state)?,
+        None => FlowCensus::default(),
     };
     let port_counters = datapath::port_counters(&*dp, state, &state.ports)?;
     Ok(LabFigures {
@@ -48,8 +42,7 @@ pub fn collect(state: &LabState) -> Result<LabFigures> {
         datapath: state.datapath.name(),
         device: state.device.name(),
         counters,
-        tables,
-        flows,
+        conntrack,
         nat_ports: (state.nat.port_min, state.nat.port_max),
         ports: state.ports.iter().cloned().zip(port_counters).collect(),
     })
@@ -63,20 +56,5 @@ impl LabFigures {
             .flat_map(|c| c.counters.iter().chain(c.drops.iter()))
             .find(|(n, _)| *n == name)
             .map_or(0, |(_, v)| *v)
-    }
-
-    /// NAT ports in use: distinct translated source ports of masqueraded flows.
-    pub fn nat_ports_in_use(&self) -> usize {
-        let (lo, hi) = self.nat_ports;
-        let mut ports: Vec<(&str, u16)> = self
-            .flows
-            .iter()
-            .filter(|f| f.translated.src != f.original.src)
-            .map(|f| (f.proto, f.translated.sport))
-            .filter(|(_, p)| (lo..=hi).contains(p))
-            .collect();
-        ports.sort_unstable();
-        ports.dedup();
-        ports.len()
     }
 }

@@ -3,6 +3,7 @@
 //! forwarding when no netlab process runs.
 
 mod batch;
+mod census;
 pub mod cgroup;
 mod endpoints;
 mod flows;
@@ -22,12 +23,15 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
+    census::{TABLE_ESTABLISHED, TABLE_PENDING},
     config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
 };
 
-use super::{Counters, Datapath, FillConntrack, Flow, Inspect, PortCounters, TableInfo};
+use super::{
+    Counters, Datapath, FillConntrack, Flow, FlowCensus, Inspect, PortCounters, TableInfo,
+};
 use crate::{
     error::{Error, Errors, Result},
     lab::{Container, Device, LabState, Published},
@@ -231,6 +235,7 @@ impl Datapath for Ebpf {
         for (prog_name, pin) in [
             (names::PROG_UPLINK_INGRESS, uplinks::INGRESS_PROG_PIN),
             (names::PROG_UPLINK_EGRESS, uplinks::EGRESS_PROG_PIN),
+            (names::PROG_CENSUS, census::PROG_PIN),
         ] {
             load_program(&mut bpf, prog_name)?
                 .pin(dir.join(pin))
@@ -346,11 +351,33 @@ impl Inspect for Ebpf {
     }
 
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
-        [names::CT, names::CT_PENDING, names::FRAGS]
-            .into_iter()
-            .map(|m| pins::info(&state.name, m))
-            .collect()
+        tables(state, census::take(&state.name)?.as_ref())
     }
+
+    fn census(&self, state: &LabState) -> Result<FlowCensus> {
+        match census::take(&state.name)? {
+            Some(c) => Ok(census::flows(tables(state, Some(&c))?, &c)),
+            None => Ok(FlowCensus::of(
+                tables(state, None)?,
+                &self.flows(state)?,
+                (state.nat.port_min, state.nat.port_max),
+            )),
+        }
+    }
+}
+
+/// A lab's tables: the conntrack tables' entries as its census counted them in the
+/// kernel (read whole without one), the fragments' (8,192 entries at most) read.
+fn tables(
+    state: &LabState,
+    census: Option<&netlab_common::census::Census>,
+) -> Result<Vec<TableInfo>> {
+    let counted = |t: usize| census.map(|c| c.entries[t] as u64);
+    Ok(vec![
+        pins::info(&state.name, names::CT, counted(TABLE_ESTABLISHED))?,
+        pins::info(&state.name, names::CT_PENDING, counted(TABLE_PENDING))?,
+        pins::info(&state.name, names::FRAGS, None)?,
+    ])
 }
 
 impl FillConntrack for Ebpf {

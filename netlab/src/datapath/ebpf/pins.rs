@@ -206,9 +206,14 @@ where
         .map_err(|e| Error::ebpf("open map", format!("{name}: {e}")))
 }
 
-/// Size and memory of one of a running lab's maps. The memory is what the kernel
-/// charges for it (`memlock` in the map fd's fdinfo).
-pub fn info(lab: &str, name: &'static str) -> Result<crate::datapath::TableInfo> {
+/// Size and memory of one of a running lab's maps, with the entries it holds (counted
+/// here when `in_use` is `None`). The memory is what the kernel charges for it
+/// (`memlock` in the map fd's fdinfo).
+pub fn info(
+    lab: &str,
+    name: &'static str,
+    in_use: Option<u64>,
+) -> Result<crate::datapath::TableInfo> {
     use std::os::fd::{AsFd, AsRawFd};
     let path = dir(lab).join(name);
     let map =
@@ -228,7 +233,10 @@ pub fn info(lab: &str, name: &'static str) -> Result<crate::datapath::TableInfo>
         name,
         max_entries: info.max_entries(),
         memory_bytes,
-        in_use: super::batch::count(&map)?,
+        in_use: match in_use {
+            Some(n) => n,
+            None => super::batch::count(&map)?,
+        },
     })
 }
 
