@@ -1,16 +1,27 @@
 //! `netlab metrics` with the clients operators use: `promtool check metrics` on its
 //! output, node_exporter's textfile convention (a file never seen half written), and a
 //! Prometheus server scraping `netlab metrics --listen` inside the sandbox, queried for
-//! a drop the test provokes, a SYN flood and a UDP scan.
+//! each drop reason a test can provoke, a SYN flood and a UDP scan.
 
 use std::{
-    io::Write,
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use netlab_tests::Lab;
+use aya::maps::{HashMap, MapData};
+use netlab::datapath::ebpf::pins;
+use netlab_common::{
+    conntrack::{CtEntry, CtKey, ZONE_FROM_CTR},
+    maps as names,
+    proto::IPPROTO_TCP,
+};
+use netlab_tests::{
+    Lab, SIDE_ADDR, SideHost, UPLINK_ADDR,
+    sockets::{accept, tcp_connect, tcp_listen, tcp_segment},
+};
 
 /// Prometheus' own programs (`prometheus`, `promtool`): from `NETLAB_PROMETHEUS`, the
 /// unpacked package `cargo xtask test` passes, else from PATH.
@@ -224,34 +235,45 @@ fn the_textfile_is_never_seen_half_written() {
     assert!(e.contains("lab nosuchlab is not up"), "{e}");
 }
 
-/// A Prometheus server in wan scrapes `netlab metrics --listen` in the lab host every
-/// two seconds; each query below waits for the figure to arrive (no fixed sleep).
-#[test]
-fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
-    // Half-open flows live 30 s by default; the flood's must outlast a busy machine's
-    // slow scrapes. One NAT port: a second masqueraded flow to the same place finds
-    // none.
-    let lab = Lab::sandbox(&["--tcp-syn-timeout", "600", "--nat-ports", "20000-20000"]);
-    let name = lab.name.clone();
-    lab.ok(&["run", "a"]);
-    let _web = lab.http_server("a", 8000);
-    lab.ok(&["publish", "a", "8080:8000", "7000-7099:7000-7099/udp"]);
+/// `netlab metrics --labs LAB --listen` in the lab host, and a Prometheus server in wan
+/// scraping it every two seconds; each query of the tests waits for the figure to
+/// arrive (no fixed sleep).
+fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
     let bin = netlab_tests::netlab_bin();
-    let _exporter = lab.spawn(
+    let exporter = lab.spawn(
         "host",
         &[
             bin.to_str().expect("path"),
             "metrics",
             "--labs",
-            &name,
+            &lab.name,
             "--listen",
             "198.51.100.2:9464",
         ],
     );
-    let prom = Prometheus::start(&lab, "198.51.100.2:9464");
-    let lab_q = |q: &str| q.replace("LAB", &name);
+    (exporter, Prometheus::start(lab, "198.51.100.2:9464"))
+}
 
-    // Drops, each provoked once, each found by its reason.
+/// Every drop reason a test can provoke, each provoked once in a live lab and found by
+/// its reason in Prometheus (12 of 15): `direct_access`, `spoofed_source`,
+/// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
+/// `unwatched`, `no_address`, `half_flow`, and from hand-made frames `truncated`,
+/// `bad_ip_header`, `fragment`. The other three are helper failures and races, not
+/// provoked: `ct_insert_failed` (another CPU inserting the same translation between
+/// this one's lookup and insert, or a per-CPU slot missing), `rewrite_failed` (the
+/// kernel's store or checksum helper failing on a packet) and `no_config` (the
+/// datapath's configuration missing, which `up` writes before it attaches a program):
+/// none can be caused at will without breaking the kernel or the datapath.
+#[test]
+fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
+    // One NAT port: a second masqueraded flow to the same place finds none.
+    let lab = Lab::sandbox(&["--nat-ports", "20000-20000"]);
+    let name = lab.name.clone();
+    lab.ok(&["run", "a"]);
+    let _web = lab.http_server("a", 8000);
+    lab.ok(&["publish", "a", "8080:8000", "9000:7020"]);
+    let (_exporter, prom) = scraped(&lab);
+
     direct_access(&lab);
     let from_a: [(&str, &[&str]); 4] = [
         // Another address than its own.
@@ -299,14 +321,132 @@ fn prometheus_sees_a_drop_a_syn_flood_and_a_udp_scan() {
             &["python3", "-c", RAW_FRAME, kind, "172.18.0.2", gateway],
         );
     }
+    invalid_rst(&lab);
+    half_flow(&lab);
+    // Last: the `netlab publish` in it watches every interface the lab host has.
+    unwatched_and_no_address(&lab);
+
     for reason in ["direct_access"]
         .into_iter()
         .chain(from_a.iter().map(|(r, _)| *r))
         .chain(raw)
+        .chain(["invalid_rst", "half_flow", "unwatched", "no_address"])
     {
         let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
         assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
     }
+}
+
+/// wan's connection to a's listener on 7020 (published as 9000), and a reset with its
+/// 4-tuple but a sequence number far outside the window, as
+/// `strict::a_reset_outside_the_window_is_ignored` sends: dropped as `invalid_rst`.
+fn invalid_rst(lab: &Lab) {
+    let listener = tcp_listen(&lab.ns("a"), "0.0.0.0:7020");
+    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:9000"));
+    let mut conn = accept(&listener);
+    // Data both ways first: the flow is established, and each side's window known.
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    conn.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    let local = match client.local_addr().unwrap() {
+        SocketAddr::V4(a) => a,
+        other => panic!("{other}"),
+    };
+    tcp_segment(
+        &lab.ns("wan"),
+        local,
+        SocketAddrV4::new(UPLINK_ADDR, 9000),
+        3_000_000_000,
+        0,
+        0x04,
+    );
+}
+
+/// A published flow of which one half is gone. A client in wan that never answers
+/// (203.0.113.9, an address nobody has: a's SYN-ACK goes nowhere) opens a flow to
+/// 8080, which stays half open in the LRU table `CT_PENDING`; the container's half is
+/// deleted from the lab's pinned table, standing in for an LRU eviction (which a test
+/// cannot aim at one flow); the client's next segment cannot open a flow, and finds
+/// only its own half: dropped as `half_flow`.
+fn half_flow(lab: &Lab) {
+    let from_client = |flag: &str| {
+        // hping3 exits 1 when nothing answers.
+        let _ = lab.exec(
+            "wan",
+            &[
+                "hping3",
+                "-q",
+                "-c",
+                "1",
+                flag,
+                "-a",
+                "203.0.113.9",
+                "-s",
+                "4200",
+                "-k",
+                "-p",
+                "8080",
+                "198.51.100.2",
+            ],
+        );
+    };
+    from_client("-S");
+    // The container's half: keyed by what a sends back (its own address and port, to
+    // the client), in the zone of what containers send.
+    let be = |a: &str| u32::from(a.parse::<Ipv4Addr>().expect("address")).to_be();
+    let half = CtKey::new(
+        be("172.18.0.2"),
+        be("203.0.113.9"),
+        8000u16.to_be(),
+        4200u16.to_be(),
+        IPPROTO_TCP,
+        ZONE_FROM_CTR,
+    );
+    let mut pending: HashMap<MapData, CtKey, CtEntry> =
+        pins::typed(&lab.name, names::CT_PENDING).expect("open the lab's CT_PENDING");
+    assert!(
+        netlab_tests::wait_for(Duration::from_secs(10), || pending.get(&half, 0).is_ok()),
+        "the client's SYN opened no flow"
+    );
+    pending.remove(&half).expect("delete the container's half");
+    from_client("-A");
+}
+
+/// An interface the lab host gets after every netlab command that watches its
+/// interfaces (`SideHost`'s `side0`): a's new flow the host would route out by it is
+/// dropped as `unwatched`. Then side0 loses its address (the side network still routed
+/// to it, with ARP off so that nothing waits for a neighbour) and `netlab publish`
+/// watches it: a's new flow leaving by it has no address to be masqueraded behind, and
+/// is dropped as `no_address`.
+fn unwatched_and_no_address(lab: &Lab) {
+    let _side = SideHost::new(lab);
+    let side_addr = SIDE_ADDR.to_string();
+    let syn = ["hping3", "-q", "-c", "1", "-S", "-p", "7040", &side_addr];
+    // hping3 exits 1 when nothing answers, which is the point.
+    let _ = lab.exec("a", &syn);
+    lab.exec_ok("host", &["ip", "addr", "flush", "dev", "side0"]);
+    lab.exec_ok(
+        "host",
+        &["ip", "route", "add", "192.0.2.0/24", "dev", "side0"],
+    );
+    lab.exec_ok("host", &["ip", "link", "set", "side0", "arp", "off"]);
+    lab.ok(&["publish", "a", "9001:8000"]);
+    let _ = lab.exec("a", &syn);
+}
+
+/// A SYN flood and a UDP scan of a published range, as Prometheus sees them.
+#[test]
+fn prometheus_sees_a_syn_flood_and_a_udp_scan() {
+    // Half-open flows live 30 s by default; the flood's must outlast a busy machine's
+    // slow scrapes.
+    let lab = Lab::sandbox(&["--tcp-syn-timeout", "600"]);
+    lab.ok(&["run", "a"]);
+    let _web = lab.http_server("a", 8000);
+    lab.ok(&["publish", "a", "8080:8000", "7000-7099:7000-7099/udp"]);
+    let (_exporter, prom) = scraped(&lab);
+    let lab_q = |q: &str| q.replace("LAB", &lab.name);
 
     // 20,000 SYNs from random sources: the flows are half open (the SYN-ACKs go to
     // addresses nobody answers from), and show as such.
