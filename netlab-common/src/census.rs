@@ -7,6 +7,11 @@
 //! the direction that opened it, leaving out halves, flows of a withdrawn mapping and
 //! flows past their timeout both ways.
 
+/// What the first byte of the packet asks for: both tables, or the LRU table only
+/// (`status`, which counts `CT` by the programs' counters).
+pub const WALK_BOTH: u8 = 0;
+pub const WALK_PENDING: u8 = 1;
+
 /// `flows` slots: a TCP flow by its state (0..[`TCP_SLOTS`]), then one for the other
 /// protocols each.
 pub const TCP_SLOTS: usize = 16;

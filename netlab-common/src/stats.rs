@@ -73,8 +73,17 @@ pub mod counter {
     /// Packets the uplink programs saw on an interface of the lab host other than the
     /// uplink (they run on every interface but the bridge).
     pub const OTHER_UPLINK_PACKETS: u32 = 34;
+    /// Entries the programs put into `CT` (two per established flow) and took out of
+    /// it: with the two below, what `CT` holds (`status`' `IN USE`) without a walk.
+    pub const CT_ENTRIES_ADDED: u32 = 35;
+    pub const CT_ENTRIES_REMOVED: u32 = 36;
+    /// Entries of `CT` that `netlab conntrack --flush` removed, and that the
+    /// benchmark's synthetic flows added. Written by userspace only (CPU 0's slot,
+    /// under the lab's lock); no program touches them.
+    pub const CT_ENTRIES_FLUSHED: u32 = 37;
+    pub const CT_ENTRIES_FILLED: u32 = 38;
 
-    pub const COUNT: u32 = 35;
+    pub const COUNT: u32 = 39;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -113,6 +122,10 @@ pub mod counter {
         "ct_gc_scanned",
         "ct_gc_unqueued",
         "other_uplink_packets",
+        "ct_entries_added",
+        "ct_entries_removed",
+        "ct_entries_flushed",
+        "ct_entries_filled",
     ];
 }
 

@@ -1,6 +1,7 @@
 //! The conntrack census (see `netlab_common::census`): run by `status` and `metrics`
 //! through BPF_PROG_TEST_RUN, never attached. It walks both tables in the kernel
-//! (`bpf_for_each_map_elem`), counts what `netlab conntrack` would list, and writes the
+//! (`bpf_for_each_map_elem`; the LRU table only when the packet's first byte is
+//! [`WALK_PENDING`]), counts what `netlab conntrack` would list, and writes the
 //! [`Census`] at the start of the packet it was given, which userspace reads back.
 //!
 //! The working space is the CPU's slot of `CENSUS`: a test run keeps its CPU from
@@ -15,7 +16,7 @@ use aya_ebpf::{helpers::generated::bpf_loop, programs::TcContext};
 use netlab_common::{
     census::{
         Census, NAT_PROTOS, PORT_WORDS, SLOT_ICMP, SLOT_OTHER, SLOT_UDP, TABLE_ESTABLISHED,
-        TABLE_PENDING, TCP_SLOTS, age_bucket,
+        TABLE_PENDING, TCP_SLOTS, WALK_BOTH, WALK_PENDING, age_bucket,
     },
     conntrack::{CtEntry, CtKey, FLAG_ORIGIN, TCP_SYN_RECV, TCP_SYN_SENT, expired},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
@@ -51,9 +52,14 @@ pub fn run(ctx: &TcContext) -> i32 {
         port_min: cfg.nat_port_min as u32,
         port_max: cfg.nat_port_max as u32,
     };
-    maps::ct_for_each(Table::Established, count_entry, &mut walk);
+    // bpf_for_each_map_elem returns how many entries it went through: the entries.
+    if ctx.load::<u8>(0).unwrap_or(WALK_BOTH) != WALK_PENDING {
+        let n = maps::ct_for_each(Table::Established, count_flow, &mut walk);
+        census.entries[TABLE_ESTABLISHED] = n as u32;
+    }
     walk.table = TABLE_PENDING as u32;
-    maps::ct_for_each(Table::Pending, count_entry, &mut walk);
+    let n = maps::ct_for_each(Table::Pending, count_flow, &mut walk);
+    census.entries[TABLE_PENDING] = n as u32;
     unsafe {
         bpf_loop(
             (NAT_PROTOS * PORT_WORDS) as u32,
@@ -69,17 +75,21 @@ pub fn run(ctx: &TcContext) -> i32 {
     }
 }
 
-/// One entry of a table: counted, and if it opened a live flow, the flow too.
-extern "C" fn count_entry(
+/// One entry of a table: if it opened a live flow, the flow is counted. Entries of
+/// the other direction (half of all) return at once, before any lookup.
+extern "C" fn count_flow(
     _map: *mut c_void,
     key: *const CtKey,
     e: *const CtEntry,
     walk: *mut Walk,
 ) -> i64 {
+    let (key, e, walk) = unsafe { (&*key, &*e, &*walk) };
+    if e.flags & FLAG_ORIGIN == 0 {
+        return 0;
+    }
     let (Some(s), Some(cfg)) = (maps::census_scratch(), maps::config()) else {
         return 1;
     };
-    let (key, e, walk) = unsafe { (&*key, &*e, &*walk) };
     let s = unsafe { &mut *s };
     let t = walk.table as usize;
     let (table, pending) = if t == TABLE_PENDING {
@@ -87,12 +97,6 @@ extern "C" fn count_entry(
     } else {
         (Table::Established, false)
     };
-    if let Some(n) = s.census.entries.get_mut(t) {
-        *n += 1;
-    }
-    if e.flags & FLAG_ORIGIN == 0 {
-        return 0;
-    }
     if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
         return 0;
     }

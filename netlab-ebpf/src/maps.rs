@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
+    bindings::{BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::generated::bpf_for_each_map_elem,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
@@ -120,17 +120,34 @@ pub fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
 #[inline(always)]
 pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(), i32> {
     match t {
-        Table::Established => CT.insert(key, entry, flags),
+        // An entry `CT` did not hold is counted; one it held is overwritten (unless
+        // `flags` forbids it), uncounted. Two calls only when the key was there.
+        Table::Established => match CT.insert(key, entry, BPF_NOEXIST as u64) {
+            Ok(()) => {
+                count(counter::CT_ENTRIES_ADDED);
+                Ok(())
+            }
+            Err(e) if flags == BPF_NOEXIST as u64 => Err(e),
+            Err(_) => CT.insert(key, entry, BPF_EXIST as u64),
+        },
         Table::Pending => CT_PENDING.insert(key, entry, flags),
     }
 }
 
 #[inline(always)]
 pub fn ct_remove(t: Table, key: &CtKey) {
-    let _ = match t {
-        Table::Established => CT.remove(key),
-        Table::Pending => CT_PENDING.remove(key),
-    };
+    match t {
+        // Only the removal that found the entry counts (of two CPUs removing one entry
+        // at once, one does).
+        Table::Established => {
+            if CT.remove(key).is_ok() {
+                count(counter::CT_ENTRIES_REMOVED);
+            }
+        }
+        Table::Pending => {
+            let _ = CT_PENDING.remove(key);
+        }
+    }
 }
 
 /// Calls `each(map, key, entry, ctx)` on every entry of a conntrack table

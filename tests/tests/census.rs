@@ -262,3 +262,126 @@ fn the_census_counts_what_conntrack_lists() {
     // A second census finds the same: the first cleared its port bitmaps.
     assert_eq!(census(&mut bpf), got);
 }
+
+/// Entries `CT` holds, walked key by key from the lab's pin.
+fn ct_holds(lab: &netlab_tests::Lab) -> u64 {
+    let ct: HashMap<MapData, CtKey, CtEntry> =
+        netlab::datapath::ebpf::pins::typed(&lab.name, names::CT).expect("the lab's CT");
+    ct.keys().count() as u64
+}
+
+/// `CT`'s `IN USE` in `netlab status`.
+fn ct_in_use(lab: &netlab_tests::Lab) -> u64 {
+    let status = lab.status();
+    status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["name"] == "CT")
+        .and_then(|t| t["in_use"].as_u64())
+        .expect("CT's in_use")
+}
+
+/// `n` two-way UDP streams from `from` to `addr` (a datagram, its answer, and another
+/// datagram: each stream is assured, and its flow enters `CT`).
+fn udp_streams(lab: &netlab_tests::Lab, from: &str, addr: &str, n: u32) {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let script = format!(
+        "import socket\nfor i in range({n}):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(5)\n    s.connect(('{host}', {port}))\n    s.send(b'ping')\n    s.recv(64)\n    s.send(b'ping')\n    s.recv(64)\n"
+    );
+    lab.exec_ok(from, &["python3", "-c", &script]);
+}
+
+/// `status` counts `CT` without walking it: the programs count the entries they put in
+/// and take out, `conntrack --flush` and the benchmark's fill what they remove and add.
+/// Through flows confirmed, closed, expired by the collector, flushed and filled, the
+/// count is what a walk of the table finds.
+#[test]
+fn status_counts_the_established_table_as_it_is() {
+    // Short timeouts: the collector empties CT within seconds. (Both FINs of a
+    // connection crossing on two CPUs can leave its flow FIN_WAIT in CT; it then
+    // expires as a closing flow.)
+    let lab = netlab_tests::Lab::sandbox(&[
+        "--udp-stream-timeout",
+        "3",
+        "--tcp-transitory-timeout",
+        "3",
+        "--gc-interval",
+        "50",
+    ]);
+    lab.ok(&["run", "a"]);
+    let _web = lab.http_server("wan", 8000);
+    // Bound to the address the containers ask (wan's 0.0.0.0 would answer from its
+    // uplink-side address, which no flow expects).
+    let _dns = lab.spawn(
+        "wan",
+        &[
+            "python3",
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('203.0.113.1', 53))\nwhile True:\n    d, a = s.recvfrom(64)\n    s.sendto(b'pong', a)\n",
+        ],
+    );
+    assert!(
+        netlab_tests::wait_for(std::time::Duration::from_secs(10), || lab
+            .exec_ok("wan", &["ss", "-Huln"])
+            .contains("203.0.113.1:53 ")),
+        "no UDP server in wan"
+    );
+    // The two agree once the last packets of a step are through (a count that drifted
+    // never would).
+    let same = |what: &str| {
+        let agree = netlab_tests::wait_for(std::time::Duration::from_secs(5), || {
+            ct_in_use(&lab) == ct_holds(&lab)
+        });
+        let (counted, walked) = (ct_in_use(&lab), ct_holds(&lab));
+        assert!(agree, "{what}: status counts {counted}, CT holds {walked}");
+        walked
+    };
+    assert_eq!(same("a new lab"), 0);
+
+    // UDP streams enter CT, two entries each.
+    udp_streams(&lab, "a", "203.0.113.1:53", 20);
+    assert_eq!(same("20 UDP streams"), 40);
+    // TCP connections enter CT once established, and leave it once closed.
+    for _ in 0..5 {
+        assert_eq!(lab.curl("a", "http://203.0.113.1:8000/"), "200");
+    }
+    same("5 TCP connections opened and closed");
+    // The collector expires the streams, and any connection left closing (3 s).
+    assert!(
+        netlab_tests::wait_for(std::time::Duration::from_secs(30), || ct_holds(&lab) == 0),
+        "the collector left flows in CT: {}",
+        lab.ok(&["conntrack"])
+    );
+    assert_eq!(same("the streams expired"), 0);
+
+    udp_streams(&lab, "a", "203.0.113.1:53", 10);
+    assert_eq!(same("10 more streams"), 20);
+    lab.ok(&["conntrack", "--flush"]);
+    assert_eq!(same("conntrack --flush"), 0);
+
+    let state = lab.state();
+    let dp = netlab::datapath::for_kind(state.datapath);
+    let filled = dp
+        .fill()
+        .expect("the eBPF datapath fills")
+        .fill_conntrack(&state, 1000)
+        .expect("fill");
+    assert_eq!(filled, 1000);
+    assert_eq!(same("1000 synthetic flows"), 2000);
+    // What status counted by: the counters `netlab stats` shows.
+    let stat = |name: &str| lab.stat("counters", name);
+    assert_eq!(stat("ct_entries_filled"), 2000);
+    assert_eq!(stat("ct_entries_flushed"), 20);
+    assert!(
+        stat("ct_entries_added") >= 60,
+        "{}",
+        stat("ct_entries_added")
+    );
+    assert_eq!(
+        stat("ct_entries_added") + stat("ct_entries_filled")
+            - stat("ct_entries_removed")
+            - stat("ct_entries_flushed"),
+        2000
+    );
+}

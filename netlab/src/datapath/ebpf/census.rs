@@ -20,9 +20,10 @@ use crate::{
 /// The census program's pin in the lab's directory.
 pub const PROG_PIN: &str = "census_prog";
 
-/// The census of a running lab; `None` when its pins have no census program (a lab
+/// The census of a running lab, of both tables or the LRU table only (`walk`:
+/// `WALK_BOTH`, `WALK_PENDING`); `None` when its pins have no census program (a lab
 /// made by a netlab before it), whose tables are then read whole.
-pub fn take(lab: &str) -> Result<Option<Census>> {
+pub fn take(lab: &str, walk: u8) -> Result<Option<Census>> {
     let pin = pins::dir(lab).join(PROG_PIN);
     if !pin.exists() {
         return Ok(None);
@@ -32,7 +33,8 @@ pub fn take(lab: &str) -> Result<Option<Census>> {
     // The program writes the census over the frame's first bytes; room for it and an
     // Ethernet header at least.
     let size = size_of::<Census>().max(64);
-    let frame = vec![0u8; size];
+    let mut frame = vec![0u8; size];
+    frame[0] = walk;
     let mut out = vec![0u8; size];
     let rc = prog
         .test_run(TestRunOptions {

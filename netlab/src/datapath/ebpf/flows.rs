@@ -14,9 +14,10 @@ use netlab_common::{
     conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    stats::counter,
 };
 
-use super::{batch, coarse_secs, pins, read_config};
+use super::{batch, coarse_secs, count_by_user, pins, read_config};
 use crate::{
     datapath::inspect::{Endpoint, Flow},
     error::Result,
@@ -101,15 +102,24 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
     Ok(out)
 }
 
-/// Deletes every entry of both tables; returns how many flows went.
+/// Deletes every entry of both tables; returns how many flows went. `CT`'s entries
+/// removed are counted (`ct_entries_flushed`), so that `status` still knows what it
+/// holds.
 pub fn flush(lab: &str) -> Result<usize> {
     let mut n = 0;
     for (_, pinned) in TABLES {
         let mut map: Table = pins::typed(lab, pinned)?;
+        let mut removed = 0u64;
         for (k, e) in entries(lab, pinned)? {
-            if map.remove(&k).is_ok() && e.flags & FLAG_ORIGIN != 0 {
-                n += 1;
+            if map.remove(&k).is_ok() {
+                removed += 1;
+                if e.flags & FLAG_ORIGIN != 0 {
+                    n += 1;
+                }
             }
+        }
+        if pinned == names::CT {
+            count_by_user(lab, counter::CT_ENTRIES_FLUSHED, removed)?;
         }
     }
     Ok(n)
@@ -125,6 +135,9 @@ pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
     use netlab_common::conntrack::{
         FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     };
+    // bpf(2)'s update flags.
+    const BPF_NOEXIST: u64 = 1;
+    const BPF_EXIST: u64 = 2;
     let mut table: Table = pins::typed(lab, names::CT)?;
     let mut queue: aya::maps::Queue<aya::maps::MapData, CtKey> = pins::typed(lab, names::GC_QUEUE)?;
     let now = coarse_secs();
@@ -133,6 +146,7 @@ pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
     let uplink = be(state.uplink_addr);
     let flags = FLAG_SEEN_REPLY | FLAG_STREAM | FLAG_ASSURED;
     let mut done = 0;
+    let mut added = 0u64;
     for i in 0..n {
         // 60,000 flows per source address: 6 destinations x 10,000 NAT ports.
         let src = be(Ipv4Addr::from(top - i / 60_000));
@@ -154,12 +168,22 @@ pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
         let out = entry(uplink, dst, sport, dport, ZONE_FROM_OUTSIDE, FLAG_ORIGIN);
         let reply_key = CtKey::new(dst, uplink, dport, sport, IPPROTO_UDP, ZONE_FROM_OUTSIDE);
         let reply = entry(dst, src, dport, sport, ZONE_FROM_CTR, 0);
-        if table.insert(reply_key, reply, 0).is_err() || table.insert(out_key, out, 0).is_err() {
+        // Counted as `CT` gets them (`ct_entries_filled`): a key it held already (the
+        // replies share 60,000 keys) is overwritten, not counted again.
+        let mut put = |k: CtKey, e: CtEntry| match table.insert(k, e, BPF_NOEXIST) {
+            Ok(()) => {
+                added += 1;
+                true
+            }
+            Err(_) => table.insert(k, e, BPF_EXIST).is_ok(),
+        };
+        if !put(reply_key, reply) || !put(out_key, out) {
             break;
         }
         // The collector's round, as the datapath queues a flow it confirms.
         let _ = queue.push(out_key, 0);
         done += 1;
     }
+    count_by_user(lab, counter::CT_ENTRIES_FILLED, added)?;
     Ok(done)
 }

@@ -23,7 +23,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    census::{TABLE_ESTABLISHED, TABLE_PENDING},
+    census::{Census, TABLE_PENDING, WALK_BOTH, WALK_PENDING},
     config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
@@ -351,11 +351,11 @@ impl Inspect for Ebpf {
     }
 
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
-        tables(state, census::take(&state.name)?.as_ref())
+        tables(state, census::take(&state.name, WALK_PENDING)?.as_ref())
     }
 
     fn census(&self, state: &LabState) -> Result<FlowCensus> {
-        match census::take(&state.name)? {
+        match census::take(&state.name, WALK_BOTH)? {
             Some(c) => Ok(census::flows(tables(state, Some(&c))?, &c)),
             None => Ok(FlowCensus::of(
                 tables(state, None)?,
@@ -366,18 +366,47 @@ impl Inspect for Ebpf {
     }
 }
 
-/// A lab's tables: the conntrack tables' entries as its census counted them in the
-/// kernel (read whole without one), the fragments' (8,192 entries at most) read.
-fn tables(
-    state: &LabState,
-    census: Option<&netlab_common::census::Census>,
-) -> Result<Vec<TableInfo>> {
-    let counted = |t: usize| census.map(|c| c.entries[t] as u64);
+/// A lab's tables. With a census (of the LRU table at least): `CT`'s entries as the
+/// programs and userspace counted them in and out (no walk), `CT_PENDING`'s as the
+/// census found them. Without one (a lab made before the census), both read whole.
+/// The fragments' table (8,192 entries at most) is read whole.
+fn tables(state: &LabState, census: Option<&Census>) -> Result<Vec<TableInfo>> {
+    let (ct, pending) = match census {
+        Some(c) => (
+            Some(ct_entries(&read_stats(&state.name)?)),
+            Some(c.entries[TABLE_PENDING] as u64),
+        ),
+        None => (None, None),
+    };
     Ok(vec![
-        pins::info(&state.name, names::CT, counted(TABLE_ESTABLISHED))?,
-        pins::info(&state.name, names::CT_PENDING, counted(TABLE_PENDING))?,
+        pins::info(&state.name, names::CT, ct)?,
+        pins::info(&state.name, names::CT_PENDING, pending)?,
         pins::info(&state.name, names::FRAGS, None)?,
     ])
+}
+
+/// The entries `CT` holds, from the counters of what went in and out.
+fn ct_entries(stats: &[u64]) -> u64 {
+    let at = |i: u32| stats[i as usize];
+    (at(counter::CT_ENTRIES_ADDED) + at(counter::CT_ENTRIES_FILLED))
+        .saturating_sub(at(counter::CT_ENTRIES_REMOVED) + at(counter::CT_ENTRIES_FLUSHED))
+}
+
+/// Adds `n` to a counter only userspace writes (CPU 0's slot; the caller holds the
+/// lab's lock, so no other writer reads it meanwhile).
+fn count_by_user(lab: &str, index: u32, n: u64) -> Result<()> {
+    let mut map: PerCpuArray<MapData, u64> = pins::typed(lab, names::STATS)?;
+    let mut values: Vec<u64> = map
+        .get(&index, 0)
+        .map_err(|e| Error::ebpf("read STATS", e))?
+        .iter()
+        .copied()
+        .collect();
+    values[0] += n;
+    let values = aya::maps::PerCpuValues::try_from(values)
+        .map_err(|e| Error::ebpf("write STATS", e.to_string()))?;
+    map.set(index, values, 0)
+        .map_err(|e| Error::ebpf("write STATS", e))
 }
 
 impl FillConntrack for Ebpf {
