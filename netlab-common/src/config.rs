@@ -15,6 +15,11 @@ pub const FLAG_CLASSIC_TC: u32 = 2;
 /// (`bpf_redirect_peer` works only from TC ingress).
 pub const FLAG_NETKIT: u32 = 4;
 
+/// The programs count the entries they put into `CT` and take out of it
+/// (`ct_entries_added`, `ct_entries_removed`): `status` knows what `CT` holds without
+/// walking it. Userspace's to know (a lab brought up before has no such counts).
+pub const FLAG_COUNTS_CT: u32 = 8;
+
 /// Written by `netlab up`; read by every program on every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,6 @@
 //! lives here too, so that `cargo test -p netlab-common` covers it without root.
 #![no_std]
 
-pub mod census;
 pub mod config;
 pub mod conntrack;
 pub mod endpoint;
@@ -37,5 +36,4 @@ mod user {
     unsafe impl aya::Pod for crate::endpoint::Source {}
     unsafe impl aya::Pod for crate::endpoint::Uplink {}
     unsafe impl aya::Pod for crate::stats::GcRecord {}
-    unsafe impl aya::Pod for crate::census::Census {}
 }

@@ -92,7 +92,6 @@ pub const PROG_BRIDGE_INGRESS: &str = "bridge_ingress";
 pub const PROG_BRIDGE_EGRESS: &str = "bridge_egress";
 pub const PROG_ENDPOINT_INGRESS: &str = "endpoint_ingress";
 pub const PROG_GC_START: &str = "gc_start";
-pub const PROG_CENSUS: &str = "census";
 pub const PROG_CONNECT4: &str = "host_connect4";
 pub const PROG_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_RECVMSG4: &str = "host_recvmsg4";

@@ -4,7 +4,6 @@
 #![no_main]
 
 mod bridge;
-mod census;
 mod conntrack;
 mod endpoint;
 mod forward;
@@ -62,13 +61,6 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn gc_start(_ctx: TcContext) -> i32 {
     gc::start()
-}
-
-/// Run by `status` and `metrics` (BPF_PROG_TEST_RUN): counts the conntrack tables in
-/// the kernel.
-#[classifier]
-pub fn census(ctx: TcContext) -> i32 {
-    census::run(&ctx)
 }
 
 /// cgroup connect4 in the lab host: TCP/UDP connects to a published port go to the container.

@@ -1,15 +1,11 @@
 //! Every map of the datapath, and the typed accessors the handlers use.
 
-use core::ffi::c_void;
-
 use aya_ebpf::{
     bindings::{BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::generated::bpf_for_each_map_elem,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use netlab_common::{
-    census::{Census, NAT_PROTOS, PORT_WORDS},
     config::Config,
     conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source, Uplink},
@@ -22,6 +18,9 @@ use netlab_common::{
     publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
     stats::{DropReason, counter},
 };
+
+/// errno: the key is there already.
+const EEXIST: u32 = 17;
 
 /// Established flows; never evicted. Sized by `netlab up --conntrack-max`.
 #[map(name = "CT")]
@@ -81,20 +80,6 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
-/// The census' working space (see `census`): its counts, and a bit per NAT port
-/// seen, which it clears again before it returns. Per CPU, so that censuses on two
-/// CPUs do not mix; not pinned (only the census program uses it).
-#[repr(C)]
-pub struct CensusScratch {
-    pub census: Census,
-    /// Protocol after protocol, [`PORT_WORDS`] each (one flat array: the verifier
-    /// follows one bounded index better than two).
-    pub ports: [u64; NAT_PROTOS * PORT_WORDS],
-}
-
-#[map(name = "CENSUS")]
-static CENSUS: PerCpuArray<CensusScratch> = PerCpuArray::with_max_entries(1, 0);
-
 /// Which conntrack table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -121,17 +106,30 @@ pub fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
 pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(), i32> {
     match t {
         // An entry `CT` did not hold is counted; one it held is overwritten (unless
-        // `flags` forbids it), uncounted. Two calls only when the key was there.
-        Table::Established => match CT.insert(key, entry, BPF_NOEXIST as u64) {
-            Ok(()) => {
-                count(counter::CT_ENTRIES_ADDED);
-                Ok(())
+        // `flags` forbids it), uncounted. More than one call only when the key was
+        // there; when another CPU removed it meanwhile, it goes in (counted) as new.
+        Table::Established => {
+            if ct_insert_new(key, entry).is_ok() {
+                return Ok(());
             }
-            Err(e) if flags == BPF_NOEXIST as u64 => Err(e),
-            Err(_) => CT.insert(key, entry, BPF_EXIST as u64),
-        },
+            if flags == BPF_NOEXIST as u64 {
+                return Err(-(EEXIST as i32));
+            }
+            if CT.insert(key, entry, BPF_EXIST as u64).is_ok() {
+                return Ok(());
+            }
+            ct_insert_new(key, entry)
+        }
         Table::Pending => CT_PENDING.insert(key, entry, flags),
     }
+}
+
+/// Puts a key `CT` does not hold into it, counted.
+#[inline(always)]
+fn ct_insert_new(key: &CtKey, entry: &CtEntry) -> Result<(), i32> {
+    CT.insert(key, entry, BPF_NOEXIST as u64)?;
+    count(counter::CT_ENTRIES_ADDED);
+    Ok(())
 }
 
 #[inline(always)]
@@ -148,34 +146,6 @@ pub fn ct_remove(t: Table, key: &CtKey) {
             let _ = CT_PENDING.remove(key);
         }
     }
-}
-
-/// Calls `each(map, key, entry, ctx)` on every entry of a conntrack table
-/// (`bpf_for_each_map_elem`, Linux 5.13); `each` returns 1 to stop. Returns how many
-/// entries it was called on.
-#[inline(always)]
-pub fn ct_for_each<C>(
-    t: Table,
-    each: extern "C" fn(*mut c_void, *const CtKey, *const CtEntry, *mut C) -> i64,
-    ctx: &mut C,
-) -> i64 {
-    let map = match t {
-        Table::Established => &CT as *const _ as *mut c_void,
-        Table::Pending => &CT_PENDING as *const _ as *mut c_void,
-    };
-    unsafe {
-        bpf_for_each_map_elem(
-            map,
-            each as *const () as *mut c_void,
-            ctx as *mut C as *mut c_void,
-            0,
-        )
-    }
-}
-
-#[inline(always)]
-pub fn census_scratch() -> Option<*mut CensusScratch> {
-    CENSUS.get_ptr_mut(0)
 }
 
 /// Queues an established flow for the collector (one of its keys); a full queue is

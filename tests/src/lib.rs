@@ -434,7 +434,9 @@ pub fn age_flows(lab: &Lab, secs: u32) {
         for (k, mut e) in all {
             e.last_seen = e.last_seen.saturating_sub(secs);
             e.created = e.created.saturating_sub(secs);
-            m.insert(k, e, 0).expect("age a flow");
+            // BPF_EXIST: a flow removed meanwhile stays removed (re-created, it would be
+            // an entry nobody counted in `CT`).
+            let _ = m.insert(k, e, 2);
         }
     }
 }

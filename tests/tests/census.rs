@@ -1,34 +1,21 @@
-//! The census program (`status`' and `metrics`' count of the conntrack tables in the
-//! kernel) against a count of what `netlab conntrack` lists, on tables filled with
-//! random flows: TCP in every state, UDP, ICMP and another protocol; masqueraded or
-//! not, NAT ports in and out of the range; mappings live and withdrawn; idle one way,
-//! both ways or neither; halves in the LRU table (as its evictions leave them).
+//! The counts `status` and `metrics` show of a lab's conntrack: `metrics`' census of
+//! the flows (read in one pass, not listed) against a count of what `netlab conntrack`
+//! lists, on tables filled with random flows; and `status`' count of the established
+//! table (kept by the programs as entries go in and out) against a walk of it.
 
-use std::collections::{BTreeSet, HashMap as StdHashMap};
-
-use aya::{
-    Ebpf, TestRun as _,
-    maps::{Array, HashMap, MapData},
-    programs::{SchedClassifier, TestRunOptions},
-};
+use aya::maps::{Array, HashMap, MapData};
+use netlab::datapath::{FlowCensus, ebpf::pins};
 use netlab_common::{
-    census::{Census, SLOT_ICMP, SLOT_OTHER, SLOT_UDP, TCP_SLOTS, age_bucket},
-    config::Config,
-    conntrack::{
-        CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, TCP_SYN_RECV, TCP_SYN_SENT,
-        ZONE_FROM_CTR, ZONE_FROM_OUTSIDE, expired,
-    },
-    maps::{self as names, CONNTRACK_MAX_DEFAULT},
+    config::FLAG_COUNTS_CT,
+    conntrack::{CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, ZONE_FROM_CTR},
+    maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
-use netlab_tests::require_root;
+use netlab_tests::Lab;
 
-const PORT_MIN: u16 = 20_000;
-const PORT_MAX: u16 = 29_999;
-const UPLINK: u32 = 0xc633_6402; // 198.51.100.2
-/// Every timeout: flows idle for 50 s are alive, for 200 s dead (a second's drift
-/// between the test and the kernel's clock changes neither).
-const TIMEOUT: u32 = 100;
+/// Every timeout of the census lab: flows idle for 50 s are alive, for 200 s dead (a
+/// second's drift between two reads changes neither).
+const TIMEOUT: &str = "100";
 
 /// A small deterministic generator (xorshift64): the same tables every run.
 struct Rng(u64);
@@ -50,27 +37,14 @@ impl Rng {
     }
 }
 
-fn config() -> Config {
-    Config {
-        uplink_addr: UPLINK.to_be(),
-        nat_port_min: PORT_MIN,
-        nat_port_max: PORT_MAX,
-        tcp_syn_secs: TIMEOUT,
-        tcp_established_secs: TIMEOUT,
-        tcp_fin_secs: TIMEOUT,
-        tcp_time_wait_secs: TIMEOUT,
-        tcp_close_secs: TIMEOUT,
-        udp_secs: TIMEOUT,
-        udp_stream_secs: TIMEOUT,
-        icmp_secs: TIMEOUT,
-        ..Config::default()
-    }
-}
-
-/// Puts `n` random flows into `table` (both halves, or in the LRU table sometimes one).
-fn fill(bpf: &mut Ebpf, table: &str, n: u32, rng: &mut Rng, now: u32) {
-    let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(bpf.map_mut(table).unwrap()).unwrap();
+/// Puts `n` random flows into one of the lab's tables: TCP in every state, UDP, ICMP
+/// and another protocol; masqueraded or not, source ports in and out of the NAT
+/// range; mappings live and withdrawn; idle one way, both ways or neither. Both
+/// halves, but in the LRU table sometimes one (as its evictions leave them).
+fn fill(lab: &Lab, table: &str, n: u32, rng: &mut Rng, now: u32) {
+    let mut m: HashMap<MapData, CtKey, CtEntry> = pins::typed(&lab.name, table).expect("table");
     let pending = table == names::CT_PENDING;
+    let uplink = u32::from(netlab_tests::UPLINK_ADDR).to_be();
     for i in 0..n {
         let proto = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, 47][rng.below(4) as usize];
         let state = if proto == IPPROTO_TCP {
@@ -79,37 +53,36 @@ fn fill(bpf: &mut Ebpf, table: &str, n: u32, rng: &mut Rng, now: u32) {
             0
         };
         let ctr = (0xac12_0000 + 2 + rng.below(50) as u32).to_be();
-        let remote = (0xcb00_7100 + 1 + rng.below(20) as u32).to_be();
+        let remote = (0xcb00_7100 + 10 + rng.below(20) as u32).to_be();
+        // Source ports in and around the NAT's range (20000-29999), masqueraded or not.
+        let port = (19_000 + rng.below(12_000) as u16 + (i % 7) as u16).to_be();
         let sport = (1024 + i as u16).to_be();
         let dport = [53u16, 80, 443][rng.below(3) as usize].to_be();
-        let masquerade = rng.chance(70);
-        let (src, nat_port) = if masquerade {
-            // Mostly in the range, a few outside it (a flow from before a change of
-            // range, or a port kept because it was free).
-            (UPLINK.to_be(), (19_000 + rng.below(12_000) as u16).to_be())
+        let (src, out_sport) = if rng.chance(70) {
+            (uplink, port)
         } else {
-            (ctr, sport)
+            (ctr, if rng.chance(50) { port } else { sport })
         };
+        let key = CtKey::new(ctr, remote, sport, dport, proto, ZONE_FROM_CTR);
         let (pub_id, pub_gen) = if rng.chance(30) {
             (1 + rng.below(2) as u32, 1 + rng.below(2) as u32)
         } else {
             (0, 0)
         };
-        let idle = |rng: &mut Rng| [0, 50, 200][rng.below(3) as usize];
-        // Ages away from the buckets' bounds (a second's drift changes none).
-        let created = now - [5, 20, 100][rng.below(3) as usize];
         let flags = if pending {
             FLAG_SEEN_REPLY * rng.below(2) as u8
         } else {
             FLAG_ASSURED | FLAG_SEEN_REPLY
         };
-        let key = CtKey::new(ctr, remote, sport, dport, proto, ZONE_FROM_CTR);
+        let idle = |rng: &mut Rng| [0, 50, 200][rng.below(3) as usize];
+        // Ages away from the buckets' bounds (1, 10, 30 s).
+        let created = now - [5, 20, 100][rng.below(3) as usize];
         let out = CtEntry {
             saddr: src,
             daddr: remote,
-            sport: nat_port,
+            sport: out_sport,
             dport,
-            pair_zone: ZONE_FROM_OUTSIDE,
+            pair_zone: netlab_common::conntrack::ZONE_FROM_OUTSIDE,
             state,
             flags: flags | FLAG_ORIGIN,
             pub_id,
@@ -118,7 +91,6 @@ fn fill(bpf: &mut Ebpf, table: &str, n: u32, rng: &mut Rng, now: u32) {
             last_seen: now - idle(rng),
             ..CtEntry::default()
         };
-        let reply_key = out.pair_key(proto);
         let reply = CtEntry {
             saddr: remote,
             daddr: ctr,
@@ -134,144 +106,82 @@ fn fill(bpf: &mut Ebpf, table: &str, n: u32, rng: &mut Rng, now: u32) {
             ..CtEntry::default()
         };
         assert_eq!(reply.pair_key(proto), key);
-        m.insert(key, out, 0).unwrap();
+        m.insert(key, out, 0).expect("insert");
         if !(pending && rng.chance(10)) {
-            m.insert(reply_key, reply, 0).unwrap();
+            m.insert(out.pair_key(proto), reply, 0).expect("insert");
         }
     }
 }
 
-/// What the census should find: a count of the flows `netlab conntrack` lists (each
-/// once from its opening half, with its other half there, its mapping not withdrawn,
-/// not idle past its timeout both ways), from the tables as they are.
-fn expected(bpf: &Ebpf, now: u32) -> Census {
-    let cfg = config();
-    let generations: Array<_, u32> = Array::try_from(bpf.map(names::MAPPINGS).unwrap()).unwrap();
-    let mut c = Census::default();
-    let mut ports = BTreeSet::new();
-    for (t, table) in [names::CT, names::CT_PENDING].into_iter().enumerate() {
-        let m: HashMap<&MapData, CtKey, CtEntry> =
-            HashMap::try_from(bpf.map(table).unwrap()).unwrap();
-        let entries: StdHashMap<CtKey, CtEntry> = m.iter().map(|r| r.unwrap()).collect();
-        c.entries[t] = entries.len() as u32;
-        for (k, e) in &entries {
-            if e.flags & FLAG_ORIGIN == 0 {
-                continue;
-            }
-            let Some(reply) = entries.get(&e.pair_key(k.proto)) else {
-                continue;
-            };
-            if e.pub_id != 0 && generations.get(&e.pub_id, 0).unwrap() != e.pub_gen {
-                continue;
-            }
-            let dead = |x: &CtEntry| expired(&cfg, k.proto, x.state, x.flags, x.last_seen, now);
-            if dead(e) && dead(reply) {
-                continue;
-            }
-            let slot = match k.proto {
-                IPPROTO_TCP => e.state as usize % TCP_SLOTS,
-                IPPROTO_UDP => SLOT_UDP,
-                IPPROTO_ICMP => SLOT_ICMP,
-                _ => SLOT_OTHER,
-            };
-            c.flows[t][slot] += 1;
-            if k.proto == IPPROTO_TCP && matches!(e.state, TCP_SYN_SENT | TCP_SYN_RECV) {
-                c.half_open[age_bucket(now - e.created)] += 1;
-            }
-            let port = u16::from_be(e.sport);
-            if e.saddr != k.saddr
-                && (PORT_MIN..=PORT_MAX).contains(&port)
-                && matches!(k.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
-            {
-                ports.insert((k.proto, port));
-            }
-        }
-    }
-    for (i, proto) in [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP]
-        .into_iter()
-        .enumerate()
-    {
-        c.nat_ports[i] = ports.iter().filter(|(p, _)| *p == proto).count() as u32;
-    }
-    c.done = 1;
-    c
-}
-
-/// Runs the census program as `status` does; the census it wrote.
-fn census(bpf: &mut Ebpf) -> Census {
-    let prog: &mut SchedClassifier =
-        netlab::datapath::ebpf::load_program(bpf, names::PROG_CENSUS).expect("verified");
-    let frame = [0u8; 256];
-    let mut out = [0u8; 256];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .expect("test run");
-    assert_eq!(r.return_value, 0, "the census failed");
-    bytemuck_census(&out)
-}
-
-fn bytemuck_census(out: &[u8]) -> Census {
-    let mut c = Census::default();
-    let n = size_of::<Census>();
-    // SAFETY: Census is plain old data of `n` bytes (repr(C), u32 fields only).
-    unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), &mut c as *mut Census as *mut u8, n) };
-    c
-}
-
+/// `metrics`' census of the flows is what a count of `netlab conntrack`'s listing
+/// gives, on random tables of 3,000 flows each.
 #[test]
 fn the_census_counts_what_conntrack_lists() {
-    require_root();
-    let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT).expect("load object");
-    let mut cfg: Array<_, Config> = Array::try_from(bpf.map_mut(names::CONFIG).unwrap()).unwrap();
-    cfg.set(0, config(), 0).unwrap();
-    // Mapping 1 at generation 1, mapping 2 withdrawn once (generation 2): flows of
-    // mapping 2 that began at generation 1 are dead.
-    let mut gens: Array<_, u32> = Array::try_from(bpf.map_mut(names::MAPPINGS).unwrap()).unwrap();
+    let lab = Lab::sandbox(&[
+        "--tcp-timeout",
+        TIMEOUT,
+        "--tcp-syn-timeout",
+        TIMEOUT,
+        "--tcp-transitory-timeout",
+        TIMEOUT,
+        "--tcp-time-wait-timeout",
+        TIMEOUT,
+        "--tcp-close-timeout",
+        TIMEOUT,
+        "--udp-timeout",
+        TIMEOUT,
+        "--udp-stream-timeout",
+        TIMEOUT,
+        "--icmp-timeout",
+        TIMEOUT,
+    ]);
+    // Mapping 1 at generation 1, mapping 2 withdrawn once (generation 2): the flows
+    // of mapping 2 that began at generation 1 are dead.
+    let mut gens: Array<MapData, u32> = pins::typed(&lab.name, names::MAPPINGS).expect("MAPPINGS");
     gens.set(1, 1, 0).unwrap();
     gens.set(2, 2, 0).unwrap();
-
-    assert_eq!(
-        census(&mut bpf),
-        expected(&bpf, netlab::datapath::ebpf::coarse_secs())
-    );
-
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
     let now = netlab::datapath::ebpf::coarse_secs();
-    fill(&mut bpf, names::CT, 3000, &mut rng, now);
-    fill(&mut bpf, names::CT_PENDING, 3000, &mut rng, now);
-    let got = census(&mut bpf);
-    let want = expected(&bpf, netlab::datapath::ebpf::coarse_secs());
-    assert_eq!(got, want);
+    fill(&lab, names::CT, 3000, &mut rng, now);
+    fill(&lab, names::CT_PENDING, 3000, &mut rng, now);
+
+    let state = lab.state();
+    let dp = netlab::datapath::for_kind(state.datapath);
+    let inspect = dp.inspect().expect("eBPF inspects");
+    let got = inspect.census(&state).expect("census");
+    let listed = inspect.flows(&state).expect("flows");
+    let want = FlowCensus::of(
+        Vec::new(),
+        &listed,
+        (state.nat.port_min, state.nat.port_max),
+    );
+    assert_eq!(got.flows, want.flows);
+    assert_eq!(got.half_open, want.half_open);
+    assert_eq!(got.nat_ports_in_use, want.nat_ports_in_use);
     // The random tables do hold every kind the census tells apart.
-    assert!(want.flows.iter().flatten().filter(|&&n| n > 0).count() >= 20);
+    assert!(want.flows.len() >= 20, "{:?}", want.flows);
     assert!(
         want.half_open[1..].iter().all(|&n| n > 0),
         "{:?}",
         want.half_open
     );
+    assert!(want.nat_ports_in_use > 1000, "{}", want.nat_ports_in_use);
     assert!(
-        want.nat_ports.iter().all(|&n| n > 100),
-        "{:?}",
-        want.nat_ports
+        listed.len() < 6000 && listed.len() > 1000,
+        "{}",
+        listed.len()
     );
-    assert!(want.entries[1] < 6000, "no halves in the LRU table");
-    // A second census finds the same: the first cleared its port bitmaps.
-    assert_eq!(census(&mut bpf), got);
 }
 
 /// Entries `CT` holds, walked key by key from the lab's pin.
-fn ct_holds(lab: &netlab_tests::Lab) -> u64 {
+fn ct_holds(lab: &Lab) -> u64 {
     let ct: HashMap<MapData, CtKey, CtEntry> =
-        netlab::datapath::ebpf::pins::typed(&lab.name, names::CT).expect("the lab's CT");
+        pins::typed(&lab.name, names::CT).expect("the lab's CT");
     ct.keys().count() as u64
 }
 
 /// `CT`'s `IN USE` in `netlab status`.
-fn ct_in_use(lab: &netlab_tests::Lab) -> u64 {
+fn ct_in_use(lab: &Lab) -> u64 {
     let status = lab.status();
     status["tables"]
         .as_array()
@@ -284,7 +194,7 @@ fn ct_in_use(lab: &netlab_tests::Lab) -> u64 {
 
 /// `n` two-way UDP streams from `from` to `addr` (a datagram, its answer, and another
 /// datagram: each stream is assured, and its flow enters `CT`).
-fn udp_streams(lab: &netlab_tests::Lab, from: &str, addr: &str, n: u32) {
+fn udp_streams(lab: &Lab, from: &str, addr: &str, n: u32) {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
     let script = format!(
         "import socket\nfor i in range({n}):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(5)\n    s.connect(('{host}', {port}))\n    s.send(b'ping')\n    s.recv(64)\n    s.send(b'ping')\n    s.recv(64)\n"
@@ -301,7 +211,7 @@ fn status_counts_the_established_table_as_it_is() {
     // Short timeouts: the collector empties CT within seconds. (Both FINs of a
     // connection crossing on two CPUs can leave its flow FIN_WAIT in CT; it then
     // expires as a closing flow.)
-    let lab = netlab_tests::Lab::sandbox(&[
+    let lab = Lab::sandbox(&[
         "--udp-stream-timeout",
         "3",
         "--tcp-transitory-timeout",
@@ -337,6 +247,12 @@ fn status_counts_the_established_table_as_it_is() {
         assert!(agree, "{what}: status counts {counted}, CT holds {walked}");
         walked
     };
+    let cfg = netlab::datapath::ebpf::read_config(&lab.name).expect("CONFIG");
+    assert_ne!(
+        cfg.flags & FLAG_COUNTS_CT,
+        0,
+        "the programs do not count CT"
+    );
     assert_eq!(same("a new lab"), 0);
 
     // UDP streams enter CT, two entries each.
@@ -368,20 +284,10 @@ fn status_counts_the_established_table_as_it_is() {
         .fill_conntrack(&state, 1000)
         .expect("fill");
     assert_eq!(filled, 1000);
-    assert_eq!(same("1000 synthetic flows"), 2000);
-    // What status counted by: the counters `netlab stats` shows.
-    let stat = |name: &str| lab.stat("counters", name);
-    assert_eq!(stat("ct_entries_filled"), 2000);
-    assert_eq!(stat("ct_entries_flushed"), 20);
-    assert!(
-        stat("ct_entries_added") >= 60,
-        "{}",
-        stat("ct_entries_added")
-    );
-    assert_eq!(
-        stat("ct_entries_added") + stat("ct_entries_filled")
-            - stat("ct_entries_removed")
-            - stat("ct_entries_flushed"),
-        2000
-    );
+    // The collector may take the synthetic flows (3 s) while this runs: the count
+    // follows it.
+    assert!(same("1000 synthetic flows") <= 2000);
+    assert_eq!(lab.stat("counters", "ct_entries_filled"), 2000);
+    assert_eq!(lab.stat("counters", "ct_entries_flushed"), 20);
+    assert!(lab.stat("counters", "ct_entries_added") >= 60);
 }

@@ -68,12 +68,19 @@ pub struct FlowCensus {
     /// Flows by table, state (as [`Flow::state`]) and protocol; kinds with none are
     /// left out.
     pub flows: Vec<FlowKind>,
-    /// TCP flows being opened (SYN_SENT, SYN_RECV), by age: below each of
-    /// `netlab_common::census::HALF_OPEN_BOUNDS` seconds, then the rest.
-    pub half_open: [u64; netlab_common::census::HALF_OPEN_AGES],
+    /// TCP flows being opened (SYN_SENT, SYN_RECV), by age ([`HALF_OPEN_AGES`]).
+    pub half_open: [u64; HALF_OPEN_AGES.len()],
     /// Distinct NAT source ports held by masqueraded flows (per protocol, summed).
     pub nat_ports_in_use: u64,
 }
+
+/// Half-open age buckets: a name, and the age (seconds) a flow is below.
+pub const HALF_OPEN_AGES: [(&str, u64); 4] = [
+    ("0-1s", 1),
+    ("1-10s", 10),
+    ("10-30s", 30),
+    ("30s+", u64::MAX),
+];
 
 /// How many flows of one table, state and protocol there are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,43 +91,114 @@ pub struct FlowKind {
     pub flows: u64,
 }
 
-impl FlowCensus {
-    /// The census of a listing of flows, with the NAT's port range (inclusive).
-    pub fn of(tables: Vec<TableInfo>, flows: &[Flow], nat_ports: (u16, u16)) -> FlowCensus {
-        use netlab_common::census::age_bucket;
-        let mut kinds: std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64> =
-            Default::default();
-        let mut half_open = [0u64; netlab_common::census::HALF_OPEN_AGES];
-        let mut ports: Vec<(&str, u16)> = Vec::new();
-        for f in flows {
-            *kinds.entry((f.table, f.state, f.proto)).or_default() += 1;
-            if f.proto == "tcp" && matches!(f.state, "SYN_SENT" | "SYN_RECV") {
-                half_open[age_bucket(f.age_secs.min(u32::MAX as u64) as u32)] += 1;
-            }
-            let (lo, hi) = nat_ports;
-            if f.translated.src != f.original.src
-                && (lo..=hi).contains(&f.translated.sport)
-                && matches!(f.proto, "tcp" | "udp" | "icmp")
-            {
-                ports.push((f.proto, f.translated.sport));
-            }
+/// A census being taken, one flow at a time (a million of them in a scrape: a few
+/// kinds found by identity, ports in bitmaps).
+pub struct Tally {
+    /// (table, state, protocol, flows), in the order first seen.
+    kinds: Vec<(&'static str, &'static str, &'static str, u64)>,
+    half_open: [u64; HALF_OPEN_AGES.len()],
+    /// A bit per port of the NAT's range, for TCP, UDP and ICMP.
+    ports: [Vec<u64>; 3],
+    nat_ports: (u16, u16),
+}
+
+/// The same string, by identity first (the names are static).
+fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+impl Tally {
+    /// For a NAT with this port range (inclusive).
+    pub fn new(nat_ports: (u16, u16)) -> Tally {
+        let words = (usize::from(nat_ports.1.saturating_sub(nat_ports.0)) + 1).div_ceil(64);
+        Tally {
+            kinds: Vec::new(),
+            half_open: [0; HALF_OPEN_AGES.len()],
+            ports: [vec![0; words], vec![0; words], vec![0; words]],
+            nat_ports,
         }
-        ports.sort_unstable();
-        ports.dedup();
+    }
+
+    /// Counts one flow: its kind, its age if it is being opened, and its NAT port if it
+    /// is masqueraded (its translated source address is not its own) within the range.
+    pub fn add(
+        &mut self,
+        table: &'static str,
+        state: &'static str,
+        proto: &'static str,
+        age_secs: u64,
+        masqueraded: bool,
+        translated_sport: u16,
+    ) {
+        match self
+            .kinds
+            .iter_mut()
+            .find(|k| same(k.0, table) && same(k.1, state) && same(k.2, proto))
+        {
+            Some(k) => k.3 += 1,
+            None => self.kinds.push((table, state, proto, 1)),
+        }
+        if proto == "tcp" && matches!(state, "SYN_SENT" | "SYN_RECV") {
+            let bucket = HALF_OPEN_AGES
+                .iter()
+                .position(|(_, below)| age_secs < *below)
+                .unwrap_or(HALF_OPEN_AGES.len() - 1);
+            self.half_open[bucket] += 1;
+        }
+        let (lo, hi) = self.nat_ports;
+        let bitmap = match proto {
+            "tcp" => 0,
+            "udp" => 1,
+            "icmp" => 2,
+            _ => return,
+        };
+        if masqueraded && (lo..=hi).contains(&translated_sport) {
+            let bit = usize::from(translated_sport - lo);
+            self.ports[bitmap][bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// The census, with the lab's tables.
+    pub fn finish(mut self, tables: Vec<TableInfo>) -> FlowCensus {
+        self.kinds.sort_unstable();
         FlowCensus {
             tables,
-            flows: kinds
+            flows: self
+                .kinds
                 .into_iter()
-                .map(|((table, state, proto), flows)| FlowKind {
+                .map(|(table, state, proto, flows)| FlowKind {
                     table,
                     state,
                     proto,
                     flows,
                 })
                 .collect(),
-            half_open,
-            nat_ports_in_use: ports.len() as u64,
+            half_open: self.half_open,
+            nat_ports_in_use: self
+                .ports
+                .iter()
+                .flatten()
+                .map(|w| u64::from(w.count_ones()))
+                .sum(),
         }
+    }
+}
+
+impl FlowCensus {
+    /// The census of a listing of flows, with the NAT's port range (inclusive).
+    pub fn of(tables: Vec<TableInfo>, flows: &[Flow], nat_ports: (u16, u16)) -> FlowCensus {
+        let mut tally = Tally::new(nat_ports);
+        for f in flows {
+            tally.add(
+                f.table,
+                f.state,
+                f.proto,
+                f.age_secs,
+                f.translated.src != f.original.src,
+                f.translated.sport,
+            );
+        }
+        tally.finish(tables)
     }
 
     /// Flows of one table.

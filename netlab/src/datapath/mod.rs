@@ -11,7 +11,7 @@ pub mod routed;
 
 use std::path::PathBuf;
 
-pub use inspect::{Counters, Flow, FlowCensus, FlowKind, PortCounters, TableInfo};
+pub use inspect::{Counters, Flow, FlowCensus, FlowKind, PortCounters, TableInfo, Tally};
 
 use crate::{
     error::{Error, Result},

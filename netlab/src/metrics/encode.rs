@@ -25,6 +25,7 @@ use prometheus_client::{
 };
 
 use super::LabFigures;
+use crate::datapath::inspect::HALF_OPEN_AGES;
 
 /// How a scrape is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,7 +331,7 @@ impl Families {
         }
         // Every age bucket is there, empty or not: a query need not tell "none" from
         // "not scraped".
-        for (age, n) in AGES.iter().zip(c.half_open) {
+        for ((age, _), n) in HALF_OPEN_AGES.iter().zip(c.half_open) {
             self.half_open
                 .get_or_create(&AgeL {
                     lab: f.lab.clone(),
@@ -347,9 +348,6 @@ impl Families {
             .set(evicted as i64);
     }
 }
-
-/// Half-open age buckets' names (`netlab_common::census::HALF_OPEN_BOUNDS`).
-const AGES: [&str; netlab_common::census::HALF_OPEN_AGES] = ["0-1s", "1-10s", "10-30s", "30s+"];
 
 /// One scrape of `labs`.
 pub fn encode(labs: &[LabFigures], format: Format) -> String {

@@ -103,9 +103,21 @@ pub fn count(map: &MapData) -> Result<u64> {
     Ok(n)
 }
 
-/// Every entry of a hash map with keys `K` and values `V`, which must be the map's
-/// own sizes.
-pub fn entries<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>> {
+/// Calls `each` on every entry of a hash map with keys `K` and values `V`, which must
+/// be the map's own sizes, a batch at a time (nothing is collected).
+pub fn for_each<K: Pod, V: Pod>(map: &MapData, mut each: impl FnMut(&K, &V)) -> Result<()> {
+    let (ks, vs) = sizes::<K, V>(map)?;
+    walk(map, |keys, values, got| {
+        for i in 0..got {
+            let k = bytemuck::pod_read_unaligned::<K>(&keys[i * ks..(i + 1) * ks]);
+            let v = bytemuck::pod_read_unaligned::<V>(&values[i * vs..(i + 1) * vs]);
+            each(&k, &v);
+        }
+    })
+}
+
+/// The key and value sizes of `K` and `V`, checked against the map's own.
+fn sizes<K, V>(map: &MapData) -> Result<(usize, usize)> {
     let info = map
         .info()
         .map_err(|e| Error::ebpf("map info", e.to_string()))?;
@@ -120,14 +132,13 @@ pub fn entries<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>> {
             ),
         ));
     }
+    Ok((ks, vs))
+}
+
+/// Every entry of a hash map with keys `K` and values `V`, which must be the map's
+/// own sizes.
+pub fn entries<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>> {
     let mut out = Vec::new();
-    walk(map, |keys, values, got| {
-        out.extend((0..got).map(|i| {
-            (
-                bytemuck::pod_read_unaligned::<K>(&keys[i * ks..(i + 1) * ks]),
-                bytemuck::pod_read_unaligned::<V>(&values[i * vs..(i + 1) * vs]),
-            )
-        }));
-    })?;
+    for_each(map, |k: &K, v: &V| out.push((*k, *v)))?;
     Ok(out)
 }

@@ -1,96 +1,90 @@
-//! Counting a lab's conntrack tables in the kernel: runs its pinned `census` program
-//! (BPF_PROG_TEST_RUN) and reads the [`Census`] it writes into the packet. A walk of
-//! a million flows there takes a fraction of copying them out (`batch`).
+//! Counting a lab's tracked flows for `metrics` without listing them: each conntrack
+//! table read once, in batches, and every flow counted as `netlab conntrack` would
+//! list it (from the half that opened it, its mapping not withdrawn, not idle past its
+//! timeout both ways), into a [`Tally`].
+//!
+//! The established table is read in one pass without pairing its halves, which both
+//! come and go together there (a lone half exists only between two calls of one
+//! program): the other half is looked up only for a flow idle its own way, to tell
+//! whether it is idle both ways. The LRU table, an eighth of the flows at most, is
+//! paired whole, as the listing does: its halves can be evicted one at a time.
+//!
+//! Userspace, not a program: a walk of a million entries in the kernel takes a fifth
+//! of a second or more, all of it with preemption (since Linux 6.4, bottom halves)
+//! off on its CPU, and a scrape must not hold up packets.
 
-use aya::{
-    TestRun as _,
-    programs::{SchedClassifier, TestRunOptions},
-};
+use std::collections::HashMap as StdHashMap;
+
+use aya::maps::{Array, HashMap, MapData};
 use netlab_common::{
-    census::{Census, SLOT_ICMP, SLOT_OTHER, SLOT_UDP, TABLE_PENDING, TCP_SLOTS},
-    conntrack::tcp_state_name,
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    maps as names,
+    proto::IPPROTO_TCP,
 };
 
-use super::pins;
-use crate::{
-    datapath::{FlowCensus, FlowKind, TableInfo},
-    error::{Error, Result},
-};
+use super::{batch, coarse_secs, flows, pins, read_config};
+use crate::{datapath::Tally, error::Result};
 
-/// The census program's pin in the lab's directory.
-pub const PROG_PIN: &str = "census_prog";
-
-/// The census of a running lab, of both tables or the LRU table only (`walk`:
-/// `WALK_BOTH`, `WALK_PENDING`); `None` when its pins have no census program (a lab
-/// made by a netlab before it), whose tables are then read whole.
-pub fn take(lab: &str, walk: u8) -> Result<Option<Census>> {
-    let pin = pins::dir(lab).join(PROG_PIN);
-    if !pin.exists() {
-        return Ok(None);
-    }
-    let prog = SchedClassifier::from_pin(&pin)
-        .map_err(|e| Error::ebpf("open pinned program", format!("{PROG_PIN}: {e}")))?;
-    // The program writes the census over the frame's first bytes; room for it and an
-    // Ethernet header at least.
-    let size = size_of::<Census>().max(64);
-    let mut frame = vec![0u8; size];
-    frame[0] = walk;
-    let mut out = vec![0u8; size];
-    let rc = prog
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .map_err(|e| Error::ebpf("count conntrack", e))?
-        .return_value;
-    let census: Census = bytemuck::pod_read_unaligned(&out[..size_of::<Census>()]);
-    if rc != 0 || census.done != 1 {
-        return Err(Error::ebpf(
-            "count conntrack",
-            format!("the census program returned {rc}"),
-        ));
-    }
-    Ok(Some(census))
-}
-
-/// A census as `metrics` shows it (table and state named as `netlab conntrack` names
-/// them), with the lab's `tables`.
-pub fn flows(tables: Vec<TableInfo>, c: &Census) -> FlowCensus {
-    let mut kinds: std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64> =
-        Default::default();
-    for (t, slots) in c.flows.iter().enumerate() {
-        let table = if t == TABLE_PENDING {
-            "pending"
+/// Counts the flows of both tables into `tally`.
+pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
+    let cfg = read_config(lab)?;
+    let now = coarse_secs();
+    let generations: Array<MapData, u32> = pins::typed(lab, names::MAPPINGS)?;
+    // Each mapping's generation, read once.
+    let mut gens: StdHashMap<u32, u32> = StdHashMap::new();
+    let mut withdrawn = |e: &CtEntry| {
+        e.pub_id != 0
+            && *gens
+                .entry(e.pub_id)
+                .or_insert_with(|| generations.get(&e.pub_id, 0).unwrap_or(0))
+                != e.pub_gen
+    };
+    let dead = |k: &CtKey, e: &CtEntry| expired(&cfg, k.proto, e.state, e.flags, e.last_seen, now);
+    let add = |table: &'static str, k: &CtKey, e: &CtEntry, tally: &mut Tally| {
+        let state = if k.proto == IPPROTO_TCP {
+            tcp_state_name(e.state)
         } else {
-            "confirmed"
+            "-"
         };
-        for (slot, &n) in slots.iter().enumerate() {
-            let (state, proto) = match slot {
-                s if s < TCP_SLOTS => (tcp_state_name(s as u8), "tcp"),
-                SLOT_UDP => ("-", "udp"),
-                SLOT_ICMP => ("-", "icmp"),
-                SLOT_OTHER => ("-", "other"),
-                _ => continue,
-            };
-            if n > 0 {
-                // States past the last one all read "NONE".
-                *kinds.entry((table, state, proto)).or_default() += n as u64;
+        tally.add(
+            table,
+            state,
+            flows::proto_name(k.proto),
+            now.saturating_sub(e.created) as u64,
+            e.saddr != k.saddr,
+            u16::from_be(e.sport),
+        );
+    };
+
+    let ct: HashMap<MapData, CtKey, CtEntry> = pins::typed(lab, names::CT)?;
+    batch::for_each::<CtKey, CtEntry>(&pins::map_data(lab, names::CT)?, |k, e| {
+        if e.flags & FLAG_ORIGIN == 0 || withdrawn(e) {
+            return;
+        }
+        if dead(k, e) {
+            match ct.get(&e.pair_key(k.proto), 0) {
+                Ok(p) if !dead(k, &p) => {}
+                _ => return,
             }
         }
-    }
-    FlowCensus {
-        tables,
-        flows: kinds
+        add("confirmed", k, e, tally);
+    })?;
+
+    let pending: StdHashMap<CtKey, CtEntry> =
+        batch::entries(&pins::map_data(lab, names::CT_PENDING)?)?
             .into_iter()
-            .map(|((table, state, proto), flows)| FlowKind {
-                table,
-                state,
-                proto,
-                flows,
-            })
-            .collect(),
-        half_open: c.half_open.map(u64::from),
-        nat_ports_in_use: c.nat_ports.iter().map(|&n| n as u64).sum(),
+            .collect();
+    for (k, e) in &pending {
+        if e.flags & FLAG_ORIGIN == 0 || withdrawn(e) {
+            continue;
+        }
+        let Some(reply) = pending.get(&e.pair_key(k.proto)) else {
+            continue;
+        };
+        if dead(k, e) && dead(k, reply) {
+            continue;
+        }
+        add("pending", k, e, tally);
     }
+    Ok(())
 }

@@ -37,7 +37,7 @@ fn ip(raw: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from_be(raw))
 }
 
-fn proto_name(p: u8) -> &'static str {
+pub(super) fn proto_name(p: u8) -> &'static str {
     match p {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
@@ -104,25 +104,47 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
 
 /// Deletes every entry of both tables; returns how many flows went. `CT`'s entries
 /// removed are counted (`ct_entries_flushed`), so that `status` still knows what it
-/// holds.
+/// holds; Ctrl-C waits for the count (see [`uninterrupted`]).
 pub fn flush(lab: &str) -> Result<usize> {
-    let mut n = 0;
-    for (_, pinned) in TABLES {
-        let mut map: Table = pins::typed(lab, pinned)?;
-        let mut removed = 0u64;
-        for (k, e) in entries(lab, pinned)? {
-            if map.remove(&k).is_ok() {
-                removed += 1;
-                if e.flags & FLAG_ORIGIN != 0 {
-                    n += 1;
+    uninterrupted(|| {
+        let mut n = 0;
+        for (_, pinned) in TABLES {
+            let mut map: Table = pins::typed(lab, pinned)?;
+            let mut removed = 0u64;
+            for (k, e) in entries(lab, pinned)? {
+                if map.remove(&k).is_ok() {
+                    removed += 1;
+                    if e.flags & FLAG_ORIGIN != 0 {
+                        n += 1;
+                    }
                 }
             }
+            if pinned == names::CT {
+                count_by_user(lab, counter::CT_ENTRIES_FLUSHED, removed)?;
+            }
         }
-        if pinned == names::CT {
-            count_by_user(lab, counter::CT_ENTRIES_FLUSHED, removed)?;
+        Ok(n)
+    })
+}
+
+/// Runs `f` with SIGINT, SIGTERM and SIGHUP held, delivered once it is done: a change
+/// of `CT` from userspace and its count are one step, so that `status` never counts
+/// entries a stopped flush removed (or a stopped fill added). Only SIGKILL can part
+/// them.
+fn uninterrupted<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    // SAFETY: plain signal-mask calls on a sigset_t this function owns.
+    unsafe {
+        let mut held: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut held);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut held, sig);
         }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut before);
+        let out = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        out
     }
-    Ok(n)
 }
 
 /// Fills the established table with `n` synthetic flows (the benchmark's "CRR with a
@@ -132,6 +154,11 @@ pub fn flush(lab: &str) -> Result<usize> {
 /// neither expiry nor the collector removes them during a measurement. Returns how many
 /// went in (the table may be smaller).
 pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
+    uninterrupted(|| fill_now(lab, state, n))
+}
+
+/// [`fill`], with the signals held.
+fn fill_now(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
     use netlab_common::conntrack::{
         FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     };

@@ -23,14 +23,13 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    census::{Census, TABLE_PENDING, WALK_BOTH, WALK_PENDING},
-    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_COUNTS_CT, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
 };
 
 use super::{
-    Counters, Datapath, FillConntrack, Flow, FlowCensus, Inspect, PortCounters, TableInfo,
+    Counters, Datapath, FillConntrack, Flow, FlowCensus, Inspect, PortCounters, TableInfo, Tally,
 };
 use crate::{
     error::{Error, Errors, Result},
@@ -99,7 +98,8 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
         udp_secs: nat.udp_secs,
         udp_stream_secs: nat.udp_stream_secs,
         icmp_secs: nat.icmp_secs,
-        flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 }
+        flags: FLAG_COUNTS_CT
+            | if nat.fast_path { FLAG_FAST_PATH } else { 0 }
             | match state.device {
                 Device::Veth => 0,
                 Device::Netkit => FLAG_NETKIT,
@@ -235,7 +235,6 @@ impl Datapath for Ebpf {
         for (prog_name, pin) in [
             (names::PROG_UPLINK_INGRESS, uplinks::INGRESS_PROG_PIN),
             (names::PROG_UPLINK_EGRESS, uplinks::EGRESS_PROG_PIN),
-            (names::PROG_CENSUS, census::PROG_PIN),
         ] {
             load_program(&mut bpf, prog_name)?
                 .pin(dir.join(pin))
@@ -351,36 +350,28 @@ impl Inspect for Ebpf {
     }
 
     fn tables(&self, state: &LabState) -> Result<Vec<TableInfo>> {
-        tables(state, census::take(&state.name, WALK_PENDING)?.as_ref())
+        tables(state)
     }
 
     fn census(&self, state: &LabState) -> Result<FlowCensus> {
-        match census::take(&state.name, WALK_BOTH)? {
-            Some(c) => Ok(census::flows(tables(state, Some(&c))?, &c)),
-            None => Ok(FlowCensus::of(
-                tables(state, None)?,
-                &self.flows(state)?,
-                (state.nat.port_min, state.nat.port_max),
-            )),
-        }
+        let mut tally = Tally::new((state.nat.port_min, state.nat.port_max));
+        census::count(&state.name, &mut tally)?;
+        Ok(tally.finish(tables(state)?))
     }
 }
 
-/// A lab's tables. With a census (of the LRU table at least): `CT`'s entries as the
-/// programs and userspace counted them in and out (no walk), `CT_PENDING`'s as the
-/// census found them. Without one (a lab made before the census), both read whole.
-/// The fragments' table (8,192 entries at most) is read whole.
-fn tables(state: &LabState, census: Option<&Census>) -> Result<Vec<TableInfo>> {
-    let (ct, pending) = match census {
-        Some(c) => (
-            Some(ct_entries(&read_stats(&state.name)?)),
-            Some(c.entries[TABLE_PENDING] as u64),
-        ),
-        None => (None, None),
+/// A lab's tables. `CT`'s entries are what the programs and userspace counted in and
+/// out (no walk; a lab brought up before they counted is walked); the other two are
+/// counted by reading them (an eighth of the flows, and 8,192 entries, at most).
+fn tables(state: &LabState) -> Result<Vec<TableInfo>> {
+    let counted = read_config(&state.name)?.flags & FLAG_COUNTS_CT != 0;
+    let ct = match counted {
+        true => Some(ct_entries(&read_stats(&state.name)?)),
+        false => None,
     };
     Ok(vec![
         pins::info(&state.name, names::CT, ct)?,
-        pins::info(&state.name, names::CT_PENDING, pending)?,
+        pins::info(&state.name, names::CT_PENDING, None)?,
         pins::info(&state.name, names::FRAGS, None)?,
     ])
 }
