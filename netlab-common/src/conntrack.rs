@@ -132,6 +132,12 @@ pub const FLAG_STREAM: u8 = 8;
 pub const FLAG_ACKED: u8 = 16;
 /// TCP: this direction's SYN carried the window scale option (in `wscale`).
 pub const FLAG_WSCALE: u8 = 32;
+/// In [`CtEntry::wscale`] (whose scale is its low four bits): this direction has sent
+/// a FIN since the flow was established. Written only by this direction's packets and
+/// never mirrored, so that FINs crossing on two CPUs both leave their mark where the
+/// flow's state, written by both without a lock, may keep only one; a flow closing
+/// one way whose two halves both carry it has closed both ways ([`TCP_TIME_WAIT`]).
+pub const WSCALE_FIN: u8 = 0x80;
 /// The flags every packet of a flow may change; the TCP window flags are per direction
 /// and never copied to the other half.
 pub const FLAGS_PER_DIRECTION: u8 = FLAG_ORIGIN | FLAG_ACKED | FLAG_WSCALE;

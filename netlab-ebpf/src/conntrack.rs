@@ -31,11 +31,12 @@ use netlab_common::{
     config::Config,
     conntrack::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_WSCALE, FLAGS_PER_DIRECTION,
-        RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_NONE, TCP_SYN_SENT, expired, next_flags, offer,
-        rst_verdict, seq_after, tcp_next_state,
+        RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE,
+        TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, expired, next_flags, offer, rst_verdict,
+        seq_after, tcp_next_state,
     },
     nat::{SNAT_RETRIES, candidate_port},
-    proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_RST, TCP_SYN},
+    proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     stats::{DropReason, counter},
 };
 
@@ -188,11 +189,23 @@ pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> Result<CtEntry, 
     e.bytes += pkt.len as u64;
     maps::count_publish(e.pub_id, pkt.len);
     let from_origin = e.flags & FLAG_ORIGIN != 0;
-    let state = if tcp && !reset_kept {
+    let mut state = if tcp && !reset_kept {
         tcp_next_state(e.state, pkt.flags, from_origin)
     } else {
         e.state
     };
+    if tcp && closing_fin(e.state, pkt.flags) && e.wscale & WSCALE_FIN == 0 {
+        e.wscale |= WSCALE_FIN;
+    }
+    // Two FINs that crossed on two CPUs each moved the flow one way closed; one of the
+    // two states was kept. Both halves' marks say the flow is closed both ways.
+    if tcp
+        && (state == TCP_FIN_WAIT || state == TCP_CLOSE_WAIT)
+        && e.wscale & WSCALE_FIN != 0
+        && other_half_sent_fin(key, hit, e)
+    {
+        state = TCP_TIME_WAIT;
+    }
     // A SYN that moves the handshake on (the opener's, reopening a closed flow; the
     // answer's SYN-ACK) says which window scale its side uses. Any other SYN (a
     // retransmission, or one thrown into an established flow) changes nothing.
@@ -265,6 +278,28 @@ pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> Result<CtEntry, 
         }
     }
     Ok(out)
+}
+
+/// Whether a segment with `flags` is a FIN that closes its direction of a flow in
+/// `state` (established, or closing the other way already).
+#[inline(always)]
+fn closing_fin(state: u8, flags: u8) -> bool {
+    flags & (TCP_FIN | TCP_RST) == TCP_FIN
+        && (state == TCP_ESTABLISHED || state == TCP_FIN_WAIT || state == TCP_CLOSE_WAIT)
+}
+
+/// Whether the other half of the flow of `e` carries [`WSCALE_FIN`].
+#[inline(always)]
+fn other_half_sent_fin(key: &CtKey, hit: &Hit, e: &CtEntry) -> bool {
+    let other = if hit.pair.is_null() {
+        match maps::ct_get(hit.table, &e.pair_key(key.proto)) {
+            Some(p) => p,
+            None => return false,
+        }
+    } else {
+        hit.pair
+    };
+    unsafe { (*other).wscale & WSCALE_FIN != 0 }
 }
 
 /// What a reset from the side of `e` does to the flow ([`rst_verdict`]), by the

@@ -12,8 +12,8 @@ use aya::{
 use netlab_common::{
     config::Config,
     conntrack::{
-        CtEntry, CtKey, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, ZONE_FROM_CTR,
-        ZONE_FROM_OUTSIDE,
+        CtEntry, CtKey, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT,
+        WSCALE_FIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     },
     maps::{self as names, CONNTRACK_MAX_DEFAULT, pending_entries},
     stats::{DropReason, counter},
@@ -612,6 +612,53 @@ fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
             .iter()
             .all(|(_, e)| e.state == TCP_CLOSE)
     );
+}
+
+/// Two FINs that cross on two CPUs: each moves the flow one way closed, and the state,
+/// written without a lock, keeps only one (here the container's FIN_WAIT, wan's FIN
+/// lost). Each FIN also marked its own half; the next segment finds both marks and
+/// closes the flow both ways: TIME_WAIT, out of the established table.
+#[test]
+fn fins_that_crossed_close_the_flow_both_ways() {
+    const FIN: u8 = 0x01;
+    let mut dp = Datapath::new(config());
+    let ctr = Ipv4::new(CTR, INTERNET, TCP);
+    let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (1000, 0), b"")
+    });
+    let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
+    dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));
+    dp.egress(&ctr.tcp_at(45_000, 80, ACK, (1001, 5001), b""));
+    assert_eq!(dp.table(names::CT).len(), 2, "established");
+
+    // wan's FIN, on one CPU: CLOSE_WAIT, wan's half marked.
+    dp.ingress(&wan.tcp_at(80, port, FIN | ACK, (5001, 1001), b""));
+    // The container's FIN on another CPU at the same moment saw ESTABLISHED and wrote
+    // FIN_WAIT last: what it left is written here by hand (its mark on its own half,
+    // its state on both).
+    let mut ct: HashMap<_, CtKey, CtEntry> =
+        HashMap::try_from(dp.bpf.map_mut(names::CT).unwrap()).unwrap();
+    let entries: Vec<(CtKey, CtEntry)> = ct.iter().map(|r| r.unwrap()).collect();
+    for (k, mut e) in entries {
+        assert_eq!(e.state, netlab_common::conntrack::TCP_CLOSE_WAIT);
+        let wan_half = e.flags & netlab_common::conntrack::FLAG_ORIGIN == 0;
+        assert_eq!(
+            e.wscale & WSCALE_FIN != 0,
+            wan_half,
+            "only wan's half marked"
+        );
+        e.state = netlab_common::conntrack::TCP_FIN_WAIT;
+        e.wscale |= WSCALE_FIN;
+        ct.insert(k, e, 0).unwrap();
+    }
+    // The container acknowledges wan's FIN: closed both ways.
+    let (verdict, _) = dp.egress(&ctr.tcp_at(45_000, 80, ACK, (1002, 5002), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert!(dp.table(names::CT).is_empty(), "left the established table");
+    let pending = dp.table(names::CT_PENDING);
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|(_, e)| e.state == TCP_TIME_WAIT));
 }
 
 /// A new flow leaving by an interface without an IPv4 address (the program runs on

@@ -6,7 +6,7 @@
 use netlab_common::conntrack::{
     CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
     FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
-    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, offer, rst_verdict, seq_after,
+    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, offer, rst_verdict, seq_after,
 };
 
 use super::wire::{ICMP, Pkt, TCP};
@@ -82,6 +82,8 @@ pub struct Window {
     /// The scale its SYN announced (`announced`), used once both sides announced one.
     pub wscale: u8,
     pub announced: bool,
+    /// It has sent a FIN closing its direction (`WSCALE_FIN` in the entry's `wscale`).
+    pub fin: bool,
 }
 
 impl Window {
@@ -173,7 +175,7 @@ impl Flow {
                 flags: flags
                     | if w.acked { FLAG_ACKED } else { 0 }
                     | if w.announced { FLAG_WSCALE } else { 0 },
-                wscale: w.wscale,
+                wscale: w.wscale | if w.fin { WSCALE_FIN } else { 0 },
                 pub_id: self.pub_id,
                 packets: self.packets[i],
                 bytes: self.bytes[i],
@@ -224,6 +226,19 @@ impl Flow {
             let before = self.state;
             if !kept {
                 self.state = tcp_next(self.state, p.flags, opener);
+            }
+            // A FIN closing its direction marks it; both directions marked while the
+            // flow is closing one way is a flow closed both ways.
+            if p.flags & (FIN | RST) == FIN
+                && matches!(before, TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT)
+            {
+                self.win[i].fin = true;
+            }
+            if matches!(self.state, TCP_FIN_WAIT | TCP_CLOSE_WAIT)
+                && self.win[0].fin
+                && self.win[1].fin
+            {
+                self.state = TCP_TIME_WAIT;
             }
             if p.flags & SYN != 0 && self.state != before {
                 self.handshake(i, p);
@@ -280,7 +295,9 @@ impl Flow {
             w.acked = false;
             w.announced = false;
         }
+        // The entry's whole `wscale` byte is written: its FIN mark goes too.
         w.wscale = p.wscale.unwrap_or(0);
+        w.fin = false;
         w.announced |= p.wscale.is_some();
         let [a, b] = &mut self.win;
         let (w, other) = if i == 0 { (a, b) } else { (b, a) };
@@ -288,9 +305,11 @@ impl Flow {
             other.acked = false;
             other.announced = false;
             other.wscale = 0;
+            other.fin = false;
         } else if !(w.announced && other.announced) {
             w.wscale = 0;
             other.wscale = 0;
+            other.fin = false;
         }
     }
 }
