@@ -291,30 +291,30 @@ fn closing_fin(state: u8, flags: u8) -> bool {
 /// Whether the other half of the flow of `e` carries [`WSCALE_FIN`].
 #[inline(always)]
 fn other_half_sent_fin(key: &CtKey, hit: &Hit, e: &CtEntry) -> bool {
-    let other = if hit.pair.is_null() {
-        match maps::ct_get(hit.table, &e.pair_key(key.proto)) {
-            Some(p) => p,
-            None => return false,
-        }
+    match other_half(key, hit, e) {
+        Some(other) => unsafe { (*other).wscale & WSCALE_FIN != 0 },
+        None => false,
+    }
+}
+
+/// The other half of the flow of `e`: at hand for a flow being opened, looked up for
+/// an established one; `None` when it cannot be found.
+#[inline(always)]
+fn other_half(key: &CtKey, hit: &Hit, e: &CtEntry) -> Option<*mut CtEntry> {
+    if hit.pair.is_null() {
+        maps::ct_get(hit.table, &e.pair_key(key.proto))
     } else {
-        hit.pair
-    };
-    unsafe { (*other).wscale & WSCALE_FIN != 0 }
+        Some(hit.pair)
+    }
 }
 
 /// What a reset from the side of `e` does to the flow ([`rst_verdict`]), by the
-/// window the other side offered. The other half is at hand for a flow being opened;
-/// an established flow's is looked up, for resets only. A flow whose other half cannot
-/// be found has no window to hold the reset to.
+/// window the other side offered (its other half is looked up for resets only). A
+/// flow whose other half cannot be found has no window to hold the reset to.
 #[inline(always)]
 fn reset_verdict(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> u8 {
-    let receiver = if hit.pair.is_null() {
-        match maps::ct_get(hit.table, &e.pair_key(key.proto)) {
-            Some(p) => p,
-            None => return RST_CLOSES,
-        }
-    } else {
-        hit.pair
+    let Some(receiver) = other_half(key, hit, e) else {
+        return RST_CLOSES;
     };
     let r = unsafe { &*receiver };
     rst_verdict(
