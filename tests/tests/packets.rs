@@ -569,13 +569,11 @@ fn port_exhaustion_is_a_counted_drop_not_a_corruption() {
     assert!(ports.contains(&View::new(&out).sport()));
 }
 
-/// nf_conntrack's reset rule on an established masqueraded flow: a reset before what
-/// its receiver acknowledged (or past its window) is dropped; one in the window but
-/// not at the exact number passes and leaves the flow established (the receiver
-/// answers with a challenge ACK); one at exactly RCV.NXT closes it.
-#[test]
-fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
-    const RST: u8 = 0x04;
+/// A masqueraded TCP flow from the container's port 45000 to wan's 80, established:
+/// the container's SYN at 1000, wan's SYN-ACK at 5000, and the container's ACK of
+/// 5001 with a 65535-byte window (unscaled). The datapath, the container's and wan's
+/// packet makers, and the flow's NAT port.
+fn established() -> (Datapath, Ipv4, Ipv4, u16) {
     let mut dp = Datapath::new(config());
     let ctr = Ipv4::new(CTR, INTERNET, TCP);
     let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
@@ -584,8 +582,18 @@ fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
     });
     let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
     dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));
-    // The container acknowledges 5001 with a 65535-byte window (unscaled).
     dp.egress(&ctr.tcp_at(45_000, 80, ACK, (1001, 5001), b""));
+    (dp, ctr, wan, port)
+}
+
+/// nf_conntrack's reset rule on an established masqueraded flow: a reset before what
+/// its receiver acknowledged (or past its window) is dropped; one in the window but
+/// not at the exact number passes and leaves the flow established (the receiver
+/// answers with a challenge ACK); one at exactly RCV.NXT closes it.
+#[test]
+fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
+    const RST: u8 = 0x04;
+    let (mut dp, _, wan, port) = established();
     let states =
         |dp: &Datapath| -> Vec<u8> { dp.table(names::CT).iter().map(|(_, e)| e.state).collect() };
     assert_eq!(states(&dp), [TCP_ESTABLISHED; 2]);
@@ -621,15 +629,7 @@ fn resets_are_refused_kept_or_closing_by_their_sequence_number() {
 #[test]
 fn fins_that_crossed_close_the_flow_both_ways() {
     const FIN: u8 = 0x01;
-    let mut dp = Datapath::new(config());
-    let ctr = Ipv4::new(CTR, INTERNET, TCP);
-    let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
-    let port = masquerade(&mut dp, &syn, |p| {
-        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (1000, 0), b"")
-    });
-    let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
-    dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));
-    dp.egress(&ctr.tcp_at(45_000, 80, ACK, (1001, 5001), b""));
+    let (mut dp, ctr, wan, port) = established();
     assert_eq!(dp.table(names::CT).len(), 2, "established");
 
     // wan's FIN, on one CPU: CLOSE_WAIT, wan's half marked.
