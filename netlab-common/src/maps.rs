@@ -81,7 +81,8 @@ pub const fn gc_queue_entries(flows: u32) -> u32 {
 /// Runtime configuration: array of one [`crate::config::Config`].
 pub const CONFIG: &str = "CONFIG";
 
-/// Per-CPU array of `u64` counters, indexed by [`crate::stats`].
+/// Per-CPU array of [`crate::stats::Counters`], [`crate::stats::STATS_ENTRIES`] of
+/// them (one for the programs, one for userspace).
 pub const STATS: &str = "STATS";
 pub const STATS_LEN: u32 = crate::stats::STATS_LEN;
 

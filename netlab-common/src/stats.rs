@@ -1,9 +1,12 @@
-//! Counters and drop reasons in the per-CPU `STATS` array.
+//! Counters and drop reasons in the per-CPU `STATS` array: one [`Counters`] per CPU
+//! for the programs (entry [`STATS_PROGRAMS`]), which a program fetches once per packet
+//! and counts into, and one for userspace's own counts ([`STATS_USER`]), which it
+//! rewrites whole without losing a program's update.
 //!
 //! `netlab stats` and its `--json` show them by name; a number is never reused for
 //! another meaning (retire it instead).
 
-/// Event counters: index into `STATS`.
+/// Event counters: index into [`Counters`].
 pub mod counter {
     /// Packets seen by each hook.
     pub const UPLINK_EGRESS_PACKETS: u32 = 0;
@@ -78,8 +81,8 @@ pub mod counter {
     pub const CT_ENTRIES_ADDED: u32 = 35;
     pub const CT_ENTRIES_REMOVED: u32 = 36;
     /// Entries of `CT` that `netlab conntrack --flush` removed, and that the
-    /// benchmark's synthetic flows added. Written by userspace only (CPU 0's slot,
-    /// under the lab's lock); no program touches them.
+    /// benchmark's synthetic flows added. Counted by userspace only, in entry
+    /// [`super::STATS_USER`] (CPU 0's, under the lab's lock).
     pub const CT_ENTRIES_FLUSHED: u32 = 37;
     pub const CT_ENTRIES_FILLED: u32 = 38;
 
@@ -191,6 +194,16 @@ const _: () = assert!(core::mem::size_of::<GcRecord>() == 32);
 pub const DROP_BASE: u32 = 64;
 pub const DROP_COUNT: u32 = 16;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
+
+/// Every counter and drop reason, by index: the value of an entry of `STATS`.
+pub type Counters = [u64; STATS_LEN as usize];
+
+/// The entry of `STATS` the programs count into.
+pub const STATS_PROGRAMS: u32 = 0;
+/// The entry of `STATS` userspace counts into (`ct_entries_flushed`, `_filled`).
+pub const STATS_USER: u32 = 1;
+/// Entries of `STATS`.
+pub const STATS_ENTRIES: u32 = 2;
 
 /// Names for `netlab stats`, indexed by reason number (0 unused).
 pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [

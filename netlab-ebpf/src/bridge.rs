@@ -18,7 +18,9 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, frag, maps, nat,
+    conntrack, forward, frag,
+    maps::{self, Stats},
+    nat,
     parse::{self, Kind, Packet},
     rewrite,
     uplink::{config, parse},
@@ -26,22 +28,24 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn ingress(ctx: &TcContext) -> Verdict {
-    maps::count(counter::BRIDGE_INGRESS_PACKETS);
+pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::BRIDGE_INGRESS_PACKETS);
     let cfg = config()?;
-    let Some(pkt) = parse(ctx)? else { return PASS };
+    let Some(pkt) = parse(ctx, st)? else {
+        return PASS;
+    };
     if !cfg.in_subnet(pkt.saddr) {
         return PASS;
     }
     if !maps::is_host(cfg, pkt.daddr) {
         if pkt.kind == Kind::Flow && !cfg.in_subnet(pkt.daddr) {
-            return leaves_watched(ctx, cfg, &pkt);
+            return leaves_watched(ctx, cfg, st, &pkt);
         }
         return PASS;
     }
     if pkt.kind == Kind::Fragment {
         // The rest of a hairpin datagram goes where its first fragment went.
-        return frag::translate_later(ctx, &pkt, ZONE_FROM_CTR).unwrap_or(PASS);
+        return frag::translate_later(ctx, st, &pkt, ZONE_FROM_CTR).unwrap_or(PASS);
     }
     if pkt.kind != Kind::Flow {
         return PASS;
@@ -49,11 +53,11 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
     // Only hairpin is opened here (the destination is the host): nothing to masquerade.
-    let found = nat::find_from_container(cfg, 0, &pkt, now, &mut hit)?;
+    let found = nat::find_from_container(cfg, st, 0, &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }
-    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_CTR, &e);
     rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
@@ -63,9 +67,14 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
 /// (an uplink's egress masqueraded it); a new one only if the host routes it by an
 /// interface netlab watches, whose egress will masquerade it.
 #[inline(always)]
-fn leaves_watched(ctx: &TcContext, cfg: &netlab_common::config::Config, pkt: &Packet) -> Verdict {
+fn leaves_watched(
+    ctx: &TcContext,
+    cfg: &netlab_common::config::Config,
+    st: Stats,
+    pkt: &Packet,
+) -> Verdict {
     let key = nat::key(pkt, ZONE_FROM_CTR);
-    if conntrack::lookup(cfg, &key, conntrack::now()).found() {
+    if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
         return PASS;
     }
     match forward::out_ifindex(ctx, cfg, pkt) {
@@ -83,7 +92,7 @@ fn leaves_watched(ctx: &TcContext, cfg: &netlab_common::config::Config, pkt: &Pa
 /// got after `up` reaches no container until netlab watches it: closed by default, as
 /// iptables' `! -i BRIDGE` drop is.
 #[inline(always)]
-pub fn egress(ctx: &TcContext) -> Verdict {
+pub fn egress(ctx: &TcContext, _st: Stats) -> Verdict {
     let cfg = config()?;
     let Some(daddr) = parse::ipv4_daddr(ctx) else {
         return PASS;

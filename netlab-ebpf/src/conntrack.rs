@@ -41,7 +41,7 @@ use netlab_common::{
 };
 
 use crate::{
-    maps::{self, Table},
+    maps::{self, Stats, Table},
     parse::{NO_WSCALE, Packet},
 };
 
@@ -97,9 +97,16 @@ impl Hit {
 /// Whether an entry's flow is still alive: not idle too long (both ways), and its
 /// published mapping, if any, not withdrawn.
 #[inline(always)]
-fn alive(cfg: &Config, key: &CtKey, e: &CtEntry, pair: *const CtEntry, now: u32) -> bool {
+fn alive(
+    cfg: &Config,
+    st: Stats,
+    key: &CtKey,
+    e: &CtEntry,
+    pair: *const CtEntry,
+    now: u32,
+) -> bool {
     if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
-        maps::count(counter::CT_WITHDRAWN);
+        st.count(counter::CT_WITHDRAWN);
         return false;
     }
     if !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
@@ -113,7 +120,7 @@ fn alive(cfg: &Config, key: &CtKey, e: &CtEntry, pair: *const CtEntry, now: u32)
     };
     let alive = pair.is_some_and(|p| !expired(cfg, key.proto, p.state, p.flags, p.last_seen, now));
     if !alive {
-        maps::count(counter::CT_EXPIRED);
+        st.count(counter::CT_EXPIRED);
     }
     alive
 }
@@ -121,10 +128,10 @@ fn alive(cfg: &Config, key: &CtKey, e: &CtEntry, pair: *const CtEntry, now: u32)
 /// Finds the flow of `key`: one lookup in `CT` for an established flow; a pending flow
 /// is checked for its other half. A dead flow is deleted (both halves) and missed.
 #[inline(always)]
-pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
+pub fn lookup(cfg: &Config, st: Stats, key: &CtKey, now: u32) -> Hit {
     if let Some(p) = maps::ct_get(Table::Established, key) {
         let e = unsafe { &*p };
-        if alive(cfg, key, e, core::ptr::null(), now) {
+        if alive(cfg, st, key, e, core::ptr::null(), now) {
             return Hit {
                 status: FOUND,
                 table: Table::Established,
@@ -132,8 +139,8 @@ pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
                 pair: core::ptr::null_mut(),
             };
         }
-        maps::ct_remove(Table::Established, &e.pair_key(key.proto));
-        maps::ct_remove(Table::Established, key);
+        maps::ct_remove(st, Table::Established, &e.pair_key(key.proto));
+        maps::ct_remove(st, Table::Established, key);
         return Hit::none(MISSING);
     }
     let Some(p) = maps::ct_get(Table::Pending, key) else {
@@ -144,13 +151,13 @@ pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
     let pair = match maps::ct_get(Table::Pending, &pair_key) {
         Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,
         _ => {
-            maps::ct_remove(Table::Pending, key);
+            maps::ct_remove(st, Table::Pending, key);
             return Hit::none(HALF);
         }
     };
-    if !alive(cfg, key, e, pair, now) {
-        maps::ct_remove(Table::Pending, &pair_key);
-        maps::ct_remove(Table::Pending, key);
+    if !alive(cfg, st, key, e, pair, now) {
+        maps::ct_remove(st, Table::Pending, &pair_key);
+        maps::ct_remove(st, Table::Pending, key);
         return Hit::none(MISSING);
     }
     Hit {
@@ -167,7 +174,13 @@ pub fn lookup(cfg: &Config, key: &CtKey, now: u32) -> Hit {
 /// translate with; a TCP reset outside its receiver's window is refused, and one in
 /// it but not at an exact number is let through, changing nothing (see [`rst_verdict`]).
 #[inline(always)]
-pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> Result<CtEntry, DropReason> {
+pub fn touch(
+    st: Stats,
+    key: &CtKey,
+    hit: &Hit,
+    pkt: &Packet,
+    now: u32,
+) -> Result<CtEntry, DropReason> {
     let e = unsafe { &mut *hit.entry };
     let tcp = key.proto == IPPROTO_TCP;
     let mut reset_kept = false;
@@ -263,17 +276,17 @@ pub fn touch(key: &CtKey, hit: &Hit, pkt: &Packet, now: u32) -> Result<CtEntry, 
         if hit.table == from {
             // The other half is inserted from its entry as it is (no copy on a stack
             // that the uplink's program, with its logs on, has 16 bytes of to spare).
-            if move_flow(key, &out, &pair_key, p, from, to) {
-                maps::count(if assured {
+            if move_flow(st, key, &out, &pair_key, p, from, to) {
+                st.count(if assured {
                     counter::CT_CONFIRMED
                 } else {
                     counter::CT_CLOSED
                 });
                 if assured {
-                    maps::gc_track(key);
+                    maps::gc_track(st, key);
                 }
             } else if assured {
-                maps::count(counter::CT_FULL);
+                st.count(counter::CT_FULL);
             }
         }
     }
@@ -355,6 +368,7 @@ fn track_window(e: &mut CtEntry, pkt: &Packet) {
 /// where it was, whole.
 #[inline(always)]
 fn move_flow(
+    st: Stats,
     key: &CtKey,
     entry: &CtEntry,
     pair_key: &CtKey,
@@ -362,15 +376,15 @@ fn move_flow(
     from: Table,
     to: Table,
 ) -> bool {
-    if maps::ct_insert(to, pair_key, pair, BPF_ANY as u64).is_err() {
+    if maps::ct_insert(st, to, pair_key, pair, BPF_ANY as u64).is_err() {
         return false;
     }
-    if maps::ct_insert(to, key, entry, BPF_ANY as u64).is_err() {
-        maps::ct_remove(to, pair_key);
+    if maps::ct_insert(st, to, key, entry, BPF_ANY as u64).is_err() {
+        maps::ct_remove(st, to, pair_key);
         return false;
     }
-    maps::ct_remove(from, pair_key);
-    maps::ct_remove(from, key);
+    maps::ct_remove(st, from, pair_key);
+    maps::ct_remove(st, from, key);
     true
 }
 
@@ -449,18 +463,26 @@ pub fn scratch() -> Option<*mut NewFlow> {
 /// not hold the same tuple): that insert is what reserves the translation. Leaves the
 /// entry the packet is translated with in `nf.out`.
 #[inline(always)]
-pub fn create(cfg: &Config, nf: &mut NewFlow) -> Result<(), DropReason> {
+pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow) -> Result<(), DropReason> {
     if !(nf.alloc == 1 && reply_free(nf)) && !allocate(cfg, nf) {
         return Err(DropReason::PortsExhausted);
     }
     pair_into(nf);
-    if maps::ct_insert(Table::Pending, &nf.reply_key, &nf.reply, BPF_NOEXIST as u64).is_err() {
+    if maps::ct_insert(
+        st,
+        Table::Pending,
+        &nf.reply_key,
+        &nf.reply,
+        BPF_NOEXIST as u64,
+    )
+    .is_err()
+    {
         // Another CPU took the same translation between our lookup and insert.
         return Err(DropReason::CtInsertFailed);
     }
-    if maps::ct_insert(Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
+    if maps::ct_insert(st, Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
         // Another CPU created this flow first: undo ours, use theirs.
-        maps::ct_remove(Table::Pending, &nf.reply_key);
+        maps::ct_remove(st, Table::Pending, &nf.reply_key);
         let theirs = maps::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
         nf.out = unsafe { *theirs };
     }

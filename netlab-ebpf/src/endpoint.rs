@@ -25,7 +25,9 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, maps, nat,
+    conntrack, forward,
+    maps::{self, Stats},
+    nat,
     parse::Kind,
     rewrite,
     uplink::{config, parse},
@@ -37,8 +39,8 @@ const ETH_P_ARP: u16 = 0x0806;
 const ARP_SENDER: usize = ETH_HLEN + 8;
 
 #[inline(always)]
-pub fn ingress(ctx: &TcContext) -> Verdict {
-    maps::count(counter::ENDPOINT_PACKETS);
+pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::ENDPOINT_PACKETS);
     let cfg = config()?;
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // A veth netlab attached this program to always has its source: it is recorded
@@ -51,7 +53,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     if ethertype != ETH_P_IP.to_be() {
         return PASS;
     }
-    let Some(pkt) = parse(ctx)? else {
+    let Some(pkt) = parse(ctx, st)? else {
         return PASS;
     };
     if pkt.saddr != src.addr {
@@ -61,7 +63,7 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
         return PASS;
     }
     if pkt.kind != Kind::Flow || pkt.first_fragment {
-        maps::count(if pkt.kind == Kind::Fragment || pkt.first_fragment {
+        st.count(if pkt.kind == Kind::Fragment || pkt.first_fragment {
             counter::SLOW_FRAGMENT
         } else {
             counter::SLOW_OTHER
@@ -69,19 +71,19 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
         return PASS;
     }
     if cfg.in_subnet(pkt.daddr) {
-        let plan = forward::plan_switched(ctx, &pkt);
-        return forward::go(ctx, cfg, &plan, hook(cfg));
+        let plan = forward::plan_switched(ctx, st, &pkt);
+        return forward::go(ctx, cfg, st, &plan, hook(cfg));
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
     // What this hook cannot decide (no flow to open) the hooks after it decide.
-    let Ok(found) = nat::find_from_container(cfg, cfg.uplink_addr, &pkt, now, &mut hit) else {
+    let Ok(found) = nat::find_from_container(cfg, st, cfg.uplink_addr, &pkt, now, &mut hit) else {
         return PASS;
     };
     if found.is_none() {
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, &pkt, found.to.0, found.to.1, now);
+    let plan = forward::plan(ctx, cfg, st, &pkt, found.to.0, found.to.1, now);
     if !plan.forwards() {
         return PASS;
     }
@@ -89,10 +91,10 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
         return PASS;
     };
     unsafe { *slot = plan };
-    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
     rewrite::apply(ctx, &pkt, &e, true)?;
     let plan = unsafe { *slot };
-    forward::go(ctx, cfg, &plan, hook(cfg))
+    forward::go(ctx, cfg, st, &plan, hook(cfg))
 }
 
 /// Where this program runs: a veth's TC ingress, or a netkit peer's transmit.

@@ -40,7 +40,12 @@ use netlab_common::{
     stats::{DropReason, counter},
 };
 
-use crate::{maps, next_hop, parse::Packet, verdict::PASS};
+use crate::{
+    maps::{self, Stats},
+    next_hop,
+    parse::Packet,
+    verdict::PASS,
+};
 
 const AF_INET: u8 = 2;
 const _: () = assert!(size_of::<FibParams>() == 64);
@@ -70,8 +75,8 @@ pub struct Plan {
 
 impl Plan {
     #[inline(always)]
-    fn stack(why: u32) -> Self {
-        maps::count(why);
+    fn stack(st: Stats, why: u32) -> Self {
+        st.count(why);
         Self {
             kind: STACK,
             ifindex: 0,
@@ -114,24 +119,32 @@ pub fn scratch() -> Option<*mut Plan> {
 /// [`STACK`] (counted by why) to leave it to the stack. `now` is the coarse second,
 /// which bounds how long a cached next hop is used.
 #[inline(always)]
-pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now: u32) -> Plan {
+pub fn plan(
+    ctx: &TcContext,
+    cfg: &Config,
+    st: Stats,
+    pkt: &Packet,
+    src: u32,
+    dst: u32,
+    now: u32,
+) -> Plan {
     if pkt.ttl <= 1 {
-        return Plan::stack(counter::SLOW_TTL);
+        return Plan::stack(st, counter::SLOW_TTL);
     }
     if cfg.in_subnet(dst) {
         return match maps::endpoint(dst) {
             Some(ep) => Plan::into_container(CONTAINER, &ep, cfg.bridge_mac),
-            None => Plan::stack(counter::SLOW_OTHER),
+            None => Plan::stack(st, counter::SLOW_OTHER),
         };
     }
     if never_forwarded(dst) {
-        return Plan::stack(counter::SLOW_OTHER);
+        return Plan::stack(st, counter::SLOW_OTHER);
     }
     if let Some(hop) = next_hop::cached(src, dst, now) {
         if !next_hop::fits(ctx, hop) {
-            return Plan::stack(counter::SLOW_MTU);
+            return Plan::stack(st, counter::SLOW_MTU);
         }
-        maps::count(counter::NEXT_HOP_CACHED);
+        st.count(counter::NEXT_HOP_CACHED);
         return Plan {
             kind: UPLINK,
             ifindex: cfg.uplink_ifindex,
@@ -144,10 +157,10 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now
     let rc = fib_lookup(ctx, cfg, pkt.proto, src, dst, &mut words);
     let f = unsafe { &*(words.as_ptr() as *const FibParams) };
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
-        return Plan::stack(counter::SLOW_MTU);
+        return Plan::stack(st, counter::SLOW_MTU);
     }
     if f.ifindex != cfg.uplink_ifindex {
-        return Plan::stack(counter::SLOW_OTHER);
+        return Plan::stack(st, counter::SLOW_OTHER);
     }
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
         let mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
@@ -169,7 +182,7 @@ pub fn plan(ctx: &TcContext, cfg: &Config, pkt: &Packet, src: u32, dst: u32, now
             smac: [0; 6],
         };
     }
-    Plan::stack(counter::SLOW_OTHER)
+    Plan::stack(st, counter::SLOW_OTHER)
 }
 
 /// The lab host's route lookup from the bridge for `proto` from `src` to `dst`, in
@@ -227,13 +240,13 @@ fn never_forwarded(dst: u32) -> bool {
 /// The plan for a frame between two containers: switched straight into the container
 /// whose address and MAC it carries.
 #[inline(always)]
-pub fn plan_switched(ctx: &TcContext, pkt: &Packet) -> Plan {
+pub fn plan_switched(ctx: &TcContext, st: Stats, pkt: &Packet) -> Plan {
     let Some(ep) = maps::endpoint(pkt.daddr) else {
-        return Plan::stack(counter::SLOW_OTHER);
+        return Plan::stack(st, counter::SLOW_OTHER);
     };
     match ctx.load::<[u8; 6]>(0) {
         Ok(dmac) if dmac == ep.mac => Plan::into_container(SWITCHED, &ep, [0; 6]),
-        _ => Plan::stack(counter::SLOW_OTHER),
+        _ => Plan::stack(st, counter::SLOW_OTHER),
     }
 }
 
@@ -282,7 +295,13 @@ fn into_container(hook: Hook, ifindex: u32) -> i64 {
 /// Carries out a plan on a packet already translated (with its TTL decremented unless
 /// the plan switches it).
 #[inline(always)]
-pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan, hook: Hook) -> Result<i32, DropReason> {
+pub fn go(
+    ctx: &TcContext,
+    cfg: &Config,
+    st: Stats,
+    plan: &Plan,
+    hook: Hook,
+) -> Result<i32, DropReason> {
     let (verdict, kind) = match plan.kind {
         UPLINK => {
             macs(ctx, &plan.dmac, &plan.smac)?;
@@ -322,7 +341,7 @@ pub fn go(ctx: &TcContext, cfg: &Config, plan: &Plan, hook: Hook) -> Result<i32,
         }
         _ => return PASS,
     };
-    maps::count(kind);
-    maps::count(counter::FAST_PATH_REDIRECTS);
+    st.count(kind);
+    st.count(counter::FAST_PATH_REDIRECTS);
     Ok(verdict as i32)
 }

@@ -10,7 +10,7 @@ use netlab_common::{
 };
 
 use crate::{
-    maps,
+    maps::{self, Stats},
     parse::{IP_DADDR_OFF, IP_SADDR_OFF, Packet},
     rewrite,
     verdict::{PASS, Verdict},
@@ -44,19 +44,19 @@ pub fn remember(pkt: &Packet, zone: u8, e: &CtEntry) {
 /// A fragment after the first: translated like its first fragment, or `None` when
 /// that one was not seen.
 #[inline(always)]
-pub fn translate_later(ctx: &TcContext, pkt: &Packet, zone: u8) -> Option<Verdict> {
+pub fn translate_later(ctx: &TcContext, st: Stats, pkt: &Packet, zone: u8) -> Option<Verdict> {
     let nat = maps::frag_get(&key(pkt, zone))?;
-    Some(rewrite_addrs(ctx, pkt, &nat))
+    Some(rewrite_addrs(ctx, st, pkt, &nat))
 }
 
 #[inline(always)]
-fn rewrite_addrs(ctx: &TcContext, pkt: &Packet, nat: &FragNat) -> Verdict {
+fn rewrite_addrs(ctx: &TcContext, st: Stats, pkt: &Packet, nat: &FragNat) -> Verdict {
     if nat.saddr != pkt.saddr {
         rewrite::addr(ctx, pkt, IP_SADDR_OFF, pkt.saddr, nat.saddr)?;
     }
     if nat.daddr != pkt.daddr {
         rewrite::addr(ctx, pkt, IP_DADDR_OFF, pkt.daddr, nat.daddr)?;
     }
-    maps::count(counter::FRAGMENTS_TRANSLATED);
+    st.count(counter::FRAGMENTS_TRANSLATED);
     PASS
 }

@@ -35,7 +35,7 @@ use netlab_common::{
 
 use crate::{
     conntrack,
-    maps::{self, Table},
+    maps::{self, Stats, Table},
 };
 
 /// The shortest time between two runs, whatever the configuration says.
@@ -64,6 +64,7 @@ static GC: Array<GcState, 1, 0> = Array::new();
 #[repr(C)]
 struct Run {
     cfg: *const Config,
+    st: Stats,
     now: u32,
     expired: u32,
     scanned: u32,
@@ -101,7 +102,7 @@ extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
     run.scanned += 1;
     if run.requeued != 0 && key == run.first {
         // Round the whole queue once: the rest waits for the next run.
-        maps::gc_track(&key);
+        maps::gc_track(run.st, &key);
         return 1;
     }
     let Some(e) = maps::ct_get(Table::Established, &key) else {
@@ -111,8 +112,8 @@ extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
     let pair_key = e.pair_key(key.proto);
     let cfg = unsafe { &*run.cfg };
     if dead(cfg, &key, &e, run.now) {
-        maps::ct_remove(Table::Established, &pair_key);
-        maps::ct_remove(Table::Established, &key);
+        maps::ct_remove(run.st, Table::Established, &pair_key);
+        maps::ct_remove(run.st, Table::Established, &key);
         run.expired += 1;
         return 0;
     }
@@ -120,18 +121,19 @@ extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
         run.first = key;
     }
     run.requeued += 1;
-    maps::gc_track(&key);
+    maps::gc_track(run.st, &key);
     0
 }
 
 /// The timer's callback: one run, measured, then the next one armed.
 extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
     let start = unsafe { bpf_ktime_get_ns() };
-    let Some(cfg) = maps::config() else {
+    let (Some(cfg), Some(st)) = (maps::config(), Stats::get()) else {
         return 0;
     };
     let mut run = Run {
         cfg,
+        st,
         now: conntrack::now(),
         expired: 0,
         scanned: 0,
@@ -146,9 +148,9 @@ extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
             0,
         );
     }
-    maps::count(counter::CT_GC_RUNS);
-    maps::count_n(counter::CT_GC_EXPIRED, run.expired as u64);
-    maps::count_n(counter::CT_GC_SCANNED, run.scanned as u64);
+    st.count(counter::CT_GC_RUNS);
+    st.add(counter::CT_GC_EXPIRED, run.expired as u64);
+    st.add(counter::CT_GC_SCANNED, run.scanned as u64);
     let gc = unsafe { &mut *gc };
     let took = unsafe { bpf_ktime_get_ns() } - start;
     gc.last_ns = took;

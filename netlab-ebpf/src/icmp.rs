@@ -19,7 +19,8 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, maps,
+    conntrack,
+    maps::Stats,
     parse::{self, IP_CHECK_OFF, IP_DADDR_OFF, IP_SADDR_OFF, Packet},
     rewrite,
     verdict::{PASS, Verdict},
@@ -28,13 +29,19 @@ use crate::{
 /// Translates an ICMP error about a tracked flow. `from_ctr`: a container sent it
 /// (seen leaving the lab); otherwise it arrived on the uplink.
 #[inline(always)]
-pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: bool) -> Verdict {
+pub fn translate_error(
+    ctx: &TcContext,
+    cfg: &Config,
+    st: Stats,
+    outer: &Packet,
+    from_ctr: bool,
+) -> Verdict {
     let Some(q) = parse::icmp_inner(ctx, outer)? else {
         if from_ctr {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }
-        maps::count(counter::PASS_UNTRACKED);
+        st.count(counter::PASS_UNTRACKED);
         return PASS;
     };
     // The quoted packet went the other way; its reverse is a packet of our side.
@@ -44,13 +51,13 @@ pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: 
         ZONE_FROM_OUTSIDE
     };
     let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
-    let hit = conntrack::lookup(cfg, &key, conntrack::now());
+    let hit = conntrack::lookup(cfg, st, &key, conntrack::now());
     if !hit.found() {
         if from_ctr {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }
-        maps::count(counter::PASS_UNTRACKED);
+        st.count(counter::PASS_UNTRACKED);
         return PASS;
     }
     let e = unsafe { *hit.entry };
@@ -72,7 +79,7 @@ pub fn translate_error(ctx: &TcContext, cfg: &Config, outer: &Packet, from_ctr: 
         quoted_port(ctx, icmp_csum, &q, q.l4_off, q.sport, qsport)?;
         quoted_port(ctx, icmp_csum, &q, q.l4_off + 2, q.dport, qdport)?;
     }
-    maps::count(counter::ICMP_ERRORS_TRANSLATED);
+    st.count(counter::ICMP_ERRORS_TRANSLATED);
     PASS
 }
 

@@ -1,5 +1,6 @@
-//! netlab's TC and socket programs. Entry points only: each is three lines and hands its verdict
-//! to `verdict::finish`, which counts drops; the work is in the modules.
+//! netlab's TC and socket programs. Entry points only: each fetches this CPU's counters
+//! once, runs its handler with them, and hands the verdict to `verdict::finish`, which
+//! counts drops; the work is in the modules.
 #![no_std]
 #![no_main]
 
@@ -24,37 +25,53 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier},
     programs::{SockAddrContext, TcContext},
 };
+use maps::Stats;
 
 /// tcx egress on every uplink: masquerade what leaves the lab by the stack.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
-    verdict::finish(uplink::egress(&ctx))
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(uplink::egress(&ctx, st))
 }
 
 /// tcx ingress on every uplink: replies and ICMP errors back to containers, published
 /// ports, direct access dropped.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
-    verdict::finish(uplink::ingress(&ctx))
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(uplink::ingress(&ctx, st))
 }
 
 /// tcx ingress on the bridge: hairpin, on the slow path.
 #[classifier]
 pub fn bridge_ingress(ctx: TcContext) -> i32 {
-    verdict::finish(bridge::ingress(&ctx))
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(bridge::ingress(&ctx, st))
 }
 
 /// tcx egress on the bridge: direct access from interfaces netlab does not watch.
 #[classifier]
 pub fn bridge_egress(ctx: TcContext) -> i32 {
-    verdict::finish(bridge::egress(&ctx))
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(bridge::egress(&ctx, st))
 }
 
 /// tcx ingress on the host end of each container's veth: its source checked, then the
 /// fast path.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
-    verdict::finish(endpoint::ingress(&ctx))
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(endpoint::ingress(&ctx, st))
 }
 
 /// Run once by `netlab up` (BPF_PROG_TEST_RUN): arms the conntrack garbage collector.

@@ -12,11 +12,10 @@ use netlab_common::{
     frag::{FragKey, FragNat},
     maps::{
         CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
-        PUBLISH_STATS_MAX, STATS_LEN, UPLINKS_MAX, established_entries, gc_queue_entries,
-        pending_entries,
+        PUBLISH_STATS_MAX, UPLINKS_MAX, established_entries, gc_queue_entries, pending_entries,
     },
     publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
-    stats::{DropReason, counter},
+    stats::{Counters, DropReason, STATS_ENTRIES, STATS_PROGRAMS, counter},
 };
 
 /// errno: the key is there already.
@@ -78,7 +77,42 @@ static GC_QUEUE: Queue<CtKey> = Queue::with_max_entries(gc_queue_entries(CONNTRA
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "STATS")]
-static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);
+
+/// This CPU's counters: fetched once by a program's entry point ([`Stats::get`]) and
+/// handed to everything that counts, so that a packet costs one lookup of `STATS`
+/// however many counters it moves.
+#[derive(Clone, Copy)]
+pub struct Stats(*mut Counters);
+
+impl Stats {
+    /// This CPU's entry of the programs' counters; `None` only if `STATS` had none,
+    /// which a loaded object always has.
+    #[inline(always)]
+    pub fn get() -> Option<Self> {
+        STATS.get_ptr_mut(STATS_PROGRAMS).map(Self)
+    }
+
+    #[inline(always)]
+    pub fn count(self, index: u32) {
+        self.add(index, 1);
+    }
+
+    #[inline(always)]
+    pub fn add(self, index: u32, n: u64) {
+        // Per-CPU: no other CPU writes this entry, and a TC program runs to its end
+        // before another starts on this CPU, so its plain adds lose nothing. (A socket
+        // program can be preempted by another, and then lose one of their own counts.)
+        if let Some(c) = unsafe { (*self.0).get_mut(index as usize) } {
+            *c += n;
+        }
+    }
+
+    #[inline(always)]
+    pub fn drop(self, reason: DropReason) {
+        self.count(reason.index());
+    }
+}
 
 /// Which conntrack table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -103,13 +137,13 @@ pub fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
 }
 
 #[inline(always)]
-pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(), i32> {
+pub fn ct_insert(st: Stats, t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(), i32> {
     match t {
         // An entry `CT` did not hold is counted; one it held is overwritten (unless
         // `flags` forbids it), uncounted. More than one call only when the key was
         // there; when another CPU removed it meanwhile, it goes in (counted) as new.
         Table::Established => {
-            if ct_insert_new(key, entry).is_ok() {
+            if ct_insert_new(st, key, entry).is_ok() {
                 return Ok(());
             }
             if flags == BPF_NOEXIST as u64 {
@@ -118,7 +152,7 @@ pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(
             if CT.insert(key, entry, BPF_EXIST as u64).is_ok() {
                 return Ok(());
             }
-            ct_insert_new(key, entry)
+            ct_insert_new(st, key, entry)
         }
         Table::Pending => CT_PENDING.insert(key, entry, flags),
     }
@@ -126,20 +160,20 @@ pub fn ct_insert(t: Table, key: &CtKey, entry: &CtEntry, flags: u64) -> Result<(
 
 /// Puts a key `CT` does not hold into it, counted.
 #[inline(always)]
-fn ct_insert_new(key: &CtKey, entry: &CtEntry) -> Result<(), i32> {
+fn ct_insert_new(st: Stats, key: &CtKey, entry: &CtEntry) -> Result<(), i32> {
     CT.insert(key, entry, BPF_NOEXIST as u64)?;
-    count(counter::CT_ENTRIES_ADDED);
+    st.count(counter::CT_ENTRIES_ADDED);
     Ok(())
 }
 
 #[inline(always)]
-pub fn ct_remove(t: Table, key: &CtKey) {
+pub fn ct_remove(st: Stats, t: Table, key: &CtKey) {
     match t {
         // Only the removal that found the entry counts (of two CPUs removing one entry
         // at once, one does).
         Table::Established => {
             if CT.remove(key).is_ok() {
-                count(counter::CT_ENTRIES_REMOVED);
+                st.count(counter::CT_ENTRIES_REMOVED);
             }
         }
         Table::Pending => {
@@ -151,9 +185,9 @@ pub fn ct_remove(t: Table, key: &CtKey) {
 /// Queues an established flow for the collector (one of its keys); a full queue is
 /// counted, and the flow then expires only when a packet meets it.
 #[inline(always)]
-pub fn gc_track(key: &CtKey) {
+pub fn gc_track(st: Stats, key: &CtKey) {
     if GC_QUEUE.push(key, 0).is_err() {
-        count(counter::CT_GC_UNQUEUED);
+        st.count(counter::CT_GC_UNQUEUED);
     }
 }
 
@@ -171,26 +205,6 @@ pub fn frag_get(key: &FragKey) -> Option<FragNat> {
 #[inline(always)]
 pub fn frag_set(key: &FragKey, nat: &FragNat) {
     let _ = FRAGS.insert(key, nat, 0);
-}
-
-#[inline(always)]
-pub fn count(index: u32) {
-    if let Some(p) = STATS.get_ptr_mut(index) {
-        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
-        unsafe { *p += 1 };
-    }
-}
-
-#[inline(always)]
-pub fn count_n(index: u32, n: u64) {
-    if let Some(p) = STATS.get_ptr_mut(index) {
-        unsafe { *p += n };
-    }
-}
-
-#[inline(always)]
-pub fn count_drop(reason: DropReason) {
-    count(reason.index());
 }
 
 #[inline(always)]

@@ -20,7 +20,7 @@ use netlab_common::{
 
 use crate::{
     conntrack::{self, HALF, Hit},
-    maps,
+    maps::{self, Stats},
     parse::Packet,
     publish,
 };
@@ -115,13 +115,14 @@ fn leave(key: CtKey, hit: &Hit, pkt: &Packet) -> Result<Found, DropReason> {
 #[inline(always)]
 pub fn find_from_container(
     cfg: &Config,
+    st: Stats,
     masquerade: u32,
     pkt: &Packet,
     now: u32,
     hit: &mut Hit,
 ) -> Result<Found, DropReason> {
     let key = key(pkt, ZONE_FROM_CTR);
-    *hit = conntrack::lookup(cfg, &key, now);
+    *hit = conntrack::lookup(cfg, st, &key, now);
     if hit.found() {
         return Ok(known(key, hit));
     }
@@ -157,12 +158,13 @@ pub fn find_from_container(
 #[inline(always)]
 pub fn find_from_outside(
     cfg: &Config,
+    st: Stats,
     pkt: &Packet,
     now: u32,
     hit: &mut Hit,
 ) -> Result<Found, DropReason> {
     let key = key(pkt, ZONE_FROM_OUTSIDE);
-    *hit = conntrack::lookup(cfg, &key, now);
+    *hit = conntrack::lookup(cfg, st, &key, now);
     if hit.found() {
         return Ok(known(key, hit));
     }
@@ -183,6 +185,7 @@ pub fn find_from_outside(
 pub fn commit(
     ctx: &TcContext,
     cfg: &Config,
+    st: Stats,
     found: &Found,
     hit: &Hit,
     pkt: &Packet,
@@ -195,8 +198,8 @@ pub fn commit(
         if hit.entry.is_null() {
             return Err(DropReason::CtInsertFailed);
         }
-        let e = conntrack::touch(key, hit, pkt, now)?;
-        maps::count(match (e.pub_id != 0, key.zone) {
+        let e = conntrack::touch(st, key, hit, pkt, now)?;
+        st.count(match (e.pub_id != 0, key.zone) {
             (true, ZONE_FROM_OUTSIDE) => counter::DNAT_PACKETS,
             (true, _) => counter::DNAT_REPLY_PACKETS,
             (false, ZONE_FROM_CTR) => counter::SNAT_PACKETS,
@@ -222,25 +225,33 @@ pub fn commit(
     nf.key = *key;
     nf.out = conntrack::entry(found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
-    conntrack::create(cfg, nf)?;
+    conntrack::create(cfg, st, nf)?;
     let e = nf.out;
     if masquerade {
-        maps::count(counter::SNAT_NEW_FLOWS);
-        maps::count(counter::SNAT_PACKETS);
+        st.count(counter::SNAT_NEW_FLOWS);
+        st.count(counter::SNAT_PACKETS);
     } else {
         maps::count_connection(target.id);
         maps::count_publish(target.id, pkt.len);
-        maps::count(counter::DNAT_NEW_FLOWS);
-        maps::count(counter::DNAT_PACKETS);
+        st.count(counter::DNAT_NEW_FLOWS);
+        st.count(counter::DNAT_PACKETS);
     }
+    // Two records, each naming the flow by its source: one record of all nine values
+    // takes more stack than the uplink's program (logs on) has left.
     debug!(
         ctx,
-        "new flow proto {} {:i}:{} -> {:i}:{} as {:i}:{} -> {:i}:{}",
+        "new flow proto {} {:i}:{} -> {:i}:{}",
         key.proto,
         u32::from_be(key.saddr),
         u16::from_be(key.sport),
         u32::from_be(key.daddr),
-        u16::from_be(key.dport),
+        u16::from_be(key.dport)
+    );
+    debug!(
+        ctx,
+        "new flow from {:i}:{} as {:i}:{} -> {:i}:{}",
+        u32::from_be(key.saddr),
+        u16::from_be(key.sport),
         u32::from_be(e.saddr),
         u16::from_be(e.sport),
         u32::from_be(e.daddr),

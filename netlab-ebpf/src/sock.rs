@@ -8,7 +8,10 @@
 use aya_ebpf::{EbpfContext as _, helpers::bpf_get_netns_cookie, programs::SockAddrContext};
 use netlab_common::{proto::IPPROTO_TCP, publish::PubBack, stats::counter};
 
-use crate::{maps, publish};
+use crate::{
+    maps::{self, Stats},
+    publish,
+};
 
 /// 127.0.0.1 as it sits in `user_ip4` (network byte order).
 const LOOPBACK: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
@@ -57,7 +60,9 @@ pub fn redirect(ctx: &SockAddrContext) {
     if proto == IPPROTO_TCP {
         maps::count_connection(target.id);
     }
-    maps::count(counter::HOST_LOCAL_REDIRECTS);
+    if let Some(st) = Stats::get() {
+        st.count(counter::HOST_LOCAL_REDIRECTS);
+    }
 }
 
 /// getpeername4 and recvmsg4: show the published address instead of the container's.

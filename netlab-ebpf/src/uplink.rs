@@ -15,7 +15,9 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, frag, icmp, maps, nat,
+    conntrack, forward, frag, icmp,
+    maps::{self, Stats},
+    nat,
     parse::{self, Kind, Packet},
     rewrite,
     verdict::{PASS, Verdict},
@@ -28,10 +30,10 @@ pub fn config() -> Result<&'static Config, DropReason> {
 
 /// Parses the packet; `None` (counted) for non-IPv4, which every hook passes.
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
+pub fn parse(ctx: &TcContext, st: Stats) -> Result<Option<Packet>, DropReason> {
     let pkt = parse::ipv4(ctx)?;
     if pkt.is_none() {
-        maps::count(counter::PASS_NOT_IPV4);
+        st.count(counter::PASS_NOT_IPV4);
     }
     Ok(pkt)
 }
@@ -49,17 +51,17 @@ fn own_addr(ctx: &TcContext, cfg: &Config) -> u32 {
 
 /// Counts a packet the uplink programs see on another interface than the uplink.
 #[inline(always)]
-fn count_other(ctx: &TcContext, cfg: &Config) {
+fn count_other(ctx: &TcContext, cfg: &Config, st: Stats) {
     if unsafe { (*ctx.skb.skb).ifindex } != cfg.uplink_ifindex {
-        maps::count(counter::OTHER_UPLINK_PACKETS);
+        st.count(counter::OTHER_UPLINK_PACKETS);
     }
 }
 
 #[inline(always)]
-pub fn egress(ctx: &TcContext) -> Verdict {
-    maps::count(counter::UPLINK_EGRESS_PACKETS);
+pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::UPLINK_EGRESS_PACKETS);
     let cfg = config()?;
-    count_other(ctx, cfg);
+    count_other(ctx, cfg, st);
     // Most of what leaves is the host's own or translated already by the fast path:
     // one look at the source address lets it go before any parsing.
     if let Some(saddr) = parse::ipv4_saddr(ctx)
@@ -67,7 +69,9 @@ pub fn egress(ctx: &TcContext) -> Verdict {
     {
         return PASS;
     }
-    let Some(pkt) = parse(ctx)? else { return PASS };
+    let Some(pkt) = parse(ctx, st)? else {
+        return PASS;
+    };
     if !cfg.in_subnet(pkt.saddr) {
         // The host's own traffic, and what the fast path translated already.
         return PASS;
@@ -75,30 +79,32 @@ pub fn egress(ctx: &TcContext) -> Verdict {
     match pkt.kind {
         Kind::Flow => {}
         Kind::Fragment => {
-            return frag::translate_later(ctx, &pkt, ZONE_FROM_CTR)
+            return frag::translate_later(ctx, st, &pkt, ZONE_FROM_CTR)
                 .unwrap_or(Err(DropReason::Fragment));
         }
-        Kind::IcmpError => return icmp::translate_error(ctx, cfg, &pkt, true),
+        Kind::IcmpError => return icmp::translate_error(ctx, cfg, st, &pkt, true),
         Kind::Other => return Err(DropReason::UnsupportedProtocol),
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_container(cfg, own_addr(ctx, cfg), &pkt, now, &mut hit)?;
+    let found = nat::find_from_container(cfg, st, own_addr(ctx, cfg), &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }
-    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_CTR, &e);
     rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
 }
 
 #[inline(always)]
-pub fn ingress(ctx: &TcContext) -> Verdict {
-    maps::count(counter::UPLINK_INGRESS_PACKETS);
+pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::UPLINK_INGRESS_PACKETS);
     let cfg = config()?;
-    count_other(ctx, cfg);
-    let Some(pkt) = parse(ctx)? else { return PASS };
+    count_other(ctx, cfg, st);
+    let Some(pkt) = parse(ctx, st)? else {
+        return PASS;
+    };
     if cfg.in_subnet(pkt.daddr) {
         // Nothing legitimate arrives addressed to a container: published flows are
         // addressed to the host and rewritten here (Docker 28's "direct access" drop).
@@ -112,36 +118,36 @@ pub fn ingress(ctx: &TcContext) -> Verdict {
     match pkt.kind {
         Kind::Flow => {}
         Kind::Fragment => {
-            return frag::translate_later(ctx, &pkt, ZONE_FROM_OUTSIDE).unwrap_or_else(|| {
+            return frag::translate_later(ctx, st, &pkt, ZONE_FROM_OUTSIDE).unwrap_or_else(|| {
                 // The host's own datagram, or one whose first fragment went by unseen.
-                maps::count(counter::PASS_FRAGMENT);
+                st.count(counter::PASS_FRAGMENT);
                 PASS
             });
         }
-        Kind::IcmpError => return icmp::translate_error(ctx, cfg, &pkt, false),
+        Kind::IcmpError => return icmp::translate_error(ctx, cfg, st, &pkt, false),
         Kind::Other => {
-            maps::count(counter::PASS_UNTRACKED);
+            st.count(counter::PASS_UNTRACKED);
             return PASS;
         }
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_outside(cfg, &pkt, now, &mut hit)?;
+    let found = nat::find_from_outside(cfg, st, &pkt, now, &mut hit)?;
     if found.is_none() {
-        maps::count(counter::PASS_UNTRACKED);
+        st.count(counter::PASS_UNTRACKED);
         return PASS;
     }
-    let e = nat::commit(ctx, cfg, &found, &hit, &pkt, now)?;
+    let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_OUTSIDE, &e);
     let fast = cfg.flags & FLAG_FAST_PATH != 0 && !pkt.first_fragment;
     if !fast {
         rewrite::apply(ctx, &pkt, &e, false)?;
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, &pkt, e.saddr, e.daddr, now);
+    let plan = forward::plan(ctx, cfg, st, &pkt, e.saddr, e.daddr, now);
     rewrite::apply(ctx, &pkt, &e, plan.forwards())?;
     if !plan.forwards() {
         return PASS;
     }
-    forward::go(ctx, cfg, &plan, forward::Hook::TcIngress)
+    forward::go(ctx, cfg, st, &plan, forward::Hook::TcIngress)
 }

@@ -9,20 +9,28 @@
 use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
 use netlab_common::stats::DropReason;
 
-use crate::maps;
+use crate::maps::Stats;
 
 /// What a handler decided for a packet it did not drop.
 pub type Verdict = Result<i32, DropReason>;
 
-/// Let the packet go on: to the next program on the hook, or the stack.
-pub const PASS: Verdict = Ok(TC_ACT_UNSPEC);
+/// The action that lets the packet go on: to the next program on the hook, or the stack.
+pub const NEXT: i32 = TC_ACT_UNSPEC;
+
+/// Let the packet go on.
+pub const PASS: Verdict = Ok(NEXT);
 
 #[inline(always)]
 pub fn finish(result: Verdict) -> i32 {
     match result {
         Ok(action) => action,
         Err(reason) => {
-            maps::count_drop(reason);
+            // Fetched again rather than kept from the entry point: a pointer alive
+            // across the whole handler takes stack the uplink's program (logs on)
+            // does not have. Drops are off the hot path.
+            if let Some(st) = Stats::get() {
+                st.drop(reason);
+            }
             TC_ACT_SHOT as i32
         }
     }

@@ -16,7 +16,7 @@ use netlab_common::{
         WSCALE_FIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     },
     maps::{self as names, CONNTRACK_MAX_DEFAULT, pending_entries},
-    stats::{DropReason, counter},
+    stats::{Counters, DropReason, STATS_PROGRAMS, counter},
 };
 use netlab_tests::{
     INTERNET, UPLINK_ADDR,
@@ -158,9 +158,10 @@ impl Datapath {
     }
 
     fn stat(&self, index: u32) -> u64 {
-        let m: PerCpuArray<_, u64> =
+        let m: PerCpuArray<_, Counters> =
             PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
-        m.get(&index, 0).unwrap().iter().sum()
+        let per_cpu = m.get(&STATS_PROGRAMS, 0).unwrap();
+        per_cpu.iter().map(|c| c[index as usize]).sum()
     }
 }
 

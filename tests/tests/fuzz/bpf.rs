@@ -16,7 +16,7 @@ use netlab_common::{
     frag::{FragKey, FragNat},
     maps::{self as names, CONNTRACK_MAX_MIN, PUBLISH_RANGES_MAX},
     publish::{PubKey, PubRange, PubTarget},
-    stats::{DROP_BASE, DROP_COUNT},
+    stats::{Counters, DROP_BASE, DROP_COUNT, STATS_PROGRAMS},
 };
 use netlab_tests::{
     model::{Hook, flows::Mapping},
@@ -201,12 +201,12 @@ impl Bpf {
     }
 
     fn read_drops(&self) -> [u64; DROP_COUNT as usize] {
-        let m: PerCpuArray<_, u64> =
+        let m: PerCpuArray<_, Counters> =
             PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
+        let per_cpu: PerCpuValues<Counters> = m.get(&STATS_PROGRAMS, 0).unwrap();
         let mut d = [0; DROP_COUNT as usize];
         for (i, slot) in d.iter_mut().enumerate() {
-            let v: PerCpuValues<u64> = m.get(&(DROP_BASE + i as u32), 0).unwrap();
-            *slot = v.iter().sum();
+            *slot = per_cpu.iter().map(|c| c[(DROP_BASE as usize) + i]).sum();
         }
         d
     }

@@ -25,7 +25,10 @@ use aya::{
 use netlab_common::{
     config::{Config, FLAG_CLASSIC_TC, FLAG_COUNTS_CT, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
-    stats::{DROP_BASE, DROP_NAMES, GcRecord, counter},
+    stats::{
+        Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,
+        counter,
+    },
 };
 
 use super::{
@@ -383,20 +386,21 @@ fn ct_entries(stats: &[u64]) -> u64 {
         .saturating_sub(at(counter::CT_ENTRIES_REMOVED) + at(counter::CT_ENTRIES_FLUSHED))
 }
 
-/// Adds `n` to a counter only userspace writes (CPU 0's slot; the caller holds the
-/// lab's lock, so no other writer reads it meanwhile).
+/// Adds `n` to a counter only userspace writes: in userspace's entry of `STATS`
+/// (`STATS_USER`), which no program writes, CPU 0's. The caller holds the lab's lock,
+/// so no other writer reads it meanwhile.
 fn count_by_user(lab: &str, index: u32, n: u64) -> Result<()> {
-    let mut map: PerCpuArray<MapData, u64> = pins::typed(lab, names::STATS)?;
-    let mut values: Vec<u64> = map
-        .get(&index, 0)
+    let mut map: PerCpuArray<MapData, StatsCounters> = pins::typed(lab, names::STATS)?;
+    let mut values: Vec<StatsCounters> = map
+        .get(&STATS_USER, 0)
         .map_err(|e| Error::ebpf("read STATS", e))?
         .iter()
         .copied()
         .collect();
-    values[0] += n;
+    values[0][index as usize] += n;
     let values = aya::maps::PerCpuValues::try_from(values)
         .map_err(|e| Error::ebpf("write STATS", e.to_string()))?;
-    map.set(index, values, 0)
+    map.set(STATS_USER, values, 0)
         .map_err(|e| Error::ebpf("write STATS", e))
 }
 
@@ -451,16 +455,21 @@ pub fn sweep(lab: &str) -> Result<bool> {
     Ok(pinned || cgroup)
 }
 
-/// The per-CPU counters of a running lab, summed over CPUs.
+/// The counters of a running lab: the programs' and userspace's, summed over CPUs.
 fn read_stats(lab: &str) -> Result<Vec<u64>> {
-    let map: PerCpuArray<MapData, u64> = pins::typed(lab, names::STATS)?;
-    (0..names::STATS_LEN)
-        .map(|i| {
-            map.get(&i, 0)
-                .map(|v| v.iter().sum())
-                .map_err(|e| Error::ebpf("read STATS", e))
-        })
-        .collect()
+    let map: PerCpuArray<MapData, StatsCounters> = pins::typed(lab, names::STATS)?;
+    let mut sum = vec![0u64; names::STATS_LEN as usize];
+    for entry in [STATS_PROGRAMS, STATS_USER] {
+        let per_cpu = map
+            .get(&entry, 0)
+            .map_err(|e| Error::ebpf("read STATS", e))?;
+        for counters in per_cpu.iter() {
+            for (s, c) in sum.iter_mut().zip(counters) {
+                *s += c;
+            }
+        }
+    }
+    Ok(sum)
 }
 
 /// The `CONFIG` of a running lab.

@@ -24,7 +24,7 @@ use crate::{
 /// Where bpffs lives.
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Bumped when a map layout changes, so an old pinned map is never reused by new code.
-pub const LAYOUT_VERSION: &str = "v3";
+pub const LAYOUT_VERSION: &str = "v4";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
