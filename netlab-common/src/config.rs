@@ -1,4 +1,5 @@
-//! The datapath's runtime configuration: the single element of the `CONFIG` array map.
+//! The datapath's configuration: a read-only global of the programs, and the single
+//! element of the `CONFIG` array map for userspace.
 
 /// Forward packets from TC straight to their next hop (the endpoint programs, and
 /// `bpf_redirect_peer` into containers), skipping the bridge and the host's IP
@@ -20,7 +21,9 @@ pub const FLAG_NETKIT: u32 = 4;
 /// walking it. Userspace's to know (a lab brought up before has no such counts).
 pub const FLAG_COUNTS_CT: u32 = 8;
 
-/// Written by `netlab up`; read by every program on every packet.
+/// Written by `netlab up`: into the programs as the read-only global
+/// [`crate::maps::CONFIG_GLOBAL`] before they are verified, and into the `CONFIG` map,
+/// userspace's record of it (with [`FLAG_CLASSIC_TC`], known only after loading).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -71,34 +74,37 @@ pub const GC_BATCH: u32 = 4_096;
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            uplink_addr: 0,
-            bridge_addr: 0,
-            subnet: 0,
-            subnet_mask: 0,
-            uplink_ifindex: 0,
-            bridge_ifindex: 0,
-            nat_port_min: 20_000,
-            nat_port_max: 29_999,
-            tcp_syn_secs: 30,
-            tcp_established_secs: 7_440,
-            tcp_fin_secs: 120,
-            tcp_time_wait_secs: 120,
-            tcp_close_secs: 10,
-            udp_secs: 30,
-            udp_stream_secs: 120,
-            icmp_secs: 30,
-            flags: FLAG_FAST_PATH,
-            bridge_mac: [0; 6],
-            _pad: [0; 2],
-            host_netns_cookie: 0,
-            gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
-            _pad2: 0,
-        }
+        Self::DEFAULT
     }
 }
 
 impl Config {
+    /// Every timeout at its default, the fast path on, no addresses.
+    pub const DEFAULT: Self = Self {
+        uplink_addr: 0,
+        bridge_addr: 0,
+        subnet: 0,
+        subnet_mask: 0,
+        uplink_ifindex: 0,
+        bridge_ifindex: 0,
+        nat_port_min: 20_000,
+        nat_port_max: 29_999,
+        tcp_syn_secs: 30,
+        tcp_established_secs: 7_440,
+        tcp_fin_secs: 120,
+        tcp_time_wait_secs: 120,
+        tcp_close_secs: 10,
+        udp_secs: 30,
+        udp_stream_secs: 120,
+        icmp_secs: 30,
+        flags: FLAG_FAST_PATH,
+        bridge_mac: [0; 6],
+        _pad: [0; 2],
+        host_netns_cookie: 0,
+        gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
+        _pad2: 0,
+    };
+
     /// Whether `addr` (network byte order) is inside the lab subnet.
     pub const fn in_subnet(&self, addr: u32) -> bool {
         addr & self.subnet_mask == self.subnet

@@ -78,8 +78,13 @@ pub const fn gc_queue_entries(flows: u32) -> u32 {
     flows * 2
 }
 
-/// Runtime configuration: array of one [`crate::config::Config`].
+/// The lab's configuration as userspace reads it back: array of one
+/// [`crate::config::Config`]. No program reads it.
 pub const CONFIG: &str = "CONFIG";
+
+/// The lab's configuration as the programs read it: a read-only global (`.rodata`)
+/// set at load time, so that it costs no lookup and the verifier knows its values.
+pub const CONFIG_GLOBAL: &str = "LAB_CONFIG";
 
 /// Per-CPU array of [`crate::stats::Counters`], [`crate::stats::STATS_ENTRIES`] of
 /// them (one for the programs, one for userspace).

@@ -23,14 +23,14 @@ use crate::{
     nat,
     parse::{self, Kind, Packet},
     rewrite,
-    uplink::{config, parse},
+    uplink::parse,
     verdict::{PASS, Verdict},
 };
 
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::BRIDGE_INGRESS_PACKETS);
-    let cfg = config()?;
+    let cfg = maps::config();
     let Some(pkt) = parse(ctx, st)? else {
         return PASS;
     };
@@ -93,7 +93,7 @@ fn leaves_watched(
 /// iptables' `! -i BRIDGE` drop is.
 #[inline(always)]
 pub fn egress(ctx: &TcContext, _st: Stats) -> Verdict {
-    let cfg = config()?;
+    let cfg = maps::config();
     let Some(daddr) = parse::ipv4_daddr(ctx) else {
         return PASS;
     };

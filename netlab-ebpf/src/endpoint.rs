@@ -30,7 +30,7 @@ use crate::{
     nat,
     parse::Kind,
     rewrite,
-    uplink::{config, parse},
+    uplink::parse,
     verdict::{PASS, Verdict},
 };
 
@@ -41,7 +41,7 @@ const ARP_SENDER: usize = ETH_HLEN + 8;
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::ENDPOINT_PACKETS);
-    let cfg = config()?;
+    let cfg = maps::config();
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // A veth netlab attached this program to always has its source: it is recorded
     // before the program is attached and removed after it is detached.

@@ -128,7 +128,8 @@ extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
 /// The timer's callback: one run, measured, then the next one armed.
 extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
     let start = unsafe { bpf_ktime_get_ns() };
-    let (Some(cfg), Some(st)) = (maps::config(), Stats::get()) else {
+    let cfg = maps::config();
+    let Some(st) = Stats::get() else {
         return 0;
     };
     let mut run = Run {
@@ -177,9 +178,7 @@ pub fn start() -> i32 {
     let Some(gc) = GC.get_ptr_mut(0) else {
         return 1;
     };
-    let Some(cfg) = maps::config() else {
-        return 1;
-    };
+    let cfg = maps::config();
     let timer = unsafe { &mut (*gc).timer as *mut bpf_timer };
     unsafe {
         // -EBUSY when it was armed already: the walk goes on as it is.

@@ -73,8 +73,16 @@ static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0)
 #[map(name = "GC_QUEUE")]
 static GC_QUEUE: Queue<CtKey> = Queue::with_max_entries(gc_queue_entries(CONNTRACK_MAX_DEFAULT), 0);
 
+/// The lab's configuration as userspace reads it back (with the hooks it was attached
+/// by); no program reads it.
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// The lab's configuration (`CONFIG_GLOBAL`): written by the loader before the
+/// programs are verified, read-only after. No lookup per packet, and the verifier
+/// knows its values, so it drops the code a lab's flags leave dead.
+#[unsafe(no_mangle)]
+static LAB_CONFIG: Config = Config::DEFAULT;
 
 #[map(name = "STATS")]
 static STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);
@@ -124,8 +132,11 @@ pub enum Table {
 }
 
 #[inline(always)]
-pub fn config() -> Option<&'static Config> {
-    CONFIG.get(0)
+pub fn config() -> &'static Config {
+    let p: *const Config = &raw const LAB_CONFIG;
+    // Through an opaque pointer: the compiler would otherwise fold in the values the
+    // object file holds rather than read the lab's.
+    unsafe { &*core::ptr::read_volatile(&p) }
 }
 
 #[inline(always)]

@@ -18,9 +18,7 @@ const LOOPBACK: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
 
 #[inline(always)]
 fn in_lab(ctx: &SockAddrContext) -> bool {
-    let Some(cfg) = maps::config() else {
-        return false;
-    };
+    let cfg = maps::config();
     cfg.host_netns_cookie != 0
         && unsafe { bpf_get_netns_cookie(ctx.as_ptr()) } == cfg.host_netns_cookie
 }
@@ -31,7 +29,7 @@ pub fn redirect(ctx: &SockAddrContext) {
     if !in_lab(ctx) {
         return;
     }
-    let Some(cfg) = maps::config() else { return };
+    let cfg = maps::config();
     let sa = unsafe { &mut *ctx.sock_addr };
     let (addr, port, proto) = (sa.user_ip4, sa.user_port as u16, sa.protocol as u8);
     if addr != LOOPBACK && !maps::is_host(cfg, addr) {

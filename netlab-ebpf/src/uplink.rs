@@ -23,11 +23,6 @@ use crate::{
     verdict::{PASS, Verdict},
 };
 
-#[inline(always)]
-pub fn config() -> Result<&'static Config, DropReason> {
-    maps::config().ok_or(DropReason::NoConfig)
-}
-
 /// Parses the packet; `None` (counted) for non-IPv4, which every hook passes.
 #[inline(always)]
 pub fn parse(ctx: &TcContext, st: Stats) -> Result<Option<Packet>, DropReason> {
@@ -60,7 +55,7 @@ fn count_other(ctx: &TcContext, cfg: &Config, st: Stats) {
 #[inline(always)]
 pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::UPLINK_EGRESS_PACKETS);
-    let cfg = config()?;
+    let cfg = maps::config();
     count_other(ctx, cfg, st);
     // Most of what leaves is the host's own or translated already by the fast path:
     // one look at the source address lets it go before any parsing.
@@ -100,7 +95,7 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::UPLINK_INGRESS_PACKETS);
-    let cfg = config()?;
+    let cfg = maps::config();
     count_other(ctx, cfg, st);
     let Some(pkt) = parse(ctx, st)? else {
         return PASS;

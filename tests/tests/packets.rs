@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::{
     Ebpf, TestRun as _,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
     programs::{SchedClassifier, TestRunOptions},
 };
 use netlab_common::{
@@ -67,9 +67,8 @@ impl Datapath {
     /// With tables for `conntrack_max` flows (`netlab up --conntrack-max`).
     fn sized(cfg: Config, conntrack_max: u32) -> Self {
         require_root();
-        let mut bpf = netlab::datapath::ebpf::load(false, conntrack_max).expect("load object");
-        let mut c: Array<_, Config> = Array::try_from(bpf.map_mut(names::CONFIG).unwrap()).unwrap();
-        c.set(0, cfg, 0).unwrap();
+        let mut bpf =
+            netlab::datapath::ebpf::load(false, conntrack_max, &cfg).expect("load object");
         for p in [
             names::PROG_UPLINK_EGRESS,
             names::PROG_UPLINK_INGRESS,
@@ -907,9 +906,17 @@ fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
 #[test]
 fn programs_verify_with_room_to_spare() {
     require_root();
-    for debug in [false, true] {
+    use netlab_common::config::{FLAG_FAST_PATH, FLAG_NETKIT};
+    // The verifier drops the code a configuration leaves dead: every one that matters.
+    for (debug, flags) in [
+        (false, FLAG_FAST_PATH),
+        (true, FLAG_FAST_PATH),
+        (true, FLAG_FAST_PATH | FLAG_NETKIT),
+        (true, 0),
+    ] {
+        let cfg = Config { flags, ..config() };
         let mut bpf =
-            netlab::datapath::ebpf::load(debug, CONNTRACK_MAX_DEFAULT).expect("load object");
+            netlab::datapath::ebpf::load(debug, CONNTRACK_MAX_DEFAULT, &cfg).expect("load object");
         for p in [
             names::PROG_UPLINK_EGRESS,
             names::PROG_UPLINK_INGRESS,
@@ -918,16 +925,16 @@ fn programs_verify_with_room_to_spare() {
             names::PROG_GC_START,
         ] {
             let prog = netlab::datapath::ebpf::load_program(&mut bpf, p)
-                .unwrap_or_else(|e| panic!("{p} (debug {debug}): {e}"));
+                .unwrap_or_else(|e| panic!("{p} (debug {debug}, flags {flags}): {e}"));
             let n = prog
                 .info()
                 .unwrap()
                 .verified_instruction_count()
                 .unwrap_or(0);
-            eprintln!("{p} (debug {debug}): {n} instructions verified");
+            eprintln!("{p} (debug {debug}, flags {flags}): {n} instructions verified");
             assert!(
                 n < 500_000,
-                "{p} (debug {debug}): {n} instructions verified"
+                "{p} (debug {debug}, flags {flags}): {n} instructions verified"
             );
         }
     }

@@ -1,5 +1,6 @@
-//! The real datapath object, loaded once with the smallest conntrack tables (so that
-//! dumping them after every frame stays cheap) and reset between cases: its programs
+//! The real datapath object, loaded with the smallest conntrack tables (so that
+//! dumping them after every frame stays cheap) once per configuration the cases use
+//! (the programs read it as a read-only global), and reset between cases: its programs
 //! run on frames with BPF_PROG_TEST_RUN, its maps are read back.
 
 use std::collections::HashMap as StdMap;
@@ -25,6 +26,12 @@ use netlab_tests::{
 
 pub struct Bpf {
     bpf: Ebpf,
+    /// The configuration `bpf` was loaded with (a read-only global of its programs).
+    cfg: Config,
+    /// Objects loaded with the other configurations met so far, emptied.
+    spare: Vec<(Config, Ebpf)>,
+    /// The containers the fast path delivers to: address, veth ifindex, MAC.
+    endpoints: Vec<(u32, u32, [u8; 6])>,
     /// Mappings whose generation was moved on (withdrawn), to put back at the reset.
     bumped: Vec<u32>,
     /// The drop counters after the last frame.
@@ -58,22 +65,69 @@ fn comparable(e: &CtEntry) -> CtEntry {
     }
 }
 
+/// The object loaded with `cfg`, its programs verified, delivering to `endpoints`.
+fn load(cfg: &Config, endpoints: &[(u32, u32, [u8; 6])]) -> Ebpf {
+    let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_MIN, cfg).expect("load object");
+    for p in PROGS {
+        netlab::datapath::ebpf::load_program(&mut bpf, p).expect("verifier accepts");
+    }
+    let mut m: HashMap<_, u32, Endpoint> =
+        HashMap::try_from(bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+    for &(addr, ifindex, mac) in endpoints {
+        let ep = Endpoint {
+            ifindex,
+            mac,
+            _pad: [0; 2],
+        };
+        m.insert(addr.to_be(), ep, 0).unwrap();
+    }
+    bpf
+}
+
 impl Bpf {
-    pub fn new() -> Self {
+    /// The object for `cfg`, delivering to `endpoints`; other configurations get
+    /// objects of their own as cases ask for them.
+    pub fn new(cfg: Config, endpoints: &[(u32, u32, [u8; 6])]) -> Self {
         netlab_tests::require_root();
-        let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_MIN).expect("load object");
-        for p in PROGS {
-            netlab::datapath::ebpf::load_program(&mut bpf, p).expect("verifier accepts");
-        }
         Self {
-            bpf,
+            bpf: load(&cfg, endpoints),
+            cfg,
+            spare: Vec::new(),
+            endpoints: endpoints.to_vec(),
             bumped: Vec::new(),
             drops: [0; DROP_COUNT as usize],
         }
     }
 
-    /// Empties every table, and installs `cfg` and the published ports.
+    /// Empties every table, and installs the published ports, on the object loaded
+    /// with `cfg` (loaded now if no case had it before).
     pub fn reset(&mut self, cfg: Config, published: &[Mapping]) {
+        self.clear();
+        if cfg != self.cfg {
+            let next = match self.spare.iter().position(|(c, _)| *c == cfg) {
+                Some(i) => self.spare.swap_remove(i).1,
+                None => load(&cfg, &self.endpoints),
+            };
+            let old = std::mem::replace(&mut self.bpf, next);
+            self.spare
+                .push((std::mem::replace(&mut self.cfg, cfg), old));
+        }
+        let mut publish: HashMap<_, PubKey, PubTarget> =
+            HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
+        for m in published.iter().filter(|m| !m.range) {
+            publish.insert(pub_key(m), target(m), 0).unwrap();
+        }
+        let mut ranges: Array<_, PubRange> =
+            Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
+        for (i, m) in published.iter().filter(|m| m.range).enumerate() {
+            ranges.set(i as u32, range_of(m), 0).unwrap();
+        }
+        self.drops = self.read_drops();
+    }
+
+    /// Empties the current object's tables, port table and ranges, and puts back the
+    /// generations of the mappings withdrawn.
+    fn clear(&mut self) {
         for name in [names::CT, names::CT_PENDING] {
             let mut m: HashMap<_, CtKey, CtEntry> =
                 HashMap::try_from(self.bpf.map_mut(name).unwrap()).unwrap();
@@ -94,40 +148,17 @@ impl Bpf {
         for k in keys {
             publish.remove(&k).unwrap();
         }
-        for m in published.iter().filter(|m| !m.range) {
-            publish.insert(pub_key(m), target(m), 0).unwrap();
-        }
         let mut ranges: Array<_, PubRange> =
             Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
-        let mut slots = published.iter().filter(|m| m.range);
         for i in 0..PUBLISH_RANGES_MAX {
-            let slot = slots.next().map(range_of).unwrap_or_default();
-            if slot.used != 0 || ranges.get(&i, 0).unwrap().used != 0 {
-                ranges.set(i, slot, 0).unwrap();
+            if ranges.get(&i, 0).unwrap().used != 0 {
+                ranges.set(i, PubRange::default(), 0).unwrap();
             }
         }
         let mut gens: Array<_, u32> =
             Array::try_from(self.bpf.map_mut(names::MAPPINGS).unwrap()).unwrap();
         for id in self.bumped.drain(..) {
             gens.set(id, 0, 0).unwrap();
-        }
-        let mut c: Array<_, Config> =
-            Array::try_from(self.bpf.map_mut(names::CONFIG).unwrap()).unwrap();
-        c.set(0, cfg, 0).unwrap();
-        self.drops = self.read_drops();
-    }
-
-    /// The containers the fast path delivers to: address, veth ifindex, MAC.
-    pub fn set_endpoints(&mut self, endpoints: &[(u32, u32, [u8; 6])]) {
-        let mut m: HashMap<_, u32, Endpoint> =
-            HashMap::try_from(self.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
-        for &(addr, ifindex, mac) in endpoints {
-            let ep = Endpoint {
-                ifindex,
-                mac,
-                _pad: [0; 2],
-            };
-            m.insert(addr.to_be(), ep, 0).unwrap();
         }
     }
 

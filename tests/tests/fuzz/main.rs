@@ -414,8 +414,10 @@ struct Seen {
 
 /// Runs `n` cases on a datapath object of its own, in the current namespace.
 fn work(n: u32, w: &World) -> Seen {
-    let mut bpf = Bpf::new();
-    bpf.set_endpoints(&w.endpoints);
+    let bpf = Bpf::new(
+        datapath_config(&cases::Case::default(), &w.base),
+        &w.endpoints,
+    );
     let runner = RefCell::new(Runner {
         bpf,
         model: Model::new(nat_config(&cases::Case::default(), None)),

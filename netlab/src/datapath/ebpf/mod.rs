@@ -115,16 +115,27 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
     }
 }
 
-/// Loads the embedded object with its conntrack tables sized for `conntrack_max`
+/// [`Config`] as aya writes a global: its bytes.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct ConfigGlobal(Config);
+
+// SAFETY: `Config` is `repr(C)` plain data with no padding bytes (it is `bytemuck::Pod`).
+unsafe impl aya::Pod for ConfigGlobal {}
+
+/// Loads the embedded object with the lab's configuration `cfg` (read-only in the
+/// programs from then on) and its conntrack tables sized for `conntrack_max`
 /// established flows. Log statements below `level` are pruned by the verifier.
-pub fn load(debug: bool, conntrack_max: u32) -> Result<aya::Ebpf> {
+pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> {
     let level = if debug {
         aya_log::Level::Debug as u8
     } else {
         0u8
     };
+    let cfg = ConfigGlobal(*cfg);
     EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
+        .override_global(names::CONFIG_GLOBAL, &cfg, true)
         .map_max_entries(names::CT, established_entries(conntrack_max))
         .map_max_entries(names::CT_PENDING, pending_entries(conntrack_max))
         .map_max_entries(names::GC_QUEUE, gc_queue_entries(conntrack_max))
@@ -216,7 +227,8 @@ impl Datapath for Ebpf {
             netns_cookie: netns::cookie(&host)?,
         };
 
-        let mut bpf = load(state.debug, state.nat.conntrack_max)?;
+        let mut value = config(state, &links);
+        let mut bpf = load(state.debug, state.nat.conntrack_max, &value)?;
         load_all(&mut bpf)?;
         let kind = hooks::probe(load_program(&mut bpf, names::PROG_BRIDGE_EGRESS)?)?;
         let mut cfg: Array<_, Config> = Array::try_from(
@@ -224,7 +236,6 @@ impl Datapath for Ebpf {
                 .ok_or_else(|| Error::ebpf("find map", names::CONFIG))?,
         )
         .map_err(|e| Error::ebpf("open CONFIG", e))?;
-        let mut value = config(state, &links);
         if kind == hooks::Kind::Classic {
             value.flags |= FLAG_CLASSIC_TC;
         }
