@@ -255,15 +255,15 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 }
 
 /// Every drop reason a test can provoke, each provoked once in a live lab and found by
-/// its reason in Prometheus (12 of 15): `direct_access`, `spoofed_source`,
+/// its reason in Prometheus (12 of the 14 still in use): `direct_access`, `spoofed_source`,
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
 /// `unwatched`, `no_address`, `half_flow`, and from hand-made frames `truncated`,
-/// `bad_ip_header`, `fragment`. The other three are helper failures and races, not
-/// provoked: `ct_insert_failed` (another CPU inserting the same translation between
-/// this one's lookup and insert, or a per-CPU slot missing), `rewrite_failed` (the
-/// kernel's store or checksum helper failing on a packet) and `no_config` (the
-/// datapath's configuration missing, which `up` writes before it attaches a program):
-/// none can be caused at will without breaking the kernel or the datapath.
+/// `bad_ip_header`, `fragment`. Two are helper failures and races, not provoked:
+/// `ct_insert_failed` (another CPU inserting the same translation between this one's
+/// lookup and insert, or a per-CPU slot missing) and `rewrite_failed` (the kernel's
+/// store or checksum helper failing on a packet): neither can be caused at will without
+/// breaking the kernel or the datapath. `no_config` is retired (the configuration is a
+/// read-only global of the programs, never missing).
 #[test]
 fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     // One NAT port: a second masqueraded flow to the same place finds none.

@@ -1,6 +1,6 @@
-//! The eBPF datapath: load the TC programs, fill `CONFIG`, attach by tcx in the lab's
-//! host namespace, and pin maps and links (see [`pins`]) so that the datapath keeps
-//! forwarding when no netlab process runs.
+//! The eBPF datapath: load the TC programs with the lab's configuration, record it in
+//! `CONFIG`, attach by tcx in the lab's host namespace, and pin maps and links (see
+//! [`pins`]) so that the datapath keeps forwarding when no netlab process runs.
 
 mod batch;
 mod census;
