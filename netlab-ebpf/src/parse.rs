@@ -269,29 +269,28 @@ fn window_scale(ctx: &TcContext, at: usize, len: usize) -> u8 {
     let Some(buf) = OPTIONS.get_ptr_mut(0) else {
         return NO_WSCALE;
     };
-    let len = if len > MAX_OPTIONS { MAX_OPTIONS } else { len };
-    // The helper itself, with a length the verifier sees is 1 to 40 (aya's
-    // `load_bytes` shortens it to what the frame holds, which may be 0).
-    if len == 0
-        || unsafe {
-            bpf_skb_load_bytes(
-                ctx.as_ptr(),
-                at as u32,
-                buf as *mut core::ffi::c_void,
-                len as u32,
-            )
-        } != 0
-    {
-        return NO_WSCALE;
-    }
-    // One option a step, in a `bpf_loop` callback that the verifier checks once: a
-    // loop here would be walked again for every path into it (over a million
-    // instructions on 6.1's verifier).
     let mut scan = OptionScan {
         at: 0,
         len: len as u32,
         scale: NO_WSCALE,
     };
+    // The length as the verifier bounds it by itself, 1 to the slot's size: the same
+    // number as the caller's 1 to 40, but 6.1's verifier does not carry the caller's
+    // checks across a copy spilled to the stack. Read back through memory, so that
+    // the compiler cannot fold the mask away as implied by those checks.
+    let len = unsafe { core::ptr::read_volatile(&scan.len) };
+    let len = (len.wrapping_sub(1) & SLOT_MASK as u32) + 1;
+    // The helper itself (aya's `load_bytes` shortens the length to what the frame holds,
+    // which may be 0).
+    if unsafe { bpf_skb_load_bytes(ctx.as_ptr(), at as u32, buf as *mut core::ffi::c_void, len) }
+        != 0
+    {
+        return NO_WSCALE;
+    }
+    scan.len = len;
+    // One option a step, in a `bpf_loop` callback that the verifier checks once: a
+    // loop here would be walked again for every path into it (over a million
+    // instructions on 6.1's verifier).
     unsafe {
         bpf_loop(
             MAX_OPTIONS as u32,
