@@ -236,6 +236,36 @@ fn pins_are_roots_alone() {
     }
 }
 
+/// A lab an earlier netlab brought up has its pins under an earlier layout (`v3`):
+/// this netlab cannot read its maps and says so in one line, and `down` removes those
+/// pins with the rest of the lab.
+#[test]
+fn pins_of_an_earlier_layout_go_with_the_lab() {
+    use netlab::datapath::ebpf::pins;
+    let lab = Lab::sandbox(&[]);
+    let old = pins::root().join("v3").join(&lab.name);
+    std::fs::create_dir_all(&old).unwrap();
+    let map = old.join("CT");
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&map)
+        .args(["type", "hash", "key", "4", "value", "4", "entries", "1"])
+        .args(["name", "netlab_old"])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{out:?}");
+    // What an earlier netlab's lab looks like to this one: its own layout absent.
+    std::fs::remove_dir_all(pins::dir(&lab.name)).unwrap();
+    let err = lab.fails(&["stats"]);
+    assert!(
+        err.contains("earlier netlab") && err.contains("v3"),
+        "{err}"
+    );
+    lab.ok(&["down"]);
+    assert!(!old.exists(), "{} is left", old.display());
+    lab.forget();
+}
+
 #[test]
 fn up_twice_is_a_clear_error() {
     let lab = Lab::sandbox(&[]);

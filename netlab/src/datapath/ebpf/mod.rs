@@ -288,11 +288,11 @@ impl Datapath for Ebpf {
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        // Classic filters are no pins: each goes by its record, before the pins.
+        // Classic filters are no pins: each goes by its record (a lab attached by tcx
+        // has none), before the pins. Not by `CONFIG`'s flag, which a half-gone lab, or
+        // one an earlier netlab brought up, may not have where this one reads it.
         let mut errors = Errors::default();
-        if hooks_of(&state.name).ok() == Some(hooks::Kind::Classic) {
-            errors.check(hooks::detach_all(&state.name, &topology::host_ns(state)));
-        }
+        errors.check(hooks::detach_all(&state.name, &topology::host_ns(state)));
         errors.check(sweep(&state.name).map(drop));
         errors.into_result()
     }

@@ -1,5 +1,5 @@
 //! The eBPF datapath's pins: maps, programs and tcx/cgroup links under
-//! `/sys/fs/bpf/netlab/v3/<lab>/`, so that the datapath keeps forwarding when no
+//! `/sys/fs/bpf/netlab/<layout>/<lab>/`, so that the datapath keeps forwarding when no
 //! netlab process runs. netlab mounts bpffs (mode 0700) when nothing is mounted there,
 //! and unmounts it again when its last lab is gone.
 //!
@@ -25,6 +25,9 @@ use crate::{
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Bumped when a map layout changes, so an old pinned map is never reused by new code.
 pub const LAYOUT_VERSION: &str = "v4";
+/// The layouts before [`LAYOUT_VERSION`]. A lab brought up by an earlier netlab has its
+/// pins under one of them: never read, but removed with the lab.
+const EARLIER_LAYOUTS: [&str; 3] = ["v1", "v2", "v3"];
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Serialises mounting, pinning and unmounting bpffs between concurrent netlab commands.
@@ -147,21 +150,31 @@ fn release_bpffs(_lock: &BpffsLock) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab's pins (which detaches its links) and the empty parents; returns
-/// whether there were any.
+/// Removes the lab's pins (which detaches its links), those an earlier netlab left
+/// under an earlier layout too, and the empty parents; returns whether there were any.
 pub fn remove(lab: &str) -> Result<bool> {
     let lock = BpffsLock::acquire()?;
-    let dir = dir(lab);
-    let existed = match fs::remove_dir_all(&dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(Error::io("remove pins", &dir, e)),
-    };
-    // Leave nothing behind once the last lab is gone.
-    let _ = fs::remove_dir(root().join(LAYOUT_VERSION));
+    let mut existed = false;
+    for layout in EARLIER_LAYOUTS.iter().chain([&LAYOUT_VERSION]) {
+        let dir = root().join(layout).join(lab);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => existed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove pins", &dir, e)),
+        }
+        // Leave nothing behind once the last lab is gone.
+        let _ = fs::remove_dir(root().join(layout));
+    }
     let _ = fs::remove_dir(root());
     release_bpffs(&lock)?;
     Ok(existed)
+}
+
+/// The earlier layout a lab's pins are under, if an earlier netlab brought it up.
+fn earlier_layout(lab: &str) -> Option<&'static str> {
+    EARLIER_LAYOUTS
+        .into_iter()
+        .find(|v| root().join(v).join(lab).exists())
 }
 
 /// A map deletion that found no such key: done already (an interrupted command, or
@@ -184,10 +197,15 @@ pub fn gone_already(
 pub fn map_data(lab: &str, name: &str) -> Result<MapData> {
     let path = dir(lab).join(name);
     MapData::from_pin(&path).map_err(|e| {
-        Error::Invalid(format!(
-            "lab {lab} has no eBPF datapath pinned at {} ({e})",
-            path.display()
-        ))
+        Error::Invalid(match earlier_layout(lab) {
+            Some(v) => format!(
+                "lab {lab} was brought up by an earlier netlab, whose maps (pins layout {v}) this one cannot read: `netlab down` it and bring it up again"
+            ),
+            None => format!(
+                "lab {lab} has no eBPF datapath pinned at {} ({e})",
+                path.display()
+            ),
+        })
     })
 }
 
