@@ -16,10 +16,8 @@ pub const FLAG_CLASSIC_TC: u32 = 2;
 /// (`bpf_redirect_peer` works only from TC ingress).
 pub const FLAG_NETKIT: u32 = 4;
 
-/// The programs count the entries they put into `CT` and take out of it
-/// (`ct_entries_added`, `ct_entries_removed`): `status` knows what `CT` holds without
-/// walking it. Userspace's to know (a lab brought up before has no such counts).
-pub const FLAG_COUNTS_CT: u32 = 8;
+// 8 is retired: it marked a lab whose programs count `CT`'s entries, which every lab
+// of the current pins layout's does.
 
 /// Written by `netlab up`: into the programs as the read-only global
 /// [`crate::maps::CONFIG_GLOBAL`] before they are verified, and into the `CONFIG` map,

@@ -6,7 +6,6 @@
 use aya::maps::{Array, HashMap, MapData};
 use netlab::datapath::{FlowCensus, ebpf::pins};
 use netlab_common::{
-    config::FLAG_COUNTS_CT,
     conntrack::{CtEntry, CtKey, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, ZONE_FROM_CTR},
     maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
@@ -247,12 +246,6 @@ fn status_counts_the_established_table_as_it_is() {
         assert!(agree, "{what}: status counts {counted}, CT holds {walked}");
         walked
     };
-    let cfg = netlab::datapath::ebpf::read_config(&lab.name).expect("CONFIG");
-    assert_ne!(
-        cfg.flags & FLAG_COUNTS_CT,
-        0,
-        "the programs do not count CT"
-    );
     assert_eq!(same("a new lab"), 0);
 
     // UDP streams enter CT, two entries each.

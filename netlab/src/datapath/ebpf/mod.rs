@@ -23,7 +23,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    config::{Config, FLAG_CLASSIC_TC, FLAG_COUNTS_CT, FLAG_FAST_PATH, FLAG_NETKIT},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{
         Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,
@@ -101,8 +101,7 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
         udp_secs: nat.udp_secs,
         udp_stream_secs: nat.udp_stream_secs,
         icmp_secs: nat.icmp_secs,
-        flags: FLAG_COUNTS_CT
-            | if nat.fast_path { FLAG_FAST_PATH } else { 0 }
+        flags: if nat.fast_path { FLAG_FAST_PATH } else { 0 }
             | match state.device {
                 Device::Veth => 0,
                 Device::Netkit => FLAG_NETKIT,
@@ -375,16 +374,12 @@ impl Inspect for Ebpf {
 }
 
 /// A lab's tables. `CT`'s entries are what the programs and userspace counted in and
-/// out (no walk; a lab brought up before they counted is walked); the other two are
-/// counted by reading them (an eighth of the flows, and 8,192 entries, at most).
+/// out (no walk); the other two are counted by reading them (an eighth of the flows,
+/// and 8,192 entries, at most).
 fn tables(state: &LabState) -> Result<Vec<TableInfo>> {
-    let counted = read_config(&state.name)?.flags & FLAG_COUNTS_CT != 0;
-    let ct = match counted {
-        true => Some(ct_entries(&read_stats(&state.name)?)),
-        false => None,
-    };
+    let ct = ct_entries(&read_stats(&state.name)?);
     Ok(vec![
-        pins::info(&state.name, names::CT, ct)?,
+        pins::info(&state.name, names::CT, Some(ct))?,
         pins::info(&state.name, names::CT_PENDING, None)?,
         pins::info(&state.name, names::FRAGS, None)?,
     ])
