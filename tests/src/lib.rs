@@ -418,6 +418,17 @@ impl Drop for Lab {
     }
 }
 
+/// Puts `flows` synthetic established flows into an eBPF lab's conntrack, as the
+/// benchmark does; returns how many went in.
+pub fn fill_conntrack(lab: &Lab, flows: u32) -> u32 {
+    let state = lab.state();
+    netlab::datapath::for_kind(state.datapath)
+        .fill()
+        .expect("the eBPF datapath fills")
+        .fill_conntrack(&state, flows)
+        .expect("fill")
+}
+
 /// Makes every flow of an eBPF lab `secs` seconds older (both conntrack tables), as if
 /// that much time had passed without a packet: timeouts are tested without waiting.
 pub fn age_flows(lab: &Lab, secs: u32) {

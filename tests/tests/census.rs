@@ -269,14 +269,7 @@ fn status_counts_the_established_table_as_it_is() {
     lab.ok(&["conntrack", "--flush"]);
     assert_eq!(same("conntrack --flush"), 0);
 
-    let state = lab.state();
-    let dp = netlab::datapath::for_kind(state.datapath);
-    let filled = dp
-        .fill()
-        .expect("the eBPF datapath fills")
-        .fill_conntrack(&state, 1000)
-        .expect("fill");
-    assert_eq!(filled, 1000);
+    assert_eq!(netlab_tests::fill_conntrack(&lab, 1000), 1000);
     // The collector may take the synthetic flows (3 s) while this runs: the count
     // follows it.
     assert!(same("1000 synthetic flows") <= 2000);

@@ -322,16 +322,8 @@ fn expired_flows_are_collected_in_the_kernel() {
 #[test]
 fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
     let lab = Lab::sandbox(&["--conntrack-max", "1100000", "--gc-interval", "50"]);
-    let state = lab.state();
-    let dp = netlab::datapath::for_kind(state.datapath);
     let flows = 1_000_000;
-    assert_eq!(
-        dp.fill()
-            .expect("the eBPF datapath fills")
-            .fill_conntrack(&state, flows)
-            .expect("fill"),
-        flows
-    );
+    assert_eq!(netlab_tests::fill_conntrack(&lab, flows), flows);
     let (runs0, scanned0) = (
         lab.stat("counters", "ct_gc_runs"),
         lab.stat("counters", "ct_gc_scanned"),
@@ -406,13 +398,7 @@ fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
 fn a_full_established_table_still_serves_new_flows() {
     let lab = Lab::sandbox(&["--conntrack-max", "4096"]);
     lab.ok(&["run", "a"]);
-    let state = lab.state();
-    let dp = netlab::datapath::for_kind(state.datapath);
-    let filled = dp
-        .fill()
-        .expect("the eBPF datapath fills")
-        .fill_conntrack(&state, 10_000)
-        .expect("fill");
+    let filled = netlab_tests::fill_conntrack(&lab, 10_000);
     assert_eq!(
         filled, 4096,
         "the table takes exactly --conntrack-max flows"
