@@ -152,7 +152,8 @@ pub enum DropReason {
     Fragment = 6,
     /// A protocol the datapath does not masquerade (not TCP, UDP or ICMP echo/errors).
     UnsupportedProtocol = 7,
-    /// Retired (the datapath's configuration missing): the configuration is a global of the programs now, never missing.
+    /// Retired (the datapath's configuration missing): the configuration is a global of
+    /// the programs now, never missing.
     NoConfig = 8,
     /// Traffic from the uplink straight to a container address: neither a published
     /// port nor a reply (Docker 28's "DROP DIRECT ACCESS").
