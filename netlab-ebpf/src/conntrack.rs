@@ -463,8 +463,8 @@ pub fn scratch() -> Option<*mut NewFlow> {
 /// not hold the same tuple): that insert is what reserves the translation. Leaves the
 /// entry the packet is translated with in `nf.out`.
 #[inline(always)]
-pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow) -> Result<(), DropReason> {
-    if !(nf.alloc == 1 && reply_free(nf)) && !allocate(cfg, nf) {
+pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> Result<(), DropReason> {
+    if !(nf.alloc == 1 && reply_free(cfg, st, nf, now, false)) && !allocate(cfg, st, nf, now) {
         return Err(DropReason::PortsExhausted);
     }
     pair_into(nf);
@@ -489,34 +489,73 @@ pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow) -> Result<(), DropReaso
     Ok(())
 }
 
-/// Whether the reply tuple of `nf.out` is free in both tables (a half-dead flow still
-/// holds it) and is not the flow's own opening tuple (hairpin from a container to
-/// itself, from its published port, with a NAT port equal to that port); leaves it in
-/// `nf.reply_key`.
+/// Whether the reply tuple of `nf.out` is free in both tables and is not the flow's
+/// own opening tuple (hairpin from a container to itself, from its published port,
+/// with a NAT port equal to that port); leaves it in `nf.reply_key`. With `reclaim`, a
+/// whole flow of the LRU table found dead there (idle past its timeout both ways, or
+/// its mapping withdrawn) is removed and its tuple taken: nothing else removes it but a
+/// packet of its own or an eviction (the collector walks `CT`, which it keeps clean),
+/// and until then its NAT port would stay taken, long after `conntrack` stopped listing
+/// it. A lone half still holds its tuple: it may be a flow another CPU is inserting.
 #[inline(always)]
-fn reply_free(nf: &mut NewFlow) -> bool {
+fn reply_free(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32, reclaim: bool) -> bool {
     nf.reply_key = nf.out.pair_key(nf.key.proto);
-    nf.reply_key != nf.key
-        && maps::ct_get(Table::Established, &nf.reply_key).is_none()
-        && maps::ct_get(Table::Pending, &nf.reply_key).is_none()
+    if nf.reply_key == nf.key || maps::ct_get(Table::Established, &nf.reply_key).is_some() {
+        return false;
+    }
+    match maps::ct_get(Table::Pending, &nf.reply_key) {
+        None => true,
+        Some(p) => reclaim && dead_removed(cfg, st, &nf.reply_key, p, now),
+    }
+}
+
+/// Whether the pending flow whose half `p` is `key` is whole and dead; it is then
+/// removed, both halves.
+#[inline(always)]
+fn dead_removed(cfg: &Config, st: Stats, key: &CtKey, p: *mut CtEntry, now: u32) -> bool {
+    let e = unsafe { &*p };
+    let pair_key = e.pair_key(key.proto);
+    let pair = match maps::ct_get(Table::Pending, &pair_key) {
+        Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,
+        _ => return false,
+    };
+    if alive(cfg, st, key, e, pair, now) {
+        return false;
+    }
+    maps::ct_remove(st, Table::Pending, &pair_key);
+    maps::ct_remove(st, Table::Pending, key);
+    true
 }
 
 /// Picks a source port (the echo identifier for ICMP) from the NAT range whose reply
-/// tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries.
+/// tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries. The
+/// first port tried is taken from a dead flow holding it (see [`reply_free`]); the
+/// others are not, which keeps the verifier's walk of the loop short: ports held by
+/// dead flows are freed one per new flow, each when it comes up as a random start.
 #[inline(always)]
-fn allocate(cfg: &Config, nf: &mut NewFlow) -> bool {
+fn allocate(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> bool {
     nf.start = unsafe { bpf_get_prandom_u32() };
-    for attempt in 0..SNAT_RETRIES {
-        let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, nf.start, attempt).to_be();
-        nf.out.sport = port;
-        if nf.key.proto == IPPROTO_ICMP {
-            nf.out.dport = port;
-        }
-        if reply_free(nf) {
+    try_port(cfg, nf, 0);
+    if reply_free(cfg, st, nf, now, true) {
+        return true;
+    }
+    for attempt in 1..SNAT_RETRIES {
+        try_port(cfg, nf, attempt);
+        if reply_free(cfg, st, nf, now, false) {
             return true;
         }
     }
     false
+}
+
+/// Puts the `attempt`th candidate port of [`allocate`] in `nf.out`.
+#[inline(always)]
+fn try_port(cfg: &Config, nf: &mut NewFlow, attempt: u32) {
+    let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, nf.start, attempt).to_be();
+    nf.out.sport = port;
+    if nf.key.proto == IPPROTO_ICMP {
+        nf.out.dport = port;
+    }
 }
 
 /// Fills `nf.reply_key` and `nf.reply`: the other direction of `nf.key -> nf.out`,

@@ -225,7 +225,7 @@ pub fn commit(
     nf.key = *key;
     nf.out = conntrack::entry(found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
-    conntrack::create(cfg, st, nf)?;
+    conntrack::create(cfg, st, nf, now)?;
     let e = nf.out;
     if masquerade {
         st.count(counter::SNAT_NEW_FLOWS);

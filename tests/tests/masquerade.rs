@@ -493,6 +493,38 @@ fn exhausted_nat_ports_drop_new_flows_and_count_them() {
     assert_eq!(lab.conntrack().len(), 2);
 }
 
+/// A NAT port held by a flow that has expired is free again: the next flow that needs
+/// it takes it, although nothing else meets the dead flow (no packet of its own, no
+/// eviction in a quiet table), as the kernel's conntrack frees an expired flow's port.
+#[test]
+fn nat_ports_of_expired_flows_are_taken_again() {
+    let lab = Lab::sandbox(&["--nat-ports", "20000-20000"]);
+    lab.ok(&["run", "a"]);
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let first = udp(&lab.ns("a"), "0.0.0.0:0");
+    first.send_to(b"1", "203.0.113.1:7000").unwrap();
+    let (_, from) = server.recv_from(&mut buf).expect("the first flow passes");
+    assert_eq!(from.port(), 20_000);
+    let second = udp(&lab.ns("a"), "0.0.0.0:0");
+    second.send_to(b"2", "203.0.113.1:7000").unwrap();
+    assert!(server.recv_from(&mut buf).is_err(), "one port, two flows");
+    assert_eq!(lab.stat("drops", "ports_exhausted"), 1);
+
+    netlab_tests::age_flows(&lab, 120);
+    assert!(lab.conntrack().is_empty(), "an expired flow is listed");
+    second.send_to(b"2", "203.0.113.1:7000").unwrap();
+    let (_, from) = server
+        .recv_from(&mut buf)
+        .expect("the expired flow's port was not taken again");
+    assert_eq!((from.port(), &buf[..1]), (20_000, &b"2"[..]));
+    assert_eq!(lab.stat("drops", "ports_exhausted"), 1);
+    assert!(lab.stat("counters", "ct_expired") >= 1);
+}
+
 #[test]
 fn conntrack_lists_flows_and_flush_empties_it() {
     let lab = Lab::sandbox(&[]);
