@@ -31,6 +31,25 @@ pub fn all_labs() -> Result<Vec<LabState>> {
     Ok(labs)
 }
 
+/// The other labs up in the namespace a lab runs in when that is not its own (a lab on
+/// the machine's namespace or a runtime's): they share its namespace-wide settings.
+/// None for a sandbox lab.
+pub fn neighbours(state: &LabState) -> Vec<LabState> {
+    if state.sandbox {
+        return Vec::new();
+    }
+    all_labs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| {
+            o.name != state.name
+                && !o.sandbox
+                && o.host_netns == state.host_netns
+                && o.cookies.host == state.cookies.host
+        })
+        .collect()
+}
+
 /// An exclusive lock on one lab's state, held for the whole command.
 pub struct Locked {
     pub lab: String,

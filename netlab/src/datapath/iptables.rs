@@ -18,9 +18,12 @@
 //! ```
 //!
 //! Every rule carries `-m comment --comment netlab`, and every chain is called
-//! `NETLAB...`: teardown removes exactly those. The chains are shared by the whole
-//! namespace, as Docker's are, so one iptables lab runs per namespace (a sandbox lab
-//! has its own). Port ranges are expanded to one rule per port, as Docker does.
+//! `NETLAB...`: `up` refuses a namespace that holds any such rule or chain. Teardown
+//! removes exactly the rules `setup` wrote (as `iptables-save` shows them) and the
+//! chains it made, and leaves anything else alone, `NETLAB-USER` with the user's rules
+//! in it included. The chains are shared by the whole namespace, as Docker's are, so
+//! one iptables lab runs per namespace (a sandbox lab has its own). Port ranges are
+//! expanded to one rule per port, as Docker does.
 
 use std::fmt::Write as _;
 
@@ -269,17 +272,6 @@ fn port_rules(state: &LabState, ports: &[Published]) -> PortRules {
     rules
 }
 
-/// One table of `iptables-save` output.
-#[derive(Default)]
-struct Table {
-    name: String,
-    /// Chains netlab made.
-    chains: Vec<String>,
-    /// netlab's rules in other chains, as `-A CHAIN ...`.
-    rules: Vec<String>,
-    forward_drop: bool,
-}
-
 fn is_tagged(rule: &str) -> bool {
     let words: Vec<&str> = rule.split_whitespace().collect();
     // iptables-save quotes a comment with spaces: `"netlab rules"` is not ours.
@@ -289,64 +281,103 @@ fn is_tagged(rule: &str) -> bool {
         .any(|w| w[0] == "--comment" && (w[1] == netfilter::TAG || w[1] == quoted))
 }
 
-/// What of netlab's is in an `iptables-save` output, table by table.
-fn ours(saved: &str) -> Vec<Table> {
-    let mut tables: Vec<Table> = Vec::new();
+/// Whether an `iptables-save` output holds anything that looks like netlab's: a chain
+/// called `NETLAB...`, or a rule tagged as netlab's in any other chain.
+fn holds_netlabs(saved: &str) -> bool {
+    saved.lines().map(str::trim).any(|line| {
+        if let Some(decl) = line.strip_prefix(':') {
+            return decl.starts_with(PREFIX);
+        }
+        line.strip_prefix("-A ").is_some_and(|rule| {
+            let chain = rule.split_whitespace().next().unwrap_or("");
+            is_tagged(rule) && !chain.starts_with(PREFIX)
+        })
+    })
+}
+
+/// The chains `setup` makes, by table.
+const CHAINS: [(&str, &[&str]); 2] = [
+    ("nat", &[PORTS]),
+    (
+        "filter",
+        &[
+            "NETLAB-USER",
+            "NETLAB-FORWARD",
+            "NETLAB-CT",
+            "NETLAB-ISOLATION-STAGE-1",
+            "NETLAB-ISOLATION-STAGE-2",
+            "NETLAB-BRIDGE",
+            PORTS,
+        ],
+    ),
+];
+
+/// The chain a rule line (`-A CHAIN ...`) is in.
+fn chain_of(line: &str) -> &str {
+    line.split_whitespace().nth(1).unwrap_or("")
+}
+
+/// The restore script that removes what the lab's `setup` installed and `saved` (an
+/// `iptables-save`) still shows, and nothing else: its rules in the built-in chains,
+/// exactly as `setup` wrote them, then its own chains (flushed first, as they jump to
+/// each other; the per-port rules go with them). `NETLAB-USER` is the user's to fill,
+/// as Docker's `DOCKER-USER`: holding rules, it stays, with them. In a sandbox the
+/// FORWARD policy goes back to ACCEPT.
+fn teardown_script(saved: &str, state: &LabState) -> Script {
+    // What `saved` holds, by table: its chains and its rule lines.
+    let mut tables: Vec<(&str, Vec<&str>, Vec<&str>, bool)> = Vec::new();
     for line in saved.lines().map(str::trim) {
         if let Some(name) = line.strip_prefix('*') {
-            tables.push(Table {
-                name: name.to_string(),
-                ..Table::default()
-            });
-            continue;
-        }
-        let Some(table) = tables.last_mut() else {
-            continue;
-        };
-        if let Some(decl) = line.strip_prefix(':') {
-            let mut words = decl.split_whitespace();
-            let (chain, policy) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            if chain.starts_with(PREFIX) {
-                table.chains.push(chain.to_string());
-            }
-            if chain == "FORWARD" && policy == "DROP" {
-                table.forward_drop = true;
-            }
-        } else if let Some(rule) = line.strip_prefix("-A ") {
-            let chain = rule.split_whitespace().next().unwrap_or("");
-            if is_tagged(rule) && !chain.starts_with(PREFIX) {
-                table.rules.push(line.to_string());
+            tables.push((name, Vec::new(), Vec::new(), false));
+        } else if let Some(t) = tables.last_mut() {
+            if let Some(decl) = line.strip_prefix(':') {
+                let mut words = decl.split_whitespace();
+                let (chain, policy) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                t.1.push(chain);
+                t.3 |= chain == "FORWARD" && policy == "DROP";
+            } else if line.starts_with("-A ") {
+                t.2.push(line);
             }
         }
     }
-    tables.retain(|t| !t.chains.is_empty() || !t.rules.is_empty() || t.forward_drop);
-    tables
-}
-
-/// The restore script that removes everything of netlab's in `saved`: its rules in
-/// the built-in chains, then its chains (flushed first, as they jump to each other).
-/// In a sandbox the FORWARD policy goes back to ACCEPT.
-fn teardown_script(saved: &str, sandbox: bool) -> Script {
+    let find = |name: &str| tables.iter().find(|t| t.0 == name);
+    let ours = |table: &str| {
+        CHAINS
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(&[][..], |(_, c)| *c)
+    };
     let mut s = Script::default();
-    for t in ours(saved) {
-        let table: &'static str = match t.name.as_str() {
-            "raw" => "raw",
-            "nat" => "nat",
-            "filter" => "filter",
-            "mangle" => "mangle",
-            "security" => "security",
-            _ => continue,
+    for (table, lines) in &setup_script(state, &state.nat).0 {
+        let Some((_, _, rules, forward_drop)) = find(table) else {
+            continue;
         };
-        if sandbox && t.forward_drop {
+        if state.sandbox && *forward_drop && *table == "filter" {
             s.push(table, ":FORWARD ACCEPT [0:0]");
         }
-        for r in &t.rules {
-            s.push(table, format!("-D {}", &r[3..]));
+        for l in lines {
+            if l.starts_with("-A ")
+                && !ours(table).contains(&chain_of(l))
+                && rules.contains(&l.as_str())
+            {
+                s.push(table, format!("-D {}", &l[3..]));
+            }
         }
-        for c in &t.chains {
+    }
+    for (table, chains) in CHAINS {
+        let Some((_, present, rules, _)) = find(table) else {
+            continue;
+        };
+        let kept = |c: &str| c == "NETLAB-USER" && rules.iter().any(|r| chain_of(r) == c);
+        let gone: Vec<&str> = chains
+            .iter()
+            .copied()
+            .filter(|c| present.contains(c) && !kept(c))
+            .collect();
+        for c in &gone {
             s.push(table, format!("-F {c}"));
         }
-        for c in &t.chains {
+        for c in &gone {
             s.push(table, format!("-X {c}"));
         }
     }
@@ -354,28 +385,30 @@ fn teardown_script(saved: &str, sandbox: bool) -> Script {
 }
 
 impl Datapath for Iptables {
-    fn setup(&self, state: &LabState) -> Result<()> {
-        let saved = self.save(state)?;
-        if ours(&saved)
-            .iter()
-            .any(|t| !t.chains.is_empty() || !t.rules.is_empty())
-        {
+    fn check_free(&self, state: &LabState) -> Result<()> {
+        if holds_netlabs(&self.save(state)?) {
             return Err(Error::Conflict(format!(
                 "netlab's iptables rules are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first (or use --sandbox)",
                 state.name
             )));
         }
+        Ok(())
+    }
+
+    fn setup(&self, state: &LabState) -> Result<()> {
         netfilter::prepare_host(state)?;
         self.restore(state, &setup_script(state, &state.nat))?;
         netfilter::set_timeouts(state)
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        if !topology::host_ns(state).exists() {
+        // A host namespace that is gone, or was made again under its name, holds
+        // nothing of the lab's.
+        if !topology::host_is_the_labs(state) {
             return Ok(());
         }
         let saved = self.save(state)?;
-        self.restore(state, &teardown_script(&saved, state.sandbox))
+        self.restore(state, &teardown_script(&saved, state))
     }
 
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
@@ -433,12 +466,14 @@ mod tests {
             host_netns: Some("x-host".into()),
             wan_netns: Some("x-wan".into()),
             ip_forward_was: None,
+            bridge_nf_was: None,
             nat: NatOptions::default(),
             debug: false,
             containers: Vec::new(),
             ports: Vec::new(),
             cookies: Default::default(),
             building: false,
+            datapath_made: true,
         }
     }
 
@@ -499,50 +534,48 @@ mod tests {
     }
 
     #[test]
-    fn teardown_removes_exactly_what_is_tagged() {
-        let saved = "\
-# Generated by iptables-save v1.8.9
-*nat
-:PREROUTING ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:NETLAB - [0:0]
-:USERS - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netlab -j NETLAB
--A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE
--A POSTROUTING -s 10.0.0.0/8 -m comment --comment \"netlab is great\" -j MASQUERADE
--A NETLAB -p tcp -m tcp --dport 80 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:80
-COMMIT
-*filter
-:FORWARD DROP [0:0]
-:NETLAB-USER - [0:0]
-:NETLAB-FORWARD - [0:0]
--A FORWARD -m comment --comment netlab -j NETLAB-USER
--A FORWARD -m comment --comment netlab -j NETLAB-FORWARD
-COMMIT
-*mangle
-:PREROUTING ACCEPT [0:0]
-COMMIT
-";
-        let text = teardown_script(saved, true).text();
-        assert_eq!(
-            text,
-            "\
-*nat
--D PREROUTING -m addrtype --dst-type LOCAL -m comment --comment netlab -j NETLAB
--F NETLAB
--X NETLAB
-COMMIT
-*filter
-:FORWARD ACCEPT [0:0]
--D FORWARD -m comment --comment netlab -j NETLAB-USER
--D FORWARD -m comment --comment netlab -j NETLAB-FORWARD
--F NETLAB-USER
--F NETLAB-FORWARD
--X NETLAB-USER
--X NETLAB-FORWARD
-COMMIT
-"
+    fn teardown_removes_what_setup_wrote_and_nothing_else() {
+        let state = lab();
+        // What `iptables-save` shows after `setup`, with the user's own things beside
+        // it: a rule carrying netlab's tag, a chain with netlab's prefix, a rule of
+        // theirs in NETLAB-USER.
+        let mut saved = setup_script(&state, &state.nat)
+            .text()
+            .replace("COMMIT\n", "");
+        saved = saved.replace(
+            "*filter\n",
+            "*filter\n:NETLAB-MINE - [0:0]\n-A NETLAB-USER -s 172.18.0.9/32 -j DROP\n",
         );
-        assert!(teardown_script("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", true).is_empty());
+        saved = saved.replace(
+            "*nat\n",
+            "*nat\n-A POSTROUTING -s 10.0.0.0/8 -m comment --comment netlab -j MASQUERADE\n",
+        );
+        let text = teardown_script(&saved, &state).text();
+        for theirs in [
+            "10.0.0.0/8",
+            "NETLAB-MINE",
+            "-F NETLAB-USER",
+            "-X NETLAB-USER",
+        ] {
+            assert!(!text.contains(theirs), "{theirs} in:\n{text}");
+        }
+        for ours in [
+            "-D PREROUTING -d 172.18.0.0/16 ! -i nl-x -m comment --comment netlab -j DROP",
+            "-D FORWARD -m comment --comment netlab -j NETLAB-USER",
+            "-X NETLAB-FORWARD",
+            "-X NETLAB-BRIDGE",
+            "-X NETLAB\n",
+            ":FORWARD ACCEPT [0:0]",
+        ] {
+            assert!(text.contains(ours), "no {ours} in:\n{text}");
+        }
+        // Without the user's rule, NETLAB-USER goes too; with nothing of netlab's, nothing.
+        let bare = setup_script(&state, &state.nat).text();
+        assert!(
+            teardown_script(&bare, &state)
+                .text()
+                .contains("-X NETLAB-USER")
+        );
+        assert!(teardown_script("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", &state).is_empty());
     }
 }

@@ -22,6 +22,12 @@ use crate::{
 /// publish and withdraw ports, tear it down. What some can show of themselves is
 /// [`Inspect`]; what only the benchmark needs is [`FillConntrack`].
 pub trait Datapath {
+    /// Refuses a lab whose datapath objects are there already (in its host namespace,
+    /// bpffs or cgroups): someone else's, or another lab's. Runs before `setup`, and
+    /// nothing of the datapath is torn down when it fails.
+    fn check_free(&self, _state: &LabState) -> Result<()> {
+        Ok(())
+    }
     /// Installs the datapath (with `state.nat` and `state.debug`) for a lab whose
     /// bridge and uplink exist.
     fn setup(&self, state: &LabState) -> Result<()>;

@@ -20,7 +20,7 @@ use crate::{
 /// The comment every iptables rule netlab adds carries; teardown removes exactly these.
 pub const TAG: &str = "netlab";
 
-const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+use crate::netlink::sysctl::BRIDGE_NF_CALL_IPTABLES;
 const CONNTRACK_SYSCTLS: &str = "/proc/sys/net/netfilter";
 
 /// Runs `program args` in the lab host's namespace, `input` on its stdin; returns its

@@ -237,13 +237,17 @@ fn element_commands<'a>(
 }
 
 impl Datapath for Nftables {
-    fn setup(&self, state: &LabState) -> Result<()> {
+    fn check_free(&self, state: &LabState) -> Result<()> {
         if table_exists(state)? {
             return Err(Error::Conflict(format!(
                 "nftables table ip {TABLE} already exists in the namespace of lab {}'s host: one nftables lab per namespace; take the other one down first (or use --sandbox)",
                 state.name
             )));
         }
+        Ok(())
+    }
+
+    fn setup(&self, state: &LabState) -> Result<()> {
         if self.flowtable {
             require_flowtables(state)?;
         }
@@ -263,23 +267,23 @@ impl Datapath for Nftables {
         let (Some(veth), true) = (&c.veth, self.flowtable) else {
             return Ok(());
         };
+        // A lab whose host namespace is gone (or someone else's now) has no flowtable.
+        if !topology::host_is_the_labs(state) {
+            return Ok(());
+        }
         match apply(state, &flowtable_device("delete", veth)) {
             Ok(()) => Ok(()),
             // A veth that is gone already left the flowtable with it, and a lab that
             // is half gone has no flowtable left to leave.
-            Err(_)
-                if !topology::host_ns(state).exists()
-                    || !table_exists(state)?
-                    || !flowtable_has(state, veth)? =>
-            {
-                Ok(())
-            }
+            Err(_) if !table_exists(state)? || !flowtable_has(state, veth)? => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
-        if !topology::host_ns(state).exists() || !table_exists(state)? {
+        // A host namespace that is gone, or was made again under its name, holds
+        // nothing of the lab's.
+        if !topology::host_is_the_labs(state) || !table_exists(state)? {
             return Ok(());
         }
         netfilter::run(state, "nft", &["delete", "table", "ip", TABLE], None).map(drop)
@@ -394,12 +398,14 @@ mod tests {
             host_netns: Some("doc-host".into()),
             wan_netns: Some("doc-wan".into()),
             ip_forward_was: None,
+            bridge_nf_was: None,
             nat: NatOptions::default(),
             debug: false,
             containers: Vec::new(),
             ports: Vec::new(),
             cookies: Default::default(),
             building: false,
+            datapath_made: true,
         }
     }
 

@@ -38,8 +38,15 @@ pub struct LabState {
     pub host_netns: Option<String>,
     /// The sandbox's `wan` namespace.
     pub wan_netns: Option<String>,
-    /// `ip_forward` before `up` changed it, restored by `down` (non-sandbox labs only).
+    /// `ip_forward` before `up` changed it, restored by `down` (non-sandbox labs only)
+    /// when no other lab is up in the namespace; a lab that came up beside another one
+    /// keeps that one's (what the namespace had before either).
     pub ip_forward_was: Option<String>,
+    /// `net.bridge.bridge-nf-call-iptables` before `up` (non-sandbox labs; `None` when
+    /// the namespace has no such setting, or for a state written before netlab kept
+    /// it), restored as `ip_forward_was`.
+    #[serde(default)]
+    pub bridge_nf_was: Option<String>,
     /// NAT tunables the datapath was set up with.
     pub nat: NatOptions,
     /// Whether the datapath was loaded with its debug logs on (`up --debug`).
@@ -59,6 +66,16 @@ pub struct LabState {
     /// `down` removes it.
     #[serde(default)]
     pub building: bool,
+    /// Whether the datapath's setup began (after its checks that the namespace, bpffs
+    /// and cgroups hold nothing of its kind): only then does `down` tear it down, so a
+    /// refused `up` never removes what it was refused over. A state written before
+    /// netlab kept this is of a lab whose datapath was set up.
+    #[serde(default = "set_up_before")]
+    pub datapath_made: bool,
+}
+
+fn set_up_before() -> bool {
+    true
 }
 
 /// Netns cookies of a lab's namespaces (`SO_NETNS_COOKIE`): a namespace's identity for

@@ -15,15 +15,15 @@ pub fn set(path: &str, value: &str) -> Result<()> {
 }
 
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
 /// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0`: bridged frames skip
 /// netfilter. This kernel turns it on in every new namespace; a lab without netfilter
-/// rules turns it off so that no frame pays for the hooks. Absent without
-/// br_netfilter, which is as good.
+/// rules turns it off, in a namespace of its own, so that no frame pays for the hooks.
+/// Absent without br_netfilter, which is as good.
 pub fn bridge_netfilter_off() -> Result<()> {
-    const KEY: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-    if std::path::Path::new(KEY).exists() {
-        set(KEY, "0")?;
+    if std::path::Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
+        set(BRIDGE_NF_CALL_IPTABLES, "0")?;
     }
     Ok(())
 }

@@ -44,7 +44,9 @@ pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
             errors.check(netns::remove_placeholder(name));
         }
     }
-    errors.check(dp.teardown(state));
+    if state.datapath_made {
+        errors.check(dp.teardown(state));
+    }
     errors.check(topology::teardown(state));
     errors.into_result()?;
     lock.forget()

@@ -25,16 +25,35 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
     let host = || state.host_netns.as_deref().map(netns::path);
     let netns = match name {
         "host" => host(),
-        "wan" => Some(state.wan_netns.as_deref().map(netns::path).ok_or_else(|| {
-            Error::Invalid(format!(
-                "lab {} has no wan namespace: it was not started with --sandbox",
-                state.name
-            ))
-        })?),
+        "wan" => {
+            let wan = state.wan_netns.as_deref().map(netns::path).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "lab {} has no wan namespace: it was not started with --sandbox",
+                    state.name
+                ))
+            })?;
+            let same = match state.cookies.wan {
+                Some(c) => netns::is_netns(&wan) && netns::cookie(&wan).is_ok_and(|n| n == c),
+                None => netns::is_netns(&wan),
+            };
+            if !same {
+                return Err(Error::Invalid(format!(
+                    "lab {}'s wan namespace is gone (removed behind netlab's back): `netlab down --lab {}`, then bring it up again",
+                    state.name, state.name
+                )));
+            }
+            Some(wan)
+        }
         _ => {
             let c = state.container(name).ok_or_else(|| {
                 Error::Invalid(format!("no container {name} in lab {}", state.name))
             })?;
+            // Never a namespace made again under the container's name: someone else's.
+            if !topology::netns_is_the_containers(c) {
+                return Err(Error::Invalid(format!(
+                    "container {name}'s namespace is gone (removed behind netlab's back): `netlab rm {name}`, then run it again"
+                )));
+            }
             match c.network {
                 Network::Host => host(),
                 _ => topology::container_ns(c).or_else(host),

@@ -50,7 +50,11 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
     // Journal first: a crash from here on is rolled back by the next command.
     s.begin(&Entry::Publish { ports: new.clone() })?;
     if let Err(e) = dp.publish(&s.state, &new) {
-        let _ = s.commit();
+        // Part of it may be in the kernel (rules in, a later step failed): take back
+        // whatever is, or leave the journal for the next command to do it.
+        if dp.withdraw_leftovers(&s.state, &new).is_ok() {
+            let _ = s.commit();
+        }
         return Err(e);
     }
     s.state.ports.extend(new.iter().cloned());

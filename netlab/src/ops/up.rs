@@ -233,12 +233,14 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         host_netns,
         wan_netns: req.sandbox.then(|| names::wan_netns(lab)),
         ip_forward_was: None,
+        bridge_nf_was: None,
         nat: req.nat,
         debug: req.debug,
         containers: Vec::new(),
         ports: Vec::new(),
         cookies: Cookies::default(),
         building: true,
+        datapath_made: false,
     };
     if !req.sandbox {
         // A bridge of someone else's must not be taken over, nor removed on failure.
@@ -297,9 +299,21 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
         )));
     }
     check_nat_ports(state)?;
-    // Forwarding as it was, recorded before the bridge turns it on.
-    state.ip_forward_was = Some(topology::ip_forward(state)?);
+    // Forwarding and bridge netfilter as they were, recorded before the bridge and the
+    // datapath change them; beside another lab, as that one found them.
+    (state.ip_forward_was, state.bridge_nf_was) =
+        match crate::store::neighbours(state).into_iter().next() {
+            Some(other) => (other.ip_forward_was, other.bridge_nf_was),
+            None => (
+                Some(topology::ip_forward(state)?),
+                topology::bridge_nf(state)?,
+            ),
+        };
     lock.save(state)?;
     topology::build_bridge(state)?;
+    // From here on what the datapath finds of its kind is its own, and `down` removes it.
+    dp.check_free(state)?;
+    state.datapath_made = true;
+    lock.save(state)?;
     dp.setup(state)
 }

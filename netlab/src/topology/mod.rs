@@ -171,6 +171,18 @@ pub fn ip_forward(state: &LabState) -> Result<String> {
     })
 }
 
+/// `net.bridge.bridge-nf-call-iptables` in the lab's host namespace, as it is; `None`
+/// where the kernel has no bridge netfilter.
+pub fn bridge_nf(state: &LabState) -> Result<Option<String>> {
+    netns::run_in(&host_ns(state), || {
+        match std::fs::read_to_string(sysctl::BRIDGE_NF_CALL_IPTABLES) {
+            Ok(v) => Ok(Some(v.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", sysctl::BRIDGE_NF_CALL_IPTABLES, e)),
+        }
+    })
+}
+
 /// Creates the bridge, marked as the lab's, with its address in the host namespace,
 /// MTU from the uplink, and turns on forwarding there.
 pub fn build_bridge(state: &LabState) -> Result<()> {
@@ -229,23 +241,32 @@ fn build_container(
     let veth = c.veth.clone().expect("bridge containers have a veth");
     let peer = names::veth_peer(&state.name, &c.name);
     let (bridge, alias) = (state.bridge.clone(), names::alias(&state.name, &c.name));
-    let ns_file = netns::open(&ns)?;
-    let (peer_for_host, alias_for_host) = (peer.clone(), alias.clone());
+    let host_file = netns::open(&host_ns(state))?;
+    let bridge_for_mtu = bridge.clone();
+    let mtu = netns::netlink_in(&host_ns(state), |h| async move {
+        link::mtu(&h, &bridge_for_mtu).await
+    })?;
+    // The pair is made in the container's namespace and both ends are marked there
+    // before the host end moves to the lab host: a `run` killed at any point leaves
+    // nothing unmarked in the lab host (what is left in the container's namespace goes
+    // with it). Only a link with the mark is ever removed as this container's.
+    let (veth_in_ctr, peer_in_ctr) = (veth.clone(), peer.clone());
     let device = state.device;
+    netns::netlink_in(&ns, |h| async move {
+        let v = match device {
+            Device::Veth => link::add_veth(&h, &veth_in_ctr, &peer_in_ctr, mtu).await?,
+            Device::Netkit => link::add_netkit(&h, &veth_in_ctr, &peer_in_ctr, mtu).await?,
+        };
+        let p = link::require(&h, &peer_in_ctr).await?;
+        link::set_alias(&h, &peer_in_ctr, p, &alias).await?;
+        link::set_alias(&h, &veth_in_ctr, v, &alias).await?;
+        link::move_to_netns(&h, &veth_in_ctr, v, host_file.as_fd()).await
+    })?;
+    let veth_in_host = veth.clone();
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
-        let mtu = link::mtu(&h, &bridge).await?;
-        let v = match device {
-            Device::Veth => link::add_veth(&h, &veth, &peer_for_host, mtu).await?,
-            Device::Netkit => link::add_netkit(&h, &veth, &peer_for_host, mtu).await?,
-        };
-        link::set_alias(&h, &veth, v, &alias_for_host).await?;
-        let p = link::require(&h, &peer_for_host).await?;
-        // Both ends carry the mark: only a link with it is ever removed as this
-        // container's, in the lab host or inside a runtime's namespace.
-        link::set_alias(&h, &peer_for_host, p, &alias_for_host).await?;
-        link::move_to_netns(&h, &peer_for_host, p, ns_file.as_fd()).await?;
-        link::enslave_up(&h, &veth, v, br).await
+        let v = link::require(&h, &veth_in_host).await?;
+        link::enslave_up(&h, &veth_in_host, v, br).await
     })?;
     let (ip, prefix, gw) = (
         c.ip.expect("bridge containers have an address"),
@@ -319,16 +340,7 @@ pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
             c.name, c.name
         )))
     };
-    let Some(ns) = container_ns(c) else {
-        return Ok(());
-    };
-    let same = match (c.runtime_netns.is_none(), c.netns_cookie) {
-        (true, Some(cookie)) => {
-            netns::is_netns(&ns) && netns::cookie(&ns).is_ok_and(|n| n == cookie)
-        }
-        _ => netns::is_netns(&ns),
-    };
-    if !same {
+    if !netns_is_the_containers(c) {
         return gone("namespace");
     }
     let Some(veth) = c.veth.clone() else {
@@ -341,6 +353,21 @@ pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
         return gone(&format!("{} pair", state.device.name()));
     }
     Ok(())
+}
+
+/// Whether a container's namespace is still the one it was made with (its cookie; a
+/// runtime's namespace, whose identity netlab does not keep, by being one); true for a
+/// container without a namespace of its own.
+pub fn netns_is_the_containers(c: &Container) -> bool {
+    let Some(ns) = container_ns(c) else {
+        return true;
+    };
+    match (c.runtime_netns.is_none(), c.netns_cookie) {
+        (true, Some(cookie)) => {
+            netns::is_netns(&ns) && netns::cookie(&ns).is_ok_and(|n| n == cookie)
+        }
+        _ => netns::is_netns(&ns),
+    }
 }
 
 /// The MACs of the host side of a bridge container: the bridge's and its veth's.
@@ -432,12 +459,19 @@ pub fn teardown(state: &LabState) -> Result<()> {
     if host_is_the_labs(state) {
         let bridge = state.bridge.clone();
         let alias = names::alias(&state.name, "bridge");
-        let restore = state.ip_forward_was.clone();
-        let sandbox = state.sandbox;
+        // The namespace's settings go back as the first lab found them, by the last
+        // lab of the namespace to go (another still up needs them as they are).
+        let restore = !state.sandbox && crate::store::neighbours(state).is_empty();
+        let sysctls = [
+            (sysctl::IP_FORWARD, state.ip_forward_was.clone()),
+            (sysctl::BRIDGE_NF_CALL_IPTABLES, state.bridge_nf_was.clone()),
+        ];
         errors.check(netns::netlink_in(&host_ns(state), |h| async move {
             link::delete_marked(&h, &bridge, &alias).await?;
-            if let (false, Some(v)) = (sandbox, restore) {
-                sysctl::set(sysctl::IP_FORWARD, &v)?;
+            for (key, was) in sysctls {
+                if let (true, Some(v)) = (restore, was) {
+                    sysctl::set(key, &v)?;
+                }
             }
             Ok(())
         }));

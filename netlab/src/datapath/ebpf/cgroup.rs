@@ -67,7 +67,8 @@ fn own(lab: &str) -> Result<PathBuf> {
 pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
     let cg = path(state)?;
     if owns_cgroup(state) {
-        fs::create_dir_all(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
+        // Made here or not at all: one that is there already is not this lab's.
+        fs::create_dir(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
     }
     let cg_file = fs::File::open(&cg).map_err(|e| Error::io("open cgroup", &cg, e))?;
     for name in PROGRAMS {
@@ -90,6 +91,24 @@ pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()>
             .map_err(|e| Error::ebpf("cgroup link", e))?;
         link.pin(links.join(name))
             .map_err(|e| Error::ebpf("pin link", format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a lab whose own cgroup would be one that is there already (someone else's:
+/// it would be taken over, and removed with the lab, its processes moved out).
+pub fn check_free(state: &LabState) -> Result<()> {
+    if !owns_cgroup(state) {
+        return Ok(());
+    }
+    let cg = own(&state.name)?;
+    if cg.exists() {
+        return Err(Error::Conflict(format!(
+            "cgroup {} exists and is not one netlab made for lab {}: remove it (`rmdir {}`) or pick another lab name",
+            cg.display(),
+            state.name,
+            cg.display()
+        )));
     }
     Ok(())
 }

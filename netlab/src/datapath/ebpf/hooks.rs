@@ -272,6 +272,12 @@ pub fn detach_all(lab: &str, ns: &Path) -> Result<()> {
     errors.into_result()
 }
 
+/// Forgets the lab's classic filters without touching them: their namespace is gone,
+/// or is someone else's now.
+pub fn forget_all(lab: &str) {
+    let _ = fs::remove_file(records(lab));
+}
+
 /// Removes one filter, and the device's clsact qdisc if netlab added it and no other
 /// filter of the lab (`rest`) is on that device.
 fn remove_filter(ns: &Path, f: &Filter, rest: &[Filter]) -> Result<()> {

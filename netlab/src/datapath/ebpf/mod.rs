@@ -218,7 +218,12 @@ impl Datapath for Ebpf {
                     link::mac(&h, &bridge).await?,
                 ))
             })?;
-        netns::run_in(&host, sysctl::bridge_netfilter_off)?;
+        // Only in a namespace of the lab's own: elsewhere (the machine's, a runtime's)
+        // the setting is everyone's, and other bridges' filtering (Docker's, a
+        // runtime's) depends on it.
+        if sandbox {
+            netns::run_in(&host, sysctl::bridge_netfilter_off)?;
+        }
         let links = HostLinks {
             uplink_ifindex,
             bridge_ifindex,
@@ -286,12 +291,22 @@ impl Datapath for Ebpf {
         endpoints::detach(state, c)
     }
 
+    fn check_free(&self, state: &LabState) -> Result<()> {
+        pins::check_free(&state.name)?;
+        cgroup::check_free(state)
+    }
+
     fn teardown(&self, state: &LabState) -> Result<()> {
         // Classic filters are no pins: each goes by its record (a lab attached by tcx
         // has none), before the pins. Not by `CONFIG`'s flag, which a half-gone lab, or
         // one an earlier netlab brought up, may not have where this one reads it.
         let mut errors = Errors::default();
-        errors.check(hooks::detach_all(&state.name, &topology::host_ns(state)));
+        // In a host namespace that is gone, or someone else's now, nothing is the lab's.
+        if topology::host_is_the_labs(state) {
+            errors.check(hooks::detach_all(&state.name, &topology::host_ns(state)));
+        } else {
+            hooks::forget_all(&state.name);
+        }
         errors.check(sweep(&state.name).map(drop));
         errors.into_result()
     }

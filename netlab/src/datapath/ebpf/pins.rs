@@ -102,10 +102,35 @@ pub fn prepare(lab: &str) -> Result<PathBuf> {
         .map_err(|e| Error::io("mount bpffs on", BPFFS, e.into()))?;
         fs::write(BPFFS_MARK, mount_ns()).map_err(|e| Error::io("write", BPFFS_MARK, e))?;
     }
-    for d in [root(), root().join(LAYOUT_VERSION), dir(lab), links(lab)] {
+    for d in [root(), root().join(LAYOUT_VERSION)] {
         make_private_dir(&d)?;
     }
+    // The lab's own directory is made here or not at all: one that is there already is
+    // not this lab's (see `check_free`), and is left alone.
+    for d in [dir(lab), links(lab)] {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .map_err(|e| Error::io("create", &d, e))?;
+    }
     Ok(dir(lab))
+}
+
+/// Refuses a lab name whose pin directory (under this layout or an earlier one) is
+/// there already though no lab of that name is up: someone else's, or left by hand.
+pub fn check_free(lab: &str) -> Result<()> {
+    for layout in EARLIER_LAYOUTS.iter().chain([&LAYOUT_VERSION]) {
+        let d = root().join(layout).join(lab);
+        if fs::symlink_metadata(&d).is_ok() {
+            return Err(Error::Conflict(format!(
+                "{} exists and is not one netlab made for lab {lab}: remove it (`rm -r {}`) or pick another lab name",
+                d.display(),
+                d.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Makes `d` (mode 0700) unless it exists; refuses one that exists and is not a
@@ -150,12 +175,18 @@ fn release_bpffs(_lock: &BpffsLock) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab's pins (which detaches its links), those an earlier netlab left
-/// under an earlier layout too, and the empty parents; returns whether there were any.
+/// Removes the lab's pins (which detaches its links), or, for a lab an earlier netlab
+/// brought up (none under this layout), its pins under the earlier layouts; then the
+/// empty parents. Returns whether there were any.
 pub fn remove(lab: &str) -> Result<bool> {
     let lock = BpffsLock::acquire()?;
     let mut existed = false;
-    for layout in EARLIER_LAYOUTS.iter().chain([&LAYOUT_VERSION]) {
+    let layouts: &[&str] = if dir(lab).exists() {
+        &[LAYOUT_VERSION]
+    } else {
+        &EARLIER_LAYOUTS
+    };
+    for layout in layouts {
         let dir = root().join(layout).join(lab);
         match fs::remove_dir_all(&dir) {
             Ok(()) => existed = true,

@@ -1,0 +1,382 @@
+//! netlab removes only what it made, and a refused or failed command changes nothing:
+//! what is already there (someone else's pins, cgroup, rules, namespace, or another
+//! lab's), and what a namespace-wide setting was, is left as it was found.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use netlab::{
+    datapath::ebpf::{cgroup, pins},
+    netlink::netns,
+};
+use netlab_tests::{Lab, netlab_bin, run_in_ns, run_in_ns_ok, unique_lab};
+
+netlab_tests::per_datapath!(
+    [
+        a_refused_lab_leaves_the_other_labs_rules,
+        teardown_leaves_a_namespace_made_again_alone,
+        a_failed_publish_takes_back_what_it_put_in,
+    ];
+    iptables = "iptables",
+    iptables_legacy = "iptables-legacy",
+    nftables = "nftables",
+);
+
+/// `netlab --lab LAB ARGS` run inside the network namespace `ns` (a lab on a namespace
+/// that is not its own, as on the machine's).
+fn netlab_in(ns: &Path, lab: &str, args: &[&str]) -> Output {
+    let mut cmd = vec![netlab_bin().to_string_lossy().into_owned(), "--lab".into()];
+    cmd.push(lab.to_string());
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run_in_ns(ns, &cmd)
+}
+
+fn ok_in(ns: &Path, lab: &str, args: &[&str]) {
+    let out = netlab_in(ns, lab, args);
+    assert!(
+        out.status.success(),
+        "netlab {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A datapath's whole ruleset in the namespace `ns`, as its tool prints it (without
+/// the comment lines that carry the time, and the chains' packet counters).
+fn ruleset(ns: &Path, dp: &str) -> String {
+    let cmd: &[&str] = match dp {
+        "iptables" => &["iptables-nft-save"],
+        "iptables-legacy" => &["iptables-legacy-save"],
+        _ => &["nft", "list", "ruleset"],
+    };
+    run_in_ns_ok(ns, cmd)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(i)) => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A pin directory and a cgroup that someone else made under a lab's names are
+/// refused by `up`, and left alone: also by an `up` refused for another reason
+/// after it made its namespaces (whose rollback removes only what it made).
+#[test]
+fn a_refused_up_leaves_pins_and_cgroups_it_did_not_make() {
+    // A lab of its own keeps bpffs mounted and netlab's pin root there meanwhile.
+    let _other = Lab::sandbox(&[]);
+    let name = unique_lab();
+    let dir = pins::dir(&name);
+    std::fs::create_dir(&dir).unwrap();
+    let cg: PathBuf = cgroup::root().unwrap().join(format!("netlab-{name}"));
+    std::fs::create_dir(&cg).unwrap();
+    let lab = Lab::named(&name);
+    let err = lab.fails(&["up", "--sandbox"]);
+    assert!(err.contains("is not one netlab made"), "{err}");
+    assert!(dir.exists() && cg.exists(), "a refused up removed them");
+    std::fs::remove_dir(&dir).unwrap();
+    let err = lab.fails(&["up", "--sandbox"]);
+    assert!(err.contains(&cg.display().to_string()), "{err}");
+    assert!(cg.exists(), "a refused up removed the cgroup");
+    std::fs::create_dir(&dir).unwrap();
+    // Refused after its namespaces were made: they go, the rest stays.
+    let err = lab.fails(&["up", "--sandbox", "--nat-ports", "40000-40100"]);
+    assert!(err.contains("ephemeral"), "{err}");
+    assert!(dir.exists() && cg.exists(), "the rollback removed them");
+    assert!(!netns::exists(&format!("{name}-host")));
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_dir(&cg).unwrap();
+    lab.forget();
+}
+
+/// A second netfilter lab in a namespace that already has one is refused, and the
+/// first one's rules are as they were (the refusal's rollback does not tear down what
+/// it was refused over).
+fn a_refused_lab_leaves_the_other_labs_rules(dp: &str) {
+    let one = Lab::sandbox(&["--datapath", dp]);
+    let host = one.ns("host");
+    let before = ruleset(&host, dp);
+    let two = unique_lab();
+    let up = [
+        "up",
+        "--datapath",
+        dp,
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "10.51.0.0/24",
+    ];
+    let out = netlab_in(&host, &two, &up);
+    assert!(
+        !out.status.success(),
+        "a second {dp} lab came up beside the first"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already"), "{err}");
+    assert_eq!(
+        ruleset(&host, dp),
+        before,
+        "the refused lab changed the rules"
+    );
+    assert!(!netlab_in(&host, &two, &["status"]).status.success());
+}
+
+/// A lab whose host namespace was deleted and made again under its name is gone, and
+/// its datapath's teardown touches nothing in the new namespace, not even rules that
+/// look like netlab's.
+fn teardown_leaves_a_namespace_made_again_alone(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp]);
+    let host_name = format!("{}-host", lab.name);
+    netns::delete(&host_name).unwrap();
+    netns::create(&host_name).unwrap();
+    let host = lab.ns("host");
+    let theirs: &[&[&str]] = match dp {
+        "iptables" => &[
+            &["iptables-nft", "-N", "NETLAB-MINE"],
+            &[
+                "iptables-nft",
+                "-A",
+                "INPUT",
+                "-m",
+                "comment",
+                "--comment",
+                "netlab",
+                "-j",
+                "ACCEPT",
+            ],
+        ],
+        "iptables-legacy" => &[
+            &["iptables-legacy", "-N", "NETLAB-MINE"],
+            &[
+                "iptables-legacy",
+                "-A",
+                "INPUT",
+                "-m",
+                "comment",
+                "--comment",
+                "netlab",
+                "-j",
+                "ACCEPT",
+            ],
+        ],
+        _ => &[&["nft", "add", "table", "ip", "netlab"]],
+    };
+    for cmd in theirs {
+        run_in_ns_ok(&host, cmd);
+    }
+    let before = ruleset(&host, dp);
+    let err = lab.fails(&["status"]);
+    assert!(err.contains("is gone"), "{err}");
+    assert_eq!(
+        ruleset(&host, dp),
+        before,
+        "rules of the new namespace were removed"
+    );
+    netns::delete(&host_name).unwrap();
+    lab.forget();
+}
+
+/// A publish whose last step fails (the kernel's conntrack tool, here a stand-in that
+/// always fails) takes back the rules it put in: the port is not left open unrecorded.
+fn a_failed_publish_takes_back_what_it_put_in(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp]);
+    lab.ok(&["run", "a"]);
+    let host = lab.ns("host");
+    let before = ruleset(&host, dp);
+    let bin = std::env::temp_dir().join(format!("netlab-fake-{}", lab.name));
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("conntrack");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'conntrack: out of order' >&2\nexit 1\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(netlab_bin())
+        .env("PATH", path)
+        .args(["--lab", &lab.name, "publish", "a", "8080:80"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&bin).unwrap();
+    assert!(!out.status.success(), "the publish did not fail");
+    assert!(lab.ports().is_empty());
+    assert_eq!(
+        ruleset(&host, dp),
+        before,
+        "the failed publish left rules in"
+    );
+    // Nothing half-done stands in the way of doing it again.
+    lab.ok(&["publish", "a", "8080:80"]);
+    assert_eq!(lab.ports().len(), 1);
+}
+
+/// `down` of an iptables lab on a namespace that is not its own removes the rules and
+/// chains its `setup` made, and leaves the user's: their rules in `NETLAB-USER` (the
+/// chain is theirs to fill, as Docker's `DOCKER-USER`), a chain of theirs named like
+/// netlab's, a rule of theirs carrying netlab's tag.
+#[test]
+fn iptables_down_leaves_the_users_rules() {
+    for (dp, tool) in [
+        ("iptables", "iptables-nft"),
+        ("iptables-legacy", "iptables-legacy"),
+    ] {
+        let one = Lab::sandbox(&[]);
+        let host = one.ns("host");
+        let two = unique_lab();
+        ok_in(
+            &host,
+            &two,
+            &[
+                "up",
+                "--datapath",
+                dp,
+                "--uplink",
+                "eth0",
+                "--subnet",
+                "10.51.0.0/24",
+            ],
+        );
+        for cmd in [
+            &[
+                tool,
+                "-A",
+                "NETLAB-USER",
+                "-s",
+                "10.51.0.9/32",
+                "-j",
+                "DROP",
+            ][..],
+            &[tool, "-N", "NETLAB-MINE"],
+            &[
+                tool,
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "22",
+                "-m",
+                "comment",
+                "--comment",
+                "netlab",
+                "-j",
+                "ACCEPT",
+            ],
+        ] {
+            run_in_ns_ok(&host, cmd);
+        }
+        ok_in(&host, &two, &["down"]);
+        let left = ruleset(&host, dp);
+        for theirs in [
+            "-A NETLAB-USER -s 10.51.0.9/32 -j DROP",
+            ":NETLAB-MINE",
+            "--dport 22",
+        ] {
+            assert!(left.contains(theirs), "{dp}: {theirs} was removed:\n{left}");
+        }
+        for ours in [
+            "NETLAB-FORWARD",
+            "NETLAB-BRIDGE",
+            "10.51.0.0/24",
+            "-j NETLAB-USER",
+        ] {
+            assert!(!left.contains(ours), "{dp}: {ours} is left:\n{left}");
+        }
+    }
+}
+
+/// `exec` never enters a namespace made again under a container's name: it is someone
+/// else's.
+#[test]
+fn exec_into_a_namespace_made_again_is_refused() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let name = format!("{}-a", lab.name);
+    netns::delete(&name).unwrap();
+    netns::create(&name).unwrap();
+    let err = lab.fails(&["exec", "a", "--", "true"]);
+    assert!(err.contains("is gone"), "{err}");
+    netns::delete(&name).unwrap();
+    lab.ok(&["rm", "a"]);
+}
+
+/// Two labs on one namespace that is not their own: `down` of the first leaves the
+/// namespace's forwarding and bridge netfilter as the second needs them, and `down`
+/// of the last puts back what the namespace had before either came up.
+#[test]
+fn labs_sharing_a_namespace_leave_its_settings_as_found() {
+    const FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+    const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let read = |key: &str| run_in_ns_ok(&host, &["cat", key]).trim().to_string();
+    run_in_ns_ok(
+        &host,
+        &[
+            "sh",
+            "-c",
+            &format!("echo 0 > {FORWARD}; echo 0 > {BRIDGE_NF}"),
+        ],
+    );
+    let (two, three) = (unique_lab(), unique_lab());
+    let shared = ["--uplink", "eth0", "--nat-ports"];
+    let mut up_two = vec!["up"];
+    up_two.extend(shared);
+    up_two.extend(["30000-30999", "--subnet", "10.51.0.0/24"]);
+    ok_in(&host, &two, &up_two);
+    let mut up_three = vec!["up", "--datapath", "iptables"];
+    up_three.extend(shared);
+    up_three.extend(["31000-31999", "--subnet", "10.52.0.0/24"]);
+    ok_in(&host, &three, &up_three);
+    assert_eq!((read(FORWARD), read(BRIDGE_NF)), ("1".into(), "1".into()));
+    ok_in(&host, &two, &["down"]);
+    assert_eq!(
+        (read(FORWARD), read(BRIDGE_NF)),
+        ("1".into(), "1".into()),
+        "the first lab down changed what the second needs"
+    );
+    ok_in(&host, &three, &["down"]);
+    assert_eq!(
+        (read(FORWARD), read(BRIDGE_NF)),
+        ("0".into(), "0".into()),
+        "the last lab down did not put the namespace back as it was"
+    );
+}
+
+/// A `run` killed at any moment leaves nothing that keeps the container's name from
+/// being used again: what it made is marked as the container's (or inside the
+/// container's own namespace) and goes with the next `run` of that name or with `rm`.
+#[test]
+fn a_killed_run_leaves_the_name_usable() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "warm"]);
+    for delay_ms in [1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 30] {
+        let mut child = Command::new(netlab_bin())
+            .args(["--lab", &lab.name, "run", "c"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The killed run may have finished before the kill: then it is up, and goes.
+        let _ = lab.run(&["rm", "c"]);
+        lab.ok(&["run", "c"]);
+        lab.ok(&["rm", "c"]);
+    }
+}
