@@ -4,6 +4,13 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_HLEN: usize = 14;
 pub const IPV4_MIN_HLEN: usize = 20;
 
+/// Whether an IPv4 source address (host byte order) is one the kernel never takes
+/// from a wire (a "martian" source, `ip_route_input`): the zero network, loopback,
+/// multicast, and the reserved 240/4 with the limited broadcast.
+pub const fn martian_source(addr: u32) -> bool {
+    matches!(addr >> 24, 0 | 127 | 224..=255)
+}
+
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;

@@ -510,10 +510,16 @@ fn reply_free(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32, reclaim: bool
 }
 
 /// Whether the pending flow whose half `p` is `key` is whole and dead; it is then
-/// removed, both halves.
+/// removed, both halves. A flow whose half here is neither idle too long nor withdrawn
+/// is alive, and its other half is not looked up: a lookup marks an LRU entry as used,
+/// and would keep old flows from eviction at the expense of new ones.
 #[inline(always)]
 fn dead_removed(cfg: &Config, st: Stats, key: &CtKey, p: *mut CtEntry, now: u32) -> bool {
     let e = unsafe { &*p };
+    let withdrawn = e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen;
+    if !withdrawn && !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
+        return false;
+    }
     let pair_key = e.pair_key(key.proto);
     let pair = match maps::ct_get(Table::Pending, &pair_key) {
         Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,

@@ -13,7 +13,10 @@ use aya_log_ebpf::debug;
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
-    proto::{ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    proto::{
+        ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+        martian_source,
+    },
     publish::PubTarget,
     stats::{DropReason, counter},
 };
@@ -168,8 +171,13 @@ pub fn find_from_outside(
     if hit.found() {
         return Ok(known(key, hit));
     }
+    // A source the lab host's stack would refuse (a martian, or one of its own
+    // addresses) opens nothing: the packet goes on untranslated, to be refused there,
+    // as the kernel's routing refuses it before any NAT.
     if opens_flow(pkt)
         && pkt.proto != IPPROTO_ICMP
+        && !martian_source(u32::from_be(pkt.saddr))
+        && !maps::is_host(cfg, pkt.saddr)
         && let Some(target) = publish::lookup(pkt.daddr, pkt.proto, pkt.dport)
     {
         // The client's own address is kept: the container sees who connects.

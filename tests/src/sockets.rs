@@ -171,3 +171,55 @@ pub fn tcp_segment(
     };
     assert_eq!(sent, 20, "send: {}", std::io::Error::last_os_error());
 }
+
+/// Sends one UDP datagram from namespace `ns` with a raw socket that writes its own IP
+/// header (`IP_HDRINCL`), so that its source can be any address at all, as a spoofer's
+/// (the kernel fills in the IP checksum; the UDP checksum is left out, as IPv4 allows).
+pub fn udp_spoofed(
+    ns: &Path,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    payload: &[u8],
+) {
+    let len = 28 + payload.len();
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.ip().octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    p[20..22].copy_from_slice(&src.port().to_be_bytes());
+    p[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    let fd = in_ns(ns, || unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
+    });
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*dst.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            p.as_ptr() as *const libc::c_void,
+            p.len(),
+            0,
+            &to as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(
+        sent,
+        len as isize,
+        "send: {}",
+        std::io::Error::last_os_error()
+    );
+}

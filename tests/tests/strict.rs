@@ -10,8 +10,8 @@ use std::{
 };
 
 use netlab_tests::{
-    INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, in_ns, is_ebpf,
-    sockets::{accept, tcp_connect, tcp_listen, tcp_segment, udp},
+    INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
+    sockets::{accept, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed},
     wait_for,
 };
 
@@ -19,6 +19,7 @@ netlab_tests::per_datapath!(
     [
         a_second_interface_is_guarded_like_the_uplink,
         a_reset_outside_the_window_is_ignored,
+        spoofed_sources_from_outside_open_nothing,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -84,6 +85,48 @@ fn a_second_interface_is_guarded_like_the_uplink(dp: &str) {
         assert!(lab.stat("drops", "direct_access") >= 1);
         assert!(lab.stat("counters", "other_uplink_packets") >= 1);
     }
+}
+
+/// A datagram from outside to a published port whose source the lab host's stack
+/// refuses (a martian: loopback, multicast, broadcast; or one of the host's own
+/// addresses, which a container would take for the host) opens no flow and reaches no
+/// container, on every datapath; one from a real peer does.
+fn spoofed_sources_from_outside_open_nothing(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = SocketAddrV4::new(UPLINK_ADDR, 5300);
+    let mut buf = [0u8; 32];
+    for src in [
+        "172.18.0.1",
+        "198.51.100.2",
+        "127.0.0.1",
+        "224.0.0.9",
+        "255.255.255.255",
+    ] {
+        let from = SocketAddrV4::new(src.parse().unwrap(), 5555);
+        udp_spoofed(&lab.ns("wan"), from, to, src.as_bytes());
+        if let Ok((n, peer)) = server.recv_from(&mut buf) {
+            panic!(
+                "{dp}: {:?} from {peer} (sent as {src}) reached the container",
+                &buf[..n]
+            );
+        }
+    }
+    udp_spoofed(
+        &lab.ns("wan"),
+        SocketAddrV4::new(WAN_ADDR, 5555),
+        to,
+        b"real",
+    );
+    let (n, peer) = server.recv_from(&mut buf).expect("a real peer's datagram");
+    assert_eq!(
+        (&buf[..n], peer.ip().to_string()),
+        (&b"real"[..], WAN_ADDR.to_string())
+    );
 }
 
 /// A reset with a published connection's 4-tuple but a sequence number far outside

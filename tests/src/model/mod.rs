@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use netlab_common::{
     conntrack::{CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_state_name},
     frag::{FragKey, FragNat},
+    proto::martian_source,
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
 
@@ -884,8 +885,12 @@ impl Model {
         if let Some((i, dir)) = self.lookup(&key) {
             return Ok(self.known(Hook::UplinkIngress, p, i, dir));
         }
+        // A martian source, or the host's own address, opens nothing (the host's stack
+        // refuses it).
         if opens(p.proto, p.flags)
             && p.proto != ICMP
+            && !martian_source(p.saddr)
+            && !self.cfg.is_host(p.saddr)
             && let Some(m) = publish_lookup(&self.cfg.published, p.daddr, p.proto, p.dport)
         {
             // The client's address is kept; its port too, unless that clashes.
