@@ -278,6 +278,23 @@ pub const fn rst_verdict(
     RST_KEPT
 }
 
+/// Whether a FIN (sent at `seq`, its segment ending before `seq_end`) falls in the
+/// window its receiver offered, as a reset must ([`rst_verdict`]): not all of it
+/// acknowledged already (`ack_max`), and not past the window's right edge
+/// (`win_end`). One outside is not taken as closing its direction (nf_conntrack marks
+/// it invalid and the flow stays as it was), so that a blind attacker cannot move an
+/// established flow to a closing state and its short timeout. Before the receiver has
+/// acknowledged anything there is no window to hold it to.
+pub const fn fin_in_window(
+    acked: bool,
+    ack_max: u32,
+    win_end: u32,
+    seq: u32,
+    seq_end: u32,
+) -> bool {
+    !acked || (seq_after(seq_end, ack_max) && !seq_after(seq, win_end))
+}
+
 /// Whether a TCP state has ended the connection: the flow leaves `CT` for the LRU table.
 pub const fn tcp_closed(state: u8) -> bool {
     matches!(state, TCP_TIME_WAIT | TCP_CLOSE)
@@ -341,6 +358,19 @@ pub const fn expired(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_fin_counts_only_inside_its_receivers_window() {
+        // The receiver acknowledged up to 1000 and offered a window up to 5000.
+        let fin = |seq: u32, len: u32| fin_in_window(true, 1000, 5000, seq, seq + len + 1);
+        assert!(fin(1000, 0), "at the acknowledged number");
+        assert!(fin(900, 200), "data partly acknowledged, the FIN new");
+        assert!(fin(5000, 0), "at the window's edge");
+        assert!(!fin(998, 0), "all of it acknowledged already");
+        assert!(!fin(3_000_000_000, 0), "far outside");
+        assert!(!fin(5001, 0), "past the edge");
+        assert!(fin_in_window(false, 0, 0, 3_000_000_000, 3_000_000_001), "no window yet");
+    }
     use super::*;
     use crate::proto::{IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 

@@ -32,8 +32,8 @@ use netlab_common::{
     conntrack::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_WSCALE, FLAGS_PER_DIRECTION,
         RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE,
-        TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, expired, next_flags, offer, rst_verdict,
-        seq_after, tcp_next_state,
+        TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, expired, fin_in_window, next_flags, offer,
+        rst_verdict, seq_after, tcp_next_state,
     },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -193,6 +193,14 @@ pub fn touch(
         }
         track_window(e, pkt);
     }
+    // A FIN outside its receiver's window closes nothing (the packet goes on as any
+    // other of the flow): the state machine does not see it.
+    let flags =
+        if tcp && pkt.flags & (TCP_FIN | TCP_RST) == TCP_FIN && !fin_counts(key, hit, e, pkt) {
+            pkt.flags & !TCP_FIN
+        } else {
+            pkt.flags
+        };
     if e.last_seen != now {
         e.last_seen = now;
     }
@@ -203,11 +211,11 @@ pub fn touch(
     maps::count_publish(e.pub_id, pkt.len);
     let from_origin = e.flags & FLAG_ORIGIN != 0;
     let mut state = if tcp && !reset_kept {
-        tcp_next_state(e.state, pkt.flags, from_origin)
+        tcp_next_state(e.state, flags, from_origin)
     } else {
         e.state
     };
-    if tcp && closing_fin(e.state, pkt.flags) && e.wscale & WSCALE_FIN == 0 {
+    if tcp && closing_fin(e.state, flags) && e.wscale & WSCALE_FIN == 0 {
         e.wscale |= WSCALE_FIN;
     }
     // Two FINs that crossed on two CPUs each moved the flow one way closed; one of the
@@ -319,6 +327,24 @@ fn other_half(key: &CtKey, hit: &Hit, e: &CtEntry) -> Option<*mut CtEntry> {
     } else {
         Some(hit.pair)
     }
+}
+
+/// Whether a FIN from the side of `e` falls in the window the other side offered
+/// ([`fin_in_window`]; its other half is looked up for FINs only). A flow whose other
+/// half cannot be found has no window to hold the FIN to.
+#[inline(always)]
+fn fin_counts(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> bool {
+    let Some(receiver) = other_half(key, hit, e) else {
+        return true;
+    };
+    let r = unsafe { &*receiver };
+    fin_in_window(
+        r.flags & FLAG_ACKED != 0,
+        r.ack_max,
+        r.win_end,
+        pkt.seq,
+        pkt.seq_end,
+    )
 }
 
 /// What a reset from the side of `e` does to the flow ([`rst_verdict`]), by the

@@ -19,6 +19,7 @@ netlab_tests::per_datapath!(
     [
         a_second_interface_is_guarded_like_the_uplink,
         a_reset_outside_the_window_is_ignored,
+        a_fin_outside_the_window_closes_nothing,
         spoofed_sources_from_outside_open_nothing,
     ];
     ebpf = "ebpf",
@@ -173,6 +174,53 @@ fn a_reset_outside_the_window_is_ignored(dp: &str) {
         // Past the timeout of a reset flow: had the reset counted, the flow would be
         // gone now.
         netlab_tests::age_flows(&lab, 5);
+    }
+    client.write_all(b"more").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+    conn.write_all(b"back").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"back");
+}
+
+/// A FIN with a published connection's 4-tuple but a sequence number far outside the
+/// window (a blind attacker's) does not move the flow to a closing state, whose short
+/// timeout would end an idle connection: it stays established, and after an idle time
+/// past the closing timeout still carries data both ways, as nf_conntrack keeps it.
+fn a_fin_outside_the_window_closes_nothing(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "8080:7020"]);
+    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
+    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
+    let mut conn = accept(&listener);
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    let local = match client.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("{other}"),
+    };
+    // FIN+ACK, then a bare FIN (no ACK), both far from the window.
+    for flags in [0x11, 0x01] {
+        tcp_segment(
+            &lab.ns("wan"),
+            local,
+            SocketAddrV4::new(UPLINK_ADDR, 8080),
+            3_000_000_000,
+            0,
+            flags,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        tcp_state(&lab, dp),
+        "ESTABLISHED",
+        "the flow after the FINs"
+    );
+    if is_ebpf(dp) {
+        // Past the timeout of a closing flow (120 s): had a FIN counted, the flow
+        // would be gone now.
+        netlab_tests::age_flows(&lab, 300);
     }
     client.write_all(b"more").unwrap();
     conn.read_exact(&mut buf).unwrap();

@@ -6,7 +6,8 @@
 use netlab_common::conntrack::{
     CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
     FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
-    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, offer, rst_verdict, seq_after,
+    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, fin_in_window, offer,
+    rst_verdict, seq_after,
 };
 
 use super::wire::{ICMP, Pkt, TCP};
@@ -223,13 +224,27 @@ impl Flow {
             let kept = p.flags & RST != 0 && self.reset(dir, p) == RST_KEPT;
             debug_assert!(p.flags & RST == 0 || self.reset(dir, p) != RST_REFUSED);
             self.track_window(i, p);
+            // A FIN outside its receiver's window is not seen by the state machine.
+            let receiver = &self.win[1 - i];
+            let flags = if p.flags & (FIN | RST) == FIN
+                && !fin_in_window(
+                    receiver.acked,
+                    receiver.ack_max,
+                    receiver.win_end,
+                    p.seq,
+                    p.seq_end,
+                ) {
+                p.flags & !FIN
+            } else {
+                p.flags
+            };
             let before = self.state;
             if !kept {
-                self.state = tcp_next(self.state, p.flags, opener);
+                self.state = tcp_next(self.state, flags, opener);
             }
             // A FIN closing its direction marks it; both directions marked while the
             // flow is closing one way is a flow closed both ways.
-            if p.flags & (FIN | RST) == FIN
+            if flags & (FIN | RST) == FIN
                 && matches!(before, TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT)
             {
                 self.win[i].fin = true;
