@@ -369,7 +369,10 @@ mod tests {
         assert!(!fin(998, 0), "all of it acknowledged already");
         assert!(!fin(3_000_000_000, 0), "far outside");
         assert!(!fin(5001, 0), "past the edge");
-        assert!(fin_in_window(false, 0, 0, 3_000_000_000, 3_000_000_001), "no window yet");
+        assert!(
+            fin_in_window(false, 0, 0, 3_000_000_000, 3_000_000_001),
+            "no window yet"
+        );
     }
     use super::*;
     use crate::proto::{IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};

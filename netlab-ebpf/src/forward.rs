@@ -37,6 +37,7 @@ use aya_ebpf::{
 use netlab_common::{
     config::Config,
     endpoint::Endpoint,
+    proto::IPV4_MIN_HLEN,
     stats::{DropReason, counter},
 };
 
@@ -130,6 +131,11 @@ pub fn plan(
 ) -> Plan {
     if pkt.ttl <= 1 {
         return Plan::stack(st, counter::SLOW_TTL);
+    }
+    // IP options are the stack's to act on as a router does: a source route refused
+    // (`accept_source_route` is off), record-route and timestamp filled in.
+    if pkt.l4_off - pkt.l3_off > IPV4_MIN_HLEN {
+        return Plan::stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet(dst) {
         return match maps::endpoint(dst) {

@@ -173,26 +173,31 @@ pub fn tcp_segment(
 }
 
 /// Sends one UDP datagram from namespace `ns` with a raw socket that writes its own IP
-/// header (`IP_HDRINCL`), so that its source can be any address at all, as a spoofer's
-/// (the kernel fills in the IP checksum; the UDP checksum is left out, as IPv4 allows).
+/// header (`IP_HDRINCL`), so that its source can be any address at all, as a spoofer's,
+/// and it can carry IP `options` (a multiple of 4 bytes). The kernel fills in the IP
+/// checksum; the UDP checksum is left out, as IPv4 allows.
 pub fn udp_spoofed(
     ns: &Path,
     src: std::net::SocketAddrV4,
     dst: std::net::SocketAddrV4,
+    options: &[u8],
     payload: &[u8],
 ) {
-    let len = 28 + payload.len();
+    assert_eq!(options.len() % 4, 0, "options come in 32-bit words");
+    let ihl = 20 + options.len();
+    let len = ihl + 8 + payload.len();
     let mut p = vec![0u8; len];
-    p[0] = 0x45;
+    p[0] = 0x40 | (ihl / 4) as u8;
     p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     p[8] = 64;
     p[9] = 17;
     p[12..16].copy_from_slice(&src.ip().octets());
     p[16..20].copy_from_slice(&dst.ip().octets());
-    p[20..22].copy_from_slice(&src.port().to_be_bytes());
-    p[22..24].copy_from_slice(&dst.port().to_be_bytes());
-    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p[28..].copy_from_slice(payload);
+    p[20..ihl].copy_from_slice(options);
+    p[ihl..ihl + 2].copy_from_slice(&src.port().to_be_bytes());
+    p[ihl + 2..ihl + 4].copy_from_slice(&dst.port().to_be_bytes());
+    p[ihl + 4..ihl + 6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[ihl + 8..].copy_from_slice(payload);
     let fd = in_ns(ns, || unsafe {
         libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
     });

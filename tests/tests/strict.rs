@@ -21,6 +21,7 @@ netlab_tests::per_datapath!(
         a_reset_outside_the_window_is_ignored,
         a_fin_outside_the_window_closes_nothing,
         spoofed_sources_from_outside_open_nothing,
+        source_routed_packets_cross_nowhere,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -109,7 +110,7 @@ fn spoofed_sources_from_outside_open_nothing(dp: &str) {
         "255.255.255.255",
     ] {
         let from = SocketAddrV4::new(src.parse().unwrap(), 5555);
-        udp_spoofed(&lab.ns("wan"), from, to, src.as_bytes());
+        udp_spoofed(&lab.ns("wan"), from, to, &[], src.as_bytes());
         if let Ok((n, peer)) = server.recv_from(&mut buf) {
             panic!(
                 "{dp}: {:?} from {peer} (sent as {src}) reached the container",
@@ -121,6 +122,7 @@ fn spoofed_sources_from_outside_open_nothing(dp: &str) {
         &lab.ns("wan"),
         SocketAddrV4::new(WAN_ADDR, 5555),
         to,
+        &[],
         b"real",
     );
     let (n, peer) = server.recv_from(&mut buf).expect("a real peer's datagram");
@@ -181,6 +183,58 @@ fn a_reset_outside_the_window_is_ignored(dp: &str) {
     conn.write_all(b"back").unwrap();
     client.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"back");
+}
+
+/// A datagram carrying a source route (loose, LSRR) crosses the lab host neither way,
+/// as the host's stack refuses it (`accept_source_route` is off there): not from
+/// outside to a published port, not from a container to the outside, though both ends
+/// take source-routed datagrams; the same without the option does.
+fn source_routed_packets_cross_nowhere(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let take_source_routes =
+        "for f in /proc/sys/net/ipv4/conf/*/accept_source_route; do echo 1 > $f; done";
+    for ns in ["web", "wan"] {
+        netlab_tests::run_in_ns_ok(&lab.ns(ns), &["sh", "-c", take_source_routes]);
+    }
+    // LSRR by way of 172.18.0.3, already gone through (its pointer past the end, so
+    // that the destination takes the datagram), then a NOP to end on a word.
+    let lsrr = [131, 7, 8, 172, 18, 0, 3, 1];
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    let outside = udp(&lab.ns("wan"), "203.0.113.1:7040");
+    for s in [&server, &outside] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let mut buf = [0u8; 16];
+    // The lab's first container.
+    let web_addr = std::net::Ipv4Addr::new(172, 18, 0, 2);
+    for (options, arrives) in [(&lsrr[..], false), (&[][..], true)] {
+        udp_spoofed(
+            &lab.ns("wan"),
+            SocketAddrV4::new(WAN_ADDR, 5555),
+            SocketAddrV4::new(UPLINK_ADDR, 5300),
+            options,
+            b"in",
+        );
+        assert_eq!(
+            server.recv_from(&mut buf).is_ok(),
+            arrives,
+            "{dp}: inbound, options {options:?}"
+        );
+        udp_spoofed(
+            &lab.ns("web"),
+            SocketAddrV4::new(web_addr, 5555),
+            SocketAddrV4::new(INTERNET, 7040),
+            options,
+            b"out",
+        );
+        assert_eq!(
+            outside.recv_from(&mut buf).is_ok(),
+            arrives,
+            "{dp}: outbound, options {options:?}"
+        );
+    }
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

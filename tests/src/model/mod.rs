@@ -629,12 +629,16 @@ impl Model {
 
     /// Where the fast path sends a packet leaving as `src -> dst` after translation, as
     /// the lab host's tables say.
-    fn plan(&self, ttl: u8, dst: u32) -> Plan {
+    fn plan(&self, p: &Pkt, dst: u32) -> Plan {
         let Some(fast) = &self.cfg.fast else {
             return Plan::Stack;
         };
-        if ttl <= 1 {
+        if p.ttl <= 1 {
             // The lab host answers with time exceeded.
+            return Plan::Stack;
+        }
+        if p.l4 - p.l3 > 20 {
+            // IP options: the stack acts on them as a router does.
             return Plan::Stack;
         }
         if self.cfg.in_subnet(dst) {
@@ -726,7 +730,7 @@ impl Model {
                             Decision::Translate(t)
                                 if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
                             {
-                                let plan = self.plan(p.ttl, t.to.1);
+                                let plan = self.plan(&p, t.to.1);
                                 Decision::Translate(Box::new(forward(*t, &p, plan)))
                             }
                             d => d,
@@ -804,7 +808,7 @@ impl Model {
                 }
                 match self.container_flow(hook, &p) {
                     Ok(Decision::Translate(t)) => {
-                        let plan = self.plan(p.ttl, t.to.1);
+                        let plan = self.plan(&p, t.to.1);
                         if plan == Plan::Stack {
                             return Ok(Decision::Pass);
                         }
