@@ -384,7 +384,10 @@ fn the_collector_runs_in_bounded_slices_at_a_million_flows() {
         "no {series} in the scrape"
     );
     // The synthetic flows take NAT ports 20000-29999, each many times over.
-    let ports = format!("netlab_nat_ports_in_use{{lab=\"{}\"}} 10000", lab.name);
+    let ports = format!(
+        "netlab_nat_ports_in_use{{lab=\"{}\",proto=\"udp\"}} 10000",
+        lab.name
+    );
     assert!(
         metrics.lines().any(|l| l == ports),
         "no {ports} in the scrape"

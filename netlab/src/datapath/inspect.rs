@@ -70,9 +70,16 @@ pub struct FlowCensus {
     pub flows: Vec<FlowKind>,
     /// TCP flows being opened (SYN_SENT, SYN_RECV), by age ([`HALF_OPEN_AGES`]).
     pub half_open: [u64; HALF_OPEN_AGES.len()],
-    /// Distinct NAT source ports held by masqueraded flows (per protocol, summed).
-    pub nat_ports_in_use: u64,
+    /// Distinct NAT source ports held by masqueraded flows, per protocol
+    /// ([`NAT_PROTOS`]): each protocol has the whole range.
+    pub nat_ports_in_use: [u64; 3],
+    /// Whole flows the LRU table holds, alive or dead (idle past their timeout, their
+    /// mapping withdrawn, not yet met or evicted): what is there to push out.
+    pub pending_present: u64,
 }
+
+/// The protocols that take NAT ports, in the order of [`FlowCensus::nat_ports_in_use`].
+pub const NAT_PROTOS: [&str; 3] = ["tcp", "udp", "icmp"];
 
 /// Half-open age buckets: a name, and the age (seconds) a flow is below.
 pub const HALF_OPEN_AGES: [(&str, u64); 4] = [
@@ -100,6 +107,7 @@ pub struct Tally {
     /// A bit per port of the NAT's range, for TCP, UDP and ICMP.
     ports: [Vec<u64>; 3],
     nat_ports: (u16, u16),
+    pending_present: u64,
 }
 
 /// The same string, by identity first (the names are static).
@@ -116,7 +124,13 @@ impl Tally {
             half_open: [0; HALF_OPEN_AGES.len()],
             ports: [vec![0; words], vec![0; words], vec![0; words]],
             nat_ports,
+            pending_present: 0,
         }
+    }
+
+    /// Counts a whole flow of the LRU table, alive or dead.
+    pub fn pending_present(&mut self) {
+        self.pending_present += 1;
     }
 
     /// Counts one flow: its kind, its age if it is being opened, and its NAT port if it
@@ -146,11 +160,8 @@ impl Tally {
             self.half_open[bucket] += 1;
         }
         let (lo, hi) = self.nat_ports;
-        let bitmap = match proto {
-            "tcp" => 0,
-            "udp" => 1,
-            "icmp" => 2,
-            _ => return,
+        let Some(bitmap) = NAT_PROTOS.iter().position(|p| *p == proto) else {
+            return;
         };
         if masqueraded && (lo..=hi).contains(&translated_sport) {
             let bit = usize::from(translated_sport - lo);
@@ -176,10 +187,8 @@ impl Tally {
             half_open: self.half_open,
             nat_ports_in_use: self
                 .ports
-                .iter()
-                .flatten()
-                .map(|w| u64::from(w.count_ones()))
-                .sum(),
+                .map(|bitmap| bitmap.iter().map(|w| u64::from(w.count_ones())).sum()),
+            pending_present: self.pending_present,
         }
     }
 }
@@ -272,6 +281,6 @@ mod tests {
         assert_eq!(c.half_open, [1, 0, 1, 0]);
         // tcp 20000, tcp 20001, udp 20000 (19999 is outside the range, the SYN_RECV
         // flow not masqueraded).
-        assert_eq!(c.nat_ports_in_use, 3);
+        assert_eq!(c.nat_ports_in_use, [2, 1, 0]);
     }
 }

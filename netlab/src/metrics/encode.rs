@@ -12,7 +12,8 @@
 //! | `netlab_conntrack_half_open_flows` | gauge | lab, age (`0-1s`, `1-10s`, `10-30s`, `30s+`) |
 //! | `netlab_conntrack_pending_evicted_estimate` | gauge | lab |
 //! | `netlab_conntrack_table_entries` / `_table_max_entries` / `_table_memory_bytes` | gauge | lab, table |
-//! | `netlab_nat_ports_in_use` / `netlab_nat_ports` | gauge | lab |
+//! | `netlab_nat_ports_in_use` | gauge | lab, proto (`tcp`, `udp`, `icmp`) |
+//! | `netlab_nat_ports` | gauge | lab |
 //! | `netlab_published_packets_total` / `_bytes_total` / `_connections_total` | counter | lab, container, host_ip, host_port, proto |
 //! | `netlab_gc_runs_total`, `netlab_gc_expired_total` | counter | lab |
 //! | `netlab_gc_run_duration_seconds` | gauge | lab, run (`last`, `longest`) |
@@ -25,7 +26,7 @@ use prometheus_client::{
 };
 
 use super::LabFigures;
-use crate::datapath::inspect::HALF_OPEN_AGES;
+use crate::datapath::inspect::{HALF_OPEN_AGES, NAT_PROTOS};
 
 /// How a scrape is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +85,12 @@ struct AgeL {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtoL {
+    lab: String,
+    proto: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableL {
     lab: String,
     table: String,
@@ -117,7 +124,7 @@ struct Families {
     table_entries: Family<TableL, Gauge>,
     table_max: Family<TableL, Gauge>,
     table_bytes: Family<TableL, Gauge>,
-    nat_in_use: Family<LabL, Gauge>,
+    nat_in_use: Family<ProtoL, Gauge>,
     nat_ports: Family<LabL, Gauge>,
     pub_packets: Family<MappingL, Counter>,
     pub_bytes: Family<MappingL, Counter>,
@@ -156,7 +163,7 @@ impl Families {
             "TCP flows being opened (SYN_SENT, SYN_RECV), by age",
             self.half_open.clone(),
         );
-        r.register("netlab_conntrack_pending_evicted_estimate", "Flows pushed out of the table of flows being opened before they completed, derived: opened + closed - confirmed - expired - withdrawn - still there (an LRU eviction is invisible to BPF; conntrack --flush and expiries of established flows make it an estimate)", self.evicted.clone());
+        r.register("netlab_conntrack_pending_evicted_estimate", "Flows pushed out of the table of flows being opened before they completed, derived: opened + closed - confirmed - expired - withdrawn - still in the table, alive or dead (an LRU eviction is invisible to BPF; conntrack --flush makes it an estimate)", self.evicted.clone());
         r.register(
             "netlab_conntrack_table_entries",
             "Entries a conntrack table holds now (two per flow)",
@@ -174,7 +181,7 @@ impl Families {
         );
         r.register(
             "netlab_nat_ports_in_use",
-            "NAT source ports held by masqueraded flows",
+            "NAT source ports held by masqueraded flows, per protocol (each has the whole range)",
             self.nat_in_use.clone(),
         );
         r.register(
@@ -296,10 +303,15 @@ impl Families {
                 .get_or_create(&l)
                 .set(t.memory_bytes as i64);
         }
+        for (proto, n) in NAT_PROTOS.iter().zip(f.conntrack.nat_ports_in_use) {
+            self.nat_in_use
+                .get_or_create(&ProtoL {
+                    lab: lab(),
+                    proto: (*proto).into(),
+                })
+                .set(n as i64);
+        }
         let l = LabL { lab: lab() };
-        self.nat_in_use
-            .get_or_create(&l)
-            .set(f.conntrack.nat_ports_in_use as i64);
         let (lo, hi) = f.nat_ports;
         self.nat_ports
             .get_or_create(&l)
@@ -339,10 +351,11 @@ impl Families {
                 })
                 .set(n as i64);
         }
-        let pending_now = c.in_table("pending");
+        // Flows still there count whether alive or dead: one that expired unmet (a
+        // TIME_WAIT, an unanswered datagram) was not pushed out.
         let added = f.count("snat_new_flows") + f.count("dnat_new_flows") + f.count("ct_closed");
         let left = f.count("ct_confirmed") + f.count("ct_expired") + f.count("ct_withdrawn");
-        let evicted = added.saturating_sub(left).saturating_sub(pending_now);
+        let evicted = added.saturating_sub(left).saturating_sub(c.pending_present);
         self.evicted
             .get_or_create(&LabL { lab: f.lab.clone() })
             .set(evicted as i64);

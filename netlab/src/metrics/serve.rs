@@ -1,11 +1,14 @@
-//! `netlab metrics --listen ADDR:PORT`: `/metrics` over HTTP/1.1, one request at a
-//! time, each answered with a fresh scrape and the connection closed. The standard
-//! library's TCP listener is all it takes: Prometheus sends one GET per scrape.
+//! `netlab metrics --listen ADDR:PORT`: `/metrics` over HTTP/1.1, each request
+//! answered with a fresh scrape and the connection closed, each connection on a thread
+//! of its own (a few at once at most), so that a slow or idle client holds up no one
+//! else's scrape. The standard library's TCP listener is all it takes: Prometheus sends
+//! one GET per scrape.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    time::Duration,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
 };
 
 use super::{Format, Labs};
@@ -13,16 +16,32 @@ use crate::error::{Error, Result};
 
 /// The longest request head read (a scrape's is a few hundred bytes).
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a client has to send its request head, all of it.
+const HEAD_TIME: Duration = Duration::from_secs(5);
+/// Connections served at once; one more is closed at once.
+const MAX_CLIENTS: usize = 16;
 
 /// Serves scrapes of `labs` until the process is killed.
 pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    eprintln!("netlab metrics: serving http://{addr}/metrics");
-    // A client that goes away, or sends nonsense, costs only its own answer.
-    for s in listener.incoming().flatten() {
-        let _ = answer(s, labs);
-    }
+    let bound = listener.local_addr().unwrap_or(addr);
+    eprintln!("netlab metrics: serving http://{bound}/metrics");
+    let clients = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for s in listener.incoming().flatten() {
+            if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                clients.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let clients = &clients;
+            scope.spawn(move || {
+                // A client that goes away, or sends nonsense, costs only its own answer.
+                let _ = answer(s, labs);
+                clients.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    });
     Ok(())
 }
 
@@ -69,20 +88,36 @@ pub fn parse(head: &str) -> Request {
     })
 }
 
-fn read_head(s: &TcpStream) -> std::io::Result<String> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(s);
-    let mut head = String::new();
+/// The request head (up to its empty line), read within [`HEAD_TIME`] altogether: a
+/// client trickling a byte at a time gets no longer.
+fn read_head(mut s: &TcpStream) -> std::io::Result<String> {
+    let deadline = Instant::now() + HEAD_TIME;
+    let mut head: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 1024];
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            return Ok(head);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
         }
-        head.push_str(&line);
+        s.set_read_timeout(Some(left))?;
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        let end = [&b"\r\n\r\n"[..], &b"\n\n"[..]]
+            .iter()
+            .filter_map(|blank| head.windows(blank.len()).position(|w| w == *blank))
+            .min();
+        if let Some(end) = end {
+            head.truncate(end + 1);
+            break;
+        }
         if head.len() > MAX_HEAD {
             return Ok(String::new());
         }
     }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 fn answer(mut s: TcpStream, labs: &Labs) -> std::io::Result<()> {

@@ -75,12 +75,19 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
             .into_iter()
             .collect();
     for (k, e) in &pending {
-        if e.flags & FLAG_ORIGIN == 0 || withdrawn(e) {
+        if e.flags & FLAG_ORIGIN == 0 {
+            continue;
+        }
+        if withdrawn(e) {
+            if pending.contains_key(&e.pair_key(k.proto)) {
+                tally.pending_present();
+            }
             continue;
         }
         let Some(reply) = pending.get(&e.pair_key(k.proto)) else {
             continue;
         };
+        tally.pending_present();
         if dead(k, e) && dead(k, reply) {
             continue;
         }
