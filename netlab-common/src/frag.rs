@@ -18,12 +18,21 @@ pub struct FragKey {
 }
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 
-/// The addresses the datagram's fragments are rewritten to.
+/// The addresses the datagram's fragments are rewritten to, and when its first fragment
+/// was seen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FragNat {
     pub saddr: u32,
     pub daddr: u32,
+    /// Seconds of the coarse monotonic clock when the first fragment was translated.
+    pub seen: u32,
 }
-const _: () = assert!(core::mem::size_of::<FragNat>() == 8);
+const _: () = assert!(core::mem::size_of::<FragNat>() == 12);
+
+/// How long after its first fragment a datagram's later fragments are translated: the
+/// kernel's reassembly time (`net.ipv4.ipfrag_time`, 30 s). Past it the datagram is
+/// gone from every reassembly queue, and a fragment with its identifier is another
+/// datagram's.
+pub const FRAG_TIMEOUT_SECS: u32 = 30;

@@ -58,7 +58,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
-    frag::remember(&pkt, ZONE_FROM_CTR, &e);
+    frag::remember(&pkt, ZONE_FROM_CTR, &e, now);
     rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
 }

@@ -5,11 +5,12 @@
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
     conntrack::CtEntry,
-    frag::{FragKey, FragNat},
+    frag::{FRAG_TIMEOUT_SECS, FragKey, FragNat},
     stats::counter,
 };
 
 use crate::{
+    conntrack,
     maps::{self, Stats},
     parse::{IP_DADDR_OFF, IP_SADDR_OFF, Packet},
     rewrite,
@@ -27,25 +28,32 @@ fn key(pkt: &Packet, zone: u8) -> FragKey {
     }
 }
 
-/// After a first fragment was translated with `e`: remember it for the rest.
+/// After a first fragment was translated with `e` (at second `now`): remember it for
+/// the rest.
 #[inline(always)]
-pub fn remember(pkt: &Packet, zone: u8, e: &CtEntry) {
+pub fn remember(pkt: &Packet, zone: u8, e: &CtEntry, now: u32) {
     if pkt.first_fragment {
         maps::frag_set(
             &key(pkt, zone),
             &FragNat {
                 saddr: e.saddr,
                 daddr: e.daddr,
+                seen: now,
             },
         );
     }
 }
 
 /// A fragment after the first: translated like its first fragment, or `None` when
-/// that one was not seen.
+/// that one was not seen, or longer ago than the kernel keeps a datagram being
+/// reassembled ([`FRAG_TIMEOUT_SECS`]): a fragment with the same identifier then is
+/// another datagram's (one for the lab host itself, say), never a container's.
 #[inline(always)]
 pub fn translate_later(ctx: &TcContext, st: Stats, pkt: &Packet, zone: u8) -> Option<Verdict> {
     let nat = maps::frag_get(&key(pkt, zone))?;
+    if conntrack::now().wrapping_sub(nat.seen) > FRAG_TIMEOUT_SECS {
+        return None;
+    }
     Some(rewrite_addrs(ctx, st, pkt, &nat))
 }
 

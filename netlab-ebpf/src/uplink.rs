@@ -87,7 +87,7 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
-    frag::remember(&pkt, ZONE_FROM_CTR, &e);
+    frag::remember(&pkt, ZONE_FROM_CTR, &e, now);
     rewrite::apply(ctx, &pkt, &e, false)?;
     PASS
 }
@@ -133,7 +133,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
-    frag::remember(&pkt, ZONE_FROM_OUTSIDE, &e);
+    frag::remember(&pkt, ZONE_FROM_OUTSIDE, &e, now);
     let fast = cfg.flags & FLAG_FAST_PATH != 0 && !pkt.first_fragment;
     if !fast {
         rewrite::apply(ctx, &pkt, &e, false)?;

@@ -429,15 +429,24 @@ pub fn fill_conntrack(lab: &Lab, flows: u32) -> u32 {
         .expect("fill")
 }
 
-/// Makes every flow of an eBPF lab `secs` seconds older (both conntrack tables), as if
-/// that much time had passed without a packet: timeouts are tested without waiting.
+/// Makes every flow of an eBPF lab `secs` seconds older (both conntrack tables, and
+/// the first fragments remembered), as if that much time had passed without a packet:
+/// timeouts are tested without waiting.
 pub fn age_flows(lab: &Lab, secs: u32) {
     use aya::maps::{HashMap, MapData};
     use netlab::datapath::ebpf::pins;
     use netlab_common::{
         conntrack::{CtEntry, CtKey},
+        frag::{FragKey, FragNat},
         maps as names,
     };
+    let mut frags: HashMap<MapData, FragKey, FragNat> =
+        pins::typed(&lab.name, names::FRAGS).expect("open FRAGS");
+    let all: Vec<(FragKey, FragNat)> = frags.iter().filter_map(|r| r.ok()).collect();
+    for (k, mut n) in all {
+        n.seen = n.seen.saturating_sub(secs);
+        let _ = frags.insert(k, n, 2);
+    }
     for table in [names::CT, names::CT_PENDING] {
         let mut m: HashMap<MapData, CtKey, CtEntry> =
             pins::typed(&lab.name, table).expect("open a conntrack table");

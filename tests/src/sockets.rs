@@ -198,6 +198,14 @@ pub fn udp_spoofed(
     p[ihl + 2..ihl + 4].copy_from_slice(&dst.port().to_be_bytes());
     p[ihl + 4..ihl + 6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     p[ihl + 8..].copy_from_slice(payload);
+    send_ipv4(ns, &p);
+}
+
+/// Sends one IPv4 packet, `packet` (its header written by the caller, as any sender at
+/// all could: source, identifier, fragment offset), from namespace `ns` with a raw
+/// socket (`IP_HDRINCL`); the kernel fills in the header checksum.
+pub fn send_ipv4(ns: &Path, packet: &[u8]) {
+    let dst = u32::from_be_bytes([packet[16], packet[17], packet[18], packet[19]]);
     let fd = in_ns(ns, || unsafe {
         libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
     });
@@ -207,15 +215,15 @@ pub fn udp_spoofed(
         sin_family: libc::AF_INET as u16,
         sin_port: 0,
         sin_addr: libc::in_addr {
-            s_addr: u32::from(*dst.ip()).to_be(),
+            s_addr: dst.to_be(),
         },
         sin_zero: [0; 8],
     };
     let sent = unsafe {
         libc::sendto(
             fd.as_raw_fd(),
-            p.as_ptr() as *const libc::c_void,
-            p.len(),
+            packet.as_ptr() as *const libc::c_void,
+            packet.len(),
             0,
             &to as *const _ as *const libc::sockaddr,
             size_of::<libc::sockaddr_in>() as u32,
@@ -223,7 +231,7 @@ pub fn udp_spoofed(
     };
     assert_eq!(
         sent,
-        len as isize,
+        packet.len() as isize,
         "send: {}",
         std::io::Error::last_os_error()
     );

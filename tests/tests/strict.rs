@@ -11,7 +11,7 @@ use std::{
 
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
-    sockets::{accept, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed},
+    sockets::{accept, send_ipv4, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed},
     wait_for,
 };
 
@@ -36,6 +36,7 @@ netlab_tests::per_datapath!(
         two_labs_share_one_uplink,
         programs_before_and_after_netlab_see_their_packets,
         containers_cannot_send_as_anyone_else,
+        a_first_fragment_is_forgotten_after_the_reassembly_time,
         an_interface_added_later_is_closed_until_watched,
     ];
     ebpf_labs = "ebpf",
@@ -235,6 +236,62 @@ fn source_routed_packets_cross_nowhere(dp: &str) {
             "{dp}: outbound, options {options:?}"
         );
     }
+}
+
+/// One fragment of a UDP datagram from wan to the lab host: IP identifier `id`, at
+/// `offset` bytes (a multiple of 8), with more to come or not, carrying `data`.
+fn fragment(id: u16, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    let flags = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+    p[6..8].copy_from_slice(&flags.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&WAN_ADDR.octets());
+    p[16..20].copy_from_slice(&UPLINK_ADDR.octets());
+    p.extend_from_slice(data);
+    p
+}
+
+/// A UDP header from port `sport` to `dport` for `len` bytes of payload (no checksum).
+fn udp_header(sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(8);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h
+}
+
+/// A first fragment to a published port (a spoofer's, never followed) is remembered no
+/// longer than the kernel keeps a datagram being reassembled (30 s): past that, the
+/// later fragments of another datagram with its identifier, here one for the lab host
+/// itself, go where the kernel takes them, not into the container.
+fn a_first_fragment_is_forgotten_after_the_reassembly_time(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let service = udp(&lab.ns("host"), "198.51.100.2:6000");
+    service
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let wan = lab.ns("wan");
+    let mut first = udp_header(5603, 5300, 64);
+    first.extend_from_slice(&[b'X'; 64]);
+    send_ipv4(&wan, &fragment(4545, 0, true, &first));
+    netlab_tests::age_flows(&lab, 60);
+    // The host's own datagram, 200 bytes, in two fragments with the same identifier.
+    let payload: Vec<u8> = (0..200).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut data = udp_header(5605, 6000, payload.len());
+    data.extend_from_slice(&payload);
+    send_ipv4(&wan, &fragment(4545, 0, true, &data[..72]));
+    send_ipv4(&wan, &fragment(4545, 72, false, &data[72..]));
+    let mut buf = [0u8; 512];
+    let (n, _) = service
+        .recv_from(&mut buf)
+        .expect("the host's datagram never arrived whole");
+    assert_eq!(&buf[..n], &payload[..]);
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

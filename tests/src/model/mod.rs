@@ -1049,6 +1049,9 @@ impl Model {
                     FragNat {
                         saddr: ts.to_be(),
                         daddr: td.to_be(),
+                        // The model keeps no time: the datapath's is left out of the
+                        // comparison.
+                        seen: 0,
                     },
                 )
             })

@@ -262,10 +262,14 @@ impl Bpf {
             .collect()
     }
 
+    /// `FRAGS`, without the time each entry was made (the model keeps none).
     pub fn frags(&self) -> StdMap<FragKey, FragNat> {
         let m: HashMap<_, FragKey, FragNat> =
             HashMap::try_from(self.bpf.map(names::FRAGS).unwrap()).unwrap();
-        m.iter().map(|r| r.unwrap()).collect()
+        m.iter()
+            .map(|r| r.unwrap())
+            .map(|(k, n)| (k, FragNat { seen: 0, ..n }))
+            .collect()
     }
 }
 
