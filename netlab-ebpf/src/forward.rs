@@ -50,7 +50,8 @@ use crate::{
 
 const AF_INET: u8 = 2;
 const _: () = assert!(size_of::<FibParams>() == 64);
-const PACKET_HOST: u32 = 0;
+/// `skb->pkt_type` of a frame addressed to this host.
+pub const PACKET_HOST: u32 = 0;
 
 /// Not forwarded: the stack takes it.
 pub const STACK: u8 = 0;

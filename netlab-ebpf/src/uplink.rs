@@ -97,6 +97,11 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::UPLINK_INGRESS_PACKETS);
     let cfg = maps::config();
     count_other(ctx, cfg, st);
+    // A frame not addressed to this host at L2 (another machine's MAC, a broadcast, a
+    // multicast) is the stack's, which forwards none of it: never translated.
+    if unsafe { (*ctx.skb.skb).pkt_type } != forward::PACKET_HOST {
+        return PASS;
+    }
     let Some(pkt) = parse(ctx, st)? else {
         return PASS;
     };

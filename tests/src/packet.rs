@@ -86,9 +86,11 @@ impl Ipv4 {
         h
     }
 
-    /// An Ethernet frame carrying this packet.
+    /// An Ethernet frame carrying this packet, addressed to the MAC of the loopback
+    /// device BPF_PROG_TEST_RUN runs a program on by default (all zeroes), so that the
+    /// frame is the host's (`PACKET_HOST`) there.
     pub fn frame(&self, l4: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
+        let mut f = vec![0, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
         f.extend_from_slice(&self.packet(l4));
         f
     }

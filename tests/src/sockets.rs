@@ -236,3 +236,76 @@ pub fn send_ipv4(ns: &Path, packet: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// An IPv4 UDP datagram from `src` to `dst` carrying `payload`, its header checksum
+/// computed (no UDP checksum), to put in a frame of one's own.
+pub fn ipv4_udp(
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = 28 + payload.len();
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.ip().octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    let mut sum: u32 = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p[20..22].copy_from_slice(&src.port().to_be_bytes());
+    p[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
+/// Sends an IPv4 packet from interface `ifname` of namespace `ns` in an Ethernet frame
+/// addressed to `dst_mac` (whatever machine that is), with a packet socket.
+pub fn send_in_frame(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &[u8]) {
+    let name = std::ffi::CString::new(ifname).expect("an interface name");
+    let (fd, index) = in_ns(ns, || unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM,
+            i32::from((libc::ETH_P_IP as u16).to_be()),
+        );
+        (fd, libc::if_nametoindex(name.as_ptr()))
+    });
+    assert!(
+        fd >= 0,
+        "packet socket: {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(index > 0, "no interface {ifname}");
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    to.sll_ifindex = index as i32;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&dst_mac);
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            packet.as_ptr() as *const libc::c_void,
+            packet.len(),
+            0,
+            &to as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(
+        sent,
+        packet.len() as isize,
+        "send: {}",
+        std::io::Error::last_os_error()
+    );
+}

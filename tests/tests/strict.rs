@@ -11,7 +11,10 @@ use std::{
 
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
-    sockets::{accept, send_ipv4, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed},
+    sockets::{
+        accept, ipv4_udp, send_in_frame, send_ipv4, tcp_connect, tcp_listen, tcp_segment, udp,
+        udp_spoofed,
+    },
     wait_for,
 };
 
@@ -22,6 +25,7 @@ netlab_tests::per_datapath!(
         a_fin_outside_the_window_closes_nothing,
         spoofed_sources_from_outside_open_nothing,
         source_routed_packets_cross_nowhere,
+        frames_for_another_machine_are_not_the_hosts,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -292,6 +296,53 @@ fn a_first_fragment_is_forgotten_after_the_reassembly_time(dp: &str) {
         .recv_from(&mut buf)
         .expect("the host's datagram never arrived whole");
     assert_eq!(&buf[..n], &payload[..]);
+}
+
+/// A datagram to a published port in a frame that is not addressed to the lab host at
+/// L2 (another machine's MAC, the broadcast, a multicast group's) reaches no container,
+/// as the host's stack forwards none of it; in a frame to the uplink's own MAC it does.
+fn frames_for_another_machine_are_not_the_hosts(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let link = netlab_tests::run_in_ns_ok(&lab.ns("host"), &["ip", "-o", "link", "show", "eth0"]);
+    let mac = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("the uplink's MAC");
+    let uplink_mac: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let datagram = ipv4_udp(
+        SocketAddrV4::new(WAN_ADDR, 5555),
+        SocketAddrV4::new(UPLINK_ADDR, 5300),
+        b"frame",
+    );
+    let mut buf = [0u8; 16];
+    for other in [
+        [0x02, 0, 0, 0, 0, 0x99],
+        [0xff; 6],
+        [0x01, 0x00, 0x5e, 0, 0, 0x01],
+    ] {
+        send_in_frame(&lab.ns("wan"), "wan0", other, &datagram);
+        assert!(
+            server.recv_from(&mut buf).is_err(),
+            "{dp}: a frame to {other:02x?} reached the container"
+        );
+    }
+    send_in_frame(
+        &lab.ns("wan"),
+        "wan0",
+        uplink_mac.try_into().unwrap(),
+        &datagram,
+    );
+    let (n, _) = server.recv_from(&mut buf).expect("the host's own frame");
+    assert_eq!(&buf[..n], b"frame");
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

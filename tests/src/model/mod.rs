@@ -73,6 +73,8 @@ pub struct FastPath {
 #[derive(Clone, Debug)]
 pub struct NatConfig {
     pub uplink: u32,
+    /// The uplink's MAC: a frame on it addressed to another is not the host's.
+    pub uplink_mac: [u8; 6],
     pub bridge: u32,
     pub subnet: u32,
     pub mask: u32,
@@ -706,6 +708,11 @@ impl Model {
                 }
             }
             Hook::UplinkIngress => {
+                // Not addressed to the host at L2 (`pkt_type` not PACKET_HOST): the
+                // stack's, untouched.
+                if f.len() >= 6 && f[..6] != self.cfg.uplink_mac {
+                    return Ok(Decision::Pass);
+                }
                 let Some(p) = wire::parse(f)? else {
                     return Ok(Decision::Pass);
                 };

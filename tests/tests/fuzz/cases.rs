@@ -483,7 +483,7 @@ pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
 // ---------------------------------------------------------------------------------
 // Frames
 
-const ETH_HDR: [u8; 14] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
+pub const ETH_HDR: [u8; 14] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
 
 /// An IPv4 packet: header with checksum, then `l4`. `frag` is the flags and offset
 /// field.

@@ -56,6 +56,7 @@ struct Runner {
 fn nat_config(case: &Case, fast: Option<&FastPath>) -> NatConfig {
     NatConfig {
         uplink: cases::UPLINK,
+        uplink_mac: cases::ETH_HDR[..6].try_into().expect("a MAC"),
         bridge: cases::BRIDGE,
         subnet: 0xac12_0000,
         mask: 0xffff_0000,
@@ -351,6 +352,16 @@ fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
 fn world(lab: &Lab) -> World {
     let state = lab.state();
     let host = lab.ns("host");
+    // The uplink takes the MAC the cases' frames are addressed to, so that a frame run
+    // on it is the host's (`PACKET_HOST`), as one from wan is.
+    let dst = cases::ETH_HDR[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>();
+    lab.exec_ok(
+        "host",
+        &["ip", "link", "set", "eth0", "address", &dst.join(":")],
+    );
     let (uplink, uplink_mac) = link_of(&host, "eth0");
     let (bridge, bridge_mac) = link_of(&host, &state.bridge);
     let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
