@@ -551,6 +551,10 @@ fn conntrack_lists_flows_and_flush_empties_it() {
             .contains("flushed 1 flows")
     );
     assert!(lab.conntrack().is_empty());
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", &INTERNET.to_string()]);
+    let flushed: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["conntrack", "--flush", "--json"])).expect("json");
+    assert_eq!(flushed, serde_json::json!({ "flushed": 1 }));
 }
 
 #[test]

@@ -246,6 +246,12 @@ fn conflicts_and_bad_specs_change_nothing(dp: &str) {
         (vec!["publish", "web", "8000-8001:80"], "different lengths"),
         (vec!["publish", "web", "x:y"], "not a port"),
         (vec!["unpublish", "web", "9999:80"], "not published"),
+        (vec!["publish", "web", ":80"], "netlab does not pick one"),
+        (
+            vec!["unpublish", "web", "8080:8000", "8080:8000"],
+            "named twice",
+        ),
+        (vec!["publish", "web", "+9100:80"], "not a port"),
         (vec!["run", "late", "-p", "8080:80"], "already published"),
         (vec!["run", "late", "-p", "bogus"], "invalid port spec"),
     ] {

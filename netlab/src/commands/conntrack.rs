@@ -22,7 +22,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     )?;
     if args.flush {
         let n = dp.flush(&s.state)?;
-        println!("flushed {n} flows");
+        if args.json {
+            println!("{}", serde_json::json!({ "flushed": n }));
+        } else {
+            println!("flushed {n} flows");
+        }
         return Ok(());
     }
     let flows = dp.flows(&s.state)?;
@@ -36,16 +40,22 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         "STATE",
         "SOURCE",
         "DESTINATION",
-        "TRANSLATED SOURCE",
+        "TRANSLATED",
         "AGE",
         "PKTS OUT/IN",
         "BYTES OUT/IN"
     );
     for f in &flows {
-        let t = if f.translated.src != f.original.src || f.translated.sport != f.original.sport {
-            format!("{}:{}", f.translated.src, f.translated.sport)
-        } else {
-            format!("-> {}:{}", f.translated.dst, f.translated.dport)
+        // What the translation changed: the source (`ADDR:PORT`), the destination
+        // (`-> ADDR:PORT`), or both (hairpin).
+        let (o, t) = (&f.original, &f.translated);
+        let src = (t.src, t.sport) != (o.src, o.sport);
+        let dst = (t.dst, t.dport) != (o.dst, o.dport);
+        let t = match (src, dst) {
+            (true, true) => format!("{}:{} -> {}:{}", t.src, t.sport, t.dst, t.dport),
+            (true, false) => format!("{}:{}", t.src, t.sport),
+            (false, true) => format!("-> {}:{}", t.dst, t.dport),
+            (false, false) => "-".to_string(),
         };
         println!(
             "{:<5} {:<11} {:<22} {:<22} {:<22} {:>5}s {:>14} {:>14}",

@@ -49,7 +49,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         state.bridge, state.bridge_addr, state.subnet.prefix
     );
     println!("uplink     {} {}", state.uplink, state.uplink_addr);
-    println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);
+    // The routed datapath translates nothing.
+    if state.datapath != crate::lab::DatapathKind::Routed {
+        println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);
+    }
     if !tables.is_empty() {
         println!();
         println!(

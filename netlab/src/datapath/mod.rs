@@ -113,7 +113,10 @@ pub fn inspection<'a>(
     state: &LabState,
     why: &str,
 ) -> Result<&'a dyn Inspect> {
-    dp.inspect().ok_or_else(|| not_here(state, why))
+    dp.inspect().ok_or_else(|| match state.datapath {
+        DatapathKind::Routed => not_here(state, "it translates, tracks and counts nothing"),
+        _ => not_here(state, why),
+    })
 }
 
 /// Per-mapping counters where the datapath keeps them (`None` each where it does not).

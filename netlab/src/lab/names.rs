@@ -28,7 +28,7 @@ pub fn check_container(name: &str) -> Result<()> {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
         return Err(Error::Invalid(format!(
-            "invalid container name {name:?}: use letters, digits, '_', '.' or '-', starting with a letter or digit"
+            "invalid container name {name:?}: use letters, digits, '_', '.' or '-', starting with a letter or digit, 128 characters at most"
         )));
     }
     if name == "host" || name == "wan" {

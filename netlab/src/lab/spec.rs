@@ -76,9 +76,12 @@ impl PortSpec {
 fn port_range(s: &str, spec: &str) -> Result<(u16, u16), Error> {
     let bad = |what: &str| Error::Invalid(format!("invalid port spec {spec:?}: {what}"));
     let parse = |p: &str| -> Result<u16, Error> {
+        // Digits only: `u32::from_str` would take a sign too.
         let n: u32 = p
             .parse()
-            .map_err(|_| bad(&format!("{p:?} is not a port number")))?;
+            .ok()
+            .filter(|_| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| bad(&format!("{p:?} is not a port number")))?;
         if !(1..=65535).contains(&n) {
             return Err(bad(&format!("port {n} is outside 1-65535")));
         }
@@ -104,9 +107,10 @@ impl FromStr for PortSpec {
 
     fn from_str(spec: &str) -> Result<Self, Error> {
         let bad = |what: &str| Error::Invalid(format!("invalid port spec {spec:?}: {what}"));
+        // As Docker: the protocol in any case, an empty one TCP.
         let (body, proto) = match spec.rsplit_once('/') {
-            Some((b, "tcp")) => (b, Proto::Tcp),
-            Some((b, "udp")) => (b, Proto::Udp),
+            Some((b, p)) if p.is_empty() || p.eq_ignore_ascii_case("tcp") => (b, Proto::Tcp),
+            Some((b, p)) if p.eq_ignore_ascii_case("udp") => (b, Proto::Udp),
             Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (use tcp or udp)"))),
             None => (spec, Proto::Tcp),
         };
@@ -127,6 +131,11 @@ impl FromStr for PortSpec {
                 ));
             }
         };
+        if host.is_empty() {
+            return Err(bad(
+                "a host port is required (netlab does not pick one), as in 8080:80",
+            ));
+        }
         let (host_port, host_end) = port_range(host, spec)?;
         let (ctr_port, ctr_end) = port_range(ctr, spec)?;
         if host_end - host_port != ctr_end - ctr_port {
@@ -198,6 +207,10 @@ mod tests {
             }
         );
         assert_eq!(p("8080:80/udp").proto, Proto::Udp);
+        // As Docker: the protocol in any case, none after the slash TCP.
+        assert_eq!(p("8080:80/UDP").proto, Proto::Udp);
+        assert_eq!(p("8080:80/Tcp").proto, Proto::Tcp);
+        assert_eq!(p("8080:80/").proto, Proto::Tcp);
         assert_eq!(p("127.0.0.1:8080:80").host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(p("0.0.0.0:8080:80").host_ip, None);
         let r = p("198.51.100.2:8000-8099:9000-9099/tcp");
@@ -230,8 +243,10 @@ mod tests {
             "8080:65536",
             "70000:80",
             "8080:80/sctp",
-            "8080:80/",
             "a:80",
+            "+8080:80",
+            "8080:-80",
+            "127.0.0.1::80",
             "1.2.3:8080:80",
             "8000-7999:80-81",
             "8000-8001:80",

@@ -108,6 +108,11 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
 /// published. A request of a few specs scans the mappings; a larger one indexes them
 /// once (hashing 10,000 mappings costs more than scanning them for one spec).
 fn mappings_of(ports: &[Published], container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
+    // A spec named twice is refused, as `publish` refuses it.
+    let mut seen = HashSet::with_capacity(specs.len());
+    if let Some(twice) = specs.iter().find(|s| !seen.insert(**s)) {
+        return Err(Error::Invalid(format!("{twice} is named twice")));
+    }
     let ours = |p: &&Published| p.container == container;
     let index: Option<HashMap<&PortSpec, &Published>> = (specs.len() > conflicts::SMALL_REQUEST)
         .then(|| ports.iter().filter(ours).map(|p| (&p.spec, p)).collect());

@@ -184,9 +184,14 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
     req.check()?;
     let lab = req.lab.as_str();
     let lock = Locked::acquire(lab)?;
-    if lock.load()?.is_some() {
+    if let Some(state) = lock.load()? {
+        let what = if state.building {
+            "was not brought up completely (`netlab up` was interrupted)"
+        } else {
+            "is already up"
+        };
         return Err(Error::Conflict(format!(
-            "lab {lab} is already up: run `netlab down --lab {lab}` first"
+            "lab {lab} {what}: run `netlab down --lab {lab}` first"
         )));
     }
     build(&lock, req)

@@ -10,7 +10,8 @@ use crate::{
     lab::LabState,
 };
 
-/// Prints the datapath's log records as they come, for `seconds` or until interrupted.
+/// Prints the datapath's log records as they come, for `seconds`, until interrupted,
+/// or until the lab goes down (its pins gone: no program logs any more).
 pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
     let lab = &state.name;
     if !state.debug {
@@ -38,6 +39,10 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
     loop {
         logger.flush();
         if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        if !pins::dir(lab).exists() {
+            eprintln!("netlab: lab {lab} went down");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
