@@ -1,7 +1,10 @@
 //! ICMP errors (destination unreachable, time exceeded) about a tracked flow, both
 //! ways: an error from outside about a packet the lab sent (`traceroute`, port
-//! unreachable, path-MTU discovery through the NAT), and an error a container sends
-//! about a packet it received (port unreachable to a client of a published UDP port).
+//! unreachable, path-MTU discovery through the NAT), an error a container sends about a
+//! packet it received (port unreachable to a client of a published UDP port), and one
+//! the lab host itself sends about a packet it was handed already translated (time
+//! exceeded for a packet whose TTL ran out there), whose quote would otherwise show the
+//! container's address.
 //!
 //! The error quotes the packet as it was on the error sender's side of the NAT; the
 //! datapath rewrites the quote to what the other side sent, and the outer addresses to
@@ -26,17 +29,33 @@ use crate::{
     verdict::{PASS, Verdict},
 };
 
-/// Translates an ICMP error about a tracked flow. `from_ctr`: a container sent it
-/// (seen leaving the lab); otherwise it arrived on the uplink.
+/// Who sent an ICMP error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A container (seen leaving the lab): the outer source becomes the flow's.
+    Container,
+    /// Someone outside (arrived on the uplink).
+    Outside,
+    /// The lab host itself, leaving by the uplink: only the quote is the flow's; an
+    /// error it cannot place is the host's own business, passed.
+    Host,
+}
+
+/// Translates an ICMP error about a tracked flow, sent by `sender`.
 #[inline(always)]
 pub fn translate_error(
     ctx: &TcContext,
     cfg: &Config,
     st: Stats,
     outer: &Packet,
-    from_ctr: bool,
+    sender: Sender,
 ) -> Verdict {
-    let Some(q) = parse::icmp_inner(ctx, outer)? else {
+    let from_ctr = sender == Sender::Container;
+    let inner = match parse::icmp_inner(ctx, outer) {
+        Err(_) if sender == Sender::Host => return PASS,
+        r => r?,
+    };
+    let Some(q) = inner else {
         if from_ctr {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
@@ -45,10 +64,10 @@ pub fn translate_error(
         return PASS;
     };
     // The quoted packet went the other way; its reverse is a packet of our side.
-    let zone = if from_ctr {
-        ZONE_FROM_CTR
-    } else {
+    let zone = if sender == Sender::Outside {
         ZONE_FROM_OUTSIDE
+    } else {
+        ZONE_FROM_CTR
     };
     let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
     let hit = conntrack::lookup(cfg, st, &key, conntrack::now());

@@ -138,6 +138,18 @@ pub fn ipv4_saddr(ctx: &TcContext) -> Option<u32> {
         .then(|| unsafe { *((data + ETH_HLEN + IP_SADDR_OFF) as *const u32) })
 }
 
+/// The protocol of an IPv4 frame whose headers are in the linear part (`None`
+/// otherwise).
+#[inline(always)]
+pub fn ipv4_proto(ctx: &TcContext) -> Option<u8> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + ETH_HLEN + IPV4_MIN_HLEN > end {
+        return None;
+    }
+    let ethertype = unsafe { *((data + 12) as *const u16) };
+    (ethertype == ETH_P_IP.to_be()).then(|| unsafe { *((data + ETH_HLEN + 9) as *const u8) })
+}
+
 /// The destination address of an IPv4 frame whose headers are in the linear part
 /// (`None` otherwise).
 #[inline(always)]

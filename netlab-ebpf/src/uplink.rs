@@ -11,6 +11,7 @@ use aya_ebpf::programs::TcContext;
 use netlab_common::{
     config::{Config, FLAG_FAST_PATH},
     conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    proto::IPPROTO_ICMP,
     stats::{DropReason, counter},
 };
 
@@ -58,17 +59,25 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     let cfg = maps::config();
     count_other(ctx, cfg, st);
     // Most of what leaves is the host's own or translated already by the fast path:
-    // one look at the source address lets it go before any parsing.
-    if let Some(saddr) = parse::ipv4_saddr(ctx)
-        && !cfg.in_subnet(saddr)
-    {
+    // one look at the source address lets it go before any parsing, but for an ICMP
+    // error of the host's (about a packet it was handed translated, say one whose TTL
+    // ran out there: its quote is translated back, so that it never shows a
+    // container's address or port; anything it cannot read is the host's business).
+    let host = parse::ipv4_saddr(ctx).is_some_and(|s| !cfg.in_subnet(s));
+    if host && parse::ipv4_proto(ctx) != Some(IPPROTO_ICMP) {
         return PASS;
     }
-    let Some(pkt) = parse(ctx, st)? else {
-        return PASS;
+    let pkt = match parse(ctx, st) {
+        Ok(Some(pkt)) => pkt,
+        Ok(None) => return PASS,
+        Err(_) if host => return PASS,
+        Err(e) => return Err(e),
     };
-    if !cfg.in_subnet(pkt.saddr) {
-        // The host's own traffic, and what the fast path translated already.
+    if host && pkt.kind != Kind::IcmpError {
+        return PASS;
+    }
+    if !host && !cfg.in_subnet(pkt.saddr) {
+        // What the fast path translated already.
         return PASS;
     }
     match pkt.kind {
@@ -77,7 +86,14 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
             return frag::translate_later(ctx, st, &pkt, ZONE_FROM_CTR)
                 .unwrap_or(Err(DropReason::Fragment));
         }
-        Kind::IcmpError => return icmp::translate_error(ctx, cfg, st, &pkt, true),
+        Kind::IcmpError => {
+            let sender = if host {
+                icmp::Sender::Host
+            } else {
+                icmp::Sender::Container
+            };
+            return icmp::translate_error(ctx, cfg, st, &pkt, sender);
+        }
         Kind::Other => return Err(DropReason::UnsupportedProtocol),
     }
     let now = conntrack::now();
@@ -124,7 +140,9 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
                 PASS
             });
         }
-        Kind::IcmpError => return icmp::translate_error(ctx, cfg, st, &pkt, false),
+        Kind::IcmpError => {
+            return icmp::translate_error(ctx, cfg, st, &pkt, icmp::Sender::Outside);
+        }
         Kind::Other => {
             st.count(counter::PASS_UNTRACKED);
             return PASS;

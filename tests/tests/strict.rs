@@ -26,6 +26,7 @@ netlab_tests::per_datapath!(
         spoofed_sources_from_outside_open_nothing,
         source_routed_packets_cross_nowhere,
         frames_for_another_machine_are_not_the_hosts,
+        the_hosts_icmp_errors_quote_what_was_sent,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -343,6 +344,73 @@ fn frames_for_another_machine_are_not_the_hosts(dp: &str) {
     );
     let (n, _) = server.recv_from(&mut buf).expect("the host's own frame");
     assert_eq!(&buf[..n], b"frame");
+}
+
+/// An ICMP error the lab host sends about a packet it was handed translated (time
+/// exceeded: a datagram to a published port whose TTL ran out there) quotes the packet
+/// as its sender sent it, to the published address and port: never the container's.
+fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let wan = lab.ns("wan");
+    let raw = in_ns(&wan, || unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
+    });
+    assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let raw = unsafe { OwnedFd::from_raw_fd(raw) };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    unsafe {
+        libc::setsockopt(
+            raw.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            size_of::<libc::timeval>() as u32,
+        );
+    }
+    let sender = udp(&wan, "198.51.100.1:5601");
+    sender.set_ttl(1).unwrap();
+    sender.send_to(b"x", "198.51.100.2:5300").unwrap();
+    // The time exceeded, and what it quotes: destination address and port.
+    let mut quoted = None;
+    let mut buf = [0u8; 1500];
+    for _ in 0..25 {
+        let n = unsafe {
+            libc::recv(
+                raw.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            continue;
+        }
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        let inner = ihl + 8;
+        if (n as usize) < inner + 24 || buf[ihl] != 11 {
+            continue;
+        }
+        let qihl = usize::from(buf[inner] & 0x0f) * 4;
+        let dst = std::net::Ipv4Addr::new(
+            buf[inner + 16],
+            buf[inner + 17],
+            buf[inner + 18],
+            buf[inner + 19],
+        );
+        let dport = u16::from_be_bytes([buf[inner + qihl + 2], buf[inner + qihl + 3]]);
+        quoted = Some((dst, dport));
+        break;
+    }
+    assert_eq!(
+        quoted,
+        Some((UPLINK_ADDR, 5300)),
+        "{dp}: the host's time exceeded"
+    );
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

@@ -33,6 +33,18 @@ use flows::{
 
 /// The TCP reset flag.
 const RST: u8 = 0x04;
+
+/// Who sent an ICMP error (the datapath's `icmp::Sender`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sender {
+    /// A container: the outer source becomes the flow's; an error about no flow drops.
+    Container,
+    /// Someone outside.
+    Outside,
+    /// The lab host, by the uplink: only the quote is translated; anything it cannot
+    /// place is passed.
+    Host,
+}
 use wire::{ICMP, Kind, Pkt, TCP, UDP, be16};
 
 /// What the datapath returns for a packet it lets go on (`TC_ACT_UNSPEC`, -1: the next
@@ -685,11 +697,17 @@ impl Model {
         };
         match hook {
             Hook::UplinkEgress => {
-                // The host's own traffic is none of the NAT's business, broken or not.
+                // The host's own traffic is none of the NAT's business, broken or not,
+                // but for its ICMP errors about packets it was handed translated.
                 if let Some(s) = wire::saddr_of(f)
                     && !cfg.in_subnet(s)
                 {
-                    return Ok(Decision::Pass);
+                    return Ok(match wire::parse(f) {
+                        Ok(Some(p)) if p.kind == Kind::IcmpError => self
+                            .icmp_error(f, &p, Sender::Host)
+                            .unwrap_or(Decision::Pass),
+                        _ => Decision::Pass,
+                    });
                 }
                 let Some(p) = wire::parse(f)? else {
                     return Ok(Decision::Pass);
@@ -702,7 +720,7 @@ impl Model {
                         Some(t) => Ok(Decision::Translate(Box::new(t))),
                         None => Err(DropReason::Fragment),
                     },
-                    Kind::IcmpError => self.icmp_error(f, &p, true),
+                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
                     Kind::Other => Err(DropReason::UnsupportedProtocol),
                     Kind::Flow => self.container_flow(hook, &p),
                 }
@@ -727,7 +745,7 @@ impl Model {
                         Some(t) => Decision::Translate(Box::new(t)),
                         None => Decision::Pass,
                     }),
-                    Kind::IcmpError => self.icmp_error(f, &p, false),
+                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
                     Kind::Other => Ok(Decision::Pass),
                     Kind::Flow => {
                         let d = self.outside_flow(&p)?;
@@ -964,7 +982,8 @@ impl Model {
     /// An ICMP error about a tracked flow: the quote becomes what the other side sent,
     /// the outer addresses follow. One nobody can place is left to the host when it
     /// arrives, and never leaves the lab with a container's address.
-    fn icmp_error(&mut self, f: &[u8], p: &Pkt, from_ctr: bool) -> Result<Decision, DropReason> {
+    fn icmp_error(&mut self, f: &[u8], p: &Pkt, sender: Sender) -> Result<Decision, DropReason> {
+        let from_ctr = sender == Sender::Container;
         let untracked = || {
             if from_ctr {
                 Err(DropReason::UnsupportedProtocol)
@@ -975,7 +994,11 @@ impl Model {
         let Some(q) = wire::quoted(f, p)? else {
             return untracked();
         };
-        let zone = if from_ctr { FROM_CTR } else { FROM_OUTSIDE };
+        let zone = if sender == Sender::Outside {
+            FROM_OUTSIDE
+        } else {
+            FROM_CTR
+        };
         let key = Key {
             zone,
             proto: q.proto,
