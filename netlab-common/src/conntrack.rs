@@ -278,6 +278,25 @@ pub const fn rst_verdict(
     RST_KEPT
 }
 
+/// Whether a TCP segment's flags are a combination TCP sends, by nf_conntrack's table
+/// (`tcp_valid_flags`, PSH, ECE and CWR aside): SYN, SYN-ACK, RST, RST-ACK, FIN-ACK,
+/// ACK, each also with URG but RST. Any other (none at all, FIN without ACK, SYN with
+/// FIN or RST, ...) is invalid, and nf_conntrack lets it into no flow.
+pub const fn tcp_flags_valid(flags: u8) -> bool {
+    use crate::proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+    const URG: u8 = 0x20;
+    let f = flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | URG);
+    f == TCP_SYN
+        || f == TCP_SYN | URG
+        || f == TCP_SYN | TCP_ACK
+        || f == TCP_RST
+        || f == TCP_RST | TCP_ACK
+        || f == TCP_FIN | TCP_ACK
+        || f == TCP_FIN | TCP_ACK | URG
+        || f == TCP_ACK
+        || f == TCP_ACK | URG
+}
+
 /// Whether a FIN (sent at `seq`, its segment ending before `seq_end`) falls in the
 /// window its receiver offered, as a reset must ([`rst_verdict`]): not all of it
 /// acknowledged already (`ack_max`), and not past the window's right edge
@@ -358,6 +377,39 @@ pub const fn expired(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tcp_flags_as_nf_conntrack_takes_them() {
+        const URG: u8 = 0x20;
+        const PSH: u8 = 0x08;
+        for ok in [
+            TCP_SYN,
+            TCP_SYN | TCP_ACK,
+            TCP_SYN | URG,
+            TCP_RST,
+            TCP_RST | TCP_ACK,
+            TCP_RST | TCP_ACK | PSH,
+            TCP_FIN | TCP_ACK,
+            TCP_FIN | TCP_ACK | PSH | URG,
+            TCP_ACK,
+            TCP_ACK | PSH,
+            TCP_ACK | URG | 0x40 | 0x80,
+        ] {
+            assert!(tcp_flags_valid(ok), "{ok:#04x}");
+        }
+        for bad in [
+            0,
+            TCP_FIN,
+            TCP_FIN | PSH | URG,
+            TCP_SYN | TCP_FIN,
+            TCP_SYN | TCP_RST,
+            TCP_RST | TCP_FIN | TCP_ACK,
+            TCP_RST | URG,
+            PSH,
+        ] {
+            assert!(!tcp_flags_valid(bad), "{bad:#04x}");
+        }
+    }
 
     #[test]
     fn a_fin_counts_only_inside_its_receivers_window() {

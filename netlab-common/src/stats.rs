@@ -177,6 +177,9 @@ pub enum DropReason {
     /// watch yet (one added since the last `netlab up`, `run` or `publish`): it could
     /// not be masqueraded there.
     Unwatched = 15,
+    /// A TCP segment of a tracked flow whose flags no TCP sends (none, FIN without ACK,
+    /// SYN with FIN or RST, ...): nf_conntrack marks it invalid and it goes nowhere.
+    InvalidTcpFlags = 16,
 }
 
 /// The value of the `GC` map as userspace reads it: the collector's timer (opaque,
@@ -193,7 +196,7 @@ pub struct GcRecord {
 const _: () = assert!(core::mem::size_of::<GcRecord>() == 32);
 
 pub const DROP_BASE: u32 = 64;
-pub const DROP_COUNT: u32 = 16;
+pub const DROP_COUNT: u32 = 17;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
 
 /// Every counter and drop reason, by index: the value of an entry of `STATS`.
@@ -224,6 +227,7 @@ pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [
     "invalid_rst",
     "no_address",
     "unwatched",
+    "invalid_tcp_flags",
 ];
 
 impl DropReason {
@@ -240,8 +244,8 @@ mod tests {
     fn counters_fit_before_drops() {
         const { assert!(counter::COUNT <= DROP_BASE) };
         assert_eq!(counter::NAMES.len() as u32, counter::COUNT);
-        assert_eq!(DropReason::Unwatched as u32 + 1, DROP_COUNT);
-        assert_eq!(DropReason::Unwatched.index(), STATS_LEN - 1);
+        assert_eq!(DropReason::InvalidTcpFlags as u32 + 1, DROP_COUNT);
+        assert_eq!(DropReason::InvalidTcpFlags.index(), STATS_LEN - 1);
         assert_eq!(DROP_NAMES.len() as u32, DROP_COUNT);
     }
 }

@@ -297,8 +297,9 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 }
 
 /// Every drop reason a test can provoke, each provoked once in a live lab and found by
-/// its reason in Prometheus (12 of the 14 still in use): `direct_access`, `spoofed_source`,
+/// its reason in Prometheus (13 of the 15 still in use): `direct_access`, `spoofed_source`,
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
+/// `invalid_tcp_flags`,
 /// `unwatched`, `no_address`, `half_flow`, and from hand-made frames `truncated`,
 /// `bad_ip_header`, `fragment`. Two are helper failures and races, not provoked:
 /// `ct_insert_failed` (another CPU inserting the same translation between this one's
@@ -372,7 +373,13 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
         .into_iter()
         .chain(from_a.iter().map(|(r, _)| *r))
         .chain(raw)
-        .chain(["invalid_rst", "half_flow", "unwatched", "no_address"])
+        .chain([
+            "invalid_rst",
+            "invalid_tcp_flags",
+            "half_flow",
+            "unwatched",
+            "no_address",
+        ])
     {
         let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
         assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
@@ -381,7 +388,8 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
 
 /// wan's connection to a's listener on 7020 (published as 9000), and a reset with its
 /// 4-tuple but a sequence number far outside the window, as
-/// `strict::a_reset_outside_the_window_is_ignored` sends: dropped as `invalid_rst`.
+/// `strict::a_reset_outside_the_window_is_ignored` sends: dropped as `invalid_rst`;
+/// then a segment with no flags at all: dropped as `invalid_tcp_flags`.
 fn invalid_rst(lab: &Lab) {
     let listener = tcp_listen(&lab.ns("a"), "0.0.0.0:7020");
     let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:9000"));
@@ -403,6 +411,14 @@ fn invalid_rst(lab: &Lab) {
         3_000_000_000,
         0,
         0x04,
+    );
+    tcp_segment(
+        &lab.ns("wan"),
+        local,
+        SocketAddrV4::new(UPLINK_ADDR, 9000),
+        1,
+        0,
+        0x00,
     );
 }
 

@@ -27,6 +27,7 @@ netlab_tests::per_datapath!(
         source_routed_packets_cross_nowhere,
         frames_for_another_machine_are_not_the_hosts,
         the_hosts_icmp_errors_quote_what_was_sent,
+        segments_with_flags_no_tcp_sends_reach_no_container,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -411,6 +412,84 @@ fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
         Some((UPLINK_ADDR, 5300)),
         "{dp}: the host's time exceeded"
     );
+}
+
+/// Segments with a published connection's 4-tuple and flags no TCP sends (none at
+/// all; FIN, PSH and URG without ACK, the "Christmas tree"; SYN with FIN) reach no
+/// container: nf_conntrack lets them into no flow, and the eBPF datapath drops them
+/// (`invalid_tcp_flags`). A segment of the connection itself still does.
+fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "8080:7020"]);
+    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
+    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
+    let mut conn = accept(&listener);
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    let local = match client.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("{other}"),
+    };
+    // Every TCP segment that reaches web, as its stack gets it.
+    let raw = in_ns(&lab.ns("web"), || unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP)
+    });
+    assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let raw = unsafe { OwnedFd::from_raw_fd(raw) };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 300_000,
+    };
+    unsafe {
+        libc::setsockopt(
+            raw.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            size_of::<libc::timeval>() as u32,
+        );
+    }
+    // The flags of the segments from the client that reach web, until quiet.
+    let arrived = || {
+        let mut seen = Vec::new();
+        let mut pkt = [0u8; 1500];
+        loop {
+            let n = unsafe {
+                libc::recv(
+                    raw.as_raw_fd(),
+                    pkt.as_mut_ptr() as *mut libc::c_void,
+                    pkt.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return seen;
+            }
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            if (n as usize) >= ihl + 20
+                && u16::from_be_bytes([pkt[ihl], pkt[ihl + 1]]) == local.port()
+            {
+                seen.push(pkt[ihl + 13]);
+            }
+        }
+    };
+    let to = SocketAddrV4::new(UPLINK_ADDR, 8080);
+    for flags in [0x00, 0x29, 0x03] {
+        tcp_segment(&lab.ns("wan"), local, to, 1, 0, flags);
+    }
+    let seen = arrived();
+    assert!(
+        seen.iter().all(|f| ![0x00, 0x29, 0x03].contains(f)),
+        "{dp}: invalid segments reached web: {seen:02x?}"
+    );
+    if is_ebpf(dp) {
+        assert_eq!(lab.stat("drops", "invalid_tcp_flags"), 3);
+    }
+    client.write_all(b"more").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

@@ -20,7 +20,7 @@ pub mod wire;
 use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
-    conntrack::{CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_state_name},
+    conntrack::{CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_flags_valid, tcp_state_name},
     frag::{FragKey, FragNat},
     proto::martian_source,
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
@@ -233,6 +233,8 @@ struct Translation {
     /// A TCP reset its flow refuses (outside the window): the frame is dropped where
     /// the flow would be translated.
     refused_reset: bool,
+    /// A TCP segment of the flow with flags no TCP sends: dropped.
+    invalid_flags: bool,
     verdict: u32,
     /// The addresses after translation, where the fast path sends the frame.
     to: (u32, u32),
@@ -262,6 +264,7 @@ impl Translation {
             may_exhaust: false,
             exhausted: false,
             refused_reset: false,
+            invalid_flags: false,
             verdict: TC_ACT_UNSPEC,
             to,
         }
@@ -375,6 +378,10 @@ impl Model {
             Decision::Translate(t) if t.exhausted => {
                 dropped_for(DropReason::PortsExhausted)?;
                 "dropped: ports_exhausted".to_string()
+            }
+            Decision::Translate(t) if t.invalid_flags => {
+                dropped_for(DropReason::InvalidTcpFlags)?;
+                "dropped: invalid_tcp_flags".to_string()
             }
             Decision::Translate(t) if t.refused_reset => {
                 dropped_for(DropReason::InvalidRst)?;
@@ -953,6 +960,8 @@ impl Model {
             Dir::Reply => format!("{} reply", flow.kind.name()),
         };
         let mut t = translation(label, p, to);
+        // Flags no TCP sends: nf_conntrack lets such a segment into no flow.
+        t.invalid_flags = p.proto == TCP && !tcp_flags_valid(p.flags);
         t.refused_reset = p.proto == TCP && p.flags & RST != 0 && flow.reset(dir, p) == RST_REFUSED;
         t.effect = Effect::Touch(i, dir);
         t.remember = remember(hook, p);
