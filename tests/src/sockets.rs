@@ -309,3 +309,47 @@ pub fn send_in_frame(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// A raw IPv4 socket in a namespace: every packet of one protocol the namespace
+/// receives, IP header included, as its stack gets it.
+pub struct RawReceiver(OwnedFd);
+
+impl RawReceiver {
+    /// For protocol `proto` (`libc::IPPROTO_ICMP`, `libc::IPPROTO_TCP`, ...) in `ns`;
+    /// a read waits `wait` at most.
+    pub fn open(ns: &Path, proto: i32, wait: Duration) -> RawReceiver {
+        let fd = in_ns(ns, || unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_RAW, proto)
+        });
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let tv = libc::timeval {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_usec: wait.subsec_micros() as libc::suseconds_t,
+        };
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        RawReceiver(fd)
+    }
+
+    /// The next packet into `buf`, its length; `None` when none came in time.
+    pub fn next(&self, buf: &mut [u8]) -> Option<usize> {
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        (n >= 0).then_some(n as usize)
+    }
+}

@@ -12,8 +12,8 @@ use std::{
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
     sockets::{
-        accept, ipv4_udp, send_in_frame, send_ipv4, tcp_connect, tcp_listen, tcp_segment, udp,
-        udp_spoofed,
+        RawReceiver, accept, ipv4_udp, send_in_frame, send_ipv4, tcp_connect, tcp_listen,
+        tcp_segment, udp, udp_spoofed,
     },
     wait_for,
 };
@@ -351,28 +351,10 @@ fn frames_for_another_machine_are_not_the_hosts(dp: &str) {
 /// exceeded: a datagram to a published port whose TTL ran out there) quotes the packet
 /// as its sender sent it, to the published address and port: never the container's.
 fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let lab = Lab::on(dp);
     lab.ok(&["run", "web", "-p", "5300:53/udp"]);
     let wan = lab.ns("wan");
-    let raw = in_ns(&wan, || unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
-    });
-    assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    let raw = unsafe { OwnedFd::from_raw_fd(raw) };
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    unsafe {
-        libc::setsockopt(
-            raw.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            size_of::<libc::timeval>() as u32,
-        );
-    }
+    let raw = RawReceiver::open(&wan, libc::IPPROTO_ICMP, Duration::from_millis(200));
     let sender = udp(&wan, "198.51.100.1:5601");
     sender.set_ttl(1).unwrap();
     sender.send_to(b"x", "198.51.100.2:5300").unwrap();
@@ -380,20 +362,12 @@ fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
     let mut quoted = None;
     let mut buf = [0u8; 1500];
     for _ in 0..25 {
-        let n = unsafe {
-            libc::recv(
-                raw.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
+        let Some(n) = raw.next(&mut buf) else {
             continue;
-        }
+        };
         let ihl = usize::from(buf[0] & 0x0f) * 4;
         let inner = ihl + 8;
-        if (n as usize) < inner + 24 || buf[ihl] != 11 {
+        if n < inner + 24 || buf[ihl] != 11 {
             continue;
         }
         let qihl = usize::from(buf[inner] & 0x0f) * 4;
@@ -419,7 +393,6 @@ fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
 /// container: nf_conntrack lets them into no flow, and the eBPF datapath drops them
 /// (`invalid_tcp_flags`). A segment of the connection itself still does.
 fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let lab = Lab::on(dp);
     lab.ok(&["run", "web", "-p", "8080:7020"]);
     let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
@@ -433,47 +406,22 @@ fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
         other => panic!("{other}"),
     };
     // Every TCP segment that reaches web, as its stack gets it.
-    let raw = in_ns(&lab.ns("web"), || unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP)
-    });
-    assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    let raw = unsafe { OwnedFd::from_raw_fd(raw) };
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 300_000,
-    };
-    unsafe {
-        libc::setsockopt(
-            raw.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            size_of::<libc::timeval>() as u32,
-        );
-    }
+    let raw = RawReceiver::open(
+        &lab.ns("web"),
+        libc::IPPROTO_TCP,
+        Duration::from_millis(300),
+    );
     // The flags of the segments from the client that reach web, until quiet.
     let arrived = || {
         let mut seen = Vec::new();
         let mut pkt = [0u8; 1500];
-        loop {
-            let n = unsafe {
-                libc::recv(
-                    raw.as_raw_fd(),
-                    pkt.as_mut_ptr() as *mut libc::c_void,
-                    pkt.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return seen;
-            }
+        while let Some(n) = raw.next(&mut pkt) {
             let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if (n as usize) >= ihl + 20
-                && u16::from_be_bytes([pkt[ihl], pkt[ihl + 1]]) == local.port()
-            {
+            if n >= ihl + 20 && u16::from_be_bytes([pkt[ihl], pkt[ihl + 1]]) == local.port() {
                 seen.push(pkt[ihl + 13]);
             }
         }
+        seen
     };
     let to = SocketAddrV4::new(UPLINK_ADDR, 8080);
     for flags in [0x00, 0x29, 0x03] {
