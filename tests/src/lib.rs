@@ -480,6 +480,18 @@ pub fn curl_status(url: &str) -> [&str; 9] {
 pub struct Background(Option<Child>);
 
 impl Background {
+    /// The process's ID.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("child").id()
+    }
+
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+
     /// Stops the process and returns what it printed.
     pub fn finish(mut self) -> String {
         let child = self.0.take().expect("child");

@@ -12,7 +12,7 @@ use netlab::{
     datapath::ebpf::{cgroup, pins},
     netlink::netns,
 };
-use netlab_tests::{Lab, netlab_bin, run_in_ns, run_in_ns_ok, unique_lab};
+use netlab_tests::{Lab, netlab_bin, run_in_ns, run_in_ns_ok, unique_lab, wait_for};
 
 netlab_tests::per_datapath!(
     [
@@ -379,4 +379,38 @@ fn a_killed_run_leaves_the_name_usable() {
         lab.ok(&["run", "c"]);
         lab.ok(&["rm", "c"]);
     }
+}
+
+/// `rm` ends the processes started in the container's namespace, and `down` those in
+/// the sandbox's, as `docker rm -f` ends a container's: left running, they would keep
+/// a namespace nobody can reach alive. A process elsewhere (in another container, the
+/// test's own) goes on.
+#[test]
+fn rm_and_down_end_the_processes_in_what_they_remove() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    lab.ok(&["run", "b"]);
+    let mut procs: Vec<_> = ["a", "b", "wan", "host"]
+        .into_iter()
+        .map(|ns| lab.spawn(ns, &["sleep", "600"]))
+        .collect();
+    // `exec` replaces netlab once it is in the namespace.
+    for p in &procs {
+        let comm = format!("/proc/{}/comm", p.pid());
+        assert!(
+            wait_for(Duration::from_secs(10), || std::fs::read_to_string(&comm)
+                .is_ok_and(|c| c.trim() == "sleep")),
+            "sleep did not start"
+        );
+    }
+    lab.ok(&["rm", "a"]);
+    assert!(!procs[0].running(), "rm left a's process running");
+    assert!(procs[1].running(), "rm a ended b's process");
+    lab.ok(&["rm", "b"]);
+    assert!(!procs[1].running(), "rm left b's process running");
+    assert!(procs[2].running() && procs[3].running());
+    lab.ok(&["down"]);
+    assert!(!procs[2].running(), "down left wan's process running");
+    assert!(!procs[3].running(), "down left the host's process running");
+    lab.forget();
 }

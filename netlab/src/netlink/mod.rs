@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod link;
+pub mod members;
 pub mod neigh;
 pub mod netns;
 pub mod route;

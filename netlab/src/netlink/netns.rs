@@ -14,6 +14,7 @@ use nix::{
     sched::{CloneFlags, setns, unshare},
 };
 
+use super::members;
 use crate::error::{Error, Result};
 
 pub const NETNS_DIR: &str = "/run/netns";
@@ -100,10 +101,11 @@ pub fn delete(name: &str) -> Result<()> {
     }
 }
 
-/// Deletes namespace `name` if it is still the one netlab made, known by its cookie:
-/// one that someone else made again under the same name is left alone. Of one that is
-/// gone, the empty file it was mounted on (a removal interrupted between unmount and
-/// unlink) goes too. Returns whether a namespace was deleted.
+/// Deletes namespace `name` if it is still the one netlab made, known by its cookie,
+/// and ends the processes living in it ([`members::kill_all`]): one that someone else
+/// made again under the same name is left alone. Of one that is gone, the empty file
+/// it was mounted on (a removal interrupted between unmount and unlink) goes too.
+/// Returns whether a namespace was deleted.
 pub fn delete_if_same(name: &str, cookie: u64) -> Result<bool> {
     let p = path(name);
     if !is_netns(&p) {
@@ -113,6 +115,7 @@ pub fn delete_if_same(name: &str, cookie: u64) -> Result<bool> {
     if self::cookie(&p)? != cookie {
         return Ok(false);
     }
+    members::kill_all(&p)?;
     delete(name).map(|()| true)
 }
 
