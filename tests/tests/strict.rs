@@ -153,17 +153,7 @@ fn a_reset_outside_the_window_is_ignored(dp: &str) {
         })
         .collect();
     let lab = Lab::sandbox(&args);
-    lab.ok(&["run", "web", "-p", "8080:7020"]);
-    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
-    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
-    let mut conn = accept(&listener);
-    let mut buf = [0u8; 4];
-    client.write_all(b"ping").unwrap();
-    conn.read_exact(&mut buf).unwrap();
-    let local = match client.local_addr().unwrap() {
-        std::net::SocketAddr::V4(a) => a,
-        other => panic!("{other}"),
-    };
+    let (mut client, mut conn, local) = published_connection(&lab);
     tcp_segment(
         &lab.ns("wan"),
         local,
@@ -184,12 +174,7 @@ fn a_reset_outside_the_window_is_ignored(dp: &str) {
         // gone now.
         netlab_tests::age_flows(&lab, 5);
     }
-    client.write_all(b"more").unwrap();
-    conn.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"more");
-    conn.write_all(b"back").unwrap();
-    client.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"back");
+    carries_both_ways(&mut client, &mut conn);
 }
 
 /// A datagram carrying a source route (loose, LSRR) crosses the lab host neither way,
@@ -394,17 +379,7 @@ fn the_hosts_icmp_errors_quote_what_was_sent(dp: &str) {
 /// (`invalid_tcp_flags`). A segment of the connection itself still does.
 fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
     let lab = Lab::on(dp);
-    lab.ok(&["run", "web", "-p", "8080:7020"]);
-    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
-    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
-    let mut conn = accept(&listener);
-    let mut buf = [0u8; 4];
-    client.write_all(b"ping").unwrap();
-    conn.read_exact(&mut buf).unwrap();
-    let local = match client.local_addr().unwrap() {
-        std::net::SocketAddr::V4(a) => a,
-        other => panic!("{other}"),
-    };
+    let (mut client, mut conn, local) = published_connection(&lab);
     // Every TCP segment that reaches web, as its stack gets it.
     let raw = RawReceiver::open(
         &lab.ns("web"),
@@ -435,9 +410,7 @@ fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
     if is_ebpf(dp) {
         assert_eq!(lab.stat("drops", "invalid_tcp_flags"), 3);
     }
-    client.write_all(b"more").unwrap();
-    conn.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"more");
+    carries_both_ways(&mut client, &mut conn);
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the
@@ -446,17 +419,7 @@ fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
 /// past the closing timeout still carries data both ways, as nf_conntrack keeps it.
 fn a_fin_outside_the_window_closes_nothing(dp: &str) {
     let lab = Lab::on(dp);
-    lab.ok(&["run", "web", "-p", "8080:7020"]);
-    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
-    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
-    let mut conn = accept(&listener);
-    let mut buf = [0u8; 4];
-    client.write_all(b"ping").unwrap();
-    conn.read_exact(&mut buf).unwrap();
-    let local = match client.local_addr().unwrap() {
-        std::net::SocketAddr::V4(a) => a,
-        other => panic!("{other}"),
-    };
+    let (mut client, mut conn, local) = published_connection(&lab);
     // FIN+ACK, then a bare FIN (no ACK), both far from the window.
     for flags in [0x11, 0x01] {
         tcp_segment(
@@ -479,6 +442,29 @@ fn a_fin_outside_the_window_closes_nothing(dp: &str) {
         // would be gone now.
         netlab_tests::age_flows(&lab, 300);
     }
+    carries_both_ways(&mut client, &mut conn);
+}
+
+/// A TCP connection from wan to container `web`'s port 7020, published as 8080 (`web`
+/// is run here), once a first message has crossed it: the client's end, the
+/// container's end, and the client's address.
+fn published_connection(lab: &Lab) -> (TcpStream, TcpStream, SocketAddrV4) {
+    lab.ok(&["run", "web", "-p", "8080:7020"]);
+    let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:7020");
+    let mut client = tcp_connect(&lab.ns("wan"), &format!("{UPLINK_ADDR}:8080"));
+    let mut conn = accept(&listener);
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    let std::net::SocketAddr::V4(local) = client.local_addr().unwrap() else {
+        panic!("the client's address is not IPv4");
+    };
+    (client, conn, local)
+}
+
+/// Data still crosses a connection, each way.
+fn carries_both_ways(client: &mut TcpStream, conn: &mut TcpStream) {
+    let mut buf = [0u8; 4];
     client.write_all(b"more").unwrap();
     conn.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"more");
