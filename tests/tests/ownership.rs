@@ -45,15 +45,30 @@ fn ok_in(ns: &Path, lab: &str, args: &[&str]) {
     );
 }
 
+/// The iptables command an iptables datapath uses.
+fn iptables_tool(dp: &str) -> &'static str {
+    match dp {
+        "iptables-legacy" => "iptables-legacy",
+        _ => "iptables-nft",
+    }
+}
+
+/// A rule of someone else's that carries netlab's tag: `TOOL -A CHAIN [MATCH...] -m
+/// comment --comment netlab -j ACCEPT`.
+fn tagged_rule<'a>(tool: &'a str, chain_and_match: &[&'a str]) -> Vec<&'a str> {
+    let tag = ["-m", "comment", "--comment", "netlab", "-j", "ACCEPT"];
+    [&[tool, "-A"][..], chain_and_match, &tag].concat()
+}
+
 /// A datapath's whole ruleset in the namespace `ns`, as its tool prints it (without
 /// the comment lines that carry the time, and the chains' packet counters).
 fn ruleset(ns: &Path, dp: &str) -> String {
-    let cmd: &[&str] = match dp {
-        "iptables" => &["iptables-nft-save"],
-        "iptables-legacy" => &["iptables-legacy-save"],
-        _ => &["nft", "list", "ruleset"],
+    let save = format!("{}-save", iptables_tool(dp));
+    let cmd = match dp {
+        "nftables" => vec!["nft", "list", "ruleset"],
+        _ => vec![save.as_str()],
     };
-    run_in_ns_ok(ns, cmd)
+    run_in_ns_ok(ns, &cmd)
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
@@ -136,38 +151,17 @@ fn teardown_leaves_a_namespace_made_again_alone(dp: &str) {
     netns::delete(&host_name).unwrap();
     netns::create(&host_name).unwrap();
     let host = lab.ns("host");
-    let theirs: &[&[&str]] = match dp {
-        "iptables" => &[
-            &["iptables-nft", "-N", "NETLAB-MINE"],
-            &[
-                "iptables-nft",
-                "-A",
-                "INPUT",
-                "-m",
-                "comment",
-                "--comment",
-                "netlab",
-                "-j",
-                "ACCEPT",
-            ],
-        ],
-        "iptables-legacy" => &[
-            &["iptables-legacy", "-N", "NETLAB-MINE"],
-            &[
-                "iptables-legacy",
-                "-A",
-                "INPUT",
-                "-m",
-                "comment",
-                "--comment",
-                "netlab",
-                "-j",
-                "ACCEPT",
-            ],
-        ],
-        _ => &[&["nft", "add", "table", "ip", "netlab"]],
+    let theirs: Vec<Vec<&str>> = match dp {
+        "nftables" => vec![vec!["nft", "add", "table", "ip", "netlab"]],
+        _ => {
+            let tool = iptables_tool(dp);
+            vec![
+                vec![tool, "-N", "NETLAB-MINE"],
+                tagged_rule(tool, &["INPUT"]),
+            ]
+        }
     };
-    for cmd in theirs {
+    for cmd in &theirs {
         run_in_ns_ok(&host, cmd);
     }
     let before = ruleset(&host, dp);
@@ -230,10 +224,8 @@ fn a_failed_publish_takes_back_what_it_put_in(dp: &str) {
 /// netlab's, a rule of theirs carrying netlab's tag.
 #[test]
 fn iptables_down_leaves_the_users_rules() {
-    for (dp, tool) in [
-        ("iptables", "iptables-nft"),
-        ("iptables-legacy", "iptables-legacy"),
-    ] {
+    for dp in ["iptables", "iptables-legacy"] {
+        let tool = iptables_tool(dp);
         let one = Lab::sandbox(&[]);
         let host = one.ns("host");
         let two = unique_lab();
@@ -251,7 +243,7 @@ fn iptables_down_leaves_the_users_rules() {
             ],
         );
         for cmd in [
-            &[
+            vec![
                 tool,
                 "-A",
                 "NETLAB-USER",
@@ -259,25 +251,11 @@ fn iptables_down_leaves_the_users_rules() {
                 "10.51.0.9/32",
                 "-j",
                 "DROP",
-            ][..],
-            &[tool, "-N", "NETLAB-MINE"],
-            &[
-                tool,
-                "-A",
-                "INPUT",
-                "-p",
-                "tcp",
-                "--dport",
-                "22",
-                "-m",
-                "comment",
-                "--comment",
-                "netlab",
-                "-j",
-                "ACCEPT",
             ],
+            vec![tool, "-N", "NETLAB-MINE"],
+            tagged_rule(tool, &["INPUT", "-p", "tcp", "--dport", "22"]),
         ] {
-            run_in_ns_ok(&host, cmd);
+            run_in_ns_ok(&host, &cmd);
         }
         ok_in(&host, &two, &["down"]);
         let left = ruleset(&host, dp);
