@@ -449,32 +449,10 @@ impl Datapath for Iptables {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::{DatapathKind, LabState, PortSpec, STATE_VERSION};
+    use crate::lab::{DatapathKind, LabState, PortSpec};
 
     fn lab() -> LabState {
-        LabState {
-            version: STATE_VERSION,
-            name: "x".into(),
-            sandbox: true,
-            datapath: DatapathKind::Iptables,
-            device: crate::lab::Device::Veth,
-            subnet: "172.18.0.0/16".parse().unwrap(),
-            bridge: "nl-x".into(),
-            bridge_addr: "172.18.0.1".parse().unwrap(),
-            uplink: "eth0".into(),
-            uplink_addr: "198.51.100.2".parse().unwrap(),
-            host_netns: Some("x-host".into()),
-            wan_netns: Some("x-wan".into()),
-            ip_forward_was: None,
-            bridge_nf_was: None,
-            nat: NatOptions::default(),
-            debug: false,
-            containers: Vec::new(),
-            ports: Vec::new(),
-            cookies: Default::default(),
-            building: false,
-            datapath_made: true,
-        }
+        LabState::sample("x", DatapathKind::Iptables)
     }
 
     fn published(spec: &str) -> Published {

@@ -384,29 +384,7 @@ mod tests {
     }
 
     fn state() -> LabState {
-        LabState {
-            version: crate::lab::STATE_VERSION,
-            name: "doc".into(),
-            sandbox: true,
-            datapath: crate::lab::DatapathKind::NftablesFlowtable,
-            device: crate::lab::Device::Veth,
-            subnet: "172.18.0.0/16".parse().unwrap(),
-            bridge: "nl-doc".into(),
-            bridge_addr: "172.18.0.1".parse().unwrap(),
-            uplink: "eth0".into(),
-            uplink_addr: "198.51.100.2".parse().unwrap(),
-            host_netns: Some("doc-host".into()),
-            wan_netns: Some("doc-wan".into()),
-            ip_forward_was: None,
-            bridge_nf_was: None,
-            nat: NatOptions::default(),
-            debug: false,
-            containers: Vec::new(),
-            ports: Vec::new(),
-            cookies: Default::default(),
-            building: false,
-            datapath_made: true,
-        }
+        LabState::sample("doc", crate::lab::DatapathKind::NftablesFlowtable)
     }
 
     #[test]

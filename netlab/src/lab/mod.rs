@@ -145,6 +145,35 @@ pub struct Container {
 }
 
 impl LabState {
+    /// A sandbox lab on the seed's addressing, with nothing run or published yet (for
+    /// unit tests of what the datapaths write).
+    #[cfg(test)]
+    pub(crate) fn sample(name: &str, datapath: DatapathKind) -> LabState {
+        LabState {
+            version: STATE_VERSION,
+            name: name.into(),
+            sandbox: true,
+            datapath,
+            device: Device::Veth,
+            subnet: "172.18.0.0/16".parse().unwrap(),
+            bridge: format!("nl-{name}"),
+            bridge_addr: "172.18.0.1".parse().unwrap(),
+            uplink: "eth0".into(),
+            uplink_addr: "198.51.100.2".parse().unwrap(),
+            host_netns: Some(format!("{name}-host")),
+            wan_netns: Some(format!("{name}-wan")),
+            ip_forward_was: None,
+            bridge_nf_was: None,
+            nat: NatOptions::default(),
+            debug: false,
+            containers: Vec::new(),
+            ports: Vec::new(),
+            cookies: Default::default(),
+            building: false,
+            datapath_made: true,
+        }
+    }
+
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.name == name)
     }
