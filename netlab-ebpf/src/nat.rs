@@ -12,10 +12,10 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
 use netlab_common::{
     config::Config,
-    conntrack::{CtEntry, CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
     proto::{
-        ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
-        martian_source,
+        ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST,
+        TCP_SYN, martian_source,
     },
     publish::PubTarget,
     stats::{DropReason, counter},
@@ -91,6 +91,29 @@ pub fn opens_flow(pkt: &Packet) -> bool {
     }
 }
 
+/// The tracked flow `pkt` (whose key is `key`) belongs to: the key's entry, unless
+/// the packet is an ICMP echo message of the wrong kind for its direction. Echo
+/// requests go the way the flow was opened and replies come back (nf_conntrack's ICMP
+/// tuples carry the type): an echo request from a ping flow's far end with the NAT's
+/// identifier is the host's to answer, not the container's, as with iptables.
+#[inline(always)]
+fn flow_of(cfg: &Config, st: Stats, key: &CtKey, pkt: &Packet, now: u32) -> Hit {
+    let hit = conntrack::lookup(cfg, st, key, now);
+    if hit.found() && pkt.proto == IPPROTO_ICMP {
+        let origin = unsafe { (*hit.entry).flags } & FLAG_ORIGIN != 0;
+        if pkt.flags
+            != if origin {
+                ICMP_ECHO_REQUEST
+            } else {
+                ICMP_ECHO_REPLY
+            }
+        {
+            return Hit::empty();
+        }
+    }
+    hit
+}
+
 /// The tracked flow of `hit`.
 #[inline(always)]
 fn known(key: CtKey, hit: &Hit) -> Found {
@@ -125,7 +148,7 @@ pub fn find_from_container(
     hit: &mut Hit,
 ) -> Result<Found, DropReason> {
     let key = key(pkt, ZONE_FROM_CTR);
-    *hit = conntrack::lookup(cfg, st, &key, now);
+    *hit = flow_of(cfg, st, &key, pkt, now);
     if hit.found() {
         return Ok(known(key, hit));
     }
@@ -167,7 +190,7 @@ pub fn find_from_outside(
     hit: &mut Hit,
 ) -> Result<Found, DropReason> {
     let key = key(pkt, ZONE_FROM_OUTSIDE);
-    *hit = conntrack::lookup(cfg, st, &key, now);
+    *hit = flow_of(cfg, st, &key, pkt, now);
     if hit.found() {
         return Ok(known(key, hit));
     }

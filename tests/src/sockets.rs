@@ -135,8 +135,34 @@ pub fn tcp_segment(
         sum = (sum & 0xffff) + (sum >> 16);
     }
     seg[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    send_raw(ns, libc::IPPROTO_TCP, *src.ip(), *dst.ip(), &seg);
+}
+
+/// Sends one ICMP echo request from namespace `ns` with a raw socket: from `src`
+/// (an address of `ns`) to `dst`, with identifier `id` and sequence number 1, as any
+/// pinger could pick them.
+pub fn icmp_echo_request(ns: &Path, src: Ipv4Addr, dst: Ipv4Addr, id: u16) {
+    let mut msg = [0u8; 16];
+    msg[0] = 8;
+    msg[8..].copy_from_slice(b"netlab!!");
+    msg[4..6].copy_from_slice(&id.to_be_bytes());
+    msg[6..8].copy_from_slice(&1u16.to_be_bytes());
+    let mut sum: u32 = msg
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    send_raw(ns, libc::IPPROTO_ICMP, src, dst, &msg);
+}
+
+/// Sends `payload` as one packet of protocol `proto` from namespace `ns` with a raw
+/// socket bound to `src`; the kernel writes the IP header.
+fn send_raw(ns: &Path, proto: i32, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
     let fd = in_ns(ns, || unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP)
+        libc::socket(libc::AF_INET, libc::SOCK_RAW, proto)
     });
     assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -144,13 +170,13 @@ pub fn tcp_segment(
         sin_family: libc::AF_INET as u16,
         sin_port: 0,
         sin_addr: libc::in_addr {
-            s_addr: u32::from(*dst.ip()).to_be(),
+            s_addr: u32::from(dst).to_be(),
         },
         sin_zero: [0; 8],
     };
     let from = libc::sockaddr_in {
         sin_addr: libc::in_addr {
-            s_addr: u32::from(*src.ip()).to_be(),
+            s_addr: u32::from(src).to_be(),
         },
         ..to
     };
@@ -162,14 +188,19 @@ pub fn tcp_segment(
         );
         libc::sendto(
             fd.as_raw_fd(),
-            seg.as_ptr() as *const libc::c_void,
-            seg.len(),
+            payload.as_ptr() as *const libc::c_void,
+            payload.len(),
             0,
             &to as *const _ as *const libc::sockaddr,
             size_of::<libc::sockaddr_in>() as u32,
         )
     };
-    assert_eq!(sent, 20, "send: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        sent,
+        payload.len() as isize,
+        "send: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Sends one UDP datagram from namespace `ns` with a raw socket that writes its own IP

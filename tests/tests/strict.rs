@@ -12,8 +12,8 @@ use std::{
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
     sockets::{
-        RawReceiver, accept, ipv4_udp, send_in_frame, send_ipv4, tcp_connect, tcp_listen,
-        tcp_segment, udp, udp_spoofed,
+        RawReceiver, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4, tcp_connect,
+        tcp_listen, tcp_segment, udp, udp_spoofed,
     },
     wait_for,
 };
@@ -28,6 +28,7 @@ netlab_tests::per_datapath!(
         frames_for_another_machine_are_not_the_hosts,
         the_hosts_icmp_errors_quote_what_was_sent,
         segments_with_flags_no_tcp_sends_reach_no_container,
+        an_echo_request_from_a_pinged_peer_is_the_hosts,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -443,6 +444,51 @@ fn a_fin_outside_the_window_closes_nothing(dp: &str) {
         netlab_tests::age_flows(&lab, 300);
     }
     carries_both_ways(&mut client, &mut conn);
+}
+
+/// While a container pings a peer outside, an echo request from that peer with the
+/// ping's identifier as the NAT sent it is not the ping's: it reaches no container
+/// (nf_conntrack's ICMP tuples carry the type), and the lab host answers it itself.
+fn an_echo_request_from_a_pinged_peer_is_the_hosts(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "a"]);
+    let at_wan = RawReceiver::open(
+        &lab.ns("wan"),
+        libc::IPPROTO_ICMP,
+        Duration::from_millis(300),
+    );
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", &INTERNET.to_string()]);
+    // (type, identifier, source) of each ICMP message that reached `rx`, until quiet.
+    let messages = |rx: &RawReceiver| {
+        let mut seen = Vec::new();
+        let mut pkt = [0u8; 1500];
+        while let Some(n) = rx.next(&mut pkt) {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            if n >= ihl + 8 {
+                let src = std::net::Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+                let id = u16::from_be_bytes([pkt[ihl + 4], pkt[ihl + 5]]);
+                seen.push((pkt[ihl], id, src));
+            }
+        }
+        seen
+    };
+    let id = messages(&at_wan)
+        .into_iter()
+        .find(|&(t, _, src)| t == 8 && src == UPLINK_ADDR)
+        .map(|(_, id, _)| id)
+        .expect("the ping left masqueraded");
+    let at_a = RawReceiver::open(&lab.ns("a"), libc::IPPROTO_ICMP, Duration::from_millis(300));
+    icmp_echo_request(&lab.ns("wan"), INTERNET, UPLINK_ADDR, id);
+    let in_a = messages(&at_a);
+    assert!(
+        in_a.iter().all(|&(t, _, _)| t != 8),
+        "{dp}: the peer's echo request reached the container: {in_a:?}"
+    );
+    let back = messages(&at_wan);
+    assert!(
+        back.contains(&(0, id, UPLINK_ADDR)),
+        "{dp}: the lab host did not answer the echo request: {back:?}"
+    );
 }
 
 /// A TCP connection from wan to container `web`'s port 7020, published as 8080 (`web`

@@ -585,6 +585,18 @@ impl Model {
         Some((i, dir))
     }
 
+    /// The flow a flow packet belongs to: its key's, unless it is an ICMP echo message
+    /// of the wrong kind for the direction (requests go the way the flow was opened,
+    /// replies come back).
+    fn flow_of(&mut self, key: &Key, p: &Pkt) -> Option<(usize, Dir)> {
+        let (i, dir) = self.lookup(key)?;
+        let echo = match dir {
+            Dir::Opener => wire::ECHO_REQUEST,
+            Dir::Reply => wire::ECHO_REPLY,
+        };
+        (p.proto != ICMP || p.flags == echo).then_some((i, dir))
+    }
+
     /// The new flow's tuple with NAT port `p`.
     fn with_port(nf: &NewFlow, p: u16) -> Tuple {
         let mut to = nf.to;
@@ -865,7 +877,7 @@ impl Model {
     /// A flow packet from a container: its flow, a new masqueraded flow, or hairpin.
     fn container_flow(&mut self, hook: Hook, p: &Pkt) -> Result<Decision, DropReason> {
         let key = key_of(p, FROM_CTR);
-        if let Some((i, dir)) = self.lookup(&key) {
+        if let Some((i, dir)) = self.flow_of(&key, p) {
             return Ok(self.known(hook, p, i, dir));
         }
         let cfg = &self.cfg;
@@ -918,7 +930,7 @@ impl Model {
     /// a published port (TCP and UDP; pings to the host are the host's).
     fn outside_flow(&mut self, p: &Pkt) -> Result<Decision, DropReason> {
         let key = key_of(p, FROM_OUTSIDE);
-        if let Some((i, dir)) = self.lookup(&key) {
+        if let Some((i, dir)) = self.flow_of(&key, p) {
             return Ok(self.known(Hook::UplinkIngress, p, i, dir));
         }
         // A martian source, or the host's own address, opens nothing (the host's stack
