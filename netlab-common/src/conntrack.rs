@@ -297,6 +297,22 @@ pub const fn tcp_flags_valid(flags: u8) -> bool {
         || f == TCP_ACK | URG
 }
 
+/// Whether a segment with valid `flags` ([`tcp_flags_valid`]) fits the state of its
+/// flow, by nf_conntrack's table: a bare SYN (no ACK) from the side that did not open
+/// the flow is invalid (`sIV`) once the flow is past its opening SYN (answered,
+/// established, closing or reset), but for TIME_WAIT, which it reopens. A SYN-ACK
+/// there is ignored, and anything from the opener goes through the state machine.
+pub const fn tcp_segment_fits(state: u8, flags: u8, from_origin: bool) -> bool {
+    use crate::proto::{TCP_ACK, TCP_SYN};
+    let bare_syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    !(bare_syn
+        && !from_origin
+        && matches!(
+            state,
+            TCP_SYN_RECV | TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT | TCP_CLOSE
+        ))
+}
+
 /// Whether a FIN (sent at `seq`, its segment ending before `seq_end`) falls in the
 /// window its receiver offered, as a reset must ([`rst_verdict`]): not all of it
 /// acknowledged already (`ack_max`), and not past the window's right edge
@@ -408,6 +424,26 @@ mod tests {
             PSH,
         ] {
             assert!(!tcp_flags_valid(bad), "{bad:#04x}");
+        }
+    }
+
+    #[test]
+    fn a_bare_syn_from_the_responder_fits_only_an_opening_or_time_wait() {
+        use crate::proto::{TCP_ACK, TCP_SYN};
+        for state in [
+            TCP_SYN_RECV,
+            TCP_ESTABLISHED,
+            TCP_FIN_WAIT,
+            TCP_CLOSE_WAIT,
+            TCP_CLOSE,
+        ] {
+            assert!(!tcp_segment_fits(state, TCP_SYN, false), "{state}");
+            assert!(tcp_segment_fits(state, TCP_SYN, true), "{state}");
+            assert!(tcp_segment_fits(state, TCP_SYN | TCP_ACK, false), "{state}");
+            assert!(tcp_segment_fits(state, TCP_ACK, false), "{state}");
+        }
+        for state in [TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT] {
+            assert!(tcp_segment_fits(state, TCP_SYN, false), "{state}");
         }
     }
 

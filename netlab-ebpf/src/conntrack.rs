@@ -33,7 +33,7 @@ use netlab_common::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_WSCALE, FLAGS_PER_DIRECTION,
         RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE,
         TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, expired, fin_in_window, next_flags, offer,
-        rst_verdict, seq_after, tcp_flags_valid, tcp_next_state,
+        rst_verdict, seq_after, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -183,8 +183,12 @@ pub fn touch(
 ) -> Result<CtEntry, DropReason> {
     let e = unsafe { &mut *hit.entry };
     let tcp = key.proto == IPPROTO_TCP;
-    // Flags no TCP sends: nf_conntrack lets such a segment into no flow.
-    if tcp && !tcp_flags_valid(pkt.flags) {
+    // Flags no TCP sends, or a bare SYN from the responder of an answered flow:
+    // nf_conntrack lets such a segment into no flow.
+    if tcp
+        && (!tcp_flags_valid(pkt.flags)
+            || !tcp_segment_fits(e.state, pkt.flags, e.flags & FLAG_ORIGIN != 0))
+    {
         return Err(DropReason::InvalidTcpFlags);
     }
     let mut reset_kept = false;

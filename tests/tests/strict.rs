@@ -29,6 +29,7 @@ netlab_tests::per_datapath!(
         the_hosts_icmp_errors_quote_what_was_sent,
         segments_with_flags_no_tcp_sends_reach_no_container,
         an_echo_request_from_a_pinged_peer_is_the_hosts,
+        a_syn_from_the_responder_reaches_no_container,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -489,6 +490,46 @@ fn an_echo_request_from_a_pinged_peer_is_the_hosts(dp: &str) {
         back.contains(&(0, id, UPLINK_ADDR)),
         "{dp}: the lab host did not answer the echo request: {back:?}"
     );
+}
+
+/// A bare SYN from the far end of a container's established connection (with its
+/// 4-tuple as the NAT sent it) reaches no container: nf_conntrack holds it invalid
+/// (`sIV`), and the eBPF datapath drops it (`invalid_tcp_flags`). The connection goes
+/// on.
+fn a_syn_from_the_responder_reaches_no_container(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "a"]);
+    let listener = tcp_listen(&lab.ns("wan"), &format!("{INTERNET}:7050"));
+    let mut client = tcp_connect(&lab.ns("a"), &format!("{INTERNET}:7050"));
+    let mut conn = accept(&listener);
+    let mut buf = [0u8; 4];
+    client.write_all(b"ping").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    let std::net::SocketAddr::V4(nat) = conn.peer_addr().unwrap() else {
+        panic!("the client's address is not IPv4");
+    };
+    let raw = RawReceiver::open(&lab.ns("a"), libc::IPPROTO_TCP, Duration::from_millis(300));
+    tcp_segment(
+        &lab.ns("wan"),
+        SocketAddrV4::new(INTERNET, 7050),
+        nat,
+        12345,
+        0,
+        0x02,
+    );
+    let mut pkt = [0u8; 1500];
+    while let Some(n) = raw.next(&mut pkt) {
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let from_server = n >= ihl + 20 && u16::from_be_bytes([pkt[ihl], pkt[ihl + 1]]) == 7050;
+        assert!(
+            !(from_server && pkt[ihl + 13] & 0x12 == 0x02),
+            "{dp}: the responder's SYN reached the container"
+        );
+    }
+    if is_ebpf(dp) {
+        assert_eq!(lab.stat("drops", "invalid_tcp_flags"), 1);
+    }
+    carries_both_ways(&mut client, &mut conn);
 }
 
 /// A TCP connection from wan to container `web`'s port 7020, published as 8080 (`web`

@@ -20,7 +20,9 @@ pub mod wire;
 use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
-    conntrack::{CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_flags_valid, tcp_state_name},
+    conntrack::{
+        CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_flags_valid, tcp_segment_fits, tcp_state_name,
+    },
     frag::{FragKey, FragNat},
     proto::martian_source,
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
@@ -972,8 +974,11 @@ impl Model {
             Dir::Reply => format!("{} reply", flow.kind.name()),
         };
         let mut t = translation(label, p, to);
-        // Flags no TCP sends: nf_conntrack lets such a segment into no flow.
-        t.invalid_flags = p.proto == TCP && !tcp_flags_valid(p.flags);
+        // Flags no TCP sends, or a bare SYN from the responder of an answered flow:
+        // nf_conntrack lets such a segment into no flow.
+        t.invalid_flags = p.proto == TCP
+            && (!tcp_flags_valid(p.flags)
+                || !tcp_segment_fits(flow.state, p.flags, dir == Dir::Opener));
         t.refused_reset = p.proto == TCP && p.flags & RST != 0 && flow.reset(dir, p) == RST_REFUSED;
         t.effect = Effect::Touch(i, dir);
         t.remember = remember(hook, p);
