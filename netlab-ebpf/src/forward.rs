@@ -147,8 +147,9 @@ pub fn plan(
     if never_forwarded(dst) {
         return Plan::stack(st, counter::SLOW_OTHER);
     }
+    let size = wire_len(ctx, pkt);
     if let Some(hop) = next_hop::cached(src, dst, now) {
-        if !next_hop::fits(ctx, hop) {
+        if !next_hop::fits(ctx, hop, size) {
             return Plan::stack(st, counter::SLOW_MTU);
         }
         st.count(counter::NEXT_HOP_CACHED);
@@ -160,8 +161,11 @@ pub fn plan(
             smac: hop.smac,
         };
     }
+    // Two lookups in one set of words (the stack is short): the route's MTU, which
+    // the lookup with `tot_len` 0 does not check, then the next hop and the device's.
     let mut words = [0u64; 8];
-    let rc = fib_lookup(ctx, cfg, pkt.proto, src, dst, &mut words);
+    let route_mtu = route_mtu(ctx, cfg, pkt.proto, src, dst, &mut words);
+    let rc = fib_lookup(ctx, cfg, pkt.proto, src, dst, 0, &mut words);
     let f = unsafe { &*(words.as_ptr() as *const FibParams) };
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         return Plan::stack(st, counter::SLOW_MTU);
@@ -169,16 +173,16 @@ pub fn plan(
     if f.ifindex != cfg.uplink_ifindex {
         return Plan::stack(st, counter::SLOW_OTHER);
     }
-    if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        let mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
-        next_hop::remember(src, dst, now, mtu, &f.dmac, &f.smac);
-        return Plan {
-            kind: UPLINK,
-            ifindex: f.ifindex,
-            nexthop: 0,
-            dmac: f.dmac,
-            smac: f.smac,
-        };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        return Plan::stack(st, counter::SLOW_OTHER);
+    }
+    // The lookup checked the device's MTU; forwarding holds the packet to the route's,
+    // which may be smaller (a route MTU, a path MTU learnt from an ICMP).
+    let Some(mtu) = route_mtu else {
+        return Plan::stack(st, counter::SLOW_OTHER);
+    };
+    if size > mtu {
+        return Plan::stack(st, counter::SLOW_MTU);
     }
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
         return Plan {
@@ -189,11 +193,50 @@ pub fn plan(
             smac: [0; 6],
         };
     }
-    Plan::stack(st, counter::SLOW_OTHER)
+    next_hop::remember(src, dst, now, mtu, &f.dmac, &f.smac);
+    Plan {
+        kind: UPLINK,
+        ifindex: f.ifindex,
+        nexthop: 0,
+        dmac: f.dmac,
+        smac: f.smac,
+    }
+}
+
+/// What the route's MTU must hold for `pkt`, as the kernel's forwarding checks it
+/// (`ip_exceeds_mtu`): its IP length, or, for a GSO packet, one segment's.
+#[inline(always)]
+fn wire_len(ctx: &TcContext, pkt: &Packet) -> u32 {
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size };
+    if gso_size != 0 {
+        pkt.hdr_len as u32 + gso_size
+    } else {
+        (pkt.end - pkt.l3_off) as u32
+    }
+}
+
+/// The MTU of the lab host's route from `src` to `dst`, as `bpf_fib_lookup` works it
+/// out (`ip_mtu_from_fib_result`: a locked route MTU, a path MTU learnt for `dst`, or
+/// the device's): a lookup with a length no route carries, which answers only that.
+#[inline(always)]
+fn route_mtu(
+    ctx: &TcContext,
+    cfg: &Config,
+    proto: u8,
+    src: u32,
+    dst: u32,
+    words: &mut [u64; 8],
+) -> Option<u32> {
+    let rc = fib_lookup(ctx, cfg, proto, src, dst, u16::MAX, words);
+    let f = unsafe { &*(words.as_ptr() as *const FibParams) };
+    (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED).then(|| unsafe { f.__bindgen_anon_1.mtu_result } as u32)
 }
 
 /// The lab host's route lookup from the bridge for `proto` from `src` to `dst`, in
 /// `words` (the `bpf_fib_lookup` parameters, 64 bytes on the stack); returns its code.
+/// With `tot_len` 0 the kernel checks the skb itself against the device's MTU
+/// (GSO-aware) and returns that MTU in `mtu_result`; with a length, it checks that
+/// against the route's MTU and returns it only when the length does not fit.
 #[inline(always)]
 fn fib_lookup(
     ctx: &TcContext,
@@ -201,6 +244,7 @@ fn fib_lookup(
     proto: u8,
     src: u32,
     dst: u32,
+    tot_len: u16,
     words: &mut [u64; 8],
 ) -> u32 {
     // Zeroed word by word: LLVM turns a plain zeroing loop into a call to a
@@ -211,9 +255,7 @@ fn fib_lookup(
     let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
     f.family = AF_INET;
     f.l4_protocol = proto;
-    // tot_len 0: the kernel checks the MTU against the skb itself, GSO-aware, and
-    // returns the device's MTU in `mtu_result`.
-    f.__bindgen_anon_1.tot_len = 0;
+    f.__bindgen_anon_1.tot_len = tot_len;
     f.ifindex = cfg.bridge_ifindex;
     f.__bindgen_anon_3.ipv4_src = src;
     f.__bindgen_anon_4.ipv4_dst = dst;
@@ -225,7 +267,7 @@ fn fib_lookup(
 #[inline(always)]
 pub fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet) -> Option<u32> {
     let mut words = [0u64; 8];
-    let rc = fib_lookup(ctx, cfg, pkt.proto, pkt.saddr, pkt.daddr, &mut words);
+    let rc = fib_lookup(ctx, cfg, pkt.proto, pkt.saddr, pkt.daddr, 0, &mut words);
     let f = unsafe { &*(words.as_ptr() as *const FibParams) };
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {

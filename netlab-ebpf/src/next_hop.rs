@@ -1,5 +1,5 @@
 //! The fast path's next-hop cache: what `bpf_fib_lookup` said about a destination by
-//! the uplink (the next hop's MAC, the uplink's MAC and MTU), kept per CPU for the rest
+//! the uplink (the next hop's MAC, the uplink's MAC, the route's MTU), kept per CPU for the rest
 //! of the coarse second it was looked up in. A route lookup is the most expensive helper
 //! call of a packet leaving by the fast path; with the cache a flow pays it once a second
 //! per CPU instead of once a packet.
@@ -8,8 +8,9 @@
 //! destination replaces the slot) and holds only successful lookups by the uplink:
 //! a missing neighbour, a route elsewhere or a packet too big always go to the lookup
 //! and to the stack. A change of route or of the next hop's MAC is seen within a
-//! second. The MTU is checked on every packet as `bpf_fib_lookup` checks it
-//! (`is_skb_forwardable`): a GSO packet always fits, any other one must fit the MTU.
+//! second. The MTU kept is the route's (a locked route MTU, a path MTU learnt for the
+//! destination, or the device's), checked on every packet as forwarding checks it: a
+//! packet's IP length, a GSO packet's segments, must fit.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
 use netlab_common::proto::ETH_HLEN;
@@ -61,9 +62,11 @@ pub fn remember(src: u32, dst: u32, now: u32, mtu: u32, dmac: &[u8; 6], smac: &[
     }
 }
 
-/// Whether the packet fits the cached device's MTU, as the kernel's lookup decides it.
+/// Whether the packet fits the cached route's MTU: as the kernel's lookup decides it
+/// for the device (`is_skb_forwardable`), and `size` (its IP length, or a GSO
+/// segment's) within the route's MTU, as forwarding checks it.
 #[inline(always)]
-pub fn fits(ctx: &TcContext, hop: &NextHop) -> bool {
+pub fn fits(ctx: &TcContext, hop: &NextHop, size: u32) -> bool {
     let skb = unsafe { &*ctx.skb.skb };
-    skb.len <= hop.mtu + ETH_HLEN as u32 + VLAN_HLEN || skb.gso_size != 0
+    (skb.len <= hop.mtu + ETH_HLEN as u32 + VLAN_HLEN || skb.gso_size != 0) && size <= hop.mtu
 }

@@ -82,6 +82,9 @@ pub struct Packet {
     pub win: u16,
     /// TCP: one past the segment's last sequence number (SYN and FIN count one).
     pub seq_end: u32,
+    /// The IP header and the TCP or UDP header: what each segment of a GSO packet
+    /// carries besides its share of the payload.
+    pub hdr_len: u16,
 }
 
 /// [`Packet::wscale`] of a segment without the window scale option.
@@ -214,6 +217,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         ack: 0,
         win: 0,
         seq_end: 0,
+        hdr_len: 0,
     };
     if frag & IP_OFFSET != 0 {
         pkt.kind = Kind::Fragment;
@@ -239,6 +243,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
             };
             let syn_fin = (pkt.flags & TCP_SYN != 0) as u32 + (pkt.flags & TCP_FIN != 0) as u32;
             pkt.seq_end = pkt.seq.wrapping_add(payload as u32 + syn_fin);
+            pkt.hdr_len = (ihl + if doff >= 20 { doff } else { 20 }) as u16;
             if pkt.flags & TCP_SYN != 0 && doff > 20 && doff <= l4_len {
                 pkt.wscale = window_scale(ctx, pkt.l4_off + 20, doff - 20);
             }
@@ -248,6 +253,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
             pkt.sport = unsafe { *(l4 as *const u16) };
             pkt.dport = unsafe { *((l4 + 2) as *const u16) };
             pkt.kind = Kind::Flow;
+            pkt.hdr_len = (ihl + 8) as u16;
         }
         IPPROTO_ICMP => {
             let l4 = l4_header::<8>(ctx, &pkt, l4_len)?;
@@ -436,6 +442,7 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
         ack: 0,
         win: 0,
         seq_end: 0,
+        hdr_len: 0,
     };
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {

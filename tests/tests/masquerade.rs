@@ -26,6 +26,7 @@ netlab_tests::per_datapath!(
         port_unreachable_reaches_the_container,
         traceroute_through_the_nat,
         path_mtu_discovery_through_the_nat,
+        the_route_mtu_of_the_lab_host_holds_for_containers,
         one_gib_through_the_nat,
     ];
     ebpf = "ebpf",
@@ -241,6 +242,51 @@ fn path_mtu_discovery_through_the_nat(dp: &str) {
     assert_eq!(receiver.join().unwrap(), payload.len());
     if netlab_tests::is_ebpf(dp) {
         assert!(lab.stat("counters", "icmp_errors_translated") > 0);
+    }
+}
+
+/// A route MTU in the lab host smaller than its devices' (a tunnel, a cloud's 1460, a
+/// PPPoE link): a container's datagram too big for it is not sent on but answered with
+/// "fragmentation needed" from the lab host, as the kernel's forwarding does, and the
+/// container learns the path's MTU.
+fn the_route_mtu_of_the_lab_host_holds_for_containers(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    lab.exec_ok(
+        "host",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "eth0",
+            "mtu",
+            "lock",
+            "1400",
+        ],
+    );
+    let sock = udp(&lab.ns("a"), "0.0.0.0:0");
+    let to = SocketAddr::from((INTERNET, 9999));
+    let learnt = || {
+        lab.exec_ok("a", &["ip", "route", "get", &INTERNET.to_string()])
+            .contains("mtu 1400")
+    };
+    // The first datagram (DF set, as Linux sends UDP) is answered; one more in case
+    // the answer was rate limited.
+    let _ = sock.send_to(&[0x42; 1472], to);
+    if !wait_for(Duration::from_secs(2), learnt) {
+        let _ = sock.send_to(&[0x42; 1472], to);
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), learnt),
+        "{dp}: the container did not learn the route's MTU: {}",
+        lab.exec_ok("a", &["ip", "route", "get", &INTERNET.to_string()])
+    );
+    if netlab_tests::is_ebpf(dp) && dp != "ebpf-slow" {
+        assert!(lab.stat("counters", "slow_mtu") >= 1);
     }
 }
 

@@ -1125,6 +1125,55 @@ fn fast_path_forwards(lab: FastLab) {
     });
 }
 
+/// A route MTU in the lab host below the uplink's (locked, so that the kernel's lookup
+/// uses it): a packet that fits the device but not the route goes to the stack
+/// (fragmentation needed), on the lookup and from the next-hop cache alike; one that
+/// fits the route leaves by the fast path.
+#[test]
+fn the_fast_path_holds_packets_to_the_routes_mtu() {
+    use netlab_tests::in_ns;
+    let FastLab {
+        lab, mut dp, host, ..
+    } = FastLab::new();
+    lab.exec_ok(
+        "host",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "eth0",
+            "mtu",
+            "lock",
+            "1400",
+        ],
+    );
+    in_ns(&host, || {
+        netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
+        // 1,380 bytes of payload and 40 of headers do not fit 1,400; 1,360 do. A SYN
+        // carrying data opens its flow on the lookup, not from the cache.
+        let big_syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, &[7u8; 1380]);
+        assert_eq!(dp.endpoint(&big_syn).0, TC_ACT_UNSPEC, "on the lookup");
+        assert_eq!(dp.stat(counter::SLOW_MTU), 1);
+        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, b"");
+        let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1380]);
+        let fits = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1360]);
+        assert_eq!(dp.endpoint(&syn).0, TC_ACT_REDIRECT);
+        let cached = dp.stat(counter::NEXT_HOP_CACHED);
+        assert_eq!(
+            dp.endpoint(&big),
+            (TC_ACT_UNSPEC, big.clone()),
+            "from the cache"
+        );
+        assert_eq!(dp.stat(counter::SLOW_MTU), 2);
+        assert_eq!(dp.endpoint(&fits).0, TC_ACT_REDIRECT);
+        assert!(dp.stat(counter::NEXT_HOP_CACHED) > cached);
+    });
+}
+
 /// The next-hop cache: a flow's packets after the first take the next hop from the
 /// per-CPU cache and leave byte for byte as the first did; a packet too big for the
 /// uplink still goes to the stack (fragmentation needed), cache or not.
