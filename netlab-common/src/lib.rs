@@ -30,6 +30,7 @@ mod user {
     unsafe impl aya::Pod for crate::publish::PubRange {}
     unsafe impl aya::Pod for crate::publish::PubStats {}
     unsafe impl aya::Pod for crate::publish::PubBack {}
+    unsafe impl aya::Pod for crate::publish::PubBackKey {}
     unsafe impl aya::Pod for crate::frag::FragKey {}
     unsafe impl aya::Pod for crate::frag::FragNat {}
     unsafe impl aya::Pod for crate::endpoint::Endpoint {}

@@ -47,7 +47,9 @@ pub const PUBLISH_STATS_MAX: u32 = 65_600;
 /// withdrawn, which kills every flow that went through it at once.
 pub const MAPPINGS: &str = "MAPPINGS";
 
-/// Host-local UDP replies: [`crate::publish::PubBack`] → [`crate::publish::PubBack`].
+/// Host-local publishing's reverse map (`getpeername4`, `recvmsg4`): a socket and the
+/// container it was sent to, [`crate::publish::PubBackKey`] → the published address
+/// it asked for, [`crate::publish::PubBack`].
 pub const PUBLISH_BACK: &str = "PUBLISH_BACK";
 
 /// The containers on the bridge: hash, address (`u32`, network order) →

@@ -63,8 +63,9 @@ pub struct PubStats {
 }
 const _: () = assert!(core::mem::size_of::<PubStats>() == 24);
 
-/// Reverse map for host-local UDP (`recvmsg4`): container address and port → the
-/// published address and port the host process sent to.
+/// An address and port (network order) with its protocol: in the reverse map of
+/// host-local publishing, the container's a socket was sent to, and the published one
+/// it asked for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -75,6 +76,19 @@ pub struct PubBack {
     pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<PubBack>() == 8);
+
+/// The key of the reverse map of host-local publishing: one socket of the lab host
+/// (its cookie) and the container's address and port it was sent to. Per socket, so
+/// that a socket that reaches the container directly, or by another published
+/// address, is never shown what another socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PubBackKey {
+    pub cookie: u64,
+    pub to: PubBack,
+}
+const _: () = assert!(core::mem::size_of::<PubBackKey>() == 16);
 
 /// The container port for host port `port` (host order) of a range starting at `start`
 /// whose first container port is `ctr_first` (host order).

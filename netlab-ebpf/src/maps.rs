@@ -14,7 +14,7 @@ use netlab_common::{
         CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
         PUBLISH_STATS_MAX, UPLINKS_MAX, established_entries, gc_queue_entries, pending_entries,
     },
-    publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
+    publish::{PubBack, PubBackKey, PubKey, PubRange, PubStats, PubTarget},
     stats::{Counters, DropReason, STATS_ENTRIES, STATS_PROGRAMS, counter},
 };
 
@@ -53,7 +53,7 @@ static PUBLISH_STATS: PerCpuArray<PubStats> = PerCpuArray::with_max_entries(PUBL
 static MAPPINGS: Array<u32> = Array::with_max_entries(PUBLISH_STATS_MAX, 0);
 
 #[map(name = "PUBLISH_BACK")]
-static PUBLISH_BACK: LruHashMap<PubBack, PubBack> = LruHashMap::with_max_entries(PUBLISH_MAX, 0);
+static PUBLISH_BACK: LruHashMap<PubBackKey, PubBack> = LruHashMap::with_max_entries(PUBLISH_MAX, 0);
 
 #[map(name = "ENDPOINTS")]
 static ENDPOINTS: HashMap<u32, Endpoint> =
@@ -257,13 +257,17 @@ pub fn count_connection(id: u32) {
 }
 
 #[inline(always)]
-pub fn back_get(key: &PubBack) -> Option<PubBack> {
+pub fn back_get(key: &PubBackKey) -> Option<PubBack> {
     PUBLISH_BACK.get_ptr(key).map(|p| unsafe { *p })
 }
 
+/// Records what a socket asked for; whether the socket had not been sent to that
+/// container's port yet (a new connection, for UDP too).
 #[inline(always)]
-pub fn back_set(key: &PubBack, value: &PubBack) {
+pub fn back_set(key: &PubBackKey, value: &PubBack) -> bool {
+    let new = PUBLISH_BACK.get_ptr(key).is_none();
     let _ = PUBLISH_BACK.insert(key, value, 0);
+    new
 }
 
 #[inline(always)]

@@ -14,6 +14,7 @@ netlab_tests::per_datapath!(
     [
         tcp_from_outside_keeps_the_client_address,
         tcp_from_the_host_and_localhost,
+        host_sockets_see_the_address_each_used,
         tcp_hairpin_from_another_container_and_itself,
         udp_on_every_path,
         localhost_only_port_is_not_reachable_from_outside,
@@ -79,6 +80,55 @@ fn tcp_from_the_host_and_localhost(dp: &str) {
         "200",
         "host via the bridge address"
     );
+    assert_eq!(
+        lab.curl("host", "http://127.0.0.2:8080/"),
+        "200",
+        "host via another loopback address"
+    );
+    lab.ok(&["run", "hn", "--network", "host"]);
+    assert_eq!(
+        lab.curl("hn", "http://127.0.0.1:8080/"),
+        "200",
+        "a --network host container via localhost"
+    );
+}
+
+/// Host-local publishing shows each of the lab host's sockets the address it used:
+/// two sockets of one port by two addresses, and one that reaches the container
+/// directly, each see their own peer (TCP `getpeername`, UDP `recvfrom`), as the
+/// kernel's NAT shows them; a socket's first datagram counts as a connection.
+fn host_sockets_see_the_address_each_used(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["publish", "web", "8080:8000", "5353:5353/udp"]);
+    let _http = lab.http_server("web", 8000);
+    let _pong = lab.udp_server("web", 5353);
+    let script = "import socket\n\
+        a = socket.create_connection(('127.0.0.1', 8080), timeout=5)\n\
+        b = socket.create_connection(('198.51.100.2', 8080), timeout=5)\n\
+        c = socket.create_connection(('172.18.0.2', 8000), timeout=5)\n\
+        print(*a.getpeername(), *b.getpeername(), *c.getpeername())\n\
+        u = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]\n\
+        to = [('127.0.0.1', 5353), ('198.51.100.2', 5353), ('172.18.0.2', 5353)]\n\
+        for s, t in zip(u, to):\n    s.settimeout(5)\n    s.sendto(b'ping', t)\n\
+        print(*[a for s in u for a in s.recvfrom(16)[1]])\n";
+    let out = lab.exec_ok("host", &["python3", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "127.0.0.1 8080 198.51.100.2 8080 172.18.0.2 8000",
+            "127.0.0.1 5353 198.51.100.2 5353 172.18.0.2 5353",
+        ],
+        "{dp}"
+    );
+    if netlab_tests::is_ebpf(dp) {
+        let conns: Vec<u64> = lab
+            .ports()
+            .iter()
+            .map(|p| p["connections"].as_u64().unwrap())
+            .collect();
+        assert_eq!(conns, [2, 2], "{dp}: connections through 8080 and 5353");
+    }
 }
 
 fn tcp_hairpin_from_another_container_and_itself(dp: &str) {

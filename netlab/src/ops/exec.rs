@@ -1,6 +1,6 @@
 //! What `exec` needs to run a command as part of a lab: the namespace a name refers to
-//! (a container, `host` or `wan`), and for `host` the cgroup that sees host-local
-//! publishing.
+//! (a container, `host` or `wan`), and for `host` and a `--network host` container the
+//! cgroup that sees host-local publishing.
 
 use std::path::PathBuf;
 
@@ -60,7 +60,13 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
             }
         }
     };
-    let cgroup = if name == "host" {
+    // The lab host's processes, a `--network host` container's with them, see the
+    // host-local publishing hooks of its cgroup.
+    let in_host = name == "host"
+        || state
+            .container(name)
+            .is_some_and(|c| c.network == Network::Host);
+    let cgroup = if in_host {
         datapath::for_kind(state.datapath).host_cgroup(state)?
     } else {
         None

@@ -7,7 +7,7 @@
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use netlab_common::{
     maps as names,
-    publish::{PubBack, PubKey, PubRange, PubStats, PubTarget},
+    publish::{PubBack, PubBackKey, PubKey, PubRange, PubStats, PubTarget},
 };
 
 use super::pins;
@@ -65,7 +65,7 @@ struct Table {
     ranges: Array<MapData, PubRange>,
     stats: PerCpuArray<MapData, PubStats>,
     generations: Array<MapData, u32>,
-    back: HashMap<MapData, PubBack, PubBack>,
+    back: HashMap<MapData, PubBackKey, PubBack>,
     cpus: usize,
 }
 
@@ -131,20 +131,25 @@ impl Table {
             .map_err(|e| Error::ebpf("update MAPPINGS", e))
     }
 
-    /// Forgets the host-local UDP replies that lead back to a withdrawn port.
+    /// Forgets what the lab host's sockets asked for of a withdrawn port: their
+    /// entries that lead back to one of its host ports from its container's.
     fn forget_back(&mut self, p: &Published) -> Result<()> {
-        for hp in p.spec.host_port..=p.spec.host_end {
-            let key = PubBack {
-                addr: be(p.ctr_ip),
-                port: p.spec.ctr_port_for(hp).to_be(),
-                proto: p.spec.proto.number(),
-                _pad: 0,
-            };
-            if let Ok(v) = self.back.get(&key, 0)
-                && v.port == hp.to_be()
-            {
-                let _ = self.back.remove(&key);
-            }
+        let (addr, proto) = (be(p.ctr_ip), p.spec.proto.number());
+        let stale: Vec<PubBackKey> = self
+            .back
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter(|(k, v)| {
+                let hp = u16::from_be(v.port);
+                k.to.addr == addr
+                    && k.to.proto == proto
+                    && (p.spec.host_port..=p.spec.host_end).contains(&hp)
+                    && k.to.port == p.spec.ctr_port_for(hp).to_be()
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = self.back.remove(&k);
         }
         Ok(())
     }
