@@ -19,6 +19,8 @@ pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// Parameter problem: like the two errors above, it quotes the packet it is about.
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 /// TCP flag bits (byte 13 of the TCP header).
 pub const TCP_FIN: u8 = 0x01;

@@ -16,8 +16,8 @@ use aya_ebpf::{
 use netlab_common::{
     proto::{
         ETH_HLEN, ETH_P_IP, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
-        ICMP_TIME_EXCEEDED, IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-        IPV4_MIN_HLEN, TCP_FIN, TCP_SYN,
+        ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP,
+        IPPROTO_UDP, IPV4_MIN_HLEN, TCP_FIN, TCP_SYN,
     },
     stats::DropReason,
 };
@@ -266,7 +266,9 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
                     pkt.dport = id;
                     pkt.kind = Kind::Flow;
                 }
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED if !pkt.first_fragment => {
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+                    if !pkt.first_fragment =>
+                {
                     pkt.kind = Kind::IcmpError;
                 }
                 _ => {}

@@ -333,6 +333,7 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     let port = masquerade(&mut dp, &q, |p| {
         Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(p, 9, b"hello")
     });
+    let port_udp = port;
     let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port, 9, b"hello"));
     let err = Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(3, 3, &sent);
     let (verdict, out) = dp.ingress(&err);
@@ -372,7 +373,16 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
         &out,
         &Ipv4::new(router, CTR, ICMP).icmp_error(3, 4, &original),
     );
-    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 3);
+
+    // Parameter problem about the first datagram: nf_conntrack relates it too.
+    let sent = ip_of(&Ipv4::new(UPLINK_ADDR, INTERNET, UDP).udp(port_udp, 9, b"hello"));
+    let (_, out) = dp.ingress(&Ipv4::new(INTERNET, UPLINK_ADDR, ICMP).icmp_error(12, 0, &sent));
+    let original = ip_of(&Ipv4::new(CTR, INTERNET, UDP).udp(5353, 9, b"hello"));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(INTERNET, CTR, ICMP).icmp_error(12, 0, &original),
+    );
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 4);
 
     // An error about a flow nobody tracks is left alone.
     let stranger = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(29_999, 7, b"x"));

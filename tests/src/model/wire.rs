@@ -13,6 +13,7 @@ pub const ECHO_REPLY: u8 = 0;
 pub const UNREACH: u8 = 3;
 pub const ECHO_REQUEST: u8 = 8;
 pub const TIME_EXCEEDED: u8 = 11;
+pub const PARAMETER_PROBLEM: u8 = 12;
 
 /// What the L4 payload is, as far as NAT is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +162,9 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
                     p.dport = p.sport;
                     p.kind = Kind::Flow;
                 }
-                UNREACH | TIME_EXCEEDED if !p.first_fragment => p.kind = Kind::IcmpError,
+                UNREACH | TIME_EXCEEDED | PARAMETER_PROBLEM if !p.first_fragment => {
+                    p.kind = Kind::IcmpError
+                }
                 _ => {}
             }
         }
