@@ -5,7 +5,7 @@
 //!
 //! Ingress translates only hairpin — a container reaching a port published on a host
 //! address has to be turned around before the host routes it, and the later fragments
-//! of its datagram with it; what leaves the lab is masqueraded at the egress of the
+//! of its datagram with it, and the ICMP errors either container sends about it; what leaves the lab is masqueraded at the egress of the
 //! interface it leaves by. A new flow that would leave by an interface netlab does not
 //! watch yet is dropped here: it could not be masqueraded.
 //!
@@ -18,7 +18,7 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, frag,
+    conntrack, forward, frag, icmp,
     maps::{self, Stats},
     nat,
     parse::{self, Kind, Packet},
@@ -46,6 +46,10 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     if pkt.kind == Kind::Fragment {
         // The rest of a hairpin datagram goes where its first fragment went.
         return frag::translate_later(ctx, st, &pkt, ZONE_FROM_CTR).unwrap_or(PASS);
+    }
+    if pkt.kind == Kind::IcmpError {
+        // About a hairpin flow: its NAT address stands for the host.
+        return icmp::translate_error(ctx, cfg, st, &pkt, icmp::Sender::ContainerToHost);
     }
     if pkt.kind != Kind::Flow {
         return PASS;

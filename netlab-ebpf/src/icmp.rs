@@ -1,7 +1,8 @@
-//! ICMP errors (destination unreachable, time exceeded) about a tracked flow, both
-//! ways: an error from outside about a packet the lab sent (`traceroute`, port
-//! unreachable, path-MTU discovery through the NAT), an error a container sends about a
-//! packet it received (port unreachable to a client of a published UDP port), and one
+//! ICMP errors (destination unreachable, time exceeded, parameter problem) about a
+//! tracked flow, both ways: an error from outside about a packet the lab sent
+//! (`traceroute`, port unreachable, path-MTU discovery through the NAT), an error a
+//! container sends about a packet it received (port unreachable to a client of a
+//! published UDP port, or to another container through hairpin), and one
 //! the lab host itself sends about a packet it was handed already translated (time
 //! exceeded for a packet whose TTL ran out there), whose quote would otherwise show the
 //! container's address.
@@ -39,6 +40,11 @@ pub enum Sender {
     /// The lab host itself, leaving by the uplink: only the quote is the flow's; an
     /// error it cannot place is the host's own business, passed.
     Host,
+    /// A container, to an address of the lab host (at the bridge): about a hairpin
+    /// flow (the target's error to the NAT address, the client's about a reply), it is
+    /// translated as a container's; about anything else it is the container's business
+    /// with the host, passed.
+    ContainerToHost,
 }
 
 /// Translates an ICMP error about a tracked flow, sent by `sender`.
@@ -50,13 +56,16 @@ pub fn translate_error(
     outer: &Packet,
     sender: Sender,
 ) -> Verdict {
-    let from_ctr = sender == Sender::Container;
+    // The outer source is rewritten to the flow's when a container sent the error;
+    // only an error bound out of the lab must be placed or dropped.
+    let from_ctr = matches!(sender, Sender::Container | Sender::ContainerToHost);
+    let to_host = matches!(sender, Sender::Host | Sender::ContainerToHost);
     let inner = match parse::icmp_inner(ctx, outer) {
-        Err(_) if sender == Sender::Host => return PASS,
+        Err(_) if to_host => return PASS,
         r => r?,
     };
     let Some(q) = inner else {
-        if from_ctr {
+        if sender == Sender::Container {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }
@@ -72,7 +81,7 @@ pub fn translate_error(
     let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
     let hit = conntrack::lookup(cfg, st, &key, conntrack::now());
     if !hit.found() {
-        if from_ctr {
+        if sender == Sender::Container {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }

@@ -17,6 +17,7 @@ netlab_tests::per_datapath!(
         host_sockets_see_the_address_each_used,
         tcp_hairpin_from_another_container_and_itself,
         udp_on_every_path,
+        a_closed_port_refuses_hairpin_clients,
         localhost_only_port_is_not_reachable_from_outside,
         port_range_is_one_mapping,
         publish_and_unpublish_on_a_running_container,
@@ -181,6 +182,25 @@ fn udp_on_every_path(dp: &str) {
     assert_eq!(lab.udp_ask("host", "127.0.0.1:5353"), "pong");
     assert_eq!(lab.udp_ask("client", "198.51.100.2:5353"), "pong");
     assert_eq!(lab.udp_ask("web", "198.51.100.2:5353"), "pong");
+}
+
+/// A published UDP port nobody listens on refuses a container's datagram through
+/// hairpin as it refuses one from outside: the target's port unreachable, sent to the
+/// NAT address, is translated back to the client (`ECONNREFUSED`), not left to the
+/// lab host.
+fn a_closed_port_refuses_hairpin_clients(dp: &str) {
+    let lab = web(dp);
+    lab.ok(&["run", "client"]);
+    lab.ok(&["publish", "web", "8082:8002/udp"]);
+    let script = "import socket\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.settimeout(3)\n\
+        s.connect(('198.51.100.2', 8082))\n\
+        for _ in range(3):\n    s.send(b'x')\n    try:\n        s.recv(16)\n        print('answered')\n        break\n    \
+        except ConnectionRefusedError:\n        print('refused')\n        break\n    except TimeoutError:\n        pass\n\
+        else:\n    print('no answer')\n";
+    let out = lab.exec_ok("client", &["python3", "-c", script]);
+    assert_eq!(out.trim(), "refused", "{dp}");
 }
 
 fn localhost_only_port_is_not_reachable_from_outside(dp: &str) {

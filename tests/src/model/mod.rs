@@ -46,6 +46,9 @@ enum Sender {
     /// The lab host, by the uplink: only the quote is translated; anything it cannot
     /// place is passed.
     Host,
+    /// A container, to a lab host address (bridge ingress): translated as a
+    /// container's when it is about a hairpin flow; anything else is passed.
+    ContainerToHost,
 }
 use wire::{ICMP, Kind, Pkt, TCP, UDP, be16};
 
@@ -806,6 +809,9 @@ impl Model {
                         None => Decision::Pass,
                     }),
                     Kind::Flow => self.container_flow(hook, &p),
+                    Kind::IcmpError => Ok(self
+                        .icmp_error(f, &p, Sender::ContainerToHost)
+                        .unwrap_or(Decision::Pass)),
                     _ => Ok(Decision::Pass),
                 }
             }
@@ -1009,9 +1015,9 @@ impl Model {
     /// the outer addresses follow. One nobody can place is left to the host when it
     /// arrives, and never leaves the lab with a container's address.
     fn icmp_error(&mut self, f: &[u8], p: &Pkt, sender: Sender) -> Result<Decision, DropReason> {
-        let from_ctr = sender == Sender::Container;
+        let from_ctr = matches!(sender, Sender::Container | Sender::ContainerToHost);
         let untracked = || {
-            if from_ctr {
+            if sender == Sender::Container {
                 Err(DropReason::UnsupportedProtocol)
             } else {
                 Ok(Decision::Pass)
