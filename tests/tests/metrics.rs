@@ -233,6 +233,8 @@ fn the_textfile_is_never_seen_half_written() {
     assert!(e.contains("no such directory"), "{e}");
     let e = lab.fails(&["metrics", "--labs", "nosuchlab", "--textfile", dir.path()]);
     assert!(e.contains("lab nosuchlab is not up"), "{e}");
+    let e = lab.fails(&["metrics", "--labs", ""]);
+    assert!(e.contains("names no lab"), "{e}");
 }
 
 /// A scrape is answered while other clients hold connections to `--listen` open

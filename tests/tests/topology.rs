@@ -284,6 +284,7 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         // Inside the lab host's ephemeral ports (32768-60999).
         vec!["up", "--sandbox", "--nat-ports", "40000-40000"],
         vec!["up", "--sandbox", "--udp-timeout", "0"],
+        vec!["up", "--sandbox", "--udp-timeout", "99999999999"],
         vec!["up", "--sandbox", "--uplink", "eth0"],
         vec!["up", "--sandbox", "--subnet", "198.51.100.0/24"],
         // Special-purpose ranges (RFC 6890): loopback, "this network", reserved,

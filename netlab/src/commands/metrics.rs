@@ -20,8 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub textfile: Option<PathBuf>,
     /// Only these labs, comma-separated (default: every lab that is up).
-    #[arg(long, value_name = "LIST", default_value = "")]
-    pub labs: String,
+    #[arg(long, value_name = "LIST")]
+    pub labs: Option<String>,
     /// Print OpenMetrics text instead of Prometheus' text format.
     #[arg(long, conflicts_with_all = ["listen", "textfile"])]
     pub openmetrics: bool,
@@ -31,14 +31,16 @@ pub struct Args {
 /// labelled `lab`.
 pub fn run(_lab: &str, args: Args) -> Result<()> {
     let mut labs = Labs::default();
-    for lab in args
-        .labs
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        names::check_lab(lab)?;
-        labs.0.push(lab.to_string());
+    if let Some(list) = &args.labs {
+        for lab in list.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            names::check_lab(lab)?;
+            labs.0.push(lab.to_string());
+        }
+        if labs.0.is_empty() {
+            return Err(Error::Invalid(
+                "--labs names no lab: give LAB[,LAB...], or leave it out for every lab".into(),
+            ));
+        }
     }
     // A lab named that is not up is a typo more often than not: said at once, rather
     // than scraped as nothing for ever after.

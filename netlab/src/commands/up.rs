@@ -32,28 +32,28 @@ pub struct Args {
     pub nat_ports: String,
     /// Conntrack timeout of an established TCP flow, in seconds.
     #[arg(long, default_value_t = 7440)]
-    pub tcp_timeout: u32,
+    pub tcp_timeout: u64,
     /// Conntrack timeout of a TCP flow being opened (SYN sent, SYN-ACK seen), in seconds.
     #[arg(long, default_value_t = 30)]
-    pub tcp_syn_timeout: u32,
+    pub tcp_syn_timeout: u64,
     /// Conntrack timeout of a TCP flow closed one way (FIN_WAIT, CLOSE_WAIT), in seconds.
     #[arg(long, default_value_t = 120)]
-    pub tcp_transitory_timeout: u32,
+    pub tcp_transitory_timeout: u64,
     /// Conntrack timeout of a TCP flow closed both ways (TIME_WAIT), in seconds.
     #[arg(long, default_value_t = 120)]
-    pub tcp_time_wait_timeout: u32,
+    pub tcp_time_wait_timeout: u64,
     /// Conntrack timeout of a reset TCP flow, in seconds.
     #[arg(long, default_value_t = 10)]
-    pub tcp_close_timeout: u32,
+    pub tcp_close_timeout: u64,
     /// Conntrack timeout of a UDP flow until it is a two-way stream, in seconds.
     #[arg(long, default_value_t = 30)]
-    pub udp_timeout: u32,
+    pub udp_timeout: u64,
     /// Conntrack timeout of a two-way UDP stream, in seconds.
     #[arg(long, default_value_t = 120)]
-    pub udp_stream_timeout: u32,
+    pub udp_stream_timeout: u64,
     /// Conntrack timeout of an ICMP echo flow, in seconds.
     #[arg(long, default_value_t = 30)]
-    pub icmp_timeout: u32,
+    pub icmp_timeout: u64,
     /// eBPF datapath: how many established flows the conntrack table holds (sized at
     /// `up`; a flow past it stays in the table of flows being opened, which may evict).
     #[arg(long, default_value_t = netlab_common::maps::CONNTRACK_MAX_DEFAULT)]
@@ -84,14 +84,14 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         nat: NatOptions {
             port_min,
             port_max,
-            tcp_established_secs: args.tcp_timeout,
-            tcp_transitory_secs: args.tcp_transitory_timeout,
-            udp_secs: args.udp_timeout,
-            icmp_secs: args.icmp_timeout,
-            tcp_syn_secs: args.tcp_syn_timeout,
-            tcp_time_wait_secs: args.tcp_time_wait_timeout,
-            tcp_close_secs: args.tcp_close_timeout,
-            udp_stream_secs: args.udp_stream_timeout,
+            tcp_established_secs: secs(args.tcp_timeout),
+            tcp_transitory_secs: secs(args.tcp_transitory_timeout),
+            udp_secs: secs(args.udp_timeout),
+            icmp_secs: secs(args.icmp_timeout),
+            tcp_syn_secs: secs(args.tcp_syn_timeout),
+            tcp_time_wait_secs: secs(args.tcp_time_wait_timeout),
+            tcp_close_secs: secs(args.tcp_close_timeout),
+            udp_stream_secs: secs(args.udp_stream_timeout),
             conntrack_max: args.conntrack_max,
             fast_path: !args.no_fast_path,
             gc_interval_ms: args.gc_interval,
@@ -114,4 +114,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// A timeout as given: any number is taken here, so that one out of range gets the
+/// range it must be in ([`NatOptions`]' check), not the width of an integer.
+fn secs(given: u64) -> u32 {
+    u32::try_from(given).unwrap_or(u32::MAX)
 }

@@ -114,6 +114,11 @@ impl FromStr for PortSpec {
             Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (use tcp or udp)"))),
             None => (spec, Proto::Tcp),
         };
+        if body.contains('/') {
+            return Err(bad(
+                "one protocol at most, after the ports, as in 8080:80/udp",
+            ));
+        }
         // Taken apart without collecting: `state.json` holds thousands of specs.
         let mut parts = body.split(':');
         let (host_ip, host, ctr) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -254,9 +259,13 @@ mod tests {
             "",
             ":80",
             "8080:",
+            "8080:80/udp/",
+            "8080:80/tcp/udp",
         ] {
             assert!(s.parse::<PortSpec>().is_err(), "{s} should be rejected");
         }
+        let err = "86:80/tcp/udp".parse::<PortSpec>().unwrap_err().to_string();
+        assert!(err.contains("one protocol at most"), "{err}");
     }
 
     #[test]

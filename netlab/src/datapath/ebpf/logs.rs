@@ -16,7 +16,7 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
     let lab = &state.name;
     if !state.debug {
         return Err(Error::Invalid(format!(
-            "lab {lab} was brought up without --debug: its datapath logs are compiled out; run `netlab down --lab {lab} && netlab up --debug ...`"
+            "lab {lab} was brought up without --debug: its datapath logs are compiled out; take it down (`netlab down --lab {lab}`) and bring it up again with `--lab {lab} --debug` and its other options"
         )));
     }
     env_logger::Builder::new()
