@@ -392,3 +392,41 @@ fn rm_and_down_end_the_processes_in_what_they_remove() {
     assert!(!procs[3].running(), "down left the host's process running");
     lab.forget();
 }
+
+/// `status` says what of a container was removed behind netlab's back: its namespace,
+/// or its veth pair; the others are up. `rm` then removes what is left.
+#[test]
+fn status_shows_what_of_a_container_is_gone() {
+    let lab = Lab::sandbox(&[]);
+    for c in ["a", "b", "c"] {
+        lab.ok(&["run", c]);
+    }
+    netns::delete(&format!("{}-a", lab.name)).unwrap();
+    let veth = lab.state().container("b").unwrap().veth.clone().unwrap();
+    run_in_ns_ok(&lab.ns("host"), &["ip", "link", "del", &veth]);
+    let states: Vec<(String, String)> = lab.status()["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("a", "namespace gone"),
+        ("b", "veth pair gone"),
+        ("c", "up"),
+    ];
+    assert_eq!(
+        states,
+        want.map(|(n, s)| (n.to_string(), s.to_string())),
+        "{states:?}"
+    );
+    assert!(lab.ok(&["status"]).contains("namespace gone"));
+    for c in ["a", "b", "c"] {
+        lab.ok(&["rm", c]);
+    }
+}

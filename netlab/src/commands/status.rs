@@ -18,6 +18,16 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         None => Vec::new(),
     };
     let state = s.state;
+    // What of each container is gone (removed behind netlab's back), if anything.
+    let gone: Vec<Option<String>> = state
+        .containers
+        .iter()
+        .map(|c| crate::topology::missing_part(&state, c))
+        .collect::<Result<_>>()?;
+    let health = |i: usize| match &gone[i] {
+        Some(what) => format!("{what} gone"),
+        None => "up".to_string(),
+    };
     if args.json {
         let v = json!({
             "lab": state.name,
@@ -28,9 +38,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "bridge": {"name": state.bridge, "address": state.bridge_addr},
             "uplink": {"name": state.uplink, "address": state.uplink_addr},
             "nat": state.nat,
-            "containers": state.containers.iter().map(|c| json!({
+            "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
                 "name": c.name, "network": c.network, "ip": c.ip, "netns": c.netns,
                 "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
+                "state": health(i),
             })).collect::<Vec<_>>(),
             "tables": tables,
         });
@@ -76,18 +87,22 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         );
     }
     println!();
-    println!("{:<20} {:<8} {:<16} NETNS", "CONTAINER", "NETWORK", "IP");
-    for c in &state.containers {
+    println!(
+        "{:<20} {:<8} {:<16} {:<16} NETNS",
+        "CONTAINER", "NETWORK", "IP", "STATE"
+    );
+    for (i, c) in state.containers.iter().enumerate() {
         let ns = match (&c.netns, &c.runtime_netns) {
             (_, Some(p)) => p.display().to_string(),
             (Some(n), None) => n.clone(),
             (None, None) => "(host)".into(),
         };
         println!(
-            "{:<20} {:<8} {:<16} {ns}",
+            "{:<20} {:<8} {:<16} {:<16} {ns}",
             c.name,
             c.network.name(),
             c.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            health(i),
         );
     }
     Ok(())

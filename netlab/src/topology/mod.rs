@@ -334,25 +334,28 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
 /// Refuses a bridge container whose namespace or veth is gone (removed behind
 /// netlab's back): ports published to it would answer nowhere.
 pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
-    let gone = |what: &str| {
-        Err(Error::Invalid(format!(
+    match missing_part(state, c)? {
+        Some(what) => Err(Error::Invalid(format!(
             "container {}'s {what} is gone (removed behind netlab's back): `netlab rm {}`, then run it again",
             c.name, c.name
-        )))
-    };
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What of a container is gone (removed behind netlab's back): its namespace, or its
+/// veth (netkit) pair; `None` when it is all there.
+pub fn missing_part(state: &LabState, c: &Container) -> Result<Option<String>> {
     if !netns_is_the_containers(c) {
-        return gone("namespace");
+        return Ok(Some("namespace".into()));
     }
     let Some(veth) = c.veth.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let there = netns::netlink_in(&host_ns(state), |h| async move {
         Ok(link::index(&h, &veth).await?.is_some())
     })?;
-    if !there {
-        return gone(&format!("{} pair", state.device.name()));
-    }
-    Ok(())
+    Ok((!there).then(|| format!("{} pair", state.device.name())))
 }
 
 /// Whether a container's namespace is still the one it was made with (its cookie; a
