@@ -660,3 +660,18 @@ impl<'a> Prometheus<'a> {
         ok
     }
 }
+
+/// A lab whose host namespace was removed behind netlab's back is not scraped as if it
+/// were up; the next command on it says it is gone.
+#[test]
+fn a_lab_whose_namespace_is_gone_is_not_scraped() {
+    let lab = Lab::sandbox(&[]);
+    let other = Lab::sandbox(&[]);
+    netlab::netlink::netns::delete(&format!("{}-host", lab.name)).unwrap();
+    let text = other.ok(&["metrics"]);
+    assert!(lines_of(&text, &lab.name).is_empty(), "{text}");
+    assert!(!lines_of(&text, &other.name).is_empty());
+    let err = lab.fails(&["status"]);
+    assert!(err.contains("is gone"), "{err}");
+    lab.forget();
+}

@@ -30,12 +30,14 @@ impl Labs {
 }
 
 /// The figures of the labs covered that are up, sorted by name; a lab being built is
-/// left out, and one that cannot be read (torn down while it is read) is left out and
-/// said on stderr.
+/// left out, and so is one whose host namespace is gone (removed behind netlab's back:
+/// the next command on it says so and clears it up); one that cannot be read (torn
+/// down while it is read) is left out and said on stderr.
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
     let mut labs: Vec<_> = crate::store::all_labs()?
         .into_iter()
         .filter(|s| !s.building && which.covers(&s.name))
+        .filter(crate::topology::host_is_the_labs)
         .collect();
     labs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(labs
