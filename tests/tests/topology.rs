@@ -65,6 +65,36 @@ fn uplink_and_bridge_share_the_mtu() {
     assert!(ctr.contains("mtu 1500"), "{ctr}");
 }
 
+/// The bridge keeps the MAC it was made with while containers come and go (a bridge
+/// without one takes its lowest port's, and containers that cached it for their
+/// gateway lose the gateway when that container goes), and it is a locally
+/// administered one, as Docker's.
+#[test]
+fn the_bridge_keeps_its_mac() {
+    let lab = Lab::sandbox(&[]);
+    let bridge = format!("nl-{}", lab.name);
+    let mac = || {
+        let out = lab.exec_ok("host", &["ip", "-o", "link", "show", &bridge]);
+        let at = out.find("link/ether ").expect("a MAC") + "link/ether ".len();
+        out[at..at + 17].to_string()
+    };
+    let first = mac();
+    let octet = u8::from_str_radix(&first[..2], 16).unwrap();
+    assert_eq!(
+        octet & 0x03,
+        0x02,
+        "{first}: not locally administered unicast"
+    );
+    for c in ["a", "b", "c"] {
+        lab.ok(&["run", c]);
+        assert_eq!(mac(), first, "after run {c}");
+    }
+    for c in ["c", "a", "b"] {
+        lab.ok(&["rm", c]);
+        assert_eq!(mac(), first, "after rm {c}");
+    }
+}
+
 #[test]
 fn down_leaves_nothing_behind() {
     require_root();

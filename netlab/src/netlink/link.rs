@@ -109,10 +109,19 @@ pub async fn mac(h: &Handle, name: &str) -> Result<String> {
         .join(":"))
 }
 
-/// Equivalent to `ip link add NAME mtu MTU type bridge && ip link set NAME up`.
-pub async fn add_bridge(h: &Handle, name: &str, mtu: u32) -> Result<u32> {
+/// Equivalent to `ip link add NAME address MAC mtu MTU type bridge && ip link set NAME
+/// up`. The MAC is set, as Docker sets its bridge's: a bridge without one takes the
+/// lowest of its ports' and changes it as they come and go, and containers that hold
+/// the old one for their gateway lose it.
+pub async fn add_bridge(h: &Handle, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
     h.link()
-        .add(LinkBridge::new(name).mtu(mtu).up().build())
+        .add(
+            LinkBridge::new(name)
+                .mtu(mtu)
+                .address(mac.to_vec())
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl("add bridge", name))?;
@@ -293,4 +302,15 @@ mod tests {
             assert!(super::parse_mac(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// A random locally administered unicast MAC (what `ip link` gives a new bridge).
+pub fn random_mac() -> Result<[u8; 6]> {
+    use std::io::Read;
+    let mut mac = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut mac))
+        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
 }

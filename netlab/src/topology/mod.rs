@@ -183,8 +183,8 @@ pub fn bridge_nf(state: &LabState) -> Result<Option<String>> {
     })
 }
 
-/// Creates the bridge, marked as the lab's, with its address in the host namespace,
-/// MTU from the uplink, and turns on forwarding there.
+/// Creates the bridge, marked as the lab's, with a MAC of its own, its address in the
+/// host namespace, MTU from the uplink, and turns on forwarding there.
 pub fn build_bridge(state: &LabState) -> Result<()> {
     let (bridge, uplink, lab) = (
         state.bridge.clone(),
@@ -192,9 +192,10 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
         state.name.clone(),
     );
     let (gw, prefix) = (state.bridge_addr, state.subnet.prefix);
+    let mac = link::random_mac()?;
     netns::netlink_in(&host_ns(state), |h| async move {
         let mtu = link::mtu(&h, &uplink).await?;
-        let br = link::add_bridge(&h, &bridge, mtu).await?;
+        let br = link::add_bridge(&h, &bridge, mtu, mac).await?;
         link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
         addr::add(&h, &bridge, br, gw, prefix).await?;
         sysctl::set(sysctl::IP_FORWARD, "1")
