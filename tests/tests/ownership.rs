@@ -19,6 +19,7 @@ netlab_tests::per_datapath!(
         a_refused_lab_leaves_the_other_labs_rules,
         teardown_leaves_a_namespace_made_again_alone,
         a_failed_publish_takes_back_what_it_put_in,
+        rm_withdraws_ports_whose_rules_are_already_gone,
     ];
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
@@ -428,5 +429,37 @@ fn status_shows_what_of_a_container_is_gone() {
     assert!(lab.ok(&["status"]).contains("namespace gone"));
     for c in ["a", "b", "c"] {
         lab.ok(&["rm", c]);
+    }
+}
+
+/// A published port whose rule (nftables: element) was removed behind netlab's back, as
+/// a firewall reload does, is still withdrawn: `rm` (and so a CNI DEL) succeeds and
+/// leaves the container's other rules gone too, rather than failing on the missing one
+/// and keeping the container.
+fn rm_withdraws_ports_whose_rules_are_already_gone(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp]);
+    lab.ok(&["run", "web", "-p", "8080:80", "-p", "5353:53/udp"]);
+    let host = lab.ns("host");
+    let remove: Vec<&str> = match dp {
+        "nftables" => vec![
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "netlab",
+            "ports_any",
+            "{ tcp . 8080 }",
+        ],
+        _ => vec![iptables_tool(dp), "-t", "nat", "-F", "NETLAB"],
+    };
+    run_in_ns_ok(&host, &remove);
+    lab.ok(&["rm", "web"]);
+    assert!(lab.ports().is_empty());
+    let left = ruleset(&host, dp);
+    for port in ["8080", "5353", "172.18.0.2"] {
+        assert!(
+            !left.contains(port),
+            "{dp}: a rule for {port} is left:\n{left}"
+        );
     }
 }

@@ -421,8 +421,14 @@ impl Datapath for Iptables {
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
         let rules = port_rules(state, ports);
-        self.restore(state, &rules.script("-D", "nat"))?;
-        self.restore(state, &rules.script("-D", "filter"))?;
+        let deleted = self
+            .restore(state, &rules.script("-D", "nat"))
+            .and_then(|()| self.restore(state, &rules.script("-D", "filter")));
+        if deleted.is_err() {
+            // A rule already gone (a firewall reload, someone's `iptables -F`) fails
+            // the whole table's transaction: what is still there goes, one by one.
+            return self.withdraw_leftovers(state, ports);
+        }
         netfilter::forget_flows(state, ports)
     }
 

@@ -312,13 +312,16 @@ impl Datapath for Nftables {
                 .cloned()
                 .collect::<Vec<_>>(),
         );
-        let mut script = element_commands("delete", "ports", &mine.ports);
-        script += &element_commands("delete", "ports_any", &mine.ports_any);
-        script += &element_commands(
-            "delete",
-            "published",
-            mine.published.difference(&others.published),
-        );
+        let published: Vec<_> = mine.published.difference(&others.published).collect();
+        // Each element is added, then deleted, in the one transaction: adding one that
+        // is there changes nothing, and one already gone (someone's `nft delete
+        // element`, a firewall reload) does not fail the withdrawal of the others.
+        let mut script = String::new();
+        for verb in ["add", "delete"] {
+            script += &element_commands(verb, "ports", &mine.ports);
+            script += &element_commands(verb, "ports_any", &mine.ports_any);
+            script += &element_commands(verb, "published", published.iter().copied());
+        }
         apply(state, &script)?;
         netfilter::forget_flows(state, ports)
     }
