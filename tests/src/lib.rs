@@ -712,7 +712,7 @@ impl FarHost {
             let p = link::require(&h, "farlink").await?;
             addr::add(&h, "farlink", p, FAR_ADDR, 25).await?;
             link::up(&h, "farlink", p).await?;
-            route::add_default(&h, "farlink", p, FAR_GATEWAY).await
+            route::add_default(&h, "farlink", p, FAR_GATEWAY, 0).await
         })
         .expect("the far host's side");
         if mtu < 1500 {

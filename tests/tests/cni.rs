@@ -540,6 +540,32 @@ fn two_networks_in_one_namespace() {
     let status: Value = serde_json::from_slice(&status.stdout).expect("status");
     assert_eq!(status["nat"]["port_min"], 30000);
     assert_eq!(w.lab().status()["containers"].as_array().unwrap().len(), 1);
+    // The first container joins the second network too, by eth1: its default route
+    // there goes after the first network's (a higher metric), rather than failing.
+    let netns = a.netns.display().to_string();
+    let on_eth1 = |command: &str| {
+        w.call(
+            &[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", &a.id),
+                ("CNI_NETNS", &netns),
+                ("CNI_IFNAME", "eth1"),
+                ("CNI_ARGS", ""),
+            ],
+            &conf.to_string(),
+        )
+    };
+    let r = on_eth1("ADD").ok();
+    assert_eq!(r["ips"][0]["address"], "10.78.0.3/24", "{r}");
+    let routes = run_in_ns_ok(&a.netns, &["ip", "route", "show", "default"]);
+    assert!(routes.contains("via 10.77.0.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("via 10.78.0.1 dev eth1") && routes.contains("metric 100"),
+        "{routes}"
+    );
+    on_eth1("DEL").ok();
+    let routes = run_in_ns_ok(&a.netns, &["ip", "route", "show", "default"]);
+    assert!(!routes.contains("eth1"), "{routes}");
     w.gc(&[], &conf).ok();
     assert!(!Path::new("/run/netlab").join(name).exists());
 }

@@ -11,12 +11,22 @@ use rtnetlink::{
 use super::nl;
 use crate::error::Result;
 
-/// Equivalent to `ip route add default via GW dev NAME`.
-pub async fn add_default(h: &Handle, name: &str, index: u32, gateway: Ipv4Addr) -> Result<()> {
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+/// Equivalent to `ip route add default via GW dev NAME metric METRIC` (no metric for
+/// 0, as `ip route` gives none).
+pub async fn add_default(
+    h: &Handle,
+    name: &str,
+    index: u32,
+    gateway: Ipv4Addr,
+    metric: u32,
+) -> Result<()> {
+    let mut route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(gateway)
-        .output_interface(index)
-        .build();
+        .output_interface(index);
+    if metric != 0 {
+        route = route.priority(metric);
+    }
+    let route = route.build();
     h.route()
         .add(route)
         .execute()

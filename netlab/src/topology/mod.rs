@@ -98,7 +98,7 @@ pub fn wire_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
         link::move_to_netns(&h, WAN_IF, peer, wan_file.as_fd()).await?;
         addr::add(&h, UPLINK, up, HOST_ADDR, LAN_PREFIX).await?;
         link::up(&h, UPLINK, up).await?;
-        route::add_default(&h, UPLINK, up, WAN_ADDR).await
+        route::add_default(&h, UPLINK, up, WAN_ADDR, 0).await
     })?;
     netns::netlink_in(&wan, |h| async move {
         let lo = link::require(&h, "lo").await?;
@@ -284,7 +284,11 @@ fn build_container(
         // learns the new one at once.
         sysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1")?;
         link::up(&h, &ifname, p).await?;
-        route::add_default(&h, &ifname, p, gw).await?;
+        // A runtime's namespace may have a default route already (the container's
+        // interface on another network, or on this one under another name): this one
+        // goes after it, with a higher metric, as a second network's gateway does.
+        let metric = route::defaults(&h).await?.len() as u32 * 100;
+        route::add_default(&h, &ifname, p, gw, metric).await?;
         link::mac(&h, &ifname).await
     })?);
     // The announcement above leaves before the bridge forwards on the new port (the
