@@ -125,6 +125,7 @@ pub fn render(r: &Report) -> Value {
                 "op": g.op.symbol(),
                 "value": g.value,
                 "verdict": verdict.to_string(),
+                "failed_rounds": r.failed_rounds(&g.subject()),
                 "median": e.map(|e| e.median),
                 "ci_low": low(e),
                 "ci_high": high(e),

@@ -143,6 +143,11 @@ impl Options {
             }
             datapaths.push(kind);
         }
+        if datapaths.is_empty() {
+            return Err(Error::Invalid(
+                "nothing to measure: give --datapath at least one datapath".into(),
+            ));
+        }
         let mut devices = Vec::new();
         for name in list(device) {
             let d = Device::parse(name).map_err(|e| Error::Invalid(format!("{e} in --device")))?;
@@ -172,7 +177,7 @@ impl Options {
         for letter in list(scenario) {
             let s = Scenario::parse(letter).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown scenario {letter:?} in --scenario: use letters a to h"
+                    "unknown scenario {letter:?} in --scenario: use letters a to i"
                 ))
             })?;
             if !scenarios.contains(&s) {
@@ -194,6 +199,11 @@ impl Options {
         if datapaths.is_empty() || scenarios.is_empty() {
             return Err(Error::Invalid(
                 "nothing to measure: give --datapath and --scenario at least one each".into(),
+            ));
+        }
+        if scenarios.contains(&Scenario::I) && !datapaths.contains(&DatapathKind::Ebpf) {
+            return Err(Error::Invalid(
+                "scenario i (a full conntrack table) runs on the eBPF datapath only: add ebpf to --datapath".into(),
             ));
         }
         if datapaths == [DatapathKind::Routed] && scenarios.iter().all(|s| s.publishes()) {
@@ -883,6 +893,14 @@ mod tests {
             (Box::new(|f| f.max_runs = Some("10")), "give --target-width"),
             (Box::new(move |f| f.goals = goal), "not in --datapath"),
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),
+            (Box::new(|f| f.datapath = ""), "nothing to measure"),
+            (
+                Box::new(|f| {
+                    f.datapath = "iptables";
+                    f.scenario = "i";
+                }),
+                "eBPF datapath only",
+            ),
             (Box::new(|f| f.tool = "iperf3"), "add it to --scenario"),
         ];
         for (set, expect) in cases {

@@ -380,7 +380,7 @@ impl Report {
 
     /// What `--target-width` narrows: every contender's ratio to iptables and to the
     /// veth reference on the first figure of a, b, c, d (each port count) and g, and
-    /// every goal's subject (until the goal is decided).
+    /// every goal's subject.
     pub fn targets(&self) -> Vec<Subject> {
         let mut v = self.rate_targets();
         for g in &self.options.goals {
@@ -426,22 +426,10 @@ impl Report {
     }
 
     /// The targets whose interval is wider than `width` % (or has none yet) and that
-    /// more rounds could narrow; a goal's only while it is undecided (a decided goal
-    /// needs no narrower interval, though a rate's ratio of the same name still does).
+    /// more rounds could narrow, goals' included. Rounds are added by width alone:
+    /// stopping once a goal's interval leaves its line would be optional stopping,
+    /// which makes wrong verdicts several times as common as the confidence says.
     pub fn wide(&self, width: f64) -> Vec<Standing> {
-        let rates = self.rate_targets();
-        let decided = |s: &Subject, e: Option<&Estimate>| {
-            self.options
-                .goals
-                .iter()
-                .filter(|g| g.subject() == *s)
-                .all(|g| {
-                    matches!(
-                        goal::decide(g.op, g.value, e),
-                        Verdict::Met | Verdict::Missed
-                    )
-                })
-        };
         let mut seen = Vec::new();
         self.targets()
             .into_iter()
@@ -450,11 +438,7 @@ impl Report {
                 estimate: self.estimate_of(&s),
                 subject: s,
             })
-            .filter(|st| {
-                let e = st.estimate.as_ref();
-                let too_wide = e.is_none_or(|e| e.width_pct() > width);
-                too_wide && (rates.contains(&st.subject) || !decided(&st.subject, e))
-            })
+            .filter(|st| st.estimate.as_ref().is_none_or(|e| e.width_pct() > width))
             // A goal on a rate's ratio names the same interval as the rate: listed once.
             .filter(|st| {
                 let d = st.subject.describe();
@@ -472,9 +456,31 @@ impl Report {
             .iter()
             .map(|g| {
                 let e = self.estimate_of(&g.subject());
-                (g, e, goal::decide(g.op, g.value, e.as_ref()))
+                let v = self.verdict(g, e.as_ref());
+                (g, e, v)
             })
             .collect()
+    }
+
+    /// A goal's verdict on `e`, its subject's interval: undecided while a round
+    /// failed on either side, since the rounds that are left are not the rounds run
+    /// (a datapath that delivered nothing in a round must not be judged on the others).
+    fn verdict(&self, g: &Goal, e: Option<&Estimate>) -> Verdict {
+        if self.failed_rounds(&g.subject()) > 0 {
+            return Verdict::Undecided;
+        }
+        goal::decide(g.op, g.value, e)
+    }
+
+    /// How many rounds failed to measure either side of a subject.
+    pub fn failed_rounds(&self, s: &Subject) -> usize {
+        let (f, b) = self.sides(s);
+        f.map_or(0, |f| f.errors.len()) + b.map_or(0, |b| b.errors.len())
+    }
+
+    /// Whether anything at all was measured.
+    pub fn measured_anything(&self) -> bool {
+        self.figures.iter().any(|f| !f.samples.is_empty())
     }
 
     /// The veth reference's own spread on a scenario's first figure, max - min over
@@ -665,19 +671,20 @@ mod tests {
         r.add(Scenario::A, EBPF, None, Metric::Throughput, 15.15);
         r.add(Scenario::A, IPTABLES, None, Metric::Throughput, 10.0);
         assert!(r.wide(5.0).is_empty(), "{:?}", r.wide(5.0));
-        // The goal's p99 ratio: undecided over two rounds, so it is narrowed; decided
-        // (met) over three, so it is not, though still 46 % wide.
+        // The goal's p99 ratio is narrowed by its width alone: decided (met) over
+        // three rounds, it is still 46 % wide, so it is still narrowed (stopping on a
+        // decision would be optional stopping).
         for (round, p99) in [(1, 50.0), (2, 60.0), (3, 55.0)] {
             r.start_round(round);
             r.add(Scenario::C, EBPF, None, Metric::P99, p99);
             r.add(Scenario::C, IPTABLES, None, Metric::P99, 100.0);
             let w = r.wide(5.0);
-            if round == 2 {
+            if round >= 2 {
                 assert_eq!(w.len(), 1, "{w:?}");
                 assert_eq!(w[0].subject.describe(), "(c) p99 µs ebpf / iptables");
             }
         }
-        assert!(r.wide(5.0).is_empty(), "{:?}", r.wide(5.0));
+        assert_eq!(r.verdicts()[0].2, Verdict::Met);
         let e = r.estimate_of(&o.goals[0].subject()).unwrap();
         assert!(e.width_pct() > 40.0, "{e:?}");
     }
@@ -723,5 +730,44 @@ mod tests {
                 ("c:p50:ebpf/rate<=1".to_string(), Verdict::Met),
             ]
         );
+    }
+
+    /// A goal whose subject failed in a round, on either side, is undecided however
+    /// far the rounds that are left stand from the line.
+    #[test]
+    fn a_goal_with_failed_rounds_is_undecided() {
+        let mut o = test_options("ebpf,iptables", "c,h", "10");
+        for g in ["c:ebpf/iptables>=1.2", "h:cli_rm:ebpf<1000"] {
+            let g = crate::bench::options::parse_goal(g, &o).unwrap();
+            o.goals.push(g);
+        }
+        let mut r = Report::new(&o);
+        for round in 1..=5u32 {
+            r.start_round(round);
+            r.add(Scenario::C, IPTABLES, None, Metric::Rate, 9_500.0);
+            if round <= 3 {
+                r.add(
+                    Scenario::C,
+                    EBPF,
+                    None,
+                    Metric::Rate,
+                    13_300.0 + round as f64,
+                );
+                r.add(
+                    Scenario::H,
+                    EBPF,
+                    Some(10),
+                    Metric::CliRm,
+                    60.0 + round as f64,
+                );
+            } else {
+                r.fail(Scenario::C, EBPF, None, &[Metric::Rate], "no answer");
+                r.fail(Scenario::H, EBPF, Some(10), &[Metric::CliRm], "rm failed");
+            }
+        }
+        for (g, _, v) in r.verdicts() {
+            assert_eq!(v, Verdict::Undecided, "{}", g.text);
+            assert_eq!(r.failed_rounds(&g.subject()), 2, "{}", g.text);
+        }
     }
 }

@@ -250,7 +250,13 @@ fn goals(r: &Report, out: &mut String) {
             Verdict::Undecided => 2,
             Verdict::NotMeasured => 3,
         }] += 1;
-        rows.push(vec![g.text.clone(), shown, verdict.to_string()]);
+        let failed = r.failed_rounds(&g.subject());
+        let verdict = if failed > 0 {
+            format!("{verdict} ({failed} round(s) failed)")
+        } else {
+            verdict.to_string()
+        };
+        rows.push(vec![g.text.clone(), shown, verdict]);
     }
     columns(out, &rows);
     let [met, missed, undecided, na] = counts;

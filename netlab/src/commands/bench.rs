@@ -101,6 +101,12 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         std::fs::write(path, svg::render(&report)?).map_err(|e| Error::io("write", path, e))?;
         eprintln!("wrote {}", path.display());
     }
+    if !report.measured_anything() {
+        return Err(Error::Command {
+            command: "bench".into(),
+            detail: "nothing was measured: every figure is n/a (the reasons are above)".into(),
+        });
+    }
     let verdicts = report.verdicts();
     let unmet = verdicts
         .iter()

@@ -290,6 +290,17 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// A random locally administered unicast MAC (what `ip link` gives a new bridge).
+pub fn random_mac() -> Result<[u8; 6]> {
+    use std::io::Read;
+    let mut mac = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut mac))
+        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -302,15 +313,4 @@ mod tests {
             assert!(super::parse_mac(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// A random locally administered unicast MAC (what `ip link` gives a new bridge).
-pub fn random_mac() -> Result<[u8; 6]> {
-    use std::io::Read;
-    let mut mac = [0u8; 6];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut mac))
-        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
-    mac[0] = (mac[0] & 0xfe) | 0x02;
-    Ok(mac)
 }
