@@ -83,15 +83,27 @@ struct BarPanel {
     scenario: Scenario,
     metric: Metric,
     title: String,
-    /// Log scale, and a goal drawn across (scenario h).
+    /// Log scale (scenario h).
     log: bool,
-    goal: Option<f64>,
+    /// A goal `--goal` set on eBPF's figure itself (its value and operator), drawn
+    /// across the panel.
+    goal: Option<(f64, &'static str)>,
 }
 
 fn bar_panels(report: &Report) -> Vec<BarPanel> {
-    let h_goal = |m: Metric| match m {
-        Metric::CliPublishAll | Metric::CliRm => Some(1000.0),
-        _ => Some(10.0),
+    let goal_on = |scenario: Scenario, metric: Metric| {
+        report
+            .options
+            .goals
+            .iter()
+            .find(|g| {
+                let s = &g.subject;
+                s.scenario == scenario
+                    && s.metric == metric
+                    && s.denominator.is_none()
+                    && s.numerator == Contender::lab(DatapathKind::Ebpf)
+            })
+            .map(|g| (g.value, g.op.symbol()))
     };
     let mut v = Vec::new();
     for (scenario, metric, title) in [
@@ -136,7 +148,7 @@ fn bar_panels(report: &Report) -> Vec<BarPanel> {
                 metric,
                 title: format!("{title}, {}", metric.unit_shown(scenario)),
                 log,
-                goal: if log { h_goal(metric) } else { None },
+                goal: goal_on(scenario, metric),
             });
         }
     }
@@ -156,7 +168,9 @@ fn bars_of(report: &Report, p: &BarPanel) -> Vec<Bar> {
                 .figures
                 .iter()
                 .find(|f| f.scenario == p.scenario && f.metric == p.metric && f.datapath == c)?;
-            Some((c, summary(&f.samples)))
+            // The rounds that count, as the table's (not those --drop-disturbed drops).
+            let kept: Vec<f64> = report.kept(f).into_iter().map(|(_, v)| v).collect();
+            Some((c, summary(&kept)))
         })
         .collect()
 }
@@ -209,12 +223,12 @@ fn draw_bar_panel(root: &Area, area: &Area, report: &Report, p: &BarPanel) -> Dr
     let max = bars
         .iter()
         .filter_map(|(_, s)| s.map(|s| s.2))
-        .chain(p.goal)
+        .chain(p.goal.map(|g| g.0))
         .fold(0.0, f64::max);
     let min = bars
         .iter()
         .filter_map(|(_, s)| s.map(|s| s.1))
-        .chain(p.goal)
+        .chain(p.goal.map(|g| g.0))
         .fold(f64::INFINITY, f64::min);
     // Segments 0..=n-1, one per bar (a lone bar gets an empty neighbour).
     let n = bars.len().saturating_sub(1).max(1);
@@ -243,7 +257,7 @@ fn bar_chart<'a, Y>(
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord, Y>>,
     bars: &[Bar],
     base: f64,
-    goal: Option<f64>,
+    goal: Option<(f64, &'static str)>,
 ) -> Drawn
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -301,7 +315,7 @@ where
                     .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )])?;
     }
-    if let Some(g) = goal {
+    if let Some((g, op)) = goal {
         chart.draw_series(DashedLineSeries::new(
             [
                 (SegmentValue::Exact(0), g),
@@ -314,7 +328,7 @@ where
         // At the right end: the first bar is eBPF's, whose label would meet it.
         chart.draw_series([EmptyElement::at((SegmentValue::Exact(bars.len()), g))
             + Text::new(
-                format!("goal for ebpf: < {}", num(g)),
+                format!("goal for ebpf: {op} {}", num(g)),
                 (-3, -3),
                 (FONT, 10)
                     .into_font()
@@ -472,7 +486,12 @@ fn draw(root: &Area, report: &Report) -> Drawn {
     root.draw_text(
         &format!(
             "netlab bench: median of {} run(s) of {} s, whiskers min-max ({} CPU(s), kernel {})",
-            o.runs,
+            // The rounds run (--target-width may have added some), as the table's.
+            if report.round > 0 {
+                report.round
+            } else {
+                o.runs
+            },
             o.duration.as_secs(),
             report.nproc,
             report.kernel
@@ -585,6 +604,9 @@ mod tests {
             r.add(Scenario::D, ipt, Some(n), Metric::Rate, 1000.0 / n as f64);
             r.add(Scenario::D, ipt, Some(n), Metric::P99, n as f64);
         }
+        r.options
+            .goals
+            .push(crate::bench::options::parse_goal("h:cli_rm:ebpf<1000", &r.options).unwrap());
         for m in Scenario::H.metrics() {
             r.add(Scenario::H, ebpf, Some(100), *m, 3.0);
             r.add(Scenario::H, ipt, Some(100), *m, 900.0);
