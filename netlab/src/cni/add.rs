@@ -121,7 +121,12 @@ fn attach(
         Err(e) => {
             // No container without the ports it was asked to publish.
             let _ = ops::detach(s, name);
-            return Err(e.into());
+            // A mapping publish refuses (a hostIP that is not the host's) is the
+            // configuration's fault, as the mappings refused while parsing it are.
+            return Err(match e {
+                crate::error::Error::Invalid(msg) => CniError::new(code::INVALID_CONFIG, msg),
+                e => e.into(),
+            });
         }
     };
     Ok(result::add_result(&conf.version, &s.state, &c, netns, macs, conf.dns()).to_string())

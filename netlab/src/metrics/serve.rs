@@ -77,14 +77,31 @@ pub fn parse(head: &str) -> Request {
     }
     let openmetrics = lines.any(|l| {
         l.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("accept")
-                && value.contains("application/openmetrics-text")
+            name.trim().eq_ignore_ascii_case("accept") && accepts_openmetrics(value)
         })
     });
     Request::Metrics(if openmetrics {
         Format::OpenMetrics
     } else {
         Format::Prometheus
+    })
+}
+
+/// Whether an `Accept` value takes OpenMetrics: a media range of it whose quality is
+/// not 0 (`q=0` means "not this one").
+fn accepts_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut params = range.split(';').map(str::trim);
+        let is_om = params
+            .next()
+            .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"));
+        is_om
+            && params.all(|p| match p.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => {
+                    v.trim().parse::<f64>().is_ok_and(|q| q > 0.0)
+                }
+                _ => true,
+            })
     })
 }
 
@@ -148,8 +165,14 @@ fn answer(mut s: TcpStream, labs: &Labs) -> std::io::Result<()> {
             "bad request\n".into(),
         ),
     };
+    // A 405 says which methods are allowed (RFC 9110).
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
     if !head_only {
@@ -168,6 +191,9 @@ mod tests {
         assert_eq!(parse(get), Request::Metrics(Format::Prometheus));
         let om = "GET /metrics?x=1 HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n";
         assert_eq!(parse(om), Request::Metrics(Format::OpenMetrics));
+        let refused =
+            "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;q=0, text/plain\r\n";
+        assert_eq!(parse(refused), Request::Metrics(Format::Prometheus));
         assert_eq!(parse("GET / HTTP/1.1\r\n"), Request::NotFound);
         assert_eq!(parse("POST /metrics HTTP/1.1\r\n"), Request::BadMethod);
         assert_eq!(parse("GET /metrics\r\n"), Request::Bad);
