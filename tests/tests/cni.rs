@@ -106,6 +106,15 @@ fn the_address_asked_for_in_cni_args() {
     assert!(msg.contains("outside"), "{msg}");
     let msg = w.verb_with("ADD", &b, "IP=10.77.0.1", &conf).error(4);
     assert!(msg.contains("bridge"), "{msg}");
+    // MAC= (podman's --mac-address) is the interface's MAC, in the result too.
+    let r = w.verb_with("ADD", &b, "MAC=02:00:0A:4D:00:33", &conf).ok();
+    assert_eq!(r["interfaces"][2]["mac"], "02:00:0a:4d:00:33", "{r}");
+    assert_eq!(mac_in(&b.netns, "eth0"), "02:00:0a:4d:00:33");
+    let c = w.container();
+    let msg = w
+        .verb_with("ADD", &c, "MAC=01:00:5e:00:00:01", &conf)
+        .error(4);
+    assert!(msg.contains("multicast"), "{msg}");
 }
 
 /// ADD makes its interface and never takes one it did not make: into the runtime's
@@ -308,6 +317,21 @@ fn check_sees_a_removed_route_address_or_port() {
     );
     let msg = w.verb("CHECK", &a, &check).error(102);
     assert!(msg.contains("lacks address 10.77.0.2/24"), "{msg}");
+
+    run_in_ns_ok(
+        &a.netns,
+        &["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"],
+    );
+    run_in_ns_ok(
+        &a.netns,
+        &["ip", "route", "replace", "default", "via", "10.77.0.1"],
+    );
+    w.verb("CHECK", &a, &check).ok();
+    // The host end of the veth taken down: the container is cut off.
+    let veth = w.lab().state().containers[0].veth.clone().unwrap();
+    run_in_ns_ok(&w.host(), &["ip", "link", "set", &veth, "down"]);
+    let msg = w.verb("CHECK", &a, &check).error(102);
+    assert!(msg.contains("not up on bridge"), "{msg}");
 
     run_in_ns_ok(&a.netns, &["ip", "link", "del", "eth0"]);
     let msg = w.verb("CHECK", &a, &check).error(102);

@@ -95,6 +95,34 @@ fn the_bridge_keeps_its_mac() {
     }
 }
 
+/// `run --mac-address` gives the container's interface that MAC, as Docker's does; the
+/// container works (its own MAC is what the eBPF datapath lets it send from); one
+/// already taken, a bad one, or one for a container without a veth is refused.
+#[test]
+fn run_with_a_mac_address() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a", "--mac-address", "02:42:AC:12:00:42"]);
+    lab.ok(&["run", "b"]);
+    let link = lab.exec_ok("a", &["ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("link/ether 02:42:ac:12:00:42"), "{link}");
+    assert!(ping(&lab, "a", "172.18.0.3") && ping(&lab, "b", "172.18.0.2"));
+    assert_eq!(lab.status()["containers"][0]["mac"], "02:42:ac:12:00:42");
+    let err = lab.fails(&["run", "c", "--mac-address", "02:42:ac:12:00:42"]);
+    assert!(err.contains("already used by container a"), "{err}");
+    let err = lab.fails(&["run", "c", "--mac-address", "02:42:ac:12:00"]);
+    assert!(err.contains("six hex octets"), "{err}");
+    let err = lab.fails(&[
+        "run",
+        "c",
+        "--network",
+        "none",
+        "--mac-address",
+        "02:42:ac:12:00:43",
+    ]);
+    assert!(err.contains("needs --network bridge"), "{err}");
+    assert_eq!(lab.status()["containers"].as_array().unwrap().len(), 2);
+}
+
 #[test]
 fn down_leaves_nothing_behind() {
     require_root();

@@ -111,6 +111,7 @@ fn attach(
             ip: a.ip,
             runtime_netns: Some(netns.to_path_buf()),
             ifname: a.ifname.clone(),
+            mac: a.mac.clone(),
         },
     )?;
     let published = ops::publish(s, name, specs)

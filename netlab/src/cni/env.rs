@@ -24,6 +24,8 @@ pub struct Attachment {
     pub ifname: String,
     /// `IP=` in `CNI_ARGS` (podman's `--ip`): the address asked for.
     pub ip: Option<Ipv4Addr>,
+    /// `MAC=` in `CNI_ARGS` (podman's `--mac-address`): the interface's MAC.
+    pub mac: Option<String>,
 }
 
 fn invalid(msg: String) -> CniError {
@@ -67,9 +69,9 @@ fn valid_ifname(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// `CNI_ARGS`, `K=V;K=V`: `IP` is used; `IgnoreUnknown`, `K8S_*` and, with
+/// `CNI_ARGS`, `K=V;K=V`: `IP` and `MAC` are used; `IgnoreUnknown`, `K8S_*` and, with
 /// `IgnoreUnknown=1`, anything else are accepted and ignored.
-fn parse_args(args: &str) -> CniResult<Option<Ipv4Addr>> {
+fn parse_args(args: &str) -> CniResult<(Option<Ipv4Addr>, Option<String>)> {
     let pairs: Vec<(&str, &str)> = args
         .split(';')
         .filter(|p| !p.is_empty())
@@ -81,9 +83,12 @@ fn parse_args(args: &str) -> CniResult<Option<Ipv4Addr>> {
     let ignore_unknown = pairs
         .iter()
         .any(|(k, v)| *k == "IgnoreUnknown" && matches!(*v, "1" | "true" | "True"));
-    let mut ip = None;
+    let (mut ip, mut mac) = (None, None);
     for (k, v) in pairs {
         match k {
+            "MAC" => {
+                mac = Some(crate::lab::parse_mac(v).map_err(|e| invalid(format!("CNI_ARGS: {e}")))?)
+            }
             "IP" => {
                 ip = Some(
                     v.parse()
@@ -95,12 +100,12 @@ fn parse_args(args: &str) -> CniResult<Option<Ipv4Addr>> {
             _ if ignore_unknown => {}
             k => {
                 return Err(invalid(format!(
-                    "CNI_ARGS: unknown argument {k} (netlab-cni takes IP; add IgnoreUnknown=1 to pass others)"
+                    "CNI_ARGS: unknown argument {k} (netlab-cni takes IP and MAC; add IgnoreUnknown=1 to pass others)"
                 )));
             }
         }
     }
-    Ok(ip)
+    Ok((ip, mac))
 }
 
 /// The attachment an ADD, DEL or CHECK is about.
@@ -132,12 +137,13 @@ pub fn attachment(command: Command, var: &dyn Fn(&str) -> Option<String>) -> Cni
         }
         _ => {}
     }
-    let ip = parse_args(&var("CNI_ARGS").unwrap_or_default())?;
+    let (ip, mac) = parse_args(&var("CNI_ARGS").unwrap_or_default())?;
     Ok(Attachment {
         container_id,
         netns,
         ifname,
         ip,
+        mac,
     })
 }
 
@@ -186,6 +192,7 @@ mod tests {
         let a = attachment(Command::Add, &env(&base)).unwrap();
         assert_eq!(a.container_id, "abc123");
         assert_eq!(a.ip, Some(Ipv4Addr::new(10, 77, 0, 9)));
+        assert_eq!(a.mac.as_deref(), Some("02:00:00:00:00:01"));
         let without = |key: &str| -> Vec<(&str, &str)> {
             base.iter().copied().filter(|(k, _)| *k != key).collect()
         };

@@ -27,6 +27,9 @@ pub struct Args {
     /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp].
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// The container interface's MAC (default: a random one), as Docker's --mac-address.
+    #[arg(long, value_name = "MAC")]
+    pub mac_address: Option<String>,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
@@ -39,10 +42,18 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     if !specs.is_empty() && args.network != Network::Bridge {
         return Err(Error::Invalid("-p needs --network bridge".into()));
     }
+    let mac = args
+        .mac_address
+        .as_deref()
+        .map(crate::lab::parse_mac)
+        .transpose()?;
     let mut s = Session::open(lab)?;
     let c = ops::attach(
         &mut s,
-        &AttachRequest::own(&args.name, args.network, args.ip),
+        &AttachRequest {
+            mac,
+            ..AttachRequest::own(&args.name, args.network, args.ip)
+        },
     )?;
     if let Err(e) = ops::publish(&mut s, &args.name, &specs) {
         // Nothing half-done: no container without the ports it was asked to publish.

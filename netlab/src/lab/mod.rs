@@ -74,6 +74,30 @@ pub struct LabState {
     pub datapath_made: bool,
 }
 
+/// A container's MAC as asked for (`run --mac-address`, CNI's `MAC=`): six hex octets
+/// separated by `:`, unicast and not all zero; returned in lowercase, as the kernel
+/// prints it.
+pub fn parse_mac(s: &str) -> Result<String, crate::error::Error> {
+    let bad = |why: &str| crate::error::Error::Invalid(format!("MAC address {s:?}: {why}"));
+    let octets: Vec<u8> = s
+        .split(':')
+        .map(|o| {
+            (o.len() == 2)
+                .then(|| u8::from_str_radix(o, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()
+        .filter(|o: &Vec<u8>| o.len() == 6)
+        .ok_or_else(|| bad("give six hex octets, as in 02:42:ac:12:00:02"))?;
+    if octets[0] & 1 != 0 {
+        return Err(bad("a multicast address cannot be an interface's"));
+    }
+    if octets.iter().all(|&o| o == 0) {
+        return Err(bad("the zero address cannot be an interface's"));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
 fn set_up_before() -> bool {
     true
 }
@@ -185,5 +209,27 @@ impl LabState {
     /// The ports published on one container.
     pub fn ports_of<'a>(&'a self, container: &'a str) -> impl Iterator<Item = &'a Published> {
         self.ports.iter().filter(move |p| p.container == container)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mac;
+
+    #[test]
+    fn macs_as_docker_takes_them() {
+        assert_eq!(parse_mac("02:42:AC:12:00:02").unwrap(), "02:42:ac:12:00:02");
+        for bad in [
+            "",
+            "02:42:ac:12:00",
+            "02:42:ac:12:00:02:03",
+            "02-42-ac-12-00-02",
+            "2:42:ac:12:00:02",
+            "0g:42:ac:12:00:02",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkNetkit, LinkUnspec, LinkVeth,
-    packet_route::link::{LinkAttribute, LinkMessage, NetkitMode},
+    packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, NetkitMode},
 };
 
 use super::{is_errno, nl};
@@ -54,6 +54,14 @@ pub async fn all(h: &Handle) -> Result<Vec<Listed>> {
 /// Equivalent to `ip -o link show NAME` → its ifindex, if the link exists.
 pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>> {
     Ok(get(h, name).await?.map(|l| l.header.index))
+}
+
+/// Whether a link is up (administratively: `ip link set NAME up`); false when it does
+/// not exist.
+pub async fn is_up(h: &Handle, name: &str) -> Result<bool> {
+    Ok(get(h, name)
+        .await?
+        .is_some_and(|l| l.header.flags.contains(LinkFlags::Up)))
 }
 
 /// The ifindex of a link that must exist.
@@ -213,6 +221,35 @@ pub async fn set_alias(h: &Handle, name: &str, index: u32, alias: &str) -> Resul
         LinkUnspec::new_with_index(index).alias(alias).build(),
     )
     .await
+}
+
+/// Equivalent to `ip link set NAME address MAC`.
+pub async fn set_mac(h: &Handle, name: &str, index: u32, mac: [u8; 6]) -> Result<()> {
+    set(
+        h,
+        name,
+        LinkUnspec::new_with_index(index)
+            .address(mac.to_vec())
+            .build(),
+    )
+    .await
+}
+
+/// The octets of a MAC written `aa:bb:cc:dd:ee:ff`.
+pub fn mac_bytes(text: &str) -> Result<[u8; 6]> {
+    let bad = || Error::Invalid(format!("{text:?} is not a MAC address"));
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for o in mac.iter_mut() {
+        *o = parts
+            .next()
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .ok_or_else(bad)?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 /// Equivalent to `ip link set NAME netns NS` (NS given as an open namespace file).

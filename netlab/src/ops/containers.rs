@@ -22,6 +22,8 @@ pub struct AttachRequest {
     pub runtime_netns: Option<PathBuf>,
     /// The interface inside the container.
     pub ifname: String,
+    /// Its MAC (`run --mac-address`, CNI's `MAC=`; default: the kernel's random one).
+    pub mac: Option<String>,
 }
 
 impl AttachRequest {
@@ -33,6 +35,7 @@ impl AttachRequest {
             ip,
             runtime_netns: None,
             ifname: "eth0".into(),
+            mac: None,
         }
     }
 }
@@ -87,6 +90,24 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         )));
     }
     let ip = address(s, req)?;
+    if let Some(mac) = &req.mac {
+        if req.network != Network::Bridge {
+            return Err(Error::Invalid(
+                "a MAC address needs --network bridge".into(),
+            ));
+        }
+        if let Some(other) = s
+            .state
+            .containers
+            .iter()
+            .find(|c| c.mac.as_ref() == Some(mac))
+        {
+            return Err(Error::Conflict(format!(
+                "MAC address {mac} is already used by container {}",
+                other.name
+            )));
+        }
+    }
     let mut c = Container {
         name: req.name.clone(),
         network: req.network,
@@ -96,7 +117,8 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         ifname: req.ifname.clone(),
         ip,
         veth: (req.network == Network::Bridge).then(|| names::veth(&lab, &req.name)),
-        mac: None,
+        // The one asked for is given to the interface; the kernel's is read back.
+        mac: req.mac.clone(),
     };
     // Journal first, and again with the namespace's cookie before it is mounted at
     // its name: a crash at any point is undone by the next command (see `journal`).

@@ -275,9 +275,16 @@ fn build_container(
         state.bridge_addr,
     );
     let ifname = c.ifname.clone();
+    let asked = match &c.mac {
+        Some(m) => Some(link::mac_bytes(m)?),
+        None => None,
+    };
     c.mac = Some(netns::netlink_in(&ns, |h| async move {
         let p = link::require(&h, &peer).await?;
         link::rename(&h, &peer, p, &ifname).await?;
+        if let Some(mac) = asked {
+            link::set_mac(&h, &ifname, p, mac).await?;
+        }
         addr::add(&h, &ifname, p, ip, prefix).await?;
         // Announce the MAC when the link comes up (gratuitous ARP), as Docker does: a
         // neighbour still holding the MAC of an earlier container with this address
@@ -405,13 +412,15 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
             return Ok(false);
         };
         match link::index(&h, &veth).await? {
-            Some(_) => Ok(link::master(&h, &veth).await? == Some(br)),
+            Some(_) => {
+                Ok(link::master(&h, &veth).await? == Some(br) && link::is_up(&h, &veth).await?)
+            }
             None => Ok(false),
         }
     })?;
     if !on_bridge {
         return differs(format!(
-            "the host end of {}'s veth is not on bridge {}",
+            "the host end of {}'s veth is not up on bridge {}",
             c.name, state.bridge
         ));
     }
