@@ -214,10 +214,14 @@ pub fn run(opts: &Options) -> Result<Report> {
         ),
         None => String::new(),
     };
+    // Scenarios e and h time commands rather than run for --duration.
+    let measuring = match opts.measuring_secs() {
+        0 => "the commands' own time".to_string(),
+        secs => format!("about {secs} s of measurement"),
+    };
     eprintln!(
-        "netlab bench: {} round(s) x {setups} datapath(s) = {labs} labs{reference}; about {} s of measurement plus setup{more}",
+        "netlab bench: {} round(s) x {setups} datapath(s) = {labs} labs{reference}; {measuring} plus setup{more}",
         opts.runs,
-        opts.measuring_secs()
     );
     let mut plan: Vec<(Contender, Scenario)> = contenders
         .iter()

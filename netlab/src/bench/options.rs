@@ -180,9 +180,12 @@ impl Options {
                     "unknown scenario {letter:?} in --scenario: use letters a to i"
                 ))
             })?;
-            if !scenarios.contains(&s) {
-                scenarios.push(s);
+            if scenarios.contains(&s) {
+                return Err(Error::Invalid(format!(
+                    "scenario {letter} is given twice in --scenario"
+                )));
             }
+            scenarios.push(s);
         }
         scenarios.sort();
         if scenarios.contains(&Scenario::F) {
@@ -894,6 +897,7 @@ mod tests {
             (Box::new(move |f| f.goals = goal), "not in --datapath"),
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),
             (Box::new(|f| f.datapath = ""), "nothing to measure"),
+            (Box::new(|f| f.scenario = "a,b,a"), "given twice"),
             (
                 Box::new(|f| {
                     f.datapath = "iptables";
