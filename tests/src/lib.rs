@@ -295,6 +295,29 @@ impl Lab {
         Background(Some(child))
     }
 
+    /// Gives the lab host's default route (by the sandbox's uplink) an MTU of its own,
+    /// locked, below its devices' (a tunnel's, a cloud's): `ip route replace default
+    /// via 198.51.100.1 dev eth0 mtu lock MTU`.
+    pub fn lock_route_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        self.exec_ok(
+            "host",
+            &[
+                "ip",
+                "route",
+                "replace",
+                "default",
+                "via",
+                "198.51.100.1",
+                "dev",
+                "eth0",
+                "mtu",
+                "lock",
+                &mtu,
+            ],
+        );
+    }
+
     /// `python3 -m http.server PORT` in a namespace, once it listens. Its output (the
     /// request log, with client addresses) comes back from [`Background::finish`].
     pub fn http_server(&self, name: &str, port: u16) -> Background {

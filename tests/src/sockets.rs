@@ -147,14 +147,8 @@ pub fn icmp_echo_request(ns: &Path, src: Ipv4Addr, dst: Ipv4Addr, id: u16) {
     msg[8..].copy_from_slice(b"netlab!!");
     msg[4..6].copy_from_slice(&id.to_be_bytes());
     msg[6..8].copy_from_slice(&1u16.to_be_bytes());
-    let mut sum: u32 = msg
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = crate::packet::checksum(&msg);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
     send_raw(ns, libc::IPPROTO_ICMP, src, dst, &msg);
 }
 

@@ -252,22 +252,7 @@ fn path_mtu_discovery_through_the_nat(dp: &str) {
 fn the_route_mtu_of_the_lab_host_holds_for_containers(dp: &str) {
     let lab = lab(dp);
     lab.ok(&["run", "a"]);
-    lab.exec_ok(
-        "host",
-        &[
-            "ip",
-            "route",
-            "replace",
-            "default",
-            "via",
-            "198.51.100.1",
-            "dev",
-            "eth0",
-            "mtu",
-            "lock",
-            "1400",
-        ],
-    );
+    lab.lock_route_mtu(1400);
     let sock = udp(&lab.ns("a"), "0.0.0.0:0");
     let to = SocketAddr::from((INTERNET, 9999));
     let learnt = || {

@@ -1145,22 +1145,7 @@ fn the_fast_path_holds_packets_to_the_routes_mtu() {
     let FastLab {
         lab, mut dp, host, ..
     } = FastLab::new();
-    lab.exec_ok(
-        "host",
-        &[
-            "ip",
-            "route",
-            "replace",
-            "default",
-            "via",
-            "198.51.100.1",
-            "dev",
-            "eth0",
-            "mtu",
-            "lock",
-            "1400",
-        ],
-    );
+    lab.lock_route_mtu(1400);
     in_ns(&host, || {
         netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
         // 1,380 bytes of payload and 40 of headers do not fit 1,400; 1,360 do. A SYN
