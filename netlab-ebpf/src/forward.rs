@@ -149,7 +149,7 @@ pub fn plan(
     }
     let size = wire_len(ctx, pkt);
     if let Some(hop) = next_hop::cached(src, dst, now) {
-        if !next_hop::fits(ctx, hop, size) {
+        if !next_hop::fits(hop, size) {
             return Plan::stack(st, counter::SLOW_MTU);
         }
         st.count(counter::NEXT_HOP_CACHED);
@@ -178,8 +178,15 @@ pub fn plan(
     }
     // The lookup checked the device's MTU; forwarding holds the packet to the route's,
     // which may be smaller (a route MTU, a path MTU learnt from an ICMP).
-    let Some(mtu) = route_mtu else {
+    let Some(route_mtu) = route_mtu else {
         return Plan::stack(st, counter::SLOW_OTHER);
+    };
+    // A locked route MTU may exceed the device's, which the lookup returned.
+    let dev_mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
+    let mtu = if rc == BPF_FIB_LKUP_RET_SUCCESS && dev_mtu < route_mtu {
+        dev_mtu
+    } else {
+        route_mtu
     };
     if size > mtu {
         return Plan::stack(st, counter::SLOW_MTU);

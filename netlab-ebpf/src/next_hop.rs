@@ -12,13 +12,10 @@
 //! destination, or the device's), checked on every packet as forwarding checks it: a
 //! packet's IP length, a GSO packet's segments, must fit.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
-use netlab_common::proto::ETH_HLEN;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 
 /// Slots per CPU (a power of two).
 const SLOTS: u32 = 256;
-/// `is_skb_forwardable`'s allowance beyond the MTU: the link header and a VLAN tag.
-const VLAN_HLEN: u32 = 4;
 
 /// One cached lookup; `at` 0 is an empty slot (the coarse clock is never 0 seconds
 /// when a packet is forwarded).
@@ -62,11 +59,10 @@ pub fn remember(src: u32, dst: u32, now: u32, mtu: u32, dmac: &[u8; 6], smac: &[
     }
 }
 
-/// Whether the packet fits the cached route's MTU: as the kernel's lookup decides it
-/// for the device (`is_skb_forwardable`), and `size` (its IP length, or a GSO
-/// segment's) within the route's MTU, as forwarding checks it.
+/// Whether a packet of `size` (its IP length, or a GSO packet's segment length) fits
+/// the cached MTU (the route's, or the device's where that is smaller), as forwarding
+/// checks it.
 #[inline(always)]
-pub fn fits(ctx: &TcContext, hop: &NextHop, size: u32) -> bool {
-    let skb = unsafe { &*ctx.skb.skb };
-    (skb.len <= hop.mtu + ETH_HLEN as u32 + VLAN_HLEN || skb.gso_size != 0) && size <= hop.mtu
+pub fn fits(hop: &NextHop, size: u32) -> bool {
+    size <= hop.mtu
 }
