@@ -87,7 +87,7 @@ fn parse_args(args: &str) -> CniResult<(Option<Ipv4Addr>, Option<String>)> {
     for (k, v) in pairs {
         match k {
             "MAC" => {
-                mac = Some(crate::lab::parse_mac(v).map_err(|e| invalid(format!("CNI_ARGS: {e}")))?)
+                mac = Some(crate::lab::check_mac(v).map_err(|e| invalid(format!("CNI_ARGS: {e}")))?)
             }
             "IP" => {
                 ip = Some(

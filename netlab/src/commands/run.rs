@@ -45,7 +45,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     let mac = args
         .mac_address
         .as_deref()
-        .map(crate::lab::parse_mac)
+        .map(crate::lab::check_mac)
         .transpose()?;
     let mut s = Session::open(lab)?;
     let c = ops::attach(

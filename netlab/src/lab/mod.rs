@@ -74,10 +74,10 @@ pub struct LabState {
     pub datapath_made: bool,
 }
 
-/// A container's MAC as asked for (`run --mac-address`, CNI's `MAC=`): six hex octets
+/// Checks a container's MAC as asked for (`run --mac-address`, CNI's `MAC=`): six hex octets
 /// separated by `:`, unicast and not all zero; returned in lowercase, as the kernel
 /// prints it.
-pub fn parse_mac(s: &str) -> Result<String, crate::error::Error> {
+pub fn check_mac(s: &str) -> Result<String, crate::error::Error> {
     let bad = |why: &str| crate::error::Error::Invalid(format!("MAC address {s:?}: {why}"));
     let octets: Vec<u8> = s
         .split(':')
@@ -214,11 +214,11 @@ impl LabState {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_mac;
+    use super::check_mac;
 
     #[test]
     fn macs_as_docker_takes_them() {
-        assert_eq!(parse_mac("02:42:AC:12:00:02").unwrap(), "02:42:ac:12:00:02");
+        assert_eq!(check_mac("02:42:AC:12:00:02").unwrap(), "02:42:ac:12:00:02");
         for bad in [
             "",
             "02:42:ac:12:00",
@@ -229,7 +229,7 @@ mod tests {
             "01:00:5e:00:00:01",
             "00:00:00:00:00:00",
         ] {
-            assert!(parse_mac(bad).is_err(), "{bad}");
+            assert!(check_mac(bad).is_err(), "{bad}");
         }
     }
 }

@@ -235,23 +235,6 @@ pub async fn set_mac(h: &Handle, name: &str, index: u32, mac: [u8; 6]) -> Result
     .await
 }
 
-/// The octets of a MAC written `aa:bb:cc:dd:ee:ff`.
-pub fn mac_bytes(text: &str) -> Result<[u8; 6]> {
-    let bad = || Error::Invalid(format!("{text:?} is not a MAC address"));
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for o in mac.iter_mut() {
-        *o = parts
-            .next()
-            .and_then(|p| u8::from_str_radix(p, 16).ok())
-            .ok_or_else(bad)?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(mac)
-}
-
 /// Equivalent to `ip link set NAME netns NS` (NS given as an open namespace file).
 pub async fn move_to_netns(h: &Handle, name: &str, index: u32, ns: BorrowedFd<'_>) -> Result<()> {
     set(

@@ -276,7 +276,7 @@ fn build_container(
     );
     let ifname = c.ifname.clone();
     let asked = match &c.mac {
-        Some(m) => Some(link::mac_bytes(m)?),
+        Some(m) => Some(link::parse_mac(m)?),
         None => None,
     };
     c.mac = Some(netns::netlink_in(&ns, |h| async move {
