@@ -198,6 +198,7 @@ impl NetConf {
             datapath: self.datapath()?.unwrap_or(DatapathKind::Ebpf),
             device: self.device()?.unwrap_or_default(),
             subnet: self.subnet()?.unwrap_or_else(default_subnet),
+            subnet6: None,
             uplink: self.string("uplink")?.map(str::to_string),
             bridge: self.bridge()?.map(str::to_string),
             nat: self.nat()?,

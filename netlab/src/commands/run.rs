@@ -60,9 +60,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         let _ = ops::detach(&mut s, &args.name);
         return Err(e);
     }
-    match c.ip {
-        Some(ip) => println!("{} {ip}", args.name),
-        None => println!("{}", args.name),
+    match (c.ip, c.ip.and_then(|ip| s.state.ip6_of(ip))) {
+        (Some(ip), Some(ip6)) => println!("{} {ip} {ip6}", args.name),
+        (Some(ip), None) => println!("{} {ip}", args.name),
+        _ => println!("{}", args.name),
     }
     Ok(())
 }

@@ -35,11 +35,13 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "datapath": state.datapath,
             "device": state.device,
             "subnet": state.subnet,
-            "bridge": {"name": state.bridge, "address": state.bridge_addr},
+            "subnet6": state.subnet6,
+            "bridge": {"name": state.bridge, "address": state.bridge_addr, "address6": state.bridge_addr6()},
             "uplink": {"name": state.uplink, "address": state.uplink_addr},
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
-                "name": c.name, "network": c.network, "ip": c.ip, "netns": c.netns,
+                "name": c.name, "network": c.network, "ip": c.ip,
+                "ip6": c.ip.and_then(|ip| state.ip6_of(ip)), "netns": c.netns,
                 "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
                 "state": health(i),
             })).collect::<Vec<_>>(),
@@ -56,8 +58,14 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     println!("datapath   {}", state.datapath.name());
     println!("device     {}", state.device.name());
     println!(
-        "bridge     {} {}/{}",
-        state.bridge, state.bridge_addr, state.subnet.prefix
+        "bridge     {} {}/{}{}",
+        state.bridge,
+        state.bridge_addr,
+        state.subnet.prefix,
+        match state.subnet6 {
+            Some(s6) => format!(" {}/{}", s6.gateway(), s6.prefix),
+            None => String::new(),
+        }
     );
     println!("uplink     {} {}", state.uplink, state.uplink_addr);
     // The routed datapath translates nothing.

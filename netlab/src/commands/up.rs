@@ -1,8 +1,8 @@
 //! `netlab up`: build the lab, or nothing at all.
 
 use crate::{
-    error::Result,
-    lab::{DatapathKind, Device, NatOptions, options::parse_port_range},
+    error::{Error, Result},
+    lab::{DatapathKind, Device, NatOptions, options::parse_port_range, subnet6},
     ops::{self, UpRequest},
 };
 
@@ -24,6 +24,14 @@ pub struct Args {
     /// The containers' subnet; the bridge takes its first address.
     #[arg(long, default_value = "172.18.0.0/16")]
     pub subnet: String,
+    /// Dual-stack containers: each gets an IPv6 address beside its IPv4 one, masqueraded
+    /// behind the uplink's, and published ports answer on both families (sandbox labs,
+    /// iptables and nftables datapaths).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// The containers' IPv6 subnet (with --ipv6); the bridge takes its ::1.
+    #[arg(long)]
+    pub subnet6: Option<String>,
     /// The interface to masquerade behind (default: the default route's). Not with --sandbox.
     #[arg(long)]
     pub uplink: Option<String>,
@@ -73,12 +81,18 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let (port_min, port_max) = parse_port_range(&args.nat_ports)?;
+    let subnet6 = match (args.ipv6, &args.subnet6) {
+        (false, Some(_)) => return Err(Error::Invalid("--subnet6 needs --ipv6".into())),
+        (false, None) => None,
+        (true, given) => Some(given.as_deref().unwrap_or(subnet6::DEFAULT).parse()?),
+    };
     let req = UpRequest {
         lab: lab.to_string(),
         sandbox: args.sandbox,
         datapath: args.datapath,
         device: args.device,
         subnet: args.subnet.parse()?,
+        subnet6,
         uplink: args.uplink,
         bridge: None,
         nat: NatOptions {
@@ -100,10 +114,14 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     };
     let state = ops::up(&req)?;
     println!(
-        "lab {lab} is up: bridge {} {}/{}, uplink {} {}{}, datapath {}{}",
+        "lab {lab} is up: bridge {} {}/{}{}, uplink {} {}{}, datapath {}{}",
         state.bridge,
         state.bridge_addr,
         state.subnet.prefix,
+        match state.subnet6 {
+            Some(s6) => format!(" {}/{}", s6.gateway(), s6.prefix),
+            None => String::new(),
+        },
         state.uplink,
         state.uplink_addr,
         if state.sandbox { " (sandbox)" } else { "" },

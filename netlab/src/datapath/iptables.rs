@@ -24,6 +24,10 @@
 //! in it included. The chains are shared by the whole namespace, as Docker's are, so
 //! one iptables lab runs per namespace (a sandbox lab has its own). Port ranges are
 //! expanded to one rule per port, as Docker does.
+//!
+//! A dual-stack lab (`--ipv6`) has the same rules in `ip6tables`, on the IPv6 subnet,
+//! without the 127/8 ones, and with `! -d ::1/128` on the output jump (as Docker's):
+//! a port on every address leads to the container's IPv6 address there too.
 
 use std::fmt::Write as _;
 
@@ -51,6 +55,22 @@ pub struct Iptables {
     backend: Backend,
 }
 
+/// The address families a lab's rules are written for: IPv4, and IPv6 with `--ipv6`
+/// (the same rules through `ip6tables`, in its own tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+fn families(state: &LabState) -> &'static [Family] {
+    if state.subnet6.is_some() {
+        &[Family::V4, Family::V6]
+    } else {
+        &[Family::V4]
+    }
+}
+
 impl Iptables {
     pub fn nft() -> Self {
         Self {
@@ -64,39 +84,66 @@ impl Iptables {
         }
     }
 
-    fn save_tool(&self) -> &'static str {
-        match self.backend {
-            Backend::Nft => "iptables-nft-save",
-            Backend::Legacy => "iptables-legacy-save",
-        }
+    fn tool(&self, family: Family, what: &str) -> String {
+        let ip = match family {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        };
+        let backend = match self.backend {
+            Backend::Nft => "nft",
+            Backend::Legacy => "legacy",
+        };
+        format!("{ip}-{backend}-{what}")
     }
 
-    /// Equivalent to `iptables-save` in the lab host.
-    fn save(&self, state: &LabState) -> Result<String> {
-        netfilter::run(state, self.save_tool(), &[], None)
+    /// Equivalent to `iptables-save` (`ip6tables-save`) in the lab host.
+    fn save(&self, state: &LabState, family: Family) -> Result<String> {
+        netfilter::run(state, &self.tool(family, "save"), &[], None)
     }
 
-    /// Equivalent to `iptables-restore --noflush < script` in the lab host.
-    fn restore(&self, state: &LabState, script: &Script) -> Result<()> {
+    /// Equivalent to `iptables-restore --noflush < script` (`ip6tables-restore`) in the
+    /// lab host.
+    fn restore(&self, state: &LabState, family: Family, script: &Script) -> Result<()> {
         if script.is_empty() {
             return Ok(());
         }
-        let (tool, args): (&str, &[&str]) = match self.backend {
-            Backend::Nft => ("iptables-nft-restore", &["--noflush"]),
+        let args: &[&str] = match self.backend {
+            Backend::Nft => &["--noflush"],
             // The legacy backend serialises on one machine-wide lock file.
-            Backend::Legacy => ("iptables-legacy-restore", &["--noflush", "--wait=60"]),
+            Backend::Legacy => &["--noflush", "--wait=60"],
         };
-        netfilter::run(state, tool, args, Some(&script.text())).map(drop)
+        netfilter::run(
+            state,
+            &self.tool(family, "restore"),
+            args,
+            Some(&script.text()),
+        )
+        .map(drop)
     }
 
-    /// Adds the rules of `ports`, the filter table first: when the nat table fails,
-    /// the filter rules are taken back, so nothing is left half-published.
+    /// Adds the rules of `ports`, the filter table first, family by family: when a
+    /// table fails, what this call added is taken back, so nothing is left
+    /// half-published.
     fn add_ports(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        let rules = port_rules(state, ports);
-        self.restore(state, &rules.script("-A", "filter"))?;
-        if let Err(e) = self.restore(state, &rules.script("-A", "nat")) {
-            let _ = self.restore(state, &rules.script("-D", "filter"));
-            return Err(e);
+        let mut done: Vec<(Family, PortRules)> = Vec::new();
+        for &family in families(state) {
+            let rules = port_rules(state, ports, family);
+            let added = self
+                .restore(state, family, &rules.script("-A", "filter"))
+                .and_then(|()| {
+                    self.restore(state, family, &rules.script("-A", "nat"))
+                        .inspect_err(|_| {
+                            let _ = self.restore(state, family, &rules.script("-D", "filter"));
+                        })
+                });
+            if let Err(e) = added {
+                for (f, r) in done.iter().rev() {
+                    let _ = self.restore(state, *f, &r.script("-D", "nat"));
+                    let _ = self.restore(state, *f, &r.script("-D", "filter"));
+                }
+                return Err(e);
+            }
+            done.push((family, rules));
         }
         Ok(())
     }
@@ -138,9 +185,13 @@ fn tag() -> String {
     format!("-m comment --comment {}", netfilter::TAG)
 }
 
-/// The rules `setup` installs.
-fn setup_script(state: &LabState, nat: &NatOptions) -> Script {
-    let (br, subnet, t) = (&state.bridge, state.subnet.to_string(), tag());
+/// The rules `setup` installs for one family (IPv6: the same, without the 127/8 ones).
+fn setup_script(state: &LabState, nat: &NatOptions, family: Family) -> Script {
+    let subnet = match (family, state.subnet6) {
+        (Family::V6, Some(s6)) => s6.to_string(),
+        _ => state.subnet.to_string(),
+    };
+    let (br, t, v4) = (&state.bridge, tag(), family == Family::V4);
     let mut s = Script::default();
 
     // Docker 28's "direct access" drop: nothing but published ports (DNAT, which comes
@@ -150,20 +201,25 @@ fn setup_script(state: &LabState, nat: &NatOptions) -> Script {
         "raw",
         format!("-A PREROUTING -d {subnet} ! -i {br} {t} -j DROP"),
     );
-    s.push(
-        "raw",
-        format!("-A PREROUTING -d 127.0.0.0/8 ! -i lo {t} -j DROP"),
-    );
+    if v4 {
+        s.push(
+            "raw",
+            format!("-A PREROUTING -d 127.0.0.0/8 ! -i lo {t} -j DROP"),
+        );
+    }
 
     s.push("nat", format!(":{PORTS} - [0:0]"));
     s.push(
         "nat",
         format!("-A PREROUTING -m addrtype --dst-type LOCAL {t} -j {PORTS}"),
     );
-    // No userland proxy, so unlike Docker's default 127.0.0.0/8 is not excluded.
+    // No userland proxy, so unlike Docker's default 127.0.0.0/8 is not excluded; ::1 is,
+    // as in Docker's ip6tables rules: the kernel never routes it off the host, so a
+    // connection to [::1]:PORT is refused rather than translated into a black hole.
+    let not_lo6 = if v4 { "" } else { "! -d ::1/128 " };
     s.push(
         "nat",
-        format!("-A OUTPUT -m addrtype --dst-type LOCAL {t} -j {PORTS}"),
+        format!("-A OUTPUT {not_lo6}-m addrtype --dst-type LOCAL {t} -j {PORTS}"),
     );
     let ports = format!("{}-{}", nat.port_min, nat.port_max);
     for proto in ["tcp", "udp"] {
@@ -185,10 +241,12 @@ fn setup_script(state: &LabState, nat: &NatOptions) -> Script {
         "nat",
         format!("-A POSTROUTING -s {subnet} -o {br} -m conntrack --ctstate DNAT {t} -j MASQUERADE"),
     );
-    s.push(
-        "nat",
-        format!("-A POSTROUTING -s 127.0.0.0/8 -o {br} {t} -j MASQUERADE"),
-    );
+    if v4 {
+        s.push(
+            "nat",
+            format!("-A POSTROUTING -s 127.0.0.0/8 -o {br} {t} -j MASQUERADE"),
+        );
+    }
 
     for chain in [
         "NETLAB-USER",
@@ -245,7 +303,9 @@ impl PortRules {
     }
 }
 
-fn port_rules(state: &LabState, ports: &[Published]) -> PortRules {
+/// The rules of `ports` in one family: a port on one (IPv4) host address has none in
+/// IPv6; a port on every address leads to the container's IPv6 address there.
+fn port_rules(state: &LabState, ports: &[Published], family: Family) -> PortRules {
     let (br, t) = (&state.bridge, tag());
     let mut rules = PortRules {
         nat: Vec::new(),
@@ -253,19 +313,26 @@ fn port_rules(state: &LabState, ports: &[Published]) -> PortRules {
     };
     for port in ports {
         let p = port.spec.proto.name();
-        let dst = port
-            .spec
-            .host_ip
-            .map(|ip| format!("-d {ip}/32 "))
-            .unwrap_or_default();
+        let (dst, to, ctr) = match family {
+            Family::V4 => (
+                port.spec
+                    .host_ip
+                    .map(|ip| format!("-d {ip}/32 "))
+                    .unwrap_or_default(),
+                port.ctr_ip.to_string(),
+                format!("{}/32", port.ctr_ip),
+            ),
+            Family::V6 => match (port.spec.host_ip, state.ip6_of(port.ctr_ip)) {
+                (None, Some(ip6)) => (String::new(), format!("[{ip6}]"), format!("{ip6}/128")),
+                _ => continue,
+            },
+        };
         for (hp, cp) in netfilter::pairs(&port.spec) {
             rules.nat.push(format!(
-                "{dst}-p {p} -m {p} --dport {hp} {t} -j DNAT --to-destination {}:{cp}",
-                port.ctr_ip
+                "{dst}-p {p} -m {p} --dport {hp} {t} -j DNAT --to-destination {to}:{cp}"
             ));
             rules.filter.push(format!(
-                "-d {}/32 ! -i {br} -o {br} -p {p} -m {p} --dport {cp} {t} -j ACCEPT",
-                port.ctr_ip
+                "-d {ctr} ! -i {br} -o {br} -p {p} -m {p} --dport {cp} {t} -j ACCEPT"
             ));
         }
     }
@@ -323,7 +390,7 @@ fn chain_of(line: &str) -> &str {
 /// each other; the per-port rules go with them). `NETLAB-USER` is the user's to fill,
 /// as Docker's `DOCKER-USER`: holding rules, it stays, with them. In a sandbox the
 /// FORWARD policy goes back to ACCEPT.
-fn teardown_script(saved: &str, state: &LabState) -> Script {
+fn teardown_script(saved: &str, state: &LabState, family: Family) -> Script {
     // What `saved` holds, by table: its chains and its rule lines.
     let mut tables: Vec<(&str, Vec<&str>, Vec<&str>, bool)> = Vec::new();
     for line in saved.lines().map(str::trim) {
@@ -348,7 +415,7 @@ fn teardown_script(saved: &str, state: &LabState) -> Script {
             .map_or(&[][..], |(_, c)| *c)
     };
     let mut s = Script::default();
-    for (table, lines) in &setup_script(state, &state.nat).0 {
+    for (table, lines) in &setup_script(state, &state.nat, family).0 {
         let Some((_, _, rules, forward_drop)) = find(table) else {
             continue;
         };
@@ -386,18 +453,26 @@ fn teardown_script(saved: &str, state: &LabState) -> Script {
 
 impl Datapath for Iptables {
     fn check_free(&self, state: &LabState) -> Result<()> {
-        if holds_netlabs(&self.save(state)?) {
-            return Err(Error::Conflict(format!(
-                "netlab's iptables rules are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first (or use --sandbox)",
-                state.name
-            )));
+        for &family in families(state) {
+            if holds_netlabs(&self.save(state, family)?) {
+                return Err(Error::Conflict(format!(
+                    "netlab's {} rules are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first (or use --sandbox)",
+                    match family {
+                        Family::V4 => "iptables",
+                        Family::V6 => "ip6tables",
+                    },
+                    state.name
+                )));
+            }
         }
         Ok(())
     }
 
     fn setup(&self, state: &LabState) -> Result<()> {
         netfilter::prepare_host(state)?;
-        self.restore(state, &setup_script(state, &state.nat))?;
+        for &family in families(state) {
+            self.restore(state, family, &setup_script(state, &state.nat, family))?;
+        }
         netfilter::set_timeouts(state)
     }
 
@@ -407,8 +482,13 @@ impl Datapath for Iptables {
         if !topology::host_is_the_labs(state) {
             return Ok(());
         }
-        let saved = self.save(state)?;
-        self.restore(state, &teardown_script(&saved, state))
+        let mut errors = crate::error::Errors::default();
+        for &family in families(state) {
+            errors.check(self.save(state, family).and_then(|saved| {
+                self.restore(state, family, &teardown_script(&saved, state, family))
+            }));
+        }
+        errors.into_result()
     }
 
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
@@ -420,10 +500,11 @@ impl Datapath for Iptables {
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let rules = port_rules(state, ports);
-        let deleted = self
-            .restore(state, &rules.script("-D", "nat"))
-            .and_then(|()| self.restore(state, &rules.script("-D", "filter")));
+        let deleted = families(state).iter().try_for_each(|&family| {
+            let rules = port_rules(state, ports, family);
+            self.restore(state, family, &rules.script("-D", "nat"))
+                .and_then(|()| self.restore(state, family, &rules.script("-D", "filter")))
+        });
         if deleted.is_err() {
             // A rule already gone (a firewall reload, someone's `iptables -F`) fails
             // the whole table's transaction: what is still there goes, one by one.
@@ -436,17 +517,19 @@ impl Datapath for Iptables {
     /// may have committed the filter table and not the nat table).
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let saved = self.save(state)?;
-        let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
-        let rules = port_rules(state, ports);
-        for (table, list) in [("nat", &rules.nat), ("filter", &rules.filter)] {
-            let mut s = Script::default();
-            for r in list {
-                if present.contains(format!("-A {PORTS} {r}").as_str()) {
-                    s.push(table, format!("-D {PORTS} {r}"));
+        for &family in families(state) {
+            let saved = self.save(state, family)?;
+            let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
+            let rules = port_rules(state, ports, family);
+            for (table, list) in [("nat", &rules.nat), ("filter", &rules.filter)] {
+                let mut s = Script::default();
+                for r in list {
+                    if present.contains(format!("-A {PORTS} {r}").as_str()) {
+                        s.push(table, format!("-D {PORTS} {r}"));
+                    }
                 }
+                self.restore(state, family, &s)?;
             }
-            self.restore(state, &s)?;
         }
         netfilter::forget_flows(state, ports)
     }
@@ -472,7 +555,7 @@ mod tests {
 
     #[test]
     fn setup_has_the_seed_rule_and_dockers_forward_structure() {
-        let text = setup_script(&lab(), &NatOptions::default()).text();
+        let text = setup_script(&lab(), &NatOptions::default(), Family::V4).text();
         assert!(text.contains(
             "-A POSTROUTING -s 172.18.0.0/16 ! -o nl-x -m comment --comment netlab -j MASQUERADE\n"
         ));
@@ -485,7 +568,7 @@ mod tests {
         }
         let mut other = lab();
         other.sandbox = false;
-        let text = setup_script(&other, &NatOptions::default()).text();
+        let text = setup_script(&other, &NatOptions::default(), Family::V4).text();
         assert!(!text.contains(":FORWARD DROP"), "policy outside a sandbox");
     }
 
@@ -498,6 +581,7 @@ mod tests {
                 published("198.51.100.2:8080:80"),
                 published("5000-5001:6000-6001/udp"),
             ],
+            Family::V4,
         );
         assert_eq!(
             rules.nat,
@@ -518,12 +602,41 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_has_the_same_rules_on_the_ipv6_subnet() {
+        let mut lab = lab();
+        lab.subnet6 = Some("fd00:ac12::/64".parse().unwrap());
+        let text = setup_script(&lab, &NatOptions::default(), Family::V6).text();
+        assert!(text.contains(
+            "-A POSTROUTING -s fd00:ac12::/64 ! -o nl-x -m comment --comment netlab -j MASQUERADE\n"
+        ));
+        assert!(text.contains("*raw\n-A PREROUTING -d fd00:ac12::/64 ! -i nl-x"));
+        assert!(!text.contains("127.0.0.0/8"), "{text}");
+        let rules = port_rules(
+            &lab,
+            &[published("8080:80"), published("198.51.100.2:9090:90")],
+            Family::V6,
+        );
+        assert_eq!(
+            rules.nat,
+            [
+                "-p tcp -m tcp --dport 8080 -m comment --comment netlab -j DNAT --to-destination [fd00:ac12::2]:80"
+            ]
+        );
+        assert_eq!(
+            rules.filter,
+            [
+                "-d fd00:ac12::2/128 ! -i nl-x -o nl-x -p tcp -m tcp --dport 80 -m comment --comment netlab -j ACCEPT"
+            ]
+        );
+    }
+
+    #[test]
     fn teardown_removes_what_setup_wrote_and_nothing_else() {
         let state = lab();
         // What `iptables-save` shows after `setup`, with the user's own things beside
         // it: a rule carrying netlab's tag, a chain with netlab's prefix, a rule of
         // theirs in NETLAB-USER.
-        let mut saved = setup_script(&state, &state.nat)
+        let mut saved = setup_script(&state, &state.nat, Family::V4)
             .text()
             .replace("COMMIT\n", "");
         saved = saved.replace(
@@ -534,7 +647,7 @@ mod tests {
             "*nat\n",
             "*nat\n-A POSTROUTING -s 10.0.0.0/8 -m comment --comment netlab -j MASQUERADE\n",
         );
-        let text = teardown_script(&saved, &state).text();
+        let text = teardown_script(&saved, &state, Family::V4).text();
         for theirs in [
             "10.0.0.0/8",
             "NETLAB-MINE",
@@ -554,12 +667,19 @@ mod tests {
             assert!(text.contains(ours), "no {ours} in:\n{text}");
         }
         // Without the user's rule, NETLAB-USER goes too; with nothing of netlab's, nothing.
-        let bare = setup_script(&state, &state.nat).text();
+        let bare = setup_script(&state, &state.nat, Family::V4).text();
         assert!(
-            teardown_script(&bare, &state)
+            teardown_script(&bare, &state, Family::V4)
                 .text()
                 .contains("-X NETLAB-USER")
         );
-        assert!(teardown_script("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", &state).is_empty());
+        assert!(
+            teardown_script(
+                "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n",
+                &state,
+                Family::V4
+            )
+            .is_empty()
+        );
     }
 }

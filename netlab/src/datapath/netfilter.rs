@@ -8,7 +8,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use crate::{
     error::{Error, Result},
@@ -103,10 +106,12 @@ pub fn on_path(program: &str) -> bool {
 
 /// The sysctls of the lab host namespace that both netfilter datapaths need before
 /// their rules: bridged frames go through the IPv4 hooks (`bridge-nf-call-iptables`,
-/// as Docker has it), and the bridge routes 127.0.0.1 (host-local publishing on
+/// as Docker has it; and the IPv6 hooks in a lab with IPv6), and the bridge routes 127.0.0.1 (host-local publishing on
 /// 127.0.0.1, as Docker without its userland proxy).
 pub fn prepare_host(state: &LabState) -> Result<()> {
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", state.bridge);
+    // Bridged IPv6 frames through the IPv6 hooks too (sandbox labs only have IPv6).
+    let ipv6 = state.subnet6.is_some();
     netns::run_in(&topology::host_ns(state), || {
         if !Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
             return Err(Error::Invalid(format!(
@@ -114,6 +119,9 @@ pub fn prepare_host(state: &LabState) -> Result<()> {
             )));
         }
         sysctl::set(BRIDGE_NF_CALL_IPTABLES, "1")?;
+        if ipv6 {
+            sysctl::set(sysctl::BRIDGE_NF_CALL_IP6TABLES, "1")?;
+        }
         sysctl::set(&localnet, "1")
     })
 }
@@ -205,8 +213,8 @@ pub fn require_conntrack_tool() -> Result<()> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtFlow {
     pub proto: String,
-    pub orig: (Ipv4Addr, Ipv4Addr, u16, u16),
-    pub reply: (Ipv4Addr, Ipv4Addr, u16, u16),
+    pub orig: (IpAddr, IpAddr, u16, u16),
+    pub reply: (IpAddr, IpAddr, u16, u16),
 }
 
 /// Parses `conntrack -L` output (TCP and UDP lines; others are skipped).
@@ -215,8 +223,8 @@ pub fn parse_flows(text: &str) -> Vec<CtFlow> {
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let proto = words.next()?.to_string();
-            let mut tuples: Vec<(Ipv4Addr, Ipv4Addr, u16, u16)> = Vec::new();
-            let mut cur: (Option<Ipv4Addr>, Option<Ipv4Addr>, Option<u16>, Option<u16>) =
+            let mut tuples: Vec<(IpAddr, IpAddr, u16, u16)> = Vec::new();
+            let mut cur: (Option<IpAddr>, Option<IpAddr>, Option<u16>, Option<u16>) =
                 (None, None, None, None);
             for w in words {
                 let Some((k, v)) = w.split_once('=') else {
@@ -249,14 +257,23 @@ pub fn parse_flows(text: &str) -> Vec<CtFlow> {
 }
 
 /// Deletes the kernel conntrack entries chosen by `doomed` out of one `conntrack -L`
-/// per protocol; each deletion names its exact original tuple.
+/// per protocol and family (IPv6 in a lab with IPv6); each deletion names its exact
+/// original tuple.
 fn delete_flows(
     state: &LabState,
     protos: &HashSet<&'static str>,
     doomed: impl Fn(&CtFlow) -> bool,
 ) -> Result<()> {
-    for proto in protos {
-        let listed = run(state, "conntrack", &["-L", "-p", proto], None)?;
+    let families: &[&str] = if state.subnet6.is_some() {
+        &["ipv4", "ipv6"]
+    } else {
+        &["ipv4"]
+    };
+    for (proto, family) in protos
+        .iter()
+        .flat_map(|p| families.iter().map(move |f| (p, *f)))
+    {
+        let listed = run(state, "conntrack", &["-L", "-f", family, "-p", proto], None)?;
         for f in parse_flows(&listed).into_iter().filter(|f| doomed(f)) {
             let (src, dst, sport, dport) = f.orig;
             let (src, dst, sport, dport) = (
@@ -266,7 +283,8 @@ fn delete_flows(
                 dport.to_string(),
             );
             let args = [
-                "-D", "-p", proto, "-s", &src, "-d", &dst, "--sport", &sport, "--dport", &dport,
+                "-D", "-f", family, "-p", proto, "-s", &src, "-d", &dst, "--sport", &sport,
+                "--dport", &dport,
             ];
             match run(state, "conntrack", &args, None) {
                 Ok(_) => {}
@@ -283,10 +301,13 @@ fn delete_flows(
 /// flow keeps its DNAT: those whose original destination port is a withdrawn host port
 /// and whose reply comes from the container port it led to.
 pub fn forget_flows(state: &LabState, ports: &[Published]) -> Result<()> {
-    let mut wanted: HashSet<(&'static str, u16, Ipv4Addr, u16)> = HashSet::new();
+    let mut wanted: HashSet<(&'static str, u16, IpAddr, u16)> = HashSet::new();
     for port in ports {
+        let ctr6 = state.ip6_of(port.ctr_ip).map(IpAddr::V6);
         for (hp, cp) in pairs(&port.spec) {
-            wanted.insert((port.spec.proto.name(), hp, port.ctr_ip, cp));
+            for ctr in std::iter::once(IpAddr::V4(port.ctr_ip)).chain(ctr6) {
+                wanted.insert((port.spec.proto.name(), hp, ctr, cp));
+            }
         }
     }
     let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
@@ -302,11 +323,20 @@ pub fn forget_flows(state: &LabState, ports: &[Published]) -> Result<()> {
 /// datagram stream that kept arriving while the port was closed holds an unanswered
 /// entry without DNAT, which would keep its packets away from the container.
 pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
-    let local = [state.uplink_addr, state.bridge_addr, Ipv4Addr::LOCALHOST];
-    let mut wanted: HashSet<(&'static str, Option<Ipv4Addr>, u16)> = HashSet::new();
+    let mut local: Vec<IpAddr> = [state.uplink_addr, state.bridge_addr, Ipv4Addr::LOCALHOST]
+        .map(IpAddr::V4)
+        .to_vec();
+    if let Some(gw6) = state.bridge_addr6() {
+        local.extend([topology::sandbox::HOST_ADDR6, gw6, Ipv6Addr::LOCALHOST].map(IpAddr::V6));
+    }
+    let mut wanted: HashSet<(&'static str, Option<IpAddr>, u16)> = HashSet::new();
     for port in ports {
         for (hp, _) in pairs(&port.spec) {
-            wanted.insert((port.spec.proto.name(), port.spec.host_ip, hp));
+            wanted.insert((
+                port.spec.proto.name(),
+                port.spec.host_ip.map(IpAddr::V4),
+                hp,
+            ));
         }
     }
     let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
@@ -352,7 +382,7 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
                 8080
             )
         );
-        assert_eq!(flows[0].reply.0, "172.18.0.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(flows[0].reply.0, "172.18.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(flows[1].orig.3, 5353);
     }
 

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Port ranges are expanded, one element per port. All changes go through `nft -f -`,
-//! one transaction each; teardown deletes the table.
+//! one transaction each; teardown deletes the table. A dual-stack lab (`--ipv6`) has a
+//! second table, `ip6 netlab`, with the same chains on the IPv6 subnet (without the
+//! 127/8 rules, and `::1` left alone in output); both are written in one transaction.
 //!
 //! `nftables-flowtable` is the same table plus netfilter's own fast path, a flowtable:
 //!
@@ -68,16 +70,42 @@ impl Nftables {
     }
 }
 
+/// The tables of a lab: `ip netlab`, and `ip6 netlab` with `--ipv6` (the same chains on
+/// the IPv6 subnet, without the 127/8 rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+}
+
+fn families(state: &LabState) -> &'static [Family] {
+    if state.subnet6.is_some() {
+        &[Family::V4, Family::V6]
+    } else {
+        &[Family::V4]
+    }
+}
+
 /// Equivalent to `nft -f - < script` in the lab host: one transaction.
 fn apply(state: &LabState, script: &str) -> Result<()> {
     netfilter::run(state, "nft", &["-f", "-"], Some(script)).map(drop)
 }
 
-fn table_exists(state: &LabState) -> Result<bool> {
-    let tables = netfilter::run(state, "nft", &["list", "tables", "ip"], None)?;
+fn table_exists(state: &LabState, family: Family) -> Result<bool> {
+    let f = family.name();
+    let tables = netfilter::run(state, "nft", &["list", "tables", f], None)?;
     Ok(tables
         .lines()
-        .any(|l| l.trim() == format!("table ip {TABLE}")))
+        .any(|l| l.trim() == format!("table {f} {TABLE}")))
 }
 
 /// Fails with a one-line error unless the kernel has nftables flowtables: `nft --check`
@@ -135,9 +163,25 @@ fn flowtable_has(state: &LabState, device: &str) -> Result<bool> {
     }))
 }
 
-/// The table `setup` installs.
-fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool) -> String {
-    let (br, subnet) = (&state.bridge, state.subnet);
+/// The table `setup` installs for one family.
+fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) -> String {
+    let br = &state.bridge;
+    let (f, addr, subnet, localnet) = match (family, state.subnet6) {
+        (Family::V6, Some(s6)) => ("ip6", "ipv6_addr", s6.to_string(), false),
+        _ => ("ip", "ipv4_addr", state.subnet.to_string(), true),
+    };
+    // ::1 is never routed off the host: a connection to [::1]:PORT is refused rather
+    // than translated into a black hole (as in Docker's ip6tables rules).
+    let not_lo6 = if localnet { "" } else { "ip6 daddr != ::1 " };
+    // Host-local publishing on 127.0.0.1 (route_localnet): IPv4 only.
+    let (raw_localnet, nat_localnet) = if localnet {
+        (
+            "\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 counter drop\n".to_string(),
+            format!("\t\tip saddr 127.0.0.0/8 oifname \"{br}\" masquerade\n"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     let (flowtable, offload) = if flowtable {
         flowtable_parts(state)
     } else {
@@ -148,45 +192,43 @@ fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool) -> String {
     // what goes to its bridge, as the last rule below does.
     let policy = if state.sandbox { "drop" } else { "accept" };
     format!(
-        r#"table ip {TABLE} {{
+        r#"table {f} {TABLE} {{
 	map ports {{
-		type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+		type {addr} . inet_proto . inet_service : {addr} . inet_service
 	}}
 	map ports_any {{
-		type inet_proto . inet_service : ipv4_addr . inet_service
+		type inet_proto . inet_service : {addr} . inet_service
 	}}
 	set published {{
-		type ipv4_addr . inet_proto . inet_service
+		type {addr} . inet_proto . inet_service
 	}}
 {flowtable}	chain raw_prerouting {{
 		type filter hook prerouting priority raw; policy accept;
-		iifname != "{br}" ip daddr {subnet} counter drop
-		iifname != "lo" ip daddr 127.0.0.0/8 counter drop
-	}}
+		iifname != "{br}" {f} daddr {subnet} counter drop
+{raw_localnet}	}}
 	chain nat_prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
 		fib daddr type local jump publish
 	}}
 	chain nat_output {{
 		type nat hook output priority -100; policy accept;
-		fib daddr type local jump publish
+		{not_lo6}fib daddr type local jump publish
 	}}
 	chain publish {{
-		dnat ip to ip daddr . meta l4proto . th dport map @ports
-		dnat ip to meta l4proto . th dport map @ports_any
+		dnat {f} to {f} daddr . meta l4proto . th dport map @ports
+		dnat {f} to meta l4proto . th dport map @ports_any
 	}}
 	chain nat_postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr {subnet} oifname != "{br}" meta l4proto {{ tcp, udp }} masquerade to :{min}-{max}
-		ip saddr {subnet} oifname != "{br}" masquerade
-		ip saddr {subnet} oifname "{br}" ct status dnat masquerade
-		ip saddr 127.0.0.0/8 oifname "{br}" masquerade
-	}}
+		{f} saddr {subnet} oifname != "{br}" meta l4proto {{ tcp, udp }} masquerade to :{min}-{max}
+		{f} saddr {subnet} oifname != "{br}" masquerade
+		{f} saddr {subnet} oifname "{br}" ct status dnat masquerade
+{nat_localnet}	}}
 	chain forward {{
 		type filter hook forward priority filter; policy {policy};
 {offload}		oifname "{br}" ct state established,related accept
 		iifname "{br}" accept
-		oifname "{br}" ip daddr . meta l4proto . th dport @published accept
+		oifname "{br}" {f} daddr . meta l4proto . th dport @published accept
 		oifname "{br}" drop
 	}}
 }}
@@ -202,47 +244,61 @@ struct Elements {
     published: BTreeSet<String>,
 }
 
-fn elements(ports: &[Published]) -> Elements {
+/// The elements of `ports` in one family's table: a port on one (IPv4) host address
+/// has none in IPv6; a port on every address leads to the container's IPv6 address there.
+fn elements(state: &LabState, ports: &[Published], family: Family) -> Elements {
     let mut e = Elements::default();
     for port in ports {
-        let (p, ctr) = (port.spec.proto.name(), port.ctr_ip);
+        let p = port.spec.proto.name();
+        let ctr = match family {
+            Family::V4 => port.ctr_ip.to_string(),
+            Family::V6 => match (port.spec.host_ip, state.ip6_of(port.ctr_ip)) {
+                (None, Some(ip6)) => ip6.to_string(),
+                _ => continue,
+            },
+        };
         for (hp, cp) in netfilter::pairs(&port.spec) {
             match port.spec.host_ip {
                 Some(ip) => e.ports.push(format!("{ip} . {p} . {hp} : {ctr} . {cp}")),
                 None => e.ports_any.push(format!("{p} . {hp} : {ctr} . {cp}")),
             }
-            e.published.insert(published_key(port, cp));
+            e.published.insert(format!("{ctr} . {p} . {cp}"));
         }
     }
     e
 }
 
-fn published_key(port: &Published, ctr_port: u16) -> String {
-    format!("{} . {} . {ctr_port}", port.ctr_ip, port.spec.proto.name())
-}
-
 /// `add element` / `delete element` commands, a thousand elements to a line.
 fn element_commands<'a>(
     op: &str,
+    family: Family,
     set: &str,
     elems: impl IntoIterator<Item = &'a String>,
 ) -> String {
+    let f = family.name();
     let elems: Vec<&String> = elems.into_iter().collect();
     let mut s = String::new();
     for chunk in elems.chunks(1000) {
         let list: Vec<&str> = chunk.iter().map(|e| e.as_str()).collect();
-        let _ = writeln!(s, "{op} element ip {TABLE} {set} {{ {} }}", list.join(", "));
+        let _ = writeln!(
+            s,
+            "{op} element {f} {TABLE} {set} {{ {} }}",
+            list.join(", ")
+        );
     }
     s
 }
 
 impl Datapath for Nftables {
     fn check_free(&self, state: &LabState) -> Result<()> {
-        if table_exists(state)? {
-            return Err(Error::Conflict(format!(
-                "nftables table ip {TABLE} already exists in the namespace of lab {}'s host: one nftables lab per namespace; take the other one down first (or use --sandbox)",
-                state.name
-            )));
+        for &family in families(state) {
+            if table_exists(state, family)? {
+                return Err(Error::Conflict(format!(
+                    "nftables table {} {TABLE} already exists in the namespace of lab {}'s host: one nftables lab per namespace; take the other one down first (or use --sandbox)",
+                    family.name(),
+                    state.name
+                )));
+            }
         }
         Ok(())
     }
@@ -252,7 +308,12 @@ impl Datapath for Nftables {
             require_flowtables(state)?;
         }
         netfilter::prepare_host(state)?;
-        apply(state, &ruleset(state, &state.nat, self.flowtable))?;
+        // Both families' tables in one transaction.
+        let tables: String = families(state)
+            .iter()
+            .map(|&f| ruleset(state, &state.nat, self.flowtable && f == Family::V4, f))
+            .collect();
+        apply(state, &tables)?;
         netfilter::set_timeouts(state)
     }
 
@@ -275,7 +336,7 @@ impl Datapath for Nftables {
             Ok(()) => Ok(()),
             // A veth that is gone already left the flowtable with it, and a lab that
             // is half gone has no flowtable left to leave.
-            Err(_) if !table_exists(state)? || !flowtable_has(state, veth)? => Ok(()),
+            Err(_) if !table_exists(state, Family::V4)? || !flowtable_has(state, veth)? => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -283,44 +344,60 @@ impl Datapath for Nftables {
     fn teardown(&self, state: &LabState) -> Result<()> {
         // A host namespace that is gone, or was made again under its name, holds
         // nothing of the lab's.
-        if !topology::host_is_the_labs(state) || !table_exists(state)? {
+        if !topology::host_is_the_labs(state) {
             return Ok(());
         }
-        netfilter::run(state, "nft", &["delete", "table", "ip", TABLE], None).map(drop)
+        for &family in families(state) {
+            if table_exists(state, family)? {
+                netfilter::run(
+                    state,
+                    "nft",
+                    &["delete", "table", family.name(), TABLE],
+                    None,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
         netfilter::hairpin(state, ports)?;
-        let e = elements(ports);
-        let mut script = element_commands("add", "ports", &e.ports);
-        script += &element_commands("add", "ports_any", &e.ports_any);
-        script += &element_commands("add", "published", &e.published);
+        // Both families in one transaction.
+        let mut script = String::new();
+        for &family in families(state) {
+            let e = elements(state, ports, family);
+            script += &element_commands("add", family, "ports", &e.ports);
+            script += &element_commands("add", family, "ports_any", &e.ports_any);
+            script += &element_commands("add", family, "published", &e.published);
+        }
         apply(state, &script)?;
         netfilter::forget_stale(state, ports)
     }
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let mine = elements(ports);
-        // Another published port may lead to the same container port: keep it open.
-        let others = elements(
-            &state
-                .ports
-                .iter()
-                .filter(|p| !ports.contains(p))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-        let published: Vec<_> = mine.published.difference(&others.published).collect();
-        // Each element is added, then deleted, in the one transaction: adding one that
-        // is there changes nothing, and one already gone (someone's `nft delete
-        // element`, a firewall reload) does not fail the withdrawal of the others.
+        let others: Vec<Published> = state
+            .ports
+            .iter()
+            .filter(|p| !ports.contains(p))
+            .cloned()
+            .collect();
+        // Each element is added, then deleted, in the one transaction (of both
+        // families): adding one that is there changes nothing, and one already gone
+        // (someone's `nft delete element`, a firewall reload) does not fail the
+        // withdrawal of the others.
         let mut script = String::new();
-        for verb in ["add", "delete"] {
-            script += &element_commands(verb, "ports", &mine.ports);
-            script += &element_commands(verb, "ports_any", &mine.ports_any);
-            script += &element_commands(verb, "published", published.iter().copied());
+        for &family in families(state) {
+            let mine = elements(state, ports, family);
+            // Another published port may lead to the same container port: keep it open.
+            let others = elements(state, &others, family);
+            let published: Vec<_> = mine.published.difference(&others.published).collect();
+            for verb in ["add", "delete"] {
+                script += &element_commands(verb, family, "ports", &mine.ports);
+                script += &element_commands(verb, family, "ports_any", &mine.ports_any);
+                script += &element_commands(verb, family, "published", published.iter().copied());
+            }
         }
         apply(state, &script)?;
         netfilter::forget_flows(state, ports)
@@ -329,7 +406,7 @@ impl Datapath for Nftables {
     /// `publish` and `unpublish` are each one transaction: the elements of `ports` are
     /// all in the maps, or none; one of them says which.
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        let e = elements(ports);
+        let e = elements(state, ports, Family::V4);
         let probe = match (e.ports.first(), e.ports_any.first()) {
             (Some(p), _) => ("ports", p),
             (None, Some(p)) => ("ports_any", p),
@@ -368,11 +445,13 @@ mod tests {
 
     #[test]
     fn elements_per_port() {
-        let e = elements(&[
+        let ports = [
             published("198.51.100.2:8080:80", "172.18.0.2"),
             published("53-54:5353-5354/udp", "172.18.0.3"),
             published("9090:80", "172.18.0.2"),
-        ]);
+        ];
+        let mut lab = state();
+        let e = elements(&lab, &ports, Family::V4);
         assert_eq!(e.ports, ["198.51.100.2 . tcp . 8080 : 172.18.0.2 . 80"]);
         assert_eq!(
             e.ports_any,
@@ -384,6 +463,22 @@ mod tests {
         );
         // Two host ports lead to 172.18.0.2:80: one element.
         assert_eq!(e.published.len(), 3);
+        // In IPv6, the ports on every address, to the containers' IPv6 addresses.
+        lab.subnet6 = Some("fd00:ac12::/64".parse().unwrap());
+        let e6 = elements(&lab, &ports, Family::V6);
+        assert!(e6.ports.is_empty());
+        assert_eq!(
+            e6.ports_any,
+            [
+                "udp . 53 : fd00:ac12::3 . 5353",
+                "udp . 54 : fd00:ac12::3 . 5354",
+                "tcp . 9090 : fd00:ac12::2 . 80"
+            ]
+        );
+        let table = ruleset(&lab, &lab.nat, false, Family::V6);
+        assert!(table.starts_with("table ip6 netlab {"), "{table}");
+        assert!(table.contains("ip6 saddr fd00:ac12::/64 oifname != \"nl-doc\" masquerade\n"));
+        assert!(!table.contains("127.0.0.0/8"), "{table}");
     }
 
     fn state() -> LabState {
@@ -393,12 +488,12 @@ mod tests {
     #[test]
     fn the_flowtable_is_added_only_to_nftables_flowtable() {
         let s = state();
-        let plain = ruleset(&s, &s.nat, false);
+        let plain = ruleset(&s, &s.nat, false, Family::V4);
         assert!(
             !plain.contains("flowtable") && !plain.contains("flow add"),
             "{plain}"
         );
-        let fast = ruleset(&s, &s.nat, true);
+        let fast = ruleset(&s, &s.nat, true, Family::V4);
         assert!(
             fast.contains("\tflowtable fastpath {\n\t\thook ingress priority filter;\n\t\tdevices = { \"eth0\" };\n\t}\n"),
             "{fast}"
@@ -432,9 +527,12 @@ mod tests {
         let elems: Vec<String> = (0..2500)
             .map(|i| format!("tcp . {i} : 1.2.3.4 . 80"))
             .collect();
-        let s = element_commands("add", "ports_any", &elems);
+        let s = element_commands("add", Family::V4, "ports_any", &elems);
         assert_eq!(s.lines().count(), 3);
         assert!(s.starts_with("add element ip netlab ports_any { tcp . 0 : 1.2.3.4 . 80, "));
-        assert_eq!(element_commands("add", "ports", &Vec::new()), "");
+        assert_eq!(
+            element_commands("add", Family::V4, "ports", &Vec::new()),
+            ""
+        );
     }
 }

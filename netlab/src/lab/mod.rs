@@ -7,9 +7,13 @@ pub mod options;
 pub mod published;
 pub mod spec;
 pub mod subnet;
+pub mod subnet6;
 pub mod text;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +21,7 @@ pub use options::{DatapathKind, Device, NatOptions};
 pub use published::Published;
 pub use spec::{PortSpec, Proto};
 pub use subnet::Subnet;
+pub use subnet6::Subnet6;
 
 pub const STATE_VERSION: u32 = 2;
 
@@ -30,6 +35,9 @@ pub struct LabState {
     #[serde(default)]
     pub device: Device,
     pub subnet: Subnet,
+    /// The containers' IPv6 subnet (`up --ipv6`); `None` for an IPv4-only lab.
+    #[serde(default)]
+    pub subnet6: Option<Subnet6>,
     pub bridge: String,
     pub bridge_addr: Ipv4Addr,
     pub uplink: String,
@@ -180,6 +188,7 @@ impl LabState {
             datapath,
             device: Device::Veth,
             subnet: "172.18.0.0/16".parse().unwrap(),
+            subnet6: None,
             bridge: format!("nl-{name}"),
             bridge_addr: "172.18.0.1".parse().unwrap(),
             uplink: "eth0".into(),
@@ -200,6 +209,17 @@ impl LabState {
 
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The IPv6 address of the container at `ip` (a lab with IPv6): its IPv4 host
+    /// number in the IPv6 subnet.
+    pub fn ip6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.subnet6.map(|s6| s6.host(&self.subnet, ip))
+    }
+
+    /// The bridge's IPv6 address (a lab with IPv6).
+    pub fn bridge_addr6(&self) -> Option<Ipv6Addr> {
+        self.subnet6.map(|s6| s6.gateway())
     }
 
     pub fn taken_ips(&self) -> Vec<Ipv4Addr> {

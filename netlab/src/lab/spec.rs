@@ -119,6 +119,11 @@ impl FromStr for PortSpec {
                 "one protocol at most, after the ports, as in 8080:80/udp",
             ));
         }
+        if body.starts_with('[') {
+            return Err(bad(
+                "IPv6 host addresses are not taken yet; without a host address the port answers on every address, IPv6 ones included",
+            ));
+        }
         // Taken apart without collecting: `state.json` holds thousands of specs.
         let mut parts = body.split(':');
         let (host_ip, host, ctr) = match (parts.next(), parts.next(), parts.next(), parts.next()) {

@@ -1,9 +1,12 @@
 //! Addresses.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, packet_route::address::AddressAttribute};
+use rtnetlink::{
+    Handle,
+    packet_route::address::{AddressAttribute, AddressHeaderFlags},
+};
 
 use super::nl;
 use crate::error::Result;
@@ -13,6 +16,16 @@ pub async fn add(h: &Handle, name: &str, index: u32, addr: Ipv4Addr, prefix: u8)
     h.address()
         .add(index, IpAddr::V4(addr), prefix)
         .execute()
+        .await
+        .map_err(nl("add address", format!("{addr}/{prefix} on {name}")))
+}
+
+/// Equivalent to `ip addr add ADDR/PREFIX dev NAME nodad`: usable at once, without
+/// the second of duplicate address detection (the lab chose every address it gives).
+pub async fn add6(h: &Handle, name: &str, index: u32, addr: Ipv6Addr, prefix: u8) -> Result<()> {
+    let mut req = h.address().add(index, IpAddr::V6(addr), prefix);
+    req.message_mut().header.flags = AddressHeaderFlags::Nodad;
+    req.execute()
         .await
         .map_err(nl("add address", format!("{addr}/{prefix} on {name}")))
 }

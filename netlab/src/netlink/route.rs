@@ -1,6 +1,6 @@
 //! Routes.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::{
@@ -29,6 +29,27 @@ pub async fn add_default(
     let route = route.build();
     h.route()
         .add(route)
+        .execute()
+        .await
+        .map_err(nl("add default route via", format!("{gateway} dev {name}")))
+}
+
+/// Equivalent to `ip -6 route add default via GW dev NAME metric METRIC`.
+pub async fn add_default6(
+    h: &Handle,
+    name: &str,
+    index: u32,
+    gateway: Ipv6Addr,
+    metric: u32,
+) -> Result<()> {
+    let mut route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(gateway)
+        .output_interface(index);
+    if metric != 0 {
+        route = route.priority(metric);
+    }
+    h.route()
+        .add(route.build())
         .execute()
         .await
         .map_err(nl("add default route via", format!("{gateway} dev {name}")))

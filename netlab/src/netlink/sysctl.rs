@@ -15,6 +15,8 @@ pub fn set(path: &str, value: &str) -> Result<()> {
 }
 
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
 pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
 /// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0`: bridged frames skip

@@ -7,7 +7,9 @@ use netlab_common::maps::{CONNTRACK_MAX_DEFAULT, CONNTRACK_MAX_MAX, CONNTRACK_MA
 use crate::{
     datapath::{self, Datapath},
     error::{Error, Result},
-    lab::{Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, names},
+    lab::{
+        Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6, names,
+    },
     netlink::netns,
     store::Locked,
     topology::{self, sandbox},
@@ -28,6 +30,8 @@ pub struct UpRequest {
     /// The containers' interfaces: veth or netkit pairs.
     pub device: Device,
     pub subnet: Subnet,
+    /// The containers' IPv6 subnet (`--ipv6`): dual-stack containers.
+    pub subnet6: Option<Subnet6>,
     /// Not with `sandbox`: the interface to masquerade behind (default: the default
     /// route's).
     pub uplink: Option<String>,
@@ -106,6 +110,9 @@ impl UpRequest {
                 "--datapath routed (no NAT, the benchmark's baseline) needs --sandbox".into(),
             ));
         }
+        if let Some(s6) = self.subnet6 {
+            self.check_ipv6(s6)?;
+        }
         if self.sandbox {
             for (what, net, prefix) in [
                 (
@@ -126,6 +133,40 @@ impl UpRequest {
                         Subnet::containing(net, prefix)
                     )));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl UpRequest {
+    /// What `--ipv6` needs: a sandbox (outside one, netlab would turn on IPv6
+    /// forwarding in the machine's namespace, which stops its interfaces from taking
+    /// router advertisements), a netfilter datapath (the eBPF datapath has no NAT66
+    /// yet), and a subnet with room for every IPv4 host number.
+    fn check_ipv6(&self, s6: Subnet6) -> Result<()> {
+        use DatapathKind::*;
+        if !self.sandbox {
+            return Err(Error::Invalid(
+                "--ipv6 needs --sandbox for now: outside one, netlab would have to turn on IPv6 forwarding in this namespace, which stops its interfaces from taking router advertisements".into(),
+            ));
+        }
+        if !matches!(self.datapath, Iptables | IptablesLegacy | Nftables) {
+            return Err(Error::Invalid(format!(
+                "--ipv6 runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} (its NAT66 is not written yet)",
+                self.datapath.name()
+            )));
+        }
+        s6.check_room(&self.subnet)?;
+        for (what, net) in [
+            ("the sandbox's uplink network", sandbox::HOST_ADDR6),
+            ("the sandbox's \"internet\"", sandbox::INTERNET_ADDR6),
+        ] {
+            if s6.overlaps(net, sandbox::PREFIX6) {
+                return Err(Error::Invalid(format!(
+                    "IPv6 subnet {s6} overlaps {what} ({net}/{}): pick another --subnet6",
+                    sandbox::PREFIX6
+                )));
             }
         }
         Ok(())
@@ -231,6 +272,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         datapath: req.datapath,
         device: req.device,
         subnet: req.subnet,
+        subnet6: req.subnet6,
         bridge: req.bridge.clone().unwrap_or_else(|| names::bridge(lab)),
         bridge_addr: req.subnet.gateway(),
         uplink: String::new(),
@@ -290,7 +332,7 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
             })?;
             record(cookie, state);
         }
-        topology::wire_sandbox(lab)?
+        topology::wire_sandbox(lab, req.subnet6.is_some())?
     } else {
         state.cookies.host = Some(netns::cookie(&topology::host_ns(state))?);
         topology::find_uplink(req.uplink.as_deref())?
@@ -321,4 +363,37 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     state.datapath_made = true;
     lock.save(state)?;
     dp.setup(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(sandbox: bool, datapath: DatapathKind) -> UpRequest {
+        UpRequest {
+            lab: "x".into(),
+            sandbox,
+            datapath,
+            device: Device::Veth,
+            subnet: "172.18.0.0/16".parse().unwrap(),
+            subnet6: Some(crate::lab::subnet6::DEFAULT.parse().unwrap()),
+            uplink: None,
+            bridge: None,
+            nat: NatOptions::default(),
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn ipv6_needs_a_sandbox_and_a_netfilter_datapath() {
+        assert!(request(true, DatapathKind::Iptables).check().is_ok());
+        assert!(request(true, DatapathKind::Nftables).check().is_ok());
+        let outside = request(false, DatapathKind::Iptables).check().unwrap_err();
+        assert!(
+            outside.to_string().contains("--ipv6 needs --sandbox"),
+            "{outside}"
+        );
+        let ebpf = request(true, DatapathKind::Ebpf).check().unwrap_err();
+        assert!(ebpf.to_string().contains("not on ebpf"), "{ebpf}");
+    }
 }

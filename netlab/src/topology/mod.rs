@@ -30,6 +30,14 @@ pub mod sandbox {
     pub const LAN_PREFIX: u8 = 24;
     pub const INTERNET_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
     pub const INTERNET_PREFIX: u8 = 24;
+
+    use std::net::Ipv6Addr;
+
+    /// IPv6 (`up --ipv6`), in the documentation range 2001:db8::/32.
+    pub const HOST_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
+    pub const WAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+    pub const INTERNET_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1);
+    pub const PREFIX6: u8 = 64;
 }
 
 /// Refuses a device this kernel cannot make (netkit: Linux 6.7 and later), probed in a
@@ -80,12 +88,13 @@ pub fn container_ns(c: &Container) -> Option<PathBuf> {
 pub fn build_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
     netns::create(&names::host_netns(lab))?;
     netns::create(&names::wan_netns(lab))?;
-    wire_sandbox(lab)
+    wire_sandbox(lab, false)
 }
 
 /// Joins the sandbox's two namespaces, which exist, by the uplink veth, with their
-/// addresses and routes. Returns the uplink's name and address.
-pub fn wire_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
+/// addresses and routes (IPv6 ones too with `ipv6`). Returns the uplink's name and
+/// address.
+pub fn wire_sandbox(lab: &str, ipv6: bool) -> Result<(String, Ipv4Addr)> {
     use sandbox::*;
     let host = netns::path(&names::host_netns(lab));
     let wan = netns::path(&names::wan_netns(lab));
@@ -97,6 +106,9 @@ pub fn wire_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
         let peer = link::require(&h, WAN_IF).await?;
         link::move_to_netns(&h, WAN_IF, peer, wan_file.as_fd()).await?;
         addr::add(&h, UPLINK, up, HOST_ADDR, LAN_PREFIX).await?;
+        if ipv6 {
+            addr::add6(&h, UPLINK, up, HOST_ADDR6, PREFIX6).await?;
+        }
         link::up(&h, UPLINK, up).await?;
         route::add_default(&h, UPLINK, up, WAN_ADDR, 0).await
     })?;
@@ -106,8 +118,19 @@ pub fn wire_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
         link::up(&h, "lo", lo).await?;
         let w = link::require(&h, WAN_IF).await?;
         addr::add(&h, WAN_IF, w, WAN_ADDR, LAN_PREFIX).await?;
+        if ipv6 {
+            addr::add6(&h, "lo", lo, INTERNET_ADDR6, PREFIX6).await?;
+            addr::add6(&h, WAN_IF, w, WAN_ADDR6, PREFIX6).await?;
+        }
         link::up(&h, WAN_IF, w).await
     })?;
+    if ipv6 {
+        // Once the link has its carrier (the wan end up), which IPv6 waits for.
+        netns::netlink_in(&host, |h| async move {
+            let up = link::require(&h, UPLINK).await?;
+            route::add_default6(&h, UPLINK, up, WAN_ADDR6, 0).await
+        })?;
+    }
     Ok((UPLINK.to_string(), HOST_ADDR))
 }
 
@@ -192,12 +215,19 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
         state.name.clone(),
     );
     let (gw, prefix) = (state.bridge_addr, state.subnet.prefix);
+    let v6 = state.subnet6.map(|s6| (s6.gateway(), s6.prefix));
     let mac = link::random_mac()?;
     netns::netlink_in(&host_ns(state), |h| async move {
         let mtu = link::mtu(&h, &uplink).await?;
         let br = link::add_bridge(&h, &bridge, mtu, mac).await?;
         link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
         addr::add(&h, &bridge, br, gw, prefix).await?;
+        if let Some((gw6, prefix6)) = v6 {
+            // Only sandbox labs have IPv6 (`UpRequest::check_ipv6`): this is the
+            // sandbox's own namespace.
+            addr::add6(&h, &bridge, br, gw6, prefix6).await?;
+            sysctl::set(sysctl::IP6_FORWARD, "1")?;
+        }
         sysctl::set(sysctl::IP_FORWARD, "1")
     })
 }
@@ -275,6 +305,9 @@ fn build_container(
         state.bridge_addr,
     );
     let ifname = c.ifname.clone();
+    let v6 = state
+        .subnet6
+        .map(|s6| (s6.host(&state.subnet, ip), s6.prefix, s6.gateway()));
     let asked = match &c.mac {
         Some(m) => Some(link::parse_mac(m)?),
         None => None,
@@ -296,6 +329,10 @@ fn build_container(
         // goes after it, with a higher metric, as a second network's gateway does.
         let metric = route::defaults(&h).await?.len() as u32 * 100;
         route::add_default(&h, &ifname, p, gw, metric).await?;
+        if let Some((ip6, prefix6, gw6)) = v6 {
+            addr::add6(&h, &ifname, p, ip6, prefix6).await?;
+            route::add_default6(&h, &ifname, p, gw6, metric).await?;
+        }
         link::mac(&h, &ifname).await
     })?);
     // The announcement above leaves before the bridge forwards on the new port (the

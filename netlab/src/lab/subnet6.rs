@@ -1,0 +1,179 @@
+//! A lab's IPv6 subnet (`up --ipv6 --subnet6`). No allocator of its own: a container's
+//! IPv6 address carries its IPv4 host number (172.18.0.10 is fd00:ac12::a on the
+//! defaults), so the state needs no second address per container and the two can never
+//! disagree.
+
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::Subnet;
+use crate::error::Error;
+
+/// The subnet of `up --ipv6` without `--subnet6`: a unique local (ULA) /64 whose second
+/// group spells the default IPv4 subnet's first octets (172.18 = ac12).
+pub const DEFAULT: &str = "fd00:ac12::/64";
+
+/// An IPv6 network, `ADDR/PREFIX`, stored with host bits cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Subnet6 {
+    pub network: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    fn mask(&self) -> u128 {
+        u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    pub fn contains(&self, a: Ipv6Addr) -> bool {
+        u128::from(a) & self.mask() == u128::from(self.network)
+    }
+
+    pub fn overlaps(&self, other: Ipv6Addr, prefix: u8) -> bool {
+        let shorter = Subnet6 {
+            network: self.network,
+            prefix: self.prefix.min(prefix),
+        };
+        u128::from(other) & shorter.mask() == u128::from(self.network) & shorter.mask()
+    }
+
+    /// The bridge's address, `::1` of the subnet (as the IPv4 gateway is its `.1`).
+    pub fn gateway(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.network) | 1)
+    }
+
+    /// The IPv6 address of the container at `ip` in `v4`: the same host number.
+    pub fn host(&self, v4: &Subnet, ip: Ipv4Addr) -> Ipv6Addr {
+        let host = u32::from(ip) & !v4.mask();
+        Ipv6Addr::from(u128::from(self.network) | u128::from(host))
+    }
+
+    /// Refuses a subnet too small to give every IPv4 host number of `v4` its address.
+    pub fn check_room(&self, v4: &Subnet) -> Result<(), Error> {
+        if 128 - u32::from(self.prefix) < 32 - u32::from(v4.prefix) {
+            return Err(Error::Invalid(format!(
+                "--subnet6 {self} has fewer host bits than --subnet {v4}: a container's IPv6 address carries its IPv4 host number; use a /{} or shorter",
+                96 + v4.prefix
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Subnet6 {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || {
+            Error::Invalid(format!(
+                "invalid IPv6 subnet {s:?}: expected IPv6 CIDR such as {DEFAULT}"
+            ))
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if !(48..=120).contains(&prefix) {
+            return Err(Error::Invalid(format!(
+                "IPv6 subnet {s}: prefix must be between /48 and /120"
+            )));
+        }
+        let subnet = Subnet6 {
+            network: addr,
+            prefix,
+        };
+        let network = Ipv6Addr::from(u128::from(addr) & subnet.mask());
+        if network != addr {
+            return Err(Error::Invalid(format!(
+                "IPv6 subnet {s}: host bits set; did you mean {network}/{prefix}?"
+            )));
+        }
+        // Unicast and routable through a NAT: not loopback, unspecified, link-local,
+        // multicast, or IPv4-mapped.
+        let first = addr.segments()[0];
+        let special = addr.is_loopback()
+            || addr.is_unspecified()
+            || first & 0xffc0 == 0xfe80
+            || first & 0xff00 == 0xff00
+            || addr.to_ipv4_mapped().is_some()
+            || u128::from(addr) >> 96 == 0;
+        if special {
+            return Err(Error::Invalid(format!(
+                "IPv6 subnet {s} is not a unicast range containers can live in; use a unique local range such as {DEFAULT}"
+            )));
+        }
+        Ok(subnet)
+    }
+}
+
+impl TryFrom<String> for Subnet6 {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<Subnet6> for String {
+    fn from(s: Subnet6) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let s: Subnet6 = DEFAULT.parse().unwrap();
+        assert_eq!(s.gateway(), "fd00:ac12::1".parse::<Ipv6Addr>().unwrap());
+        assert!(s.contains("fd00:ac12::ffff".parse().unwrap()));
+        assert!(!s.contains("fd00:ac13::1".parse().unwrap()));
+        for bad in [
+            "fd00:ac12::1/64",
+            "fd00:ac12::/44",
+            "fd00:ac12::/121",
+            "fd00:ac12::",
+            "172.18.0.0/16",
+            "fe80::/64",
+            "ff02::/64",
+            "::/64",
+            "::ffff:0:0/96",
+        ] {
+            assert!(bad.parse::<Subnet6>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "fd00:ac12::/64".parse::<Subnet6>().unwrap().to_string(),
+            DEFAULT
+        );
+    }
+
+    #[test]
+    fn a_container_keeps_its_host_number() {
+        let v4: Subnet = "172.18.0.0/16".parse().unwrap();
+        let v6: Subnet6 = DEFAULT.parse().unwrap();
+        assert_eq!(
+            v6.host(&v4, "172.18.1.10".parse().unwrap()),
+            "fd00:ac12::10a".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(v6.check_room(&v4).is_ok());
+        let small: Subnet6 = "fd00:ac12::/120".parse().unwrap();
+        assert!(small.check_room(&v4).is_err());
+        assert!(small.check_room(&"10.0.0.0/24".parse().unwrap()).is_ok());
+        assert!(v6.overlaps("fd00:ac12::".parse::<Ipv6Addr>().unwrap(), 48));
+        assert!(!v6.overlaps("2001:db8:100::".parse::<Ipv6Addr>().unwrap(), 64));
+    }
+}

@@ -1,0 +1,200 @@
+//! Dual-stack labs (`up --ipv6`) on the datapaths that have them (iptables,
+//! iptables-legacy, nftables): every container gets an IPv6 address beside its IPv4 one,
+//! is masqueraded behind the uplink's IPv6 address, and a port published without a host
+//! address answers on both families — from wan, from the lab host and hairpin — until it
+//! is withdrawn. Where IPv6 is not there yet, `up --ipv6` refuses with one line and makes
+//! nothing.
+
+use std::{
+    io::Read,
+    net::{Ipv6Addr, SocketAddr, TcpListener},
+    time::Duration,
+};
+
+use netlab_tests::{Background, Lab, in_ns, wait_for};
+
+netlab_tests::per_datapath!(
+    [dual_stack_masquerade_and_publishing];
+    iptables = "iptables",
+    iptables_legacy = "iptables-legacy",
+    nftables = "nftables",
+);
+
+const UPLINK6: &str = "2001:db8:100::2";
+const INTERNET6: &str = "2001:db8:113::1";
+
+/// `python3 -m http.server` on `[::]:port` (both families) in a container, once it
+/// listens.
+fn dual_stack_server(lab: &Lab, name: &str, port: u16) -> Background {
+    let server = lab.spawn(
+        name,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "-b",
+            "::",
+            &port.to_string(),
+        ],
+    );
+    let listening = wait_for(Duration::from_secs(10), || {
+        lab.exec_ok(name, &["ss", "-Htln"])
+            .contains(&format!(":{port} "))
+    });
+    assert!(listening, "http server in {name} never listened on {port}");
+    server
+}
+
+fn dual_stack_masquerade_and_publishing(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp, "--ipv6"]);
+    assert_eq!(
+        lab.ok(&["run", "web"]).trim(),
+        "web 172.18.0.2 fd00:ac12::2"
+    );
+    assert_eq!(
+        lab.ok(&["run", "cli"]).trim(),
+        "cli 172.18.0.3 fd00:ac12::3"
+    );
+    let status = lab.status();
+    assert_eq!(status["subnet6"], "fd00:ac12::/64");
+    assert_eq!(status["containers"][0]["ip6"], "fd00:ac12::2");
+
+    // Masquerade: ICMPv6 echo and TCP to the "internet" leave as the uplink's address.
+    lab.exec_ok("cli", &["ping", "-6", "-c", "1", "-W", "3", INTERNET6]);
+    let wan = lab.ns("wan");
+    let listener = in_ns(&wan, || {
+        TcpListener::bind((INTERNET6.parse::<Ipv6Addr>().unwrap(), 9000)).expect("bind in wan")
+    });
+    let client = lab.spawn(
+        "cli",
+        &[
+            "python3",
+            "-c",
+            "import socket; s = socket.create_connection(('2001:db8:113::1', 9000), 5); s.sendall(b'hi'); s.close()",
+        ],
+    );
+    let (mut conn, peer) = listener.accept().expect("accept from the container");
+    let mut got = String::new();
+    conn.read_to_string(&mut got).expect("read");
+    assert_eq!(got, "hi");
+    let SocketAddr::V6(peer) = peer else {
+        panic!("{peer} is not IPv6")
+    };
+    assert_eq!(peer.ip().to_string(), UPLINK6, "not masqueraded");
+    assert!(
+        (20000..=29999).contains(&peer.port()),
+        "source port {} outside --nat-ports",
+        peer.port()
+    );
+    drop(client);
+
+    // Publishing without a host address answers on both families, from every side.
+    let _server = dual_stack_server(&lab, "web", 80);
+    lab.ok(&["publish", "web", "8080:80"]);
+    for from in ["wan", "host", "cli"] {
+        for url in [
+            format!("http://[{UPLINK6}]:8080/"),
+            "http://198.51.100.2:8080/".to_string(),
+        ] {
+            assert_eq!(lab.curl(from, &url), "200", "{url} from {from}");
+        }
+    }
+    // The bridge's IPv6 address is the host's too.
+    assert_eq!(lab.curl("host", "http://[fd00:ac12::1]:8080/"), "200");
+    // ::1 is never routed off the host (Docker without its userland proxy is the same):
+    // refused at once, not translated into a black hole.
+    let out = lab.exec("host", &netlab_tests::curl_status("http://[::1]:8080/"));
+    assert_eq!(out.status.code(), Some(7), "curl [::1]:8080: {out:?}");
+
+    // A port on one IPv4 address stays off IPv6.
+    let _other = dual_stack_server(&lab, "cli", 90);
+    lab.ok(&["publish", "cli", "198.51.100.2:9090:90"]);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:9090/"), "200");
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:9090/")), "000");
+
+    // Direct access to a container's IPv6 address from outside is dropped, as IPv4's.
+    lab.exec_ok(
+        "wan",
+        &["ip", "-6", "route", "add", "fd00:ac12::/64", "via", UPLINK6],
+    );
+    assert_eq!(lab.curl("wan", "http://[fd00:ac12::2]:80/"), "000");
+
+    // Withdrawn, the port answers on neither family.
+    lab.ok(&["unpublish", "web", "8080:80"]);
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "000");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "000");
+}
+
+/// `up --ipv6` where it is not there yet, or asked for wrongly: one line, exit 2, and
+/// nothing made.
+#[test]
+fn ipv6_refused_where_it_is_not_there() {
+    netlab_tests::require_root();
+    for (args, says) in [
+        (&["--datapath", "ebpf", "--ipv6"][..], "not on ebpf"),
+        (
+            &["--datapath", "nftables-flowtable", "--ipv6"],
+            "not on nftables-flowtable",
+        ),
+        (&["--datapath", "routed", "--ipv6"], "not on routed"),
+        (
+            &["--datapath", "iptables", "--subnet6", "fd00:1::/64"],
+            "--subnet6 needs --ipv6",
+        ),
+        (
+            &[
+                "--datapath",
+                "iptables",
+                "--ipv6",
+                "--subnet6",
+                "fd00:1::1/64",
+            ],
+            "host bits set",
+        ),
+        (
+            &["--datapath", "iptables", "--ipv6", "--subnet6", "fe80::/64"],
+            "not a unicast range",
+        ),
+        (
+            &[
+                "--datapath",
+                "iptables",
+                "--ipv6",
+                "--subnet6",
+                "fd00:1::/120",
+            ],
+            "fewer host bits",
+        ),
+        (
+            &[
+                "--datapath",
+                "iptables",
+                "--ipv6",
+                "--subnet6",
+                "2001:db8:100::/64",
+            ],
+            "overlaps the sandbox's uplink network",
+        ),
+    ] {
+        let lab = netlab_tests::unique_lab();
+        let mut all = vec!["--lab", &lab, "up", "--sandbox"];
+        all.extend_from_slice(args);
+        let out = netlab_tests::netlab(&all);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        for ns in ["host", "wan"] {
+            assert!(!netlab_tests::netns::exists(&format!("{lab}-{ns}")));
+        }
+        assert!(!std::path::Path::new("/run/netlab").join(&lab).exists());
+    }
+    // An IPv6 host address in -p says what is taken instead.
+    let lab = Lab::sandbox(&["--datapath", "iptables", "--ipv6"]);
+    lab.ok(&["run", "web"]);
+    let err = lab.fails(&["publish", "web", "[::1]:8080:80"]);
+    assert!(
+        err.contains("IPv6 host addresses are not taken yet"),
+        "{err}"
+    );
+}
