@@ -699,9 +699,10 @@ impl Drop for SideHost {
     }
 }
 
-/// A host one router beyond the uplink: namespace `<lab>-far` at [`FAR_ADDR`], behind
-/// `wan`, which routes for it with a path MTU of `mtu` (the link itself is 1500, so the
-/// far host's own TCP still offers a full-size MSS). Removed when dropped.
+/// A host one router beyond the uplink: namespace `<lab>-far` at [`FAR_ADDR`] (and
+/// [`FAR_ADDR6`] in a dual-stack lab), behind `wan`, which routes for it with a path
+/// MTU of `mtu` (the link itself is 1500, so the far host's own TCP still offers a
+/// full-size MSS; IPv6 needs 1280 at least). Removed when dropped.
 pub struct FarHost {
     ns: String,
 }
@@ -710,6 +711,11 @@ pub struct FarHost {
 /// 203.0.113.0/24 "internet").
 pub const FAR_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 130);
 pub const FAR_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 129);
+/// The same in IPv6, on a network of its own beyond wan.
+pub const FAR_ADDR6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x130, 0, 0, 0, 0, 2);
+pub const FAR_GATEWAY6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x130, 0, 0, 0, 0, 1);
 
 impl FarHost {
     pub fn new(lab: &Lab, mtu: u32) -> FarHost {
@@ -719,12 +725,21 @@ impl FarHost {
             ns: format!("{}-far", lab.name),
         };
         let far_ns = netns::create(&far.ns).expect("create far namespace");
+        // In a dual-stack lab, the links come up without duplicate address detection
+        // on either end: a tentative link-local address loses the answers to wan's
+        // first neighbour solicitations.
+        let ipv6 = lab.state().subnet6.is_some();
+        let no_dad = move |ifname: &str| match ipv6 {
+            true => sysctl::ipv6_no_dad(ifname),
+            false => Ok(()),
+        };
         let far_file = netns::open(&far_ns).expect("open far namespace");
         netns::netlink_in(&lab.ns("wan"), |h| async move {
             let w = link::add_veth(&h, "tofar", "farlink", 1500).await?;
             let p = link::require(&h, "farlink").await?;
             link::move_to_netns(&h, "farlink", p, far_file.as_fd()).await?;
             addr::add(&h, "tofar", w, FAR_GATEWAY, 25).await?;
+            no_dad("tofar")?;
             link::up(&h, "tofar", w).await?;
             sysctl::set(sysctl::IP_FORWARD, "1")
         })
@@ -734,10 +749,45 @@ impl FarHost {
             link::up(&h, "lo", lo).await?;
             let p = link::require(&h, "farlink").await?;
             addr::add(&h, "farlink", p, FAR_ADDR, 25).await?;
+            no_dad("farlink")?;
             link::up(&h, "farlink", p).await?;
             route::add_default(&h, "farlink", p, FAR_GATEWAY, 0).await
         })
         .expect("the far host's side");
+        if ipv6 {
+            netns::netlink_in(&lab.ns("wan"), |h| async move {
+                let w = link::require(&h, "tofar").await?;
+                addr::add6(&h, "tofar", w, FAR_GATEWAY6, 64).await?;
+                sysctl::set(sysctl::IP6_FORWARD, "1")
+            })
+            .expect("wan's IPv6 side of the far link");
+            netns::netlink_in(&far_ns, |h| async move {
+                let p = link::require(&h, "farlink").await?;
+                addr::add6(&h, "farlink", p, FAR_ADDR6, 64).await?;
+                route::add_default6(&h, "farlink", p, FAR_GATEWAY6, 0).await
+            })
+            .expect("the far host's IPv6 side");
+            if mtu < 1500 {
+                lab.exec_ok(
+                    "wan",
+                    &[
+                        "ip",
+                        "-6",
+                        "route",
+                        "replace",
+                        "2001:db8:130::/64",
+                        "dev",
+                        "tofar",
+                        // The kernel's own route for the link (IPv6 gives it metric 256).
+                        "metric",
+                        "256",
+                        "mtu",
+                        "lock",
+                        &mtu.to_string(),
+                    ],
+                );
+            }
+        }
         if mtu < 1500 {
             lab.exec_ok(
                 "wan",

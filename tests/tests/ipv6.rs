@@ -6,15 +6,19 @@
 //! nothing.
 
 use std::{
-    io::Read,
+    io::{ErrorKind, Read, Write},
     net::{Ipv6Addr, SocketAddr, TcpListener},
     time::Duration,
 };
 
-use netlab_tests::{Background, Lab, in_ns, wait_for};
+use netlab_tests::{
+    Background, FAR_ADDR6, FarHost, Lab, in_ns,
+    sockets::{tcp_connect, tcp_listen, udp},
+    wait_for,
+};
 
 netlab_tests::per_datapath!(
-    [dual_stack_masquerade_and_publishing];
+    [dual_stack_masquerade_and_publishing, icmpv6_errors_and_udp_through_the_nat];
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
@@ -197,4 +201,84 @@ fn ipv6_refused_where_it_is_not_there() {
         err.contains("IPv6 host addresses are not taken yet"),
         "{err}"
     );
+}
+
+/// What the kernel's NAT66 does with the rest of IPv6: UDP masqueraded, ICMPv6 errors
+/// about a masqueraded flow translated back to the container (port unreachable, time
+/// exceeded for traceroute6, packet too big for path MTU discovery: IPv6 routers never
+/// fragment, so a transfer through a smaller link completes only if it is).
+fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp, "--ipv6"]);
+    lab.ok(&["run", "a"]);
+
+    let server = udp(&lab.ns("wan"), &format!("[{INTERNET6}]:7000"));
+    let client = udp(&lab.ns("a"), "[::]:0");
+    client
+        .send_to(b"hello", format!("[{INTERNET6}]:7000"))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = server.recv_from(&mut buf).expect("wan receives");
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(from.ip().to_string(), UPLINK6, "wan saw {from}");
+    server.send_to(b"back", from).unwrap();
+    let (n, _) = client.recv_from(&mut buf).expect("the reply comes back");
+    assert_eq!(&buf[..n], b"back");
+
+    // Port unreachable, back to the container's connected socket.
+    let client = udp(&lab.ns("a"), "[::]:0");
+    client.connect(format!("[{INTERNET6}]:9")).unwrap();
+    let refused = (0..5).any(|_| {
+        let _ = client.send(b"anyone?");
+        matches!(client.recv(&mut [0u8; 8]), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
+    });
+    assert!(refused, "the container never saw ECONNREFUSED");
+
+    // traceroute6: the lab host, wan as a router beyond the uplink, the far host.
+    let far = FarHost::new(&lab, 1280);
+    let out = lab.exec_ok(
+        "a",
+        &[
+            "traceroute",
+            "-6",
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "5",
+            &FAR_ADDR6.to_string(),
+        ],
+    );
+    let hops: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            "fd00:ac12::1",
+            "2001:db8:100::1",
+            FAR_ADDR6.to_string().as_str()
+        ],
+        "{out}"
+    );
+
+    // Path MTU: wan's link to the far host carries 1280 bytes; the container's
+    // full-size segments come back as packet too big, translated, and shrink.
+    let listener = tcp_listen(&far.ns(), &format!("[{FAR_ADDR6}]:7100"));
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got.len()
+    });
+    let payload = vec![0x5au8; 1 << 20];
+    let mut client = tcp_connect(&lab.ns("a"), &format!("[{FAR_ADDR6}]:7100"));
+    client.write_all(&payload).expect("send");
+    drop(client);
+    assert_eq!(receiver.join().unwrap(), payload.len());
+    let learnt = lab.exec_ok("a", &["ip", "-6", "route", "get", &FAR_ADDR6.to_string()]);
+    assert!(learnt.contains("mtu 1280"), "{learnt}");
 }

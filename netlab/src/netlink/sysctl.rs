@@ -19,6 +19,15 @@ pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
 pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
+/// Equivalent to `sysctl -w net.ipv6.conf.IF.accept_dad=0`, before the link comes up:
+/// its link-local address is usable at once too. A link-local address still in
+/// duplicate address detection cannot take the answer to a neighbour solicitation sent
+/// from it, so a router's first packets to a new neighbour are lost for up to two
+/// seconds. (The addresses netlab gives are added with `nodad` already.)
+pub fn ipv6_no_dad(ifname: &str) -> Result<()> {
+    set(&format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad"), "0")
+}
+
 /// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0`: bridged frames skip
 /// netfilter. This kernel turns it on in every new namespace; a lab without netfilter
 /// rules turns it off, in a namespace of its own, so that no frame pays for the hooks.

@@ -107,6 +107,7 @@ pub fn wire_sandbox(lab: &str, ipv6: bool) -> Result<(String, Ipv4Addr)> {
         link::move_to_netns(&h, WAN_IF, peer, wan_file.as_fd()).await?;
         addr::add(&h, UPLINK, up, HOST_ADDR, LAN_PREFIX).await?;
         if ipv6 {
+            sysctl::ipv6_no_dad(UPLINK)?;
             addr::add6(&h, UPLINK, up, HOST_ADDR6, PREFIX6).await?;
         }
         link::up(&h, UPLINK, up).await?;
@@ -119,6 +120,7 @@ pub fn wire_sandbox(lab: &str, ipv6: bool) -> Result<(String, Ipv4Addr)> {
         let w = link::require(&h, WAN_IF).await?;
         addr::add(&h, WAN_IF, w, WAN_ADDR, LAN_PREFIX).await?;
         if ipv6 {
+            sysctl::ipv6_no_dad(WAN_IF)?;
             addr::add6(&h, "lo", lo, INTERNET_ADDR6, PREFIX6).await?;
             addr::add6(&h, WAN_IF, w, WAN_ADDR6, PREFIX6).await?;
         }
@@ -225,6 +227,7 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
         if let Some((gw6, prefix6)) = v6 {
             // Only sandbox labs have IPv6 (`UpRequest::check_ipv6`): this is the
             // sandbox's own namespace.
+            sysctl::ipv6_no_dad(&bridge)?;
             addr::add6(&h, &bridge, br, gw6, prefix6).await?;
             sysctl::set(sysctl::IP6_FORWARD, "1")?;
         }
@@ -323,6 +326,9 @@ fn build_container(
         // neighbour still holding the MAC of an earlier container with this address
         // learns the new one at once.
         sysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+        if v6.is_some() {
+            sysctl::ipv6_no_dad(&ifname)?;
+        }
         link::up(&h, &ifname, p).await?;
         // A runtime's namespace may have a default route already (the container's
         // interface on another network, or on this one under another name): this one
