@@ -97,7 +97,7 @@ impl CniWorld {
             net,
             next: AtomicU32::new(0),
         };
-        netlab::topology::build_sandbox(&world.net).expect("build the runtime's namespaces");
+        netlab::topology::build_sandbox(&world.net, false).expect("build the runtime's namespaces");
         world
     }
 

@@ -196,7 +196,7 @@ fn a_network_whose_namespace_was_made_again_comes_up_anew() {
     for ns in ["host", "wan"] {
         netlab::netlink::netns::delete(&format!("{}-{ns}", w.net)).unwrap();
     }
-    netlab::topology::build_sandbox(&w.net).expect("the runtime's namespaces again");
+    netlab::topology::build_sandbox(&w.net, false).expect("the runtime's namespaces again");
     let b = w.container();
     let r = w.verb("ADD", &b, &conf);
     assert!(r.stderr.contains("brought up anew"), "{r:?}");

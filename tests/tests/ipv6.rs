@@ -18,7 +18,11 @@ use netlab_tests::{
 };
 
 netlab_tests::per_datapath!(
-    [dual_stack_masquerade_and_publishing, icmpv6_errors_and_udp_through_the_nat];
+    [
+        dual_stack_masquerade_and_publishing,
+        icmpv6_errors_and_udp_through_the_nat,
+        outside_a_sandbox_with_forwarding_as_it_was,
+    ];
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
@@ -281,4 +285,114 @@ fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
     assert_eq!(receiver.join().unwrap(), payload.len());
     let learnt = lab.exec_ok("a", &["ip", "-6", "route", "get", &FAR_ADDR6.to_string()]);
     assert!(learnt.contains("mtu 1280"), "{learnt}");
+}
+
+/// A runtime's world with IPv6 (the sandbox's two namespaces, made without a lab), in
+/// which a lab comes up as it would on a machine: removed on drop.
+struct World(String);
+
+impl World {
+    fn new() -> World {
+        netlab_tests::require_root();
+        let w = World(netlab_tests::unique_lab());
+        netlab::topology::build_sandbox(&w.0, true).expect("the world's namespaces");
+        w
+    }
+
+    fn host(&self) -> std::path::PathBuf {
+        netlab_tests::netns::path(&format!("{}-host", self.0))
+    }
+
+    /// `netlab --lab LAB ARGS` run inside the world's host namespace.
+    fn netlab(&self, lab: &str, args: &[&str]) -> std::process::Output {
+        let bin = netlab_tests::netlab_bin();
+        let mut cmd = vec![bin.to_str().unwrap(), "--lab", lab];
+        cmd.extend_from_slice(args);
+        netlab_tests::run_in_ns(&self.host(), &cmd)
+    }
+
+    fn sysctl(&self, path: &str) -> String {
+        netlab_tests::run_in_ns_ok(&self.host(), &["cat", path])
+            .trim()
+            .to_string()
+    }
+
+    fn set_sysctl(&self, path: &str, value: &str) {
+        netlab_tests::run_in_ns_ok(
+            &self.host(),
+            &["sh", "-c", &format!("echo {value} > {path}")],
+        );
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for ns in ["host", "wan"] {
+            let _ = netlab_tests::netns::delete(&format!("{}-{ns}", self.0));
+        }
+    }
+}
+
+const FORWARDING6: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+const BRIDGE_NF6: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
+
+/// Outside a sandbox netlab takes IPv6 forwarding as the namespace has it: off, `up
+/// --ipv6` is refused in one line and makes nothing (turning it on would stop the
+/// namespace's interfaces from taking router advertisements); on, the lab works, and
+/// `down` leaves the namespace's IPv6 settings and rules as they were.
+fn outside_a_sandbox_with_forwarding_as_it_was(dp: &str) {
+    let world = World::new();
+    let name = netlab_tests::unique_lab();
+    let up = ["up", "--datapath", dp, "--uplink", "eth0", "--ipv6"];
+    let rules = || match dp {
+        "nftables" => netlab_tests::run_in_ns_ok(&world.host(), &["nft", "list", "ruleset"]),
+        "iptables" => netlab_tests::run_in_ns_ok(&world.host(), &["ip6tables-nft-save"]),
+        _ => netlab_tests::run_in_ns_ok(&world.host(), &["ip6tables-legacy-save"]),
+    };
+    // The rules and chains (an iptables-save shows the built-in chains of every table
+    // it has ever listed, with their counters: those are not the lab's).
+    let strip = |t: String| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with('*') && !l.starts_with("COMMIT"))
+            .filter(|l| !(l.starts_with(':') && !l.starts_with(":NETLAB")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = strip(rules());
+
+    assert_eq!(world.sysctl(FORWARDING6), "0");
+    let out = world.netlab(&name, &up);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--ipv6 needs IPv6 forwarding on"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!std::path::Path::new("/run/netlab").join(&name).exists());
+    assert_eq!(world.sysctl(FORWARDING6), "0");
+
+    world.set_sysctl(FORWARDING6, "1");
+    world.set_sysctl(BRIDGE_NF6, "0");
+    let lab = Lab::named(&name);
+    let out = world.netlab(&name, &up);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uplink eth0 198.51.100.2 2001:db8:100::2"),
+        "{out:?}"
+    );
+    assert_eq!(world.sysctl(BRIDGE_NF6), "1");
+    lab.ok(&["run", "a"]);
+    lab.exec_ok("a", &["ping", "-6", "-c", "1", "-W", "3", INTERNET6]);
+    lab.ok(&["publish", "a", "8080:80"]);
+    let _server = dual_stack_server(&lab, "a", 80);
+    let wan = netlab_tests::netns::path(&format!("{}-wan", world.0));
+    let got = netlab_tests::run_in_ns(
+        &wan,
+        &netlab_tests::curl_status(&format!("http://[{UPLINK6}]:8080/")),
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "200");
+
+    drop(_server);
+    drop(lab);
+    assert_eq!(world.sysctl(BRIDGE_NF6), "0", "not restored");
+    assert_eq!(world.sysctl(FORWARDING6), "1");
+    assert_eq!(strip(rules()), before, "rules left behind");
 }

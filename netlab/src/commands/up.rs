@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, default_value = "172.18.0.0/16")]
     pub subnet: String,
     /// Dual-stack containers: each gets an IPv6 address beside its IPv4 one, masqueraded
-    /// behind the uplink's, and published ports answer on both families (sandbox labs,
-    /// iptables and nftables datapaths).
+    /// behind the uplink's, and published ports answer on both families (iptables and
+    /// nftables datapaths; outside a sandbox, IPv6 forwarding must be on already).
     #[arg(long)]
     pub ipv6: bool,
     /// The containers' IPv6 subnet (with --ipv6); the bridge takes its ::1.
@@ -114,7 +114,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     };
     let state = ops::up(&req)?;
     println!(
-        "lab {lab} is up: bridge {} {}/{}{}, uplink {} {}{}, datapath {}{}",
+        "lab {lab} is up: bridge {} {}/{}{}, uplink {} {}{}{}, datapath {}{}",
         state.bridge,
         state.bridge_addr,
         state.subnet.prefix,
@@ -124,6 +124,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         },
         state.uplink,
         state.uplink_addr,
+        state
+            .uplink_addr6
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default(),
         if state.sandbox { " (sandbox)" } else { "" },
         state.datapath.name(),
         match state.device {

@@ -110,7 +110,7 @@ pub fn on_path(program: &str) -> bool {
 /// 127.0.0.1, as Docker without its userland proxy).
 pub fn prepare_host(state: &LabState) -> Result<()> {
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", state.bridge);
-    // Bridged IPv6 frames through the IPv6 hooks too (sandbox labs only have IPv6).
+    // Bridged IPv6 frames through the IPv6 hooks too, in a lab with IPv6.
     let ipv6 = state.subnet6.is_some();
     netns::run_in(&topology::host_ns(state), || {
         if !Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
@@ -327,7 +327,12 @@ pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
         .map(IpAddr::V4)
         .to_vec();
     if let Some(gw6) = state.bridge_addr6() {
-        local.extend([topology::sandbox::HOST_ADDR6, gw6, Ipv6Addr::LOCALHOST].map(IpAddr::V6));
+        local.extend(
+            [gw6, Ipv6Addr::LOCALHOST]
+                .into_iter()
+                .chain(state.uplink_addr6)
+                .map(IpAddr::V6),
+        );
     }
     let mut wanted: HashSet<(&'static str, Option<IpAddr>, u16)> = HashSet::new();
     for port in ports {

@@ -42,6 +42,10 @@ pub struct LabState {
     pub bridge_addr: Ipv4Addr,
     pub uplink: String,
     pub uplink_addr: Ipv4Addr,
+    /// The uplink's IPv6 address in a lab with IPv6 (`None` where it has none: the
+    /// containers' IPv6 then goes nowhere, as Docker's would).
+    #[serde(default)]
+    pub uplink_addr6: Option<Ipv6Addr>,
     /// The lab's host namespace; `None` for a lab on the machine's own namespace.
     pub host_netns: Option<String>,
     /// The sandbox's `wan` namespace.
@@ -55,6 +59,10 @@ pub struct LabState {
     /// it), restored as `ip_forward_was`.
     #[serde(default)]
     pub bridge_nf_was: Option<String>,
+    /// `net.bridge.bridge-nf-call-ip6tables` before `up` (non-sandbox labs with IPv6),
+    /// restored as `bridge_nf_was`.
+    #[serde(default)]
+    pub bridge_nf6_was: Option<String>,
     /// NAT tunables the datapath was set up with.
     pub nat: NatOptions,
     /// Whether the datapath was loaded with its debug logs on (`up --debug`).
@@ -193,10 +201,12 @@ impl LabState {
             bridge_addr: "172.18.0.1".parse().unwrap(),
             uplink: "eth0".into(),
             uplink_addr: "198.51.100.2".parse().unwrap(),
+            uplink_addr6: None,
             host_netns: Some(format!("{name}-host")),
             wan_netns: Some(format!("{name}-wan")),
             ip_forward_was: None,
             bridge_nf_was: None,
+            bridge_nf6_was: None,
             nat: NatOptions::default(),
             debug: false,
             containers: Vec::new(),

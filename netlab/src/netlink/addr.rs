@@ -43,6 +43,22 @@ pub async fn first_v4(h: &Handle, name: &str, index: u32) -> Result<Option<Ipv4A
     Ok(None)
 }
 
+/// Equivalent to `ip -6 addr show dev NAME scope global` → the first address.
+pub async fn first_global_v6(h: &Handle, name: &str, index: u32) -> Result<Option<Ipv6Addr>> {
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get address", name))? {
+        for attr in msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V6(a)) = attr {
+                let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+                if !link_local && !a.is_loopback() {
+                    return Ok(Some(a));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Equivalent to `ip -4 addr show dev NAME` → every IPv4 address with its prefix.
 pub async fn all_v4(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
     let mut all = Vec::new();

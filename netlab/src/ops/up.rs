@@ -10,7 +10,7 @@ use crate::{
     lab::{
         Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6, names,
     },
-    netlink::netns,
+    netlink::{netns, sysctl},
     store::Locked,
     topology::{self, sandbox},
 };
@@ -140,17 +140,12 @@ impl UpRequest {
 }
 
 impl UpRequest {
-    /// What `--ipv6` needs: a sandbox (outside one, netlab would turn on IPv6
-    /// forwarding in the machine's namespace, which stops its interfaces from taking
-    /// router advertisements), a netfilter datapath (the eBPF datapath has no NAT66
-    /// yet), and a subnet with room for every IPv4 host number.
+    /// What `--ipv6` needs before anything is looked at: a netfilter datapath (the
+    /// eBPF datapath has no NAT66 yet), and a subnet with room for every IPv4 host
+    /// number, apart from the sandbox's networks. (Outside a sandbox, IPv6 forwarding
+    /// must be on already: [`require_ipv6_forwarding`].)
     fn check_ipv6(&self, s6: Subnet6) -> Result<()> {
         use DatapathKind::*;
-        if !self.sandbox {
-            return Err(Error::Invalid(
-                "--ipv6 needs --sandbox for now: outside one, netlab would have to turn on IPv6 forwarding in this namespace, which stops its interfaces from taking router advertisements".into(),
-            ));
-        }
         if !matches!(self.datapath, Iptables | IptablesLegacy | Nftables) {
             return Err(Error::Invalid(format!(
                 "--ipv6 runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} (its NAT66 is not written yet)",
@@ -171,6 +166,20 @@ impl UpRequest {
         }
         Ok(())
     }
+}
+
+/// Outside a sandbox, `--ipv6` takes IPv6 forwarding as the namespace has it, and needs
+/// it on: netlab does not turn it on, as turning it on stops every interface there that
+/// takes router advertisements (`accept_ra=1`) from taking them, which can cut the
+/// machine off its IPv6 network.
+fn require_ipv6_forwarding(state: &LabState) -> Result<()> {
+    if topology::sysctl_in_host(state, crate::netlink::sysctl::IP6_FORWARD)?.as_deref() == Some("1")
+    {
+        return Ok(());
+    }
+    Err(Error::Invalid(
+        "--ipv6 needs IPv6 forwarding on in this namespace, which netlab does not turn on (it stops interfaces taking router advertisements): `sysctl -w net.ipv6.conf.all.forwarding=1` (and accept_ra=2 on an interface that takes them), then up again".into(),
+    ))
 }
 
 /// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
@@ -277,10 +286,12 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         bridge_addr: req.subnet.gateway(),
         uplink: String::new(),
         uplink_addr: Ipv4Addr::UNSPECIFIED,
+        uplink_addr6: None,
         host_netns,
         wan_netns: req.sandbox.then(|| names::wan_netns(lab)),
         ip_forward_was: None,
         bridge_nf_was: None,
+        bridge_nf6_was: None,
         nat: req.nat,
         debug: req.debug,
         containers: Vec::new(),
@@ -339,6 +350,14 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     };
     state.uplink = uplink;
     state.uplink_addr = addr;
+    if state.subnet6.is_some() {
+        state.uplink_addr6 = if req.sandbox {
+            Some(sandbox::HOST_ADDR6)
+        } else {
+            require_ipv6_forwarding(state)?;
+            topology::uplink_addr6(state)?
+        };
+    }
     if req.subnet.contains(addr) {
         return Err(Error::Invalid(format!(
             "subnet {} contains the uplink address {addr}: pick another --subnet",
@@ -348,14 +367,21 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     check_nat_ports(state)?;
     // Forwarding and bridge netfilter as they were, recorded before the bridge and the
     // datapath change them; beside another lab, as that one found them.
-    (state.ip_forward_was, state.bridge_nf_was) =
-        match crate::store::neighbours(state).into_iter().next() {
-            Some(other) => (other.ip_forward_was, other.bridge_nf_was),
-            None => (
-                Some(topology::ip_forward(state)?),
-                topology::bridge_nf(state)?,
-            ),
+    let neighbour = crate::store::neighbours(state).into_iter().next();
+    (state.ip_forward_was, state.bridge_nf_was) = match &neighbour {
+        Some(other) => (other.ip_forward_was.clone(), other.bridge_nf_was.clone()),
+        None => (
+            Some(topology::ip_forward(state)?),
+            topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IPTABLES)?,
+        ),
+    };
+    if state.subnet6.is_some() {
+        // A neighbour without IPv6 left it as it found it.
+        state.bridge_nf6_was = match neighbour.and_then(|n| n.bridge_nf6_was) {
+            Some(was) => Some(was),
+            None => topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IP6TABLES)?,
         };
+    }
     lock.save(state)?;
     topology::build_bridge(state)?;
     // From here on what the datapath finds of its kind is its own, and `down` removes it.
@@ -385,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_needs_a_sandbox_and_a_netfilter_datapath() {
+    fn ipv6_needs_a_netfilter_datapath() {
         assert!(request(true, DatapathKind::Iptables).check().is_ok());
         assert!(request(true, DatapathKind::Nftables).check().is_ok());
         let outside = request(false, DatapathKind::Iptables).check().unwrap_err();

@@ -85,10 +85,10 @@ pub fn container_ns(c: &Container) -> Option<PathBuf> {
 
 /// Creates `<lab>-host` and `<lab>-wan` joined by the uplink veth, with their addresses
 /// and routes (a runtime's world, in the tests). Returns the uplink's name and address.
-pub fn build_sandbox(lab: &str) -> Result<(String, Ipv4Addr)> {
+pub fn build_sandbox(lab: &str, ipv6: bool) -> Result<(String, Ipv4Addr)> {
     netns::create(&names::host_netns(lab))?;
     netns::create(&names::wan_netns(lab))?;
-    wire_sandbox(lab, false)
+    wire_sandbox(lab, ipv6)
 }
 
 /// Joins the sandbox's two namespaces, which exist, by the uplink veth, with their
@@ -196,15 +196,22 @@ pub fn ip_forward(state: &LabState) -> Result<String> {
     })
 }
 
-/// `net.bridge.bridge-nf-call-iptables` in the lab's host namespace, as it is; `None`
-/// where the kernel has no bridge netfilter.
-pub fn bridge_nf(state: &LabState) -> Result<Option<String>> {
-    netns::run_in(&host_ns(state), || {
-        match std::fs::read_to_string(sysctl::BRIDGE_NF_CALL_IPTABLES) {
-            Ok(v) => Ok(Some(v.trim().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("read", sysctl::BRIDGE_NF_CALL_IPTABLES, e)),
-        }
+/// A sysctl (a /proc/sys path) in the lab's host namespace, as it is; `None` where the
+/// kernel has no such setting (bridge netfilter without br_netfilter).
+pub fn sysctl_in_host(state: &LabState, path: &'static str) -> Result<Option<String>> {
+    netns::run_in(&host_ns(state), || match std::fs::read_to_string(path) {
+        Ok(v) => Ok(Some(v.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    })
+}
+
+/// The uplink's first global IPv6 address, if it has one.
+pub fn uplink_addr6(state: &LabState) -> Result<Option<std::net::Ipv6Addr>> {
+    let uplink = state.uplink.clone();
+    netns::netlink_in(&host_ns(state), |h| async move {
+        let index = link::require(&h, &uplink).await?;
+        addr::first_global_v6(&h, &uplink, index).await
     })
 }
 
@@ -225,10 +232,9 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
         link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
         addr::add(&h, &bridge, br, gw, prefix).await?;
         if let Some((gw6, prefix6)) = v6 {
-            // Only sandbox labs have IPv6 (`UpRequest::check_ipv6`): this is the
-            // sandbox's own namespace.
             sysctl::ipv6_no_dad(&bridge)?;
             addr::add6(&h, &bridge, br, gw6, prefix6).await?;
+            // On already outside a sandbox (`up` requires it there).
             sysctl::set(sysctl::IP6_FORWARD, "1")?;
         }
         sysctl::set(sysctl::IP_FORWARD, "1")
@@ -525,6 +531,10 @@ pub fn teardown(state: &LabState) -> Result<()> {
         let sysctls = [
             (sysctl::IP_FORWARD, state.ip_forward_was.clone()),
             (sysctl::BRIDGE_NF_CALL_IPTABLES, state.bridge_nf_was.clone()),
+            (
+                sysctl::BRIDGE_NF_CALL_IP6TABLES,
+                state.bridge_nf6_was.clone(),
+            ),
         ];
         errors.check(netns::netlink_in(&host_ns(state), |h| async move {
             link::delete_marked(&h, &bridge, &alias).await?;
