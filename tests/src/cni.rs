@@ -101,6 +101,28 @@ impl CniWorld {
         world
     }
 
+    /// The same world with IPv6 addresses too, and IPv6 forwarding turned on in the
+    /// runtime's namespace (netlab requires it there, as on a machine).
+    pub fn dual_stack() -> Self {
+        require_root();
+        let net = unique_lab();
+        let world = CniWorld {
+            lab: Some(Lab::named(&net)),
+            net,
+            next: AtomicU32::new(0),
+        };
+        netlab::topology::build_sandbox(&world.net, true).expect("build the runtime's namespaces");
+        crate::run_in_ns_ok(
+            &world.host(),
+            &[
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding",
+            ],
+        );
+        world
+    }
+
     pub fn lab(&self) -> &Lab {
         self.lab.as_ref().expect("lab")
     }

@@ -688,3 +688,73 @@ fn published_ports_and_masquerade(dp: &str) {
     let _server = lab.http_server(&other.name, 8000);
     assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8080/"), "000");
 }
+
+netlab_tests::per_datapath!(
+    [a_dual_stack_network];
+    dual_stack_iptables = "iptables",
+    dual_stack_nftables = "nftables",
+);
+
+/// `"subnet6"` makes the network dual-stack: ADD's result has both addresses and both
+/// default routes, the container has them, a port mapping answers on both families,
+/// CHECK passes, and a network up without IPv6 refuses a configuration that has it.
+fn a_dual_stack_network(dp: &str) {
+    let w = CniWorld::dual_stack();
+    let conf = w.conf(json!({
+        "datapath": dp,
+        "subnet6": "fd00:77::/64",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 8000, "protocol": "tcp"}]},
+    }));
+    let web = w.container();
+    let r = w.add(&web, &conf);
+    assert_eq!(
+        r["ips"],
+        json!([
+            {"address": "10.77.0.2/24", "gateway": "10.77.0.1", "interface": 2},
+            {"address": "fd00:77::2/64", "gateway": "fd00:77::1", "interface": 2},
+        ])
+    );
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}, {"dst": "::/0", "gw": "fd00:77::1"}])
+    );
+    let addr = run_in_ns_ok(&web.netns, &["ip", "-6", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains("fd00:77::2/64"), "{addr}");
+
+    let mut check = conf.clone();
+    check["prevResult"] = r.clone();
+    w.verb("CHECK", &web, &check).ok();
+
+    let lab = w.lab();
+    let _server = lab.spawn(
+        &web.name,
+        &["python3", "-m", "http.server", "-b", "::", "8000"],
+    );
+    assert!(netlab_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        || lab.exec_ok(&web.name, &["ss", "-Htln"]).contains(":8000 ")
+    ));
+    for url in [
+        "http://[2001:db8:100::2]:8080/",
+        "http://198.51.100.2:8080/",
+    ] {
+        assert_eq!(w.curl_in(&w.wan(), url), "200", "{url} from wan");
+    }
+    lab.exec_ok(
+        &web.name,
+        &["ping", "-6", "-c", "1", "-W", "3", "2001:db8:113::1"],
+    );
+
+    // The network is up with IPv6: a configuration without it still fits (what it
+    // leaves out is whatever the network has), one with another IPv6 subnet does not.
+    let other = w.container();
+    let msg = w
+        .verb(
+            "ADD",
+            &other,
+            &w.conf(json!({"datapath": dp, "subnet6": "fd00:78::/64"})),
+        )
+        .error(7);
+    assert!(msg.contains("subnet6 fd00:77::/64"), "{msg}");
+    w.verb("DEL", &web, &conf).ok();
+}

@@ -83,22 +83,33 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
             c.mac.as_deref().unwrap_or("-")
         )));
     }
-    let ip =
+    // The interface's address and gateway in each family the network has.
+    let mut families = vec![(
         c.ip.map(|ip| format!("{ip}/{}", state.subnet.prefix))
-            .unwrap_or_default();
-    let gateway = state.bridge_addr.to_string();
+            .unwrap_or_default(),
+        state.bridge_addr.to_string(),
+    )];
+    if let (Some(s6), Some(ip6)) = (state.subnet6, c.ip.and_then(|ip| state.ip6_of(ip))) {
+        families.push((format!("{ip6}/{}", s6.prefix), s6.gateway().to_string()));
+    }
     let mut seen = false;
     for entry in prev["ips"].as_array().unwrap_or(&empty) {
         if entry["interface"].as_u64() != Some(index as u64) {
             continue;
         }
         seen = true;
-        if entry["address"] != ip.as_str() {
+        let Some((_, gateway)) = families
+            .iter()
+            .find(|(a, _)| entry["address"] == a.as_str())
+        else {
+            let ours: Vec<&str> = families.iter().map(|(a, _)| a.as_str()).collect();
             return Err(differs(format!(
-                "prevResult's address {} is not {}'s, {ip}",
-                entry["address"], c.ifname
+                "prevResult's address {} is not {}'s, {}",
+                entry["address"],
+                c.ifname,
+                ours.join(" or ")
             )));
-        }
+        };
         if !entry["gateway"].is_null() && entry["gateway"] != gateway.as_str() {
             return Err(differs(format!(
                 "prevResult's gateway {} is not the bridge's, {gateway}",
@@ -109,12 +120,23 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
     if !seen {
         return Err(differs(format!("prevResult gives {} no address", c.ifname)));
     }
+    // A default route of each family, via the bridge.
+    let defaults: Vec<(&str, &str)> = ["0.0.0.0/0", "::/0"]
+        .into_iter()
+        .zip(families.iter().map(|(_, gw)| gw.as_str()))
+        .collect();
     for route in prev["routes"].as_array().unwrap_or(&empty) {
-        let ours = route["dst"] == "0.0.0.0/0"
-            && (route["gw"].is_null() || route["gw"] == gateway.as_str());
+        let ours = defaults
+            .iter()
+            .any(|(dst, gw)| route["dst"] == *dst && (route["gw"].is_null() || route["gw"] == *gw));
         if !ours {
+            let made: Vec<String> = defaults
+                .iter()
+                .map(|(dst, gw)| format!("{dst} via {gw}"))
+                .collect();
             return Err(differs(format!(
-                "prevResult's route {route} is not one netlab made (default via {gateway})"
+                "prevResult's route {route} is not one netlab made ({})",
+                made.join(", ")
             )));
         }
     }

@@ -11,7 +11,7 @@ use super::{
     version,
 };
 use crate::{
-    lab::{DatapathKind, Device, NatOptions, Subnet, names, options::parse_port_range},
+    lab::{DatapathKind, Device, NatOptions, Subnet, Subnet6, names, options::parse_port_range},
     ops::UpRequest,
 };
 
@@ -20,13 +20,14 @@ pub const DEFAULT_SUBNET: &str = "172.18.0.0/16";
 
 /// Fields netlab-cni reads, and the well-known ones a runtime may add; `cni.dev/*`
 /// keys are the runtime's too.
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 19] = [
     "cniVersion",
     "cniVersions",
     "name",
     "type",
     "bridge",
     "subnet",
+    "subnet6",
     "datapath",
     "uplink",
     "natPorts",
@@ -93,7 +94,7 @@ impl NetConf {
             } else if KNOWN.contains(&key.as_str()) || key.starts_with("cni.dev/") {
                 continue;
             } else {
-                "netlab-cni takes bridge, subnet, datapath, uplink and natPorts"
+                "netlab-cni takes bridge, subnet, subnet6, datapath, device, uplink and natPorts"
             };
             return Err(CniError::new(
                 code::UNSUPPORTED_FIELD,
@@ -160,6 +161,16 @@ impl NetConf {
             .transpose()
     }
 
+    /// `"subnet6"`: the containers' IPv6 subnet, for a dual-stack network.
+    pub fn subnet6(&self) -> CniResult<Option<Subnet6>> {
+        self.string("subnet6")?
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: crate::error::Error| invalid(e.to_string()))
+            })
+            .transpose()
+    }
+
     pub fn subnet(&self) -> CniResult<Option<Subnet>> {
         self.string("subnet")?
             .map(|s| {
@@ -198,7 +209,7 @@ impl NetConf {
             datapath: self.datapath()?.unwrap_or(DatapathKind::Ebpf),
             device: self.device()?.unwrap_or_default(),
             subnet: self.subnet()?.unwrap_or_else(default_subnet),
-            subnet6: None,
+            subnet6: self.subnet6()?,
             uplink: self.string("uplink")?.map(str::to_string),
             bridge: self.bridge()?.map(str::to_string),
             nat: self.nat()?,

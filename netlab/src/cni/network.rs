@@ -52,6 +52,14 @@ pub fn check_matches(conf: &NetConf, state: &LabState) -> CniResult<()> {
     {
         differ.push(format!("subnet {}", state.subnet));
     }
+    if let Some(s6) = conf.subnet6()?
+        && Some(s6) != state.subnet6
+    {
+        differ.push(match state.subnet6 {
+            Some(had) => format!("subnet6 {had}"),
+            None => "no subnet6".into(),
+        });
+    }
     if let Some(b) = conf.bridge()?
         && b != state.bridge
     {

@@ -1,5 +1,6 @@
 //! ADD's result: the bridge, the host end of the veth and the container's interface,
-//! its address with the gateway, and the default route.
+//! its address with the gateway, and the default route (of each family, in a
+//! dual-stack network).
 
 use std::{net::Ipv4Addr, path::Path};
 
@@ -29,6 +30,20 @@ pub fn add_result(
     if version == "0.4.0" {
         address["version"] = json!("4");
     }
+    let mut ips = vec![address];
+    let mut routes = vec![json!({"dst": "0.0.0.0/0", "gw": state.bridge_addr})];
+    if let (Some(s6), Some(ip6)) = (state.subnet6, c.ip.and_then(|ip| state.ip6_of(ip))) {
+        let mut address = json!({
+            "address": format!("{ip6}/{}", s6.prefix),
+            "gateway": s6.gateway(),
+            "interface": SANDBOX_INTERFACE,
+        });
+        if version == "0.4.0" {
+            address["version"] = json!("6");
+        }
+        ips.push(address);
+        routes.push(json!({"dst": "::/0", "gw": s6.gateway()}));
+    }
     let mut result = json!({
         "cniVersion": version,
         "interfaces": [
@@ -36,8 +51,8 @@ pub fn add_result(
             {"name": c.veth, "mac": veth_mac},
             {"name": c.ifname, "mac": c.mac, "sandbox": netns},
         ],
-        "ips": [address],
-        "routes": [{"dst": "0.0.0.0/0", "gw": state.bridge_addr}],
+        "ips": ips,
+        "routes": routes,
     });
     if let Some(d) = dns {
         result["dns"] = d.clone();

@@ -73,6 +73,20 @@ pub async fn all_v4(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv4Addr,
     Ok(all)
 }
 
+/// Equivalent to `ip -6 addr show dev NAME` → every IPv6 address with its prefix.
+pub async fn all_v6(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv6Addr, u8)>> {
+    let mut all = Vec::new();
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get address", name))? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V6(a)) = attr {
+                all.push((*a, msg.header.prefix_len));
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// Equivalent to `ip -4 addr show` → every IPv4 address of the namespace, with the
 /// ifindex of its link, in the kernel's order (a link's primary address first).
 pub async fn all_links_v4(h: &Handle) -> Result<Vec<(u32, Ipv4Addr)>> {

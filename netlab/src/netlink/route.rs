@@ -109,3 +109,27 @@ pub async fn defaults(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv4Addr>)>
     }
     Ok(found)
 }
+
+/// Equivalent to `ip -6 route show default` → (oif, gateway) of each default route.
+pub async fn defaults6(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv6Addr>)>> {
+    let filter: RouteMessage = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    let mut routes = h.route().get(filter).execute();
+    let mut found = Vec::new();
+    while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
+        if r.header.destination_prefix_length != 0 {
+            continue;
+        }
+        let oif = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        let gw = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet6(g)) => {
+                Some(*g)
+            }
+            _ => None,
+        });
+        found.push((oif, gw));
+    }
+    Ok(found)
+}

@@ -481,9 +481,13 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
         let mac = link::mac(&h, &ifname).await?;
         let addrs = addr::all_v4(&h, &ifname, index).await?;
         let routes = route::defaults(&h).await?;
-        Ok(Some((index, mac, addrs, routes)))
+        let v6 = (
+            addr::all_v6(&h, &ifname, index).await?,
+            route::defaults6(&h).await?,
+        );
+        Ok(Some((index, mac, addrs, routes, v6)))
     })?;
-    let Some((index, mac, addrs, routes)) = found else {
+    let Some((index, mac, addrs, routes, (addrs6, routes6))) = found else {
         return differs(format!(
             "interface {} is gone from {}",
             c.ifname,
@@ -509,6 +513,22 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
             ns.display(),
             c.ifname
         ));
+    }
+    if let (Some(s6), Some(ip6)) = (state.subnet6, state.ip6_of(ip)) {
+        if !addrs6.contains(&(ip6, s6.prefix)) {
+            return differs(format!(
+                "interface {} lacks address {ip6}/{}",
+                c.ifname, s6.prefix
+            ));
+        }
+        if !routes6.contains(&(Some(index), Some(s6.gateway()))) {
+            return differs(format!(
+                "{} has no IPv6 default route via {} on {}",
+                ns.display(),
+                s6.gateway(),
+                c.ifname
+            ));
+        }
     }
     Ok(())
 }
