@@ -120,6 +120,49 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     assert_eq!(lab.curl("wan", "http://198.51.100.2:9090/"), "200");
     assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:9090/")), "000");
 
+    // A port on one IPv6 address, or on `[::]`, stays off IPv4 (Docker's syntax); and
+    // one host port may lead to two containers on two addresses of different families.
+    lab.ok(&["publish", "web", &format!("[{UPLINK6}]:7070:80")]);
+    lab.ok(&[
+        "publish",
+        "cli",
+        "198.51.100.2:7070:90",
+        "[::]:7171:90",
+        "0.0.0.0:7272:90",
+    ]);
+    for (url, status) in [
+        (format!("http://[{UPLINK6}]:7070/"), "200"),
+        ("http://198.51.100.2:7070/".to_string(), "200"),
+        (format!("http://[{UPLINK6}]:7171/"), "200"),
+        ("http://198.51.100.2:7171/".to_string(), "000"),
+        (format!("http://[{UPLINK6}]:7272/"), "000"),
+        ("http://198.51.100.2:7272/".to_string(), "200"),
+    ] {
+        assert_eq!(lab.curl("wan", &url), status, "{url}");
+    }
+    // The bridge's IPv6 address is not the uplink's: a port on the uplink's is not there.
+    assert_eq!(lab.curl("host", "http://[fd00:ac12::1]:7070/"), "000");
+    let err = lab.fails(&["publish", "web", "[::]:8080:80"]);
+    assert!(err.contains("already published"), "{err}");
+    let ports = lab.ports();
+    let families = |spec: &str| {
+        ports
+            .iter()
+            .find(|p| p["spec"] == spec)
+            .map(|p| p["families"].clone())
+            .unwrap_or_else(|| panic!("no {spec} in {ports:?}"))
+    };
+    assert_eq!(families("8080:80/tcp"), serde_json::json!(["ipv4", "ipv6"]));
+    assert_eq!(families("[::]:7171:90/tcp"), serde_json::json!(["ipv6"]));
+    assert_eq!(families("0.0.0.0:7272:90/tcp"), serde_json::json!(["ipv4"]));
+    assert_eq!(
+        families("198.51.100.2:7070:90/tcp"),
+        serde_json::json!(["ipv4"])
+    );
+    lab.ok(&["unpublish", "web", &format!("[{UPLINK6}]:7070:80")]);
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:7070/")), "000");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:7070/"), "200");
+
     // Direct access to a container's IPv6 address from outside is dropped, as IPv4's.
     lab.exec_ok(
         "wan",
@@ -197,14 +240,18 @@ fn ipv6_refused_where_it_is_not_there() {
         }
         assert!(!std::path::Path::new("/run/netlab").join(&lab).exists());
     }
-    // An IPv6 host address in -p says what is taken instead.
+    // [::1] cannot lead to a container (the kernel never routes it off the host), and a
+    // lab without IPv6 takes no IPv6 host address.
     let lab = Lab::sandbox(&["--datapath", "iptables", "--ipv6"]);
     lab.ok(&["run", "web"]);
     let err = lab.fails(&["publish", "web", "[::1]:8080:80"]);
-    assert!(
-        err.contains("IPv6 host addresses are not taken yet"),
-        "{err}"
-    );
+    assert!(err.contains("never routed off the host"), "{err}");
+    let err = lab.fails(&["publish", "web", "[2001:db8:100::9]:8080:80"]);
+    assert!(err.contains("is not an address of lab"), "{err}");
+    let v4 = Lab::sandbox(&["--datapath", "iptables"]);
+    v4.ok(&["run", "web"]);
+    let err = v4.fails(&["publish", "web", "[2001:db8:100::2]:8080:80"]);
+    assert!(err.contains("has no IPv6"), "{err}");
 }
 
 /// What the kernel's NAT66 does with the rest of IPv6: UDP masqueraded, ICMPv6 errors

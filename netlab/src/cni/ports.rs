@@ -3,7 +3,7 @@
 //! each becomes a single-port spec, which the eBPF datapath keeps in its hash table (one
 //! update each), rather than a range, of which it holds only 32.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Deserialize;
 
@@ -52,17 +52,14 @@ fn spec(m: &PortMapping) -> CniResult<PortSpec> {
             )));
         }
     };
-    let host_ip = match m.host_ip.as_deref() {
-        None | Some("") => None,
-        Some(ip) => {
-            let ip: Ipv4Addr = ip.parse().map_err(|_| {
-                invalid(format!(
-                    "portMappings: hostIP {ip:?} is not an IPv4 address"
-                ))
-            })?;
-            (!ip.is_unspecified()).then_some(ip)
-        }
-    };
+    // As `-p`: none every address, 0.0.0.0 every IPv4 one, `::` every IPv6 one.
+    let host_ip =
+        match m.host_ip.as_deref() {
+            None | Some("") => None,
+            Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| {
+                invalid(format!("portMappings: hostIP {ip:?} is not an IP address"))
+            })?),
+        };
     Ok(PortSpec {
         host_ip,
         proto,
@@ -118,7 +115,11 @@ mod tests {
         let text: Vec<String> = s.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             text,
-            ["8080:80/tcp", "127.0.0.1:5353:53/udp", "9000:90/tcp"]
+            [
+                "8080:80/tcp",
+                "127.0.0.1:5353:53/udp",
+                "0.0.0.0:9000:90/tcp"
+            ]
         );
         let none = NetConf::parse(r#"{"cniVersion":"1.0.0","name":"nl"}"#).unwrap();
         assert!(specs(&none).unwrap().is_empty());
@@ -133,7 +134,10 @@ mod tests {
                 r#"[{"hostPort":80,"containerPort":80,"protocol":"sctp"}]"#,
                 7,
             ),
-            (r#"[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]"#, 7),
+            (
+                r#"[{"hostPort":80,"containerPort":80,"hostIP":"::1:x"}]"#,
+                7,
+            ),
             (r#"[{"hostPort":"80","containerPort":80}]"#, 6),
             (r#"{"hostPort":80}"#, 6),
         ] {

@@ -15,11 +15,15 @@ pub struct Args {
 struct Port {
     container: String,
     spec: String,
-    host_ip: Option<std::net::Ipv4Addr>,
+    host_ip: Option<std::net::IpAddr>,
+    /// The families the port answers on: `ipv4`, `ipv6`, or both in a dual-stack lab.
+    families: Vec<&'static str>,
     proto: &'static str,
     host_port: u16,
     host_end: u16,
     ctr_ip: std::net::Ipv4Addr,
+    /// The container's IPv6 address the port leads to (a port that answers on IPv6).
+    ctr_ip6: Option<std::net::Ipv6Addr>,
     ctr_port: u16,
     ctr_end: u16,
     /// Counters (eBPF datapath only): packets and bytes both ways, connections opened.
@@ -34,10 +38,20 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     let counters = crate::datapath::port_counters(&*s.datapath(), state, &state.ports)?;
     let mut ports = Vec::new();
     for (p, stats) in state.ports.iter().zip(counters) {
+        let ctr_ip6 = state.ip6_of(p.ctr_ip).filter(|_| p.spec.on_ipv6());
+        let mut families = Vec::new();
+        if p.spec.on_ipv4() {
+            families.push("ipv4");
+        }
+        if ctr_ip6.is_some() {
+            families.push("ipv6");
+        }
         ports.push(Port {
             container: p.container.clone(),
             spec: p.spec.to_string(),
             host_ip: p.spec.host_ip,
+            families,
+            ctr_ip6,
             proto: p.spec.proto.name(),
             host_port: p.spec.host_port,
             host_end: p.spec.host_end,
@@ -53,9 +67,21 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&ports).expect("json"));
         return Ok(());
     }
+    // A dual-stack lab says which family each port answers on.
+    let dual = state.subnet6.is_some();
+    let family = |p: &Port| match dual {
+        true => format!(" {:<9}", p.families.join(",")),
+        false => String::new(),
+    };
     println!(
-        "{:<12} {:<32} {:<22} {:>10} {:>12} {:>8}",
-        "CONTAINER", "PUBLISHED", "TO", "PACKETS", "BYTES", "CONNS"
+        "{:<12} {:<32}{} {:<22} {:>10} {:>12} {:>8}",
+        "CONTAINER",
+        "PUBLISHED",
+        if dual { " FAMILY   " } else { "" },
+        "TO",
+        "PACKETS",
+        "BYTES",
+        "CONNS"
     );
     let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     for p in &ports {
@@ -65,9 +91,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             format!("{}:{}-{}", p.ctr_ip, p.ctr_port, p.ctr_end)
         };
         println!(
-            "{:<12} {:<32} {:<22} {:>10} {:>12} {:>8}",
+            "{:<12} {:<32}{} {:<22} {:>10} {:>12} {:>8}",
             p.container,
             p.spec,
+            family(p),
             to,
             n(p.packets),
             n(p.bytes),

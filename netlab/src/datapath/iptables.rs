@@ -303,8 +303,8 @@ impl PortRules {
     }
 }
 
-/// The rules of `ports` in one family: a port on one (IPv4) host address has none in
-/// IPv6; a port on every address leads to the container's IPv6 address there.
+/// The rules of `ports` in one family: a port on an address of one family has none in
+/// the other; a port on every address leads to the container's address of each.
 fn port_rules(state: &LabState, ports: &[Published], family: Family) -> PortRules {
     let (br, t) = (&state.bridge, tag());
     let mut rules = PortRules {
@@ -314,18 +314,26 @@ fn port_rules(state: &LabState, ports: &[Published], family: Family) -> PortRule
     for port in ports {
         let p = port.spec.proto.name();
         let (dst, to, ctr) = match family {
-            Family::V4 => (
+            Family::V4 if port.spec.on_ipv4() => (
                 port.spec
-                    .host_ip
+                    .host_ip4()
                     .map(|ip| format!("-d {ip}/32 "))
                     .unwrap_or_default(),
                 port.ctr_ip.to_string(),
                 format!("{}/32", port.ctr_ip),
             ),
-            Family::V6 => match (port.spec.host_ip, state.ip6_of(port.ctr_ip)) {
-                (None, Some(ip6)) => (String::new(), format!("[{ip6}]"), format!("{ip6}/128")),
-                _ => continue,
+            Family::V6 if port.spec.on_ipv6() => match state.ip6_of(port.ctr_ip) {
+                Some(ip6) => (
+                    port.spec
+                        .host_ip6()
+                        .map(|ip| format!("-d {ip}/128 "))
+                        .unwrap_or_default(),
+                    format!("[{ip6}]"),
+                    format!("{ip6}/128"),
+                ),
+                None => continue,
             },
+            _ => continue,
         };
         for (hp, cp) in netfilter::pairs(&port.spec) {
             rules.nat.push(format!(

@@ -337,11 +337,9 @@ pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
     let mut wanted: HashSet<(&'static str, Option<IpAddr>, u16)> = HashSet::new();
     for port in ports {
         for (hp, _) in pairs(&port.spec) {
-            wanted.insert((
-                port.spec.proto.name(),
-                port.spec.host_ip.map(IpAddr::V4),
-                hp,
-            ));
+            // `::` (every IPv6 address) is looked for as every address.
+            let ip = port.spec.host_ip.filter(|a| !a.is_unspecified());
+            wanted.insert((port.spec.proto.name(), ip, hp));
         }
     }
     let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();

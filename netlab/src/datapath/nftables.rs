@@ -244,21 +244,26 @@ struct Elements {
     published: BTreeSet<String>,
 }
 
-/// The elements of `ports` in one family's table: a port on one (IPv4) host address
-/// has none in IPv6; a port on every address leads to the container's IPv6 address there.
+/// The elements of `ports` in one family's table: a port on an address of one family
+/// has none in the other; a port on every address leads to the container's address of
+/// each.
 fn elements(state: &LabState, ports: &[Published], family: Family) -> Elements {
     let mut e = Elements::default();
     for port in ports {
         let p = port.spec.proto.name();
-        let ctr = match family {
-            Family::V4 => port.ctr_ip.to_string(),
-            Family::V6 => match (port.spec.host_ip, state.ip6_of(port.ctr_ip)) {
-                (None, Some(ip6)) => ip6.to_string(),
-                _ => continue,
+        let (host, ctr) = match family {
+            Family::V4 if port.spec.on_ipv4() => (
+                port.spec.host_ip4().map(|a| a.to_string()),
+                port.ctr_ip.to_string(),
+            ),
+            Family::V6 if port.spec.on_ipv6() => match state.ip6_of(port.ctr_ip) {
+                Some(ip6) => (port.spec.host_ip6().map(|a| a.to_string()), ip6.to_string()),
+                None => continue,
             },
+            _ => continue,
         };
         for (hp, cp) in netfilter::pairs(&port.spec) {
-            match port.spec.host_ip {
+            match &host {
                 Some(ip) => e.ports.push(format!("{ip} . {p} . {hp} : {ctr} . {cp}")),
                 None => e.ports_any.push(format!("{p} . {hp} : {ctr} . {cp}")),
             }
@@ -406,7 +411,15 @@ impl Datapath for Nftables {
     /// `publish` and `unpublish` are each one transaction: the elements of `ports` are
     /// all in the maps, or none; one of them says which.
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        let e = elements(state, ports, Family::V4);
+        // A port of one family has its elements in that family's table only.
+        let (family, e) = match families(state)
+            .iter()
+            .map(|&f| (f, elements(state, ports, f)))
+            .find(|(_, e)| !e.ports.is_empty() || !e.ports_any.is_empty())
+        {
+            Some(found) => found,
+            None => return netfilter::forget_flows(state, ports),
+        };
         let probe = match (e.ports.first(), e.ports_any.first()) {
             (Some(p), _) => ("ports", p),
             (None, Some(p)) => ("ports_any", p),
@@ -417,7 +430,7 @@ impl Datapath for Nftables {
         let present = netfilter::run(
             state,
             "nft",
-            &["get", "element", "ip", TABLE, probe.0, &element],
+            &["get", "element", family.name(), TABLE, probe.0, &element],
             None,
         )
         .is_ok();

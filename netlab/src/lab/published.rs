@@ -135,7 +135,8 @@ mod tests {
             );
             assert_eq!(Published::parse(line.as_str()).unwrap(), p, "{spec}");
         }
-        let mut long = published("255.255.255.255:65534-65535:65534-65535/udp");
+        let mut long =
+            published("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65534-65535:65534-65535/udp");
         long.container = "c".repeat(128);
         long.ctr_ip = Ipv4Addr::BROADCAST;
         long.id = u32::MAX;

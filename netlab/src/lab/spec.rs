@@ -1,6 +1,11 @@
-//! Docker's `-p` syntax: `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]`.
+//! Docker's `-p` syntax: `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]`, an
+//! IPv6 HOST_IP in brackets (`[2001:db8::1]:8080:80`).
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,10 +37,12 @@ impl Proto {
 }
 
 /// One published range: host ports `host_port..=host_end` on `host_ip` (or every host
-/// address) to container ports `ctr_port..` (the same length).
+/// address) to container ports `ctr_port..` (the same length). `host_ip` `None` is
+/// every address of both families (`8080:80`); as Docker has it, `0.0.0.0` every IPv4
+/// address (`0.0.0.0:8080:80`) and `::` every IPv6 one (`[::]:8080:80`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortSpec {
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub proto: Proto,
     pub host_port: u16,
     pub host_end: u16,
@@ -61,15 +68,49 @@ impl PortSpec {
         self.ctr_port_for(self.host_end)
     }
 
+    /// Whether the spec answers on IPv4 (on every address, or on one IPv4 address).
+    pub fn on_ipv4(&self) -> bool {
+        !matches!(self.host_ip, Some(IpAddr::V6(_)))
+    }
+
+    /// Whether the spec answers on IPv6 (on every address, every IPv6 address, or one).
+    pub fn on_ipv6(&self) -> bool {
+        !matches!(self.host_ip, Some(IpAddr::V4(_)))
+    }
+
+    /// The one IPv4 address the spec answers on, if it names one (not `0.0.0.0`).
+    pub fn host_ip4(&self) -> Option<Ipv4Addr> {
+        match self.host_ip {
+            Some(IpAddr::V4(a)) if !a.is_unspecified() => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The one IPv6 address the spec answers on, if it names one (not `::`).
+    pub fn host_ip6(&self) -> Option<Ipv6Addr> {
+        match self.host_ip {
+            Some(IpAddr::V6(a)) if !a.is_unspecified() => Some(a),
+            _ => None,
+        }
+    }
+
     /// Whether two specs claim a common (address, protocol, port).
     pub fn overlaps(&self, other: &PortSpec) -> bool {
-        let ips = match (self.host_ip, other.host_ip) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        ips && self.proto == other.proto
+        host_ips_overlap(self.host_ip, other.host_ip)
+            && self.proto == other.proto
             && self.host_port <= other.host_end
             && other.host_port <= self.host_end
+    }
+}
+
+/// Whether two host addresses of specs (`None` every address, `0.0.0.0` every IPv4
+/// one, `::` every IPv6 one) have an address in common.
+pub fn host_ips_overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
+    match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(a), Some(b)) => {
+            a.is_ipv4() == b.is_ipv4() && (a == b || a.is_unspecified() || b.is_unspecified())
+        }
     }
 }
 
@@ -119,20 +160,30 @@ impl FromStr for PortSpec {
                 "one protocol at most, after the ports, as in 8080:80/udp",
             ));
         }
-        if body.starts_with('[') {
-            return Err(bad(
-                "IPv6 host addresses are not taken yet; without a host address the port answers on every address, IPv6 ones included",
-            ));
-        }
+        // An IPv6 host address, in brackets as Docker writes it.
+        let (ip6, body) = match body.strip_prefix('[') {
+            Some(rest) => {
+                let (ip, rest) = rest.split_once("]:").ok_or_else(|| {
+                    bad("an IPv6 host address goes in brackets, as in [2001:db8::1]:8080:80")
+                })?;
+                let ip: Ipv6Addr = ip
+                    .parse()
+                    .map_err(|_| bad(&format!("{ip:?} is not an IPv6 address")))?;
+                (Some(ip), rest)
+            }
+            None => (None, body),
+        };
         // Taken apart without collecting: `state.json` holds thousands of specs.
         let mut parts = body.split(':');
         let (host_ip, host, ctr) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(host), Some(ctr), None, _) => (None, host, ctr),
-            (Some(ip), Some(host), Some(ctr), None) => {
-                let ip: Ipv4Addr = ip
-                    .parse()
-                    .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?;
-                (if ip.is_unspecified() { None } else { Some(ip) }, host, ctr)
+            (Some(host), Some(ctr), None, _) => (ip6.map(IpAddr::V6), host, ctr),
+            (Some(ip), Some(host), Some(ctr), None) if ip6.is_none() => {
+                let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                    bad(&format!(
+                        "{ip:?} is not an IPv4 address (an IPv6 one goes in brackets)"
+                    ))
+                })?;
+                (Some(IpAddr::V4(ip)), host, ctr)
             }
             (Some(_), None, ..) => return Err(bad("a host port is required, as in 8080:80")),
             _ => {
@@ -161,16 +212,24 @@ impl FromStr for PortSpec {
     }
 }
 
-/// The longest spec: `255.255.255.255:65535-65535:65535-65535/udp`.
-pub const SPEC_MAX: usize = 43;
+/// The longest spec: `[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65534-65535:65534-65535/udp`.
+pub const SPEC_MAX: usize = 69;
 
 impl PortSpec {
     /// Appends `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END]/PROTO`: what `Display` shows,
     /// and how `state.json` stores it.
     pub fn write_to<const N: usize>(&self, t: &mut Text<N>) {
-        if let Some(ip) = self.host_ip {
-            t.ip(ip);
-            t.push(b":");
+        match self.host_ip {
+            Some(IpAddr::V4(ip)) => {
+                t.ip(ip);
+                t.push(b":");
+            }
+            Some(IpAddr::V6(ip)) => {
+                t.push(b"[");
+                t.push(ip.to_string().as_bytes());
+                t.push(b"]:");
+            }
+            None => {}
         }
         t.num(self.host_port as u32);
         if self.host_end != self.host_port {
@@ -221,8 +280,20 @@ mod tests {
         assert_eq!(p("8080:80/UDP").proto, Proto::Udp);
         assert_eq!(p("8080:80/Tcp").proto, Proto::Tcp);
         assert_eq!(p("8080:80/").proto, Proto::Tcp);
-        assert_eq!(p("127.0.0.1:8080:80").host_ip, Some(Ipv4Addr::LOCALHOST));
-        assert_eq!(p("0.0.0.0:8080:80").host_ip, None);
+        assert_eq!(
+            p("127.0.0.1:8080:80").host_ip,
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            p("[2001:db8::1]:8080:80").host_ip,
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(p("[::]:8080:80").host_ip, Some("::".parse().unwrap()));
+        assert_eq!(
+            p("0.0.0.0:8080:80").host_ip,
+            Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        );
+        assert_eq!(p("0.0.0.0:8080:80").host_ip4(), None);
         let r = p("198.51.100.2:8000-8099:9000-9099/tcp");
         assert_eq!(
             (r.host_port, r.host_end, r.ctr_port, r.ctr_end()),
@@ -238,6 +309,9 @@ mod tests {
             "8080:80/tcp",
             "127.0.0.1:53:53/udp",
             "8000-8099:8000-8099/tcp",
+            "[2001:db8:100::2]:8080:80/tcp",
+            "[::]:53:53/udp",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65534-65535:65534-65535/udp",
         ] {
             assert_eq!(p(s).to_string(), s);
             assert_eq!(p(&p(s).to_string()), p(s));
@@ -266,6 +340,11 @@ mod tests {
             "8080:",
             "8080:80/udp/",
             "8080:80/tcp/udp",
+            "[::1:8080:80",
+            "[1.2.3.4]:8080:80",
+            "::1:8080:80",
+            "[::1]:8080",
+            "[::1]:1.2.3.4:8080:80",
         ] {
             assert!(s.parse::<PortSpec>().is_err(), "{s} should be rejected");
         }
@@ -280,5 +359,18 @@ mod tests {
         assert!(!p("127.0.0.1:8080:80").overlaps(&p("198.51.100.2:8080:80")));
         assert!(p("8000-8010:8000-8010").overlaps(&p("8010:1")));
         assert!(!p("8000-8010:8000-8010").overlaps(&p("8011:1")));
+        // IPv6: `::` is every IPv6 address, and no IPv4 one.
+        assert!(p("[::]:8080:80").overlaps(&p("[2001:db8::1]:8080:80")));
+        assert!(p("[::]:8080:80").overlaps(&p("8080:80")));
+        assert!(!p("[::]:8080:80").overlaps(&p("198.51.100.2:8080:80")));
+        assert!(!p("[2001:db8::1]:8080:80").overlaps(&p("[2001:db8::2]:8080:80")));
+        assert!(p("[::]:8080:80").on_ipv6() && !p("[::]:8080:80").on_ipv4());
+        assert!(p("8080:80").on_ipv6() && p("8080:80").on_ipv4());
+        assert!(!p("127.0.0.1:8080:80").on_ipv6());
+        // `0.0.0.0` is every IPv4 address, and no IPv6 one.
+        assert!(p("0.0.0.0:8080:80").overlaps(&p("127.0.0.1:8080:80")));
+        assert!(p("0.0.0.0:8080:80").overlaps(&p("8080:80")));
+        assert!(!p("0.0.0.0:8080:80").overlaps(&p("[::]:8080:80")));
+        assert!(p("0.0.0.0:8080:80").on_ipv4() && !p("0.0.0.0:8080:80").on_ipv6());
     }
 }

@@ -87,6 +87,20 @@ pub async fn all_v6(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv6Addr,
     Ok(all)
 }
 
+/// Equivalent to `ip addr show` → every address of the namespace, both families.
+pub async fn all_links(h: &Handle) -> Result<Vec<IpAddr>> {
+    let mut all = Vec::new();
+    let mut addrs = h.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get addresses", "*"))? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(a) = attr {
+                all.push(*a);
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// Equivalent to `ip -4 addr show` → every IPv4 address of the namespace, with the
 /// ifindex of its link, in the kernel's order (a link's primary address first).
 pub async fn all_links_v4(h: &Handle) -> Result<Vec<(u32, Ipv4Addr)>> {

@@ -3,7 +3,11 @@
 //! `/proc/net/tcp`, a dump of listening sockets walks only the listening hash, not the
 //! whole established table, which is sized for the machine and slow to walk even empty.
 
-use std::{io, mem::size_of, net::Ipv4Addr};
+use std::{
+    io,
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use crate::error::{Error, Result};
 
@@ -64,12 +68,12 @@ struct InetDiagMsg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundSocket {
     pub udp: bool,
-    pub addr: Option<Ipv4Addr>,
+    pub addr: Option<IpAddr>,
     pub port: u16,
 }
 
-/// TCP listeners and bound UDP sockets, IPv4 and IPv6 (an IPv6 socket counts only when
-/// it is bound to the wildcard, which takes IPv4 ports too).
+/// TCP listeners and bound UDP sockets, IPv4 and IPv6 (the IPv6 wildcard takes IPv4
+/// ports too, and counts as every address).
 pub fn bound() -> Result<Vec<BoundSocket>> {
     let fd = unsafe {
         libc::socket(
@@ -186,12 +190,19 @@ fn socket(msg: &InetDiagMsg, udp: bool) -> Option<BoundSocket> {
     let port = u16::from_be_bytes(msg.id.sport);
     let addr = if msg.family == libc::AF_INET as u8 {
         let a = Ipv4Addr::from(msg.id.src[0].to_ne_bytes());
-        (!a.is_unspecified()).then_some(a)
-    } else if msg.id.src.iter().all(|w| *w == 0) {
-        // The IPv6 wildcard takes IPv4 ports too.
-        None
+        (!a.is_unspecified()).then_some(IpAddr::V4(a))
     } else {
-        return None;
+        let mut bytes = [0u8; 16];
+        for (chunk, w) in bytes.chunks_exact_mut(4).zip(msg.id.src) {
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        let a = Ipv6Addr::from(bytes);
+        // The IPv6 wildcard takes IPv4 ports too; an IPv4-mapped address is IPv4's.
+        match a.to_ipv4_mapped() {
+            _ if a.is_unspecified() => None,
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => Some(IpAddr::V6(a)),
+        }
     };
     Some(BoundSocket { udp, addr, port })
 }

@@ -1,10 +1,14 @@
 //! What may be published: host addresses of the lab, ports nobody else holds.
 
-use std::{collections::HashMap, net::Ipv4Addr, path::Path};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use crate::{
     error::{Error, Result},
-    lab::{LabState, PortSpec, Proto, Published},
+    lab::{LabState, PortSpec, Proto, Published, spec::host_ips_overlap},
     netlink::{
         netns,
         sockdiag::{self, BoundSocket},
@@ -13,30 +17,70 @@ use crate::{
 
 /// Refuses a host address that is not the lab host's: the uplink's, the bridge's,
 /// 127.0.0.1, or an address of another of its interfaces (read once, when a spec names
-/// one, into `others`).
+/// one, into `others`); in a lab with IPv6 also `::`, the uplink's and the bridge's IPv6
+/// addresses or another of the host's. `::1` is refused: the kernel never routes it off
+/// the host, so no container can be reached there without a proxy.
 pub fn check_host_ip(
     state: &LabState,
     spec: &PortSpec,
-    others: &mut Option<Vec<Ipv4Addr>>,
+    others: &mut Option<Vec<IpAddr>>,
 ) -> Result<()> {
     let Some(ip) = spec.host_ip else {
         return Ok(());
     };
-    if ip == state.uplink_addr || ip == state.bridge_addr || ip == Ipv4Addr::LOCALHOST {
-        return Ok(());
+    match ip {
+        IpAddr::V4(a) => {
+            if a.is_unspecified()
+                || a == state.uplink_addr
+                || a == state.bridge_addr
+                || a == Ipv4Addr::LOCALHOST
+            {
+                return Ok(());
+            }
+        }
+        IpAddr::V6(a) => {
+            if state.subnet6.is_none() {
+                return Err(Error::Invalid(format!(
+                    "lab {} has no IPv6 (`up --ipv6`): {a} cannot be published on",
+                    state.name
+                )));
+            }
+            if a.is_loopback() {
+                return Err(Error::Invalid(
+                    "::1 is never routed off the host, so a port on [::1] cannot lead to a container (Docker needs its userland proxy for it): publish on [::] or a host's IPv6 address".into(),
+                ));
+            }
+            if a.is_unspecified()
+                || Some(a) == state.uplink_addr6
+                || Some(a) == state.bridge_addr6()
+            {
+                return Ok(());
+            }
+        }
     }
     if others.is_none() {
         let all = netns::netlink_in(&crate::topology::host_ns(state), |h| async move {
-            crate::netlink::addr::all_links_v4(&h).await
+            crate::netlink::addr::all_links(&h).await
         })?;
-        *others = Some(all.into_iter().map(|(_, a)| a).collect());
+        *others = Some(all);
     }
     if others.as_ref().is_some_and(|o| o.contains(&ip)) {
         return Ok(());
     }
+    let mut usable = vec![
+        state.uplink_addr.to_string(),
+        state.bridge_addr.to_string(),
+        "127.0.0.1".into(),
+    ];
+    if let Some(gw6) = state.bridge_addr6() {
+        usable.extend(state.uplink_addr6.map(|a| format!("[{a}]")));
+        usable.push(format!("[{gw6}]"));
+        usable.push("[::]".into());
+    }
     Err(Error::Invalid(format!(
-        "{ip} is not an address of lab {}'s host: use {}, {}, 127.0.0.1, another address of the lab host, or no address for all of them",
-        state.name, state.uplink_addr, state.bridge_addr
+        "{ip} is not an address of lab {}'s host: use {}, another address of the lab host, or no address for all of them",
+        state.name,
+        usable.join(", ")
     )))
 }
 
@@ -56,7 +100,7 @@ pub struct Claims<'a> {
 pub const SMALL_REQUEST: usize = 16;
 
 /// A host address (or every address) and what claims a port on it.
-type Claim<'a> = (Option<Ipv4Addr>, Claimant<'a>);
+type Claim<'a> = (Option<IpAddr>, Claimant<'a>);
 
 #[derive(Clone, Copy)]
 enum Claimant<'a> {
@@ -110,13 +154,7 @@ impl<'a> Claims<'a> {
                 taken
                     .get(&(spec.proto, port))?
                     .iter()
-                    .find_map(|(ip, who)| {
-                        let same = match (ip, spec.host_ip) {
-                            (Some(a), Some(b)) => *a == b,
-                            _ => true,
-                        };
-                        same.then_some(*who)
-                    })
+                    .find_map(|(ip, who)| host_ips_overlap(*ip, spec.host_ip).then_some(*who))
             }),
         };
         match clash {
@@ -145,7 +183,7 @@ pub struct OtherLabs {
 }
 
 /// A host address (or every one), the lab that publishes there, and its spec.
-type TheirClaim = (Option<Ipv4Addr>, String, PortSpec);
+type TheirClaim = (Option<IpAddr>, String, PortSpec);
 
 impl OtherLabs {
     pub fn of(state: &LabState) -> Result<Self> {
@@ -174,7 +212,7 @@ impl OtherLabs {
         }
         for port in spec.host_port..=spec.host_end {
             for (ip, lab, theirs) in self.taken.get(&(spec.proto, port)).into_iter().flatten() {
-                if ip.is_none() || spec.host_ip.is_none() || *ip == spec.host_ip {
+                if host_ips_overlap(*ip, spec.host_ip) {
                     return Err(Error::Conflict(format!(
                         "host port {spec} is already published by lab {lab} ({theirs}) in the same namespace: pick another host port"
                     )));
@@ -196,16 +234,17 @@ pub fn bound_sockets(host_ns: &Path) -> Result<Vec<BoundSocket>> {
 pub fn check_sockets(bound: &[BoundSocket], spec: &PortSpec) -> Result<()> {
     let udp = spec.proto == Proto::Udp;
     for b in bound {
-        let addr_clash = match (b.addr, spec.host_ip) {
-            (None, _) | (_, None) => true,
-            (Some(a), Some(h)) => a == h,
-        };
+        let addr_clash = host_ips_overlap(b.addr, spec.host_ip);
         if b.udp == udp && addr_clash && (spec.host_port..=spec.host_end).contains(&b.port) {
             return Err(Error::Conflict(format!(
                 "host port {}/{} is in use by a socket in the lab host ({}:{}): stop it or pick another port",
                 b.port,
                 spec.proto.name(),
-                b.addr.map(|a| a.to_string()).unwrap_or_else(|| "*".into()),
+                match b.addr {
+                    Some(IpAddr::V6(a)) => format!("[{a}]"),
+                    Some(a) => a.to_string(),
+                    None => "*".into(),
+                },
                 b.port
             )));
         }

@@ -30,8 +30,11 @@ fn target(p: &Published) -> PubTarget {
     }
 }
 
+/// The IPv4 host address of a port (0 for every address). An eBPF lab has no IPv6
+/// (`up --ipv6` refuses the datapath), so no port of its names an IPv6 one
+/// (`conflicts::check_host_ip` refuses it).
 fn host_addr(p: &Published) -> u32 {
-    p.spec.host_ip.map(be).unwrap_or(0)
+    p.spec.host_ip4().map(be).unwrap_or(0)
 }
 
 fn single_key(p: &Published) -> PubKey {
