@@ -180,8 +180,16 @@ impl CniWorld {
         c
     }
 
-    /// A new container namespace, `<net>-c<n>`, with id `c<n>`.
+    /// A new container namespace, `<net>-c<n>`, with id `c<n>`, its `lo` up as podman
+    /// brings it up before it calls the plugins (CNI's `loopback` plugin for others).
     pub fn container(&self) -> Ctr {
+        let c = self.bare_container();
+        crate::run_in_ns_ok(&c.netns, &["ip", "link", "set", "lo", "up"]);
+        c
+    }
+
+    /// A new container namespace as the kernel makes it, `lo` down.
+    pub fn bare_container(&self) -> Ctr {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let ns = format!("{}-c{n}", self.net);
         let netns = netns::create(&ns).expect("create a container namespace");

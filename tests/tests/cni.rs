@@ -758,3 +758,23 @@ fn a_dual_stack_network(dp: &str) {
     assert!(msg.contains("subnet6 fd00:77::/64"), "{msg}");
     w.verb("DEL", &web, &conf).ok();
 }
+
+/// ADD touches nothing in the runtime's namespace but the interface it makes: `lo` is
+/// the runtime's (podman brings it up itself), and a refused ADD leaves the namespace
+/// as it found it.
+#[test]
+fn add_leaves_the_runtimes_lo_alone() {
+    let w = CniWorld::new();
+    let a = w.bare_container();
+    let lo_up = || run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show", "lo"]).contains(",UP");
+    assert!(!lo_up(), "a new namespace's lo is down");
+    let refused = w.conf(json!({
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "hostIP": "192.0.2.77"}]},
+    }));
+    w.verb("ADD", &a, &refused).error(7);
+    assert!(!lo_up(), "a refused ADD brought lo up");
+    let links = run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    w.add(&a, &w.conf(json!({})));
+    assert!(!lo_up(), "ADD brought the runtime's lo up");
+}

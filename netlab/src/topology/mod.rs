@@ -271,10 +271,15 @@ fn build_container(
     let Some(ns) = container_ns(c) else {
         return Ok(());
     };
-    netns::netlink_in(&ns, |h| async move {
-        let lo = link::require(&h, "lo").await?;
-        link::up(&h, "lo", lo).await
-    })?;
+    // `lo` of a namespace netlab made; a runtime's `lo` is the runtime's (podman brings
+    // it up itself, CNI's `loopback` plugin for others), and a refused ADD must leave
+    // its namespace as it found it.
+    if c.runtime_netns.is_none() {
+        netns::netlink_in(&ns, |h| async move {
+            let lo = link::require(&h, "lo").await?;
+            link::up(&h, "lo", lo).await
+        })?;
+    }
     if c.network != Network::Bridge {
         return Ok(());
     }
