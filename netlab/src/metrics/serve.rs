@@ -1,13 +1,19 @@
 //! `netlab metrics --listen ADDR:PORT`: `/metrics` over HTTP/1.1, each request
 //! answered with a fresh scrape and the connection closed, each connection on a thread
 //! of its own (a few at once at most), so that a slow or idle client holds up no one
-//! else's scrape. The standard library's TCP listener is all it takes: Prometheus sends
-//! one GET per scrape.
+//! else's scrape. When every slot is taken, the connection that has waited longest for
+//! its request head is closed to make room: idle connections (a local process holding
+//! sixteen open) cannot keep a scrape out. The standard library's TCP listener is all
+//! it takes: Prometheus sends one GET per scrape.
 
 use std::{
+    collections::VecDeque,
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    sync::atomic::{AtomicUsize, Ordering},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -18,8 +24,42 @@ use crate::error::{Error, Result};
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client has to send its request head, all of it.
 const HEAD_TIME: Duration = Duration::from_secs(5);
-/// Connections served at once; one more is closed at once.
+/// Connections served at once. A connection past it takes the place of the one that
+/// has waited longest for its request head, or, when every one is being answered, is
+/// closed at once.
 const MAX_CLIENTS: usize = 16;
+
+/// The connections still waiting for their request head, oldest first (an id each, and
+/// a handle to close it by).
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    conns: VecDeque<(u64, TcpStream)>,
+}
+
+impl Waiting {
+    fn add(&mut self, s: &TcpStream) -> Option<u64> {
+        let handle = s.try_clone().ok()?;
+        self.next += 1;
+        self.conns.push_back((self.next, handle));
+        Some(self.next)
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.conns.retain(|(i, _)| *i != id);
+    }
+
+    /// Closes the connection that has waited longest; false when none is waiting.
+    fn evict_oldest(&mut self) -> bool {
+        match self.conns.pop_front() {
+            Some((_, s)) => {
+                let _ = s.shutdown(Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Serves scrapes of `labs` until the process is killed.
 pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
@@ -28,16 +68,28 @@ pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
     let bound = listener.local_addr().unwrap_or(addr);
     eprintln!("netlab metrics: serving http://{bound}/metrics");
     let clients = AtomicUsize::new(0);
+    let waiting = Mutex::new(Waiting::default());
     std::thread::scope(|scope| {
         for s in listener.incoming().flatten() {
-            if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-                clients.fetch_sub(1, Ordering::AcqRel);
+            let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            // The evicted connection's thread ends as soon as its read fails; until
+            // then one thread more than MAX_CLIENTS runs.
+            if clients.load(Ordering::Acquire) >= MAX_CLIENTS && !w.evict_oldest() {
                 continue;
             }
-            let clients = &clients;
+            clients.fetch_add(1, Ordering::AcqRel);
+            let id = w.add(&s);
+            drop(w);
+            let (clients, waiting) = (&clients, &waiting);
             scope.spawn(move || {
                 // A client that goes away, or sends nonsense, costs only its own answer.
-                let _ = answer(s, labs);
+                let head = read_head(&s);
+                if let Some(id) = id {
+                    waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                }
+                if let Ok(head) = head {
+                    let _ = answer(s, &head, labs);
+                }
                 clients.fetch_sub(1, Ordering::AcqRel);
             });
         }
@@ -137,10 +189,9 @@ fn read_head(mut s: &TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-fn answer(mut s: TcpStream, labs: &Labs) -> std::io::Result<()> {
-    let head = read_head(&s)?;
+fn answer(mut s: TcpStream, head: &str, labs: &Labs) -> std::io::Result<()> {
     let head_only = head.starts_with("HEAD ");
-    let (status, content_type, body) = match parse(&head) {
+    let (status, content_type, body) = match parse(head) {
         Request::Metrics(format) => match super::scrape(labs, format) {
             Ok(text) => ("200 OK", format.content_type(), text),
             Err(e) => (
