@@ -778,3 +778,51 @@ fn add_leaves_the_runtimes_lo_alone() {
     w.add(&a, &w.conf(json!({})));
     assert!(!lo_up(), "ADD brought the runtime's lo up");
 }
+
+netlab_tests::per_datapath!(
+    [check_sees_a_port_removed_from_the_kernel];
+    kernel_ebpf = "ebpf",
+    kernel_iptables = "iptables",
+    kernel_nftables = "nftables",
+);
+
+/// CHECK looks for the container's ports in the kernel, not only in the lab's state: a
+/// rule, element or map entry removed behind netlab's back fails it; DEL still works.
+fn check_sees_a_port_removed_from_the_kernel(dp: &str) {
+    let w = CniWorld::new();
+    let mappings =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let conf = w.conf(json!({"datapath": dp, "runtimeConfig": mappings}));
+    let a = w.container();
+    let mut check = conf.clone();
+    check["prevResult"] = w.add(&a, &conf);
+    w.verb("CHECK", &a, &check).ok();
+    match dp {
+        "iptables" => {
+            run_in_ns_ok(&w.host(), &["iptables-nft", "-t", "nat", "-F", "NETLAB"]);
+        }
+        "nftables" => {
+            run_in_ns_ok(
+                &w.host(),
+                &["nft", "flush", "map", "ip", "netlab", "ports_any"],
+            );
+        }
+        _ => {
+            // PubKey: any address, port 8080 (0x1f90) in network order, TCP, padding.
+            let map = netlab::datapath::ebpf::pins::dir(&w.net).join("PUBLISH");
+            let out = std::process::Command::new("bpftool")
+                .args(["map", "delete", "pinned"])
+                .arg(&map)
+                .args(["key", "0", "0", "0", "0", "0x1f", "0x90", "6", "0"])
+                .output()
+                .expect("run bpftool");
+            assert!(out.status.success(), "bpftool: {out:?}");
+        }
+    }
+    let msg = w.verb("CHECK", &a, &check).error(102);
+    assert!(
+        msg.contains("8080:80/tcp") && msg.contains("no longer has it"),
+        "{msg}"
+    );
+    w.verb("DEL", &a, &conf).ok();
+}

@@ -55,7 +55,23 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     }
     against_prev_result(&s.state, c, prev)?;
     ops::check(&s, &name).map_err(|e| differs(e.to_string()))?;
-    published(&s.state, &name, &specs)
+    published(&s.state, &name, &specs)?;
+    in_the_kernel(&s, &name)
+}
+
+/// The container's ports are in the kernel as the state records them: rules, elements
+/// or map entries removed behind netlab's back fail the CHECK.
+fn in_the_kernel(s: &Session, name: &str) -> CniResult<()> {
+    let ports: Vec<_> = s.state.ports_of(name).cloned().collect();
+    let absent = s.datapath().absent(&s.state, &ports)?;
+    match absent.first() {
+        None => Ok(()),
+        Some(p) => Err(differs(format!(
+            "port {} is published but the {} datapath no longer has it (removed behind netlab's back): DEL and ADD the container again",
+            p.spec,
+            s.state.datapath.name()
+        ))),
+    }
 }
 
 /// The interface, addresses and routes `prevResult` lists are the container's.

@@ -521,6 +521,27 @@ impl Datapath for Iptables {
         netfilter::forget_flows(state, ports)
     }
 
+    /// The ports some of whose rules `iptables-save` (or `ip6tables-save`) lacks.
+    fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
+        let mut gone: Vec<Published> = Vec::new();
+        for &family in families(state) {
+            let saved = self.save(state, family)?;
+            let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
+            for p in ports {
+                let rules = port_rules(state, std::slice::from_ref(p), family);
+                let whole = rules
+                    .nat
+                    .iter()
+                    .chain(&rules.filter)
+                    .all(|r| present.contains(format!("-A {PORTS} {r}").as_str()));
+                if !whole && !gone.contains(p) {
+                    gone.push(p.clone());
+                }
+            }
+        }
+        Ok(gone)
+    }
+
     /// The rules of `ports` that `iptables-save` shows, deleted (an interrupted publish
     /// may have committed the filter table and not the nat table).
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {

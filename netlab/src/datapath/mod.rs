@@ -53,6 +53,12 @@ pub trait Datapath {
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         self.unpublish(state, ports)
     }
+    /// Which of `ports` (published, as the state says) the kernel does not have, or
+    /// not whole: their rules, elements or map entries removed behind netlab's back (a
+    /// firewall reload, someone's `iptables -F`). CNI's CHECK asks.
+    fn absent(&self, _state: &LabState, _ports: &[Published]) -> Result<Vec<Published>> {
+        Ok(Vec::new())
+    }
     /// The cgroup a process in the lab host must join to see host-local publishing.
     fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
         Ok(None)

@@ -408,6 +408,44 @@ impl Datapath for Nftables {
         netfilter::forget_flows(state, ports)
     }
 
+    /// The ports some of whose elements the tables lack: `nft get element` of all of a
+    /// port's keys in each map fails when one is missing.
+    fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
+        let mut gone = Vec::new();
+        for p in ports {
+            let mut whole = true;
+            for &family in families(state) {
+                let e = elements(state, std::slice::from_ref(p), family);
+                let published: Vec<&String> = e.published.iter().collect();
+                for (set, elems) in [
+                    ("ports", e.ports.iter().collect::<Vec<_>>()),
+                    ("ports_any", e.ports_any.iter().collect()),
+                    ("published", published),
+                ] {
+                    if elems.is_empty() {
+                        continue;
+                    }
+                    let keys: Vec<&str> = elems
+                        .iter()
+                        .map(|e| e.split(" : ").next().unwrap_or(e))
+                        .collect();
+                    let element = format!("{{ {} }}", keys.join(", "));
+                    whole &= netfilter::run(
+                        state,
+                        "nft",
+                        &["get", "element", family.name(), TABLE, set, &element],
+                        None,
+                    )
+                    .is_ok();
+                }
+            }
+            if !whole {
+                gone.push(p.clone());
+            }
+        }
+        Ok(gone)
+    }
+
     /// `publish` and `unpublish` are each one transaction: the elements of `ports` are
     /// all in the maps, or none; one of them says which.
     fn withdraw_leftovers(&self, state: &LabState, ports: &[Published]) -> Result<()> {

@@ -316,6 +316,10 @@ impl Datapath for Ebpf {
         ports::publish(&state.name, ports)
     }
 
+    fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
+        ports::absent(&state.name, ports)
+    }
+
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         ports::unpublish(&state.name, ports)
     }

@@ -157,6 +157,28 @@ impl Table {
         Ok(())
     }
 
+    /// Whether `p`'s entry is in the port table, leading where it should.
+    fn has(&self, p: &Published) -> Result<bool> {
+        if !is_range(p) {
+            return match self.singles.get(&single_key(p), 0) {
+                Ok(t) => Ok(t == target(p)),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+                Err(e) => Err(Error::ebpf("read PUBLISH", e)),
+            };
+        }
+        let wanted = range_of(p);
+        for i in 0..names::PUBLISH_RANGES_MAX {
+            let slot = self
+                .ranges
+                .get(&i, 0)
+                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
+            if slot == wanted {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn remove(&mut self, p: &Published) -> Result<()> {
         if !is_range(p) {
             return pins::gone_already(self.singles.remove(&single_key(p)))
@@ -190,6 +212,18 @@ pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ports of `ports` that the port table does not have.
+pub fn absent(lab: &str, ports: &[Published]) -> Result<Vec<Published>> {
+    let table = Table::open(lab)?;
+    let mut gone = Vec::new();
+    for p in ports {
+        if !table.has(p)? {
+            gone.push(p.clone());
+        }
+    }
+    Ok(gone)
 }
 
 /// Withdraws `ports` and ends their flows.
