@@ -90,6 +90,11 @@ impl Default for CniWorld {
 
 impl CniWorld {
     pub fn new() -> Self {
+        Self::with(false)
+    }
+
+    /// The runtime's world, with IPv6 addresses too when `ipv6`.
+    fn with(ipv6: bool) -> Self {
         require_root();
         let net = unique_lab();
         let world = CniWorld {
@@ -97,21 +102,14 @@ impl CniWorld {
             net,
             next: AtomicU32::new(0),
         };
-        netlab::topology::build_sandbox(&world.net, false).expect("build the runtime's namespaces");
+        netlab::topology::build_sandbox(&world.net, ipv6).expect("build the runtime's namespaces");
         world
     }
 
     /// The same world with IPv6 addresses too, and IPv6 forwarding turned on in the
     /// runtime's namespace (netlab requires it there, as on a machine).
     pub fn dual_stack() -> Self {
-        require_root();
-        let net = unique_lab();
-        let world = CniWorld {
-            lab: Some(Lab::named(&net)),
-            net,
-            next: AtomicU32::new(0),
-        };
-        netlab::topology::build_sandbox(&world.net, true).expect("build the runtime's namespaces");
+        let world = Self::with(true);
         crate::run_in_ns_ok(
             &world.host(),
             &[

@@ -484,6 +484,34 @@ pub fn age_flows(lab: &Lab, secs: u32) {
     }
 }
 
+/// The hops `traceroute -n -q 1 -w 2 -m 5 DEST` from container `from` shows (an
+/// address each, `*` for a silent one); `DEST` of either family.
+pub fn traceroute_hops(lab: &Lab, from: &str, dest: &str) -> (Vec<String>, String) {
+    let family = if dest.contains(':') { "-6" } else { "-4" };
+    let out = lab.exec_ok(
+        from,
+        &[
+            "traceroute",
+            family,
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "5",
+            dest,
+        ],
+    );
+    let hops = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect();
+    (hops, out)
+}
+
 /// `curl` printing only the HTTP status of URL (`000` when nothing answers in 3 s).
 pub fn curl_status(url: &str) -> [&str; 9] {
     [

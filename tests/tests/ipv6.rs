@@ -286,26 +286,7 @@ fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
 
     // traceroute6: the lab host, wan as a router beyond the uplink, the far host.
     let far = FarHost::new(&lab, 1280);
-    let out = lab.exec_ok(
-        "a",
-        &[
-            "traceroute",
-            "-6",
-            "-n",
-            "-q",
-            "1",
-            "-w",
-            "2",
-            "-m",
-            "5",
-            &FAR_ADDR6.to_string(),
-        ],
-    );
-    let hops: Vec<&str> = out
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .collect();
+    let (hops, out) = netlab_tests::traceroute_hops(&lab, "a", &FAR_ADDR6.to_string());
     assert_eq!(
         hops,
         [

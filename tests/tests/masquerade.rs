@@ -173,25 +173,7 @@ fn traceroute_through_the_nat(dp: &str) {
     let lab = lab(dp);
     lab.ok(&["run", "a"]);
     let _far = FarHost::new(&lab, 1500);
-    let out = lab.exec_ok(
-        "a",
-        &[
-            "traceroute",
-            "-n",
-            "-q",
-            "1",
-            "-w",
-            "2",
-            "-m",
-            "5",
-            &FAR_ADDR.to_string(),
-        ],
-    );
-    let hops: Vec<&str> = out
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .collect();
+    let (hops, out) = netlab_tests::traceroute_hops(&lab, "a", &FAR_ADDR.to_string());
     assert_eq!(
         hops,
         ["172.18.0.1", "198.51.100.1", FAR_ADDR.to_string().as_str()],

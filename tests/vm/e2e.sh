@@ -12,7 +12,7 @@
 # lab host (127.0.0.1 and its uplink address) and from another container (hairpin),
 # on ebpf that the endpoint program and the fast path carried them and that status and
 # metrics count the flows, unpublish, and down
-# with nothing left. A kernel without netkit must refuse `--device netkit` with one
+# with nothing left; on the netfilter datapaths, a dual-stack lab (`up --ipv6`) too. A kernel without netkit must refuse `--device netkit` with one
 # line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
 # last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
@@ -48,6 +48,7 @@ SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
 CENSUS="status counts the conntrack tables and metrics the flows conntrack lists"
+DUAL="a dual-stack lab: masquerade TCP over IPv6, a port published on both families"
 
 # The checks after `up`, named for the lines that report them skipped.
 CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
@@ -59,6 +60,7 @@ skip_rest() {
         echo "$CNI" >> "$TMP/checks"
     [ "$datapath" = ebpf ] && echo "$CENSUS" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
+    dual_stack_datapath && echo "$DUAL" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
     done < "$TMP/checks"
@@ -266,6 +268,7 @@ run_datapath() {
 
     # shellcheck disable=SC2086
     kill $servers 2> /dev/null
+    servers=
     wait 2> /dev/null
     if out=$(netlab down --lab "$lab" 2>&1); then
         left=$(leftovers)
@@ -277,7 +280,61 @@ run_datapath() {
     else
         fail "down: $out"
     fi
+    dual_stack_datapath && check_dual_stack
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
+}
+
+# The datapaths with IPv6 (`up --ipv6`): the netfilter ones, on veth.
+dual_stack_datapath() {
+    case "$dp" in
+        iptables | iptables-legacy | nftables) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# A dual-stack lab of its own: a container's TCP over IPv6 reaches wan masqueraded
+# behind the uplink's IPv6 address, and a port published without a host address
+# answers wan on the uplink's IPv6 address (the container sees the client) and its
+# IPv4 one; down leaves nothing.
+check_dual_stack() {
+    check=$DUAL
+    v4lab=$lab
+    lab=${v4lab}6
+    if ! out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --ipv6 2>&1); then
+        fail "$check: up --ipv6: $(echo "$out" | tail -n1)"
+        lab=$v4lab
+        return
+    fi
+    netlab run --lab "$lab" a > /dev/null 2>&1 && netlab run --lab "$lab" b > /dev/null 2>&1 &&
+        netlab publish --lab "$lab" b 8080:80 > /dev/null 2>&1
+    in_lab wan socat TCP6-LISTEN:80,bind=[2001:db8:113::1],reuseaddr,fork \
+        SYSTEM:'echo $SOCAT_PEERADDR $SOCAT_PEERPORT' > /dev/null 2>&1 &
+    servers="$servers $!"
+    in_lab b socat TCP6-LISTEN:80,reuseaddr,fork SYSTEM:'echo $SOCAT_PEERADDR' > /dev/null 2>&1 &
+    servers="$servers $!"
+    sleep 1
+    out6=$(in_lab a socat -t 5 -T 10 - "TCP6:[2001:db8:113::1]:80,connect-timeout=5" < /dev/null 2> /dev/null)
+    pub6=$(in_lab wan socat -t 5 -T 10 - "TCP6:[2001:db8:100::2]:8080,connect-timeout=5" < /dev/null 2> /dev/null)
+    pub4=$(ask_tcp wan "$UPLINK" 8080)
+    # shellcheck disable=SC2086
+    kill $servers 2> /dev/null
+    wait 2> /dev/null
+    servers=
+    down=$(netlab down --lab "$lab" 2>&1) || fail "$check: down: $down"
+    left=$(leftovers)
+    lab=$v4lab
+    # socat writes an IPv6 peer in full, in brackets.
+    set -- $out6
+    addr=${1:-} port=${2:-0}
+    case "$addr/$pub6/$left" in
+        "[2001:0db8:0100:0000:0000:0000:0000:0002]/[2001:0db8:0100:0000:0000:0000:0000:0001]/")
+            if [ "$port" -ge 20000 ] && [ "$port" -le 29999 ] && [ -n "$pub4" ]; then
+                ok "$check (wan saw $addr port $port; b saw $pub6 over IPv6 and $pub4 over IPv4)"
+            else
+                fail "$check (wan saw $addr port $port, b saw '$pub6' and '$pub4')"
+            fi ;;
+        *) fail "$check (wan saw '${out6:-nothing}', b saw '${pub6:-nothing}' over IPv6 and '${pub4:-nothing}' over IPv4, left: '$left')" ;;
+    esac
 }
 
 # A host beyond wan behind a 1280-byte link: a container's 1400-byte ping with DF set

@@ -106,6 +106,8 @@ pub fn snapshot() -> Vec<String> {
     for (tool, args) in [
         ("iptables-nft-save", &[][..]),
         ("iptables-legacy-save", &[][..]),
+        ("ip6tables-nft-save", &[][..]),
+        ("ip6tables-legacy-save", &[][..]),
         ("nft", &["list", "ruleset"][..]),
     ] {
         if let Ok(out) = Command::new(tool).args(args).output()

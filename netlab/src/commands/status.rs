@@ -57,16 +57,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     );
     println!("datapath   {}", state.datapath.name());
     println!("device     {}", state.device.name());
-    println!(
-        "bridge     {} {}/{}{}",
-        state.bridge,
-        state.bridge_addr,
-        state.subnet.prefix,
-        match state.subnet6 {
-            Some(s6) => format!(" {}/{}", s6.gateway(), s6.prefix),
-            None => String::new(),
-        }
-    );
+    println!("bridge     {}", state.bridge_text());
     println!("uplink     {} {}", state.uplink, state.uplink_addr);
     // The routed datapath translates nothing.
     if state.datapath != crate::lab::DatapathKind::Routed {

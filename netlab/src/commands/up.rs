@@ -114,14 +114,8 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     };
     let state = ops::up(&req)?;
     println!(
-        "lab {lab} is up: bridge {} {}/{}{}, uplink {} {}{}{}, datapath {}{}",
-        state.bridge,
-        state.bridge_addr,
-        state.subnet.prefix,
-        match state.subnet6 {
-            Some(s6) => format!(" {}/{}", s6.gateway(), s6.prefix),
-            None => String::new(),
-        },
+        "lab {lab} is up: bridge {}, uplink {} {}{}{}, datapath {}{}",
+        state.bridge_text(),
         state.uplink,
         state.uplink_addr,
         state

@@ -227,6 +227,19 @@ impl LabState {
         self.subnet6.map(|s6| s6.host(&self.subnet, ip))
     }
 
+    /// The bridge, its address and prefix, and its IPv6 one in a lab with IPv6, as `up`
+    /// and `status` show them: `nl-x 172.18.0.1/16 fd00:ac12::1/64`.
+    pub fn bridge_text(&self) -> String {
+        let v6 = self
+            .subnet6
+            .map(|s6| format!(" {}", s6.gateway_cidr()))
+            .unwrap_or_default();
+        format!(
+            "{} {}/{}{v6}",
+            self.bridge, self.bridge_addr, self.subnet.prefix
+        )
+    }
+
     /// The bridge's IPv6 address (a lab with IPv6).
     pub fn bridge_addr6(&self) -> Option<Ipv6Addr> {
         self.subnet6.map(|s6| s6.gateway())

@@ -50,6 +50,11 @@ impl Subnet6 {
         Ipv6Addr::from(u128::from(self.network) | 1)
     }
 
+    /// The bridge's address with the prefix length, as `ip addr` shows it.
+    pub fn gateway_cidr(&self) -> String {
+        format!("{}/{}", self.gateway(), self.prefix)
+    }
+
     /// The IPv6 address of the container at `ip` in `v4`: the same host number.
     pub fn host(&self, v4: &Subnet, ip: Ipv4Addr) -> Ipv6Addr {
         let host = u32::from(ip) & !v4.mask();

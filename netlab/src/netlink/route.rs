@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, RouteMessageBuilder,
-    packet_route::route::{RouteAttribute, RouteMessage},
+    packet_route::route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 
 use super::nl;
@@ -88,31 +88,41 @@ pub async fn default_oif(h: &Handle) -> Result<Option<u32>> {
 /// Equivalent to `ip route show default` → (output interface, gateway) of each default
 /// route.
 pub async fn defaults(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv4Addr>)>> {
-    let filter: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new().build();
-    let mut routes = h.route().get(filter).execute();
-    let mut found = Vec::new();
-    while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
-        if r.header.destination_prefix_length != 0 {
-            continue;
-        }
-        let oif = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        let gw = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet(g)) => {
-                Some(*g)
-            }
-            _ => None,
-        });
-        found.push((oif, gw));
-    }
-    Ok(found)
+    let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let found = default_routes(h, filter).await?;
+    Ok(found
+        .into_iter()
+        .map(|(oif, gw)| {
+            let gw = gw.and_then(|g| match g {
+                RouteAddress::Inet(a) => Some(a),
+                _ => None,
+            });
+            (oif, gw)
+        })
+        .collect())
 }
 
 /// Equivalent to `ip -6 route show default` → (oif, gateway) of each default route.
 pub async fn defaults6(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv6Addr>)>> {
-    let filter: RouteMessage = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    let filter = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    let found = default_routes(h, filter).await?;
+    Ok(found
+        .into_iter()
+        .map(|(oif, gw)| {
+            let gw = gw.and_then(|g| match g {
+                RouteAddress::Inet6(a) => Some(a),
+                _ => None,
+            });
+            (oif, gw)
+        })
+        .collect())
+}
+
+/// The default routes of the family `filter` asks for: output interface and gateway.
+async fn default_routes(
+    h: &Handle,
+    filter: RouteMessage,
+) -> Result<Vec<(Option<u32>, Option<RouteAddress>)>> {
     let mut routes = h.route().get(filter).execute();
     let mut found = Vec::new();
     while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
@@ -124,9 +134,7 @@ pub async fn defaults6(h: &Handle) -> Result<Vec<(Option<u32>, Option<Ipv6Addr>)
             _ => None,
         });
         let gw = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet6(g)) => {
-                Some(*g)
-            }
+            RouteAttribute::Gateway(g) => Some(g.clone()),
             _ => None,
         });
         found.push((oif, gw));

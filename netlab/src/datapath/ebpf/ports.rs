@@ -166,17 +166,23 @@ impl Table {
                 Err(e) => Err(Error::ebpf("read PUBLISH", e)),
             };
         }
+        Ok(!self.slots_of(p)?.is_empty())
+    }
+
+    /// The slots of the range table that hold `p` (a range).
+    fn slots_of(&self, p: &Published) -> Result<Vec<u32>> {
         let wanted = range_of(p);
+        let mut found = Vec::new();
         for i in 0..names::PUBLISH_RANGES_MAX {
             let slot = self
                 .ranges
                 .get(&i, 0)
                 .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
             if slot == wanted {
-                return Ok(true);
+                found.push(i);
             }
         }
-        Ok(false)
+        Ok(found)
     }
 
     fn remove(&mut self, p: &Published) -> Result<()> {
@@ -184,17 +190,10 @@ impl Table {
             return pins::gone_already(self.singles.remove(&single_key(p)))
                 .map_err(|e| Error::ebpf("update PUBLISH", e));
         }
-        let wanted = range_of(p);
-        for i in 0..names::PUBLISH_RANGES_MAX {
-            let slot = self
-                .ranges
-                .get(&i, 0)
-                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
-            if slot == wanted {
-                self.ranges
-                    .set(i, PubRange::default(), 0)
-                    .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e))?;
-            }
+        for i in self.slots_of(p)? {
+            self.ranges
+                .set(i, PubRange::default(), 0)
+                .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e))?;
         }
         Ok(())
     }
