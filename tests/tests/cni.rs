@@ -724,6 +724,11 @@ fn a_dual_stack_network(dp: &str) {
     let mut check = conf.clone();
     check["prevResult"] = r.clone();
     w.verb("CHECK", &web, &check).ok();
+    // A prevResult without one of the two addresses is not this attachment's.
+    let mut one = check.clone();
+    one["prevResult"]["ips"] = json!([r["ips"][1].clone()]);
+    let msg = w.verb("CHECK", &web, &one).error(102);
+    assert!(msg.contains("no address 10.77.0.2/24"), "{msg}");
 
     let lab = w.lab();
     let _server = lab.spawn(

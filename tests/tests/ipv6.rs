@@ -13,7 +13,7 @@ use std::{
 
 use netlab_tests::{
     Background, FAR_ADDR6, FarHost, Lab, in_ns,
-    sockets::{tcp_connect, tcp_listen, udp},
+    sockets::{accept, tcp_connect, tcp_listen, udp},
     wait_for,
 };
 
@@ -174,6 +174,36 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     lab.ok(&["unpublish", "web", "8080:80"]);
     assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "000");
     assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "000");
+
+    // A port of one family comes and goes on a host port another family's port has:
+    // the other's established connection carries on (its conntrack entry stays).
+    let listener = tcp_listen(&lab.ns("cli"), "[::]:85");
+    lab.ok(&["publish", "cli", "[::]:8085:85"]);
+    let mut client = tcp_connect(&lab.ns("wan"), &format!("[{UPLINK6}]:8085"));
+    let mut conn = accept(&listener);
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 3];
+    client.write_all(b"one").unwrap();
+    conn.read_exact(&mut buf).expect("the first bytes");
+    lab.ok(&["publish", "cli", "0.0.0.0:8085:85"]);
+    lab.ok(&["unpublish", "cli", "0.0.0.0:8085:85"]);
+    conn.write_all(b"two").unwrap();
+    client
+        .read_exact(&mut buf)
+        .expect("the IPv6 connection carries on");
+    assert_eq!(&buf, b"two");
+
+    // A container made again at an address another one had is reached over IPv6 at
+    // once (its new MAC announced, the lab host's entry replaced), as over IPv4.
+    drop(_server);
+    lab.ok(&["rm", "web"]);
+    assert_eq!(
+        lab.ok(&["run", "web"]).trim(),
+        "web 172.18.0.2 fd00:ac12::2"
+    );
+    let _server = dual_stack_server(&lab, "web", 80);
+    lab.ok(&["publish", "web", "8080:80"]);
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "200");
 }
 
 /// `up --ipv6` where it is not there yet, or asked for wrongly: one line, exit 2, and
@@ -423,4 +453,75 @@ fn outside_a_sandbox_with_forwarding_as_it_was(dp: &str) {
     assert_eq!(world.sysctl(BRIDGE_NF6), "0", "not restored");
     assert_eq!(world.sysctl(FORWARDING6), "1");
     assert_eq!(strip(rules()), before, "rules left behind");
+}
+
+/// Two labs in one namespace (a machine's, here a world of the test's own): a subnet of
+/// either family that overlaps the other's (or a network of the host) is refused in one
+/// line, IPv6's default follows the IPv4 subnet so that two labs get two; a socket on
+/// `[::1]` is no reason to refuse a port (nothing translates ::1), `0.0.0.0:` is every
+/// address in a lab without IPv6 (and unpublished as such); and whichever lab goes last
+/// puts bridge netfilter for IPv6 back as it was.
+#[test]
+fn two_labs_in_one_namespace_keep_apart() {
+    let world = World::new();
+    world.set_sysctl(FORWARDING6, "1");
+    world.set_sysctl(BRIDGE_NF6, "0");
+    let (a, b) = (netlab_tests::unique_lab(), netlab_tests::unique_lab());
+    let lab_a = Lab::named(&a);
+    let out = world.netlab(&a, &["up", "--datapath", "nftables", "--uplink", "eth0"]);
+    assert!(out.status.success(), "{out:?}");
+    let lab_b = Lab::named(&b);
+    let refused = |args: &[&str], says: &str| {
+        let out = world.netlab(&b, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!std::path::Path::new("/run/netlab").join(&b).exists());
+    };
+    let up_b = ["up", "--datapath", "iptables", "--uplink", "eth0", "--ipv6"];
+    // The same IPv4 subnet as a's (the default), the uplink's IPv6 network, a's IPv6
+    // subnet once a has one... here a has none, so the IPv6 subnet a would get is free.
+    refused(&up_b, "overlaps the network of 172.18.0.1/16");
+    let mut other = up_b.to_vec();
+    other.extend(["--subnet", "10.9.0.0/16", "--subnet6", "2001:db8:100::/64"]);
+    refused(&other, "overlaps the network of 2001:db8:100::2/64");
+    let out = world.netlab(&b, &[&up_b[..], &["--subnet", "10.9.0.0/16"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fd00:a09::1/64"),
+        "{out:?}"
+    );
+    assert_eq!(lab_b.ok(&["run", "c"]).trim(), "c 10.9.0.2 fd00:a09::2");
+    lab_a.ok(&["run", "c"]);
+
+    // A socket on [::1]:8080 in the namespace: no lab translates ::1.
+    let _socket = in_ns(&world.host(), || {
+        TcpListener::bind((Ipv6Addr::LOCALHOST, 8080)).expect("bind [::1]:8080")
+    });
+    lab_a.ok(&["publish", "c", "8080:80"]);
+    lab_b.ok(&["publish", "c", "8081:80"]);
+    // 0.0.0.0 in a lab without IPv6 is every address, kept as no address.
+    lab_a.ok(&["publish", "c", "0.0.0.0:9090:90"]);
+    let ports = lab_a.ports();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["spec"] == "9090:90/tcp" && p["host_ip"].is_null()),
+        "{ports:?}"
+    );
+    lab_a.ok(&["unpublish", "c", "9090:90"]);
+
+    drop(lab_b);
+    assert_eq!(
+        world.sysctl(BRIDGE_NF6),
+        "1",
+        "b's lab is gone, a's still up"
+    );
+    drop(lab_a);
+    assert_eq!(
+        world.sysctl(BRIDGE_NF6),
+        "0",
+        "not put back by the last lab"
+    );
 }

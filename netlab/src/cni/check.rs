@@ -108,12 +108,17 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
     if let (Some(s6), Some(ip6)) = (state.subnet6, c.ip.and_then(|ip| state.ip6_of(ip))) {
         families.push((format!("{ip6}/{}", s6.prefix), s6.gateway().to_string()));
     }
-    let mut seen = false;
+    let mut seen = vec![false; families.len()];
     for entry in prev["ips"].as_array().unwrap_or(&empty) {
         if entry["interface"].as_u64() != Some(index as u64) {
             continue;
         }
-        seen = true;
+        if let Some(i) = families
+            .iter()
+            .position(|(a, _)| entry["address"] == a.as_str())
+        {
+            seen[i] = true;
+        }
         let Some((_, gateway)) = families
             .iter()
             .find(|(a, _)| entry["address"] == a.as_str())
@@ -133,8 +138,12 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
             )));
         }
     }
-    if !seen {
-        return Err(differs(format!("prevResult gives {} no address", c.ifname)));
+    // Every family's address: a dual-stack attachment has two.
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(differs(format!(
+            "prevResult gives {} no address {}",
+            c.ifname, families[i].0
+        )));
     }
     // A default route of each family, via the bridge.
     let defaults: Vec<(&str, &str)> = ["0.0.0.0/0", "::/0"]
@@ -162,7 +171,7 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
 /// The container's published ports are exactly those asked for.
 fn published(state: &LabState, name: &str, specs: &[PortSpec]) -> CniResult<()> {
     let have: HashSet<PortSpec> = state.ports_of(name).map(|p| p.spec).collect();
-    let want: HashSet<PortSpec> = specs.iter().copied().collect();
+    let want: HashSet<PortSpec> = specs.iter().map(|p| state.normalize(*p)).collect();
     if let Some(missing) = want.difference(&have).next() {
         return Err(differs(format!("port {missing} is not published")));
     }

@@ -30,6 +30,9 @@ struct Port {
     packets: Option<u64>,
     bytes: Option<u64>,
     connections: Option<u64>,
+    /// Where it leads, as the table shows it.
+    #[serde(skip)]
+    to: String,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
@@ -61,6 +64,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             packets: stats.map(|s| s.packets),
             bytes: stats.map(|s| s.bytes),
             connections: stats.map(|s| s.connections),
+            to: state.targets(p),
         });
     }
     if args.json {
@@ -85,17 +89,12 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     );
     let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     for p in &ports {
-        let to = if p.ctr_port == p.ctr_end {
-            format!("{}:{}", p.ctr_ip, p.ctr_port)
-        } else {
-            format!("{}:{}-{}", p.ctr_ip, p.ctr_port, p.ctr_end)
-        };
         println!(
             "{:<12} {:<32}{} {:<22} {:>10} {:>12} {:>8}",
             p.container,
             p.spec,
             family(p),
-            to,
+            p.to,
             n(p.packets),
             n(p.bytes),
             n(p.connections)

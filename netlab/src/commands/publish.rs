@@ -26,17 +26,7 @@ pub fn run_publish(lab: &str, args: Args) -> Result<()> {
     let done = ops::publish(&mut s, &args.name, &specs)?;
     let mut out = String::new();
     for p in done {
-        if p.spec.host_port == p.spec.host_end {
-            out += &format!("{} -> {}:{}\n", p.spec, p.ctr_ip, p.spec.ctr_port);
-        } else {
-            out += &format!(
-                "{} -> {}:{}-{}\n",
-                p.spec,
-                p.ctr_ip,
-                p.spec.ctr_port,
-                p.spec.ctr_end()
-            );
-        }
+        out += &format!("{} -> {}\n", p.spec, s.state.targets(&p));
     }
     print!("{out}");
     Ok(())

@@ -37,7 +37,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "subnet": state.subnet,
             "subnet6": state.subnet6,
             "bridge": {"name": state.bridge, "address": state.bridge_addr, "address6": state.bridge_addr6()},
-            "uplink": {"name": state.uplink, "address": state.uplink_addr},
+            "uplink": {"name": state.uplink, "address": state.uplink_addr, "address6": state.uplink_addr6},
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
                 "name": c.name, "network": c.network, "ip": c.ip,
@@ -58,7 +58,15 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     println!("datapath   {}", state.datapath.name());
     println!("device     {}", state.device.name());
     println!("bridge     {}", state.bridge_text());
-    println!("uplink     {} {}", state.uplink, state.uplink_addr);
+    println!(
+        "uplink     {} {}{}",
+        state.uplink,
+        state.uplink_addr,
+        state
+            .uplink_addr6
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default()
+    );
     // The routed datapath translates nothing.
     if state.datapath != crate::lab::DatapathKind::Routed {
         println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);

@@ -2,7 +2,7 @@
 
 use crate::{
     error::{Error, Result},
-    lab::{DatapathKind, Device, NatOptions, options::parse_port_range, subnet6},
+    lab::{DatapathKind, Device, NatOptions, Subnet, Subnet6, options::parse_port_range},
     ops::{self, UpRequest},
 };
 
@@ -29,7 +29,8 @@ pub struct Args {
     /// nftables datapaths; outside a sandbox, IPv6 forwarding must be on already).
     #[arg(long)]
     pub ipv6: bool,
-    /// The containers' IPv6 subnet (with --ipv6); the bridge takes its ::1.
+    /// The containers' IPv6 subnet (with --ipv6); the bridge takes its ::1. Default: a
+    /// /64 spelling the IPv4 subnet's network address, fd00:ac12::/64 for 172.18.0.0/16.
     #[arg(long)]
     pub subnet6: Option<String>,
     /// The interface to masquerade behind (default: the default route's). Not with --sandbox.
@@ -81,17 +82,19 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let (port_min, port_max) = parse_port_range(&args.nat_ports)?;
+    let subnet: Subnet = args.subnet.parse()?;
     let subnet6 = match (args.ipv6, &args.subnet6) {
         (false, Some(_)) => return Err(Error::Invalid("--subnet6 needs --ipv6".into())),
         (false, None) => None,
-        (true, given) => Some(given.as_deref().unwrap_or(subnet6::DEFAULT).parse()?),
+        (true, Some(given)) => Some(given.parse()?),
+        (true, None) => Some(Subnet6::for_subnet(&subnet)),
     };
     let req = UpRequest {
         lab: lab.to_string(),
         sandbox: args.sandbox,
         datapath: args.datapath,
         device: args.device,
-        subnet: args.subnet.parse()?,
+        subnet,
         subnet6,
         uplink: args.uplink,
         bridge: None,

@@ -9,13 +9,13 @@ use std::{
 };
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use crate::{
     error::{Error, Result},
-    lab::{LabState, NatOptions, PortSpec, Published},
+    lab::{LabState, NatOptions, PortSpec, Published, spec::host_ips_overlap},
     netlink::{link, netns, sysctl},
     topology,
 };
@@ -298,30 +298,45 @@ fn delete_flows(
 }
 
 /// Deletes the kernel conntrack entries of withdrawn ports, so that no established
-/// flow keeps its DNAT: those whose original destination port is a withdrawn host port
-/// and whose reply comes from the container port it led to.
+/// flow keeps its DNAT: those whose original destination is a withdrawn host port on
+/// an address the port answered on (its family's, or the one it names) and whose reply
+/// comes from the container port it led to. A port of the other family on the same
+/// host port keeps its flows.
 pub fn forget_flows(state: &LabState, ports: &[Published]) -> Result<()> {
-    let mut wanted: HashSet<(&'static str, u16, IpAddr, u16)> = HashSet::new();
+    // (protocol, host port, container address, container port) → the host addresses.
+    let mut wanted: HashMap<(&'static str, u16, IpAddr, u16), Vec<Option<IpAddr>>> = HashMap::new();
     for port in ports {
-        let ctr6 = state.ip6_of(port.ctr_ip).map(IpAddr::V6);
+        let mut ctrs = Vec::new();
+        if port.spec.on_ipv4() {
+            ctrs.push(IpAddr::V4(port.ctr_ip));
+        }
+        if port.spec.on_ipv6() {
+            ctrs.extend(state.ip6_of(port.ctr_ip).map(IpAddr::V6));
+        }
         for (hp, cp) in pairs(&port.spec) {
-            for ctr in std::iter::once(IpAddr::V4(port.ctr_ip)).chain(ctr6) {
-                wanted.insert((port.spec.proto.name(), hp, ctr, cp));
+            for &ctr in &ctrs {
+                wanted
+                    .entry((port.spec.proto.name(), hp, ctr, cp))
+                    .or_default()
+                    .push(port.spec.host_ip);
             }
         }
     }
-    let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
+    let protos: HashSet<&'static str> = wanted.keys().map(|w| w.0).collect();
     delete_flows(state, &protos, |f| {
-        protos
-            .iter()
-            .find(|p| **p == f.proto)
-            .is_some_and(|p| wanted.contains(&(*p, f.orig.3, f.reply.0, f.reply.2)))
+        let Some(p) = protos.iter().find(|p| **p == f.proto) else {
+            return false;
+        };
+        wanted
+            .get(&(*p, f.orig.3, f.reply.0, f.reply.2))
+            .is_some_and(|hosts| hosts.iter().any(|h| host_ips_overlap(Some(f.orig.1), *h)))
     })
 }
 
 /// Deletes stale kernel conntrack entries to host ports about to be published: a
 /// datagram stream that kept arriving while the port was closed holds an unanswered
-/// entry without DNAT, which would keep its packets away from the container.
+/// entry without DNAT, which would keep its packets away from the container. Only
+/// entries to an address the new port answers on.
 pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
     let mut local: Vec<IpAddr> = [state.uplink_addr, state.bridge_addr, Ipv4Addr::LOCALHOST]
         .map(IpAddr::V4)
@@ -334,22 +349,26 @@ pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
                 .map(IpAddr::V6),
         );
     }
-    let mut wanted: HashSet<(&'static str, Option<IpAddr>, u16)> = HashSet::new();
+    // (protocol, host port) → the host addresses.
+    let mut wanted: HashMap<(&'static str, u16), Vec<Option<IpAddr>>> = HashMap::new();
     for port in ports {
         for (hp, _) in pairs(&port.spec) {
-            // `::` (every IPv6 address) is looked for as every address.
-            let ip = port.spec.host_ip.filter(|a| !a.is_unspecified());
-            wanted.insert((port.spec.proto.name(), ip, hp));
+            wanted
+                .entry((port.spec.proto.name(), hp))
+                .or_default()
+                .push(port.spec.host_ip);
         }
     }
-    let protos: HashSet<&'static str> = wanted.iter().map(|w| w.0).collect();
+    let protos: HashSet<&'static str> = wanted.keys().map(|w| w.0).collect();
     delete_flows(state, &protos, |f| {
         let Some(p) = protos.iter().find(|p| **p == f.proto) else {
             return false;
         };
         let (dst, dport) = (f.orig.1, f.orig.3);
         local.contains(&dst)
-            && (wanted.contains(&(*p, None, dport)) || wanted.contains(&(*p, Some(dst), dport)))
+            && wanted
+                .get(&(*p, dport))
+                .is_some_and(|hosts| hosts.iter().any(|h| host_ips_overlap(Some(dst), *h)))
     })
 }
 

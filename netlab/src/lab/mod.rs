@@ -59,8 +59,8 @@ pub struct LabState {
     /// it), restored as `ip_forward_was`.
     #[serde(default)]
     pub bridge_nf_was: Option<String>,
-    /// `net.bridge.bridge-nf-call-ip6tables` before `up` (non-sandbox labs with IPv6),
-    /// restored as `bridge_nf_was`.
+    /// `net.bridge.bridge-nf-call-ip6tables` before `up` (non-sandbox labs), restored as
+    /// `bridge_nf_was` (a lab with IPv6 turns it on).
     #[serde(default)]
     pub bridge_nf6_was: Option<String>,
     /// NAT tunables the datapath was set up with.
@@ -238,6 +238,39 @@ impl LabState {
             "{} {}/{}{v6}",
             self.bridge, self.bridge_addr, self.subnet.prefix
         )
+    }
+
+    /// A spec as this lab keeps it: in a lab without IPv6, `0.0.0.0` (every IPv4
+    /// address) is every address, and is kept as no address, as netlab always kept it;
+    /// only a dual-stack lab tells them apart.
+    pub fn normalize(&self, mut spec: PortSpec) -> PortSpec {
+        if self.subnet6.is_none()
+            && spec
+                .host_ip
+                .is_some_and(|a| a.is_ipv4() && a.is_unspecified())
+        {
+            spec.host_ip = None;
+        }
+        spec
+    }
+
+    /// Where a published port leads, as `publish` and `ports` show it: the container's
+    /// address of each family the port answers on, with the container port (range):
+    /// `172.18.0.2:80`, `[fd00:ac12::2]:80`, or both, space-separated.
+    pub fn targets(&self, p: &Published) -> String {
+        let ports = if p.spec.host_port == p.spec.host_end {
+            p.spec.ctr_port.to_string()
+        } else {
+            format!("{}-{}", p.spec.ctr_port, p.spec.ctr_end())
+        };
+        let mut to = Vec::new();
+        if p.spec.on_ipv4() {
+            to.push(format!("{}:{ports}", p.ctr_ip));
+        }
+        if let Some(ip6) = self.ip6_of(p.ctr_ip).filter(|_| p.spec.on_ipv6()) {
+            to.push(format!("[{ip6}]:{ports}"));
+        }
+        to.join(" ")
     }
 
     /// The bridge's IPv6 address (a lab with IPv6).

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::Subnet;
 use crate::error::Error;
 
-/// The subnet of `up --ipv6` without `--subnet6`: a unique local (ULA) /64 whose second
-/// group spells the default IPv4 subnet's first octets (172.18 = ac12).
+/// The subnet of `up --ipv6` without `--subnet6` on the default IPv4 subnet: see
+/// [`Subnet6::for_subnet`].
 pub const DEFAULT: &str = "fd00:ac12::/64";
 
 /// An IPv6 network, `ADDR/PREFIX`, stored with host bits cleared.
@@ -27,6 +27,18 @@ pub struct Subnet6 {
 }
 
 impl Subnet6 {
+    /// The IPv6 subnet of `up --ipv6` without `--subnet6`: a unique local (ULA) /64
+    /// that spells the IPv4 subnet's network address in its second and third groups
+    /// (172.18.0.0/16 is fd00:ac12::/64, 10.77.1.0/24 fd00:a4d:100::/64), so that labs
+    /// of different IPv4 subnets get different IPv6 ones.
+    pub fn for_subnet(v4: &Subnet) -> Subnet6 {
+        let n = u32::from(v4.network);
+        Subnet6 {
+            network: Ipv6Addr::new(0xfd00, (n >> 16) as u16, n as u16, 0, 0, 0, 0, 0),
+            prefix: 64,
+        }
+    }
+
     fn mask(&self) -> u128 {
         u128::MAX
             .checked_shl(128 - u32::from(self.prefix))
@@ -103,7 +115,10 @@ impl FromStr for Subnet6 {
         // Unicast and routable through a NAT: not loopback, unspecified, link-local,
         // multicast, or IPv4-mapped.
         let first = addr.segments()[0];
-        let special = addr.is_loopback()
+        // 64:ff9b::/96 and 64:ff9b:1::/48 belong to NAT64 (RFC 6052, RFC 8215).
+        let nat64 = first == 0x64 && addr.segments()[1] == 0xff9b;
+        let special = nat64
+            || addr.is_loopback()
             || addr.is_unspecified()
             || first & 0xffc0 == 0xfe80
             || first & 0xff00 == 0xff00
@@ -157,6 +172,8 @@ mod tests {
             "ff02::/64",
             "::/64",
             "::ffff:0:0/96",
+            "64:ff9b::/96",
+            "64:ff9b:1::/48",
         ] {
             assert!(bad.parse::<Subnet6>().is_err(), "{bad}");
         }
@@ -164,6 +181,14 @@ mod tests {
             "fd00:ac12::/64".parse::<Subnet6>().unwrap().to_string(),
             DEFAULT
         );
+    }
+
+    #[test]
+    fn the_default_follows_the_ipv4_subnet() {
+        let s6 = |v4: &str| Subnet6::for_subnet(&v4.parse().unwrap()).to_string();
+        assert_eq!(s6("172.18.0.0/16"), DEFAULT);
+        assert_eq!(s6("10.77.1.0/24"), "fd00:a4d:100::/64");
+        assert_ne!(s6("10.77.0.0/24"), s6("10.77.1.0/24"));
     }
 
     #[test]

@@ -87,6 +87,21 @@ pub async fn all_v6(h: &Handle, name: &str, index: u32) -> Result<Vec<(Ipv6Addr,
     Ok(all)
 }
 
+/// Equivalent to `ip addr show` → every address of the namespace with its prefix
+/// length, both families.
+pub async fn all_links_prefixed(h: &Handle) -> Result<Vec<(IpAddr, u8)>> {
+    let mut all = Vec::new();
+    let mut addrs = h.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get addresses", "*"))? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(a) = attr {
+                all.push((*a, msg.header.prefix_len));
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// Equivalent to `ip addr show` → every address of the namespace, both families.
 pub async fn all_links(h: &Handle) -> Result<Vec<IpAddr>> {
     let mut all = Vec::new();

@@ -1,6 +1,6 @@
 //! Neighbour (ARP) entries.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use rtnetlink::{Handle, packet_route::neighbour::NeighbourState};
 
@@ -14,12 +14,12 @@ pub async fn replace_stale(
     h: &Handle,
     name: &str,
     index: u32,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: &str,
 ) -> Result<()> {
     let bytes = super::link::parse_mac(mac)?;
     h.neighbours()
-        .add(index, IpAddr::V4(ip))
+        .add(index, ip)
         .link_layer_address(&bytes)
         .state(NeighbourState::Stale)
         .replace()

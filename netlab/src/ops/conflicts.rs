@@ -231,10 +231,14 @@ pub fn bound_sockets(host_ns: &Path) -> Result<Vec<BoundSocket>> {
 
 /// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
 /// bound UDP socket), which the published port would silently take over.
-pub fn check_sockets(bound: &[BoundSocket], spec: &PortSpec) -> Result<()> {
+pub fn check_sockets(state: &LabState, bound: &[BoundSocket], spec: &PortSpec) -> Result<()> {
     let udp = spec.proto == Proto::Udp;
     for b in bound {
-        let addr_clash = host_ips_overlap(b.addr, spec.host_ip);
+        // A socket on one IPv6 address is in the way only where the datapath
+        // translates IPv6 (a dual-stack lab), and never on ::1, which none translates.
+        let untranslated =
+            matches!(b.addr, Some(IpAddr::V6(a)) if state.subnet6.is_none() || a.is_loopback());
+        let addr_clash = !untranslated && host_ips_overlap(b.addr, spec.host_ip);
         if b.udp == udp && addr_clash && (spec.host_port..=spec.host_end).contains(&b.port) {
             return Err(Error::Conflict(format!(
                 "host port {}/{} is in use by a socket in the lab host ({}:{}): stop it or pick another port",

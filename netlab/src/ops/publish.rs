@@ -16,6 +16,7 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
         return Ok(Vec::new());
     }
     let state = &s.state;
+    let specs: Vec<PortSpec> = specs.iter().map(|p| state.normalize(*p)).collect();
     let c = state
         .container(container)
         .ok_or_else(|| Error::Invalid(format!("no container {container} in lab {}", state.name)))?;
@@ -34,11 +35,11 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());
     let mut other_addrs = None;
     let other_labs = conflicts::OtherLabs::of(state)?;
-    for spec in specs {
+    for spec in &specs {
         conflicts::check_host_ip(state, spec, &mut other_addrs)?;
         claims.claim(spec)?;
         other_labs.check(spec)?;
-        conflicts::check_sockets(&bound, spec)?;
+        conflicts::check_sockets(state, &bound, spec)?;
         new.push(Published {
             container: container.to_string(),
             spec: *spec,
@@ -91,7 +92,8 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
     if specs.is_empty() {
         return Ok(Vec::new());
     }
-    let gone = mappings_of(&s.state.ports, container, specs)?;
+    let specs: Vec<PortSpec> = specs.iter().map(|p| s.state.normalize(*p)).collect();
+    let gone = mappings_of(&s.state.ports, container, &specs)?;
     // Journal first: a crash from here on is carried through by the next command.
     s.begin(&Entry::Unpublish {
         ports: gone.clone(),

@@ -154,7 +154,7 @@ impl UpRequest {
         use DatapathKind::*;
         if !matches!(self.datapath, Iptables | IptablesLegacy | Nftables) {
             return Err(Error::Invalid(format!(
-                "--ipv6 runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} (its NAT66 is not written yet)",
+                "IPv6 (--ipv6, CNI's subnet6) runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} (its NAT66 is not written yet)",
                 self.datapath.name()
             )));
         }
@@ -355,12 +355,16 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     state.uplink = uplink;
     state.uplink_addr = addr;
     if state.subnet6.is_some() {
+        topology::check_ipv6_on(state)?;
         state.uplink_addr6 = if req.sandbox {
             Some(sandbox::HOST_ADDR6)
         } else {
             require_ipv6_forwarding(state)?;
             topology::uplink_addr6(state)?
         };
+    }
+    if !req.sandbox {
+        topology::check_subnets_free(state)?;
     }
     if req.subnet.contains(addr) {
         return Err(Error::Invalid(format!(
@@ -379,13 +383,12 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
             topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IPTABLES)?,
         ),
     };
-    if state.subnet6.is_some() {
-        // A neighbour without IPv6 left it as it found it.
-        state.bridge_nf6_was = match neighbour.and_then(|n| n.bridge_nf6_was) {
-            Some(was) => Some(was),
-            None => topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IP6TABLES)?,
-        };
-    }
+    // Recorded by every lab (not only those with IPv6), so that whichever goes last
+    // puts it back; a neighbour of a version that did not record it left it as it was.
+    state.bridge_nf6_was = match neighbour.and_then(|n| n.bridge_nf6_was) {
+        Some(was) => Some(was),
+        None => topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IP6TABLES)?,
+    };
     lock.save(state)?;
     topology::build_bridge(state)?;
     // From here on what the datapath finds of its kind is its own, and `down` removes it.

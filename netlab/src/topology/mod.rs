@@ -8,7 +8,7 @@
 //! ```
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     os::fd::AsFd,
     path::{Path, PathBuf},
 };
@@ -206,6 +206,57 @@ pub fn sysctl_in_host(state: &LabState, path: &'static str) -> Result<Option<Str
     })
 }
 
+/// Refuses a subnet (or IPv6 subnet) that overlaps a network an interface of the lab's
+/// host namespace is on: another lab's bridge, the uplink's network, any other. The
+/// kernel would take the addresses as two networks' and route the lab's traffic to one
+/// of them only (Docker refuses an overlapping network too). Loopback and link-local
+/// addresses do not count.
+pub fn check_subnets_free(state: &LabState) -> Result<()> {
+    let all = netns::netlink_in(&host_ns(state), |h| async move {
+        addr::all_links_prefixed(&h).await
+    })?;
+    for (a, prefix) in all {
+        let taken = match a {
+            std::net::IpAddr::V4(a) => !a.is_loopback() && state.subnet.overlaps(a, prefix),
+            std::net::IpAddr::V6(a) => {
+                let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+                !a.is_loopback()
+                    && !link_local
+                    && state.subnet6.is_some_and(|s6| s6.overlaps(a, prefix))
+            }
+        };
+        if taken {
+            let (which, flag) = match a {
+                std::net::IpAddr::V4(_) => (state.subnet.to_string(), "--subnet"),
+                std::net::IpAddr::V6(_) => (
+                    state.subnet6.map(|s| s.to_string()).unwrap_or_default(),
+                    "--subnet6",
+                ),
+            };
+            return Err(Error::Invalid(format!(
+                "subnet {which} overlaps the network of {a}/{prefix}, an address in lab {}'s host namespace (another lab's bridge, or a network of the host): pick another {flag}",
+                state.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `--ipv6` where the lab's host namespace has IPv6 turned off.
+pub fn check_ipv6_on(state: &LabState) -> Result<()> {
+    let off = sysctl_in_host(state, "/proc/sys/net/ipv6/conf/all/disable_ipv6")?;
+    match off.as_deref() {
+        Some("0") => Ok(()),
+        Some(_) => Err(Error::Invalid(format!(
+            "--ipv6: IPv6 is disabled in lab {}'s host namespace (net.ipv6.conf.all.disable_ipv6=1)",
+            state.name
+        ))),
+        None => Err(Error::Invalid(
+            "--ipv6: this kernel runs without IPv6 (ipv6.disable=1, or built without it)".into(),
+        )),
+    }
+}
+
 /// The uplink's first global IPv6 address, if it has one.
 pub fn uplink_addr6(state: &LabState) -> Result<Option<std::net::Ipv6Addr>> {
     let uplink = state.uplink.clone();
@@ -339,6 +390,11 @@ fn build_container(
         sysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1")?;
         if v6.is_some() {
             sysctl::ipv6_no_dad(&ifname)?;
+            // IPv6's announcement: an unsolicited neighbour advertisement on link up.
+            sysctl::set(
+                &format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
+                "1",
+            )?;
         }
         link::up(&h, &ifname, p).await?;
         // A runtime's namespace may have a default route already (the container's
@@ -357,9 +413,14 @@ fn build_container(
     // address is replaced too: it may still hold the MAC of a container removed a
     // moment ago, which would blackhole the address for up to a minute.
     let (bridge, mac) = (state.bridge.clone(), c.mac.clone().unwrap_or_default());
+    let ip6 = state.ip6_of(ip);
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
-        neigh::replace_stale(&h, &bridge, br, ip, &mac).await
+        neigh::replace_stale(&h, &bridge, br, IpAddr::V4(ip), &mac).await?;
+        if let Some(ip6) = ip6 {
+            neigh::replace_stale(&h, &bridge, br, IpAddr::V6(ip6), &mac).await?;
+        }
+        Ok(())
     })?;
     Ok(())
 }
