@@ -66,6 +66,15 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     let status = lab.status();
     assert_eq!(status["subnet6"], "fd00:ac12::/64");
     assert_eq!(status["containers"][0]["ip6"], "fd00:ac12::2");
+    assert_eq!(status["uplink"]["address6"], UPLINK6);
+    let text = lab.ok(&["status"]);
+    for shown in [
+        "fd00:ac12::1/64",
+        "198.51.100.2 2001:db8:100::2",
+        "fd00:ac12::3",
+    ] {
+        assert!(text.contains(shown), "{shown} not in:\n{text}");
+    }
 
     // Masquerade: ICMPv6 echo and TCP to the "internet" leave as the uplink's address.
     lab.exec_ok("cli", &["ping", "-6", "-c", "1", "-W", "3", INTERNET6]);
@@ -456,7 +465,7 @@ fn outside_a_sandbox_with_forwarding_as_it_was(dp: &str) {
 }
 
 /// Two labs in one namespace (a machine's, here a world of the test's own): a subnet of
-/// either family that overlaps the other's (or a network of the host) is refused in one
+/// either family that holds the other's bridge (or an address of the host) is refused in one
 /// line, IPv6's default follows the IPv4 subnet so that two labs get two; a socket on
 /// `[::1]` is no reason to refuse a port (nothing translates ::1), `0.0.0.0:` is every
 /// address in a lab without IPv6 (and unpublished as such); and whichever lab goes last
@@ -482,10 +491,10 @@ fn two_labs_in_one_namespace_keep_apart() {
     let up_b = ["up", "--datapath", "iptables", "--uplink", "eth0", "--ipv6"];
     // The same IPv4 subnet as a's (the default), the uplink's IPv6 network, a's IPv6
     // subnet once a has one... here a has none, so the IPv6 subnet a would get is free.
-    refused(&up_b, "overlaps the network of 172.18.0.1/16");
+    refused(&up_b, "holds 172.18.0.1/16");
     let mut other = up_b.to_vec();
     other.extend(["--subnet", "10.9.0.0/16", "--subnet6", "2001:db8:100::/64"]);
-    refused(&other, "overlaps the network of 2001:db8:100::2/64");
+    refused(&other, "holds 2001:db8:100::2/64");
     let out = world.netlab(&b, &[&up_b[..], &["--subnet", "10.9.0.0/16"]].concat());
     assert!(out.status.success(), "{out:?}");
     assert!(

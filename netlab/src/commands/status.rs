@@ -94,9 +94,28 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         );
     }
     println!();
+    // A dual-stack lab shows each container's IPv6 address too.
+    let dual = state.subnet6.is_some();
+    let ip6 = |c: &crate::lab::Container| match dual {
+        true => format!(
+            " {:<26}",
+            c.ip.and_then(|ip| state.ip6_of(ip))
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into())
+        ),
+        false => String::new(),
+    };
     println!(
-        "{:<20} {:<8} {:<16} {:<16} NETNS",
-        "CONTAINER", "NETWORK", "IP", "STATE"
+        "{:<20} {:<8} {:<16}{} {:<16} NETNS",
+        "CONTAINER",
+        "NETWORK",
+        "IP",
+        if dual {
+            format!(" {:<26}", "IPV6")
+        } else {
+            String::new()
+        },
+        "STATE"
     );
     for (i, c) in state.containers.iter().enumerate() {
         let ns = match (&c.netns, &c.runtime_netns) {
@@ -105,10 +124,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             (None, None) => "(host)".into(),
         };
         println!(
-            "{:<20} {:<8} {:<16} {:<16} {ns}",
+            "{:<20} {:<8} {:<16}{} {:<16} {ns}",
             c.name,
             c.network.name(),
             c.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            ip6(c),
             health(i),
         );
     }

@@ -206,10 +206,11 @@ pub fn sysctl_in_host(state: &LabState, path: &'static str) -> Result<Option<Str
     })
 }
 
-/// Refuses a subnet (or IPv6 subnet) that overlaps a network an interface of the lab's
-/// host namespace is on: another lab's bridge, the uplink's network, any other. The
-/// kernel would take the addresses as two networks' and route the lab's traffic to one
-/// of them only (Docker refuses an overlapping network too). Loopback and link-local
+/// Refuses a subnet (or IPv6 subnet) that holds an address of the lab's host
+/// namespace: another lab's bridge (the same subnet twice), the uplink's address or its
+/// router's network, any interface's. The kernel would route the lab's traffic, or the
+/// host's, to one of the two. A subnet inside a larger network of the host (10.77.0.0/24
+/// in an uplink's 10.0.0.0/8) is taken, as Docker takes it. Loopback and link-local
 /// addresses do not count.
 pub fn check_subnets_free(state: &LabState) -> Result<()> {
     let all = netns::netlink_in(&host_ns(state), |h| async move {
@@ -217,12 +218,10 @@ pub fn check_subnets_free(state: &LabState) -> Result<()> {
     })?;
     for (a, prefix) in all {
         let taken = match a {
-            std::net::IpAddr::V4(a) => !a.is_loopback() && state.subnet.overlaps(a, prefix),
+            std::net::IpAddr::V4(a) => !a.is_loopback() && state.subnet.contains(a),
             std::net::IpAddr::V6(a) => {
                 let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
-                !a.is_loopback()
-                    && !link_local
-                    && state.subnet6.is_some_and(|s6| s6.overlaps(a, prefix))
+                !a.is_loopback() && !link_local && state.subnet6.is_some_and(|s6| s6.contains(a))
             }
         };
         if taken {
@@ -234,7 +233,7 @@ pub fn check_subnets_free(state: &LabState) -> Result<()> {
                 ),
             };
             return Err(Error::Invalid(format!(
-                "subnet {which} overlaps the network of {a}/{prefix}, an address in lab {}'s host namespace (another lab's bridge, or a network of the host): pick another {flag}",
+                "subnet {which} holds {a}/{prefix}, an address in lab {}'s host namespace (another lab's bridge, or a network of the host): pick another {flag}",
                 state.name
             )));
         }
