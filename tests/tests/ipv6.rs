@@ -534,3 +534,36 @@ fn two_labs_in_one_namespace_keep_apart() {
         "not put back by the last lab"
     );
 }
+
+/// A lab without IPv6 takes no IPv6 in: its bridge and its containers' interfaces have
+/// IPv6 turned off (no link-local address either), so a container cannot give itself an
+/// IPv6 address and have a host that forwards IPv6 route it on, untranslated and
+/// unfiltered, on any datapath.
+#[test]
+fn a_lab_without_ipv6_takes_none_in() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let off = |ns: &str, ifname: &str| {
+        lab.exec_ok(
+            ns,
+            &[
+                "cat",
+                &format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(off("host", &format!("nl-{}", lab.name)), "1");
+    assert_eq!(off("a", "eth0"), "1");
+    let out = lab.exec(
+        "a",
+        &["ip", "-6", "addr", "add", "2001:db8:5::2/64", "dev", "eth0"],
+    );
+    assert!(
+        !out.status.success(),
+        "a container gave itself an IPv6 address"
+    );
+    // IPv4 is as it was.
+    lab.exec_ok("a", &["ping", "-c", "1", "-W", "3", "203.0.113.1"]);
+}

@@ -28,6 +28,18 @@ pub fn ipv6_no_dad(ifname: &str) -> Result<()> {
     set(&format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad"), "0")
 }
 
+/// Equivalent to `sysctl -w net.ipv6.conf.IF.disable_ipv6=1`: no IPv6 on a link of a
+/// lab without IPv6, not even a link-local address, so that no IPv6 packet a container
+/// sends is taken in (and routed on, untranslated and unfiltered, by a host that
+/// forwards IPv6). Nothing to do on a kernel without IPv6.
+pub fn ipv6_off(ifname: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    if !std::path::Path::new(&path).exists() {
+        return Ok(());
+    }
+    set(&path, "1")
+}
+
 /// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0`: bridged frames skip
 /// netfilter. This kernel turns it on in every new namespace; a lab without netfilter
 /// rules turns it off, in a namespace of its own, so that no frame pays for the hooks.

@@ -281,6 +281,9 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
         let br = link::add_bridge(&h, &bridge, mtu, mac).await?;
         link::set_alias(&h, &bridge, br, &names::alias(&lab, "bridge")).await?;
         addr::add(&h, &bridge, br, gw, prefix).await?;
+        if v6.is_none() {
+            sysctl::ipv6_off(&bridge)?;
+        }
         if let Some((gw6, prefix6)) = v6 {
             sysctl::ipv6_no_dad(&bridge)?;
             addr::add6(&h, &bridge, br, gw6, prefix6).await?;
@@ -387,13 +390,16 @@ fn build_container(
         // neighbour still holding the MAC of an earlier container with this address
         // learns the new one at once.
         sysctl::set(&format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1")?;
-        if v6.is_some() {
-            sysctl::ipv6_no_dad(&ifname)?;
-            // IPv6's announcement: an unsolicited neighbour advertisement on link up.
-            sysctl::set(
-                &format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
-                "1",
-            )?;
+        match v6 {
+            Some(_) => {
+                sysctl::ipv6_no_dad(&ifname)?;
+                // IPv6's announcement: an unsolicited neighbour advertisement on link up.
+                sysctl::set(
+                    &format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
+                    "1",
+                )?;
+            }
+            None => sysctl::ipv6_off(&ifname)?,
         }
         link::up(&h, &ifname, p).await?;
         // A runtime's namespace may have a default route already (the container's
