@@ -149,6 +149,18 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     ] {
         assert_eq!(lab.curl("wan", &url), status, "{url}");
     }
+    // A lab-host socket on [::] that takes IPv6 only (IPV6_V6ONLY) holds its port for
+    // IPv6, not for IPv4.
+    let script = "import socket, time\ns = socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\ns.bind(('::', 7103))\ns.listen()\ntime.sleep(60)\n";
+    let _v6only = lab.spawn("host", &["python3", "-c", script]);
+    assert!(wait_for(Duration::from_secs(10), || lab
+        .exec_ok("host", &["ss", "-Htln"])
+        .contains(":7103 ")));
+    let err = lab.fails(&["publish", "web", "7103:80"]);
+    assert!(err.contains("in use by a socket"), "{err}");
+    lab.ok(&["publish", "web", "0.0.0.0:7103:80"]);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:7103/"), "200");
+
     // The bridge's IPv6 address is not the uplink's: a port on the uplink's is not there.
     assert_eq!(lab.curl("host", "http://[fd00:ac12::1]:7070/"), "000");
     let err = lab.fails(&["publish", "web", "[::]:8080:80"]);
@@ -491,10 +503,32 @@ fn two_labs_in_one_namespace_keep_apart() {
     let up_b = ["up", "--datapath", "iptables", "--uplink", "eth0", "--ipv6"];
     // The same IPv4 subnet as a's (the default), the uplink's IPv6 network, a's IPv6
     // subnet once a has one... here a has none, so the IPv6 subnet a would get is free.
-    refused(&up_b, "holds 172.18.0.1/16");
+    refused(&up_b, &format!("overlaps lab {a}'s 172.18.0.0/16"));
     let mut other = up_b.to_vec();
     other.extend(["--subnet", "10.9.0.0/16", "--subnet6", "2001:db8:100::/64"]);
     refused(&other, "holds 2001:db8:100::2/64");
+    // Inside a's subnet is no better; nor one that holds the next hop of a route (the
+    // bridge would take the router's address).
+    let mut inside = up_b.to_vec();
+    inside.extend(["--subnet", "172.18.5.0/24"]);
+    refused(&inside, &format!("overlaps lab {a}'s 172.18.0.0/16"));
+    netlab_tests::run_in_ns_ok(
+        &world.host(),
+        &[
+            "ip",
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            "10.99.0.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ],
+    );
+    let mut router = up_b.to_vec();
+    router.extend(["--subnet", "10.99.0.0/24"]);
+    refused(&router, "holds 10.99.0.1, a route's next hop");
     let out = world.netlab(&b, &[&up_b[..], &["--subnet", "10.9.0.0/16"]].concat());
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -521,18 +555,17 @@ fn two_labs_in_one_namespace_keep_apart() {
     );
     lab_a.ok(&["unpublish", "c", "9090:90"]);
 
+    // IPv6 bridge netfilter goes back with the last dual-stack lab, IPv4's with the
+    // last lab.
+    assert_eq!(world.sysctl(BRIDGE_NF6), "1");
     drop(lab_b);
     assert_eq!(
         world.sysctl(BRIDGE_NF6),
-        "1",
-        "b's lab is gone, a's still up"
+        "0",
+        "not put back by the last dual-stack lab"
     );
     drop(lab_a);
-    assert_eq!(
-        world.sysctl(BRIDGE_NF6),
-        "0",
-        "not put back by the last lab"
-    );
+    assert_eq!(world.sysctl(BRIDGE_NF6), "0");
 }
 
 /// A lab without IPv6 takes no IPv6 in: its bridge and its containers' interfaces have

@@ -281,6 +281,68 @@ fn an_idle_client_holds_up_no_scrape() {
     drop(idle);
 }
 
+/// A scrape is answered while 16 clients (as many as it serves at once) have asked
+/// and never read their answer, an answer larger than their socket buffers take: a
+/// connection waiting on its client to take the answer makes room too.
+#[test]
+fn clients_that_never_read_hold_up_no_scrape() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    // 400 mappings, one series each: an answer of about 130 KB.
+    let specs: Vec<String> = (0..400).map(|i| format!("{}:80", 10000 + i)).collect();
+    let mut publish = vec!["publish", "a"];
+    publish.extend(specs.iter().map(String::as_str));
+    lab.ok(&publish);
+    let bin = netlab_tests::netlab_bin();
+    let addr = "198.51.100.2:9466";
+    let _exporter = lab.spawn(
+        "host",
+        &[
+            bin.to_str().expect("path"),
+            "metrics",
+            "--labs",
+            &lab.name,
+            "--listen",
+            addr,
+        ],
+    );
+    assert!(
+        netlab_tests::wait_for(Duration::from_secs(10), || lab
+            .exec_ok("host", &["ss", "-Htln"])
+            .contains(":9466 ")),
+        "the exporter never listened"
+    );
+    let script = r#"
+import socket, time
+conns = []
+for _ in range(16):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.connect(("198.51.100.2", 9466))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    conns.append(s)
+time.sleep(60)
+"#;
+    let mut readers = lab.spawn("wan", &["python3", "-c", script]);
+    // The 16 hold the server's slots once their answers sit unread in the queues.
+    let held = netlab_tests::wait_for(Duration::from_secs(10), || {
+        let out = lab.exec_ok(
+            "host",
+            &["ss", "-Htn", "state", "established", "sport", "= :9466"],
+        );
+        out.lines()
+            .filter(|l| !l.split_whitespace().nth(1).unwrap_or("0").starts_with('0'))
+            .count()
+            >= 16
+    });
+    assert!(
+        held && readers.running(),
+        "the non-reading clients did not fill the slots"
+    );
+    let status = lab.curl("wan", &format!("http://{addr}/metrics"));
+    assert_eq!(status, "200", "no answer while 16 clients did not read");
+}
+
 /// `netlab metrics --labs LAB --listen` in the lab host, and a Prometheus server in wan
 /// scraping it every two seconds; each query of the tests waits for the figure to
 /// arrive (no fixed sleep).

@@ -273,6 +273,31 @@ fn elements(state: &LabState, ports: &[Published], family: Family) -> Elements {
     e
 }
 
+/// Whether the tables hold every element of `ports`, in each family.
+fn has_elements(state: &LabState, ports: &[Published]) -> bool {
+    families(state).iter().all(|&family| {
+        let e = elements(state, ports, family);
+        let key = |e: &String| e.split(" : ").next().unwrap_or(e).to_string();
+        let sets: [(&str, Vec<String>); 3] = [
+            ("ports", e.ports.iter().map(key).collect()),
+            ("ports_any", e.ports_any.iter().map(key).collect()),
+            ("published", e.published.iter().cloned().collect()),
+        ];
+        sets.iter().all(|(set, keys)| {
+            keys.chunks(1000).all(|chunk| {
+                let element = format!("{{ {} }}", chunk.join(", "));
+                netfilter::run(
+                    state,
+                    "nft",
+                    &["get", "element", family.name(), TABLE, set, &element],
+                    None,
+                )
+                .is_ok()
+            })
+        })
+    })
+}
+
 /// `add element` / `delete element` commands, a thousand elements to a line.
 fn element_commands<'a>(
     op: &str,
@@ -408,42 +433,18 @@ impl Datapath for Nftables {
         netfilter::forget_flows(state, ports)
     }
 
-    /// The ports some of whose elements the tables lack: `nft get element` of all of a
-    /// port's keys in each map fails when one is missing.
+    /// The ports some of whose elements the tables lack. `nft get element` of many keys
+    /// fails when one is missing: all of them are asked for a thousand at a time, and
+    /// only when something is missing port by port.
     fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
-        let mut gone = Vec::new();
-        for p in ports {
-            let mut whole = true;
-            for &family in families(state) {
-                let e = elements(state, std::slice::from_ref(p), family);
-                let published: Vec<&String> = e.published.iter().collect();
-                for (set, elems) in [
-                    ("ports", e.ports.iter().collect::<Vec<_>>()),
-                    ("ports_any", e.ports_any.iter().collect()),
-                    ("published", published),
-                ] {
-                    if elems.is_empty() {
-                        continue;
-                    }
-                    let keys: Vec<&str> = elems
-                        .iter()
-                        .map(|e| e.split(" : ").next().unwrap_or(e))
-                        .collect();
-                    let element = format!("{{ {} }}", keys.join(", "));
-                    whole &= netfilter::run(
-                        state,
-                        "nft",
-                        &["get", "element", family.name(), TABLE, set, &element],
-                        None,
-                    )
-                    .is_ok();
-                }
-            }
-            if !whole {
-                gone.push(p.clone());
-            }
+        if has_elements(state, ports) {
+            return Ok(Vec::new());
         }
-        Ok(gone)
+        Ok(ports
+            .iter()
+            .filter(|p| !has_elements(state, std::slice::from_ref(*p)))
+            .cloned()
+            .collect())
     }
 
     /// `publish` and `unpublish` are each one transaction: the elements of `ports` are

@@ -1,9 +1,11 @@
 //! `netlab metrics --listen ADDR:PORT`: `/metrics` over HTTP/1.1, each request
 //! answered with a fresh scrape and the connection closed, each connection on a thread
 //! of its own (a few at once at most), so that a slow or idle client holds up no one
-//! else's scrape. When every slot is taken, the connection that has waited longest for
-//! its request head is closed to make room: idle connections (a local process holding
-//! sixteen open) cannot keep a scrape out. The standard library's TCP listener is all
+//! else's scrape. A client has five seconds to send its request head and ten to take
+//! the answer; when every slot is taken, the connection that has waited longest on its
+//! client (for its request, or to take its answer) is closed to make room: idle
+//! connections, or ones that never read (a local process holding sixteen open), cannot
+//! keep a scrape out. The standard library's TCP listener is all
 //! it takes: Prometheus sends one GET per scrape.
 
 use std::{
@@ -24,13 +26,15 @@ use crate::error::{Error, Result};
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client has to send its request head, all of it.
 const HEAD_TIME: Duration = Duration::from_secs(5);
+/// How long a client has to take the answer, all of it.
+const ANSWER_TIME: Duration = Duration::from_secs(10);
 /// Connections served at once. A connection past it takes the place of the one that
 /// has waited longest for its request head, or, when every one is being answered, is
 /// closed at once.
 const MAX_CLIENTS: usize = 16;
 
-/// The connections still waiting for their request head, oldest first (an id each, and
-/// a handle to close it by).
+/// The connections waiting on their client, for its request head or to take the
+/// answer, oldest first (an id each, and a handle to close it by).
 #[derive(Default)]
 struct Waiting {
     next: u64,
@@ -84,11 +88,18 @@ pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
             scope.spawn(move || {
                 // A client that goes away, or sends nonsense, costs only its own answer.
                 let head = read_head(&s);
+                let lock = || waiting.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(id) = id {
-                    waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                    lock().remove(id);
                 }
                 if let Ok(head) = head {
-                    let _ = answer(s, &head, labs);
+                    let out = answer(&head, labs);
+                    // Waiting on the client again while it takes the answer.
+                    let id = lock().add(&s);
+                    let _ = write_within(&s, out.as_bytes(), ANSWER_TIME);
+                    if let Some(id) = id {
+                        lock().remove(id);
+                    }
                 }
                 clients.fetch_sub(1, Ordering::AcqRel);
             });
@@ -189,7 +200,27 @@ fn read_head(mut s: &TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-fn answer(mut s: TcpStream, head: &str, labs: &Labs) -> std::io::Result<()> {
+/// Writes `bytes` within `time` altogether: a client that takes them a byte at a time
+/// gets no longer.
+fn write_within(mut s: &TcpStream, mut bytes: &[u8], time: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + time;
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        s.set_write_timeout(Some(left))?;
+        let n = s.write(bytes)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// The whole HTTP answer to a request head.
+fn answer(head: &str, labs: &Labs) -> String {
     let head_only = head.starts_with("HEAD ");
     let (status, content_type, body) = match parse(head) {
         Request::Metrics(format) => match super::scrape(labs, format) {
@@ -229,7 +260,7 @@ fn answer(mut s: TcpStream, head: &str, labs: &Labs) -> std::io::Result<()> {
     if !head_only {
         out.push_str(&body);
     }
-    s.write_all(out.as_bytes())
+    out
 }
 
 #[cfg(test)]

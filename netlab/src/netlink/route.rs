@@ -141,3 +141,25 @@ async fn default_routes(
     }
     Ok(found)
 }
+
+/// Equivalent to `ip route show; ip -6 route show` → the gateway of every route of the
+/// main table that has one, both families.
+pub async fn gateways(h: &Handle) -> Result<Vec<std::net::IpAddr>> {
+    let mut found = Vec::new();
+    for filter in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let mut routes = h.route().get(filter).execute();
+        while let Some(r) = routes.try_next().await.map_err(nl("get routes", "main"))? {
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => found.push((*g).into()),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => found.push((*g).into()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(found)
+}

@@ -174,7 +174,9 @@ fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>)
                         let msg = unsafe {
                             std::ptr::read_unaligned(buf[body..].as_ptr() as *const InetDiagMsg)
                         };
-                        if let Some(b) = socket(&msg, proto == libc::IPPROTO_UDP as u8) {
+                        let attrs = &buf[body + size_of::<InetDiagMsg>()..off + len];
+                        let v6only = attr_u8(attrs, INET_DIAG_SKV6ONLY) == Some(1);
+                        if let Some(b) = socket(&msg, proto == libc::IPPROTO_UDP as u8, v6only) {
                             out.push(b);
                         }
                     }
@@ -186,7 +188,27 @@ fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>)
     }
 }
 
-fn socket(msg: &InetDiagMsg, udp: bool) -> Option<BoundSocket> {
+/// `INET_DIAG_SKV6ONLY`: whether an IPv6 socket takes IPv6 only (`IPV6_V6ONLY`); the
+/// kernel sends it with every IPv6 socket.
+const INET_DIAG_SKV6ONLY: u16 = 11;
+
+/// The first byte of attribute `kind` among the netlink attributes in `attrs`.
+fn attr_u8(mut attrs: &[u8], kind: u16) -> Option<u8> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let t = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if t == kind && len > 4 {
+            return Some(attrs[4]);
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
+}
+
+fn socket(msg: &InetDiagMsg, udp: bool, v6only: bool) -> Option<BoundSocket> {
     let port = u16::from_be_bytes(msg.id.sport);
     let addr = if msg.family == libc::AF_INET as u8 {
         let a = Ipv4Addr::from(msg.id.src[0].to_ne_bytes());
@@ -197,8 +219,10 @@ fn socket(msg: &InetDiagMsg, udp: bool) -> Option<BoundSocket> {
             chunk.copy_from_slice(&w.to_ne_bytes());
         }
         let a = Ipv6Addr::from(bytes);
-        // The IPv6 wildcard takes IPv4 ports too; an IPv4-mapped address is IPv4's.
+        // The IPv6 wildcard takes IPv4 ports too (unless it is IPv6-only: `::`, every
+        // IPv6 address); an IPv4-mapped address is IPv4's.
         match a.to_ipv4_mapped() {
+            _ if a.is_unspecified() && v6only => Some(IpAddr::V6(a)),
             _ if a.is_unspecified() => None,
             Some(v4) => Some(IpAddr::V4(v4)),
             None => Some(IpAddr::V6(a)),

@@ -375,17 +375,17 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     check_nat_ports(state)?;
     // Forwarding and bridge netfilter as they were, recorded before the bridge and the
     // datapath change them; beside another lab, as that one found them.
-    let neighbour = crate::store::neighbours(state).into_iter().next();
-    (state.ip_forward_was, state.bridge_nf_was) = match &neighbour {
+    let neighbours = crate::store::neighbours(state);
+    (state.ip_forward_was, state.bridge_nf_was) = match neighbours.first() {
         Some(other) => (other.ip_forward_was.clone(), other.bridge_nf_was.clone()),
         None => (
             Some(topology::ip_forward(state)?),
             topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IPTABLES)?,
         ),
     };
-    // Recorded by every lab (not only those with IPv6), so that whichever goes last
-    // puts it back; a neighbour of a version that did not record it left it as it was.
-    state.bridge_nf6_was = match neighbour.and_then(|n| n.bridge_nf6_was) {
+    // Recorded by every lab (not only those with IPv6), as the first that recorded it
+    // found it; a neighbour of a version that did not record it left it as it was.
+    state.bridge_nf6_was = match neighbours.iter().find_map(|n| n.bridge_nf6_was.clone()) {
         Some(was) => Some(was),
         None => topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IP6TABLES)?,
     };

@@ -206,36 +206,78 @@ pub fn sysctl_in_host(state: &LabState, path: &'static str) -> Result<Option<Str
     })
 }
 
-/// Refuses a subnet (or IPv6 subnet) that holds an address of the lab's host
-/// namespace: another lab's bridge (the same subnet twice), the uplink's address or its
-/// router's network, any interface's. The kernel would route the lab's traffic, or the
-/// host's, to one of the two. A subnet inside a larger network of the host (10.77.0.0/24
-/// in an uplink's 10.0.0.0/8) is taken, as Docker takes it. Loopback and link-local
-/// addresses do not count.
+/// Refuses a subnet (or IPv6 subnet) that another lab of the namespace overlaps
+/// (Docker refuses overlapping networks), or that holds an address of the lab's host
+/// namespace or the next hop of one of its routes (the uplink's address, its router's):
+/// the bridge would take the router's address, or the kernel route the lab's traffic,
+/// or the host's, to one of the two. A subnet inside a larger network of the host
+/// (10.77.0.0/24 in an uplink's 10.0.0.0/8) is taken, as Docker takes it. Loopback and
+/// link-local addresses do not count.
 pub fn check_subnets_free(state: &LabState) -> Result<()> {
-    let all = netns::netlink_in(&host_ns(state), |h| async move {
-        addr::all_links_prefixed(&h).await
+    let refuse = |which: String, flag: &str, what: String| {
+        Err(Error::Invalid(format!(
+            "subnet {which} {what}: pick another {flag}"
+        )))
+    };
+    for other in crate::store::neighbours(state) {
+        if state
+            .subnet
+            .overlaps(other.subnet.network, other.subnet.prefix)
+        {
+            return refuse(
+                state.subnet.to_string(),
+                "--subnet",
+                format!("overlaps lab {}'s {}", other.name, other.subnet),
+            );
+        }
+        if let (Some(mine), Some(theirs)) = (state.subnet6, other.subnet6)
+            && mine.overlaps(theirs.network, theirs.prefix)
+        {
+            return refuse(
+                mine.to_string(),
+                "--subnet6",
+                format!("overlaps lab {}'s {theirs}", other.name),
+            );
+        }
+    }
+    let (addrs, gateways) = netns::netlink_in(&host_ns(state), |h| async move {
+        Ok((
+            addr::all_links_prefixed(&h).await?,
+            route::gateways(&h).await?,
+        ))
     })?;
-    for (a, prefix) in all {
-        let taken = match a {
-            std::net::IpAddr::V4(a) => !a.is_loopback() && state.subnet.contains(a),
-            std::net::IpAddr::V6(a) => {
+    let held = addrs
+        .into_iter()
+        .map(|(a, prefix)| (a, format!("{a}/{prefix}, an address")))
+        .chain(
+            gateways
+                .into_iter()
+                .map(|g| (g, format!("{g}, a route's next hop"))),
+        );
+    for (a, what) in held {
+        let (taken, which, flag) = match a {
+            IpAddr::V4(a) => (
+                !a.is_loopback() && state.subnet.contains(a),
+                state.subnet.to_string(),
+                "--subnet",
+            ),
+            IpAddr::V6(a) => {
                 let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
-                !a.is_loopback() && !link_local && state.subnet6.is_some_and(|s6| s6.contains(a))
+                (
+                    !a.is_loopback()
+                        && !link_local
+                        && state.subnet6.is_some_and(|s6| s6.contains(a)),
+                    state.subnet6.map(|s| s.to_string()).unwrap_or_default(),
+                    "--subnet6",
+                )
             }
         };
         if taken {
-            let (which, flag) = match a {
-                std::net::IpAddr::V4(_) => (state.subnet.to_string(), "--subnet"),
-                std::net::IpAddr::V6(_) => (
-                    state.subnet6.map(|s| s.to_string()).unwrap_or_default(),
-                    "--subnet6",
-                ),
-            };
-            return Err(Error::Invalid(format!(
-                "subnet {which} holds {a}/{prefix}, an address in lab {}'s host namespace (another lab's bridge, or a network of the host): pick another {flag}",
-                state.name
-            )));
+            return refuse(
+                which,
+                flag,
+                format!("holds {what} in lab {}'s host namespace", state.name),
+            );
         }
     }
     Ok(())
@@ -243,14 +285,16 @@ pub fn check_subnets_free(state: &LabState) -> Result<()> {
 
 /// Refuses `--ipv6` where the lab's host namespace has IPv6 turned off.
 pub fn check_ipv6_on(state: &LabState) -> Result<()> {
-    let off = sysctl_in_host(state, "/proc/sys/net/ipv6/conf/all/disable_ipv6")?;
-    match off.as_deref() {
-        Some("0") => Ok(()),
-        Some(_) => Err(Error::Invalid(format!(
-            "--ipv6: IPv6 is disabled in lab {}'s host namespace (net.ipv6.conf.all.disable_ipv6=1)",
+    // `default` is what the bridge gets, `all` overrides every interface.
+    let all = sysctl_in_host(state, "/proc/sys/net/ipv6/conf/all/disable_ipv6")?;
+    let default = sysctl_in_host(state, "/proc/sys/net/ipv6/conf/default/disable_ipv6")?;
+    match (all.as_deref(), default.as_deref()) {
+        (Some("0"), Some("0")) => Ok(()),
+        (Some(_), Some(_)) => Err(Error::Invalid(format!(
+            "--ipv6: IPv6 is disabled in lab {}'s host namespace (net.ipv6.conf.all.disable_ipv6 or default.disable_ipv6 is 1)",
             state.name
         ))),
-        None => Err(Error::Invalid(
+        _ => Err(Error::Invalid(
             "--ipv6: this kernel runs without IPv6 (ipv6.disable=1, or built without it)".into(),
         )),
     }
@@ -618,18 +662,27 @@ pub fn teardown(state: &LabState) -> Result<()> {
         let alias = names::alias(&state.name, "bridge");
         // The namespace's settings go back as the first lab found them, by the last
         // lab of the namespace to go (another still up needs them as they are).
-        let restore = !state.sandbox && crate::store::neighbours(state).is_empty();
+        let neighbours = crate::store::neighbours(state);
+        let restore = !state.sandbox && neighbours.is_empty();
+        // IPv6 bridge netfilter is only dual-stack labs' need: it goes back with the
+        // last of them (a lab left of a version that did not record it cannot).
+        let restore6 = !state.sandbox && neighbours.iter().all(|n| n.subnet6.is_none());
         let sysctls = [
-            (sysctl::IP_FORWARD, state.ip_forward_was.clone()),
-            (sysctl::BRIDGE_NF_CALL_IPTABLES, state.bridge_nf_was.clone()),
+            (restore, sysctl::IP_FORWARD, state.ip_forward_was.clone()),
             (
+                restore,
+                sysctl::BRIDGE_NF_CALL_IPTABLES,
+                state.bridge_nf_was.clone(),
+            ),
+            (
+                restore6,
                 sysctl::BRIDGE_NF_CALL_IP6TABLES,
                 state.bridge_nf6_was.clone(),
             ),
         ];
         errors.check(netns::netlink_in(&host_ns(state), |h| async move {
             link::delete_marked(&h, &bridge, &alias).await?;
-            for (key, was) in sysctls {
+            for (restore, key, was) in sysctls {
                 if let (true, Some(v)) = (restore, was) {
                     sysctl::set(key, &v)?;
                 }
