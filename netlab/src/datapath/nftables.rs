@@ -284,7 +284,8 @@ fn has_elements(state: &LabState, ports: &[Published]) -> bool {
             ("published", e.published.iter().cloned().collect()),
         ];
         sets.iter().all(|(set, keys)| {
-            keys.chunks(1000).all(|chunk| {
+            // A hundred keys a call: nft 1.0.6 crashes on a few hundred in one `get`.
+            keys.chunks(100).all(|chunk| {
                 let element = format!("{{ {} }}", chunk.join(", "));
                 netfilter::run(
                     state,
@@ -434,7 +435,7 @@ impl Datapath for Nftables {
     }
 
     /// The ports some of whose elements the tables lack. `nft get element` of many keys
-    /// fails when one is missing: all of them are asked for a thousand at a time, and
+    /// fails when one is missing: all of them are asked for a hundred at a time, and
     /// only when something is missing port by port.
     fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
         if has_elements(state, ports) {
