@@ -600,3 +600,50 @@ fn a_lab_without_ipv6_takes_none_in() {
     // IPv4 is as it was.
     lab.exec_ok("a", &["ping", "-c", "1", "-W", "3", "203.0.113.1"]);
 }
+
+/// Two `up`s in one namespace at the same moment with the same subnets: one comes up,
+/// the other is refused (each would otherwise have found the subnet free before the
+/// other's bridge existed).
+#[test]
+fn two_ups_at_once_in_one_namespace_take_one_subnet() {
+    let world = World::new();
+    world.set_sysctl(FORWARDING6, "1");
+    let names = [netlab_tests::unique_lab(), netlab_tests::unique_lab()];
+    let results: Vec<std::process::Output> = std::thread::scope(|s| {
+        let world = &world;
+        let ups: Vec<_> = names
+            .iter()
+            .zip(["iptables", "nftables"])
+            .map(|(lab, dp)| {
+                s.spawn(move || {
+                    world.netlab(
+                        lab,
+                        &[
+                            "up",
+                            "--datapath",
+                            dp,
+                            "--uplink",
+                            "eth0",
+                            "--ipv6",
+                            "--subnet",
+                            "10.77.1.0/24",
+                        ],
+                    )
+                })
+            })
+            .collect();
+        ups.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let up: Vec<&str> = names
+        .iter()
+        .zip(&results)
+        .filter(|(_, out)| out.status.success())
+        .map(|(lab, _)| lab.as_str())
+        .collect();
+    // Each lab that came up is taken down, whatever is asserted.
+    let _guards: Vec<Lab> = up.iter().map(|l| Lab::named(l)).collect();
+    assert_eq!(up.len(), 1, "{results:?}");
+    let refused = results.iter().find(|o| !o.status.success()).unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("overlaps lab"), "{err}");
+}

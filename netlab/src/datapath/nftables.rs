@@ -436,16 +436,25 @@ impl Datapath for Nftables {
 
     /// The ports some of whose elements the tables lack. `nft get element` of many keys
     /// fails when one is missing: all of them are asked for a hundred at a time, and
-    /// only when something is missing port by port.
+    /// when something is missing, halves of them until the ports lacking it are found.
     fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
-        if has_elements(state, ports) {
-            return Ok(Vec::new());
+        // Halves that have all their elements are done in one look; only the halves
+        // with a missing one are looked into further.
+        let mut gone = Vec::new();
+        let mut todo = vec![ports];
+        while let Some(part) = todo.pop() {
+            if part.is_empty() || has_elements(state, part) {
+                continue;
+            }
+            match part {
+                [one] => gone.push(one.clone()),
+                _ => {
+                    let (a, b) = part.split_at(part.len() / 2);
+                    todo.extend([b, a]);
+                }
+            }
         }
-        Ok(ports
-            .iter()
-            .filter(|p| !has_elements(state, std::slice::from_ref(*p)))
-            .cloned()
-            .collect())
+        Ok(gone)
     }
 
     /// `publish` and `unpublish` are each one transaction: the elements of `ports` are

@@ -29,38 +29,45 @@ const HEAD_TIME: Duration = Duration::from_secs(5);
 /// How long a client has to take the answer, all of it.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
 /// Connections served at once. A connection past it takes the place of the one that
-/// has waited longest for its request head, or, when every one is being answered, is
-/// closed at once.
+/// has waited longest on its client, if that one has waited [`EVICTABLE_AFTER`] at
+/// least; otherwise it is closed at once.
 const MAX_CLIENTS: usize = 16;
+/// How long a connection waits on its client before a new one may take its place: a
+/// scraper's request arrives well within it, so a flood of new connections evicts idle
+/// ones, never a scrape about to be read.
+const EVICTABLE_AFTER: Duration = Duration::from_millis(250);
 
 /// The connections waiting on their client, for its request head or to take the
 /// answer, oldest first (an id each, and a handle to close it by).
 #[derive(Default)]
 struct Waiting {
     next: u64,
-    conns: VecDeque<(u64, TcpStream)>,
+    conns: VecDeque<(u64, TcpStream, Instant)>,
 }
 
 impl Waiting {
     fn add(&mut self, s: &TcpStream) -> Option<u64> {
         let handle = s.try_clone().ok()?;
         self.next += 1;
-        self.conns.push_back((self.next, handle));
+        self.conns.push_back((self.next, handle, Instant::now()));
         Some(self.next)
     }
 
     fn remove(&mut self, id: u64) {
-        self.conns.retain(|(i, _)| *i != id);
+        self.conns.retain(|(i, _, _)| *i != id);
     }
 
-    /// Closes the connection that has waited longest; false when none is waiting.
+    /// Closes the connection that has waited longest, if it has waited long enough to
+    /// be evicted; false when none has.
     fn evict_oldest(&mut self) -> bool {
-        match self.conns.pop_front() {
-            Some((_, s)) => {
-                let _ = s.shutdown(Shutdown::Both);
+        match self.conns.front() {
+            Some((_, _, since)) if since.elapsed() >= EVICTABLE_AFTER => {
+                if let Some((_, s, _)) = self.conns.pop_front() {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 }
@@ -182,7 +189,8 @@ fn read_head(mut s: &TcpStream) -> std::io::Result<String> {
         s.set_read_timeout(Some(left))?;
         let n = s.read(&mut buf)?;
         if n == 0 {
-            break;
+            // Closed (or evicted) before its blank line: no request.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         head.extend_from_slice(&buf[..n]);
         let end = [&b"\r\n\r\n"[..], &b"\n\n"[..]]

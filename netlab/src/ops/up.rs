@@ -363,6 +363,14 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
             topology::uplink_addr6(state)?
         };
     }
+    // Two `up`s in one namespace at once would each find the other's subnet free: one
+    // at a time from here until its bridge exists and its state says so (the end of
+    // `make`).
+    let _namespace = match req.sandbox {
+        true => None,
+        // The namespace netlab runs in, which is the lab's.
+        false => Some(netns::lock(&netns::current())?),
+    };
     if !req.sandbox {
         topology::check_subnets_free(state)?;
     }
