@@ -244,25 +244,8 @@ fn the_textfile_is_never_seen_half_written() {
 #[test]
 fn an_idle_client_holds_up_no_scrape() {
     let lab = Lab::sandbox(&[]);
-    let bin = netlab_tests::netlab_bin();
     let addr = "198.51.100.2:9465";
-    let _exporter = lab.spawn(
-        "host",
-        &[
-            bin.to_str().expect("path"),
-            "metrics",
-            "--labs",
-            &lab.name,
-            "--listen",
-            addr,
-        ],
-    );
-    assert!(
-        netlab_tests::wait_for(Duration::from_secs(10), || lab
-            .exec_ok("host", &["ss", "-Htln"])
-            .contains(":9465 ")),
-        "the exporter never listened"
-    );
+    let _exporter = exporter(&lab, addr);
     let idle: Vec<_> = (0..20).map(|_| tcp_connect(&lab.ns("wan"), addr)).collect();
     // A connection that finds every slot taken by ones that have not waited a quarter
     // of a second yet is closed at once; a scraper tries again, as Prometheus does.
@@ -299,25 +282,8 @@ fn clients_that_never_read_hold_up_no_scrape() {
     let mut publish = vec!["publish", "a"];
     publish.extend(specs.iter().map(String::as_str));
     lab.ok(&publish);
-    let bin = netlab_tests::netlab_bin();
     let addr = "198.51.100.2:9466";
-    let _exporter = lab.spawn(
-        "host",
-        &[
-            bin.to_str().expect("path"),
-            "metrics",
-            "--labs",
-            &lab.name,
-            "--listen",
-            addr,
-        ],
-    );
-    assert!(
-        netlab_tests::wait_for(Duration::from_secs(10), || lab
-            .exec_ok("host", &["ss", "-Htln"])
-            .contains(":9466 ")),
-        "the exporter never listened"
-    );
+    let _exporter = exporter(&lab, addr);
     let script = r#"
 import socket, time
 conns = []
@@ -353,10 +319,8 @@ time.sleep(60)
     assert!(answered, "no answer while 16 clients did not read");
 }
 
-/// `netlab metrics --labs LAB --listen` in the lab host, and a Prometheus server in wan
-/// scraping it every two seconds; each query of the tests waits for the figure to
-/// arrive (no fixed sleep).
-fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
+/// `netlab metrics --labs LAB --listen ADDR` in the lab host, once it listens.
+fn exporter(lab: &Lab, addr: &str) -> netlab_tests::Background {
     let bin = netlab_tests::netlab_bin();
     let exporter = lab.spawn(
         "host",
@@ -366,9 +330,23 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
             "--labs",
             &lab.name,
             "--listen",
-            "198.51.100.2:9464",
+            addr,
         ],
     );
+    let port = addr.rsplit_once(':').expect("ADDR:PORT").1;
+    assert!(
+        netlab_tests::wait_for(Duration::from_secs(10), || lab
+            .exec_ok("host", &["ss", "-Htln"])
+            .contains(&format!(":{port} "))),
+        "the exporter never listened"
+    );
+    exporter
+}
+
+/// The exporter in the lab host, and a Prometheus server in wan scraping it every two
+/// seconds; each query of the tests waits for the figure to arrive (no fixed sleep).
+fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
+    let exporter = exporter(lab, "198.51.100.2:9464");
     (exporter, Prometheus::start(lab, "198.51.100.2:9464"))
 }
 
