@@ -83,12 +83,26 @@ impl Podman {
         let world = CniWorld::new();
         let dir = std::env::temp_dir().join(format!("netlab-podman-{}", world.net));
         let _ = fs::remove_dir_all(&dir);
-        for d in ["storage", "runroot", "tmp", "xdg", "cni", "net.d"] {
+        for d in ["storage", "runroot", "runc", "tmp", "xdg", "cni", "net.d"] {
             fs::create_dir_all(dir.join(d)).expect("podman dir");
         }
         fs::set_permissions(dir.join("xdg"), fs::Permissions::from_mode(0o700)).unwrap();
         symlink(crate::cni::cni_bin(), dir.join("cni/netlab-cni")).expect("plugin link");
         busybox_root(&dir.join("rootfs"));
+        // runc with a state directory of its own. Under the machine's /run/runc one
+        // test's cleanup removed the directory while another's runc was about to
+        // create a container in it. A wrapper rather than --runtime-flag: podman's
+        // `container cleanup`, run when a container exits, is not given the flag.
+        let runc = dir.join("runc.sh");
+        fs::write(
+            &runc,
+            format!(
+                "#!/bin/sh\nexec runc --root {} \"$@\"\n",
+                dir.join("runc").display()
+            ),
+        )
+        .expect("runc wrapper");
+        fs::set_permissions(&runc, fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.display();
         fs::write(
             dir.join("containers.conf"),
@@ -96,7 +110,7 @@ impl Podman {
                 "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{d}/cni\"]\n\
                  network_config_dir = \"{d}/net.d\"\n\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
                  events_logger = \"file\"\nevents_logfile_path = \"{d}/tmp/events.log\"\n\
-                 enable_port_reservation = false\nruntime = \"runc\"\ntmp_dir = \"{d}/tmp\"\n"
+                 enable_port_reservation = false\nruntime = \"{d}/runc.sh\"\ntmp_dir = \"{d}/tmp\"\n"
             ),
         )
         .unwrap();
@@ -156,11 +170,11 @@ impl Podman {
             .arg(d.join("runroot"))
             .arg("--tmpdir")
             .arg(d.join("tmp"))
+            .arg("--runtime")
+            .arg(d.join("runc.sh"))
             .args([
                 "--storage-driver",
                 "vfs",
-                "--runtime",
-                "runc",
                 "--cgroup-manager",
                 "cgroupfs",
                 "--events-backend",
@@ -359,7 +373,5 @@ impl Drop for Podman {
         }
         self.remove_cgroups();
         let _ = fs::remove_dir_all(&self.dir);
-        // runc's state directory, if podman made it and nothing else uses it.
-        let _ = fs::remove_dir("/run/runc");
     }
 }
