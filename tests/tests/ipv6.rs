@@ -22,6 +22,7 @@ netlab_tests::per_datapath!(
         dual_stack_masquerade_and_publishing,
         icmpv6_errors_and_udp_through_the_nat,
         outside_a_sandbox_with_forwarding_as_it_was,
+        a_given_ipv6_address,
     ];
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
@@ -227,6 +228,70 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "200");
 }
 
+/// `run --ip6 ADDR`, as Docker's: the container has that address, is masqueraded from
+/// it and its published ports lead to it; the IPv4 host number it spells is given to no
+/// other container (whose IPv6 address would be the same), and an address that is not
+/// the lab's to give, or taken, is refused with one line and nothing made.
+fn a_given_ipv6_address(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp, "--ipv6"]);
+    assert_eq!(
+        lab.ok(&["run", "web", "--ip6", "fd00:ac12::3"]).trim(),
+        "web 172.18.0.2 fd00:ac12::3"
+    );
+    // 172.18.0.3 would be fd00:ac12::3 too: skipped.
+    assert_eq!(
+        lab.ok(&["run", "cli"]).trim(),
+        "cli 172.18.0.4 fd00:ac12::4"
+    );
+    let addrs = lab.exec_ok("web", &["ip", "-6", "-o", "addr", "show", "eth0"]);
+    assert!(addrs.contains("fd00:ac12::3/64"), "{addrs}");
+    assert_eq!(lab.status()["containers"][0]["ip6"], "fd00:ac12::3");
+    for (args, says) in [
+        (
+            vec!["--ip6", "fd00:ac12::3"],
+            "already used by container web",
+        ),
+        (vec!["--ip", "172.18.0.3"], "fd00:ac12::3 is already used"),
+        (vec!["--ip6", "fd00:ac12::1"], "the bridge's own address"),
+        (vec!["--ip6", "fd00:ac12::"], "anycast"),
+        (
+            vec!["--ip6", "fd00:beef::5"],
+            "outside the lab's IPv6 subnet",
+        ),
+        (
+            vec!["--ip6", "fd00:ac12::9", "--network", "host"],
+            "needs --network bridge",
+        ),
+    ] {
+        let mut run = vec!["run", "x"];
+        run.extend(args.iter().copied());
+        let err = lab.fails(&run);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(lab.state().container("x").is_none(), "{args:?} left x");
+    }
+    let err = lab.fails(&["run", "x", "--ip6", "not-an-address"]);
+    assert!(err.contains("invalid"), "{err}");
+    // Masqueraded from the given address, and reached by its published port.
+    lab.exec_ok("web", &["ping", "-6", "-c", "1", "-W", "3", INTERNET6]);
+    let _server = dual_stack_server(&lab, "web", 80);
+    lab.ok(&["publish", "web", "8080:80"]);
+    for from in ["wan", "host", "cli"] {
+        let url = format!("http://[{UPLINK6}]:8080/");
+        assert_eq!(lab.curl(from, &url), "200", "{url} from {from}");
+    }
+    let ports = lab.ports();
+    assert_eq!(ports[0]["ctr_ip6"], "fd00:ac12::3", "{ports:?}");
+    lab.ok(&["unpublish", "web", "8080:80"]);
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "000");
+    // Once web is gone its address, and the host number it spelled, are free again.
+    drop(_server);
+    lab.ok(&["rm", "web"]);
+    assert_eq!(
+        lab.ok(&["run", "again", "--ip", "172.18.0.3"]).trim(),
+        "again 172.18.0.3 fd00:ac12::3"
+    );
+}
+
 /// `up --ipv6` where it is not there yet, or asked for wrongly: one line, exit 2, and
 /// nothing made.
 #[test]
@@ -303,6 +368,9 @@ fn ipv6_refused_where_it_is_not_there() {
     v4.ok(&["run", "web"]);
     let err = v4.fails(&["publish", "web", "[2001:db8:100::2]:8080:80"]);
     assert!(err.contains("has no IPv6"), "{err}");
+    let err = v4.fails(&["run", "x", "--ip6", "fd00:ac12::9"]);
+    assert!(err.contains("--ip6 needs a lab with IPv6"), "{err}");
+    assert!(v4.state().container("x").is_none());
 }
 
 /// What the kernel's NAT66 does with the rest of IPv6: UDP masqueraded, ICMPv6 errors

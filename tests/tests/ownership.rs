@@ -9,8 +9,8 @@ use std::{
 };
 
 use netlab::{
-    datapath::ebpf::{cgroup, pins},
-    netlink::netns,
+    datapath::ebpf::pins,
+    netlink::{cgroup, netns},
 };
 use netlab_tests::{Lab, netlab_bin, run_in_ns, run_in_ns_ok, unique_lab, wait_for};
 
@@ -392,6 +392,74 @@ fn rm_and_down_end_the_processes_in_what_they_remove() {
     assert!(!procs[2].running(), "down left wan's process running");
     assert!(!procs[3].running(), "down left the host's process running");
     lab.forget();
+}
+
+/// A `--network host` container has no namespace of its own: its processes are found
+/// by its cgroup, and `rm` ends them as `docker rm -f` does, and only them (the lab
+/// host's go on). On eBPF the cgroup is under the lab host's, so the host-local
+/// publishing hooks still see its sockets; on iptables it is under the cgroup root.
+fn rm_ends_a_host_network_containers_processes(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "h", "--network", "host"]);
+    let cg = lab
+        .state()
+        .container("h")
+        .unwrap()
+        .cgroup
+        .clone()
+        .expect("a cgroup");
+    let leaf = format!("netlab-{}-h", lab.name);
+    let parent = if netlab_tests::is_ebpf(dp) {
+        cgroup::root().unwrap().join(format!("netlab-{}", lab.name))
+    } else {
+        cgroup::root().unwrap()
+    };
+    assert_eq!(cg, parent.join(leaf));
+    let mut procs = [
+        lab.spawn("h", &["sleep", "600"]),
+        lab.spawn("host", &["sleep", "600"]),
+    ];
+    for p in &procs {
+        let comm = format!("/proc/{}/comm", p.pid());
+        assert!(
+            wait_for(Duration::from_secs(10), || std::fs::read_to_string(&comm)
+                .is_ok_and(|c| c.trim() == "sleep")),
+            "sleep did not start"
+        );
+    }
+    let procs_of = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert_eq!(procs_of.trim(), procs[0].pid().to_string());
+    lab.ok(&["rm", "h"]);
+    assert!(!procs[0].running(), "rm left h's process running");
+    assert!(procs[1].running(), "rm h ended the lab host's process");
+    assert!(!cg.exists(), "rm left h's cgroup");
+    // A cgroup of that name that netlab did not make is refused, and left.
+    std::fs::create_dir(&cg).unwrap();
+    let err = lab.fails(&["run", "h", "--network", "host"]);
+    assert!(err.contains("is not one netlab made"), "{err}");
+    assert!(cg.exists() && lab.state().container("h").is_none());
+    std::fs::remove_dir(&cg).unwrap();
+    // `down` ends a host-network container's processes with the rest.
+    lab.ok(&["run", "h", "--network", "host"]);
+    let mut late = lab.spawn("h", &["sleep", "600"]);
+    let comm = format!("/proc/{}/comm", late.pid());
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    }));
+    lab.ok(&["down"]);
+    assert!(!late.running(), "down left h's process running");
+    assert!(!cg.exists(), "down left h's cgroup");
+    lab.forget();
+}
+
+#[test]
+fn rm_ends_a_host_network_containers_processes_on_ebpf() {
+    rm_ends_a_host_network_containers_processes("ebpf");
+}
+
+#[test]
+fn rm_ends_a_host_network_containers_processes_on_iptables() {
+    rm_ends_a_host_network_containers_processes("iptables");
 }
 
 /// `status` says what of a container was removed behind netlab's back: its namespace,

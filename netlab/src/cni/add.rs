@@ -109,6 +109,7 @@ fn attach(
             name: name.to_string(),
             network: Network::Bridge,
             ip: a.ip,
+            ip6: None,
             runtime_netns: Some(netns.to_path_buf()),
             ifname: a.ifname.clone(),
             mac: a.mac.clone(),

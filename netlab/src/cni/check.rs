@@ -105,7 +105,7 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
             .unwrap_or_default(),
         state.bridge_addr.to_string(),
     )];
-    if let (Some(s6), Some(ip6)) = (state.subnet6, c.ip.and_then(|ip| state.ip6_of(ip))) {
+    if let (Some(s6), Some(ip6)) = (state.subnet6, state.container_ip6(c)) {
         families.push((format!("{ip6}/{}", s6.prefix), s6.gateway().to_string()));
     }
     let mut seen = vec![false; families.len()];

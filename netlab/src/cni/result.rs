@@ -32,7 +32,7 @@ pub fn add_result(
     }
     let mut ips = vec![address];
     let mut routes = vec![json!({"dst": "0.0.0.0/0", "gw": state.bridge_addr})];
-    if let (Some(s6), Some(ip6)) = (state.subnet6, c.ip.and_then(|ip| state.ip6_of(ip))) {
+    if let (Some(s6), Some(ip6)) = (state.subnet6, state.container_ip6(c)) {
         let mut address = json!({
             "address": format!("{ip6}/{}", s6.prefix),
             "gateway": s6.gateway(),

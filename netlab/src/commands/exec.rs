@@ -24,7 +24,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         exec::target(&s.state, &args.name)?
     };
     if let Some(cg) = &target.cgroup {
-        exec::join_cgroup(cg)?;
+        crate::netlink::cgroup::join(cg)?;
     }
     if let Some(ns) = &target.netns {
         // netlab is single-threaded here: the exec'd command inherits this namespace.

@@ -1,6 +1,6 @@
 //! `netlab run NAME`: a container is a network namespace on the lab's bridge.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{
     error::{Error, Result},
@@ -20,6 +20,10 @@ pub struct Args {
     /// Address on the lab subnet (default: the lowest free one).
     #[arg(long)]
     pub ip: Option<Ipv4Addr>,
+    /// Address on the lab's IPv6 subnet (a lab with --ipv6; default: the IPv4 host
+    /// number in it), as Docker's --ip6.
+    #[arg(long)]
+    pub ip6: Option<Ipv6Addr>,
     /// `bridge` (own namespace on the lab bridge), `none` (only `lo`) or `host`
     /// (the lab host's namespace), as Docker's --network.
     #[arg(long, default_value = "bridge", value_parser = network)]
@@ -52,6 +56,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         &mut s,
         &AttachRequest {
             mac,
+            ip6: args.ip6,
             ..AttachRequest::own(&args.name, args.network, args.ip)
         },
     )?;
@@ -60,7 +65,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         let _ = ops::detach(&mut s, &args.name);
         return Err(e);
     }
-    match (c.ip, c.ip.and_then(|ip| s.state.ip6_of(ip))) {
+    match (c.ip, s.state.container_ip6(&c)) {
         (Some(ip), Some(ip6)) => println!("{} {ip} {ip6}", args.name),
         (Some(ip), None) => println!("{} {ip}", args.name),
         _ => println!("{}", args.name),

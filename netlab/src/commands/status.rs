@@ -41,7 +41,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
                 "name": c.name, "network": c.network, "ip": c.ip,
-                "ip6": c.ip.and_then(|ip| state.ip6_of(ip)), "netns": c.netns,
+                "ip6": state.container_ip6(c), "netns": c.netns,
                 "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
                 "state": health(i),
             })).collect::<Vec<_>>(),
@@ -99,7 +99,8 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     let ip6 = |c: &crate::lab::Container| match dual {
         true => format!(
             " {:<26}",
-            c.ip.and_then(|ip| state.ip6_of(ip))
+            state
+                .container_ip6(c)
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into())
         ),

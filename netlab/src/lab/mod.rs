@@ -177,11 +177,19 @@ pub struct Container {
     #[serde(default = "eth0")]
     pub ifname: String,
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 address `run --ip6` gave it; `None`: its IPv4 host number in the
+    /// lab's IPv6 subnet (see [`LabState::container_ip6`]).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     /// Host end of the veth, or netkit primary (bridge network only).
     pub veth: Option<String>,
     /// MAC address of the interface inside the container (bridge network only).
     #[serde(default)]
     pub mac: Option<String>,
+    /// The cgroup netlab made for a `--network host` container: `exec` puts its
+    /// processes there, and `rm` ends them and removes it.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 impl LabState {
@@ -221,10 +229,28 @@ impl LabState {
         self.containers.iter().find(|c| c.name == name)
     }
 
-    /// The IPv6 address of the container at `ip` (a lab with IPv6): its IPv4 host
-    /// number in the IPv6 subnet.
+    /// The IPv6 address of the container at `ip` (a lab with IPv6): the one it was
+    /// given (`run --ip6`), or its IPv4 host number in the IPv6 subnet.
     pub fn ip6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
-        self.subnet6.map(|s6| s6.host(&self.subnet, ip))
+        match self.containers.iter().find(|c| c.ip == Some(ip)) {
+            Some(c) => self.container_ip6(c),
+            None => self.subnet6.map(|s6| s6.host(&self.subnet, ip)),
+        }
+    }
+
+    /// A bridge container's IPv6 address in a lab with IPv6: the one it was given
+    /// (`run --ip6`), or its IPv4 host number in the IPv6 subnet.
+    pub fn container_ip6(&self, c: &Container) -> Option<Ipv6Addr> {
+        let s6 = self.subnet6?;
+        c.ip6.or_else(|| c.ip.map(|ip| s6.host(&self.subnet, ip)))
+    }
+
+    /// The IPv6 addresses the containers hold, with whose.
+    pub fn taken_ip6s(&self) -> Vec<(Ipv6Addr, &str)> {
+        self.containers
+            .iter()
+            .filter_map(|c| Some((self.container_ip6(c)?, c.name.as_str())))
+            .collect()
     }
 
     /// The bridge, its address and prefix, and its IPv6 one in a lab with IPv6, as `up`
@@ -278,8 +304,18 @@ impl LabState {
         self.subnet6.map(|s6| s6.gateway())
     }
 
+    /// The IPv4 addresses a new container cannot get: the containers', and those whose
+    /// IPv6 address (the same host number) a container was given with `--ip6`.
     pub fn taken_ips(&self) -> Vec<Ipv4Addr> {
-        self.containers.iter().filter_map(|c| c.ip).collect()
+        let given6 = self.containers.iter().filter_map(|c| {
+            let (s6, a) = (self.subnet6?, c.ip6?);
+            s6.v4_of(&self.subnet, a)
+        });
+        self.containers
+            .iter()
+            .filter_map(|c| c.ip)
+            .chain(given6)
+            .collect()
     }
 
     /// The ports published on one container.

@@ -74,6 +74,12 @@ pub fn container_netns(lab: &str, name: &str) -> String {
     format!("{lab}-{name}")
 }
 
+/// A `--network host` container's cgroup under the cgroup root: `netlab-<lab>-<name>`
+/// (never a lab's own, `netlab-<lab>`: lab names have no `-`).
+pub fn container_cgroup(lab: &str, name: &str) -> String {
+    format!("netlab-{lab}-{name}")
+}
+
 /// Host end of a container's veth: `veth` + 7 hex digits of a hash of lab and name
 /// (Docker's shape); the lab and container are in its alias.
 pub fn veth(lab: &str, name: &str) -> String {

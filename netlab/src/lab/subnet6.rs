@@ -1,7 +1,8 @@
 //! A lab's IPv6 subnet (`up --ipv6 --subnet6`). No allocator of its own: a container's
 //! IPv6 address carries its IPv4 host number (172.18.0.10 is fd00:ac12::a on the
-//! defaults), so the state needs no second address per container and the two can never
-//! disagree.
+//! defaults), so the state needs no second address per container, unless one is given
+//! (`run --ip6`): then it is recorded, and the IPv4 host number it spells is given to
+//! no other container.
 
 use std::{
     fmt,
@@ -71,6 +72,35 @@ impl Subnet6 {
     pub fn host(&self, v4: &Subnet, ip: Ipv4Addr) -> Ipv6Addr {
         let host = u32::from(ip) & !v4.mask();
         Ipv6Addr::from(u128::from(self.network) | u128::from(host))
+    }
+
+    /// The IPv4 address in `v4` whose IPv6 address [`Subnet6::host`] makes `a`, if any.
+    pub fn v4_of(&self, v4: &Subnet, a: Ipv6Addr) -> Option<Ipv4Addr> {
+        let host = u128::from(a) & !self.mask();
+        let host = u32::try_from(host).ok().filter(|h| h & v4.mask() == 0)?;
+        self.contains(a)
+            .then(|| Ipv4Addr::from(u32::from(v4.network) | host))
+    }
+
+    /// Refuses an address `run --ip6` cannot give a container: outside the subnet,
+    /// its network address (the subnet-router anycast) or the bridge's.
+    pub fn check_host(&self, a: Ipv6Addr) -> Result<(), Error> {
+        if !self.contains(a) {
+            return Err(Error::Invalid(format!(
+                "address {a} is outside the lab's IPv6 subnet {self}"
+            )));
+        }
+        if a == self.network {
+            return Err(Error::Invalid(format!(
+                "address {a} is the subnet-router anycast address of {self}"
+            )));
+        }
+        if a == self.gateway() {
+            return Err(Error::Invalid(format!(
+                "address {a} is the bridge's own address"
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a subnet too small to give every IPv4 host number of `v4` its address.
@@ -205,5 +235,24 @@ mod tests {
         assert!(small.check_room(&"10.0.0.0/24".parse().unwrap()).is_ok());
         assert!(v6.overlaps("fd00:ac12::".parse::<Ipv6Addr>().unwrap(), 48));
         assert!(!v6.overlaps("2001:db8:100::".parse::<Ipv6Addr>().unwrap(), 64));
+    }
+
+    #[test]
+    fn a_given_address_maps_back_to_the_host_number_it_spells() {
+        let v4: Subnet = "172.18.0.0/16".parse().unwrap();
+        let v6: Subnet6 = DEFAULT.parse().unwrap();
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            v6.v4_of(&v4, a("fd00:ac12::10a")),
+            Some("172.18.1.10".parse().unwrap())
+        );
+        // Beyond the IPv4 subnet's host numbers, or outside the subnet: none.
+        assert_eq!(v6.v4_of(&v4, a("fd00:ac12::1:0")), None);
+        assert_eq!(v6.v4_of(&v4, a("fd00:ac12::1:0:5")), None);
+        assert_eq!(v6.v4_of(&v4, a("fd00:ac13::5")), None);
+        assert!(v6.check_host(a("fd00:ac12::beef")).is_ok());
+        for bad in ["fd00:ac12::", "fd00:ac12::1", "fd00:ac13::5", "2001:db8::5"] {
+            assert!(v6.check_host(a(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! them in the right network namespace.
 
 pub mod addr;
+pub mod cgroup;
 pub mod link;
 pub mod members;
 pub mod neigh;

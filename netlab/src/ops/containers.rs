@@ -1,12 +1,16 @@
 //! `attach` and `detach`: a container's interface on the lab's bridge (or its
 //! namespace alone), for `netlab run`/`rm` and for CNI's ADD/DEL.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use super::{Session, journal::Entry, publish};
 use crate::{
     error::{Error, Result},
     lab::{Container, Network, names},
+    netlink::cgroup,
     topology,
 };
 
@@ -17,6 +21,8 @@ pub struct AttachRequest {
     pub network: Network,
     /// An address on the lab subnet (default: the lowest free one).
     pub ip: Option<Ipv4Addr>,
+    /// An address on the lab's IPv6 subnet (default: the IPv4 host number's).
+    pub ip6: Option<Ipv6Addr>,
     /// A namespace the container runtime made (CNI); netlab makes `<lab>-<name>` when
     /// there is none.
     pub runtime_netns: Option<PathBuf>,
@@ -33,6 +39,7 @@ impl AttachRequest {
             name: name.to_string(),
             network,
             ip,
+            ip6: None,
             runtime_netns: None,
             ifname: "eth0".into(),
             mac: None,
@@ -65,6 +72,48 @@ fn address(s: &Session, req: &AttachRequest) -> Result<Option<Ipv4Addr>> {
     }
 }
 
+/// The IPv6 address a new container is given (`--ip6`), checked; `None`: its IPv4 host
+/// number's, checked free too (a container may have been given it).
+fn address6(s: &Session, req: &AttachRequest, ip: Option<Ipv4Addr>) -> Result<Option<Ipv6Addr>> {
+    let state = &s.state;
+    if req.ip6.is_some() && req.network != Network::Bridge {
+        return Err(Error::Invalid("--ip6 needs --network bridge".into()));
+    }
+    let Some(s6) = state.subnet6 else {
+        return match req.ip6 {
+            Some(_) => Err(Error::Invalid(format!(
+                "--ip6 needs a lab with IPv6: lab {} was brought up without --ipv6",
+                state.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let Some(ip) = ip else { return Ok(None) };
+    if let Some(a) = req.ip6 {
+        s6.check_host(a)?;
+    }
+    let want = req.ip6.unwrap_or_else(|| s6.host(&state.subnet, ip));
+    if let Some((_, other)) = state.taken_ip6s().into_iter().find(|(a, _)| *a == want) {
+        return Err(Error::Conflict(format!(
+            "address {want} is already used by container {other}"
+        )));
+    }
+    Ok(req.ip6)
+}
+
+/// The cgroup of a `--network host` container, checked free: under the lab host's own
+/// cgroup when the host-local publishing hooks sit on one (so that they see its
+/// processes), otherwise under the cgroup root.
+fn host_cgroup(s: &Session, name: &str) -> Result<PathBuf> {
+    let leaf = names::container_cgroup(&s.state.name, name);
+    let cg = match s.datapath().host_cgroup(&s.state)? {
+        Some(lab) => lab.join(leaf),
+        None => cgroup::root()?.join(leaf),
+    };
+    cgroup::check_free(&cg)?;
+    Ok(cg)
+}
+
 /// Creates a container on the lab and records it; nothing is left when it fails.
 pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
     names::check_container(&req.name)?;
@@ -90,6 +139,11 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         )));
     }
     let ip = address(s, req)?;
+    let ip6 = address6(s, req, ip)?;
+    let cgroup = match req.network {
+        Network::Host => Some(host_cgroup(s, &req.name)?),
+        _ => None,
+    };
     if let Some(mac) = &req.mac {
         if req.network != Network::Bridge {
             return Err(Error::Invalid(
@@ -116,9 +170,11 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         runtime_netns: req.runtime_netns.clone(),
         ifname: req.ifname.clone(),
         ip,
+        ip6,
         veth: (req.network == Network::Bridge).then(|| names::veth(&lab, &req.name)),
         // The one asked for is given to the interface; the kernel's is read back.
         mac: req.mac.clone(),
+        cgroup,
     };
     // Journal first, and again with the namespace's cookie before it is mounted at
     // its name: a crash at any point is undone by the next command (see `journal`).

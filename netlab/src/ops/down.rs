@@ -8,7 +8,7 @@ use crate::{
     datapath,
     error::{Error, Errors, Result},
     lab::LabState,
-    netlink::netns,
+    netlink::{cgroup, netns},
     store::Locked,
     topology,
 };
@@ -43,6 +43,11 @@ pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
         if let (None, Some(name)) = (&container.runtime_netns, &container.netns) {
             errors.check(netns::remove_placeholder(name));
         }
+    }
+    // Before the datapath's teardown: a host-network container's cgroup may be under
+    // the lab's own, which that removes.
+    for cg in state.containers.iter().filter_map(|c| c.cgroup.as_ref()) {
+        errors.check(cgroup::remove(cg));
     }
     if state.datapath_made {
         errors.check(dp.teardown(state));

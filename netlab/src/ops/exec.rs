@@ -60,23 +60,18 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
             }
         }
     };
-    // The lab host's processes, a `--network host` container's with them, see the
-    // host-local publishing hooks of its cgroup.
+    // A `--network host` container's processes go in its own cgroup, so that `rm`
+    // finds and ends them; it is under the lab host's when the host-local publishing
+    // hooks sit on one, so they see them as the lab host's processes do.
+    let own = state.container(name).and_then(|c| c.cgroup.clone());
     let in_host = name == "host"
         || state
             .container(name)
             .is_some_and(|c| c.network == Network::Host);
-    let cgroup = if in_host {
-        datapath::for_kind(state.datapath).host_cgroup(state)?
-    } else {
-        None
+    let cgroup = match own {
+        Some(cg) => Some(cg),
+        None if in_host => datapath::for_kind(state.datapath).host_cgroup(state)?,
+        None => None,
     };
     Ok(Target { netns, cgroup })
-}
-
-/// Moves the calling process into `cgroup` (cgroup v2: its `cgroup.procs`).
-pub fn join_cgroup(cgroup: &std::path::Path) -> Result<()> {
-    let procs = cgroup.join("cgroup.procs");
-    std::fs::write(&procs, std::process::id().to_string())
-        .map_err(|e| Error::io("join cgroup", &procs, e))
 }

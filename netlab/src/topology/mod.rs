@@ -16,7 +16,7 @@ use std::{
 use crate::{
     error::{Error, Errors, Result},
     lab::{Container, Device, LabState, Network, names},
-    netlink::{addr, link, neigh, netns, route, sysctl},
+    netlink::{addr, cgroup, link, neigh, netns, route, sysctl},
 };
 
 /// Sandbox addresses (TEST-NET-2 for the uplink LAN, TEST-NET-3 for "the internet").
@@ -359,6 +359,13 @@ fn build_container(
     c: &mut Container,
     record: impl FnOnce(u64) -> Result<()> + Send,
 ) -> Result<()> {
+    if let Some(cg) = &c.cgroup
+        && let Err(e) = cgroup::create(cg)
+    {
+        // Not made here: not this container's to remove.
+        c.cgroup = None;
+        return Err(e);
+    }
     if c.runtime_netns.is_none()
         && let Some(name) = &c.netns
     {
@@ -416,9 +423,12 @@ fn build_container(
         state.bridge_addr,
     );
     let ifname = c.ifname.clone();
-    let v6 = state
-        .subnet6
-        .map(|s6| (s6.host(&state.subnet, ip), s6.prefix, s6.gateway()));
+    let v6 = state.subnet6.map(|s6| {
+        let ip6 = state
+            .container_ip6(c)
+            .expect("a lab with IPv6 gives an address");
+        (ip6, s6.prefix, s6.gateway())
+    });
     let asked = match &c.mac {
         Some(m) => Some(link::parse_mac(m)?),
         None => None,
@@ -462,7 +472,7 @@ fn build_container(
     // address is replaced too: it may still hold the MAC of a container removed a
     // moment ago, which would blackhole the address for up to a minute.
     let (bridge, mac) = (state.bridge.clone(), c.mac.clone().unwrap_or_default());
-    let ip6 = state.ip6_of(ip);
+    let ip6 = v6.map(|(a, _, _)| a);
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
         neigh::replace_stale(&h, &bridge, br, IpAddr::V4(ip), &mac).await?;
@@ -482,6 +492,9 @@ fn build_container(
 pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     let mut errors = Errors::default();
     let alias = names::alias(&state.name, &c.name);
+    if let Some(cg) = &c.cgroup {
+        errors.check(cgroup::remove(cg));
+    }
     if let Some(ns) = &c.runtime_netns {
         // A namespace the runtime already removed took the interface with it.
         if c.veth.is_some() && netns::is_netns(ns) {
@@ -629,7 +642,7 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
             c.ifname
         ));
     }
-    if let (Some(s6), Some(ip6)) = (state.subnet6, state.ip6_of(ip)) {
+    if let (Some(s6), Some(ip6)) = (state.subnet6, state.container_ip6(c)) {
         if !addrs6.contains(&(ip6, s6.prefix)) {
             return differs(format!(
                 "interface {} lacks address {ip6}/{}",

@@ -20,22 +20,11 @@ use crate::{
     lab::LabState,
 };
 
-/// Where cgroup v2 is mounted (the first `cgroup2` entry of /proc/self/mounts).
-pub fn root() -> Result<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts")
-        .map_err(|e| Error::io("read", "/proc/self/mounts", e))?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .next()
-        .ok_or_else(|| {
-            Error::Invalid(
-                "no cgroup v2 hierarchy is mounted: host-local publishing needs one".into(),
-            )
-        })
+/// Where cgroup v2 is mounted: host-local publishing needs it.
+fn root() -> Result<PathBuf> {
+    crate::netlink::cgroup::root().map_err(|_| {
+        Error::Invalid("no cgroup v2 hierarchy is mounted: host-local publishing needs one".into())
+    })
 }
 
 pub const PROGRAMS: [&str; 4] = [
