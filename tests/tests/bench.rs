@@ -240,6 +240,71 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
     let _ = std::fs::remove_dir_all(json.parent().unwrap());
 }
 
+/// `--family 4,6`: each datapath over IPv4 and over IPv6 (a dual-stack lab, every
+/// workload to the IPv6 addresses), IPv6's figures with their ratio to iptables6 and to
+/// the same datapath over IPv4; a datapath without IPv6 yet is n/a over it, with why.
+#[test]
+fn bench_over_both_families() {
+    require_root();
+    let json = scratch("families.json");
+    let out = netlab(&[
+        "bench",
+        "--runs",
+        "1",
+        "--duration",
+        "1",
+        "--datapath",
+        "ebpf,iptables,nftables",
+        "--family",
+        "4,6",
+        "--scenario",
+        "a,b,c,g",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    assert!(labs_left(&stderr).is_empty(), "{:?}", labs_left(&stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("× IPv4"), "no IPv4 column in:\n{table}");
+    assert!(
+        table.contains("\n  iptables6 "),
+        "no iptables6 row in:\n{table}"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["options"]["families"], serde_json::json!(["4", "6"]));
+    let figs = v["figures"].as_array().unwrap();
+    for (scenario, metric) in [
+        ("a", "throughput"),
+        ("b", "rate"),
+        ("c", "rate"),
+        ("g", "packet_rate"),
+    ] {
+        for dp in ["iptables6", "nftables6"] {
+            let f = figure(figs, dp, scenario, None, metric)
+                .unwrap_or_else(|| panic!("{dp} {scenario}"));
+            assert_eq!(f["family"], "6");
+            assert!(f["median"].as_f64().unwrap() > 0.0, "{dp} {scenario}: {f}");
+            assert!(
+                f["ratio_to_ipv4"].as_f64().unwrap() > 0.0,
+                "{dp} {scenario}: {f}"
+            );
+            assert!(f["ratios"]["iptables"].is_object(), "{dp} {scenario}: {f}");
+        }
+        let e6 = figure(figs, "ebpf6", scenario, None, metric).unwrap();
+        assert_eq!(e6["status"], "n/a");
+        assert!(
+            e6["errors"][0].as_str().unwrap().contains("not on ebpf"),
+            "{e6}"
+        );
+        assert_eq!(
+            figure(figs, "iptables", scenario, None, metric).unwrap()["family"],
+            "4"
+        );
+    }
+    std::fs::remove_dir_all(json.parent().unwrap()).unwrap();
+}
+
 #[test]
 fn bench_refuses_bad_flags_with_one_line_errors() {
     require_root();
@@ -299,6 +364,8 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
             "veth does not run scenario d",
         ),
         (vec!["--tool", "netperf"], "unknown tool"),
+        (vec!["--family", "5"], "unknown family"),
+        (vec!["--goal", "b:iptables6/iptables>=1"], "not in --family"),
         (
             vec!["--scenario", "c", "--tool", "sockperf"],
             "add it to --scenario",

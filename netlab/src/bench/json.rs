@@ -60,6 +60,7 @@ fn figure(r: &Report, f: &Figure, confidence: f64) -> Value {
         "scenario": f.scenario.letter(),
         "title": f.scenario.title(),
         "datapath": f.datapath.name(),
+        "family": f.datapath.family().name(),
         "ports": f.ports,
         "metric": f.metric.name(),
         "unit": f.metric.unit(f.scenario),
@@ -73,6 +74,11 @@ fn figure(r: &Report, f: &Figure, confidence: f64) -> Value {
         "errors": f.errors,
         "kind": if f.datapath.is_reference() { "reference" } else { "datapath" },
         "ratio_to_veth": r.ratio_to_veth(f),
+        "ratio_to_ipv4": f
+            .datapath
+            .ipv4_twin()
+            .and_then(|b| r.ratio_estimate(f, b))
+            .map(|e| e.median),
         "rounds": f.rounds,
         "ci_low": low(e),
         "ci_high": high(e),
@@ -184,6 +190,7 @@ pub fn render(r: &Report) -> Value {
         "machine": {"nproc": r.nproc, "kernel": r.kernel, "virtualized": r.virtualized},
         "options": {
             "datapaths": o.datapaths.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            "families": o.families.iter().map(|f| f.name()).collect::<Vec<_>>(),
             "scenarios": o.scenarios.iter().map(|s| s.letter()).collect::<Vec<_>>(),
             "runs": r.round,
             "duration_secs": o.duration.as_secs(),

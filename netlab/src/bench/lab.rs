@@ -10,7 +10,7 @@
 //! both namespaces, and the pair with them.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::{fd::AsFd, unix::process::CommandExt},
     path::PathBuf,
     process::{Command, Stdio},
@@ -18,13 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::Contender;
+use super::{Contender, Family};
 use crate::{
     error::{Error, Result},
     lab::{DatapathKind, LabState, PortSpec, Proto, Published, names},
     netlink::{addr, link, netns},
     ops::Session,
-    topology::sandbox::INTERNET_ADDR,
+    topology::sandbox::{INTERNET_ADDR, INTERNET_ADDR6},
 };
 
 /// The container every workload talks to.
@@ -72,9 +72,12 @@ impl BenchLab {
         };
         names::check_lab(&lab.name)?;
         match contender {
-            Contender::Lab(dp, device) => {
+            Contender::Lab(dp, device, family) => {
                 let mut args = vec!["up", "--sandbox", "--datapath", dp.name()];
                 args.extend_from_slice(&["--device", device.name()]);
+                if family == Family::V6 {
+                    args.push("--ipv6");
+                }
                 args.extend_from_slice(flags);
                 lab.netlab(&args)?;
                 lab.netlab(&["run", SERVER])?;
@@ -116,17 +119,26 @@ impl BenchLab {
     /// The datapath of a lab; `None` for the veth reference.
     pub fn datapath(&self) -> Option<DatapathKind> {
         match self.contender {
-            Contender::Lab(dp, _) => Some(dp),
+            Contender::Lab(dp, ..) => Some(dp),
             Contender::Veth => None,
         }
     }
 
-    /// Where wan's servers listen: "the internet" (203.0.113.1) behind a lab's NAT,
-    /// wan's end of the pair for the veth reference.
-    pub fn far_addr(&self) -> Ipv4Addr {
+    /// Where wan's servers listen: "the internet" (203.0.113.1, 2001:db8:113::1 over
+    /// IPv6) behind a lab's NAT, wan's end of the pair for the veth reference.
+    pub fn far_addr(&self) -> IpAddr {
         match self.contender {
-            Contender::Lab(..) => INTERNET_ADDR,
-            Contender::Veth => VETH_WAN_ADDR,
+            Contender::Lab(.., Family::V6) => INTERNET_ADDR6.into(),
+            Contender::Lab(..) => INTERNET_ADDR.into(),
+            Contender::Veth => VETH_WAN_ADDR.into(),
+        }
+    }
+
+    /// The address a server binds to take every connection of the lab's family.
+    pub fn unspecified(&self) -> IpAddr {
+        match self.contender.family() {
+            Family::V4 => Ipv4Addr::UNSPECIFIED.into(),
+            Family::V6 => Ipv6Addr::UNSPECIFIED.into(),
         }
     }
 
@@ -182,8 +194,17 @@ impl BenchLab {
         }
     }
 
-    pub fn uplink_ip(&self) -> Ipv4Addr {
-        self.state().uplink_addr
+    /// The lab host's uplink address of the lab's family, where published ports are
+    /// reached from wan.
+    pub fn uplink_ip(&self) -> IpAddr {
+        match self.contender.family() {
+            Family::V6 => self
+                .state()
+                .uplink_addr6
+                .expect("a dual-stack sandbox has an IPv6 uplink address")
+                .into(),
+            Family::V4 => self.state().uplink_addr.into(),
+        }
     }
 
     /// TCP ports on every host address, host port `h` to the server's port `c`.

@@ -124,36 +124,81 @@ impl Scenario {
     }
 }
 
-/// One row of the results: a lab on a datapath with its containers on a device, or
-/// the veth reference.
+/// The address family a lab's workloads run on (`--family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    /// A dual-stack lab (`up --ipv6`), every workload over IPv6.
+    V6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V4 => "4",
+            Self::V6 => "6",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Family> {
+        match s {
+            "4" => Some(Self::V4),
+            "6" => Some(Self::V6),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the results: a lab on a datapath with its containers on a device, its
+/// workloads over one address family, or the veth reference (IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contender {
-    Lab(DatapathKind, Device),
+    Lab(DatapathKind, Device, Family),
     /// One veth pair between two fresh namespaces: no bridge, no routing, no NAT, no
     /// netfilter rule. Not a datapath: the most this machine can do at all.
     Veth,
 }
 
 impl Contender {
-    /// A lab on a datapath, its containers on veth (the default).
+    /// A lab on a datapath, its containers on veth (the default), over IPv4.
     pub const fn lab(dp: DatapathKind) -> Self {
-        Self::Lab(dp, Device::Veth)
+        Self::Lab(dp, Device::Veth, Family::V4)
     }
 
-    /// `ebpf`, or `ebpf@netkit` for a lab on netkit devices; `veth` for the reference.
-    pub fn name(self) -> &'static str {
-        use DatapathKind as D;
+    /// `ebpf`; `ebpf6` over IPv6 (as `ip6tables` is iptables' IPv6); `ebpf@netkit`,
+    /// `ebpf6@netkit` for a lab on netkit devices; `veth` for the reference.
+    pub fn name(self) -> String {
         match self {
-            Self::Lab(dp, Device::Veth) => dp.name(),
-            Self::Lab(dp, Device::Netkit) => match dp {
-                D::Ebpf => "ebpf@netkit",
-                D::Iptables => "iptables@netkit",
-                D::IptablesLegacy => "iptables-legacy@netkit",
-                D::Nftables => "nftables@netkit",
-                D::NftablesFlowtable => "nftables-flowtable@netkit",
-                D::Routed => "routed@netkit",
-            },
-            Self::Veth => "veth",
+            Self::Lab(dp, device, family) => {
+                let six = if family == Family::V6 { "6" } else { "" };
+                let at = match device {
+                    Device::Veth => String::new(),
+                    d => format!("@{}", d.name()),
+                };
+                format!("{}{six}{at}", dp.name())
+            }
+            Self::Veth => "veth".into(),
+        }
+    }
+
+    /// The family its workloads run on (the veth reference's is IPv4).
+    pub fn family(self) -> Family {
+        match self {
+            Self::Lab(_, _, f) => f,
+            Self::Veth => Family::V4,
+        }
+    }
+
+    /// The iptables lab its ratios are to: on veth, of its own family.
+    pub fn iptables_base(self) -> Contender {
+        Self::Lab(DatapathKind::Iptables, Device::Veth, self.family())
+    }
+
+    /// The same lab over IPv4, for a lab over IPv6: what IPv6 costs it.
+    pub fn ipv4_twin(self) -> Option<Contender> {
+        match self {
+            Self::Lab(dp, device, Family::V6) => Some(Self::Lab(dp, device, Family::V4)),
+            _ => None,
         }
     }
 
@@ -164,7 +209,7 @@ impl Contender {
     /// Whether clients reach the server container at its own address (the routed
     /// baseline and the veth reference publish nothing).
     pub fn direct(self) -> bool {
-        matches!(self, Self::Lab(DatapathKind::Routed, _) | Self::Veth)
+        matches!(self, Self::Lab(DatapathKind::Routed, ..) | Self::Veth)
     }
 }
 
@@ -200,7 +245,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     catch_signals();
     let mut report = Report::new(opts);
     let contenders = opts.contenders();
-    let setups = opts.datapaths.len() * opts.devices.len();
+    let setups = contenders.iter().filter(|c| !c.is_reference()).count();
     let labs = opts.runs as usize * setups;
     let reference = if contenders.contains(&Contender::Veth) {
         " and the veth reference"

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    Contender, Scenario,
+    Contender, Family, Scenario,
     goal::{Goal, Op},
     metric::{Metric, Subject},
 };
@@ -23,6 +23,8 @@ pub struct Options {
     pub datapaths: Vec<DatapathKind>,
     /// The containers' devices each datapath runs on (`--device`), veth first.
     pub devices: Vec<Device>,
+    /// The address families each lab runs its workloads on (`--family`), IPv4 first.
+    pub families: Vec<Family>,
     /// Whether the veth reference runs (in every run, with the datapaths).
     pub reference: bool,
     /// Workloads a-e, g, h, sorted.
@@ -65,6 +67,7 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
 pub struct Flags<'a> {
     pub datapath: &'a str,
     pub device: &'a str,
+    pub family: &'a str,
     pub scenario: &'a str,
     pub reference: &'a str,
     pub runs: &'a str,
@@ -86,6 +89,7 @@ impl Default for Flags<'_> {
         Flags {
             datapath: "ebpf,iptables,nftables,nftables-flowtable",
             device: "veth",
+            family: "4",
             scenario: "a,b,c,d,e,f,g,h,i",
             reference: "veth",
             runs: "5",
@@ -109,6 +113,7 @@ impl Options {
         let Flags {
             datapath,
             device,
+            family,
             scenario,
             reference,
             runs,
@@ -163,6 +168,23 @@ impl Options {
         }
         if devices.contains(&Device::Netkit) {
             crate::topology::require_device(Device::Netkit)?;
+        }
+        let mut families = Vec::new();
+        for name in list(family) {
+            let f = Family::parse(name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown family {name:?} in --family: use 4, 6 or 4,6"
+                ))
+            })?;
+            if !families.contains(&f) {
+                families.push(f);
+            }
+        }
+        families.sort();
+        if families.is_empty() {
+            return Err(Error::Invalid(
+                "nothing to measure: give --family 4, 6 or 4,6".into(),
+            ));
         }
         let reference = match reference.trim() {
             "veth" => true,
@@ -335,6 +357,7 @@ impl Options {
         let mut opts = Options {
             datapaths,
             devices,
+            families,
             reference,
             scenarios,
             runs,
@@ -372,13 +395,19 @@ impl Options {
     }
 
     /// Who runs, in the order of the first run (each later run starts one further
-    /// along): the datapaths, then the veth reference when it has a scenario to run.
+    /// along): the datapaths on each device and family (the routed baseline on IPv4
+    /// only: it has no IPv6), then the veth reference when it has a scenario to run.
     pub fn contenders(&self) -> Vec<Contender> {
-        let mut v: Vec<Contender> = self
-            .datapaths
-            .iter()
-            .flat_map(|d| self.devices.iter().map(|v| Contender::Lab(*d, *v)))
-            .collect();
+        let mut v = Vec::new();
+        for &f in &self.families {
+            for &d in &self.datapaths {
+                if f == Family::V6 && d == DatapathKind::Routed {
+                    continue;
+                }
+                v.extend(self.devices.iter().map(|v| Contender::Lab(d, *v, f)));
+            }
+        }
+        let mut v: Vec<Contender> = v;
         if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
             v.push(Contender::Veth);
         }
@@ -386,14 +415,16 @@ impl Options {
     }
 
     /// The scenarios a contender runs: the routed baseline and the veth reference
-    /// publish nothing.
+    /// publish nothing, and over IPv6 the data paths' (a, b, c, g) run: the port
+    /// table's scale and the CLI are the same on both families.
     pub fn scenarios_for(&self, c: Contender) -> Vec<Scenario> {
         self.scenarios
             .iter()
             .copied()
             .filter(|s| !c.direct() || !s.publishes())
             // Only the eBPF datapath's table can be filled; the kernel's is another matter.
-            .filter(|s| *s != Scenario::I || matches!(c, Contender::Lab(DatapathKind::Ebpf, _)))
+            .filter(|s| *s != Scenario::I || matches!(c, Contender::Lab(DatapathKind::Ebpf, ..)))
+            .filter(|s| c.family() == Family::V4 || FAMILY6_SCENARIOS.contains(s))
             .collect()
     }
 
@@ -490,6 +521,9 @@ impl Tool {
     }
 }
 
+/// The scenarios a lab over IPv6 runs.
+pub const FAMILY6_SCENARIOS: [Scenario; 4] = [Scenario::A, Scenario::B, Scenario::C, Scenario::G];
+
 /// A `--goal`'s datapath or base: one that runs, or the veth reference.
 fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
     if name == "veth" {
@@ -514,19 +548,38 @@ fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
             &format!("{} is not in --device", device.name()),
         ));
     }
-    let dp = DatapathKind::from_name(name).ok_or_else(|| {
+    // `iptables6`: iptables over IPv6.
+    let (dp, family) = match (DatapathKind::from_name(name), name.strip_suffix('6')) {
+        (Some(dp), _) => (Some(dp), Family::V4),
+        (None, Some(v6)) => (DatapathKind::from_name(v6), Family::V6),
+        (None, None) => (None, Family::V4),
+    };
+    let dp = dp.ok_or_else(|| {
         invalid_goal(
             goal,
             &format!(
-                "unknown datapath {name:?}: use {} or veth",
+                "unknown datapath {name:?}: use {} (with 6 for IPv6: iptables6) or veth",
                 DatapathKind::names()
             ),
         )
     })?;
     if !opts.datapaths.contains(&dp) {
-        return Err(invalid_goal(goal, &format!("{name} is not in --datapath")));
+        return Err(invalid_goal(
+            goal,
+            &format!("{} is not in --datapath", dp.name()),
+        ));
     }
-    Ok(Contender::Lab(dp, device))
+    if !opts.families.contains(&family) {
+        return Err(invalid_goal(
+            goal,
+            &format!("{name} runs on IPv{}, not in --family", family.name()),
+        ));
+    }
+    let c = Contender::Lab(dp, device, family);
+    if !opts.contenders().contains(&c) {
+        return Err(invalid_goal(goal, &format!("{name} does not run")));
+    }
+    Ok(c)
 }
 
 fn invalid_goal(goal: &str, why: &str) -> Error {
@@ -953,6 +1006,78 @@ mod tests {
     }
 
     #[test]
+    fn families_make_contenders_and_goals_name_them() {
+        use DatapathKind::{Ebpf, Iptables, Routed};
+        let o = Options::parse(Flags {
+            datapath: "ebpf,iptables,routed",
+            family: "6,4",
+            scenario: "a,b,c,d,f,g",
+            ports: "10",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(o.families, [Family::V4, Family::V6]);
+        let (e6, i6) = (
+            Contender::Lab(Ebpf, Device::Veth, Family::V6),
+            Contender::Lab(Iptables, Device::Veth, Family::V6),
+        );
+        // The routed baseline has no IPv6.
+        assert_eq!(
+            o.contenders(),
+            [
+                Contender::lab(Ebpf),
+                Contender::lab(Iptables),
+                Contender::lab(Routed),
+                e6,
+                i6,
+                Contender::Veth
+            ]
+        );
+        assert_eq!(e6.name(), "ebpf6");
+        assert_eq!(
+            Contender::Lab(Ebpf, Device::Netkit, Family::V6).name(),
+            "ebpf6@netkit"
+        );
+        assert_eq!(e6.iptables_base(), i6);
+        assert_eq!(e6.ipv4_twin(), Some(Contender::lab(Ebpf)));
+        assert_eq!(Contender::lab(Ebpf).ipv4_twin(), None);
+        // Over IPv6 the data paths' scenarios run, not the port table's.
+        assert_eq!(
+            o.scenarios_for(i6),
+            [Scenario::A, Scenario::B, Scenario::C, Scenario::G]
+        );
+        let g = parse_goal("b:ebpf6/iptables6>=1", &o).unwrap();
+        assert_eq!((g.subject.numerator, g.subject.denominator), (e6, Some(i6)));
+        let g = parse_goal("c:iptables6/iptables>=0.95", &o).unwrap();
+        assert_eq!(
+            (g.subject.numerator, g.subject.denominator),
+            (i6, Some(Contender::lab(Iptables)))
+        );
+        for (goal, why) in [
+            ("b:routed6/veth>=1", "does not run"),
+            ("d:iptables6/iptables>=1", "does not run scenario d"),
+            ("b:pf6/iptables>=1", "unknown datapath"),
+        ] {
+            let e = parse_goal(goal, &o).unwrap_err().to_string();
+            assert!(e.contains(why), "{goal}: {e}");
+        }
+        let four = test_options("ebpf,iptables", "b", "10");
+        let e = parse_goal("b:ebpf6/iptables6>=1", &four)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in --family"), "{e}");
+        for (family, why) in [("5", "unknown family \"5\""), ("", "give --family")] {
+            let e = Options::parse(Flags {
+                family,
+                ..Flags::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(why) && e.contains("--family"), "{e}");
+        }
+    }
+
+    #[test]
     fn devices_make_contenders_and_goals_name_them() {
         use DatapathKind::{Ebpf, Iptables};
         let mut o = test_options("ebpf,iptables", "b", "10");
@@ -962,15 +1087,21 @@ mod tests {
             o.contenders(),
             [
                 Contender::lab(Ebpf),
-                Contender::Lab(Ebpf, Device::Netkit),
+                Contender::Lab(Ebpf, Device::Netkit, Family::V4),
                 Contender::lab(Iptables),
-                Contender::Lab(Iptables, Device::Netkit),
+                Contender::Lab(Iptables, Device::Netkit, Family::V4),
                 Contender::Veth
             ]
         );
-        assert_eq!(Contender::Lab(Ebpf, Device::Netkit).name(), "ebpf@netkit");
+        assert_eq!(
+            Contender::Lab(Ebpf, Device::Netkit, Family::V4).name(),
+            "ebpf@netkit"
+        );
         let g = parse_goal("b:ebpf@netkit/ebpf>=1", &o).unwrap();
-        assert_eq!(g.subject.numerator, Contender::Lab(Ebpf, Device::Netkit));
+        assert_eq!(
+            g.subject.numerator,
+            Contender::Lab(Ebpf, Device::Netkit, Family::V4)
+        );
         assert_eq!(g.subject.denominator, Some(Contender::lab(Ebpf)));
         for (goal, why) in [
             ("b:ebpf@tap/veth>=1", "unknown device \"tap\""),

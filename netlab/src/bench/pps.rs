@@ -20,7 +20,7 @@
 
 use std::{
     io::{self, ErrorKind},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -75,12 +75,12 @@ fn setsockopt_int(
     }
 }
 
-/// `recvmmsg` buffers: BATCH datagrams and their source addresses. The headers point
-/// into the buffers, so none of them may move once built.
+/// `recvmmsg` buffers: BATCH datagrams and their source addresses (room for an IPv6
+/// one). The headers point into the buffers, so none of them may move once built.
 struct RecvBatch {
     bufs: Vec<[u8; 2048]>,
     iovs: Vec<libc::iovec>,
-    names: Vec<libc::sockaddr_in>,
+    names: Vec<libc::sockaddr_in6>,
     msgs: Vec<libc::mmsghdr>,
 }
 
@@ -101,7 +101,7 @@ impl RecvBatch {
         }
         for i in 0..BATCH {
             let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_in).cast();
+            hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_in6).cast();
             hdr.msg_iov = &mut b.iovs[i];
             hdr.msg_iovlen = 1;
             b.msgs.push(libc::mmsghdr {
@@ -115,7 +115,7 @@ impl RecvBatch {
     /// Receives up to BATCH datagrams, blocking for the first only.
     fn recv(&mut self, s: &UdpSocket) -> io::Result<usize> {
         for m in &mut self.msgs {
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
         }
         let n = unsafe {
             libc::recvmmsg(
@@ -139,6 +139,16 @@ impl RecvBatch {
             .filter(|&i| self.msgs[i].msg_len >= 1 && self.bufs[i][0] == HELLO)
             .map(|i| {
                 let a = &self.names[i];
+                if i32::from(a.sin6_family) == libc::AF_INET6 {
+                    return SocketAddr::V6(SocketAddrV6::new(
+                        Ipv6Addr::from(a.sin6_addr.s6_addr),
+                        u16::from_be(a.sin6_port),
+                        0,
+                        a.sin6_scope_id,
+                    ));
+                }
+                // SAFETY: an AF_INET name is a sockaddr_in, which is smaller.
+                let a = unsafe { &*(a as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
                 SocketAddr::V4(SocketAddrV4::new(
                     Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
                     u16::from_be(a.sin_port),

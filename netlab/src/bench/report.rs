@@ -14,7 +14,6 @@ use super::{
     options::Options,
     stats::{self, Estimate},
 };
-use crate::lab::DatapathKind;
 
 /// One figure: what each round measured, or why it could not.
 #[derive(Clone, Debug)]
@@ -116,7 +115,8 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
-const IPTABLES: Contender = Contender::lab(DatapathKind::Iptables);
+#[cfg(test)]
+const IPTABLES: Contender = Contender::lab(crate::lab::DatapathKind::Iptables);
 
 impl Report {
     pub fn new(options: &Options) -> Report {
@@ -347,9 +347,10 @@ impl Report {
         stats::estimate(&ratios, self.options.confidence)
     }
 
-    /// The median of the per-round ratios to iptables.
+    /// The median of the per-round ratios to iptables (of the figure's family).
     pub fn ratio(&self, f: &Figure) -> Option<f64> {
-        self.ratio_estimate(f, IPTABLES).map(|e| e.median)
+        self.ratio_estimate(f, f.datapath.iptables_base())
+            .map(|e| e.median)
     }
 
     /// The median of the per-round ratios to the veth reference: how much of what the
@@ -378,9 +379,9 @@ impl Report {
         has(f) && (s.denominator.is_none() || has(b))
     }
 
-    /// What `--target-width` narrows: every contender's ratio to iptables and to the
-    /// veth reference on the first figure of a, b, c, d (each port count) and g, and
-    /// every goal's subject.
+    /// What `--target-width` narrows: every contender's ratio to iptables (of its
+    /// family) and to the veth reference on the first figure of a, b, c, d (each port
+    /// count) and g, a lab over IPv6's to itself over IPv4, and every goal's subject.
     pub fn targets(&self) -> Vec<Subject> {
         let mut v = self.rate_targets();
         for g in &self.options.goals {
@@ -405,17 +406,24 @@ impl Report {
             };
             let runs = |c: &Contender| o.scenarios_for(*c).contains(&s);
             for p in ports {
-                for base in [IPTABLES, Contender::Veth]
-                    .iter()
-                    .filter(|b| contenders.contains(b) && runs(b))
-                {
-                    for c in contenders.iter().filter(|c| runs(c) && *c != base) {
+                // By base: every ratio to iptables, then to veth, then to IPv4.
+                let bases: [fn(Contender) -> Option<Contender>; 3] = [
+                    |c| Some(c.iptables_base()),
+                    |_| Some(Contender::Veth),
+                    Contender::ipv4_twin,
+                ];
+                for base_of in bases {
+                    for c in contenders.iter().filter(|c| runs(c)) {
+                        let Some(base) = base_of(*c) else { continue };
+                        if base == *c || !contenders.contains(&base) || !runs(&base) {
+                            continue;
+                        }
                         v.push(Subject {
                             scenario: s,
                             ports: p,
                             metric: s.metrics()[0],
                             numerator: *c,
-                            denominator: Some(*base),
+                            denominator: Some(base),
                             base_metric: None,
                         });
                     }
@@ -525,6 +533,7 @@ pub fn ratio_num(r: f64) -> String {
 mod tests {
     use super::*;
     use crate::bench::options::test_options;
+    use crate::lab::DatapathKind;
 
     const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
 

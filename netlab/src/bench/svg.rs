@@ -12,7 +12,7 @@ use plotters::{
 };
 
 use super::{
-    Contender, Scenario,
+    Contender, Family, Scenario,
     metric::Metric,
     report::{Figure, Report, num, summary},
 };
@@ -35,12 +35,12 @@ type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 fn colour(c: Contender) -> RGBColor {
     match c {
-        Contender::Lab(DatapathKind::Ebpf, _) => RGBColor(0xe4, 0x57, 0x2e),
-        Contender::Lab(DatapathKind::Iptables, _) => RGBColor(0x4c, 0x72, 0xb0),
-        Contender::Lab(DatapathKind::IptablesLegacy, _) => RGBColor(0x81, 0x72, 0xb2),
-        Contender::Lab(DatapathKind::Nftables, _) => RGBColor(0x55, 0xa8, 0x68),
-        Contender::Lab(DatapathKind::NftablesFlowtable, _) => RGBColor(0x1f, 0x6e, 0x3c),
-        Contender::Lab(DatapathKind::Routed, _) => RGBColor(0x9a, 0x9a, 0x9a),
+        Contender::Lab(DatapathKind::Ebpf, ..) => RGBColor(0xe4, 0x57, 0x2e),
+        Contender::Lab(DatapathKind::Iptables, ..) => RGBColor(0x4c, 0x72, 0xb0),
+        Contender::Lab(DatapathKind::IptablesLegacy, ..) => RGBColor(0x81, 0x72, 0xb2),
+        Contender::Lab(DatapathKind::Nftables, ..) => RGBColor(0x55, 0xa8, 0x68),
+        Contender::Lab(DatapathKind::NftablesFlowtable, ..) => RGBColor(0x1f, 0x6e, 0x3c),
+        Contender::Lab(DatapathKind::Routed, ..) => RGBColor(0x9a, 0x9a, 0x9a),
         Contender::Veth => RGBColor(0x33, 0x33, 0x33),
     }
 }
@@ -341,7 +341,7 @@ where
     for (i, (c, _)) in bars.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(at(i), base));
         root.draw_text(
-            c.name(),
+            &c.name(),
             &(FONT, 11)
                 .into_font()
                 .transform(FontTransform::Rotate270)
@@ -417,7 +417,8 @@ fn draw_lines(
     } else {
         (lo / 2.0, hi * 2.0)
     };
-    let missing: Vec<&str> = report
+    // Scenario d runs over IPv4 only.
+    let missing: Vec<String> = report
         .options
         .datapaths
         .iter()
@@ -426,7 +427,7 @@ fn draw_lines(
                 .options
                 .devices
                 .iter()
-                .map(|v| Contender::Lab(*d, *v))
+                .map(|v| Contender::Lab(*d, *v, Family::V4))
         })
         .filter(|c| !c.direct() && !series.iter().any(|(s, _)| s == c))
         .map(|c| c.name())

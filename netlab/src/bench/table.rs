@@ -13,9 +13,9 @@ use super::{
     report::{Figure, Report, num, ratio_num},
     stats::Estimate,
 };
-use crate::lab::DatapathKind;
 
-const IPTABLES: Contender = Contender::lab(DatapathKind::Iptables);
+#[cfg(test)]
+const IPTABLES: Contender = Contender::lab(crate::lab::DatapathKind::Iptables);
 
 /// `95`, `97.5`.
 pub fn percent(confidence: f64) -> String {
@@ -106,12 +106,19 @@ fn block(r: &Report, out: &mut String, scenario: Scenario, ports: Option<u32>) {
         _ => format!("({}) {}", scenario.letter(), scenario.title()),
     };
     let _ = writeln!(out, "\n{title}");
-    let has = |base: Contender| {
-        figures
-            .iter()
-            .any(|f| f.datapath != base && r.ratio_estimate(f, base).is_some())
+    // A lab's ratio to iptables is to iptables on its own family (iptables6 for a lab
+    // over IPv6), and a lab over IPv6 has one to itself over IPv4: what IPv6 costs it.
+    let has = |base: &dyn Fn(Contender) -> Option<Contender>| {
+        figures.iter().any(|f| {
+            base(f.datapath).is_some_and(|b| b != f.datapath && r.ratio_estimate(f, b).is_some())
+        })
     };
-    let (x, v) = (has(IPTABLES), has(Contender::Veth));
+    let iptables = |c: Contender| Some(c.iptables_base());
+    let (x, v, four) = (
+        has(&iptables),
+        has(&|_| Some(Contender::Veth)),
+        has(&Contender::ipv4_twin),
+    );
     let mut head = vec![
         "datapath".to_string(),
         "figure".to_string(),
@@ -122,6 +129,9 @@ fn block(r: &Report, out: &mut String, scenario: Scenario, ports: Option<u32>) {
     }
     if v {
         head.push("v veth".into());
+    }
+    if four {
+        head.push("× IPv4".into());
     }
     head.push(String::new());
     let mut rows = vec![head];
@@ -136,20 +146,25 @@ fn block(r: &Report, out: &mut String, scenario: Scenario, ports: Option<u32>) {
             continue;
         }
         for (i, f) in mine.iter().enumerate() {
-            let name = if i == 0 { c.name() } else { "" };
+            let name = if i == 0 { c.name() } else { String::new() };
             let mut row = vec![
                 name.to_string(),
                 f.metric.heading(scenario),
                 value_cell(r.estimate(f).as_ref()),
             ];
             if x {
-                row.push(ratio_cell("×", r.ratio_estimate(f, IPTABLES).as_ref()));
+                let e = r.ratio_estimate(f, c.iptables_base());
+                row.push(ratio_cell("×", e.as_ref()));
             }
             if v {
                 row.push(ratio_cell(
                     "v",
                     r.ratio_estimate(f, Contender::Veth).as_ref(),
                 ));
+            }
+            if four {
+                let e = c.ipv4_twin().and_then(|b| r.ratio_estimate(f, b));
+                row.push(ratio_cell("×", e.as_ref()));
             }
             row.push(if f.errors.is_empty() {
                 String::new()
@@ -311,6 +326,7 @@ fn target(r: &Report, out: &mut String) {
 mod tests {
     use super::*;
     use crate::bench::{metric::Metric, options::test_options};
+    use crate::lab::DatapathKind;
 
     const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
 

@@ -24,7 +24,7 @@
 
 use std::{
     io::Read,
-    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    net::{SocketAddr, TcpListener, UdpSocket},
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
@@ -180,12 +180,16 @@ pub fn wait_listening(ns: &Path, port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let listening = netns::run_in(ns, || {
-            let table = std::fs::read_to_string("/proc/thread-self/net/tcp")
-                .map_err(|e| Error::io("read", "/proc/thread-self/net/tcp", e))?;
-            Ok(table.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1].ends_with(&suffix) && f[3] == "0A"
-            }))
+            let mut any = false;
+            for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+                // tcp6 is not there while IPv6 is off.
+                let table = std::fs::read_to_string(file).unwrap_or_default();
+                any |= table.lines().skip(1).any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[1].ends_with(&suffix) && f[3] == "0A"
+                });
+            }
+            Ok::<bool, Error>(any)
         })?;
         if listening {
             return Ok(());
@@ -291,7 +295,7 @@ fn serve_and_measure(
         detail: e.to_string(),
     };
     let listener = netns::run_in(&lab.ns(SERVER), || {
-        TcpListener::bind((Ipv4Addr::UNSPECIFIED, ctr_port))
+        TcpListener::bind((lab.unspecified(), ctr_port))
             .map_err(|e| failed(&format!("server on port {ctr_port}"), e))
     })?;
     let (client_cpu, server_cpu) = cpus();
@@ -473,7 +477,7 @@ pub(super) fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result
     })?;
     let receiver = pps::Receiver::start(socket, receiver_cpu).map_err(|e| failed("receiver", e))?;
     let socket = netns::run_in(&lab.ns(SERVER), || {
-        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| failed("sender", e))
+        UdpSocket::bind((lab.unspecified(), 0)).map_err(|e| failed("sender", e))
     })?;
     let sender = pps::Sender::start(socket, target, sender_cpu)
         .map_err(|e| failed(&format!("sender to {target}"), e))?;

@@ -18,6 +18,11 @@ pub struct Args {
     /// veth reference is the same either way.
     #[arg(long, default_value = "veth")]
     pub device: String,
+    /// Address families, comma-separated: 4, 6 (a dual-stack lab, every workload over
+    /// IPv6: a, b, c and g). With both, each datapath runs on each (`iptables` and
+    /// `iptables6`, as goals name them); the veth reference runs IPv4.
+    #[arg(long, default_value = "4")]
+    pub family: String,
     /// Scenarios, comma-separated: a egress throughput, b published-port
     /// request/response, c published-port connection rate, d connection rate with
     /// 10-10,000 ports published, e time to publish one more port, f the routed
@@ -76,6 +81,7 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
     let opts = Options::parse(Flags {
         datapath: &args.datapath,
         device: &args.device,
+        family: &args.family,
         scenario: &args.scenario,
         reference: &args.reference,
         runs: &args.runs,
