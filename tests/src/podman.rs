@@ -80,7 +80,15 @@ fn busybox_root(root: &Path) {
 impl Podman {
     /// A world whose network `<net>` runs on datapath `dp`, with its conflist.
     pub fn new(dp: &str) -> Podman {
-        let world = CniWorld::new();
+        Self::with(dp, CniWorld::new(), None)
+    }
+
+    /// The same with a dual-stack network (`"subnet6"`), in a world with IPv6.
+    pub fn dual_stack(dp: &str, subnet6: &str) -> Podman {
+        Self::with(dp, CniWorld::dual_stack(), Some(subnet6))
+    }
+
+    fn with(dp: &str, world: CniWorld, subnet6: Option<&str>) -> Podman {
         let dir = std::env::temp_dir().join(format!("netlab-podman-{}", world.net));
         let _ = fs::remove_dir_all(&dir);
         for d in ["storage", "runroot", "runc", "tmp", "xdg", "cni", "net.d"] {
@@ -114,16 +122,20 @@ impl Podman {
             ),
         )
         .unwrap();
+        let mut plugin = json!({
+            "type": "netlab-cni",
+            "bridge": world.bridge(),
+            "subnet": "10.77.0.0/24",
+            "datapath": dp,
+            "capabilities": {"portMappings": true},
+        });
+        if let Some(s6) = subnet6 {
+            plugin["subnet6"] = json!(s6);
+        }
         let conflist = json!({
             "cniVersion": "1.0.0",
             "name": world.net,
-            "plugins": [{
-                "type": "netlab-cni",
-                "bridge": world.bridge(),
-                "subnet": "10.77.0.0/24",
-                "datapath": dp,
-                "capabilities": {"portMappings": true},
-            }],
+            "plugins": [plugin],
         });
         fs::write(
             dir.join("net.d").join(format!("{}.conflist", world.net)),

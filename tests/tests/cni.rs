@@ -106,6 +106,26 @@ fn the_address_asked_for_in_cni_args() {
     assert!(msg.contains("outside"), "{msg}");
     let msg = w.verb_with("ADD", &b, "IP=10.77.0.1", &conf).error(4);
     assert!(msg.contains("bridge"), "{msg}");
+    // runtimeConfig.ips (podman's --ip with --ip6) asks the same way; the two sources
+    // may not disagree, and an IPv6 address needs a network with subnet6. DEL with an
+    // IPv6 IP= (podman's --ip6 alone) removes what there is, as every DEL does.
+    let mut ips = conf.clone();
+    ips["runtimeConfig"] = json!({"ips": ["10.77.0.60/24"]});
+    let msg = w.verb_with("ADD", &b, "IP=10.77.0.61", &ips).error(7);
+    assert!(
+        msg.contains("runtimeConfig.ips asks for 10.77.0.60"),
+        "{msg}"
+    );
+    ips["runtimeConfig"] = json!({"ips": ["fd00:77::60"]});
+    let msg = w.verb("ADD", &b, &ips).error(7);
+    assert!(msg.contains("has no subnet6"), "{msg}");
+    let msg = w.verb_with("ADD", &b, "IP=fd00:77::60", &conf).error(4);
+    assert!(msg.contains("has no subnet6"), "{msg}");
+    w.verb_with("DEL", &b, "IP=fd00:77::60", &conf).ok();
+    ips["runtimeConfig"] = json!({"ips": ["10.77.0.60"]});
+    let r = w.verb("ADD", &b, &ips).ok();
+    assert_eq!(r["ips"][0]["address"], "10.77.0.60/24");
+    w.verb("DEL", &b, &ips).ok();
     // MAC= (podman's --mac-address) is the interface's MAC, in the result too.
     let r = w.verb_with("ADD", &b, "MAC=02:00:0A:4D:00:33", &conf).ok();
     assert_eq!(r["interfaces"][2]["mac"], "02:00:0a:4d:00:33", "{r}");

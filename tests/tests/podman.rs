@@ -183,3 +183,57 @@ fn ten_thousand_ports(dp: &str) {
     );
     assert_eq!(w.lab().ports().len(), 0);
 }
+
+/// podman's `--ip` and `--ip6` (which podman 4.3 sends as `runtimeConfig.ips` when
+/// both are given, or `--ip6` alone) give the container those addresses; on a network
+/// without IPv6, `--ip6` is refused rather than ignored.
+#[test]
+fn static_addresses_of_both_families() {
+    if let Some(why) = netlab_tests::unavailable("iptables") {
+        return netlab_tests::skip(&why);
+    }
+    let pm = Podman::dual_stack("iptables", "fd00:a4d::/64");
+    let out = pm.run_container(
+        "fixed",
+        &["--ip", "10.77.0.50", "--ip6", "fd00:a4d::50"],
+        &["/bin/sleep", "600"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pm.ip("fixed"), "10.77.0.50");
+    let addrs = pm.run(&["exec", "fixed", "ip", "-6", "-o", "addr", "show", "eth0"]);
+    let addrs = String::from_utf8_lossy(&addrs.stdout);
+    assert!(addrs.contains("fd00:a4d::50/64"), "{addrs}");
+    let out = pm.run_container("six", &["--ip6", "fd00:a4d::60"], &["/bin/sleep", "600"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addrs = pm.run(&["exec", "six", "ip", "-6", "-o", "addr", "show", "eth0"]);
+    assert!(String::from_utf8_lossy(&addrs.stdout).contains("fd00:a4d::60/64"));
+    // Taken, or outside the subnet: refused, and no container is left running.
+    for (name, args, says) in [
+        ("again", ["--ip6", "fd00:a4d::50"], "already used"),
+        (
+            "out",
+            ["--ip6", "fd00:beef::5"],
+            "outside the lab's IPv6 subnet",
+        ),
+    ] {
+        let out = pm.run_container(name, &args, &["/bin/sleep", "600"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{name}: {err}");
+    }
+
+    let v4 = Podman::new("iptables");
+    let out = v4.run_container("fixed", &["--ip6", "fd00:a4d::50"], &["/bin/sleep", "600"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has no subnet6"),
+        "{err}"
+    );
+}

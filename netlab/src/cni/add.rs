@@ -1,6 +1,7 @@
 //! ADD: the first ADD of a network brings its lab up; each attaches the container's
-//! namespace with a veth named `CNI_IFNAME`, an address from netlab's IPAM and a
-//! default route, and publishes `runtimeConfig.portMappings` in one batch.
+//! namespace with a veth named `CNI_IFNAME`, an address from netlab's IPAM (or the one
+//! asked for: `CNI_ARGS IP=`, `runtimeConfig.ips`) and a default route, and publishes
+//! `runtimeConfig.portMappings` in one batch.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use super::{
     config::NetConf,
     env::Attachment,
     error::{CniError, CniResult, code},
-    network, ports, result,
+    ips, network, ports, result,
 };
 use crate::{
     error::Error,
@@ -98,18 +99,37 @@ fn attach(
         ));
     }
     check_ifname_free(netns, &a.ifname)?;
-    if let Some(ip) = a.ip {
-        s.state.subnet.check_host(ip).map_err(|e| {
-            CniError::new(code::INVALID_ENVIRONMENT, format!("CNI_ARGS IP={ip}: {e}"))
+    let asked = ips::merge(&a.ip, &ips::asked(conf)?)?;
+    // Where it came from: the runtime's environment, or the configuration.
+    let refused = |ip: String, from_env: bool, e: String| {
+        let (code, from) = match from_env {
+            true => (code::INVALID_ENVIRONMENT, "CNI_ARGS IP="),
+            false => (code::INVALID_CONFIG, "runtimeConfig.ips "),
+        };
+        CniError::new(code, format!("{from}{ip}: {e}"))
+    };
+    if let Some(ip) = asked.v4 {
+        s.state
+            .subnet
+            .check_host(ip)
+            .map_err(|e| refused(ip.to_string(), a.ip.v4.is_some(), e.to_string()))?;
+    }
+    if let Some(ip6) = asked.v6 {
+        let from_env = a.ip.v6.is_some();
+        let s6 = s.state.subnet6.ok_or_else(|| {
+            let e = format!("network {} has no subnet6", s.state.name);
+            refused(ip6.to_string(), from_env, e)
         })?;
+        s6.check_host(ip6)
+            .map_err(|e| refused(ip6.to_string(), from_env, e.to_string()))?;
     }
     let c = ops::attach(
         s,
         &AttachRequest {
             name: name.to_string(),
             network: Network::Bridge,
-            ip: a.ip,
-            ip6: None,
+            ip: asked.v4,
+            ip6: asked.v6,
             runtime_netns: Some(netns.to_path_buf()),
             ifname: a.ifname.clone(),
             mac: a.mac.clone(),

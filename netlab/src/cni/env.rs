@@ -1,9 +1,12 @@
 //! The `CNI_*` environment variables: which verb, and for ADD, DEL and CHECK the
 //! attachment (container id, namespace, interface name, `CNI_ARGS`).
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::path::PathBuf;
 
-use super::error::{CniError, CniResult, code};
+use super::{
+    error::{CniError, CniResult, code},
+    ips::{self, Asked},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -22,8 +25,9 @@ pub struct Attachment {
     /// The container's network namespace; DEL may go without it.
     pub netns: Option<PathBuf>,
     pub ifname: String,
-    /// `IP=` in `CNI_ARGS` (podman's `--ip`): the address asked for.
-    pub ip: Option<Ipv4Addr>,
+    /// `IP=` in `CNI_ARGS` (podman's `--ip`, or `--ip6` alone): the addresses asked
+    /// for.
+    pub ip: Asked,
     /// `MAC=` in `CNI_ARGS` (podman's `--mac-address`): the interface's MAC.
     pub mac: Option<String>,
 }
@@ -71,7 +75,7 @@ fn valid_ifname(name: &str) -> bool {
 
 /// `CNI_ARGS`, `K=V;K=V`: `IP` and `MAC` are used; `IgnoreUnknown`, `K8S_*` and, with
 /// `IgnoreUnknown=1`, anything else are accepted and ignored.
-fn parse_args(args: &str) -> CniResult<(Option<Ipv4Addr>, Option<String>)> {
+fn parse_args(args: &str) -> CniResult<(Asked, Option<String>)> {
     let pairs: Vec<(&str, &str)> = args
         .split(';')
         .filter(|p| !p.is_empty())
@@ -83,17 +87,15 @@ fn parse_args(args: &str) -> CniResult<(Option<Ipv4Addr>, Option<String>)> {
     let ignore_unknown = pairs
         .iter()
         .any(|(k, v)| *k == "IgnoreUnknown" && matches!(*v, "1" | "true" | "True"));
-    let (mut ip, mut mac) = (None, None);
+    let (mut ip, mut mac) = (Asked::default(), None);
     for (k, v) in pairs {
         match k {
             "MAC" => {
                 mac = Some(crate::lab::check_mac(v).map_err(|e| invalid(format!("CNI_ARGS: {e}")))?)
             }
             "IP" => {
-                ip = Some(
-                    v.parse()
-                        .map_err(|_| invalid(format!("CNI_ARGS: IP={v} is not an IPv4 address")))?,
-                )
+                ip = ips::parse(v.split(','))
+                    .map_err(|e| invalid(format!("CNI_ARGS: IP={v}: {e}")))?
             }
             "IgnoreUnknown" => {}
             k if k.starts_with("K8S_") => {}
@@ -191,7 +193,7 @@ mod tests {
         ];
         let a = attachment(Command::Add, &env(&base)).unwrap();
         assert_eq!(a.container_id, "abc123");
-        assert_eq!(a.ip, Some(Ipv4Addr::new(10, 77, 0, 9)));
+        assert_eq!(a.ip.v4, Some(std::net::Ipv4Addr::new(10, 77, 0, 9)));
         assert_eq!(a.mac.as_deref(), Some("02:00:00:00:00:01"));
         let without = |key: &str| -> Vec<(&str, &str)> {
             base.iter().copied().filter(|(k, _)| *k != key).collect()

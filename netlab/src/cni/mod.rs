@@ -16,6 +16,7 @@ mod del;
 mod env;
 mod error;
 mod gc;
+mod ips;
 mod network;
 mod ports;
 mod result;
