@@ -585,6 +585,12 @@ impl Background {
     }
 }
 
+impl From<Child> for Background {
+    fn from(child: Child) -> Self {
+        Background(Some(child))
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {

@@ -251,7 +251,10 @@ fn a_given_ipv6_address(dp: &str) {
             vec!["--ip6", "fd00:ac12::3"],
             "already used by container web",
         ),
-        (vec!["--ip", "172.18.0.3"], "fd00:ac12::3 is already used"),
+        (
+            vec!["--ip", "172.18.0.3"],
+            "IPv6 address fd00:ac12::3, which container web has",
+        ),
         (vec!["--ip6", "fd00:ac12::1"], "the bridge's own address"),
         (vec!["--ip6", "fd00:ac12::"], "anycast"),
         (
@@ -269,6 +272,13 @@ fn a_given_ipv6_address(dp: &str) {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(lab.state().container("x").is_none(), "{args:?} left x");
     }
+    // An --ip whose host number a given --ip6 holds is fine with an --ip6 of its own.
+    assert_eq!(
+        lab.ok(&["run", "f", "--ip", "172.18.0.3", "--ip6", "fd00:ac12::99"])
+            .trim(),
+        "f 172.18.0.3 fd00:ac12::99"
+    );
+    lab.ok(&["rm", "f"]);
     let err = lab.fails(&["run", "x", "--ip6", "not-an-address"]);
     assert!(err.contains("invalid"), "{err}");
     // Masqueraded from the given address, and reached by its published port.

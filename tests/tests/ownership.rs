@@ -439,6 +439,34 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
     assert!(err.contains("is not one netlab made"), "{err}");
     assert!(cg.exists() && lab.state().container("h").is_none());
     std::fs::remove_dir(&cg).unwrap();
+    // A cgroup made again at its path behind netlab's back is someone else's: exec
+    // does not join it, and rm neither empties nor removes it.
+    lab.ok(&["run", "h", "--network", "host"]);
+    std::fs::remove_dir(&cg).unwrap();
+    std::fs::create_dir(&cg).unwrap();
+    let mut theirs = in_cgroup(&cg);
+    let err = lab.fails(&["exec", "h", "--", "true"]);
+    assert!(err.contains("removed behind netlab's back"), "{err}");
+    lab.ok(&["rm", "h"]);
+    assert!(
+        theirs.running() && cg.exists(),
+        "rm emptied someone else's cgroup"
+    );
+    drop(theirs.finish());
+    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(
+        &cg
+    )
+    .is_ok()));
+    // A cgroup made inside its own is not netlab's to remove: rm says so, and works
+    // once it is gone.
+    lab.ok(&["run", "h", "--network", "host"]);
+    let inner = cg.join("theirs");
+    std::fs::create_dir(&inner).unwrap();
+    let err = lab.fails(&["rm", "h"]);
+    assert!(err.contains("which netlab did not make"), "{err}");
+    std::fs::remove_dir(&inner).unwrap();
+    lab.ok(&["rm", "h"]);
+    assert!(!cg.exists());
     // `down` ends a host-network container's processes with the rest.
     lab.ok(&["run", "h", "--network", "host"]);
     let mut late = lab.spawn("h", &["sleep", "600"]);
@@ -450,6 +478,54 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
     assert!(!late.running(), "down left h's process running");
     assert!(!cg.exists(), "down left h's cgroup");
     lab.forget();
+}
+
+/// `sleep 600` in cgroup `cg`, started by a shell that moves itself there first.
+fn in_cgroup(cg: &Path) -> netlab_tests::Background {
+    let procs = cg.join("cgroup.procs");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > {} && exec sleep 600", procs.display()))
+        .spawn()
+        .expect("sh");
+    let mut bg = netlab_tests::Background::from(child);
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
+    }));
+    assert!(bg.running());
+    bg
+}
+
+/// A `run --network host` killed after it journaled its cgroup but before it made it:
+/// the next command's recovery leaves a cgroup someone else made at that path, and its
+/// processes, alone (it knows its own by the id recorded once made).
+#[test]
+fn recovery_leaves_a_cgroup_it_did_not_make() {
+    let lab = Lab::on("iptables");
+    let cg = cgroup::root()
+        .unwrap()
+        .join(format!("netlab-{}-z", lab.name));
+    let entry = serde_json::json!({"op": "attach", "container": {
+        "name": "z", "network": "host", "netns": null, "ip": null, "veth": null,
+        "cgroup": cg,
+    }});
+    let journal = Path::new("/run/netlab")
+        .join(&lab.name)
+        .join("journal.json");
+    std::fs::write(&journal, entry.to_string()).unwrap();
+    std::fs::create_dir(&cg).unwrap();
+    let mut theirs = in_cgroup(&cg);
+    lab.ok(&["status"]);
+    assert!(!journal.exists(), "the journal was not settled");
+    assert!(
+        theirs.running() && cg.exists(),
+        "recovery emptied someone else's cgroup"
+    );
+    drop(theirs.finish());
+    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(
+        &cg
+    )
+    .is_ok()));
 }
 
 #[test]

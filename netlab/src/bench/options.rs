@@ -372,12 +372,34 @@ impl Options {
             drop_disturbed,
             tools,
         };
+        opts.check_families()?;
         let goals = goals
             .iter()
             .map(|g| parse_goal(g, &opts))
             .collect::<Result<Vec<_>>>()?;
         opts.goals = goals;
         Ok(opts)
+    }
+
+    /// Refuses a family over which nothing would run: IPv6 runs only a, b, c and g, and
+    /// not on the routed baseline.
+    fn check_families(&self) -> Result<()> {
+        for &f in &self.families {
+            let runs = self
+                .contenders()
+                .into_iter()
+                .any(|c| !c.is_reference() && c.family() == f && !self.scenarios_for(c).is_empty());
+            if runs || f == Family::V4 {
+                continue;
+            }
+            let labs = self.datapaths.iter().any(|d| *d != DatapathKind::Routed);
+            return Err(Error::Invalid(if labs {
+                "nothing to measure over IPv6: --family 6 runs a, b, c and g, and --scenario has none of them".into()
+            } else {
+                "nothing to measure over IPv6: --family 6 needs a datapath with IPv6 in --datapath (routed has none)".into()
+            }));
+        }
+        Ok(())
     }
 
     /// The most ports scenarios d, e and h publish: the largest of `--ports`.
@@ -1060,6 +1082,20 @@ mod tests {
         ] {
             let e = parse_goal(goal, &o).unwrap_err().to_string();
             assert!(e.contains(why), "{goal}: {e}");
+        }
+        for (datapath, scenario, why) in [
+            ("iptables", "d", "--scenario has none of them"),
+            ("routed", "a,b", "routed has none"),
+        ] {
+            let e = Options::parse(Flags {
+                datapath,
+                family: "6",
+                scenario,
+                ..Flags::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(why), "{datapath} {scenario}: {e}");
         }
         let four = test_options("ebpf,iptables", "b", "10");
         let e = parse_goal("b:ebpf6/iptables6>=1", &four)

@@ -31,7 +31,10 @@ pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Asked, St
         let ip: IpAddr = addr
             .parse()
             .ok()
-            .filter(|_| prefix.parse::<u8>().is_ok())
+            .filter(|ip: &IpAddr| {
+                let most = if ip.is_ipv4() { 32 } else { 128 };
+                prefix.parse::<u8>().is_ok_and(|p| p <= most)
+            })
             .ok_or_else(|| format!("{entry:?} is not an IP address"))?;
         let twice = match ip {
             IpAddr::V4(a) => asked.v4.replace(a).is_some(),
@@ -111,6 +114,8 @@ mod tests {
             (r#"["10.77.0.50", "10.77.0.51"]"#, code::INVALID_CONFIG),
             (r#"["nope"]"#, code::INVALID_CONFIG),
             (r#"["10.77.0.50/x"]"#, code::INVALID_CONFIG),
+            (r#"["10.77.0.50/33"]"#, code::INVALID_CONFIG),
+            (r#"["fd00:77::9/200"]"#, code::INVALID_CONFIG),
             (r#""10.77.0.50""#, code::DECODING_FAILURE),
         ] {
             assert_eq!(asked(&conf(bad)).unwrap_err().code, code, "{bad}");

@@ -190,6 +190,10 @@ pub struct Container {
     /// processes there, and `rm` ends them and removes it.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// That cgroup's id, recorded once it is made: only that cgroup is ever joined,
+    /// emptied or removed as this container's.
+    #[serde(default)]
+    pub cgroup_id: Option<u64>,
 }
 
 impl LabState {

@@ -2,9 +2,14 @@
 //! the processes started in it (`netlab exec`). Such a container has no namespace of
 //! its own, so its cgroup is how `rm` finds its processes and ends them, as `docker rm
 //! -f` ends a host-network container's.
+//!
+//! A cgroup is known by its id (the directory's inode, the kernel's cgroup id), which
+//! is recorded once it is made: one made again under the same path (someone else's)
+//! is never joined, emptied or removed.
 
 use std::{
     fs, io,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -41,20 +46,34 @@ pub fn check_free(cg: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes the cgroup; one that is there already is refused, not taken over.
-pub fn create(cg: &Path) -> Result<()> {
+/// Makes the cgroup and returns its id; one that is there already is refused, not
+/// taken over.
+pub fn create(cg: &Path) -> Result<u64> {
     fs::create_dir(cg).map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => check_free(cg)
             .err()
             .unwrap_or_else(|| Error::io("create cgroup", cg, e)),
         _ => Error::io("create cgroup", cg, e),
-    })
+    })?;
+    id(cg).ok_or_else(|| Error::Invalid(format!("cgroup {} went as it was made", cg.display())))
 }
 
-/// Ends every process in the cgroup (SIGKILL through `cgroup.kill`, Linux 5.14), waits
-/// until it is empty, and removes it; nothing to do when it is gone already.
-pub fn remove(cg: &Path) -> Result<()> {
-    if !cg.exists() {
+/// The id of the cgroup at `cg`, if there is one.
+fn id(cg: &Path) -> Option<u64> {
+    fs::metadata(cg).ok().map(|m| m.ino())
+}
+
+/// Whether the cgroup at `cg` is the one with id `made` (none: its id was never
+/// recorded, so nothing there is known to be it).
+pub fn is_the_one(cg: &Path, made: Option<u64>) -> bool {
+    made.is_some() && id(cg) == made
+}
+
+/// Ends every process in the cgroup `made` (SIGKILL through `cgroup.kill`, Linux 5.14),
+/// waits until it is empty, and removes it; nothing to do when it is gone already, or
+/// when another is at its path.
+pub fn remove(cg: &Path, made: Option<u64>) -> Result<()> {
+    if !is_the_one(cg, made) {
         return Ok(());
     }
     if populated(cg) {
@@ -67,8 +86,27 @@ pub fn remove(cg: &Path) -> Result<()> {
     }
     fs::remove_dir(cg).or_else(|e| match e.kind() {
         io::ErrorKind::NotFound => Ok(()),
-        _ => Err(Error::io("remove cgroup", cg, e)),
+        _ => match children(cg).first() {
+            Some(child) => Err(Error::Invalid(format!(
+                "cgroup {} holds cgroup {}, which netlab did not make: remove it (`rmdir {}`), then try again",
+                cg.display(),
+                child.display(),
+                child.display()
+            ))),
+            None => Err(Error::io("remove cgroup", cg, e)),
+        },
     })
+}
+
+/// The cgroups inside `cg`.
+fn children(cg: &Path) -> Vec<PathBuf> {
+    fs::read_dir(cg)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Whether a process is in the cgroup or below it (`populated 1` in `cgroup.events`).

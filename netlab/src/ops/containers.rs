@@ -94,9 +94,12 @@ fn address6(s: &Session, req: &AttachRequest, ip: Option<Ipv4Addr>) -> Result<Op
     }
     let want = req.ip6.unwrap_or_else(|| s6.host(&state.subnet, ip));
     if let Some((_, other)) = state.taken_ip6s().into_iter().find(|(a, _)| *a == want) {
-        return Err(Error::Conflict(format!(
-            "address {want} is already used by container {other}"
-        )));
+        return Err(Error::Conflict(match req.ip6 {
+            Some(_) => format!("address {want} is already used by container {other}"),
+            None => format!(
+                "address {ip} would give the container IPv6 address {want}, which container {other} has: pick another --ip, or give --ip6"
+            ),
+        }));
     }
     Ok(req.ip6)
 }
@@ -175,19 +178,17 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         // The one asked for is given to the interface; the kernel's is read back.
         mac: req.mac.clone(),
         cgroup,
+        cgroup_id: None,
     };
     // Journal first, and again with the namespace's cookie before it is mounted at
-    // its name: a crash at any point is undone by the next command (see `journal`).
+    // its name (with the cgroup's id once it is made): a crash at any point is undone
+    // by the next command (see `journal`).
     s.begin(&Entry::Attach {
         container: c.clone(),
     })?;
-    let journaled = c.clone();
-    let made = topology::add_container(&s.state, &mut c, |cookie| {
+    let made = topology::add_container(&s.state, &mut c, |known| {
         s.begin(&Entry::Attach {
-            container: Container {
-                netns_cookie: Some(cookie),
-                ..journaled
-            },
+            container: known.clone(),
         })
     });
     if let Err(e) = made {

@@ -46,8 +46,10 @@ pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
     }
     // Before the datapath's teardown: a host-network container's cgroup may be under
     // the lab's own, which that removes.
-    for cg in state.containers.iter().filter_map(|c| c.cgroup.as_ref()) {
-        errors.check(cgroup::remove(cg));
+    for c in &state.containers {
+        if let Some(cg) = &c.cgroup {
+            errors.check(cgroup::remove(cg, c.cgroup_id));
+        }
     }
     if state.datapath_made {
         errors.check(dp.teardown(state));

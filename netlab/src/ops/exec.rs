@@ -64,6 +64,15 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
     // finds and ends them; it is under the lab host's when the host-local publishing
     // hooks sit on one, so they see them as the lab host's processes do.
     let own = state.container(name).and_then(|c| c.cgroup.clone());
+    if let Some(c) = state.container(name)
+        && let Some(cg) = &c.cgroup
+        && !crate::netlink::cgroup::is_the_one(cg, c.cgroup_id)
+    {
+        return Err(Error::Invalid(format!(
+            "container {name}'s cgroup {} is gone (removed behind netlab's back): `netlab rm {name}`, then run it again",
+            cg.display()
+        )));
+    }
     let in_host = name == "host"
         || state
             .container(name)

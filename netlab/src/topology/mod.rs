@@ -345,7 +345,7 @@ pub fn build_bridge(state: &LabState) -> Result<()> {
 pub fn add_container(
     state: &LabState,
     c: &mut Container,
-    record: impl FnOnce(u64) -> Result<()> + Send,
+    record: impl Fn(&Container) -> Result<()> + Sync,
 ) -> Result<()> {
     let result = build_container(state, c, record);
     if result.is_err() {
@@ -357,19 +357,25 @@ pub fn add_container(
 fn build_container(
     state: &LabState,
     c: &mut Container,
-    record: impl FnOnce(u64) -> Result<()> + Send,
+    record: impl Fn(&Container) -> Result<()> + Sync,
 ) -> Result<()> {
-    if let Some(cg) = &c.cgroup
-        && let Err(e) = cgroup::create(cg)
-    {
-        // Not made here: not this container's to remove.
-        c.cgroup = None;
-        return Err(e);
+    if let Some(cg) = c.cgroup.clone() {
+        // A crash before its id is recorded leaves it, empty: without the id, nothing
+        // at the path is known to be this container's (the next `run` of the name
+        // says so).
+        c.cgroup_id = Some(cgroup::create(&cg)?);
+        record(c)?;
     }
     if c.runtime_netns.is_none()
-        && let Some(name) = &c.netns
+        && let Some(name) = c.netns.clone()
     {
-        let (_, cookie) = netns::create_recorded(name, record)?;
+        let known = c.clone();
+        let (_, cookie) = netns::create_recorded(&name, |cookie| {
+            record(&Container {
+                netns_cookie: Some(cookie),
+                ..known
+            })
+        })?;
         c.netns_cookie = Some(cookie);
     }
     let Some(ns) = container_ns(c) else {
@@ -493,7 +499,7 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
     let mut errors = Errors::default();
     let alias = names::alias(&state.name, &c.name);
     if let Some(cg) = &c.cgroup {
-        errors.check(cgroup::remove(cg));
+        errors.check(cgroup::remove(cg, c.cgroup_id));
     }
     if let Some(ns) = &c.runtime_netns {
         // A namespace the runtime already removed took the interface with it.
