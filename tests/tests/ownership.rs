@@ -444,19 +444,11 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
     lab.ok(&["run", "h", "--network", "host"]);
     std::fs::remove_dir(&cg).unwrap();
     std::fs::create_dir(&cg).unwrap();
-    let mut theirs = in_cgroup(&cg);
+    let theirs = in_cgroup(&cg);
     let err = lab.fails(&["exec", "h", "--", "true"]);
     assert!(err.contains("removed behind netlab's back"), "{err}");
     lab.ok(&["rm", "h"]);
-    assert!(
-        theirs.running() && cg.exists(),
-        "rm emptied someone else's cgroup"
-    );
-    drop(theirs.finish());
-    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(
-        &cg
-    )
-    .is_ok()));
+    left_alone(theirs, &cg, "rm");
     // A cgroup made inside its own is not netlab's to remove: rm says so, and works
     // once it is gone.
     lab.ok(&["run", "h", "--network", "host"]);
@@ -496,6 +488,17 @@ fn in_cgroup(cg: &Path) -> netlab_tests::Background {
     bg
 }
 
+/// Asserts that someone else's process in `cg`, and `cg`, are still there after `what`;
+/// then ends the process and removes the cgroup.
+fn left_alone(mut theirs: netlab_tests::Background, cg: &Path, what: &str) {
+    assert!(
+        theirs.running() && cg.exists(),
+        "{what} emptied someone else's cgroup"
+    );
+    drop(theirs.finish());
+    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(cg).is_ok()));
+}
+
 /// A `run --network host` killed after it journaled its cgroup but before it made it:
 /// the next command's recovery leaves a cgroup someone else made at that path, and its
 /// processes, alone (it knows its own by the id recorded once made).
@@ -514,18 +517,10 @@ fn recovery_leaves_a_cgroup_it_did_not_make() {
         .join("journal.json");
     std::fs::write(&journal, entry.to_string()).unwrap();
     std::fs::create_dir(&cg).unwrap();
-    let mut theirs = in_cgroup(&cg);
+    let theirs = in_cgroup(&cg);
     lab.ok(&["status"]);
     assert!(!journal.exists(), "the journal was not settled");
-    assert!(
-        theirs.running() && cg.exists(),
-        "recovery emptied someone else's cgroup"
-    );
-    drop(theirs.finish());
-    assert!(wait_for(Duration::from_secs(5), || std::fs::remove_dir(
-        &cg
-    )
-    .is_ok()));
+    left_alone(theirs, &cg, "recovery");
 }
 
 #[test]
