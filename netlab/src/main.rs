@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use clap::Parser;
 use netlab::cli::Cli;
 
@@ -12,7 +14,8 @@ fn main() {
         std::process::exit(1);
     }
     if let Err(e) = netlab::cli::dispatch(&cli.lab, cli.command) {
-        eprintln!("netlab: {e}");
+        // A closed stderr (a benchmark's reader gone) loses the line, not the exit code.
+        let _ = writeln!(std::io::stderr(), "netlab: {e}");
         std::process::exit(e.exit_code());
     }
 }

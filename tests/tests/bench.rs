@@ -580,3 +580,33 @@ fn interrupted_bench_tears_the_veth_reference_down() {
         "veth pair",
     );
 }
+
+/// A reader that goes away (`netlab bench 2>&1 | head`) interrupts the benchmark as
+/// Ctrl-C does: the next progress line (b's figures) raises SIGPIPE, c does not start,
+/// and the lab is torn down.
+#[test]
+fn a_closed_pipe_tears_the_lab_down() {
+    require_root();
+    let mut child = Command::new(netlab_bin())
+        .args(["bench", "--datapath", "iptables", "--scenario", "b,c"])
+        .args(["--runs", "1", "--duration", "2", "--reference", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(" is up") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "bench ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    drop(stderr);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
+}

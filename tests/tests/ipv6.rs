@@ -161,6 +161,19 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     assert!(err.contains("in use by a socket"), "{err}");
     lab.ok(&["publish", "web", "0.0.0.0:7103:80"]);
     assert_eq!(lab.curl("wan", "http://198.51.100.2:7103/"), "200");
+    // And one on 0.0.0.0 holds it for IPv4, not for IPv6.
+    let script = "import socket, time\ns = socket.socket(socket.AF_INET)\ns.bind(('0.0.0.0', 7104))\ns.listen()\ntime.sleep(60)\n";
+    let _v4only = lab.spawn("host", &["python3", "-c", script]);
+    assert!(wait_for(Duration::from_secs(10), || lab
+        .exec_ok("host", &["ss", "-Htln"])
+        .contains("0.0.0.0:7104 ")));
+    let err = lab.fails(&["publish", "web", "7104:80"]);
+    assert!(
+        err.contains("in use by a socket in the lab host (0.0.0.0:7104)"),
+        "{err}"
+    );
+    lab.ok(&["publish", "web", "[::]:7104:80"]);
+    assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:7104/")), "200");
 
     // The bridge's IPv6 address is not the uplink's: a port on the uplink's is not there.
     assert_eq!(lab.curl("host", "http://[fd00:ac12::1]:7070/"), "000");

@@ -282,7 +282,7 @@ impl Drop for BenchLab {
         if self.contender == Contender::Veth {
             for ns in &self.made {
                 if let Err(e) = netns::delete(ns) {
-                    eprintln!("netlab bench: tearing down the veth reference: {e}");
+                    progress!("netlab bench: tearing down the veth reference: {e}");
                 }
             }
             return;
@@ -291,7 +291,7 @@ impl Drop for BenchLab {
             Ok(()) => {}
             // `up` failed and removed what it had made.
             Err(Error::Command { detail, .. }) if detail.ends_with("does not exist") => {}
-            Err(e) => eprintln!("netlab bench: tearing down lab {}: {e}", self.name),
+            Err(e) => progress!("netlab bench: tearing down lab {}: {e}", self.name),
         }
     }
 }

@@ -13,6 +13,16 @@
 //! narrow enough or `--max-runs` is reached. Goals (`--goal`) are decided on the
 //! intervals (`goal.rs`), and rounds a busy machine spoiled are said (`disturb.rs`).
 
+/// `eprintln!` that never panics: progress written to a closed pipe (`netlab bench
+/// 2>&1 | head`) is lost, and the SIGPIPE the write raised interrupts the benchmark,
+/// which then tears its lab down as on Ctrl-C.
+macro_rules! progress {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod disturb;
 pub mod goal;
 pub mod json;
@@ -222,7 +232,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
 }
@@ -264,7 +274,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         0 => "the commands' own time".to_string(),
         secs => format!("about {secs} s of measurement"),
     };
-    eprintln!(
+    progress!(
         "netlab bench: {} round(s) x {setups} datapath(s) = {labs} labs{reference}; {measuring} plus setup{more}",
         opts.runs,
     );
@@ -292,14 +302,14 @@ pub fn run(opts: &Options) -> Result<Report> {
         };
         let wide = report.wide(width);
         if wide.is_empty() {
-            eprintln!("netlab bench: every interval within {width} % after {round} round(s)");
+            progress!("netlab bench: every interval within {width} % after {round} round(s)");
             break;
         }
         if round < opts.max_runs {
             plan = next_round(opts, &wide);
             let names: Vec<String> = wide.iter().take(3).map(|w| w.subject.describe()).collect();
             let more = if wide.len() > 3 { ", ..." } else { "" };
-            eprintln!(
+            progress!(
                 "netlab bench: {} interval(s) wider than {width} % ({}{more}): round {}",
                 wide.len(),
                 names.join(", "),

@@ -53,7 +53,7 @@ pub fn run_lab(
                 }
                 e => format!("no lab: {e}"),
             };
-            eprintln!("{tag}: every scenario n/a, {why}");
+            progress!("{tag}: every scenario n/a, {why}");
             for s in scenarios {
                 for ports in ports_of(opts, s) {
                     report.fail(s, c, ports, &opts.metrics(s), &why);
@@ -63,10 +63,11 @@ pub fn run_lab(
         }
     };
     match c {
-        Contender::Lab(..) => eprintln!("{tag}: lab {} is up", lab.name),
-        Contender::Veth => eprintln!(
+        Contender::Lab(..) => progress!("{tag}: lab {} is up", lab.name),
+        Contender::Veth => progress!(
             "{tag}: veth pair {}-{SERVER} <-> {}-wan is up",
-            lab.name, lab.name
+            lab.name,
+            lab.name
         ),
     }
     for s in scenarios {
@@ -153,7 +154,7 @@ fn record(
             let note = why
                 .map(|w| format!(" (disturbed: {w})"))
                 .unwrap_or_default();
-            eprintln!("{label}: {}{note}", shown.join(", "));
+            progress!("{label}: {}{note}", shown.join(", "));
             for (m, v) in values {
                 report.add(s, c, ports, m, v);
             }
@@ -163,7 +164,7 @@ fn record(
         }
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
-            eprintln!("{label}: n/a: {e}");
+            progress!("{label}: n/a: {e}");
             report.fail(s, c, ports, metrics, &e.to_string());
             *broken = Some(e.to_string());
         }

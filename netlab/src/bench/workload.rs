@@ -380,7 +380,7 @@ pub(super) fn full_table(c: Contender, opts: &Options, tag: &str) -> Result<Meas
             "the table took {filled} of {FULL_TABLE_FLOWS} flows"
         )));
     }
-    eprintln!(
+    progress!(
         "{tag}: {filled} flows put in the table in {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -408,7 +408,7 @@ fn publish_up_to(lab: &mut BenchLab, n: u32, tag: &str) -> Result<()> {
         })
         .collect();
     let took = lab.publish(&ports)?;
-    eprintln!(
+    progress!(
         "{tag}: published {} more ports ({n} in all) in {:.3} s",
         ports.len(),
         took.as_secs_f64()
@@ -500,7 +500,7 @@ pub(super) fn small_packets(lab: &BenchLab, opts: &Options, tag: &str) -> Result
             detail: format!("no datagram reached {target}"),
         });
     }
-    eprintln!(
+    progress!(
         "{tag} g: sent {} pps, {:.1} % of them lost on the way",
         num(sent),
         (1.0 - got / sent.max(got)) * 100.0

@@ -1,6 +1,6 @@
 //! `netlab bench`: the same workloads over each datapath, on fresh sandbox labs.
 
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf};
 
 use crate::{
     bench::{self, Flags, Options, goal::Verdict, json, svg, table},
@@ -97,15 +97,16 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         tool: &args.tool,
     })?;
     let report = bench::run(&opts)?;
-    println!("{}", table::render(&report));
+    // Never a panic on a closed pipe: the files below are still written.
+    let _ = writeln!(std::io::stdout(), "{}", table::render(&report));
     if let Some(path) = &opts.json {
         let text = serde_json::to_string_pretty(&json::render(&report)).expect("json");
         std::fs::write(path, text + "\n").map_err(|e| Error::io("write", path, e))?;
-        eprintln!("wrote {}", path.display());
+        let _ = writeln!(std::io::stderr(), "wrote {}", path.display());
     }
     if let Some(path) = &opts.svg {
         std::fs::write(path, svg::render(&report)?).map_err(|e| Error::io("write", path, e))?;
-        eprintln!("wrote {}", path.display());
+        let _ = writeln!(std::io::stderr(), "wrote {}", path.display());
     }
     if !report.measured_anything() {
         return Err(Error::Command {

@@ -64,7 +64,9 @@ struct InetDiagMsg {
     inode: u32,
 }
 
-/// A bound socket: its local address (`None` for a wildcard, IPv4 or IPv6) and port.
+/// A bound socket: its local address (`0.0.0.0` for the IPv4 wildcard, every IPv4
+/// address; `::` for an IPv6-only wildcard; `None` for the IPv6 wildcard that takes
+/// IPv4 too) and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundSocket {
     pub udp: bool,
@@ -211,8 +213,8 @@ fn attr_u8(mut attrs: &[u8], kind: u16) -> Option<u8> {
 fn socket(msg: &InetDiagMsg, udp: bool, v6only: bool) -> Option<BoundSocket> {
     let port = u16::from_be_bytes(msg.id.sport);
     let addr = if msg.family == libc::AF_INET as u8 {
-        let a = Ipv4Addr::from(msg.id.src[0].to_ne_bytes());
-        (!a.is_unspecified()).then_some(IpAddr::V4(a))
+        // 0.0.0.0 holds the port on every IPv4 address, and on no IPv6 one.
+        Some(IpAddr::V4(Ipv4Addr::from(msg.id.src[0].to_ne_bytes())))
     } else {
         let mut bytes = [0u8; 16];
         for (chunk, w) in bytes.chunks_exact_mut(4).zip(msg.id.src) {
