@@ -680,6 +680,8 @@ fn a_lab_without_ipv6_takes_none_in() {
     };
     assert_eq!(off("host", &format!("nl-{}", lab.name)), "1");
     assert_eq!(off("a", "eth0"), "1");
+    let veth = lab.state().container("a").unwrap().veth.clone().unwrap();
+    assert_eq!(off("host", &veth), "1", "the bridge port {veth}");
     let out = lab.exec(
         "a",
         &["ip", "-6", "addr", "add", "2001:db8:5::2/64", "dev", "eth0"],

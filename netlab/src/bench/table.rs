@@ -210,9 +210,21 @@ pub fn render(r: &Report) -> String {
             None => String::new(),
         }
     );
+    // What the columns shown are ratios to.
+    let mut bases = vec!["×: the ratio to iptables"];
+    if o.families.contains(&super::Family::V6) {
+        bases[0] = "×: the ratio to iptables (to iptables6 over IPv6)";
+    }
+    if o.reference {
+        bases.push("v: to the veth reference");
+    }
+    if o.families.len() > 1 {
+        bases.push("× IPv4: to the same datapath over IPv4");
+    }
     let _ = writeln!(
         out,
-        "each row: median [{pct} % confidence interval] over the rounds; ×: the ratio to iptables, v: to the veth reference, each the median of the per-round ratios [{pct} % interval]"
+        "each row: median [{pct} % confidence interval] over the rounds; {}, each the median of the per-round ratios [{pct} % interval]",
+        bases.join(", ")
     );
     let mut blocks: Vec<(Scenario, Option<u32>)> =
         r.sorted().iter().map(|f| (f.scenario, f.ports)).collect();

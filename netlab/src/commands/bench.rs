@@ -34,10 +34,10 @@ pub struct Args {
     /// namespaces, no bridge, routing or NAT), or none.
     #[arg(long, default_value = "veth")]
     pub reference: String,
-    /// Rounds; each runs every datapath once, on a fresh lab, in rotated order.
+    /// Rounds (1-100); each runs every datapath once, on a fresh lab, in rotated order.
     #[arg(long, default_value = "5")]
     pub runs: String,
-    /// Seconds per measurement.
+    /// Seconds per measurement (1-600).
     #[arg(long, default_value = "5")]
     pub duration: String,
     /// Confidence of every interval, in % (above 50, below 100).

@@ -11,7 +11,8 @@ use crate::{
 pub struct Args {
     /// The container.
     pub name: String,
-    /// Port specs in Docker's -p syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp].
+    /// Port specs in Docker's -p syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80).
     #[arg(required = true)]
     pub specs: Vec<String>,
 }

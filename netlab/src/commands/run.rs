@@ -28,7 +28,8 @@ pub struct Args {
     /// (the lab host's namespace), as Docker's --network.
     #[arg(long, default_value = "bridge", value_parser = network)]
     pub network: Network,
-    /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp].
+    /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
     /// The container interface's MAC (default: a random one), as Docker's --mac-address.

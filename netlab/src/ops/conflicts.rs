@@ -76,6 +76,7 @@ pub fn check_host_ip(
         usable.extend(state.uplink_addr6.map(|a| format!("[{a}]")));
         usable.push(format!("[{gw6}]"));
         usable.push("[::]".into());
+        usable.push("0.0.0.0".into());
     }
     Err(Error::Invalid(format!(
         "{ip} is not an address of lab {}'s host: use {}, another address of the lab host, or no address for all of them",

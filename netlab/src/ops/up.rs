@@ -152,9 +152,15 @@ impl UpRequest {
     /// must be on already: [`require_ipv6_forwarding`].)
     fn check_ipv6(&self, s6: Subnet6) -> Result<()> {
         use DatapathKind::*;
-        if !matches!(self.datapath, Iptables | IptablesLegacy | Nftables) {
+        let missing = match self.datapath {
+            Iptables | IptablesLegacy | Nftables => None,
+            Ebpf => Some("its NAT66 is not written yet"),
+            NftablesFlowtable => Some("its IPv6 flowtable is not written yet"),
+            Routed => Some("its IPv6 routes are not written yet"),
+        };
+        if let Some(why) = missing {
             return Err(Error::Invalid(format!(
-                "IPv6 (--ipv6, CNI's subnet6) runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} (its NAT66 is not written yet)",
+                "IPv6 (--ipv6, CNI's subnet6) runs on the iptables, iptables-legacy and nftables datapaths so far, not on {} ({why})",
                 self.datapath.name()
             )));
         }

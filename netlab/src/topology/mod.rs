@@ -418,9 +418,14 @@ fn build_container(
         link::move_to_netns(&h, &veth_in_ctr, v, host_file.as_fd()).await
     })?;
     let veth_in_host = veth.clone();
+    let v4_only = state.subnet6.is_none();
     netns::netlink_in(&host_ns(state), |h| async move {
         let br = link::require(&h, &bridge).await?;
         let v = link::require(&h, &veth_in_host).await?;
+        // A bridge port takes no IPv6 link-local address in a lab without IPv6.
+        if v4_only {
+            sysctl::ipv6_off(&veth_in_host)?;
+        }
         link::enslave_up(&h, &veth_in_host, v, br).await
     })?;
     let (ip, prefix, gw) = (
