@@ -11,7 +11,8 @@
 # UDP and ping to wan, traceroute and path-MTU discovery through the NAT, a published port from wan (the client's address kept), from the
 # lab host (127.0.0.1 and its uplink address) and from another container (hairpin),
 # on ebpf that the endpoint program and the fast path carried them and that status and
-# metrics count the flows, unpublish, and down
+# metrics count the flows, unpublish, a `--network host` container's processes ended by
+# `rm`, and down
 # with nothing left; on the netfilter datapaths, a dual-stack lab (`up --ipv6`) too. A kernel without netkit must refuse `--device netkit` with one
 # line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
@@ -51,7 +52,7 @@ CENSUS="status counts the conntrack tables and metrics the flows conntrack lists
 DUAL="a dual-stack lab: masquerade TCP over IPv6, a port published on both families"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm removes the container, its link and its hook|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
@@ -264,6 +265,7 @@ run_datapath() {
     [ "$datapath" = ebpf ] && check_census
     [ "$dp" = ebpf ] && second_lab_on_the_uplink
     [ "$datapath" = ebpf ] && [ -z "$slow" ] && cni_network
+    check_host_network
     check_rm
 
     # shellcheck disable=SC2086
@@ -410,6 +412,36 @@ endpoint_hooks() {
         ls /sys/fs/bpf/netlab/*/"$lab"/links 2> /dev/null
         cat "/run/netlab/$lab/tc-filters" 2> /dev/null
     } | grep -c '^endpoint-'
+}
+
+# `run --network host`: `exec` puts its processes in a cgroup of its own, and `rm` ends
+# them by it (cgroup.kill) and removes it; the lab host's own processes go on.
+check_host_network() {
+    check="rm ends a host-network container's processes"
+    if ! out=$(netlab run --lab "$lab" h --network host 2>&1); then
+        fail "$check: $out"
+        return
+    fi
+    netlab exec --lab "$lab" h -- sleep 600 &
+    pid=$!
+    in_lab host sleep 600 &
+    other=$!
+    i=0
+    while [ "$(cat /proc/$pid/comm 2> /dev/null)" != sleep ] && [ $i -lt 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup 2> /dev/null)
+    out=$(netlab rm --lab "$lab" h 2>&1)
+    state=$(awk '{ print $3 }' /proc/$pid/stat 2> /dev/null)
+    host_state=$(awk '{ print $3 }' /proc/$other/stat 2> /dev/null)
+    kill $pid $other 2> /dev/null
+    wait $pid $other 2> /dev/null
+    case "$cg/$state/$host_state" in
+        */netlab-"$lab"-h/Z/[SR] | */netlab-"$lab"-h//[SR])
+            ok "$check (it ran in $cg)" ;;
+        *) fail "$check (cgroup '${cg:-none}', its state '${state:-gone}', the lab host's '${host_state:-gone}': $out)" ;;
+    esac
 }
 
 # `rm a`: its namespace, the host end of its pair and its endpoint hook go; b stays.
