@@ -30,6 +30,11 @@ pub struct Args {
 /// The lab name is ignored: a scrape covers every lab (or `--labs`), each series
 /// labelled `lab`.
 pub fn run(_lab: &str, args: Args) -> Result<()> {
+    // Bad flags are said before any lab is read (a lab another command is taking down
+    // meanwhile would add a line of its own).
+    if let Some(dir) = &args.textfile {
+        metrics::textfile::check_dir(dir)?;
+    }
     let mut labs = Labs::default();
     if let Some(list) = &args.labs {
         for lab in list.split(',').map(str::trim).filter(|l| !l.is_empty()) {

@@ -18,14 +18,20 @@ pub fn path(dir: &Path, lab: &str) -> PathBuf {
     dir.join(format!("netlab_{lab}.prom"))
 }
 
-/// Writes each lab's file; returns the paths written.
-pub fn write(dir: &Path, labs: &[LabFigures]) -> Result<Vec<PathBuf>> {
+/// Refuses a `--textfile` that is not a directory (checked before any lab is read).
+pub fn check_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::Invalid(format!(
             "--textfile {}: no such directory (node_exporter's --collector.textfile.directory)",
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Writes each lab's file; returns the paths written.
+pub fn write(dir: &Path, labs: &[LabFigures]) -> Result<Vec<PathBuf>> {
+    check_dir(dir)?;
     let mut written = Vec::new();
     for lab in labs {
         let text = encode::encode(std::slice::from_ref(lab), Format::Prometheus);
