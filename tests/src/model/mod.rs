@@ -445,10 +445,20 @@ impl Model {
                 unreachable!("a NAT port is only chosen for a new flow")
             };
             if !self.port_free(nf, p) {
-                return Err(format!(
-                    "expected {}: NAT port {p} is not free for {:?} (range {}-{})",
-                    t.label, nf.to, self.cfg.port_min, self.cfg.port_max
-                ));
+                // The datapath takes the tuple of a dead flow holding it (withdrawn, and
+                // still pending), removing that flow, when it is the first port it
+                // tries: a random start the model does not know, so it is accepted.
+                let Some(i) = self.reclaimable(nf, p) else {
+                    return Err(format!(
+                        "expected {}: NAT port {p} is not free for {:?} (range {}-{})",
+                        t.label, nf.to, self.cfg.port_min, self.cfg.port_max
+                    ));
+                };
+                self.flows.remove(i);
+                *self
+                    .tally
+                    .entry("conntrack: a withdrawn flow's NAT port reclaimed".into())
+                    .or_default() += 1;
             }
             for at in &t.port_at {
                 want[*at..*at + 2].copy_from_slice(&p.to_be_bytes());
@@ -621,6 +631,26 @@ impl Model {
         reply != nf.key && !self.holds(&reply)
     }
 
+    /// The flow that alone holds the reply tuple NAT port `p` would give new flow `nf`,
+    /// if the datapath may take that tuple from it: a withdrawn flow still in the
+    /// pending table (not assured), whose two halves go with it.
+    fn reclaimable(&self, nf: &NewFlow, p: u16) -> Option<usize> {
+        if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
+            return None;
+        }
+        let reply = reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone);
+        if reply == nf.key {
+            return None;
+        }
+        let holders: Vec<usize> = (0..self.flows.len())
+            .filter(|&i| self.flows[i].key == reply || self.flows[i].reply_key() == reply)
+            .collect();
+        match holders[..] {
+            [i] if self.flows[i].withdrawn && !self.flows[i].assured() => Some(i),
+            _ => None,
+        }
+    }
+
     /// The NAT ports of the range that new flow `nf` cannot have: those whose reply
     /// tuple some flow holds, or that would make its reply its own opener.
     fn taken_ports(&self, nf: &NewFlow) -> Vec<u16> {
@@ -648,6 +678,11 @@ impl Model {
         let span = if max < min { 1 } else { max - min + 1 };
         let taken = self.taken_ports(nf);
         if taken.len() >= span {
+            // A port held only by a dead flow is taken back when it is the first one
+            // the datapath tries ([`Self::reclaimable`]).
+            if taken.iter().any(|&p| self.reclaimable(nf, p).is_some()) {
+                return Ok(true);
+            }
             return Err(DropReason::PortsExhausted);
         }
         if span <= PORT_TRIES || taken.len() < PORT_TRIES {
