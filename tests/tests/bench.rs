@@ -504,18 +504,23 @@ fn bench_adds_rounds_decides_goals_and_runs_a_peer_tool() {
     let _ = std::fs::remove_dir_all(json.parent().unwrap());
 }
 
-/// Starts `netlab bench ARGS`, sends SIGINT once a stderr line contains `when`, and
-/// checks that it exits 130 and leaves no lab or veth pair behind.
-fn interrupt_bench(args: &[&str], when: &str) {
-    require_root();
-    let mut child = Command::new(netlab_bin())
+/// `netlab bench ARGS` in the background, its stderr (the progress) piped to the test.
+fn spawn_bench(args: &[&str]) -> std::process::Child {
+    Command::new(netlab_bin())
         .arg("bench")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn bench");
+        .expect("spawn bench")
+}
+
+/// Starts `netlab bench ARGS`, sends SIGINT once a stderr line contains `when`, and
+/// checks that it exits 130 and leaves no lab or veth pair behind.
+fn interrupt_bench(args: &[&str], when: &str) {
+    require_root();
+    let mut child = spawn_bench(args);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -587,14 +592,18 @@ fn interrupted_bench_tears_the_veth_reference_down() {
 #[test]
 fn a_closed_pipe_tears_the_lab_down() {
     require_root();
-    let mut child = Command::new(netlab_bin())
-        .args(["bench", "--datapath", "iptables", "--scenario", "b,c"])
-        .args(["--runs", "1", "--duration", "2", "--reference", "none"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bench");
+    let mut child = spawn_bench(&[
+        "--datapath",
+        "iptables",
+        "--scenario",
+        "b,c",
+        "--runs",
+        "1",
+        "--duration",
+        "2",
+        "--reference",
+        "none",
+    ]);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     while !seen.contains(" is up") {

@@ -54,6 +54,19 @@ fn dual_stack_server(lab: &Lab, name: &str, port: u16) -> Background {
     server
 }
 
+/// A TCP listener of `family` (with `setup` applied to socket `s`) on `addr`:`port` in
+/// the lab host, once it listens.
+fn host_listener(lab: &Lab, family: &str, setup: &str, addr: &str, port: u16) -> Background {
+    let script = format!(
+        "import socket, time\ns = socket.socket({family})\n{setup}\ns.bind(('{addr}', {port}))\ns.listen()\ntime.sleep(60)\n"
+    );
+    let listener = lab.spawn("host", &["python3", "-c", &script]);
+    assert!(wait_for(Duration::from_secs(10), || lab
+        .exec_ok("host", &["ss", "-Htln"])
+        .contains(&format!(":{port} "))));
+    listener
+}
+
 fn dual_stack_masquerade_and_publishing(dp: &str) {
     let lab = Lab::sandbox(&["--datapath", dp, "--ipv6"]);
     assert_eq!(
@@ -152,21 +165,19 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     }
     // A lab-host socket on [::] that takes IPv6 only (IPV6_V6ONLY) holds its port for
     // IPv6, not for IPv4.
-    let script = "import socket, time\ns = socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\ns.bind(('::', 7103))\ns.listen()\ntime.sleep(60)\n";
-    let _v6only = lab.spawn("host", &["python3", "-c", script]);
-    assert!(wait_for(Duration::from_secs(10), || lab
-        .exec_ok("host", &["ss", "-Htln"])
-        .contains(":7103 ")));
+    let _v6only = host_listener(
+        &lab,
+        "socket.AF_INET6",
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)",
+        "::",
+        7103,
+    );
     let err = lab.fails(&["publish", "web", "7103:80"]);
     assert!(err.contains("in use by a socket"), "{err}");
     lab.ok(&["publish", "web", "0.0.0.0:7103:80"]);
     assert_eq!(lab.curl("wan", "http://198.51.100.2:7103/"), "200");
     // And one on 0.0.0.0 holds it for IPv4, not for IPv6.
-    let script = "import socket, time\ns = socket.socket(socket.AF_INET)\ns.bind(('0.0.0.0', 7104))\ns.listen()\ntime.sleep(60)\n";
-    let _v4only = lab.spawn("host", &["python3", "-c", script]);
-    assert!(wait_for(Duration::from_secs(10), || lab
-        .exec_ok("host", &["ss", "-Htln"])
-        .contains("0.0.0.0:7104 ")));
+    let _v4only = host_listener(&lab, "socket.AF_INET", "", "0.0.0.0", 7104);
     let err = lab.fails(&["publish", "web", "7104:80"]);
     assert!(
         err.contains("in use by a socket in the lab host (0.0.0.0:7104)"),

@@ -373,14 +373,8 @@ fn rm_and_down_end_the_processes_in_what_they_remove() {
         .into_iter()
         .map(|ns| lab.spawn(ns, &["sleep", "600"]))
         .collect();
-    // `exec` replaces netlab once it is in the namespace.
     for p in &procs {
-        let comm = format!("/proc/{}/comm", p.pid());
-        assert!(
-            wait_for(Duration::from_secs(10), || std::fs::read_to_string(&comm)
-                .is_ok_and(|c| c.trim() == "sleep")),
-            "sleep did not start"
-        );
+        wait_started(p);
     }
     lab.ok(&["rm", "a"]);
     assert!(!procs[0].running(), "rm left a's process running");
@@ -420,12 +414,7 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
         lab.spawn("host", &["sleep", "600"]),
     ];
     for p in &procs {
-        let comm = format!("/proc/{}/comm", p.pid());
-        assert!(
-            wait_for(Duration::from_secs(10), || std::fs::read_to_string(&comm)
-                .is_ok_and(|c| c.trim() == "sleep")),
-            "sleep did not start"
-        );
+        wait_started(p);
     }
     let procs_of = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
     assert_eq!(procs_of.trim(), procs[0].pid().to_string());
@@ -462,10 +451,7 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
     // `down` ends a host-network container's processes with the rest.
     lab.ok(&["run", "h", "--network", "host"]);
     let mut late = lab.spawn("h", &["sleep", "600"]);
-    let comm = format!("/proc/{}/comm", late.pid());
-    assert!(wait_for(Duration::from_secs(10), || {
-        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
-    }));
+    wait_started(&late);
     lab.ok(&["down"]);
     assert!(!late.running(), "down left h's process running");
     assert!(!cg.exists(), "down left h's cgroup");
@@ -531,6 +517,17 @@ fn rm_ends_a_host_network_containers_processes_on_ebpf() {
 #[test]
 fn rm_ends_a_host_network_containers_processes_on_iptables() {
     rm_ends_a_host_network_containers_processes("iptables");
+}
+
+/// Waits until `sleep`, started through `netlab exec`, runs: `exec` replaces netlab
+/// once it is in the namespace (and cgroup).
+fn wait_started(p: &netlab_tests::Background) {
+    let comm = format!("/proc/{}/comm", p.pid());
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(&comm)
+            .is_ok_and(|c| c.trim() == "sleep")),
+        "sleep did not start"
+    );
 }
 
 /// `status` says what of a container was removed behind netlab's back: its namespace,
