@@ -63,23 +63,21 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
     // A `--network host` container's processes go in its own cgroup, so that `rm`
     // finds and ends them; it is under the lab host's when the host-local publishing
     // hooks sit on one, so they see them as the lab host's processes do.
-    let own = state.container(name).and_then(|c| c.cgroup.clone());
-    if let Some(c) = state.container(name)
-        && let Some(cg) = &c.cgroup
-        && !crate::netlink::cgroup::is_the_one(cg, c.cgroup_id)
-    {
-        return Err(Error::Invalid(format!(
-            "container {name}'s cgroup {} is gone (removed behind netlab's back): `netlab rm {name}`, then run it again",
-            cg.display()
-        )));
-    }
-    let in_host = name == "host"
-        || state
-            .container(name)
-            .is_some_and(|c| c.network == Network::Host);
-    let cgroup = match own {
-        Some(cg) => Some(cg),
-        None if in_host => datapath::for_kind(state.datapath).host_cgroup(state)?,
+    let host_cgroup = || datapath::for_kind(state.datapath).host_cgroup(state);
+    let cgroup = match state.container(name) {
+        Some(c) => match &c.cgroup {
+            Some(cg) if crate::netlink::cgroup::is_the_one(cg, c.cgroup_id) => Some(cg.clone()),
+            Some(cg) => {
+                return Err(Error::Invalid(format!(
+                    "container {name}'s cgroup {} is gone (removed behind netlab's back): `netlab rm {name}`, then run it again",
+                    cg.display()
+                )));
+            }
+            // A host-network container made before containers had cgroups of their own.
+            None if c.network == Network::Host => host_cgroup()?,
+            None => None,
+        },
+        None if name == "host" => host_cgroup()?,
         None => None,
     };
     Ok(Target { netns, cgroup })
