@@ -41,9 +41,10 @@ pub enum Error {
         program: String,
         source: std::io::Error,
     },
-    /// Stopped by SIGINT or SIGTERM (after cleaning up).
+    /// Stopped by a signal (SIGINT, SIGTERM, SIGHUP, SIGPIPE), after cleaning up; the
+    /// exit code is the shell's for a death by that signal, 128 + its number.
     #[error("interrupted")]
-    Interrupted,
+    Interrupted(i32),
     /// Several teardown steps failed; all were attempted.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),
@@ -66,7 +67,8 @@ impl Error {
     }
 
     /// Exit code for the CLI: 2 for bad input and conflicts, 127/126 for a command
-    /// `exec` cannot start, 130 when interrupted, 1 for failures.
+    /// `exec` cannot start, 128 + the signal when interrupted (130 for Ctrl-C, 143 for
+    /// SIGTERM, 141 for a closed pipe), 1 for failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Invalid(_) | Self::Conflict(_) => 2,
@@ -74,7 +76,7 @@ impl Error {
                 std::io::ErrorKind::NotFound => 127,
                 _ => 126,
             },
-            Self::Interrupted => 130,
+            Self::Interrupted(signal) => 128 + signal,
             _ => 1,
         }
     }

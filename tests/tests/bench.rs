@@ -516,9 +516,10 @@ fn spawn_bench(args: &[&str]) -> std::process::Child {
         .expect("spawn bench")
 }
 
-/// Starts `netlab bench ARGS`, sends SIGINT once a stderr line contains `when`, and
-/// checks that it exits 130 and leaves no lab or veth pair behind.
-fn interrupt_bench(args: &[&str], when: &str) {
+/// Starts `netlab bench ARGS`, sends `signal` once a stderr line contains `when`, and
+/// checks that it exits as a shell reports a death by that signal (128 + its number:
+/// 130 for SIGINT, 143 for SIGTERM) and leaves no lab or veth pair behind.
+fn interrupt_bench(args: &[&str], when: &str, signal: nix::sys::signal::Signal) {
     require_root();
     let mut child = spawn_bench(args);
     let stderr = child.stderr.take().unwrap();
@@ -539,14 +540,14 @@ fn interrupt_bench(args: &[&str], when: &str) {
             break;
         }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     let rest: Vec<String> = rx.iter().collect();
-    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
+    assert_eq!(
+        status.code(),
+        Some(128 + signal as i32),
+        "{seen:?} {rest:?}"
+    );
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
     let all = seen.join("\n");
     assert!(labs_left(&all).is_empty(), "left: {:?}", labs_left(&all));
@@ -566,9 +567,11 @@ fn interrupted_bench_tears_its_lab_down() {
             "30",
         ],
         " is up",
+        nix::sys::signal::Signal::SIGINT,
     );
 }
 
+/// SIGTERM (what `kill` and a service manager send) as Ctrl-C.
 #[test]
 fn interrupted_bench_tears_the_veth_reference_down() {
     interrupt_bench(
@@ -583,12 +586,13 @@ fn interrupted_bench_tears_the_veth_reference_down() {
             "2",
         ],
         "veth pair",
+        nix::sys::signal::Signal::SIGTERM,
     );
 }
 
 /// A reader that goes away (`netlab bench 2>&1 | head`) interrupts the benchmark as
 /// Ctrl-C does: the next progress line (b's figures) raises SIGPIPE, c does not start,
-/// and the lab is torn down.
+/// the lab is torn down, and the exit code is SIGPIPE's (141).
 #[test]
 fn a_closed_pipe_tears_the_lab_down() {
     require_root();
@@ -616,6 +620,6 @@ fn a_closed_pipe_tears_the_lab_down() {
     }
     drop(stderr);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{seen}");
+    assert_eq!(status.code(), Some(141), "{seen}");
     assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
 }

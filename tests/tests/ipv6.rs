@@ -313,8 +313,14 @@ fn a_given_ipv6_address(dp: &str) {
         let url = format!("http://[{UPLINK6}]:8080/");
         assert_eq!(lab.curl(from, &url), "200", "{url} from {from}");
     }
+    // A port on an IPv6 address only leads to no IPv4 address.
+    lab.ok(&["publish", "web", &format!("[{UPLINK6}]:8081:80")]);
     let ports = lab.ports();
+    assert_eq!(ports[0]["ctr_ip"], "172.18.0.2", "{ports:?}");
     assert_eq!(ports[0]["ctr_ip6"], "fd00:ac12::3", "{ports:?}");
+    assert!(ports[1]["ctr_ip"].is_null(), "{ports:?}");
+    assert_eq!(ports[1]["ctr_ip6"], "fd00:ac12::3", "{ports:?}");
+    lab.ok(&["unpublish", "web", &format!("[{UPLINK6}]:8081:80")]);
     lab.ok(&["unpublish", "web", "8080:80"]);
     assert_eq!(lab.curl("wan", &format!("http://[{UPLINK6}]:8080/")), "000");
     // Once web is gone its address, and the host number it spelled, are free again.

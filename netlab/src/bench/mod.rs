@@ -39,7 +39,7 @@ pub mod table;
 pub mod tool;
 pub mod workload;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::{
     error::{Error, Result},
@@ -223,12 +223,12 @@ impl Contender {
     }
 }
 
-/// Set by SIGINT/SIGTERM: the benchmark stops at the next check, tears its lab down
-/// and exits.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The first signal that came (SIGINT, SIGTERM, SIGHUP, SIGPIPE), 0 before: the
+/// benchmark stops at the next check, tears its lab down and exits as that signal says.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(signal: libc::c_int) {
+    let _ = INTERRUPTED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 fn catch_signals() {
@@ -238,15 +238,14 @@ fn catch_signals() {
 }
 
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    INTERRUPTED.load(Ordering::SeqCst) != 0
 }
 
 /// `Err(Interrupted)` once a signal came.
 pub fn check_interrupt() -> Result<()> {
-    if interrupted() {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => Ok(()),
+        signal => Err(Error::Interrupted(signal)),
     }
 }
 

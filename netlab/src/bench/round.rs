@@ -162,7 +162,7 @@ fn record(
                 report.watch(s, c, ports, load);
             }
         }
-        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Interrupted(signal)) => return Err(Error::Interrupted(signal)),
         Err(e) => {
             progress!("{label}: n/a: {e}");
             report.fail(s, c, ports, metrics, &e.to_string());

@@ -21,7 +21,8 @@ struct Port {
     proto: &'static str,
     host_port: u16,
     host_end: u16,
-    ctr_ip: std::net::Ipv4Addr,
+    /// The container's IPv4 address the port leads to (a port that answers on IPv4).
+    ctr_ip: Option<std::net::Ipv4Addr>,
     /// The container's IPv6 address the port leads to (a port that answers on IPv6).
     ctr_ip6: Option<std::net::Ipv6Addr>,
     ctr_port: u16,
@@ -58,7 +59,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             proto: p.spec.proto.name(),
             host_port: p.spec.host_port,
             host_end: p.spec.host_end,
-            ctr_ip: p.ctr_ip,
+            ctr_ip: p.spec.on_ipv4().then_some(p.ctr_ip),
             ctr_port: p.spec.ctr_port,
             ctr_end: p.spec.ctr_end(),
             packets: stats.map(|s| s.packets),
