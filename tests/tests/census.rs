@@ -283,3 +283,50 @@ fn status_counts_the_established_table_as_it_is() {
     assert_eq!(lab.stat("counters", "ct_entries_flushed"), 20);
     assert!(lab.stat("counters", "ct_entries_added") >= 60);
 }
+
+/// The established table is read by two threads, one per half of its buckets: on
+/// tables from empty to full, sparse ones too (where the lower half's last call meets
+/// the upper half's first bucket), every entry is read once, none twice.
+#[test]
+fn a_table_read_in_halves_gives_each_entry_once() {
+    // 140,000 entries: 262,144 buckets, enough for two threads.
+    let lab = Lab::sandbox(&["--conntrack-max", "70000"]);
+    let data = || pins::map_data(&lab.name, names::CT).expect("the lab's CT");
+    let mut ct: HashMap<MapData, CtKey, CtEntry> =
+        pins::typed(&lab.name, names::CT).expect("the lab's CT");
+    let mut rng = Rng(0x5eed_cafe_f00d_0002);
+    for n in [0u32, 1, 2, 3, 7, 50, 400, 3000, 100_000, 140_000] {
+        let old: Vec<CtKey> = ct.keys().map(|k| k.expect("key")).collect();
+        for k in old {
+            ct.remove(&k).expect("remove");
+        }
+        let mut want = Vec::new();
+        while want.len() < n as usize {
+            let key = CtKey::new(
+                rng.next() as u32,
+                rng.next() as u32,
+                rng.next() as u16,
+                rng.next() as u16,
+                IPPROTO_UDP,
+                ZONE_FROM_CTR,
+            );
+            if ct.insert(key, CtEntry::default(), 1).is_ok() {
+                want.push(key);
+            }
+        }
+        let halves = netlab::datapath::ebpf::batch::for_each_in_halves(
+            &data(),
+            Vec::new,
+            |seen: &mut Vec<CtKey>, k: &CtKey, _: &CtEntry| seen.push(*k),
+        )
+        .expect("read in halves");
+        assert_eq!(halves.len(), 2, "read by one thread");
+        let tuple = |k: &CtKey| (k.saddr, k.daddr, k.sport, k.dport);
+        let mut got: Vec<_> = halves.concat().iter().map(tuple).collect();
+        let mut want: Vec<_> = want.iter().map(tuple).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got.len(), want.len(), "{n} entries");
+        assert!(got == want, "{n} entries: not each read once");
+    }
+}

@@ -128,6 +128,34 @@ impl Tally {
         }
     }
 
+    /// An empty tally for the same NAT port range (one per thread of a census).
+    pub fn empty(&self) -> Tally {
+        Tally::new(self.nat_ports)
+    }
+
+    /// Adds the counts of `other`, a tally of other flows.
+    pub fn merge(&mut self, other: Tally) {
+        for (table, state, proto, flows) in other.kinds {
+            match self
+                .kinds
+                .iter_mut()
+                .find(|k| same(k.0, table) && same(k.1, state) && same(k.2, proto))
+            {
+                Some(k) => k.3 += flows,
+                None => self.kinds.push((table, state, proto, flows)),
+            }
+        }
+        for (mine, theirs) in self.half_open.iter_mut().zip(other.half_open) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.ports.iter_mut().zip(other.ports) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m |= t;
+            }
+        }
+        self.pending_present += other.pending_present;
+    }
+
     /// Counts a whole flow of the LRU table, alive or dead.
     pub fn pending_present(&mut self) {
         self.pending_present += 1;

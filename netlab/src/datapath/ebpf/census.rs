@@ -30,9 +30,8 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
     let cfg = read_config(lab)?;
     let now = coarse_secs();
     let generations: Array<MapData, u32> = pins::typed(lab, names::MAPPINGS)?;
-    // Each mapping's generation, read once.
-    let mut gens: StdHashMap<u32, u32> = StdHashMap::new();
-    let mut withdrawn = |e: &CtEntry| {
+    // Each mapping's generation, read once (by each thread).
+    let withdrawn = |gens: &mut StdHashMap<u32, u32>, e: &CtEntry| {
         e.pub_id != 0
             && *gens
                 .entry(e.pub_id)
@@ -56,19 +55,29 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
         );
     };
 
+    // The established table, a million flows or more, in two threads.
     let ct: HashMap<MapData, CtKey, CtEntry> = pins::typed(lab, names::CT)?;
-    batch::for_each::<CtKey, CtEntry>(&pins::map_data(lab, names::CT)?, |k, e| {
-        if e.flags & FLAG_ORIGIN == 0 || withdrawn(e) {
-            return;
-        }
-        if dead(k, e) {
-            match ct.get(&e.pair_key(k.proto), 0) {
-                Ok(p) if !dead(k, &p) => {}
-                _ => return,
+    let halves = batch::for_each_in_halves(
+        &pins::map_data(lab, names::CT)?,
+        || (tally.empty(), StdHashMap::new()),
+        |(part, gens), k: &CtKey, e: &CtEntry| {
+            if e.flags & FLAG_ORIGIN == 0 || withdrawn(gens, e) {
+                return;
             }
-        }
-        add("confirmed", k, e, tally);
-    })?;
+            if dead(k, e) {
+                match ct.get(&e.pair_key(k.proto), 0) {
+                    Ok(p) if !dead(k, &p) => {}
+                    _ => return,
+                }
+            }
+            add("confirmed", k, e, part);
+        },
+    )?;
+    let mut gens = StdHashMap::new();
+    for (part, seen) in halves {
+        tally.merge(part);
+        gens.extend(seen);
+    }
 
     let pending: StdHashMap<CtKey, CtEntry> =
         batch::entries(&pins::map_data(lab, names::CT_PENDING)?)?
@@ -78,7 +87,7 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
         if e.flags & FLAG_ORIGIN == 0 {
             continue;
         }
-        if withdrawn(e) {
+        if withdrawn(&mut gens, e) {
             if pending.contains_key(&e.pair_key(k.proto)) {
                 tally.pending_present();
             }

@@ -2,7 +2,7 @@
 //! `CONFIG`, attach by tcx in the lab's host namespace, and pin maps and links (see
 //! [`pins`]) so that the datapath keeps forwarding when no netlab process runs.
 
-mod batch;
+pub mod batch;
 mod census;
 pub mod cgroup;
 mod endpoints;
