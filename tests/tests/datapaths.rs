@@ -292,6 +292,10 @@ fn drops_direct_access_to_containers(dp: &str) {
     if netlab_tests::is_ebpf(dp) {
         assert!(lab.stat("drops", "direct_access") >= 1);
     }
+    // The bridge's own address is the host's, not a container's: the host's own
+    // connections to it (which come in by lo) are not direct access.
+    let _gateway = lab.http_server("host", 7000);
+    assert_eq!(lab.curl("host", "http://172.18.0.1:7000/"), "200");
 }
 
 /// The tools that show a netfilter datapath's rules: (dump command, rule tool).
@@ -346,7 +350,9 @@ fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
             "-A NETLAB -p tcp -m tcp --dport 8080 -m comment --comment netlab -j DNAT --to-destination 172.18.0.2:8000",
             "-A NETLAB -d 172.18.0.2/32 ! -i nl-",
             "-A FORWARD -m comment --comment netlab -j NETLAB-USER",
-            ":FORWARD DROP",
+            // Docker's policy is DROP; the lab's drop is its bridge's only.
+            ":FORWARD ACCEPT",
+            "-A NETLAB-BRIDGE ! -i nl-",
         ] {
             assert!(rules.contains(rule), "no {rule:?} in:\n{rules}");
         }
@@ -440,6 +446,68 @@ fn conntrack_and_stats_point_to_the_kernel(dp: &str) {
     let err = lab.fails(&["stats"]);
     assert!(err.contains("no eBPF counters"), "{err}");
     assert_eq!(lab.status()["datapath"], dp);
+}
+
+/// A lab of one framework in the host namespace of a sandbox lab of the other (a CNI
+/// network beside the lab): neither drops the other's traffic, as neither sets
+/// FORWARD's policy. Its container reaches wan masqueraded, and wan its published port.
+fn a_lab_beside_a_sandbox_lab_of_the_other_framework(outer_dp: &str, inner_dp: &str) {
+    let outer = lab(outer_dp);
+    let inner = Lab::named(&netlab_tests::unique_lab());
+    let bin = netlab_tests::netlab_bin().display().to_string();
+    let in_host = |args: &[&str]| {
+        let mut cmd = vec![bin.as_str(), "--lab", &inner.name];
+        cmd.extend_from_slice(args);
+        outer.exec_ok("host", &cmd)
+    };
+    in_host(&[
+        "up",
+        "--datapath",
+        inner_dp,
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "10.77.0.0/24",
+    ]);
+    in_host(&["run", "c"]);
+    let server = web_server(&outer, "wan", INTERNET, 80);
+    assert_eq!(
+        in_host(&[
+            "exec",
+            "c",
+            "--",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://203.0.113.1/"
+        ]),
+        "200",
+        "{inner_dp} beside {outer_dp}: out"
+    );
+    assert_eq!(clients(&server.finish()), [UPLINK_ADDR.to_string()]);
+    let _web = inner.http_server("c", 8000);
+    in_host(&["publish", "c", "8081:8000"]);
+    assert!(
+        get(&outer, "wan", "http://198.51.100.2:8081/"),
+        "{inner_dp} beside {outer_dp}: in"
+    );
+    in_host(&["down"]);
+    inner.forget();
+}
+
+#[test]
+fn an_iptables_lab_beside_an_nftables_sandbox_lab() {
+    a_lab_beside_a_sandbox_lab_of_the_other_framework("nftables", "iptables");
+}
+
+#[test]
+fn an_nftables_lab_beside_an_iptables_sandbox_lab() {
+    a_lab_beside_a_sandbox_lab_of_the_other_framework("iptables", "nftables");
 }
 
 #[test]

@@ -402,6 +402,9 @@ fn ipv6_refused_where_it_is_not_there() {
     lab.ok(&["run", "web"]);
     let err = lab.fails(&["publish", "web", "[::1]:8080:80"]);
     assert!(err.contains("never routed off the host"), "{err}");
+    // Nor a link-local address, even the host's own (never forwarded).
+    let err = lab.fails(&["publish", "web", "[fe80::1]:8080:80"]);
+    assert!(err.contains("is link-local"), "{err}");
     let err = lab.fails(&["publish", "web", "[2001:db8:100::9]:8080:80"]);
     assert!(err.contains("is not an address of lab"), "{err}");
     let v4 = Lab::sandbox(&["--datapath", "iptables"]);
@@ -418,8 +421,17 @@ fn ipv6_refused_where_it_is_not_there() {
 /// exceeded for traceroute6, packet too big for path MTU discovery: IPv6 routers never
 /// fragment, so a transfer through a smaller link completes only if it is).
 fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
-    let lab = Lab::sandbox(&["--datapath", dp, "--ipv6"]);
+    let lab = Lab::sandbox(&["--datapath", dp, "--ipv6", "--icmp-timeout", "7"]);
     lab.ok(&["run", "a"]);
+    // `--icmp-timeout` is the kernel's for ICMPv6 echo too.
+    for key in ["icmp", "icmpv6"] {
+        let path = format!("net.netfilter.nf_conntrack_{key}_timeout");
+        assert_eq!(
+            lab.exec_ok("host", &["sysctl", "-n", &path]).trim(),
+            "7",
+            "{key}"
+        );
+    }
 
     let server = udp(&lab.ns("wan"), &format!("[{INTERNET6}]:7000"));
     let client = udp(&lab.ns("a"), "[::]:0");

@@ -2,7 +2,7 @@
 //! `iptables-restore --noflush` (each table commits atomically).
 //!
 //! ```text
-//! raw     PREROUTING  -d SUBNET ! -i BR -j DROP              direct access to containers
+//! raw     PREROUTING  -d SUBNET ! -i BR ! --dst-type LOCAL -j DROP   direct access to containers
 //!         PREROUTING  -d 127.0.0.0/8 ! -i lo -j DROP         (route_localnet is on for BR)
 //! nat     PREROUTING  -m addrtype --dst-type LOCAL -j NETLAB
 //!         OUTPUT      -m addrtype --dst-type LOCAL -j NETLAB
@@ -10,7 +10,7 @@
 //!         POSTROUTING -s SUBNET -o BR -m conntrack --ctstate DNAT -j MASQUERADE   hairpin
 //!         POSTROUTING -s 127.0.0.0/8 -o BR -j MASQUERADE     host-local on 127.0.0.1
 //!         NETLAB      [-d HOST_IP] -p P --dport HP -j DNAT --to-destination CTR:CP   per port
-//! filter  FORWARD -> NETLAB-USER, NETLAB-FORWARD (policy DROP in a sandbox)
+//! filter  FORWARD -> NETLAB-USER, NETLAB-FORWARD
 //!         NETLAB-FORWARD -> NETLAB-CT, NETLAB-ISOLATION-STAGE-1, NETLAB-BRIDGE; -i BR ACCEPT
 //!         NETLAB-CT      -o BR RELATED,ESTABLISHED ACCEPT
 //!         NETLAB-BRIDGE  -o BR -j NETLAB; ! -i BR -o BR DROP
@@ -195,11 +195,13 @@ fn setup_script(state: &LabState, nat: &NatOptions, family: Family) -> Script {
     let mut s = Script::default();
 
     // Docker 28's "direct access" drop: nothing but published ports (DNAT, which comes
-    // later) and replies reaches a container from outside the bridge. Localhost is
-    // routable on the bridge (route_localnet), so 127/8 from anywhere but lo is dropped too.
+    // later) and replies reaches a container from outside the bridge. Its addresses,
+    // not the bridge's own, which is the host's (Docker's rule is per container
+    // address): the host's own connections to it come in by lo. Localhost is routable
+    // on the bridge (route_localnet), so 127/8 from anywhere but lo is dropped too.
     s.push(
         "raw",
-        format!("-A PREROUTING -d {subnet} ! -i {br} {t} -j DROP"),
+        format!("-A PREROUTING -d {subnet} ! -i {br} -m addrtype ! --dst-type LOCAL {t} -j DROP"),
     );
     if v4 {
         s.push(
@@ -259,10 +261,10 @@ fn setup_script(state: &LabState, nat: &NatOptions, family: Family) -> Script {
     ] {
         s.push("filter", format!(":{chain} - [0:0]"));
     }
-    if state.sandbox {
-        // Docker's policy; only where the namespace is the lab's own.
-        s.push("filter", ":FORWARD DROP [0:0]");
-    }
+    // FORWARD's policy stays as it is (Docker sets DROP): the lab drops only what
+    // goes to its own bridge (NETLAB-BRIDGE's last rule), so that another network in
+    // the same namespace (a CNI network beside the lab, on nftables too) is not
+    // dropped by it.
     for rule in [
         format!("-A FORWARD {t} -j NETLAB-USER"),
         format!("-A FORWARD {t} -j NETLAB-FORWARD"),
@@ -396,20 +398,16 @@ fn chain_of(line: &str) -> &str {
 /// `iptables-save`) still shows, and nothing else: its rules in the built-in chains,
 /// exactly as `setup` wrote them, then its own chains (flushed first, as they jump to
 /// each other; the per-port rules go with them). `NETLAB-USER` is the user's to fill,
-/// as Docker's `DOCKER-USER`: holding rules, it stays, with them. In a sandbox the
-/// FORWARD policy goes back to ACCEPT.
+/// as Docker's `DOCKER-USER`: holding rules, it stays, with them.
 fn teardown_script(saved: &str, state: &LabState, family: Family) -> Script {
     // What `saved` holds, by table: its chains and its rule lines.
-    let mut tables: Vec<(&str, Vec<&str>, Vec<&str>, bool)> = Vec::new();
+    let mut tables: Vec<(&str, Vec<&str>, Vec<&str>)> = Vec::new();
     for line in saved.lines().map(str::trim) {
         if let Some(name) = line.strip_prefix('*') {
-            tables.push((name, Vec::new(), Vec::new(), false));
+            tables.push((name, Vec::new(), Vec::new()));
         } else if let Some(t) = tables.last_mut() {
             if let Some(decl) = line.strip_prefix(':') {
-                let mut words = decl.split_whitespace();
-                let (chain, policy) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                t.1.push(chain);
-                t.3 |= chain == "FORWARD" && policy == "DROP";
+                t.1.push(decl.split_whitespace().next().unwrap_or(""));
             } else if line.starts_with("-A ") {
                 t.2.push(line);
             }
@@ -424,12 +422,9 @@ fn teardown_script(saved: &str, state: &LabState, family: Family) -> Script {
     };
     let mut s = Script::default();
     for (table, lines) in &setup_script(state, &state.nat, family).0 {
-        let Some((_, _, rules, forward_drop)) = find(table) else {
+        let Some((_, _, rules)) = find(table) else {
             continue;
         };
-        if state.sandbox && *forward_drop && *table == "filter" {
-            s.push(table, ":FORWARD ACCEPT [0:0]");
-        }
         for l in lines {
             if l.starts_with("-A ")
                 && !ours(table).contains(&chain_of(l))
@@ -440,7 +435,7 @@ fn teardown_script(saved: &str, state: &LabState, family: Family) -> Script {
         }
     }
     for (table, chains) in CHAINS {
-        let Some((_, present, rules, _)) = find(table) else {
+        let Some((_, present, rules)) = find(table) else {
             continue;
         };
         let kept = |c: &str| c == "NETLAB-USER" && rules.iter().any(|r| chain_of(r) == c);
@@ -588,17 +583,16 @@ mod tests {
         assert!(text.contains(
             "-A POSTROUTING -s 172.18.0.0/16 ! -o nl-x -m comment --comment netlab -j MASQUERADE\n"
         ));
-        assert!(text.contains(":FORWARD DROP [0:0]"));
+        assert!(
+            !text.contains(":FORWARD"),
+            "FORWARD's policy is not netlab's"
+        );
         assert!(text.contains("-A NETLAB-CT -o nl-x -m conntrack --ctstate RELATED,ESTABLISHED"));
         assert!(text.contains("*raw\n-A PREROUTING -d 172.18.0.0/16 ! -i nl-x"));
         // Every rule is tagged.
         for line in text.lines().filter(|l| l.starts_with("-A")) {
             assert!(is_tagged(line), "untagged: {line}");
         }
-        let mut other = lab();
-        other.sandbox = false;
-        let text = setup_script(&other, &NatOptions::default(), Family::V4).text();
-        assert!(!text.contains(":FORWARD DROP"), "policy outside a sandbox");
     }
 
     #[test]
@@ -686,12 +680,11 @@ mod tests {
             assert!(!text.contains(theirs), "{theirs} in:\n{text}");
         }
         for ours in [
-            "-D PREROUTING -d 172.18.0.0/16 ! -i nl-x -m comment --comment netlab -j DROP",
+            "-D PREROUTING -d 172.18.0.0/16 ! -i nl-x -m addrtype ! --dst-type LOCAL -m comment --comment netlab -j DROP",
             "-D FORWARD -m comment --comment netlab -j NETLAB-USER",
             "-X NETLAB-FORWARD",
             "-X NETLAB-BRIDGE",
             "-X NETLAB\n",
-            ":FORWARD ACCEPT [0:0]",
         ] {
             assert!(text.contains(ours), "no {ours} in:\n{text}");
         }

@@ -134,7 +134,7 @@ pub fn set_timeouts(state: &LabState) -> Result<()> {
     if !state.sandbox {
         return Ok(());
     }
-    let timeouts = conntrack_timeouts(&state.nat);
+    let timeouts = conntrack_timeouts(&state.nat, state.subnet6.is_some());
     netns::run_in(&topology::host_ns(state), || {
         for (key, secs) in &timeouts {
             sysctl::set(&format!("{CONNTRACK_SYSCTLS}/{key}"), &secs.to_string())?;
@@ -143,9 +143,10 @@ pub fn set_timeouts(state: &LabState) -> Result<()> {
     })
 }
 
-/// The kernel conntrack timeouts that match the lab's NAT options.
-fn conntrack_timeouts(nat: &NatOptions) -> Vec<(&'static str, u32)> {
-    vec![
+/// The kernel conntrack timeouts that match the lab's NAT options (`--icmp-timeout`
+/// for ICMPv6 too in a dual-stack lab).
+fn conntrack_timeouts(nat: &NatOptions, ipv6: bool) -> Vec<(&'static str, u32)> {
+    let mut timeouts = vec![
         (
             "nf_conntrack_tcp_timeout_established",
             nat.tcp_established_secs,
@@ -163,7 +164,11 @@ fn conntrack_timeouts(nat: &NatOptions) -> Vec<(&'static str, u32)> {
         ("nf_conntrack_udp_timeout", nat.udp_secs),
         ("nf_conntrack_udp_timeout_stream", nat.udp_stream_secs),
         ("nf_conntrack_icmp_timeout", nat.icmp_secs),
-    ]
+    ];
+    if ipv6 {
+        timeouts.push(("nf_conntrack_icmpv6_timeout", nat.icmp_secs));
+    }
+    timeouts
 }
 
 /// Turns hairpin on for the bridge ports of the containers some ports lead to (each
@@ -415,8 +420,11 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
             udp_secs: 9,
             ..NatOptions::default()
         };
-        let t = conntrack_timeouts(&nat);
+        let t = conntrack_timeouts(&nat, false);
         assert!(t.contains(&("nf_conntrack_tcp_timeout_established", 7)));
         assert!(t.contains(&("nf_conntrack_udp_timeout", 9)));
+        assert!(!t.iter().any(|(k, _)| k.contains("icmpv6")));
+        let t = conntrack_timeouts(&nat, true);
+        assert!(t.contains(&("nf_conntrack_icmpv6_timeout", nat.icmp_secs)));
     }
 }

@@ -188,9 +188,9 @@ fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) 
         (String::new(), String::new())
     };
     let (min, max) = (nat.port_min, nat.port_max);
-    // Docker's FORWARD policy is DROP; a lab on the machine's own namespace drops only
-    // what goes to its bridge, as the last rule below does.
-    let policy = if state.sandbox { "drop" } else { "accept" };
+    // Docker's FORWARD policy is DROP; a lab drops only what goes to its bridge, as
+    // the last rule below does, so that another network in the same namespace (a CNI
+    // network beside the lab, on iptables too) is not dropped by it.
     format!(
         r#"table {f} {TABLE} {{
 	map ports {{
@@ -204,7 +204,7 @@ fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) 
 	}}
 {flowtable}	chain raw_prerouting {{
 		type filter hook prerouting priority raw; policy accept;
-		iifname != "{br}" {f} daddr {subnet} counter drop
+		iifname != "{br}" {f} daddr {subnet} fib daddr type != local counter drop
 {raw_localnet}	}}
 	chain nat_prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -225,7 +225,7 @@ fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) 
 		{f} saddr {subnet} oifname "{br}" ct status dnat masquerade
 {nat_localnet}	}}
 	chain forward {{
-		type filter hook forward priority filter; policy {policy};
+		type filter hook forward priority filter; policy accept;
 {offload}		oifname "{br}" ct state established,related accept
 		iifname "{br}" accept
 		oifname "{br}" {f} daddr . meta l4proto . th dport @published accept
@@ -564,7 +564,7 @@ mod tests {
         // between the bridge and the uplink meets it.
         let forward = fast.split("chain forward").nth(1).unwrap();
         let offload = forward.find("flow add @fastpath").unwrap();
-        assert!(offload < forward.find("accept").unwrap(), "{forward}");
+        assert!(offload < forward.find(" accept\n").unwrap(), "{forward}");
         assert!(forward.contains(
             "iifname \"nl-doc\" oifname != \"nl-doc\" meta l4proto { tcp, udp } ct state established flow add @fastpath"
         ));

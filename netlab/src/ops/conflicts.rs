@@ -50,6 +50,11 @@ pub fn check_host_ip(
                     "::1 is never routed off the host, so a port on [::1] cannot lead to a container (Docker needs its userland proxy for it): publish on [::] or a host's IPv6 address".into(),
                 ));
             }
+            if a.is_unicast_link_local() {
+                return Err(Error::Invalid(format!(
+                    "{a} is link-local: the host never forwards packets from or to such an address, so a port on it cannot lead to a container: publish on [::] or a host's IPv6 address"
+                )));
+            }
             if a.is_unspecified()
                 || Some(a) == state.uplink_addr6
                 || Some(a) == state.bridge_addr6()
