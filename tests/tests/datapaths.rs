@@ -36,6 +36,7 @@ netlab_tests::per_datapath!(
     [
         rules_are_visible_and_teardown_removes_exactly_them,
         conntrack_and_stats_point_to_the_kernel,
+        a_rollback_takes_no_other_mappings_rule,
     ];
     iptables_rules = "iptables",
     iptables_legacy_rules = "iptables-legacy",
@@ -437,6 +438,36 @@ fn rules_are_visible_and_teardown_removes_exactly_them(dp: &str) {
     datapath::for_kind(state.datapath)
         .teardown(&state)
         .expect("second teardown");
+}
+
+/// Rolling back a publish that never reached the kernel (a `publish` interrupted before
+/// its rules went in, settled by the next command) takes nothing of a published port
+/// that leads to the same container port, whose filter rule is the same line; and CNI's
+/// CHECK question, whether a port's rules are all there, counts that line's copies.
+fn a_rollback_takes_no_other_mappings_rule(dp: &str) {
+    let lab = lab(dp);
+    lab.ok(&["run", "a"]);
+    let _server = web_server(&lab, "a", Ipv4Addr::UNSPECIFIED, 8000);
+    publish(&lab, "a", "8080:8000");
+    let state = lab.state();
+    let interrupted = Published {
+        id: 2,
+        spec: "9090:8000".parse().unwrap(),
+        ..state.ports[0].clone()
+    };
+    let dp_impl = datapath::for_kind(state.datapath);
+    dp_impl
+        .withdraw_leftovers(&state, std::slice::from_ref(&interrupted))
+        .expect("withdraw the leftovers");
+    assert!(
+        get(&lab, "wan", "http://198.51.100.2:8080/"),
+        "8080 lost its rules"
+    );
+    // Published in the state, 9090's rules never in the kernel: absent, 8080's not.
+    let mut both = state.clone();
+    both.ports.push(interrupted.clone());
+    let absent = dp_impl.absent(&both, &both.ports).expect("absent");
+    assert_eq!(absent, [interrupted]);
 }
 
 fn conntrack_and_stats_point_to_the_kernel(dp: &str) {

@@ -521,16 +521,9 @@ impl Datapath for Iptables {
         let mut gone: Vec<Published> = Vec::new();
         for &family in families(state) {
             let saved = self.save(state, family)?;
-            let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
-            for p in ports {
-                let rules = port_rules(state, std::slice::from_ref(p), family);
-                let whole = rules
-                    .nat
-                    .iter()
-                    .chain(&rules.filter)
-                    .all(|r| present.contains(format!("-A {PORTS} {r}").as_str()));
-                if !whole && !gone.contains(p) {
-                    gone.push(p.clone());
+            for p in absent_in(&saved, state, ports, family) {
+                if !gone.contains(&p) {
+                    gone.push(p);
                 }
             }
         }
@@ -543,20 +536,88 @@ impl Datapath for Iptables {
         netfilter::require_conntrack_tool()?;
         for &family in families(state) {
             let saved = self.save(state, family)?;
-            let present: std::collections::HashSet<&str> = saved.lines().map(str::trim).collect();
-            let rules = port_rules(state, ports, family);
-            for (table, list) in [("nat", &rules.nat), ("filter", &rules.filter)] {
-                let mut s = Script::default();
-                for r in list {
-                    if present.contains(format!("-A {PORTS} {r}").as_str()) {
-                        s.push(table, format!("-D {PORTS} {r}"));
-                    }
+            for (table, lines) in leftovers_script(&saved, state, ports, family).0 {
+                let mut one = Script::default();
+                for l in lines {
+                    one.push(table, l);
                 }
-                self.restore(state, family, &s)?;
+                self.restore(state, family, &one)?;
             }
         }
         netfilter::forget_flows(state, ports)
     }
+}
+
+/// How many copies of each per-port rule `saved` (an `iptables-save`) holds that are
+/// not another mapping's: a filter rule is the same line for every host port that
+/// leads to one container port (`-d CTR ... --dport CP -j ACCEPT`), one copy per
+/// mapping, so presence is counted, never just looked up, and the copies of the lab's
+/// other mappings (`state.ports` but `ports`) are theirs.
+fn unclaimed(
+    saved: &str,
+    state: &LabState,
+    ports: &[Published],
+    family: Family,
+) -> std::collections::HashMap<String, usize> {
+    let mut copies: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in saved.lines().map(str::trim) {
+        if line.starts_with(&format!("-A {PORTS} ")) {
+            *copies.entry(line.to_string()).or_default() += 1;
+        }
+    }
+    let others: Vec<Published> = state
+        .ports
+        .iter()
+        .filter(|p| !ports.contains(p))
+        .cloned()
+        .collect();
+    let theirs = port_rules(state, &others, family);
+    for r in theirs.nat.iter().chain(&theirs.filter) {
+        if let Some(n) = copies.get_mut(&format!("-A {PORTS} {r}")) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    copies
+}
+
+/// The deletions that remove what `saved` holds of `ports`' rules, a copy per rule of
+/// theirs at most, none of another mapping's.
+fn leftovers_script(saved: &str, state: &LabState, ports: &[Published], family: Family) -> Script {
+    let mut copies = unclaimed(saved, state, ports, family);
+    let rules = port_rules(state, ports, family);
+    let mut s = Script::default();
+    for (table, list) in [("nat", &rules.nat), ("filter", &rules.filter)] {
+        for r in list {
+            if let Some(n) = copies.get_mut(&format!("-A {PORTS} {r}"))
+                && *n > 0
+            {
+                *n -= 1;
+                s.push(table, format!("-D {PORTS} {r}"));
+            }
+        }
+    }
+    s
+}
+
+/// The ports of `ports` (published, as the state says) some of whose rules `saved`
+/// lacks, counting copies as [`unclaimed`] does.
+fn absent_in(saved: &str, state: &LabState, ports: &[Published], family: Family) -> Vec<Published> {
+    let mut copies = unclaimed(saved, state, ports, family);
+    let mut gone = Vec::new();
+    for p in ports {
+        let rules = port_rules(state, std::slice::from_ref(p), family);
+        let mut whole = true;
+        for r in rules.nat.iter().chain(&rules.filter) {
+            match copies.get_mut(&format!("-A {PORTS} {r}")) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => whole = false,
+            }
+        }
+        if !whole {
+            gone.push(p.clone());
+        }
+    }
+    gone
 }
 
 #[cfg(test)]
@@ -651,6 +712,58 @@ mod tests {
                 "-d fd00:ac12::2/128 ! -i nl-x -o nl-x -p tcp -m tcp --dport 80 -m comment --comment netlab -j ACCEPT"
             ]
         );
+    }
+
+    /// What `iptables-save` shows of the rules of `ports` (both tables).
+    fn saved(state: &LabState, ports: &[Published]) -> String {
+        let rules = port_rules(state, ports, Family::V4);
+        rules.script("-A", "nat").text() + &rules.script("-A", "filter").text()
+    }
+
+    fn mapping(spec: &str, id: u32) -> Published {
+        Published {
+            id,
+            ..published(spec)
+        }
+    }
+
+    #[test]
+    fn leftovers_are_counted_not_looked_up() {
+        // 8080:80 is published; 9090:80 and 9091:80, being published, were interrupted.
+        // All three share the filter rule of container port 80.
+        let mut state = lab();
+        let (a, b, c) = (
+            mapping("8080:80", 1),
+            mapping("9090:80", 2),
+            mapping("9091:80", 3),
+        );
+        state.ports = vec![a.clone()];
+        let nothing_yet = saved(&state, std::slice::from_ref(&a));
+        let todo = [b.clone(), c.clone()];
+        let s = leftovers_script(&nothing_yet, &state, &todo, Family::V4);
+        assert!(s.is_empty(), "8080:80's rule taken:\n{}", s.text());
+        // 9090:80 went in whole, 9091:80 not at all: one copy of the shared rule goes.
+        let half = nothing_yet + &saved(&state, std::slice::from_ref(&b));
+        let s = leftovers_script(&half, &state, &todo, Family::V4).text();
+        assert_eq!(s.matches("-D NETLAB").count(), 2, "{s}");
+        assert!(s.contains("--dport 9090"), "{s}");
+        assert!(!s.contains("--dport 9091"), "{s}");
+    }
+
+    #[test]
+    fn a_port_whose_shared_rule_another_holds_is_absent() {
+        let mut state = lab();
+        let (a, b) = (mapping("8080:80", 1), mapping("9090:80", 2));
+        state.ports = vec![a.clone(), b.clone()];
+        // 9090:80's filter rule was deleted behind netlab's back; 8080:80's copy is there.
+        let mut only_a = saved(&state, std::slice::from_ref(&a));
+        only_a += &port_rules(&state, std::slice::from_ref(&b), Family::V4)
+            .script("-A", "nat")
+            .text();
+        let gone = absent_in(&only_a, &state, &state.ports.clone(), Family::V4);
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        let full = saved(&state, &state.ports.clone());
+        assert!(absent_in(&full, &state, &state.ports.clone(), Family::V4).is_empty());
     }
 
     #[test]
