@@ -369,6 +369,38 @@ fn checksummed_transfers_both_ways(dp: &str) {
 /// gets nothing through them, neither the next segment of a connection opened before
 /// nor a new connection nor a host-local datagram (had the mappings or their flows
 /// survived, each would reach it).
+/// The eBPF port table holds 65,536 single ports and 32 ranges: a batch that would
+/// overflow it is refused whole, in one line with exit 2, before anything changes,
+/// and the lab goes on (the port published before still answers, the next command
+/// works).
+#[test]
+fn the_ebpf_port_table_refuses_what_it_cannot_hold() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "web"]);
+    let _server = lab.http_server("web", 80);
+    lab.ok(&["publish", "web", "8080:80"]);
+    let mut specs: Vec<String> = (30_000..=65_535).map(|p| format!("{p}:80/udp")).collect();
+    specs.extend((30_000..=60_000).map(|p| format!("{p}:80")));
+    let mut args = vec!["publish", "web"];
+    args.extend(specs.iter().map(String::as_str));
+    let err = lab.fails(&args);
+    assert!(
+        err.contains("no room for 65537 more single ports") && err.contains("1 are published"),
+        "{err}"
+    );
+    let ranges: Vec<String> = (0..33)
+        .map(|i| format!("{0}-{1}:{0}-{1}", 40_000 + 10 * i, 40_001 + 10 * i))
+        .collect();
+    let mut args = vec!["publish", "web"];
+    args.extend(ranges.iter().map(String::as_str));
+    let err = lab.fails(&args);
+    assert!(err.contains("no room for 33 more port ranges"), "{err}");
+    assert_eq!(lab.ports().len(), 1);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
+    lab.ok(&["publish", "web", "8081:80"]);
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8081/"), "200");
+}
+
 #[test]
 fn run_with_publish_and_rm_withdraws() {
     let lab = Lab::sandbox(&[]);

@@ -312,6 +312,7 @@ impl Datapath for Ebpf {
     }
 
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        ports::check_room(&state.ports, ports)?;
         uplinks::sync(state)?;
         ports::publish(&state.name, ports)
     }

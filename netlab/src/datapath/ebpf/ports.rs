@@ -123,8 +123,13 @@ impl Table {
         )))
     }
 
-    /// Ends every flow through mapping `id` (its generation moves on).
+    /// Ends every flow through mapping `id` (its generation moves on). A number past
+    /// the table's end was never given to a mapping in it (`check_room`): no flow went
+    /// through it.
     fn end_flows(&mut self, id: u32) -> Result<()> {
+        if id >= names::PUBLISH_STATS_MAX {
+            return Ok(());
+        }
         let generation = self
             .generations
             .get(&id, 0)
@@ -199,6 +204,41 @@ impl Table {
     }
 }
 
+/// Refuses `ports`, before anything changes, when the port table has no room for them
+/// beside `published`: `PUBLISH` holds 65,536 single ports, `PUBLISH_RANGES` 32
+/// ranges, and a mapping's number indexes `PUBLISH_STATS` and `MAPPINGS`.
+pub fn check_room(published: &[Published], ports: &[Published]) -> Result<()> {
+    let singles = |ps: &[Published]| ps.iter().filter(|p| !is_range(p)).count();
+    let (had, more) = (singles(published), singles(ports));
+    if had + more > names::PUBLISH_MAX as usize {
+        return Err(Error::Conflict(format!(
+            "no room for {more} more single ports on the ebpf datapath: {had} are published, at most {} can be (publish a range such as 8000-8999:8000-8999 as one spec, or unpublish some)",
+            names::PUBLISH_MAX
+        )));
+    }
+    let ranges = |ps: &[Published]| ps.iter().filter(|p| is_range(p)).count();
+    if ranges(published) + ranges(ports) > names::PUBLISH_RANGES_MAX as usize {
+        return Err(Error::Conflict(format!(
+            "no room for {} more port ranges on the ebpf datapath: {} are published, at most {} can be (unpublish one, or publish single ports)",
+            ranges(ports),
+            ranges(published),
+            names::PUBLISH_RANGES_MAX
+        )));
+    }
+    if let Some(p) = ports
+        .iter()
+        .find(|p| p.id == 0 || p.id >= names::PUBLISH_STATS_MAX)
+    {
+        return Err(Error::Conflict(format!(
+            "too many published mappings on the ebpf datapath: {} would be number {}, at most {} can be",
+            p.spec,
+            p.id,
+            names::PUBLISH_STATS_MAX - 1
+        )));
+    }
+    Ok(())
+}
+
 /// Publishes `ports`, all or none.
 pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
     let mut table = Table::open(lab)?;
@@ -254,4 +294,46 @@ pub fn counters(lab: &str, ports: &[Published]) -> Result<Vec<Option<PortCounter
             })))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(spec: &str, id: u32) -> Published {
+        Published {
+            container: "web".into(),
+            spec: spec.parse().unwrap(),
+            ctr_ip: "172.18.0.2".parse().unwrap(),
+            id,
+        }
+    }
+
+    #[test]
+    fn the_table_refuses_what_it_cannot_hold() {
+        let singles: Vec<Published> = (1..=65_535)
+            .map(|p| mapping(&format!("{p}:80/udp"), p))
+            .collect();
+        assert!(check_room(&singles, &[mapping("1:80", 65_536)]).is_ok());
+        let err = check_room(
+            &singles,
+            &[mapping("1:80", 65_536), mapping("2:80", 65_537)],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no room for 2 more single ports"),
+            "{err}"
+        );
+        let ranges: Vec<Published> = (0..32)
+            .map(|i| mapping(&format!("{0}-{1}:{0}-{1}", 100 + 2 * i, 101 + 2 * i), i + 1))
+            .collect();
+        let err = check_room(&ranges, &[mapping("9000-9001:80-81", 33)]).unwrap_err();
+        assert!(
+            err.to_string().contains("no room for 1 more port ranges"),
+            "{err}"
+        );
+        let err = check_room(&[], &[mapping("8080:80", names::PUBLISH_STATS_MAX)]).unwrap_err();
+        assert!(err.to_string().contains("at most 65599"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
 }
