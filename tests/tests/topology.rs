@@ -97,7 +97,8 @@ fn the_bridge_keeps_its_mac() {
 
 /// `run --mac-address` gives the container's interface that MAC, as Docker's does; the
 /// container works (its own MAC is what the eBPF datapath lets it send from); one
-/// already taken, a bad one, or one for a container without a veth is refused.
+/// already taken (by a container, or by an interface of the lab host), a bad one, or
+/// one for a container without a veth is refused.
 #[test]
 fn run_with_a_mac_address() {
     let lab = Lab::sandbox(&[]);
@@ -111,6 +112,21 @@ fn run_with_a_mac_address() {
     assert!(err.contains("already used by container a"), "{err}");
     let err = lab.fails(&["run", "c", "--mac-address", "02:42:ac:12:00"]);
     assert!(err.contains("six hex octets"), "{err}");
+    // Nor the bridge's or the uplink's: the container would answer for the host.
+    for link in [lab.state().bridge, "eth0".to_string()] {
+        let shown = lab.exec_ok("host", &["ip", "-o", "link", "show", &link]);
+        let mac = shown
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .expect("a MAC")
+            .to_uppercase();
+        let err = lab.fails(&["run", "c", "--mac-address", &mac]);
+        assert!(
+            err.contains(&format!("is the lab host's interface {link}'s")),
+            "{err}"
+        );
+    }
     let err = lab.fails(&[
         "run",
         "c",

@@ -27,6 +27,17 @@ pub struct Listed {
     pub index: u32,
     /// The bridge (or bond) it is enslaved to.
     pub master: Option<u32>,
+    /// Its MAC address, as `aa:bb:cc:dd:ee:ff` (none for `lo`-like links).
+    pub mac: Option<String>,
+}
+
+/// A MAC address as `ip link` shows it.
+fn mac_text(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Equivalent to `ip -o link show`: every link of the namespace.
@@ -38,11 +49,13 @@ pub async fn all(h: &Handle) -> Result<Vec<Listed>> {
             name: String::new(),
             index: l.header.index,
             master: None,
+            mac: None,
         };
         for a in l.attributes {
             match a {
                 LinkAttribute::IfName(n) => listed.name = n,
                 LinkAttribute::Controller(m) => listed.master = Some(m),
+                LinkAttribute::Address(m) if m.len() == 6 => listed.mac = Some(mac_text(&m)),
                 _ => {}
             }
         }
@@ -110,11 +123,7 @@ pub async fn mac(h: &Handle, name: &str) -> Result<String> {
             _ => None,
         })
         .ok_or_else(|| Error::Invalid(format!("link {name} has no MAC address")))?;
-    Ok(bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":"))
+    Ok(mac_text(&bytes))
 }
 
 /// Equivalent to `ip link add NAME address MAC mtu MTU type bridge && ip link set NAME

@@ -164,6 +164,20 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
                 other.name
             )));
         }
+        // The bridge's, the uplink's: the container would answer for the host.
+        let links =
+            crate::netlink::netns::netlink_in(&topology::host_ns(&s.state), |h| async move {
+                crate::netlink::link::all(&h).await
+            })?;
+        if let Some(l) = links
+            .iter()
+            .find(|l| l.mac.as_deref() == Some(mac.as_str()))
+        {
+            return Err(Error::Conflict(format!(
+                "MAC address {mac} is the lab host's interface {}'s",
+                l.name
+            )));
+        }
     }
     let mut c = Container {
         name: req.name.clone(),
