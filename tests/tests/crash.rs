@@ -142,7 +142,10 @@ fn run_and_rm_killed_anywhere(dp: &str) {
     for round in 0..10 {
         let name = format!("c{round}");
         let at = moments.next(150);
-        killed(&lab, &["run".into(), name.clone()], at);
+        // With a port: an interrupted `run -p` leaves no container without its port,
+        // an interrupted `rm` no container without its port either.
+        let port = format!("{}:80", 8000 + round);
+        killed(&lab, &["run".into(), name.clone(), "-p".into(), port], at);
         check_containers(&lab, &format!("round {round}: run killed after {at:?}"));
         if lab.state().container(&name).is_some() {
             let at = moments.next(150);
@@ -152,16 +155,27 @@ fn run_and_rm_killed_anywhere(dp: &str) {
     }
 }
 
-/// The lab's containers (as `netlab status` lists them, which settles an interrupted
-/// command first) are exactly those whose namespace and veth exist.
-fn check_containers(lab: &Lab, when: &str) {
-    let status = lab.status();
-    let listed: BTreeSet<String> = status["containers"]
+/// The lab's containers, as `netlab status` lists them (which settles an interrupted
+/// command first).
+fn listed(lab: &Lab) -> BTreeSet<String> {
+    lab.status()["containers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The lab's containers are exactly those whose namespace and veth exist, and those
+/// with a published port (each is run with one).
+fn check_containers(lab: &Lab, when: &str) {
+    let listed = listed(lab);
+    let with_ports: BTreeSet<String> = lab
+        .ports()
+        .iter()
+        .map(|p| p["container"].as_str().unwrap().to_string())
         .collect();
+    assert_eq!(with_ports, listed, "{when}: ports");
     let prefix = format!("{}-", lab.name);
     let namespaces: BTreeSet<String> = std::fs::read_dir("/run/netns")
         .unwrap()

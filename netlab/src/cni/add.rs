@@ -133,6 +133,8 @@ fn attach(
             runtime_netns: Some(netns.to_path_buf()),
             ifname: a.ifname.clone(),
             mac: a.mac.clone(),
+            // Published below, apart: a failed ADD is followed by the runtime's DEL.
+            ports: Vec::new(),
         },
     )?;
     let published = ops::publish(s, name, specs)

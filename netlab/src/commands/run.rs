@@ -58,14 +58,12 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         &AttachRequest {
             mac,
             ip6: args.ip6,
+            // In the same operation: no container without the ports it was asked to
+            // publish, even after a crash.
+            ports: specs,
             ..AttachRequest::own(&args.name, args.network, args.ip)
         },
     )?;
-    if let Err(e) = ops::publish(&mut s, &args.name, &specs) {
-        // Nothing half-done: no container without the ports it was asked to publish.
-        let _ = ops::detach(&mut s, &args.name);
-        return Err(e);
-    }
     match (c.ip, s.state.container_ip6(&c)) {
         (Some(ip), Some(ip6)) => println!("{} {ip} {ip6}", args.name),
         (Some(ip), None) => println!("{} {ip}", args.name),

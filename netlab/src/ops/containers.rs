@@ -9,7 +9,7 @@ use std::{
 use super::{Session, journal::Entry, publish};
 use crate::{
     error::{Error, Result},
-    lab::{Container, Network, names},
+    lab::{Container, Network, PortSpec, Published, names},
     netlink::cgroup,
     topology,
 };
@@ -30,6 +30,9 @@ pub struct AttachRequest {
     pub ifname: String,
     /// Its MAC (`run --mac-address`, CNI's `MAC=`; default: the kernel's random one).
     pub mac: Option<String>,
+    /// Ports to publish with it (`run -p`), in the same operation: a container is never
+    /// left without them, even by a crash.
+    pub ports: Vec<PortSpec>,
 }
 
 impl AttachRequest {
@@ -43,6 +46,7 @@ impl AttachRequest {
             runtime_netns: None,
             ifname: "eth0".into(),
             mac: None,
+            ports: Vec::new(),
         }
     }
 }
@@ -198,11 +202,13 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
     // its name (with the cgroup's id once it is made): a crash at any point is undone
     // by the next command (see `journal`).
     s.begin(&Entry::Attach {
-        container: c.clone(),
+        container: Box::new(c.clone()),
+        ports: Vec::new(),
     })?;
     let made = topology::add_container(&s.state, &mut c, |known| {
         s.begin(&Entry::Attach {
-            container: known.clone(),
+            container: Box::new(known.clone()),
+            ports: Vec::new(),
         })
     });
     if let Err(e) = made {
@@ -218,8 +224,55 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         let _ = s.commit();
         return Err(e);
     }
+    publish_with(s, &c, &req.ports)?;
     s.commit()?;
     Ok(c)
+}
+
+/// Publishes `specs` for `c`, just made, under its attach's journal entry (which then
+/// names the ports); when that fails, the container is removed again, as the next
+/// command would remove it after a crash (`undo_run`).
+fn publish_with(s: &mut Session, c: &Container, specs: &[PortSpec]) -> Result<()> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let failed = match publish::prepare(s, &c.name, specs) {
+        Err(e) => (e, Vec::new()),
+        Ok(new) => {
+            s.begin(&Entry::Attach {
+                container: Box::new(c.clone()),
+                ports: new.clone(),
+            })?;
+            match publish::apply(s, &new) {
+                Ok(()) => return Ok(()),
+                Err((e, _)) => (e, new),
+            }
+        }
+    };
+    let (e, new) = failed;
+    // Left to the next command when it cannot be done now (the journal says what).
+    if undo_run(s, &c.name, &new).is_ok() {
+        let _ = s.commit();
+    }
+    Err(e)
+}
+
+/// Takes back a `run` that did not finish: whatever of `ports` the state does not
+/// record (a publish cut short), then the container, if the state lists it, with the
+/// ports it records.
+pub fn undo_run(s: &mut Session, name: &str, ports: &[Published]) -> Result<()> {
+    let unrecorded: Vec<Published> = ports
+        .iter()
+        .filter(|p| !s.state.ports.contains(p))
+        .cloned()
+        .collect();
+    if !unrecorded.is_empty() {
+        s.datapath().withdraw_leftovers(&s.state, &unrecorded)?;
+    }
+    if s.state.container(name).is_some() {
+        detach(s, name)?;
+    }
+    Ok(())
 }
 
 /// Removes a container: withdraws its ports, detaches it from the datapath, removes its
@@ -233,11 +286,13 @@ pub fn detach(s: &mut Session, name: &str) -> Result<()> {
             s.state.name
         )));
     };
-    let specs: Vec<_> = s.state.ports_of(name).map(|p| p.spec).collect();
-    publish::unpublish(s, name, &specs)?;
+    // Journal first, the ports' withdrawal included: a crash from here on is carried
+    // through by the next command, which removes the container (not only its ports).
     s.begin(&Entry::Detach {
         container: name.to_string(),
     })?;
+    let ports: Vec<_> = s.state.ports_of(name).cloned().collect();
+    publish::withdraw(s, &ports)?;
     let dp = s.datapath();
     let gone = dp
         .detach(&s.state, &c)

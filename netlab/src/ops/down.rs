@@ -34,7 +34,7 @@ pub(super) fn take_down(lock: Locked, state: Option<LabState>) -> Result<()> {
 pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
     let mut errors = Errors::default();
     let dp = datapath::for_kind(state.datapath);
-    if let Ok(Some(Entry::Attach { container })) = lock.read_journal::<Entry>()
+    if let Ok(Some(Entry::Attach { container, .. })) = lock.read_journal::<Entry>()
         && state.container(&container.name).is_none()
     {
         // Its datapath entries go with the datapath's teardown below (which also

@@ -20,9 +20,14 @@ pub enum Entry {
     Publish { ports: Vec<Published> },
     /// Ports being withdrawn: carried through.
     Unpublish { ports: Vec<Published> },
-    /// A container being made (with its namespace's cookie once it is known): rolled
-    /// back unless the state lists it.
-    Attach { container: Container },
+    /// A container being made (with its namespace's cookie once it is known), and the
+    /// ports being published with it (`run -p`): rolled back, all of it, the
+    /// container too once the state lists it.
+    Attach {
+        container: Box<Container>,
+        #[serde(default)]
+        ports: Vec<Published>,
+    },
     /// A container being removed: carried through.
     Detach { container: String },
 }

@@ -12,6 +12,27 @@ use crate::{
 
 /// Validates `specs` for `container` and publishes them all, or none.
 pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
+    let new = prepare(s, container, specs)?;
+    if new.is_empty() {
+        return Ok(new);
+    }
+    // Journal first: a crash from here on is rolled back by the next command.
+    s.begin(&Entry::Publish { ports: new.clone() })?;
+    match apply(s, &new) {
+        Ok(()) => s.commit()?,
+        Err((e, settled)) => {
+            if settled {
+                let _ = s.commit();
+            }
+            return Err(e);
+        }
+    }
+    Ok(new)
+}
+
+/// The mappings `specs` would be for `container`, checked against the lab (nothing
+/// changes yet).
+pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
     if specs.is_empty() {
         return Ok(Vec::new());
     }
@@ -47,26 +68,28 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
             id: ids.next().expect("one free id per spec"),
         });
     }
+    Ok(new)
+}
+
+/// Publishes mappings `prepare` made and records them, under the journal entry of the
+/// operation it is part of (`publish`'s, or `run`'s). On failure, whether the kernel
+/// was left without any of them (`true`), or the entry must stay for the next command
+/// to take them back.
+pub fn apply(s: &mut Session, new: &[Published]) -> std::result::Result<(), (Error, bool)> {
     let dp = s.datapath();
-    // Journal first: a crash from here on is rolled back by the next command.
-    s.begin(&Entry::Publish { ports: new.clone() })?;
-    if let Err(e) = dp.publish(&s.state, &new) {
+    if let Err(e) = dp.publish(&s.state, new) {
         // Part of it may be in the kernel (rules in, a later step failed): take back
         // whatever is, or leave the journal for the next command to do it.
-        if dp.withdraw_leftovers(&s.state, &new).is_ok() {
-            let _ = s.commit();
-        }
-        return Err(e);
+        let settled = dp.withdraw_leftovers(&s.state, new).is_ok();
+        return Err((e, settled));
     }
     s.state.ports.extend(new.iter().cloned());
     if let Err(e) = s.save() {
-        let _ = dp.unpublish(&s.state, &new);
+        let _ = dp.unpublish(&s.state, new);
         s.state.ports.truncate(s.state.ports.len() - new.len());
-        let _ = s.commit();
-        return Err(e);
+        return Err((e, true));
     }
-    s.commit()?;
-    Ok(new)
+    Ok(())
 }
 
 /// The `n` lowest mapping numbers (from 1) that no mapping holds. Only numbers up to
@@ -98,12 +121,21 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
     s.begin(&Entry::Unpublish {
         ports: gone.clone(),
     })?;
-    s.datapath().unpublish(&s.state, &gone)?;
-    let ids: HashSet<u32> = gone.iter().map(|p| p.id).collect();
-    s.state.ports.retain(|p| !ids.contains(&p.id));
-    s.save()?;
+    withdraw(s, &gone)?;
     s.commit()?;
     Ok(gone)
+}
+
+/// Withdraws mappings and forgets them, under the journal entry of the operation it is
+/// part of (`unpublish`'s, or `rm`'s, which carries the whole removal through).
+pub fn withdraw(s: &mut Session, gone: &[Published]) -> Result<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    s.datapath().unpublish(&s.state, gone)?;
+    let ids: HashSet<u32> = gone.iter().map(|p| p.id).collect();
+    s.state.ports.retain(|p| !ids.contains(&p.id));
+    s.save()
 }
 
 /// `container`'s mapping of each spec, or an error naming the first that is not

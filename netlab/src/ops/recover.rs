@@ -37,9 +37,12 @@ pub fn recover(s: &mut Session) -> Result<()> {
                 s.save()?;
             }
         }
-        Entry::Attach { container } => {
+        Entry::Attach { container, ports } => {
             if s.state.container(&container.name).is_none() {
                 undo_attach(s, &container)?;
+            } else {
+                // Made and recorded, but the operation (its ports with it) not done.
+                containers::undo_run(s, &container.name, &ports)?;
             }
         }
         Entry::Detach { container } => {
