@@ -11,7 +11,7 @@
 //! netlink/          one rtnetlink operation per function; namespaces
 //! store, lockfile   the lab's state file under its lock
 //! lab/              plain data: what state.json holds, names, specs, subnets
-//! error
+//! error, signals
 //! ```
 
 pub mod bench;
@@ -25,6 +25,7 @@ pub mod lockfile;
 pub mod metrics;
 pub mod netlink;
 pub mod ops;
+pub mod signals;
 pub mod store;
 pub mod topology;
 

@@ -195,3 +195,99 @@ fn check_containers(lab: &Lab, when: &str) {
         .collect();
     assert_eq!(marked, listed, "{when}: veths");
 }
+
+/// What of lab `name` is left on the machine: its state, its namespaces, its pins.
+fn remains(name: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for path in [
+        format!("/run/netlab/{name}"),
+        format!("/run/netns/{name}-host"),
+        format!("/run/netns/{name}-wan"),
+        format!("/sys/fs/bpf/netlab/v6/{name}"),
+    ] {
+        if std::path::Path::new(&path).exists() {
+            left.push(path);
+        }
+    }
+    left
+}
+
+/// Starts `netlab ARGS` on lab `name` and sends it SIGINT (Ctrl-C) after `after`;
+/// returns its exit code.
+fn interrupted(name: &str, args: &[&str], after: Duration) -> Option<i32> {
+    let child = Command::new(netlab_bin())
+        .arg("--lab")
+        .arg(name)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run netlab");
+    std::thread::sleep(after);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait_with_output().unwrap().status.code()
+}
+
+/// Ctrl-C never stops `up` or `down` half-way: an interrupted `up` makes the lab, then
+/// takes it away again and exits 130; an interrupted `down` finishes. A `down` cut
+/// short all the same (SIGKILL) leaves a lab every command says is partly taken down,
+/// and that a `down` again removes.
+#[test]
+fn ctrl_c_stops_up_and_down_only_whole() {
+    let mut moments = Moments::new();
+    for round in 0..4 {
+        let name = netlab_tests::unique_lab();
+        let guard = Lab::named(&name);
+        let at = moments.next(300);
+        let code = interrupted(&name, &["up", "--sandbox"], at);
+        println!("round {round}: up interrupted after {at:?}: exit {code:?}");
+        // No code: the signal came before `up` began anything, and ended it.
+        assert!(
+            code == Some(130) || code == Some(0) || code.is_none(),
+            "round {round}: up after {at:?} exited {code:?}"
+        );
+        if code != Some(0) {
+            assert!(
+                remains(&name).is_empty(),
+                "round {round}: up after {at:?} left {:?}",
+                remains(&name)
+            );
+            guard.ok(&["up", "--sandbox"]);
+        }
+        guard.ok(&["run", "a"]);
+        let at = moments.next(300);
+        let code = interrupted(&name, &["down"], at);
+        println!("round {round}: down interrupted after {at:?}: exit {code:?}");
+        if code.is_none() {
+            // Before `down` began anything: the lab is whole, and goes now.
+            guard.ok(&["down"]);
+        } else {
+            assert_eq!(code, Some(0), "round {round}: down after {at:?}");
+        }
+        assert!(
+            remains(&name).is_empty(),
+            "round {round}: down after {at:?} left {:?}",
+            remains(&name)
+        );
+        guard.forget();
+    }
+
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let path = format!("/run/netlab/{}/state.json", lab.name);
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["taking_down"] = serde_json::Value::Bool(true);
+    std::fs::write(&path, state.to_string()).unwrap();
+    for args in [&["status"][..], &["run", "b"], &["up", "--sandbox"]] {
+        let err = lab.fails(args);
+        assert!(err.contains("partly taken down"), "{args:?}: {err}");
+    }
+    lab.ok(&["down"]);
+    assert!(remains(&lab.name).is_empty(), "{:?}", remains(&lab.name));
+    lab.forget();
+}

@@ -82,6 +82,10 @@ pub struct LabState {
     /// `down` removes it.
     #[serde(default)]
     pub building: bool,
+    /// Set when `down` (or the rollback of a failed `up`) starts removing the lab: a
+    /// state left with it is of a lab partly taken down, which only `down` can finish.
+    #[serde(default)]
+    pub taking_down: bool,
     /// Whether the datapath's setup began (after its checks that the namespace, bpffs
     /// and cgroups hold nothing of its kind): only then does `down` tear it down, so a
     /// refused `up` never removes what it was refused over. A state written before
@@ -225,6 +229,7 @@ impl LabState {
             ports: Vec::new(),
             cookies: Default::default(),
             building: false,
+            taking_down: false,
             datapath_made: true,
         }
     }

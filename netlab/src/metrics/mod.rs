@@ -36,7 +36,7 @@ impl Labs {
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
     let mut labs: Vec<_> = crate::store::all_labs()?
         .into_iter()
-        .filter(|s| !s.building && which.covers(&s.name))
+        .filter(|s| !s.building && !s.taking_down && which.covers(&s.name))
         .filter(crate::topology::host_is_the_labs)
         .collect();
     labs.sort_by(|a, b| a.name.cmp(&b.name));

@@ -24,7 +24,10 @@ pub(super) fn take_down(lock: Locked, state: Option<LabState>) -> Result<()> {
     let Some(state) = state else {
         return Err(Error::Invalid(format!("lab {} does not exist", lock.lab)));
     };
-    clean(&lock, &state)
+    // A signal (Ctrl-C) waits until the lab is gone: `down` never stops half-way but
+    // by SIGKILL, after which the state says the lab is partly taken down.
+    let (done, _) = crate::signals::hold(|| clean(&lock, &state));
+    done
 }
 
 /// Removes what the lab made, as its state records it, and a container an
@@ -32,6 +35,13 @@ pub(super) fn take_down(lock: Locked, state: Option<LabState>) -> Result<()> {
 /// errors are collected; when any failed, the state stays, so that `down` can be run
 /// again.
 pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
+    // Marked first: a lab cut short from here on can only be taken down.
+    if !state.taking_down {
+        lock.save(&LabState {
+            taking_down: true,
+            ..state.clone()
+        })?;
+    }
     let mut errors = Errors::default();
     let dp = datapath::for_kind(state.datapath);
     if let Ok(Some(Entry::Attach { container, .. })) = lock.read_journal::<Entry>()

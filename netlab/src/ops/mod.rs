@@ -34,6 +34,8 @@ pub struct Session {
 enum Unusable {
     /// `up` was interrupted: the state records what it made.
     Unfinished,
+    /// `down` was interrupted: the state records what may be left.
+    TakenDownPartly,
     /// Its host namespace is gone, or was made again under its name.
     Gone,
 }
@@ -49,6 +51,9 @@ impl Session {
             None => Self::settled(lock, state),
             Some(Unusable::Unfinished) => Err(Error::Invalid(format!(
                 "lab {lab} was not brought up completely (`netlab up` was interrupted): run `netlab down --lab {lab}`"
+            ))),
+            Some(Unusable::TakenDownPartly) => Err(Error::Invalid(format!(
+                "lab {lab} was partly taken down (`netlab down` was interrupted): run `netlab down --lab {lab}` again"
             ))),
             Some(Unusable::Gone) => {
                 let host = describe_host(&state);
@@ -89,6 +94,7 @@ impl Session {
             let why = match why {
                 Unusable::Gone => format!("its namespace {} is gone", describe_host(&state)),
                 Unusable::Unfinished => "an earlier `up` of it was interrupted".to_string(),
+                Unusable::TakenDownPartly => "an earlier `down` of it was interrupted".to_string(),
             };
             eprintln!(
                 "netlab: lab {} was cleaned away ({why}) and is brought up anew",
@@ -133,7 +139,9 @@ impl Session {
 }
 
 fn unusable(state: &LabState) -> Option<Unusable> {
-    if state.building {
+    if state.taking_down {
+        Some(Unusable::TakenDownPartly)
+    } else if state.building {
         Some(Unusable::Unfinished)
     } else if !topology::host_is_the_labs(state) {
         Some(Unusable::Gone)

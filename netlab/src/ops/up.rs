@@ -11,6 +11,7 @@ use crate::{
         Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6, names,
     },
     netlink::{netns, sysctl},
+    signals,
     store::Locked,
     topology::{self, sandbox},
 };
@@ -245,7 +246,9 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
     let lab = req.lab.as_str();
     let lock = Locked::acquire(lab)?;
     if let Some(state) = lock.load()? {
-        let what = if state.building {
+        let what = if state.taking_down {
+            "was partly taken down (`netlab down` was interrupted)"
+        } else if state.building {
             "was not brought up completely (`netlab up` was interrupted)"
         } else {
             "is already up"
@@ -308,22 +311,33 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         ports: Vec::new(),
         cookies: Cookies::default(),
         building: true,
+        taking_down: false,
         datapath_made: false,
     };
     if !req.sandbox {
         // A bridge of someone else's must not be taken over, nor removed on failure.
         topology::check_link_free(&topology::host_ns(&state), &state.bridge)?;
     }
-    lock.save(&state)?;
     let dp = datapath::for_kind(req.datapath);
-    if let Err(e) = make(lock, &mut state, req, &*dp) {
+    // A signal (Ctrl-C) waits until the lab is made, then takes it away: `up` never
+    // stops half-way but by SIGKILL (whose leftovers the state records, for `down`).
+    let (made, signal) = signals::hold(|| {
+        lock.save(&state)?;
+        make(lock, &mut state, req, &*dp).and_then(|()| {
+            state.building = false;
+            lock.save(&state)
+        })
+    });
+    let made = match signal {
+        Some(sig) => made.and(Err(Error::Interrupted(sig))),
+        None => made,
+    };
+    if let Err(e) = made {
         // Nothing half-done: what this `up` made goes, and its state (which stays, for
         // `down`, only if something could not be removed).
-        let _ = super::down::clean(lock, &state);
+        let _ = signals::hold(|| super::down::clean(lock, &state));
         return Err(e);
     }
-    state.building = false;
-    lock.save(&state)?;
     Ok(state)
 }
 

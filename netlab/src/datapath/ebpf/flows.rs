@@ -104,9 +104,9 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
 
 /// Deletes every entry of both tables; returns how many flows went. `CT`'s entries
 /// removed are counted (`ct_entries_flushed`), so that `status` still knows what it
-/// holds; Ctrl-C waits for the count (see [`uninterrupted`]).
+/// holds; Ctrl-C waits for the count (`signals::deferred`).
 pub fn flush(lab: &str) -> Result<usize> {
-    uninterrupted(|| {
+    crate::signals::deferred(|| {
         let mut n = 0;
         for (_, pinned) in TABLES {
             let mut map: Table = pins::typed(lab, pinned)?;
@@ -127,26 +127,6 @@ pub fn flush(lab: &str) -> Result<usize> {
     })
 }
 
-/// Runs `f` with SIGINT, SIGTERM and SIGHUP held, delivered once it is done: a change
-/// of `CT` from userspace and its count are one step, so that `status` never counts
-/// entries a stopped flush removed (or a stopped fill added). Only SIGKILL can part
-/// them.
-fn uninterrupted<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    // SAFETY: plain signal-mask calls on a sigset_t this function owns.
-    unsafe {
-        let mut held: libc::sigset_t = std::mem::zeroed();
-        let mut before: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut held);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut held, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut before);
-        let out = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
-        out
-    }
-}
-
 /// Fills the established table with `n` synthetic flows (the benchmark's "CRR with a
 /// million flows in the table"): masqueraded UDP streams from addresses of the lab
 /// subnet that no container has (from the top of the subnet down) to 203.0.113.2 and
@@ -154,7 +134,9 @@ fn uninterrupted<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// neither expiry nor the collector removes them during a measurement. Returns how many
 /// went in (the table may be smaller).
 pub fn fill(lab: &str, state: &crate::lab::LabState, n: u32) -> Result<u32> {
-    uninterrupted(|| fill_now(lab, state, n))
+    // A change of `CT` from userspace and its count are one step, so that `status`
+    // never counts entries a stopped fill added.
+    crate::signals::deferred(|| fill_now(lab, state, n))
 }
 
 /// [`fill`], with the signals held.
