@@ -100,8 +100,17 @@ impl Locked {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let state: LabState = serde_json::from_str(&text)
-            .map_err(|e| Error::io("parse", &path, std::io::Error::other(e)))?;
+        // netlab writes it whole (a temp file renamed); one it cannot read was changed
+        // by someone else, and what the lab made is no longer known.
+        let state: LabState = serde_json::from_str(&text).map_err(|e| {
+            Error::Invalid(format!(
+                "the state of lab {} ({}) is unreadable ({e}): netlab no longer knows what the lab made; remove its namespaces and interfaces by hand, then {} and {}.lock",
+                self.lab,
+                path.display(),
+                dir(&self.lab).display(),
+                dir(&self.lab).display()
+            ))
+        })?;
         Ok(Some(state))
     }
 

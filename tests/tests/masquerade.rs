@@ -578,7 +578,8 @@ fn debug_logs_show_new_flows_only_when_asked_for() {
     lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", &INTERNET.to_string()]);
     let out = lab.run(&["logs", "--seconds", "1"]);
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stderr);
+    // On stdout, the command's output (`netlab logs | grep ...`).
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("new flow proto 1 172.18.0.2:"), "{text}");
     assert!(text.contains("as 198.51.100.2:"), "{text}");
 

@@ -231,6 +231,8 @@ fn the_textfile_is_never_seen_half_written() {
     );
     let e = lab.fails(&["metrics", "--textfile", "/nonexistent/dir"]);
     assert!(e.contains("no such directory"), "{e}");
+    let e = lab.fails(&["metrics", "--textfile", "/etc/hostname"]);
+    assert!(e.contains("not a directory"), "{e}");
     let e = lab.fails(&["metrics", "--labs", "nosuchlab", "--textfile", dir.path()]);
     assert!(e.contains("lab nosuchlab is not up"), "{e}");
     let e = lab.fails(&["metrics", "--labs", ""]);

@@ -522,3 +522,22 @@ fn ebpf_programs_attach_by_tcx_and_count() {
     assert!(lab.stat("counters", "uplink_egress_packets") > before);
     assert!(lab.stat("counters", "bridge_ingress_packets") > 0);
 }
+
+/// A state someone else changed into something netlab cannot read (it writes it whole)
+/// stops every command with one line that says what to do, and touches nothing.
+#[test]
+fn an_unreadable_state_is_said_so() {
+    let lab = Lab::sandbox(&["--datapath", "iptables"]);
+    let path = format!("/run/netlab/{}/state.json", lab.name);
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, "{").unwrap();
+    for args in [&["status"][..], &["down"]] {
+        let err = lab.fails(args);
+        assert!(
+            err.contains("is unreadable") && err.contains("by hand"),
+            "{err}"
+        );
+    }
+    std::fs::write(&path, good).unwrap();
+    lab.ok(&["status"]);
+}

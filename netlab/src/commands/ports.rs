@@ -78,10 +78,17 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         true => format!(" {:<9}", p.families.join(",")),
         false => String::new(),
     };
-    // TO as wide as its widest cell (a dual-stack target is two addresses).
+    // PUBLISHED and TO as wide as their widest cells (an IPv6 host address, a
+    // dual-stack target of two addresses).
     let to = ports.iter().map(|p| p.to.len()).max().unwrap_or(0).max(22);
+    let spec = ports
+        .iter()
+        .map(|p| p.spec.len())
+        .max()
+        .unwrap_or(0)
+        .max(32);
     println!(
-        "{:<12} {:<32}{} {:<to$} {:>10} {:>12} {:>8}",
+        "{:<12} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
         "CONTAINER",
         "PUBLISHED",
         if dual { " FAMILY   " } else { "" },
@@ -93,7 +100,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     for p in &ports {
         println!(
-            "{:<12} {:<32}{} {:<to$} {:>10} {:>12} {:>8}",
+            "{:<12} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
             p.container,
             p.spec,
             family(p),

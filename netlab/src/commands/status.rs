@@ -96,14 +96,22 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     println!();
     // A dual-stack lab shows each container's IPv6 address too.
     let dual = state.subnet6.is_some();
+    let text6 = |c: &crate::lab::Container| {
+        state
+            .container_ip6(c)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    // As wide as the longest address (`--ip6` may spell all eight groups).
+    let w6 = state
+        .containers
+        .iter()
+        .map(|c| text6(c).len())
+        .max()
+        .unwrap_or(0)
+        .max(26);
     let ip6 = |c: &crate::lab::Container| match dual {
-        true => format!(
-            " {:<26}",
-            state
-                .container_ip6(c)
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into())
-        ),
+        true => format!(" {:<w6$}", text6(c)),
         false => String::new(),
     };
     println!(
@@ -112,7 +120,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         "NETWORK",
         "IP",
         if dual {
-            format!(" {:<26}", "IPV6")
+            format!(" {:<w6$}", "IPV6")
         } else {
             String::new()
         },

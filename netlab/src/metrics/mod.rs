@@ -36,8 +36,23 @@ impl Labs {
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
     let mut labs: Vec<_> = crate::store::all_labs()?
         .into_iter()
-        .filter(|s| !s.building && !s.taking_down && which.covers(&s.name))
-        .filter(crate::topology::host_is_the_labs)
+        .filter(|s| which.covers(&s.name))
+        .filter(|s| {
+            let why = if s.building {
+                "it is being brought up (or its `up` was interrupted)"
+            } else if s.taking_down {
+                "it is partly taken down"
+            } else if !crate::topology::host_is_the_labs(s) {
+                "its host namespace is gone"
+            } else {
+                return true;
+            };
+            // Said only of a lab the scrape names: the others are every lab that is up.
+            if !which.0.is_empty() {
+                eprintln!("netlab metrics: lab {} left out: {why}", s.name);
+            }
+            false
+        })
         .collect();
     labs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(labs

@@ -21,8 +21,13 @@ pub fn path(dir: &Path, lab: &str) -> PathBuf {
 /// Refuses a `--textfile` that is not a directory (checked before any lab is read).
 pub fn check_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
+        let what = if dir.exists() {
+            "not a directory"
+        } else {
+            "no such directory"
+        };
         return Err(Error::Invalid(format!(
-            "--textfile {}: no such directory (node_exporter's --collector.textfile.directory)",
+            "--textfile {}: {what} (node_exporter's --collector.textfile.directory)",
             dir.display()
         )));
     }

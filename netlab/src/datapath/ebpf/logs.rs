@@ -23,6 +23,8 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
         .filter_level(log::LevelFilter::Warn)
         .filter_module("netlab_tc", log::LevelFilter::Trace)
         .format_timestamp_millis()
+        // The records are the command's output (`netlab logs | grep ...`).
+        .target(env_logger::Target::Stdout)
         .init();
     let prog = aya::programs::SchedClassifier::from_pin(
         pins::dir(lab).join(super::uplinks::EGRESS_PROG_PIN),
