@@ -812,7 +812,8 @@ netlab_tests::per_datapath!(
 );
 
 /// CHECK looks for the container's ports in the kernel, not only in the lab's state: a
-/// rule, element or map entry removed behind netlab's back fails it; DEL still works.
+/// rule, element or map entry removed (or an element changed) behind netlab's back
+/// fails it; DEL still works.
 fn check_sees_a_port_removed_from_the_kernel(dp: &str) {
     let w = CniWorld::new();
     let mappings =
@@ -827,6 +828,16 @@ fn check_sees_a_port_removed_from_the_kernel(dp: &str) {
             run_in_ns_ok(&w.host(), &["iptables-nft", "-t", "nat", "-F", "NETLAB"]);
         }
         "nftables" => {
+            // Led elsewhere (another container port): not the port CHECK asks about.
+            let nft = |args: &str| {
+                let mut cmd = vec!["nft"];
+                cmd.extend(args.split(' '));
+                run_in_ns_ok(&w.host(), &cmd);
+            };
+            nft("delete element ip netlab ports_any { tcp . 8080 }");
+            nft("add element ip netlab ports_any { tcp . 8080 : 10.77.0.2 . 81 }");
+            let msg = w.verb("CHECK", &a, &check).error(102);
+            assert!(msg.contains("no longer has it"), "{msg}");
             run_in_ns_ok(
                 &w.host(),
                 &["nft", "flush", "map", "ip", "netlab", "ports_any"],

@@ -273,30 +273,53 @@ fn elements(state: &LabState, ports: &[Published], family: Family) -> Elements {
     e
 }
 
-/// Whether the tables hold every element of `ports`, in each family.
+/// Whether the tables hold every element of `ports`, in each family, the maps' leading
+/// where they should (a key alone is not enough: an element changed behind netlab's
+/// back to lead elsewhere is not the port).
 fn has_elements(state: &LabState, ports: &[Published]) -> bool {
     families(state).iter().all(|&family| {
         let e = elements(state, ports, family);
-        let key = |e: &String| e.split(" : ").next().unwrap_or(e).to_string();
-        let sets: [(&str, Vec<String>); 3] = [
-            ("ports", e.ports.iter().map(key).collect()),
-            ("ports_any", e.ports_any.iter().map(key).collect()),
-            ("published", e.published.iter().cloned().collect()),
+        let sets: [(&str, Vec<&String>); 3] = [
+            ("ports", e.ports.iter().collect()),
+            ("ports_any", e.ports_any.iter().collect()),
+            ("published", e.published.iter().collect()),
         ];
-        sets.iter().all(|(set, keys)| {
+        sets.iter().all(|(set, wanted)| {
             // A hundred keys a call: nft 1.0.6 crashes on a few hundred in one `get`.
-            keys.chunks(100).all(|chunk| {
-                let element = format!("{{ {} }}", chunk.join(", "));
-                netfilter::run(
+            wanted.chunks(100).all(|chunk| {
+                let keys: Vec<&str> = chunk
+                    .iter()
+                    .map(|e| e.split(" : ").next().unwrap_or(e))
+                    .collect();
+                let element = format!("{{ {} }}", keys.join(", "));
+                let Ok(listed) = netfilter::run(
                     state,
                     "nft",
                     &["get", "element", family.name(), TABLE, set, &element],
                     None,
-                )
-                .is_ok()
+                ) else {
+                    return false;
+                };
+                let listed = listed_elements(&listed);
+                chunk.iter().all(|e| listed.contains(e.as_str()))
             })
         })
     })
+}
+
+/// The elements `nft get element` (or `list`) shows, each as netlab writes them: the
+/// list is wrapped over lines, its elements separated by commas.
+fn listed_elements(listed: &str) -> BTreeSet<String> {
+    let one_line = listed.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some(start) = one_line.find("elements = {") else {
+        return BTreeSet::new();
+    };
+    let rest = &one_line[start + "elements = {".len()..];
+    rest[..rest.find('}').unwrap_or(rest.len())]
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 /// `add element` / `delete element` commands, a thousand elements to a line.
@@ -494,6 +517,16 @@ impl Datapath for Nftables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_elements_are_read_whole() {
+        let listed = "table ip netlab {\n\tmap ports_any {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n\t\telements = { tcp . 8080 : 10.77.0.2 . 7000,\n\t\t\t     udp . 53 : 10.77.0.3 . 5353 }\n\t}\n}\n";
+        let got = listed_elements(listed);
+        assert!(got.contains("tcp . 8080 : 10.77.0.2 . 7000"));
+        assert!(got.contains("udp . 53 : 10.77.0.3 . 5353"));
+        // A value that only begins like the one listed is not it.
+        assert!(!got.contains("tcp . 8080 : 10.77.0.2 . 700"));
+    }
     use crate::lab::PortSpec;
 
     fn published(spec: &str, ctr: &str) -> Published {
