@@ -320,7 +320,9 @@ fn a_table_read_in_halves_gives_each_entry_once() {
             |seen: &mut Vec<CtKey>, k: &CtKey, _: &CtEntry| seen.push(*k),
         )
         .expect("read in halves");
-        assert_eq!(halves.len(), 2, "read by one thread");
+        // Two threads where there are two CPUs (one reads it all otherwise).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(halves.len(), if cpus >= 2 { 2 } else { 1 });
         let tuple = |k: &CtKey| (k.saddr, k.daddr, k.sport, k.dport);
         let mut got: Vec<_> = halves.concat().iter().map(tuple).collect();
         let mut want: Vec<_> = want.iter().map(tuple).collect();

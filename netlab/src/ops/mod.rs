@@ -53,7 +53,7 @@ impl Session {
                 "lab {lab} was not brought up completely (`netlab up` was interrupted): run `netlab down --lab {lab}`"
             ))),
             Some(Unusable::TakenDownPartly) => Err(Error::Invalid(format!(
-                "lab {lab} was partly taken down (`netlab down` was interrupted): run `netlab down --lab {lab}` again"
+                "lab {lab} was partly taken down (a `netlab down`, or the cleanup of a failed command, was cut short): run `netlab down --lab {lab}`"
             ))),
             Some(Unusable::Gone) => {
                 let host = describe_host(&state);
@@ -94,7 +94,9 @@ impl Session {
             let why = match why {
                 Unusable::Gone => format!("its namespace {} is gone", describe_host(&state)),
                 Unusable::Unfinished => "an earlier `up` of it was interrupted".to_string(),
-                Unusable::TakenDownPartly => "an earlier `down` of it was interrupted".to_string(),
+                Unusable::TakenDownPartly => {
+                    "an earlier `down` or cleanup of it was cut short".to_string()
+                }
             };
             eprintln!(
                 "netlab: lab {} was cleaned away ({why}) and is brought up anew",

@@ -247,7 +247,7 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
     let lock = Locked::acquire(lab)?;
     if let Some(state) = lock.load()? {
         let what = if state.taking_down {
-            "was partly taken down (`netlab down` was interrupted)"
+            "was partly taken down (a `netlab down`, or the cleanup of a failed command, was cut short)"
         } else if state.building {
             "was not brought up completely (`netlab up` was interrupted)"
         } else {
