@@ -531,7 +531,8 @@ fn wait_started(p: &netlab_tests::Background) {
 }
 
 /// `status` says what of a container was removed behind netlab's back: its namespace,
-/// or its veth pair; the others are up. `rm` then removes what is left.
+/// or its veth pair; the others are up. `rm` then removes what is left. So for the
+/// bridge, and `down` still works.
 #[test]
 fn status_shows_what_of_a_container_is_gone() {
     let lab = Lab::sandbox(&[]);
@@ -566,6 +567,14 @@ fn status_shows_what_of_a_container_is_gone() {
     for c in ["a", "b", "c"] {
         lab.ok(&["rm", c]);
     }
+    // And the bridge.
+    assert_eq!(lab.status()["bridge"]["state"], "up");
+    run_in_ns_ok(&lab.ns("host"), &["ip", "link", "del", &lab.state().bridge]);
+    assert_eq!(lab.status()["bridge"]["state"], "gone");
+    assert!(
+        lab.ok(&["status"])
+            .contains("GONE (removed behind netlab's back)")
+    );
 }
 
 /// A published port whose rule (nftables: element) was removed behind netlab's back, as

@@ -24,6 +24,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         .iter()
         .map(|c| crate::topology::missing_part(&state, c))
         .collect::<Result<_>>()?;
+    let bridge_up = crate::topology::bridge_present(&state)?;
     let health = |i: usize| match &gone[i] {
         Some(what) => format!("{what} gone"),
         None => "up".to_string(),
@@ -36,7 +37,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "device": state.device,
             "subnet": state.subnet,
             "subnet6": state.subnet6,
-            "bridge": {"name": state.bridge, "address": state.bridge_addr, "address6": state.bridge_addr6()},
+            "bridge": {
+                "name": state.bridge, "address": state.bridge_addr,
+                "address6": state.bridge_addr6(),
+                "state": if bridge_up { "up" } else { "gone" },
+            },
             "uplink": {"name": state.uplink, "address": state.uplink_addr, "address6": state.uplink_addr6},
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
@@ -57,7 +62,18 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     );
     println!("datapath   {}", state.datapath.name());
     println!("device     {}", state.device.name());
-    println!("bridge     {}", state.bridge_text());
+    println!(
+        "bridge     {}{}",
+        state.bridge_text(),
+        if bridge_up {
+            String::new()
+        } else {
+            format!(
+                " GONE (removed behind netlab's back): `netlab down --lab {0}`, then `up` again",
+                state.name
+            )
+        }
+    );
     println!(
         "uplink     {} {}{}",
         state.uplink,

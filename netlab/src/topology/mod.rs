@@ -558,6 +558,14 @@ pub fn missing_part(state: &LabState, c: &Container) -> Result<Option<String>> {
     Ok((!there).then(|| format!("{} pair", state.device.name())))
 }
 
+/// Whether the lab's bridge is still there (it may be deleted behind netlab's back).
+pub fn bridge_present(state: &LabState) -> Result<bool> {
+    let bridge = state.bridge.clone();
+    netns::netlink_in(&host_ns(state), |h| async move {
+        Ok(link::index(&h, &bridge).await?.is_some())
+    })
+}
+
 /// Whether a container's namespace is still the one it was made with (its cookie; a
 /// runtime's namespace, whose identity netlab does not keep, by being one); true for a
 /// container without a namespace of its own.
