@@ -42,6 +42,11 @@ pub trait Datapath {
     fn detach(&self, _state: &LabState, _c: &Container) -> Result<()> {
         Ok(())
     }
+    /// Refuses ports its tables have no room for beside `state.ports` (checked with
+    /// the rest of a request, before anything is made).
+    fn check_room(&self, _state: &LabState, _ports: &[Published]) -> Result<()> {
+        Ok(())
+    }
     /// Publishes port ranges (already validated against the lab), all or none.
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()>;
     /// Withdraws port ranges (`state.ports` still lists them) and forgets their flows,

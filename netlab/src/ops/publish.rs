@@ -68,6 +68,7 @@ pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<P
             id: ids.next().expect("one free id per spec"),
         });
     }
+    s.datapath().check_room(state, &new)?;
     Ok(new)
 }
 

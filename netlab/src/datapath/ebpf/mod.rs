@@ -311,6 +311,10 @@ impl Datapath for Ebpf {
         errors.into_result()
     }
 
+    fn check_room(&self, state: &LabState, ports: &[Published]) -> Result<()> {
+        ports::check_room(&state.ports, ports)
+    }
+
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         ports::check_room(&state.ports, ports)?;
         uplinks::sync(state)?;
