@@ -2,7 +2,10 @@
 //! on every access path, edited while the containers run. Each scenario is a function
 //! of the datapath; `on_datapaths!` makes one test per datapath from it.
 
-use std::io::{Read, Write};
+use std::{
+    io::{Read, Write},
+    time::Duration,
+};
 
 use netlab_tests::{
     Lab, WAN_ADDR,
@@ -277,6 +280,55 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
     }
     // The same client port again: a stale UDP flow would still deliver it.
     assert_eq!(lab.udp_ask("wan", "198.51.100.2:5353"), "");
+
+    // A connection of the lab host's through a port (TCP, and a connected UDP socket)
+    // ends with the port too, as iptables' does.
+    lab.ok(&["publish", "web", "5353:5353/udp", "9001:9001"]);
+    let _echo = lab.spawn(
+        "web",
+        &[
+            "python3",
+            "-c",
+            "import socket\ns = socket.create_server(('0.0.0.0', 9001))\nc, _ = s.accept()\n\
+             while True:\n    d = c.recv(64)\n    if not d: break\n    c.sendall(d)\n",
+        ],
+    );
+    assert!(netlab_tests::wait_for(Duration::from_secs(10), || lab
+        .exec_ok("web", &["ss", "-Htln"])
+        .contains(":9001 ")));
+    let out = format!("/tmp/{}-clients", lab.name);
+    let go = format!("/tmp/{}-go", lab.name);
+    let client = format!(
+        "import socket, os, time\n\
+         t = socket.create_connection(('127.0.0.1', 9001), timeout=3)\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu.settimeout(3)\n\
+         u.connect(('127.0.0.1', 5353))\nt.sendall(b'one')\nu.send(b'one')\n\
+         first = t.recv(16).decode() + ' ' + u.recv(16).decode()\n\
+         open('{out}.tmp', 'w').write(first)\nos.rename('{out}.tmp', '{out}')\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n\
+         def again(s):\n    try:\n        s.send(b'two')\n        return 'answered ' + s.recv(16).decode()\n\
+         \x20   except OSError as e:\n        return 'ended'\n\
+         open('{out}.tmp', 'w').write(again(t) + ', ' + again(u))\nos.rename('{out}.tmp', '{out}')\n"
+    );
+    let _client = lab.spawn("host", &["python3", "-c", &client]);
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        netlab_tests::wait_for(Duration::from_secs(10), || read() == "one pong"),
+        "the host's client got {:?}",
+        read()
+    );
+    std::fs::remove_file(&out).unwrap();
+    lab.ok(&["unpublish", "web", "5353:5353/udp", "9001:9001"]);
+    std::fs::write(&go, "").unwrap();
+    let ended = netlab_tests::wait_for(Duration::from_secs(10), || !read().is_empty());
+    let _ = std::fs::remove_file(&go);
+    let after = read();
+    let _ = std::fs::remove_file(&out);
+    assert!(ended, "the host's client never answered");
+    assert_eq!(
+        after, "ended, ended",
+        "the withdrawn ports still carried the host's connections"
+    );
 }
 
 fn a_thousand_ports(dp: &str) {

@@ -1,7 +1,8 @@
-//! The sockets bound in the calling thread's network namespace, from the kernel's
-//! socket diagnostics (`NETLINK_SOCK_DIAG`, what `ss -ltun` asks). Unlike reading
-//! `/proc/net/tcp`, a dump of listening sockets walks only the listening hash, not the
-//! whole established table, which is sized for the machine and slow to walk even empty.
+//! The sockets of the calling thread's network namespace, from the kernel's socket
+//! diagnostics (`NETLINK_SOCK_DIAG`, what `ss` asks): those bound (`ss -ltun`), and the
+//! ending of connected ones (`ss -K`). Unlike reading `/proc/net/tcp`, a dump of
+//! listening sockets walks only the listening hash, not the whole established table,
+//! which is sized for the machine and slow to walk even empty.
 
 use std::{
     io,
@@ -12,6 +13,7 @@ use std::{
 use crate::error::{Error, Result};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const SOCK_DESTROY: u16 = 21;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
 const TCP_LISTEN: u32 = 10;
@@ -29,7 +31,7 @@ struct NlMsgHdr {
 }
 
 #[repr(C)]
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct InetDiagSockId {
     sport: [u8; 2],
     dport: [u8; 2],
@@ -74,40 +76,182 @@ pub struct BoundSocket {
     pub port: u16,
 }
 
+/// A netlink socket for socket diagnostics, closed on drop.
+struct Diag(i32);
+
+impl Diag {
+    fn open() -> Result<Diag> {
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::io(
+                "open",
+                "NETLINK_SOCK_DIAG",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(Diag(fd))
+    }
+}
+
+impl Drop for Diag {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.0) };
+    }
+}
+
 /// TCP listeners and bound UDP sockets, IPv4 and IPv6 (the IPv6 wildcard takes IPv4
 /// ports too, and counts as every address).
 pub fn bound() -> Result<Vec<BoundSocket>> {
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::io(
-            "open",
-            "NETLINK_SOCK_DIAG",
-            io::Error::last_os_error(),
-        ));
+    let diag = Diag::open()?;
+    let mut all = Vec::new();
+    for (family, proto, states) in [
+        (libc::AF_INET, libc::IPPROTO_TCP, 1u32 << TCP_LISTEN),
+        (libc::AF_INET6, libc::IPPROTO_TCP, 1 << TCP_LISTEN),
+        (libc::AF_INET, libc::IPPROTO_UDP, 1 << UDP_BOUND),
+        (libc::AF_INET6, libc::IPPROTO_UDP, 1 << UDP_BOUND),
+    ] {
+        let udp = proto == libc::IPPROTO_UDP;
+        dump(&diag, family as u8, proto as u8, states, |msg, attrs| {
+            let v6only = attr_u8(attrs, INET_DIAG_SKV6ONLY) == Some(1);
+            all.extend(socket(msg, udp, v6only));
+        })?;
     }
-    let result = (|| {
-        let mut all = Vec::new();
-        for (family, proto, states) in [
-            (libc::AF_INET, libc::IPPROTO_TCP, 1u32 << TCP_LISTEN),
-            (libc::AF_INET6, libc::IPPROTO_TCP, 1 << TCP_LISTEN),
-            (libc::AF_INET, libc::IPPROTO_UDP, 1 << UDP_BOUND),
-            (libc::AF_INET6, libc::IPPROTO_UDP, 1 << UDP_BOUND),
-        ] {
-            dump(fd, family as u8, proto as u8, states, &mut all)?;
-        }
-        Ok(all)
-    })();
-    unsafe { libc::close(fd) };
-    result
+    Ok(all)
 }
 
-fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>) -> Result<()> {
+/// An IPv4 socket to end: its cookie, and the address and port it is connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connected {
+    pub udp: bool,
+    pub cookie: u64,
+    pub to: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Ends the sockets `which` names that are still connected where they say (the socket
+/// with that cookie, connected to that address and port), as `ss -K` does: a TCP one
+/// is reset, a UDP one disconnected, and their owners see `ECONNABORTED`. Returns how
+/// many were ended. A kernel without `CONFIG_INET_DIAG_DESTROY` cannot: an error says
+/// so.
+pub fn destroy(which: &[Connected]) -> Result<usize> {
+    if which.is_empty() {
+        return Ok(0);
+    }
+    let diag = Diag::open()?;
+    let mut found = Vec::new();
+    for (udp, proto) in [(false, libc::IPPROTO_TCP), (true, libc::IPPROTO_UDP)] {
+        if !which.iter().any(|c| c.udp == udp) {
+            continue;
+        }
+        dump(
+            &diag,
+            libc::AF_INET as u8,
+            proto as u8,
+            u32::MAX,
+            |msg, _| {
+                let cookie = u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32);
+                let to = Ipv4Addr::from(msg.id.dst[0].to_ne_bytes());
+                let port = u16::from_be_bytes(msg.id.dport);
+                if which
+                    .iter()
+                    .any(|c| c.udp == udp && c.cookie == cookie && c.to == to && c.port == port)
+                {
+                    found.push((proto as u8, msg.id));
+                }
+            },
+        )?;
+    }
+    let mut ended = 0;
+    for (proto, id) in found {
+        match destroy_one(&diag, proto, id) {
+            Ok(()) => ended += 1,
+            // Gone meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                return Err(Error::Invalid(
+                    "this kernel cannot end sockets (built without CONFIG_INET_DIAG_DESTROY)"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(Error::io("end a socket", "NETLINK_SOCK_DIAG", e)),
+        }
+    }
+    Ok(ended)
+}
+
+/// One `SOCK_DESTROY` request, and the kernel's answer.
+fn destroy_one(diag: &Diag, proto: u8, id: InetDiagSockId) -> io::Result<()> {
+    #[repr(C)]
+    struct Request {
+        hdr: NlMsgHdr,
+        req: InetDiagReqV2,
+    }
+    let request = Request {
+        hdr: NlMsgHdr {
+            len: size_of::<Request>() as u32,
+            kind: SOCK_DESTROY,
+            flags: (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+            seq: 2,
+            pid: 0,
+        },
+        req: InetDiagReqV2 {
+            family: libc::AF_INET as u8,
+            protocol: proto,
+            states: u32::MAX,
+            id,
+            ..Default::default()
+        },
+    };
+    let sent = unsafe {
+        libc::send(
+            diag.0,
+            &request as *const Request as *const libc::c_void,
+            size_of::<Request>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 512];
+    let n = unsafe { libc::recv(diag.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n < size_of::<NlMsgHdr>() + 4 {
+        return Err(io::Error::other("a short answer"));
+    }
+    let hdr = unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const NlMsgHdr) };
+    if hdr.kind != NLMSG_ERROR {
+        return Err(io::Error::other("no acknowledgment"));
+    }
+    let code = i32::from_ne_bytes(
+        buf[size_of::<NlMsgHdr>()..size_of::<NlMsgHdr>() + 4]
+            .try_into()
+            .expect("four bytes"),
+    );
+    match code {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(-e)),
+    }
+}
+
+/// Dumps the sockets of `family` and `proto` in `states` (a bit per state), calling
+/// `each` with each one's message and attributes.
+fn dump(
+    diag: &Diag,
+    family: u8,
+    proto: u8,
+    states: u32,
+    mut each: impl FnMut(&InetDiagMsg, &[u8]),
+) -> Result<()> {
     #[repr(C)]
     struct Request {
         hdr: NlMsgHdr,
@@ -128,6 +272,7 @@ fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>)
             ..Default::default()
         },
     };
+    let fd = diag.0;
     let sent = unsafe {
         libc::send(
             fd,
@@ -176,11 +321,7 @@ fn dump(fd: i32, family: u8, proto: u8, states: u32, out: &mut Vec<BoundSocket>)
                         let msg = unsafe {
                             std::ptr::read_unaligned(buf[body..].as_ptr() as *const InetDiagMsg)
                         };
-                        let attrs = &buf[body + size_of::<InetDiagMsg>()..off + len];
-                        let v6only = attr_u8(attrs, INET_DIAG_SKV6ONLY) == Some(1);
-                        if let Some(b) = socket(&msg, proto == libc::IPPROTO_UDP as u8, v6only) {
-                            out.push(b);
-                        }
+                        each(&msg, &buf[body + size_of::<InetDiagMsg>()..off + len]);
                     }
                 }
             }

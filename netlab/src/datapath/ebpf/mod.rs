@@ -326,7 +326,19 @@ impl Datapath for Ebpf {
     }
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        ports::unpublish(&state.name, ports)
+        let sockets = ports::unpublish(&state.name, ports)?;
+        // The lab host's connections through the withdrawn ports end too, as iptables'
+        // (whose conntrack entries `unpublish` deletes) do. The ports are withdrawn
+        // whatever happens to them: a kernel that cannot end sockets is said, not fatal.
+        let ended = crate::netlink::netns::run_in(&crate::topology::host_ns(state), || {
+            crate::netlink::sockdiag::destroy(&sockets)
+        });
+        if let Err(e) = ended {
+            eprintln!(
+                "netlab: the lab host's connections through the withdrawn ports could not be ended: {e}"
+            );
+        }
+        Ok(())
     }
 
     fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {

@@ -15,6 +15,7 @@ use crate::{
     datapath::PortCounters,
     error::{Error, Result},
     lab::Published,
+    netlink::sockdiag::Connected,
 };
 
 fn be(a: std::net::Ipv4Addr) -> u32 {
@@ -140,8 +141,9 @@ impl Table {
     }
 
     /// Forgets what the lab host's sockets asked for of a withdrawn port: their
-    /// entries that lead back to one of its host ports from its container's.
-    fn forget_back(&mut self, p: &Published) -> Result<()> {
+    /// entries that lead back to one of its host ports from its container's. Returns
+    /// those sockets, which are connected to the container still: they must be ended.
+    fn forget_back(&mut self, p: &Published) -> Result<Vec<Connected>> {
         let (addr, proto) = (be(p.ctr_ip), p.spec.proto.number());
         let stale: Vec<PubBackKey> = self
             .back
@@ -156,10 +158,17 @@ impl Table {
             })
             .map(|(k, _)| k)
             .collect();
+        let mut sockets = Vec::with_capacity(stale.len());
         for k in stale {
             let _ = self.back.remove(&k);
+            sockets.push(Connected {
+                udp: k.to.proto == netlab_common::proto::IPPROTO_UDP,
+                cookie: k.cookie,
+                to: std::net::Ipv4Addr::from(u32::from_be(k.to.addr)),
+                port: u16::from_be(k.to.port),
+            });
         }
-        Ok(())
+        Ok(sockets)
     }
 
     /// Whether `p`'s entry is in the port table, leading where it should.
@@ -265,15 +274,18 @@ pub fn absent(lab: &str, ports: &[Published]) -> Result<Vec<Published>> {
     Ok(gone)
 }
 
-/// Withdraws `ports` and ends their flows.
-pub fn unpublish(lab: &str, ports: &[Published]) -> Result<()> {
+/// Withdraws `ports` and ends their flows; returns the lab host's sockets that reached
+/// them (host-local publishing redirects a socket once, at connect: it stays connected
+/// to the container until it is ended).
+pub fn unpublish(lab: &str, ports: &[Published]) -> Result<Vec<Connected>> {
     let mut table = Table::open(lab)?;
+    let mut sockets = Vec::new();
     for p in ports {
         table.remove(p)?;
         table.end_flows(p.id)?;
-        table.forget_back(p)?;
+        sockets.extend(table.forget_back(p)?);
     }
-    Ok(())
+    Ok(sockets)
 }
 
 /// Counters of each mapping, summed over CPUs.
