@@ -214,6 +214,11 @@ fn localhost_only_port_is_not_reachable_from_outside(dp: &str) {
     assert_eq!(lab.curl("wan", "http://198.51.100.2:9090/"), "000");
     lab.ok(&["run", "client"]);
     assert_eq!(lab.curl("client", "http://198.51.100.2:9090/"), "000");
+    // Any loopback address is the host's own, as Docker takes it; on that one only.
+    lab.ok(&["publish", "web", "127.0.0.2:9091:8000"]);
+    assert_eq!(lab.curl("host", "http://127.0.0.2:9091/"), "200");
+    assert_eq!(lab.curl("host", "http://127.0.0.1:9091/"), "000");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:9091/"), "000");
 }
 
 fn port_range_is_one_mapping(dp: &str) {

@@ -1,10 +1,6 @@
 //! What may be published: host addresses of the lab, ports nobody else holds.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-    path::Path,
-};
+use std::{collections::HashMap, net::IpAddr, path::Path};
 
 use crate::{
     error::{Error, Result},
@@ -33,7 +29,8 @@ pub fn check_host_ip(
             if a.is_unspecified()
                 || a == state.uplink_addr
                 || a == state.bridge_addr
-                || a == Ipv4Addr::LOCALHOST
+                // All of 127.0.0.0/8 is the host's own, as Docker takes it.
+                || a.is_loopback()
             {
                 return Ok(());
             }
