@@ -312,6 +312,7 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
          open('{out}.tmp', 'w').write(first)\nos.rename('{out}.tmp', '{out}')\n\
          while not os.path.exists('{go}'): time.sleep(0.05)\n\
          def again(s):\n    try:\n        s.send(b'two')\n        return 'answered ' + s.recv(16).decode()\n\
+         \x20   except TimeoutError:\n        return 'timed out'\n\
          \x20   except OSError as e:\n        return 'ended'\n\
          open('{out}.tmp', 'w').write(again(t) + ', ' + again(u))\nos.rename('{out}.tmp', '{out}')\n"
     );
@@ -334,6 +335,58 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
         after, "ended, ended",
         "the withdrawn ports still carried the host's connections"
     );
+
+    // The same ports on two host addresses are two mappings: withdrawing one ends the
+    // connections through it, not those through the other.
+    lab.ok(&[
+        "publish",
+        "web",
+        "127.0.0.1:9002:9002",
+        "198.51.100.2:9002:9002",
+    ]);
+    let _echo2 = lab.spawn(
+        "web",
+        &[
+            "python3",
+            "-c",
+            "import socketserver\n\
+             class E(socketserver.BaseRequestHandler):\n    def handle(self):\n\
+             \x20       while True:\n            d = self.request.recv(64)\n\
+             \x20           if not d: break\n            self.request.sendall(d)\n\
+             socketserver.ThreadingTCPServer(('0.0.0.0', 9002), E).serve_forever()\n",
+        ],
+    );
+    assert!(netlab_tests::wait_for(Duration::from_secs(10), || lab
+        .exec_ok("web", &["ss", "-Htln"])
+        .contains(":9002 ")));
+    let client = format!(
+        "import socket, os, time\n\
+         a = socket.create_connection(('127.0.0.1', 9002), timeout=3)\n\
+         b = socket.create_connection(('198.51.100.2', 9002), timeout=3)\n\
+         a.sendall(b'one')\nb.sendall(b'one')\n\
+         first = a.recv(16).decode() + ' ' + b.recv(16).decode()\n\
+         open('{out}.tmp', 'w').write(first)\nos.rename('{out}.tmp', '{out}')\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n\
+         def again(s):\n    try:\n        s.send(b'two')\n        return 'answered ' + s.recv(16).decode()\n\
+         \x20   except TimeoutError:\n        return 'timed out'\n\
+         \x20   except OSError as e:\n        return 'ended'\n\
+         open('{out}.tmp', 'w').write(again(a) + ', ' + again(b))\nos.rename('{out}.tmp', '{out}')\n"
+    );
+    let _client = lab.spawn("host", &["python3", "-c", &client]);
+    assert!(
+        netlab_tests::wait_for(Duration::from_secs(10), || read() == "one one"),
+        "the host's clients got {:?}",
+        read()
+    );
+    std::fs::remove_file(&out).unwrap();
+    lab.ok(&["unpublish", "web", "127.0.0.1:9002:9002"]);
+    std::fs::write(&go, "").unwrap();
+    let ended = netlab_tests::wait_for(Duration::from_secs(10), || !read().is_empty());
+    let _ = std::fs::remove_file(&go);
+    let after = read();
+    let _ = std::fs::remove_file(&out);
+    assert!(ended, "the host's clients never answered");
+    assert_eq!(after, "ended, answered two");
 }
 
 fn a_thousand_ports(dp: &str) {

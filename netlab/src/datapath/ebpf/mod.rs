@@ -326,7 +326,8 @@ impl Datapath for Ebpf {
     }
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
-        let sockets = ports::unpublish(&state.name, ports)?;
+        let mut sockets = Vec::new();
+        let withdrawn = ports::unpublish(&state.name, ports, &mut sockets);
         // The lab host's connections through the withdrawn ports end too, as iptables'
         // (whose conntrack entries `unpublish` deletes) do. The ports are withdrawn
         // whatever happens to them: a kernel that cannot end sockets is said, not fatal.
@@ -338,7 +339,7 @@ impl Datapath for Ebpf {
                 "netlab: the lab host's connections through the withdrawn ports could not be ended: {e}"
             );
         }
-        Ok(())
+        withdrawn
     }
 
     fn host_cgroup(&self, state: &LabState) -> Result<Option<PathBuf>> {

@@ -145,6 +145,10 @@ impl Table {
     /// those sockets, which are connected to the container still: they must be ended.
     fn forget_back(&mut self, p: &Published) -> Result<Vec<Connected>> {
         let (addr, proto) = (be(p.ctr_ip), p.spec.proto.number());
+        // A port on one host address is that address's only: another mapping of the
+        // same ports on another address is not this one (one on every address has its
+        // host ports to itself).
+        let host = host_addr(p);
         let stale: Vec<PubBackKey> = self
             .back
             .iter()
@@ -153,6 +157,7 @@ impl Table {
                 let hp = u16::from_be(v.port);
                 k.to.addr == addr
                     && k.to.proto == proto
+                    && (host == 0 || v.addr == host)
                     && (p.spec.host_port..=p.spec.host_end).contains(&hp)
                     && k.to.port == p.spec.ctr_port_for(hp).to_be()
             })
@@ -274,18 +279,18 @@ pub fn absent(lab: &str, ports: &[Published]) -> Result<Vec<Published>> {
     Ok(gone)
 }
 
-/// Withdraws `ports` and ends their flows; returns the lab host's sockets that reached
-/// them (host-local publishing redirects a socket once, at connect: it stays connected
-/// to the container until it is ended).
-pub fn unpublish(lab: &str, ports: &[Published]) -> Result<Vec<Connected>> {
+/// Withdraws `ports` and ends their flows; adds to `sockets` the lab host's sockets
+/// that reached them (host-local publishing redirects a socket once, at connect: it
+/// stays connected to the container until it is ended), those of the ports withdrawn
+/// before an error too.
+pub fn unpublish(lab: &str, ports: &[Published], sockets: &mut Vec<Connected>) -> Result<()> {
     let mut table = Table::open(lab)?;
-    let mut sockets = Vec::new();
     for p in ports {
         table.remove(p)?;
         table.end_flows(p.id)?;
         sockets.extend(table.forget_back(p)?);
     }
-    Ok(sockets)
+    Ok(())
 }
 
 /// Counters of each mapping, summed over CPUs.
