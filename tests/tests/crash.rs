@@ -45,17 +45,31 @@ impl Moments {
 /// Runs `netlab --lab L ARGS` and kills it (SIGKILL) after `after`, or lets it finish
 /// if it does sooner.
 fn killed(lab: &Lab, args: &[String], after: Duration) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    signalled(&lab.name, &args, after, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Starts `netlab --lab NAME ARGS`, sends it `signal` after `after` (unless it ended
+/// sooner), and returns its exit code (none when the signal ended it).
+fn signalled(
+    name: &str,
+    args: &[&str],
+    after: Duration,
+    signal: nix::sys::signal::Signal,
+) -> Option<i32> {
     let mut child = Command::new(netlab_bin())
         .arg("--lab")
-        .arg(&lab.name)
+        .arg(name)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("run netlab");
     std::thread::sleep(after);
-    let _ = child.kill();
-    let _ = child.wait();
+    if child.try_wait().unwrap().is_none() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+    }
+    child.wait().unwrap().code()
 }
 
 /// How many published host ports the lab's datapath holds in the kernel.
@@ -215,21 +229,7 @@ fn remains(name: &str) -> Vec<String> {
 /// Starts `netlab ARGS` on lab `name` and sends it SIGINT (Ctrl-C) after `after`;
 /// returns its exit code.
 fn interrupted(name: &str, args: &[&str], after: Duration) -> Option<i32> {
-    let child = Command::new(netlab_bin())
-        .arg("--lab")
-        .arg(name)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run netlab");
-    std::thread::sleep(after);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    child.wait_with_output().unwrap().status.code()
+    signalled(name, args, after, nix::sys::signal::Signal::SIGINT)
 }
 
 /// Ctrl-C never stops `up` or `down` half-way: an interrupted `up` makes the lab, then

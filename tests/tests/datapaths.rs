@@ -527,20 +527,7 @@ fn a_lab_beside_a_sandbox_lab_of_the_other_framework(outer_dp: &str, inner_dp: &
     in_host(&["run", "c"]);
     let server = web_server(&outer, "wan", INTERNET, 80);
     assert_eq!(
-        in_host(&[
-            "exec",
-            "c",
-            "--",
-            "curl",
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://203.0.113.1/"
-        ]),
+        inner.curl("c", "http://203.0.113.1/"),
         "200",
         "{inner_dp} beside {outer_dp}: out"
     );

@@ -288,49 +288,30 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
 
     // A connection of the lab host's through a port (TCP, and a connected UDP socket)
     // ends with the port too, as iptables' does.
-    lab.ok(&["publish", "web", "5353:5353/udp", "9001:9001"]);
     let _echo = lab.spawn(
         "web",
         &[
             "python3",
             "-c",
-            "import socket\ns = socket.create_server(('0.0.0.0', 9001))\nc, _ = s.accept()\n\
-             while True:\n    d = c.recv(64)\n    if not d: break\n    c.sendall(d)\n",
+            "import socketserver\n\
+             class E(socketserver.BaseRequestHandler):\n    def handle(self):\n\
+             \x20       while True:\n            d = self.request.recv(64)\n\
+             \x20           if not d: break\n            self.request.sendall(d)\n\
+             socketserver.ThreadingTCPServer(('0.0.0.0', 9001), E).serve_forever()\n",
         ],
     );
     assert!(netlab_tests::wait_for(Duration::from_secs(10), || lab
         .exec_ok("web", &["ss", "-Htln"])
         .contains(":9001 ")));
-    let out = format!("/tmp/{}-clients", lab.name);
-    let go = format!("/tmp/{}-go", lab.name);
-    let client = format!(
-        "import socket, os, time\n\
-         t = socket.create_connection(('127.0.0.1', 9001), timeout=3)\n\
+    lab.ok(&["publish", "web", "5353:5353/udp", "9001:9001"]);
+    let (first, after) = host_clients_across_unpublish(
+        &lab,
+        "t = socket.create_connection(('127.0.0.1', 9001), timeout=3)\n\
          u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu.settimeout(3)\n\
-         u.connect(('127.0.0.1', 5353))\nt.sendall(b'one')\nu.send(b'one')\n\
-         first = t.recv(16).decode() + ' ' + u.recv(16).decode()\n\
-         open('{out}.tmp', 'w').write(first)\nos.rename('{out}.tmp', '{out}')\n\
-         while not os.path.exists('{go}'): time.sleep(0.05)\n\
-         def again(s):\n    try:\n        s.send(b'two')\n        return 'answered ' + s.recv(16).decode()\n\
-         \x20   except TimeoutError:\n        return 'timed out'\n\
-         \x20   except OSError as e:\n        return 'ended'\n\
-         open('{out}.tmp', 'w').write(again(t) + ', ' + again(u))\nos.rename('{out}.tmp', '{out}')\n"
+         u.connect(('127.0.0.1', 5353))\nsocks = [t, u]\n",
+        &["5353:5353/udp", "9001:9001"],
     );
-    let _client = lab.spawn("host", &["python3", "-c", &client]);
-    let read = || std::fs::read_to_string(&out).unwrap_or_default();
-    assert!(
-        netlab_tests::wait_for(Duration::from_secs(10), || read() == "one pong"),
-        "the host's client got {:?}",
-        read()
-    );
-    std::fs::remove_file(&out).unwrap();
-    lab.ok(&["unpublish", "web", "5353:5353/udp", "9001:9001"]);
-    std::fs::write(&go, "").unwrap();
-    let ended = netlab_tests::wait_for(Duration::from_secs(10), || !read().is_empty());
-    let _ = std::fs::remove_file(&go);
-    let after = read();
-    let _ = std::fs::remove_file(&out);
-    assert!(ended, "the host's client never answered");
+    assert_eq!(first, "one pong");
     assert_eq!(
         after, "ended, ended",
         "the withdrawn ports still carried the host's connections"
@@ -341,52 +322,53 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
     lab.ok(&[
         "publish",
         "web",
-        "127.0.0.1:9002:9002",
-        "198.51.100.2:9002:9002",
+        "127.0.0.1:9002:9001",
+        "198.51.100.2:9002:9001",
     ]);
-    let _echo2 = lab.spawn(
-        "web",
-        &[
-            "python3",
-            "-c",
-            "import socketserver\n\
-             class E(socketserver.BaseRequestHandler):\n    def handle(self):\n\
-             \x20       while True:\n            d = self.request.recv(64)\n\
-             \x20           if not d: break\n            self.request.sendall(d)\n\
-             socketserver.ThreadingTCPServer(('0.0.0.0', 9002), E).serve_forever()\n",
-        ],
+    let (first, after) = host_clients_across_unpublish(
+        &lab,
+        "socks = [socket.create_connection((a, 9002), timeout=3)\n\
+         \x20        for a in ('127.0.0.1', '198.51.100.2')]\n",
+        &["127.0.0.1:9002:9001"],
     );
-    assert!(netlab_tests::wait_for(Duration::from_secs(10), || lab
-        .exec_ok("web", &["ss", "-Htln"])
-        .contains(":9002 ")));
+    assert_eq!(first, "one one");
+    assert_eq!(after, "ended, answered two");
+}
+
+/// Clients in the lab host: `setup` (Python) opens `socks`, each says "one" and reads
+/// the answer (what came back, the first string returned); `unpublish` withdraws
+/// `specs`; then each says "two": the second string is, for each, `answered ...`,
+/// `ended` (its socket ended: reset, aborted, refused) or `timed out`.
+fn host_clients_across_unpublish(lab: &Lab, setup: &str, specs: &[&str]) -> (String, String) {
+    let out = format!("/tmp/{}-clients", lab.name);
+    let go = format!("/tmp/{}-go", lab.name);
     let client = format!(
-        "import socket, os, time\n\
-         a = socket.create_connection(('127.0.0.1', 9002), timeout=3)\n\
-         b = socket.create_connection(('198.51.100.2', 9002), timeout=3)\n\
-         a.sendall(b'one')\nb.sendall(b'one')\n\
-         first = a.recv(16).decode() + ' ' + b.recv(16).decode()\n\
-         open('{out}.tmp', 'w').write(first)\nos.rename('{out}.tmp', '{out}')\n\
+        "import socket, os, time\n{setup}\
+         def write(text):\n    open('{out}.tmp', 'w').write(text)\n    os.rename('{out}.tmp', '{out}')\n\
+         for s in socks: s.send(b'one')\n\
+         write(' '.join(s.recv(16).decode() for s in socks))\n\
          while not os.path.exists('{go}'): time.sleep(0.05)\n\
          def again(s):\n    try:\n        s.send(b'two')\n        return 'answered ' + s.recv(16).decode()\n\
          \x20   except TimeoutError:\n        return 'timed out'\n\
-         \x20   except OSError as e:\n        return 'ended'\n\
-         open('{out}.tmp', 'w').write(again(a) + ', ' + again(b))\nos.rename('{out}.tmp', '{out}')\n"
+         \x20   except OSError:\n        return 'ended'\n\
+         write(', '.join(again(s) for s in socks))\n"
     );
     let _client = lab.spawn("host", &["python3", "-c", &client]);
-    assert!(
-        netlab_tests::wait_for(Duration::from_secs(10), || read() == "one one"),
-        "the host's clients got {:?}",
-        read()
-    );
-    std::fs::remove_file(&out).unwrap();
-    lab.ok(&["unpublish", "web", "127.0.0.1:9002:9002"]);
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let answered = netlab_tests::wait_for(Duration::from_secs(10), || !read().is_empty());
+    let first = read();
+    let _ = std::fs::remove_file(&out);
+    assert!(answered, "the host's clients never answered");
+    let mut unpublish = vec!["unpublish", "web"];
+    unpublish.extend_from_slice(specs);
+    lab.ok(&unpublish);
     std::fs::write(&go, "").unwrap();
     let ended = netlab_tests::wait_for(Duration::from_secs(10), || !read().is_empty());
     let _ = std::fs::remove_file(&go);
     let after = read();
     let _ = std::fs::remove_file(&out);
-    assert!(ended, "the host's clients never answered");
-    assert_eq!(after, "ended, answered two");
+    assert!(ended, "the host's clients never said what became of them");
+    (first, after)
 }
 
 fn a_thousand_ports(dp: &str) {

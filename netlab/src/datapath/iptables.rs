@@ -565,12 +565,7 @@ fn unclaimed(
             *copies.entry(line.to_string()).or_default() += 1;
         }
     }
-    let others: Vec<Published> = state
-        .ports
-        .iter()
-        .filter(|p| !ports.contains(p))
-        .cloned()
-        .collect();
+    let others = state.other_ports(ports);
     let theirs = port_rules(state, &others, family);
     for r in theirs.nat.iter().chain(&theirs.filter) {
         if let Some(n) = copies.get_mut(&format!("-A {PORTS} {r}")) {

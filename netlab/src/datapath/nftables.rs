@@ -431,12 +431,7 @@ impl Datapath for Nftables {
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
-        let others: Vec<Published> = state
-            .ports
-            .iter()
-            .filter(|p| !ports.contains(p))
-            .cloned()
-            .collect();
+        let others = state.other_ports(ports);
         // Each element is added, then deleted, in the one transaction (of both
         // families): adding one that is there changes nothing, and one already gone
         // (someone's `nft delete element`, a firewall reload) does not fail the

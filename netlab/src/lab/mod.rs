@@ -331,6 +331,16 @@ impl LabState {
     pub fn ports_of<'a>(&'a self, container: &'a str) -> impl Iterator<Item = &'a Published> {
         self.ports.iter().filter(move |p| p.container == container)
     }
+
+    /// The published ports other than `ports`: what a withdrawal of `ports` must leave
+    /// as it is.
+    pub fn other_ports(&self, ports: &[Published]) -> Vec<Published> {
+        self.ports
+            .iter()
+            .filter(|p| !ports.contains(p))
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,39 @@ impl Diag {
     }
 }
 
+impl Diag {
+    /// Sends one request of `kind` (with `flags` beside `NLM_F_REQUEST`).
+    fn send(&self, kind: u16, flags: libc::c_int, req: InetDiagReqV2) -> io::Result<()> {
+        #[repr(C)]
+        struct Request {
+            hdr: NlMsgHdr,
+            req: InetDiagReqV2,
+        }
+        let request = Request {
+            hdr: NlMsgHdr {
+                len: size_of::<Request>() as u32,
+                kind,
+                flags: (libc::NLM_F_REQUEST | flags) as u16,
+                seq: 1,
+                pid: 0,
+            },
+            req,
+        };
+        let sent = unsafe {
+            libc::send(
+                self.0,
+                &request as *const Request as *const libc::c_void,
+                size_of::<Request>(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Diag {
     fn drop(&mut self) {
         unsafe { libc::close(self.0) };
@@ -187,38 +220,17 @@ pub fn destroy(which: &[Connected]) -> Result<usize> {
 
 /// One `SOCK_DESTROY` request, and the kernel's answer.
 fn destroy_one(diag: &Diag, proto: u8, id: InetDiagSockId) -> io::Result<()> {
-    #[repr(C)]
-    struct Request {
-        hdr: NlMsgHdr,
-        req: InetDiagReqV2,
-    }
-    let request = Request {
-        hdr: NlMsgHdr {
-            len: size_of::<Request>() as u32,
-            kind: SOCK_DESTROY,
-            flags: (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
-            seq: 2,
-            pid: 0,
-        },
-        req: InetDiagReqV2 {
+    diag.send(
+        SOCK_DESTROY,
+        libc::NLM_F_ACK,
+        InetDiagReqV2 {
             family: libc::AF_INET as u8,
             protocol: proto,
             states: u32::MAX,
             id,
             ..Default::default()
         },
-    };
-    let sent = unsafe {
-        libc::send(
-            diag.0,
-            &request as *const Request as *const libc::c_void,
-            size_of::<Request>(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    )?;
     let mut buf = [0u8; 512];
     let n = unsafe { libc::recv(diag.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
     if n < 0 {
@@ -252,42 +264,18 @@ fn dump(
     states: u32,
     mut each: impl FnMut(&InetDiagMsg, &[u8]),
 ) -> Result<()> {
-    #[repr(C)]
-    struct Request {
-        hdr: NlMsgHdr,
-        req: InetDiagReqV2,
-    }
-    let request = Request {
-        hdr: NlMsgHdr {
-            len: size_of::<Request>() as u32,
-            kind: SOCK_DIAG_BY_FAMILY,
-            flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-            seq: 1,
-            pid: 0,
-        },
-        req: InetDiagReqV2 {
+    diag.send(
+        SOCK_DIAG_BY_FAMILY,
+        libc::NLM_F_DUMP,
+        InetDiagReqV2 {
             family,
             protocol: proto,
             states,
             ..Default::default()
         },
-    };
+    )
+    .map_err(|e| Error::io("send", "NETLINK_SOCK_DIAG", e))?;
     let fd = diag.0;
-    let sent = unsafe {
-        libc::send(
-            fd,
-            &request as *const Request as *const libc::c_void,
-            size_of::<Request>(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(Error::io(
-            "send",
-            "NETLINK_SOCK_DIAG",
-            io::Error::last_os_error(),
-        ));
-    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
