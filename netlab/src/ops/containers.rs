@@ -261,14 +261,7 @@ fn publish_with(s: &mut Session, c: &Container, specs: &[PortSpec]) -> Result<()
 /// record (a publish cut short), then the container, if the state lists it, with the
 /// ports it records.
 pub fn undo_run(s: &mut Session, name: &str, ports: &[Published]) -> Result<()> {
-    let unrecorded: Vec<Published> = ports
-        .iter()
-        .filter(|p| !s.state.ports.contains(p))
-        .cloned()
-        .collect();
-    if !unrecorded.is_empty() {
-        s.datapath().withdraw_leftovers(&s.state, &unrecorded)?;
-    }
+    publish::withdraw_unrecorded(s, ports)?;
     if s.state.container(name).is_some() {
         detach(s, name)?;
     }

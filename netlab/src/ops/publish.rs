@@ -127,6 +127,20 @@ pub fn unpublish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result
     Ok(gone)
 }
 
+/// Takes back whatever of `ports` the kernel holds but the state does not record: a
+/// publish cut short (by a crash, or by an error after some of it went in).
+pub fn withdraw_unrecorded(s: &Session, ports: &[Published]) -> Result<()> {
+    let unrecorded: Vec<Published> = ports
+        .iter()
+        .filter(|p| !s.state.ports.contains(p))
+        .cloned()
+        .collect();
+    if unrecorded.is_empty() {
+        return Ok(());
+    }
+    s.datapath().withdraw_leftovers(&s.state, &unrecorded)
+}
+
 /// Withdraws mappings and forgets them, under the journal entry of the operation it is
 /// part of (`unpublish`'s, or `rm`'s, which carries the whole removal through).
 pub fn withdraw(s: &mut Session, gone: &[Published]) -> Result<()> {

@@ -3,7 +3,7 @@
 //! is idempotent: a crash during recovery is recovered the same way by the command
 //! after.
 
-use super::{Session, containers, journal::Entry};
+use super::{Session, containers, journal::Entry, publish};
 use crate::{
     error::{Errors, Result},
     lab::{Container, Published},
@@ -17,15 +17,7 @@ pub fn recover(s: &mut Session) -> Result<()> {
         return Ok(());
     };
     match entry {
-        Entry::Publish { ports } => {
-            let unrecorded: Vec<Published> = ports
-                .into_iter()
-                .filter(|p| !s.state.ports.contains(p))
-                .collect();
-            if !unrecorded.is_empty() {
-                s.datapath().withdraw_leftovers(&s.state, &unrecorded)?;
-            }
-        }
+        Entry::Publish { ports } => publish::withdraw_unrecorded(s, &ports)?,
         Entry::Unpublish { ports } => {
             let recorded: Vec<Published> = ports
                 .into_iter()
