@@ -136,14 +136,7 @@ impl Tally {
     /// Adds the counts of `other`, a tally of other flows.
     pub fn merge(&mut self, other: Tally) {
         for (table, state, proto, flows) in other.kinds {
-            match self
-                .kinds
-                .iter_mut()
-                .find(|k| same(k.0, table) && same(k.1, state) && same(k.2, proto))
-            {
-                Some(k) => k.3 += flows,
-                None => self.kinds.push((table, state, proto, flows)),
-            }
+            self.count(table, state, proto, flows);
         }
         for (mine, theirs) in self.half_open.iter_mut().zip(other.half_open) {
             *mine += theirs;
@@ -154,6 +147,18 @@ impl Tally {
             }
         }
         self.pending_present += other.pending_present;
+    }
+
+    /// Adds `flows` to a kind's count.
+    fn count(&mut self, table: &'static str, state: &'static str, proto: &'static str, flows: u64) {
+        match self
+            .kinds
+            .iter_mut()
+            .find(|k| same(k.0, table) && same(k.1, state) && same(k.2, proto))
+        {
+            Some(k) => k.3 += flows,
+            None => self.kinds.push((table, state, proto, flows)),
+        }
     }
 
     /// Counts a whole flow of the LRU table, alive or dead.
@@ -172,14 +177,7 @@ impl Tally {
         masqueraded: bool,
         translated_sport: u16,
     ) {
-        match self
-            .kinds
-            .iter_mut()
-            .find(|k| same(k.0, table) && same(k.1, state) && same(k.2, proto))
-        {
-            Some(k) => k.3 += 1,
-            None => self.kinds.push((table, state, proto, 1)),
-        }
+        self.count(table, state, proto, 1);
         if proto == "tcp" && matches!(state, "SYN_SENT" | "SYN_RECV") {
             let bucket = HALF_OPEN_AGES
                 .iter()
