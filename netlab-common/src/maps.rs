@@ -104,3 +104,6 @@ pub const PROG_CONNECT4: &str = "host_connect4";
 pub const PROG_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_RECVMSG4: &str = "host_recvmsg4";
 pub const PROG_GETPEERNAME4: &str = "host_getpeername4";
+pub const PROG_CONNECT6: &str = "host_connect6";
+pub const PROG_RECVMSG6: &str = "host_recvmsg6";
+pub const PROG_GETPEERNAME6: &str = "host_getpeername6";

@@ -108,6 +108,30 @@ pub fn host_getpeername4(ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// cgroup connect6 in the lab host: an IPv6 socket's connect to an IPv4-mapped
+/// published address goes to the container.
+#[cgroup_sock_addr(connect6)]
+pub fn host_connect6(ctx: SockAddrContext) -> i32 {
+    sock::redirect_mapped(&ctx);
+    1
+}
+
+/// cgroup recvmsg6 in the lab host: an IPv6 socket's UDP replies over IPv4 show the
+/// published address.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn host_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::restore_mapped(&ctx);
+    1
+}
+
+/// cgroup getpeername6 in the lab host: an IPv6 socket's IPv4 peer is the published
+/// address.
+#[cgroup_sock_addr(getpeername6)]
+pub fn host_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::restore_mapped(&ctx);
+    1
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

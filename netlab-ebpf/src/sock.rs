@@ -42,17 +42,51 @@ pub fn redirect(ctx: &SockAddrContext) {
     if !in_lab(ctx) {
         return;
     }
-    let cfg = maps::config();
     let sa = unsafe { &mut *ctx.sock_addr };
-    let (addr, port, proto) = (sa.user_ip4, sa.user_port as u16, sa.protocol as u8);
-    if !loopback(addr) && !maps::is_host(cfg, addr) {
+    if let Some((addr, port)) = published(ctx, sa.user_ip4, sa.user_port as u16, sa.protocol as u8)
+    {
+        sa.user_ip4 = addr;
+        sa.user_port = port as u32;
+    }
+}
+
+/// connect6 of an IPv6 socket to an IPv4-mapped address (`::ffff:198.51.100.2`, what a
+/// dual-stack socket uses for IPv4): its connection is IPv4, and goes to the container
+/// as an IPv4 socket's does. Its unconnected UDP sends meet `sendmsg4` already (the
+/// kernel hands them to IPv4's sendmsg); its connect meets only this hook.
+#[inline(always)]
+pub fn redirect_mapped(ctx: &SockAddrContext) {
+    if !in_lab(ctx) {
         return;
     }
-    let Some(target) = publish::lookup(addr, proto, port) else {
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let Some(v4) = mapped(&sa.user_ip6) else {
         return;
     };
-    sa.user_ip4 = target.addr;
-    sa.user_port = target.port as u32;
+    if let Some((addr, port)) = published(ctx, v4, sa.user_port as u16, sa.protocol as u8) {
+        sa.user_ip6[3] = addr;
+        sa.user_port = port as u32;
+    }
+}
+
+/// The IPv4 address (network byte order) of an IPv4-mapped IPv6 one, `::ffff:a.b.c.d`,
+/// as it sits in `user_ip6`.
+#[inline(always)]
+fn mapped(ip6: &[u32; 4]) -> Option<u32> {
+    (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]))
+        .then_some(ip6[3])
+}
+
+/// Where a socket of the lab host sending to `addr`:`port` (network order) goes
+/// instead, if that is a published port on a host address; recorded in the reverse map
+/// for the socket, and counted.
+#[inline(always)]
+fn published(ctx: &SockAddrContext, addr: u32, port: u16, proto: u8) -> Option<(u32, u16)> {
+    let cfg = maps::config();
+    if !loopback(addr) && !maps::is_host(cfg, addr) {
+        return None;
+    }
+    let target = publish::lookup(addr, proto, port)?;
     let key = PubBackKey {
         cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
         to: PubBack {
@@ -75,6 +109,7 @@ pub fn redirect(ctx: &SockAddrContext) {
     if let Some(st) = Stats::get() {
         st.count(counter::HOST_LOCAL_REDIRECTS);
     }
+    Some((target.addr, target.port))
 }
 
 /// getpeername4 and recvmsg4: show the published address instead of the container's.
@@ -84,17 +119,41 @@ pub fn restore(ctx: &SockAddrContext) {
         return;
     }
     let sa = unsafe { &mut *ctx.sock_addr };
+    if let Some((addr, port)) = asked(ctx, sa.user_ip4, sa.user_port as u16, sa.protocol as u8) {
+        sa.user_ip4 = addr;
+        sa.user_port = port as u32;
+    }
+}
+
+/// getpeername6 and recvmsg6 of an IPv6 socket whose peer is an IPv4-mapped address:
+/// as [`restore`].
+#[inline(always)]
+pub fn restore_mapped(ctx: &SockAddrContext) {
+    if !in_lab(ctx) {
+        return;
+    }
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let Some(v4) = mapped(&sa.user_ip6) else {
+        return;
+    };
+    if let Some((addr, port)) = asked(ctx, v4, sa.user_port as u16, sa.protocol as u8) {
+        sa.user_ip6[3] = addr;
+        sa.user_port = port as u32;
+    }
+}
+
+/// The published address and port the socket asked for when it was sent to the
+/// container's `addr`:`port`, if it was.
+#[inline(always)]
+fn asked(ctx: &SockAddrContext, addr: u32, port: u16, proto: u8) -> Option<(u32, u16)> {
     let key = PubBackKey {
         cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
         to: PubBack {
-            addr: sa.user_ip4,
-            port: sa.user_port as u16,
-            proto: sa.protocol as u8,
+            addr,
+            port,
+            proto,
             _pad: 0,
         },
     };
-    if let Some(orig) = maps::back_get(&key) {
-        sa.user_ip4 = orig.addr;
-        sa.user_port = orig.port as u32;
-    }
+    maps::back_get(&key).map(|orig| (orig.addr, orig.port))
 }

@@ -114,14 +114,29 @@ fn host_sockets_see_the_address_each_used(dp: &str) {
         u = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]\n\
         to = [('127.0.0.1', 5353), ('198.51.100.2', 5353), ('172.18.0.2', 5353)]\n\
         for s, t in zip(u, to):\n    s.settimeout(5)\n    s.sendto(b'ping', t)\n\
-        print(*[a for s in u for a in s.recvfrom(16)[1]])\n";
+        print(*[a for s in u for a in s.recvfrom(16)[1]])\n\
+        m = [socket.socket(socket.AF_INET6) for _ in range(2)]\n\
+        for s, t in zip(m, ['::ffff:127.0.0.1', '::ffff:198.51.100.2']):\n\
+        \x20   s.settimeout(5)\n    s.connect((t, 8080))\n\
+        print(*[a for s in m for a in s.getpeername()[:2]])\n\
+        v = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(2)]\n\
+        for s, t in zip(v, ['::ffff:127.0.0.1', '::ffff:198.51.100.2']):\n\
+        \x20   s.settimeout(5)\n    s.sendto(b'ping', (t, 5353))\n\
+        print(*[a for s in v for a in s.recvfrom(16)[1][:2]])\n\
+        w = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\nw.settimeout(5)\n\
+        w.connect(('::ffff:127.0.0.1', 5353))\nw.send(b'ping')\n\
+        print(w.recv(16).decode(), *w.getpeername()[:2])\n";
     let out = lab.exec_ok("host", &["python3", "-c", script]);
     let lines: Vec<&str> = out.lines().collect();
+    // The same from IPv6 sockets by IPv4-mapped addresses (a dual-stack socket's IPv4).
     assert_eq!(
         lines,
         [
             "127.0.0.1 8080 198.51.100.2 8080 172.18.0.2 8000",
             "127.0.0.1 5353 198.51.100.2 5353 172.18.0.2 5353",
+            "::ffff:127.0.0.1 8080 ::ffff:198.51.100.2 8080",
+            "::ffff:127.0.0.1 5353 ::ffff:198.51.100.2 5353",
+            "pong ::ffff:127.0.0.1 5353",
         ],
         "{dp}"
     );
@@ -131,7 +146,7 @@ fn host_sockets_see_the_address_each_used(dp: &str) {
             .iter()
             .map(|p| p["connections"].as_u64().unwrap())
             .collect();
-        assert_eq!(conns, [2, 2], "{dp}: connections through 8080 and 5353");
+        assert_eq!(conns, [4, 5], "{dp}: connections through 8080 and 5353");
     }
 }
 
@@ -308,12 +323,14 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
         &lab,
         "t = socket.create_connection(('127.0.0.1', 9001), timeout=3)\n\
          u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu.settimeout(3)\n\
-         u.connect(('127.0.0.1', 5353))\nsocks = [t, u]\n",
+         u.connect(('127.0.0.1', 5353))\n\
+         m = socket.socket(socket.AF_INET6)\nm.settimeout(3)\n\
+         m.connect(('::ffff:127.0.0.1', 9001))\nsocks = [t, u, m]\n",
         &["5353:5353/udp", "9001:9001"],
     );
-    assert_eq!(first, "one pong");
+    assert_eq!(first, "one pong one");
     assert_eq!(
-        after, "ended, ended",
+        after, "ended, ended, ended",
         "the withdrawn ports still carried the host's connections"
     );
 

@@ -158,7 +158,8 @@ pub fn bound() -> Result<Vec<BoundSocket>> {
     Ok(all)
 }
 
-/// An IPv4 socket to end: its cookie, and the address and port it is connected to.
+/// A socket to end: its cookie, and the IPv4 address and port it is connected to (an
+/// IPv6 socket's by its IPv4-mapped address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connected {
     pub udp: bool,
@@ -178,31 +179,30 @@ pub fn destroy(which: &[Connected]) -> Result<usize> {
     }
     let diag = Diag::open()?;
     let mut found = Vec::new();
-    for (udp, proto) in [(false, libc::IPPROTO_TCP), (true, libc::IPPROTO_UDP)] {
-        if !which.iter().any(|c| c.udp == udp) {
-            continue;
-        }
-        dump(
-            &diag,
-            libc::AF_INET as u8,
-            proto as u8,
-            u32::MAX,
-            |msg, _| {
+    // An IPv6 socket connected to an IPv4-mapped address is dumped with IPv6's.
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        for (udp, proto) in [(false, libc::IPPROTO_TCP), (true, libc::IPPROTO_UDP)] {
+            if !which.iter().any(|c| c.udp == udp) {
+                continue;
+            }
+            dump(&diag, family, proto as u8, u32::MAX, |msg, _| {
                 let cookie = u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32);
-                let to = Ipv4Addr::from(msg.id.dst[0].to_ne_bytes());
+                let Some(to) = ipv4_peer(family, &msg.id.dst) else {
+                    return;
+                };
                 let port = u16::from_be_bytes(msg.id.dport);
                 if which
                     .iter()
                     .any(|c| c.udp == udp && c.cookie == cookie && c.to == to && c.port == port)
                 {
-                    found.push((proto as u8, msg.id));
+                    found.push((family, proto as u8, msg.id));
                 }
-            },
-        )?;
+            })?;
+        }
     }
     let mut ended = 0;
-    for (proto, id) in found {
-        match destroy_one(&diag, proto, id) {
+    for (family, proto, id) in found {
+        match destroy_one(&diag, family, proto, id) {
             Ok(()) => ended += 1,
             // Gone meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -218,13 +218,26 @@ pub fn destroy(which: &[Connected]) -> Result<usize> {
     Ok(ended)
 }
 
+/// The IPv4 address a socket of `family` is connected to: an IPv4 socket's, or an
+/// IPv6 socket's IPv4-mapped one (`::ffff:a.b.c.d`).
+fn ipv4_peer(family: u8, dst: &[u32; 4]) -> Option<Ipv4Addr> {
+    if family == libc::AF_INET as u8 {
+        return Some(Ipv4Addr::from(dst[0].to_ne_bytes()));
+    }
+    let mut bytes = [0u8; 16];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(dst) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    Ipv6Addr::from(bytes).to_ipv4_mapped()
+}
+
 /// One `SOCK_DESTROY` request, and the kernel's answer.
-fn destroy_one(diag: &Diag, proto: u8, id: InetDiagSockId) -> io::Result<()> {
+fn destroy_one(diag: &Diag, family: u8, proto: u8, id: InetDiagSockId) -> io::Result<()> {
     diag.send(
         SOCK_DESTROY,
         libc::NLM_F_ACK,
         InetDiagReqV2 {
-            family: libc::AF_INET as u8,
+            family,
             protocol: proto,
             states: u32::MAX,
             id,

@@ -1,5 +1,6 @@
 //! The host-local publishing hooks: cgroup sock_addr programs (connect4, sendmsg4,
-//! recvmsg4, getpeername4), scoped to the lab host's namespace by its netns cookie.
+//! recvmsg4, getpeername4, and connect6, recvmsg6, getpeername6 for IPv4-mapped
+//! addresses), scoped to the lab host's namespace by its netns cookie.
 //!
 //! A lab with a namespace of its own (a sandbox, or a runtime's named namespace)
 //! attaches them to a cgroup of its own, `netlab-<lab>` under the cgroup v2 root
@@ -27,11 +28,16 @@ fn root() -> Result<PathBuf> {
     })
 }
 
-pub const PROGRAMS: [&str; 4] = [
+/// IPv4 sockets' hooks, and IPv6 sockets' for IPv4-mapped addresses (a dual-stack
+/// socket's IPv4 connections; their unconnected UDP sends meet `sendmsg4`).
+pub const PROGRAMS: [&str; 7] = [
     names::PROG_CONNECT4,
     names::PROG_SENDMSG4,
     names::PROG_RECVMSG4,
     names::PROG_GETPEERNAME4,
+    names::PROG_CONNECT6,
+    names::PROG_RECVMSG6,
+    names::PROG_GETPEERNAME6,
 ];
 
 /// Whether the lab's hooks go on a cgroup of its own (not the machine's root cgroup).
@@ -52,7 +58,7 @@ fn own(lab: &str) -> Result<PathBuf> {
     Ok(root()?.join(format!("netlab-{lab}")))
 }
 
-/// Creates the lab's own cgroup (if it has one) and attaches the four hooks, pinning links.
+/// Creates the lab's own cgroup (if it has one) and attaches the hooks, pinning links.
 pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
     let cg = path(state)?;
     if owns_cgroup(state) {
