@@ -504,6 +504,19 @@ fn the_ebpf_port_table_refuses_what_it_cannot_hold() {
     args.extend(ranges.iter().map(String::as_str));
     let err = lab.fails(&args);
     assert!(err.contains("no room for 33 more port ranges"), "{err}");
+    // `run -p` refuses them before it makes the container: no namespace comes and goes.
+    let mut args = vec!["run", "other"];
+    for r in &ranges {
+        args.extend(["-p", r.as_str()]);
+    }
+    let monitor = lab.spawn("host", &["ip", "monitor", "link"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let err = lab.fails(&args);
+    assert!(err.contains("no room for 33 more port ranges"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    let events = monitor.finish();
+    assert!(events.trim().is_empty(), "a veth came and went: {events}");
+    assert_eq!(lab.status()["containers"].as_array().unwrap().len(), 1);
     assert_eq!(lab.ports().len(), 1);
     assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
     lab.ok(&["publish", "web", "8081:80"]);

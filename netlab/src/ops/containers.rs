@@ -147,6 +147,20 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
     }
     let ip = address(s, req)?;
     let ip6 = address6(s, req, ip)?;
+    // Its ports are checked before anything is made: a refused one makes nothing.
+    let ports = match (req.network, ip) {
+        _ if req.ports.is_empty() => Vec::new(),
+        (Network::Bridge, Some(ip)) => {
+            let specs: Vec<PortSpec> = req.ports.iter().map(|p| s.state.normalize(*p)).collect();
+            publish::prepare_for(s, &req.name, ip, &specs)?
+        }
+        _ => {
+            return Err(Error::Invalid(format!(
+                "container {} is not on the bridge network: only bridge containers can publish ports",
+                req.name
+            )));
+        }
+    };
     let cgroup = match req.network {
         Network::Host => Some(host_cgroup(s, &req.name)?),
         _ => None,
@@ -224,32 +238,25 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         let _ = s.commit();
         return Err(e);
     }
-    publish_with(s, &c, &req.ports)?;
+    publish_with(s, &c, ports)?;
     s.commit()?;
     Ok(c)
 }
 
-/// Publishes `specs` for `c`, just made, under its attach's journal entry (which then
-/// names the ports); when that fails, the container is removed again, as the next
-/// command would remove it after a crash (`undo_run`).
-fn publish_with(s: &mut Session, c: &Container, specs: &[PortSpec]) -> Result<()> {
-    if specs.is_empty() {
+/// Publishes `new` (prepared before `c` was made) for `c`, just made, under its
+/// attach's journal entry (which then names the ports); when that fails, the container
+/// is removed again, as the next command would remove it after a crash (`undo_run`).
+fn publish_with(s: &mut Session, c: &Container, new: Vec<Published>) -> Result<()> {
+    if new.is_empty() {
         return Ok(());
     }
-    let failed = match publish::prepare(s, &c.name, specs) {
-        Err(e) => (e, Vec::new()),
-        Ok(new) => {
-            s.begin(&Entry::Attach {
-                container: Box::new(c.clone()),
-                ports: new.clone(),
-            })?;
-            match publish::apply(s, &new) {
-                Ok(()) => return Ok(()),
-                Err((e, _)) => (e, new),
-            }
-        }
+    s.begin(&Entry::Attach {
+        container: Box::new(c.clone()),
+        ports: new.clone(),
+    })?;
+    let Err((e, _)) = publish::apply(s, &new) else {
+        return Ok(());
     };
-    let (e, new) = failed;
     // Left to the next command when it cannot be done now (the journal says what).
     if undo_run(s, &c.name, &new).is_ok() {
         let _ = s.commit();

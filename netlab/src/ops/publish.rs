@@ -50,13 +50,26 @@ pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<P
         }
     };
     topology::check_present(state, c)?;
+    prepare_for(s, container, ctr_ip, &specs)
+}
+
+/// The mappings `specs` (normalized) would be for `container` at `ctr_ip`, checked
+/// against the lab; the container need not be made yet (`run -p` checks before it
+/// makes it).
+pub fn prepare_for(
+    s: &Session,
+    container: &str,
+    ctr_ip: std::net::Ipv4Addr,
+    specs: &[PortSpec],
+) -> Result<Vec<Published>> {
+    let state = &s.state;
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
     let mut claims = conflicts::Claims::of(state, specs.len());
     let mut ids = free_ids(&state.ports, specs.len());
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());
     let mut other_addrs = None;
     let other_labs = conflicts::OtherLabs::of(state)?;
-    for spec in &specs {
+    for spec in specs {
         conflicts::check_host_ip(state, spec, &mut other_addrs)?;
         claims.claim(spec)?;
         other_labs.check(spec)?;
