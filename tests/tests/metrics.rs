@@ -721,10 +721,23 @@ impl<'a> Prometheus<'a> {
 fn a_lab_whose_namespace_is_gone_is_not_scraped() {
     let lab = Lab::sandbox(&[]);
     let other = Lab::sandbox(&[]);
+    // An exporter naming the lab (running on in the namespace) says why it leaves it
+    // out once, not at every scrape.
+    let exporter = exporter(&lab, "198.51.100.2:9464");
     netlab::netlink::netns::delete(&format!("{}-host", lab.name)).unwrap();
     let text = other.ok(&["metrics"]);
     assert!(lines_of(&text, &lab.name).is_empty(), "{text}");
     assert!(!lines_of(&text, &other.name).is_empty());
+    for _ in 0..3 {
+        let curl = netlab_tests::curl_status("http://198.51.100.2:9464/metrics");
+        assert_eq!(netlab_tests::run_in_ns_ok(&lab.ns("wan"), &curl), "200");
+    }
+    let said = exporter.finish();
+    assert_eq!(
+        said.matches("left out: its host namespace is gone").count(),
+        1,
+        "{said}"
+    );
     let err = lab.fails(&["status"]);
     assert!(err.contains("is gone"), "{err}");
     lab.forget();

@@ -49,7 +49,7 @@ pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
             };
             // Said only of a lab the scrape names: the others are every lab that is up.
             if !which.0.is_empty() {
-                eprintln!("netlab metrics: lab {} left out: {why}", s.name);
+                left_out(&s.name, Some(why.to_string()));
             }
             false
         })
@@ -58,11 +58,27 @@ pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
     Ok(labs
         .iter()
         .filter_map(|state| {
-            figures::collect(state)
-                .map_err(|e| eprintln!("netlab metrics: lab {} left out: {e}", state.name))
-                .ok()
+            let figures = figures::collect(state);
+            left_out(&state.name, figures.as_ref().err().map(|e| e.to_string()));
+            figures.ok()
         })
         .collect())
+}
+
+/// Says on stderr why `lab` is left out of a scrape (`None`: it is not), once: a server
+/// scraped every 15 s says it again only when the reason changes, or comes back after
+/// the lab was in a scrape.
+fn left_out(lab: &str, why: Option<String>) {
+    static SAID: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    let before = said.iter().position(|(l, _)| l == lab);
+    let old = before.map(|i| said.swap_remove(i).1);
+    if let Some(why) = why {
+        if old.as_deref() != Some(why.as_str()) {
+            eprintln!("netlab metrics: lab {lab} left out: {why}");
+        }
+        said.push((lab.to_string(), why));
+    }
 }
 
 /// One scrape, encoded.
