@@ -111,6 +111,32 @@ fn a_refused_up_leaves_pins_and_cgroups_it_did_not_make() {
     lab.forget();
 }
 
+/// An eBPF lab's own cgroup is the one its hooks are attached to (the kernel's record
+/// in their links): one made again at its path behind netlab's back is not joined by
+/// `exec host`, and `down` leaves it and its processes alone.
+#[test]
+fn an_ebpf_labs_cgroup_made_again_is_left_alone() {
+    let lab = Lab::sandbox(&[]);
+    let cg: PathBuf = cgroup::root().unwrap().join(format!("netlab-{}", lab.name));
+    let joined = |lab: &Lab| lab.exec_ok("host", &["cat", "/proc/self/cgroup"]);
+    assert!(
+        joined(&lab).contains(&format!("0::/netlab-{}\n", lab.name)),
+        "{}",
+        joined(&lab)
+    );
+    std::fs::remove_dir(&cg).unwrap();
+    std::fs::create_dir(&cg).unwrap();
+    let theirs = in_cgroup(&cg);
+    assert!(
+        !joined(&lab).contains(&format!("netlab-{}", lab.name)),
+        "exec host joined a cgroup netlab did not make: {}",
+        joined(&lab)
+    );
+    lab.ok(&["down"]);
+    left_alone(theirs, &cg, "down");
+    lab.forget();
+}
+
 /// A second netfilter lab in a namespace that already has one is refused, and the
 /// first one's rules are as they were (the refusal's rollback does not tear down what
 /// it was refused over).
@@ -438,15 +464,21 @@ fn rm_ends_a_host_network_containers_processes(dp: &str) {
     assert!(err.contains("removed behind netlab's back"), "{err}");
     lab.ok(&["rm", "h"]);
     left_alone(theirs, &cg, "rm");
-    // A cgroup made inside its own is not netlab's to remove: rm says so, and works
-    // once it is gone.
+    // A cgroup made inside its own is not netlab's to remove: rm says so before it
+    // ends anything (its processes, and theirs, run on), and works once it is gone.
     lab.ok(&["run", "h", "--network", "host"]);
+    let ours = lab.spawn("h", &["sleep", "600"]);
+    wait_started(&ours);
     let inner = cg.join("theirs");
     std::fs::create_dir(&inner).unwrap();
+    let theirs = in_cgroup(&inner);
     let err = lab.fails(&["rm", "h"]);
     assert!(err.contains("which netlab did not make"), "{err}");
-    std::fs::remove_dir(&inner).unwrap();
+    let mut ours = ours;
+    assert!(ours.running(), "a refused rm ended h's process");
+    left_alone(theirs, &inner, "a refused rm");
     lab.ok(&["rm", "h"]);
+    assert!(!ours.running(), "rm left h's process running");
     assert!(!cg.exists());
     // `down` ends a host-network container's processes with the rest.
     lab.ok(&["run", "h", "--network", "host"]);

@@ -71,10 +71,16 @@ pub fn is_the_one(cg: &Path, made: Option<u64>) -> bool {
 
 /// Ends every process in the cgroup `made` (SIGKILL through `cgroup.kill`, Linux 5.14),
 /// waits until it is empty, and removes it; nothing to do when it is gone already, or
-/// when another is at its path.
+/// when another is at its path. One holding a cgroup netlab did not make is refused
+/// before anything is ended.
 pub fn remove(cg: &Path, made: Option<u64>) -> Result<()> {
     if !is_the_one(cg, made) {
         return Ok(());
+    }
+    // netlab makes none inside: one there is someone else's, and `cgroup.kill` would
+    // end its processes too.
+    if let Some(child) = children(cg).first() {
+        return Err(foreign_child(cg, child));
     }
     if populated(cg) {
         fs::write(cg.join("cgroup.kill"), "1")
@@ -87,15 +93,19 @@ pub fn remove(cg: &Path, made: Option<u64>) -> Result<()> {
     fs::remove_dir(cg).or_else(|e| match e.kind() {
         io::ErrorKind::NotFound => Ok(()),
         _ => match children(cg).first() {
-            Some(child) => Err(Error::Invalid(format!(
-                "cgroup {} holds cgroup {}, which netlab did not make: remove it (`rmdir {}`), then try again",
-                cg.display(),
-                child.display(),
-                child.display()
-            ))),
+            Some(child) => Err(foreign_child(cg, child)),
             None => Err(Error::io("remove cgroup", cg, e)),
         },
     })
+}
+
+fn foreign_child(cg: &Path, child: &Path) -> Error {
+    Error::Invalid(format!(
+        "cgroup {} holds cgroup {}, which netlab did not make: remove it (`rmdir {}`), then try again",
+        cg.display(),
+        child.display(),
+        child.display()
+    ))
 }
 
 /// The cgroups inside `cg`.

@@ -1,7 +1,9 @@
 //! rtnetlink operations, one small async fn each, and the namespace plumbing that runs
-//! them in the right network namespace.
+//! them in the right network namespace; beside them the other kernel interfaces netlab
+//! reads and writes (cgroups, sysctls, socket diagnostics, BPF link records).
 
 pub mod addr;
+pub mod bpf;
 pub mod cgroup;
 pub mod link;
 pub mod members;

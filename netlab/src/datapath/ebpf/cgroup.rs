@@ -16,6 +16,7 @@ use std::{
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink};
 use netlab_common::maps as names;
 
+use super::pins;
 use crate::{
     error::{Error, Result},
     lab::LabState,
@@ -59,13 +60,23 @@ fn own(lab: &str) -> Result<PathBuf> {
 }
 
 /// Creates the lab's own cgroup (if it has one) and attaches the hooks, pinning links.
+/// A cgroup it made is removed again when a hook cannot be attached (the lab's
+/// rollback knows it only by its links, which may not be pinned yet).
 pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
     let cg = path(state)?;
     if owns_cgroup(state) {
         // Made here or not at all: one that is there already is not this lab's.
         fs::create_dir(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
     }
-    let cg_file = fs::File::open(&cg).map_err(|e| Error::io("open cgroup", &cg, e))?;
+    let attached = attach_to(bpf, &cg, links);
+    if attached.is_err() && owns_cgroup(state) {
+        let _ = fs::remove_dir(&cg);
+    }
+    attached
+}
+
+fn attach_to(bpf: &mut aya::Ebpf, cg: &Path, links: &Path) -> Result<()> {
+    let cg_file = fs::File::open(cg).map_err(|e| Error::io("open cgroup", cg, e))?;
     for name in PROGRAMS {
         let prog: &mut CgroupSockAddr = bpf
             .program_mut(name)
@@ -108,11 +119,21 @@ pub fn check_free(state: &LabState) -> Result<()> {
     Ok(())
 }
 
-/// Removes a lab's own cgroup, moving any process still in it to the root first;
-/// returns whether it was there.
-pub fn remove(lab: &str) -> Result<bool> {
+/// The id of the cgroup a lab's hooks are attached to, as the kernel records it in
+/// their pinned link (`bpf_link_info.cgroup.cgroup_id`, the cgroup directory's inode):
+/// what tells the cgroup netlab made from one made at its path since (removed and made
+/// again behind netlab's back, or made while `up` was failing), which is never joined,
+/// emptied or removed. Read before the lab's pins are removed.
+pub fn attached_id(lab: &str) -> Option<u64> {
+    crate::netlink::bpf::cgroup_link_target(&pins::links(lab).join(PROGRAMS[0]))
+}
+
+/// Removes a lab's own cgroup if it is the one its hooks were attached to (`attached`,
+/// from [`attached_id`]), moving any process still in it to the root first; returns
+/// whether it was there.
+pub fn remove(lab: &str, attached: Option<u64>) -> Result<bool> {
     let Ok(cg) = own(lab) else { return Ok(false) };
-    if !cg.exists() {
+    if !crate::netlink::cgroup::is_the_one(&cg, attached) {
         return Ok(false);
     }
     if let (Ok(procs), Ok(root)) = (fs::read_to_string(cg.join("cgroup.procs")), root()) {
@@ -125,12 +146,13 @@ pub fn remove(lab: &str) -> Result<bool> {
 }
 
 /// The cgroup a process of the lab host joins (`netlab exec host`) so that its sockets
-/// see the host-local publishing hooks: the lab's own; none for a lab on the machine's
-/// namespace, whose hooks sit on the root cgroup.
+/// see the host-local publishing hooks: the lab's own, if it is the one they are
+/// attached to; none for a lab on the machine's namespace, whose hooks sit on the root
+/// cgroup.
 pub fn joinable(state: &LabState) -> Result<Option<PathBuf>> {
     if !owns_cgroup(state) {
         return Ok(None);
     }
     let cg = own(&state.name)?;
-    Ok(cg.exists().then_some(cg))
+    Ok(crate::netlink::cgroup::is_the_one(&cg, attached_id(&state.name)).then_some(cg))
 }

@@ -492,8 +492,10 @@ fn start_gc(bpf: &mut aya::Ebpf) -> Result<()> {
 /// anything was there.
 pub fn sweep(lab: &str) -> Result<bool> {
     let mut errors = Errors::default();
+    // Which cgroup is the lab's, its links say: read before they go with the pins.
+    let attached = cgroup::attached_id(lab);
     let pinned = errors.check(pins::remove(lab)).unwrap_or(false);
-    let cgroup = errors.check(cgroup::remove(lab)).unwrap_or(false);
+    let cgroup = errors.check(cgroup::remove(lab, attached)).unwrap_or(false);
     errors.into_result()?;
     Ok(pinned || cgroup)
 }
