@@ -304,6 +304,37 @@ fn iptables_down_leaves_the_users_rules() {
     }
 }
 
+/// nftables' `down` deletes only the table that carries the lab's mark: one of the same
+/// name made again behind netlab's back is someone else's, and stays.
+#[test]
+fn nftables_down_leaves_a_table_made_again() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let two = unique_lab();
+    let up = ["up", "--datapath", "nftables", "--uplink", "eth0"];
+    ok_in(
+        &host,
+        &two,
+        &[&up[..], &["--subnet", "10.52.0.0/24"]].concat(),
+    );
+    run_in_ns_ok(&host, &["nft", "delete", "table", "ip", "netlab"]);
+    run_in_ns_ok(&host, &["nft", "add", "table", "ip", "netlab"]);
+    run_in_ns_ok(&host, &["nft", "add", "chain", "ip", "netlab", "mine"]);
+    ok_in(&host, &two, &["down"]);
+    let left = run_in_ns_ok(&host, &["nft", "list", "table", "ip", "netlab"]);
+    assert!(left.contains("chain mine"), "their table went: {left}");
+    run_in_ns_ok(&host, &["nft", "delete", "table", "ip", "netlab"]);
+    // Its own table it deletes.
+    ok_in(
+        &host,
+        &two,
+        &[&up[..], &["--subnet", "10.52.0.0/24"]].concat(),
+    );
+    ok_in(&host, &two, &["down"]);
+    let tables = run_in_ns_ok(&host, &["nft", "list", "tables"]);
+    assert!(!tables.contains("netlab"), "{tables}");
+}
+
 /// `exec` never enters a namespace made again under a container's name: it is someone
 /// else's.
 #[test]
@@ -607,6 +638,19 @@ fn status_shows_what_of_a_container_is_gone() {
         lab.ok(&["status"])
             .contains("GONE (removed behind netlab's back)")
     );
+    // A bridge of its name made again is someone else's: still gone, and no container
+    // is plugged into it (nothing is made).
+    let bridge = lab.state().bridge;
+    run_in_ns_ok(
+        &lab.ns("host"),
+        &["ip", "link", "add", &bridge, "type", "bridge"],
+    );
+    assert_eq!(lab.status()["bridge"]["state"], "gone");
+    let err = lab.fails(&["run", "late"]);
+    assert!(err.contains("made again behind netlab's back"), "{err}");
+    assert!(lab.state().container("late").is_none());
+    let ports = run_in_ns_ok(&lab.ns("host"), &["ip", "link", "show", "master", &bridge]);
+    assert!(ports.trim().is_empty(), "plugged into theirs: {ports}");
 }
 
 /// A published port whose rule (nftables: element) was removed behind netlab's back, as

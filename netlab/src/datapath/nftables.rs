@@ -100,6 +100,28 @@ fn apply(state: &LabState, script: &str) -> Result<()> {
     netfilter::run(state, "nft", &["-f", "-"], Some(script)).map(drop)
 }
 
+/// The comment on the lab's tables: what tells them from a table of the same name
+/// someone else made (as the alias does the lab's links).
+fn mark(state: &LabState) -> String {
+    format!("netlab:{}", state.name)
+}
+
+/// Whether the lab's table of `family` is there and is the lab's (carries its mark).
+/// Listed terse: without the port maps' elements.
+fn table_is_the_labs(state: &LabState, family: Family) -> Result<bool> {
+    if !table_exists(state, family)? {
+        return Ok(false);
+    }
+    let table = netfilter::run(
+        state,
+        "nft",
+        &["-t", "list", "table", family.name(), TABLE],
+        None,
+    )?;
+    let mark = format!("comment \"{}\"", mark(state));
+    Ok(table.lines().any(|l| l.trim() == mark))
+}
+
 fn table_exists(state: &LabState, family: Family) -> Result<bool> {
     let f = family.name();
     let tables = netfilter::run(state, "nft", &["list", "tables", f], None)?;
@@ -166,6 +188,7 @@ fn flowtable_has(state: &LabState, device: &str) -> Result<bool> {
 /// The table `setup` installs for one family.
 fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) -> String {
     let br = &state.bridge;
+    let mark = mark(state);
     let (f, addr, subnet, localnet) = match (family, state.subnet6) {
         (Family::V6, Some(s6)) => ("ip6", "ipv6_addr", s6.to_string(), false),
         _ => ("ip", "ipv4_addr", state.subnet.to_string(), true),
@@ -193,6 +216,7 @@ fn ruleset(state: &LabState, nat: &NatOptions, flowtable: bool, family: Family) 
     // network beside the lab, on iptables too) is not dropped by it.
     format!(
         r#"table {f} {TABLE} {{
+	comment "{mark}"
 	map ports {{
 		type {addr} . inet_proto . inet_service : {addr} . inet_service
 	}}
@@ -401,8 +425,9 @@ impl Datapath for Nftables {
         if !topology::host_is_the_labs(state) {
             return Ok(());
         }
+        // A table of the name that does not carry the lab's mark is someone else's.
         for &family in families(state) {
-            if table_exists(state, family)? {
+            if table_is_the_labs(state, family)? {
                 netfilter::run(
                     state,
                     "nft",

@@ -84,6 +84,18 @@ pub async fn require(h: &Handle, name: &str) -> Result<u32> {
         .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))
 }
 
+/// [`require`] for a link netlab made and marked with `alias` ([`set_alias`]): one of
+/// that name without the mark was made again behind netlab's back, and is not used.
+pub async fn require_marked(h: &Handle, name: &str, alias: &str) -> Result<u32> {
+    let index = require(h, name).await?;
+    if self::alias(h, name).await?.as_deref() != Some(alias) {
+        return Err(Error::Conflict(format!(
+            "link {name} is not the one netlab made (it lacks the mark {alias}): it was made again behind netlab's back"
+        )));
+    }
+    Ok(index)
+}
+
 /// Equivalent to `ip link show NAME` → its MTU.
 pub async fn mtu(h: &Handle, name: &str) -> Result<u32> {
     let link = get(h, name)

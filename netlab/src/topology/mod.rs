@@ -397,8 +397,10 @@ fn build_container(
     let peer = names::veth_peer(&state.name, &c.name);
     let (bridge, alias) = (state.bridge.clone(), names::alias(&state.name, &c.name));
     let host_file = netns::open(&host_ns(state))?;
-    let bridge_for_mtu = bridge.clone();
+    let (bridge_for_mtu, bridge_mark) = (bridge.clone(), names::alias(&state.name, "bridge"));
+    // Checked before anything is made: a bridge of its name made again is not the lab's.
     let mtu = netns::netlink_in(&host_ns(state), |h| async move {
+        link::require_marked(&h, &bridge_for_mtu, &bridge_mark).await?;
         link::mtu(&h, &bridge_for_mtu).await
     })?;
     // The pair is made in the container's namespace and both ends are marked there
@@ -558,11 +560,13 @@ pub fn missing_part(state: &LabState, c: &Container) -> Result<Option<String>> {
     Ok((!there).then(|| format!("{} pair", state.device.name())))
 }
 
-/// Whether the lab's bridge is still there (it may be deleted behind netlab's back).
+/// Whether the lab's bridge is still there (it may be deleted behind netlab's back, and
+/// one of its name made again: that one is not the lab's).
 pub fn bridge_present(state: &LabState) -> Result<bool> {
     let bridge = state.bridge.clone();
+    let mark = names::alias(&state.name, "bridge");
     netns::netlink_in(&host_ns(state), |h| async move {
-        Ok(link::index(&h, &bridge).await?.is_some())
+        Ok(link::alias(&h, &bridge).await?.as_deref() == Some(mark.as_str()))
     })
 }
 
