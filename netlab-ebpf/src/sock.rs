@@ -83,6 +83,13 @@ fn mapped(ip6: &[u32; 4]) -> Option<u32> {
 #[inline(always)]
 fn published(ctx: &SockAddrContext, addr: u32, port: u16, proto: u8) -> Option<(u32, u16)> {
     let cfg = maps::config();
+    // 0.0.0.0 is the host itself: the kernel sends to 127.0.0.1 instead, and the
+    // socket's peer is that.
+    let addr = if addr == 0 {
+        u32::from_ne_bytes([127, 0, 0, 1])
+    } else {
+        addr
+    };
     if !loopback(addr) && !maps::is_host(cfg, addr) {
         return None;
     }

@@ -125,10 +125,15 @@ fn host_sockets_see_the_address_each_used(dp: &str) {
         print(*[a for s in v for a in s.recvfrom(16)[1][:2]])\n\
         w = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\nw.settimeout(5)\n\
         w.connect(('::ffff:127.0.0.1', 5353))\nw.send(b'ping')\n\
-        print(w.recv(16).decode(), *w.getpeername()[:2])\n";
+        print(w.recv(16).decode(), *w.getpeername()[:2])\n\
+        z = socket.create_connection(('0.0.0.0', 8080), timeout=5)\n\
+        y = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ny.settimeout(5)\n\
+        y.sendto(b'ping', ('0.0.0.0', 5353))\n\
+        print(*z.getpeername(), *y.recvfrom(16)[1])\n";
     let out = lab.exec_ok("host", &["python3", "-c", script]);
     let lines: Vec<&str> = out.lines().collect();
-    // The same from IPv6 sockets by IPv4-mapped addresses (a dual-stack socket's IPv4).
+    // The same from IPv6 sockets by IPv4-mapped addresses (a dual-stack socket's IPv4),
+    // and to 0.0.0.0 (the host itself: the kernel sends to 127.0.0.1).
     assert_eq!(
         lines,
         [
@@ -137,6 +142,7 @@ fn host_sockets_see_the_address_each_used(dp: &str) {
             "::ffff:127.0.0.1 8080 ::ffff:198.51.100.2 8080",
             "::ffff:127.0.0.1 5353 ::ffff:198.51.100.2 5353",
             "pong ::ffff:127.0.0.1 5353",
+            "127.0.0.1 8080 127.0.0.1 5353",
         ],
         "{dp}"
     );
@@ -146,7 +152,7 @@ fn host_sockets_see_the_address_each_used(dp: &str) {
             .iter()
             .map(|p| p["connections"].as_u64().unwrap())
             .collect();
-        assert_eq!(conns, [4, 5], "{dp}: connections through 8080 and 5353");
+        assert_eq!(conns, [5, 6], "{dp}: connections through 8080 and 5353");
     }
 }
 
