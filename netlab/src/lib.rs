@@ -20,6 +20,7 @@ pub mod cni;
 pub mod commands;
 pub mod datapath;
 pub mod error;
+pub mod files;
 pub mod lab;
 pub mod lockfile;
 pub mod metrics;

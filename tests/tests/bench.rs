@@ -310,6 +310,8 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
     require_root();
     for (args, expect) in [
         (vec!["--runs", "0"], "--runs"),
+        (vec!["--runs", "-1"], "--runs"),
+        (vec!["--duration", "-5"], "--duration"),
         (vec!["--runs", "many"], "--runs"),
         (vec!["--duration", "0"], "--duration"),
         (vec!["--datapath", "pf"], "unknown datapath"),
@@ -321,6 +323,16 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
         (vec!["--scenario", "f"], "scenario f"),
         (vec!["--ports", "100,10"], "ascending"),
         (vec!["--json", "/nonexistent/dir/b.json"], "does not exist"),
+        (
+            vec!["--json", "/proc/netlab-b.json"],
+            "cannot write in /proc",
+        ),
+        (vec!["--json", "/dev/full"], "not a regular file"),
+        (
+            vec!["--json", "/tmp/netlab-b.out", "--svg", "/tmp/netlab-b.out"],
+            "the same file",
+        ),
+        (vec!["--confidence", "99.99999"], "--confidence"),
         (vec!["--confidence", "100"], "--confidence"),
         (vec!["--confidence", "50"], "--confidence"),
         (vec!["--confidence", "0.95"], "--confidence"),

@@ -282,15 +282,20 @@ impl Options {
                 check_output(flag, p)?;
             }
         }
+        if json.is_some() && json == svg {
+            return Err(Error::Invalid(
+                "--json and --svg name the same file: give each its own".into(),
+            ));
+        }
         let confidence = confidence
             .trim()
             .trim_end_matches('%')
             .parse::<f64>()
             .ok()
-            .filter(|c| *c > 50.0 && *c < 100.0)
+            .filter(|c| *c > 50.0 && *c <= 99.9999)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "invalid --confidence {confidence:?}: give a percentage above 50 and below 100, e.g. 95"
+                    "invalid --confidence {confidence:?}: give a percentage above 50 and at most 99.9999, e.g. 95"
                 ))
             })?
             / 100.0;
@@ -473,24 +478,10 @@ impl Options {
 }
 
 fn check_output(flag: &str, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{flag} {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
+    match crate::files::unwritable(path) {
+        Some(why) => Err(Error::Invalid(format!("{flag} {}: {why}", path.display()))),
+        None => Ok(()),
     }
-    if path.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{flag} {}: is a directory, give a file name",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Options for unit tests: `datapaths`, `scenarios`, the veth reference, one run of
@@ -946,6 +937,10 @@ mod tests {
         let cases: Vec<(Set, &str)> = vec![
             (Box::new(|f| f.confidence = "50"), "--confidence"),
             (Box::new(|f| f.confidence = "100"), "--confidence"),
+            (
+                Box::new(|f| f.confidence = "99.99999999999999"),
+                "--confidence",
+            ),
             (Box::new(|f| f.confidence = "0.95"), "--confidence"),
             (Box::new(|f| f.confidence = "high"), "--confidence"),
             (Box::new(|f| f.target_width = Some("0")), "--target-width"),

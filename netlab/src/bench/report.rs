@@ -27,6 +27,8 @@ pub struct Figure {
     /// The round each sample came from.
     pub rounds: Vec<u32>,
     pub errors: Vec<String>,
+    /// The round each error came from.
+    pub failed: Vec<u32>,
 }
 
 /// Median (mean of the middle two for an even count), min and max.
@@ -158,6 +160,7 @@ impl Report {
                 samples: Vec::new(),
                 rounds: Vec::new(),
                 errors: Vec::new(),
+                failed: Vec::new(),
             });
             self.figures.len() - 1
         });
@@ -188,10 +191,11 @@ impl Report {
         metrics: &[Metric],
         error: &str,
     ) {
+        let round = self.round;
         for &m in metrics {
-            self.figure(scenario, datapath, ports, m)
-                .errors
-                .push(error.to_string());
+            let f = self.figure(scenario, datapath, ports, m);
+            f.errors.push(error.to_string());
+            f.failed.push(round);
         }
     }
 
@@ -480,10 +484,18 @@ impl Report {
         goal::decide(g.op, g.value, e)
     }
 
-    /// How many rounds failed to measure either side of a subject.
+    /// How many rounds failed to measure either side of a subject (a round in which
+    /// both failed is one).
     pub fn failed_rounds(&self, s: &Subject) -> usize {
         let (f, b) = self.sides(s);
-        f.map_or(0, |f| f.errors.len()) + b.map_or(0, |b| b.errors.len())
+        let mut rounds: Vec<u32> = [f, b]
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f.failed.iter().copied())
+            .collect();
+        rounds.sort_unstable();
+        rounds.dedup();
+        rounds.len()
     }
 
     /// Whether anything at all was measured.
@@ -778,5 +790,11 @@ mod tests {
             assert_eq!(v, Verdict::Undecided, "{}", g.text);
             assert_eq!(r.failed_rounds(&g.subject()), 2, "{}", g.text);
         }
+        // A round in which both sides failed is one round.
+        r.start_round(6);
+        r.fail(Scenario::C, EBPF, None, &[Metric::Rate], "no answer");
+        r.fail(Scenario::C, IPTABLES, None, &[Metric::Rate], "no answer");
+        let g = &r.options.goals[0];
+        assert_eq!(r.failed_rounds(&g.subject()), 3, "{}", g.text);
     }
 }

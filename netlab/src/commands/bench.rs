@@ -4,7 +4,7 @@ use std::{io::Write, path::PathBuf};
 
 use crate::{
     bench::{self, Flags, Options, goal::Verdict, json, svg, table},
-    error::{Error, Result},
+    error::{Error, Errors, Result},
 };
 
 #[derive(clap::Args)]
@@ -35,20 +35,20 @@ pub struct Args {
     #[arg(long, default_value = "veth")]
     pub reference: String,
     /// Rounds (1-100); each runs every datapath once, on a fresh lab, in rotated order.
-    #[arg(long, default_value = "5")]
+    #[arg(long, default_value = "5", allow_negative_numbers = true)]
     pub runs: String,
     /// Seconds per measurement (1-600).
-    #[arg(long, default_value = "5")]
+    #[arg(long, default_value = "5", allow_negative_numbers = true)]
     pub duration: String,
-    /// Confidence of every interval, in % (above 50, below 100).
-    #[arg(long, default_value = "95")]
+    /// Confidence of every interval, in % (above 50, at most 99.9999).
+    #[arg(long, default_value = "95", allow_negative_numbers = true)]
     pub confidence: String,
     /// Add rounds until every ratio's interval is at most PCT % of the ratio wide
     /// (5: ±2.5 %), or --max-runs is reached.
     #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
     pub target_width: Option<String>,
     /// The most rounds --target-width may run (default 20, at least --runs).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_runs: Option<String>,
     /// A goal, decided on its interval as met, missed or undecided; repeatable. The
     /// exit status is 0 only when every goal is met. SCENARIO[:METRIC]:DATAPATH[@netkit][/BASE]
@@ -99,15 +99,17 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
     let report = bench::run(&opts)?;
     // Never a panic on a closed pipe: the files below are still written.
     let _ = writeln!(std::io::stdout(), "{}", table::render(&report));
+    // Each file whole or not at all (the old one stays), and one that fails stops no
+    // other.
+    let mut written = Errors::default();
     if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&json::render(&report)).expect("json");
-        std::fs::write(path, text + "\n").map_err(|e| Error::io("write", path, e))?;
-        let _ = writeln!(std::io::stderr(), "wrote {}", path.display());
+        let text = serde_json::to_string_pretty(&json::render(&report)).expect("json") + "\n";
+        written.check(write(path, text.as_bytes()));
     }
     if let Some(path) = &opts.svg {
-        std::fs::write(path, svg::render(&report)?).map_err(|e| Error::io("write", path, e))?;
-        let _ = writeln!(std::io::stderr(), "wrote {}", path.display());
+        written.check(svg::render(&report).and_then(|text| write(path, text.as_bytes())));
     }
+    written.into_result()?;
     if !report.measured_anything() {
         return Err(Error::Command {
             command: "bench".into(),
@@ -128,5 +130,12 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
             ),
         });
     }
+    Ok(())
+}
+
+/// Writes one output file whole, and says so.
+fn write(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    crate::files::write_atomic(path, bytes).map_err(|e| Error::io("write", path, e))?;
+    let _ = writeln!(std::io::stderr(), "wrote {}", path.display());
     Ok(())
 }

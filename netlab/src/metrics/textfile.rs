@@ -1,14 +1,10 @@
 //! `netlab metrics --textfile DIR`: one `netlab_<lab>.prom` per lab in DIR, in
 //! Prometheus' text format, for node_exporter's textfile collector (the convention for
 //! tools without a daemon: run it from a timer). Each file is written whole under a
-//! name the collector does not read (`.netlab_<lab>.prom.<pid>`), then renamed over the
+//! name the collector does not read (`.netlab_<lab>.prom.<pid>.tmp`), then renamed over the
 //! old one: a scrape sees the old file or the new one, never half of one.
 
-use std::{
-    fs,
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use super::{Format, LabFigures, encode};
 use crate::error::{Error, Result};
@@ -41,14 +37,7 @@ pub fn write(dir: &Path, labs: &[LabFigures]) -> Result<Vec<PathBuf>> {
     for lab in labs {
         let text = encode::encode(std::slice::from_ref(lab), Format::Prometheus);
         let to = path(dir, &lab.lab);
-        let tmp = dir.join(format!(".netlab_{}.prom.{}", lab.lab, std::process::id()));
-        let result = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, &to));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("write", &to, e));
-        }
+        crate::files::write_atomic(&to, text.as_bytes()).map_err(|e| Error::io("write", &to, e))?;
         written.push(to);
     }
     Ok(written)
