@@ -156,9 +156,12 @@ impl Options {
         let mut devices = Vec::new();
         for name in list(device) {
             let d = Device::parse(name).map_err(|e| Error::Invalid(format!("{e} in --device")))?;
-            if !devices.contains(&d) {
-                devices.push(d);
+            if devices.contains(&d) {
+                return Err(Error::Invalid(format!(
+                    "device {name} is given twice in --device"
+                )));
             }
+            devices.push(d);
         }
         devices.sort_by_key(|d| *d != Device::Veth);
         if devices.is_empty() {
@@ -176,9 +179,12 @@ impl Options {
                     "unknown family {name:?} in --family: use 4, 6 or 4,6"
                 ))
             })?;
-            if !families.contains(&f) {
-                families.push(f);
+            if families.contains(&f) {
+                return Err(Error::Invalid(format!(
+                    "family {name} is given twice in --family"
+                )));
             }
+            families.push(f);
         }
         families.sort();
         if families.is_empty() {
@@ -355,9 +361,12 @@ impl Options {
                     "--tool {name}: {name} is not installed (apt-get install {name}; cargo xtask setup does)"
                 )));
             }
-            if !tools.contains(&t) {
-                tools.push(t);
+            if tools.contains(&t) {
+                return Err(Error::Invalid(format!(
+                    "tool {name} is given twice in --tool"
+                )));
             }
+            tools.push(t);
         }
         let mut opts = Options {
             datapaths,
@@ -968,6 +977,8 @@ mod tests {
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),
             (Box::new(|f| f.datapath = ""), "nothing to measure"),
             (Box::new(|f| f.scenario = "a,b,a"), "given twice"),
+            (Box::new(|f| f.family = "4,4"), "given twice"),
+            (Box::new(|f| f.device = "veth,veth"), "given twice"),
             (
                 Box::new(|f| {
                     f.datapath = "iptables";

@@ -211,9 +211,13 @@ pub fn render(r: &Report) -> String {
         }
     );
     // What the columns shown are ratios to.
-    let mut bases = vec!["×: the ratio to iptables"];
-    if o.families.contains(&super::Family::V6) {
-        bases[0] = "×: the ratio to iptables (to iptables6 over IPv6)";
+    let mut bases = Vec::new();
+    if o.datapaths.contains(&crate::lab::DatapathKind::Iptables) {
+        bases.push(if o.families.contains(&super::Family::V6) {
+            "×: the ratio to iptables (to iptables6 over IPv6)"
+        } else {
+            "×: the ratio to iptables"
+        });
     }
     if o.reference {
         bases.push("v: to the veth reference");
@@ -221,10 +225,17 @@ pub fn render(r: &Report) -> String {
     if o.families.len() > 1 {
         bases.push("× IPv4: to the same datapath over IPv4");
     }
+    let ratios = if bases.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {}, each the median of the per-round ratios [{pct} % interval]",
+            bases.join(", ")
+        )
+    };
     let _ = writeln!(
         out,
-        "each row: median [{pct} % confidence interval] over the rounds; {}, each the median of the per-round ratios [{pct} % interval]",
-        bases.join(", ")
+        "each row: median [{pct} % confidence interval] over the rounds{ratios}"
     );
     let mut blocks: Vec<(Scenario, Option<u32>)> =
         r.sorted().iter().map(|f| (f.scenario, f.ports)).collect();
