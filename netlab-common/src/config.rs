@@ -1,6 +1,8 @@
 //! The datapath's configuration: a read-only global of the programs, and the single
 //! element of the `CONFIG` array map for userspace.
 
+use crate::conntrack::Addr6;
+
 /// Forward packets from TC straight to their next hop (the endpoint programs, and
 /// `bpf_redirect_peer` into containers), skipping the bridge and the host's IP
 /// forwarding path.
@@ -18,6 +20,11 @@ pub const FLAG_NETKIT: u32 = 4;
 
 // 8 is retired: it marked a lab whose programs count `CT`'s entries, which every lab
 // of the current pins layout's does.
+
+/// The lab is dual-stack (`up --ipv6`): the IPv4 programs hand IPv6 packets to their
+/// IPv6 counterparts (a tail call through `PROGS6`); without it IPv6 is passed, as the
+/// lab has none.
+pub const FLAG_IPV6: u32 = 16;
 
 /// Written by `netlab up`: into the programs as the read-only global
 /// [`crate::maps::CONFIG_GLOBAL`] before they are verified, and into the `CONFIG` map,
@@ -61,8 +68,14 @@ pub struct Config {
     /// Milliseconds between two runs of the conntrack garbage collector.
     pub gc_interval_ms: u32,
     pub _pad2: u32,
+    /// IPv6 ([`FLAG_IPV6`]): the uplink's address (the masquerade source), the bridge's
+    /// (the containers' gateway), the lab's IPv6 subnet and its mask; zero without.
+    pub uplink_addr6: Addr6,
+    pub bridge_addr6: Addr6,
+    pub subnet6: Addr6,
+    pub subnet6_mask: Addr6,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 88);
+const _: () = assert!(core::mem::size_of::<Config>() == 152);
 
 /// The default [`Config::gc_interval_ms`]: each run looks at a bounded slice of the
 /// established flows ([`GC_BATCH`]), so runs are short and frequent.
@@ -101,6 +114,10 @@ impl Config {
         host_netns_cookie: 0,
         gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
         _pad2: 0,
+        uplink_addr6: [0; 4],
+        bridge_addr6: [0; 4],
+        subnet6: [0; 4],
+        subnet6_mask: [0; 4],
     };
 
     /// Whether `addr` (network byte order) is inside the lab subnet.
@@ -113,4 +130,24 @@ impl Config {
     pub const fn is_host(&self, addr: u32) -> bool {
         addr == self.uplink_addr || addr == self.bridge_addr
     }
+
+    /// Whether `addr` is inside the lab's IPv6 subnet (never, in a lab without IPv6).
+    pub const fn in_subnet6(&self, addr: &Addr6) -> bool {
+        self.flags & FLAG_IPV6 != 0
+            && addr[0] & self.subnet6_mask[0] == self.subnet6[0]
+            && addr[1] & self.subnet6_mask[1] == self.subnet6[1]
+            && addr[2] & self.subnet6_mask[2] == self.subnet6[2]
+            && addr[3] & self.subnet6_mask[3] == self.subnet6[3]
+    }
+
+    /// [`Config::is_host`] for IPv6 (never, in a lab without IPv6).
+    pub const fn is_host6(&self, addr: &Addr6) -> bool {
+        self.flags & FLAG_IPV6 != 0
+            && (eq6(addr, &self.uplink_addr6) || eq6(addr, &self.bridge_addr6))
+    }
+}
+
+/// Two IPv6 addresses equal (a `const fn`, which `==` on arrays is not).
+pub const fn eq6(a: &Addr6, b: &Addr6) -> bool {
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
 }

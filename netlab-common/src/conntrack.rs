@@ -26,15 +26,19 @@
 pub const ZONE_FROM_CTR: u8 = 1;
 pub const ZONE_FROM_OUTSIDE: u8 = 2;
 
+/// An IPv6 address as the datapath keeps it: the four 32-bit words of `in6_addr`, each
+/// in network byte order (as read from the packet).
+pub type Addr6 = [u32; 4];
+
 /// Conntrack key: the 5-tuple as the packet carries it, plus the zone. Addresses and
 /// ports in network byte order; for ICMP echo both ports hold the echo identifier
-/// (the "port" of an ICMP flow), as Linux and Cilium do.
+/// (the "port" of an ICMP flow), as Linux and Cilium do. `A` is the address: `u32`
+/// for IPv4 (`CT`, `CT_PENDING`), [`Addr6`] for IPv6 (`CT6`, `CT6_PENDING`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct CtKey {
-    pub saddr: u32,
-    pub daddr: u32,
+pub struct CtKey<A = u32> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -42,9 +46,10 @@ pub struct CtKey {
     pub _pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
+const _: () = assert!(core::mem::size_of::<CtKey<Addr6>>() == 40);
 
-impl CtKey {
-    pub const fn new(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, zone: u8) -> Self {
+impl<A: Copy> CtKey<A> {
+    pub const fn new(saddr: A, daddr: A, sport: u16, dport: u16, proto: u8, zone: u8) -> Self {
         Self {
             saddr,
             daddr,
@@ -65,11 +70,10 @@ impl CtKey {
 /// ([`CtEntry::pair_key`]), so either entry finds the other.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct CtEntry {
+pub struct CtEntry<A = u32> {
     /// Translated tuple, network byte order.
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     /// Zone of the paired (other direction's) entry.
@@ -104,10 +108,11 @@ pub struct CtEntry {
     pub seq_end: u32,
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<CtEntry<Addr6>>() == 80);
 
-impl CtEntry {
+impl<A: Copy> CtEntry<A> {
     /// The key of the other direction of this flow.
-    pub const fn pair_key(&self, proto: u8) -> CtKey {
+    pub const fn pair_key(&self, proto: u8) -> CtKey<A> {
         CtKey::new(
             self.daddr,
             self.saddr,

@@ -2,6 +2,8 @@
 //! container's address goes (`bpf_redirect_peer` on the host end of its veth), and the
 //! MAC it must carry.
 
+use crate::conntrack::Addr6;
+
 /// Value of `ENDPOINTS`, keyed by the container's address (network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -26,8 +28,12 @@ pub struct Source {
     pub addr: u32,
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// Its IPv6 address in a dual-stack lab (zero otherwise): besides it, it may send
+    /// from its link-local addresses (`fe80::/10`) and from `::` (duplicate address
+    /// detection).
+    pub addr6: Addr6,
 }
-const _: () = assert!(core::mem::size_of::<Source>() == 12);
+const _: () = assert!(core::mem::size_of::<Source>() == 28);
 
 /// Value of `UPLINKS`, keyed by ifindex: an interface of the lab host other than the
 /// bridge, on which the uplink programs run (what iptables' `! -o BRIDGE` and
@@ -39,5 +45,7 @@ const _: () = assert!(core::mem::size_of::<Source>() == 12);
 pub struct Uplink {
     /// Its first IPv4 address (network byte order), 0 for none.
     pub addr: u32,
+    /// Its first global IPv6 address in a dual-stack lab, zero for none.
+    pub addr6: Addr6,
 }
-const _: () = assert!(core::mem::size_of::<Uplink>() == 4);
+const _: () = assert!(core::mem::size_of::<Uplink>() == 20);

@@ -21,16 +21,52 @@ pub mod stats;
 
 #[cfg(feature = "user")]
 mod user {
+    use crate::{
+        conntrack::{Addr6, CtEntry, CtKey},
+        publish::{PubBack, PubBackKey6, PubKey, PubRange, PubTarget},
+    };
+
+    /// `bytemuck::Pod` for the types generic over their address, which its derive
+    /// cannot check: each is `repr(C)` and its size asserted equal to the sum of its
+    /// fields' (no padding) beside its definition.
+    macro_rules! pod {
+        ($($t:ty),*) => {$(
+            unsafe impl bytemuck::Zeroable for $t {}
+            unsafe impl bytemuck::Pod for $t {}
+        )*};
+    }
+    pod!(
+        CtKey,
+        CtKey<Addr6>,
+        CtEntry,
+        CtEntry<Addr6>,
+        PubKey,
+        PubKey<Addr6>,
+        PubTarget,
+        PubTarget<Addr6>,
+        PubRange,
+        PubRange<Addr6>,
+        PubBack,
+        PubBack<Addr6>
+    );
+
     // aya::Pod is a foreign trait: one impl per type (the orphan rule forbids a blanket impl).
     unsafe impl aya::Pod for crate::config::Config {}
-    unsafe impl aya::Pod for crate::conntrack::CtKey {}
-    unsafe impl aya::Pod for crate::conntrack::CtEntry {}
-    unsafe impl aya::Pod for crate::publish::PubKey {}
-    unsafe impl aya::Pod for crate::publish::PubTarget {}
-    unsafe impl aya::Pod for crate::publish::PubRange {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for CtKey<Addr6> {}
+    unsafe impl aya::Pod for CtEntry<Addr6> {}
+    unsafe impl aya::Pod for PubKey {}
+    unsafe impl aya::Pod for PubTarget {}
+    unsafe impl aya::Pod for PubRange {}
+    unsafe impl aya::Pod for PubKey<Addr6> {}
+    unsafe impl aya::Pod for PubTarget<Addr6> {}
+    unsafe impl aya::Pod for PubRange<Addr6> {}
     unsafe impl aya::Pod for crate::publish::PubStats {}
-    unsafe impl aya::Pod for crate::publish::PubBack {}
+    unsafe impl aya::Pod for PubBack {}
+    unsafe impl aya::Pod for PubBack<Addr6> {}
     unsafe impl aya::Pod for crate::publish::PubBackKey {}
+    unsafe impl aya::Pod for PubBackKey6 {}
     unsafe impl aya::Pod for crate::frag::FragKey {}
     unsafe impl aya::Pod for crate::frag::FragNat {}
     unsafe impl aya::Pod for crate::endpoint::Endpoint {}

@@ -25,6 +25,13 @@ pub const fn pending_entries(flows: u32) -> u32 {
     (if f < 4_096 { 4_096 } else { f }) * 2
 }
 
+/// IPv6 flows (a dual-stack lab): the same two tables with 40-byte keys
+/// ([`crate::conntrack::CtKey`]`<Addr6>`), sized alike (one entry otherwise). Both are
+/// LRU: no collector walks IPv6 flows, so an established one the table needs room for
+/// is pushed out, the least recently used first, rather than refusing a new one.
+pub const CT6: &str = "CT6";
+pub const CT6_PENDING: &str = "CT6_PENDING";
+
 /// Fragments after the first: LRU hash, [`crate::frag::FragKey`] →
 /// [`crate::frag::FragNat`].
 pub const FRAGS: &str = "FRAGS";
@@ -34,6 +41,25 @@ pub const FRAGS_MAX: u32 = 8_192;
 /// [`crate::publish::PubTarget`].
 pub const PUBLISH: &str = "PUBLISH";
 pub const PUBLISH_MAX: u32 = 65_536;
+
+/// The same for IPv6: published single ports ([`crate::publish::PubKey`]`<Addr6>`) and
+/// ranges, for the mappings that answer on IPv6.
+pub const PUBLISH6: &str = "PUBLISH6";
+pub const PUBLISH_RANGES6: &str = "PUBLISH_RANGES6";
+/// The reverse map of host-local publishing for IPv6 sockets.
+pub const PUBLISH_BACK6: &str = "PUBLISH_BACK6";
+/// The lab host's IPv6 addresses (besides the uplink's and the bridge's): hash,
+/// address → ifindex.
+pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
+/// The IPv6 programs the IPv4 ones hand IPv6 packets to (tail calls): program array,
+/// [`PROG6_UPLINK_EGRESS`]...
+pub const PROGS6: &str = "PROGS6";
+pub const PROG6_UPLINK_EGRESS: u32 = 0;
+pub const PROG6_UPLINK_INGRESS: u32 = 1;
+pub const PROG6_BRIDGE_INGRESS: u32 = 2;
+pub const PROG6_BRIDGE_EGRESS: u32 = 3;
+pub const PROG6_ENDPOINT_INGRESS: u32 = 4;
+pub const PROGS6_LEN: u32 = 5;
 
 /// Published ranges, one element each: array of [`crate::publish::PubRange`].
 pub const PUBLISH_RANGES: &str = "PUBLISH_RANGES";
@@ -104,6 +130,15 @@ pub const PROG_CONNECT4: &str = "host_connect4";
 pub const PROG_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_RECVMSG4: &str = "host_recvmsg4";
 pub const PROG_GETPEERNAME4: &str = "host_getpeername4";
+pub const PROG_SENDMSG6: &str = "host_sendmsg6";
+/// The IPv6 programs, in [`PROGS6`] at the index beside each.
+pub const PROGS6_NAMES: [(&str, u32); 5] = [
+    ("uplink_egress6", PROG6_UPLINK_EGRESS),
+    ("uplink_ingress6", PROG6_UPLINK_INGRESS),
+    ("bridge_ingress6", PROG6_BRIDGE_INGRESS),
+    ("bridge_egress6", PROG6_BRIDGE_EGRESS),
+    ("endpoint_ingress6", PROG6_ENDPOINT_INGRESS),
+];
 pub const PROG_CONNECT6: &str = "host_connect6";
 pub const PROG_RECVMSG6: &str = "host_recvmsg6";
 pub const PROG_GETPEERNAME6: &str = "host_getpeername6";

@@ -14,6 +14,48 @@ pub const fn martian_source(addr: u32) -> bool {
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const IPV6_HLEN: usize = 40;
+/// IPv6 extension headers the datapath walks past: hop-by-hop, routing, fragment,
+/// destination options.
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// ICMPv6 errors (they quote the packet they are about) and echo.
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+pub const ICMPV6_PKT_TOOBIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEED: u8 = 3;
+pub const ICMPV6_PARAMPROB: u8 = 4;
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// Whether `proto` is ICMP of either family: a flow of echo messages, whose "ports"
+/// are the identifier.
+pub const fn is_icmp(proto: u8) -> bool {
+    proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6
+}
+
+/// The echo request type of ICMP `proto` (ICMP or ICMPv6).
+pub const fn echo_request(proto: u8) -> u8 {
+    if proto == IPPROTO_ICMPV6 {
+        ICMPV6_ECHO_REQUEST
+    } else {
+        ICMP_ECHO_REQUEST
+    }
+}
+
+/// The echo reply type of ICMP `proto` (ICMP or ICMPv6).
+pub const fn echo_reply(proto: u8) -> u8 {
+    if proto == IPPROTO_ICMPV6 {
+        ICMPV6_ECHO_REPLY
+    } else {
+        ICMP_ECHO_REPLY
+    }
+}
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;

@@ -24,8 +24,6 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_prandom_u32, generated::bpf_ktime_get_coarse_ns},
-    macros::map,
-    maps::PerCpuArray,
 };
 use netlab_common::{
     config::Config,
@@ -36,11 +34,12 @@ use netlab_common::{
         rst_verdict, seq_after, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
-    proto::{IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    proto::{IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, is_icmp},
     stats::{DropReason, counter},
 };
 
 use crate::{
+    family::Family,
     maps::{self, Stats, Table},
     parse::{NO_WSCALE, Packet},
 };
@@ -55,13 +54,13 @@ pub fn now() -> u32 {
 /// payloads or `Option`s): LLVM leaves the unused parts of those undefined, and the
 /// verifier rejects a program that copies an undefined register.
 #[derive(Clone, Copy)]
-pub struct Hit {
+pub struct Hit<A = u32> {
     /// [`FOUND`], [`MISSING`] or [`HALF`].
     pub status: u8,
     pub table: Table,
-    pub entry: *mut CtEntry,
+    pub entry: *mut CtEntry<A>,
     /// The other half, when the lookup had to find it (pending flows); null otherwise.
-    pub pair: *mut CtEntry,
+    pub pair: *mut CtEntry<A>,
 }
 
 /// A live flow.
@@ -71,7 +70,7 @@ pub const MISSING: u8 = 1;
 /// Only one half of the flow was left; it is removed now.
 pub const HALF: u8 = 2;
 
-impl Hit {
+impl<A: Family> Hit<A> {
     /// Nothing looked up yet.
     #[inline(always)]
     pub fn empty() -> Self {
@@ -97,12 +96,12 @@ impl Hit {
 /// Whether an entry's flow is still alive: not idle too long (both ways), and its
 /// published mapping, if any, not withdrawn.
 #[inline(always)]
-fn alive(
+fn alive<A: Family>(
     cfg: &Config,
     st: Stats,
-    key: &CtKey,
-    e: &CtEntry,
-    pair: *const CtEntry,
+    key: &CtKey<A>,
+    e: &CtEntry<A>,
+    pair: *const CtEntry<A>,
     now: u32,
 ) -> bool {
     if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
@@ -114,7 +113,7 @@ fn alive(
     }
     // A one-way stream keeps its flow alive through the busy direction.
     let pair = if pair.is_null() {
-        maps::ct_get(Table::Established, &e.pair_key(key.proto)).map(|p| unsafe { *p })
+        A::ct_get(Table::Established, &e.pair_key(key.proto)).map(|p| unsafe { *p })
     } else {
         Some(unsafe { *pair })
     };
@@ -128,8 +127,8 @@ fn alive(
 /// Finds the flow of `key`: one lookup in `CT` for an established flow; a pending flow
 /// is checked for its other half. A dead flow is deleted (both halves) and missed.
 #[inline(always)]
-pub fn lookup(cfg: &Config, st: Stats, key: &CtKey, now: u32) -> Hit {
-    if let Some(p) = maps::ct_get(Table::Established, key) {
+pub fn lookup<A: Family>(cfg: &Config, st: Stats, key: &CtKey<A>, now: u32) -> Hit<A> {
+    if let Some(p) = A::ct_get(Table::Established, key) {
         let e = unsafe { &*p };
         if alive(cfg, st, key, e, core::ptr::null(), now) {
             return Hit {
@@ -139,25 +138,25 @@ pub fn lookup(cfg: &Config, st: Stats, key: &CtKey, now: u32) -> Hit {
                 pair: core::ptr::null_mut(),
             };
         }
-        maps::ct_remove(st, Table::Established, &e.pair_key(key.proto));
-        maps::ct_remove(st, Table::Established, key);
+        A::ct_remove(st, Table::Established, &e.pair_key(key.proto));
+        A::ct_remove(st, Table::Established, key);
         return Hit::none(MISSING);
     }
-    let Some(p) = maps::ct_get(Table::Pending, key) else {
+    let Some(p) = A::ct_get(Table::Pending, key) else {
         return Hit::none(MISSING);
     };
     let e = unsafe { &*p };
     let pair_key = e.pair_key(key.proto);
-    let pair = match maps::ct_get(Table::Pending, &pair_key) {
+    let pair = match A::ct_get(Table::Pending, &pair_key) {
         Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,
         _ => {
-            maps::ct_remove(st, Table::Pending, key);
+            A::ct_remove(st, Table::Pending, key);
             return Hit::none(HALF);
         }
     };
     if !alive(cfg, st, key, e, pair, now) {
-        maps::ct_remove(st, Table::Pending, &pair_key);
-        maps::ct_remove(st, Table::Pending, key);
+        A::ct_remove(st, Table::Pending, &pair_key);
+        A::ct_remove(st, Table::Pending, key);
         return Hit::none(MISSING);
     }
     Hit {
@@ -170,17 +169,18 @@ pub fn lookup(cfg: &Config, st: Stats, key: &CtKey, now: u32) -> Hit {
 
 /// Records a packet on `hit` (`key` is its key): counters, time, TCP window, state and
 /// the flow's flags, mirrored into the other half when they change; moves the flow
-/// between the tables when it becomes assured or closes. Returns the entry to
-/// translate with; a TCP reset outside its receiver's window is refused, and one in
+/// between the tables when it becomes assured or closes. Leaves the entry to translate
+/// with in `out` (a copy: the table's may move); a TCP reset outside its receiver's window is refused, and one in
 /// it but not at an exact number is let through, changing nothing (see [`rst_verdict`]).
 #[inline(always)]
-pub fn touch(
+pub fn touch<A: Family>(
     st: Stats,
-    key: &CtKey,
-    hit: &Hit,
-    pkt: &Packet,
+    key: &CtKey<A>,
+    hit: &Hit<A>,
+    pkt: &Packet<A>,
     now: u32,
-) -> Result<CtEntry, DropReason> {
+    out: &mut CtEntry<A>,
+) -> Result<(), DropReason> {
     let e = unsafe { &mut *hit.entry };
     let tcp = key.proto == IPPROTO_TCP;
     // Flags no TCP sends, or a bare SYN from the responder of an answered flow:
@@ -252,16 +252,20 @@ pub fn touch(
     }
     let flags = next_flags(e.flags, key.proto, state, from_origin);
     if state == e.state && flags == e.flags {
-        return Ok(*e);
+        *out = *e;
+        return Ok(());
     }
     let was_assured = e.flags & FLAG_ASSURED != 0;
     e.state = state;
     e.flags = flags;
     let pair_key = e.pair_key(key.proto);
     let pair = if hit.pair.is_null() {
-        match maps::ct_get(hit.table, &pair_key) {
+        match A::ct_get(hit.table, &pair_key) {
             Some(p) => p,
-            None => return Ok(*e),
+            None => {
+                *out = *e;
+                return Ok(());
+            }
         }
     } else {
         hit.pair
@@ -281,7 +285,7 @@ pub fn touch(
             p.wscale = 0;
         }
     }
-    let out = *e;
+    *out = *e;
     let assured = flags & FLAG_ASSURED != 0;
     if assured != was_assured {
         let (from, to) = if assured {
@@ -292,21 +296,21 @@ pub fn touch(
         if hit.table == from {
             // The other half is inserted from its entry as it is (no copy on a stack
             // that the uplink's program, with its logs on, has 16 bytes of to spare).
-            if move_flow(st, key, &out, &pair_key, p, from, to) {
+            if move_flow(st, key, out, &pair_key, p, from, to) {
                 st.count(if assured {
                     counter::CT_CONFIRMED
                 } else {
                     counter::CT_CLOSED
                 });
                 if assured {
-                    maps::gc_track(st, key);
+                    A::gc_track(st, key);
                 }
             } else if assured {
                 st.count(counter::CT_FULL);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether a segment with `flags` is a FIN that closes its direction of a flow in
@@ -319,7 +323,7 @@ fn closing_fin(state: u8, flags: u8) -> bool {
 
 /// Whether the other half of the flow of `e` carries [`WSCALE_FIN`].
 #[inline(always)]
-fn other_half_sent_fin(key: &CtKey, hit: &Hit, e: &CtEntry) -> bool {
+fn other_half_sent_fin<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>) -> bool {
     match other_half(key, hit, e) {
         Some(other) => unsafe { (*other).wscale & WSCALE_FIN != 0 },
         None => false,
@@ -329,9 +333,9 @@ fn other_half_sent_fin(key: &CtKey, hit: &Hit, e: &CtEntry) -> bool {
 /// The other half of the flow of `e`: at hand for a flow being opened, looked up for
 /// an established one; `None` when it cannot be found.
 #[inline(always)]
-fn other_half(key: &CtKey, hit: &Hit, e: &CtEntry) -> Option<*mut CtEntry> {
+fn other_half<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>) -> Option<*mut CtEntry<A>> {
     if hit.pair.is_null() {
-        maps::ct_get(hit.table, &e.pair_key(key.proto))
+        A::ct_get(hit.table, &e.pair_key(key.proto))
     } else {
         Some(hit.pair)
     }
@@ -341,7 +345,7 @@ fn other_half(key: &CtKey, hit: &Hit, e: &CtEntry) -> Option<*mut CtEntry> {
 /// ([`fin_in_window`]; its other half is looked up for FINs only). A flow whose other
 /// half cannot be found has no window to hold the FIN to.
 #[inline(always)]
-fn fin_counts(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> bool {
+fn fin_counts<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Packet<A>) -> bool {
     let Some(receiver) = other_half(key, hit, e) else {
         return true;
     };
@@ -359,7 +363,7 @@ fn fin_counts(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> bool {
 /// window the other side offered (its other half is looked up for resets only). A
 /// flow whose other half cannot be found has no window to hold the reset to.
 #[inline(always)]
-fn reset_verdict(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> u8 {
+fn reset_verdict<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Packet<A>) -> u8 {
     let Some(receiver) = other_half(key, hit, e) else {
         return RST_CLOSES;
     };
@@ -377,7 +381,7 @@ fn reset_verdict(key: &CtKey, hit: &Hit, e: &CtEntry, pkt: &Packet) -> u8 {
 /// What a TCP segment with ACK set tells about the window its sender offers: the
 /// acknowledgment and the right edge of the window.
 #[inline(always)]
-fn track_window(e: &mut CtEntry, pkt: &Packet) {
+fn track_window<A: Family>(e: &mut CtEntry<A>, pkt: &Packet<A>) {
     if seq_after(pkt.seq_end, e.seq_end) {
         e.seq_end = pkt.seq_end;
     }
@@ -401,37 +405,39 @@ fn track_window(e: &mut CtEntry, pkt: &Packet) {
 /// Moves both halves of a flow from one table to the other; on failure the flow stays
 /// where it was, whole.
 #[inline(always)]
-fn move_flow(
+fn move_flow<A: Family>(
     st: Stats,
-    key: &CtKey,
-    entry: &CtEntry,
-    pair_key: &CtKey,
-    pair: &CtEntry,
+    key: &CtKey<A>,
+    entry: &CtEntry<A>,
+    pair_key: &CtKey<A>,
+    pair: &CtEntry<A>,
     from: Table,
     to: Table,
 ) -> bool {
-    if maps::ct_insert(st, to, pair_key, pair, BPF_ANY as u64).is_err() {
+    if A::ct_insert(st, to, pair_key, pair, BPF_ANY as u64).is_err() {
         return false;
     }
-    if maps::ct_insert(st, to, key, entry, BPF_ANY as u64).is_err() {
-        maps::ct_remove(st, to, pair_key);
+    if A::ct_insert(st, to, key, entry, BPF_ANY as u64).is_err() {
+        A::ct_remove(st, to, pair_key);
         return false;
     }
-    maps::ct_remove(st, from, pair_key);
-    maps::ct_remove(st, from, key);
+    A::ct_remove(st, from, pair_key);
+    A::ct_remove(st, from, key);
     true
 }
 
-/// The opening direction's entry of a new flow translating to `(saddr, daddr, sport,
-/// dport)`, with the first packet already counted.
+/// Writes into `out` the opening direction's entry of a new flow translating to
+/// `(saddr, daddr, sport, dport)`, with the first packet already counted (in place: a
+/// copy of an IPv6 entry on the stack costs 80 bytes).
 #[inline(always)]
-pub fn entry(
-    to: (u32, u32, u16, u16),
+pub fn entry<A: Family>(
+    out: &mut CtEntry<A>,
+    to: (A, A, u16, u16),
     pair_zone: u8,
     pub_id: u32,
-    pkt: &Packet,
+    pkt: &Packet<A>,
     now: u32,
-) -> CtEntry {
+) {
     let state = if pkt.proto == IPPROTO_TCP {
         TCP_SYN_SENT
     } else {
@@ -442,7 +448,7 @@ pub fn entry(
     } else {
         (0, FLAG_ORIGIN)
     };
-    CtEntry {
+    *out = CtEntry {
         saddr: to.0,
         daddr: to.1,
         sport: to.2,
@@ -464,7 +470,7 @@ pub fn entry(
         bytes: pkt.len as u64,
         win_end: 0,
         seq_end: pkt.seq_end,
-    }
+    };
 }
 
 /// A new flow being inserted, in a per-CPU scratch slot rather than on the stack: the
@@ -472,24 +478,14 @@ pub fn entry(
 /// knew about the packet, and the 512-byte stack is spared.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct NewFlow {
-    pub key: CtKey,
-    pub out: CtEntry,
-    pub reply_key: CtKey,
-    pub reply: CtEntry,
+pub struct NewFlow<A = u32> {
+    pub key: CtKey<A>,
+    pub out: CtEntry<A>,
+    pub reply_key: CtKey<A>,
+    pub reply: CtEntry<A>,
     /// [`Alloc`] as a number: 0 source port, 1 on clash.
     pub alloc: u32,
     pub start: u32,
-}
-
-/// The new flow being inserted on this CPU.
-#[map(name = "NEW_FLOW")]
-static NEW_FLOW: PerCpuArray<NewFlow> = PerCpuArray::with_max_entries(1, 0);
-
-/// This CPU's new-flow slot.
-#[inline(always)]
-pub fn scratch() -> Option<*mut NewFlow> {
-    NEW_FLOW.get_ptr_mut(0)
 }
 
 /// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply
@@ -497,12 +493,17 @@ pub fn scratch() -> Option<*mut NewFlow> {
 /// not hold the same tuple): that insert is what reserves the translation. Leaves the
 /// entry the packet is translated with in `nf.out`.
 #[inline(always)]
-pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> Result<(), DropReason> {
+pub fn create<A: Family>(
+    cfg: &Config,
+    st: Stats,
+    nf: &mut NewFlow<A>,
+    now: u32,
+) -> Result<(), DropReason> {
     if !(nf.alloc == 1 && reply_free(cfg, st, nf, now, false)) && !allocate(cfg, st, nf, now) {
         return Err(DropReason::PortsExhausted);
     }
     pair_into(nf);
-    if maps::ct_insert(
+    if A::ct_insert(
         st,
         Table::Pending,
         &nf.reply_key,
@@ -514,10 +515,10 @@ pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> Result<(),
         // Another CPU took the same translation between our lookup and insert.
         return Err(DropReason::CtInsertFailed);
     }
-    if maps::ct_insert(st, Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
+    if A::ct_insert(st, Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
         // Another CPU created this flow first: undo ours, use theirs.
-        maps::ct_remove(st, Table::Pending, &nf.reply_key);
-        let theirs = maps::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
+        A::ct_remove(st, Table::Pending, &nf.reply_key);
+        let theirs = A::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
         nf.out = unsafe { *theirs };
     }
     Ok(())
@@ -532,12 +533,18 @@ pub fn create(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> Result<(),
 /// and until then its NAT port would stay taken, long after `conntrack` stopped listing
 /// it. A lone half still holds its tuple: it may be a flow another CPU is inserting.
 #[inline(always)]
-fn reply_free(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32, reclaim: bool) -> bool {
+fn reply_free<A: Family>(
+    cfg: &Config,
+    st: Stats,
+    nf: &mut NewFlow<A>,
+    now: u32,
+    reclaim: bool,
+) -> bool {
     nf.reply_key = nf.out.pair_key(nf.key.proto);
-    if nf.reply_key == nf.key || maps::ct_get(Table::Established, &nf.reply_key).is_some() {
+    if nf.reply_key == nf.key || A::ct_get(Table::Established, &nf.reply_key).is_some() {
         return false;
     }
-    match maps::ct_get(Table::Pending, &nf.reply_key) {
+    match A::ct_get(Table::Pending, &nf.reply_key) {
         None => true,
         Some(p) => reclaim && dead_removed(cfg, st, &nf.reply_key, p, now),
     }
@@ -548,22 +555,28 @@ fn reply_free(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32, reclaim: bool
 /// is alive, and its other half is not looked up: a lookup marks an LRU entry as used,
 /// and would keep old flows from eviction at the expense of new ones.
 #[inline(always)]
-fn dead_removed(cfg: &Config, st: Stats, key: &CtKey, p: *mut CtEntry, now: u32) -> bool {
+fn dead_removed<A: Family>(
+    cfg: &Config,
+    st: Stats,
+    key: &CtKey<A>,
+    p: *mut CtEntry<A>,
+    now: u32,
+) -> bool {
     let e = unsafe { &*p };
     let withdrawn = e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen;
     if !withdrawn && !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
         return false;
     }
     let pair_key = e.pair_key(key.proto);
-    let pair = match maps::ct_get(Table::Pending, &pair_key) {
+    let pair = match A::ct_get(Table::Pending, &pair_key) {
         Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => q,
         _ => return false,
     };
     if alive(cfg, st, key, e, pair, now) {
         return false;
     }
-    maps::ct_remove(st, Table::Pending, &pair_key);
-    maps::ct_remove(st, Table::Pending, key);
+    A::ct_remove(st, Table::Pending, &pair_key);
+    A::ct_remove(st, Table::Pending, key);
     true
 }
 
@@ -573,7 +586,7 @@ fn dead_removed(cfg: &Config, st: Stats, key: &CtKey, p: *mut CtEntry, now: u32)
 /// others are not, which keeps the verifier's walk of the loop short: ports held by
 /// dead flows are freed one per new flow, each when it comes up as a random start.
 #[inline(always)]
-fn allocate(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> bool {
+fn allocate<A: Family>(cfg: &Config, st: Stats, nf: &mut NewFlow<A>, now: u32) -> bool {
     nf.start = unsafe { bpf_get_prandom_u32() };
     try_port(cfg, nf, 0);
     if reply_free(cfg, st, nf, now, true) {
@@ -590,10 +603,10 @@ fn allocate(cfg: &Config, st: Stats, nf: &mut NewFlow, now: u32) -> bool {
 
 /// Puts the `attempt`th candidate port of [`allocate`] in `nf.out`.
 #[inline(always)]
-fn try_port(cfg: &Config, nf: &mut NewFlow, attempt: u32) {
+fn try_port<A: Family>(cfg: &Config, nf: &mut NewFlow<A>, attempt: u32) {
     let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, nf.start, attempt).to_be();
     nf.out.sport = port;
-    if nf.key.proto == IPPROTO_ICMP {
+    if is_icmp(nf.key.proto) {
         nf.out.dport = port;
     }
 }
@@ -601,7 +614,7 @@ fn try_port(cfg: &Config, nf: &mut NewFlow, attempt: u32) {
 /// Fills `nf.reply_key` and `nf.reply`: the other direction of `nf.key -> nf.out`,
 /// keyed by the translated tuple reversed, translating back to the key reversed.
 #[inline(always)]
-fn pair_into(nf: &mut NewFlow) {
+fn pair_into<A: Family>(nf: &mut NewFlow<A>) {
     let (k, e) = (&nf.key, &nf.out);
     nf.reply_key = e.pair_key(k.proto);
     nf.reply.saddr = k.daddr;

@@ -110,7 +110,7 @@ fn hook(cfg: &Config) -> forward::Hook {
 /// Checks that the frame carries the container's MAC as its source; returns its
 /// ethertype (raw).
 #[inline(always)]
-fn own_mac(ctx: &TcContext, src: &Source) -> Result<u16, DropReason> {
+pub fn own_mac(ctx: &TcContext, src: &Source) -> Result<u16, DropReason> {
     let (data, end) = (ctx.data(), ctx.data_end());
     let head: [u8; ETH_HLEN] = if data + ETH_HLEN <= end {
         unsafe { *(data as *const [u8; ETH_HLEN]) }

@@ -5,20 +5,27 @@
 #![no_main]
 
 mod bridge;
+mod bridge6;
 mod conntrack;
 mod endpoint;
+mod endpoint6;
+mod family;
 mod forward;
 mod frag;
 mod gc;
 mod icmp;
+mod icmp6;
 mod maps;
 mod nat;
 mod next_hop;
 mod parse;
+mod parse6;
 mod publish;
 mod rewrite;
+mod rewrite6;
 mod sock;
 mod uplink;
+mod uplink6;
 mod verdict;
 
 use aya_ebpf::{
@@ -26,10 +33,37 @@ use aya_ebpf::{
     programs::{SockAddrContext, TcContext},
 };
 use maps::Stats;
+use netlab_common::{
+    config::FLAG_IPV6,
+    maps::{
+        PROG6_BRIDGE_EGRESS, PROG6_BRIDGE_INGRESS, PROG6_ENDPOINT_INGRESS, PROG6_UPLINK_EGRESS,
+        PROG6_UPLINK_INGRESS,
+    },
+};
+
+/// In a dual-stack lab, hands an IPv6 packet to IPv6 program `index` (a tail call,
+/// which does not return); without IPv6, or if the call fails, the IPv4 program goes
+/// on, and passes it as not IPv4.
+#[inline(always)]
+fn ipv6(ctx: &TcContext, index: u32) {
+    if maps::config().flags & FLAG_IPV6 != 0 && parse6::is_ipv6(ctx) {
+        maps::to_ipv6(ctx, index);
+    }
+}
+
+/// An IPv6 program's entry: this CPU's counters, the handler, the verdict.
+#[inline(always)]
+fn run6(ctx: &TcContext, handler: fn(&TcContext, Stats) -> verdict::Verdict) -> i32 {
+    let Some(st) = Stats::get() else {
+        return verdict::NEXT;
+    };
+    verdict::finish(handler(ctx, st))
+}
 
 /// tcx egress on every uplink: masquerade what leaves the lab by the stack.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
+    ipv6(&ctx, PROG6_UPLINK_EGRESS);
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -40,6 +74,7 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
 /// ports, direct access dropped.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
+    ipv6(&ctx, PROG6_UPLINK_INGRESS);
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -49,6 +84,7 @@ pub fn uplink_ingress(ctx: TcContext) -> i32 {
 /// tcx ingress on the bridge: hairpin, on the slow path.
 #[classifier]
 pub fn bridge_ingress(ctx: TcContext) -> i32 {
+    ipv6(&ctx, PROG6_BRIDGE_INGRESS);
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -58,6 +94,7 @@ pub fn bridge_ingress(ctx: TcContext) -> i32 {
 /// tcx egress on the bridge: direct access from interfaces netlab does not watch.
 #[classifier]
 pub fn bridge_egress(ctx: TcContext) -> i32 {
+    ipv6(&ctx, PROG6_BRIDGE_EGRESS);
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -68,10 +105,41 @@ pub fn bridge_egress(ctx: TcContext) -> i32 {
 /// fast path.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
+    ipv6(&ctx, PROG6_ENDPOINT_INGRESS);
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
     verdict::finish(endpoint::ingress(&ctx, st))
+}
+
+/// IPv6 at the uplink's egress (from `uplink_egress`, in a dual-stack lab).
+#[classifier]
+pub fn uplink_egress6(ctx: TcContext) -> i32 {
+    run6(&ctx, uplink6::egress)
+}
+
+/// IPv6 at the uplink's ingress.
+#[classifier]
+pub fn uplink_ingress6(ctx: TcContext) -> i32 {
+    run6(&ctx, uplink6::ingress)
+}
+
+/// IPv6 at the bridge's ingress.
+#[classifier]
+pub fn bridge_ingress6(ctx: TcContext) -> i32 {
+    run6(&ctx, bridge6::ingress)
+}
+
+/// IPv6 at the bridge's egress.
+#[classifier]
+pub fn bridge_egress6(ctx: TcContext) -> i32 {
+    run6(&ctx, bridge6::egress)
+}
+
+/// IPv6 from a container.
+#[classifier]
+pub fn endpoint_ingress6(ctx: TcContext) -> i32 {
+    run6(&ctx, endpoint6::ingress)
 }
 
 /// Run once by `netlab up` (BPF_PROG_TEST_RUN): arms the conntrack garbage collector.
@@ -108,27 +176,35 @@ pub fn host_getpeername4(ctx: SockAddrContext) -> i32 {
     1
 }
 
-/// cgroup connect6 in the lab host: an IPv6 socket's connect to an IPv4-mapped
-/// published address goes to the container.
+/// cgroup connect6 in the lab host: an IPv6 socket's connect to a published port, on
+/// an IPv6 host address or an IPv4-mapped one, goes to the container.
 #[cgroup_sock_addr(connect6)]
 pub fn host_connect6(ctx: SockAddrContext) -> i32 {
-    sock::redirect_mapped(&ctx);
+    sock::redirect6(&ctx);
     1
 }
 
-/// cgroup recvmsg6 in the lab host: an IPv6 socket's UDP replies over IPv4 show the
-/// published address.
+/// cgroup sendmsg6 in the lab host: unconnected UDP sends to a port published on an
+/// IPv6 host address.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn host_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::redirect6(&ctx);
+    1
+}
+
+/// cgroup recvmsg6 in the lab host: an IPv6 socket's UDP replies show the published
+/// address.
 #[cgroup_sock_addr(recvmsg6)]
 pub fn host_recvmsg6(ctx: SockAddrContext) -> i32 {
-    sock::restore_mapped(&ctx);
+    sock::restore6(&ctx);
     1
 }
 
-/// cgroup getpeername6 in the lab host: an IPv6 socket's IPv4 peer is the published
+/// cgroup getpeername6 in the lab host: an IPv6 socket's peer is the published
 /// address.
 #[cgroup_sock_addr(getpeername6)]
 pub fn host_getpeername6(ctx: SockAddrContext) -> i32 {
-    sock::restore_mapped(&ctx);
+    sock::restore6(&ctx);
     1
 }
 

@@ -1,20 +1,22 @@
 //! Every map of the datapath, and the typed accessors the handlers use.
 
+use crate::conntrack::NewFlow;
 use aya_ebpf::{
     bindings::{BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, Queue},
 };
 use netlab_common::{
     config::Config,
-    conntrack::{CtEntry, CtKey},
+    conntrack::{Addr6, CtEntry, CtKey},
     endpoint::{Endpoint, Source, Uplink},
     frag::{FragKey, FragNat},
+    maps::PROGS6_LEN,
     maps::{
         CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
         PUBLISH_STATS_MAX, UPLINKS_MAX, established_entries, gc_queue_entries, pending_entries,
     },
-    publish::{PubBack, PubBackKey, PubKey, PubRange, PubStats, PubTarget},
+    publish::{PubBack, PubBackKey, PubBackKey6, PubKey, PubRange, PubStats, PubTarget},
     stats::{Counters, DropReason, STATS_ENTRIES, STATS_PROGRAMS, counter},
 };
 
@@ -33,6 +35,41 @@ static CT: HashMap<CtKey, CtEntry> =
 #[map(name = "CT_PENDING")]
 static CT_PENDING: LruHashMap<CtKey, CtEntry> =
     LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), 0);
+
+/// IPv6 flows, both tables LRU (see `netlab_common::maps::CT6`); sized at load time,
+/// one entry in a lab without IPv6.
+#[map(name = "CT6")]
+static CT6: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entries(1, 0);
+
+#[map(name = "CT6_PENDING")]
+static CT6_PENDING: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entries(1, 0);
+
+/// The new flow being inserted on this CPU: in a per-CPU slot rather than on the
+/// stack (see `conntrack::NewFlow`), one per family.
+#[map(name = "NEW_FLOW")]
+static NEW_FLOW: PerCpuArray<NewFlow<u32>> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "NEW_FLOW6")]
+static NEW_FLOW6: PerCpuArray<NewFlow<Addr6>> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "PUBLISH6")]
+static PUBLISH6: HashMap<PubKey<Addr6>, PubTarget<Addr6>> =
+    HashMap::with_max_entries(PUBLISH_MAX, BPF_F_NO_PREALLOC);
+
+#[map(name = "PUBLISH_RANGES6")]
+static PUBLISH_RANGES6: Array<PubRange<Addr6>> = Array::with_max_entries(PUBLISH_RANGES_MAX, 0);
+
+#[map(name = "PUBLISH_BACK6")]
+static PUBLISH_BACK6: LruHashMap<PubBackKey6, PubBack<Addr6>> =
+    LruHashMap::with_max_entries(PUBLISH_MAX, 0);
+
+#[map(name = "HOST_ADDRS6")]
+static HOST_ADDRS6: HashMap<Addr6, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0);
+
+/// The IPv6 programs the IPv4 ones hand IPv6 packets to, filled by `up` in a
+/// dual-stack lab.
+#[map(name = "PROGS6")]
+static PROGS6: ProgramArray = ProgramArray::with_max_entries(PROGS6_LEN, 0);
 
 #[map(name = "FRAGS")]
 static FRAGS: LruHashMap<FragKey, FragNat> =
@@ -315,4 +352,84 @@ pub fn other_host_addr(addr: u32) -> bool {
 #[inline(always)]
 pub fn is_host(cfg: &Config, addr: u32) -> bool {
     cfg.is_host(addr) || other_host_addr(addr)
+}
+
+#[inline(always)]
+pub fn new_flow() -> Option<*mut NewFlow<u32>> {
+    NEW_FLOW.get_ptr_mut(0)
+}
+
+#[inline(always)]
+pub fn new_flow6() -> Option<*mut NewFlow<Addr6>> {
+    NEW_FLOW6.get_ptr_mut(0)
+}
+
+#[inline(always)]
+pub fn ct6_get(t: Table, key: &CtKey<Addr6>) -> Option<*mut CtEntry<Addr6>> {
+    match t {
+        Table::Established => CT6.get_ptr_mut(key),
+        Table::Pending => CT6_PENDING.get_ptr_mut(key),
+    }
+}
+
+/// Inserts into an IPv6 table. Not counted: `CT`'s counters are what `status` knows
+/// `CT` holds by; the IPv6 tables are LRU, and counted by a walk.
+#[inline(always)]
+pub fn ct6_insert(
+    _st: Stats,
+    t: Table,
+    key: &CtKey<Addr6>,
+    entry: &CtEntry<Addr6>,
+    flags: u64,
+) -> Result<(), i32> {
+    match t {
+        Table::Established => CT6.insert(key, entry, flags),
+        Table::Pending => CT6_PENDING.insert(key, entry, flags),
+    }
+}
+
+#[inline(always)]
+pub fn ct6_remove(_st: Stats, t: Table, key: &CtKey<Addr6>) {
+    let _ = match t {
+        Table::Established => CT6.remove(key),
+        Table::Pending => CT6_PENDING.remove(key),
+    };
+}
+
+#[inline(always)]
+pub fn publish6_get(key: &PubKey<Addr6>) -> Option<PubTarget<Addr6>> {
+    PUBLISH6.get_ptr(key).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+pub fn publish_range6(index: u32) -> Option<&'static PubRange<Addr6>> {
+    PUBLISH_RANGES6.get(index)
+}
+
+#[inline(always)]
+pub fn back6_get(key: &PubBackKey6) -> Option<PubBack<Addr6>> {
+    PUBLISH_BACK6.get_ptr(key).map(|p| unsafe { *p })
+}
+
+/// [`back_set`] for IPv6 sockets.
+#[inline(always)]
+pub fn back6_set(key: &PubBackKey6, value: &PubBack<Addr6>) -> bool {
+    let new = PUBLISH_BACK6.get_ptr(key).is_none();
+    let _ = PUBLISH_BACK6.insert(key, value, 0);
+    new
+}
+
+/// [`is_host`] for IPv6.
+#[inline(always)]
+pub fn is_host6(cfg: &Config, addr: &Addr6) -> bool {
+    cfg.is_host6(addr)
+        || (cfg.flags & netlab_common::config::FLAG_IPV6 != 0
+            && HOST_ADDRS6.get_ptr(addr).is_some())
+}
+
+/// Hands the packet to IPv6 program `index` of `PROGS6`; returns only when there is
+/// none (a lab without IPv6).
+#[inline(always)]
+pub fn to_ipv6(ctx: &aya_ebpf::programs::TcContext, index: u32) {
+    unsafe { PROGS6.tail_call(ctx, index) };
 }

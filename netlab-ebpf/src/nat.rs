@@ -9,23 +9,19 @@
 //! route) stops after `find` and leaves the packet to the hook after it.
 
 use aya_ebpf::programs::TcContext;
-use aya_log_ebpf::debug;
 use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey, FLAG_ORIGIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
-    proto::{
-        ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST,
-        TCP_SYN, martian_source,
-    },
+    proto::{IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, echo_reply, echo_request, is_icmp},
     publish::PubTarget,
     stats::{DropReason, counter},
 };
 
 use crate::{
     conntrack::{self, HALF, Hit},
+    family::Family,
     maps::{self, Stats},
     parse::Packet,
-    publish,
 };
 
 /// The packet belongs to a tracked flow.
@@ -44,16 +40,16 @@ pub const NONE: u8 = 3;
 /// copies such aggregates in pieces, and a map-value pointer cut in pieces is rejected.
 /// The conntrack entry, when there is one, travels separately in a [`Hit`].
 #[derive(Clone, Copy)]
-pub struct Found {
+pub struct Found<A = u32> {
     pub kind: u8,
-    pub key: CtKey,
-    pub target: PubTarget,
-    pub to: (u32, u32, u16, u16),
+    pub key: CtKey<A>,
+    pub target: PubTarget<A>,
+    pub to: (A, A, u16, u16),
 }
 
-impl Found {
+impl<A: Family> Found<A> {
     #[inline(always)]
-    fn new(kind: u8, key: CtKey, target: PubTarget, to: (u32, u32, u16, u16)) -> Self {
+    fn new(kind: u8, key: CtKey<A>, target: PubTarget<A>, to: (A, A, u16, u16)) -> Self {
         Self {
             kind,
             key,
@@ -68,25 +64,29 @@ impl Found {
     }
 }
 
-const NO_TARGET: PubTarget = PubTarget {
-    addr: 0,
-    port: 0,
-    _pad: 0,
-    id: 0,
-};
+/// No published port.
+#[inline(always)]
+fn no_target<A: Family>() -> PubTarget<A> {
+    PubTarget {
+        addr: A::default(),
+        port: 0,
+        _pad: 0,
+        id: 0,
+    }
+}
 
 #[inline(always)]
-pub fn key(pkt: &Packet, zone: u8) -> CtKey {
+pub fn key<A: Family>(pkt: &Packet<A>, zone: u8) -> CtKey<A> {
     CtKey::new(pkt.saddr, pkt.daddr, pkt.sport, pkt.dport, pkt.proto, zone)
 }
 
 /// Whether a packet may open a flow: a TCP SYN (not a SYN-ACK, nor anything after it),
 /// a UDP datagram, an ICMP echo request.
 #[inline(always)]
-pub fn opens_flow(pkt: &Packet) -> bool {
+pub fn opens_flow<A: Family>(pkt: &Packet<A>) -> bool {
     match pkt.proto {
         IPPROTO_TCP => pkt.flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN,
-        IPPROTO_ICMP => pkt.flags == ICMP_ECHO_REQUEST,
+        p if is_icmp(p) => pkt.flags == echo_request(p),
         _ => true,
     }
 }
@@ -97,15 +97,21 @@ pub fn opens_flow(pkt: &Packet) -> bool {
 /// tuples carry the type): an echo request from a ping flow's far end with the NAT's
 /// identifier is the host's to answer, not the container's, as with iptables.
 #[inline(always)]
-fn flow_of(cfg: &Config, st: Stats, key: &CtKey, pkt: &Packet, now: u32) -> Hit {
+fn flow_of<A: Family>(
+    cfg: &Config,
+    st: Stats,
+    key: &CtKey<A>,
+    pkt: &Packet<A>,
+    now: u32,
+) -> Hit<A> {
     let hit = conntrack::lookup(cfg, st, key, now);
-    if hit.found() && pkt.proto == IPPROTO_ICMP {
+    if hit.found() && is_icmp(pkt.proto) {
         let origin = unsafe { (*hit.entry).flags } & FLAG_ORIGIN != 0;
         if pkt.flags
             != if origin {
-                ICMP_ECHO_REQUEST
+                echo_request(pkt.proto)
             } else {
-                ICMP_ECHO_REPLY
+                echo_reply(pkt.proto)
             }
         {
             return Hit::empty();
@@ -116,22 +122,32 @@ fn flow_of(cfg: &Config, st: Stats, key: &CtKey, pkt: &Packet, now: u32) -> Hit 
 
 /// The tracked flow of `hit`.
 #[inline(always)]
-fn known(key: CtKey, hit: &Hit) -> Found {
+fn known<A: Family>(key: CtKey<A>, hit: &Hit<A>) -> Found<A> {
     if hit.entry.is_null() {
-        return Found::new(NONE, key, NO_TARGET, (0, 0, 0, 0));
+        return Found::new(NONE, key, no_target(), (A::default(), A::default(), 0, 0));
     }
     let e = unsafe { &*hit.entry };
-    Found::new(KNOWN, key, NO_TARGET, (e.saddr, e.daddr, e.sport, e.dport))
+    Found::new(
+        KNOWN,
+        key,
+        no_target(),
+        (e.saddr, e.daddr, e.sport, e.dport),
+    )
 }
 
 /// Nothing to do for a packet without a flow that cannot open one; an error when half
 /// of its flow was found (the flow is gone, and the packet with it).
 #[inline(always)]
-fn leave(key: CtKey, hit: &Hit, pkt: &Packet) -> Result<Found, DropReason> {
+fn leave<A: Family>(key: CtKey<A>, hit: &Hit<A>, pkt: &Packet<A>) -> Result<Found<A>, DropReason> {
     if hit.status == HALF && !opens_flow(pkt) {
         return Err(DropReason::HalfFlow);
     }
-    Ok(Found::new(NONE, key, NO_TARGET, (0, 0, 0, 0)))
+    Ok(Found::new(
+        NONE,
+        key,
+        no_target(),
+        (A::default(), A::default(), 0, 0),
+    ))
 }
 
 /// A packet a container sent (its source is in the lab subnet) to somewhere outside
@@ -139,24 +155,24 @@ fn leave(key: CtKey, hit: &Hit, pkt: &Packet) -> Result<Found, DropReason> {
 /// of the interface it leaves by), or a new hairpin flow to a port published on a host
 /// address. [`NONE`] for traffic the NAT leaves alone (to the host itself).
 #[inline(always)]
-pub fn find_from_container(
+pub fn find_from_container<A: Family>(
     cfg: &Config,
     st: Stats,
-    masquerade: u32,
-    pkt: &Packet,
+    masquerade: A,
+    pkt: &Packet<A>,
     now: u32,
-    hit: &mut Hit,
-) -> Result<Found, DropReason> {
+    hit: &mut Hit<A>,
+) -> Result<Found<A>, DropReason> {
     let key = key(pkt, ZONE_FROM_CTR);
     *hit = flow_of(cfg, st, &key, pkt, now);
     if hit.found() {
         return Ok(known(key, hit));
     }
-    if maps::is_host(cfg, pkt.daddr) {
+    if A::is_host(cfg, &pkt.daddr) {
         if opens_flow(pkt)
-            && let Some(target) = publish::lookup(pkt.daddr, pkt.proto, pkt.dport)
+            && let Some(target) = A::published(pkt.daddr, pkt.proto, pkt.dport)
         {
-            let to = (cfg.bridge_addr, target.addr, 0, target.port);
+            let to = (A::bridge_addr(cfg), target.addr, 0, target.port);
             return Ok(Found::new(PUBLISHED, key, target, to));
         }
         return leave(key, hit, pkt);
@@ -171,24 +187,24 @@ pub fn find_from_container(
             DropReason::UnsupportedProtocol
         });
     }
-    if masquerade == 0 {
+    if masquerade == A::default() {
         return Err(DropReason::NoAddress);
     }
     let to = (masquerade, pkt.daddr, 0, pkt.dport);
-    Ok(Found::new(MASQUERADE, key, NO_TARGET, to))
+    Ok(Found::new(MASQUERADE, key, no_target(), to))
 }
 
 /// A packet that arrived on the uplink addressed to the uplink address: a tracked flow
 /// (a reply to a masqueraded flow, or a published flow), or a new flow to a published
 /// port. [`NONE`] for the host's own traffic.
 #[inline(always)]
-pub fn find_from_outside(
+pub fn find_from_outside<A: Family>(
     cfg: &Config,
     st: Stats,
-    pkt: &Packet,
+    pkt: &Packet<A>,
     now: u32,
-    hit: &mut Hit,
-) -> Result<Found, DropReason> {
+    hit: &mut Hit<A>,
+) -> Result<Found<A>, DropReason> {
     let key = key(pkt, ZONE_FROM_OUTSIDE);
     *hit = flow_of(cfg, st, &key, pkt, now);
     if hit.found() {
@@ -198,10 +214,10 @@ pub fn find_from_outside(
     // addresses) opens nothing: the packet goes on untranslated, to be refused there,
     // as the kernel's routing refuses it before any NAT.
     if opens_flow(pkt)
-        && pkt.proto != IPPROTO_ICMP
-        && !martian_source(u32::from_be(pkt.saddr))
-        && !maps::is_host(cfg, pkt.saddr)
-        && let Some(target) = publish::lookup(pkt.daddr, pkt.proto, pkt.dport)
+        && !is_icmp(pkt.proto)
+        && !A::martian(&pkt.saddr)
+        && !A::is_host(cfg, &pkt.saddr)
+        && let Some(target) = A::published(pkt.daddr, pkt.proto, pkt.dport)
     {
         // The client's own address is kept: the container sees who connects.
         let to = (pkt.saddr, target.addr, pkt.sport, target.port);
@@ -213,33 +229,62 @@ pub fn find_from_outside(
 /// Records the packet on its flow (`hit`, from the same `find_*`; opening it if new)
 /// and returns the entry it is translated with.
 #[inline(always)]
-pub fn commit(
+pub fn commit<A: Family>(
     ctx: &TcContext,
     cfg: &Config,
     st: Stats,
-    found: &Found,
-    hit: &Hit,
-    pkt: &Packet,
+    found: &Found<A>,
+    hit: &Hit<A>,
+    pkt: &Packet<A>,
     now: u32,
-) -> Result<CtEntry, DropReason> {
-    let key = &found.key;
+) -> Result<CtEntry<A>, DropReason> {
+    let mut e = CtEntry::default();
     if found.kind == KNOWN {
-        // Always set for a known flow; the check is for the verifier, which cannot
-        // tie the two together.
-        if hit.entry.is_null() {
-            return Err(DropReason::CtInsertFailed);
-        }
-        let e = conntrack::touch(st, key, hit, pkt, now)?;
-        st.count(match (e.pub_id != 0, key.zone) {
-            (true, ZONE_FROM_OUTSIDE) => counter::DNAT_PACKETS,
-            (true, _) => counter::DNAT_REPLY_PACKETS,
-            (false, ZONE_FROM_CTR) => counter::SNAT_PACKETS,
-            (false, _) => counter::SNAT_REPLY_PACKETS,
-        });
-        return Ok(e);
+        commit_known(st, &found.key, hit, pkt, now, &mut e)?;
+    } else {
+        commit_new(ctx, cfg, st, found, pkt, now, &mut e)?;
     }
-    // A new flow: masquerade, or a published port. One call site each for the
-    // allocation loop and the log, so the verifier walks them once.
+    Ok(e)
+}
+
+/// [`commit`] of a packet of a tracked flow (`hit`, found with `key`).
+#[inline(always)]
+pub fn commit_known<A: Family>(
+    st: Stats,
+    key: &CtKey<A>,
+    hit: &Hit<A>,
+    pkt: &Packet<A>,
+    now: u32,
+    out: &mut CtEntry<A>,
+) -> Result<(), DropReason> {
+    // Always set for a known flow; the check is for the verifier, which cannot tie the
+    // two together.
+    if hit.entry.is_null() {
+        return Err(DropReason::CtInsertFailed);
+    }
+    conntrack::touch(st, key, hit, pkt, now, out)?;
+    st.count(match (out.pub_id != 0, key.zone) {
+        (true, ZONE_FROM_OUTSIDE) => counter::DNAT_PACKETS,
+        (true, _) => counter::DNAT_REPLY_PACKETS,
+        (false, ZONE_FROM_CTR) => counter::SNAT_PACKETS,
+        (false, _) => counter::SNAT_REPLY_PACKETS,
+    });
+    Ok(())
+}
+
+/// [`commit`] of the first packet of a new flow: masquerade, or a published port. One
+/// call site each for the allocation loop and the log, so the verifier walks them once.
+#[inline(always)]
+pub fn commit_new<A: Family>(
+    ctx: &TcContext,
+    cfg: &Config,
+    st: Stats,
+    found: &Found<A>,
+    pkt: &Packet<A>,
+    now: u32,
+    out: &mut CtEntry<A>,
+) -> Result<(), DropReason> {
+    let key = &found.key;
     let masquerade = found.kind == MASQUERADE;
     let target = found.target;
     // Hairpin takes a NAT source port (bridge-address:port), so that the reply comes
@@ -251,13 +296,13 @@ pub fn commit(
     } else {
         (ZONE_FROM_CTR, 1)
     };
-    let nf = conntrack::scratch().ok_or(DropReason::CtInsertFailed)?;
+    let nf = A::new_flow().ok_or(DropReason::CtInsertFailed)?;
     let nf = unsafe { &mut *nf };
     nf.key = *key;
-    nf.out = conntrack::entry(found.to, pair_zone, target.id, pkt, now);
+    conntrack::entry(&mut nf.out, found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
     conntrack::create(cfg, st, nf, now)?;
-    let e = nf.out;
+    *out = nf.out;
     if masquerade {
         st.count(counter::SNAT_NEW_FLOWS);
         st.count(counter::SNAT_PACKETS);
@@ -267,26 +312,6 @@ pub fn commit(
         st.count(counter::DNAT_NEW_FLOWS);
         st.count(counter::DNAT_PACKETS);
     }
-    // Two records, each naming the flow by its source: one record of all nine values
-    // takes more stack than the uplink's program (logs on) has left.
-    debug!(
-        ctx,
-        "new flow proto {} {:i}:{} -> {:i}:{}",
-        key.proto,
-        u32::from_be(key.saddr),
-        u16::from_be(key.sport),
-        u32::from_be(key.daddr),
-        u16::from_be(key.dport)
-    );
-    debug!(
-        ctx,
-        "new flow from {:i}:{} as {:i}:{} -> {:i}:{}",
-        u32::from_be(key.saddr),
-        u16::from_be(key.sport),
-        u32::from_be(e.saddr),
-        u16::from_be(e.sport),
-        u32::from_be(e.daddr),
-        u16::from_be(e.dport)
-    );
-    Ok(e)
+    A::log_new_flow(ctx, key, out);
+    Ok(())
 }

@@ -49,12 +49,12 @@ const MAX_HEADERS: usize = ETH_HLEN + 60 + 20;
 
 /// What the datapath knows about a packet. Addresses and ports are raw (network order).
 #[derive(Clone, Copy)]
-pub struct Packet {
+pub struct Packet<A = u32> {
     pub l3_off: usize,
     pub l4_off: usize,
     pub proto: u8,
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     /// Ports, or the echo identifier in both for ICMP echo.
     pub sport: u16,
     pub dport: u16,
@@ -62,11 +62,12 @@ pub struct Packet {
     pub flags: u8,
     /// TCP: the window scale option of a SYN ([`NO_WSCALE`] without one).
     pub wscale: u8,
+    /// TTL, or IPv6's hop limit.
     pub ttl: u8,
-    /// The IPv4 header checksum, raw.
+    /// The IPv4 header checksum, raw (0 for IPv6, which has none).
     pub ip_check: u16,
     pub kind: Kind,
-    /// Identification field (network order), for fragments.
+    /// Identification field (network order), for fragments (IPv4 only).
     pub ip_id: u16,
     /// Whether this is the first fragment of a fragmented datagram.
     pub first_fragment: bool,
@@ -110,7 +111,7 @@ pub enum Kind {
 /// The frame's first `need` bytes as a directly readable range `(data, data_end)`,
 /// pulling them into the linear part when they are not there.
 #[inline(always)]
-fn linear(ctx: &TcContext, need: usize) -> Result<(usize, usize), DropReason> {
+pub fn linear(ctx: &TcContext, need: usize) -> Result<(usize, usize), DropReason> {
     let (data, end) = (ctx.data(), ctx.data_end());
     if data + need <= end {
         return Ok((data, end));
@@ -282,7 +283,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
 /// The window scale option among the `len` bytes of TCP options at `at` (a SYN's),
 /// [`NO_WSCALE`] when there is none or the options cannot be read.
 #[inline(always)]
-fn window_scale(ctx: &TcContext, at: usize, len: usize) -> u8 {
+pub fn window_scale(ctx: &TcContext, at: usize, len: usize) -> u8 {
     // In a per-CPU slot rather than on the stack: the uplink's program is within a few
     // bytes of the verifier's 512 with its debug logs on. The slot is larger than the
     // options can be, so that every index, masked, stays inside it.

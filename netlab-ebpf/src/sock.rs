@@ -7,13 +7,15 @@
 //! that reaches the container directly sees the container. Every hook acts only on
 //! sockets of the lab's host namespace (netns cookie).
 
+use aya_ebpf::bindings::bpf_sock_addr;
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
 use netlab_common::{
-    publish::{PubBack, PubBackKey},
+    conntrack::Addr6,
+    publish::{PubBack, PubBackKey, PubBackKey6},
     stats::counter,
 };
 
@@ -50,22 +52,57 @@ pub fn redirect(ctx: &SockAddrContext) {
     }
 }
 
-/// connect6 of an IPv6 socket to an IPv4-mapped address (`::ffff:198.51.100.2`, what a
-/// dual-stack socket uses for IPv4): its connection is IPv4, and goes to the container
-/// as an IPv4 socket's does. Its unconnected UDP sends meet `sendmsg4` already (the
-/// kernel hands them to IPv4's sendmsg); its connect meets only this hook.
+/// connect6 and sendmsg6: a published port on one of the lab host's IPv6 addresses
+/// becomes the container's IPv6 address and port. A dual-stack socket's IPv4 (an
+/// IPv4-mapped address, `::ffff:198.51.100.2`) goes to the container as an IPv4
+/// socket's does: its connection is IPv4 (its unconnected UDP sends meet `sendmsg4`
+/// already; its connect meets only this hook). `::1` is never redirected: as with
+/// iptables, IPv6's loopback is never routed off the host.
 #[inline(always)]
-pub fn redirect_mapped(ctx: &SockAddrContext) {
+pub fn redirect6(ctx: &SockAddrContext) {
     if !in_lab(ctx) {
         return;
     }
     let sa = unsafe { &mut *ctx.sock_addr };
-    let Some(v4) = mapped(&sa.user_ip6) else {
+    let (port, proto) = (sa.user_port as u16, sa.protocol as u8);
+    let a = user_ip6(sa);
+    if let Some(v4) = mapped(&a) {
+        if let Some((addr, port)) = published(ctx, v4, port, proto) {
+            sa.user_ip6[3] = addr;
+            sa.user_port = port as u32;
+        }
+        return;
+    }
+    let cfg = maps::config();
+    if !maps::is_host6(cfg, &a) {
+        return;
+    }
+    let Some(target) = publish::lookup6(&a, proto, port) else {
         return;
     };
-    if let Some((addr, port)) = published(ctx, v4, sa.user_port as u16, sa.protocol as u8) {
-        sa.user_ip6[3] = addr;
-        sa.user_port = port as u32;
+    set_user_ip6(sa, &target.addr);
+    sa.user_port = target.port as u32;
+    let key = PubBackKey6 {
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        to: PubBack {
+            addr: target.addr,
+            port: target.port,
+            proto,
+            _pad: 0,
+        },
+        _pad: 0,
+    };
+    let asked = PubBack {
+        addr: a,
+        port,
+        proto,
+        _pad: 0,
+    };
+    if maps::back6_set(&key, &asked) {
+        maps::count_connection(target.id);
+    }
+    if let Some(st) = Stats::get() {
+        st.count(counter::HOST_LOCAL_REDIRECTS);
     }
 }
 
@@ -132,20 +169,36 @@ pub fn restore(ctx: &SockAddrContext) {
     }
 }
 
-/// getpeername6 and recvmsg6 of an IPv6 socket whose peer is an IPv4-mapped address:
-/// as [`restore`].
+/// getpeername6 and recvmsg6: show an IPv6 socket the published address it used,
+/// IPv6 or IPv4-mapped, instead of the container's.
 #[inline(always)]
-pub fn restore_mapped(ctx: &SockAddrContext) {
+pub fn restore6(ctx: &SockAddrContext) {
     if !in_lab(ctx) {
         return;
     }
     let sa = unsafe { &mut *ctx.sock_addr };
-    let Some(v4) = mapped(&sa.user_ip6) else {
+    let (port, proto) = (sa.user_port as u16, sa.protocol as u8);
+    let a = user_ip6(sa);
+    if let Some(v4) = mapped(&a) {
+        if let Some((addr, port)) = asked(ctx, v4, port, proto) {
+            sa.user_ip6[3] = addr;
+            sa.user_port = port as u32;
+        }
         return;
+    }
+    let key = PubBackKey6 {
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        to: PubBack {
+            addr: a,
+            port,
+            proto,
+            _pad: 0,
+        },
+        _pad: 0,
     };
-    if let Some((addr, port)) = asked(ctx, v4, sa.user_port as u16, sa.protocol as u8) {
-        sa.user_ip6[3] = addr;
-        sa.user_port = port as u32;
+    if let Some(orig) = maps::back6_get(&key) {
+        set_user_ip6(sa, &orig.addr);
+        sa.user_port = orig.port as u32;
     }
 }
 
@@ -163,4 +216,29 @@ fn asked(ctx: &SockAddrContext, addr: u32, port: u16, proto: u8) -> Option<(u32,
         },
     };
     maps::back_get(&key).map(|orig| (orig.addr, orig.port))
+}
+
+/// `user_ip6`, one word at a time at its own offset from the context: the verifier
+/// refuses a load through a context pointer moved to the field (a copy of the array).
+#[inline(always)]
+fn user_ip6(sa: &bpf_sock_addr) -> Addr6 {
+    unsafe {
+        [
+            core::ptr::read_volatile(&sa.user_ip6[0]),
+            core::ptr::read_volatile(&sa.user_ip6[1]),
+            core::ptr::read_volatile(&sa.user_ip6[2]),
+            core::ptr::read_volatile(&sa.user_ip6[3]),
+        ]
+    }
+}
+
+/// Writes `user_ip6` one word at a time (see [`user_ip6`]).
+#[inline(always)]
+fn set_user_ip6(sa: &mut bpf_sock_addr, a: &Addr6) {
+    unsafe {
+        core::ptr::write_volatile(&mut sa.user_ip6[0], a[0]);
+        core::ptr::write_volatile(&mut sa.user_ip6[1], a[1]);
+        core::ptr::write_volatile(&mut sa.user_ip6[2], a[2]);
+        core::ptr::write_volatile(&mut sa.user_ip6[3], a[3]);
+    }
 }

@@ -60,6 +60,12 @@ fn dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_DIR).join(lab)
 }
 
+/// A file of the lab's record beside its state (removed with it), for what a datapath
+/// records of its own.
+pub fn record_file(lab: &str, name: &str) -> PathBuf {
+    dir(lab).join(name)
+}
+
 fn file(lab: &str) -> PathBuf {
     dir(lab).join("state.json")
 }

@@ -8,6 +8,7 @@ pub mod cni;
 pub mod foreign;
 pub mod model;
 pub mod packet;
+pub mod packet6;
 pub mod podman;
 pub mod sockets;
 pub mod stream;

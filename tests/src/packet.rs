@@ -246,5 +246,6 @@ pub fn claimed_source(frame: &[u8]) -> netlab_common::endpoint::Source {
         addr,
         mac,
         _pad: [0; 2],
+        addr6: [0; 4],
     }
 }

@@ -1,4 +1,4 @@
-//! Dual-stack labs (`up --ipv6`) on the datapaths that have them (iptables,
+//! Dual-stack labs (`up --ipv6`) on the datapaths that have them (ebpf, iptables,
 //! iptables-legacy, nftables): every container gets an IPv6 address beside its IPv4 one,
 //! is masqueraded behind the uplink's IPv6 address, and a port published without a host
 //! address answers on both families — from wan, from the lab host and hairpin — until it
@@ -24,6 +24,7 @@ netlab_tests::per_datapath!(
         outside_a_sandbox_with_forwarding_as_it_was,
         a_given_ipv6_address,
     ];
+    ebpf = "ebpf",
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
     nftables = "nftables",
@@ -118,6 +119,31 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
         peer.port()
     );
     drop(client);
+    if netlab_tests::is_ebpf(dp) {
+        // eBPF's own conntrack lists the IPv6 flows, and status its IPv6 tables.
+        let flows = lab.conntrack();
+        let port = peer.port();
+        assert!(
+            flows.iter().any(|f| f["original"]["dst"] == INTERNET6
+                && f["translated"]["src"] == UPLINK6
+                && f["translated"]["sport"] == port),
+            "{flows:?}"
+        );
+        let text = lab.ok(&["conntrack"]);
+        assert!(text.contains(&format!("[{UPLINK6}]:{port}")), "{text}");
+        assert!(text.contains("icmpv6"), "{text}");
+        let status = lab.status();
+        let tables: Vec<&str> = status["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            tables.contains(&"CT6") && tables.contains(&"CT6_PENDING"),
+            "{tables:?}"
+        );
+    }
 
     // Publishing without a host address answers on both families, from every side.
     let _server = dual_stack_server(&lab, "web", 80);
@@ -338,9 +364,8 @@ fn a_given_ipv6_address(dp: &str) {
 fn ipv6_refused_where_it_is_not_there() {
     netlab_tests::require_root();
     for (args, says) in [
-        (&["--datapath", "ebpf", "--ipv6"][..], "not on ebpf"),
         (
-            &["--datapath", "nftables-flowtable", "--ipv6"],
+            &["--datapath", "nftables-flowtable", "--ipv6"][..],
             "not on nftables-flowtable",
         ),
         (&["--datapath", "routed", "--ipv6"], "not on routed"),
@@ -423,14 +448,18 @@ fn ipv6_refused_where_it_is_not_there() {
 fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
     let lab = Lab::sandbox(&["--datapath", dp, "--ipv6", "--icmp-timeout", "7"]);
     lab.ok(&["run", "a"]);
-    // `--icmp-timeout` is the kernel's for ICMPv6 echo too.
-    for key in ["icmp", "icmpv6"] {
-        let path = format!("net.netfilter.nf_conntrack_{key}_timeout");
-        assert_eq!(
-            lab.exec_ok("host", &["sysctl", "-n", &path]).trim(),
-            "7",
-            "{key}"
-        );
+    // `--icmp-timeout` is the kernel's for ICMPv6 echo too (eBPF's own for both).
+    if netlab_tests::is_ebpf(dp) {
+        assert_eq!(lab.status()["nat"]["icmp_secs"], 7);
+    } else {
+        for key in ["icmp", "icmpv6"] {
+            let path = format!("net.netfilter.nf_conntrack_{key}_timeout");
+            assert_eq!(
+                lab.exec_ok("host", &["sysctl", "-n", &path]).trim(),
+                "7",
+                "{key}"
+            );
+        }
     }
 
     let server = udp(&lab.ns("wan"), &format!("[{INTERNET6}]:7000"));
@@ -577,7 +606,9 @@ fn outside_a_sandbox_with_forwarding_as_it_was(dp: &str) {
         String::from_utf8_lossy(&out.stdout).contains("uplink eth0 198.51.100.2 2001:db8:100::2"),
         "{out:?}"
     );
-    assert_eq!(world.sysctl(BRIDGE_NF6), "1");
+    // The netfilter datapaths need bridge netfilter for IPv6; eBPF leaves it as it was.
+    let bridge_nf = if netlab_tests::is_ebpf(dp) { "0" } else { "1" };
+    assert_eq!(world.sysctl(BRIDGE_NF6), bridge_nf);
     lab.ok(&["run", "a"]);
     lab.exec_ok("a", &["ping", "-6", "-c", "1", "-W", "3", INTERNET6]);
     lab.ok(&["publish", "a", "8080:80"]);

@@ -44,8 +44,8 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             [
                 f.proto.to_string(),
                 f.state.to_string(),
-                format!("{}:{}", f.original.src, f.original.sport),
-                format!("{}:{}", f.original.dst, f.original.dport),
+                at(f.original.src, f.original.sport),
+                at(f.original.dst, f.original.dport),
                 translated(f),
                 format!("{}s", f.age_secs),
                 format!("{}/{}", f.packets, f.reply_packets),
@@ -92,6 +92,11 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `ADDR:PORT`, an IPv6 address in brackets.
+fn at(addr: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
+
 /// What the translation changed: the source (`ADDR:PORT`), the destination
 /// (`-> ADDR:PORT`), or both (hairpin). For ICMP echo both "ports" are the echo
 /// identifier, which a masquerade changes for both: its destination changed only if its
@@ -99,15 +104,15 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
 fn translated(f: &Flow) -> String {
     let (o, t) = (&f.original, &f.translated);
     let src = (t.src, t.sport) != (o.src, o.sport);
-    let dst = if f.proto == "icmp" {
+    let dst = if f.proto.starts_with("icmp") {
         t.dst != o.dst
     } else {
         (t.dst, t.dport) != (o.dst, o.dport)
     };
     match (src, dst) {
-        (true, true) => format!("{}:{} -> {}:{}", t.src, t.sport, t.dst, t.dport),
-        (true, false) => format!("{}:{}", t.src, t.sport),
-        (false, true) => format!("-> {}:{}", t.dst, t.dport),
+        (true, true) => format!("{} -> {}", at(t.src, t.sport), at(t.dst, t.dport)),
+        (true, false) => at(t.src, t.sport),
+        (false, true) => format!("-> {}", at(t.dst, t.dport)),
         (false, false) => "-".to_string(),
     }
 }

@@ -1,15 +1,15 @@
 //! What a datapath shows of itself: flows, counters, per-mapping counters. The
 //! `--json` shapes of `netlab conntrack`, `stats` and `ports` are these types.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Endpoint {
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub sport: u16,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dport: u16,
 }
 
@@ -248,6 +248,8 @@ impl FlowCensus {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn flow(
@@ -259,9 +261,9 @@ mod tests {
         age: u64,
     ) -> Flow {
         let at = |a: [u8; 4], p| Endpoint {
-            src: Ipv4Addr::from(a),
+            src: Ipv4Addr::from(a).into(),
             sport: p,
-            dst: Ipv4Addr::new(203, 0, 113, 1),
+            dst: Ipv4Addr::new(203, 0, 113, 1).into(),
             dport: 80,
         };
         Flow {

@@ -118,6 +118,24 @@ pub async fn all_links(h: &Handle) -> Result<Vec<IpAddr>> {
 
 /// Equivalent to `ip -4 addr show` → every IPv4 address of the namespace, with the
 /// ifindex of its link, in the kernel's order (a link's primary address first).
+/// Every global IPv6 address of every link (not link-local, not loopback), with the
+/// link's index.
+pub async fn all_links_v6(h: &Handle) -> Result<Vec<(u32, Ipv6Addr)>> {
+    let mut all = Vec::new();
+    let mut addrs = h.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("get addresses", "*"))? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V6(a)) = attr
+                && !a.is_loopback()
+                && !a.is_unicast_link_local()
+            {
+                all.push((msg.header.index, *a));
+            }
+        }
+    }
+    Ok(all)
+}
+
 pub async fn all_links_v4(h: &Handle) -> Result<Vec<(u32, Ipv4Addr)>> {
     let mut all = Vec::new();
     let mut addrs = h.address().get().execute();

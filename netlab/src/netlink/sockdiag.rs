@@ -158,13 +158,13 @@ pub fn bound() -> Result<Vec<BoundSocket>> {
     Ok(all)
 }
 
-/// A socket to end: its cookie, and the IPv4 address and port it is connected to (an
-/// IPv6 socket's by its IPv4-mapped address).
+/// A socket to end: its cookie, and the address and port it is connected to (an IPv6
+/// socket's IPv4 peer by its IPv4-mapped address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connected {
     pub udp: bool,
     pub cookie: u64,
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     pub port: u16,
 }
 
@@ -187,9 +187,7 @@ pub fn destroy(which: &[Connected]) -> Result<usize> {
             }
             dump(&diag, family, proto as u8, u32::MAX, |msg, _| {
                 let cookie = u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32);
-                let Some(to) = ipv4_peer(family, &msg.id.dst) else {
-                    return;
-                };
+                let to = peer(family, &msg.id.dst);
                 let port = u16::from_be_bytes(msg.id.dport);
                 if which
                     .iter()
@@ -218,17 +216,18 @@ pub fn destroy(which: &[Connected]) -> Result<usize> {
     Ok(ended)
 }
 
-/// The IPv4 address a socket of `family` is connected to: an IPv4 socket's, or an
-/// IPv6 socket's IPv4-mapped one (`::ffff:a.b.c.d`).
-fn ipv4_peer(family: u8, dst: &[u32; 4]) -> Option<Ipv4Addr> {
+/// The address a socket of `family` is connected to: an IPv4 socket's; an IPv6
+/// socket's, or its IPv4 peer's when it is an IPv4-mapped address (`::ffff:a.b.c.d`).
+fn peer(family: u8, dst: &[u32; 4]) -> IpAddr {
     if family == libc::AF_INET as u8 {
-        return Some(Ipv4Addr::from(dst[0].to_ne_bytes()));
+        return IpAddr::V4(Ipv4Addr::from(dst[0].to_ne_bytes()));
     }
     let mut bytes = [0u8; 16];
     for (chunk, word) in bytes.chunks_exact_mut(4).zip(dst) {
         chunk.copy_from_slice(&word.to_ne_bytes());
     }
-    Ipv6Addr::from(bytes).to_ipv4_mapped()
+    let a = Ipv6Addr::from(bytes);
+    a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
 }
 
 /// One `SOCK_DESTROY` request, and the kernel's answer.

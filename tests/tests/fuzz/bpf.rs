@@ -205,6 +205,7 @@ impl Bpf {
                 addr: sender.0.to_be(),
                 mac: sender.1,
                 _pad: [0; 2],
+                addr6: [0; 4],
             };
             sources.insert(1, src, 0).unwrap();
         }

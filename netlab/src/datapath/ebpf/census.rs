@@ -17,6 +17,7 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::maps::{Array, HashMap, MapData};
 use netlab_common::{
+    config::FLAG_IPV6,
     conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::IPPROTO_TCP,
@@ -101,6 +102,23 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
             continue;
         }
         add("pending", k, e, tally);
+    }
+    if cfg.flags & FLAG_IPV6 != 0 {
+        // IPv6's tables, both LRU and small beside `CT`: read whole and paired, as the
+        // listing reads them.
+        for flow in flows::list(lab)?
+            .iter()
+            .filter(|f| f.original.src.is_ipv6())
+        {
+            tally.add(
+                flow.table,
+                flow.state,
+                flow.proto,
+                flow.age_secs,
+                flow.translated.src != flow.original.src,
+                flow.translated.sport,
+            );
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 use std::{
     fs,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -67,6 +68,15 @@ pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()>
     if owns_cgroup(state) {
         // Made here or not at all: one that is there already is not this lab's.
         fs::create_dir(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
+        // Recorded at once, beside the lab's state: its links, which name it too, are
+        // not pinned yet, and pins may be out of sight of a later command (a runtime's
+        // private mount namespace with a bpffs of its own).
+        let id = fs::metadata(&cg).map(|m| m.ino()).unwrap_or(0);
+        let record = crate::store::record_file(&state.name, RECORD);
+        if let Err(e) = fs::write(&record, id.to_string()) {
+            let _ = fs::remove_dir(&cg);
+            return Err(Error::io("write", &record, e));
+        }
     }
     let attached = attach_to(bpf, &cg, links);
     if attached.is_err() && owns_cgroup(state) {
@@ -119,13 +129,23 @@ pub fn check_free(state: &LabState) -> Result<()> {
     Ok(())
 }
 
-/// The id of the cgroup a lab's hooks are attached to, as the kernel records it in
-/// their pinned link (`bpf_link_info.cgroup.cgroup_id`, the cgroup directory's inode):
-/// what tells the cgroup netlab made from one made at its path since (removed and made
-/// again behind netlab's back, or made while `up` was failing), which is never joined,
-/// emptied or removed. Read before the lab's pins are removed.
+/// Where `attach` records the id of the cgroup it made, beside the lab's state.
+const RECORD: &str = "ebpf-cgroup-id";
+
+/// The id of the cgroup a lab made for its hooks (the cgroup directory's inode): as
+/// the kernel records it in their pinned link (`bpf_link_info.cgroup.cgroup_id`), or
+/// else as `attach` recorded it beside the lab's state when it made it. What tells the
+/// cgroup netlab made from one made at its path since (removed and made again behind
+/// netlab's back, or made while `up` was failing), which is never joined, emptied or
+/// removed. Read before the lab's pins are removed.
 pub fn attached_id(lab: &str) -> Option<u64> {
-    crate::netlink::bpf::cgroup_link_target(&pins::links(lab).join(PROGRAMS[0]))
+    crate::netlink::bpf::cgroup_link_target(&pins::links(lab).join(PROGRAMS[0])).or_else(|| {
+        fs::read_to_string(crate::store::record_file(lab, RECORD))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Removes a lab's own cgroup if it is the one its hooks were attached to (`attached`,

@@ -48,6 +48,7 @@ pub fn attach(state: &LabState, c: &Container) -> Result<()> {
                 addr: u32::from(ip).to_be(),
                 mac: parse_mac(mac)?,
                 _pad: [0; 2],
+                addr6: state.container_ip6(c).map(super::addr6).unwrap_or_default(),
             },
             0,
         )

@@ -6,14 +6,19 @@
 //! mapping, are not listed (the datapath deletes them when it meets them, the garbage
 //! collector otherwise).
 
-use std::{collections::HashMap as StdHashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap as StdHashMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use aya::maps::{Array, HashMap, MapData};
+use bytemuck::Pod;
 
 use netlab_common::{
-    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    config::{Config, FLAG_IPV6},
+    conntrack::{Addr6, CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
-    proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::counter,
 };
 
@@ -25,16 +30,35 @@ use crate::{
 
 type Table = HashMap<MapData, CtKey, CtEntry>;
 
-/// The conntrack tables of a running lab: their names as listed, and as pinned.
+/// The conntrack tables of a running lab: their names as listed, and as pinned; a
+/// dual-stack lab's IPv6 tables too.
 const TABLES: [(&str, &str); 2] = [("confirmed", names::CT), ("pending", names::CT_PENDING)];
+const TABLES6: [(&str, &str); 2] = [("confirmed", names::CT6), ("pending", names::CT6_PENDING)];
 
 /// Every entry of one of a lab's conntrack tables, read in batches.
-fn entries(lab: &str, pinned: &str) -> Result<Vec<(CtKey, CtEntry)>> {
+fn entries<A>(lab: &str, pinned: &str) -> Result<Vec<(CtKey<A>, CtEntry<A>)>>
+where
+    CtKey<A>: Pod,
+    CtEntry<A>: Pod,
+{
     batch::entries(&pins::map_data(lab, pinned)?)
 }
 
-fn ip(raw: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from_be(raw))
+/// An address as the tables keep it, of either family.
+pub(super) trait Addr: Copy + Eq + std::hash::Hash {
+    fn ip(&self) -> IpAddr;
+}
+
+impl Addr for u32 {
+    fn ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(u32::from_be(*self)))
+    }
+}
+
+impl Addr for Addr6 {
+    fn ip(&self) -> IpAddr {
+        IpAddr::V6(super::ipv6_of(self))
+    }
 }
 
 pub(super) fn proto_name(p: u8) -> &'static str {
@@ -42,6 +66,7 @@ pub(super) fn proto_name(p: u8) -> &'static str {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
         IPPROTO_ICMP => "icmp",
+        IPPROTO_ICMPV6 => "icmpv6",
         _ => "other",
     }
 }
@@ -49,56 +74,78 @@ pub(super) fn proto_name(p: u8) -> &'static str {
 /// Live flows of a lab's eBPF datapath, newest first.
 pub fn list(lab: &str) -> Result<Vec<Flow>> {
     let cfg = read_config(lab)?;
-    let now = coarse_secs();
     let generations: Array<MapData, u32> = pins::typed(lab, names::MAPPINGS)?;
     let mut out = Vec::new();
     for (table, pinned) in TABLES {
-        let entries: StdHashMap<CtKey, CtEntry> = entries(lab, pinned)?.into_iter().collect();
-        for (k, e) in &entries {
-            if e.flags & FLAG_ORIGIN == 0 {
-                continue;
-            }
-            let Some(reply) = entries.get(&e.pair_key(k.proto)).copied() else {
-                // Half a flow: the datapath treats it as gone.
-                continue;
-            };
-            if e.pub_id != 0 && generations.get(&e.pub_id, 0).ok() != Some(e.pub_gen) {
-                continue;
-            }
-            let dead = |x: &CtEntry| expired(&cfg, k.proto, x.state, x.flags, x.last_seen, now);
-            if dead(e) && dead(&reply) {
-                continue;
-            }
-            out.push(Flow {
-                proto: proto_name(k.proto),
-                table,
-                state: if k.proto == IPPROTO_TCP {
-                    tcp_state_name(e.state)
-                } else {
-                    "-"
-                },
-                original: Endpoint {
-                    src: ip(k.saddr),
-                    sport: u16::from_be(k.sport),
-                    dst: ip(k.daddr),
-                    dport: u16::from_be(k.dport),
-                },
-                translated: Endpoint {
-                    src: ip(e.saddr),
-                    sport: u16::from_be(e.sport),
-                    dst: ip(e.daddr),
-                    dport: u16::from_be(e.dport),
-                },
-                age_secs: now.saturating_sub(e.created) as u64,
-                idle_secs: now.saturating_sub(e.last_seen.max(reply.last_seen)) as u64,
-                packets: e.packets as u64,
-                bytes: e.bytes,
-                reply_packets: reply.packets as u64,
-                reply_bytes: reply.bytes,
-            });
+        out.extend(list_table::<u32>(lab, &cfg, &generations, table, pinned)?);
+    }
+    if cfg.flags & FLAG_IPV6 != 0 {
+        for (table, pinned) in TABLES6 {
+            out.extend(list_table::<Addr6>(lab, &cfg, &generations, table, pinned)?);
         }
     }
     out.sort_by_key(|f| f.age_secs);
+    Ok(out)
+}
+
+/// The live flows of one table.
+fn list_table<A: Addr>(
+    lab: &str,
+    cfg: &Config,
+    generations: &Array<MapData, u32>,
+    table: &'static str,
+    pinned: &str,
+) -> Result<Vec<Flow>>
+where
+    CtKey<A>: Pod + aya::Pod,
+    CtEntry<A>: Pod + aya::Pod,
+{
+    let now = coarse_secs();
+    let entries: StdHashMap<CtKey<A>, CtEntry<A>> = entries(lab, pinned)?.into_iter().collect();
+    let mut out = Vec::new();
+    for (k, e) in &entries {
+        if e.flags & FLAG_ORIGIN == 0 {
+            continue;
+        }
+        let Some(reply) = entries.get(&e.pair_key(k.proto)).copied() else {
+            // Half a flow: the datapath treats it as gone.
+            continue;
+        };
+        if e.pub_id != 0 && generations.get(&e.pub_id, 0).ok() != Some(e.pub_gen) {
+            continue;
+        }
+        let dead = |x: &CtEntry<A>| expired(cfg, k.proto, x.state, x.flags, x.last_seen, now);
+        if dead(e) && dead(&reply) {
+            continue;
+        }
+        out.push(Flow {
+            proto: proto_name(k.proto),
+            table,
+            state: if k.proto == IPPROTO_TCP {
+                tcp_state_name(e.state)
+            } else {
+                "-"
+            },
+            original: Endpoint {
+                src: k.saddr.ip(),
+                sport: u16::from_be(k.sport),
+                dst: k.daddr.ip(),
+                dport: u16::from_be(k.dport),
+            },
+            translated: Endpoint {
+                src: e.saddr.ip(),
+                sport: u16::from_be(e.sport),
+                dst: e.daddr.ip(),
+                dport: u16::from_be(e.dport),
+            },
+            age_secs: now.saturating_sub(e.created) as u64,
+            idle_secs: now.saturating_sub(e.last_seen.max(reply.last_seen)) as u64,
+            packets: e.packets as u64,
+            bytes: e.bytes,
+            reply_packets: reply.packets as u64,
+            reply_bytes: reply.bytes,
+        });
+    }
     Ok(out)
 }
 
@@ -111,7 +158,7 @@ pub fn flush(lab: &str) -> Result<usize> {
         for (_, pinned) in TABLES {
             let mut map: Table = pins::typed(lab, pinned)?;
             let mut removed = 0u64;
-            for (k, e) in entries(lab, pinned)? {
+            for (k, e) in entries::<u32>(lab, pinned)? {
                 if map.remove(&k).is_ok() {
                     removed += 1;
                     if e.flags & FLAG_ORIGIN != 0 {
@@ -121,6 +168,17 @@ pub fn flush(lab: &str) -> Result<usize> {
             }
             if pinned == names::CT {
                 count_by_user(lab, counter::CT_ENTRIES_FLUSHED, removed)?;
+            }
+        }
+        if read_config(lab)?.flags & FLAG_IPV6 != 0 {
+            for (_, pinned) in TABLES6 {
+                let mut map: HashMap<MapData, CtKey<Addr6>, CtEntry<Addr6>> =
+                    pins::typed(lab, pinned)?;
+                for (k, e) in entries::<Addr6>(lab, pinned)? {
+                    if map.remove(&k).is_ok() && e.flags & FLAG_ORIGIN != 0 {
+                        n += 1;
+                    }
+                }
             }
         }
         Ok(n)

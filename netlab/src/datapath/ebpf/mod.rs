@@ -15,15 +15,19 @@ mod ports;
 pub mod probe;
 pub mod uplinks;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use aya::{
     EbpfLoader,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, MapData, PerCpuArray, ProgramArray},
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_NETKIT},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_IPV6, FLAG_NETKIT},
+    conntrack::Addr6,
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{
         Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,
@@ -48,7 +52,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 16] = [
+const MAPS: [&str; 23] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -61,6 +65,13 @@ const MAPS: [&str; 16] = [
     names::SOURCES,
     names::UPLINKS,
     names::HOST_ADDRS,
+    names::CT6,
+    names::CT6_PENDING,
+    names::PUBLISH6,
+    names::PUBLISH_RANGES6,
+    names::PUBLISH_BACK6,
+    names::HOST_ADDRS6,
+    names::PROGS6,
     names::CONFIG,
     names::STATS,
     names::GC,
@@ -105,13 +116,48 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
             | match state.device {
                 Device::Veth => 0,
                 Device::Netkit => FLAG_NETKIT,
+            }
+            | if state.subnet6.is_some() {
+                FLAG_IPV6
+            } else {
+                0
             },
         bridge_mac: links.bridge_mac,
         _pad: [0; 2],
         host_netns_cookie: links.netns_cookie,
         gc_interval_ms: nat.gc_interval_ms,
         _pad2: 0,
+        uplink_addr6: state.uplink_addr6.map(addr6).unwrap_or_default(),
+        bridge_addr6: state.bridge_addr6().map(addr6).unwrap_or_default(),
+        subnet6: state.subnet6.map(|s| addr6(s.network)).unwrap_or_default(),
+        subnet6_mask: state
+            .subnet6
+            .map(|s| addr6(Ipv6Addr::from(mask6(s.prefix))))
+            .unwrap_or_default(),
     }
+}
+
+/// An IPv6 address as the programs keep it: its four 32-bit words, each in network
+/// byte order.
+pub fn addr6(a: Ipv6Addr) -> Addr6 {
+    let o = a.octets();
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
+
+/// The inverse of [`addr6`].
+pub fn ipv6_of(a: &Addr6) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    for (chunk, w) in o.chunks_exact_mut(4).zip(a) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    Ipv6Addr::from(o)
+}
+
+/// The mask of an IPv6 prefix of `prefix` bits.
+fn mask6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 /// [`Config`] as aya writes a global: its bytes.
@@ -131,6 +177,15 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
     } else {
         0u8
     };
+    // IPv6 flows get tables of the same size in a dual-stack lab, one entry otherwise.
+    let (ct6, ct6_pending) = if cfg.flags & FLAG_IPV6 != 0 {
+        (
+            established_entries(conntrack_max),
+            pending_entries(conntrack_max),
+        )
+    } else {
+        (1, 1)
+    };
     let cfg = ConfigGlobal(*cfg);
     EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
@@ -138,6 +193,8 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         .map_max_entries(names::CT, established_entries(conntrack_max))
         .map_max_entries(names::CT_PENDING, pending_entries(conntrack_max))
         .map_max_entries(names::GC_QUEUE, gc_queue_entries(conntrack_max))
+        .map_max_entries(names::CT6, ct6)
+        .map_max_entries(names::CT6_PENDING, ct6_pending)
         .load(crate::EBPF_OBJ)
         .map_err(|e| Error::ebpf("load object", e))
 }
@@ -157,6 +214,29 @@ pub fn load_program<'a>(bpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut Sc
             .map_err(|e| Error::ebpf("load program", verifier_detail(name, e)))?;
     }
     Ok(prog)
+}
+
+/// Puts the IPv6 programs in `PROGS6`, where the IPv4 ones hand IPv6 packets to them.
+fn fill_progs6(bpf: &mut aya::Ebpf) -> Result<()> {
+    let mut fds = Vec::new();
+    for (name, index) in names::PROGS6_NAMES {
+        let fd = load_program(bpf, name)?
+            .fd()
+            .and_then(|fd| fd.try_clone().map_err(Into::into))
+            .map_err(|e| Error::ebpf("program fd", format!("{name}: {e}")))?;
+        fds.push((index, fd));
+    }
+    let mut progs: ProgramArray<&mut MapData> = ProgramArray::try_from(
+        bpf.map_mut(names::PROGS6)
+            .ok_or_else(|| Error::ebpf("find map", names::PROGS6))?,
+    )
+    .map_err(|e| Error::ebpf("open PROGS6", e))?;
+    for (index, fd) in &fds {
+        progs
+            .set(*index, fd, 0)
+            .map_err(|e| Error::ebpf("update PROGS6", e))?;
+    }
+    Ok(())
 }
 
 /// Loads every program of the object at once, one thread each: the verifier's work is
@@ -245,6 +325,9 @@ impl Datapath for Ebpf {
         }
         cfg.set(0, value, 0)
             .map_err(|e| Error::ebpf("write CONFIG", e))?;
+        if value.flags & FLAG_IPV6 != 0 {
+            fill_progs6(&mut bpf)?;
+        }
         for m in MAPS {
             let map = bpf.map(m).ok_or_else(|| Error::ebpf("find map", m))?;
             map.pin(dir.join(m))
@@ -318,16 +401,16 @@ impl Datapath for Ebpf {
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         ports::check_room(&state.ports, ports)?;
         uplinks::sync(state)?;
-        ports::publish(&state.name, ports)
+        ports::publish(state, ports)
     }
 
     fn absent(&self, state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
-        ports::absent(&state.name, ports)
+        ports::absent(state, ports)
     }
 
     fn unpublish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         let mut sockets = Vec::new();
-        let withdrawn = ports::unpublish(&state.name, ports, &mut sockets);
+        let withdrawn = ports::unpublish(state, ports, &mut sockets);
         // The lab host's connections through the withdrawn ports end too, as iptables'
         // (whose conntrack entries `unpublish` deletes) do. The ports are withdrawn
         // whatever happens to them: a kernel that cannot end sockets is said, not fatal.
@@ -415,11 +498,17 @@ impl Inspect for Ebpf {
 /// and 8,192 entries, at most).
 fn tables(state: &LabState) -> Result<Vec<TableInfo>> {
     let ct = ct_entries(&read_stats(&state.name)?);
-    Ok(vec![
+    let mut tables = vec![
         pins::info(&state.name, names::CT, Some(ct))?,
         pins::info(&state.name, names::CT_PENDING, None)?,
         pins::info(&state.name, names::FRAGS, None)?,
-    ])
+    ];
+    // A dual-stack lab's IPv6 flows, counted by reading them.
+    if state.subnet6.is_some() {
+        tables.push(pins::info(&state.name, names::CT6, None)?);
+        tables.push(pins::info(&state.name, names::CT6_PENDING, None)?);
+    }
+    Ok(tables)
 }
 
 /// The entries `CT` holds, from the counters of what went in and out.

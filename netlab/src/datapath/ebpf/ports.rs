@@ -1,46 +1,73 @@
 //! The port table of a running lab: single ports in `PUBLISH` (one map update each),
-//! ranges as one element each of `PUBLISH_RANGES`, counters in `PUBLISH_STATS`. Each
-//! batch opens the maps once. Withdrawing a mapping bumps its generation in
-//! `MAPPINGS`, which ends every flow through it at once, whatever their number: the
-//! datapath treats a flow of an older generation as gone.
+//! ranges as one element each of `PUBLISH_RANGES`, counters in `PUBLISH_STATS`; in a
+//! dual-stack lab a mapping that answers on IPv6 has its entry in `PUBLISH6` or
+//! `PUBLISH_RANGES6` too, leading to the container's IPv6 address (one mapping, one
+//! number: one counter and one generation for both families). Each batch opens the
+//! maps once. Withdrawing a mapping bumps its generation in `MAPPINGS`, which ends
+//! every flow through it at once, whatever their number and family: the datapath
+//! treats a flow of an older generation as gone.
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use netlab_common::{
+    conntrack::Addr6,
     maps as names,
-    publish::{PubBack, PubBackKey, PubKey, PubRange, PubStats, PubTarget},
+    publish::{PubBack, PubBackKey, PubBackKey6, PubKey, PubRange, PubStats, PubTarget},
 };
 
-use super::pins;
+use super::{addr6, ipv6_of, pins};
 use crate::{
     datapath::PortCounters,
     error::{Error, Result},
-    lab::Published,
+    lab::{LabState, Published},
     netlink::sockdiag::Connected,
 };
 
-fn be(a: std::net::Ipv4Addr) -> u32 {
+fn be(a: Ipv4Addr) -> u32 {
     u32::from(a).to_be()
 }
 
-fn target(p: &Published) -> PubTarget {
+/// A port's entry in one family's table: where it answers (0 for every address of the
+/// family) and where it leads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Entry<A> {
+    host: A,
+    ctr: A,
+}
+
+/// The IPv4 entry of a port, unless it answers on IPv6 only.
+fn entry4(p: &Published) -> Option<Entry<u32>> {
+    p.spec.on_ipv4().then(|| Entry {
+        host: p.spec.host_ip4().map(be).unwrap_or(0),
+        ctr: be(p.ctr_ip),
+    })
+}
+
+/// The IPv6 entry of a port in a dual-stack lab, unless it answers on IPv4 only.
+fn entry6(state: &LabState, p: &Published) -> Option<Entry<Addr6>> {
+    let ctr = state.ip6_of(p.ctr_ip).filter(|_| p.spec.on_ipv6())?;
+    Some(Entry {
+        host: p.spec.host_ip6().map(addr6).unwrap_or_default(),
+        ctr: addr6(ctr),
+    })
+}
+
+fn target<A>(p: &Published, e: &Entry<A>) -> PubTarget<A>
+where
+    A: Copy,
+{
     PubTarget {
-        addr: be(p.ctr_ip),
+        addr: e.ctr,
         port: p.spec.ctr_port.to_be(),
         _pad: 0,
         id: p.id,
     }
 }
 
-/// The IPv4 host address of a port (0 for every address). An eBPF lab has no IPv6
-/// (`up --ipv6` refuses the datapath), so no port of its names an IPv6 one
-/// (`conflicts::check_host_ip` refuses it).
-fn host_addr(p: &Published) -> u32 {
-    p.spec.host_ip4().map(be).unwrap_or(0)
-}
-
-fn single_key(p: &Published) -> PubKey {
+fn single_key<A: Copy>(p: &Published, e: &Entry<A>) -> PubKey<A> {
     PubKey {
-        addr: host_addr(p),
+        addr: e.host,
         port: p.spec.host_port.to_be(),
         proto: p.spec.proto.number(),
         _pad: 0,
@@ -51,40 +78,154 @@ fn is_range(p: &Published) -> bool {
     p.spec.host_end != p.spec.host_port
 }
 
-fn range_of(p: &Published) -> PubRange {
+fn range_of<A: Copy>(p: &Published, e: &Entry<A>) -> PubRange<A> {
     PubRange {
-        addr: host_addr(p),
+        addr: e.host,
         start: p.spec.host_port,
         end: p.spec.host_end,
         proto: p.spec.proto.number(),
         used: 1,
         _pad: 0,
-        target: target(p),
+        target: target(p, e),
+    }
+}
+
+/// One family's port maps.
+struct Family<A>
+where
+    A: aya::Pod,
+    PubKey<A>: aya::Pod,
+    PubTarget<A>: aya::Pod,
+    PubRange<A>: aya::Pod,
+{
+    singles: HashMap<MapData, PubKey<A>, PubTarget<A>>,
+    ranges: Array<MapData, PubRange<A>>,
+}
+
+impl<A> Family<A>
+where
+    A: aya::Pod + Copy + PartialEq + Default,
+    PubKey<A>: aya::Pod,
+    PubTarget<A>: aya::Pod + PartialEq,
+    PubRange<A>: aya::Pod + PartialEq + Default,
+{
+    fn open(lab: &str, singles: &str, ranges: &str) -> Result<Self> {
+        Ok(Self {
+            singles: pins::typed(lab, singles)?,
+            ranges: pins::typed(lab, ranges)?,
+        })
+    }
+
+    fn add(&mut self, p: &Published, e: &Entry<A>) -> Result<()> {
+        if !is_range(p) {
+            return self
+                .singles
+                .insert(single_key(p, e), target(p, e), 0)
+                .map_err(|err| Error::ebpf("update the port table", err));
+        }
+        for i in 0..names::PUBLISH_RANGES_MAX {
+            let slot = self
+                .ranges
+                .get(&i, 0)
+                .map_err(|err| Error::ebpf("read the range table", err))?;
+            if slot.used == 0 {
+                return self
+                    .ranges
+                    .set(i, range_of(p, e), 0)
+                    .map_err(|err| Error::ebpf("update the range table", err));
+            }
+        }
+        Err(Error::Conflict(format!(
+            "no room for another port range on the ebpf datapath (at most {}): unpublish one, or publish single ports",
+            names::PUBLISH_RANGES_MAX
+        )))
+    }
+
+    /// Whether `p`'s entry is in the table, leading where it should.
+    fn has(&self, p: &Published, e: &Entry<A>) -> Result<bool> {
+        if !is_range(p) {
+            return match self.singles.get(&single_key(p, e), 0) {
+                Ok(t) => Ok(t == target(p, e)),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+                Err(err) => Err(Error::ebpf("read the port table", err)),
+            };
+        }
+        Ok(!self.slots_of(p, e)?.is_empty())
+    }
+
+    /// The slots of the range table that hold `p` (a range).
+    fn slots_of(&self, p: &Published, e: &Entry<A>) -> Result<Vec<u32>> {
+        let wanted = range_of(p, e);
+        let mut found = Vec::new();
+        for i in 0..names::PUBLISH_RANGES_MAX {
+            let slot = self
+                .ranges
+                .get(&i, 0)
+                .map_err(|err| Error::ebpf("read the range table", err))?;
+            if slot == wanted {
+                found.push(i);
+            }
+        }
+        Ok(found)
+    }
+
+    fn remove(&mut self, p: &Published, e: &Entry<A>) -> Result<()> {
+        if !is_range(p) {
+            return pins::gone_already(self.singles.remove(&single_key(p, e)))
+                .map_err(|err| Error::ebpf("update the port table", err));
+        }
+        for i in self.slots_of(p, e)? {
+            self.ranges
+                .set(i, PubRange::default(), 0)
+                .map_err(|err| Error::ebpf("update the range table", err))?;
+        }
+        Ok(())
     }
 }
 
 /// The lab's port maps, opened once per batch.
-struct Table {
-    singles: HashMap<MapData, PubKey, PubTarget>,
-    ranges: Array<MapData, PubRange>,
+struct Table<'a> {
+    state: &'a LabState,
+    v4: Family<u32>,
+    /// A dual-stack lab's.
+    v6: Option<Family<Addr6>>,
     stats: PerCpuArray<MapData, PubStats>,
     generations: Array<MapData, u32>,
     back: HashMap<MapData, PubBackKey, PubBack>,
+    back6: Option<HashMap<MapData, PubBackKey6, PubBack<Addr6>>>,
     cpus: usize,
 }
 
-impl Table {
-    fn open(lab: &str) -> Result<Self> {
+impl<'a> Table<'a> {
+    fn open(state: &'a LabState) -> Result<Self> {
+        let lab = state.name.as_str();
         let cpus = aya::util::nr_cpus()
             .map_err(|(_, e)| Error::io("count cpus", "/sys/devices/system/cpu/possible", e))?;
+        let dual = state.subnet6.is_some();
         Ok(Self {
-            singles: pins::typed(lab, names::PUBLISH)?,
-            ranges: pins::typed(lab, names::PUBLISH_RANGES)?,
+            state,
+            v4: Family::open(lab, names::PUBLISH, names::PUBLISH_RANGES)?,
+            v6: if dual {
+                Some(Family::open(lab, names::PUBLISH6, names::PUBLISH_RANGES6)?)
+            } else {
+                None
+            },
             stats: pins::typed(lab, names::PUBLISH_STATS)?,
             generations: pins::typed(lab, names::MAPPINGS)?,
             back: pins::typed(lab, names::PUBLISH_BACK)?,
+            back6: if dual {
+                Some(pins::typed(lab, names::PUBLISH_BACK6)?)
+            } else {
+                None
+            },
             cpus,
         })
+    }
+
+    /// `p`'s IPv6 entry and the lab's IPv6 tables, when it has one.
+    fn v6_of(&mut self, p: &Published) -> Option<(&mut Family<Addr6>, Entry<Addr6>)> {
+        let e = entry6(self.state, p)?;
+        self.v6.as_mut().map(|t| (t, e))
     }
 
     fn add(&mut self, p: &Published) -> Result<()> {
@@ -100,28 +241,18 @@ impl Table {
         self.stats
             .set(p.id, zero, 0)
             .map_err(|e| Error::ebpf("reset PUBLISH_STATS", e))?;
-        if !is_range(p) {
-            return self
-                .singles
-                .insert(single_key(p), target(p), 0)
-                .map_err(|e| Error::ebpf("update PUBLISH", e));
+        if let Some(e) = entry4(p) {
+            self.v4.add(p, &e)?;
         }
-        for i in 0..names::PUBLISH_RANGES_MAX {
-            let slot = self
-                .ranges
-                .get(&i, 0)
-                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
-            if slot.used == 0 {
-                return self
-                    .ranges
-                    .set(i, range_of(p), 0)
-                    .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e));
+        if let Some((t, e)) = self.v6_of(p)
+            && let Err(err) = t.add(p, &e)
+        {
+            if let Some(e) = entry4(p) {
+                let _ = self.v4.remove(p, &e);
             }
+            return Err(err);
         }
-        Err(Error::Conflict(format!(
-            "no room for another port range on the ebpf datapath (at most {}): unpublish one, or publish single ports",
-            names::PUBLISH_RANGES_MAX
-        )))
+        Ok(())
     }
 
     /// Ends every flow through mapping `id` (its generation moves on). A number past
@@ -144,75 +275,83 @@ impl Table {
     /// entries that lead back to one of its host ports from its container's. Returns
     /// those sockets, which are connected to the container still: they must be ended.
     fn forget_back(&mut self, p: &Published) -> Result<Vec<Connected>> {
-        let (addr, proto) = (be(p.ctr_ip), p.spec.proto.number());
+        let proto = p.spec.proto.number();
+        let udp = proto == netlab_common::proto::IPPROTO_UDP;
         // A port on one host address is that address's only: another mapping of the
         // same ports on another address is not this one (one on every address has its
         // host ports to itself).
-        let host = host_addr(p);
-        let stale: Vec<PubBackKey> = self
-            .back
-            .iter()
-            .filter_map(|kv| kv.ok())
-            .filter(|(k, v)| {
-                let hp = u16::from_be(v.port);
-                k.to.addr == addr
-                    && k.to.proto == proto
-                    && (host == 0 || v.addr == host)
-                    && (p.spec.host_port..=p.spec.host_end).contains(&hp)
-                    && k.to.port == p.spec.ctr_port_for(hp).to_be()
-            })
-            .map(|(k, _)| k)
-            .collect();
-        let mut sockets = Vec::with_capacity(stale.len());
-        for k in stale {
-            let _ = self.back.remove(&k);
-            sockets.push(Connected {
-                udp: k.to.proto == netlab_common::proto::IPPROTO_UDP,
-                cookie: k.cookie,
-                to: std::net::Ipv4Addr::from(u32::from_be(k.to.addr)),
-                port: u16::from_be(k.to.port),
-            });
+        let ours = |to_port: u16, host_any: bool, asked_host: bool, asked_port: u16| {
+            let hp = u16::from_be(asked_port);
+            (host_any || asked_host)
+                && (p.spec.host_port..=p.spec.host_end).contains(&hp)
+                && to_port == p.spec.ctr_port_for(hp).to_be()
+        };
+        let mut sockets = Vec::new();
+        if let Some(e) = entry4(p) {
+            let stale: Vec<PubBackKey> = self
+                .back
+                .iter()
+                .filter_map(|kv| kv.ok())
+                .filter(|(k, v)| {
+                    k.to.addr == e.ctr
+                        && k.to.proto == proto
+                        && ours(k.to.port, e.host == 0, v.addr == e.host, v.port)
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for k in stale {
+                let _ = self.back.remove(&k);
+                sockets.push(Connected {
+                    udp,
+                    cookie: k.cookie,
+                    to: IpAddr::V4(Ipv4Addr::from(u32::from_be(k.to.addr))),
+                    port: u16::from_be(k.to.port),
+                });
+            }
+        }
+        if let (Some(e), Some(back6)) = (entry6(self.state, p), self.back6.as_mut()) {
+            let stale: Vec<PubBackKey6> = back6
+                .iter()
+                .filter_map(|kv| kv.ok())
+                .filter(|(k, v)| {
+                    k.to.addr == e.ctr
+                        && k.to.proto == proto
+                        && ours(k.to.port, e.host == [0; 4], v.addr == e.host, v.port)
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for k in stale {
+                let _ = back6.remove(&k);
+                sockets.push(Connected {
+                    udp,
+                    cookie: k.cookie,
+                    to: IpAddr::V6(ipv6_of(&k.to.addr)),
+                    port: u16::from_be(k.to.port),
+                });
+            }
         }
         Ok(sockets)
     }
 
-    /// Whether `p`'s entry is in the port table, leading where it should.
-    fn has(&self, p: &Published) -> Result<bool> {
-        if !is_range(p) {
-            return match self.singles.get(&single_key(p), 0) {
-                Ok(t) => Ok(t == target(p)),
-                Err(aya::maps::MapError::KeyNotFound) => Ok(false),
-                Err(e) => Err(Error::ebpf("read PUBLISH", e)),
-            };
+    /// Whether every entry of `p` is in the port table, leading where it should.
+    fn has(&mut self, p: &Published) -> Result<bool> {
+        if let Some(e) = entry4(p)
+            && !self.v4.has(p, &e)?
+        {
+            return Ok(false);
         }
-        Ok(!self.slots_of(p)?.is_empty())
-    }
-
-    /// The slots of the range table that hold `p` (a range).
-    fn slots_of(&self, p: &Published) -> Result<Vec<u32>> {
-        let wanted = range_of(p);
-        let mut found = Vec::new();
-        for i in 0..names::PUBLISH_RANGES_MAX {
-            let slot = self
-                .ranges
-                .get(&i, 0)
-                .map_err(|e| Error::ebpf("read PUBLISH_RANGES", e))?;
-            if slot == wanted {
-                found.push(i);
-            }
+        match self.v6_of(p) {
+            Some((t, e)) => t.has(p, &e),
+            None => Ok(true),
         }
-        Ok(found)
     }
 
     fn remove(&mut self, p: &Published) -> Result<()> {
-        if !is_range(p) {
-            return pins::gone_already(self.singles.remove(&single_key(p)))
-                .map_err(|e| Error::ebpf("update PUBLISH", e));
+        if let Some(e) = entry4(p) {
+            self.v4.remove(p, &e)?;
         }
-        for i in self.slots_of(p)? {
-            self.ranges
-                .set(i, PubRange::default(), 0)
-                .map_err(|e| Error::ebpf("update PUBLISH_RANGES", e))?;
+        if let Some((t, e)) = self.v6_of(p) {
+            t.remove(p, &e)?;
         }
         Ok(())
     }
@@ -220,7 +359,9 @@ impl Table {
 
 /// Refuses `ports`, before anything changes, when the port table has no room for them
 /// beside `published`: `PUBLISH` holds 65,536 single ports, `PUBLISH_RANGES` 32
-/// ranges, and a mapping's number indexes `PUBLISH_STATS` and `MAPPINGS`.
+/// ranges (and the IPv6 tables as many), and a mapping's number indexes
+/// `PUBLISH_STATS` and `MAPPINGS`. A port on one family only takes room in its own;
+/// each family is counted as if every port took room in both, the tighter bound.
 pub fn check_room(published: &[Published], ports: &[Published]) -> Result<()> {
     let singles = |ps: &[Published]| ps.iter().filter(|p| !is_range(p)).count();
     let (had, more) = (singles(published), singles(ports));
@@ -254,8 +395,8 @@ pub fn check_room(published: &[Published], ports: &[Published]) -> Result<()> {
 }
 
 /// Publishes `ports`, all or none.
-pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
-    let mut table = Table::open(lab)?;
+pub fn publish(state: &LabState, ports: &[Published]) -> Result<()> {
+    let mut table = Table::open(state)?;
     for (i, p) in ports.iter().enumerate() {
         if let Err(e) = table.add(p) {
             for done in &ports[..i] {
@@ -268,8 +409,8 @@ pub fn publish(lab: &str, ports: &[Published]) -> Result<()> {
 }
 
 /// The ports of `ports` that the port table does not have.
-pub fn absent(lab: &str, ports: &[Published]) -> Result<Vec<Published>> {
-    let table = Table::open(lab)?;
+pub fn absent(state: &LabState, ports: &[Published]) -> Result<Vec<Published>> {
+    let mut table = Table::open(state)?;
     let mut gone = Vec::new();
     for p in ports {
         if !table.has(p)? {
@@ -283,8 +424,12 @@ pub fn absent(lab: &str, ports: &[Published]) -> Result<Vec<Published>> {
 /// that reached them (host-local publishing redirects a socket once, at connect: it
 /// stays connected to the container until it is ended), those of the ports withdrawn
 /// before an error too.
-pub fn unpublish(lab: &str, ports: &[Published], sockets: &mut Vec<Connected>) -> Result<()> {
-    let mut table = Table::open(lab)?;
+pub fn unpublish(
+    state: &LabState,
+    ports: &[Published],
+    sockets: &mut Vec<Connected>,
+) -> Result<()> {
+    let mut table = Table::open(state)?;
     for p in ports {
         table.remove(p)?;
         table.end_flows(p.id)?;

@@ -18,7 +18,7 @@ use aya::{
     maps::{HashMap, MapData},
     programs::{SchedClassifier, TcAttachType},
 };
-use netlab_common::{endpoint::Uplink, maps as names};
+use netlab_common::{conntrack::Addr6, endpoint::Uplink, maps as names};
 
 use super::{hooks, pins};
 use crate::{
@@ -48,8 +48,12 @@ fn be(a: Ipv4Addr) -> u32 {
 pub fn sync(state: &LabState) -> Result<()> {
     let lab = state.name.as_str();
     let host = topology::host_ns(state);
-    let (links, addrs) = netns::netlink_in(&host, |h| async move {
-        Ok((link::all(&h).await?, addr::all_links_v4(&h).await?))
+    let (links, addrs, addrs6) = netns::netlink_in(&host, |h| async move {
+        Ok((
+            link::all(&h).await?,
+            addr::all_links_v4(&h).await?,
+            addr::all_links_v6(&h).await?,
+        ))
     })?;
     let watched: Vec<&link::Listed> = links
         .iter()
@@ -90,20 +94,48 @@ pub fn sync(state: &LabState) -> Result<()> {
     for a in stale {
         let _ = host_addrs.remove(&a);
     }
+    let mut host_addrs6: HashMap<MapData, Addr6, u32> = pins::typed(lab, names::HOST_ADDRS6)?;
+    let current6: HashSet<Addr6> = addrs6
+        .iter()
+        .filter(|(i, _)| indexes.contains(i))
+        .map(|(_, a)| super::addr6(*a))
+        .collect();
+    let stale6: Vec<Addr6> = host_addrs6
+        .keys()
+        .flatten()
+        .filter(|a| !current6.contains(a))
+        .collect();
+    for a in stale6 {
+        let _ = host_addrs6.remove(&a);
+    }
     for l in watched {
         let mine: Vec<Ipv4Addr> = addrs
             .iter()
             .filter(|(i, _)| *i == l.index)
             .map(|(_, a)| *a)
             .collect();
+        let mine6: Vec<Addr6> = addrs6
+            .iter()
+            .filter(|(i, _)| *i == l.index)
+            .map(|(_, a)| super::addr6(*a))
+            .collect();
         let first = mine.first().copied().map(be).unwrap_or(0);
+        let uplink = Uplink {
+            addr: first,
+            addr6: mine6.first().copied().unwrap_or_default(),
+        };
         uplinks
-            .insert(l.index, Uplink { addr: first }, 0)
+            .insert(l.index, uplink, 0)
             .map_err(|e| Error::ebpf("update UPLINKS", e))?;
         for a in mine {
             host_addrs
                 .insert(be(a), l.index, 0)
                 .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
+        }
+        for a in mine6 {
+            host_addrs6
+                .insert(a, l.index, 0)
+                .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
         }
         attach(kind, state, &host, l)?;
     }

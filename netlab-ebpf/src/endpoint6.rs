@@ -1,0 +1,53 @@
+//! The endpoint program for IPv6 (reached from the IPv4 one by a tail call in a
+//! dual-stack lab): a container sends IPv6 as itself — its own MAC, from its own
+//! address, its link-local ones (`fe80::/10`) or `::` (duplicate address detection),
+//! and neighbour advertisements only for those. Anything else is spoofed, dropped and
+//! counted. IPv6 takes no fast path: what is let through goes on to the bridge.
+
+use aya_ebpf::programs::TcContext;
+use netlab_common::{
+    conntrack::Addr6,
+    endpoint::Source,
+    proto::IPPROTO_ICMPV6,
+    stats::{DropReason, counter},
+};
+
+use crate::{
+    endpoint, maps,
+    maps::Stats,
+    parse6,
+    verdict::{PASS, Verdict},
+};
+
+/// ICMPv6 neighbour advertisement: it claims the address it names (its target).
+const NDP_NEIGHBOUR_ADVERT: u8 = 136;
+
+#[inline(always)]
+pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::ENDPOINT_PACKETS);
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let src = maps::source(ifindex).ok_or(DropReason::SpoofedSource)?;
+    endpoint::own_mac(ctx, &src)?;
+    let pkt = parse6::ipv6(ctx)?;
+    let icmp6 = pkt.proto == IPPROTO_ICMPV6;
+    let unspecified = pkt.saddr == [0; 4];
+    if !(own(&pkt.saddr, &src) || (unspecified && icmp6)) {
+        return Err(DropReason::SpoofedSource);
+    }
+    if icmp6 && pkt.flags == NDP_NEIGHBOUR_ADVERT {
+        let target: Addr6 = ctx
+            .load(pkt.l4_off + 8)
+            .map_err(|_| DropReason::Truncated)?;
+        if !own(&target, &src) {
+            return Err(DropReason::SpoofedSource);
+        }
+    }
+    PASS
+}
+
+/// Whether `a` is the container's: its address, or a link-local one.
+#[inline(always)]
+fn own(a: &Addr6, src: &Source) -> bool {
+    let b = a[0].to_ne_bytes();
+    (*a == src.addr6 && src.addr6 != [0; 4]) || (b[0] == 0xfe && b[1] & 0xc0 == 0x80)
+}

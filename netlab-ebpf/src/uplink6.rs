@@ -1,0 +1,189 @@
+//! The uplink's hooks for IPv6 (reached from the IPv4 programs by a tail call in a
+//! dual-stack lab): what leaves the lab is masqueraded behind the address of the
+//! interface it leaves by (NAT66, as Docker does for ULA containers), replies and flows
+//! to published ports are translated back on their way in, and anything else addressed
+//! to a container is direct access, dropped. Always on the slow path: the host's stack
+//! routes IPv6 into and out of the lab.
+//!
+//! Fragments of a flow the NAT translates are dropped and counted (`fragment`), never
+//! half translated; fragments of the host's own traffic go on.
+
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
+use netlab_common::{
+    config::Config,
+    conntrack::{Addr6, CtEntry},
+    proto::ETH_HLEN,
+    stats::{DropReason, counter},
+};
+
+use crate::{
+    conntrack::{self, Hit},
+    forward,
+    icmp::Sender,
+    icmp6,
+    maps::{self, Stats},
+    nat::{self, Found},
+    parse::{Kind, Packet},
+    parse6::{self, IP6_SADDR_OFF},
+    rewrite6,
+    verdict::{self, PASS, Verdict},
+};
+
+/// The IPv6 address of the interface the program runs on: the masquerade source of
+/// what leaves by it (zero when it has none).
+#[inline(always)]
+fn own_addr(ctx: &TcContext, cfg: &Config) -> Addr6 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if ifindex == cfg.uplink_ifindex {
+        return cfg.uplink_addr6;
+    }
+    maps::uplink(ifindex).map(|u| u.addr6).unwrap_or([0; 4])
+}
+
+#[inline(always)]
+pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::UPLINK_EGRESS_PACKETS);
+    let cfg = maps::config();
+    // The host's own packets go as they are, but for an ICMPv6 error of the host's
+    // about a packet it was handed translated: its quote is translated back.
+    let Ok(saddr) = ctx.load::<Addr6>(ETH_HLEN + IP6_SADDR_OFF) else {
+        return PASS;
+    };
+    let host = !cfg.in_subnet6(&saddr);
+    let pkt = match parse6::ipv6(ctx) {
+        Ok(pkt) => pkt,
+        Err(_) if host => return PASS,
+        Err(e) => return Err(e),
+    };
+    if host {
+        if pkt.kind == Kind::IcmpError {
+            return Ok(icmp6::translate_error(ctx, st, pkt, Sender::Host));
+        }
+        return PASS;
+    }
+    match pkt.kind {
+        Kind::Flow => {}
+        Kind::Fragment => return Err(DropReason::Fragment),
+        Kind::IcmpError => {
+            return Ok(icmp6::translate_error(ctx, st, pkt, Sender::Container));
+        }
+        Kind::Other => return Err(DropReason::UnsupportedProtocol),
+    }
+    Ok(from_container(ctx, st, pkt, &own_addr(ctx, cfg)))
+}
+
+/// A container's packet leaving the lab: its flow found or opened (masquerade behind
+/// `masquerade`, or hairpin), and the packet translated; the TC action (a drop counted
+/// already). A BPF subprogram, which takes at most five arguments: IPv6's NAT state and
+/// the ICMPv6 error path's would not share one 512-byte frame.
+#[inline(never)]
+pub fn from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, masquerade: &Addr6) -> i32 {
+    verdict::finish(nat_from_container(ctx, st, pkt, masquerade))
+}
+
+#[inline(always)]
+fn nat_from_container(
+    ctx: &TcContext,
+    st: Stats,
+    pkt: &Packet<Addr6>,
+    masquerade: &Addr6,
+) -> Verdict {
+    let cfg = maps::config();
+    let now = conntrack::now();
+    let mut hit = conntrack::Hit::empty();
+    let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
+    *found = nat::find_from_container(cfg, st, *masquerade, pkt, now, &mut hit)?;
+    if found.is_none() {
+        return PASS;
+    }
+    if pkt.first_fragment {
+        return Err(DropReason::Fragment);
+    }
+    commit(ctx, st, pkt, found, &hit)
+}
+
+/// Records the packet on its flow and translates it. The entry it is translated with
+/// goes in this CPU's slot rather than on the stack.
+#[inline(always)]
+fn commit(
+    ctx: &TcContext,
+    st: Stats,
+    pkt: &Packet<Addr6>,
+    found: &Found<Addr6>,
+    hit: &Hit<Addr6>,
+) -> Verdict {
+    let e = ENTRY6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
+    let e = unsafe { &mut *e };
+    let now = conntrack::now();
+    if found.kind == nat::KNOWN {
+        nat::commit_known(st, &found.key, hit, pkt, now, e)?;
+    } else {
+        nat::commit_new(ctx, maps::config(), st, found, pkt, now, e)?;
+    }
+    rewrite6::apply(ctx, pkt, e)?;
+    PASS
+}
+
+/// What the NAT found for an IPv6 packet, one slot per CPU.
+#[map(name = "FOUND6")]
+static FOUND6: PerCpuArray<Found<Addr6>> = PerCpuArray::with_max_entries(1, 0);
+
+/// The entry an IPv6 packet is translated with, one slot per CPU.
+#[map(name = "ENTRY6")]
+static ENTRY6: PerCpuArray<CtEntry<Addr6>> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
+    st.count(counter::UPLINK_INGRESS_PACKETS);
+    let cfg = maps::config();
+    if unsafe { (*ctx.skb.skb).pkt_type } != forward::PACKET_HOST {
+        return PASS;
+    }
+    let pkt = parse6::ipv6(ctx)?;
+    if cfg.in_subnet6(&pkt.daddr) {
+        return Err(DropReason::DirectAccess);
+    }
+    if !maps::is_host6(cfg, &pkt.daddr) {
+        return PASS;
+    }
+    match pkt.kind {
+        Kind::Flow => {}
+        Kind::Fragment => {
+            // The host's own datagram, or one whose first fragment was dropped.
+            st.count(counter::PASS_FRAGMENT);
+            return PASS;
+        }
+        Kind::IcmpError => {
+            return Ok(icmp6::translate_error(ctx, st, pkt, Sender::Outside));
+        }
+        Kind::Other => {
+            st.count(counter::PASS_UNTRACKED);
+            return PASS;
+        }
+    }
+    Ok(from_outside(ctx, st, pkt))
+}
+
+/// A packet to a host address from outside: a reply, or a flow to a published port,
+/// translated; anything else is the host's. A BPF subprogram, as [`from_container`].
+#[inline(never)]
+fn from_outside(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> i32 {
+    verdict::finish(nat_from_outside(ctx, st, pkt))
+}
+
+#[inline(always)]
+fn nat_from_outside(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> Verdict {
+    let cfg = maps::config();
+    let now = conntrack::now();
+    let mut hit = conntrack::Hit::empty();
+    let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
+    *found = nat::find_from_outside(cfg, st, pkt, now, &mut hit)?;
+    if found.is_none() {
+        st.count(counter::PASS_UNTRACKED);
+        return PASS;
+    }
+    if pkt.first_fragment {
+        return Err(DropReason::Fragment);
+    }
+    commit(ctx, st, pkt, found, &hit)
+}

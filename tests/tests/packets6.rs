@@ -1,0 +1,252 @@
+//! The IPv6 programs (NAT66) on crafted frames (BPF_PROG_TEST_RUN): every rewrite is
+//! checked byte for byte against a frame built from scratch with the expected tuple,
+//! so every checksum (the L4 one over the IPv6 pseudo-header, and in an ICMPv6 error
+//! the quoted one too) is verified by an independent full computation.
+
+use std::net::Ipv6Addr;
+
+use aya::{
+    Ebpf, TestRun as _,
+    maps::{HashMap, PerCpuArray},
+    programs::{SchedClassifier, TestRunOptions},
+};
+use netlab::datapath::ebpf::addr6;
+use netlab_common::{
+    config::{Config, FLAG_IPV6},
+    endpoint::Source,
+    maps::{self as names, CONNTRACK_MAX_DEFAULT},
+    stats::{Counters, DropReason, STATS_PROGRAMS},
+};
+use netlab_tests::{
+    packet6::{FRAGMENT, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
+    require_root,
+};
+
+const CTR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 2);
+const OTHER_CTR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 9);
+const BRIDGE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 1);
+const UPLINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
+const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+const FAR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1);
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+const TC_ACT_SHOT: u32 = 2;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+fn config() -> Config {
+    Config {
+        // What BPF_PROG_TEST_RUN's skb is on without a context: loopback.
+        uplink_ifindex: 1,
+        bridge_ifindex: 3,
+        flags: FLAG_IPV6,
+        uplink_addr6: addr6(UPLINK6),
+        bridge_addr6: addr6(BRIDGE6),
+        subnet6: addr6(Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 0)),
+        subnet6_mask: addr6(Ipv6Addr::new(0xffff, 0xffff, 0xffff, 0xffff, 0, 0, 0, 0)),
+        ..Config::default()
+    }
+}
+
+/// The datapath object loaded with fresh (unpinned) maps, its IPv6 programs verified.
+struct Datapath {
+    bpf: Ebpf,
+}
+
+impl Datapath {
+    fn new() -> Self {
+        require_root();
+        let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT, &config())
+            .expect("load object");
+        for (p, _) in names::PROGS6_NAMES {
+            netlab::datapath::ebpf::load_program(&mut bpf, p)
+                .expect("verifier accepts the program");
+        }
+        Self { bpf }
+    }
+
+    fn run(&mut self, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        let p: &mut SchedClassifier = self.bpf.program_mut(prog).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = p
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("test run");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn egress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run("uplink_egress6", frame)
+    }
+
+    fn ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run("uplink_ingress6", frame)
+    }
+
+    /// The endpoint program on the veth of container CTR6 (ifindex 1, MAC [`MAC`]).
+    fn endpoint(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut sources: HashMap<_, u32, Source> =
+            HashMap::try_from(self.bpf.map_mut(names::SOURCES).unwrap()).unwrap();
+        let src = Source {
+            addr: 0,
+            mac: MAC,
+            _pad: [0; 2],
+            addr6: addr6(CTR6),
+        };
+        sources.insert(1, src, 0).unwrap();
+        self.run("endpoint_ingress6", frame)
+    }
+
+    fn drops(&self, reason: DropReason) -> u64 {
+        let m: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
+        let per_cpu = m.get(&STATS_PROGRAMS, 0).unwrap();
+        per_cpu.iter().map(|c| c[reason.index() as usize]).sum()
+    }
+}
+
+fn assert_frames_eq(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "frame length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(
+            g, w,
+            "byte {i} differs: got {g:#04x}, want {w:#04x}\ngot  {got:02x?}\nwant {want:02x?}"
+        );
+    }
+}
+
+/// The source port of the L4 header at `l4` in `f`.
+fn sport(f: &[u8], l4: usize) -> u16 {
+    u16::from_be_bytes([f[l4], f[l4 + 1]])
+}
+
+const L4: usize = 14 + 40;
+
+#[test]
+fn udp_is_masqueraded_and_its_reply_comes_back() {
+    let mut dp = Datapath::new();
+    let out = Ipv6::new(CTR6, FAR6, UDP).udp(5000, 53, b"query");
+    let (verdict, got) = dp.egress(&out);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let port = sport(&got, L4);
+    assert!((20_000..=29_999).contains(&port), "NAT port {port}");
+    assert!(l4_ok(&got, L4, UDP));
+    assert_frames_eq(&got, &Ipv6::new(UPLINK6, FAR6, UDP).udp(port, 53, b"query"));
+
+    let reply = Ipv6::new(FAR6, UPLINK6, UDP).udp(53, port, b"answer");
+    let (verdict, got) = dp.ingress(&reply);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(&got, &Ipv6::new(FAR6, CTR6, UDP).udp(53, 5000, b"answer"));
+}
+
+#[test]
+fn an_echo_gets_a_nat_identifier_and_its_reply_the_containers() {
+    let mut dp = Datapath::new();
+    let (verdict, got) = dp.egress(&Ipv6::new(CTR6, FAR6, ICMPV6).echo(128, 0x4242));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let id = u16::from_be_bytes([got[L4 + 4], got[L4 + 5]]);
+    assert!((20_000..=29_999).contains(&id), "NAT identifier {id}");
+    assert_frames_eq(&got, &Ipv6::new(UPLINK6, FAR6, ICMPV6).echo(128, id));
+    let (verdict, got) = dp.ingress(&Ipv6::new(FAR6, UPLINK6, ICMPV6).echo(129, id));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(&got, &Ipv6::new(FAR6, CTR6, ICMPV6).echo(129, 0x4242));
+}
+
+#[test]
+fn extension_headers_are_walked_and_kept() {
+    let mut dp = Datapath::new();
+    let mut ip = Ipv6::new(CTR6, FAR6, UDP);
+    // Hop-by-hop options with one PadN option: 8 bytes.
+    ip.ext = vec![(HOPOPTS, vec![1, 4, 0, 0, 0, 0])];
+    let (verdict, got) = dp.egress(&ip.frame(&ip.udp_l4(5001, 53, b"q")));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let port = sport(&got, L4 + 8);
+    let mut want = Ipv6::new(UPLINK6, FAR6, UDP);
+    want.ext = ip.ext.clone();
+    assert_frames_eq(&got, &want.frame(&want.udp_l4(port, 53, b"q")));
+}
+
+/// A router beyond the uplink answers a masqueraded TCP segment with packet too big:
+/// the error reaches the container about the segment it sent (quoted address, port and
+/// TCP checksum translated back, the outer ICMPv6 checksum with them).
+#[test]
+fn packet_too_big_is_translated_back_with_its_quote() {
+    let mut dp = Datapath::new();
+    let orig = Ipv6::new(CTR6, FAR6, TCP);
+    let (_, got) = dp.egress(&orig.tcp(5002, 80, SYN, b""));
+    let port = sport(&got, L4);
+    let (_, got) = dp.ingress(&Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, port, SYN | ACK, b""));
+    assert_eq!(sport(&got, L4), 80);
+    let seg = vec![0x5a; 1300];
+    let translated = Ipv6::new(UPLINK6, FAR6, TCP);
+    let (_, sent) = dp.egress(&orig.tcp(5002, 80, ACK, &seg));
+    assert_frames_eq(&sent, &translated.tcp(port, 80, ACK, &seg));
+    let quote = |ip: &Ipv6, sport: u16| {
+        let mut q = ip.packet(&ip.tcp_l4(sport, 80, ACK, &seg));
+        q.truncate(1280 - 40 - 8);
+        q
+    };
+    let mtu = 1280u32.to_be_bytes();
+    let router = Ipv6::new(ROUTER6, UPLINK6, ICMPV6);
+    let err = router.frame(&router.icmp_l4(2, 0, mtu, &quote(&translated, port)));
+    let (verdict, got) = dp.ingress(&err);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let back = Ipv6::new(ROUTER6, CTR6, ICMPV6);
+    assert_frames_eq(
+        &got,
+        &back.frame(&back.icmp_l4(2, 0, mtu, &quote(&orig, 5002))),
+    );
+}
+
+#[test]
+fn fragments_of_a_translated_flow_are_dropped_and_counted() {
+    let mut dp = Datapath::new();
+    let mut ip = Ipv6::new(CTR6, FAR6, UDP);
+    // A later fragment (offset 8 bytes): no ports to translate by.
+    ip.ext = vec![(FRAGMENT, vec![0, 0x08, 0, 0, 0, 1])];
+    let (verdict, _) = dp.egress(&ip.frame(&[0u8; 16]));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    // And a first one: its datagram's later fragments could not follow it.
+    ip.ext = vec![(FRAGMENT, vec![0, 0x01, 0, 0, 0, 2])];
+    let (verdict, _) = dp.egress(&ip.frame(&ip.udp_l4(5003, 53, &[0u8; 16])));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::Fragment), 2);
+}
+
+#[test]
+fn direct_access_to_a_container_is_dropped() {
+    let mut dp = Datapath::new();
+    let (verdict, _) = dp.ingress(&Ipv6::new(FAR6, CTR6, TCP).tcp(4000, 80, SYN, b""));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::DirectAccess), 1);
+}
+
+/// A container sends IPv6 from its own address or a link-local one, and announces only
+/// those: another container's address, as source or as a neighbour advertisement's
+/// target, is spoofed.
+#[test]
+fn a_container_sends_ipv6_only_as_itself() {
+    let mut dp = Datapath::new();
+    let with_mac = |mut f: Vec<u8>| {
+        f[6..12].copy_from_slice(&MAC);
+        f
+    };
+    let own = with_mac(Ipv6::new(CTR6, FAR6, UDP).udp(1, 2, b"x"));
+    assert_eq!(dp.endpoint(&own).0, TC_ACT_UNSPEC);
+    let ll: Ipv6Addr = "fe80::2".parse().unwrap();
+    let ns = with_mac(Ipv6::new(ll, BRIDGE6, ICMPV6).echo(128, 1));
+    assert_eq!(dp.endpoint(&ns).0, TC_ACT_UNSPEC);
+    let spoofed = with_mac(Ipv6::new(OTHER_CTR6, FAR6, UDP).udp(1, 2, b"x"));
+    assert_eq!(dp.endpoint(&spoofed).0, TC_ACT_SHOT);
+    let na = |target: Ipv6Addr| {
+        let ip = Ipv6::new(ll, "ff02::1".parse().unwrap(), ICMPV6);
+        with_mac(ip.frame(&ip.icmp_l4(136, 0, [0x20, 0, 0, 0], &target.octets())))
+    };
+    assert_eq!(dp.endpoint(&na(CTR6)).0, TC_ACT_UNSPEC);
+    assert_eq!(dp.endpoint(&na(OTHER_CTR6)).0, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::SpoofedSource), 2);
+}
