@@ -711,6 +711,7 @@ fn published_ports_and_masquerade(dp: &str) {
 
 netlab_tests::per_datapath!(
     [a_dual_stack_network];
+    dual_stack_ebpf = "ebpf",
     dual_stack_iptables = "iptables",
     dual_stack_nftables = "nftables",
 );

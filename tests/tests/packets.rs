@@ -916,24 +916,31 @@ fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
 #[test]
 fn programs_verify_with_room_to_spare() {
     require_root();
-    use netlab_common::config::{FLAG_FAST_PATH, FLAG_NETKIT};
-    // The verifier drops the code a configuration leaves dead: every one that matters.
+    use netlab_common::config::{FLAG_FAST_PATH, FLAG_IPV6, FLAG_NETKIT};
+    // The verifier drops the code a configuration leaves dead: every one that matters
+    // (a dual-stack lab's IPv4 programs hand IPv6 on to the IPv6 ones).
     for (debug, flags) in [
         (false, FLAG_FAST_PATH),
         (true, FLAG_FAST_PATH),
         (true, FLAG_FAST_PATH | FLAG_NETKIT),
         (true, 0),
+        (false, FLAG_FAST_PATH | FLAG_IPV6),
+        (true, FLAG_FAST_PATH | FLAG_IPV6),
     ] {
         let cfg = Config { flags, ..config() };
         let mut bpf =
             netlab::datapath::ebpf::load(debug, CONNTRACK_MAX_DEFAULT, &cfg).expect("load object");
+        let ipv6 = names::PROGS6_NAMES.map(|(p, _)| p);
         for p in [
             names::PROG_UPLINK_EGRESS,
             names::PROG_UPLINK_INGRESS,
             names::PROG_BRIDGE_INGRESS,
             names::PROG_ENDPOINT_INGRESS,
             names::PROG_GC_START,
-        ] {
+        ]
+        .into_iter()
+        .chain(ipv6)
+        {
             let prog = netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .unwrap_or_else(|e| panic!("{p} (debug {debug}, flags {flags}): {e}"));
             let n = prog
