@@ -130,12 +130,24 @@ fn alive<A: Family>(
 pub fn lookup<A: Family>(cfg: &Config, st: Stats, key: &CtKey<A>, now: u32) -> Hit<A> {
     if let Some(p) = A::ct_get(Table::Established, key) {
         let e = unsafe { &*p };
-        if alive(cfg, st, key, e, core::ptr::null(), now) {
+        // An LRU established table may have evicted the other half: the flow is gone
+        // then (its reply tuple may be another flow's already), as in the LRU table.
+        let mut pair = core::ptr::null_mut();
+        if A::ESTABLISHED_LRU {
+            match A::ct_get(Table::Established, &e.pair_key(key.proto)) {
+                Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => pair = q,
+                _ => {
+                    A::ct_remove(st, Table::Established, key);
+                    return Hit::none(HALF);
+                }
+            }
+        }
+        if alive(cfg, st, key, e, pair, now) {
             return Hit {
                 status: FOUND,
                 table: Table::Established,
                 entry: p,
-                pair: core::ptr::null_mut(),
+                pair,
             };
         }
         A::ct_remove(st, Table::Established, &e.pair_key(key.proto));

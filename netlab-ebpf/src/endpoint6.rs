@@ -1,8 +1,8 @@
 //! The endpoint program for IPv6 (reached from the IPv4 one by a tail call in a
 //! dual-stack lab): a container sends IPv6 as itself — its own MAC, from its own
 //! address, its link-local ones (`fe80::/10`) or `::` (duplicate address detection),
-//! and neighbour advertisements only for those. Anything else is spoofed, dropped and
-//! counted. IPv6 takes no fast path: what is let through goes on to the bridge.
+//! neighbour advertisements only for those, and no router advertisement or redirect.
+//! Anything else is spoofed, dropped and counted. IPv6 takes no fast path: what is let through goes on to the bridge.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
@@ -15,12 +15,15 @@ use netlab_common::{
 use crate::{
     endpoint, maps,
     maps::Stats,
-    parse6,
+    parse, parse6,
     verdict::{PASS, Verdict},
 };
 
 /// ICMPv6 neighbour advertisement: it claims the address it names (its target).
 const NDP_NEIGHBOUR_ADVERT: u8 = 136;
+/// Router advertisement and redirect: a router's to send.
+const NDP_ROUTER_ADVERT: u8 = 134;
+const NDP_REDIRECT: u8 = 137;
 
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
@@ -29,9 +32,19 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     let src = maps::source(ifindex).ok_or(DropReason::SpoofedSource)?;
     endpoint::own_mac(ctx, &src)?;
     let pkt = parse6::ipv6(ctx)?;
+    // A header chain the walk did not finish could hide a neighbour advertisement
+    // from the check below: nothing a container needs.
+    if parse6::is_extension(pkt.proto) && pkt.kind != parse::Kind::Fragment {
+        return Err(DropReason::UnsupportedProtocol);
+    }
     let icmp6 = pkt.proto == IPPROTO_ICMPV6;
     let unspecified = pkt.saddr == [0; 4];
     if !(own(&pkt.saddr, &src) || (unspecified && icmp6)) {
+        return Err(DropReason::SpoofedSource);
+    }
+    // A container is no router: its advertisements and redirects would steer the
+    // others' traffic through it.
+    if icmp6 && (pkt.flags == NDP_ROUTER_ADVERT || pkt.flags == NDP_REDIRECT) {
         return Err(DropReason::SpoofedSource);
     }
     if icmp6 && pkt.flags == NDP_NEIGHBOUR_ADVERT {

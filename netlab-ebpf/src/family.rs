@@ -20,6 +20,10 @@ use crate::{
 };
 
 pub trait Family: Copy + PartialEq + Default + 'static {
+    /// Whether the established table is an LRU, which may evict one half of a flow:
+    /// a hit there is then trusted only with its other half (IPv6's `CT6`).
+    const ESTABLISHED_LRU: bool;
+
     fn ct_get(t: Table, key: &CtKey<Self>) -> Option<*mut CtEntry<Self>>;
     fn ct_insert(
         st: Stats,
@@ -47,6 +51,7 @@ pub trait Family: Copy + PartialEq + Default + 'static {
 }
 
 impl Family for u32 {
+    const ESTABLISHED_LRU: bool = false;
     #[inline(always)]
     fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
         maps::ct_get(t, key)
@@ -119,6 +124,7 @@ impl Family for u32 {
 }
 
 impl Family for Addr6 {
+    const ESTABLISHED_LRU: bool = true;
     #[inline(always)]
     fn ct_get(t: Table, key: &CtKey<Addr6>) -> Option<*mut CtEntry<Addr6>> {
         maps::ct6_get(t, key)

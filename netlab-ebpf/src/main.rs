@@ -42,18 +42,31 @@ use netlab_common::{
 };
 
 /// In a dual-stack lab, hands an IPv6 packet to IPv6 program `index` (a tail call,
-/// which does not return); without IPv6, or if the call fails, the IPv4 program goes
+/// which does not return); whether it could not (`PROGS6` lost its program: the
+/// packet is dropped, never passed untranslated). Without IPv6 the IPv4 program goes
 /// on, and passes it as not IPv4.
 #[inline(always)]
-fn ipv6(ctx: &TcContext, index: u32) {
+fn ipv6(ctx: &TcContext, index: u32) -> bool {
     if maps::config().flags & FLAG_IPV6 != 0 && parse6::is_ipv6(ctx) {
         maps::to_ipv6(ctx, index);
+        return true;
     }
+    false
 }
 
-/// An IPv6 program's entry: this CPU's counters, the handler, the verdict.
+/// The verdict on an IPv6 packet whose program could not be reached.
+#[inline(always)]
+fn ipv6_lost() -> i32 {
+    verdict::finish(Err(netlab_common::stats::DropReason::UnsupportedProtocol))
+}
+
+/// An IPv6 program's entry: this CPU's counters, the handler, the verdict. In a lab
+/// without IPv6 nothing calls it, and the verifier drops the handler.
 #[inline(always)]
 fn run6(ctx: &TcContext, handler: fn(&TcContext, Stats) -> verdict::Verdict) -> i32 {
+    if maps::config().flags & FLAG_IPV6 == 0 {
+        return verdict::NEXT;
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -63,7 +76,9 @@ fn run6(ctx: &TcContext, handler: fn(&TcContext, Stats) -> verdict::Verdict) -> 
 /// tcx egress on every uplink: masquerade what leaves the lab by the stack.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
-    ipv6(&ctx, PROG6_UPLINK_EGRESS);
+    if ipv6(&ctx, PROG6_UPLINK_EGRESS) {
+        return ipv6_lost();
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -74,7 +89,9 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
 /// ports, direct access dropped.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
-    ipv6(&ctx, PROG6_UPLINK_INGRESS);
+    if ipv6(&ctx, PROG6_UPLINK_INGRESS) {
+        return ipv6_lost();
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -84,7 +101,9 @@ pub fn uplink_ingress(ctx: TcContext) -> i32 {
 /// tcx ingress on the bridge: hairpin, on the slow path.
 #[classifier]
 pub fn bridge_ingress(ctx: TcContext) -> i32 {
-    ipv6(&ctx, PROG6_BRIDGE_INGRESS);
+    if ipv6(&ctx, PROG6_BRIDGE_INGRESS) {
+        return ipv6_lost();
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -94,7 +113,9 @@ pub fn bridge_ingress(ctx: TcContext) -> i32 {
 /// tcx egress on the bridge: direct access from interfaces netlab does not watch.
 #[classifier]
 pub fn bridge_egress(ctx: TcContext) -> i32 {
-    ipv6(&ctx, PROG6_BRIDGE_EGRESS);
+    if ipv6(&ctx, PROG6_BRIDGE_EGRESS) {
+        return ipv6_lost();
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };
@@ -105,7 +126,9 @@ pub fn bridge_egress(ctx: TcContext) -> i32 {
 /// fast path.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
-    ipv6(&ctx, PROG6_ENDPOINT_INGRESS);
+    if ipv6(&ctx, PROG6_ENDPOINT_INGRESS) {
+        return ipv6_lost();
+    }
     let Some(st) = Stats::get() else {
         return verdict::NEXT;
     };

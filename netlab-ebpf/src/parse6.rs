@@ -66,10 +66,15 @@ fn walk(ctx: &TcContext, l3_off: usize, nexthdr: u8, end: usize) -> Result<Walk,
     for _ in 0..MAX_EXT {
         match w.proto {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                if w.l4_off + 2 > end {
+                if w.l4_off + 4 > end {
                     return Err(DropReason::Truncated);
                 }
-                let h: [u8; 2] = ctx.load(w.l4_off).map_err(|_| DropReason::Truncated)?;
+                let h: [u8; 4] = ctx.load(w.l4_off).map_err(|_| DropReason::Truncated)?;
+                // A routing header with segments left: the destination is not the
+                // final one, which the L4 checksum's pseudo-header holds. Not ours.
+                if w.proto == IPPROTO_ROUTING && h[3] != 0 {
+                    return Ok(w);
+                }
                 w.proto = h[0];
                 w.l4_off += (h[1] as usize + 1) * 8;
             }
@@ -94,7 +99,18 @@ fn walk(ctx: &TcContext, l3_off: usize, nexthdr: u8, end: usize) -> Result<Walk,
             }
         }
     }
+    // Walked [`MAX_EXT`] headers: done if the next one is not another.
+    w.done = !is_extension(w.proto);
     Ok(w)
+}
+
+/// Whether `proto` is an extension header the walk steps over.
+#[inline(always)]
+pub fn is_extension(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
+    )
 }
 
 /// Whether the frame is IPv6 (its ethertype), read directly when the Ethernet header is
@@ -308,7 +324,8 @@ fn inner(
     fill(inner, l3_off, &w, &ip, outer.end);
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            if inner.l4_off + 4 > inner.end {
+            // The eight bytes every error quotes at least (nf_conntrack takes no less).
+            if inner.l4_off + 8 > inner.end {
                 return Err(DropReason::Truncated);
             }
             let ports: [u16; 2] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;

@@ -2,10 +2,11 @@
 //! has no header checksum; TCP, UDP and ICMPv6 all cover the addresses in their
 //! pseudo-header, so an address change goes into the L4 checksum as one 16-byte
 //! difference (`bpf_csum_diff`) with `BPF_F_PSEUDO_HDR`, which the helper applies right
-//! for CHECKSUM_PARTIAL skbs too; a port or echo identifier as a 16-bit change.
+//! for CHECKSUM_PARTIAL skbs too (and the address's store keeps a CHECKSUM_COMPLETE
+//! skb's sum right: see [`addr`]); a port or echo identifier as a 16-bit change.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
     helpers::bpf_csum_diff,
     programs::TcContext,
 };
@@ -91,7 +92,12 @@ pub fn addr(
         ctx.l4_csum_replace(off, 0, diff(old, new), BPF_F_PSEUDO_HDR as u64 | extra)
             .map_err(|_| DropReason::RewriteFailed)?;
     }
-    ctx.store(pkt.l3_off + field, new, 0)
+    // With `BPF_F_RECOMPUTE_CSUM` the store adds the address's change to a
+    // CHECKSUM_COMPLETE skb's sum: the helper above took the pseudo-header's change
+    // out of it, as is right for IPv4 (whose header checksum absorbs the address) and
+    // wrong for IPv6 (Linux 6.16's `BPF_F_IPV6`). Together: the sum is unchanged, as
+    // the packet's one's complement sum is.
+    ctx.store(pkt.l3_off + field, new, BPF_F_RECOMPUTE_CSUM as u64)
         .map_err(|_| DropReason::RewriteFailed)
 }
 

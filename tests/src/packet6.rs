@@ -9,6 +9,7 @@ pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 pub const ICMPV6: u8 = 58;
 pub const HOPOPTS: u8 = 0;
+pub const DSTOPTS: u8 = 60;
 pub const FRAGMENT: u8 = 44;
 
 /// Offsets in a frame: the IPv6 header after Ethernet, its addresses.

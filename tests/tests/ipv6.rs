@@ -78,6 +78,9 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
         lab.ok(&["run", "cli"]).trim(),
         "cli 172.18.0.3 fd00:ac12::3"
     );
+    // A container takes no router advertisement (another's would route it).
+    let ra = lab.exec_ok("cli", &["sysctl", "-n", "net.ipv6.conf.eth0.accept_ra"]);
+    assert_eq!(ra.trim(), "0");
     let status = lab.status();
     assert_eq!(status["subnet6"], "fd00:ac12::/64");
     assert_eq!(status["containers"][0]["ip6"], "fd00:ac12::2");
@@ -158,6 +161,34 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
     }
     // The bridge's IPv6 address is the host's too.
     assert_eq!(lab.curl("host", "http://[fd00:ac12::1]:8080/"), "200");
+    // An unconnected UDP socket of the lab host sends to a port on its IPv6 address,
+    // and sees the answer come from there.
+    lab.ok(&["publish", "web", "5353:53/udp"]);
+    let _pong = lab.spawn(
+        "web",
+        &[
+            "python3",
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             s.bind(('::', 53))\nwhile True:\n    d, a = s.recvfrom(64)\n    s.sendto(b'pong', a)\n",
+        ],
+    );
+    assert!(netlab_tests::wait_for(Duration::from_secs(10), || lab
+        .exec_ok("web", &["ss", "-Huln"])
+        .contains(":53 ")));
+    let asked = lab.exec_ok(
+        "host",
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+                 s.settimeout(5)\ns.sendto(b'ping', ('{UPLINK6}', 5353))\n\
+                 d, a = s.recvfrom(64)\nprint(d.decode(), a[0], a[1])\n"
+            ),
+        ],
+    );
+    assert_eq!(asked.trim(), format!("pong {UPLINK6} 5353"), "{dp}");
     // ::1 is never routed off the host (Docker without its userland proxy is the same):
     // refused at once, not translated into a black hole.
     let out = lab.exec("host", &netlab_tests::curl_status("http://[::1]:8080/"));

@@ -13,12 +13,13 @@ use aya::{
 use netlab::datapath::ebpf::addr6;
 use netlab_common::{
     config::{Config, FLAG_IPV6},
+    conntrack::{Addr6, CtEntry, CtKey},
     endpoint::Source,
     maps::{self as names, CONNTRACK_MAX_DEFAULT},
     stats::{Counters, DropReason, STATS_PROGRAMS},
 };
 use netlab_tests::{
-    packet6::{FRAGMENT, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
+    packet6::{DSTOPTS, FRAGMENT, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
     require_root,
 };
 
@@ -249,4 +250,61 @@ fn a_container_sends_ipv6_only_as_itself() {
     assert_eq!(dp.endpoint(&na(CTR6)).0, TC_ACT_UNSPEC);
     assert_eq!(dp.endpoint(&na(OTHER_CTR6)).0, TC_ACT_SHOT);
     assert_eq!(dp.drops(DropReason::SpoofedSource), 2);
+    // Nor behind more extension headers than the walk takes: a chain it does not
+    // finish is dropped, not passed unchecked.
+    let hidden = {
+        let mut ip = Ipv6::new(ll, "ff02::1".parse().unwrap(), ICMPV6);
+        ip.ext = vec![(DSTOPTS, vec![1, 4, 0, 0, 0, 0]); 5];
+        with_mac(ip.frame(&ip.icmp_l4(136, 0, [0x20, 0, 0, 0], &OTHER_CTR6.octets())))
+    };
+    assert_eq!(dp.endpoint(&hidden).0, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::UnsupportedProtocol), 1);
+    // Nor a router's messages: an advertisement, a redirect.
+    for kind in [134, 137] {
+        let ip = Ipv6::new(ll, "ff02::1".parse().unwrap(), ICMPV6);
+        let f = with_mac(ip.frame(&ip.icmp_l4(kind, 0, [0; 4], &[0; 16])));
+        assert_eq!(dp.endpoint(&f).0, TC_ACT_SHOT, "type {kind}");
+    }
+    assert_eq!(dp.drops(DropReason::SpoofedSource), 4);
+}
+
+/// An ICMPv6 error that quotes fewer than the eight bytes of the L4 header every
+/// error carries is dropped, as nf_conntrack drops it, not translated.
+#[test]
+fn an_error_quoting_too_little_is_dropped() {
+    let mut dp = Datapath::new();
+    let (_, got) = dp.egress(&Ipv6::new(CTR6, FAR6, UDP).udp(5005, 7100, b"x"));
+    let port = sport(&got, L4);
+    let sent = Ipv6::new(UPLINK6, FAR6, UDP);
+    let mut quote = sent.packet(&sent.udp_l4(port, 7100, b"x"));
+    quote.truncate(40 + 4);
+    let far = Ipv6::new(FAR6, UPLINK6, ICMPV6);
+    let (verdict, _) = dp.ingress(&far.frame(&far.icmp_l4(1, 4, [0; 4], &quote)));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::Truncated), 1);
+}
+
+/// IPv6's established table is an LRU: a flow whose reply half it pushed out is gone
+/// (its reply tuple may be another flow's by then), and its next segment is dropped
+/// with the lone half, as a half flow of the pending table is.
+#[test]
+fn a_flow_of_which_the_lru_kept_half_is_gone() {
+    let mut dp = Datapath::new();
+    let ip = Ipv6::new(CTR6, FAR6, TCP);
+    let (_, got) = dp.egress(&ip.tcp(5004, 80, SYN, b""));
+    let port = sport(&got, L4);
+    dp.ingress(&Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, port, SYN | ACK, b""));
+    dp.egress(&ip.tcp(5004, 80, ACK, b""));
+    let mut table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+        HashMap::try_from(dp.bpf.map_mut(names::CT6).unwrap()).unwrap();
+    let keys: Vec<CtKey<Addr6>> = table.keys().map(|k| k.unwrap()).collect();
+    assert_eq!(keys.len(), 2, "the established flow's two halves");
+    let reply = keys.iter().find(|k| k.daddr == addr6(UPLINK6)).unwrap();
+    table.remove(reply).unwrap();
+    let (verdict, _) = dp.egress(&ip.tcp(5004, 80, ACK, b"more"));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::HalfFlow), 1);
+    let table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+        HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
+    assert_eq!(table.keys().count(), 0, "the lone half is removed");
 }

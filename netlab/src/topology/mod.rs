@@ -465,6 +465,10 @@ fn build_container(
                     &format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
                     "1",
                 )?;
+                // No router advertisement is taken: another container's would give it
+                // an address and a default route through that container (Docker's
+                // CVE-2020-13401). Its route is netlab's, via the bridge.
+                sysctl::set(&format!("/proc/sys/net/ipv6/conf/{ifname}/accept_ra"), "0")?;
             }
             None => sysctl::ipv6_off(&ifname)?,
         }

@@ -18,7 +18,7 @@ use std::collections::HashMap as StdHashMap;
 use aya::maps::{Array, HashMap, MapData};
 use netlab_common::{
     config::FLAG_IPV6,
-    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    conntrack::{Addr6, CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::IPPROTO_TCP,
 };
@@ -104,12 +104,22 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
         add("pending", k, e, tally);
     }
     if cfg.flags & FLAG_IPV6 != 0 {
-        // IPv6's tables, both LRU and small beside `CT`: read whole and paired, as the
-        // listing reads them.
-        for flow in flows::list(lab)?
-            .iter()
-            .filter(|f| f.original.src.is_ipv6())
-        {
+        count6(lab, &cfg, &generations, tally)?;
+    }
+    Ok(())
+}
+
+/// IPv6's tables, both LRU: read whole and paired, their live flows counted as the
+/// listing lists them, and every whole pair of the pending one as present (alive or
+/// dead), as IPv4's.
+fn count6(
+    lab: &str,
+    cfg: &netlab_common::config::Config,
+    generations: &Array<MapData, u32>,
+    tally: &mut Tally,
+) -> Result<()> {
+    for (table, pinned) in flows::TABLES6 {
+        for flow in flows::list_table::<Addr6>(lab, cfg, generations, table, pinned)? {
             tally.add(
                 flow.table,
                 flow.state,
@@ -118,6 +128,15 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
                 flow.translated.src != flow.original.src,
                 flow.translated.sport,
             );
+        }
+    }
+    let pending: StdHashMap<CtKey<Addr6>, CtEntry<Addr6>> =
+        batch::entries(&pins::map_data(lab, names::CT6_PENDING)?)?
+            .into_iter()
+            .collect();
+    for (k, e) in &pending {
+        if e.flags & FLAG_ORIGIN != 0 && pending.contains_key(&e.pair_key(k.proto)) {
+            tally.pending_present();
         }
     }
     Ok(())

@@ -30,14 +30,16 @@ fn root() -> Result<PathBuf> {
     })
 }
 
-/// IPv4 sockets' hooks, and IPv6 sockets' for IPv4-mapped addresses (a dual-stack
-/// socket's IPv4 connections; their unconnected UDP sends meet `sendmsg4`).
-pub const PROGRAMS: [&str; 7] = [
+/// IPv4 sockets' hooks, and IPv6 sockets' (for the host's IPv6 addresses in a
+/// dual-stack lab, and for IPv4-mapped ones: a dual-stack socket's IPv4 connections,
+/// whose unconnected UDP sends meet `sendmsg4`).
+pub const PROGRAMS: [&str; 8] = [
     names::PROG_CONNECT4,
     names::PROG_SENDMSG4,
     names::PROG_RECVMSG4,
     names::PROG_GETPEERNAME4,
     names::PROG_CONNECT6,
+    names::PROG_SENDMSG6,
     names::PROG_RECVMSG6,
     names::PROG_GETPEERNAME6,
 ];

@@ -33,7 +33,8 @@ type Table = HashMap<MapData, CtKey, CtEntry>;
 /// The conntrack tables of a running lab: their names as listed, and as pinned; a
 /// dual-stack lab's IPv6 tables too.
 const TABLES: [(&str, &str); 2] = [("confirmed", names::CT), ("pending", names::CT_PENDING)];
-const TABLES6: [(&str, &str); 2] = [("confirmed", names::CT6), ("pending", names::CT6_PENDING)];
+pub(super) const TABLES6: [(&str, &str); 2] =
+    [("confirmed", names::CT6), ("pending", names::CT6_PENDING)];
 
 /// Every entry of one of a lab's conntrack tables, read in batches.
 fn entries<A>(lab: &str, pinned: &str) -> Result<Vec<(CtKey<A>, CtEntry<A>)>>
@@ -89,7 +90,7 @@ pub fn list(lab: &str) -> Result<Vec<Flow>> {
 }
 
 /// The live flows of one table.
-fn list_table<A: Addr>(
+pub(super) fn list_table<A: Addr>(
     lab: &str,
     cfg: &Config,
     generations: &Array<MapData, u32>,

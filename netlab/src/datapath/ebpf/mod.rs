@@ -178,13 +178,14 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         0u8
     };
     // IPv6 flows get tables of the same size in a dual-stack lab, one entry otherwise.
-    let (ct6, ct6_pending) = if cfg.flags & FLAG_IPV6 != 0 {
+    let (ct6, ct6_pending, back6) = if cfg.flags & FLAG_IPV6 != 0 {
         (
             established_entries(conntrack_max),
             pending_entries(conntrack_max),
+            names::PUBLISH_MAX,
         )
     } else {
-        (1, 1)
+        (1, 1, 1)
     };
     let cfg = ConfigGlobal(*cfg);
     EbpfLoader::new()
@@ -195,6 +196,7 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         .map_max_entries(names::GC_QUEUE, gc_queue_entries(conntrack_max))
         .map_max_entries(names::CT6, ct6)
         .map_max_entries(names::CT6_PENDING, ct6_pending)
+        .map_max_entries(names::PUBLISH_BACK6, back6)
         .load(crate::EBPF_OBJ)
         .map_err(|e| Error::ebpf("load object", e))
 }
