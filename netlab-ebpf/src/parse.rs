@@ -449,8 +449,7 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
     };
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            // The eight bytes every error quotes at least (nf_conntrack takes no less).
-            if inner.l4_off + 8 > inner.end {
+            if inner.l4_off + 4 > inner.end {
                 return Err(DropReason::Truncated);
             }
             let ports: [u16; 2] = ctx.load(inner.l4_off).map_err(|_| DropReason::Truncated)?;

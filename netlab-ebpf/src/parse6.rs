@@ -324,7 +324,8 @@ fn inner(
     fill(inner, l3_off, &w, &ip, outer.end);
     match inner.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            // The eight bytes every error quotes at least (nf_conntrack takes no less).
+            // The eight bytes every ICMPv6 error quotes at least: ip6tables' NAT
+            // delivers none with less.
             if inner.l4_off + 8 > inner.end {
                 return Err(DropReason::Truncated);
             }

@@ -63,7 +63,9 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     // error of the host's (about a packet it was handed translated, say one whose TTL
     // ran out there: its quote is translated back, so that it never shows a
     // container's address or port; anything it cannot read is the host's business).
-    let host = parse::ipv4_saddr(ctx).is_some_and(|s| !cfg.in_subnet(s));
+    // The bridge's address is the host's (and the source a published flow to it
+    // leaves with, translated by the fast path already).
+    let host = parse::ipv4_saddr(ctx).is_some_and(|s| !cfg.in_subnet(s) || s == cfg.bridge_addr);
     if host && parse::ipv4_proto(ctx) != Some(IPPROTO_ICMP) {
         return PASS;
     }
@@ -121,9 +123,10 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     let Some(pkt) = parse(ctx, st)? else {
         return PASS;
     };
-    if cfg.in_subnet(pkt.daddr) {
+    if cfg.in_subnet(pkt.daddr) && pkt.daddr != cfg.bridge_addr {
         // Nothing legitimate arrives addressed to a container: published flows are
         // addressed to the host and rewritten here (Docker 28's "direct access" drop).
+        // The bridge's address is the host's own, as for iptables' raw drop.
         return Err(DropReason::DirectAccess);
     }
     // Any of the host's own addresses, as iptables' `--dst-type LOCAL`: a port

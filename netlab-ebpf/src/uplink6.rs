@@ -49,7 +49,7 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     let Ok(saddr) = ctx.load::<Addr6>(ETH_HLEN + IP6_SADDR_OFF) else {
         return PASS;
     };
-    let host = !cfg.in_subnet6(&saddr);
+    let host = !cfg.in_subnet6(&saddr) || saddr == cfg.bridge_addr6;
     let pkt = match parse6::ipv6(ctx) {
         Ok(pkt) => pkt,
         Err(_) if host => return PASS,
@@ -140,7 +140,8 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     let pkt = parse6::ipv6(ctx)?;
-    if cfg.in_subnet6(&pkt.daddr) {
+    // Direct access, but for the bridge's own address: the host's, as the IPv4 side.
+    if cfg.in_subnet6(&pkt.daddr) && pkt.daddr != cfg.bridge_addr6 {
         return Err(DropReason::DirectAccess);
     }
     if !maps::is_host6(cfg, &pkt.daddr) {

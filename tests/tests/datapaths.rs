@@ -293,8 +293,13 @@ fn drops_direct_access_to_containers(dp: &str) {
     if netlab_tests::is_ebpf(dp) {
         assert!(lab.stat("drops", "direct_access") >= 1);
     }
-    // The bridge's own address is the host's, not a container's: the host's own
-    // connections to it (which come in by lo) are not direct access.
+    // The bridge's own address is the host's, not a container's: a port published on
+    // every host address answers there from outside too, as on a netfilter datapath;
+    // and the host's own connections to it (which come in by lo) are not direct access.
+    assert!(
+        get(&lab, "wan", "http://172.18.0.1:8080/"),
+        "the published port on the bridge's address, from outside"
+    );
     let _gateway = lab.http_server("host", 7000);
     assert_eq!(lab.curl("host", "http://172.18.0.1:7000/"), "200");
 }

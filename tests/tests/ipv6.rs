@@ -272,6 +272,8 @@ fn dual_stack_masquerade_and_publishing(dp: &str) {
         &["ip", "-6", "route", "add", "fd00:ac12::/64", "via", UPLINK6],
     );
     assert_eq!(lab.curl("wan", "http://[fd00:ac12::2]:80/"), "000");
+    // The bridge's address is the host's: a port on every address answers there.
+    assert_eq!(lab.curl("wan", "http://[fd00:ac12::1]:8080/"), "200");
 
     // Withdrawn, the port answers on neither family.
     lab.ok(&["unpublish", "web", "8080:80"]);

@@ -758,8 +758,9 @@ impl Model {
             Hook::UplinkEgress => {
                 // The host's own traffic is none of the NAT's business, broken or not,
                 // but for its ICMP errors about packets it was handed translated.
+                // The bridge's address is the host's.
                 if let Some(s) = wire::saddr_of(f)
-                    && !cfg.in_subnet(s)
+                    && (!cfg.in_subnet(s) || s == cfg.bridge)
                 {
                     return Ok(match wire::parse(f) {
                         Ok(Some(p)) if p.kind == Kind::IcmpError => self
@@ -793,10 +794,10 @@ impl Model {
                 let Some(p) = wire::parse(f)? else {
                     return Ok(Decision::Pass);
                 };
-                if cfg.in_subnet(p.daddr) {
+                if cfg.in_subnet(p.daddr) && p.daddr != cfg.bridge {
                     return Err(DropReason::DirectAccess);
                 }
-                if p.daddr != cfg.uplink {
+                if !cfg.is_host(p.daddr) {
                     return Ok(Decision::Pass);
                 }
                 match p.kind {
