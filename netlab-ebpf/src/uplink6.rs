@@ -8,7 +8,10 @@
 //! Fragments of a flow the NAT translates are dropped and counted (`fragment`), never
 //! half translated; fragments of the host's own traffic go on.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
+use aya_ebpf::{
+    EbpfContext as _, helpers::generated::bpf_skb_load_bytes, macros::map, maps::PerCpuArray,
+    programs::TcContext,
+};
 use netlab_common::{
     config::Config,
     conntrack::{Addr6, CtEntry},
@@ -46,10 +49,10 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     let cfg = maps::config();
     // The host's own packets go as they are, but for an ICMPv6 error of the host's
     // about a packet it was handed translated: its quote is translated back.
-    let Ok(saddr) = ctx.load::<Addr6>(ETH_HLEN + IP6_SADDR_OFF) else {
+    let Some(container) = from_a_container(ctx, cfg) else {
         return PASS;
     };
-    let host = !cfg.in_subnet6(&saddr) || saddr == cfg.bridge_addr6;
+    let host = !container;
     let pkt = match parse6::ipv6(ctx) {
         Ok(pkt) => pkt,
         Err(_) if host => return PASS,
@@ -69,15 +72,43 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
         }
         Kind::Other => return Err(DropReason::UnsupportedProtocol),
     }
-    Ok(from_container(ctx, st, pkt, &own_addr(ctx, cfg)))
+    Ok(from_container(ctx, st, pkt, true))
 }
 
+/// Whether the packet's IPv6 source is one of the lab's containers' (in its subnet,
+/// not the bridge's address, which is the host's); `None` when it cannot be read. Read
+/// into a per-CPU slot, not the stack: the IPv6 entry programs keep their frames small,
+/// for the 512 bytes the verifier allows a whole call chain (6.1's counts a
+/// `bpf_loop` callback's frame into it too).
+#[inline(always)]
+fn from_a_container(ctx: &TcContext, cfg: &Config) -> Option<bool> {
+    let slot = SADDR6.get_ptr_mut(0)?;
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.as_ptr(),
+            (ETH_HLEN + IP6_SADDR_OFF) as u32,
+            slot as *mut core::ffi::c_void,
+            16,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let saddr = unsafe { &*slot };
+    Some(cfg.in_subnet6(saddr) && *saddr != cfg.bridge_addr6)
+}
+
+/// The source address of the IPv6 packet at the uplink's egress, one slot per CPU.
+#[map(name = "SADDR6")]
+static SADDR6: PerCpuArray<Addr6> = PerCpuArray::with_max_entries(1, 0);
+
 /// A container's packet leaving the lab: its flow found or opened (masquerade behind
-/// `masquerade`, or hairpin), and the packet translated; the TC action (a drop counted
-/// already). A BPF subprogram, which takes at most five arguments: IPv6's NAT state and
-/// the ICMPv6 error path's would not share one 512-byte frame.
+/// the address of the interface it leaves by when `masquerade`, or hairpin), and the
+/// packet translated; the TC action (a drop counted already). A BPF subprogram, which
+/// takes at most five arguments: IPv6's NAT state and the ICMPv6 error path's would
+/// not share one 512-byte frame.
 #[inline(never)]
-pub fn from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, masquerade: &Addr6) -> i32 {
+pub fn from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, masquerade: bool) -> i32 {
     verdict::finish(nat_from_container(ctx, st, pkt, masquerade))
 }
 
@@ -86,13 +117,18 @@ fn nat_from_container(
     ctx: &TcContext,
     st: Stats,
     pkt: &Packet<Addr6>,
-    masquerade: &Addr6,
+    masquerade: bool,
 ) -> Verdict {
     let cfg = maps::config();
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
+    let source = if masquerade {
+        own_addr(ctx, cfg)
+    } else {
+        [0; 4]
+    };
     let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
-    *found = nat::find_from_container(cfg, st, *masquerade, pkt, now, &mut hit)?;
+    *found = nat::find_from_container(cfg, st, source, pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }
