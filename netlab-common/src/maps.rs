@@ -82,6 +82,8 @@ pub const PUBLISH_BACK: &str = "PUBLISH_BACK";
 /// [`crate::endpoint::Endpoint`]. Kept by `run`/`rm`.
 pub const ENDPOINTS: &str = "ENDPOINTS";
 pub const ENDPOINTS_MAX: u32 = 65_536;
+/// The same by IPv6 address (`Addr6`), in a dual-stack lab. Kept by `run`/`rm`.
+pub const ENDPOINTS6: &str = "ENDPOINTS6";
 
 /// What containers may send from: hash, ifindex of a container veth's host end →
 /// [`crate::endpoint::Source`]. Kept by `run`/`rm`.

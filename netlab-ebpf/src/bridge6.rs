@@ -62,7 +62,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         _ => return PASS,
     }
     // Only hairpin is opened here (the destination is the host): nothing to masquerade.
-    Ok(uplink6::from_container(ctx, st, pkt, false))
+    Ok(uplink6::from_container(ctx, st, pkt, uplink6::HAIRPIN))
 }
 
 /// Whether `a` is a unicast address the host may route off the link (not link-local

@@ -99,7 +99,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
 
 /// Where this program runs: a veth's TC ingress, or a netkit peer's transmit.
 #[inline(always)]
-fn hook(cfg: &Config) -> forward::Hook {
+pub fn hook(cfg: &Config) -> forward::Hook {
     if cfg.flags & FLAG_NETKIT != 0 {
         forward::Hook::Netkit
     } else {

@@ -2,10 +2,16 @@
 //! dual-stack lab): a container sends IPv6 as itself — its own MAC, from its own
 //! address, its link-local ones (`fe80::/10`) or `::` (duplicate address detection),
 //! neighbour advertisements only for those, and no router advertisement or redirect.
-//! Anything else is spoofed, dropped and counted. IPv6 takes no fast path: what is let through goes on to the bridge.
+//! Anything else is spoofed, dropped and counted.
+//!
+//! Then, with the fast path on, as for IPv4: a flow of the container's own address
+//! leaving by the uplink, or hairpin to a published port, is translated and
+//! redirected ([`uplink6::FAST`]); a frame for another container is switched straight
+//! into it. Anything else goes on to the bridge.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
+    config::FLAG_FAST_PATH,
     conntrack::Addr6,
     endpoint::Source,
     proto::IPPROTO_ICMPV6,
@@ -13,9 +19,9 @@ use netlab_common::{
 };
 
 use crate::{
-    endpoint, maps,
+    endpoint, forward, forward6, maps,
     maps::Stats,
-    parse, parse6,
+    parse, parse6, uplink6,
     verdict::{PASS, Verdict},
 };
 
@@ -55,7 +61,42 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
             return Err(DropReason::SpoofedSource);
         }
     }
-    PASS
+    let cfg = maps::config();
+    if cfg.flags & FLAG_FAST_PATH == 0 {
+        return PASS;
+    }
+    if pkt.kind != parse::Kind::Flow || pkt.first_fragment {
+        st.count(if pkt.kind == parse::Kind::Fragment || pkt.first_fragment {
+            counter::SLOW_FRAGMENT
+        } else {
+            counter::SLOW_OTHER
+        });
+        return PASS;
+    }
+    if cfg.in_subnet6(&pkt.daddr) {
+        return Ok(forward6::switch(ctx, st, pkt));
+    }
+    // A link-local source is never forwarded (the stack answers it), hairpin to a
+    // port published on a host address is the bridge's to turn around, and a frame
+    // not addressed to the bridge is not the lab host's to route (the bridge switches
+    // it to the container whose MAC it carries, or floods it).
+    if pkt.saddr != src.addr6
+        || maps::is_host6(cfg, &pkt.daddr)
+        || ctx
+            .load::<[u8; 6]>(0)
+            .map_or(true, |dmac| dmac != cfg.bridge_mac)
+    {
+        st.count(counter::SLOW_OTHER);
+        return PASS;
+    }
+    // Planned before the NAT decides, in a frame of its own: the NAT's call chain has
+    // no room left for the route lookup. What leaves keeps its destination and takes
+    // the uplink's address (a reply of a published flow another host address, which
+    // no route of the lab host's tells apart).
+    if forward6::plan(ctx, st, pkt, &cfg.uplink_addr6, &pkt.daddr) == forward::STACK as i32 {
+        return PASS;
+    }
+    Ok(uplink6::from_container(ctx, st, pkt, uplink6::FAST))
 }
 
 /// Whether `a` is the container's: its address, or a link-local one.

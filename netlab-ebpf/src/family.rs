@@ -169,9 +169,10 @@ impl Family for Addr6 {
         cfg.bridge_addr6
     }
 
+    /// A link-local source too: the stack never forwards one (`ip6_forward`).
     #[inline(always)]
     fn martian(addr: &Addr6) -> bool {
-        martian6(addr)
+        martian6(addr) || link_local6(addr)
     }
 
     /// No log: its records would take stack the IPv6 programs do not have.
@@ -188,4 +189,11 @@ pub fn martian6(a: &Addr6) -> bool {
     first == 0xff
         || (zero_hi && a[2] == 0 && (a[3] == 0 || a[3] == u32::from_ne_bytes([0, 0, 0, 1])))
         || (zero_hi && a[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]))
+}
+
+/// Whether an IPv6 address is link-local (`fe80::/10`): never forwarded by a router.
+#[inline(always)]
+pub fn link_local6(a: &Addr6) -> bool {
+    let b = a[0].to_ne_bytes();
+    b[0] == 0xfe && b[1] & 0xc0 == 0x80
 }

@@ -63,6 +63,9 @@ pub const UPLINK_NEIGH: u8 = 2;
 pub const CONTAINER: u8 = 3;
 /// Into another container, switched (nothing changes).
 pub const SWITCHED: u8 = 4;
+/// Out of the uplink; the kernel routes the packet and resolves its next hop itself
+/// (`bpf_redirect_neigh` without one: IPv6's, whose next hop a plan does not hold).
+pub const UPLINK_ROUTED: u8 = 5;
 
 /// Where the fast path sends a packet. A plain struct with every field set, for the
 /// verifier's sake (LLVM leaves the unused parts of enum payloads undefined).
@@ -77,7 +80,7 @@ pub struct Plan {
 
 impl Plan {
     #[inline(always)]
-    fn stack(st: Stats, why: u32) -> Self {
+    pub fn stack(st: Stats, why: u32) -> Self {
         st.count(why);
         Self {
             kind: STACK,
@@ -89,7 +92,7 @@ impl Plan {
     }
 
     #[inline(always)]
-    fn into_container(kind: u8, ep: &Endpoint, smac: [u8; 6]) -> Self {
+    pub fn into_container(kind: u8, ep: &Endpoint, smac: [u8; 6]) -> Self {
         Self {
             kind,
             ifindex: ep.ifindex,
@@ -148,7 +151,7 @@ pub fn plan(
         return Plan::stack(st, counter::SLOW_OTHER);
     }
     let size = wire_len(ctx, pkt);
-    if let Some(hop) = next_hop::cached(src, dst, now) {
+    if let Some(hop) = next_hop::cached(&next_hop::NEXT_HOPS, &src, &dst, now) {
         if !next_hop::fits(hop, size) {
             return Plan::stack(st, counter::SLOW_MTU);
         }
@@ -200,7 +203,7 @@ pub fn plan(
             smac: [0; 6],
         };
     }
-    next_hop::remember(src, dst, now, mtu, &f.dmac, &f.smac);
+    next_hop::remember(&next_hop::NEXT_HOPS, &src, &dst, now, mtu, &f.dmac, &f.smac);
     Plan {
         kind: UPLINK,
         ifindex: f.ifindex,
@@ -213,7 +216,7 @@ pub fn plan(
 /// What the route's MTU must hold for `pkt`, as the kernel's forwarding checks it
 /// (`ip_exceeds_mtu`): its IP length, or, for a GSO packet, one segment's.
 #[inline(always)]
-fn wire_len(ctx: &TcContext, pkt: &Packet) -> u32 {
+pub fn wire_len<A>(ctx: &TcContext, pkt: &Packet<A>) -> u32 {
     let gso_size = unsafe { (*ctx.skb.skb).gso_size };
     if gso_size != 0 {
         pkt.hdr_len as u32 + gso_size
@@ -378,6 +381,10 @@ pub fn go(
                     0,
                 )
             };
+            (rc, counter::FAST_TO_UPLINK)
+        }
+        UPLINK_ROUTED => {
+            let rc = unsafe { bpf_redirect_neigh(plan.ifindex, core::ptr::null_mut(), 0, 0) };
             (rc, counter::FAST_TO_UPLINK)
         }
         CONTAINER => {

@@ -11,6 +11,7 @@ mod endpoint;
 mod endpoint6;
 mod family;
 mod forward;
+mod forward6;
 mod frag;
 mod gc;
 mod icmp;

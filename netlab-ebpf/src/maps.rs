@@ -96,6 +96,11 @@ static PUBLISH_BACK: LruHashMap<PubBackKey, PubBack> = LruHashMap::with_max_entr
 static ENDPOINTS: HashMap<u32, Endpoint> =
     HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
 
+/// The containers by their IPv6 address, for the IPv6 fast path into them.
+#[map(name = "ENDPOINTS6")]
+static ENDPOINTS6: HashMap<Addr6, Endpoint> =
+    HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
+
 #[map(name = "SOURCES")]
 static SOURCES: HashMap<u32, Source> = HashMap::with_max_entries(ENDPOINTS_MAX, BPF_F_NO_PREALLOC);
 
@@ -314,6 +319,12 @@ pub fn back_set(key: &PubBackKey, value: &PubBack) -> bool {
 )]
 pub fn endpoint(addr: u32) -> Option<Endpoint> {
     ENDPOINTS.get_ptr(&addr).map(|p| unsafe { *p })
+}
+
+/// The container with IPv6 address `addr`.
+#[inline(always)]
+pub fn endpoint6(addr: &Addr6) -> Option<Endpoint> {
+    ENDPOINTS6.get_ptr(addr).map(|p| unsafe { *p })
 }
 
 /// What the container behind the veth with this ifindex may send from.

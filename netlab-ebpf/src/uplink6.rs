@@ -2,8 +2,10 @@
 //! dual-stack lab): what leaves the lab is masqueraded behind the address of the
 //! interface it leaves by (NAT66, as Docker does for ULA containers), replies and flows
 //! to published ports are translated back on their way in, and anything else addressed
-//! to a container is direct access, dropped. Always on the slow path: the host's stack
-//! routes IPv6 into and out of the lab.
+//! to a container is direct access, and dropped. With the fast path on, a container's
+//! flow leaving by the uplink is taken at its veth ([`FAST`], from
+//! [`crate::endpoint6`]) and what comes back is delivered straight into its container
+//! ([`crate::forward6`]).
 //!
 //! Fragments of a flow the NAT translates are dropped and counted (`fragment`), never
 //! half translated; fragments of the host's own traffic go on.
@@ -13,7 +15,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
-    config::Config,
+    config::{Config, FLAG_FAST_PATH},
     conntrack::{Addr6, CtEntry},
     proto::ETH_HLEN,
     stats::{DropReason, counter},
@@ -21,7 +23,7 @@ use netlab_common::{
 
 use crate::{
     conntrack::{self, Hit},
-    forward,
+    endpoint, forward, forward6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
@@ -72,7 +74,7 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
         }
         Kind::Other => return Err(DropReason::UnsupportedProtocol),
     }
-    Ok(from_container(ctx, st, pkt, true))
+    Ok(from_container(ctx, st, pkt, MASQUERADE))
 }
 
 /// Whether the packet's IPv6 source is one of the lab's containers' (in its subnet,
@@ -102,40 +104,61 @@ fn from_a_container(ctx: &TcContext, cfg: &Config) -> Option<bool> {
 #[map(name = "SADDR6")]
 static SADDR6: PerCpuArray<Addr6> = PerCpuArray::with_max_entries(1, 0);
 
-/// A container's packet leaving the lab: its flow found or opened (masquerade behind
-/// the address of the interface it leaves by when `masquerade`, or hairpin), and the
-/// packet translated; the TC action (a drop counted already). A BPF subprogram, which
-/// takes at most five arguments: IPv6's NAT state and the ICMPv6 error path's would
-/// not share one 512-byte frame.
+/// Where a container's packet is translated ([`from_container`]'s mode).
+/// At an uplink's egress: masqueraded behind the address of the interface it leaves by.
+pub const MASQUERADE: u8 = 0;
+/// At the bridge's ingress: hairpin only (its destination is a host address).
+pub const HAIRPIN: u8 = 1;
+/// At the container's veth, with the fast path on and planned already
+/// ([`forward6::plan`]): masqueraded behind the uplink's address and redirected to
+/// where the plan says; a packet the NAT cannot decide goes on untouched to the hooks
+/// after.
+pub const FAST: u8 = 2;
+
+/// A container's packet leaving the lab: its flow found or opened as `mode` says, and
+/// the packet translated; the TC action (a drop counted already). A BPF subprogram,
+/// which takes at most five arguments: IPv6's NAT state and the ICMPv6 error path's
+/// would not share one 512-byte frame.
 #[inline(never)]
-pub fn from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, masquerade: bool) -> i32 {
-    verdict::finish(nat_from_container(ctx, st, pkt, masquerade))
+pub fn from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8) -> i32 {
+    verdict::finish(nat_from_container(ctx, st, pkt, mode))
 }
 
 #[inline(always)]
-fn nat_from_container(
-    ctx: &TcContext,
-    st: Stats,
-    pkt: &Packet<Addr6>,
-    masquerade: bool,
-) -> Verdict {
+fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8) -> Verdict {
     let cfg = maps::config();
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let source = if masquerade {
-        own_addr(ctx, cfg)
-    } else {
-        [0; 4]
+    let source = match mode {
+        MASQUERADE => own_addr(ctx, cfg),
+        FAST => cfg.uplink_addr6,
+        _ => [0; 4],
     };
     let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
-    *found = nat::find_from_container(cfg, st, source, pkt, now, &mut hit)?;
+    match nat::find_from_container(cfg, st, source, pkt, now, &mut hit) {
+        Ok(f) => *found = f,
+        // What the fast path cannot decide, the hooks after it decide.
+        Err(_) if mode == FAST => return PASS,
+        Err(e) => return Err(e),
+    }
     if found.is_none() {
         return PASS;
     }
     if pkt.first_fragment {
         return Err(DropReason::Fragment);
     }
-    commit(ctx, st, pkt, found, &hit)
+    // Planned for the uplink's address: a flow leaving as another host address (a
+    // reply of a port published there, a flow masqueraded by another uplink) may
+    // route otherwise (a source rule), and is the stack's.
+    if mode == FAST && found.to.0 != cfg.uplink_addr6 {
+        st.count(counter::SLOW_OTHER);
+        return PASS;
+    }
+    commit(ctx, st, pkt, found, &hit)?;
+    if mode == FAST {
+        return forward6::go(ctx, st, pkt, endpoint::hook(cfg));
+    }
+    PASS
 }
 
 /// Records the packet on its flow and translates it. The entry it is translated with
@@ -198,7 +221,16 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
             return PASS;
         }
     }
-    Ok(from_outside(ctx, st, pkt))
+    match from_outside(ctx, st, pkt) {
+        // Into its container by the fast path, if it can take it: planned and sent in
+        // a subprogram of its own, off the NAT's call chain.
+        verdict::TRANSLATED => {
+            let e = ENTRY6.get_ptr(0).ok_or(DropReason::CtInsertFailed)?;
+            let e = unsafe { &*e };
+            Ok(forward6::fast(ctx, st, pkt, &e.saddr, &e.daddr))
+        }
+        v => Ok(v),
+    }
 }
 
 /// A packet to a host address from outside: a reply, or a flow to a published port,
@@ -222,5 +254,9 @@ fn nat_from_outside(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> Verdict 
     if pkt.first_fragment {
         return Err(DropReason::Fragment);
     }
-    commit(ctx, st, pkt, found, &hit)
+    commit(ctx, st, pkt, found, &hit)?;
+    if cfg.flags & FLAG_FAST_PATH == 0 {
+        return PASS;
+    }
+    Ok(verdict::TRANSLATED)
 }

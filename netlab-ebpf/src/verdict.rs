@@ -20,6 +20,10 @@ pub const NEXT: i32 = TC_ACT_UNSPEC;
 /// Let the packet go on.
 pub const PASS: Verdict = Ok(NEXT);
 
+/// Not a TC action: a subprogram's word that it translated the packet and that the
+/// fast path may take it on from there.
+pub const TRANSLATED: i32 = 1 << 16;
+
 #[inline(always)]
 pub fn finish(result: Verdict) -> i32 {
     match result {

@@ -56,9 +56,13 @@ struct Datapath {
 
 impl Datapath {
     fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(cfg: Config) -> Self {
         require_root();
-        let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT, &config())
-            .expect("load object");
+        let mut bpf =
+            netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT, &cfg).expect("load object");
         for (p, _) in names::PROGS6_NAMES {
             netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .expect("verifier accepts the program");
@@ -100,6 +104,34 @@ impl Datapath {
         };
         sources.insert(1, src, 0).unwrap();
         self.run("endpoint_ingress6", frame)
+    }
+
+    /// Publishes `port`/`proto` on every host address to `to:to_port` (mapping 1), as
+    /// `netlab publish` would.
+    fn publish6(&mut self, port: u16, proto: u8, to: Ipv6Addr, to_port: u16) {
+        use netlab_common::publish::{PubKey, PubTarget};
+        let mut m: HashMap<_, PubKey<Addr6>, PubTarget<Addr6>> =
+            HashMap::try_from(self.bpf.map_mut(names::PUBLISH6).unwrap()).unwrap();
+        let key = PubKey {
+            addr: [0; 4],
+            port: port.to_be(),
+            proto,
+            _pad: 0,
+        };
+        let target = PubTarget {
+            addr: addr6(to),
+            port: to_port.to_be(),
+            _pad: 0,
+            id: 1,
+        };
+        m.insert(key, target, 0).unwrap();
+    }
+
+    fn stat(&self, index: u32) -> u64 {
+        let m: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(self.bpf.map(names::STATS).unwrap()).unwrap();
+        let per_cpu = m.get(&STATS_PROGRAMS, 0).unwrap();
+        per_cpu.iter().map(|c| c[index as usize]).sum()
     }
 
     fn drops(&self, reason: DropReason) -> u64 {
@@ -307,4 +339,166 @@ fn a_flow_of_which_the_lru_kept_half_is_gone() {
     let table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
         HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
     assert_eq!(table.keys().count(), 0, "the lone half is removed");
+}
+
+fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
+    use netlab::netlink::{link, netns};
+    let name = name.to_string();
+    netns::netlink_in(ns, |h| async move {
+        let index = link::require(&h, &name).await?;
+        let mac = link::mac(&h, &name).await?;
+        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
+    })
+    .expect("link")
+}
+
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// IPv6's fast path on real links: a dual-stack sandbox lab with containers `a` and
+/// `b`, and the programs run inside its host namespace, where `bpf_fib_lookup` sees its
+/// routes and neighbours. Every forwarded frame is checked byte for byte: translated,
+/// hop limit one less (the lab host routes it), the next hop's MACs, the redirect.
+#[test]
+fn the_fast_path_forwards_ipv6_to_its_next_hop_and_into_containers() {
+    use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint, stats::counter};
+    use netlab_tests::{in_ns, packet::with_macs};
+    let lab = netlab_tests::Lab::sandbox(&["--ipv6"]);
+    assert!(lab.ok(&["run", "a"]).contains("fd00:ac12::2"));
+    assert!(lab.ok(&["run", "b"]).contains("fd00:ac12::3"));
+    // The next hop's MAC is in the lab host's neighbour table after one ping.
+    lab.exec_ok(
+        "host",
+        &["ping", "-6", "-c", "1", "-W", "2", &ROUTER6.to_string()],
+    );
+    let state = lab.state();
+    let host = lab.ns("host");
+    let (uplink, uplink_mac) = link_of(&host, "eth0");
+    let (bridge, bridge_mac) = link_of(&host, &state.bridge);
+    let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
+    let ctr = |name: &str| {
+        let c = state.container(name).unwrap();
+        let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
+        let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
+        (veth, mac)
+    };
+    let ((veth_a, mac_a), (veth_b, mac_b)) = (ctr("a"), ctr("b"));
+    let ctr_b = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 3);
+    let mut dp = Datapath::with(Config {
+        uplink_ifindex: uplink,
+        bridge_ifindex: bridge,
+        bridge_mac,
+        flags: FLAG_IPV6 | FLAG_FAST_PATH,
+        ..config()
+    });
+    {
+        let mut eps: HashMap<_, Addr6, Endpoint> =
+            HashMap::try_from(dp.bpf.map_mut(names::ENDPOINTS6).unwrap()).unwrap();
+        for (ip, ifindex, mac) in [(CTR6, veth_a, mac_a), (ctr_b, veth_b, mac_b)] {
+            let ep = Endpoint {
+                ifindex,
+                mac,
+                _pad: [0; 2],
+            };
+            eps.insert(addr6(ip), ep, 0).unwrap();
+        }
+    }
+    // What container `a` sends to be routed: to the bridge's MAC.
+    let routed = |f: Vec<u8>| with_macs(f, bridge_mac, MAC);
+    in_ns(&host, || {
+        // Not addressed to the bridge: not the lab host's to route.
+        let frame = Ipv6::new(CTR6, FAR6, TCP).tcp(45_000, 80, SYN, b"");
+        assert_eq!(dp.endpoint(&frame), (TC_ACT_UNSPEC, frame.clone()));
+
+        // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
+        let (verdict, out) = dp.endpoint(&routed(
+            Ipv6::new(CTR6, FAR6, TCP).tcp(45_000, 80, SYN, b""),
+        ));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let port = sport(&out, L4);
+        let mut want = Ipv6::new(UPLINK6, FAR6, TCP);
+        want.hop_limit = 63;
+        assert_frames_eq(
+            &out,
+            &with_macs(want.tcp(port, 80, SYN, b""), wan_mac, uplink_mac),
+        );
+        // Again, from the next-hop cache: the same frame.
+        let (verdict, again) = dp.endpoint(&routed(
+            Ipv6::new(CTR6, FAR6, TCP).tcp(45_000, 80, ACK, b""),
+        ));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_frames_eq(
+            &again,
+            &with_macs(want.tcp(port, 80, ACK, b""), wan_mac, uplink_mac),
+        );
+
+        // Its answer: into the container, from the bridge's MAC.
+        let mut synack = Ipv6::new(FAR6, UPLINK6, TCP);
+        synack.hop_limit = 50;
+        let (verdict, out) = dp.ingress(&synack.tcp(80, port, SYN | ACK, b""));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let mut want = Ipv6::new(FAR6, CTR6, TCP);
+        want.hop_limit = 49;
+        assert_frames_eq(
+            &out,
+            &with_macs(want.tcp(80, 45_000, SYN | ACK, b""), mac_a, bridge_mac),
+        );
+
+        // Hop limit 1 is the lab host's to answer (time exceeded): untouched.
+        let mut dying = Ipv6::new(CTR6, FAR6, TCP);
+        dying.hop_limit = 1;
+        let frame = routed(dying.tcp(45_000, 80, ACK, b""));
+        assert_eq!(dp.endpoint(&frame), (TC_ACT_UNSPEC, frame.clone()));
+        assert_eq!(dp.stat(counter::SLOW_TTL), 1);
+
+        // A frame for another container: switched straight in, unchanged...
+        let to_b = with_macs(
+            Ipv6::new(CTR6, ctr_b, UDP).udp(5000, 6000, b"hi"),
+            mac_b,
+            MAC,
+        );
+        assert_eq!(dp.endpoint(&to_b), (TC_ACT_REDIRECT, to_b.clone()));
+        // ...but not one addressed to another MAC: the bridge decides.
+        let odd = with_macs(to_b.clone(), [2, 9, 9, 9, 9, 9], MAC);
+        assert_eq!(dp.endpoint(&odd), (TC_ACT_UNSPEC, odd.clone()));
+
+        // The stack's: what it never forwards (multicast, link-local, loopback), a
+        // link-local source, and a hop-by-hop header (every router's to read).
+        for dst in [
+            Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 0, 1),
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+            Ipv6Addr::LOCALHOST,
+        ] {
+            let syn = routed(Ipv6::new(CTR6, dst, TCP).tcp(45_002, 80, SYN, b""));
+            assert_eq!(dp.endpoint(&syn), (TC_ACT_UNSPEC, syn.clone()), "{dst}");
+        }
+        let link_local = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+        let syn = routed(Ipv6::new(link_local, FAR6, TCP).tcp(45_003, 80, SYN, b""));
+        assert_eq!(dp.endpoint(&syn), (TC_ACT_UNSPEC, syn.clone()));
+        let mut hbh = Ipv6::new(CTR6, FAR6, UDP);
+        hbh.ext.push((HOPOPTS, vec![1, 4, 0, 0, 0, 0]));
+        let frame = routed(hbh.udp(5001, 53, b"q"));
+        assert_eq!(dp.endpoint(&frame), (TC_ACT_UNSPEC, frame.clone()));
+
+        // A port published on every host address: a client's SYN goes straight into
+        // the container, its address kept; one from a link-local address opens
+        // nothing (the stack never forwards it), and goes on untranslated.
+        dp.publish6(8080, TCP, CTR6, 80);
+        let mut syn = Ipv6::new(FAR6, UPLINK6, TCP);
+        syn.hop_limit = 50;
+        let (verdict, out) = dp.ingress(&syn.tcp(41_000, 8080, SYN, b""));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        let mut want = Ipv6::new(FAR6, CTR6, TCP);
+        want.hop_limit = 49;
+        assert_frames_eq(
+            &out,
+            &with_macs(want.tcp(41_000, 80, SYN, b""), mac_a, bridge_mac),
+        );
+        let syn = Ipv6::new(link_local, UPLINK6, TCP).tcp(41_001, 8080, SYN, b"");
+        assert_eq!(dp.ingress(&syn), (TC_ACT_UNSPEC, syn.clone()));
+
+        assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 2);
+        assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 2);
+        assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
+        assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), 1);
+    });
 }

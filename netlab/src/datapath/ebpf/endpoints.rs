@@ -1,6 +1,7 @@
 //! The containers, as the datapath knows them: an entry in `SOURCES` (the host end of
 //! its veth → the address and MAC it may send from), one in `ENDPOINTS` (address → the
-//! host end of its veth and its MAC, for the fast path into it), and the endpoint
+//! host end of its veth and its MAC, for the fast path into it) and in a dual-stack lab
+//! one in `ENDPOINTS6` (the same by its IPv6 address), and the endpoint
 //! program attached by tcx to the host end of its veth (or as the peer program of its
 //! netkit pair, [`netkit`]), which checks every packet's
 //! source and, with the fast path on, forwards it. `run` adds them, `rm` takes them
@@ -11,6 +12,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
+    conntrack::Addr6,
     endpoint::{Endpoint, Source},
     maps as names,
 };
@@ -25,6 +27,10 @@ use crate::{
 
 fn table(lab: &str) -> Result<HashMap<MapData, u32, Endpoint>> {
     pins::typed(lab, names::ENDPOINTS)
+}
+
+fn table6(lab: &str) -> Result<HashMap<MapData, Addr6, Endpoint>> {
+    pins::typed(lab, names::ENDPOINTS6)
 }
 
 /// The name of a container's endpoint program attachment.
@@ -64,6 +70,16 @@ pub fn attach(state: &LabState, c: &Container) -> Result<()> {
             0,
         )
         .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
+    if let Some(ip6) = state.container_ip6(c) {
+        let ep = Endpoint {
+            ifindex,
+            mac: parse_mac(mac)?,
+            _pad: [0; 2],
+        };
+        table6(&state.name)?
+            .insert(super::addr6(ip6), ep, 0)
+            .map_err(|e| Error::ebpf("update ENDPOINTS6", e))?;
+    }
     let mut prog = SchedClassifier::from_pin(pins::dir(&state.name).join(ENDPOINT_PROG_PIN))
         .map_err(|e| Error::ebpf("open pinned program", e))?;
     match state.device {
@@ -120,6 +136,10 @@ pub fn detach(state: &LabState, c: &Container) -> Result<()> {
     if let Some(ip) = c.ip {
         pins::gone_already(table(&state.name)?.remove(&u32::from(ip).to_be()))
             .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
+    }
+    if let Some(ip6) = state.container_ip6(c) {
+        pins::gone_already(table6(&state.name)?.remove(&super::addr6(ip6)))
+            .map_err(|e| Error::ebpf("update ENDPOINTS6", e))?;
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 23] = [
+const MAPS: [&str; 24] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -62,6 +62,7 @@ const MAPS: [&str; 23] = [
     names::CT_PENDING,
     names::FRAGS,
     names::ENDPOINTS,
+    names::ENDPOINTS6,
     names::SOURCES,
     names::UPLINKS,
     names::HOST_ADDRS,
