@@ -74,6 +74,15 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         let plan = forward::plan_switched(ctx, st, &pkt);
         return forward::go(ctx, cfg, st, &plan, hook(cfg));
     }
+    // A frame not addressed to the bridge is not the lab host's to route: the bridge
+    // switches it to the container whose MAC it carries, or floods it.
+    if ctx
+        .load::<[u8; 6]>(0)
+        .map_or(true, |dmac| dmac != cfg.bridge_mac)
+    {
+        st.count(counter::SLOW_OTHER);
+        return PASS;
+    }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
     // What this hook cannot decide (no flow to open) the hooks after it decide.

@@ -27,9 +27,12 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
         bpf_fib_lookup as FibParams, bpf_redir_neigh,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::generated::{
+        bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
+    },
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -142,6 +145,9 @@ pub fn plan(
         return Plan::stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet(dst) {
+        if !fits_bridge(ctx, cfg) {
+            return Plan::stack(st, counter::SLOW_MTU);
+        }
         return match maps::endpoint(dst) {
             Some(ep) => Plan::into_container(CONTAINER, &ep, cfg.bridge_mac),
             None => Plan::stack(st, counter::SLOW_OTHER),
@@ -223,6 +229,25 @@ pub fn wire_len<A>(ctx: &TcContext, pkt: &Packet<A>) -> u32 {
     } else {
         (pkt.end - pkt.l3_off) as u32
     }
+}
+
+/// Whether the packet fits the bridge's MTU, which the lab host's forwarding holds a
+/// packet routed into the lab to (a GSO packet: each segment): one that does not is the
+/// stack's to answer (fragmentation needed, Packet Too Big). `bpf_redirect_peer` would
+/// drop it without a word where the uplink's MTU is larger than the lab's.
+#[inline(always)]
+pub fn fits_bridge(ctx: &TcContext, cfg: &Config) -> bool {
+    let mut len = 0u32;
+    let rc = unsafe {
+        bpf_check_mtu(
+            ctx.as_ptr(),
+            cfg.bridge_ifindex,
+            &mut len,
+            0,
+            BPF_MTU_CHK_SEGS as u64,
+        )
+    };
+    rc == BPF_MTU_CHK_RET_SUCCESS as i64
 }
 
 /// The MTU of the lab host's route from `src` to `dst`, as `bpf_fib_lookup` works it

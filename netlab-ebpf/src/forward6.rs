@@ -81,6 +81,9 @@ fn make(
         return stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet6(dst) {
+        if !forward::fits_bridge(ctx, cfg) {
+            return stack(st, counter::SLOW_MTU);
+        }
         let Some(ep) = maps::endpoint6(dst) else {
             return stack(st, counter::SLOW_OTHER);
         };

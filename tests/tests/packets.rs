@@ -1043,6 +1043,13 @@ impl FastLab {
     }
 }
 
+/// `frame` as a container sends it to be routed: to the bridge's MAC (the fast path
+/// routes nothing else).
+fn to_bridge(mut frame: Vec<u8>, bridge_mac: [u8; 6]) -> Vec<u8> {
+    frame[..6].copy_from_slice(&bridge_mac);
+    frame
+}
+
 /// Sends container `a`'s SYN from `sport` to the internet through the endpoint program
 /// and checks it left redirected, masqueraded, TTL one less, to wan's MAC. Returns the
 /// frame it left as and its NAT port.
@@ -1051,8 +1058,12 @@ fn masqueraded_syn(
     sport: u16,
     wan_mac: [u8; 6],
     uplink_mac: [u8; 6],
+    bridge_mac: [u8; 6],
 ) -> (Vec<u8>, u16) {
-    let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(sport, 80, SYN, b"");
+    let syn = to_bridge(
+        Ipv4::new(CTR, INTERNET, TCP).tcp(sport, 80, SYN, b""),
+        bridge_mac,
+    );
     let (verdict, out) = dp.endpoint(&syn);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     let port = View::new(&out).sport();
@@ -1083,7 +1094,7 @@ fn the_netkit_endpoint_forwards_the_same_frames() {
 fn fast_path_forwards(lab: FastLab) {
     use netlab_tests::{in_ns, packet::with_macs};
     let FastLab {
-        lab: _lab,
+        lab: sandbox,
         mut dp,
         host,
         uplink_mac,
@@ -1094,7 +1105,7 @@ fn fast_path_forwards(lab: FastLab) {
     } = lab;
     in_ns(&host, || {
         // A new flow out: masqueraded at the container's veth, sent to wan's MAC.
-        let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac);
+        let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac, bridge_mac);
 
         // Its answer: into the container, from the bridge's MAC.
         let mut synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
@@ -1111,7 +1122,7 @@ fn fast_path_forwards(lab: FastLab) {
         // TTL 1 is the lab host's to answer (time exceeded): untouched, to the stack.
         let mut dying = Ipv4::new(CTR, INTERNET, TCP);
         dying.ttl = 1;
-        let frame = dying.tcp(45_000, 80, ACK, b"");
+        let frame = to_bridge(dying.tcp(45_000, 80, ACK, b""), bridge_mac);
         assert_eq!(dp.endpoint(&frame), (TC_ACT_UNSPEC, frame.clone()));
         assert_eq!(dp.stat(counter::SLOW_TTL), 1);
 
@@ -1133,11 +1144,28 @@ fn fast_path_forwards(lab: FastLab) {
             Ipv4Addr::new(224, 0, 0, 251),
             Ipv4Addr::BROADCAST,
         ] {
-            let syn = Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b"");
+            let syn = to_bridge(
+                Ipv4::new(CTR, dst, TCP).tcp(45_002, 80, SYN, b""),
+                bridge_mac,
+            );
             assert_eq!(dp.endpoint(&syn), (TC_ACT_UNSPEC, syn.clone()), "{dst}");
         }
+        // A frame to leave the lab but not addressed to the bridge: not the lab host's
+        // to route (the bridge would switch it to that MAC, or flood it).
+        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_003, 80, SYN, b"");
+        let off = with_macs(syn, mac_b, mac_a);
+        assert_eq!(dp.endpoint(&off), (TC_ACT_UNSPEC, off.clone()));
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 1);
+        assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
+
+        // Too big for the lab's MTU (the uplink's is larger): the stack answers it
+        // (fragmentation needed), where bpf_redirect_peer would drop it unsaid.
+        let bridge = sandbox.state().bridge;
+        sandbox.exec_ok("host", &["ip", "link", "set", &bridge, "mtu", "1280"]);
+        let big = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, ACK, &[7u8; 1360]);
+        assert_eq!(dp.ingress(&big).0, TC_ACT_UNSPEC);
+        assert_eq!(dp.stat(counter::SLOW_MTU), 1);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
     });
 }
@@ -1150,19 +1178,35 @@ fn fast_path_forwards(lab: FastLab) {
 fn the_fast_path_holds_packets_to_the_routes_mtu() {
     use netlab_tests::in_ns;
     let FastLab {
-        lab, mut dp, host, ..
+        lab,
+        mut dp,
+        host,
+        bridge_mac,
+        ..
     } = FastLab::new();
     lab.lock_route_mtu(1400);
     in_ns(&host, || {
         netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
         // 1,380 bytes of payload and 40 of headers do not fit 1,400; 1,360 do. A SYN
         // carrying data opens its flow on the lookup, not from the cache.
-        let big_syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, &[7u8; 1380]);
+        let big_syn = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, &[7u8; 1380]),
+            bridge_mac,
+        );
         assert_eq!(dp.endpoint(&big_syn).0, TC_ACT_UNSPEC, "on the lookup");
         assert_eq!(dp.stat(counter::SLOW_MTU), 1);
-        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, b"");
-        let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1380]);
-        let fits = Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1360]);
+        let syn = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, SYN, b""),
+            bridge_mac,
+        );
+        let big = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1380]),
+            bridge_mac,
+        );
+        let fits = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_020, 80, ACK, &[7u8; 1360]),
+            bridge_mac,
+        );
         assert_eq!(dp.endpoint(&syn).0, TC_ACT_REDIRECT);
         let cached = dp.stat(counter::NEXT_HOP_CACHED);
         assert_eq!(
@@ -1188,13 +1232,17 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         host,
         uplink_mac,
         wan_mac,
+        bridge_mac,
         ..
     } = FastLab::new();
     in_ns(&host, || {
         // One CPU, so that the per-CPU cache filled by one run serves the next.
         netlab::bench::rr::pin_to(0).expect("pin to CPU 0");
-        let (want, _) = masqueraded_syn(&mut dp, 45_010, wan_mac, uplink_mac);
-        let syn = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, SYN, b"");
+        let (want, _) = masqueraded_syn(&mut dp, 45_010, wan_mac, uplink_mac, bridge_mac);
+        let syn = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, SYN, b""),
+            bridge_mac,
+        );
         // Retransmissions of the SYN: the same flow, the same frame, from the cache
         // (all but one of them even if the coarse clock ticks in between).
         for _ in 0..4 {
@@ -1206,7 +1254,10 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         // 1,600 bytes of payload without GSO do not fit the uplink's 1,500: the stack
         // takes the packet, untouched, and answers fragmentation needed.
         let cached = dp.stat(counter::NEXT_HOP_CACHED);
-        let big = Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, ACK, &[7u8; 1600]);
+        let big = to_bridge(
+            Ipv4::new(CTR, INTERNET, TCP).tcp(45_010, 80, ACK, &[7u8; 1600]),
+            bridge_mac,
+        );
         assert_eq!(dp.endpoint(&big), (TC_ACT_UNSPEC, big.clone()));
         assert_eq!(dp.stat(counter::SLOW_MTU), 1);
         assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), cached);

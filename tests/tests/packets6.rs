@@ -496,6 +496,13 @@ fn the_fast_path_forwards_ipv6_to_its_next_hop_and_into_containers() {
         let syn = Ipv6::new(link_local, UPLINK6, TCP).tcp(41_001, 8080, SYN, b"");
         assert_eq!(dp.ingress(&syn), (TC_ACT_UNSPEC, syn.clone()));
 
+        // Too big for the lab's MTU (the uplink's is larger): the stack answers it
+        // (Packet Too Big), where bpf_redirect_peer would drop it unsaid.
+        lab.exec_ok("host", &["ip", "link", "set", &state.bridge, "mtu", "1280"]);
+        let big = Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, port, ACK, &[7u8; 1300]);
+        assert_eq!(dp.ingress(&big).0, TC_ACT_UNSPEC);
+        assert_eq!(dp.stat(counter::SLOW_MTU), 1);
+
         assert_eq!(dp.stat(counter::FAST_TO_UPLINK), 2);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 2);
         assert_eq!(dp.stat(counter::FAST_BETWEEN_CONTAINERS), 1);

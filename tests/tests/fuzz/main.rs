@@ -145,6 +145,19 @@ impl Runner {
 
     /// One frame through one hook, checked against the model, then the tables.
     fn feed(&mut self, hook: Hook, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+        // What a container sends to no other container's MAC it sends to its gateway's,
+        // the bridge's: the only frames the fast path routes.
+        let mut to_bridge;
+        let mut frame = frame;
+        if hook == Hook::Endpoint
+            && frame.len() >= 6
+            && let Some(fast) = &self.model.cfg.fast
+            && !fast.endpoints.iter().any(|e| frame[..6] == e.1)
+        {
+            to_bridge = frame.to_vec();
+            to_bridge[..6].copy_from_slice(&fast.bridge_mac);
+            frame = &to_bridge;
+        }
         let sender = self.model.cfg.sender(frame);
         let (verdict, out) = match self.bpf.run(hook, frame, self.uplink, sender) {
             Ok(r) => r,
