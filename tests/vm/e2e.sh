@@ -13,7 +13,7 @@
 # on ebpf that the endpoint program and the fast path carried them and that status and
 # metrics count the flows, unpublish, a `--network host` container's processes ended by
 # `rm`, and down
-# with nothing left; on ebpf and the netfilter datapaths, a dual-stack lab (`up --ipv6`) too. A kernel without netkit must refuse `--device netkit` with one
+# with nothing left; on ebpf (veth and netkit) and the netfilter datapaths, a dual-stack lab (`up --ipv6`) too. A kernel without netkit must refuse `--device netkit` with one
 # line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
 # last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
@@ -286,10 +286,11 @@ run_datapath() {
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
 }
 
-# The datapaths with IPv6 (`up --ipv6`): eBPF and the netfilter ones, on veth.
+# The datapaths with IPv6 (`up --ipv6`): eBPF and the netfilter ones, on veth; eBPF
+# on netkit too (its fast path enters a netkit container by its primary).
 dual_stack_datapath() {
     case "$dp" in
-        ebpf | iptables | iptables-legacy | nftables) return 0 ;;
+        ebpf | iptables | iptables-legacy | nftables | ebpf@netkit) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -302,7 +303,7 @@ check_dual_stack() {
     check=$DUAL
     v4lab=$lab
     lab=${v4lab}6
-    if ! out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --ipv6 2>&1); then
+    if ! out=$(netlab up --sandbox --lab "$lab" --datapath "$datapath" --device "$device" --ipv6 2>&1); then
         fail "$check: up --ipv6: $(echo "$out" | tail -n1)"
         lab=$v4lab
         return
