@@ -4,15 +4,8 @@
 //! interface netlab does not watch; egress drops direct access from such interfaces.
 //! As [`crate::bridge`] does for IPv4.
 
-use core::mem::size_of;
-
 use aya_ebpf::{
-    EbpfContext as _,
-    bindings::{
-        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
-        bpf_fib_lookup as FibParams,
-    },
-    helpers::generated::bpf_fib_lookup,
+    bindings::{BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
     programs::TcContext,
 };
 use netlab_common::{
@@ -22,7 +15,7 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, forward, forward6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
@@ -31,8 +24,6 @@ use crate::{
     parse6, uplink6,
     verdict::{self, PASS, Verdict},
 };
-
-const AF_INET6: u8 = 10;
 
 #[inline(always)]
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
@@ -103,16 +94,10 @@ fn watched(ctx: &TcContext, cfg: &Config, st: Stats, pkt: &Packet<Addr6>) -> Ver
 #[inline(always)]
 fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet<Addr6>) -> Option<u32> {
     let mut words = [0u64; 8];
-    for w in words.iter_mut() {
-        unsafe { core::ptr::write_volatile(w, 0) };
-    }
-    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
-    f.family = AF_INET6;
-    f.l4_protocol = pkt.proto;
-    f.ifindex = cfg.bridge_ifindex;
+    let f = forward::fib_params(cfg, &mut words, forward6::AF_INET6, pkt.proto, 0);
     f.__bindgen_anon_3.ipv6_src = pkt.saddr;
     f.__bindgen_anon_4.ipv6_dst = pkt.daddr;
-    let rc = (unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) }) as u32;
+    let rc = forward::fib_run(ctx, f);
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             Some(f.ifindex)

@@ -9,15 +9,11 @@
 //! never fragment), extension headers (hop-by-hop options are every router's to read),
 //! destinations the stack never forwards, a missing route.
 
-use core::mem::size_of;
-
 use aya_ebpf::{
-    EbpfContext as _,
     bindings::{
         BPF_F_RECOMPUTE_CSUM, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
-    helpers::generated::bpf_fib_lookup,
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -38,7 +34,7 @@ use crate::{
     verdict,
 };
 
-const AF_INET6: u8 = 10;
+pub const AF_INET6: u8 = 10;
 /// Offset of the hop limit in the IPv6 header.
 const HOP_LIMIT_OFF: usize = 7;
 
@@ -172,17 +168,10 @@ fn fib_lookup(
     tot_len: u16,
     words: &mut [u64; 8],
 ) -> u32 {
-    for w in words.iter_mut() {
-        unsafe { core::ptr::write_volatile(w, 0) };
-    }
-    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
-    f.family = AF_INET6;
-    f.l4_protocol = proto;
-    f.__bindgen_anon_1.tot_len = tot_len;
-    f.ifindex = cfg.bridge_ifindex;
+    let f = forward::fib_params(cfg, words, AF_INET6, proto, tot_len);
     f.__bindgen_anon_3.ipv6_src = *src;
     f.__bindgen_anon_4.ipv6_dst = *dst;
-    (unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) }) as u32
+    forward::fib_run(ctx, f)
 }
 
 /// Addresses the stack never forwards to (or from), which a route lookup alone would

@@ -601,6 +601,18 @@ impl Drop for Background {
     }
 }
 
+/// The ifindex and MAC of link `name` in namespace `ns`.
+pub fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
+    use netlab::netlink::link;
+    let name = name.to_string();
+    netns::netlink_in(ns, |h| async move {
+        let index = link::require(&h, &name).await?;
+        let mac = link::mac(&h, &name).await?;
+        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
+    })
+    .expect("link")
+}
+
 /// Runs `f` on a thread inside namespace `ns`; sockets it creates stay in `ns` and may
 /// be used from the calling thread afterwards.
 pub fn in_ns<T: Send>(ns: &std::path::Path, f: impl FnOnce() -> T + Send) -> T {

@@ -19,7 +19,7 @@ use netlab_common::{
     stats::{Counters, DropReason, STATS_PROGRAMS, counter},
 };
 use netlab_tests::{
-    INTERNET, UPLINK_ADDR,
+    INTERNET, UPLINK_ADDR, link_of,
     packet::{ICMP, Ipv4, TCP, UDP, View},
     require_root,
 };
@@ -958,18 +958,6 @@ fn programs_verify_with_room_to_spare() {
 }
 
 const TC_ACT_REDIRECT: u32 = 7;
-
-/// An interface's ifindex and MAC in namespace `ns`.
-fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
-    use netlab::netlink::{link, netns};
-    let name = name.to_string();
-    netns::netlink_in(ns, |h| async move {
-        let index = link::require(&h, &name).await?;
-        let mac = link::mac(&h, &name).await?;
-        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
-    })
-    .expect("link")
-}
 
 /// The fast path on real links: a sandbox lab with containers `a` and `b`, and a
 /// datapath whose programs run inside its host namespace, where `bpf_fib_lookup` sees

@@ -19,6 +19,7 @@ use netlab_common::{
     stats::{Counters, DropReason, STATS_PROGRAMS},
 };
 use netlab_tests::{
+    link_of,
     packet6::{DSTOPTS, FRAGMENT, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
     require_root,
 };
@@ -339,17 +340,6 @@ fn a_flow_of_which_the_lru_kept_half_is_gone() {
     let table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
         HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
     assert_eq!(table.keys().count(), 0, "the lone half is removed");
-}
-
-fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
-    use netlab::netlink::{link, netns};
-    let name = name.to_string();
-    netns::netlink_in(ns, |h| async move {
-        let index = link::require(&h, &name).await?;
-        let mac = link::mac(&h, &name).await?;
-        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
-    })
-    .expect("link")
 }
 
 const TC_ACT_REDIRECT: u32 = 7;

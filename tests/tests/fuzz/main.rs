@@ -33,7 +33,7 @@ use netlab_tests::model::{
     flows::Key,
     wire::{self, ICMP},
 };
-use netlab_tests::{Lab, in_ns, netns};
+use netlab_tests::{Lab, in_ns, link_of};
 use proptest::test_runner::{Config as Proptest, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use bpf::{Bpf, expected};
@@ -346,18 +346,6 @@ struct World {
     fast: FastPath,
     /// Containers: address, host-end veth ifindex, MAC.
     endpoints: Vec<(u32, u32, [u8; 6])>,
-}
-
-/// An interface's ifindex and MAC in namespace `ns`.
-fn link_of(ns: &std::path::Path, name: &str) -> (u32, [u8; 6]) {
-    use netlab::netlink::link;
-    let name = name.to_string();
-    netns::netlink_in(ns, |h| async move {
-        let index = link::require(&h, &name).await?;
-        let mac = link::mac(&h, &name).await?;
-        Ok((index, netlab::datapath::ebpf::parse_mac(&mac)?))
-    })
-    .expect("link")
 }
 
 /// The lab's links and containers `a` and `b`, with wan's MAC a permanent neighbour
