@@ -1,7 +1,7 @@
 //! The datapath's configuration: a read-only global of the programs, and the single
 //! element of the `CONFIG` array map for userspace.
 
-use crate::conntrack::Addr6;
+use crate::addr::Addr6;
 
 /// Forward packets from TC straight to their next hop (the endpoint programs, and
 /// `bpf_redirect_peer` into containers), skipping the bridge and the host's IP

@@ -21,14 +21,12 @@
 //! only the first; an established flow leaves the second only when it closes, expires
 //! or is withdrawn. Both halves of a flow are always in the same table.
 
+use crate::addr::Addr6;
+
 /// Where a packet comes from; part of the key so that the tuples of the two sides
 /// never collide.
 pub const ZONE_FROM_CTR: u8 = 1;
 pub const ZONE_FROM_OUTSIDE: u8 = 2;
-
-/// An IPv6 address as the datapath keeps it: the four 32-bit words of `in6_addr`, each
-/// in network byte order (as read from the packet).
-pub type Addr6 = [u32; 4];
 
 /// Conntrack key: the 5-tuple as the packet carries it, plus the zone. Addresses and
 /// ports in network byte order; for ICMP echo both ports hold the echo identifier

@@ -2,7 +2,7 @@
 //! container's address goes (`bpf_redirect_peer` on the host end of its veth), and the
 //! MAC it must carry.
 
-use crate::conntrack::Addr6;
+use crate::addr::Addr6;
 
 /// Value of `ENDPOINTS`, keyed by the container's address (network byte order).
 #[repr(C)]

@@ -9,6 +9,7 @@
 //! lives here too, so that `cargo test -p netlab-common` covers it without root.
 #![no_std]
 
+pub mod addr;
 pub mod config;
 pub mod conntrack;
 pub mod endpoint;
@@ -22,7 +23,8 @@ pub mod stats;
 #[cfg(feature = "user")]
 mod user {
     use crate::{
-        conntrack::{Addr6, CtEntry, CtKey},
+        addr::Addr6,
+        conntrack::{CtEntry, CtKey},
         publish::{PubBack, PubBackKey6, PubKey, PubRange, PubTarget},
     };
 

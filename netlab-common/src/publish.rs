@@ -5,7 +5,7 @@
 //! miss. Counters live in the per-CPU `PUBLISH_STATS` array, indexed by the mapping's id,
 //! which conntrack entries carry so that established packets are counted too.
 
-use crate::conntrack::Addr6;
+use crate::addr::Addr6;
 
 /// Key of `PUBLISH` (`PUBLISH6` with IPv6 addresses): host address (0 = every host
 /// address), port, protocol.

@@ -9,8 +9,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
+    addr::Addr6,
     config::Config,
-    conntrack::{Addr6, ZONE_FROM_CTR},
+    conntrack::ZONE_FROM_CTR,
     stats::{DropReason, counter},
 };
 

@@ -40,7 +40,7 @@ use netlab_common::{
 
 use crate::{
     family::Family,
-    maps::{self, Stats, Table},
+    maps::{self, NewFlow, Stats, Table},
     parse::{NO_WSCALE, Packet},
 };
 
@@ -483,21 +483,6 @@ pub fn entry<A: Family>(
         win_end: 0,
         seq_end: pkt.seq_end,
     };
-}
-
-/// A new flow being inserted, in a per-CPU scratch slot rather than on the stack: the
-/// verifier then walks the allocation loop once for every caller, whatever the caller
-/// knew about the packet, and the 512-byte stack is spared.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct NewFlow<A = u32> {
-    pub key: CtKey<A>,
-    pub out: CtEntry<A>,
-    pub reply_key: CtKey<A>,
-    pub reply: CtEntry<A>,
-    /// [`Alloc`] as a number: 0 source port, 1 on clash.
-    pub alloc: u32,
-    pub start: u32,
 }
 
 /// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply

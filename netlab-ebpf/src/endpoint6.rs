@@ -11,8 +11,8 @@
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
+    addr::Addr6,
     config::FLAG_FAST_PATH,
-    conntrack::Addr6,
     endpoint::Source,
     proto::IPPROTO_ICMPV6,
     stats::{DropReason, counter},

@@ -7,15 +7,15 @@
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
 use netlab_common::{
+    addr::Addr6,
     config::Config,
-    conntrack::{Addr6, CtEntry, CtKey},
+    conntrack::{CtEntry, CtKey},
     proto::martian_source,
     publish::PubTarget,
 };
 
 use crate::{
-    conntrack::NewFlow,
-    maps::{self, Stats, Table},
+    maps::{self, NewFlow, Stats, Table},
     publish,
 };
 

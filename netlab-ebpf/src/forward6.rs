@@ -19,8 +19,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
+    addr::Addr6,
     config::Config,
-    conntrack::Addr6,
     proto::IPV6_HLEN,
     stats::{DropReason, counter},
 };

@@ -10,7 +10,8 @@
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
-    conntrack::{Addr6, CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    addr::Addr6,
+    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
     nat::csum_replace2,
     proto::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::{DropReason, counter},

@@ -1,14 +1,14 @@
 //! Every map of the datapath, and the typed accessors the handlers use.
 
-use crate::conntrack::NewFlow;
 use aya_ebpf::{
     bindings::{BPF_EXIST, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, Queue},
 };
 use netlab_common::{
+    addr::Addr6,
     config::Config,
-    conntrack::{Addr6, CtEntry, CtKey},
+    conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source, Uplink},
     frag::{FragKey, FragNat},
     maps::PROGS6_LEN,
@@ -44,8 +44,24 @@ static CT6: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entr
 #[map(name = "CT6_PENDING")]
 static CT6_PENDING: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entries(1, 0);
 
+/// A new flow being inserted, in a per-CPU scratch slot rather than on the stack: the
+/// verifier then walks the allocation loop once for every caller, whatever the caller
+/// knew about the packet, and the 512-byte stack is spared (`crate::conntrack` fills
+/// it in).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NewFlow<A = u32> {
+    pub key: CtKey<A>,
+    pub out: CtEntry<A>,
+    pub reply_key: CtKey<A>,
+    pub reply: CtEntry<A>,
+    /// `conntrack::Alloc` as a number: 0 source port, 1 on clash.
+    pub alloc: u32,
+    pub start: u32,
+}
+
 /// The new flow being inserted on this CPU: in a per-CPU slot rather than on the
-/// stack (see `conntrack::NewFlow`), one per family.
+/// stack (see [`NewFlow`]), one per family.
 #[map(name = "NEW_FLOW")]
 static NEW_FLOW: PerCpuArray<NewFlow<u32>> = PerCpuArray::with_max_entries(1, 0);
 

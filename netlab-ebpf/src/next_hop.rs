@@ -14,7 +14,7 @@
 //! ([`NEXT_HOPS`] for IPv4, [`NEXT_HOPS6`] for IPv6), written by the same code.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use netlab_common::conntrack::Addr6;
+use netlab_common::addr::Addr6;
 
 /// Slots per CPU (a power of two).
 const SLOTS: u32 = 256;

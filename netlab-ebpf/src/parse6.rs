@@ -10,7 +10,7 @@
 
 use aya_ebpf::{macros::map, maps::PerCpuArray, programs::TcContext};
 use netlab_common::{
-    conntrack::Addr6,
+    addr::Addr6,
     proto::{
         ETH_HLEN, ETH_P_IPV6, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
         ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,

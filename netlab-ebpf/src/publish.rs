@@ -1,7 +1,7 @@
 //! The port table: published ports, looked up by a new flow addressed to the host.
 
 use netlab_common::{
-    conntrack::Addr6,
+    addr::Addr6,
     maps::PUBLISH_RANGES_MAX,
     publish::{PubKey, PubTarget, range_target_port},
 };

@@ -11,7 +11,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
-    conntrack::{Addr6, CtEntry},
+    addr::Addr6,
+    conntrack::CtEntry,
     nat::csum_replace4,
     proto::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::DropReason,

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use netlab_common::{
-    conntrack::Addr6,
+    addr::Addr6,
     publish::{PubBack, PubBackKey, PubBackKey6},
     stats::counter,
 };

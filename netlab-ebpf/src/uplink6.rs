@@ -15,8 +15,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
+    addr::Addr6,
     config::{Config, FLAG_FAST_PATH},
-    conntrack::{Addr6, CtEntry},
+    conntrack::CtEntry,
     proto::ETH_HLEN,
     stats::{DropReason, counter},
 };

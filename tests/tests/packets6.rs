@@ -12,8 +12,9 @@ use aya::{
 };
 use netlab::datapath::ebpf::addr6;
 use netlab_common::{
+    addr::Addr6,
     config::{Config, FLAG_IPV6},
-    conntrack::{Addr6, CtEntry, CtKey},
+    conntrack::{CtEntry, CtKey},
     endpoint::Source,
     maps::{self as names, CONNTRACK_MAX_DEFAULT},
     stats::{Counters, DropReason, STATS_PROGRAMS},

@@ -17,8 +17,9 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::maps::{Array, HashMap, MapData};
 use netlab_common::{
+    addr::Addr6,
     config::FLAG_IPV6,
-    conntrack::{Addr6, CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::IPPROTO_TCP,
 };

@@ -12,7 +12,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
-    conntrack::Addr6,
+    addr::Addr6,
     endpoint::{Endpoint, Source},
     maps as names,
 };

@@ -15,8 +15,9 @@ use aya::maps::{Array, HashMap, MapData};
 use bytemuck::Pod;
 
 use netlab_common::{
+    addr::Addr6,
     config::{Config, FLAG_IPV6},
-    conntrack::{Addr6, CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
     maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::counter,

@@ -26,8 +26,8 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
 };
 use netlab_common::{
+    addr::Addr6,
     config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_IPV6, FLAG_NETKIT},
-    conntrack::Addr6,
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{
         Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use netlab_common::{
-    conntrack::Addr6,
+    addr::Addr6,
     maps as names,
     publish::{PubBack, PubBackKey, PubBackKey6, PubKey, PubRange, PubStats, PubTarget},
 };

@@ -18,7 +18,7 @@ use aya::{
     maps::{HashMap, MapData},
     programs::{SchedClassifier, TcAttachType},
 };
-use netlab_common::{conntrack::Addr6, endpoint::Uplink, maps as names};
+use netlab_common::{addr::Addr6, endpoint::Uplink, maps as names};
 
 use super::{hooks, pins};
 use crate::{
