@@ -190,13 +190,7 @@ pub fn plan(
     let Some(route_mtu) = route_mtu else {
         return Plan::stack(st, counter::SLOW_OTHER);
     };
-    // A locked route MTU may exceed the device's, which the lookup returned.
-    let dev_mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
-    let mtu = if rc == BPF_FIB_LKUP_RET_SUCCESS && dev_mtu < route_mtu {
-        dev_mtu
-    } else {
-        route_mtu
-    };
+    let mtu = forwarding_mtu(rc, f, route_mtu);
     if size > mtu {
         return Plan::stack(st, counter::SLOW_MTU);
     }
@@ -216,6 +210,19 @@ pub fn plan(
         nexthop: 0,
         dmac: f.dmac,
         smac: f.smac,
+    }
+}
+
+/// The MTU forwarding holds a packet to after a lookup with code `rc` and results `f`
+/// (the device's MTU on success) by a route of MTU `route_mtu`: the smaller of the two,
+/// for a locked route MTU may exceed the device's.
+#[inline(always)]
+pub fn forwarding_mtu(rc: u32, f: &FibParams, route_mtu: u32) -> u32 {
+    let dev_mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
+    if rc == BPF_FIB_LKUP_RET_SUCCESS && dev_mtu < route_mtu {
+        dev_mtu
+    } else {
+        route_mtu
     }
 }
 

@@ -125,12 +125,7 @@ fn make(
     {
         return stack(st, counter::SLOW_OTHER);
     }
-    let dev_mtu = unsafe { f.__bindgen_anon_1.mtu_result } as u32;
-    let mtu = if rc == BPF_FIB_LKUP_RET_SUCCESS && dev_mtu < route_mtu {
-        dev_mtu
-    } else {
-        route_mtu
-    };
+    let mtu = forward::forwarding_mtu(rc, f, route_mtu);
     if size > mtu {
         return stack(st, counter::SLOW_MTU);
     }
