@@ -5,9 +5,9 @@
 //! Anything else is spoofed, dropped and counted.
 //!
 //! Then, with the fast path on, as for IPv4: a flow of the container's own address
-//! leaving by the uplink, or hairpin to a published port, is translated and
-//! redirected ([`uplink6::FAST`]); a frame for another container is switched straight
-//! into it. Anything else goes on to the bridge.
+//! leaving by the uplink is translated and redirected ([`uplink6::FAST`]); a frame for
+//! another container is switched straight into it. Anything else (hairpin to a
+//! published port among it) goes on to the bridge.
 
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
@@ -80,19 +80,13 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     // port published on a host address is the bridge's to turn around, and a frame
     // not addressed to the bridge is not the lab host's to route (the bridge switches
     // it to the container whose MAC it carries, or floods it).
-    if pkt.saddr != src.addr6
-        || maps::is_host6(cfg, &pkt.daddr)
-        || ctx
-            .load::<[u8; 6]>(0)
-            .map_or(true, |dmac| dmac != cfg.bridge_mac)
-    {
+    if pkt.saddr != src.addr6 || maps::is_host6(cfg, &pkt.daddr) || !endpoint::to_bridge(ctx, cfg) {
         st.count(counter::SLOW_OTHER);
         return PASS;
     }
     // Planned before the NAT decides, in a frame of its own: the NAT's call chain has
     // no room left for the route lookup. What leaves keeps its destination and takes
-    // the uplink's address (a reply of a published flow another host address, which
-    // no route of the lab host's tells apart).
+    // the uplink's address (the NAT leaves any other source to the stack).
     if forward6::plan(ctx, st, pkt, &cfg.uplink_addr6, &pkt.daddr) == forward::STACK as i32 {
         return PASS;
     }
