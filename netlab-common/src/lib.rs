@@ -71,6 +71,8 @@ mod user {
     unsafe impl aya::Pod for PubBackKey6 {}
     unsafe impl aya::Pod for crate::frag::FragKey {}
     unsafe impl aya::Pod for crate::frag::FragNat {}
+    unsafe impl aya::Pod for crate::frag::FragKey6 {}
+    unsafe impl aya::Pod for crate::frag::FragNat6 {}
     unsafe impl aya::Pod for crate::endpoint::Endpoint {}
     unsafe impl aya::Pod for crate::endpoint::Source {}
     unsafe impl aya::Pod for crate::endpoint::Uplink {}

@@ -36,6 +36,9 @@ pub const CT6_PENDING: &str = "CT6_PENDING";
 /// [`crate::frag::FragNat`].
 pub const FRAGS: &str = "FRAGS";
 pub const FRAGS_MAX: u32 = 8_192;
+/// The same for IPv6 (a dual-stack lab; one entry otherwise), [`crate::frag::FragKey6`]
+/// → [`crate::frag::FragNat6`], as large as [`FRAGS`].
+pub const FRAGS6: &str = "FRAGS6";
 
 /// Published single ports: hash (never evicted), [`crate::publish::PubKey`] →
 /// [`crate::publish::PubTarget`].
