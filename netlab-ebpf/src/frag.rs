@@ -22,7 +22,8 @@ fn key(pkt: &Packet, zone: u8) -> FragKey {
     FragKey {
         saddr: pkt.saddr,
         daddr: pkt.daddr,
-        id: pkt.ip_id,
+        // IPv4's identification is 16 bits: the upper half is 0.
+        id: pkt.ip_id as u16,
         proto: pkt.proto,
         zone,
     }

@@ -67,8 +67,13 @@ pub struct Packet<A = u32> {
     /// The IPv4 header checksum, raw (0 for IPv6, which has none).
     pub ip_check: u16,
     pub kind: Kind,
-    /// Identification field (network order), for fragments (IPv4 only).
-    pub ip_id: u16,
+    /// The datagram's identification, which its fragments are remembered by (network
+    /// order): IPv4's 16-bit header field, or the 32 bits of IPv6's fragment header.
+    pub ip_id: u32,
+    /// The protocol a fragment's datagram is remembered by: IPv4's, or for IPv6 the
+    /// one its fragment header names next (which every fragment carries, where the
+    /// first fragment's L4 header may sit behind more extension headers).
+    pub frag_proto: u8,
     /// Whether this is the first fragment of a fragmented datagram.
     pub first_fragment: bool,
     /// Length of the whole frame, for byte counters.
@@ -209,7 +214,8 @@ pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
         ttl: ip.ttl,
         ip_check: ip.check,
         kind: Kind::Other,
-        ip_id: ip.id,
+        ip_id: ip.id as u32,
+        frag_proto: ip.proto,
         first_fragment: frag & IP_MF != 0 && frag & IP_OFFSET == 0,
         len,
         end: ETH_HLEN + tot_len,
@@ -436,7 +442,8 @@ pub fn icmp_inner(ctx: &TcContext, outer: &Packet) -> Result<Option<Packet>, Dro
         ttl: ip.ttl,
         ip_check: ip.check,
         kind: Kind::Other,
-        ip_id: ip.id,
+        ip_id: ip.id as u32,
+        frag_proto: ip.proto,
         first_fragment: false,
         len: 0,
         end: outer.end,

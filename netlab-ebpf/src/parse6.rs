@@ -49,6 +49,10 @@ struct Walk {
     /// A fragment after the first (no L4 header), or the first of several.
     later_fragment: bool,
     first_fragment: bool,
+    /// A fragment's identification (raw) and the protocol its fragment header names
+    /// next: what its datagram is remembered by (0 without a fragment header).
+    frag_id: u32,
+    frag_proto: u8,
     /// Walked to an L4 header (not stopped by the limit).
     done: bool,
 }
@@ -61,6 +65,8 @@ fn walk(ctx: &TcContext, l3_off: usize, nexthdr: u8, end: usize) -> Result<Walk,
         l4_off: l3_off + IPV6_HLEN,
         later_fragment: false,
         first_fragment: false,
+        frag_id: 0,
+        frag_proto: 0,
         done: false,
     };
     for _ in 0..MAX_EXT {
@@ -82,9 +88,11 @@ fn walk(ctx: &TcContext, l3_off: usize, nexthdr: u8, end: usize) -> Result<Walk,
                 if w.l4_off + 8 > end {
                     return Err(DropReason::Truncated);
                 }
-                let h: [u8; 4] = ctx.load(w.l4_off).map_err(|_| DropReason::Truncated)?;
+                let h: [u8; 8] = ctx.load(w.l4_off).map_err(|_| DropReason::Truncated)?;
                 let off_m = u16::from_be_bytes([h[2], h[3]]);
                 w.proto = h[0];
+                w.frag_proto = h[0];
+                w.frag_id = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
                 w.l4_off += 8;
                 if off_m & !7 != 0 {
                     w.later_fragment = true;
@@ -208,7 +216,8 @@ fn fill(pkt: &mut Packet<Addr6>, l3_off: usize, w: &Walk, ip: &Ipv6Hdr, end: usi
     pkt.ttl = ip.hop_limit;
     pkt.ip_check = 0;
     pkt.kind = Kind::Other;
-    pkt.ip_id = 0;
+    pkt.ip_id = w.frag_id;
+    pkt.frag_proto = w.frag_proto;
     pkt.first_fragment = false;
     pkt.len = 0;
     pkt.end = end;
