@@ -1,8 +1,9 @@
 //! The bridge's hooks for IPv6 (reached from the IPv4 programs by a tail call in a
 //! dual-stack lab): ingress translates hairpin (a container reaching a port published
-//! on a host address) and drops a container's new flow the host would route out by an
-//! interface netlab does not watch; egress drops direct access from such interfaces.
-//! As [`crate::bridge`] does for IPv4.
+//! on a host address), the later fragments of its datagrams with it, and drops a
+//! container's new flow the host would route out by an interface netlab does not
+//! watch; egress drops direct access from such interfaces. As [`crate::bridge`] does
+//! for IPv4.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
@@ -16,7 +17,7 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, forward6,
+    conntrack, forward, forward6, frag6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
@@ -42,6 +43,10 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     match pkt.kind {
         Kind::Flow => {}
+        // The rest of a hairpin datagram goes where its first fragment went.
+        Kind::Fragment => {
+            return frag6::translate_later(ctx, st, pkt, ZONE_FROM_CTR).unwrap_or(PASS);
+        }
         // About a hairpin flow: its NAT address stands for the host.
         Kind::IcmpError => {
             return Ok(icmp6::translate_error(

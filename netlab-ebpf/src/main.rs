@@ -13,6 +13,7 @@ mod family;
 mod forward;
 mod forward6;
 mod frag;
+mod frag6;
 mod gc;
 mod icmp;
 mod icmp6;

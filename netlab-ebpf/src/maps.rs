@@ -10,7 +10,7 @@ use netlab_common::{
     config::Config,
     conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source, Uplink},
-    frag::{FragKey, FragNat},
+    frag::{FragKey, FragKey6, FragNat, FragNat6},
     maps::PROGS6_LEN,
     maps::{
         CONNTRACK_MAX_DEFAULT, ENDPOINTS_MAX, FRAGS_MAX, PUBLISH_MAX, PUBLISH_RANGES_MAX,
@@ -89,6 +89,12 @@ static PROGS6: ProgramArray = ProgramArray::with_max_entries(PROGS6_LEN, 0);
 
 #[map(name = "FRAGS")]
 static FRAGS: LruHashMap<FragKey, FragNat> =
+    LruHashMap::with_max_entries(FRAGS_MAX, BPF_F_NO_COMMON_LRU);
+
+/// IPv6's first fragments, as `FRAGS`; sized at load time, one entry in a lab without
+/// IPv6.
+#[map(name = "FRAGS6")]
+static FRAGS6: LruHashMap<FragKey6, FragNat6> =
     LruHashMap::with_max_entries(FRAGS_MAX, BPF_F_NO_COMMON_LRU);
 
 /// Never evicted: a published port must not disappear under load.
@@ -274,6 +280,17 @@ pub fn frag_get(key: &FragKey) -> Option<FragNat> {
 #[inline(always)]
 pub fn frag_set(key: &FragKey, nat: &FragNat) {
     let _ = FRAGS.insert(key, nat, 0);
+}
+
+/// The translation of the IPv6 datagram of `key`'s first fragment, in the table.
+#[inline(always)]
+pub fn frag6_get(key: &FragKey6) -> Option<*const FragNat6> {
+    FRAGS6.get_ptr(key)
+}
+
+#[inline(always)]
+pub fn frag6_set(key: &FragKey6, nat: &FragNat6) {
+    let _ = FRAGS6.insert(key, nat, 0);
 }
 
 #[inline(always)]

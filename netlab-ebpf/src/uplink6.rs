@@ -7,8 +7,10 @@
 //! [`crate::endpoint6`]) and what comes back is delivered straight into its container
 //! ([`crate::forward6`]).
 //!
-//! Fragments of a flow the NAT translates are dropped and counted (`fragment`), never
-//! half translated; fragments of the host's own traffic go on.
+//! Fragments are translated as IPv4's ([`crate::frag6`]): the first with its flow, and
+//! remembered; the later ones as their first. A later fragment leaving the lab whose
+//! first was not seen is dropped and counted (`fragment`), never sent untranslated;
+//! one coming in is the host's own.
 
 use aya_ebpf::{
     EbpfContext as _, helpers::generated::bpf_skb_load_bytes, macros::map, maps::PerCpuArray,
@@ -17,14 +19,14 @@ use aya_ebpf::{
 use netlab_common::{
     addr::Addr6,
     config::{Config, FLAG_FAST_PATH},
-    conntrack::CtEntry,
+    conntrack::{CtEntry, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
     proto::ETH_HLEN,
     stats::{DropReason, counter},
 };
 
 use crate::{
     conntrack::{self, Hit},
-    endpoint, forward, forward6,
+    endpoint, forward, forward6, frag6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
@@ -69,7 +71,10 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     match pkt.kind {
         Kind::Flow => {}
-        Kind::Fragment => return Err(DropReason::Fragment),
+        Kind::Fragment => {
+            return frag6::translate_later(ctx, st, pkt, ZONE_FROM_CTR)
+                .unwrap_or(Err(DropReason::Fragment));
+        }
         Kind::IcmpError => {
             return Ok(icmp6::translate_error(ctx, st, pkt, Sender::Container));
         }
@@ -145,9 +150,6 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
     if found.is_none() {
         return PASS;
     }
-    if pkt.first_fragment {
-        return Err(DropReason::Fragment);
-    }
     // Planned for the uplink's address: a flow leaving as another host address (a
     // reply of a port published there, a flow masqueraded by another uplink) may
     // route otherwise (a source rule), and is the stack's.
@@ -155,15 +157,16 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         st.count(counter::SLOW_OTHER);
         return PASS;
     }
-    commit(ctx, st, pkt, found, &hit)?;
+    commit(ctx, st, pkt, found, &hit, ZONE_FROM_CTR)?;
     if mode == FAST {
         return forward6::go(ctx, st, pkt, endpoint::hook(cfg));
     }
     PASS
 }
 
-/// Records the packet on its flow and translates it. The entry it is translated with
-/// goes in this CPU's slot rather than on the stack.
+/// Records the packet on its flow (found in `zone`) and translates it; a first
+/// fragment's translation is remembered for the rest of its datagram. The entry it is
+/// translated with goes in this CPU's slot rather than on the stack.
 #[inline(always)]
 fn commit(
     ctx: &TcContext,
@@ -171,6 +174,7 @@ fn commit(
     pkt: &Packet<Addr6>,
     found: &Found<Addr6>,
     hit: &Hit<Addr6>,
+    zone: u8,
 ) -> Verdict {
     let e = ENTRY6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     let e = unsafe { &mut *e };
@@ -181,6 +185,10 @@ fn commit(
         nat::commit_new(ctx, maps::config(), st, found, pkt, now, e)?;
     }
     rewrite6::apply(ctx, pkt, e)?;
+    // By the addresses it came with (`pkt` keeps them): the key its later fragments
+    // are looked up by on the same side. The zone a constant of each caller's: one
+    // register less in the NAT's frame, which has no byte to spare.
+    frag6::remember(pkt, zone, e);
     PASS
 }
 
@@ -210,9 +218,11 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     match pkt.kind {
         Kind::Flow => {}
         Kind::Fragment => {
-            // The host's own datagram, or one whose first fragment was dropped.
-            st.count(counter::PASS_FRAGMENT);
-            return PASS;
+            return frag6::translate_later(ctx, st, pkt, ZONE_FROM_OUTSIDE).unwrap_or_else(|| {
+                // The host's own datagram, or one whose first fragment went by unseen.
+                st.count(counter::PASS_FRAGMENT);
+                PASS
+            });
         }
         Kind::IcmpError => {
             return Ok(icmp6::translate_error(ctx, st, pkt, Sender::Outside));
@@ -252,11 +262,10 @@ fn nat_from_outside(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> Verdict 
         st.count(counter::PASS_UNTRACKED);
         return PASS;
     }
-    if pkt.first_fragment {
-        return Err(DropReason::Fragment);
-    }
-    commit(ctx, st, pkt, found, &hit)?;
-    if cfg.flags & FLAG_FAST_PATH == 0 {
+    commit(ctx, st, pkt, found, &hit, ZONE_FROM_OUTSIDE)?;
+    // A first fragment goes on to the stack, as the rest of its datagram does (the
+    // fast path takes no extension header).
+    if cfg.flags & FLAG_FAST_PATH == 0 || pkt.first_fragment {
         return PASS;
     }
     Ok(verdict::TRANSLATED)

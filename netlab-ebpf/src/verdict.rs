@@ -24,6 +24,10 @@ pub const PASS: Verdict = Ok(NEXT);
 /// fast path may take it on from there.
 pub const TRANSLATED: i32 = 1 << 16;
 
+/// Not a TC action: a subprogram's word that a later fragment's datagram is unknown
+/// (its first fragment unseen), for its hook to decide.
+pub const UNSEEN: i32 = (1 << 16) + 1;
+
 #[inline(always)]
 pub fn finish(result: Verdict) -> i32 {
     match result {

@@ -453,15 +453,15 @@ pub fn fill_conntrack(lab: &Lab, flows: u32) -> u32 {
         .expect("fill")
 }
 
-/// Makes every flow of an eBPF lab `secs` seconds older (both conntrack tables, and
-/// the first fragments remembered), as if that much time had passed without a packet:
-/// timeouts are tested without waiting.
+/// Makes every flow of an eBPF lab `secs` seconds older (both IPv4 conntrack tables,
+/// and the first fragments remembered, of both families), as if that much time had
+/// passed without a packet: timeouts are tested without waiting.
 pub fn age_flows(lab: &Lab, secs: u32) {
     use aya::maps::{HashMap, MapData};
     use netlab::datapath::ebpf::pins;
     use netlab_common::{
         conntrack::{CtEntry, CtKey},
-        frag::{FragKey, FragNat},
+        frag::{FragKey, FragKey6, FragNat, FragNat6},
         maps as names,
     };
     let mut frags: HashMap<MapData, FragKey, FragNat> =
@@ -470,6 +470,13 @@ pub fn age_flows(lab: &Lab, secs: u32) {
     for (k, mut n) in all {
         n.seen = n.seen.saturating_sub(secs);
         let _ = frags.insert(k, n, 2);
+    }
+    let mut frags6: HashMap<MapData, FragKey6, FragNat6> =
+        pins::typed(&lab.name, names::FRAGS6).expect("open FRAGS6");
+    let all: Vec<(FragKey6, FragNat6)> = frags6.iter().filter_map(|r| r.ok()).collect();
+    for (k, mut n) in all {
+        n.seen = n.seen.saturating_sub(secs);
+        let _ = frags6.insert(k, n, 2);
     }
     for table in [names::CT, names::CT_PENDING] {
         let mut m: HashMap<MapData, CtKey, CtEntry> =

@@ -30,6 +30,7 @@ pub fn l4_checksum(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4: &[u8]) -> u16 {
 
 /// An IPv6 packet under construction: addresses, the L4 protocol, and extension
 /// headers (each whole: next-header byte, length, body) put before the L4 header.
+#[derive(Clone)]
 pub struct Ipv6 {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
@@ -132,6 +133,35 @@ impl Ipv6 {
         rest[..2].copy_from_slice(&id.to_be_bytes());
         rest[3] = 1;
         self.frame(&self.icmp_l4(kind, 0, rest, b"ping"))
+    }
+}
+
+/// A fragment header as an entry of [`Ipv6::ext`]: the fragment's `offset` in the
+/// datagram's fragmentable part (bytes, a multiple of 8), whether more follow, and the
+/// datagram's identification.
+pub fn fragment_header(offset: usize, more: bool, id: u32) -> (u8, Vec<u8>) {
+    assert_eq!(offset % 8, 0, "fragments start at multiples of 8 bytes");
+    // The 13-bit offset counts 8-byte units from bit 3: the byte offset itself.
+    let mut body = (offset as u16 | u16::from(more)).to_be_bytes().to_vec();
+    body.extend_from_slice(&id.to_be_bytes());
+    (FRAGMENT, body)
+}
+
+impl Ipv6 {
+    /// The datagram whose fragmentable part (what follows this packet's extension
+    /// headers, starting with a header of `self.proto`) is `part`, as a sender's stack
+    /// cuts it in two: frames of the bytes before `cut` (a multiple of 8) and after,
+    /// each behind a fragment header with identification `id`.
+    pub fn fragments(&self, part: &[u8], cut: usize, id: u32) -> [Vec<u8>; 2] {
+        let with = |offset, more| {
+            let mut ip = self.clone();
+            ip.ext.push(fragment_header(offset, more, id));
+            ip
+        };
+        [
+            with(0, true).frame(&part[..cut]),
+            with(cut, false).frame(&part[cut..]),
+        ]
     }
 }
 

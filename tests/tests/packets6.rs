@@ -14,14 +14,15 @@ use netlab::datapath::ebpf::addr6;
 use netlab_common::{
     addr::Addr6,
     config::{Config, FLAG_IPV6},
-    conntrack::{CtEntry, CtKey},
+    conntrack::{CtEntry, CtKey, ZONE_FROM_CTR},
     endpoint::Source,
+    frag::{FRAG6_TIMEOUT_SECS, FragKey6, FragNat6},
     maps::{self as names, CONNTRACK_MAX_DEFAULT},
-    stats::{Counters, DropReason, STATS_PROGRAMS},
+    stats::{Counters, DropReason, STATS_PROGRAMS, counter},
 };
 use netlab_tests::{
     link_of,
-    packet6::{DSTOPTS, FRAGMENT, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
+    packet6::{DSTOPTS, HOPOPTS, ICMPV6, Ipv6, TCP, UDP, l4_ok},
     require_root,
 };
 
@@ -237,19 +238,161 @@ fn packet_too_big_is_translated_back_with_its_quote() {
     );
 }
 
+/// A UDP datagram as `ip`'s stack sends it when it is larger than the path: cut in two
+/// fragments with identification `id`, the first carrying the UDP header and 16 bytes
+/// of `payload`, the second the rest.
+fn fragmented_udp(ip: &Ipv6, sport: u16, dport: u16, payload: &[u8], id: u32) -> [Vec<u8>; 2] {
+    ip.fragments(&ip.udp_l4(sport, dport, payload), 24, id)
+}
+
+/// Offset of the L4 header in a fragment: after the IPv6 and fragment headers.
+const FRAG_L4: usize = L4 + 8;
+
+/// A container's datagram, fragmented by its stack, leaves masqueraded: the first
+/// fragment with its flow (the UDP checksum covers the whole datagram, so its
+/// incremental update for the new address and port stays right), the later one with
+/// the same addresses, found by the fragment header's identification. The far end's
+/// fragmented answer comes back the same way. A later fragment whose first went by
+/// unseen is dropped leaving (it would leave with the container's address) and passed
+/// coming in (the host's own), as IPv4's are.
 #[test]
-fn fragments_of_a_translated_flow_are_dropped_and_counted() {
+fn fragments_of_a_masqueraded_datagram_follow_their_first() {
     let mut dp = Datapath::new();
-    let mut ip = Ipv6::new(CTR6, FAR6, UDP);
-    // A later fragment (offset 8 bytes): no ports to translate by.
-    ip.ext = vec![(FRAGMENT, vec![0, 0x08, 0, 0, 0, 1])];
-    let (verdict, _) = dp.egress(&ip.frame(&[0u8; 16]));
-    assert_eq!(verdict, TC_ACT_SHOT);
-    // And a first one: its datagram's later fragments could not follow it.
-    ip.ext = vec![(FRAGMENT, vec![0, 0x01, 0, 0, 0, 2])];
-    let (verdict, _) = dp.egress(&ip.frame(&ip.udp_l4(5003, 53, &[0u8; 16])));
-    assert_eq!(verdict, TC_ACT_SHOT);
-    assert_eq!(dp.drops(DropReason::Fragment), 2);
+    let payload: Vec<u8> = (0..40).collect();
+    let [first, rest] = fragmented_udp(&Ipv6::new(CTR6, FAR6, UDP), 5003, 53, &payload, 0x1234);
+    let (verdict, got_first) = dp.egress(&first);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let port = sport(&got_first, FRAG_L4);
+    assert!((20_000..=29_999).contains(&port), "NAT port {port}");
+    let (verdict, got_rest) = dp.egress(&rest);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let want = fragmented_udp(&Ipv6::new(UPLINK6, FAR6, UDP), port, 53, &payload, 0x1234);
+    assert_frames_eq(&got_first, &want[0]);
+    assert_frames_eq(&got_rest, &want[1]);
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+    let frags: HashMap<_, FragKey6, FragNat6> =
+        HashMap::try_from(dp.bpf.map(names::FRAGS6).unwrap()).unwrap();
+    let remembered: Vec<(FragKey6, FragNat6)> = frags.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(remembered.len(), 1);
+    let (key, nat) = remembered[0];
+    let want_key = FragKey6 {
+        saddr: addr6(CTR6),
+        daddr: addr6(FAR6),
+        id: 0x1234u32.to_be(),
+        proto: UDP,
+        zone: ZONE_FROM_CTR,
+        _pad: [0; 2],
+    };
+    assert_eq!(key, want_key);
+    assert_eq!((nat.saddr, nat.daddr), (addr6(UPLINK6), addr6(FAR6)));
+
+    let [first, rest] = fragmented_udp(&Ipv6::new(FAR6, UPLINK6, UDP), 53, port, &payload, 7);
+    let want = fragmented_udp(&Ipv6::new(FAR6, CTR6, UDP), 53, 5003, &payload, 7);
+    assert_eq!(dp.ingress(&first), (TC_ACT_UNSPEC, want[0].clone()));
+    assert_eq!(dp.ingress(&rest), (TC_ACT_UNSPEC, want[1].clone()));
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 2);
+
+    let [_, stray] = fragmented_udp(&Ipv6::new(CTR6, FAR6, UDP), 5003, 53, &payload, 99);
+    assert_eq!(dp.egress(&stray).0, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::Fragment), 1);
+    let [_, stray] = fragmented_udp(&Ipv6::new(FAR6, UPLINK6, UDP), 53, port, &payload, 99);
+    assert_eq!(dp.ingress(&stray), (TC_ACT_UNSPEC, stray.clone()));
+    assert_eq!(dp.stat(counter::PASS_FRAGMENT), 1);
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 2);
+}
+
+/// A client's datagram to a published UDP port, fragmented by its stack: the first
+/// fragment opens the flow to the container (the client's address kept), the later one
+/// follows it in; the container's fragmented answer leaves from the published address.
+#[test]
+fn fragments_to_a_published_port_and_back() {
+    let mut dp = Datapath::new();
+    dp.publish6(5353, UDP, CTR6, 53);
+    let payload = [0xa5u8; 40];
+    let [first, rest] = fragmented_udp(&Ipv6::new(FAR6, UPLINK6, UDP), 40_000, 5353, &payload, 3);
+    let want = fragmented_udp(&Ipv6::new(FAR6, CTR6, UDP), 40_000, 53, &payload, 3);
+    assert_eq!(dp.ingress(&first), (TC_ACT_UNSPEC, want[0].clone()));
+    assert_eq!(dp.ingress(&rest), (TC_ACT_UNSPEC, want[1].clone()));
+
+    let [first, rest] = fragmented_udp(&Ipv6::new(CTR6, FAR6, UDP), 53, 40_000, &payload, 4);
+    let want = fragmented_udp(&Ipv6::new(UPLINK6, FAR6, UDP), 5353, 40_000, &payload, 4);
+    assert_eq!(dp.egress(&first), (TC_ACT_UNSPEC, want[0].clone()));
+    assert_eq!(dp.egress(&rest), (TC_ACT_UNSPEC, want[1].clone()));
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 2);
+}
+
+/// Hairpin: a container's fragmented datagram to a port published on a host address
+/// is turned around at the bridge, from the bridge's address with a NAT port, its
+/// later fragment with it; a later fragment of a datagram the bridge did not turn
+/// around is the lab host's.
+#[test]
+fn hairpin_fragments_follow_their_first() {
+    let mut dp = Datapath::new();
+    dp.publish6(5353, UDP, OTHER_CTR6, 53);
+    let payload = [0x5au8; 40];
+    let [first, rest] = fragmented_udp(&Ipv6::new(CTR6, UPLINK6, UDP), 40_000, 5353, &payload, 5);
+    let (verdict, got_first) = dp.run("bridge_ingress6", &first);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let port = sport(&got_first, FRAG_L4);
+    let want = fragmented_udp(&Ipv6::new(BRIDGE6, OTHER_CTR6, UDP), port, 53, &payload, 5);
+    assert_frames_eq(&got_first, &want[0]);
+    assert_eq!(
+        dp.run("bridge_ingress6", &rest),
+        (TC_ACT_UNSPEC, want[1].clone())
+    );
+    let [_, stray] = fragmented_udp(&Ipv6::new(CTR6, UPLINK6, UDP), 40_000, 5353, &payload, 6);
+    assert_eq!(
+        dp.run("bridge_ingress6", &stray),
+        (TC_ACT_UNSPEC, stray.clone())
+    );
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+}
+
+/// A first fragment whose UDP header sits behind a destination options header (which
+/// a sender may put after the fragment header): its datagram is remembered by what the
+/// fragment header names next, destination options, as every fragment of it carries.
+#[test]
+fn a_datagram_is_known_by_what_its_fragment_header_names() {
+    let mut dp = Datapath::new();
+    let payload = [0x11u8; 40];
+    let part = |ip: &Ipv6, sport: u16| {
+        let mut p = vec![UDP, 0, 1, 4, 0, 0, 0, 0];
+        p.extend(Ipv6::new(ip.src, ip.dst, UDP).udp_l4(sport, 53, &payload));
+        p
+    };
+    let out = Ipv6::new(CTR6, FAR6, DSTOPTS);
+    let [first, rest] = out.fragments(&part(&out, 5006), 32, 8);
+    let (verdict, got_first) = dp.egress(&first);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    let port = sport(&got_first, FRAG_L4 + 8);
+    let sent = Ipv6::new(UPLINK6, FAR6, DSTOPTS);
+    let want = sent.fragments(&part(&sent, port), 32, 8);
+    assert_frames_eq(&got_first, &want[0]);
+    assert_eq!(dp.egress(&rest), (TC_ACT_UNSPEC, want[1].clone()));
+}
+
+/// A first fragment's translation serves its datagram's later fragments for IPv6's
+/// reassembly time (60 s, `net.ipv6.ip6frag_time`) and no longer: a later fragment with
+/// its identification after that is another datagram's, and leaves no lab.
+#[test]
+fn a_first_fragment_is_forgotten_after_ipv6s_reassembly_time() {
+    let mut dp = Datapath::new();
+    let payload = [0x22u8; 40];
+    let [first, rest] = fragmented_udp(&Ipv6::new(CTR6, FAR6, UDP), 5007, 53, &payload, 9);
+    assert_eq!(dp.egress(&first).0, TC_ACT_UNSPEC);
+    let age = |dp: &mut Datapath, secs: u32| {
+        let mut frags: HashMap<_, FragKey6, FragNat6> =
+            HashMap::try_from(dp.bpf.map_mut(names::FRAGS6).unwrap()).unwrap();
+        let (key, mut nat) = frags.iter().next().unwrap().unwrap();
+        nat.seen -= secs;
+        frags.insert(key, nat, 0).unwrap();
+    };
+    age(&mut dp, FRAG6_TIMEOUT_SECS - 1);
+    assert_eq!(dp.egress(&rest).0, TC_ACT_UNSPEC);
+    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+    age(&mut dp, 2);
+    assert_eq!(dp.egress(&rest).0, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::Fragment), 1);
 }
 
 #[test]
@@ -351,7 +494,7 @@ const TC_ACT_REDIRECT: u32 = 7;
 /// hop limit one less (the lab host routes it), the next hop's MACs, the redirect.
 #[test]
 fn the_fast_path_forwards_ipv6_to_its_next_hop_and_into_containers() {
-    use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint, stats::counter};
+    use netlab_common::{config::FLAG_FAST_PATH, endpoint::Endpoint};
     use netlab_tests::{in_ns, packet::with_macs};
     let lab = netlab_tests::Lab::sandbox(&["--ipv6"]);
     assert!(lab.ok(&["run", "a"]).contains("fd00:ac12::2"));
@@ -486,6 +629,24 @@ fn the_fast_path_forwards_ipv6_to_its_next_hop_and_into_containers() {
         );
         let syn = Ipv6::new(link_local, UPLINK6, TCP).tcp(41_001, 8080, SYN, b"");
         assert_eq!(dp.ingress(&syn), (TC_ACT_UNSPEC, syn.clone()));
+
+        // A fragmented datagram is the stack's: a container's first fragment goes on
+        // to the bridge untouched, and the first fragment of a flow coming in is
+        // translated and goes on to the stack, where the rest of its datagram goes.
+        let udp = Ipv6::new(CTR6, FAR6, UDP);
+        let [first, _] = udp.fragments(&udp.udp_l4(5009, 53, &[1; 40]), 24, 11);
+        let first = routed(first);
+        assert_eq!(dp.endpoint(&first), (TC_ACT_UNSPEC, first.clone()));
+        assert_eq!(dp.stat(counter::SLOW_FRAGMENT), 1);
+        let mut syn = Ipv6::new(FAR6, UPLINK6, TCP);
+        syn.hop_limit = 50;
+        let [first, _] = syn.fragments(&syn.tcp_l4(41_002, 8080, SYN, &[2; 40]), 32, 12);
+        let (verdict, out) = dp.ingress(&first);
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        let mut want = Ipv6::new(FAR6, CTR6, TCP);
+        want.hop_limit = 50;
+        let want = want.fragments(&want.tcp_l4(41_002, 80, SYN, &[2; 40]), 32, 12);
+        assert_frames_eq(&out, &want[0]);
 
         // Too big for the lab's MTU (the uplink's is larger): the stack answers it
         // (Packet Too Big), where bpf_redirect_peer would drop it unsaid.

@@ -52,7 +52,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 24] = [
+const MAPS: [&str; 25] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -61,6 +61,7 @@ const MAPS: [&str; 24] = [
     names::CT,
     names::CT_PENDING,
     names::FRAGS,
+    names::FRAGS6,
     names::ENDPOINTS,
     names::ENDPOINTS6,
     names::SOURCES,
@@ -179,14 +180,15 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         0u8
     };
     // IPv6 flows get tables of the same size in a dual-stack lab, one entry otherwise.
-    let (ct6, ct6_pending, back6) = if cfg.flags & FLAG_IPV6 != 0 {
+    let (ct6, ct6_pending, back6, frags6) = if cfg.flags & FLAG_IPV6 != 0 {
         (
             established_entries(conntrack_max),
             pending_entries(conntrack_max),
             names::PUBLISH_MAX,
+            names::FRAGS_MAX,
         )
     } else {
-        (1, 1, 1)
+        (1, 1, 1, 1)
     };
     let cfg = ConfigGlobal(*cfg);
     EbpfLoader::new()
@@ -198,6 +200,7 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         .map_max_entries(names::CT6, ct6)
         .map_max_entries(names::CT6_PENDING, ct6_pending)
         .map_max_entries(names::PUBLISH_BACK6, back6)
+        .map_max_entries(names::FRAGS6, frags6)
         .load(crate::EBPF_OBJ)
         .map_err(|e| Error::ebpf("load object", e))
 }
@@ -497,8 +500,8 @@ impl Inspect for Ebpf {
 }
 
 /// A lab's tables. `CT`'s entries are what the programs and userspace counted in and
-/// out (no walk); the other two are counted by reading them (an eighth of the flows,
-/// and 8,192 entries, at most).
+/// out (no walk); the others are counted by reading them (an eighth of the flows,
+/// and 8,192 entries, at most; IPv6's as many).
 fn tables(state: &LabState) -> Result<Vec<TableInfo>> {
     let ct = ct_entries(&read_stats(&state.name)?);
     let mut tables = vec![
@@ -510,6 +513,7 @@ fn tables(state: &LabState) -> Result<Vec<TableInfo>> {
     if state.subnet6.is_some() {
         tables.push(pins::info(&state.name, names::CT6, None)?);
         tables.push(pins::info(&state.name, names::CT6_PENDING, None)?);
+        tables.push(pins::info(&state.name, names::FRAGS6, None)?);
     }
     Ok(tables)
 }
