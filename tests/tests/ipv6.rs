@@ -21,6 +21,7 @@ netlab_tests::per_datapath!(
     [
         dual_stack_masquerade_and_publishing,
         icmpv6_errors_and_udp_through_the_nat,
+        large_datagrams_are_fragmented_and_translated,
         outside_a_sandbox_with_forwarding_as_it_was,
         a_given_ipv6_address,
     ];
@@ -32,6 +33,8 @@ netlab_tests::per_datapath!(
 );
 
 const UPLINK6: &str = "2001:db8:100::2";
+/// wan's address on the link to the lab host.
+const WAN6: &str = "2001:db8:100::1";
 const INTERNET6: &str = "2001:db8:113::1";
 
 /// `python3 -m http.server` on `[::]:port` (both families) in a container, once it
@@ -564,6 +567,56 @@ fn icmpv6_errors_and_udp_through_the_nat(dp: &str) {
     assert_eq!(receiver.join().unwrap(), payload.len());
     let learnt = lab.exec_ok("a", &["ip", "-6", "route", "get", &FAR_ADDR6.to_string()]);
     assert!(learnt.contains("mtu 1280"), "{learnt}");
+}
+
+/// UDP datagrams of 4,000 bytes over IPv6, larger than the MTU (1,500): the sender's
+/// stack fragments each (IPv6 routers never do), the NAT translates every fragment, and
+/// each arrives whole — a container's to wan from the uplink's address and wan's answer
+/// back, a client's on wan to a published port (its address kept) and the container's
+/// answer from the published address.
+fn large_datagrams_are_fragmented_and_translated(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.ok(&["run", "a"]);
+    let big: Vec<u8> = (0..4000u32).map(|i| (i * 7) as u8).collect();
+    let mut buf = vec![0u8; 8192];
+    let whole = |got: &[u8], what: &str| {
+        assert!(got == big, "{what} arrived changed ({} bytes)", got.len());
+    };
+
+    let server = udp(&lab.ns("wan"), &format!("[{INTERNET6}]:7003"));
+    let client = udp(&lab.ns("a"), "[::]:0");
+    client.send_to(&big, format!("[{INTERNET6}]:7003")).unwrap();
+    let (n, from) = server
+        .recv_from(&mut buf)
+        .expect("the datagram never arrived");
+    whole(&buf[..n], "the datagram");
+    assert_eq!(from.ip().to_string(), UPLINK6, "not masqueraded");
+    server.send_to(&big, from).unwrap();
+    let (n, _) = client
+        .recv_from(&mut buf)
+        .expect("the answer never arrived");
+    whole(&buf[..n], "the answer");
+
+    lab.ok(&["publish", "a", "7004:7004/udp"]);
+    let inside = udp(&lab.ns("a"), "[::]:7004");
+    let outside = udp(&lab.ns("wan"), "[::]:0");
+    outside.send_to(&big, format!("[{UPLINK6}]:7004")).unwrap();
+    let (n, from) = inside
+        .recv_from(&mut buf)
+        .expect("the datagram to the published port never arrived");
+    whole(&buf[..n], "the datagram to the published port");
+    assert_eq!(from.ip().to_string(), WAN6, "the client's address not kept");
+    inside.send_to(&big, from).unwrap();
+    let (n, from) = outside
+        .recv_from(&mut buf)
+        .expect("the container's answer never arrived");
+    whole(&buf[..n], "the container's answer");
+    assert_eq!(from.to_string(), format!("[{UPLINK6}]:7004"));
+    if netlab_tests::is_ebpf(dp) {
+        // Two later fragments of each of the four datagrams, none dropped.
+        assert!(lab.stat("counters", "fragments_translated") >= 8);
+        assert_eq!(lab.stat("drops", "fragment"), 0);
+    }
 }
 
 /// A runtime's world with IPv6 (the sandbox's two namespaces, made without a lab), in

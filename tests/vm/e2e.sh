@@ -49,7 +49,7 @@ SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
 CENSUS="status counts the conntrack tables and metrics the flows conntrack lists"
-DUAL="a dual-stack lab: masquerade TCP over IPv6, a port published on both families"
+DUAL="a dual-stack lab: masquerade TCP over IPv6, a fragmented ping over IPv6, a port published on both families"
 
 # The checks after `up`, named for the lines that report them skipped.
 CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
@@ -296,9 +296,10 @@ dual_stack_datapath() {
 }
 
 # A dual-stack lab of its own: a container's TCP over IPv6 reaches wan masqueraded
-# behind the uplink's IPv6 address, and a port published without a host address
-# answers wan on the uplink's IPv6 address (the container sees the client) and its
-# IPv4 one; down leaves nothing.
+# behind the uplink's IPv6 address, a 3000-byte ping over IPv6 (fragmented by the
+# container and by wan, every fragment translated) is answered, and a port published
+# without a host address answers wan on the uplink's IPv6 address (the container sees
+# the client) and its IPv4 one; down leaves nothing.
 check_dual_stack() {
     check=$DUAL
     v4lab=$lab
@@ -319,6 +320,8 @@ check_dual_stack() {
     out6=$(in_lab a socat -t 5 -T 10 - "TCP6:[2001:db8:113::1]:80,connect-timeout=5" < /dev/null 2> /dev/null)
     pub6=$(in_lab wan socat -t 5 -T 10 - "TCP6:[2001:db8:100::2]:8080,connect-timeout=5" < /dev/null 2> /dev/null)
     pub4=$(ask_tcp wan "$UPLINK" 8080)
+    big6=no
+    in_lab a ping -6 -c 1 -W 5 -s 3000 2001:db8:113::1 > /dev/null 2>&1 && big6=yes
     # shellcheck disable=SC2086
     kill $servers 2> /dev/null
     wait 2> /dev/null
@@ -331,10 +334,10 @@ check_dual_stack() {
     addr=${1:-} port=${2:-0}
     case "$addr/$pub6/$left" in
         "[2001:0db8:0100:0000:0000:0000:0000:0002]/[2001:0db8:0100:0000:0000:0000:0000:0001]/")
-            if [ "$port" -ge 20000 ] && [ "$port" -le 29999 ] && [ -n "$pub4" ]; then
-                ok "$check (wan saw $addr port $port; b saw $pub6 over IPv6 and $pub4 over IPv4)"
+            if [ "$port" -ge 20000 ] && [ "$port" -le 29999 ] && [ -n "$pub4" ] && [ "$big6" = yes ]; then
+                ok "$check (wan saw $addr port $port; the big ping answered; b saw $pub6 over IPv6 and $pub4 over IPv4)"
             else
-                fail "$check (wan saw $addr port $port, b saw '$pub6' and '$pub4')"
+                fail "$check (wan saw $addr port $port, big ping answered: $big6, b saw '$pub6' and '$pub4')"
             fi ;;
         *) fail "$check (wan saw '${out6:-nothing}', b saw '${pub6:-nothing}' over IPv6 and '${pub4:-nothing}' over IPv4, left: '$left')" ;;
     esac
