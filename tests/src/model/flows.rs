@@ -10,7 +10,10 @@ use netlab_common::conntrack::{
     rst_verdict, seq_after,
 };
 
-use super::wire::{ICMP, Pkt, TCP};
+use super::{
+    ip::Ip,
+    wire::{Pkt, TCP},
+};
 
 /// Where a packet comes from: a container (whatever hook meets it) or the uplink.
 pub const FROM_CTR: u8 = 1;
@@ -21,22 +24,25 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
+/// A conntrack entry and its key, in the datapath's layout.
+pub type Entry<R> = (CtKey<R>, CtEntry<R>);
+
 /// A packet's tuple in a zone: what conntrack is keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
+pub struct Key<A> {
     pub zone: u8,
     pub proto: u8,
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
 }
 
-impl Key {
-    pub fn raw(&self) -> CtKey {
+impl<A: Ip> Key<A> {
+    pub fn raw(&self) -> CtKey<A::Raw> {
         CtKey::new(
-            self.saddr.to_be(),
-            self.daddr.to_be(),
+            self.saddr.raw(),
+            self.daddr.raw(),
             self.sport.to_be(),
             self.dport.to_be(),
             self.proto,
@@ -47,9 +53,9 @@ impl Key {
 
 /// Addresses and ports a packet is rewritten to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tuple {
-    pub saddr: u32,
-    pub daddr: u32,
+pub struct Tuple<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
 }
@@ -89,7 +95,7 @@ pub struct Window {
 
 impl Window {
     /// The opener's window after its first packet.
-    pub fn opening(p: &Pkt) -> Self {
+    pub fn opening<A>(p: &Pkt<A>) -> Self {
         Window {
             seq_end: p.seq_end,
             wscale: p.wscale.unwrap_or(0),
@@ -108,12 +114,12 @@ pub enum Dir {
 }
 
 #[derive(Clone, Debug)]
-pub struct Flow {
+pub struct Flow<A> {
     pub kind: FlowKind,
     /// The opener's packets as they arrive.
-    pub key: Key,
+    pub key: Key<A>,
     /// What the opener's packets become.
-    pub to: Tuple,
+    pub to: Tuple<A>,
     pub reply_zone: u8,
     pub state: u8,
     /// SEEN_REPLY, STREAM, ASSURED (ORIGIN belongs to the opener's entry only).
@@ -127,13 +133,13 @@ pub struct Flow {
     pub win: [Window; 2],
 }
 
-impl Flow {
-    pub fn reply_key(&self) -> Key {
+impl<A: Ip> Flow<A> {
+    pub fn reply_key(&self) -> Key<A> {
         reply_key_of(&self.key, &self.to, self.reply_zone)
     }
 
     /// What the reply's packets become: the opener's tuple turned around.
-    pub fn reply_to(&self) -> Tuple {
+    pub fn reply_to(&self) -> Tuple<A> {
         Tuple {
             saddr: self.key.daddr,
             daddr: self.key.saddr,
@@ -142,14 +148,14 @@ impl Flow {
         }
     }
 
-    pub fn key_of(&self, dir: Dir) -> Key {
+    pub fn key_of(&self, dir: Dir) -> Key<A> {
         match dir {
             Dir::Opener => self.key,
             Dir::Reply => self.reply_key(),
         }
     }
 
-    pub fn to_of(&self, dir: Dir) -> Tuple {
+    pub fn to_of(&self, dir: Dir) -> Tuple<A> {
         match dir {
             Dir::Opener => self.to,
             Dir::Reply => self.reply_to(),
@@ -162,13 +168,13 @@ impl Flow {
     }
 
     /// The two entries the datapath holds for this flow.
-    pub fn entries(&self) -> [(CtKey, CtEntry); 2] {
+    pub fn entries(&self) -> [Entry<A::Raw>; 2] {
         let (o, r) = (self.to, self.reply_to());
-        let entry = |t: Tuple, pair_zone: u8, flags: u8, i: usize| {
+        let entry = |t: Tuple<A>, pair_zone: u8, flags: u8, i: usize| {
             let w = &self.win[i];
             CtEntry {
-                saddr: t.saddr.to_be(),
-                daddr: t.daddr.to_be(),
+                saddr: t.saddr.raw(),
+                daddr: t.daddr.raw(),
                 sport: t.sport.to_be(),
                 dport: t.dport.to_be(),
                 pair_zone,
@@ -200,7 +206,7 @@ impl Flow {
 
     /// What a TCP reset of direction `dir` does to the flow: nf_conntrack's rule, as
     /// `netlab_common::conntrack::rst_verdict` states it.
-    pub fn reset(&self, dir: Dir, p: &Pkt) -> u8 {
+    pub fn reset(&self, dir: Dir, p: &Pkt<A>) -> u8 {
         let i = (dir == Dir::Reply) as usize;
         let (sender, receiver) = (&self.win[i], &self.win[1 - i]);
         rst_verdict(
@@ -215,7 +221,7 @@ impl Flow {
 
     /// A packet `p` of direction `dir`, `len` bytes long (a reset the flow refuses
     /// never gets here).
-    pub fn touch(&mut self, dir: Dir, p: &Pkt, len: usize) {
+    pub fn touch(&mut self, dir: Dir, p: &Pkt<A>, len: usize) {
         let i = (dir == Dir::Reply) as usize;
         self.packets[i] += 1;
         self.bytes[i] += len as u64;
@@ -278,9 +284,9 @@ impl Flow {
     }
 }
 
-impl Flow {
+impl<A: Ip> Flow<A> {
     /// What a segment with ACK set tells about the window its sender offers.
-    fn track_window(&mut self, i: usize, p: &Pkt) {
+    fn track_window(&mut self, i: usize, p: &Pkt<A>) {
         let w = &mut self.win[i];
         if seq_after(p.seq_end, w.seq_end) {
             w.seq_end = p.seq_end;
@@ -302,7 +308,7 @@ impl Flow {
     /// A SYN that moved the handshake on: its side's window scale, and a flow opened
     /// again forgets what both sides offered; windows are scaled only when both SYNs
     /// announced a scale.
-    fn handshake(&mut self, i: usize, p: &Pkt) {
+    fn handshake(&mut self, i: usize, p: &Pkt<A>) {
         let reopened = p.flags & ACK == 0;
         let w = &mut self.win[i];
         w.seq_end = p.seq_end;
@@ -330,7 +336,7 @@ impl Flow {
 }
 
 /// The reply direction's key of a flow opened by `key` and translated to `to`.
-pub fn reply_key_of(key: &Key, to: &Tuple, reply_zone: u8) -> Key {
+pub fn reply_key_of<A: Ip>(key: &Key<A>, to: &Tuple<A>, reply_zone: u8) -> Key<A> {
     Key {
         zone: reply_zone,
         proto: key.proto,
@@ -379,10 +385,10 @@ pub fn tcp_next(state: u8, flags: u8, opener: bool) -> u8 {
 
 /// Whether a packet may open a flow: a TCP SYN alone (ECN bits allowed), any UDP
 /// datagram, an ICMP echo request.
-pub fn opens(proto: u8, flags: u8) -> bool {
+pub fn opens<A: Ip>(proto: u8, flags: u8) -> bool {
     match proto {
         TCP => flags & (SYN | ACK | RST | FIN) == SYN,
-        ICMP => flags == super::wire::ECHO_REQUEST,
+        p if p == A::ICMP => flags == A::ECHO_REQUEST,
         _ => true,
     }
 }
@@ -394,14 +400,14 @@ pub fn first_state(proto: u8) -> u8 {
 
 /// A published port (or range of ports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
+pub struct Mapping<A> {
     /// Host address, 0 for every host address.
-    pub addr: u32,
+    pub addr: A,
     pub proto: u8,
     pub port: u16,
     /// Last host port; `port` for a single port.
     pub end: u16,
-    pub ctr: u32,
+    pub ctr: A,
     pub ctr_port: u16,
     pub id: u32,
     /// A range (one `PUBLISH_RANGES` slot) rather than a single port.
@@ -410,13 +416,18 @@ pub struct Mapping {
 
 /// The port table: an exact address first, then every address, then the ranges in
 /// slot order. `daddr` is one of the host's addresses.
-pub fn publish_lookup(table: &[Mapping], daddr: u32, proto: u8, dport: u16) -> Option<Mapping> {
-    let single = |addr: u32| {
+pub fn publish_lookup<A: Ip>(
+    table: &[Mapping<A>],
+    daddr: A,
+    proto: u8,
+    dport: u16,
+) -> Option<Mapping<A>> {
+    let single = |addr: A| {
         table
             .iter()
             .find(|m| !m.range && m.addr == addr && m.proto == proto && m.port == dport)
     };
-    if let Some(m) = single(daddr).or_else(|| single(0)) {
+    if let Some(m) = single(daddr).or_else(|| single(A::default())) {
         return Some(*m);
     }
     table
@@ -424,7 +435,7 @@ pub fn publish_lookup(table: &[Mapping], daddr: u32, proto: u8, dport: u16) -> O
         .find(|m| {
             m.range
                 && m.proto == proto
-                && (m.addr == 0 || m.addr == daddr)
+                && (m.addr == A::default() || m.addr == daddr)
                 && (m.port..=m.end).contains(&dport)
         })
         .map(|m| Mapping {

@@ -14,8 +14,12 @@
 //! Where the datapath chooses at random (a NAT source port), the model accepts any port
 //! of the range that is free for that destination, and remembers the one chosen.
 
+mod decide4;
+mod decide6;
 pub mod flows;
+pub mod ip;
 pub mod wire;
+pub mod wire6;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,8 +27,6 @@ use netlab_common::{
     conntrack::{
         CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_flags_valid, tcp_segment_fits, tcp_state_name,
     },
-    frag::{FragKey, FragNat},
-    proto::martian_source,
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
 
@@ -50,7 +52,8 @@ enum Sender {
     /// container's when it is about a hairpin flow; anything else is passed.
     ContainerToHost,
 }
-use wire::{ICMP, Kind, Pkt, TCP, UDP, be16};
+use ip::Ip;
+use wire::{Pkt, TCP, UDP, be16};
 
 /// What the datapath returns for a packet it lets go on (`TC_ACT_UNSPEC`, -1: the next
 /// program on the hook, or the stack).
@@ -73,55 +76,58 @@ pub enum Hook {
 
 /// The fast path's world: where the lab host's routes lead (a sandbox lab's host).
 #[derive(Clone, Debug)]
-pub struct FastPath {
+pub struct FastPath<A> {
     pub uplink_mac: [u8; 6],
     pub bridge_mac: [u8; 6],
     /// The uplink's gateway (wan): its MAC is known (a permanent neighbour entry).
-    pub gateway: u32,
+    pub gateway: A,
     pub gateway_mac: [u8; 6],
     /// The uplink's on-link prefix: other addresses there have no neighbour entry.
-    pub uplink_net: u32,
-    pub uplink_mask: u32,
+    pub uplink_net: A,
+    pub uplink_mask: A,
     /// Containers with an endpoint entry: address → MAC.
-    pub endpoints: Vec<(u32, [u8; 6])>,
+    pub endpoints: Vec<(A, [u8; 6])>,
 }
 
-/// The lab as the datapath is configured for it.
+/// The lab as the datapath is configured for it, for the family of addresses `A`.
 #[derive(Clone, Debug)]
-pub struct NatConfig {
-    pub uplink: u32,
+pub struct NatConfig<A> {
+    pub uplink: A,
     /// The uplink's MAC: a frame on it addressed to another is not the host's.
     pub uplink_mac: [u8; 6],
-    pub bridge: u32,
-    pub subnet: u32,
-    pub mask: u32,
+    pub bridge: A,
+    pub subnet: A,
+    pub mask: A,
     pub port_min: u16,
     pub port_max: u16,
-    pub published: Vec<Mapping>,
-    pub fast: Option<FastPath>,
+    pub published: Vec<Mapping<A>>,
+    pub fast: Option<FastPath<A>>,
+    /// IPv6 cases: the containers' IPv4 addresses (a dual-stack lab), which their ARP
+    /// messages claim.
+    pub subnet4: u32,
 }
 
-impl NatConfig {
-    pub fn in_subnet(&self, a: u32) -> bool {
+impl<A: Ip> NatConfig<A> {
+    pub fn in_subnet(&self, a: A) -> bool {
         a & self.mask == self.subnet
     }
 
-    pub fn is_host(&self, a: u32) -> bool {
+    pub fn is_host(&self, a: A) -> bool {
         a == self.uplink || a == self.bridge
     }
 
     /// The container whose veth a frame fed to the endpoint's hook comes from, as its
-    /// address and MAC (host order): the one with the frame's IPv4 source address when
+    /// address and MAC (host order): the one with the frame's source address when
     /// that is a container's address, else the subnet's first container (`.2`); its MAC
     /// is the frame's source MAC (spoofing a MAC is the end-to-end tests' matter).
-    pub fn sender(&self, f: &[u8]) -> (u32, [u8; 6]) {
+    pub fn sender(&self, f: &[u8]) -> (A, [u8; 6]) {
         let mut mac = [0u8; 6];
         if f.len() >= 12 {
             mac.copy_from_slice(&f[6..12]);
         }
-        let addr = match wire::saddr_of(f) {
+        let addr = match wire::saddr_of::<A>(f) {
             Some(a) if self.in_subnet(a) => a,
-            _ => self.subnet | 2,
+            _ => self.subnet | A::from(2),
         };
         (addr, mac)
     }
@@ -133,12 +139,13 @@ enum Csum {
     /// An IPv4 header checksum: the header at `hdr`, `len` bytes.
     Ip { hdr: usize, len: usize },
     /// A TCP, UDP or ICMP checksum at `field` over `from..to`, with the pseudo-header of
-    /// the addresses at `pseudo` (TCP and UDP).
+    /// the addresses at `pseudo` (TCP and UDP; ICMPv6 too): their offset, their bytes
+    /// (both), the protocol.
     L4 {
         field: usize,
         from: usize,
         to: usize,
-        pseudo: Option<(usize, u8)>,
+        pseudo: Option<(usize, usize, u8)>,
         udp: bool,
     },
 }
@@ -161,8 +168,8 @@ impl Csum {
             } => (from, to, pseudo),
         };
         let mut sum: u64 = 0;
-        if let Some((addrs, proto)) = pseudo {
-            for i in (addrs..addrs + 8).step_by(2) {
+        if let Some((addrs, len, proto)) = pseudo {
+            for i in (addrs..addrs + len).step_by(2) {
                 sum += be16(f, i) as u64;
             }
             sum += proto as u64 + (to - from) as u64;
@@ -202,32 +209,32 @@ enum Alloc {
 }
 
 #[derive(Clone, Debug)]
-struct NewFlow {
+struct NewFlow<A> {
     kind: FlowKind,
-    key: Key,
-    to: Tuple,
+    key: Key<A>,
+    to: Tuple<A>,
     reply_zone: u8,
     pub_id: u32,
     alloc: Alloc,
 }
 
 #[derive(Clone, Debug)]
-enum Effect {
+enum Effect<A> {
     None,
     Touch(usize, Dir),
-    Create(NewFlow),
+    Create(NewFlow<A>),
 }
 
 /// A frame the model expects rewritten.
 #[derive(Clone, Debug)]
-struct Translation {
+struct Translation<A> {
     label: String,
     /// Bytes to write at an offset.
     edits: Vec<(usize, Vec<u8>)>,
     /// Offsets of the NAT port the datapath picks (big endian), if any.
     port_at: Vec<usize>,
     csums: Vec<Csum>,
-    effect: Effect,
+    effect: Effect<A>,
     /// The first fragment's translation to remember: zone and (saddr, daddr) after.
     remember: Option<u8>,
     /// A port-exhaustion drop is allowed too (the datapath's probing may miss a free
@@ -242,7 +249,7 @@ struct Translation {
     invalid_flags: bool,
     verdict: u32,
     /// The addresses after translation, where the fast path sends the frame.
-    to: (u32, u32),
+    to: (A, A),
 }
 
 /// Where the fast path sends a frame.
@@ -257,8 +264,8 @@ enum Plan {
     Neigh,
 }
 
-impl Translation {
-    fn new(label: String, to: (u32, u32)) -> Self {
+impl<A: Ip> Translation<A> {
+    fn new(label: String, to: (A, A)) -> Self {
         Self {
             label,
             edits: Vec::new(),
@@ -276,23 +283,25 @@ impl Translation {
     }
 }
 
-enum Decision {
+enum Decision<A> {
     Pass,
     Drop(DropReason),
-    Translate(Box<Translation>),
+    Translate(Box<Translation<A>>),
 }
 
-type FragTuple = (u8, u32, u32, u16, u8);
+/// A datagram whose first fragment was translated: zone, addresses, identification,
+/// protocol.
+pub type FragTuple<A> = (u8, A, A, u32, u8);
 
 /// Conntrack entries in the datapath's layout.
-pub type Entries = Vec<(CtKey, CtEntry)>;
+pub type Entries<A> = Vec<(CtKey<A>, CtEntry<A>)>;
 
 /// The reference model: configuration, flows, fragments' translations, and a tally of
 /// what it saw.
-pub struct Model {
-    pub cfg: NatConfig,
-    pub flows: Vec<Flow>,
-    frags: HashMap<FragTuple, (u32, u32)>,
+pub struct Model<A> {
+    pub cfg: NatConfig<A>,
+    pub flows: Vec<Flow<A>>,
+    frags: HashMap<FragTuple<A>, (A, A)>,
     /// Outcome name → count, over every frame checked.
     pub tally: BTreeMap<String, u64>,
 }
@@ -301,8 +310,8 @@ fn drop_name(r: DropReason) -> &'static str {
     DROP_NAMES[r as usize]
 }
 
-impl Model {
-    pub fn new(cfg: NatConfig) -> Self {
+impl<A: Ip> Model<A> {
+    pub fn new(cfg: NatConfig<A>) -> Self {
         Self {
             cfg,
             flows: Vec::new(),
@@ -312,7 +321,7 @@ impl Model {
     }
 
     /// Starts over with a new configuration (the tally goes on).
-    pub fn reset(&mut self, cfg: NatConfig) {
+    pub fn reset(&mut self, cfg: NatConfig<A>) {
         self.cfg = cfg;
         self.flows.clear();
         self.frags.clear();
@@ -415,7 +424,7 @@ impl Model {
     /// Checks a translated frame against `t` and applies its effects.
     fn check_translation(
         &mut self,
-        t: &Translation,
+        t: &Translation<A>,
         input: &[u8],
         verdict: u32,
         output: &[u8],
@@ -511,15 +520,15 @@ impl Model {
             }
         }
         if let Some(zone) = t.remember {
-            let p = wire::parse(input).unwrap().unwrap();
-            let q = wire::parse(output).unwrap().unwrap();
+            let p = wire::parse::<A>(input).unwrap().unwrap();
+            let q = wire::parse::<A>(output).unwrap().unwrap();
             self.frags
                 .insert((zone, p.saddr, p.daddr, p.id, p.proto), (q.saddr, q.daddr));
         }
         match &t.effect {
             Effect::None => {}
             Effect::Touch(i, dir) => {
-                let p = wire::parse(input).unwrap().unwrap();
+                let p = wire::parse::<A>(input).unwrap().unwrap();
                 let f = &mut self.flows[*i];
                 let (state, assured) = (f.state, f.assured());
                 let kept = p.proto == TCP && p.flags & RST != 0 && f.reset(*dir, &p) == RST_KEPT;
@@ -546,7 +555,7 @@ impl Model {
                 let mut to = nf.to;
                 if let Some(p) = port {
                     to.sport = p;
-                    if nf.key.proto == ICMP {
+                    if nf.key.proto == A::ICMP {
                         to.dport = p;
                     }
                 }
@@ -562,7 +571,7 @@ impl Model {
                     packets: [1, 0],
                     bytes: [input.len() as u64, 0],
                     win: [
-                        Window::opening(&wire::parse(input).unwrap().unwrap()),
+                        Window::opening(&wire::parse::<A>(input).unwrap().unwrap()),
                         Window::default(),
                     ],
                 });
@@ -572,14 +581,14 @@ impl Model {
     }
 
     /// Whether a conntrack key is held by any flow, either way.
-    pub fn holds(&self, key: &Key) -> bool {
+    pub fn holds(&self, key: &Key<A>) -> bool {
         self.flows
             .iter()
             .any(|f| f.key == *key || f.reply_key() == *key)
     }
 
     /// The flow and direction of a key; a withdrawn flow met here is removed (a miss).
-    fn lookup(&mut self, key: &Key) -> Option<(usize, Dir)> {
+    fn lookup(&mut self, key: &Key<A>) -> Option<(usize, Dir)> {
         let i = self
             .flows
             .iter()
@@ -603,27 +612,27 @@ impl Model {
     /// The flow a flow packet belongs to: its key's, unless it is an ICMP echo message
     /// of the wrong kind for the direction (requests go the way the flow was opened,
     /// replies come back).
-    fn flow_of(&mut self, key: &Key, p: &Pkt) -> Option<(usize, Dir)> {
+    fn flow_of(&mut self, key: &Key<A>, p: &Pkt<A>) -> Option<(usize, Dir)> {
         let (i, dir) = self.lookup(key)?;
         let echo = match dir {
-            Dir::Opener => wire::ECHO_REQUEST,
-            Dir::Reply => wire::ECHO_REPLY,
+            Dir::Opener => A::ECHO_REQUEST,
+            Dir::Reply => A::ECHO_REPLY,
         };
-        (p.proto != ICMP || p.flags == echo).then_some((i, dir))
+        (p.proto != A::ICMP || p.flags == echo).then_some((i, dir))
     }
 
     /// The new flow's tuple with NAT port `p`.
-    fn with_port(nf: &NewFlow, p: u16) -> Tuple {
+    fn with_port(nf: &NewFlow<A>, p: u16) -> Tuple<A> {
         let mut to = nf.to;
         to.sport = p;
-        if nf.key.proto == ICMP {
+        if nf.key.proto == A::ICMP {
             to.dport = p;
         }
         to
     }
 
     /// Whether NAT port `p` gives new flow `nf` a reply tuple nothing else holds.
-    fn port_free(&self, nf: &NewFlow, p: u16) -> bool {
+    fn port_free(&self, nf: &NewFlow<A>, p: u16) -> bool {
         if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
             return false;
         }
@@ -634,7 +643,7 @@ impl Model {
     /// The flow that alone holds the reply tuple NAT port `p` would give new flow `nf`,
     /// if the datapath may take that tuple from it: a withdrawn flow still in the
     /// pending table (not assured), whose two halves go with it.
-    fn reclaimable(&self, nf: &NewFlow, p: u16) -> Option<usize> {
+    fn reclaimable(&self, nf: &NewFlow<A>, p: u16) -> Option<usize> {
         if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
             return None;
         }
@@ -653,8 +662,8 @@ impl Model {
 
     /// The NAT ports of the range that new flow `nf` cannot have: those whose reply
     /// tuple some flow holds, or that would make its reply its own opener.
-    fn taken_ports(&self, nf: &NewFlow) -> Vec<u16> {
-        let port_of = |k: &Key| {
+    fn taken_ports(&self, nf: &NewFlow<A>) -> Vec<u16> {
+        let port_of = |k: &Key<A>| {
             let p = k.dport;
             (reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone) == *k).then_some(p)
         };
@@ -673,7 +682,7 @@ impl Model {
 
     /// For a new flow that needs a NAT port: no port free (`Err`), or whether the
     /// datapath's bounded probing may still miss the free ones.
-    fn port_outlook(&self, nf: &NewFlow) -> Result<bool, DropReason> {
+    fn port_outlook(&self, nf: &NewFlow<A>) -> Result<bool, DropReason> {
         let (min, max) = (self.cfg.port_min as usize, self.cfg.port_max as usize);
         let span = if max < min { 1 } else { max - min + 1 };
         let taken = self.taken_ports(nf);
@@ -702,7 +711,7 @@ impl Model {
 
     /// Where the fast path sends a packet leaving as `src -> dst` after translation, as
     /// the lab host's tables say.
-    fn plan(&self, p: &Pkt, dst: u32) -> Plan {
+    fn plan(&self, p: &Pkt<A>, src: A, dst: A) -> Plan {
         let Some(fast) = &self.cfg.fast else {
             return Plan::Stack;
         };
@@ -710,8 +719,12 @@ impl Model {
             // The lab host answers with time exceeded.
             return Plan::Stack;
         }
-        if p.l4 - p.l3 > 20 {
-            // IP options: the stack acts on them as a router does.
+        if A::V6 && src.never_forwarded() {
+            // `ip6_forward` drops a link-local source.
+            return Plan::Stack;
+        }
+        if p.ihl > A::HDR {
+            // IP options, extension headers: the stack acts on them as a router does.
             return Plan::Stack;
         }
         if self.cfg.in_subnet(dst) {
@@ -722,16 +735,14 @@ impl Model {
         }
         // What the lab host's stack never forwards is the stack's: its own addresses,
         // loopback, the zero network, multicast, the limited broadcast.
-        let local =
-            matches!(dst >> 24, 0 | 127 | 224..=239) || dst == u32::MAX || self.cfg.is_host(dst);
-        if local {
+        if dst.never_forwarded() || self.cfg.is_host(dst) {
             return Plan::Stack;
         }
         if dst & fast.uplink_mask == fast.uplink_net {
             if dst == fast.gateway {
                 return Plan::Next(fast.gateway_mac, fast.uplink_mac);
             }
-            if dst | fast.uplink_mask == u32::MAX {
+            if !A::V6 && dst | fast.uplink_mask == !A::default() {
                 return Plan::Stack;
             }
             // On the link, never resolved: the kernel resolves it (bpf_redirect_neigh).
@@ -740,178 +751,38 @@ impl Model {
         Plan::Next(fast.gateway_mac, fast.uplink_mac)
     }
 
-    fn decide(&mut self, hook: Hook, f: &[u8]) -> Decision {
-        match self.decide_inner(hook, f) {
+    fn decide(&mut self, hook: Hook, f: &[u8]) -> Decision<A> {
+        let d = if A::V6 {
+            self.decide6(hook, f)
+        } else {
+            self.decide4(hook, f)
+        };
+        match d {
             Ok(d) => d,
             Err(reason) => Decision::Drop(reason),
         }
     }
 
-    fn decide_inner(&mut self, hook: Hook, f: &[u8]) -> Result<Decision, DropReason> {
-        let cfg = Where {
-            uplink: self.cfg.uplink,
-            bridge: self.cfg.bridge,
-            subnet: self.cfg.subnet,
-            mask: self.cfg.mask,
-        };
-        match hook {
-            Hook::UplinkEgress => {
-                // The host's own traffic is none of the NAT's business, broken or not,
-                // but for its ICMP errors about packets it was handed translated.
-                // The bridge's address is the host's.
-                if let Some(s) = wire::saddr_of(f)
-                    && (!cfg.in_subnet(s) || s == cfg.bridge)
-                {
-                    return Ok(match wire::parse(f) {
-                        Ok(Some(p)) if p.kind == Kind::IcmpError => self
-                            .icmp_error(f, &p, Sender::Host)
-                            .unwrap_or(Decision::Pass),
-                        _ => Decision::Pass,
-                    });
-                }
-                let Some(p) = wire::parse(f)? else {
-                    return Ok(Decision::Pass);
-                };
-                if !cfg.in_subnet(p.saddr) {
-                    return Ok(Decision::Pass);
-                }
-                match p.kind {
-                    Kind::Fragment => match self.frag(FROM_CTR, &p) {
-                        Some(t) => Ok(Decision::Translate(Box::new(t))),
-                        None => Err(DropReason::Fragment),
-                    },
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
-                    Kind::Other => Err(DropReason::UnsupportedProtocol),
-                    Kind::Flow => self.container_flow(hook, &p),
-                }
-            }
-            Hook::UplinkIngress => {
-                // Not addressed to the host at L2 (`pkt_type` not PACKET_HOST): the
-                // stack's, untouched.
-                if f.len() >= 6 && f[..6] != self.cfg.uplink_mac {
-                    return Ok(Decision::Pass);
-                }
-                let Some(p) = wire::parse(f)? else {
-                    return Ok(Decision::Pass);
-                };
-                if cfg.in_subnet(p.daddr) && p.daddr != cfg.bridge {
-                    return Err(DropReason::DirectAccess);
-                }
-                if !cfg.is_host(p.daddr) {
-                    return Ok(Decision::Pass);
-                }
-                match p.kind {
-                    Kind::Fragment => Ok(match self.frag(FROM_OUTSIDE, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
-                    Kind::Other => Ok(Decision::Pass),
-                    Kind::Flow => {
-                        let d = self.outside_flow(&p)?;
-                        // The fast path delivers it into its container itself, unless
-                        // it is a first fragment.
-                        Ok(match d {
-                            Decision::Translate(t)
-                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
-                            {
-                                let plan = self.plan(&p, t.to.1);
-                                Decision::Translate(Box::new(forward(*t, &p, plan)))
-                            }
-                            d => d,
-                        })
-                    }
-                }
-            }
-            Hook::BridgeIngress => {
-                let Some(p) = wire::parse(f)? else {
-                    return Ok(Decision::Pass);
-                };
-                if !cfg.in_subnet(p.saddr) {
-                    return Ok(Decision::Pass);
-                }
-                if !cfg.is_host(p.daddr) {
-                    if p.kind == Kind::Flow && !cfg.in_subnet(p.daddr) {
-                        // Leaving the lab: its flow is looked up (a dead one goes), and
-                        // the host routes it by the uplink, which is watched.
-                        let _ = self.lookup(&key_of(&p, FROM_CTR));
-                    }
-                    return Ok(Decision::Pass);
-                }
-                match p.kind {
-                    // The rest of a hairpin datagram goes where its first fragment went.
-                    Kind::Fragment => Ok(match self.frag(FROM_CTR, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::Flow => self.container_flow(hook, &p),
-                    Kind::IcmpError => Ok(self
-                        .icmp_error(f, &p, Sender::ContainerToHost)
-                        .unwrap_or(Decision::Pass)),
-                    _ => Ok(Decision::Pass),
-                }
-            }
-            Hook::Endpoint => {
-                // The first hook a container's packet meets: what it can forward itself
-                // it translates and redirects; anything else goes on, untouched and
-                // unrecorded, to the bridge and the uplink, which decide. But first: a
-                // container sends from its own MAC and address only.
-                let (own, _) = self.cfg.sender(f);
-                if f.len() >= 14 && be16(f, 12) == 0x0806 {
-                    // ARP: the sender's MAC and address (or 0.0.0.0, a probe's).
-                    if f.len() < 32 {
-                        return Err(DropReason::Truncated);
-                    }
-                    let spa = wire::be32(f, 28);
-                    if f[22..28] != f[6..12] || (spa != own && spa != 0) {
-                        return Err(DropReason::SpoofedSource);
-                    }
-                    return Ok(Decision::Pass);
-                }
-                let Some(p) = wire::parse(f)? else {
-                    return Ok(Decision::Pass);
-                };
-                if p.saddr != own {
-                    return Err(DropReason::SpoofedSource);
-                }
-                if p.kind != Kind::Flow || p.first_fragment {
-                    return Ok(Decision::Pass);
-                }
-                if cfg.in_subnet(p.daddr) {
-                    // Another container: switched straight in, if addressed to its MAC.
-                    let fast = self
-                        .cfg
-                        .fast
-                        .as_ref()
-                        .expect("the endpoint hook is the fast path's");
-                    let mac = fast.endpoints.iter().find(|e| e.0 == p.daddr).map(|e| e.1);
-                    return Ok(match mac {
-                        Some(mac) if f[..6] == mac => Decision::Translate(Box::new(Translation {
-                            label: "switched [fast]".into(),
-                            verdict: TC_ACT_REDIRECT,
-                            ..Translation::new(String::new(), (p.saddr, p.daddr))
-                        })),
-                        _ => Decision::Pass,
-                    });
-                }
-                match self.container_flow(hook, &p) {
-                    Ok(Decision::Translate(t)) => {
-                        let plan = self.plan(&p, t.to.1);
-                        if plan == Plan::Stack {
-                            return Ok(Decision::Pass);
-                        }
-                        let mut t = forward(*t, &p, plan);
-                        t.remember = None;
-                        Ok(Decision::Translate(Box::new(t)))
-                    }
-                    _ => Ok(Decision::Pass),
-                }
-            }
+    /// A container's frame to another container at the endpoint: switched straight in,
+    /// if addressed to its MAC.
+    fn switch(&self, f: &[u8], p: &Pkt<A>) -> Decision<A> {
+        let fast = self
+            .cfg
+            .fast
+            .as_ref()
+            .expect("the endpoint hook is the fast path's");
+        match fast.endpoints.iter().find(|e| e.0 == p.daddr) {
+            Some(&(_, mac)) if f[..6] == mac => Decision::Translate(Box::new(Translation {
+                label: "switched [fast]".into(),
+                verdict: TC_ACT_REDIRECT,
+                ..Translation::new(String::new(), (p.saddr, p.daddr))
+            })),
+            _ => Decision::Pass,
         }
     }
 
     /// A later fragment: translated as its first fragment was, if that was seen.
-    fn frag(&self, zone: u8, p: &Pkt) -> Option<Translation> {
+    fn frag(&self, zone: u8, p: &Pkt<A>) -> Option<Translation<A>> {
         let (s, d) = *self.frags.get(&(zone, p.saddr, p.daddr, p.id, p.proto))?;
         let mut t = Translation::new("fragment".into(), (s, d));
         outer_addrs(&mut t, p, s, d);
@@ -919,14 +790,14 @@ impl Model {
     }
 
     /// A flow packet from a container: its flow, a new masqueraded flow, or hairpin.
-    fn container_flow(&mut self, hook: Hook, p: &Pkt) -> Result<Decision, DropReason> {
+    fn container_flow(&mut self, hook: Hook, p: &Pkt<A>) -> Result<Decision<A>, DropReason> {
         let key = key_of(p, FROM_CTR);
         if let Some((i, dir)) = self.flow_of(&key, p) {
             return Ok(self.known(hook, p, i, dir));
         }
         let cfg = &self.cfg;
         if cfg.is_host(p.daddr) {
-            if opens(p.proto, p.flags)
+            if opens::<A>(p.proto, p.flags)
                 && let Some(m) = publish_lookup(&cfg.published, p.daddr, p.proto, p.dport)
             {
                 let nf = NewFlow {
@@ -946,7 +817,7 @@ impl Model {
             }
             return Ok(Decision::Pass);
         }
-        if !opens(p.proto, p.flags) {
+        if !opens::<A>(p.proto, p.flags) {
             return Err(if p.proto == TCP {
                 DropReason::TcpNoFlow
             } else {
@@ -972,16 +843,16 @@ impl Model {
 
     /// A flow packet from the uplink to the uplink address: its flow, or a new flow to
     /// a published port (TCP and UDP; pings to the host are the host's).
-    fn outside_flow(&mut self, p: &Pkt) -> Result<Decision, DropReason> {
+    fn outside_flow(&mut self, p: &Pkt<A>) -> Result<Decision<A>, DropReason> {
         let key = key_of(p, FROM_OUTSIDE);
         if let Some((i, dir)) = self.flow_of(&key, p) {
             return Ok(self.known(Hook::UplinkIngress, p, i, dir));
         }
         // A martian source, or the host's own address, opens nothing (the host's stack
         // refuses it).
-        if opens(p.proto, p.flags)
-            && p.proto != ICMP
-            && !martian_source(p.saddr)
+        if opens::<A>(p.proto, p.flags)
+            && p.proto != A::ICMP
+            && !p.saddr.martian()
             && !self.cfg.is_host(p.saddr)
             && let Some(m) = publish_lookup(&self.cfg.published, p.daddr, p.proto, p.dport)
         {
@@ -1008,7 +879,7 @@ impl Model {
     }
 
     /// A packet of a tracked flow: translated as its direction says.
-    fn known(&mut self, hook: Hook, p: &Pkt, i: usize, dir: Dir) -> Decision {
+    fn known(&mut self, hook: Hook, p: &Pkt<A>, i: usize, dir: Dir) -> Decision<A> {
         let flow = &self.flows[i];
         let to = flow.to_of(dir);
         let label = match dir {
@@ -1027,7 +898,12 @@ impl Model {
         Decision::Translate(Box::new(t))
     }
 
-    fn new_flow(&mut self, hook: Hook, p: &Pkt, nf: NewFlow) -> Result<Decision, DropReason> {
+    fn new_flow(
+        &mut self,
+        hook: Hook,
+        p: &Pkt<A>,
+        nf: NewFlow<A>,
+    ) -> Result<Decision<A>, DropReason> {
         let label = format!("{}: new flow", nf.kind.name());
         let mut t = translation(label, p, nf.to);
         if nf.alloc == Alloc::Port {
@@ -1035,7 +911,7 @@ impl Model {
                 Ok(may) => t.may_exhaust = may,
                 Err(_) => t.exhausted = true,
             }
-            t.port_at = if p.proto == ICMP {
+            t.port_at = if p.proto == A::ICMP {
                 vec![p.l4 + 4]
             } else {
                 vec![p.l4]
@@ -1050,7 +926,12 @@ impl Model {
     /// An ICMP error about a tracked flow: the quote becomes what the other side sent,
     /// the outer addresses follow. One nobody can place is left to the host when it
     /// arrives, and never leaves the lab with a container's address.
-    fn icmp_error(&mut self, f: &[u8], p: &Pkt, sender: Sender) -> Result<Decision, DropReason> {
+    fn icmp_error(
+        &mut self,
+        f: &[u8],
+        p: &Pkt<A>,
+        sender: Sender,
+    ) -> Result<Decision<A>, DropReason> {
         let from_ctr = matches!(sender, Sender::Container | Sender::ContainerToHost);
         let untracked = || {
             if sender == Sender::Container {
@@ -1079,21 +960,24 @@ impl Model {
             return untracked();
         };
         let e = self.flows[i].to_of(dir);
-        let mut t = Translation::new("icmp error".into(), (0, 0));
+        let mut t = Translation::new("icmp error".into(), (A::default(), A::default()));
         outer_addrs(&mut t, p, if from_ctr { e.saddr } else { p.saddr }, e.daddr);
-        t.edits.push((q.l3 + 12, e.daddr.to_be_bytes().to_vec()));
-        t.edits.push((q.l3 + 16, e.saddr.to_be_bytes().to_vec()));
-        t.csums.push(Csum::Ip {
-            hdr: q.l3,
-            len: q.ihl,
-        });
-        if q.proto == ICMP {
+        t.edits.push((q.l3 + A::SADDR_AT, e.daddr.bytes()));
+        t.edits.push((q.l3 + A::DADDR_AT, e.saddr.bytes()));
+        if !A::V6 {
+            t.csums.push(Csum::Ip {
+                hdr: q.l3,
+                len: q.ihl,
+            });
+        }
+        if q.proto == A::ICMP {
             t.edits.push((q.l4 + 4, e.dport.to_be_bytes().to_vec()));
+            // ICMPv6's checksum covers the quoted addresses too.
             t.csums.push(Csum::L4 {
                 field: q.l4 + 2,
                 from: q.l4,
                 to: q.end,
-                pseudo: None,
+                pseudo: A::V6.then(|| pseudo::<A>(&q)).flatten(),
                 udp: false,
             });
         } else {
@@ -1106,7 +990,7 @@ impl Model {
                     field,
                     from: q.l4,
                     to: q.end,
-                    pseudo: Some((q.l3 + 12, q.proto)),
+                    pseudo: pseudo::<A>(&q),
                     udp: q.proto == UDP,
                 });
             }
@@ -1115,14 +999,14 @@ impl Model {
             field: p.l4 + 2,
             from: p.l4,
             to: p.end,
-            pseudo: None,
+            pseudo: A::V6.then(|| pseudo::<A>(p)).flatten(),
             udp: false,
         });
         Ok(Decision::Translate(Box::new(t)))
     }
 
     /// The entries the datapath's two tables must hold: `(CT, CT_PENDING)`.
-    pub fn tables(&self) -> (Entries, Entries) {
+    pub fn tables(&self) -> (Entries<A::Raw>, Entries<A::Raw>) {
         let (mut ct, mut pending) = (Vec::new(), Vec::new());
         for f in &self.flows {
             let t = if f.assured() { &mut ct } else { &mut pending };
@@ -1131,51 +1015,46 @@ impl Model {
         (ct, pending)
     }
 
-    /// The fragments' translations the datapath must hold.
-    pub fn frag_table(&self) -> Vec<(FragKey, FragNat)> {
-        self.frags
-            .iter()
-            .map(|(&(zone, s, d, id, proto), &(ts, td))| {
-                (
-                    FragKey {
-                        saddr: s.to_be(),
-                        daddr: d.to_be(),
-                        id: id.to_be(),
-                        proto,
-                        zone,
-                    },
-                    FragNat {
-                        saddr: ts.to_be(),
-                        daddr: td.to_be(),
-                        // The model keeps no time: the datapath's is left out of the
-                        // comparison.
-                        seen: 0,
-                    },
-                )
-            })
-            .collect()
+    /// The fragments' translations the datapath must hold: datagram → addresses.
+    pub fn frag_table(&self) -> Vec<(FragTuple<A>, (A, A))> {
+        self.frags.iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
 
 /// The lab's addresses, copied out of the configuration for one decision.
-struct Where {
-    uplink: u32,
-    bridge: u32,
-    subnet: u32,
-    mask: u32,
+struct Where<A> {
+    uplink: A,
+    bridge: A,
+    subnet: A,
+    mask: A,
 }
 
-impl Where {
-    fn in_subnet(&self, a: u32) -> bool {
+impl<A: Ip> Where<A> {
+    fn of(cfg: &NatConfig<A>) -> Self {
+        Where {
+            uplink: cfg.uplink,
+            bridge: cfg.bridge,
+            subnet: cfg.subnet,
+            mask: cfg.mask,
+        }
+    }
+
+    fn in_subnet(&self, a: A) -> bool {
         a & self.mask == self.subnet
     }
 
-    fn is_host(&self, a: u32) -> bool {
+    fn is_host(&self, a: A) -> bool {
         a == self.uplink || a == self.bridge
     }
 }
 
-fn key_of(p: &Pkt, zone: u8) -> Key {
+/// The pseudo-header of packet `p`'s L4 checksum.
+fn pseudo<A: Ip>(p: &Pkt<A>) -> Option<(usize, usize, u8)> {
+    let len = if A::V6 { 32 } else { 8 };
+    Some((p.l3 + A::SADDR_AT, len, p.proto))
+}
+
+fn key_of<A: Ip>(p: &Pkt<A>, zone: u8) -> Key<A> {
     Key {
         zone,
         proto: p.proto,
@@ -1188,7 +1067,7 @@ fn key_of(p: &Pkt, zone: u8) -> Key {
 
 /// The zone a first fragment's translation is remembered in, at the hooks that see
 /// the rest of its datagram.
-fn remember(hook: Hook, p: &Pkt) -> Option<u8> {
+fn remember<A>(hook: Hook, p: &Pkt<A>) -> Option<u8> {
     if !p.first_fragment {
         return None;
     }
@@ -1201,7 +1080,7 @@ fn remember(hook: Hook, p: &Pkt) -> Option<u8> {
 
 /// A translated frame the fast path forwards as `plan` says: the TTL one less (the lab
 /// host routes it), the next hop's MACs, redirected. [`Plan::Stack`] leaves it as is.
-fn forward(mut t: Translation, p: &Pkt, plan: Plan) -> Translation {
+fn forward<A: Ip>(mut t: Translation<A>, p: &Pkt<A>, plan: Plan) -> Translation<A> {
     match plan {
         Plan::Stack => return t,
         Plan::Next(dmac, smac) => {
@@ -1210,29 +1089,31 @@ fn forward(mut t: Translation, p: &Pkt, plan: Plan) -> Translation {
         }
         Plan::Neigh => {}
     }
-    t.edits.push((p.l3 + 8, vec![p.ttl - 1]));
+    t.edits.push((p.l3 + A::TTL_AT, vec![p.ttl - 1]));
     t.verdict = TC_ACT_REDIRECT;
     t.label.push_str(" [fast]");
     t
 }
 
 /// Rewrites the outer addresses to `s`, `d` (with the IPv4 checksum).
-fn outer_addrs(t: &mut Translation, p: &Pkt, s: u32, d: u32) {
+fn outer_addrs<A: Ip>(t: &mut Translation<A>, p: &Pkt<A>, s: A, d: A) {
     if s != p.saddr {
-        t.edits.push((p.l3 + 12, s.to_be_bytes().to_vec()));
+        t.edits.push((p.l3 + A::SADDR_AT, s.bytes()));
     }
     if d != p.daddr {
-        t.edits.push((p.l3 + 16, d.to_be_bytes().to_vec()));
+        t.edits.push((p.l3 + A::DADDR_AT, d.bytes()));
     }
-    t.csums.push(Csum::Ip {
-        hdr: p.l3,
-        len: p.ihl,
-    });
+    if !A::V6 {
+        t.csums.push(Csum::Ip {
+            hdr: p.l3,
+            len: p.ihl,
+        });
+    }
 }
 
 /// A flow packet rewritten to `to`: addresses, ports (the echo identifier), and the
 /// checksums over them.
-fn translation(label: String, p: &Pkt, to: Tuple) -> Translation {
+fn translation<A: Ip>(label: String, p: &Pkt<A>, to: Tuple<A>) -> Translation<A> {
     let mut t = Translation::new(label, (to.saddr, to.daddr));
     outer_addrs(&mut t, p, to.saddr, to.daddr);
     match p.proto {
@@ -1245,7 +1126,7 @@ fn translation(label: String, p: &Pkt, to: Tuple) -> Translation {
                 field,
                 from: p.l4,
                 to: p.end,
-                pseudo: Some((p.l3 + 12, p.proto)),
+                pseudo: pseudo::<A>(p),
                 udp,
             });
         }
@@ -1255,7 +1136,7 @@ fn translation(label: String, p: &Pkt, to: Tuple) -> Translation {
                 field: p.l4 + 2,
                 from: p.l4,
                 to: p.end,
-                pseudo: None,
+                pseudo: A::V6.then(|| pseudo::<A>(p)).flatten(),
                 udp: false,
             });
         }

@@ -1,9 +1,12 @@
-//! What the model reads in a frame: the outer IPv4 header and the L4 header that NAT
-//! cares about, and the header quoted inside an ICMP error. Every length is bounded by
-//! the frame *and* by the IPv4 total length: bytes past the total length (padding, or a
-//! frame longer than its datagram) are not part of the packet and are never read.
+//! What the model reads in a frame: the outer IP header and the L4 header that NAT
+//! cares about, and the header quoted inside an ICMP error — IPv4's here, IPv6's in
+//! `wire6`. Every length is bounded by the frame *and* by the IPv4 total length: bytes
+//! past the total length (padding, or a frame longer than its datagram) are not part of
+//! the packet and are never read.
 
 use netlab_common::stats::DropReason;
+
+use super::ip::Ip;
 
 pub const ETH: usize = 14;
 pub const TCP: u8 = 6;
@@ -27,25 +30,28 @@ pub enum Kind {
     Other,
 }
 
-/// An IPv4 packet as the model sees it. Addresses are host-order numbers.
+/// An IP packet as the model sees it. Addresses are host-order numbers.
 #[derive(Clone, Copy, Debug)]
-pub struct Pkt {
-    /// Offset of the IPv4 header in the frame.
+pub struct Pkt<A> {
+    /// Offset of the IP header in the frame.
     pub l3: usize,
+    /// The IP header's length: IPv4's with its options, IPv6's with its extension
+    /// headers.
     pub ihl: usize,
     /// Offset of the L4 header.
     pub l4: usize,
     /// One past the datagram's last byte (`l3 + total length`).
     pub end: usize,
     pub proto: u8,
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     /// TCP flags byte, or the ICMP type.
     pub flags: u8,
     pub ttl: u8,
-    pub id: u16,
+    /// The datagram's identification (IPv6: its fragment header's).
+    pub id: u32,
     pub first_fragment: bool,
     pub kind: Kind,
     /// Length of the whole frame.
@@ -73,14 +79,29 @@ pub fn is_ipv4(f: &[u8]) -> bool {
     f.len() >= ETH && be16(f, 12) == 0x0800
 }
 
-/// The source address of an IPv4 frame long enough to carry one.
-pub fn saddr_of(f: &[u8]) -> Option<u32> {
-    (is_ipv4(f) && f.len() >= ETH + 20).then(|| be32(f, ETH + 12))
+/// Whether the frame is of family `A` by its ethertype.
+pub fn is_family<A: Ip>(f: &[u8]) -> bool {
+    f.len() >= ETH && be16(f, 12) == A::ETHERTYPE
 }
 
-/// Parses a frame: `Ok(None)` for anything that is not IPv4; a drop reason for an
-/// IPv4 packet whose headers are broken or cut.
-pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
+/// The source address of a frame of family `A` long enough to carry one.
+pub fn saddr_of<A: Ip>(f: &[u8]) -> Option<A> {
+    (is_family::<A>(f) && f.len() >= ETH + A::HDR).then(|| A::read(f, ETH + A::SADDR_AT))
+}
+
+/// Parses a frame of family `A`: `Ok(None)` for anything else; a drop reason for a
+/// packet whose headers are broken or cut.
+pub fn parse<A: Ip>(f: &[u8]) -> Result<Option<Pkt<A>>, DropReason> {
+    A::parse(f)
+}
+
+/// The packet quoted in ICMP error `outer`, when it is a flow NAT tracks.
+pub fn quoted<A: Ip>(f: &[u8], outer: &Pkt<A>) -> Result<Option<Pkt<A>>, DropReason> {
+    A::quoted(f, outer)
+}
+
+/// [`parse`] for IPv4.
+pub fn parse4(f: &[u8]) -> Result<Option<Pkt<u32>>, DropReason> {
     if !is_ipv4(f) {
         return Ok(None);
     }
@@ -110,7 +131,7 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
         dport: 0,
         flags: 0,
         ttl: f[l3 + 8],
-        id: be16(f, l3 + 4),
+        id: be16(f, l3 + 4) as u32,
         first_fragment: frag & 0x2000 != 0 && frag & 0x1fff == 0,
         kind: Kind::Other,
         len: f.len(),
@@ -126,31 +147,7 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
     }
     let l4_len = p.end - p.l4;
     match p.proto {
-        TCP | UDP => {
-            if l4_len < if p.proto == TCP { 20 } else { 8 } {
-                return Err(DropReason::Truncated);
-            }
-            p.sport = be16(f, p.l4);
-            p.dport = be16(f, p.l4 + 2);
-            if p.proto == TCP {
-                p.flags = f[p.l4 + 13];
-                p.seq = be32(f, p.l4 + 4);
-                p.ack = be32(f, p.l4 + 8);
-                p.win = be16(f, p.l4 + 14);
-                let doff = (f[p.l4 + 12] >> 4) as usize * 4;
-                let payload = if (20..=l4_len).contains(&doff) {
-                    l4_len - doff
-                } else {
-                    0
-                };
-                let syn_fin = (p.flags & 0x02 != 0) as u32 + (p.flags & 0x01 != 0) as u32;
-                p.seq_end = p.seq.wrapping_add(payload as u32 + syn_fin);
-                if p.flags & 0x02 != 0 && doff > 20 && doff <= l4_len {
-                    p.wscale = window_scale(&f[p.l4 + 20..p.l4 + doff]);
-                }
-            }
-            p.kind = Kind::Flow;
-        }
+        TCP | UDP => ports(f, &mut p)?,
         ICMP => {
             if l4_len < 8 {
                 return Err(DropReason::Truncated);
@@ -173,10 +170,41 @@ pub fn parse(f: &[u8]) -> Result<Option<Pkt>, DropReason> {
     Ok(Some(p))
 }
 
-/// The packet quoted in ICMP error `outer`: `Ok(None)` when it is not a flow NAT
+/// Reads the ports of a TCP segment or UDP datagram (and TCP's sequence numbers,
+/// window, flags and window scale) into `p`, a flow packet then; the L4 header runs
+/// from `p.l4` to `p.end`.
+pub(super) fn ports<A>(f: &[u8], p: &mut Pkt<A>) -> Result<(), DropReason> {
+    let l4_len = p.end - p.l4;
+    if l4_len < if p.proto == TCP { 20 } else { 8 } {
+        return Err(DropReason::Truncated);
+    }
+    p.sport = be16(f, p.l4);
+    p.dport = be16(f, p.l4 + 2);
+    if p.proto == TCP {
+        p.flags = f[p.l4 + 13];
+        p.seq = be32(f, p.l4 + 4);
+        p.ack = be32(f, p.l4 + 8);
+        p.win = be16(f, p.l4 + 14);
+        let doff = (f[p.l4 + 12] >> 4) as usize * 4;
+        let payload = if (20..=l4_len).contains(&doff) {
+            l4_len - doff
+        } else {
+            0
+        };
+        let syn_fin = (p.flags & 0x02 != 0) as u32 + (p.flags & 0x01 != 0) as u32;
+        p.seq_end = p.seq.wrapping_add(payload as u32 + syn_fin);
+        if p.flags & 0x02 != 0 && doff > 20 && doff <= l4_len {
+            p.wscale = window_scale(&f[p.l4 + 20..p.l4 + doff]);
+        }
+    }
+    p.kind = Kind::Flow;
+    Ok(())
+}
+
+/// The packet quoted in IPv4 ICMP error `outer`: `Ok(None)` when it is not a flow NAT
 /// tracks (another protocol, an ICMP message other than echo, a fragment after the
 /// first); a drop reason when the quote is too short to say or its header is broken.
-pub fn quoted(f: &[u8], outer: &Pkt) -> Result<Option<Pkt>, DropReason> {
+pub fn quoted4(f: &[u8], outer: &Pkt<u32>) -> Result<Option<Pkt<u32>>, DropReason> {
     let l3 = outer.l4 + 8;
     let end = outer.end;
     if l3 + 20 > end {
@@ -202,7 +230,7 @@ pub fn quoted(f: &[u8], outer: &Pkt) -> Result<Option<Pkt>, DropReason> {
         dport: 0,
         flags: 0,
         ttl: f[l3 + 8],
-        id: be16(f, l3 + 4),
+        id: be16(f, l3 + 4) as u32,
         first_fragment: false,
         kind: Kind::Other,
         len: f.len(),

@@ -3,15 +3,16 @@
 //! (the programs read it as a read-only global), and reset between cases: its programs
 //! run on frames with BPF_PROG_TEST_RUN, its maps are read back.
 
-use std::collections::HashMap as StdMap;
+use std::{collections::HashMap as StdMap, hash::Hash};
 
 use aya::{
-    Ebpf, TestRun as _,
+    Ebpf, Pod, TestRun as _,
     maps::{Array, HashMap, PerCpuArray, PerCpuValues},
     programs::{SchedClassifier, TestRunOptions},
 };
 use netlab_common::{
-    config::Config,
+    addr::Addr6,
+    config::{Config, FLAG_IPV6},
     conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source},
     frag::{FragKey, FragNat},
@@ -20,18 +21,91 @@ use netlab_common::{
     stats::{Counters, DROP_BASE, DROP_COUNT, STATS_PROGRAMS},
 };
 use netlab_tests::{
-    model::{Hook, flows::Mapping},
+    model::{Hook, flows::Mapping, ip::Ip},
     packet::skb_on,
 };
 
-pub struct Bpf {
+use crate::family::Family;
+
+/// The datapath's tables keyed by addresses of one family (`u32` or [`Addr6`]), as the
+/// harness reads and writes them (aya's map types want their keys' and values' types
+/// whole).
+pub trait Tables: Copy + Default + Eq + Hash + std::fmt::Debug + Pod + Send + Sync {
+    fn ct(bpf: &Ebpf, name: &str) -> StdMap<CtKey<Self>, CtEntry<Self>>;
+    /// Empties the conntrack table, or the port table, `name`.
+    fn clear_ct(bpf: &mut Ebpf, name: &str);
+    fn clear_publish(bpf: &mut Ebpf, name: &str);
+    /// Publishes `key` (to `target`), or withdraws it.
+    fn publish(bpf: &mut Ebpf, name: &str, key: &PubKey<Self>, target: Option<PubTarget<Self>>);
+    fn range(bpf: &mut Ebpf, name: &str, i: u32) -> PubRange<Self>;
+    fn set_range(bpf: &mut Ebpf, name: &str, i: u32, r: PubRange<Self>);
+    fn endpoint(bpf: &mut Ebpf, name: &str, addr: Self, ep: Endpoint);
+}
+
+macro_rules! tables {
+    ($raw:ty) => {
+        impl Tables for $raw {
+            fn ct(bpf: &Ebpf, name: &str) -> StdMap<CtKey<Self>, CtEntry<Self>> {
+                let m: HashMap<_, CtKey<Self>, CtEntry<Self>> =
+                    HashMap::try_from(bpf.map(name).unwrap()).unwrap();
+                m.iter()
+                    .map(|r| r.unwrap())
+                    .map(|(k, e)| (k, comparable(&e)))
+                    .collect()
+            }
+
+            fn clear_ct(bpf: &mut Ebpf, name: &str) {
+                empty::<CtKey<Self>, CtEntry<Self>>(bpf, name);
+            }
+
+            fn clear_publish(bpf: &mut Ebpf, name: &str) {
+                empty::<PubKey<Self>, PubTarget<Self>>(bpf, name);
+            }
+
+            fn publish(
+                bpf: &mut Ebpf,
+                name: &str,
+                key: &PubKey<Self>,
+                target: Option<PubTarget<Self>>,
+            ) {
+                let mut m: HashMap<_, PubKey<Self>, PubTarget<Self>> =
+                    HashMap::try_from(bpf.map_mut(name).unwrap()).unwrap();
+                match target {
+                    Some(t) => m.insert(key, t, 0).unwrap(),
+                    None => m.remove(key).unwrap(),
+                }
+            }
+
+            fn range(bpf: &mut Ebpf, name: &str, i: u32) -> PubRange<Self> {
+                let m: Array<_, PubRange<Self>> = Array::try_from(bpf.map(name).unwrap()).unwrap();
+                m.get(&i, 0).unwrap()
+            }
+
+            fn set_range(bpf: &mut Ebpf, name: &str, i: u32, r: PubRange<Self>) {
+                let mut m: Array<_, PubRange<Self>> =
+                    Array::try_from(bpf.map_mut(name).unwrap()).unwrap();
+                m.set(i, r, 0).unwrap();
+            }
+
+            fn endpoint(bpf: &mut Ebpf, name: &str, addr: Self, ep: Endpoint) {
+                let mut m: HashMap<_, Self, Endpoint> =
+                    HashMap::try_from(bpf.map_mut(name).unwrap()).unwrap();
+                m.insert(addr, ep, 0).unwrap();
+            }
+        }
+    };
+}
+tables!(u32);
+tables!(Addr6);
+
+pub struct Bpf<A: Family> {
     bpf: Ebpf,
     /// The configuration `bpf` was loaded with (a read-only global of its programs).
     cfg: Config,
     /// Objects loaded with the other configurations met so far, emptied.
     spare: Vec<(Config, Ebpf)>,
     /// The containers the fast path delivers to: address, veth ifindex, MAC.
-    endpoints: Vec<(u32, u32, [u8; 6])>,
+    endpoints: Vec<(A, u32, [u8; 6])>,
     /// Mappings whose generation was moved on (withdrawn), to put back at the reset.
     bumped: Vec<u32>,
     /// The drop counters after the last frame.
@@ -56,7 +130,7 @@ fn prog_name(hook: Hook) -> &'static str {
 
 /// Entries compared with the model: what the datapath keeps only for itself (times,
 /// generation, padding) zeroed.
-fn comparable(e: &CtEntry) -> CtEntry {
+fn comparable<R: Tables>(e: &CtEntry<R>) -> CtEntry<R> {
     CtEntry {
         created: 0,
         last_seen: 0,
@@ -65,29 +139,40 @@ fn comparable(e: &CtEntry) -> CtEntry {
     }
 }
 
-/// The object loaded with `cfg`, its programs verified, delivering to `endpoints`.
-fn load(cfg: &Config, endpoints: &[(u32, u32, [u8; 6])]) -> Ebpf {
+/// The object loaded with `cfg`, its programs verified (and the IPv6 ones where the
+/// IPv4 ones hand IPv6 packets to them), delivering to `endpoints`.
+fn load<A: Family>(cfg: &Config, endpoints: &[(A, u32, [u8; 6])]) -> Ebpf {
     let mut bpf = netlab::datapath::ebpf::load(false, CONNTRACK_MAX_MIN, cfg).expect("load object");
     for p in PROGS {
         netlab::datapath::ebpf::load_program(&mut bpf, p).expect("verifier accepts");
     }
-    let mut m: HashMap<_, u32, Endpoint> =
-        HashMap::try_from(bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
+    if cfg.flags & FLAG_IPV6 != 0 {
+        netlab::datapath::ebpf::fill_progs6(&mut bpf).expect("verifier accepts IPv6's");
+    }
     for &(addr, ifindex, mac) in endpoints {
         let ep = Endpoint {
             ifindex,
             mac,
             _pad: [0; 2],
         };
-        m.insert(addr.to_be(), ep, 0).unwrap();
+        A::Raw::endpoint(&mut bpf, A::ENDPOINTS, addr.raw(), ep);
     }
     bpf
 }
 
-impl Bpf {
+/// Empties a hash map.
+fn empty<K: Pod, V: Pod>(bpf: &mut Ebpf, name: &str) {
+    let mut m: HashMap<_, K, V> = HashMap::try_from(bpf.map_mut(name).unwrap()).unwrap();
+    let keys: Vec<K> = m.keys().map(|k| k.unwrap()).collect();
+    for k in keys {
+        m.remove(&k).unwrap();
+    }
+}
+
+impl<A: Family> Bpf<A> {
     /// The object for `cfg`, delivering to `endpoints`; other configurations get
     /// objects of their own as cases ask for them.
-    pub fn new(cfg: Config, endpoints: &[(u32, u32, [u8; 6])]) -> Self {
+    pub fn new(cfg: Config, endpoints: &[(A, u32, [u8; 6])]) -> Self {
         netlab_tests::require_root();
         Self {
             bpf: load(&cfg, endpoints),
@@ -101,7 +186,7 @@ impl Bpf {
 
     /// Empties every table, and installs the published ports, on the object loaded
     /// with `cfg` (loaded now if no case had it before).
-    pub fn reset(&mut self, cfg: Config, published: &[Mapping]) {
+    pub fn reset(&mut self, cfg: Config, published: &[Mapping<A>]) {
         self.clear();
         if cfg != self.cfg {
             let next = match self.spare.iter().position(|(c, _)| *c == cfg) {
@@ -112,15 +197,11 @@ impl Bpf {
             self.spare
                 .push((std::mem::replace(&mut self.cfg, cfg), old));
         }
-        let mut publish: HashMap<_, PubKey, PubTarget> =
-            HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
         for m in published.iter().filter(|m| !m.range) {
-            publish.insert(pub_key(m), target(m), 0).unwrap();
+            A::Raw::publish(&mut self.bpf, A::PUBLISH, &pub_key(m), Some(target(m)));
         }
-        let mut ranges: Array<_, PubRange> =
-            Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
         for (i, m) in published.iter().filter(|m| m.range).enumerate() {
-            ranges.set(i as u32, range_of(m), 0).unwrap();
+            A::Raw::set_range(&mut self.bpf, A::PUBLISH_RANGES, i as u32, range_of(m));
         }
         self.drops = self.read_drops();
     }
@@ -128,31 +209,14 @@ impl Bpf {
     /// Empties the current object's tables, port table and ranges, and puts back the
     /// generations of the mappings withdrawn.
     fn clear(&mut self) {
-        for name in [names::CT, names::CT_PENDING] {
-            let mut m: HashMap<_, CtKey, CtEntry> =
-                HashMap::try_from(self.bpf.map_mut(name).unwrap()).unwrap();
-            let keys: Vec<CtKey> = m.keys().map(|k| k.unwrap()).collect();
-            for k in keys {
-                m.remove(&k).unwrap();
-            }
+        for name in [A::CT, A::CT_PENDING] {
+            A::Raw::clear_ct(&mut self.bpf, name);
         }
-        let mut frags: HashMap<_, FragKey, FragNat> =
-            HashMap::try_from(self.bpf.map_mut(names::FRAGS).unwrap()).unwrap();
-        let keys: Vec<FragKey> = frags.keys().map(|k| k.unwrap()).collect();
-        for k in keys {
-            frags.remove(&k).unwrap();
-        }
-        let mut publish: HashMap<_, PubKey, PubTarget> =
-            HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
-        let keys: Vec<PubKey> = publish.keys().map(|k| k.unwrap()).collect();
-        for k in keys {
-            publish.remove(&k).unwrap();
-        }
-        let mut ranges: Array<_, PubRange> =
-            Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
+        empty::<FragKey, FragNat>(&mut self.bpf, names::FRAGS);
+        A::Raw::clear_publish(&mut self.bpf, A::PUBLISH);
         for i in 0..PUBLISH_RANGES_MAX {
-            if ranges.get(&i, 0).unwrap().used != 0 {
-                ranges.set(i, PubRange::default(), 0).unwrap();
+            if A::Raw::range(&mut self.bpf, A::PUBLISH_RANGES, i).used != 0 {
+                A::Raw::set_range(&mut self.bpf, A::PUBLISH_RANGES, i, PubRange::default());
             }
         }
         let mut gens: Array<_, u32> =
@@ -164,20 +228,16 @@ impl Bpf {
 
     /// Unpublishes a mapping as `netlab unpublish` does: out of the port table, and its
     /// generation moved on (which ends its flows).
-    pub fn withdraw(&mut self, m: &Mapping) {
+    pub fn withdraw(&mut self, m: &Mapping<A>) {
         if m.range {
-            let mut ranges: Array<_, PubRange> =
-                Array::try_from(self.bpf.map_mut(names::PUBLISH_RANGES).unwrap()).unwrap();
             for i in 0..PUBLISH_RANGES_MAX {
-                let r = ranges.get(&i, 0).unwrap();
+                let r = A::Raw::range(&mut self.bpf, A::PUBLISH_RANGES, i);
                 if r.used != 0 && r.target.id == m.id {
-                    ranges.set(i, PubRange::default(), 0).unwrap();
+                    A::Raw::set_range(&mut self.bpf, A::PUBLISH_RANGES, i, PubRange::default());
                 }
             }
         } else {
-            let mut publish: HashMap<_, PubKey, PubTarget> =
-                HashMap::try_from(self.bpf.map_mut(names::PUBLISH).unwrap()).unwrap();
-            publish.remove(&pub_key(m)).unwrap();
+            A::Raw::publish(&mut self.bpf, A::PUBLISH, &pub_key(m), None);
         }
         let mut gens: Array<_, u32> =
             Array::try_from(self.bpf.map_mut(names::MAPPINGS).unwrap()).unwrap();
@@ -190,22 +250,22 @@ impl Bpf {
     ///
     /// The uplink's programs see the frame on the uplink (`uplink`, of the namespace
     /// the caller runs in); the endpoint's, on the veth of container `sender` (its
-    /// address and MAC, as the model picks it).
+    /// addresses, IPv4 and IPv6, and MAC, as the model picks them).
     pub fn run(
         &mut self,
         hook: Hook,
         frame: &[u8],
         uplink: u32,
-        sender: (u32, [u8; 6]),
+        sender: (u32, Addr6, [u8; 6]),
     ) -> Result<(u32, Vec<u8>), String> {
         if hook == Hook::Endpoint {
             let mut sources: HashMap<_, u32, Source> =
                 HashMap::try_from(self.bpf.map_mut(names::SOURCES).unwrap()).unwrap();
             let src = Source {
                 addr: sender.0.to_be(),
-                mac: sender.1,
+                mac: sender.2,
                 _pad: [0; 2],
-                addr6: [0; 4],
+                addr6: sender.1,
             };
             sources.insert(1, src, 0).unwrap();
         }
@@ -255,12 +315,8 @@ impl Bpf {
     }
 
     /// A conntrack table, comparable entries.
-    pub fn table(&self, name: &str) -> StdMap<CtKey, CtEntry> {
-        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.bpf.map(name).unwrap()).unwrap();
-        m.iter()
-            .map(|r| r.unwrap())
-            .map(|(k, e)| (k, comparable(&e)))
-            .collect()
+    pub fn table(&self, name: &str) -> StdMap<CtKey<A::Raw>, CtEntry<A::Raw>> {
+        A::Raw::ct(&self.bpf, name)
     }
 
     /// `FRAGS`, without the time each entry was made (the model keeps none).
@@ -275,34 +331,34 @@ impl Bpf {
 }
 
 /// The model's entries, comparable.
-pub fn expected(entries: Vec<(CtKey, CtEntry)>) -> StdMap<CtKey, CtEntry> {
+pub fn expected<R: Tables>(entries: Vec<(CtKey<R>, CtEntry<R>)>) -> StdMap<CtKey<R>, CtEntry<R>> {
     entries
         .into_iter()
         .map(|(k, e)| (k, comparable(&e)))
         .collect()
 }
 
-fn pub_key(m: &Mapping) -> PubKey {
+fn pub_key<A: Ip>(m: &Mapping<A>) -> PubKey<A::Raw> {
     PubKey {
-        addr: m.addr.to_be(),
+        addr: m.addr.raw(),
         port: m.port.to_be(),
         proto: m.proto,
         _pad: 0,
     }
 }
 
-fn target(m: &Mapping) -> PubTarget {
+fn target<A: Ip>(m: &Mapping<A>) -> PubTarget<A::Raw> {
     PubTarget {
-        addr: m.ctr.to_be(),
+        addr: m.ctr.raw(),
         port: m.ctr_port.to_be(),
         _pad: 0,
         id: m.id,
     }
 }
 
-fn range_of(m: &Mapping) -> PubRange {
+fn range_of<A: Ip>(m: &Mapping<A>) -> PubRange<A::Raw> {
     PubRange {
-        addr: m.addr.to_be(),
+        addr: m.addr.raw(),
         start: m.port,
         end: m.end,
         proto: m.proto,

@@ -4,43 +4,16 @@
 //! when they run, so that random sequences hold real flows, their replies and closes,
 //! next to frames that are malformed on purpose.
 
-use netlab_tests::{
-    model::{
-        Model,
-        flows::{Dir, Mapping},
-        wire::{self, ICMP, TCP, UDP},
-    },
-    packet::checksum,
+use netlab_tests::model::{
+    Model,
+    flows::{Dir, Mapping},
+    ip::Ip,
+    wire::{self, TCP, UDP},
+    wire6,
 };
 use proptest::prelude::*;
 
-pub const CTR: u32 = 0xac12_0002; // 172.18.0.2
-pub const CTR2: u32 = 0xac12_0003; // 172.18.0.3
-pub const BRIDGE: u32 = 0xac12_0001; // 172.18.0.1
-pub const UPLINK: u32 = 0xc633_6402; // 198.51.100.2
-pub const WAN: u32 = 0xc633_6401; // 198.51.100.1
-pub const INTERNET: u32 = 0xcb00_7101; // 203.0.113.1
-pub const LOCALHOST: u32 = 0x7f00_0001;
-
-/// Addresses frames are drawn from: containers (two running, one address of the subnet
-/// nobody has), the host's, wan and beyond, an on-link neighbour never resolved, and
-/// a few odd ones.
-const POOL: [u32; 14] = [
-    CTR,
-    CTR2,
-    0xac12_0909, // 172.18.9.9
-    BRIDGE,
-    UPLINK,
-    WAN,
-    0xc633_6409, // 198.51.100.9
-    INTERNET,
-    0xcb00_714d, // 203.0.113.77
-    LOCALHOST,
-    0,
-    0xffff_ffff,
-    0xe000_00fb, // 224.0.0.251
-    0xf000_0001, // 240.0.0.1
-];
+use crate::family::Family;
 
 /// Ports that matter: published ones, the NAT range's edges, common services.
 const PORTS: [u16; 12] = [
@@ -49,17 +22,18 @@ const PORTS: [u16; 12] = [
 
 #[derive(Clone, Copy, Debug)]
 pub enum Addr {
+    /// The `i`-th address of the family's pool.
     Pool(usize),
-    Any(u32),
+    Any(u128),
 }
 
 impl Addr {
-    pub fn get(self, fast: bool) -> u32 {
+    pub fn get<A: Family>(self, fast: bool) -> A {
         match self {
-            Addr::Pool(i) => POOL[i % POOL.len()],
+            Addr::Pool(i) => A::POOL[i % A::POOL.len()],
             // The fast path asks the lab host's routes: stay inside the known world.
-            Addr::Any(a) if fast => POOL[a as usize % POOL.len()],
-            Addr::Any(a) => a,
+            Addr::Any(a) if fast => A::POOL[a as usize % A::POOL.len()],
+            Addr::Any(a) => A::any(a),
         }
     }
 }
@@ -167,6 +141,10 @@ pub enum Step {
         quote: Quote,
         router: bool,
     },
+    /// IPv6 neighbour discovery from a container (router solicitation or
+    /// advertisement, neighbour solicitation or advertisement, redirect) naming
+    /// `target`.
+    Ndp { kind: u8, src: Addr, target: Addr },
     /// A valid frame broken on purpose.
     Mutated {
         base: Box<Step>,
@@ -180,11 +158,11 @@ pub enum Step {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Case {
+pub struct Case<A> {
     /// With the fast path (the endpoint hook, redirects) or without.
     pub fast: bool,
     pub nat: (u16, u16),
-    pub published: Vec<Mapping>,
+    pub published: Vec<Mapping<A>>,
     pub steps: Vec<Step>,
 }
 
@@ -202,10 +180,10 @@ pub enum Route {
 // ---------------------------------------------------------------------------------
 // Strategies
 
-fn addr() -> impl Strategy<Value = Addr> {
+fn addr<A: Family>() -> impl Strategy<Value = Addr> {
     prop_oneof![
-        6 => (0..POOL.len()).prop_map(Addr::Pool),
-        1 => any::<u32>().prop_map(Addr::Any),
+        6 => (0..A::POOL.len()).prop_map(Addr::Pool),
+        1 => any::<u128>().prop_map(Addr::Any),
     ]
 }
 
@@ -219,7 +197,7 @@ fn outside_addr() -> impl Strategy<Value = Addr> {
         1 => Just(Addr::Pool(6)),
         3 => Just(Addr::Pool(7)),
         2 => Just(Addr::Pool(8)),
-        1 => any::<u32>().prop_map(Addr::Any),
+        1 => any::<u128>().prop_map(Addr::Any),
     ]
 }
 
@@ -251,22 +229,22 @@ fn frag() -> impl Strategy<Value = Frag> {
     ]
 }
 
-fn proto() -> impl Strategy<Value = u8> {
-    prop_oneof![4 => Just(TCP), 3 => Just(UDP), 2 => Just(ICMP)]
+fn proto<A: Ip>() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => Just(TCP), 3 => Just(UDP), 2 => Just(A::ICMP)]
 }
 
-fn open() -> impl Strategy<Value = Step> {
+fn open<A: Family>() -> impl Strategy<Value = Step> {
     let from_ctr = (
         ctr_addr(),
         prop_oneof![6 => outside_addr(), 3 => host_addr(), 1 => ctr_addr()],
     );
     let from_outside = (
         outside_addr(),
-        prop_oneof![8 => Just(Addr::Pool(4)), 1 => host_addr(), 1 => addr()],
+        prop_oneof![8 => Just(Addr::Pool(4)), 1 => host_addr(), 1 => addr::<A>()],
     );
     (
         prop_oneof![3 => from_ctr, 2 => from_outside],
-        proto(),
+        proto::<A>(),
         port(),
         prop_oneof![
             2 => port().prop_map(Port::Fixed),
@@ -285,7 +263,7 @@ fn open() -> impl Strategy<Value = Step> {
                 dport,
                 flags: flags.unwrap_or(match proto {
                     TCP => 0x02,
-                    ICMP => wire::ECHO_REQUEST,
+                    p if p == A::ICMP => A::ECHO_REQUEST,
                     _ => 0,
                 }),
                 frag,
@@ -324,12 +302,12 @@ fn quote() -> impl Strategy<Value = Quote> {
     ]
 }
 
-fn error() -> impl Strategy<Value = Step> {
+fn error<A: Family>() -> impl Strategy<Value = Step> {
     (
         any::<usize>(),
         any::<bool>(),
         prop_oneof![
-            6 => prop::sample::select(vec![(3u8, 3u8), (3, 1), (3, 4), (11, 0), (3, 13)]),
+            6 => prop::sample::select(A::ERRORS.to_vec()),
             1 => (any::<u8>(), any::<u8>()),
         ],
         quote(),
@@ -344,7 +322,13 @@ fn error() -> impl Strategy<Value = Step> {
         })
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+fn mutation<A: Ip>() -> impl Strategy<Value = Mutation> {
+    // Never IPv4's in an IPv6 case: the model of those cases has none.
+    let ethertypes = if A::V6 {
+        vec![0x0806u16, 0x8100, 0x0000, 0x88cc]
+    } else {
+        vec![0x86ddu16, 0x0806, 0x8100, 0x0000]
+    };
     prop_oneof![
         (0..16u8).prop_map(Mutation::Ihl),
         (1..11u8, any::<u8>()).prop_map(|(n, b)| Mutation::Options(n, b)),
@@ -358,7 +342,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         .prop_map(Mutation::FragOff),
         (0..16u8).prop_map(Mutation::Doff),
         any::<u8>().prop_map(Mutation::Flags),
-        prop::sample::select(vec![0x86ddu16, 0x0806, 0x8100, 0x0000]).prop_map(Mutation::Ethertype),
+        prop::sample::select(ethertypes).prop_map(Mutation::Ethertype),
         (0..120u16, any::<u8>()).prop_map(|(at, b)| Mutation::Byte(at, b)),
     ]
 }
@@ -373,15 +357,29 @@ fn hook_sel() -> impl Strategy<Value = HookSel> {
     ]
 }
 
-fn bytes() -> impl Strategy<Value = Step> {
+fn bytes<A: Family>() -> impl Strategy<Value = Step> {
     (
         hook_sel(),
         prop::collection::vec(any::<u8>(), 14..100),
         0..3u8,
-        addr(),
-        addr(),
+        addr::<A>(),
+        addr::<A>(),
     )
         .prop_map(|(hook, mut bytes, shape, src, dst)| {
+            if A::V6 {
+                if shape > 0 || bytes[12..14] == [0x08, 0x00] {
+                    bytes[12..14].copy_from_slice(&A::ETHERTYPE.to_be_bytes());
+                }
+                if shape > 1 && bytes.len() >= 54 {
+                    // An IPv6 header that holds together, between known addresses.
+                    bytes[14] = 0x60;
+                    let payload = (bytes.len() - 54) as u16;
+                    bytes[18..20].copy_from_slice(&payload.to_be_bytes());
+                    bytes[22..38].copy_from_slice(&src.get::<A>(false).bytes());
+                    bytes[38..54].copy_from_slice(&dst.get::<A>(false).bytes());
+                }
+                return Step::Bytes { hook, bytes };
+            }
             if shape > 0 {
                 bytes[12] = 0x08;
                 bytes[13] = 0x00;
@@ -391,8 +389,8 @@ fn bytes() -> impl Strategy<Value = Step> {
                 bytes[14] = 0x45;
                 let tot = (bytes.len() - 14) as u16;
                 bytes[16..18].copy_from_slice(&tot.to_be_bytes());
-                bytes[26..30].copy_from_slice(&src.get(false).to_be_bytes());
-                bytes[30..34].copy_from_slice(&dst.get(false).to_be_bytes());
+                bytes[26..30].copy_from_slice(&src.get::<A>(false).bytes());
+                bytes[30..34].copy_from_slice(&dst.get::<A>(false).bytes());
                 bytes[20] &= 0x20;
                 bytes[21] = 0;
             }
@@ -400,32 +398,51 @@ fn bytes() -> impl Strategy<Value = Step> {
         })
 }
 
-fn step() -> BoxedStrategy<Step> {
+/// Neighbour discovery from a container: mostly of its own addresses.
+fn ndp<A: Family>() -> impl Strategy<Value = Step> {
+    (
+        prop::sample::select(vec![133u8, 134, 135, 136, 136, 136, 137]),
+        prop_oneof![4 => ctr_addr(), 2 => Just(Addr::Pool(13)), 1 => Just(Addr::Pool(10)), 1 => addr::<A>()],
+        prop_oneof![4 => ctr_addr(), 2 => Just(Addr::Pool(13)), 1 => addr::<A>()],
+    )
+        .prop_map(|(kind, src, target)| Step::Ndp { kind, src, target })
+}
+
+fn step<A: Family>() -> BoxedStrategy<Step> {
     // Boxed: the value trees of unboxed unions are large, and a debug build spends its
     // time moving them around.
-    let valid =
-        prop_oneof![4 => open().boxed(), 7 => again().boxed(), 2 => error().boxed()].boxed();
+    let flows = prop_oneof![
+        4 => open::<A>().boxed(),
+        7 => again().boxed(),
+        2 => error::<A>().boxed(),
+    ]
+    .boxed();
+    let valid = if A::V6 {
+        prop_oneof![13 => flows, 1 => ndp::<A>().boxed()].boxed()
+    } else {
+        flows
+    };
     prop_oneof![
         13 => valid.clone(),
-        3 => (valid, prop::collection::vec(mutation(), 1..3), hook_sel()).prop_map(
+        3 => (valid, prop::collection::vec(mutation::<A>(), 1..3), hook_sel()).prop_map(
             |(base, mutations, hook)| Step::Mutated {
                 base: Box::new(base),
                 mutations,
                 hook,
             }
         ),
-        1 => bytes().boxed(),
+        1 => bytes::<A>().boxed(),
         1 => (0..6usize).prop_map(Step::Withdraw).boxed(),
     ]
     .boxed()
 }
 
-fn mapping() -> impl Strategy<Value = Mapping> {
+fn mapping<A: Family>() -> impl Strategy<Value = Mapping<A>> {
     (
-        prop::sample::select(vec![0u32, 0, UPLINK, BRIDGE, LOCALHOST]),
+        prop::sample::select(vec![A::default(), A::default(), A::UPLINK, A::BRIDGE, A::LOCALHOST]),
         prop_oneof![Just(TCP), Just(UDP)],
         prop::sample::select(vec![80u16, 8080, 8084, 5353, 20001, 40000]),
-        prop::sample::select(vec![CTR, CTR, CTR2]),
+        prop::sample::select(vec![A::CTR, A::CTR, A::CTR2]),
         prop::sample::select(vec![80u16, 8080, 53, 5000]),
         prop_oneof![4 => Just(None), 1 => (prop::sample::select(vec![7000u16, 20000]), 0..10u16).prop_map(Some)],
     )
@@ -447,7 +464,7 @@ fn mapping() -> impl Strategy<Value = Mapping> {
         })
 }
 
-pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
+pub fn case<A: Family>(max_steps: usize) -> impl Strategy<Value = Case<A>> {
     (
         any::<bool>(),
         // A handful of ranges: each is a configuration, and each configuration an
@@ -457,11 +474,11 @@ pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
             1 => prop::sample::select(vec![4u16, 9, 19, 39]).prop_map(|k| (20_000, 20_000 + k)),
             1 => (0..3u16).prop_map(|k| (20_000, 20_000 + k)),
         ],
-        prop::collection::vec(mapping(), 0..5),
-        prop::collection::vec(step(), 1..max_steps),
+        prop::collection::vec(mapping::<A>(), 0..5),
+        prop::collection::vec(step::<A>(), 1..max_steps),
     )
         .prop_map(|(fast, nat, mappings, steps)| {
-            let mut published: Vec<Mapping> = Vec::new();
+            let mut published: Vec<Mapping<A>> = Vec::new();
             for m in mappings {
                 let clash = published.iter().any(|p| {
                     !p.range && !m.range && (p.addr, p.proto, p.port) == (m.addr, m.proto, m.port)
@@ -485,36 +502,12 @@ pub fn case(max_steps: usize) -> impl Strategy<Value = Case> {
 
 pub const ETH_HDR: [u8; 14] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
 
-/// An IPv4 packet: header with checksum, then `l4`. `frag` is the flags and offset
-/// field.
-pub fn ipv4(src: u32, dst: u32, proto: u8, id: u16, frag: u16, l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
-    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6..8].copy_from_slice(&frag.to_be_bytes());
-    h.extend_from_slice(&src.to_be_bytes());
-    h.extend_from_slice(&dst.to_be_bytes());
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(l4);
-    h
-}
-
-pub fn frame(ip: &[u8]) -> Vec<u8> {
+/// An Ethernet frame of family `A` around `ip`.
+pub fn frame<A: Ip>(ip: &[u8]) -> Vec<u8> {
     let mut f = ETH_HDR.to_vec();
+    f[12..14].copy_from_slice(&A::ETHERTYPE.to_be_bytes());
     f.extend_from_slice(ip);
     f
-}
-
-fn pseudo_sum(src: u32, dst: u32, proto: u8, l4: &[u8]) -> u16 {
-    let mut p = Vec::with_capacity(12 + l4.len());
-    p.extend_from_slice(&src.to_be_bytes());
-    p.extend_from_slice(&dst.to_be_bytes());
-    p.extend_from_slice(&[0, proto]);
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(l4);
-    checksum(&p)
 }
 
 fn payload(len: u8) -> Vec<u8> {
@@ -527,10 +520,10 @@ fn payload(len: u8) -> Vec<u8> {
 /// two directions (`reply`) carry sequence numbers that agree: each side sends from
 /// where the other acknowledges (a real peer's reset counts; a mutation's may not).
 #[allow(clippy::too_many_arguments)]
-pub fn l4(
+pub fn l4<A: Family>(
     proto: u8,
-    src: u32,
-    dst: u32,
+    src: A,
+    dst: A,
     sport: u16,
     dport: u16,
     flags: u8,
@@ -553,7 +546,7 @@ pub fn l4(
             t.extend_from_slice(&[0x50, flags, 0xff, 0xff]);
             t.extend_from_slice(&[0, 0, 0, 0]);
             t.extend_from_slice(&body);
-            let c = pseudo_sum(src, dst, TCP, &t);
+            let c = A::l4_sum(src, dst, TCP, &t);
             t[16..18].copy_from_slice(&c.to_be_bytes());
             t
         }
@@ -564,9 +557,10 @@ pub fn l4(
             u.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
             u.extend_from_slice(&[0, 0]);
             u.extend_from_slice(&body);
-            // Every eleventh datagram goes without a checksum (0: none).
+            // Every eleventh datagram goes without a checksum (0: none; IPv6 forbids
+            // it, and the NAT leaves it as it is all the same).
             if !len.is_multiple_of(11) {
-                let c = pseudo_sum(src, dst, UDP, &u);
+                let c = A::l4_sum(src, dst, UDP, &u);
                 u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
             }
             u
@@ -577,18 +571,36 @@ pub fn l4(
             m.extend_from_slice(&sport.to_be_bytes());
             m.extend_from_slice(&7u16.to_be_bytes());
             m.extend_from_slice(&body);
-            let c = checksum(&m);
+            let c = A::l4_sum(src, dst, A::ICMP, &m);
             m[2..4].copy_from_slice(&c.to_be_bytes());
             m
         }
     }
 }
 
-/// The frames of one datagram, cut as `frag` says (an IP identifier of its own).
-pub fn datagram(src: u32, dst: u32, proto: u8, id: u16, l4: &[u8], frag: Frag) -> Vec<Vec<u8>> {
+/// An ICMP message `(type, code)` with four more header bytes `rest`, then `body`,
+/// with its checksum.
+fn icmp<A: Family>(src: A, dst: A, kind: (u8, u8), rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind.0, kind.1, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(body);
+    let c = A::l4_sum(src, dst, A::ICMP, &m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// The frames of one datagram, cut as `frag` says (an identifier of its own).
+pub fn datagram<A: Family>(
+    src: A,
+    dst: A,
+    proto: u8,
+    id: u32,
+    l4: &[u8],
+    frag: Frag,
+) -> Vec<Vec<u8>> {
     let head = match proto {
         TCP => 20,
-        UDP | ICMP => 8,
+        p if p == UDP || p == A::ICMP => 8,
         _ => 0,
     };
     let cut = |n: u8| (head + 8 * (1 + n as usize)).div_ceil(8) * 8;
@@ -598,11 +610,11 @@ pub fn datagram(src: u32, dst: u32, proto: u8, id: u16, l4: &[u8], frag: Frag) -
             // Too short to cut with the header whole: one fragment would not do.
             return None;
         }
-        let first = frame(&ipv4(src, dst, proto, id, 0x2000, &l4[..at]));
-        let rest = frame(&ipv4(src, dst, proto, id, (at / 8) as u16, &l4[at..]));
+        let first = frame::<A>(&A::ip(src, dst, proto, id, 0x2000, &l4[..at]));
+        let rest = frame::<A>(&A::ip(src, dst, proto, id, (at / 8) as u16, &l4[at..]));
         Some((first, rest))
     };
-    let whole = || vec![frame(&ipv4(src, dst, proto, id, 0x4000, l4))];
+    let whole = || vec![frame::<A>(&A::ip(src, dst, proto, id, 0x4000, l4))];
     match frag {
         Frag::Whole => whole(),
         Frag::InOrder(n) => split(n).map(|(a, b)| vec![a, b]).unwrap_or_else(whole),
@@ -654,15 +666,16 @@ fn next_segment(state: u8, pick: u8) -> (bool, u8) {
     choices[pick as usize % choices.len()]
 }
 
-/// The IPv4 packet (no Ethernet) a tracked flow's packet becomes, ready to be quoted.
-fn translated(model: &Model, flow: usize, dir: Dir, len: u8) -> (u32, u32, Vec<u8>) {
+/// What a tracked flow's packet becomes, ready to be quoted: its addresses, protocol
+/// and L4 message.
+fn translated<A: Family>(model: &Model<A>, flow: usize, dir: Dir, len: u8) -> (A, A, u8, Vec<u8>) {
     let f = &model.flows[flow];
     let t = f.to_of(dir);
     let proto = f.key.proto;
     let flags = match (proto, dir) {
         (TCP, _) => 0x18,
-        (ICMP, Dir::Opener) => wire::ECHO_REQUEST,
-        (ICMP, Dir::Reply) => wire::ECHO_REPLY,
+        (p, Dir::Opener) if p == A::ICMP => A::ECHO_REQUEST,
+        (p, Dir::Reply) if p == A::ICMP => A::ECHO_REPLY,
         _ => 0,
     };
     let m = l4(
@@ -675,17 +688,18 @@ fn translated(model: &Model, flow: usize, dir: Dir, len: u8) -> (u32, u32, Vec<u
         len,
         dir == Dir::Reply,
     );
-    (
-        t.saddr,
-        t.daddr,
-        ipv4(t.saddr, t.daddr, proto, 0x5151, 0x4000, &m),
-    )
+    (t.saddr, t.daddr, proto, m)
 }
 
 /// The frames of step `s` against the model's flows now, with where each enters. Empty
 /// when the step refers to flows and there are none.
-pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec<(Route, Vec<u8>)> {
-    let route_of = |src: u32| {
+pub fn frames<A: Family>(
+    s: &Step,
+    model: &Model<A>,
+    published: &[Mapping<A>],
+    fast: bool,
+) -> Vec<(Route, Vec<u8>)> {
+    let route_of = |src: A| {
         if model.cfg.in_subnet(src) {
             Route::FromCtr
         } else {
@@ -703,7 +717,7 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
             frag,
             len,
         } => {
-            let (src, dst) = (src.get(fast), dst.get(fast));
+            let (src, dst) = (src.get::<A>(fast), dst.get::<A>(fast));
             let dport = match *dport {
                 Port::Fixed(p) => p,
                 Port::Published(i, k) => match published.get(i % published.len().max(1)) {
@@ -711,13 +725,13 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
                     None => 80,
                 },
             };
-            let (sport, dport) = if *proto == ICMP {
+            let (sport, dport) = if *proto == A::ICMP {
                 (*sport, *sport)
             } else {
                 (*sport, dport)
             };
             let m = l4(*proto, src, dst, sport, dport, *flags, *len, false);
-            let id = sport ^ dport ^ (*len as u16);
+            let id = (sport ^ dport ^ (*len as u16)) as u32;
             datagram(src, dst, *proto, id, &m, *frag)
                 .into_iter()
                 .map(|f| (route_of(src), f))
@@ -744,14 +758,14 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
             let k = f.key_of(dir);
             let flags = match (k.proto, dir) {
                 (TCP, _) => flags,
-                (ICMP, Dir::Opener) => wire::ECHO_REQUEST,
-                (ICMP, Dir::Reply) => wire::ECHO_REPLY,
+                (p, Dir::Opener) if p == A::ICMP => A::ECHO_REQUEST,
+                (p, Dir::Reply) if p == A::ICMP => A::ECHO_REPLY,
                 _ => 0,
             };
             let m = l4(
                 k.proto, k.saddr, k.daddr, k.sport, k.dport, flags, *len, reply,
             );
-            let id = k.sport.wrapping_add(*len as u16);
+            let id = k.sport.wrapping_add(*len as u16) as u32;
             datagram(k.saddr, k.daddr, k.proto, id, &m, *frag)
                 .into_iter()
                 .map(|f| (route_of(k.saddr), f))
@@ -768,46 +782,72 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
                 return Vec::new();
             }
             let dir = if *reply { Dir::Reply } else { Dir::Opener };
-            let (ts, td, sent) = translated(model, flow % model.flows.len(), dir, 40);
-            let ihl = 20;
+            let (ts, td, proto, m) = translated(model, flow % model.flows.len(), dir, 40);
+            let sent = A::ip(ts, td, proto, 0x5151, 0x4000, &m);
+            let ihl = A::HDR;
             let mut q = match *quote {
                 Quote::Full => sent.clone(),
                 Quote::L4(n) => sent[..(ihl + n as usize).min(sent.len())].to_vec(),
-                Quote::Ip(n) => sent[..n as usize].to_vec(),
+                Quote::Ip(n) => sent[..(n as usize * ihl / 20).min(sent.len())].to_vec(),
                 Quote::Nested => {
                     let inner = &sent[..(ihl + 8).min(sent.len())];
-                    let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
-                    m.extend_from_slice(inner);
-                    let c = checksum(&m);
-                    m[2..4].copy_from_slice(&c.to_be_bytes());
-                    ipv4(td, ts, ICMP, 1, 0, &m)
+                    let unreach = if A::V6 { (1, 4) } else { (3, 3) };
+                    let m = icmp(td, ts, unreach, [0; 4], inner);
+                    A::ip(td, ts, A::ICMP, 1, 0, &m)
                 }
                 Quote::BadVersion => {
                     let mut q = sent.clone();
-                    q[0] = 0x65;
+                    q[0] ^= 0x20;
                     q
                 }
-                Quote::LaterFragment => {
-                    let mut q = sent.clone();
-                    q[6] = 0;
-                    q[7] = 0x10;
-                    q
-                }
+                // A fragment after the first: IPv4's offset field, IPv6's fragment
+                // header.
+                Quote::LaterFragment => A::ip(ts, td, proto, 0x5151, 0x0010, &m),
             };
-            if let Quote::Nested = quote {
+            if let Quote::Nested | Quote::LaterFragment = quote {
             } else {
                 q.truncate(q.len().min(sent.len()));
             }
-            let mut m = vec![kind.0, kind.1, 0, 0, 0, 0, 0, 0];
-            m.extend_from_slice(&q);
-            let c = checksum(&m);
-            m[2..4].copy_from_slice(&c.to_be_bytes());
             let from_ctr = model.cfg.in_subnet(td);
-            let src = if *router && !from_ctr { WAN } else { td };
+            let src = if *router && !from_ctr { A::WAN } else { td };
+            // Packet too big says the MTU.
+            let rest = if A::V6 && kind.0 == 2 {
+                1280u32.to_be_bytes()
+            } else {
+                [0; 4]
+            };
+            let m = icmp(src, ts, *kind, rest, &q);
             vec![(
                 route_of(if from_ctr { td } else { src }),
-                frame(&ipv4(src, ts, ICMP, 9, 0, &m)),
+                frame::<A>(&A::ip(src, ts, A::ICMP, 9, 0, &m)),
             )]
+        }
+        Step::Ndp { kind, src, target } => {
+            if !A::V6 {
+                return Vec::new();
+            }
+            let (src, target) = (src.get::<A>(false), target.get::<A>(false));
+            // Solicitations to the target's solicited-node group, the rest to all nodes.
+            let dst = if *kind == 135 {
+                A::read(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2], 0)
+            } else {
+                A::read(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 0)
+            };
+            let body = if matches!(kind, 135..=137) {
+                target.bytes()
+            } else {
+                Vec::new()
+            };
+            let mut ip = A::ip(
+                src,
+                dst,
+                A::ICMP,
+                0,
+                0,
+                &icmp(src, dst, (*kind, 0), [0; 4], &body),
+            );
+            ip[7] = 255;
+            vec![(Route::FromCtr, frame::<A>(&ip))]
         }
         Step::Mutated {
             base,
@@ -817,7 +857,7 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
             let mut out = frames(base, model, published, fast);
             for (route, f) in &mut out {
                 for m in mutations {
-                    mutate(f, *m);
+                    mutate::<A>(f, *m);
                 }
                 *route = match hook {
                     HookSel::Natural => *route,
@@ -828,7 +868,7 @@ pub fn frames(s: &Step, model: &Model, published: &[Mapping], fast: bool) -> Vec
         }
         Step::Bytes { hook, bytes } => {
             let route = match hook {
-                HookSel::Natural => wire::saddr_of(bytes)
+                HookSel::Natural => wire::saddr_of::<A>(bytes)
                     .map(route_of)
                     .unwrap_or(Route::FromOutside),
                 h => Route::Hook(hook_of(*h, fast)),
@@ -861,23 +901,28 @@ fn fix_ip(f: &mut [u8]) {
     }
     f[24] = 0;
     f[25] = 0;
-    let c = checksum(&f[14..14 + ihl]);
+    let c = netlab_tests::packet::checksum(&f[14..14 + ihl]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Recomputes the TCP checksum of a frame that parses.
-fn fix_tcp(f: &mut [u8]) {
-    let Ok(Some(p)) = wire::parse(f) else { return };
+fn fix_tcp<A: Family>(f: &mut [u8]) {
+    let Ok(Some(p)) = wire::parse::<A>(f) else {
+        return;
+    };
     if p.proto != TCP || p.kind != wire::Kind::Flow {
         return;
     }
     f[p.l4 + 16] = 0;
     f[p.l4 + 17] = 0;
-    let c = pseudo_sum(p.saddr, p.daddr, TCP, &f[p.l4..p.end]);
+    let c = A::l4_sum(p.saddr, p.daddr, TCP, &f[p.l4..p.end]);
     f[p.l4 + 16..p.l4 + 18].copy_from_slice(&c.to_be_bytes());
 }
 
-pub fn mutate(f: &mut Vec<u8>, m: Mutation) {
+pub fn mutate<A: Family>(f: &mut Vec<u8>, m: Mutation) {
+    if A::V6 {
+        return mutate6::<A>(f, m);
+    }
     let ip = f.len() >= 34 && f[12..14] == [0x08, 0x00];
     match m {
         Mutation::Ihl(n) if ip => {
@@ -910,31 +955,86 @@ pub fn mutate(f: &mut Vec<u8>, m: Mutation) {
             f[16..18].copy_from_slice(&tot.to_be_bytes());
             fix_ip(f);
         }
+        Mutation::FragOff(v) if ip => {
+            f[20..22].copy_from_slice(&v.to_be_bytes());
+            fix_ip(f);
+        }
+        _ => mutate_any::<A>(f, m),
+    }
+}
+
+/// IPv6's mutations: IPv4's, with the next-header byte for the IHL, extension headers
+/// for the options and a fragment header for the fragment bits.
+fn mutate6<A: Family>(f: &mut Vec<u8>, m: Mutation) {
+    let ip = f.len() >= 54 && f[12..14] == [0x86, 0xdd];
+    match m {
+        Mutation::Ihl(n) if ip => {
+            f[20] = [0u8, 43, 44, 60, 6, 17, 58, 59, 50][n as usize % 9];
+        }
+        Mutation::Options(n, b) if ip => {
+            // Up to five headers, each of eight bytes: hop-by-hop, destination options,
+            // routing (with segments left, when `b` says), as `b`'s bits pick.
+            for k in 0..(n as usize % 6).max(1) {
+                let kind =
+                    [wire6::HOPOPTS, wire6::DSTOPTS, wire6::ROUTING][(b as usize >> (2 * k)) % 3];
+                let h = if kind == wire6::ROUTING {
+                    // Type 4 (segment routing), segments left 0 or 1.
+                    [f[20], 0, 4, b & 1, 0, 0, 0, 0]
+                } else {
+                    // A PadN option of four bytes.
+                    [f[20], 0, 1, 4, 0, 0, 0, 0]
+                };
+                insert_ext(f, h);
+                f[20] = kind;
+            }
+        }
+        Mutation::Version(v) if ip => f[14] = (f[14] & 0x0f) | (v << 4),
+        Mutation::TotLen(d) if ip => {
+            let len = u16::from_be_bytes([f[18], f[19]]).wrapping_add(d as u16);
+            f[18..20].copy_from_slice(&len.to_be_bytes());
+        }
+        Mutation::FragOff(v) if ip => {
+            let off_m = ((v & 0x1fff) << 3) | u16::from(v & 0x2000 != 0);
+            let [a, b] = off_m.to_be_bytes();
+            insert_ext(f, [f[20], 0, a, b, 0, 0, 0x51, v as u8]);
+            f[20] = wire6::FRAGMENT;
+        }
+        _ => mutate_any::<A>(f, m),
+    }
+}
+
+/// Puts an eight-byte extension header right after the fixed IPv6 header (the caller
+/// links it into the chain).
+fn insert_ext(f: &mut Vec<u8>, h: [u8; 8]) {
+    f.splice(54..54, h);
+    let len = u16::from_be_bytes([f[18], f[19]]).wrapping_add(8);
+    f[18..20].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The mutations both families share.
+fn mutate_any<A: Family>(f: &mut Vec<u8>, m: Mutation) {
+    match m {
         Mutation::Cut(n) => {
             let keep = f.len().saturating_sub(n as usize).max(14);
             f.truncate(keep);
         }
         Mutation::Pad(n, b) => f.extend(std::iter::repeat_n(b, n as usize)),
-        Mutation::FragOff(v) if ip => {
-            f[20..22].copy_from_slice(&v.to_be_bytes());
-            fix_ip(f);
-        }
         Mutation::Doff(n) => {
-            if let Ok(Some(p)) = wire::parse(f)
+            if let Ok(Some(p)) = wire::parse::<A>(f)
                 && p.proto == TCP
                 && p.kind == wire::Kind::Flow
             {
                 f[p.l4 + 12] = (n << 4) | (f[p.l4 + 12] & 0x0f);
-                fix_tcp(f);
+                fix_tcp::<A>(f);
             }
         }
         Mutation::Flags(b) => {
-            if let Ok(Some(p)) = wire::parse(f)
+            if let Ok(Some(p)) = wire::parse::<A>(f)
                 && p.proto == TCP
                 && p.kind == wire::Kind::Flow
             {
                 f[p.l4 + 13] = b;
-                fix_tcp(f);
+                fix_tcp::<A>(f);
             }
         }
         Mutation::Ethertype(t) => f[12..14].copy_from_slice(&t.to_be_bytes()),

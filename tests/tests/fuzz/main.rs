@@ -10,64 +10,70 @@
 //! lookups see the lab's links and neighbours; each case has the fast path on (frames
 //! forwarded are redirected with the next hop's MACs and the TTL one less) or off. The
 //! object is loaded once per worker (one per CPU) and its maps emptied between cases.
-//! 10,000 cases, or `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`).
+//! Each family has its cases: IPv4 in an IPv4 lab, IPv6 in a dual-stack one (the IPv4
+//! programs hand IPv6 frames to the IPv6 ones, as attached). 10,000 cases of each, or
+//! `NETLAB_FUZZ_CASES` (`cargo xtask fuzz`).
 
 mod bpf;
 mod cases;
+mod family;
 
 use std::{
     cell::RefCell,
     collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Instant,
 };
 
+use netlab::datapath::ebpf::addr6;
+use netlab_common::addr::Addr6;
+
 use netlab_common::{
-    config::{Config, FLAG_FAST_PATH},
+    config::{Config, FLAG_FAST_PATH, FLAG_IPV6},
     conntrack::{CtEntry, CtKey},
     conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
     frag::{FragKey, FragNat},
-    maps as names,
 };
 use netlab_tests::model::{
-    FastPath, Hook, Model, NatConfig, TC_ACT_SHOT, TC_ACT_UNSPEC,
-    flows::Key,
-    wire::{self, ICMP},
+    FastPath, Hook, Model, NatConfig, TC_ACT_SHOT, TC_ACT_UNSPEC, flows::Key, wire,
 };
 use netlab_tests::{Lab, in_ns, link_of};
 use proptest::test_runner::{Config as Proptest, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use bpf::{Bpf, expected};
 use cases::{Case, Route, Step};
+use family::Family;
 
 /// Steps in one case, at most.
 const MAX_STEPS: usize = 40;
 
-struct Runner {
-    bpf: Bpf,
-    model: Model,
+struct Runner<A: Family> {
+    bpf: Bpf<A>,
+    model: Model<A>,
     /// The lab's fast path, for the cases that have it on.
-    fast: FastPath,
+    fast: FastPath<A>,
     /// Frames checked, over every case.
     frames: u64,
     /// The lab host's uplink (ifindex), where the uplink's programs see frames.
     uplink: u32,
 }
 
-fn nat_config(case: &Case, fast: Option<&FastPath>) -> NatConfig {
+fn nat_config<A: Family>(case: &Case<A>, fast: Option<&FastPath<A>>) -> NatConfig<A> {
     NatConfig {
-        uplink: cases::UPLINK,
+        uplink: A::UPLINK,
         uplink_mac: cases::ETH_HDR[..6].try_into().expect("a MAC"),
-        bridge: cases::BRIDGE,
-        subnet: 0xac12_0000,
-        mask: 0xffff_0000,
+        bridge: A::BRIDGE,
+        subnet: A::SUBNET.0,
+        mask: A::SUBNET.1,
         port_min: case.nat.0,
         port_max: case.nat.1,
         published: case.published.clone(),
         fast: fast.filter(|_| case.fast).cloned(),
+        subnet4: <u32 as Family>::SUBNET.0,
     }
 }
 
-fn datapath_config(case: &Case, base: &Config) -> Config {
+fn datapath_config<A>(case: &Case<A>, base: &Config) -> Config {
     Config {
         nat_port_min: case.nat.0,
         nat_port_max: case.nat.1,
@@ -78,13 +84,17 @@ fn datapath_config(case: &Case, base: &Config) -> Config {
         tcp_close_secs: 3_600,
         udp_secs: 3_600,
         icmp_secs: 3_600,
-        flags: if case.fast { base.flags } else { 0 },
+        flags: if case.fast {
+            base.flags
+        } else {
+            base.flags & !FLAG_FAST_PATH
+        },
         ..*base
     }
 }
 
-impl Runner {
-    fn run_case(&mut self, case: &Case, base: &Config) -> Result<(), String> {
+impl<A: Family> Runner<A> {
+    fn run_case(&mut self, case: &Case<A>, base: &Config) -> Result<(), String> {
         self.bpf.reset(datapath_config(case, base), &case.published);
         self.model.reset(nat_config(case, Some(&self.fast)));
         for (n, step) in case.steps.iter().enumerate() {
@@ -115,7 +125,7 @@ impl Runner {
                 let mut f = frame;
                 if let Some(fast) = &self.model.cfg.fast {
                     // A container sends to another at its MAC.
-                    if let Ok(Some(p)) = wire::parse(&f)
+                    if let Ok(Some(p)) = wire::parse::<A>(&f)
                         && let Some(e) = fast.endpoints.iter().find(|e| e.0 == p.daddr)
                     {
                         f[..6].copy_from_slice(&e.1);
@@ -131,10 +141,14 @@ impl Runner {
                     return Ok(());
                 }
                 // Routed out of the lab by the host, unless it is for the host or the
-                // bridge.
+                // bridge, or never forwarded.
                 let cfg = &self.model.cfg;
-                match wire::parse(&out) {
-                    Ok(Some(p)) if !cfg.in_subnet(p.daddr) && !cfg.is_host(p.daddr) => {
+                match wire::parse::<A>(&out) {
+                    Ok(Some(p))
+                        if !(cfg.in_subnet(p.daddr)
+                            || cfg.is_host(p.daddr)
+                            || (A::V6 && p.daddr.never_forwarded())) =>
+                    {
                         self.feed(Hook::UplinkEgress, &out).map(|_| ())
                     }
                     _ => Ok(()),
@@ -158,7 +172,18 @@ impl Runner {
             to_bridge[..6].copy_from_slice(&fast.bridge_mac);
             frame = &to_bridge;
         }
-        let sender = self.model.cfg.sender(frame);
+        if A::V6 && wire::is_family::<u32>(frame) {
+            // The IPv4 programs' in a dual-stack lab, which IPv6 cases do not model.
+            *self
+                .model
+                .tally
+                .entry("not run: IPv4 in an IPv6 case".into())
+                .or_default() += 1;
+            return Ok((TC_ACT_SHOT, Vec::new()));
+        }
+        let (addr, mac) = self.model.cfg.sender(frame);
+        let (v4, v6) = source_addrs(&self.model.cfg, addr);
+        let sender = (v4, v6, mac);
         let (verdict, out) = match self.bpf.run(hook, frame, self.uplink, sender) {
             Ok(r) => r,
             // BPF_PROG_TEST_RUN wants the network header of the frame's ethertype
@@ -188,16 +213,16 @@ impl Runner {
     }
 
     /// The datapath's tables hold exactly the model's flows and fragments; returns them.
-    fn check_tables(&self) -> Result<Tables, String> {
+    fn check_tables(&self) -> Result<Tables<A>, String> {
         let (ct, pending) = self.model.tables();
         let tables = Tables {
-            ct: self.bpf.table(names::CT),
-            pending: self.bpf.table(names::CT_PENDING),
+            ct: self.bpf.table(A::CT),
+            pending: self.bpf.table(A::CT_PENDING),
             frags: self.bpf.frags(),
         };
         for (name, got, want) in [
-            (names::CT, &tables.ct, ct),
-            (names::CT_PENDING, &tables.pending, pending),
+            (A::CT, &tables.ct, ct),
+            (A::CT_PENDING, &tables.pending, pending),
         ] {
             let want = expected(want);
             if *got != want {
@@ -220,7 +245,13 @@ impl Runner {
                 ));
             }
         }
-        let want: HashMap<_, _> = self.model.frag_table().into_iter().collect();
+        // IPv6 fragments are not translated: FRAGS holds IPv4's only.
+        let want: HashMap<FragKey, FragNat> = self
+            .model
+            .frag_table()
+            .into_iter()
+            .map(|(k, v)| frag_entry(k, v))
+            .collect();
         if tables.frags != want {
             return Err(format!(
                 "FRAGS differs: got {:?}, want {want:?}",
@@ -231,16 +262,57 @@ impl Runner {
     }
 }
 
+/// A container's addresses as its `SOURCES` entry holds them: IPv4 (host order) and
+/// IPv6. In an IPv6 case, its IPv4 address is the one with the same host part.
+fn source_addrs<A: Family>(cfg: &NatConfig<A>, addr: A) -> (u32, Addr6) {
+    let b = addr.bytes();
+    if A::V6 {
+        let a = Ipv6Addr::from(<[u8; 16]>::try_from(b).expect("16 bytes"));
+        (cfg.subnet4 | u32::from(a.segments()[7]), addr6(a))
+    } else {
+        (u32::from_be_bytes(b.try_into().expect("4 bytes")), [0; 4])
+    }
+}
+
 /// The datapath's tables after a frame.
-struct Tables {
-    ct: HashMap<CtKey, CtEntry>,
-    pending: HashMap<CtKey, CtEntry>,
+struct Tables<A: Family> {
+    ct: HashMap<CtKey<A::Raw>, CtEntry<A::Raw>>,
+    pending: HashMap<CtKey<A::Raw>, CtEntry<A::Raw>>,
     frags: HashMap<FragKey, FragNat>,
+}
+
+/// A model's fragment as `FRAGS` holds it (IPv4's).
+fn frag_entry<A: Family>(
+    (zone, s, d, id, proto): netlab_tests::model::FragTuple<A>,
+    (ts, td): (A, A),
+) -> (FragKey, FragNat) {
+    let v4 = |a: A| u32::from_be_bytes(a.bytes().try_into().expect("IPv4 fragments only"));
+    (
+        FragKey {
+            saddr: v4(s).to_be(),
+            daddr: v4(d).to_be(),
+            id: (id as u16).to_be(),
+            proto,
+            zone,
+        },
+        FragNat {
+            saddr: v4(ts).to_be(),
+            daddr: v4(td).to_be(),
+            // The model keeps no time: the datapath's is left out of the comparison.
+            seen: 0,
+        },
+    )
 }
 
 /// A translated frame went where an entry of the datapath's own tables says: its flow's
 /// entry, its first fragment's, or the flow its ICMP error quotes.
-fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> Result<(), String> {
+fn check_held<A: Family>(
+    t: &Tables<A>,
+    hook: Hook,
+    input: &[u8],
+    out: &[u8],
+    label: &str,
+) -> Result<(), String> {
     if label == "passed" || label.starts_with("dropped") || label.starts_with("switched") {
         return Ok(());
     }
@@ -249,19 +321,14 @@ fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> 
     } else {
         ZONE_FROM_CTR
     };
-    let p = wire::parse(input).unwrap().unwrap();
-    let q = wire::parse(out).unwrap().unwrap();
+    let p = wire::parse::<A>(input).unwrap().unwrap();
+    let q = wire::parse::<A>(out).unwrap().unwrap();
     if label == "fragment" {
-        let key = FragKey {
-            saddr: p.saddr.to_be(),
-            daddr: p.daddr.to_be(),
-            id: p.id.to_be(),
-            proto: p.proto,
-            zone,
-        };
+        let (key, nat) =
+            frag_entry::<A>((zone, p.saddr, p.daddr, p.id, p.proto), (q.saddr, q.daddr));
         let held = t.frags.get(&key).copied();
         return match held {
-            Some(n) if (n.saddr, n.daddr) == (q.saddr.to_be(), q.daddr.to_be()) => Ok(()),
+            Some(n) if (n.saddr, n.daddr) == (nat.saddr, nat.daddr) => Ok(()),
             _ => Err(format!(
                 "fragment translated to {:?} but FRAGS holds {held:?}",
                 (q.saddr, q.daddr)
@@ -269,12 +336,12 @@ fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> 
         };
     }
     // The tuple the datapath's entry for `key` rewrites to, whichever table.
-    let held = |key: Key| {
+    let held = |key: Key<A>| {
         let raw = key.raw();
         t.ct.get(&raw).or(t.pending.get(&raw)).map(|e| {
             (
-                u32::from_be(e.saddr),
-                u32::from_be(e.daddr),
+                A::from_raw(e.saddr),
+                A::from_raw(e.daddr),
                 u16::from_be(e.sport),
                 u16::from_be(e.dport),
             )
@@ -282,8 +349,8 @@ fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> 
     };
     if label == "icmp error" {
         let (qi, qo) = (
-            wire::quoted(input, &p).unwrap().unwrap(),
-            wire::quoted(out, &q).unwrap().unwrap(),
+            wire::quoted::<A>(input, &p).unwrap().unwrap(),
+            wire::quoted::<A>(out, &q).unwrap().unwrap(),
         );
         let key = Key {
             zone,
@@ -313,7 +380,7 @@ fn check_held(t: &Tables, hook: Hook, input: &[u8], out: &[u8], label: &str) -> 
         q.saddr,
         q.daddr,
         q.sport,
-        if q.proto == ICMP { q.sport } else { q.dport },
+        if q.proto == A::ICMP { q.sport } else { q.dport },
     );
     match held(key) {
         Some(t) if t == got => Ok(()),
@@ -340,17 +407,17 @@ fn case_count(default: u32) -> u32 {
 }
 
 /// What the fast path needs to know of the sandbox lab the cases run in.
-struct World {
+struct World<A> {
     /// The datapath's configuration with the fast path on.
     base: Config,
-    fast: FastPath,
+    fast: FastPath<A>,
     /// Containers: address, host-end veth ifindex, MAC.
-    endpoints: Vec<(u32, u32, [u8; 6])>,
+    endpoints: Vec<(A, u32, [u8; 6])>,
 }
 
 /// The lab's links and containers `a` and `b`, with wan's MAC a permanent neighbour
 /// of the lab host (so that `bpf_fib_lookup` always resolves the gateway).
-fn world(lab: &Lab) -> World {
+fn world<A: Family>(lab: &Lab) -> World<A> {
     let state = lab.state();
     let host = lab.ns("host");
     // The uplink takes the MAC the cases' frames are addressed to, so that a frame run
@@ -367,13 +434,18 @@ fn world(lab: &Lab) -> World {
     let (bridge, bridge_mac) = link_of(&host, &state.bridge);
     let (_, wan_mac) = link_of(&lab.ns("wan"), "wan0");
     let mac = wan_mac.map(|b| format!("{b:02x}")).join(":");
+    let gateway = if A::V6 {
+        Ipv6Addr::from(<[u8; 16]>::try_from(A::WAN.bytes()).unwrap()).to_string()
+    } else {
+        Ipv4Addr::from(<[u8; 4]>::try_from(A::WAN.bytes()).unwrap()).to_string()
+    };
     lab.exec_ok(
         "host",
         &[
             "ip",
             "neigh",
             "replace",
-            "198.51.100.1",
+            &gateway,
             "lladdr",
             &mac,
             "dev",
@@ -382,39 +454,54 @@ fn world(lab: &Lab) -> World {
             "permanent",
         ],
     );
-    let endpoints: Vec<(u32, u32, [u8; 6])> = ["a", "b"]
+    let endpoints: Vec<(A, u32, [u8; 6])> = ["a", "b"]
         .iter()
         .map(|name| {
             let c = state.container(name).unwrap();
             let (veth, _) = link_of(&host, c.veth.as_ref().unwrap());
             let mac = netlab::datapath::ebpf::parse_mac(c.mac.as_ref().unwrap()).unwrap();
-            (u32::from(c.ip.unwrap()), veth, mac)
+            let ip = if A::V6 {
+                IpAddr::V6(state.container_ip6(c).expect("an IPv6 address"))
+            } else {
+                IpAddr::V4(c.ip.unwrap())
+            };
+            (addr_of::<A>(ip), veth, mac)
         })
         .collect();
     assert_eq!(
         endpoints.iter().map(|e| e.0).collect::<Vec<_>>(),
-        [cases::CTR, cases::CTR2],
+        [A::CTR, A::CTR2],
         "the cases' containers"
     );
+    let ipv6 = if A::V6 { FLAG_IPV6 } else { 0 };
     World {
         base: Config {
             uplink_ifindex: uplink,
             bridge_ifindex: bridge,
             bridge_mac,
-            flags: FLAG_FAST_PATH,
+            flags: FLAG_FAST_PATH | ipv6,
             ..base_config()
         },
         fast: FastPath {
             uplink_mac,
             bridge_mac,
-            gateway: cases::WAN,
+            gateway: A::WAN,
             gateway_mac: wan_mac,
-            uplink_net: 0xc633_6400,
-            uplink_mask: 0xffff_ff00,
+            uplink_net: A::UPLINK_NET.0,
+            uplink_mask: A::UPLINK_NET.1,
             endpoints: endpoints.iter().map(|e| (e.0, e.2)).collect(),
         },
         endpoints,
     }
+}
+
+/// An address of family `A`.
+fn addr_of<A: Family>(ip: IpAddr) -> A {
+    let b = match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    A::read(&b, 0)
 }
 
 /// What one worker saw.
@@ -425,14 +512,14 @@ struct Seen {
 }
 
 /// Runs `n` cases on a datapath object of its own, in the current namespace.
-fn work(n: u32, w: &World) -> Seen {
+fn work<A: Family>(n: u32, w: &World<A>) -> Seen {
     let bpf = Bpf::new(
-        datapath_config(&cases::Case::default(), &w.base),
+        datapath_config(&cases::Case::<A>::default(), &w.base),
         &w.endpoints,
     );
     let runner = RefCell::new(Runner {
         bpf,
-        model: Model::new(nat_config(&cases::Case::default(), None)),
+        model: Model::new(nat_config(&cases::Case::<A>::default(), None)),
         fast: w.fast.clone(),
         frames: 0,
         uplink: w.base.uplink_ifindex,
@@ -447,7 +534,7 @@ fn work(n: u32, w: &World) -> Seen {
     };
     let mut proptest =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::XorShift, &seed()));
-    let result = proptest.run(&cases::case(MAX_STEPS), |case| {
+    let result = proptest.run(&cases::case::<A>(MAX_STEPS), |case| {
         runner
             .borrow_mut()
             .run_case(&case, &w.base)
@@ -461,15 +548,15 @@ fn work(n: u32, w: &World) -> Seen {
     }
 }
 
-/// Runs `n` cases, on as many workers as there are CPUs when there are many, inside a
-/// sandbox lab's host namespace (where the fast path's route lookups see the lab), and
-/// prints what they saw.
-fn fuzz(n: u32) {
+/// Runs `n` cases of family `A`, on as many workers as there are CPUs when there are
+/// many, inside a sandbox lab's host namespace (where the fast path's route lookups see
+/// the lab), and prints what they saw.
+fn fuzz<A: Family>(n: u32) {
     let start = Instant::now();
-    let lab = Lab::sandbox(&[]);
+    let lab = Lab::sandbox(if A::V6 { &["--ipv6"] } else { &[] });
     lab.ok(&["run", "a"]);
     lab.ok(&["run", "b"]);
-    let w = world(&lab);
+    let w = world::<A>(&lab);
     let host = lab.ns("host");
     let workers = if n < 1_000 {
         1
@@ -498,6 +585,7 @@ fn fuzz(n: u32) {
     let failures: Vec<&String> = seen.iter().filter_map(|s| s.failure.as_ref()).collect();
     let frames = seen.iter().map(|s| s.frames).sum();
     report(
+        A::NAME,
         n,
         frames,
         failures.len() as u32,
@@ -527,21 +615,34 @@ fn seed() -> [u8; 16] {
     s
 }
 
-fn report(cases: u32, frames: u64, mismatches: u32, tally: &BTreeMap<String, u64>, secs: f64) {
+fn report(
+    family: &str,
+    cases: u32,
+    frames: u64,
+    mismatches: u32,
+    tally: &BTreeMap<String, u64>,
+    secs: f64,
+) {
     println!(
-        "fuzz: {cases} cases, {frames} frames checked against the model in {secs:.0} s, {mismatches} mismatches"
+        "fuzz: {cases} {family} cases, {frames} frames checked against the model in {secs:.0} s, {mismatches} mismatches"
     );
     for (outcome, n) in tally {
         println!("  {outcome:<34} {n:>12}");
     }
 }
 
+/// A dual-stack lab's addresses (the IPv6 ones unused without `FLAG_IPV6`).
 fn base_config() -> Config {
+    let v6 = |a: u128| addr6(Ipv6Addr::from(a));
     Config {
-        uplink_addr: cases::UPLINK.to_be(),
-        bridge_addr: cases::BRIDGE.to_be(),
-        subnet: 0xac12_0000u32.to_be(),
-        subnet_mask: 0xffff_0000u32.to_be(),
+        uplink_addr: <u32 as Family>::UPLINK.to_be(),
+        bridge_addr: <u32 as Family>::BRIDGE.to_be(),
+        subnet: <u32 as Family>::SUBNET.0.to_be(),
+        subnet_mask: <u32 as Family>::SUBNET.1.to_be(),
+        uplink_addr6: v6(<u128 as Family>::UPLINK),
+        bridge_addr6: v6(<u128 as Family>::BRIDGE),
+        subnet6: v6(<u128 as Family>::SUBNET.0),
+        subnet6_mask: v6(<u128 as Family>::SUBNET.1),
         ..Config::default()
     }
 }
@@ -550,7 +651,14 @@ fn base_config() -> Config {
 /// runs it with more cases.
 #[test]
 fn the_datapath_does_what_the_model_says() {
-    fuzz(case_count(10_000));
+    fuzz::<u32>(case_count(10_000));
+}
+
+/// IPv6 in a dual-stack lab: NAT66, ICMPv6 errors, extension headers, fragments,
+/// neighbour discovery at a container's veth.
+#[test]
+fn the_ipv6_datapath_does_what_the_model_says() {
+    fuzz::<u128>(case_count(10_000));
 }
 
 /// Found by a random run: a new masqueraded flow whose every NAT port's reply tuple is
@@ -564,7 +672,7 @@ fn a_withdrawn_pending_flows_nat_port_is_reclaimed() {
     let lab = Lab::sandbox(&[]);
     lab.ok(&["run", "a"]);
     lab.ok(&["run", "b"]);
-    let w = world(&lab);
+    let w = world::<u32>(&lab);
     let mut steps: Vec<Step> = (0..10u16)
         .map(|k| Step::Open {
             src: Addr::Pool(7),
@@ -592,11 +700,11 @@ fn a_withdrawn_pending_flows_nat_port_is_reclaimed() {
         fast: false,
         nat: (20000, 20009),
         published: vec![netlab_tests::model::flows::Mapping {
-            addr: cases::UPLINK,
+            addr: <u32 as Family>::UPLINK,
             proto: 6,
             port: 20000,
             end: 20009,
-            ctr: cases::CTR,
+            ctr: <u32 as Family>::CTR,
             ctr_port: 8080,
             id: 1,
             range: true,

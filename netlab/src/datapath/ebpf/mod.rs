@@ -223,7 +223,7 @@ pub fn load_program<'a>(bpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut Sc
 }
 
 /// Puts the IPv6 programs in `PROGS6`, where the IPv4 ones hand IPv6 packets to them.
-fn fill_progs6(bpf: &mut aya::Ebpf) -> Result<()> {
+pub fn fill_progs6(bpf: &mut aya::Ebpf) -> Result<()> {
     let mut fds = Vec::new();
     for (name, index) in names::PROGS6_NAMES {
         let fd = load_program(bpf, name)?

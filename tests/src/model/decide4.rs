@@ -1,0 +1,157 @@
+//! The hooks' decisions for IPv4 frames (DESIGN §3): what each program must do with a
+//! frame, before the flow logic the two families share (`Model::container_flow`, ...).
+
+use netlab_common::stats::DropReason;
+
+use super::{
+    Decision, FROM_CTR, FROM_OUTSIDE, Hook, Model, Plan, Sender, Where, forward,
+    ip::Ip,
+    key_of,
+    wire::{self, Kind, be16},
+};
+
+impl<A: Ip> Model<A> {
+    pub(super) fn decide4(&mut self, hook: Hook, f: &[u8]) -> Result<Decision<A>, DropReason> {
+        let cfg = Where::of(&self.cfg);
+        match hook {
+            Hook::UplinkEgress => {
+                // The host's own traffic is none of the NAT's business, broken or not,
+                // but for its ICMP errors about packets it was handed translated.
+                // The bridge's address is the host's.
+                if let Some(s) = wire::saddr_of::<A>(f)
+                    && (!cfg.in_subnet(s) || s == cfg.bridge)
+                {
+                    return Ok(match wire::parse::<A>(f) {
+                        Ok(Some(p)) if p.kind == Kind::IcmpError => self
+                            .icmp_error(f, &p, Sender::Host)
+                            .unwrap_or(Decision::Pass),
+                        _ => Decision::Pass,
+                    });
+                }
+                let Some(p) = wire::parse::<A>(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) {
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    Kind::Fragment => match self.frag(FROM_CTR, &p) {
+                        Some(t) => Ok(Decision::Translate(Box::new(t))),
+                        None => Err(DropReason::Fragment),
+                    },
+                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
+                    Kind::Other => Err(DropReason::UnsupportedProtocol),
+                    Kind::Flow => self.container_flow(hook, &p),
+                }
+            }
+            Hook::UplinkIngress => {
+                // Not addressed to the host at L2 (`pkt_type` not PACKET_HOST): the
+                // stack's, untouched.
+                if f.len() >= 6 && f[..6] != self.cfg.uplink_mac {
+                    return Ok(Decision::Pass);
+                }
+                let Some(p) = wire::parse::<A>(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if cfg.in_subnet(p.daddr) && p.daddr != cfg.bridge {
+                    return Err(DropReason::DirectAccess);
+                }
+                if !cfg.is_host(p.daddr) {
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    Kind::Fragment => Ok(match self.frag(FROM_OUTSIDE, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
+                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
+                    Kind::Other => Ok(Decision::Pass),
+                    Kind::Flow => {
+                        let d = self.outside_flow(&p)?;
+                        // The fast path delivers it into its container itself, unless
+                        // it is a first fragment.
+                        Ok(match d {
+                            Decision::Translate(t)
+                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
+                            {
+                                let plan = self.plan(&p, t.to.0, t.to.1);
+                                Decision::Translate(Box::new(forward(*t, &p, plan)))
+                            }
+                            d => d,
+                        })
+                    }
+                }
+            }
+            Hook::BridgeIngress => {
+                let Some(p) = wire::parse::<A>(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if !cfg.in_subnet(p.saddr) {
+                    return Ok(Decision::Pass);
+                }
+                if !cfg.is_host(p.daddr) {
+                    if p.kind == Kind::Flow && !cfg.in_subnet(p.daddr) {
+                        // Leaving the lab: its flow is looked up (a dead one goes), and
+                        // the host routes it by the uplink, which is watched.
+                        let _ = self.lookup(&key_of(&p, FROM_CTR));
+                    }
+                    return Ok(Decision::Pass);
+                }
+                match p.kind {
+                    // The rest of a hairpin datagram goes where its first fragment went.
+                    Kind::Fragment => Ok(match self.frag(FROM_CTR, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
+                    Kind::Flow => self.container_flow(hook, &p),
+                    Kind::IcmpError => Ok(self
+                        .icmp_error(f, &p, Sender::ContainerToHost)
+                        .unwrap_or(Decision::Pass)),
+                    _ => Ok(Decision::Pass),
+                }
+            }
+            Hook::Endpoint => {
+                // The first hook a container's packet meets: what it can forward itself
+                // it translates and redirects; anything else goes on, untouched and
+                // unrecorded, to the bridge and the uplink, which decide. But first: a
+                // container sends from its own MAC and address only.
+                let (own, _) = self.cfg.sender(f);
+                if f.len() >= 14 && be16(f, 12) == 0x0806 {
+                    // ARP: the sender's MAC and address (or 0.0.0.0, a probe's).
+                    if f.len() < 32 {
+                        return Err(DropReason::Truncated);
+                    }
+                    let spa = wire::be32(f, 28);
+                    if f[22..28] != f[6..12] || (A::from(spa) != own && spa != 0) {
+                        return Err(DropReason::SpoofedSource);
+                    }
+                    return Ok(Decision::Pass);
+                }
+                let Some(p) = wire::parse::<A>(f)? else {
+                    return Ok(Decision::Pass);
+                };
+                if p.saddr != own {
+                    return Err(DropReason::SpoofedSource);
+                }
+                if p.kind != Kind::Flow || p.first_fragment {
+                    return Ok(Decision::Pass);
+                }
+                if cfg.in_subnet(p.daddr) {
+                    return Ok(self.switch(f, &p));
+                }
+                match self.container_flow(hook, &p) {
+                    Ok(Decision::Translate(t)) => {
+                        let plan = self.plan(&p, t.to.0, t.to.1);
+                        if plan == Plan::Stack {
+                            return Ok(Decision::Pass);
+                        }
+                        let mut t = forward(*t, &p, plan);
+                        t.remember = None;
+                        Ok(Decision::Translate(Box::new(t)))
+                    }
+                    _ => Ok(Decision::Pass),
+                }
+            }
+        }
+    }
+}
