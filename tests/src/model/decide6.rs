@@ -1,9 +1,8 @@
 //! The hooks' decisions for IPv6 frames in a dual-stack lab (the README's IPv6
 //! section): as IPv4's, but for what IPv6 does otherwise — extension headers, no header
-//! checksum, neighbour discovery at a container's veth, link-local addresses — and for
-//! fragments: a first fragment of a flow the NAT would translate is dropped (and
-//! counted), never half translated, and the later fragments of a container's datagram
-//! with it; those of the host's own datagrams go on.
+//! checksum, neighbour discovery at a container's veth, link-local addresses. Fragments
+//! go as IPv4's: the first with its flow, remembered for the rest (by the fragment
+//! header's identification and next header).
 
 use netlab_common::stats::DropReason;
 
@@ -46,13 +45,13 @@ impl<A: Ip> Model<A> {
                     });
                 }
                 match p.kind {
-                    Kind::Fragment => Err(DropReason::Fragment),
+                    Kind::Fragment => match self.frag(super::FROM_CTR, &p) {
+                        Some(t) => Ok(Decision::Translate(Box::new(t))),
+                        None => Err(DropReason::Fragment),
+                    },
                     Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
                     Kind::Other => Err(DropReason::UnsupportedProtocol),
-                    Kind::Flow => {
-                        let d = self.container_flow(hook, &p)?;
-                        Ok(unfragmented(d, &p))
-                    }
+                    Kind::Flow => self.container_flow(hook, &p),
                 }
             }
             Hook::UplinkIngress => {
@@ -68,14 +67,21 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 match p.kind {
-                    // The host's own datagram, or one whose first fragment was dropped.
-                    Kind::Fragment | Kind::Other => Ok(Decision::Pass),
+                    // The host's own datagram, or one whose first fragment went by unseen.
+                    Kind::Fragment => Ok(match self.frag(super::FROM_OUTSIDE, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
+                    Kind::Other => Ok(Decision::Pass),
                     Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
                     Kind::Flow => {
-                        let d = unfragmented(self.outside_flow(&p)?, &p);
-                        // Into its container by the fast path, where the plan says.
+                        let d = self.outside_flow(&p)?;
+                        // Into its container by the fast path, where the plan says (a
+                        // first fragment goes to the stack, as the rest of its datagram).
                         Ok(match d {
-                            Decision::Translate(t) if self.cfg.fast.is_some() && !t.exhausted => {
+                            Decision::Translate(t)
+                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
+                            {
                                 let plan = self.plan(&p, t.to.0, t.to.1);
                                 Decision::Translate(Box::new(forward(*t, &p, plan)))
                             }
@@ -100,10 +106,12 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 match p.kind {
-                    Kind::Flow => {
-                        let d = self.container_flow(hook, &p)?;
-                        Ok(unfragmented(d, &p))
-                    }
+                    Kind::Flow => self.container_flow(hook, &p),
+                    // The rest of a hairpin datagram goes where its first fragment went.
+                    Kind::Fragment => Ok(match self.frag(super::FROM_CTR, &p) {
+                        Some(t) => Decision::Translate(Box::new(t)),
+                        None => Decision::Pass,
+                    }),
                     Kind::IcmpError => Ok(self
                         .icmp_error(f, &p, Sender::ContainerToHost)
                         .unwrap_or(Decision::Pass)),
@@ -187,15 +195,6 @@ impl<A: Ip> Model<A> {
             return Err(DropReason::SpoofedSource);
         }
         Ok(Decision::Pass)
-    }
-}
-
-/// A first fragment of a flow the IPv6 NAT would translate is dropped: the NAT's
-/// lookups happen, nothing is recorded.
-fn unfragmented<A>(d: Decision<A>, p: &wire::Pkt<A>) -> Decision<A> {
-    match d {
-        Decision::Translate(_) if p.first_fragment => Decision::Drop(DropReason::Fragment),
-        d => d,
     }
 }
 

@@ -522,8 +522,10 @@ impl<A: Ip> Model<A> {
         if let Some(zone) = t.remember {
             let p = wire::parse::<A>(input).unwrap().unwrap();
             let q = wire::parse::<A>(output).unwrap().unwrap();
-            self.frags
-                .insert((zone, p.saddr, p.daddr, p.id, p.proto), (q.saddr, q.daddr));
+            self.frags.insert(
+                (zone, p.saddr, p.daddr, p.id, p.frag_proto),
+                (q.saddr, q.daddr),
+            );
         }
         match &t.effect {
             Effect::None => {}
@@ -783,7 +785,9 @@ impl<A: Ip> Model<A> {
 
     /// A later fragment: translated as its first fragment was, if that was seen.
     fn frag(&self, zone: u8, p: &Pkt<A>) -> Option<Translation<A>> {
-        let (s, d) = *self.frags.get(&(zone, p.saddr, p.daddr, p.id, p.proto))?;
+        let (s, d) = *self
+            .frags
+            .get(&(zone, p.saddr, p.daddr, p.id, p.frag_proto))?;
         let mut t = Translation::new("fragment".into(), (s, d));
         outer_addrs(&mut t, p, s, d);
         Some(t)

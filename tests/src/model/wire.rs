@@ -52,6 +52,10 @@ pub struct Pkt<A> {
     pub ttl: u8,
     /// The datagram's identification (IPv6: its fragment header's).
     pub id: u32,
+    /// The protocol a fragment's datagram is keyed by: IPv4's, or the one IPv6's
+    /// fragment header names next (the first fragment's L4 header may sit behind more
+    /// extension headers).
+    pub frag_proto: u8,
     pub first_fragment: bool,
     pub kind: Kind,
     /// Length of the whole frame.
@@ -132,6 +136,7 @@ pub fn parse4(f: &[u8]) -> Result<Option<Pkt<u32>>, DropReason> {
         flags: 0,
         ttl: f[l3 + 8],
         id: be16(f, l3 + 4) as u32,
+        frag_proto: f[l3 + 9],
         first_fragment: frag & 0x2000 != 0 && frag & 0x1fff == 0,
         kind: Kind::Other,
         len: f.len(),
@@ -231,6 +236,7 @@ pub fn quoted4(f: &[u8], outer: &Pkt<u32>) -> Result<Option<Pkt<u32>>, DropReaso
         flags: 0,
         ttl: f[l3 + 8],
         id: be16(f, l3 + 4) as u32,
+        frag_proto: f[l3 + 9],
         first_fragment: false,
         kind: Kind::Other,
         len: f.len(),

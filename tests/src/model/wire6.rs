@@ -31,6 +31,8 @@ struct Walk {
     proto: u8,
     l4: usize,
     id: u32,
+    /// What the fragment header names next.
+    frag_proto: u8,
     later_fragment: bool,
     first_fragment: bool,
     /// Reached an L4 header (not stopped by the limit or a routing header still on
@@ -44,6 +46,7 @@ fn walk(f: &[u8], l3: usize, nexthdr: u8, end: usize) -> Result<Walk, DropReason
         proto: nexthdr,
         l4: l3 + 40,
         id: 0,
+        frag_proto: 0,
         later_fragment: false,
         first_fragment: false,
         done: false,
@@ -68,6 +71,7 @@ fn walk(f: &[u8], l3: usize, nexthdr: u8, end: usize) -> Result<Walk, DropReason
                 }
                 let off_m = be16(f, w.l4 + 2);
                 w.proto = f[w.l4];
+                w.frag_proto = w.proto;
                 w.id = be32(f, w.l4 + 4);
                 w.l4 += 8;
                 if off_m & !7 != 0 {
@@ -101,6 +105,7 @@ fn packet(f: &[u8], l3: usize, w: &Walk, end: usize) -> Pkt<u128> {
         flags: 0,
         ttl: f[l3 + 7],
         id: w.id,
+        frag_proto: w.frag_proto,
         first_fragment: w.first_fragment,
         kind: Kind::Other,
         len: f.len(),

@@ -15,7 +15,6 @@ use netlab_common::{
     config::{Config, FLAG_IPV6},
     conntrack::{CtEntry, CtKey},
     endpoint::{Endpoint, Source},
-    frag::{FragKey, FragNat},
     maps::{self as names, CONNTRACK_MAX_MIN, PUBLISH_RANGES_MAX},
     publish::{PubKey, PubRange, PubTarget},
     stats::{Counters, DROP_BASE, DROP_COUNT, STATS_PROGRAMS},
@@ -212,7 +211,7 @@ impl<A: Family> Bpf<A> {
         for name in [A::CT, A::CT_PENDING] {
             A::Raw::clear_ct(&mut self.bpf, name);
         }
-        empty::<FragKey, FragNat>(&mut self.bpf, names::FRAGS);
+        empty::<A::FragKey, A::FragNat>(&mut self.bpf, A::FRAGS);
         A::Raw::clear_publish(&mut self.bpf, A::PUBLISH);
         for i in 0..PUBLISH_RANGES_MAX {
             if A::Raw::range(&mut self.bpf, A::PUBLISH_RANGES, i).used != 0 {
@@ -319,13 +318,13 @@ impl<A: Family> Bpf<A> {
         A::Raw::ct(&self.bpf, name)
     }
 
-    /// `FRAGS`, without the time each entry was made (the model keeps none).
-    pub fn frags(&self) -> StdMap<FragKey, FragNat> {
-        let m: HashMap<_, FragKey, FragNat> =
-            HashMap::try_from(self.bpf.map(names::FRAGS).unwrap()).unwrap();
+    /// The fragment table, without the time each entry was made (the model keeps none).
+    pub fn frags(&self) -> StdMap<A::FragKey, A::FragNat> {
+        let m: HashMap<_, A::FragKey, A::FragNat> =
+            HashMap::try_from(self.bpf.map(A::FRAGS).unwrap()).unwrap();
         m.iter()
             .map(|r| r.unwrap())
-            .map(|(k, n)| (k, FragNat { seen: 0, ..n }))
+            .map(|(k, n)| (k, A::timeless(n)))
             .collect()
     }
 }

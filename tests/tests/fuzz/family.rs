@@ -2,10 +2,12 @@
 //! frames' addresses from, and the family's packets built from scratch (every checksum
 //! computed over what it covers).
 
-use std::net::Ipv6Addr;
+use std::{fmt::Debug, hash::Hash, net::Ipv6Addr};
 
+use aya::Pod;
+use netlab_common::frag::{FragKey, FragKey6, FragNat, FragNat6};
 use netlab_tests::{
-    model::{ip::Ip, wire::ICMP},
+    model::{FragTuple, ip::Ip, wire::ICMP},
     packet::checksum,
 };
 
@@ -35,6 +37,16 @@ pub trait Family: Ip<Raw: Tables> {
     const PUBLISH: &str;
     const PUBLISH_RANGES: &str;
     const ENDPOINTS: &str;
+    const FRAGS: &str;
+    /// The fragment table's key and value.
+    type FragKey: Copy + Debug + Eq + Hash + Pod;
+    type FragNat: Copy + Debug + Eq + Pod;
+
+    /// A datagram whose first fragment the model saw translated to `to`, as the
+    /// fragment table holds it (without the time it was seen).
+    fn frag_entry(datagram: FragTuple<Self>, to: (Self, Self)) -> (Self::FragKey, Self::FragNat);
+    /// A table entry without the time it was seen, which the model does not keep.
+    fn timeless(nat: Self::FragNat) -> Self::FragNat;
 
     /// An address from a random number.
     fn any(n: u128) -> Self;
@@ -78,6 +90,32 @@ impl Family for u32 {
     const PUBLISH: &str = netlab_common::maps::PUBLISH;
     const PUBLISH_RANGES: &str = netlab_common::maps::PUBLISH_RANGES;
     const ENDPOINTS: &str = netlab_common::maps::ENDPOINTS;
+    const FRAGS: &str = netlab_common::maps::FRAGS;
+    type FragKey = FragKey;
+    type FragNat = FragNat;
+
+    fn frag_entry(
+        (zone, s, d, id, proto): FragTuple<u32>,
+        (ts, td): (u32, u32),
+    ) -> (FragKey, FragNat) {
+        let key = FragKey {
+            saddr: s.raw(),
+            daddr: d.raw(),
+            id: (id as u16).to_be(),
+            proto,
+            zone,
+        };
+        let nat = FragNat {
+            saddr: ts.raw(),
+            daddr: td.raw(),
+            seen: 0,
+        };
+        (key, nat)
+    }
+
+    fn timeless(nat: FragNat) -> FragNat {
+        FragNat { seen: 0, ..nat }
+    }
 
     fn any(n: u128) -> u32 {
         n as u32
@@ -155,6 +193,33 @@ impl Family for u128 {
     const PUBLISH: &str = netlab_common::maps::PUBLISH6;
     const PUBLISH_RANGES: &str = netlab_common::maps::PUBLISH_RANGES6;
     const ENDPOINTS: &str = netlab_common::maps::ENDPOINTS6;
+    const FRAGS: &str = netlab_common::maps::FRAGS6;
+    type FragKey = FragKey6;
+    type FragNat = FragNat6;
+
+    fn frag_entry(
+        (zone, s, d, id, proto): FragTuple<u128>,
+        (ts, td): (u128, u128),
+    ) -> (FragKey6, FragNat6) {
+        let key = FragKey6 {
+            saddr: s.raw(),
+            daddr: d.raw(),
+            id: id.to_be(),
+            proto,
+            zone,
+            _pad: [0; 2],
+        };
+        let nat = FragNat6 {
+            saddr: ts.raw(),
+            daddr: td.raw(),
+            seen: 0,
+        };
+        (key, nat)
+    }
+
+    fn timeless(nat: FragNat6) -> FragNat6 {
+        FragNat6 { seen: 0, ..nat }
+    }
 
     /// Anywhere under `2001:db8::/32`, or anywhere at all.
     fn any(n: u128) -> u128 {

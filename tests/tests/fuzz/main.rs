@@ -32,7 +32,6 @@ use netlab_common::{
     config::{Config, FLAG_FAST_PATH, FLAG_IPV6},
     conntrack::{CtEntry, CtKey},
     conntrack::{ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
-    frag::{FragKey, FragNat},
 };
 use netlab_tests::model::{
     FastPath, Hook, Model, NatConfig, TC_ACT_SHOT, TC_ACT_UNSPEC, flows::Key, wire,
@@ -245,12 +244,11 @@ impl<A: Family> Runner<A> {
                 ));
             }
         }
-        // IPv6 fragments are not translated: FRAGS holds IPv4's only.
-        let want: HashMap<FragKey, FragNat> = self
+        let want: HashMap<A::FragKey, A::FragNat> = self
             .model
             .frag_table()
             .into_iter()
-            .map(|(k, v)| frag_entry(k, v))
+            .map(|(k, v)| A::frag_entry(k, v))
             .collect();
         if tables.frags != want {
             return Err(format!(
@@ -278,30 +276,7 @@ fn source_addrs<A: Family>(cfg: &NatConfig<A>, addr: A) -> (u32, Addr6) {
 struct Tables<A: Family> {
     ct: HashMap<CtKey<A::Raw>, CtEntry<A::Raw>>,
     pending: HashMap<CtKey<A::Raw>, CtEntry<A::Raw>>,
-    frags: HashMap<FragKey, FragNat>,
-}
-
-/// A model's fragment as `FRAGS` holds it (IPv4's).
-fn frag_entry<A: Family>(
-    (zone, s, d, id, proto): netlab_tests::model::FragTuple<A>,
-    (ts, td): (A, A),
-) -> (FragKey, FragNat) {
-    let v4 = |a: A| u32::from_be_bytes(a.bytes().try_into().expect("IPv4 fragments only"));
-    (
-        FragKey {
-            saddr: v4(s).to_be(),
-            daddr: v4(d).to_be(),
-            id: (id as u16).to_be(),
-            proto,
-            zone,
-        },
-        FragNat {
-            saddr: v4(ts).to_be(),
-            daddr: v4(td).to_be(),
-            // The model keeps no time: the datapath's is left out of the comparison.
-            seen: 0,
-        },
-    )
+    frags: HashMap<A::FragKey, A::FragNat>,
 }
 
 /// A translated frame went where an entry of the datapath's own tables says: its flow's
@@ -324,11 +299,13 @@ fn check_held<A: Family>(
     let p = wire::parse::<A>(input).unwrap().unwrap();
     let q = wire::parse::<A>(out).unwrap().unwrap();
     if label == "fragment" {
-        let (key, nat) =
-            frag_entry::<A>((zone, p.saddr, p.daddr, p.id, p.proto), (q.saddr, q.daddr));
+        let (key, nat) = A::frag_entry(
+            (zone, p.saddr, p.daddr, p.id, p.frag_proto),
+            (q.saddr, q.daddr),
+        );
         let held = t.frags.get(&key).copied();
         return match held {
-            Some(n) if (n.saddr, n.daddr) == (nat.saddr, nat.daddr) => Ok(()),
+            Some(n) if n == nat => Ok(()),
             _ => Err(format!(
                 "fragment translated to {:?} but FRAGS holds {held:?}",
                 (q.saddr, q.daddr)
