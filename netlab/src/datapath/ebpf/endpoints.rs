@@ -133,13 +133,14 @@ pub fn detach(state: &LabState, c: &Container) -> Result<()> {
             }
         }
     }
-    if let Some(ip) = c.ip {
+    // Both tables, whatever the first says: an error there leaves nothing in the other.
+    let v4 = c.ip.map_or(Ok(()), |ip| {
         pins::gone_already(table(&state.name)?.remove(&u32::from(ip).to_be()))
-            .map_err(|e| Error::ebpf("update ENDPOINTS", e))?;
-    }
-    if let Some(ip6) = state.container_ip6(c) {
+            .map_err(|e| Error::ebpf("update ENDPOINTS", e))
+    });
+    let v6 = state.container_ip6(c).map_or(Ok(()), |ip6| {
         pins::gone_already(table6(&state.name)?.remove(&super::addr6(ip6)))
-            .map_err(|e| Error::ebpf("update ENDPOINTS6", e))?;
-    }
-    Ok(())
+            .map_err(|e| Error::ebpf("update ENDPOINTS6", e))
+    });
+    v4.and(v6)
 }
