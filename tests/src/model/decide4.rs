@@ -133,7 +133,8 @@ impl<A: Ip> Model<A> {
                 if p.saddr != own {
                     return Err(DropReason::SpoofedSource);
                 }
-                if p.kind != Kind::Flow || p.first_fragment {
+                // Without the fast path, the checks are all it does.
+                if self.cfg.fast.is_none() || p.kind != Kind::Flow || p.first_fragment {
                     return Ok(Decision::Pass);
                 }
                 if cfg.in_subnet(p.daddr) {

@@ -93,6 +93,8 @@ pub enum Mutation {
     Flags(u8),
     /// Sets the ethertype.
     Ethertype(u16),
+    /// Sets the TTL (IPv6: the hop limit).
+    Ttl(u8),
     /// Overwrites one byte anywhere, no checksum fixed.
     Byte(u16, u8),
 }
@@ -344,6 +346,7 @@ fn mutation<A: Ip>() -> impl Strategy<Value = Mutation> {
         any::<u8>().prop_map(Mutation::Flags),
         prop::sample::select(ethertypes).prop_map(Mutation::Ethertype),
         (0..120u16, any::<u8>()).prop_map(|(at, b)| Mutation::Byte(at, b)),
+        prop::sample::select(vec![0u8, 1, 2, 255]).prop_map(Mutation::Ttl),
     ]
 }
 
@@ -808,8 +811,15 @@ pub fn frames<A: Family>(
             } else {
                 q.truncate(q.len().min(sent.len()));
             }
+            // From the packet's receiver, or a router on its way: wan's outside, the
+            // lab host's own (uplink) address on the way into a container (its packet
+            // too big, time exceeded), which it sends out by the uplink.
             let from_ctr = model.cfg.in_subnet(td);
-            let src = if *router && !from_ctr { A::WAN } else { td };
+            let src = match (*router, from_ctr) {
+                (true, false) => A::WAN,
+                (true, true) => A::UPLINK,
+                (false, _) => td,
+            };
             // Packet too big says the MTU.
             let rest = if A::V6 && kind.0 == 2 {
                 1280u32.to_be_bytes()
@@ -817,10 +827,12 @@ pub fn frames<A: Family>(
                 [0; 4]
             };
             let m = icmp(src, ts, *kind, rest, &q);
-            vec![(
-                route_of(if from_ctr { td } else { src }),
-                frame::<A>(&A::ip(src, ts, A::ICMP, 9, 0, &m)),
-            )]
+            let route = match (*router, from_ctr) {
+                (true, true) => Route::Hook(netlab_tests::model::Hook::UplinkEgress),
+                (false, true) => Route::FromCtr,
+                (_, false) => route_of(src),
+            };
+            vec![(route, frame::<A>(&A::ip(src, ts, A::ICMP, 9, 0, &m)))]
         }
         Step::Ndp { kind, src, target } => {
             if !A::V6 {
@@ -861,7 +873,7 @@ pub fn frames<A: Family>(
                 }
                 *route = match hook {
                     HookSel::Natural => *route,
-                    h => Route::Hook(hook_of(*h, fast)),
+                    h => Route::Hook(hook_of(*h)),
                 };
             }
             out
@@ -871,7 +883,7 @@ pub fn frames<A: Family>(
                 HookSel::Natural => wire::saddr_of::<A>(bytes)
                     .map(route_of)
                     .unwrap_or(Route::FromOutside),
-                h => Route::Hook(hook_of(*h, fast)),
+                h => Route::Hook(hook_of(*h)),
             };
             vec![(route, bytes.clone())]
         }
@@ -879,14 +891,13 @@ pub fn frames<A: Family>(
     }
 }
 
-fn hook_of(h: HookSel, fast: bool) -> netlab_tests::model::Hook {
+fn hook_of(h: HookSel) -> netlab_tests::model::Hook {
     use netlab_tests::model::Hook;
     match h {
         HookSel::UplinkEgress => Hook::UplinkEgress,
         HookSel::UplinkIngress => Hook::UplinkIngress,
-        HookSel::BridgeIngress => Hook::BridgeIngress,
-        HookSel::Endpoint if fast => Hook::Endpoint,
-        _ => Hook::BridgeIngress,
+        HookSel::BridgeIngress | HookSel::Natural => Hook::BridgeIngress,
+        HookSel::Endpoint => Hook::Endpoint,
     }
 }
 
@@ -959,6 +970,10 @@ pub fn mutate<A: Family>(f: &mut Vec<u8>, m: Mutation) {
             f[20..22].copy_from_slice(&v.to_be_bytes());
             fix_ip(f);
         }
+        Mutation::Ttl(t) if ip => {
+            f[22] = t;
+            fix_ip(f);
+        }
         _ => mutate_any::<A>(f, m),
     }
 }
@@ -993,6 +1008,7 @@ fn mutate6<A: Family>(f: &mut Vec<u8>, m: Mutation) {
             let len = u16::from_be_bytes([f[18], f[19]]).wrapping_add(d as u16);
             f[18..20].copy_from_slice(&len.to_be_bytes());
         }
+        Mutation::Ttl(t) if ip => f[21] = t,
         Mutation::FragOff(v) if ip => {
             let off_m = ((v & 0x1fff) << 3) | u16::from(v & 0x2000 != 0);
             let [a, b] = off_m.to_be_bytes();

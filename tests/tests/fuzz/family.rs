@@ -237,7 +237,8 @@ impl Family for u128 {
             let off_m = ((frag & 0x1fff) << 3) | u16::from(frag & 0x2000 != 0);
             ext.extend_from_slice(&[proto, 0]);
             ext.extend_from_slice(&off_m.to_be_bytes());
-            ext.extend_from_slice(&id.to_be_bytes());
+            // All 32 bits, as Linux's are (the cases' identifications are 16 bits).
+            ext.extend_from_slice(&id.wrapping_mul(0x9e37_79b9).to_be_bytes());
             next = 44;
         }
         let mut h = vec![0x60, 0, 0, 0];

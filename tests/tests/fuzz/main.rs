@@ -121,20 +121,20 @@ impl<A: Family> Runner<A> {
             Route::Hook(h) => self.feed(h, &frame).map(|_| ()),
             Route::FromOutside => self.feed(Hook::UplinkIngress, &frame).map(|_| ()),
             Route::FromCtr => {
+                // Its veth's program first (its checks, and with the fast path on, the
+                // fast path). A container sends to another at its MAC.
                 let mut f = frame;
-                if let Some(fast) = &self.model.cfg.fast {
-                    // A container sends to another at its MAC.
-                    if let Ok(Some(p)) = wire::parse::<A>(&f)
-                        && let Some(e) = fast.endpoints.iter().find(|e| e.0 == p.daddr)
-                    {
-                        f[..6].copy_from_slice(&e.1);
-                    }
-                    let (verdict, out) = self.feed(Hook::Endpoint, &f)?;
-                    if verdict != TC_ACT_UNSPEC {
-                        return Ok(());
-                    }
-                    f = out;
+                if let Some(fast) = &self.model.cfg.fast
+                    && let Ok(Some(p)) = wire::parse::<A>(&f)
+                    && let Some(e) = fast.endpoints.iter().find(|e| e.0 == p.daddr)
+                {
+                    f[..6].copy_from_slice(&e.1);
                 }
+                let (verdict, out) = self.feed(Hook::Endpoint, &f)?;
+                if verdict != TC_ACT_UNSPEC {
+                    return Ok(());
+                }
+                f = out;
                 let (verdict, out) = self.feed(Hook::BridgeIngress, &f)?;
                 if verdict != TC_ACT_UNSPEC {
                     return Ok(());
