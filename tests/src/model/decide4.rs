@@ -4,7 +4,7 @@
 use netlab_common::stats::DropReason;
 
 use super::{
-    Decision, FROM_CTR, FROM_OUTSIDE, Hook, Model, Plan, Sender, Where, forward,
+    Decision, FROM_CTR, Hook, Model, Plan, Sender, Where, forward,
     ip::Ip,
     key_of,
     wire::{self, Kind, be16},
@@ -34,15 +34,7 @@ impl<A: Ip> Model<A> {
                 if !cfg.in_subnet(p.saddr) {
                     return Ok(Decision::Pass);
                 }
-                match p.kind {
-                    Kind::Fragment => match self.frag(FROM_CTR, &p) {
-                        Some(t) => Ok(Decision::Translate(Box::new(t))),
-                        None => Err(DropReason::Fragment),
-                    },
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
-                    Kind::Other => Err(DropReason::UnsupportedProtocol),
-                    Kind::Flow => self.container_flow(hook, &p),
-                }
+                self.leaving(f, &p)
             }
             Hook::UplinkIngress => {
                 // Not addressed to the host at L2 (`pkt_type` not PACKET_HOST): the
@@ -59,28 +51,7 @@ impl<A: Ip> Model<A> {
                 if !cfg.is_host(p.daddr) {
                     return Ok(Decision::Pass);
                 }
-                match p.kind {
-                    Kind::Fragment => Ok(match self.frag(FROM_OUTSIDE, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
-                    Kind::Other => Ok(Decision::Pass),
-                    Kind::Flow => {
-                        let d = self.outside_flow(&p)?;
-                        // The fast path delivers it into its container itself, unless
-                        // it is a first fragment.
-                        Ok(match d {
-                            Decision::Translate(t)
-                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
-                            {
-                                let plan = self.plan(&p, t.to.0, t.to.1);
-                                Decision::Translate(Box::new(forward(*t, &p, plan)))
-                            }
-                            d => d,
-                        })
-                    }
-                }
+                self.arriving(f, &p)
             }
             Hook::BridgeIngress => {
                 let Some(p) = wire::parse::<A>(f)? else {
@@ -97,18 +68,7 @@ impl<A: Ip> Model<A> {
                     }
                     return Ok(Decision::Pass);
                 }
-                match p.kind {
-                    // The rest of a hairpin datagram goes where its first fragment went.
-                    Kind::Fragment => Ok(match self.frag(FROM_CTR, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::Flow => self.container_flow(hook, &p),
-                    Kind::IcmpError => Ok(self
-                        .icmp_error(f, &p, Sender::ContainerToHost)
-                        .unwrap_or(Decision::Pass)),
-                    _ => Ok(Decision::Pass),
-                }
+                self.hairpin(f, &p)
             }
             Hook::Endpoint => {
                 // The first hook a container's packet meets: what it can forward itself

@@ -44,15 +44,7 @@ impl<A: Ip> Model<A> {
                         _ => Decision::Pass,
                     });
                 }
-                match p.kind {
-                    Kind::Fragment => match self.frag(super::FROM_CTR, &p) {
-                        Some(t) => Ok(Decision::Translate(Box::new(t))),
-                        None => Err(DropReason::Fragment),
-                    },
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Container),
-                    Kind::Other => Err(DropReason::UnsupportedProtocol),
-                    Kind::Flow => self.container_flow(hook, &p),
-                }
+                self.leaving(f, &p)
             }
             Hook::UplinkIngress => {
                 // Not addressed to the host at L2: the stack's, untouched.
@@ -66,29 +58,7 @@ impl<A: Ip> Model<A> {
                 if !cfg.is_host(p.daddr) {
                     return Ok(Decision::Pass);
                 }
-                match p.kind {
-                    // The host's own datagram, or one whose first fragment went by unseen.
-                    Kind::Fragment => Ok(match self.frag(super::FROM_OUTSIDE, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::Other => Ok(Decision::Pass),
-                    Kind::IcmpError => self.icmp_error(f, &p, Sender::Outside),
-                    Kind::Flow => {
-                        let d = self.outside_flow(&p)?;
-                        // Into its container by the fast path, where the plan says (a
-                        // first fragment goes to the stack, as the rest of its datagram).
-                        Ok(match d {
-                            Decision::Translate(t)
-                                if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
-                            {
-                                let plan = self.plan(&p, t.to.0, t.to.1);
-                                Decision::Translate(Box::new(forward(*t, &p, plan)))
-                            }
-                            d => d,
-                        })
-                    }
-                }
+                self.arriving(f, &p)
             }
             Hook::BridgeIngress => {
                 let p = wire::parse::<A>(f)?.expect("an IPv6 frame");
@@ -105,18 +75,7 @@ impl<A: Ip> Model<A> {
                     }
                     return Ok(Decision::Pass);
                 }
-                match p.kind {
-                    Kind::Flow => self.container_flow(hook, &p),
-                    // The rest of a hairpin datagram goes where its first fragment went.
-                    Kind::Fragment => Ok(match self.frag(super::FROM_CTR, &p) {
-                        Some(t) => Decision::Translate(Box::new(t)),
-                        None => Decision::Pass,
-                    }),
-                    Kind::IcmpError => Ok(self
-                        .icmp_error(f, &p, Sender::ContainerToHost)
-                        .unwrap_or(Decision::Pass)),
-                    _ => Ok(Decision::Pass),
-                }
+                self.hairpin(f, &p)
             }
             Hook::Endpoint => self.endpoint6(f),
         }

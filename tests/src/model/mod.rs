@@ -53,7 +53,7 @@ enum Sender {
     ContainerToHost,
 }
 use ip::Ip;
-use wire::{Pkt, TCP, UDP, be16};
+use wire::{Kind, Pkt, TCP, UDP, be16};
 
 /// What the datapath returns for a packet it lets go on (`TC_ACT_UNSPEC`, -1: the next
 /// program on the hook, or the stack).
@@ -762,6 +762,62 @@ impl<A: Ip> Model<A> {
         match d {
             Ok(d) => d,
             Err(reason) => Decision::Drop(reason),
+        }
+    }
+
+    /// A container's packet leaving the lab by the uplink (both families, once the hook
+    /// knows it is a container's): its flow, a later fragment as its first, an ICMP
+    /// error about a tracked flow; anything else is dropped.
+    fn leaving(&mut self, f: &[u8], p: &Pkt<A>) -> Result<Decision<A>, DropReason> {
+        match p.kind {
+            Kind::Fragment => match self.frag(FROM_CTR, p) {
+                Some(t) => Ok(Decision::Translate(Box::new(t))),
+                None => Err(DropReason::Fragment),
+            },
+            Kind::IcmpError => self.icmp_error(f, p, Sender::Container),
+            Kind::Other => Err(DropReason::UnsupportedProtocol),
+            Kind::Flow => self.container_flow(Hook::UplinkEgress, p),
+        }
+    }
+
+    /// A packet from the uplink to a host address: a reply or a published port's flow
+    /// (into its container by the fast path, where the plan says, but a first fragment,
+    /// which goes to the stack as the rest of its datagram), a later fragment as its
+    /// first, an ICMP error; anything else is the host's.
+    fn arriving(&mut self, f: &[u8], p: &Pkt<A>) -> Result<Decision<A>, DropReason> {
+        match p.kind {
+            Kind::Fragment => Ok(match self.frag(FROM_OUTSIDE, p) {
+                Some(t) => Decision::Translate(Box::new(t)),
+                None => Decision::Pass,
+            }),
+            Kind::IcmpError => self.icmp_error(f, p, Sender::Outside),
+            Kind::Other => Ok(Decision::Pass),
+            Kind::Flow => Ok(match self.outside_flow(p)? {
+                Decision::Translate(t)
+                    if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
+                {
+                    let plan = self.plan(p, t.to.0, t.to.1);
+                    Decision::Translate(Box::new(forward(*t, p, plan)))
+                }
+                d => d,
+            }),
+        }
+    }
+
+    /// A container's packet to a host address at the bridge: hairpin, the rest of a
+    /// hairpin datagram where its first fragment went, an ICMP error about a hairpin
+    /// flow; anything else is the host's.
+    fn hairpin(&mut self, f: &[u8], p: &Pkt<A>) -> Result<Decision<A>, DropReason> {
+        match p.kind {
+            Kind::Fragment => Ok(match self.frag(FROM_CTR, p) {
+                Some(t) => Decision::Translate(Box::new(t)),
+                None => Decision::Pass,
+            }),
+            Kind::Flow => self.container_flow(Hook::BridgeIngress, p),
+            Kind::IcmpError => Ok(self
+                .icmp_error(f, p, Sender::ContainerToHost)
+                .unwrap_or(Decision::Pass)),
+            Kind::Other => Ok(Decision::Pass),
         }
     }
 
