@@ -45,13 +45,14 @@ use netlab_common::{
 };
 
 use crate::{
+    forwarding,
     maps::{self, Stats},
     next_hop,
     parse::Packet,
     verdict::PASS,
 };
 
-const AF_INET: u8 = 2;
+pub const AF_INET: u8 = 2;
 const _: () = assert!(size_of::<FibParams>() == 64);
 /// `skb->pkt_type` of a frame addressed to this host.
 pub const PACKET_HOST: u32 = 0;
@@ -145,6 +146,9 @@ pub fn plan(
         return Plan::stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet(dst) {
+        if !forwarding::on(ctx, cfg, AF_INET, now) {
+            return Plan::stack(st, counter::SLOW_OTHER);
+        }
         if !fits_bridge(ctx, cfg) {
             return Plan::stack(st, counter::SLOW_MTU);
         }

@@ -28,6 +28,7 @@ use netlab_common::{
 use crate::{
     conntrack, endpoint, family,
     forward::{self, CONTAINER, Hook, Plan, STACK, SWITCHED, UPLINK, UPLINK_ROUTED},
+    forwarding,
     maps::{self, Stats},
     next_hop::{self, NEXT_HOPS6},
     parse::Packet,
@@ -76,7 +77,11 @@ fn make(
     if pkt.l4_off - pkt.l3_off > IPV6_HLEN {
         return stack(st, counter::SLOW_OTHER);
     }
+    let now = conntrack::now();
     if cfg.in_subnet6(dst) {
+        if !forwarding::on(ctx, cfg, AF_INET6, now) {
+            return stack(st, counter::SLOW_OTHER);
+        }
         if !forward::fits_bridge(ctx, cfg) {
             return stack(st, counter::SLOW_MTU);
         }
@@ -92,7 +97,6 @@ fn make(
         return stack(st, counter::SLOW_OTHER);
     }
     let size = forward::wire_len(ctx, pkt);
-    let now = conntrack::now();
     if let Some(hop) = next_hop::cached(&NEXT_HOPS6, src, dst, now) {
         if !next_hop::fits(hop, size) {
             return stack(st, counter::SLOW_MTU);

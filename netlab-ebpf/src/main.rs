@@ -12,6 +12,7 @@ mod endpoint6;
 mod family;
 mod forward;
 mod forward6;
+mod forwarding;
 mod frag;
 mod frag6;
 mod gc;

@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod foreign;
+pub mod forwarding;
 pub mod model;
 pub mod packet;
 pub mod packet6;

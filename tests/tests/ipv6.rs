@@ -24,6 +24,7 @@ netlab_tests::per_datapath!(
         large_datagrams_are_fragmented_and_translated,
         outside_a_sandbox_with_forwarding_as_it_was,
         a_given_ipv6_address,
+        forwarding_turned_off_forwards_nothing,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -36,6 +37,24 @@ const UPLINK6: &str = "2001:db8:100::2";
 /// wan's address on the link to the lab host.
 const WAN6: &str = "2001:db8:100::1";
 const INTERNET6: &str = "2001:db8:113::1";
+
+/// IPv6 forwarding turned off in the lab host after `up`
+/// (`net.ipv6.conf.all.forwarding=0`) stops what the host forwards, as IPv4's does
+/// (`strict`'s test of the same name), but for the hairpin on the classic datapaths,
+/// which br_netfilter bridges without a forwarding check (eBPF refuses it: stricter).
+fn forwarding_turned_off_forwards_nothing(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    lab.ok(&["run", "client"]);
+    let ipv6 = netlab_tests::forwarding::Family {
+        sysctl: "net.ipv6.conf.all.forwarding",
+        any: "::",
+        uplink: UPLINK6,
+        wan: WAN6,
+    };
+    let bridged = !netlab_tests::is_ebpf(dp);
+    netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv6, bridged);
+}
 
 /// `python3 -m http.server` on `[::]:port` (both families) in a container, once it
 /// listens.

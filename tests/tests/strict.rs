@@ -30,6 +30,7 @@ netlab_tests::per_datapath!(
         segments_with_flags_no_tcp_sends_reach_no_container,
         an_echo_request_from_a_pinged_peer_is_the_hosts,
         a_syn_from_the_responder_reaches_no_container,
+        forwarding_turned_off_forwards_nothing,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -50,6 +51,23 @@ netlab_tests::per_datapath!(
     ebpf_labs = "ebpf",
     ebpf_slow_labs = "ebpf-slow",
 );
+
+/// Forwarding turned off in the lab host after `up` (`net.ipv4.ip_forward=0`) stops
+/// what the host forwards, from outside, hairpin and to outside, as the kernel's
+/// forwarding stops it, and nothing the host sends itself; turned on again, all of it
+/// flows again.
+fn forwarding_turned_off_forwards_nothing(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    lab.ok(&["run", "client"]);
+    let ipv4 = netlab_tests::forwarding::Family {
+        sysctl: "net.ipv4.ip_forward",
+        any: "0.0.0.0",
+        uplink: "198.51.100.2",
+        wan: "198.51.100.1",
+    };
+    netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv4, false);
+}
 
 /// A web server in container `web` on port 8000, published as `port` on every address.
 fn web_on(lab: &Lab, port: u16) -> netlab_tests::Background {

@@ -52,7 +52,7 @@ CENSUS="status counts the conntrack tables and metrics the flows conntrack lists
 DUAL="a dual-stack lab: masquerade TCP over IPv6, a fragmented ping over IPv6, a port published on both families"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|forwarding off: nothing forwarded into b|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
@@ -259,6 +259,7 @@ run_datapath() {
     check_answer "published TCP from the host on 127.0.0.1" "$(ask_tcp host 127.0.0.1 8080)"
     check_answer "published TCP from the host on its uplink address" "$(ask_tcp host "$UPLINK" 8080)"
     check_answer "published TCP from another container (hairpin)" "$(ask_tcp a "$UPLINK" 8080)"
+    check_forwarding_off
 
     if out=$(netlab unpublish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
         answer=$(ask_tcp_once wan "$UPLINK" 8080)
@@ -475,6 +476,27 @@ check_rm() {
         ok "$check (host links $links -> $links_after, endpoint hooks $hooks -> $hooks_after)"
     else
         fail "$check (host links $links -> $links_after, endpoint hooks $hooks -> $hooks_after, namespaces: $(ip netns list | cut -d' ' -f1 | grep "^$lab-" | tr '\n' ' '))"
+    fi
+}
+
+# With forwarding turned off in the lab host, wan's connection to a published port gets
+# no answer, and on eBPF's fast path nothing more enters a container by it (the
+# program asks the kernel's route lookup, which says "forwarding disabled"; its answer
+# is kept for the rest of a second). Turned on again after.
+check_forwarding_off() {
+    into=$(counter fast_to_container)
+    in_lab host sysctl -qw net.ipv4.ip_forward=0
+    sleep 1.1
+    answer=$(ask_tcp_once wan "$UPLINK" 8080)
+    after=$(counter fast_to_container)
+    in_lab host sysctl -qw net.ipv4.ip_forward=1
+    sleep 1.1
+    if [ -n "$answer" ]; then
+        fail "forwarding off: nothing forwarded into b (wan got '$answer')"
+    elif [ "${into:-0}" != "${after:-0}" ]; then
+        fail "forwarding off: nothing forwarded into b (fast_to_container ${into:-?} -> ${after:-?})"
+    else
+        ok "forwarding off: nothing forwarded into b"
     fi
 }
 

@@ -1,0 +1,106 @@
+//! Forwarding turned off in a lab host after `up`: what the host forwards stops, what
+//! it sends itself does not. Written once for both families (the IPv4 suite's
+//! `strict` and the IPv6 suite's `ipv6`).
+
+use std::{net::UdpSocket, thread, time::Duration};
+
+use crate::{Lab, sockets::udp};
+
+/// The addresses of one family in a sandbox lab.
+pub struct Family {
+    /// The sysctl that turns the family's forwarding off and on in the lab host.
+    pub sysctl: &'static str,
+    /// Any address, to bind a socket to (`0.0.0.0`, `::`).
+    pub any: &'static str,
+    /// The uplink's address.
+    pub uplink: &'static str,
+    /// wan's address on the link to the lab host.
+    pub wan: &'static str,
+}
+
+impl Family {
+    fn python(&self) -> &'static str {
+        if self.any.contains(':') {
+            "socket.AF_INET6"
+        } else {
+            "socket.AF_INET"
+        }
+    }
+
+    /// `addr:port` as a socket address is written.
+    fn at(&self, addr: &str, port: u16) -> String {
+        if addr.contains(':') {
+            format!("[{addr}]:{port}")
+        } else {
+            format!("{addr}:{port}")
+        }
+    }
+}
+
+/// Longer than the fast path keeps its answers about forwarding and next hops (the
+/// rest of a coarse second).
+const CACHED: Duration = Duration::from_millis(1100);
+
+/// With `udp 5300:53` published from container `web`, on `lab` (a sandbox lab with a
+/// second container `client`): a datagram from outside to the published port (one
+/// way: no reply is needed for it to count), from `client` to wan, and from `client` to
+/// the published port on the uplink's address (hairpin) each arrive while forwarding
+/// is on, and none while it is off, but the hairpin where `hairpin_bridged` (the
+/// classic datapaths over IPv6: br_netfilter bridges a packet its DNAT sent back into
+/// the bridge after a route lookup, and IPv6 checks forwarding only in `ip6_forward`,
+/// where that packet never goes). The lab host's own datagram to the published port
+/// arrives throughout: it is sent, not forwarded. Every datagram is sent by a process
+/// of the namespace (`netlab exec`: the lab host's in the lab's cgroup, whose hooks
+/// publish for it on the eBPF datapath).
+pub fn stops_what_is_forwarded(lab: &Lab, dp: &str, f: &Family, hairpin_bridged: bool) {
+    let web = udp(&lab.ns("web"), &f.at(f.any, 53));
+    let wan = udp(&lab.ns("wan"), &f.at(f.wan, 7020));
+    let paths: [(&str, &str, &str, u16, &UdpSocket); 4] = [
+        ("from outside", "wan", f.uplink, 5300, &web),
+        ("to outside", "client", f.wan, 7020, &wan),
+        ("hairpin", "client", f.uplink, 5300, &web),
+        ("from the lab host", "host", f.uplink, 5300, &web),
+    ];
+    let check = |phase: &str, forwarding: bool| {
+        for (path, from, to, port, receiver) in paths {
+            let payload = format!("{phase} {path}");
+            let script = format!(
+                "import socket\ns = socket.socket({}, socket.SOCK_DGRAM)\ns.sendto(b'{payload}', ('{to}', {port}))\n",
+                f.python()
+            );
+            lab.exec_ok(from, &["python3", "-c", &script]);
+            let expected = forwarding || from == "host" || (path == "hairpin" && hairpin_bridged);
+            assert_eq!(
+                arrives(receiver, &payload, expected),
+                expected,
+                "{dp}, forwarding {phase}: a datagram {path} (from {from} to {})",
+                f.at(to, port)
+            );
+        }
+    };
+    check("on", true);
+    let set = |value: &str| {
+        lab.exec_ok("host", &["sysctl", "-w", &format!("{}={value}", f.sysctl)]);
+        thread::sleep(CACHED);
+    };
+    set("0");
+    check("off", false);
+    set("1");
+    check("on again", true);
+}
+
+/// Whether `payload` reaches `receiver`: waited for 5 s when it is `expected`, 1 s
+/// when not. Other datagrams are skipped.
+fn arrives(receiver: &UdpSocket, payload: &str, expected: bool) -> bool {
+    let wait = if expected { 5 } else { 1 };
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(wait)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    while let Ok((n, _)) = receiver.recv_from(&mut buf) {
+        if &buf[..n] == payload.as_bytes() {
+            return true;
+        }
+    }
+    false
+}
