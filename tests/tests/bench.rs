@@ -241,8 +241,9 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
 }
 
 /// `--family 4,6`: each datapath over IPv4 and over IPv6 (a dual-stack lab, every
-/// workload to the IPv6 addresses), IPv6's figures with their ratio to iptables6 and to
-/// the same datapath over IPv4.
+/// workload to the IPv6 addresses), and the veth reference over both (`veth6`), IPv6's
+/// figures with their ratio to iptables6, to veth6 and to the same datapath (or pair)
+/// over IPv4.
 #[test]
 fn bench_over_both_families() {
     require_root();
@@ -273,6 +274,10 @@ fn bench_over_both_families() {
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["options"]["families"], serde_json::json!(["4", "6"]));
+    assert_eq!(
+        v["options"]["references"],
+        serde_json::json!(["veth", "veth6"])
+    );
     let figs = v["figures"].as_array().unwrap();
     for (scenario, metric) in [
         ("a", "throughput"),
@@ -280,10 +285,14 @@ fn bench_over_both_families() {
         ("c", "rate"),
         ("g", "packet_rate"),
     ] {
-        for dp in ["ebpf6", "iptables6", "nftables6"] {
+        for dp in ["ebpf6", "iptables6", "nftables6", "veth6"] {
             let f = figure(figs, dp, scenario, None, metric)
                 .unwrap_or_else(|| panic!("{dp} {scenario}"));
             assert_eq!(f["family"], "6");
+            assert!(
+                f["ratio_to_veth"].as_f64().unwrap() > 0.0,
+                "{dp} {scenario}: {f}"
+            );
             assert!(f["median"].as_f64().unwrap() > 0.0, "{dp} {scenario}: {f}");
             assert!(
                 f["ratio_to_ipv4"].as_f64().unwrap() > 0.0,

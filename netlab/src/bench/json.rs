@@ -195,7 +195,7 @@ pub fn render(r: &Report) -> Value {
             "runs": r.round,
             "duration_secs": o.duration.as_secs(),
             "port_counts": o.port_counts,
-            "references": if o.reference { vec!["veth"] } else { Vec::new() },
+            "references": o.contenders().iter().filter(|c| c.is_reference()).map(|c| c.name()).collect::<Vec<_>>(),
             "runs_asked": o.runs,
             "max_runs": o.max_runs,
             "confidence": confidence,

@@ -33,6 +33,10 @@ pub const SERVER: &str = "srv";
 pub const VETH_SRV_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const VETH_WAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const VETH_PREFIX: u8 = 24;
+/// Over IPv6 (documentation addresses), for `veth6`.
+pub const VETH_SRV_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const VETH_WAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+const VETH_PREFIX6: u8 = 64;
 /// The labs' links have the sandbox uplink's MTU.
 const VETH_MTU: u32 = 1500;
 
@@ -83,12 +87,13 @@ impl BenchLab {
                 lab.netlab(&["run", SERVER])?;
                 lab.state = Some(Session::open(&lab.name)?.state);
             }
-            Contender::Veth => lab.veth_pair()?,
+            Contender::Veth | Contender::Veth6 => lab.veth_pair()?,
         }
         Ok(lab)
     }
 
-    /// The veth reference: `<name>-srv` and `<name>-wan` joined by one veth pair.
+    /// The veth reference: `<name>-srv` and `<name>-wan` joined by one veth pair, with
+    /// addresses of both families (usable at once: no duplicate address detection).
     fn veth_pair(&mut self) -> Result<()> {
         let mut made = Vec::new();
         for which in [SERVER, "wan"] {
@@ -105,6 +110,7 @@ impl BenchLab {
             let peer = link::require(&h, "wan0").await?;
             link::move_to_netns(&h, "wan0", peer, wan_file.as_fd()).await?;
             addr::add(&h, "eth0", eth, VETH_SRV_ADDR, VETH_PREFIX).await?;
+            addr::add6(&h, "eth0", eth, VETH_SRV_ADDR6, VETH_PREFIX6).await?;
             link::up(&h, "eth0", eth).await
         })?;
         netns::netlink_in(&wan, |h| async move {
@@ -112,6 +118,7 @@ impl BenchLab {
             link::up(&h, "lo", lo).await?;
             let w = link::require(&h, "wan0").await?;
             addr::add(&h, "wan0", w, VETH_WAN_ADDR, VETH_PREFIX).await?;
+            addr::add6(&h, "wan0", w, VETH_WAN_ADDR6, VETH_PREFIX6).await?;
             link::up(&h, "wan0", w).await
         })
     }
@@ -120,7 +127,7 @@ impl BenchLab {
     pub fn datapath(&self) -> Option<DatapathKind> {
         match self.contender {
             Contender::Lab(dp, ..) => Some(dp),
-            Contender::Veth => None,
+            Contender::Veth | Contender::Veth6 => None,
         }
     }
 
@@ -131,6 +138,7 @@ impl BenchLab {
             Contender::Lab(.., Family::V6) => INTERNET_ADDR6.into(),
             Contender::Lab(..) => INTERNET_ADDR.into(),
             Contender::Veth => VETH_WAN_ADDR.into(),
+            Contender::Veth6 => VETH_WAN_ADDR6.into(),
         }
     }
 
@@ -183,15 +191,23 @@ impl BenchLab {
         netns::path(&format!("{}-{which}", self.name))
     }
 
-    pub fn server_ip(&self) -> Ipv4Addr {
+    /// The server's own address, of the contender's family (where the routed
+    /// baseline and the veth reference are reached).
+    pub fn server_ip(&self) -> IpAddr {
         match self.contender {
-            Contender::Veth => VETH_SRV_ADDR,
-            Contender::Lab(..) => self
-                .state()
-                .container(SERVER)
-                .and_then(|c| c.ip)
-                .expect("the server container has an address"),
+            Contender::Veth => VETH_SRV_ADDR.into(),
+            Contender::Veth6 => VETH_SRV_ADDR6.into(),
+            Contender::Lab(..) => self.container_ip().into(),
         }
+    }
+
+    /// The server container's IPv4 address (a published port's target, of either
+    /// family).
+    fn container_ip(&self) -> Ipv4Addr {
+        self.state()
+            .container(SERVER)
+            .and_then(|c| c.ip)
+            .expect("the server container has an address")
     }
 
     /// The lab host's uplink address of the lab's family, where published ports are
@@ -218,7 +234,7 @@ impl BenchLab {
                 host_end: host,
                 ctr_port: ctr,
             },
-            ctr_ip: self.server_ip(),
+            ctr_ip: self.container_ip(),
             // Numbered when published.
             id: 0,
         }
@@ -279,7 +295,7 @@ impl BenchLab {
 
 impl Drop for BenchLab {
     fn drop(&mut self) {
-        if self.contender == Contender::Veth {
+        if self.contender.is_reference() {
             for ns in &self.made {
                 if let Err(e) = netns::delete(ns) {
                     progress!("netlab bench: tearing down the veth reference: {e}");

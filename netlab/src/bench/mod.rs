@@ -160,13 +160,15 @@ impl Family {
 }
 
 /// One row of the results: a lab on a datapath with its containers on a device, its
-/// workloads over one address family, or the veth reference (IPv4).
+/// workloads over one address family, or the veth reference (over IPv4, or IPv6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contender {
     Lab(DatapathKind, Device, Family),
     /// One veth pair between two fresh namespaces: no bridge, no routing, no NAT, no
     /// netfilter rule. Not a datapath: the most this machine can do at all.
     Veth,
+    /// The same pair over IPv6: what the machine's own IPv6 costs, with no datapath.
+    Veth6,
 }
 
 impl Contender {
@@ -176,7 +178,7 @@ impl Contender {
     }
 
     /// `ebpf`; `ebpf6` over IPv6 (as `ip6tables` is iptables' IPv6); `ebpf@netkit`,
-    /// `ebpf6@netkit` for a lab on netkit devices; `veth` for the reference.
+    /// `ebpf6@netkit` for a lab on netkit devices; `veth`, `veth6` for the reference.
     pub fn name(self) -> String {
         match self {
             Self::Lab(dp, device, family) => {
@@ -188,15 +190,30 @@ impl Contender {
                 format!("{}{six}{at}", dp.name())
             }
             Self::Veth => "veth".into(),
+            Self::Veth6 => "veth6".into(),
         }
     }
 
-    /// The family its workloads run on (the veth reference's is IPv4).
+    /// The family its workloads run on.
     pub fn family(self) -> Family {
         match self {
             Self::Lab(_, _, f) => f,
             Self::Veth => Family::V4,
+            Self::Veth6 => Family::V6,
         }
+    }
+
+    /// The veth reference of a family.
+    pub fn reference_of(family: Family) -> Contender {
+        match family {
+            Family::V4 => Self::Veth,
+            Family::V6 => Self::Veth6,
+        }
+    }
+
+    /// The veth reference its ratios to veth are to: the one of its own family.
+    pub fn reference(self) -> Contender {
+        Self::reference_of(self.family())
     }
 
     /// The iptables lab its ratios are to: on veth, of its own family.
@@ -204,22 +221,23 @@ impl Contender {
         Self::Lab(DatapathKind::Iptables, Device::Veth, self.family())
     }
 
-    /// The same lab over IPv4, for a lab over IPv6: what IPv6 costs it.
+    /// The same lab (or pair) over IPv4, for one over IPv6: what IPv6 costs it.
     pub fn ipv4_twin(self) -> Option<Contender> {
         match self {
             Self::Lab(dp, device, Family::V6) => Some(Self::Lab(dp, device, Family::V4)),
+            Self::Veth6 => Some(Self::Veth),
             _ => None,
         }
     }
 
     pub fn is_reference(self) -> bool {
-        self == Self::Veth
+        matches!(self, Self::Veth | Self::Veth6)
     }
 
     /// Whether clients reach the server container at its own address (the routed
     /// baseline and the veth reference publish nothing).
     pub fn direct(self) -> bool {
-        matches!(self, Self::Lab(DatapathKind::Routed, ..) | Self::Veth)
+        matches!(self, Self::Lab(DatapathKind::Routed, ..)) || self.is_reference()
     }
 }
 
@@ -256,7 +274,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let contenders = opts.contenders();
     let setups = contenders.iter().filter(|c| !c.is_reference()).count();
     let labs = opts.runs as usize * setups;
-    let reference = if contenders.contains(&Contender::Veth) {
+    let reference = if contenders.iter().any(|c| c.is_reference()) {
         " and the veth reference"
     } else {
         ""
@@ -329,7 +347,7 @@ fn next_round(opts: &Options, wide: &[Standing]) -> Vec<(Contender, Scenario)> {
         let sides = [
             Some(w.subject.numerator),
             w.subject.denominator,
-            Some(Contender::Veth),
+            Some(w.subject.numerator.reference()),
         ];
         for c in sides.into_iter().flatten() {
             let runs = opts.contenders().contains(&c) && opts.scenarios_for(c).contains(&s);

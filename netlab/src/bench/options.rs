@@ -432,7 +432,8 @@ impl Options {
 
     /// Who runs, in the order of the first run (each later run starts one further
     /// along): the datapaths on each device and family (the routed baseline on IPv4
-    /// only: it has no IPv6), then the veth reference when it has a scenario to run.
+    /// only: it has no IPv6), then the veth reference of each family when it has a
+    /// scenario to run.
     pub fn contenders(&self) -> Vec<Contender> {
         let mut v = Vec::new();
         for &f in &self.families {
@@ -443,9 +444,11 @@ impl Options {
                 v.extend(self.devices.iter().map(|v| Contender::Lab(d, *v, f)));
             }
         }
-        let mut v: Vec<Contender> = v;
-        if self.reference && !self.scenarios_for(Contender::Veth).is_empty() {
-            v.push(Contender::Veth);
+        for &f in &self.families {
+            let veth = Contender::reference_of(f);
+            if self.reference && !self.scenarios_for(veth).is_empty() {
+                v.push(veth);
+            }
         }
         v
     }
@@ -548,14 +551,26 @@ pub const FAMILY6_SCENARIOS: [Scenario; 4] = [Scenario::A, Scenario::B, Scenario
 
 /// A `--goal`'s datapath or base: one that runs, or the veth reference.
 fn goal_contender(name: &str, opts: &Options, goal: &str) -> Result<Contender> {
-    if name == "veth" {
+    if let Some(veth) = [Contender::Veth, Contender::Veth6]
+        .into_iter()
+        .find(|c| c.name() == name)
+    {
         if !opts.reference {
             return Err(invalid_goal(
                 goal,
-                "veth is the reference, and --reference none leaves it out",
+                &format!("{name} is the reference, and --reference none leaves it out"),
             ));
         }
-        return Ok(Contender::Veth);
+        if !opts.families.contains(&veth.family()) {
+            return Err(invalid_goal(
+                goal,
+                &format!(
+                    "{name} runs on IPv{}, not in --family",
+                    veth.family().name()
+                ),
+            ));
+        }
+        return Ok(veth);
     }
     let (name, device) = match name.split_once('@') {
         Some((dp, device)) => (
@@ -1034,6 +1049,23 @@ mod tests {
     }
 
     #[test]
+    fn the_ipv6_reference_runs_with_ipv6_only() {
+        let o = Options::parse(Flags {
+            datapath: "ebpf",
+            family: "4",
+            scenario: "b",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(
+            o.contenders(),
+            [Contender::lab(DatapathKind::Ebpf), Contender::Veth]
+        );
+        let e = parse_goal("b:veth6/veth>=1", &o).unwrap_err().to_string();
+        assert!(e.contains("veth6 runs on IPv6, not in --family"), "{e}");
+    }
+
+    #[test]
     fn families_make_contenders_and_goals_name_them() {
         use DatapathKind::{Ebpf, Iptables, Routed};
         let o = Options::parse(Flags {
@@ -1058,10 +1090,25 @@ mod tests {
                 Contender::lab(Routed),
                 e6,
                 i6,
-                Contender::Veth
+                Contender::Veth,
+                Contender::Veth6
             ]
         );
         assert_eq!(e6.name(), "ebpf6");
+        // The veth reference over IPv6: a lab over IPv6 is to it, and it to itself over
+        // IPv4 (what the machine's own IPv6 costs).
+        assert_eq!(e6.reference(), Contender::Veth6);
+        assert_eq!(Contender::lab(Ebpf).reference(), Contender::Veth);
+        assert_eq!(Contender::Veth6.ipv4_twin(), Some(Contender::Veth));
+        assert_eq!(
+            o.scenarios_for(Contender::Veth6),
+            [Scenario::A, Scenario::B, Scenario::C, Scenario::G]
+        );
+        let g = parse_goal("b:veth6/veth>=0.95", &o).unwrap();
+        assert_eq!(
+            (g.subject.numerator, g.subject.denominator),
+            (Contender::Veth6, Some(Contender::Veth))
+        );
         assert_eq!(
             Contender::Lab(Ebpf, Device::Netkit, Family::V6).name(),
             "ebpf6@netkit"

@@ -279,7 +279,7 @@ impl Report {
             }
         }
         let veth = self.figures.iter().find(|f| {
-            f.datapath == Contender::Veth
+            f.datapath.is_reference()
                 && f.scenario == scenario
                 && f.ports == ports
                 && f.metric == scenario.metrics()[0]
@@ -360,7 +360,8 @@ impl Report {
     /// The median of the per-round ratios to the veth reference: how much of what the
     /// machine can do at all (of its latency, for p50 and p99).
     pub fn ratio_to_veth(&self, f: &Figure) -> Option<f64> {
-        self.ratio_estimate(f, Contender::Veth).map(|e| e.median)
+        self.ratio_estimate(f, f.datapath.reference())
+            .map(|e| e.median)
     }
 
     /// Where a subject stands: `None` while a side has nothing that counts.
@@ -413,7 +414,7 @@ impl Report {
                 // By base: every ratio to iptables, then to veth, then to IPv4.
                 let bases: [fn(Contender) -> Option<Contender>; 3] = [
                     |c| Some(c.iptables_base()),
-                    |_| Some(Contender::Veth),
+                    |c| Some(c.reference()),
                     Contender::ipv4_twin,
                 ];
                 for base_of in bases {
@@ -507,9 +508,7 @@ impl Report {
     /// the median, %: what the machine does to a path that does not change.
     pub fn veth_spread(&self, scenario: Scenario) -> Option<f64> {
         let f = self.figures.iter().find(|f| {
-            f.datapath == Contender::Veth
-                && f.scenario == scenario
-                && f.metric == scenario.metrics()[0]
+            f.datapath.is_reference() && f.scenario == scenario && f.metric == scenario.metrics()[0]
         })?;
         let (median, min, max) = summary(&f.samples)?;
         (f.samples.len() > 1 && median > 0.0).then(|| (max - min) / median * 100.0)

@@ -64,7 +64,7 @@ pub fn run_lab(
     };
     match c {
         Contender::Lab(..) => progress!("{tag}: lab {} is up", lab.name),
-        Contender::Veth => progress!(
+        Contender::Veth | Contender::Veth6 => progress!(
             "{tag}: veth pair {}-{SERVER} <-> {}-wan is up",
             lab.name,
             lab.name

@@ -41,7 +41,7 @@ fn colour(c: Contender) -> RGBColor {
         Contender::Lab(DatapathKind::Nftables, ..) => RGBColor(0x55, 0xa8, 0x68),
         Contender::Lab(DatapathKind::NftablesFlowtable, ..) => RGBColor(0x1f, 0x6e, 0x3c),
         Contender::Lab(DatapathKind::Routed, ..) => RGBColor(0x9a, 0x9a, 0x9a),
-        Contender::Veth => RGBColor(0x33, 0x33, 0x33),
+        Contender::Veth | Contender::Veth6 => RGBColor(0x33, 0x33, 0x33),
     }
 }
 

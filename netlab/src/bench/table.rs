@@ -116,7 +116,7 @@ fn block(r: &Report, out: &mut String, scenario: Scenario, ports: Option<u32>) {
     let iptables = |c: Contender| Some(c.iptables_base());
     let (x, v, four) = (
         has(&iptables),
-        has(&|_| Some(Contender::Veth)),
+        has(&|c| Some(c.reference())),
         has(&Contender::ipv4_twin),
     );
     let mut head = vec![
@@ -157,10 +157,7 @@ fn block(r: &Report, out: &mut String, scenario: Scenario, ports: Option<u32>) {
                 row.push(ratio_cell("×", e.as_ref()));
             }
             if v {
-                row.push(ratio_cell(
-                    "v",
-                    r.ratio_estimate(f, Contender::Veth).as_ref(),
-                ));
+                row.push(ratio_cell("v", r.ratio_estimate(f, c.reference()).as_ref()));
             }
             if four {
                 let e = c.ipv4_twin().and_then(|b| r.ratio_estimate(f, b));
