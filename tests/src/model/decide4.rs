@@ -4,7 +4,7 @@
 use netlab_common::stats::DropReason;
 
 use super::{
-    Decision, FROM_CTR, Hook, Model, Plan, Sender, Where, forward,
+    Decision, FROM_CTR, Hook, Model, Sender, Where, forward,
     ip::Ip,
     key_of,
     wire::{self, Kind, be16},
@@ -103,7 +103,7 @@ impl<A: Ip> Model<A> {
                 match self.container_flow(hook, &p) {
                     Ok(Decision::Translate(t)) => {
                         let plan = self.plan(&p, t.to.0, t.to.1);
-                        if plan == Plan::Stack {
+                        if !plan.forwards() {
                             return Ok(Decision::Pass);
                         }
                         let mut t = forward(*t, &p, plan);

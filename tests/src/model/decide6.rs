@@ -7,7 +7,7 @@
 use netlab_common::stats::DropReason;
 
 use super::{
-    Decision, Hook, Model, Plan, Sender, Where, forward,
+    Decision, Hook, Model, Sender, Where, forward,
     ip::{Ip, link_local},
     key_of,
     wire::{self, ETH, Kind, be16},
@@ -123,7 +123,7 @@ impl<A: Ip> Model<A> {
         }
         // Planned before the NAT decides, for the uplink's address.
         let plan = self.plan(&p, self.cfg.uplink, p.daddr);
-        if plan == Plan::Stack {
+        if !plan.forwards() {
             return Ok(Decision::Pass);
         }
         match self.container_flow(Hook::Endpoint, &p) {

@@ -87,6 +87,9 @@ pub struct FastPath<A> {
     pub uplink_mask: A,
     /// Containers with an endpoint entry: address → MAC.
     pub endpoints: Vec<(A, [u8; 6])>,
+    /// The MTU of the lab host's links (the bridge's, and the route's by the uplink),
+    /// which a forwarded packet must fit.
+    pub mtu: usize,
 }
 
 /// The lab as the datapath is configured for it, for the family of addresses `A`.
@@ -262,6 +265,15 @@ enum Plan {
     Next([u8; 6], [u8; 6]),
     /// Out of the uplink; the kernel resolves the next hop (MACs unchanged here).
     Neigh,
+    /// Left to the stack: too big for the bridge or the route (the stack answers
+    /// "fragmentation needed", Packet Too Big).
+    TooBig,
+}
+
+impl Plan {
+    fn forwards(self) -> bool {
+        !matches!(self, Plan::Stack | Plan::TooBig)
+    }
 }
 
 impl<A: Ip> Translation<A> {
@@ -730,6 +742,11 @@ impl<A: Ip> Model<A> {
             return Plan::Stack;
         }
         if self.cfg.in_subnet(dst) {
+            // The bridge's MTU is checked on the whole frame, past the Ethernet header
+            // (`bpf_check_mtu`): bytes after the datagram count.
+            if p.len - p.l3 > fast.mtu {
+                return Plan::TooBig;
+            }
             return match fast.endpoints.iter().find(|e| e.0 == dst) {
                 Some(&(_, mac)) => Plan::Next(mac, fast.bridge_mac),
                 None => Plan::Stack,
@@ -739,6 +756,11 @@ impl<A: Ip> Model<A> {
         // loopback, the zero network, multicast, the limited broadcast.
         if dst.never_forwarded() || self.cfg.is_host(dst) {
             return Plan::Stack;
+        }
+        // The route's MTU holds the datagram (forwarding answers "fragmentation
+        // needed", Packet Too Big).
+        if p.end - p.l3 > fast.mtu {
+            return Plan::TooBig;
         }
         if dst & fast.uplink_mask == fast.uplink_net {
             if dst == fast.gateway {
@@ -1143,6 +1165,10 @@ fn remember<A>(hook: Hook, p: &Pkt<A>) -> Option<u8> {
 fn forward<A: Ip>(mut t: Translation<A>, p: &Pkt<A>, plan: Plan) -> Translation<A> {
     match plan {
         Plan::Stack => return t,
+        Plan::TooBig => {
+            t.label.push_str(" [too big: stack]");
+            return t;
+        }
         Plan::Next(dmac, smac) => {
             t.edits.push((0, dmac.to_vec()));
             t.edits.push((6, smac.to_vec()));

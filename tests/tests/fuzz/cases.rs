@@ -254,7 +254,7 @@ fn open<A: Family>() -> impl Strategy<Value = Step> {
         ],
         prop_oneof![8 => Just(None), 1 => tcp_flags().prop_map(Some)],
         frag(),
-        any::<u8>(),
+        body_len(),
     )
         .prop_map(
             |((src, dst), proto, sport, dport, flags, frag, len)| Step::Open {
@@ -274,6 +274,12 @@ fn open<A: Family>() -> impl Strategy<Value = Step> {
         )
 }
 
+/// A packet's `len` ([`payload`]): mostly short, one in ten a byte either side of the
+/// links' MTU.
+fn body_len() -> impl Strategy<Value = u8> {
+    prop_oneof![9 => 0..253u8, 1 => 253..=255u8]
+}
+
 fn again() -> impl Strategy<Value = Step> {
     (
         any::<usize>(),
@@ -281,7 +287,7 @@ fn again() -> impl Strategy<Value = Step> {
         tcp_flags(),
         any::<bool>(),
         frag(),
-        any::<u8>(),
+        body_len(),
     )
         .prop_map(|(flow, reply, flags, natural, frag, len)| Step::Again {
             flow,
@@ -513,10 +519,15 @@ pub fn frame<A: Ip>(ip: &[u8]) -> Vec<u8> {
     f
 }
 
-fn payload(len: u8) -> Vec<u8> {
-    (0..len as usize % 48)
-        .map(|i| (i as u8).wrapping_mul(37))
-        .collect()
+/// A datagram's body: up to 47 bytes, or, for the three largest `len`, as long as
+/// makes the datagram (whose L4 header is `head` bytes) a byte short of the links' MTU,
+/// as long as it, or a byte over: the fast path's size checks.
+fn payload<A: Ip>(len: u8, head: usize) -> Vec<u8> {
+    let n = match len {
+        253..=255 => crate::LINK_MTU + len as usize - 254 - A::HDR - head,
+        _ => len as usize % 48,
+    };
+    (0..n).map(|i| (i as u8).wrapping_mul(37)).collect()
 }
 
 /// A whole L4 message (checksum over all of it) of a flow packet. TCP segments of the
@@ -533,7 +544,8 @@ pub fn l4<A: Family>(
     len: u8,
     reply: bool,
 ) -> Vec<u8> {
-    let body = payload(len);
+    let head = if proto == TCP { 20 } else { 8 };
+    let body = payload::<A>(len, head);
     match proto {
         TCP => {
             let (seq, ack) = if reply {
@@ -1034,7 +1046,12 @@ fn mutate_any<A: Family>(f: &mut Vec<u8>, m: Mutation) {
             let keep = f.len().saturating_sub(n as usize).max(14);
             f.truncate(keep);
         }
-        Mutation::Pad(n, b) => f.extend(std::iter::repeat_n(b, n as usize)),
+        // Not a frame as long as the MTU: Ethernet pads only short frames, and whether
+        // the fast path takes a padded datagram of the route's MTU depends on its
+        // next-hop cache (the route lookup counts the padding, the cache does not).
+        Mutation::Pad(n, b) if f.len() < crate::LINK_MTU => {
+            f.extend(std::iter::repeat_n(b, n as usize))
+        }
         Mutation::Doff(n) => {
             if let Ok(Some(p)) = wire::parse::<A>(f)
                 && p.proto == TCP

@@ -45,6 +45,9 @@ use family::Family;
 
 /// Steps in one case, at most.
 const MAX_STEPS: usize = 40;
+/// The MTU of a sandbox lab's links (veth's default, which the bridge and the uplink's
+/// route take): the cases' largest datagrams are a byte either side of it.
+const LINK_MTU: usize = 1500;
 
 struct Runner<A: Family> {
     bpf: Bpf<A>,
@@ -467,6 +470,7 @@ fn world<A: Family>(lab: &Lab) -> World<A> {
             uplink_net: A::UPLINK_NET.0,
             uplink_mask: A::UPLINK_NET.1,
             endpoints: endpoints.iter().map(|e| (e.0, e.2)).collect(),
+            mtu: LINK_MTU,
         },
         endpoints,
     }
