@@ -42,6 +42,7 @@ use crate::{
     family::Family,
     maps::{self, NewFlow, Stats, Table},
     parse::{NO_WSCALE, Packet},
+    words,
 };
 
 /// Seconds of the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`).
@@ -264,7 +265,7 @@ pub fn touch<A: Family>(
     }
     let flags = next_flags(e.flags, key.proto, state, from_origin);
     if state == e.state && flags == e.flags {
-        *out = *e;
+        words::copy(out, e);
         return Ok(());
     }
     let was_assured = e.flags & FLAG_ASSURED != 0;
@@ -275,7 +276,7 @@ pub fn touch<A: Family>(
         match A::ct_get(hit.table, &pair_key) {
             Some(p) => p,
             None => {
-                *out = *e;
+                words::copy(out, e);
                 return Ok(());
             }
         }
@@ -297,7 +298,7 @@ pub fn touch<A: Family>(
             p.wscale = 0;
         }
     }
-    *out = *e;
+    words::copy(out, e);
     let assured = flags & FLAG_ASSURED != 0;
     if assured != was_assured {
         let (from, to) = if assured {
@@ -516,7 +517,7 @@ pub fn create<A: Family>(
         // Another CPU created this flow first: undo ours, use theirs.
         A::ct_remove(st, Table::Pending, &nf.reply_key);
         let theirs = A::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
-        nf.out = unsafe { *theirs };
+        words::copy(&mut nf.out, unsafe { &*theirs });
     }
     Ok(())
 }

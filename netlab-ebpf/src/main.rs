@@ -30,6 +30,7 @@ mod sock;
 mod uplink;
 mod uplink6;
 mod verdict;
+mod words;
 
 use aya_ebpf::{
     macros::{cgroup_sock_addr, classifier},

@@ -22,6 +22,7 @@ use crate::{
     family::Family,
     maps::{self, Stats},
     parse::Packet,
+    words,
 };
 
 /// The packet belongs to a tracked flow.
@@ -238,13 +239,18 @@ pub fn commit<A: Family>(
     pkt: &Packet<A>,
     now: u32,
 ) -> Result<CtEntry<A>, DropReason> {
-    let mut e = CtEntry::default();
+    // Every field is written below; zeroed first for the verifier.
+    let mut e = core::mem::MaybeUninit::<CtEntry<A>>::uninit();
+    let e = unsafe {
+        words::zero(&mut *e.as_mut_ptr());
+        &mut *e.as_mut_ptr()
+    };
     if found.kind == KNOWN {
-        commit_known(st, &found.key, hit, pkt, now, &mut e)?;
+        commit_known(st, &found.key, hit, pkt, now, e)?;
     } else {
-        commit_new(ctx, cfg, st, found, pkt, now, &mut e)?;
+        commit_new(ctx, cfg, st, found, pkt, now, e)?;
     }
-    Ok(e)
+    Ok(*e)
 }
 
 /// [`commit`] of a packet of a tracked flow (`hit`, found with `key`).
@@ -302,7 +308,7 @@ pub fn commit_new<A: Family>(
     conntrack::entry(&mut nf.out, found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
     conntrack::create(cfg, st, nf, now)?;
-    *out = nf.out;
+    words::copy(out, &nf.out);
     if masquerade {
         st.count(counter::SNAT_NEW_FLOWS);
         st.count(counter::SNAT_PACKETS);
