@@ -1046,10 +1046,11 @@ fn mutate_any<A: Family>(f: &mut Vec<u8>, m: Mutation) {
             let keep = f.len().saturating_sub(n as usize).max(14);
             f.truncate(keep);
         }
-        // Not a frame as long as the MTU: Ethernet pads only short frames, and whether
-        // the fast path takes a padded datagram of the route's MTU depends on its
-        // next-hop cache (the route lookup counts the padding, the cache does not).
-        Mutation::Pad(n, b) if f.len() < crate::LINK_MTU => {
+        // Never past a full frame (Ethernet's header and the MTU): Ethernet pads only
+        // short frames, and whether the fast path takes a longer one with a datagram
+        // the route's MTU holds depends on its next-hop cache (the route lookup counts
+        // the padding, the cache does not). A cut frame padded again is one of those.
+        Mutation::Pad(n, b) if f.len() + n as usize <= 14 + crate::LINK_MTU => {
             f.extend(std::iter::repeat_n(b, n as usize))
         }
         Mutation::Doff(n) => {
