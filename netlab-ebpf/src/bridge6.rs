@@ -17,7 +17,7 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, forward6, frag6,
+    conntrack, fib, frag6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
@@ -100,10 +100,10 @@ fn watched(ctx: &TcContext, cfg: &Config, st: Stats, pkt: &Packet<Addr6>) -> Ver
 #[inline(always)]
 fn out_ifindex(ctx: &TcContext, cfg: &Config, pkt: &Packet<Addr6>) -> Option<u32> {
     let mut words = [0u64; 8];
-    let f = forward::fib_params(cfg, &mut words, forward6::AF_INET6, pkt.proto, 0);
+    let f = fib::params(cfg, &mut words, fib::AF_INET6, pkt.proto, 0);
     f.__bindgen_anon_3.ipv6_src = pkt.saddr;
     f.__bindgen_anon_4.ipv6_dst = pkt.daddr;
-    let rc = forward::fib_run(ctx, f);
+    let rc = fib::run(ctx, f);
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             Some(f.ifindex)

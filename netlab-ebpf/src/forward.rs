@@ -30,9 +30,7 @@ use aya_ebpf::{
         bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
         bpf_fib_lookup as FibParams, bpf_redir_neigh,
     },
-    helpers::generated::{
-        bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
-    },
+    helpers::generated::{bpf_check_mtu, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -45,6 +43,7 @@ use netlab_common::{
 };
 
 use crate::{
+    fib::{self, AF_INET},
     forwarding,
     maps::{self, Stats},
     next_hop,
@@ -52,8 +51,6 @@ use crate::{
     verdict::PASS,
 };
 
-pub const AF_INET: u8 = 2;
-const _: () = assert!(size_of::<FibParams>() == 64);
 /// `skb->pkt_type` of a frame addressed to this host.
 pub const PACKET_HOST: u32 = 0;
 
@@ -293,40 +290,10 @@ fn fib_lookup(
     tot_len: u16,
     words: &mut [u64; 8],
 ) -> u32 {
-    let f = fib_params(cfg, words, AF_INET, proto, tot_len);
+    let f = fib::params(cfg, words, AF_INET, proto, tot_len);
     f.__bindgen_anon_3.ipv4_src = src;
     f.__bindgen_anon_4.ipv4_dst = dst;
-    fib_run(ctx, f)
-}
-
-/// `words` made the parameters of a route lookup in the lab host's tables, as from the
-/// bridge, for `proto` of `family` (`tot_len` as [`fib_lookup`] takes it); the
-/// addresses are the caller's to fill in.
-#[inline(always)]
-pub fn fib_params<'a>(
-    cfg: &Config,
-    words: &'a mut [u64; 8],
-    family: u8,
-    proto: u8,
-    tot_len: u16,
-) -> &'a mut FibParams {
-    // Zeroed word by word: LLVM turns a plain zeroing loop into a call to a
-    // byte-by-byte memset subprogram.
-    for w in words.iter_mut() {
-        unsafe { core::ptr::write_volatile(w, 0) };
-    }
-    let f = unsafe { &mut *(words.as_mut_ptr() as *mut FibParams) };
-    f.family = family;
-    f.l4_protocol = proto;
-    f.__bindgen_anon_1.tot_len = tot_len;
-    f.ifindex = cfg.bridge_ifindex;
-    f
-}
-
-/// The route lookup of `f`; its code.
-#[inline(always)]
-pub fn fib_run(ctx: &TcContext, f: &mut FibParams) -> u32 {
-    (unsafe { bpf_fib_lookup(ctx.as_ptr(), f, size_of::<FibParams>() as i32, 0) }) as u32
+    fib::run(ctx, f)
 }
 
 /// The interface the lab host routes `pkt` out by (a route lookup from the bridge), or

@@ -27,6 +27,7 @@ use netlab_common::{
 
 use crate::{
     conntrack, endpoint, family,
+    fib::{self, AF_INET6},
     forward::{self, CONTAINER, Hook, Plan, STACK, SWITCHED, UPLINK, UPLINK_ROUTED},
     forwarding,
     maps::{self, Stats},
@@ -35,7 +36,6 @@ use crate::{
     verdict,
 };
 
-pub const AF_INET6: u8 = 10;
 /// Offset of the hop limit in the IPv6 header.
 const HOP_LIMIT_OFF: usize = 7;
 
@@ -167,10 +167,10 @@ fn fib_lookup(
     tot_len: u16,
     words: &mut [u64; 8],
 ) -> u32 {
-    let f = forward::fib_params(cfg, words, AF_INET6, proto, tot_len);
+    let f = fib::params(cfg, words, AF_INET6, proto, tot_len);
     f.__bindgen_anon_3.ipv6_src = *src;
     f.__bindgen_anon_4.ipv6_dst = *dst;
-    forward::fib_run(ctx, f)
+    fib::run(ctx, f)
 }
 
 /// Addresses the stack never forwards to (or from), which a route lookup alone would

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use netlab_common::config::Config;
 
-use crate::forward;
+use crate::fib::{self, AF_INET};
 
 /// One device's answer, with the lookup's parameters beside it (kept out of the
 /// stack, whose frames the verifier adds up along a call chain).
@@ -42,7 +42,7 @@ static FORWARDING: PerCpuArray<Checked> = PerCpuArray::with_max_entries(SLOTS, 0
 #[inline(never)]
 pub fn on(ctx: &TcContext, cfg: &Config, family: u8, now: u32) -> bool {
     let from_uplink = unsafe { (*ctx.skb.skb).ifindex } == cfg.uplink_ifindex;
-    let slot = (family == forward::AF_INET) as u32 * 2 + from_uplink as u32;
+    let slot = (family == AF_INET) as u32 * 2 + from_uplink as u32;
     let Some(c) = FORWARDING.get_ptr_mut(slot) else {
         return false;
     };
@@ -52,11 +52,11 @@ pub fn on(ctx: &TcContext, cfg: &Config, family: u8, now: u32) -> bool {
     }
     // The kernel checks the device's forwarding before it looks any route up: no
     // addresses are needed for the answer.
-    let f = forward::fib_params(cfg, &mut c.words, family, 0, 0);
+    let f = fib::params(cfg, &mut c.words, family, 0, 0);
     if from_uplink {
         f.ifindex = cfg.uplink_ifindex;
     }
-    let on = forward::fib_run(ctx, f) != BPF_FIB_LKUP_RET_FWD_DISABLED;
+    let on = fib::run(ctx, f) != BPF_FIB_LKUP_RET_FWD_DISABLED;
     c.on = on as u32;
     c.at = now;
     on

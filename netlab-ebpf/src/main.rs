@@ -10,6 +10,7 @@ mod conntrack;
 mod endpoint;
 mod endpoint6;
 mod family;
+mod fib;
 mod forward;
 mod forward6;
 mod forwarding;
