@@ -278,20 +278,23 @@ impl Report {
                     .push(format!("{}: {why}", c.name()));
             }
         }
-        let veth = self.figures.iter().find(|f| {
+        // Each reference that ran the scenario (veth, and veth6 with IPv6): an added
+        // round may run only the one of its ratio's family.
+        let references = self.figures.iter().filter(|f| {
             f.datapath.is_reference()
                 && f.scenario == scenario
                 && f.ports == ports
                 && f.metric == scenario.metrics()[0]
         });
-        if let Some(f) = veth {
+        for f in references {
             let median = f.median().unwrap_or(0.0);
             for (&round, &v) in f.rounds.iter().zip(&f.samples) {
                 let off = disturb::off_by_pct(v, median);
                 if off.abs() > disturb::VETH_LIMIT_PCT {
-                    out.entry(round)
-                        .or_default()
-                        .push(format!("veth reference {off:+.0} % off its median"));
+                    out.entry(round).or_default().push(format!(
+                        "{} reference {off:+.0} % off its median",
+                        f.datapath.name()
+                    ));
                 }
             }
         }
@@ -649,6 +652,20 @@ mod tests {
         let narrow = r.ratio_estimate(&f, IPTABLES).unwrap();
         assert!(narrow.width_pct() < wide.width_pct());
         assert!((r.veth_spread(Scenario::A).unwrap() - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_reference_says_its_disturbed_rounds() {
+        // veth steady; veth6 30 % off its median in round 3 only (an added round may
+        // run only veth6).
+        let mut r = report(&[15.0; 5], &[10.0; 5]);
+        for (i, v) in [20.0, 20.0, 26.0, 20.0, 20.0].iter().enumerate() {
+            r.round = i as u32 + 1;
+            r.add(Scenario::A, Contender::Veth6, None, Metric::Throughput, *v);
+        }
+        let d = r.disturbed(Scenario::A, None);
+        assert_eq!(d.keys().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(d[&3], ["veth6 reference +30 % off its median"]);
     }
 
     #[test]
