@@ -26,9 +26,9 @@ pub const fn pending_entries(flows: u32) -> u32 {
 }
 
 /// IPv6 flows (a dual-stack lab): the same two tables with 40-byte keys
-/// ([`crate::conntrack::CtKey`]`<Addr6>`), sized alike (one entry otherwise). Both are
-/// LRU: no collector walks IPv6 flows, so an established one the table needs room for
-/// is pushed out, the least recently used first, rather than refusing a new one.
+/// ([`crate::conntrack::CtKey`]`<Addr6>`), sized alike (one entry otherwise), and of
+/// the same kinds: established flows in a hash that never evicts, walked by the
+/// collector ([`GC_QUEUE6`]); the others in an LRU hash.
 pub const CT6: &str = "CT6";
 pub const CT6_PENDING: &str = "CT6_PENDING";
 
@@ -104,6 +104,9 @@ pub const GC: &str = "GC";
 /// The established flows the collector looks at, one key each, in turn: a queue of
 /// [`crate::conntrack::CtKey`], sized at load time ([`gc_queue_entries`]).
 pub const GC_QUEUE: &str = "GC_QUEUE";
+/// The same for IPv6's established flows ([`CT6`]), of
+/// [`crate::conntrack::CtKey`]`<Addr6>` (one entry in a lab without IPv6).
+pub const GC_QUEUE6: &str = "GC_QUEUE6";
 
 /// Entries of [`GC_QUEUE`] for `flows` established flows: one key per flow, and as
 /// many again for keys of flows that have left the table since they were queued.

@@ -131,24 +131,12 @@ fn alive<A: Family>(
 pub fn lookup<A: Family>(cfg: &Config, st: Stats, key: &CtKey<A>, now: u32) -> Hit<A> {
     if let Some(p) = A::ct_get(Table::Established, key) {
         let e = unsafe { &*p };
-        // An LRU established table may have evicted the other half: the flow is gone
-        // then (its reply tuple may be another flow's already), as in the LRU table.
-        let mut pair = core::ptr::null_mut();
-        if A::ESTABLISHED_LRU {
-            match A::ct_get(Table::Established, &e.pair_key(key.proto)) {
-                Some(q) if unsafe { (*q).pair_key(key.proto) } == *key => pair = q,
-                _ => {
-                    A::ct_remove(st, Table::Established, key);
-                    return Hit::none(HALF);
-                }
-            }
-        }
-        if alive(cfg, st, key, e, pair, now) {
+        if alive(cfg, st, key, e, core::ptr::null(), now) {
             return Hit {
                 status: FOUND,
                 table: Table::Established,
                 entry: p,
-                pair,
+                pair: core::ptr::null_mut(),
             };
         }
         A::ct_remove(st, Table::Established, &e.pair_key(key.proto));

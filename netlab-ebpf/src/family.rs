@@ -20,10 +20,6 @@ use crate::{
 };
 
 pub trait Family: Copy + PartialEq + Default + 'static {
-    /// Whether the established table is an LRU, which may evict one half of a flow:
-    /// a hit there is then trusted only with its other half (IPv6's `CT6`).
-    const ESTABLISHED_LRU: bool;
-
     fn ct_get(t: Table, key: &CtKey<Self>) -> Option<*mut CtEntry<Self>>;
     fn ct_insert(
         st: Stats,
@@ -33,9 +29,10 @@ pub trait Family: Copy + PartialEq + Default + 'static {
         flags: u64,
     ) -> Result<(), i32>;
     fn ct_remove(st: Stats, t: Table, key: &CtKey<Self>);
-    /// Queues an established flow for the collector (IPv4 only: IPv6's established
-    /// table is an LRU, which needs none).
+    /// Queues an established flow for the collector.
     fn gc_track(st: Stats, key: &CtKey<Self>);
+    /// The next established flow for the collector to look at.
+    fn gc_next() -> Option<CtKey<Self>>;
     /// This CPU's new-flow slot.
     fn new_flow() -> Option<*mut NewFlow<Self>>;
     /// The published port `port` on host address `addr`.
@@ -51,7 +48,6 @@ pub trait Family: Copy + PartialEq + Default + 'static {
 }
 
 impl Family for u32 {
-    const ESTABLISHED_LRU: bool = false;
     #[inline(always)]
     fn ct_get(t: Table, key: &CtKey) -> Option<*mut CtEntry> {
         maps::ct_get(t, key)
@@ -70,6 +66,11 @@ impl Family for u32 {
     #[inline(always)]
     fn gc_track(st: Stats, key: &CtKey) {
         maps::gc_track(st, key)
+    }
+
+    #[inline(always)]
+    fn gc_next() -> Option<CtKey> {
+        maps::gc_next()
     }
 
     #[inline(always)]
@@ -124,7 +125,6 @@ impl Family for u32 {
 }
 
 impl Family for Addr6 {
-    const ESTABLISHED_LRU: bool = true;
     #[inline(always)]
     fn ct_get(t: Table, key: &CtKey<Addr6>) -> Option<*mut CtEntry<Addr6>> {
         maps::ct6_get(t, key)
@@ -147,7 +147,14 @@ impl Family for Addr6 {
     }
 
     #[inline(always)]
-    fn gc_track(_st: Stats, _key: &CtKey<Addr6>) {}
+    fn gc_track(st: Stats, key: &CtKey<Addr6>) {
+        maps::gc_track6(st, key)
+    }
+
+    #[inline(always)]
+    fn gc_next() -> Option<CtKey<Addr6>> {
+        maps::gc_next6()
+    }
 
     #[inline(always)]
     fn new_flow() -> Option<*mut NewFlow<Addr6>> {

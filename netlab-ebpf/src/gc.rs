@@ -5,7 +5,9 @@
 //! lab is taken down.
 //!
 //! Each run is bounded: it takes at most [`GC_BATCH`] flows from the queue of
-//! established flows (`GC_QUEUE`: a flow's key is queued when the flow enters `CT`),
+//! established flows (`GC_QUEUE`: a flow's key is queued when the flow enters `CT`;
+//! IPv6's, of `CT6`, are in `GC_QUEUE6`, and a run of a dual-stack lab takes as many
+//! again from it),
 //! removes the dead ones, queues the live ones again, and stops early when it meets
 //! the first flow it queued again (it has then seen every flow once). The next run,
 //! [`Config::gc_interval_ms`] later, goes on where this one stopped. So a run costs the
@@ -28,13 +30,15 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netlab_common::{
-    config::{Config, GC_BATCH},
+    addr::Addr6,
+    config::{Config, FLAG_IPV6, GC_BATCH},
     conntrack::{CtEntry, CtKey, expired},
     stats::counter,
 };
 
 use crate::{
     conntrack,
+    family::Family,
     maps::{self, Stats, Table},
 };
 
@@ -60,32 +64,32 @@ const _: () = assert!(
 #[btf_map]
 static GC: Array<GcState, 1, 0> = Array::new();
 
-/// What one run needs and counts.
+/// What one run of one family's queue needs and counts.
 #[repr(C)]
-struct Run {
+struct Run<A> {
     cfg: *const Config,
     st: Stats,
     now: u32,
     expired: u32,
     scanned: u32,
     /// The first key this run queued again; meeting it again ends the run.
-    first: CtKey,
+    first: CtKey<A>,
     requeued: u32,
 }
 
-/// Whether the flow of `key`, whose entry in `CT` is `e`, is dead: withdrawn, or idle
-/// past its timeout both ways.
+/// Whether the flow of `key`, whose entry in the established table is `e`, is dead:
+/// withdrawn, or idle past its timeout both ways.
 #[inline(always)]
-fn dead(cfg: &Config, key: &CtKey, e: &CtEntry, now: u32) -> bool {
+fn dead<A: Family>(cfg: &Config, key: &CtKey<A>, e: &CtEntry<A>, now: u32) -> bool {
     if e.pub_id != 0 && maps::mapping_gen(e.pub_id) != e.pub_gen {
         return true;
     }
     if !expired(cfg, key.proto, e.state, e.flags, e.last_seen, now) {
         return false;
     }
-    match maps::ct_get(Table::Established, &e.pair_key(key.proto)) {
+    match A::ct_get(Table::Established, &e.pair_key(key.proto)) {
         Some(p) => {
-            let p = unsafe { *p };
+            let p = unsafe { &*p };
             expired(cfg, key.proto, p.state, p.flags, p.last_seen, now)
         }
         None => true,
@@ -94,26 +98,26 @@ fn dead(cfg: &Config, key: &CtKey, e: &CtEntry, now: u32) -> bool {
 
 /// One flow of the queue: gone from `CT` (forgotten), dead (removed, both halves), or
 /// alive (queued again). Returns 1 to end the run.
-extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
+extern "C" fn step<A: Family>(_index: u64, run: *mut Run<A>) -> i64 {
     let run = unsafe { &mut *run };
-    let Some(key) = maps::gc_next() else {
+    let Some(key) = A::gc_next() else {
         return 1;
     };
     run.scanned += 1;
     if run.requeued != 0 && key == run.first {
         // Round the whole queue once: the rest waits for the next run.
-        maps::gc_track(run.st, &key);
+        A::gc_track(run.st, &key);
         return 1;
     }
-    let Some(e) = maps::ct_get(Table::Established, &key) else {
+    let Some(e) = A::ct_get(Table::Established, &key) else {
         return 0;
     };
-    let e = unsafe { *e };
+    let e = unsafe { &*e };
     let pair_key = e.pair_key(key.proto);
     let cfg = unsafe { &*run.cfg };
-    if dead(cfg, &key, &e, run.now) {
-        maps::ct_remove(run.st, Table::Established, &pair_key);
-        maps::ct_remove(run.st, Table::Established, &key);
+    if dead(cfg, &key, e, run.now) {
+        A::ct_remove(run.st, Table::Established, &pair_key);
+        A::ct_remove(run.st, Table::Established, &key);
         run.expired += 1;
         return 0;
     }
@@ -121,18 +125,14 @@ extern "C" fn step(_index: u64, run: *mut Run) -> i64 {
         run.first = key;
     }
     run.requeued += 1;
-    maps::gc_track(run.st, &key);
+    A::gc_track(run.st, &key);
     0
 }
 
-/// The timer's callback: one run, measured, then the next one armed.
-extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
-    let start = unsafe { bpf_ktime_get_ns() };
-    let cfg = maps::config();
-    let Some(st) = Stats::get() else {
-        return 0;
-    };
-    let mut run = Run {
+/// One run over family `A`'s queue: at most [`GC_BATCH`] flows looked at.
+#[inline(always)]
+fn run<A: Family>(cfg: &Config, st: Stats) {
+    let mut run = Run::<A> {
         cfg,
         st,
         now: conntrack::now(),
@@ -144,14 +144,27 @@ extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
     unsafe {
         bpf_loop(
             GC_BATCH,
-            step as *const () as *mut c_void,
-            &mut run as *mut Run as *mut c_void,
+            step::<A> as *const () as *mut c_void,
+            &mut run as *mut Run<A> as *mut c_void,
             0,
         );
     }
-    st.count(counter::CT_GC_RUNS);
     st.add(counter::CT_GC_EXPIRED, run.expired as u64);
     st.add(counter::CT_GC_SCANNED, run.scanned as u64);
+}
+
+/// The timer's callback: one run, measured, then the next one armed.
+extern "C" fn tick(_map: *mut c_void, _key: *mut u32, gc: *mut GcState) -> i64 {
+    let start = unsafe { bpf_ktime_get_ns() };
+    let cfg = maps::config();
+    let Some(st) = Stats::get() else {
+        return 0;
+    };
+    run::<u32>(cfg, st);
+    if cfg.flags & FLAG_IPV6 != 0 {
+        run::<Addr6>(cfg, st);
+    }
+    st.count(counter::CT_GC_RUNS);
     let gc = unsafe { &mut *gc };
     let took = unsafe { bpf_ktime_get_ns() } - start;
     gc.last_ns = took;

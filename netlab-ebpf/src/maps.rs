@@ -36,10 +36,11 @@ static CT: HashMap<CtKey, CtEntry> =
 static CT_PENDING: LruHashMap<CtKey, CtEntry> =
     LruHashMap::with_max_entries(pending_entries(CONNTRACK_MAX_DEFAULT), 0);
 
-/// IPv6 flows, both tables LRU (see `netlab_common::maps::CT6`); sized at load time,
-/// one entry in a lab without IPv6.
+/// IPv6 flows, in tables of the same kinds as IPv4's (see `netlab_common::maps::CT6`);
+/// sized at load time, one entry in a lab without IPv6. Established flows are never
+/// evicted: the collector removes the dead ones (`GC_QUEUE6`).
 #[map(name = "CT6")]
-static CT6: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entries(1, 0);
+static CT6: HashMap<CtKey<Addr6>, CtEntry<Addr6>> = HashMap::with_max_entries(1, 0);
 
 #[map(name = "CT6_PENDING")]
 static CT6_PENDING: LruHashMap<CtKey<Addr6>, CtEntry<Addr6>> = LruHashMap::with_max_entries(1, 0);
@@ -136,6 +137,10 @@ static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0)
 /// flow enters `CT`, taken and (if the flow lives on) queued again by each run.
 #[map(name = "GC_QUEUE")]
 static GC_QUEUE: Queue<CtKey> = Queue::with_max_entries(gc_queue_entries(CONNTRACK_MAX_DEFAULT), 0);
+
+/// The same round of IPv6's established flows (`CT6`); sized at load time.
+#[map(name = "GC_QUEUE6")]
+static GC_QUEUE6: Queue<CtKey<Addr6>> = Queue::with_max_entries(1, 0);
 
 /// The lab's configuration as userspace reads it back (with the hooks it was attached
 /// by); no program reads it.
@@ -417,7 +422,7 @@ pub fn ct6_get(t: Table, key: &CtKey<Addr6>) -> Option<*mut CtEntry<Addr6>> {
 }
 
 /// Inserts into an IPv6 table. Not counted: `CT`'s counters are what `status` knows
-/// `CT` holds by; the IPv6 tables are LRU, and counted by a walk.
+/// `CT` holds by; the IPv6 tables are counted by a walk.
 #[inline(always)]
 pub fn ct6_insert(
     _st: Stats,
@@ -438,6 +443,20 @@ pub fn ct6_remove(_st: Stats, t: Table, key: &CtKey<Addr6>) {
         Table::Established => CT6.remove(key),
         Table::Pending => CT6_PENDING.remove(key),
     };
+}
+
+/// [`gc_track`] for IPv6's established flows.
+#[inline(always)]
+pub fn gc_track6(st: Stats, key: &CtKey<Addr6>) {
+    if GC_QUEUE6.push(key, 0).is_err() {
+        st.count(counter::CT_GC_UNQUEUED);
+    }
+}
+
+/// [`gc_next`] for IPv6's established flows.
+#[inline(always)]
+pub fn gc_next6() -> Option<CtKey<Addr6>> {
+    GC_QUEUE6.pop().ok().flatten()
 }
 
 #[inline(always)]

@@ -328,6 +328,38 @@ fn expired_flows_are_collected_in_the_kernel() {
     assert!(lab.conntrack().is_empty());
 }
 
+/// The same for IPv6's established flows, in a dual-stack lab: the collector walks
+/// `CT6` too.
+#[test]
+fn expired_ipv6_flows_are_collected_in_the_kernel() {
+    let lab = Lab::sandbox(&["--ipv6", "--icmp-timeout", "1", "--gc-interval", "100"]);
+    lab.ok(&["run", "a"]);
+    lab.exec_ok(
+        "a",
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "2001:db8:113::1",
+        ],
+    );
+    let flows = lab.conntrack();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0]["table"], "confirmed");
+    assert!(
+        wait_for(Duration::from_secs(10), || lab
+            .stat("counters", "ct_gc_expired")
+            >= 1),
+        "the collector never removed the flow"
+    );
+    assert!(lab.conntrack().is_empty());
+}
+
 /// Each run of the collector looks at a bounded slice of the established table, and
 /// goes on where the last one stopped: with a million flows in the table, no run looks
 /// at more than `GC_BATCH` of them, and together the runs go through all of them. The

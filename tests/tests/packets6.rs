@@ -63,9 +63,14 @@ impl Datapath {
     }
 
     fn with(cfg: Config) -> Self {
+        Self::sized(cfg, CONNTRACK_MAX_DEFAULT)
+    }
+
+    /// With tables for `conntrack_max` flows (`--conntrack-max`).
+    fn sized(cfg: Config, conntrack_max: u32) -> Self {
         require_root();
         let mut bpf =
-            netlab::datapath::ebpf::load(false, CONNTRACK_MAX_DEFAULT, &cfg).expect("load object");
+            netlab::datapath::ebpf::load(false, conntrack_max, &cfg).expect("load object");
         for (p, _) in names::PROGS6_NAMES {
             netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .expect("verifier accepts the program");
@@ -461,29 +466,57 @@ fn an_error_quoting_too_little_is_dropped() {
     assert_eq!(dp.drops(DropReason::Truncated), 1);
 }
 
-/// IPv6's established table is an LRU: a flow whose reply half it pushed out is gone
-/// (its reply tuple may be another flow's by then), and its next segment is dropped
-/// with the lone half, as a half flow of the pending table is.
+/// IPv6's established table never evicts, as IPv4's: with it full, a flow that would
+/// become established stays in the table of flows being opened (counted `ct_full`),
+/// and the flows established before it keep their translation both ways. (An LRU
+/// there, as before, pushed the first flows out to make room.)
 #[test]
-fn a_flow_of_which_the_lru_kept_half_is_gone() {
-    let mut dp = Datapath::new();
-    let ip = Ipv6::new(CTR6, FAR6, TCP);
-    let (_, got) = dp.egress(&ip.tcp(5004, 80, SYN, b""));
-    let port = sport(&got, L4);
-    dp.ingress(&Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, port, SYN | ACK, b""));
-    dp.egress(&ip.tcp(5004, 80, ACK, b""));
-    let mut table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
-        HashMap::try_from(dp.bpf.map_mut(names::CT6).unwrap()).unwrap();
-    let keys: Vec<CtKey<Addr6>> = table.keys().map(|k| k.unwrap()).collect();
-    assert_eq!(keys.len(), 2, "the established flow's two halves");
-    let reply = keys.iter().find(|k| k.daddr == addr6(UPLINK6)).unwrap();
-    table.remove(reply).unwrap();
-    let (verdict, _) = dp.egress(&ip.tcp(5004, 80, ACK, b"more"));
-    assert_eq!(verdict, TC_ACT_SHOT);
-    assert_eq!(dp.drops(DropReason::HalfFlow), 1);
-    let table: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
-        HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
-    assert_eq!(table.keys().count(), 0, "the lone half is removed");
+fn a_full_established_table_keeps_its_flows() {
+    let max = 1_024;
+    let mut dp = Datapath::sized(config(), max);
+    let established = |dp: &Datapath| {
+        let t: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+            HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
+        t.keys().count()
+    };
+    // A hundred connections more than the table holds, each SYN, SYN-ACK, ACK.
+    let mut ports = Vec::new();
+    for i in 0..max as u16 + 100 {
+        let ip = Ipv6::new(CTR6, FAR6, TCP);
+        let (_, got) = dp.egress(&ip.tcp(10_000 + i, 80, SYN, b""));
+        let port = sport(&got, L4);
+        dp.ingress(&Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, port, SYN | ACK, b""));
+        dp.egress(&ip.tcp(10_000 + i, 80, ACK, b""));
+        ports.push(port);
+    }
+    assert_eq!(established(&dp), 2 * max as usize, "the table is full");
+    assert!(
+        dp.stat(counter::CT_FULL) >= 100,
+        "{}",
+        dp.stat(counter::CT_FULL)
+    );
+    // The first connection is still there, translated both ways.
+    let (verdict, got) = dp.egress(&Ipv6::new(CTR6, FAR6, TCP).tcp(10_000, 80, ACK, b"more"));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(
+        &got,
+        &Ipv6::new(UPLINK6, FAR6, TCP).tcp(ports[0], 80, ACK, b"more"),
+    );
+    let (_, got) = dp.ingress(&Ipv6::new(FAR6, UPLINK6, TCP).tcp(80, ports[0], ACK, b"yes"));
+    assert_frames_eq(
+        &got,
+        &Ipv6::new(FAR6, CTR6, TCP).tcp(80, 10_000, ACK, b"yes"),
+    );
+    // So is the last, in the table of flows being opened.
+    let last = max as u16 + 99;
+    let (verdict, got) =
+        dp.egress(&Ipv6::new(CTR6, FAR6, TCP).tcp(10_000 + last, 80, ACK, b"last"));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(
+        &got,
+        &Ipv6::new(UPLINK6, FAR6, TCP).tcp(ports[last as usize], 80, ACK, b"last"),
+    );
+    assert_eq!(dp.drops(DropReason::HalfFlow), 0);
 }
 
 const TC_ACT_REDIRECT: u32 = 7;

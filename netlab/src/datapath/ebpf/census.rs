@@ -110,7 +110,7 @@ pub fn count(lab: &str, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
-/// IPv6's tables, both LRU: read whole and paired, their live flows counted as the
+/// IPv6's tables (no counters of their own): read whole and paired, their live flows counted as the
 /// listing lists them, and every whole pair of the pending one as present (alive or
 /// dead), as IPv4's.
 fn count6(

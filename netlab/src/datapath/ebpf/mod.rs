@@ -52,7 +52,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 25] = [
+const MAPS: [&str; 26] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -78,6 +78,7 @@ const MAPS: [&str; 25] = [
     names::STATS,
     names::GC,
     names::GC_QUEUE,
+    names::GC_QUEUE6,
 ];
 
 /// The endpoint program, pinned so that `run` can attach it to new containers.
@@ -180,15 +181,16 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         0u8
     };
     // IPv6 flows get tables of the same size in a dual-stack lab, one entry otherwise.
-    let (ct6, ct6_pending, back6, frags6) = if cfg.flags & FLAG_IPV6 != 0 {
+    let (ct6, ct6_pending, gc6, back6, frags6) = if cfg.flags & FLAG_IPV6 != 0 {
         (
             established_entries(conntrack_max),
             pending_entries(conntrack_max),
+            gc_queue_entries(conntrack_max),
             names::PUBLISH_MAX,
             names::FRAGS_MAX,
         )
     } else {
-        (1, 1, 1, 1)
+        (1, 1, 1, 1, 1)
     };
     let cfg = ConfigGlobal(*cfg);
     EbpfLoader::new()
@@ -199,6 +201,7 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         .map_max_entries(names::GC_QUEUE, gc_queue_entries(conntrack_max))
         .map_max_entries(names::CT6, ct6)
         .map_max_entries(names::CT6_PENDING, ct6_pending)
+        .map_max_entries(names::GC_QUEUE6, gc6)
         .map_max_entries(names::PUBLISH_BACK6, back6)
         .map_max_entries(names::FRAGS6, frags6)
         .load(crate::EBPF_OBJ)
