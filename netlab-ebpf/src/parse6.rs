@@ -1,8 +1,11 @@
 //! IPv6 header parsing: the fixed header, the extension headers a packet may carry
 //! before its L4 header (hop-by-hop, routing, destination options, fragment), and the
 //! L4 header, into the same [`Packet`] summary IPv4's parse gives (with [`Addr6`]
-//! addresses). Headers are read with `bpf_skb_load_bytes`: an extension chain puts
-//! the L4 header at an offset the verifier cannot follow for direct access.
+//! addresses). The fixed header, and the L4 header right after it, are read straight
+//! from the packet when its linear part holds them (every real frame's headers);
+//! extension headers, headers after them and anything else with `bpf_skb_load_bytes`:
+//! an extension chain puts the L4 header at an offset the verifier cannot follow for
+//! direct access.
 //!
 //! Every length is checked against the frame and the payload length; a chain longer
 //! than [`MAX_EXT`] headers, or one the datapath does not know, is [`Kind::Other`]:
@@ -36,6 +39,45 @@ pub struct Ipv6Hdr {
 
 pub const IP6_SADDR_OFF: usize = 8;
 pub const IP6_DADDR_OFF: usize = 24;
+
+/// Where the L4 header of a packet without extension headers starts.
+const L4_AT: usize = ETH_HLEN + IPV6_HLEN;
+
+/// A `T` of the frame at `off`: straight from the packet when `off` is `AT` (a
+/// constant, which the verifier follows) and the linear part holds it, by
+/// `bpf_skb_load_bytes` otherwise.
+#[inline(always)]
+fn read<const AT: usize, T: Copy>(ctx: &TcContext, off: usize) -> Result<T, DropReason> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if off == AT && data + AT + core::mem::size_of::<T>() <= end {
+        return Ok(unsafe { *((data + AT) as *const T) });
+    }
+    ctx.load(off).map_err(|_| DropReason::Truncated)
+}
+
+/// The TCP header as it is on the wire (without options).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TcpHdr {
+    ports: [u16; 2],
+    seq: u32,
+    ack: u32,
+    doff: u8,
+    flags: u8,
+    win: u16,
+    check_urg: u32,
+}
+
+/// The first eight bytes of an ICMPv6 message (an echo's identifier among them).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Icmp6Hdr {
+    kind: u8,
+    code: u8,
+    check: u16,
+    id: u16,
+    seq: u16,
+}
 
 /// The most extension headers walked before the L4 header.
 const MAX_EXT: usize = 4;
@@ -180,7 +222,7 @@ fn parse(ctx: &TcContext, pkt: &mut Packet<Addr6>) -> Result<(), DropReason> {
     if (len as usize) < ETH_HLEN + IPV6_HLEN {
         return Err(DropReason::Truncated);
     }
-    let ip: Ipv6Hdr = ctx.load(ETH_HLEN).map_err(|_| DropReason::Truncated)?;
+    let ip: Ipv6Hdr = read::<ETH_HLEN, _>(ctx, ETH_HLEN)?;
     if u32::from_be(ip.vtcfl) >> 28 != 6 {
         return Err(DropReason::BadIpHeader);
     }
@@ -239,14 +281,14 @@ fn l4(ctx: &TcContext, pkt: &mut Packet<Addr6>) -> Result<(), DropReason> {
             if l4_len < 20 {
                 return Err(DropReason::Truncated);
             }
-            let h: [u8; 20] = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
-            pkt.sport = u16::from_ne_bytes([h[0], h[1]]);
-            pkt.dport = u16::from_ne_bytes([h[2], h[3]]);
-            pkt.seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-            pkt.ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
-            let doff = ((h[12] >> 4) as usize) * 4;
-            pkt.flags = h[13];
-            pkt.win = u16::from_be_bytes([h[14], h[15]]);
+            let h: TcpHdr = read::<L4_AT, _>(ctx, pkt.l4_off)?;
+            pkt.sport = h.ports[0];
+            pkt.dport = h.ports[1];
+            pkt.seq = u32::from_be(h.seq);
+            pkt.ack = u32::from_be(h.ack);
+            let doff = ((h.doff >> 4) as usize) * 4;
+            pkt.flags = h.flags;
+            pkt.win = u16::from_be(h.win);
             pkt.kind = Kind::Flow;
             let payload = if doff >= 20 && doff <= l4_len {
                 l4_len - doff
@@ -264,7 +306,7 @@ fn l4(ctx: &TcContext, pkt: &mut Packet<Addr6>) -> Result<(), DropReason> {
             if l4_len < 8 {
                 return Err(DropReason::Truncated);
             }
-            let ports: [u16; 2] = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
+            let ports: [u16; 2] = read::<L4_AT, _>(ctx, pkt.l4_off)?;
             pkt.sport = ports[0];
             pkt.dport = ports[1];
             pkt.kind = Kind::Flow;
@@ -274,13 +316,12 @@ fn l4(ctx: &TcContext, pkt: &mut Packet<Addr6>) -> Result<(), DropReason> {
             if l4_len < 8 {
                 return Err(DropReason::Truncated);
             }
-            let h: [u8; 8] = ctx.load(pkt.l4_off).map_err(|_| DropReason::Truncated)?;
-            pkt.flags = h[0];
-            match h[0] {
+            let h: Icmp6Hdr = read::<L4_AT, _>(ctx, pkt.l4_off)?;
+            pkt.flags = h.kind;
+            match h.kind {
                 ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY => {
-                    let id = u16::from_ne_bytes([h[4], h[5]]);
-                    pkt.sport = id;
-                    pkt.dport = id;
+                    pkt.sport = h.id;
+                    pkt.dport = h.id;
                     pkt.kind = Kind::Flow;
                 }
                 ICMPV6_DEST_UNREACH | ICMPV6_PKT_TOOBIG | ICMPV6_TIME_EXCEED | ICMPV6_PARAMPROB
