@@ -33,7 +33,7 @@ use crate::{
     maps::{self, Stats},
     next_hop::{self, NEXT_HOPS6},
     parse::Packet,
-    verdict,
+    verdict, words,
 };
 
 /// Offset of the hop limit in the IPv6 header.
@@ -89,8 +89,8 @@ fn make(
             return stack(st, counter::SLOW_OTHER);
         };
         p.ifindex = ep.ifindex;
-        p.dmac = ep.mac;
-        p.smac = cfg.bridge_mac;
+        words::mac(&mut p.dmac, &ep.mac);
+        words::mac(&mut p.smac, &cfg.bridge_mac);
         return CONTAINER;
     }
     if never_forwarded(dst) {
@@ -103,8 +103,8 @@ fn make(
         }
         st.count(counter::NEXT_HOP_CACHED);
         p.ifindex = cfg.uplink_ifindex;
-        p.dmac = hop.dmac;
-        p.smac = hop.smac;
+        words::mac(&mut p.dmac, &hop.dmac);
+        words::mac(&mut p.smac, &hop.smac);
         return UPLINK;
     }
     let Some(words) = FIB6.get_ptr_mut(0) else {
@@ -139,8 +139,8 @@ fn make(
         return UPLINK_ROUTED;
     }
     next_hop::remember(&NEXT_HOPS6, src, dst, now, mtu, &f.dmac, &f.smac);
-    p.dmac = f.dmac;
-    p.smac = f.smac;
+    words::mac(&mut p.dmac, &f.dmac);
+    words::mac(&mut p.smac, &f.smac);
     UPLINK
 }
 

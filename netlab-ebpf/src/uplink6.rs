@@ -157,7 +157,7 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         st.count(counter::SLOW_OTHER);
         return PASS;
     }
-    commit(ctx, st, pkt, found, &hit, ZONE_FROM_CTR)?;
+    commit(ctx, st, pkt, found, &hit, ZONE_FROM_CTR, now)?;
     if mode == FAST {
         return forward6::go(ctx, st, pkt, endpoint::hook(cfg));
     }
@@ -166,7 +166,8 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
 
 /// Records the packet on its flow (found in `zone`) and translates it; a first
 /// fragment's translation is remembered for the rest of its datagram. The entry it is
-/// translated with goes in this CPU's slot rather than on the stack.
+/// translated with goes in this CPU's slot rather than on the stack. `now` is the
+/// time the flow was looked up at (one clock read a packet).
 #[inline(always)]
 fn commit(
     ctx: &TcContext,
@@ -175,10 +176,10 @@ fn commit(
     found: &Found<Addr6>,
     hit: &Hit<Addr6>,
     zone: u8,
+    now: u32,
 ) -> Verdict {
     let e = ENTRY6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)?;
     let e = unsafe { &mut *e };
-    let now = conntrack::now();
     if found.kind == nat::KNOWN {
         nat::commit_known(st, &found.key, hit, pkt, now, e)?;
     } else {
@@ -262,7 +263,7 @@ fn nat_from_outside(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> Verdict 
         st.count(counter::PASS_UNTRACKED);
         return PASS;
     }
-    commit(ctx, st, pkt, found, &hit, ZONE_FROM_OUTSIDE)?;
+    commit(ctx, st, pkt, found, &hit, ZONE_FROM_OUTSIDE, now)?;
     // A first fragment goes on to the stack, as the rest of its datagram does (the
     // fast path takes no extension header).
     if cfg.flags & FLAG_FAST_PATH == 0 || pkt.first_fragment {

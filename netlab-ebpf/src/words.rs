@@ -27,6 +27,15 @@ pub fn copy<T: Copy>(dst: &mut T, src: &T) {
     }
 }
 
+/// A MAC address copied a byte at a time, in line: `*dst = *src` between two pointers
+/// is a call of bpf-linker's `memmove` (a six-turn loop).
+#[inline(always)]
+pub fn mac(dst: &mut [u8; 6], src: &[u8; 6]) {
+    for i in 0..6 {
+        unsafe { core::ptr::write_volatile(&mut dst[i], core::ptr::read_volatile(&src[i])) };
+    }
+}
+
 /// `*dst` all zeroes, a word at a time.
 #[inline(always)]
 pub fn zero<T: Copy>(dst: &mut T) {
