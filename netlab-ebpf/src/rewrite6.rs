@@ -1,13 +1,13 @@
 //! Every change to an IPv6 packet's addresses and ports, with its checksum fixes. IPv6
 //! has no header checksum; TCP, UDP and ICMPv6 all cover the addresses in their
 //! pseudo-header, so an address change goes into the L4 checksum as one 16-byte
-//! difference (`bpf_csum_diff`) with `BPF_F_PSEUDO_HDR`, which the helper applies right
+//! difference (computed here, as `bpf_csum_diff` would give it, without the helper's
+//! call) with `BPF_F_PSEUDO_HDR`, which `bpf_l4_csum_replace` applies right
 //! for CHECKSUM_PARTIAL skbs too (and the address's store keeps a CHECKSUM_COMPLETE
 //! skb's sum right: see [`addr`]); a port or echo identifier as a 16-bit change.
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
-    helpers::bpf_csum_diff,
     programs::TcContext,
 };
 use netlab_common::{
@@ -40,12 +40,19 @@ pub fn l4_csum(pkt: &Packet<Addr6>) -> (usize, u64) {
     }
 }
 
-/// The one's complement difference between two addresses, as `bpf_csum_diff` gives it.
+/// The one's complement difference between two addresses: the 32-bit sum of the old
+/// words complemented and the new ones, as `bpf_csum_diff` gives it (a sum that is the
+/// same modulo 0xffff is all `bpf_l4_csum_replace` needs), in line rather than a
+/// helper call.
 #[inline(always)]
 pub fn diff(old: &Addr6, new: &Addr6) -> u64 {
-    // The helper only reads them: no copy on the stack.
-    let (o, n) = (old.as_ptr() as *mut u32, new.as_ptr() as *mut u32);
-    (unsafe { bpf_csum_diff(o, 16, n, 16, 0) }) as u32 as u64
+    let mut s: u64 = 0;
+    for i in 0..4 {
+        s += (!old[i]) as u64 + new[i] as u64;
+    }
+    // Eight 32-bit words fit in 35 bits: two folds with their carries make 32.
+    s = (s & 0xffff_ffff) + (s >> 32);
+    (s & 0xffff_ffff) + (s >> 32)
 }
 
 /// Rewrites `pkt` to the translated tuple of `to` (what already matches is left alone).
