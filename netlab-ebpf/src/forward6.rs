@@ -21,7 +21,7 @@ use aya_ebpf::{
 use netlab_common::{
     addr::Addr6,
     config::Config,
-    proto::IPV6_HLEN,
+    proto::{ETH_HLEN, IPV6_HLEN},
     stats::{DropReason, counter},
 };
 
@@ -33,7 +33,7 @@ use crate::{
     maps::{self, Stats},
     next_hop::{self, NEXT_HOPS6},
     parse::Packet,
-    verdict, words,
+    rewrite6, verdict, words,
 };
 
 /// Offset of the hop limit in the IPv6 header.
@@ -221,13 +221,31 @@ pub fn go(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, hook: Hook) -> Result
     let slot = forward::scratch().ok_or(DropReason::RewriteFailed)?;
     let plan = unsafe { *slot };
     if plan.kind != SWITCHED {
-        // With `BPF_F_RECOMPUTE_CSUM` a CHECKSUM_COMPLETE skb's sum follows the byte.
-        ctx.store(
-            pkt.l3_off + HOP_LIMIT_OFF,
-            &(pkt.ttl - 1),
-            BPF_F_RECOMPUTE_CSUM as u64,
-        )
-        .map_err(|_| DropReason::RewriteFailed)?;
+        hop_limit(ctx, pkt)?;
     }
     forward::go(ctx, maps::config(), st, &plan, hook)
+}
+
+/// One hop less: written straight into the packet when its header is in the linear
+/// part, by the store helper otherwise; a CHECKSUM_COMPLETE skb's sum follows the byte
+/// either way.
+#[inline(always)]
+fn hop_limit(ctx: &TcContext, pkt: &Packet<Addr6>) -> Result<(), DropReason> {
+    // The word of payload length, next header and hop limit (4 to 8 of the header).
+    const WORD: usize = ETH_HLEN + 4;
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if pkt.l3_off == ETH_HLEN && data + WORD + 4 <= end {
+        let old = unsafe { *((data + WORD) as *const u32) };
+        unsafe { *((data + ETH_HLEN + HOP_LIMIT_OFF) as *mut u8) = pkt.ttl - 1 };
+        let new = unsafe { *((data + WORD) as *const u32) };
+        rewrite6::complete_sum_add(ctx, rewrite6::fold((!old) as u64 + new as u64));
+        return Ok(());
+    }
+    // With `BPF_F_RECOMPUTE_CSUM` a CHECKSUM_COMPLETE skb's sum follows the byte.
+    ctx.store(
+        pkt.l3_off + HOP_LIMIT_OFF,
+        &(pkt.ttl - 1),
+        BPF_F_RECOMPUTE_CSUM as u64,
+    )
+    .map_err(|_| DropReason::RewriteFailed)
 }
