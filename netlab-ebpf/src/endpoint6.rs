@@ -79,8 +79,10 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     // A link-local source is never forwarded (the stack answers it), hairpin to a
     // port published on a host address is the bridge's to turn around, and a frame
     // not addressed to the bridge is not the lab host's to route (the bridge switches
-    // it to the container whose MAC it carries, or floods it).
-    if pkt.saddr != src.addr6 || maps::is_host6(cfg, &pkt.daddr) || !endpoint::to_bridge(ctx, cfg) {
+    // it to the container whose MAC it carries, or floods it). The uplink's and the
+    // bridge's addresses are known here; the lab host's others (`HOST_ADDRS6`) are left
+    // to the plan's route lookup, which finds them local: no hash lookup per packet.
+    if pkt.saddr != src.addr6 || cfg.is_host6(&pkt.daddr) || !endpoint::to_bridge(ctx, cfg) {
         st.count(counter::SLOW_OTHER);
         return PASS;
     }

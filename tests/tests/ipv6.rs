@@ -25,6 +25,7 @@ netlab_tests::per_datapath!(
         outside_a_sandbox_with_forwarding_as_it_was,
         a_given_ipv6_address,
         forwarding_turned_off_forwards_nothing,
+        another_host_address_answers_hairpin,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -54,6 +55,37 @@ fn forwarding_turned_off_forwards_nothing(dp: &str) {
     };
     let bridged = !netlab_tests::is_ebpf(dp);
     netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv6, bridged);
+}
+
+/// A port published without an address answers a container on every IPv6 address of
+/// the lab host's uplink, not only the first (the one `CONFIG` names): here one added
+/// after `up`, which `run` picks up. On eBPF's fast path such a destination is left to
+/// the route lookup (local), and the bridge turns the hairpin around.
+fn another_host_address_answers_hairpin(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.exec_ok(
+        "host",
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:100::3/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    lab.ok(&["run", "web", "-p", "8080:80"]);
+    let _server = dual_stack_server(&lab, "web", 80);
+    lab.ok(&["run", "cli"]);
+    for url in [
+        "http://[2001:db8:100::3]:8080/",
+        "http://[2001:db8:100::2]:8080/",
+    ] {
+        let code = lab.exec_ok("cli", &netlab_tests::curl_status(url));
+        assert_eq!(code, "200", "{url} from a container");
+    }
 }
 
 /// `python3 -m http.server` on `[::]:port` (both families) in a container, once it
