@@ -85,11 +85,18 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
 
 /// Whether the packet's IPv6 source is one of the lab's containers' (in its subnet,
 /// not the bridge's address, which is the host's); `None` when it cannot be read. Read
-/// into a per-CPU slot, not the stack: the IPv6 entry programs keep their frames small,
-/// for the 512 bytes the verifier allows a whole call chain (6.1's counts a
-/// `bpf_loop` callback's frame into it too).
+/// straight from the packet when its linear part holds it (every packet the fast path
+/// sends out by the uplink passes here), else into a per-CPU slot, not the stack: the
+/// IPv6 entry programs keep their frames small, for the 512 bytes the verifier allows a
+/// whole call chain (6.1's counts a `bpf_loop` callback's frame into it too).
 #[inline(always)]
 fn from_a_container(ctx: &TcContext, cfg: &Config) -> Option<bool> {
+    const AT: usize = ETH_HLEN + IP6_SADDR_OFF;
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + AT + 16 <= end {
+        let saddr = unsafe { &*((data + AT) as *const Addr6) };
+        return Some(cfg.in_subnet6(saddr) && *saddr != cfg.bridge_addr6);
+    }
     let slot = SADDR6.get_ptr_mut(0)?;
     let rc = unsafe {
         bpf_skb_load_bytes(
