@@ -298,55 +298,26 @@ fn one_gib_through_the_nat(dp: &str) {
 /// looks up again: no userspace process runs meanwhile.
 #[test]
 fn expired_flows_are_collected_in_the_kernel() {
-    let lab = Lab::sandbox(&["--icmp-timeout", "1", "--gc-interval", "100"]);
-    lab.ok(&["run", "a"]);
-    // Three echoes: a two-way stream, so the flow is established (assured).
-    lab.exec_ok(
-        "a",
-        &[
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            &INTERNET.to_string(),
-        ],
-    );
-    let flows = lab.conntrack();
-    assert_eq!(flows.len(), 1, "{flows:?}");
-    assert_eq!(flows[0]["table"], "confirmed");
-    // Idle past the ICMP timeout (1 s, on the coarse clock) and collected by a run of
-    // the collector, which runs every 100 ms.
-    assert!(
-        wait_for(Duration::from_secs(10), || lab
-            .stat("counters", "ct_gc_expired")
-            >= 1),
-        "the collector never removed the flow"
-    );
-    assert!(lab.conntrack().is_empty());
+    collected_in_the_kernel(&[], "-4", &INTERNET.to_string());
 }
 
 /// The same for IPv6's established flows, in a dual-stack lab: the collector walks
 /// `CT6` too.
 #[test]
 fn expired_ipv6_flows_are_collected_in_the_kernel() {
-    let lab = Lab::sandbox(&["--ipv6", "--icmp-timeout", "1", "--gc-interval", "100"]);
+    collected_in_the_kernel(&["--ipv6"], "-6", "2001:db8:113::1");
+}
+
+/// An echo flow to `to` (ping `family`) in a lab made with `args` and short timeouts:
+/// established, then idle past the ICMP timeout (1 s, on the coarse clock) and
+/// collected by a run of the collector, which runs every 100 ms.
+fn collected_in_the_kernel(args: &[&str], family: &str, to: &str) {
+    let lab = Lab::sandbox(&[args, &["--icmp-timeout", "1", "--gc-interval", "100"]].concat());
     lab.ok(&["run", "a"]);
+    // Three echoes: a two-way stream, so the flow is established (assured).
     lab.exec_ok(
         "a",
-        &[
-            "ping",
-            "-6",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            "2001:db8:113::1",
-        ],
+        &["ping", family, "-c", "3", "-i", "0.2", "-W", "2", to],
     );
     let flows = lab.conntrack();
     assert_eq!(flows.len(), 1, "{flows:?}");
