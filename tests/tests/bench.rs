@@ -241,7 +241,7 @@ fn bench_runs_every_scenario_and_writes_json_and_svg() {
 }
 
 /// `--family 4,6`: each datapath over IPv4 and over IPv6 (a dual-stack lab, every
-/// workload to the IPv6 addresses), and the veth reference over both (`veth6`), IPv6's
+/// workload to the IPv6 addresses; the routed baseline too), and the veth reference over both (`veth6`), IPv6's
 /// figures with their ratio to iptables6, to veth6 and to the same datapath (or pair)
 /// over IPv4.
 #[test]
@@ -255,7 +255,7 @@ fn bench_over_both_families() {
         "--duration",
         "1",
         "--datapath",
-        "ebpf,iptables,nftables",
+        "ebpf,iptables,nftables,routed",
         "--family",
         "4,6",
         "--scenario",
@@ -285,7 +285,7 @@ fn bench_over_both_families() {
         ("c", "rate"),
         ("g", "packet_rate"),
     ] {
-        for dp in ["ebpf6", "iptables6", "nftables6", "veth6"] {
+        for dp in ["ebpf6", "iptables6", "nftables6", "routed6", "veth6"] {
             let f = figure(figs, dp, scenario, None, metric)
                 .unwrap_or_else(|| panic!("{dp} {scenario}"));
             assert_eq!(f["family"], "6");

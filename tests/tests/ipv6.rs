@@ -1,9 +1,9 @@
-//! Dual-stack labs (`up --ipv6`) on the datapaths that have them (ebpf, iptables,
-//! iptables-legacy, nftables): every container gets an IPv6 address beside its IPv4 one,
-//! is masqueraded behind the uplink's IPv6 address, and a port published without a host
+//! Dual-stack labs (`up --ipv6`) on every datapath (ebpf, iptables, iptables-legacy,
+//! nftables; nftables-flowtable in the guest suite, `tests/vm/e2e.sh`, where the kernel
+//! has flowtables; the routed baseline without NAT): every container gets an IPv6
+//! address beside its IPv4 one, is masqueraded behind the uplink's IPv6 address, and a port published without a host
 //! address answers on both families — from wan, from the lab host and hairpin — until it
-//! is withdrawn. Where IPv6 is not there yet, `up --ipv6` refuses with one line and makes
-//! nothing.
+//! is withdrawn. `up --ipv6` asked for wrongly refuses with one line and makes nothing.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -457,19 +457,35 @@ fn a_given_ipv6_address(dp: &str) {
     );
 }
 
-/// `up --ipv6` where it is not there yet, or asked for wrongly: one line, exit 2, and
-/// nothing made.
+/// The routed baseline (`--datapath routed`, no NAT) routes a dual-stack lab's IPv6
+/// subnet as it does the IPv4 one: wan reaches a container at its own IPv6 address, and
+/// the container's connections leave with that address as their source.
 #[test]
-fn ipv6_refused_where_it_is_not_there() {
+fn routed_baseline_routes_ipv6_without_nat() {
+    let lab = Lab::sandbox(&["--datapath", "routed", "--ipv6"]);
+    assert_eq!(lab.ok(&["run", "a"]).trim(), "a 172.18.0.2 fd00:ac12::2");
+    let wan = lab.ns("wan");
+    let out = tcp_listen(&wan, &format!("[{INTERNET6}]:9000"));
+    let _client = tcp_connect(&lab.ns("a"), &format!("[{INTERNET6}]:9000"));
+    let peer = accept(&out).peer_addr().unwrap();
+    assert_eq!(
+        peer.ip().to_string(),
+        "fd00:ac12::2",
+        "routed traffic was NATed"
+    );
+    let into = tcp_listen(&lab.ns("a"), "[::]:8000");
+    let _from_wan = tcp_connect(&wan, "[fd00:ac12::2]:8000");
+    let peer = accept(&into).peer_addr().unwrap();
+    assert_eq!(peer.ip().to_string(), WAN6, "wan reaches a directly");
+}
+
+/// `up --ipv6` asked for wrongly: one line, exit 2, and nothing made.
+#[test]
+fn ipv6_asked_for_wrongly_is_refused() {
     netlab_tests::require_root();
     for (args, says) in [
         (
-            &["--datapath", "nftables-flowtable", "--ipv6"][..],
-            "not on nftables-flowtable",
-        ),
-        (&["--datapath", "routed", "--ipv6"], "not on routed"),
-        (
-            &["--datapath", "iptables", "--subnet6", "fd00:1::/64"],
+            &["--datapath", "iptables", "--subnet6", "fd00:1::/64"][..],
             "--subnet6 needs --ipv6",
         ),
         (

@@ -45,6 +45,7 @@ skip() {
 }
 
 OFFLOAD="the flowtable holds the masqueraded UDP flow"
+OFFLOAD6="the IPv6 flowtable holds the masqueraded UDP flow over IPv6"
 SECOND="a second lab on the uplink adds its hooks and down removes exactly them"
 FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
@@ -62,6 +63,7 @@ skip_rest() {
     [ "$datapath" = ebpf ] && echo "$CENSUS" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     dual_stack_datapath && echo "$DUAL" >> "$TMP/checks"
+    [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD6" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
     done < "$TMP/checks"
@@ -297,11 +299,12 @@ run_datapath() {
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
 }
 
-# The datapaths with IPv6 (`up --ipv6`): eBPF and the netfilter ones, on veth; eBPF
-# on netkit too (its fast path enters a netkit container by its primary).
+# The datapaths whose dual-stack lab (`up --ipv6`) the guest checks: eBPF and the
+# netfilter ones, on veth; eBPF on netkit too (its fast path enters a netkit container
+# by its primary).
 dual_stack_datapath() {
     case "$dp" in
-        ebpf | iptables | iptables-legacy | nftables | ebpf@netkit) return 0 ;;
+        ebpf | iptables | iptables-legacy | nftables | nftables-flowtable | ebpf@netkit) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -327,7 +330,19 @@ check_dual_stack() {
     servers="$servers $!"
     in_lab b socat TCP6-LISTEN:80,reuseaddr,fork SYSTEM:'echo $SOCAT_PEERADDR' > /dev/null 2>&1 &
     servers="$servers $!"
+    in_lab wan socat UDP6-RECVFROM:53,bind=[2001:db8:113::1],fork SYSTEM:'echo $SOCAT_PEERADDR' > /dev/null 2>&1 &
+    servers="$servers $!"
     sleep 1
+    if [ "$datapath" = nftables-flowtable ]; then
+        # As over IPv4: the reply made the flow established, and the IPv6 table's
+        # forward chain put it in its own flowtable.
+        udp6=$(echo hello | in_lab a socat -T 3 - "UDP6:[2001:db8:113::1]:53" 2> /dev/null)
+        flows=$(in_lab host conntrack -L -f ipv6 -p udp --dport 53 2> /dev/null)
+        case $flows in
+            *OFFLOAD*) ok "$OFFLOAD6 (wan saw $udp6; conntrack: [OFFLOAD])" ;;
+            *) fail "$OFFLOAD6 (wan saw '${udp6:-nothing}'; conntrack: ${flows:-no flow})" ;;
+        esac
+    fi
     out6=$(in_lab a socat -t 5 -T 10 - "TCP6:[2001:db8:113::1]:80,connect-timeout=5" < /dev/null 2> /dev/null)
     pub6=$(in_lab wan socat -t 5 -T 10 - "TCP6:[2001:db8:100::2]:8080,connect-timeout=5" < /dev/null 2> /dev/null)
     pub4=$(ask_tcp wan "$UPLINK" 8080)

@@ -197,6 +197,14 @@ impl BenchLab {
         match self.contender {
             Contender::Veth => VETH_SRV_ADDR.into(),
             Contender::Veth6 => VETH_SRV_ADDR6.into(),
+            Contender::Lab(.., Family::V6) => {
+                let state = self.state();
+                state
+                    .container(SERVER)
+                    .and_then(|c| state.container_ip6(c))
+                    .expect("the server container of a dual-stack lab has an IPv6 address")
+                    .into()
+            }
             Contender::Lab(..) => self.container_ip().into(),
         }
     }

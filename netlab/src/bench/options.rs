@@ -395,8 +395,7 @@ impl Options {
         Ok(opts)
     }
 
-    /// Refuses a family over which nothing would run: IPv6 runs only a, b, c and g, and
-    /// not on the routed baseline.
+    /// Refuses a family over which nothing would run: IPv6 runs only a, b, c and g.
     fn check_families(&self) -> Result<()> {
         for &f in &self.families {
             let runs = self
@@ -406,12 +405,9 @@ impl Options {
             if runs || f == Family::V4 {
                 continue;
             }
-            let labs = self.datapaths.iter().any(|d| *d != DatapathKind::Routed);
-            return Err(Error::Invalid(if labs {
-                "nothing to measure over IPv6: --family 6 runs a, b, c and g, and --scenario has none of them".into()
-            } else {
-                "nothing to measure over IPv6: --family 6 needs a datapath with IPv6 in --datapath (routed has none)".into()
-            }));
+            return Err(Error::Invalid(
+                "nothing to measure over IPv6: --family 6 runs a, b, c and g, and --scenario has none of them".into(),
+            ));
         }
         Ok(())
     }
@@ -431,16 +427,12 @@ impl Options {
     }
 
     /// Who runs, in the order of the first run (each later run starts one further
-    /// along): the datapaths on each device and family (the routed baseline on IPv4
-    /// only: it has no IPv6), then the veth reference of each family when it has a
-    /// scenario to run.
+    /// along): the datapaths on each device and family, then the veth reference of
+    /// each family when it has a scenario to run.
     pub fn contenders(&self) -> Vec<Contender> {
         let mut v = Vec::new();
         for &f in &self.families {
             for &d in &self.datapaths {
-                if f == Family::V6 && d == DatapathKind::Routed {
-                    continue;
-                }
                 v.extend(self.devices.iter().map(|v| Contender::Lab(d, *v, f)));
             }
         }
@@ -1081,7 +1073,7 @@ mod tests {
             Contender::Lab(Ebpf, Device::Veth, Family::V6),
             Contender::Lab(Iptables, Device::Veth, Family::V6),
         );
-        // The routed baseline has no IPv6.
+        let r6 = Contender::Lab(Routed, Device::Veth, Family::V6);
         assert_eq!(
             o.contenders(),
             [
@@ -1090,6 +1082,7 @@ mod tests {
                 Contender::lab(Routed),
                 e6,
                 i6,
+                r6,
                 Contender::Veth,
                 Contender::Veth6
             ]
@@ -1121,6 +1114,16 @@ mod tests {
             o.scenarios_for(i6),
             [Scenario::A, Scenario::B, Scenario::C, Scenario::G]
         );
+        // The routed baseline over IPv6: what the kernel's own IPv6 forwarding costs.
+        assert_eq!(
+            o.scenarios_for(r6),
+            [Scenario::A, Scenario::B, Scenario::C, Scenario::G]
+        );
+        let g = parse_goal("b:routed6/routed>=0.95", &o).unwrap();
+        assert_eq!(
+            (g.subject.numerator, g.subject.denominator),
+            (r6, Some(Contender::lab(Routed)))
+        );
         let g = parse_goal("b:ebpf6/iptables6>=1", &o).unwrap();
         assert_eq!((g.subject.numerator, g.subject.denominator), (e6, Some(i6)));
         let g = parse_goal("c:iptables6/iptables>=0.95", &o).unwrap();
@@ -1129,27 +1132,23 @@ mod tests {
             (i6, Some(Contender::lab(Iptables)))
         );
         for (goal, why) in [
-            ("b:routed6/veth>=1", "does not run"),
+            ("d:routed6/routed>=1", "does not run scenario d"),
             ("d:iptables6/iptables>=1", "does not run scenario d"),
             ("b:pf6/iptables>=1", "unknown datapath"),
         ] {
             let e = parse_goal(goal, &o).unwrap_err().to_string();
             assert!(e.contains(why), "{goal}: {e}");
         }
-        for (datapath, scenario, why) in [
-            ("iptables", "d", "--scenario has none of them"),
-            ("routed", "a,b", "routed has none"),
-        ] {
-            let e = Options::parse(Flags {
-                datapath,
-                family: "6",
-                scenario,
-                ..Flags::default()
-            })
-            .unwrap_err()
-            .to_string();
-            assert!(e.contains(why), "{datapath} {scenario}: {e}");
-        }
+        // IPv6 with none of its scenarios.
+        let e = Options::parse(Flags {
+            datapath: "iptables",
+            family: "6",
+            scenario: "d",
+            ..Flags::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--scenario has none of them"), "{e}");
         let four = test_options("ebpf,iptables", "b", "10");
         let e = parse_goal("b:ebpf6/iptables6>=1", &four)
             .unwrap_err()

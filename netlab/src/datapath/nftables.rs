@@ -36,7 +36,8 @@
 //! down to the port (`dev_fill_forward_path`) only when that port is in the flowtable.
 //! `attach` and `detach` add and remove each container's veth. Hairpin flows (bridge
 //! to bridge) and the host's own traffic stay on the classic path; FIN and RST take
-//! a flow out of the flowtable, back to conntrack.
+//! a flow out of the flowtable, back to conntrack. A dual-stack lab's `ip6 netlab` has
+//! a flowtable of its own (a flowtable belongs to its table) on the same devices.
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
@@ -164,19 +165,26 @@ fn flowtable_parts(state: &LabState) -> (String, String) {
     (table, rules)
 }
 
-/// `add flowtable` / `delete flowtable` of one device (a container's veth).
-fn flowtable_device(op: &str, device: &str) -> String {
-    format!(
-        "{op} flowtable ip {TABLE} {FLOWTABLE} {{ {FLOWTABLE_HOOK} devices = {{ \"{device}\" }}; }}\n"
-    )
+/// `add flowtable` / `delete flowtable` of one device (a container's veth), in the
+/// flowtable of each of the lab's tables (one transaction).
+fn flowtable_device(state: &LabState, op: &str, device: &str) -> String {
+    families(state)
+        .iter()
+        .map(|f| {
+            format!(
+                "{op} flowtable {} {TABLE} {FLOWTABLE} {{ {FLOWTABLE_HOOK} devices = {{ \"{device}\" }}; }}\n",
+                f.name()
+            )
+        })
+        .collect()
 }
 
-/// Whether the flowtable lists `device`.
-fn flowtable_has(state: &LabState, device: &str) -> Result<bool> {
+/// Whether the flowtable of the lab's table of `family` lists `device`.
+fn flowtable_has(state: &LabState, family: Family, device: &str) -> Result<bool> {
     let listed = netfilter::run(
         state,
         "nft",
-        &["list", "flowtable", "ip", TABLE, FLOWTABLE],
+        &["list", "flowtable", family.name(), TABLE, FLOWTABLE],
         None,
     )?;
     Ok(listed.lines().filter(|l| l.contains("devices")).any(|l| {
@@ -389,7 +397,7 @@ impl Datapath for Nftables {
         // Both families' tables in one transaction.
         let tables: String = families(state)
             .iter()
-            .map(|&f| ruleset(state, &state.nat, self.flowtable && f == Family::V4, f))
+            .map(|&f| ruleset(state, &state.nat, self.flowtable, f))
             .collect();
         apply(state, &tables)?;
         netfilter::set_timeouts(state)
@@ -397,7 +405,7 @@ impl Datapath for Nftables {
 
     fn attach(&self, state: &LabState, c: &Container) -> Result<()> {
         match (&c.veth, self.flowtable) {
-            (Some(veth), true) => apply(state, &flowtable_device("add", veth)),
+            (Some(veth), true) => apply(state, &flowtable_device(state, "add", veth)),
             _ => Ok(()),
         }
     }
@@ -410,13 +418,22 @@ impl Datapath for Nftables {
         if !topology::host_is_the_labs(state) {
             return Ok(());
         }
-        match apply(state, &flowtable_device("delete", veth)) {
-            Ok(()) => Ok(()),
-            // A veth that is gone already left the flowtable with it, and a lab that
-            // is half gone has no flowtable left to leave.
-            Err(_) if !table_exists(state, Family::V4)? || !flowtable_has(state, veth)? => Ok(()),
-            Err(e) => Err(e),
+        if apply(state, &flowtable_device(state, "delete", veth)).is_ok() {
+            return Ok(());
         }
+        // A veth that is gone already left the flowtables with it, and a lab that is
+        // half gone has no flowtable left to leave: it leaves those it is still in, one
+        // by one.
+        for &f in families(state) {
+            if table_exists(state, f)? && flowtable_has(state, f, veth)? {
+                let one = format!(
+                    "delete flowtable {} {TABLE} {FLOWTABLE} {{ {FLOWTABLE_HOOK} devices = {{ \"{veth}\" }}; }}\n",
+                    f.name()
+                );
+                apply(state, &one)?;
+            }
+        }
+        Ok(())
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
@@ -632,8 +649,24 @@ mod tests {
         let without = without.replace("\t}\n\tchain raw", "\tchain raw");
         assert_eq!(without, plain);
         assert_eq!(
-            flowtable_device("add", "veth1234567"),
+            flowtable_device(&s, "add", "veth1234567"),
             "add flowtable ip netlab fastpath { hook ingress priority filter; devices = { \"veth1234567\" }; }\n"
+        );
+        // A dual-stack lab: the IPv6 table has a flowtable of its own, on the same
+        // devices, filled by the same rules.
+        let mut s6 = state();
+        s6.subnet6 = Some(crate::lab::subnet6::DEFAULT.parse().unwrap());
+        let fast6 = ruleset(&s6, &s6.nat, true, Family::V6);
+        assert!(fast6.starts_with("table ip6 netlab {"), "{fast6}");
+        assert!(fast6.contains("\tflowtable fastpath {\n\t\thook ingress priority filter;\n\t\tdevices = { \"eth0\" };\n\t}\n"), "{fast6}");
+        assert!(
+            fast6.contains("ct state established flow add @fastpath"),
+            "{fast6}"
+        );
+        assert_eq!(
+            flowtable_device(&s6, "delete", "veth1"),
+            "delete flowtable ip netlab fastpath { hook ingress priority filter; devices = { \"veth1\" }; }\n\
+             delete flowtable ip6 netlab fastpath { hook ingress priority filter; devices = { \"veth1\" }; }\n"
         );
     }
 

@@ -1,7 +1,7 @@
 //! The routed pseudo-datapath: no NAT and no filtering, only routing. `wan` gets a
-//! route to the lab subnet through the lab host, so containers are reached at their
-//! own addresses and their traffic leaves with its own source (Docker's
-//! `gateway_mode_ipv4=routed`, without its firewall). It is the benchmark's baseline:
+//! route to the lab subnet (and one to its IPv6 subnet, with `--ipv6`) through the lab
+//! host, so containers are reached at their own addresses and their traffic leaves
+//! with its own source (Docker's `gateway_mode_ipv4=routed`, without its firewall). It is the benchmark's baseline:
 //! the same topology, nothing of any datapath. Sandbox labs only; publishes nothing.
 
 use super::Datapath;
@@ -28,12 +28,19 @@ impl Datapath for Routed {
             ));
         };
         let (net, prefix, via) = (state.subnet.network, state.subnet.prefix, state.uplink_addr);
+        // A dual-stack lab's IPv6 subnet is routed the same way (the sandbox gives the
+        // uplink an IPv6 address whenever the lab has an IPv6 subnet).
+        let v6 = state.subnet6.zip(state.uplink_addr6);
         netns::run_in(
             &crate::topology::host_ns(state),
             sysctl::bridge_netfilter_off,
         )?;
         netns::netlink_in(&netns::path(wan), |h| async move {
-            route::add_via(&h, net, prefix, via).await
+            route::add_via(&h, net, prefix, via).await?;
+            if let Some((s6, via6)) = v6 {
+                route::add_via6(&h, s6.network, s6.prefix, via6).await?;
+            }
+            Ok(())
         })
     }
 

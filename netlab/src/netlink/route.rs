@@ -68,6 +68,19 @@ pub async fn add_via(h: &Handle, dest: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) 
         .map_err(nl("add route", format!("{dest}/{prefix} via {gateway}")))
 }
 
+/// Equivalent to `ip -6 route add PREFIX/LEN via GW`.
+pub async fn add_via6(h: &Handle, dest: Ipv6Addr, prefix: u8, gateway: Ipv6Addr) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dest, prefix)
+        .gateway(gateway)
+        .build();
+    h.route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl("add route", format!("{dest}/{prefix} via {gateway}")))
+}
+
 /// Equivalent to `ip route show default` → the ifindex of its output interface.
 pub async fn default_oif(h: &Handle) -> Result<Option<u32>> {
     let filter: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new().build();

@@ -40,13 +40,16 @@ pub fn ipv6_off(ifname: &str) -> Result<()> {
     set(&path, "1")
 }
 
-/// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0`: bridged frames skip
-/// netfilter. This kernel turns it on in every new namespace; a lab without netfilter
+/// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0` and
+/// `bridge-nf-call-ip6tables=0`: bridged frames of either family skip netfilter. This
+/// kernel turns them on in every new namespace; a lab without netfilter
 /// rules turns it off, in a namespace of its own, so that no frame pays for the hooks.
 /// Absent without br_netfilter, which is as good.
 pub fn bridge_netfilter_off() -> Result<()> {
-    if std::path::Path::new(BRIDGE_NF_CALL_IPTABLES).exists() {
-        set(BRIDGE_NF_CALL_IPTABLES, "0")?;
+    for key in [BRIDGE_NF_CALL_IPTABLES, BRIDGE_NF_CALL_IP6TABLES] {
+        if std::path::Path::new(key).exists() {
+            set(key, "0")?;
+        }
     }
     Ok(())
 }

@@ -147,22 +147,11 @@ const SANDBOX6: [(&str, std::net::Ipv6Addr); 2] = [
 ];
 
 impl UpRequest {
-    /// What `--ipv6` needs before anything is looked at: a datapath that has it, and a
-    /// subnet with room for every IPv4 host number, apart from the sandbox's networks. (Outside a sandbox, IPv6 forwarding
-    /// must be on already: [`require_ipv6_forwarding`].)
+    /// What `--ipv6` needs before anything is looked at (every datapath has it): a
+    /// subnet with room for every IPv4 host number, apart from the sandbox's networks.
+    /// (Outside a sandbox, IPv6 forwarding must be on already:
+    /// [`require_ipv6_forwarding`].)
     fn check_ipv6(&self, s6: Subnet6) -> Result<()> {
-        use DatapathKind::*;
-        let missing = match self.datapath {
-            Iptables | IptablesLegacy | Nftables | Ebpf => None,
-            NftablesFlowtable => Some("its IPv6 flowtable is not written yet"),
-            Routed => Some("its IPv6 routes are not written yet"),
-        };
-        if let Some(why) = missing {
-            return Err(Error::Invalid(format!(
-                "IPv6 (--ipv6, CNI's subnet6) runs on the ebpf, iptables, iptables-legacy and nftables datapaths so far, not on {} ({why})",
-                self.datapath.name()
-            )));
-        }
         s6.check_room(&self.subnet)?;
         let sandbox_nets = if self.sandbox { &SANDBOX6[..] } else { &[] };
         for (what, net) in sandbox_nets.iter().copied() {
@@ -444,12 +433,10 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_needs_a_datapath_that_has_it() {
-        assert!(request(true, DatapathKind::Iptables).check().is_ok());
-        assert!(request(true, DatapathKind::Nftables).check().is_ok());
-        assert!(request(true, DatapathKind::Ebpf).check().is_ok());
+    fn ipv6_runs_on_every_datapath() {
+        for dp in DatapathKind::ALL {
+            assert!(request(true, dp).check().is_ok(), "{}", dp.name());
+        }
         assert!(request(false, DatapathKind::Iptables).check().is_ok());
-        let routed = request(true, DatapathKind::Routed).check().unwrap_err();
-        assert!(routed.to_string().contains("not on routed"), "{routed}");
     }
 }
