@@ -1,8 +1,9 @@
 //! The routed pseudo-datapath: no NAT and no filtering, only routing. `wan` gets a
 //! route to the lab subnet (and one to its IPv6 subnet, with `--ipv6`) through the lab
 //! host, so containers are reached at their own addresses and their traffic leaves
-//! with its own source (Docker's `gateway_mode_ipv4=routed`, without its firewall). It is the benchmark's baseline:
-//! the same topology, nothing of any datapath. Sandbox labs only; publishes nothing.
+//! with its own source (Docker's `gateway_mode_ipv4=routed`, without its firewall).
+//! It is the benchmark's baseline: the same topology, nothing of any datapath.
+//! Sandbox labs only; publishes nothing.
 
 use super::Datapath;
 use crate::{

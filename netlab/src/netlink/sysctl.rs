@@ -42,8 +42,8 @@ pub fn ipv6_off(ifname: &str) -> Result<()> {
 
 /// Equivalent to `sysctl -w net.bridge.bridge-nf-call-iptables=0` and
 /// `bridge-nf-call-ip6tables=0`: bridged frames of either family skip netfilter. This
-/// kernel turns them on in every new namespace; a lab without netfilter
-/// rules turns it off, in a namespace of its own, so that no frame pays for the hooks.
+/// kernel turns them on in every new namespace; a lab without netfilter rules turns
+/// them off, in a namespace of its own, so that no frame pays for the hooks.
 /// Absent without br_netfilter, which is as good.
 pub fn bridge_netfilter_off() -> Result<()> {
     for key in [BRIDGE_NF_CALL_IPTABLES, BRIDGE_NF_CALL_IP6TABLES] {
