@@ -28,10 +28,19 @@ modprobe br_netfilter
 read -r up _ < /proc/uptime
 echo "netlab-vm: Linux $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB; init after ${up}s"
 
+mkdir -p /root/out
 cd /root
 sh /vm/cmd.sh < /dev/null
 rc=$?
 
 read -r nonce < /vm/nonce
+# What the command left in /root/out comes out over the console (the guest has no
+# shared folder): `cargo xtask vm --out DIR` writes it into DIR.
+for f in /root/out/*; do
+    [ -f "$f" ] || continue
+    echo "netlab-vm-file $nonce $(wc -c < "$f") $(basename "$f")"
+    base64 "$f"
+    echo "netlab-vm-file-end $nonce"
+done
 echo "netlab-vm-exit $nonce $rc"
 poweroff -f

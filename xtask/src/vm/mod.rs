@@ -11,6 +11,7 @@ mod cpio;
 pub mod fetch;
 mod guest;
 pub mod kernel;
+mod outfiles;
 mod qemu;
 mod tree;
 
@@ -48,6 +49,10 @@ pub struct Args {
     /// Ask Debian's archive for a newer kernel and iproute2 than the cached ones.
     #[arg(long)]
     pub refresh: bool,
+    /// Copy the files the command leaves in the guest's /root/out (e.g. `netlab bench
+    /// --json out/bench.json`) into this directory; they come out over the console.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// The command, run by the guest's shell as root in /root (`e2e` is the guest
     /// suite).
     #[arg(last = true, required = true)]
@@ -82,7 +87,7 @@ pub fn report(outcome: &Outcome) -> i32 {
 
 /// Fetches what the guest needs (cached), builds its initramfs and boots it, handing
 /// each console line to `line`.
-pub fn boot(args: &Args, netlab_bins: &[PathBuf], line: impl FnMut(&str)) -> Result<Outcome> {
+pub fn boot(args: &Args, netlab_bins: &[PathBuf], mut line: impl FnMut(&str)) -> Result<Outcome> {
     let started = Instant::now();
     println!("==> VM: Linux {} guest", args.kernel.name());
     let cache = fetch::Cache::open()?;
@@ -128,6 +133,7 @@ pub fn boot(args: &Args, netlab_bins: &[PathBuf], line: impl FnMut(&str)) -> Res
     );
     println!("    $ {command}");
     let booted = Instant::now();
+    let mut files = outfiles::Collector::new(&nonce);
     let outcome = qemu::run(
         &qemu::Boot {
             kernel: &kernel.image(),
@@ -138,8 +144,20 @@ pub fn boot(args: &Args, netlab_bins: &[PathBuf], line: impl FnMut(&str)) -> Res
             timeout: Duration::from_secs(args.timeout),
             nonce: &nonce,
         },
-        line,
+        |l| {
+            if !files.take(l) {
+                line(l)
+            }
+        },
     )?;
+    match &args.out {
+        Some(dir) => files.write(dir)?,
+        None if !files.files.is_empty() => println!(
+            "    the guest left {} file(s) in /root/out: --out DIR copies them",
+            files.files.len()
+        ),
+        None => {}
+    }
     println!(
         "==> VM: Linux {} guest done in {:.1} s: {}",
         args.kernel.name(),
@@ -236,6 +254,7 @@ pub fn suite(kernel: Kernel, netlab_bins: &[PathBuf]) -> Result<SuiteCounts> {
         cpus: 2,
         timeout: 1200,
         refresh: false,
+        out: None,
         command: vec!["e2e".into()],
     };
     let mut summary = None;
