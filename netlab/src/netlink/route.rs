@@ -61,11 +61,7 @@ pub async fn add_via(h: &Handle, dest: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) 
         .destination_prefix(dest, prefix)
         .gateway(gateway)
         .build();
-    h.route()
-        .add(route)
-        .execute()
-        .await
-        .map_err(nl("add route", format!("{dest}/{prefix} via {gateway}")))
+    add(h, route, format!("{dest}/{prefix} via {gateway}")).await
 }
 
 /// Equivalent to `ip -6 route add PREFIX/LEN via GW`.
@@ -74,11 +70,16 @@ pub async fn add_via6(h: &Handle, dest: Ipv6Addr, prefix: u8, gateway: Ipv6Addr)
         .destination_prefix(dest, prefix)
         .gateway(gateway)
         .build();
+    add(h, route, format!("{dest}/{prefix} via {gateway}")).await
+}
+
+/// Adds `route` (`what` names it in an error).
+async fn add(h: &Handle, route: RouteMessage, what: String) -> Result<()> {
     h.route()
         .add(route)
         .execute()
         .await
-        .map_err(nl("add route", format!("{dest}/{prefix} via {gateway}")))
+        .map_err(nl("add route", what))
 }
 
 /// Equivalent to `ip route show default` → the ifindex of its output interface.
