@@ -1,9 +1,9 @@
 //! Dual-stack labs (`up --ipv6`) on every datapath (ebpf, iptables, iptables-legacy,
 //! nftables; nftables-flowtable in the guest suite, `tests/vm/e2e.sh`, where the kernel
 //! has flowtables; the routed baseline without NAT): every container gets an IPv6
-//! address beside its IPv4 one, is masqueraded behind the uplink's IPv6 address, and a port published without a host
-//! address answers on both families — from wan, from the lab host and hairpin — until it
-//! is withdrawn. `up --ipv6` asked for wrongly refuses with one line and makes nothing.
+//! address beside its IPv4 one, is masqueraded behind the uplink's IPv6 address, and a
+//! port published without a host address answers on both families — from wan, from
+//! the lab host and hairpin — until it is withdrawn. `up --ipv6` asked for wrongly refuses with one line and makes nothing.
 
 use std::{
     io::{ErrorKind, Read, Write},

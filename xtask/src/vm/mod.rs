@@ -88,6 +88,11 @@ pub fn report(outcome: &Outcome) -> i32 {
 /// Fetches what the guest needs (cached), builds its initramfs and boots it, handing
 /// each console line to `line`.
 pub fn boot(args: &Args, netlab_bins: &[PathBuf], mut line: impl FnMut(&str)) -> Result<Outcome> {
+    // Before anything else: a directory that cannot be made fails now, not after the
+    // guest ran.
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let started = Instant::now();
     println!("==> VM: Linux {} guest", args.kernel.name());
     let cache = fetch::Cache::open()?;

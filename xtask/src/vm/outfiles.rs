@@ -68,7 +68,8 @@ impl Collector {
         }
     }
 
-    /// Writes the files into `dir` (made if missing); fails if any came out broken.
+    /// Writes the files into `dir` (made if missing); fails if any came out broken or
+    /// cut off (the guest gone before its end line).
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         for (name, bytes) in &self.files {
@@ -80,8 +81,14 @@ impl Collector {
             std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))?;
             println!("    copied out of the guest: {}", path.display());
         }
-        if !self.broken.is_empty() {
-            bail!("files out of the guest: {}", self.broken.join("; "));
+        let mut broken = self.broken.clone();
+        if let Some((name, ..)) = &self.open {
+            broken.push(format!(
+                "{name}: cut off (the guest stopped before its end)"
+            ));
+        }
+        if !broken.is_empty() {
+            bail!("files out of the guest: {}", broken.join("; "));
         }
         Ok(())
     }
@@ -163,5 +170,18 @@ mod tests {
         assert_eq!(c.files, [("bench.json".to_string(), b"hi!".to_vec())]);
         assert_eq!(c.broken.len(), 1, "{:?}", c.broken);
         assert!(c.broken[0].contains("short.json: 3 bytes came out of 5"));
+    }
+
+    #[test]
+    fn a_file_cut_off_is_not_written() {
+        let mut c = Collector::new("n0");
+        for l in ["netlab-vm-file n0 3 cut.json", "aGkh"] {
+            assert!(c.take(l));
+        }
+        let dir = std::env::temp_dir().join(format!("netlab-outfiles-{}", std::process::id()));
+        let e = c.write(&dir).unwrap_err().to_string();
+        assert!(e.contains("cut.json: cut off"), "{e}");
+        assert!(!dir.join("cut.json").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
