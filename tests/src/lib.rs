@@ -11,6 +11,7 @@ pub mod model;
 pub mod packet;
 pub mod packet6;
 pub mod podman;
+pub mod race;
 pub mod sockets;
 pub mod stream;
 pub mod transfer;

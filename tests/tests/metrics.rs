@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, MapData};
+use aya::{
+    maps::{HashMap, MapData},
+    programs::SchedClassifier,
+};
 use netlab::datapath::ebpf::pins;
 use netlab_common::{
     conntrack::{CtEntry, CtKey, ZONE_FROM_CTR},
@@ -19,7 +22,9 @@ use netlab_common::{
     proto::IPPROTO_TCP,
 };
 use netlab_tests::{
-    Lab, SIDE_ADDR, SideHost, UPLINK_ADDR,
+    INTERNET, Lab, SIDE_ADDR, SideHost, UPLINK_ADDR, link_of,
+    packet::{Ipv4, TCP, skb_on, with_macs},
+    race,
     sockets::{accept, tcp_connect, tcp_listen, tcp_segment},
 };
 
@@ -353,16 +358,14 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 }
 
 /// Every drop reason a test can provoke, each provoked once in a live lab and found by
-/// its reason in Prometheus (13 of the 15 still in use): `direct_access`, `spoofed_source`,
+/// its reason in Prometheus (14 of the 15 still in use): `direct_access`, `spoofed_source`,
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
-/// `invalid_tcp_flags`,
-/// `unwatched`, `no_address`, `half_flow`, and from hand-made frames `truncated`,
-/// `bad_ip_header`, `fragment`. Two are helper failures and races, not provoked:
-/// `ct_insert_failed` (another CPU inserting the same translation between this one's
-/// lookup and insert, or a per-CPU slot missing) and `rewrite_failed` (the kernel's
-/// store or checksum helper failing on a packet): neither can be caused at will without
-/// breaking the kernel or the datapath. `no_config` is retired (the configuration is a
-/// read-only global of the programs, never missing).
+/// `invalid_tcp_flags`, `unwatched`, `no_address`, `half_flow`, `ct_insert_failed` (two
+/// CPUs racing on one flow's first packet), and from hand-made frames `truncated`,
+/// `bad_ip_header`, `fragment`. One is not provoked: `rewrite_failed`, the kernel's
+/// store or checksum helper failing on a packet whose headers the program has read
+/// already, which cannot be caused at will without breaking the kernel. `no_config` is
+/// retired (the configuration is a read-only global of the programs, never missing).
 #[test]
 fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     // One NAT port: a second masqueraded flow to the same place finds none.
@@ -422,6 +425,7 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     }
     invalid_rst(&lab);
     half_flow(&lab);
+    let raced = ct_insert_failed(&lab);
     // Last: the `netlab publish` in it watches every interface the lab host has.
     unwatched_and_no_address(&lab);
 
@@ -436,10 +440,41 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
             "unwatched",
             "no_address",
         ])
+        .chain(raced.then_some("ct_insert_failed"))
     {
         let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
         assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
     }
+}
+
+/// Two CPUs racing on the first packet of one flow to the published port 8080: the
+/// lab's own uplink program, run on the same SYN on CPUs 0 and 1 at once
+/// (BPF_PROG_TEST_RUN from two pinned threads, in the lab host), flow after flow until
+/// one CPU's insert of the translation the other made first fails: `ct_insert_failed`.
+/// Nothing is sent: a test run only returns the program's verdict.
+/// Returns whether it ran (it needs CPUs 0 and 1; without them it says so, skipped).
+fn ct_insert_failed(lab: &Lab) -> bool {
+    if let Some(why) = race::unavailable() {
+        eprintln!("skipped: ct_insert_failed: {why}");
+        return false;
+    }
+    let host = lab.ns("host");
+    let (uplink, uplink_mac) = link_of(&host, "eth0");
+    let prog = SchedClassifier::from_pin(
+        pins::dir(&lab.name).join(netlab::datapath::ebpf::uplinks::INGRESS_PROG_PIN),
+    )
+    .expect("the lab's uplink ingress program");
+    let syn = |i: usize| {
+        with_macs(
+            Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(40_000 + i as u16, 8080, 0x02, b""),
+            uplink_mac,
+            [2, 0, 0, 0, 0, 9],
+        )
+    };
+    let ctx = skb_on(uplink);
+    race::until_one_drops(&prog, Some(&ctx), Some(&host), 20_000, syn)
+        .expect("two CPUs raced for one translation within 20,000 flows");
+    true
 }
 
 /// wan's connection to a's listener on 7020 (published as 9000), and a reset with its

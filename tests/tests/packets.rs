@@ -1254,3 +1254,34 @@ fn a_cached_next_hop_forwards_the_same_frame_and_keeps_the_mtu_check() {
         assert_eq!(verdict, TC_ACT_REDIRECT);
     });
 }
+
+/// Two CPUs racing on the first packet of one flow to a published port (which keeps
+/// the client's port, so both pick the same reply tuple): both find it free, one
+/// inserts it first, and the other's insert fails — that packet is dropped and counted
+/// (`ct_insert_failed`), as the kernel's conntrack drops a clash it cannot resolve; its
+/// retransmission finds the flow the winner made.
+#[test]
+fn two_cpus_racing_for_one_translation_drop_one_packet_and_count_it() {
+    if let Some(why) = netlab_tests::race::unavailable() {
+        return netlab_tests::skip(&why);
+    }
+    let mut dp = Datapath::new(config());
+    dp.publish(8080, TCP, CTR, 80);
+    let syn = |i: usize| Ipv4::new(OTHER, UPLINK_ADDR, TCP).tcp(1024 + i as u16, 8080, SYN, b"");
+    let prog: &SchedClassifier = dp
+        .bpf
+        .program(names::PROG_UPLINK_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let lost = netlab_tests::race::until_one_drops(prog, None, None, 60_000, syn)
+        .expect("two CPUs raced for one translation within 60,000 flows");
+    eprintln!("the race lost a packet at flow {lost}");
+    assert!(dp.stat(DropReason::CtInsertFailed.index()) >= 1);
+    // The flow stands, made by the CPU that won: its next SYN is translated.
+    let (_, out) = dp.ingress(&syn(lost));
+    assert_frames_eq(
+        &out,
+        &Ipv4::new(OTHER, CTR, TCP).tcp(1024 + lost as u16, 80, SYN, b""),
+    );
+}
