@@ -85,8 +85,12 @@ pub mod counter {
     /// [`super::STATS_USER`] (CPU 0's, under the lab's lock).
     pub const CT_ENTRIES_FLUSHED: u32 = 37;
     pub const CT_ENTRIES_FILLED: u32 = 38;
+    /// New flows two CPUs made at once (the first packets of one flow, each on its own
+    /// CPU): the one that came second took the other's translation instead of
+    /// dropping its packet (the kernel's conntrack `clash_resolve`).
+    pub const CT_CLASH_RESOLVED: u32 = 39;
 
-    pub const COUNT: u32 = 39;
+    pub const COUNT: u32 = 40;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -129,6 +133,7 @@ pub mod counter {
         "ct_entries_removed",
         "ct_entries_flushed",
         "ct_entries_filled",
+        "ct_clash_resolved",
     ];
 }
 
@@ -143,7 +148,9 @@ pub enum DropReason {
     BadIpHeader = 2,
     /// No free NAT port for this destination in the configured range.
     PortsExhausted = 3,
-    /// A conntrack insert failed for another reason than a taken port.
+    /// A new flow's conntrack insert failed: another CPU made the same flow at the same
+    /// moment and had not finished it (its translation reserved, its entry not in yet),
+    /// or another flow took the translation between this one's lookup and insert.
     CtInsertFailed = 4,
     /// Writing the packet (store or checksum helper) failed.
     RewriteFailed = 5,

@@ -477,37 +477,54 @@ pub fn entry<A: Family>(
 /// Inserts the new flow in `nf` into the pending table: `key -> out`, and its reply
 /// direction. The reply entry goes in first, with `BPF_NOEXIST` (and only if `CT` does
 /// not hold the same tuple): that insert is what reserves the translation. Leaves the
-/// entry the packet is translated with in `nf.out`.
+/// entry the packet is translated with in `nf.out`; returns whether the flow is this
+/// packet's own (`false`: another CPU's, made first for the same packet's flow).
 #[inline(always)]
 pub fn create<A: Family>(
     cfg: &Config,
     st: Stats,
     nf: &mut NewFlow<A>,
     now: u32,
-) -> Result<(), DropReason> {
+) -> Result<bool, DropReason> {
     if !(nf.alloc == 1 && reply_free(cfg, st, nf, now, false)) && !allocate(cfg, st, nf, now) {
         return Err(DropReason::PortsExhausted);
     }
     pair_into(nf);
-    if A::ct_insert(
+    let reserved = A::ct_insert(
         st,
         Table::Pending,
         &nf.reply_key,
         &nf.reply,
         BPF_NOEXIST as u64,
     )
-    .is_err()
-    {
-        // Another CPU took the same translation between our lookup and insert.
+    .is_ok();
+    if reserved && A::ct_insert(st, Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_ok() {
+        return Ok(true);
+    }
+    // Another CPU made this flow at the same moment: resolved as the kernel's conntrack
+    // resolves such a clash, by taking its flow.
+    if reserved {
+        // Its half went in first, with another translation: ours is undone.
+        A::ct_remove(st, Table::Pending, &nf.reply_key);
+    }
+    if let Some(theirs) = A::ct_get(Table::Pending, &nf.key) {
+        words::copy(&mut nf.out, unsafe { &*theirs });
+    } else if !reserved && points_back::<A>(&nf.reply_key, &nf.key) {
+        // It reserved this very translation for this very flow, and its half is not in
+        // yet: the translation is the one in `nf.out`.
+    } else {
+        // Another flow took the translation between our lookup and insert.
         return Err(DropReason::CtInsertFailed);
     }
-    if A::ct_insert(st, Table::Pending, &nf.key, &nf.out, BPF_NOEXIST as u64).is_err() {
-        // Another CPU created this flow first: undo ours, use theirs.
-        A::ct_remove(st, Table::Pending, &nf.reply_key);
-        let theirs = A::ct_get(Table::Pending, &nf.key).ok_or(DropReason::CtInsertFailed)?;
-        words::copy(&mut nf.out, unsafe { &*theirs });
-    }
-    Ok(())
+    st.count(counter::CT_CLASH_RESOLVED);
+    Ok(false)
+}
+
+/// Whether the pending entry under `reply_key` is the reply half of the flow `key`
+/// (it translates back to `key`'s tuple).
+#[inline(always)]
+fn points_back<A: Family>(reply_key: &CtKey<A>, key: &CtKey<A>) -> bool {
+    A::ct_get(Table::Pending, reply_key).is_some_and(|r| unsafe { &*r }.pair_key(key.proto) == *key)
 }
 
 /// Whether the reply tuple of `nf.out` is free in both tables and is not the flow's

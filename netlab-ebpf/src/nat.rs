@@ -307,17 +307,24 @@ pub fn commit_new<A: Family>(
     nf.key = *key;
     conntrack::entry(&mut nf.out, found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
-    conntrack::create(cfg, st, nf, now)?;
+    let ours = conntrack::create(cfg, st, nf, now)?;
     words::copy(out, &nf.out);
+    // A flow another CPU made first is counted new there, and logged there.
     if masquerade {
-        st.count(counter::SNAT_NEW_FLOWS);
+        if ours {
+            st.count(counter::SNAT_NEW_FLOWS);
+        }
         st.count(counter::SNAT_PACKETS);
     } else {
-        maps::count_connection(target.id);
+        if ours {
+            maps::count_connection(target.id);
+            st.count(counter::DNAT_NEW_FLOWS);
+        }
         maps::count_publish(target.id, pkt.len);
-        st.count(counter::DNAT_NEW_FLOWS);
         st.count(counter::DNAT_PACKETS);
     }
-    A::log_new_flow(ctx, key, out);
+    if ours {
+        A::log_new_flow(ctx, key, out);
+    }
     Ok(())
 }

@@ -447,12 +447,14 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     }
 }
 
-/// Two CPUs racing on the first packet of one flow to the published port 8080: the
-/// lab's own uplink program, run on the same SYN on CPUs 0 and 1 at once
-/// (BPF_PROG_TEST_RUN from two pinned threads, in the lab host), flow after flow until
-/// one CPU's insert of the translation the other made first fails: `ct_insert_failed`.
-/// Nothing is sent: a test run only returns the program's verdict.
-/// Returns whether it ran (it needs CPUs 0 and 1; without them it says so, skipped).
+/// Two flows racing for one translation on two CPUs: the lab has one NAT port, and
+/// its own uplink egress program runs a SYN of container a's from port 1024 on CPU 0
+/// and one from port 1025 on CPU 1, to the same place (a new one each time), at once
+/// (BPF_PROG_TEST_RUN from two pinned threads, in the lab host), 500 places at a time
+/// until the CPU whose reply half goes in second has dropped its packet:
+/// `ct_insert_failed` (a loser coming later finds the port taken: `ports_exhausted`).
+/// Nothing is sent: a test run only returns the program's verdict. Returns whether it
+/// ran (it needs CPUs 0 and 1; without them it says so, skipped).
 fn ct_insert_failed(lab: &Lab) -> bool {
     if let Some(why) = race::unavailable() {
         eprintln!("skipped: ct_insert_failed: {why}");
@@ -461,20 +463,32 @@ fn ct_insert_failed(lab: &Lab) -> bool {
     let host = lab.ns("host");
     let (uplink, uplink_mac) = link_of(&host, "eth0");
     let prog = SchedClassifier::from_pin(
-        pins::dir(&lab.name).join(netlab::datapath::ebpf::uplinks::INGRESS_PROG_PIN),
+        pins::dir(&lab.name).join(netlab::datapath::ebpf::uplinks::EGRESS_PROG_PIN),
     )
-    .expect("the lab's uplink ingress program");
-    let syn = |i: usize| {
+    .expect("the lab's uplink egress program");
+    let syn = |i: usize, cpu: usize, batch: usize| {
         with_macs(
-            Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(40_000 + i as u16, 8080, 0x02, b""),
-            uplink_mac,
+            Ipv4::new(Ipv4Addr::new(172, 18, 0, 2), INTERNET, TCP).tcp(
+                1024 + cpu as u16,
+                40_000 + (batch * BATCH + i) as u16,
+                0x02,
+                b"",
+            ),
             [2, 0, 0, 0, 0, 9],
+            uplink_mac,
         )
     };
     let ctx = skb_on(uplink);
-    race::until_one_drops(&prog, Some(&ctx), Some(&host), 20_000, syn)
-        .expect("two CPUs raced for one translation within 20,000 flows");
-    true
+    const BATCH: usize = 500;
+    for batch in 0..20 {
+        race::drops(&prog, Some(&ctx), Some(&host), BATCH, |i, cpu| {
+            syn(i, cpu, batch)
+        });
+        if lab.stat("drops", "ct_insert_failed") >= 1 {
+            return true;
+        }
+    }
+    panic!("no race for one translation lost at the insert in 10,000");
 }
 
 /// wan's connection to a's listener on 7020 (published as 9000), and a reset with its

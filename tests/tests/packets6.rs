@@ -694,3 +694,38 @@ fn the_fast_path_forwards_ipv6_to_its_next_hop_and_into_containers() {
         assert_eq!(dp.stat(counter::NEXT_HOP_CACHED), 1);
     });
 }
+
+/// IPv6's instance of the conntrack's clash resolution: two CPUs racing on the first
+/// packet of one flow to a published port (`packets::two_cpus_racing_on_one_flow_*`
+/// for IPv4), 2,000 flows of TCP: the CPU that comes second takes the flow the first
+/// made and drops nothing; each flow is made once and translated.
+#[test]
+fn two_cpus_racing_on_one_flow_resolve_the_clash() {
+    if let Some(why) = netlab_tests::race::unavailable() {
+        return netlab_tests::skip(&why);
+    }
+    const RACES: usize = 2_000;
+    let mut dp = Datapath::new();
+    dp.publish6(8080, TCP, CTR6, 80);
+    let syn =
+        |i: usize, _cpu: usize| Ipv6::new(FAR6, UPLINK6, TCP).tcp(1024 + i as u16, 8080, SYN, b"");
+    let prog: &SchedClassifier = dp
+        .bpf
+        .program("uplink_ingress6")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let dropped = netlab_tests::race::drops(prog, None, None, RACES, syn);
+    let resolved = dp.stat(counter::CT_CLASH_RESOLVED);
+    eprintln!("of {RACES} races {resolved} resolved, {dropped} dropped");
+    assert_eq!(dropped, 0);
+    assert!(resolved >= 1, "no clash in {RACES} races");
+    assert_eq!(dp.stat(counter::DNAT_NEW_FLOWS), RACES as u64);
+    for i in [0, RACES - 1] {
+        let (_, got) = dp.ingress(&syn(i, 0));
+        assert_frames_eq(
+            &got,
+            &Ipv6::new(FAR6, CTR6, TCP).tcp(1024 + i as u16, 80, SYN, b""),
+        );
+    }
+}
