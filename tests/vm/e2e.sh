@@ -13,7 +13,8 @@
 # on ebpf that the endpoint program and the fast path carried them and that status and
 # metrics count the flows, unpublish, a `--network host` container's processes ended by
 # `rm`, and down
-# with nothing left; on ebpf (veth and netkit) and the netfilter datapaths, a dual-stack lab (`up --ipv6`) too. A kernel without netkit must refuse `--device netkit` with one
+# with nothing left; on ebpf (veth and netkit) and the netfilter datapaths, a dual-stack lab (`up --ipv6`) too,
+# and on nftables-flowtable a dual-stack CNI network (`"subnet6"`). A kernel without netkit must refuse `--device netkit` with one
 # line and leave nothing. Each check prints one line, `ok`, `FAILED` or `skipped (why)`; a
 # check that cannot run on this kernel is skipped with its reason, never passed. The
 # last line is `e2e: N passed, N failed, N skipped`, which `cargo xtask test` adds
@@ -51,6 +52,7 @@ FAST="the endpoint program and the fast path carried the packets"
 CNI="a CNI network (netlab-cni ADD, masquerade, DEL) on the same device"
 CENSUS="status counts the conntrack tables and metrics the flows conntrack lists"
 DUAL="a dual-stack lab: masquerade TCP over IPv6, a fragmented ping over IPv6, a port published on both families"
+CNI6="a dual-stack CNI network (subnet6: ADD gives an IPv6 address, masquerade over IPv6, DEL)"
 
 # The checks after `up`, named for the lines that report them skipped.
 CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|forwarding off: nothing forwarded into b|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
@@ -63,7 +65,8 @@ skip_rest() {
     [ "$datapath" = ebpf ] && echo "$CENSUS" >> "$TMP/checks"
     [ "$dp" = ebpf ] && echo "$SECOND" >> "$TMP/checks"
     dual_stack_datapath && echo "$DUAL" >> "$TMP/checks"
-    [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD6" >> "$TMP/checks"
+    [ "$datapath" = nftables-flowtable ] && echo "$OFFLOAD6" >> "$TMP/checks" &&
+        echo "$CNI6" >> "$TMP/checks"
     while read -r check; do
         skip "$check ($1)"
     done < "$TMP/checks"
@@ -296,6 +299,8 @@ run_datapath() {
         fail "down: $out"
     fi
     dual_stack_datapath && check_dual_stack
+    # The host suite runs this on the other datapaths; the flowtable only runs here.
+    [ "$datapath" = nftables-flowtable ] && cni_dual_stack
     echo "        ($dp on $KERNEL: $(($(date +%s) - started)) s)"
 }
 
@@ -367,6 +372,60 @@ check_dual_stack() {
             fi ;;
         *) fail "$check (wan saw '${out6:-nothing}', b saw '${pub6:-nothing}' over IPv6 and '${pub4:-nothing}' over IPv4, left: '$left')" ;;
     esac
+}
+
+# A dual-stack CNI network (`"subnet6"`) on the datapath, as a runtime brings one up
+# in its own namespace: here the host of a dual-stack sandbox lab of the routed
+# baseline (an uplink with an IPv6 address, IPv6 forwarding on, and no nftables table
+# of its own: one nftables lab per namespace). ADD's result has an address of the IPv6
+# subnet, the container's TCP over IPv6 reaches wan's server masqueraded behind the
+# uplink's IPv6 address with a port of the network's own range, and DEL and down take
+# it out again.
+cni_dual_stack() {
+    v4lab=$lab
+    lab=${v4lab}c
+    if ! out=$(netlab up --sandbox --lab "$lab" --datapath routed --ipv6 2>&1); then
+        fail "$CNI6: up of the runtime's lab: $(echo "$out" | tail -n1)"
+        lab=$v4lab
+        return
+    fi
+    in_lab wan socat TCP6-LISTEN:80,bind=[2001:db8:113::1],reuseaddr,fork \
+        SYSTEM:'echo $SOCAT_PEERADDR $SOCAT_PEERPORT' > /dev/null 2>&1 &
+    server=$!
+    sleep 1
+    net=e2ecni6 c=e2ecni6-c1
+    conf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"netlab-cni\",\"datapath\":\"$datapath\",\"subnet\":\"10.89.0.0/24\",\"subnet6\":\"fd00:89::/64\",\"natPorts\":\"31000-31999\",\"device\":\"$device\"}"
+    cni6() {
+        echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=e2e6 CNI_NETNS=/run/netns/$c CNI_IFNAME=eth0 \
+            CNI_PATH=/usr/bin netlab exec --lab "$lab" host -- netlab-cni 2>&1
+    }
+    ip netns add "$c"
+    ip -n "$c" link set lo up
+    seen= left=0 has6=no added_ok=no
+    if added=$(cni6 ADD); then
+        added_ok=yes
+        case $added in *'"fd00:89::'*) has6=yes ;; esac
+        seen=$(ip netns exec "$c" socat -t 5 -T 10 - "TCP6:[2001:db8:113::1]:80,connect-timeout=5" < /dev/null 2> /dev/null)
+        deleted=$(cni6 DEL) || fail "$CNI6: DEL: $deleted"
+        left=$(ip -n "$c" -o link show 2> /dev/null | grep -c eth0)
+    else
+        fail "$CNI6: ADD: $added"
+    fi
+    down=$(netlab down --lab "$net" 2>&1) || fail "$CNI6: down: $down"
+    ip netns delete "$c"
+    kill "$server" 2> /dev/null
+    wait "$server" 2> /dev/null
+    down=$(netlab down --lab "$lab" 2>&1) || fail "$CNI6: down of the runtime's lab: $down"
+    lab=$v4lab
+    [ "$added_ok" = no ] && return
+    set -- $seen
+    port=${2:-0}
+    if [ "$has6" = yes ] && [ "${1:-}" = "[2001:0db8:0100:0000:0000:0000:0000:0002]" ] &&
+        [ "$port" -ge 31000 ] && [ "$port" -le 31999 ] && [ "$left" -eq 0 ]; then
+        ok "$CNI6 (an address of fd00:89::/64; wan saw $1 port $port; eth0 gone after DEL)"
+    else
+        fail "$CNI6 (an IPv6 address in ADD's result: $has6; wan saw '${seen:-nothing}'; eth0 left after DEL: $left)"
+    fi
 }
 
 # A host beyond wan behind a 1280-byte link: a container's 1400-byte ping with DF set
