@@ -361,7 +361,7 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 /// its reason in Prometheus (14 of the 15 still in use): `direct_access`, `spoofed_source`,
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
 /// `invalid_tcp_flags`, `unwatched`, `no_address`, `half_flow`, `ct_insert_failed` (two
-/// CPUs racing on one flow's first packet), and from hand-made frames `truncated`,
+/// flows racing on two CPUs for the lab's one NAT port), and from hand-made frames `truncated`,
 /// `bad_ip_header`, `fragment`. One is not provoked: `rewrite_failed`, the kernel's
 /// store or checksum helper failing on a packet whose headers the program has read
 /// already, which cannot be caused at will without breaking the kernel. `no_config` is
