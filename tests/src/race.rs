@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::{
-    TestRun as _,
+    Ebpf, TestRun as _,
     programs::{SchedClassifier, TestRunOptions},
 };
 
@@ -76,4 +76,19 @@ pub fn drops(
         }
     });
     lost.load(Ordering::Acquire)
+}
+
+/// [`drops`] for the loaded object's program `name`, run without a context, in the
+/// calling thread's namespace (the packet tests' programs, on fresh maps).
+pub fn drops_of(
+    bpf: &Ebpf,
+    name: &str,
+    tries: usize,
+    frame: impl Fn(usize, usize) -> Vec<u8> + Sync,
+) -> usize {
+    let prog: &SchedClassifier = bpf
+        .program(name)
+        .and_then(|p| p.try_into().ok())
+        .unwrap_or_else(|| panic!("no TC program {name}"));
+    drops(prog, None, None, tries, frame)
 }

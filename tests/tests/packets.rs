@@ -1276,13 +1276,8 @@ fn two_cpus_racing_on_one_flow_resolve_the_clash() {
                 _ => ip.udp(1024 + i as u16, 8080, b"q"),
             }
         };
-        let prog: &SchedClassifier = dp
-            .bpf
-            .program(names::PROG_UPLINK_INGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let dropped = netlab_tests::race::drops(prog, None, None, RACES, first);
+        let dropped =
+            netlab_tests::race::drops_of(&dp.bpf, names::PROG_UPLINK_INGRESS, RACES, first);
         let resolved = dp.stat(counter::CT_CLASH_RESOLVED);
         eprintln!("proto {proto}: of {RACES} races {resolved} resolved, {dropped} dropped");
         assert_eq!(dropped, 0);
@@ -1318,13 +1313,7 @@ fn two_flows_racing_for_one_translation_drop_the_loser() {
     let syn = |i: usize, cpu: usize| {
         Ipv4::new(CTR, INTERNET, TCP).tcp(1024 + cpu as u16, 1000 + i as u16, SYN, b"")
     };
-    let prog: &SchedClassifier = dp
-        .bpf
-        .program(names::PROG_UPLINK_EGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let dropped = netlab_tests::race::drops(prog, None, None, RACES, syn);
+    let dropped = netlab_tests::race::drops_of(&dp.bpf, names::PROG_UPLINK_EGRESS, RACES, syn);
     let lost = dp.stat(DropReason::CtInsertFailed.index());
     eprintln!("of {RACES} races for one NAT port {lost} lost at the insert");
     // One loser a race: at the insert, or, coming later, finding the port taken.

@@ -709,13 +709,7 @@ fn two_cpus_racing_on_one_flow_resolve_the_clash() {
     dp.publish6(8080, TCP, CTR6, 80);
     let syn =
         |i: usize, _cpu: usize| Ipv6::new(FAR6, UPLINK6, TCP).tcp(1024 + i as u16, 8080, SYN, b"");
-    let prog: &SchedClassifier = dp
-        .bpf
-        .program("uplink_ingress6")
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let dropped = netlab_tests::race::drops(prog, None, None, RACES, syn);
+    let dropped = netlab_tests::race::drops_of(&dp.bpf, "uplink_ingress6", RACES, syn);
     let resolved = dp.stat(counter::CT_CLASH_RESOLVED);
     eprintln!("of {RACES} races {resolved} resolved, {dropped} dropped");
     assert_eq!(dropped, 0);

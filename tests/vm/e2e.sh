@@ -395,18 +395,14 @@ cni_dual_stack() {
     sleep 1
     net=e2ecni6 c=e2ecni6-c1
     conf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"netlab-cni\",\"datapath\":\"$datapath\",\"subnet\":\"10.89.0.0/24\",\"subnet6\":\"fd00:89::/64\",\"natPorts\":\"31000-31999\",\"device\":\"$device\"}"
-    cni6() {
-        echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=e2e6 CNI_NETNS=/run/netns/$c CNI_IFNAME=eth0 \
-            CNI_PATH=/usr/bin netlab exec --lab "$lab" host -- netlab-cni 2>&1
-    }
     ip netns add "$c"
     ip -n "$c" link set lo up
     seen= left=0 has6=no added_ok=no
-    if added=$(cni6 ADD); then
+    if added=$(cni ADD); then
         added_ok=yes
         case $added in *'"fd00:89::'*) has6=yes ;; esac
         seen=$(ip netns exec "$c" socat -t 5 -T 10 - "TCP6:[2001:db8:113::1]:80,connect-timeout=5" < /dev/null 2> /dev/null)
-        deleted=$(cni6 DEL) || fail "$CNI6: DEL: $deleted"
+        deleted=$(cni DEL) || fail "$CNI6: DEL: $deleted"
         left=$(ip -n "$c" -o link show 2> /dev/null | grep -c eth0)
     else
         fail "$CNI6: ADD: $added"
@@ -456,6 +452,13 @@ check_pmtu() {
     esac
 }
 
+# cni COMMAND: netlab-cni as a runtime runs it, with configuration $conf for container
+# namespace $c (also its container ID), in the host of lab $lab; prints its answer.
+cni() {
+    echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=$c CNI_NETNS=/run/netns/$c CNI_IFNAME=eth0 \
+        CNI_PATH=/usr/bin netlab exec --lab "$lab" host -- netlab-cni 2>&1
+}
+
 # netlab-cni as a runtime runs it (CNI_* variables, the configuration on stdin), in
 # the lab host's namespace, which has an uplink (`netlab exec`: `ip netns exec` would
 # mount a fresh /sys over the cgroup v2 hierarchy the plugin needs): it brings up a network of its own
@@ -465,10 +468,6 @@ cni_network() {
     check=$CNI
     net=e2ecni c=e2ecni-c1
     conf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"netlab-cni\",\"subnet\":\"10.88.0.0/24\",\"natPorts\":\"31000-31999\",\"device\":\"$device\"}"
-    cni() {
-        echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=e2e1 CNI_NETNS=/run/netns/$c CNI_IFNAME=eth0 \
-            CNI_PATH=/usr/bin netlab exec --lab "$lab" host -- netlab-cni 2>&1
-    }
     ip netns add "$c"
     ip -n "$c" link set lo up
     if ! added=$(cni ADD); then
