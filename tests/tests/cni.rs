@@ -7,7 +7,7 @@ use std::path::Path;
 
 use netlab_tests::{
     WAN_ADDR,
-    cni::{CniWorld, Ctr},
+    cni::{CniWorld, Ctr, Reply},
     run_in_ns_ok,
 };
 use serde_json::{Value, json};
@@ -243,6 +243,60 @@ fn add_twice_fails_and_keeps_the_first() {
     let mut check = conf.clone();
     check["prevResult"] = first;
     w.verb("CHECK", &a, &check).ok();
+}
+
+/// A verb about attachment (`id`, `ifname`) of `ctr`'s namespace.
+fn verb_as(w: &CniWorld, command: &str, ctr: &Ctr, id: &str, ifname: &str, conf: &Value) -> Reply {
+    let netns = ctr.netns.display().to_string();
+    w.call(
+        &[
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", ifname),
+        ],
+        &conf.to_string(),
+    )
+}
+
+/// GC with (`id`, `ifname`) as the one valid attachment.
+fn gc_keeping(w: &CniWorld, id: &str, ifname: &str, conf: &Value) -> Reply {
+    let mut conf = conf.clone();
+    conf["cniVersion"] = json!("1.1.0");
+    conf["cni.dev/valid-attachments"] = json!([{"containerID": id, "ifname": ifname}]);
+    w.call(&[("CNI_COMMAND", "GC")], &conf.to_string())
+}
+
+#[test]
+fn verbs_about_another_attachment_of_the_same_name_leave_it_alone() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}
+    }));
+    let (one, two) = (w.container(), w.container());
+    // (ab, c-d) and (ab-c, d) would both be the lab's container ab-c-d.
+    let first = verb_as(&w, "ADD", &one, "ab", "c-d", &conf).ok();
+    let msg = verb_as(&w, "ADD", &two, "ab-c", "d", &w.conf(json!({}))).error(101);
+    assert!(
+        msg.contains("ab-c-d") && msg.contains("taken by container ab's interface c-d"),
+        "{msg}"
+    );
+    let mut check = conf.clone();
+    check["prevResult"] = first;
+    // The runtime's DEL after its refused ADD, its CHECK and a GC that keeps only it
+    // are not about the first attachment.
+    verb_as(&w, "DEL", &two, "ab-c", "d", &conf).ok();
+    verb_as(&w, "CHECK", &two, "ab-c", "d", &check).error(3);
+    let one_links = || run_in_ns_ok(&one.netns, &["ip", "-o", "link", "show"]);
+    assert!(one_links().contains("c-d@"), "{}", one_links());
+    assert_eq!(w.lab().ports().len(), 1);
+    verb_as(&w, "CHECK", &one, "ab", "c-d", &check).ok();
+    // GC by the pair: kept while valid, removed once it is not.
+    gc_keeping(&w, "ab", "c-d", &conf).ok();
+    verb_as(&w, "CHECK", &one, "ab", "c-d", &check).ok();
+    gc_keeping(&w, "ab-c", "d", &conf).ok();
+    assert!(!one_links().contains("c-d@"), "{}", one_links());
+    assert!(!w.lab_is_up(), "GC left the network up with no attachment");
 }
 
 #[test]

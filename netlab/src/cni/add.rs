@@ -89,14 +89,21 @@ fn attach(
 ) -> CniResult<String> {
     network::check_namespace(&s.state)?;
     network::check_matches(conf, &s.state)?;
-    if s.state.container(name).is_some() {
-        return Err(CniError::new(
-            code::CONFLICT,
-            format!(
+    if let Some(c) = s.state.container(name) {
+        let msg = match attachment::is(c, &a.container_id, &a.ifname) {
+            true => format!(
                 "container {} already has interface {} on network {}",
                 a.container_id, a.ifname, s.state.name
             ),
-        ));
+            false => format!(
+                "container {} with interface {} would be {name} on network {}, which is taken by {}",
+                a.container_id,
+                a.ifname,
+                s.state.name,
+                attachment::describe(c)
+            ),
+        };
+        return Err(CniError::new(code::CONFLICT, msg));
     }
     check_ifname_free(netns, &a.ifname)?;
     let asked = ips::merge(&a.ip, &ips::asked(conf)?)?;
@@ -131,6 +138,7 @@ fn attach(
             ip: asked.v4,
             ip6: asked.v6,
             runtime_netns: Some(netns.to_path_buf()),
+            runtime_id: Some(a.container_id.clone()),
             ifname: a.ifname.clone(),
             mac: a.mac.clone(),
             // Published below, apart: a failed ADD is followed by the runtime's DEL.

@@ -45,7 +45,7 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     let c = s
         .state
         .container(&name)
-        .filter(|c| c.runtime_netns.is_some())
+        .filter(|c| attachment::is(c, &a.container_id, &a.ifname))
         .ok_or_else(unknown)?;
     if c.runtime_netns != a.netns {
         return Err(differs(format!(

@@ -15,9 +15,13 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     let Some(mut s) = Session::open_if_up(lab)? else {
         return Ok(());
     };
-    // Only a runtime's attachment, never a container of netlab's own that shares its name.
-    let ours = s.state.container(&name).map(|c| c.runtime_netns.is_some());
-    if ours != Some(true) {
+    // Only this attachment: never a container of netlab's own that shares its name, nor
+    // another attachment whose id and interface make the same name.
+    let ours = s
+        .state
+        .container(&name)
+        .is_some_and(|c| attachment::is(c, &a.container_id, &a.ifname));
+    if !ours {
         return Ok(());
     }
     ops::detach(&mut s, &name)?;

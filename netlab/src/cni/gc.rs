@@ -2,21 +2,24 @@
 //! `cni.dev/valid-attachments`, and when no container is left takes the lab down: no
 //! programs, pins, cgroup or bridge stay behind.
 
-use std::collections::HashSet;
-
 use super::{attachment, config::NetConf, error::CniResult, network};
 use crate::{
     error::Errors,
+    lab::Container,
     ops::{self, Session},
 };
 
 pub fn run(conf: &NetConf) -> CniResult<()> {
     let lab = conf.lab()?;
-    let keep: HashSet<String> = conf
-        .valid_attachments()?
-        .iter()
-        .filter_map(|(id, ifname)| attachment::container_name(id, ifname).ok())
-        .collect();
+    let valid = conf.valid_attachments()?;
+    // An attachment is kept by its own id and interface, not by a name another pair
+    // could make.
+    let kept = |c: &Container| {
+        valid.iter().any(|(id, ifname)| {
+            attachment::container_name(id, ifname).is_ok_and(|n| n == c.name)
+                && attachment::is(c, id, ifname)
+        })
+    };
     let Some(mut s) = Session::open_if_up(lab)? else {
         return Ok(());
     };
@@ -25,7 +28,7 @@ pub fn run(conf: &NetConf) -> CniResult<()> {
         .state
         .containers
         .iter()
-        .filter(|c| c.runtime_netns.is_some() && !keep.contains(&c.name))
+        .filter(|c| c.runtime_netns.is_some() && !kept(c))
         .map(|c| c.name.clone())
         .collect();
     let mut errors = Errors::default();

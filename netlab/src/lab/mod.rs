@@ -177,6 +177,11 @@ pub struct Container {
     /// an interface in it, and never deletes it.
     #[serde(default)]
     pub runtime_netns: Option<PathBuf>,
+    /// The runtime's container id (CNI's `CNI_CONTAINERID`): with `ifname`, which
+    /// attachment this is. Its name `<id>-<ifname>` can be another attachment's too
+    /// (`ab`, `c-d` and `ab-c`, `d`); a verb about that other one never touches it.
+    #[serde(default)]
+    pub runtime_id: Option<String>,
     /// The interface inside the container (CNI's `CNI_IFNAME`).
     #[serde(default = "eth0")]
     pub ifname: String,

@@ -26,6 +26,8 @@ pub struct AttachRequest {
     /// A namespace the container runtime made (CNI); netlab makes `<lab>-<name>` when
     /// there is none.
     pub runtime_netns: Option<PathBuf>,
+    /// The runtime's id for the container (CNI's `CNI_CONTAINERID`).
+    pub runtime_id: Option<String>,
     /// The interface inside the container.
     pub ifname: String,
     /// Its MAC (`run --mac-address`, CNI's `MAC=`; default: the kernel's random one).
@@ -44,6 +46,7 @@ impl AttachRequest {
             ip,
             ip6: None,
             runtime_netns: None,
+            runtime_id: None,
             ifname: "eth0".into(),
             mac: None,
             ports: Vec::new(),
@@ -203,6 +206,7 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         netns: own_ns,
         netns_cookie: None,
         runtime_netns: req.runtime_netns.clone(),
+        runtime_id: req.runtime_id.clone(),
         ifname: req.ifname.clone(),
         ip,
         ip6,
