@@ -393,6 +393,112 @@ fn labs_sharing_a_namespace_leave_its_settings_as_found() {
     );
 }
 
+/// A lab puts back only the settings it changes: bridge netfilter goes back with the
+/// last lab that turned it on (iptables, here gone first, while an eBPF lab keeps the
+/// namespace forwarding), and an eBPF lab, which leaves it alone outside a sandbox,
+/// never writes it, whoever turned it on meanwhile (Docker, say).
+#[test]
+fn a_lab_puts_back_only_the_settings_it_changes() {
+    const FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+    const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let read = || {
+        let r = |key: &str| run_in_ns_ok(&host, &["cat", key]).trim().to_string();
+        (r(FORWARD), r(BRIDGE_NF))
+    };
+    let set_bridge_nf = |v: &str| {
+        run_in_ns_ok(&host, &["sh", "-c", &format!("echo {v} > {BRIDGE_NF}")]);
+    };
+    run_in_ns_ok(&host, &["sh", "-c", &format!("echo 0 > {FORWARD}")]);
+    set_bridge_nf("0");
+    let (ebpf, iptables) = (unique_lab(), unique_lab());
+    let shared = ["--uplink", "eth0", "--nat-ports"];
+    let mut up_ebpf = vec!["up"];
+    up_ebpf.extend(shared);
+    up_ebpf.extend(["30000-30999", "--subnet", "10.53.0.0/24"]);
+    ok_in(&host, &ebpf, &up_ebpf);
+    assert_eq!(
+        read(),
+        ("1".into(), "0".into()),
+        "eBPF changed bridge netfilter"
+    );
+    let mut up_iptables = vec!["up", "--datapath", "iptables"];
+    up_iptables.extend(shared);
+    up_iptables.extend(["31000-31999", "--subnet", "10.54.0.0/24"]);
+    ok_in(&host, &iptables, &up_iptables);
+    assert_eq!(read(), ("1".into(), "1".into()));
+    ok_in(&host, &iptables, &["down"]);
+    assert_eq!(
+        read(),
+        ("1".into(), "0".into()),
+        "iptables, the last lab that needed bridge netfilter, did not put it back, or took forwarding from the eBPF lab"
+    );
+    set_bridge_nf("1");
+    ok_in(&host, &ebpf, &["down"]);
+    assert_eq!(
+        read(),
+        ("0".into(), "1".into()),
+        "the eBPF lab wrote back a setting it never changed, or left forwarding on"
+    );
+}
+
+/// Two labs of one namespace publishing one host port at the same moment: one gets it,
+/// the other is refused (each checks the other's saved ports, and would otherwise find
+/// the port free before the other saved it, and both translate it).
+#[test]
+fn two_labs_publishing_one_port_at_once_get_it_once() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let labs = [unique_lab(), unique_lab()];
+    let ups = [
+        [
+            "up",
+            "--datapath",
+            "ebpf",
+            "--nat-ports",
+            "30000-30999",
+            "--subnet",
+            "10.55.0.0/24",
+        ],
+        [
+            "up",
+            "--datapath",
+            "iptables",
+            "--nat-ports",
+            "31000-31999",
+            "--subnet",
+            "10.56.0.0/24",
+        ],
+    ];
+    let mut guards = Vec::new();
+    for (lab, up) in labs.iter().zip(&ups) {
+        let mut args = up.to_vec();
+        args.extend(["--uplink", "eth0"]);
+        ok_in(&host, lab, &args);
+        guards.push(Lab::named(lab));
+        ok_in(&host, lab, &["run", "c"]);
+    }
+    for port in 8000..8015 {
+        let spec = format!("{port}:80");
+        let outs: Vec<Output> = std::thread::scope(|s| {
+            let runs: Vec<_> = labs
+                .iter()
+                .map(|lab| {
+                    let (host, spec) = (&host, &spec);
+                    s.spawn(move || netlab_in(host, lab, &["publish", "c", spec]))
+                })
+                .collect();
+            runs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<usize> = (0..2).filter(|&i| outs[i].status.success()).collect();
+        assert_eq!(won.len(), 1, "port {port}: {outs:?}");
+        let err = String::from_utf8_lossy(&outs[1 - won[0]].stderr).into_owned();
+        assert!(err.contains("already published by lab"), "{err}");
+    }
+    drop(guards);
+}
+
 /// A `run` killed at any moment leaves nothing that keeps the container's name from
 /// being used again: what it made is marked as the container's (or inside the
 /// container's own namespace) and goes with the next `run` of that name or with `rm`.

@@ -52,6 +52,16 @@ impl DatapathKind {
         }
     }
 
+    /// Whether the datapath turns bridge netfilter on in the namespace it runs in (the
+    /// netfilter datapaths, whose rules see bridged frames through it): outside a
+    /// sandbox only these change the setting, and only these put it back.
+    pub fn uses_bridge_netfilter(self) -> bool {
+        matches!(
+            self,
+            Self::Iptables | Self::IptablesLegacy | Self::Nftables | Self::NftablesFlowtable
+        )
+    }
+
     /// Parses a name as `--datapath` takes it.
     pub fn from_name(s: &str) -> Option<Self> {
         match s {

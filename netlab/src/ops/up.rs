@@ -10,7 +10,7 @@ use crate::{
     lab::{
         Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6, names,
     },
-    netlink::{netns, sysctl},
+    netlink::netns,
     signals,
     store::Locked,
     topology::{self, sandbox},
@@ -391,19 +391,19 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     // Forwarding and bridge netfilter as they were, recorded before the bridge and the
     // datapath change them; beside another lab, as that one found them.
     let neighbours = crate::store::neighbours(state);
-    (state.ip_forward_was, state.bridge_nf_was) = match neighbours.first() {
-        Some(other) => (other.ip_forward_was.clone(), other.bridge_nf_was.clone()),
-        None => (
-            Some(topology::ip_forward(state)?),
-            topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IPTABLES)?,
-        ),
+    state.ip_forward_was = match neighbours.first() {
+        Some(other) => other.ip_forward_was.clone(),
+        None => Some(topology::ip_forward(state)?),
     };
-    // Recorded by every lab (not only those with IPv6), as the first that recorded it
-    // found it; a neighbour of a version that did not record it left it as it was.
-    state.bridge_nf6_was = match neighbours.iter().find_map(|n| n.bridge_nf6_was.clone()) {
-        Some(was) => Some(was),
-        None => topology::sysctl_in_host(state, sysctl::BRIDGE_NF_CALL_IP6TABLES)?,
-    };
+    // Bridge netfilter only by the labs that change it (a lab that leaves it alone
+    // never writes it back: someone else may have set it meanwhile), as the first of
+    // them found it.
+    state.bridge_nf_was = setting_was(state, &neighbours, topology::uses_bridge_nf, |n| {
+        n.bridge_nf_was.clone()
+    })?;
+    state.bridge_nf6_was = setting_was(state, &neighbours, topology::uses_bridge_nf6, |n| {
+        n.bridge_nf6_was.clone()
+    })?;
     lock.save(state)?;
     topology::build_bridge(state)?;
     // From here on what the datapath finds of its kind is its own, and `down` removes it.
@@ -411,6 +411,24 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     state.datapath_made = true;
     lock.save(state)?;
     dp.setup(state)
+}
+
+/// A namespace setting that only some labs change (`uses`), as the first of them in the
+/// namespace found it: a neighbour's record if one of them is up, else the value now;
+/// none for a lab that leaves it alone.
+fn setting_was(
+    state: &LabState,
+    neighbours: &[LabState],
+    uses: fn(&LabState) -> Option<&'static str>,
+    was: fn(&LabState) -> Option<String>,
+) -> Result<Option<String>> {
+    let Some(key) = uses(state) else {
+        return Ok(None);
+    };
+    match neighbours.iter().find(|n| uses(n).is_some()) {
+        Some(other) => Ok(was(other)),
+        None => topology::sysctl_in_host(state, key),
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,16 @@ pub fn host_ns(state: &LabState) -> PathBuf {
     }
 }
 
+/// The lock `up` holds on the lab host's namespace while it picks its subnet and
+/// records the namespace's settings ([`netns::lock`]): held too while a lab checks
+/// other labs' ports and publishes, and while `down` decides whether the settings go
+/// back, so that two labs of one namespace never act on each other's half-written
+/// state. None when the namespace cannot be opened: it is gone, and what needs it
+/// refuses on its own.
+pub fn lock_host(state: &LabState) -> Option<std::fs::File> {
+    netns::lock(&host_ns(state)).ok()
+}
+
 /// Whether the lab's host namespace is still the one it came up in (its cookie): one
 /// that is gone, or that was made again under the same name, is not the lab's, and
 /// nothing in it is touched. A state without a cookie (written before netlab kept
@@ -194,6 +204,20 @@ pub fn ip_forward(state: &LabState) -> Result<String> {
             .map(|v| v.trim().to_string())
             .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))
     })
+}
+
+/// The bridge netfilter setting the lab's datapath turns on, if it does.
+pub fn uses_bridge_nf(state: &LabState) -> Option<&'static str> {
+    state
+        .datapath
+        .uses_bridge_netfilter()
+        .then_some(sysctl::BRIDGE_NF_CALL_IPTABLES)
+}
+
+/// Its IPv6 half, turned on in a lab with IPv6.
+pub fn uses_bridge_nf6(state: &LabState) -> Option<&'static str> {
+    (state.datapath.uses_bridge_netfilter() && state.subnet6.is_some())
+        .then_some(sysctl::BRIDGE_NF_CALL_IP6TABLES)
 }
 
 /// A sysctl (a /proc/sys path) in the lab's host namespace, as it is; `None` where the
@@ -701,21 +725,26 @@ pub fn teardown(state: &LabState) -> Result<()> {
         let bridge = state.bridge.clone();
         let alias = names::alias(&state.name, "bridge");
         // The namespace's settings go back as the first lab found them, by the last
-        // lab of the namespace to go (another still up needs them as they are).
+        // lab of the namespace to go (another still up needs them as they are): an
+        // `up` beside it waits until this one has decided, or this one sees it.
+        let _namespace = (!state.sandbox).then(|| lock_host(state)).flatten();
         let neighbours = crate::store::neighbours(state);
         let restore = !state.sandbox && neighbours.is_empty();
-        // IPv6 bridge netfilter is only dual-stack labs' need: it goes back with the
-        // last of them (a lab left of a version that did not record it cannot).
-        let restore6 = !state.sandbox && neighbours.iter().all(|n| n.subnet6.is_none());
+        // Bridge netfilter (and its IPv6 half) is only the netfilter datapaths' need: it
+        // goes back with the last of the labs that turned it on, and never with a lab
+        // that left it alone (a lab left of a version that did not record it cannot).
+        let last_of = |uses: fn(&LabState) -> Option<&'static str>| {
+            !state.sandbox && uses(state).is_some() && neighbours.iter().all(|n| uses(n).is_none())
+        };
         let sysctls = [
             (restore, sysctl::IP_FORWARD, state.ip_forward_was.clone()),
             (
-                restore,
+                last_of(uses_bridge_nf),
                 sysctl::BRIDGE_NF_CALL_IPTABLES,
                 state.bridge_nf_was.clone(),
             ),
             (
-                restore6,
+                last_of(uses_bridge_nf6),
                 sysctl::BRIDGE_NF_CALL_IP6TABLES,
                 state.bridge_nf6_was.clone(),
             ),
