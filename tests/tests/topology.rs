@@ -20,6 +20,38 @@ fn containers_on_the_bridge_reach_each_other() {
     assert!(ping(&lab, "b", "172.18.0.2"), "b cannot reach a");
 }
 
+/// Two containers whose names hash to one host-side veth name (28 bits: names of one
+/// lab can meet) both run, and `rm` of one leaves the other as it was.
+#[test]
+fn two_names_of_one_veth_hash_both_run() {
+    let lab = Lab::sandbox(&[]);
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .map(|n| format!("c{n}"))
+        .find_map(|name| {
+            let v = netlab::lab::names::veth(&lab.name, &name);
+            seen.insert(v, name.clone()).map(|other| (other, name))
+        })
+        .unwrap();
+    lab.ok(&["run", &a]);
+    lab.ok(&["run", &b]);
+    let status = lab.status();
+    let veths: Vec<&str> = status["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["veth"].as_str().unwrap())
+        .collect();
+    assert_ne!(veths[0], veths[1], "{a} and {b}: {veths:?}");
+    assert!(ping(&lab, &a, "172.18.0.3") && ping(&lab, &b, "172.18.0.2"));
+    lab.ok(&["rm", &a]);
+    assert!(
+        ping(&lab, &b, &BRIDGE_ADDR.to_string()),
+        "{b} lost its network with {a}"
+    );
+    assert!(ping(&lab, &b, &UPLINK_ADDR.to_string()));
+}
+
 #[test]
 fn container_reaches_bridge_and_host_uplink() {
     let lab = Lab::sandbox(&[]);

@@ -86,6 +86,20 @@ pub fn veth(lab: &str, name: &str) -> String {
     format!("veth{:07x}", fnv1a(lab, name) & 0x0fff_ffff)
 }
 
+/// [`veth`], or, when another container of the lab holds that name already (28 bits of
+/// hash: two names of one lab may meet), the first of its variants (the name and a
+/// number hashed) that none holds. The container records the name it got.
+pub fn veth_among(lab: &str, name: &str, taken: impl Fn(&str) -> bool) -> String {
+    let first = veth(lab, name);
+    if !taken(&first) {
+        return first;
+    }
+    (1u32..)
+        .map(|n| veth(lab, &format!("{name}/{n}")))
+        .find(|v| !taken(v))
+        .expect("a free name among 2^28")
+}
+
 /// Temporary name of the container end, before it is renamed `eth0` inside.
 pub fn veth_peer(lab: &str, name: &str) -> String {
     format!("ceth{:07x}", fnv1a(lab, name) & 0x0fff_ffff)
@@ -108,6 +122,15 @@ fn fnv1a(lab: &str, name: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_veth_name_another_container_holds_is_not_given_again() {
+        let first = veth("lab", "web");
+        assert_eq!(veth_among("lab", "web", |_| false), first);
+        let other = veth_among("lab", "web", |v| v == first);
+        assert_ne!(other, first);
+        assert!(other.starts_with("veth") && other.len() == 11, "{other}");
+    }
 
     #[test]
     fn lab_names() {

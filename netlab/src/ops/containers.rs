@@ -214,7 +214,14 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         ifname: req.ifname.clone(),
         ip,
         ip6,
-        veth: (req.network == Network::Bridge).then(|| names::veth(&lab, &req.name)),
+        veth: (req.network == Network::Bridge).then(|| {
+            names::veth_among(&lab, &req.name, |v| {
+                s.state
+                    .containers
+                    .iter()
+                    .any(|c| c.veth.as_deref() == Some(v))
+            })
+        }),
         // The one asked for is given to the interface; the kernel's is read back.
         mac: req.mac.clone(),
         cgroup,
