@@ -187,6 +187,12 @@ pub enum DropReason {
     /// A TCP segment of a tracked flow whose flags no TCP sends (none, FIN without ACK,
     /// SYN with FIN or RST, ...): nf_conntrack marks it invalid and it goes nowhere.
     InvalidTcpFlags = 16,
+    /// A frame still holding a VLAN tag of VLAN id 0 (a priority tag) after the one the
+    /// kernel took into the skb: the kernel strips it after the programs and takes the
+    /// packet inside as the interface's own, untagged, past every check of theirs
+    /// (iptables, after it, sees the packet). Dropped at a container's veth and the
+    /// uplink's ingress.
+    VlanTagged = 17,
 }
 
 /// The value of the `GC` map as userspace reads it: the collector's timer (opaque,
@@ -203,7 +209,7 @@ pub struct GcRecord {
 const _: () = assert!(core::mem::size_of::<GcRecord>() == 32);
 
 pub const DROP_BASE: u32 = 64;
-pub const DROP_COUNT: u32 = 17;
+pub const DROP_COUNT: u32 = 18;
 pub const STATS_LEN: u32 = DROP_BASE + DROP_COUNT;
 
 /// Every counter and drop reason, by index: the value of an entry of `STATS`.
@@ -235,6 +241,7 @@ pub const DROP_NAMES: [&str; DROP_COUNT as usize] = [
     "no_address",
     "unwatched",
     "invalid_tcp_flags",
+    "vlan_tagged",
 ];
 
 impl DropReason {
@@ -251,8 +258,8 @@ mod tests {
     fn counters_fit_before_drops() {
         const { assert!(counter::COUNT <= DROP_BASE) };
         assert_eq!(counter::NAMES.len() as u32, counter::COUNT);
-        assert_eq!(DropReason::InvalidTcpFlags as u32 + 1, DROP_COUNT);
-        assert_eq!(DropReason::InvalidTcpFlags.index(), STATS_LEN - 1);
+        assert_eq!(DropReason::VlanTagged as u32 + 1, DROP_COUNT);
+        assert_eq!(DropReason::VlanTagged.index(), STATS_LEN - 1);
         assert_eq!(DROP_NAMES.len() as u32, DROP_COUNT);
     }
 }

@@ -38,7 +38,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     if !maps::is_host(cfg, pkt.daddr) {
-        if pkt.kind == Kind::Flow && !cfg.in_subnet(pkt.daddr) {
+        if !cfg.in_subnet(pkt.daddr) {
             return leaves_watched(ctx, cfg, st, &pkt);
         }
         return PASS;
@@ -68,8 +68,11 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
 }
 
 /// A container's packet the host will route out of the lab: a tracked flow goes on
-/// (an uplink's egress masqueraded it); a new one only if the host routes it by an
-/// interface netlab watches, whose egress will masquerade it.
+/// (an uplink's egress masqueraded it); a new one, and any other packet (another
+/// protocol, an ICMP error, a later fragment), only if the host routes it by an
+/// interface netlab watches, whose egress will masquerade it or drop what it cannot:
+/// by one it does not watch it would leave with the container's address (iptables'
+/// MASQUERADE, which names no protocol, masquerades it there).
 #[inline(always)]
 fn leaves_watched(
     ctx: &TcContext,
@@ -77,9 +80,11 @@ fn leaves_watched(
     st: Stats,
     pkt: &Packet,
 ) -> Verdict {
-    let key = nat::key(pkt, ZONE_FROM_CTR);
-    if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
-        return PASS;
+    if pkt.kind == Kind::Flow {
+        let key = nat::key(pkt, ZONE_FROM_CTR);
+        if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
+            return PASS;
+        }
     }
     match forward::out_ifindex(ctx, cfg, pkt) {
         Some(i) if i != cfg.uplink_ifindex && maps::uplink(i).is_none() => {

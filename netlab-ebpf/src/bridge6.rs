@@ -36,7 +36,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     if !maps::is_host6(cfg, &pkt.daddr) {
-        if pkt.kind == Kind::Flow && !cfg.in_subnet6(&pkt.daddr) && global(&pkt.daddr) {
+        if !cfg.in_subnet6(&pkt.daddr) && global(&pkt.daddr) {
             return Ok(leaves_watched(ctx, st, pkt));
         }
         return PASS;
@@ -71,8 +71,9 @@ fn global(a: &Addr6) -> bool {
 }
 
 /// A container's packet the host will route out of the lab: a tracked flow goes on;
-/// a new one only if the host routes it by an interface netlab watches, whose egress
-/// will masquerade it; the TC action (a drop counted). A BPF subprogram, returning a
+/// a new one, and any other packet, only if the host routes it by an interface netlab
+/// watches, whose egress will masquerade it or drop what it cannot (see `bridge.rs`);
+/// the TC action (a drop counted). A BPF subprogram, returning a
 /// plain number (a `Result` would come back through the stack, where the verifier
 /// loses the drop reason's bounds): its route lookup's 64 bytes and the hairpin path's
 /// state need not share one stack frame.
@@ -83,9 +84,11 @@ fn leaves_watched(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> i32 {
 
 #[inline(always)]
 fn watched(ctx: &TcContext, cfg: &Config, st: Stats, pkt: &Packet<Addr6>) -> Verdict {
-    let key = nat::key(pkt, ZONE_FROM_CTR);
-    if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
-        return PASS;
+    if pkt.kind == Kind::Flow {
+        let key = nat::key(pkt, ZONE_FROM_CTR);
+        if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
+            return PASS;
+        }
     }
     match out_ifindex(ctx, cfg, pkt) {
         Some(i) if i != cfg.uplink_ifindex && maps::uplink(i).is_none() => {

@@ -28,7 +28,7 @@ use crate::{
     conntrack, forward,
     maps::{self, Stats},
     nat,
-    parse::Kind,
+    parse::{self, Kind},
     rewrite,
     uplink::parse,
     verdict::{PASS, Verdict},
@@ -51,6 +51,9 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return own_arp(ctx, &src);
     }
     if ethertype != ETH_P_IP.to_be() {
+        if parse::priority_tagged(ctx, ethertype) {
+            return Err(DropReason::VlanTagged);
+        }
         return PASS;
     }
     let Some(pkt) = parse(ctx, st)? else {

@@ -38,6 +38,30 @@ pub struct Ipv4Hdr {
     pub daddr: u32,
 }
 
+/// The VLAN tags' ethertypes: 802.1Q and 802.1ad.
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+/// Whether a frame of `ethertype` (network order) holds, after its MAC addresses, a
+/// VLAN tag of VLAN id 0: a priority tag. Before the programs, the kernel takes a
+/// frame's outer tag into the skb; after them, it strips a priority tag still in the
+/// frame and takes the packet inside as the interface's own, untagged, past every
+/// check of the programs (a tag with a VLAN id goes to that VLAN's device, or nowhere).
+#[inline(always)]
+pub fn priority_tagged(ctx: &TcContext, ethertype: u16) -> bool {
+    if ethertype != ETH_P_8021Q.to_be() && ethertype != ETH_P_8021AD.to_be() {
+        return false;
+    }
+    ctx.load::<u16>(ETH_HLEN)
+        .is_ok_and(|tci| u16::from_be(tci) & 0x0fff == 0)
+}
+
+/// The frame's ethertype (network order), 0 for a runt.
+#[inline(always)]
+pub fn ethertype(ctx: &TcContext) -> u16 {
+    ctx.load::<u16>(12).unwrap_or(0)
+}
+
 pub const IP_TTL_OFF: usize = 8;
 pub const IP_CHECK_OFF: usize = 10;
 pub const IP_SADDR_OFF: usize = 12;

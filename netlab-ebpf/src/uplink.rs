@@ -121,6 +121,9 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         return PASS;
     }
     let Some(pkt) = parse(ctx, st)? else {
+        if parse::priority_tagged(ctx, parse::ethertype(ctx)) {
+            return Err(DropReason::VlanTagged);
+        }
         return PASS;
     };
     if cfg.in_subnet(pkt.daddr) && pkt.daddr != cfg.bridge_addr {

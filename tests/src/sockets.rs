@@ -154,7 +154,7 @@ pub fn icmp_echo_request(ns: &Path, src: Ipv4Addr, dst: Ipv4Addr, id: u16) {
 
 /// Sends `payload` as one packet of protocol `proto` from namespace `ns` with a raw
 /// socket bound to `src`; the kernel writes the IP header.
-fn send_raw(ns: &Path, proto: i32, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+pub fn send_raw(ns: &Path, proto: i32, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
     let fd = in_ns(ns, || unsafe {
         libc::socket(libc::AF_INET, libc::SOCK_RAW, proto)
     });
@@ -295,12 +295,27 @@ pub fn ipv4_udp(
 /// Sends an IPv4 packet from interface `ifname` of namespace `ns` in an Ethernet frame
 /// addressed to `dst_mac` (whatever machine that is), with a packet socket.
 pub fn send_in_frame(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &[u8]) {
+    send_with_ethertype(ns, ifname, dst_mac, libc::ETH_P_IP as u16, packet);
+}
+
+/// The same IPv4 packet behind two VLAN tags of VLAN id 0 (priority tags, 802.1ad then
+/// 802.1Q), which a Linux receiver without VLAN devices strips, one before its TC hooks
+/// and one after, taking the packet as untagged.
+pub fn send_priority_tagged(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &[u8]) {
+    let mut tagged = vec![0, 0, 0x81, 0x00, 0, 0, 0x08, 0x00];
+    tagged.extend_from_slice(packet);
+    send_with_ethertype(ns, ifname, dst_mac, libc::ETH_P_8021AD as u16, &tagged);
+}
+
+/// Sends `payload` after an Ethernet header with `ethertype`, from `ifname` in `ns` to
+/// `dst_mac`, with a packet socket.
+fn send_with_ethertype(ns: &Path, ifname: &str, dst_mac: [u8; 6], ethertype: u16, packet: &[u8]) {
     let name = std::ffi::CString::new(ifname).expect("an interface name");
     let (fd, index) = in_ns(ns, || unsafe {
         let fd = libc::socket(
             libc::AF_PACKET,
             libc::SOCK_DGRAM,
-            i32::from((libc::ETH_P_IP as u16).to_be()),
+            i32::from(ethertype.to_be()),
         );
         (fd, libc::if_nametoindex(name.as_ptr()))
     });
@@ -313,7 +328,7 @@ pub fn send_in_frame(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &[u8]) {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    to.sll_protocol = ethertype.to_be();
     to.sll_ifindex = index as i32;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&dst_mac);

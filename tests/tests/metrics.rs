@@ -86,8 +86,9 @@ fn value(text: &str, series: &str) -> Option<f64> {
 
 /// Sends one hand-made frame from a container's `eth0` (AF_PACKET, Python's standard
 /// library): `truncated` (an IPv4 header cut short), `bad_ip_header` (a header length
-/// of 16 bytes) or `fragment` (a later fragment whose first was never sent), from
-/// address argv[2] to wan, to the gateway's MAC argv[3].
+/// of 16 bytes), `fragment` (a later fragment whose first was never sent) or
+/// `vlan_tagged` (a datagram behind two priority tags), from address argv[2] to wan, to
+/// the gateway's MAC argv[3].
 const RAW_FRAME: &str = r#"
 import socket, struct, sys
 def csum(b):
@@ -107,6 +108,9 @@ gateway = bytes.fromhex(sys.argv[3].replace(":", ""))
 eth = gateway + s.getsockname()[4] + b"\x08\x00"
 if kind == "truncated":
     frame = eth + b"\x45\x00\x00"
+elif kind == "vlan_tagged":  # two tags of VLAN id 0, 802.1ad then 802.1Q
+    tags = b"\x88\xa8\x00\x00\x81\x00\x00\x00\x08\x00"
+    frame = eth[:12] + tags + ip(src, "203.0.113.1", 17, b"\0" * 8)
 elif kind == "bad_ip_header":
     frame = eth + ip(src, "203.0.113.1", 17, b"\0" * 8, ihl=4)
 else:  # fragment: a later fragment (offset 64 bytes), its first never sent
@@ -358,11 +362,11 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 }
 
 /// Every drop reason a test can provoke, each provoked once in a live lab and found by
-/// its reason in Prometheus (14 of the 15 still in use): `direct_access`, `spoofed_source`,
+/// its reason in Prometheus (15 of the 16 still in use): `direct_access`, `spoofed_source`,
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
 /// `invalid_tcp_flags`, `unwatched`, `no_address`, `half_flow`, `ct_insert_failed` (two
 /// flows racing on two CPUs for the lab's one NAT port), and from hand-made frames `truncated`,
-/// `bad_ip_header`, `fragment`. One is not provoked: `rewrite_failed`, the kernel's
+/// `bad_ip_header`, `fragment`, `vlan_tagged`. One is not provoked: `rewrite_failed`, the kernel's
 /// store or checksum helper failing on a packet whose headers the program has read
 /// already, which cannot be caused at will without breaking the kernel. `no_config` is
 /// retired (the configuration is a read-only global of the programs, never missing).
@@ -416,7 +420,7 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     lab.exec_ok("a", &["ping", "-c", "1", "-W", "2", "172.18.0.1"]);
     let neigh = lab.exec_ok("a", &["ip", "neigh", "show", "172.18.0.1"]);
     let gateway = neigh.split_whitespace().nth(4).expect("the gateway's MAC");
-    let raw = ["truncated", "bad_ip_header", "fragment"];
+    let raw = ["truncated", "bad_ip_header", "fragment", "vlan_tagged"];
     for kind in raw {
         lab.exec_ok(
             "a",

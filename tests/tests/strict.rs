@@ -12,8 +12,8 @@ use std::{
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
     sockets::{
-        RawReceiver, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4, tcp_connect,
-        tcp_listen, tcp_segment, udp, udp_spoofed,
+        RawReceiver, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4,
+        send_priority_tagged, send_raw, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed,
     },
     wait_for,
 };
@@ -31,6 +31,7 @@ netlab_tests::per_datapath!(
         an_echo_request_from_a_pinged_peer_is_the_hosts,
         a_syn_from_the_responder_reaches_no_container,
         forwarding_turned_off_forwards_nothing,
+        priority_tagged_frames_from_outside_reach_no_container,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -47,6 +48,7 @@ netlab_tests::per_datapath!(
         containers_cannot_send_as_anyone_else,
         a_first_fragment_is_forgotten_after_the_reassembly_time,
         an_interface_added_later_is_closed_until_watched,
+        priority_tagged_frames_from_a_container_go_nowhere,
     ];
     ebpf_labs = "ebpf",
     ebpf_slow_labs = "ebpf-slow",
@@ -67,6 +69,63 @@ fn forwarding_turned_off_forwards_nothing(dp: &str) {
         wan: "198.51.100.1",
     };
     netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv4, false);
+}
+
+/// A frame behind two VLAN tags of VLAN id 0 (priority tags), which the lab host's
+/// kernel strips, one before its TC hooks and one after them, taking the packet inside
+/// as untagged: from wan to a container's address it reaches no container, as the same
+/// datagram untagged reaches none (eBPF drops it at the uplink, `vlan_tagged`; the
+/// netfilter datapaths see it untagged, and drop it as direct access).
+fn priority_tagged_frames_from_outside_reach_no_container(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web"]);
+    let server = udp(&lab.ns("web"), "0.0.0.0:7777");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (_, uplink_mac) = netlab_tests::link_of(&lab.ns("host"), "eth0");
+    let to = SocketAddrV4::new("172.18.0.2".parse().unwrap(), 7777);
+    let packet = ipv4_udp(SocketAddrV4::new(WAN_ADDR, 5555), to, b"tagged");
+    send_priority_tagged(&lab.ns("wan"), "wan0", uplink_mac, &packet);
+    send_in_frame(&lab.ns("wan"), "wan0", uplink_mac, &packet);
+    let mut buf = [0u8; 32];
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!("{dp}: {:?} from {peer} reached the container", &buf[..n]);
+    }
+    if is_ebpf(dp) {
+        assert!(
+            wait_for(Duration::from_secs(5), || lab.stat("drops", "vlan_tagged")
+                >= 1),
+            "the tagged frame was not dropped at the uplink"
+        );
+    }
+}
+
+/// A container's frame behind two priority tags goes nowhere: its veth's program drops
+/// it (`vlan_tagged`) before the kernel strips the second tag after it, which would
+/// hand the lab host a packet no check of the program saw (from any source at all).
+fn priority_tagged_frames_from_a_container_go_nowhere(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "a"]);
+    let server = udp(&lab.ns("wan"), "0.0.0.0:7031");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (_, gateway_mac) = netlab_tests::link_of(&lab.ns("host"), &lab.state().bridge);
+    let to = SocketAddrV4::new(INTERNET, 7031);
+    for from in ["10.9.9.9:5555", "172.18.0.2:5556"] {
+        let packet = ipv4_udp(from.parse().unwrap(), to, b"tagged");
+        send_priority_tagged(&lab.ns("a"), "eth0", gateway_mac, &packet);
+    }
+    let mut buf = [0u8; 32];
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!("{:?} from {peer} reached wan", &buf[..n]);
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.stat("drops", "vlan_tagged")
+            >= 2),
+        "the tagged frames were not dropped at a's veth"
+    );
 }
 
 /// A web server in container `web` on port 8000, published as `port` on every address.
@@ -803,7 +862,25 @@ fn an_interface_added_later_is_closed_until_watched(dp: &str) {
         "a new flow left by an interface netlab does not watch"
     );
     assert!(lab.stat("drops", "unwatched") >= 1);
+    // Nor anything else of its own (another protocol, here 253, which only iptables'
+    // protocol-less MASQUERADE translates), before the interface is watched or after.
+    let other = RawReceiver::open(&side.ns(), 253, Duration::from_millis(500));
+    let web_addr: std::net::Ipv4Addr = "172.18.0.2".parse().unwrap();
+    let unmasqueraded = |when: &str| {
+        send_raw(&lab.ns("web"), 253, web_addr, SIDE_ADDR, b"other");
+        let mut buf = [0u8; 64];
+        while let Some(n) = other.next(&mut buf) {
+            assert!(
+                n < 20 || buf[12..16] != web_addr.octets(),
+                "protocol 253 left unmasqueraded {when}"
+            );
+        }
+    };
+    let unwatched = lab.stat("drops", "unwatched");
+    unmasqueraded("by an interface netlab does not watch");
+    assert_eq!(lab.stat("drops", "unwatched"), unwatched + 1);
     lab.ok(&["publish", "web", "9000:8000"]);
+    unmasqueraded("once the interface is watched");
     assert_eq!(curl(&format!("http://{SIDE_HOST_ADDR}:9000/")), "200");
     assert_eq!(curl("http://172.18.0.2:8000/"), "000");
     let _client = tcp_connect(&lab.ns("web"), &format!("{SIDE_ADDR}:7040"));

@@ -43,7 +43,7 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 let Some(p) = wire::parse::<A>(f)? else {
-                    return Ok(Decision::Pass);
+                    return not_ip(f);
                 };
                 if cfg.in_subnet(p.daddr) && p.daddr != cfg.bridge {
                     return Err(DropReason::DirectAccess);
@@ -88,7 +88,7 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 let Some(p) = wire::parse::<A>(f)? else {
-                    return Ok(Decision::Pass);
+                    return not_ip(f);
                 };
                 if p.saddr != own {
                     return Err(DropReason::SpoofedSource);
@@ -114,5 +114,14 @@ impl<A: Ip> Model<A> {
                 }
             }
         }
+    }
+}
+
+/// A frame that is not IP at a container's veth or the uplink's ingress: passed, but a
+/// priority-tagged one, which the kernel would take as untagged past the programs.
+pub(super) fn not_ip<A: Ip>(f: &[u8]) -> Result<Decision<A>, DropReason> {
+    match wire::priority_tagged(f) {
+        true => Err(DropReason::VlanTagged),
+        false => Ok(Decision::Pass),
     }
 }

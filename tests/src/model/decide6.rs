@@ -139,8 +139,13 @@ impl<A: Ip> Model<A> {
 
     /// A frame that is not IPv6 in an IPv6 case (the cases make no IPv4 ones): the IPv4
     /// programs pass it, but at a container's veth, where an ARP message must claim the
-    /// container's own IPv4 address (or none).
+    /// container's own IPv4 address (or none), and a priority-tagged one there or at the
+    /// uplink's ingress (addressed to it).
     fn not_ipv6(&mut self, hook: Hook, f: &[u8]) -> Result<Decision<A>, DropReason> {
+        let to_uplink = f.len() >= 6 && f[..6] == self.cfg.uplink_mac;
+        if hook == Hook::Endpoint || (hook == Hook::UplinkIngress && to_uplink) {
+            super::decide4::not_ip::<A>(f)?;
+        }
         if hook != Hook::Endpoint || f.len() < 14 || be16(f, 12) != 0x0806 {
             return Ok(Decision::Pass);
         }

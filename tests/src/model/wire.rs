@@ -83,6 +83,13 @@ pub fn is_ipv4(f: &[u8]) -> bool {
     f.len() >= ETH && be16(f, 12) == 0x0800
 }
 
+/// Whether the frame holds a VLAN tag (802.1Q or 802.1ad) of VLAN id 0 after its MAC
+/// addresses: a priority tag, which the kernel strips after the programs (the README's
+/// `vlan_tagged`).
+pub fn priority_tagged(f: &[u8]) -> bool {
+    f.len() >= ETH + 2 && matches!(be16(f, 12), 0x8100 | 0x88a8) && be16(f, ETH) & 0x0fff == 0
+}
+
 /// Whether the frame is of family `A` by its ethertype.
 pub fn is_family<A: Ip>(f: &[u8]) -> bool {
     f.len() >= ETH && be16(f, 12) == A::ETHERTYPE
