@@ -64,13 +64,19 @@ pub fn translate_error(
         Err(_) if to_host => return PASS,
         r => r?,
     };
-    let Some(q) = inner else {
+    // An error about no flow of ours.
+    let untracked = || {
         if sender == Sender::Container {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }
         st.count(counter::PASS_UNTRACKED);
-        return PASS;
+        PASS
+    };
+    // An error goes to the source of the packet it quotes: one addressed elsewhere is
+    // about none of ours (nf_conntrack's check in `nf_conntrack_inet_error`).
+    let Some(q) = inner.filter(|q| q.saddr == outer.daddr) else {
+        return untracked();
     };
     // The quoted packet went the other way; its reverse is a packet of our side.
     let zone = if sender == Sender::Outside {
@@ -81,12 +87,7 @@ pub fn translate_error(
     let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
     let hit = conntrack::lookup(cfg, st, &key, conntrack::now());
     if !hit.found() {
-        if sender == Sender::Container {
-            // Never leak a container's address in an error nobody can place.
-            return Err(DropReason::UnsupportedProtocol);
-        }
-        st.count(counter::PASS_UNTRACKED);
-        return PASS;
+        return untracked();
     }
     let e = unsafe { *hit.entry };
     // What the quote becomes, and the outer addresses.

@@ -43,13 +43,19 @@ fn translate(ctx: &TcContext, st: Stats, outer: &Packet<Addr6>, sender: Sender) 
         Err(_) if to_host => return PASS,
         r => r?,
     };
-    let Some(q) = inner else {
+    // An error about no flow of ours.
+    let untracked = || {
         if sender == Sender::Container {
             // Never leak a container's address in an error nobody can place.
             return Err(DropReason::UnsupportedProtocol);
         }
         st.count(counter::PASS_UNTRACKED);
-        return PASS;
+        PASS
+    };
+    // An error goes to the source of the packet it quotes: one addressed elsewhere is
+    // about none of ours (nf_conntrack's check in `nf_conntrack_inet_error`).
+    let Some(q) = inner.filter(|q| q.saddr == outer.daddr) else {
+        return untracked();
     };
     let zone = if sender == Sender::Outside {
         ZONE_FROM_OUTSIDE
@@ -59,11 +65,7 @@ fn translate(ctx: &TcContext, st: Stats, outer: &Packet<Addr6>, sender: Sender) 
     let key = CtKey::new(q.daddr, q.saddr, q.dport, q.sport, q.proto, zone);
     let hit = conntrack::lookup(cfg, st, &key, conntrack::now());
     if !hit.found() {
-        if sender == Sender::Container {
-            return Err(DropReason::UnsupportedProtocol);
-        }
-        st.count(counter::PASS_UNTRACKED);
-        return PASS;
+        return untracked();
     }
     let e = unsafe { *hit.entry };
     let (qsrc, qdst, qsport, qdport) = (e.daddr, e.saddr, e.dport, e.sport);

@@ -384,6 +384,16 @@ fn icmp_errors_are_translated_with_the_quoted_header() {
     );
     assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 4);
 
+    // The same error addressed to another of the host's addresses than the quoted
+    // packet's source is about no flow of ours, as nf_conntrack rules (an error goes
+    // to the source of what it quotes): left alone, never turned to the container.
+    let bridge = Ipv4Addr::new(172, 18, 0, 1);
+    let elsewhere = Ipv4::new(INTERNET, bridge, ICMP).icmp_error(12, 0, &sent);
+    let (verdict, out) = dp.ingress(&elsewhere);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(&out, &elsewhere);
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 4);
+
     // An error about a flow nobody tracks is left alone.
     let stranger = ip_of(&Ipv4::new(UPLINK_ADDR, OTHER, UDP).udp(29_999, 7, b"x"));
     let err = Ipv4::new(router, UPLINK_ADDR, ICMP).icmp_error(3, 3, &stranger);

@@ -1022,7 +1022,8 @@ impl<A: Ip> Model<A> {
                 Ok(Decision::Pass)
             }
         };
-        let Some(q) = wire::quoted(f, p)? else {
+        // An error goes to the source of the packet it quotes (nf_conntrack's rule).
+        let Some(q) = wire::quoted(f, p)?.filter(|q| q.saddr == p.daddr) else {
             return untracked();
         };
         let zone = if sender == Sender::Outside {
