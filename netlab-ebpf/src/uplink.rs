@@ -45,9 +45,10 @@ fn own_addr(ctx: &TcContext, cfg: &Config) -> u32 {
     maps::uplink(ifindex).map(|u| u.addr).unwrap_or(0)
 }
 
-/// Counts a packet the uplink programs see on another interface than the uplink.
+/// Counts a packet the uplink programs see on another interface than the uplink (both
+/// families).
 #[inline(always)]
-fn count_other(ctx: &TcContext, cfg: &Config, st: Stats) {
+pub fn count_other(ctx: &TcContext, cfg: &Config, st: Stats) {
     if unsafe { (*ctx.skb.skb).ifindex } != cfg.uplink_ifindex {
         st.count(counter::OTHER_UPLINK_PACKETS);
     }

@@ -33,7 +33,7 @@ use crate::{
     nat::{self, Found},
     parse::{Kind, Packet},
     parse6::{self, IP6_SADDR_OFF},
-    rewrite6,
+    rewrite6, uplink,
     verdict::{self, PASS, Verdict},
 };
 
@@ -52,6 +52,7 @@ fn own_addr(ctx: &TcContext, cfg: &Config) -> Addr6 {
 pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::UPLINK_EGRESS_PACKETS);
     let cfg = maps::config();
+    uplink::count_other(ctx, cfg, st);
     // The host's own packets go as they are, but for an ICMPv6 error of the host's
     // about a packet it was handed translated: its quote is translated back.
     let Some(container) = from_a_container(ctx, cfg) else {
@@ -212,6 +213,7 @@ static ENTRY6: PerCpuArray<CtEntry<Addr6>> = PerCpuArray::with_max_entries(1, 0)
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::UPLINK_INGRESS_PACKETS);
     let cfg = maps::config();
+    uplink::count_other(ctx, cfg, st);
     if unsafe { (*ctx.skb.skb).pkt_type } != forward::PACKET_HOST {
         return PASS;
     }
