@@ -499,6 +499,33 @@ fn two_labs_publishing_one_port_at_once_get_it_once() {
     drop(guards);
 }
 
+/// nftables: withdrawing ports works whatever became of the lab's table behind its
+/// back — an element changed to lead elsewhere (a restored snapshot: adding it again,
+/// as the withdrawal's one transaction does for an element already gone, fails) or the
+/// table flushed away (`nft flush ruleset`, a firewall reload). `rm` succeeds, removes
+/// what is left of its ports by key, and the lab's commands go on (a failed
+/// withdrawal left its journal, and every later command failed replaying it).
+#[test]
+fn nftables_withdraws_from_a_changed_or_flushed_table() {
+    let lab = Lab::sandbox(&["--datapath", "nftables"]);
+    let host = lab.ns("host");
+    lab.ok(&["run", "web", "-p", "8080:80", "-p", "5353:53/udp"]);
+    let nft = |args: &str| run_in_ns_ok(&host, &["sh", "-c", &format!("nft {args}")]);
+    nft("delete element ip netlab ports_any '{ tcp . 8080 }'");
+    nft("add element ip netlab ports_any '{ tcp . 8080 : 172.18.0.99 . 80 }'");
+    lab.ok(&["rm", "web"]);
+    assert!(lab.ports().is_empty());
+    let left = ruleset(&host, "nftables");
+    for port in ["8080", "5353", "172.18.0.99"] {
+        assert!(!left.contains(port), "a rule for {port} is left:\n{left}");
+    }
+    lab.ok(&["run", "web", "-p", "8080:80"]);
+    nft("flush ruleset");
+    lab.ok(&["rm", "web"]);
+    lab.ok(&["status"]);
+    lab.ok(&["run", "again"]);
+}
+
 /// A `run` killed at any moment leaves nothing that keeps the container's name from
 /// being used again: what it made is marked as the container's (or inside the
 /// container's own namespace) and goes with the next `run` of that name or with `rm`.

@@ -354,6 +354,42 @@ fn listed_elements(listed: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Deletes, by key, the elements of `withdrawn` (per family) that the lab's own tables
+/// still hold, in one transaction: a family whose table is gone, or is not the lab's,
+/// has none.
+fn delete_what_is_left(state: &LabState, withdrawn: &[(Family, Elements)]) -> Result<()> {
+    let key = |e: &str| e.split(" : ").next().unwrap_or(e).to_string();
+    let mut script = String::new();
+    for (family, e) in withdrawn {
+        if !table_is_the_labs(state, *family)? {
+            continue;
+        }
+        let sets: [(&str, &str, Vec<&String>); 3] = [
+            ("map", "ports", e.ports.iter().collect()),
+            ("map", "ports_any", e.ports_any.iter().collect()),
+            ("set", "published", e.published.iter().collect()),
+        ];
+        for (kind, set, wanted) in sets {
+            if wanted.is_empty() {
+                continue;
+            }
+            let f = family.name();
+            let listed = netfilter::run(state, "nft", &["list", kind, f, TABLE, set], None)?;
+            let held: BTreeSet<String> = listed_elements(&listed).iter().map(|e| key(e)).collect();
+            let gone: Vec<String> = wanted
+                .iter()
+                .map(|e| key(e))
+                .filter(|k| held.contains(k))
+                .collect();
+            script += &element_commands("delete", *family, set, &gone);
+        }
+    }
+    if script.is_empty() {
+        return Ok(());
+    }
+    apply(state, &script)
+}
+
 /// `add element` / `delete element` commands, a thousand elements to a line.
 fn element_commands<'a>(
     op: &str,
@@ -479,18 +515,25 @@ impl Datapath for Nftables {
         // (someone's `nft delete element`, a firewall reload) does not fail the
         // withdrawal of the others.
         let mut script = String::new();
+        let mut withdrawn = Vec::new();
         for &family in families(state) {
-            let mine = elements(state, ports, family);
+            let mut mine = elements(state, ports, family);
             // Another published port may lead to the same container port: keep it open.
             let others = elements(state, &others, family);
-            let published: Vec<_> = mine.published.difference(&others.published).collect();
+            mine.published = &mine.published - &others.published;
             for verb in ["add", "delete"] {
                 script += &element_commands(verb, family, "ports", &mine.ports);
                 script += &element_commands(verb, family, "ports_any", &mine.ports_any);
-                script += &element_commands(verb, family, "published", published.iter().copied());
+                script += &element_commands(verb, family, "published", &mine.published);
             }
+            withdrawn.push((family, mine));
         }
-        apply(state, &script)?;
+        if apply(state, &script).is_err() {
+            // The lab's table gone (`nft flush ruleset`, a firewall reload) or an
+            // element changed to lead elsewhere (a restored snapshot), which `add`
+            // cannot add again: what the lab's tables still hold goes, by key.
+            delete_what_is_left(state, &withdrawn)?;
+        }
         netfilter::forget_flows(state, ports)
     }
 
