@@ -393,3 +393,70 @@ impl RawReceiver {
         (n >= 0).then_some(n as usize)
     }
 }
+
+/// A tun device (`IFF_TUN`, no packet information) made in namespace `ns` and held
+/// open: its carrier is up while this lives, what the namespace routes to it is read
+/// here, and what is written here arrives by it, each an IP packet without an Ethernet
+/// header (a VPN's interface, say). The device goes when this is dropped.
+pub struct Tun(OwnedFd);
+
+impl Tun {
+    pub fn open(ns: &Path, name: &str) -> Tun {
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        let name = name.as_bytes().to_vec();
+        let fd = in_ns(ns, move || unsafe {
+            let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK);
+            assert!(
+                fd >= 0,
+                "open /dev/net/tun: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut req = [0u8; 40];
+            req[..name.len()].copy_from_slice(&name);
+            let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as i16;
+            req[16..18].copy_from_slice(&flags.to_ne_bytes());
+            let rc = libc::ioctl(fd, TUNSETIFF as _, req.as_mut_ptr());
+            assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+            fd
+        });
+        Tun(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Every packet the device is handed within `wait`.
+    pub fn read_for(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let end = std::time::Instant::now() + wait;
+        let mut got = Vec::new();
+        while std::time::Instant::now() < end {
+            let mut buf = [0u8; 2048];
+            let n = unsafe {
+                libc::read(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            };
+            match n {
+                n if n > 0 => got.push(buf[..n as usize].to_vec()),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        got
+    }
+
+    /// Hands `packet` to the namespace as if it arrived by the device.
+    pub fn write(&self, packet: &[u8]) {
+        let n = unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                packet.as_ptr() as *const libc::c_void,
+                packet.len(),
+            )
+        };
+        assert_eq!(
+            n,
+            packet.len() as isize,
+            "tun write: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

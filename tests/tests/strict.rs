@@ -12,7 +12,7 @@ use std::{
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
     sockets::{
-        RawReceiver, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4,
+        RawReceiver, Tun, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4,
         send_priority_tagged, send_raw, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed,
     },
     wait_for,
@@ -49,6 +49,7 @@ netlab_tests::per_datapath!(
         a_first_fragment_is_forgotten_after_the_reassembly_time,
         an_interface_added_later_is_closed_until_watched,
         priority_tagged_frames_from_a_container_go_nowhere,
+        an_interface_without_an_ethernet_header_is_closed,
     ];
     ebpf_labs = "ebpf",
     ebpf_slow_labs = "ebpf-slow",
@@ -125,6 +126,54 @@ fn priority_tagged_frames_from_a_container_go_nowhere(dp: &str) {
         wait_for(Duration::from_secs(5), || lab.stat("drops", "vlan_tagged")
             >= 2),
         "the tagged frames were not dropped at a's veth"
+    );
+}
+
+/// An interface of the lab host without an Ethernet header (a tun device here, as a
+/// VPN's): the programs, which read a frame's Ethernet header, would take its packets
+/// for something else and pass them untranslated — a container's datagram left by it
+/// with the container's address, and a packet arriving by it reached a container.
+/// netlab never watches such an interface, so it is closed: nothing of a container's
+/// leaves by it (`unwatched`), nothing from it reaches a container (`direct_access`).
+fn an_interface_without_an_ethernet_header_is_closed(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web"]);
+    let host = lab.ns("host");
+    let tun = Tun::open(&host, "tun0");
+    for cmd in [
+        "ip addr add 10.99.0.1/24 dev tun0",
+        "ip link set tun0 up",
+        "ip route add 203.0.113.77/32 dev tun0",
+    ] {
+        netlab_tests::run_in_ns_ok(&host, &cmd.split(' ').collect::<Vec<_>>());
+    }
+    // A netlab command brings the watched interfaces up to date.
+    lab.ok(&["run", "other"]);
+    let web: std::net::Ipv4Addr = "172.18.0.2".parse().unwrap();
+    let client = udp(&lab.ns("web"), "0.0.0.0:45000");
+    client.send_to(b"out", "203.0.113.77:9999").unwrap();
+    for p in tun.read_for(Duration::from_millis(800)) {
+        assert!(
+            p.len() < 20 || p[12..16] != web.octets(),
+            "a container's packet left by the tun device unmasqueraded: {p:02x?}"
+        );
+    }
+    assert!(lab.stat("drops", "unwatched") >= 1);
+    let server = udp(&lab.ns("web"), "0.0.0.0:7777");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let from = SocketAddrV4::new("10.99.0.2".parse().unwrap(), 5555);
+    tun.write(&ipv4_udp(from, SocketAddrV4::new(web, 7777), b"in"));
+    let mut buf = [0u8; 16];
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!("{:?} from {peer} arrived by the tun device", &buf[..n]);
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || lab
+            .stat("drops", "direct_access")
+            >= 1),
+        "direct access by the tun device was not dropped"
     );
 }
 

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkNetkit, LinkUnspec, LinkVeth,
-    packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, NetkitMode},
+    packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage, NetkitMode},
 };
 
 use super::{is_errno, nl};
@@ -29,6 +29,9 @@ pub struct Listed {
     pub master: Option<u32>,
     /// Its MAC address, as `aa:bb:cc:dd:ee:ff` (none for `lo`-like links).
     pub mac: Option<String>,
+    /// Whether its frames have an Ethernet header (not a tun, WireGuard or IP tunnel
+    /// device, whose packets start with their IP header).
+    pub ethernet: bool,
 }
 
 /// A MAC address as `ip link` shows it.
@@ -50,6 +53,7 @@ pub async fn all(h: &Handle) -> Result<Vec<Listed>> {
             index: l.header.index,
             master: None,
             mac: None,
+            ethernet: l.header.link_layer_type == LinkLayerType::Ether,
         };
         for a in l.attributes {
             match a {
@@ -82,6 +86,14 @@ pub async fn require(h: &Handle, name: &str) -> Result<u32> {
     index(h, name)
         .await?
         .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))
+}
+
+/// Whether link `name` frames its packets with an Ethernet header ([`Listed::ethernet`]).
+pub async fn is_ethernet(h: &Handle, name: &str) -> Result<bool> {
+    let link = get(h, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("link {name} does not exist")))?;
+    Ok(link.header.link_layer_type == LinkLayerType::Ether)
 }
 
 /// [`require`] for a link netlab made and marked with `alias` ([`set_alias`]): one of

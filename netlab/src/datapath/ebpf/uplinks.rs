@@ -55,9 +55,13 @@ pub fn sync(state: &LabState) -> Result<()> {
             addr::all_links_v6(&h).await?,
         ))
     })?;
+    // An interface without an Ethernet header (tun, WireGuard, an IP tunnel) is never
+    // watched: the programs read a frame's Ethernet header, and would take its packets
+    // for something else and pass them, untranslated. Unwatched, it is closed: nothing
+    // from it reaches a container, and no container's packet leaves by it.
     let watched: Vec<&link::Listed> = links
         .iter()
-        .filter(|l| l.name != "lo" && l.name != state.bridge && l.master.is_none())
+        .filter(|l| l.name != "lo" && l.name != state.bridge && l.master.is_none() && l.ethernet)
         .collect();
     if watched.len() > names::UPLINKS_MAX as usize {
         return Err(Error::Invalid(format!(
