@@ -191,7 +191,8 @@ pub enum DropReason {
     /// kernel took into the skb: the kernel strips it after the programs and takes the
     /// packet inside as the interface's own, untagged, past every check of theirs
     /// (iptables, after it, sees the packet). Dropped at a container's veth and the
-    /// uplink's ingress.
+    /// uplink's ingress; at a container's veth, so is a frame on a VLAN (a lab has
+    /// none).
     VlanTagged = 17,
 }
 

@@ -39,7 +39,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     if !maps::is_host(cfg, pkt.daddr) {
         if !cfg.in_subnet(pkt.daddr) {
-            return leaves_watched(ctx, cfg, st, &pkt);
+            return leaves_watched(ctx, cfg, &pkt);
         }
         return PASS;
     }
@@ -67,25 +67,15 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     PASS
 }
 
-/// A container's packet the host will route out of the lab: a tracked flow goes on
-/// (an uplink's egress masqueraded it); a new one, and any other packet (another
-/// protocol, an ICMP error, a later fragment), only if the host routes it by an
-/// interface netlab watches, whose egress will masquerade it or drop what it cannot:
-/// by one it does not watch it would leave with the container's address (iptables'
-/// MASQUERADE, which names no protocol, masquerades it there).
+/// A container's packet the host will route out of the lab goes on only if the host
+/// routes it by an interface netlab watches, whose egress will masquerade it or drop
+/// what it cannot: by one it does not watch it would leave with the container's
+/// address. Any packet: a new flow's, another protocol's, an ICMP error, a later
+/// fragment (iptables' MASQUERADE, which names no protocol, masquerades them there),
+/// and a tracked flow's too, once a route sends it elsewhere than it went (iptables
+/// drops it then: `nf_nat_oif_changed`).
 #[inline(always)]
-fn leaves_watched(
-    ctx: &TcContext,
-    cfg: &netlab_common::config::Config,
-    st: Stats,
-    pkt: &Packet,
-) -> Verdict {
-    if pkt.kind == Kind::Flow {
-        let key = nat::key(pkt, ZONE_FROM_CTR);
-        if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
-            return PASS;
-        }
-    }
+fn leaves_watched(ctx: &TcContext, cfg: &netlab_common::config::Config, pkt: &Packet) -> Verdict {
     match forward::out_ifindex(ctx, cfg, pkt) {
         Some(i) if i != cfg.uplink_ifindex && maps::uplink(i).is_none() => {
             Err(DropReason::Unwatched)

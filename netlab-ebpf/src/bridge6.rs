@@ -17,11 +17,10 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, fib, frag6,
+    fib, frag6,
     icmp::Sender,
     icmp6,
     maps::{self, Stats},
-    nat,
     parse::{Kind, Packet},
     parse6, uplink6,
     verdict::{self, PASS, Verdict},
@@ -37,7 +36,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     if !maps::is_host6(cfg, &pkt.daddr) {
         if !cfg.in_subnet6(&pkt.daddr) && global(&pkt.daddr) {
-            return Ok(leaves_watched(ctx, st, pkt));
+            return Ok(leaves_watched(ctx, pkt));
         }
         return PASS;
     }
@@ -70,26 +69,20 @@ fn global(a: &Addr6) -> bool {
     !(b[0] == 0xff || (b[0] == 0xfe && b[1] & 0xc0 == 0x80))
 }
 
-/// A container's packet the host will route out of the lab: a tracked flow goes on;
-/// a new one, and any other packet, only if the host routes it by an interface netlab
-/// watches, whose egress will masquerade it or drop what it cannot (see `bridge.rs`);
-/// the TC action (a drop counted). A BPF subprogram, returning a
+/// A container's packet the host will route out of the lab, any packet, a tracked
+/// flow's too: only if the host routes it by an interface netlab watches, whose egress
+/// will masquerade it or drop what it cannot (see `bridge.rs`); the TC action (a drop
+/// counted). A BPF subprogram, returning a
 /// plain number (a `Result` would come back through the stack, where the verifier
 /// loses the drop reason's bounds): its route lookup's 64 bytes and the hairpin path's
 /// state need not share one stack frame.
 #[inline(never)]
-fn leaves_watched(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>) -> i32 {
-    verdict::finish(watched(ctx, maps::config(), st, pkt))
+fn leaves_watched(ctx: &TcContext, pkt: &Packet<Addr6>) -> i32 {
+    verdict::finish(watched(ctx, maps::config(), pkt))
 }
 
 #[inline(always)]
-fn watched(ctx: &TcContext, cfg: &Config, st: Stats, pkt: &Packet<Addr6>) -> Verdict {
-    if pkt.kind == Kind::Flow {
-        let key = nat::key(pkt, ZONE_FROM_CTR);
-        if conntrack::lookup(cfg, st, &key, conntrack::now()).found() {
-            return PASS;
-        }
-    }
+fn watched(ctx: &TcContext, cfg: &Config, pkt: &Packet<Addr6>) -> Verdict {
     match out_ifindex(ctx, cfg, pkt) {
         Some(i) if i != cfg.uplink_ifindex && maps::uplink(i).is_none() => {
             Err(DropReason::Unwatched)

@@ -65,6 +65,17 @@ fn ipv6_lost() -> i32 {
     verdict::finish(Err(netlab_common::stats::DropReason::UnsupportedProtocol))
 }
 
+/// Whether the frame came with a VLAN tag of a VLAN id in the skb (the kernel took it
+/// there before the programs): its packet belongs to that VLAN's device, or to none
+/// (the stack drops it as another host's), never to this interface. Translating it, or
+/// redirecting it with its tag, would put it on a VLAN of the uplink's link, or open a
+/// flow for it here. A priority tag (VLAN id 0) is the interface's own traffic.
+#[inline(always)]
+fn on_a_vlan(ctx: &TcContext) -> bool {
+    let skb = unsafe { &*ctx.skb.skb };
+    skb.vlan_present != 0 && skb.vlan_tci & 0x0fff != 0
+}
+
 /// An IPv6 program's entry: this CPU's counters, the handler, the verdict. In a lab
 /// without IPv6 nothing calls it, and the verifier drops the handler.
 #[inline(always)]
@@ -94,6 +105,9 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
 /// ports, direct access dropped.
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
+    if on_a_vlan(&ctx) {
+        return verdict::NEXT;
+    }
     if ipv6(&ctx, PROG6_UPLINK_INGRESS) {
         return ipv6_lost();
     }
@@ -131,6 +145,11 @@ pub fn bridge_egress(ctx: TcContext) -> i32 {
 /// fast path.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
+    // A lab has no VLANs: a container's frame on one is dropped, never bridged with a
+    // source no check has seen.
+    if on_a_vlan(&ctx) {
+        return verdict::finish(Err(netlab_common::stats::DropReason::VlanTagged));
+    }
     if ipv6(&ctx, PROG6_ENDPOINT_INGRESS) {
         return ipv6_lost();
     }

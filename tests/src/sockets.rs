@@ -307,6 +307,69 @@ pub fn send_priority_tagged(ns: &Path, ifname: &str, dst_mac: [u8; 6], packet: &
     send_with_ethertype(ns, ifname, dst_mac, libc::ETH_P_8021AD as u16, &tagged);
 }
 
+/// The same IPv4 packet tagged for VLAN `vid` (802.1Q), which the receiving kernel takes
+/// into the skb before its TC hooks.
+pub fn send_on_vlan(ns: &Path, ifname: &str, dst_mac: [u8; 6], vid: u16, packet: &[u8]) {
+    let mut tagged = vid.to_be_bytes().to_vec();
+    tagged.extend_from_slice(&[0x08, 0x00]);
+    tagged.extend_from_slice(packet);
+    send_with_ethertype(ns, ifname, dst_mac, libc::ETH_P_8021Q as u16, &tagged);
+}
+
+/// Every frame interface `ifname` of namespace `ns` carries (a packet socket of all
+/// protocols), from now until the capture is dropped.
+pub struct Capture(OwnedFd);
+
+impl Capture {
+    pub fn open(ns: &Path, ifname: &str) -> Capture {
+        let name = std::ffi::CString::new(ifname).expect("an interface name");
+        let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+        let fd = in_ns(ns, move || unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, all);
+            assert!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut at: libc::sockaddr_ll = std::mem::zeroed();
+            at.sll_family = libc::AF_PACKET as u16;
+            at.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            at.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            let rc = libc::bind(
+                fd,
+                &at as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            fd
+        });
+        Capture(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The frames seen within `wait` (a VLAN tag the kernel took into the skb is not in
+    /// them).
+    pub fn frames_for(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let end = std::time::Instant::now() + wait;
+        let mut got = Vec::new();
+        while std::time::Instant::now() < end {
+            let mut buf = [0u8; 2048];
+            let n = unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            match n {
+                n if n > 0 => got.push(buf[..n as usize].to_vec()),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        got
+    }
+}
+
 /// Sends `payload` after an Ethernet header with `ethertype`, from `ifname` in `ns` to
 /// `dst_mac`, with a packet socket.
 fn send_with_ethertype(ns: &Path, ifname: &str, dst_mac: [u8; 6], ethertype: u16, packet: &[u8]) {

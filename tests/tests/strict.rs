@@ -12,8 +12,9 @@ use std::{
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SIDE_HOST_ADDR, SideHost, UPLINK_ADDR, WAN_ADDR, in_ns, is_ebpf,
     sockets::{
-        RawReceiver, Tun, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4,
-        send_priority_tagged, send_raw, tcp_connect, tcp_listen, tcp_segment, udp, udp_spoofed,
+        Capture, RawReceiver, Tun, accept, icmp_echo_request, ipv4_udp, send_in_frame, send_ipv4,
+        send_on_vlan, send_priority_tagged, send_raw, tcp_connect, tcp_listen, tcp_segment, udp,
+        udp_spoofed,
     },
     wait_for,
 };
@@ -50,6 +51,8 @@ netlab_tests::per_datapath!(
         an_interface_added_later_is_closed_until_watched,
         priority_tagged_frames_from_a_container_go_nowhere,
         an_interface_without_an_ethernet_header_is_closed,
+        frames_on_a_vlan_are_not_the_labs,
+        a_tracked_flow_routed_to_an_unwatched_interface_goes_nowhere,
     ];
     ebpf_labs = "ebpf",
     ebpf_slow_labs = "ebpf-slow",
@@ -175,6 +178,90 @@ fn an_interface_without_an_ethernet_header_is_closed(dp: &str) {
             >= 1),
         "direct access by the tun device was not dropped"
     );
+}
+
+/// A frame on a VLAN (a tag with a VLAN id, which the kernel takes into the skb before
+/// the programs) is not the lab's: a container's is dropped at its veth
+/// (`vlan_tagged`) — the fast path translated it and sent it, still tagged, onto VLAN
+/// 5 of the uplink's link — and one from wan to a published port is left to the stack,
+/// which drops it as another host's (no VLAN device) — the fast path translated it
+/// into the container, opening a flow.
+fn frames_on_a_vlan_are_not_the_labs(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let (_, gateway_mac) = netlab_tests::link_of(&lab.ns("host"), &lab.state().bridge);
+    let (_, uplink_mac) = netlab_tests::link_of(&lab.ns("host"), "eth0");
+    let wan = Capture::open(&lab.ns("wan"), "wan0");
+    let from_web = SocketAddrV4::new("172.18.0.2".parse().unwrap(), 5555);
+    let out = ipv4_udp(from_web, SocketAddrV4::new(INTERNET, 7033), b"vlan");
+    send_on_vlan(&lab.ns("web"), "eth0", gateway_mac, 5, &out);
+    let leaked: Vec<_> = wan
+        .frames_for(Duration::from_millis(800))
+        .into_iter()
+        .filter(|f| {
+            f.len() >= 38 && f[12..14] == [0x08, 0x00] && f[36..38] == 7033u16.to_be_bytes()
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "a container's frame on VLAN 5 reached wan: {leaked:02x?}"
+    );
+    assert!(lab.stat("drops", "vlan_tagged") >= 1);
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = SocketAddrV4::new(UPLINK_ADDR, 5300);
+    let inbound = ipv4_udp(SocketAddrV4::new(WAN_ADDR, 5555), to, b"vlan");
+    send_on_vlan(&lab.ns("wan"), "wan0", uplink_mac, 5, &inbound);
+    let mut buf = [0u8; 16];
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!(
+            "{:?} from {peer} on VLAN 5 reached the container",
+            &buf[..n]
+        );
+    }
+    let flows = lab.ok(&["conntrack"]);
+    assert!(
+        !flows.contains(":5555"),
+        "a flow was opened for it:\n{flows}"
+    );
+}
+
+/// A flow masqueraded by the uplink whose destination the lab host then routes by an
+/// interface netlab does not watch (a VPN coming up with a more specific route, say):
+/// its next datagram goes nowhere (`unwatched`), never out by that interface with the
+/// container's address (iptables drops it too: `nf_nat_oif_changed`).
+fn a_tracked_flow_routed_to_an_unwatched_interface_goes_nowhere(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web"]);
+    let server = udp(&lab.ns("wan"), "0.0.0.0:7034");
+    let client = udp(&lab.ns("web"), "0.0.0.0:43000");
+    client.send_to(b"first", (INTERNET, 7034)).unwrap();
+    let mut buf = [0u8; 16];
+    let (_, peer) = server
+        .recv_from(&mut buf)
+        .expect("the flow's first datagram");
+    assert_eq!(peer.ip(), UPLINK_ADDR);
+    let side = SideHost::new(&lab);
+    let route = format!("ip route add {INTERNET}/32 via {SIDE_ADDR}");
+    netlab_tests::run_in_ns_ok(&lab.ns("host"), &route.split(' ').collect::<Vec<_>>());
+    let capture = Capture::open(&side.ns(), "side1");
+    // Past the second for which the fast path keeps a next hop.
+    std::thread::sleep(Duration::from_millis(1100));
+    let unwatched = lab.stat("drops", "unwatched");
+    client.send_to(b"second", (INTERNET, 7034)).unwrap();
+    let web = "172.18.0.2".parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let leaked: Vec<_> = capture
+        .frames_for(Duration::from_millis(800))
+        .into_iter()
+        .filter(|f| f.len() >= 30 && f[12..14] == [0x08, 0x00] && f[26..30] == web)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the flow left by side0 unmasqueraded: {leaked:02x?}"
+    );
+    assert_eq!(lab.stat("drops", "unwatched"), unwatched + 1);
 }
 
 /// A web server in container `web` on port 8000, published as `port` on every address.

@@ -4,9 +4,8 @@
 use netlab_common::stats::DropReason;
 
 use super::{
-    Decision, FROM_CTR, Hook, Model, Sender, Where, forward,
+    Decision, Hook, Model, Sender, Where, forward,
     ip::Ip,
-    key_of,
     wire::{self, Kind, be16},
 };
 
@@ -61,11 +60,8 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 if !cfg.is_host(p.daddr) {
-                    if p.kind == Kind::Flow && !cfg.in_subnet(p.daddr) {
-                        // Leaving the lab: its flow is looked up (a dead one goes), and
-                        // the host routes it by the uplink, which is watched.
-                        let _ = self.lookup(&key_of(&p, FROM_CTR));
-                    }
+                    // Leaving the lab, or to another container: the host routes it by
+                    // the uplink, which is watched, or by the bridge.
                     return Ok(Decision::Pass);
                 }
                 self.hairpin(f, &p)

@@ -9,7 +9,6 @@ use netlab_common::stats::DropReason;
 use super::{
     Decision, Hook, Model, Sender, Where, forward,
     ip::{Ip, link_local},
-    key_of,
     wire::{self, ETH, Kind, be16},
     wire6::{ICMPV6, is_extension},
 };
@@ -66,13 +65,9 @@ impl<A: Ip> Model<A> {
                     return Ok(Decision::Pass);
                 }
                 if !cfg.is_host(p.daddr) {
-                    let global = !(low128(p.daddr) >> 120 == 0xff || link_local_a(p.daddr));
-                    if p.kind == Kind::Flow && !cfg.in_subnet(p.daddr) && global {
-                        // Leaving the lab: its flow is looked up (a dead one goes), and
-                        // the host routes it by the uplink, which is watched (or has
-                        // no route for it).
-                        let _ = self.lookup(&key_of(&p, super::FROM_CTR));
-                    }
+                    // Leaving the lab, or to another container: the host routes it by
+                    // the uplink, which is watched (or has no route for it), or by the
+                    // bridge.
                     return Ok(Decision::Pass);
                 }
                 self.hairpin(f, &p)
