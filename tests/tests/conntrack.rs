@@ -166,4 +166,23 @@ fn a_stream_that_arrived_before_publish_reaches_the_container(dp: &str) {
         answered,
         "the stream never reached the container after publish"
     );
+    // The same to another address of the lab host, the port published on it alone:
+    // netfilter's stale flow there is forgotten too.
+    lab.exec_ok(
+        "host",
+        &["ip", "addr", "add", "198.51.100.3/24", "dev", "eth0"],
+    );
+    for _ in 0..3 {
+        client.send_to(b"ping", "198.51.100.3:5354").unwrap();
+        assert!(client.recv_from(&mut buf).is_err(), "answered unpublished");
+    }
+    lab.ok(&["publish", "dns", "198.51.100.3:5354:53/udp"]);
+    let answered = wait_for(Duration::from_secs(5), || {
+        client.send_to(b"ping", "198.51.100.3:5354").unwrap();
+        matches!(client.recv_from(&mut buf), Ok((4, _))) && &buf[..4] == b"pong"
+    });
+    assert!(
+        answered,
+        "the stream to another host address never reached the container after publish"
+    );
 }

@@ -10,7 +10,7 @@ use std::{
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
 };
 
 use crate::{
@@ -341,19 +341,13 @@ pub fn forget_flows(state: &LabState, ports: &[Published]) -> Result<()> {
 /// Deletes stale kernel conntrack entries to host ports about to be published: a
 /// datagram stream that kept arriving while the port was closed holds an unanswered
 /// entry without DNAT, which would keep its packets away from the container. Only
-/// entries to an address the new port answers on.
+/// entries to an address the new port answers on: any of the lab host's (not only the
+/// uplink's and the bridge's: a port on another of its addresses is stuck as well).
 pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
-    let mut local: Vec<IpAddr> = [state.uplink_addr, state.bridge_addr, Ipv4Addr::LOCALHOST]
-        .map(IpAddr::V4)
-        .to_vec();
-    if let Some(gw6) = state.bridge_addr6() {
-        local.extend(
-            [gw6, Ipv6Addr::LOCALHOST]
-                .into_iter()
-                .chain(state.uplink_addr6)
-                .map(IpAddr::V6),
-        );
-    }
+    let mut local = netns::netlink_in(&topology::host_ns(state), |h| async move {
+        crate::netlink::addr::all_links(&h).await
+    })?;
+    local.extend([state.uplink_addr, state.bridge_addr].map(IpAddr::V4));
     // (protocol, host port) → the host addresses.
     let mut wanted: HashMap<(&'static str, u16), Vec<Option<IpAddr>>> = HashMap::new();
     for port in ports {
@@ -370,7 +364,7 @@ pub fn forget_stale(state: &LabState, ports: &[Published]) -> Result<()> {
             return false;
         };
         let (dst, dport) = (f.orig.1, f.orig.3);
-        local.contains(&dst)
+        (local.contains(&dst) || dst.is_loopback())
             && wanted
                 .get(&(*p, dport))
                 .is_some_and(|hosts| hosts.iter().any(|h| host_ips_overlap(Some(dst), *h)))
