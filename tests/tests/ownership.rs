@@ -301,6 +301,35 @@ fn iptables_down_leaves_the_users_rules() {
         ] {
             assert!(!left.contains(ours), "{dp}: {ours} is left:\n{left}");
         }
+        // The next lab takes NETLAB-USER with the user's rules as it is (Docker's
+        // DOCKER-USER across restarts), and leaves it so again. (A rule carrying
+        // netlab's tag outside its chains is taken for a lab's: it goes first.)
+        let mut untag = tagged_rule(tool, &["INPUT", "-p", "tcp", "--dport", "22"]);
+        untag[1] = "-D";
+        run_in_ns_ok(&host, &untag);
+        ok_in(
+            &host,
+            &two,
+            &[
+                "up",
+                "--datapath",
+                dp,
+                "--uplink",
+                "eth0",
+                "--subnet",
+                "10.51.0.0/24",
+            ],
+        );
+        let again = ruleset(&host, dp);
+        for line in ["-A NETLAB-USER -s 10.51.0.9/32 -j DROP", "-j NETLAB-USER"] {
+            assert!(again.contains(line), "{dp}: {line} is missing:\n{again}");
+        }
+        ok_in(&host, &two, &["down"]);
+        let left = ruleset(&host, dp);
+        assert!(
+            left.contains("-A NETLAB-USER -s 10.51.0.9/32 -j DROP"),
+            "{dp}:\n{left}"
+        );
     }
 }
 

@@ -40,6 +40,8 @@ use crate::{
 
 /// The nat chain of published ports, and the filter chain that lets them in.
 const PORTS: &str = "NETLAB";
+/// The user's chain, which FORWARD jumps to first (Docker's `DOCKER-USER`).
+const USER: &str = "NETLAB-USER";
 /// Every netlab chain starts with this.
 const PREFIX: &str = "NETLAB";
 
@@ -359,11 +361,14 @@ fn is_tagged(rule: &str) -> bool {
 }
 
 /// Whether an `iptables-save` output holds anything that looks like netlab's: a chain
-/// called `NETLAB...`, or a rule tagged as netlab's in any other chain.
+/// `setup` makes, or a rule tagged as netlab's in a chain not called `NETLAB...`. Not
+/// `NETLAB-USER`, which is the user's and stays with their rules (as Docker's
+/// `DOCKER-USER`): the next lab's `setup` takes it as it is.
 fn holds_netlabs(saved: &str) -> bool {
     saved.lines().map(str::trim).any(|line| {
         if let Some(decl) = line.strip_prefix(':') {
-            return decl.starts_with(PREFIX);
+            let chain = decl.split_whitespace().next().unwrap_or("");
+            return chain != USER && CHAINS.iter().any(|(_, chains)| chains.contains(&chain));
         }
         line.strip_prefix("-A ").is_some_and(|rule| {
             let chain = rule.split_whitespace().next().unwrap_or("");
@@ -474,7 +479,20 @@ impl Datapath for Iptables {
     fn setup(&self, state: &LabState) -> Result<()> {
         netfilter::prepare_host(state)?;
         for &family in families(state) {
-            self.restore(state, family, &setup_script(state, &state.nat, family))?;
+            let mut script = setup_script(state, &state.nat, family);
+            // A `NETLAB-USER` left with the user's rules is taken as it is: declared
+            // again, `iptables-restore --noflush` would flush it.
+            let declared = format!(":{USER} ");
+            if self
+                .save(state, family)?
+                .lines()
+                .any(|l| l.starts_with(&declared))
+            {
+                for (_, lines) in &mut script.0 {
+                    lines.retain(|l| !l.starts_with(&declared));
+                }
+            }
+            self.restore(state, family, &script)?;
         }
         netfilter::set_timeouts(state)
     }
