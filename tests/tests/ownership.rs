@@ -333,6 +333,49 @@ fn iptables_down_leaves_the_users_rules() {
     }
 }
 
+/// An iptables lab on a namespace whose FORWARD chain ends in a REJECT (a host
+/// firewall's, firewalld's say): its jumps go first, as Docker inserts its own, so its
+/// containers still reach the outside; `down` takes them out and leaves the REJECT.
+#[test]
+fn iptables_jumps_go_before_a_hosts_forward_reject() {
+    for dp in ["iptables", "iptables-legacy"] {
+        let tool = iptables_tool(dp);
+        let one = Lab::sandbox(&[]);
+        let host = one.ns("host");
+        run_in_ns_ok(&host, &[tool, "-A", "FORWARD", "-j", "REJECT"]);
+        let two = unique_lab();
+        ok_in(
+            &host,
+            &two,
+            &[
+                "up",
+                "--datapath",
+                dp,
+                "--uplink",
+                "eth0",
+                "--subnet",
+                "10.53.0.0/24",
+            ],
+        );
+        let guard = Lab::named(&two);
+        ok_in(&host, &two, &["run", "c"]);
+        let ping = run_in_ns(
+            &netns::path(&format!("{two}-c")),
+            &["ping", "-c", "1", "-W", "3", "203.0.113.1"],
+        );
+        assert!(
+            ping.status.success(),
+            "{dp}: the host's REJECT came first: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+        ok_in(&host, &two, &["down"]);
+        guard.forget();
+        let left = ruleset(&host, dp);
+        assert!(left.contains("-A FORWARD -j REJECT"), "{dp}:\n{left}");
+        assert!(!left.contains("NETLAB-FORWARD"), "{dp}:\n{left}");
+    }
+}
+
 /// nftables' `down` deletes only the table that carries the lab's mark: one of the same
 /// name made again behind netlab's back is someone else's, and stays.
 #[test]

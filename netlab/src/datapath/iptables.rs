@@ -492,6 +492,18 @@ impl Datapath for Iptables {
                     lines.retain(|l| !l.starts_with(&declared));
                 }
             }
+            // FORWARD's jumps go first, as Docker inserts its own: a host whose
+            // FORWARD ends in a REJECT (firewalld's) would refuse the lab's traffic
+            // before them. (`save` lists them as `-A`, as teardown looks for them.)
+            for (_, lines) in &mut script.0 {
+                let mut at = 0;
+                for l in lines.iter_mut() {
+                    if let Some(rule) = l.strip_prefix("-A FORWARD ") {
+                        at += 1;
+                        *l = format!("-I FORWARD {at} {rule}");
+                    }
+                }
+            }
             self.restore(state, family, &script)?;
         }
         netfilter::set_timeouts(state)
