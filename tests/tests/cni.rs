@@ -866,6 +866,41 @@ netlab_tests::per_datapath!(
     kernel_nftables = "nftables",
 );
 
+netlab_tests::per_datapath!(
+    [check_sees_the_networks_rules_removed];
+    rules_iptables = "iptables",
+    rules_nftables = "nftables",
+);
+
+/// CHECK looks at the network's own rules too, not only the container's ports: the
+/// jump to the published ports removed (iptables) or their chain flushed (nftables),
+/// or the masquerade gone, behind netlab's back, fails it, ports or none.
+fn check_sees_the_networks_rules_removed(dp: &str) {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({"datapath": dp}));
+    let a = w.container();
+    let mut check = conf.clone();
+    check["prevResult"] = w.add(&a, &conf);
+    w.verb("CHECK", &a, &check).ok();
+    let run = |cmd: &str| run_in_ns_ok(&w.host(), &cmd.split(' ').collect::<Vec<_>>());
+    let (jump, masquerade) = match dp {
+        "iptables" => (
+            "iptables-nft -t nat -F PREROUTING",
+            "iptables-nft -t nat -F POSTROUTING",
+        ),
+        _ => (
+            "nft flush chain ip netlab publish",
+            "nft flush chain ip netlab nat_postrouting",
+        ),
+    };
+    for removed in [jump, masquerade] {
+        run(removed);
+        let msg = w.verb("CHECK", &a, &check).error(102);
+        assert!(msg.contains("is gone"), "after {removed}: {msg}");
+    }
+    w.verb("DEL", &a, &conf).ok();
+}
+
 /// CHECK looks for the container's ports in the kernel, not only in the lab's state: a
 /// rule, element or map entry removed (or an element changed) behind netlab's back
 /// fails it; DEL still works.

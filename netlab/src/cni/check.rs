@@ -62,6 +62,12 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
 /// The container's ports are in the kernel as the state records them: rules, elements
 /// or map entries removed behind netlab's back fail the CHECK.
 fn in_the_kernel(s: &Session, name: &str) -> CniResult<()> {
+    if let Some(what) = s.datapath().missing_setup(&s.state)? {
+        return Err(differs(format!(
+            "the {} datapath's {what} is gone (removed behind netlab's back): the network no longer translates as it should",
+            s.state.datapath.name()
+        )));
+    }
     let ports: Vec<_> = s.state.ports_of(name).cloned().collect();
     let absent = s.datapath().absent(&s.state, &ports)?;
     match absent.first() {

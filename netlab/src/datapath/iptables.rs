@@ -29,7 +29,7 @@
 //! without the 127/8 ones, and with `! -d ::1/128` on the output jump (as Docker's):
 //! a port on every address leads to the container's IPv6 address there too.
 
-use std::fmt::Write as _;
+use std::{collections::HashSet, fmt::Write as _};
 
 use super::{Datapath, netfilter};
 use crate::{
@@ -507,6 +507,22 @@ impl Datapath for Iptables {
             self.restore(state, family, &script)?;
         }
         netfilter::set_timeouts(state)
+    }
+
+    fn missing_setup(&self, state: &LabState) -> Result<Option<String>> {
+        for &family in families(state) {
+            let saved = self.save(state, family)?;
+            let held: HashSet<&str> = saved.lines().map(str::trim).collect();
+            for (table, lines) in &setup_script(state, &state.nat, family).0 {
+                if let Some(rule) = lines
+                    .iter()
+                    .find(|l| l.starts_with("-A ") && !held.contains(l.as_str()))
+                {
+                    return Ok(Some(format!("{table} rule `{rule}`")));
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {

@@ -64,6 +64,14 @@ pub trait Datapath {
     fn absent(&self, _state: &LabState, _ports: &[Published]) -> Result<Vec<Published>> {
         Ok(Vec::new())
     }
+    /// What of the lab's own setup (chains, jumps, rules; not its ports: [`absent`])
+    /// the kernel lacks, the first thing found, removed or emptied behind netlab's
+    /// back; `None` when it is whole. CNI's CHECK asks.
+    ///
+    /// [`absent`]: Datapath::absent
+    fn missing_setup(&self, _state: &LabState) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// The cgroup a process in the lab host must join to see host-local publishing.
     fn host_cgroup(&self, _state: &LabState) -> Result<Option<PathBuf>> {
         Ok(None)

@@ -39,7 +39,10 @@
 //! a flow out of the flowtable, back to conntrack. A dual-stack lab's `ip6 netlab` has
 //! a flowtable of its own (a flowtable belongs to its table) on the same devices.
 
-use std::{collections::BTreeSet, fmt::Write as _};
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Write as _,
+};
 
 use super::{Datapath, netfilter};
 use crate::{
@@ -390,6 +393,29 @@ fn delete_what_is_left(state: &LabState, withdrawn: &[(Family, Elements)]) -> Re
     apply(state, &script)
 }
 
+/// How many rules each chain of a table's text holds (as `nft list` prints it, or as
+/// [`ruleset`] writes it): the lines of a chain's block but its `type` line.
+fn rules_per_chain(text: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    let mut chain: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("chain ") {
+            let name = name.trim_end_matches('{').trim().to_string();
+            counts.insert(name.clone(), 0);
+            chain = Some(name);
+        } else if line == "}" {
+            chain = None;
+        } else if let Some(c) = &chain
+            && !line.is_empty()
+            && !line.starts_with("type ")
+            && !line.starts_with("comment ")
+        {
+            *counts.get_mut(c).expect("counted") += 1;
+        }
+    }
+    counts
+}
+
 /// `add element` / `delete element` commands, a thousand elements to a line.
 fn element_commands<'a>(
     op: &str,
@@ -535,6 +561,33 @@ impl Datapath for Nftables {
             delete_what_is_left(state, &withdrawn)?;
         }
         netfilter::forget_flows(state, ports)
+    }
+
+    /// The lab's table of each family, and in it each chain holding as many rules as
+    /// `setup` wrote (a chain flushed, a rule deleted, shows).
+    fn missing_setup(&self, state: &LabState) -> Result<Option<String>> {
+        for &family in families(state) {
+            if !table_is_the_labs(state, family)? {
+                return Ok(Some(format!("table {} {TABLE}", family.name())));
+            }
+            let listed = netfilter::run(
+                state,
+                "nft",
+                &["-t", "list", "table", family.name(), TABLE],
+                None,
+            )?;
+            let have = rules_per_chain(&listed);
+            let want = rules_per_chain(&ruleset(state, &state.nat, self.flowtable, family));
+            for (chain, n) in &want {
+                if have.get(chain).copied().unwrap_or(0) < *n {
+                    return Ok(Some(format!(
+                        "chain {chain} of table {} {TABLE}",
+                        family.name()
+                    )));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The ports some of whose elements the tables lack. `nft get element` of many keys
@@ -711,6 +764,18 @@ mod tests {
             "delete flowtable ip netlab fastpath { hook ingress priority filter; devices = { \"veth1\" }; }\n\
              delete flowtable ip6 netlab fastpath { hook ingress priority filter; devices = { \"veth1\" }; }\n"
         );
+    }
+
+    #[test]
+    fn rules_are_counted_per_chain() {
+        let state = state();
+        let counts = rules_per_chain(&ruleset(&state, &state.nat, false, Family::V4));
+        assert_eq!(counts["publish"], 2);
+        assert_eq!(counts["nat_prerouting"], 1);
+        assert_eq!(counts["forward"], 4);
+        let listed = "table ip netlab {\n\tcomment \"netlab:x\"\n\tchain publish {\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tiifname \"br\" accept\n\t}\n}\n";
+        let counts = rules_per_chain(listed);
+        assert_eq!((counts["publish"], counts["forward"]), (0, 1));
     }
 
     #[test]
