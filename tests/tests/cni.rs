@@ -416,6 +416,30 @@ fn check_sees_a_removed_route_address_or_port() {
     w.verb("CHECK", &b, &check).error(3);
 }
 
+/// STATUS is 50 (not available) when the kernel lacks what the network's datapath or
+/// device needs (flowtables, netkit), as the ADD then fails; 0 where it has them.
+#[test]
+fn status_says_when_the_kernel_lacks_the_datapath() {
+    for extra in [
+        json!({"datapath": "nftables-flowtable"}),
+        json!({"device": "netkit"}),
+    ] {
+        let w = CniWorld::new();
+        let mut conf = w.conf(extra.clone());
+        conf["cniVersion"] = json!("1.1.0");
+        let status = w.call(&[("CNI_COMMAND", "STATUS")], &conf.to_string());
+        let a = w.container();
+        let add = w.verb("ADD", &a, &w.conf(extra.clone()));
+        if add.success {
+            status.ok();
+            w.verb("DEL", &a, &w.conf(extra)).ok();
+        } else {
+            let msg = status.error(50);
+            assert!(msg.contains("needs"), "{extra}: {msg}");
+        }
+    }
+}
+
 #[test]
 fn version_and_status() {
     let w = CniWorld::new();

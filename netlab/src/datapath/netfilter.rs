@@ -29,14 +29,18 @@ const CONNTRACK_SYSCTLS: &str = "/proc/sys/net/netfilter";
 /// Runs `program args` in the lab host's namespace, `input` on its stdin; returns its
 /// stdout. The error carries the command and its stderr on one line.
 pub fn run(state: &LabState, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    run_in(&topology::host_ns(state), program, args, input)
+}
+
+/// [`run`] in namespace `host`.
+pub fn run_in(host: &Path, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
     let shown = || {
         format!("{program} {}", args.join(" "))
             .trim_end()
             .to_string()
     };
-    let host = topology::host_ns(state);
     // A child inherits the namespace of the thread that spawns it.
-    let out = netns::run_in(&host, || {
+    let out = netns::run_in(host, || {
         let mut cmd = Command::new(program);
         // Killed, netlab leaves the tool running; the next command waits for it.
         crate::lockfile::hold_in_child(&mut cmd);

@@ -137,9 +137,14 @@ fn table_exists(state: &LabState, family: Family) -> Result<bool> {
 /// Fails with a one-line error unless the kernel has nftables flowtables: `nft --check`
 /// of a flowtable with no device, which the kernel validates and throws away.
 fn require_flowtables(state: &LabState) -> Result<()> {
+    require_flowtables_in(&topology::host_ns(state))
+}
+
+/// [`require_flowtables`] in namespace `host` (CNI's STATUS, before any lab is up).
+pub fn require_flowtables_in(host: &std::path::Path) -> Result<()> {
     let probe =
         "table ip netlab_probe {\n\tflowtable f {\n\t\thook ingress priority filter;\n\t}\n}\n";
-    match netfilter::run(state, "nft", &["--check", "-f", "-"], Some(probe)) {
+    match netfilter::run_in(host, "nft", &["--check", "-f", "-"], Some(probe)) {
         Ok(_) => Ok(()),
         Err(Error::Command { detail, .. }) => {
             let said = detail
