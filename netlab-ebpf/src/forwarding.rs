@@ -16,7 +16,10 @@ use aya_ebpf::{
 };
 use netlab_common::config::Config;
 
-use crate::fib::{self, AF_INET};
+use crate::{
+    fib::{self, AF_INET},
+    maps,
+};
 
 /// One device's answer, with the lookup's parameters beside it (kept out of the
 /// stack, whose frames the verifier adds up along a call chain).
@@ -30,31 +33,42 @@ pub struct Checked {
     words: [u64; 8],
 }
 
-/// Slots per CPU: the uplink and the bridge, for each family.
-const SLOTS: u32 = 4;
+/// Slots per CPU: the uplink and the bridge, for each family; then, for each family,
+/// one for another interface netlab watches (a second uplink), looked up each time.
+const SLOTS: u32 = 6;
 
 #[map(name = "FORWARDING")]
 static FORWARDING: PerCpuArray<Checked> = PerCpuArray::with_max_entries(SLOTS, 0);
 
 /// Whether the lab host forwards a packet of `family` (`AF_INET` or `AF_INET6`) that
-/// came in where this one did (the uplink, or else the bridge) in the second `now`. A
-/// BPF subprogram: inlined, it would add to the frame of every program that plans.
+/// came in where this one did (the uplink or another interface netlab watches, or
+/// else, from a container, the bridge) in the second `now`. A BPF subprogram: inlined,
+/// it would add to the frame of every program that plans.
 #[inline(never)]
 pub fn on(ctx: &TcContext, cfg: &Config, family: u8, now: u32) -> bool {
-    let from_uplink = unsafe { (*ctx.skb.skb).ifindex } == cfg.uplink_ifindex;
-    let slot = (family == AF_INET) as u32 * 2 + from_uplink as u32;
+    let dev = unsafe { (*ctx.skb.skb).ifindex };
+    let from_uplink = dev == cfg.uplink_ifindex;
+    // Another watched interface has a forwarding setting of its own
+    // (`net.ipv4.conf.DEV.forwarding`), which the kernel checks for what comes in by it.
+    let other = !from_uplink && maps::uplink(dev).is_some();
+    let v4 = (family == AF_INET) as u32;
+    let slot = if other {
+        4 + v4
+    } else {
+        v4 * 2 + from_uplink as u32
+    };
     let Some(c) = FORWARDING.get_ptr_mut(slot) else {
         return false;
     };
     let c = unsafe { &mut *c };
-    if c.at == now && now != 0 {
+    if !other && c.at == now && now != 0 {
         return c.on != 0;
     }
     // The kernel checks the device's forwarding before it looks any route up: no
     // addresses are needed for the answer.
     let f = fib::params(cfg, &mut c.words, family, 0, 0);
-    if from_uplink {
-        f.ifindex = cfg.uplink_ifindex;
+    if from_uplink || other {
+        f.ifindex = dev;
     }
     let on = fib::run(ctx, f) != BPF_FIB_LKUP_RET_FWD_DISABLED;
     c.on = on as u32;

@@ -33,6 +33,7 @@ netlab_tests::per_datapath!(
         a_syn_from_the_responder_reaches_no_container,
         forwarding_turned_off_forwards_nothing,
         priority_tagged_frames_from_outside_reach_no_container,
+        forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -262,6 +263,40 @@ fn a_tracked_flow_routed_to_an_unwatched_interface_goes_nowhere(dp: &str) {
         "the flow left by side0 unmasqueraded: {leaked:02x?}"
     );
     assert_eq!(lab.stat("drops", "unwatched"), unwatched + 1);
+}
+
+/// Forwarding turned off on a second interface of the lab host only
+/// (`net.ipv4.conf.side0.forwarding=0`, `ip_forward` still 1): what comes in by it to
+/// a published port reaches no container, as the kernel forwards nothing that came in
+/// by a device whose forwarding is off (the fast path checked the bridge's before).
+fn forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it(dp: &str) {
+    let lab = Lab::on(dp);
+    let side = SideHost::new(&lab);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = SocketAddrV4::new(SIDE_HOST_ADDR, 5300);
+    let mut buf = [0u8; 16];
+    let client = udp(&side.ns(), "0.0.0.0:5555");
+    client.send_to(b"on", to).unwrap();
+    assert!(
+        server.recv_from(&mut buf).is_ok(),
+        "{dp}: nothing arrived by side0"
+    );
+    lab.exec_ok(
+        "host",
+        &["sysctl", "-qw", "net.ipv4.conf.side0.forwarding=0"],
+    );
+    let client = udp(&side.ns(), "0.0.0.0:5556");
+    client.send_to(b"off", to).unwrap();
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!(
+            "{dp}: {:?} from {peer} came in by side0 with its forwarding off",
+            &buf[..n]
+        );
+    }
 }
 
 /// A web server in container `web` on port 8000, published as `port` on every address.
