@@ -349,24 +349,7 @@ impl Capture {
     /// The frames seen within `wait` (a VLAN tag the kernel took into the skb is not in
     /// them).
     pub fn frames_for(&self, wait: Duration) -> Vec<Vec<u8>> {
-        let end = std::time::Instant::now() + wait;
-        let mut got = Vec::new();
-        while std::time::Instant::now() < end {
-            let mut buf = [0u8; 2048];
-            let n = unsafe {
-                libc::recv(
-                    self.0.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            match n {
-                n if n > 0 => got.push(buf[..n as usize].to_vec()),
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        got
+        read_for(&self.0, wait)
     }
 }
 
@@ -487,23 +470,7 @@ impl Tun {
 
     /// Every packet the device is handed within `wait`.
     pub fn read_for(&self, wait: Duration) -> Vec<Vec<u8>> {
-        let end = std::time::Instant::now() + wait;
-        let mut got = Vec::new();
-        while std::time::Instant::now() < end {
-            let mut buf = [0u8; 2048];
-            let n = unsafe {
-                libc::read(
-                    self.0.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                )
-            };
-            match n {
-                n if n > 0 => got.push(buf[..n as usize].to_vec()),
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        got
+        read_for(&self.0, wait)
     }
 
     /// Hands `packet` to the namespace as if it arrived by the device.
@@ -522,4 +489,25 @@ impl Tun {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Every packet read from the non-blocking descriptor `fd` within `wait`.
+fn read_for(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
+    let end = std::time::Instant::now() + wait;
+    let mut got = Vec::new();
+    while std::time::Instant::now() < end {
+        let mut buf = [0u8; 2048];
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        match n {
+            n if n > 0 => got.push(buf[..n as usize].to_vec()),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    got
 }

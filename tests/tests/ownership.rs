@@ -256,19 +256,16 @@ fn iptables_down_leaves_the_users_rules() {
         let one = Lab::sandbox(&[]);
         let host = one.ns("host");
         let two = unique_lab();
-        ok_in(
-            &host,
-            &two,
-            &[
-                "up",
-                "--datapath",
-                dp,
-                "--uplink",
-                "eth0",
-                "--subnet",
-                "10.51.0.0/24",
-            ],
-        );
+        let up = [
+            "up",
+            "--datapath",
+            dp,
+            "--uplink",
+            "eth0",
+            "--subnet",
+            "10.51.0.0/24",
+        ];
+        ok_in(&host, &two, &up);
         for cmd in [
             vec![
                 tool,
@@ -307,19 +304,7 @@ fn iptables_down_leaves_the_users_rules() {
         let mut untag = tagged_rule(tool, &["INPUT", "-p", "tcp", "--dport", "22"]);
         untag[1] = "-D";
         run_in_ns_ok(&host, &untag);
-        ok_in(
-            &host,
-            &two,
-            &[
-                "up",
-                "--datapath",
-                dp,
-                "--uplink",
-                "eth0",
-                "--subnet",
-                "10.51.0.0/24",
-            ],
-        );
+        ok_in(&host, &two, &up);
         let again = ruleset(&host, dp);
         for line in ["-A NETLAB-USER -s 10.51.0.9/32 -j DROP", "-j NETLAB-USER"] {
             assert!(again.contains(line), "{dp}: {line} is missing:\n{again}");
