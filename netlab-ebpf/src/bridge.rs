@@ -6,8 +6,8 @@
 //! Ingress translates only hairpin — a container reaching a port published on a host
 //! address has to be turned around before the host routes it, and the later fragments
 //! of its datagram with it, and the ICMP errors either container sends about it; what leaves the lab is masqueraded at the egress of the
-//! interface it leaves by. A new flow that would leave by an interface netlab does not
-//! watch yet is dropped here: it could not be masqueraded.
+//! interface it leaves by. Any packet of a container's that would leave by an
+//! interface netlab does not watch (yet) is dropped here: it could not be masqueraded.
 //!
 //! Egress drops direct access from interfaces netlab does not watch: see [`egress`].
 
