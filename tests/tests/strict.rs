@@ -179,6 +179,11 @@ fn an_interface_without_an_ethernet_header_is_closed(dp: &str) {
             >= 1),
         "direct access by the tun device was not dropped"
     );
+    // Its address is still the lab host's: a port published on every address answers
+    // there (from the host itself), as iptables' `--dst-type LOCAL` does.
+    lab.ok(&["publish", "web", "8080:8000"]);
+    let _server = lab.http_server("web", 8000);
+    assert_eq!(lab.curl("host", "http://10.99.0.1:8080/"), "200");
 }
 
 /// A frame on a VLAN (a tag with a VLAN id, which the kernel takes into the skb before

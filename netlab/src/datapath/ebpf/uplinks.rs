@@ -59,10 +59,13 @@ pub fn sync(state: &LabState) -> Result<()> {
     // watched: the programs read a frame's Ethernet header, and would take its packets
     // for something else and pass them, untranslated. Unwatched, it is closed: nothing
     // from it reaches a container, and no container's packet leaves by it.
-    let watched: Vec<&link::Listed> = links
+    // Its addresses are still the lab host's (a port published on every address
+    // answers on them, as iptables' `--dst-type LOCAL` does).
+    let host_links: Vec<&link::Listed> = links
         .iter()
-        .filter(|l| l.name != "lo" && l.name != state.bridge && l.master.is_none() && l.ethernet)
+        .filter(|l| l.name != "lo" && l.name != state.bridge && l.master.is_none())
         .collect();
+    let watched: Vec<&link::Listed> = host_links.iter().copied().filter(|l| l.ethernet).collect();
     if watched.len() > names::UPLINKS_MAX as usize {
         return Err(Error::Invalid(format!(
             "the lab host has {} interfaces besides the bridge; the eBPF datapath watches at most {}",
@@ -85,9 +88,10 @@ pub fn sync(state: &LabState) -> Result<()> {
             let _ = hooks::detach(kind, lab, &host, &attachment(prog, i));
         }
     }
+    let addressed: HashSet<u32> = host_links.iter().map(|l| l.index).collect();
     let current: HashSet<u32> = addrs
         .iter()
-        .filter(|(i, _)| indexes.contains(i))
+        .filter(|(i, _)| addressed.contains(i))
         .map(|(_, a)| be(*a))
         .collect();
     let stale: Vec<u32> = host_addrs
@@ -101,7 +105,7 @@ pub fn sync(state: &LabState) -> Result<()> {
     let mut host_addrs6: HashMap<MapData, Addr6, u32> = pins::typed(lab, names::HOST_ADDRS6)?;
     let current6: HashSet<Addr6> = addrs6
         .iter()
-        .filter(|(i, _)| indexes.contains(i))
+        .filter(|(i, _)| addressed.contains(i))
         .map(|(_, a)| super::addr6(*a))
         .collect();
     let stale6: Vec<Addr6> = host_addrs6
@@ -112,7 +116,7 @@ pub fn sync(state: &LabState) -> Result<()> {
     for a in stale6 {
         let _ = host_addrs6.remove(&a);
     }
-    for l in watched {
+    for l in host_links {
         let mine: Vec<Ipv4Addr> = addrs
             .iter()
             .filter(|(i, _)| *i == l.index)
@@ -123,24 +127,26 @@ pub fn sync(state: &LabState) -> Result<()> {
             .filter(|(i, _)| *i == l.index)
             .map(|(_, a)| super::addr6(*a))
             .collect();
-        let first = mine.first().copied().map(be).unwrap_or(0);
+        for a in &mine {
+            host_addrs
+                .insert(be(*a), l.index, 0)
+                .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
+        }
+        for a in &mine6 {
+            host_addrs6
+                .insert(*a, l.index, 0)
+                .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
+        }
+        if !l.ethernet {
+            continue;
+        }
         let uplink = Uplink {
-            addr: first,
+            addr: mine.first().copied().map(be).unwrap_or(0),
             addr6: mine6.first().copied().unwrap_or_default(),
         };
         uplinks
             .insert(l.index, uplink, 0)
             .map_err(|e| Error::ebpf("update UPLINKS", e))?;
-        for a in mine {
-            host_addrs
-                .insert(be(a), l.index, 0)
-                .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
-        }
-        for a in mine6 {
-            host_addrs6
-                .insert(a, l.index, 0)
-                .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
-        }
         attach(kind, state, &host, l)?;
     }
     Ok(())
