@@ -361,6 +361,74 @@ fn iptables_jumps_go_before_a_hosts_forward_reject() {
     }
 }
 
+/// An iptables lab with a single NAT port (`--nat-ports 31000-31000`): its masquerade
+/// rules are written as `iptables-save` prints them (`--to-ports 31000`), so `down`
+/// finds and removes them, and the next lab comes up.
+#[test]
+fn iptables_rules_of_a_single_nat_port_go_with_down() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let two = unique_lab();
+    let up = [
+        "up",
+        "--datapath",
+        "iptables",
+        "--uplink",
+        "eth0",
+        "--nat-ports",
+        "31000-31000",
+        "--subnet",
+        "10.54.0.0/24",
+    ];
+    ok_in(&host, &two, &up);
+    ok_in(&host, &two, &["down"]);
+    let left = ruleset(&host, "iptables");
+    assert!(!left.contains("31000"), "a rule is left:\n{left}");
+    ok_in(&host, &two, &up);
+    ok_in(&host, &two, &["down"]);
+}
+
+/// Two labs of one namespace taken down at the same moment: the namespace's settings
+/// go back as they were found (each `down` saw the other still there and left them
+/// changed, for the other to put back, which it never did).
+#[test]
+fn two_downs_at_once_put_the_settings_back() {
+    const FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    run_in_ns_ok(&host, &["sh", "-c", &format!("echo 0 > {FORWARD}")]);
+    let labs = [unique_lab(), unique_lab()];
+    for (lab, (dp, net, ports)) in labs.iter().zip([
+        ("iptables", "10.55.0.0/24", "30000-30999"),
+        ("nftables", "10.56.0.0/24", "31000-31999"),
+    ]) {
+        let up = [
+            "up",
+            "--datapath",
+            dp,
+            "--uplink",
+            "eth0",
+            "--subnet",
+            net,
+            "--nat-ports",
+            ports,
+        ];
+        ok_in(&host, lab, &up);
+    }
+    std::thread::scope(|s| {
+        for lab in &labs {
+            let host = &host;
+            s.spawn(move || ok_in(host, lab, &["down"]));
+        }
+    });
+    let forward = run_in_ns_ok(&host, &["cat", FORWARD]);
+    assert_eq!(
+        forward.trim(),
+        "0",
+        "forwarding left on after both labs went"
+    );
+}
+
 /// nftables' `down` deletes only the table that carries the lab's mark: one of the same
 /// name made again behind netlab's back is someone else's, and stays.
 #[test]

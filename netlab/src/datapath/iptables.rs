@@ -225,7 +225,12 @@ fn setup_script(state: &LabState, nat: &NatOptions, family: Family) -> Script {
         "nat",
         format!("-A OUTPUT {not_lo6}-m addrtype --dst-type LOCAL {t} -j {PORTS}"),
     );
-    let ports = format!("{}-{}", nat.port_min, nat.port_max);
+    // As `iptables-save` prints it (one port without a range), so that teardown and
+    // CHECK find the rule again.
+    let ports = match nat.port_min == nat.port_max {
+        true => nat.port_min.to_string(),
+        false => format!("{}-{}", nat.port_min, nat.port_max),
+    };
     for proto in ["tcp", "udp"] {
         s.push(
             "nat",

@@ -728,7 +728,12 @@ pub fn teardown(state: &LabState) -> Result<()> {
         // lab of the namespace to go (another still up needs them as they are): an
         // `up` beside it waits until this one has decided, or this one sees it.
         let _namespace = (!state.sandbox).then(|| lock_host(state)).flatten();
-        let neighbours = crate::store::neighbours(state);
+        // A lab going down beside this one needs nothing kept: two `down`s at once
+        // would each see the other and leave the settings changed.
+        let neighbours: Vec<LabState> = crate::store::neighbours(state)
+            .into_iter()
+            .filter(|n| !n.taking_down)
+            .collect();
         let restore = !state.sandbox && neighbours.is_empty();
         // Bridge netfilter (and its IPv6 half) is only the netfilter datapaths' need: it
         // goes back with the last of the labs that turned it on, and never with a lab
