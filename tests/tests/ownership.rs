@@ -46,6 +46,22 @@ fn ok_in(ns: &Path, lab: &str, args: &[&str]) {
     );
 }
 
+/// `up` of a lab on a namespace that is not its own (another lab's host, standing for
+/// a machine's): datapath `dp`, that host's `eth0` as uplink, `subnet`, then `more`.
+fn up_beside<'a>(dp: &'a str, subnet: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut up = vec![
+        "up",
+        "--datapath",
+        dp,
+        "--uplink",
+        "eth0",
+        "--subnet",
+        subnet,
+    ];
+    up.extend_from_slice(more);
+    up
+}
+
 /// The iptables command an iptables datapath uses.
 fn iptables_tool(dp: &str) -> &'static str {
     match dp {
@@ -145,15 +161,7 @@ fn a_refused_lab_leaves_the_other_labs_rules(dp: &str) {
     let host = one.ns("host");
     let before = ruleset(&host, dp);
     let two = unique_lab();
-    let up = [
-        "up",
-        "--datapath",
-        dp,
-        "--uplink",
-        "eth0",
-        "--subnet",
-        "10.51.0.0/24",
-    ];
+    let up = up_beside(dp, "10.51.0.0/24", &[]);
     let out = netlab_in(&host, &two, &up);
     assert!(
         !out.status.success(),
@@ -256,15 +264,7 @@ fn iptables_down_leaves_the_users_rules() {
         let one = Lab::sandbox(&[]);
         let host = one.ns("host");
         let two = unique_lab();
-        let up = [
-            "up",
-            "--datapath",
-            dp,
-            "--uplink",
-            "eth0",
-            "--subnet",
-            "10.51.0.0/24",
-        ];
+        let up = up_beside(dp, "10.51.0.0/24", &[]);
         ok_in(&host, &two, &up);
         for cmd in [
             vec![
@@ -329,19 +329,7 @@ fn iptables_jumps_go_before_a_hosts_forward_reject() {
         let host = one.ns("host");
         run_in_ns_ok(&host, &[tool, "-A", "FORWARD", "-j", "REJECT"]);
         let two = unique_lab();
-        ok_in(
-            &host,
-            &two,
-            &[
-                "up",
-                "--datapath",
-                dp,
-                "--uplink",
-                "eth0",
-                "--subnet",
-                "10.53.0.0/24",
-            ],
-        );
+        ok_in(&host, &two, &up_beside(dp, "10.53.0.0/24", &[]));
         let guard = Lab::named(&two);
         ok_in(&host, &two, &["run", "c"]);
         let ping = run_in_ns(
@@ -369,17 +357,7 @@ fn iptables_rules_of_a_single_nat_port_go_with_down() {
     let one = Lab::sandbox(&[]);
     let host = one.ns("host");
     let two = unique_lab();
-    let up = [
-        "up",
-        "--datapath",
-        "iptables",
-        "--uplink",
-        "eth0",
-        "--nat-ports",
-        "31000-31000",
-        "--subnet",
-        "10.54.0.0/24",
-    ];
+    let up = up_beside("iptables", "10.54.0.0/24", &["--nat-ports", "31000-31000"]);
     ok_in(&host, &two, &up);
     ok_in(&host, &two, &["down"]);
     let left = ruleset(&host, "iptables");
@@ -402,17 +380,7 @@ fn two_downs_at_once_put_the_settings_back() {
         ("iptables", "10.55.0.0/24", "30000-30999"),
         ("nftables", "10.56.0.0/24", "31000-31999"),
     ]) {
-        let up = [
-            "up",
-            "--datapath",
-            dp,
-            "--uplink",
-            "eth0",
-            "--subnet",
-            net,
-            "--nat-ports",
-            ports,
-        ];
+        let up = up_beside(dp, net, &["--nat-ports", ports]);
         ok_in(&host, lab, &up);
     }
     std::thread::scope(|s| {
@@ -494,14 +462,9 @@ fn labs_sharing_a_namespace_leave_its_settings_as_found() {
         ],
     );
     let (two, three) = (unique_lab(), unique_lab());
-    let shared = ["--uplink", "eth0", "--nat-ports"];
-    let mut up_two = vec!["up"];
-    up_two.extend(shared);
-    up_two.extend(["30000-30999", "--subnet", "10.51.0.0/24"]);
+    let up_two = up_beside("ebpf", "10.51.0.0/24", &["--nat-ports", "30000-30999"]);
     ok_in(&host, &two, &up_two);
-    let mut up_three = vec!["up", "--datapath", "iptables"];
-    up_three.extend(shared);
-    up_three.extend(["31000-31999", "--subnet", "10.52.0.0/24"]);
+    let up_three = up_beside("iptables", "10.52.0.0/24", &["--nat-ports", "31000-31999"]);
     ok_in(&host, &three, &up_three);
     assert_eq!((read(FORWARD), read(BRIDGE_NF)), ("1".into(), "1".into()));
     ok_in(&host, &two, &["down"]);
@@ -538,19 +501,14 @@ fn a_lab_puts_back_only_the_settings_it_changes() {
     run_in_ns_ok(&host, &["sh", "-c", &format!("echo 0 > {FORWARD}")]);
     set_bridge_nf("0");
     let (ebpf, iptables) = (unique_lab(), unique_lab());
-    let shared = ["--uplink", "eth0", "--nat-ports"];
-    let mut up_ebpf = vec!["up"];
-    up_ebpf.extend(shared);
-    up_ebpf.extend(["30000-30999", "--subnet", "10.53.0.0/24"]);
+    let up_ebpf = up_beside("ebpf", "10.53.0.0/24", &["--nat-ports", "30000-30999"]);
     ok_in(&host, &ebpf, &up_ebpf);
     assert_eq!(
         read(),
         ("1".into(), "0".into()),
         "eBPF changed bridge netfilter"
     );
-    let mut up_iptables = vec!["up", "--datapath", "iptables"];
-    up_iptables.extend(shared);
-    up_iptables.extend(["31000-31999", "--subnet", "10.54.0.0/24"]);
+    let up_iptables = up_beside("iptables", "10.54.0.0/24", &["--nat-ports", "31000-31999"]);
     ok_in(&host, &iptables, &up_iptables);
     assert_eq!(read(), ("1".into(), "1".into()));
     ok_in(&host, &iptables, &["down"]);
@@ -577,30 +535,12 @@ fn two_labs_publishing_one_port_at_once_get_it_once() {
     let host = one.ns("host");
     let labs = [unique_lab(), unique_lab()];
     let ups = [
-        [
-            "up",
-            "--datapath",
-            "ebpf",
-            "--nat-ports",
-            "30000-30999",
-            "--subnet",
-            "10.55.0.0/24",
-        ],
-        [
-            "up",
-            "--datapath",
-            "iptables",
-            "--nat-ports",
-            "31000-31999",
-            "--subnet",
-            "10.56.0.0/24",
-        ],
+        up_beside("ebpf", "10.55.0.0/24", &["--nat-ports", "30000-30999"]),
+        up_beside("iptables", "10.56.0.0/24", &["--nat-ports", "31000-31999"]),
     ];
     let mut guards = Vec::new();
     for (lab, up) in labs.iter().zip(&ups) {
-        let mut args = up.to_vec();
-        args.extend(["--uplink", "eth0"]);
-        ok_in(&host, lab, &args);
+        ok_in(&host, lab, up);
         guards.push(Lab::named(lab));
         ok_in(&host, lab, &["run", "c"]);
     }
