@@ -366,6 +366,32 @@ fn iptables_rules_of_a_single_nat_port_go_with_down() {
     ok_in(&host, &two, &["down"]);
 }
 
+/// An eBPF lab whose uplink has no Ethernet header (a tun device here) is refused in
+/// one line, and leaves nothing: no state, no bridge.
+#[test]
+fn an_ebpf_uplink_without_an_ethernet_header_is_refused() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let _tun = netlab_tests::sockets::Tun::open(&host, "tun0");
+    for cmd in ["ip addr add 10.99.0.1/24 dev tun0", "ip link set tun0 up"] {
+        run_in_ns_ok(&host, &cmd.split(' ').collect::<Vec<_>>());
+    }
+    let two = unique_lab();
+    let mut up = up_beside("ebpf", "10.57.0.0/24", &[]);
+    up[4] = "tun0";
+    let out = netlab_in(&host, &two, &up);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "came up on tun0");
+    assert!(err.contains("no Ethernet header"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!Path::new("/run/netlab").join(&two).exists(), "state left");
+    let links = run_in_ns_ok(&host, &["ip", "-o", "link", "show"]);
+    assert!(
+        !links.contains(&format!("nl-{two}")),
+        "bridge left: {links}"
+    );
+}
+
 /// Two labs of one namespace taken down at the same moment: the namespace's settings
 /// go back as they were found (each `down` saw the other still there and left them
 /// changed, for the other to put back, which it never did).
