@@ -1,7 +1,7 @@
 //! The lab host's route lookup (`bpf_fib_lookup`) as the fast path and its checks make
 //! it: parameters built in 64 bytes the caller owns (its stack or a per-CPU slot), from
 //! the bridge, and the call. Below [`crate::forward`], [`crate::forward6`],
-//! [`crate::forwarding`] and the bridge's IPv6 hook, which all look routes up.
+//! [`crate::into_lab`] and the bridge's IPv6 hook, which all look routes up.
 
 use core::mem::size_of;
 

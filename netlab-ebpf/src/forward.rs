@@ -44,7 +44,7 @@ use netlab_common::{
 
 use crate::{
     fib::{self, AF_INET},
-    forwarding,
+    into_lab,
     maps::{self, Stats},
     next_hop,
     parse::Packet,
@@ -143,11 +143,11 @@ pub fn plan(
         return Plan::stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet(dst) {
-        if !forwarding::on(ctx, cfg, AF_INET, now) {
-            return Plan::stack(st, counter::SLOW_OTHER);
-        }
         if !fits_bridge(ctx, cfg) {
             return Plan::stack(st, counter::SLOW_MTU);
+        }
+        if !into_lab::routed(ctx, cfg, src, dst, now) {
+            return Plan::stack(st, counter::SLOW_OTHER);
         }
         return match maps::endpoint(dst) {
             Some(ep) => Plan::into_container(CONTAINER, &ep, cfg.bridge_mac),

@@ -29,7 +29,7 @@ use crate::{
     conntrack, endpoint, family,
     fib::{self, AF_INET6},
     forward::{self, CONTAINER, Hook, Plan, STACK, SWITCHED, UPLINK, UPLINK_ROUTED},
-    forwarding,
+    into_lab,
     maps::{self, Stats},
     next_hop::{self, NEXT_HOPS6},
     parse::Packet,
@@ -79,11 +79,11 @@ fn make(
     }
     let now = conntrack::now();
     if cfg.in_subnet6(dst) {
-        if !forwarding::on(ctx, cfg, AF_INET6, now) {
-            return stack(st, counter::SLOW_OTHER);
-        }
         if !forward::fits_bridge(ctx, cfg) {
             return stack(st, counter::SLOW_MTU);
+        }
+        if !into_lab::routed6(ctx, cfg, src, dst, now) {
+            return stack(st, counter::SLOW_OTHER);
         }
         let Some(ep) = maps::endpoint6(dst) else {
             return stack(st, counter::SLOW_OTHER);

@@ -1,6 +1,7 @@
 //! Forwarding turned off in a lab host after `up`: what the host forwards stops, what
-//! it sends itself does not. Written once for both families (the IPv4 suite's
-//! `strict` and the IPv6 suite's `ipv6`).
+//! it sends itself does not; and a route or a rule of the lab host against a container
+//! holds. Written once for both families (the IPv4 suite's `strict` and the IPv6
+//! suite's `ipv6`).
 
 use std::{net::UdpSocket, thread, time::Duration};
 
@@ -18,9 +19,29 @@ pub struct Family {
     pub wan: &'static str,
 }
 
+/// IPv4 in a sandbox lab.
+pub const IPV4: Family = Family {
+    sysctl: "net.ipv4.ip_forward",
+    any: "0.0.0.0",
+    uplink: "198.51.100.2",
+    wan: "198.51.100.1",
+};
+
+/// IPv6 in a dual-stack sandbox lab.
+pub const IPV6: Family = Family {
+    sysctl: "net.ipv6.conf.all.forwarding",
+    any: "::",
+    uplink: "2001:db8:100::2",
+    wan: "2001:db8:100::1",
+};
+
 impl Family {
+    fn v6(&self) -> bool {
+        self.any.contains(':')
+    }
+
     fn python(&self) -> &'static str {
-        if self.any.contains(':') {
+        if self.v6() {
             "socket.AF_INET6"
         } else {
             "socket.AF_INET"
@@ -37,9 +58,9 @@ impl Family {
     }
 }
 
-/// Longer than the fast path keeps its answers about forwarding and next hops (the
+/// Longer than the fast path keeps its answers about forwarding, routes into the lab and next hops (the
 /// rest of a coarse second).
-const CACHED: Duration = Duration::from_millis(1100);
+pub const CACHED: Duration = Duration::from_millis(1100);
 
 /// With `udp 5300:53` published from container `web`, on `lab` (a sandbox lab with a
 /// second container `client`): a datagram from outside to the published port (one
@@ -103,4 +124,63 @@ fn arrives(receiver: &UdpSocket, payload: &str, expected: bool) -> bool {
         }
     }
     false
+}
+
+/// With `udp 5300:53` published from container `web` at `ctr`, on `lab` (a sandbox
+/// lab): a datagram from wan to the published port arrives, but neither on its tracked
+/// flow nor as a new one while the lab host has a blackhole route to the container, or
+/// a rule that prohibits what comes in by the uplink; with them gone, it arrives again.
+/// The kernel refuses such a packet in its route lookup after DNAT; the eBPF fast path
+/// asks the same lookup before it carries one in (a change seen within a second).
+pub fn routes_and_rules_hold(lab: &Lab, dp: &str, f: &Family, ctr: &str) {
+    let server = udp(&lab.ns("web"), &f.at(f.any, 53));
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = f.at(f.uplink, 5300);
+    let client = |port: u16| udp(&lab.ns("wan"), &f.at(f.any, port));
+    let mut buf = [0u8; 32];
+    let mut arrives = |client: &UdpSocket, what: &[u8]| -> bool {
+        client.send_to(what, &to).unwrap();
+        match server.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                assert_eq!(&buf[..n], what);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    let family = if f.v6() { "-6" } else { "-4" };
+    let host = |args: &[&str]| {
+        lab.exec_ok("host", &[&["ip", family], args].concat());
+        thread::sleep(CACHED);
+    };
+    let tracked = client(5555);
+    assert!(arrives(&tracked, b"first"), "{dp}: the first datagram");
+    let blackhole = format!("{ctr}/{}", if f.v6() { 128 } else { 32 });
+    host(&["route", "add", "blackhole", &blackhole]);
+    assert!(
+        !arrives(&tracked, b"tracked"),
+        "{dp}: a tracked flow to a container behind a blackhole route"
+    );
+    assert!(
+        !arrives(&client(5556), b"new"),
+        "{dp}: a new flow to a container behind a blackhole route"
+    );
+    host(&["route", "del", "blackhole", &blackhole]);
+    assert!(
+        arrives(&tracked, b"again"),
+        "{dp}: the blackhole route gone"
+    );
+    host(&["rule", "add", "iif", "eth0", "prohibit", "pref", "100"]);
+    assert!(
+        !arrives(&tracked, b"prohibited"),
+        "{dp}: a tracked flow in by the uplink, prohibited by a rule"
+    );
+    assert!(
+        !arrives(&client(5557), b"prohibited too"),
+        "{dp}: a new flow in by the uplink, prohibited by a rule"
+    );
+    host(&["rule", "del", "pref", "100"]);
+    assert!(arrives(&tracked, b"last"), "{dp}: the rule gone");
 }

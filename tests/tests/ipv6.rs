@@ -26,6 +26,7 @@ netlab_tests::per_datapath!(
         a_given_ipv6_address,
         forwarding_turned_off_forwards_nothing,
         another_host_address_answers_hairpin,
+        routes_and_rules_against_a_container_hold_on_every_path,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -47,14 +48,30 @@ fn forwarding_turned_off_forwards_nothing(dp: &str) {
     let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
     lab.ok(&["run", "web", "-p", "5300:53/udp"]);
     lab.ok(&["run", "client"]);
-    let ipv6 = netlab_tests::forwarding::Family {
-        sysctl: "net.ipv6.conf.all.forwarding",
-        any: "::",
-        uplink: UPLINK6,
-        wan: WAN6,
-    };
     let bridged = !netlab_tests::is_ebpf(dp);
-    netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv6, bridged);
+    netlab_tests::forwarding::stops_what_is_forwarded(
+        &lab,
+        dp,
+        &netlab_tests::forwarding::IPV6,
+        bridged,
+    );
+}
+
+/// A blackhole route to a container's IPv6 address, or a rule prohibiting what comes
+/// in by the uplink, holds as IPv4's do (`strict`'s test of the same name).
+fn routes_and_rules_against_a_container_hold_on_every_path(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let state = lab.state();
+    let ctr = state
+        .container_ip6(state.container("web").unwrap())
+        .unwrap();
+    netlab_tests::forwarding::routes_and_rules_hold(
+        &lab,
+        dp,
+        &netlab_tests::forwarding::IPV6,
+        &ctr.to_string(),
+    );
 }
 
 /// A port published without an address answers a container on every IPv6 address of

@@ -57,6 +57,10 @@ fn config() -> Config {
 /// The datapath object loaded with fresh (unpinned) maps and `cfg`.
 struct Datapath {
     bpf: Ebpf,
+    /// The interface the uplink's programs see frames on (`None`: loopback, BPF_PROG_TEST_RUN's
+    /// default): a real uplink's for the fast path, which checks the route back to a
+    /// source leaves by it.
+    uplink_dev: Option<u32>,
 }
 
 impl Datapath {
@@ -78,17 +82,27 @@ impl Datapath {
             netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .expect("verifier accepts the program");
         }
-        Self { bpf }
+        Self {
+            bpf,
+            uplink_dev: None,
+        }
     }
 
     /// Runs program `prog` on `frame`; returns the verdict and the output frame.
     fn run(&mut self, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run_on(prog, frame, None)
+    }
+
+    /// [`Self::run`] with the frame on interface `dev` (`None`: loopback).
+    fn run_on(&mut self, prog: &str, frame: &[u8], dev: Option<u32>) -> (u32, Vec<u8>) {
         let p: &mut SchedClassifier = self.bpf.program_mut(prog).unwrap().try_into().unwrap();
         let mut out = vec![0u8; frame.len() + 256];
+        let ctx = dev.map(netlab_tests::packet::skb_on);
         let r = p
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: ctx.as_ref().map(|c| &c[..]),
                 ..Default::default()
             })
             .expect("test run");
@@ -101,7 +115,7 @@ impl Datapath {
     }
 
     fn ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.run(names::PROG_UPLINK_INGRESS, frame)
+        self.run_on(names::PROG_UPLINK_INGRESS, frame, self.uplink_dev)
     }
 
     /// The endpoint's program, on the veth of the container with the frame's source
@@ -1016,6 +1030,7 @@ impl FastLab {
             flags,
             ..config()
         });
+        dp.uplink_dev = Some(uplink);
         {
             let mut eps: HashMap<_, u32, Endpoint> =
                 HashMap::try_from(dp.bpf.map_mut(names::ENDPOINTS).unwrap()).unwrap();
@@ -1108,7 +1123,8 @@ fn fast_path_forwards(lab: FastLab) {
         // Its answer: into the container, from the bridge's MAC.
         let mut synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
         synack.ttl = 50;
-        let (verdict, out) = dp.ingress(&synack.tcp(80, port, SYN | ACK, b""));
+        let synack = with_macs(synack.tcp(80, port, SYN | ACK, b""), uplink_mac, wan_mac);
+        let (verdict, out) = dp.ingress(&synack);
         assert_eq!(verdict, TC_ACT_REDIRECT);
         let mut want = Ipv4::new(INTERNET, CTR, TCP);
         want.ttl = 49;
@@ -1162,9 +1178,49 @@ fn fast_path_forwards(lab: FastLab) {
         let bridge = sandbox.state().bridge;
         sandbox.exec_ok("host", &["ip", "link", "set", &bridge, "mtu", "1280"]);
         let big = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, ACK, &[7u8; 1360]);
+        let big = with_macs(big, uplink_mac, wan_mac);
         assert_eq!(dp.ingress(&big).0, TC_ACT_UNSPEC);
         assert_eq!(dp.stat(counter::SLOW_MTU), 1);
         assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 1);
+    });
+}
+
+/// A reply from a source the lab host routes back by another interface than the uplink
+/// it came in by (asymmetric routing) is translated but left to the stack, whose
+/// reverse-path filter (`rp_filter`) decides; `bpf_fib_lookup` checks no source.
+#[test]
+fn a_source_routed_back_elsewhere_is_the_stacks() {
+    use netlab_tests::{in_ns, packet::with_macs};
+    let FastLab {
+        lab: sandbox,
+        mut dp,
+        host,
+        uplink_mac,
+        bridge_mac,
+        wan_mac,
+        ..
+    } = FastLab::new();
+    let bridge = sandbox.state().bridge;
+    in_ns(&host, || {
+        let (_, port) = masqueraded_syn(&mut dp, 45_000, wan_mac, uplink_mac, bridge_mac);
+        sandbox.exec_ok(
+            "host",
+            &[
+                "ip",
+                "route",
+                "add",
+                &format!("{INTERNET}/32"),
+                "dev",
+                &bridge,
+            ],
+        );
+        let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(80, port, SYN | ACK, b"");
+        let (verdict, out) = dp.ingress(&with_macs(synack, uplink_mac, wan_mac));
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        let want = Ipv4::new(INTERNET, CTR, TCP).tcp(80, 45_000, SYN | ACK, b"");
+        assert_frames_eq(&out, &with_macs(want, uplink_mac, wan_mac));
+        assert_eq!(dp.stat(counter::SLOW_OTHER), 1);
+        assert_eq!(dp.stat(counter::FAST_TO_CONTAINER), 0);
     });
 }
 

@@ -34,6 +34,8 @@ netlab_tests::per_datapath!(
         forwarding_turned_off_forwards_nothing,
         priority_tagged_frames_from_outside_reach_no_container,
         forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it,
+        the_reverse_path_filter_holds_on_every_path,
+        routes_and_rules_against_a_container_hold_on_every_path,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -67,13 +69,12 @@ fn forwarding_turned_off_forwards_nothing(dp: &str) {
     let lab = Lab::on(dp);
     lab.ok(&["run", "web", "-p", "5300:53/udp"]);
     lab.ok(&["run", "client"]);
-    let ipv4 = netlab_tests::forwarding::Family {
-        sysctl: "net.ipv4.ip_forward",
-        any: "0.0.0.0",
-        uplink: "198.51.100.2",
-        wan: "198.51.100.1",
-    };
-    netlab_tests::forwarding::stops_what_is_forwarded(&lab, dp, &ipv4, false);
+    netlab_tests::forwarding::stops_what_is_forwarded(
+        &lab,
+        dp,
+        &netlab_tests::forwarding::IPV4,
+        false,
+    );
 }
 
 /// A frame behind two VLAN tags of VLAN id 0 (priority tags), which the lab host's
@@ -294,6 +295,7 @@ fn forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it(dp: &str
         "host",
         &["sysctl", "-qw", "net.ipv4.conf.side0.forwarding=0"],
     );
+    std::thread::sleep(netlab_tests::forwarding::CACHED);
     let client = udp(&side.ns(), "0.0.0.0:5556");
     client.send_to(b"off", to).unwrap();
     if let Ok((n, peer)) = server.recv_from(&mut buf) {
@@ -302,6 +304,98 @@ fn forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it(dp: &str
             &buf[..n]
         );
     }
+}
+
+/// The lab host's reverse-path filter (`rp_filter`) holds for what comes in to a
+/// published port: off, a datagram whose source the host routes by another interface
+/// (asymmetric routing) arrives; strict (1), it is dropped, whether it opens a flow or
+/// joins a tracked one; loose (2), it arrives while the host has a route to its source.
+fn the_reverse_path_filter_holds_on_every_path(dp: &str) {
+    let lab = Lab::on(dp);
+    let side = SideHost::new(&lab);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    // wan reaches the side interface's address by the uplink.
+    lab.exec_ok(
+        "wan",
+        &[
+            "ip",
+            "route",
+            "add",
+            &format!("{SIDE_HOST_ADDR}/32"),
+            "via",
+            &UPLINK_ADDR.to_string(),
+        ],
+    );
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = SocketAddrV4::new(SIDE_HOST_ADDR, 5300);
+    let mut buf = [0u8; 32];
+    let mut arrives = |from_ns: &std::path::Path, src: SocketAddrV4, what: &[u8]| -> bool {
+        udp_spoofed(from_ns, src, to, &[], what);
+        match server.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                assert_eq!((&buf[..n], peer), (what, std::net::SocketAddr::V4(src)));
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    let rp_filter = |value: &str| {
+        lab.exec_ok(
+            "host",
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.conf.all.rp_filter={value}"),
+            ],
+        );
+    };
+    let wan_src = |port| SocketAddrV4::new(WAN_ADDR, port);
+    assert!(
+        arrives(&side.ns(), wan_src(5555), b"off"),
+        "{dp}: asymmetric, with rp_filter off"
+    );
+    rp_filter("1");
+    assert!(
+        !arrives(&side.ns(), wan_src(5556), b"new"),
+        "{dp}: a new flow by the wrong interface, rp_filter strict"
+    );
+    let side_src = SocketAddrV4::new(SIDE_ADDR, 5557);
+    assert!(
+        arrives(&side.ns(), side_src, b"right way"),
+        "{dp}: from the side host by its own interface"
+    );
+    assert!(
+        !arrives(&lab.ns("wan"), side_src, b"wrong way"),
+        "{dp}: the side host's tracked flow by the uplink, rp_filter strict"
+    );
+    rp_filter("2");
+    assert!(
+        arrives(&side.ns(), wan_src(5558), b"loose"),
+        "{dp}: asymmetric, with rp_filter loose"
+    );
+}
+
+/// The lab host's routes and policy rules hold for what it would forward into a
+/// container (`netlab_tests::forwarding::routes_and_rules_hold`).
+fn routes_and_rules_against_a_container_hold_on_every_path(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let ctr = lab
+        .state()
+        .container("web")
+        .unwrap()
+        .ip
+        .unwrap()
+        .to_string();
+    netlab_tests::forwarding::routes_and_rules_hold(
+        &lab,
+        dp,
+        &netlab_tests::forwarding::IPV4,
+        &ctr,
+    );
 }
 
 /// A web server in container `web` on port 8000, published as `port` on every address.

@@ -56,6 +56,8 @@ pub trait Ip:
     /// Whether the lab host's stack never forwards a packet to it (its own kinds of
     /// address: loopback, multicast, ...).
     fn never_forwarded(self) -> bool;
+    /// Whether it is a loopback address (the host's own).
+    fn loopback(self) -> bool;
     /// Parses a frame of the family (`Ok(None)`: not the family's ethertype).
     fn parse(f: &[u8]) -> Result<Option<Pkt<Self>>, DropReason>;
     /// The packet an ICMP error quotes, when it is a flow NAT tracks.
@@ -97,6 +99,10 @@ impl Ip for u32 {
     /// The zero network, loopback, multicast, the limited broadcast.
     fn never_forwarded(self) -> bool {
         matches!(self >> 24, 0 | 127 | 224..=239) || self == u32::MAX
+    }
+
+    fn loopback(self) -> bool {
+        self >> 24 == 127
     }
 
     fn parse(f: &[u8]) -> Result<Option<Pkt<Self>>, DropReason> {
@@ -149,6 +155,10 @@ impl Ip for u128 {
             || a.is_multicast()
             || a.to_ipv4_mapped().is_some()
             || link_local(self)
+    }
+
+    fn loopback(self) -> bool {
+        Ipv6Addr::from(self).is_loopback()
     }
 
     fn parse(f: &[u8]) -> Result<Option<Pkt<Self>>, DropReason> {

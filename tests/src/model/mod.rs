@@ -723,6 +723,15 @@ impl<A: Ip> Model<A> {
         Ok(false)
     }
 
+    /// Whether the lab host routes `src` back out by the uplink, as the fast path checks
+    /// an IPv4 packet from outside before it takes it (the stack's reverse-path
+    /// filter decides the rest): not to the lab's subnet (the bridge), nor to the host's
+    /// own addresses and loopback (local); anything else by the uplink's link or its
+    /// default route. IPv6 has no reverse-path filter.
+    fn routed_back_by_uplink(&self, src: A) -> bool {
+        A::V6 || !(self.cfg.in_subnet(src) || self.cfg.is_host(src) || src.loopback())
+    }
+
     /// Where the fast path sends a packet leaving as `src -> dst` after translation, as
     /// the lab host's tables say.
     fn plan(&self, p: &Pkt<A>, src: A, dst: A) -> Plan {
@@ -818,7 +827,11 @@ impl<A: Ip> Model<A> {
                 Decision::Translate(t)
                     if self.cfg.fast.is_some() && !p.first_fragment && !t.exhausted =>
                 {
-                    let plan = self.plan(p, t.to.0, t.to.1);
+                    let plan = if self.routed_back_by_uplink(p.saddr) {
+                        self.plan(p, t.to.0, t.to.1)
+                    } else {
+                        Plan::Stack
+                    };
                     Decision::Translate(Box::new(forward(*t, p, plan)))
                 }
                 d => d,
