@@ -45,7 +45,7 @@ const SLOTS: u32 = 256;
 pub struct Checked<A> {
     src: A,
     dst: A,
-    /// The device the stack routes the packet from.
+    /// The device the packet was seen on.
     dev: u32,
     /// The coarse second of the lookup; 0: never looked up.
     at: u32,
@@ -61,16 +61,11 @@ static INTO_LAB: PerCpuArray<Checked<u32>> = PerCpuArray::with_max_entries(SLOTS
 #[map(name = "INTO_LAB6")]
 static INTO_LAB6: PerCpuArray<Checked<Addr6>> = PerCpuArray::with_max_entries(SLOTS, 0);
 
-/// The device the lab host routes this packet from, and whether it came from outside
-/// (an interface netlab watches) rather than from a container (the bridge).
+/// Whether a packet that came in by `dev` came from outside (an interface netlab
+/// watches), rather than from a container (by way of the bridge).
 #[inline(always)]
-fn routed_from(ctx: &TcContext, cfg: &Config) -> (u32, bool) {
-    let dev = unsafe { (*ctx.skb.skb).ifindex };
-    if dev == cfg.uplink_ifindex || maps::uplink(dev).is_some() {
-        (dev, true)
-    } else {
-        (cfg.bridge_ifindex, false)
-    }
+fn from_outside(cfg: &Config, dev: u32) -> bool {
+    dev == cfg.uplink_ifindex || maps::uplink(dev).is_some()
 }
 
 /// Whether a lookup's code says there is a unicast route (its device in the
@@ -82,63 +77,78 @@ fn found(rc: u32) -> bool {
         || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED
 }
 
+/// The device a packet is seen on (a container's host-side device, or a watched
+/// interface).
+#[inline(always)]
+fn device(ctx: &TcContext) -> u32 {
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
 /// Whether the lab host forwards an IPv4 packet, translated to `src -> dst` (a
 /// container), into the lab, as seen in the second `now`. A BPF subprogram: inlined,
-/// it would add to the frame of every program that plans.
+/// it would add to the frame of every program that plans. What it needs after a
+/// helper call it reads back from the slot rather than keep in its own frame, which
+/// the verifier adds to the uplink program's (Linux 6.1 allows 512 bytes for the
+/// chain).
 #[inline(never)]
 pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, now: u32) -> bool {
-    let (dev, outside) = routed_from(ctx, cfg);
     let slot = ((src ^ dst).wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
     let Some(c) = INTO_LAB.get_ptr_mut(slot) else {
         return false;
     };
     let c = unsafe { &mut *c };
-    if c.at == now && now != 0 && c.src == src && c.dst == dst && c.dev == dev {
+    if c.at == now && now != 0 && c.src == src && c.dst == dst && c.dev == device(ctx) {
         return c.ok != 0;
-    }
-    let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
-    f.ifindex = dev;
-    f.__bindgen_anon_3.ipv4_src = src;
-    f.__bindgen_anon_4.ipv4_dst = dst;
-    let mut ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;
-    if ok && outside {
-        // The kernel's reverse lookup: from the container back to the source, as from
-        // the device the packet is forwarded out by (the bridge).
-        let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
-        f.__bindgen_anon_3.ipv4_src = dst;
-        f.__bindgen_anon_4.ipv4_dst = src;
-        ok = found(fib::run(ctx, f)) && f.ifindex == dev;
     }
     c.src = src;
     c.dst = dst;
-    c.dev = dev;
-    c.ok = ok as u32;
+    c.dev = device(ctx);
     c.at = now;
+    // Until the answer: whether it came from outside (its route back is checked).
+    c.ok = from_outside(cfg, c.dev) as u32;
+    let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
+    if c.ok != 0 {
+        f.ifindex = c.dev;
+    }
+    f.__bindgen_anon_3.ipv4_src = c.src;
+    f.__bindgen_anon_4.ipv4_dst = c.dst;
+    let mut ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;
+    if ok && c.ok != 0 {
+        // The kernel's reverse lookup: from the container back to the source, as from
+        // the device the packet is forwarded out by (the bridge).
+        let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
+        f.__bindgen_anon_3.ipv4_src = c.dst;
+        f.__bindgen_anon_4.ipv4_dst = c.src;
+        ok = found(fib::run(ctx, f)) && f.ifindex == c.dev;
+    }
+    c.ok = ok as u32;
     ok
 }
 
 /// [`routed`] for IPv6 (no reverse-path filter). A BPF subprogram.
 #[inline(never)]
 pub fn routed6(ctx: &TcContext, cfg: &Config, src: &Addr6, dst: &Addr6, now: u32) -> bool {
-    let (dev, _) = routed_from(ctx, cfg);
     let mix = src[3] ^ src[2] ^ dst[3] ^ dst[2];
     let slot = (mix.wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
     let Some(c) = INTO_LAB6.get_ptr_mut(slot) else {
         return false;
     };
     let c = unsafe { &mut *c };
-    if c.at == now && now != 0 && c.src == *src && c.dst == *dst && c.dev == dev {
+    if c.at == now && now != 0 && c.src == *src && c.dst == *dst && c.dev == device(ctx) {
         return c.ok != 0;
     }
-    let f = fib::params(cfg, &mut c.words, AF_INET6, 0, 0);
-    f.ifindex = dev;
-    f.__bindgen_anon_3.ipv6_src = *src;
-    f.__bindgen_anon_4.ipv6_dst = *dst;
-    let ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;
     c.src = *src;
     c.dst = *dst;
-    c.dev = dev;
-    c.ok = ok as u32;
+    c.dev = device(ctx);
     c.at = now;
+    c.ok = from_outside(cfg, c.dev) as u32;
+    let f = fib::params(cfg, &mut c.words, AF_INET6, 0, 0);
+    if c.ok != 0 {
+        f.ifindex = c.dev;
+    }
+    f.__bindgen_anon_3.ipv6_src = c.src;
+    f.__bindgen_anon_4.ipv6_dst = c.dst;
+    let ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;
+    c.ok = ok as u32;
     ok
 }
