@@ -141,7 +141,14 @@ pub fn parse(head: &str) -> Request {
     if method != "GET" && method != "HEAD" {
         return Request::BadMethod;
     }
-    let path = target.split('?').next().unwrap_or_default();
+    // The absolute form (`http://host:port/metrics`, a proxy's) names the same path.
+    let origin = match target.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            rest.find('/').map_or("/", |i| &rest[i..])
+        }
+        _ => target,
+    };
+    let path = origin.split('?').next().unwrap_or_default();
     if path != "/metrics" {
         return Request::NotFound;
     }
@@ -285,6 +292,15 @@ mod tests {
             "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;q=0, text/plain\r\n";
         assert_eq!(parse(refused), Request::Metrics(Format::Prometheus));
         assert_eq!(parse("GET / HTTP/1.1\r\n"), Request::NotFound);
+        // The absolute form (RFC 9112, 3.2.2).
+        let absolute = "GET http://127.0.0.1:9464/metrics HTTP/1.1\r\n";
+        assert_eq!(parse(absolute), Request::Metrics(Format::Prometheus));
+        assert_eq!(
+            parse("GET HTTP://h/metrics?x HTTP/1.1\r\n"),
+            Request::Metrics(Format::Prometheus)
+        );
+        assert_eq!(parse("GET http://h HTTP/1.1\r\n"), Request::NotFound);
+        assert_eq!(parse("GET http://h/other HTTP/1.1\r\n"), Request::NotFound);
         assert_eq!(parse("POST /metrics HTTP/1.1\r\n"), Request::BadMethod);
         assert_eq!(parse("GET /metrics\r\n"), Request::Bad);
         assert_eq!(parse(""), Request::Bad);
