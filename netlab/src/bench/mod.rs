@@ -301,7 +301,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         .collect();
     for round in 1..=opts.max_runs {
         report.start_round(round);
-        for c in rotated(&contenders, round as usize - 1) {
+        for c in order(&contenders, round as usize - 1) {
             let scenarios: Vec<Scenario> = plan
                 .iter()
                 .filter(|(x, _)| *x == c)
@@ -359,12 +359,22 @@ fn next_round(opts: &Options, wide: &[Standing]) -> Vec<(Contender, Scenario)> {
     plan
 }
 
-/// `contenders` starting at the `by`-th (wrapping): the order of one run.
-fn rotated(contenders: &[Contender], by: usize) -> Vec<Contender> {
+/// The order of round `round` (from 0): `contenders` starting one further along every
+/// second round, and backwards in every odd one (A B C, C B A, B C A, A C B, ...), so
+/// that any two contenders swap places from one round to the next: each goes first
+/// as often as the other, and a drift within a round cancels over two. A rotation
+/// alone keeps every contender behind the same one (A B C, B C A: A before B in two
+/// rounds of three, and always just before it).
+fn order(contenders: &[Contender], round: usize) -> Vec<Contender> {
     let n = contenders.len().max(1);
-    (0..contenders.len())
+    let by = round / 2;
+    let mut o: Vec<Contender> = (0..contenders.len())
         .map(|i| contenders[(i + by) % n])
-        .collect()
+        .collect();
+    if round % 2 == 1 {
+        o.reverse();
+    }
+    o
 }
 
 #[cfg(test)]
@@ -372,17 +382,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_run_starts_one_contender_further_along() {
+    fn every_two_contenders_swap_places_from_round_to_round() {
         use Contender::*;
         let (e, i) = (
             Contender::lab(DatapathKind::Ebpf),
             Contender::lab(DatapathKind::Iptables),
         );
         let all = [e, i, Veth];
-        assert_eq!(rotated(&all, 0), [e, i, Veth]);
-        assert_eq!(rotated(&all, 1), [i, Veth, e]);
-        assert_eq!(rotated(&all, 2), [Veth, e, i]);
-        assert_eq!(rotated(&all, 3), [e, i, Veth]);
-        assert!(rotated(&[], 4).is_empty());
+        assert_eq!(order(&all, 0), [e, i, Veth]);
+        assert_eq!(order(&all, 1), [Veth, i, e]);
+        assert_eq!(order(&all, 2), [i, Veth, e]);
+        assert_eq!(order(&all, 3), [e, Veth, i]);
+        assert_eq!(order(&all, 4), [Veth, e, i]);
+        assert_eq!(order(&all, 5), [i, e, Veth]);
+        assert!(order(&[], 4).is_empty());
+        // Over any two rounds, each of six contenders goes before each other one once.
+        let six: Vec<Contender> = [
+            DatapathKind::Ebpf,
+            DatapathKind::Iptables,
+            DatapathKind::Nftables,
+            DatapathKind::NftablesFlowtable,
+            DatapathKind::Routed,
+        ]
+        .into_iter()
+        .map(Contender::lab)
+        .chain([Veth])
+        .collect();
+        for round in (0..12).step_by(2) {
+            let (a, b) = (order(&six, round), order(&six, round + 1));
+            let at = |o: &[Contender], c| o.iter().position(|x| *x == c).unwrap();
+            for x in &six {
+                for y in &six {
+                    if x != y {
+                        assert_ne!(at(&a, *x) < at(&a, *y), at(&b, *x) < at(&b, *y));
+                    }
+                }
+            }
+        }
     }
 }
