@@ -405,10 +405,10 @@ fn bench_adds_rounds_decides_goals_and_runs_a_peer_tool() {
     let json = scratch("goals.json");
     // No two rounds measure a ratio to 0.01 %, so --target-width adds the third round
     // and --max-runs stops there. eBPF is surely more than a thousandth of iptables
-    // and not at most a thousandth of it: one goal met, one missed, exit 1. (Three
-    // rounds, not two, so that a round disturbed by the tests running beside this one
-    // cannot stretch the interval down to a thousandth: with two, t's quantile is
-    // 12.7.)
+    // and not at most a thousandth of it: one goal met, one missed, exit 1. (The
+    // intervals take their spread from the first two rounds, with t's quantile 12.7:
+    // even a round disturbed by the tests running beside this one, at half the other's
+    // ratio, leaves the lower bound near 0.02.)
     let out = netlab(&[
         "bench",
         "--datapath",

@@ -299,6 +299,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         .iter()
         .flat_map(|c| opts.scenarios_for(*c).into_iter().map(|s| (*c, s)))
         .collect();
+    // With --target-width: each interval too wide after the first --runs rounds, and
+    // the rounds it gets.
+    let mut needs: Vec<(Standing, u32)> = Vec::new();
     for round in 1..=opts.max_runs {
         report.start_round(round);
         for c in order(&contenders, round as usize - 1) {
@@ -317,9 +320,30 @@ pub fn run(opts: &Options) -> Result<Report> {
         let Some(width) = opts.target_width.filter(|_| round >= opts.runs) else {
             continue;
         };
-        let wide = report.wide(width);
+        // Stein's two stages: the first --runs rounds decide, from their spread alone,
+        // how many rounds each interval too wide gets; the rounds added are not
+        // looked at to stop (that would pick the narrowest-looking spread).
+        if round == opts.runs {
+            needs = report
+                .wide(width)
+                .into_iter()
+                .map(|w| {
+                    let n =
+                        stats::values_needed(w.estimate.as_ref(), width, opts.runs, opts.max_runs);
+                    (w, n)
+                })
+                .collect();
+        }
+        let wide: Vec<Standing> = needs
+            .iter()
+            .filter(|(_, n)| *n > round)
+            .map(|(w, _)| w.clone())
+            .collect();
         if wide.is_empty() {
-            progress!("netlab bench: every interval within {width} % after {round} round(s)");
+            progress!(
+                "netlab bench: {round} round(s), as many as the first {} asked for to get within {width} %",
+                opts.runs
+            );
             break;
         }
         if round < opts.max_runs {

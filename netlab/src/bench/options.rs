@@ -343,6 +343,11 @@ impl Options {
                 "--max-runs {max_runs} is fewer than --runs {runs}: the first {runs} rounds always run"
             )));
         }
+        if target_width.is_some() && runs < 2 {
+            return Err(Error::Invalid(
+                "--target-width needs --runs 2 or more: the spread of the first rounds decides how many more each interval gets".into(),
+            ));
+        }
         let mut tools = Vec::new();
         for name in list(tool) {
             let t = Tool::parse(name).ok_or_else(|| {
@@ -980,6 +985,13 @@ mod tests {
                 "--max-runs",
             ),
             (Box::new(|f| f.max_runs = Some("10")), "give --target-width"),
+            (
+                Box::new(|f| {
+                    f.target_width = Some("5");
+                    f.runs = "1";
+                }),
+                "--runs 2 or more",
+            ),
             (Box::new(move |f| f.goals = goal), "not in --datapath"),
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),
             (Box::new(|f| f.datapath = ""), "nothing to measure"),

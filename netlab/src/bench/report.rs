@@ -323,8 +323,23 @@ impl Report {
 
     /// A figure's median and interval over the rounds that count.
     pub fn estimate(&self, f: &Figure) -> Option<Estimate> {
-        let values: Vec<f64> = self.kept(f).into_iter().map(|(_, v)| v).collect();
-        stats::estimate(&values, self.options.confidence)
+        self.interval(&self.kept(f))
+    }
+
+    /// The median and interval of per-round values. With `--target-width`, the rounds
+    /// after the first `--runs` were added for the spread those showed: the interval
+    /// takes its spread from them alone (Stein's two-stage interval, see
+    /// [`stats::estimate_after`]).
+    fn interval(&self, rounds: &[(u32, f64)]) -> Option<Estimate> {
+        let values: Vec<f64> = rounds.iter().map(|(_, v)| *v).collect();
+        let pilot = match self.options.target_width {
+            Some(_) => rounds
+                .iter()
+                .filter(|(r, _)| *r <= self.options.runs)
+                .count(),
+            None => values.len(),
+        };
+        stats::estimate_after(&values, pilot, self.options.confidence)
     }
 
     /// `f / base`'s figure, round by round: (round, ratio) for every round that
@@ -350,8 +365,7 @@ impl Report {
 
     /// The median of the per-round ratios `f / base` and its interval.
     pub fn ratio_estimate(&self, f: &Figure, base: Contender) -> Option<Estimate> {
-        let ratios: Vec<f64> = self.paired(f, base).into_iter().map(|(_, r)| r).collect();
-        stats::estimate(&ratios, self.options.confidence)
+        self.interval(&self.paired(f, base))
     }
 
     /// The median of the per-round ratios to iptables (of the figure's family).
@@ -371,10 +385,7 @@ impl Report {
     pub fn estimate_of(&self, s: &Subject) -> Option<Estimate> {
         match self.sides(s) {
             (Some(f), None) if s.denominator.is_none() => self.estimate(f),
-            (Some(f), Some(b)) => {
-                let ratios: Vec<f64> = self.paired_with(f, b).into_iter().map(|p| p.1).collect();
-                stats::estimate(&ratios, self.options.confidence)
-            }
+            (Some(f), Some(b)) => self.interval(&self.paired_with(f, b)),
             _ => None,
         }
     }
@@ -518,29 +529,64 @@ impl Report {
     }
 }
 
+/// Which way a value is rounded for display. An interval's bounds are rounded
+/// outward, so that the interval shown holds the one computed and a goal's verdict
+/// never contradicts the figures beside it (a lower bound of 1.3951 against a goal
+/// of 1.4 shows as 1.39, not 1.40).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Rounding {
+    Nearest,
+    Down,
+    Up,
+}
+
+/// `v` with `decimals` decimals, rounded as `r` says.
+fn fixed(v: f64, decimals: usize, r: Rounding) -> String {
+    let scale = 10f64.powi(decimals as i32);
+    // The nudge keeps a value that is exact in decimal (0.29 is 28.999999999999996
+    // hundredths in binary) from being rounded past itself.
+    let v = match r {
+        Rounding::Nearest => v,
+        Rounding::Down => (v * scale + 1e-9).floor() / scale,
+        Rounding::Up => (v * scale - 1e-9).ceil() / scale,
+    };
+    format!("{v:.decimals$}")
+}
+
 /// A figure with as many digits as it deserves.
 pub fn num(v: f64) -> String {
+    num_rounded(v, Rounding::Nearest)
+}
+
+/// [`num`], rounded as `r` says.
+pub fn num_rounded(v: f64, r: Rounding) -> String {
     let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
+    let decimals = if a >= 100.0 {
+        0
     } else if a >= 10.0 {
-        format!("{v:.1}")
+        1
     } else {
-        format!("{v:.2}")
-    }
+        2
+    };
+    fixed(v, decimals, r)
 }
 
 /// A ratio: two decimals, one from ×10, two significant digits below ×0.1 (eBPF's
 /// publish time is a few ten-thousandths of iptables').
 pub fn ratio_num(r: f64) -> String {
-    if r >= 10.0 {
-        format!("{r:.1}")
+    ratio_rounded(r, Rounding::Nearest)
+}
+
+/// [`ratio_num`], rounded as `how` says.
+pub fn ratio_rounded(r: f64, how: Rounding) -> String {
+    let decimals = if r >= 10.0 {
+        1
     } else if r >= 0.1 || r == 0.0 {
-        format!("{r:.2}")
+        2
     } else {
-        let digits = (-r.log10().floor()) as usize + 1;
-        format!("{r:.digits$}")
-    }
+        (-r.log10().floor()) as usize + 1
+    };
+    fixed(r, decimals, how)
 }
 
 #[cfg(test)]
@@ -562,6 +608,14 @@ mod tests {
         assert_eq!(ratio_num(14.39), "14.4");
         assert_eq!(ratio_num(1.333), "1.33");
         assert_eq!(ratio_num(0.000268), "0.00027");
+        // Bounds outward: what is shown holds what was computed.
+        assert_eq!(ratio_rounded(1.3951, Rounding::Down), "1.39");
+        assert_eq!(ratio_rounded(1.3951, Rounding::Up), "1.40");
+        assert_eq!(ratio_rounded(0.29, Rounding::Down), "0.29");
+        assert_eq!(ratio_rounded(0.29, Rounding::Up), "0.29");
+        assert_eq!(ratio_rounded(0.000268, Rounding::Down), "0.00026");
+        assert_eq!(num_rounded(12.345, Rounding::Up), "12.4");
+        assert_eq!(num_rounded(12345.6, Rounding::Down), "12345");
     }
 
     /// A report of `rounds` rounds of a: iptables at `base[r]`, eBPF at `ebpf[r]`,

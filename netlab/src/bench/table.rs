@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use super::{
     Contender, Scenario,
     goal::Verdict,
-    report::{Figure, Report, num, ratio_num},
+    report::{Figure, Report, Rounding, num, num_rounded, ratio_num, ratio_rounded},
     stats::Estimate,
 };
 
@@ -40,7 +40,12 @@ pub fn value_cell(e: Option<&Estimate>) -> String {
             median,
             interval: Some((lo, hi)),
             ..
-        }) => format!("{} [{}–{}]", num(*median), num(*lo), num(*hi)),
+        }) => format!(
+            "{} [{}–{}]",
+            num(*median),
+            num_rounded(*lo, Rounding::Down),
+            num_rounded(*hi, Rounding::Up)
+        ),
     }
 }
 
@@ -60,8 +65,8 @@ pub fn ratio_cell(symbol: &str, e: Option<&Estimate>) -> String {
         }) => format!(
             "{symbol}{} [{}–{}]",
             ratio_num(*median),
-            ratio_num(*lo),
-            ratio_num(*hi)
+            ratio_rounded(*lo, Rounding::Down),
+            ratio_rounded(*hi, Rounding::Up)
         ),
     }
 }
@@ -357,8 +362,8 @@ mod tests {
             interval: Some((1.21, 1.452)),
             n: 5,
         };
-        assert_eq!(ratio_cell("×", Some(&e)), "×1.33 [1.21–1.45]");
-        assert_eq!(value_cell(Some(&e)), "1.33 [1.21–1.45]");
+        assert_eq!(ratio_cell("×", Some(&e)), "×1.33 [1.21–1.46]");
+        assert_eq!(value_cell(Some(&e)), "1.33 [1.21–1.46]");
         let one = Estimate {
             median: 59498.2,
             interval: None,
@@ -378,6 +383,7 @@ mod tests {
             crate::bench::options::parse_goal("h:cli_rm:ebpf<1000", &o).unwrap(),
         ];
         o.target_width = Some(5.0);
+        o.runs = 3;
         let mut r = super::super::report::Report::new(&o);
         for (i, v) in [10.0, 12.0, 11.0].iter().enumerate() {
             r.start_round(i as u32 + 1);
@@ -411,7 +417,7 @@ mod tests {
         // spreads with the rounds.
         assert!(t.contains("×1.50 [1.50–1.50]"), "{t}");
         assert!(t.contains("v0.75 [0.75–0.75]"), "{t}");
-        assert!(t.contains("16.5 [13.1–20.6]"), "{t}");
+        assert!(t.contains("16.5 [13.1–20.7]"), "{t}");
         assert!(t.contains("\n  ebpf "), "{t}");
         assert!(t.contains("\n  veth "), "{t}");
         assert!(t.contains("n/a: publishing is not implemented"), "{t}");
