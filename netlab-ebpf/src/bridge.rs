@@ -18,7 +18,7 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack, forward, frag, icmp,
+    conntrack, forward, frag, icmp, into_lab,
     maps::{self, Stats},
     nat,
     parse::{self, Kind, Packet},
@@ -59,6 +59,14 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     // Only hairpin is opened here (the destination is the host): nothing to masquerade.
     let found = nat::find_from_container(cfg, st, 0, &pkt, now, &mut hit)?;
     if found.is_none() {
+        return PASS;
+    }
+    // The host routes a hairpin packet with the container's own address, before the
+    // source NAT, which this hook does at once: a route or a rule that refuses that
+    // (`ip rule add from CONTAINER iif BRIDGE prohibit`) is the stack's to act on, on
+    // the packet as it came, and nothing is opened.
+    let sel = into_lab::selectors(ctx, &pkt, found.to.3);
+    if !into_lab::routed(ctx, cfg, pkt.saddr, found.to.1, sel) {
         return PASS;
     }
     let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;

@@ -92,7 +92,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     if found.is_none() {
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, st, &pkt, found.to.0, found.to.1, now);
+    let plan = forward::plan(ctx, cfg, st, &pkt, found.to.0, found.to.1, found.to.3, now);
     if !plan.forwards() {
         return PASS;
     }

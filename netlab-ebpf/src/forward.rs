@@ -121,9 +121,10 @@ pub fn scratch() -> Option<*mut Plan> {
     SCRATCH.get_ptr_mut(0)
 }
 
-/// The fast path's plan for a packet that will leave as `src -> dst` after translation;
-/// [`STACK`] (counted by why) to leave it to the stack. `now` is the coarse second,
-/// which bounds how long a cached next hop is used.
+/// The fast path's plan for a packet that will leave as `src -> dst` (to port
+/// `dport`) after translation; [`STACK`] (counted by why) to leave it to the stack.
+/// `now` is the coarse second, which bounds how long a cached next hop is used.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn plan(
     ctx: &TcContext,
@@ -132,6 +133,7 @@ pub fn plan(
     pkt: &Packet,
     src: u32,
     dst: u32,
+    dport: u16,
     now: u32,
 ) -> Plan {
     if pkt.ttl <= 1 {
@@ -146,7 +148,8 @@ pub fn plan(
         if !fits_bridge(ctx, cfg) {
             return Plan::stack(st, counter::SLOW_MTU);
         }
-        if !into_lab::routed(ctx, cfg, src, dst, now) {
+        let sel = into_lab::selectors(ctx, pkt, dport);
+        if !into_lab::routed(ctx, cfg, pkt.saddr, dst, sel) {
             return Plan::stack(st, counter::SLOW_OTHER);
         }
         return match maps::endpoint(dst) {

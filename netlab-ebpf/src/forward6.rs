@@ -82,7 +82,7 @@ fn make(
         if !forward::fits_bridge(ctx, cfg) {
             return stack(st, counter::SLOW_MTU);
         }
-        if !into_lab::routed6(ctx, cfg, src, dst, now) {
+        if !into_lab::routed6(ctx, cfg, pkt, dst) {
             return stack(st, counter::SLOW_OTHER);
         }
         let Some(ep) = maps::endpoint6(dst) else {

@@ -18,9 +18,17 @@
 //!   setting in force decides (every setting accepts what this lets through). IPv6 has
 //!   no reverse-path filter.
 //!
+//! The lookups carry what the kernel's carry, so that a policy rule sees what it would
+//! see there: the packet's protocol, its ports (TCP and UDP), its TOS (IPv4) or
+//! traffic class and flow label (IPv6), the destination and its port as translated,
+//! and the source as it came, before any source NAT (a hairpin packet is routed before
+//! POSTROUTING, with the container's own address). A rule on the firewall mark is not
+//! seen (the lookup takes no mark before Linux 6.10).
+//!
 //! Anything else is left to the stack, translated. The answer is kept per CPU for the
-//! rest of the coarse second, per source, destination and device, as the next hops are
-//! ([`crate::next_hop`]): a setting or a route changed is seen within a second.
+//! rest of the coarse second, per source, destination, ports, protocol, TOS and device,
+//! as the next hops are ([`crate::next_hop`]): a setting or a route changed is seen
+//! within a second.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
@@ -28,11 +36,17 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::TcContext,
 };
-use netlab_common::{addr::Addr6, config::Config};
+use netlab_common::{
+    addr::Addr6,
+    config::Config,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+};
 
 use crate::{
+    conntrack,
     fib::{self, AF_INET, AF_INET6},
     maps,
+    parse::Packet,
 };
 
 /// Slots per CPU (a power of two), for each family.
@@ -45,6 +59,12 @@ const SLOTS: u32 = 256;
 pub struct Checked<A> {
     src: A,
     dst: A,
+    /// Source and destination port (network order), as one word.
+    ports: u32,
+    /// The protocol, and the TOS (IPv4) above it.
+    proto_tos: u32,
+    /// IPv6: the traffic class and flow label (network order); 0 for IPv4.
+    flowinfo: u32,
     /// The device the packet was seen on.
     dev: u32,
     /// The coarse second of the lookup; 0: never looked up.
@@ -84,39 +104,78 @@ fn device(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-/// Whether the lab host forwards an IPv4 packet, translated to `src -> dst` (a
-/// container), into the lab, as seen in the second `now`. A BPF subprogram: inlined,
-/// it would add to the frame of every program that plans. What it needs after a
-/// helper call it reads back from the slot rather than keep in its own frame, which
-/// the verifier adds to the uplink program's (Linux 6.1 allows 512 bytes for the
-/// chain).
+/// Whether the kernel's route lookup takes ports of the protocol (its flow dissector
+/// reads them for TCP and UDP; an ICMP echo's identifier is no port to it).
+#[inline(always)]
+fn has_ports(proto: u8) -> bool {
+    proto == IPPROTO_TCP || proto == IPPROTO_UDP
+}
+
+/// What an IPv4 packet's route lookup takes besides its addresses, packed in one word
+/// (a BPF subprogram takes five arguments): the source and destination port (network
+/// order; 0 but for TCP and UDP), the protocol and the TOS.
+#[inline(always)]
+pub fn selectors(ctx: &TcContext, pkt: &Packet, dport: u16) -> u64 {
+    let (sport, dport) = if has_ports(pkt.proto) {
+        (pkt.sport, dport)
+    } else {
+        (0, 0)
+    };
+    let tos: u8 = ctx.load(pkt.l3_off + 1).unwrap_or(0);
+    sport as u64 | (dport as u64) << 16 | (pkt.proto as u64) << 32 | (tos as u64) << 40
+}
+
+/// Whether the lab host forwards an IPv4 packet from `src` (as it came, before any
+/// source NAT), translated to `dst` (a container), into the lab, as seen this coarse
+/// second; `sel` from [`selectors`]. A BPF subprogram: inlined, it would add to the
+/// frame of every program that plans. What it needs after a helper call it reads back
+/// from the slot rather than keep in its own frame, which the verifier adds to the
+/// uplink program's (Linux 6.1 allows 512 bytes for the chain).
 #[inline(never)]
-pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, now: u32) -> bool {
-    let slot = ((src ^ dst).wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
+pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, sel: u64) -> bool {
+    let now = conntrack::now();
+    let ports = sel as u32;
+    let proto_tos = (sel >> 32) as u32;
+    let slot = ((src ^ dst ^ ports).wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
     let Some(c) = INTO_LAB.get_ptr_mut(slot) else {
         return false;
     };
     let c = unsafe { &mut *c };
-    if c.at == now && now != 0 && c.src == src && c.dst == dst && c.dev == device(ctx) {
+    if c.at == now
+        && now != 0
+        && c.src == src
+        && c.dst == dst
+        && c.ports == ports
+        && c.proto_tos == proto_tos
+        && c.dev == device(ctx)
+    {
         return c.ok != 0;
     }
     c.src = src;
     c.dst = dst;
+    c.ports = ports;
+    c.proto_tos = proto_tos;
     c.dev = device(ctx);
     c.at = now;
     // Until the answer: whether it came from outside (its route back is checked).
     c.ok = from_outside(cfg, c.dev) as u32;
-    let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
+    let f = fib::params(cfg, &mut c.words, AF_INET, c.proto_tos as u8, 0);
     if c.ok != 0 {
         f.ifindex = c.dev;
     }
+    f.sport = c.ports as u16;
+    f.dport = (c.ports >> 16) as u16;
+    f.__bindgen_anon_2.tos = (c.proto_tos >> 8) as u8;
     f.__bindgen_anon_3.ipv4_src = c.src;
     f.__bindgen_anon_4.ipv4_dst = c.dst;
     let mut ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;
     if ok && c.ok != 0 {
         // The kernel's reverse lookup: from the container back to the source, as from
-        // the device the packet is forwarded out by (the bridge).
-        let f = fib::params(cfg, &mut c.words, AF_INET, 0, 0);
+        // the device the packet is forwarded out by (the bridge), ports swapped.
+        let f = fib::params(cfg, &mut c.words, AF_INET, c.proto_tos as u8, 0);
+        f.sport = (c.ports >> 16) as u16;
+        f.dport = c.ports as u16;
+        f.__bindgen_anon_2.tos = (c.proto_tos >> 8) as u8;
         f.__bindgen_anon_3.ipv4_src = c.dst;
         f.__bindgen_anon_4.ipv4_dst = c.src;
         ok = found(fib::run(ctx, f)) && f.ifindex == c.dev;
@@ -125,27 +184,53 @@ pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, now: u32) -> bo
     ok
 }
 
-/// [`routed`] for IPv6 (no reverse-path filter). A BPF subprogram.
+/// [`routed`] for an IPv6 packet `pkt` translated already to `dst` (its ports are
+/// read from it), which has no reverse-path filter. A BPF subprogram.
 #[inline(never)]
-pub fn routed6(ctx: &TcContext, cfg: &Config, src: &Addr6, dst: &Addr6, now: u32) -> bool {
-    let mix = src[3] ^ src[2] ^ dst[3] ^ dst[2];
+pub fn routed6(ctx: &TcContext, cfg: &Config, pkt: &Packet<Addr6>, dst: &Addr6) -> bool {
+    let now = conntrack::now();
+    let ports: u32 = if has_ports(pkt.proto) {
+        ctx.load(pkt.l4_off).unwrap_or(0)
+    } else {
+        0
+    };
+    // The version, traffic class and flow label word; the version left out.
+    let flowinfo: u32 = ctx.load::<u32>(pkt.l3_off).unwrap_or(0) & 0x0fff_ffffu32.to_be();
+    let src = &pkt.saddr;
+    let mix = src[3] ^ src[2] ^ dst[3] ^ dst[2] ^ ports;
     let slot = (mix.wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
     let Some(c) = INTO_LAB6.get_ptr_mut(slot) else {
         return false;
     };
     let c = unsafe { &mut *c };
-    if c.at == now && now != 0 && c.src == *src && c.dst == *dst && c.dev == device(ctx) {
+    if c.at == now
+        && now != 0
+        && c.src == *src
+        && c.dst == *dst
+        && c.ports == ports
+        && c.proto_tos == pkt.proto as u32
+        && c.flowinfo == flowinfo
+        && c.dev == device(ctx)
+    {
         return c.ok != 0;
     }
     c.src = *src;
     c.dst = *dst;
+    c.ports = ports;
+    c.proto_tos = pkt.proto as u32;
+    c.flowinfo = flowinfo;
     c.dev = device(ctx);
     c.at = now;
     c.ok = from_outside(cfg, c.dev) as u32;
-    let f = fib::params(cfg, &mut c.words, AF_INET6, 0, 0);
+    let f = fib::params(cfg, &mut c.words, AF_INET6, c.proto_tos as u8, 0);
     if c.ok != 0 {
         f.ifindex = c.dev;
     }
+    // The two ports as they lie in the header: source, then destination.
+    let p = c.ports.to_ne_bytes();
+    f.sport = u16::from_ne_bytes([p[0], p[1]]);
+    f.dport = u16::from_ne_bytes([p[2], p[3]]);
+    f.__bindgen_anon_2.flowinfo = c.flowinfo;
     f.__bindgen_anon_3.ipv6_src = c.src;
     f.__bindgen_anon_4.ipv6_dst = c.dst;
     let ok = found(fib::run(ctx, f)) && f.ifindex == cfg.bridge_ifindex;

@@ -169,7 +169,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         rewrite::apply(ctx, &pkt, &e, false)?;
         return PASS;
     }
-    let plan = forward::plan(ctx, cfg, st, &pkt, e.saddr, e.daddr, now);
+    let plan = forward::plan(ctx, cfg, st, &pkt, e.saddr, e.daddr, e.dport, now);
     rewrite::apply(ctx, &pkt, &e, plan.forwards())?;
     if !plan.forwards() {
         return PASS;

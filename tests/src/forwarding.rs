@@ -129,7 +129,9 @@ fn arrives(receiver: &UdpSocket, payload: &str, expected: bool) -> bool {
 /// With `udp 5300:53` published from container `web` at `ctr`, on `lab` (a sandbox
 /// lab): a datagram from wan to the published port arrives, but neither on its tracked
 /// flow nor as a new one while the lab host has a blackhole route to the container, or
-/// a rule that prohibits what comes in by the uplink; with them gone, it arrives again.
+/// a rule that prohibits what comes in by the uplink (or, in by the uplink, UDP to the
+/// container's port 53); with them gone, it arrives again. IPv4: a container's hairpin
+/// datagram to its own published port, from its own address, which a rule prohibits.
 /// The kernel refuses such a packet in its route lookup after DNAT; the eBPF fast path
 /// asks the same lookup before it carries one in (a change seen within a second).
 pub fn routes_and_rules_hold(lab: &Lab, dp: &str, f: &Family, ctr: &str) {
@@ -183,4 +185,35 @@ pub fn routes_and_rules_hold(lab: &Lab, dp: &str, f: &Family, ctr: &str) {
     );
     host(&["rule", "del", "pref", "100"]);
     assert!(arrives(&tracked, b"last"), "{dp}: the rule gone");
+    // A rule on what the kernel's lookup sees after DNAT: the protocol and the
+    // container's port.
+    host(&[
+        "rule", "add", "iif", "eth0", "ipproto", "udp", "dport", "53", "prohibit", "pref", "100",
+    ]);
+    assert!(
+        !arrives(&tracked, b"to port 53"),
+        "{dp}: a tracked flow in by the uplink to a port a rule prohibits"
+    );
+    assert!(
+        !arrives(&client(5558), b"to port 53 too"),
+        "{dp}: a new flow in by the uplink to a port a rule prohibits"
+    );
+    host(&["rule", "del", "pref", "100"]);
+    if f.v6() {
+        return;
+    }
+    // Hairpin: the container's own address is what the lookup sees, before the
+    // source NAT that gives it the bridge's (IPv6 hairpin is bridged on the classic
+    // datapaths, and never asks a route on eBPF's fast path).
+    let bridge = lab.state().bridge;
+    let own = udp(&lab.ns("web"), &f.at(f.any, 6000));
+    assert!(arrives(&own, b"hairpin"), "{dp}: hairpin");
+    host(&[
+        "rule", "add", "from", ctr, "iif", &bridge, "prohibit", "pref", "100",
+    ]);
+    assert!(
+        !arrives(&own, b"quarantined"),
+        "{dp}: hairpin from a container a rule prohibits"
+    );
+    host(&["rule", "del", "pref", "100"]);
 }
