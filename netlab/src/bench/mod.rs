@@ -321,29 +321,42 @@ pub fn run(opts: &Options) -> Result<Report> {
             continue;
         };
         // Stein's two stages: the first --runs rounds decide, from their spread alone,
-        // how many rounds each interval too wide gets; the rounds added are not
-        // looked at to stop (that would pick the narrowest-looking spread).
+        // the round each interval too wide runs to; the rounds added are not looked at
+        // to stop (that would pick the narrowest-looking spread). An interval without
+        // a spread from them (a side failed all but one) gets no rounds: nothing would
+        // give it one.
         if round == opts.runs {
             needs = report
                 .wide(width)
                 .into_iter()
-                .map(|w| {
-                    let n =
-                        stats::values_needed(w.estimate.as_ref(), width, opts.runs, opts.max_runs);
-                    (w, n)
+                .filter_map(|w| {
+                    let e = w.estimate.as_ref()?;
+                    let values = stats::values_needed(Some(e), width)?;
+                    // Rounds in which a side failed gave no value: as many again.
+                    let last = values.saturating_add(opts.runs.saturating_sub(e.n as u32));
+                    Some((w, last))
                 })
                 .collect();
         }
         let wide: Vec<Standing> = needs
             .iter()
-            .filter(|(_, n)| *n > round)
+            .filter(|(_, last)| (*last).min(opts.max_runs) > round)
             .map(|(w, _)| w.clone())
             .collect();
         if wide.is_empty() {
-            progress!(
-                "netlab bench: {round} round(s), as many as the first {} asked for to get within {width} %",
-                opts.runs
-            );
+            let asked = needs.iter().map(|(_, last)| *last).max().unwrap_or(round);
+            if asked > round {
+                progress!(
+                    "netlab bench: --max-runs {} reached; the first {} round(s) asked for up to {asked} to get within {width} %",
+                    opts.max_runs,
+                    opts.runs
+                );
+            } else {
+                progress!(
+                    "netlab bench: {round} round(s), as many as the first {} asked for to get within {width} %",
+                    opts.runs
+                );
+            }
             break;
         }
         if round < opts.max_runs {
@@ -385,10 +398,11 @@ fn next_round(opts: &Options, wide: &[Standing]) -> Vec<(Contender, Scenario)> {
 
 /// The order of round `round` (from 0): `contenders` starting one further along every
 /// second round, and backwards in every odd one (A B C, C B A, B C A, A C B, ...), so
-/// that any two contenders swap places from one round to the next: each goes first
-/// as often as the other, and a drift within a round cancels over two. A rotation
-/// alone keeps every contender behind the same one (A B C, B C A: A before B in two
-/// rounds of three, and always just before it).
+/// that any two contenders swap places between rounds 0 and 1, 2 and 3, ...: each goes
+/// first as often as the others over twice as many rounds as contenders, and a drift
+/// within a round cancels over each such pair. A rotation alone keeps every contender
+/// behind the same one (A B C, B C A: A before B in two rounds of three, and always
+/// just before it).
 fn order(contenders: &[Contender], round: usize) -> Vec<Contender> {
     let n = contenders.len().max(1);
     let by = round / 2;

@@ -343,6 +343,11 @@ impl Options {
                 "--max-runs {max_runs} is fewer than --runs {runs}: the first {runs} rounds always run"
             )));
         }
+        if target_width.is_some() && drop_disturbed {
+            return Err(Error::Invalid(
+                "--drop-disturbed decides from all the rounds which ones count, where --target-width's intervals take their spread from the first --runs as they were: give one of the two".into(),
+            ));
+        }
         if target_width.is_some() && runs < 2 {
             return Err(Error::Invalid(
                 "--target-width needs --runs 2 or more: the spread of the first rounds decides how many more each interval gets".into(),
@@ -922,12 +927,12 @@ mod tests {
             f.target_width = Some("2.5%");
             f.max_runs = Some("8");
             f.goals = goals;
-            f.drop_disturbed = true;
         })
         .unwrap();
         assert_eq!((o.target_width, o.max_runs), (Some(2.5), 8));
         assert_eq!(o.goals.len(), 2);
         assert_eq!(o.goals[1].subject.metric, Metric::P99);
+        let o = with(|f| f.drop_disturbed = true).unwrap();
         assert!(o.drop_disturbed);
         // A peer tool adds its figures to its scenario, and a measurement per round.
         let o = with(|f| f.tool = "sockperf").unwrap();
@@ -991,6 +996,13 @@ mod tests {
                     f.runs = "1";
                 }),
                 "--runs 2 or more",
+            ),
+            (
+                Box::new(|f| {
+                    f.target_width = Some("5");
+                    f.drop_disturbed = true;
+                }),
+                "give one of the two",
             ),
             (Box::new(move |f| f.goals = goal), "not in --datapath"),
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),

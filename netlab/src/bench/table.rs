@@ -339,7 +339,7 @@ fn target(r: &Report, out: &mut String) {
             };
             let how = match e {
                 Some(e) if e.interval.is_some() => format!("{:.1} % wide", e.width_pct()),
-                _ => "no interval: fewer than two paired rounds".into(),
+                _ => "no interval: fewer than two paired rounds among the first --runs".into(),
             };
             vec![w.subject.describe(), shown, how]
         })
