@@ -61,13 +61,17 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     if found.is_none() {
         return PASS;
     }
-    // The host routes a hairpin packet with the container's own address, before the
-    // source NAT, which this hook does at once: a route or a rule that refuses that
-    // (`ip rule add from CONTAINER iif BRIDGE prohibit`) is the stack's to act on, on
-    // the packet as it came, and nothing is opened.
-    let sel = into_lab::selectors(ctx, &pkt, found.to.3);
-    if !into_lab::routed(ctx, cfg, pkt.saddr, found.to.1, sel) {
-        return PASS;
+    // The host routes a hairpin packet into a container with the sender's own
+    // address, before the source NAT, which this hook does at once: a route or a rule
+    // that refuses that (`ip rule add from CONTAINER iif BRIDGE prohibit`) is the
+    // stack's to act on, on the packet as it came, and nothing is opened. (A reply to
+    // the host, whose flow the host began, is delivered, not forwarded.)
+    let to = found.to.1;
+    if cfg.in_subnet(to) && to != cfg.bridge_addr {
+        let sel = into_lab::selectors(ctx, &pkt, found.to.3);
+        if !into_lab::routed(ctx, cfg, pkt.saddr, to, sel) {
+            return PASS;
+        }
     }
     let e = nat::commit(ctx, cfg, st, &found, &hit, &pkt, now)?;
     frag::remember(&pkt, ZONE_FROM_CTR, &e, now);

@@ -61,6 +61,9 @@ struct Datapath {
     /// default): a real uplink's for the fast path, which checks the route back to a
     /// source leaves by it.
     uplink_dev: Option<u32>,
+    /// The interface the bridge's program sees frames on (`None`: loopback): a real
+    /// bridge's where its hairpin route check is to see the lab host's routes.
+    bridge_dev: Option<u32>,
 }
 
 impl Datapath {
@@ -85,12 +88,17 @@ impl Datapath {
         Self {
             bpf,
             uplink_dev: None,
+            bridge_dev: None,
         }
     }
 
     /// Runs program `prog` on `frame`; returns the verdict and the output frame.
     fn run(&mut self, prog: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.run_on(prog, frame, None)
+        let dev = match prog {
+            names::PROG_BRIDGE_INGRESS => self.bridge_dev,
+            _ => None,
+        };
+        self.run_on(prog, frame, dev)
     }
 
     /// [`Self::run`] with the frame on interface `dev` (`None`: loopback).
@@ -858,60 +866,77 @@ fn an_orphaned_half_never_translates() {
     assert_eq!((v.dst(), v.dport()), (CTR2, 1000));
 }
 
+/// Runs `body` with the datapath of `cfg` on a sandbox lab's bridge, in its lab host:
+/// hairpin at the bridge asks the lab host's routes (the route into the container,
+/// with the container's own address), which a made-up bridge does not have.
+fn in_a_lab_host(cfg: Config, body: impl FnOnce(&mut Datapath) + Send) {
+    let lab = netlab_tests::Lab::sandbox(&[]);
+    let host = lab.ns("host");
+    let (bridge, _) = link_of(&host, &lab.state().bridge);
+    let mut dp = Datapath::new(Config {
+        bridge_ifindex: bridge,
+        ..cfg
+    });
+    dp.bridge_dev = Some(bridge);
+    netlab_tests::in_ns(&host, || body(&mut dp));
+}
+
 #[test]
 fn replies_to_host_connections_on_a_published_port_are_left_alone() {
-    let mut dp = Datapath::new(config());
-    let bridge = Ipv4Addr::new(172, 18, 0, 1);
-    dp.publish(40_000, TCP, CTR2, 80);
-    // A host-local client on 172.18.0.1:40000 talks to CTR:80; CTR's SYN-ACK is a reply.
-    let synack = Ipv4::new(CTR, bridge, TCP).tcp(80, 40_000, SYN | ACK, b"");
-    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &synack);
-    assert_eq!(verdict, TC_ACT_UNSPEC);
-    assert_frames_eq(&out, &synack);
-    // A SYN to the same published port from a container is hairpin.
-    let syn = Ipv4::new(CTR, bridge, TCP).tcp(33_000, 40_000, SYN, b"");
-    let (_, out) = dp.run(names::PROG_BRIDGE_INGRESS, &syn);
-    let v = View::new(&out);
-    assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 80));
-    assert!(v.ip_csum_ok() && v.l4_csum_ok());
+    in_a_lab_host(config(), |dp| {
+        let bridge = Ipv4Addr::new(172, 18, 0, 1);
+        dp.publish(40_000, TCP, CTR2, 80);
+        // A host-local client on 172.18.0.1:40000 talks to CTR:80; CTR's SYN-ACK is a reply.
+        let synack = Ipv4::new(CTR, bridge, TCP).tcp(80, 40_000, SYN | ACK, b"");
+        let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &synack);
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        assert_frames_eq(&out, &synack);
+        // A SYN to the same published port from a container is hairpin.
+        let syn = Ipv4::new(CTR, bridge, TCP).tcp(33_000, 40_000, SYN, b"");
+        let (_, out) = dp.run(names::PROG_BRIDGE_INGRESS, &syn);
+        let v = View::new(&out);
+        assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 80));
+        assert!(v.ip_csum_ok() && v.l4_csum_ok());
 
-    // The same at the uplink: wan's SYN-ACK to the host's own connection from port
-    // 40000 is a reply; a SYN from wan to 40000 is a published connection.
-    let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(443, 40_000, SYN | ACK, b"");
-    let (verdict, out) = dp.ingress(&synack);
-    assert_eq!(verdict, TC_ACT_UNSPEC);
-    assert_frames_eq(&out, &synack);
-    let syn = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b"");
-    let (_, out) = dp.ingress(&syn);
-    assert_frames_eq(
-        &out,
-        &Ipv4::new(INTERNET, CTR2, TCP).tcp(50_000, 80, SYN, b""),
-    );
+        // The same at the uplink: wan's SYN-ACK to the host's own connection from port
+        // 40000 is a reply; a SYN from wan to 40000 is a published connection.
+        let synack = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(443, 40_000, SYN | ACK, b"");
+        let (verdict, out) = dp.ingress(&synack);
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        assert_frames_eq(&out, &synack);
+        let syn = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b"");
+        let (_, out) = dp.ingress(&syn);
+        assert_frames_eq(
+            &out,
+            &Ipv4::new(INTERNET, CTR2, TCP).tcp(50_000, 80, SYN, b""),
+        );
+    });
 }
 
 /// Found by the fuzz test: the first fragment of a hairpin datagram was translated at
 /// bridge ingress, the rest went to the lab host untranslated.
 #[test]
 fn hairpin_fragments_follow_their_first() {
-    let mut dp = Datapath::new(config());
-    let bridge = Ipv4Addr::new(172, 18, 0, 1);
-    dp.publish(5353, UDP, CTR2, 53);
-    let whole = ip_of(&Ipv4::new(CTR, UPLINK_ADDR, UDP).udp(40_000, 5353, &[7; 24]));
-    let udp = &whole[20..];
-    let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
-    first.frag = 0x2000;
-    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &first.frame(&udp[..16]));
-    assert_eq!(verdict, TC_ACT_UNSPEC);
-    let v = View::new(&out);
-    assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 53));
-    let mut rest = Ipv4::new(CTR, UPLINK_ADDR, UDP);
-    rest.frag = 2;
-    let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &rest.frame(&udp[16..]));
-    assert_eq!(verdict, TC_ACT_UNSPEC);
-    let mut want = Ipv4::new(bridge, CTR2, UDP);
-    want.frag = 2;
-    assert_frames_eq(&out, &want.frame(&udp[16..]));
-    assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+    in_a_lab_host(config(), |dp| {
+        let bridge = Ipv4Addr::new(172, 18, 0, 1);
+        dp.publish(5353, UDP, CTR2, 53);
+        let whole = ip_of(&Ipv4::new(CTR, UPLINK_ADDR, UDP).udp(40_000, 5353, &[7; 24]));
+        let udp = &whole[20..];
+        let mut first = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+        first.frag = 0x2000;
+        let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &first.frame(&udp[..16]));
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        let v = View::new(&out);
+        assert_eq!((v.src(), v.dst(), v.dport()), (bridge, CTR2, 53));
+        let mut rest = Ipv4::new(CTR, UPLINK_ADDR, UDP);
+        rest.frag = 2;
+        let (verdict, out) = dp.run(names::PROG_BRIDGE_INGRESS, &rest.frame(&udp[16..]));
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        let mut want = Ipv4::new(bridge, CTR2, UDP);
+        want.frag = 2;
+        assert_frames_eq(&out, &want.frame(&udp[16..]));
+        assert_eq!(dp.stat(counter::FRAGMENTS_TRANSLATED), 1);
+    });
 }
 
 /// Found by the fuzz test: hairpin from a container to a port published to itself, from
@@ -921,18 +946,22 @@ fn hairpin_fragments_follow_their_first() {
 /// not free.
 #[test]
 fn a_nat_port_that_would_make_a_flow_its_own_reply_is_not_free() {
-    let mut dp = Datapath::new(Config {
-        nat_port_min: 20_001,
-        nat_port_max: 20_001,
-        ..config()
-    });
-    dp.publish(20_001, TCP, CTR, 53);
-    let bridge = Ipv4Addr::new(172, 18, 0, 1);
-    let syn = Ipv4::new(CTR, bridge, TCP).tcp(53, 20_001, SYN, b"");
-    assert_eq!(dp.run(names::PROG_BRIDGE_INGRESS, &syn).0, TC_ACT_SHOT);
-    assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
-    assert_eq!(dp.stat(DropReason::CtInsertFailed.index()), 0);
-    assert!(dp.table(names::CT_PENDING).is_empty());
+    in_a_lab_host(
+        Config {
+            nat_port_min: 20_001,
+            nat_port_max: 20_001,
+            ..config()
+        },
+        |dp| {
+            dp.publish(20_001, TCP, CTR, 53);
+            let bridge = Ipv4Addr::new(172, 18, 0, 1);
+            let syn = Ipv4::new(CTR, bridge, TCP).tcp(53, 20_001, SYN, b"");
+            assert_eq!(dp.run(names::PROG_BRIDGE_INGRESS, &syn).0, TC_ACT_SHOT);
+            assert_eq!(dp.stat(DropReason::PortsExhausted.index()), 1);
+            assert_eq!(dp.stat(DropReason::CtInsertFailed.index()), 0);
+            assert!(dp.table(names::CT_PENDING).is_empty());
+        },
+    );
 }
 
 /// Every program verifies with room to spare, debug logs included: the verifier's
