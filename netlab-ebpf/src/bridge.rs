@@ -69,7 +69,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     let to = found.to.1;
     if cfg.in_subnet(to) && to != cfg.bridge_addr {
         let sel = into_lab::selectors(ctx, &pkt, found.to.3);
-        if !into_lab::routed(ctx, cfg, pkt.saddr, to, sel) {
+        if !into_lab::routed(ctx, pkt.saddr, to, sel, now) {
             return PASS;
         }
     }

@@ -149,7 +149,7 @@ pub fn plan(
             return Plan::stack(st, counter::SLOW_MTU);
         }
         let sel = into_lab::selectors(ctx, pkt, dport);
-        if !into_lab::routed(ctx, cfg, pkt.saddr, dst, sel) {
+        if !into_lab::routed(ctx, pkt.saddr, dst, sel, now) {
             return Plan::stack(st, counter::SLOW_OTHER);
         }
         return match maps::endpoint(dst) {

@@ -82,7 +82,7 @@ fn make(
         if !forward::fits_bridge(ctx, cfg) {
             return stack(st, counter::SLOW_MTU);
         }
-        if !into_lab::routed6(ctx, cfg, pkt, dst) {
+        if !into_lab::routed6(ctx, pkt, dst, now) {
             return stack(st, counter::SLOW_OTHER);
         }
         let Some(ep) = maps::endpoint6(dst) else {

@@ -43,7 +43,6 @@ use netlab_common::{
 };
 
 use crate::{
-    conntrack,
     fib::{self, AF_INET, AF_INET6},
     maps,
     parse::Packet,
@@ -126,14 +125,16 @@ pub fn selectors(ctx: &TcContext, pkt: &Packet, dport: u16) -> u64 {
 }
 
 /// Whether the lab host forwards an IPv4 packet from `src` (as it came, before any
-/// source NAT), translated to `dst` (a container), into the lab, as seen this coarse
-/// second; `sel` from [`selectors`]. A BPF subprogram: inlined, it would add to the
-/// frame of every program that plans. What it needs after a helper call it reads back
-/// from the slot rather than keep in its own frame, which the verifier adds to the
-/// uplink program's (Linux 6.1 allows 512 bytes for the chain).
+/// source NAT), translated to `dst` (a container), into the lab, as seen in the coarse
+/// second `now`; `sel` from [`selectors`]. A BPF subprogram: inlined, it would add to
+/// the frame of every program that plans. What it needs after a helper call it reads
+/// back from the slot rather than keep in its own frame, which the verifier adds to the
+/// uplink program's (Linux 6.1 allows 512 bytes for the chain); the lab's configuration
+/// it reads from the read-only global, which leaves room for `now` in the five
+/// arguments a subprogram takes.
 #[inline(never)]
-pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, sel: u64) -> bool {
-    let now = conntrack::now();
+pub fn routed(ctx: &TcContext, src: u32, dst: u32, sel: u64, now: u32) -> bool {
+    let cfg = maps::config();
     let ports = sel as u32;
     let proto_tos = (sel >> 32) as u32;
     let slot = ((src ^ dst ^ ports).wrapping_mul(0x9e37_79b1) >> 24) & (SLOTS - 1);
@@ -187,8 +188,8 @@ pub fn routed(ctx: &TcContext, cfg: &Config, src: u32, dst: u32, sel: u64) -> bo
 /// [`routed`] for an IPv6 packet `pkt` translated already to `dst` (its ports are
 /// read from it), which has no reverse-path filter. A BPF subprogram.
 #[inline(never)]
-pub fn routed6(ctx: &TcContext, cfg: &Config, pkt: &Packet<Addr6>, dst: &Addr6) -> bool {
-    let now = conntrack::now();
+pub fn routed6(ctx: &TcContext, pkt: &Packet<Addr6>, dst: &Addr6, now: u32) -> bool {
+    let cfg = maps::config();
     let ports: u32 = if has_ports(pkt.proto) {
         ctx.load(pkt.l4_off).unwrap_or(0)
     } else {
