@@ -198,9 +198,14 @@ impl CniWorld {
         }
     }
 
-    /// Runs the plugin in the runtime's namespace with `env` and `conf` on stdin.
+    /// Runs the plugin in the runtime's namespace with `env` and `conf` on stdin, and in
+    /// the runtime's mount namespace when it has one of its own (podman's, where the
+    /// lab's pins are: a runtime calls its plugins where it runs).
     pub fn call(&self, env: &[(&str, &str)], stdin: &str) -> Reply {
         let mut cmd = Command::new("nsenter");
+        if let Some(ns) = self.lab.as_ref().and_then(|l| l.mount_ns.as_ref()) {
+            cmd.arg(format!("--mount={}", ns.display()));
+        }
         cmd.arg(format!("--net={}", self.host().display()))
             .arg(cni_bin())
             .stdin(Stdio::piped())

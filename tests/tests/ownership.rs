@@ -127,6 +127,49 @@ fn a_refused_up_leaves_pins_and_cgroups_it_did_not_make() {
     lab.forget();
 }
 
+/// Under `ip netns exec`, which mounts a /sys of its own, an eBPF lab's pins are out of
+/// sight: a command there is refused in one line naming the cause (exit 1: nothing is
+/// wrong with the input), before it reads or changes anything: no journal is left for
+/// the next command to settle, and the lab stays whole (`down` there is refused too).
+#[test]
+fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "web"]);
+    let host = format!("{}-host", lab.name);
+    let elsewhere = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host])
+            .arg(netlab_bin())
+            .args(["--lab", &lab.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("netlab: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: {err:?}"
+        );
+        assert!(err.contains("no bpffs in this mount namespace"), "{err}");
+    };
+    for args in [
+        &["publish", "web", "9500:80"][..],
+        &["status"],
+        &["rm", "web"],
+        &["down"],
+    ] {
+        elsewhere(args);
+    }
+    let journal = netlab::store::record_file(&lab.name, "journal.json");
+    assert!(
+        !journal.exists(),
+        "a refused command left {}",
+        journal.display()
+    );
+    assert!(!lab.ok(&["ports"]).contains("9500"));
+    assert!(lab.ok(&["status"]).contains("web"));
+}
+
 /// An eBPF lab's own cgroup is the one its hooks are attached to (the kernel's record
 /// in their links): one made again at its path behind netlab's back is not joined by
 /// `exec host`, and `down` leaves it and its processes alone.

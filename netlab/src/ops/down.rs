@@ -16,6 +16,9 @@ use crate::{
 pub fn down(lab: &str) -> Result<()> {
     let lock = Locked::acquire(lab)?;
     let state = lock.load()?;
+    if let Some(state) = &state {
+        super::pins_visible(state)?;
+    }
     take_down(lock, state)
 }
 

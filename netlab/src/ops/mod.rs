@@ -19,7 +19,7 @@ pub use up::{UpRequest, up};
 use crate::{
     datapath::{self, Datapath},
     error::{Error, Result},
-    lab::LabState,
+    lab::{DatapathKind, LabState},
     store::Locked,
     topology,
 };
@@ -28,6 +28,16 @@ use crate::{
 pub struct Session {
     lock: Locked,
     pub state: LabState,
+}
+
+/// Refuses a lab whose eBPF datapath is pinned where the pins cannot be seen (see
+/// [`crate::datapath::ebpf::pins::require_visible`]), before anything reads or
+/// changes it.
+pub(crate) fn pins_visible(state: &LabState) -> Result<()> {
+    if state.datapath == DatapathKind::Ebpf && state.datapath_made {
+        crate::datapath::ebpf::pins::require_visible(&state.name)?;
+    }
+    Ok(())
 }
 
 /// Why a lab whose state exists cannot be used as it is.
@@ -47,6 +57,7 @@ impl Session {
     pub fn open(lab: &str) -> Result<Self> {
         let lock = Locked::acquire(lab)?;
         let state = lock.require()?;
+        pins_visible(&state)?;
         match unusable(&state) {
             None => Self::settled(lock, state),
             Some(Unusable::Unfinished) => Err(Error::Invalid(format!(
@@ -72,6 +83,7 @@ impl Session {
         let Some(state) = lock.load()? else {
             return Ok(None);
         };
+        pins_visible(&state)?;
         if unusable(&state).is_some() {
             down::clean(&lock, &state)?;
             return Ok(None);
@@ -87,6 +99,7 @@ impl Session {
     pub fn open_or_up(req: &UpRequest) -> Result<(Self, bool)> {
         let lock = Locked::acquire(&req.lab)?;
         if let Some(state) = lock.load()? {
+            pins_visible(&state)?;
             let Some(why) = unusable(&state) else {
                 return Ok((Self::settled(lock, state)?, false));
             };

@@ -86,6 +86,22 @@ fn is_bpffs() -> Result<bool> {
     Ok(st.filesystem_type().0 as i64 == BPF_FS_MAGIC)
 }
 
+/// Refuses to go on with lab `lab`, whose datapath is pinned, where /sys/fs/bpf is not
+/// a bpffs: a mount namespace of its own (`ip netns exec` mounts a fresh /sys), where
+/// its pins cannot be seen; a command there would take them for gone, and change the
+/// lab by halves.
+pub fn require_visible(lab: &str) -> Result<()> {
+    if is_bpffs()? {
+        return Ok(());
+    }
+    Err(Error::ebpf(
+        "open pins",
+        format!(
+            "lab {lab} runs on eBPF but {BPFFS} is no bpffs in this mount namespace (`ip netns exec` mounts a /sys of its own): run netlab outside it, e.g. `netlab exec --lab {lab} host -- CMD` or `nsenter --net=/run/netns/NS CMD`"
+        ),
+    ))
+}
+
 /// Mounts bpffs on /sys/fs/bpf unless one is there already (equivalent to
 /// `mount -t bpf bpf /sys/fs/bpf`), remembers that netlab mounted it, and makes the
 /// lab's pin directory.
