@@ -281,7 +281,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     };
     let more = match opts.target_width {
         Some(w) => format!(
-            "; then more rounds, up to {}, until every ratio's interval is within {w} %",
+            "; then as many rounds more, up to {}, as the first rounds' spread says every ratio's interval needs to be within {w} %",
             opts.max_runs
         ),
         None => String::new(),

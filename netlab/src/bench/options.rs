@@ -37,8 +37,8 @@ pub struct Options {
     pub svg: Option<PathBuf>,
     /// Of every interval, 0.5-1 (`--confidence` is in %).
     pub confidence: f64,
-    /// `--target-width`: more rounds until every ratio's interval is at most this
-    /// wide, % of the ratio.
+    /// `--target-width`: as many rounds more as the first rounds' spread says every
+    /// ratio's interval needs to be at most this wide, % of the ratio.
     pub target_width: Option<f64>,
     /// The most rounds; `runs` without a target.
     pub max_runs: u32,

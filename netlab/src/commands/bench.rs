@@ -43,8 +43,9 @@ pub struct Args {
     /// Confidence of every interval, in % (above 50, at most 99.9999).
     #[arg(long, default_value = "95", allow_negative_numbers = true)]
     pub confidence: String,
-    /// Add rounds until every ratio's interval is at most PCT % of the ratio wide
-    /// (5: ±2.5 %), or --max-runs is reached.
+    /// After the first --runs rounds, add as many as their spread says every ratio's
+    /// interval needs to be at most PCT % of the ratio wide (5: ±2.5 %), up to
+    /// --max-runs (Stein's two stages).
     #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
     pub target_width: Option<String>,
     /// The most rounds --target-width may run (default 20, at least --runs).
