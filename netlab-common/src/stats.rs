@@ -89,8 +89,12 @@ pub mod counter {
     /// CPU): the one that came second took the other's translation instead of
     /// dropping its packet (the kernel's conntrack `clash_resolve`).
     pub const CT_CLASH_RESOLVED: u32 = 39;
+    /// Packets whose IPv4 header checksum does not hold, left untouched to the stack
+    /// (whose `ip_rcv` drops them) rather than translated or let open a flow: at the
+    /// uplink's ingress, a container's veth and the bridge's ingress.
+    pub const PASS_BAD_CHECKSUM: u32 = 40;
 
-    pub const COUNT: u32 = 40;
+    pub const COUNT: u32 = 41;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -134,6 +138,7 @@ pub mod counter {
         "ct_entries_flushed",
         "ct_entries_filled",
         "ct_clash_resolved",
+        "pass_bad_checksum",
     ];
 }
 

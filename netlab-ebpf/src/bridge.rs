@@ -31,6 +31,11 @@ use crate::{
 pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     st.count(counter::BRIDGE_INGRESS_PACKETS);
     let cfg = maps::config();
+    // The stack's `ip_rcv`, right after this hook, drops it: nothing to translate.
+    if parse::ipv4_checksum_bad(ctx) {
+        st.count(counter::PASS_BAD_CHECKSUM);
+        return PASS;
+    }
     let Some(pkt) = parse(ctx, st)? else {
         return PASS;
     };

@@ -73,6 +73,11 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
         });
         return PASS;
     }
+    // Left to the stack as it came, which drops it (or the receiving container's).
+    if parse::ipv4_checksum_bad(ctx) {
+        st.count(counter::PASS_BAD_CHECKSUM);
+        return PASS;
+    }
     if cfg.in_subnet(pkt.daddr) {
         let plan = forward::plan_switched(ctx, st, &pkt);
         return forward::go(ctx, cfg, st, &plan, hook(cfg));

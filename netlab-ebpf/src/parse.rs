@@ -196,6 +196,81 @@ pub fn ipv4_daddr(ctx: &TcContext) -> Option<u32> {
         .then(|| unsafe { *((data + ETH_HLEN + IP_DADDR_OFF) as *const u32) })
 }
 
+/// Whether the frame is an IPv4 packet whose header checksum does not hold, options
+/// included: the host's `ip_rcv` drops such a packet before anything else of the stack
+/// (netfilter included) sees it, after checking only its version and header length. A
+/// frame this cannot judge (not IPv4, a version or header length `ip_rcv` refuses
+/// first, a header cut short) is not called bad: [`ipv4`] decides on it.
+#[inline(always)]
+pub fn ipv4_checksum_bad(ctx: &TcContext) -> bool {
+    header_sum(ctx) != 0xffff
+}
+
+/// The folded one's complement sum of the frame's IPv4 header as 32-bit words: 0xffff
+/// when its checksum holds (in either byte order), or when there is no header to
+/// judge. A BPF subprogram, in straight-line code: its ways (options or none) return
+/// to one state of the caller's, where inlined each would be verified through the
+/// rest of the program (and a loop over the words, once per header length: past a
+/// million instructions for the uplink's ingress).
+#[inline(never)]
+fn header_sum(ctx: &TcContext) -> u32 {
+    let Ok((data, end)) = linear(ctx, ETH_HLEN + IPV4_MIN_HLEN) else {
+        return 0xffff;
+    };
+    if data + ETH_HLEN + IPV4_MIN_HLEN > end {
+        return 0xffff;
+    }
+    let ethertype = unsafe { *((data + 12) as *const u16) };
+    let vihl = unsafe { *((data + ETH_HLEN) as *const u8) };
+    let ihl = (vihl & 0x0f) as u32 * 4;
+    if ethertype != ETH_P_IP.to_be() || vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN as u32 {
+        return 0xffff;
+    }
+    let fixed = unsafe { *((data + ETH_HLEN) as *const [u32; 5]) };
+    let mut sum: u64 = 0;
+    for w in fixed {
+        sum += w as u64;
+    }
+    if ihl > IPV4_MIN_HLEN as u32 {
+        let Some(s) = options_sum(ctx, ihl - IPV4_MIN_HLEN as u32) else {
+            return 0xffff;
+        };
+        sum += s;
+    }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u32
+}
+
+/// The sum of an IPv4 header's `len` bytes of options (4 to 40, whole words) as 32-bit
+/// words: read in one helper call into the per-CPU slot of [`OPTIONS`], whose first 40
+/// bytes are zeroed first, and all ten words a header can have summed, the zeros past
+/// the options too. Word by word, with volatile accesses: a plain copy or fill of the
+/// slot compiles to a call of bpf-linker's `memcpy` or `memset`, one frame more.
+#[inline(always)]
+fn options_sum(ctx: &TcContext, len: u32) -> Option<u64> {
+    let buf = OPTIONS.get_ptr_mut(0)?;
+    let words = buf as *mut u64;
+    for k in 0..MAX_OPTIONS / 8 {
+        unsafe { core::ptr::write_volatile(words.add(k), 0) };
+    }
+    // Bounded as the verifier sees it (see [`window_scale`]).
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    let len = (len.wrapping_sub(1) & SLOT_MASK as u32) + 1;
+    let at = (ETH_HLEN + IPV4_MIN_HLEN) as u32;
+    if unsafe { bpf_skb_load_bytes(ctx.as_ptr(), at, buf as *mut core::ffi::c_void, len) } != 0 {
+        return None;
+    }
+    let words = buf as *const u32;
+    let mut sum: u64 = 0;
+    for k in 0..MAX_OPTIONS / 4 {
+        sum += unsafe { core::ptr::read_volatile(words.add(k)) } as u64;
+    }
+    Some(sum)
+}
+
 /// Parses an IPv4 packet. `Ok(None)` for anything that is not IPv4.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Option<Packet>, DropReason> {
@@ -407,7 +482,7 @@ extern "C" fn option_step(_n: u64, scan: *mut OptionScan) -> i64 {
 const SLOT: usize = 64;
 const SLOT_MASK: usize = SLOT - 1;
 
-/// A SYN's TCP options, read in one helper call, one slot per CPU.
+/// A SYN's TCP options, or an IPv4 header's, read in one helper call, one slot per CPU.
 #[map(name = "TCP_OPTIONS")]
 static OPTIONS: PerCpuArray<[u8; SLOT]> = PerCpuArray::with_max_entries(1, 0);
 

@@ -121,6 +121,13 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     if unsafe { (*ctx.skb.skb).pkt_type } != forward::PACKET_HOST {
         return PASS;
     }
+    // A header the stack drops is its to drop: translated, it would open a flow (or end
+    // one) that nf_conntrack never sees. Checked first, with the least of the program
+    // live across the call (6.1 adds its frames up along a call chain).
+    if parse::ipv4_checksum_bad(ctx) {
+        st.count(counter::PASS_BAD_CHECKSUM);
+        return PASS;
+    }
     let Some(pkt) = parse(ctx, st)? else {
         if parse::priority_tagged(ctx, parse::ethertype(ctx)) {
             return Err(DropReason::VlanTagged);

@@ -913,6 +913,39 @@ fn replies_to_host_connections_on_a_published_port_are_left_alone() {
     });
 }
 
+/// A packet whose IPv4 header checksum does not hold, to a published port from outside
+/// and hairpin from a container, is left to the stack as it came (whose `ip_rcv` drops
+/// it) and counted: not translated, and no flow opened that nf_conntrack would never
+/// have had. (A container's veth does the same: the fuzz test's model.)
+#[test]
+fn a_bad_header_checksum_is_left_to_the_stack() {
+    in_a_lab_host(config(), |dp| {
+        let bridge = Ipv4Addr::new(172, 18, 0, 1);
+        dp.publish(40_000, TCP, CTR2, 80);
+        let corrupt = |mut f: Vec<u8>| {
+            f[14 + 10] ^= 0x5a;
+            f
+        };
+        let syn = corrupt(Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b""));
+        assert!(!View::new(&syn).ip_csum_ok());
+        assert_eq!(dp.ingress(&syn), (TC_ACT_UNSPEC, syn.clone()));
+        let hairpin = corrupt(Ipv4::new(CTR, bridge, TCP).tcp(33_000, 40_000, SYN, b""));
+        assert_eq!(
+            dp.run(names::PROG_BRIDGE_INGRESS, &hairpin),
+            (TC_ACT_UNSPEC, hairpin.clone())
+        );
+        assert_eq!(dp.stat(counter::PASS_BAD_CHECKSUM), 2);
+        assert!(dp.table(names::CT_PENDING).is_empty(), "a flow was opened");
+        // The same SYN with its checksum right is published.
+        let syn = Ipv4::new(INTERNET, UPLINK_ADDR, TCP).tcp(50_000, 40_000, SYN, b"");
+        let (_, out) = dp.ingress(&syn);
+        assert_frames_eq(
+            &out,
+            &Ipv4::new(INTERNET, CTR2, TCP).tcp(50_000, 80, SYN, b""),
+        );
+    });
+}
+
 /// Found by the fuzz test: the first fragment of a hairpin datagram was translated at
 /// bridge ingress, the rest went to the lab host untranslated.
 #[test]

@@ -36,6 +36,7 @@ netlab_tests::per_datapath!(
         forwarding_turned_off_on_a_second_interface_forwards_nothing_from_it,
         the_reverse_path_filter_holds_on_every_path,
         routes_and_rules_against_a_container_hold_on_every_path,
+        a_bad_header_checksum_opens_nothing,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -485,6 +486,57 @@ fn spoofed_sources_from_outside_open_nothing(dp: &str) {
     assert_eq!(
         (&buf[..n], peer.ip().to_string()),
         (&b"real"[..], WAN_ADDR.to_string())
+    );
+}
+
+/// A datagram from outside to a published port whose IPv4 header checksum does not
+/// hold reaches no container and opens no flow: the host's `ip_rcv` drops it before
+/// netfilter sees it, and the eBPF programs leave it to the stack as it came
+/// (`pass_bad_checksum`) rather than translate it and open a flow nf_conntrack would
+/// never have. The same datagram with its checksum right is delivered.
+fn a_bad_header_checksum_opens_nothing(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "web", "-p", "5300:53/udp"]);
+    let server = udp(&lab.ns("web"), "0.0.0.0:53");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (_, uplink_mac) = netlab_tests::link_of(&lab.ns("host"), "eth0");
+    let from = SocketAddrV4::new(WAN_ADDR, 5555);
+    let to = SocketAddrV4::new(UPLINK_ADDR, 5300);
+    let mut bad = ipv4_udp(from, to, b"bad");
+    bad[10] ^= 0x5a;
+    send_in_frame(&lab.ns("wan"), "wan0", uplink_mac, &bad);
+    let mut buf = [0u8; 32];
+    if let Ok((n, peer)) = server.recv_from(&mut buf) {
+        panic!("{dp}: {:?} from {peer} reached the container", &buf[..n]);
+    }
+    let flows = if is_ebpf(dp) {
+        lab.conntrack()
+            .iter()
+            .filter(|f| f["proto"] == "udp")
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+    } else {
+        lab.exec_ok("host", &["conntrack", "-L", "-p", "udp"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(flows.is_empty(), "{dp}: the bad datagram opened {flows:?}");
+    if is_ebpf(dp) {
+        assert_eq!(lab.stat("counters", "pass_bad_checksum"), 1);
+    }
+    send_in_frame(
+        &lab.ns("wan"),
+        "wan0",
+        uplink_mac,
+        &ipv4_udp(from, to, b"good"),
+    );
+    let (n, peer) = server.recv_from(&mut buf).expect("the good datagram");
+    assert_eq!(
+        (&buf[..n], peer.ip().to_string()),
+        (&b"good"[..], WAN_ADDR.to_string())
     );
 }
 

@@ -41,6 +41,10 @@ impl<A: Ip> Model<A> {
                 if f.len() >= 6 && f[..6] != self.cfg.uplink_mac {
                     return Ok(Decision::Pass);
                 }
+                // A header the host's `ip_rcv` drops is left to it, untouched.
+                if wire::ipv4_checksum_bad(f) {
+                    return Ok(Decision::Pass);
+                }
                 let Some(p) = wire::parse::<A>(f)? else {
                     return not_ip(f);
                 };
@@ -53,6 +57,9 @@ impl<A: Ip> Model<A> {
                 self.arriving(f, &p)
             }
             Hook::BridgeIngress => {
+                if wire::ipv4_checksum_bad(f) {
+                    return Ok(Decision::Pass);
+                }
                 let Some(p) = wire::parse::<A>(f)? else {
                     return Ok(Decision::Pass);
                 };
@@ -91,6 +98,9 @@ impl<A: Ip> Model<A> {
                 }
                 // Without the fast path, the checks are all it does.
                 if self.cfg.fast.is_none() || p.kind != Kind::Flow || p.first_fragment {
+                    return Ok(Decision::Pass);
+                }
+                if wire::ipv4_checksum_bad(f) {
                     return Ok(Decision::Pass);
                 }
                 if cfg.in_subnet(p.daddr) {

@@ -78,6 +78,18 @@ pub fn be32(f: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
 }
 
+/// Whether the frame is an IPv4 packet whose header checksum does not hold, options
+/// included, as the host's `ip_rcv` checks it right after the version and the header
+/// length: a frame it cannot judge (not IPv4, a version or header length refused
+/// first, a header cut short) is not called bad.
+pub fn ipv4_checksum_bad(f: &[u8]) -> bool {
+    if f.len() < 34 || be16(f, 12) != 0x0800 || f[14] >> 4 != 4 {
+        return false;
+    }
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    ihl >= 20 && f.len() >= 14 + ihl && crate::packet::checksum(&f[14..14 + ihl]) != 0
+}
+
 /// Whether the frame is IPv4 by its ethertype.
 pub fn is_ipv4(f: &[u8]) -> bool {
     f.len() >= ETH && be16(f, 12) == 0x0800
