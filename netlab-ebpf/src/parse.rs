@@ -214,16 +214,25 @@ pub fn ipv4_checksum_bad(ctx: &TcContext) -> bool {
 /// million instructions for the uplink's ingress).
 #[inline(never)]
 fn header_sum(ctx: &TcContext) -> u32 {
+    // The ethertype first, as [`ipv4`] reads it: another protocol's frame is not pulled.
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let ethertype: u16 = if data + ETH_HLEN <= end {
+        unsafe { *((data + 12) as *const u16) }
+    } else {
+        ctx.load(12).unwrap_or(0)
+    };
+    if ethertype != ETH_P_IP.to_be() {
+        return 0xffff;
+    }
     let Ok((data, end)) = linear(ctx, ETH_HLEN + IPV4_MIN_HLEN) else {
         return 0xffff;
     };
     if data + ETH_HLEN + IPV4_MIN_HLEN > end {
         return 0xffff;
     }
-    let ethertype = unsafe { *((data + 12) as *const u16) };
     let vihl = unsafe { *((data + ETH_HLEN) as *const u8) };
     let ihl = (vihl & 0x0f) as u32 * 4;
-    if ethertype != ETH_P_IP.to_be() || vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN as u32 {
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN as u32 {
         return 0xffff;
     }
     let fixed = unsafe { *((data + ETH_HLEN) as *const [u32; 5]) };
