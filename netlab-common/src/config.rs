@@ -26,6 +26,12 @@ pub const FLAG_NETKIT: u32 = 4;
 /// lab has none.
 pub const FLAG_IPV6: u32 = 16;
 
+/// A fault point, for tests only (`up --fault rewrite_failed`): every rewrite of a
+/// packet's headers fails as a kernel helper's store or checksum fix would, which
+/// nothing else can make happen at will. A lab without it carries no cost: the flag is
+/// a constant to the verifier, which removes the check.
+pub const FLAG_FAULT_REWRITE: u32 = 32;
+
 /// Written by `netlab up`: into the programs as the read-only global
 /// [`crate::maps::CONFIG_GLOBAL`] before they are verified, and into the `CONFIG` map,
 /// userspace's record of it (with [`FLAG_CLASSIC_TC`], known only after loading).

@@ -16,13 +16,25 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netlab_common::{
+    config::FLAG_FAULT_REWRITE,
     conntrack::CtEntry,
     nat::{csum_replace2, csum_replace4},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HLEN},
     stats::DropReason,
 };
 
-use crate::parse::{IP_CHECK_OFF, IP_TTL_OFF, Kind, Packet};
+use crate::{
+    maps,
+    parse::{IP_CHECK_OFF, IP_TTL_OFF, Kind, Packet},
+};
+
+/// The tests' fault point ([`FLAG_FAULT_REWRITE`]): whether every rewrite is to fail
+/// before it changes anything. Always false in a lab without it, which the verifier
+/// knows (the configuration is a read-only global), so it removes the branch.
+#[inline(always)]
+pub fn faulted() -> bool {
+    maps::config().flags & FLAG_FAULT_REWRITE != 0
+}
 
 /// Offset of the L4 checksum, and the extra helper flags for that protocol.
 #[inline(always)]
@@ -44,6 +56,9 @@ fn l4_csum(pkt: &Packet) -> (usize, u64) {
 /// than by a helper.
 #[inline(always)]
 pub fn apply(ctx: &TcContext, pkt: &Packet, to: &CtEntry, routed: bool) -> Result<(), DropReason> {
+    if faulted() {
+        return Err(DropReason::RewriteFailed);
+    }
     let l4 = (pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP) && pkt.kind != Kind::Fragment;
     let mut ports = false;
     if l4 {

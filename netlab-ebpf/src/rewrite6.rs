@@ -92,6 +92,9 @@ fn direct(ctx: &TcContext, pkt: &Packet<Addr6>) -> bool {
 /// Rewrites `pkt` to the translated tuple of `to` (what already matches is left alone).
 #[inline(always)]
 pub fn apply(ctx: &TcContext, pkt: &Packet<Addr6>, to: &CtEntry<Addr6>) -> Result<(), DropReason> {
+    if crate::rewrite::faulted() {
+        return Err(DropReason::RewriteFailed);
+    }
     if direct(ctx, pkt) {
         return apply_direct(ctx, pkt, to);
     }

@@ -366,10 +366,12 @@ fn scraped(lab: &Lab) -> (netlab_tests::Background, Prometheus<'_>) {
 /// `tcp_no_flow`, `unsupported_protocol`, `ports_exhausted`, `invalid_rst`,
 /// `invalid_tcp_flags`, `unwatched`, `no_address`, `half_flow`, `ct_insert_failed` (two
 /// flows racing on two CPUs for the lab's one NAT port), and from hand-made frames `truncated`,
-/// `bad_ip_header`, `fragment`, `vlan_tagged`. One is not provoked: `rewrite_failed`, the kernel's
-/// store or checksum helper failing on a packet whose headers the program has read
-/// already, which cannot be caused at will without breaking the kernel. `no_config` is
-/// retired (the configuration is a read-only global of the programs, never missing).
+/// `bad_ip_header`, `fragment`, `vlan_tagged`. The sixteenth, `rewrite_failed` (the
+/// kernel's store or checksum helper failing on a packet whose headers the program has
+/// read already), cannot be caused at will without breaking the kernel: its own lab's
+/// fault point provokes it ([`prometheus_sees_rewrite_failed_at_its_fault_point`]).
+/// `no_config` is retired (the configuration is a read-only global of the programs,
+/// never missing).
 #[test]
 fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
     // One NAT port: a second masqueraded flow to the same place finds none.
@@ -449,6 +451,42 @@ fn prometheus_sees_each_drop_reason_a_test_can_provoke() {
         let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
         assert!(prom.reaches(&q, 1.0), "no {reason} drop in Prometheus");
     }
+}
+
+/// `rewrite_failed`, in a dual-stack lab brought up with the tests' fault point
+/// (`up --fault rewrite_failed`: every rewrite fails before it changes anything): a
+/// container's ping over each family is dropped where its masquerade is written,
+/// counted, and found in Prometheus. A lab without the fault point never counts one
+/// (`masquerade`'s gigabyte through the NAT, and the lab above).
+#[test]
+fn prometheus_sees_rewrite_failed_at_its_fault_point() {
+    let lab = Lab::sandbox(&["--ipv6", "--fault", "rewrite_failed"]);
+    assert!(
+        lab.ok(&["status"]).contains("fault      rewrite_failed"),
+        "status does not say the lab fails on purpose"
+    );
+    lab.ok(&["run", "a"]);
+    let (_exporter, prom) = scraped(&lab);
+    let pings = [
+        vec!["ping", "-c", "1", "-W", "2", "203.0.113.1"],
+        vec!["ping", "-6", "-c", "1", "-W", "2", "2001:db8:113::1"],
+    ];
+    for (n, ping) in pings.iter().enumerate() {
+        assert!(
+            !lab.exec("a", ping).status.success(),
+            "{ping:?} was answered"
+        );
+        assert!(
+            lab.stat("drops", "rewrite_failed") > n as u64,
+            "{ping:?} was not dropped as rewrite_failed"
+        );
+    }
+    let name = &lab.name;
+    let q = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"rewrite_failed\"}}");
+    assert!(
+        prom.reaches(&q, 2.0),
+        "no rewrite_failed drops in Prometheus"
+    );
 }
 
 /// Two flows racing for one translation on two CPUs: the lab has one NAT port, and

@@ -214,6 +214,7 @@ impl NetConf {
             bridge: self.bridge()?.map(str::to_string),
             nat: self.nat()?,
             debug: false,
+            fault: None,
         })
     }
 

@@ -61,6 +61,12 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         if state.sandbox { " (sandbox)" } else { "" }
     );
     println!("datapath   {}", state.datapath.name());
+    if let Some(f) = state.fault {
+        println!(
+            "fault      {} (a tests' fault point: the datapath fails on purpose)",
+            f.name()
+        );
+    }
     println!("device     {}", state.device.name());
     println!(
         "bridge     {}{}",

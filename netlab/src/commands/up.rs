@@ -2,7 +2,7 @@
 
 use crate::{
     error::{Error, Result},
-    lab::{DatapathKind, Device, NatOptions, Subnet, Subnet6, options::parse_port_range},
+    lab::{DatapathKind, Device, Fault, NatOptions, Subnet, Subnet6, options::parse_port_range},
     ops::{self, UpRequest},
 };
 
@@ -78,6 +78,11 @@ pub struct Args {
     /// Load the datapath with its debug logs on (read them with `netlab logs`).
     #[arg(long, env = "NETLAB_DEBUG")]
     pub debug: bool,
+    /// Tests only, eBPF datapath: load the programs with a fault point on
+    /// (`rewrite_failed`: every rewrite of a packet fails, and the packet is dropped and
+    /// counted), to see a failure nothing else can cause counted like any other.
+    #[arg(long, hide = true, value_parser = Fault::parse)]
+    pub fault: Option<Fault>,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
@@ -114,6 +119,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             gc_interval_ms: args.gc_interval,
         },
         debug: args.debug,
+        fault: args.fault,
     };
     let state = ops::up(&req)?;
     println!(

@@ -17,7 +17,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub use options::{DatapathKind, Device, NatOptions};
+pub use options::{DatapathKind, Device, Fault, NatOptions};
 pub use published::Published;
 pub use spec::{PortSpec, Proto};
 pub use subnet::Subnet;
@@ -68,6 +68,9 @@ pub struct LabState {
     /// Whether the datapath was loaded with its debug logs on (`up --debug`).
     #[serde(default)]
     pub debug: bool,
+    /// The tests' fault point the datapath was loaded with (`up --fault`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
     pub containers: Vec<Container>,
     /// Published ports, in the order they were published.
     #[serde(default)]
@@ -230,6 +233,7 @@ impl LabState {
             bridge_nf6_was: None,
             nat: NatOptions::default(),
             debug: false,
+            fault: None,
             containers: Vec::new(),
             ports: Vec::new(),
             cookies: Default::default(),

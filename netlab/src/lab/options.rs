@@ -107,6 +107,36 @@ impl Device {
     }
 }
 
+/// A fault point of the eBPF datapath, for tests (`up --fault`, hidden from `--help`):
+/// it makes the programs fail where nothing else can make them fail at will, so that a
+/// test sees that failure counted and exported like any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Every rewrite of a packet's headers fails before it changes anything, as a
+    /// kernel helper's store or checksum fix would (out of memory for a copy of a
+    /// shared packet): the packet is dropped and counted as `rewrite_failed`.
+    RewriteFailed,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RewriteFailed => "rewrite_failed",
+        }
+    }
+
+    /// Parses `--fault`, or says which fault points there are.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "rewrite_failed" => Ok(Self::RewriteFailed),
+            _ => Err(Error::Invalid(format!(
+                "unknown fault {s:?}: the one fault point is rewrite_failed"
+            ))),
+        }
+    }
+}
+
 /// Tunables of the NAT, set by `netlab up`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatOptions {
@@ -206,6 +236,14 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_names_round_trip() {
+        let f = Fault::RewriteFailed;
+        assert_eq!(Fault::parse(f.name()).unwrap(), f);
+        let e = Fault::parse("everything").unwrap_err().to_string();
+        assert!(e.contains("the one fault point is rewrite_failed"), "{e}");
+    }
 
     #[test]
     fn datapath_names_round_trip() {

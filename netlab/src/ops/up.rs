@@ -8,7 +8,8 @@ use crate::{
     datapath::{self, Datapath},
     error::{Error, Result},
     lab::{
-        Cookies, DatapathKind, Device, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6, names,
+        Cookies, DatapathKind, Device, Fault, LabState, NatOptions, STATE_VERSION, Subnet, Subnet6,
+        names,
     },
     netlink::netns,
     signals,
@@ -40,6 +41,8 @@ pub struct UpRequest {
     pub bridge: Option<String>,
     pub nat: NatOptions,
     pub debug: bool,
+    /// The tests' fault point (`up --fault`; eBPF only).
+    pub fault: Option<Fault>,
 }
 
 impl UpRequest {
@@ -87,10 +90,15 @@ impl UpRequest {
         }
         let gc_default = netlab_common::config::GC_INTERVAL_MS_DEFAULT;
         if self.datapath != DatapathKind::Ebpf
-            && (!n.fast_path || self.debug || n.gc_interval_ms != gc_default)
+            && (!n.fast_path
+                || self.debug
+                || self.fault.is_some()
+                || n.gc_interval_ms != gc_default)
         {
             let flag = if self.debug {
                 "--debug"
+            } else if self.fault.is_some() {
+                "--fault"
             } else if !n.fast_path {
                 "--no-fast-path"
             } else {
@@ -294,6 +302,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         bridge_nf6_was: None,
         nat: req.nat,
         debug: req.debug,
+        fault: req.fault,
         containers: Vec::new(),
         ports: Vec::new(),
         cookies: Cookies::default(),
@@ -447,6 +456,7 @@ mod tests {
             bridge: None,
             nat: NatOptions::default(),
             debug: false,
+            fault: None,
         }
     }
 
@@ -456,5 +466,18 @@ mod tests {
             assert!(request(true, dp).check().is_ok(), "{}", dp.name());
         }
         assert!(request(false, DatapathKind::Iptables).check().is_ok());
+    }
+
+    #[test]
+    fn the_fault_point_is_the_ebpf_datapaths_only() {
+        let mut req = request(true, DatapathKind::Ebpf);
+        req.fault = Some(Fault::RewriteFailed);
+        assert!(req.check().is_ok());
+        req.datapath = DatapathKind::Iptables;
+        let e = req.check().unwrap_err().to_string();
+        assert!(
+            e.contains("--fault applies to the ebpf datapath only"),
+            "{e}"
+        );
     }
 }

@@ -27,7 +27,7 @@ use aya::{
 };
 use netlab_common::{
     addr::Addr6,
-    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_IPV6, FLAG_NETKIT},
+    config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_FAULT_REWRITE, FLAG_IPV6, FLAG_NETKIT},
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{
         Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,
@@ -40,7 +40,7 @@ use super::{
 };
 use crate::{
     error::{Error, Errors, Result},
-    lab::{Container, Device, LabState, Published},
+    lab::{Container, Device, Fault, LabState, Published},
     netlink::{link, netns, sysctl},
     topology,
 };
@@ -124,6 +124,10 @@ pub fn config(state: &LabState, links: &HostLinks) -> Config {
                 FLAG_IPV6
             } else {
                 0
+            }
+            | match state.fault {
+                Some(Fault::RewriteFailed) => FLAG_FAULT_REWRITE,
+                None => 0,
             },
         bridge_mac: links.bridge_mac,
         _pad: [0; 2],
