@@ -19,8 +19,21 @@ pub const STATE_DIR: &str = "/run/netlab";
 /// Every lab's state as it is now, read without locks (a snapshot, for checks across
 /// labs).
 pub fn all_labs() -> Result<Vec<LabState>> {
+    labs_but(None)
+}
+
+/// [`all_labs`] but `lab`, whose own state is not read (a command holds it already,
+/// and with 10,000 published ports reading it again is most of a `publish`'s time).
+pub fn other_labs(lab: &str) -> Result<Vec<LabState>> {
+    labs_but(Some(lab))
+}
+
+fn labs_but(skip: Option<&str>) -> Result<Vec<LabState>> {
     let mut labs = Vec::new();
     for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
+        if skip.is_some_and(|lab| entry.file_name() == lab) {
+            continue;
+        }
         let path = entry.path().join("state.json");
         if let Ok(text) = fs::read_to_string(&path)
             && let Ok(state) = serde_json::from_str::<LabState>(&text)
@@ -38,7 +51,7 @@ pub fn neighbours(state: &LabState) -> Vec<LabState> {
     if state.sandbox {
         return Vec::new();
     }
-    all_labs()
+    other_labs(&state.name)
         .unwrap_or_default()
         .into_iter()
         .filter(|o| {

@@ -191,7 +191,7 @@ type TheirClaim = (Option<IpAddr>, String, PortSpec);
 impl OtherLabs {
     pub fn of(state: &LabState) -> Result<Self> {
         let mut taken: HashMap<_, Vec<_>> = HashMap::new();
-        for other in crate::store::all_labs()? {
+        for other in crate::store::other_labs(&state.name)? {
             if other.name == state.name || other.host_netns != state.host_netns {
                 continue;
             }

@@ -216,7 +216,7 @@ fn check_nat_ports(state: &LabState) -> Result<()> {
     if state.datapath != DatapathKind::Ebpf {
         return Ok(());
     }
-    for other in crate::store::all_labs()? {
+    for other in crate::store::other_labs(&state.name)? {
         if other.name == state.name
             || other.datapath != DatapathKind::Ebpf
             || other.host_netns != state.host_netns
