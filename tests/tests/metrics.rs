@@ -20,6 +20,7 @@ use netlab_common::{
     conntrack::{CtEntry, CtKey, ZONE_FROM_CTR},
     maps as names,
     proto::IPPROTO_TCP,
+    stats::{DROP_NAMES, DropReason},
 };
 use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SideHost, UPLINK_ADDR, link_of,
@@ -196,6 +197,12 @@ fn metrics_pass_promtool_and_carry_the_labs_figures() {
         )) >= 1.0
     );
     assert!(mine.contains("netlab_conntrack_flows{"), "{mine}");
+    // Every drop reason but the retired one, each a series of its own.
+    for (i, reason) in DROP_NAMES.iter().enumerate().skip(1) {
+        let series = format!("netlab_datapath_drops_total{{lab=\"{name}\",reason=\"{reason}\"}}");
+        let retired = i == DropReason::NoConfig as usize;
+        assert_eq!(value(&mine, &series).is_none(), retired, "{series}");
+    }
     let om = lab.ok(&["metrics", "--openmetrics"]);
     assert!(om.ends_with("# EOF\n"), "{om}");
 }

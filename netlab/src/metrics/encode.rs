@@ -25,6 +25,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use netlab_common::stats::RETIRED_DROPS;
+
 use super::LabFigures;
 use crate::datapath::inspect::{HALF_OPEN_AGES, NAT_PROTOS};
 
@@ -275,6 +277,9 @@ impl Families {
             self.events.get_or_create(&l).inc_by(*v);
         }
         for (name, v) in &counters.drops {
+            if RETIRED_DROPS.contains(name) {
+                continue;
+            }
             let l = ReasonL {
                 lab: lab(),
                 reason: (*name).into(),
