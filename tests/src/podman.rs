@@ -127,7 +127,10 @@ impl Podman {
             "bridge": world.bridge(),
             "subnet": "10.77.0.0/24",
             "datapath": dp,
-            "capabilities": {"portMappings": true},
+            // `ips` declared, as the README's conflist does: podman 4.3 otherwise
+            // replaces the capabilities with its own `{"ips": true}` for a static
+            // address, and `-p` reaches the plugin no more.
+            "capabilities": {"portMappings": true, "ips": true},
         });
         if let Some(s6) = subnet6 {
             plugin["subnet6"] = json!(s6);

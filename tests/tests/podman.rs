@@ -27,6 +27,7 @@ netlab_tests::per_datapath!(
         rm_withdraws_the_ports_and_frees_the_address,
         network_rm_and_gc_leave_nothing,
         ten_thousand_ports,
+        a_static_address_with_a_published_port,
     ];
     ebpf = "ebpf",
     iptables = "iptables",
@@ -149,6 +150,20 @@ fn network_rm_and_gc_leave_nothing(dp: &str) {
     );
     let rules = netlab_tests::run_in_ns_ok(&w.host(), &["iptables-save"]);
     assert!(!rules.to_lowercase().contains("netlab"), "{rules}");
+}
+
+/// `--ip` with `-p`: the port is published on the static address and answers from
+/// wan. (Without `ips` among the conflist's capabilities podman 4.3 swaps them for its
+/// own `{"ips": true}`, and the plugin never hears of the port: published nothing.)
+fn a_static_address_with_a_published_port(dp: &str) {
+    let pm = Podman::new(dp);
+    pm.web("web", &["--ip", "10.77.0.50", "-p", "8080:80"]);
+    assert_eq!(pm.ip("web"), "10.77.0.50");
+    let w = &pm.world;
+    let ports = w.lab().ports();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["ctr_ip"], "10.77.0.50");
+    assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8080/"), "200");
 }
 
 /// `-p 40000-49999:40000-49999` reaches the plugin as 10,000 portMappings entries (the
