@@ -17,7 +17,7 @@ use std::{
 
 use serde_json::json;
 
-use crate::{MountNs, cni::CniWorld, netns};
+use crate::{Lab, MountNs, cni::CniWorld, netns};
 
 pub struct Podman {
     pub world: CniWorld,
@@ -217,8 +217,40 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A second network of the same runtime, on datapath `dp` with the subnet
+    /// 10.78.0.0/24 and NAT ports apart from the first's; its lab (which the first ADD
+    /// on it brings up) is taken down when the returned guard goes, if it is up.
+    pub fn second_network(&self, dp: &str) -> Lab {
+        let name = crate::unique_lab();
+        let conflist = json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [{
+                "type": "netlab-cni",
+                "bridge": format!("b{name}"),
+                "subnet": "10.78.0.0/24",
+                "natPorts": "10000-19999",
+                "datapath": dp,
+                "capabilities": {"portMappings": true, "ips": true},
+            }],
+        });
+        fs::write(
+            self.dir.join("net.d").join(format!("{name}.conflist")),
+            serde_json::to_string_pretty(&conflist).unwrap(),
+        )
+        .unwrap();
+        let mut lab = Lab::named(&name);
+        lab.mount_ns = Some(self.holder.path());
+        lab
+    }
+
     /// `podman run -d --name NAME [extra] --rootfs ROOT CMD...` on the network.
     pub fn run_container(&self, name: &str, extra: &[&str], cmd: &[&str]) -> Output {
+        self.run_on(&self.world.net, name, extra, cmd)
+    }
+
+    /// [`Podman::run_container`] on `networks` (comma-separated, podman's `--network`).
+    pub fn run_on(&self, networks: &str, name: &str, extra: &[&str], cmd: &[&str]) -> Output {
         let parent = format!("/{}", self.cgroup);
         let rootfs = self.dir.join("rootfs").display().to_string();
         let mut args = vec![
@@ -227,7 +259,7 @@ impl Podman {
             "--name",
             name,
             "--network",
-            &self.world.net,
+            networks,
             "--ulimit",
             "nofile=1024:1024",
             "--ulimit",

@@ -28,6 +28,7 @@ netlab_tests::per_datapath!(
         network_rm_and_gc_leave_nothing,
         ten_thousand_ports,
         a_static_address_with_a_published_port,
+        a_published_port_on_two_networks,
     ];
     ebpf = "ebpf",
     iptables = "iptables",
@@ -164,6 +165,40 @@ fn a_static_address_with_a_published_port(dp: &str) {
     assert_eq!(ports.len(), 1, "{ports:?}");
     assert_eq!(ports[0]["ctr_ip"], "10.77.0.50");
     assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8080/"), "200");
+}
+
+/// A container with `-p` on two netlab networks of one runtime (`--network a,b`), and
+/// connected to a third network later: podman sends the port to each, the first
+/// network to take it publishes it and the others leave it to that one (a host port is
+/// one network's per namespace), so the run and the connect succeed and the port
+/// answers from wan. Before, the second network's ADD was refused as a conflict with
+/// the first, and the whole run with it. `podman rm` withdraws it from all.
+fn a_published_port_on_two_networks(dp: &str) {
+    let pm = Podman::new(dp);
+    // One iptables lab per namespace: beside one, an nftables network.
+    let second = pm.second_network(if dp == "iptables" { "nftables" } else { dp });
+    let networks = format!("{},{}", pm.world.net, second.name);
+    let httpd = ["/bin/httpd", "-f", "-p", "80", "-h", "/www"];
+    let out = pm.run_on(&networks, "web", &["-p", "8080:80"], &httpd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = &pm.world;
+    let count = |lab: &netlab_tests::Lab| lab.ports().len();
+    assert_eq!(count(w.lab()) + count(&second), 1, "published once");
+    pm.wait_listening("web", 80);
+    assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8080/"), "200");
+    pm.rm("web");
+    assert_eq!(count(w.lab()) + count(&second), 0, "withdrawn");
+
+    // Connected to the second network after it was run with -p on the first.
+    pm.web("late", &["-p", "8081:80"]);
+    pm.ok(&["network", "connect", &second.name, "late"]);
+    assert_eq!((count(w.lab()), count(&second)), (1, 0));
+    assert_eq!(w.curl_in(&w.wan(), "http://198.51.100.2:8081/"), "200");
+    pm.rm("late");
 }
 
 /// `-p 40000-49999:40000-49999` reaches the plugin as 10,000 portMappings entries (the

@@ -145,7 +145,8 @@ fn attach(
             ports: Vec::new(),
         },
     )?;
-    let published = ops::publish(s, name, specs)
+    let specs = ports::not_held_elsewhere(&s.state, &a.container_id, specs.to_vec());
+    let published = ops::publish(s, name, &specs)
         .map(drop)
         .and_then(|()| ops::host_macs(s, name));
     let macs = match published {

@@ -55,6 +55,7 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     }
     against_prev_result(&s.state, c, prev)?;
     ops::check(&s, &name).map_err(|e| differs(e.to_string()))?;
+    let specs = ports::not_held_elsewhere(&s.state, &a.container_id, specs);
     published(&s.state, &name, &specs)?;
     in_the_kernel(&s, &name)
 }

@@ -3,7 +3,7 @@
 //! each becomes a single-port spec, which the eBPF datapath keeps in its hash table (one
 //! update each), rather than a range, of which it holds only 32.
 
-use std::net::IpAddr;
+use std::{collections::HashSet, net::IpAddr};
 
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use super::{
     config::NetConf,
     error::{CniError, CniResult, code},
 };
-use crate::lab::{PortSpec, Proto};
+use crate::lab::{LabState, PortSpec, Proto};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +90,46 @@ pub fn specs(conf: &NetConf) -> CniResult<Vec<PortSpec>> {
         }
     }
     Ok(specs)
+}
+
+/// What of `specs` this network is to publish for the runtime's container `id`: all but
+/// what another network of the same namespace publishes already for that same
+/// container. A runtime sends a container's `-p` to every network it joins (podman
+/// does), and a host port is published by one network of a namespace: the first that
+/// published it answers for the container, as the first of CNI portmap's rules would,
+/// until the container leaves it.
+pub fn not_held_elsewhere(state: &LabState, id: &str, specs: Vec<PortSpec>) -> Vec<PortSpec> {
+    // Each other network's mappings of this container, as that network wrote them.
+    let held: Vec<(LabState, HashSet<PortSpec>)> = crate::store::other_labs(&state.name)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.host_netns == state.host_netns)
+        .map(|o| {
+            let ours = |name: &str| {
+                o.container(name)
+                    .is_some_and(|c| c.runtime_id.as_deref() == Some(id))
+            };
+            let specs = o
+                .ports
+                .iter()
+                .filter(|p| ours(&p.container))
+                .map(|p| p.spec)
+                .collect();
+            (o, specs)
+        })
+        .filter(|(_, specs): &(LabState, HashSet<PortSpec>)| !specs.is_empty())
+        .collect();
+    if held.is_empty() {
+        return specs;
+    }
+    specs
+        .into_iter()
+        .filter(|s| {
+            !held
+                .iter()
+                .any(|(o, theirs)| theirs.contains(&o.normalize(*s)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
