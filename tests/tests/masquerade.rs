@@ -588,6 +588,16 @@ fn debug_logs_show_new_flows_only_when_asked_for() {
 
     let quiet = Lab::sandbox(&[]);
     assert!(quiet.fails(&["logs"]).contains("--debug"));
+
+    // `NETLAB_DEBUG=1`, as the README gives it (clap's own flags take only true/false).
+    let by_env = Lab::named(&netlab_tests::unique_lab());
+    let up = std::process::Command::new(netlab_tests::netlab_bin())
+        .args(["--lab", &by_env.name, "up", "--sandbox"])
+        .env("NETLAB_DEBUG", "1")
+        .output()
+        .expect("run netlab");
+    assert!(up.status.success(), "{up:?}");
+    assert!(by_env.run(&["logs", "--seconds", "1"]).status.success());
 }
 
 #[test]

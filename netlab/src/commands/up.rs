@@ -76,7 +76,7 @@ pub struct Args {
     #[arg(long)]
     pub no_fast_path: bool,
     /// Load the datapath with its debug logs on (read them with `netlab logs`).
-    #[arg(long, env = "NETLAB_DEBUG")]
+    #[arg(long, env = "NETLAB_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
     /// Tests only, eBPF datapath: load the programs with a fault point on
     /// (`rewrite_failed`: every rewrite of a packet fails, and the packet is dropped and

@@ -37,7 +37,7 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
     // One ring buffer serves every program of the object.
     let mut logger =
         aya_log::EbpfLogger::init_from_id(prog_id).map_err(|e| Error::ebpf("open logs", e))?;
-    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let deadline = deadline(seconds);
     loop {
         logger.flush();
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -48,5 +48,23 @@ pub fn stream(state: &LabState, seconds: Option<u64>) -> Result<()> {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// When `--seconds` ends the stream: never without it, nor for a time past what the
+/// clock can hold (no limit at all, rather than an overflow).
+fn deadline(seconds: Option<u64>) -> Option<Instant> {
+    seconds.and_then(|s| Instant::now().checked_add(Duration::from_secs(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_past_the_clock_is_none() {
+        assert!(deadline(None).is_none());
+        assert!(deadline(Some(1)).is_some());
+        assert!(deadline(Some(u64::MAX)).is_none());
     }
 }
