@@ -472,6 +472,9 @@ fn prometheus_sees_rewrite_failed_at_its_fault_point() {
         lab.ok(&["status"]).contains("fault      rewrite_failed"),
         "status does not say the lab fails on purpose"
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["status", "--json"])).expect("json");
+    assert_eq!(status["fault"], "rewrite_failed");
     lab.ok(&["run", "a"]);
     let (_exporter, prom) = scraped(&lab);
     let pings = [

@@ -28,6 +28,7 @@ netlab_tests::per_datapath!(
         a_thousand_ports,
         conflicts_and_bad_specs_change_nothing,
         checksummed_transfers_both_ways,
+        an_address_on_lo_is_the_hosts_too,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -392,6 +393,28 @@ fn host_clients_across_unpublish(lab: &Lab, setup: &str, specs: &[&str]) -> (Str
     let _ = std::fs::remove_file(&out);
     assert!(ended, "the host's clients never said what became of them");
     (first, after)
+}
+
+/// An address on the lab host's `lo` (a service address, as a router's loopback
+/// carries) is the host's as any other (`--dst-type LOCAL`): a port published on it, or
+/// on every address, answers there from wan and from the host. The eBPF datapath took
+/// only the addresses of the interfaces it watches, which `lo` is not: the publish was
+/// accepted and nothing answered.
+fn an_address_on_lo_is_the_hosts_too(dp: &str) {
+    let lab = web(dp);
+    lab.exec_ok("host", &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
+    lab.exec_ok(
+        "wan",
+        &["ip", "route", "add", "10.99.0.1/32", "via", "198.51.100.2"],
+    );
+    lab.ok(&["publish", "web", "10.99.0.1:7500:8000", "7504:8000"]);
+    let _server = lab.http_server("web", 8000);
+    for from in ["wan", "host"] {
+        for port in [7500, 7504] {
+            let url = format!("http://10.99.0.1:{port}/");
+            assert_eq!(lab.curl(from, &url), "200", "{url} from {from}");
+        }
+    }
 }
 
 fn a_thousand_ports(dp: &str) {

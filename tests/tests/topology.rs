@@ -171,6 +171,22 @@ fn run_with_a_mac_address() {
     assert_eq!(lab.status()["containers"].as_array().unwrap().len(), 2);
 }
 
+/// `up` of a lab whose host namespace was removed behind netlab's back removes what
+/// is left of it, as every command does, and brings it up anew (it said "already up:
+/// run `netlab down` first" before).
+#[test]
+fn up_again_after_the_host_namespace_was_removed() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    netlab::netlink::netns::delete(&format!("{}-host", lab.name)).unwrap();
+    let out = lab.run(&["up", "--sandbox"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("was gone"), "{err}");
+    assert_eq!(lab.ok(&["run", "a"]).trim(), "a 172.18.0.2");
+    assert!(ping(&lab, "a", "198.51.100.1"), "a cannot reach wan");
+}
+
 #[test]
 fn down_leaves_nothing_behind() {
     require_root();

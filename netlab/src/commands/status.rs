@@ -35,6 +35,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "sandbox": state.sandbox,
             "datapath": state.datapath,
             "device": state.device,
+            "fault": state.fault.map(|f| f.name()),
             "subnet": state.subnet,
             "subnet6": state.subnet6,
             "bridge": {

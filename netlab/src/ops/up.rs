@@ -241,6 +241,16 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
     let lab = req.lab.as_str();
     let lock = Locked::acquire(lab)?;
     if let Some(state) = lock.load()? {
+        if matches!(super::unusable(&state), Some(super::Unusable::Gone)) {
+            // Gone behind netlab's back: what is left is removed, as every command
+            // does, and the lab is brought up anew, as asked.
+            let host = super::describe_host(&state);
+            super::down::clean(&lock, &state)?;
+            eprintln!(
+                "netlab: lab {lab} was gone (its host namespace {host} was removed behind netlab's back); what was left of it is removed, and it is brought up anew"
+            );
+            return build(&lock, req);
+        }
         let what = if state.taking_down {
             "was partly taken down (a `netlab down`, or the cleanup of a failed command, was cut short)"
         } else if state.building {

@@ -26,7 +26,10 @@ use crate::{
 /// Where cgroup v2 is mounted: host-local publishing needs it.
 fn root() -> Result<PathBuf> {
     crate::netlink::cgroup::root().map_err(|_| {
-        Error::Invalid("no cgroup v2 hierarchy is mounted: host-local publishing needs one".into())
+        Error::Invalid(
+            "no cgroup v2 hierarchy is mounted here: host-local publishing needs one (under `ip netns exec`, which mounts a /sys of its own, run netlab outside it)"
+                .into(),
+        )
     })
 }
 

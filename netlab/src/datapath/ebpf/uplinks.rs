@@ -4,7 +4,8 @@
 //! cover every interface but the bridge (`! -o BRIDGE` masquerade, `--dst-type LOCAL`
 //! publishing, direct access dropped unless `-i BRIDGE`). Each gets the uplink programs
 //! by tcx, and its addresses go in `UPLINKS` (the masquerade source of what leaves by
-//! it) and `HOST_ADDRS` (local addresses published ports answer on).
+//! it) and `HOST_ADDRS` (local addresses published ports answer on, with those of `lo`
+//! outside the loopback range).
 //!
 //! Interfaces come and go without telling netlab, which runs no daemon: `up`, `run`
 //! and `publish` bring the set up to date ([`sync`]). Meanwhile the lab stays closed to
@@ -88,10 +89,18 @@ pub fn sync(state: &LabState) -> Result<()> {
             let _ = hooks::detach(kind, lab, &host, &attachment(prog, i));
         }
     }
-    let addressed: HashSet<u32> = host_links.iter().map(|l| l.index).collect();
+    // The addresses published ports answer on: every interface's but the bridge's,
+    // `lo`'s too (a service address on it is as local as `--dst-type LOCAL` says), but
+    // not the loopback range's, which never comes in by an interface.
+    let addressed: HashSet<u32> = links
+        .iter()
+        .filter(|l| l.name != state.bridge && l.master.is_none())
+        .map(|l| l.index)
+        .collect();
+    let local = |i: &u32| addressed.contains(i);
     let current: HashSet<u32> = addrs
         .iter()
-        .filter(|(i, _)| addressed.contains(i))
+        .filter(|(i, a)| local(i) && !a.is_loopback())
         .map(|(_, a)| be(*a))
         .collect();
     let stale: Vec<u32> = host_addrs
@@ -105,7 +114,7 @@ pub fn sync(state: &LabState) -> Result<()> {
     let mut host_addrs6: HashMap<MapData, Addr6, u32> = pins::typed(lab, names::HOST_ADDRS6)?;
     let current6: HashSet<Addr6> = addrs6
         .iter()
-        .filter(|(i, _)| addressed.contains(i))
+        .filter(|(i, a)| local(i) && !a.is_loopback())
         .map(|(_, a)| super::addr6(*a))
         .collect();
     let stale6: Vec<Addr6> = host_addrs6
@@ -115,6 +124,23 @@ pub fn sync(state: &LabState) -> Result<()> {
         .collect();
     for a in stale6 {
         let _ = host_addrs6.remove(&a);
+    }
+    let index_of = |a: &u32| addrs.iter().find(|(_, x)| be(*x) == *a).map(|(i, _)| *i);
+    for a in &current {
+        host_addrs
+            .insert(*a, index_of(a).unwrap_or(0), 0)
+            .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
+    }
+    let index_of6 = |a: &Addr6| {
+        addrs6
+            .iter()
+            .find(|(_, x)| super::addr6(*x) == *a)
+            .map(|(i, _)| *i)
+    };
+    for a in &current6 {
+        host_addrs6
+            .insert(*a, index_of6(a).unwrap_or(0), 0)
+            .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
     }
     for l in host_links {
         let mine: Vec<Ipv4Addr> = addrs
@@ -127,16 +153,6 @@ pub fn sync(state: &LabState) -> Result<()> {
             .filter(|(i, _)| *i == l.index)
             .map(|(_, a)| super::addr6(*a))
             .collect();
-        for a in &mine {
-            host_addrs
-                .insert(be(*a), l.index, 0)
-                .map_err(|e| Error::ebpf("update HOST_ADDRS", e))?;
-        }
-        for a in &mine6 {
-            host_addrs6
-                .insert(*a, l.index, 0)
-                .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
-        }
         if !l.ethernet {
             continue;
         }
