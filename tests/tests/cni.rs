@@ -267,6 +267,38 @@ fn gc_keeping(w: &CniWorld, id: &str, ifname: &str, conf: &Value) -> Reply {
     w.call(&[("CNI_COMMAND", "GC")], &conf.to_string())
 }
 
+/// A runtime's namespace removed without a DEL (podman cannot enter it any more, and
+/// 4.3 never sends GC): the next ADD removes the attachment, so that its address and
+/// port serve another container, and the same container can be attached again. Before,
+/// they stayed taken for ever ("unpublish it first"), and the same container's ADD was
+/// refused as already attached.
+#[test]
+fn add_reaps_an_attachment_whose_namespace_is_gone() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}
+    }));
+    let a = w.container();
+    assert_eq!(w.add(&a, &conf)["ips"][0]["address"], "10.77.0.2/24");
+    netlab_tests::netns::delete(a.netns.file_name().unwrap().to_str().unwrap()).unwrap();
+    let b = w.container();
+    assert_eq!(w.add(&b, &conf)["ips"][0]["address"], "10.77.0.2/24");
+    let ports = w.lab().ports();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["container"], b.name.as_str());
+    let containers = w.lab().status()["containers"].clone();
+    assert_eq!(containers.as_array().unwrap().len(), 1, "{containers}");
+
+    // The same container again, in a new namespace (its old one gone).
+    netlab_tests::netns::delete(b.netns.file_name().unwrap().to_str().unwrap()).unwrap();
+    let again = Ctr {
+        netns: w.container().netns,
+        ..b
+    };
+    w.add(&again, &conf);
+    assert_eq!(w.lab().ports()[0]["container"], again.name.as_str());
+}
+
 #[test]
 fn verbs_about_another_attachment_of_the_same_name_leave_it_alone() {
     let w = CniWorld::new();

@@ -46,6 +46,28 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<String> {
     done
 }
 
+/// Removes the runtime's attachments whose namespace is gone: their container is gone
+/// with it, and a runtime that could not enter the namespace never sends their DEL
+/// (podman 4.3, which never sends GC either), so their addresses and ports would stay
+/// taken for ever, and the same container could not be attached again. Said on stderr.
+fn reap_stale(s: &mut Session) -> CniResult<()> {
+    let stale: Vec<String> = s
+        .state
+        .containers
+        .iter()
+        .filter(|c| c.runtime_netns.is_some() && !crate::topology::netns_is_the_containers(c))
+        .map(|c| c.name.clone())
+        .collect();
+    for name in stale {
+        ops::detach(s, &name)?;
+        eprintln!(
+            "netlab-cni: {name} on network {} was removed: its namespace is gone",
+            s.state.name
+        );
+    }
+    Ok(())
+}
+
 /// Refuses to attach into the namespace the plugin runs in (the runtime's own: the
 /// container's interface would be made there, and the lab's uplink could be taken for
 /// it).
@@ -89,6 +111,7 @@ fn attach(
 ) -> CniResult<String> {
     network::check_namespace(&s.state)?;
     network::check_matches(conf, &s.state)?;
+    reap_stale(s)?;
     if let Some(c) = s.state.container(name) {
         let msg = match attachment::is(c, &a.container_id, &a.ifname) {
             true => format!(
