@@ -97,6 +97,10 @@ impl Errors {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn into_result(self) -> Result<()> {
         match self.0.len() {
             0 => Ok(()),

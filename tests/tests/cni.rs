@@ -448,6 +448,43 @@ fn check_sees_a_removed_route_address_or_port() {
     w.verb("CHECK", &b, &check).error(3);
 }
 
+/// The iptables datapath on a runtime's namespace that had no nf_tables tables:
+/// iptables-nft makes `ip raw`, `ip nat` and `ip filter` with the network's first
+/// rules, and `down` removes them again, where they hold nothing else; a table that was
+/// there before, and one that holds another program's rule or policy since, stay.
+/// Before, the three stayed, empty, in every namespace an iptables network had been in.
+#[test]
+fn down_removes_the_tables_iptables_made_and_nothing_else() {
+    if let Some(why) = netlab_tests::unavailable("iptables") {
+        return netlab_tests::skip(&why);
+    }
+    let nft = |w: &CniWorld| run_in_ns_ok(&w.host(), &["nft", "list", "ruleset"]);
+    let conf = |w: &CniWorld| w.conf(json!({"datapath": "iptables"}));
+
+    let mut w = CniWorld::new();
+    assert_eq!(nft(&w), "");
+    w.add(&w.container(), &conf(&w));
+    assert!(nft(&w).contains("table ip nat"));
+    w.take_down();
+    assert_eq!(nft(&w), "", "tables left behind");
+
+    // The runtime's own nat table, and a rule and a policy put in since.
+    let mut w = CniWorld::new();
+    run_in_ns_ok(&w.host(), &["nft", "add", "table", "ip", "nat"]);
+    w.add(&w.container(), &conf(&w));
+    run_in_ns_ok(
+        &w.host(),
+        &["iptables", "-t", "raw", "-A", "PREROUTING", "-j", "ACCEPT"],
+    );
+    run_in_ns_ok(&w.host(), &["iptables", "-P", "FORWARD", "DROP"]);
+    w.take_down();
+    let left = nft(&w);
+    for table in ["table ip nat", "table ip raw", "table ip filter"] {
+        assert!(left.contains(table), "{table} was removed: {left}");
+    }
+    assert!(left.contains("policy drop"), "{left}");
+}
+
 /// STATUS is 50 (not available) when the kernel lacks what the network's datapath or
 /// device needs (flowtables, netkit), as the ADD then fails; 0 where it has them.
 #[test]

@@ -483,6 +483,23 @@ impl Datapath for Iptables {
 
     fn setup(&self, state: &LabState) -> Result<()> {
         netfilter::prepare_host(state)?;
+        if self.backend == Backend::Nft {
+            // The tables iptables-nft makes with the first rule, recorded first.
+            let wanted: Vec<(&str, &str)> = families(state)
+                .iter()
+                .flat_map(|&f| {
+                    let nft_family = match f {
+                        Family::V4 => "ip",
+                        Family::V6 => "ip6",
+                    };
+                    setup_script(state, &state.nat, f)
+                        .0
+                        .into_iter()
+                        .map(move |(table, _)| (nft_family, table))
+                })
+                .collect();
+            super::nft_tables::record_missing(state, &wanted)?;
+        }
         for &family in families(state) {
             let mut script = setup_script(state, &state.nat, family);
             // A `NETLAB-USER` left with the user's rules is taken as it is: declared
@@ -541,6 +558,9 @@ impl Datapath for Iptables {
             errors.check(self.save(state, family).and_then(|saved| {
                 self.restore(state, family, &teardown_script(&saved, state, family))
             }));
+        }
+        if errors.is_empty() && self.backend == Backend::Nft {
+            super::nft_tables::remove_unused(state);
         }
         errors.into_result()
     }

@@ -6,6 +6,7 @@ pub mod ebpf;
 pub mod inspect;
 pub mod iptables;
 mod netfilter;
+mod nft_tables;
 pub mod nftables;
 pub mod routed;
 

@@ -1,0 +1,110 @@
+//! The nf_tables tables `iptables-nft` makes for the iptables datapath's rules (`ip
+//! raw`, `ip nat`, `ip filter`, and `ip6`'s with IPv6). A namespace without one gets it
+//! with the lab's first rule there, and the tool never removes it: after `down` the
+//! namespace kept empty tables of base chains it did not have before. So `up` records
+//! the tables that were not there, beside the lab's state, before its first rule; and
+//! `down`, once the lab's rules are out, removes each recorded table that holds
+//! nothing but base chains without rules, whose policy is accept. A table that was there before `up` is never
+//! touched; one that another program put a rule, chain or set in since is left as it
+//! is. The removal is one transaction that deletes the base chains first: a rule put in
+//! one since they were looked at makes that delete fail, and the table stays whole.
+
+use std::fs;
+
+use serde_json::Value;
+
+use super::netfilter;
+use crate::{
+    error::{Error, Result},
+    lab::LabState,
+    store,
+};
+
+/// Where `up` records the tables it found missing (one `FAMILY TABLE` a line).
+const RECORD: &str = "iptables-nft-tables";
+
+/// The tables `wanted` (`(family, table)`, as nft names them) that the lab host lacks
+/// now, recorded for [`remove_unused`] before the caller makes any of them.
+/// Without the `nft` tool nothing is recorded (nor removed later).
+pub fn record_missing(state: &LabState, wanted: &[(&str, &str)]) -> Result<()> {
+    let Ok(listed) = nft(state, &["-j", "list", "tables"]) else {
+        return Ok(());
+    };
+    let have: Vec<(String, String)> = objects(&listed, "table")
+        .map(|t| (text(t, "family"), text(t, "name")))
+        .collect();
+    let missing: String = wanted
+        .iter()
+        .filter(|(f, t)| !have.iter().any(|(hf, ht)| hf == f && ht == t))
+        .map(|(f, t)| format!("{f} {t}\n"))
+        .collect();
+    let record = store::record_file(&state.name, RECORD);
+    fs::write(&record, missing).map_err(|e| Error::io("write", &record, e))
+}
+
+/// Removes each table [`record_missing`] recorded that holds nothing now but base
+/// chains without rules. A table it cannot remove is said on stderr and left: what is
+/// left is empty of the lab's rules, and `down` goes on.
+pub fn remove_unused(state: &LabState) {
+    let Ok(recorded) = fs::read_to_string(store::record_file(&state.name, RECORD)) else {
+        return;
+    };
+    for line in recorded.lines() {
+        let Some((family, table)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Err(e) = remove_if_unused(state, family, table) {
+            eprintln!("netlab: table {family} {table} left in place: {e}");
+        }
+    }
+}
+
+fn remove_if_unused(state: &LabState, family: &str, table: &str) -> Result<()> {
+    let Ok(listed) = nft(state, &["-j", "list", "table", family, table]) else {
+        // Gone already.
+        return Ok(());
+    };
+    let mut chains = Vec::new();
+    for item in listed["nftables"].as_array().into_iter().flatten() {
+        let Some((kind, body)) = item.as_object().and_then(|o| o.iter().next()) else {
+            continue;
+        };
+        match kind.as_str() {
+            "metainfo" | "table" => {}
+            // A base chain accepting what it does not match, as iptables-nft makes
+            // them. Any other chain is someone's, and a policy set since (`iptables -P
+            // FORWARD DROP`, as Docker sets) is someone's firewall.
+            "chain" if body.get("hook").is_some() && body["policy"] == "accept" => {
+                chains.push(body["handle"].clone())
+            }
+            _ => return Ok(()),
+        }
+    }
+    let mut script: String = chains
+        .iter()
+        .map(|h| format!("delete chain {family} {table} handle {h}\n"))
+        .collect();
+    script.push_str(&format!("delete table {family} {table}\n"));
+    netfilter::run(state, "nft", &["-f", "-"], Some(&script)).map(drop)
+}
+
+fn nft(state: &LabState, args: &[&str]) -> Result<Value> {
+    let out = netfilter::run(state, "nft", args, None)?;
+    serde_json::from_str(&out).map_err(|e| Error::Command {
+        command: format!("nft {}", args.join(" ")),
+        detail: format!("unreadable JSON: {e}"),
+    })
+}
+
+/// The bodies of the listing's objects of `kind` (`{"table": {...}}`).
+fn objects<'a>(listed: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    listed["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |item| item.get(kind))
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
