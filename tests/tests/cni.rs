@@ -197,6 +197,11 @@ fn configuration_problems_found_at_up_are_invalid_configuration() {
         .verb("ADD", &a, &w.conf(json!({"natPorts": "40000-40100"})))
         .error(7);
     assert!(msg.contains("ephemeral"), "{msg}");
+    // Named as the configuration names it, not as the CLI's flag.
+    assert!(
+        msg.contains("\"natPorts\" 40000-40100") && !msg.contains("--"),
+        "{msg}"
+    );
     w.verb("ADD", &a, &w.conf(json!({"subnet": "127.0.0.0/24"})))
         .error(7);
     w.verb("ADD", &a, &w.conf(json!({"capabilities": "yes"})))

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{
     attachment,
-    config::NetConf,
+    config::{NetConf, in_config_words},
     env::Attachment,
     error::{CniError, CniResult, code},
     ips, network, ports, result,
@@ -35,7 +35,8 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<String> {
     // What `up` refuses is the configuration's fault (an uplink that does not exist,
     // NAT ports the host uses itself); a conflict with what exists stays a conflict.
     let (mut s, brought_up) = Session::open_or_up(&req).map_err(|e| match e {
-        Error::Invalid(msg) => CniError::new(code::INVALID_CONFIG, msg),
+        Error::Invalid(msg) => CniError::new(code::INVALID_CONFIG, in_config_words(&msg)),
+        Error::Conflict(msg) => Error::Conflict(in_config_words(&msg)).into(),
         other => other.into(),
     })?;
     let done = attach(&mut s, conf, a, &name, netns, &specs);

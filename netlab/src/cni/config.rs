@@ -52,6 +52,23 @@ fn invalid(msg: String) -> CniError {
     CniError::new(code::INVALID_CONFIG, msg)
 }
 
+/// A message of `netlab up`'s with its flags named as the configuration names them
+/// (`--nat-ports` is `"natPorts"`): what the runtime's user can change.
+pub fn in_config_words(msg: &str) -> String {
+    [
+        ("--nat-ports", "natPorts"),
+        ("--subnet6", "subnet6"),
+        ("--subnet", "subnet"),
+        ("--uplink", "uplink"),
+        ("--datapath", "datapath"),
+        ("--device", "device"),
+    ]
+    .iter()
+    .fold(msg.to_string(), |m, (flag, field)| {
+        m.replace(flag, &format!("\"{field}\""))
+    })
+}
+
 impl NetConf {
     /// Decodes the configuration and checks its version.
     pub fn parse(text: &str) -> CniResult<Self> {
