@@ -52,6 +52,22 @@ fn two_names_of_one_veth_hash_both_run() {
     assert!(ping(&lab, &b, &UPLINK_ADDR.to_string()));
 }
 
+/// A link of the lab host's that is not netlab's and holds the name a container's
+/// veth would get: the container gets another name, runs, and `rm` leaves that link
+/// alone. Before, `run` failed on the kernel's "File exists", for ever for that name.
+#[test]
+fn a_foreign_link_of_the_veths_name_is_passed_over() {
+    let lab = Lab::sandbox(&[]);
+    let theirs = netlab::lab::names::veth(&lab.name, "z");
+    lab.exec_ok("host", &["ip", "link", "add", &theirs, "type", "bridge"]);
+    lab.ok(&["run", "z"]);
+    let veth = lab.status()["containers"][0]["veth"].clone();
+    assert_ne!(veth, theirs.as_str());
+    assert!(ping(&lab, "z", &BRIDGE_ADDR.to_string()));
+    lab.ok(&["rm", "z"]);
+    lab.exec_ok("host", &["ip", "link", "show", &theirs]);
+}
+
 #[test]
 fn container_reaches_bridge_and_host_uplink() {
     let lab = Lab::sandbox(&[]);

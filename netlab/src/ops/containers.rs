@@ -214,14 +214,27 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         ifname: req.ifname.clone(),
         ip,
         ip6,
-        veth: (req.network == Network::Bridge).then(|| {
-            names::veth_among(&lab, &req.name, |v| {
-                s.state
-                    .containers
-                    .iter()
-                    .any(|c| c.veth.as_deref() == Some(v))
-            })
-        }),
+        veth: match req.network {
+            Network::Bridge => {
+                // Nor a link of the lab host's that is not netlab's (a foreign link of
+                // that name would make the container's name unusable for ever).
+                let host_links: Vec<String> = crate::netlink::netns::netlink_in(
+                    &topology::host_ns(&s.state),
+                    |h| async move { crate::netlink::link::all(&h).await },
+                )?
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
+                Some(names::veth_among(&lab, &req.name, |v| {
+                    host_links.iter().any(|l| l == v)
+                        || s.state
+                            .containers
+                            .iter()
+                            .any(|c| c.veth.as_deref() == Some(v))
+                }))
+            }
+            _ => None,
+        },
         // The one asked for is given to the interface; the kernel's is read back.
         mac: req.mac.clone(),
         cgroup,
