@@ -905,6 +905,13 @@ fn status_shows_what_of_a_container_is_gone() {
         lab.ok(&["status"])
             .contains("GONE (removed behind netlab's back)")
     );
+    // `run` says so, and what to do, rather than the kernel's "does not exist".
+    let err = lab.fails(&["run", "early"]);
+    assert!(
+        err.contains("is gone") && err.contains("netlab down"),
+        "{err}"
+    );
+    assert!(lab.state().container("early").is_none());
     // A bridge of its name made again is someone else's: still gone, and no container
     // is plugged into it (nothing is made).
     let bridge = lab.state().bridge;
@@ -914,7 +921,7 @@ fn status_shows_what_of_a_container_is_gone() {
     );
     assert_eq!(lab.status()["bridge"]["state"], "gone");
     let err = lab.fails(&["run", "late"]);
-    assert!(err.contains("made again behind netlab's back"), "{err}");
+    assert!(err.contains("made again, behind netlab's back"), "{err}");
     assert!(lab.state().container("late").is_none());
     let ports = run_in_ns_ok(&lab.ns("host"), &["ip", "link", "show", "master", &bridge]);
     assert!(ports.trim().is_empty(), "plugged into theirs: {ports}");
