@@ -123,9 +123,11 @@ impl Locked {
         // by someone else, and what the lab made is no longer known.
         let state: LabState = serde_json::from_str(&text).map_err(|e| {
             Error::Invalid(format!(
-                "the state of lab {} ({}) is unreadable ({e}): netlab no longer knows what the lab made; remove its namespaces and interfaces by hand, then {} and {}.lock",
+                "the state of lab {} ({}) is unreadable ({e}): netlab no longer knows what the lab made; remove by hand its namespaces and interfaces, its pins ({}) and cgroup (netlab-{} under the cgroup root) if it is an eBPF lab, then {} and {}.lock",
                 self.lab,
                 path.display(),
+                crate::datapath::ebpf::pins::dir(&self.lab).display(),
+                self.lab,
                 dir(&self.lab).display(),
                 dir(&self.lab).display()
             ))

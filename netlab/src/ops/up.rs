@@ -114,6 +114,18 @@ impl UpRequest {
                 "--uplink cannot be used with --sandbox: the sandbox has its own uplink".into(),
             ));
         }
+        if self.datapath == DatapathKind::Routed
+            && (n.port_min, n.port_max)
+                != (
+                    NatOptions::default().port_min,
+                    NatOptions::default().port_max,
+                )
+        {
+            return Err(Error::Invalid(
+                "--nat-ports applies to the datapaths that translate, not to routed (no NAT)"
+                    .into(),
+            ));
+        }
         if self.datapath == DatapathKind::Routed && !self.sandbox {
             return Err(Error::Invalid(
                 "--datapath routed (no NAT, the benchmark's baseline) needs --sandbox".into(),
@@ -476,6 +488,16 @@ mod tests {
             assert!(request(true, dp).check().is_ok(), "{}", dp.name());
         }
         assert!(request(false, DatapathKind::Iptables).check().is_ok());
+    }
+
+    #[test]
+    fn routed_takes_no_nat_ports() {
+        let mut req = request(true, DatapathKind::Routed);
+        assert!(req.check().is_ok());
+        req.nat.port_min = 1;
+        req.nat.port_max = 2;
+        let e = req.check().unwrap_err().to_string();
+        assert!(e.contains("not to routed"), "{e}");
     }
 
     #[test]
