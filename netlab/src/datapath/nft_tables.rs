@@ -4,10 +4,11 @@
 //! namespace kept empty tables of base chains it did not have before. So `up` records
 //! the tables that were not there, beside the lab's state, before its first rule; and
 //! `down`, once the lab's rules are out, removes each recorded table that holds
-//! nothing but base chains without rules, whose policy is accept. A table that was there before `up` is never
-//! touched; one that another program put a rule, chain or set in since is left as it
-//! is. The removal is one transaction that deletes the base chains first: a rule put in
-//! one since they were looked at makes that delete fail, and the table stays whole.
+//! nothing but base chains without rules, whose policy is accept. A table that was
+//! there before `up` is never touched; one that another program put a rule, chain, set
+//! or policy in since is left as it is. The removal is one transaction that deletes the
+//! base chains first: a rule put in one since they were looked at makes that delete
+//! fail, and the table stays whole. A sandbox's namespace goes whole: nothing to do.
 
 use std::fs;
 
@@ -27,6 +28,9 @@ const RECORD: &str = "iptables-nft-tables";
 /// now, recorded for [`remove_unused`] before the caller makes any of them.
 /// Without the `nft` tool nothing is recorded (nor removed later).
 pub fn record_missing(state: &LabState, wanted: &[(&str, &str)]) -> Result<()> {
+    if state.sandbox {
+        return Ok(());
+    }
     let Ok(listed) = nft(state, &["-j", "list", "tables"]) else {
         return Ok(());
     };
