@@ -87,8 +87,15 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         .max()
         .unwrap_or(0)
         .max(32);
+    // As wide as the longest container name (a runtime's are `<64 hex digits>-eth0`).
+    let name = ports
+        .iter()
+        .map(|p| p.container.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     println!(
-        "{:<12} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
+        "{:<name$} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
         "CONTAINER",
         "PUBLISHED",
         if dual { " FAMILY   " } else { "" },
@@ -100,7 +107,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
     let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     for p in &ports {
         println!(
-            "{:<12} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
+            "{:<name$} {:<spec$}{} {:<to$} {:>10} {:>12} {:>8}",
             p.container,
             p.spec,
             family(p),

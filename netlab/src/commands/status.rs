@@ -137,8 +137,16 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         true => format!(" {:<w6$}", text6(c)),
         false => String::new(),
     };
+    // As wide as the longest name (a runtime's are `<64 hex digits>-eth0`).
+    let wn = state
+        .containers
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(20);
     println!(
-        "{:<20} {:<8} {:<16}{} {:<16} NETNS",
+        "{:<wn$} {:<8} {:<16}{} {:<16} NETNS",
         "CONTAINER",
         "NETWORK",
         "IP",
@@ -156,7 +164,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             (None, None) => "(host)".into(),
         };
         println!(
-            "{:<20} {:<8} {:<16}{} {:<16} {ns}",
+            "{:<wn$} {:<8} {:<16}{} {:<16} {ns}",
             c.name,
             c.network.name(),
             c.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
