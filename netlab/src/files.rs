@@ -35,6 +35,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// its directory is missing or takes no new file, or it is there and is not a regular
 /// file (a directory, a device: a rename would replace it).
 pub fn unwritable(path: &Path) -> Option<String> {
+    // `dir/` names a directory, whether or not it is there: no file goes by that name.
+    if path.as_os_str().to_string_lossy().ends_with('/') {
+        return Some("names a directory (it ends in /), give a file name".into());
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -57,9 +61,51 @@ pub fn unwritable(path: &Path) -> Option<String> {
     }
 }
 
+/// Whether `a` and `b` name one file, however spelled (`x` and `./x`, a relative and
+/// an absolute path, through a symbolic link, hard links of one file): their
+/// directories resolved and the names compared, or the files' identities where both
+/// are there.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b)) {
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
+    let resolved = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some((fs::canonicalize(dir).ok()?, p.file_name()?.to_owned()))
+    };
+    match (resolved(a), resolved(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_file_however_spelled() {
+        let dir = std::env::temp_dir().join(format!("netlab-same-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let abs = dir.join("o.json");
+        let dotted = dir.join(".").join("o.json");
+        assert!(same_file(&abs, &dotted));
+        assert!(!same_file(&abs, &dir.join("o.svg")));
+        fs::write(&abs, "x").unwrap();
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&abs, &link).unwrap();
+        assert!(same_file(&abs, &link));
+        assert!(
+            unwritable(&dir.join("newdir/"))
+                .unwrap()
+                .contains("ends in /")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn what_cannot_be_written_is_said_first() {

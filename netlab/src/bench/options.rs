@@ -288,7 +288,9 @@ impl Options {
                 check_output(flag, p)?;
             }
         }
-        if json.is_some() && json == svg {
+        if let (Some(j), Some(v)) = (&json, &svg)
+            && crate::files::same_file(j, v)
+        {
             return Err(Error::Invalid(
                 "--json and --svg name the same file: give each its own".into(),
             ));
@@ -405,7 +407,9 @@ impl Options {
         Ok(opts)
     }
 
-    /// Refuses a family over which nothing would run: IPv6 runs only a, b, c and g.
+    /// Refuses a family over which nothing would run (IPv6 runs only a, b, c and g), and
+    /// scenarios of IPv4 only (d, e, h, i) when IPv4 is not among the families: they
+    /// would not run at all.
     fn check_families(&self) -> Result<()> {
         for &f in &self.families {
             let runs = self
@@ -418,6 +422,21 @@ impl Options {
             return Err(Error::Invalid(
                 "nothing to measure over IPv6: --family 6 runs a, b, c and g, and --scenario has none of them".into(),
             ));
+        }
+        if !self.families.contains(&Family::V4) {
+            let v4_only: Vec<&str> = self
+                .scenarios
+                .iter()
+                .filter(|s| matches!(s, Scenario::D | Scenario::E | Scenario::H | Scenario::I))
+                .map(|s| s.letter())
+                .collect();
+            if !v4_only.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "scenario {} runs over IPv4 only, and --family has no 4: add 4 to --family, or leave {} out of --scenario",
+                    v4_only.join(", "),
+                    if v4_only.len() == 1 { "it" } else { "them" }
+                )));
+            }
         }
         Ok(())
     }
@@ -625,10 +644,35 @@ fn invalid_goal(goal: &str, why: &str) -> Error {
     Error::Invalid(format!("invalid --goal {goal:?}: {why}"))
 }
 
+/// Whether whitespace in `text` stands between two characters of one word or number.
+fn splits_a_word(text: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    let chars: Vec<char> = text.trim().chars().collect();
+    chars.iter().enumerate().any(|(i, c)| {
+        c.is_whitespace()
+            && chars[..i]
+                .iter()
+                .rev()
+                .find(|c| !c.is_whitespace())
+                .is_some_and(|&c| word(c))
+            && chars[i..]
+                .iter()
+                .find(|c| !c.is_whitespace())
+                .is_some_and(|&c| word(c))
+    })
+}
+
 /// Parses one `--goal` (see [`super::goal`] for its form) against the benchmark it is for: the scenario, the
 /// datapaths and the metric must be among those measured.
 pub fn parse_goal(text: &str, opts: &Options) -> Result<Goal> {
     let form = "give SCENARIO[:METRIC]:DATAPATH[/BASE] OP VALUE, e.g. c:ebpf/iptables>=1.4";
+    // Spaces may go around the parts, never inside one: `>=1 2` is no 12.
+    if splits_a_word(text) {
+        return Err(invalid_goal(
+            text,
+            &format!("a space inside a name or number: {form}"),
+        ));
+    }
     let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let is_op = |c: char| matches!(c, '<' | '>' | '=' | '!');
     let at = s
@@ -739,6 +783,20 @@ pub fn parse_goal(text: &str, opts: &Options) -> Result<Goal> {
     }
     if denominator == Some(numerator) && base_metric.unwrap_or(metric) == metric {
         return Err(invalid_goal(text, "a figure against itself is always 1"));
+    }
+    if let Some(base) = base_metric
+        && base.unit(scenario) != metric.unit(scenario)
+    {
+        return Err(invalid_goal(
+            text,
+            &format!(
+                "{} is in {} and {} in {}: a ratio of two figures needs one unit",
+                metric.name(),
+                metric.unit_shown(scenario),
+                base.name(),
+                base.unit_shown(scenario)
+            ),
+        ));
     }
     Ok(Goal {
         text: text.trim().to_string(),
@@ -1062,6 +1120,46 @@ mod tests {
         .unwrap();
         assert_eq!(o.goals.len(), goals.len());
         assert_eq!((o.runs, o.max_runs), (5, 20));
+    }
+
+    #[test]
+    fn ipv4_only_scenarios_need_ipv4_and_goals_keep_their_numbers_whole() {
+        let e = Options::parse(Flags {
+            datapath: "ebpf",
+            family: "6",
+            scenario: "b,h",
+            ..Flags::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("scenario h runs over IPv4 only"), "{e}");
+        // What `bench --family 6` runs without --scenario.
+        assert!(
+            Options::parse(Flags {
+                family: "6",
+                scenario: "a,b,c,f,g",
+                ..Flags::default()
+            })
+            .is_ok()
+        );
+        let o = Options::parse(Flags {
+            datapath: "ebpf,iptables",
+            family: "4",
+            scenario: "b",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert!(parse_goal(" b : ebpf / iptables >= 1.2 ", &o).is_ok());
+        let e = parse_goal("b:ebpf/iptables>=1 2", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a space inside"), "{e}");
+        let e = parse_goal("b:ebp f/iptables>=1", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a space inside"), "{e}");
+        let e = parse_goal("b:ebpf/p99>=1", &o).unwrap_err().to_string();
+        assert!(e.contains("needs one unit"), "{e}");
     }
 
     #[test]

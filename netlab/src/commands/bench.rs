@@ -28,8 +28,10 @@ pub struct Args {
     /// 10-10,000 ports published, e time to publish one more port, f the routed
     /// baseline for a-c and g, g small-packet rate, h the CLI (publish, unpublish,
     /// rm) with 10,000 ports, i connection rate with a million flows tracked.
-    #[arg(long, default_value = "a,b,c,d,e,f,g,h,i")]
-    pub scenario: String,
+    /// Default: all of them (a, b, c, f and g with --family 6 alone: d, e, h and i run
+    /// over IPv4 only).
+    #[arg(long)]
+    pub scenario: Option<String>,
     /// The physical reference for a-c and g: veth (one veth pair between two
     /// namespaces, no bridge, routing or NAT), or none.
     #[arg(long, default_value = "veth")]
@@ -79,11 +81,17 @@ pub struct Args {
 /// The lab name is ignored: the benchmark makes its own labs. Fails (exit 1) after
 /// writing everything when a goal is not met.
 pub fn run(_lab: &str, args: Args) -> Result<()> {
+    let ipv4 = args.family.split(',').any(|f| f.trim() == "4");
+    let scenario = match (&args.scenario, ipv4) {
+        (Some(given), _) => given.as_str(),
+        (None, true) => "a,b,c,d,e,f,g,h,i",
+        (None, false) => "a,b,c,f,g",
+    };
     let opts = Options::parse(Flags {
         datapath: &args.datapath,
         device: &args.device,
         family: &args.family,
-        scenario: &args.scenario,
+        scenario,
         reference: &args.reference,
         runs: &args.runs,
         duration: &args.duration,

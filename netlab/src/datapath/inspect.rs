@@ -186,7 +186,10 @@ impl Tally {
             self.half_open[bucket] += 1;
         }
         let (lo, hi) = self.nat_ports;
-        let Some(bitmap) = NAT_PROTOS.iter().position(|p| *p == proto) else {
+        // Both families' flows take their ports from the one range: an ICMPv6 echo's
+        // identifier is counted with ICMP's.
+        let family_free = if proto == "icmpv6" { "icmp" } else { proto };
+        let Some(bitmap) = NAT_PROTOS.iter().position(|p| *p == family_free) else {
             return;
         };
         if masqueraded && (lo..=hi).contains(&translated_sport) {
@@ -293,10 +296,11 @@ mod tests {
             flow("pending", "tcp", "SYN_RECV", [172, 18, 0, 2], 40000, 12),
             flow("confirmed", "udp", "-", up, 20000, 40),
             flow("confirmed", "udp", "-", up, 19999, 40),
+            flow("pending", "icmpv6", "-", up, 20005, 1),
         ];
         let c = FlowCensus::of(Vec::new(), &flows, (20000, 29999));
         assert_eq!(c.in_table("confirmed"), 4);
-        assert_eq!(c.in_table("pending"), 2);
+        assert_eq!(c.in_table("pending"), 3);
         assert_eq!(
             c.flows[0],
             FlowKind {
@@ -307,8 +311,8 @@ mod tests {
             }
         );
         assert_eq!(c.half_open, [1, 0, 1, 0]);
-        // tcp 20000, tcp 20001, udp 20000 (19999 is outside the range, the SYN_RECV
-        // flow not masqueraded).
-        assert_eq!(c.nat_ports_in_use, [2, 1, 0]);
+        // tcp 20000, tcp 20001, udp 20000, and the ICMPv6 echo's 20005 with ICMP's
+        // (19999 is outside the range, the SYN_RECV flow not masqueraded).
+        assert_eq!(c.nat_ports_in_use, [2, 1, 1]);
     }
 }
