@@ -573,6 +573,37 @@ fn conntrack_lists_flows_and_flush_empties_it() {
     assert_eq!(flushed, serde_json::json!({ "flushed": 1 }));
 }
 
+/// The uplink losing the address the eBPF programs were loaded with (they masquerade
+/// behind it, a constant of their configuration; iptables' MASQUERADE takes the
+/// interface's address of the moment): the next command that looks at the lab host's
+/// interfaces says so, and what to do.
+#[test]
+fn the_uplink_losing_its_address_is_said() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    lab.exec_ok(
+        "host",
+        &["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"],
+    );
+    lab.exec_ok(
+        "host",
+        &["ip", "addr", "add", "198.51.100.5/24", "dev", "eth0"],
+    );
+    let quiet = lab.run(&["run", "b"]);
+    assert!(
+        String::from_utf8_lossy(&quiet.stderr).is_empty(),
+        "{quiet:?}"
+    );
+    lab.exec_ok(
+        "host",
+        &["ip", "addr", "del", "198.51.100.2/24", "dev", "eth0"],
+    );
+    let out = lab.run(&["run", "c"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("no longer has 198.51.100.2"), "{err}");
+}
+
 #[test]
 fn debug_logs_show_new_flows_only_when_asked_for() {
     let lab = Lab::sandbox(&["--debug"]);

@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, default_value = "172.18.0.0/16")]
     pub subnet: String,
     /// Dual-stack containers: each gets an IPv6 address beside its IPv4 one, masqueraded
-    /// behind the uplink's, and published ports answer on both families (iptables and
-    /// nftables datapaths; outside a sandbox, IPv6 forwarding must be on already).
+    /// behind the uplink's, and published ports answer on both families (every
+    /// datapath; outside a sandbox, IPv6 forwarding must be on already).
     #[arg(long)]
     pub ipv6: bool,
     /// The containers' IPv6 subnet (with --ipv6); the bridge takes its ::1. Default: a

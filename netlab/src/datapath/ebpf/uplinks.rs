@@ -56,6 +56,7 @@ pub fn sync(state: &LabState) -> Result<()> {
             addr::all_links_v6(&h).await?,
         ))
     })?;
+    warn_if_moved(state, &links, &addrs, &addrs6);
     // An interface without an Ethernet header (tun, WireGuard, an IP tunnel) is never
     // watched: the programs read a frame's Ethernet header, and would take its packets
     // for something else and pass them, untranslated. Unwatched, it is closed: nothing
@@ -166,6 +167,41 @@ pub fn sync(state: &LabState) -> Result<()> {
         attach(kind, state, &host, l)?;
     }
     Ok(())
+}
+
+/// Says on stderr when the uplink no longer has the address the programs were loaded
+/// with (`up`): they masquerade containers' new flows behind it, a constant of their
+/// configuration, where iptables' MASQUERADE takes the address the interface has now.
+fn warn_if_moved(
+    state: &LabState,
+    links: &[link::Listed],
+    addrs: &[(u32, Ipv4Addr)],
+    addrs6: &[(u32, std::net::Ipv6Addr)],
+) {
+    let Some(uplink) = links.iter().find(|l| l.name == state.uplink) else {
+        return;
+    };
+    let on_uplink = |i: &u32| *i == uplink.index;
+    let mut gone: Vec<String> = Vec::new();
+    if !addrs
+        .iter()
+        .any(|(i, a)| on_uplink(i) && *a == state.uplink_addr)
+    {
+        gone.push(state.uplink_addr.to_string());
+    }
+    if let Some(a6) = state.uplink_addr6
+        && !addrs6.iter().any(|(i, a)| on_uplink(i) && *a == a6)
+    {
+        gone.push(a6.to_string());
+    }
+    if !gone.is_empty() {
+        eprintln!(
+            "netlab: the uplink {} no longer has {}, which the eBPF datapath masquerades containers' new flows behind since `up`: they leave with it still; take the lab down and up again (`netlab down --lab {lab}`, `netlab up ...`)",
+            state.uplink,
+            gone.join(" and "),
+            lab = state.name
+        );
+    }
 }
 
 /// Attaches both uplink programs to interface `l`, unless they are attached already.
