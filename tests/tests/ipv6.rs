@@ -27,6 +27,7 @@ netlab_tests::per_datapath!(
         forwarding_turned_off_forwards_nothing,
         another_host_address_answers_hairpin,
         routes_and_rules_against_a_container_hold_on_every_path,
+        an_address_on_lo_is_the_hosts_too,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -102,6 +103,38 @@ fn another_host_address_answers_hairpin(dp: &str) {
     ] {
         let code = lab.exec_ok("cli", &netlab_tests::curl_status(url));
         assert_eq!(code, "200", "{url} from a container");
+    }
+}
+
+/// An IPv6 address on the lab host's `lo` is the host's, as IPv4's
+/// (`publish`'s test of the same name): a port published on it, or on every address,
+/// answers there from wan and from the host.
+fn an_address_on_lo_is_the_hosts_too(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.ok(&["run", "web"]);
+    lab.exec_ok(
+        "host",
+        &["ip", "-6", "addr", "add", "2001:db8:99::1/128", "dev", "lo"],
+    );
+    lab.exec_ok(
+        "wan",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:99::1/128",
+            "via",
+            UPLINK6,
+        ],
+    );
+    lab.ok(&["publish", "web", "[2001:db8:99::1]:7500:8000", "7504:8000"]);
+    let _server = dual_stack_server(&lab, "web", 8000);
+    for from in ["wan", "host"] {
+        for port in [7500, 7504] {
+            let url = format!("http://[2001:db8:99::1]:{port}/");
+            assert_eq!(lab.curl(from, &url), "200", "{url} from {from}");
+        }
     }
 }
 
