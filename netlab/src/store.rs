@@ -44,6 +44,25 @@ fn labs_but(skip: Option<&str>) -> Result<Vec<LabState>> {
     Ok(labs)
 }
 
+/// The labs whose state is there but cannot be read (written by someone else than
+/// netlab), each with why: what [`all_labs`] leaves out.
+pub fn unreadable_labs() -> Vec<(String, String)> {
+    let mut bad = Vec::new();
+    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
+        let path = entry.path().join("state.json");
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Err(e) = serde_json::from_str::<LabState>(&text) {
+            bad.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                e.to_string(),
+            ));
+        }
+    }
+    bad
+}
+
 /// The other labs up in the namespace a lab runs in when that is not its own (a lab on
 /// the machine's namespace or a runtime's): they share its namespace-wide settings.
 /// None for a sandbox lab.

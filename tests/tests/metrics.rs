@@ -816,6 +816,30 @@ impl<'a> Prometheus<'a> {
     }
 }
 
+/// A lab whose state someone else wrote over is left out of a scrape of every lab, and
+/// said on stderr (it was left out unsaid).
+#[test]
+fn a_lab_whose_state_is_unreadable_is_left_out_and_said() {
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let lab = Lab::sandbox(&[]);
+    let fake = netlab_tests::unique_lab();
+    let dir = std::path::Path::new("/run/netlab").join(&fake);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _gone = Gone(dir.clone());
+    std::fs::write(dir.join("state.json"), "not json").unwrap();
+    let out = lab.run(&["metrics"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("lab {fake} left out: its state is unreadable");
+    assert!(err.contains(&said), "{err}");
+    assert!(!lines_of(&String::from_utf8_lossy(&out.stdout), &lab.name).is_empty());
+}
+
 /// A lab whose host namespace was removed behind netlab's back is not scraped as if it
 /// were up; the next command on it says it is gone.
 #[test]

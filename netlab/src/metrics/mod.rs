@@ -32,8 +32,14 @@ impl Labs {
 /// The figures of the labs covered that are up, sorted by name; a lab being built is
 /// left out, and so is one whose host namespace is gone (removed behind netlab's back:
 /// the next command on it says so and clears it up); one that cannot be read (torn
-/// down while it is read) is left out and said on stderr.
+/// down while it is read, or its state written by someone else) is left out and said
+/// on stderr.
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
+    for (lab, why) in crate::store::unreadable_labs() {
+        if which.covers(&lab) {
+            left_out(&lab, Some(format!("its state is unreadable ({why})")));
+        }
+    }
     let mut labs: Vec<_> = crate::store::all_labs()?
         .into_iter()
         .filter(|s| which.covers(&s.name))
