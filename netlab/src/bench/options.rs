@@ -68,7 +68,8 @@ pub struct Flags<'a> {
     pub datapath: &'a str,
     pub device: &'a str,
     pub family: &'a str,
-    pub scenario: &'a str,
+    /// `None`: every scenario the families run (d, e, h and i need IPv4).
+    pub scenario: Option<&'a str>,
     pub reference: &'a str,
     pub runs: &'a str,
     pub duration: &'a str,
@@ -90,7 +91,7 @@ impl Default for Flags<'_> {
             datapath: "ebpf,iptables,nftables,nftables-flowtable",
             device: "veth",
             family: "4",
-            scenario: "a,b,c,d,e,f,g,h,i",
+            scenario: None,
             reference: "veth",
             runs: "5",
             duration: "5",
@@ -201,6 +202,11 @@ impl Options {
                 )));
             }
         };
+        let scenario = scenario.unwrap_or(if families.contains(&Family::V4) {
+            "a,b,c,d,e,f,g,h,i"
+        } else {
+            "a,b,c,f,g"
+        });
         let mut scenarios = Vec::new();
         for letter in list(scenario) {
             let s = Scenario::parse(letter).ok_or_else(|| {
@@ -817,7 +823,7 @@ pub fn parse_goal(text: &str, opts: &Options) -> Result<Goal> {
 pub fn test_options(datapaths: &str, scenarios: &str, ports: &str) -> Options {
     Options::parse(Flags {
         datapath: datapaths,
-        scenario: scenarios,
+        scenario: Some(scenarios),
         reference: "veth",
         runs: "1",
         duration: "1",
@@ -835,7 +841,7 @@ mod tests {
     fn parse(dp: &str, sc: &str, runs: &str, dur: &str, ports: &str) -> Result<Options> {
         Options::parse(Flags {
             datapath: dp,
-            scenario: sc,
+            scenario: Some(sc),
             reference: "veth",
             runs,
             duration: dur,
@@ -886,7 +892,7 @@ mod tests {
         assert_eq!(o.contenders(), [Contender::lab(DatapathKind::Iptables)]);
         let o = Options::parse(Flags {
             datapath: "nftables-flowtable",
-            scenario: "b",
+            scenario: Some("b"),
             reference: "none",
             runs: "1",
             duration: "1",
@@ -939,7 +945,7 @@ mod tests {
         }
         let flags = |reference, json: Option<&str>| Flags {
             datapath: "iptables",
-            scenario: "a",
+            scenario: Some("a"),
             reference,
             runs: "1",
             duration: "1",
@@ -957,7 +963,7 @@ mod tests {
     fn with(f: impl FnOnce(&mut Flags<'static>)) -> Result<Options> {
         let mut flags = Flags {
             datapath: "ebpf,iptables",
-            scenario: "b,c",
+            scenario: Some("b,c"),
             runs: "3",
             ..Flags::default()
         };
@@ -1065,13 +1071,13 @@ mod tests {
             (Box::new(move |f| f.goals = goal), "not in --datapath"),
             (Box::new(|f| f.tool = "netperf"), "unknown tool"),
             (Box::new(|f| f.datapath = ""), "nothing to measure"),
-            (Box::new(|f| f.scenario = "a,b,a"), "given twice"),
+            (Box::new(|f| f.scenario = Some("a,b,a")), "given twice"),
             (Box::new(|f| f.family = "4,4"), "given twice"),
             (Box::new(|f| f.device = "veth,veth"), "given twice"),
             (
                 Box::new(|f| {
                     f.datapath = "iptables";
-                    f.scenario = "i";
+                    f.scenario = Some("i");
                 }),
                 "eBPF datapath only",
             ),
@@ -1127,25 +1133,23 @@ mod tests {
         let e = Options::parse(Flags {
             datapath: "ebpf",
             family: "6",
-            scenario: "b,h",
+            scenario: Some("b,h"),
             ..Flags::default()
         })
         .unwrap_err()
         .to_string();
         assert!(e.contains("scenario h runs over IPv4 only"), "{e}");
-        // What `bench --family 6` runs without --scenario.
-        assert!(
-            Options::parse(Flags {
-                family: "6",
-                scenario: "a,b,c,f,g",
-                ..Flags::default()
-            })
-            .is_ok()
-        );
+        // `bench --family 6` without --scenario: the scenarios IPv6 runs.
+        let six = Options::parse(Flags {
+            family: "6",
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(six.scenarios, FAMILY6_SCENARIOS);
         let o = Options::parse(Flags {
             datapath: "ebpf,iptables",
             family: "4",
-            scenario: "b",
+            scenario: Some("b"),
             ..Flags::default()
         })
         .unwrap();
@@ -1167,7 +1171,7 @@ mod tests {
         let o = Options::parse(Flags {
             datapath: "ebpf",
             family: "4",
-            scenario: "b",
+            scenario: Some("b"),
             ..Flags::default()
         })
         .unwrap();
@@ -1185,7 +1189,7 @@ mod tests {
         let o = Options::parse(Flags {
             datapath: "ebpf,iptables,routed",
             family: "6,4",
-            scenario: "a,b,c,d,f,g",
+            scenario: Some("a,b,c,d,f,g"),
             ports: "10",
             ..Flags::default()
         })
@@ -1265,7 +1269,7 @@ mod tests {
         let e = Options::parse(Flags {
             datapath: "iptables",
             family: "6",
-            scenario: "d",
+            scenario: Some("d"),
             ..Flags::default()
         })
         .unwrap_err()

@@ -81,17 +81,11 @@ pub struct Args {
 /// The lab name is ignored: the benchmark makes its own labs. Fails (exit 1) after
 /// writing everything when a goal is not met.
 pub fn run(_lab: &str, args: Args) -> Result<()> {
-    let ipv4 = args.family.split(',').any(|f| f.trim() == "4");
-    let scenario = match (&args.scenario, ipv4) {
-        (Some(given), _) => given.as_str(),
-        (None, true) => "a,b,c,d,e,f,g,h,i",
-        (None, false) => "a,b,c,f,g",
-    };
     let opts = Options::parse(Flags {
         datapath: &args.datapath,
         device: &args.device,
         family: &args.family,
-        scenario,
+        scenario: args.scenario.as_deref(),
         reference: &args.reference,
         runs: &args.runs,
         duration: &args.duration,
