@@ -19,48 +19,39 @@ pub const STATE_DIR: &str = "/run/netlab";
 /// Every lab's state as it is now, read without locks (a snapshot, for checks across
 /// labs).
 pub fn all_labs() -> Result<Vec<LabState>> {
-    labs_but(None)
+    Ok(read_labs(None).0)
 }
 
 /// [`all_labs`] but `lab`, whose own state is not read (a command holds it already,
 /// and with 10,000 published ports reading it again is most of a `publish`'s time).
 pub fn other_labs(lab: &str) -> Result<Vec<LabState>> {
-    labs_but(Some(lab))
+    Ok(read_labs(Some(lab)).0)
 }
 
-fn labs_but(skip: Option<&str>) -> Result<Vec<LabState>> {
-    let mut labs = Vec::new();
+/// [`all_labs`], and the labs whose state is there but cannot be read (written by
+/// someone else than netlab), each with why, from one reading.
+pub fn labs_and_unreadable() -> (Vec<LabState>, Vec<(String, String)>) {
+    read_labs(None)
+}
+
+fn read_labs(skip: Option<&str>) -> (Vec<LabState>, Vec<(String, String)>) {
+    let (mut labs, mut bad) = (Vec::new(), Vec::new());
     for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
         if skip.is_some_and(|lab| entry.file_name() == lab) {
             continue;
         }
-        let path = entry.path().join("state.json");
-        if let Ok(text) = fs::read_to_string(&path)
-            && let Ok(state) = serde_json::from_str::<LabState>(&text)
-        {
-            labs.push(state);
-        }
-    }
-    Ok(labs)
-}
-
-/// The labs whose state is there but cannot be read (written by someone else than
-/// netlab), each with why: what [`all_labs`] leaves out.
-pub fn unreadable_labs() -> Vec<(String, String)> {
-    let mut bad = Vec::new();
-    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
-        let path = entry.path().join("state.json");
-        let Ok(text) = fs::read_to_string(&path) else {
+        let Ok(text) = fs::read_to_string(entry.path().join("state.json")) else {
             continue;
         };
-        if let Err(e) = serde_json::from_str::<LabState>(&text) {
-            bad.push((
+        match serde_json::from_str::<LabState>(&text) {
+            Ok(state) => labs.push(state),
+            Err(e) => bad.push((
                 entry.file_name().to_string_lossy().into_owned(),
                 e.to_string(),
-            ));
+            )),
         }
     }
-    bad
+    (labs, bad)
 }
 
 /// The other labs up in the namespace a lab runs in when that is not its own (a lab on

@@ -35,12 +35,13 @@ impl Labs {
 /// down while it is read, or its state written by someone else) is left out and said
 /// on stderr.
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
-    for (lab, why) in crate::store::unreadable_labs() {
+    let (labs, unreadable) = crate::store::labs_and_unreadable();
+    for (lab, why) in unreadable {
         if which.covers(&lab) {
             left_out(&lab, Some(format!("its state is unreadable ({why})")));
         }
     }
-    let mut labs: Vec<_> = crate::store::all_labs()?
+    let mut labs: Vec<_> = labs
         .into_iter()
         .filter(|s| which.covers(&s.name))
         .filter(|s| {
