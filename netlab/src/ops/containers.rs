@@ -178,6 +178,16 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         Network::Host => Some(host_cgroup(s, &req.name)?),
         _ => None,
     };
+    // The lab host's links, read once for a bridge container: its MAC may not be one of
+    // theirs, nor its veth's name.
+    let host_links = match req.network {
+        Network::Bridge => {
+            crate::netlink::netns::netlink_in(&topology::host_ns(&s.state), |h| async move {
+                crate::netlink::link::all(&h).await
+            })?
+        }
+        _ => Vec::new(),
+    };
     if let Some(mac) = &req.mac {
         if req.network != Network::Bridge {
             return Err(Error::Invalid(
@@ -196,11 +206,7 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
             )));
         }
         // The bridge's, the uplink's: the container would answer for the host.
-        let links =
-            crate::netlink::netns::netlink_in(&topology::host_ns(&s.state), |h| async move {
-                crate::netlink::link::all(&h).await
-            })?;
-        if let Some(l) = links
+        if let Some(l) = host_links
             .iter()
             .find(|l| l.mac.as_deref() == Some(mac.as_str()))
         {
@@ -220,27 +226,17 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         ifname: req.ifname.clone(),
         ip,
         ip6,
-        veth: match req.network {
-            Network::Bridge => {
-                // Nor a link of the lab host's that is not netlab's (a foreign link of
-                // that name would make the container's name unusable for ever).
-                let host_links: Vec<String> = crate::netlink::netns::netlink_in(
-                    &topology::host_ns(&s.state),
-                    |h| async move { crate::netlink::link::all(&h).await },
-                )?
-                .into_iter()
-                .map(|l| l.name)
-                .collect();
-                Some(names::veth_among(&lab, &req.name, |v| {
-                    host_links.iter().any(|l| l == v)
-                        || s.state
-                            .containers
-                            .iter()
-                            .any(|c| c.veth.as_deref() == Some(v))
-                }))
-            }
-            _ => None,
-        },
+        // Nor a name a link of the lab host's holds (a foreign link of that name would
+        // make the container's name unusable for ever).
+        veth: (req.network == Network::Bridge).then(|| {
+            names::veth_among(&lab, &req.name, |v| {
+                host_links.iter().any(|l| l.name == v)
+                    || s.state
+                        .containers
+                        .iter()
+                        .any(|c| c.veth.as_deref() == Some(v))
+            })
+        }),
         // The one asked for is given to the interface; the kernel's is read back.
         mac: req.mac.clone(),
         cgroup,
