@@ -99,6 +99,13 @@ pub const UPLINKS: &str = "UPLINKS";
 pub const HOST_ADDRS: &str = "HOST_ADDRS";
 pub const UPLINKS_MAX: u32 = 256;
 
+/// The uplink's addresses as it has them now: array of one
+/// [`crate::endpoint::Uplink`], set from the configuration when the object is loaded
+/// and brought up to date by every command that syncs the watched interfaces (`run`,
+/// `publish`, CNI ADD). The masquerade source of what leaves by the uplink, and the
+/// first of the host's addresses the programs check, without a hash lookup.
+pub const UPLINK_NOW: &str = "UPLINK_NOW";
+
 /// The garbage collector's timer and its record: array of one `GcState`.
 pub const GC: &str = "GC";
 /// The established flows the collector looks at, one key each, in turn: a queue of

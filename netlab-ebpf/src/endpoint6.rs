@@ -82,14 +82,18 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     // it to the container whose MAC it carries, or floods it). The uplink's and the
     // bridge's addresses are known here; the lab host's others (`HOST_ADDRS6`) are left
     // to the plan's route lookup, which finds them local: no hash lookup per packet.
-    if pkt.saddr != src.addr6 || cfg.is_host6(&pkt.daddr) || !endpoint::to_bridge(ctx, cfg) {
+    if pkt.saddr != src.addr6
+        || maps::is_uplink_or_bridge6(cfg, &pkt.daddr)
+        || !endpoint::to_bridge(ctx, cfg)
+    {
         st.count(counter::SLOW_OTHER);
         return PASS;
     }
     // Planned before the NAT decides, in a frame of its own: the NAT's call chain has
     // no room left for the route lookup. What leaves keeps its destination and takes
     // the uplink's address (the NAT leaves any other source to the stack).
-    if forward6::plan(ctx, st, pkt, &cfg.uplink_addr6, &pkt.daddr) == forward::STACK as i32 {
+    let source = maps::uplink_addr6();
+    if forward6::plan(ctx, st, pkt, &source, &pkt.daddr) == forward::STACK as i32 {
         return PASS;
     }
     Ok(uplink6::from_container(ctx, st, pkt, uplink6::FAST))

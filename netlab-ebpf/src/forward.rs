@@ -3,8 +3,10 @@
 //!
 //! - to the uplink: `bpf_fib_lookup` in the lab host's tables gives the next hop and its
 //!   MAC (kept for the rest of the second in [`next_hop`]'s per-CPU cache); the packet
-//!   gets them, a decremented TTL, and `bpf_redirect` to the uplink (`bpf_redirect_neigh`
-//!   when the neighbour is not resolved yet: the kernel resolves it, as the stack would);
+//!   gets them, a decremented TTL, and `bpf_redirect` to the uplink (a next hop not
+//!   resolved yet is the stack's, which resolves it, and tells the sender "host
+//!   unreachable" if nobody answers: `bpf_redirect_neigh` would resolve it too, but
+//!   drop the packet unanswered when that fails);
 //! - into a container: its veth from the endpoint map, the container's MAC, and
 //!   `bpf_redirect_peer`, which enters the container's namespace without a trip through
 //!   the host's backlog queue;
@@ -21,16 +23,14 @@
 //! container not on the bridge) is left to the stack, which answers it properly (ICMP
 //! time exceeded, fragmentation needed, ARP).
 
-use core::mem::size_of;
-
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
-        bpf_fib_lookup as FibParams, bpf_redir_neigh,
+        bpf_fib_lookup as FibParams,
     },
-    helpers::generated::{bpf_check_mtu, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::generated::{bpf_check_mtu, bpf_redirect, bpf_redirect_peer},
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -58,15 +58,10 @@ pub const PACKET_HOST: u32 = 0;
 pub const STACK: u8 = 0;
 /// Out of the uplink to a resolved next hop.
 pub const UPLINK: u8 = 1;
-/// Out of the uplink; the kernel resolves the next hop `nexthop`.
-pub const UPLINK_NEIGH: u8 = 2;
 /// Into a container, routed by the host (TTL and MACs change).
 pub const CONTAINER: u8 = 3;
 /// Into another container, switched (nothing changes).
 pub const SWITCHED: u8 = 4;
-/// Out of the uplink; the kernel routes the packet and resolves its next hop itself
-/// (`bpf_redirect_neigh` without one: IPv6's, whose next hop a plan does not hold).
-pub const UPLINK_ROUTED: u8 = 5;
 
 /// Where the fast path sends a packet. A plain struct with every field set, for the
 /// verifier's sake (LLVM leaves the unused parts of enum payloads undefined).
@@ -74,7 +69,6 @@ pub const UPLINK_ROUTED: u8 = 5;
 pub struct Plan {
     pub kind: u8,
     pub ifindex: u32,
-    pub nexthop: u32,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
 }
@@ -86,7 +80,6 @@ impl Plan {
         Self {
             kind: STACK,
             ifindex: 0,
-            nexthop: 0,
             dmac: [0; 6],
             smac: [0; 6],
         }
@@ -97,7 +90,6 @@ impl Plan {
         Self {
             kind,
             ifindex: ep.ifindex,
-            nexthop: 0,
             dmac: ep.mac,
             smac,
         }
@@ -169,7 +161,6 @@ pub fn plan(
         return Plan {
             kind: UPLINK,
             ifindex: cfg.uplink_ifindex,
-            nexthop: 0,
             dmac: hop.dmac,
             smac: hop.smac,
         };
@@ -198,20 +189,15 @@ pub fn plan(
     if size > mtu {
         return Plan::stack(st, counter::SLOW_MTU);
     }
+    // A next hop not resolved yet is the stack's too: if it never answers, the stack
+    // tells the container "host unreachable".
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
-        return Plan {
-            kind: UPLINK_NEIGH,
-            ifindex: f.ifindex,
-            nexthop: unsafe { f.__bindgen_anon_4.ipv4_dst },
-            dmac: [0; 6],
-            smac: [0; 6],
-        };
+        return Plan::stack(st, counter::SLOW_OTHER);
     }
     next_hop::remember(&next_hop::NEXT_HOPS, &src, &dst, now, mtu, &f.dmac, &f.smac);
     Plan {
         kind: UPLINK,
         ifindex: f.ifindex,
-        nexthop: 0,
         dmac: f.dmac,
         smac: f.smac,
     }
@@ -395,24 +381,6 @@ pub fn go(
                 unsafe { bpf_redirect(plan.ifindex, 0) },
                 counter::FAST_TO_UPLINK,
             )
-        }
-        UPLINK_NEIGH => {
-            let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
-            nh.nh_family = AF_INET as u32;
-            nh.__bindgen_anon_1.ipv4_nh = plan.nexthop;
-            let rc = unsafe {
-                bpf_redirect_neigh(
-                    plan.ifindex,
-                    &mut nh,
-                    size_of::<bpf_redir_neigh>() as i32,
-                    0,
-                )
-            };
-            (rc, counter::FAST_TO_UPLINK)
-        }
-        UPLINK_ROUTED => {
-            let rc = unsafe { bpf_redirect_neigh(plan.ifindex, core::ptr::null_mut(), 0, 0) };
-            (rc, counter::FAST_TO_UPLINK)
         }
         CONTAINER => {
             macs(ctx, &plan.dmac, &cfg.bridge_mac)?;

@@ -28,7 +28,7 @@ use netlab_common::{
 use crate::{
     conntrack, endpoint, family,
     fib::{self, AF_INET6},
-    forward::{self, CONTAINER, Hook, Plan, STACK, SWITCHED, UPLINK, UPLINK_ROUTED},
+    forward::{self, CONTAINER, Hook, Plan, STACK, SWITCHED, UPLINK},
     into_lab,
     maps::{self, Stats},
     next_hop::{self, NEXT_HOPS6},
@@ -133,11 +133,11 @@ fn make(
     if size > mtu {
         return stack(st, counter::SLOW_MTU);
     }
-    p.ifindex = f.ifindex;
+    // A next hop not resolved yet is the stack's, as IPv4's.
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
-        // The kernel routes it again and resolves the next hop, as the stack would.
-        return UPLINK_ROUTED;
+        return stack(st, counter::SLOW_OTHER);
     }
+    p.ifindex = f.ifindex;
     next_hop::remember(&NEXT_HOPS6, src, dst, now, mtu, &f.dmac, &f.smac);
     words::mac(&mut p.dmac, &f.dmac);
     words::mac(&mut p.smac, &f.smac);

@@ -133,6 +133,11 @@ static UPLINKS: HashMap<u32, Uplink> = HashMap::with_max_entries(UPLINKS_MAX, 0)
 #[map(name = "HOST_ADDRS")]
 static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0);
 
+/// The uplink's addresses now (`netlab_common::maps::UPLINK_NOW`): an array, whose
+/// lookup the verifier inlines (no helper call).
+#[map(name = "UPLINK_NOW")]
+static UPLINK_NOW: Array<Uplink> = Array::with_max_entries(1, 0);
+
 /// The collector's round of the established flows: one key per flow, queued when the
 /// flow enters `CT`, taken and (if the flow lives on) queued again by each run.
 #[map(name = "GC_QUEUE")]
@@ -385,8 +390,36 @@ pub fn uplink(ifindex: u32) -> Option<Uplink> {
     UPLINKS.get_ptr(&ifindex).map(|p| unsafe { *p })
 }
 
-/// Whether `addr` is an address of the lab host's watched interfaces (besides the
-/// uplink's and the bridge's, which `Config::is_host` knows).
+/// The uplink's IPv4 address now (0 for none): the masquerade source of what leaves
+/// by it. It follows the uplink (`UPLINK_NOW`), where the configuration holds the one
+/// it had at `up`.
+#[inline(always)]
+pub fn uplink_addr() -> u32 {
+    UPLINK_NOW.get(0).map(|u| u.addr).unwrap_or(0)
+}
+
+/// [`uplink_addr`] for IPv6 (zero for none).
+#[inline(always)]
+pub fn uplink_addr6() -> Addr6 {
+    UPLINK_NOW.get(0).map(|u| u.addr6).unwrap_or([0; 4])
+}
+
+/// Whether `addr` is the uplink's address or the bridge's, the host addresses known
+/// without a hash lookup: the configuration's, while the uplink still has the address
+/// it had at `up` (otherwise `HOST_ADDRS` knows its address now).
+#[inline(always)]
+pub fn is_uplink_or_bridge(cfg: &Config, addr: u32) -> bool {
+    (addr == cfg.uplink_addr && uplink_addr() == cfg.uplink_addr) || addr == cfg.bridge_addr
+}
+
+/// [`is_uplink_or_bridge`] for IPv6 (never, in a lab without IPv6).
+#[inline(always)]
+pub fn is_uplink_or_bridge6(cfg: &Config, addr: &Addr6) -> bool {
+    cfg.is_host6(addr) && (*addr != cfg.uplink_addr6 || uplink_addr6() == cfg.uplink_addr6)
+}
+
+/// Whether `addr` is an address of the lab host's watched interfaces (the uplink's and
+/// the bridge's are checked first, by [`is_uplink_or_bridge`]).
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
@@ -400,7 +433,7 @@ pub fn other_host_addr(addr: u32) -> bool {
 /// without an address: the uplink's, the bridge's, any other watched interface's.
 #[inline(always)]
 pub fn is_host(cfg: &Config, addr: u32) -> bool {
-    cfg.is_host(addr) || other_host_addr(addr)
+    is_uplink_or_bridge(cfg, addr) || other_host_addr(addr)
 }
 
 #[inline(always)]
@@ -485,7 +518,7 @@ pub fn back6_set(key: &PubBackKey6, value: &PubBack<Addr6>) -> bool {
 /// [`is_host`] for IPv6.
 #[inline(always)]
 pub fn is_host6(cfg: &Config, addr: &Addr6) -> bool {
-    cfg.is_host6(addr)
+    is_uplink_or_bridge6(cfg, addr)
         || (cfg.flags & netlab_common::config::FLAG_IPV6 != 0
             && HOST_ADDRS6.get_ptr(addr).is_some())
 }

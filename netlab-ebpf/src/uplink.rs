@@ -40,7 +40,7 @@ pub fn parse(ctx: &TcContext, st: Stats) -> Result<Option<Packet>, DropReason> {
 fn own_addr(ctx: &TcContext, cfg: &Config) -> u32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     if ifindex == cfg.uplink_ifindex {
-        return cfg.uplink_addr;
+        return maps::uplink_addr();
     }
     maps::uplink(ifindex).map(|u| u.addr).unwrap_or(0)
 }
@@ -142,7 +142,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     // Any of the host's own addresses, as iptables' `--dst-type LOCAL`: a port
     // published without an address answers on all of them, by any interface.
-    if pkt.daddr != cfg.uplink_addr && !maps::is_host(cfg, pkt.daddr) {
+    if !maps::is_host(cfg, pkt.daddr) {
         return PASS;
     }
     match pkt.kind {

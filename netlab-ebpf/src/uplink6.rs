@@ -43,7 +43,7 @@ use crate::{
 fn own_addr(ctx: &TcContext, cfg: &Config) -> Addr6 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     if ifindex == cfg.uplink_ifindex {
-        return cfg.uplink_addr6;
+        return maps::uplink_addr6();
     }
     maps::uplink(ifindex).map(|u| u.addr6).unwrap_or([0; 4])
 }
@@ -145,7 +145,7 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
     let mut hit = conntrack::Hit::empty();
     let source = match mode {
         MASQUERADE => own_addr(ctx, cfg),
-        FAST => cfg.uplink_addr6,
+        FAST => maps::uplink_addr6(),
         _ => [0; 4],
     };
     let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
@@ -161,7 +161,7 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
     // Planned for the uplink's address: a flow leaving as another host address (a
     // reply of a port published there, a flow masqueraded by another uplink) may
     // route otherwise (a source rule), and is the stack's.
-    if mode == FAST && found.to.0 != cfg.uplink_addr6 {
+    if mode == FAST && found.to.0 != maps::uplink_addr6() {
         st.count(counter::SLOW_OTHER);
         return PASS;
     }

@@ -15,6 +15,7 @@ pub mod race;
 pub mod sockets;
 pub mod stream;
 pub mod transfer;
+pub mod uplink_moves;
 
 /// One test per datapath for each behaviour written once as `fn behaviour(dp: &str)`:
 /// `per_datapath!([f, g]; a = "a", b = "b")` makes

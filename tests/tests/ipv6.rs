@@ -28,6 +28,8 @@ netlab_tests::per_datapath!(
         another_host_address_answers_hairpin,
         routes_and_rules_against_a_container_hold_on_every_path,
         an_address_on_lo_is_the_hosts_too,
+        the_masquerade_follows_the_uplinks_address,
+        an_unresolved_neighbour_is_unreachable,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -40,6 +42,19 @@ const UPLINK6: &str = "2001:db8:100::2";
 /// wan's address on the link to the lab host.
 const WAN6: &str = "2001:db8:100::1";
 const INTERNET6: &str = "2001:db8:113::1";
+
+/// The uplink's IPv6 address changing under a running lab, as IPv4's
+/// (`masquerade::*::the_masquerade_follows_the_uplinks_address`).
+fn the_masquerade_follows_the_uplinks_address(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    netlab_tests::uplink_moves::masquerade_follows(&lab, dp, &netlab_tests::uplink_moves::IPV6);
+}
+
+/// As IPv4's (`masquerade::*::an_unresolved_neighbour_is_unreachable`).
+fn an_unresolved_neighbour_is_unreachable(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    netlab_tests::uplink_moves::an_unresolved_neighbour_is_unreachable(&lab, "2001:db8:100::77");
+}
 
 /// IPv6 forwarding turned off in the lab host after `up`
 /// (`net.ipv6.conf.all.forwarding=0`) stops what the host forwards, as IPv4's does

@@ -28,6 +28,8 @@ netlab_tests::per_datapath!(
         path_mtu_discovery_through_the_nat,
         the_route_mtu_of_the_lab_host_holds_for_containers,
         one_gib_through_the_nat,
+        the_masquerade_follows_the_uplinks_address,
+        an_unresolved_neighbour_is_unreachable,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -39,6 +41,17 @@ netlab_tests::per_datapath!(
 
 fn lab(dp: &str) -> Lab {
     Lab::on(dp)
+}
+
+/// The uplink's address changing under a running lab: containers' new flows, and
+/// those behind the gone address, leave with the one it has now.
+fn the_masquerade_follows_the_uplinks_address(dp: &str) {
+    netlab_tests::uplink_moves::masquerade_follows(&lab(dp), dp, &netlab_tests::uplink_moves::IPV4);
+}
+
+/// A connection to an address of the uplink's LAN nobody holds fails at once.
+fn an_unresolved_neighbour_is_unreachable(dp: &str) {
+    netlab_tests::uplink_moves::an_unresolved_neighbour_is_unreachable(&lab(dp), "198.51.100.77");
 }
 
 fn tcp_to_wan_is_seen_from_the_uplink(dp: &str) {
@@ -577,33 +590,6 @@ fn conntrack_lists_flows_and_flush_empties_it() {
 /// behind it, a constant of their configuration; iptables' MASQUERADE takes the
 /// interface's address of the moment): the next command that looks at the lab host's
 /// interfaces says so, and what to do.
-#[test]
-fn the_uplink_losing_its_address_is_said() {
-    let lab = Lab::sandbox(&[]);
-    lab.ok(&["run", "a"]);
-    lab.exec_ok(
-        "host",
-        &["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"],
-    );
-    lab.exec_ok(
-        "host",
-        &["ip", "addr", "add", "198.51.100.5/24", "dev", "eth0"],
-    );
-    let quiet = lab.run(&["run", "b"]);
-    assert!(
-        String::from_utf8_lossy(&quiet.stderr).is_empty(),
-        "{quiet:?}"
-    );
-    lab.exec_ok(
-        "host",
-        &["ip", "addr", "del", "198.51.100.2/24", "dev", "eth0"],
-    );
-    let out = lab.run(&["run", "c"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("no longer has 198.51.100.2"), "{err}");
-}
-
 #[test]
 fn debug_logs_show_new_flows_only_when_asked_for() {
     let lab = Lab::sandbox(&["--debug"]);

@@ -116,8 +116,6 @@ pub async fn all_links(h: &Handle) -> Result<Vec<IpAddr>> {
     Ok(all)
 }
 
-/// Equivalent to `ip -4 addr show` → every IPv4 address of the namespace, with the
-/// ifindex of its link, in the kernel's order (a link's primary address first).
 /// Every global IPv6 address of every link (not link-local, not loopback), with the
 /// link's index.
 pub async fn all_links_v6(h: &Handle) -> Result<Vec<(u32, Ipv6Addr)>> {
@@ -136,6 +134,8 @@ pub async fn all_links_v6(h: &Handle) -> Result<Vec<(u32, Ipv6Addr)>> {
     Ok(all)
 }
 
+/// Equivalent to `ip -4 addr show` → every IPv4 address of the namespace, with the
+/// ifindex of its link, in the kernel's order (a link's primary address first).
 pub async fn all_links_v4(h: &Handle) -> Result<Vec<(u32, Ipv4Addr)>> {
     let mut all = Vec::new();
     let mut addrs = h.address().get().execute();

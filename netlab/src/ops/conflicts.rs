@@ -26,8 +26,9 @@ pub fn check_host_ip(
     };
     match ip {
         IpAddr::V4(a) => {
+            // Not the uplink's address of `up`: the uplink may have another now, which
+            // the lab host's addresses below hold.
             if a.is_unspecified()
-                || a == state.uplink_addr
                 || a == state.bridge_addr
                 // All of 127.0.0.0/8 is the host's own, as Docker takes it.
                 || a.is_loopback()
@@ -52,10 +53,7 @@ pub fn check_host_ip(
                     "{a} is link-local: the host never forwards packets from or to such an address, so a port on it cannot lead to a container: publish on [::] or a host's IPv6 address"
                 )));
             }
-            if a.is_unspecified()
-                || Some(a) == state.uplink_addr6
-                || Some(a) == state.bridge_addr6()
-            {
+            if a.is_unspecified() || Some(a) == state.bridge_addr6() {
                 return Ok(());
             }
         }

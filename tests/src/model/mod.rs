@@ -263,8 +263,6 @@ enum Plan {
     /// Out of the uplink to a resolved next hop, or into a container: the frame gets
     /// these destination and source MACs.
     Next([u8; 6], [u8; 6]),
-    /// Out of the uplink; the kernel resolves the next hop (MACs unchanged here).
-    Neigh,
     /// Left to the stack: too big for the bridge or the route (the stack answers
     /// "fragmentation needed", Packet Too Big).
     TooBig,
@@ -775,11 +773,9 @@ impl<A: Ip> Model<A> {
             if dst == fast.gateway {
                 return Plan::Next(fast.gateway_mac, fast.uplink_mac);
             }
-            if !A::V6 && dst | fast.uplink_mask == !A::default() {
-                return Plan::Stack;
-            }
-            // On the link, never resolved: the kernel resolves it (bpf_redirect_neigh).
-            return Plan::Neigh;
+            // The link's broadcast, or on the link and never resolved: the stack's, which
+            // resolves it (and answers "host unreachable" when nobody does).
+            return Plan::Stack;
         }
         Plan::Next(fast.gateway_mac, fast.uplink_mac)
     }
@@ -1187,7 +1183,6 @@ fn forward<A: Ip>(mut t: Translation<A>, p: &Pkt<A>, plan: Plan) -> Translation<
             t.edits.push((0, dmac.to_vec()));
             t.edits.push((6, smac.to_vec()));
         }
-        Plan::Neigh => {}
     }
     t.edits.push((p.l3 + A::TTL_AT, vec![p.ttl - 1]));
     t.verdict = TC_ACT_REDIRECT;

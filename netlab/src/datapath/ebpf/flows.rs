@@ -187,6 +187,55 @@ pub fn flush(lab: &str) -> Result<usize> {
     })
 }
 
+/// Ends the flows masqueraded behind an address the lab host no longer has (`gone`,
+/// `gone6`), both entries of each, as the kernel's MASQUERADE ends its conntrack
+/// entries when their address goes: a container's next packet opens a new flow behind
+/// the address the interface has now. Returns how many flows went; `CT`'s entries
+/// removed are counted as flushed.
+pub fn end_masqueraded(lab: &str, gone: &[u32], gone6: &[Addr6]) -> Result<usize> {
+    crate::signals::deferred(|| {
+        let mut n = 0;
+        if !gone.is_empty() {
+            for (_, pinned) in TABLES {
+                let (flows, removed) = end_behind::<u32>(lab, pinned, gone)?;
+                n += flows;
+                if pinned == names::CT {
+                    count_by_user(lab, counter::CT_ENTRIES_FLUSHED, removed)?;
+                }
+            }
+        }
+        if !gone6.is_empty() {
+            for (_, pinned) in TABLES6 {
+                n += end_behind::<Addr6>(lab, pinned, gone6)?.0;
+            }
+        }
+        Ok(n)
+    })
+}
+
+/// [`end_masqueraded`] in one table: the flows ended, and the entries removed.
+fn end_behind<A: Addr>(lab: &str, pinned: &str, gone: &[A]) -> Result<(usize, u64)>
+where
+    CtKey<A>: Pod + aya::Pod,
+    CtEntry<A>: Pod + aya::Pod,
+{
+    let mut map: HashMap<MapData, CtKey<A>, CtEntry<A>> = pins::typed(lab, pinned)?;
+    let (mut flows, mut removed) = (0, 0);
+    for (k, e) in entries::<A>(lab, pinned)? {
+        // Opened by a container and translated to the gone address.
+        if e.flags & FLAG_ORIGIN == 0 || k.saddr == e.saddr || !gone.contains(&e.saddr) {
+            continue;
+        }
+        for key in [k, e.pair_key(k.proto)] {
+            if map.remove(&key).is_ok() {
+                removed += 1;
+            }
+        }
+        flows += 1;
+    }
+    Ok((flows, removed))
+}
+
 /// Fills the established table with `n` synthetic flows (the benchmark's "CRR with a
 /// million flows in the table"): masqueraded UDP streams from addresses of the lab
 /// subnet that no container has (from the top of the subnet down) to 203.0.113.2 and

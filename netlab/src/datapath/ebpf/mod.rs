@@ -28,6 +28,7 @@ use aya::{
 use netlab_common::{
     addr::Addr6,
     config::{Config, FLAG_CLASSIC_TC, FLAG_FAST_PATH, FLAG_FAULT_REWRITE, FLAG_IPV6, FLAG_NETKIT},
+    endpoint::Uplink,
     maps::{self as names, established_entries, gc_queue_entries, pending_entries},
     stats::{
         Counters as StatsCounters, DROP_BASE, DROP_NAMES, GcRecord, STATS_PROGRAMS, STATS_USER,
@@ -52,7 +53,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 26] = [
+const MAPS: [&str; 27] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -67,6 +68,7 @@ const MAPS: [&str; 26] = [
     names::SOURCES,
     names::UPLINKS,
     names::HOST_ADDRS,
+    names::UPLINK_NOW,
     names::CT6,
     names::CT6_PENDING,
     names::PUBLISH6,
@@ -197,7 +199,7 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         (1, 1, 1, 1, 1)
     };
     let cfg = ConfigGlobal(*cfg);
-    EbpfLoader::new()
+    let mut bpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
         .override_global(names::CONFIG_GLOBAL, &cfg, true)
         .map_max_entries(names::CT, established_entries(conntrack_max))
@@ -209,7 +211,20 @@ pub fn load(debug: bool, conntrack_max: u32, cfg: &Config) -> Result<aya::Ebpf> 
         .map_max_entries(names::PUBLISH_BACK6, back6)
         .map_max_entries(names::FRAGS6, frags6)
         .load(crate::EBPF_OBJ)
-        .map_err(|e| Error::ebpf("load object", e))
+        .map_err(|e| Error::ebpf("load object", e))?;
+    // The uplink's addresses start as the configuration's; `uplinks::sync` keeps them.
+    let mut now: Array<_, Uplink> = Array::try_from(
+        bpf.map_mut(names::UPLINK_NOW)
+            .ok_or_else(|| Error::ebpf("find map", names::UPLINK_NOW))?,
+    )
+    .map_err(|e| Error::ebpf("open UPLINK_NOW", e))?;
+    let uplink = Uplink {
+        addr: cfg.0.uplink_addr,
+        addr6: cfg.0.uplink_addr6,
+    };
+    now.set(0, uplink, 0)
+        .map_err(|e| Error::ebpf("write UPLINK_NOW", e))?;
+    Ok(bpf)
 }
 
 pub use crate::netlink::link::parse_mac;

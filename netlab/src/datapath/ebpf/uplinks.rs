@@ -5,7 +5,8 @@
 //! publishing, direct access dropped unless `-i BRIDGE`). Each gets the uplink programs
 //! by tcx, and its addresses go in `UPLINKS` (the masquerade source of what leaves by
 //! it) and `HOST_ADDRS` (local addresses published ports answer on, with those of `lo`
-//! outside the loopback range).
+//! outside the loopback range); the uplink's in `UPLINK_NOW` too. Addresses that go
+//! take the flows masqueraded behind them along ([`follow`]), as MASQUERADE's do.
 //!
 //! Interfaces come and go without telling netlab, which runs no daemon: `up`, `run`
 //! and `publish` bring the set up to date ([`sync`]). Meanwhile the lab stays closed to
@@ -16,10 +17,10 @@
 use std::{collections::HashSet, net::Ipv4Addr};
 
 use aya::{
-    maps::{HashMap, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{SchedClassifier, TcAttachType},
 };
-use netlab_common::{addr::Addr6, endpoint::Uplink, maps as names};
+use netlab_common::{addr::Addr6, config::FLAG_IPV6, endpoint::Uplink, maps as names};
 
 use super::{hooks, pins};
 use crate::{
@@ -56,7 +57,6 @@ pub fn sync(state: &LabState) -> Result<()> {
             addr::all_links_v6(&h).await?,
         ))
     })?;
-    warn_if_moved(state, &links, &addrs, &addrs6);
     // An interface without an Ethernet header (tun, WireGuard, an IP tunnel) is never
     // watched: the programs read a frame's Ethernet header, and would take its packets
     // for something else and pass them, untranslated. Unwatched, it is closed: nothing
@@ -77,7 +77,11 @@ pub fn sync(state: &LabState) -> Result<()> {
     }
     let indexes: HashSet<u32> = watched.iter().map(|l| l.index).collect();
     let kind = super::hooks_of(lab)?;
+    let cfg = super::read_config(lab)?;
     let mut uplinks: HashMap<MapData, u32, Uplink> = pins::typed(lab, names::UPLINKS)?;
+    // What the watched interfaces had: flows masqueraded behind an address that is
+    // gone end below.
+    let before: Vec<Uplink> = uplinks.iter().flatten().map(|(_, u)| u).collect();
     let mut host_addrs: HashMap<MapData, u32, u32> = pins::typed(lab, names::HOST_ADDRS)?;
     let gone: Vec<u32> = uplinks
         .keys()
@@ -143,6 +147,7 @@ pub fn sync(state: &LabState) -> Result<()> {
             .insert(*a, index_of6(a).unwrap_or(0), 0)
             .map_err(|e| Error::ebpf("update HOST_ADDRS6", e))?;
     }
+    let mut uplink_now = None;
     for l in host_links {
         let mine: Vec<Ipv4Addr> = addrs
             .iter()
@@ -164,43 +169,94 @@ pub fn sync(state: &LabState) -> Result<()> {
         uplinks
             .insert(l.index, uplink, 0)
             .map_err(|e| Error::ebpf("update UPLINKS", e))?;
+        if l.index == cfg.uplink_ifindex {
+            uplink_now = Some(Uplink {
+                // A lab without IPv6 masquerades none.
+                addr6: if cfg.flags & FLAG_IPV6 != 0 {
+                    uplink.addr6
+                } else {
+                    [0; 4]
+                },
+                ..uplink
+            });
+        }
         attach(kind, state, &host, l)?;
+    }
+    follow(state, uplink_now, &before, &current, &current6)
+}
+
+/// Follows the uplink's addresses as MASQUERADE does: `UPLINK_NOW` takes what the
+/// uplink has now (`now`; unchanged if it is gone), and the flows masqueraded behind
+/// an address the lab host no longer has (`current`, `current6`) — the uplink's or
+/// another watched interface's (`before`) — end, so that a container's next packet
+/// opens a new flow behind the address the interface has now. Says so on stderr when
+/// the uplink's address changed.
+fn follow(
+    state: &LabState,
+    now: Option<Uplink>,
+    before: &[Uplink],
+    current: &HashSet<u32>,
+    current6: &HashSet<Addr6>,
+) -> Result<()> {
+    let lab = state.name.as_str();
+    let mut uplink_now: Array<MapData, Uplink> = pins::typed(lab, names::UPLINK_NOW)?;
+    let was = uplink_now
+        .get(&0, 0)
+        .map_err(|e| Error::ebpf("read UPLINK_NOW", e))?;
+    let now = now.unwrap_or(was);
+    if now != was {
+        uplink_now
+            .set(0, now, 0)
+            .map_err(|e| Error::ebpf("write UPLINK_NOW", e))?;
+    }
+    let had = || before.iter().chain([&was]);
+    let mut gone: Vec<u32> = had()
+        .map(|u| u.addr)
+        .filter(|a| *a != 0 && !current.contains(a))
+        .collect();
+    let mut gone6: Vec<Addr6> = had()
+        .map(|u| u.addr6)
+        .filter(|a| *a != [0; 4] && !current6.contains(a))
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    gone6.sort_unstable();
+    gone6.dedup();
+    let ended = if gone.is_empty() && gone6.is_empty() {
+        0
+    } else {
+        super::flows::end_masqueraded(lab, &gone, &gone6)?
+    };
+    let mut changed = Vec::new();
+    if now.addr != was.addr {
+        changed.push(format!("{} (was {})", show(now.addr), show(was.addr)));
+    }
+    if now.addr6 != was.addr6 {
+        changed.push(format!("{} (was {})", show6(now.addr6), show6(was.addr6)));
+    }
+    if !changed.is_empty() {
+        eprintln!(
+            "netlab: the uplink {} has {} now: containers' new flows are masqueraded behind it (flows behind an address it no longer has ended: {ended})",
+            state.uplink,
+            changed.join(" and "),
+        );
     }
     Ok(())
 }
 
-/// Says on stderr when the uplink no longer has the address the programs were loaded
-/// with (`up`): they masquerade containers' new flows behind it, a constant of their
-/// configuration, where iptables' MASQUERADE takes the address the interface has now.
-fn warn_if_moved(
-    state: &LabState,
-    links: &[link::Listed],
-    addrs: &[(u32, Ipv4Addr)],
-    addrs6: &[(u32, std::net::Ipv6Addr)],
-) {
-    let Some(uplink) = links.iter().find(|l| l.name == state.uplink) else {
-        return;
-    };
-    let on_uplink = |i: &u32| *i == uplink.index;
-    let mut gone: Vec<String> = Vec::new();
-    if !addrs
-        .iter()
-        .any(|(i, a)| on_uplink(i) && *a == state.uplink_addr)
-    {
-        gone.push(state.uplink_addr.to_string());
+fn show(a: u32) -> String {
+    if a == 0 {
+        "no IPv4 address".into()
+    } else {
+        Ipv4Addr::from(u32::from_be(a)).to_string()
     }
-    if let Some(a6) = state.uplink_addr6
-        && !addrs6.iter().any(|(i, a)| on_uplink(i) && *a == a6)
-    {
-        gone.push(a6.to_string());
-    }
-    if !gone.is_empty() {
-        eprintln!(
-            "netlab: the uplink {} no longer has {}, which the eBPF datapath masquerades containers' new flows behind since `up`: they leave with it still; take the lab down and up again (`netlab down --lab {lab}`, `netlab up ...`)",
-            state.uplink,
-            gone.join(" and "),
-            lab = state.name
-        );
+}
+
+fn show6(a: Addr6) -> String {
+    if a == [0; 4] {
+        "no IPv6 address".into()
+    } else {
+        super::ipv6_of(&a).to_string()
     }
 }
 
