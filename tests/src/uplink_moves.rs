@@ -102,6 +102,21 @@ pub fn masquerade_follows(lab: &Lab, dp: &str, f: &Family) {
         assert!(again.stderr.is_empty(), "{again:?}");
     }
 
+    // `status` shows the address the uplink has now, and the one it had at `up`.
+    let status = lab.ok(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let key = if f.flag == "-4" {
+        "address"
+    } else {
+        "address6"
+    };
+    assert_eq!(status["uplink"][key], f.after, "{status}");
+    assert_eq!(
+        status["uplink"][format!("{key}_at_up")],
+        f.before,
+        "{status}"
+    );
+
     let new = udp(&lab.ns("a"), &any);
     assert_eq!(round_trip(&server, &new, to), after, "a new flow");
     assert_eq!(round_trip(&server, &old, to), after, "the flow before");

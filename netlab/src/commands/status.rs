@@ -25,6 +25,9 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         .map(|c| crate::topology::missing_part(&state, c))
         .collect::<Result<_>>()?;
     let bridge_up = crate::topology::bridge_present(&state)?;
+    // The uplink's addresses as it has them now, which may not be `up`'s.
+    let (now4, now6) = crate::topology::uplink_addrs_now(&state).unwrap_or_default();
+    let now6 = now6.filter(|_| state.uplink_addr6.is_some());
     let health = |i: usize| match &gone[i] {
         Some(what) => format!("{what} gone"),
         None => "up".to_string(),
@@ -43,7 +46,10 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
                 "address6": state.bridge_addr6(),
                 "state": if bridge_up { "up" } else { "gone" },
             },
-            "uplink": {"name": state.uplink, "address": state.uplink_addr, "address6": state.uplink_addr6},
+            "uplink": {
+                "name": state.uplink, "address": now4, "address6": now6,
+                "address_at_up": state.uplink_addr, "address6_at_up": state.uplink_addr6,
+            },
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
                 "name": c.name, "network": c.network, "ip": c.ip,
@@ -81,14 +87,24 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             )
         }
     );
+    let at_up = |now: Option<String>, then: Option<String>| match (now, then) {
+        (Some(n), t) if Some(&n) == t.as_ref() => format!(" {n}"),
+        (Some(n), Some(t)) => format!(" {n} ({t} at up)"),
+        (Some(n), None) => format!(" {n}"),
+        (None, Some(t)) => format!(" none ({t} at up)"),
+        (None, None) => String::new(),
+    };
     println!(
-        "uplink     {} {}{}",
+        "uplink     {}{}{}",
         state.uplink,
-        state.uplink_addr,
-        state
-            .uplink_addr6
-            .map(|a| format!(" {a}"))
-            .unwrap_or_default()
+        at_up(
+            now4.map(|a| a.to_string()),
+            Some(state.uplink_addr.to_string())
+        ),
+        at_up(
+            now6.map(|a| a.to_string()),
+            state.uplink_addr6.map(|a| a.to_string())
+        ),
     );
     // The routed datapath translates nothing.
     if state.datapath != crate::lab::DatapathKind::Routed {
