@@ -65,7 +65,14 @@ fn figure(r: &Report, f: &Figure, confidence: f64) -> Value {
         "metric": f.metric.name(),
         "unit": f.metric.unit(f.scenario),
         "higher_is_better": f.metric.higher_is_better(),
-        "status": if f.samples.is_empty() { "n/a" } else { "ok" },
+        "status": if f.samples.is_empty() {
+            "n/a"
+        } else if r.kept(f).is_empty() {
+            // Every round left out as disturbed (`--drop-disturbed`).
+            "dropped"
+        } else {
+            "ok"
+        },
         "samples": f.samples,
         "median": e.map(|e| e.median),
         "min": s.map(|s| s.1),

@@ -496,7 +496,22 @@ impl Report {
         if self.failed_rounds(&g.subject()) > 0 {
             return Verdict::Undecided;
         }
+        // Measured, but every round left out as disturbed: nothing to decide on,
+        // which is not "never measured".
+        if e.is_none() && self.all_dropped(&g.subject()) {
+            return Verdict::Undecided;
+        }
         goal::decide(g.op, g.value, e)
+    }
+
+    /// Whether a subject's sides were measured and `--drop-disturbed` left out every
+    /// round of them (the disturbed rounds are a scenario's, the same for every side).
+    fn all_dropped(&self, s: &Subject) -> bool {
+        let (f, b) = self.sides(s);
+        let measured = |x: Option<&Figure>| x.is_some_and(|x| !x.samples.is_empty());
+        measured(f)
+            && (s.denominator.is_none() || measured(b))
+            && f.is_some_and(|f| self.kept(f).is_empty())
     }
 
     /// How many rounds failed to measure either side of a subject (a round in which
@@ -706,6 +721,36 @@ mod tests {
         let narrow = r.ratio_estimate(&f, IPTABLES).unwrap();
         assert!(narrow.width_pct() < wide.width_pct());
         assert!((r.veth_spread(Scenario::A).unwrap() - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_goal_of_rounds_all_dropped_is_undecided_not_unmeasured() {
+        let mut r = report(&[15.0, 15.0], &[10.0, 10.0]);
+        for round in [1, 2] {
+            r.round = round;
+            r.watch(
+                Scenario::A,
+                EBPF,
+                None,
+                Load {
+                    steal_pct: 0.1,
+                    others_pct: Some(90.0),
+                },
+            );
+        }
+        let goal = "a:ebpf/iptables>=1".to_string();
+        r.options.goals = vec![crate::bench::options::parse_goal(&goal, &r.options).unwrap()];
+        assert_eq!(r.verdicts()[0].2, Verdict::Met);
+        r.options.drop_disturbed = true;
+        assert_eq!(r.verdicts()[0].2, Verdict::Undecided);
+        let json = crate::bench::json::render(&r);
+        let ebpf = json["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["datapath"] == "ebpf")
+            .unwrap();
+        assert_eq!(ebpf["status"], "dropped");
     }
 
     #[test]
