@@ -79,6 +79,14 @@ pub fn masquerade_follows(lab: &Lab, dp: &str, f: &Family) {
     let before: IpAddr = f.before.parse().unwrap();
     let after: IpAddr = f.after.parse().unwrap();
     assert_eq!(round_trip(&server, &old, to), before);
+    // A flow from wan to a port published on the address that goes.
+    lab.ok(&["publish", "a", "9090:9000/udp"]);
+    let inside = udp(&lab.ns("a"), &sock(f.any, 9000).to_string());
+    let outside = udp(&lab.ns("wan"), &any);
+    outside.send_to(b"in", sock(f.before, 9090)).unwrap();
+    inside
+        .recv_from(&mut [0u8; 8])
+        .expect("the published port receives");
 
     // The new address first (IPv4: as a secondary one, promoted when the old goes).
     lab.exec_ok(
@@ -97,6 +105,11 @@ pub fn masquerade_follows(lab: &Lab, dp: &str, f: &Family) {
     if crate::is_ebpf(dp) {
         let said = format!("has {} (was {}) now", f.after, f.before);
         assert!(err.contains(&said), "{err}");
+        let ended = format!(
+            "flows through {}, which the lab host no longer has, ended",
+            f.before
+        );
+        assert!(err.contains(&ended), "{err}");
         // Said once: the next command has nothing to say.
         let again = lab.run(&["run", "c"]);
         assert!(again.stderr.is_empty(), "{again:?}");
@@ -123,7 +136,9 @@ pub fn masquerade_follows(lab: &Lab, dp: &str, f: &Family) {
     if crate::is_ebpf(dp) {
         let flows = lab.conntrack();
         assert!(
-            flows.iter().all(|x| x["translated"]["src"] != f.before),
+            flows
+                .iter()
+                .all(|x| x["translated"]["src"] != f.before && x["original"]["dst"] != f.before),
             "{flows:?}"
         );
     }

@@ -187,11 +187,12 @@ pub fn flush(lab: &str) -> Result<usize> {
     })
 }
 
-/// Ends the flows masqueraded behind an address the lab host no longer has (`gone`,
-/// `gone6`), both entries of each, as the kernel's MASQUERADE ends its conntrack
-/// entries when their address goes: a container's next packet opens a new flow behind
-/// the address the interface has now. Returns how many flows went; `CT`'s entries
-/// removed are counted as flushed.
+/// Ends the flows through an address the lab host no longer has (`gone`, `gone6`),
+/// both entries of each: those masqueraded behind it, as the kernel's MASQUERADE ends
+/// its conntrack entries when their address goes (a container's next packet opens a
+/// new flow behind the address the interface has now), and those to a port published
+/// on it, which the programs no longer translate (the address is not the host's).
+/// Returns how many flows went; `CT`'s entries removed are counted as flushed.
 pub fn end_masqueraded(lab: &str, gone: &[u32], gone6: &[Addr6]) -> Result<usize> {
     crate::signals::deferred(|| {
         let mut n = 0;
@@ -222,8 +223,9 @@ where
     let mut map: HashMap<MapData, CtKey<A>, CtEntry<A>> = pins::typed(lab, pinned)?;
     let (mut flows, mut removed) = (0, 0);
     for (k, e) in entries::<A>(lab, pinned)? {
-        // Opened by a container and translated to the gone address.
-        if e.flags & FLAG_ORIGIN == 0 || k.saddr == e.saddr || !gone.contains(&e.saddr) {
+        // Masqueraded behind the gone address, or opened to it.
+        let masqueraded = k.saddr != e.saddr && gone.contains(&e.saddr);
+        if e.flags & FLAG_ORIGIN == 0 || !(masqueraded || gone.contains(&k.daddr)) {
             continue;
         }
         for key in [k, e.pair_key(k.proto)] {

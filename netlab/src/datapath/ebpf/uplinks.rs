@@ -186,11 +186,11 @@ pub fn sync(state: &LabState) -> Result<()> {
 }
 
 /// Follows the uplink's addresses as MASQUERADE does: `UPLINK_NOW` takes what the
-/// uplink has now (`now`; unchanged if it is gone), and the flows masqueraded behind
-/// an address the lab host no longer has (`current`, `current6`) — the uplink's or
-/// another watched interface's (`before`) — end, so that a container's next packet
-/// opens a new flow behind the address the interface has now. Says so on stderr when
-/// the uplink's address changed.
+/// uplink has now (`now`; unchanged if it is gone), and the flows through an address
+/// the lab host no longer has (`current`, `current6`) — the uplink's or another
+/// watched interface's (`before`) — end, so that a container's next packet opens a new
+/// flow behind the address the interface has now. Says on stderr what changed and
+/// what ended.
 fn follow(
     state: &LabState,
     now: Option<Uplink>,
@@ -236,9 +236,20 @@ fn follow(
     }
     if !changed.is_empty() {
         eprintln!(
-            "netlab: the uplink {} has {} now: containers' new flows are masqueraded behind it (flows behind an address it no longer has ended: {ended})",
+            "netlab: the uplink {} has {} now: containers' new flows leave behind the addresses it has (where it has none they are dropped, `no_address`)",
             state.uplink,
             changed.join(" and "),
+        );
+    }
+    if ended > 0 {
+        let addrs: Vec<String> = gone
+            .iter()
+            .map(|a| show(*a))
+            .chain(gone6.iter().map(|a| show6(*a)))
+            .collect();
+        eprintln!(
+            "netlab: {ended} flows through {}, which the lab host no longer has, ended (masqueraded behind it, or to a port published on it)",
+            addrs.join(", ")
         );
     }
     Ok(())
