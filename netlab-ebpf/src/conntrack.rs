@@ -79,7 +79,7 @@ impl<A: Family> Hit<A> {
     }
 
     #[inline(always)]
-    fn none(status: u8) -> Self {
+    pub fn none(status: u8) -> Self {
         Self {
             status,
             table: Table::Pending,

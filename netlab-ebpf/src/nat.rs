@@ -154,18 +154,37 @@ fn leave<A: Family>(key: CtKey<A>, hit: &Hit<A>, pkt: &Packet<A>) -> Result<Foun
 /// A packet a container sent (its source is in the lab subnet) to somewhere outside
 /// the subnet: a tracked flow, a new masqueraded flow (behind `masquerade`, the address
 /// of the interface it leaves by), or a new hairpin flow to a port published on a host
-/// address. [`NONE`] for traffic the NAT leaves alone (to the host itself).
+/// address. [`NONE`] for traffic the NAT leaves alone (to the host itself). `leaving`:
+/// the packet is leaving by the interface whose address `masquerade` is (an uplink's
+/// egress), where a flow masqueraded behind another address ends, as
+/// `nf_nat_oif_changed` ends it: a route moved it to another interface, and its packet
+/// opens a new flow behind this one's address, if it can open one.
 #[inline(always)]
 pub fn find_from_container<A: Family>(
     cfg: &Config,
     st: Stats,
     masquerade: A,
+    leaving: bool,
     pkt: &Packet<A>,
     now: u32,
     hit: &mut Hit<A>,
 ) -> Result<Found<A>, DropReason> {
     let key = key(pkt, ZONE_FROM_CTR);
     *hit = flow_of(cfg, st, &key, pkt, now);
+    if leaving && hit.found() {
+        let e = unsafe { &*hit.entry };
+        // Masqueraded (opened here, no published port, its source changed) behind
+        // another address than this interface's.
+        if e.flags & FLAG_ORIGIN != 0
+            && e.pub_id == 0
+            && e.saddr != key.saddr
+            && e.saddr != masquerade
+        {
+            A::ct_remove(st, hit.table, &e.pair_key(key.proto));
+            A::ct_remove(st, hit.table, &key);
+            *hit = Hit::none(conntrack::MISSING);
+        }
+    }
     if hit.found() {
         return Ok(known(key, hit));
     }

@@ -101,7 +101,7 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_container(cfg, st, own_addr(ctx, cfg), &pkt, now, &mut hit)?;
+    let found = nat::find_from_container(cfg, st, own_addr(ctx, cfg), true, &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }

@@ -149,7 +149,7 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         _ => [0; 4],
     };
     let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
-    match nat::find_from_container(cfg, st, source, pkt, now, &mut hit) {
+    match nat::find_from_container(cfg, st, source, mode == MASQUERADE, pkt, now, &mut hit) {
         Ok(f) => *found = f,
         // What the fast path cannot decide, the hooks after it decide.
         Err(_) if mode == FAST => return PASS,
