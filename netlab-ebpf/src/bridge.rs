@@ -62,7 +62,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
     // Only hairpin is opened here (the destination is the host): nothing to masquerade.
-    let found = nat::find_from_container(cfg, st, 0, false, &pkt, now, &mut hit)?;
+    let found = nat::find_from_container(cfg, st, 0, 0, &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }

@@ -91,8 +91,7 @@ pub fn ingress(ctx: &TcContext, st: Stats) -> Verdict {
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
     // What this hook cannot decide (no flow to open) the hooks after it decide.
-    let Ok(found) =
-        nat::find_from_container(cfg, st, maps::uplink_addr(), false, &pkt, now, &mut hit)
+    let Ok(found) = nat::find_from_container(cfg, st, maps::uplink_addr(), 0, &pkt, now, &mut hit)
     else {
         return PASS;
     };

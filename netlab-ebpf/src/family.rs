@@ -39,6 +39,8 @@ pub trait Family: Copy + PartialEq + Default + 'static {
     fn published(addr: Self, proto: u8, port: u16) -> Option<PubTarget<Self>>;
     /// Whether `addr` is one of the lab host's addresses ports are published on.
     fn is_host(cfg: &Config, addr: &Self) -> bool;
+    /// The interface of the lab host that has `addr` (`HOST_ADDRS`), if any.
+    fn host_ifindex(addr: &Self) -> Option<u32>;
     /// The bridge's address: hairpin flows come from it.
     fn bridge_addr(cfg: &Config) -> Self;
     /// Whether the lab host's stack would refuse `addr` as a source from a wire.
@@ -86,6 +88,11 @@ impl Family for u32 {
     #[inline(always)]
     fn is_host(cfg: &Config, addr: &u32) -> bool {
         maps::is_host(cfg, *addr)
+    }
+
+    #[inline(always)]
+    fn host_ifindex(addr: &u32) -> Option<u32> {
+        maps::host_ifindex(*addr)
     }
 
     #[inline(always)]
@@ -169,6 +176,11 @@ impl Family for Addr6 {
     #[inline(always)]
     fn is_host(cfg: &Config, addr: &Addr6) -> bool {
         maps::is_host6(cfg, addr)
+    }
+
+    #[inline(always)]
+    fn host_ifindex(addr: &Addr6) -> Option<u32> {
+        maps::host_ifindex6(addr)
     }
 
     #[inline(always)]

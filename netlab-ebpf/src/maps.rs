@@ -429,6 +429,22 @@ pub fn other_host_addr(addr: u32) -> bool {
     HOST_ADDRS.get_ptr(&addr).is_some()
 }
 
+/// The interface of the lab host that has `addr` (as of the last sync).
+#[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys by reference: the aya-ebpf line after 0.2 takes &K only"
+)]
+pub fn host_ifindex(addr: u32) -> Option<u32> {
+    HOST_ADDRS.get_ptr(&addr).map(|p| unsafe { *p })
+}
+
+/// [`host_ifindex`] for IPv6.
+#[inline(always)]
+pub fn host_ifindex6(addr: &Addr6) -> Option<u32> {
+    HOST_ADDRS6.get_ptr(addr).map(|p| unsafe { *p })
+}
+
 /// Whether `addr` is one of the lab host's own addresses on which ports are published
 /// without an address: the uplink's, the bridge's, any other watched interface's.
 #[inline(always)]

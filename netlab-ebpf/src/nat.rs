@@ -154,31 +154,34 @@ fn leave<A: Family>(key: CtKey<A>, hit: &Hit<A>, pkt: &Packet<A>) -> Result<Foun
 /// A packet a container sent (its source is in the lab subnet) to somewhere outside
 /// the subnet: a tracked flow, a new masqueraded flow (behind `masquerade`, the address
 /// of the interface it leaves by), or a new hairpin flow to a port published on a host
-/// address. [`NONE`] for traffic the NAT leaves alone (to the host itself). `leaving`:
-/// the packet is leaving by the interface whose address `masquerade` is (an uplink's
-/// egress), where a flow masqueraded behind another address ends, as
-/// `nf_nat_oif_changed` ends it: a route moved it to another interface, and its packet
-/// opens a new flow behind this one's address, if it can open one.
+/// address. [`NONE`] for traffic the NAT leaves alone (to the host itself).
+/// `leaving_by`: the ifindex of the interface the packet is leaving by, whose address
+/// `masquerade` is (an uplink's egress; 0 elsewhere), where a flow masqueraded behind
+/// an address that is not one of this interface's ends, as `nf_nat_oif_changed` ends
+/// it: a route moved it to another interface, and its packet opens a new flow behind
+/// this one's address, if it can open one. (Behind another address of the same
+/// interface, a second one that now comes first, it goes on.)
 #[inline(always)]
 pub fn find_from_container<A: Family>(
     cfg: &Config,
     st: Stats,
     masquerade: A,
-    leaving: bool,
+    leaving_by: u32,
     pkt: &Packet<A>,
     now: u32,
     hit: &mut Hit<A>,
 ) -> Result<Found<A>, DropReason> {
     let key = key(pkt, ZONE_FROM_CTR);
     *hit = flow_of(cfg, st, &key, pkt, now);
-    if leaving && hit.found() {
+    if leaving_by != 0 && hit.found() {
         let e = unsafe { &*hit.entry };
-        // Masqueraded (opened here, no published port, its source changed) behind
-        // another address than this interface's.
+        // Masqueraded (opened here, no published port, its source changed) behind an
+        // address that is not this interface's.
         if e.flags & FLAG_ORIGIN != 0
             && e.pub_id == 0
             && e.saddr != key.saddr
             && e.saddr != masquerade
+            && A::host_ifindex(&e.saddr) != Some(leaving_by)
         {
             A::ct_remove(st, hit.table, &e.pair_key(key.proto));
             A::ct_remove(st, hit.table, &key);

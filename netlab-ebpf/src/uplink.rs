@@ -101,7 +101,10 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     }
     let now = conntrack::now();
     let mut hit = conntrack::Hit::empty();
-    let found = nat::find_from_container(cfg, st, own_addr(ctx, cfg), true, &pkt, now, &mut hit)?;
+    // Leaving by this interface: a flow masqueraded behind another's ends here.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let found =
+        nat::find_from_container(cfg, st, own_addr(ctx, cfg), ifindex, &pkt, now, &mut hit)?;
     if found.is_none() {
         return PASS;
     }

@@ -148,8 +148,15 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         FAST => maps::uplink_addr6(),
         _ => [0; 4],
     };
+    // At an uplink's egress, the packet leaves by it: a flow masqueraded behind another
+    // interface's address ends there.
+    let leaving_by = if mode == MASQUERADE {
+        unsafe { (*ctx.skb.skb).ifindex }
+    } else {
+        0
+    };
     let found = unsafe { &mut *FOUND6.get_ptr_mut(0).ok_or(DropReason::CtInsertFailed)? };
-    match nat::find_from_container(cfg, st, source, mode == MASQUERADE, pkt, now, &mut hit) {
+    match nat::find_from_container(cfg, st, source, leaving_by, pkt, now, &mut hit) {
         Ok(f) => *found = f,
         // What the fast path cannot decide, the hooks after it decide.
         Err(_) if mode == FAST => return PASS,

@@ -169,3 +169,24 @@ pub fn an_unresolved_neighbour_is_unreachable(lab: &Lab, nobody: &str) {
     });
     assert_eq!(err.kind(), std::io::ErrorKind::HostUnreachable, "{err}");
 }
+
+/// A second address on the uplink, which may come first in its list (IPv6 lists the
+/// newest first): containers' flows masqueraded behind the first one go on behind it,
+/// as on iptables, whose MASQUERADE ends a flow only when its interface changes or its
+/// address goes.
+pub fn a_second_address_keeps_the_flows_behind_the_first(lab: &Lab, f: &Family) {
+    lab.ok(&["run", "a"]);
+    let to = sock(f.server, 7003);
+    let server = udp(&lab.ns("wan"), &to.to_string());
+    let client = udp(&lab.ns("a"), &sock(f.any, 0).to_string());
+    let before: IpAddr = f.before.parse().unwrap();
+    assert_eq!(round_trip(&server, &client, to), before);
+    let add = format!("{}/{}", f.after, f.prefix);
+    let mut cmd = vec!["ip", f.flag, "addr", "add", &add, "dev", "eth0"];
+    cmd.extend(f.add_flags);
+    lab.exec_ok("host", &cmd);
+    lab.ok(&["run", "b"]);
+    for _ in 0..3 {
+        assert_eq!(round_trip(&server, &client, to), before, "the flow before");
+    }
+}

@@ -30,6 +30,7 @@ netlab_tests::per_datapath!(
         an_address_on_lo_is_the_hosts_too,
         the_masquerade_follows_the_uplinks_address,
         an_unresolved_neighbour_is_unreachable,
+        a_second_address_keeps_the_flows_behind_the_first,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -48,6 +49,15 @@ const INTERNET6: &str = "2001:db8:113::1";
 fn the_masquerade_follows_the_uplinks_address(dp: &str) {
     let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
     netlab_tests::uplink_moves::masquerade_follows(&lab, dp, &netlab_tests::uplink_moves::IPV6);
+}
+
+/// A second address on the uplink leaves the flows behind the first alone.
+fn a_second_address_keeps_the_flows_behind_the_first(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    netlab_tests::uplink_moves::a_second_address_keeps_the_flows_behind_the_first(
+        &lab,
+        &netlab_tests::uplink_moves::IPV6,
+    );
 }
 
 /// As IPv4's (`masquerade::*::an_unresolved_neighbour_is_unreachable`).

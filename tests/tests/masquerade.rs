@@ -30,6 +30,7 @@ netlab_tests::per_datapath!(
         one_gib_through_the_nat,
         the_masquerade_follows_the_uplinks_address,
         an_unresolved_neighbour_is_unreachable,
+        a_second_address_keeps_the_flows_behind_the_first,
         a_flow_a_route_moves_leaves_behind_the_new_interfaces_address,
     ];
     ebpf = "ebpf",
@@ -48,6 +49,14 @@ fn lab(dp: &str) -> Lab {
 /// those behind the gone address, leave with the one it has now.
 fn the_masquerade_follows_the_uplinks_address(dp: &str) {
     netlab_tests::uplink_moves::masquerade_follows(&lab(dp), dp, &netlab_tests::uplink_moves::IPV4);
+}
+
+/// A second address on the uplink leaves the flows behind the first alone.
+fn a_second_address_keeps_the_flows_behind_the_first(dp: &str) {
+    netlab_tests::uplink_moves::a_second_address_keeps_the_flows_behind_the_first(
+        &lab(dp),
+        &netlab_tests::uplink_moves::IPV4,
+    );
 }
 
 /// A connection to an address of the uplink's LAN nobody holds fails at once.
