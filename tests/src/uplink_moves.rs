@@ -26,6 +26,11 @@ pub struct Family {
     pub any: &'static str,
     /// `ip addr add`'s words after the address (IPv6: no duplicate address detection).
     pub add_flags: &'static [&'static str],
+    /// The side link's addresses ([`crate::SideHost`]: the lab host's end, the side
+    /// host's), with their prefix: IPv4's are the side host's own, IPv6's are added.
+    pub side_host: &'static str,
+    pub side: &'static str,
+    pub side_prefix: u8,
 }
 
 pub const IPV4: Family = Family {
@@ -36,6 +41,9 @@ pub const IPV4: Family = Family {
     server: "203.0.113.1",
     any: "0.0.0.0",
     add_flags: &[],
+    side_host: "192.0.2.1",
+    side: "192.0.2.2",
+    side_prefix: 24,
 };
 
 pub const IPV6: Family = Family {
@@ -46,6 +54,9 @@ pub const IPV6: Family = Family {
     server: "2001:db8:113::1",
     any: "::",
     add_flags: &["nodad"],
+    side_host: "2001:db8:200::1",
+    side: "2001:db8:200::2",
+    side_prefix: 64,
 };
 
 fn sock(addr: &str, port: u16) -> SocketAddr {
@@ -189,4 +200,61 @@ pub fn a_second_address_keeps_the_flows_behind_the_first(lab: &Lab, f: &Family) 
     for _ in 0..3 {
         assert_eq!(round_trip(&server, &client, to), before, "the flow before");
     }
+}
+
+/// A tracked flow that a route change sends out by another interface of the lab host
+/// is masqueraded behind that interface's address from then on (iptables ends the
+/// flow, `nf_nat_oif_changed`, and masquerades its next packet there): it never leaves
+/// with the address of the interface it left by before.
+pub fn a_flow_a_route_moves(lab: &Lab, dp: &str, f: &Family) {
+    lab.ok(&["run", "a"]);
+    let side = crate::SideHost::new(lab);
+    let in_side = |cmd: &[&str]| crate::run_in_ns_ok(&side.ns(), cmd);
+    if f.flag == "-6" {
+        let host_end = format!("{}/{}", f.side_host, f.side_prefix);
+        lab.exec_ok(
+            "host",
+            &[
+                "ip", "-6", "addr", "add", &host_end, "dev", "side0", "nodad",
+            ],
+        );
+        let side_end = format!("{}/{}", f.side, f.side_prefix);
+        in_side(&[
+            "ip", "-6", "addr", "add", &side_end, "dev", "side1", "nodad",
+        ]);
+    }
+    // The side host answers for the internet address too, once a route says so.
+    let own = format!("{}/{}", f.server, if f.flag == "-4" { 32 } else { 128 });
+    in_side(&["ip", f.flag, "addr", "add", &own, "dev", "lo"]);
+    // eBPF watches the side link from the next sync on.
+    lab.ok(&["run", "b"]);
+    let to = sock(f.server, 7002);
+    let by_wan = udp(&lab.ns("wan"), &to.to_string());
+    let by_side = udp(&side.ns(), &to.to_string());
+    by_side
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let client = udp(&lab.ns("a"), &sock(f.any, 0).to_string());
+    let mut buf = [0u8; 16];
+    client.send_to(b"before", to).unwrap();
+    let (_, from) = by_wan.recv_from(&mut buf).expect("wan receives");
+    assert_eq!(from.ip(), f.before.parse::<IpAddr>().unwrap());
+    lab.exec_ok(
+        "host",
+        &[
+            "ip", f.flag, "route", "add", &own, "via", f.side, "dev", "side0",
+        ],
+    );
+    // iptables drops the packet whose interface changed; the next opens a new flow.
+    let seen = (0..3).find_map(|_| {
+        client.send_to(b"moved", to).unwrap();
+        by_side.recv_from(&mut buf).ok().map(|(_, from)| from)
+    });
+    let from = seen.expect("the side host receives the flow");
+    assert_eq!(from.ip(), f.side_host.parse::<IpAddr>().unwrap(), "{dp}");
+    by_side.send_to(b"back", from).unwrap();
+    let (n, _) = client
+        .recv_from(&mut buf)
+        .expect("the reply reaches the container");
+    assert_eq!(&buf[..n], b"back");
 }

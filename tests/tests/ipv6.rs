@@ -31,6 +31,7 @@ netlab_tests::per_datapath!(
         the_masquerade_follows_the_uplinks_address,
         an_unresolved_neighbour_is_unreachable,
         a_second_address_keeps_the_flows_behind_the_first,
+        a_flow_a_route_moves_leaves_behind_the_new_interfaces_address,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -58,6 +59,12 @@ fn a_second_address_keeps_the_flows_behind_the_first(dp: &str) {
         &lab,
         &netlab_tests::uplink_moves::IPV6,
     );
+}
+
+/// As IPv4's (`masquerade::*::a_flow_a_route_moves_leaves_behind_the_new_interfaces_address`).
+fn a_flow_a_route_moves_leaves_behind_the_new_interfaces_address(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    netlab_tests::uplink_moves::a_flow_a_route_moves(&lab, dp, &netlab_tests::uplink_moves::IPV6);
 }
 
 /// As IPv4's (`masquerade::*::an_unresolved_neighbour_is_unreachable`).

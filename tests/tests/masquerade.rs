@@ -69,53 +69,11 @@ fn an_unresolved_neighbour_is_unreachable(dp: &str) {
 /// flow, `nf_nat_oif_changed`, and masquerades its next packet there): it never leaves
 /// with the address of the interface it left by before.
 fn a_flow_a_route_moves_leaves_behind_the_new_interfaces_address(dp: &str) {
-    let lab = lab(dp);
-    lab.ok(&["run", "a"]);
-    let side = netlab_tests::SideHost::new(&lab);
-    // The side host answers for the internet address too, once a route says so.
-    let out = netlab_tests::run_in_ns(
-        &side.ns(),
-        &["ip", "addr", "add", "203.0.113.1/32", "dev", "lo"],
+    netlab_tests::uplink_moves::a_flow_a_route_moves(
+        &lab(dp),
+        dp,
+        &netlab_tests::uplink_moves::IPV4,
     );
-    assert!(out.status.success(), "{out:?}");
-    // eBPF watches the side link from the next sync on.
-    lab.ok(&["run", "b"]);
-    let to: SocketAddr = "203.0.113.1:7002".parse().unwrap();
-    let by_wan = udp(&lab.ns("wan"), &to.to_string());
-    let by_side = udp(&side.ns(), &to.to_string());
-    by_side
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let client = udp(&lab.ns("a"), "0.0.0.0:0");
-    let mut buf = [0u8; 16];
-    client.send_to(b"before", to).unwrap();
-    let (_, from) = by_wan.recv_from(&mut buf).expect("wan receives");
-    assert_eq!(from.ip(), UPLINK_ADDR);
-    lab.exec_ok(
-        "host",
-        &[
-            "ip",
-            "route",
-            "add",
-            "203.0.113.1/32",
-            "via",
-            "192.0.2.2",
-            "dev",
-            "side0",
-        ],
-    );
-    // iptables drops the packet whose interface changed; the next opens a new flow.
-    let seen = (0..3).find_map(|_| {
-        client.send_to(b"moved", to).unwrap();
-        by_side.recv_from(&mut buf).ok().map(|(_, from)| from)
-    });
-    let from = seen.expect("the side host receives the flow");
-    assert_eq!(from.ip(), netlab_tests::SIDE_HOST_ADDR, "{dp}");
-    by_side.send_to(b"back", from).unwrap();
-    let (n, _) = client
-        .recv_from(&mut buf)
-        .expect("the reply reaches the container");
-    assert_eq!(&buf[..n], b"back");
 }
 
 fn tcp_to_wan_is_seen_from_the_uplink(dp: &str) {
