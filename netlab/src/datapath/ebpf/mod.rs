@@ -650,11 +650,16 @@ pub fn read_config(lab: &str) -> Result<Config> {
 
 /// How a running lab's programs are attached (probed at `up`).
 pub fn hooks_of(lab: &str) -> Result<hooks::Kind> {
-    Ok(if read_config(lab)?.flags & FLAG_CLASSIC_TC != 0 {
+    Ok(hooks_kind(&read_config(lab)?))
+}
+
+/// How the programs of a lab with this `CONFIG` are attached.
+pub fn hooks_kind(cfg: &Config) -> hooks::Kind {
+    if cfg.flags & FLAG_CLASSIC_TC != 0 {
         hooks::Kind::Classic
     } else {
         hooks::Kind::Tcx
-    })
+    }
 }
 
 /// Seconds of CLOCK_MONOTONIC_COARSE, the clock of the datapath's conntrack times

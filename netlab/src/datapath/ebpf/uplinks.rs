@@ -76,8 +76,8 @@ pub fn sync(state: &LabState) -> Result<()> {
         )));
     }
     let indexes: HashSet<u32> = watched.iter().map(|l| l.index).collect();
-    let kind = super::hooks_of(lab)?;
     let cfg = super::read_config(lab)?;
+    let kind = super::hooks_kind(&cfg);
     let mut uplinks: HashMap<MapData, u32, Uplink> = pins::typed(lab, names::UPLINKS)?;
     // What the watched interfaces had: flows masqueraded behind an address that is
     // gone end below.
