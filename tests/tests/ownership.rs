@@ -862,7 +862,7 @@ fn wait_started(p: &netlab_tests::Background) {
 
 /// `status` says what of a container was removed behind netlab's back: its namespace,
 /// or its veth pair; the others are up. `rm` then removes what is left. So for the
-/// bridge, and `down` still works.
+/// uplink and the bridge, and `down` still works.
 #[test]
 fn status_shows_what_of_a_container_is_gone() {
     let lab = Lab::sandbox(&[]);
@@ -897,6 +897,17 @@ fn status_shows_what_of_a_container_is_gone() {
     for c in ["a", "b", "c"] {
         lab.ok(&["rm", c]);
     }
+    // The uplink.
+    assert_eq!(lab.status()["uplink"]["state"], "up");
+    run_in_ns_ok(&lab.ns("host"), &["ip", "link", "del", "eth0"]);
+    let status = lab.status();
+    assert_eq!(status["uplink"]["state"], "gone", "{status}");
+    assert_eq!(status["uplink"]["address"], serde_json::Value::Null);
+    let text = lab.ok(&["status"]);
+    assert!(
+        text.contains("eth0 GONE (removed behind netlab's back; it had 198.51.100.2 at up)"),
+        "{text}"
+    );
     // And the bridge.
     assert_eq!(lab.status()["bridge"]["state"], "up");
     run_in_ns_ok(&lab.ns("host"), &["ip", "link", "del", &lab.state().bridge]);

@@ -26,7 +26,9 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         .collect::<Result<_>>()?;
     let bridge_up = crate::topology::bridge_present(&state)?;
     // The uplink's addresses as it has them now, which may not be `up`'s.
-    let (now4, now6) = crate::topology::uplink_addrs_now(&state).unwrap_or_default();
+    let uplink_now = crate::topology::uplink_addrs_now(&state)?;
+    let uplink_up = uplink_now.is_some();
+    let (now4, now6) = uplink_now.unwrap_or_default();
     let now6 = now6.filter(|_| state.uplink_addr6.is_some());
     let health = |i: usize| match &gone[i] {
         Some(what) => format!("{what} gone"),
@@ -49,6 +51,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             "uplink": {
                 "name": state.uplink, "address": now4, "address6": now6,
                 "address_at_up": state.uplink_addr, "address6_at_up": state.uplink_addr6,
+                "state": if uplink_up { "up" } else { "gone" },
             },
             "nat": state.nat,
             "containers": state.containers.iter().enumerate().map(|(i, c)| json!({
@@ -94,18 +97,29 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         (None, Some(t)) => format!(" none ({t} at up)"),
         (None, None) => String::new(),
     };
-    println!(
-        "uplink     {}{}{}",
-        state.uplink,
-        at_up(
-            now4.map(|a| a.to_string()),
-            Some(state.uplink_addr.to_string())
-        ),
-        at_up(
-            now6.map(|a| a.to_string()),
-            state.uplink_addr6.map(|a| a.to_string())
-        ),
-    );
+    if uplink_up {
+        println!(
+            "uplink     {}{}{}",
+            state.uplink,
+            at_up(
+                now4.map(|a| a.to_string()),
+                Some(state.uplink_addr.to_string())
+            ),
+            at_up(
+                now6.map(|a| a.to_string()),
+                state.uplink_addr6.map(|a| a.to_string())
+            ),
+        );
+    } else {
+        let then: Vec<String> = std::iter::once(state.uplink_addr.to_string())
+            .chain(state.uplink_addr6.map(|a| a.to_string()))
+            .collect();
+        println!(
+            "uplink     {} GONE (removed behind netlab's back; it had {} at up)",
+            state.uplink,
+            then.join(" ")
+        );
+    }
     // The routed datapath translates nothing.
     if state.datapath != crate::lab::DatapathKind::Routed {
         println!("nat ports  {}-{}", state.nat.port_min, state.nat.port_max);

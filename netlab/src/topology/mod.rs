@@ -334,22 +334,23 @@ pub fn uplink_addr6(state: &LabState) -> Result<Option<std::net::Ipv6Addr>> {
 }
 
 /// The uplink's addresses now, its first IPv4 and first global IPv6 (a lease renewed
-/// may have given it others than at `up`); `None` for a family it has none of, or
-/// both when the uplink is gone.
-pub fn uplink_addrs_now(
-    state: &LabState,
-) -> Result<(Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>)> {
+/// may have given it others than at `up`, `None` for a family it has none of), or
+/// `None` when the uplink itself is gone.
+pub fn uplink_addrs_now(state: &LabState) -> Result<Option<UplinkAddrs>> {
     let uplink = state.uplink.clone();
     netns::netlink_in(&host_ns(state), |h| async move {
         let Some(index) = link::index(&h, &uplink).await? else {
-            return Ok((None, None));
+            return Ok(None);
         };
-        Ok((
+        Ok(Some((
             addr::first_v4(&h, &uplink, index).await?,
             addr::first_global_v6(&h, &uplink, index).await?,
-        ))
+        )))
     })
 }
+
+/// The uplink's first IPv4 and first global IPv6 address, if it has them.
+pub type UplinkAddrs = (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>);
 
 /// Creates the bridge, marked as the lab's, with a MAC of its own, its address in the
 /// host namespace, MTU from the uplink, and turns on forwarding there.

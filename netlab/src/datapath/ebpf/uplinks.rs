@@ -203,13 +203,16 @@ fn follow(
     let was = uplink_now
         .get(&0, 0)
         .map_err(|e| Error::ebpf("read UPLINK_NOW", e))?;
+    // A gone uplink's flows ended with its entry in `before`, in the sync that found
+    // it gone; its last addresses stay in `UPLINK_NOW`, and are not looked for again.
+    let present = now.is_some();
     let now = now.unwrap_or(was);
     if now != was {
         uplink_now
             .set(0, now, 0)
             .map_err(|e| Error::ebpf("write UPLINK_NOW", e))?;
     }
-    let had = || before.iter().chain([&was]);
+    let had = || before.iter().chain(present.then_some(&was));
     let mut gone: Vec<u32> = had()
         .map(|u| u.addr)
         .filter(|a| *a != 0 && !current.contains(a))
