@@ -210,11 +210,14 @@ impl Locked {
 }
 
 impl Drop for Locked {
-    /// A lab without state keeps no lock file (and the last one no /run/netlab).
+    /// A lab without state keeps no lock file (and the last one no /run/netlab), nor
+    /// the state directory of a first `save` a crash cut short (its temporary file).
     fn drop(&mut self) {
         if let Some(lock) = self.lock.take()
             && !file(&self.lab).exists()
         {
+            let _ = fs::remove_file(file(&self.lab).with_extension("json.tmp"));
+            let _ = fs::remove_dir(dir(&self.lab));
             lock.remove();
         }
     }

@@ -226,6 +226,43 @@ fn remains(name: &str) -> Vec<String> {
     left
 }
 
+/// `up --sandbox` killed in its first milliseconds, while it makes the sandbox's
+/// namespaces: whatever it left, `down` removes it all and exits 0, and the lab can
+/// come up again. Before, an `up` killed between making a namespace's mount point and
+/// recording the namespace left an empty file that `down` either failed on (the lab
+/// host's: "setns ... Invalid argument", every time) or left behind (wan's, which the
+/// next `up` then took for someone else's).
+#[test]
+fn up_killed_while_it_makes_the_sandbox_leaves_nothing_down_cannot_remove() {
+    let mut moments = Moments::new();
+    for round in 0..60 {
+        let name = netlab_tests::unique_lab();
+        let guard = Lab::named(&name);
+        let at = moments.next(15);
+        signalled(
+            &name,
+            &["up", "--sandbox"],
+            at,
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // Without a state (killed before it wrote one) `down` says the lab does not
+        // exist, and takes the lock file along, and a state directory half written.
+        let made = std::path::Path::new(&format!("/run/netlab/{name}/state.json")).exists();
+        let out = guard.run(&["down"]);
+        assert!(
+            out.status.success() || !made,
+            "round {round}: down after up killed at {at:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            remains(&name).is_empty(),
+            "round {round}: up killed at {at:?} left {:?}",
+            remains(&name)
+        );
+        guard.forget();
+    }
+}
+
 /// Starts `netlab ARGS` on lab `name` and sends it SIGINT (Ctrl-C) after `after`;
 /// returns its exit code.
 fn interrupted(name: &str, args: &[&str], after: Duration) -> Option<i32> {

@@ -20,6 +20,7 @@ netlab_tests::per_datapath!(
         teardown_leaves_a_namespace_made_again_alone,
         a_failed_publish_takes_back_what_it_put_in,
         rm_withdraws_ports_whose_rules_are_already_gone,
+        publishing_after_a_firewall_flush_says_what_is_gone,
     ];
     iptables = "iptables",
     iptables_legacy = "iptables-legacy",
@@ -909,9 +910,17 @@ fn status_shows_what_of_a_container_is_gone() {
         "{text}"
     );
     // And the bridge.
+    lab.ok(&["run", "d"]);
     assert_eq!(lab.status()["bridge"]["state"], "up");
     run_in_ns_ok(&lab.ns("host"), &["ip", "link", "del", &lab.state().bridge]);
     assert_eq!(lab.status()["bridge"]["state"], "gone");
+    // `publish` says so too, and publishes nothing.
+    let err = lab.fails(&["publish", "d", "3333:80"]);
+    assert!(
+        err.contains("is gone") && err.contains("netlab down"),
+        "{err}"
+    );
+    assert!(lab.ports().is_empty());
     assert!(
         lab.ok(&["status"])
             .contains("GONE (removed behind netlab's back)")
@@ -968,4 +977,26 @@ fn rm_withdraws_ports_whose_rules_are_already_gone(dp: &str) {
             "{dp}: a rule for {port} is left:\n{left}"
         );
     }
+}
+
+/// `publish` after the lab's rules were flushed away behind netlab's back (`nft flush
+/// ruleset`, `iptables -F -X`, a firewall reload) says what is gone and what to do, in
+/// one line, rather than the tool's "No such file or directory" or "No chain/target/
+/// match by that name", and publishes nothing.
+fn publishing_after_a_firewall_flush_says_what_is_gone(dp: &str) {
+    let lab = Lab::sandbox(&["--datapath", dp]);
+    lab.ok(&["run", "web"]);
+    let host = lab.ns("host");
+    let flush = match dp {
+        "nftables" => "nft flush ruleset".to_string(),
+        _ => format!("{0} -t nat -F && {0} -t nat -X", iptables_tool(dp)),
+    };
+    run_in_ns_ok(&host, &["sh", "-c", &flush]);
+    let err = lab.fails(&["publish", "web", "8080:80"]);
+    assert!(
+        err.contains("is gone (removed behind netlab's back") && err.contains("netlab down"),
+        "{dp}: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(lab.ports().is_empty());
 }

@@ -382,6 +382,21 @@ fn holds_netlabs(saved: &str) -> bool {
     })
 }
 
+/// The first of the chains `setup` makes that `iptables-save`'s output `saved` lacks,
+/// with its table.
+fn missing_chain(saved: &str) -> Option<(&'static str, &'static str)> {
+    CHAINS.iter().find_map(|(table, chains)| {
+        let section = saved
+            .split("\n*")
+            .find(|t| t.trim_start_matches('*').starts_with(&format!("{table}\n")))
+            .unwrap_or("");
+        chains
+            .iter()
+            .find(|c| !section.lines().any(|l| l.starts_with(&format!(":{c} "))))
+            .map(|c| (*table, *c))
+    })
+}
+
 /// The chains `setup` makes, by table.
 const CHAINS: [(&str, &[&str]); 2] = [
     ("nat", &[PORTS]),
@@ -568,7 +583,21 @@ impl Datapath for Iptables {
     fn publish(&self, state: &LabState, ports: &[Published]) -> Result<()> {
         netfilter::require_conntrack_tool()?;
         netfilter::hairpin(state, ports)?;
-        self.add_ports(state, ports)?;
+        if let Err(e) = self.add_ports(state, ports) {
+            // The lab's chains gone (`iptables -F -X`, a firewall reload): say so,
+            // rather than iptables-restore's "No chain/target/match by that name".
+            for &family in families(state) {
+                let saved = self.save(state, family)?;
+                if let Some((table, chain)) = missing_chain(&saved) {
+                    return Err(Error::Invalid(format!(
+                        "lab {lab}'s chain {chain} (table {table}, {}) is gone (removed behind netlab's back: `iptables -X`, a firewall reload): `netlab down --lab {lab}`, then `up` again",
+                        self.tool(family, "save").trim_end_matches("-save"),
+                        lab = state.name
+                    )));
+                }
+            }
+            return Err(e);
+        }
         netfilter::forget_stale(state, ports)
     }
 
@@ -702,6 +731,22 @@ mod tests {
             ctr_ip: "172.18.0.2".parse().unwrap(),
             id: 1,
         }
+    }
+
+    #[test]
+    fn a_missing_chain_is_found_in_its_table() {
+        let filter = ":NETLAB-USER - [0:0]\n:NETLAB-FORWARD - [0:0]\n:NETLAB-CT - [0:0]\n:NETLAB-ISOLATION-STAGE-1 - [0:0]\n:NETLAB-ISOLATION-STAGE-2 - [0:0]\n:NETLAB-BRIDGE - [0:0]\n:NETLAB - [0:0]\nCOMMIT\n";
+        let whole = format!("# Generated\n*nat\n:NETLAB - [0:0]\nCOMMIT\n*filter\n{filter}");
+        assert_eq!(missing_chain(&whole), None);
+        // The nat table's NETLAB gone, the filter table's of the same name still there.
+        let nat_gone = format!("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n{filter}");
+        assert_eq!(missing_chain(&nat_gone), Some(("nat", "NETLAB")));
+        let bridge_gone = whole.replace(":NETLAB-BRIDGE - [0:0]\n", "");
+        assert_eq!(
+            missing_chain(&bridge_gone),
+            Some(("filter", "NETLAB-BRIDGE"))
+        );
+        assert_eq!(missing_chain(""), Some(("nat", "NETLAB")));
     }
 
     #[test]

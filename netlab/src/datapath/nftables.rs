@@ -534,7 +534,20 @@ impl Datapath for Nftables {
             script += &element_commands("add", family, "ports_any", &e.ports_any);
             script += &element_commands("add", family, "published", &e.published);
         }
-        apply(state, &script)?;
+        if let Err(e) = apply(state, &script) {
+            // The lab's table gone (`nft flush ruleset`, a firewall reload): say so,
+            // rather than nft's "No such file or directory".
+            for &family in families(state) {
+                if !table_is_the_labs(state, family)? {
+                    return Err(Error::Invalid(format!(
+                        "lab {lab}'s nftables table `{} {TABLE}` is gone (removed behind netlab's back: `nft flush ruleset`, a firewall reload): `netlab down --lab {lab}`, then `up` again",
+                        family.name(),
+                        lab = state.name
+                    )));
+                }
+            }
+            return Err(e);
+        }
         netfilter::forget_stale(state, ports)
     }
 

@@ -33,26 +33,21 @@ pub fn create(name: &str) -> Result<PathBuf> {
     create_recorded(name, |_| Ok(())).map(|(p, _)| p)
 }
 
-/// [`create`], handing the new namespace's cookie to `record` before the namespace is
-/// mounted at its name (nothing is mounted if `record` fails): whoever records it
-/// there knows, even after a crash at any point, that a namespace with that cookie
-/// under `name` is the one it made. Returns the path and the cookie.
+/// [`create`], handing the new namespace's cookie to `record` before anything is made
+/// at its name (nothing is if `record` fails): whoever records it there knows, even
+/// after a crash at any point, that a namespace with that cookie under `name` is the
+/// one it made, and that an empty file there (the mount point, made just before the
+/// mount) is its own too ([`delete_if_same`] removes it). Returns the path and the
+/// cookie.
 pub fn create_recorded(
     name: &str,
     record: impl FnOnce(u64) -> Result<()> + Send,
 ) -> Result<(PathBuf, u64)> {
     fs::create_dir_all(NETNS_DIR).map_err(|e| Error::io("create", NETNS_DIR, e))?;
     let p = path(name);
-    File::options()
-        .write(true)
-        .create_new(true)
-        .open(&p)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                Error::Conflict(format!("network namespace {name} already exists"))
-            }
-            _ => Error::io("create", &p, e),
-        })?;
+    if fs::symlink_metadata(&p).is_ok() {
+        return Err(already(name));
+    }
     let target = p.as_path();
     let made = std::thread::scope(|s| {
         s.spawn(move || -> Result<u64> {
@@ -60,26 +55,35 @@ pub fn create_recorded(
                 .map_err(|e| Error::io("unshare netns for", target, e.into()))?;
             let cookie = own_cookie(target)?;
             record(cookie)?;
-            mount(
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(target)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => already(name),
+                    _ => Error::io("create", target, e),
+                })?;
+            let mounted = mount(
                 Some("/proc/thread-self/ns/net"),
                 target,
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
-            )
-            .map_err(|e| Error::io("bind-mount netns", target, e.into()))?;
+            );
+            if let Err(e) = mounted {
+                let _ = fs::remove_file(target);
+                return Err(Error::io("bind-mount netns", target, e.into()));
+            }
             Ok(cookie)
         })
         .join()
         .unwrap_or_else(|_| Err(Error::Invalid("netns thread panicked".into())))
     });
-    match made {
-        Ok(cookie) => Ok((p, cookie)),
-        Err(e) => {
-            let _ = fs::remove_file(&p);
-            Err(e)
-        }
-    }
+    made.map(|cookie| (p, cookie))
+}
+
+fn already(name: &str) -> Error {
+    Error::Conflict(format!("network namespace {name} already exists"))
 }
 
 /// Equivalent to `ip netns delete NAME`; a namespace that is already gone is not an

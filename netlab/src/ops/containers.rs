@@ -139,11 +139,8 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
             "a runtime's namespace cannot join the host network".into(),
         ));
     }
-    if req.network == Network::Bridge && !topology::bridge_present(&s.state)? {
-        return Err(Error::Invalid(format!(
-            "lab {lab}'s bridge {} is gone (removed, or made again, behind netlab's back): `netlab down --lab {lab}`, then `up` again",
-            s.state.bridge
-        )));
+    if req.network == Network::Bridge {
+        topology::check_bridge(&s.state)?;
     }
     let own_ns = (req.network != Network::Host && req.runtime_netns.is_none())
         .then(|| names::container_netns(&lab, &req.name));

@@ -55,6 +55,7 @@ pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<P
         }
     };
     topology::check_present(state, c)?;
+    topology::check_bridge(state)?;
     prepare_for(s, container, ctr_ip, &specs)
 }
 

@@ -74,14 +74,16 @@ pub fn lock_host(state: &LabState) -> Option<std::fs::File> {
 
 /// Whether the lab's host namespace is still the one it came up in (its cookie): one
 /// that is gone, or that was made again under the same name, is not the lab's, and
-/// nothing in it is touched. A state without a cookie (written before netlab kept
-/// them) trusts the name.
+/// nothing in it is touched. A state without a cookie (an `up` that never made its
+/// namespace, or a state written before netlab kept them) trusts a namespace of the
+/// name, never an empty file.
 pub fn host_is_the_labs(state: &LabState) -> bool {
     let ns = host_ns(state);
-    match state.cookies.host {
-        Some(c) => netns::is_netns(&ns) && netns::cookie(&ns).is_ok_and(|now| now == c),
-        None => ns.exists(),
-    }
+    netns::is_netns(&ns)
+        && match state.cookies.host {
+            Some(c) => netns::cookie(&ns).is_ok_and(|now| now == c),
+            None => true,
+        }
 }
 
 /// The path of a container's own namespace: the one netlab made, or the runtime's.
@@ -607,6 +609,19 @@ pub fn missing_part(state: &LabState, c: &Container) -> Result<Option<String>> {
     Ok((!there).then(|| format!("{} pair", state.device.name())))
 }
 
+/// The lab's bridge is there, or an error saying it is gone and what to do (`run` on
+/// the bridge network, `publish`).
+pub fn check_bridge(state: &LabState) -> Result<()> {
+    if bridge_present(state)? {
+        return Ok(());
+    }
+    let lab = &state.name;
+    Err(Error::Invalid(format!(
+        "lab {lab}'s bridge {} is gone (removed, or made again, behind netlab's back): `netlab down --lab {lab}`, then `up` again",
+        state.bridge
+    )))
+}
+
 /// Whether the lab's bridge is still there (it may be deleted behind netlab's back, and
 /// one of its name made again: that one is not the lab's).
 pub fn bridge_present(state: &LabState) -> Result<bool> {
@@ -789,8 +804,16 @@ pub fn teardown(state: &LabState) -> Result<()> {
             (&state.wan_netns, state.cookies.wan),
             (&state.host_netns, state.cookies.host),
         ] {
-            if let (Some(ns), Some(cookie)) = (ns, cookie) {
-                errors.check(netns::delete_if_same(ns, cookie));
+            match (ns, cookie) {
+                (Some(ns), Some(cookie)) => {
+                    errors.check(netns::delete_if_same(ns, cookie));
+                }
+                // An `up` killed before it knew the namespace (a version that made the
+                // mount point first): an empty file left there, never a namespace.
+                (Some(ns), None) => {
+                    errors.check(netns::remove_placeholder(ns));
+                }
+                _ => {}
             }
         }
     }
