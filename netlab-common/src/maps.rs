@@ -106,6 +106,14 @@ pub const UPLINKS_MAX: u32 = 256;
 /// first of the host's addresses the programs check, without a hash lookup.
 pub const UPLINK_NOW: &str = "UPLINK_NOW";
 
+/// The smallest MTU a route of the lab host's carries (`ip route ... mtu N`), IPv4's
+/// at 0 and IPv6's at 1, 0 for none: an array of two `u32`, written by every command
+/// that syncs the watched interfaces (`run`, `publish`, CNI ADD). `bpf_fib_lookup`
+/// answers a locked route MTU and a learnt path MTU, not a route's own unlocked one,
+/// which forwarding holds packets to all the same: the fast path leaves anything
+/// larger than this to the stack.
+pub const ROUTE_MTU: &str = "ROUTE_MTU";
+
 /// The garbage collector's timer and its record: array of one `GcState`.
 pub const GC: &str = "GC";
 /// The established flows the collector looks at, one key each, in turn: a queue of

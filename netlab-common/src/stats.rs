@@ -93,8 +93,14 @@ pub mod counter {
     /// (whose `ip_rcv` drops them) rather than translated or let open a flow: at the
     /// uplink's ingress, a container's veth and the bridge's ingress.
     pub const PASS_BAD_CHECKSUM: u32 = 40;
+    /// A new masqueraded TCP connection took the NAT port of a closed one (TIME_WAIT or
+    /// reset) to the same server, as nf_nat does when it finds no port free
+    /// (`nf_nat_used_tuple_harder`).
+    pub const CT_TAKEN_OVER: u32 = 41;
+    /// TCP flows whose only answer was a reset: removed at once, as nf_conntrack does.
+    pub const CT_RESET_UNANSWERED: u32 = 42;
 
-    pub const COUNT: u32 = 41;
+    pub const COUNT: u32 = 43;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -139,6 +145,8 @@ pub mod counter {
         "ct_entries_filled",
         "ct_clash_resolved",
         "pass_bad_checksum",
+        "ct_taken_over",
+        "ct_reset_unanswered",
     ];
 }
 

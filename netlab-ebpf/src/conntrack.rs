@@ -21,17 +21,23 @@
 //! entry. Counters, `last_seen` and the mirrored state are written without locks; a
 //! lost update costs accuracy, never a translation.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, generated::bpf_ktime_get_coarse_ns},
+    helpers::{
+        bpf_get_prandom_u32,
+        generated::{bpf_ktime_get_coarse_ns, bpf_loop},
+    },
 };
 use netlab_common::{
     config::Config,
     conntrack::{
-        CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_WSCALE, FLAGS_PER_DIRECTION,
-        RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_NONE,
-        TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, expired, fin_in_window, next_flags, offer,
-        rst_verdict, seq_after, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
+        CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_WSCALE,
+        FLAGS_PER_DIRECTION, RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED,
+        TCP_FIN_WAIT, TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR, expired,
+        fin_in_window, next_flags, offer, rst_verdict, seq_after, tcp_closed, tcp_flags_valid,
+        tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, is_icmp},
@@ -218,6 +224,16 @@ pub fn touch<A: Family>(
     e.packets = e.packets.wrapping_add(1);
     e.bytes += pkt.len as u64;
     maps::count_publish(e.pub_id, pkt.len);
+    // A reset before any answer (the answer itself, or the opener giving up): the flow
+    // goes at once, both halves, as nf_conntrack deletes one "whose only reply is a
+    // RST"; the reset itself is translated as the flow says.
+    if tcp && pkt.flags & TCP_RST != 0 && !reset_kept && e.flags & FLAG_SEEN_REPLY == 0 {
+        words::copy(out, e);
+        A::ct_remove(st, hit.table, &e.pair_key(key.proto));
+        A::ct_remove(st, hit.table, key);
+        st.count(counter::CT_RESET_UNANSWERED);
+        return Ok(());
+    }
     let from_origin = e.flags & FLAG_ORIGIN != 0;
     let mut state = if tcp && !reset_kept {
         tcp_next_state(e.state, flags, from_origin)
@@ -553,6 +569,105 @@ fn reply_free<A: Family>(
     }
 }
 
+/// [`reply_free`] without taking anything back: a pending flow holding the tuple that
+/// may give it up is noted in `nf.fallback` as candidate `attempt`, if none is yet.
+#[inline(always)]
+fn reply_free_noting<A: Family>(cfg: &Config, nf: &mut NewFlow<A>, attempt: u32) -> bool {
+    // The reply key written in place and compared field by field: this runs in a
+    // `bpf_loop` callback below the NAT's frame, whose own frame must stay small (6.1
+    // counts the whole chain into its 512 bytes).
+    let (k, o) = (&mut nf.reply_key, &nf.out);
+    (k.saddr, k.daddr, k.sport, k.dport) = (o.daddr, o.saddr, o.dport, o.sport);
+    (k.proto, k.zone) = (nf.key.proto, o.pair_zone);
+    let (k, n) = (&nf.reply_key, &nf.key);
+    let own = k.saddr == n.saddr
+        && k.daddr == n.daddr
+        && k.sport == n.sport
+        && k.dport == n.dport
+        && k.zone == n.zone;
+    if own || A::ct_get(Table::Established, &nf.reply_key).is_some() {
+        return false;
+    }
+    match A::ct_get(Table::Pending, &nf.reply_key) {
+        None => true,
+        Some(p) => {
+            if nf.fallback >= SNAT_RETRIES && may_give_up(cfg, nf, unsafe { &*p }) {
+                nf.fallback = attempt;
+            }
+            false
+        }
+    }
+}
+
+/// Whether the pending flow whose half `e` holds `nf.reply_key` may give it up to new
+/// flow `nf`: this half idle past its timeout (the other half is looked at later), or
+/// a closed masqueraded connection that `nf`'s SYN may take over ([`taken_over`]).
+#[inline(always)]
+fn may_give_up<A: Family>(cfg: &Config, nf: &mut NewFlow<A>, e: &CtEntry<A>) -> bool {
+    let proto = nf.key.proto;
+    expired(cfg, proto, e.state, e.flags, e.last_seen, nf.now) || taken_over(nf, e)
+}
+
+/// Whether new TCP connection `nf` may take over `nf.reply_key` from the flow whose
+/// reply half `e` holds it (its opening key left in `nf.other_key`), as nf_nat does when it finds no port free
+/// (`nf_nat_used_tuple_harder`): `e` is the reply half of a masqueraded (not
+/// published) connection that is closed (TIME_WAIT, or reset: `nf_nat_may_kill`), and
+/// `nf`'s SYN comes after that connection's last segment in sequence space
+/// (`nf_seq_has_advanced`: an old segment still in flight cannot be taken for the new
+/// connection's).
+#[inline(always)]
+fn taken_over<A: Family>(nf: &mut NewFlow<A>, e: &CtEntry<A>) -> bool {
+    let proto = nf.key.proto;
+    if proto != IPPROTO_TCP
+        || !tcp_closed(e.state)
+        || e.flags & FLAG_ORIGIN != 0
+        || e.pair_zone != ZONE_FROM_CTR
+        || e.pub_id != 0
+    {
+        return false;
+    }
+    let k = &mut nf.other_key;
+    (k.saddr, k.daddr, k.sport, k.dport) = (e.daddr, e.saddr, e.dport, e.sport);
+    (k.proto, k.zone) = (proto, e.pair_zone);
+    let Some(opener) = A::ct_get(Table::Pending, &nf.other_key) else {
+        return false;
+    };
+    // It translates back to the reply tuple (compared field by field: a key made to
+    // compare with would take 40 bytes of this callback's stack).
+    let (o, r) = (unsafe { &*opener }, &nf.reply_key);
+    o.daddr == r.saddr
+        && o.saddr == r.daddr
+        && o.dport == r.sport
+        && o.sport == r.dport
+        && o.pair_zone == r.zone
+        && seq_after(nf.out.seq_end, o.seq_end)
+}
+
+/// After [`allocate`]'s candidates were all taken: the one noted in `nf.fallback`, if
+/// its flow still gives it up — dead (removed as [`reply_free`] removes the first
+/// candidate's), or a closed connection [`taken_over`], its two halves removed.
+#[inline(always)]
+fn take_over<A: Family>(cfg: &Config, st: Stats, nf: &mut NewFlow<A>, now: u32) -> bool {
+    let attempt = nf.fallback;
+    if attempt >= SNAT_RETRIES {
+        return false;
+    }
+    try_port(cfg, nf, attempt);
+    if reply_free(cfg, st, nf, now, true) {
+        return true;
+    }
+    let Some(p) = A::ct_get(Table::Pending, &nf.reply_key) else {
+        return false;
+    };
+    if !taken_over(nf, unsafe { &*p }) {
+        return false;
+    }
+    A::ct_remove(st, Table::Pending, &nf.other_key);
+    A::ct_remove(st, Table::Pending, &nf.reply_key);
+    st.count(counter::CT_TAKEN_OVER);
+    true
+}
+
 /// Whether the pending flow whose half `p` is `key` is whole and dead; it is then
 /// removed, both halves. A flow whose half here is neither idle too long nor withdrawn
 /// is alive, and its other half is not looked up: a lookup marks an LRU entry as used,
@@ -585,23 +700,55 @@ fn dead_removed<A: Family>(
 
 /// Picks a source port (the echo identifier for ICMP) from the NAT range whose reply
 /// tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries. The
-/// first port tried is taken from a dead flow holding it (see [`reply_free`]); the
-/// others are not, which keeps the verifier's walk of the loop short: ports held by
-/// dead flows are freed one per new flow, each when it comes up as a random start.
+/// first port tried is taken from a dead flow holding it (see [`reply_free`]); when
+/// every candidate is taken, the first one whose flow may give it up is
+/// ([`take_over`]): a dead one, or a closed masqueraded TCP connection's.
+///
+/// The other candidates are tried in a `bpf_loop` callback, which the verifier checks
+/// once, where a loop here would be walked again for every path into it.
 #[inline(always)]
 fn allocate<A: Family>(cfg: &Config, st: Stats, nf: &mut NewFlow<A>, now: u32) -> bool {
     nf.start = unsafe { bpf_get_prandom_u32() };
+    nf.fallback = SNAT_RETRIES;
     try_port(cfg, nf, 0);
     if reply_free(cfg, st, nf, now, true) {
         return true;
     }
-    for attempt in 1..SNAT_RETRIES {
-        try_port(cfg, nf, attempt);
-        if reply_free(cfg, st, nf, now, false) {
-            return true;
-        }
+    // The callback finds the slot and the configuration itself: a context on this
+    // stack would count into 6.1's 512 bytes of the whole call chain.
+    nf.now = now;
+    unsafe {
+        bpf_loop(
+            SNAT_RETRIES - 1,
+            probe_step::<A> as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
     }
-    false
+    if nf.fallback == PORT_FOUND {
+        return true;
+    }
+    take_over(cfg, st, nf, now)
+}
+
+/// In `NewFlow::fallback`: a free port is in `out`.
+const PORT_FOUND: u32 = u32::MAX;
+
+/// Candidate `index + 1` of [`allocate`]'s, in the family's `NewFlow` slot: free (stop,
+/// `PORT_FOUND`), or noted if its flow may give it up.
+extern "C" fn probe_step<A: Family>(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(nf) = A::new_flow() else {
+        return 1;
+    };
+    let nf = unsafe { &mut *nf };
+    let cfg = maps::config();
+    let attempt = index as u32 + 1;
+    try_port(cfg, nf, attempt);
+    if reply_free_noting(cfg, nf, attempt) {
+        nf.fallback = PORT_FOUND;
+        return 1;
+    }
+    0
 }
 
 /// Puts the `attempt`th candidate port of [`allocate`] in `nf.out`.

@@ -137,7 +137,7 @@ pub fn plan(
         return Plan::stack(st, counter::SLOW_OTHER);
     }
     if cfg.in_subnet(dst) {
-        if !fits_bridge(ctx, cfg) {
+        if !fits_bridge(ctx, cfg) || wire_len(ctx, pkt) > maps::route_mtu_floor(0) {
             return Plan::stack(st, counter::SLOW_MTU);
         }
         let sel = into_lab::selectors(ctx, pkt, dport);
@@ -185,7 +185,9 @@ pub fn plan(
     let Some(route_mtu) = route_mtu else {
         return Plan::stack(st, counter::SLOW_OTHER);
     };
-    let mtu = forwarding_mtu(rc, f, route_mtu);
+    // And to a route's own MTU, which the lookup does not answer unless it is locked:
+    // no larger than the smallest a route of the lab host's carries.
+    let mtu = forwarding_mtu(rc, f, route_mtu).min(maps::route_mtu_floor(0));
     if size > mtu {
         return Plan::stack(st, counter::SLOW_MTU);
     }

@@ -79,7 +79,8 @@ fn make(
     }
     let now = conntrack::now();
     if cfg.in_subnet6(dst) {
-        if !forward::fits_bridge(ctx, cfg) {
+        if !forward::fits_bridge(ctx, cfg) || forward::wire_len(ctx, pkt) > maps::route_mtu_floor(1)
+        {
             return stack(st, counter::SLOW_MTU);
         }
         if !into_lab::routed6(ctx, pkt, dst, now) {
@@ -129,7 +130,8 @@ fn make(
     {
         return stack(st, counter::SLOW_OTHER);
     }
-    let mtu = forward::forwarding_mtu(rc, f, route_mtu);
+    // As IPv4's: no larger than the smallest route MTU of the lab host's.
+    let mtu = forward::forwarding_mtu(rc, f, route_mtu).min(maps::route_mtu_floor(1));
     if size > mtu {
         return stack(st, counter::SLOW_MTU);
     }

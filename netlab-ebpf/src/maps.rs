@@ -59,6 +59,15 @@ pub struct NewFlow<A = u32> {
     /// `conntrack::Alloc` as a number: 0 source port, 1 on clash.
     pub alloc: u32,
     pub start: u32,
+    /// The first of `allocate`'s candidate ports whose reply tuple a flow that may give
+    /// it up holds (`conntrack::may_give_up`); `SNAT_RETRIES` for none, `u32::MAX` once
+    /// a free one is in `out`.
+    pub fallback: u32,
+    /// The time `allocate` works at.
+    pub now: u32,
+    /// The opening key of the flow holding a candidate's reply tuple, looked up here
+    /// rather than on the stack (`conntrack::taken_over`).
+    pub other_key: CtKey<A>,
 }
 
 /// The new flow being inserted on this CPU: in a per-CPU slot rather than on the
@@ -137,6 +146,10 @@ static HOST_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(UPLINKS_MAX, 0)
 /// lookup the verifier inlines (no helper call).
 #[map(name = "UPLINK_NOW")]
 static UPLINK_NOW: Array<Uplink> = Array::with_max_entries(1, 0);
+
+/// The smallest route MTU of the lab host's, per family (`netlab_common::maps::ROUTE_MTU`).
+#[map(name = "ROUTE_MTU")]
+static ROUTE_MTU: Array<u32> = Array::with_max_entries(2, 0);
 
 /// The collector's round of the established flows: one key per flow, queued when the
 /// flow enters `CT`, taken and (if the flow lives on) queued again by each run.
@@ -396,6 +409,18 @@ pub fn uplink(ifindex: u32) -> Option<Uplink> {
 #[inline(always)]
 pub fn uplink_addr() -> u32 {
     UPLINK_NOW.get(0).map(|u| u.addr).unwrap_or(0)
+}
+
+/// The largest packet (IP length, or a GSO packet's segment) the fast path may forward
+/// for family `index` (0 IPv4, 1 IPv6) before any route lookup: the smallest MTU a
+/// route of the lab host's carries, which `bpf_fib_lookup` does not answer when it is
+/// not locked (`ROUTE_MTU`); `u32::MAX` when no route has one.
+#[inline(always)]
+pub fn route_mtu_floor(index: u32) -> u32 {
+    match ROUTE_MTU.get(index) {
+        Some(&m) if m != 0 => m,
+        _ => u32::MAX,
+    }
 }
 
 /// [`uplink_addr`] for IPv6 (zero for none).

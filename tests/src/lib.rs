@@ -303,23 +303,28 @@ impl Lab {
     /// locked, below its devices' (a tunnel's, a cloud's): `ip route replace default
     /// via 198.51.100.1 dev eth0 mtu lock MTU`.
     pub fn lock_route_mtu(&self, mtu: u32) {
+        self.route_mtu(mtu, true);
+    }
+
+    /// The lab host's default route with MTU `mtu`, locked (`mtu lock N`) or not.
+    pub fn route_mtu(&self, mtu: u32, locked: bool) {
         let mtu = mtu.to_string();
-        self.exec_ok(
-            "host",
-            &[
-                "ip",
-                "route",
-                "replace",
-                "default",
-                "via",
-                "198.51.100.1",
-                "dev",
-                "eth0",
-                "mtu",
-                "lock",
-                &mtu,
-            ],
-        );
+        let mut cmd = vec![
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "eth0",
+            "mtu",
+        ];
+        if locked {
+            cmd.push("lock");
+        }
+        cmd.push(&mtu);
+        self.exec_ok("host", &cmd);
     }
 
     /// `python3 -m http.server PORT` in a namespace, once it listens. Its output (the

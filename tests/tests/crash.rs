@@ -217,7 +217,10 @@ fn remains(name: &str) -> Vec<String> {
         format!("/run/netlab/{name}"),
         format!("/run/netns/{name}-host"),
         format!("/run/netns/{name}-wan"),
-        format!("/sys/fs/bpf/netlab/v6/{name}"),
+        format!(
+            "/sys/fs/bpf/netlab/{}/{name}",
+            netlab::datapath::ebpf::pins::LAYOUT_VERSION
+        ),
     ] {
         if std::path::Path::new(&path).exists() {
             left.push(path);

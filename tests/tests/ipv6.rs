@@ -32,6 +32,7 @@ netlab_tests::per_datapath!(
         an_unresolved_neighbour_is_unreachable,
         a_second_address_keeps_the_flows_behind_the_first,
         a_flow_a_route_moves_leaves_behind_the_new_interfaces_address,
+        a_route_mtu_into_the_lab_holds,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -65,6 +66,58 @@ fn a_second_address_keeps_the_flows_behind_the_first(dp: &str) {
 fn a_flow_a_route_moves_leaves_behind_the_new_interfaces_address(dp: &str) {
     let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
     netlab_tests::uplink_moves::a_flow_a_route_moves(&lab, dp, &netlab_tests::uplink_moves::IPV6);
+}
+
+/// A route of the lab host's to a container with an MTU of its own (not locked), below
+/// the bridge's: a datagram from wan to a published port too big for it is answered
+/// with Packet Too Big, as forwarding does, and wan learns the MTU. Before, the eBPF
+/// fast path took it into the container at 1,448 bytes (`bpf_fib_lookup` does not
+/// answer an unlocked route MTU; the datapath now reads the routes' MTUs at its next
+/// sync, here `run`). Found by a review.
+fn a_route_mtu_into_the_lab_holds(dp: &str) {
+    let lab = Lab::sandbox(&[netlab_tests::datapath_args(dp), vec!["--ipv6"]].concat());
+    lab.ok(&["run", "web", "-p", "5353:53/udp"]);
+    let bridge = lab.state().bridge;
+    lab.exec_ok(
+        "host",
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:ac12::2/128",
+            "dev",
+            &bridge,
+            "mtu",
+            "1280",
+        ],
+    );
+    lab.ok(&["run", "other"]);
+    let inside = netlab_tests::sockets::udp(&lab.ns("web"), "[::]:53");
+    inside
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let outside = netlab_tests::sockets::udp(&lab.ns("wan"), "[::]:0");
+    let to: SocketAddr = format!("[{UPLINK6}]:5353").parse().unwrap();
+    let learnt = || {
+        lab.exec_ok("wan", &["ip", "-6", "route", "get", UPLINK6])
+            .contains("mtu 1280")
+    };
+    let mut got = None;
+    for _ in 0..3 {
+        let _ = outside.send_to(&[0x42; 1400], to);
+        if let Ok((n, _)) = inside.recv_from(&mut [0u8; 2048]) {
+            got = Some(n);
+        }
+        if wait_for(Duration::from_secs(1), learnt) {
+            break;
+        }
+    }
+    assert!(
+        learnt(),
+        "{dp}: wan did not learn the route's MTU (the container got {got:?} bytes): {}",
+        lab.exec_ok("wan", &["ip", "-6", "route", "get", UPLINK6])
+    );
 }
 
 /// As IPv4's (`masquerade::*::an_unresolved_neighbour_is_unreachable`).

@@ -433,6 +433,19 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         vec!["up", "--sandbox", "--subnet", "169.254.0.0/16"],
         vec!["up", "--sandbox", "--subnet", "224.0.0.0/24"],
         vec!["up", "--sandbox", "--gc-interval", "0"],
+        // Negative numbers say the range, as out-of-range ones do.
+        vec!["up", "--sandbox", "--tcp-timeout", "-1"],
+        vec!["up", "--sandbox", "--conntrack-max", "-1"],
+        vec!["up", "--sandbox", "--gc-interval", "-1"],
+        // The routed baseline tracks no connection.
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "routed",
+            "--udp-timeout",
+            "5",
+        ],
         vec![
             "up",
             "--sandbox",
@@ -449,6 +462,9 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        if args.contains(&"-1") {
+            assert!(err.contains("-1 is not in "), "{args:?}: {err}");
+        }
         assert!(
             !Path::new(&format!("/run/netlab/{name}")).exists(),
             "{args:?} left state"

@@ -40,36 +40,40 @@ pub struct Args {
     #[arg(long, default_value = "20000-29999")]
     pub nat_ports: String,
     /// Conntrack timeout of an established TCP flow, in seconds.
-    #[arg(long, default_value_t = 7440)]
+    #[arg(long, default_value_t = 7440, value_parser = timeout(), allow_negative_numbers = true)]
     pub tcp_timeout: u64,
     /// Conntrack timeout of a TCP flow being opened (SYN sent, SYN-ACK seen), in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = timeout(), allow_negative_numbers = true)]
     pub tcp_syn_timeout: u64,
     /// Conntrack timeout of a TCP flow closed one way (FIN_WAIT, CLOSE_WAIT), in seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = timeout(), allow_negative_numbers = true)]
     pub tcp_transitory_timeout: u64,
     /// Conntrack timeout of a TCP flow closed both ways (TIME_WAIT), in seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = timeout(), allow_negative_numbers = true)]
     pub tcp_time_wait_timeout: u64,
     /// Conntrack timeout of a reset TCP flow, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = timeout(), allow_negative_numbers = true)]
     pub tcp_close_timeout: u64,
     /// Conntrack timeout of a UDP flow until it is a two-way stream, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = timeout(), allow_negative_numbers = true)]
     pub udp_timeout: u64,
     /// Conntrack timeout of a two-way UDP stream, in seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = timeout(), allow_negative_numbers = true)]
     pub udp_stream_timeout: u64,
     /// Conntrack timeout of an ICMP echo flow, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = timeout(), allow_negative_numbers = true)]
     pub icmp_timeout: u64,
     /// eBPF datapath: how many established flows the conntrack table holds (sized at
     /// `up`; a flow past it stays in the table of flows being opened, which may evict).
-    #[arg(long, default_value_t = netlab_common::maps::CONNTRACK_MAX_DEFAULT)]
+    #[arg(long, default_value_t = netlab_common::maps::CONNTRACK_MAX_DEFAULT,
+        value_parser = clap::value_parser!(u32).range(
+            netlab_common::maps::CONNTRACK_MAX_MIN as i64..=netlab_common::maps::CONNTRACK_MAX_MAX as i64),
+        allow_negative_numbers = true)]
     pub conntrack_max: u32,
     /// eBPF datapath: milliseconds between two runs of the in-kernel conntrack garbage
     /// collector (each run looks at a bounded slice of the established flows).
-    #[arg(long, default_value_t = netlab_common::config::GC_INTERVAL_MS_DEFAULT)]
+    #[arg(long, default_value_t = netlab_common::config::GC_INTERVAL_MS_DEFAULT,
+        value_parser = clap::value_parser!(u32).range(10..=600_000), allow_negative_numbers = true)]
     pub gc_interval: u32,
     /// eBPF datapath: forward every packet through the bridge and the host's stack,
     /// without the fast path (the endpoint programs and bpf_redirect_peer).
@@ -83,6 +87,12 @@ pub struct Args {
     /// counted), to see a failure nothing else can cause counted like any other.
     #[arg(long, hide = true, value_parser = Fault::parse)]
     pub fault: Option<Fault>,
+}
+
+/// A conntrack timeout's range, in seconds (1 s to a week), said by clap for a value
+/// out of it ("-1 is not in 1..=604800").
+fn timeout() -> clap::builder::RangedI64ValueParser<u64> {
+    clap::builder::RangedI64ValueParser::new().range(1..=604_800)
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {

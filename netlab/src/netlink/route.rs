@@ -177,3 +177,35 @@ pub async fn gateways(h: &Handle) -> Result<Vec<std::net::IpAddr>> {
     }
     Ok(found)
 }
+
+/// Equivalent to `ip route show table all; ip -6 route show table all` → the smallest
+/// MTU a route carries (`mtu N`, locked or not), IPv4's and IPv6's; `None` where no
+/// route has one.
+pub async fn mtu_floors(h: &Handle) -> Result<(Option<u32>, Option<u32>)> {
+    use rtnetlink::packet_route::route::RouteMetric;
+    let mut floors = [None, None];
+    for (i, filter) in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut routes = h.route().get(filter).execute();
+        while let Some(r) = routes.try_next().await.map_err(nl("get routes", "all"))? {
+            for a in &r.attributes {
+                let RouteAttribute::Metrics(metrics) = a else {
+                    continue;
+                };
+                for m in metrics {
+                    if let RouteMetric::Mtu(mtu) = m
+                        && *mtu != 0
+                    {
+                        floors[i] = Some(floors[i].map_or(*mtu, |f: u32| f.min(*mtu)));
+                    }
+                }
+            }
+        }
+    }
+    Ok((floors[0], floors[1]))
+}

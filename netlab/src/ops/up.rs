@@ -126,6 +126,37 @@ impl UpRequest {
                     .into(),
             ));
         }
+        // The routed baseline tracks no connection: a timeout given would not apply.
+        let d = NatOptions::default();
+        let timeouts = [
+            (
+                "--tcp-timeout",
+                n.tcp_established_secs,
+                d.tcp_established_secs,
+            ),
+            ("--tcp-syn-timeout", n.tcp_syn_secs, d.tcp_syn_secs),
+            (
+                "--tcp-transitory-timeout",
+                n.tcp_transitory_secs,
+                d.tcp_transitory_secs,
+            ),
+            (
+                "--tcp-time-wait-timeout",
+                n.tcp_time_wait_secs,
+                d.tcp_time_wait_secs,
+            ),
+            ("--tcp-close-timeout", n.tcp_close_secs, d.tcp_close_secs),
+            ("--udp-timeout", n.udp_secs, d.udp_secs),
+            ("--udp-stream-timeout", n.udp_stream_secs, d.udp_stream_secs),
+            ("--icmp-timeout", n.icmp_secs, d.icmp_secs),
+        ];
+        if self.datapath == DatapathKind::Routed
+            && let Some((flag, _, _)) = timeouts.iter().find(|(_, v, default)| v != default)
+        {
+            return Err(Error::Invalid(format!(
+                "{flag} applies to the datapaths that track connections, not to routed (no NAT, no conntrack)"
+            )));
+        }
         if self.datapath == DatapathKind::Routed && !self.sandbox {
             return Err(Error::Invalid(
                 "--datapath routed (no NAT, the benchmark's baseline) needs --sandbox".into(),

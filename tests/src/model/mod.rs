@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
     conntrack::{
-        CtEntry, CtKey, RST_KEPT, RST_REFUSED, tcp_flags_valid, tcp_segment_fits, tcp_state_name,
+        CtEntry, CtKey, FLAG_SEEN_REPLY, RST_CLOSES, RST_KEPT, RST_REFUSED, seq_after, tcp_closed,
+        tcp_flags_valid, tcp_segment_fits, tcp_state_name,
     },
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
@@ -227,6 +228,10 @@ enum Effect<A> {
     Touch(usize, Dir),
     Create(NewFlow<A>),
 }
+
+/// In the label of a TCP reset in a flow nothing answered yet: the flow goes
+/// with it (nf_conntrack deletes a flow "whose only reply is a RST").
+pub const UNANSWERED_RESET: &str = ", an unanswered flow reset";
 
 /// A frame the model expects rewritten.
 #[derive(Clone, Debug)]
@@ -466,18 +471,22 @@ impl<A: Ip> Model<A> {
             if !self.port_free(nf, p) {
                 // The datapath takes the tuple of a dead flow holding it (withdrawn, and
                 // still pending), removing that flow, when it is the first port it
-                // tries: a random start the model does not know, so it is accepted.
-                let Some(i) = self.reclaimable(nf, p) else {
+                // tries (a random start the model does not know, so it is accepted), or
+                // when no candidate is free, a closed connection's.
+                let seq_end = wire::parse::<A>(input).unwrap().unwrap().seq_end;
+                let Some(i) = self.reclaimable(nf, p, seq_end) else {
                     return Err(format!(
                         "expected {}: NAT port {p} is not free for {:?} (range {}-{})",
                         t.label, nf.to, self.cfg.port_min, self.cfg.port_max
                     ));
                 };
+                let label = if self.flows[i].withdrawn {
+                    "conntrack: a withdrawn flow's NAT port reclaimed"
+                } else {
+                    "conntrack: a closed connection's NAT port taken over"
+                };
                 self.flows.remove(i);
-                *self
-                    .tally
-                    .entry("conntrack: a withdrawn flow's NAT port reclaimed".into())
-                    .or_default() += 1;
+                *self.tally.entry(label.into()).or_default() += 1;
             }
             for at in &t.port_at {
                 want[*at..*at + 2].copy_from_slice(&p.to_be_bytes());
@@ -544,6 +553,12 @@ impl<A: Ip> Model<A> {
                 let f = &mut self.flows[*i];
                 let (state, assured) = (f.state, f.assured());
                 let kept = p.proto == TCP && p.flags & RST != 0 && f.reset(*dir, &p) == RST_KEPT;
+                // A reset before any answer ends the flow at once (nf_conntrack: "only
+                // reply is a RST").
+                if t.label.contains(UNANSWERED_RESET) {
+                    self.flows.remove(*i);
+                    return Ok(());
+                }
                 f.touch(*dir, &p, input.len());
                 let mut seen = Vec::new();
                 if kept {
@@ -654,8 +669,11 @@ impl<A: Ip> Model<A> {
 
     /// The flow that alone holds the reply tuple NAT port `p` would give new flow `nf`,
     /// if the datapath may take that tuple from it: a withdrawn flow still in the
-    /// pending table (not assured), whose two halves go with it.
-    fn reclaimable(&self, nf: &NewFlow<A>, p: u16) -> Option<usize> {
+    /// pending table (not assured), or, for a new TCP connection whose opening segment
+    /// ends at `seq_end`, a closed masqueraded connection (TIME_WAIT or reset) holding
+    /// it by its reply half whose own segments ended before that (nf_nat's takeover);
+    /// its two halves go with it.
+    fn reclaimable(&self, nf: &NewFlow<A>, p: u16, seq_end: u32) -> Option<usize> {
         if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
             return None;
         }
@@ -666,8 +684,17 @@ impl<A: Ip> Model<A> {
         let holders: Vec<usize> = (0..self.flows.len())
             .filter(|&i| self.flows[i].key == reply || self.flows[i].reply_key() == reply)
             .collect();
+        let taken_over = |f: &Flow<A>| {
+            nf.key.proto == TCP
+                && f.key.proto == TCP
+                && tcp_closed(f.state)
+                && f.kind == FlowKind::Masquerade
+                && f.reply_key() == reply
+                && seq_after(seq_end, f.win[0].seq_end)
+        };
         match holders[..] {
             [i] if self.flows[i].withdrawn && !self.flows[i].assured() => Some(i),
+            [i] if taken_over(&self.flows[i]) => Some(i),
             _ => None,
         }
     }
@@ -694,14 +721,17 @@ impl<A: Ip> Model<A> {
 
     /// For a new flow that needs a NAT port: no port free (`Err`), or whether the
     /// datapath's bounded probing may still miss the free ones.
-    fn port_outlook(&self, nf: &NewFlow<A>) -> Result<bool, DropReason> {
+    fn port_outlook(&self, nf: &NewFlow<A>, seq_end: u32) -> Result<bool, DropReason> {
         let (min, max) = (self.cfg.port_min as usize, self.cfg.port_max as usize);
         let span = if max < min { 1 } else { max - min + 1 };
         let taken = self.taken_ports(nf);
         if taken.len() >= span {
             // A port held only by a dead flow is taken back when it is the first one
             // the datapath tries ([`Self::reclaimable`]).
-            if taken.iter().any(|&p| self.reclaimable(nf, p).is_some()) {
+            if taken
+                .iter()
+                .any(|&p| self.reclaimable(nf, p, seq_end).is_some())
+            {
                 return Ok(true);
             }
             return Err(DropReason::PortsExhausted);
@@ -973,10 +1003,17 @@ impl<A: Ip> Model<A> {
     fn known(&mut self, hook: Hook, p: &Pkt<A>, i: usize, dir: Dir) -> Decision<A> {
         let flow = &self.flows[i];
         let to = flow.to_of(dir);
-        let label = match dir {
+        let mut label = match dir {
             Dir::Opener => flow.kind.name().to_string(),
             Dir::Reply => format!("{} reply", flow.kind.name()),
         };
+        if p.proto == TCP
+            && p.flags & RST != 0
+            && flow.flags & FLAG_SEEN_REPLY == 0
+            && flow.reset(dir, p) == RST_CLOSES
+        {
+            label += UNANSWERED_RESET;
+        }
         let mut t = translation(label, p, to);
         // Flags no TCP sends, or a bare SYN from the responder of an answered flow:
         // nf_conntrack lets such a segment into no flow.
@@ -998,7 +1035,7 @@ impl<A: Ip> Model<A> {
         let label = format!("{}: new flow", nf.kind.name());
         let mut t = translation(label, p, nf.to);
         if nf.alloc == Alloc::Port {
-            match self.port_outlook(&nf) {
+            match self.port_outlook(&nf, p.seq_end) {
                 Ok(may) => t.may_exhaust = may,
                 Err(_) => t.exhausted = true,
             }

@@ -53,7 +53,7 @@ const ON_BRIDGE: [(&str, TcAttachType); 2] = [
     (names::PROG_BRIDGE_EGRESS, TcAttachType::Egress),
 ];
 
-const MAPS: [&str; 27] = [
+const MAPS: [&str; 28] = [
     names::PUBLISH,
     names::PUBLISH_RANGES,
     names::PUBLISH_STATS,
@@ -69,6 +69,7 @@ const MAPS: [&str; 27] = [
     names::UPLINKS,
     names::HOST_ADDRS,
     names::UPLINK_NOW,
+    names::ROUTE_MTU,
     names::CT6,
     names::CT6_PENDING,
     names::PUBLISH6,

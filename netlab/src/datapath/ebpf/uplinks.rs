@@ -26,7 +26,7 @@ use super::{hooks, pins};
 use crate::{
     error::{Error, Result},
     lab::LabState,
-    netlink::{addr, link, netns},
+    netlink::{addr, link, netns, route},
     topology,
 };
 
@@ -50,11 +50,12 @@ fn be(a: Ipv4Addr) -> u32 {
 pub fn sync(state: &LabState) -> Result<()> {
     let lab = state.name.as_str();
     let host = topology::host_ns(state);
-    let (links, addrs, addrs6) = netns::netlink_in(&host, |h| async move {
+    let (links, addrs, addrs6, mtu_floors) = netns::netlink_in(&host, |h| async move {
         Ok((
             link::all(&h).await?,
             addr::all_links_v4(&h).await?,
             addr::all_links_v6(&h).await?,
+            route::mtu_floors(&h).await?,
         ))
     })?;
     // An interface without an Ethernet header (tun, WireGuard, an IP tunnel) is never
@@ -182,7 +183,15 @@ pub fn sync(state: &LabState) -> Result<()> {
         }
         attach(kind, state, &host, l)?;
     }
-    follow(state, uplink_now, &before, &current, &current6)
+    follow(state, uplink_now, &before, &current, &current6)?;
+    // The routes' own MTUs, which the fast path's route lookup does not answer.
+    let mut floors: Array<MapData, u32> = pins::typed(lab, names::ROUTE_MTU)?;
+    for (i, floor) in [mtu_floors.0, mtu_floors.1].into_iter().enumerate() {
+        floors
+            .set(i as u32, floor.unwrap_or(0), 0)
+            .map_err(|e| Error::ebpf("write ROUTE_MTU", e))?;
+    }
+    Ok(())
 }
 
 /// Follows the uplink's addresses as MASQUERADE does: `UPLINK_NOW` takes what the
