@@ -128,8 +128,8 @@ pub const FLAG_ORIGIN: u8 = 1;
 pub const FLAG_SEEN_REPLY: u8 = 2;
 /// Established (TCP) or a two-way stream (UDP, ICMP): the flow lives in `CT`.
 pub const FLAG_ASSURED: u8 = 4;
-/// A later packet of the originating direction after a reply: what makes a UDP or ICMP
-/// flow a stream (it is then assured).
+/// A packet of either direction after the first reply: what makes a UDP or ICMP flow a
+/// stream (it is then assured).
 pub const FLAG_STREAM: u8 = 8;
 /// TCP: this direction has sent an ACK, so `ack_max` and `win_end` hold its window.
 pub const FLAG_ACKED: u8 = 16;
@@ -338,15 +338,17 @@ pub const fn tcp_closed(state: u8) -> bool {
     matches!(state, TCP_TIME_WAIT | TCP_CLOSE)
 }
 
-/// The flags of a flow after a packet of one direction: a reply marks it seen, a later
-/// packet of the opener makes it a stream, and an established TCP flow or a two-way UDP
-/// or ICMP stream is assured (it belongs in `CT`).
+/// The flags of a flow after a packet of one direction: a reply marks it seen, any
+/// packet after that (of either direction, as nf_conntrack's UDP counts them) makes it
+/// a stream, and an established TCP flow or a two-way UDP or ICMP stream is assured (it
+/// belongs in `CT`).
 pub const fn next_flags(flags: u8, proto: u8, state: u8, from_origin: bool) -> u8 {
     let mut f = flags;
+    if f & FLAG_SEEN_REPLY != 0 {
+        f |= FLAG_STREAM;
+    }
     if !from_origin {
         f |= FLAG_SEEN_REPLY;
-    } else if f & FLAG_SEEN_REPLY != 0 {
-        f |= FLAG_STREAM;
     }
     let assured = if proto == crate::proto::IPPROTO_TCP {
         f & FLAG_SEEN_REPLY != 0 && matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT | TCP_CLOSE_WAIT)
@@ -581,6 +583,11 @@ mod tests {
         let f = next_flags(f, IPPROTO_UDP, 0, R);
         assert_eq!(f & FLAG_ASSURED, 0);
         let f = next_flags(f, IPPROTO_UDP, 0, O);
+        assert_ne!(f & FLAG_ASSURED, 0);
+        // Or a second answer: one question answered by a stream of replies.
+        let f = next_flags(FLAG_ORIGIN, IPPROTO_UDP, 0, O);
+        let f = next_flags(f, IPPROTO_UDP, 0, R);
+        let f = next_flags(f, IPPROTO_UDP, 0, R);
         assert_ne!(f & FLAG_ASSURED, 0);
     }
 

@@ -577,7 +577,9 @@ fn reply_free_noting<A: Family>(cfg: &Config, nf: &mut NewFlow<A>, attempt: u32)
     // `bpf_loop` callback below the NAT's frame, whose own frame must stay small (6.1
     // counts the whole chain into its 512 bytes).
     let (k, o) = (&mut nf.reply_key, &nf.out);
-    (k.saddr, k.daddr, k.sport, k.dport) = (o.daddr, o.saddr, o.dport, o.sport);
+    words::addr(&mut k.saddr, &o.daddr);
+    words::addr(&mut k.daddr, &o.saddr);
+    (k.sport, k.dport) = (o.dport, o.sport);
     (k.proto, k.zone) = (nf.key.proto, o.pair_zone);
     let (k, n) = (&nf.reply_key, &nf.key);
     let own = k.saddr == n.saddr
@@ -626,8 +628,12 @@ fn taken_over<A: Family>(nf: &mut NewFlow<A>, e: &CtEntry<A>) -> bool {
     {
         return false;
     }
+    // Word by word: an address assigned whole is a call of bpf-linker's `memmove`, a
+    // subprogram whose frame would count into this callback's chain.
     let k = &mut nf.other_key;
-    (k.saddr, k.daddr, k.sport, k.dport) = (e.daddr, e.saddr, e.dport, e.sport);
+    words::addr(&mut k.saddr, &e.daddr);
+    words::addr(&mut k.daddr, &e.saddr);
+    (k.sport, k.dport) = (e.dport, e.sport);
     (k.proto, k.zone) = (proto, e.pair_zone);
     let Some(opener) = A::ct_get(Table::Pending, &nf.other_key) else {
         return false;

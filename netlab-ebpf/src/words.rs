@@ -27,6 +27,19 @@ pub fn copy<T: Copy>(dst: &mut T, src: &T) {
     }
 }
 
+/// `*dst = *src` for an address (`u32`, or IPv6's `[u32; 4]`), a 32-bit word at a
+/// time: assigned whole between two pointers, an IPv6 address is a call of
+/// bpf-linker's `memmove`.
+#[inline(always)]
+pub fn addr<T: Copy>(dst: &mut T, src: &T) {
+    const { assert!(size_of::<T>() % 4 == 0 && align_of::<T>() >= 4) };
+    let d = dst as *mut T as *mut u32;
+    let s = src as *const T as *const u32;
+    for i in 0..size_of::<T>() / 4 {
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+    }
+}
+
 /// A MAC address copied a byte at a time, in line: `*dst = *src` between two pointers
 /// is a call of bpf-linker's `memmove` (a six-turn loop).
 #[inline(always)]

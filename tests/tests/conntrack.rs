@@ -20,6 +20,7 @@ netlab_tests::per_datapath!(
         two_host_ports_on_one_container_port_and_one_client_port,
         an_address_taken_again_answers_at_once,
         a_stream_that_arrived_before_publish_reaches_the_container,
+        replies_alone_make_a_udp_stream,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -28,6 +29,43 @@ netlab_tests::per_datapath!(
     nftables = "nftables",
     nftables_flowtable = "nftables-flowtable",
 );
+
+/// One request answered by a stream of replies, the container silent after its first
+/// datagram: a second reply after the first makes the flow a stream (its timeout
+/// `--udp-stream-timeout`), as nf_conntrack makes it one on a packet of either
+/// direction two seconds after the first. With `--udp-timeout 3`, replies at 0, 2.5
+/// and 7 s all arrive; the eBPF datapath waited for the container's next datagram, and
+/// dropped the third (found by a review).
+fn replies_alone_make_a_udp_stream(dp: &str) {
+    let lab = Lab::sandbox(
+        &[
+            netlab_tests::datapath_args(dp),
+            vec!["--udp-timeout", "3", "--udp-stream-timeout", "10"],
+        ]
+        .concat(),
+    );
+    lab.ok(&["run", "a"]);
+    let server = udp(&lab.ns("wan"), "203.0.113.1:7004");
+    let client = udp(&lab.ns("a"), "0.0.0.0:0");
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    client.send_to(b"subscribe", "203.0.113.1:7004").unwrap();
+    let mut buf = [0u8; 64];
+    let (_, from) = server.recv_from(&mut buf).expect("the request arrives");
+    let start = std::time::Instant::now();
+    for (i, at) in [0.0, 2.5, 7.0].into_iter().enumerate() {
+        let wait = Duration::from_secs_f64(at).saturating_sub(start.elapsed());
+        std::thread::sleep(wait);
+        server
+            .send_to(format!("reply {i}").as_bytes(), from)
+            .unwrap();
+        let (n, _) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("{dp}: reply {i} (at {at} s) lost: {e}"));
+        assert_eq!(&buf[..n], format!("reply {i}").as_bytes());
+    }
+}
 
 /// `ping -s 3000` and a 4,000-byte UDP datagram each way: the container's stack
 /// fragments them (the MTU is 1,500), and the NAT translates every fragment.

@@ -265,10 +265,12 @@ impl<A: Ip> Flow<A> {
                 self.handshake(i, p);
             }
         }
+        // Any packet after the first reply makes a stream.
+        if self.flags & FLAG_SEEN_REPLY != 0 {
+            self.flags |= FLAG_STREAM;
+        }
         if !opener {
             self.flags |= FLAG_SEEN_REPLY;
-        } else if self.flags & FLAG_SEEN_REPLY != 0 {
-            self.flags |= FLAG_STREAM;
         }
         let assured = if self.key.proto == TCP {
             self.flags & FLAG_SEEN_REPLY != 0
