@@ -266,6 +266,60 @@ fn up_killed_while_it_makes_the_sandbox_leaves_nothing_down_cannot_remove() {
     }
 }
 
+/// Runs `netlab --lab NAME ARGS` under strace, killed (SIGKILL) at the `nth` call of
+/// `syscall` on `path`: an exact moment, where a timer would hit a window of
+/// microseconds once in hundreds of tries.
+fn killed_at(name: &str, args: &[&str], path: &std::path::Path, syscall: &str, nth: u32) {
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-P"])
+        .arg(path)
+        .args(["-e", &format!("trace={syscall}")])
+        .args(["-e", &format!("inject={syscall}:signal=SIGKILL:when={nth}")])
+        .arg(netlab_bin())
+        .args(["--lab", name])
+        .args(args)
+        .output()
+        .expect("run strace (installed by `cargo xtask setup`)");
+    assert_eq!(out.status.code(), None, "not killed: {out:?}");
+}
+
+/// The cgroups of an eBPF lab and of its `--network host` container, each killed
+/// between being made and its id being recorded: the next command takes the
+/// container's back (its journal says the `run` was making it, at a path that was
+/// free), `down` the lab's (recorded as being made), and nothing is left. Before,
+/// `down` failed on the container's for good ("Device or resource busy", found by a
+/// review), and left the lab's, which the next `up` then refused as someone else's.
+#[test]
+fn cgroups_killed_while_made_are_taken_back() {
+    let root = netlab::netlink::cgroup::root().unwrap();
+    let name = netlab_tests::unique_lab();
+    let guard = Lab::named(&name);
+    // `up`, killed at its second open of the lab's cgroup record: after the cgroup is
+    // made, before its id is written.
+    let record = std::path::Path::new("/run/netlab")
+        .join(&name)
+        .join("ebpf-cgroup-id");
+    killed_at(&name, &["up", "--sandbox"], &record, "openat", 2);
+    let lab_cg = root.join(format!("netlab-{name}"));
+    assert!(lab_cg.exists(), "the kill came too early to test anything");
+    guard.ok(&["down"]);
+    assert!(!lab_cg.exists(), "down left the lab's cgroup");
+    assert!(remains(&name).is_empty(), "{:?}", remains(&name));
+
+    // A host-network container's, killed at its second look at its cgroup: made, its
+    // id not recorded.
+    guard.ok(&["up", "--sandbox"]);
+    let cg = lab_cg.join(format!("netlab-{name}-h"));
+    killed_at(&name, &["run", "h", "--network", "host"], &cg, "statx", 2);
+    assert!(cg.exists(), "the kill came too early to test anything");
+    guard.ok(&["status"]);
+    assert!(!cg.exists(), "the next command left the container's cgroup");
+    guard.ok(&["run", "h", "--network", "host"]);
+    guard.ok(&["down"]);
+    assert!(!lab_cg.exists());
+    guard.forget();
+}
+
 /// Starts `netlab ARGS` on lab `name` and sends it SIGINT (Ctrl-C) after `after`;
 /// returns its exit code.
 fn interrupted(name: &str, args: &[&str], after: Duration) -> Option<i32> {

@@ -29,6 +29,8 @@ const PACKAGES: &[&str] = &[
     // `netlab metrics`' tests: hping3 floods a lab with SYNs and UDP (Prometheus and
     // promtool are unpacked into the VM cache instead: `prometheus_bin`).
     "hping3",
+    // The crash tests kill a command at an exact system call (`strace -e inject`).
+    "strace",
     // netlab-cni's tests drive podman (CNI backend), which runs busybox roots with runc.
     "podman",
     "runc",

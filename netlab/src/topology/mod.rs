@@ -804,16 +804,10 @@ pub fn teardown(state: &LabState) -> Result<()> {
             (&state.wan_netns, state.cookies.wan),
             (&state.host_netns, state.cookies.host),
         ] {
-            match (ns, cookie) {
-                (Some(ns), Some(cookie)) => {
-                    errors.check(netns::delete_if_same(ns, cookie));
-                }
-                // An `up` killed before it knew the namespace (a version that made the
-                // mount point first): an empty file left there, never a namespace.
-                (Some(ns), None) => {
-                    errors.check(netns::remove_placeholder(ns));
-                }
-                _ => {}
+            // Without a cookie nothing at the name is the lab's: its cookie is
+            // recorded before anything is made there.
+            if let (Some(ns), Some(cookie)) = (ns, cookie) {
+                errors.check(netns::delete_if_same(ns, cookie));
             }
         }
     }

@@ -71,13 +71,19 @@ fn own(lab: &str) -> Result<PathBuf> {
 pub fn attach(bpf: &mut aya::Ebpf, state: &LabState, links: &Path) -> Result<()> {
     let cg = path(state)?;
     if owns_cgroup(state) {
-        // Made here or not at all: one that is there already is not this lab's.
-        fs::create_dir(&cg).map_err(|e| Error::io("create cgroup", &cg, e))?;
-        // Recorded at once, beside the lab's state: its links, which name it too, are
-        // not pinned yet, and pins may be out of sight of a later command (a runtime's
-        // private mount namespace with a bpffs of its own).
-        let id = fs::metadata(&cg).map(|m| m.ino()).unwrap_or(0);
+        // Recorded as being made (0) before it is made, then by its id at once, beside
+        // the lab's state: its links, which name it too, are not pinned yet, and pins
+        // may be out of sight of a later command (a runtime's private mount namespace
+        // with a bpffs of its own). A kill between the two leaves "being made", which
+        // `remove` takes for this lab's.
         let record = crate::store::record_file(&state.name, RECORD);
+        fs::write(&record, MAKING.to_string()).map_err(|e| Error::io("write", &record, e))?;
+        // Made here or not at all: one that is there already is not this lab's.
+        if let Err(e) = fs::create_dir(&cg) {
+            let _ = fs::remove_file(&record);
+            return Err(Error::io("create cgroup", &cg, e));
+        }
+        let id = fs::metadata(&cg).map(|m| m.ino()).unwrap_or(0);
         if let Err(e) = fs::write(&record, id.to_string()) {
             let _ = fs::remove_dir(&cg);
             return Err(Error::io("write", &record, e));
@@ -136,6 +142,8 @@ pub fn check_free(state: &LabState) -> Result<()> {
 
 /// Where `attach` records the id of the cgroup it made, beside the lab's state.
 const RECORD: &str = "ebpf-cgroup-id";
+/// In [`RECORD`] while `attach` makes the cgroup (no cgroup has id 0).
+const MAKING: u64 = 0;
 
 /// The id of the cgroup a lab made for its hooks (the cgroup directory's inode): as
 /// the kernel records it in their pinned link (`bpf_link_info.cgroup.cgroup_id`), or
@@ -158,6 +166,12 @@ pub fn attached_id(lab: &str) -> Option<u64> {
 /// whether it was there.
 pub fn remove(lab: &str, attached: Option<u64>) -> Result<bool> {
     let Ok(cg) = own(lab) else { return Ok(false) };
+    if attached == Some(MAKING) {
+        // `up` was killed while it made the cgroup: one at its path is that `up`'s,
+        // the path having been free when it checked. Removed only empty (rmdir refuses
+        // a cgroup holding a process or a cgroup).
+        return Ok(fs::remove_dir(&cg).is_ok());
+    }
     if !crate::netlink::cgroup::is_the_one(&cg, attached) {
         return Ok(false);
     }
