@@ -647,6 +647,19 @@ fn taken_over<A: Family>(nf: &mut NewFlow<A>, e: &CtEntry<A>) -> bool {
         && o.sport == r.dport
         && o.pair_zone == r.zone
         && seq_after(nf.out.seq_end, o.seq_end)
+        && (e.state != TCP_TIME_WAIT || fins_acked(o, e))
+}
+
+/// Whether each side of a flow in TIME_WAIT (`o` the opener's half, `e` the reply's)
+/// has acknowledged everything the other sent, its FIN included: nf_conntrack's
+/// TIME_WAIT, which the two FINs alone do not make (`LAST_ACK` until the last is
+/// acknowledged). Until then the last FIN's sender is still sending it again, and a
+/// connection that took the tuple over would receive it.
+#[inline(always)]
+fn fins_acked<A: Family>(o: &CtEntry<A>, e: &CtEntry<A>) -> bool {
+    o.flags & e.flags & FLAG_ACKED != 0
+        && !seq_after(e.seq_end, o.ack_max)
+        && !seq_after(o.seq_end, e.ack_max)
 }
 
 /// After [`allocate`]'s candidates were all taken: the one noted in `nf.fallback`, if

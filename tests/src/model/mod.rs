@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use netlab_common::{
     conntrack::{
-        CtEntry, CtKey, FLAG_SEEN_REPLY, RST_CLOSES, RST_KEPT, RST_REFUSED, seq_after, tcp_closed,
-        tcp_flags_valid, tcp_segment_fits, tcp_state_name,
+        CtEntry, CtKey, FLAG_SEEN_REPLY, RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_TIME_WAIT,
+        seq_after, tcp_closed, tcp_flags_valid, tcp_segment_fits, tcp_state_name,
     },
     stats::{DROP_COUNT, DROP_NAMES, DropReason},
 };
@@ -691,6 +691,12 @@ impl<A: Ip> Model<A> {
                 && f.kind == FlowKind::Masquerade
                 && f.reply_key() == reply
                 && seq_after(seq_end, f.win[0].seq_end)
+                // TIME_WAIT as nf_conntrack's: both FINs acknowledged (not LAST_ACK).
+                && (f.state != TCP_TIME_WAIT
+                    || (f.win[0].acked
+                        && f.win[1].acked
+                        && !seq_after(f.win[1].seq_end, f.win[0].ack_max)
+                        && !seq_after(f.win[0].seq_end, f.win[1].ack_max)))
         };
         match holders[..] {
             [i] if self.flows[i].withdrawn && !self.flows[i].assured() => Some(i),
