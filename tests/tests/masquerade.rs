@@ -570,17 +570,24 @@ fn exhausted_nat_ports_drop_new_flows_and_count_them() {
     assert_eq!(lab.conntrack().len(), 2);
 }
 
-/// A NAT port held by a flow that has expired is free again: the next flow that needs
-/// it takes it, although nothing else meets the dead flow (no packet of its own, no
-/// eviction in a quiet table), as the kernel's conntrack frees an expired flow's port.
-#[test]
-fn nat_ports_of_expired_flows_are_taken_again() {
-    let lab = Lab::sandbox(&["--nat-ports", "20000-20000"]);
+/// A sandbox lab with NAT ports `range` and a container `a`, and a UDP server in wan
+/// on 203.0.113.1:7000 that waits half a second for each datagram.
+fn lab_with_nat_ports(range: &str) -> (Lab, std::net::UdpSocket) {
+    let lab = Lab::sandbox(&["--nat-ports", range]);
     lab.ok(&["run", "a"]);
     let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
     server
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
+    (lab, server)
+}
+
+/// A NAT port held by a flow that has expired is free again: the next flow that needs
+/// it takes it, although nothing else meets the dead flow (no packet of its own, no
+/// eviction in a quiet table), as the kernel's conntrack frees an expired flow's port.
+#[test]
+fn nat_ports_of_expired_flows_are_taken_again() {
+    let (lab, server) = lab_with_nat_ports("20000-20000");
     let mut buf = [0u8; 8];
     let first = udp(&lab.ns("a"), "0.0.0.0:0");
     first.send_to(b"1", "203.0.113.1:7000").unwrap();
@@ -610,12 +617,7 @@ fn nat_ports_of_expired_flows_are_taken_again() {
 /// starts on a random port, so the new ones met each other's most of the time.
 #[test]
 fn nat_ports_of_expired_flows_are_taken_again_beside_live_ones() {
-    let lab = Lab::sandbox(&["--nat-ports", "20000-20003"]);
-    lab.ok(&["run", "a"]);
-    let server = udp(&lab.ns("wan"), "203.0.113.1:7000");
-    server
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let (lab, server) = lab_with_nat_ports("20000-20003");
     let mut buf = [0u8; 8];
     for round in 0..3 {
         let clients: Vec<_> = (0..4).map(|_| udp(&lab.ns("a"), "0.0.0.0:0")).collect();
