@@ -257,10 +257,17 @@ pub const RST_CLOSES: u8 = 2;
 /// acknowledged number, or at exactly the sender's own next number (`sender_end`: the
 /// kernel's "RST is part of a train" case, a sender resetting right after its data),
 /// closes the flow; one elsewhere in the window is kept (passed, the state unchanged).
-/// Before the receiver has acknowledged anything (`acked` false) there is no window
-/// to hold it to, and a reset with sequence number 0 before the flow is established is
-/// the answer to a SYN: both close the flow, as do in-window resets of a flow that is
-/// not established.
+/// In-window resets of a flow that is not established close it too.
+///
+/// Before the receiver has acknowledged anything (`acked` false: the flow is being
+/// opened) there is no window to hold a reset to, and it must carry the exact numbers
+/// the handshake has made known, as the receiver's own stack requires (RFC 793's
+/// SYN-SENT and SYN-RECEIVED checks), or it is refused: the answer to the opener's SYN
+/// (from the other side, `from_origin` false, the flow in SYN_SENT) has sequence
+/// number 0 (RFC 793's reset to a segment without ACK), its acknowledgment of the SYN
+/// checked before ([`acks_the_syn`]); any other comes at exactly its sender's next
+/// number. nf_conntrack takes an answer without ACK, and holds any other reset only to
+/// the sender's window: eBPF is stricter, as the endpoints are.
 pub const fn rst_verdict(
     acked: bool,
     ack_max: u32,
@@ -268,9 +275,15 @@ pub const fn rst_verdict(
     sender_end: u32,
     seq: u32,
     state: u8,
+    from_origin: bool,
 ) -> u8 {
-    if !acked || (seq == 0 && matches!(state, TCP_SYN_SENT | TCP_SYN_RECV)) {
-        return RST_CLOSES;
+    if !acked {
+        let answer = !from_origin && state == TCP_SYN_SENT && seq == 0;
+        return if answer || seq == sender_end {
+            RST_CLOSES
+        } else {
+            RST_REFUSED
+        };
     }
     if seq_after(ack_max, seq) || seq_after(seq, win_end) {
         return RST_REFUSED;
@@ -298,6 +311,36 @@ pub const fn tcp_flags_valid(flags: u8) -> bool {
         || f == TCP_FIN | TCP_ACK | URG
         || f == TCP_ACK
         || f == TCP_ACK | URG
+}
+
+/// How far before the end of the SYN the answer's acknowledgment may be: nf_conntrack's
+/// `MAXACKWINCONST` (the bound when the answer's own window is smaller). A SYN that
+/// carried data (TCP Fast Open) may be answered with an acknowledgment of the SYN
+/// alone, before the data.
+pub const SYN_ACK_WINDOW: u32 = 66_000;
+
+/// Whether a segment with `flags` and acknowledgment number `ack` acknowledges the
+/// opener's SYN (`syn_end`: one past it, its data included) where it must, sent by the
+/// side that did not open a flow still in SYN_SENT. A SYN-ACK must acknowledge no
+/// later than that and no more than [`SYN_ACK_WINDOW`] before it, nf_conntrack's
+/// bounds (`tcp_in_window`). A reset must carry ACK with exactly that number, as a
+/// reset answering a segment acknowledges all of it (RFC 793), where nf_conntrack
+/// takes the same bounds, an acknowledgment of 0 and no ACK at all: eBPF is stricter,
+/// as the opener's stack is. Any other segment, from either side and in any other
+/// state, is not held to it. One that does not is refused: a blind spoofer's SYN-ACK
+/// would otherwise move the flow on and its reset end it.
+pub const fn acks_the_syn(state: u8, from_origin: bool, flags: u8, ack: u32, syn_end: u32) -> bool {
+    use crate::proto::{TCP_ACK, TCP_RST, TCP_SYN};
+    let syn_ack = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK;
+    let rst = flags & TCP_RST != 0;
+    if from_origin || state != TCP_SYN_SENT || !(syn_ack || rst) {
+        return true;
+    }
+    if rst {
+        return flags & TCP_ACK != 0 && ack == syn_end;
+    }
+    let lowest = syn_end.wrapping_sub(SYN_ACK_WINDOW + 1);
+    !seq_after(ack, syn_end) && !seq_after(lowest, ack)
 }
 
 /// Whether a segment with valid `flags` ([`tcp_flags_valid`]) fits the state of its
@@ -547,7 +590,7 @@ mod tests {
         // The receiver acknowledged up to 1000 and offers 64 KiB; the sender has sent
         // up to 5000 (not yet acknowledged).
         let (ack, end, sent) = (1000, 1000 + 65_536, 5000);
-        let v = |seq, state| rst_verdict(true, ack, end, sent, seq, state);
+        let v = |seq, state| rst_verdict(true, ack, end, sent, seq, state, false);
         assert_eq!(v(1000, est), RST_CLOSES, "exactly RCV.NXT");
         assert_eq!(v(5000, est), RST_CLOSES, "exactly the sender's SND.NXT");
         assert_eq!(v(30_000, est), RST_KEPT, "inside, not exact: challenge ACK");
@@ -557,14 +600,81 @@ mod tests {
         assert_eq!(v(3_000_000_000, est), RST_REFUSED, "blind, far away");
         // A flow not established yet closes on any in-window reset.
         assert_eq!(v(30_000, TCP_FIN_WAIT), RST_CLOSES);
-        // Nothing acknowledged yet: no window to hold the reset to.
-        assert_eq!(
-            rst_verdict(false, 0, 0, 0, 3_000_000_000, TCP_SYN_SENT),
-            RST_CLOSES
-        );
-        // The answer to a SYN carries sequence number 0.
-        assert_eq!(v(0, TCP_SYN_SENT), RST_CLOSES);
         assert_eq!(v(0, est), RST_REFUSED);
+    }
+
+    #[test]
+    fn a_reset_while_the_flow_opens_carries_exact_numbers() {
+        // Nothing acknowledged yet: no window, only the exact numbers. The answer to
+        // the SYN has sequence number 0 (its acknowledgment is `acks_the_syn`'s).
+        let opening =
+            |seq, state, from_origin| rst_verdict(false, 0, 0, 7001, seq, state, from_origin);
+        assert_eq!(
+            opening(0, TCP_SYN_SENT, R),
+            RST_CLOSES,
+            "the answer to the SYN"
+        );
+        assert_eq!(opening(3_000_000_000, TCP_SYN_SENT, R), RST_REFUSED);
+        assert_eq!(
+            opening(7001, TCP_SYN_SENT, O),
+            RST_CLOSES,
+            "the opener's SND.NXT"
+        );
+        assert_eq!(opening(0, TCP_SYN_SENT, O), RST_REFUSED, "not the opener's");
+        assert_eq!(opening(7000, TCP_SYN_SENT, O), RST_REFUSED);
+        // The answer's reset after its SYN-ACK: at its own next number only.
+        assert_eq!(opening(7001, TCP_SYN_RECV, R), RST_CLOSES);
+        assert_eq!(opening(0, TCP_SYN_RECV, R), RST_REFUSED);
+        assert_eq!(opening(9000, TCP_SYN_RECV, R), RST_REFUSED);
+    }
+
+    #[test]
+    fn the_answer_to_a_syn_acknowledges_it() {
+        let (syn, syn_ack, rst, rst_ack, ack) = (
+            TCP_SYN,
+            TCP_SYN | TCP_ACK,
+            TCP_RST,
+            TCP_RST | TCP_ACK,
+            TCP_ACK,
+        );
+        let end = 3_000_000_001;
+        assert!(acks_the_syn(TCP_SYN_SENT, R, syn_ack, end, end));
+        assert!(acks_the_syn(TCP_SYN_SENT, R, rst_ack, end, end));
+        assert!(
+            !acks_the_syn(TCP_SYN_SENT, R, syn_ack, end + 1, end),
+            "not sent yet"
+        );
+        // A SYN's data (TCP Fast Open) not acknowledged: up to nf_conntrack's bound.
+        assert!(acks_the_syn(TCP_SYN_SENT, R, syn_ack, end - 1000, end));
+        let lowest = end - SYN_ACK_WINDOW - 1;
+        assert!(acks_the_syn(TCP_SYN_SENT, R, syn_ack, lowest, end));
+        assert!(!acks_the_syn(TCP_SYN_SENT, R, syn_ack, lowest - 1, end));
+        assert!(
+            !acks_the_syn(TCP_SYN_SENT, R, rst_ack, 12_345, end),
+            "blind"
+        );
+        assert!(
+            !acks_the_syn(TCP_SYN_SENT, R, rst_ack, end - 1, end),
+            "a reset acknowledges exactly"
+        );
+        assert!(
+            !acks_the_syn(TCP_SYN_SENT, R, rst_ack, 0, end),
+            "a zero ack"
+        );
+        assert!(
+            !acks_the_syn(TCP_SYN_SENT, R, rst, end, end),
+            "a reset without ACK"
+        );
+        // Across the wrap of the sequence space.
+        assert!(acks_the_syn(TCP_SYN_SENT, R, syn_ack, u32::MAX - 5, 10));
+        assert!(!acks_the_syn(TCP_SYN_SENT, R, syn_ack, 11, 10));
+        // Not held to it: the opener's segments, a bare SYN (simultaneous open), an
+        // ACK alone, and any segment once the SYN was answered.
+        assert!(acks_the_syn(TCP_SYN_SENT, O, rst_ack, 5, end));
+        assert!(acks_the_syn(TCP_SYN_SENT, R, syn, 0, end));
+        assert!(acks_the_syn(TCP_SYN_SENT, R, ack, 5, end));
+        assert!(acks_the_syn(TCP_SYN_RECV, R, syn_ack, 5, end));
+        assert!(acks_the_syn(TCP_ESTABLISHED, R, rst_ack, 5, end));
     }
 
     #[test]

@@ -187,7 +187,8 @@ pub enum DropReason {
     /// A container's packet with a source address or MAC that is not the container's
     /// own (or ARP claiming another's address): spoofing, dropped at its veth.
     SpoofedSource = 12,
-    /// A TCP reset outside the window its receiver offered (nf_conntrack's rule): it
+    /// A TCP reset outside the window its receiver offered (nf_conntrack's rule), or,
+    /// while the flow is being opened, one without the handshake's exact numbers: it
     /// would end the flow for someone who cannot see it, and is ignored.
     InvalidRst = 13,
     /// A container's packet leaving by an interface without an IPv4 address, behind
@@ -199,6 +200,8 @@ pub enum DropReason {
     Unwatched = 15,
     /// A TCP segment of a tracked flow whose flags no TCP sends (none, FIN without ACK,
     /// SYN with FIN or RST, ...): nf_conntrack marks it invalid and it goes nowhere.
+    /// So does a bare SYN from the responder of an answered flow, and a SYN-ACK that
+    /// does not acknowledge the SYN it answers.
     InvalidTcpFlags = 16,
     /// A frame still holding a VLAN tag of VLAN id 0 (a priority tag) after the one the
     /// kernel took into the skb: the kernel strips it after the programs and takes the

@@ -35,9 +35,9 @@ use netlab_common::{
     conntrack::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_WSCALE,
         FLAGS_PER_DIRECTION, RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED,
-        TCP_FIN_WAIT, TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR, expired,
-        fin_in_window, next_flags, offer, rst_verdict, seq_after, tcp_closed, tcp_flags_valid,
-        tcp_next_state, tcp_segment_fits,
+        TCP_FIN_WAIT, TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR,
+        acks_the_syn, expired, fin_in_window, next_flags, offer, rst_verdict, seq_after,
+        tcp_closed, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, is_icmp},
@@ -197,6 +197,14 @@ pub fn touch<A: Family>(
             || !tcp_segment_fits(e.state, pkt.flags, e.flags & FLAG_ORIGIN != 0))
     {
         return Err(DropReason::InvalidTcpFlags);
+    }
+    // The answer to a SYN that does not acknowledge it: a blind spoofer's.
+    if tcp && !syn_acked(key, hit, e, pkt) {
+        return Err(if pkt.flags & TCP_RST != 0 {
+            DropReason::InvalidRst
+        } else {
+            DropReason::InvalidTcpFlags
+        });
     }
     let mut reset_kept = false;
     if tcp {
@@ -376,6 +384,23 @@ fn fin_counts<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Pac
     )
 }
 
+/// Whether a segment from the side of `e` acknowledges the opener's SYN where it
+/// must ([`acks_the_syn`]; the other half is looked up only for the answering side of
+/// a flow in SYN_SENT). A flow whose other half cannot be found has no SYN to hold it to.
+#[inline(always)]
+fn syn_acked<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Packet<A>) -> bool {
+    let from_origin = e.flags & FLAG_ORIGIN != 0;
+    if from_origin || e.state != TCP_SYN_SENT {
+        return true;
+    }
+    let Some(opener) = other_half(key, hit, e) else {
+        return true;
+    };
+    acks_the_syn(e.state, from_origin, pkt.flags, pkt.ack, unsafe {
+        (*opener).seq_end
+    })
+}
+
 /// What a reset from the side of `e` does to the flow ([`rst_verdict`]), by the
 /// window the other side offered (its other half is looked up for resets only). A
 /// flow whose other half cannot be found has no window to hold the reset to.
@@ -392,6 +417,7 @@ fn reset_verdict<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &
         e.seq_end,
         pkt.seq,
         e.state,
+        e.flags & FLAG_ORIGIN != 0,
     )
 }
 

@@ -95,8 +95,9 @@ impl Ipv4 {
         f
     }
 
+    /// A TCP segment at the default numbers ([`tcp_numbers`]).
     pub fn tcp(&self, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-        self.tcp_at(sport, dport, flags, (0x0102_0304, 0), payload)
+        self.tcp_at(sport, dport, flags, tcp_numbers(flags), payload)
     }
 
     /// A TCP segment with sequence and acknowledgment numbers `(seq, ack)`.
@@ -247,5 +248,18 @@ pub fn claimed_source(frame: &[u8]) -> netlab_common::endpoint::Source {
         mac,
         _pad: [0; 2],
         addr6: [0; 4],
+    }
+}
+
+/// The sequence and acknowledgment numbers of a segment made without its own: every
+/// segment at 0x01020304 acknowledging nothing (0), but that a SYN alone comes just
+/// before (its sequence number counts one) and a SYN-ACK acknowledges exactly it, as
+/// the opener's stack requires of the answer to its SYN.
+pub fn tcp_numbers(flags: u8) -> (u32, u32) {
+    const SYN_ACK: u8 = 0x12;
+    match flags & SYN_ACK {
+        0x02 => (0x0102_0303, 0),
+        SYN_ACK => (0x0102_0304, 0x0102_0304),
+        _ => (0x0102_0304, 0),
     }
 }

@@ -103,8 +103,9 @@ impl Ipv6 {
         let mut t = Vec::new();
         t.extend_from_slice(&sport.to_be_bytes());
         t.extend_from_slice(&dport.to_be_bytes());
-        t.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-        t.extend_from_slice(&0u32.to_be_bytes());
+        let (seq, ack) = crate::packet::tcp_numbers(flags);
+        t.extend_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(&ack.to_be_bytes());
         t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         t.extend_from_slice(payload);
         let c = l4_checksum(self.src, self.dst, TCP, &t);

@@ -24,6 +24,16 @@ pub fn tcp_listen(ns: &Path, addr: &str) -> TcpListener {
     in_ns(ns, move || TcpListener::bind(&addr).expect("listen tcp"))
 }
 
+/// A TCP listener in `ns` whose accept queue holds one connection: once one waits
+/// there, the kernel drops every further SYN unanswered (the connecting side stays in
+/// SYN_SENT and retransmits), until the waiting one is accepted.
+pub fn tcp_listen_one(ns: &Path, addr: &str) -> TcpListener {
+    let listener = tcp_listen(ns, addr);
+    // A second listen() only sets the backlog; 0 lets one connection wait.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    listener
+}
+
 /// Accepts one connection within 10 s.
 pub fn accept(listener: &TcpListener) -> TcpStream {
     listener.set_nonblocking(true).unwrap();

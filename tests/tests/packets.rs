@@ -628,6 +628,92 @@ fn established() -> (Datapath, Ipv4, Ipv4, u16) {
     (dp, ctr, wan, port)
 }
 
+/// The answer to a container's SYN from outside must acknowledge the SYN (no later
+/// than its end, no more than 66,000 before): a SYN-ACK or reset with any other
+/// acknowledgment (a blind spoofer's, who knows the NAT port but not the SYN's
+/// number), and a reset without ACK or acknowledging 0, is dropped and
+/// leaves the flow waiting for the real answer, which passes. Once the SYN is
+/// answered, a reset from outside must come at exactly the answer's next number.
+#[test]
+fn the_answer_to_a_syn_must_acknowledge_it() {
+    const RST: u8 = 0x04;
+    let mut dp = Datapath::new(config());
+    let ctr = Ipv4::new(CTR, INTERNET, TCP);
+    let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (1000, 0), b"")
+    });
+    let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
+    let states = |dp: &Datapath| -> Vec<u8> {
+        dp.table(names::CT_PENDING)
+            .iter()
+            .map(|(_, e)| e.state)
+            .collect()
+    };
+    for (flags, numbers, reason) in [
+        (
+            SYN | ACK,
+            (5000, 2_000_000_000),
+            DropReason::InvalidTcpFlags,
+        ),
+        (SYN | ACK, (5000, 1002), DropReason::InvalidTcpFlags),
+        (RST | ACK, (0, 77_777), DropReason::InvalidRst),
+        (RST | ACK, (0, 0), DropReason::InvalidRst),
+        (RST, (0, 0), DropReason::InvalidRst),
+    ] {
+        let before = dp.stat(reason.index());
+        let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, flags, numbers, b""));
+        assert_eq!(verdict, TC_ACT_SHOT, "{flags:#x} {numbers:?}");
+        assert_eq!(
+            dp.stat(reason.index()),
+            before + 1,
+            "{flags:#x} {numbers:?}"
+        );
+        assert_eq!(states(&dp), [TCP_SYN_SENT; 2], "{flags:#x} {numbers:?}");
+    }
+    // The real answer.
+    let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(View::new(&out).dst(), CTR);
+    assert_eq!(states(&dp), [TCP_SYN_RECV; 2]);
+    // Answered: a reset from outside at any number but the answer's next is refused.
+    for seq in [0, 5000, 5002, 9000] {
+        let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, RST, (seq, 0), b""));
+        assert_eq!(verdict, TC_ACT_SHOT, "reset at {seq}");
+    }
+    assert_eq!(states(&dp), [TCP_SYN_RECV; 2]);
+    let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, RST, (5001, 0), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(
+        states(&dp),
+        [TCP_CLOSE; 2],
+        "at the answer's next number: closed"
+    );
+
+    // A reset answering the SYN, acknowledging exactly it, ends a flow at once.
+    let syn = ctr.tcp_at(45_001, 80, SYN, (3000, 0), b"");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (3000, 0), b"")
+    });
+    let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, RST | ACK, (0, 3001), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(View::new(&out).dst(), CTR);
+    assert_eq!(
+        states(&dp),
+        [TCP_CLOSE; 2],
+        "only the first flow's halves are left"
+    );
+
+    // A SYN carrying data (TCP Fast Open) may be answered before its data.
+    let syn = ctr.tcp_at(45_002, 80, SYN, (7000, 0), b"hello");
+    let port = masquerade(&mut dp, &syn, |p| {
+        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (7000, 0), b"hello")
+    });
+    let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (9000, 7001), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC, "the SYN alone acknowledged");
+    assert_eq!(View::new(&out).dst(), CTR);
+}
+
 /// nf_conntrack's reset rule on an established masqueraded flow: a reset before what
 /// its receiver acknowledged (or past its window) is dropped; one in the window but
 /// not at the exact number passes and leaves the flow established (the receiver

@@ -6,8 +6,8 @@
 use netlab_common::conntrack::{
     CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
     FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
-    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, fin_in_window, offer,
-    rst_verdict, seq_after,
+    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, acks_the_syn, fin_in_window,
+    offer, rst_verdict, seq_after,
 };
 
 use super::{
@@ -216,6 +216,19 @@ impl<A: Ip> Flow<A> {
             sender.seq_end,
             p.seq,
             self.state,
+            dir == Dir::Opener,
+        )
+    }
+
+    /// Whether a TCP segment of direction `dir` acknowledges the opener's SYN where it
+    /// must: `netlab_common::conntrack::acks_the_syn`.
+    pub fn acks_the_syn(&self, dir: Dir, p: &Pkt<A>) -> bool {
+        acks_the_syn(
+            self.state,
+            dir == Dir::Opener,
+            p.flags,
+            p.ack,
+            self.win[0].seq_end,
         )
     }
 

@@ -1023,10 +1023,14 @@ impl<A: Ip> Model<A> {
         let mut t = translation(label, p, to);
         // Flags no TCP sends, or a bare SYN from the responder of an answered flow:
         // nf_conntrack lets such a segment into no flow.
+        // And a SYN-ACK or reset answering the SYN without acknowledging it.
+        let unacked = p.proto == TCP && !flow.acks_the_syn(dir, p);
         t.invalid_flags = p.proto == TCP
             && (!tcp_flags_valid(p.flags)
-                || !tcp_segment_fits(flow.state, p.flags, dir == Dir::Opener));
-        t.refused_reset = p.proto == TCP && p.flags & RST != 0 && flow.reset(dir, p) == RST_REFUSED;
+                || !tcp_segment_fits(flow.state, p.flags, dir == Dir::Opener)
+                || (unacked && p.flags & RST == 0));
+        t.refused_reset =
+            p.proto == TCP && p.flags & RST != 0 && (unacked || flow.reset(dir, p) == RST_REFUSED);
         t.effect = Effect::Touch(i, dir);
         t.remember = remember(hook, p);
         Decision::Translate(Box::new(t))

@@ -548,8 +548,12 @@ pub fn l4<A: Family>(
     let body = payload::<A>(len, head);
     match proto {
         TCP => {
+            // The opener's SYN comes just before its other segments, so that the
+            // answer's acknowledgment (0x1001) is exactly the SYN's.
             let (seq, ack) = if reply {
                 (0x2002u32, 0x1001u32)
+            } else if flags & 0x12 == 0x02 {
+                (0x1000, 0x2002)
             } else {
                 (0x1001, 0x2002)
             };
