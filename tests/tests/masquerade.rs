@@ -725,8 +725,15 @@ fn conntrack_lists_flows_and_flush_empties_it() {
     assert_eq!(f["translated"]["src"], UPLINK_ADDR.to_string());
     assert_eq!(f["packets"], 1);
     assert_eq!(f["reply_packets"], 1);
+    // `--icmp-timeout` (30 s) less its idle time, and ten seconds less ten seconds on.
+    let expires = |f: &serde_json::Value| f["expires_secs"].as_u64().unwrap();
+    assert!((28..=30).contains(&expires(f)), "{f}");
+    netlab_tests::age_flows(&lab, 10);
+    let later = expires(&lab.conntrack()[0]);
+    assert!((18..=20).contains(&later), "{later}");
     let text = lab.ok(&["conntrack"]);
     assert!(text.contains("198.51.100.2:"), "{text}");
+    assert!(text.lines().next().unwrap().contains("EXPIRES"), "{text}");
     assert!(
         lab.ok(&["conntrack", "--flush"])
             .contains("flushed 1 flows")

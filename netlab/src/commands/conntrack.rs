@@ -38,7 +38,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&flows).expect("json"));
         return Ok(());
     }
-    let rows: Vec<[String; 8]> = flows
+    let rows: Vec<[String; 9]> = flows
         .iter()
         .map(|f| {
             [
@@ -48,6 +48,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
                 at(f.original.dst, f.original.dport),
                 translated(f),
                 format!("{}s", f.age_secs),
+                format!("{}s", f.expires_secs),
                 format!("{}/{}", f.packets, f.reply_packets),
                 format!("{}/{}", f.bytes, f.reply_bytes),
             ]
@@ -60,17 +61,18 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         "DESTINATION",
         "TRANSLATED",
         "AGE",
+        "EXPIRES",
         "PKTS OUT/IN",
         "BYTES OUT/IN",
     ];
     // Each column as wide as its widest cell (a hairpin's TRANSLATED is two addresses).
-    let mut widths = [5, 11, 22, 22, 22, 6, 14, 14];
+    let mut widths = [5, 11, 22, 22, 22, 6, 7, 14, 14];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
-    let line = |cells: [&str; 8]| {
+    let line = |cells: [&str; 9]| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i > 0 {
@@ -137,6 +139,7 @@ mod tests {
             translated: at(t),
             age_secs: 0,
             idle_secs: 0,
+            expires_secs: 30,
             packets: 1,
             bytes: 98,
             reply_packets: 1,

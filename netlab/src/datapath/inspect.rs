@@ -24,6 +24,9 @@ pub struct Flow {
     pub translated: Endpoint,
     pub age_secs: u64,
     pub idle_secs: u64,
+    /// Seconds until the flow expires if no packet comes either way: the timeout of
+    /// its state (`up`'s flags) less its idle time, as `conntrack -L` shows it.
+    pub expires_secs: u64,
     pub packets: u64,
     pub bytes: u64,
     pub reply_packets: u64,
@@ -277,6 +280,7 @@ mod tests {
             translated: at(src, sport),
             age_secs: age,
             idle_secs: 0,
+            expires_secs: 30,
             packets: 1,
             bytes: 60,
             reply_packets: 0,

@@ -17,7 +17,7 @@ use bytemuck::Pod;
 use netlab_common::{
     addr::Addr6,
     config::{Config, FLAG_IPV6},
-    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name},
+    conntrack::{CtEntry, CtKey, FLAG_ORIGIN, expired, tcp_state_name, timeout_secs},
     maps as names,
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::counter,
@@ -142,6 +142,9 @@ where
             },
             age_secs: now.saturating_sub(e.created) as u64,
             idle_secs: now.saturating_sub(e.last_seen.max(reply.last_seen)) as u64,
+            // A flow lives while either half does.
+            expires_secs: expires_in(cfg, k.proto, e, now)
+                .max(expires_in(cfg, k.proto, &reply, now)),
             packets: e.packets as u64,
             bytes: e.bytes,
             reply_packets: reply.packets as u64,
@@ -149,6 +152,12 @@ where
         });
     }
     Ok(out)
+}
+
+/// Seconds until half `x` of a flow expires at `now` ([`expired`]'s rule).
+fn expires_in<A>(cfg: &Config, proto: u8, x: &CtEntry<A>, now: u32) -> u64 {
+    let timeout = timeout_secs(cfg, proto, x.state, x.flags);
+    (u64::from(x.last_seen) + u64::from(timeout)).saturating_sub(u64::from(now))
 }
 
 /// Deletes every entry of both tables; returns how many flows went. `CT`'s entries
