@@ -6,7 +6,7 @@
 
 use std::{
     io::Write,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -202,11 +202,16 @@ impl CniWorld {
     /// the runtime's mount namespace when it has one of its own (podman's, where the
     /// lab's pins are: a runtime calls its plugins where it runs).
     pub fn call(&self, env: &[(&str, &str)], stdin: &str) -> Reply {
+        self.call_in(&self.host(), env, stdin)
+    }
+
+    /// The same with the runtime running in network namespace `net` instead.
+    pub fn call_in(&self, net: &Path, env: &[(&str, &str)], stdin: &str) -> Reply {
         let mut cmd = Command::new("nsenter");
         if let Some(ns) = self.lab.as_ref().and_then(|l| l.mount_ns.as_ref()) {
             cmd.arg(format!("--mount={}", ns.display()));
         }
-        cmd.arg(format!("--net={}", self.host().display()))
+        cmd.arg(format!("--net={}", net.display()))
             .arg(cni_bin())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -336,6 +336,34 @@ fn verbs_about_another_attachment_of_the_same_name_leave_it_alone() {
     assert!(!w.lab_is_up(), "GC left the network up with no attachment");
 }
 
+/// A runtime in another namespace whose network has this lab's name: its ADD is
+/// refused (the network is a lab of another namespace), and the DEL that follows
+/// succeeds and leaves this runtime's attachment of the same container and interface
+/// alone. Before, that DEL removed it.
+#[test]
+fn del_from_another_namespace_leaves_its_attachment_alone() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let a = w.container();
+    w.add(&a, &conf);
+    let netns = a.netns.display().to_string();
+    let verb = |command| {
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", a.id.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        w.call_in(&w.wan(), &env, &conf.to_string())
+    };
+    let msg = verb("ADD").error(7);
+    assert!(msg.contains("but the plugin runs in"), "{msg}");
+    assert_eq!(verb("DEL").ok(), Value::Null);
+    let links = run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show", "eth0"]);
+    assert!(links.contains("eth0@"), "{links}");
+    assert_eq!(w.lab().status()["containers"][0]["name"], a.name.as_str());
+}
+
 #[test]
 fn del_is_idempotent() {
     let w = CniWorld::new();
@@ -569,8 +597,12 @@ fn gc_removes_what_is_not_valid_then_the_network() {
     check["prevResult"] = rb;
     w.verb("CHECK", &b, &check).ok();
 
-    // Nothing valid: nothing of the network is left.
-    w.gc(&[], &conf).ok();
+    // Nothing valid, as libcni says it (an empty Go slice is `null`): nothing of the
+    // network is left. Before, `null` was refused.
+    let mut none = conf.clone();
+    none["cniVersion"] = json!("1.1.0");
+    none["cni.dev/valid-attachments"] = Value::Null;
+    w.call(&[("CNI_COMMAND", "GC")], &none.to_string()).ok();
     assert!(!w.lab_is_up());
     let net = &w.net;
     for p in [

@@ -251,13 +251,17 @@ impl NetConf {
     }
 
     /// GC's `cni.dev/valid-attachments` (libcni also sends it as `cni.dev/attachments`):
-    /// (container id, interface name) pairs.
+    /// (container id, interface name) pairs. `null` is none, as libcni sends an empty
+    /// list (a nil Go slice).
     pub fn valid_attachments(&self) -> CniResult<Vec<(String, String)>> {
         let list = self
             .raw
             .get("cni.dev/valid-attachments")
             .or_else(|| self.raw.get("cni.dev/attachments"))
             .ok_or_else(|| invalid("GC needs cni.dev/valid-attachments".into()))?;
+        if list.is_null() {
+            return Ok(Vec::new());
+        }
         let bad = || {
             CniError::new(
                 code::DECODING_FAILURE,
@@ -405,5 +409,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.valid_attachments().unwrap_err().code, 6);
+        let c = NetConf::parse(
+            r#"{"cniVersion":"1.1.0","name":"nl","cni.dev/valid-attachments":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.valid_attachments().unwrap(), vec![], "libcni's nil slice");
     }
 }
