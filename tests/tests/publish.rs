@@ -29,6 +29,7 @@ netlab_tests::per_datapath!(
         conflicts_and_bad_specs_change_nothing,
         checksummed_transfers_both_ways,
         an_address_on_lo_is_the_hosts_too,
+        udp_ports_in_the_ephemeral_range_are_warned_of_on_ebpf,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -42,6 +43,34 @@ fn web(dp: &str) -> Lab {
     let lab = Lab::on(dp);
     lab.ok(&["run", "web"]);
     lab
+}
+
+/// A UDP host port in the lab host's ephemeral range (32768-60999) is published, with
+/// a warning on stderr on eBPF, where a reply to one of the host's own UDP sockets on
+/// such a port is taken for a published flow (UDP has no SYN); none for a port outside
+/// it, nor for TCP, nor on the classic datapaths, where conntrack knows the host's
+/// own flows.
+fn udp_ports_in_the_ephemeral_range_are_warned_of_on_ebpf(dp: &str) {
+    let lab = web(dp);
+    let stderr = |args: &[&str]| {
+        let out = lab.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = stderr(&[
+        "publish",
+        "web",
+        "5300:53/udp",
+        "50000-50010:50000-50010/udp",
+    ]);
+    assert_eq!(
+        warned.contains("50000-50010:50000-50010/udp publishes UDP ports in the lab host's ephemeral range 32768-60999"),
+        netlab_tests::is_ebpf(dp),
+        "{dp}: {warned}"
+    );
+    assert!(!warned.contains("5300:53"), "{warned}");
+    assert_eq!(stderr(&["publish", "web", "40000:80"]), "", "TCP");
+    assert_eq!(lab.ports().len(), 3);
 }
 
 fn tcp_from_outside_keeps_the_client_address(dp: &str) {

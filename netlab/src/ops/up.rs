@@ -232,7 +232,7 @@ fn require_ipv6_forwarding(state: &LabState) -> Result<()> {
 }
 
 /// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
-fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
+pub(super) fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
     const KEY: &str = "/proc/sys/net/ipv4/ip_local_port_range";
     let text = netns::run_in(host, || {
         std::fs::read_to_string(KEY).map_err(|e| Error::io("read", KEY, e))
