@@ -160,11 +160,15 @@ pub const TCP_SYN_RECV: u8 = 5;
 pub const TCP_CLOSE_WAIT: u8 = 6;
 /// FINs both ways.
 pub const TCP_TIME_WAIT: u8 = 7;
+/// Simultaneous open: the other side sent a SYN of its own to the opener's; a SYN-ACK
+/// from either side makes it SYN_RECV.
+pub const TCP_SYN_SENT2: u8 = 8;
 
 /// The name `netlab conntrack` shows for a TCP state, as nf_conntrack names them.
 pub const fn tcp_state_name(s: u8) -> &'static str {
     match s {
         TCP_SYN_SENT => "SYN_SENT",
+        TCP_SYN_SENT2 => "SYN_SENT2",
         TCP_SYN_RECV => "SYN_RECV",
         TCP_ESTABLISHED => "ESTABLISHED",
         TCP_FIN_WAIT => "FIN_WAIT",
@@ -180,7 +184,9 @@ pub const fn tcp_state_name(s: u8) -> &'static str {
 ///
 /// nf_conntrack's machine, without its sequence-window checks: only the opener's SYN
 /// starts a flow (the datapath opens TCP flows on a SYN only), only the answer's
-/// SYN-ACK makes it SYN_RECV, only the opener's ACK after that establishes it. FINs
+/// SYN-ACK makes it SYN_RECV, only the opener's ACK after that establishes it; a bare
+/// SYN from the other side to the opener's (simultaneous open) makes it SYN_SENT2,
+/// and a SYN-ACK from either side then SYN_RECV. FINs
 /// close it one side at a time; RST closes it (a reset's window checks are
 /// [`rst_verdict`]'s). A new SYN from the opener reopens a flow
 /// that is closed or in TIME_WAIT.
@@ -194,7 +200,9 @@ pub const fn tcp_next_state(state: u8, flags: u8, from_origin: bool) -> u8 {
     if syn {
         return match (state, from_origin, ack) {
             (TCP_NONE | TCP_SYN_SENT | TCP_TIME_WAIT | TCP_CLOSE, true, false) => TCP_SYN_SENT,
-            (TCP_SYN_SENT | TCP_SYN_RECV, false, true) => TCP_SYN_RECV,
+            (TCP_SYN_SENT, false, false) => TCP_SYN_SENT2,
+            (TCP_SYN_SENT | TCP_SYN_RECV | TCP_SYN_SENT2, false, true) => TCP_SYN_RECV,
+            (TCP_SYN_SENT2, true, true) => TCP_SYN_RECV,
             _ => state,
         };
     }
@@ -320,7 +328,7 @@ pub const fn tcp_flags_valid(flags: u8) -> bool {
 pub const SYN_ACK_WINDOW: u32 = 66_000;
 
 /// Whether a segment with `flags` and acknowledgment number `ack` acknowledges the
-/// opener's SYN (`syn_end`: one past it, its data included) where it must, sent by the
+/// opener's SYN (`syn_end`: one past its latest, its data included) where it must, sent by the
 /// side that did not open a flow still in SYN_SENT. A SYN-ACK must acknowledge no
 /// later than that and no more than [`SYN_ACK_WINDOW`] before it, nf_conntrack's
 /// bounds (`tcp_in_window`). A reset must carry ACK with exactly that number, as a
@@ -411,7 +419,7 @@ pub const fn timeout_secs(cfg: &crate::config::Config, proto: u8, state: u8, fla
     match proto {
         crate::proto::IPPROTO_TCP => match state {
             TCP_ESTABLISHED => cfg.tcp_established_secs,
-            TCP_SYN_SENT | TCP_SYN_RECV => cfg.tcp_syn_secs,
+            TCP_SYN_SENT | TCP_SYN_RECV | TCP_SYN_SENT2 => cfg.tcp_syn_secs,
             TCP_TIME_WAIT => cfg.tcp_time_wait_secs,
             TCP_CLOSE => cfg.tcp_close_secs,
             _ => cfg.tcp_fin_secs,
@@ -533,8 +541,23 @@ mod tests {
     #[test]
     fn a_syn_from_the_other_side_opens_nothing() {
         assert_eq!(tcp_next_state(TCP_NONE, TCP_ACK, O), TCP_NONE);
-        assert_eq!(tcp_next_state(TCP_SYN_SENT, TCP_SYN, R), TCP_SYN_SENT);
         assert_eq!(tcp_next_state(TCP_ESTABLISHED, TCP_SYN, O), TCP_ESTABLISHED);
+    }
+
+    #[test]
+    fn a_simultaneous_open_is_established() {
+        // Both SYNs cross (nf_conntrack's SYN_SENT2), then a SYN-ACK from either side.
+        let s = tcp_next_state(TCP_SYN_SENT, TCP_SYN, R);
+        assert_eq!(s, TCP_SYN_SENT2);
+        assert_eq!(tcp_next_state(s, TCP_SYN, O), TCP_SYN_SENT2);
+        assert_eq!(tcp_next_state(s, TCP_SYN, R), TCP_SYN_SENT2);
+        assert_eq!(tcp_next_state(s, TCP_ACK, R), TCP_SYN_SENT2);
+        for side in [O, R] {
+            let s = tcp_next_state(s, TCP_SYN | TCP_ACK, side);
+            assert_eq!(s, TCP_SYN_RECV);
+            assert_eq!(tcp_next_state(s, TCP_ACK, O), TCP_ESTABLISHED);
+        }
+        assert_eq!(tcp_state_name(TCP_SYN_SENT2), "SYN_SENT2");
     }
 
     #[test]

@@ -215,6 +215,16 @@ pub fn touch<A: Family>(
             }
         }
         track_window(e, pkt);
+        // The opener's SYN sent again while its flow opens (a retransmission, one
+        // without the data a lost Fast Open SYN carried, another connection's on the
+        // same ports with a lower number): its end is what the answer acknowledges.
+        if e.state == TCP_SYN_SENT
+            && e.flags & FLAG_ORIGIN != 0
+            && pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+            && e.seq_end != pkt.seq_end
+        {
+            e.seq_end = pkt.seq_end;
+        }
     }
     // A FIN outside its receiver's window closes nothing (the packet goes on as any
     // other of the flow): the state machine does not see it.
@@ -300,7 +310,7 @@ pub fn touch<A: Family>(
     // The other half keeps its own direction's flags.
     p.flags = (flags & !FLAGS_PER_DIRECTION) | (p.flags & FLAGS_PER_DIRECTION);
     if handshake {
-        if pkt.flags & TCP_ACK == 0 {
+        if pkt.flags & TCP_ACK == 0 && from_origin {
             // The flow is opened again: nothing the other side offered before holds.
             p.flags &= !(FLAG_ACKED | FLAG_WSCALE);
             p.wscale = 0;

@@ -117,6 +117,26 @@ pub fn is_ebpf(dp: &str) -> bool {
     dp == "ebpf" || dp == "ebpf-slow"
 }
 
+/// The NAT port of the lab's masqueraded TCP flow to port `dport` while it is in
+/// `state` (as nf_conntrack names it), from netlab's conntrack on eBPF and the
+/// kernel's (`conntrack -L` in the lab host) on the classic datapaths.
+pub fn tcp_flow_to(lab: &Lab, dp: &str, dport: u16, state: &str) -> Option<u16> {
+    if is_ebpf(dp) {
+        return lab.conntrack().iter().find_map(|f| {
+            (f["proto"] == "tcp" && f["original"]["dport"] == dport && f["state"] == state)
+                .then(|| f["translated"]["sport"].as_u64().unwrap() as u16)
+        });
+    }
+    let port = dport.to_string();
+    let out = lab.exec_ok("host", &["conntrack", "-L", "-p", "tcp", "--dport", &port]);
+    // tcp 6 119 SYN_SENT src=... dport=7060 [UNREPLIED] src=... sport=7060 dport=NAT
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(3) == Some(state))?;
+    let nat = line.rsplit("dport=").next()?.split_whitespace().next()?;
+    nat.parse().ok()
+}
+
 /// Why a datapath of the parametrised suites cannot run on this machine, found once
 /// per test binary by asking `netlab up` for it. Only `nftables-flowtable` can be
 /// missing (a kernel without CONFIG_NF_FLOW_TABLE); `up` then refuses it with a line

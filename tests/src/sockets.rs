@@ -34,6 +34,61 @@ pub fn tcp_listen_one(ns: &Path, addr: &str) -> TcpListener {
     listener
 }
 
+/// A TCP connection from `local` (bound first, `SO_REUSEADDR`) to `remote`, made in
+/// namespace `ns`, waiting at most `wait` for it.
+pub fn tcp_connect_from(
+    ns: &Path,
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+    wait: Duration,
+) -> std::io::Result<TcpStream> {
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    in_ns(ns, move || {
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let s = unsafe { TcpStream::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        let timeout = libc::timeval {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_usec: 0,
+        };
+        let (l, r) = (sockaddr(local), sockaddr(remote));
+        let ok = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                4,
+            ) == 0
+                && libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                ) == 0
+                && libc::bind(fd, (&l as *const libc::sockaddr_in).cast(), len) == 0
+                && libc::connect(fd, (&r as *const libc::sockaddr_in).cast(), len) == 0
+        };
+        if !ok {
+            return Err(std::io::Error::last_os_error());
+        }
+        s.set_read_timeout(Some(TIMEOUT))?;
+        Ok(s)
+    })
+}
+
 /// Accepts one connection within 10 s.
 pub fn accept(listener: &TcpListener) -> TcpStream {
     listener.set_nonblocking(true).unwrap();

@@ -10,7 +10,7 @@ use std::{
 
 use netlab_tests::{
     INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, is_ebpf,
-    sockets::{accept, tcp_listen, udp},
+    sockets::{accept, tcp_connect_from, tcp_listen, udp},
     wait_for,
 };
 
@@ -21,6 +21,7 @@ netlab_tests::per_datapath!(
         an_address_taken_again_answers_at_once,
         a_stream_that_arrived_before_publish_reaches_the_container,
         replies_alone_make_a_udp_stream,
+        a_simultaneous_open_is_established,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -29,6 +30,59 @@ netlab_tests::per_datapath!(
     nftables = "nftables",
     nftables_flowtable = "nftables-flowtable",
 );
+
+/// A simultaneous open through the masquerade, as TCP hole punching makes one: a
+/// container connects from port 5002 to wan's 6000, whose SYN wan drops; wan, bound to
+/// 6000, connects to the NAT port. Both SYNs cross, both sides answer with SYN-ACKs,
+/// and the connection is made: the flow is established (nf_conntrack's SYN_SENT2 then
+/// SYN_RECV), and carries data both ways past the opening timeout. On eBPF the flow
+/// stayed in SYN_SENT and its connection was cut after `--tcp-syn-timeout` idle
+/// (found by a review).
+fn a_simultaneous_open_is_established(dp: &str) {
+    let lab = Lab::on(dp);
+    lab.ok(&["run", "c"]);
+    let drop_syn = "nft add table inet t && nft add chain inet t pre '{ type filter hook prerouting priority -300; }' && nft add rule inet t pre tcp dport 6000 tcp flags '& (syn|ack) == syn' drop";
+    lab.exec_ok("wan", &["sh", "-c", drop_syn]);
+    let wan_end = std::net::SocketAddrV4::new(INTERNET, 6000);
+    let ns = lab.ns("c");
+    let opening = std::thread::spawn(move || {
+        let local = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5002);
+        tcp_connect_from(&ns, local, wan_end, Duration::from_secs(20))
+    });
+    let mut nat_port = None;
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            nat_port = netlab_tests::tcp_flow_to(&lab, dp, 6000, "SYN_SENT");
+            nat_port.is_some()
+        }),
+        "{dp}: no flow in SYN_SENT"
+    );
+    let to_nat = std::net::SocketAddrV4::new(UPLINK_ADDR, nat_port.unwrap());
+    let mut outside = tcp_connect_from(&lab.ns("wan"), wan_end, to_nat, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{dp}: wan's side: {e}"));
+    let mut inside = opening
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{dp}: the container's side: {e}"));
+    let both_ways = |inside: &mut TcpStream, outside: &mut TcpStream| {
+        let mut buf = [0u8; 4];
+        inside.write_all(b"ping").unwrap();
+        outside.read_exact(&mut buf).unwrap();
+        outside.write_all(b"pong").unwrap();
+        inside.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"pong");
+    };
+    both_ways(&mut inside, &mut outside);
+    assert!(
+        netlab_tests::tcp_flow_to(&lab, dp, 6000, "ESTABLISHED").is_some(),
+        "{dp}: not established"
+    );
+    if is_ebpf(dp) {
+        // Past the opening timeout (30 s): an opening flow would be gone.
+        netlab_tests::age_flows(&lab, 40);
+        both_ways(&mut inside, &mut outside);
+    }
+}
 
 /// One request answered by a stream of replies, the container silent after its first
 /// datagram: a second reply after the first makes the flow a stream (its timeout

@@ -712,6 +712,29 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
     let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (9000, 7001), b""));
     assert_eq!(verdict, TC_ACT_UNSPEC, "the SYN alone acknowledged");
     assert_eq!(View::new(&out).dst(), CTR);
+
+    // The answer acknowledges the opener's latest SYN: one sent again without the data
+    // a lost Fast Open SYN carried, or another connection's on the same ports with a
+    // lower number (found by a review: every answer was refused).
+    for (sport, first, again) in [
+        (45_003, (11_000, &b"hello"[..]), 11_000),
+        (45_004, (30_000, &b""[..]), 20_000),
+    ] {
+        let syn = ctr.tcp_at(sport, 80, SYN, (first.0, 0), first.1);
+        let port = masquerade(&mut dp, &syn, |p| {
+            Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (first.0, 0), first.1)
+        });
+        let (verdict, _) = dp.egress(&ctr.tcp_at(sport, 80, SYN, (again, 0), b""));
+        assert_eq!(verdict, TC_ACT_UNSPEC);
+        let flags = if sport == 45_003 {
+            RST | ACK
+        } else {
+            SYN | ACK
+        };
+        let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, flags, (0, again + 1), b""));
+        assert_eq!(verdict, TC_ACT_UNSPEC, "{flags:#x} to the SYN at {again}");
+        assert_eq!(View::new(&out).dst(), CTR);
+    }
 }
 
 /// nf_conntrack's reset rule on an established masqueraded flow: a reset before what

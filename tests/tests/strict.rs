@@ -605,7 +605,7 @@ fn a_blind_answer_to_a_syn_changes_nothing(dp: &str) {
     let mut nat_port = None;
     assert!(
         wait_for(Duration::from_secs(5), || {
-            nat_port = opening_flow(&lab, dp, 7060);
+            nat_port = netlab_tests::tcp_flow_to(&lab, dp, 7060, "SYN_SENT");
             nat_port.is_some()
         }),
         "{dp}: no flow in SYN_SENT"
@@ -629,7 +629,7 @@ fn a_blind_answer_to_a_syn_changes_nothing(dp: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(
-            opening_flow(&lab, dp, 7060),
+            netlab_tests::tcp_flow_to(&lab, dp, 7060, "SYN_SENT"),
             Some(nat_port),
             "{dp}: the flow after a spoofed {flags:#x} acknowledging {ack}"
         );
@@ -650,31 +650,6 @@ fn a_blind_answer_to_a_syn_changes_nothing(dp: &str) {
         .unwrap();
     let mut conn = accept(&listener);
     carries_both_ways(&mut client, &mut conn);
-}
-
-/// The NAT port of the lab's TCP flow to wan's port `dport`, while it is in SYN_SENT.
-fn opening_flow(lab: &Lab, dp: &str, dport: u16) -> Option<u16> {
-    if is_ebpf(dp) {
-        return lab.conntrack().iter().find_map(|f| {
-            (f["proto"] == "tcp" && f["original"]["dport"] == dport && f["state"] == "SYN_SENT")
-                .then(|| f["translated"]["sport"].as_u64().unwrap() as u16)
-        });
-    }
-    let out = lab.exec_ok(
-        "host",
-        &[
-            "conntrack",
-            "-L",
-            "-p",
-            "tcp",
-            "--dport",
-            &dport.to_string(),
-        ],
-    );
-    // tcp 6 119 SYN_SENT src=... dport=7060 [UNREPLIED] src=... sport=7060 dport=NAT
-    let line = out.lines().find(|l| l.contains(" SYN_SENT "))?;
-    let nat = line.rsplit("dport=").next()?.split_whitespace().next()?;
-    nat.parse().ok()
 }
 
 /// A datagram carrying a source route (loose, LSRR) crosses the lab host neither way,

@@ -162,7 +162,7 @@ impl Families {
         );
         r.register(
             "netlab_conntrack_half_open_flows",
-            "TCP flows being opened (SYN_SENT, SYN_RECV), by age",
+            "TCP flows being opened (SYN_SENT, SYN_SENT2, SYN_RECV), by age",
             self.half_open.clone(),
         );
         r.register("netlab_conntrack_pending_evicted_estimate", "Flows pushed out of the table of flows being opened before they completed, derived: opened + closed - confirmed - expired - withdrawn - still in the table, alive or dead (an LRU eviction is invisible to BPF; conntrack --flush makes it an estimate)", self.evicted.clone());

@@ -6,8 +6,8 @@
 use netlab_common::conntrack::{
     CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
     FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
-    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, acks_the_syn, fin_in_window,
-    offer, rst_verdict, seq_after,
+    TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_SYN_SENT2, TCP_TIME_WAIT, WSCALE_FIN, acks_the_syn,
+    fin_in_window, offer, rst_verdict, seq_after,
 };
 
 use super::{
@@ -243,6 +243,11 @@ impl<A: Ip> Flow<A> {
             let kept = p.flags & RST != 0 && self.reset(dir, p) == RST_KEPT;
             debug_assert!(p.flags & RST == 0 || self.reset(dir, p) != RST_REFUSED);
             self.track_window(i, p);
+            // The opener's SYN again while the flow opens: its end is what the answer
+            // acknowledges.
+            if opener && self.state == TCP_SYN_SENT && p.flags & (SYN | ACK) == SYN {
+                self.win[0].seq_end = p.seq_end;
+            }
             // A FIN outside its receiver's window is not seen by the state machine.
             let receiver = &self.win[1 - i];
             let flags = if p.flags & (FIN | RST) == FIN
@@ -324,10 +329,12 @@ impl<A: Ip> Flow<A> {
     /// again forgets what both sides offered; windows are scaled only when both SYNs
     /// announced a scale.
     fn handshake(&mut self, i: usize, p: &Pkt<A>) {
-        let reopened = p.flags & ACK == 0;
+        // The opener's SYN alone reopens; the other side's is a simultaneous open.
+        let reopened = p.flags & ACK == 0 && i == 0;
+        let bare = p.flags & ACK == 0;
         let w = &mut self.win[i];
         w.seq_end = p.seq_end;
-        if reopened {
+        if bare {
             w.acked = false;
             w.announced = false;
         }
@@ -378,7 +385,12 @@ pub fn tcp_next(state: u8, flags: u8, opener: bool) -> u8 {
                 TCP_NONE | TCP_SYN_SENT | TCP_TIME_WAIT | TCP_CLOSE => TCP_SYN_SENT,
                 s => s,
             }
-        } else if !opener && ack && matches!(state, TCP_SYN_SENT | TCP_SYN_RECV) {
+        } else if !opener && !ack && state == TCP_SYN_SENT {
+            // Simultaneous open: the other side's own SYN.
+            TCP_SYN_SENT2
+        } else if ack
+            && (state == TCP_SYN_SENT2 || (!opener && matches!(state, TCP_SYN_SENT | TCP_SYN_RECV)))
+        {
             TCP_SYN_RECV
         } else {
             state

@@ -648,7 +648,7 @@ pub fn datagram<A: Family>(
 fn next_segment(state: u8, pick: u8) -> (bool, u8) {
     use netlab_common::conntrack::{
         TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_SYN_RECV, TCP_SYN_SENT,
-        TCP_TIME_WAIT,
+        TCP_SYN_SENT2, TCP_TIME_WAIT,
     };
     const SYN: u8 = 0x02;
     const SYN_ACK: u8 = 0x12;
@@ -662,7 +662,10 @@ fn next_segment(state: u8, pick: u8) -> (bool, u8) {
             (true, SYN_ACK),
             (false, SYN),
             (true, RST | ACK),
+            (true, SYN),
         ],
+        // Simultaneous open.
+        TCP_SYN_SENT2 => &[(false, SYN_ACK), (true, SYN_ACK), (false, ACK)],
         TCP_SYN_RECV => &[
             (false, ACK),
             (false, ACK),
