@@ -286,7 +286,7 @@ pub const fn rst_verdict(
     from_origin: bool,
 ) -> u8 {
     if !acked {
-        let answer = !from_origin && state == TCP_SYN_SENT && seq == 0;
+        let answer = !from_origin && opening(state) && seq == 0;
         return if answer || seq == sender_end {
             RST_CLOSES
         } else {
@@ -329,7 +329,8 @@ pub const SYN_ACK_WINDOW: u32 = 66_000;
 
 /// Whether a segment with `flags` and acknowledgment number `ack` acknowledges the
 /// opener's SYN (`syn_end`: one past its latest, its data included) where it must, sent by the
-/// side that did not open a flow still in SYN_SENT. A SYN-ACK must acknowledge no
+/// side that did not open a flow still in SYN_SENT (or SYN_SENT2: a SYN of that side's
+/// own, which a spoofer can send too, does not let its answers off). A SYN-ACK must acknowledge no
 /// later than that and no more than [`SYN_ACK_WINDOW`] before it, nf_conntrack's
 /// bounds (`tcp_in_window`). A reset must carry ACK with exactly that number, as a
 /// reset answering a segment acknowledges all of it (RFC 793), where nf_conntrack
@@ -341,7 +342,7 @@ pub const fn acks_the_syn(state: u8, from_origin: bool, flags: u8, ack: u32, syn
     use crate::proto::{TCP_ACK, TCP_RST, TCP_SYN};
     let syn_ack = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK;
     let rst = flags & TCP_RST != 0;
-    if from_origin || state != TCP_SYN_SENT || !(syn_ack || rst) {
+    if from_origin || !opening(state) || !(syn_ack || rst) {
         return true;
     }
     if rst {
@@ -349,6 +350,11 @@ pub const fn acks_the_syn(state: u8, from_origin: bool, flags: u8, ack: u32, syn
     }
     let lowest = syn_end.wrapping_sub(SYN_ACK_WINDOW + 1);
     !seq_after(ack, syn_end) && !seq_after(lowest, ack)
+}
+
+/// Whether a flow in `state` waits for the answer to its opener's SYN.
+pub const fn opening(state: u8) -> bool {
+    state == TCP_SYN_SENT || state == TCP_SYN_SENT2
 }
 
 /// Whether a segment with valid `flags` ([`tcp_flags_valid`]) fits the state of its
@@ -697,6 +703,14 @@ mod tests {
         assert!(acks_the_syn(TCP_SYN_SENT, R, syn, 0, end));
         assert!(acks_the_syn(TCP_SYN_SENT, R, ack, 5, end));
         assert!(acks_the_syn(TCP_SYN_RECV, R, syn_ack, 5, end));
+        // A SYN of the other side's own (which a spoofer can send) changes nothing.
+        assert!(!acks_the_syn(TCP_SYN_SENT2, R, syn_ack, 12_345, end));
+        assert!(!acks_the_syn(TCP_SYN_SENT2, R, rst_ack, 12_345, end));
+        assert!(acks_the_syn(TCP_SYN_SENT2, R, syn_ack, end, end));
+        assert!(
+            acks_the_syn(TCP_SYN_SENT2, O, syn_ack, 12_345, end),
+            "the opener's"
+        );
         assert!(acks_the_syn(TCP_ESTABLISHED, R, rst_ack, 5, end));
     }
 

@@ -36,7 +36,7 @@ use netlab_common::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_WSCALE,
         FLAGS_PER_DIRECTION, RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED,
         TCP_FIN_WAIT, TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR,
-        acks_the_syn, expired, fin_in_window, next_flags, offer, rst_verdict, seq_after,
+        acks_the_syn, expired, fin_in_window, next_flags, offer, opening, rst_verdict, seq_after,
         tcp_closed, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
@@ -218,7 +218,7 @@ pub fn touch<A: Family>(
         // The opener's SYN sent again while its flow opens (a retransmission, one
         // without the data a lost Fast Open SYN carried, another connection's on the
         // same ports with a lower number): its end is what the answer acknowledges.
-        if e.state == TCP_SYN_SENT
+        if opening(e.state)
             && e.flags & FLAG_ORIGIN != 0
             && pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
             && e.seq_end != pkt.seq_end
@@ -400,7 +400,7 @@ fn fin_counts<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Pac
 #[inline(always)]
 fn syn_acked<A: Family>(key: &CtKey<A>, hit: &Hit<A>, e: &CtEntry<A>, pkt: &Packet<A>) -> bool {
     let from_origin = e.flags & FLAG_ORIGIN != 0;
-    if from_origin || e.state != TCP_SYN_SENT {
+    if from_origin || !opening(e.state) {
         return true;
     }
     let Some(opener) = other_half(key, hit, e) else {

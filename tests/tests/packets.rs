@@ -12,8 +12,8 @@ use aya::{
 use netlab_common::{
     config::Config,
     conntrack::{
-        CtEntry, CtKey, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT,
-        WSCALE_FIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
+        CtEntry, CtKey, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, TCP_SYN_SENT2,
+        TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE,
     },
     maps::{self as names, CONNTRACK_MAX_DEFAULT, pending_entries},
     stats::{Counters, DropReason, STATS_PROGRAMS, counter},
@@ -670,6 +670,20 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
             "{flags:#x} {numbers:?}"
         );
         assert_eq!(states(&dp), [TCP_SYN_SENT; 2], "{flags:#x} {numbers:?}");
+    }
+    // A SYN from the server's address (a simultaneous open, or a spoofer's) lets no
+    // answer off.
+    let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, SYN, (7777, 0), b""));
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_eq!(states(&dp), [TCP_SYN_SENT2; 2]);
+    for (flags, numbers) in [
+        (SYN | ACK, (7777, 77_777)),
+        (RST | ACK, (0, 77_777)),
+        (RST, (7778, 0)),
+    ] {
+        let (verdict, _) = dp.ingress(&wan.tcp_at(80, port, flags, numbers, b""));
+        assert_eq!(verdict, TC_ACT_SHOT, "after a SYN: {flags:#x} {numbers:?}");
+        assert_eq!(states(&dp), [TCP_SYN_SENT2; 2]);
     }
     // The real answer.
     let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (5000, 1001), b""));

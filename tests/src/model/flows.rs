@@ -7,7 +7,7 @@ use netlab_common::conntrack::{
     CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_STREAM,
     FLAG_WSCALE, RST_KEPT, RST_REFUSED, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT,
     TCP_NONE, TCP_SYN_RECV, TCP_SYN_SENT, TCP_SYN_SENT2, TCP_TIME_WAIT, WSCALE_FIN, acks_the_syn,
-    fin_in_window, offer, rst_verdict, seq_after,
+    fin_in_window, offer, opening, rst_verdict, seq_after,
 };
 
 use super::{
@@ -245,7 +245,7 @@ impl<A: Ip> Flow<A> {
             self.track_window(i, p);
             // The opener's SYN again while the flow opens: its end is what the answer
             // acknowledges.
-            if opener && self.state == TCP_SYN_SENT && p.flags & (SYN | ACK) == SYN {
+            if opener && opening(self.state) && p.flags & (SYN | ACK) == SYN {
                 self.win[0].seq_end = p.seq_end;
             }
             // A FIN outside its receiver's window is not seen by the state machine.
