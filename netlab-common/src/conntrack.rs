@@ -271,11 +271,13 @@ pub const RST_CLOSES: u8 = 2;
 /// opened) there is no window to hold a reset to, and it must carry the exact numbers
 /// the handshake has made known, as the receiver's own stack requires (RFC 793's
 /// SYN-SENT and SYN-RECEIVED checks), or it is refused: the answer to the opener's SYN
-/// (from the other side, `from_origin` false, the flow in SYN_SENT) has sequence
-/// number 0 (RFC 793's reset to a segment without ACK), its acknowledgment of the SYN
-/// checked before ([`acks_the_syn`]); any other comes at exactly its sender's next
-/// number. nf_conntrack takes an answer without ACK, and holds any other reset only to
-/// the sender's window: eBPF is stricter, as the endpoints are.
+/// (from the other side, `from_origin` false, the flow in SYN_SENT or SYN_SENT2) is
+/// held to its acknowledgment, exactly the SYN's end ([`acks_the_syn`], checked
+/// before), whatever its sequence number (0 from Linux, as RFC 793 has it for a reset
+/// to a segment without ACK; an opener in SYN-SENT reads only the acknowledgment); any
+/// other comes at exactly its sender's next number. nf_conntrack takes an answer
+/// without ACK, and holds any other reset only to the sender's window: eBPF is
+/// stricter, as the endpoints are.
 pub const fn rst_verdict(
     acked: bool,
     ack_max: u32,
@@ -286,7 +288,7 @@ pub const fn rst_verdict(
     from_origin: bool,
 ) -> u8 {
     if !acked {
-        let answer = !from_origin && opening(state) && seq == 0;
+        let answer = !from_origin && opening(state);
         return if answer || seq == sender_end {
             RST_CLOSES
         } else {
@@ -635,7 +637,8 @@ mod tests {
     #[test]
     fn a_reset_while_the_flow_opens_carries_exact_numbers() {
         // Nothing acknowledged yet: no window, only the exact numbers. The answer to
-        // the SYN has sequence number 0 (its acknowledgment is `acks_the_syn`'s).
+        // the SYN is held to its acknowledgment (`acks_the_syn`'s), whatever its
+        // sequence number, as the opener holds it.
         let opening =
             |seq, state, from_origin| rst_verdict(false, 0, 0, 7001, seq, state, from_origin);
         assert_eq!(
@@ -643,7 +646,8 @@ mod tests {
             RST_CLOSES,
             "the answer to the SYN"
         );
-        assert_eq!(opening(3_000_000_000, TCP_SYN_SENT, R), RST_REFUSED);
+        assert_eq!(opening(3_000_000_000, TCP_SYN_SENT, R), RST_CLOSES);
+        assert_eq!(opening(777, TCP_SYN_SENT2, R), RST_CLOSES);
         assert_eq!(
             opening(7001, TCP_SYN_SENT, O),
             RST_CLOSES,

@@ -88,19 +88,22 @@ pub fn prepare_for(
         });
     }
     s.datapath().check_room(state, &new)?;
-    warn_ephemeral_udp(state, specs)?;
+    warn_ephemeral_udp(state, specs);
     Ok(new)
 }
 
 /// On eBPF, a UDP host port inside the lab host's ephemeral range is taken for a
 /// published flow when a reply reaches one of the host's own sockets on it (UDP has no
 /// SYN to tell a reply from a new flow): said on stderr, as it is allowed.
-fn warn_ephemeral_udp(state: &crate::lab::LabState, specs: &[PortSpec]) -> Result<()> {
+fn warn_ephemeral_udp(state: &crate::lab::LabState, specs: &[PortSpec]) {
     if state.datapath != crate::lab::DatapathKind::Ebpf {
-        return Ok(());
+        return;
     }
     let udp = specs.iter().filter(|p| p.proto == crate::lab::Proto::Udp);
-    let (lo, hi) = super::up::ephemeral_ports(&topology::host_ns(state))?;
+    // A warning only: a range that cannot be read holds nothing up.
+    let Ok((lo, hi)) = super::up::ephemeral_ports(&topology::host_ns(state)) else {
+        return;
+    };
     if let Some(p) = udp
         .into_iter()
         .find(|p| p.host_port <= hi && lo <= p.host_end)
@@ -109,7 +112,6 @@ fn warn_ephemeral_udp(state: &crate::lab::LabState, specs: &[PortSpec]) -> Resul
             "warning: {p} publishes UDP ports in the lab host's ephemeral range {lo}-{hi} (net.ipv4.ip_local_port_range): on eBPF a reply to one of the host's own UDP sockets on such a port goes to the container"
         );
     }
-    Ok(())
 }
 
 /// Publishes mappings `prepare` made and records them, under the journal entry of the
