@@ -42,14 +42,6 @@ pub fn tcp_connect_from(
     remote: std::net::SocketAddrV4,
     wait: Duration,
 ) -> std::io::Result<TcpStream> {
-    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     in_ns(ns, move || {
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
@@ -62,7 +54,7 @@ pub fn tcp_connect_from(
             tv_sec: wait.as_secs() as libc::time_t,
             tv_usec: 0,
         };
-        let (l, r) = (sockaddr(local), sockaddr(remote));
+        let (l, r) = (sockaddr_in(local), sockaddr_in(remote));
         let ok = unsafe {
             libc::setsockopt(
                 fd,
@@ -87,6 +79,18 @@ pub fn tcp_connect_from(
         s.set_read_timeout(Some(TIMEOUT))?;
         Ok(s)
     })
+}
+
+/// `addr` as the kernel takes it.
+fn sockaddr_in(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// Accepts one connection within 10 s.
@@ -225,20 +229,8 @@ pub fn send_raw(ns: &Path, proto: i32, src: Ipv4Addr, dst: Ipv4Addr, payload: &[
     });
     assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(dst).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let from = libc::sockaddr_in {
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(src).to_be(),
-        },
-        ..to
-    };
+    let to = sockaddr_in(std::net::SocketAddrV4::new(dst, 0));
+    let from = sockaddr_in(std::net::SocketAddrV4::new(src, 0));
     let sent = unsafe {
         libc::bind(
             fd.as_raw_fd(),
@@ -301,14 +293,7 @@ pub fn send_ipv4(ns: &Path, packet: &[u8]) {
     });
     assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: dst.to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let to = sockaddr_in(std::net::SocketAddrV4::new(Ipv4Addr::from(dst), 0));
     let sent = unsafe {
         libc::sendto(
             fd.as_raw_fd(),
