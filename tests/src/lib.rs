@@ -137,6 +137,18 @@ pub fn tcp_flow_to(lab: &Lab, dp: &str, dport: u16, state: &str) -> Option<u16> 
     nat.parse().ok()
 }
 
+/// The NAT port of the lab's masqueraded TCP flow to port `dport` once it shows in
+/// SYN_SENT ([`tcp_flow_to`]), waited for up to 5 s.
+pub fn wait_for_opening_flow(lab: &Lab, dp: &str, dport: u16) -> u16 {
+    let mut nat_port = None;
+    let seen = wait_for(Duration::from_secs(5), || {
+        nat_port = tcp_flow_to(lab, dp, dport, "SYN_SENT");
+        nat_port.is_some()
+    });
+    assert!(seen, "{dp}: no flow to port {dport} in SYN_SENT");
+    nat_port.unwrap()
+}
+
 /// Why a datapath of the parametrised suites cannot run on this machine, found once
 /// per test binary by asking `netlab up` for it. Only `nftables-flowtable` can be
 /// missing (a kernel without CONFIG_NF_FLOW_TABLE); `up` then refuses it with a line

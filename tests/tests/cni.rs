@@ -252,8 +252,22 @@ fn add_twice_fails_and_keeps_the_first() {
 
 /// A verb about attachment (`id`, `ifname`) of `ctr`'s namespace.
 fn verb_as(w: &CniWorld, command: &str, ctr: &Ctr, id: &str, ifname: &str, conf: &Value) -> Reply {
+    verb_as_in(w, &w.host(), command, ctr, id, ifname, conf)
+}
+
+/// The same with the runtime in network namespace `net`.
+fn verb_as_in(
+    w: &CniWorld,
+    net: &Path,
+    command: &str,
+    ctr: &Ctr,
+    id: &str,
+    ifname: &str,
+    conf: &Value,
+) -> Reply {
     let netns = ctr.netns.display().to_string();
-    w.call(
+    w.call_in(
+        net,
         &[
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", id),
@@ -346,16 +360,7 @@ fn del_from_another_namespace_leaves_its_attachment_alone() {
     let conf = w.conf(json!({}));
     let a = w.container();
     w.add(&a, &conf);
-    let netns = a.netns.display().to_string();
-    let verb = |command| {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", a.id.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-        ];
-        w.call_in(&w.wan(), &env, &conf.to_string())
-    };
+    let verb = |command| verb_as_in(&w, &w.wan(), command, &a, &a.id, "eth0", &conf);
     let msg = verb("ADD").error(7);
     assert!(msg.contains("but the plugin runs in"), "{msg}");
     assert_eq!(verb("DEL").ok(), Value::Null);

@@ -49,15 +49,8 @@ fn a_simultaneous_open_is_established(dp: &str) {
         let local = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 5002);
         tcp_connect_from(&ns, local, wan_end, Duration::from_secs(20))
     });
-    let mut nat_port = None;
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            nat_port = netlab_tests::tcp_flow_to(&lab, dp, 6000, "SYN_SENT");
-            nat_port.is_some()
-        }),
-        "{dp}: no flow in SYN_SENT"
-    );
-    let to_nat = std::net::SocketAddrV4::new(UPLINK_ADDR, nat_port.unwrap());
+    let nat_port = netlab_tests::wait_for_opening_flow(&lab, dp, 6000);
+    let to_nat = std::net::SocketAddrV4::new(UPLINK_ADDR, nat_port);
     let mut outside = tcp_connect_from(&lab.ns("wan"), wan_end, to_nat, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{dp}: wan's side: {e}"));
     let mut inside = opening

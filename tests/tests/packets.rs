@@ -639,10 +639,15 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
     const RST: u8 = 0x04;
     let mut dp = Datapath::new(config());
     let ctr = Ipv4::new(CTR, INTERNET, TCP);
-    let syn = ctr.tcp_at(45_000, 80, SYN, (1000, 0), b"");
-    let port = masquerade(&mut dp, &syn, |p| {
-        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (1000, 0), b"")
-    });
+    // A masqueraded flow opened by the container's SYN from `sport` at `seq`, carrying
+    // `data`; its NAT port.
+    let open = |dp: &mut Datapath, sport: u16, seq: u32, data: &[u8]| {
+        let syn = ctr.tcp_at(sport, 80, SYN, (seq, 0), data);
+        masquerade(dp, &syn, |p| {
+            Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (seq, 0), data)
+        })
+    };
+    let port = open(&mut dp, 45_000, 1000, b"");
     let wan = Ipv4::new(INTERNET, UPLINK_ADDR, TCP);
     let states = |dp: &Datapath| -> Vec<u8> {
         dp.table(names::CT_PENDING)
@@ -705,10 +710,7 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
     );
 
     // A reset answering the SYN, acknowledging exactly it, ends a flow at once.
-    let syn = ctr.tcp_at(45_001, 80, SYN, (3000, 0), b"");
-    let port = masquerade(&mut dp, &syn, |p| {
-        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (3000, 0), b"")
-    });
+    let port = open(&mut dp, 45_001, 3000, b"");
     // Its sequence number may be any (Linux sends 0; the opener reads the ACK only).
     let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, RST | ACK, (777, 3001), b""));
     assert_eq!(verdict, TC_ACT_UNSPEC);
@@ -720,10 +722,7 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
     );
 
     // A SYN carrying data (TCP Fast Open) may be answered before its data.
-    let syn = ctr.tcp_at(45_002, 80, SYN, (7000, 0), b"hello");
-    let port = masquerade(&mut dp, &syn, |p| {
-        Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (7000, 0), b"hello")
-    });
+    let port = open(&mut dp, 45_002, 7000, b"hello");
     let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, SYN | ACK, (9000, 7001), b""));
     assert_eq!(verdict, TC_ACT_UNSPEC, "the SYN alone acknowledged");
     assert_eq!(View::new(&out).dst(), CTR);
@@ -731,21 +730,13 @@ fn the_answer_to_a_syn_must_acknowledge_it() {
     // The answer acknowledges the opener's latest SYN: one sent again without the data
     // a lost Fast Open SYN carried, or another connection's on the same ports with a
     // lower number (found by a review: every answer was refused).
-    for (sport, first, again) in [
-        (45_003, (11_000, &b"hello"[..]), 11_000),
-        (45_004, (30_000, &b""[..]), 20_000),
+    for (sport, (first, data), again, flags) in [
+        (45_003, (11_000, &b"hello"[..]), 11_000, RST | ACK),
+        (45_004, (30_000, &b""[..]), 20_000, SYN | ACK),
     ] {
-        let syn = ctr.tcp_at(sport, 80, SYN, (first.0, 0), first.1);
-        let port = masquerade(&mut dp, &syn, |p| {
-            Ipv4::new(UPLINK_ADDR, INTERNET, TCP).tcp_at(p, 80, SYN, (first.0, 0), first.1)
-        });
+        let port = open(&mut dp, sport, first, data);
         let (verdict, _) = dp.egress(&ctr.tcp_at(sport, 80, SYN, (again, 0), b""));
         assert_eq!(verdict, TC_ACT_UNSPEC);
-        let flags = if sport == 45_003 {
-            RST | ACK
-        } else {
-            SYN | ACK
-        };
         let (verdict, out) = dp.ingress(&wan.tcp_at(80, port, flags, (0, again + 1), b""));
         assert_eq!(verdict, TC_ACT_UNSPEC, "{flags:#x} to the SYN at {again}");
         assert_eq!(View::new(&out).dst(), CTR);

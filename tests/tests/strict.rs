@@ -602,15 +602,7 @@ fn a_blind_answer_to_a_syn_changes_nothing(dp: &str) {
             TcpStream::connect_timeout(&server_addr.into(), Duration::from_secs(20))
         })
     });
-    let mut nat_port = None;
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            nat_port = netlab_tests::tcp_flow_to(&lab, dp, 7060, "SYN_SENT");
-            nat_port.is_some()
-        }),
-        "{dp}: no flow in SYN_SENT"
-    );
-    let nat_port = nat_port.unwrap();
+    let nat_port = netlab_tests::wait_for_opening_flow(&lab, dp, 7060);
     let mut spoofs = vec![(SYN | ACK, 12_345), (RST | ACK, 12_345)];
     if is_ebpf(dp) {
         // nf_conntrack takes these two, for stacks that send them: a reset with ACK
