@@ -330,11 +330,11 @@ pub const fn tcp_flags_valid(flags: u8) -> bool {
 pub const SYN_ACK_WINDOW: u32 = 66_000;
 
 /// Whether a segment with `flags` and acknowledgment number `ack` acknowledges the
-/// opener's SYN (`syn_end`: one past its latest, its data included) where it must, sent by the
-/// side that did not open a flow still in SYN_SENT (or SYN_SENT2: a SYN of that side's
-/// own, which a spoofer can send too, does not let its answers off). A SYN-ACK must acknowledge no
-/// later than that and no more than [`SYN_ACK_WINDOW`] before it, nf_conntrack's
-/// bounds (`tcp_in_window`). A reset must carry ACK with exactly that number, as a
+/// opener's SYN (`syn_end`: one past its latest, its data included) where it must,
+/// sent by the side that did not open a flow still in SYN_SENT (or SYN_SENT2: a SYN
+/// of that side's own, which a spoofer can send too, does not let its answers off). A
+/// SYN-ACK must acknowledge no later than that and no more than [`SYN_ACK_WINDOW`]
+/// before it, nf_conntrack's bounds (`tcp_in_window`). A reset must carry ACK with exactly that number, as a
 /// reset answering a segment acknowledges all of it (RFC 793), where nf_conntrack
 /// takes the same bounds, an acknowledgment of 0 and no ACK at all: eBPF is stricter,
 /// as the opener's stack is. Any other segment, from either side and in any other

@@ -71,7 +71,8 @@ pub struct FlowCensus {
     /// Flows by table, state (as [`Flow::state`]) and protocol; kinds with none are
     /// left out.
     pub flows: Vec<FlowKind>,
-    /// TCP flows being opened (SYN_SENT, SYN_SENT2, SYN_RECV), by age ([`HALF_OPEN_AGES`]).
+    /// TCP flows being opened (SYN_SENT, SYN_SENT2, SYN_RECV), by age
+    /// ([`HALF_OPEN_AGES`]).
     pub half_open: [u64; HALF_OPEN_AGES.len()],
     /// Distinct NAT source ports held by masqueraded flows, per protocol
     /// ([`NAT_PROTOS`]): each protocol has the whole range.
