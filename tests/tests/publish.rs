@@ -30,6 +30,7 @@ netlab_tests::per_datapath!(
         checksummed_transfers_both_ways,
         an_address_on_lo_is_the_hosts_too,
         udp_ports_in_the_ephemeral_range_are_warned_of_on_ebpf,
+        host_ports_are_picked_as_docker_picks_them,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -71,6 +72,73 @@ fn udp_ports_in_the_ephemeral_range_are_warned_of_on_ebpf(dp: &str) {
     assert!(!warned.contains("5300:53"), "{warned}");
     assert_eq!(stderr(&["publish", "web", "40000:80"]), "", "TCP");
     assert_eq!(lab.ports().len(), 3);
+}
+
+/// Docker's `-p` without a host port (`8000`, `127.0.0.1::8000`, `0:8000`) gets a free
+/// one of the lab host's ephemeral ports (32768-60999; a UDP one on eBPF above them,
+/// where one inside would take the host's own replies), and a host range for one
+/// container port (`9000-9002:8000`) its first free port; `ports NAME` lists them, and
+/// a range with none left is refused, changing nothing.
+fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
+    let lab = web(dp);
+    let _server = lab.http_server("web", 8000);
+    // `publish` prints what it published: `HOST_PORT:8000/tcp -> 172.18.0.2:8000`.
+    let picked = |out: &str| -> u16 {
+        let spec = out.split_whitespace().next().expect("a line");
+        let host = spec.rsplit(':').nth(1).expect("HOST:CTR/PROTO");
+        host.parse().unwrap_or_else(|_| panic!("{out}"))
+    };
+    let any = picked(&lab.ok(&["publish", "web", "8000"]));
+    assert!((32768..=60999).contains(&any), "{any}");
+    assert_eq!(
+        lab.curl("wan", &format!("http://198.51.100.2:{any}/")),
+        "200"
+    );
+    let local = lab.ok(&["publish", "web", "127.0.0.1::8000"]);
+    assert!(local.starts_with("127.0.0.1:"), "{local}");
+    let local = picked(&local);
+    assert_ne!(local, any);
+    assert_eq!(
+        lab.curl("host", &format!("http://127.0.0.1:{local}/")),
+        "200"
+    );
+    let out = lab.run(&["publish", "web", "0:53/udp"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no warning");
+    let udp = picked(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (32768..=60999).contains(&udp),
+        !netlab_tests::is_ebpf(dp),
+        "{udp}"
+    );
+
+    // A host range for one container port: its free ports in order, past a socket's.
+    let _busy = lab.http_server("host", 9001);
+    assert_eq!(picked(&lab.ok(&["publish", "web", "9000-9002:8000"])), 9000);
+    assert_eq!(picked(&lab.ok(&["publish", "web", "9000-9002:8000"])), 9002);
+    let before = lab.ports();
+    let err = lab.fails(&["publish", "web", "9000-9002:8000"]);
+    assert!(
+        err.contains("no free host port for 9000-9002:8000/tcp"),
+        "{err}"
+    );
+    assert_eq!(lab.ports(), before, "a refused pick changed nothing");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:9002/"), "200");
+
+    // `run -p` picks too, and `ports NAME` shows one container's ports.
+    lab.ok(&["run", "other", "-p", "8000", "-p", "90-91/udp"]);
+    let theirs: Vec<serde_json::Value> =
+        serde_json::from_str(&lab.ok(&["ports", "other", "--json"])).expect("json");
+    assert_eq!(theirs.len(), 3, "{theirs:?}");
+    assert!(
+        theirs.iter().all(|p| p["container"] == "other"),
+        "{theirs:?}"
+    );
+    assert_eq!(lab.ports().len(), 8);
+    assert!(
+        lab.fails(&["ports", "nosuch"])
+            .contains("no container nosuch")
+    );
 }
 
 fn tcp_from_outside_keeps_the_client_address(dp: &str) {
@@ -476,14 +544,18 @@ fn conflicts_and_bad_specs_change_nothing(dp: &str) {
         (vec!["publish", "web", "1.2.3.4:80:80"], "not an address"),
         (vec!["publish", "nosuch", "80:80"], "no container"),
         (vec!["publish", "other", "80:80"], "bridge network"),
-        (vec!["publish", "web", "80"], "host port is required"),
-        (vec!["publish", "web", "0:80"], "outside 1-65535"),
+        (vec!["unpublish", "web", "80"], "host port is required"),
+        (vec!["publish", "web", "0-5:80"], "outside 1-65535"),
         (vec!["publish", "web", "65536:80"], "outside 1-65535"),
         (vec!["publish", "web", "80:80/sctp"], "unknown protocol"),
-        (vec!["publish", "web", "8000-8001:80"], "different lengths"),
+        (
+            vec!["publish", "web", "8000-8001:80-82"],
+            "different lengths",
+        ),
         (vec!["publish", "web", "x:y"], "not a port"),
         (vec!["unpublish", "web", "9999:80"], "not published"),
-        (vec!["publish", "web", ":80"], "netlab does not pick one"),
+        (vec!["publish", "web", "0:80-81"], "picks one port"),
+        (vec!["publish", "web", "7000-7009:80"], "no free host port"),
         (
             vec!["unpublish", "web", "8080:8000", "8080:8000"],
             "named twice",

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     error::Error,
-    lab::{Network, PortSpec},
+    lab::{Network, PortRequest, PortSpec},
     netlink::netns,
     ops::{self, AttachRequest, Session},
 };
@@ -169,7 +169,11 @@ fn attach(
             ports: Vec::new(),
         },
     )?;
-    let specs = ports::not_held_elsewhere(&s.state, &a.container_id, specs.to_vec());
+    let specs: Vec<PortRequest> =
+        ports::not_held_elsewhere(&s.state, &a.container_id, specs.to_vec())
+            .into_iter()
+            .map(PortRequest::Given)
+            .collect();
     let published = ops::publish(s, name, &specs)
         .map(drop)
         .and_then(|()| ops::host_macs(s, name));

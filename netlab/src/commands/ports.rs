@@ -1,11 +1,19 @@
-//! `netlab ports [--json]`: published ports, and their counters on the eBPF datapath.
+//! `netlab ports [NAME] [--json]`: published ports, and their counters on the eBPF
+//! datapath.
 
 use serde::Serialize;
 
-use crate::{error::Result, ops::Session};
+use crate::{
+    error::{Error, Result},
+    lab::Published,
+    ops::Session,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only this container's ports (as `docker port NAME`): the host ports picked for a
+    /// `-p` without one are here.
+    pub name: Option<String>,
     /// Print JSON (the format is stable; see the README).
     #[arg(long)]
     pub json: bool,
@@ -39,9 +47,23 @@ struct Port {
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
     let state = &s.state;
-    let counters = crate::datapath::port_counters(&*s.datapath(), state, &state.ports)?;
+    let mine: Vec<Published>;
+    let listed = match &args.name {
+        None => &state.ports,
+        Some(name) => {
+            if state.container(name).is_none() {
+                return Err(Error::Invalid(format!(
+                    "no container {name} in lab {}",
+                    state.name
+                )));
+            }
+            mine = state.ports_of(name).cloned().collect();
+            &mine
+        }
+    };
+    let counters = crate::datapath::port_counters(&*s.datapath(), state, listed)?;
     let mut ports = Vec::new();
-    for (p, stats) in state.ports.iter().zip(counters) {
+    for (p, stats) in listed.iter().zip(counters) {
         let ctr_ip6 = state.ip6_of(p.ctr_ip).filter(|_| p.spec.on_ipv6());
         let mut families = Vec::new();
         if p.spec.on_ipv4() {

@@ -3,7 +3,7 @@
 
 use crate::{
     error::Result,
-    lab::PortSpec,
+    lab::{PortRequest, PortSpec},
     ops::{self, Session},
 };
 
@@ -11,18 +11,19 @@ use crate::{
 pub struct Args {
     /// The container.
     pub name: String,
-    /// Port specs in Docker's -p syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]
-    /// (an IPv6 HOST_IP in brackets: [::]:8080:80).
+    /// Port specs in Docker's -p syntax: [HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80). `publish` picks a free host port where
+    /// none is given (80, 127.0.0.1::80, 0:80), or one of a host range given for one
+    /// container port (9000-9005:80), and prints it; `unpublish` names the host port.
     #[arg(required = true)]
     pub specs: Vec<String>,
 }
 
-fn parse(specs: &[String]) -> Result<Vec<PortSpec>> {
-    specs.iter().map(|s| s.parse()).collect()
-}
-
 pub fn run_publish(lab: &str, args: Args) -> Result<()> {
-    let specs = parse(&args.specs)?;
+    let mut specs: Vec<PortRequest> = Vec::new();
+    for p in &args.specs {
+        specs.extend(PortRequest::parse(p)?);
+    }
     let mut s = Session::open(lab)?;
     let done = ops::publish(&mut s, &args.name, &specs)?;
     let mut out = String::new();
@@ -34,7 +35,11 @@ pub fn run_publish(lab: &str, args: Args) -> Result<()> {
 }
 
 pub fn run_unpublish(lab: &str, args: Args) -> Result<()> {
-    let specs = parse(&args.specs)?;
+    let specs: Vec<PortSpec> = args
+        .specs
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_>>()?;
     let mut s = Session::open(lab)?;
     let gone = ops::unpublish(&mut s, &args.name, &specs)?;
     let mut out = String::new();

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{
     error::{Error, Result},
-    lab::{Network, PortSpec},
+    lab::{Network, PortRequest},
     ops::{self, AttachRequest, Session},
 };
 
@@ -28,8 +28,10 @@ pub struct Args {
     /// (the lab host's namespace), as Docker's --network.
     #[arg(long, default_value = "bridge", value_parser = network)]
     pub network: Network,
-    /// Publish a port, Docker's syntax: [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]
-    /// (an IPv6 HOST_IP in brackets: [::]:8080:80).
+    /// Publish a port, Docker's syntax: [HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80). Without a host port (80,
+    /// 127.0.0.1::80, 0:80) netlab picks a free one; a host range for one container port
+    /// (9000-9005:80) gets its first free port. `netlab ports NAME` shows them.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
     /// The container interface's MAC (default: a random one), as Docker's --mac-address.
@@ -39,11 +41,10 @@ pub struct Args {
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
     crate::lab::names::check_container(&args.name)?;
-    let specs: Vec<PortSpec> = args
-        .publish
-        .iter()
-        .map(|s| s.parse())
-        .collect::<Result<_>>()?;
+    let mut specs: Vec<PortRequest> = Vec::new();
+    for p in &args.publish {
+        specs.extend(PortRequest::parse(p)?);
+    }
     if !specs.is_empty() && args.network != Network::Bridge {
         return Err(Error::Invalid("-p needs --network bridge".into()));
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use options::{DatapathKind, Device, Fault, NatOptions};
 pub use published::Published;
-pub use spec::{PortSpec, Proto};
+pub use spec::{PortRequest, PortSpec, Proto};
 pub use subnet::Subnet;
 pub use subnet6::Subnet6;
 

@@ -1,5 +1,6 @@
-//! Docker's `-p` syntax: `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]`, an
-//! IPv6 HOST_IP in brackets (`[2001:db8::1]:8080:80`).
+//! Docker's `-p` syntax: `[HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]`, an
+//! IPv6 HOST_IP in brackets (`[2001:db8::1]:8080:80`). A [`PortSpec`] names its host
+//! ports; a [`PortRequest`] (`run -p`, `publish`) may leave them to netlab to pick.
 
 use std::{
     fmt,
@@ -143,72 +144,173 @@ fn port_range(s: &str, spec: &str) -> Result<(u16, u16), Error> {
     }
 }
 
+/// A `-p` taken apart: the host address, the host port(s) as written (`None` when left
+/// out: `80`, `127.0.0.1::80`), the container port(s), the protocol.
+struct Parts<'a> {
+    host_ip: Option<IpAddr>,
+    host: Option<&'a str>,
+    ctr: &'a str,
+    proto: Proto,
+}
+
+fn parts(spec: &str) -> Result<Parts<'_>, Error> {
+    let bad = |what: &str| Error::Invalid(format!("invalid port spec {spec:?}: {what}"));
+    // As Docker: the protocol in any case, an empty one TCP.
+    let (body, proto) = match spec.rsplit_once('/') {
+        Some((b, p)) if p.is_empty() || p.eq_ignore_ascii_case("tcp") => (b, Proto::Tcp),
+        Some((b, p)) if p.eq_ignore_ascii_case("udp") => (b, Proto::Udp),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (use tcp or udp)"))),
+        None => (spec, Proto::Tcp),
+    };
+    if body.contains('/') {
+        return Err(bad(
+            "one protocol at most, after the ports, as in 8080:80/udp",
+        ));
+    }
+    // An IPv6 host address, in brackets as Docker writes it.
+    let (ip6, body) = match body.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, rest) = rest.split_once("]:").ok_or_else(|| {
+                bad("an IPv6 host address goes in brackets, as in [2001:db8::1]:8080:80")
+            })?;
+            let ip: Ipv6Addr = ip
+                .parse()
+                .map_err(|_| bad(&format!("{ip:?} is not an IPv6 address")))?;
+            (Some(ip), rest)
+        }
+        None => (None, body),
+    };
+    // Taken apart without collecting: `state.json` holds thousands of specs.
+    let mut it = body.split(':');
+    let (host_ip, host, ctr) = match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(ctr), None, ..) if ip6.is_none() => (None, None, ctr),
+        (Some(host), Some(ctr), None, _) => (ip6.map(IpAddr::V6), Some(host), ctr),
+        (Some(ip), Some(host), Some(ctr), None) if ip6.is_none() => {
+            let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                bad(&format!(
+                    "{ip:?} is not an IPv4 address (an IPv6 one goes in brackets)"
+                ))
+            })?;
+            (Some(IpAddr::V4(ip)), Some(host), ctr)
+        }
+        _ => {
+            return Err(bad(
+                "expected [HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]",
+            ));
+        }
+    };
+    Ok(Parts {
+        host_ip,
+        host: host.filter(|h| !h.is_empty()),
+        ctr,
+        proto,
+    })
+}
+
+/// The spec of `parts` with its host ports `host` as written.
+fn given(spec: &str, p: &Parts, host: &str) -> Result<PortSpec, Error> {
+    let (host_port, host_end) = port_range(host, spec)?;
+    let (ctr_port, ctr_end) = port_range(p.ctr, spec)?;
+    if host_end - host_port != ctr_end - ctr_port {
+        return Err(Error::Invalid(format!(
+            "invalid port spec {spec:?}: the host and container ranges have different lengths"
+        )));
+    }
+    Ok(PortSpec {
+        host_ip: p.host_ip,
+        proto: p.proto,
+        host_port,
+        host_end,
+        ctr_port,
+    })
+}
+
 impl FromStr for PortSpec {
     type Err = Error;
 
+    /// A spec with its host port(s): what `unpublish`, CNI and `state.json` name.
     fn from_str(spec: &str) -> Result<Self, Error> {
-        let bad = |what: &str| Error::Invalid(format!("invalid port spec {spec:?}: {what}"));
-        // As Docker: the protocol in any case, an empty one TCP.
-        let (body, proto) = match spec.rsplit_once('/') {
-            Some((b, p)) if p.is_empty() || p.eq_ignore_ascii_case("tcp") => (b, Proto::Tcp),
-            Some((b, p)) if p.eq_ignore_ascii_case("udp") => (b, Proto::Udp),
-            Some((_, p)) => return Err(bad(&format!("unknown protocol {p:?} (use tcp or udp)"))),
-            None => (spec, Proto::Tcp),
-        };
-        if body.contains('/') {
-            return Err(bad(
-                "one protocol at most, after the ports, as in 8080:80/udp",
-            ));
+        let p = parts(spec)?;
+        match p.host {
+            Some(host) if host != "0" => given(spec, &p, host),
+            _ => Err(Error::Invalid(format!(
+                "invalid port spec {spec:?}: a host port is required here, as in 8080:80 (`netlab ports` shows the one picked for a -p without it)"
+            ))),
         }
-        // An IPv6 host address, in brackets as Docker writes it.
-        let (ip6, body) = match body.strip_prefix('[') {
-            Some(rest) => {
-                let (ip, rest) = rest.split_once("]:").ok_or_else(|| {
-                    bad("an IPv6 host address goes in brackets, as in [2001:db8::1]:8080:80")
-                })?;
-                let ip: Ipv6Addr = ip
-                    .parse()
-                    .map_err(|_| bad(&format!("{ip:?} is not an IPv6 address")))?;
-                (Some(ip), rest)
-            }
-            None => (None, body),
+    }
+}
+
+/// A `-p` as `run` and `publish` take it: its host port given, or left to netlab to
+/// pick, as Docker picks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortRequest {
+    /// `[HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END]`: these host ports.
+    Given(PortSpec),
+    /// One host port for `spec.ctr_port`, the first free one of
+    /// `spec.host_port..=spec.host_end` (`9000-9005:80`), or any free one when
+    /// `host_port` is 0 (`80`, `127.0.0.1::80`, `0:80`).
+    Pick(PortSpec),
+}
+
+impl PortRequest {
+    /// The requests one `-p` makes: one, or one picked host port per container port
+    /// of a range without host ports (`80-85`, as Docker has it).
+    pub fn parse(spec: &str) -> Result<Vec<Self>, Error> {
+        let bad = |what: &str| Error::Invalid(format!("invalid port spec {spec:?}: {what}"));
+        let p = parts(spec)?;
+        let pick = |host_port, host_end, ctr_port| {
+            Self::Pick(PortSpec {
+                host_ip: p.host_ip,
+                proto: p.proto,
+                host_port,
+                host_end,
+                ctr_port,
+            })
         };
-        // Taken apart without collecting: `state.json` holds thousands of specs.
-        let mut parts = body.split(':');
-        let (host_ip, host, ctr) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(host), Some(ctr), None, _) => (ip6.map(IpAddr::V6), host, ctr),
-            (Some(ip), Some(host), Some(ctr), None) if ip6.is_none() => {
-                let ip: Ipv4Addr = ip.parse().map_err(|_| {
-                    bad(&format!(
-                        "{ip:?} is not an IPv4 address (an IPv6 one goes in brackets)"
-                    ))
-                })?;
-                (Some(IpAddr::V4(ip)), host, ctr)
-            }
-            (Some(_), None, ..) => return Err(bad("a host port is required, as in 8080:80")),
-            _ => {
+        let Some(host) = p.host.filter(|&h| h != "0") else {
+            let (lo, hi) = port_range(p.ctr, spec)?;
+            if p.host.is_some() && lo != hi {
                 return Err(bad(
-                    "expected [HOST_IP:]HOST_PORT[-END]:CTR_PORT[-END][/tcp|/udp]",
+                    "host port 0 picks one port, for one container port: leave the host port out to pick one for each port of a range",
                 ));
             }
+            return Ok((lo..=hi).map(|c| pick(0, 0, c)).collect());
         };
-        if host.is_empty() {
-            return Err(bad(
-                "a host port is required (netlab does not pick one), as in 8080:80",
-            ));
-        }
         let (host_port, host_end) = port_range(host, spec)?;
-        let (ctr_port, ctr_end) = port_range(ctr, spec)?;
-        if host_end - host_port != ctr_end - ctr_port {
-            return Err(bad("the host and container ranges have different lengths"));
+        let (ctr_port, ctr_end) = port_range(p.ctr, spec)?;
+        if ctr_port == ctr_end && host_port != host_end {
+            return Ok(vec![pick(host_port, host_end, ctr_port)]);
         }
-        Ok(PortSpec {
-            host_ip,
-            proto,
-            host_port,
-            host_end,
-            ctr_port,
-        })
+        Ok(vec![Self::Given(given(spec, &p, host)?)])
+    }
+
+    /// The spec, with its host address made what the lab takes it for.
+    pub fn map(self, f: impl Fn(PortSpec) -> PortSpec) -> Self {
+        match self {
+            Self::Given(s) => Self::Given(f(s)),
+            Self::Pick(s) => Self::Pick(f(s)),
+        }
+    }
+}
+
+impl fmt::Display for PortRequest {
+    /// As written: `8080:80/tcp`, `80/tcp`, `127.0.0.1::80/tcp`, `9000-9005:80/tcp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::Given(s) => return s.fmt(f),
+            Self::Pick(s) => s,
+        };
+        let ip = match s.host_ip {
+            Some(IpAddr::V4(ip)) => format!("{ip}:"),
+            Some(IpAddr::V6(ip)) => format!("[{ip}]:"),
+            None => String::new(),
+        };
+        let host = match (s.host_port, s.host_ip) {
+            (0, None) => String::new(),
+            (0, Some(_)) => ":".into(),
+            _ => format!("{}-{}:", s.host_port, s.host_end),
+        };
+        write!(f, "{ip}{host}{}/{}", s.ctr_port, s.proto.name())
     }
 }
 
@@ -350,6 +452,82 @@ mod tests {
         }
         let err = "86:80/tcp/udp".parse::<PortSpec>().unwrap_err().to_string();
         assert!(err.contains("one protocol at most"), "{err}");
+    }
+
+    fn req(s: &str) -> Vec<PortRequest> {
+        PortRequest::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn pick(host_ip: Option<&str>, proto: Proto, range: (u16, u16), ctr: u16) -> PortRequest {
+        PortRequest::Pick(PortSpec {
+            host_ip: host_ip.map(|a| a.parse().unwrap()),
+            proto,
+            host_port: range.0,
+            host_end: range.1,
+            ctr_port: ctr,
+        })
+    }
+
+    #[test]
+    fn docker_picks() {
+        // A host port left out, empty or 0: netlab picks one, as Docker does.
+        for s in ["80", ":80", "0:80", "80/tcp"] {
+            assert_eq!(req(s), vec![pick(None, Proto::Tcp, (0, 0), 80)], "{s}");
+        }
+        assert_eq!(
+            req("127.0.0.1::53/udp"),
+            vec![pick(Some("127.0.0.1"), Proto::Udp, (0, 0), 53)]
+        );
+        assert_eq!(
+            req("[2001:db8::1]::80"),
+            vec![pick(Some("2001:db8::1"), Proto::Tcp, (0, 0), 80)]
+        );
+        assert_eq!(
+            req("127.0.0.1:0:80"),
+            vec![pick(Some("127.0.0.1"), Proto::Tcp, (0, 0), 80)]
+        );
+        // A range of container ports: one picked host port each.
+        assert_eq!(
+            req("80-82"),
+            (80..=82)
+                .map(|c| pick(None, Proto::Tcp, (0, 0), c))
+                .collect::<Vec<_>>()
+        );
+        // A range of host ports for one container port: one of them.
+        assert_eq!(
+            req("9000-9005:80"),
+            vec![pick(None, Proto::Tcp, (9000, 9005), 80)]
+        );
+        // Everything else as the spec says.
+        assert_eq!(req("8080:80"), vec![PortRequest::Given(p("8080:80"))]);
+        assert_eq!(
+            req("8000-8001:80-81"),
+            vec![PortRequest::Given(p("8000-8001:80-81"))]
+        );
+        for (s, shown) in [
+            ("80", "80/tcp"),
+            ("127.0.0.1::53/udp", "127.0.0.1::53/udp"),
+            ("[::]::80", "[::]::80/tcp"),
+            ("9000-9005:80", "9000-9005:80/tcp"),
+            ("8080:80", "8080:80/tcp"),
+        ] {
+            assert_eq!(req(s)[0].to_string(), shown);
+        }
+        for s in [
+            "0:80-81",
+            "0-5:80",
+            "8000-8001:80-82",
+            "[::1]:80",
+            "80:",
+            "1:2:3:4",
+            "80/sctp",
+            "",
+        ] {
+            assert!(PortRequest::parse(s).is_err(), "{s} should be rejected");
+        }
+        // A spec as stored and unpublished names its host port.
+        let err = "80".parse::<PortSpec>().unwrap_err().to_string();
+        assert!(err.contains("a host port is required here"), "{err}");
     }
 
     #[test]

@@ -136,10 +136,10 @@ impl<'a> Claims<'a> {
         }
     }
 
-    /// Refuses a spec that claims a port another mapping, or an earlier spec of the
-    /// same request, already has; otherwise claims its ports.
-    pub fn claim(&mut self, spec: &PortSpec) -> Result<()> {
-        let clash = match &self.taken {
+    /// What claims a port of `spec` already: a mapping, or an earlier spec of the
+    /// request.
+    fn clash(&self, spec: &PortSpec) -> Option<Claimant<'a>> {
+        match &self.taken {
             None => self
                 .published
                 .iter()
@@ -157,8 +157,18 @@ impl<'a> Claims<'a> {
                     .iter()
                     .find_map(|(ip, who)| host_ips_overlap(*ip, spec.host_ip).then_some(*who))
             }),
-        };
-        match clash {
+        }
+    }
+
+    /// Whether no mapping and no earlier spec of the request claims a port of `spec`.
+    pub fn free(&self, spec: &PortSpec) -> bool {
+        self.clash(spec).is_none()
+    }
+
+    /// Refuses a spec that claims a port another mapping, or an earlier spec of the
+    /// same request, already has; otherwise claims its ports.
+    pub fn claim(&mut self, spec: &PortSpec) -> Result<()> {
+        match self.clash(spec) {
             Some(Claimant::Published(p)) => Err(Error::Conflict(format!(
                 "host port {} is already published ({} on container {}): unpublish it first",
                 spec, p.spec, p.container

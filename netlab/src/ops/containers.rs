@@ -9,7 +9,7 @@ use std::{
 use super::{Session, journal::Entry, publish};
 use crate::{
     error::{Error, Result},
-    lab::{Container, Network, PortSpec, Published, names},
+    lab::{Container, Network, PortRequest, Published, names},
     netlink::cgroup,
     topology,
 };
@@ -34,7 +34,7 @@ pub struct AttachRequest {
     pub mac: Option<String>,
     /// Ports to publish with it (`run -p`), in the same operation: a container is never
     /// left without them, even by a crash.
-    pub ports: Vec<PortSpec>,
+    pub ports: Vec<PortRequest>,
 }
 
 impl AttachRequest {
@@ -161,7 +161,11 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
     let ports = match (req.network, ip) {
         _ if req.ports.is_empty() => Vec::new(),
         (Network::Bridge, Some(ip)) => {
-            let specs: Vec<PortSpec> = req.ports.iter().map(|p| s.state.normalize(*p)).collect();
+            let specs: Vec<PortRequest> = req
+                .ports
+                .iter()
+                .map(|p| p.map(|p| s.state.normalize(p)))
+                .collect();
             publish::prepare_for(s, &req.name, ip, &specs)?
         }
         _ => {

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod down;
 pub mod exec;
 pub mod journal;
+mod pick;
 pub mod publish;
 mod recover;
 pub mod up;

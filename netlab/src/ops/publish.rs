@@ -3,15 +3,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Session, conflicts, journal::Entry};
+use super::{Session, conflicts, journal::Entry, pick};
 use crate::{
     error::{Error, Result},
-    lab::{Network, PortSpec, Published},
+    lab::{Network, PortRequest, PortSpec, Published},
     topology,
 };
 
-/// Validates `specs` for `container` and publishes them all, or none.
-pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
+/// Validates `specs` for `container` (picking the host ports left to netlab) and
+/// publishes them all, or none.
+pub fn publish(s: &mut Session, container: &str, specs: &[PortRequest]) -> Result<Vec<Published>> {
     // Another lab of the namespace checks its ports against this one's saved state:
     // one lab at a time from the check until the state says what was published.
     let _namespace = (!specs.is_empty())
@@ -37,12 +38,15 @@ pub fn publish(s: &mut Session, container: &str, specs: &[PortSpec]) -> Result<V
 
 /// The mappings `specs` would be for `container`, checked against the lab (nothing
 /// changes yet).
-pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<Published>> {
+pub fn prepare(s: &Session, container: &str, specs: &[PortRequest]) -> Result<Vec<Published>> {
     if specs.is_empty() {
         return Ok(Vec::new());
     }
     let state = &s.state;
-    let specs: Vec<PortSpec> = specs.iter().map(|p| state.normalize(*p)).collect();
+    let specs: Vec<PortRequest> = specs
+        .iter()
+        .map(|p| p.map(|p| state.normalize(p)))
+        .collect();
     let c = state
         .container(container)
         .ok_or_else(|| Error::Invalid(format!("no container {container} in lab {}", state.name)))?;
@@ -60,13 +64,13 @@ pub fn prepare(s: &Session, container: &str, specs: &[PortSpec]) -> Result<Vec<P
 }
 
 /// The mappings `specs` (normalized) would be for `container` at `ctr_ip`, checked
-/// against the lab; the container need not be made yet (`run -p` checks before it
-/// makes it).
+/// against the lab, with the host ports left to netlab picked; the container need not
+/// be made yet (`run -p` checks before it makes it).
 pub fn prepare_for(
     s: &Session,
     container: &str,
     ctr_ip: std::net::Ipv4Addr,
-    specs: &[PortSpec],
+    specs: &[PortRequest],
 ) -> Result<Vec<Published>> {
     let state = &s.state;
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
@@ -75,20 +79,37 @@ pub fn prepare_for(
     let mut new: Vec<Published> = Vec::with_capacity(specs.len());
     let mut other_addrs = None;
     let other_labs = conflicts::OtherLabs::of(state)?;
-    for spec in specs {
-        conflicts::check_host_ip(state, spec, &mut other_addrs)?;
-        claims.claim(spec)?;
-        other_labs.check(spec)?;
-        conflicts::check_sockets(state, &bound, spec)?;
+    for req in specs {
+        let spec = match req {
+            PortRequest::Given(spec) => {
+                conflicts::check_host_ip(state, spec, &mut other_addrs)?;
+                claims.claim(spec)?;
+                other_labs.check(spec)?;
+                conflicts::check_sockets(state, &bound, spec)?;
+                *spec
+            }
+            PortRequest::Pick(asked) => {
+                conflicts::check_host_ip(state, asked, &mut other_addrs)?;
+                let ports = pick::candidates(state, asked)?;
+                let spec = pick::first_free(req, asked, ports, |c| {
+                    claims.free(c)
+                        && other_labs.check(c).is_ok()
+                        && conflicts::check_sockets(state, &bound, c).is_ok()
+                })?;
+                claims.claim(&spec)?;
+                spec
+            }
+        };
         new.push(Published {
             container: container.to_string(),
-            spec: *spec,
+            spec,
             ctr_ip,
             id: ids.next().expect("one free id per spec"),
         });
     }
     s.datapath().check_room(state, &new)?;
-    warn_ephemeral_udp(state, specs);
+    let specs: Vec<PortSpec> = new.iter().map(|p| p.spec).collect();
+    warn_ephemeral_udp(state, &specs);
     Ok(new)
 }
 
