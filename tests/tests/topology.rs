@@ -455,6 +455,39 @@ fn bad_up_input_is_refused_and_leaves_nothing() {
         ],
         vec!["up", "--sandbox", "--datapath", "nftables", "--debug"],
         vec!["up", "--sandbox", "--datapath", "pf"],
+        // A flag that does not apply is refused at its default value too.
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "routed",
+            "--nat-ports",
+            "20000-29999",
+        ],
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "routed",
+            "--tcp-timeout",
+            "7440",
+        ],
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "iptables",
+            "--conntrack-max",
+            "262144",
+        ],
+        vec![
+            "up",
+            "--sandbox",
+            "--datapath",
+            "nftables",
+            "--gc-interval",
+            "250",
+        ],
     ] {
         let mut full = vec!["--lab", name.as_str()];
         full.extend(args.iter());

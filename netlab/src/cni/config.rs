@@ -230,6 +230,7 @@ impl NetConf {
             uplink: self.string("uplink")?.map(str::to_string),
             bridge: self.bridge()?.map(str::to_string),
             nat: self.nat()?,
+            given: Vec::new(),
             debug: false,
             fault: None,
         })

@@ -40,6 +40,10 @@ pub struct UpRequest {
     /// The bridge's name (default `nl-<lab>`): a CNI network's `"bridge"`.
     pub bridge: Option<String>,
     pub nat: NatOptions,
+    /// The flags of `nat` given on the command line (`--nat-ports`, a timeout,
+    /// `--conntrack-max`, `--gc-interval`): a datapath they do not apply to refuses them
+    /// even at their default values.
+    pub given: Vec<&'static str>,
     pub debug: bool,
     /// The tests' fault point (`up --fault`; eBPF only).
     pub fault: Option<Fault>,
@@ -76,7 +80,10 @@ impl UpRequest {
                 n.conntrack_max
             )));
         }
-        if self.datapath != DatapathKind::Ebpf && n.conntrack_max != CONNTRACK_MAX_DEFAULT {
+        let given = |flag: &str| self.given.contains(&flag);
+        if self.datapath != DatapathKind::Ebpf
+            && (n.conntrack_max != CONNTRACK_MAX_DEFAULT || given("--conntrack-max"))
+        {
             return Err(Error::Invalid(format!(
                 "--conntrack-max applies to the ebpf datapath only, not to {} (the kernel's table is net.netfilter.nf_conntrack_max)",
                 self.datapath.name()
@@ -93,7 +100,8 @@ impl UpRequest {
             && (!n.fast_path
                 || self.debug
                 || self.fault.is_some()
-                || n.gc_interval_ms != gc_default)
+                || n.gc_interval_ms != gc_default
+                || given("--gc-interval"))
         {
             let flag = if self.debug {
                 "--debug"
@@ -115,11 +123,12 @@ impl UpRequest {
             ));
         }
         if self.datapath == DatapathKind::Routed
-            && (n.port_min, n.port_max)
+            && ((n.port_min, n.port_max)
                 != (
                     NatOptions::default().port_min,
                     NatOptions::default().port_max,
                 )
+                || given("--nat-ports"))
         {
             return Err(Error::Invalid(
                 "--nat-ports applies to the datapaths that translate, not to routed (no NAT)"
@@ -151,7 +160,9 @@ impl UpRequest {
             ("--icmp-timeout", n.icmp_secs, d.icmp_secs),
         ];
         if self.datapath == DatapathKind::Routed
-            && let Some((flag, _, _)) = timeouts.iter().find(|(_, v, default)| v != default)
+            && let Some((flag, _, _)) = timeouts
+                .iter()
+                .find(|(flag, v, default)| v != default || given(flag))
         {
             return Err(Error::Invalid(format!(
                 "{flag} applies to the datapaths that track connections, not to routed (no NAT, no conntrack)"
@@ -508,6 +519,7 @@ mod tests {
             uplink: None,
             bridge: None,
             nat: NatOptions::default(),
+            given: Vec::new(),
             debug: false,
             fault: None,
         }
@@ -529,6 +541,51 @@ mod tests {
         req.nat.port_max = 2;
         let e = req.check().unwrap_err().to_string();
         assert!(e.contains("not to routed"), "{e}");
+    }
+
+    #[test]
+    fn a_flag_given_at_its_default_is_refused_where_it_does_not_apply() {
+        for (dp, flag, says) in [
+            (
+                DatapathKind::Routed,
+                "--nat-ports",
+                "--nat-ports applies to",
+            ),
+            (
+                DatapathKind::Routed,
+                "--tcp-timeout",
+                "--tcp-timeout applies to",
+            ),
+            (
+                DatapathKind::Routed,
+                "--icmp-timeout",
+                "--icmp-timeout applies to",
+            ),
+            (
+                DatapathKind::Iptables,
+                "--conntrack-max",
+                "--conntrack-max applies",
+            ),
+            (
+                DatapathKind::Nftables,
+                "--gc-interval",
+                "--gc-interval applies",
+            ),
+        ] {
+            let mut req = request(true, dp);
+            assert!(req.check().is_ok());
+            req.given = vec![flag];
+            let e = req.check().unwrap_err().to_string();
+            assert!(e.contains(says), "{flag} on {}: {e}", dp.name());
+        }
+        let mut req = request(true, DatapathKind::Ebpf);
+        req.given = vec![
+            "--nat-ports",
+            "--conntrack-max",
+            "--gc-interval",
+            "--tcp-timeout",
+        ];
+        assert!(req.check().is_ok());
     }
 
     #[test]
