@@ -139,6 +139,19 @@ fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
         lab.fails(&["ports", "nosuch"])
             .contains("no container nosuch")
     );
+    // `status` lists each container's ports, as `docker ps` does: four, then a count.
+    let status = lab.status();
+    let other = status["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "other")
+        .expect("other");
+    assert_eq!(other["ports"][0], theirs[0]["spec"], "{other}");
+    let text = lab.ok(&["status"]);
+    let web = text.lines().find(|l| l.starts_with("web ")).expect("web");
+    assert!(web.ends_with("and 1 more (netlab ports web)"), "{web}");
+    assert!(web.contains("9000:8000/tcp"), "{web}");
 }
 
 fn tcp_from_outside_keeps_the_client_address(dp: &str) {

@@ -59,6 +59,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
                 "ip6": state.container_ip6(c), "netns": c.netns,
                 "veth": c.veth, "mac": c.mac, "runtime_netns": c.runtime_netns,
                 "state": health(i),
+                "ports": state.ports_of(&c.name).map(|p| p.spec.to_string()).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "tables": tables,
         });
@@ -175,8 +176,20 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         .max()
         .unwrap_or(0)
         .max(20);
+    let netns = |c: &crate::lab::Container| match (&c.netns, &c.runtime_netns) {
+        (_, Some(p)) => p.display().to_string(),
+        (Some(n), None) => n.clone(),
+        (None, None) => "(host)".into(),
+    };
+    let wns = state
+        .containers
+        .iter()
+        .map(|c| netns(c).len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
-        "{:<wn$} {:<8} {:<16}{} {:<16} NETNS",
+        "{:<wn$} {:<8} {:<16}{} {:<16} {:<wns$} PORTS",
         "CONTAINER",
         "NETWORK",
         "IP",
@@ -185,22 +198,39 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         } else {
             String::new()
         },
-        "STATE"
+        "STATE",
+        "NETNS"
     );
     for (i, c) in state.containers.iter().enumerate() {
-        let ns = match (&c.netns, &c.runtime_netns) {
-            (_, Some(p)) => p.display().to_string(),
-            (Some(n), None) => n.clone(),
-            (None, None) => "(host)".into(),
-        };
         println!(
-            "{:<wn$} {:<8} {:<16}{} {:<16} {ns}",
+            "{:<wn$} {:<8} {:<16}{} {:<16} {:<wns$} {}",
             c.name,
             c.network.name(),
             c.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
             ip6(c),
             health(i),
+            netns(c),
+            ports_text(&state, &c.name),
         );
     }
     Ok(())
 }
+
+/// A container's published ports as `docker ps` lists them, in netlab's spec syntax:
+/// `8080:80/tcp, 53:53/udp`; past [`PORTS_SHOWN`] the rest counted (`netlab ports NAME`
+/// lists them all); `-` for none.
+fn ports_text(state: &crate::lab::LabState, name: &str) -> String {
+    let specs: Vec<String> = state.ports_of(name).map(|p| p.spec.to_string()).collect();
+    match specs.len() {
+        0 => "-".into(),
+        n if n <= PORTS_SHOWN => specs.join(", "),
+        n => format!(
+            "{}, and {} more (netlab ports {name})",
+            specs[..PORTS_SHOWN].join(", "),
+            n - PORTS_SHOWN
+        ),
+    }
+}
+
+/// The most ports a container's line shows.
+const PORTS_SHOWN: usize = 4;
