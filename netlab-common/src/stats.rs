@@ -99,8 +99,11 @@ pub mod counter {
     pub const CT_TAKEN_OVER: u32 = 41;
     /// TCP flows whose only answer was a reset: removed at once, as nf_conntrack does.
     pub const CT_RESET_UNANSWERED: u32 = 42;
+    /// Resets sent into a container for its TCP segments that left with no flow
+    /// (`tcp_no_flow`), as iptables' loose pick-up meets the server's.
+    pub const TCP_RESETS_SENT: u32 = 43;
 
-    pub const COUNT: u32 = 43;
+    pub const COUNT: u32 = 44;
 
     /// Names for `netlab stats`, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -147,6 +150,7 @@ pub mod counter {
         "pass_bad_checksum",
         "ct_taken_over",
         "ct_reset_unanswered",
+        "tcp_resets_sent",
     ];
 }
 

@@ -25,6 +25,7 @@ mod next_hop;
 mod parse;
 mod parse6;
 mod publish;
+mod reset;
 mod rewrite;
 mod rewrite6;
 mod sock;

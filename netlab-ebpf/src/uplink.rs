@@ -20,7 +20,7 @@ use crate::{
     maps::{self, Stats},
     nat,
     parse::{self, Kind, Packet},
-    rewrite,
+    reset, rewrite,
     verdict::{PASS, Verdict},
 };
 
@@ -104,7 +104,11 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
     // Leaving by this interface: a flow masqueraded behind another's ends here.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let found =
-        nat::find_from_container(cfg, st, own_addr(ctx, cfg), ifindex, &pkt, now, &mut hit)?;
+        match nat::find_from_container(cfg, st, own_addr(ctx, cfg), ifindex, &pkt, now, &mut hit) {
+            Ok(found) => found,
+            Err(DropReason::TcpNoFlow) => return Ok(reset::answer4(ctx, st)),
+            Err(e) => return Err(e),
+        };
     if found.is_none() {
         return PASS;
     }

@@ -33,7 +33,7 @@ use crate::{
     nat::{self, Found},
     parse::{Kind, Packet},
     parse6::{self, IP6_SADDR_OFF},
-    rewrite6, uplink,
+    reset, rewrite6, uplink,
     verdict::{self, PASS, Verdict},
 };
 
@@ -160,6 +160,9 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         Ok(f) => *found = f,
         // What the fast path cannot decide, the hooks after it decide.
         Err(_) if mode == FAST => return PASS,
+        Err(DropReason::TcpNoFlow) if mode == MASQUERADE => {
+            return Ok(reset::answer6(ctx, st));
+        }
         Err(e) => return Err(e),
     }
     if found.is_none() {

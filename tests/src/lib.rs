@@ -137,6 +137,39 @@ pub fn tcp_flow_to(lab: &Lab, dp: &str, dport: u16, state: &str) -> Option<u16> 
     nat.parse().ok()
 }
 
+/// A container's TCP connection to wan's `server` (an address and port wan has),
+/// masqueraded, left idle past the lab's `--tcp-timeout` (1 s): its next segment must
+/// meet a reset within 10 s, on every datapath (on eBPF sent by the datapath itself,
+/// counted in `tcp_resets_sent`, the segment in `tcp_no_flow`).
+pub fn an_idle_connection_is_reset(lab: &Lab, dp: &str, server: &str) {
+    use std::io::{Read, Write};
+    let listener = sockets::tcp_listen(&lab.ns("wan"), server);
+    let mut client = sockets::tcp_connect(&lab.ns("c"), server);
+    let mut conn = sockets::accept(&listener);
+    client.write_all(b"one").unwrap();
+    let mut buf = [0u8; 3];
+    conn.read_exact(&mut buf).unwrap();
+    // Past the timeout, and past the collector's next run.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    if is_ebpf(dp) {
+        assert_eq!(lab.conntrack().len(), 0, "{dp}: the flow expired");
+    }
+    client.write_all(b"two").unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let err = client.read(&mut buf).expect_err("a reset");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionReset,
+        "{dp}: {err}"
+    );
+    if is_ebpf(dp) {
+        assert_eq!(lab.stat("counters", "tcp_resets_sent"), 1);
+        assert_eq!(lab.stat("drops", "tcp_no_flow"), 1);
+    }
+}
+
 /// The NAT port of the lab's masqueraded TCP flow to port `dport` once it shows in
 /// SYN_SENT ([`tcp_flow_to`]), waited for up to 5 s.
 pub fn wait_for_opening_flow(lab: &Lab, dp: &str, dport: u16) -> u16 {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use netlab_tests::{
-    INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, is_ebpf,
+    INTERNET, Lab, UPLINK_ADDR, WAN_ADDR, datapath_args, is_ebpf,
     sockets::{accept, tcp_connect_from, tcp_listen, udp},
     wait_for,
 };
@@ -22,6 +22,7 @@ netlab_tests::per_datapath!(
         a_stream_that_arrived_before_publish_reaches_the_container,
         replies_alone_make_a_udp_stream,
         a_simultaneous_open_is_established,
+        a_connection_idle_past_its_timeout_is_reset,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -30,6 +31,18 @@ netlab_tests::per_datapath!(
     nftables = "nftables",
     nftables_flowtable = "nftables-flowtable",
 );
+
+/// A masqueraded TCP connection left idle past `--tcp-timeout` has lost its flow; its
+/// next segment gets a reset at once, on every datapath: nf_conntrack picks it up
+/// mid-stream behind a new NAT port, which the server answers with a reset; the eBPF
+/// datapath, which opens flows on a SYN only, answers it itself (`tcp_resets_sent`).
+/// Before, eBPF dropped the segment (`tcp_no_flow`) and the connection hung,
+/// retransmitting, until the container's own timeout (found by a review).
+fn a_connection_idle_past_its_timeout_is_reset(dp: &str) {
+    let lab = Lab::sandbox(&[datapath_args(dp), vec!["--tcp-timeout", "1"]].concat());
+    lab.ok(&["run", "c"]);
+    netlab_tests::an_idle_connection_is_reset(&lab, dp, "203.0.113.1:7000");
+}
 
 /// A simultaneous open through the masquerade, as TCP hole punching makes one: a
 /// container connects from port 5002 to wan's 6000, whose SYN wan drops; wan, bound to

@@ -33,6 +33,7 @@ netlab_tests::per_datapath!(
         a_second_address_keeps_the_flows_behind_the_first,
         a_flow_a_route_moves_leaves_behind_the_new_interfaces_address,
         a_route_mtu_into_the_lab_holds,
+        a_connection_idle_past_its_timeout_is_reset,
     ];
     ebpf = "ebpf",
     ebpf_slow = "ebpf-slow",
@@ -45,6 +46,20 @@ const UPLINK6: &str = "2001:db8:100::2";
 /// wan's address on the link to the lab host.
 const WAN6: &str = "2001:db8:100::1";
 const INTERNET6: &str = "2001:db8:113::1";
+
+/// A masqueraded connection idle past `--tcp-timeout` meets a reset at its next segment,
+/// as over IPv4 (`conntrack::*::a_connection_idle_past_its_timeout_is_reset`).
+fn a_connection_idle_past_its_timeout_is_reset(dp: &str) {
+    let lab = Lab::sandbox(
+        &[
+            netlab_tests::datapath_args(dp),
+            vec!["--ipv6", "--tcp-timeout", "1"],
+        ]
+        .concat(),
+    );
+    lab.ok(&["run", "c"]);
+    netlab_tests::an_idle_connection_is_reset(&lab, dp, &format!("[{INTERNET6}]:7000"));
+}
 
 /// The uplink's IPv6 address changing under a running lab, as IPv4's
 /// (`masquerade::*::the_masquerade_follows_the_uplinks_address`).

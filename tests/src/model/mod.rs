@@ -18,6 +18,7 @@ mod decide4;
 mod decide6;
 pub mod flows;
 pub mod ip;
+mod reset;
 pub mod wire;
 pub mod wire6;
 
@@ -106,6 +107,10 @@ pub struct NatConfig<A> {
     pub port_max: u16,
     pub published: Vec<Mapping<A>>,
     pub fast: Option<FastPath<A>>,
+    /// The containers with an endpoint entry (address, MAC), with or without the fast
+    /// path: a reset for a segment without a flow goes to them, from `bridge_mac`.
+    pub endpoints: Vec<(A, [u8; 6])>,
+    pub bridge_mac: [u8; 6],
     /// IPv6 cases: the containers' IPv4 addresses (a dual-stack lab), which their ARP
     /// messages claim.
     pub subnet4: u32,
@@ -302,6 +307,9 @@ enum Decision<A> {
     Pass,
     Drop(DropReason),
     Translate(Box<Translation<A>>),
+    /// Dropped without a flow (`tcp_no_flow`) and answered with this reset, into the
+    /// container.
+    Reset(Vec<u8>),
 }
 
 /// A datagram whose first fragment was translated: zone, addresses, identification,
@@ -403,6 +411,20 @@ impl<A: Ip> Model<A> {
             Decision::Drop(reason) => {
                 dropped_for(reason)?;
                 format!("dropped: {}", drop_name(reason))
+            }
+            Decision::Reset(want) => {
+                let reason = drop_name(DropReason::TcpNoFlow);
+                if verdict != TC_ACT_REDIRECT || moved != [format!("{reason}+1")] {
+                    return Err(format!(
+                        "expected a drop counted as {reason} and a reset sent (verdict {TC_ACT_REDIRECT}); got verdict {verdict}, drops {moved:?}"
+                    ));
+                }
+                if output != want.as_slice() {
+                    return Err(format!(
+                        "expected the reset\n got  {output:02x?}\n want {want:02x?}"
+                    ));
+                }
+                format!("dropped: {reason}, answered with a reset")
             }
             Decision::Translate(t) if t.exhausted => {
                 dropped_for(DropReason::PortsExhausted)?;
@@ -839,7 +861,16 @@ impl<A: Ip> Model<A> {
             },
             Kind::IcmpError => self.icmp_error(f, p, Sender::Container),
             Kind::Other => Err(DropReason::UnsupportedProtocol),
-            Kind::Flow => self.container_flow(Hook::UplinkEgress, p),
+            Kind::Flow => match self.container_flow(Hook::UplinkEgress, p) {
+                Err(DropReason::TcpNoFlow) => {
+                    let to = self.cfg.endpoints.iter().find(|e| e.0 == p.saddr);
+                    match to.and_then(|e| reset::frame(f, p, e.1, self.cfg.bridge_mac)) {
+                        Some(f) => Ok(Decision::Reset(f)),
+                        None => Err(DropReason::TcpNoFlow),
+                    }
+                }
+                r => r,
+            },
         }
     }
 

@@ -71,6 +71,8 @@ fn nat_config<A: Family>(case: &Case<A>, fast: Option<&FastPath<A>>) -> NatConfi
         port_max: case.nat.1,
         published: case.published.clone(),
         fast: fast.filter(|_| case.fast).cloned(),
+        endpoints: fast.map(|f| f.endpoints.clone()).unwrap_or_default(),
+        bridge_mac: fast.map(|f| f.bridge_mac).unwrap_or_default(),
         subnet4: <u32 as Family>::SUBNET.0,
     }
 }

@@ -24,11 +24,11 @@ use crate::{
 /// Where bpffs lives.
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Bumped when a map layout changes, so an old pinned map is never reused by new code.
-pub const LAYOUT_VERSION: &str = "v13";
+pub const LAYOUT_VERSION: &str = "v14";
 /// The layouts before [`LAYOUT_VERSION`]. A lab brought up by an earlier netlab has its
 /// pins under one of them: never read, but removed with the lab.
-const EARLIER_LAYOUTS: [&str; 12] = [
-    "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12",
+const EARLIER_LAYOUTS: [&str; 13] = [
+    "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13",
 ];
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
