@@ -74,11 +74,13 @@ fn udp_ports_in_the_ephemeral_range_are_warned_of_on_ebpf(dp: &str) {
     assert_eq!(lab.ports().len(), 3);
 }
 
-/// Docker's `-p` without a host port (`8000`, `127.0.0.1::8000`, `0:8000`) gets a free
-/// one of the lab host's ephemeral ports (32768-60999; a UDP one on eBPF above them,
-/// where one inside would take the host's own replies), and a host range for one
-/// container port (`9000-9002:8000`) its first free port; `ports NAME` lists them, and
-/// a range with none left is refused, changing nothing.
+/// Docker's `-p` without a host port (`8000`, `127.0.0.1::8000`, `0:8000`, `::8000`)
+/// gets a free one of the lab host's ephemeral ports (32768-60999; a UDP one on eBPF
+/// outside them, where one inside would take the host's own replies), and a host range
+/// for one container port (`9000-9002:8000`) its first free port, past a listener's and
+/// a connected UDP socket's; `ports NAME` lists them, a range with none left is
+/// refused, changing nothing, and so is a pick with nothing to pick from. A batch's
+/// given ports are claimed before its picks, whatever their order.
 fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
     let lab = web(dp);
     let _server = lab.http_server("web", 8000);
@@ -119,7 +121,9 @@ fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
     let before = lab.ports();
     let err = lab.fails(&["publish", "web", "9000-9002:8000"]);
     assert!(
-        err.contains("no free host port for 9000-9002:8000/tcp"),
+        err.contains(
+            "no free host port for 9000-9002:8000/tcp: every port of 9000-9002 is published or in use"
+        ),
         "{err}"
     );
     assert_eq!(lab.ports(), before, "a refused pick changed nothing");
@@ -152,6 +156,80 @@ fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
     let web = text.lines().find(|l| l.starts_with("web ")).expect("web");
     assert!(web.ends_with("and 1 more (netlab ports web)"), "{web}");
     assert!(web.contains("9000:8000/tcp"), "{web}");
+
+    // A connected UDP socket holds its port as a bound one does (Docker's bind there
+    // would fail): refused when given, passed over when picked. Clear of the one UDP
+    // port picked above.
+    let held = if udp.abs_diff(61100) <= 1 {
+        61200
+    } else {
+        61100
+    };
+    let script = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', {held}))\ns.connect(('198.51.100.1', 9))\ntime.sleep(600)\n"
+    );
+    let _connected = lab.spawn("host", &["python3", "-c", &script]);
+    let connected = netlab_tests::wait_for(Duration::from_secs(10), || {
+        lab.exec_ok("host", &["ss", "-Hun", "state", "established"])
+            .contains(&format!(":{held} "))
+    });
+    assert!(connected, "the UDP socket never connected from {held}");
+    let err = lab.fails(&["publish", "web", &format!("{held}:53/udp")]);
+    assert!(err.contains("in use by a socket"), "{err}");
+    let range = format!("{held}-{}:53/udp", held + 1);
+    assert_eq!(picked(&lab.ok(&["publish", "web", &range])), held + 1);
+
+    // A given port is claimed before a pick takes one, in whichever order they come;
+    // what is published is listed in the order written.
+    let batch = lab.ok(&["publish", "web", "9060-9061:8000", "9060:8001"]);
+    let specs: Vec<&str> = batch
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(specs, ["9061:8000/tcp", "9060:8001/tcp"], "{batch}");
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:9061/"), "200");
+
+    // An empty host address is every address, as Docker takes it.
+    let empty = picked(&lab.ok(&["publish", "web", "::8000"]));
+    assert!((32768..=60999).contains(&empty), "{empty}");
+    assert!(
+        lab.ok(&["publish", "web", ":8080:8000"])
+            .starts_with("8080:8000/tcp ->")
+    );
+    assert_eq!(lab.curl("wan", "http://198.51.100.2:8080/"), "200");
+
+    // Nothing to pick from says why: the lab host's ephemeral ports all NAT ports of the
+    // lab, or on eBPF no port outside them for UDP.
+    let before = lab.ports();
+    let range = |r: &str| {
+        let set = format!("echo {r} > /proc/sys/net/ipv4/ip_local_port_range");
+        lab.exec_ok("host", &["sh", "-c", &set]);
+    };
+    range("25000 25010");
+    let err = lab.fails(&["publish", "web", "8000"]);
+    assert!(
+        err.contains(
+            "no host port to pick for 8000/tcp: the lab host's ephemeral ports 25000-25010 are all NAT ports of the lab (--nat-ports 20000-29999)"
+        ),
+        "{err}"
+    );
+    if netlab_tests::is_ebpf(dp) {
+        range("1024 65535");
+        let err = lab.fails(&["publish", "web", "53/udp"]);
+        assert!(
+            err.contains(
+                "no host port to pick for 53/udp: on eBPF a UDP port is picked outside the lab host's ephemeral ports (1024-65535), and none is left"
+            ),
+            "{err}"
+        );
+    }
+    range("32768 60999");
+    assert_eq!(
+        lab.ports(),
+        before,
+        "a pick with nothing to pick from changed nothing"
+    );
 }
 
 fn tcp_from_outside_keeps_the_client_address(dp: &str) {
@@ -568,7 +646,15 @@ fn conflicts_and_bad_specs_change_nothing(dp: &str) {
         (vec!["publish", "web", "x:y"], "not a port"),
         (vec!["unpublish", "web", "9999:80"], "not published"),
         (vec!["publish", "web", "0:80-81"], "picks one port"),
-        (vec!["publish", "web", "7000-7009:80"], "no free host port"),
+        (
+            vec!["publish", "web", "7000-7009:80"],
+            "no free host port for 7000-7009:80/tcp: every port of 7000-7009 is published or in use",
+        ),
+        (
+            vec!["publish", "web", "6000-6001:80", "6001:81"],
+            "every port of 6000-6001 is published, in use, or taken by another spec of this command",
+        ),
+        (vec!["publish", "web", ":8080:80"], "already published"),
         (
             vec!["unpublish", "web", "8080:8000", "8080:8000"],
             "named twice",

@@ -12,9 +12,10 @@ pub struct Args {
     /// The container.
     pub name: String,
     /// Port specs in Docker's -p syntax: [HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]
-    /// (an IPv6 HOST_IP in brackets: [::]:8080:80). `publish` picks a free host port where
-    /// none is given (80, 127.0.0.1::80, 0:80), or one of a host range given for one
-    /// container port (9000-9005:80), and prints it; `unpublish` names the host port.
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80; an empty one every address: :8080:80).
+    /// `publish` picks a free host port where none is given (80, ::80, 127.0.0.1::80,
+    /// 0:80), or one of a host range given for one container port (9000-9005:80), and
+    /// prints it; `unpublish` names the host port.
     #[arg(required = true)]
     pub specs: Vec<String>,
 }

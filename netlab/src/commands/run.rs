@@ -29,9 +29,10 @@ pub struct Args {
     #[arg(long, default_value = "bridge", value_parser = network)]
     pub network: Network,
     /// Publish a port, Docker's syntax: [HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]
-    /// (an IPv6 HOST_IP in brackets: [::]:8080:80). Without a host port (80,
-    /// 127.0.0.1::80, 0:80) netlab picks a free one; a host range for one container port
-    /// (9000-9005:80) gets its first free port. `netlab ports NAME` shows them.
+    /// (an IPv6 HOST_IP in brackets: [::]:8080:80; an empty one every address: :8080:80).
+    /// Without a host port (80, ::80, 127.0.0.1::80, 0:80) netlab picks a free one; a host
+    /// range for one container port (9000-9005:80) gets its first free port. `netlab
+    /// ports NAME` shows them.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
     /// The container interface's MAC (default: a random one), as Docker's --mac-address.

@@ -1,5 +1,6 @@
 //! Docker's `-p` syntax: `[HOST_IP:][HOST_PORT[-END]:]CTR_PORT[-END][/tcp|/udp]`, an
-//! IPv6 HOST_IP in brackets (`[2001:db8::1]:8080:80`). A [`PortSpec`] names its host
+//! IPv6 HOST_IP in brackets (`[2001:db8::1]:8080:80`), an empty one every address
+//! (`:8080:80`, `::80`). A [`PortSpec`] names its host
 //! ports; a [`PortRequest`] (`run -p`, `publish`) may leave them to netlab to pick.
 
 use std::{
@@ -185,6 +186,9 @@ fn parts(spec: &str) -> Result<Parts<'_>, Error> {
     let (host_ip, host, ctr) = match (it.next(), it.next(), it.next(), it.next()) {
         (Some(ctr), None, ..) if ip6.is_none() => (None, None, ctr),
         (Some(host), Some(ctr), None, _) => (ip6.map(IpAddr::V6), Some(host), ctr),
+        // As Docker: an empty host address is every address (`::80`, `:8080:80`); an
+        // IPv6 one is always in brackets, so `::80` is not one.
+        (Some(""), Some(host), Some(ctr), None) if ip6.is_none() => (None, Some(host), ctr),
         (Some(ip), Some(host), Some(ctr), None) if ip6.is_none() => {
             let ip: Ipv4Addr = ip.parse().map_err(|_| {
                 bad(&format!(
@@ -396,6 +400,9 @@ mod tests {
             Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
         );
         assert_eq!(p("0.0.0.0:8080:80").host_ip4(), None);
+        // An empty host address is every address, as Docker takes it.
+        assert_eq!(p(":8080:80"), p("8080:80"));
+        assert_eq!(p(":8080:80/udp"), p("8080:80/udp"));
         let r = p("198.51.100.2:8000-8099:9000-9099/tcp");
         assert_eq!(
             (r.host_port, r.host_end, r.ctr_port, r.ctr_end()),
@@ -471,9 +478,23 @@ mod tests {
     #[test]
     fn docker_picks() {
         // A host port left out, empty or 0: netlab picks one, as Docker does.
-        for s in ["80", ":80", "0:80", "80/tcp"] {
+        // An empty host address is every address: `::80` is `80`, not IPv6 (an IPv6
+        // host address is always in brackets).
+        for s in ["80", ":80", "0:80", "80/tcp", "::80", ":0:80", "::80/tcp"] {
             assert_eq!(req(s), vec![pick(None, Proto::Tcp, (0, 0), 80)], "{s}");
         }
+        assert_eq!(
+            req("::80-81/udp"),
+            vec![
+                pick(None, Proto::Udp, (0, 0), 80),
+                pick(None, Proto::Udp, (0, 0), 81)
+            ]
+        );
+        assert_eq!(req(":8080:80"), vec![PortRequest::Given(p("8080:80"))]);
+        assert_eq!(
+            req(":9000-9005:80"),
+            vec![pick(None, Proto::Tcp, (9000, 9005), 80)]
+        );
         assert_eq!(
             req("127.0.0.1::53/udp"),
             vec![pick(Some("127.0.0.1"), Proto::Udp, (0, 0), 53)]
@@ -522,12 +543,18 @@ mod tests {
             "1:2:3:4",
             "80/sctp",
             "",
+            "::",
+            ":::80",
+            "::1:80",
+            "::ffff:1.2.3.4::80",
         ] {
             assert!(PortRequest::parse(s).is_err(), "{s} should be rejected");
         }
         // A spec as stored and unpublished names its host port.
-        let err = "80".parse::<PortSpec>().unwrap_err().to_string();
-        assert!(err.contains("a host port is required here"), "{err}");
+        for s in ["80", "::80"] {
+            let err = s.parse::<PortSpec>().unwrap_err().to_string();
+            assert!(err.contains("a host port is required here"), "{err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The sockets of the calling thread's network namespace, from the kernel's socket
-//! diagnostics (`NETLINK_SOCK_DIAG`, what `ss` asks): those bound (`ss -ltun`), and the
-//! ending of connected ones (`ss -K`). Unlike reading `/proc/net/tcp`, a dump of
-//! listening sockets walks only the listening hash, not the whole established table,
-//! which is sized for the machine and slow to walk even empty.
+//! diagnostics (`NETLINK_SOCK_DIAG`, what `ss` asks): those that hold a port (TCP
+//! listeners, `ss -ltn`; UDP sockets, `ss -uan`), and the ending of connected ones
+//! (`ss -K`). Unlike reading `/proc/net/tcp`, a dump of listening sockets walks only
+//! the listening hash, not the whole established table, which is sized for the machine
+//! and slow to walk even empty.
 
 use std::{
     io,
@@ -17,8 +18,12 @@ const SOCK_DESTROY: u16 = 21;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
 const TCP_LISTEN: u32 = 10;
-/// A UDP socket's "state" in the diag dump (`TCP_CLOSE`): bound, unconnected or not.
-const UDP_BOUND: u32 = 7;
+/// A UDP socket's "state" in the diag dump (`TCP_CLOSE`): not connected (bound, or
+/// not yet).
+const UDP_UNCONNECTED: u32 = 7;
+/// A connected UDP socket's "state" in the diag dump (`TCP_ESTABLISHED`): it holds its
+/// local port as a bound one does.
+const UDP_CONNECTED: u32 = 1;
 
 #[repr(C)]
 #[derive(Default)]
@@ -66,9 +71,10 @@ struct InetDiagMsg {
     inode: u32,
 }
 
-/// A bound socket: its local address (`0.0.0.0` for the IPv4 wildcard, every IPv4
-/// address; `::` for an IPv6-only wildcard; `None` for the IPv6 wildcard that takes
-/// IPv4 too) and port.
+/// A socket that holds a port (a TCP listener, a UDP socket, connected or not): its
+/// local address (`0.0.0.0` for the IPv4 wildcard, every IPv4 address; `::` for an
+/// IPv6-only wildcard; `None` for the IPv6 wildcard that takes IPv4 too) and port. A
+/// connected UDP socket bound to the wildcard has the address it sends from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundSocket {
     pub udp: bool,
@@ -138,16 +144,19 @@ impl Drop for Diag {
     }
 }
 
-/// TCP listeners and bound UDP sockets, IPv4 and IPv6 (the IPv6 wildcard takes IPv4
-/// ports too, and counts as every address).
+/// TCP listeners and UDP sockets, connected or not (a connected one holds its local
+/// port as a bound one does: a bind there fails), IPv4 and IPv6 (the IPv6 wildcard
+/// takes IPv4 ports too, and counts as every address). A TCP connection is not listed:
+/// its port is the listener's, or an ephemeral one no bind is refused for.
 pub fn bound() -> Result<Vec<BoundSocket>> {
     let diag = Diag::open()?;
     let mut all = Vec::new();
+    let udp_states = (1u32 << UDP_UNCONNECTED) | (1 << UDP_CONNECTED);
     for (family, proto, states) in [
         (libc::AF_INET, libc::IPPROTO_TCP, 1u32 << TCP_LISTEN),
         (libc::AF_INET6, libc::IPPROTO_TCP, 1 << TCP_LISTEN),
-        (libc::AF_INET, libc::IPPROTO_UDP, 1 << UDP_BOUND),
-        (libc::AF_INET6, libc::IPPROTO_UDP, 1 << UDP_BOUND),
+        (libc::AF_INET, libc::IPPROTO_UDP, udp_states),
+        (libc::AF_INET6, libc::IPPROTO_UDP, udp_states),
     ] {
         let udp = proto == libc::IPPROTO_UDP;
         dump(&diag, family as u8, proto as u8, states, |msg, attrs| {
@@ -372,4 +381,37 @@ fn socket(msg: &InetDiagMsg, udp: bool, v6only: bool) -> Option<BoundSocket> {
         }
     };
     Some(BoundSocket { udp, addr, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, UdpSocket};
+
+    use super::*;
+
+    /// A UDP socket on loopback, unconnected and connected, is listed with its local
+    /// address and port; one not bound to a port holds none and is not.
+    #[test]
+    fn udp_sockets_connected_or_not_hold_their_port() {
+        let listed = |s: &UdpSocket| {
+            let SocketAddr::V4(local) = s.local_addr().unwrap() else {
+                panic!("an IPv4 socket")
+            };
+            let b = BoundSocket {
+                udp: true,
+                addr: Some(IpAddr::V4(*local.ip())),
+                port: local.port(),
+            };
+            bound().unwrap().contains(&b)
+        };
+        let unconnected = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        assert!(listed(&unconnected));
+        let connected = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        connected.connect((Ipv4Addr::LOCALHOST, 9)).unwrap();
+        assert!(listed(&connected));
+        // Bound to the wildcard, it holds the port on the address it sends from.
+        let wildcard = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        wildcard.connect((Ipv4Addr::LOCALHOST, 9)).unwrap();
+        assert!(listed(&wildcard));
+    }
 }

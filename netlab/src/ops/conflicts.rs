@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, net::IpAddr, path::Path};
 
+use super::pick::Busy;
 use crate::{
     error::{Error, Result},
     lab::{LabState, PortSpec, Proto, Published, spec::host_ips_overlap},
@@ -160,9 +161,13 @@ impl<'a> Claims<'a> {
         }
     }
 
-    /// Whether no mapping and no earlier spec of the request claims a port of `spec`.
-    pub fn free(&self, spec: &PortSpec) -> bool {
-        self.clash(spec).is_none()
+    /// What claims a port of `spec`, for a pick: a mapping (the port is taken), or
+    /// another spec of the request (claimed).
+    pub fn busy(&self, spec: &PortSpec) -> Option<Busy> {
+        self.clash(spec).map(|who| match who {
+            Claimant::Published(_) => Busy::Taken,
+            Claimant::Asked(_) => Busy::Claimed,
+        })
     }
 
     /// Refuses a spec that claims a port another mapping, or an earlier spec of the
@@ -234,14 +239,15 @@ impl OtherLabs {
     }
 }
 
-/// The sockets bound in the lab host's namespace (TCP listeners, bound UDP sockets),
-/// read once per command.
+/// The sockets that hold a port in the lab host's namespace (TCP listeners, UDP
+/// sockets, connected or not), read once per command.
 pub fn bound_sockets(host_ns: &Path) -> Result<Vec<BoundSocket>> {
     netns::run_in(host_ns, sockdiag::bound)
 }
 
 /// Refuses a host port held by a socket in the lab host's namespace (a TCP listener or a
-/// bound UDP socket), which the published port would silently take over.
+/// UDP socket, connected or not), which the published port would silently take over;
+/// Docker's own bind of the port would fail there too.
 pub fn check_sockets(state: &LabState, bound: &[BoundSocket], spec: &PortSpec) -> Result<()> {
     let udp = spec.proto == Proto::Udp;
     for b in bound {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Session, conflicts, journal::Entry, pick};
 use crate::{
     error::{Error, Result},
-    lab::{Network, PortRequest, PortSpec, Published},
+    lab::{LabState, Network, PortRequest, PortSpec, Published},
     topology,
 };
 
@@ -74,49 +74,72 @@ pub fn prepare_for(
 ) -> Result<Vec<Published>> {
     let state = &s.state;
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
-    let mut claims = conflicts::Claims::of(state, specs.len());
-    let mut ids = free_ids(&state.ports, specs.len());
-    let mut new: Vec<Published> = Vec::with_capacity(specs.len());
     let mut other_addrs = None;
-    let other_labs = conflicts::OtherLabs::of(state)?;
     for req in specs {
-        let spec = match req {
-            PortRequest::Given(spec) => {
-                conflicts::check_host_ip(state, spec, &mut other_addrs)?;
-                claims.claim(spec)?;
-                other_labs.check(spec)?;
-                conflicts::check_sockets(state, &bound, spec)?;
-                *spec
-            }
-            PortRequest::Pick(asked) => {
-                conflicts::check_host_ip(state, asked, &mut other_addrs)?;
-                let ports = pick::candidates(state, asked)?;
-                let spec = pick::first_free(req, asked, ports, |c| {
-                    claims.free(c)
-                        && other_labs.check(c).is_ok()
-                        && conflicts::check_sockets(state, &bound, c).is_ok()
-                })?;
-                claims.claim(&spec)?;
-                spec
-            }
-        };
-        new.push(Published {
+        let (PortRequest::Given(spec) | PortRequest::Pick(spec)) = req;
+        conflicts::check_host_ip(state, spec, &mut other_addrs)?;
+    }
+    let other_labs = conflicts::OtherLabs::of(state)?;
+    let specs = host_ports(state, specs, |spec| {
+        other_labs.check(spec)?;
+        conflicts::check_sockets(state, &bound, spec)
+    })?;
+    let ids = free_ids(&state.ports, specs.len());
+    let new: Vec<Published> = specs
+        .into_iter()
+        .zip(ids)
+        .map(|(spec, id)| Published {
             container: container.to_string(),
             spec,
             ctr_ip,
-            id: ids.next().expect("one free id per spec"),
-        });
-    }
+            id,
+        })
+        .collect();
     s.datapath().check_room(state, &new)?;
     let specs: Vec<PortSpec> = new.iter().map(|p| p.spec).collect();
     warn_ephemeral_udp(state, &specs);
     Ok(new)
 }
 
+/// The specs of `specs`, host ports picked, in the order written. The given ones claim
+/// their ports first, and the picks then take what is left, so that a batch does not
+/// depend on the order of its specs: in `9060-9061:80 9060:81` the pick gets 9061, as
+/// in `9060:81 9060-9061:80`. `check` refuses a spec for what is outside the lab's
+/// mappings (another lab's, a socket of the lab host).
+fn host_ports(
+    state: &LabState,
+    specs: &[PortRequest],
+    mut check: impl FnMut(&PortSpec) -> Result<()>,
+) -> Result<Vec<PortSpec>> {
+    let mut claims = conflicts::Claims::of(state, specs.len());
+    for req in specs {
+        if let PortRequest::Given(spec) = req {
+            claims.claim(spec)?;
+            check(spec)?;
+        }
+    }
+    specs
+        .iter()
+        .map(|req| match req {
+            PortRequest::Given(spec) => Ok(*spec),
+            PortRequest::Pick(asked) => {
+                let candidates = pick::candidates(state, req, asked)?;
+                let spec = pick::first_free(req, asked, candidates, |c| {
+                    claims
+                        .busy(c)
+                        .or_else(|| check(c).is_err().then_some(pick::Busy::Taken))
+                })?;
+                claims.claim(&spec)?;
+                Ok(spec)
+            }
+        })
+        .collect()
+}
+
 /// On eBPF, a UDP host port inside the lab host's ephemeral range is taken for a
 /// published flow when a reply reaches one of the host's own sockets on it (UDP has no
 /// SYN to tell a reply from a new flow): said on stderr, as it is allowed.
-fn warn_ephemeral_udp(state: &crate::lab::LabState, specs: &[PortSpec]) {
+fn warn_ephemeral_udp(state: &LabState, specs: &[PortSpec]) {
     if state.datapath != crate::lab::DatapathKind::Ebpf {
         return;
     }
@@ -265,6 +288,59 @@ mod tests {
         assert_eq!(free_ids(&[], 2).take(2).collect::<Vec<_>>(), [1, 2]);
         let full: Vec<Published> = (1..=5).map(mapping).collect();
         assert_eq!(free_ids(&full, 1).collect::<Vec<_>>(), [6]);
+    }
+
+    /// A batch's given specs claim their ports before its picks take theirs, whatever
+    /// their order, and the specs come back in the order written.
+    #[test]
+    fn given_ports_are_claimed_before_picks_whatever_the_order() {
+        let mut state = LabState::sample("t", crate::lab::DatapathKind::Iptables);
+        state.ports.push(Published {
+            spec: "9062:80".parse().unwrap(),
+            ..mapping(1)
+        });
+        let reqs = |specs: &[&str]| -> Vec<PortRequest> {
+            specs
+                .iter()
+                .flat_map(|s| PortRequest::parse(s).unwrap())
+                .collect()
+        };
+        // 9063 is held by a socket of the lab host.
+        let resolve = |specs: &[&str]| {
+            host_ports(&state, &reqs(specs), |s| {
+                if (s.host_port..=s.host_end).contains(&9063) {
+                    Err(Error::Conflict("in use by a socket".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .map(|got| got.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            resolve(&["9060-9063:80", "9060:81"]).unwrap(),
+            ["9061:80/tcp", "9060:81/tcp"]
+        );
+        assert_eq!(
+            resolve(&["9060:81", "9060-9063:80"]).unwrap(),
+            ["9060:81/tcp", "9061:80/tcp"]
+        );
+        let err = resolve(&["9060-9063:80", "9060:81", "9061:82"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no free host port for 9060-9063:80/tcp: every port of 9060-9063 is published, in use, or taken by another spec of this command"
+        );
+        let err = resolve(&["9062-9063:80"]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no free host port for 9062-9063:80/tcp: every port of 9062-9063 is published or in use"
+        );
+        // Two picks of one range take one port each, in the order written.
+        assert_eq!(
+            resolve(&["9060-9061:80", "9060-9061:81"]).unwrap(),
+            ["9060:80/tcp", "9061:81/tcp"]
+        );
     }
 
     #[test]
