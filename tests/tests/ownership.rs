@@ -171,6 +171,90 @@ fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
     assert!(lab.ok(&["status"]).contains("web"));
 }
 
+/// A command where the lab's namespaces, pins or cgroups are in other mounts than at
+/// `up` — a mount namespace with a `/run/netns` or a bpffs of its own, `ip netns exec`
+/// without the cgroup v2 hierarchy — is refused in one line, and the lab stays whole.
+/// Before, `status` under another `/run/netns` took the lab for gone and removed its
+/// state, pins and cgroup, leaving its namespaces for good; `down` under another bpffs
+/// said the lab was down and left every pin; `rm` of a `--network host` container
+/// under `ip netns exec` left its cgroup and processes (found by a review).
+#[test]
+fn a_command_where_the_labs_mounts_are_others_is_refused() {
+    let bin = netlab_bin();
+    let refused = |lab: &Lab, wrap: &[&str], args: &[&str], says: &str| {
+        let mut cmd = Command::new(wrap[0]);
+        let line = format!("{} --lab {} {}", bin.display(), lab.name, args.join(" "));
+        let out = if wrap[0] == "unshare" {
+            // The last word is the mount to make before netlab runs.
+            let (mount, rest) = wrap[1..].split_last().unwrap();
+            cmd.args(rest)
+                .arg(format!("{mount} && exec {line}"))
+                .output()
+        } else {
+            cmd.args(&wrap[1..])
+                .arg(&bin)
+                .args(["--lab", &lab.name])
+                .args(args)
+                .output()
+        }
+        .expect("run netlab elsewhere");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.trim_end().lines().count() == 1, "{args:?}: {err:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    let own_netns = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "slave",
+        "sh",
+        "-c",
+        "mount -t tmpfs tmpfs /run/netns",
+    ];
+    let own_bpffs = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "slave",
+        "sh",
+        "-c",
+        "mount -t bpf bpf /sys/fs/bpf",
+    ];
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "web"]);
+    for args in [&["status"][..], &["rm", "web"], &["down"]] {
+        refused(
+            &lab,
+            &own_netns,
+            args,
+            "/run/netns is another mount than here",
+        );
+        refused(
+            &lab,
+            &own_bpffs,
+            args,
+            "/sys/fs/bpf is another bpffs than here",
+        );
+    }
+    assert!(lab.ok(&["status"]).contains("web"), "the lab is whole");
+    assert!(netns::exists(&format!("{}-web", lab.name)));
+
+    let lab = Lab::on("iptables");
+    lab.ok(&["run", "h1", "--network", "host"]);
+    let host = format!("{}-host", lab.name);
+    let exec = ["ip", "netns", "exec", host.as_str()];
+    for args in [&["rm", "h1"][..], &["down"]] {
+        refused(
+            &lab,
+            &exec,
+            args,
+            "the cgroup v2 hierarchy is another one than here",
+        );
+    }
+    assert!(lab.ok(&["status"]).contains("h1"), "h1 is still there");
+}
+
 /// An eBPF lab's own cgroup is the one its hooks are attached to (the kernel's record
 /// in their links): one made again at its path behind netlab's back is not joined by
 /// `exec host`, and `down` leaves it and its processes alone.

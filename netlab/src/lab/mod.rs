@@ -2,6 +2,7 @@
 //! subnets, `-p` specs, NAT options). Nothing here touches the system; every other
 //! module of the library builds on these types.
 
+pub mod mounts;
 pub mod names;
 pub mod options;
 pub mod published;
@@ -95,6 +96,10 @@ pub struct LabState {
     /// netlab kept this is of a lab whose datapath was set up.
     #[serde(default = "set_up_before")]
     pub datapath_made: bool,
+    /// The mounts the lab's namespaces, pins and cgroups are in, as `up` saw them: a
+    /// command where one is another mount is refused (see [`mounts`]).
+    #[serde(default)]
+    pub mounts: mounts::Mounts,
 }
 
 /// Checks a container's MAC as asked for (`run --mac-address`, CNI's `MAC=`): six hex octets
@@ -240,6 +245,7 @@ impl LabState {
             building: false,
             taking_down: false,
             datapath_made: true,
+            mounts: Default::default(),
         }
     }
 

@@ -17,7 +17,7 @@ pub fn down(lab: &str) -> Result<()> {
     let lock = Locked::acquire(lab)?;
     let state = lock.load()?;
     if let Some(state) = &state {
-        super::pins_visible(state)?;
+        super::mounts_visible(state)?;
     }
     take_down(lock, state)
 }

@@ -20,7 +20,7 @@ pub use up::{UpRequest, up};
 use crate::{
     datapath::{self, Datapath},
     error::{Error, Result},
-    lab::{DatapathKind, LabState},
+    lab::{DatapathKind, LabState, Network},
     store::Locked,
     topology,
 };
@@ -32,13 +32,16 @@ pub struct Session {
 }
 
 /// Refuses a lab whose eBPF datapath is pinned where the pins cannot be seen (see
-/// [`crate::datapath::ebpf::pins::require_visible`]), before anything reads or
-/// changes it.
-pub(crate) fn pins_visible(state: &LabState) -> Result<()> {
+/// [`crate::datapath::ebpf::pins::require_visible`]), or whose namespaces, pins or
+/// cgroups are in mounts other than this process sees (see [`crate::lab::mounts`]),
+/// before anything reads or changes it.
+pub(crate) fn mounts_visible(state: &LabState) -> Result<()> {
     if state.datapath == DatapathKind::Ebpf && state.datapath_made {
         crate::datapath::ebpf::pins::require_visible(&state.name)?;
     }
-    Ok(())
+    let cgroups = state.datapath == DatapathKind::Ebpf
+        || state.containers.iter().any(|c| c.network == Network::Host);
+    state.mounts.require_same(&state.name, cgroups)
 }
 
 /// Why a lab whose state exists cannot be used as it is.
@@ -58,7 +61,7 @@ impl Session {
     pub fn open(lab: &str) -> Result<Self> {
         let lock = Locked::acquire(lab)?;
         let state = lock.require()?;
-        pins_visible(&state)?;
+        mounts_visible(&state)?;
         match unusable(&state) {
             None => Self::settled(lock, state),
             Some(Unusable::Unfinished) => Err(Error::Invalid(format!(
@@ -84,7 +87,7 @@ impl Session {
         let Some(state) = lock.load()? else {
             return Ok(None);
         };
-        pins_visible(&state)?;
+        mounts_visible(&state)?;
         if unusable(&state).is_some() {
             down::clean(&lock, &state)?;
             return Ok(None);
@@ -100,7 +103,7 @@ impl Session {
     pub fn open_or_up(req: &UpRequest) -> Result<(Self, bool)> {
         let lock = Locked::acquire(&req.lab)?;
         if let Some(state) = lock.load()? {
-            pins_visible(&state)?;
+            mounts_visible(&state)?;
             let Some(why) = unusable(&state) else {
                 return Ok((Self::settled(lock, state)?, false));
             };

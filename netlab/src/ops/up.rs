@@ -242,6 +242,14 @@ fn require_ipv6_forwarding(state: &LabState) -> Result<()> {
     ))
 }
 
+/// The mounts a lab just made is in (see [`crate::lab::mounts`]); `/run/netns` made
+/// first where it is not yet (as `ip netns add` makes it), so that a lab on the
+/// machine's own namespace, whose containers come later, records it too.
+fn made_in(state: &LabState) -> crate::lab::mounts::Mounts {
+    let _ = std::fs::create_dir_all(crate::netlink::netns::NETNS_DIR);
+    crate::lab::mounts::Mounts::now(state.datapath == DatapathKind::Ebpf)
+}
+
 /// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
 pub(super) fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
     const KEY: &str = "/proc/sys/net/ipv4/ip_local_port_range";
@@ -373,6 +381,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         building: true,
         taking_down: false,
         datapath_made: false,
+        mounts: Default::default(),
     };
     if !req.sandbox {
         // A bridge of someone else's must not be taken over, nor removed on failure.
@@ -384,6 +393,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
     let (made, signal) = signals::hold(|| {
         lock.save(&state)?;
         make(lock, &mut state, req, &*dp).and_then(|()| {
+            state.mounts = made_in(&state);
             state.building = false;
             lock.save(&state)
         })
