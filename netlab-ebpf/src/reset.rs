@@ -60,14 +60,10 @@ static RESET: PerCpuArray<[u8; FRAME6]> = PerCpuArray::with_max_entries(1, 0);
 /// chain).
 #[inline(never)]
 pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
-    st.drop(DropReason::TcpNoFlow);
     let shot = TC_ACT_SHOT as i32;
-    let Some(f) = frame() else {
+    let Some(f) = segment(ctx, st, FRAME4) else {
         return shot;
     };
-    if load(ctx, f, FRAME4).is_none() {
-        return shot;
-    }
     let ip = ETH_HLEN;
     let l4 = ip + IPV4_MIN_HLEN;
     // No options, TCP, not a reset.
@@ -107,14 +103,10 @@ pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
 /// Answers an IPv6 segment that has no flow, as [`answer4`].
 #[inline(never)]
 pub fn answer6(ctx: &TcContext, st: Stats) -> i32 {
-    st.drop(DropReason::TcpNoFlow);
     let shot = TC_ACT_SHOT as i32;
-    let Some(f) = frame() else {
+    let Some(f) = segment(ctx, st, FRAME6) else {
         return shot;
     };
-    if load(ctx, f, FRAME6).is_none() {
-        return shot;
-    }
     let ip = ETH_HLEN;
     let l4 = ip + IPV6_HLEN;
     // TCP right after the fixed header (no extension header), not a reset.
@@ -145,9 +137,12 @@ pub fn answer6(ctx: &TcContext, st: Stats) -> i32 {
     send(ctx, st, &ep, FRAME6)
 }
 
-/// The frame's first `len` bytes into `f`; `None` for a shorter frame.
+/// The segment counted as dropped (`tcp_no_flow`, whether it is answered or not),
+/// and its frame's first `len` bytes in this CPU's slot; `None` for a shorter frame.
 #[inline(always)]
-fn load(ctx: &TcContext, f: &mut [u8; FRAME6], len: usize) -> Option<()> {
+fn segment(ctx: &TcContext, st: Stats, len: usize) -> Option<&'static mut [u8; FRAME6]> {
+    st.drop(DropReason::TcpNoFlow);
+    let f = frame()?;
     let rc = unsafe {
         bpf_skb_load_bytes(
             ctx.as_ptr(),
@@ -156,7 +151,7 @@ fn load(ctx: &TcContext, f: &mut [u8; FRAME6], len: usize) -> Option<()> {
             len as u32,
         )
     };
-    (rc == 0).then_some(())
+    (rc == 0).then_some(f)
 }
 
 /// The payload's length of a TCP segment of `len` bytes (header included) whose

@@ -128,6 +128,35 @@ fn a_refused_up_leaves_pins_and_cgroups_it_did_not_make() {
     lab.forget();
 }
 
+/// `netlab --lab LAB ARGS` run elsewhere, refused: `wrap` is what it runs under — `ip
+/// netns exec NS`, or `unshare ... sh -c MOUNT` whose last word is a mount made first —
+/// and the refusal must be one line with exit code `code` that says `says`.
+fn refused_elsewhere(wrap: &[&str], lab: &str, args: &[&str], code: i32, says: &str) {
+    let bin = netlab_bin();
+    let mut cmd = Command::new(wrap[0]);
+    let out = if wrap[0] == "unshare" {
+        let line = format!("{} --lab {lab} {}", bin.display(), args.join(" "));
+        let (mount, rest) = wrap[1..].split_last().unwrap();
+        cmd.args(rest)
+            .arg(format!("{mount} && exec {line}"))
+            .output()
+    } else {
+        cmd.args(&wrap[1..])
+            .arg(&bin)
+            .args(["--lab", lab])
+            .args(args)
+            .output()
+    }
+    .expect("run netlab elsewhere");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.starts_with("netlab: ") && err.trim_end().lines().count() == 1,
+        "{args:?}: {err:?}"
+    );
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
 /// Under `ip netns exec`, which mounts a /sys of its own, an eBPF lab's pins are out of
 /// sight: a command there is refused in one line naming the cause (exit 1: nothing is
 /// wrong with the input), before it reads or changes anything: no journal is left for
@@ -137,29 +166,20 @@ fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
     let lab = Lab::sandbox(&[]);
     lab.ok(&["run", "web"]);
     let host = format!("{}-host", lab.name);
-    let elsewhere = |args: &[&str]| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &host])
-            .arg(netlab_bin())
-            .args(["--lab", &lab.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.starts_with("netlab: ") && err.trim_end().lines().count() == 1,
-            "{args:?}: {err:?}"
-        );
-        assert!(err.contains("no bpffs in this mount namespace"), "{err}");
-    };
     for args in [
         &["publish", "web", "9500:80"][..],
         &["status"],
         &["rm", "web"],
         &["down"],
     ] {
-        elsewhere(args);
+        let exec = ["ip", "netns", "exec", host.as_str()];
+        refused_elsewhere(
+            &exec,
+            &lab.name,
+            args,
+            1,
+            "no bpffs in this mount namespace",
+        );
     }
     let journal = netlab::store::record_file(&lab.name, "journal.json");
     assert!(
@@ -180,29 +200,6 @@ fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
 /// under `ip netns exec` left its cgroup and processes (found by a review).
 #[test]
 fn a_command_where_the_labs_mounts_are_others_is_refused() {
-    let bin = netlab_bin();
-    let refused = |lab: &Lab, wrap: &[&str], args: &[&str], says: &str| {
-        let mut cmd = Command::new(wrap[0]);
-        let line = format!("{} --lab {} {}", bin.display(), lab.name, args.join(" "));
-        let out = if wrap[0] == "unshare" {
-            // The last word is the mount to make before netlab runs.
-            let (mount, rest) = wrap[1..].split_last().unwrap();
-            cmd.args(rest)
-                .arg(format!("{mount} && exec {line}"))
-                .output()
-        } else {
-            cmd.args(&wrap[1..])
-                .arg(&bin)
-                .args(["--lab", &lab.name])
-                .args(args)
-                .output()
-        }
-        .expect("run netlab elsewhere");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.trim_end().lines().count() == 1, "{args:?}: {err:?}");
-        assert!(err.contains(says), "{args:?}: {err}");
-    };
     let own_netns = [
         "unshare",
         "-m",
@@ -224,18 +221,10 @@ fn a_command_where_the_labs_mounts_are_others_is_refused() {
     let lab = Lab::sandbox(&[]);
     lab.ok(&["run", "web"]);
     for args in [&["status"][..], &["rm", "web"], &["down"]] {
-        refused(
-            &lab,
-            &own_netns,
-            args,
-            "/run/netns is another mount than here",
-        );
-        refused(
-            &lab,
-            &own_bpffs,
-            args,
-            "/sys/fs/bpf is another bpffs than here",
-        );
+        let netns_elsewhere = "/run/netns is another mount than here";
+        refused_elsewhere(&own_netns, &lab.name, args, 2, netns_elsewhere);
+        let bpffs_elsewhere = "/sys/fs/bpf is another bpffs than here";
+        refused_elsewhere(&own_bpffs, &lab.name, args, 2, bpffs_elsewhere);
     }
     assert!(lab.ok(&["status"]).contains("web"), "the lab is whole");
     assert!(netns::exists(&format!("{}-web", lab.name)));
@@ -245,12 +234,8 @@ fn a_command_where_the_labs_mounts_are_others_is_refused() {
     let host = format!("{}-host", lab.name);
     let exec = ["ip", "netns", "exec", host.as_str()];
     for args in [&["rm", "h1"][..], &["down"]] {
-        refused(
-            &lab,
-            &exec,
-            args,
-            "the cgroup v2 hierarchy is another one than here",
-        );
+        let cgroup_elsewhere = "the cgroup v2 hierarchy is another one than here";
+        refused_elsewhere(&exec, &lab.name, args, 2, cgroup_elsewhere);
     }
     assert!(lab.ok(&["status"]).contains("h1"), "h1 is still there");
 }

@@ -55,7 +55,7 @@ DUAL="a dual-stack lab: masquerade TCP over IPv6, a fragmented ping over IPv6, a
 CNI6="a dual-stack CNI network (subnet6: ADD gives an IPv6 address, masquerade over IPv6, DEL)"
 
 # The checks after `up`, named for the lines that report them skipped.
-CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|forwarding off: nothing forwarded into b|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
+CHECKS="run two containers|TCP from one container to the other|masquerade TCP to wan|masquerade UDP to wan|masquerade ping to wan|traceroute through the NAT|path MTU discovery through the NAT|a flushed connection's next segment meets a reset|publish|published TCP from wan|published UDP from wan|published TCP from the host on 127.0.0.1|published TCP from the host on its uplink address|published TCP from another container (hairpin)|forwarding off: nothing forwarded into b|unpublish|rm ends a host-network container's processes|rm removes the container, its link and its hook|down leaves nothing"
 
 skip_rest() {
     echo "$CHECKS" | tr '|' '\n' > "$TMP/checks"
@@ -253,6 +253,7 @@ run_datapath() {
         *) fail "traceroute through the NAT (hops: '${hops:-none}', expected 172.18.0.1 $WAN)" ;;
     esac
     check_pmtu
+    check_flushed_connection_reset
 
     if out=$(netlab publish --lab "$lab" b 8080:80 8053:53/udp 2>&1); then
         ok "publish 8080:80 8053:53/udp on b"
@@ -421,6 +422,35 @@ cni_dual_stack() {
         ok "$CNI6 (an address of fd00:89::/64; wan saw $1 port $port; eth0 gone after DEL)"
     else
         fail "$CNI6 (an IPv6 address in ADD's result: $has6; wan saw '${seen:-nothing}'; eth0 left after DEL: $left)"
+    fi
+}
+
+# A masqueraded TCP connection whose flow is flushed: its next segment meets a reset
+# at once on every datapath (nf_conntrack picks it up behind a new NAT port, which wan
+# resets; eBPF answers it itself), where eBPF used to drop it and the connection hung.
+check_flushed_connection_reset() {
+    in_lab wan socat "TCP-LISTEN:81,reuseaddr,bind=$WAN" SYSTEM:cat > /dev/null 2>&1 &
+    servers="$servers $!"
+    rm -f "$TMP/flushed" "$TMP/reset.out"
+    { echo one; while [ ! -e "$TMP/flushed" ]; do sleep 0.2; done; echo two; sleep 8; } |
+        in_lab a socat -t 2 - "TCP:$WAN:81,connect-timeout=5,retry=5,interval=0.5" \
+            > "$TMP/reset.out" 2> "$TMP/reset.err" &
+    client=$!
+    i=0
+    while ! grep -q one "$TMP/reset.out" 2> /dev/null && [ $i -lt 50 ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    case $datapath in
+        ebpf) netlab conntrack --lab "$lab" --flush > /dev/null 2>&1 ;;
+        *) in_lab host conntrack -F > /dev/null 2>&1 ;;
+    esac
+    touch "$TMP/flushed"
+    wait $client 2> /dev/null
+    if grep -q "reset by peer" "$TMP/reset.err"; then
+        ok "a flushed connection's next segment meets a reset"
+    else
+        fail "a flushed connection's next segment meets a reset (socat: $(tail -n1 "$TMP/reset.err"))"
     fi
 }
 
