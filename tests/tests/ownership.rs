@@ -191,41 +191,43 @@ fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
     assert!(lab.ok(&["status"]).contains("web"));
 }
 
-/// A command where the lab's namespaces, pins or cgroups are in other mounts than at
-/// `up` — a mount namespace with a `/run/netns` or a bpffs of its own, `ip netns exec`
-/// without the cgroup v2 hierarchy — is refused in one line, and the lab stays whole.
-/// Before, `status` under another `/run/netns` took the lab for gone and removed its
-/// state, pins and cgroup, leaving its namespaces for good; `down` under another bpffs
-/// said the lab was down and left every pin; `rm` of a `--network host` container
-/// under `ip netns exec` left its cgroup and processes (found by a review).
+/// A command in another mount namespace that cannot see the lab's namespaces, pins or
+/// cgroups — a `/run/netns` or a bpffs of its own, a namespace made before the lab whose
+/// mounts are private, `ip netns exec` without the cgroup v2 hierarchy — is refused in
+/// one line, and the lab stays whole. Before, `status` there took the lab for gone and
+/// removed its state, pins and cgroup, leaving its namespaces for good; `down` under
+/// another bpffs said the lab was down and left every pin; `rm` of a `--network host`
+/// container under `ip netns exec` left its cgroup and processes (found by a review).
 #[test]
 fn a_command_where_the_labs_mounts_are_others_is_refused() {
-    let own_netns = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "slave",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /run/netns",
-    ];
-    let own_bpffs = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "slave",
-        "sh",
-        "-c",
-        "mount -t bpf bpf /sys/fs/bpf",
-    ];
+    let unshare =
+        |mount: &'static str| ["unshare", "-m", "--propagation", "slave", "sh", "-c", mount];
+    let own_netns = unshare("mount -t tmpfs tmpfs /run/netns");
+    let own_bpffs = unshare("mount -t bpf bpf /sys/fs/bpf");
+    // A mount namespace made before the lab, with private mounts: the lab's namespace
+    // mounts never reach it.
+    let mut before = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sleep", "120"])
+        .spawn()
+        .expect("unshare");
+    let pid = before.id().to_string();
     let lab = Lab::sandbox(&[]);
     lab.ok(&["run", "web"]);
-    for args in [&["status"][..], &["rm", "web"], &["down"]] {
-        let netns_elsewhere = "/run/netns is another mount than here";
+    let private = ["nsenter", "-t", pid.as_str(), "-m"];
+    let netns_elsewhere = "/run/netns is a mount whose namespaces do not reach this one";
+    for args in [
+        &["status"][..],
+        &["rm", "web"],
+        &["down"],
+        &["up", "--sandbox"],
+    ] {
         refused_elsewhere(&own_netns, &lab.name, args, 2, netns_elsewhere);
-        let bpffs_elsewhere = "/sys/fs/bpf is another bpffs than here";
+        refused_elsewhere(&private, &lab.name, args, 2, netns_elsewhere);
+        let bpffs_elsewhere = "/sys/fs/bpf is another bpffs";
         refused_elsewhere(&own_bpffs, &lab.name, args, 2, bpffs_elsewhere);
     }
+    let _ = before.kill();
+    let _ = before.wait();
     assert!(lab.ok(&["status"]).contains("web"), "the lab is whole");
     assert!(netns::exists(&format!("{}-web", lab.name)));
 
@@ -234,7 +236,7 @@ fn a_command_where_the_labs_mounts_are_others_is_refused() {
     let host = format!("{}-host", lab.name);
     let exec = ["ip", "netns", "exec", host.as_str()];
     for args in [&["rm", "h1"][..], &["down"]] {
-        let cgroup_elsewhere = "the cgroup v2 hierarchy is another one than here";
+        let cgroup_elsewhere = "the cgroup v2 hierarchy is mounted";
         refused_elsewhere(&exec, &lab.name, args, 2, cgroup_elsewhere);
     }
     assert!(lab.ok(&["status"]).contains("h1"), "h1 is still there");

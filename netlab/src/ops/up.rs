@@ -242,9 +242,9 @@ fn require_ipv6_forwarding(state: &LabState) -> Result<()> {
     ))
 }
 
-/// The mounts a lab just made is in (see [`crate::lab::mounts`]); `/run/netns` made
-/// first where it is not yet (as `ip netns add` makes it), so that a lab on the
-/// machine's own namespace, whose containers come later, records it too.
+/// The mounts a lab is made in (see [`crate::lab::mounts`]); `/run/netns` made first
+/// where it is not yet (as `ip netns add` makes it), so that a lab on the machine's own
+/// namespace, whose containers come later, records it too.
 fn made_in(state: &LabState) -> crate::lab::mounts::Mounts {
     let _ = std::fs::create_dir_all(crate::netlink::netns::NETNS_DIR);
     crate::lab::mounts::Mounts::now(state.datapath == DatapathKind::Ebpf)
@@ -303,6 +303,7 @@ pub fn up(req: &UpRequest) -> Result<LabState> {
     let lab = req.lab.as_str();
     let lock = Locked::acquire(lab)?;
     if let Some(state) = lock.load()? {
+        super::mounts_visible(&state)?;
         if matches!(super::unusable(&state), Some(super::Unusable::Gone)) {
             // Gone behind netlab's back: what is left is removed, as every command
             // does, and the lab is brought up anew, as asked.
@@ -390,6 +391,9 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
     let dp = datapath::for_kind(req.datapath);
     // A signal (Ctrl-C) waits until the lab is made, then takes it away: `up` never
     // stops half-way but by SIGKILL (whose leftovers the state records, for `down`).
+    // Recorded before anything is made, for a command after an interrupted `up`; again
+    // once it is made (with the bpffs it pinned into).
+    state.mounts = made_in(&state);
     let (made, signal) = signals::hold(|| {
         lock.save(&state)?;
         make(lock, &mut state, req, &*dp).and_then(|()| {
