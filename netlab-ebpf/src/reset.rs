@@ -14,9 +14,9 @@
 //! TTL (hop limit) 64, window 0 — and goes to the container's veth (or netkit
 //! primary), whose transmit delivers it. Nothing leaves the lab host.
 //!
-//! A reset is never answered, nor a segment with IPv4 options or IPv6 extension
-//! headers (whose offloaded checksum could start past the reset's header), nor one
-//! whose TCP header no TCP sends (a data offset under 5 words, or past the segment's
+//! A reset is never answered, nor a segment with flags no TCP sends, nor one with IPv4
+//! options or IPv6 extension headers (whose offloaded checksum could start past the
+//! reset's header), nor one whose TCP header no TCP sends (a data offset under 5 words, or past the segment's
 //! end), nor one whose source is no container of the lab's: those are dropped, as
 //! before. The
 //! segment itself is always dropped and counted (`tcp_no_flow`); a reset sent is
@@ -32,6 +32,7 @@ use aya_ebpf::{
 };
 use netlab_common::{
     addr::Addr6,
+    conntrack::tcp_flags_valid,
     endpoint::Endpoint,
     proto::{ETH_HLEN, IPPROTO_TCP, IPV4_MIN_HLEN, IPV6_HLEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     stats::{DropReason, counter},
@@ -81,9 +82,9 @@ pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
     ])) else {
         return shot;
     };
-    if !tcp(f, l4, payload) {
+    let Some(tcp_sum) = tcp(f, l4, payload) else {
         return shot;
-    }
+    };
     ethernet(f, &ep);
     put16(f, ip + 2, (IPV4_MIN_HLEN + TCP_HLEN) as u16);
     put16(f, ip + 4, 0);
@@ -96,8 +97,8 @@ pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
     put16(f, ip + 10, !fold(header));
     // The pseudo-header: the addresses, the protocol, the TCP length.
     let pseudo = sum(f, ip + 12, 8) + IPPROTO_TCP as u32 + TCP_HLEN as u32;
-    put16(f, l4 + 16, !fold(pseudo + sum(f, l4, TCP_HLEN)));
-    send(ctx, st, &ep, FRAME4)
+    let diff = checksum(f, l4, pseudo, tcp_sum);
+    send(ctx, st, &ep, FRAME4, l4, diff)
 }
 
 /// Answers an IPv6 segment that has no flow, as [`answer4`].
@@ -124,17 +125,17 @@ pub fn answer6(ctx: &TcContext, st: Stats) -> i32 {
     let Some(ep) = maps::endpoint6(&saddr) else {
         return shot;
     };
-    if !tcp(f, l4, payload) {
+    let Some(tcp_sum) = tcp(f, l4, payload) else {
         return shot;
-    }
+    };
     ethernet(f, &ep);
     f[ip..ip + 4].copy_from_slice(&[0x60, 0, 0, 0]);
     put16(f, ip + 4, TCP_HLEN as u16);
     f[ip + 7] = TTL;
     swap(f, src, 16);
     let pseudo = sum(f, src, 32) + IPPROTO_TCP as u32 + TCP_HLEN as u32;
-    put16(f, l4 + 16, !fold(pseudo + sum(f, l4, TCP_HLEN)));
-    send(ctx, st, &ep, FRAME6)
+    let diff = checksum(f, l4, pseudo, tcp_sum);
+    send(ctx, st, &ep, FRAME6, l4, diff)
 }
 
 /// The segment counted as dropped (`tcp_no_flow`, whether it is answered or not),
@@ -189,14 +190,16 @@ fn ethernet(f: &mut [u8; FRAME6], ep: &Endpoint) {
 
 /// The segment's TCP header at `at` (with `payload` bytes after it) made the reset's,
 /// its checksum 0: ports swapped; a segment with ACK answered at its acknowledgment
-/// number, one without acknowledged up to its end (SYN and FIN count one). `false`
-/// for a reset, which is never answered.
+/// number, one without acknowledged up to its end (SYN and FIN count one); the
+/// header's sum. `None` for a reset, which is never answered, and for flags no TCP sends (none, SYN with
+/// FIN, ...), which nf_conntrack calls invalid.
 #[inline(always)]
-fn tcp(f: &mut [u8; FRAME6], at: usize, payload: u32) -> bool {
+fn tcp(f: &mut [u8; FRAME6], at: usize, payload: u32) -> Option<u32> {
     let flags = f[at + 13];
-    if flags & TCP_RST != 0 {
-        return false;
+    if flags & TCP_RST != 0 || !tcp_flags_valid(flags) {
+        return None;
     }
+    let ports = get16(f, at) as u32 + get16(f, at + 2) as u32;
     let seq = u32::from_be_bytes([f[at + 4], f[at + 5], f[at + 6], f[at + 7]]);
     let ack = u32::from_be_bytes([f[at + 8], f[at + 9], f[at + 10], f[at + 11]]);
     let (seq, ack, out) = if flags & TCP_ACK != 0 {
@@ -213,12 +216,33 @@ fn tcp(f: &mut [u8; FRAME6], at: usize, payload: u32) -> bool {
     put16(f, at + 14, 0);
     put16(f, at + 16, 0);
     put16(f, at + 18, 0);
-    true
+    // The header's sum (its checksum 0), from the values written rather than read back.
+    let words = |v: u32| (v >> 16) + (v & 0xffff);
+    Some(ports + words(seq) + words(ack) + (((TCP_HLEN as u32 / 4) << 12) | out as u32))
 }
 
-/// The frame made `len` bytes long and written, to the container; the TC action.
+/// The TCP checksum field at `l4` (0 until now) given the pseudo-header's and the TCP
+/// header's sums, as the
+/// segment's skb needs it: the skb keeps the segment's checksum state, and a
+/// container's segments are mostly CHECKSUM_PARTIAL, whose field holds the
+/// pseudo-header's sum alone for the device (or the kernel, where the device cannot) to
+/// finish. So the field gets that sum, and the returned difference is what
+/// `bpf_l4_csum_replace` adds to it for an skb that is not CHECKSUM_PARTIAL (for one
+/// that is, the helper leaves the field as it is): the checksum whole.
 #[inline(always)]
-fn send(ctx: &TcContext, st: Stats, ep: &Endpoint, len: usize) -> i32 {
+fn checksum(f: &mut [u8; FRAME6], l4: usize, pseudo: u32, header: u32) -> u32 {
+    let p = fold(pseudo) as u32;
+    let header = fold(header) as u32;
+    put16(f, l4 + 16, p as u16);
+    // The helper makes the field ~(diff + ~field): for ~(pseudo + header), diff is
+    // pseudo + header + field, the field being the pseudo-header's sum.
+    fold(2 * p + header) as u32
+}
+
+/// The frame made `len` bytes long and written, its TCP checksum at `l4` finished with
+/// `diff` (see [`checksum`]), to the container; the TC action.
+#[inline(always)]
+fn send(ctx: &TcContext, st: Stats, ep: &Endpoint, len: usize, l4: usize, diff: u32) -> i32 {
     let shot = TC_ACT_SHOT as i32;
     if unsafe { bpf_skb_change_tail(ctx.as_ptr() as *mut _, len as u32, 0) } != 0 {
         return shot;
@@ -226,15 +250,17 @@ fn send(ctx: &TcContext, st: Stats, ep: &Endpoint, len: usize) -> i32 {
     let Some(f) = frame() else {
         return shot;
     };
-    // A CHECKSUM_COMPLETE skb's sum follows the bytes written (a forwarded one is never
-    // one: forwarding makes it CHECKSUM_NONE).
+    // A CHECKSUM_COMPLETE skb's sum follows the bytes written.
     let flags = BPF_F_RECOMPUTE_CSUM as u64;
     let written = if len == FRAME4 {
         ctx.store(0, unsafe { &*(f.as_ptr() as *const [u8; FRAME4]) }, flags)
     } else {
         ctx.store(0, f, flags)
     };
-    if written.is_err() {
+    // Size 0: `diff` is added as a difference, in the packet's byte order as the
+    // field is read.
+    let raw = (diff as u16).to_be() as u64;
+    if written.is_err() || ctx.l4_csum_replace(l4 + 16, 0, raw, 0).is_err() {
         return shot;
     }
     st.count(counter::TCP_RESETS_SENT);

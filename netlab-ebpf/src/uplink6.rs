@@ -81,7 +81,10 @@ pub fn egress(ctx: &TcContext, st: Stats) -> Verdict {
         }
         Kind::Other => return Err(DropReason::UnsupportedProtocol),
     }
-    Ok(from_container(ctx, st, pkt, MASQUERADE))
+    match from_container(ctx, st, pkt, MASQUERADE) {
+        verdict::NO_FLOW => Ok(reset::answer6(ctx, st)),
+        v => Ok(v),
+    }
 }
 
 /// Whether the packet's IPv6 source is one of the lab's containers' (in its subnet,
@@ -160,9 +163,8 @@ fn nat_from_container(ctx: &TcContext, st: Stats, pkt: &Packet<Addr6>, mode: u8)
         Ok(f) => *found = f,
         // What the fast path cannot decide, the hooks after it decide.
         Err(_) if mode == FAST => return PASS,
-        Err(DropReason::TcpNoFlow) if mode == MASQUERADE => {
-            return Ok(reset::answer6(ctx, st));
-        }
+        // Answered by the hook, whose frame is small (`reset`'s is not).
+        Err(DropReason::TcpNoFlow) if mode == MASQUERADE => return Ok(verdict::NO_FLOW),
         Err(e) => return Err(e),
     }
     if found.is_none() {

@@ -28,6 +28,10 @@ pub const TRANSLATED: i32 = 1 << 16;
 /// (its first fragment unseen), for its hook to decide.
 pub const UNSEEN: i32 = (1 << 16) + 1;
 
+/// Not a TC action: a subprogram's word that a container's TCP segment has no flow
+/// (`tcp_no_flow`, not counted yet), for its hook to answer (`reset`).
+pub const NO_FLOW: i32 = (1 << 16) + 2;
+
 #[inline(always)]
 pub fn finish(result: Verdict) -> i32 {
     match result {

@@ -41,7 +41,11 @@ netlab_tests::per_datapath!(
 fn a_connection_idle_past_its_timeout_is_reset(dp: &str) {
     let lab = Lab::sandbox(&[datapath_args(dp), vec!["--tcp-timeout", "1"]].concat());
     lab.ok(&["run", "c"]);
-    netlab_tests::an_idle_connection_is_reset(&lab, dp, "203.0.113.1:7000");
+    netlab_tests::an_idle_connection_is_reset(&lab, dp, "203.0.113.1:7000", false);
+    // Again where the container's host-side veth computes no checksum.
+    lab.ok(&["rm", "c"]);
+    lab.ok(&["run", "c"]);
+    netlab_tests::an_idle_connection_is_reset(&lab, dp, "203.0.113.1:7001", true);
 }
 
 /// A simultaneous open through the masquerade, as TCP hole punching makes one: a

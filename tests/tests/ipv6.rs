@@ -58,7 +58,7 @@ fn a_connection_idle_past_its_timeout_is_reset(dp: &str) {
         .concat(),
     );
     lab.ok(&["run", "c"]);
-    netlab_tests::an_idle_connection_is_reset(&lab, dp, &format!("[{INTERNET6}]:7000"));
+    netlab_tests::an_idle_connection_is_reset(&lab, dp, &format!("[{INTERNET6}]:7000"), true);
 }
 
 /// The uplink's IPv6 address changing under a running lab, as IPv4's

@@ -204,17 +204,23 @@ fn a_command_where_the_labs_mounts_are_others_is_refused() {
         |mount: &'static str| ["unshare", "-m", "--propagation", "slave", "sh", "-c", mount];
     let own_netns = unshare("mount -t tmpfs tmpfs /run/netns");
     let own_bpffs = unshare("mount -t bpf bpf /sys/fs/bpf");
-    // A mount namespace made before the lab, with private mounts: the lab's namespace
-    // mounts never reach it.
+    let lab = Lab::sandbox(&[]);
+    // A mount namespace made before the container, with private mounts (made after `up`,
+    // whose bpffs it copies): the container's namespace mount never reaches it.
     let mut before = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sleep", "120"])
         .spawn()
         .expect("unshare");
     let pid = before.id().to_string();
-    let lab = Lab::sandbox(&[]);
+    let own_mnt = || std::fs::read_link("/proc/self/ns/mnt").ok();
+    let its_mnt = || std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    assert!(
+        wait_for(Duration::from_secs(5), || its_mnt() != own_mnt()),
+        "unshare made no mount namespace"
+    );
     lab.ok(&["run", "web"]);
     let private = ["nsenter", "-t", pid.as_str(), "-m"];
-    let netns_elsewhere = "/run/netns is a mount whose namespaces do not reach this one";
+    let netns_elsewhere = "brought up in another mount namespace, where its namespace /run/netns/";
     for args in [
         &["status"][..],
         &["rm", "web"],

@@ -39,9 +39,35 @@ pub(crate) fn mounts_visible(state: &LabState) -> Result<()> {
     if state.datapath == DatapathKind::Ebpf && state.datapath_made {
         crate::datapath::ebpf::pins::require_visible(&state.name)?;
     }
+    if !state.mounts.elsewhere() {
+        return Ok(());
+    }
+    if let Some(ns) = unseen_namespace(state) {
+        return Err(crate::lab::mounts::elsewhere(
+            &state.name,
+            &format!("its namespace {} is", ns.display()),
+        ));
+    }
     let cgroups = state.datapath == DatapathKind::Ebpf
         || state.containers.iter().any(|c| c.network == Network::Host);
     state.mounts.require_same(&state.name, cgroups)
+}
+
+/// The first of the lab's namespaces (its host's, wan's, its containers') that is no
+/// namespace file here.
+fn unseen_namespace(state: &LabState) -> Option<std::path::PathBuf> {
+    let named = [&state.host_netns, &state.wan_netns]
+        .into_iter()
+        .chain(state.containers.iter().map(|c| &c.netns))
+        .flatten()
+        .map(|n| crate::netlink::netns::path(n));
+    let runtime = state
+        .containers
+        .iter()
+        .filter_map(|c| c.runtime_netns.clone());
+    named
+        .chain(runtime)
+        .find(|p| !crate::netlink::netns::is_netns(p))
 }
 
 /// Why a lab whose state exists cannot be used as it is.

@@ -4,8 +4,10 @@
 //! container from the bridge, the addresses and ports swapped, TTL (hop limit) 64, no
 //! options, window 0; a segment with ACK answered at its acknowledgment number (RST
 //! alone), one without acknowledged up to its end (RST and ACK). A reset, a segment
-//! behind IPv4 options or IPv6 extension headers, one whose TCP header no TCP sends, or
-//! one from no known container gets none (it is only dropped).
+//! with flags no TCP sends or a TCP header no TCP sends, one behind IPv4 options or IPv6
+//! extension headers, or one from no known container gets none (it is only dropped).
+
+use netlab_common::conntrack::tcp_flags_valid;
 
 use super::{
     RST,
@@ -24,7 +26,12 @@ pub fn frame<A: Ip>(
     ctr_mac: [u8; 6],
     bridge_mac: [u8; 6],
 ) -> Option<Vec<u8>> {
-    if p.proto != TCP || p.flags & RST != 0 || p.l3 != 14 || p.ihl != A::HDR {
+    if p.proto != TCP
+        || p.flags & RST != 0
+        || !tcp_flags_valid(p.flags)
+        || p.l3 != 14
+        || p.ihl != A::HDR
+    {
         return None;
     }
     // A header no TCP sends: a data offset under 5 words, or past the segment's end.
