@@ -38,7 +38,10 @@ use netlab_common::{
     stats::{DropReason, counter},
 };
 
-use crate::maps::{self, Stats};
+use crate::{
+    maps::{self, Stats},
+    words,
+};
 
 /// A TCP header without options.
 const TCP_HLEN: usize = 20;
@@ -48,11 +51,17 @@ const FRAME4: usize = ETH_HLEN + IPV4_MIN_HLEN + TCP_HLEN;
 const FRAME6: usize = ETH_HLEN + IPV6_HLEN + TCP_HLEN;
 /// The reset's TTL, or hop limit (the kernel's default).
 const TTL: u8 = 64;
+/// Where the slot keeps, past the frame, the container's ifindex and the checksum's
+/// difference ([`checksum`]) across helper calls: the subprogram's frame is added to
+/// the uplink egress program's, which 6.1 wants within 512 bytes with it.
+const IFINDEX: usize = 76;
+const DIFF: usize = 80;
+const SLOT: usize = 84;
 
 /// The reset's frame is built here, one slot per CPU (the uplink's programs have no
 /// stack to spare for it).
 #[map(name = "RESET")]
-static RESET: PerCpuArray<[u8; FRAME6]> = PerCpuArray::with_max_entries(1, 0);
+static RESET: PerCpuArray<[u8; SLOT]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Answers an IPv4 segment that has no flow; the TC action (the segment dropped and
 /// counted either way). A BPF subprogram that reads what it needs from the packet
@@ -82,10 +91,10 @@ pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
     ])) else {
         return shot;
     };
+    ethernet(f, &ep);
     let Some(tcp_sum) = tcp(f, l4, payload) else {
         return shot;
     };
-    ethernet(f, &ep);
     put16(f, ip + 2, (IPV4_MIN_HLEN + TCP_HLEN) as u16);
     put16(f, ip + 4, 0);
     put16(f, ip + 6, 0x4000); // Don't fragment.
@@ -98,7 +107,8 @@ pub fn answer4(ctx: &TcContext, st: Stats) -> i32 {
     // The pseudo-header: the addresses, the protocol, the TCP length.
     let pseudo = sum(f, ip + 12, 8) + IPPROTO_TCP as u32 + TCP_HLEN as u32;
     let diff = checksum(f, l4, pseudo, tcp_sum);
-    send(ctx, st, &ep, FRAME4, l4, diff)
+    f[DIFF..DIFF + 4].copy_from_slice(&diff.to_ne_bytes());
+    send(ctx, FRAME4, l4)
 }
 
 /// Answers an IPv6 segment that has no flow, as [`answer4`].
@@ -125,23 +135,24 @@ pub fn answer6(ctx: &TcContext, st: Stats) -> i32 {
     let Some(ep) = maps::endpoint6(&saddr) else {
         return shot;
     };
+    ethernet(f, &ep);
     let Some(tcp_sum) = tcp(f, l4, payload) else {
         return shot;
     };
-    ethernet(f, &ep);
     f[ip..ip + 4].copy_from_slice(&[0x60, 0, 0, 0]);
     put16(f, ip + 4, TCP_HLEN as u16);
     f[ip + 7] = TTL;
     swap(f, src, 16);
     let pseudo = sum(f, src, 32) + IPPROTO_TCP as u32 + TCP_HLEN as u32;
     let diff = checksum(f, l4, pseudo, tcp_sum);
-    send(ctx, st, &ep, FRAME6, l4, diff)
+    f[DIFF..DIFF + 4].copy_from_slice(&diff.to_ne_bytes());
+    send(ctx, FRAME6, l4)
 }
 
 /// The segment counted as dropped (`tcp_no_flow`, whether it is answered or not),
 /// and its frame's first `len` bytes in this CPU's slot; `None` for a shorter frame.
 #[inline(always)]
-fn segment(ctx: &TcContext, st: Stats, len: usize) -> Option<&'static mut [u8; FRAME6]> {
+fn segment(ctx: &TcContext, st: Stats, len: usize) -> Option<&'static mut [u8; SLOT]> {
     st.drop(DropReason::TcpNoFlow);
     let f = frame()?;
     let rc = unsafe {
@@ -159,7 +170,7 @@ fn segment(ctx: &TcContext, st: Stats, len: usize) -> Option<&'static mut [u8; F
 /// header is at `at`; `None` for a header no TCP sends (a data offset under 5 words,
 /// or past the segment's end), which gets no answer.
 #[inline(always)]
-fn payload(len: usize, f: &[u8; FRAME6], at: usize) -> Option<u32> {
+fn payload(len: usize, f: &[u8; SLOT], at: usize) -> Option<u32> {
     let hlen = (f[at + 12] >> 4) as usize * 4;
     (TCP_HLEN <= hlen && hlen <= len).then(|| (len - hlen) as u32)
 }
@@ -167,7 +178,7 @@ fn payload(len: usize, f: &[u8; FRAME6], at: usize) -> Option<u32> {
 /// Swaps the `n`-byte source and destination addresses at `at` (the destination right
 /// after the source).
 #[inline(always)]
-fn swap(f: &mut [u8; FRAME6], at: usize, n: usize) {
+fn swap(f: &mut [u8; SLOT], at: usize, n: usize) {
     for i in 0..n {
         f.swap(at + i, at + n + i);
     }
@@ -175,17 +186,21 @@ fn swap(f: &mut [u8; FRAME6], at: usize, n: usize) {
 
 /// This CPU's frame slot.
 #[inline(always)]
-fn frame() -> Option<&'static mut [u8; FRAME6]> {
+fn frame() -> Option<&'static mut [u8; SLOT]> {
     RESET.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
 /// To the container's MAC from the bridge's, as the lab host routes to it (the
-/// ethertype stays).
+/// ethertype stays); its veth's ifindex kept in the slot.
 #[inline(always)]
-fn ethernet(f: &mut [u8; FRAME6], ep: &Endpoint) {
-    let b = &maps::config().bridge_mac;
-    f[..6].copy_from_slice(&ep.mac);
-    f[6..12].copy_from_slice(b);
+fn ethernet(f: &mut [u8; SLOT], ep: &Endpoint) {
+    // Byte by byte (`words::mac`): a slice copy is a call of bpf-linker's `memmove`,
+    // whose frame 6.1 adds to the chain.
+    let p = f.as_mut_ptr();
+    words::mac(unsafe { &mut *(p as *mut [u8; 6]) }, &ep.mac);
+    let bridge = &maps::config().bridge_mac;
+    words::mac(unsafe { &mut *(p.add(6) as *mut [u8; 6]) }, bridge);
+    f[IFINDEX..IFINDEX + 4].copy_from_slice(&ep.ifindex.to_ne_bytes());
 }
 
 /// The segment's TCP header at `at` (with `payload` bytes after it) made the reset's,
@@ -194,7 +209,7 @@ fn ethernet(f: &mut [u8; FRAME6], ep: &Endpoint) {
 /// header's sum. `None` for a reset, which is never answered, and for flags no TCP sends (none, SYN with
 /// FIN, ...), which nf_conntrack calls invalid.
 #[inline(always)]
-fn tcp(f: &mut [u8; FRAME6], at: usize, payload: u32) -> Option<u32> {
+fn tcp(f: &mut [u8; SLOT], at: usize, payload: u32) -> Option<u32> {
     let flags = f[at + 13];
     if flags & TCP_RST != 0 || !tcp_flags_valid(flags) {
         return None;
@@ -230,7 +245,7 @@ fn tcp(f: &mut [u8; FRAME6], at: usize, payload: u32) -> Option<u32> {
 /// `bpf_l4_csum_replace` adds to it for an skb that is not CHECKSUM_PARTIAL (for one
 /// that is, the helper leaves the field as it is): the checksum whole.
 #[inline(always)]
-fn checksum(f: &mut [u8; FRAME6], l4: usize, pseudo: u32, header: u32) -> u32 {
+fn checksum(f: &mut [u8; SLOT], l4: usize, pseudo: u32, header: u32) -> u32 {
     let p = fold(pseudo) as u32;
     let header = fold(header) as u32;
     put16(f, l4 + 16, p as u16);
@@ -240,9 +255,10 @@ fn checksum(f: &mut [u8; FRAME6], l4: usize, pseudo: u32, header: u32) -> u32 {
 }
 
 /// The frame made `len` bytes long and written, its TCP checksum at `l4` finished with
-/// `diff` (see [`checksum`]), to the container; the TC action.
+/// the difference in the slot (see [`checksum`]), to the container whose veth's ifindex
+/// the slot holds; the TC action.
 #[inline(always)]
-fn send(ctx: &TcContext, st: Stats, ep: &Endpoint, len: usize, l4: usize, diff: u32) -> i32 {
+fn send(ctx: &TcContext, len: usize, l4: usize) -> i32 {
     let shot = TC_ACT_SHOT as i32;
     if unsafe { bpf_skb_change_tail(ctx.as_ptr() as *mut _, len as u32, 0) } != 0 {
         return shot;
@@ -255,31 +271,41 @@ fn send(ctx: &TcContext, st: Stats, ep: &Endpoint, len: usize, l4: usize, diff: 
     let written = if len == FRAME4 {
         ctx.store(0, unsafe { &*(f.as_ptr() as *const [u8; FRAME4]) }, flags)
     } else {
-        ctx.store(0, f, flags)
+        ctx.store(0, unsafe { &*(f.as_ptr() as *const [u8; FRAME6]) }, flags)
     };
-    // Size 0: `diff` is added as a difference, in the packet's byte order as the
-    // field is read.
-    let raw = (diff as u16).to_be() as u64;
-    if written.is_err() || ctx.l4_csum_replace(l4 + 16, 0, raw, 0).is_err() {
+    if written.is_err() {
         return shot;
     }
-    st.count(counter::TCP_RESETS_SENT);
-    (unsafe { bpf_redirect(ep.ifindex, 0) }) as i32
+    let Some(f) = frame() else {
+        return shot;
+    };
+    let diff = u32::from_ne_bytes([f[DIFF], f[DIFF + 1], f[DIFF + 2], f[DIFF + 3]]);
+    let ifindex = u32::from_ne_bytes([f[IFINDEX], f[IFINDEX + 1], f[IFINDEX + 2], f[IFINDEX + 3]]);
+    // Size 0: the difference is added as such, in the packet's byte order as the field
+    // is read.
+    let raw = (diff as u16).to_be() as u64;
+    if ctx.l4_csum_replace(l4 + 16, 0, raw, 0).is_err() {
+        return shot;
+    }
+    if let Some(st) = Stats::get() {
+        st.count(counter::TCP_RESETS_SENT);
+    }
+    (unsafe { bpf_redirect(ifindex, 0) }) as i32
 }
 
 #[inline(always)]
-fn put16(f: &mut [u8; FRAME6], at: usize, v: u16) {
+fn put16(f: &mut [u8; SLOT], at: usize, v: u16) {
     f[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 #[inline(always)]
-fn get16(f: &[u8; FRAME6], at: usize) -> u16 {
+fn get16(f: &[u8; SLOT], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
 }
 
 /// The sum of `len` bytes at `at` as 16-bit big-endian words (unfolded).
 #[inline(always)]
-fn sum(f: &[u8; FRAME6], at: usize, len: usize) -> u32 {
+fn sum(f: &[u8; SLOT], at: usize, len: usize) -> u32 {
     let mut s = 0u32;
     let mut i = 0;
     while i < len {
