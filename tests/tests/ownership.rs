@@ -132,9 +132,21 @@ fn a_refused_up_leaves_pins_and_cgroups_it_did_not_make() {
 /// netns exec NS`, or `unshare ... sh -c MOUNT` whose last word is a mount made first —
 /// and the refusal must be one line with exit code `code` that says `says`.
 fn refused_elsewhere(wrap: &[&str], lab: &str, args: &[&str], code: i32, says: &str) {
+    let out = elsewhere(wrap, lab, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.starts_with("netlab: ") && err.trim_end().lines().count() == 1,
+        "{args:?}: {err:?}"
+    );
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
+/// `netlab --lab LAB ARGS` run under `wrap` (see [`refused_elsewhere`]).
+fn elsewhere(wrap: &[&str], lab: &str, args: &[&str]) -> std::process::Output {
     let bin = netlab_bin();
     let mut cmd = Command::new(wrap[0]);
-    let out = if wrap[0] == "unshare" {
+    if wrap[0] == "unshare" {
         let line = format!("{} --lab {lab} {}", bin.display(), args.join(" "));
         let (mount, rest) = wrap[1..].split_last().unwrap();
         cmd.args(rest)
@@ -147,14 +159,7 @@ fn refused_elsewhere(wrap: &[&str], lab: &str, args: &[&str], code: i32, says: &
             .args(args)
             .output()
     }
-    .expect("run netlab elsewhere");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(
-        err.starts_with("netlab: ") && err.trim_end().lines().count() == 1,
-        "{args:?}: {err:?}"
-    );
-    assert!(err.contains(says), "{args:?}: {err}");
+    .expect("run netlab elsewhere")
 }
 
 /// Under `ip netns exec`, which mounts a /sys of its own, an eBPF lab's pins are out of
@@ -232,6 +237,12 @@ fn a_command_where_the_labs_mounts_are_others_is_refused() {
         let bpffs_elsewhere = "/sys/fs/bpf is another bpffs";
         refused_elsewhere(&own_bpffs, &lab.name, args, 2, bpffs_elsewhere);
     }
+    // A scrape from there leaves the lab out and says why: out of sight, not gone
+    // (before, "its host namespace is gone").
+    let scrape = elsewhere(&own_netns, &lab.name, &["metrics", "--labs", &lab.name]);
+    let err = String::from_utf8_lossy(&scrape.stderr);
+    assert!(scrape.status.success(), "{err}");
+    assert!(err.contains(netns_elsewhere), "{err}");
     let _ = before.kill();
     let _ = before.wait();
     assert!(lab.ok(&["status"]).contains("web"), "the lab is whole");

@@ -31,7 +31,8 @@ impl Labs {
 
 /// The figures of the labs covered that are up, sorted by name; a lab being built is
 /// left out, and so is one whose host namespace is gone (removed behind netlab's back:
-/// the next command on it says so and clears it up); one that cannot be read (torn
+/// the next command on it says so and clears it up) or out of sight from this mount
+/// namespace (`ops::mounts_visible`, which says why); one that cannot be read (torn
 /// down while it is read, or its state written by someone else) is left out and said
 /// on stderr.
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
@@ -46,17 +47,20 @@ pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
         .filter(|s| which.covers(&s.name))
         .filter(|s| {
             let why = if s.building {
-                "it is being brought up (or its `up` was interrupted)"
+                "it is being brought up (or its `up` was interrupted)".to_string()
             } else if s.taking_down {
-                "it is partly taken down"
+                "it is partly taken down".to_string()
+            } else if let Err(e) = crate::ops::mounts_visible(s) {
+                // Out of sight from this mount namespace, not gone.
+                e.to_string()
             } else if !crate::topology::host_is_the_labs(s) {
-                "its host namespace is gone"
+                "its host namespace is gone".to_string()
             } else {
                 return true;
             };
             // Said only of a lab the scrape names: the others are every lab that is up.
             if !which.0.is_empty() {
-                left_out(&s.name, Some(why.to_string()));
+                left_out(&s.name, Some(why));
             }
             false
         })
