@@ -3,12 +3,12 @@
 //! the result's format, ADD twice, DEL's idempotence, CHECK, VERSION, STATUS, GC and the
 //! error codes; then real traffic through a network it made.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use netlab_tests::{
     WAN_ADDR,
     cni::{CniWorld, Ctr, Reply},
-    run_in_ns_ok,
+    run_in_ns_ok, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -662,6 +662,16 @@ fn errors_are_cni_error_objects() {
     ))
     .error(7);
     add(&conf(json!({"runtimeConfig": {"portMappings": "8080:80"}}))).error(6);
+    // A known field of the wrong type is not dropped in silence (before, these were).
+    for bad in [
+        json!({"dns": "bogus"}),
+        json!({"args": ["ips"]}),
+        json!({"args": {"cni": "ips"}}),
+        json!({"prevResult": 1}),
+    ] {
+        let msg = add(&conf(bad.clone())).error(7);
+        assert!(msg.contains("is not an object"), "{bad}: {msg}");
+    }
 
     // The environment.
     let good = conf(json!({}));
@@ -727,6 +737,92 @@ fn errors_are_cni_error_objects() {
     );
     // And the same ADD without the bad port works.
     w.add(&a, &w.conf(json!({})));
+}
+
+/// What a chain, the CNI conventions and another spelling of the namespace bring, as
+/// the specification has a plugin take them (a review drove each by hand):
+/// - ADD passes an earlier plugin's `prevResult` on, its interfaces, addresses, routes
+///   and DNS first, netlab's after them (before, they were dropped);
+/// - `args.cni.ips` asks for an address as `runtimeConfig.ips` does (before, ignored);
+/// - CHECK takes `CNI_NETNS` spelled another way for the same namespace
+///   (`/var/run/netns/...`, `/proc/PID/ns/net`; before, a difference), an address
+///   without its optional `interface` index, and leaves a chain's other routes to it.
+#[test]
+fn a_chain_the_conventions_args_and_another_spelling_of_the_namespace() {
+    let w = CniWorld::new();
+    let a = w.container();
+    let earlier = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "lo", "sandbox": a.netns}],
+        "ips": [{"address": "127.0.0.1/8", "interface": 0}],
+        "routes": [{"dst": "192.0.2.0/24"}],
+        "dns": {"nameservers": ["192.0.2.53"]}
+    });
+    let mut conf = w.conf(json!({"args": {"cni": {"ips": ["10.77.0.99"], "labels": []}}}));
+    conf["prevResult"] = earlier.clone();
+    let r = w.add(&a, &conf);
+    let names: Vec<&str> = r["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{r}");
+    assert_eq!((names[0], names[3]), ("lo", "eth0"), "{r}");
+    assert_eq!(
+        r["ips"],
+        json!([
+            {"address": "127.0.0.1/8", "interface": 0},
+            {"address": "10.77.0.99/24", "gateway": "10.77.0.1", "interface": 3}
+        ])
+    );
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "192.0.2.0/24"}, {"dst": "0.0.0.0/0", "gw": "10.77.0.1"}])
+    );
+    assert_eq!(r["dns"], earlier["dns"]);
+    let addr = run_in_ns_ok(&a.netns, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.77.0.99/24"), "{addr}");
+
+    let mut check = w.conf(json!({}));
+    check["prevResult"] = r.clone();
+    w.verb("CHECK", &a, &check).ok();
+    let var_run = Ctr {
+        id: a.id.clone(),
+        netns: Path::new("/var/run/netns").join(a.netns.file_name().unwrap()),
+        name: a.name.clone(),
+    };
+    w.verb("CHECK", &var_run, &check).ok();
+    let holder = w.spawn_in(&a.netns, &["sleep", "60"]);
+    let comm = format!("/proc/{}/comm", holder.pid());
+    let entered = || std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep");
+    assert!(
+        wait_for(Duration::from_secs(5), entered),
+        "nsenter did not exec"
+    );
+    let by_pid = Ctr {
+        netns: format!("/proc/{}/ns/net", holder.pid()).into(),
+        ..var_run
+    };
+    w.verb("CHECK", &by_pid, &check).ok();
+    let mut no_index = check.clone();
+    for ip in no_index["prevResult"]["ips"].as_array_mut().unwrap() {
+        ip.as_object_mut().unwrap().remove("interface");
+    }
+    w.verb("CHECK", &a, &no_index).ok();
+    // Another namespace is still a difference.
+    let b = w.container();
+    let elsewhere = Ctr {
+        netns: b.netns.clone(),
+        ..by_pid
+    };
+    let msg = w.verb("CHECK", &elsewhere, &check).error(102);
+    assert!(msg.contains("not in CNI_NETNS"), "{msg}");
+    // `runtimeConfig.ips` and `args.cni.ips` may not disagree.
+    let mut both = w.conf(json!({"args": {"cni": {"ips": ["10.77.0.98"]}}}));
+    both["runtimeConfig"] = json!({"ips": ["10.77.0.97"]});
+    let msg = w.verb("ADD", &b, &both).error(7);
+    assert!(msg.contains("args.cni.ips"), "{msg}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! ADD: the first ADD of a network brings its lab up; each attaches the container's
 //! namespace with a veth named `CNI_IFNAME`, an address from netlab's IPAM (or the one
-//! asked for: `CNI_ARGS IP=`, `runtimeConfig.ips`) and a default route, and publishes
+//! asked for: `CNI_ARGS IP=`, `runtimeConfig.ips`, `args.cni.ips`) and a default route,
+//! and publishes
 //! `runtimeConfig.portMappings` in one batch.
 
 use std::path::Path;
@@ -130,12 +131,13 @@ fn attach(
         return Err(CniError::new(code::CONFLICT, msg));
     }
     check_ifname_free(netns, &a.ifname)?;
-    let asked = ips::merge(&a.ip, &ips::asked(conf)?)?;
+    let (from_conf, conf_key) = ips::asked(conf)?;
+    let asked = ips::merge((&from_conf, conf_key), (&a.ip, "CNI_ARGS IP="))?;
     // Where it came from: the runtime's environment, or the configuration.
     let refused = |ip: String, from_env: bool, e: String| {
         let (code, from) = match from_env {
-            true => (code::INVALID_ENVIRONMENT, "CNI_ARGS IP="),
-            false => (code::INVALID_CONFIG, "runtimeConfig.ips "),
+            true => (code::INVALID_ENVIRONMENT, "CNI_ARGS IP=".to_string()),
+            false => (code::INVALID_CONFIG, format!("{conf_key} ")),
         };
         CniError::new(code, format!("{from}{ip}: {e}"))
     };
@@ -190,5 +192,6 @@ fn attach(
             });
         }
     };
-    Ok(result::add_result(&conf.version, &s.state, &c, netns, macs, conf.dns()).to_string())
+    let (version, dns, prev) = (&conf.version, conf.dns(), conf.prev_result());
+    Ok(result::add_result(version, &s.state, &c, netns, macs, dns, prev).to_string())
 }

@@ -3,7 +3,7 @@
 //! default route, the host end of its veth on the bridge, and the published ports
 //! `runtimeConfig.portMappings` asks for.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, path::Path};
 
 use serde_json::Value;
 
@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     lab::{Container, LabState, PortSpec},
+    netlink::netns,
     ops::{self, Session},
 };
 
@@ -47,7 +48,7 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
         .container(&name)
         .filter(|c| attachment::is(c, &a.container_id, &a.ifname))
         .ok_or_else(unknown)?;
-    if c.runtime_netns != a.netns {
+    if !same_namespace(c.runtime_netns.as_deref(), a.netns.as_deref()) {
         return Err(differs(format!(
             "{name} was attached in {}, not in CNI_NETNS",
             c.runtime_netns.as_deref().unwrap_or("-".as_ref()).display()
@@ -58,6 +59,20 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     let specs = ports::not_held_elsewhere(&s.state, &a.container_id, specs);
     published(&s.state, &name, &specs)?;
     in_the_kernel(&s, &name)
+}
+
+/// Whether `CNI_NETNS` is the namespace ADD attached in: the same path, or another
+/// that names the same namespace (`/var/run/netns/...` through its link,
+/// `/proc/PID/ns/net`), as its cookie tells.
+fn same_namespace(attached: Option<&Path>, given: Option<&Path>) -> bool {
+    let (Some(attached), Some(given)) = (attached, given) else {
+        return false;
+    };
+    attached == given
+        || matches!(
+            (netns::cookie(attached), netns::cookie(given)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// The container's ports are in the kernel as the state records them: rules, elements
@@ -117,8 +132,13 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
     }
     let mut seen = vec![false; families.len()];
     for entry in prev["ips"].as_array().unwrap_or(&empty) {
-        if entry["interface"].as_u64() != Some(index as u64) {
-            continue;
+        // `interface` is optional: an address without one is the container's when it
+        // is one of its own, else another plugin's of a chain.
+        let ours = families.iter().any(|(a, _)| entry["address"] == a.as_str());
+        match entry["interface"].as_u64() {
+            Some(i) if i != index as u64 => continue,
+            None if !ours => continue,
+            _ => {}
         }
         if let Some(i) = families
             .iter()
@@ -157,7 +177,14 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
         .into_iter()
         .zip(families.iter().map(|(_, gw)| gw.as_str()))
         .collect();
-    for route in prev["routes"].as_array().unwrap_or(&empty) {
+    // Another route is an earlier plugin's of a chain, its own to check.
+    let default = |r: &Value| r["dst"] == "0.0.0.0/0" || r["dst"] == "::/0";
+    for route in prev["routes"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|r| default(r))
+    {
         let ours = defaults
             .iter()
             .any(|(dst, gw)| route["dst"] == *dst && (route["gw"].is_null() || route["gw"] == *gw));

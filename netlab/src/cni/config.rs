@@ -118,15 +118,28 @@ impl NetConf {
                 format!("unsupported field {key:?}: {value}: {why}"),
             ));
         }
-        for key in ["capabilities", "runtimeConfig"] {
+        for (key, e_g) in [
+            ("capabilities", r#"{"portMappings": true}"#),
+            ("runtimeConfig", r#"{"portMappings": [...]}"#),
+            ("dns", r#"{"nameservers": ["10.77.0.1"]}"#),
+            ("args", r#"{"cni": {"ips": ["10.77.0.50"]}}"#),
+            ("prevResult", r#"{"interfaces": [...], "ips": [...]}"#),
+        ] {
             match self.raw.get(key) {
                 None | Some(Value::Object(_)) => {}
                 Some(other) => {
                     return Err(invalid(format!(
-                        "{key} {other} is not an object (e.g. {{\"portMappings\": true}})"
+                        "{key} {other} is not an object (e.g. {e_g})"
                     )));
                 }
             }
+        }
+        if let Some(cni) = self.raw.get("args").and_then(|a| a.get("cni"))
+            && !cni.is_object()
+        {
+            return Err(invalid(format!(
+                "args.cni {cni} is not an object (e.g. {{\"ips\": [\"10.77.0.50\"]}})"
+            )));
         }
         if let Some(Value::Object(caps)) = self.raw.get("capabilities")
             && let Some((k, v)) = caps.iter().find(|(_, v)| !v.is_boolean())
@@ -239,6 +252,12 @@ impl NetConf {
     /// A capability's value in `runtimeConfig` (`portMappings`).
     pub fn runtime_config(&self, capability: &str) -> Option<&Value> {
         self.raw.get("runtimeConfig")?.get(capability)
+    }
+
+    /// A key of `args.cni`, the CNI conventions' arguments in the configuration
+    /// (`ips`); the rest of `args` is the runtime's.
+    pub fn cni_arg(&self, key: &str) -> Option<&Value> {
+        self.raw.get("args")?.get("cni")?.get(key)
     }
 
     /// The result of the ADD that a CHECK (or DEL) is about.

@@ -1,5 +1,6 @@
-//! The addresses a runtime asks for: `CNI_ARGS IP=` (comma-separated) and
-//! `runtimeConfig.ips` (the `ips` capability). podman 4.3 sends one address, of either
+//! The addresses a runtime asks for: `CNI_ARGS IP=` (comma-separated),
+//! `runtimeConfig.ips` (the `ips` capability) and `args.cni.ips` (the CNI conventions'
+//! arguments in the configuration). podman 4.3 sends one address, of either
 //! family (`--ip`, or `--ip6` alone), as `IP=`, and two (`--ip` with `--ip6`) only as
 //! `runtimeConfig.ips` (`["10.77.0.50", "fd00:a4d::50"]`); the CNI conventions also
 //! allow a prefix length (`10.77.0.50/24`). At most one address of each family.
@@ -47,43 +48,53 @@ pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Asked, St
     Ok(asked)
 }
 
-/// `runtimeConfig.ips`, checked for form (whether the network has room for them is
-/// `attach`'s to say); none without the key.
-pub fn asked(conf: &NetConf) -> CniResult<Asked> {
-    let Some(value) = conf.runtime_config("ips") else {
-        return Ok(Asked::default());
+/// The configuration's addresses, `runtimeConfig.ips` (the `ips` capability) and
+/// `args.cni.ips` (the CNI conventions' arguments), checked for form (whether the
+/// network has room for them is `attach`'s to say), with where they came from; none
+/// without either key. The two may not disagree.
+pub fn asked(conf: &NetConf) -> CniResult<(Asked, &'static str)> {
+    let from = |key: &'static str, value: Option<&serde_json::Value>| -> CniResult<Asked> {
+        let Some(value) = value else {
+            return Ok(Asked::default());
+        };
+        let entries: Vec<String> = serde_json::from_value(value.clone()).map_err(|e| {
+            CniError::new(code::DECODING_FAILURE, format!("cannot decode {key}: {e}"))
+        })?;
+        parse(entries.iter().map(String::as_str))
+            .map_err(|e| invalid(format!("{key} {entries:?}: {e}")))
     };
-    let entries: Vec<String> = serde_json::from_value(value.clone()).map_err(|e| {
-        CniError::new(
-            code::DECODING_FAILURE,
-            format!("cannot decode runtimeConfig.ips: {e}"),
-        )
-    })?;
-    parse(entries.iter().map(String::as_str))
-        .map_err(|e| invalid(format!("runtimeConfig.ips {entries:?}: {e}")))
+    let runtime = ("runtimeConfig.ips", conf.runtime_config("ips"));
+    let args = ("args.cni.ips", conf.cni_arg("ips"));
+    let asked = merge(
+        (&from(runtime.0, runtime.1)?, runtime.0),
+        (&from(args.0, args.1)?, args.0),
+    )?;
+    let source = if runtime.1.is_some() || args.1.is_none() {
+        runtime.0
+    } else {
+        args.0
+    };
+    Ok((asked, source))
 }
 
-/// One set of addresses from two sources (`IP=` and `runtimeConfig.ips`), which must
-/// not disagree.
-pub fn merge(env: &Asked, conf: &Asked) -> CniResult<Asked> {
-    let disagree = |a: String, b: String| {
-        invalid(format!(
-            "runtimeConfig.ips asks for {a}, CNI_ARGS IP= for {b}"
-        ))
-    };
-    if let (Some(a), Some(b)) = (conf.v4, env.v4)
+/// One set of addresses from two sources (say `CNI_ARGS IP=` and `runtimeConfig.ips`),
+/// each with its name, which must not disagree.
+pub fn merge((one, one_is): (&Asked, &str), (two, two_is): (&Asked, &str)) -> CniResult<Asked> {
+    let disagree =
+        |a: String, b: String| invalid(format!("{one_is} asks for {a}, {two_is} for {b}"));
+    if let (Some(a), Some(b)) = (one.v4, two.v4)
         && a != b
     {
         return Err(disagree(a.to_string(), b.to_string()));
     }
-    if let (Some(a), Some(b)) = (conf.v6, env.v6)
+    if let (Some(a), Some(b)) = (one.v6, two.v6)
         && a != b
     {
         return Err(disagree(a.to_string(), b.to_string()));
     }
     Ok(Asked {
-        v4: conf.v4.or(env.v4),
-        v6: conf.v6.or(env.v6),
+        v4: one.v4.or(two.v4),
+        v6: one.v6.or(two.v6),
     })
 }
 
@@ -96,6 +107,10 @@ mod tests {
             r#"{{"cniVersion":"1.0.0","name":"nl","runtimeConfig":{{"ips":{ips}}}}}"#
         ))
         .unwrap()
+    }
+
+    fn asked(conf: &NetConf) -> CniResult<Asked> {
+        super::asked(conf).map(|(a, _)| a)
     }
 
     #[test]
@@ -127,14 +142,39 @@ mod tests {
         let env = parse("fd00:a4d::60".split(',')).unwrap();
         let conf = parse(["10.77.0.50"]).unwrap();
         assert_eq!(
-            merge(&env, &conf).unwrap(),
+            merge((&conf, "runtimeConfig.ips"), (&env, "CNI_ARGS IP=")).unwrap(),
             Asked {
                 v4: Some("10.77.0.50".parse().unwrap()),
                 v6: Some("fd00:a4d::60".parse().unwrap()),
             }
         );
         let other = parse(["fd00:a4d::61"]).unwrap();
-        assert_eq!(merge(&env, &other).unwrap_err().code, code::INVALID_CONFIG);
+        let e = merge((&other, "runtimeConfig.ips"), (&env, "CNI_ARGS IP=")).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
         assert!(parse("10.0.0.1,10.0.0.2".split(',')).is_err());
+    }
+
+    #[test]
+    fn the_conventions_args_ask_too() {
+        let args = |json: &str| {
+            NetConf::parse(&format!(r#"{{"cniVersion":"1.0.0","name":"nl",{json}}}"#)).unwrap()
+        };
+        let c = args(r#""args":{"cni":{"ips":["10.77.0.99"],"labels":[]}}"#);
+        let (a, from) = super::asked(&c).unwrap();
+        assert_eq!(
+            (a.v4, from),
+            (Some("10.77.0.99".parse().unwrap()), "args.cni.ips")
+        );
+        let c =
+            args(r#""args":{"cni":{"ips":["10.77.0.99"]}},"runtimeConfig":{"ips":["10.77.0.99"]}"#);
+        assert_eq!(super::asked(&c).unwrap().1, "runtimeConfig.ips");
+        let c =
+            args(r#""args":{"cni":{"ips":["10.77.0.98"]}},"runtimeConfig":{"ips":["10.77.0.99"]}"#);
+        assert_eq!(super::asked(&c).unwrap_err().code, code::INVALID_CONFIG);
+        let c = args(r#""args":{"org.apache.mesos":{}}"#);
+        assert_eq!(
+            super::asked(&c).unwrap(),
+            (Asked::default(), "runtimeConfig.ips")
+        );
     }
 }
