@@ -38,7 +38,17 @@ fn usage_error(e: clap::Error) -> ! {
             !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
         })
         .collect();
-    let line = line.join(" ");
+    // clap's tip goes on a line of its own: here after a semicolon.
+    let line = line
+        .iter()
+        .enumerate()
+        .fold(String::new(), |mut out, (i, l)| {
+            if i > 0 {
+                out.push_str(if l.starts_with("tip:") { "; " } else { " " });
+            }
+            out.push_str(l);
+            out
+        });
     eprintln!(
         "netlab: {} (see --help)",
         line.trim_start_matches("error: ")

@@ -227,7 +227,8 @@ fn an_address_taken_again_answers_at_once(dp: &str) {
     drop(server);
     lab.ok(&["rm", "web"]);
     let out = lab.ok(&["run", "web2", "-p", "8080:8000"]);
-    assert_eq!(out.trim(), "web2 172.18.0.2");
+    // The container, then its ports as `publish` prints them.
+    assert_eq!(out, "web2 172.18.0.2\n8080:8000/tcp -> 172.18.0.2:8000\n");
     let link = lab.exec_ok("web2", &["ip", "-br", "link", "show", "eth0"]);
     let mac = link.split_whitespace().nth(2).expect("a MAC").to_string();
     let announced = wait_for(Duration::from_secs(3), || {

@@ -503,6 +503,9 @@ fn conntrack_and_stats_point_to_the_kernel(dp: &str) {
     let lab = lab(dp);
     let err = lab.fails(&["conntrack"]);
     assert!(err.contains(&format!("runs the {dp} datapath")), "{err}");
+    // Where the kernel's table is: the lab host's namespace, not this one.
+    let there = format!("`netlab exec --lab {} host -- conntrack -L`", lab.name);
+    assert!(err.contains(&there), "{err}");
     let err = lab.fails(&["stats"]);
     assert!(err.contains("no eBPF counters"), "{err}");
     assert_eq!(lab.status()["datapath"], dp);

@@ -983,6 +983,20 @@ fn status_shows_what_of_a_container_is_gone() {
         "{states:?}"
     );
     assert!(lab.ok(&["status"]).contains("namespace gone"));
+    // What a command on them says to do names this lab, not the default one.
+    let rm_a = format!("`netlab rm --lab {} a`", lab.name);
+    for args in [
+        &["publish", "a", "9700:80"][..],
+        &["exec", "a", "--", "true"],
+    ] {
+        let err = lab.fails(args);
+        assert!(err.contains(&rm_a), "{args:?}: {err}");
+    }
+    let err = lab.fails(&["publish", "b", "9700:80"]);
+    assert!(
+        err.contains(&format!("`netlab rm --lab {} b`", lab.name)),
+        "{err}"
+    );
     for c in ["a", "b", "c"] {
         lab.ok(&["rm", c]);
     }

@@ -154,7 +154,9 @@ fn host_ports_are_picked_as_docker_picks_them(dp: &str) {
     assert_eq!(other["ports"][0], theirs[0]["spec"], "{other}");
     let text = lab.ok(&["status"]);
     let web = text.lines().find(|l| l.starts_with("web ")).expect("web");
-    assert!(web.ends_with("and 1 more (netlab ports web)"), "{web}");
+    // The command it names is this lab's, not the default one's.
+    let more = format!("and 1 more (netlab ports --lab {} web)", lab.name);
+    assert!(web.ends_with(&more), "{web}");
     assert!(web.contains("9000:8000/tcp"), "{web}");
 
     // A connected UDP socket holds its port as a bound one does (Docker's bind there

@@ -549,6 +549,15 @@ fn exec_of_a_missing_program_exits_127() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-program"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // As in `docker exec`, the `--` may be left out, and the command's own options
+    // are its own (before, `exec a true` was refused: "unexpected argument 'true'").
+    let out = lab.run(&["exec", "a", "echo", "-n", "hi"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi", "{out:?}");
+    let out = lab.run(&["exec", "a", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // A usage error is one line, clap's tip after a semicolon.
+    let err = lab.fails(&["run", "-bad"]);
+    assert!(err.contains("found; tip: "), "{err}");
 }
 
 #[test]

@@ -19,11 +19,15 @@ pub struct Args {
 pub fn run(lab: &str, args: Args) -> Result<()> {
     let s = Session::open(lab)?;
     let dp = s.datapath();
-    let dp = datapath::inspection(
-        &*dp,
-        &s.state,
-        "its conntrack is the kernel's (`conntrack -L`, `conntrack -F` in the host namespace)",
-    )?;
+    // Where the kernel's table is: the lab host's namespace (a sandbox's own).
+    let why = match s.state.sandbox {
+        true => format!(
+            "its conntrack is the kernel's, in the lab host's namespace: `netlab exec --lab {} host -- conntrack -L` (or `-F`)",
+            s.state.name
+        ),
+        false => "its conntrack is the kernel's: `conntrack -L` (or `-F`) in this namespace".into(),
+    };
+    let dp = datapath::inspection(&*dp, &s.state, &why)?;
     if args.flush {
         let n = dp.flush(&s.state)?;
         if args.json {

@@ -1,4 +1,4 @@
-//! `netlab exec NAME -- CMD`: run a command in a container's namespace, or in the lab's
+//! `netlab exec NAME [--] CMD`: run a command in a container's namespace, or in the lab's
 //! `host` or `wan` namespace. The command replaces netlab (its exit code is the result).
 
 use std::{os::unix::process::CommandExt, process::Command};
@@ -13,8 +13,8 @@ use crate::{
 pub struct Args {
     /// A container, `host` or `wan`.
     pub name: String,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments, after `--` or, as in `docker exec`, without it.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
 }
 

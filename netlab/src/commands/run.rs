@@ -66,10 +66,15 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             ..AttachRequest::own(&args.name, args.network, args.ip)
         },
     )?;
-    match (c.ip, s.state.container_ip6(&c)) {
-        (Some(ip), Some(ip6)) => println!("{} {ip} {ip6}", args.name),
-        (Some(ip), None) => println!("{} {ip}", args.name),
-        _ => println!("{}", args.name),
+    let mut out = match (c.ip, s.state.container_ip6(&c)) {
+        (Some(ip), Some(ip6)) => format!("{} {ip} {ip6}\n", args.name),
+        (Some(ip), None) => format!("{} {ip}\n", args.name),
+        _ => format!("{}\n", args.name),
+    };
+    // Then its ports as `publish` prints them, picked host ports included.
+    for p in s.state.ports_of(&args.name) {
+        out += &format!("{} -> {}\n", p.spec, s.state.targets(p));
     }
+    print!("{out}");
     Ok(())
 }

@@ -225,9 +225,10 @@ fn ports_text(state: &crate::lab::LabState, name: &str) -> String {
         0 => "-".into(),
         n if n <= PORTS_SHOWN => specs.join(", "),
         n => format!(
-            "{}, and {} more (netlab ports {name})",
+            "{}, and {} more (netlab ports --lab {} {name})",
             specs[..PORTS_SHOWN].join(", "),
-            n - PORTS_SHOWN
+            n - PORTS_SHOWN,
+            state.name
         ),
     }
 }

@@ -51,7 +51,8 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
             // Never a namespace made again under the container's name: someone else's.
             if !topology::netns_is_the_containers(c) {
                 return Err(Error::Invalid(format!(
-                    "container {name}'s namespace is gone (removed behind netlab's back): `netlab rm {name}`, then run it again"
+                    "container {name}'s namespace is gone (removed behind netlab's back): `netlab rm --lab {} {name}`, then run it again",
+                    state.name
                 )));
             }
             match c.network {
@@ -69,8 +70,9 @@ pub fn target(state: &LabState, name: &str) -> Result<Target> {
             Some(cg) if crate::netlink::cgroup::is_the_one(cg, c.cgroup_id) => Some(cg.clone()),
             Some(cg) => {
                 return Err(Error::Invalid(format!(
-                    "container {name}'s cgroup {} is gone (removed behind netlab's back): `netlab rm {name}`, then run it again",
-                    cg.display()
+                    "container {name}'s cgroup {} is gone (removed behind netlab's back): `netlab rm --lab {} {name}`, then run it again",
+                    cg.display(),
+                    state.name
                 )));
             }
             // A host-network container made before containers had cgroups of their own.

@@ -258,11 +258,29 @@ fn mappings_of(ports: &[Published], container: &str, specs: &[PortSpec]) -> Resu
                 Some(index) => index.get(spec).copied(),
                 None => ports.iter().filter(ours).find(|p| p.spec == *spec),
             };
-            found.cloned().ok_or_else(|| {
-                Error::Invalid(format!("{spec} is not published on container {container}"))
-            })
+            found
+                .cloned()
+                .ok_or_else(|| not_published(ports, container, spec))
         })
         .collect()
+}
+
+/// Refuses `spec`, not published on `container`; names the mapping of its host port
+/// that is there, if any: on another host address, or another container.
+fn not_published(ports: &[Published], container: &str, spec: &PortSpec) -> Error {
+    let overlaps = |p: &&Published| {
+        p.spec.proto == spec.proto
+            && p.spec.host_port <= spec.host_end
+            && spec.host_port <= p.spec.host_end
+    };
+    let hint = match ports.iter().find(overlaps) {
+        Some(p) if p.container == container => format!(": it is published as {}", p.spec),
+        Some(p) => format!(": {} is published on container {}", p.spec, p.container),
+        None => String::new(),
+    };
+    Error::Invalid(format!(
+        "{spec} is not published on container {container}{hint}"
+    ))
 }
 
 #[cfg(test)]
@@ -354,10 +372,21 @@ mod tests {
             let mut theirs = specs.clone();
             theirs.push(ports[3].spec);
             let err = mappings_of(&ports, "web", &theirs).unwrap_err().to_string();
-            assert!(
-                err.contains("1004:80/tcp is not published on container web"),
-                "{err}"
+            assert_eq!(
+                err,
+                "1004:80/tcp is not published on container web: 1004:80/tcp is published on container db"
             );
         }
+        // The same host port on another address of the same container is named.
+        ports[5].spec = "[2001:db8:100::2]:1006:80".parse().unwrap();
+        let spec = "1006:80".parse().unwrap();
+        let err = mappings_of(&ports, "web", &[spec]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "1006:80/tcp is not published on container web: it is published as [2001:db8:100::2]:1006:80/tcp"
+        );
+        let spec = "1099:80".parse().unwrap();
+        let err = mappings_of(&ports, "web", &[spec]).unwrap_err().to_string();
+        assert_eq!(err, "1099:80/tcp is not published on container web");
     }
 }

@@ -587,8 +587,8 @@ pub fn remove_container(state: &LabState, c: &Container) -> Result<()> {
 pub fn check_present(state: &LabState, c: &Container) -> Result<()> {
     match missing_part(state, c)? {
         Some(what) => Err(Error::Invalid(format!(
-            "container {}'s {what} is gone (removed behind netlab's back): `netlab rm {}`, then run it again",
-            c.name, c.name
+            "container {}'s {what} is gone (removed behind netlab's back): `netlab rm --lab {} {}`, then run it again",
+            c.name, state.name, c.name
         ))),
         None => Ok(()),
     }

@@ -248,7 +248,7 @@ pub fn map_data(lab: &str, name: &str) -> Result<MapData> {
     MapData::from_pin(&path).map_err(|e| {
         Error::Invalid(match earlier_layout(lab) {
             Some(v) => format!(
-                "lab {lab} was brought up by an earlier netlab, whose maps (pins layout {v}) this one cannot read: `netlab down` it and bring it up again"
+                "lab {lab} was brought up by an earlier netlab, whose maps (pins layout {v}) this one cannot read: `netlab down --lab {lab}` it and bring it up again"
             ),
             None => format!(
                 "lab {lab} has no eBPF datapath pinned at {} ({e})",
