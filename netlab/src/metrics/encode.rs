@@ -242,7 +242,9 @@ impl Families {
             let l = MappingL {
                 lab: lab(),
                 container: p.container.clone(),
-                host_ip: p.spec.host_ip.map_or("0.0.0.0".into(), |a| a.to_string()),
+                // Empty for every address (as in the spec `:8080:80`): `0.0.0.0` is
+                // every IPv4 address only, a mapping of its own in a dual-stack lab.
+                host_ip: p.spec.host_ip.map_or(String::new(), |a| a.to_string()),
                 host_port: if p.spec.host_end == p.spec.host_port {
                     p.spec.host_port.to_string()
                 } else {
