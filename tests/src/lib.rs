@@ -201,35 +201,76 @@ pub fn wait_for_opening_flow(lab: &Lab, dp: &str, dport: u16) -> u16 {
     nat_port.unwrap()
 }
 
-/// Why a datapath of the parametrised suites cannot run on this machine, found once
-/// per test binary by asking `netlab up` for it. Only `nftables-flowtable` can be
-/// missing (a kernel without CONFIG_NF_FLOW_TABLE); `up` then refuses it with a line
-/// that says so, which `datapaths::flowtable_refused_where_the_kernel_lacks_it` checks.
+/// Why a datapath of the parametrised suites cannot run on this machine, asked of the
+/// kernel itself ([`kernel_lacks`]), never of netlab: a probe of netlab's own that
+/// went wrong would otherwise skip the very tests that should catch it. Only
+/// `nftables-flowtable` can be missing (a kernel without CONFIG_NF_FLOW_TABLE); `up`
+/// must then refuse it with a line that says so
+/// (`datapaths::flowtable_refused_where_the_kernel_lacks_it`), and must bring it up
+/// where the kernel has flowtables.
 pub fn unavailable(dp: &str) -> Option<String> {
-    static FLOWTABLE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if dp != "nftables-flowtable" {
-        return None;
+    match dp {
+        "nftables-flowtable" => kernel_lacks(Feature::Flowtables).map(|why| format!("{dp}: {why}")),
+        _ => None,
     }
-    FLOWTABLE
-        .get_or_init(|| {
-            require_root();
-            let lab = unique_lab();
-            let out = netlab(&["--lab", &lab, "up", "--sandbox", "--datapath", dp]);
-            if out.status.success() {
-                let down = netlab(&["--lab", &lab, "down"]);
-                assert!(down.status.success(), "down: {down:?}");
-                return None;
+}
+
+/// What a datapath or device needs of the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// nftables flowtables (CONFIG_NF_FLOW_TABLE).
+    Flowtables,
+    /// netkit devices (CONFIG_NETKIT, Linux 6.7+).
+    Netkit,
+}
+
+/// Why this kernel lacks `feature`, found once per test binary by making one in a
+/// scratch namespace with the system's own tools (`nft`, `ip`); `None` when it has it.
+/// Any other failure of the probe fails the test that asked.
+pub fn kernel_lacks(feature: Feature) -> Option<String> {
+    static FLOWTABLES: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static NETKIT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let once = match feature {
+        Feature::Flowtables => &FLOWTABLES,
+        Feature::Netkit => &NETKIT,
+    };
+    once.get_or_init(|| {
+        require_root();
+        let name = format!("{}-probe", unique_lab());
+        let ns = netns::create(&name).expect("create a scratch namespace");
+        let (out, lacking) = match feature {
+            Feature::Flowtables => {
+                run_in_ns_ok(&ns, &["nft", "add", "table", "inet", "probe"]);
+                let out = run_in_ns(
+                    &ns,
+                    &[
+                        "nft",
+                        "add flowtable inet probe f { hook ingress priority 0; devices = { lo }; }",
+                    ],
+                );
+                (out, "No such file or directory")
             }
-            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            assert!(
-                err.contains(FLOWTABLE_MISSING),
-                "up --datapath {dp} failed for another reason: {err}"
-            );
-            Some(format!(
-                "{dp}: this kernel has no nftables flowtables ({err})"
-            ))
+            Feature::Netkit => (
+                run_in_ns(&ns, &["ip", "link", "add", "nkprobe", "type", "netkit"]),
+                "Unknown device type",
+            ),
+        };
+        netns::delete(&name).expect("delete the scratch namespace");
+        if out.status.success() {
+            return None;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or_default().trim().to_string();
+        assert!(
+            err.contains(lacking),
+            "probing the kernel for {feature:?} failed for another reason: {err}"
+        );
+        Some(match feature {
+            Feature::Flowtables => format!("this kernel has no nftables flowtables (nft: {first})"),
+            Feature::Netkit => format!("this kernel has no netkit devices (ip: {first})"),
         })
-        .clone()
+    })
+    .clone()
 }
 
 /// What `netlab up --datapath nftables-flowtable` says on a kernel without flowtables.

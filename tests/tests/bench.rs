@@ -18,7 +18,7 @@ use serde_json::Value;
 /// The labs a benchmark reported (`... lab bench_N is up`, `... veth pair
 /// bench_N-srv <-> bench_N-wan is up`) whose namespaces or state still exist.
 fn labs_left(stderr: &str) -> Vec<String> {
-    stderr
+    let reported: Vec<&str> = stderr
         .lines()
         .filter_map(|l| {
             l.split(" lab ")
@@ -27,6 +27,14 @@ fn labs_left(stderr: &str) -> Vec<String> {
         })
         .filter_map(|l| l.strip_suffix(" is up"))
         .map(|l| l.split("-srv <-> ").next().unwrap_or(l))
+        .collect();
+    // None reported would make "none left" say nothing (a changed progress line).
+    assert!(
+        !reported.is_empty(),
+        "the benchmark reported no lab:\n{stderr}"
+    );
+    reported
+        .into_iter()
         .filter(|lab| {
             ["host", "wan", "srv"]
                 .iter()

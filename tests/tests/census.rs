@@ -332,4 +332,9 @@ fn a_table_read_in_halves_gives_each_entry_once() {
         assert_eq!(got.len(), want.len(), "{n} entries");
         assert!(got == want, "{n} entries: not each read once");
     }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        netlab_tests::skip(
+            "one CPU: the table is read in one piece, the halves' boundary untested",
+        );
+    }
 }

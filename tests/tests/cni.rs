@@ -493,9 +493,6 @@ fn check_sees_a_removed_route_address_or_port() {
 /// Before, the three stayed, empty, in every namespace an iptables network had been in.
 #[test]
 fn down_removes_the_tables_iptables_made_and_nothing_else() {
-    if let Some(why) = netlab_tests::unavailable("iptables") {
-        return netlab_tests::skip(&why);
-    }
     let nft = |w: &CniWorld| run_in_ns_ok(&w.host(), &["nft", "list", "ruleset"]);
     let conf = |w: &CniWorld| w.conf(json!({"datapath": "iptables"}));
 
@@ -527,9 +524,13 @@ fn down_removes_the_tables_iptables_made_and_nothing_else() {
 /// device needs (flowtables, netkit), as the ADD then fails; 0 where it has them.
 #[test]
 fn status_says_when_the_kernel_lacks_the_datapath() {
-    for extra in [
-        json!({"datapath": "nftables-flowtable"}),
-        json!({"device": "netkit"}),
+    use netlab_tests::{Feature, kernel_lacks};
+    for (extra, feature) in [
+        (
+            json!({"datapath": "nftables-flowtable"}),
+            Feature::Flowtables,
+        ),
+        (json!({"device": "netkit"}), Feature::Netkit),
     ] {
         let w = CniWorld::new();
         let mut conf = w.conf(extra.clone());
@@ -537,6 +538,9 @@ fn status_says_when_the_kernel_lacks_the_datapath() {
         let status = w.call(&[("CNI_COMMAND", "STATUS")], &conf.to_string());
         let a = w.container();
         let add = w.verb("ADD", &a, &w.conf(extra.clone()));
+        // What the kernel has is asked of it apart from netlab.
+        let lacking = kernel_lacks(feature);
+        assert_eq!(add.success, lacking.is_none(), "{lacking:?}: {add:?}");
         if add.success {
             status.ok();
             w.verb("DEL", &a, &w.conf(extra)).ok();

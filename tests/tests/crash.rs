@@ -146,6 +146,14 @@ fn publish_and_unpublish_killed_anywhere(dp: &str) {
             lab.ok(&unpublish.iter().map(String::as_str).collect::<Vec<_>>());
         }
     }
+    // Every round may have been killed before anything: the same publish, left to
+    // finish, must list and hold every port, so that the checks above compared
+    // something real.
+    let mut publish = vec!["publish", "web"];
+    publish.extend(specs.iter().map(String::as_str));
+    lab.ok(&publish);
+    assert_eq!(lab.ports().len(), specs.len());
+    assert_eq!(ports_in_kernel(&lab, dp), specs.len());
 }
 
 /// `netlab run` and `netlab rm` killed at random moments: after each, the containers
@@ -167,6 +175,12 @@ fn run_and_rm_killed_anywhere(dp: &str) {
             check_containers(&lab, &format!("round {round}: rm killed after {at:?}"));
         }
     }
+    // The same run, left to finish, makes its container and port (every round may
+    // have been killed before anything).
+    lab.ok(&["run", "last", "-p", "8999:80"]);
+    check_containers(&lab, "run left to finish");
+    assert!(lab.state().container("last").is_some());
+    assert_eq!(ports_in_kernel(&lab, dp), 1);
 }
 
 /// The lab's containers, as `netlab status` lists them (which settles an interrupted

@@ -90,6 +90,13 @@ fn netkit_devices_or_their_refusal() {
     let up = |args: &[&str]| netlab_tests::netlab(&[&["--lab", &lab][..], args].concat());
     let out = up(&["up", "--sandbox", "--device", "netkit"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Whether it may refuse is the kernel's to say, asked apart from netlab.
+    let lacking = netlab_tests::kernel_lacks(netlab_tests::Feature::Netkit);
+    assert_eq!(
+        out.status.success(),
+        lacking.is_none(),
+        "the kernel says {lacking:?}; up --device netkit: {err}"
+    );
     if out.status.success() {
         let run = up(&["run", "a"]);
         let status = up(&["status", "--json"]);

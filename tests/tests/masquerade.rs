@@ -745,10 +745,6 @@ fn conntrack_lists_flows_and_flush_empties_it() {
     assert_eq!(flushed, serde_json::json!({ "flushed": 1 }));
 }
 
-/// The uplink losing the address the eBPF programs were loaded with (they masquerade
-/// behind it, a constant of their configuration; iptables' MASQUERADE takes the
-/// interface's address of the moment): the next command that looks at the lab host's
-/// interfaces says so, and what to do.
 #[test]
 fn debug_logs_show_new_flows_only_when_asked_for() {
     let lab = Lab::sandbox(&["--debug"]);

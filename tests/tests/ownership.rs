@@ -193,7 +193,9 @@ fn an_ebpf_lab_out_of_sight_of_its_pins_is_refused_whole() {
         journal.display()
     );
     assert!(!lab.ok(&["ports"]).contains("9500"));
-    assert!(lab.ok(&["status"]).contains("web"));
+    // web is there, and whole: its namespace too, not "namespace gone".
+    assert_eq!(lab.status()["containers"][0]["state"], "up");
+    assert!(netns::exists(&format!("{}-web", lab.name)));
 }
 
 /// A command in another mount namespace that cannot see the lab's namespaces, pins or
@@ -374,6 +376,9 @@ fn a_failed_publish_takes_back_what_it_put_in(dp: &str) {
         .unwrap();
     std::fs::remove_dir_all(&bin).unwrap();
     assert!(!out.status.success(), "the publish did not fail");
+    // It failed where meant to, at its last step, after its rules went in.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("out of order"), "it failed elsewhere: {err}");
     assert!(lab.ports().is_empty());
     assert_eq!(
         ruleset(&host, dp),

@@ -1144,11 +1144,11 @@ fn programs_verify_with_room_to_spare() {
         {
             let prog = netlab::datapath::ebpf::load_program(&mut bpf, p)
                 .unwrap_or_else(|e| panic!("{p} (debug {debug}, flags {flags}): {e}"));
-            let n = prog
-                .info()
-                .unwrap()
-                .verified_instruction_count()
-                .unwrap_or(0);
+            // A kernel that does not report the count (before 5.16) cannot tell the
+            // room left: the test is reported skipped there, not passed on a 0.
+            let Some(n) = prog.info().unwrap().verified_instruction_count() else {
+                return netlab_tests::skip("the kernel reports no verified instruction count");
+            };
             eprintln!("{p} (debug {debug}, flags {flags}): {n} instructions verified");
             assert!(
                 n < 500_000,

@@ -239,9 +239,6 @@ fn ten_thousand_ports(dp: &str) {
 /// without IPv6, `--ip6` is refused rather than ignored.
 #[test]
 fn static_addresses_of_both_families() {
-    if let Some(why) = netlab_tests::unavailable("iptables") {
-        return netlab_tests::skip(&why);
-    }
     let pm = Podman::dual_stack("iptables", "fd00:a4d::/64");
     let out = pm.run_container(
         "fixed",

@@ -705,10 +705,6 @@ fn checksummed_transfers_both_ways(dp: &str) {
     }
 }
 
-/// `rm` withdraws the container's ports: a container that takes its address afterwards
-/// gets nothing through them, neither the next segment of a connection opened before
-/// nor a new connection nor a host-local datagram (had the mappings or their flows
-/// survived, each would reach it).
 /// The eBPF port table holds 65,536 single ports and 32 ranges: a batch that would
 /// overflow it is refused whole, in one line with exit 2, before anything changes,
 /// and the lab goes on (the port published before still answers, the next command
@@ -754,6 +750,10 @@ fn the_ebpf_port_table_refuses_what_it_cannot_hold() {
     assert_eq!(lab.curl("wan", "http://198.51.100.2:8081/"), "200");
 }
 
+/// `rm` withdraws the container's ports: a container that takes its address afterwards
+/// gets nothing through them, neither the next segment of a connection opened before
+/// nor a new connection nor a host-local datagram (had the mappings or their flows
+/// survived, each would reach it).
 #[test]
 fn run_with_publish_and_rm_withdraws() {
     let lab = Lab::sandbox(&[]);
@@ -765,9 +765,8 @@ fn run_with_publish_and_rm_withdraws() {
             "8080:8000",
             "-p",
             "127.0.0.1:5353:53/udp"
-        ])
-        .trim(),
-        "web 172.18.0.2"
+        ]),
+        "web 172.18.0.2\n8080:8000/tcp -> 172.18.0.2:8000\n127.0.0.1:5353:53/udp -> 172.18.0.2:53\n"
     );
     assert_eq!(lab.ports().len(), 2);
     let listener = tcp_listen(&lab.ns("web"), "0.0.0.0:8000");

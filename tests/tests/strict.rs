@@ -107,6 +107,14 @@ fn priority_tagged_frames_from_outside_reach_no_container(dp: &str) {
             "the tagged frame was not dropped at the uplink"
         );
     }
+    // The container does take a datagram that may reach it (from the lab host): its
+    // silence above was the frames'.
+    let host = udp(&lab.ns("host"), "0.0.0.0:0");
+    host.send_to(b"plain", to).unwrap();
+    let (n, _) = server
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("{dp}: the lab host's datagram did not reach web: {e}"));
+    assert_eq!(&buf[..n], b"plain");
 }
 
 /// A container's frame behind two priority tags goes nowhere: its veth's program drops
@@ -878,6 +886,12 @@ fn segments_with_flags_no_tcp_sends_reach_no_container(dp: &str) {
         assert_eq!(lab.stat("drops", "invalid_tcp_flags"), 3);
     }
     carries_both_ways(&mut client, &mut conn);
+    // The capture sees the connection's own segments: its silence above was theirs.
+    let own = arrived();
+    assert!(
+        own.iter().any(|f| f & 0x10 != 0),
+        "{dp}: the capture saw none of the connection's own segments: {own:02x?}"
+    );
 }
 
 /// A FIN with a published connection's 4-tuple but a sequence number far outside the

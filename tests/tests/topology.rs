@@ -100,17 +100,45 @@ fn network_host_shares_the_lab_host_namespace() {
     assert!(links.contains("eth0"));
 }
 
+/// The bridge and a container's interface take the uplink's MTU: a lab brought up in
+/// a namespace whose uplink has 1400 (not the default 1500, which they would have
+/// anyway) gets 1400 on both.
 #[test]
 fn uplink_and_bridge_share_the_mtu() {
-    let lab = Lab::sandbox(&[]);
-    lab.ok(&["run", "a"]);
-    let host = lab.exec_ok(
-        "host",
-        &["ip", "-o", "link", "show", &format!("nl-{}", lab.name)],
-    );
-    assert!(host.contains("mtu 1500"), "{host}");
-    let ctr = lab.exec_ok("a", &["ip", "-o", "link", "show", "eth0"]);
-    assert!(ctr.contains("mtu 1500"), "{ctr}");
+    let outer = Lab::sandbox(&[]);
+    let host = outer.ns("host");
+    netlab_tests::run_in_ns_ok(&host, &["ip", "link", "set", "eth0", "mtu", "1400"]);
+    /// A lab in the outer lab's host namespace, taken down before it.
+    struct Inner<'a>(&'a Path, String);
+    impl Inner<'_> {
+        fn ok(&self, args: &[&str]) -> String {
+            let bin = netlab_tests::netlab_bin();
+            let mut cmd = vec![bin.to_str().unwrap(), "--lab", &self.1];
+            cmd.extend_from_slice(args);
+            netlab_tests::run_in_ns_ok(self.0, &cmd)
+        }
+    }
+    impl Drop for Inner<'_> {
+        fn drop(&mut self) {
+            let _ = self.ok(&["down"]);
+        }
+    }
+    let inner = Inner(&host, unique_lab());
+    inner.ok(&[
+        "up",
+        "--datapath",
+        "iptables",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "10.52.0.0/24",
+    ]);
+    inner.ok(&["run", "a"]);
+    let bridge = format!("nl-{}", inner.1);
+    let shown = netlab_tests::run_in_ns_ok(&host, &["ip", "-o", "link", "show", &bridge]);
+    assert!(shown.contains("mtu 1400"), "{shown}");
+    let ctr = inner.ok(&["exec", "a", "--", "ip", "-o", "link", "show", "eth0"]);
+    assert!(ctr.contains("mtu 1400"), "{ctr}");
 }
 
 /// The bridge keeps the MAC it was made with while containers come and go (a bridge
