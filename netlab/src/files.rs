@@ -8,22 +8,60 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// The temporary name `path` is written under, in its own directory (so that the
-/// rename is atomic), hidden and named by the process.
-fn temporary(path: &Path) -> PathBuf {
+/// A temporary name for `path`, in its own directory (so that the rename is atomic),
+/// hidden, and named by the process and the time, so that another user cannot know it
+/// in advance.
+fn temporary(path: &Path, attempt: u32) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    path.with_file_name(format!(
+        ".{name}.{}.{nanos:09}{attempt}.tmp",
+        std::process::id()
+    ))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed
-/// over it; on failure the temporary file is removed and `path` is as it was.
+/// A new temporary file for `path`, made here and now, readable by all (0644, whatever
+/// the umask: a node_exporter that is not root reads the metrics). Never a file or
+/// link that was there: in a directory others may write to (a textfile directory
+/// made 1777), a link planted at the name would otherwise have root write through it
+/// into any file (`O_CREAT | O_EXCL | O_NOFOLLOW`; a name taken is tried again).
+fn create_temporary(path: &Path) -> io::Result<(PathBuf, fs::File)> {
+    let mut attempt = 0;
+    loop {
+        let tmp = temporary(path, attempt);
+        match create_new(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes file `p`, mode 0644, failing where anything is there already.
+fn create_new(p: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(p)?;
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    Ok(f)
+}
+
+/// Writes `bytes` to `path` atomically: a new temporary file beside it, synced,
+/// renamed over it; on failure the temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temporary(path);
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+    let (tmp, mut f) = create_temporary(path)?;
+    let result = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
         .and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -51,9 +89,8 @@ pub fn unwritable(path: &Path) -> Option<String> {
         Ok(m) if !m.is_file() => return Some("is not a regular file".into()),
         _ => {}
     }
-    let tmp = temporary(path);
-    match fs::File::create(&tmp) {
-        Ok(_) => {
+    match create_temporary(path) {
+        Ok((tmp, _)) => {
             let _ = fs::remove_file(&tmp);
             None
         }
@@ -130,6 +167,27 @@ mod tests {
         );
         write_atomic(&dir.join("out.json"), b"new").unwrap();
         assert_eq!(fs::read(dir.join("out.json")).unwrap(), b"new");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("out.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        // A link planted at a temporary name is not written through (before, root
+        // truncated and wrote the file it pointed at), nor a file there reused.
+        let victim = dir.join("victim");
+        fs::write(&victim, "theirs").unwrap();
+        let planted = dir.join(".planted.tmp");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        assert_eq!(
+            create_new(&planted).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"theirs");
+        fs::remove_file(&planted).unwrap();
+        fs::remove_file(&victim).unwrap();
         assert_eq!(
             fs::read_dir(&dir).unwrap().count(),
             1,

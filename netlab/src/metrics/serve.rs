@@ -5,13 +5,14 @@
 //! the answer; when every slot is taken, the connection that has waited longest on its
 //! client (for its request, or to take its answer) is closed to make room: idle
 //! connections, or ones that never read (a local process holding sixteen open), cannot
-//! keep a scrape out. The standard library's TCP listener is all
+//! keep a scrape out; nor can one client opening connection after connection, whose
+//! new ones take the places of its own old ones (four at most wait at once). The standard library's TCP listener is all
 //! it takes: Prometheus sends one GET per scrape.
 
 use std::{
     collections::VecDeque,
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -37,32 +38,59 @@ const MAX_CLIENTS: usize = 16;
 /// ones, never a scrape about to be read.
 const EVICTABLE_AFTER: Duration = Duration::from_millis(250);
 
+/// Connections one client address may have waiting at once: a new one past it takes
+/// the place of that address's own oldest, whatever its age, so that one client
+/// opening connection after connection (faster than [`EVICTABLE_AFTER`] frees a slot)
+/// churns its own slots only, and never keeps another's scrape out.
+const MAX_PER_SOURCE: usize = 4;
+
+/// A connection waiting on its client: its id, a handle to close it by, its client's
+/// address, and since when it waits.
+type Conn = (u64, TcpStream, Option<IpAddr>, Instant);
+
 /// The connections waiting on their client, for its request head or to take the
-/// answer, oldest first (an id each, and a handle to close it by).
+/// answer, oldest first.
 #[derive(Default)]
 struct Waiting {
     next: u64,
-    conns: VecDeque<(u64, TcpStream, Instant)>,
+    conns: VecDeque<Conn>,
 }
 
 impl Waiting {
     fn add(&mut self, s: &TcpStream) -> Option<u64> {
         let handle = s.try_clone().ok()?;
+        let peer = s.peer_addr().ok().map(|a| a.ip());
         self.next += 1;
-        self.conns.push_back((self.next, handle, Instant::now()));
+        self.conns
+            .push_back((self.next, handle, peer, Instant::now()));
         Some(self.next)
     }
 
     fn remove(&mut self, id: u64) {
-        self.conns.retain(|(i, _, _)| *i != id);
+        self.conns.retain(|(i, ..)| *i != id);
+    }
+
+    /// Makes room for a new connection from `peer` among those it has waiting: closes
+    /// its oldest when it has [`MAX_PER_SOURCE`] already.
+    fn make_room_for(&mut self, peer: Option<IpAddr>) {
+        let Some(peer) = peer else { return };
+        let theirs = || self.conns.iter().filter(|c| c.2 == Some(peer));
+        if theirs().count() < MAX_PER_SOURCE {
+            return;
+        }
+        if let Some(i) = self.conns.iter().position(|c| c.2 == Some(peer))
+            && let Some((_, s, ..)) = self.conns.remove(i)
+        {
+            let _ = s.shutdown(Shutdown::Both);
+        }
     }
 
     /// Closes the connection that has waited longest, if it has waited long enough to
     /// be evicted; false when none has.
     fn evict_oldest(&mut self) -> bool {
         match self.conns.front() {
-            Some((_, _, since)) if since.elapsed() >= EVICTABLE_AFTER => {
-                if let Some((_, s, _)) = self.conns.pop_front() {
+            Some((.., since)) if since.elapsed() >= EVICTABLE_AFTER => {
+                if let Some((_, s, ..)) = self.conns.pop_front() {
                     let _ = s.shutdown(Shutdown::Both);
                 }
                 true
@@ -83,6 +111,7 @@ pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
     std::thread::scope(|scope| {
         for s in listener.incoming().flatten() {
             let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            w.make_room_for(s.peer_addr().ok().map(|a| a.ip()));
             // The evicted connection's thread ends as soon as its read fails; until
             // then one thread more than MAX_CLIENTS runs.
             if clients.load(Ordering::Acquire) >= MAX_CLIENTS && !w.evict_oldest() {
@@ -101,9 +130,12 @@ pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
                 }
                 if let Ok(head) = head {
                     let out = answer(&head, labs);
-                    // Waiting on the client again while it takes the answer.
+                    // Waiting on the client again while it takes the answer, and
+                    // closes.
                     let id = lock().add(&s);
-                    let _ = write_within(&s, out.as_bytes(), ANSWER_TIME);
+                    if write_within(&s, out.as_bytes(), ANSWER_TIME).is_ok() {
+                        close_gently(&s);
+                    }
                     if let Some(id) = id {
                         lock().remove(id);
                     }
@@ -131,11 +163,12 @@ pub fn parse(head: &str) -> Request {
         return Request::Bad;
     };
     let mut words = line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
     else {
         return Request::Bad;
     };
-    if !version.starts_with("HTTP/1.") {
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
         return Request::Bad;
     }
     if method != "GET" && method != "HEAD" {
@@ -152,34 +185,39 @@ pub fn parse(head: &str) -> Request {
     if path != "/metrics" {
         return Request::NotFound;
     }
-    let openmetrics = lines.any(|l| {
-        l.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("accept") && accepts_openmetrics(value)
-        })
-    });
-    Request::Metrics(if openmetrics {
+    let accept: Vec<&str> = lines
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("accept"))
+        .map(|(_, value)| value)
+        .collect();
+    Request::Metrics(if prefers_openmetrics(&accept.join(",")) {
         Format::OpenMetrics
     } else {
         Format::Prometheus
     })
 }
 
-/// Whether an `Accept` value takes OpenMetrics: a media range of it whose quality is
-/// not 0 (`q=0` means "not this one").
-fn accepts_openmetrics(accept: &str) -> bool {
-    accept.split(',').any(|range| {
+/// Whether an `Accept` value prefers OpenMetrics to the text format: a media range of
+/// it with a quality above 0 (`q=0` means "not this one") and at least the text
+/// format's (`text/plain`, `text/*` or `*/*`, 0 when none is named); as a client's
+/// preference says, whatever the order of the ranges.
+fn prefers_openmetrics(accept: &str) -> bool {
+    let (mut om, mut text) = (0.0_f64, 0.0_f64);
+    for range in accept.split(',') {
         let mut params = range.split(';').map(str::trim);
-        let is_om = params
-            .next()
-            .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"));
-        is_om
-            && params.all(|p| match p.split_once('=') {
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("q") => {
-                    v.trim().parse::<f64>().is_ok_and(|q| q > 0.0)
-                }
-                _ => true,
-            })
-    })
+        let media = params.next().unwrap_or_default().to_ascii_lowercase();
+        let q = params
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        match media.as_str() {
+            "application/openmetrics-text" => om = om.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om >= text
 }
 
 /// The request head (up to its empty line), read within [`HEAD_TIME`] altogether: a
@@ -234,9 +272,32 @@ fn write_within(mut s: &TcpStream, mut bytes: &[u8], time: Duration) -> std::io:
     Ok(())
 }
 
+/// Closes after the answer without losing it: a socket closed with input unread (a
+/// client that sent more after its request) is reset by the kernel, which drops what
+/// the client has not read yet. So the write side is shut first, and what the client
+/// still sends is read and dropped until it closes too (a second at most, 64 KiB).
+fn close_gently(mut s: &TcpStream) {
+    if s.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 64 * 1024 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
 /// The whole HTTP answer to a request head.
 fn answer(head: &str, labs: &Labs) -> String {
-    let head_only = head.starts_with("HEAD ");
+    let head_only = head.split_whitespace().next() == Some("HEAD");
     let (status, content_type, body) = match parse(head) {
         Request::Metrics(format) => match super::scrape(labs, format) {
             Ok(text) => ("200 OK", format.content_type(), text),
@@ -304,5 +365,18 @@ mod tests {
         assert_eq!(parse("POST /metrics HTTP/1.1\r\n"), Request::BadMethod);
         assert_eq!(parse("GET /metrics\r\n"), Request::Bad);
         assert_eq!(parse(""), Request::Bad);
+        assert_eq!(parse("GET /metrics HTTP/1.9\r\n"), Request::Bad);
+        assert_eq!(parse("GET /metrics HTTP/1.1 junk\r\n"), Request::Bad);
+        // The client's preference, whatever the order: Prometheus set to prefer the
+        // text format says so with qualities (before, any OpenMetrics range won).
+        let text_first = "GET /metrics HTTP/1.1\r\nAccept: text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4\r\n";
+        assert_eq!(parse(text_first), Request::Metrics(Format::Prometheus));
+        let prometheus_default = "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+        assert_eq!(
+            parse(prometheus_default),
+            Request::Metrics(Format::OpenMetrics)
+        );
+        let any = "GET /metrics HTTP/1.1\r\nAccept: */*\r\n";
+        assert_eq!(parse(any), Request::Metrics(Format::Prometheus));
     }
 }
