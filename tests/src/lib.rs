@@ -236,18 +236,31 @@ pub fn kernel_lacks(feature: Feature) -> Option<String> {
     };
     once.get_or_init(|| {
         require_root();
-        let name = format!("{}-probe", unique_lab());
-        let ns = netns::create(&name).expect("create a scratch namespace");
+        /// The scratch namespace, deleted however the probe ends.
+        struct Scratch(String);
+        impl Drop for Scratch {
+            fn drop(&mut self) {
+                let _ = netns::delete(&self.0);
+            }
+        }
+        let scratch = Scratch(format!("{}-probe", unique_lab()));
+        let ns = netns::create(&scratch.0).expect("create a scratch namespace");
         let (out, lacking) = match feature {
+            // The flowtable, and the rule that offloads into it (`flow add`), as the
+            // nftables-flowtable datapath writes them.
             Feature::Flowtables => {
-                run_in_ns_ok(&ns, &["nft", "add", "table", "inet", "probe"]);
-                let out = run_in_ns(
-                    &ns,
-                    &[
-                        "nft",
-                        "add flowtable inet probe f { hook ingress priority 0; devices = { lo }; }",
-                    ],
-                );
+                let nft = |cmd: &str| run_in_ns(&ns, &["nft", cmd]);
+                let steps = [
+                    "add table inet probe",
+                    "add flowtable inet probe f { hook ingress priority 0; devices = { lo }; }",
+                    "add chain inet probe fwd { type filter hook forward priority 0; }",
+                    "add rule inet probe fwd meta l4proto tcp flow add @f",
+                ];
+                let out = steps
+                    .iter()
+                    .map(|step| nft(step))
+                    .find(|out| !out.status.success())
+                    .unwrap_or_else(|| nft("list ruleset"));
                 (out, "No such file or directory")
             }
             Feature::Netkit => (
@@ -255,7 +268,7 @@ pub fn kernel_lacks(feature: Feature) -> Option<String> {
                 "Unknown device type",
             ),
         };
-        netns::delete(&name).expect("delete the scratch namespace");
+        drop(scratch);
         if out.status.success() {
             return None;
         }

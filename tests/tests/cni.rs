@@ -822,6 +822,43 @@ fn a_chain_the_conventions_args_and_another_spelling_of_the_namespace() {
     };
     let msg = w.verb("CHECK", &elsewhere, &check).error(102);
     assert!(msg.contains("not in CNI_NETNS"), "{msg}");
+    // A default route however written, and any route via another address of the
+    // network, are checked; a chain's route elsewhere is its own.
+    for (route, differs) in [
+        (json!({"dst": "0.0.0.0/0", "gw": "10.77.0.9"}), true),
+        (json!({"dst": "0.0.0.0/00", "gw": "10.77.0.9"}), true),
+        (json!({"dst": "10.0.0.0/8", "gw": "10.77.0.5"}), true),
+        (json!({"dst": "198.18.0.0/15", "gw": "192.0.2.1"}), false),
+        (json!({"dst": "0.0.0.0/0", "gw": "10.77.0.1"}), false),
+    ] {
+        let mut routed = check.clone();
+        routed["prevResult"]["routes"]
+            .as_array_mut()
+            .unwrap()
+            .push(route.clone());
+        let reply = w.verb("CHECK", &a, &routed);
+        match differs {
+            true => {
+                let msg = reply.error(102);
+                assert!(msg.contains("not one netlab made"), "{route}: {msg}");
+            }
+            false => drop(reply.ok()),
+        }
+    }
+    // An earlier result ADD cannot pass on as it is: code 7, nothing made.
+    for prev in [
+        json!({"ips": [{"address": "127.0.0.1/8", "interface": 0}]}),
+        json!({"interfaces": [{"name": "lo"}], "ips": [{"address": "127.0.0.1/8", "interface": 1}]}),
+        json!({"ips": {"address": "127.0.0.1/8"}}),
+        json!({"routes": "none"}),
+    ] {
+        let mut bad = w.conf(json!({}));
+        bad["prevResult"] = prev.clone();
+        let msg = w.verb("ADD", &b, &bad).error(7);
+        assert!(msg.contains("prevResult"), "{prev}: {msg}");
+        let links = run_in_ns_ok(&b.netns, &["ip", "-o", "link", "show"]);
+        assert_eq!(links.lines().count(), 1, "{prev}: {links}");
+    }
     // `runtimeConfig.ips` and `args.cni.ips` may not disagree.
     let mut both = w.conf(json!({"args": {"cni": {"ips": ["10.77.0.98"]}}}));
     both["runtimeConfig"] = json!({"ips": ["10.77.0.97"]});

@@ -26,7 +26,7 @@ use netlab_tests::{
     INTERNET, Lab, SIDE_ADDR, SideHost, UPLINK_ADDR, link_of,
     packet::{Ipv4, TCP, skb_on, with_macs},
     race,
-    sockets::{accept, tcp_connect, tcp_listen, tcp_segment},
+    sockets::{accept, tcp_connect, tcp_connect_from, tcp_listen, tcp_segment},
 };
 
 /// Prometheus' own programs (`prometheus`, `promtool`): from `NETLAB_PROMETHEUS`, the
@@ -256,15 +256,37 @@ fn the_textfile_is_never_seen_half_written() {
 }
 
 /// A scrape is answered while other clients hold connections to `--listen` open
-/// without a word, more of them than it serves at once (16): each connection is served
-/// on its own, and when all are taken the one that has waited longest for its request
-/// head (a quarter of a second at least) makes room.
+/// without a word, more of them than it serves at once (16; five clients of four, none
+/// holding more than its share): each connection is served on its own, and when all
+/// are taken the one that has waited longest for its request head (a quarter of a
+/// second at least) makes room.
 #[test]
 fn an_idle_client_holds_up_no_scrape() {
     let lab = Lab::sandbox(&[]);
     let addr = "198.51.100.2:9465";
     let _exporter = exporter(&lab, addr);
-    let idle: Vec<_> = (0..20).map(|_| tcp_connect(&lab.ns("wan"), addr)).collect();
+    let wan = lab.ns("wan");
+    let server: SocketAddrV4 = addr.parse().unwrap();
+    let idle: Vec<_> = (21..26)
+        .flat_map(|n| {
+            let from = Ipv4Addr::new(203, 0, 113, n);
+            netlab_tests::run_in_ns_ok(
+                &wan,
+                &["ip", "addr", "add", &format!("{from}/32"), "dev", "wan0"],
+            );
+            (0..4).map(move |_| SocketAddrV4::new(from, 0))
+        })
+        .map(|from| tcp_connect_from(&wan, from, server, Duration::from_secs(3)).expect("connect"))
+        .collect();
+    // They hold every slot (the last ones may have taken the places of the first).
+    let held = netlab_tests::wait_for(Duration::from_secs(5), || {
+        let out = lab.exec_ok(
+            "host",
+            &["ss", "-Htn", "state", "established", "sport", "= :9465"],
+        );
+        out.lines().count() >= 16
+    });
+    assert!(held, "the idle clients do not hold the slots");
     // A connection that finds every slot taken by ones that have not waited a quarter
     // of a second yet is closed at once; a scraper tries again, as Prometheus does.
     let scrape = || {
@@ -317,8 +339,18 @@ while time.time() < end:
     time.sleep(0.001)
 "#;
     let mut flooder = lab.spawn("wan", &["python3", "-c", flood]);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(flooder.running(), "the flood did not start");
+    // The flood reaches the server and holds its slots.
+    let flooding = netlab_tests::wait_for(Duration::from_secs(5), || {
+        let out = lab.exec_ok(
+            "host",
+            &["ss", "-Htn", "state", "established", "sport", "= :9467"],
+        );
+        out.lines().filter(|l| l.contains("203.0.113.1:")).count() >= 16
+    });
+    assert!(
+        flooding && flooder.running(),
+        "the flood does not hold the slots"
+    );
     // Five scrapes from wan's other address, each answered at its first try.
     for n in 0..5 {
         let mut scrape = tcp_connect(&lab.ns("wan"), addr);

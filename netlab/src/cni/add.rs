@@ -22,6 +22,7 @@ use crate::{
 
 pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<String> {
     conf.check_fields()?;
+    conf.check_prev_result()?;
     let req = conf.up_request()?;
     let name = attachment::container_name(&a.container_id, &a.ifname)?;
     let specs = ports::specs(conf)?;
@@ -131,30 +132,31 @@ fn attach(
         return Err(CniError::new(code::CONFLICT, msg));
     }
     check_ifname_free(netns, &a.ifname)?;
-    let (from_conf, conf_key) = ips::asked(conf)?;
-    let asked = ips::merge((&from_conf, conf_key), (&a.ip, "CNI_ARGS IP="))?;
-    // Where it came from: the runtime's environment, or the configuration.
-    let refused = |ip: String, from_env: bool, e: String| {
+    let (from_conf, conf_keys) = ips::asked(conf)?;
+    let asked = ips::merge((&from_conf, conf_keys), (&a.ip, ["CNI_ARGS IP="; 2]))?;
+    // Where it came from: the runtime's environment, or the configuration's key.
+    let refused = |ip: String, from_env: bool, conf_key: &str, e: String| {
         let (code, from) = match from_env {
             true => (code::INVALID_ENVIRONMENT, "CNI_ARGS IP=".to_string()),
             false => (code::INVALID_CONFIG, format!("{conf_key} ")),
         };
         CniError::new(code, format!("{from}{ip}: {e}"))
     };
+    let [v4_key, v6_key] = conf_keys;
     if let Some(ip) = asked.v4 {
         s.state
             .subnet
             .check_host(ip)
-            .map_err(|e| refused(ip.to_string(), a.ip.v4.is_some(), e.to_string()))?;
+            .map_err(|e| refused(ip.to_string(), a.ip.v4.is_some(), v4_key, e.to_string()))?;
     }
     if let Some(ip6) = asked.v6 {
         let from_env = a.ip.v6.is_some();
         let s6 = s.state.subnet6.ok_or_else(|| {
             let e = format!("network {} has no subnet6", s.state.name);
-            refused(ip6.to_string(), from_env, e)
+            refused(ip6.to_string(), from_env, v6_key, e)
         })?;
         s6.check_host(ip6)
-            .map_err(|e| refused(ip6.to_string(), from_env, e.to_string()))?;
+            .map_err(|e| refused(ip6.to_string(), from_env, v6_key, e.to_string()))?;
     }
     let c = ops::attach(
         s,

@@ -172,34 +172,54 @@ fn against_prev_result(state: &LabState, c: &Container, prev: &Value) -> CniResu
             c.ifname, families[i].0
         )));
     }
-    // A default route of each family, via the bridge.
-    let defaults: Vec<(&str, &str)> = ["0.0.0.0/0", "::/0"]
-        .into_iter()
-        .zip(families.iter().map(|(_, gw)| gw.as_str()))
-        .collect();
-    // Another route is an earlier plugin's of a chain, its own to check.
-    let default = |r: &Value| r["dst"] == "0.0.0.0/0" || r["dst"] == "::/0";
-    for route in prev["routes"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter(|r| default(r))
-    {
-        let ours = defaults
-            .iter()
-            .any(|(dst, gw)| route["dst"] == *dst && (route["gw"].is_null() || route["gw"] == *gw));
-        if !ours {
-            let made: Vec<String> = defaults
-                .iter()
-                .map(|(dst, gw)| format!("{dst} via {gw}"))
-                .collect();
+    // A default route (any /0, however written) of a family the network has is the
+    // one netlab made, via the bridge; a route via another address of the network's
+    // subnet is none netlab made; any other is an earlier plugin's of a chain, its own
+    // to check.
+    for route in prev["routes"].as_array().unwrap_or(&empty) {
+        if let Some(why) = not_ours(state, route) {
             return Err(differs(format!(
-                "prevResult's route {route} is not one netlab made ({})",
-                made.join(", ")
+                "prevResult's route {route} is not one netlab made: {why}"
             )));
         }
     }
     Ok(())
+}
+
+/// Why `route` of a `prevResult` cannot be netlab's, if it cannot.
+fn not_ours(state: &LabState, route: &Value) -> Option<String> {
+    use std::net::IpAddr;
+    let Some((dst, len)) = route["dst"]
+        .as_str()
+        .and_then(|d| d.split_once('/'))
+        .and_then(|(a, l)| Some((a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?)))
+    else {
+        return Some("its dst is no ADDR/PREFIX".into());
+    };
+    let gw = match &route["gw"] {
+        Value::Null => None,
+        g => match g.as_str().and_then(|g| g.parse::<IpAddr>().ok()) {
+            Some(g) => Some(g),
+            None => return Some("its gw is no address".into()),
+        },
+    };
+    let bridge: Option<IpAddr> = match dst {
+        IpAddr::V4(_) => Some(state.bridge_addr.into()),
+        IpAddr::V6(_) => state.subnet6.map(|s6| s6.gateway().into()),
+    };
+    let in_subnet = |g: IpAddr| match g {
+        IpAddr::V4(a) => state.subnet.contains(a),
+        IpAddr::V6(a) => state.subnet6.is_some_and(|s6| s6.contains(a)),
+    };
+    match (len, bridge, gw) {
+        // A default route of a family the network has: via the bridge.
+        (0, Some(b), Some(g)) if g != b => Some(format!("the default route goes via {b}")),
+        // Via an address of the network that is not the bridge's.
+        (_, Some(b), Some(g)) if in_subnet(g) && g != b => {
+            Some(format!("{g} is in the network, whose gateway is {b}"))
+        }
+        _ => None,
+    }
 }
 
 /// The container's published ports are exactly those asked for.

@@ -265,6 +265,38 @@ impl NetConf {
         self.raw.get("prevResult").filter(|v| v.is_object())
     }
 
+    /// Refuses an earlier plugin's result that ADD cannot pass on as it is: an
+    /// `interfaces`, `ips` or `routes` that is not a list, or an address whose
+    /// `interface` is not one of the earlier interfaces (netlab's come after them).
+    pub fn check_prev_result(&self) -> CniResult<()> {
+        let Some(prev) = self.prev_result() else {
+            return Ok(());
+        };
+        for key in ["interfaces", "ips", "routes"] {
+            if !(prev[key].is_null() || prev[key].is_array()) {
+                return Err(invalid(format!(
+                    "prevResult.{key} {} is not a list",
+                    prev[key]
+                )));
+            }
+        }
+        let earlier = prev["interfaces"].as_array().map_or(0, Vec::len);
+        let empty = Vec::new();
+        for ip in prev["ips"].as_array().unwrap_or(&empty) {
+            match &ip["interface"] {
+                Value::Null => {}
+                i if i.as_u64().is_some_and(|i| (i as usize) < earlier) => {}
+                i => {
+                    return Err(invalid(format!(
+                        "prevResult's address {} names interface {i}, not one of its {earlier} interfaces",
+                        ip["address"]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The `dns` section, returned in ADD's result as it is.
     pub fn dns(&self) -> Option<&Value> {
         self.raw.get("dns").filter(|v| v.is_object())

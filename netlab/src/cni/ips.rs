@@ -50,9 +50,9 @@ pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Asked, St
 
 /// The configuration's addresses, `runtimeConfig.ips` (the `ips` capability) and
 /// `args.cni.ips` (the CNI conventions' arguments), checked for form (whether the
-/// network has room for them is `attach`'s to say), with where they came from; none
-/// without either key. The two may not disagree.
-pub fn asked(conf: &NetConf) -> CniResult<(Asked, &'static str)> {
+/// network has room for them is `attach`'s to say), with where each family's came
+/// from (IPv4's, IPv6's); none without either key. The two may not disagree.
+pub fn asked(conf: &NetConf) -> CniResult<(Asked, [&'static str; 2])> {
     let from = |key: &'static str, value: Option<&serde_json::Value>| -> CniResult<Asked> {
         let Some(value) = value else {
             return Ok(Asked::default());
@@ -63,34 +63,37 @@ pub fn asked(conf: &NetConf) -> CniResult<(Asked, &'static str)> {
         parse(entries.iter().map(String::as_str))
             .map_err(|e| invalid(format!("{key} {entries:?}: {e}")))
     };
-    let runtime = ("runtimeConfig.ips", conf.runtime_config("ips"));
-    let args = ("args.cni.ips", conf.cni_arg("ips"));
-    let asked = merge(
-        (&from(runtime.0, runtime.1)?, runtime.0),
-        (&from(args.0, args.1)?, args.0),
-    )?;
-    let source = if runtime.1.is_some() || args.1.is_none() {
-        runtime.0
-    } else {
-        args.0
-    };
-    Ok((asked, source))
+    const RUNTIME: &str = "runtimeConfig.ips";
+    const ARGS: &str = "args.cni.ips";
+    let in_runtime = from(RUNTIME, conf.runtime_config("ips"))?;
+    let in_args = from(ARGS, conf.cni_arg("ips"))?;
+    let asked = merge((&in_runtime, [RUNTIME; 2]), (&in_args, [ARGS; 2]))?;
+    let source = |in_args_only: bool| if in_args_only { ARGS } else { RUNTIME };
+    let sources = [
+        source(in_runtime.v4.is_none() && in_args.v4.is_some()),
+        source(in_runtime.v6.is_none() && in_args.v6.is_some()),
+    ];
+    Ok((asked, sources))
 }
 
 /// One set of addresses from two sources (say `CNI_ARGS IP=` and `runtimeConfig.ips`),
-/// each with its name, which must not disagree.
-pub fn merge((one, one_is): (&Asked, &str), (two, two_is): (&Asked, &str)) -> CniResult<Asked> {
-    let disagree =
-        |a: String, b: String| invalid(format!("{one_is} asks for {a}, {two_is} for {b}"));
+/// each with its name for each family (IPv4's, IPv6's), which must not disagree.
+pub fn merge(
+    (one, [one_v4, one_v6]): (&Asked, [&str; 2]),
+    (two, [two_v4, two_v6]): (&Asked, [&str; 2]),
+) -> CniResult<Asked> {
+    let disagree = |one_is: &str, a: String, two_is: &str, b: String| {
+        invalid(format!("{one_is} asks for {a}, {two_is} for {b}"))
+    };
     if let (Some(a), Some(b)) = (one.v4, two.v4)
         && a != b
     {
-        return Err(disagree(a.to_string(), b.to_string()));
+        return Err(disagree(one_v4, a.to_string(), two_v4, b.to_string()));
     }
     if let (Some(a), Some(b)) = (one.v6, two.v6)
         && a != b
     {
-        return Err(disagree(a.to_string(), b.to_string()));
+        return Err(disagree(one_v6, a.to_string(), two_v6, b.to_string()));
     }
     Ok(Asked {
         v4: one.v4.or(two.v4),
@@ -142,14 +145,22 @@ mod tests {
         let env = parse("fd00:a4d::60".split(',')).unwrap();
         let conf = parse(["10.77.0.50"]).unwrap();
         assert_eq!(
-            merge((&conf, "runtimeConfig.ips"), (&env, "CNI_ARGS IP=")).unwrap(),
+            merge(
+                (&conf, ["runtimeConfig.ips"; 2]),
+                (&env, ["CNI_ARGS IP="; 2])
+            )
+            .unwrap(),
             Asked {
                 v4: Some("10.77.0.50".parse().unwrap()),
                 v6: Some("fd00:a4d::60".parse().unwrap()),
             }
         );
         let other = parse(["fd00:a4d::61"]).unwrap();
-        let e = merge((&other, "runtimeConfig.ips"), (&env, "CNI_ARGS IP=")).unwrap_err();
+        let e = merge(
+            (&other, ["runtimeConfig.ips"; 2]),
+            (&env, ["CNI_ARGS IP="; 2]),
+        )
+        .unwrap_err();
         assert_eq!(e.code, code::INVALID_CONFIG);
         assert!(parse("10.0.0.1,10.0.0.2".split(',')).is_err());
     }
@@ -162,19 +173,23 @@ mod tests {
         let c = args(r#""args":{"cni":{"ips":["10.77.0.99"],"labels":[]}}"#);
         let (a, from) = super::asked(&c).unwrap();
         assert_eq!(
-            (a.v4, from),
+            (a.v4, from[0]),
             (Some("10.77.0.99".parse().unwrap()), "args.cni.ips")
         );
         let c =
             args(r#""args":{"cni":{"ips":["10.77.0.99"]}},"runtimeConfig":{"ips":["10.77.0.99"]}"#);
-        assert_eq!(super::asked(&c).unwrap().1, "runtimeConfig.ips");
+        assert_eq!(super::asked(&c).unwrap().1[0], "runtimeConfig.ips");
+        // Each family's source of its own: IPv4's from runtimeConfig, IPv6's from args.
+        let c =
+            args(r#""args":{"cni":{"ips":["fd00::9"]}},"runtimeConfig":{"ips":["10.77.0.50"]}"#);
+        assert_eq!(
+            super::asked(&c).unwrap().1,
+            ["runtimeConfig.ips", "args.cni.ips"]
+        );
         let c =
             args(r#""args":{"cni":{"ips":["10.77.0.98"]}},"runtimeConfig":{"ips":["10.77.0.99"]}"#);
         assert_eq!(super::asked(&c).unwrap_err().code, code::INVALID_CONFIG);
         let c = args(r#""args":{"org.apache.mesos":{}}"#);
-        assert_eq!(
-            super::asked(&c).unwrap(),
-            (Asked::default(), "runtimeConfig.ips")
-        );
+        assert_eq!(super::asked(&c).unwrap().0, Asked::default());
     }
 }

@@ -32,7 +32,7 @@ impl Labs {
 /// The figures of the labs covered that are up, sorted by name; a lab being built is
 /// left out, and so is one whose host namespace is gone (removed behind netlab's back:
 /// the next command on it says so and clears it up) or out of sight from this mount
-/// namespace (`ops::mounts_visible`, which says why); one that cannot be read (torn
+/// namespace (`ops::figures_visible`, which says why); one that cannot be read (torn
 /// down while it is read, or its state written by someone else) is left out and said
 /// on stderr.
 pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
@@ -50,7 +50,7 @@ pub fn collect(which: &Labs) -> Result<Vec<LabFigures>> {
                 "it is being brought up (or its `up` was interrupted)".to_string()
             } else if s.taking_down {
                 "it is partly taken down".to_string()
-            } else if let Err(e) = crate::ops::mounts_visible(s) {
+            } else if let Err(e) = crate::ops::figures_visible(s) {
                 // Out of sight from this mount namespace, not gone.
                 e.to_string()
             } else if !crate::topology::host_is_the_labs(s) {

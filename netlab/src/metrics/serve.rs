@@ -5,8 +5,9 @@
 //! the answer; when every slot is taken, the connection that has waited longest on its
 //! client (for its request, or to take its answer) is closed to make room: idle
 //! connections, or ones that never read (a local process holding sixteen open), cannot
-//! keep a scrape out; nor can one client opening connection after connection, whose
-//! new ones take the places of its own old ones (four at most wait at once). The standard library's TCP listener is all
+//! keep a scrape out; nor can one client opening connection after connection: while
+//! the slots are full, the client holding more than four gives up its oldest, whatever
+//! its age. The standard library's TCP listener is all
 //! it takes: Prometheus sends one GET per scrape.
 
 use std::{
@@ -29,24 +30,42 @@ const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIME: Duration = Duration::from_secs(5);
 /// How long a client has to take the answer, all of it.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
-/// Connections served at once. A connection past it takes the place of the one that
-/// has waited longest on its client, if that one has waited [`EVICTABLE_AFTER`] at
-/// least; otherwise it is closed at once.
+/// Connections served at once. A connection past it takes the place of the oldest of
+/// a client holding more than [`MAX_PER_SOURCE`], or else of the one that has waited
+/// longest on its client, if that one has waited [`EVICTABLE_AFTER`] at least;
+/// otherwise it is closed at once.
 const MAX_CLIENTS: usize = 16;
 /// How long a connection waits on its client before a new one may take its place: a
 /// scraper's request arrives well within it, so a flood of new connections evicts idle
 /// ones, never a scrape about to be read.
 const EVICTABLE_AFTER: Duration = Duration::from_millis(250);
 
-/// Connections one client address may have waiting at once: a new one past it takes
-/// the place of that address's own oldest, whatever its age, so that one client
-/// opening connection after connection (faster than [`EVICTABLE_AFTER`] frees a slot)
-/// churns its own slots only, and never keeps another's scrape out.
+/// Connections one client may have waiting while every slot is taken: past it, a new
+/// connection (its own or another's) takes the place of that client's oldest, whatever
+/// its age, so that one client opening connection after connection (faster than
+/// [`EVICTABLE_AFTER`] frees a slot) churns its own slots, and keeps no other client's
+/// scrape out. Below it, nothing is closed but by [`EVICTABLE_AFTER`].
 const MAX_PER_SOURCE: usize = 4;
 
-/// A connection waiting on its client: its id, a handle to close it by, its client's
-/// address, and since when it waits.
-type Conn = (u64, TcpStream, Option<IpAddr>, Instant);
+/// Who a connection is from, for [`MAX_PER_SOURCE`]: its address; an IPv6 one by its
+/// /64 (one host has all of it), every loopback address as one (a local process may
+/// take any of 127.0.0.0/8).
+fn source(peer: Option<SocketAddr>) -> u128 {
+    match peer.map(|p| p.ip()) {
+        None => u128::MAX,
+        Some(ip) if ip.is_loopback() => 0,
+        Some(IpAddr::V4(a)) => 1 << 64 | u128::from(u32::from(a)),
+        Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() => 0,
+            Some(v4) => 1 << 64 | u128::from(u32::from(v4)),
+            None => u128::from(a) >> 64 << 64 | 2,
+        },
+    }
+}
+
+/// A connection waiting on its client: its id, a handle to close it by, its client
+/// ([`source`]), and since when it waits.
+type Conn = (u64, TcpStream, u128, Instant);
 
 /// The connections waiting on their client, for its request head or to take the
 /// answer, oldest first.
@@ -59,10 +78,10 @@ struct Waiting {
 impl Waiting {
     fn add(&mut self, s: &TcpStream) -> Option<u64> {
         let handle = s.try_clone().ok()?;
-        let peer = s.peer_addr().ok().map(|a| a.ip());
         self.next += 1;
+        let from = source(s.peer_addr().ok());
         self.conns
-            .push_back((self.next, handle, peer, Instant::now()));
+            .push_back((self.next, handle, from, Instant::now()));
         Some(self.next)
     }
 
@@ -70,19 +89,25 @@ impl Waiting {
         self.conns.retain(|(i, ..)| *i != id);
     }
 
-    /// Makes room for a new connection from `peer` among those it has waiting: closes
-    /// its oldest when it has [`MAX_PER_SOURCE`] already.
-    fn make_room_for(&mut self, peer: Option<IpAddr>) {
-        let Some(peer) = peer else { return };
-        let theirs = || self.conns.iter().filter(|c| c.2 == Some(peer));
-        if theirs().count() < MAX_PER_SOURCE {
-            return;
+    /// Makes room for one more connection when every slot is taken: closes the oldest
+    /// of the client holding the most, if it holds more than [`MAX_PER_SOURCE`]; else
+    /// the one that has waited longest, if long enough ([`Self::evict_oldest`]). False
+    /// when neither.
+    fn make_room(&mut self) -> bool {
+        let mut held: std::collections::HashMap<u128, usize> = Default::default();
+        for c in &self.conns {
+            *held.entry(c.2).or_default() += 1;
         }
-        if let Some(i) = self.conns.iter().position(|c| c.2 == Some(peer))
+        let top = held.into_iter().max_by_key(|&(_, n)| n);
+        if let Some((from, n)) = top
+            && n > MAX_PER_SOURCE
+            && let Some(i) = self.conns.iter().position(|c| c.2 == from)
             && let Some((_, s, ..)) = self.conns.remove(i)
         {
             let _ = s.shutdown(Shutdown::Both);
+            return true;
         }
+        self.evict_oldest()
     }
 
     /// Closes the connection that has waited longest, if it has waited long enough to
@@ -111,10 +136,9 @@ pub fn serve(addr: SocketAddr, labs: &Labs) -> Result<()> {
     std::thread::scope(|scope| {
         for s in listener.incoming().flatten() {
             let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
-            w.make_room_for(s.peer_addr().ok().map(|a| a.ip()));
             // The evicted connection's thread ends as soon as its read fails; until
             // then one thread more than MAX_CLIENTS runs.
-            if clients.load(Ordering::Acquire) >= MAX_CLIENTS && !w.evict_oldest() {
+            if clients.load(Ordering::Acquire) >= MAX_CLIENTS && !w.make_room() {
                 continue;
             }
             clients.fetch_add(1, Ordering::AcqRel);
@@ -342,6 +366,18 @@ fn answer(head: &str, labs: &Labs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources() {
+        let at = |a: &str| source(Some(SocketAddr::new(a.parse().unwrap(), 1)));
+        assert_eq!(at("127.0.0.1"), at("127.9.9.9"));
+        assert_eq!(at("::1"), at("127.0.0.1"));
+        assert_eq!(at("2001:db8::1"), at("2001:db8::ffff:2"));
+        assert_ne!(at("2001:db8::1"), at("2001:db8:0:1::1"));
+        assert_eq!(at("::ffff:198.51.100.1"), at("198.51.100.1"));
+        assert_ne!(at("198.51.100.1"), at("198.51.100.2"));
+        assert_ne!(at("0.0.0.2"), at("::2"));
+    }
 
     #[test]
     fn requests() {

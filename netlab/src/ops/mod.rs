@@ -36,13 +36,25 @@ pub struct Session {
 /// cgroups are in mounts other than this process sees (see [`crate::lab::mounts`]),
 /// before anything reads or changes it.
 pub(crate) fn mounts_visible(state: &LabState) -> Result<()> {
+    visible(state, true)
+}
+
+/// The same for reading the lab's figures (`metrics`): its own namespaces, pins and
+/// cgroups, not its containers' (a runtime's container that died without a DEL leaves
+/// a namespace of its record behind until the next ADD; the lab's figures are whole
+/// without it).
+pub(crate) fn figures_visible(state: &LabState) -> Result<()> {
+    visible(state, false)
+}
+
+fn visible(state: &LabState, containers: bool) -> Result<()> {
     if state.datapath == DatapathKind::Ebpf && state.datapath_made {
         crate::datapath::ebpf::pins::require_visible(&state.name)?;
     }
     if !state.mounts.elsewhere() {
         return Ok(());
     }
-    if let Some(ns) = unseen_namespace(state) {
+    if let Some(ns) = unseen_namespace(state, containers) {
         return Err(crate::lab::mounts::elsewhere(
             &state.name,
             &format!("its namespace {} is", ns.display()),
@@ -53,18 +65,16 @@ pub(crate) fn mounts_visible(state: &LabState) -> Result<()> {
     state.mounts.require_same(&state.name, cgroups)
 }
 
-/// The first of the lab's namespaces (its host's, wan's, its containers') that is no
-/// namespace file here.
-fn unseen_namespace(state: &LabState) -> Option<std::path::PathBuf> {
+/// The first of the lab's namespaces (its host's, wan's, and with `containers` its
+/// containers') that is no namespace file here.
+fn unseen_namespace(state: &LabState, containers: bool) -> Option<std::path::PathBuf> {
+    let ctrs = || state.containers.iter().filter(|_| containers);
     let named = [&state.host_netns, &state.wan_netns]
         .into_iter()
-        .chain(state.containers.iter().map(|c| &c.netns))
+        .chain(ctrs().map(|c| &c.netns))
         .flatten()
         .map(|n| crate::netlink::netns::path(n));
-    let runtime = state
-        .containers
-        .iter()
-        .filter_map(|c| c.runtime_netns.clone());
+    let runtime = ctrs().filter_map(|c| c.runtime_netns.clone());
     named
         .chain(runtime)
         .find(|p| !crate::netlink::netns::is_netns(p))

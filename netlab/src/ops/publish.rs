@@ -273,7 +273,9 @@ fn not_published(ports: &[Published], container: &str, spec: &PortSpec) -> Error
             && p.spec.host_port <= spec.host_end
             && spec.host_port <= p.spec.host_end
     };
-    let hint = match ports.iter().find(overlaps) {
+    // This container's mapping first (on another host address), then another's.
+    let found = (ports.iter().filter(overlaps)).min_by_key(|p| p.container != container);
+    let hint = match found {
         Some(p) if p.container == container => format!(": it is published as {}", p.spec),
         Some(p) => format!(": {} is published on container {}", p.spec, p.container),
         None => String::new(),
