@@ -251,6 +251,17 @@ fn the_textfile_is_never_seen_half_written() {
     assert!(e.contains("not a directory"), "{e}");
     let e = lab.fails(&["metrics", "--labs", "nosuchlab", "--textfile", dir.path()]);
     assert!(e.contains("lab nosuchlab is not up"), "{e}");
+    // A lab that is up is written even when another one named is not (a timer naming
+    // both goes on for the one that is up; before, it wrote nothing); the other is
+    // said, and the run fails.
+    let file = dir.0.join(format!("netlab_{}.prom", lab.name));
+    std::fs::remove_file(&file).unwrap();
+    let both = format!("{},nosuchlab", lab.name);
+    let out = lab.run(&["metrics", "--labs", &both, "--textfile", dir.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lab nosuchlab is not up"), "{err}");
+    assert!(file.exists(), "{err}");
     let e = lab.fails(&["metrics", "--labs", ""]);
     assert!(e.contains("names no lab"), "{e}");
 }

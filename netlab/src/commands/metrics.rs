@@ -53,10 +53,23 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         .into_iter()
         .map(|s| s.name)
         .collect();
-    if let Some(missing) = labs.0.iter().find(|l| !up.contains(l)) {
-        return Err(Error::Invalid(format!(
-            "--labs: lab {missing} is not up (`netlab status --lab {missing}`)"
-        )));
+    let missing = labs.0.iter().find(|l| !up.contains(l)).map(|m| {
+        Error::Invalid(format!(
+            "--labs: lab {m} is not up (`netlab status --lab {m}`)"
+        ))
+    });
+    if let Some(dir) = &args.textfile {
+        // From a timer: the labs that are up are written even when another named one
+        // went down, which is still said, and fails the run.
+        if missing.is_none() || labs.0.iter().any(|l| up.contains(l)) {
+            for path in metrics::textfile::write(dir, &metrics::collect(&labs)?)? {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        return missing.map_or(Ok(()), Err);
+    }
+    if let Some(e) = missing {
+        return Err(e);
     }
     if let Some(addr) = &args.listen {
         let addr: SocketAddr = addr.parse().map_err(|_| {
@@ -65,12 +78,6 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
             ))
         })?;
         return metrics::serve::serve(addr, &labs);
-    }
-    if let Some(dir) = &args.textfile {
-        for path in metrics::textfile::write(dir, &metrics::collect(&labs)?)? {
-            eprintln!("wrote {}", path.display());
-        }
-        return Ok(());
     }
     let format = if args.openmetrics {
         Format::OpenMetrics
