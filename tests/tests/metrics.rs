@@ -389,12 +389,8 @@ while time.time() < end:
 #[test]
 fn a_client_that_sends_more_gets_the_whole_answer() {
     let lab = Lab::sandbox(&[]);
-    lab.ok(&["run", "a"]);
     // 200 mappings, one series each: an answer larger than the client's buffer.
-    let specs: Vec<String> = (0..200).map(|i| format!("{}:80", 10000 + i)).collect();
-    let mut publish = vec!["publish", "a"];
-    publish.extend(specs.iter().map(String::as_str));
-    lab.ok(&publish);
+    container_with_ports(&lab, 200);
     let addr = "198.51.100.2:9468";
     let _exporter = exporter(&lab, addr);
     let client = r#"
@@ -430,12 +426,8 @@ print(int(length.split(b":")[1]), len(body))
 #[test]
 fn clients_that_never_read_hold_up_no_scrape() {
     let lab = Lab::sandbox(&[]);
-    lab.ok(&["run", "a"]);
     // 400 mappings, one series each: an answer of about 130 KB.
-    let specs: Vec<String> = (0..400).map(|i| format!("{}:80", 10000 + i)).collect();
-    let mut publish = vec!["publish", "a"];
-    publish.extend(specs.iter().map(String::as_str));
-    lab.ok(&publish);
+    container_with_ports(&lab, 400);
     let addr = "198.51.100.2:9466";
     let _exporter = exporter(&lab, addr);
     // Four clients of four each (a client keeps four waiting at most).
@@ -477,6 +469,16 @@ time.sleep(60)
         lab.curl("wan", &format!("http://{addr}/metrics")) == "200"
     });
     assert!(answered, "no answer while 16 clients did not read");
+}
+
+/// Container `a` with `n` ports published (10000:80 on), one series each: a scrape's
+/// answer as large as needed.
+fn container_with_ports(lab: &Lab, n: u16) {
+    lab.ok(&["run", "a"]);
+    let specs: Vec<String> = (0..n).map(|i| format!("{}:80", 10000 + i)).collect();
+    let mut publish = vec!["publish", "a"];
+    publish.extend(specs.iter().map(String::as_str));
+    lab.ok(&publish);
 }
 
 /// `netlab metrics --labs LAB --listen ADDR` in the lab host, once it listens.
