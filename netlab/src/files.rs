@@ -58,11 +58,20 @@ fn create_new(p: &Path) -> io::Result<fs::File> {
 /// Writes `bytes` to `path` atomically: a new temporary file beside it, synced,
 /// renamed over it; on failure the temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_identified(path, bytes).map(|_| ())
+}
+
+/// [`write_atomic`], returning the identity (device, inode) of the file it made, taken
+/// from the file itself before the rename: what is at `path` afterwards may already be
+/// someone else's.
+pub fn write_atomic_identified(path: &Path, bytes: &[u8]) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let (tmp, mut f) = create_temporary(path)?;
     let result = f
         .write_all(bytes)
         .and_then(|()| f.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
+        .and_then(|()| f.metadata())
+        .and_then(|m| fs::rename(&tmp, path).map(|()| (m.dev(), m.ino())));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

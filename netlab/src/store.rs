@@ -79,6 +79,12 @@ pub struct Locked {
     lock: Option<FileLock>,
 }
 
+/// Whether `lab` exists: its state directory is there (being brought up, up, partly
+/// taken down, or with a state netlab cannot read). Gone once `down` has finished.
+pub fn exists(lab: &str) -> bool {
+    dir(lab).exists()
+}
+
 fn dir(lab: &str) -> PathBuf {
     PathBuf::from(STATE_DIR).join(lab)
 }

@@ -242,7 +242,7 @@ fn the_textfile_is_never_seen_half_written() {
         .collect();
     assert!(
         left.iter()
-            .all(|n| n.starts_with("netlab_") && n.ends_with(".prom")),
+            .all(|n| n == ".netlab_textfiles" || n.starts_with("netlab_") && n.ends_with(".prom")),
         "temporary files left: {left:?}"
     );
     let e = lab.fails(&["metrics", "--textfile", "/nonexistent/dir"]);
@@ -264,6 +264,64 @@ fn the_textfile_is_never_seen_half_written() {
     assert!(file.exists(), "{err}");
     let e = lab.fails(&["metrics", "--labs", ""]);
     assert!(e.contains("names no lab"), "{e}");
+}
+
+/// A lab taken down leaves no figures behind: the next `--textfile` run removes the file
+/// it wrote of that lab, and only that: a file of the same shape netlab did not write,
+/// and one put in place of netlab's, stay.
+#[test]
+fn a_lab_taken_down_takes_its_textfile_with_it() {
+    let (a, b) = (Lab::sandbox(&[]), Lab::sandbox(&[]));
+    let dir = TempDir::new();
+    let file = |lab: &str| dir.0.join(format!("netlab_{lab}.prom"));
+    let (file_a, file_b) = (file(&a.name), file(&b.name));
+    // Someone else's file, named as a lab's would be.
+    let foreign = file("nosuchlab");
+    std::fs::write(&foreign, "x 1\n").unwrap();
+    let both = format!("{},{}", a.name, b.name);
+    a.ok(&["metrics", "--labs", &both, "--textfile", dir.path()]);
+    assert!(file_a.exists() && file_b.exists());
+    // b's file replaced by someone: no longer netlab's.
+    let copy = dir.0.join("copy");
+    std::fs::copy(&file_b, &copy).unwrap();
+    std::fs::rename(&copy, &file_b).unwrap();
+    for lab in [a, b] {
+        lab.ok(&["down"]);
+        lab.forget();
+    }
+    let other = Lab::sandbox(&[]);
+    let out = other.run(&["metrics", "--labs", &other.name, "--textfile", dir.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let removed = format!("removed {} (its lab is gone)", file_a.display());
+    assert!(err.contains(&removed), "{err}");
+    assert!(!file_a.exists(), "{err}");
+    assert!(
+        file_b.exists(),
+        "a file netlab did not write was removed: {err}"
+    );
+    assert!(
+        foreign.exists(),
+        "a file netlab did not write was removed: {err}"
+    );
+    assert!(file(&other.name).exists(), "{err}");
+    // Once the last lab it wrote is gone, its record goes too, even in a run that
+    // fails (a timer naming a lab that is gone).
+    let other_name = other.name.clone();
+    other.ok(&["down"]);
+    other.forget();
+    let out = netlab_tests::netlab(&["metrics", "--labs", &other_name, "--textfile", dir.path()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let mut left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let b_name = file_b.file_name().unwrap().to_string_lossy().into_owned();
+    let mut want = vec![b_name, "netlab_nosuchlab.prom".to_string()];
+    want.sort();
+    assert_eq!(left, want);
 }
 
 /// A scrape is answered while other clients hold connections to `--listen` open

@@ -60,11 +60,19 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
     });
     if let Some(dir) = &args.textfile {
         // From a timer: the labs that are up are written even when another named one
-        // went down, which is still said, and fails the run.
-        if missing.is_none() || labs.0.iter().any(|l| up.contains(l)) {
-            for path in metrics::textfile::write(dir, &metrics::collect(&labs)?)? {
-                eprintln!("wrote {}", path.display());
-            }
+        // went down, which is still said, and fails the run; the file netlab wrote of
+        // a lab that is gone goes.
+        let figures = if missing.is_none() || labs.0.iter().any(|l| up.contains(l)) {
+            metrics::collect(&labs)?
+        } else {
+            Vec::new()
+        };
+        let done = metrics::textfile::write(dir, &figures, crate::store::exists)?;
+        for path in done.written {
+            eprintln!("wrote {}", path.display());
+        }
+        for path in done.removed {
+            eprintln!("removed {} (its lab is gone)", path.display());
         }
         return missing.map_or(Ok(()), Err);
     }
