@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the seed's walkthrough on a sandbox lab, narrated.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread::sleep,
     time::Duration,
@@ -13,6 +13,9 @@ const LAB: &str = "demo";
 
 struct Demo<'a> {
     bin: &'a Path,
+    /// A directory of the demo's own for the servers' logs (made new, mode 0700, so
+    /// that no one can have root write through a link planted at a known name).
+    logs: PathBuf,
 }
 
 impl Demo<'_> {
@@ -49,17 +52,42 @@ fn say(text: &str) {
 }
 
 pub fn run(bin: &Path) -> Result<()> {
-    let demo = Demo { bin };
-    // A demo lab left by an interrupted run would make `up` fail.
-    let _ = demo
-        .netlab(&["down"])
+    let logs = private_dir()?;
+    let demo = Demo { bin, logs };
+    let result = demo_lab(&demo);
+    let _ = std::fs::remove_dir_all(&demo.logs);
+    result
+}
+
+fn demo_lab(demo: &Demo) -> Result<()> {
+    // A lab of this name is never taken down here: it may be the user's (a lab on the
+    // machine's own network, a runtime's network), not one an interrupted demo left.
+    let exists = demo
+        .netlab(&["status"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
-    let result = walkthrough(&demo);
+        .status()?
+        .success();
+    if exists {
+        bail!(
+            "a lab named {LAB} exists already (yours, or one an interrupted demo left): see `netlab --lab {LAB} status`, and take it down with `netlab --lab {LAB} down` if it is the demo's"
+        );
+    }
+    let result = walkthrough(demo);
     say("Tear everything down: namespaces, links, pins and state.");
     let down = demo.step(&["down"]);
     result.and(down)
+}
+
+/// A new directory for the demo's logs, private to root.
+fn private_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .subsec_nanos();
+    let dir = std::env::temp_dir().join(format!("netlab-demo-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 fn walkthrough(demo: &Demo) -> Result<()> {
@@ -73,7 +101,7 @@ fn walkthrough(demo: &Demo) -> Result<()> {
     demo.step(&["exec", "a", "--", "ping", "-c", "2", "172.18.0.3"])?;
 
     say("A web server in 'the internet' (the wan namespace, 203.0.113.1).");
-    let log = std::env::temp_dir().join("netlab-demo-http.log");
+    let log = demo.logs.join("http.log");
     let mut server = demo.background(
         &[
             "exec",
@@ -114,7 +142,6 @@ fn walkthrough(demo: &Demo) -> Result<()> {
     {
         println!("{line}");
     }
-    let _ = std::fs::remove_file(&log);
     say("The flows in the datapath's conntrack, and its counters.");
     demo.step(&["conntrack"])?;
     demo.step(&["stats"])?;
@@ -128,7 +155,7 @@ fn walkthrough(demo: &Demo) -> Result<()> {
 /// The seed's "Letting the outside world reach out to containers", on a running container.
 fn publishing(demo: &Demo) -> Result<()> {
     say("A web server in container b, not published yet.");
-    let log = std::env::temp_dir().join("netlab-demo-web.log");
+    let log = demo.logs.join("web.log");
     let mut server = demo.background(
         &[
             "exec",
@@ -190,6 +217,9 @@ fn publishing(demo: &Demo) -> Result<()> {
             ])
             .status()?;
         println!("(curl exited with {closed})");
+        if closed.success() {
+            bail!("port 8080 still answered after `netlab unpublish`");
+        }
         Ok(())
     })();
     let _ = server.kill();
@@ -203,6 +233,5 @@ fn publishing(demo: &Demo) -> Result<()> {
     {
         println!("{line}");
     }
-    let _ = std::fs::remove_file(&log);
     result
 }
