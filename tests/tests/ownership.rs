@@ -806,6 +806,45 @@ fn rm_and_down_end_the_processes_in_what_they_remove() {
     lab.forget();
 }
 
+/// `exec` enters the container's namespace under the lab's lock, where it checked it:
+/// an `rm` that comes while it is entering waits, then finds the command there and ends
+/// it. strace holds the `setns` back three seconds and `rm` comes in the middle. Before,
+/// the command went on in the namespace `rm` had removed, out of everyone's reach (a
+/// review, which found the same with `down` and `exec host`).
+#[test]
+fn an_exec_racing_rm_ends_with_the_container() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "c"]);
+    // A name of its own, to find the command wherever it ended up.
+    let seconds = format!("600.{}", std::process::id());
+    let mut exec = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=setns"])
+        .args(["-e", "inject=setns:delay_enter=3000000"])
+        .arg(netlab_bin())
+        .args(["--lab", &lab.name, "exec", "c", "sleep", &seconds])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strace (installed by `cargo xtask setup`)");
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ok(&["rm", "c"]);
+    let ended = wait_for(Duration::from_secs(10), || {
+        exec.try_wait().expect("wait").is_some()
+    });
+    let survivor = Command::new("pkill")
+        .args(["-9", "-f", &format!("^sleep {seconds}$")])
+        .status()
+        .expect("pkill")
+        .success();
+    let _ = exec.kill();
+    let out = exec.wait_with_output().expect("exec");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("no container"),
+        "rm came before exec looked: {err}"
+    );
+    assert!(ended && !survivor, "exec's command outlived rm: {err}");
+}
+
 /// A `--network host` container has no namespace of its own: its processes are found
 /// by its cgroup, and `rm` ends them as `docker rm -f` does, and only them (the lab
 /// host's go on). On eBPF the cgroup is under the lab host's, so the host-local

@@ -19,10 +19,12 @@ pub struct Args {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let target = {
-        let s = Session::open(lab)?;
-        exec::target(&s.state, &args.name)?
-    };
+    // The cgroup and the namespace are entered under the lab's lock, where they were
+    // checked: an `rm` or `down` then comes before (and the name is refused) or after
+    // (and finds this process in them, and ends it). Entered after the lock, an `rm`
+    // in between had this command run on in a namespace removed and out of reach.
+    let s = Session::open(lab)?;
+    let target = exec::target(&s.state, &args.name)?;
     if let Some(cg) = &target.cgroup {
         crate::netlink::cgroup::join(cg)?;
     }
@@ -30,6 +32,8 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         // netlab is single-threaded here: the exec'd command inherits this namespace.
         netns::enter(ns)?;
     }
+    // Not held by the command.
+    drop(s);
     let source = Command::new(&args.command[0])
         .args(&args.command[1..])
         .exec();
