@@ -3,7 +3,12 @@
 //! the result's format, ADD twice, DEL's idempotence, CHECK, VERSION, STATUS, GC and the
 //! error codes; then real traffic through a network it made.
 
-use std::{path::Path, time::Duration};
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use netlab_tests::{
     WAN_ADDR,
@@ -421,6 +426,49 @@ fn del_is_idempotent() {
     .ok();
     let bad = w.conf(json!({"name": "not-a-lab-name"}));
     w.verb("DEL", &a, &bad).ok();
+
+    // From a mount namespace where the lab's namespaces are out of sight (a /run/netns
+    // of its own): a DEL of an attachment the network does not have succeeds, as
+    // anywhere; one of an attachment it has is refused, and the attachment stays.
+    // Before, both were refused (code 100), a review found.
+    let b = w.container();
+    w.add(&b, &conf);
+    let del_elsewhere = |id: &str| {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", w.host().display()))
+            .args(["unshare", "-m", "--propagation", "slave", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs tmpfs /run/netns && exec {}",
+                netlab_tests::cni::cni_bin().display()
+            ))
+            .env("CNI_COMMAND", "DEL")
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", &b.netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/nonexistent")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("netlab-cni");
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes());
+        child.wait_with_output().expect("netlab-cni")
+    };
+    let out = del_elsewhere("never-attached");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = del_elsewhere(&b.id);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains("another mount namespace"),
+        "{said}"
+    );
+    assert_eq!(w.lab().status()["containers"][0]["name"], b.name.as_str());
 }
 
 #[test]

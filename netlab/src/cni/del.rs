@@ -12,6 +12,20 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     ) else {
         return Ok(());
     };
+    // An attachment the lab does not record is none of this runtime's: nothing to
+    // remove, even where the lab cannot be worked on (brought up in another mount
+    // namespace, whose namespaces are out of sight from this one). Looked at without
+    // the lock; one that is recorded is looked at again under it.
+    let recorded = |s: &crate::lab::LabState| {
+        s.container(&name)
+            .is_some_and(|c| attachment::is(c, &a.container_id, &a.ifname))
+    };
+    if !crate::store::all_labs()?
+        .iter()
+        .any(|s| s.name == lab && recorded(s))
+    {
+        return Ok(());
+    }
     let Some(mut s) = Session::open_if_up(lab)? else {
         return Ok(());
     };
@@ -22,11 +36,7 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     }
     // Only this attachment: never a container of netlab's own that shares its name, nor
     // another attachment whose id and interface make the same name.
-    let ours = s
-        .state
-        .container(&name)
-        .is_some_and(|c| attachment::is(c, &a.container_id, &a.ifname));
-    if !ours {
+    if !recorded(&s.state) {
         return Ok(());
     }
     ops::detach(&mut s, &name)?;
