@@ -5,7 +5,7 @@
 use std::{
     fs,
     io::{self, Write},
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
 };
 
 /// A temporary name for `path`, in its own directory (so that the rename is atomic),
@@ -86,6 +86,13 @@ pub fn unwritable(path: &Path) -> Option<String> {
     if path.as_os_str().to_string_lossy().ends_with('/') {
         return Some("names a directory (it ends in /), give a file name".into());
     }
+    // `x.json/.` and `x/..` name directories too; `Path` drops a last `.`, so that the
+    // checks below would look at `x.json` and only the final rename fail.
+    if !matches!(path.components().next_back(), Some(Component::Normal(_)))
+        || path.as_os_str().to_string_lossy().ends_with("/.")
+    {
+        return Some("names a directory (it ends in . or ..), give a file name".into());
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -150,6 +157,11 @@ mod tests {
                 .unwrap()
                 .contains("ends in /")
         );
+        // `Path` drops a last `.`: the check once looked at `o.json` and passed.
+        for spelled in ["o.json/.", "o.json/..", "."] {
+            let why = unwritable(&dir.join(spelled)).unwrap_or_default();
+            assert!(why.contains("ends in . or .."), "{spelled}: {why:?}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -339,6 +339,16 @@ fn bench_refuses_bad_flags_with_one_line_errors() {
             "cannot write in /proc",
         ),
         (vec!["--json", "/dev/full"], "not a regular file"),
+        // Once let through (`Path` drops the last `.`), and the write failed after the run.
+        (vec!["--json", "/tmp/netlab-b.json/."], "ends in . or .."),
+        (
+            vec!["--runs", "1", "--goal", "b:ebpf/iptables>=1"],
+            "--goal needs --runs 2",
+        ),
+        (
+            vec!["--datapath", "routed", "--scenario", "b,e"],
+            "no scenario e",
+        ),
         (
             vec!["--json", "/tmp/netlab-b.out", "--svg", "/tmp/netlab-b.out"],
             "the same file",

@@ -321,8 +321,8 @@ pub fn run(opts: &Options) -> Result<Report> {
             continue;
         };
         // Stein's two stages: the first --runs rounds decide, from their spread alone,
-        // the round each interval too wide runs to; the rounds added are not looked at
-        // to stop (that would pick the narrowest-looking spread). An interval without
+        // how many values each interval too wide needs; the rounds added are not looked
+        // at to stop (that would pick the narrowest-looking spread). An interval without
         // a spread from them (a side failed all but one) gets no rounds: nothing would
         // give it one.
         if round == opts.runs {
@@ -330,21 +330,24 @@ pub fn run(opts: &Options) -> Result<Report> {
                 .wide(width)
                 .into_iter()
                 .filter_map(|w| {
-                    let e = w.estimate.as_ref()?;
-                    let values = stats::values_needed(Some(e), width)?;
-                    // Rounds in which a side failed gave no value: as many again.
-                    let last = values.saturating_add(opts.runs.saturating_sub(e.n as u32));
-                    Some((w, last))
+                    let values = stats::values_needed(w.estimate.as_ref(), width)?;
+                    Some((w, values))
                 })
                 .collect();
         }
+        // The values each is still short of: a round in which a side failed gave none,
+        // and so gets one more (counted, not planned: an added round can fail too).
+        let short = |(w, values): &(Standing, u32)| {
+            let has = report.estimate_of(&w.subject).map_or(0, |e| e.n as u32);
+            values.saturating_sub(has)
+        };
         let wide: Vec<Standing> = needs
             .iter()
-            .filter(|(_, last)| (*last).min(opts.max_runs) > round)
+            .filter(|n| short(n) > 0)
             .map(|(w, _)| w.clone())
             .collect();
-        if wide.is_empty() {
-            let asked = needs.iter().map(|(_, last)| *last).max().unwrap_or(round);
+        if wide.is_empty() || round == opts.max_runs {
+            let asked = round + needs.iter().map(short).max().unwrap_or(0);
             if asked > round {
                 progress!(
                     "netlab bench: --max-runs {} reached; the first {} round(s) asked for up to {asked} to get within {width} %",

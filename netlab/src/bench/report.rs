@@ -365,7 +365,17 @@ impl Report {
 
     /// The median of the per-round ratios `f / base` and its interval.
     pub fn ratio_estimate(&self, f: &Figure, base: Contender) -> Option<Estimate> {
-        self.interval(&self.paired(f, base))
+        let paired = self.paired(f, base);
+        // A figure against itself is 1 in every round, exactly: no resolution of a
+        // measurement to allow for (`stats::estimate_after`'s floor).
+        if self.of(f, base).is_some_and(|b| std::ptr::eq(b, f)) {
+            return (!paired.is_empty()).then(|| Estimate {
+                median: 1.0,
+                interval: (paired.len() >= 2).then_some((1.0, 1.0)),
+                n: paired.len(),
+            });
+        }
+        self.interval(&paired)
     }
 
     /// The median of the per-round ratios to iptables (of the figure's family).
@@ -575,15 +585,19 @@ pub fn num(v: f64) -> String {
 
 /// [`num`], rounded as `r` says.
 pub fn num_rounded(v: f64, r: Rounding) -> String {
+    fixed(v, num_decimals(v), r)
+}
+
+/// The decimals [`num`] gives `v`.
+fn num_decimals(v: f64) -> usize {
     let a = v.abs();
-    let decimals = if a >= 100.0 {
+    if a >= 100.0 {
         0
     } else if a >= 10.0 {
         1
     } else {
         2
-    };
-    fixed(v, decimals, r)
+    }
 }
 
 /// A ratio: two decimals, one from ×10, two significant digits below ×0.1 (eBPF's
@@ -594,14 +608,35 @@ pub fn ratio_num(r: f64) -> String {
 
 /// [`ratio_num`], rounded as `how` says.
 pub fn ratio_rounded(r: f64, how: Rounding) -> String {
-    let decimals = if r >= 10.0 {
+    fixed(r, ratio_decimals(r), how)
+}
+
+/// The decimals [`ratio_num`] gives `r`.
+fn ratio_decimals(r: f64) -> usize {
+    if r >= 10.0 {
         1
     } else if r >= 0.1 || r == 0.0 {
         2
     } else {
         (-r.log10().floor()) as usize + 1
+    }
+}
+
+/// An interval's bound beside a goal of `goal`: rounded outward as [`num_rounded`] or
+/// (`ratio`) [`ratio_rounded`] round it, with as many more decimals (up to six more)
+/// as it takes not to reach the goal's value when the bound does not: an upper bound
+/// of 999.6 beside `<1000` shows as 999.6, not 1000, which read against its "met".
+pub fn bound_beside(v: f64, how: Rounding, goal: f64, ratio: bool) -> String {
+    let first = if ratio {
+        ratio_decimals(v)
+    } else {
+        num_decimals(v)
     };
-    fixed(r, decimals, how)
+    let side = |x: f64| x.partial_cmp(&goal);
+    (first..=first + 6)
+        .map(|d| fixed(v, d, how))
+        .find(|s| s.parse::<f64>().ok().and_then(side) == side(v))
+        .unwrap_or_else(|| fixed(v, first + 6, how))
 }
 
 #[cfg(test)]
@@ -611,6 +646,15 @@ mod tests {
     use crate::lab::DatapathKind;
 
     const EBPF: Contender = Contender::lab(DatapathKind::Ebpf);
+
+    #[test]
+    fn a_bound_beside_a_goal_never_reads_against_it() {
+        assert_eq!(bound_beside(999.6, Rounding::Up, 1000.0, false), "999.6");
+        assert_eq!(bound_beside(999.6, Rounding::Up, 2000.0, false), "1000");
+        assert_eq!(bound_beside(1.3951, Rounding::Down, 1.395, true), "1.3951");
+        assert_eq!(bound_beside(1.3951, Rounding::Down, 1.4, true), "1.39");
+        assert_eq!(bound_beside(1.4, Rounding::Down, 1.4, true), "1.40");
+    }
 
     #[test]
     fn medians_and_ranges() {
@@ -661,8 +705,18 @@ mod tests {
             r.paired(f, IPTABLES),
             [(1, 1.5), (2, 1.5), (3, 1.5), (4, 1.5)]
         );
+        // Only the figures' resolution widens it (a thousandth each).
         let e = r.ratio_estimate(f, IPTABLES).unwrap();
-        assert_eq!((e.median, e.interval), (1.5, Some((1.5, 1.5))));
+        let (lo, hi) = e.interval.unwrap();
+        assert_eq!(e.median, 1.5);
+        assert!(
+            lo > 1.498 && lo < 1.5 && hi > 1.5 && hi < 1.502,
+            "{lo} {hi}"
+        );
+        // A figure against itself is exactly 1.
+        let base = r.figures.iter().find(|f| f.datapath == IPTABLES).unwrap();
+        let e = r.ratio_estimate(base, IPTABLES).unwrap();
+        assert_eq!((e.median, e.interval), (1.0, Some((1.0, 1.0))));
         assert_eq!(r.ratio_to_veth(f), Some(0.75));
         // The figure itself spreads with the machine.
         assert!(r.estimate(f).unwrap().width_pct() > 50.0);

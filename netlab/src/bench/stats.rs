@@ -49,6 +49,13 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// The least spread (variance of the logarithms) an interval is given: that of two
+/// figures each rounded to a thousandth, as the latency histograms round theirs (three
+/// significant digits). Rounds that land on one step of the histogram show no spread,
+/// and without this floor their interval was a single point, which decided a goal for
+/// certain from two rounds and asked `--target-width` for no more (a review).
+const RESOLUTION_VAR: f64 = 2.0 * 1e-3 * 1e-3 / 12.0;
+
 /// The median of `values` and its log-normal t interval at `confidence` (0.5-1).
 /// `None` when there is nothing to estimate or a value is not positive (no logarithm).
 pub fn estimate(values: &[f64], confidence: f64) -> Option<Estimate> {
@@ -85,6 +92,7 @@ pub fn estimate_after(values: &[f64], pilot: usize, confidence: f64) -> Option<E
     let first = &logs[..k];
     let first_mean = first.iter().sum::<f64>() / k as f64;
     let var = first.iter().map(|l| (l - first_mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    let var = var.max(RESOLUTION_VAR);
     let half = t_quantile((1.0 + confidence) / 2.0, (k - 1) as f64) * (var / n as f64).sqrt();
     let (lo, hi) = ((mean - half).exp(), (mean + half).exp());
     Some(Estimate {
@@ -310,10 +318,16 @@ mod tests {
         let (lo, hi) = e.interval.unwrap();
         assert!((lo - 2.0 * (-half).exp()).abs() < 1e-4, "{lo}");
         assert!((hi - 2.0 * half.exp()).abs() < 1e-4, "{hi}");
-        // Equal values: no spread, an interval of one point.
+        // Equal values: no spread seen, but the figures' resolution gives the interval
+        // a width (a tenth of a per cent or so), never a single point.
         let e = estimate(&[1.0, 1.0, 1.0], 0.95).unwrap();
-        assert_eq!(e.interval, Some((1.0, 1.0)));
-        assert_eq!(e.width_pct(), 0.0);
+        let (lo, hi) = e.interval.unwrap();
+        assert!(lo < 1.0 && hi > 1.0, "{lo} {hi}");
+        assert!(
+            e.width_pct() > 0.05 && e.width_pct() < 0.5,
+            "{}",
+            e.width_pct()
+        );
         // One value: a median, no interval.
         let e = estimate(&[7.0], 0.95).unwrap();
         assert_eq!((e.median, e.interval, e.n), (7.0, None, 1));

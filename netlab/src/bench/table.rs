@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use super::{
     Contender, Scenario,
     goal::Verdict,
-    report::{Figure, Report, Rounding, num, num_rounded, ratio_num, ratio_rounded},
+    report::{Figure, Report, Rounding, bound_beside, num, num_rounded, ratio_num, ratio_rounded},
     stats::Estimate,
 };
 
@@ -276,14 +276,31 @@ fn goals(r: &Report, out: &mut String) {
     let mut rows = Vec::new();
     let mut counts = [0; 4];
     for (g, e, verdict) in &verdicts {
-        let shown = if g.subject.denominator.is_some() {
-            ratio_cell("×", e.as_ref())
-        } else {
-            let unit = g.subject.metric.unit_shown(g.subject.scenario);
-            e.as_ref()
-                .map(|e| format!("{} {unit}", value_cell(Some(e))))
-                .unwrap_or_default()
+        let ratio = g.subject.denominator.is_some();
+        let mut shown = match e {
+            Some(Estimate {
+                median,
+                interval: Some((lo, hi)),
+                ..
+            }) => format!(
+                "{}{} [{}–{}]",
+                if ratio { "×" } else { "" },
+                if ratio {
+                    ratio_num(*median)
+                } else {
+                    num(*median)
+                },
+                bound_beside(*lo, Rounding::Down, g.value, ratio),
+                bound_beside(*hi, Rounding::Up, g.value, ratio),
+            ),
+            Some(e) if ratio => ratio_cell("×", Some(e)),
+            Some(e) => value_cell(Some(e)),
+            None => String::new(),
         };
+        if !ratio && e.is_some() {
+            let unit = g.subject.metric.unit_shown(g.subject.scenario);
+            let _ = write!(shown, " {unit}");
+        }
         counts[match verdict {
             Verdict::Met => 0,
             Verdict::Missed => 1,
@@ -413,17 +430,18 @@ mod tests {
         );
         let t = render(&r);
         assert!(t.starts_with("netlab bench: 3 round(s) of 1 s"), "{t}");
-        // Every round says ×1.5 and v0.75: an interval of one point. The figure itself
-        // spreads with the rounds.
-        assert!(t.contains("×1.50 [1.50–1.50]"), "{t}");
-        assert!(t.contains("v0.75 [0.75–0.75]"), "{t}");
+        // Every round says ×1.5 and v0.75: an interval only as wide as the figures'
+        // resolution (rounded outward). The figure itself spreads with the rounds.
+        assert!(t.contains("×1.50 [1.49–1.51]"), "{t}");
+        assert!(t.contains("v0.75 [0.74–0.76]"), "{t}");
+        assert!(t.contains("×1.00 [1.00–1.00]"), "{t}");
         assert!(t.contains("16.5 [13.1–20.7]"), "{t}");
         assert!(t.contains("\n  ebpf "), "{t}");
         assert!(t.contains("\n  veth "), "{t}");
         assert!(t.contains("n/a: publishing is not implemented"), "{t}");
         assert!(t.contains("(h) the CLI with N published ports"), "{t}");
         assert!(t.contains("publish N, ms"), "{t}");
-        assert!(t.contains("×0.050 [0.050–0.050]"), "{t}");
+        assert!(t.contains("×0.050 [0.049–0.051]"), "{t}");
         // The veth reference's +-9 % is within its limit, and so no round is disturbed.
         assert!(!t.contains("disturbed"), "{t}");
         assert!(
@@ -438,14 +456,14 @@ mod tests {
         };
         assert_eq!(
             line("  a:ebpf"),
-            "a:ebpf/iptables>=1.4 ×1.50 [1.50–1.50] met"
+            "a:ebpf/iptables>=1.4 ×1.50 [1.49–1.51] met"
         );
         assert_eq!(
             line("  h:cli_rm"),
-            "h:cli_rm:ebpf<1000 2.00 [2.00–2.00] ms met"
+            "h:cli_rm:ebpf<1000 2.00 [1.99–2.01] ms met"
         );
         assert!(t.contains("2 met, 0 missed, 0 undecided"), "{t}");
-        // a's ratios are exact; b's have no pair (eBPF failed, veth has no b here).
+        // a's ratios are as narrow as the figures' resolution; b's have no pair (eBPF failed, veth has no b here).
         assert!(
             t.contains("--target-width 5 %: every interval within it after 3 round(s)"),
             "{t}"
