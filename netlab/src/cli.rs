@@ -20,7 +20,7 @@ pub enum Command {
     /// Create the lab: bridge, forwarding and the datapath (and the sandbox world).
     Up(commands::up::Args),
     /// Remove everything the lab made.
-    Down,
+    Down(commands::down::Args),
     /// Create a container (a network namespace) on the lab.
     Run(commands::run::Args),
     /// Remove a container.
@@ -57,7 +57,7 @@ pub fn dispatch(lab: &str, command: Command) -> Result<()> {
     names::check_lab(lab)?;
     match command {
         Command::Up(args) => up::run(lab, args),
-        Command::Down => down::run(lab),
+        Command::Down(args) => down::run(lab, args),
         Command::Run(args) => run::run(lab, args),
         Command::Rm(args) => rm::run(lab, args),
         Command::Exec(args) => exec::run(lab, args),

@@ -577,7 +577,9 @@ impl Drop for Lab {
         if !self.down_on_drop {
             return;
         }
-        let out = self.run(&["down"]);
+        // --force: a CNI network's guard takes it down whatever a failed test left
+        // attached.
+        let out = self.run(&["down", "--force"]);
         if !out.status.success() && !std::thread::panicking() {
             panic!(
                 "netlab down --lab {} failed: {}",

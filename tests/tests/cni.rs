@@ -534,6 +534,36 @@ fn check_sees_a_removed_route_address_or_port() {
     w.verb("CHECK", &b, &check).error(3);
 }
 
+/// `netlab down` refuses a network while a runtime's container is attached and runs
+/// (its namespace there), naming it, as `docker network rm` refuses one with
+/// endpoints; one whose namespace is gone does not hold it up, and `--force` cuts the
+/// running ones off. Before, `down` took their interfaces without a word while podman
+/// still showed them up with their ports (a review).
+#[test]
+fn down_refuses_while_a_runtimes_container_runs() {
+    let mut w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    let (a, b) = (w.container(), w.container());
+    w.add(&a, &conf);
+    w.add(&b, &conf);
+    let e = w.lab().fails(&["down"]);
+    assert!(
+        e.contains("CNI runtime attached") && e.contains(&a.id) && e.contains(&b.id),
+        "{e}"
+    );
+    assert!(e.contains("--force"), "{e}");
+    assert_eq!(w.lab().status()["containers"].as_array().unwrap().len(), 2);
+    // b's namespace gone without a DEL: only a holds it up.
+    netlab_tests::netns::delete(b.netns.file_name().unwrap().to_str().unwrap()).unwrap();
+    let e = w.lab().fails(&["down"]);
+    assert!(e.contains("1 container(s)") && !e.contains(&b.id), "{e}");
+    w.lab().ok(&["down", "--force"]);
+    assert!(!w.lab_is_up());
+    w.take_down();
+    let links = run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth0"), "{links}");
+}
+
 /// The iptables datapath on a runtime's namespace that had no nf_tables tables:
 /// iptables-nft makes `ip raw`, `ip nat` and `ip filter` with the network's first
 /// rules, and `down` removes them again, where they hold nothing else; a table that was

@@ -2,8 +2,16 @@
 
 use crate::{error::Result, ops};
 
-pub fn run(lab: &str) -> Result<()> {
-    ops::down(lab)?;
+#[derive(clap::Args)]
+pub struct Args {
+    /// Take the lab down even while a CNI runtime's containers are attached to it and
+    /// running: they lose their interface (as `docker network rm` refuses to do).
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(lab: &str, args: Args) -> Result<()> {
+    ops::down(lab, args.force)?;
     println!("lab {lab} is down");
     Ok(())
 }

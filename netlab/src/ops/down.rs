@@ -13,13 +13,43 @@ use crate::{
     topology,
 };
 
-pub fn down(lab: &str) -> Result<()> {
+/// `netlab down`: refused, unless `force`, while a CNI runtime's container is attached
+/// and running (its namespace still there), as `docker network rm` and `podman network
+/// rm` refuse a network with endpoints: the container would be cut off without a word
+/// while its runtime still shows it up, with its ports.
+pub fn down(lab: &str, force: bool) -> Result<()> {
     let lock = Locked::acquire(lab)?;
     let state = lock.load()?;
     if let Some(state) = &state {
         super::mounts_visible(state)?;
+        if !force {
+            refuse_attached(state)?;
+        }
     }
     take_down(lock, state)
+}
+
+fn refuse_attached(state: &LabState) -> Result<()> {
+    let running: Vec<&str> = state
+        .containers
+        .iter()
+        .filter(|c| c.runtime_netns.is_some() && topology::netns_is_the_containers(c))
+        .map(|c| {
+            let id = c.runtime_id.as_deref().unwrap_or(&c.name);
+            id.get(..12).unwrap_or(id)
+        })
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let more = if running.len() > 3 { ", ..." } else { "" };
+    Err(Error::Invalid(format!(
+        "lab {} has {} container(s) a CNI runtime attached that still run ({}{more}): remove them with the runtime first (`podman rm -f ID`), or cut them off with `netlab down --lab {} --force`",
+        state.name,
+        running.len(),
+        running[..running.len().min(3)].join(", "),
+        state.name
+    )))
 }
 
 /// Removes the lab `state` describes, under its lock, and then the lock.
