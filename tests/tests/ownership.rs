@@ -63,6 +63,38 @@ fn up_beside<'a>(dp: &'a str, subnet: &'a str, more: &[&'a str]) -> Vec<&'a str>
     up
 }
 
+/// `down` of a sandbox refuses while another lab lives in its host namespace (a lab
+/// brought up there, a runtime's CNI network), naming it: taking the namespace away
+/// would leave that lab gone. `--force` takes the sandbox down anyway, and the other
+/// lab's next command finds it gone and clears it up. Before, `down` did so without a
+/// word (a review, with podman running in a sandbox).
+#[test]
+fn down_of_a_sandbox_another_lab_lives_in_is_refused() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let two = unique_lab();
+    ok_in(&host, &two, &up_beside("nftables", "10.52.0.0/24", &[]));
+    let e = one.fails(&["down"]);
+    assert!(
+        e.contains(&format!("hosts lab {two}")) && e.contains("--force"),
+        "{e}"
+    );
+    assert!(host.exists(), "{e}");
+    ok_in(&host, &two, &["down"]);
+    one.ok(&["down"]);
+    one.forget();
+
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    ok_in(&host, &two, &up_beside("nftables", "10.52.0.0/24", &[]));
+    one.ok(&["down", "--force"]);
+    one.forget();
+    let out = netlab_tests::netlab(&["--lab", &two, "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is gone"), "{err}");
+    assert!(!Path::new("/run/netlab").join(&two).exists(), "{err}");
+}
+
 /// The iptables command an iptables datapath uses.
 fn iptables_tool(dp: &str) -> &'static str {
     match dp {

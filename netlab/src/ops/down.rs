@@ -24,9 +24,37 @@ pub fn down(lab: &str, force: bool) -> Result<()> {
         super::mounts_visible(state)?;
         if !force {
             refuse_attached(state)?;
+            refuse_hosting(state)?;
         }
     }
     take_down(lock, state)
+}
+
+/// A sandbox whose host namespace another lab lives in (a CNI network a runtime in
+/// the sandbox made): taking the namespace away would leave that lab gone, its
+/// runtime's containers cut off. Refused unless `--force`, as a network with
+/// containers is.
+fn refuse_hosting(state: &LabState) -> Result<()> {
+    if !state.sandbox || state.host_netns.is_none() {
+        return Ok(());
+    }
+    let guests: Vec<String> = crate::store::other_labs(&state.name)?
+        .into_iter()
+        .filter(|o| o.host_netns == state.host_netns && o.cookies.host == state.cookies.host)
+        .map(|o| o.name)
+        .collect();
+    if guests.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "lab {} hosts lab {} in its namespace {} (a lab brought up there, or a CNI network of a runtime running there): take {} down first, or cut {} off with `netlab down --lab {} --force`",
+        state.name,
+        guests.join(", "),
+        state.host_netns.as_deref().unwrap_or_default(),
+        if guests.len() == 1 { "it" } else { "them" },
+        if guests.len() == 1 { "it" } else { "them" },
+        state.name
+    )))
 }
 
 fn refuse_attached(state: &LabState) -> Result<()> {
