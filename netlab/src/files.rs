@@ -8,6 +8,29 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
+/// The umask netlab was started with, while it runs with its own ([`own_umask`]).
+static STARTED_WITH: std::sync::OnceLock<libc::mode_t> = std::sync::OnceLock::new();
+
+/// Sets the umask netlab's own files and directories are made with (022: writable by
+/// root only), whatever the one it was started with: under a umask of 000 its state,
+/// journal and lock files were made writable by everyone, and a user could plant a
+/// link where root then wrote, or forge a state that had `rm` kill a cgroup's
+/// processes (a review). Called first thing by both binaries.
+pub fn own_umask() {
+    // SAFETY: umask only swaps the process's mask.
+    let old = unsafe { libc::umask(0o022) };
+    let _ = STARTED_WITH.set(old);
+}
+
+/// Gives back the umask netlab was started with, for a command it runs as the user's
+/// (`netlab exec`).
+pub fn user_umask() {
+    if let Some(&old) = STARTED_WITH.get() {
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+    }
+}
+
 /// A temporary name for `path`, in its own directory (so that the rename is atomic),
 /// hidden, and named by the process and the time, so that another user cannot know it
 /// in advance.
@@ -136,14 +159,30 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// A new directory for a unit test's files, root's only, under a name no one can take
+/// first (the tests run as root: a directory planted at a name known in advance had
+/// root write through its links).
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut attempt = 0;
+    loop {
+        let dir = temporary(&std::env::temp_dir().join(format!("netlab-{tag}")), attempt);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return dir,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => panic!("make {}: {e}", dir.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn one_file_however_spelled() {
-        let dir = std::env::temp_dir().join(format!("netlab-same-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("same");
         let abs = dir.join("o.json");
         let dotted = dir.join(".").join("o.json");
         assert!(same_file(&abs, &dotted));
@@ -167,8 +206,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_written_is_said_first() {
-        let dir = std::env::temp_dir().join(format!("netlab-files-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("files");
         assert_eq!(unwritable(&dir.join("out.json")), None);
         assert!(unwritable(&dir).unwrap().contains("is a directory"));
         assert!(

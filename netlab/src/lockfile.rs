@@ -9,7 +9,7 @@ use std::{
     fs::{self, File},
     os::{
         fd::{AsRawFd, RawFd},
-        unix::fs::MetadataExt,
+        unix::fs::{MetadataExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
     sync::Mutex,
@@ -58,12 +58,21 @@ impl FileLock {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
             }
+            // Root's only (0600): an flock needs no more than to open the file, so a
+            // lock file others can read is one anyone can hold, hanging every netlab
+            // command on the lab (a review); one an older netlab made readable is
+            // closed up when taken.
             let file = match File::options()
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
                 .open(&path)
-            {
+                .and_then(|f| {
+                    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                    Ok(f)
+                }) {
                 Ok(f) => f,
                 // The directory went with the last lab between the two calls.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -139,7 +148,7 @@ mod tests {
     /// lock on the file that is at the path, never on the removed one.
     #[test]
     fn a_holder_excludes_others_and_a_removed_lock_is_taken_afresh() {
-        let dir = std::env::temp_dir().join(format!("netlab-lock-{}", std::process::id()));
+        let dir = crate::files::test_dir("lock");
         let path = dir.join("x.lock");
         let a = FileLock::acquire(&path).unwrap();
         let ino = a.file.metadata().unwrap().ino();

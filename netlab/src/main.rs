@@ -13,6 +13,7 @@ fn main() {
         );
         std::process::exit(1);
     }
+    netlab::files::own_umask();
     if let Err(e) = netlab::cli::dispatch(&cli.lab, cli.command) {
         // A closed stderr (a benchmark's reader gone) loses the line, not the exit code.
         let _ = writeln!(std::io::stderr(), "netlab: {e}");

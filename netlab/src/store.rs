@@ -103,13 +103,41 @@ fn journal_file(lab: &str) -> PathBuf {
     dir(lab).join("journal.json")
 }
 
+/// Refuses a state directory (`/run/netlab`, a lab's) that someone else could write in:
+/// not root's, or writable by its group or others (made under a umask of 000 by a
+/// netlab before it set its own). What is in it would no longer be netlab's record.
+/// Nothing to refuse where it is not there yet.
+fn root_only(d: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::symlink_metadata(d) {
+        Ok(m) if m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0 => Ok(()),
+        Ok(m) => Err(Error::Invalid(format!(
+            "refusing {}: it is not a directory only root may write to (owner uid {}, mode {:o}); check what is in it, then make it root's with mode 0755",
+            d.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("stat", d, e)),
+    }
+}
+
 /// Writes `text` to `path` atomically: a temporary file, renamed over it.
 fn write_atomic(
     path: &std::path::Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
-    let f = fs::File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
+    // Never through a link (in a directory only root may write to: `Locked::acquire`).
+    let f = fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| Error::io("write", &tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 16, f);
     write(&mut w)
         .and_then(|()| w.flush())
@@ -121,6 +149,9 @@ fn write_atomic(
 impl Locked {
     /// Takes the lab's lock, waiting for another netlab command on the same lab.
     pub fn acquire(lab: &str) -> Result<Self> {
+        // Before the lock, which would make the lock file in it (and take it away again).
+        root_only(std::path::Path::new(STATE_DIR))?;
+        root_only(&dir(lab))?;
         let lock = FileLock::acquire(PathBuf::from(STATE_DIR).join(format!("{lab}.lock")))?;
         Ok(Self {
             lab: lab.to_string(),

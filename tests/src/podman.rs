@@ -89,8 +89,8 @@ impl Podman {
     }
 
     fn with(dp: &str, world: CniWorld, subnet6: Option<&str>) -> Podman {
-        let dir = std::env::temp_dir().join(format!("netlab-podman-{}", world.net));
-        let _ = fs::remove_dir_all(&dir);
+        // Short: podman refuses a runroot of more than 50 characters.
+        let dir = crate::private_dir("pm");
         for d in ["storage", "runroot", "runc", "tmp", "xdg", "cni", "net.d"] {
             fs::create_dir_all(dir.join(d)).expect("podman dir");
         }

@@ -45,13 +45,11 @@ fn labs_left(stderr: &str) -> Vec<String> {
         .collect()
 }
 
-/// A file in a directory of this process and test (`bench.json` and `bench.svg`
-/// share one), which the test removes when done.
+/// A file in a new directory of the test's own (`bench.svg` goes beside
+/// `bench.json`), which the test removes when done.
 fn scratch(name: &str) -> PathBuf {
     let test = name.split('.').next().unwrap_or(name);
-    let dir = std::env::temp_dir().join(format!("netlab-bench-test-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    netlab_tests::private_dir(&format!("bench-test-{test}")).join(name)
 }
 
 fn figure<'a>(
@@ -72,7 +70,8 @@ fn figure<'a>(
 #[test]
 fn bench_runs_every_scenario_and_writes_json_and_svg() {
     require_root();
-    let (json, svg) = (scratch("bench.json"), scratch("bench.svg"));
+    let json = scratch("bench.json");
+    let svg = json.with_file_name("bench.svg");
     let out = netlab(&[
         "bench",
         "--runs",

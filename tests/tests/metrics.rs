@@ -23,7 +23,7 @@ use netlab_common::{
     stats::{DROP_NAMES, DropReason},
 };
 use netlab_tests::{
-    INTERNET, Lab, SIDE_ADDR, SideHost, UPLINK_ADDR, link_of,
+    INTERNET, Lab, SIDE_ADDR, SideHost, TempDir, UPLINK_ADDR, link_of,
     packet::{Ipv4, TCP, skb_on, with_macs},
     race,
     sockets::{accept, tcp_connect, tcp_connect_from, tcp_listen, tcp_segment},
@@ -212,7 +212,7 @@ fn metrics_pass_promtool_and_carry_the_labs_figures() {
 #[test]
 fn the_textfile_is_never_seen_half_written() {
     let lab = busy_lab();
-    let dir = TempDir::new();
+    let dir = TempDir::new("metrics");
     let file = dir.0.join(format!("netlab_{}.prom", lab.name));
     lab.ok(&["metrics", "--labs", &lab.name, "--textfile", dir.path()]);
     let first = std::fs::read_to_string(&file).expect("the lab's textfile");
@@ -272,13 +272,20 @@ fn the_textfile_is_never_seen_half_written() {
 #[test]
 fn a_lab_taken_down_takes_its_textfile_with_it() {
     let (a, b) = (Lab::sandbox(&[]), Lab::sandbox(&[]));
-    let dir = TempDir::new();
+    let dir = TempDir::new("metrics");
     let file = |lab: &str| dir.0.join(format!("netlab_{lab}.prom"));
     let (file_a, file_b) = (file(&a.name), file(&b.name));
     // Someone else's file, named as a lab's would be.
     let foreign = file("nosuchlab");
     std::fs::write(&foreign, "x 1\n").unwrap();
     let both = format!("{},{}", a.name, b.name);
+    // A directory someone made at b's file name fails the run, not a's file.
+    std::fs::create_dir(&file_b).unwrap();
+    let out = a.run(&["metrics", "--labs", &both, "--textfile", dir.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&b.name), "{err}");
+    assert!(file_a.is_file(), "{err}");
+    std::fs::remove_dir(&file_b).unwrap();
     a.ok(&["metrics", "--labs", &both, "--textfile", dir.path()]);
     assert!(file_a.exists() && file_b.exists());
     // b's file replaced by someone: no longer netlab's.
@@ -926,28 +933,6 @@ fn prometheus_sees_a_syn_flood_and_a_udp_scan() {
     );
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("netlab-metrics-{}", netlab_tests::unique_lab()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A Prometheus server in the lab's wan namespace (its own data directory, its API on
 /// wan's 127.0.0.1), scraping `target` every two seconds; killed when dropped.
 struct Prometheus<'a> {
@@ -958,7 +943,7 @@ struct Prometheus<'a> {
 
 impl<'a> Prometheus<'a> {
     fn start(lab: &'a Lab, target: &str) -> Prometheus<'a> {
-        let data = TempDir::new();
+        let data = TempDir::new("metrics");
         let config = data.0.join("prometheus.yml");
         std::fs::write(
             &config,

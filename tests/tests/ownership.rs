@@ -95,6 +95,57 @@ fn down_of_a_sandbox_another_lab_lives_in_is_refused() {
     assert!(!Path::new("/run/netlab").join(&two).exists(), "{err}");
 }
 
+/// netlab's state, journal and lock files are root's only whatever the umask it is
+/// started with, and a command it runs for the user (`exec`) gets the user's umask
+/// back; a lab's state directory someone else could write in is refused. Before,
+/// under a umask of 000 they were everyone's: a user planted a link where root then
+/// wrote, and forged a state that had `rm` kill a cgroup's processes (a review).
+#[test]
+fn state_files_are_roots_only_whatever_the_umask() {
+    let name = unique_lab();
+    let lab = Lab::named(&name);
+    let under_umask_0 = |args: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 000 && exec {} --lab {name} {args}",
+                netlab_bin().display()
+            ))
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{args}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    under_umask_0("up --sandbox");
+    under_umask_0("run a");
+    let mode = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().mode() & 0o777
+    };
+    let dir = format!("/run/netlab/{name}");
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(mode(&format!("{dir}/state.json")), 0o644);
+    assert_eq!(mode(&format!("{dir}.lock")), 0o600);
+    assert_eq!(under_umask_0("exec a sh -c umask").trim(), "0000");
+    lab.ok(&["down"]);
+    lab.forget();
+
+    let name = unique_lab();
+    let dir = format!("/run/netlab/{name}");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = netlab_tests::netlab(&["--lab", &name, "up", "--sandbox"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = out.status.code() == Some(2) && err.contains("only root may write to");
+    let made = netns::exists(&format!("{name}-host"));
+    std::fs::remove_dir(&dir).unwrap();
+    if made {
+        let _ = netlab_tests::netlab(&["--lab", &name, "down"]);
+    }
+    assert!(refused && !made, "{err}");
+    assert!(!Path::new(&format!("{dir}.lock")).exists(), "{err}");
+}
+
 /// The iptables command an iptables datapath uses.
 fn iptables_tool(dp: &str) -> &'static str {
     match dp {
@@ -384,8 +435,7 @@ fn a_failed_publish_takes_back_what_it_put_in(dp: &str) {
     lab.ok(&["run", "a"]);
     let host = lab.ns("host");
     let before = ruleset(&host, dp);
-    let bin = std::env::temp_dir().join(format!("netlab-fake-{}", lab.name));
-    std::fs::create_dir_all(&bin).unwrap();
+    let bin = netlab_tests::private_dir("fake");
     let fake = bin.join("conntrack");
     std::fs::write(
         &fake,

@@ -554,8 +554,9 @@ fn unpublish_leaves_no_flow_behind(dp: &str) {
 /// `specs`; then each says "two": the second string is, for each, `answered ...`,
 /// `ended` (its socket ended: reset, aborted, refused) or `timed out`.
 fn host_clients_across_unpublish(lab: &Lab, setup: &str, specs: &[&str]) -> (String, String) {
-    let out = format!("/tmp/{}-clients", lab.name);
-    let go = format!("/tmp/{}-go", lab.name);
+    let dir = netlab_tests::TempDir::new("clients");
+    let out = dir.0.join("clients").display().to_string();
+    let go = dir.0.join("go").display().to_string();
     let client = format!(
         "import socket, os, time\n{setup}\
          def write(text):\n    open('{out}.tmp', 'w').write(text)\n    os.rename('{out}.tmp', '{out}')\n\

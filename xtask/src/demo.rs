@@ -52,7 +52,7 @@ fn say(text: &str) {
 }
 
 pub fn run(bin: &Path) -> Result<()> {
-    let logs = private_dir()?;
+    let logs = crate::tmp::private_dir("demo")?;
     let demo = Demo { bin, logs };
     let result = demo_lab(&demo);
     let _ = std::fs::remove_dir_all(&demo.logs);
@@ -77,17 +77,6 @@ fn demo_lab(demo: &Demo) -> Result<()> {
     say("Tear everything down: namespaces, links, pins and state.");
     let down = demo.step(&["down"]);
     result.and(down)
-}
-
-/// A new directory for the demo's logs, private to root.
-fn private_dir() -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .subsec_nanos();
-    let dir = std::env::temp_dir().join(format!("netlab-demo-{}-{nanos}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    Ok(dir)
 }
 
 fn walkthrough(demo: &Demo) -> Result<()> {

@@ -5,6 +5,7 @@ mod demo;
 mod leaks;
 mod setup;
 mod suite;
+mod tmp;
 mod vm;
 
 use std::process::Command;

@@ -36,8 +36,8 @@ struct Counts {
 
 pub fn run(bin: &Path, args: &[String], guests: bool) -> Result<()> {
     println!("==> running every test (unit, packet, end-to-end) as root");
-    let skip_log = std::env::temp_dir().join(format!("netlab-skipped-{}", std::process::id()));
-    let _ = fs::remove_file(&skip_log);
+    let skip_dir = crate::tmp::private_dir("skipped")?;
+    let skip_log = skip_dir.join("skipped");
     leaks::become_subreaper()?;
     let before = leaks::snapshot();
     let mut cmd = cargo();
@@ -64,7 +64,7 @@ pub fn run(bin: &Path, args: &[String], guests: bool) -> Result<()> {
         .lines()
         .map(str::to_string)
         .collect();
-    let _ = fs::remove_file(&skip_log);
+    let _ = fs::remove_dir_all(&skip_dir);
     // A skipped test returned early and was printed as passed.
     counts.passed = counts.passed.saturating_sub(counts.skipped.len() as u64);
     for s in &counts.skipped {

@@ -31,6 +31,7 @@ use error::{CniError, CniResult, code};
 
 /// Runs one CNI verb from the process's environment and stdin, and exits.
 pub fn main() -> ! {
+    crate::files::own_umask();
     let var = |k: &str| std::env::var(k).ok();
     let (version, outcome) = run(&var);
     match outcome {

@@ -32,8 +32,9 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         // netlab is single-threaded here: the exec'd command inherits this namespace.
         netns::enter(ns)?;
     }
-    // Not held by the command.
+    // Not held by the command, which runs with the user's umask.
     drop(s);
+    crate::files::user_umask();
     let source = Command::new(&args.command[0])
         .args(&args.command[1..])
         .exec();

@@ -74,6 +74,12 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         for path in done.removed {
             eprintln!("removed {} (its lab is gone)", path.display());
         }
+        if let Some(e) = done.failed {
+            if let Some(m) = missing {
+                eprintln!("netlab: {m}");
+            }
+            return Err(e);
+        }
         return missing.map_or(Ok(()), Err);
     }
     if let Some(e) = missing {

@@ -47,11 +47,13 @@ pub fn check_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What a textfile run did: the files written, and those removed (of labs gone).
+/// What a textfile run did: the files written, those removed (of labs gone), and the
+/// first file that could not be written (the others are said on stderr).
 #[derive(Debug, Default)]
 pub struct Done {
     pub written: Vec<PathBuf>,
     pub removed: Vec<PathBuf>,
+    pub failed: Option<Error>,
 }
 
 /// A file netlab wrote: its lab and its identity.
@@ -69,11 +71,24 @@ pub fn write(dir: &Path, labs: &[LabFigures], exists: impl Fn(&str) -> bool) -> 
     let before = read_record(dir);
     let mut record: Vec<Written> = before.iter().filter(|w| is_ours(dir, w)).cloned().collect();
     let mut done = Done::default();
+    let mut failed = None;
     for lab in labs {
         let text = encode::encode(std::slice::from_ref(lab), Format::Prometheus);
         let to = path(dir, &lab.lab);
-        let (dev, ino) = crate::files::write_atomic_identified(&to, text.as_bytes())
-            .map_err(|e| Error::io("write", &to, e))?;
+        // One lab's file that cannot be written (a directory someone made at its name)
+        // keeps no other lab's from being written: said, and the run fails at the end.
+        let (dev, ino) = match crate::files::write_atomic_identified(&to, text.as_bytes()) {
+            Ok(id) => id,
+            Err(e) => {
+                let e = Error::io("write", &to, e);
+                if failed.is_some() {
+                    eprintln!("netlab: {e}");
+                } else {
+                    failed = Some(e);
+                }
+                continue;
+            }
+        };
         record.retain(|w| w.lab != lab.lab);
         record.push(Written {
             lab: lab.lab.clone(),
@@ -99,6 +114,7 @@ pub fn write(dir: &Path, labs: &[LabFigures], exists: impl Fn(&str) -> bool) -> 
             "netlab metrics: {e}: the files written are not recorded, and will not be removed when their lab is taken down"
         );
     }
+    done.failed = failed;
     Ok(done)
 }
 

@@ -178,7 +178,7 @@ mod tests {
         for l in ["netlab-vm-file n0 3 cut.json", "aGkh"] {
             assert!(c.take(l));
         }
-        let dir = std::env::temp_dir().join(format!("netlab-outfiles-{}", std::process::id()));
+        let dir = crate::tmp::private_dir("outfiles").unwrap();
         let e = c.write(&dir).unwrap_err().to_string();
         assert!(e.contains("cut.json: cut off"), "{e}");
         assert!(!dir.join("cut.json").exists());

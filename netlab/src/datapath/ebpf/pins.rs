@@ -316,9 +316,7 @@ mod tests {
     #[test]
     fn only_roots_private_directories_are_used() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let base = std::env::temp_dir().join(format!("netlab-pins-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
+        let base = crate::files::test_dir("pins");
         let mine = base.join("mine");
         make_private_dir(&mine).unwrap();
         assert_eq!(fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
