@@ -39,6 +39,8 @@ pub trait Family: Copy + PartialEq + Default + 'static {
     fn published(addr: Self, proto: u8, port: u16) -> Option<PubTarget<Self>>;
     /// Whether `addr` is one of the lab host's addresses ports are published on.
     fn is_host(cfg: &Config, addr: &Self) -> bool;
+    /// In the lab's subnet: behind the bridge, never a source from outside.
+    fn in_lab(cfg: &Config, addr: &Self) -> bool;
     /// The interface of the lab host that has `addr` (`HOST_ADDRS`), if any.
     fn host_ifindex(addr: &Self) -> Option<u32>;
     /// The bridge's address: hairpin flows come from it.
@@ -88,6 +90,11 @@ impl Family for u32 {
     #[inline(always)]
     fn is_host(cfg: &Config, addr: &u32) -> bool {
         maps::is_host(cfg, *addr)
+    }
+
+    #[inline(always)]
+    fn in_lab(cfg: &Config, addr: &u32) -> bool {
+        cfg.in_subnet(*addr)
     }
 
     #[inline(always)]
@@ -176,6 +183,11 @@ impl Family for Addr6 {
     #[inline(always)]
     fn is_host(cfg: &Config, addr: &Addr6) -> bool {
         maps::is_host6(cfg, addr)
+    }
+
+    #[inline(always)]
+    fn in_lab(cfg: &Config, addr: &Addr6) -> bool {
+        cfg.in_subnet6(addr)
     }
 
     #[inline(always)]

@@ -235,11 +235,14 @@ pub fn find_from_outside<A: Family>(
     }
     // A source the lab host's stack would refuse (a martian, or one of its own
     // addresses) opens nothing: the packet goes on untranslated, to be refused there,
-    // as the kernel's routing refuses it before any NAT.
+    // as the kernel's routing refuses it before any NAT. Nor does one of the lab's
+    // subnet, which lives behind the bridge: spoofed, it would reach the container as
+    // a peer container's own (iptables' hairpin masquerade shows it the bridge's).
     if opens_flow(pkt)
         && !is_icmp(pkt.proto)
         && !A::martian(&pkt.saddr)
         && !A::is_host(cfg, &pkt.saddr)
+        && !A::in_lab(cfg, &pkt.saddr)
         && let Some(target) = A::published(pkt.daddr, pkt.proto, pkt.dport)
     {
         // The client's own address is kept: the container sees who connects.

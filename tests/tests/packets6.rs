@@ -548,6 +548,29 @@ fn errors_about_published_flows_quote_what_the_client_sent() {
     assert_frames_eq(&got, &host.frame(&host.icmp_l4(3, 0, [0; 4], &quote)));
 }
 
+/// A source from outside in the lab's subnet (a container's, one no container has,
+/// the subnet's own anycast) opens no flow to a published port: the packet goes on
+/// untranslated, as one from a martian or a host address does, and the lab host's
+/// stack answers it. Before, it reached the container as if from a peer container,
+/// where ip6tables' hairpin masquerade shows it the bridge's address (a review).
+#[test]
+fn a_source_of_the_labs_subnet_from_outside_opens_nothing() {
+    let mut dp = Datapath::new();
+    dp.publish6(5353, UDP, CTR6, 53);
+    let unused = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 0x99);
+    let anycast = Ipv6Addr::new(0xfd00, 0xac12, 0, 0, 0, 0, 0, 0);
+    for src in [OTHER_CTR6, CTR6, unused, anycast] {
+        let sent = Ipv6::new(src, UPLINK6, UDP).udp(40_000, 5353, b"q");
+        let (verdict, got) = dp.ingress(&sent);
+        assert_eq!(verdict, TC_ACT_UNSPEC, "{src}");
+        assert_frames_eq(&got, &sent);
+    }
+    assert_eq!(dp.stat(counter::DNAT_NEW_FLOWS), 0);
+    let (_, got) = dp.ingress(&Ipv6::new(FAR6, UPLINK6, UDP).udp(40_000, 5353, b"q"));
+    assert_frames_eq(&got, &Ipv6::new(FAR6, CTR6, UDP).udp(40_000, 53, b"q"));
+    assert_eq!(dp.stat(counter::DNAT_NEW_FLOWS), 1);
+}
+
 /// A TCP SYN behind hop-by-hop and destination options, and an echo request behind
 /// hop-by-hop options, are masqueraded by the helpers' path (not the direct writes,
 /// which take packets without extension headers), their headers kept.

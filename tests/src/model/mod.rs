@@ -1006,12 +1006,13 @@ impl<A: Ip> Model<A> {
         if let Some((i, dir)) = self.flow_of(&key, p) {
             return Ok(self.known(Hook::UplinkIngress, p, i, dir));
         }
-        // A martian source, or the host's own address, opens nothing (the host's stack
-        // refuses it).
+        // A martian source, the host's own address, or one of the lab's subnet (behind
+        // the bridge, spoofed from outside), opens nothing (the host's stack refuses it).
         if opens::<A>(p.proto, p.flags)
             && p.proto != A::ICMP
             && !p.saddr.martian()
             && !self.cfg.is_host(p.saddr)
+            && !self.cfg.in_subnet(p.saddr)
             && let Some(m) = publish_lookup(&self.cfg.published, p.daddr, p.proto, p.dport)
         {
             // The client's address is kept; its port too, unless that clashes.
