@@ -16,7 +16,7 @@
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
     config::Config,
-    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE, quote_fits},
     nat::{csum_replace2, csum_replace4},
     proto::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     stats::{DropReason, counter},
@@ -90,6 +90,9 @@ pub fn translate_error(
         return untracked();
     }
     let e = unsafe { *hit.entry };
+    if !quote_fits(q.proto, q.flags, e.flags) {
+        return untracked();
+    }
     // What the quote becomes, and the outer addresses.
     let (qsrc, qdst, qsport, qdport) = (e.daddr, e.saddr, e.dport, e.sport);
     if from_ctr && outer.saddr != e.saddr {

@@ -11,7 +11,7 @@
 use aya_ebpf::programs::TcContext;
 use netlab_common::{
     addr::Addr6,
-    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE},
+    conntrack::{CtKey, ZONE_FROM_CTR, ZONE_FROM_OUTSIDE, quote_fits},
     nat::csum_replace2,
     proto::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::{DropReason, counter},
@@ -68,6 +68,9 @@ fn translate(ctx: &TcContext, st: Stats, outer: &Packet<Addr6>, sender: Sender) 
         return untracked();
     }
     let e = unsafe { *hit.entry };
+    if !quote_fits(q.proto, q.flags, e.flags) {
+        return untracked();
+    }
     let (qsrc, qdst, qsport, qdport) = (e.daddr, e.saddr, e.dport, e.sport);
     if from_ctr && outer.saddr != e.saddr {
         rewrite6::addr(ctx, outer, IP6_SADDR_OFF, &outer.saddr, &e.saddr)?;

@@ -491,20 +491,30 @@ fn an_error_not_to_its_quotes_source_is_not_translated() {
 }
 
 /// An ICMPv6 error quoting an echo request (time exceeded on the way): the quoted
-/// identifier goes back to the container's, and the quoted ICMPv6 checksum with it.
+/// identifier goes back to the container's, and the quoted ICMPv6 checksum with it;
+/// one quoting an echo reply that way is about no flow.
 #[test]
 fn an_error_quoting_an_echo_is_translated_back() {
     let mut dp = Datapath::new();
     let (_, got) = dp.egress(&Ipv6::new(CTR6, FAR6, ICMPV6).echo(128, 0x4242));
     let id = u16::from_be_bytes([got[L4 + 4], got[L4 + 5]]);
-    let echo = |ip: &Ipv6, id: u16| {
+    let quoting = |ip: &Ipv6, id: u16, kind: u8| {
         let mut rest = [0u8; 4];
         rest[..2].copy_from_slice(&id.to_be_bytes());
         rest[3] = 1;
-        ip.packet(&ip.icmp_l4(128, 0, rest, b"ping"))
+        ip.packet(&ip.icmp_l4(kind, 0, rest, b"ping"))
     };
+    let echo = |ip: &Ipv6, id: u16| quoting(ip, id, 128);
     let sent = Ipv6::new(UPLINK6, FAR6, ICMPV6);
     let router = Ipv6::new(ROUTER6, UPLINK6, ICMPV6);
+    // One quoting an echo reply the same way is about no flow (ip6tables' conntrack
+    // tuples carry the type, and it drops it): passed untouched. Before, it was
+    // translated into the container (a review).
+    let wrong = router.frame(&router.icmp_l4(3, 0, [0; 4], &quoting(&sent, id, 129)));
+    let (verdict, got) = dp.ingress(&wrong);
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_frames_eq(&got, &wrong);
+    assert_eq!(dp.stat(counter::ICMP_ERRORS_TRANSLATED), 0);
     let (verdict, got) = dp.ingress(&router.frame(&router.icmp_l4(3, 0, [0; 4], &echo(&sent, id))));
     assert_eq!(verdict, TC_ACT_UNSPEC);
     let orig = Ipv6::new(CTR6, FAR6, ICMPV6);

@@ -1130,6 +1130,15 @@ impl<A: Ip> Model<A> {
         let Some((i, dir)) = self.lookup(&key) else {
             return untracked();
         };
+        // An echo quote of the other direction's kind is about no flow (the quote went
+        // against `dir`: a request only where the flow's replies come from).
+        let echo = match dir {
+            Dir::Opener => A::ECHO_REPLY,
+            Dir::Reply => A::ECHO_REQUEST,
+        };
+        if q.proto == A::ICMP && q.flags != echo {
+            return untracked();
+        }
         let e = self.flows[i].to_of(dir);
         let mut t = Translation::new("icmp error".into(), (A::default(), A::default()));
         outer_addrs(&mut t, p, if from_ctr { e.saddr } else { p.saddr }, e.daddr);
