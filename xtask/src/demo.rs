@@ -61,18 +61,16 @@ pub fn run(bin: &Path) -> Result<()> {
 
 fn demo_lab(demo: &Demo) -> Result<()> {
     // A lab of this name is never taken down here: it may be the user's (a lab on the
-    // machine's own network, a runtime's network), not one an interrupted demo left.
-    let exists = demo
-        .netlab(&["status"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?
-        .success();
-    if exists {
+    // machine's own network, a runtime's network), not one an interrupted demo left;
+    // one half made or unreadable, whose `status` fails, exists too (its state).
+    if std::path::Path::new("/run/netlab").join(LAB).exists() {
         bail!(
             "a lab named {LAB} exists already (yours, or one an interrupted demo left): see `netlab --lab {LAB} status`, and take it down with `netlab --lab {LAB} down` if it is the demo's"
         );
     }
+    say("A sandbox lab: its own host and wan namespaces, a bridge, and the eBPF datapath.");
+    // Only a lab this `up` made is taken down (a failed `up` takes back what it made).
+    demo.step(&["up", "--sandbox"])?;
     let result = walkthrough(demo);
     say("Tear everything down: namespaces, links, pins and state.");
     let down = demo.step(&["down"]);
@@ -80,8 +78,6 @@ fn demo_lab(demo: &Demo) -> Result<()> {
 }
 
 fn walkthrough(demo: &Demo) -> Result<()> {
-    say("A sandbox lab: its own host and wan namespaces, a bridge, and the eBPF datapath.");
-    demo.step(&["up", "--sandbox"])?;
     say("Two containers on the bridge (the seed's 'Interconnecting containers' section).");
     demo.step(&["run", "a"])?;
     demo.step(&["run", "b"])?;

@@ -118,9 +118,10 @@ pub fn snapshot() -> Vec<String> {
             left.push(format!("netlab rules in the machine's namespace ({tool})"));
         }
     }
-    // The podman tests' private directories and cgroups, and the cgroups of labs.
+    // The tests' private directories (`private_dir`: podman's among them), podman's
+    // cgroups, and the cgroups of labs.
     for (dir, prefix) in [
-        ("/tmp", "netlab-podman-"),
+        ("/tmp", "netlab-"),
         ("/sys/fs/cgroup", "netlab-"),
         ("/sys/fs/cgroup/unified", "netlab-"),
     ] {

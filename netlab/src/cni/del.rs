@@ -14,16 +14,17 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     };
     // An attachment the lab does not record is none of this runtime's: nothing to
     // remove, even where the lab cannot be worked on (brought up in another mount
-    // namespace, whose namespaces are out of sight from this one). Looked at without
-    // the lock; one that is recorded is looked at again under it.
+    // namespace, whose namespaces are out of sight from this one). Looked at under
+    // the lab's lock, after any ADD in flight; one that is recorded is looked at
+    // again when the lab is opened.
     let recorded = |s: &crate::lab::LabState| {
         s.container(&name)
             .is_some_and(|c| attachment::is(c, &a.container_id, &a.ifname))
     };
-    if !crate::store::all_labs()?
-        .iter()
-        .any(|s| s.name == lab && recorded(s))
-    {
+    let has_it = crate::store::Locked::acquire(lab)?
+        .load()?
+        .is_some_and(|s| recorded(&s));
+    if !has_it {
         return Ok(());
     }
     let Some(mut s) = Session::open_if_up(lab)? else {

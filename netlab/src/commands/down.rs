@@ -5,7 +5,8 @@ use crate::{error::Result, ops};
 #[derive(clap::Args)]
 pub struct Args {
     /// Take the lab down even while a CNI runtime's containers are attached to it and
-    /// running: they lose their interface (as `docker network rm` refuses to do).
+    /// running (they lose their interface), or while another lab lives in its sandbox
+    /// (that lab is left gone).
     #[arg(long)]
     pub force: bool,
 }

@@ -101,8 +101,18 @@ pub fn write(dir: &Path, labs: &[LabFigures], exists: impl Fn(&str) -> bool) -> 
         let file = path(dir, &w.lab);
         // Checked again just before: only the file netlab made.
         if is_ours(dir, w) {
-            fs::remove_file(&file).map_err(|e| Error::io("remove", &file, e))?;
-            done.removed.push(file);
+            match fs::remove_file(&file) {
+                Ok(()) => done.removed.push(file),
+                // Another run at once took it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let e = Error::io("remove", &file, e);
+                    match failed {
+                        Some(_) => eprintln!("netlab: {e}"),
+                        None => failed = Some(e),
+                    }
+                }
+            }
         }
     }
     record.retain(|w| exists(&w.lab));

@@ -35,12 +35,13 @@ pub fn down(lab: &str, force: bool) -> Result<()> {
 /// runtime's containers cut off. Refused unless `--force`, as a network with
 /// containers is.
 fn refuse_hosting(state: &LabState) -> Result<()> {
-    if !state.sandbox || state.host_netns.is_none() {
+    let Some(cookie) = state.cookies.host.filter(|_| state.sandbox) else {
         return Ok(());
-    }
+    };
+    // By the namespace's identity: a name is only one of the ways to reach it.
     let guests: Vec<String> = crate::store::other_labs(&state.name)?
         .into_iter()
-        .filter(|o| o.host_netns == state.host_netns && o.cookies.host == state.cookies.host)
+        .filter(|o| o.cookies.host == Some(cookie))
         .map(|o| o.name)
         .collect();
     if guests.is_empty() {
