@@ -124,25 +124,6 @@ impl<A: Copy> CtEntry<A> {
 
 /// On the entry of the direction that opened the flow.
 pub const FLAG_ORIGIN: u8 = 1;
-
-/// Whether an error may quote a packet of protocol `proto` (for an ICMP echo message,
-/// of type `quoted_type`) about the flow whose entry, of the direction opposite to the
-/// quoted packet's, carries `entry_flags`. Echo requests go the way a ping flow was
-/// opened and replies come back, and nf_conntrack's ICMP tuples carry the type: an
-/// error quoting an echo reply where the flow's requests went, or a request where its
-/// replies came back, is about no flow (ip6tables drops it).
-pub const fn quote_fits(proto: u8, quoted_type: u8, entry_flags: u8) -> bool {
-    if !crate::proto::is_icmp(proto) {
-        return true;
-    }
-    let quoted_was_request = entry_flags & FLAG_ORIGIN == 0;
-    quoted_type
-        == if quoted_was_request {
-            crate::proto::echo_request(proto)
-        } else {
-            crate::proto::echo_reply(proto)
-        }
-}
 /// The reply direction has carried a packet.
 pub const FLAG_SEEN_REPLY: u8 = 2;
 /// Established (TCP) or a two-way stream (UDP, ICMP): the flow lives in `CT`.
@@ -163,6 +144,25 @@ pub const WSCALE_FIN: u8 = 0x80;
 /// The flags every packet of a flow may change; the TCP window flags are per direction
 /// and never copied to the other half.
 pub const FLAGS_PER_DIRECTION: u8 = FLAG_ORIGIN | FLAG_ACKED | FLAG_WSCALE;
+
+/// Whether an error may quote a packet of protocol `proto` (for an ICMP echo message,
+/// of type `quoted_type`) about the flow whose entry, of the direction opposite to the
+/// quoted packet's, carries `entry_flags`. Echo requests go the way a ping flow was
+/// opened and replies come back, and nf_conntrack's ICMP tuples carry the type: an
+/// error quoting an echo reply where the flow's requests went, or a request where its
+/// replies came back, is about no flow (ip6tables drops it).
+pub const fn quote_fits(proto: u8, quoted_type: u8, entry_flags: u8) -> bool {
+    if !crate::proto::is_icmp(proto) {
+        return true;
+    }
+    let quoted_was_request = entry_flags & FLAG_ORIGIN == 0;
+    quoted_type
+        == if quoted_was_request {
+            crate::proto::echo_request(proto)
+        } else {
+            crate::proto::echo_reply(proto)
+        }
+}
 
 /// TCP states. Numbers are stable (they are in pinned maps); `netlab conntrack` shows
 /// the names.
