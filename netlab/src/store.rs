@@ -79,6 +79,30 @@ pub struct Locked {
     lock: Option<FileLock>,
 }
 
+/// An exclusive lock on one network namespace that labs live in, held while it lives:
+/// a root-only file of netlab's own in the state directory, named by the namespace's
+/// cookie ([`crate::netlink::netns::cookie`]), removed on release. Not an `flock` on
+/// the namespace's own file (`/run/netns/NAME`, `/proc/self/ns/net`): any user can open
+/// that, and its lock would hang every `up` and `publish` there (a review).
+pub struct NamespaceLock(Option<FileLock>);
+
+/// Takes the lock of the namespace with `cookie`, waiting for another netlab command
+/// that holds it.
+pub fn lock_namespace(cookie: u64) -> Result<NamespaceLock> {
+    root_only(std::path::Path::new(STATE_DIR))?;
+    // Lab names have no `-`: never a lab's own `LAB.lock`.
+    let path = PathBuf::from(STATE_DIR).join(format!("netns-{cookie}.lock"));
+    Ok(NamespaceLock(Some(FileLock::acquire(path)?)))
+}
+
+impl Drop for NamespaceLock {
+    fn drop(&mut self) {
+        if let Some(lock) = self.0.take() {
+            lock.remove();
+        }
+    }
+}
+
 /// Whether `lab` exists: its state directory is there (being brought up, up, partly
 /// taken down, or with a state netlab cannot read). Gone once `down` has finished.
 pub fn exists(lab: &str) -> bool {

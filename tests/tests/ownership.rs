@@ -47,6 +47,23 @@ fn ok_in(ns: &Path, lab: &str, args: &[&str]) {
     );
 }
 
+/// [`ok_in`], killed after 60 s: a command that waits for something that never comes
+/// fails instead of hanging the suite.
+fn ok_in_bounded(ns: &Path, lab: &str, args: &[&str]) {
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .arg(netlab_bin())
+        .args(["--lab", lab])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nsenter");
+    let (ok, out) = netlab_tests::Background::from(child).wait(Duration::from_secs(60));
+    assert!(ok, "netlab {}: {out}", args.join(" "));
+}
+
 /// `up` of a lab on a namespace that is not its own (another lab's host, standing for
 /// a machine's): datapath `dp`, that host's `eth0` as uplink, `subnet`, then `more`.
 fn up_beside<'a>(dp: &'a str, subnet: &'a str, more: &[&'a str]) -> Vec<&'a str> {
@@ -96,6 +113,56 @@ fn down_of_a_sandbox_another_lab_lives_in_is_refused() {
     assert!(!out.status.success() && err.contains("is gone"), "{err}");
     assert!(!Path::new("/run/netlab").join(&two).exists(), "{err}");
     two_guard.forget();
+}
+
+/// A user's `flock` on the lab host's namespace file holds up no netlab command there:
+/// `up`, `publish` and `down` lock the namespace with a root-only file of netlab's own.
+/// Before, they took an `flock` on the namespace's own file, which anyone may open
+/// (`/run/netns/NAME`, or `/proc/self/ns/net` on the machine's namespace), and waited
+/// for as long as that user held it (a review).
+#[test]
+fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
+    use std::os::unix::fs::MetadataExt;
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let ino = std::fs::metadata(&host).expect("namespace file").ino();
+    let mut holder: netlab_tests::Background = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "flock"])
+        .arg(&host)
+        .args(["sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv flock")
+        .into();
+    // `1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`, held (no `->`).
+    let held = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" FLOCK ") && !l.contains(" -> "))
+            .any(|l| {
+                l.split_whitespace()
+                    .any(|f| f.ends_with(&format!(":{ino}")))
+            })
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), held),
+        "nobody's flock never held"
+    );
+    let two = unique_lab();
+    // Taken down (or cleared up) whatever fails below.
+    let two_guard = Lab::named(&two);
+    ok_in_bounded(&host, &two, &up_beside("nftables", "10.53.0.0/24", &[]));
+    ok_in_bounded(&host, &two, &["run", "a"]);
+    ok_in_bounded(&host, &two, &["publish", "a", "8080:80"]);
+    ok_in_bounded(&host, &two, &["down"]);
+    two_guard.forget();
+    assert!(
+        holder.running() && held(),
+        "the user's lock went away meanwhile"
+    );
 }
 
 /// netlab's state, journal and lock files are root's only whatever the umask it is

@@ -243,18 +243,6 @@ pub fn open(ns: &Path) -> Result<File> {
     File::open(ns).map_err(|e| Error::io("open netns", ns, e))
 }
 
-/// Takes an exclusive lock on the namespace `ns` itself (`flock` on its nsfs file, the
-/// same inode under every path), held until the file is dropped: one `up` at a time
-/// per namespace chooses its subnet and makes its bridge.
-pub fn lock(ns: &Path) -> Result<File> {
-    let f = open(ns)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-        return Err(Error::io("lock netns", ns, std::io::Error::last_os_error()));
-    }
-    Ok(f)
-}
-
 /// Moves the calling thread into `ns`. Only for threads that netlab owns and that end
 /// with the work (see [`run_in`]), or just before `exec`.
 pub fn enter(ns: &Path) -> Result<()> {

@@ -463,7 +463,7 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     let _namespace = match req.sandbox {
         true => None,
         // The namespace netlab runs in, which is the lab's.
-        false => Some(netns::lock(&netns::current())?),
+        false => Some(topology::lock_ns(&netns::current())?),
     };
     if !req.sandbox {
         topology::check_subnets_free(state)?;

@@ -17,6 +17,7 @@ use crate::{
     error::{Error, Errors, Result},
     lab::{Container, Device, LabState, Network, names},
     netlink::{addr, cgroup, link, neigh, netns, route, sysctl},
+    store,
 };
 
 /// Sandbox addresses (TEST-NET-2 for the uplink LAN, TEST-NET-3 for "the internet").
@@ -63,13 +64,19 @@ pub fn host_ns(state: &LabState) -> PathBuf {
 }
 
 /// The lock `up` holds on the lab host's namespace while it picks its subnet and
-/// records the namespace's settings ([`netns::lock`]): held too while a lab checks
-/// other labs' ports and publishes, and while `down` decides whether the settings go
-/// back, so that two labs of one namespace never act on each other's half-written
-/// state. None when the namespace cannot be opened: it is gone, and what needs it
-/// refuses on its own.
-pub fn lock_host(state: &LabState) -> Option<std::fs::File> {
-    netns::lock(&host_ns(state)).ok()
+/// records the namespace's settings ([`lock_ns`]): held too while a lab checks other
+/// labs' ports and publishes, and while `down` decides whether the settings go back, so
+/// that two labs of one namespace never act on each other's half-written state. None
+/// when the namespace cannot be entered: it is gone, and what needs it refuses on its
+/// own.
+pub fn lock_host(state: &LabState) -> Option<store::NamespaceLock> {
+    lock_ns(&host_ns(state)).ok()
+}
+
+/// Takes the lock of the namespace at `ns` (the same under every path to it: by its
+/// cookie), waiting for another netlab command that holds it.
+pub fn lock_ns(ns: &Path) -> Result<store::NamespaceLock> {
+    store::lock_namespace(netns::cookie(ns)?)
 }
 
 /// Whether the lab's host namespace is still the one it came up in (its cookie): one
