@@ -79,23 +79,35 @@ pub struct Locked {
     lock: Option<FileLock>,
 }
 
-/// An exclusive lock on one network namespace that labs live in, held while it lives:
-/// a root-only file of netlab's own in the state directory, named by the namespace's
-/// cookie ([`crate::netlink::netns::cookie`]), removed on release. Not an `flock` on
-/// the namespace's own file (`/run/netns/NAME`, `/proc/self/ns/net`): any user can open
-/// that, and its lock would hang every `up` and `publish` there (a review).
-pub struct NamespaceLock(Option<FileLock>);
+/// An exclusive lock of netlab's own on something several labs or runs share (a
+/// network namespace, a textfile directory), held while it lives: a root-only file in
+/// the state directory, removed on release.
+pub struct SharedLock(Option<FileLock>);
 
-/// Takes the lock of the namespace with `cookie`, waiting for another netlab command
-/// that holds it.
-pub fn lock_namespace(cookie: u64) -> Result<NamespaceLock> {
-    root_only(std::path::Path::new(STATE_DIR))?;
-    // Lab names have no `-`: never a lab's own `LAB.lock`.
-    let path = PathBuf::from(STATE_DIR).join(format!("netns-{cookie}.lock"));
-    Ok(NamespaceLock(Some(FileLock::acquire(path)?)))
+/// Takes the lock of the network namespace with `cookie`
+/// ([`crate::netlink::netns::cookie`]), waiting for another netlab command that holds
+/// it. Not an `flock` on the namespace's own file (`/run/netns/NAME`,
+/// `/proc/self/ns/net`): any user can open that, and its lock would hang every `up` and
+/// `publish` there (a review).
+pub fn lock_namespace(cookie: u64) -> Result<SharedLock> {
+    lock_shared(&format!("netns-{cookie}"))
 }
 
-impl Drop for NamespaceLock {
+/// Takes the lock of the directory `dev`/`ino` (a `metrics --textfile` directory), so
+/// that two runs at once never save its record over each other's. Not a lock file in
+/// that directory, which others may be able to open and hold.
+pub fn lock_directory(dev: u64, ino: u64) -> Result<SharedLock> {
+    lock_shared(&format!("dir-{dev}-{ino}"))
+}
+
+fn lock_shared(what: &str) -> Result<SharedLock> {
+    root_only(std::path::Path::new(STATE_DIR))?;
+    // Lab names have no `-`: never a lab's own `LAB.lock`.
+    let path = PathBuf::from(STATE_DIR).join(format!("{what}.lock"));
+    Ok(SharedLock(Some(FileLock::acquire(path)?)))
+}
+
+impl Drop for SharedLock {
     fn drop(&mut self) {
         if let Some(lock) = self.0.take() {
             lock.remove();

@@ -1055,3 +1055,47 @@ fn a_lab_whose_namespace_is_gone_is_not_scraped() {
     assert!(err.contains("is gone"), "{err}");
     lab.forget();
 }
+
+/// Runs at once on one textfile directory (two timers, one per lab) keep each other's
+/// record: every file written is recorded, so each goes with its lab. Before, each run
+/// saved the record it had read plus its own file, and the last to save dropped the
+/// others' (a review): their files then stayed after their labs went.
+#[test]
+fn textfile_runs_at_once_keep_each_others_record() {
+    let labs = [Lab::sandbox(&[]), Lab::sandbox(&[])];
+    let dir = TempDir::new("metrics");
+    let record = dir.0.join(".netlab_textfiles");
+    for round in 0..10 {
+        let _ = std::fs::remove_file(&record);
+        let runs: Vec<_> = labs
+            .iter()
+            .flat_map(|l| [l, l])
+            .map(|l| {
+                Command::new(netlab_tests::netlab_bin())
+                    .args(["--lab", &l.name, "metrics", "--labs", &l.name])
+                    .args(["--textfile", dir.path()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("netlab metrics")
+            })
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        for l in &labs {
+            assert!(
+                text.lines()
+                    .any(|line| line.starts_with(&format!("{} ", l.name))),
+                "round {round}: the record lost lab {}: {text:?}",
+                l.name
+            );
+        }
+    }
+}

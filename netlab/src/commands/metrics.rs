@@ -1,7 +1,7 @@
 //! `netlab metrics`: every lab's figures in Prometheus' text format: printed once,
 //! served on `--listen`, or written to `--textfile DIR`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, os::unix::fs::MetadataExt, path::PathBuf};
 
 use crate::{
     error::{Error, Result},
@@ -67,6 +67,11 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         } else {
             Vec::new()
         };
+        metrics::textfile::check_dir(dir)?;
+        // Two runs at once (a timer per lab) would each save the record without the
+        // other's file: one at a time per directory.
+        let id = std::fs::metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+        let _dir = crate::store::lock_directory(id.dev(), id.ino())?;
         let done = metrics::textfile::write(dir, &figures, crate::store::exists)?;
         for path in done.written {
             eprintln!("wrote {}", path.display());

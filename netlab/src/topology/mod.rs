@@ -69,13 +69,13 @@ pub fn host_ns(state: &LabState) -> PathBuf {
 /// that two labs of one namespace never act on each other's half-written state. None
 /// when the namespace cannot be entered: it is gone, and what needs it refuses on its
 /// own.
-pub fn lock_host(state: &LabState) -> Option<store::NamespaceLock> {
+pub fn lock_host(state: &LabState) -> Option<store::SharedLock> {
     lock_ns(&host_ns(state)).ok()
 }
 
 /// Takes the lock of the namespace at `ns` (the same under every path to it: by its
 /// cookie), waiting for another netlab command that holds it.
-pub fn lock_ns(ns: &Path) -> Result<store::NamespaceLock> {
+pub fn lock_ns(ns: &Path) -> Result<store::SharedLock> {
     store::lock_namespace(netns::cookie(ns)?)
 }
 
