@@ -796,7 +796,14 @@ fn errors_are_cni_error_objects() {
         name: "gone-eth0".into(),
     };
     w.verb("ADD", &gone, &w.conf(json!({}))).error(3);
-    w.call(&[("CNI_COMMAND", "GC")], &good).error(7);
+    // GC and STATUS came with 1.1.0: refused for an older configuration (code 1), as
+    // the reference plugins' library does; before, netlab-cni ran them.
+    for verb in ["GC", "STATUS"] {
+        let msg = w.call(&[("CNI_COMMAND", verb)], &good).error(1);
+        assert!(msg.contains("1.1.0"), "{verb}: {msg}");
+    }
+    let good11 = conf(json!({"cniVersion": "1.1.0"}));
+    w.call(&[("CNI_COMMAND", "GC")], &good11).error(7);
 
     // None of it left a network behind.
     assert!(!w.lab_is_up(), "a refused ADD left the lab up");

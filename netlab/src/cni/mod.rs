@@ -66,6 +66,11 @@ fn run(var: &dyn Fn(&str) -> Option<String>) -> (String, CniResult<Option<String
         return (answer_in, Ok(Some(version::run(&stdin))));
     }
     let outcome = NetConf::parse(&stdin).and_then(|conf| {
+        match command {
+            Command::Status => version::allows_status_and_gc(&conf.version, "STATUS")?,
+            Command::Gc => version::allows_status_and_gc(&conf.version, "GC")?,
+            _ => {}
+        }
         if command != Command::Status && !nix::unistd::geteuid().is_root() {
             return Err(CniError::new(
                 code::FAILED,

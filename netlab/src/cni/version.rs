@@ -23,6 +23,19 @@ pub fn check(version: &str) -> CniResult<()> {
     ))
 }
 
+/// Refuses STATUS and GC (`verb`) for a configuration older than 1.1.0, the version
+/// that brought them, as the reference plugins' library does (code 1): a runtime sends
+/// them only for a 1.1.0 configuration.
+pub fn allows_status_and_gc(version: &str, verb: &str) -> CniResult<()> {
+    if version == "1.1.0" {
+        return Ok(());
+    }
+    Err(CniError::new(
+        code::INCOMPATIBLE_VERSION,
+        format!("config version {version} does not allow {verb}: it came with CNI 1.1.0"),
+    ))
+}
+
 /// The version a request asks for, if netlab-cni speaks it: answers (errors included)
 /// are in it, others in the newest.
 pub fn answer_in(stdin: &str) -> String {
@@ -50,6 +63,9 @@ mod tests {
     fn versions() {
         assert!(check("1.0.0").is_ok());
         assert_eq!(check("0.3.1").unwrap_err().code, code::INCOMPATIBLE_VERSION);
+        assert!(allows_status_and_gc("1.1.0", "GC").is_ok());
+        let e = allows_status_and_gc("1.0.0", "STATUS").unwrap_err();
+        assert_eq!(e.code, code::INCOMPATIBLE_VERSION);
         let v: serde_json::Value = serde_json::from_str(&run(r#"{"cniVersion":"1.0.0"}"#)).unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
