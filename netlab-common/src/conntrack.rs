@@ -792,4 +792,31 @@ mod tests {
             101 + cfg.udp_secs
         ));
     }
+
+    /// An error quotes an echo request where the ping flow's requests went (against an
+    /// entry of the other direction, FLAG_ORIGIN clear), a reply where its replies
+    /// came; any other echo type, either way round, is about no flow. Other protocols
+    /// always fit.
+    #[test]
+    fn an_error_fits_only_the_echo_type_of_its_direction() {
+        use crate::proto::{
+            ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+            IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+        };
+        for (proto, request, reply) in [
+            (IPPROTO_ICMP, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY),
+            (IPPROTO_ICMPV6, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY),
+        ] {
+            assert!(quote_fits(proto, request, 0));
+            assert!(!quote_fits(proto, reply, 0));
+            assert!(quote_fits(proto, reply, FLAG_ORIGIN));
+            assert!(!quote_fits(proto, request, FLAG_ORIGIN));
+            // The other family's echo type, or no echo at all.
+            assert!(!quote_fits(proto, 3, 0) && !quote_fits(proto, 3, FLAG_ORIGIN));
+        }
+        assert!(!quote_fits(IPPROTO_ICMP, ICMPV6_ECHO_REQUEST, 0));
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            assert!(quote_fits(proto, 0, 0) && quote_fits(proto, 0, FLAG_ORIGIN));
+        }
+    }
 }
