@@ -159,21 +159,34 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// A new directory for a unit test's files, root's only, under a name no one can take
-/// first (the tests run as root: a directory planted at a name known in advance had
-/// root write through its links).
-#[cfg(test)]
-pub(crate) fn test_dir(tag: &str) -> PathBuf {
+/// A new directory under the temporary directory, root's only (0700), under a name
+/// no one can take first (`netlab-TAG-PID-NANOS`): made here and now, never one that
+/// was there. The tests run as root, and a directory or link another user put at a
+/// name known in advance had root run or write through what they left there (a
+/// review). For the unit tests and the test suite.
+pub fn private_dir(tag: &str) -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let mut attempt = 0;
     loop {
-        let dir = temporary(&std::env::temp_dir().join(format!("netlab-{tag}")), attempt);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "netlab-{tag}-{}-{nanos}{attempt}",
+            std::process::id()
+        ));
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return dir,
+            Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-            Err(e) => panic!("make {}: {e}", dir.display()),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// [`private_dir`] for a unit test.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> PathBuf {
+    private_dir(tag).unwrap_or_else(|e| panic!("make a directory for {tag}: {e}"))
 }
 
 #[cfg(test)]

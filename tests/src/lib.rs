@@ -102,27 +102,9 @@ pub fn netlab(args: &[&str]) -> Output {
 }
 
 /// A new directory for a test's files, root's only (0700), under a name no one can
-/// take first: made here and now, never one that was there (the suite runs as root,
-/// and a directory or link another user put at a name known in advance, from the
-/// process id or a lab's name, had root run or write through what they left there: a
-/// review).
+/// take first ([`netlab::files::private_dir`]).
 pub fn private_dir(tag: &str) -> PathBuf {
-    use std::os::unix::fs::DirBuilderExt;
-    for attempt in 0.. {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "netlab-{tag}-{}-{nanos}{attempt}",
-            std::process::id()
-        ));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return dir,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {}
-            Err(e) => panic!("make {}: {e}", dir.display()),
-        }
-    }
-    unreachable!()
+    netlab::files::private_dir(tag).unwrap_or_else(|e| panic!("make a directory for {tag}: {e}"))
 }
 
 /// A [`private_dir`] removed when dropped.
