@@ -368,7 +368,7 @@ impl Report {
         let paired = self.paired(f, base);
         // A figure against itself is 1 in every round, exactly: no resolution of a
         // measurement to allow for (`stats::estimate_after`'s floor).
-        if self.of(f, base).is_some_and(|b| std::ptr::eq(b, f)) {
+        if f.datapath == base {
             return (!paired.is_empty()).then(|| Estimate {
                 median: 1.0,
                 interval: (paired.len() >= 2).then_some((1.0, 1.0)),
