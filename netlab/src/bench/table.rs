@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::{
     Contender, Scenario,
-    goal::Verdict,
+    goal::{Goal, Verdict},
     report::{Figure, Report, Rounding, bound_beside, num, num_rounded, ratio_num, ratio_rounded},
     stats::Estimate,
 };
@@ -262,6 +262,38 @@ pub fn render(r: &Report) -> String {
     out
 }
 
+/// A goal's estimate: a ratio (`×1.32 [1.26–1.34]`) or a value with its unit, each
+/// bound with the decimals it needs not to read as the goal's value
+/// ([`bound_beside`]).
+fn goal_cell(g: &Goal, e: Option<&Estimate>) -> String {
+    let ratio = g.subject.denominator.is_some();
+    let mut shown = match e {
+        Some(Estimate {
+            median,
+            interval: Some((lo, hi)),
+            ..
+        }) => format!(
+            "{}{} [{}–{}]",
+            if ratio { "×" } else { "" },
+            if ratio {
+                ratio_num(*median)
+            } else {
+                num(*median)
+            },
+            bound_beside(*lo, Rounding::Down, g.value, ratio),
+            bound_beside(*hi, Rounding::Up, g.value, ratio),
+        ),
+        Some(e) if ratio => ratio_cell("×", Some(e)),
+        Some(e) => value_cell(Some(e)),
+        None => String::new(),
+    };
+    if !ratio && e.is_some() {
+        let unit = g.subject.metric.unit_shown(g.subject.scenario);
+        let _ = write!(shown, " {unit}");
+    }
+    shown
+}
+
 /// The goals' verdicts.
 fn goals(r: &Report, out: &mut String) {
     let verdicts = r.verdicts();
@@ -276,31 +308,7 @@ fn goals(r: &Report, out: &mut String) {
     let mut rows = Vec::new();
     let mut counts = [0; 4];
     for (g, e, verdict) in &verdicts {
-        let ratio = g.subject.denominator.is_some();
-        let mut shown = match e {
-            Some(Estimate {
-                median,
-                interval: Some((lo, hi)),
-                ..
-            }) => format!(
-                "{}{} [{}–{}]",
-                if ratio { "×" } else { "" },
-                if ratio {
-                    ratio_num(*median)
-                } else {
-                    num(*median)
-                },
-                bound_beside(*lo, Rounding::Down, g.value, ratio),
-                bound_beside(*hi, Rounding::Up, g.value, ratio),
-            ),
-            Some(e) if ratio => ratio_cell("×", Some(e)),
-            Some(e) => value_cell(Some(e)),
-            None => String::new(),
-        };
-        if !ratio && e.is_some() {
-            let unit = g.subject.metric.unit_shown(g.subject.scenario);
-            let _ = write!(shown, " {unit}");
-        }
+        let shown = goal_cell(g, e.as_ref());
         counts[match verdict {
             Verdict::Met => 0,
             Verdict::Missed => 1,
