@@ -90,6 +90,28 @@ impl FileLock {
         }
     }
 
+    /// The lock on `path` if the file is there and nobody holds it; never waits or
+    /// creates. For removing a lock file left by a process killed while it held it.
+    pub fn try_take(path: &Path) -> Option<Self> {
+        let file = File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .ok()?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return None;
+        }
+        Self::still_there(path, &file).then(|| {
+            if let Ok(mut held) = HELD.lock() {
+                held.push(file.as_raw_fd());
+            }
+            Self {
+                path: path.to_path_buf(),
+                file,
+            }
+        })
+    }
+
     fn still_there(path: &Path, file: &File) -> bool {
         match (fs::metadata(path), file.metadata()) {
             (Ok(on_disk), Ok(held)) => on_disk.ino() == held.ino() && on_disk.dev() == held.dev(),

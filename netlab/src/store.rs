@@ -112,6 +112,22 @@ impl Drop for SharedLock {
         if let Some(lock) = self.0.take() {
             lock.remove();
         }
+        remove_stale_shared_locks();
+    }
+}
+
+/// Removes the shared lock files nobody holds: those of commands killed while they held
+/// them (the lock of a namespace that is gone would otherwise stay for ever). Taken
+/// first, as a release removes its own, so a command that waits on one starts over.
+fn remove_stale_shared_locks() {
+    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let shared =
+            (name.starts_with("netns-") || name.starts_with("dir-")) && name.ends_with(".lock");
+        if let Some(lock) = shared.then(|| FileLock::try_take(&entry.path())).flatten() {
+            lock.remove();
+        }
     }
 }
 
@@ -222,7 +238,7 @@ impl Locked {
     pub fn require(&self) -> Result<LabState> {
         self.load()?.ok_or_else(|| {
             Error::Invalid(format!(
-                "lab {} is not up: run `netlab up --lab {}` first",
+                "lab {} is not up: bring it up first (`netlab up --lab {} --sandbox` makes it in namespaces of its own; without --sandbox it is made on this machine's network)",
                 self.lab, self.lab
             ))
         })

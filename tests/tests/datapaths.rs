@@ -598,4 +598,15 @@ fn routed_baseline_routes_without_nat_and_publishes_nothing() {
     assert!(err.to_string().contains("publishes no ports"), "{err}");
     let rules = lab.exec_ok("host", &["nft", "list", "ruleset"]);
     assert!(rules.trim().is_empty(), "the baseline has rules: {rules}");
+    // Through the CLI, refused before anything is made, and the lab goes on. Before,
+    // the refusal came after the journal entry, whose rollback failed the same way:
+    // every later command on the lab failed with it, and `run -p` left its namespace.
+    let e = lab.fails(&["publish", "a", "8080:8000"]);
+    assert!(e.contains("publishes no ports"), "{e}");
+    let e = lab.fails(&["run", "b", "-p", "8080:8000"]);
+    assert!(e.contains("publishes no ports"), "{e}");
+    assert!(!lab.ns("b").exists(), "a refused run left its namespace");
+    lab.ok(&["status"]);
+    lab.ok(&["run", "b"]);
+    assert!(lab.ports().is_empty());
 }

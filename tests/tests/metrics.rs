@@ -1099,3 +1099,26 @@ fn textfile_runs_at_once_keep_each_others_record() {
         }
     }
 }
+
+/// A connection refused (the SYN answered by a reset) is no eviction: its flow goes at
+/// once as `ct_reset_unanswered` counts, and the estimate of flows pushed out of the
+/// pending table leaves it out. Before, every refused connection, both ways, added one
+/// (a review): a port scan looked like pressure on the table.
+#[test]
+fn a_refused_connection_is_no_eviction() {
+    let lab = Lab::sandbox(&[]);
+    // Published, with nothing listening in the container; and a closed port on wan.
+    lab.ok(&["run", "a", "-p", "8080:80"]);
+    for (from, url) in [
+        ("wan", format!("http://{UPLINK_ADDR}:8080/")),
+        ("a", format!("http://{INTERNET}:81/")),
+    ] {
+        let out = lab.exec(from, &["curl", "-s", "-m", "3", &url]);
+        assert_eq!(out.status.code(), Some(7), "{from} {url}: {out:?}");
+    }
+    assert!(lab.stat("counters", "ct_reset_unanswered") >= 2);
+    let name = &lab.name;
+    let text = lab.ok(&["metrics", "--labs", name]);
+    let series = format!("netlab_conntrack_pending_evicted_estimate{{lab=\"{name}\"}}");
+    assert_eq!(value(&text, &series), Some(0.0), "{text}");
+}

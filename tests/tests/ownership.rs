@@ -165,6 +165,60 @@ fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
     );
 }
 
+/// A shared lock file a killed command left (of a namespace, or of a textfile
+/// directory: `/run/netlab/netns-COOKIE.lock`, `dir-DEV-INO.lock`) is removed by the
+/// next command that releases one, once nobody holds it; one held stays. Before, the
+/// lock of a namespace gone with its sandbox stayed for ever (a review killing
+/// commands at random moments left four in a minute).
+#[test]
+fn shared_lock_files_a_killed_command_left_go() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "a"]);
+    let state_dir = Path::new("/run/netlab");
+    let stale = [
+        state_dir.join(format!("netns-{}.lock", u64::MAX)),
+        state_dir.join("dir-0-0.lock"),
+    ];
+    for f in &stale {
+        std::fs::write(f, "").expect("a stale lock file");
+    }
+    let held = state_dir.join(format!("netns-{}.lock", u64::MAX - 1));
+    std::fs::write(&held, "").expect("a held lock file");
+    let mut holder: netlab_tests::Background = Command::new("flock")
+        .arg(&held)
+        .args(["sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flock")
+        .into();
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&held).unwrap());
+    let is_held = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains(" FLOCK ") && !l.contains(" -> ") && l.contains(&format!(":{ino} "))
+            })
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), is_held),
+        "flock never held"
+    );
+    // Takes the lab host's namespace lock, and releases it.
+    lab.ok(&["publish", "a", "8080:80"]);
+    for f in &stale {
+        assert!(!f.exists(), "{} stayed", f.display());
+    }
+    assert!(
+        held.exists() && holder.running(),
+        "a held lock file was removed"
+    );
+    drop(holder);
+    let _ = std::fs::remove_file(&held);
+}
+
 /// netlab's state, journal and lock files are root's only whatever the umask it is
 /// started with, and a command it runs for the user (`exec`) gets the user's umask
 /// back; a lab's state directory someone else could write in is refused. Before,

@@ -165,7 +165,7 @@ impl Families {
             "TCP flows being opened (SYN_SENT, SYN_SENT2, SYN_RECV), by age",
             self.half_open.clone(),
         );
-        r.register("netlab_conntrack_pending_evicted_estimate", "Flows pushed out of the table of flows being opened before they completed, derived: opened + closed - confirmed - expired - withdrawn - still in the table, alive or dead (an LRU eviction is invisible to BPF; conntrack --flush makes it an estimate)", self.evicted.clone());
+        r.register("netlab_conntrack_pending_evicted_estimate", "Flows pushed out of the table of flows being opened before they completed, derived: opened + closed - confirmed - expired - withdrawn - refused - still in the table, alive or dead (an LRU eviction is invisible to BPF; conntrack --flush makes it an estimate)", self.evicted.clone());
         r.register(
             "netlab_conntrack_table_entries",
             "Entries a conntrack table holds now (two per flow)",
@@ -359,9 +359,13 @@ impl Families {
                 .set(n as i64);
         }
         // Flows still there count whether alive or dead: one that expired unmet (a
-        // TIME_WAIT, an unanswered datagram) was not pushed out.
+        // TIME_WAIT, an unanswered datagram) was not pushed out, nor one refused (its
+        // SYN answered by a reset, removed at once).
         let added = f.count("snat_new_flows") + f.count("dnat_new_flows") + f.count("ct_closed");
-        let left = f.count("ct_confirmed") + f.count("ct_expired") + f.count("ct_withdrawn");
+        let left = f.count("ct_confirmed")
+            + f.count("ct_expired")
+            + f.count("ct_withdrawn")
+            + f.count("ct_reset_unanswered");
         let evicted = added.saturating_sub(left).saturating_sub(c.pending_present);
         self.evicted
             .get_or_create(&LabL { lab: f.lab.clone() })
