@@ -67,6 +67,13 @@ pub fn run_in(host: &Path, program: &str, args: &[&str], input: Option<&str>) ->
             // deadlock against a large input (ten thousand rules).
             if let (Some(mut pipe), Some(text)) = (stdin, input) {
                 s.spawn(move || {
+                    // A tool that dies before reading it all gives EPIPE here, and the
+                    // command fails with the tool's exit as an error, rolling back. Not
+                    // a SIGPIPE killing netlab mid-command (a review): blocked in this
+                    // thread only, the signal stays pending on it and ends with it.
+                    let mut pipe_signal = nix::sys::signal::SigSet::empty();
+                    pipe_signal.add(nix::sys::signal::Signal::SIGPIPE);
+                    let _ = pipe_signal.thread_block();
                     let _ = pipe.write_all(text.as_bytes());
                 });
             }
