@@ -234,7 +234,8 @@ pub fn touch<A: Family>(
         } else {
             pkt.flags
         };
-    if e.last_seen != now {
+    let first_in_second = e.last_seen != now;
+    if first_in_second {
         e.last_seen = now;
     }
     // Plain adds: the BPF target has no atomic fetch-add in `core`; a lost update
@@ -288,6 +289,9 @@ pub fn touch<A: Family>(
     let flags = next_flags(e.flags, key.proto, state, from_origin);
     if state == e.state && flags == e.flags {
         words::copy(out, e);
+        if first_in_second && hit.table == Table::Pending && flags & FLAG_ASSURED != 0 {
+            rescue(st, key, hit, out);
+        }
         return Ok(());
     }
     let was_assured = e.flags & FLAG_ASSURED != 0;
@@ -346,6 +350,37 @@ pub fn touch<A: Family>(
         }
     }
     Ok(())
+}
+
+/// A flow that became established while `CT` was full stays in the LRU table
+/// (`ct_full`), where a flood of new flows could push it out. On its first packet of
+/// each second it tries `CT` again (`out` is its entry, `hit` where it was found): once
+/// there is room, it is as safe as the others. (Before, it stayed in the LRU table for
+/// its whole life, a review.)
+#[inline(always)]
+fn rescue<A: Family>(st: Stats, key: &CtKey<A>, hit: &Hit<A>, out: &CtEntry<A>) {
+    let pair_key = out.pair_key(key.proto);
+    let pair = if hit.pair.is_null() {
+        match A::ct_get(Table::Pending, &pair_key) {
+            Some(p) => p,
+            None => return,
+        }
+    } else {
+        hit.pair
+    };
+    let p = unsafe { &*pair };
+    if move_flow(
+        st,
+        key,
+        out,
+        &pair_key,
+        p,
+        Table::Pending,
+        Table::Established,
+    ) {
+        st.count(counter::CT_CONFIRMED);
+        A::gc_track(st, key);
+    }
 }
 
 /// Whether a segment with `flags` is a FIN that closes its direction of a flow in

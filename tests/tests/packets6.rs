@@ -679,6 +679,39 @@ fn a_full_established_table_keeps_its_flows() {
         &Ipv6::new(UPLINK6, FAR6, TCP).tcp(ports[last as usize], 80, ACK, b"last"),
     );
     assert_eq!(dp.drops(DropReason::HalfFlow), 0);
+
+    // Room again (one flow's two entries gone, as its expiry takes them), and a second
+    // later: the last flow's next packet takes it into the established table, out of
+    // reach of the LRU's evictions. Before, it stayed in the LRU table for good.
+    {
+        let mut t: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+            HashMap::try_from(dp.bpf.map_mut(names::CT6).unwrap()).unwrap();
+        let (k, e) = t.iter().next().unwrap().unwrap();
+        t.remove(&k).unwrap();
+        t.remove(&e.pair_key(k.proto)).unwrap();
+        let mut pending: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+            HashMap::try_from(dp.bpf.map_mut(names::CT6_PENDING).unwrap()).unwrap();
+        let all: Vec<(CtKey<Addr6>, CtEntry<Addr6>)> = pending.iter().map(|r| r.unwrap()).collect();
+        for (k, mut e) in all {
+            e.last_seen -= 1;
+            pending.insert(k, e, 0).unwrap();
+        }
+    }
+    let confirmed = dp.stat(counter::CT_CONFIRMED);
+    let (_, got) = dp.egress(&Ipv6::new(CTR6, FAR6, TCP).tcp(10_000 + last, 80, ACK, b"again"));
+    assert_frames_eq(
+        &got,
+        &Ipv6::new(UPLINK6, FAR6, TCP).tcp(ports[last as usize], 80, ACK, b"again"),
+    );
+    assert_eq!(dp.stat(counter::CT_CONFIRMED), confirmed + 1);
+    let t: HashMap<_, CtKey<Addr6>, CtEntry<Addr6>> =
+        HashMap::try_from(dp.bpf.map(names::CT6).unwrap()).unwrap();
+    assert!(
+        t.keys()
+            .any(|k| k.unwrap().sport == (10_000 + last).to_be()),
+        "the flow is not in the established table"
+    );
+    assert_eq!(established(&dp), 2 * max as usize);
 }
 
 const TC_ACT_REDIRECT: u32 = 7;
