@@ -115,29 +115,30 @@ fn down_of_a_sandbox_another_lab_lives_in_is_refused() {
     two_guard.forget();
 }
 
-/// A user's `flock` on the lab host's namespace file holds up no netlab command there:
-/// `up`, `publish` and `down` lock the namespace with a root-only file of netlab's own.
-/// Before, they took an `flock` on the namespace's own file, which anyone may open
-/// (`/run/netns/NAME`, or `/proc/self/ns/net` on the machine's namespace), and waited
-/// for as long as that user held it (a review).
-#[test]
-fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
+/// `flock FILE sleep 600`, run by `user` (`setpriv` arguments, or none for root),
+/// once it holds the lock (`1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF` in
+/// /proc/locks, not a waiter's `->` line); and a check that it still does.
+fn flock_held_by(user: &[&str], file: &Path) -> (netlab_tests::Background, impl Fn() -> bool) {
     use std::os::unix::fs::MetadataExt;
-    let one = Lab::sandbox(&[]);
-    let host = one.ns("host");
-    let ino = std::fs::metadata(&host).expect("namespace file").ino();
-    let mut holder: netlab_tests::Background = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "flock"])
-        .arg(&host)
+    let ino = std::fs::metadata(file).expect("the file to lock").ino();
+    let mut cmd = match user.is_empty() {
+        true => Command::new("flock"),
+        false => {
+            let mut c = Command::new("setpriv");
+            c.args(user).arg("flock");
+            c
+        }
+    };
+    let holder: netlab_tests::Background = cmd
+        .arg(file)
         .args(["sleep", "600"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("setpriv flock")
+        .expect("flock")
         .into();
-    // `1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`, held (no `->`).
-    let held = || {
+    let held = move || {
         std::fs::read_to_string("/proc/locks")
             .unwrap_or_default()
             .lines()
@@ -148,9 +149,23 @@ fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
             })
     };
     assert!(
-        wait_for(Duration::from_secs(10), held),
-        "nobody's flock never held"
+        wait_for(Duration::from_secs(10), &held),
+        "the flock never held"
     );
+    (holder, held)
+}
+
+/// A user's `flock` on the lab host's namespace file holds up no netlab command there:
+/// `up`, `publish` and `down` lock the namespace with a root-only file of netlab's own.
+/// Before, they took an `flock` on the namespace's own file, which anyone may open
+/// (`/run/netns/NAME`, or `/proc/self/ns/net` on the machine's namespace), and waited
+/// for as long as that user held it (a review).
+#[test]
+fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
+    let one = Lab::sandbox(&[]);
+    let host = one.ns("host");
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let (mut holder, held) = flock_held_by(&nobody, &host);
     let two = unique_lab();
     // Taken down (or cleared up) whatever fails below.
     let two_guard = Lab::named(&two);
@@ -184,28 +199,7 @@ fn shared_lock_files_a_killed_command_left_go() {
     }
     let held = state_dir.join(format!("netns-{}.lock", u64::MAX - 1));
     std::fs::write(&held, "").expect("a held lock file");
-    let mut holder: netlab_tests::Background = Command::new("flock")
-        .arg(&held)
-        .args(["sleep", "600"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("flock")
-        .into();
-    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&held).unwrap());
-    let is_held = || {
-        std::fs::read_to_string("/proc/locks")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                l.contains(" FLOCK ") && !l.contains(" -> ") && l.contains(&format!(":{ino} "))
-            })
-    };
-    assert!(
-        wait_for(Duration::from_secs(10), is_held),
-        "flock never held"
-    );
+    let (mut holder, _) = flock_held_by(&[], &held);
     // Takes the lab host's namespace lock, and releases it.
     lab.ok(&["publish", "a", "8080:80"]);
     for f in &stale {
