@@ -207,11 +207,23 @@ impl CniWorld {
 
     /// The same with the runtime running in network namespace `net` instead.
     pub fn call_in(&self, net: &Path, env: &[(&str, &str)], stdin: &str) -> Reply {
+        self.call_wrapped(net, &[], env, stdin)
+    }
+
+    /// The same with the plugin run by `wrap` (`strace ...`, to kill it at a moment).
+    pub fn call_wrapped(
+        &self,
+        net: &Path,
+        wrap: &[&str],
+        env: &[(&str, &str)],
+        stdin: &str,
+    ) -> Reply {
         let mut cmd = Command::new("nsenter");
         if let Some(ns) = self.lab.as_ref().and_then(|l| l.mount_ns.as_ref()) {
             cmd.arg(format!("--mount={}", ns.display()));
         }
         cmd.arg(format!("--net={}", net.display()))
+            .args(wrap)
             .arg(cni_bin())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

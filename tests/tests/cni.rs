@@ -1309,3 +1309,55 @@ fn check_sees_a_port_removed_from_the_kernel(dp: &str) {
     );
     w.verb("DEL", &a, &conf).ok();
 }
+
+/// DEL of an attachment an ADD killed half-way was making (its interface made, the
+/// network's state not saying so yet) rolls back what that ADD left, and succeeds.
+/// Before, DEL succeeded leaving `eth0`, with its address, in the container until
+/// another call on the network ran (a review).
+#[test]
+fn del_after_an_add_killed_half_way_leaves_no_interface() {
+    let w = CniWorld::new();
+    let conf = w.conf(json!({}));
+    // The network up already: the next ADD only attaches.
+    let a = w.container();
+    w.add(&a, &conf);
+    let b = w.container();
+    let netns = b.netns.display().to_string();
+    let killed = w.call_wrapped(
+        &w.host(),
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-b",
+            "execve",
+            "-e",
+            "trace=rename",
+            "-e",
+            "inject=rename:signal=SIGKILL:when=2",
+        ],
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &b.id),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &conf.to_string(),
+    );
+    assert!(!killed.success, "not killed: {killed:?}");
+    let journal = Path::new("/run/netlab").join(&w.net).join("journal.json");
+    let links = || run_in_ns_ok(&b.netns, &["ip", "-o", "link", "show"]);
+    assert!(
+        journal.exists() && links().contains("eth0"),
+        "the kill came at another moment than the test is for: {}",
+        links()
+    );
+    w.verb("DEL", &b, &conf).ok();
+    assert!(!links().contains("eth0"), "DEL left {}", links());
+    assert!(!journal.exists());
+    // The other attachment is untouched.
+    let theirs = run_in_ns_ok(&a.netns, &["ip", "-o", "link", "show"]);
+    assert!(theirs.contains("eth0"), "{theirs}");
+}

@@ -66,6 +66,8 @@ fn ok_in_bounded(ns: &Path, lab: &str, args: &[&str]) {
 
 /// `up` of a lab on a namespace that is not its own (another lab's host, standing for
 /// a machine's): datapath `dp`, that host's `eth0` as uplink, `subnet`, then `more`.
+/// Without `--nat-ports` in `more`, 30000-30999: apart from the host lab's own
+/// (20000-29999 behind the same `eth0`), as a lab beside an eBPF lab must be.
 fn up_beside<'a>(dp: &'a str, subnet: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     let mut up = vec![
         "up",
@@ -76,6 +78,9 @@ fn up_beside<'a>(dp: &'a str, subnet: &'a str, more: &[&'a str]) -> Vec<&'a str>
         "--subnet",
         subnet,
     ];
+    if !more.contains(&"--nat-ports") {
+        up.extend_from_slice(&["--nat-ports", "30000-30999"]);
+    }
     up.extend_from_slice(more);
     up
 }
@@ -770,12 +775,8 @@ fn nftables_down_leaves_a_table_made_again() {
     let one = Lab::sandbox(&[]);
     let host = one.ns("host");
     let two = unique_lab();
-    let up = ["up", "--datapath", "nftables", "--uplink", "eth0"];
-    ok_in(
-        &host,
-        &two,
-        &[&up[..], &["--subnet", "10.52.0.0/24"]].concat(),
-    );
+    let up = up_beside("nftables", "10.52.0.0/24", &[]);
+    ok_in(&host, &two, &up);
     run_in_ns_ok(&host, &["nft", "delete", "table", "ip", "netlab"]);
     run_in_ns_ok(&host, &["nft", "add", "table", "ip", "netlab"]);
     run_in_ns_ok(&host, &["nft", "add", "chain", "ip", "netlab", "mine"]);
@@ -784,11 +785,7 @@ fn nftables_down_leaves_a_table_made_again() {
     assert!(left.contains("chain mine"), "their table went: {left}");
     run_in_ns_ok(&host, &["nft", "delete", "table", "ip", "netlab"]);
     // Its own table it deletes.
-    ok_in(
-        &host,
-        &two,
-        &[&up[..], &["--subnet", "10.52.0.0/24"]].concat(),
-    );
+    ok_in(&host, &two, &up);
     ok_in(&host, &two, &["down"]);
     let tables = run_in_ns_ok(&host, &["nft", "list", "tables"]);
     assert!(!tables.contains("netlab"), "{tables}");
@@ -845,6 +842,44 @@ fn labs_sharing_a_namespace_leave_its_settings_as_found() {
         ("0".into(), "0".into()),
         "the last lab down did not put the namespace back as it was"
     );
+}
+
+/// An eBPF lab and a netfilter lab masquerading behind one uplink never share NAT
+/// ports: the second `up` with an overlapping range is refused, whichever comes first,
+/// and one apart is taken. Before, only two eBPF labs were kept apart, and on their
+/// default ranges an iptables lab's replies reached an eBPF lab's container (a review).
+#[test]
+fn ebpf_and_netfilter_labs_behind_one_uplink_keep_their_nat_ports_apart() {
+    // A sandbox that masquerades nothing itself.
+    let one = Lab::sandbox(&["--datapath", "routed"]);
+    let host = one.ns("host");
+    for (first, second) in [("ebpf", "iptables"), ("nftables", "ebpf")] {
+        let (a, b) = (unique_lab(), unique_lab());
+        let _a_guard = Lab::named(&a);
+        let default = ["--nat-ports", "20000-29999"];
+        ok_in(&host, &a, &up_beside(first, "10.54.0.0/24", &default));
+        // Taken down (or cleared up) whatever fails below, once it is up.
+        let _b_guard = Lab::named(&b);
+        let out = netlab_in(&host, &b, &up_beside(second, "10.55.0.0/24", &default));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{first} then {second}: {err}");
+        assert!(
+            err.contains(&format!("lab {a} already masquerades")),
+            "{err}"
+        );
+        assert!(!Path::new("/run/netlab").join(&b).exists(), "{err}");
+        ok_in(
+            &host,
+            &b,
+            &up_beside(second, "10.55.0.0/24", &["--nat-ports", "30000-30999"]),
+        );
+    }
+    // Two netfilter labs share nf_conntrack's NAT, which keeps them apart itself.
+    let (c, d) = (unique_lab(), unique_lab());
+    let (_c_guard, _d_guard) = (Lab::named(&c), Lab::named(&d));
+    let default = ["--nat-ports", "20000-29999"];
+    ok_in(&host, &c, &up_beside("iptables", "10.56.0.0/24", &default));
+    ok_in(&host, &d, &up_beside("nftables", "10.57.0.0/24", &default));
 }
 
 /// A lab puts back only the settings it changes: bridge netfilter goes back with the

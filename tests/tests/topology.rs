@@ -120,7 +120,10 @@ fn uplink_and_bridge_share_the_mtu() {
     }
     impl Drop for Inner<'_> {
         fn drop(&mut self) {
-            let _ = self.ok(&["down"]);
+            // Never a panic here: a failed `up` leaves nothing to take down.
+            let bin = netlab_tests::netlab_bin();
+            let cmd = [bin.to_str().unwrap(), "--lab", &self.1, "down", "--force"];
+            let _ = netlab_tests::run_in_ns(self.0, &cmd);
         }
     }
     let inner = Inner(&host, unique_lab());
@@ -132,6 +135,9 @@ fn uplink_and_bridge_share_the_mtu() {
         "eth0",
         "--subnet",
         "10.52.0.0/24",
+        // Apart from the outer eBPF lab's, behind the same uplink.
+        "--nat-ports",
+        "30000-30999",
     ]);
     inner.ok(&["run", "a"]);
     let bridge = format!("nl-{}", inner.1);

@@ -21,9 +21,17 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
         s.container(&name)
             .is_some_and(|c| attachment::is(c, &a.container_id, &a.ifname))
     };
-    let has_it = crate::store::Locked::acquire(lab)?
-        .load()?
-        .is_some_and(|s| recorded(&s));
+    // Or one an ADD killed half-way was making (the lab's journal says so): opening the
+    // lab rolls it back, so that a DEL that succeeds leaves no interface of netlab's in
+    // the container (before, it stayed until another command on the network, a review).
+    let lock = crate::store::Locked::acquire(lab)?;
+    let being_made = matches!(
+        lock.read_journal::<ops::journal::Entry>(),
+        Ok(Some(ops::journal::Entry::Attach { container, .. }))
+            if container.name == name && attachment::is(&container, &a.container_id, &a.ifname)
+    );
+    let has_it = being_made || lock.load()?.is_some_and(|s| recorded(&s));
+    drop(lock);
     if !has_it {
         return Ok(());
     }

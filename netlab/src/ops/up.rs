@@ -266,7 +266,11 @@ pub(super) fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
 }
 
 /// Refuses a NAT port range that shares ports with the host's own connections, or with
-/// another eBPF lab masquerading behind the same uplink.
+/// another lab masquerading behind the same uplink when either is an eBPF lab: eBPF's
+/// NAT and netfilter's each pick ports apart from the other's flows, and a reply to a
+/// port both picked reaches the wrong lab's container (a review: an iptables lab's
+/// replies delivered into an eBPF lab's). Two netfilter labs share nf_conntrack's NAT,
+/// which keeps their flows apart itself.
 fn check_nat_ports(state: &LabState) -> Result<()> {
     let (min, max) = (state.nat.port_min, state.nat.port_max);
     let (lo, hi) = ephemeral_ports(&topology::host_ns(state))?;
@@ -275,12 +279,14 @@ fn check_nat_ports(state: &LabState) -> Result<()> {
             "--nat-ports {min}-{max} overlaps the lab host's ephemeral ports {lo}-{hi} (net.ipv4.ip_local_port_range): the NAT and the host's own connections would share ports; pick a range outside it, e.g. 20000-29999"
         )));
     }
-    if state.datapath != DatapathKind::Ebpf {
+    let masquerades = |dp: DatapathKind| dp != DatapathKind::Routed;
+    if !masquerades(state.datapath) {
         return Ok(());
     }
     for other in crate::store::other_labs(&state.name)? {
         if other.name == state.name
-            || other.datapath != DatapathKind::Ebpf
+            || !masquerades(other.datapath)
+            || (state.datapath != DatapathKind::Ebpf && other.datapath != DatapathKind::Ebpf)
             || other.host_netns != state.host_netns
             || other.uplink != state.uplink
         {
