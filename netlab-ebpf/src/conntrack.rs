@@ -357,18 +357,20 @@ pub fn touch<A: Family>(
 /// each second it tries `CT` again (`out` is its entry, `hit` where it was found): once
 /// there is room, it is as safe as the others. (Before, it stayed in the LRU table for
 /// its whole life, a review.)
+///
+/// Racy as the move of a flow that becomes assured is: the two halves' first packets
+/// of a second on two CPUs may both move it (the second insert overwrites the first's,
+/// `ct_confirmed` counts it twice, the collector's queue holds its key twice, which
+/// costs it one look more a round); a FIN handled on another CPU during the move may
+/// be lost with the old entry, and the flow then ends by its established timeout.
 #[inline(always)]
 fn rescue<A: Family>(st: Stats, key: &CtKey<A>, hit: &Hit<A>, out: &CtEntry<A>) {
+    // A flow found in the LRU table is found with its other half.
+    if hit.pair.is_null() {
+        return;
+    }
     let pair_key = out.pair_key(key.proto);
-    let pair = if hit.pair.is_null() {
-        match A::ct_get(Table::Pending, &pair_key) {
-            Some(p) => p,
-            None => return,
-        }
-    } else {
-        hit.pair
-    };
-    let p = unsafe { &*pair };
+    let p = unsafe { &*hit.pair };
     if move_flow(
         st,
         key,

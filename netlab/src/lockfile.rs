@@ -98,6 +98,7 @@ impl FileLock {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .ok()?;
+        // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return None;
         }
@@ -205,5 +206,21 @@ mod tests {
         assert!(got.load(Ordering::SeqCst));
         assert!(!path.exists());
         assert!(!dir.exists());
+    }
+
+    /// `try_take` takes a lock file only when it is there and nobody holds it, and
+    /// never makes one.
+    #[test]
+    fn try_take_takes_only_a_lock_nobody_holds() {
+        let dir = crate::files::test_dir("trylock");
+        let path = dir.join("x.lock");
+        assert!(FileLock::try_take(&path).is_none(), "made a lock file");
+        assert!(!path.exists());
+        let held = FileLock::acquire(&path).unwrap();
+        assert!(FileLock::try_take(&path).is_none(), "took a held lock");
+        drop(held);
+        let taken = FileLock::try_take(&path).expect("a lock nobody holds");
+        taken.remove();
+        assert!(!path.exists() && !dir.exists());
     }
 }

@@ -81,8 +81,12 @@ pub struct Locked {
 
 /// An exclusive lock of netlab's own on something several labs or runs share (a
 /// network namespace, a textfile directory), held while it lives: a root-only file in
-/// the state directory, removed on release.
+/// [`LOCKS_DIR`], removed on release.
 pub struct SharedLock(Option<FileLock>);
+
+/// The directory of the shared locks: netlab's own, holding nothing else (lab names
+/// have no `-`: never a lab's state directory).
+pub const LOCKS_DIR: &str = "/run/netlab/shared-locks";
 
 /// Takes the lock of the network namespace with `cookie`
 /// ([`crate::netlink::netns::cookie`]), waiting for another netlab command that holds
@@ -102,8 +106,8 @@ pub fn lock_directory(dev: u64, ino: u64) -> Result<SharedLock> {
 
 fn lock_shared(what: &str) -> Result<SharedLock> {
     root_only(std::path::Path::new(STATE_DIR))?;
-    // Lab names have no `-`: never a lab's own `LAB.lock`.
-    let path = PathBuf::from(STATE_DIR).join(format!("{what}.lock"));
+    root_only(std::path::Path::new(LOCKS_DIR))?;
+    let path = PathBuf::from(LOCKS_DIR).join(format!("{what}.lock"));
     Ok(SharedLock(Some(FileLock::acquire(path)?)))
 }
 
@@ -113,19 +117,19 @@ impl Drop for SharedLock {
             lock.remove();
         }
         remove_stale_shared_locks();
+        // The state directory goes with its last file (a `metrics --textfile` run with
+        // no lab made it for its lock alone).
+        let _ = fs::remove_dir(STATE_DIR);
     }
 }
 
-/// Removes the shared lock files nobody holds: those of commands killed while they held
-/// them (the lock of a namespace that is gone would otherwise stay for ever). Taken
-/// first, as a release removes its own, so a command that waits on one starts over.
+/// Removes the lock files of [`LOCKS_DIR`] nobody holds: those of commands killed
+/// while they held them (the lock of a namespace that is gone would otherwise stay for
+/// ever). Every file there is a lock netlab made. Each is taken first, as a release
+/// removes its own, so a command that waits on one starts over.
 fn remove_stale_shared_locks() {
-    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let shared =
-            (name.starts_with("netns-") || name.starts_with("dir-")) && name.ends_with(".lock");
-        if let Some(lock) = shared.then(|| FileLock::try_take(&entry.path())).flatten() {
+    for entry in fs::read_dir(LOCKS_DIR).into_iter().flatten().flatten() {
+        if let Some(lock) = FileLock::try_take(&entry.path()) {
             lock.remove();
         }
     }

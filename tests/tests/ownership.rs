@@ -120,7 +120,8 @@ fn down_of_a_sandbox_another_lab_lives_in_is_refused() {
     two_guard.forget();
 }
 
-/// `flock FILE sleep 600`, run by `user` (`setpriv` arguments, or none for root),
+/// `flock --no-fork FILE sleep 600` (one process, killed with its guard), run by `user`
+/// (`setpriv` arguments, or none for root),
 /// once it holds the lock (`1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF` in
 /// /proc/locks, not a waiter's `->` line); and a check that it still does.
 fn flock_held_by(user: &[&str], file: &Path) -> (netlab_tests::Background, impl Fn() -> bool) {
@@ -135,6 +136,7 @@ fn flock_held_by(user: &[&str], file: &Path) -> (netlab_tests::Background, impl 
         }
     };
     let holder: netlab_tests::Background = cmd
+        .arg("--no-fork")
         .arg(file)
         .args(["sleep", "600"])
         .stdin(std::process::Stdio::null())
@@ -186,15 +188,16 @@ fn a_users_lock_on_the_namespace_file_holds_nothing_up() {
 }
 
 /// A shared lock file a killed command left (of a namespace, or of a textfile
-/// directory: `/run/netlab/netns-COOKIE.lock`, `dir-DEV-INO.lock`) is removed by the
-/// next command that releases one, once nobody holds it; one held stays. Before, the
-/// lock of a namespace gone with its sandbox stayed for ever (a review killing
-/// commands at random moments left four in a minute).
+/// directory: `/run/netlab/shared-locks/netns-COOKIE.lock`, `dir-DEV-INO.lock`) is
+/// removed by the next command that releases one, once nobody holds it; one held
+/// stays. Before, the lock of a namespace gone with its sandbox stayed for ever (a
+/// review killing commands at random moments left four in a minute).
 #[test]
 fn shared_lock_files_a_killed_command_left_go() {
     let lab = Lab::sandbox(&[]);
     lab.ok(&["run", "a"]);
-    let state_dir = Path::new("/run/netlab");
+    let state_dir = Path::new(netlab::store::LOCKS_DIR);
+    std::fs::create_dir_all(state_dir).expect("the locks' directory");
     let stale = [
         state_dir.join(format!("netns-{}.lock", u64::MAX)),
         state_dir.join("dir-0-0.lock"),

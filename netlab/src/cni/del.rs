@@ -26,8 +26,8 @@ pub fn run(conf: &NetConf, a: &Attachment) -> CniResult<()> {
     // the container (before, it stayed until another command on the network, a review).
     let lock = crate::store::Locked::acquire(lab)?;
     let being_made = matches!(
-        lock.read_journal::<ops::journal::Entry>(),
-        Ok(Some(ops::journal::Entry::Attach { container, .. }))
+        lock.read_journal::<ops::journal::Entry>()?,
+        Some(ops::journal::Entry::Attach { container, .. })
             if container.name == name && attachment::is(&container, &a.container_id, &a.ifname)
     );
     let has_it = being_made || lock.load()?.is_some_and(|s| recorded(&s));

@@ -70,8 +70,8 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         metrics::textfile::check_dir(dir)?;
         // Two runs at once (a timer per lab) would each save the record without the
         // other's file: one at a time per directory.
-        let id = std::fs::metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
-        let _dir = crate::store::lock_directory(id.dev(), id.ino())?;
+        let meta = std::fs::metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+        let _dir = crate::store::lock_directory(meta.dev(), meta.ino())?;
         let done = metrics::textfile::write(dir, &figures, crate::store::exists)?;
         for path in done.written {
             eprintln!("wrote {}", path.display());

@@ -65,8 +65,8 @@ pub fn run_in(host: &Path, program: &str, args: &[&str], input: Option<&str>) ->
         std::thread::scope(|s| {
             // Written from a second thread so that a child that talks back cannot
             // deadlock against a large input (ten thousand rules).
-            if let (Some(mut pipe), Some(text)) = (stdin, input) {
-                s.spawn(move || {
+            let writer = if let (Some(mut pipe), Some(text)) = (stdin, input) {
+                Some(s.spawn(move || {
                     // A tool that dies before reading it all gives EPIPE here, and the
                     // command fails with the tool's exit as an error, rolling back. Not
                     // a SIGPIPE killing netlab mid-command (a review): blocked in this
@@ -74,12 +74,26 @@ pub fn run_in(host: &Path, program: &str, args: &[&str], input: Option<&str>) ->
                     let mut pipe_signal = nix::sys::signal::SigSet::empty();
                     pipe_signal.add(nix::sys::signal::Signal::SIGPIPE);
                     let _ = pipe_signal.thread_block();
-                    let _ = pipe.write_all(text.as_bytes());
-                });
-            }
-            child
+                    pipe.write_all(text.as_bytes())
+                }))
+            } else {
+                None
+            };
+            let out = child
                 .wait_with_output()
-                .map_err(|e| Error::io("wait for", program, e))
+                .map_err(|e| Error::io("wait for", program, e))?;
+            // A tool that exits 0 without reading all it was given did not apply it.
+            let written = writer.map_or(Ok(()), |w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
+            });
+            match written {
+                Err(e) if out.status.success() => Err(Error::Command {
+                    command: shown(),
+                    detail: format!("exited before reading all of its input ({e})"),
+                }),
+                _ => Ok(out),
+            }
         })
     })?;
     if !out.status.success() {

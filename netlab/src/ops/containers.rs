@@ -155,9 +155,10 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
     let ip6 = address6(s, req, ip)?;
     // Its ports are checked before anything is made: a refused one makes nothing. Held
     // until they are published: another lab of the namespace checks against them.
-    let _namespace = (!req.ports.is_empty())
-        .then(|| topology::lock_host(&s.state))
-        .flatten();
+    let _namespace = match req.ports.is_empty() {
+        true => None,
+        false => topology::lock_host(&s.state)?,
+    };
     let ports = match (req.network, ip) {
         _ if req.ports.is_empty() => Vec::new(),
         (Network::Bridge, Some(ip)) => {

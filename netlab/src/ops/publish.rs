@@ -15,9 +15,10 @@ use crate::{
 pub fn publish(s: &mut Session, container: &str, specs: &[PortRequest]) -> Result<Vec<Published>> {
     // Another lab of the namespace checks its ports against this one's saved state:
     // one lab at a time from the check until the state says what was published.
-    let _namespace = (!specs.is_empty())
-        .then(|| topology::lock_host(&s.state))
-        .flatten();
+    let _namespace = match specs.is_empty() {
+        true => None,
+        false => topology::lock_host(&s.state)?,
+    };
     let new = prepare(s, container, specs)?;
     if new.is_empty() {
         return Ok(new);
@@ -73,6 +74,8 @@ pub fn prepare_for(
     specs: &[PortRequest],
 ) -> Result<Vec<Published>> {
     let state = &s.state;
+    // A datapath that publishes nothing says so before any other check.
+    s.datapath().check_room(state, &[])?;
     let bound = conflicts::bound_sockets(&topology::host_ns(state))?;
     let mut other_addrs = None;
     for req in specs {

@@ -67,10 +67,15 @@ pub fn host_ns(state: &LabState) -> PathBuf {
 /// records the namespace's settings ([`lock_ns`]): held too while a lab checks other
 /// labs' ports and publishes, and while `down` decides whether the settings go back, so
 /// that two labs of one namespace never act on each other's half-written state. None
-/// when the namespace cannot be entered: it is gone, and what needs it refuses on its
-/// own.
-pub fn lock_host(state: &LabState) -> Option<store::SharedLock> {
-    lock_ns(&host_ns(state)).ok()
+/// when the namespace is gone: what needs it refuses on its own. Any other failure to
+/// take the lock is an error (before, it let the command go on without the lock, a
+/// review).
+pub fn lock_host(state: &LabState) -> Result<Option<store::SharedLock>> {
+    let ns = host_ns(state);
+    if !netns::is_netns(&ns) {
+        return Ok(None);
+    }
+    lock_ns(&ns).map(Some)
 }
 
 /// Takes the lock of the namespace at `ns` (the same under every path to it: by its
@@ -768,7 +773,10 @@ pub fn teardown(state: &LabState) -> Result<()> {
         // The namespace's settings go back as the first lab found them, by the last
         // lab of the namespace to go (another still up needs them as they are): an
         // `up` beside it waits until this one has decided, or this one sees it.
-        let _namespace = (!state.sandbox).then(|| lock_host(state)).flatten();
+        let _namespace = match state.sandbox {
+            true => None,
+            false => lock_host(state)?,
+        };
         // A lab going down beside this one needs nothing kept: two `down`s at once
         // would each see the other and leave the settings changed.
         let neighbours: Vec<LabState> = crate::store::neighbours(state)
