@@ -117,7 +117,7 @@ pub(super) fn clean(lock: &Locked, state: &LabState) -> Result<()> {
         }
         // Before the datapath's teardown, which removes the lab's cgroup it may be in
         // (before, that then failed for good: "Device or resource busy", a review).
-        super::recover::remove_unrecorded_cgroup(&container);
+        topology::remove_unrecorded_cgroup(&container);
     }
     // Before the datapath's teardown: a host-network container's cgroup may be under
     // the lab's own, which that removes.

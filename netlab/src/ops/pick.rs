@@ -4,7 +4,6 @@
 
 use std::hash::BuildHasher;
 
-use super::up::ephemeral_ports;
 use crate::{
     error::{Error, Result},
     lab::{DatapathKind, LabState, PortRequest, PortSpec, Proto},
@@ -47,7 +46,7 @@ pub fn candidates(state: &LabState, req: &PortRequest, spec: &PortSpec) -> Resul
             what: format!("of {}-{}", spec.host_port, spec.host_end),
         });
     }
-    let ephemeral = ephemeral_ports(&topology::host_ns(state))?;
+    let ephemeral = topology::ephemeral_ports(&topology::host_ns(state))?;
     let ebpf_udp = state.datapath == DatapathKind::Ebpf && spec.proto == Proto::Udp;
     let nat = (state.nat.port_min, state.nat.port_max);
     let seed = std::collections::hash_map::RandomState::new().hash_one(0u8);

@@ -148,7 +148,7 @@ fn warn_ephemeral_udp(state: &LabState, specs: &[PortSpec]) {
     }
     let udp = specs.iter().filter(|p| p.proto == crate::lab::Proto::Udp);
     // A warning only: a range that cannot be read holds nothing up.
-    let Ok((lo, hi)) = super::up::ephemeral_ports(&topology::host_ns(state)) else {
+    let Ok((lo, hi)) = topology::ephemeral_ports(&topology::host_ns(state)) else {
         return;
     };
     if let Some(p) = udp

@@ -59,18 +59,6 @@ fn undo_attach(s: &Session, c: &Container) -> Result<()> {
     {
         errors.check(netns::remove_placeholder(name));
     }
-    remove_unrecorded_cgroup(c);
+    topology::remove_unrecorded_cgroup(c);
     errors.into_result()
-}
-
-/// The cgroup of a container an interrupted `run` was making, made before its id was
-/// recorded: one at the journaled path is this `run`'s, the path having been free when
-/// it checked. Removed only empty (rmdir refuses a cgroup holding a process or a
-/// cgroup: someone else's, with its processes, stays). `down` does the same.
-pub(super) fn remove_unrecorded_cgroup(c: &Container) {
-    if c.cgroup_id.is_none()
-        && let Some(cg) = &c.cgroup
-    {
-        let _ = std::fs::remove_dir(cg);
-    }
 }

@@ -1,6 +1,6 @@
 //! `up`: build a lab — its topology and its datapath — or nothing at all.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::net::Ipv4Addr;
 
 use netlab_common::maps::{CONNTRACK_MAX_DEFAULT, CONNTRACK_MAX_MAX, CONNTRACK_MAX_MIN};
 
@@ -250,21 +250,6 @@ fn made_in(state: &LabState) -> crate::lab::mounts::Mounts {
     crate::lab::mounts::Mounts::now(state.datapath == DatapathKind::Ebpf)
 }
 
-/// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
-pub(super) fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
-    const KEY: &str = "/proc/sys/net/ipv4/ip_local_port_range";
-    let text = netns::run_in(host, || {
-        std::fs::read_to_string(KEY).map_err(|e| Error::io("read", KEY, e))
-    })?;
-    let mut it = text
-        .split_whitespace()
-        .filter_map(|w| w.parse::<u16>().ok());
-    match (it.next(), it.next()) {
-        (Some(a), Some(b)) => Ok((a, b)),
-        _ => Err(Error::Invalid(format!("cannot read {KEY}: {text:?}"))),
-    }
-}
-
 /// Refuses a NAT port range that shares ports with the host's own connections, or with
 /// another lab masquerading behind the same uplink when either is an eBPF lab: eBPF's
 /// NAT and netfilter's each pick ports apart from the other's flows, and a reply to a
@@ -273,7 +258,7 @@ pub(super) fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
 /// which keeps their flows apart itself.
 fn check_nat_ports(state: &LabState) -> Result<()> {
     let (min, max) = (state.nat.port_min, state.nat.port_max);
-    let (lo, hi) = ephemeral_ports(&topology::host_ns(state))?;
+    let (lo, hi) = topology::ephemeral_ports(&topology::host_ns(state))?;
     if min <= hi && lo <= max {
         return Err(Error::Invalid(format!(
             "--nat-ports {min}-{max} overlaps the lab host's ephemeral ports {lo}-{hi} (net.ipv4.ip_local_port_range): the NAT and the host's own connections would share ports; pick a range outside it, e.g. 20000-29999"

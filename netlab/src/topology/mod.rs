@@ -758,6 +758,33 @@ pub fn check_container(state: &LabState, c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// The lab host's ephemeral port range (`net.ipv4.ip_local_port_range`).
+pub fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
+    const KEY: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = netns::run_in(host, || {
+        std::fs::read_to_string(KEY).map_err(|e| Error::io("read", KEY, e))
+    })?;
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u16>().ok());
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Error::Invalid(format!("cannot read {KEY}: {text:?}"))),
+    }
+}
+
+/// The cgroup of a container an interrupted `run` was making, made before its id was
+/// recorded: one at the journaled path is this `run`'s, the path having been free when
+/// it checked. Removed only empty (rmdir refuses a cgroup holding a process or a
+/// cgroup: someone else's, with its processes, stays). Both the recovery of a journal and `down` take it back.
+pub fn remove_unrecorded_cgroup(c: &Container) {
+    if c.cgroup_id.is_none()
+        && let Some(cg) = &c.cgroup
+    {
+        let _ = std::fs::remove_dir(cg);
+    }
+}
+
 /// Removes the lab's topology, exactly what netlab made of it: containers, the bridge
 /// (by its mark), forwarding as it was (non-sandbox), and the sandbox's namespaces
 /// when they are still the ones `up` made (their cookies). Nothing is touched in a
