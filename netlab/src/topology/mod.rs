@@ -776,7 +776,8 @@ pub fn ephemeral_ports(host: &Path) -> Result<(u16, u16)> {
 /// The cgroup of a container an interrupted `run` was making, made before its id was
 /// recorded: one at the journaled path is this `run`'s, the path having been free when
 /// it checked. Removed only empty (rmdir refuses a cgroup holding a process or a
-/// cgroup: someone else's, with its processes, stays). Both the recovery of a journal and `down` take it back.
+/// cgroup: someone else's, with its processes, stays). Both the recovery of a journal
+/// and `down` take it back.
 pub fn remove_unrecorded_cgroup(c: &Container) {
     if c.cgroup_id.is_none()
         && let Some(cg) = &c.cgroup
