@@ -268,8 +268,22 @@ impl CniWorld {
 
     /// The same with `CNI_ARGS`.
     pub fn verb_with(&self, command: &str, ctr: &Ctr, args: &str, conf: &Value) -> Reply {
+        self.verb_wrapped(&[], command, ctr, args, conf)
+    }
+
+    /// The same with the plugin run by `wrap` (`strace ...`, to kill it at a moment).
+    pub fn verb_wrapped(
+        &self,
+        wrap: &[&str],
+        command: &str,
+        ctr: &Ctr,
+        args: &str,
+        conf: &Value,
+    ) -> Reply {
         let netns = ctr.netns.display().to_string();
-        self.call(
+        self.call_wrapped(
+            &self.host(),
+            wrap,
             &[
                 ("CNI_COMMAND", command),
                 ("CNI_CONTAINERID", &ctr.id),

@@ -1322,30 +1322,20 @@ fn del_after_an_add_killed_half_way_leaves_no_interface() {
     let a = w.container();
     w.add(&a, &conf);
     let b = w.container();
-    let netns = b.netns.display().to_string();
-    let killed = w.call_wrapped(
-        &w.host(),
-        &[
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-b",
-            "execve",
-            "-e",
-            "trace=rename",
-            "-e",
-            "inject=rename:signal=SIGKILL:when=2",
-        ],
-        &[
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", &b.id),
-            ("CNI_NETNS", &netns),
-            ("CNI_IFNAME", "eth0"),
-        ],
-        &conf.to_string(),
-    );
+    let strace = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-b",
+        "execve",
+        "-e",
+        "trace=rename",
+        "-e",
+        "inject=rename:signal=SIGKILL:when=2",
+    ];
+    let killed = w.verb_wrapped(&strace, "ADD", &b, "", &conf);
     assert!(!killed.success, "not killed: {killed:?}");
     let journal = Path::new("/run/netlab").join(&w.net).join("journal.json");
     let links = || run_in_ns_ok(&b.netns, &["ip", "-o", "link", "show"]);
