@@ -1071,7 +1071,11 @@ fn textfile_runs_at_once_keep_each_others_record() {
             .iter()
             .flat_map(|l| [l, l])
             .map(|l| {
-                Command::new(netlab_tests::netlab_bin())
+                // Bounded: a run waiting for ever on the directory's lock fails the
+                // test rather than hang it.
+                Command::new("timeout")
+                    .arg("60")
+                    .arg(netlab_tests::netlab_bin())
                     .args(["--lab", &l.name, "metrics", "--labs", &l.name])
                     .args(["--textfile", dir.path()])
                     .stdout(Stdio::null())

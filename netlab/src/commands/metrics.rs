@@ -67,7 +67,6 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         } else {
             Vec::new()
         };
-        metrics::textfile::check_dir(dir)?;
         // Two runs at once (a timer per lab) would each save the record without the
         // other's file: one at a time per directory.
         let meta = std::fs::metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
