@@ -847,6 +847,50 @@ fn labs_sharing_a_namespace_leave_its_settings_as_found() {
     );
 }
 
+/// Putting `ip_forward` back to 0 turns every interface's own forwarding off with it:
+/// `down` turns on again those that were on by themselves (systemd-networkd sets it
+/// per link), and a refused `up` changes none of it. Before, the last `down` left them
+/// off, and an `up` refused by its datapath's check had turned forwarding on and back
+/// off on the way (a review).
+#[test]
+fn interfaces_forwarding_on_by_themselves_stay_on() {
+    const FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+    const UPLINK: &str = "/proc/sys/net/ipv4/conf/eth0/forwarding";
+    const DEFAULT: &str = "/proc/sys/net/ipv4/conf/default/forwarding";
+    let one = Lab::sandbox(&["--datapath", "routed"]);
+    let host = one.ns("host");
+    let read = || {
+        let r = |key: &str| run_in_ns_ok(&host, &["cat", key]).trim().to_string();
+        (r(FORWARD), r(UPLINK), r(DEFAULT))
+    };
+    run_in_ns_ok(
+        &host,
+        &[
+            "sh",
+            "-c",
+            &format!("echo 0 > {FORWARD}; echo 1 > {UPLINK}"),
+        ],
+    );
+    let before = read();
+    assert_eq!(before, ("0".into(), "1".into(), "0".into()));
+    // Refused by the datapath's own check: a table of its name is someone else's.
+    run_in_ns_ok(&host, &["nft", "add", "table", "ip", "netlab"]);
+    let two = unique_lab();
+    // Takes the lab down if an assertion fails while it is up.
+    let guard = Lab::named(&two);
+    let out = netlab_in(&host, &two, &up_beside("nftables", "10.58.0.0/24", &[]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(read(), before, "a refused up changed forwarding");
+    run_in_ns_ok(&host, &["nft", "delete", "table", "ip", "netlab"]);
+    for dp in ["ebpf", "nftables"] {
+        ok_in(&host, &two, &up_beside(dp, "10.58.0.0/24", &[]));
+        assert_eq!(read().0, "1", "{dp}");
+        ok_in(&host, &two, &["down"]);
+        assert_eq!(read(), before, "{dp}: down did not put the interfaces back");
+    }
+    guard.forget();
+}
+
 /// An eBPF lab and a netfilter lab masquerading behind one uplink never share NAT
 /// ports: the second `up` with an overlapping range is refused, whichever comes first,
 /// and one apart is taken. Before, only two eBPF labs were kept apart, and on their

@@ -55,6 +55,11 @@ pub struct LabState {
     /// when no other lab is up in the namespace; a lab that came up beside another one
     /// keeps that one's (what the namespace had before either).
     pub ip_forward_was: Option<String>,
+    /// The interfaces (and `default`) whose own IPv4 forwarding was on before `up`,
+    /// recorded and kept as `ip_forward_was`: putting `ip_forward` back to 0 turns them
+    /// all off, and `down` turns these on again.
+    #[serde(default)]
+    pub forwarding_on_was: Vec<String>,
     /// `net.bridge.bridge-nf-call-iptables` before `up` (non-sandbox labs; `None` when
     /// the namespace has no such setting, or for a state written before netlab kept
     /// it), restored as `ip_forward_was`.
@@ -234,6 +239,7 @@ impl LabState {
             host_netns: Some(format!("{name}-host")),
             wan_netns: Some(format!("{name}-wan")),
             ip_forward_was: None,
+            forwarding_on_was: Vec::new(),
             bridge_nf_was: None,
             bridge_nf6_was: None,
             nat: NatOptions::default(),

@@ -15,6 +15,43 @@ pub fn set(path: &str, value: &str) -> Result<()> {
 }
 
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// Each interface's IPv4 forwarding (and `default`, what new ones get) is under here.
+const IPV4_CONF: &str = "/proc/sys/net/ipv4/conf";
+
+/// The interfaces (and `default`) whose IPv4 forwarding is on, `all` aside. Writing
+/// `ip_forward` sets every one of them to its value: an `ip_forward` of 0 put back
+/// turns off what was on by itself (systemd-networkd's per-link `IPv4Forwarding=`).
+pub fn ipv4_forwarding_on() -> Result<Vec<String>> {
+    let dir = fs::read_dir(IPV4_CONF).map_err(|e| Error::io("read", IPV4_CONF, e))?;
+    let mut on = Vec::new();
+    for entry in dir {
+        let name = entry
+            .map_err(|e| Error::io("read", IPV4_CONF, e))?
+            .file_name();
+        let Some(name) = name.to_str().filter(|n| *n != "all") else {
+            continue;
+        };
+        let path = format!("{IPV4_CONF}/{name}/forwarding");
+        // An interface gone meanwhile has nothing to put back.
+        if fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            on.push(name.to_string());
+        }
+    }
+    on.sort();
+    Ok(on)
+}
+
+/// Turns IPv4 forwarding on again on each of `names` still there (after `ip_forward`
+/// went back to 0, which turned them off).
+pub fn ipv4_forwarding_back_on(names: &[String]) -> Result<()> {
+    for name in names {
+        let path = format!("{IPV4_CONF}/{name}/forwarding");
+        if std::path::Path::new(&path).exists() {
+            set(&path, "1")?;
+        }
+    }
+    Ok(())
+}
 pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
 pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";

@@ -362,6 +362,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         host_netns,
         wan_netns: req.sandbox.then(|| names::wan_netns(lab)),
         ip_forward_was: None,
+        forwarding_on_was: Vec::new(),
         bridge_nf_was: None,
         bridge_nf6_was: None,
         nat: req.nat,
@@ -469,9 +470,15 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     // Forwarding and bridge netfilter as they were, recorded before the bridge and the
     // datapath change them; beside another lab, as that one found them.
     let neighbours = crate::store::neighbours(state);
-    state.ip_forward_was = match neighbours.first() {
-        Some(other) => other.ip_forward_was.clone(),
-        None => Some(topology::ip_forward(state)?),
+    (state.ip_forward_was, state.forwarding_on_was) = match neighbours.first() {
+        Some(other) => (
+            other.ip_forward_was.clone(),
+            other.forwarding_on_was.clone(),
+        ),
+        None => {
+            let (all, on) = topology::ip_forward(state)?;
+            (Some(all), on)
+        }
     };
     // Bridge netfilter only by the labs that change it (a lab that leaves it alone
     // never writes it back: someone else may have set it meanwhile), as the first of
@@ -482,10 +489,14 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     state.bridge_nf6_was = setting_was(state, &neighbours, topology::uses_bridge_nf6, |n| {
         n.bridge_nf6_was.clone()
     })?;
+    // Before anything is made or changed: a refused `up` changes nothing, forwarding
+    // included (a review found a refusal here had turned it on and back off, and with
+    // it every interface's own).
+    dp.check_free(state)?;
     lock.save(state)?;
     topology::build_bridge(state)?;
-    // From here on what the datapath finds of its kind is its own, and `down` removes it.
-    dp.check_free(state)?;
+    // From here on what the datapath finds of its kind is its own, and `down` removes it
+    // (nothing of its kind is made between the check and here: the namespace is locked).
     state.datapath_made = true;
     lock.save(state)?;
     dp.setup(state)

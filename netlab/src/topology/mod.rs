@@ -211,12 +211,14 @@ pub fn check_link_free(ns: &Path, name: &str) -> Result<()> {
     })
 }
 
-/// `net.ipv4.ip_forward` in the lab's host namespace, as it is.
-pub fn ip_forward(state: &LabState) -> Result<String> {
+/// `net.ipv4.ip_forward` in the lab's host namespace, as it is, and the interfaces
+/// whose own forwarding is on (see [`sysctl::ipv4_forwarding_on`]).
+pub fn ip_forward(state: &LabState) -> Result<(String, Vec<String>)> {
     netns::run_in(&host_ns(state), || {
-        std::fs::read_to_string(sysctl::IP_FORWARD)
+        let all = std::fs::read_to_string(sysctl::IP_FORWARD)
             .map(|v| v.trim().to_string())
-            .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))
+            .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))?;
+        Ok((all, sysctl::ipv4_forwarding_on()?))
     })
 }
 
@@ -818,6 +820,10 @@ pub fn teardown(state: &LabState) -> Result<()> {
         let last_of = |uses: fn(&LabState) -> Option<&'static str>| {
             !state.sandbox && uses(state).is_some() && neighbours.iter().all(|n| uses(n).is_none())
         };
+        let forwarding_on = match restore {
+            true => state.forwarding_on_was.clone(),
+            false => Vec::new(),
+        };
         let sysctls = [
             (restore, sysctl::IP_FORWARD, state.ip_forward_was.clone()),
             (
@@ -838,7 +844,8 @@ pub fn teardown(state: &LabState) -> Result<()> {
                     sysctl::set(key, &v)?;
                 }
             }
-            Ok(())
+            // `ip_forward` put back to 0 turned every interface's off.
+            sysctl::ipv4_forwarding_back_on(&forwarding_on)
         }));
     }
     // Only a sandbox owns its namespaces; a lab in someone else's keeps them.
