@@ -891,6 +891,42 @@ fn interfaces_forwarding_on_by_themselves_stay_on() {
     guard.forget();
 }
 
+/// A forward chain of someone else's that drops by policy (iptables' FORWARD set to
+/// DROP, as Docker with iptables sets it) is said at `up`, in one warning line naming
+/// it: netfilter drops there what the lab's own rules accept (on eBPF, what goes past
+/// the fast path). Not for the iptables datapath, whose accepts are in that chain, and
+/// not once the policy accepts. Before, nothing was said, and hairpin on eBPF, or
+/// every packet of an nftables lab, was dropped without a word (a review).
+#[test]
+fn a_forward_chain_dropping_by_policy_is_said_at_up() {
+    let one = Lab::sandbox(&["--datapath", "routed"]);
+    let host = one.ns("host");
+    run_in_ns_ok(&host, &["iptables", "-P", "FORWARD", "DROP"]);
+    let two = unique_lab();
+    let guard = Lab::named(&two);
+    let warned = |dp: &str| {
+        let out = netlab_in(&host, &two, &up_beside(dp, "10.59.0.0/24", &[]));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{dp}: {err}");
+        ok_in(&host, &two, &["down"]);
+        err
+    };
+    for dp in ["ebpf", "nftables"] {
+        let err = warned(dp);
+        assert!(
+            err.contains("warning: the forward chain `ip filter FORWARD` drops by policy")
+                && err.lines().count() == 1,
+            "{dp}: {err}"
+        );
+    }
+    let err = warned("iptables");
+    assert!(err.is_empty(), "iptables: {err}");
+    run_in_ns_ok(&host, &["iptables", "-P", "FORWARD", "ACCEPT"]);
+    let err = warned("ebpf");
+    assert!(err.is_empty(), "policy accept: {err}");
+    guard.forget();
+}
+
 /// An eBPF lab and a netfilter lab masquerading behind one uplink never share NAT
 /// ports: the second `up` with an overlapping range is refused, whichever comes first,
 /// and one apart is taken. Before, only two eBPF labs were kept apart, and on their

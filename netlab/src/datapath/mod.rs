@@ -3,6 +3,7 @@
 //! what only it can show (flows, counters, logs) and the teardown of its own state.
 
 pub mod ebpf;
+pub mod forward_policy;
 pub mod inspect;
 pub mod iptables;
 mod netfilter;

@@ -404,6 +404,7 @@ pub(super) fn build(lock: &Locked, req: &UpRequest) -> Result<LabState> {
         let _ = signals::hold(|| super::down::clean(lock, &state));
         return Err(e);
     }
+    datapath::forward_policy::warn(&state);
     Ok(state)
 }
 
