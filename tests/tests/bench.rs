@@ -622,6 +622,56 @@ fn interrupted_bench_tears_the_veth_reference_down() {
     );
 }
 
+/// A reader gone during the last measurement, or before the table is written to
+/// stdout (`netlab bench | true`), still makes the exit SIGPIPE's (141), not 0 with the
+/// results lost: before, only a pipe closed while a later lab was still to run did (a
+/// review).
+#[test]
+fn a_pipe_closed_at_the_end_is_no_success() {
+    require_root();
+    let args = [
+        "bench",
+        "--datapath",
+        "iptables",
+        "--scenario",
+        "b",
+        "--runs",
+        "1",
+        "--duration",
+        "1",
+        "--reference",
+        "none",
+    ];
+    // stderr closed once the lab is up: the figures' progress line meets the pipe.
+    let mut child = spawn_bench(&args[1..]);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(" is up") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "bench ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    drop(stderr);
+    assert_eq!(child.wait().unwrap().code(), Some(141), "stderr: {seen}");
+    assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
+    // stdout closed from the start: the table meets it.
+    let mut child = Command::new(netlab_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stdout: {seen}");
+    assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
+}
+
 /// A reader that goes away (`netlab bench 2>&1 | head`) interrupts the benchmark as
 /// Ctrl-C does: the next progress line (b's figures) raises SIGPIPE, c does not start,
 /// the lab is torn down, and the exit code is SIGPIPE's (141).

@@ -100,7 +100,8 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         tool: &args.tool,
     })?;
     let report = bench::run(&opts)?;
-    // Never a panic on a closed pipe: the files below are still written.
+    // Never a panic on a closed pipe: the files below are still written (and the
+    // SIGPIPE is caught, as the benchmark catches it).
     let _ = writeln!(std::io::stdout(), "{}", table::render(&report));
     // Each file whole or not at all (the old one stays), and one that fails stops no
     // other.
@@ -113,6 +114,10 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
         written.check(svg::render(&report).and_then(|text| write(path, text.as_bytes())));
     }
     written.into_result()?;
+    // A signal that came during the last measurement, or the table written to a closed
+    // pipe (SIGPIPE, caught): the files are written, and the exit is as the signal says
+    // (141 for `netlab bench | head`), not 0 with the results lost (a review).
+    bench::check_interrupt()?;
     if !report.measured_anything() {
         return Err(Error::Command {
             command: "bench".into(),
