@@ -125,6 +125,10 @@ pub fn unwritable(path: &Path) -> Option<String> {
     }
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => return Some("is a directory, give a file name".into()),
+        // Written by renaming over it, a link would be replaced, not followed.
+        Ok(m) if m.file_type().is_symlink() => {
+            return Some("is a symbolic link: give the file it points to".into());
+        }
         Ok(m) if !m.is_file() => return Some("is not a regular file".into()),
         _ => {}
     }
@@ -232,6 +236,10 @@ mod tests {
                 .unwrap()
                 .contains("not a regular file")
         );
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        assert!(unwritable(&link).unwrap().contains("is a symbolic link"));
+        fs::remove_file(&link).unwrap();
         assert!(
             unwritable(Path::new("/proc/out.json"))
                 .unwrap()
