@@ -147,6 +147,9 @@ fn record(
                     | Metric::CliRm => {
                         format!("{} {} {}", m.name(), num(*v), m.unit_shown(s))
                     }
+                    // A peer tool's figure says whose it is, as its column does.
+                    Metric::SockperfRate => format!("sockperf {} {}", num(*v), m.unit_shown(s)),
+                    Metric::Iperf3PacketRate => format!("iperf3 {} {}", num(*v), m.unit_shown(s)),
                     _ => format!("{} {}", num(*v), m.unit_shown(s)),
                 })
                 .collect();
