@@ -484,7 +484,7 @@ impl Datapath for Iptables {
         for &family in families(state) {
             if holds_netlabs(&self.save(state, family)?) {
                 return Err(Error::Conflict(format!(
-                    "netlab's {} rules are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first (or use --sandbox)",
+                    "netlab's {} rules (NETLAB chains, or rules commented `netlab`) are already in the namespace of lab {}'s host: one iptables lab per namespace; take the other one down first, remove those no lab of netlab's made (`iptables-save` shows them), or use --sandbox",
                     match family {
                         Family::V4 => "iptables",
                         Family::V6 => "ip6tables",
