@@ -567,7 +567,8 @@ fn down_refuses_while_a_runtimes_container_runs() {
 /// The iptables datapath on a runtime's namespace that had no nf_tables tables:
 /// iptables-nft makes `ip raw`, `ip nat` and `ip filter` with the network's first
 /// rules, and `down` removes them again, where they hold nothing else; a table that was
-/// there before, and one that holds another program's rule or policy since, stay.
+/// there before, and one that holds another program's rule or policy since, stay, and
+/// the base chains the rules made in a table that was there go, empty.
 /// Before, the three stayed, empty, in every namespace an iptables network had been in.
 #[test]
 fn down_removes_the_tables_iptables_made_and_nothing_else() {
@@ -584,6 +585,13 @@ fn down_removes_the_tables_iptables_made_and_nothing_else() {
     // The runtime's own nat table, and a rule and a policy put in since.
     let mut w = CniWorld::new();
     run_in_ns_ok(&w.host(), &["nft", "add", "table", "ip", "nat"]);
+    run_in_ns_ok(
+        &w.host(),
+        &[
+            "nft",
+            "add chain ip nat POSTROUTING { type nat hook postrouting priority srcnat; }",
+        ],
+    );
     w.add(&w.container(), &conf(&w));
     run_in_ns_ok(
         &w.host(),
@@ -596,6 +604,11 @@ fn down_removes_the_tables_iptables_made_and_nothing_else() {
         assert!(left.contains(table), "{table} was removed: {left}");
     }
     assert!(left.contains("policy drop"), "{left}");
+    // In the runtime's table, the base chains the network's rules made go, empty (a
+    // review found `OUTPUT` and the others left), and the runtime's own stays.
+    let nat = run_in_ns_ok(&w.host(), &["nft", "list", "table", "ip", "nat"]);
+    assert_eq!(nat.matches("chain ").count(), 1, "{nat}");
+    assert!(nat.contains("chain POSTROUTING"), "{nat}");
 }
 
 /// STATUS is 50 (not available) when the kernel lacks what the network's datapath or

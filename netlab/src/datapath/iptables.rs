@@ -155,6 +155,20 @@ impl Iptables {
 #[derive(Default)]
 struct Script(Vec<(&'static str, Vec<String>)>);
 
+/// The built-in chains (base chains, for iptables-nft) that `lines` add rules to.
+fn base_chains(lines: &[String]) -> Vec<&'static str> {
+    const BUILT_IN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+    BUILT_IN
+        .into_iter()
+        .filter(|c| {
+            lines.iter().any(|l| {
+                l.strip_prefix("-A ")
+                    .is_some_and(|r| r.split(' ').next() == Some(c))
+            })
+        })
+        .collect()
+}
+
 impl Script {
     fn push(&mut self, table: &'static str, line: impl Into<String>) {
         match self.0.iter_mut().find(|(t, _)| *t == table) {
@@ -499,21 +513,31 @@ impl Datapath for Iptables {
     fn setup(&self, state: &LabState) -> Result<()> {
         netfilter::prepare_host(state)?;
         if self.backend == Backend::Nft {
-            // The tables iptables-nft makes with the first rule, recorded first.
-            let wanted: Vec<(&str, &str)> = families(state)
+            // The tables, and the base chains, iptables-nft makes with the first rule,
+            // recorded first.
+            let scripts: Vec<(&str, Script)> = families(state)
                 .iter()
-                .flat_map(|&f| {
+                .map(|&f| {
                     let nft_family = match f {
                         Family::V4 => "ip",
                         Family::V6 => "ip6",
                     };
-                    setup_script(state, &state.nat, f)
-                        .0
-                        .into_iter()
-                        .map(move |(table, _)| (nft_family, table))
+                    (nft_family, setup_script(state, &state.nat, f))
                 })
                 .collect();
-            super::nft_tables::record_missing(state, &wanted)?;
+            let mut wanted = Vec::new();
+            let mut chains = Vec::new();
+            for (nft_family, script) in &scripts {
+                for (table, lines) in &script.0 {
+                    wanted.push((*nft_family, *table));
+                    for chain in base_chains(lines) {
+                        if !chains.contains(&(*nft_family, *table, chain)) {
+                            chains.push((*nft_family, *table, chain));
+                        }
+                    }
+                }
+            }
+            super::nft_tables::record_missing(state, &wanted, &chains)?;
         }
         for &family in families(state) {
             let mut script = setup_script(state, &state.nat, family);

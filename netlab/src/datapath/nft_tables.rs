@@ -8,7 +8,10 @@
 //! there before `up` is never touched; one that another program put a rule, chain, set
 //! or policy in since is left as it is. The removal is one transaction that deletes the
 //! base chains first: a rule put in one since they were looked at makes that delete
-//! fail, and the table stays whole. A sandbox's namespace goes whole: nothing to do.
+//! fail, and the table stays whole. In a table that was there, the base chains the
+//! lab's rules made (`-A OUTPUT` makes `OUTPUT` in a `nat` table without one) are
+//! recorded the same way, and removed the same way: each only while it holds no rule
+//! and accepts by policy. A sandbox's namespace goes whole: nothing to do.
 
 use std::fs;
 
@@ -25,9 +28,14 @@ use crate::{
 const RECORD: &str = "iptables-nft-tables";
 
 /// The tables `wanted` (`(family, table)`, as nft names them) that the lab host lacks
-/// now, recorded for [`remove_unused`] before the caller makes any of them.
+/// now, and the base chains `chains` (`(family, table, chain)`) that the tables it has
+/// lack, recorded for [`remove_unused`] before the caller makes any of them.
 /// Without the `nft` tool nothing is recorded (nor removed later).
-pub fn record_missing(state: &LabState, wanted: &[(&str, &str)]) -> Result<()> {
+pub fn record_missing(
+    state: &LabState,
+    wanted: &[(&str, &str)],
+    chains: &[(&str, &str, &str)],
+) -> Result<()> {
     if state.sandbox {
         return Ok(());
     }
@@ -37,11 +45,18 @@ pub fn record_missing(state: &LabState, wanted: &[(&str, &str)]) -> Result<()> {
     let have: Vec<(String, String)> = objects(&listed, "table")
         .map(|t| (text(t, "family"), text(t, "name")))
         .collect();
-    let missing: String = wanted
+    let has = |f: &str, t: &str| have.iter().any(|(hf, ht)| hf == f && ht == t);
+    let mut missing: String = wanted
         .iter()
-        .filter(|(f, t)| !have.iter().any(|(hf, ht)| hf == f && ht == t))
+        .filter(|(f, t)| !has(f, t))
         .map(|(f, t)| format!("{f} {t}\n"))
         .collect();
+    for (f, t, c) in chains.iter().filter(|(f, t, _)| has(f, t)) {
+        let listed = nft(state, &["-j", "list", "table", f, t])?;
+        if !objects(&listed, "chain").any(|ch| text(ch, "name") == *c) {
+            missing.push_str(&format!("{f} {t} {c}\n"));
+        }
+    }
     let record = store::record_file(&state.name, RECORD);
     fs::write(&record, missing).map_err(|e| Error::io("write", &record, e))
 }
@@ -54,13 +69,32 @@ pub fn remove_unused(state: &LabState) {
         return;
     };
     for line in recorded.lines() {
-        let Some((family, table)) = line.split_once(' ') else {
-            continue;
+        let removed = match line.split(' ').collect::<Vec<_>>()[..] {
+            [family, table] => remove_if_unused(state, family, table),
+            [family, table, chain] => remove_chain_if_unused(state, family, table, chain),
+            _ => continue,
         };
-        if let Err(e) = remove_if_unused(state, family, table) {
-            eprintln!("netlab: table {family} {table} left in place: {e}");
+        if let Err(e) = removed {
+            eprintln!("netlab: {line} left in place: {e}");
         }
     }
+}
+
+/// Removes base chain `chain` of a table that was there before `up`, if it holds no
+/// rule and accepts by policy (as iptables-nft made it).
+fn remove_chain_if_unused(state: &LabState, family: &str, table: &str, chain: &str) -> Result<()> {
+    let Ok(listed) = nft(state, &["-j", "list", "table", family, table]) else {
+        return Ok(());
+    };
+    let Some(body) = objects(&listed, "chain").find(|c| text(c, "name") == chain) else {
+        return Ok(());
+    };
+    let used = objects(&listed, "rule").any(|r| text(r, "chain") == chain);
+    if used || body.get("hook").is_none() || body["policy"] != "accept" {
+        return Ok(());
+    }
+    let script = format!("delete chain {family} {table} handle {}\n", body["handle"]);
+    netfilter::run(state, "nft", &["-f", "-"], Some(&script)).map(drop)
 }
 
 fn remove_if_unused(state: &LabState, family: &str, table: &str) -> Result<()> {
