@@ -30,6 +30,7 @@ pub enum Command {
     /// Withdraw published ports of a running container.
     Unpublish(commands::publish::Args),
     /// List published ports and their counters.
+    #[command(alias = "port")]
     Ports(commands::ports::Args),
     /// Run a command inside a container, or in `host` / `wan`.
     Exec(commands::exec::Args),

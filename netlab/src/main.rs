@@ -6,6 +6,7 @@ use netlab::cli::Cli;
 fn main() {
     // Die quietly on a closed pipe (`netlab conntrack | head`), as Unix tools do.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    output_errors_are_one_line();
     let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
     if !nix::unistd::geteuid().is_root() {
         eprintln!(
@@ -55,4 +56,28 @@ fn usage_error(e: clap::Error) -> ! {
         line.trim_start_matches("error: ")
     );
     std::process::exit(2);
+}
+
+/// Output that cannot be written (`netlab status > /dev/full`) ends the command with one
+/// line and exit 1, not a panic's message and backtrace with exit 101 (a review). The
+/// commands print at their end, so what the command did is done, and the line says so.
+/// Every other panic is reported as Rust reports it.
+fn output_errors_are_one_line() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if let Some(why) = msg.strip_prefix("failed printing to stdout: ") {
+            let _ = writeln!(
+                std::io::stderr(),
+                "netlab: cannot write the output ({why}); what the command did is done"
+            );
+            std::process::exit(1);
+        }
+        default(info);
+    }));
 }

@@ -578,6 +578,12 @@ fn a_given_ipv6_address(dp: &str) {
         "f 172.18.0.3 fd00:ac12::99"
     );
     lab.ok(&["rm", "f"]);
+    // So is a pick, when an --ip6 of its own is given (before, it skipped 172.18.0.3).
+    assert_eq!(
+        lab.ok(&["run", "g", "--ip6", "fd00:ac12::98"]).trim(),
+        "g 172.18.0.3 fd00:ac12::98"
+    );
+    lab.ok(&["rm", "g"]);
     let err = lab.fails(&["run", "x", "--ip6", "not-an-address"]);
     assert!(err.contains("invalid"), "{err}");
     // Masqueraded from the given address, and reached by its published port.
@@ -610,6 +616,41 @@ fn a_given_ipv6_address(dp: &str) {
 /// The routed baseline (`--datapath routed`, no NAT) routes a dual-stack lab's IPv6
 /// subnet as it does the IPv4 one: wan reaches a container at its own IPv6 address, and
 /// the container's connections leave with that address as their source.
+/// A lab whose free IPv4 addresses all have IPv6 twins (the same host number) that
+/// containers were given with --ip6 says so, and what to do, rather than "no free
+/// address left"; a full lab says what to do too, and a bad --ip6 there is said as
+/// itself (a review found all three said as a full lab).
+#[test]
+fn a_pick_the_given_ipv6_addresses_block_says_so() {
+    let lab = Lab::sandbox(&[
+        "--ipv6",
+        "--subnet",
+        "10.94.0.0/29",
+        "--subnet6",
+        "fd00:94::/120",
+    ]);
+    lab.ok(&["run", "a", "--ip6", "fd00:94::6"]);
+    for c in ["b", "c", "d"] {
+        lab.ok(&["run", c]);
+    }
+    let err = lab.fails(&["run", "e"]);
+    assert!(
+        err.contains("(10.94.0.6, ...) is a container's, given by --ip6: give --ip6"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.ok(&["run", "e", "--ip6", "fd00:94::7"]).trim(),
+        "e 10.94.0.6 fd00:94::7"
+    );
+    let err = lab.fails(&["run", "f"]);
+    assert!(
+        err.contains("rm a container, or bring the lab up with a larger --subnet"),
+        "{err}"
+    );
+    let err = lab.fails(&["run", "f", "--ip6", "fd00:95::5"]);
+    assert!(err.contains("outside the lab's IPv6 subnet"), "{err}");
+}
+
 #[test]
 fn routed_baseline_routes_ipv6_without_nat() {
     let lab = Lab::sandbox(&["--datapath", "routed", "--ipv6"]);

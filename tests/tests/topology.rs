@@ -697,3 +697,43 @@ fn an_unreadable_state_is_said_so() {
     std::fs::write(&path, good).unwrap();
     lab.ok(&["status"]);
 }
+
+/// Output that cannot be written (`> /dev/full`) ends the command with one line on
+/// stderr and exit 1, saying what the command did is done; before, a panic with its
+/// backtrace and exit 101, after `run` had made the container (a review).
+#[test]
+fn output_that_cannot_be_written_is_one_line() {
+    let lab = Lab::sandbox(&[]);
+    for args in [vec!["run", "a"], vec!["status"], vec!["stats", "--json"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = std::process::Command::new(netlab_tests::netlab_bin())
+            .args(["--lab", &lab.name])
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(full)
+            .output()
+            .expect("netlab");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("cannot write the output"), "{args:?}: {err}");
+    }
+    assert!(lab.state().container("a").is_some(), "run did not make a");
+}
+
+/// Docker's habits are taken where netlab already does what they ask: `run -d` (a
+/// container runs nothing in the foreground), `exec -it` (stdin and the terminal are
+/// the command's), `port` for `ports`, `rm -f` (`rm` always ends the processes).
+/// Before, each was a usage error whose tip (`-- -f`) led to a second one (a review).
+#[test]
+fn dockers_habits_are_taken() {
+    let lab = Lab::sandbox(&[]);
+    lab.ok(&["run", "-d", "x", "-p", "8080:80"]);
+    assert_eq!(lab.ok(&["exec", "-it", "x", "echo", "hi"]).trim(), "hi");
+    assert!(lab.ok(&["port", "x"]).contains("8080"));
+    lab.ok(&["rm", "-f", "x"]);
+    assert!(lab.state().container("x").is_none());
+}

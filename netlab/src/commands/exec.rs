@@ -11,6 +11,12 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Docker's `exec -i`/`-t`/`-it`, taken as Docker users type them: stdin and the
+    /// terminal are the command's already.
+    #[arg(short = 'i', long = "interactive", hide = true)]
+    pub _interactive: bool,
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub _tty: bool,
     /// A container, `host` or `wan`.
     pub name: String,
     /// The command and its arguments, after `--` or, as in `docker exec`, without it.

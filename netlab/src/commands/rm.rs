@@ -8,6 +8,10 @@ use crate::{
 #[derive(clap::Args)]
 pub struct Args {
     pub name: String,
+    /// Docker's `rm -f`, taken as Docker users type it: `rm` always ends the
+    /// container's processes.
+    #[arg(short = 'f', long = "force", hide = true)]
+    pub _force: bool,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {

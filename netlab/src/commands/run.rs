@@ -38,6 +38,10 @@ pub struct Args {
     /// The container interface's MAC (default: a random one), as Docker's --mac-address.
     #[arg(long, value_name = "MAC")]
     pub mac_address: Option<String>,
+    /// Docker's `run -d`, taken as Docker users type it: a container (a namespace) runs
+    /// nothing in the foreground.
+    #[arg(short = 'd', long = "detach", hide = true)]
+    pub _detach: bool,
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {

@@ -69,11 +69,31 @@ fn address(s: &Session, req: &AttachRequest) -> Result<Option<Ipv4Addr>> {
             }
             Ok(Some(ip))
         }
-        (Network::Bridge, None) => Ok(Some(
-            state.subnet.next_free(&state.taken_ips()).ok_or_else(|| {
-                Error::Conflict(format!("no free address left in {}", state.subnet))
-            })?,
-        )),
+        (Network::Bridge, None) => {
+            // A bad `--ip6` is said as itself, full lab or not.
+            if let (Some(s6), Some(a)) = (state.subnet6, req.ip6) {
+                s6.check_host(a)?;
+            }
+            let v4_taken: Vec<Ipv4Addr> = state.containers.iter().filter_map(|c| c.ip).collect();
+            // With `--ip6` given, an IPv4 address whose IPv6 twin (the same host
+            // number) a container holds is free for this one: the twin is not its.
+            let taken = match req.ip6 {
+                Some(_) => v4_taken.clone(),
+                None => state.taken_ips(),
+            };
+            if let Some(ip) = state.subnet.next_free(&taken) {
+                return Ok(Some(ip));
+            }
+            let subnet = state.subnet;
+            Err(Error::Conflict(match state.subnet.next_free(&v4_taken) {
+                Some(free) => format!(
+                    "no free address left in {subnet} for a pick: the IPv6 address of each free one ({free}, ...) is a container's, given by --ip6: give --ip6"
+                ),
+                None => format!(
+                    "no free address left in {subnet}: rm a container, or bring the lab up with a larger --subnet"
+                ),
+            }))
+        }
         (_, Some(_)) => Err(Error::Invalid("--ip needs --network bridge".into())),
         (_, None) => Ok(None),
     }
@@ -148,7 +168,7 @@ pub fn attach(s: &mut Session, req: &AttachRequest) -> Result<Container> {
         && crate::netlink::netns::exists(ns)
     {
         return Err(Error::Conflict(format!(
-            "network namespace {ns} already exists"
+            "network namespace {ns} already exists and is not one of the lab's containers: remove it (`ip netns delete {ns}`) or pick another name"
         )));
     }
     let ip = address(s, req)?;
