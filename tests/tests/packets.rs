@@ -328,7 +328,6 @@ fn udp_without_checksum_keeps_none() {
     assert_eq!(View::new(&out).src(), UPLINK_ADDR);
 }
 
-#[test]
 /// An echo keeps its own identifier where its reply tuple is free, as nf_nat keeps a
 /// unique tuple; another container's echo with the same identifier to the same host
 /// gets one of the NAT range. Before, every echo took one of the range, so a small
