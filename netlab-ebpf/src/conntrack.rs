@@ -790,8 +790,8 @@ fn dead_removed<A: Family>(
     true
 }
 
-/// Picks a source port (the echo identifier for ICMP, its own first) from the NAT
-/// range whose reply tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries. The
+/// Picks a source port (the echo identifier for ICMP) from the NAT range whose reply
+/// tuple is free: linear probing from a random start, [`SNAT_RETRIES`] tries. The
 /// first port tried is taken from a dead flow holding it (see [`reply_free`]); when
 /// every candidate is taken, the first one whose flow may give it up is
 /// ([`take_over`]): a dead one, or a closed masqueraded TCP connection's.
@@ -843,16 +843,9 @@ extern "C" fn probe_step<A: Family>(index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Puts the `attempt`th candidate port of [`allocate`] in `nf.out`. An echo's first
-/// candidate is its own identifier, as nf_nat keeps a tuple that is unique (the NAT
-/// range is for a clash): a small range does not cap the pings a lab has going.
+/// Puts the `attempt`th candidate port of [`allocate`] in `nf.out`.
 #[inline(always)]
 fn try_port<A: Family>(cfg: &Config, nf: &mut NewFlow<A>, attempt: u32) {
-    if attempt == 0 && is_icmp(nf.key.proto) {
-        nf.out.sport = nf.key.sport;
-        nf.out.dport = nf.key.sport;
-        return;
-    }
     let port = candidate_port(cfg.nat_port_min, cfg.nat_port_max, nf.start, attempt).to_be();
     nf.out.sport = port;
     if is_icmp(nf.key.proto) {

@@ -490,13 +490,6 @@ impl<A: Ip> Model<A> {
             let Effect::Create(nf) = &t.effect else {
                 unreachable!("a NAT port is only chosen for a new flow")
             };
-            let own = nf.key.sport;
-            if nf.key.proto == A::ICMP && p != own && self.port_free(nf, own) {
-                return Err(format!(
-                    "expected {}: the echo's own identifier {own}, free, got {p}",
-                    t.label
-                ));
-            }
             if !self.port_free(nf, p) {
                 // The datapath takes the tuple of a dead flow holding it (withdrawn, and
                 // still pending), removing that flow, when it is the first port it
@@ -687,17 +680,9 @@ impl<A: Ip> Model<A> {
         to
     }
 
-    /// Whether the datapath may give new flow `nf` port `p` at all: one of the NAT
-    /// range, or an echo's own identifier, its first candidate (nf_nat keeps a tuple
-    /// that is unique).
-    fn may_take(&self, nf: &NewFlow<A>, p: u16) -> bool {
-        (self.cfg.port_min..=self.cfg.port_max).contains(&p)
-            || (nf.key.proto == A::ICMP && p == nf.key.sport)
-    }
-
     /// Whether NAT port `p` gives new flow `nf` a reply tuple nothing else holds.
     fn port_free(&self, nf: &NewFlow<A>, p: u16) -> bool {
-        if !self.may_take(nf, p) {
+        if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
             return false;
         }
         let reply = reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone);
@@ -711,7 +696,7 @@ impl<A: Ip> Model<A> {
     /// it by its reply half whose own segments ended before that (nf_nat's takeover);
     /// its two halves go with it.
     fn reclaimable(&self, nf: &NewFlow<A>, p: u16, seq_end: u32) -> Option<usize> {
-        if !self.may_take(nf, p) {
+        if !(self.cfg.port_min..=self.cfg.port_max).contains(&p) {
             return None;
         }
         let reply = reply_key_of(&nf.key, &Self::with_port(nf, p), nf.reply_zone);
@@ -765,16 +750,6 @@ impl<A: Ip> Model<A> {
     /// For a new flow that needs a NAT port: no port free (`Err`), or whether the
     /// datapath's bounded probing may still miss the free ones.
     fn port_outlook(&self, nf: &NewFlow<A>, seq_end: u32) -> Result<bool, DropReason> {
-        // An echo's own identifier is tried first: free (or held by a dead flow), it is
-        // the one; taken, one try fewer is left for the range.
-        let mut tries = PORT_TRIES;
-        if nf.key.proto == A::ICMP {
-            let own = nf.key.sport;
-            if self.port_free(nf, own) || self.reclaimable(nf, own, seq_end).is_some() {
-                return Ok(false);
-            }
-            tries -= 1;
-        }
         let (min, max) = (self.cfg.port_min as usize, self.cfg.port_max as usize);
         let span = if max < min { 1 } else { max - min + 1 };
         let taken = self.taken_ports(nf);
@@ -789,15 +764,15 @@ impl<A: Ip> Model<A> {
             }
             return Err(DropReason::PortsExhausted);
         }
-        if span <= tries || taken.len() < tries {
+        if span <= PORT_TRIES || taken.len() < PORT_TRIES {
             return Ok(false);
         }
-        // Some start whose `tries` candidates (cyclically) are all taken?
+        // Some start whose PORT_TRIES candidates (cyclically) are all taken?
         let is_taken = |i: usize| taken.binary_search(&((min + i % span) as u16)).is_ok();
         let mut run = 0;
-        for i in 0..span + tries {
+        for i in 0..span + PORT_TRIES {
             run = if is_taken(i) { run + 1 } else { 0 };
-            if run >= tries {
+            if run >= PORT_TRIES {
                 return Ok(true);
             }
         }
