@@ -15,7 +15,14 @@ fn main() {
         std::process::exit(1);
     }
     netlab::files::own_umask();
-    if let Err(e) = netlab::cli::dispatch(&cli.lab, cli.command) {
+    // A panic unwinds (every guard runs) to here: output that could not be written has
+    // been said in one line, any other panic as Rust says it.
+    let done = std::panic::catch_unwind(|| netlab::cli::dispatch(&cli.lab, cli.command))
+        .unwrap_or_else(|payload| match output_failure(&*payload) {
+            Some(_) => std::process::exit(1),
+            None => std::panic::resume_unwind(payload),
+        });
+    if let Err(e) = done {
         // A closed stderr (a benchmark's reader gone) loses the line, not the exit code.
         let _ = writeln!(std::io::stderr(), "netlab: {e}");
         std::process::exit(e.exit_code());
@@ -60,24 +67,28 @@ fn usage_error(e: clap::Error) -> ! {
 
 /// Output that cannot be written (`netlab status > /dev/full`) ends the command with one
 /// line and exit 1, not a panic's message and backtrace with exit 101 (a review). The
-/// commands print at their end, so what the command did is done, and the line says so.
-/// Every other panic is reported as Rust reports it.
+/// commands print at their end, so what the command did is done, and the line says so;
+/// the panic still unwinds, so every guard on the way runs. Every other panic is
+/// reported as Rust reports it.
 fn output_errors_are_one_line() {
     let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if let Some(why) = msg.strip_prefix("failed printing to stdout: ") {
+    std::panic::set_hook(Box::new(move |info| match output_failure(info.payload()) {
+        Some(why) => {
             let _ = writeln!(
                 std::io::stderr(),
                 "netlab: cannot write the output ({why}); what the command did is done"
             );
-            std::process::exit(1);
         }
-        default(info);
+        None => default(info),
     }));
+}
+
+/// Why printing failed, when `payload` is the panic of `println!` on a stdout that
+/// cannot be written (std's message, "failed printing to stdout: ERROR").
+fn output_failure(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())?;
+    msg.strip_prefix("failed printing to stdout: ")
 }

@@ -901,7 +901,8 @@ fn interfaces_forwarding_on_by_themselves_stay_on() {
 fn a_forward_chain_dropping_by_policy_is_said_at_up() {
     let one = Lab::sandbox(&["--datapath", "routed"]);
     let host = one.ns("host");
-    run_in_ns_ok(&host, &["iptables", "-P", "FORWARD", "DROP"]);
+    // iptables-nft's chain, which nft lists (a legacy one it does not see).
+    run_in_ns_ok(&host, &["iptables-nft", "-P", "FORWARD", "DROP"]);
     let two = unique_lab();
     let guard = Lab::named(&two);
     let warned = |dp: &str| {
@@ -921,7 +922,7 @@ fn a_forward_chain_dropping_by_policy_is_said_at_up() {
     }
     let err = warned("iptables");
     assert!(err.is_empty(), "iptables: {err}");
-    run_in_ns_ok(&host, &["iptables", "-P", "FORWARD", "ACCEPT"]);
+    run_in_ns_ok(&host, &["iptables-nft", "-P", "FORWARD", "ACCEPT"]);
     let err = warned("ebpf");
     assert!(err.is_empty(), "policy accept: {err}");
     guard.forget();

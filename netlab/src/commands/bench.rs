@@ -102,7 +102,7 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
     let report = bench::run(&opts)?;
     // Never a panic on a closed pipe: the files below are still written (and the
     // SIGPIPE is caught, as the benchmark catches it).
-    let _ = writeln!(std::io::stdout(), "{}", table::render(&report));
+    let shown = writeln!(std::io::stdout(), "{}", table::render(&report));
     // Each file whole or not at all (the old one stays), and one that fails stops no
     // other.
     let mut written = Errors::default();
@@ -118,6 +118,12 @@ pub fn run(_lab: &str, args: Args) -> Result<()> {
     // pipe (SIGPIPE, caught): the files are written, and the exit is as the signal says
     // (141 for `netlab bench | head`), not 0 with the results lost (a review).
     bench::check_interrupt()?;
+    if let Err(e) = shown {
+        return Err(Error::Command {
+            command: "bench".into(),
+            detail: format!("cannot write the table: {e} (the files asked for are written)"),
+        });
+    }
     if !report.measured_anything() {
         return Err(Error::Command {
             command: "bench".into(),

@@ -33,9 +33,15 @@ pub fn warn(state: &LabState) {
     }
 }
 
-/// The rules that would let the lab's IPv4 subnet through `chain`.
+/// The rules that would let the lab's subnets through `chain` (`FAMILY TABLE NAME`).
 fn accept_hint(chain: &str, state: &LabState) -> String {
     let net = state.subnet;
+    let nft = |selector: &str, net: &str| {
+        format!(
+            "nft insert rule {chain} {selector} saddr {net} accept, and {selector} daddr {net} accept"
+        )
+    };
+    let family = chain.split(' ').next().unwrap_or_default();
     match chain {
         "ip filter FORWARD" => format!(
             "iptables -I FORWARD -s {net} -j ACCEPT and iptables -I FORWARD -d {net} -j ACCEPT would"
@@ -46,9 +52,16 @@ fn accept_hint(chain: &str, state: &LabState) -> String {
             ),
             None => "ip6tables -I FORWARD rules accepting the lab's IPv6 subnet would".into(),
         },
-        _ => format!(
-            "nft insert rule {chain} ip saddr {net} accept, and ip daddr {net} accept, would"
-        ),
+        _ => {
+            let mut rules = Vec::new();
+            if family != "ip6" {
+                rules.push(nft("ip", &net.to_string()));
+            }
+            if let (true, Some(net6)) = (family != "ip", state.subnet6) {
+                rules.push(nft("ip6", &net6.to_string()));
+            }
+            format!("{}, would", rules.join("; "))
+        }
     }
 }
 
@@ -86,8 +99,10 @@ fn dropping(state: &LabState, json: &str) -> Vec<String> {
         if c["hook"] != "forward" || c["policy"] != "drop" || !families.contains(&family) {
             continue;
         }
-        let own =
-            state.datapath == DatapathKind::Iptables && table == "filter" && name == "FORWARD";
+        let own = state.datapath == DatapathKind::Iptables
+            && matches!(family, "ip" | "ip6")
+            && table == "filter"
+            && name == "FORWARD";
         if !own {
             found.push(format!("{family} {table} {name}"));
         }
@@ -122,9 +137,22 @@ mod tests {
         state.datapath = DatapathKind::IptablesLegacy;
         assert_eq!(dropping(&state, CHAINS).len(), 2);
         assert!(dropping(&state, "not json").is_empty());
+        assert!(accept_hint("inet fw fwd", &state).starts_with(
+            "nft insert rule inet fw fwd ip saddr 172.18.0.0/16 accept, and ip daddr"
+        ));
+        // An inet chain in a dual-stack lab: both families; an ip6 chain: IPv6 only.
+        assert!(accept_hint("inet fw fwd", &state).contains("ip6 saddr fd00:ac12::/64"));
+        let ip6 = accept_hint("ip6 fw fwd", &state);
         assert!(
-            accept_hint("inet fw fwd", &state)
-                .starts_with("nft insert rule inet fw fwd ip saddr 172.18.0.0/16 accept")
+            ip6.contains("ip6 saddr fd00:ac12::/64") && !ip6.contains("ip saddr"),
+            "{ip6}"
         );
+        // A table of the user's named `filter` in the inet family is not the datapath's.
+        state.datapath = DatapathKind::Iptables;
+        let inet = CHAINS.replace(
+            r#""family": "ip6", "table": "filter""#,
+            r#""family": "inet", "table": "filter""#,
+        );
+        assert_eq!(dropping(&state, &inet), ["inet filter FORWARD"]);
     }
 }

@@ -25,8 +25,9 @@ use crate::{
 /// [`Inspect`]; what only the benchmark needs is [`FillConntrack`].
 pub trait Datapath {
     /// Refuses a lab whose datapath objects are there already (in its host namespace,
-    /// bpffs or cgroups): someone else's, or another lab's. Runs before `setup`, and
-    /// nothing of the datapath is torn down when it fails.
+    /// bpffs or cgroups): someone else's, or another lab's; and one this kernel or
+    /// uplink cannot serve. Runs before the bridge is made and forwarding turned on,
+    /// and nothing of the datapath is torn down when it fails.
     fn check_free(&self, _state: &LabState) -> Result<()> {
         Ok(())
     }

@@ -24,7 +24,8 @@ use crate::{
     store,
 };
 
-/// Where `up` records the tables it found missing (one `FAMILY TABLE` a line).
+/// Where `up` records the tables it found missing (one `FAMILY TABLE` a line), and the
+/// base chains missing in tables that were there (`FAMILY TABLE CHAIN`).
 const RECORD: &str = "iptables-nft-tables";
 
 /// The tables `wanted` (`(family, table)`, as nft names them) that the lab host lacks
@@ -51,10 +52,18 @@ pub fn record_missing(
         .filter(|(f, t)| !has(f, t))
         .map(|(f, t)| format!("{f} {t}\n"))
         .collect();
-    for (f, t, c) in chains.iter().filter(|(f, t, _)| has(f, t)) {
-        let listed = nft(state, &["-j", "list", "table", f, t])?;
-        if !objects(&listed, "chain").any(|ch| text(ch, "name") == *c) {
-            missing.push_str(&format!("{f} {t} {c}\n"));
+    // Chains as tables: without a listing, nothing is recorded (nor removed later).
+    if let Ok(listed) = nft(state, &["-j", "list", "chains"]) {
+        let there: Vec<(String, String, String)> = objects(&listed, "chain")
+            .map(|c| (text(c, "family"), text(c, "table"), text(c, "name")))
+            .collect();
+        for (f, t, c) in chains.iter().filter(|(f, t, _)| has(f, t)) {
+            if !there
+                .iter()
+                .any(|(tf, tt, tc)| tf == f && tt == t && tc == c)
+            {
+                missing.push_str(&format!("{f} {t} {c}\n"));
+            }
         }
     }
     let record = store::record_file(&state.name, RECORD);
@@ -62,8 +71,9 @@ pub fn record_missing(
 }
 
 /// Removes each table [`record_missing`] recorded that holds nothing now but base
-/// chains without rules. A table it cannot remove is said on stderr and left: what is
-/// left is empty of the lab's rules, and `down` goes on.
+/// chains without rules, and each recorded base chain that holds no rule. One it
+/// cannot remove is said on stderr and left: what is left is empty of the lab's rules,
+/// and `down` goes on.
 pub fn remove_unused(state: &LabState) {
     let Ok(recorded) = fs::read_to_string(store::record_file(&state.name, RECORD)) else {
         return;

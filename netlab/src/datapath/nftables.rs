@@ -443,7 +443,12 @@ fn element_commands<'a>(
 }
 
 impl Datapath for Nftables {
+    /// Also refuses a flowtable lab on a kernel without flowtables here, before anything
+    /// of the lab is made or changed.
     fn check_free(&self, state: &LabState) -> Result<()> {
+        if self.flowtable {
+            require_flowtables(state)?;
+        }
         for &family in families(state) {
             if table_exists(state, family)? {
                 return Err(Error::Conflict(format!(
@@ -457,9 +462,6 @@ impl Datapath for Nftables {
     }
 
     fn setup(&self, state: &LabState) -> Result<()> {
-        if self.flowtable {
-            require_flowtables(state)?;
-        }
         netfilter::prepare_host(state)?;
         // Both families' tables in one transaction.
         let tables: String = families(state)

@@ -55,9 +55,9 @@ pub struct LabState {
     /// when no other lab is up in the namespace; a lab that came up beside another one
     /// keeps that one's (what the namespace had before either).
     pub ip_forward_was: Option<String>,
-    /// The interfaces (and `default`) whose own IPv4 forwarding was on before `up`,
-    /// recorded and kept as `ip_forward_was`: putting `ip_forward` back to 0 turns them
-    /// all off, and `down` turns these on again.
+    /// The interfaces (and `default`) whose own IPv4 forwarding was on before `up`
+    /// while `ip_forward` was 0, recorded and kept as `ip_forward_was`: putting
+    /// `ip_forward` back to 0 turns them all off, and `down` turns these on again.
     #[serde(default)]
     pub forwarding_on_was: Vec<String>,
     /// `net.bridge.bridge-nf-call-iptables` before `up` (non-sandbox labs; `None` when

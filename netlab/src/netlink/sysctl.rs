@@ -7,11 +7,17 @@ use crate::error::{Error, Result};
 
 /// Equivalent to `sysctl -w KEY=VALUE` (KEY as a /proc/sys path), written only if it differs.
 pub fn set(path: &str, value: &str) -> Result<()> {
+    set_changed(path, value).map(drop)
+}
+
+/// [`set`], saying whether the value changed.
+pub fn set_changed(path: &str, value: &str) -> Result<bool> {
     let current = fs::read_to_string(path).map_err(|e| Error::io("read sysctl", path, e))?;
     if current.trim() == value {
-        return Ok(());
+        return Ok(false);
     }
-    fs::write(path, value).map_err(|e| Error::io("write sysctl", path, e))
+    fs::write(path, value).map_err(|e| Error::io("write sysctl", path, e))?;
+    Ok(true)
 }
 
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -42,15 +48,20 @@ pub fn ipv4_forwarding_on() -> Result<Vec<String>> {
 }
 
 /// Turns IPv4 forwarding on again on each of `names` still there (after `ip_forward`
-/// went back to 0, which turned them off).
+/// went back to 0, which turned them off), each whatever the others do; the first
+/// failure is returned.
 pub fn ipv4_forwarding_back_on(names: &[String]) -> Result<()> {
+    let mut first = Ok(());
     for name in names {
         let path = format!("{IPV4_CONF}/{name}/forwarding");
         if std::path::Path::new(&path).exists() {
-            set(&path, "1")?;
+            let done = set(&path, "1");
+            if first.is_ok() {
+                first = done;
+            }
         }
     }
-    Ok(())
+    first
 }
 pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";

@@ -497,7 +497,8 @@ fn make(lock: &Locked, state: &mut LabState, req: &UpRequest, dp: &dyn Datapath)
     lock.save(state)?;
     topology::build_bridge(state)?;
     // From here on what the datapath finds of its kind is its own, and `down` removes it
-    // (nothing of its kind is made between the check and here: the namespace is locked).
+    // (another netlab command makes nothing of its kind meanwhile: the namespace is
+    // locked).
     state.datapath_made = true;
     lock.save(state)?;
     dp.setup(state)

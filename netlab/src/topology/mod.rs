@@ -218,7 +218,12 @@ pub fn ip_forward(state: &LabState) -> Result<(String, Vec<String>)> {
         let all = std::fs::read_to_string(sysctl::IP_FORWARD)
             .map(|v| v.trim().to_string())
             .map_err(|e| Error::io("read", sysctl::IP_FORWARD, e))?;
-        Ok((all, sysctl::ipv4_forwarding_on()?))
+        // Only turning `ip_forward` on from 0 (and back) changes the interfaces'.
+        let on = match all.as_str() {
+            "0" => sysctl::ipv4_forwarding_on()?,
+            _ => Vec::new(),
+        };
+        Ok((all, on))
     })
 }
 
@@ -839,13 +844,19 @@ pub fn teardown(state: &LabState) -> Result<()> {
         ];
         errors.check(netns::netlink_in(&host_ns(state), |h| async move {
             link::delete_marked(&h, &bridge, &alias).await?;
+            let mut forwarding_off = false;
             for (restore, key, was) in sysctls {
                 if let (true, Some(v)) = (restore, was) {
-                    sysctl::set(key, &v)?;
+                    let changed = sysctl::set_changed(key, &v)?;
+                    forwarding_off |= changed && key == sysctl::IP_FORWARD;
                 }
             }
-            // `ip_forward` put back to 0 turned every interface's off.
-            sysctl::ipv4_forwarding_back_on(&forwarding_on)
+            // `ip_forward` put back to 0 turned every interface's off; not written (set
+            // to 0 meanwhile by someone else), it turned none off here.
+            match forwarding_off {
+                true => sysctl::ipv4_forwarding_back_on(&forwarding_on),
+                false => Ok(()),
+            }
         }));
     }
     // Only a sandbox owns its namespaces; a lab in someone else's keeps them.

@@ -311,9 +311,8 @@ impl Datapath for Ebpf {
         let host = topology::host_ns(state);
         let (uplink, bridge) = (state.uplink.clone(), state.bridge.clone());
         let sandbox = state.sandbox;
-        let (uplink_ifindex, bridge_ifindex, bridge_mac) = netns::netlink_in(
-            &host,
-            |h| async move {
+        let (uplink_ifindex, bridge_ifindex, bridge_mac) =
+            netns::netlink_in(&host, |h| async move {
                 // Hairpin on the slow path: the rewritten packets carry a host address as
                 // source, and the bridge forwards them back where they came from.
                 let conf = |key: &str| format!("/proc/sys/net/ipv4/conf/{bridge}/{key}");
@@ -322,18 +321,12 @@ impl Datapath for Ebpf {
                 if sandbox {
                     sysctl::set("/proc/sys/net/ipv4/conf/all/send_redirects", "0")?;
                 }
-                if !link::is_ethernet(&h, &uplink).await? {
-                    return Err(Error::Invalid(format!(
-                        "uplink {uplink} has no Ethernet header (a tun, WireGuard or tunnel device): the eBPF datapath needs an Ethernet uplink; use --datapath iptables or nftables"
-                    )));
-                }
                 Ok((
                     link::require(&h, &uplink).await?,
                     link::require(&h, &bridge).await?,
                     link::mac(&h, &bridge).await?,
                 ))
-            },
-        )?;
+            })?;
         // Only in a namespace of the lab's own: elsewhere (the machine's, a runtime's)
         // the setting is everyone's, and other bridges' filtering (Docker's, a
         // runtime's) depends on it.
@@ -410,9 +403,20 @@ impl Datapath for Ebpf {
         endpoints::detach(state, c)
     }
 
+    /// Also refuses an uplink without an Ethernet header here, before anything of the
+    /// lab is made or changed.
     fn check_free(&self, state: &LabState) -> Result<()> {
         pins::check_free(&state.name)?;
-        cgroup::check_free(state)
+        cgroup::check_free(state)?;
+        let uplink = state.uplink.clone();
+        netns::netlink_in(&topology::host_ns(state), |h| async move {
+            match link::is_ethernet(&h, &uplink).await? {
+                true => Ok(()),
+                false => Err(Error::Invalid(format!(
+                    "uplink {uplink} has no Ethernet header (a tun, WireGuard or tunnel device): the eBPF datapath needs an Ethernet uplink; use --datapath iptables or nftables"
+                ))),
+            }
+        })
     }
 
     fn teardown(&self, state: &LabState) -> Result<()> {
