@@ -21,12 +21,17 @@ pub fn set_changed(path: &str, value: &str) -> Result<bool> {
 }
 
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
+pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
 /// Each interface's IPv4 forwarding (and `default`, what new ones get) is under here.
 const IPV4_CONF: &str = "/proc/sys/net/ipv4/conf";
 
 /// The interfaces (and `default`) whose IPv4 forwarding is on, `all` aside. Writing
-/// `ip_forward` sets every one of them to its value: an `ip_forward` of 0 put back
-/// turns off what was on by itself (systemd-networkd's per-link `IPv4Forwarding=`).
+/// `ip_forward` sets every one of them to its new value when it changes: an
+/// `ip_forward` of 0 put back turns off what was on by itself (systemd-networkd's
+/// per-link `IPv4Forwarding=`).
 pub fn ipv4_forwarding_on() -> Result<Vec<String>> {
     let dir = fs::read_dir(IPV4_CONF).map_err(|e| Error::io("read", IPV4_CONF, e))?;
     let mut on = Vec::new();
@@ -63,9 +68,6 @@ pub fn ipv4_forwarding_back_on(names: &[String]) -> Result<()> {
     }
     first
 }
-pub const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
-pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
-pub const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
 /// Equivalent to `sysctl -w net.ipv6.conf.IF.accept_dad=0`, before the link comes up:
 /// its link-local address is usable at once too. A link-local address still in
