@@ -29,6 +29,7 @@ use aya_ebpf::{
         bpf_get_prandom_u32,
         generated::{bpf_ktime_get_coarse_ns, bpf_loop},
     },
+    programs::TcContext,
 };
 use netlab_common::{
     config::Config,
@@ -36,8 +37,8 @@ use netlab_common::{
         CtEntry, CtKey, FLAG_ACKED, FLAG_ASSURED, FLAG_ORIGIN, FLAG_SEEN_REPLY, FLAG_WSCALE,
         FLAGS_PER_DIRECTION, RST_CLOSES, RST_KEPT, RST_REFUSED, TCP_CLOSE_WAIT, TCP_ESTABLISHED,
         TCP_FIN_WAIT, TCP_NONE, TCP_SYN_SENT, TCP_TIME_WAIT, WSCALE_FIN, ZONE_FROM_CTR,
-        acks_the_syn, expired, fin_in_window, next_flags, offer, opening, rst_verdict, seq_after,
-        tcp_closed, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
+        ZONE_FROM_OUTSIDE, acks_the_syn, expired, fin_in_window, next_flags, offer, opening,
+        rst_verdict, seq_after, tcp_closed, tcp_flags_valid, tcp_next_state, tcp_segment_fits,
     },
     nat::{SNAT_RETRIES, candidate_port},
     proto::{IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, is_icmp},
@@ -46,6 +47,7 @@ use netlab_common::{
 
 use crate::{
     family::Family,
+    host_sock,
     maps::{self, NewFlow, Stats, Table},
     parse::{NO_WSCALE, Packet},
     words,
@@ -570,12 +572,18 @@ pub fn entry<A: Family>(
 /// packet's own (`false`: another CPU's, made first for the same packet's flow).
 #[inline(always)]
 pub fn create<A: Family>(
+    ctx: &TcContext,
     cfg: &Config,
     st: Stats,
     nf: &mut NewFlow<A>,
     now: u32,
 ) -> Result<bool, DropReason> {
     if !(nf.alloc == 1 && reply_free(cfg, st, nf, now, false)) && !allocate(cfg, st, nf, now) {
+        return Err(DropReason::PortsExhausted);
+    }
+    // A masqueraded flow's replies come from outside to the uplink's address: not on a
+    // port a socket of the lab host holds.
+    if nf.out.pair_zone == ZONE_FROM_OUTSIDE && host_sock::holds(ctx, nf.key.proto, &nf.out) {
         return Err(DropReason::PortsExhausted);
     }
     pair_into(nf);

@@ -4,7 +4,13 @@
 //! ([`Addr6`]) implement; each family's programs use their own, and the verifier walks
 //! each instance in its own programs only.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{
+    bindings::{
+        bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as SockTuple4,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTuple6,
+    },
+    programs::TcContext,
+};
 use aya_log_ebpf::debug;
 use netlab_common::{
     addr::Addr6,
@@ -49,6 +55,9 @@ pub trait Family: Copy + PartialEq + Default + 'static {
     fn martian(addr: &Self) -> bool;
     /// The debug log of a new flow.
     fn log_new_flow(ctx: &TcContext, key: &CtKey<Self>, e: &CtEntry<Self>);
+    /// Fills `t` with the replies' tuple of a flow translated to `out` (from its peer
+    /// to the translated source); returns the size `bpf_sk_lookup_*` takes.
+    fn reply_tuple(t: &mut bpf_sock_tuple, out: &CtEntry<Self>) -> u32;
 }
 
 impl Family for u32 {
@@ -136,6 +145,17 @@ impl Family for u32 {
             u16::from_be(e.dport)
         );
     }
+
+    #[inline(always)]
+    fn reply_tuple(t: &mut bpf_sock_tuple, out: &CtEntry) -> u32 {
+        t.__bindgen_anon_1.ipv4 = SockTuple4 {
+            saddr: out.daddr,
+            daddr: out.saddr,
+            sport: out.dport,
+            dport: out.sport,
+        };
+        core::mem::size_of::<SockTuple4>() as u32
+    }
 }
 
 impl Family for Addr6 {
@@ -209,6 +229,17 @@ impl Family for Addr6 {
     /// No log: its records would take stack the IPv6 programs do not have.
     #[inline(always)]
     fn log_new_flow(_ctx: &TcContext, _key: &CtKey<Addr6>, _e: &CtEntry<Addr6>) {}
+
+    #[inline(always)]
+    fn reply_tuple(t: &mut bpf_sock_tuple, out: &CtEntry<Addr6>) -> u32 {
+        t.__bindgen_anon_1.ipv6 = SockTuple6 {
+            saddr: out.daddr,
+            daddr: out.saddr,
+            sport: out.dport,
+            dport: out.sport,
+        };
+        core::mem::size_of::<SockTuple6>() as u32
+    }
 }
 
 /// Whether an IPv6 source is one the stack never takes from a wire: unspecified,

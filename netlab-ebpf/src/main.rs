@@ -16,6 +16,7 @@ mod forward6;
 mod frag;
 mod frag6;
 mod gc;
+mod host_sock;
 mod icmp;
 mod icmp6;
 mod into_lab;

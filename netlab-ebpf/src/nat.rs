@@ -332,7 +332,7 @@ pub fn commit_new<A: Family>(
     nf.key = *key;
     conntrack::entry(&mut nf.out, found.to, pair_zone, target.id, pkt, now);
     nf.alloc = on_clash;
-    let ours = conntrack::create(cfg, st, nf, now)?;
+    let ours = conntrack::create(ctx, cfg, st, nf, now)?;
     words::copy(out, &nf.out);
     // A flow another CPU made first is counted new there, and logged there.
     if masquerade {

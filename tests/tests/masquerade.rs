@@ -800,3 +800,62 @@ fn fast_path_routes_like_a_router_and_can_be_turned_off() {
         );
     }
 }
+
+/// A container's flow never takes the NAT port of a socket of the lab host, bound after
+/// `up` (bound before, `up` refuses the range): with the one port of the range held,
+/// the container's datagrams are dropped (`ports_exhausted`), and the host socket keeps
+/// every reply, over IPv4 and IPv6, with the fast path and without. Before, the
+/// container's flow took the port and the host socket's replies with it (a review),
+/// where iptables' NAT avoids the host's connections' ports.
+#[test]
+fn a_host_sockets_port_is_never_a_containers() {
+    for fast in [true, false] {
+        let mut args = vec!["--ipv6", "--nat-ports", "20000-20000"];
+        if !fast {
+            args.push("--no-fast-path");
+        }
+        let lab = Lab::sandbox(&args);
+        lab.ok(&["run", "a"]);
+        for (server_addr, host_addr, ctr_addr) in [
+            ("203.0.113.1:9999", "0.0.0.0:20000", "0.0.0.0:5000"),
+            (
+                "[2001:db8:113::1]:9999",
+                "[2001:db8:100::2]:20000",
+                "[::]:5000",
+            ),
+        ] {
+            let server = udp(&lab.ns("wan"), server_addr);
+            let host = udp(&lab.ns("host"), host_addr);
+            let ctr = udp(&lab.ns("a"), ctr_addr);
+            let to: SocketAddr = server_addr.parse().unwrap();
+            let exchange = |what: &[u8]| {
+                let mut buf = [0u8; 64];
+                host.send_to(what, to).unwrap();
+                let (n, from) = server.recv_from(&mut buf).expect("the host's datagram");
+                assert_eq!(&buf[..n], what);
+                assert_eq!(from.port(), 20000, "{from}");
+                server.send_to(b"reply", from).unwrap();
+                let mut got = [0u8; 16];
+                let n = host.recv(&mut got).expect("the host's reply");
+                assert_eq!(&got[..n], b"reply", "fast path {fast}, {server_addr}");
+            };
+            exchange(b"h1");
+            let drops = lab.stat("drops", "ports_exhausted");
+            ctr.send_to(b"c1", to).unwrap();
+            server
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let got = server.recv_from(&mut [0u8; 64]);
+            assert!(
+                got.is_err(),
+                "fast path {fast}, {server_addr}: the container's datagram left as {:?}",
+                got.map(|(_, a)| a)
+            );
+            server
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            assert_eq!(lab.stat("drops", "ports_exhausted"), drops + 1);
+            exchange(b"h2");
+        }
+    }
+}

@@ -928,45 +928,6 @@ fn a_forward_chain_dropping_by_policy_is_said_at_up() {
     guard.forget();
 }
 
-/// An eBPF lab's NAT range may not hold a port a socket of the lab host is bound to
-/// (but on loopback): eBPF's NAT sees only its own flows, and a review saw a host UDP
-/// socket's replies delivered into a container whose flow took its port, where
-/// iptables' NAT avoids the host's ports itself. Refused in one line, nothing made.
-#[test]
-fn an_ebpf_nat_range_holding_a_host_sockets_port_is_refused() {
-    let one = Lab::sandbox(&["--datapath", "routed"]);
-    let host = one.ns("host");
-    let two = unique_lab();
-    let bind = |addr: &str| {
-        let script = format!(
-            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{addr}',30500))\nprint('bound',flush=True)\ntime.sleep(60)"
-        );
-        let mut b = one.spawn("host", &["python3", "-c", &script]);
-        assert!(
-            netlab_tests::wait_for(Duration::from_secs(10), || {
-                run_in_ns_ok(&host, &["ss", "-Hnul", "sport = :30500"]).contains("30500")
-            }),
-            "the socket never bound"
-        );
-        assert!(b.running());
-        b
-    };
-    let socket = bind("0.0.0.0");
-    let out = netlab_in(&host, &two, &up_beside("ebpf", "10.61.0.0/24", &[]));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("holds port 30500, which a UDP socket of the lab host is bound to (0.0.0.0:30500)"),
-        "{err}"
-    );
-    assert!(!Path::new("/run/netlab").join(&two).exists(), "{err}");
-    drop(socket);
-    // On loopback it takes no reply from outside: the range is fine.
-    let _socket = bind("127.0.0.1");
-    let _guard = Lab::named(&two);
-    ok_in(&host, &two, &up_beside("ebpf", "10.61.0.0/24", &[]));
-}
-
 /// An eBPF lab and a netfilter lab masquerading behind one uplink never share NAT
 /// ports: the second `up` with an overlapping range is refused, whichever comes first,
 /// and one apart is taken. Before, only two eBPF labs were kept apart, and on their

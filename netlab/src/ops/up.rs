@@ -268,9 +268,6 @@ fn check_nat_ports(state: &LabState) -> Result<()> {
     if !masquerades(state.datapath) {
         return Ok(());
     }
-    if state.datapath == DatapathKind::Ebpf {
-        check_nat_ports_unbound(state)?;
-    }
     for other in crate::store::other_labs(&state.name)? {
         if other.name == state.name
             || !masquerades(other.datapath)
@@ -288,34 +285,6 @@ fn check_nat_ports(state: &LabState) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Refuses (eBPF) a NAT port range holding a port a socket of the lab host is bound to
-/// (a TCP listener, a UDP socket), but on loopback: eBPF's NAT looks only at its own
-/// flows, so a container's flow could take that port, and with it the replies meant
-/// for the socket, which iptables' NAT, seeing the host's connections, never gives
-/// away (a review saw a host socket's datagrams delivered into a container). Sockets
-/// bound after `up` are not seen: the README says to keep the range apart from them.
-fn check_nat_ports_unbound(state: &LabState) -> Result<()> {
-    let (min, max) = (state.nat.port_min, state.nat.port_max);
-    let bound = super::conflicts::bound_sockets(&topology::host_ns(state))?;
-    let held = bound
-        .iter()
-        .find(|b| (min..=max).contains(&b.port) && !b.addr.is_some_and(|a| a.is_loopback()));
-    let Some(b) = held else {
-        return Ok(());
-    };
-    let addr = match b.addr {
-        Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
-        Some(a) => a.to_string(),
-        None => "*".into(),
-    };
-    Err(Error::Conflict(format!(
-        "--nat-ports {min}-{max} holds port {}, which a {} socket of the lab host is bound to ({addr}:{}): a container's flow could take its replies; pick a range apart from it",
-        b.port,
-        if b.udp { "UDP" } else { "TCP" },
-        b.port,
-    )))
 }
 
 /// Builds the lab: sandbox namespaces (or the uplink of the current namespace), bridge,
