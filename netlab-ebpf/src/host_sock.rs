@@ -10,10 +10,10 @@
 //!
 //! The lookup is in the namespace of the device the program runs on: the lab host's
 //! for the uplink's and a veth's programs. A netkit endpoint program runs in the
-//! container's transmit path, in the container's namespace, where no host socket is:
-//! there the uplink's egress does not see the flow as new, so the check is the
-//! container's sockets', which never hold the uplink's address (a review, 2026-12-08,
-//! saw a host socket's datagrams delivered into a container).
+//! container's transmit path, in the container's namespace: its lookup finds the
+//! container's sockets, not the host's, so on netkit's fast path the check does not
+//! hold (a gap the README names). A review, 2026-12-08, saw a host socket's datagrams
+//! delivered into a container before this check.
 
 use aya_ebpf::{
     EbpfContext as _,
