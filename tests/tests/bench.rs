@@ -622,6 +622,22 @@ fn interrupted_bench_tears_the_veth_reference_down() {
     );
 }
 
+/// Reads `child`'s stderr until its lab is up, then closes it (the reader goes away);
+/// returns what it read.
+fn close_stderr_once_up(child: &mut std::process::Child) -> String {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(" is up") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "bench ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    seen
+}
+
 /// A reader gone during the last measurement, or before the table is written to
 /// stdout (`netlab bench | true`), still makes the exit SIGPIPE's (141), not 0 with the
 /// results lost: before, only a pipe closed while a later lab was still to run did (a
@@ -644,17 +660,7 @@ fn a_pipe_closed_at_the_end_is_no_success() {
     ];
     // stderr closed once the lab is up: the figures' progress line meets the pipe.
     let mut child = spawn_bench(&args[1..]);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(" is up") {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "bench ended: {seen}"
-        );
-        seen.push_str(&line);
-    }
-    drop(stderr);
+    let seen = close_stderr_once_up(&mut child);
     assert_eq!(child.wait().unwrap().code(), Some(141), "stderr: {seen}");
     assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
     // stdout closed from the start: the table meets it.
@@ -690,17 +696,7 @@ fn a_closed_pipe_tears_the_lab_down() {
         "--reference",
         "none",
     ]);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(" is up") {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "bench ended: {seen}"
-        );
-        seen.push_str(&line);
-    }
-    drop(stderr);
+    let seen = close_stderr_once_up(&mut child);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(141), "{seen}");
     assert!(labs_left(&seen).is_empty(), "left: {:?}", labs_left(&seen));
