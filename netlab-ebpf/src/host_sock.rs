@@ -9,11 +9,12 @@
 //! SYN sent again, the next datagram) gets another pick.
 //!
 //! The lookup is in the namespace of the device the program runs on: the lab host's
-//! for the uplink's and a veth's programs. A netkit endpoint program runs in the
-//! container's transmit path, in the container's namespace: its lookup finds the
-//! container's sockets, not the host's, so on netkit's fast path the check does not
-//! hold (a gap the README names). A review, 2026-12-08, saw a host socket's datagrams
-//! delivered into a container before this check.
+//! for the uplink's, the bridge's and a veth's programs, and for a netkit endpoint
+//! program too (it runs with the packet already on the primary, in the lab host). It
+//! finds a socket that is there when the flow opens; one bound or connected later
+//! still loses its replies from that peer to the container (the README says so). A
+//! review, 2026-12-08, saw a host socket's datagrams delivered into a container
+//! before this check.
 
 use aya_ebpf::{
     EbpfContext as _,

@@ -801,12 +801,13 @@ fn fast_path_routes_like_a_router_and_can_be_turned_off() {
     }
 }
 
-/// A container's flow never takes the NAT port of a socket of the lab host, bound after
-/// `up` (bound before, `up` refuses the range): with the one port of the range held,
-/// the container's datagrams are dropped (`ports_exhausted`), and the host socket keeps
-/// every reply, over IPv4 and IPv6, with the fast path and without. Before, the
-/// container's flow took the port and the host socket's replies with it (a review),
-/// where iptables' NAT avoids the host's connections' ports.
+/// A container's new flow does not take the NAT port of a socket of the lab host that
+/// is there already: with the one port of the range held, the container's datagrams
+/// are dropped (`ports_exhausted`), and the host socket keeps every reply, over IPv4
+/// and IPv6, with the fast path and without. Before, the container's flow took the
+/// port and the host socket's replies with it (a review), where iptables' NAT avoids
+/// the host's connections' ports. (A socket bound after the flow opened is not seen:
+/// the README says so.)
 #[test]
 fn a_host_sockets_port_is_never_a_containers() {
     for fast in [true, false] {
