@@ -843,20 +843,29 @@ pub fn teardown(state: &LabState) -> Result<()> {
             ),
         ];
         errors.check(netns::netlink_in(&host_ns(state), |h| async move {
-            link::delete_marked(&h, &bridge, &alias).await?;
+            // Every step runs, the first error is returned: a setting that cannot be
+            // written keeps none of the others from going back.
+            let mut first = link::delete_marked(&h, &bridge, &alias).await.map(drop);
+            let mut keep = |done: Result<()>| {
+                if first.is_ok() {
+                    first = done;
+                }
+            };
             let mut forwarding_off = false;
             for (restore, key, was) in sysctls {
                 if let (true, Some(v)) = (restore, was) {
-                    let changed = sysctl::set_changed(key, &v)?;
-                    forwarding_off |= changed && key == sysctl::IP_FORWARD;
+                    match sysctl::set_changed(key, &v) {
+                        Ok(changed) => forwarding_off |= changed && key == sysctl::IP_FORWARD,
+                        Err(e) => keep(Err(e)),
+                    }
                 }
             }
             // `ip_forward` put back to 0 turned every interface's off; not written (set
             // to 0 meanwhile by someone else), it turned none off here.
-            match forwarding_off {
-                true => sysctl::ipv4_forwarding_back_on(&forwarding_on),
-                false => Ok(()),
+            if forwarding_off {
+                keep(sysctl::ipv4_forwarding_back_on(&forwarding_on));
             }
+            first
         }));
     }
     // Only a sandbox owns its namespaces; a lab in someone else's keeps them.
